@@ -1,0 +1,17 @@
+//! husk: an OCI runtime with runc's command line.
+//!
+//! The library holds everything; `main.rs` only parses the command line and maps errors to exit
+//! codes. See ARCHITECTURE.md for the map of modules and the order of the container init sequence.
+
+pub mod cgroups;
+pub mod cli;
+pub mod container;
+pub mod hooks;
+pub mod logging;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
+pub mod security;
+pub mod spec;
+pub mod state;
+pub mod sys;
