@@ -1,1 +1,66 @@
-fn main() {}
+//! husk's entry point: parse the command line, set up logging, run the command, map errors to
+//! exit codes (0 success, 1 error; `run` passes the container's status through).
+
+use clap::Parser;
+use husk::cli::{normalize_args, Cli, Command};
+use husk::container::{self, Global};
+use husk::state::Store;
+use std::io::Write;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+const SPEC_VERSION: &str = "1.2.0";
+
+fn main() {
+    let args = normalize_args(std::env::args());
+    let cli = Cli::parse_from(args);
+    if cli.version {
+        println!(
+            "husk version {VERSION}\ncommit: {}\nspec: {SPEC_VERSION}",
+            option_env!("HUSK_COMMIT").unwrap_or("unknown")
+        );
+        return;
+    }
+    if let Err(e) = husk::logging::init(cli.log.clone(), &cli.log_format, cli.debug) {
+        eprintln!("husk: {e:#}");
+        std::process::exit(1);
+    }
+    match dispatch(cli) {
+        Ok(code) => {
+            let _ = std::io::stdout().flush();
+            std::process::exit(code)
+        }
+        Err(e) => {
+            husk::logging::error(&format!("{e:#}"));
+            std::process::exit(1);
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let g = Global {
+        store: Store::new(&cli.root),
+        systemd_cgroup: cli.systemd_cgroup,
+    };
+    let Some(cmd) = cli.command else {
+        anyhow::bail!("no command given (try --help)");
+    };
+    match cmd {
+        Command::Create(a) => container::create(&g, &a)?,
+        Command::Start { id } => container::start(&g, &id)?,
+        Command::Run(a) => return container::run(&g, &a),
+        Command::State { id } => container::state(&g, &id)?,
+        Command::Kill { all, id, signal } => container::kill(&g, &id, &signal, all)?,
+        Command::Delete { force, id } => container::delete(&g, &id, force)?,
+        Command::List { format, quiet } => container::list(&g, &format, quiet)?,
+        Command::Spec { bundle, rootless } => {
+            let dir = bundle.unwrap_or_else(|| ".".into());
+            let path = dir.join("config.json");
+            if path.exists() {
+                anyhow::bail!("File {} exists. Remove it first", path.display());
+            }
+            std::fs::write(&path, husk::spec::default_spec_json(rootless))
+                .map_err(|e| anyhow::anyhow!("write {}: {e}", path.display()))?;
+        }
+    }
+    Ok(0)
+}

@@ -1,1 +1,115 @@
-//! namespaces
+//! Namespaces: which to create, which to join by path, and user-namespace id maps.
+
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+
+pub fn clone_flag(t: LinuxNamespaceType) -> libc::c_int {
+    match t {
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Time => libc::CLONE_NEWTIME,
+    }
+}
+
+/// A namespace to join: its type and an open fd of its nsfs file.
+pub struct JoinNs {
+    pub typ: LinuxNamespaceType,
+    pub flag: libc::c_int,
+    pub fd: OwnedFd,
+}
+
+/// The namespace plan of a container.
+pub struct Plan {
+    /// CLONE_NEW* flags of the namespaces to create.
+    pub new_flags: libc::c_int,
+    /// Namespaces to join, user namespace first.
+    pub join: Vec<JoinNs>,
+}
+
+impl Plan {
+    pub fn from_spec(spec: &Spec) -> Result<Plan> {
+        let mut new_flags = 0;
+        let mut join = Vec::new();
+        let list = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .map(|v| v.as_slice())
+            .unwrap_or(&[]);
+        for (i, ns) in list.iter().enumerate() {
+            let flag = clone_flag(ns.typ());
+            match ns.path() {
+                None => new_flags |= flag,
+                Some(p) => {
+                    let f = File::open(p).with_context(|| {
+                        format!("linux.namespaces[{i}].path: open {}", p.display())
+                    })?;
+                    check_nsfs(&f, ns.typ())
+                        .with_context(|| format!("linux.namespaces[{i}].path: {}", p.display()))?;
+                    join.push(JoinNs {
+                        typ: ns.typ(),
+                        flag,
+                        fd: f.into(),
+                    });
+                }
+            }
+        }
+        join.sort_by_key(|j| j.typ != LinuxNamespaceType::User);
+        Ok(Plan { new_flags, join })
+    }
+
+    pub fn creates(&self, flag: libc::c_int) -> bool {
+        self.new_flags & flag != 0
+    }
+
+    pub fn joins(&self, t: LinuxNamespaceType) -> bool {
+        self.join.iter().any(|j| j.typ == t)
+    }
+}
+
+/// A namespace path must be an nsfs file of the right type (NS_GET_NSTYPE).
+fn check_nsfs(f: &File, t: LinuxNamespaceType) -> Result<()> {
+    let st = nix::sys::statfs::fstatfs(f.as_fd()).context("fstatfs")?;
+    const NSFS_MAGIC: i64 = 0x6e73_6673;
+    if st.filesystem_type().0 as i64 != NSFS_MAGIC {
+        bail!("not a namespace file (expected a file under /proc/PID/ns or a bind mount of one)");
+    }
+    let got = crate::sys::ns_get_type(f.as_fd()).context("NS_GET_NSTYPE")?;
+    if got != clone_flag(t) {
+        bail!("the namespace file is not a {:?} namespace", t);
+    }
+    Ok(())
+}
+
+/// The text of a uid_map/gid_map file.
+pub fn id_map_text(maps: &[LinuxIdMapping]) -> String {
+    let mut s = String::new();
+    for m in maps {
+        s.push_str(&format!(
+            "{} {} {}\n",
+            m.container_id(),
+            m.host_id(),
+            m.size()
+        ));
+    }
+    s
+}
+
+/// Write the id maps of the process `pid` (host side, after it created its user namespace).
+pub fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref().context("linux: missing")?;
+    let uid = linux.uid_mappings().as_deref().unwrap_or(&[]);
+    let gid = linux.gid_mappings().as_deref().unwrap_or(&[]);
+    std::fs::write(format!("/proc/{pid}/uid_map"), id_map_text(uid))
+        .context("linux.uidMappings: write uid_map")?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), id_map_text(gid))
+        .context("linux.gidMappings: write gid_map")?;
+    Ok(())
+}

@@ -1,1 +1,194 @@
-//! cli
+//! The command line: runc's global flags and subcommands, parsed with clap.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "husk",
+    about = "husk: an OCI container runtime with runc's command line",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    /// Root directory for the state of containers.
+    #[arg(long, global = true, default_value = "/run/husk")]
+    pub root: PathBuf,
+    /// Log file (default: stderr).
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long = "log-format", global = true, default_value = "text")]
+    pub log_format: String,
+    /// Debug logging.
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Use systemd to manage cgroups.
+    #[arg(long = "systemd-cgroup", global = true)]
+    pub systemd_cgroup: bool,
+    /// Rootless mode: true, false or auto.
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub rootless: Option<String>,
+    /// Path to criu (checkpoint/restore).
+    #[arg(long, global = true, hide = true)]
+    pub criu: Option<String>,
+    /// Print the version.
+    #[arg(short = 'v', long = "version")]
+    pub version: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a container from a bundle; it waits for `start` before running the program.
+    Create(CreateArgs),
+    /// Run the program of a created container.
+    Start { id: String },
+    /// Create and start a container.
+    Run(RunArgs),
+    /// Print the state of a container.
+    State { id: String },
+    /// Send a signal to the container's init (or every process with --all).
+    Kill {
+        /// Send the signal to every process of the container.
+        #[arg(short, long)]
+        all: bool,
+        id: String,
+        /// Signal: number or name, with or without SIG (default SIGTERM).
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a container and everything it holds.
+    Delete {
+        /// Kill a running container first.
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// List containers.
+    #[command(alias = "ls")]
+    List {
+        /// table or json.
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        /// Print only the ids.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Write a default config.json.
+    Spec {
+        /// The bundle directory.
+        #[arg(short, long)]
+        bundle: Option<PathBuf>,
+        /// A spec for a rootless container.
+        #[arg(long)]
+        rootless: bool,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CreateArgs {
+    /// Bundle directory (default: the current directory).
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Unix socket to receive the pty master of a terminal container.
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Unix socket to receive a pidfd of the container's process.
+    #[arg(long = "pidfd-socket")]
+    pub pidfd_socket: Option<PathBuf>,
+    /// File to write the container's pid to.
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Use MS_MOVE + chroot instead of pivot_root.
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring.
+    #[arg(long = "no-new-keyring")]
+    pub no_new_keyring: bool,
+    /// Pass N more fds (from 3) to the container.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub create: CreateArgs,
+    /// Detach from the container's process.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep the container's state after it exits.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// Long flags that callers pass with a single dash (urfave/cli accepts both forms).
+const SINGLE_DASH_OK: &[&str] = &[
+    "-bundle",
+    "-console-socket",
+    "-pid-file",
+    "-no-pivot",
+    "-no-new-keyring",
+    "-preserve-fds",
+    "-detach",
+    "-keep",
+    "-force",
+    "-all",
+    "-format",
+    "-quiet",
+    "-root",
+    "-log",
+    "-log-format",
+    "-debug",
+    "-systemd-cgroup",
+    "-rootless",
+    "-no-subreaper",
+    "-pidfd-socket",
+];
+
+/// Rewrite `-flag` to `--flag` for the long flags above (also in `-flag=value` form).
+pub fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
+    args.map(|a| {
+        let name = a.split('=').next().unwrap_or("");
+        if !a.starts_with("--") && SINGLE_DASH_OK.contains(&name) {
+            format!("-{a}")
+        } else {
+            a
+        }
+    })
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_dash_long_flags() {
+        let v = normalize_args(
+            ["husk", "-root", "/x", "create", "-bundle=/b", "-x", "id"]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        assert_eq!(
+            v,
+            ["husk", "--root", "/x", "create", "--bundle=/b", "-x", "id"]
+        );
+        let c = Cli::try_parse_from(v.iter().filter(|a| *a != "-x")).unwrap();
+        assert_eq!(c.root, PathBuf::from("/x"));
+    }
+
+    #[test]
+    fn kill_defaults_to_term() {
+        let c = Cli::try_parse_from(["husk", "kill", "c"]).unwrap();
+        match c.command {
+            Some(Command::Kill { signal, all, .. }) => {
+                assert_eq!(signal, "SIGTERM");
+                assert!(!all);
+            }
+            _ => panic!(),
+        }
+    }
+}

@@ -1,1 +1,246 @@
-//! spec
+//! Loading and checking a bundle's config.json, and the default spec of `husk spec`.
+//!
+//! Errors name the JSON path of the offending field (through serde_path_to_error), so a user
+//! sees `process.user.uid: invalid type: string "x", expected u32` rather than a line number.
+
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+mod default;
+pub use default::default_spec_json;
+
+/// A parsed and validated bundle.
+pub struct Bundle {
+    /// Absolute bundle directory.
+    pub dir: PathBuf,
+    /// Absolute, canonical rootfs path.
+    pub rootfs: PathBuf,
+    pub spec: Spec,
+    /// config.json exactly as read (kept in the state dir for later commands).
+    pub raw: Vec<u8>,
+}
+
+/// Parse config.json bytes, naming the JSON path of any error.
+pub fn parse(bytes: &[u8]) -> Result<Spec> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, Spec>(de) {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path.is_empty() || path == "." {
+                bail!("config.json: {inner}")
+            }
+            bail!("config.json: {path}: {inner}")
+        }
+    }
+}
+
+/// Read, parse and validate `<bundle>/config.json` for a new container.
+pub fn load(bundle: &Path) -> Result<Bundle> {
+    let dir = std::path::absolute(bundle)
+        .with_context(|| format!("bundle {}: cannot make the path absolute", bundle.display()))?;
+    let cfg = dir.join("config.json");
+    let raw = std::fs::read(&cfg).with_context(|| format!("open {}", cfg.display()))?;
+    let spec = parse(&raw)?;
+    let rootfs = validate(&spec, &dir)?;
+    Ok(Bundle {
+        dir,
+        rootfs,
+        spec,
+        raw,
+    })
+}
+
+/// Checks a runtime must make before creating anything; returns the canonical rootfs path.
+pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
+    let root = spec
+        .root()
+        .as_ref()
+        .context("root: missing (config.json must name the container's root filesystem)")?;
+    let rp = root.path();
+    if rp.as_os_str().is_empty() {
+        bail!("root.path: must not be empty");
+    }
+    let abs = if rp.is_absolute() {
+        rp.clone()
+    } else {
+        bundle.join(rp)
+    };
+    let rootfs = std::fs::canonicalize(&abs)
+        .with_context(|| format!("root.path: rootfs {} does not exist", abs.display()))?;
+    if !rootfs.is_dir() {
+        bail!("root.path: rootfs {} is not a directory", rootfs.display());
+    }
+
+    let process = spec
+        .process()
+        .as_ref()
+        .context("process: missing (a container needs a process to run)")?;
+    match process.args() {
+        Some(a) if !a.is_empty() => {}
+        _ => bail!("process.args: must not be empty"),
+    }
+    if !process.cwd().is_absolute() {
+        bail!(
+            "process.cwd: {:?} is not an absolute path",
+            process.cwd().display()
+        );
+    }
+    if let Some(env) = process.env() {
+        for (i, e) in env.iter().enumerate() {
+            if !e.contains('=') {
+                bail!("process.env[{i}]: {e:?} is not of the form KEY=VALUE");
+            }
+        }
+    }
+
+    if let Some(mounts) = spec.mounts() {
+        for (i, m) in mounts.iter().enumerate() {
+            if !m.destination().is_absolute() {
+                bail!(
+                    "mounts[{i}].destination: {:?} is not an absolute path",
+                    m.destination().display()
+                );
+            }
+        }
+    }
+
+    let linux = spec.linux().as_ref();
+    let mut types = HashSet::new();
+    let namespaces = linux.and_then(|l| l.namespaces().as_ref());
+    if let Some(ns) = namespaces {
+        for (i, n) in ns.iter().enumerate() {
+            if !types.insert(n.typ()) {
+                bail!(
+                    "linux.namespaces[{i}]: namespace type {:?} given twice",
+                    n.typ()
+                );
+            }
+            if let Some(p) = n.path() {
+                if !p.is_absolute() {
+                    bail!(
+                        "linux.namespaces[{i}].path: {:?} is not an absolute path",
+                        p.display()
+                    );
+                }
+            }
+        }
+    }
+    let has = |t: LinuxNamespaceType| types.contains(&t);
+    if !has(LinuxNamespaceType::Mount) {
+        bail!("linux.namespaces: a mount namespace is required (the rootfs is set up in it)");
+    }
+    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
+        bail!("hostname: cannot set the hostname without a private UTS namespace");
+    }
+    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts)
+    {
+        bail!("domainname: cannot set the domainname without a private UTS namespace");
+    }
+    if let Some(l) = linux {
+        let maps = l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+            || l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+        if maps && !has(LinuxNamespaceType::User) {
+            bail!("linux.uidMappings: id mappings need a user namespace in linux.namespaces");
+        }
+        if has(LinuxNamespaceType::User) {
+            let user_ns_new = namespaces
+                .and_then(|ns| ns.iter().find(|n| n.typ() == LinuxNamespaceType::User))
+                .is_some_and(|n| n.path().is_none());
+            if user_ns_new && !maps {
+                bail!("linux.uidMappings: a new user namespace needs uidMappings and gidMappings");
+            }
+        }
+        if let Some(sysctl) = l.sysctl() {
+            for key in sysctl.keys() {
+                check_sysctl(key, &has)?;
+            }
+        }
+    }
+    Ok(rootfs)
+}
+
+/// runc's rule: a sysctl is allowed only when the container has the namespace that isolates it.
+fn check_sysctl(key: &str, has: &dyn Fn(LinuxNamespaceType) -> bool) -> Result<()> {
+    let ipc = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if key.contains("..") || key.contains('\0') || key.starts_with('/') {
+        bail!("linux.sysctl: {key:?} is not a valid sysctl name");
+    }
+    if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
+        if has(LinuxNamespaceType::Ipc) {
+            return Ok(());
+        }
+        bail!("linux.sysctl: {key:?} needs a private IPC namespace");
+    }
+    if key.starts_with("net.") {
+        if has(LinuxNamespaceType::Network) {
+            return Ok(());
+        }
+        bail!("linux.sysctl: {key:?} needs a private network namespace");
+    }
+    if key == "kernel.hostname" || key == "kernel.domainname" {
+        if has(LinuxNamespaceType::Uts) {
+            return Ok(());
+        }
+        bail!("linux.sysctl: {key:?} needs a private UTS namespace");
+    }
+    bail!("linux.sysctl: {key:?} is not namespaced and would change the host")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_error_names_the_field() {
+        let e =
+            parse(br#"{"ociVersion":"1.2.0","process":{"user":{"uid":"x","gid":0},"cwd":"/"}}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("process.user.uid"), "{e}");
+    }
+
+    #[test]
+    fn malformed_json_is_reported() {
+        let e = parse(b"{\"ociVersion\": ").unwrap_err().to_string();
+        assert!(e.starts_with("config.json"), "{e}");
+    }
+
+    #[test]
+    fn unknown_capability_names_the_field() {
+        let j = br#"{"ociVersion":"1.2.0","process":{"user":{"uid":0,"gid":0},"cwd":"/",
+            "capabilities":{"bounding":["CAP_NOPE"]}}}"#;
+        let e = parse(j).unwrap_err().to_string();
+        assert!(e.contains("process.capabilities.bounding"), "{e}");
+    }
+
+    #[test]
+    fn default_spec_parses_and_validates() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        for rootless in [false, true] {
+            let s = parse(default_spec_json(rootless).as_bytes()).unwrap();
+            validate(&s, dir.path()).unwrap();
+        }
+    }
+
+    #[test]
+    fn sysctl_needs_its_namespace() {
+        let none = |_t: LinuxNamespaceType| false;
+        assert!(check_sysctl("net.ipv4.ip_forward", &none).is_err());
+        assert!(check_sysctl("kernel.shmmax", &|t| t == LinuxNamespaceType::Ipc).is_ok());
+        assert!(check_sysctl("vm.swappiness", &|_| true).is_err());
+    }
+}

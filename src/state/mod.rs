@@ -1,1 +1,339 @@
-//! state
+//! The container store under `--root`: one directory per container (0700) holding `state.json`
+//! (0600, written atomically), a copy of config.json, and the exec socket while the container is
+//! `created`. A flock on the container directory serialises commands on one container.
+
+use crate::cgroups::CgroupState;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+mod time;
+pub use time::{now_rfc3339, rfc3339};
+
+pub const STATE_FILE: &str = "state.json";
+pub const CONFIG_FILE: &str = "config.json";
+pub const EXEC_SOCKET: &str = "exec.sock";
+
+/// Container status as callers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+/// What husk keeps on disk for a container. The OCI fields come first; the rest is husk's own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerState {
+    pub oci_version: String,
+    pub id: String,
+    /// Host pid of the container's init process.
+    pub pid: i32,
+    /// Start time of `pid` (field 22 of /proc/PID/stat), to detect pid reuse.
+    pub pid_start_time: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub annotations: HashMap<String, String>,
+    pub owner: String,
+    /// Set by pause/resume.
+    #[serde(default)]
+    pub paused: bool,
+    pub cgroup: CgroupState,
+    /// The container has its own pid namespace (killing init kills everything).
+    #[serde(default)]
+    pub own_pid_ns: bool,
+    #[serde(default)]
+    pub systemd_cgroup: bool,
+    /// Hooks later commands run (start, delete), kept so they need not re-read config.json.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub poststart: Vec<oci_spec::runtime::Hook>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub poststop: Vec<oci_spec::runtime::Hook>,
+}
+
+/// The output of `husk state` and the elements of `husk list --format json`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OciState<'a> {
+    pub oci_version: &'a str,
+    pub id: &'a str,
+    pub pid: i32,
+    pub status: &'a str,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub created: &'a str,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub annotations: &'a HashMap<String, String>,
+    pub owner: &'a str,
+}
+
+impl ContainerState {
+    pub fn oci<'a>(&'a self, status: Status) -> OciState<'a> {
+        OciState {
+            oci_version: &self.oci_version,
+            id: &self.id,
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.pid
+            },
+            status: status.as_str(),
+            bundle: &self.bundle,
+            rootfs: &self.rootfs,
+            created: &self.created,
+            annotations: &self.annotations,
+            owner: &self.owner,
+        }
+    }
+}
+
+/// runc's rule for container ids, plus a length bound: checked before anything touches the
+/// filesystem, since the id becomes a path component.
+pub fn validate_id(id: &str) -> Result<()> {
+    if id.is_empty() {
+        bail!("container id cannot be empty");
+    }
+    if id.len() > 1024 {
+        bail!("invalid container id: longer than 1024 bytes");
+    }
+    if id == "." || id == ".." {
+        bail!("invalid container id: {id:?}");
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-' | b'.'))
+    {
+        bail!("invalid container id: {id:?} (allowed: letters, digits, '_', '+', '-', '.')");
+    }
+    Ok(())
+}
+
+/// The store at `--root`.
+pub struct Store {
+    pub root: PathBuf,
+}
+
+impl Store {
+    pub fn new(root: &Path) -> Self {
+        Store {
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    /// Create the directory of a new container; fails if the id is taken.
+    pub fn create_dir(&self, id: &str) -> Result<PathBuf> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .with_context(|| format!("create state root {}", self.root.display()))?;
+        let dir = self.dir(id);
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                bail!("container with id exists: {id}")
+            }
+            Err(e) => Err(e).with_context(|| format!("create state dir {}", dir.display())),
+        }
+    }
+
+    /// Load a container's state; "does not exist" is the wording callers match on.
+    pub fn load(&self, id: &str) -> Result<ContainerState> {
+        validate_id(id)?;
+        let path = self.dir(id).join(STATE_FILE);
+        let data = match fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                bail!("container {id} does not exist")
+            }
+            Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
+        };
+        serde_json::from_slice(&data).with_context(|| format!("parse {}", path.display()))
+    }
+
+    /// Write state.json atomically (temp file + rename), mode 0600.
+    pub fn save(&self, st: &ContainerState) -> Result<()> {
+        let dir = self.dir(&st.id);
+        let data = serde_json::to_vec(st).context("serialise state")?;
+        write_atomic(&dir.join(STATE_FILE), &data, 0o600)
+    }
+
+    /// Every container id in the store.
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let rd = match fs::read_dir(&self.root) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("read {}", self.root.display())),
+        };
+        let mut ids: Vec<String> = rd
+            .filter_map(|e| {
+                let e = e.ok()?;
+                if !e.file_type().ok()?.is_dir() {
+                    return None;
+                }
+                e.file_name().into_string().ok()
+            })
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Take the container's exclusive lock (released when the returned file is dropped).
+    pub fn lock(&self, id: &str) -> Result<nix::fcntl::Flock<File>> {
+        validate_id(id)?;
+        let dir = self.dir(id);
+        let f = match File::open(&dir) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                bail!("container {id} does not exist")
+            }
+            Err(e) => return Err(e).with_context(|| format!("open {}", dir.display())),
+        };
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .with_context(|| format!("lock {}", dir.display()))
+    }
+}
+
+/// Write `data` to `path` through a temp file in the same directory and a rename.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!(".{name}.{}", std::process::id()));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&tmp)
+        .with_context(|| format!("create {}", tmp.display()))?;
+    let res = f.write_all(data).and_then(|_| fs::rename(&tmp, path));
+    if let Err(e) = res {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("write {}", path.display()));
+    }
+    Ok(())
+}
+
+/// Start time (clock ticks since boot) of a process, None if it is gone.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The comm field may contain spaces and parentheses: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    // rest starts at field 3 (state); starttime is field 22.
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
+/// The user name of a uid from the host's /etc/passwd, else the number.
+pub fn owner_name(uid: u32) -> String {
+    if let Ok(p) = fs::read_to_string("/etc/passwd") {
+        for line in p.lines() {
+            let mut f = line.split(':');
+            let (Some(name), _, Some(u)) = (f.next(), f.next(), f.next()) else {
+                continue;
+            };
+            if u.parse::<u32>().ok() == Some(uid) {
+                return name.to_string();
+            }
+        }
+    }
+    uid.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        for ok in ["a", "abc-DEF_1.2+3", "x".repeat(1024).as_str()] {
+            validate_id(ok).unwrap();
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "../x",
+            "a\0b",
+            "a b",
+            &"x".repeat(1025),
+        ] {
+            assert!(validate_id(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn own_start_time_is_found() {
+        assert!(process_start_time(std::process::id() as i32).is_some());
+    }
+
+    #[test]
+    fn store_roundtrip_and_exclusive_create() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::new(&d.path().join("root"));
+        s.create_dir("c1").unwrap();
+        assert!(s
+            .create_dir("c1")
+            .unwrap_err()
+            .to_string()
+            .contains("exists"));
+        assert!(s
+            .load("c1")
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist"));
+        let st = ContainerState {
+            oci_version: "1.2.0".into(),
+            id: "c1".into(),
+            pid: 1,
+            pid_start_time: 2,
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: now_rfc3339(),
+            annotations: HashMap::new(),
+            owner: "root".into(),
+            paused: false,
+            cgroup: CgroupState::default(),
+            own_pid_ns: true,
+            systemd_cgroup: false,
+            poststart: vec![],
+            poststop: vec![],
+        };
+        s.save(&st).unwrap();
+        assert_eq!(s.load("c1").unwrap().pid_start_time, 2);
+        assert_eq!(s.ids().unwrap(), vec!["c1".to_string()]);
+        let _l = s.lock("c1").unwrap();
+    }
+}

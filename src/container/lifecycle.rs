@@ -1,0 +1,261 @@
+//! create, start, state, kill, delete, list.
+
+use crate::cli::CreateArgs;
+use crate::process::spawn::{self, SpawnOptions};
+use crate::state::{self, ContainerState, Status, Store};
+use anyhow::{bail, Context, Result};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+
+/// The global flags every operation needs.
+pub struct Global {
+    pub store: Store,
+    pub systemd_cgroup: bool,
+}
+
+/// The status of a container as callers see it, derived from the live system: a dead (or
+/// reused) pid means stopped; a pending exec socket means created.
+pub fn status_of(g: &Global, st: &ContainerState) -> Status {
+    if st.pid <= 0 || state::process_start_time(st.pid) != Some(st.pid_start_time) {
+        return Status::Stopped;
+    }
+    if g.store.dir(&st.id).join(state::EXEC_SOCKET).exists() {
+        return Status::Created;
+    }
+    if st.paused {
+        return Status::Paused;
+    }
+    Status::Running
+}
+
+pub fn create(g: &Global, a: &CreateArgs) -> Result<()> {
+    state::validate_id(&a.id)?;
+    let bundle = crate::spec::load(&a.bundle)?;
+    let console = a
+        .console_socket
+        .as_deref()
+        .map(crate::process::console::connect)
+        .transpose()?;
+    let mut s = spawn::spawn(
+        &bundle,
+        SpawnOptions {
+            id: &a.id,
+            store: &g.store,
+            systemd_cgroup: g.systemd_cgroup,
+            console,
+            start_socket: true,
+            preserve_fds: a.preserve_fds,
+            no_pivot: a.no_pivot,
+            no_new_keyring: a.no_new_keyring,
+            pid_file: a.pid_file.as_deref(),
+        },
+    )?;
+    s.commit();
+    Ok(())
+}
+
+pub fn start(g: &Global, id: &str) -> Result<()> {
+    let _lock = g.store.lock(id)?;
+    let st = g.store.load(id)?;
+    match status_of(g, &st) {
+        Status::Created => {}
+        Status::Stopped => bail!("cannot start a container that has stopped"),
+        s => bail!("cannot start an already {} container", s.as_str()),
+    }
+    let dir = std::fs::File::open(g.store.dir(id)).context("open state dir")?;
+    let p = format!("/proc/self/fd/{}/{}", dir.as_raw_fd(), state::EXEC_SOCKET);
+    let mut conn = std::os::unix::net::UnixStream::connect(&p)
+        .with_context(|| format!("container {id}: connect to its exec socket"))?;
+    let mut b = [0u8; 1];
+    let n = conn
+        .read(&mut b)
+        .context("wait for the container to start")?;
+    let _ = std::fs::remove_file(g.store.dir(id).join(state::EXEC_SOCKET));
+    if n != 1 {
+        bail!("container {id}: init exited before it could start the program");
+    }
+    if !st.poststart.is_empty() {
+        let js = crate::hooks::state_json(id, "running", st.pid, &st.bundle, Some(&st.annotations));
+        crate::hooks::run_all_warn("hooks.poststart", &st.poststart, &js);
+    }
+    Ok(())
+}
+
+pub fn state(g: &Global, id: &str) -> Result<()> {
+    let st = g.store.load(id)?;
+    let status = status_of(g, &st);
+    let mut out = serde_json::to_string_pretty(&st.oci(status))?;
+    out.push('\n');
+    std::io::stdout().write_all(out.as_bytes())?;
+    Ok(())
+}
+
+/// Signal every process in the container's cgroup.
+fn signal_all(st: &ContainerState, sig: i32) -> Result<()> {
+    let cg = crate::cgroups::from_state(&st.cgroup)?;
+    for pid in cg.pids()? {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::try_from(sig).ok(),
+        );
+    }
+    Ok(())
+}
+
+pub fn kill(g: &Global, id: &str, signal: &str, all: bool) -> Result<()> {
+    let sig = super::parse_signal(signal)?;
+    let st = g.store.load(id)?;
+    if status_of(g, &st) == Status::Stopped {
+        bail!("container not running");
+    }
+    if all {
+        return signal_all(&st, sig);
+    }
+    // Pin the process with a pidfd, then check it is still the container's init.
+    let fd =
+        crate::sys::pidfd::open(st.pid).map_err(|_| anyhow::anyhow!("container not running"))?;
+    if state::process_start_time(st.pid) != Some(st.pid_start_time) {
+        bail!("container not running");
+    }
+    crate::sys::pidfd::send_signal(fd.as_fd(), sig).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            anyhow::anyhow!("no such process")
+        } else {
+            anyhow::anyhow!("kill container {id}: {e}")
+        }
+    })
+}
+
+/// Remove everything a stopped container holds: its cgroup, then poststop hooks, then its
+/// state dir.
+pub fn destroy(g: &Global, st: &ContainerState) -> Result<()> {
+    let cg = crate::cgroups::from_state(&st.cgroup)?;
+    cg.destroy()?;
+    if !st.poststop.is_empty() {
+        let js = crate::hooks::state_json(&st.id, "stopped", 0, &st.bundle, Some(&st.annotations));
+        crate::hooks::run_all_warn("hooks.poststop", &st.poststop, &js);
+    }
+    std::fs::remove_dir_all(g.store.dir(&st.id))
+        .with_context(|| format!("remove state dir of {}", st.id))
+}
+
+/// Kill every process of a container and wait until init is gone.
+fn kill_everything(st: &ContainerState, was_paused: bool) {
+    if !st.own_pid_ns {
+        let _ = signal_all(st, libc::SIGKILL);
+    }
+    if was_paused {
+        if let Ok(cg) = crate::cgroups::from_state(&st.cgroup) {
+            let _ = cg.freeze(false);
+        }
+    }
+    spawn::kill_and_wait(st.pid, false);
+    if !st.own_pid_ns {
+        let _ = signal_all(st, libc::SIGKILL);
+    }
+}
+
+pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
+    state::validate_id(id)?;
+    if !g.store.dir(id).exists() {
+        if force {
+            return Ok(());
+        }
+        bail!("container {id} does not exist");
+    }
+    let _lock = g.store.lock(id)?;
+    let st = match g.store.load(id) {
+        Ok(st) => st,
+        Err(e) => {
+            // A state dir without state.json: a create that was killed half way.
+            if force {
+                let _ = std::fs::remove_dir_all(g.store.dir(id));
+                return Ok(());
+            }
+            return Err(e);
+        }
+    };
+    match status_of(g, &st) {
+        Status::Stopped => {}
+        Status::Created => kill_everything(&st, false),
+        s if force => kill_everything(&st, s == Status::Paused),
+        s => bail!(
+            "cannot delete container {id} that is not stopped: {}",
+            s.as_str()
+        ),
+    }
+    destroy(g, &st)
+}
+
+pub fn list(g: &Global, format: &str, quiet: bool) -> Result<()> {
+    let ids = g.store.ids()?;
+    let mut rows = Vec::with_capacity(ids.len());
+    for id in &ids {
+        if let Ok(st) = g.store.load(id) {
+            let status = status_of(g, &st);
+            rows.push((st, status));
+        }
+    }
+    let mut out = String::new();
+    if quiet {
+        for (st, _) in &rows {
+            out.push_str(&st.id);
+            out.push('\n');
+        }
+    } else {
+        match format {
+            "json" => {
+                // runc prints `null` for an empty list (a nil Go slice).
+                let v: Vec<_> = rows.iter().map(|(st, s)| st.oci(*s)).collect();
+                out = if v.is_empty() {
+                    "null".into()
+                } else {
+                    serde_json::to_string(&v)?
+                };
+                out.push('\n');
+            }
+            "table" => out = table(&rows),
+            other => bail!("--format: invalid format {other:?} (expected table or json)"),
+        }
+    }
+    std::io::stdout().write_all(out.as_bytes())?;
+    Ok(())
+}
+
+/// runc's table: tabwriter with minwidth 12, padding 3.
+fn table(rows: &[(ContainerState, Status)]) -> String {
+    let mut cells: Vec<[String; 6]> = vec![[
+        "ID".into(),
+        "PID".into(),
+        "STATUS".into(),
+        "BUNDLE".into(),
+        "CREATED".into(),
+        "OWNER".into(),
+    ]];
+    for (st, s) in rows {
+        let pid = if *s == Status::Stopped { 0 } else { st.pid };
+        cells.push([
+            st.id.clone(),
+            pid.to_string(),
+            s.as_str().into(),
+            st.bundle.display().to_string(),
+            st.created.clone(),
+            st.owner.clone(),
+        ]);
+    }
+    let mut widths = [0usize; 5];
+    for r in &cells {
+        for (i, w) in widths.iter_mut().enumerate() {
+            *w = (*w).max(r[i].len() + 3).max(12);
+        }
+    }
+    let mut out = String::new();
+    for r in &cells {
+        for (i, w) in widths.iter().enumerate() {
+            out.push_str(&format!("{:<w$}", r[i], w = *w));
+        }
+        out.push_str(&r[5]);
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,484 @@
+//! The container's init: everything that runs inside the new namespaces, from the fork to the
+//! exec of the user program, as ONE function of named steps in spec order (`run_steps`).
+//! Nothing here runs on the host side; the host side is `spawn.rs`.
+
+use super::channel::{Channel, Msg};
+use crate::namespaces::Plan;
+use crate::spec::Bundle;
+use anyhow::{bail, Context, Result};
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// How init learns that `start` was called.
+pub enum StartGate {
+    /// A listening unix socket in the state dir: `husk start` connects to it.
+    Socket(OwnedFd),
+    /// `run`: the runtime itself says `Start` on the sync channel.
+    Channel,
+}
+
+/// Everything init needs; prepared on the host before the fork and inherited by memory.
+pub struct InitContext<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Bundle,
+    pub plan: &'a Plan,
+    pub chan: Channel,
+    pub console: Option<OwnedFd>,
+    pub gate: StartGate,
+    pub preserve_fds: u32,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub seccomp: Option<crate::security::SeccompProgram>,
+    /// (dev, ino) of the husk binary: init refuses to exec it (CVE-2019-5736).
+    pub self_exe: (u64, u64),
+    /// The init was forked without namespace flags and must create/join them itself.
+    pub slow_path: bool,
+}
+
+/// The entry point of the forked child. Never returns.
+pub fn run(ctx: InitContext) -> ! {
+    let err = match run_steps(&ctx) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let msg = format!("{err:#}");
+    if ctx.chan.send(&Msg::Error(msg.clone())).is_err() {
+        eprintln!("husk init: {msg}");
+    }
+    // SAFETY: _exit ends this forked process without running the parent's atexit handlers or
+    // destructors of state it shares with the parent.
+    unsafe { libc::_exit(1) }
+}
+
+fn step<T>(what: &str, r: Result<T>) -> Result<T> {
+    r.with_context(|| what.to_string())
+}
+
+fn spec<'a>(ctx: &InitContext<'a>) -> &'a Spec {
+    &ctx.bundle.spec
+}
+
+/// The init sequence. Each step names what it does; errors carry that name.
+fn run_steps(ctx: &InitContext) -> Result<Infallible> {
+    let spec = spec(ctx);
+    let process = spec.process().as_ref().context("process: missing")?;
+
+    // CVE-2016-9962 / CVE-2019-5736: nobody in the container may ptrace us or open our
+    // /proc/PID/exe while we run husk's code.
+    step("make init non-dumpable", set_dumpable(false))?;
+    step("wait for the cgroup placement", ctx.chan.expect(Msg::Go))?;
+
+    if ctx.slow_path {
+        step("create and join namespaces", enter_namespaces(ctx))?;
+    } else if ctx.plan.creates(libc::CLONE_NEWUSER) {
+        step(
+            "map user ids",
+            request_id_maps(ctx, std::process::id() as i32),
+        )?;
+    }
+    if ctx.plan.creates(libc::CLONE_NEWCGROUP) {
+        step(
+            "create the cgroup namespace",
+            nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(Into::into),
+        )?;
+    }
+    if !ctx.no_new_keyring {
+        step("join a new session keyring", join_session_keyring(ctx.id))?;
+    }
+    step(
+        "setsid",
+        nix::unistd::setsid().map(drop).map_err(Into::into),
+    )?;
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        step("hostname", nix::unistd::sethostname(h).map_err(Into::into))?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        step("domainname", set_domainname(d))?;
+    }
+
+    let in_userns =
+        ctx.plan.creates(libc::CLONE_NEWUSER) || ctx.plan.joins(LinuxNamespaceType::User);
+    let opts = crate::rootfs::RootfsOptions {
+        spec,
+        rootfs: &ctx.bundle.rootfs,
+        bundle: &ctx.bundle.dir,
+        new_cgroupns: ctx.plan.creates(libc::CLONE_NEWCGROUP),
+        in_userns,
+    };
+    step("prepare the root filesystem", crate::rootfs::prepare(&opts))?;
+
+    let hooks = spec.hooks().as_ref();
+    let has = |h: Option<&Vec<oci_spec::runtime::Hook>>| h.is_some_and(|v| !v.is_empty());
+    #[allow(deprecated)]
+    if hooks.is_some_and(|h| has(h.prestart().as_ref()) || has(h.create_runtime().as_ref())) {
+        ctx.chan.send(&Msg::HooksRequest)?;
+        step(
+            "prestart/createRuntime hooks",
+            ctx.chan.expect(Msg::HooksDone),
+        )?;
+    }
+    if let Some(cc) = hooks.and_then(|h| h.create_container().as_ref()) {
+        let state = crate::hooks::state_json(
+            ctx.id,
+            "created",
+            std::process::id() as i32,
+            &ctx.bundle.dir,
+            spec.annotations().as_ref(),
+        );
+        crate::hooks::run_all("hooks.createContainer", cc, &state)?;
+    }
+
+    step(
+        "pivot_root",
+        crate::rootfs::pivot(&ctx.bundle.rootfs, ctx.no_pivot),
+    )?;
+    if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
+        for (k, v) in sysctl {
+            let rel = format!("sys/{}", k.replace('.', "/"));
+            crate::sys::procfs::write_proc_file(&rel, v.as_bytes())
+                .with_context(|| format!("linux.sysctl: set {k}={v}"))?;
+        }
+    }
+    if let Some(sock) = &ctx.console {
+        let size = process
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u16, b.width() as u16));
+        step(
+            "set up the console",
+            super::console::setup_in_container(sock, size),
+        )?;
+    }
+    step(
+        "finalize the root filesystem",
+        crate::rootfs::finalize(spec),
+    )?;
+    if let Some(adj) = process.oom_score_adj() {
+        let me = std::process::id();
+        crate::sys::procfs::write_proc_file(
+            &format!("{me}/oom_score_adj"),
+            adj.to_string().as_bytes(),
+        )
+        .context("process.oomScoreAdj")?;
+    }
+
+    // The process attributes, in the order runc applies them.
+    if let Some(r) = process.rlimits() {
+        crate::security::apply_rlimits(r)?;
+    }
+    if let Some(p) = process
+        .apparmor_profile()
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
+        crate::security::apply_apparmor(p)?;
+    }
+    if let Some(l) = process.selinux_label().as_deref().filter(|l| !l.is_empty()) {
+        crate::security::apply_selinux_label(l)?;
+    }
+    if let Some(s) = process.scheduler() {
+        crate::security::apply_scheduler(s)?;
+    }
+    if let Some(p) = process.io_priority() {
+        crate::security::apply_io_priority(p)?;
+    }
+    if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+        crate::security::apply_personality(p)?;
+    }
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if nnp {
+        crate::security::set_no_new_privs()?;
+    } else if let Some(f) = &ctx.seccomp {
+        step(
+            "install the seccomp filter",
+            crate::security::seccomp_install(f),
+        )?;
+    }
+    crate::security::switch_user(process.user(), in_userns)?;
+    crate::security::apply_capabilities(process.capabilities().as_ref())?;
+
+    step("chdir to process.cwd", enter_cwd(process.cwd()))?;
+    let env = build_env(
+        process.env().as_deref().unwrap_or(&[]),
+        process.user().uid(),
+    );
+    let args = process.args().as_deref().unwrap_or(&[]);
+    let exe = lookup_executable(&args[0], &env)?;
+    refuse_self_exec(&exe, ctx.self_exe)?;
+    let c_exe = cstring(exe.as_os_str().as_encoded_bytes())?;
+    let c_args = args
+        .iter()
+        .map(|a| cstring(a.as_bytes()))
+        .collect::<Result<Vec<_>>>()?;
+    let c_env = env
+        .iter()
+        .map(|e| cstring(e.as_bytes()))
+        .collect::<Result<Vec<_>>>()?;
+
+    // CVE-2024-21626: only stdio and the preserved fds reach the program.
+    step(
+        "close inherited fds",
+        crate::sys::fd::cloexec_from(3 + ctx.preserve_fds).map_err(Into::into),
+    )?;
+    for fd in 3..3 + ctx.preserve_fds {
+        crate::sys::fd::clear_cloexec(fd as i32)
+            .with_context(|| format!("--preserve-fds: fd {fd} is not open"))?;
+    }
+
+    ctx.chan.send(&Msg::Ready)?;
+    match &ctx.gate {
+        StartGate::Channel => ctx.chan.expect(Msg::Start)?,
+        StartGate::Socket(listener) => {
+            // The runtime saved the state: from here on nobody listens on the channel.
+            ctx.chan.expect(Msg::Start)?;
+            step("wait for start", wait_for_start(listener))?;
+        }
+    }
+
+    if let Some(sc) = hooks.and_then(|h| h.start_container().as_ref()) {
+        let state = crate::hooks::state_json(
+            ctx.id,
+            "running",
+            std::process::id() as i32,
+            &ctx.bundle.dir,
+            spec.annotations().as_ref(),
+        );
+        crate::hooks::run_all("hooks.startContainer", sc, &state)?;
+    }
+    if nnp {
+        if let Some(f) = &ctx.seccomp {
+            step(
+                "install the seccomp filter",
+                crate::security::seccomp_install(f),
+            )?;
+        }
+    }
+    reset_signals();
+    let err = nix::unistd::execve(&c_exe, &c_args, &c_env).unwrap_err();
+    bail!("exec {:?}: {err}", exe.display())
+}
+
+fn set_dumpable(on: bool) -> Result<()> {
+    nix::sys::prctl::set_dumpable(on).context("prctl(PR_SET_DUMPABLE)")
+}
+
+fn request_id_maps(ctx: &InitContext, pid: i32) -> Result<()> {
+    ctx.chan.send(&Msg::MapsRequest(pid))?;
+    ctx.chan.expect(Msg::MapsDone)?;
+    // Become root of the new user namespace (uid/gid 0 must be mapped for that).
+    let _ = nix::unistd::setresgid(0.into(), 0.into(), 0.into());
+    let _ = nix::unistd::setresuid(0.into(), 0.into(), 0.into());
+    Ok(())
+}
+
+/// Slow path (some namespace is joined by path): join those (the user namespace first), then
+/// create the new ones; a pid namespace only applies to children, so fork once more and let
+/// the child be the container's init.
+fn enter_namespaces(ctx: &InitContext) -> Result<()> {
+    for j in &ctx.plan.join {
+        if j.typ == LinuxNamespaceType::Cgroup {
+            continue;
+        }
+        nix::sched::setns(&j.fd, CloneFlags::from_bits_retain(j.flag))
+            .with_context(|| format!("join the {:?} namespace", j.typ))?;
+    }
+    let new = ctx.plan.new_flags & !libc::CLONE_NEWCGROUP;
+    if new & libc::CLONE_NEWUSER != 0 {
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER).context("create the user namespace")?;
+        request_id_maps(ctx, std::process::id() as i32)?;
+    }
+    let rest = new & !libc::CLONE_NEWUSER;
+    if rest != 0 {
+        nix::sched::unshare(CloneFlags::from_bits_retain(rest)).context("create the namespaces")?;
+    }
+    // Joining a cgroup namespace last: it must not change our view before the others.
+    for j in ctx
+        .plan
+        .join
+        .iter()
+        .filter(|j| j.typ == LinuxNamespaceType::Cgroup)
+    {
+        nix::sched::setns(&j.fd, CloneFlags::CLONE_NEWCGROUP)
+            .context("join the cgroup namespace")?;
+    }
+    if new & libc::CLONE_NEWPID != 0 || ctx.plan.joins(LinuxNamespaceType::Pid) {
+        match crate::sys::clone3::fork_with(0, None, false)
+            .context("fork into the pid namespace")?
+        {
+            (crate::sys::clone3::Forked::Child, _) => return Ok(()),
+            (crate::sys::clone3::Forked::Parent { pid, .. }, _) => {
+                let _ = ctx.chan.send(&Msg::Pid(pid));
+                // SAFETY: the intermediate process ends here without unwinding shared state.
+                unsafe { libc::_exit(0) }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn join_session_keyring(id: &str) -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let name = cstring(format!("_ses.{id}").as_bytes())?;
+    // SAFETY: keyctl with a valid NUL-terminated name.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        // No keyring support (ENOSYS) or a quota in a user namespace: run without, as runc does.
+        if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EDQUOT)) {
+            return Ok(());
+        }
+        return Err(e).context("keyctl(JOIN_SESSION_KEYRING)");
+    }
+    Ok(())
+}
+
+fn set_domainname(d: &str) -> Result<()> {
+    // SAFETY: setdomainname reads exactly len bytes from the pointer.
+    let r = unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error()).context("setdomainname");
+    }
+    Ok(())
+}
+
+/// chdir into the cwd and check it is reachable from the new root (CVE-2024-21626: a cwd that
+/// is a leaked host directory shows up as "(unreachable)" or fails getcwd).
+fn enter_cwd(cwd: &Path) -> Result<()> {
+    nix::unistd::chdir(cwd).with_context(|| format!("process.cwd {}", cwd.display()))?;
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        _ => bail!(
+            "process.cwd {}: the working directory is outside the container",
+            cwd.display()
+        ),
+    }
+}
+
+fn build_env(env: &[String], uid: u32) -> Vec<String> {
+    let mut out = env.to_vec();
+    if !out.iter().any(|e| e.starts_with("HOME=")) {
+        out.push(format!(
+            "HOME={}",
+            home_of(uid).unwrap_or_else(|| "/".into())
+        ));
+    }
+    out
+}
+
+fn home_of(uid: u32) -> Option<String> {
+    let p = std::fs::read_to_string("/etc/passwd").ok()?;
+    p.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[5].to_string())
+    })
+}
+
+/// Find the program like execvp with the container's PATH; the error wording is runc's, which
+/// podman and containerd match on.
+fn lookup_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
+    let is_exec =
+        |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0);
+    if arg0.contains('/') {
+        let p = PathBuf::from(arg0);
+        return match std::fs::metadata(&p) {
+            Ok(m) if m.is_dir() => bail!("exec: {arg0:?}: is a directory"),
+            Ok(_) if is_exec(&p) => Ok(p),
+            Ok(_) => bail!("exec: {arg0:?}: permission denied"),
+            Err(e) => bail!("exec: {arg0:?}: {}", nix_errno_text(&e)),
+        };
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("");
+    for dir in path.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let cand = Path::new(dir).join(arg0);
+        if is_exec(&cand) {
+            return Ok(cand);
+        }
+    }
+    bail!("exec: {arg0:?}: executable file not found in $PATH")
+}
+
+fn nix_errno_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => "no such file or directory".into(),
+        Some(libc::EACCES) => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+fn refuse_self_exec(exe: &Path, me: (u64, u64)) -> Result<()> {
+    if let Ok(m) = std::fs::metadata(exe) {
+        if (m.dev(), m.ino()) == me {
+            bail!(
+                "exec {:?}: refusing to run the runtime binary inside the container",
+                exe.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn wait_for_start(listener: &OwnedFd) -> Result<()> {
+    let conn = loop {
+        match nix::sys::socket::accept(listener.as_raw_fd()) {
+            Ok(fd) => break fd,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e).context("accept on the exec socket"),
+        }
+    };
+    // SAFETY: accept returned a new fd we own.
+    let conn = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(conn) };
+    nix::unistd::write(&conn, b"0").context("answer start")?;
+    Ok(())
+}
+
+fn reset_signals() {
+    // SAFETY: restoring default dispositions and an empty mask in a single-threaded process
+    // right before exec; the Rust runtime ignores SIGPIPE, which exec would otherwise keep.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+fn cstring(b: &[u8]) -> Result<CString> {
+    CString::new(b).context("string contains a NUL byte")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_uses_container_path() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = d.path().join("prog");
+        std::fs::write(&bin, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let env = vec![format!("PATH=/nonexistent:{}", d.path().display())];
+        assert_eq!(lookup_executable("prog", &env).unwrap(), bin);
+        let e = lookup_executable("nope", &env).unwrap_err().to_string();
+        assert_eq!(e, "exec: \"nope\": executable file not found in $PATH");
+        let e = lookup_executable("/nope/x", &env).unwrap_err().to_string();
+        assert!(e.contains("no such file or directory"), "{e}");
+    }
+
+    #[test]
+    fn home_is_added_once() {
+        let e = build_env(&["HOME=/x".into()], 0);
+        assert_eq!(e, vec!["HOME=/x".to_string()]);
+        assert!(build_env(&[], 12345).iter().any(|e| e.starts_with("HOME=")));
+    }
+}

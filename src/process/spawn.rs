@@ -1,0 +1,315 @@
+//! The host side of `create`: make the state dir and cgroup, fork the container's init into its
+//! namespaces, answer its requests (id maps, hooks), and record the state once it is ready.
+
+use super::channel::{Channel, Msg};
+use super::init::{InitContext, StartGate};
+use crate::cgroups::{self, Manager};
+use crate::namespaces::Plan;
+use crate::spec::Bundle;
+use crate::state::{self, ContainerState, Store};
+use anyhow::{bail, Context, Result};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+pub struct SpawnOptions<'a> {
+    pub id: &'a str,
+    pub store: &'a Store,
+    pub systemd_cgroup: bool,
+    pub console: Option<OwnedFd>,
+    /// true: `husk start` releases the container (exec socket); false: the caller does, with
+    /// `Spawned::start`.
+    pub start_socket: bool,
+    pub preserve_fds: u32,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub pid_file: Option<&'a Path>,
+}
+
+/// A created container, blocked before exec.
+pub struct Spawned {
+    pub state: ContainerState,
+    pub chan: Channel,
+    /// pidfd of init when it is our child (fast path).
+    pub pidfd: Option<OwnedFd>,
+    /// init is our direct child (not reparented).
+    pub is_child: bool,
+    cleanup: Option<Cleanup>,
+}
+
+impl Spawned {
+    /// Release the container (for `run`): it execs its program now.
+    pub fn start(&self) -> Result<()> {
+        self.chan.send(&Msg::Start)
+    }
+
+    /// Keep everything: the container exists from now on.
+    pub fn commit(&mut self) {
+        self.cleanup = None;
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(c) = self.cleanup.take() {
+            c.run();
+        }
+    }
+}
+
+/// What to undo if create fails half way.
+struct Cleanup {
+    dir: PathBuf,
+    cgroup: Option<Box<dyn Manager>>,
+    pid: i32,
+    is_child: bool,
+}
+
+impl Cleanup {
+    fn run(self) {
+        if self.pid > 0 {
+            kill_and_wait(self.pid, self.is_child);
+        }
+        if let Some(cg) = &self.cgroup {
+            if let Err(e) = cg.destroy() {
+                crate::logging::warn(&format!("remove cgroup: {e:#}"));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// SIGKILL a process and wait until it is gone (reaping it if it is our child).
+pub fn kill_and_wait(pid: i32, is_child: bool) {
+    let pidfd = crate::sys::pidfd::open(pid).ok();
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+    if is_child {
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    } else if let Some(fd) = pidfd {
+        let _ = crate::sys::pidfd::wait_exit(fd.as_fd(), 5000);
+    }
+}
+
+pub fn spawn(bundle: &Bundle, o: SpawnOptions) -> Result<Spawned> {
+    let spec = &bundle.spec;
+    let process = spec.process().as_ref().context("process: missing")?;
+    let terminal = process.terminal().unwrap_or(false);
+    if terminal && o.console.is_none() {
+        bail!("process.terminal is true: a console socket is needed (--console-socket) when husk does not stay attached");
+    }
+    if !terminal && o.console.is_some() {
+        bail!("--console-socket given but process.terminal is false");
+    }
+    let plan = Plan::from_spec(spec)?;
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(crate::security::seccomp_compile(s).context("linux.seccomp")?),
+        None => None,
+    };
+    let self_exe = std::fs::metadata("/proc/self/exe")
+        .map(|m| (m.dev(), m.ino()))
+        .context("stat /proc/self/exe")?;
+
+    let dir = o.store.create_dir(o.id)?;
+    let mut cleanup = Cleanup {
+        dir: dir.clone(),
+        cgroup: None,
+        pid: 0,
+        is_child: true,
+    };
+    let res = spawn_in(bundle, &o, plan, seccomp, self_exe, &dir, &mut cleanup);
+    match res {
+        Ok(mut s) => {
+            s.cleanup = Some(cleanup);
+            Ok(s)
+        }
+        Err(e) => {
+            cleanup.run();
+            Err(e)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_in(
+    bundle: &Bundle,
+    o: &SpawnOptions,
+    plan: Plan,
+    seccomp: Option<crate::security::SeccompProgram>,
+    self_exe: (u64, u64),
+    dir: &Path,
+    cleanup: &mut Cleanup,
+) -> Result<Spawned> {
+    let spec = &bundle.spec;
+    std::fs::write(dir.join(state::CONFIG_FILE), &bundle.raw).context("save config.json")?;
+
+    let linux = spec.linux().as_ref();
+    let cg_path = linux
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned());
+    let cg = cgroups::new_manager(cg_path.as_deref(), o.id, o.systemd_cgroup)?;
+    cg.create()?;
+    cleanup.cgroup = Some(cg);
+    let cg = cleanup.cgroup.as_ref().expect("just set");
+    if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
+        cg.apply(r)?;
+    }
+
+    let gate = if o.start_socket {
+        let dirf = std::fs::File::open(dir).context("open state dir")?;
+        // Bind through /proc/self/fd so a long --root cannot overflow sun_path.
+        let p = format!("/proc/self/fd/{}/{}", dirf.as_raw_fd(), state::EXEC_SOCKET);
+        let l = std::os::unix::net::UnixListener::bind(&p)
+            .with_context(|| format!("bind {}", dir.join(state::EXEC_SOCKET).display()))?;
+        StartGate::Socket(l.into())
+    } else {
+        StartGate::Channel
+    };
+
+    let (parent_chan, child_chan) = Channel::pair()?;
+    let slow_path = !plan.join.is_empty();
+    let clone_flags = if slow_path {
+        0
+    } else {
+        (plan.new_flags & !libc::CLONE_NEWCGROUP) as u64
+    };
+    let own_pid_ns = plan.creates(libc::CLONE_NEWPID);
+    let cg_fd = cg.clone_into_fd();
+    let (forked, into_cgroup) = crate::sys::clone3::fork_with(clone_flags, cg_fd, true)
+        .context("clone the container's init")?;
+    let (mut pid, pidfd) = match forked {
+        crate::sys::clone3::Forked::Child => {
+            drop(parent_chan);
+            super::init::run(InitContext {
+                id: o.id,
+                bundle,
+                plan: &plan,
+                chan: child_chan,
+                console: o.console.as_ref().and_then(|c| c.try_clone().ok()),
+                gate,
+                preserve_fds: o.preserve_fds,
+                no_pivot: o.no_pivot,
+                no_new_keyring: o.no_new_keyring,
+                seccomp,
+                self_exe,
+                slow_path,
+            })
+        }
+        crate::sys::clone3::Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    drop(child_chan);
+    drop(gate);
+    cleanup.pid = pid;
+    if !into_cgroup {
+        cg.add_task(pid)?;
+    }
+    parent_chan.send(&Msg::Go)?;
+
+    let mut is_child = true;
+    let mut pidfd = pidfd;
+    loop {
+        let msg = match parent_chan.recv() {
+            Ok(m) => m,
+            Err(_) => bail!(
+                "container init exited during setup{}",
+                exit_note(pid, is_child)
+            ),
+        };
+        match msg {
+            Msg::MapsRequest(p) => {
+                crate::namespaces::write_id_maps(p, spec)?;
+                parent_chan.send(&Msg::MapsDone)?;
+            }
+            Msg::Pid(p) => {
+                // The intermediate process forked the real init and exits: reap it.
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                pid = p;
+                is_child = false;
+                pidfd = crate::sys::pidfd::open(p).ok();
+                cleanup.pid = p;
+                cleanup.is_child = false;
+            }
+            Msg::HooksRequest => {
+                let st = crate::hooks::state_json(
+                    o.id,
+                    "creating",
+                    pid,
+                    &bundle.dir,
+                    spec.annotations().as_ref(),
+                );
+                let h = spec.hooks().as_ref().expect("hooks requested");
+                #[allow(deprecated)]
+                if let Some(p) = h.prestart() {
+                    crate::hooks::run_all("hooks.prestart", p, &st)?;
+                }
+                if let Some(c) = h.create_runtime() {
+                    crate::hooks::run_all("hooks.createRuntime", c, &st)?;
+                }
+                parent_chan.send(&Msg::HooksDone)?;
+            }
+            Msg::Ready => break,
+            Msg::Error(e) => bail!("{e}"),
+            other => bail!("unexpected message from init: {other:?}"),
+        }
+    }
+
+    let start_time = state::process_start_time(pid)
+        .with_context(|| format!("container init (pid {pid}) exited during setup"))?;
+    let st = ContainerState {
+        oci_version: spec.version().clone(),
+        id: o.id.to_string(),
+        pid,
+        pid_start_time: start_time,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: state::now_rfc3339(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        owner: state::owner_name(nix::unistd::geteuid().as_raw()),
+        paused: false,
+        cgroup: cg.state(),
+        own_pid_ns,
+        systemd_cgroup: o.systemd_cgroup,
+        poststart: spec
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.poststart().clone())
+            .unwrap_or_default(),
+        poststop: spec
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.poststop().clone())
+            .unwrap_or_default(),
+    };
+    o.store.save(&st)?;
+    if let Some(pf) = o.pid_file {
+        write_pid_file(pf, pid)?;
+    }
+    if o.start_socket {
+        // Tell init the state is saved: it may now wait for `husk start`.
+        parent_chan.send(&Msg::Start)?;
+    }
+    Ok(Spawned {
+        state: st,
+        chan: parent_chan,
+        pidfd,
+        is_child,
+        cleanup: None,
+    })
+}
+
+fn exit_note(pid: i32, is_child: bool) -> String {
+    if !is_child {
+        return String::new();
+    }
+    match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => format!(" (exit status {c})"),
+        Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => format!(" (killed by {s})"),
+        _ => String::new(),
+    }
+}
+
+/// `--pid-file`: the decimal pid, no newline, written atomically.
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let abs = std::path::absolute(path).context("--pid-file")?;
+    state::write_atomic(&abs, pid.to_string().as_bytes(), 0o644)
+        .with_context(|| format!("--pid-file {}", abs.display()))
+}
