@@ -52,6 +52,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Kill { all, id, signal } => container::kill(&g, &id, &signal, all)?,
         Command::Delete { force, id } => container::delete(&g, &id, force)?,
         Command::List { format, quiet } => container::list(&g, &format, quiet)?,
+        Command::Exec(a) => return Ok(container::exec(&g, &a)),
         Command::Spec { bundle, rootless } => {
             let dir = bundle.unwrap_or_else(|| ".".into());
             let path = dir.join("config.json");

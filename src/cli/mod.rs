@@ -75,6 +75,8 @@ pub enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Run a process in a running container.
+    Exec(ExecArgs),
     /// Write a default config.json.
     Spec {
         /// The bundle directory.
@@ -113,6 +115,62 @@ pub struct CreateArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// process.json describing the process (instead of the command line).
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Allocate a pseudo-TTY.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Set an environment variable (KEY=VALUE); repeatable.
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// Working directory in the container.
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// uid[:gid].
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Additional gids; repeatable.
+    #[arg(short = 'g', long = "additional-gids")]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability; repeatable.
+    #[arg(short, long)]
+    pub cap: Vec<String>,
+    /// Set no_new_privs.
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    /// AppArmor profile.
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// SELinux process label.
+    #[arg(long = "process-label")]
+    pub process_label: Option<String>,
+    /// Pass N more fds (from 3).
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Detach from the process.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// File to write the process's pid to.
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket to receive the pty master.
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Unix socket to receive a pidfd of the process.
+    #[arg(long = "pidfd-socket")]
+    pub pidfd_socket: Option<PathBuf>,
+    /// Exec even if the container is paused.
+    #[arg(long = "ignore-paused")]
+    pub ignore_paused: bool,
+    pub id: String,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
 pub struct RunArgs {
     #[command(flatten)]
     pub create: CreateArgs,
@@ -146,19 +204,72 @@ const SINGLE_DASH_OK: &[&str] = &[
     "-rootless",
     "-no-subreaper",
     "-pidfd-socket",
+    "-process",
+    "-tty",
+    "-cwd",
+    "-user",
+    "-cap",
+    "-no-new-privs",
+    "-ignore-paused",
 ];
 
 /// Rewrite `-flag` to `--flag` for the long flags above (also in `-flag=value` form).
+/// For `exec`, rewriting stops at the first positional (the container id): what follows is the
+/// container's command line.
 pub fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
-    args.map(|a| {
+    let mut out = Vec::new();
+    let mut in_exec = false;
+    let mut positional_seen = false;
+    for (i, a) in args.enumerate() {
+        if positional_seen {
+            out.push(a);
+            continue;
+        }
         let name = a.split('=').next().unwrap_or("");
-        if !a.starts_with("--") && SINGLE_DASH_OK.contains(&name) {
+        let fixed = if i > 0 && !a.starts_with("--") && SINGLE_DASH_OK.contains(&name) {
             format!("-{a}")
         } else {
             a
+        };
+        if in_exec
+            && !fixed.starts_with('-')
+            && !out.last().is_some_and(|p: &String| takes_value(p))
+        {
+            positional_seen = true;
         }
-    })
-    .collect()
+        if fixed == "exec" {
+            in_exec = true;
+        }
+        out.push(fixed);
+    }
+    out
+}
+
+fn takes_value(flag: &str) -> bool {
+    const WITH_VALUE: &[&str] = &[
+        "--root",
+        "--log",
+        "--log-format",
+        "--process",
+        "-p",
+        "--env",
+        "-e",
+        "--cwd",
+        "--user",
+        "-u",
+        "--additional-gids",
+        "-g",
+        "--cap",
+        "-c",
+        "--apparmor",
+        "--process-label",
+        "--preserve-fds",
+        "--pid-file",
+        "--console-socket",
+        "--pidfd-socket",
+        "--criu",
+    ];
+    WITH_VALUE.contains(&flag)
 }
 
 #[cfg(test)]
@@ -178,6 +289,26 @@ mod tests {
         );
         let c = Cli::try_parse_from(v.iter().filter(|a| *a != "-x")).unwrap();
         assert_eq!(c.root, PathBuf::from("/x"));
+    }
+
+    #[test]
+    fn exec_command_is_left_alone() {
+        let v = normalize_args(
+            [
+                "husk", "exec", "-tty", "--cwd", "/", "c1", "ls", "-tty", "-process",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        assert_eq!(
+            v,
+            ["husk", "exec", "--tty", "--cwd", "/", "c1", "ls", "-tty", "-process"]
+        );
+        let c = Cli::try_parse_from(&v).unwrap();
+        match c.command {
+            Some(Command::Exec(e)) => assert_eq!(e.command, ["ls", "-tty", "-process"]),
+            _ => panic!(),
+        }
     }
 
     #[test]

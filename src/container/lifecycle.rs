@@ -50,6 +50,13 @@ pub fn create(g: &Global, a: &CreateArgs) -> Result<()> {
             pid_file: a.pid_file.as_deref(),
         },
     )?;
+    if let Some(sock) = &a.pidfd_socket {
+        let fd = match &s.pidfd {
+            Some(fd) => fd.try_clone()?,
+            None => crate::sys::pidfd::open(s.state.pid)?,
+        };
+        send_pidfd(sock, &fd)?;
+    }
     s.commit();
     Ok(())
 }
@@ -79,6 +86,14 @@ pub fn start(g: &Global, id: &str) -> Result<()> {
         crate::hooks::run_all_warn("hooks.poststart", &st.poststart, &js);
     }
     Ok(())
+}
+
+/// `--pidfd-socket`: send a pidfd of the container's process to the caller.
+pub fn send_pidfd(sock: &std::path::Path, pidfd: &std::os::fd::OwnedFd) -> Result<()> {
+    let s = std::os::unix::net::UnixStream::connect(sock)
+        .with_context(|| format!("--pidfd-socket: connect to {}", sock.display()))?;
+    crate::process::console::send_fd(s.as_raw_fd(), "pidfd", pidfd.as_raw_fd())
+        .context("--pidfd-socket: send the pidfd")
 }
 
 pub fn state(g: &Global, id: &str) -> Result<()> {

@@ -158,7 +158,7 @@ fn copy_winsize(master: BorrowedFd) {
 }
 
 /// Forward signals to `pid`, proxy the pty, and return the exit code once `pid` has exited.
-fn forward_until_exit(pid: i32, mask: &SigSet, master: Option<&OwnedFd>) -> Result<i32> {
+pub(crate) fn forward_until_exit(pid: i32, mask: &SigSet, master: Option<&OwnedFd>) -> Result<i32> {
     let sfd = SignalFd::with_flags(mask, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC)
         .context("signalfd")?;
     let _raw = master.map(|_| RawTty::new());

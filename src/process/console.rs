@@ -67,8 +67,9 @@ pub fn set_size(fd: RawFd, rows: u16, cols: u16) -> Result<()> {
 }
 
 /// Inside the container, after pivot_root: make the pty, hand the master to the caller, make the
-/// slave our stdio and controlling terminal.
-pub fn setup_in_container(sock: &OwnedFd, size: Option<(u16, u16)>) -> Result<()> {
+/// slave our stdio and controlling terminal; the container's init also binds it onto
+/// /dev/console (`console`), a process joining with `exec` does not.
+pub fn setup_in_container(sock: &OwnedFd, size: Option<(u16, u16)>, console: bool) -> Result<()> {
     let master: OwnedFd = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -97,7 +98,9 @@ pub fn setup_in_container(sock: &OwnedFd, size: Option<(u16, u16)>) -> Result<()
     send_fd(sock.as_raw_fd(), &format!("/dev/pts/{n}"), m)
         .context("--console-socket: send the pty master")?;
     drop(master);
-    crate::rootfs::bind_console(slave.as_fd()).context("bind the pty onto /dev/console")?;
+    if console {
+        crate::rootfs::bind_console(slave.as_fd()).context("bind the pty onto /dev/console")?;
+    }
     nix::unistd::dup2_stdin(&slave).context("dup the pty onto stdin")?;
     nix::unistd::dup2_stdout(&slave).context("dup the pty onto stdout")?;
     nix::unistd::dup2_stderr(&slave).context("dup the pty onto stderr")?;

@@ -7,7 +7,7 @@ use crate::namespaces::Plan;
 use crate::spec::Bundle;
 use anyhow::{bail, Context, Result};
 use nix::sched::CloneFlags;
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxPersonality, Process, Spec};
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -151,13 +151,57 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
             .map(|b| (b.height() as u16, b.width() as u16));
         step(
             "set up the console",
-            super::console::setup_in_container(sock, size),
+            super::console::setup_in_container(sock, size, true),
         )?;
     }
     step(
         "finalize the root filesystem",
         crate::rootfs::finalize(spec),
     )?;
+    let tail = ProcessTail {
+        process,
+        personality: spec.linux().as_ref().and_then(|l| l.personality().as_ref()),
+        seccomp: ctx.seccomp.as_ref(),
+        in_userns,
+        preserve_fds: ctx.preserve_fds,
+        self_exe: ctx.self_exe,
+    };
+    finish(&tail, &mut || {
+        ctx.chan.send(&Msg::Ready)?;
+        // The runtime answers once the state is saved.
+        ctx.chan.expect(Msg::Start)?;
+        if let StartGate::Socket(listener) = &ctx.gate {
+            step("wait for start", wait_for_start(listener))?;
+        }
+        if let Some(sc) = hooks.and_then(|h| h.start_container().as_ref()) {
+            let state = crate::hooks::state_json(
+                ctx.id,
+                "running",
+                std::process::id() as i32,
+                &ctx.bundle.dir,
+                spec.annotations().as_ref(),
+            );
+            crate::hooks::run_all("hooks.startContainer", sc, &state)?;
+        }
+        Ok(())
+    })
+}
+
+/// The attributes of the process that will exec, shared by the container's init and `exec`.
+pub struct ProcessTail<'a> {
+    pub process: &'a Process,
+    pub personality: Option<&'a LinuxPersonality>,
+    pub seccomp: Option<&'a crate::security::SeccompProgram>,
+    pub in_userns: bool,
+    pub preserve_fds: u32,
+    pub self_exe: (u64, u64),
+}
+
+/// From a fully set-up container environment to the user program: oomScoreAdj, rlimits, LSM
+/// labels, scheduler, ioprio, personality, no_new_privs, seccomp, user, capabilities, cwd, fds,
+/// then `gate` (wait for start), then exec. Returns only on error.
+pub fn finish(t: &ProcessTail, gate: &mut dyn FnMut() -> Result<()>) -> Result<Infallible> {
+    let process = t.process;
     if let Some(adj) = process.oom_score_adj() {
         let me = std::process::id();
         crate::sys::procfs::write_proc_file(
@@ -187,19 +231,19 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
     if let Some(p) = process.io_priority() {
         crate::security::apply_io_priority(p)?;
     }
-    if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+    if let Some(p) = t.personality {
         crate::security::apply_personality(p)?;
     }
     let nnp = process.no_new_privileges().unwrap_or(false);
     if nnp {
         crate::security::set_no_new_privs()?;
-    } else if let Some(f) = &ctx.seccomp {
+    } else if let Some(f) = t.seccomp {
         step(
             "install the seccomp filter",
             crate::security::seccomp_install(f),
         )?;
     }
-    crate::security::switch_user(process.user(), in_userns)?;
+    crate::security::switch_user(process.user(), t.in_userns)?;
     crate::security::apply_capabilities(process.capabilities().as_ref())?;
 
     step("chdir to process.cwd", enter_cwd(process.cwd()))?;
@@ -209,7 +253,7 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
     );
     let args = process.args().as_deref().unwrap_or(&[]);
     let exe = lookup_executable(&args[0], &env)?;
-    refuse_self_exec(&exe, ctx.self_exe)?;
+    refuse_self_exec(&exe, t.self_exe)?;
     let c_exe = cstring(exe.as_os_str().as_encoded_bytes())?;
     let c_args = args
         .iter()
@@ -223,35 +267,17 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
     // CVE-2024-21626: only stdio and the preserved fds reach the program.
     step(
         "close inherited fds",
-        crate::sys::fd::cloexec_from(3 + ctx.preserve_fds).map_err(Into::into),
+        crate::sys::fd::cloexec_from(3 + t.preserve_fds).map_err(Into::into),
     )?;
-    for fd in 3..3 + ctx.preserve_fds {
+    for fd in 3..3 + t.preserve_fds {
         crate::sys::fd::clear_cloexec(fd as i32)
             .with_context(|| format!("--preserve-fds: fd {fd} is not open"))?;
     }
 
-    ctx.chan.send(&Msg::Ready)?;
-    match &ctx.gate {
-        StartGate::Channel => ctx.chan.expect(Msg::Start)?,
-        StartGate::Socket(listener) => {
-            // The runtime saved the state: from here on nobody listens on the channel.
-            ctx.chan.expect(Msg::Start)?;
-            step("wait for start", wait_for_start(listener))?;
-        }
-    }
+    gate()?;
 
-    if let Some(sc) = hooks.and_then(|h| h.start_container().as_ref()) {
-        let state = crate::hooks::state_json(
-            ctx.id,
-            "running",
-            std::process::id() as i32,
-            &ctx.bundle.dir,
-            spec.annotations().as_ref(),
-        );
-        crate::hooks::run_all("hooks.startContainer", sc, &state)?;
-    }
     if nnp {
-        if let Some(f) = &ctx.seccomp {
+        if let Some(f) = t.seccomp {
             step(
                 "install the seccomp filter",
                 crate::security::seccomp_install(f),
@@ -263,7 +289,7 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
     bail!("exec {:?}: {err}", exe.display())
 }
 
-fn set_dumpable(on: bool) -> Result<()> {
+pub fn set_dumpable(on: bool) -> Result<()> {
     nix::sys::prctl::set_dumpable(on).context("prctl(PR_SET_DUMPABLE)")
 }
 

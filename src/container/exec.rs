@@ -1,0 +1,347 @@
+//! `exec`: run another process in a running container, joining its namespaces, cgroup, LSM
+//! label and seccomp profile. Like runc, every failure to start exits 255.
+
+use super::lifecycle::{status_of, Global};
+use crate::cli::ExecArgs;
+use crate::process::channel::{Channel, Msg};
+use crate::process::init::{finish, set_dumpable, ProcessTail};
+use crate::state::{self, Status};
+use anyhow::{bail, Context, Result};
+use nix::sched::CloneFlags;
+use nix::sys::signal::SigSet;
+use oci_spec::runtime::{Capability, LinuxNamespaceType, Process, Spec};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::str::FromStr;
+
+/// Returns the exit code: the process's status in the foreground, 0 detached, 255 on failure.
+pub fn exec(g: &Global, a: &ExecArgs) -> i32 {
+    match exec_inner(g, a) {
+        Ok(code) => code,
+        Err(e) => {
+            crate::logging::error(&format!("exec failed: {e:#}"));
+            255
+        }
+    }
+}
+
+/// `uid[:gid]`, both decimal, nothing else.
+pub fn parse_user(s: &str) -> Result<(u32, Option<u32>)> {
+    let num = |p: &str, what: &str| -> Result<u32> {
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+            bail!("--user {s:?}: {what} must be a decimal number");
+        }
+        p.parse::<u32>()
+            .with_context(|| format!("--user {s:?}: {what} out of range"))
+    };
+    match s.split_once(':') {
+        None => Ok((num(s, "uid")?, None)),
+        Some((u, gid)) => Ok((num(u, "uid")?, Some(num(gid, "gid")?))),
+    }
+}
+
+fn build_process(spec: &Spec, a: &ExecArgs) -> Result<Process> {
+    if let Some(path) = &a.process {
+        let data = std::fs::read(path).with_context(|| format!("--process {}", path.display()))?;
+        let de = &mut serde_json::Deserializer::from_slice(&data);
+        let p: Process = serde_path_to_error::deserialize(de).map_err(|e| {
+            anyhow::anyhow!("--process {}: {}: {}", path.display(), e.path(), e.inner())
+        })?;
+        return Ok(p);
+    }
+    if a.command.is_empty() {
+        bail!("exec: no command given (args)");
+    }
+    let mut p = spec
+        .process()
+        .clone()
+        .context("process: missing in the container's config")?;
+    p.set_args(Some(a.command.clone()));
+    p.set_terminal(Some(a.tty));
+    let mut env = p.env().clone().unwrap_or_default();
+    for e in &a.env {
+        let key = e.split('=').next().unwrap_or(e);
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    p.set_env(Some(env));
+    if let Some(cwd) = &a.cwd {
+        p.set_cwd(cwd.into());
+    }
+    if let Some(u) = &a.user {
+        let (uid, gid) = parse_user(u)?;
+        let mut user = p.user().clone();
+        user.set_uid(uid);
+        if let Some(gid) = gid {
+            user.set_gid(gid);
+        }
+        user.set_additional_gids(if a.additional_gids.is_empty() {
+            user.additional_gids().clone()
+        } else {
+            Some(a.additional_gids.clone())
+        });
+        p.set_user(user);
+    }
+    if !a.cap.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        for c in &a.cap {
+            let name = if c.starts_with("CAP_") {
+                c.clone()
+            } else {
+                format!("CAP_{c}")
+            };
+            let cap = Capability::from_str(&name)
+                .map_err(|_| anyhow::anyhow!("--cap: unknown capability {c:?}"))?;
+            for set in [
+                caps.bounding().clone(),
+                caps.effective().clone(),
+                caps.permitted().clone(),
+            ]
+            .iter()
+            .enumerate()
+            {
+                let mut s = set.1.clone().unwrap_or_default();
+                s.insert(cap);
+                match set.0 {
+                    0 => caps.set_bounding(Some(s)),
+                    1 => caps.set_effective(Some(s)),
+                    _ => caps.set_permitted(Some(s)),
+                };
+            }
+        }
+        p.set_capabilities(Some(caps));
+    }
+    if a.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if let Some(ap) = &a.apparmor {
+        p.set_apparmor_profile(Some(ap.clone()));
+    }
+    if let Some(l) = &a.process_label {
+        p.set_selinux_label(Some(l.clone()));
+    }
+    Ok(p)
+}
+
+fn ns_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
+    let st = g.store.load(&a.id)?;
+    match status_of(g, &st) {
+        Status::Stopped => bail!("cannot exec in a stopped container"),
+        Status::Paused if !a.ignore_paused => {
+            bail!("cannot exec in a paused container (use --ignore-paused to override)")
+        }
+        _ => {}
+    }
+    let raw = std::fs::read(g.store.dir(&a.id).join(state::CONFIG_FILE))
+        .context("read the container's saved config.json")?;
+    let spec = crate::spec::parse(&raw)?;
+    let process = build_process(&spec, a)?;
+    if process.args().as_ref().is_none_or(|v| v.is_empty()) {
+        bail!("process.args: must not be empty");
+    }
+    if !process.cwd().is_absolute() {
+        bail!(
+            "process.cwd: {:?} is not an absolute path",
+            process.cwd().display()
+        );
+    }
+    let terminal = process.terminal().unwrap_or(false);
+    let mut console = a
+        .console_socket
+        .as_deref()
+        .map(crate::process::console::connect)
+        .transpose()?;
+    let mut own_pty: Option<OwnedFd> = None;
+    if terminal && console.is_none() {
+        if a.detach {
+            bail!("--tty with --detach needs --console-socket");
+        }
+        let (ours, theirs) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )?;
+        own_pty = Some(ours);
+        console = Some(theirs);
+    }
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(crate::security::seccomp_compile(s).context("linux.seccomp")?),
+        None => None,
+    };
+    let self_exe = std::fs::metadata("/proc/self/exe")
+        .map(|m| (m.dev(), m.ino()))
+        .context("stat /proc/self/exe")?;
+
+    // Open the container's namespaces (pinned by the pidfd-checked pid).
+    let pidfd = crate::sys::pidfd::open(st.pid).context("container not running")?;
+    if state::process_start_time(st.pid) != Some(st.pid_start_time) {
+        bail!("container not running");
+    }
+    let mut join: Vec<(LinuxNamespaceType, OwnedFd)> = Vec::new();
+    let types: Vec<LinuxNamespaceType> = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .map(|v| v.iter().map(|n| n.typ()).collect())
+        .unwrap_or_default();
+    for t in &types {
+        let name = ns_name(*t);
+        let theirs = format!("/proc/{}/ns/{name}", st.pid);
+        let mine = std::fs::metadata(format!("/proc/self/ns/{name}"))
+            .map(|m| m.ino())
+            .ok();
+        let f = std::fs::File::open(&theirs).with_context(|| format!("open {theirs}"))?;
+        if f.metadata().map(|m| m.ino()).ok() == mine {
+            continue;
+        }
+        join.push((*t, f.into()));
+    }
+    let in_userns = types.contains(&LinuxNamespaceType::User);
+    // pid and time namespaces apply to children: enter them here, before the fork.
+    for (t, fd) in &join {
+        if matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {
+            nix::sched::setns(
+                fd,
+                CloneFlags::from_bits_retain(crate::namespaces::clone_flag(*t)),
+            )
+            .with_context(|| format!("join the container's {} namespace", ns_name(*t)))?;
+        }
+    }
+    join.sort_by_key(|(t, _)| match t {
+        LinuxNamespaceType::User => 0,
+        LinuxNamespaceType::Mount => 2,
+        _ => 1,
+    });
+    let cg = crate::cgroups::from_state(&st.cgroup)?;
+
+    let mut mask = SigSet::all();
+    mask.remove(nix::sys::signal::SIGKILL);
+    mask.remove(nix::sys::signal::SIGSTOP);
+    if !a.detach {
+        mask.thread_block().context("block signals")?;
+    }
+    let (parent_chan, child_chan) = Channel::pair()?;
+    let (forked, into_cg) = crate::sys::clone3::fork_with(0, cg.clone_into_fd(), true)
+        .context("fork the exec process")?;
+    let (pid, child_pidfd) = match forked {
+        crate::sys::clone3::Forked::Child => {
+            drop(parent_chan);
+            let r = (|| -> Result<std::convert::Infallible> {
+                set_dumpable(false)?;
+                child_chan.expect(Msg::Go)?;
+                for (t, fd) in &join {
+                    if matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {
+                        continue;
+                    }
+                    nix::sched::setns(
+                        fd,
+                        CloneFlags::from_bits_retain(crate::namespaces::clone_flag(*t)),
+                    )
+                    .with_context(|| format!("join the container's {} namespace", ns_name(*t)))?;
+                }
+                drop(join);
+                if let Some(sock) = &console {
+                    nix::unistd::setsid().context("setsid")?;
+                    let size = process
+                        .console_size()
+                        .as_ref()
+                        .map(|b| (b.height() as u16, b.width() as u16));
+                    crate::process::console::setup_in_container(sock, size, false)?;
+                }
+                let tail = ProcessTail {
+                    process: &process,
+                    personality: None,
+                    seccomp: seccomp.as_ref(),
+                    in_userns,
+                    preserve_fds: a.preserve_fds,
+                    self_exe,
+                };
+                finish(&tail, &mut || Ok(()))
+            })();
+            let err = match r {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            let msg = format!("{err:#}");
+            let _ = child_chan.send(&Msg::Error(msg));
+            // SAFETY: end the forked child without running the parent's destructors.
+            unsafe { libc::_exit(255) }
+        }
+        crate::sys::clone3::Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    drop(child_chan);
+    drop(pidfd);
+    let fail = |e: anyhow::Error| -> Result<i32> {
+        crate::process::spawn::kill_and_wait(pid, true);
+        Err(e)
+    };
+    if !into_cg {
+        if let Err(e) = cg.add_task(pid) {
+            return fail(e.context("join the container's cgroup"));
+        }
+    }
+    parent_chan.send(&Msg::Go)?;
+    // The channel closes on a successful exec (close-on-exec); an error arrives as a message.
+    match parent_chan.recv() {
+        Err(_) => {}
+        Ok(Msg::Error(e)) => {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            bail!("{e}")
+        }
+        Ok(m) => return fail(anyhow::anyhow!("unexpected message {m:?}")),
+    }
+    if let Some(pf) = &a.pid_file {
+        crate::process::spawn::write_pid_file(pf, pid)?;
+    }
+    if let (Some(sock), Some(fd)) = (&a.pidfd_socket, &child_pidfd) {
+        super::lifecycle::send_pidfd(sock, fd)?;
+    }
+    let master = match &own_pty {
+        Some(s) => Some(crate::process::console::recv_fd(s.as_raw_fd())?),
+        None => None,
+    };
+    if a.detach {
+        return Ok(0);
+    }
+    super::run::forward_until_exit(pid, &mask, master.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_strings_are_strict() {
+        assert_eq!(parse_user("1000").unwrap(), (1000, None));
+        assert_eq!(parse_user("0:5").unwrap(), (0, Some(5)));
+        for bad in [
+            "",
+            ":",
+            "1000:",
+            ":1000",
+            "a",
+            "1000:x",
+            "-1",
+            "1:2:3",
+            "4294967296",
+            " 1",
+            "+1",
+        ] {
+            assert!(parse_user(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}
