@@ -1,6 +1,8 @@
 //! The container's root filesystem: mounts, safe in-root path resolution, /dev, pivot_root,
 //! masked and read-only paths. Everything here runs inside the container's new mount namespace.
 
+pub mod options;
+
 use anyhow::Result;
 use oci_spec::runtime::Spec;
 use std::os::fd::BorrowedFd;
