@@ -2,6 +2,7 @@
 //! masked and read-only paths. Everything here runs inside the container's new mount namespace.
 
 pub mod options;
+pub mod resolve;
 
 use anyhow::Result;
 use oci_spec::runtime::Spec;
