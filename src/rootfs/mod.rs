@@ -1,9 +1,22 @@
 //! The container's root filesystem: mounts, safe in-root path resolution, /dev, pivot_root,
 //! masked and read-only paths. Everything here runs inside the container's new mount namespace.
 
-use anyhow::Result;
-use oci_spec::runtime::Spec;
-use std::os::fd::BorrowedFd;
+pub mod dev;
+pub mod mounts;
+pub mod options;
+pub mod resolve;
+
+use crate::sys::mount_api::{self as api, clone_tree, mount_setattr, move_mount_fd, MountAttr};
+use anyhow::{bail, Context, Result};
+use nix::errno::Errno;
+use nix::fcntl::{open, OFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{Mode, SFlag};
+use nix::unistd::{chdir, chroot, fchdir, pivot_root};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use resolve::{create_file, file_type, open_root, proc_fd_path, resolve, stat_fd};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
 /// What `prepare` needs to know besides the spec.
@@ -19,25 +32,292 @@ pub struct RootfsOptions<'a> {
     pub in_userns: bool,
 }
 
+const NONE: Option<&str> = None;
+
+fn is_enoent(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
+}
+
+/// `linux.rootfsPropagation`, parsed, if set.
+fn rootfs_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
+    match spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+    {
+        None | Some("") => Ok(None),
+        Some(v) => options::parse_propagation(v).map(Some),
+    }
+}
+
+/// Make the mount containing `path` private (not recursively) if it is not: pivot_root(2) refuses
+/// a new root whose parent mount is shared. MS_PRIVATE on a non-mount-point is EINVAL, so walk
+/// up until it takes.
+fn make_parent_mount_private(path: &Path) -> Result<()> {
+    let mut p = path;
+    loop {
+        match mount(NONE, p, NONE, MsFlags::MS_PRIVATE, NONE) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EINVAL) => match p.parent() {
+                Some(parent) => p = parent,
+                None => bail!("no mount point found above {}", path.display()),
+            },
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("making the mount at {} private", p.display()))
+            }
+        }
+    }
+}
+
+/// Does config.json bind something onto /dev itself (then no device nodes are made)?
+fn dev_is_bound(spec: &Spec) -> bool {
+    spec.mounts().iter().flatten().any(|m| {
+        m.destination() == Path::new("/dev")
+            && (m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .iter()
+                    .flatten()
+                    .any(|o| o == "bind" || o == "rbind"))
+    })
+}
+
 /// Before pivot_root: propagation of `/`, bind the rootfs onto itself, every mount of config.json
 /// in order, the default /dev, `linux.devices`, /dev symlinks and ptmx.
-pub fn prepare(_opts: &RootfsOptions) -> Result<()> {
-    anyhow::bail!("rootfs::prepare is not implemented yet")
+///
+/// Preconditions: called in the container's new mount namespace (and user namespace, if any),
+/// still on the host root, with /proc of the host mounted at /proc, single-threaded.
+pub fn prepare(opts: &RootfsOptions) -> Result<()> {
+    let spec = opts.spec;
+    let rootfs = opts.rootfs;
+    if !rootfs.is_absolute() {
+        bail!("rootfs {} is not an absolute path", rootfs.display());
+    }
+    let prop = rootfs_propagation(spec)?.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    mount(NONE, "/", NONE, prop, NONE)
+        .context("setting the propagation of / in the new mount namespace")?;
+    make_parent_mount_private(rootfs)?;
+    mount(
+        Some(rootfs),
+        rootfs,
+        NONE,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        NONE,
+    )
+    .with_context(|| format!("bind-mounting the rootfs {} onto itself", rootfs.display()))?;
+    // opened after the self-bind so that every mount lands on the new bind, not under it
+    let root =
+        open_root(rootfs).with_context(|| format!("opening the rootfs {}", rootfs.display()))?;
+    let linux = spec.linux().as_ref();
+    let has_netns = linux
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network));
+    let mut ctx = mounts::Ctx {
+        root,
+        rootfs,
+        bundle: opts.bundle,
+        new_cgroupns: opts.new_cgroupns,
+        in_userns: opts.in_userns,
+        has_netns,
+        dev_ro_later: None,
+    };
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        mounts::mount_entry(&mut ctx, i, m)?;
+    }
+    if !dev_is_bound(spec) {
+        let empty = Vec::new();
+        let devs = linux.and_then(|l| l.devices().as_ref()).unwrap_or(&empty);
+        dev::create_devices(ctx.root.as_fd(), devs, opts.in_userns)?;
+        dev::dev_symlinks(ctx.root.as_fd())?;
+    }
+    if let Some(d) = &ctx.dev_ro_later {
+        let fd = resolve(ctx.root.as_fd(), d, true).with_context(|| format!("re-opening {d:?}"))?;
+        let ro = MountAttr {
+            set: api::MOUNT_ATTR_RDONLY,
+            clr: 0,
+            propagation: 0,
+        };
+        mount_setattr(fd.as_fd(), false, ro)
+            .with_context(|| format!("making {d:?} read-only after creating the device nodes"))?;
+    }
+    Ok(())
 }
 
 /// pivot_root into `rootfs` and detach the old root (or MS_MOVE + chroot with `no_pivot`);
-/// leaves the cwd at the new `/`.
-pub fn pivot(_rootfs: &Path, _no_pivot: bool) -> Result<()> {
-    anyhow::bail!("rootfs::pivot is not implemented yet")
+/// leaves the cwd at the new `/`. No fd of the host is left open on return.
+pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
+    if no_pivot {
+        chdir(rootfs).with_context(|| format!("chdir {}", rootfs.display()))?;
+        mount(Some(rootfs), "/", NONE, MsFlags::MS_MOVE, NONE)
+            .with_context(|| format!("moving the mount {} onto /", rootfs.display()))?;
+        chroot(".").context("chroot into the rootfs")?;
+        chdir("/").context("chdir / after chroot")?;
+        return Ok(());
+    }
+    let dflags = OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC;
+    let old = open("/", dflags, Mode::empty()).context("opening the old root")?;
+    let new = open(rootfs, dflags, Mode::empty())
+        .with_context(|| format!("opening the rootfs {}", rootfs.display()))?;
+    fchdir(&new).context("fchdir to the rootfs")?;
+    // pivot_root(".", "."): the old root ends up stacked under the new one, at "/"
+    pivot_root(".", ".").context("pivot_root")?;
+    fchdir(&old).context("fchdir to the old root")?;
+    // do not let the lazy unmount propagate to the host
+    mount(NONE, ".", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE)
+        .context("making the old root rslave")?;
+    umount2(".", MntFlags::MNT_DETACH).context("detaching the old root")?;
+    chdir("/").context("chdir / after pivot_root")?;
+    Ok(())
 }
 
-/// After pivot_root: bind-mount the pty slave `fd` onto /dev/console (by fd, never by path).
-pub fn bind_console(_pty_slave: BorrowedFd) -> Result<()> {
-    anyhow::bail!("rootfs::bind_console is not implemented yet")
+/// After pivot_root: bind-mount the pty slave `fd` onto /dev/console (by fd, never by path:
+/// CVE-2025-52565). /dev/console is created as an empty regular file if missing; a symlink there
+/// is refused.
+pub fn bind_console(pty_slave: BorrowedFd) -> Result<()> {
+    let root = open_root(Path::new("/")).context("opening /")?;
+    let console = Path::new("/dev/console");
+    let target = match resolve(root.as_fd(), console, false) {
+        Ok(fd) => {
+            let k = file_type(&stat_fd(fd.as_fd())?);
+            if k != SFlag::S_IFREG && k != SFlag::S_IFCHR {
+                bail!(
+                    "/dev/console exists and is not a regular file or character device (mode {:o})",
+                    k.bits()
+                );
+            }
+            fd
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            create_file(root.as_fd(), console, Mode::from_bits_truncate(0o666))
+                .context("creating /dev/console")?
+        }
+        Err(e) => return Err(e).context("resolving /dev/console"),
+    };
+    match clone_tree(pty_slave, false) {
+        Ok(tree) => move_mount_fd(tree.as_fd(), target.as_fd()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            let s = proc_fd_path(pty_slave);
+            mounts::mount_on_fd(
+                s.to_str().ok(),
+                target.as_fd(),
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )
+        }
+        Err(e) => Err(e),
+    }
+    .context("bind-mounting the console pty onto /dev/console")
 }
 
-/// After pivot_root: `root.readonly`, `linux.maskedPaths`, `linux.readonlyPaths` and the final
+/// After pivot_root: `linux.readonlyPaths`, `linux.maskedPaths`, `root.readonly` and the final
 /// `linux.rootfsPropagation`.
-pub fn finalize(_spec: &Spec) -> Result<()> {
-    anyhow::bail!("rootfs::finalize is not implemented yet")
+pub fn finalize(spec: &Spec) -> Result<()> {
+    let root = open_root(Path::new("/")).context("opening /")?;
+    let linux = spec.linux().as_ref();
+    let ro = MountAttr {
+        set: api::MOUNT_ATTR_RDONLY,
+        clr: 0,
+        propagation: 0,
+    };
+    for (i, p) in linux
+        .and_then(|l| l.readonly_paths().as_ref())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let what = || format!("linux.readonlyPaths[{i}] ({p:?})");
+        let fd = match resolve(root.as_fd(), Path::new(p), true) {
+            Ok(fd) => fd,
+            Err(e) if is_enoent(&e) => continue,
+            Err(e) => return Err(e).with_context(what),
+        };
+        let e = MountAttr::default();
+        mounts::bind_fd(
+            fd.as_fd(),
+            fd.as_fd(),
+            true,
+            e,
+            ro,
+            &[],
+            Some((root.as_fd(), Path::new("/"))),
+        )
+        .with_context(what)?;
+    }
+    let masked = linux.and_then(|l| l.masked_paths().as_ref());
+    if let Some(masked) = masked.filter(|m| !m.is_empty()) {
+        let mut null = None;
+        for (i, p) in masked.iter().enumerate() {
+            let what = || format!("linux.maskedPaths[{i}] ({p:?})");
+            let fd = match resolve(root.as_fd(), Path::new(p), true) {
+                Ok(fd) => fd,
+                Err(e) if is_enoent(&e) => continue,
+                Err(e) => return Err(e).with_context(what),
+            };
+            if file_type(&stat_fd(fd.as_fd())?) == SFlag::S_IFDIR {
+                mounts::mount_on_fd(
+                    Some("tmpfs"),
+                    fd.as_fd(),
+                    Some("tmpfs"),
+                    MsFlags::MS_RDONLY,
+                    None,
+                )
+                .with_context(what)?;
+                continue;
+            }
+            if null.is_none() {
+                null = Some(open_dev_null(root.as_fd()).with_context(what)?);
+            }
+            let n = null.as_ref().expect("just set");
+            let e = MountAttr::default();
+            mounts::bind_fd(
+                n.as_fd(),
+                fd.as_fd(),
+                false,
+                e,
+                e,
+                &[],
+                Some((root.as_fd(), Path::new("/"))),
+            )
+            .with_context(what)?;
+        }
+    }
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        match mount_setattr(root.as_fd(), false, ro) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => mount(
+                NONE,
+                "/",
+                NONE,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                NONE,
+            )
+            .map_err(io::Error::from),
+            r => r,
+        }
+        .context("root.readonly: remounting / read-only")?;
+    }
+    if let Some(p) = rootfs_propagation(spec)? {
+        mount(NONE, "/", NONE, p, NONE).context("applying linux.rootfsPropagation to /")?;
+    }
+    Ok(())
+}
+
+/// The container's /dev/null, opened without following symlinks and checked to be the char
+/// device 1:3 before anything is mounted from it (CVE-2025-31133).
+fn open_dev_null(root: BorrowedFd<'_>) -> Result<std::os::fd::OwnedFd> {
+    let fd = resolve(root, Path::new("/dev/null"), false).context("opening /dev/null")?;
+    let st = stat_fd(fd.as_fd())?;
+    if file_type(&st) != SFlag::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
+        bail!(
+            "/dev/null in the container is not the null device (mode {:o}, rdev {:x}); refusing to mask with it",
+            st.st_mode,
+            st.st_rdev
+        );
+    }
+    Ok(fd)
 }
