@@ -2,10 +2,32 @@
 //! cgroupfs v2 and (later) systemd.
 //!
 //! Host-side only: nothing here runs inside the container's namespaces.
+//!
+//! Placement follows runc's cgroupfs driver (libcontainer/cgroups/fs and fs2, specconv):
+//! - `cgroupsPath` absolute: that path below every hierarchy's mount point;
+//! - relative (including the default, which is the container id, as in runc): below the cgroup
+//!   husk itself runs in; on v1 per hierarchy (runc `GetOwnCgroupPath`), on v2 below the *parent*
+//!   of the own cgroup (runc fs2 `defaultDirPath`: the own cgroup usually has processes, so no
+//!   controllers could be enabled for a child of it);
+//! - `slice:prefix:name` only with the systemd driver, which is not implemented yet.
 
-use anyhow::Result;
-use oci_spec::runtime::LinuxResources;
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Result};
+use oci_spec::runtime::{LinuxDevice, LinuxResources};
 use serde::{Deserialize, Serialize};
+
+pub mod devices;
+pub mod stats;
+pub mod translate;
+pub mod util;
+mod v1;
+mod v2;
+
+#[cfg(test)]
+mod root_tests;
+
+pub use stats::Stats;
 
 /// What the state store keeps about a container's cgroup so that later commands (kill --all,
 /// pause, delete, ps, events) can find it again without re-reading config.json.
@@ -15,14 +37,31 @@ pub struct CgroupState {
     pub driver: String,
     /// The cgroup path relative to each hierarchy's root, e.g. "/husk/ID" or "/system.slice/husk-ID.scope".
     pub path: String,
+    /// v1 only: hierarchies whose path differs from `path` (a relative cgroupsPath is resolved
+    /// against husk's own cgroup, which can differ per hierarchy), keyed by the hierarchy's
+    /// controllers as in /proc/self/cgroup ("cpu,cpuacct", "name=systemd", "" for the hybrid
+    /// cgroup2). Empty in the usual case and then not serialized.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub paths: BTreeMap<String, String>,
 }
 
 /// One container's cgroup(s).
 pub trait Manager {
     /// Create the cgroup directories (idempotent). Must not leave anything behind on error.
     fn create(&self) -> Result<()>;
-    /// Apply `linux.resources`. Errors name the resource field (e.g. `linux.resources.memory.limit`).
-    fn apply(&self, resources: &LinuxResources) -> Result<()>;
+    /// Apply `linux.resources` at container creation. Errors name the resource field (e.g.
+    /// `linux.resources.memory.limit`). Device rules are runc's: the spec's rules followed by
+    /// runc's default allow list (null, zero, full, random, urandom, tty, ptmx, pts, tun, mknod
+    /// of any device), starting from deny-all; so they are applied even when the spec has none.
+    fn apply(&self, resources: &LinuxResources) -> Result<()> {
+        self.apply_with_devices(resources, &[])
+    }
+    /// [`Manager::apply`] that also allows (rwm) every device of `linux.devices`, as runc does.
+    fn apply_with_devices(&self, resources: &LinuxResources, devices: &[LinuxDevice])
+        -> Result<()>;
+    /// `runc update`: apply only what `resources` sets; device rules are left alone unless
+    /// `resources.devices` is given (then they replace the current ones, defaults appended).
+    fn update(&self, resources: &LinuxResources) -> Result<()>;
     /// Move a process into the cgroup(s).
     fn add_task(&self, pid: i32) -> Result<()>;
     /// On cgroup v2 an O_PATH|O_DIRECTORY fd of the leaf, for clone3(CLONE_INTO_CGROUP).
@@ -35,23 +74,151 @@ pub trait Manager {
     fn freeze(&self, frozen: bool) -> Result<()>;
     /// Whether the cgroup is currently frozen.
     fn is_frozen(&self) -> Result<bool>;
+    /// Signal every process in the cgroup. SIGKILL on v2 uses cgroup.kill where the kernel has
+    /// it; otherwise the cgroup is frozen, every pid signalled, and thawed (so nothing can fork
+    /// away in between).
+    fn kill_all(&self, signal: nix::sys::signal::Signal) -> Result<()>;
     /// Remove every cgroup directory created for the container, retrying while busy.
     fn destroy(&self) -> Result<()>;
+    /// `runc events --stats` data.
+    fn stats(&self) -> Result<Stats>;
+    /// How many processes the kernel OOM killer killed in this cgroup (v2 memory.events
+    /// oom_kill, v1 memory.oom_control oom_kill). Compare two readings to detect an OOM event.
+    fn oom_kill_count(&self) -> Result<u64>;
     /// What to persist in state.json.
     fn state(&self) -> CgroupState;
+}
+
+const SYSTEMD_UNSUPPORTED: &str = "systemd cgroup driver is not supported yet";
+
+/// The cgroup path (as in /proc/self/cgroup, relative to a hierarchy root or relative to the own
+/// cgroup when it does not start with "/") for a cgroupsPath and container id, without the
+/// systemd driver.
+pub fn inner_path(cgroups_path: Option<&str>, id: &str) -> Result<String> {
+    match cgroups_path.filter(|p| !p.is_empty()) {
+        Some(p) => {
+            if !p.starts_with('/') && p.split(':').count() == 3 {
+                bail!(
+                    "cgroupsPath {p:?} has the systemd form slice:prefix:name, which needs \
+                     --systemd-cgroup ({SYSTEMD_UNSUPPORTED})"
+                );
+            }
+            Ok(util::clean_path(p))
+        }
+        None => {
+            // runc: no cgroupsPath means Name = id, Path = "" -> the relative path "<id>".
+            if id.is_empty() {
+                bail!("no cgroupsPath and an empty container id");
+            }
+            Ok(util::clean_path(id))
+        }
+    }
 }
 
 /// The manager for a new container: `cgroups_path` as in config.json (None = the default path
 /// derived from `id`), `systemd` from `--systemd-cgroup`.
 pub fn new_manager(
-    _cgroups_path: Option<&str>,
-    _id: &str,
-    _systemd: bool,
+    cgroups_path: Option<&str>,
+    id: &str,
+    systemd: bool,
 ) -> Result<Box<dyn Manager>> {
-    anyhow::bail!("cgroups are not implemented yet")
+    if systemd {
+        bail!(SYSTEMD_UNSUPPORTED);
+    }
+    let inner = inner_path(cgroups_path, id)?;
+    if inner == "/" || inner == "." {
+        bail!("cgroupsPath {cgroups_path:?} names a cgroup root; refusing to manage it");
+    }
+    match util::detect_mode()? {
+        util::Mode::Unified => Ok(Box::new(v2::V2Manager::new(&inner)?)),
+        util::Mode::Legacy => Ok(Box::new(v1::V1Manager::new(&inner, &BTreeMap::new())?)),
+    }
 }
 
 /// The manager of an existing container, from what its state.json kept.
-pub fn from_state(_s: &CgroupState) -> Result<Box<dyn Manager>> {
-    anyhow::bail!("cgroups are not implemented yet")
+pub fn from_state(s: &CgroupState) -> Result<Box<dyn Manager>> {
+    if !s.path.starts_with('/') || s.path == "/" {
+        bail!("invalid cgroup path {:?} in the container state", s.path);
+    }
+    match s.driver.as_str() {
+        "v2" => Ok(Box::new(v2::V2Manager::new(&s.path)?)),
+        "v1" => Ok(Box::new(v1::V1Manager::new(&s.path, &s.paths)?)),
+        "systemd" => bail!(SYSTEMD_UNSUPPORTED),
+        d => bail!("unknown cgroup driver {d:?} in the container state"),
+    }
+}
+
+/// Build the full device rule list runc would apply: spec rules, runc's defaults, then an
+/// allow rwm rule per `linux.devices` entry.
+pub(crate) fn device_rules(
+    resources: &LinuxResources,
+    linux_devices: &[LinuxDevice],
+) -> Result<Vec<devices::Rule>> {
+    let spec = resources.devices().as_deref().unwrap_or(&[]);
+    let mut rules =
+        Vec::with_capacity(spec.len() + devices::DEFAULT_ALLOWED.len() + linux_devices.len());
+    for (i, d) in spec.iter().enumerate() {
+        rules.push(devices::from_spec(i, d)?);
+    }
+    rules.extend_from_slice(devices::DEFAULT_ALLOWED);
+    for d in linux_devices {
+        if let Some(r) = devices::for_linux_device(&d.typ(), d.major(), d.minor()) {
+            rules.push(r);
+        }
+    }
+    Ok(rules)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_forms() {
+        assert_eq!(inner_path(Some("/a/b"), "id").unwrap(), "/a/b");
+        assert_eq!(inner_path(Some("/a/../b/"), "id").unwrap(), "/b");
+        assert_eq!(inner_path(Some("a/b"), "id").unwrap(), "a/b");
+        assert_eq!(inner_path(Some("../../a"), "id").unwrap(), "a");
+        assert_eq!(inner_path(None, "ctr1").unwrap(), "ctr1");
+        assert_eq!(inner_path(Some(""), "ctr1").unwrap(), "ctr1");
+        let e = inner_path(Some("system.slice:husk:ctr1"), "ctr1").unwrap_err();
+        assert!(e.to_string().contains("--systemd-cgroup"), "{e}");
+        // an absolute path with colons is a plain path
+        assert_eq!(inner_path(Some("/a:b:c"), "id").unwrap(), "/a:b:c");
+    }
+
+    #[test]
+    fn systemd_driver_refused() {
+        let e = new_manager(Some("system.slice:husk:x"), "x", true)
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(e, SYSTEMD_UNSUPPORTED);
+        let st = CgroupState {
+            driver: "systemd".into(),
+            path: "/system.slice/husk-x.scope".into(),
+            ..Default::default()
+        };
+        assert!(from_state(&st).is_err());
+    }
+
+    #[test]
+    fn state_json_compat() {
+        // the two-field form written before `paths` existed still reads
+        let s: CgroupState = serde_json::from_str(r#"{"driver":"v1","path":"/husk/x"}"#).unwrap();
+        assert!(s.paths.is_empty());
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"driver":"v1","path":"/husk/x"}"#
+        );
+    }
+
+    #[test]
+    fn default_device_rules() {
+        let r = LinuxResources::default();
+        let rules = device_rules(&r, &[]).unwrap();
+        let p = devices::Policy::build(&rules);
+        assert!(!p.default_allow);
+        assert_eq!(p.exceptions.len(), devices::DEFAULT_ALLOWED.len());
+    }
 }

@@ -1,0 +1,431 @@
+//! File helpers, /proc/self/mountinfo and /proc/self/cgroup parsing, path resolution.
+//!
+//! Everything that turns text into structure is a pure function over `&str` so it can be unit
+//! tested without a cgroup filesystem.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Component, Path, PathBuf};
+use std::thread::sleep;
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+
+/// The error text the kernel's errno means, without Rust's " (os error N)" suffix, so messages
+/// read like runc's: `... memory.limit_in_bytes: Device or resource busy`.
+pub fn errstr(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// Write `value` to `dir/file` in a single write(2). `field` is the spec field the value came
+/// from (e.g. `linux.resources.memory.limit`) and leads the error message.
+pub fn write_file(dir: &Path, file: &str, value: &str, field: &str) -> Result<()> {
+    let p = dir.join(file);
+    write_path(&p, value).map_err(|e| {
+        anyhow!(
+            "{field}: writing {value:?} to {}: {}",
+            p.display(),
+            errstr(&e)
+        )
+    })
+}
+
+/// The raw write, for callers that look at the errno (EBUSY, ENOENT, EINVAL...).
+pub fn write_path(p: &Path, value: &str) -> io::Result<()> {
+    let mut f = fs::OpenOptions::new().write(true).open(p)?;
+    f.write_all(value.as_bytes())
+}
+
+/// Read `dir/file` as text; errors name the path.
+pub fn read_file(dir: &Path, file: &str) -> Result<String> {
+    let p = dir.join(file);
+    fs::read_to_string(&p).map_err(|e| anyhow!("reading {}: {}", p.display(), errstr(&e)))
+}
+
+/// Read `dir/file`; Ok(None) when it does not exist.
+pub fn read_opt(dir: &Path, file: &str) -> Result<Option<String>> {
+    let p = dir.join(file);
+    match fs::read_to_string(&p) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow!("reading {}: {}", p.display(), errstr(&e))),
+    }
+}
+
+/// Parse a single unsigned value as cgroup files print it; "max" reads as u64::MAX.
+pub fn parse_u64(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if s == "max" {
+        return Some(u64::MAX);
+    }
+    s.parse().ok()
+}
+
+/// `mkdir -p` of `path` (mode 0755), returning the directories it created, top-down.
+/// On error the ones created so far are removed again.
+pub fn mkdir_all(path: &Path) -> Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut cur = path;
+    loop {
+        match fs::symlink_metadata(cur) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => return Err(anyhow!("{} exists and is not a directory", cur.display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                missing.push(cur.to_path_buf());
+                cur = match cur.parent() {
+                    Some(p) => p,
+                    None => break,
+                };
+            }
+            Err(e) => return Err(anyhow!("stat {}: {}", cur.display(), errstr(&e))),
+        }
+    }
+    missing.reverse();
+    let mut created = Vec::with_capacity(missing.len());
+    for d in missing {
+        match fs::create_dir(&d) {
+            Ok(()) => created.push(d),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                let err = anyhow!("creating cgroup {}: {}", d.display(), errstr(&e));
+                for c in created.iter().rev() {
+                    let _ = fs::remove_dir(c);
+                }
+                return Err(err);
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// rmdir `dir` and every cgroup below it (children first), retrying on EBUSY with an exponential
+/// backoff for about a second in total (processes take a moment to leave after being killed).
+/// A directory that is already gone is fine.
+pub fn remove_cgroup_tree(dir: &Path) -> Result<()> {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for ent in rd.flatten() {
+            if ent.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_cgroup_tree(&ent.path())?;
+            }
+        }
+    }
+    rmdir_retry(dir)
+}
+
+/// rmdir with the EBUSY backoff of [`remove_cgroup_tree`]; ENOENT is success.
+pub fn rmdir_retry(dir: &Path) -> Result<()> {
+    let mut delay = Duration::from_millis(5);
+    let mut waited = Duration::ZERO;
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && waited < Duration::from_secs(1) => {
+                sleep(delay);
+                waited += delay;
+                delay = (delay * 2).min(Duration::from_millis(200));
+            }
+            Err(e) => return Err(anyhow!("removing cgroup {}: {}", dir.display(), errstr(&e))),
+        }
+    }
+}
+
+/// Read every pid of `cgroup.procs` in `dir` and all cgroups below it.
+pub fn pids_recursive(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
+    match fs::read_to_string(dir.join("cgroup.procs")) {
+        Ok(s) => out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && out.is_empty() => {
+            return Err(anyhow!(
+                "reading {}: {}",
+                dir.join("cgroup.procs").display(),
+                errstr(&e)
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(anyhow!(
+                "reading {}: {}",
+                dir.join("cgroup.procs").display(),
+                errstr(&e)
+            ))
+        }
+    }
+    if let Ok(rd) = fs::read_dir(dir) {
+        for ent in rd.flatten() {
+            if ent.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                pids_recursive(&ent.path(), out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Write a pid to `dir/cgroup.procs`, retrying EINVAL a few times as runc does (a task still
+/// in TASK_NEW cannot be moved yet).
+pub fn write_pid(dir: &Path, pid: i32) -> Result<()> {
+    let p = dir.join("cgroup.procs");
+    let v = pid.to_string();
+    let mut tries = 0;
+    loop {
+        match write_path(&p, &v) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && tries < 5 => {
+                tries += 1;
+                sleep(Duration::from_millis(30));
+            }
+            Err(e) => {
+                return Err(anyhow!(
+                    "adding pid {pid} to {}: {}",
+                    p.display(),
+                    errstr(&e)
+                ))
+            }
+        }
+    }
+}
+
+/// runc's `utils.CleanPath`: lexically clean `p`; a relative path cannot climb out with "..".
+/// Returns "" for "".
+pub fn clean_path(p: &str) -> String {
+    if p.is_empty() {
+        return String::new();
+    }
+    let abs = p.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for c in Path::new(p).components() {
+        match c {
+            Component::Normal(s) => parts.push(s.to_str().unwrap_or("")),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    let joined = parts.join("/");
+    if abs {
+        format!("/{joined}")
+    } else if joined.is_empty() {
+        ".".to_string()
+    } else {
+        joined
+    }
+}
+
+/// Join a cgroup path (absolute or relative) below `base`: "/a/b" under "/x" is "/x/a/b".
+pub fn join_under(base: &Path, p: &str) -> PathBuf {
+    let rel = p.trim_start_matches('/');
+    if rel.is_empty() || rel == "." {
+        base.to_path_buf()
+    } else {
+        base.join(rel)
+    }
+}
+
+/// One cgroup mount from /proc/self/mountinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupMount {
+    pub mountpoint: PathBuf,
+    /// The mount's root inside its hierarchy (field 4), "/" on the host.
+    pub root: String,
+    /// true for cgroup2.
+    pub v2: bool,
+    /// v1 controllers from the super options, e.g. ["cpu", "cpuacct"] or ["name=systemd"].
+    pub controllers: Vec<String>,
+}
+
+/// Undo mountinfo's octal escapes (\040 for space and so on).
+fn unescape(s: &str) -> String {
+    if !s.contains('\\') {
+        return s.to_string();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() {
+            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 4])
+                .ok()
+                .and_then(|o| u8::from_str_radix(o, 8).ok())
+            {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The cgroup and cgroup2 mounts in a mountinfo text. v1 controllers are taken from the super
+/// options, which list the controllers ("rw,cpu,cpuacct") or the name ("rw,name=systemd").
+pub fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut post_f = post.split(' ');
+        let fstype = post_f.next().unwrap_or("");
+        if fstype != "cgroup" && fstype != "cgroup2" {
+            continue;
+        }
+        let _source = post_f.next();
+        let superopts = post_f.next().unwrap_or("");
+        let pre_f: Vec<&str> = pre.split(' ').collect();
+        if pre_f.len() < 5 {
+            continue;
+        }
+        let root = unescape(pre_f[3]);
+        let mountpoint = PathBuf::from(unescape(pre_f[4]));
+        let v2 = fstype == "cgroup2";
+        let controllers = if v2 {
+            Vec::new()
+        } else {
+            superopts
+                .split(',')
+                .filter(|o| is_v1_controller(o))
+                .map(str::to_string)
+                .collect()
+        };
+        out.push(CgroupMount {
+            mountpoint,
+            root,
+            v2,
+            controllers,
+        });
+    }
+    out
+}
+
+fn is_v1_controller(o: &str) -> bool {
+    const KNOWN: &[&str] = &[
+        "cpu",
+        "cpuacct",
+        "cpuset",
+        "memory",
+        "devices",
+        "freezer",
+        "net_cls",
+        "net_prio",
+        "blkio",
+        "perf_event",
+        "hugetlb",
+        "pids",
+        "rdma",
+        "misc",
+    ];
+    o.starts_with("name=") || KNOWN.contains(&o)
+}
+
+/// /proc/self/cgroup: (hierarchy controllers, path). The v2 line has an empty controller list.
+pub fn parse_proc_cgroup(text: &str) -> Vec<(Vec<String>, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let _id = it.next()?;
+            let ctrls = it.next()?;
+            let path = it.next()?;
+            let c = if ctrls.is_empty() {
+                Vec::new()
+            } else {
+                ctrls.split(',').map(str::to_string).collect()
+            };
+            Some((c, path.to_string()))
+        })
+        .collect()
+}
+
+/// Which cgroup layout the host has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// cgroup2 mounted at /sys/fs/cgroup.
+    Unified,
+    /// v1 controllers under /sys/fs/cgroup (maybe with a cgroup2 at /sys/fs/cgroup/unified).
+    Legacy,
+}
+
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// statfs(/sys/fs/cgroup): CGROUP2_SUPER_MAGIC means pure v2; anything else (tmpfs with v1
+/// mounts below) is v1 or hybrid.
+pub fn detect_mode() -> Result<Mode> {
+    let st = nix::sys::statfs::statfs(CGROUP_ROOT)
+        .map_err(|e| anyhow!("statfs {CGROUP_ROOT}: {}", e.desc()))?;
+    if st.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC {
+        Ok(Mode::Unified)
+    } else {
+        Ok(Mode::Legacy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:9 - cgroup cgroup rw,cpu,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw,nsdelegate
+50 31 0:39 /docker/abc /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids
+60 23 0:40 / /mnt/with\\040space rw - cgroup cgroup rw,freezer
+70 23 0:41 / /proc rw - proc proc rw
+";
+
+    #[test]
+    fn mountinfo_hybrid() {
+        let m = parse_mountinfo(HYBRID);
+        assert_eq!(m.len(), 6);
+        assert_eq!(m[0].mountpoint, PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
+        assert_eq!(m[0].controllers, vec!["cpu", "cpuacct"]);
+        assert!(!m[0].v2);
+        assert_eq!(m[2].controllers, vec!["name=systemd"]);
+        assert!(m[3].v2);
+        assert!(m[3].controllers.is_empty());
+        assert_eq!(m[4].root, "/docker/abc");
+        assert_eq!(m[5].mountpoint, PathBuf::from("/mnt/with space"));
+        assert_eq!(m[5].controllers, vec!["freezer"]);
+    }
+
+    #[test]
+    fn proc_cgroup() {
+        let c = parse_proc_cgroup("9:name=systemd:/\n2:cpu,cpuacct:/a/b\n0::/user.slice\n");
+        assert_eq!(c[0], (vec!["name=systemd".to_string()], "/".to_string()));
+        assert_eq!(
+            c[1],
+            (
+                vec!["cpu".to_string(), "cpuacct".to_string()],
+                "/a/b".to_string()
+            )
+        );
+        assert_eq!(c[2], (vec![], "/user.slice".to_string()));
+    }
+
+    #[test]
+    fn clean_paths() {
+        assert_eq!(clean_path(""), "");
+        assert_eq!(clean_path("/a/b/"), "/a/b");
+        assert_eq!(clean_path("/a/../../b"), "/b");
+        assert_eq!(clean_path("../../x/y"), "x/y");
+        assert_eq!(clean_path("a/./b//c"), "a/b/c");
+        assert_eq!(clean_path(".."), ".");
+        assert_eq!(join_under(Path::new("/r"), "/a/b"), PathBuf::from("/r/a/b"));
+        assert_eq!(join_under(Path::new("/r"), "a"), PathBuf::from("/r/a"));
+        assert_eq!(join_under(Path::new("/r"), "/"), PathBuf::from("/r"));
+    }
+
+    #[test]
+    fn values() {
+        assert_eq!(parse_u64("max\n"), Some(u64::MAX));
+        assert_eq!(parse_u64("123\n"), Some(123));
+        assert_eq!(parse_u64("x"), None);
+        let e = io::Error::from_raw_os_error(libc::EBUSY);
+        assert_eq!(errstr(&e), "Device or resource busy");
+    }
+}

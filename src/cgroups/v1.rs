@@ -1,0 +1,915 @@
+//! cgroup v1 (and hybrid: v1 controllers plus a cgroup2 at /sys/fs/cgroup/unified). Follows
+//! runc's fs driver: one directory per mounted hierarchy runc knows, name=systemd and, on a
+//! hybrid host, the unified hierarchy joined too (runc's `NameGroup{GroupName: ""}`).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use nix::sys::signal::Signal;
+use oci_spec::runtime::{LinuxDevice, LinuxResources};
+
+use super::devices::{self, Policy};
+use super::stats::{self, Stats};
+use super::translate as tr;
+use super::util::{self, read_file, read_opt, write_file};
+use super::{CgroupState, Manager};
+
+/// The controllers runc's fs driver manages (plus name=systemd and misc, which it joins).
+const KNOWN: &[&str] = &[
+    "cpuset",
+    "devices",
+    "memory",
+    "cpu",
+    "cpuacct",
+    "pids",
+    "blkio",
+    "hugetlb",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "freezer",
+    "rdma",
+    "misc",
+    "name=systemd",
+];
+
+#[derive(Debug, Clone)]
+struct Hier {
+    /// Controllers as /proc/self/cgroup lists them ("cpu,cpuacct"); "" = hybrid cgroup2.
+    key: String,
+    controllers: Vec<String>,
+    /// Path relative to the hierarchy root.
+    rel: String,
+    dir: PathBuf,
+}
+
+pub struct V1Manager {
+    hiers: Vec<Hier>,
+    /// The common path stored in the state.
+    path: String,
+    created: RefCell<Vec<PathBuf>>,
+}
+
+impl V1Manager {
+    /// `inner` absolute or relative to husk's own cgroup in each hierarchy. `overrides`: per
+    /// hierarchy paths from a saved state.
+    pub fn new(inner: &str, overrides: &BTreeMap<String, String>) -> Result<V1Manager> {
+        let mi = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| anyhow!("reading /proc/self/mountinfo: {}", util::errstr(&e)))?;
+        let own = if inner.starts_with('/') {
+            Vec::new()
+        } else {
+            let t = std::fs::read_to_string("/proc/self/cgroup")
+                .map_err(|e| anyhow!("reading /proc/self/cgroup: {}", util::errstr(&e)))?;
+            util::parse_proc_cgroup(&t)
+        };
+        Self::from_parts(inner, overrides, &util::parse_mountinfo(&mi), &own)
+    }
+
+    fn from_parts(
+        inner: &str,
+        overrides: &BTreeMap<String, String>,
+        mounts: &[util::CgroupMount],
+        own: &[(Vec<String>, String)],
+    ) -> Result<V1Manager> {
+        let mut hiers: Vec<Hier> = Vec::new();
+        for m in mounts {
+            let (key, controllers) = if m.v2 {
+                // the hybrid unified hierarchy, only at its standard place
+                if m.mountpoint != Path::new("/sys/fs/cgroup/unified") {
+                    continue;
+                }
+                (String::new(), Vec::new())
+            } else {
+                if !m.controllers.iter().any(|c| KNOWN.contains(&c.as_str())) {
+                    continue;
+                }
+                (m.controllers.join(","), m.controllers.clone())
+            };
+            if hiers.iter().any(|h| h.key == key) {
+                continue; // the same hierarchy mounted twice
+            }
+            let (rel, dir) = if let Some(p) = overrides.get(&key) {
+                (p.clone(), util::join_under(&m.mountpoint, p))
+            } else if inner.starts_with('/') {
+                (inner.to_string(), util::join_under(&m.mountpoint, inner))
+            } else {
+                let ownp = own
+                    .iter()
+                    .find(|(c, _)| {
+                        if key.is_empty() {
+                            c.is_empty()
+                        } else {
+                            !c.is_empty() && c.join(",") == key
+                        }
+                    })
+                    .map(|(_, p)| p.as_str())
+                    .ok_or_else(|| anyhow!("no {key:?} entry in /proc/self/cgroup"))?;
+                let rel = util::clean_path(&format!("{}/{}", ownp.trim_end_matches('/'), inner));
+                // below the mount: strip the mount's own root
+                let below = rel
+                    .strip_prefix(m.root.trim_end_matches('/'))
+                    .filter(|_| m.root != "/")
+                    .unwrap_or(&rel)
+                    .to_string();
+                let dir = util::join_under(&m.mountpoint, &below);
+                (rel, dir)
+            };
+            hiers.push(Hier {
+                key,
+                controllers,
+                rel,
+                dir,
+            });
+        }
+        if !hiers.iter().any(|h| h.has("devices")) {
+            // runc: "the non-presence of the devices subsystem is considered fatal for security
+            // reasons"
+            bail!("the devices cgroup controller is not mounted; refusing to run a container without device access control");
+        }
+        // the state's path: the one most hierarchies share
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for h in &hiers {
+            *counts.entry(h.rel.as_str()).or_default() += 1;
+        }
+        let path = counts
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .map(|(p, _)| p.to_string())
+            .unwrap_or_default();
+        Ok(V1Manager {
+            hiers,
+            path,
+            created: RefCell::new(Vec::new()),
+        })
+    }
+
+    fn hier(&self, controller: &str) -> Option<&Hier> {
+        self.hiers.iter().find(|h| h.has(controller))
+    }
+
+    /// The directory of a controller, or runc's error for a limit that needs a controller the
+    /// host does not have mounted.
+    fn dir_for(&self, controller: &str, field: &str) -> Result<&Path> {
+        self.hier(controller).map(|h| h.dir.as_path()).ok_or_else(|| {
+            anyhow!("{field}: cannot set {controller} limit: the {controller} cgroup controller is not mounted on this host")
+        })
+    }
+
+    fn apply_inner(&self, r: &LinuxResources, dev_rules: Option<Vec<devices::Rule>>) -> Result<()> {
+        if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
+            bail!(
+                "linux.resources.unified: invalid configuration: cannot use unified on cgroup v1"
+            );
+        }
+        if let Some(rules) = dev_rules {
+            let dir = self.dir_for("devices", "linux.resources.devices")?;
+            for (file, line) in Policy::build(&rules).v1_writes() {
+                write_file(dir, file, &line, "linux.resources.devices")?;
+            }
+        }
+        if let Some(m) = r.memory() {
+            self.set_memory(m)?;
+        }
+        if let Some(c) = r.cpu() {
+            self.set_cpu(c)?;
+        }
+        if let Some(p) = r.pids() {
+            if let Some(v) = tr::pids_max(p.limit()) {
+                let f = "linux.resources.pids.limit";
+                write_file(self.dir_for("pids", f)?, "pids.max", &v, f)?;
+            }
+        }
+        if let Some(b) = r.block_io() {
+            self.set_blkio(b)?;
+        }
+        if let Some(h) = r.hugepage_limits().as_deref().filter(|h| !h.is_empty()) {
+            let dir = self.dir_for("hugetlb", "linux.resources.hugepageLimits")?;
+            for (i, l) in h.iter().enumerate() {
+                let field = format!("linux.resources.hugepageLimits[{i}]");
+                let size = tr::hugepage_size(l.page_size())
+                    .map_err(|e| anyhow!("{field}.pageSize: {e}"))?;
+                let v = l.limit().to_string();
+                write_file(dir, &format!("hugetlb.{size}.limit_in_bytes"), &v, &field)?;
+                let rsvd = dir.join(format!("hugetlb.{size}.rsvd.limit_in_bytes"));
+                if let Err(e) = util::write_path(&rsvd, &v) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        bail!(
+                            "{field}: writing {v:?} to {}: {}",
+                            rsvd.display(),
+                            util::errstr(&e)
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(n) = r.network() {
+            if let Some(id) = n.class_id().filter(|id| *id != 0) {
+                let f = "linux.resources.network.classID";
+                write_file(
+                    self.dir_for("net_cls", f)?,
+                    "net_cls.classid",
+                    &id.to_string(),
+                    f,
+                )?;
+            }
+            if let Some(prios) = n.priorities().as_deref().filter(|p| !p.is_empty()) {
+                let dir = self.dir_for("net_prio", "linux.resources.network.priorities")?;
+                for (i, p) in prios.iter().enumerate() {
+                    let line = format!("{} {}", p.name(), p.priority());
+                    write_file(
+                        dir,
+                        "net_prio.ifpriomap",
+                        &line,
+                        &format!("linux.resources.network.priorities[{i}]"),
+                    )?;
+                }
+            }
+        }
+        if let Some(rd) = r.rdma().as_ref().filter(|r| !r.is_empty()) {
+            let dir = self.dir_for("rdma", "linux.resources.rdma")?;
+            let mut devs: Vec<_> = rd.iter().collect();
+            devs.sort_by(|a, b| a.0.cmp(b.0));
+            for (dev, l) in devs {
+                if let Some(line) = tr::rdma_line(dev, l.hca_handles(), l.hca_objects()) {
+                    write_file(
+                        dir,
+                        "rdma.max",
+                        &line,
+                        &format!("linux.resources.rdma.{dev}"),
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn set_memory(&self, m: &oci_spec::runtime::LinuxMemory) -> Result<()> {
+        let any = m.limit().is_some()
+            || m.reservation().is_some()
+            || m.swap().is_some()
+            || m.kernel_tcp().is_some()
+            || m.swappiness().is_some()
+            || m.disable_oom_killer().is_some()
+            || m.use_hierarchy().is_some();
+        if !any {
+            return Ok(());
+        }
+        let dir = self.dir_for("memory", "linux.resources.memory")?;
+        let limit = m.limit().unwrap_or(0);
+        let mut swap = m.swap().unwrap_or(0);
+        // runc: memory -1 with swap unset also makes swap unlimited (when swap accounting exists)
+        if limit == -1 && swap == 0 && dir.join("memory.memsw.limit_in_bytes").exists() {
+            swap = -1;
+        }
+        if m.check_before_update() == Some(true) && limit > 0 {
+            if let Some(cur) = read_opt(dir, "memory.usage_in_bytes")?
+                .as_deref()
+                .and_then(util::parse_u64)
+            {
+                if (limit as u64) < cur {
+                    bail!("linux.resources.memory.limit: rejecting memory limit {limit} below current usage {cur} (checkBeforeUpdate)");
+                }
+            }
+        }
+        let set_mem = |v: i64| -> Result<()> {
+            write_file(
+                dir,
+                "memory.limit_in_bytes",
+                &v.to_string(),
+                "linux.resources.memory.limit",
+            )
+        };
+        let set_swap = |v: i64| -> Result<()> {
+            write_file(
+                dir,
+                "memory.memsw.limit_in_bytes",
+                &v.to_string(),
+                "linux.resources.memory.swap",
+            )
+        };
+        if limit != 0 && swap != 0 {
+            // memsw must stay >= memory at every step: pick the order by the current limit
+            let cur = read_file(dir, "memory.limit_in_bytes")?;
+            let cur = util::parse_u64(&cur).unwrap_or(u64::MAX);
+            if swap == -1 || cur < swap as u64 {
+                set_swap(swap)?;
+                set_mem(limit)?;
+            } else {
+                set_mem(limit)?;
+                set_swap(swap)?;
+            }
+        } else {
+            if limit != 0 {
+                set_mem(limit)?;
+            }
+            if swap != 0 {
+                set_swap(swap)?;
+            }
+        }
+        if let Some(v) = m.reservation().filter(|v| *v != 0) {
+            write_file(
+                dir,
+                "memory.soft_limit_in_bytes",
+                &v.to_string(),
+                "linux.resources.memory.reservation",
+            )?;
+        }
+        // memory.kernel: runc >= 1.2 ignores kernel memory limits (the kernel deprecated and
+        // then removed memory.kmem.limit_in_bytes), and so does husk.
+        if let Some(v) = m.kernel_tcp().filter(|v| *v != 0) {
+            write_file(
+                dir,
+                "memory.kmem.tcp.limit_in_bytes",
+                &v.to_string(),
+                "linux.resources.memory.kernelTCP",
+            )?;
+        }
+        if m.disable_oom_killer() == Some(true) {
+            write_file(
+                dir,
+                "memory.oom_control",
+                "1",
+                "linux.resources.memory.disableOOMKiller",
+            )?;
+        }
+        if let Some(s) = m.swappiness() {
+            if s > 100 {
+                bail!("linux.resources.memory.swappiness: invalid value {s}, valid range is 0-100");
+            }
+            write_file(
+                dir,
+                "memory.swappiness",
+                &s.to_string(),
+                "linux.resources.memory.swappiness",
+            )?;
+        }
+        if let Some(h) = m.use_hierarchy() {
+            write_file(
+                dir,
+                "memory.use_hierarchy",
+                if h { "1" } else { "0" },
+                "linux.resources.memory.useHierarchy",
+            )?;
+        }
+        Ok(())
+    }
+
+    fn set_cpu(&self, c: &oci_spec::runtime::LinuxCpu) -> Result<()> {
+        let cpu_any = c.shares().unwrap_or(0) != 0
+            || c.quota().unwrap_or(0) != 0
+            || c.period().unwrap_or(0) != 0
+            || c.burst().is_some()
+            || c.idle().is_some()
+            || c.realtime_runtime().unwrap_or(0) != 0
+            || c.realtime_period().unwrap_or(0) != 0;
+        if cpu_any {
+            let dir = self.dir_for("cpu", "linux.resources.cpu")?;
+            if let Some(s) = c.shares().filter(|s| *s != 0) {
+                let f = "linux.resources.cpu.shares";
+                write_file(dir, "cpu.shares", &s.to_string(), f)?;
+                // the kernel clamps silently; runc reads back and reports the clamp
+                let got = util::parse_u64(&read_file(dir, "cpu.shares")?).unwrap_or(0);
+                if got != s {
+                    if s > got {
+                        bail!("{f}: the maximum allowed cpu-shares is {got}");
+                    }
+                    bail!("{f}: the minimum allowed cpu-shares is {got}");
+                }
+            }
+            let quota = c.quota().unwrap_or(0);
+            let mut retry_period = None;
+            if let Some(p) = c.period().filter(|p| *p != 0) {
+                let f = "linux.resources.cpu.period";
+                let pv = p.to_string();
+                if let Err(e) = util::write_path(&dir.join("cpu.cfs_period_us"), &pv) {
+                    // a smaller period can be refused (EINVAL) until the quota is set; runc
+                    // retries after the quota
+                    if e.raw_os_error() == Some(libc::EINVAL) && quota != 0 {
+                        retry_period = Some(pv);
+                    } else {
+                        bail!(
+                            "{f}: writing {pv:?} to {}: {}",
+                            dir.join("cpu.cfs_period_us").display(),
+                            util::errstr(&e)
+                        );
+                    }
+                }
+            }
+            if quota != 0 {
+                write_file(
+                    dir,
+                    "cpu.cfs_quota_us",
+                    &quota.to_string(),
+                    "linux.resources.cpu.quota",
+                )?;
+                if let Some(pv) = retry_period {
+                    write_file(dir, "cpu.cfs_period_us", &pv, "linux.resources.cpu.period")?;
+                }
+            }
+            if let Some(b) = c.burst() {
+                write_file(
+                    dir,
+                    "cpu.cfs_burst_us",
+                    &b.to_string(),
+                    "linux.resources.cpu.burst",
+                )?;
+            }
+            if let Some(i) = c.idle() {
+                write_file(dir, "cpu.idle", &i.to_string(), "linux.resources.cpu.idle")?;
+            }
+            if let Some(p) = c.realtime_period().filter(|p| *p != 0) {
+                write_file(
+                    dir,
+                    "cpu.rt_period_us",
+                    &p.to_string(),
+                    "linux.resources.cpu.realtimePeriod",
+                )?;
+            }
+            if let Some(r) = c.realtime_runtime().filter(|r| *r != 0) {
+                write_file(
+                    dir,
+                    "cpu.rt_runtime_us",
+                    &r.to_string(),
+                    "linux.resources.cpu.realtimeRuntime",
+                )?;
+            }
+        }
+        if let Some(s) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
+            let f = "linux.resources.cpu.cpus";
+            write_file(self.dir_for("cpuset", f)?, "cpuset.cpus", s, f)?;
+        }
+        if let Some(s) = c.mems().as_deref().filter(|s| !s.is_empty()) {
+            let f = "linux.resources.cpu.mems";
+            write_file(self.dir_for("cpuset", f)?, "cpuset.mems", s, f)?;
+        }
+        Ok(())
+    }
+
+    fn set_blkio(&self, b: &oci_spec::runtime::LinuxBlockIo) -> Result<()> {
+        let wd = b.weight_device().as_deref().unwrap_or(&[]);
+        let throttles = [
+            (
+                b.throttle_read_bps_device(),
+                "blkio.throttle.read_bps_device",
+                "throttleReadBpsDevice",
+            ),
+            (
+                b.throttle_write_bps_device(),
+                "blkio.throttle.write_bps_device",
+                "throttleWriteBpsDevice",
+            ),
+            (
+                b.throttle_read_iops_device(),
+                "blkio.throttle.read_iops_device",
+                "throttleReadIOPSDevice",
+            ),
+            (
+                b.throttle_write_iops_device(),
+                "blkio.throttle.write_iops_device",
+                "throttleWriteIOPSDevice",
+            ),
+        ];
+        let any = b.weight().unwrap_or(0) != 0
+            || b.leaf_weight().unwrap_or(0) != 0
+            || !wd.is_empty()
+            || throttles
+                .iter()
+                .any(|t| t.0.as_ref().is_some_and(|v| !v.is_empty()));
+        if !any {
+            return Ok(());
+        }
+        let dir = self.dir_for("blkio", "linux.resources.blockIO")?;
+        // CFQ's blkio.weight, or BFQ's blkio.bfq.weight on kernels without CFQ (runc does this)
+        let weight_file = if dir.join("blkio.weight").exists() {
+            "blkio.weight"
+        } else {
+            "blkio.bfq.weight"
+        };
+        if let Some(w) = b.weight().filter(|w| *w != 0) {
+            write_file(
+                dir,
+                weight_file,
+                &w.to_string(),
+                "linux.resources.blockIO.weight",
+            )?;
+        }
+        if let Some(w) = b.leaf_weight().filter(|w| *w != 0) {
+            write_file(
+                dir,
+                "blkio.leaf_weight",
+                &w.to_string(),
+                "linux.resources.blockIO.leafWeight",
+            )?;
+        }
+        let wdev_file = if weight_file == "blkio.weight" {
+            "blkio.weight_device"
+        } else {
+            "blkio.bfq.weight_device"
+        };
+        for (i, d) in wd.iter().enumerate() {
+            if let Some(w) = d.weight() {
+                let line = format!("{}:{} {}", d.major(), d.minor(), w);
+                write_file(
+                    dir,
+                    wdev_file,
+                    &line,
+                    &format!("linux.resources.blockIO.weightDevice[{i}].weight"),
+                )?;
+            }
+            if let Some(w) = d.leaf_weight() {
+                let line = format!("{}:{} {}", d.major(), d.minor(), w);
+                write_file(
+                    dir,
+                    "blkio.leaf_weight_device",
+                    &line,
+                    &format!("linux.resources.blockIO.weightDevice[{i}].leafWeight"),
+                )?;
+            }
+        }
+        for (list, file, name) in throttles {
+            for (i, d) in list.as_deref().unwrap_or(&[]).iter().enumerate() {
+                let line = format!("{}:{} {}", d.major(), d.minor(), d.rate());
+                write_file(
+                    dir,
+                    file,
+                    &line,
+                    &format!("linux.resources.blockIO.{name}[{i}]"),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn freezer(&self) -> Result<&Path> {
+        self.hier("freezer")
+            .map(|h| h.dir.as_path())
+            .ok_or_else(|| anyhow!("the freezer cgroup controller is not mounted"))
+    }
+}
+
+impl Hier {
+    fn has(&self, c: &str) -> bool {
+        self.controllers.iter().any(|x| x == c)
+    }
+}
+
+impl Manager for V1Manager {
+    fn create(&self) -> Result<()> {
+        let mut all_created: Vec<PathBuf> = Vec::new();
+        let res = (|| -> Result<()> {
+            for h in &self.hiers {
+                let created = util::mkdir_all(&h.dir)?;
+                let start = all_created.len();
+                all_created.extend(created);
+                if h.has("cpuset") {
+                    // a new cpuset cgroup starts with empty cpus/mems and accepts no task:
+                    // copy the parent's, top-down (runc's cpuset ensureParent)
+                    for d in &all_created[start..] {
+                        let parent = d.parent().unwrap_or(Path::new("/"));
+                        for f in ["cpuset.cpus", "cpuset.mems"] {
+                            let v = read_file(parent, f)?;
+                            let v = v.trim();
+                            if !v.is_empty() {
+                                write_file(d, f, v, "cpuset (copying the parent's)")?;
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = res {
+            for d in all_created.iter().rev() {
+                let _ = std::fs::remove_dir(d);
+            }
+            return Err(e);
+        }
+        self.created.borrow_mut().extend(all_created);
+        Ok(())
+    }
+
+    fn apply_with_devices(&self, resources: &LinuxResources, devs: &[LinuxDevice]) -> Result<()> {
+        let rules = super::device_rules(resources, devs)?;
+        self.apply_inner(resources, Some(rules))
+    }
+
+    fn update(&self, resources: &LinuxResources) -> Result<()> {
+        let rules = match resources.devices() {
+            Some(_) => Some(super::device_rules(resources, &[])?),
+            None => None,
+        };
+        self.apply_inner(resources, rules)
+    }
+
+    fn add_task(&self, pid: i32) -> Result<()> {
+        for h in &self.hiers {
+            util::write_pid(&h.dir, pid)?;
+        }
+        Ok(())
+    }
+
+    fn pids(&self) -> Result<Vec<i32>> {
+        // runc reads the devices hierarchy (always present)
+        let h = self.hier("devices").unwrap_or(&self.hiers[0]);
+        let mut v = Vec::new();
+        util::pids_recursive(&h.dir, &mut v)?;
+        Ok(v)
+    }
+
+    fn freeze(&self, frozen: bool) -> Result<()> {
+        let dir = self.freezer()?;
+        let want = if frozen { "FROZEN" } else { "THAWED" };
+        write_file(dir, "freezer.state", want, "freeze")?;
+        let start = Instant::now();
+        let mut delay = Duration::from_micros(200);
+        let mut n = 0u32;
+        loop {
+            let st = read_file(dir, "freezer.state")?;
+            if st.trim() == want {
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                if frozen {
+                    let _ = util::write_path(&dir.join("freezer.state"), "THAWED");
+                }
+                bail!(
+                    "{}: freezer.state is {} instead of {want} after 10s",
+                    dir.display(),
+                    st.trim()
+                );
+            }
+            n += 1;
+            if n % 10 == 0 {
+                // FREEZING can stick on a task in an uninterruptible sleep; asking again helps
+                let _ = util::write_path(&dir.join("freezer.state"), want);
+            }
+            sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(10));
+        }
+    }
+
+    fn is_frozen(&self) -> Result<bool> {
+        let st = read_file(self.freezer()?, "freezer.state")?;
+        Ok(st.trim() == "FROZEN")
+    }
+
+    fn kill_all(&self, signal: Signal) -> Result<()> {
+        super::v2::signal_frozen(self, signal)
+    }
+
+    fn destroy(&self) -> Result<()> {
+        let mut first_err = None;
+        for h in &self.hiers {
+            if let Err(e) = util::remove_cgroup_tree(&h.dir) {
+                first_err.get_or_insert(e);
+            }
+        }
+        let created = self.created.borrow();
+        for d in created.iter().rev() {
+            if let Err(e) = util::rmdir_retry(d) {
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn stats(&self) -> Result<Stats> {
+        let mut s = Stats::default();
+        let num = |d: &Path, f: &str| -> Result<u64> {
+            Ok(read_opt(d, f)?
+                .as_deref()
+                .and_then(util::parse_u64)
+                .unwrap_or(0))
+        };
+        if let Some(h) = self.hier("cpuacct") {
+            let d = &h.dir;
+            s.cpu.usage.total = num(d, "cpuacct.usage")?;
+            if let Some(t) = read_opt(d, "cpuacct.usage_percpu")? {
+                s.cpu.usage.percpu = t
+                    .split_whitespace()
+                    .filter_map(|v| v.parse().ok())
+                    .collect();
+            }
+            if let Some(t) = read_opt(d, "cpuacct.usage_all")? {
+                // "cpu user system" header, then one line per cpu
+                for l in t.lines().skip(1) {
+                    let f: Vec<u64> = l
+                        .split_whitespace()
+                        .filter_map(|v| v.parse().ok())
+                        .collect();
+                    if f.len() == 3 {
+                        s.cpu.usage.percpu_user.push(f[1]);
+                        s.cpu.usage.percpu_kernel.push(f[2]);
+                    }
+                }
+            }
+            if let Some(t) = read_opt(d, "cpuacct.stat")? {
+                // USER_HZ ticks to nanoseconds
+                let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(100) as u64;
+                let m = stats::parse_flat_keyed(&t);
+                s.cpu.usage.user = m.get("user").copied().unwrap_or(0) * 1_000_000_000 / hz;
+                s.cpu.usage.kernel = m.get("system").copied().unwrap_or(0) * 1_000_000_000 / hz;
+            }
+        }
+        if let Some(h) = self.hier("cpu") {
+            if let Some(t) = read_opt(&h.dir, "cpu.stat")? {
+                let m = stats::parse_flat_keyed(&t);
+                s.cpu.throttling.periods = m.get("nr_periods").copied().unwrap_or(0);
+                s.cpu.throttling.throttled_periods = m.get("nr_throttled").copied().unwrap_or(0);
+                s.cpu.throttling.throttled_time = m.get("throttled_time").copied().unwrap_or(0);
+            }
+        }
+        if let Some(h) = self.hier("cpuset") {
+            if let Some(t) = read_opt(&h.dir, "cpuset.cpus")? {
+                s.cpuset.cpus = stats::parse_cpuset_list(&t);
+            }
+            if let Some(t) = read_opt(&h.dir, "cpuset.mems")? {
+                s.cpuset.mems = stats::parse_cpuset_list(&t);
+            }
+        }
+        if let Some(h) = self.hier("memory") {
+            let d = &h.dir;
+            if let Some(t) = read_opt(d, "memory.stat")? {
+                s.memory.raw = stats::parse_flat_keyed(&t);
+                s.memory.cache = s.memory.raw.get("cache").copied().unwrap_or(0);
+            }
+            let entry = |prefix: &str| -> Result<stats::MemoryEntry> {
+                Ok(stats::MemoryEntry {
+                    usage: num(d, &format!("{prefix}.usage_in_bytes"))?,
+                    max: num(d, &format!("{prefix}.max_usage_in_bytes"))?,
+                    failcnt: num(d, &format!("{prefix}.failcnt"))?,
+                    limit: num(d, &format!("{prefix}.limit_in_bytes"))?,
+                })
+            };
+            s.memory.usage = entry("memory")?;
+            s.memory.swap = entry("memory.memsw")?;
+            s.memory.kernel = entry("memory.kmem")?;
+            s.memory.kernel_tcp = entry("memory.kmem.tcp")?;
+        }
+        if let Some(h) = self.hier("pids") {
+            s.pids.current = num(&h.dir, "pids.current")?;
+            let lim = num(&h.dir, "pids.max")?;
+            s.pids.limit = if lim == u64::MAX { 0 } else { lim };
+        }
+        if let Some(h) = self.hier("blkio") {
+            let d = &h.dir;
+            let pick = |a: &str, b: &str| -> Result<Vec<stats::BlkioEntry>> {
+                let v = read_opt(d, a)?
+                    .map(|t| stats::parse_blkio_v1(&t))
+                    .unwrap_or_default();
+                if !v.is_empty() {
+                    return Ok(v);
+                }
+                Ok(read_opt(d, b)?
+                    .map(|t| stats::parse_blkio_v1(&t))
+                    .unwrap_or_default())
+            };
+            s.blkio.io_service_bytes_recursive = pick(
+                "blkio.io_service_bytes_recursive",
+                "blkio.throttle.io_service_bytes_recursive",
+            )?;
+            s.blkio.io_serviced_recursive = pick(
+                "blkio.io_serviced_recursive",
+                "blkio.throttle.io_serviced_recursive",
+            )?;
+        }
+        if let Some(h) = self.hier("hugetlb") {
+            for size in super::v2::hugepage_sizes() {
+                let p = format!("hugetlb.{size}");
+                s.hugetlb.insert(
+                    size,
+                    stats::Hugetlb {
+                        usage: num(&h.dir, &format!("{p}.usage_in_bytes"))?,
+                        max: num(&h.dir, &format!("{p}.max_usage_in_bytes"))?,
+                        failcnt: num(&h.dir, &format!("{p}.failcnt"))?,
+                    },
+                );
+            }
+        }
+        Ok(s)
+    }
+
+    fn oom_kill_count(&self) -> Result<u64> {
+        let dir = self.dir_for("memory", "oom events")?;
+        let t = read_file(dir, "memory.oom_control")?;
+        Ok(stats::parse_flat_keyed(&t)
+            .get("oom_kill")
+            .copied()
+            .unwrap_or(0))
+    }
+
+    fn state(&self) -> CgroupState {
+        let paths = self
+            .hiers
+            .iter()
+            .filter(|h| h.rel != self.path)
+            .map(|h| (h.key.clone(), h.rel.clone()))
+            .collect();
+        CgroupState {
+            driver: "v1".into(),
+            path: self.path.clone(),
+            paths,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MI: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+36 31 0:33 / /sys/fs/cgroup/devices rw - cgroup cgroup rw,devices
+40 31 0:37 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+42 31 0:39 / /sys/fs/cgroup/foo rw - cgroup cgroup rw,name=foo
+";
+
+    #[test]
+    fn hierarchies_absolute() {
+        let m = V1Manager::from_parts(
+            "/husk/c1",
+            &BTreeMap::new(),
+            &util::parse_mountinfo(MI),
+            &[],
+        )
+        .unwrap();
+        let dirs: Vec<_> = m
+            .hiers
+            .iter()
+            .map(|h| h.dir.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            dirs,
+            vec![
+                "/sys/fs/cgroup/cpu,cpuacct/husk/c1",
+                "/sys/fs/cgroup/memory/husk/c1",
+                "/sys/fs/cgroup/devices/husk/c1",
+                "/sys/fs/cgroup/systemd/husk/c1",
+                "/sys/fs/cgroup/unified/husk/c1",
+            ]
+        );
+        let st = m.state();
+        assert_eq!(st.path, "/husk/c1");
+        assert!(st.paths.is_empty());
+        let e = m
+            .dir_for("hugetlb", "linux.resources.hugepageLimits")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("linux.resources.hugepageLimits: cannot set hugetlb limit"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn hierarchies_relative() {
+        let own = util::parse_proc_cgroup(
+            "4:memory:/process_api/x\n3:devices:/\n2:cpu,cpuacct:/\n1:name=systemd:/\n0::/\n",
+        );
+        let m = V1Manager::from_parts("c1", &BTreeMap::new(), &util::parse_mountinfo(MI), &own)
+            .unwrap();
+        assert_eq!(
+            m.hier("memory").unwrap().dir,
+            PathBuf::from("/sys/fs/cgroup/memory/process_api/x/c1")
+        );
+        assert_eq!(
+            m.hier("devices").unwrap().dir,
+            PathBuf::from("/sys/fs/cgroup/devices/c1")
+        );
+        let st = m.state();
+        assert_eq!(st.path, "/c1");
+        assert_eq!(st.paths.len(), 1);
+        assert_eq!(st.paths["memory"], "/process_api/x/c1");
+        // and back from the state
+        let m2 =
+            V1Manager::from_parts(&st.path, &st.paths, &util::parse_mountinfo(MI), &[]).unwrap();
+        assert_eq!(
+            m2.hier("memory").unwrap().dir,
+            m.hier("memory").unwrap().dir
+        );
+        assert_eq!(m2.hier("cpu").unwrap().dir, m.hier("cpu").unwrap().dir);
+    }
+
+    #[test]
+    fn no_devices_is_fatal() {
+        let mi = "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
+        let e = V1Manager::from_parts("/x", &BTreeMap::new(), &util::parse_mountinfo(mi), &[])
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("devices"));
+    }
+}

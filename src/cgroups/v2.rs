@@ -1,0 +1,573 @@
+//! cgroup v2 (unified hierarchy at /sys/fs/cgroup). Follows runc's fs2 driver.
+
+use std::cell::{OnceCell, RefCell};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::fcntl::{open, OFlag};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxDevice, LinuxResources};
+
+use super::devices::{self, Policy};
+use super::stats::{self, Stats};
+use super::translate as tr;
+use super::util::{self, read_file, read_opt, write_file, CGROUP_ROOT};
+use super::{CgroupState, Manager};
+
+pub struct V2Manager {
+    /// Path below the hierarchy root, "/a/b".
+    rel: String,
+    dir: PathBuf,
+    /// Directories this manager created (top-down), removed by destroy.
+    created: RefCell<Vec<PathBuf>>,
+    /// O_PATH fd of the leaf for CLONE_INTO_CGROUP.
+    path_fd: OnceCell<OwnedFd>,
+}
+
+impl V2Manager {
+    /// `inner`: absolute (below /sys/fs/cgroup) or relative to the parent of husk's own cgroup.
+    pub fn new(inner: &str) -> Result<V2Manager> {
+        let rel = if inner.starts_with('/') {
+            inner.to_string()
+        } else {
+            let own = std::fs::read_to_string("/proc/self/cgroup")
+                .map_err(|e| anyhow!("reading /proc/self/cgroup: {}", util::errstr(&e)))?;
+            let own = util::parse_proc_cgroup(&own)
+                .into_iter()
+                .find(|(c, _)| c.is_empty())
+                .map(|(_, p)| p)
+                .ok_or_else(|| anyhow!("no cgroup v2 entry in /proc/self/cgroup"))?;
+            let parent = Path::new(&own)
+                .parent()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "/".to_string());
+            util::clean_path(&format!("{}/{}", parent.trim_end_matches('/'), inner))
+        };
+        let dir = util::join_under(Path::new(CGROUP_ROOT), &rel);
+        Ok(V2Manager {
+            rel,
+            dir,
+            created: RefCell::new(Vec::new()),
+            path_fd: OnceCell::new(),
+        })
+    }
+
+    fn field_write(&self, file: &str, value: &str, field: &str) -> Result<()> {
+        write_file(&self.dir, file, value, field)
+    }
+
+    /// Make sure every ancestor of the leaf has the root's controllers enabled in
+    /// cgroup.subtree_control (runc enables all of them). Pre-existing ancestors are only
+    /// written when a controller is missing; created ones get them all in one write.
+    fn enable_controllers(&self, created: &[PathBuf]) -> Result<()> {
+        let root = Path::new(CGROUP_ROOT);
+        let mut ancestors: Vec<&Path> = self.dir.ancestors().skip(1).collect();
+        ancestors.retain(|a| a.starts_with(root));
+        ancestors.reverse(); // root first
+        let mut available: Vec<String> = read_file(root, "cgroup.controllers")?
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        for a in ancestors {
+            let is_new = created.iter().any(|c| c == a);
+            let missing: Vec<&String> = if is_new {
+                available.iter().collect()
+            } else {
+                let enabled = read_opt(a, "cgroup.subtree_control")?.unwrap_or_default();
+                let enabled: Vec<&str> = enabled.split_whitespace().collect();
+                available
+                    .iter()
+                    .filter(|c| !enabled.contains(&c.as_str()))
+                    .collect()
+            };
+            if !missing.is_empty() {
+                let all: String = missing
+                    .iter()
+                    .map(|c| format!("+{c}"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let p = a.join("cgroup.subtree_control");
+                if util::write_path(&p, &all).is_err() {
+                    // one by one, ignoring failures as runc does: a controller that cannot be
+                    // enabled shows up later as a missing file when a limit needs it
+                    for c in &missing {
+                        let _ = util::write_path(&p, &format!("+{c}"));
+                    }
+                }
+            }
+            // what the next level down can have
+            if !is_new {
+                if let Some(s) = read_opt(a, "cgroup.subtree_control")? {
+                    available = s.split_whitespace().map(str::to_string).collect();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_inner(&self, r: &LinuxResources, dev_rules: Option<Vec<devices::Rule>>) -> Result<()> {
+        if let Some(m) = r.memory() {
+            if m.check_before_update() == Some(true) {
+                if let Some(limit) = m.limit().filter(|l| *l > 0) {
+                    if let Some(cur) = read_opt(&self.dir, "memory.current")?
+                        .as_deref()
+                        .and_then(util::parse_u64)
+                    {
+                        if (limit as u64) < cur {
+                            bail!("linux.resources.memory.limit: rejecting memory limit {limit} below current usage {cur} (checkBeforeUpdate)");
+                        }
+                    }
+                }
+            }
+            let swap = tr::swap_to_v2(m.swap(), m.limit())
+                .map_err(|e| anyhow!("linux.resources.memory.swap: {e}"))?;
+            if let Some(s) = swap {
+                let v = tr::v2_limit(s);
+                if let Err(e) =
+                    self.field_write("memory.swap.max", &v, "linux.resources.memory.swap")
+                {
+                    // runc: without swap accounting, silently ignore "max" and "0"
+                    let absent = !self.dir.join("memory.swap.max").exists();
+                    if !(absent && (v == "max" || v == "0")) {
+                        return Err(e);
+                    }
+                }
+            }
+            if let Some(l) = m.limit().filter(|l| *l != 0) {
+                self.field_write(
+                    "memory.max",
+                    &tr::v2_limit(l),
+                    "linux.resources.memory.limit",
+                )?;
+            }
+            if let Some(l) = m.reservation().filter(|l| *l != 0) {
+                self.field_write(
+                    "memory.low",
+                    &tr::v2_limit(l),
+                    "linux.resources.memory.reservation",
+                )?;
+            }
+            // kernel, kernelTCP, swappiness, disableOOMKiller, useHierarchy have no cgroup v2
+            // file; runc's fs2 driver ignores them too.
+        }
+        if let Some(c) = r.cpu() {
+            if let Some(idle) = c.idle() {
+                self.field_write("cpu.idle", &idle.to_string(), "linux.resources.cpu.idle")?;
+            }
+            let w = tr::shares_to_weight(c.shares().unwrap_or(0));
+            if w != 0 {
+                self.field_write("cpu.weight", &w.to_string(), "linux.resources.cpu.shares")?;
+            }
+            if let Some(v) = tr::cpu_max(c.quota(), c.period()) {
+                self.field_write("cpu.max", &v, "linux.resources.cpu.quota")?;
+            }
+            if let Some(b) = c.burst() {
+                self.field_write("cpu.max.burst", &b.to_string(), "linux.resources.cpu.burst")?;
+            }
+            if c.realtime_runtime().unwrap_or(0) != 0 || c.realtime_period().unwrap_or(0) != 0 {
+                bail!("linux.resources.cpu.realtimeRuntime/realtimePeriod: real-time scheduling limits do not exist on cgroup v2");
+            }
+            if let Some(s) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
+                self.field_write("cpuset.cpus", s, "linux.resources.cpu.cpus")?;
+            }
+            if let Some(s) = c.mems().as_deref().filter(|s| !s.is_empty()) {
+                self.field_write("cpuset.mems", s, "linux.resources.cpu.mems")?;
+            }
+        }
+        if let Some(p) = r.pids() {
+            if let Some(v) = tr::pids_max(p.limit()) {
+                self.field_write("pids.max", &v, "linux.resources.pids.limit")?;
+            }
+        }
+        if let Some(b) = r.block_io() {
+            let wd = b.weight_device().as_deref().unwrap_or(&[]);
+            let bfq = self.dir.join("io.bfq.weight");
+            let has_bfq = (b.weight().unwrap_or(0) != 0 || !wd.is_empty()) && bfq.exists();
+            if let Some(w) = b.weight().filter(|w| *w != 0) {
+                if has_bfq {
+                    self.field_write(
+                        "io.bfq.weight",
+                        &w.to_string(),
+                        "linux.resources.blockIO.weight",
+                    )?;
+                } else {
+                    let v = tr::blkio_weight_to_io_weight(w);
+                    self.field_write(
+                        "io.weight",
+                        &v.to_string(),
+                        "linux.resources.blockIO.weight",
+                    )?;
+                }
+            }
+            if has_bfq {
+                for (i, d) in wd.iter().enumerate() {
+                    if let Some(w) = d.weight() {
+                        let line = format!("{}:{} {}", d.major(), d.minor(), w);
+                        self.field_write(
+                            "io.bfq.weight",
+                            &line,
+                            &format!("linux.resources.blockIO.weightDevice[{i}]"),
+                        )?;
+                    }
+                }
+            }
+            // without BFQ, per-device weights have no v2 file; runc ignores them as well
+            let throttles = [
+                (
+                    b.throttle_read_bps_device(),
+                    "rbps",
+                    "throttleReadBpsDevice",
+                ),
+                (
+                    b.throttle_write_bps_device(),
+                    "wbps",
+                    "throttleWriteBpsDevice",
+                ),
+                (
+                    b.throttle_read_iops_device(),
+                    "riops",
+                    "throttleReadIOPSDevice",
+                ),
+                (
+                    b.throttle_write_iops_device(),
+                    "wiops",
+                    "throttleWriteIOPSDevice",
+                ),
+            ];
+            for (list, key, name) in throttles {
+                for (i, d) in list.as_deref().unwrap_or(&[]).iter().enumerate() {
+                    let line = format!("{}:{} {}={}", d.major(), d.minor(), key, d.rate());
+                    self.field_write(
+                        "io.max",
+                        &line,
+                        &format!("linux.resources.blockIO.{name}[{i}]"),
+                    )?;
+                }
+            }
+        }
+        if let Some(h) = r.hugepage_limits() {
+            for (i, l) in h.iter().enumerate() {
+                let field = format!("linux.resources.hugepageLimits[{i}]");
+                let size = tr::hugepage_size(l.page_size())
+                    .map_err(|e| anyhow!("{field}.pageSize: {e}"))?;
+                let v = l.limit().to_string();
+                self.field_write(&format!("hugetlb.{size}.max"), &v, &field)?;
+                // reservation limits where the kernel has them (runc does the same)
+                let rsvd = self.dir.join(format!("hugetlb.{size}.rsvd.max"));
+                if let Err(e) = util::write_path(&rsvd, &v) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        bail!(
+                            "{field}: writing {v:?} to {}: {}",
+                            rsvd.display(),
+                            util::errstr(&e)
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(rd) = r.rdma() {
+            let mut devs: Vec<_> = rd.iter().collect();
+            devs.sort_by(|a, b| a.0.cmp(b.0));
+            for (dev, l) in devs {
+                if let Some(line) = tr::rdma_line(dev, l.hca_handles(), l.hca_objects()) {
+                    self.field_write("rdma.max", &line, &format!("linux.resources.rdma.{dev}"))?;
+                }
+            }
+        }
+        // linux.resources.network (net_cls/net_prio) has no cgroup v2 equivalent; runc's fs2
+        // driver ignores it as well.
+        if let Some(u) = r.unified() {
+            let mut keys: Vec<_> = u.iter().collect();
+            keys.sort();
+            for (k, v) in keys {
+                let field = format!("linux.resources.unified.{k:?}");
+                if k.contains('/') || k.starts_with('.') || k.is_empty() {
+                    bail!("{field}: must be a file name (no slashes)");
+                }
+                let p = self.dir.join(k);
+                if let Err(e) = util::write_path(&p, v) {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        let ctrl = k.split('.').next().unwrap_or("");
+                        bail!(
+                            "{field}: writing {v:?} to {}: {} (is the {ctrl:?} controller enabled?)",
+                            p.display(),
+                            util::errstr(&e)
+                        );
+                    }
+                    bail!(
+                        "{field}: writing {v:?} to {}: {}",
+                        p.display(),
+                        util::errstr(&e)
+                    );
+                }
+            }
+        }
+        if let Some(rules) = dev_rules {
+            self.set_devices(&rules)?;
+        }
+        Ok(())
+    }
+
+    fn set_devices(&self, rules: &[devices::Rule]) -> Result<()> {
+        let policy = Policy::build(rules);
+        let dirfd = open(
+            &self.dir,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            anyhow!(
+                "linux.resources.devices: opening {}: {}",
+                self.dir.display(),
+                e.desc()
+            )
+        })?;
+        if policy.is_allow_all() {
+            return devices::detach_all(dirfd.as_fd()).context("linux.resources.devices");
+        }
+        let prog =
+            devices::load_program(&policy.bpf_program()).context("linux.resources.devices")?;
+        devices::attach_replacing(dirfd.as_fd(), prog.as_fd())
+            .with_context(|| format!("linux.resources.devices: {}", self.dir.display()))
+    }
+
+    fn wait_frozen(&self, want: bool) -> Result<()> {
+        let want_line = if want { "frozen 1" } else { "frozen 0" };
+        let start = Instant::now();
+        let mut delay = Duration::from_micros(200);
+        loop {
+            let ev = read_file(&self.dir, "cgroup.events")?;
+            if ev.lines().any(|l| l.trim() == want_line) {
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                bail!(
+                    "{}: cgroup did not become {} within 10s",
+                    self.dir.display(),
+                    if want { "frozen" } else { "thawed" }
+                );
+            }
+            sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Manager for V2Manager {
+    fn create(&self) -> Result<()> {
+        let created = util::mkdir_all(&self.dir)?;
+        if let Err(e) = self.enable_controllers(&created) {
+            for c in created.iter().rev() {
+                let _ = std::fs::remove_dir(c);
+            }
+            return Err(e);
+        }
+        self.created.borrow_mut().extend(created);
+        if self.path_fd.get().is_none() {
+            let fd = open(
+                &self.dir,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| anyhow!("opening {}: {}", self.dir.display(), e.desc()))?;
+            let _ = self.path_fd.set(fd);
+        }
+        Ok(())
+    }
+
+    fn apply_with_devices(&self, resources: &LinuxResources, devs: &[LinuxDevice]) -> Result<()> {
+        let rules = super::device_rules(resources, devs)?;
+        self.apply_inner(resources, Some(rules))
+    }
+
+    fn update(&self, resources: &LinuxResources) -> Result<()> {
+        let rules = match resources.devices() {
+            Some(_) => Some(super::device_rules(resources, &[])?),
+            None => None,
+        };
+        self.apply_inner(resources, rules)
+    }
+
+    fn add_task(&self, pid: i32) -> Result<()> {
+        util::write_pid(&self.dir, pid)
+    }
+
+    fn clone_into_fd(&self) -> Option<RawFd> {
+        self.path_fd.get().map(|f| f.as_raw_fd())
+    }
+
+    fn pids(&self) -> Result<Vec<i32>> {
+        let mut v = Vec::new();
+        util::pids_recursive(&self.dir, &mut v)?;
+        Ok(v)
+    }
+
+    fn freeze(&self, frozen: bool) -> Result<()> {
+        let v = if frozen { "1" } else { "0" };
+        write_file(&self.dir, "cgroup.freeze", v, "freeze")?;
+        self.wait_frozen(frozen)
+    }
+
+    fn is_frozen(&self) -> Result<bool> {
+        let ev = read_file(&self.dir, "cgroup.events")?;
+        Ok(ev.lines().any(|l| l.trim() == "frozen 1"))
+    }
+
+    fn kill_all(&self, signal: Signal) -> Result<()> {
+        if signal == Signal::SIGKILL {
+            match util::write_path(&self.dir.join("cgroup.kill"), "1") {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.dir.exists() => {}
+                Err(e) => bail!(
+                    "writing 1 to {}: {}",
+                    self.dir.join("cgroup.kill").display(),
+                    util::errstr(&e)
+                ),
+            }
+        }
+        signal_frozen(self, signal)
+    }
+
+    fn destroy(&self) -> Result<()> {
+        util::remove_cgroup_tree(&self.dir)?;
+        let created = self.created.borrow();
+        for d in created.iter().rev().filter(|d| **d != self.dir) {
+            util::rmdir_retry(d)?;
+        }
+        Ok(())
+    }
+
+    fn stats(&self) -> Result<Stats> {
+        let mut s = Stats::default();
+        let d = &self.dir;
+        if let Some(t) = read_opt(d, "cpu.stat")? {
+            let m = stats::parse_flat_keyed(&t);
+            let g = |k: &str| m.get(k).copied().unwrap_or(0);
+            s.cpu.usage.total = g("usage_usec") * 1000;
+            s.cpu.usage.user = g("user_usec") * 1000;
+            s.cpu.usage.kernel = g("system_usec") * 1000;
+            s.cpu.throttling.periods = g("nr_periods");
+            s.cpu.throttling.throttled_periods = g("nr_throttled");
+            s.cpu.throttling.throttled_time = g("throttled_usec") * 1000;
+        }
+        if let Some(t) = read_opt(d, "cpuset.cpus.effective")? {
+            s.cpuset.cpus = stats::parse_cpuset_list(&t);
+        }
+        if let Some(t) = read_opt(d, "cpuset.mems.effective")? {
+            s.cpuset.mems = stats::parse_cpuset_list(&t);
+        }
+        if let Some(t) = read_opt(d, "memory.stat")? {
+            s.memory.raw = stats::parse_flat_keyed(&t);
+            s.memory.cache = s.memory.raw.get("file").copied().unwrap_or(0);
+            let num = |f: &str| -> Result<u64> {
+                Ok(read_opt(d, f)?
+                    .as_deref()
+                    .and_then(util::parse_u64)
+                    .unwrap_or(0))
+            };
+            s.memory.usage.usage = num("memory.current")?;
+            s.memory.usage.limit = num("memory.max")?;
+            s.memory.usage.max = num("memory.peak")?;
+            if let Some(ev) = read_opt(d, "memory.events")? {
+                s.memory.usage.failcnt = stats::parse_flat_keyed(&ev)
+                    .get("max")
+                    .copied()
+                    .unwrap_or(0);
+            }
+            // runc reports swap as memory+swap, like v1's memsw
+            if let Some(sw) = read_opt(d, "memory.swap.current")?
+                .as_deref()
+                .and_then(util::parse_u64)
+            {
+                s.memory.swap.usage = sw + s.memory.usage.usage;
+                let swmax = num("memory.swap.max")?;
+                s.memory.swap.limit = if swmax == u64::MAX || s.memory.usage.limit == u64::MAX {
+                    u64::MAX
+                } else {
+                    swmax + s.memory.usage.limit
+                };
+            }
+        }
+        if let Some(t) = read_opt(d, "pids.current")? {
+            s.pids.current = util::parse_u64(&t).unwrap_or(0);
+            let lim = read_opt(d, "pids.max")?
+                .as_deref()
+                .and_then(util::parse_u64)
+                .unwrap_or(0);
+            s.pids.limit = if lim == u64::MAX { 0 } else { lim };
+        }
+        if let Some(t) = read_opt(d, "io.stat")? {
+            let (b, i) = stats::parse_io_stat(&t);
+            s.blkio.io_service_bytes_recursive = b;
+            s.blkio.io_serviced_recursive = i;
+        }
+        for size in hugepage_sizes() {
+            let cur = read_opt(d, &format!("hugetlb.{size}.current"))?;
+            let Some(cur) = cur else { continue };
+            let mut h = stats::Hugetlb {
+                usage: util::parse_u64(&cur).unwrap_or(0),
+                ..Default::default()
+            };
+            if let Some(ev) = read_opt(d, &format!("hugetlb.{size}.events"))? {
+                h.failcnt = stats::parse_flat_keyed(&ev)
+                    .get("max")
+                    .copied()
+                    .unwrap_or(0);
+            }
+            s.hugetlb.insert(size, h);
+        }
+        Ok(s)
+    }
+
+    fn oom_kill_count(&self) -> Result<u64> {
+        let ev = read_file(&self.dir, "memory.events")?;
+        Ok(stats::parse_flat_keyed(&ev)
+            .get("oom_kill")
+            .copied()
+            .unwrap_or(0))
+    }
+
+    fn state(&self) -> CgroupState {
+        CgroupState {
+            driver: "v2".into(),
+            path: self.rel.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// The hugepage sizes the kernel supports, as in hugetlb file names ("2MB").
+pub(crate) fn hugepage_sizes() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/sys/kernel/mm/hugepages")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| tr::hugepage_dir_to_size(&e.file_name().to_string_lossy()))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Freeze, signal every pid, thaw (the thaw also happens when signalling failed).
+pub(crate) fn signal_frozen(m: &dyn Manager, signal: Signal) -> Result<()> {
+    let froze = m.freeze(true).is_ok();
+    let res = (|| -> Result<()> {
+        for pid in m.pids()? {
+            match kill(Pid::from_raw(pid), signal) {
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => bail!("signalling pid {pid}: {}", e.desc()),
+            }
+        }
+        Ok(())
+    })();
+    if froze {
+        m.freeze(false)?;
+    }
+    res
+}
