@@ -10,19 +10,33 @@ use oci_spec::runtime::{
     User,
 };
 
+pub mod seccomp;
+#[rustfmt::skip]
+mod syscall_table;
+
+/// Print a runc-style (logrus text format) warning on stderr.
+#[allow(dead_code)] // used by the capability code
+pub(crate) fn warn(msg: &str) {
+    eprintln!("level=warning msg={msg:?}");
+}
+
 /// A seccomp filter compiled from an OCI profile, ready to install.
+#[derive(Clone, Debug)]
 pub struct SeccompProgram {
-    _private: (),
+    /// The classic BPF program and the seccomp(2) flags.
+    pub program: seccomp::Program,
 }
 
 /// Compile `linux.seccomp` to BPF. Pure: callable (and unit-tested) anywhere.
-pub fn seccomp_compile(_s: &LinuxSeccomp) -> Result<SeccompProgram> {
-    anyhow::bail!("seccomp is not implemented yet")
+pub fn seccomp_compile(s: &LinuxSeccomp) -> Result<SeccompProgram> {
+    Ok(SeccompProgram {
+        program: seccomp::compile(s)?,
+    })
 }
 
-/// Install a compiled filter in the calling process.
-pub fn seccomp_install(_p: &SeccompProgram) -> Result<()> {
-    anyhow::bail!("seccomp is not implemented yet")
+/// Install a compiled filter in the calling process (needs no_new_privs or CAP_SYS_ADMIN).
+pub fn seccomp_install(p: &SeccompProgram) -> Result<()> {
+    seccomp::install(&p.program)
 }
 
 /// `process.rlimits`.

@@ -1,0 +1,1017 @@
+//! OCI seccomp profile -> classic BPF, and installation with seccomp(2).
+//!
+//! We generate the BPF ourselves instead of using `seccompiler`: seccompiler 0.5 builds one filter
+//! for one architecture with a single match action, while OCI profiles need a per-rule action and
+//! errno, several architectures in one program (x86_64 + x32 + i386 share a host), and runc's
+//! "-ENOSYS for syscalls newer than the profile" stub.
+//!
+//! Program layout:
+//! ```text
+//!   ld  [arch]
+//!   jeq AUDIT_ARCH_<a1> -> A1 ; jeq AUDIT_ARCH_<a2> -> A2 ; ...
+//!   ret <bad-arch action>                 (an architecture not listed: libseccomp's KILL)
+//! A1: ld [nr]
+//!   binary search over sorted, merged syscall-number ranges (about log2(ranges) jumps)
+//!   leaf: ret <action>  |  rule chain: per rule the ANDed argument checks, then ret <action>
+//! ```
+//! x86_64 and x32 share AUDIT_ARCH_X86_64; x32 numbers carry bit 30, so both live in one search
+//! tree over the 32-bit number space. Jumps farther than 255 instructions get `ja` trampolines.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::{
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+};
+
+use super::syscall_table;
+
+// seccomp return values (linux/seccomp.h).
+const RET_KILL_PROCESS: u32 = 0x8000_0000;
+const RET_KILL_THREAD: u32 = 0x0000_0000;
+const RET_TRAP: u32 = 0x0003_0000;
+const RET_ERRNO: u32 = 0x0005_0000;
+const RET_TRACE: u32 = 0x7ff0_0000;
+const RET_LOG: u32 = 0x7ffc_0000;
+const RET_ALLOW: u32 = 0x7fff_0000;
+
+/// Action for a syscall from an architecture the profile does not list. libseccomp's default
+/// `SCMP_FLTATR_ACT_BADARCH` is SCMP_ACT_KILL (kill the thread), which runc keeps.
+pub const BAD_ARCH_ACTION: u32 = RET_KILL_THREAD;
+
+// seccomp(2) filter flags.
+const FLAG_TSYNC: u32 = 1;
+const FLAG_LOG: u32 = 2;
+const FLAG_SPEC_ALLOW: u32 = 4;
+
+// AUDIT_ARCH_* (linux/audit.h).
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+const AUDIT_ARCH_AARCH64: u32 = 0xc000_00b7;
+
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// BPF_MAXINSNS.
+pub const MAX_INSNS: usize = 4096;
+
+// Classic BPF opcodes (linux/filter.h).
+const BPF_LD_W_ABS: u16 = 0x20; // BPF_LD (0) | BPF_W (0) | BPF_ABS (0x20)
+const BPF_ALU_AND_K: u16 = 0x04 | 0x50; // BPF_ALU | BPF_AND | BPF_K
+const BPF_JMP_JA: u16 = 0x05; // BPF_JMP | BPF_JA
+const BPF_JEQ_K: u16 = 0x05 | 0x10;
+const BPF_JGT_K: u16 = 0x05 | 0x20;
+const BPF_JGE_K: u16 = 0x05 | 0x30;
+const BPF_RET_K: u16 = 0x06;
+
+// struct seccomp_data offsets.
+const OFF_NR: u32 = 0;
+const OFF_ARCH: u32 = 4;
+const OFF_ARGS: u32 = 16;
+
+/// A compiled filter: the BPF program and the seccomp(2) flags to install it with.
+#[derive(Clone, Debug)]
+pub struct Program {
+    pub insns: Vec<libc::sock_filter>,
+    pub flags: u32,
+}
+
+/// A syscall ABI we have a number table for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Abi {
+    X86_64,
+    X32,
+    I386,
+    Aarch64,
+}
+
+impl Abi {
+    fn native() -> Option<Abi> {
+        if cfg!(target_arch = "x86_64") {
+            Some(Abi::X86_64)
+        } else if cfg!(target_arch = "aarch64") {
+            Some(Abi::Aarch64)
+        } else if cfg!(target_arch = "x86") {
+            Some(Abi::I386)
+        } else {
+            None
+        }
+    }
+
+    fn audit_arch(self) -> u32 {
+        match self {
+            Abi::X86_64 | Abi::X32 => AUDIT_ARCH_X86_64,
+            Abi::I386 => AUDIT_ARCH_I386,
+            Abi::Aarch64 => AUDIT_ARCH_AARCH64,
+        }
+    }
+
+    fn table(self) -> &'static [(&'static str, u32)] {
+        match self {
+            Abi::X86_64 => syscall_table::X86_64,
+            Abi::X32 => syscall_table::X32,
+            Abi::I386 => syscall_table::I386,
+            Abi::Aarch64 => syscall_table::AARCH64,
+        }
+    }
+
+    /// The slice of the 32-bit syscall-number space this ABI owns under its AUDIT_ARCH.
+    fn domain(self) -> (u32, u32) {
+        match self {
+            Abi::X86_64 => (0, X32_SYSCALL_BIT - 1),
+            Abi::X32 => (X32_SYSCALL_BIT, u32::MAX),
+            Abi::I386 | Abi::Aarch64 => (0, u32::MAX),
+        }
+    }
+
+    /// Arguments are 32 bits wide (libseccomp compares only the low word, values truncated).
+    fn args32(self) -> bool {
+        matches!(self, Abi::X32 | Abi::I386)
+    }
+
+    /// Number of `name` in this ABI, or None if the ABI has no such syscall.
+    pub fn lookup(self, name: &str) -> Option<u32> {
+        let t = self.table();
+        t.binary_search_by(|(n, _)| n.cmp(&name))
+            .ok()
+            .map(|i| t[i].1)
+    }
+}
+
+fn abi_of(a: Arch) -> Option<Abi> {
+    match a {
+        Arch::ScmpArchNative => Abi::native(),
+        Arch::ScmpArchX86_64 => Some(Abi::X86_64),
+        Arch::ScmpArchX86 => Some(Abi::I386),
+        Arch::ScmpArchX32 => Some(Abi::X32),
+        Arch::ScmpArchAarch64 => Some(Abi::Aarch64),
+        _ => None,
+    }
+}
+
+fn action_value(act: LinuxSeccompAction, errno: Option<u32>, field: &str) -> Result<u32> {
+    let data = |e: Option<u32>| -> Result<u32> {
+        let e = e.unwrap_or(libc::EPERM as u32);
+        if e > 0xffff {
+            bail!("{field}: errnoRet {e} does not fit in 16 bits");
+        }
+        Ok(e)
+    };
+    Ok(match act {
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => RET_KILL_THREAD,
+        LinuxSeccompAction::ScmpActKillProcess => RET_KILL_PROCESS,
+        LinuxSeccompAction::ScmpActTrap => RET_TRAP,
+        LinuxSeccompAction::ScmpActErrno => RET_ERRNO | data(errno)?,
+        LinuxSeccompAction::ScmpActTrace => RET_TRACE | data(errno)?,
+        LinuxSeccompAction::ScmpActLog => RET_LOG,
+        LinuxSeccompAction::ScmpActAllow => RET_ALLOW,
+        LinuxSeccompAction::ScmpActNotify => {
+            bail!("{field}: SCMP_ACT_NOTIFY (seccomp user notification) is not supported yet")
+        }
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CmpOp {
+    Ne,
+    Lt,
+    Le,
+    Eq,
+    Ge,
+    Gt,
+    MaskedEq,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Cond {
+    index: u32,
+    op: CmpOp,
+    value: u64,
+    value_two: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Rule {
+    conds: Vec<Cond>,
+    action: u32,
+}
+
+/// What a syscall-number range does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Body {
+    Ret(u32),
+    /// Rules tried in order; the first whose conditions all hold gives the action; else `fallback`.
+    Rules(Vec<Rule>, u32),
+}
+
+/// Compile an OCI seccomp profile.
+pub fn compile(s: &LinuxSeccomp) -> Result<Program> {
+    let default = action_value(
+        s.default_action(),
+        s.default_errno_ret(),
+        "linux.seccomp.defaultAction",
+    )?;
+
+    if s.listener_path().is_some() {
+        bail!("linux.seccomp.listenerPath: seccomp user notification is not supported yet");
+    }
+
+    let mut flags = 0u32;
+    for f in s.flags().iter().flatten() {
+        flags |= match f {
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => FLAG_TSYNC,
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => FLAG_LOG,
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => FLAG_SPEC_ALLOW,
+            // Only meaningful with a notification listener (NEW_LISTENER), which we never
+            // create (SCMP_ACT_NOTIFY is rejected above); the kernel would refuse it alone.
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => 0,
+        };
+    }
+
+    // Architectures -> ABIs we know, native first, deduplicated.
+    let mut abis: Vec<Abi> = Vec::new();
+    let requested: Vec<Arch> = match s.architectures() {
+        Some(a) if !a.is_empty() => a.clone(),
+        _ => vec![Arch::ScmpArchNative],
+    };
+    for a in &requested {
+        if let Some(abi) = abi_of(*a) {
+            if !abis.contains(&abi) {
+                abis.push(abi);
+            }
+        }
+        // Architectures we have no syscall table for cannot run on the hosts husk is built
+        // for (x86_64 and aarch64 hosts run x86_64/x32/i386 resp. aarch64 binaries; 32-bit
+        // arm on aarch64 is the gap) and get the bad-arch action like any unlisted one.
+    }
+    if abis.is_empty() {
+        bail!(
+            "linux.seccomp.architectures: none of {requested:?} is supported (known: x86_64, x86, x32, aarch64)"
+        );
+    }
+    if let Some(n) = Abi::native() {
+        if let Some(i) = abis.iter().position(|a| *a == n) {
+            abis.swap(0, i);
+        }
+    }
+
+    // runc's -ENOSYS stub: unless the default action is permissive or already ENOSYS, syscalls
+    // numbered above the highest one the profile names return ENOSYS, so that libcs fall back
+    // from syscalls newer than the profile (clone3, ...) instead of failing with EPERM.
+    let enosys_stub = !matches!(default, RET_ALLOW | RET_LOG)
+        && default & 0xffff_0000 != RET_TRACE
+        && !(s.default_action() == LinuxSeccompAction::ScmpActErrno
+            && s.default_errno_ret() == Some(libc::ENOSYS as u32));
+    let enosys = RET_ERRNO | libc::ENOSYS as u32;
+
+    // Parse rules once (arch independent), keeping spec order.
+    let mut parsed: Vec<(Vec<&str>, Rule)> = Vec::new();
+    for (i, sc) in s.syscalls().iter().flatten().enumerate() {
+        let field = format!("linux.seccomp.syscalls[{i}]");
+        let action = action_value(sc.action(), sc.errno_ret(), &field)?;
+        let mut conds = Vec::new();
+        for (j, a) in sc.args().iter().flatten().enumerate() {
+            if a.index() > 5 {
+                bail!(
+                    "{field}.args[{j}]: index {} out of range (0..=5)",
+                    a.index()
+                );
+            }
+            let op = match a.op() {
+                LinuxSeccompOperator::ScmpCmpNe => CmpOp::Ne,
+                LinuxSeccompOperator::ScmpCmpLt => CmpOp::Lt,
+                LinuxSeccompOperator::ScmpCmpLe => CmpOp::Le,
+                LinuxSeccompOperator::ScmpCmpEq => CmpOp::Eq,
+                LinuxSeccompOperator::ScmpCmpGe => CmpOp::Ge,
+                LinuxSeccompOperator::ScmpCmpGt => CmpOp::Gt,
+                LinuxSeccompOperator::ScmpCmpMaskedEq => CmpOp::MaskedEq,
+            };
+            conds.push(Cond {
+                index: a.index() as u32,
+                op,
+                value: a.value(),
+                value_two: a.value_two().unwrap_or(0),
+            });
+        }
+        let names = sc.names().iter().map(String::as_str).collect();
+        parsed.push((names, Rule { conds, action }));
+    }
+
+    // Per AUDIT_ARCH, segments covering the whole 32-bit number space.
+    let mut arch_blocks: Vec<(u32, Vec<(u32, Body)>)> = Vec::new();
+    for &abi in &abis {
+        let audit = abi.audit_arch();
+        if arch_blocks.iter().any(|(a, _)| *a == audit) {
+            continue;
+        }
+        let mut segs = Vec::new();
+        // ABIs sharing this AUDIT_ARCH, in number order (x86_64 then x32).
+        let single = [abi];
+        let sharing: &[Abi] = if audit == AUDIT_ARCH_X86_64 {
+            &[Abi::X86_64, Abi::X32]
+        } else {
+            &single
+        };
+        for &sub in sharing {
+            if abis.contains(&sub) {
+                abi_segments(
+                    sub,
+                    &parsed,
+                    default,
+                    enosys_stub.then_some(enosys),
+                    &mut segs,
+                );
+            } else {
+                push_seg(&mut segs, sub.domain().0, Body::Ret(BAD_ARCH_ACTION));
+            }
+        }
+        arch_blocks.push((audit, segs));
+    }
+
+    let insns = codegen(&arch_blocks);
+    if insns.len() > MAX_INSNS {
+        bail!(
+            "linux.seccomp: compiled filter has {} instructions, more than the kernel's {MAX_INSNS}",
+            insns.len()
+        );
+    }
+    Ok(Program { insns, flags })
+}
+
+/// Append `(start, body)` unless it continues an identical simple body.
+fn push_seg(segs: &mut Vec<(u32, Body)>, start: u32, body: Body) {
+    // A later segment starting at the same number replaces the earlier one.
+    if segs.last().is_some_and(|(s, _)| *s == start) {
+        segs.pop();
+    }
+    if let Some((_, last)) = segs.last() {
+        if matches!(body, Body::Ret(_)) && *last == body {
+            return;
+        }
+    }
+    segs.push((start, body));
+}
+
+fn abi_segments(
+    abi: Abi,
+    parsed: &[(Vec<&str>, Rule)],
+    default: u32,
+    enosys: Option<u32>,
+    segs: &mut Vec<(u32, Body)>,
+) {
+    let (lo, hi) = abi.domain();
+    let mut per_nr: BTreeMap<u32, Vec<Rule>> = BTreeMap::new();
+    let mut max_nr: Option<u32> = None;
+    for (names, rule) in parsed {
+        for name in names {
+            // Unknown names are skipped, as libseccomp/runc do for syscalls this arch lacks.
+            let Some(nr) = abi.lookup(name) else { continue };
+            max_nr = Some(max_nr.map_or(nr, |m| m.max(nr)));
+            // A rule whose action is the default changes nothing (runc drops it too); keeping
+            // it would wrongly shadow later rules of the same syscall.
+            if rule.action == default {
+                continue;
+            }
+            let rules = per_nr.entry(nr).or_default();
+            // After an unconditional rule nothing else for this syscall can match.
+            if rules.last().is_some_and(|r| r.conds.is_empty()) {
+                continue;
+            }
+            let mut r = rule.clone();
+            if abi.args32() {
+                for c in &mut r.conds {
+                    c.value &= 0xffff_ffff;
+                    c.value_two &= 0xffff_ffff;
+                }
+            }
+            rules.push(r);
+        }
+    }
+    push_seg(segs, lo, Body::Ret(default));
+    for (nr, rules) in per_nr {
+        let body = if rules.len() == 1 && rules[0].conds.is_empty() {
+            Body::Ret(rules[0].action)
+        } else {
+            Body::Rules(rules, default)
+        };
+        push_seg(segs, nr, body);
+        if nr < hi {
+            push_seg(segs, nr + 1, Body::Ret(default));
+        }
+    }
+    if let (Some(e), Some(m)) = (enosys, max_nr) {
+        if m < hi {
+            push_seg(segs, m + 1, Body::Ret(e));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Assembler with symbolic labels and automatic long-jump trampolines.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Label(usize);
+
+#[derive(Clone, Copy, Debug)]
+enum Ins {
+    Ld(u32),
+    And(u32),
+    Ret(u32),
+    J {
+        code: u16,
+        k: u32,
+        t: Label,
+        f: Label,
+    },
+    Ja(Label),
+    Mark(Label),
+}
+
+struct Asm {
+    code: Vec<Ins>,
+    labels: usize,
+}
+
+impl Asm {
+    fn label(&mut self) -> Label {
+        self.labels += 1;
+        Label(self.labels - 1)
+    }
+    fn push(&mut self, i: Ins) {
+        self.code.push(i);
+    }
+    fn mark(&mut self, l: Label) {
+        self.code.push(Ins::Mark(l));
+    }
+
+    fn positions(&self) -> (Vec<usize>, Vec<usize>) {
+        let mut label_pos = vec![usize::MAX; self.labels];
+        let mut pos = Vec::with_capacity(self.code.len());
+        let mut p = 0;
+        for i in &self.code {
+            pos.push(p);
+            match i {
+                Ins::Mark(l) => label_pos[l.0] = p,
+                _ => p += 1,
+            }
+        }
+        (pos, label_pos)
+    }
+
+    fn finish(mut self) -> Vec<libc::sock_filter> {
+        loop {
+            let (pos, lp) = self.positions();
+            let mut out: Vec<Ins> = Vec::with_capacity(self.code.len() + 8);
+            let mut changed = false;
+            for (idx, ins) in self.code.iter().enumerate() {
+                if let Ins::J { code, k, t, f } = *ins {
+                    let far = |l: Label| lp[l.0] - pos[idx] - 1 > 255;
+                    if far(t) || far(f) {
+                        changed = true;
+                        let (nt, nf) = (Label(self.labels), Label(self.labels + 1));
+                        self.labels += 2;
+                        let t2 = if far(t) { nt } else { t };
+                        let f2 = if far(f) { nf } else { f };
+                        out.push(Ins::J {
+                            code,
+                            k,
+                            t: t2,
+                            f: f2,
+                        });
+                        if far(t) {
+                            out.push(Ins::Mark(nt));
+                            out.push(Ins::Ja(t));
+                        }
+                        if far(f) {
+                            out.push(Ins::Mark(nf));
+                            out.push(Ins::Ja(f));
+                        }
+                        continue;
+                    }
+                }
+                out.push(*ins);
+            }
+            self.code = out;
+            if !changed {
+                break;
+            }
+        }
+        let (pos, lp) = self.positions();
+        let mut v = Vec::with_capacity(self.code.len());
+        for (idx, ins) in self.code.iter().enumerate() {
+            let rel = |l: Label| -> usize {
+                let d = lp[l.0];
+                assert!(d != usize::MAX && d > pos[idx], "BPF jumps must go forward");
+                d - pos[idx] - 1
+            };
+            let sf = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+            match *ins {
+                Ins::Mark(_) => {}
+                Ins::Ld(off) => v.push(sf(BPF_LD_W_ABS, 0, 0, off)),
+                Ins::And(k) => v.push(sf(BPF_ALU_AND_K, 0, 0, k)),
+                Ins::Ret(k) => v.push(sf(BPF_RET_K, 0, 0, k)),
+                Ins::Ja(l) => v.push(sf(BPF_JMP_JA, 0, 0, rel(l) as u32)),
+                Ins::J { code, k, t, f } => v.push(sf(code, rel(t) as u8, rel(f) as u8, k)),
+            }
+        }
+        v
+    }
+}
+
+fn codegen(blocks: &[(u32, Vec<(u32, Body)>)]) -> Vec<libc::sock_filter> {
+    let mut a = Asm {
+        code: Vec::new(),
+        labels: 0,
+    };
+    a.push(Ins::Ld(OFF_ARCH));
+    let entry: Vec<Label> = blocks.iter().map(|_| a.label()).collect();
+    for (i, (audit, _)) in blocks.iter().enumerate() {
+        let next = a.label();
+        a.push(Ins::J {
+            code: BPF_JEQ_K,
+            k: *audit,
+            t: entry[i],
+            f: next,
+        });
+        a.mark(next);
+    }
+    a.push(Ins::Ret(BAD_ARCH_ACTION));
+    for (i, (_, segs)) in blocks.iter().enumerate() {
+        a.mark(entry[i]);
+        a.push(Ins::Ld(OFF_NR));
+        tree(&mut a, segs);
+    }
+    a.finish()
+}
+
+/// Binary search over `segs` (sorted starts, covering everything from segs[0].0 upwards).
+/// Expects the syscall number in A.
+fn tree(a: &mut Asm, segs: &[(u32, Body)]) {
+    if segs.len() == 1 {
+        body(a, &segs[0].1);
+        return;
+    }
+    let mid = segs.len() / 2;
+    let (left, right) = (a.label(), a.label());
+    a.push(Ins::J {
+        code: BPF_JGE_K,
+        k: segs[mid].0,
+        t: right,
+        f: left,
+    });
+    a.mark(left);
+    tree(a, &segs[..mid]);
+    a.mark(right);
+    tree(a, &segs[mid..]);
+}
+
+fn body(a: &mut Asm, b: &Body) {
+    match b {
+        Body::Ret(k) => a.push(Ins::Ret(*k)),
+        Body::Rules(rules, fallback) => {
+            for r in rules {
+                let fail = a.label();
+                for c in &r.conds {
+                    let ok = a.label();
+                    cond(a, c, ok, fail);
+                    a.mark(ok);
+                }
+                a.push(Ins::Ret(r.action));
+                a.mark(fail);
+            }
+            // Rule chains clobber A with argument words; nothing after them needs nr.
+            a.push(Ins::Ret(*fallback));
+        }
+    }
+}
+
+fn arg_off(index: u32, hi: bool) -> u32 {
+    let base = OFF_ARGS + 8 * index;
+    let hi_first = cfg!(target_endian = "big");
+    base + if hi != hi_first { 4 } else { 0 }
+}
+
+/// Emit a 64-bit comparison of argument `c.index`; jumps to `ok` or `fail`.
+fn cond(a: &mut Asm, c: &Cond, ok: Label, fail: Label) {
+    let (vhi, vlo) = ((c.value >> 32) as u32, c.value as u32);
+    let j = |code, k, t, f| Ins::J { code, k, t, f };
+    match c.op {
+        CmpOp::Eq | CmpOp::Ne => {
+            let (t, f) = if c.op == CmpOp::Eq {
+                (ok, fail)
+            } else {
+                (fail, ok)
+            };
+            let lo = a.label();
+            a.push(Ins::Ld(arg_off(c.index, true)));
+            a.push(j(BPF_JEQ_K, vhi, lo, f));
+            a.mark(lo);
+            a.push(Ins::Ld(arg_off(c.index, false)));
+            a.push(j(BPF_JEQ_K, vlo, t, f));
+        }
+        CmpOp::Gt | CmpOp::Ge | CmpOp::Lt | CmpOp::Le => {
+            // GT / GE directly; LT = !GE, LE = !GT.
+            let (strict, t, f) = match c.op {
+                CmpOp::Gt => (true, ok, fail),
+                CmpOp::Ge => (false, ok, fail),
+                CmpOp::Lt => (false, fail, ok),
+                _ => (true, fail, ok),
+            };
+            let (eqhi, lo) = (a.label(), a.label());
+            a.push(Ins::Ld(arg_off(c.index, true)));
+            a.push(j(BPF_JGT_K, vhi, t, eqhi));
+            a.mark(eqhi);
+            a.push(j(BPF_JEQ_K, vhi, lo, f));
+            a.mark(lo);
+            a.push(Ins::Ld(arg_off(c.index, false)));
+            a.push(j(if strict { BPF_JGT_K } else { BPF_JGE_K }, vlo, t, f));
+        }
+        CmpOp::MaskedEq => {
+            let (mhi, mlo) = ((c.value >> 32) as u32, c.value as u32);
+            let (dhi, dlo) = ((c.value_two >> 32) as u32, c.value_two as u32);
+            let lo = a.label();
+            a.push(Ins::Ld(arg_off(c.index, true)));
+            a.push(Ins::And(mhi));
+            a.push(j(BPF_JEQ_K, dhi, lo, fail));
+            a.mark(lo);
+            a.push(Ins::Ld(arg_off(c.index, false)));
+            a.push(Ins::And(mlo));
+            a.push(j(BPF_JEQ_K, dlo, ok, fail));
+        }
+    }
+}
+
+/// Install with seccomp(2) so that flags apply. Needs no_new_privs or CAP_SYS_ADMIN.
+pub fn install(p: &Program) -> Result<()> {
+    let prog = libc::sock_fprog {
+        len: p.insns.len() as u16,
+        filter: p.insns.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `prog` points at `p.insns`, which outlives the call; the kernel copies the program.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            p.flags as libc::c_ulong,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error()).context(format!(
+            "installing the seccomp filter (seccomp(SECCOMP_SET_MODE_FILTER, flags {:#x}))",
+            p.flags
+        ));
+    }
+    if r > 0 {
+        // TSYNC: another thread could not be synchronised.
+        bail!("installing the seccomp filter: thread {r} could not be synchronised (TSYNC)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A classic-BPF interpreter for the subset the compiler emits, over a `seccomp_data`.
+    fn run(p: &Program, nr: u32, arch: u32, args: [u64; 6]) -> u32 {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_ne_bytes());
+        data[4..8].copy_from_slice(&arch.to_ne_bytes());
+        for (i, a) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_ne_bytes());
+        }
+        let insns = &p.insns;
+        assert!(!insns.is_empty() && insns.len() <= MAX_INSNS);
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let i = insns[pc];
+            let jump = |cond: bool| pc + 1 + if cond { i.jt } else { i.jf } as usize;
+            pc = match i.code {
+                BPF_LD_W_ABS => {
+                    let k = i.k as usize;
+                    assert!(k % 4 == 0 && k + 4 <= data.len());
+                    acc = u32::from_ne_bytes(data[k..k + 4].try_into().unwrap());
+                    pc + 1
+                }
+                BPF_ALU_AND_K => {
+                    acc &= i.k;
+                    pc + 1
+                }
+                BPF_JMP_JA => pc + 1 + i.k as usize,
+                BPF_JEQ_K => jump(acc == i.k),
+                BPF_JGT_K => jump(acc > i.k),
+                BPF_JGE_K => jump(acc >= i.k),
+                BPF_RET_K => return i.k,
+                c => panic!("unexpected opcode {c:#x}"),
+            };
+            assert!(pc < insns.len(), "jump out of the program");
+        }
+    }
+
+    fn compile_json(v: serde_json::Value) -> Result<Program> {
+        compile(&serde_json::from_value(v).unwrap())
+    }
+
+    const X: u32 = AUDIT_ARCH_X86_64;
+    const NOARGS: [u64; 6] = [0; 6];
+    fn nr(abi: Abi, name: &str) -> u32 {
+        abi.lookup(name).unwrap()
+    }
+
+    #[test]
+    fn tables_are_sorted_and_sane() {
+        for abi in [Abi::X86_64, Abi::X32, Abi::I386, Abi::Aarch64] {
+            let t = abi.table();
+            assert!(t.windows(2).all(|w| w[0].0 < w[1].0), "{abi:?} not sorted");
+            assert!(t.len() > 250);
+        }
+        assert_eq!(nr(Abi::X86_64, "read"), 0);
+        assert_eq!(nr(Abi::X86_64, "mkdir"), 83);
+        assert_eq!(nr(Abi::I386, "mkdir"), 39);
+        assert_eq!(nr(Abi::X32, "read"), X32_SYSCALL_BIT);
+        assert_eq!(nr(Abi::Aarch64, "openat"), 56);
+        assert_eq!(Abi::Aarch64.lookup("mkdir"), None);
+    }
+
+    #[test]
+    fn default_allow_and_errno_with_custom_errno() {
+        let p = compile_json(json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 38,
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [
+                {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
+                {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+                {"names": ["rmdir"], "action": "SCMP_ACT_ERRNO"},
+                {"names": ["kill"], "action": "SCMP_ACT_KILL_PROCESS"},
+                {"names": ["tkill"], "action": "SCMP_ACT_KILL"},
+                {"names": ["getpid"], "action": "SCMP_ACT_TRAP"},
+                {"names": ["getppid"], "action": "SCMP_ACT_LOG"},
+                {"names": ["gettid"], "action": "SCMP_ACT_TRACE", "errnoRet": 7},
+                {"names": ["no_such_syscall_xyz", "close"], "action": "SCMP_ACT_ALLOW"}
+            ]
+        }))
+        .unwrap();
+        let r = |n: &str| run(&p, nr(Abi::X86_64, n), X, NOARGS);
+        assert_eq!(r("read"), RET_ALLOW);
+        assert_eq!(r("write"), RET_ALLOW);
+        assert_eq!(r("close"), RET_ALLOW, "unknown name must not drop the rest");
+        assert_eq!(r("mkdir"), RET_ERRNO | 13);
+        assert_eq!(r("rmdir"), RET_ERRNO | libc::EPERM as u32);
+        assert_eq!(r("kill"), RET_KILL_PROCESS);
+        assert_eq!(r("tkill"), RET_KILL_THREAD);
+        assert_eq!(r("getpid"), RET_TRAP);
+        assert_eq!(r("getppid"), RET_LOG);
+        assert_eq!(r("gettid"), RET_TRACE | 7);
+        // Default, with defaultErrnoRet, for an unlisted one below the highest listed.
+        assert_eq!(r("open"), RET_ERRNO | 38);
+        assert_eq!(run(&p, 1, X, NOARGS), RET_ALLOW);
+        // x32 and i386 are not listed: bad-arch action.
+        assert_eq!(run(&p, nr(Abi::X32, "read"), X, NOARGS), BAD_ARCH_ACTION);
+        assert_eq!(run(&p, 3, AUDIT_ARCH_I386, NOARGS), BAD_ARCH_ACTION);
+    }
+
+    #[test]
+    fn enosys_stub_above_the_highest_listed_syscall() {
+        let p = compile_json(json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["read", "mkdirat"], "action": "SCMP_ACT_ALLOW"}]
+        }))
+        .unwrap();
+        let m = nr(Abi::X86_64, "mkdirat");
+        assert_eq!(run(&p, m, X, NOARGS), RET_ALLOW);
+        assert_eq!(run(&p, m - 1, X, NOARGS), RET_ERRNO | 1);
+        assert_eq!(run(&p, m + 1, X, NOARGS), RET_ERRNO | libc::ENOSYS as u32);
+        assert_eq!(
+            run(&p, 0x3fff_ffff, X, NOARGS),
+            RET_ERRNO | libc::ENOSYS as u32
+        );
+        // Permissive default: no stub.
+        let p = compile_json(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO"}]
+        }))
+        .unwrap();
+        assert_eq!(run(&p, 0, X, NOARGS), RET_ERRNO | 1);
+        assert_eq!(run(&p, 500, X, NOARGS), RET_ALLOW);
+    }
+
+    #[test]
+    fn every_operator_on_64_bit_values() {
+        let big: u64 = 0x0000_0001_0000_0005; // hi word 1, lo word 5
+        let rule = |op: &str, v: u64, v2: Option<u64>| {
+            let mut a = json!({"index": 2, "value": v, "op": op});
+            if let Some(v2) = v2 {
+                a["valueTwo"] = json!(v2);
+            }
+            compile_json(json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64"],
+                "syscalls": [{"names": ["ioctl"], "action": "SCMP_ACT_ERRNO", "errnoRet": 99,
+                              "args": [a]}]
+            }))
+            .unwrap()
+        };
+        let io = nr(Abi::X86_64, "ioctl");
+        let check = |p: &Program, arg: u64| {
+            let mut args = [0u64; 6];
+            args[2] = arg;
+            run(p, io, X, args) == RET_ERRNO | 99
+        };
+        // Values around `big` that differ only in the hi word or only in the lo word.
+        let cases = [
+            0u64,
+            5,
+            big - 1,
+            big,
+            big + 1,
+            0x0000_0002_0000_0000,
+            0x0000_0000_ffff_ffff,
+            u64::MAX,
+        ];
+        type Cmp = fn(u64, u64) -> bool;
+        let ops: [(&str, Cmp); 6] = [
+            ("SCMP_CMP_EQ", |a, b| a == b),
+            ("SCMP_CMP_NE", |a, b| a != b),
+            ("SCMP_CMP_LT", |a, b| a < b),
+            ("SCMP_CMP_LE", |a, b| a <= b),
+            ("SCMP_CMP_GT", |a, b| a > b),
+            ("SCMP_CMP_GE", |a, b| a >= b),
+        ];
+        for (op, f) in ops {
+            let p = rule(op, big, None);
+            for &c in &cases {
+                assert_eq!(check(&p, c), f(c, big), "{op} arg={c:#x} value={big:#x}");
+            }
+        }
+        // MASKED_EQ: (arg & value) == valueTwo, over both words.
+        let (mask, want) = (0x0000_00f0_0000_00ffu64, 0x0000_0010_0000_0002u64);
+        let p = rule("SCMP_CMP_MASKED_EQ", mask, Some(want));
+        for &c in &[
+            0x0000_0010_0000_0002u64,
+            0xffff_ff1f_ffff_ff02,
+            0x0000_0010_0000_0003,
+            0x0000_0020_0000_0002,
+            0,
+        ] {
+            assert_eq!(check(&p, c), c & mask == want, "MASKED_EQ arg={c:#x}");
+        }
+        // Other syscalls untouched.
+        assert_eq!(run(&p, io + 1, X, NOARGS), RET_ALLOW);
+    }
+
+    #[test]
+    fn args_are_anded_and_rules_tried_in_order() {
+        let p = compile_json(json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [
+                {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": 22,
+                 "args": [{"index": 0, "value": 10, "op": "SCMP_CMP_GT"},
+                          {"index": 1, "value": 3, "op": "SCMP_CMP_LE"}]},
+                {"names": ["personality"], "action": "SCMP_ACT_LOG"},
+                {"names": ["personality"], "action": "SCMP_ACT_TRAP"}
+            ]
+        }))
+        .unwrap();
+        let n = nr(Abi::X86_64, "personality");
+        let r = |a0, a1| run(&p, n, X, [a0, a1, 0, 0, 0, 0]);
+        assert_eq!(r(8, 0), RET_ALLOW);
+        assert_eq!(r(11, 3), RET_ERRNO | 22);
+        assert_eq!(r(11, 4), RET_LOG, "second arg fails: AND");
+        assert_eq!(r(9, 0), RET_LOG, "first arg fails: AND");
+    }
+
+    #[test]
+    fn multi_arch_uses_each_arch_numbers() {
+        let p = compile_json(json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 5},
+                         {"names": ["read"], "action": "SCMP_ACT_ALLOW"}]
+        }))
+        .unwrap();
+        let e5 = RET_ERRNO | 5;
+        assert_eq!(run(&p, 83, X, NOARGS), e5);
+        assert_eq!(run(&p, 39, AUDIT_ARCH_I386, NOARGS), e5);
+        assert_eq!(run(&p, 83, AUDIT_ARCH_I386, NOARGS), RET_ERRNO | 1);
+        assert_eq!(run(&p, 3, AUDIT_ARCH_I386, NOARGS), RET_ALLOW);
+        assert_eq!(run(&p, 0, AUDIT_ARCH_I386, NOARGS), RET_ERRNO | 1);
+        assert_eq!(run(&p, X32_SYSCALL_BIT | 83, X, NOARGS), e5);
+        assert_eq!(run(&p, X32_SYSCALL_BIT, X, NOARGS), RET_ALLOW);
+        assert_eq!(run(&p, 34, AUDIT_ARCH_AARCH64, NOARGS), e5);
+        assert_eq!(run(&p, 63, AUDIT_ARCH_AARCH64, NOARGS), RET_ALLOW);
+        // An arch nobody listed (arm).
+        assert_eq!(run(&p, 3, 0x4000_0028, NOARGS), BAD_ARCH_ACTION);
+        // x32 only: x86_64 numbers are bad-arch under the shared AUDIT_ARCH.
+        let p = compile_json(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X32"],
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]
+        }))
+        .unwrap();
+        assert_eq!(run(&p, X32_SYSCALL_BIT | 83, X, NOARGS), RET_ERRNO | 1);
+        assert_eq!(run(&p, X32_SYSCALL_BIT | 84, X, NOARGS), RET_ALLOW);
+        assert_eq!(run(&p, 83, X, NOARGS), BAD_ARCH_ACTION);
+    }
+
+    #[test]
+    fn rejections_and_flags() {
+        assert!(compile_json(json!({"defaultAction": "SCMP_ACT_NOTIFY"}))
+            .unwrap_err()
+            .to_string()
+            .contains("not supported yet"));
+        let e = compile_json(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
+                          "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]
+        }))
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("linux.seccomp.syscalls[0].args[0]"),
+            "{e:#}"
+        );
+        let p = compile_json(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
+                      "SECCOMP_FILTER_FLAG_SPEC_ALLOW"]
+        }))
+        .unwrap();
+        assert_eq!(p.flags, FLAG_TSYNC | FLAG_LOG | FLAG_SPEC_ALLOW);
+        // No architectures: native only.
+        if Abi::native() == Some(Abi::X86_64) {
+            assert_eq!(run(&p, 0, X, NOARGS), RET_ALLOW);
+            assert_eq!(run(&p, 0, AUDIT_ARCH_I386, NOARGS), BAD_ARCH_ACTION);
+        }
+    }
+
+    /// A Docker-default-like profile: every x86_64/x86/x32 syscall name allowed, a few with
+    /// argument rules, must stay well under the kernel's limit and far jumps must be correct.
+    #[test]
+    fn large_profile_compiles_small_and_correct() {
+        let mut names: Vec<&str> = syscall_table::X86_64.iter().map(|(n, _)| *n).collect();
+        names.retain(|n| !["personality", "clone", "clone3", "mkdir", "reboot"].contains(n));
+        let p = compile_json(json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 1,
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [
+                {"names": names, "action": "SCMP_ACT_ALLOW"},
+                {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 4294967295u64, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 2114060288u64, "valueTwo": 0,
+                           "op": "SCMP_CMP_MASKED_EQ"}]},
+                {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
+            ]
+        }))
+        .unwrap();
+        eprintln!("docker-like profile: {} instructions", p.insns.len());
+        assert!(p.insns.len() < 1500, "{} instructions", p.insns.len());
+        // With all-zero arguments the personality(0) and clone(flags 0) rules allow.
+        for (name, n) in syscall_table::X86_64 {
+            let want = match *name {
+                "mkdir" | "reboot" => RET_ERRNO | 1,
+                "clone3" => RET_ERRNO | 38,
+                _ => RET_ALLOW,
+            };
+            assert_eq!(run(&p, *n, X, NOARGS), want, "x86_64 {name}");
+        }
+        for (name, n) in syscall_table::I386 {
+            let want = match *name {
+                "mkdir" | "reboot" => RET_ERRNO | 1,
+                "clone3" => RET_ERRNO | 38,
+                _ if Abi::X86_64.lookup(name).is_some() => RET_ALLOW,
+                _ => continue,
+            };
+            assert_eq!(run(&p, *n, AUDIT_ARCH_I386, NOARGS), want, "i386 {name}");
+        }
+        let pers = nr(Abi::X86_64, "personality");
+        let clone = nr(Abi::X86_64, "clone");
+        assert_eq!(run(&p, pers, X, [8, 0, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(run(&p, pers, X, [0xffff_ffff, 0, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(run(&p, pers, X, [9, 0, 0, 0, 0, 0]), RET_ERRNO | 1);
+        assert_eq!(run(&p, clone, X, [0x11, 0, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(
+            run(&p, clone, X, [0x1000_0000, 0, 0, 0, 0, 0]),
+            RET_ERRNO | 1
+        );
+        // i386 compares 32-bit args only.
+        let pers32 = nr(Abi::I386, "personality");
+        assert_eq!(
+            run(&p, pers32, AUDIT_ARCH_I386, [0xffff_ffff, 0, 0, 0, 0, 0]),
+            RET_ALLOW
+        );
+        // Newer than anything listed: ENOSYS.
+        assert_eq!(run(&p, 1000, X, NOARGS), RET_ERRNO | 38);
+    }
+}
