@@ -37,6 +37,7 @@ fn main() {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let rootless = cli.rootless.as_deref() == Some("true");
     let g = Global {
         store: Store::new(&cli.root),
         systemd_cgroup: cli.systemd_cgroup,
@@ -52,8 +53,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Kill { all, id, signal } => container::kill(&g, &id, &signal, all)?,
         Command::Delete { force, id } => container::delete(&g, &id, force)?,
         Command::List { format, quiet } => container::list(&g, &format, quiet)?,
+        Command::Pause { id } => container::pause(&g, &id)?,
+        Command::Resume { id } => container::resume(&g, &id)?,
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => container::ps(&g, &id, &format, &ps_args)?,
+        Command::Events {
+            stats,
+            interval,
+            id,
+        } => container::events(&g, &id, stats, &interval)?,
+        Command::Update { flags, id } => container::update(&g, &id, &flags)?,
+        Command::Features => container::features()?,
         Command::Exec(a) => return Ok(container::exec(&g, &a)),
-        Command::Spec { bundle, rootless } => {
+        Command::Spec { bundle } => {
             let dir = bundle.unwrap_or_else(|| ".".into());
             let path = dir.join("config.json");
             if path.exists() {

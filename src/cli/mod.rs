@@ -75,6 +75,38 @@ pub enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Freeze every process of the container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// List the container's processes.
+    Ps {
+        /// table or json.
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        id: String,
+        /// Arguments for ps(1) (table format).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Container events: stats and OOM notifications.
+    Events {
+        /// Print one stats event and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Interval between stats events.
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
+    /// Change the resources of a running container.
+    Update {
+        #[command(flatten)]
+        flags: crate::container::UpdateFlags,
+        id: String,
+    },
+    /// Print the features of this runtime (runtime-spec features.md).
+    Features,
     /// Run a process in a running container.
     Exec(ExecArgs),
     /// Write a default config.json.
@@ -82,9 +114,7 @@ pub enum Command {
         /// The bundle directory.
         #[arg(short, long)]
         bundle: Option<PathBuf>,
-        /// A spec for a rootless container.
-        #[arg(long)]
-        rootless: bool,
+        // `--rootless` here is the global flag (with no value it means true).
     },
 }
 
@@ -309,6 +339,14 @@ mod tests {
             Some(Command::Exec(e)) => assert_eq!(e.command, ["ls", "-tty", "-process"]),
             _ => panic!(),
         }
+    }
+
+    #[test]
+    fn rootless_flag_forms() {
+        let c = Cli::try_parse_from(["husk", "spec", "--rootless"]).unwrap();
+        assert_eq!(c.rootless.as_deref(), Some("true"));
+        let c = Cli::try_parse_from(["husk", "--rootless", "false", "state", "x"]).unwrap();
+        assert_eq!(c.rootless.as_deref(), Some("false"));
     }
 
     #[test]

@@ -2,10 +2,12 @@
 
 mod exec;
 mod lifecycle;
+mod ops;
 mod run;
 mod signal;
 
 pub use exec::{exec, parse_user};
 pub use lifecycle::{create, delete, kill, list, start, state, status_of, Global};
+pub use ops::{events, features, pause, ps, resume, update, UpdateFlags};
 pub use run::run;
 pub use signal::parse_signal;

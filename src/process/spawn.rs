@@ -150,9 +150,13 @@ fn spawn_in(
     cg.create()?;
     cleanup.cgroup = Some(cg);
     let cg = cleanup.cgroup.as_ref().expect("just set");
-    if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
-        cg.apply(r)?;
-    }
+    // Device rules apply even without `resources` (runc's default allow list).
+    let no_resources = oci_spec::runtime::LinuxResources::default();
+    let resources = linux
+        .and_then(|l| l.resources().as_ref())
+        .unwrap_or(&no_resources);
+    let devices = linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]);
+    cg.apply_with_devices(resources, devices)?;
 
     let gate = if o.start_socket {
         let dirf = std::fs::File::open(dir).context("open state dir")?;
