@@ -159,7 +159,10 @@ fn copy_winsize(master: BorrowedFd) {
 
 /// Forward signals to `pid`, proxy the pty, and return the exit code once `pid` has exited.
 pub(crate) fn forward_until_exit(pid: i32, mask: &SigSet, master: Option<&OwnedFd>) -> Result<i32> {
-    let sfd = SignalFd::with_flags(mask, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC)
+    let sfd = SignalFd::with_flags(
+        mask,
+        nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
+    )
         .context("signalfd")?;
     let _raw = master.map(|_| RawTty::new());
     if let Some(m) = master {
