@@ -423,6 +423,13 @@ pub fn attach_replacing(cgroup: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> Result<
     detach_ids(cgroup, &old)
 }
 
+/// How many device programs are attached to the cgroup directory (for tests and diagnostics).
+pub fn attached_count(cgroup: BorrowedFd<'_>) -> Result<usize> {
+    query(cgroup)
+        .map(|v| v.len())
+        .map_err(|e| anyhow!("querying device programs: {}", super::util::errstr(&e)))
+}
+
 /// Detach every device program from the cgroup (for an allow-all policy on update).
 pub fn detach_all(cgroup: BorrowedFd<'_>) -> Result<()> {
     let old = query(cgroup).unwrap_or_default();

@@ -538,3 +538,106 @@ fn state_roundtrip_finds_the_same_cgroup() {
         Mode::Unified => assert!(!leaf(&g, "").exists()),
     }
 }
+
+#[test]
+fn oom_kill_is_counted() {
+    if skip_unless_root("oom_kill_is_counted") {
+        return;
+    }
+    let mut g = Guard::new();
+    // swap == limit: no swap to escape to (v1 memsw, v2 memory.swap.max 0)
+    let r = LinuxResourcesBuilder::default()
+        .memory(
+            LinuxMemoryBuilder::default()
+                .limit(16 << 20)
+                .swap(16 << 20)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    g.mgr.apply(&r).unwrap();
+    assert_eq!(g.mgr.oom_kill_count().unwrap(), 0);
+    let i = g.spawn_waiting("x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived");
+    g.mgr.add_task(g.pid(i)).unwrap();
+    let out = g.release(i);
+    assert!(!out.contains("survived"), "{out}");
+    assert!(g.mgr.oom_kill_count().unwrap() >= 1);
+}
+
+#[test]
+fn v2_device_program_is_replaced_not_stacked() {
+    if skip_unless_root("v2_device_program_is_replaced_not_stacked") {
+        return;
+    }
+    if mode() != Mode::Unified {
+        eprintln!("SKIP v2_device_program_is_replaced_not_stacked: cgroup v1 host");
+        return;
+    }
+    use oci_spec::runtime::LinuxDeviceCgroupBuilder;
+    use std::os::fd::AsFd;
+    let g = Guard::new();
+    let count = || {
+        let fd = nix::fcntl::open(
+            &leaf(&g, ""),
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+        super::devices::attached_count(fd.as_fd()).unwrap()
+    };
+    assert_eq!(count(), 0);
+    g.mgr.apply(&LinuxResources::default()).unwrap();
+    assert_eq!(count(), 1);
+    let deny = LinuxDeviceCgroupBuilder::default()
+        .allow(false)
+        .access("rwm")
+        .build()
+        .unwrap();
+    let r = LinuxResourcesBuilder::default()
+        .devices(vec![deny])
+        .build()
+        .unwrap();
+    g.mgr.update(&r).unwrap();
+    assert_eq!(count(), 1);
+    g.mgr.update(&r).unwrap();
+    assert_eq!(count(), 1);
+    // an update without devices leaves the program alone
+    g.mgr
+        .update(&LinuxResourcesBuilder::default().build().unwrap())
+        .unwrap();
+    assert_eq!(count(), 1);
+}
+
+#[test]
+fn v2_default_path_is_below_the_parent_of_the_own_cgroup() {
+    if skip_unless_root("v2_default_path_is_below_the_parent_of_the_own_cgroup") {
+        return;
+    }
+    if mode() != Mode::Unified {
+        // on v1 the own cgroups belong to the host's services; the relative resolution is
+        // covered by the v1 unit tests instead
+        eprintln!("SKIP v2_default_path_is_below_the_parent_of_the_own_cgroup: cgroup v1 host");
+        return;
+    }
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap()
+        .to_string();
+    let parent = Path::new(&own)
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .to_path_buf();
+    let id = format!("husk-test-{}-default", std::process::id());
+    let mgr = new_manager(None, &id, false).unwrap();
+    let want = parent.join(&id);
+    assert_eq!(mgr.state().path, want.to_string_lossy());
+    mgr.create().unwrap();
+    let dir = util::join_under(Path::new(util::CGROUP_ROOT), &want.to_string_lossy());
+    let existed = dir.exists();
+    mgr.destroy().unwrap();
+    assert!(existed);
+    assert!(!dir.exists());
+}

@@ -422,21 +422,40 @@ impl V1Manager {
             if let Some(i) = c.idle() {
                 write_file(dir, "cpu.idle", &i.to_string(), "linux.resources.cpu.idle")?;
             }
+            // rt period and runtime depend on each other: a period the kernel refuses (EINVAL)
+            // while a runtime is also being set is retried after the runtime, as runc does
+            let rt_runtime = c.realtime_runtime().unwrap_or(0);
+            let mut retry_rt_period = None;
             if let Some(p) = c.realtime_period().filter(|p| *p != 0) {
-                write_file(
-                    dir,
-                    "cpu.rt_period_us",
-                    &p.to_string(),
-                    "linux.resources.cpu.realtimePeriod",
-                )?;
+                let pv = p.to_string();
+                let file = dir.join("cpu.rt_period_us");
+                if let Err(e) = util::write_path(&file, &pv) {
+                    if e.raw_os_error() == Some(libc::EINVAL) && rt_runtime != 0 {
+                        retry_rt_period = Some(pv);
+                    } else {
+                        bail!(
+                            "linux.resources.cpu.realtimePeriod: writing {pv:?} to {}: {}",
+                            file.display(),
+                            util::errstr(&e)
+                        );
+                    }
+                }
             }
-            if let Some(r) = c.realtime_runtime().filter(|r| *r != 0) {
+            if rt_runtime != 0 {
                 write_file(
                     dir,
                     "cpu.rt_runtime_us",
-                    &r.to_string(),
+                    &rt_runtime.to_string(),
                     "linux.resources.cpu.realtimeRuntime",
                 )?;
+                if let Some(pv) = retry_rt_period {
+                    write_file(
+                        dir,
+                        "cpu.rt_period_us",
+                        &pv,
+                        "linux.resources.cpu.realtimePeriod",
+                    )?;
+                }
             }
         }
         if let Some(s) = c.cpus().as_deref().filter(|s| !s.is_empty()) {

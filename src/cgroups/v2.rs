@@ -75,37 +75,37 @@ impl V2Manager {
             .collect();
         for a in ancestors {
             let is_new = created.iter().any(|c| c == a);
-            let missing: Vec<&String> = if is_new {
-                available.iter().collect()
+            let mut enabled: Vec<String> = if is_new {
+                Vec::new()
             } else {
-                let enabled = read_opt(a, "cgroup.subtree_control")?.unwrap_or_default();
-                let enabled: Vec<&str> = enabled.split_whitespace().collect();
-                available
-                    .iter()
-                    .filter(|c| !enabled.contains(&c.as_str()))
+                read_opt(a, "cgroup.subtree_control")?
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(str::to_string)
                     .collect()
             };
+            let missing: Vec<String> = available
+                .iter()
+                .filter(|c| !enabled.contains(c))
+                .cloned()
+                .collect();
             if !missing.is_empty() {
-                let all: String = missing
-                    .iter()
-                    .map(|c| format!("+{c}"))
-                    .collect::<Vec<_>>()
-                    .join(" ");
+                let all: Vec<String> = missing.iter().map(|c| format!("+{c}")).collect();
                 let p = a.join("cgroup.subtree_control");
-                if util::write_path(&p, &all).is_err() {
+                if util::write_path(&p, &all.join(" ")).is_ok() {
+                    enabled.extend(missing);
+                } else {
                     // one by one, ignoring failures as runc does: a controller that cannot be
                     // enabled shows up later as a missing file when a limit needs it
-                    for c in &missing {
-                        let _ = util::write_path(&p, &format!("+{c}"));
+                    for c in missing {
+                        if util::write_path(&p, &format!("+{c}")).is_ok() {
+                            enabled.push(c);
+                        }
                     }
                 }
             }
             // what the next level down can have
-            if !is_new {
-                if let Some(s) = read_opt(a, "cgroup.subtree_control")? {
-                    available = s.split_whitespace().map(str::to_string).collect();
-                }
-            }
+            available = enabled;
         }
         Ok(())
     }
