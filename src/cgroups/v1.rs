@@ -168,8 +168,15 @@ impl V1Manager {
         }
         if let Some(rules) = dev_rules {
             let dir = self.dir_for("devices", "linux.resources.devices")?;
-            for (file, line) in Policy::build(&rules).v1_writes() {
-                write_file(dir, file, &line, "linux.resources.devices")?;
+            // consecutive lines for the same file share one open file
+            let writes = Policy::build(&rules).v1_writes();
+            let mut i = 0;
+            while i < writes.len() {
+                let file = writes[i].0;
+                let n = writes[i..].iter().take_while(|w| w.0 == file).count();
+                let lines: Vec<String> = writes[i..i + n].iter().map(|w| w.1.clone()).collect();
+                util::write_lines(dir, file, &lines, "linux.resources.devices")?;
+                i += n;
             }
         }
         if let Some(m) = r.memory() {
@@ -689,7 +696,8 @@ impl Manager for V1Manager {
             }
         }
         let created = self.created.borrow();
-        for d in created.iter().rev() {
+        let leaves: Vec<&PathBuf> = self.hiers.iter().map(|h| &h.dir).collect();
+        for d in created.iter().rev().filter(|d| !leaves.contains(d)) {
             if let Err(e) = util::rmdir_retry(d) {
                 first_err.get_or_insert(e);
             }
