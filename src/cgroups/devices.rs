@@ -153,7 +153,11 @@ impl Policy {
     /// resets everything; otherwise a rule of the default's polarity removes access from an
     /// exactly matching exception, and one of the other polarity adds (merges) an exception.
     /// Starts from default deny, like runc's emulator (a whitelist).
-    pub fn build<'a>(rules: impl IntoIterator<Item = &'a Rule>) -> Policy {
+    ///
+    /// Like runc's emulator (and unlike the v1 kernel, which silently ignores it), a removal
+    /// that would have to punch a hole into a wildcard exception is an error: denying
+    /// "c 1:3 rwm" after allowing "c *:* rwm" would otherwise leave /dev/null allowed.
+    pub fn build<'a>(rules: impl IntoIterator<Item = &'a Rule>) -> Result<Policy> {
         let mut p = Policy::default();
         for r in rules {
             if r.kind == 'a' {
@@ -163,6 +167,23 @@ impl Policy {
             }
             let same = |e: &Rule| e.kind == r.kind && e.major == r.major && e.minor == r.minor;
             if r.allow == p.default_allow {
+                let wider = p.exceptions.iter().find(|e| {
+                    e.kind == r.kind
+                        && !same(e)
+                        && (e.major.is_none() || e.major == r.major)
+                        && (e.minor.is_none() || e.minor == r.minor)
+                        && e.access & r.access != 0
+                });
+                if let Some(w) = wider {
+                    bail!(
+                        "{} rule \"{}\" cannot punch a hole into the wildcard {} rule \"{}\" \
+                         (not supported by the devices cgroup)",
+                        if r.allow { "allow" } else { "deny" },
+                        r.v1_line(),
+                        if w.allow { "allow" } else { "deny" },
+                        w.v1_line()
+                    );
+                }
                 if let Some(pos) = p.exceptions.iter().position(same) {
                     p.exceptions[pos].access &= !r.access;
                     if p.exceptions[pos].access == 0 {
@@ -175,7 +196,7 @@ impl Policy {
                 p.exceptions.push(*r);
             }
         }
-        p
+        Ok(p)
     }
 
     /// The writes that put a fresh v1 devices cgroup into this state, in order:
@@ -541,7 +562,7 @@ mod tests {
         // runc spec: deny all, then runc's defaults appended
         let mut rules = vec![r(false, 'a', None, None, ACC_ALL)];
         rules.extend_from_slice(DEFAULT_ALLOWED);
-        let p = Policy::build(&rules);
+        let p = Policy::build(&rules).unwrap();
         assert!(!p.default_allow);
         assert_eq!(p.exceptions.len(), DEFAULT_ALLOWED.len());
         let w = p.v1_writes();
@@ -551,12 +572,41 @@ mod tests {
     }
 
     #[test]
+    fn policy_refuses_holes_in_wildcards() {
+        let e = Policy::build(&[
+            r(false, 'a', None, None, ACC_ALL),
+            r(true, 'c', None, None, ACC_ALL),
+            r(false, 'c', Some(1), Some(3), ACC_WRITE),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("\"c 1:3 w\"") && e.contains("\"c *:* rwm\""),
+            "{e}"
+        );
+        // blacklist: allowing one device inside a wildcard deny
+        assert!(Policy::build(&[
+            r(true, 'a', None, None, ACC_ALL),
+            r(false, 'b', Some(8), None, ACC_ALL),
+            r(true, 'b', Some(8), Some(0), ACC_READ),
+        ])
+        .is_err());
+        // no overlap in access: fine (mknod-only wildcard, deny of rw)
+        assert!(Policy::build(&[
+            r(true, 'c', None, None, ACC_MKNOD),
+            r(false, 'c', Some(1), Some(3), ACC_READ | ACC_WRITE),
+        ])
+        .is_ok());
+    }
+
+    #[test]
     fn policy_semantics() {
         // allow all then deny one: blacklist with one exception
         let p = Policy::build(&[
             r(true, 'a', None, None, ACC_ALL),
             r(false, 'c', Some(1), Some(3), ACC_WRITE),
-        ]);
+        ])
+        .unwrap();
         assert!(p.default_allow);
         assert_eq!(
             p.exceptions,
@@ -573,7 +623,8 @@ mod tests {
         let p = Policy::build(&[
             r(true, 'c', Some(1), Some(3), ACC_READ),
             r(true, 'c', Some(1), Some(3), ACC_WRITE),
-        ]);
+        ])
+        .unwrap();
         assert_eq!(
             p.exceptions,
             vec![r(true, 'c', Some(1), Some(3), ACC_READ | ACC_WRITE)]
@@ -581,15 +632,17 @@ mod tests {
         let p = Policy::build(&[
             r(true, 'c', Some(1), Some(3), ACC_ALL),
             r(false, 'c', Some(1), Some(3), ACC_ALL),
-        ]);
+        ])
+        .unwrap();
         assert!(p.exceptions.is_empty() && !p.default_allow);
         // a later "a" resets
         let p = Policy::build(&[
             r(true, 'c', Some(1), Some(3), ACC_ALL),
             r(true, 'a', None, None, ACC_ALL),
-        ]);
+        ])
+        .unwrap();
         assert!(p.is_allow_all());
-        assert!(!Policy::build(&[]).default_allow);
+        assert!(!Policy::build(&[]).unwrap().default_allow);
     }
 
     /// Run the generated program in a tiny interpreter over the instructions it uses.
@@ -637,7 +690,7 @@ mod tests {
         let mut rules = vec![r(false, 'a', None, None, ACC_ALL)];
         rules.extend_from_slice(DEFAULT_ALLOWED);
         rules.push(r(true, 'b', Some(8), Some(0), ACC_READ));
-        let prog = Policy::build(&rules).bpf_program();
+        let prog = Policy::build(&rules).unwrap().bpf_program();
         let (c, b) = (2, 1);
         let (rd, wr, mk) = (2, 4, 1);
         assert_eq!(run(&prog, c, rd | wr, 1, 3), 1); // /dev/null rw
@@ -656,6 +709,7 @@ mod tests {
             r(true, 'a', None, None, ACC_ALL),
             r(false, 'c', Some(1), None, ACC_WRITE),
         ])
+        .unwrap()
         .bpf_program();
         assert_eq!(run(&prog, 2, 4, 1, 3), 0);
         assert_eq!(run(&prog, 2, 2, 1, 3), 1);
@@ -663,6 +717,7 @@ mod tests {
         assert_eq!(run(&prog, 1, 4, 1, 3), 1);
         assert_eq!(
             Policy::build(&[r(true, 'a', None, None, 7)])
+                .unwrap()
                 .bpf_program()
                 .len(),
             8

@@ -217,7 +217,7 @@ mod tests {
     fn default_device_rules() {
         let r = LinuxResources::default();
         let rules = device_rules(&r, &[]).unwrap();
-        let p = devices::Policy::build(&rules);
+        let p = devices::Policy::build(&rules).unwrap();
         assert!(!p.default_allow);
         assert_eq!(p.exceptions.len(), devices::DEFAULT_ALLOWED.len());
     }

@@ -192,7 +192,19 @@ fn lifecycle_apply_freeze_kill_destroy() {
             assert_eq!(read(&d, "pids.max"), "20");
             assert_eq!(read(&d, "cpu.weight"), "59");
             assert_eq!(read(&d, "cpu.max"), "50000 100000");
-            assert!(g.mgr.clone_into_fd().is_some());
+            let fd = g.mgr.clone_into_fd().expect("clone_into_fd");
+            assert_eq!(
+                std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap(),
+                d
+            );
+            let flags = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+            let flags = flags
+                .lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .unwrap();
+            let flags = u32::from_str_radix(flags.trim(), 8).unwrap();
+            assert_ne!(flags & libc::O_PATH as u32, 0, "not O_PATH: {flags:o}");
+            assert_eq!(g.mgr.clone_into_fd(), Some(fd), "cached");
         }
     }
 
@@ -526,6 +538,16 @@ fn state_roundtrip_finds_the_same_cgroup() {
     let i = g.spawn_waiting("exec sleep 100");
     g.mgr.add_task(g.pid(i)).unwrap();
     assert_eq!(m2.pids().unwrap(), vec![g.pid(i)]);
+    if mode() == Mode::Unified {
+        // exec into an existing container: the fd is opened on demand
+        let fd = m2.clone_into_fd().expect("clone_into_fd from state");
+        assert_eq!(
+            std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap(),
+            leaf(&g, "")
+        );
+    } else {
+        assert_eq!(m2.clone_into_fd(), None);
+    }
     m2.kill_all(Signal::SIGKILL).unwrap();
     g.release(i);
     // the manager from the state removes the leaf (it did not create the parent)

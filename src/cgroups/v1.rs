@@ -169,7 +169,9 @@ impl V1Manager {
         if let Some(rules) = dev_rules {
             let dir = self.dir_for("devices", "linux.resources.devices")?;
             // consecutive lines for the same file share one open file
-            let writes = Policy::build(&rules).v1_writes();
+            let writes = Policy::build(&rules)
+                .map_err(|e| anyhow!("linux.resources.devices: {e}"))?
+                .v1_writes();
             let mut i = 0;
             while i < writes.len() {
                 let file = writes[i].0;

@@ -57,6 +57,20 @@ impl V2Manager {
         })
     }
 
+    /// The cached O_PATH fd of the leaf, opened on first use.
+    fn open_path_fd(&self) -> Result<RawFd> {
+        if let Some(fd) = self.path_fd.get() {
+            return Ok(fd.as_raw_fd());
+        }
+        let fd = open(
+            &self.dir,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| anyhow!("opening {}: {}", self.dir.display(), e.desc()))?;
+        Ok(self.path_fd.get_or_init(|| fd).as_raw_fd())
+    }
+
     fn field_write(&self, file: &str, value: &str, field: &str) -> Result<()> {
         write_file(&self.dir, file, value, field)
     }
@@ -314,7 +328,7 @@ impl V2Manager {
     }
 
     fn set_devices(&self, rules: &[devices::Rule]) -> Result<()> {
-        let policy = Policy::build(rules);
+        let policy = Policy::build(rules).map_err(|e| anyhow!("linux.resources.devices: {e}"))?;
         let dirfd = open(
             &self.dir,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -368,15 +382,7 @@ impl Manager for V2Manager {
             return Err(e);
         }
         self.created.borrow_mut().extend(created);
-        if self.path_fd.get().is_none() {
-            let fd = open(
-                &self.dir,
-                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| anyhow!("opening {}: {}", self.dir.display(), e.desc()))?;
-            let _ = self.path_fd.set(fd);
-        }
+        self.open_path_fd()?;
         Ok(())
     }
 
@@ -398,7 +404,8 @@ impl Manager for V2Manager {
     }
 
     fn clone_into_fd(&self) -> Option<RawFd> {
-        self.path_fd.get().map(|f| f.as_raw_fd())
+        // opened by create(); a manager from the state (exec) opens it on first use
+        self.open_path_fd().ok()
     }
 
     fn pids(&self) -> Result<Vec<i32>> {
