@@ -250,6 +250,23 @@ fn lifecycle_apply_freeze_kill_destroy() {
     assert!(st.pids.current >= 1, "{st:?}");
     assert_eq!(st.pids.limit, 20);
     assert_eq!(st.memory.usage.limit, 64 * 1024 * 1024);
+    assert!(st.cpu.usage.total > 0, "{:?}", st.cpu);
+    assert!(!st.memory.raw.is_empty());
+    assert!(st.memory.usage.usage > 0, "{:?}", st.memory.usage);
+    if mode() == Mode::Legacy {
+        assert!(!st.cpu.usage.percpu.is_empty());
+        assert!(
+            st.memory.raw.contains_key("total_rss"),
+            "{:?}",
+            st.memory.raw.keys()
+        );
+    } else {
+        assert!(
+            st.memory.raw.contains_key("anon"),
+            "{:?}",
+            st.memory.raw.keys()
+        );
+    }
     let j = serde_json::to_value(&st).unwrap();
     assert!(j["memory"]["usage"].get("limit").is_some());
 
@@ -401,6 +418,35 @@ fn missing_controller_only_matters_when_set() {
         .unwrap();
     let e = g.mgr.update(&r).unwrap_err().to_string();
     assert!(e.starts_with("linux.resources.hugepageLimits"), "{e}");
+
+    // net_cls: v1 errors when it is set and not mounted (runc); v2 has no such controller and
+    // runc's fs2 driver ignores the field
+    let net_cls_mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(",net_cls");
+    let r = LinuxResourcesBuilder::default()
+        .network(
+            oci_spec::runtime::LinuxNetworkBuilder::default()
+                .class_id(0x100001u32)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    match (mode(), net_cls_mounted) {
+        (Mode::Legacy, false) => {
+            let e = g.mgr.update(&r).unwrap_err().to_string();
+            assert!(
+                e.starts_with("linux.resources.network.classID: cannot set net_cls"),
+                "{e}"
+            );
+        }
+        (Mode::Legacy, true) => {
+            g.mgr.update(&r).unwrap();
+            assert_eq!(read(&leaf(&g, "net_cls"), "net_cls.classid"), "1048577");
+        }
+        (Mode::Unified, _) => g.mgr.update(&r).unwrap(),
+    }
 }
 
 #[test]

@@ -176,30 +176,23 @@ pub fn rmdir_retry(dir: &Path) -> Result<()> {
     }
 }
 
-/// Read every pid of `cgroup.procs` in `dir` and all cgroups below it.
+/// Read every pid of `cgroup.procs` in `dir` and all cgroups below it. The top directory must
+/// exist; a child cgroup that disappears while walking is skipped.
 pub fn pids_recursive(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
-    match fs::read_to_string(dir.join("cgroup.procs")) {
+    pids_walk(dir, out, true)
+}
+
+fn pids_walk(dir: &Path, out: &mut Vec<i32>, top: bool) -> Result<()> {
+    let p = dir.join("cgroup.procs");
+    match fs::read_to_string(&p) {
         Ok(s) => out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound && out.is_empty() => {
-            return Err(anyhow!(
-                "reading {}: {}",
-                dir.join("cgroup.procs").display(),
-                errstr(&e)
-            ))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(anyhow!(
-                "reading {}: {}",
-                dir.join("cgroup.procs").display(),
-                errstr(&e)
-            ))
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !top => return Ok(()),
+        Err(e) => return Err(anyhow!("reading {}: {}", p.display(), errstr(&e))),
     }
     if let Ok(rd) = fs::read_dir(dir) {
         for ent in rd.flatten() {
             if ent.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                pids_recursive(&ent.path(), out)?;
+                pids_walk(&ent.path(), out, false)?;
             }
         }
     }
