@@ -709,3 +709,26 @@ fn v2_default_path_is_below_the_parent_of_the_own_cgroup() {
     assert!(existed);
     assert!(!dir.exists());
 }
+
+#[test]
+fn nested_cgroups_are_seen_killed_and_removed() {
+    if skip_unless_root("nested_cgroups_are_seen_killed_and_removed") {
+        return;
+    }
+    let mut g = Guard::new();
+    // what a container with its own cgroup namespace might do: a child cgroup with a process
+    let sub = leaf(&g, "devices").join("inner");
+    std::fs::create_dir(&sub).unwrap();
+    let i = g.spawn_waiting("exec sleep 100");
+    let pid = g.pid(i);
+    g.mgr.add_task(pid).unwrap();
+    util::write_pid(&sub, pid).unwrap();
+    assert_eq!(g.mgr.pids().unwrap(), vec![pid]);
+    g.mgr.kill_all(Signal::SIGKILL).unwrap();
+    g.release(i);
+    g.mgr.destroy().unwrap();
+    assert!(!sub.exists());
+    for d in g.all_dirs() {
+        assert!(!d.exists(), "{} still exists", d.display());
+    }
+}
