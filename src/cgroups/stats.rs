@@ -201,7 +201,7 @@ pub fn parse_io_stat(text: &str) -> (Vec<BlkioEntry>, Vec<BlkioEntry>) {
     (bytes, ios)
 }
 
-/// A cpuset list "0-3,5" into [0,1,2,3,5].
+/// A cpuset list "0-3,5" into `[0, 1, 2, 3, 5]`.
 pub fn parse_cpuset_list(s: &str) -> Vec<u16> {
     let mut out = Vec::new();
     for part in s.trim().split(',').filter(|p| !p.is_empty()) {
