@@ -489,6 +489,26 @@ fn update_leaves_devices_and_other_values() {
         Mode::Unified => {
             g.mgr.update(&r).unwrap();
             assert_eq!(read(&leaf(&g, ""), "pids.max"), "7");
+            // several lines are written one by one; a missing controller is named
+            let mut u = HashMap::new();
+            u.insert("memory.high".to_string(), "50000000\n".to_string());
+            u.insert("hugetlb.2MB.max".to_string(), "0".to_string());
+            let r = LinuxResourcesBuilder::default().unified(u).build().unwrap();
+            let e = g.mgr.update(&r).unwrap_err().to_string();
+            assert!(
+                e.starts_with("linux.resources.unified.\"hugetlb.2MB.max\": writing \"0\"")
+                    && e.ends_with("(controller \"hugetlb\" not available in this cgroup)"),
+                "{e}"
+            );
+            let mut u = HashMap::new();
+            u.insert("memory.high".to_string(), "50000000\n".to_string());
+            let r = LinuxResourcesBuilder::default().unified(u).build().unwrap();
+            g.mgr.update(&r).unwrap();
+            assert_eq!(read(&leaf(&g, ""), "memory.high"), "49999872");
+            let mut u = HashMap::new();
+            u.insert("../x".to_string(), "1".to_string());
+            let r = LinuxResourcesBuilder::default().unified(u).build().unwrap();
+            assert!(g.mgr.update(&r).is_err());
         }
     }
 }

@@ -303,21 +303,25 @@ impl V2Manager {
                 if k.contains('/') || k.starts_with('.') || k.is_empty() {
                     bail!("{field}: must be a file name (no slashes)");
                 }
+                if !k.contains('.') {
+                    bail!("{field}: must be in the form CONTROLLER.PARAMETER");
+                }
+                // one write per line, as runc's WriteFileByLine (e.g. several io.max devices)
                 let p = self.dir.join(k);
-                if let Err(e) = util::write_path(&p, v) {
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        let ctrl = k.split('.').next().unwrap_or("");
+                for line in v.split('\n').filter(|l| !l.is_empty()) {
+                    if let Err(e) = util::write_path(&p, line) {
+                        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                            let ctrl = k.split('.').next().unwrap_or("");
+                            format!(" (controller {ctrl:?} not available in this cgroup)")
+                        } else {
+                            String::new()
+                        };
                         bail!(
-                            "{field}: writing {v:?} to {}: {} (is the {ctrl:?} controller enabled?)",
+                            "{field}: writing {line:?} to {}: {}{hint}",
                             p.display(),
                             util::errstr(&e)
                         );
                     }
-                    bail!(
-                        "{field}: writing {v:?} to {}: {}",
-                        p.display(),
-                        util::errstr(&e)
-                    );
                 }
             }
         }
