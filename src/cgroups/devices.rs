@@ -199,6 +199,80 @@ impl Policy {
         Ok(p)
     }
 
+    /// The state a v1 `devices.list` shows. None when it cannot be known: in allow-by-default
+    /// mode the kernel prints only "a *:* rwm" and hides the exceptions.
+    pub fn from_v1_list(text: &str) -> Option<Policy> {
+        let mut p = Policy::default();
+        for l in text.lines().filter(|l| !l.trim().is_empty()) {
+            let mut f = l.split_whitespace();
+            let kind = f.next()?.chars().next()?;
+            let (ma, mi) = f.next()?.split_once(':')?;
+            let access = parse_access(f.next()?).ok()?;
+            if kind == 'a' {
+                return None;
+            }
+            let num = |s: &str| -> Option<Option<u32>> {
+                if s == "*" {
+                    Some(None)
+                } else {
+                    s.parse().ok().map(Some)
+                }
+            };
+            p.exceptions.push(Rule {
+                allow: true,
+                kind,
+                major: num(ma)?,
+                minor: num(mi)?,
+                access,
+            });
+        }
+        Some(p)
+    }
+
+    /// The writes that take a v1 devices cgroup from `current` (as read from devices.list) to
+    /// this state without a moment of deny-all, as runc's emulator transition does for a
+    /// running container: when both are allow-lists, grant what is new first, then take away
+    /// what is gone. Otherwise the full reset of [`Policy::v1_writes`].
+    pub fn v1_transition(&self, current: Option<&Policy>) -> Vec<(&'static str, String)> {
+        let cur = match current {
+            Some(c) if !c.default_allow && !self.default_allow => c,
+            _ => return self.v1_writes(),
+        };
+        let key = |a: &Rule, b: &Rule| a.kind == b.kind && a.major == b.major && a.minor == b.minor;
+        let mut w = Vec::new();
+        for t in &self.exceptions {
+            let have = cur
+                .exceptions
+                .iter()
+                .find(|c| key(c, t))
+                .map_or(0, |c| c.access);
+            let add = t.access & !have;
+            if add != 0 {
+                w.push(("devices.allow", Rule { access: add, ..*t }.v1_line()));
+            }
+        }
+        for c in &cur.exceptions {
+            let keep = self
+                .exceptions
+                .iter()
+                .find(|t| key(c, t))
+                .map_or(0, |t| t.access);
+            let drop = c.access & !keep;
+            if drop != 0 {
+                w.push((
+                    "devices.deny",
+                    Rule {
+                        access: drop,
+                        allow: false,
+                        ..*c
+                    }
+                    .v1_line(),
+                ));
+            }
+        }
+        w
+    }
+
     /// The writes that put a fresh v1 devices cgroup into this state, in order:
     /// (file, line). First the reset ("a" to devices.deny for a default-deny policy), then one
     /// line per exception.
@@ -597,6 +671,41 @@ mod tests {
             r(false, 'c', Some(1), Some(3), ACC_READ | ACC_WRITE),
         ])
         .is_ok());
+    }
+
+    #[test]
+    fn v1_transitions() {
+        let list = "c 1:3 rwm\nc 136:* rwm\nc *:* m\nc 1:5 r\n";
+        let cur = Policy::from_v1_list(list).unwrap();
+        assert_eq!(cur.exceptions.len(), 4);
+        assert_eq!(cur.exceptions[1], r(true, 'c', Some(136), None, ACC_ALL));
+        assert!(Policy::from_v1_list("a *:* rwm\n").is_none());
+        assert_eq!(Policy::from_v1_list("").unwrap(), Policy::default());
+        let target = Policy::build(&[
+            r(false, 'a', None, None, ACC_ALL),
+            r(true, 'c', Some(1), Some(3), ACC_ALL),
+            r(true, 'c', None, None, ACC_MKNOD),
+            r(true, 'c', Some(1), Some(5), ACC_ALL),
+            r(true, 'c', Some(10), Some(200), ACC_READ),
+        ])
+        .unwrap();
+        assert_eq!(
+            target.v1_transition(Some(&cur)),
+            vec![
+                ("devices.allow", "c 1:5 wm".to_string()),
+                ("devices.allow", "c 10:200 r".to_string()),
+                ("devices.deny", "c 136:* rwm".to_string()),
+            ]
+        );
+        // nothing to do when equal
+        assert!(cur.v1_transition(Some(&cur)).is_empty());
+        // unknown current state or a default change: full reset
+        assert_eq!(target.v1_transition(None), target.v1_writes());
+        let allow_all = Policy::build(&[r(true, 'a', None, None, ACC_ALL)]).unwrap();
+        assert_eq!(
+            allow_all.v1_transition(Some(&cur)),
+            vec![("devices.allow", "a".to_string())]
+        );
     }
 
     #[test]

@@ -477,6 +477,42 @@ fn update_leaves_devices_and_other_values() {
             assert_eq!(read(&d, "memory.max"), "67108864");
         }
     }
+    // devices on update: the new rule joins the defaults (v1: by transition, no reset)
+    let kmsg_read = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+        .allow(true)
+        .typ(oci_spec::runtime::LinuxDeviceType::C)
+        .major(1i64)
+        .minor(11i64)
+        .access("r")
+        .build()
+        .unwrap();
+    let r = LinuxResourcesBuilder::default()
+        .devices(vec![kmsg_read])
+        .build()
+        .unwrap();
+    g.mgr.update(&r).unwrap();
+    if mode() == Mode::Legacy {
+        let list = read(&leaf(&g, "devices"), "devices.list");
+        let mut got: Vec<&str> = list.lines().collect();
+        got.sort();
+        let mut want = vec![
+            "b *:* m",
+            "c *:* m",
+            "c 1:11 r",
+            "c 1:3 rwm",
+            "c 1:5 rwm",
+            "c 1:7 rwm",
+            "c 1:8 rwm",
+            "c 1:9 rwm",
+            "c 10:200 rwm",
+            "c 136:* rwm",
+            "c 5:0 rwm",
+            "c 5:2 rwm",
+        ];
+        want.sort();
+        assert_eq!(got, want);
+    }
+
     // unified is v2 only
     let mut u = HashMap::new();
     u.insert("pids.max".to_string(), "7".to_string());

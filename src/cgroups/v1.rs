@@ -160,7 +160,13 @@ impl V1Manager {
         })
     }
 
-    fn apply_inner(&self, r: &LinuxResources, dev_rules: Option<Vec<devices::Rule>>) -> Result<()> {
+    /// `fresh`: the cgroup was just created (apply) rather than updated while running.
+    fn apply_inner(
+        &self,
+        r: &LinuxResources,
+        dev_rules: Option<Vec<devices::Rule>>,
+        fresh: bool,
+    ) -> Result<()> {
         if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
             bail!(
                 "linux.resources.unified: invalid configuration: cannot use unified on cgroup v1"
@@ -169,9 +175,15 @@ impl V1Manager {
         if let Some(rules) = dev_rules {
             let dir = self.dir_for("devices", "linux.resources.devices")?;
             // consecutive lines for the same file share one open file
-            let writes = Policy::build(&rules)
-                .map_err(|e| anyhow!("linux.resources.devices: {e}"))?
-                .v1_writes();
+            let target =
+                Policy::build(&rules).map_err(|e| anyhow!("linux.resources.devices: {e}"))?;
+            let writes = if fresh {
+                target.v1_writes()
+            } else {
+                // a running container: no deny-all moment (runc's emulator transition)
+                let cur = read_file(dir, "devices.list")?;
+                target.v1_transition(Policy::from_v1_list(&cur).as_ref())
+            };
             let mut i = 0;
             while i < writes.len() {
                 let file = writes[i].0;
@@ -623,7 +635,7 @@ impl Manager for V1Manager {
 
     fn apply_with_devices(&self, resources: &LinuxResources, devs: &[LinuxDevice]) -> Result<()> {
         let rules = super::device_rules(resources, devs)?;
-        self.apply_inner(resources, Some(rules))
+        self.apply_inner(resources, Some(rules), true)
     }
 
     fn update(&self, resources: &LinuxResources) -> Result<()> {
@@ -631,7 +643,7 @@ impl Manager for V1Manager {
             Some(_) => Some(super::device_rules(resources, &[])?),
             None => None,
         };
-        self.apply_inner(resources, rules)
+        self.apply_inner(resources, rules, false)
     }
 
     fn add_task(&self, pid: i32) -> Result<()> {
