@@ -9,6 +9,34 @@ fn is_zero(v: &u64) -> bool {
     *v == 0
 }
 
+/// One line of `runc events`: `{"type":"stats","id":"ID","data":{...}}` (or `"oom"` with no
+/// data).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Event {
+    #[serde(rename = "type")]
+    pub typ: String,
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Stats>,
+}
+
+impl Event {
+    pub fn stats(id: &str, s: Stats) -> Event {
+        Event {
+            typ: "stats".into(),
+            id: id.into(),
+            data: Some(s),
+        }
+    }
+    pub fn oom(id: &str) -> Event {
+        Event {
+            typ: "oom".into(),
+            id: id.into(),
+            data: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Stats {
     pub cpu: Cpu,
@@ -245,6 +273,15 @@ mod tests {
         assert!(j["pids"].get("current").is_none());
         assert!(j.get("intel_rdt").is_some());
         assert_eq!(j["cpu"]["usage"]["kernel"], 0);
+    }
+
+    #[test]
+    fn events() {
+        let j = serde_json::to_string(&Event::oom("c1")).unwrap();
+        assert_eq!(j, r#"{"type":"oom","id":"c1"}"#);
+        let j = serde_json::to_value(Event::stats("c1", Stats::default())).unwrap();
+        assert_eq!(j["type"], "stats");
+        assert!(j["data"]["memory"].is_object());
     }
 
     #[test]
