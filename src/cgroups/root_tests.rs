@@ -255,6 +255,8 @@ fn lifecycle_apply_freeze_kill_destroy() {
     assert!(st.memory.usage.usage > 0, "{:?}", st.memory.usage);
     if mode() == Mode::Legacy {
         assert!(!st.cpu.usage.percpu.is_empty());
+        assert!(!st.cpuset.cpus.is_empty(), "{:?}", st.cpuset);
+        assert_eq!(st.cpuset.sched_load_balance, 1);
         assert!(
             st.memory.raw.contains_key("total_rss"),
             "{:?}",

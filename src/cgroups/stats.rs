@@ -133,8 +133,26 @@ pub struct Cpu {
 pub struct CpuSet {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cpus: Vec<u16>,
+    #[serde(default)]
+    pub cpu_exclusive: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mems: Vec<u16>,
+    #[serde(default)]
+    pub mem_hardwall: u64,
+    #[serde(default)]
+    pub mem_exclusive: u64,
+    #[serde(default)]
+    pub memory_migrate: u64,
+    #[serde(default)]
+    pub memory_spread_page: u64,
+    #[serde(default)]
+    pub memory_spread_slab: u64,
+    #[serde(default)]
+    pub memory_pressure: u64,
+    #[serde(default)]
+    pub sched_load_balance: u64,
+    #[serde(default)]
+    pub sched_relax_domain_level: i64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -273,6 +291,7 @@ mod tests {
         assert!(j["pids"].get("current").is_none());
         assert!(j.get("intel_rdt").is_some());
         assert_eq!(j["cpu"]["usage"]["kernel"], 0);
+        assert_eq!(j["cpuset"]["sched_relax_domain_level"], 0);
     }
 
     #[test]

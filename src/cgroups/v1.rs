@@ -778,6 +778,22 @@ impl Manager for V1Manager {
             if let Some(t) = read_opt(&h.dir, "cpuset.mems")? {
                 s.cpuset.mems = stats::parse_cpuset_list(&t);
             }
+            let c = &mut s.cpuset;
+            for (f, v) in [
+                ("cpuset.cpu_exclusive", &mut c.cpu_exclusive),
+                ("cpuset.mem_hardwall", &mut c.mem_hardwall),
+                ("cpuset.mem_exclusive", &mut c.mem_exclusive),
+                ("cpuset.memory_migrate", &mut c.memory_migrate),
+                ("cpuset.memory_spread_page", &mut c.memory_spread_page),
+                ("cpuset.memory_spread_slab", &mut c.memory_spread_slab),
+                ("cpuset.memory_pressure", &mut c.memory_pressure),
+                ("cpuset.sched_load_balance", &mut c.sched_load_balance),
+            ] {
+                *v = num(&h.dir, f)?;
+            }
+            if let Some(t) = read_opt(&h.dir, "cpuset.sched_relax_domain_level")? {
+                c.sched_relax_domain_level = t.trim().parse().unwrap_or(0);
+            }
         }
         if let Some(h) = self.hier("memory") {
             let d = &h.dir;
