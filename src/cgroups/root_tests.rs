@@ -790,3 +790,21 @@ fn nested_cgroups_are_seen_killed_and_removed() {
         assert!(!d.exists(), "{} still exists", d.display());
     }
 }
+
+#[test]
+fn shared_parent_survives_the_first_destroy() {
+    if skip_unless_root("shared_parent_survives_the_first_destroy") {
+        return;
+    }
+    // two containers below one new parent, in one process: the first destroy must not wait
+    // for or fail on the parent the second still uses
+    let a = Guard::new();
+    let b_mgr = new_manager(Some(&format!("{}/d", a.top)), "unused", false).unwrap();
+    b_mgr.create().unwrap();
+    let t = std::time::Instant::now();
+    a.mgr.destroy().unwrap();
+    assert!(t.elapsed() < std::time::Duration::from_millis(500));
+    assert!(leaf(&a, "devices").parent().unwrap().join("d").exists());
+    b_mgr.destroy().unwrap();
+    // the parent belongs to a's manager; its Drop removes it
+}

@@ -158,6 +158,21 @@ pub fn remove_cgroup_tree(dir: &Path) -> Result<()> {
     rmdir_retry(dir)
 }
 
+/// rmdir of an ancestor this process created: one attempt, and "still in use" (another
+/// container's cgroup below it, EBUSY/ENOTEMPTY) or already gone is not an error.
+pub fn rmdir_ancestor(dir: &Path) -> Result<()> {
+    match fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound
+                || matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::ENOTEMPTY)) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(anyhow!("removing cgroup {}: {}", dir.display(), errstr(&e))),
+    }
+}
+
 /// rmdir with the EBUSY backoff of [`remove_cgroup_tree`]; ENOENT is success.
 pub fn rmdir_retry(dir: &Path) -> Result<()> {
     let mut delay = Duration::from_millis(5);

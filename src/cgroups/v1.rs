@@ -712,7 +712,7 @@ impl Manager for V1Manager {
         let created = self.created.borrow();
         let leaves: Vec<&PathBuf> = self.hiers.iter().map(|h| &h.dir).collect();
         for d in created.iter().rev().filter(|d| !leaves.contains(d)) {
-            if let Err(e) = util::rmdir_retry(d) {
+            if let Err(e) = util::rmdir_ancestor(d) {
                 first_err.get_or_insert(e);
             }
         }

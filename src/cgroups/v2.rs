@@ -448,7 +448,7 @@ impl Manager for V2Manager {
         util::remove_cgroup_tree(&self.dir)?;
         let created = self.created.borrow();
         for d in created.iter().rev().filter(|d| **d != self.dir) {
-            util::rmdir_retry(d)?;
+            util::rmdir_ancestor(d)?;
         }
         Ok(())
     }
