@@ -153,7 +153,11 @@ impl Policy {
     /// resets everything; otherwise a rule of the default's polarity removes access from an
     /// exactly matching exception, and one of the other polarity adds (merges) an exception.
     /// Starts from default deny, like runc's emulator (a whitelist).
-    pub fn build<'a>(rules: impl IntoIterator<Item = &'a Rule>) -> Policy {
+    ///
+    /// Like runc's emulator (and unlike the v1 kernel, which silently ignores it), a removal
+    /// that would have to punch a hole into a wildcard exception is an error: denying
+    /// "c 1:3 rwm" after allowing "c *:* rwm" would otherwise leave /dev/null allowed.
+    pub fn build<'a>(rules: impl IntoIterator<Item = &'a Rule>) -> Result<Policy> {
         let mut p = Policy::default();
         for r in rules {
             if r.kind == 'a' {
@@ -163,6 +167,23 @@ impl Policy {
             }
             let same = |e: &Rule| e.kind == r.kind && e.major == r.major && e.minor == r.minor;
             if r.allow == p.default_allow {
+                let wider = p.exceptions.iter().find(|e| {
+                    e.kind == r.kind
+                        && !same(e)
+                        && (e.major.is_none() || e.major == r.major)
+                        && (e.minor.is_none() || e.minor == r.minor)
+                        && e.access & r.access != 0
+                });
+                if let Some(w) = wider {
+                    bail!(
+                        "{} rule \"{}\" cannot punch a hole into the wildcard {} rule \"{}\" \
+                         (not supported by the devices cgroup)",
+                        if r.allow { "allow" } else { "deny" },
+                        r.v1_line(),
+                        if w.allow { "allow" } else { "deny" },
+                        w.v1_line()
+                    );
+                }
                 if let Some(pos) = p.exceptions.iter().position(same) {
                     p.exceptions[pos].access &= !r.access;
                     if p.exceptions[pos].access == 0 {
@@ -175,7 +196,81 @@ impl Policy {
                 p.exceptions.push(*r);
             }
         }
-        p
+        Ok(p)
+    }
+
+    /// The state a v1 `devices.list` shows. None when it cannot be known: in allow-by-default
+    /// mode the kernel prints only "a *:* rwm" and hides the exceptions.
+    pub fn from_v1_list(text: &str) -> Option<Policy> {
+        let mut p = Policy::default();
+        for l in text.lines().filter(|l| !l.trim().is_empty()) {
+            let mut f = l.split_whitespace();
+            let kind = f.next()?.chars().next()?;
+            let (ma, mi) = f.next()?.split_once(':')?;
+            let access = parse_access(f.next()?).ok()?;
+            if kind == 'a' {
+                return None;
+            }
+            let num = |s: &str| -> Option<Option<u32>> {
+                if s == "*" {
+                    Some(None)
+                } else {
+                    s.parse().ok().map(Some)
+                }
+            };
+            p.exceptions.push(Rule {
+                allow: true,
+                kind,
+                major: num(ma)?,
+                minor: num(mi)?,
+                access,
+            });
+        }
+        Some(p)
+    }
+
+    /// The writes that take a v1 devices cgroup from `current` (as read from devices.list) to
+    /// this state without a moment of deny-all, as runc's emulator transition does for a
+    /// running container: when both are allow-lists, grant what is new first, then take away
+    /// what is gone. Otherwise the full reset of [`Policy::v1_writes`].
+    pub fn v1_transition(&self, current: Option<&Policy>) -> Vec<(&'static str, String)> {
+        let cur = match current {
+            Some(c) if !c.default_allow && !self.default_allow => c,
+            _ => return self.v1_writes(),
+        };
+        let key = |a: &Rule, b: &Rule| a.kind == b.kind && a.major == b.major && a.minor == b.minor;
+        let mut w = Vec::new();
+        for t in &self.exceptions {
+            let have = cur
+                .exceptions
+                .iter()
+                .find(|c| key(c, t))
+                .map_or(0, |c| c.access);
+            let add = t.access & !have;
+            if add != 0 {
+                w.push(("devices.allow", Rule { access: add, ..*t }.v1_line()));
+            }
+        }
+        for c in &cur.exceptions {
+            let keep = self
+                .exceptions
+                .iter()
+                .find(|t| key(c, t))
+                .map_or(0, |t| t.access);
+            let drop = c.access & !keep;
+            if drop != 0 {
+                w.push((
+                    "devices.deny",
+                    Rule {
+                        access: drop,
+                        allow: false,
+                        ..*c
+                    }
+                    .v1_line(),
+                ));
+            }
+        }
+        w
     }
 
     /// The writes that put a fresh v1 devices cgroup into this state, in order:
@@ -423,6 +518,13 @@ pub fn attach_replacing(cgroup: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> Result<
     detach_ids(cgroup, &old)
 }
 
+/// How many device programs are attached to the cgroup directory (for tests and diagnostics).
+pub fn attached_count(cgroup: BorrowedFd<'_>) -> Result<usize> {
+    query(cgroup)
+        .map(|v| v.len())
+        .map_err(|e| anyhow!("querying device programs: {}", super::util::errstr(&e)))
+}
+
 /// Detach every device program from the cgroup (for an allow-all policy on update).
 pub fn detach_all(cgroup: BorrowedFd<'_>) -> Result<()> {
     let old = query(cgroup).unwrap_or_default();
@@ -534,7 +636,7 @@ mod tests {
         // runc spec: deny all, then runc's defaults appended
         let mut rules = vec![r(false, 'a', None, None, ACC_ALL)];
         rules.extend_from_slice(DEFAULT_ALLOWED);
-        let p = Policy::build(&rules);
+        let p = Policy::build(&rules).unwrap();
         assert!(!p.default_allow);
         assert_eq!(p.exceptions.len(), DEFAULT_ALLOWED.len());
         let w = p.v1_writes();
@@ -544,12 +646,76 @@ mod tests {
     }
 
     #[test]
+    fn policy_refuses_holes_in_wildcards() {
+        let e = Policy::build(&[
+            r(false, 'a', None, None, ACC_ALL),
+            r(true, 'c', None, None, ACC_ALL),
+            r(false, 'c', Some(1), Some(3), ACC_WRITE),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("\"c 1:3 w\"") && e.contains("\"c *:* rwm\""),
+            "{e}"
+        );
+        // blacklist: allowing one device inside a wildcard deny
+        assert!(Policy::build(&[
+            r(true, 'a', None, None, ACC_ALL),
+            r(false, 'b', Some(8), None, ACC_ALL),
+            r(true, 'b', Some(8), Some(0), ACC_READ),
+        ])
+        .is_err());
+        // no overlap in access: fine (mknod-only wildcard, deny of rw)
+        assert!(Policy::build(&[
+            r(true, 'c', None, None, ACC_MKNOD),
+            r(false, 'c', Some(1), Some(3), ACC_READ | ACC_WRITE),
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn v1_transitions() {
+        let list = "c 1:3 rwm\nc 136:* rwm\nc *:* m\nc 1:5 r\n";
+        let cur = Policy::from_v1_list(list).unwrap();
+        assert_eq!(cur.exceptions.len(), 4);
+        assert_eq!(cur.exceptions[1], r(true, 'c', Some(136), None, ACC_ALL));
+        assert!(Policy::from_v1_list("a *:* rwm\n").is_none());
+        assert_eq!(Policy::from_v1_list("").unwrap(), Policy::default());
+        let target = Policy::build(&[
+            r(false, 'a', None, None, ACC_ALL),
+            r(true, 'c', Some(1), Some(3), ACC_ALL),
+            r(true, 'c', None, None, ACC_MKNOD),
+            r(true, 'c', Some(1), Some(5), ACC_ALL),
+            r(true, 'c', Some(10), Some(200), ACC_READ),
+        ])
+        .unwrap();
+        assert_eq!(
+            target.v1_transition(Some(&cur)),
+            vec![
+                ("devices.allow", "c 1:5 wm".to_string()),
+                ("devices.allow", "c 10:200 r".to_string()),
+                ("devices.deny", "c 136:* rwm".to_string()),
+            ]
+        );
+        // nothing to do when equal
+        assert!(cur.v1_transition(Some(&cur)).is_empty());
+        // unknown current state or a default change: full reset
+        assert_eq!(target.v1_transition(None), target.v1_writes());
+        let allow_all = Policy::build(&[r(true, 'a', None, None, ACC_ALL)]).unwrap();
+        assert_eq!(
+            allow_all.v1_transition(Some(&cur)),
+            vec![("devices.allow", "a".to_string())]
+        );
+    }
+
+    #[test]
     fn policy_semantics() {
         // allow all then deny one: blacklist with one exception
         let p = Policy::build(&[
             r(true, 'a', None, None, ACC_ALL),
             r(false, 'c', Some(1), Some(3), ACC_WRITE),
-        ]);
+        ])
+        .unwrap();
         assert!(p.default_allow);
         assert_eq!(
             p.exceptions,
@@ -566,7 +732,8 @@ mod tests {
         let p = Policy::build(&[
             r(true, 'c', Some(1), Some(3), ACC_READ),
             r(true, 'c', Some(1), Some(3), ACC_WRITE),
-        ]);
+        ])
+        .unwrap();
         assert_eq!(
             p.exceptions,
             vec![r(true, 'c', Some(1), Some(3), ACC_READ | ACC_WRITE)]
@@ -574,15 +741,17 @@ mod tests {
         let p = Policy::build(&[
             r(true, 'c', Some(1), Some(3), ACC_ALL),
             r(false, 'c', Some(1), Some(3), ACC_ALL),
-        ]);
+        ])
+        .unwrap();
         assert!(p.exceptions.is_empty() && !p.default_allow);
         // a later "a" resets
         let p = Policy::build(&[
             r(true, 'c', Some(1), Some(3), ACC_ALL),
             r(true, 'a', None, None, ACC_ALL),
-        ]);
+        ])
+        .unwrap();
         assert!(p.is_allow_all());
-        assert!(!Policy::build(&[]).default_allow);
+        assert!(!Policy::build(&[]).unwrap().default_allow);
     }
 
     /// Run the generated program in a tiny interpreter over the instructions it uses.
@@ -630,7 +799,7 @@ mod tests {
         let mut rules = vec![r(false, 'a', None, None, ACC_ALL)];
         rules.extend_from_slice(DEFAULT_ALLOWED);
         rules.push(r(true, 'b', Some(8), Some(0), ACC_READ));
-        let prog = Policy::build(&rules).bpf_program();
+        let prog = Policy::build(&rules).unwrap().bpf_program();
         let (c, b) = (2, 1);
         let (rd, wr, mk) = (2, 4, 1);
         assert_eq!(run(&prog, c, rd | wr, 1, 3), 1); // /dev/null rw
@@ -649,6 +818,7 @@ mod tests {
             r(true, 'a', None, None, ACC_ALL),
             r(false, 'c', Some(1), None, ACC_WRITE),
         ])
+        .unwrap()
         .bpf_program();
         assert_eq!(run(&prog, 2, 4, 1, 3), 0);
         assert_eq!(run(&prog, 2, 2, 1, 3), 1);
@@ -656,6 +826,7 @@ mod tests {
         assert_eq!(run(&prog, 1, 4, 1, 3), 1);
         assert_eq!(
             Policy::build(&[r(true, 'a', None, None, 7)])
+                .unwrap()
                 .bpf_program()
                 .len(),
             8

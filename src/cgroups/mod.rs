@@ -10,6 +10,16 @@
 //!   of the own cgroup (runc fs2 `defaultDirPath`: the own cgroup usually has processes, so no
 //!   controllers could be enabled for a child of it);
 //! - `slice:prefix:name` only with the systemd driver, which is not implemented yet.
+//!
+//! How the rest of husk uses it:
+//! - create/run: `new_manager(spec cgroupsPath, id, --systemd-cgroup)`, `create()`,
+//!   `apply_with_devices(linux.resources, linux.devices)`, then on v2 clone3 with
+//!   `CLONE_INTO_CGROUP` and `clone_into_fd()` (or `add_task(pid)` after fork, and on v1), and
+//!   `state()` into state.json.
+//! - later commands: `from_state(&state.cgroup)`; `pause`/`resume` = `freeze(true/false)`,
+//!   `ps` = `pids()`, `kill --all` = `kill_all(sig)`, `update` = `update(resources)`,
+//!   `events --stats` = `stats::Event::stats(id, stats()?)`, OOM events by watching
+//!   `oom_kill_count()` grow, `delete` = `kill_all(SIGKILL)` if needed, then `destroy()`.
 
 use std::collections::BTreeMap;
 
@@ -217,7 +227,7 @@ mod tests {
     fn default_device_rules() {
         let r = LinuxResources::default();
         let rules = device_rules(&r, &[]).unwrap();
-        let p = devices::Policy::build(&rules);
+        let p = devices::Policy::build(&rules).unwrap();
         assert!(!p.default_allow);
         assert_eq!(p.exceptions.len(), devices::DEFAULT_ALLOWED.len());
     }

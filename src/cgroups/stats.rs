@@ -9,6 +9,34 @@ fn is_zero(v: &u64) -> bool {
     *v == 0
 }
 
+/// One line of `runc events`: `{"type":"stats","id":"ID","data":{...}}` (or `"oom"` with no
+/// data).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Event {
+    #[serde(rename = "type")]
+    pub typ: String,
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Stats>,
+}
+
+impl Event {
+    pub fn stats(id: &str, s: Stats) -> Event {
+        Event {
+            typ: "stats".into(),
+            id: id.into(),
+            data: Some(s),
+        }
+    }
+    pub fn oom(id: &str) -> Event {
+        Event {
+            typ: "oom".into(),
+            id: id.into(),
+            data: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Stats {
     pub cpu: Cpu,
@@ -105,8 +133,26 @@ pub struct Cpu {
 pub struct CpuSet {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cpus: Vec<u16>,
+    #[serde(default)]
+    pub cpu_exclusive: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mems: Vec<u16>,
+    #[serde(default)]
+    pub mem_hardwall: u64,
+    #[serde(default)]
+    pub mem_exclusive: u64,
+    #[serde(default)]
+    pub memory_migrate: u64,
+    #[serde(default)]
+    pub memory_spread_page: u64,
+    #[serde(default)]
+    pub memory_spread_slab: u64,
+    #[serde(default)]
+    pub memory_pressure: u64,
+    #[serde(default)]
+    pub sched_load_balance: u64,
+    #[serde(default)]
+    pub sched_relax_domain_level: i64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -201,7 +247,7 @@ pub fn parse_io_stat(text: &str) -> (Vec<BlkioEntry>, Vec<BlkioEntry>) {
     (bytes, ios)
 }
 
-/// A cpuset list "0-3,5" into [0,1,2,3,5].
+/// A cpuset list "0-3,5" into `[0, 1, 2, 3, 5]`.
 pub fn parse_cpuset_list(s: &str) -> Vec<u16> {
     let mut out = Vec::new();
     for part in s.trim().split(',').filter(|p| !p.is_empty()) {
@@ -245,6 +291,16 @@ mod tests {
         assert!(j["pids"].get("current").is_none());
         assert!(j.get("intel_rdt").is_some());
         assert_eq!(j["cpu"]["usage"]["kernel"], 0);
+        assert_eq!(j["cpuset"]["sched_relax_domain_level"], 0);
+    }
+
+    #[test]
+    fn events() {
+        let j = serde_json::to_string(&Event::oom("c1")).unwrap();
+        assert_eq!(j, r#"{"type":"oom","id":"c1"}"#);
+        let j = serde_json::to_value(Event::stats("c1", Stats::default())).unwrap();
+        assert_eq!(j["type"], "stats");
+        assert!(j["data"]["memory"].is_object());
     }
 
     #[test]

@@ -66,45 +66,88 @@ pub fn parse_u64(s: &str) -> Option<u64> {
 
 /// `mkdir -p` of `path` (mode 0755), returning the directories it created, top-down.
 /// On error the ones created so far are removed again.
+///
+/// Optimistic: mkdir the leaf first and only walk up on ENOENT, so the usual case (the parent
+/// exists) costs a single mkdir(2).
 pub fn mkdir_all(path: &Path) -> Result<Vec<PathBuf>> {
-    let mut missing = Vec::new();
-    let mut cur = path;
-    loop {
-        match fs::symlink_metadata(cur) {
-            Ok(m) if m.is_dir() => break,
-            Ok(_) => return Err(anyhow!("{} exists and is not a directory", cur.display())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                missing.push(cur.to_path_buf());
-                cur = match cur.parent() {
-                    Some(p) => p,
-                    None => break,
-                };
-            }
-            Err(e) => return Err(anyhow!("stat {}: {}", cur.display(), errstr(&e))),
+    let mut created = Vec::new();
+    if let Err(e) = mkdir_rec(path, &mut created) {
+        for c in created.iter().rev() {
+            let _ = fs::remove_dir(c);
         }
-    }
-    missing.reverse();
-    let mut created = Vec::with_capacity(missing.len());
-    for d in missing {
-        match fs::create_dir(&d) {
-            Ok(()) => created.push(d),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => {
-                let err = anyhow!("creating cgroup {}: {}", d.display(), errstr(&e));
-                for c in created.iter().rev() {
-                    let _ = fs::remove_dir(c);
-                }
-                return Err(err);
-            }
-        }
+        return Err(e);
     }
     Ok(created)
+}
+
+fn mkdir_rec(path: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
+    match fs::create_dir(path) {
+        Ok(()) => {
+            created.push(path.to_path_buf());
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            if path.is_dir() {
+                Ok(())
+            } else {
+                Err(anyhow!("{} exists and is not a directory", path.display()))
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let parent = path
+                .parent()
+                .ok_or_else(|| anyhow!("creating cgroup {}: {}", path.display(), errstr(&e)))?;
+            mkdir_rec(parent, created)?;
+            match fs::create_dir(path) {
+                Ok(()) => {
+                    created.push(path.to_path_buf());
+                    Ok(())
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(anyhow!(
+                    "creating cgroup {}: {}",
+                    path.display(),
+                    errstr(&e)
+                )),
+            }
+        }
+        Err(e) => Err(anyhow!(
+            "creating cgroup {}: {}",
+            path.display(),
+            errstr(&e)
+        )),
+    }
+}
+
+/// Write each line with its own write(2) on one open file description (v1 devices.allow takes
+/// one rule per write).
+pub fn write_lines(dir: &Path, file: &str, lines: &[String], field: &str) -> Result<()> {
+    let p = dir.join(file);
+    let err = |v: &str, e: io::Error| {
+        anyhow!("{field}: writing {v:?} to {}: {}", p.display(), errstr(&e))
+    };
+    let mut f = match fs::OpenOptions::new().write(true).open(&p) {
+        Ok(f) => f,
+        Err(e) => return Err(err(lines.first().map_or("", |s| s.as_str()), e)),
+    };
+    for l in lines {
+        f.write_all(l.as_bytes()).map_err(|e| err(l, e))?;
+    }
+    Ok(())
 }
 
 /// rmdir `dir` and every cgroup below it (children first), retrying on EBUSY with an exponential
 /// backoff for about a second in total (processes take a moment to leave after being killed).
 /// A directory that is already gone is fine.
 pub fn remove_cgroup_tree(dir: &Path) -> Result<()> {
+    // the common case, no child cgroups and no processes left, is a single rmdir(2); only a
+    // busy directory is listed for children
+    match fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+        Err(e) => return Err(anyhow!("removing cgroup {}: {}", dir.display(), errstr(&e))),
+    }
     if let Ok(rd) = fs::read_dir(dir) {
         for ent in rd.flatten() {
             if ent.file_type().map(|t| t.is_dir()).unwrap_or(false) {
@@ -113,6 +156,21 @@ pub fn remove_cgroup_tree(dir: &Path) -> Result<()> {
         }
     }
     rmdir_retry(dir)
+}
+
+/// rmdir of an ancestor this process created: one attempt, and "still in use" (another
+/// container's cgroup below it, EBUSY/ENOTEMPTY) or already gone is not an error.
+pub fn rmdir_ancestor(dir: &Path) -> Result<()> {
+    match fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound
+                || matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::ENOTEMPTY)) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(anyhow!("removing cgroup {}: {}", dir.display(), errstr(&e))),
+    }
 }
 
 /// rmdir with the EBUSY backoff of [`remove_cgroup_tree`]; ENOENT is success.
@@ -133,30 +191,23 @@ pub fn rmdir_retry(dir: &Path) -> Result<()> {
     }
 }
 
-/// Read every pid of `cgroup.procs` in `dir` and all cgroups below it.
+/// Read every pid of `cgroup.procs` in `dir` and all cgroups below it. The top directory must
+/// exist; a child cgroup that disappears while walking is skipped.
 pub fn pids_recursive(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
-    match fs::read_to_string(dir.join("cgroup.procs")) {
+    pids_walk(dir, out, true)
+}
+
+fn pids_walk(dir: &Path, out: &mut Vec<i32>, top: bool) -> Result<()> {
+    let p = dir.join("cgroup.procs");
+    match fs::read_to_string(&p) {
         Ok(s) => out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound && out.is_empty() => {
-            return Err(anyhow!(
-                "reading {}: {}",
-                dir.join("cgroup.procs").display(),
-                errstr(&e)
-            ))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(anyhow!(
-                "reading {}: {}",
-                dir.join("cgroup.procs").display(),
-                errstr(&e)
-            ))
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !top => return Ok(()),
+        Err(e) => return Err(anyhow!("reading {}: {}", p.display(), errstr(&e))),
     }
     if let Ok(rd) = fs::read_dir(dir) {
         for ent in rd.flatten() {
             if ent.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                pids_recursive(&ent.path(), out)?;
+                pids_walk(&ent.path(), out, false)?;
             }
         }
     }
@@ -418,6 +469,39 @@ mod tests {
         assert_eq!(join_under(Path::new("/r"), "/a/b"), PathBuf::from("/r/a/b"));
         assert_eq!(join_under(Path::new("/r"), "a"), PathBuf::from("/r/a"));
         assert_eq!(join_under(Path::new("/r"), "/"), PathBuf::from("/r"));
+    }
+
+    #[test]
+    fn mkdir_all_reports_what_it_created() {
+        let t = tempfile::tempdir().unwrap();
+        let leaf = t.path().join("a/b/c");
+        let created = mkdir_all(&leaf).unwrap();
+        assert_eq!(
+            created,
+            vec![t.path().join("a"), t.path().join("a/b"), leaf.clone()]
+        );
+        assert!(mkdir_all(&leaf).unwrap().is_empty());
+        let created = mkdir_all(&t.path().join("a/b/d")).unwrap();
+        assert_eq!(created, vec![t.path().join("a/b/d")]);
+        std::fs::write(t.path().join("f"), "").unwrap();
+        assert!(mkdir_all(&t.path().join("f")).is_err());
+        assert!(mkdir_all(&t.path().join("f/x")).is_err());
+        // nothing half-made is left behind on error
+        assert!(!t.path().join("f/x").exists());
+    }
+
+    #[test]
+    fn remove_tree_of_plain_dirs() {
+        // on a normal filesystem a non-empty directory fails with ENOTEMPTY, not EBUSY: the
+        // error must surface rather than be retried
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("x");
+        std::fs::create_dir_all(d.join("y")).unwrap();
+        assert!(remove_cgroup_tree(&d).is_err());
+        std::fs::remove_dir(d.join("y")).unwrap();
+        remove_cgroup_tree(&d).unwrap();
+        assert!(!d.exists());
+        remove_cgroup_tree(&d).unwrap(); // ENOENT is fine
     }
 
     #[test]

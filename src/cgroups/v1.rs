@@ -160,7 +160,13 @@ impl V1Manager {
         })
     }
 
-    fn apply_inner(&self, r: &LinuxResources, dev_rules: Option<Vec<devices::Rule>>) -> Result<()> {
+    /// `fresh`: the cgroup was just created (apply) rather than updated while running.
+    fn apply_inner(
+        &self,
+        r: &LinuxResources,
+        dev_rules: Option<Vec<devices::Rule>>,
+        fresh: bool,
+    ) -> Result<()> {
         if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
             bail!(
                 "linux.resources.unified: invalid configuration: cannot use unified on cgroup v1"
@@ -168,8 +174,23 @@ impl V1Manager {
         }
         if let Some(rules) = dev_rules {
             let dir = self.dir_for("devices", "linux.resources.devices")?;
-            for (file, line) in Policy::build(&rules).v1_writes() {
-                write_file(dir, file, &line, "linux.resources.devices")?;
+            // consecutive lines for the same file share one open file
+            let target =
+                Policy::build(&rules).map_err(|e| anyhow!("linux.resources.devices: {e}"))?;
+            let writes = if fresh {
+                target.v1_writes()
+            } else {
+                // a running container: no deny-all moment (runc's emulator transition)
+                let cur = read_file(dir, "devices.list")?;
+                target.v1_transition(Policy::from_v1_list(&cur).as_ref())
+            };
+            let mut i = 0;
+            while i < writes.len() {
+                let file = writes[i].0;
+                let n = writes[i..].iter().take_while(|w| w.0 == file).count();
+                let lines: Vec<String> = writes[i..i + n].iter().map(|w| w.1.clone()).collect();
+                util::write_lines(dir, file, &lines, "linux.resources.devices")?;
+                i += n;
             }
         }
         if let Some(m) = r.memory() {
@@ -422,21 +443,40 @@ impl V1Manager {
             if let Some(i) = c.idle() {
                 write_file(dir, "cpu.idle", &i.to_string(), "linux.resources.cpu.idle")?;
             }
+            // rt period and runtime depend on each other: a period the kernel refuses (EINVAL)
+            // while a runtime is also being set is retried after the runtime, as runc does
+            let rt_runtime = c.realtime_runtime().unwrap_or(0);
+            let mut retry_rt_period = None;
             if let Some(p) = c.realtime_period().filter(|p| *p != 0) {
-                write_file(
-                    dir,
-                    "cpu.rt_period_us",
-                    &p.to_string(),
-                    "linux.resources.cpu.realtimePeriod",
-                )?;
+                let pv = p.to_string();
+                let file = dir.join("cpu.rt_period_us");
+                if let Err(e) = util::write_path(&file, &pv) {
+                    if e.raw_os_error() == Some(libc::EINVAL) && rt_runtime != 0 {
+                        retry_rt_period = Some(pv);
+                    } else {
+                        bail!(
+                            "linux.resources.cpu.realtimePeriod: writing {pv:?} to {}: {}",
+                            file.display(),
+                            util::errstr(&e)
+                        );
+                    }
+                }
             }
-            if let Some(r) = c.realtime_runtime().filter(|r| *r != 0) {
+            if rt_runtime != 0 {
                 write_file(
                     dir,
                     "cpu.rt_runtime_us",
-                    &r.to_string(),
+                    &rt_runtime.to_string(),
                     "linux.resources.cpu.realtimeRuntime",
                 )?;
+                if let Some(pv) = retry_rt_period {
+                    write_file(
+                        dir,
+                        "cpu.rt_period_us",
+                        &pv,
+                        "linux.resources.cpu.realtimePeriod",
+                    )?;
+                }
             }
         }
         if let Some(s) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
@@ -595,7 +635,7 @@ impl Manager for V1Manager {
 
     fn apply_with_devices(&self, resources: &LinuxResources, devs: &[LinuxDevice]) -> Result<()> {
         let rules = super::device_rules(resources, devs)?;
-        self.apply_inner(resources, Some(rules))
+        self.apply_inner(resources, Some(rules), true)
     }
 
     fn update(&self, resources: &LinuxResources) -> Result<()> {
@@ -603,7 +643,7 @@ impl Manager for V1Manager {
             Some(_) => Some(super::device_rules(resources, &[])?),
             None => None,
         };
-        self.apply_inner(resources, rules)
+        self.apply_inner(resources, rules, false)
     }
 
     fn add_task(&self, pid: i32) -> Result<()> {
@@ -670,8 +710,9 @@ impl Manager for V1Manager {
             }
         }
         let created = self.created.borrow();
-        for d in created.iter().rev() {
-            if let Err(e) = util::rmdir_retry(d) {
+        let leaves: Vec<&PathBuf> = self.hiers.iter().map(|h| &h.dir).collect();
+        for d in created.iter().rev().filter(|d| !leaves.contains(d)) {
+            if let Err(e) = util::rmdir_ancestor(d) {
                 first_err.get_or_insert(e);
             }
         }
@@ -736,6 +777,22 @@ impl Manager for V1Manager {
             }
             if let Some(t) = read_opt(&h.dir, "cpuset.mems")? {
                 s.cpuset.mems = stats::parse_cpuset_list(&t);
+            }
+            let c = &mut s.cpuset;
+            for (f, v) in [
+                ("cpuset.cpu_exclusive", &mut c.cpu_exclusive),
+                ("cpuset.mem_hardwall", &mut c.mem_hardwall),
+                ("cpuset.mem_exclusive", &mut c.mem_exclusive),
+                ("cpuset.memory_migrate", &mut c.memory_migrate),
+                ("cpuset.memory_spread_page", &mut c.memory_spread_page),
+                ("cpuset.memory_spread_slab", &mut c.memory_spread_slab),
+                ("cpuset.memory_pressure", &mut c.memory_pressure),
+                ("cpuset.sched_load_balance", &mut c.sched_load_balance),
+            ] {
+                *v = num(&h.dir, f)?;
+            }
+            if let Some(t) = read_opt(&h.dir, "cpuset.sched_relax_domain_level")? {
+                c.sched_relax_domain_level = t.trim().parse().unwrap_or(0);
             }
         }
         if let Some(h) = self.hier("memory") {

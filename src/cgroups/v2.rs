@@ -57,6 +57,20 @@ impl V2Manager {
         })
     }
 
+    /// The cached O_PATH fd of the leaf, opened on first use.
+    fn open_path_fd(&self) -> Result<RawFd> {
+        if let Some(fd) = self.path_fd.get() {
+            return Ok(fd.as_raw_fd());
+        }
+        let fd = open(
+            &self.dir,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| anyhow!("opening {}: {}", self.dir.display(), e.desc()))?;
+        Ok(self.path_fd.get_or_init(|| fd).as_raw_fd())
+    }
+
     fn field_write(&self, file: &str, value: &str, field: &str) -> Result<()> {
         write_file(&self.dir, file, value, field)
     }
@@ -75,37 +89,37 @@ impl V2Manager {
             .collect();
         for a in ancestors {
             let is_new = created.iter().any(|c| c == a);
-            let missing: Vec<&String> = if is_new {
-                available.iter().collect()
+            let mut enabled: Vec<String> = if is_new {
+                Vec::new()
             } else {
-                let enabled = read_opt(a, "cgroup.subtree_control")?.unwrap_or_default();
-                let enabled: Vec<&str> = enabled.split_whitespace().collect();
-                available
-                    .iter()
-                    .filter(|c| !enabled.contains(&c.as_str()))
+                read_opt(a, "cgroup.subtree_control")?
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(str::to_string)
                     .collect()
             };
+            let missing: Vec<String> = available
+                .iter()
+                .filter(|c| !enabled.contains(c))
+                .cloned()
+                .collect();
             if !missing.is_empty() {
-                let all: String = missing
-                    .iter()
-                    .map(|c| format!("+{c}"))
-                    .collect::<Vec<_>>()
-                    .join(" ");
+                let all: Vec<String> = missing.iter().map(|c| format!("+{c}")).collect();
                 let p = a.join("cgroup.subtree_control");
-                if util::write_path(&p, &all).is_err() {
+                if util::write_path(&p, &all.join(" ")).is_ok() {
+                    enabled.extend(missing);
+                } else {
                     // one by one, ignoring failures as runc does: a controller that cannot be
                     // enabled shows up later as a missing file when a limit needs it
-                    for c in &missing {
-                        let _ = util::write_path(&p, &format!("+{c}"));
+                    for c in missing {
+                        if util::write_path(&p, &format!("+{c}")).is_ok() {
+                            enabled.push(c);
+                        }
                     }
                 }
             }
             // what the next level down can have
-            if !is_new {
-                if let Some(s) = read_opt(a, "cgroup.subtree_control")? {
-                    available = s.split_whitespace().map(str::to_string).collect();
-                }
-            }
+            available = enabled;
         }
         Ok(())
     }
@@ -289,21 +303,25 @@ impl V2Manager {
                 if k.contains('/') || k.starts_with('.') || k.is_empty() {
                     bail!("{field}: must be a file name (no slashes)");
                 }
+                if !k.contains('.') {
+                    bail!("{field}: must be in the form CONTROLLER.PARAMETER");
+                }
+                // one write per line, as runc's WriteFileByLine (e.g. several io.max devices)
                 let p = self.dir.join(k);
-                if let Err(e) = util::write_path(&p, v) {
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        let ctrl = k.split('.').next().unwrap_or("");
+                for line in v.split('\n').filter(|l| !l.is_empty()) {
+                    if let Err(e) = util::write_path(&p, line) {
+                        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                            let ctrl = k.split('.').next().unwrap_or("");
+                            format!(" (controller {ctrl:?} not available in this cgroup)")
+                        } else {
+                            String::new()
+                        };
                         bail!(
-                            "{field}: writing {v:?} to {}: {} (is the {ctrl:?} controller enabled?)",
+                            "{field}: writing {line:?} to {}: {}{hint}",
                             p.display(),
                             util::errstr(&e)
                         );
                     }
-                    bail!(
-                        "{field}: writing {v:?} to {}: {}",
-                        p.display(),
-                        util::errstr(&e)
-                    );
                 }
             }
         }
@@ -314,7 +332,7 @@ impl V2Manager {
     }
 
     fn set_devices(&self, rules: &[devices::Rule]) -> Result<()> {
-        let policy = Policy::build(rules);
+        let policy = Policy::build(rules).map_err(|e| anyhow!("linux.resources.devices: {e}"))?;
         let dirfd = open(
             &self.dir,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -368,15 +386,7 @@ impl Manager for V2Manager {
             return Err(e);
         }
         self.created.borrow_mut().extend(created);
-        if self.path_fd.get().is_none() {
-            let fd = open(
-                &self.dir,
-                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| anyhow!("opening {}: {}", self.dir.display(), e.desc()))?;
-            let _ = self.path_fd.set(fd);
-        }
+        self.open_path_fd()?;
         Ok(())
     }
 
@@ -398,7 +408,8 @@ impl Manager for V2Manager {
     }
 
     fn clone_into_fd(&self) -> Option<RawFd> {
-        self.path_fd.get().map(|f| f.as_raw_fd())
+        // opened by create(); a manager from the state (exec) opens it on first use
+        self.open_path_fd().ok()
     }
 
     fn pids(&self) -> Result<Vec<i32>> {
@@ -437,7 +448,7 @@ impl Manager for V2Manager {
         util::remove_cgroup_tree(&self.dir)?;
         let created = self.created.borrow();
         for d in created.iter().rev().filter(|d| **d != self.dir) {
-            util::rmdir_retry(d)?;
+            util::rmdir_ancestor(d)?;
         }
         Ok(())
     }
