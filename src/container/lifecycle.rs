@@ -105,16 +105,13 @@ pub fn state(g: &Global, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Signal every process in the container's cgroup.
+/// Signal every process in the container's cgroup (through cgroup.kill or a frozen cgroup, so
+/// nothing forks away in between).
 fn signal_all(st: &ContainerState, sig: i32) -> Result<()> {
     let cg = crate::cgroups::from_state(&st.cgroup)?;
-    for pid in cg.pids()? {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::try_from(sig).ok(),
-        );
-    }
-    Ok(())
+    let sig = nix::sys::signal::Signal::try_from(sig)
+        .map_err(|_| anyhow::anyhow!("kill --all: signal {sig} cannot be sent to a group"))?;
+    cg.kill_all(sig)
 }
 
 pub fn kill(g: &Global, id: &str, signal: &str, all: bool) -> Result<()> {

@@ -163,7 +163,7 @@ pub(crate) fn forward_until_exit(pid: i32, mask: &SigSet, master: Option<&OwnedF
         mask,
         nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
     )
-        .context("signalfd")?;
+    .context("signalfd")?;
     let _raw = master.map(|_| RawTty::new());
     if let Some(m) = master {
         copy_winsize(m.as_fd());
