@@ -5,6 +5,8 @@ pub mod dev;
 pub mod mounts;
 pub mod options;
 pub mod resolve;
+#[cfg(test)]
+mod root_tests;
 
 use crate::sys::mount_api::{self as api, clone_tree, mount_setattr, move_mount_fd, MountAttr};
 use anyhow::{bail, Context, Result};
