@@ -257,14 +257,7 @@ pub fn finalize(spec: &Spec) -> Result<()> {
                 Err(e) => return Err(e).with_context(what),
             };
             if file_type(&stat_fd(fd.as_fd())?) == SFlag::S_IFDIR {
-                mounts::mount_on_fd(
-                    Some("tmpfs"),
-                    fd.as_fd(),
-                    Some("tmpfs"),
-                    MsFlags::MS_RDONLY,
-                    None,
-                )
-                .with_context(what)?;
+                mask_dir(fd.as_fd()).with_context(what)?;
                 continue;
             }
             if null.is_none() {
@@ -307,6 +300,18 @@ pub fn finalize(spec: &Spec) -> Result<()> {
         mount(NONE, "/", NONE, p, NONE).context("applying linux.rootfsPropagation to /")?;
     }
     Ok(())
+}
+
+/// A read-only empty tmpfs over a directory. Built detached with fsopen/fsmount so that it works
+/// without a /proc in the container; mount(2) through /proc/self/fd on older kernels.
+fn mask_dir(fd: BorrowedFd<'_>) -> io::Result<()> {
+    match api::new_detached_fs(c"tmpfs", api::MOUNT_ATTR_RDONLY) {
+        Ok(mnt) => move_mount_fd(mnt.as_fd(), fd),
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            mounts::mount_on_fd(Some("tmpfs"), fd, Some("tmpfs"), MsFlags::MS_RDONLY, None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The container's /dev/null, opened without following symlinks and checked to be the char

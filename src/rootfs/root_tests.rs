@@ -123,6 +123,18 @@ fn full_container_lifecycle() {
     if skip_unless_root("full_container_lifecycle") {
         return;
     }
+    lifecycle(false);
+}
+
+#[test]
+fn full_container_lifecycle_without_openat2() {
+    if skip_unless_root("full_container_lifecycle_without_openat2") {
+        return;
+    }
+    lifecycle(true);
+}
+
+fn lifecycle(walk: bool) {
     let b = bundle();
     fs::create_dir_all(b.dir.join("data/sub")).unwrap();
     fs::write(b.dir.join("data/f"), "data").unwrap();
@@ -161,6 +173,9 @@ fn full_container_lifecycle() {
         }
     }));
     in_child(|| {
+        if walk {
+            resolve::force_userspace_walk();
+        }
         let r = &b.rootfs;
         prep(&b, &s)?;
         // the rootfs now is a mount point of its own
@@ -324,6 +339,18 @@ fn nested_destinations_created_inside() {
     if skip_unless_root("nested_destinations_created_inside") {
         return;
     }
+    nested_destinations(false);
+}
+
+#[test]
+fn nested_destinations_created_inside_without_openat2() {
+    if skip_unless_root("nested_destinations_created_inside_without_openat2") {
+        return;
+    }
+    nested_destinations(true);
+}
+
+fn nested_destinations(walk: bool) {
     let b = bundle();
     let outside = b.dir.join("outside");
     fs::create_dir_all(&outside).unwrap();
