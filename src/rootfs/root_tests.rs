@@ -379,6 +379,9 @@ fn nested_destinations(walk: bool) {
         "linux": {"namespaces": [{"type": "mount"}]}
     }));
     in_child(|| {
+        if walk {
+            resolve::force_userspace_walk();
+        }
         prep(&b, &s)?;
         ensure!(
             !outside.join("made").exists(),
