@@ -573,3 +573,85 @@ fn no_pivot_moves_and_chroots() {
         Ok(())
     });
 }
+
+/// Enter a new user namespace mapping root to root (single line: allowed for oneself), together
+/// with a new mount namespace owned by it (so every inherited mount has its flags locked).
+fn enter_userns() -> Result<()> {
+    use nix::sched::{unshare, CloneFlags};
+    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)?;
+    fs::write("/proc/self/setgroups", "deny")?;
+    fs::write("/proc/self/uid_map", "0 0 1")?;
+    fs::write("/proc/self/gid_map", "0 0 1")?;
+    mount(NONE, "/", NONE, MsFlags::MS_PRIVATE | MsFlags::MS_REC, NONE)?;
+    Ok(())
+}
+
+#[test]
+fn user_namespace_binds_devices_and_sys_keeps_locked_flags() {
+    if skip_unless_root("user_namespace_binds_devices_and_sys_keeps_locked_flags") {
+        return;
+    }
+    let b = bundle();
+    fs::create_dir_all(b.dir.join("locked")).unwrap();
+    fs::write(b.rootfs.join("etc/secret"), "s").unwrap();
+    let s = spec(serde_json::json!({
+        "root": {"path": "rootfs", "readonly": true},
+        "mounts": [
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+            {"destination": "/locked", "type": "bind", "source": "locked", "options": ["bind", "ro"]}
+        ],
+        "linux": {
+            "namespaces": [{"type": "mount"}, {"type": "user"}],
+            "maskedPaths": ["/etc/secret", "/sys/firmware"],
+            "readonlyPaths": ["/sys/kernel"]
+        }
+    }));
+    in_child(|| {
+        // a nosuid,nodev mount that becomes locked in the user namespace
+        let locked = b.dir.join("locked");
+        let f = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        mount(Some("tmpfs"), &locked, Some("tmpfs"), f, NONE)?;
+        fs::write(locked.join("l"), "l")?;
+        enter_userns()?;
+        prepare(&RootfsOptions {
+            spec: &s,
+            rootfs: &b.rootfs,
+            bundle: &b.dir,
+            new_cgroupns: false,
+            in_userns: true,
+        })?;
+        let r = &b.rootfs;
+        let null = fs::metadata(r.join("dev/null"))?;
+        ensure!(null.file_type().is_char_device() && null.rdev() == libc::makedev(1, 3));
+        ensure!(fstype(&r.join("sys"))? == libc::SYSFS_MAGIC);
+        ensure!(ro(r.join("sys").to_str().unwrap())?, "/sys must be ro");
+        ensure!(
+            r.join("sys/kernel").is_dir(),
+            "host /sys not bound recursively"
+        );
+        let l = statvfs(&r.join("locked"))?.flags();
+        ensure!(
+            l.contains(FsFlags::ST_RDONLY | FsFlags::ST_NOSUID | FsFlags::ST_NODEV),
+            "{l:?}"
+        );
+        ensure!(fs::read_to_string(r.join("locked/l"))? == "l");
+        pivot(r, false)?;
+        finalize(&s)?;
+        ensure!(
+            fs::read_to_string("/etc/secret")?.is_empty(),
+            "/etc/secret not masked"
+        );
+        ensure!(
+            fs::read_dir("/sys/firmware")?.next().is_none(),
+            "/sys/firmware not masked"
+        );
+        ensure!(ro("/sys/kernel")?, "/sys/kernel");
+        ensure!(ro("/")?, "root.readonly");
+        Ok(())
+    });
+}
