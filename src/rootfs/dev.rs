@@ -95,48 +95,52 @@ pub fn create_device(root: BorrowedFd<'_>, d: &Dev, in_userns: bool) -> Result<(
         Err(Errno::ENOENT) => {}
         Err(e) => return Err(e).context("stat"),
     }
-    if in_userns && kind != SFlag::S_IFIFO {
-        let target = match openat(
-            dir.as_fd(),
-            name,
-            OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o644),
-        ) {
-            Ok(f) => f,
-            Err(e) => return Err(e).context("creating the file to bind the device onto"),
-        };
-        let src = openat(
-            AT_FDCWD,
-            d.path,
-            OFlag::O_PATH | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .with_context(|| format!("opening the host device {}", d.path.display()))?;
-        let e = MountAttr::default();
-        bind_fd(src.as_fd(), target.as_fd(), false, e, e, &[], None)
-            .with_context(|| format!("bind-mounting the host's {}", d.path.display()))?;
-        return Ok(());
+    if !in_userns || kind == SFlag::S_IFIFO {
+        let old = umask(Mode::empty());
+        let perm = Mode::from_bits_truncate(d.mode & 0o7777);
+        let r = mknodat(dir.as_fd(), name, kind, perm, rdev);
+        umask(old);
+        match r {
+            Ok(()) => {
+                if d.uid.is_some() || d.gid.is_some() {
+                    let (u, g) = (d.uid.map(Uid::from_raw), d.gid.map(Gid::from_raw));
+                    fchownat(dir.as_fd(), name, u, g, AtFlags::AT_SYMLINK_NOFOLLOW)
+                        .context("chown")?;
+                }
+                return Ok(());
+            }
+            // not allowed to mknod (no CAP_MKNOD): bind the host's node instead, as runc does
+            Err(Errno::EPERM) if kind != SFlag::S_IFIFO => {}
+            Err(e) => return Err(e).context("mknod"),
+        }
     }
-    let old = umask(Mode::empty());
-    let r = mknodat(
+    let target = openat(
         dir.as_fd(),
         name,
-        kind,
-        Mode::from_bits_truncate(d.mode & 0o7777),
-        rdev,
-    );
-    umask(old);
-    r.context("mknod")?;
-    if d.uid.is_some() || d.gid.is_some() {
-        fchownat(
-            dir.as_fd(),
-            name,
-            d.uid.map(Uid::from_raw),
-            d.gid.map(Gid::from_raw),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .context("chown")?;
+        OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )
+    .context("creating the file to bind the device onto")?;
+    let src = openat(
+        AT_FDCWD,
+        d.path,
+        OFlag::O_PATH | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("opening the host device {}", d.path.display()))?;
+    let st = nix::sys::stat::fstat(&src)?;
+    if file_type(&st) != kind || st.st_rdev != rdev {
+        bail!(
+            "the host's {} is not a {} device {}:{}",
+            d.path.display(),
+            d.kind.as_str(),
+            d.major,
+            d.minor
+        );
     }
+    let e = MountAttr::default();
+    bind_fd(src.as_fd(), target.as_fd(), false, e, e, &[], None)
+        .with_context(|| format!("bind-mounting the host's {}", d.path.display()))?;
     Ok(())
 }
 

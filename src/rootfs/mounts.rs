@@ -382,7 +382,14 @@ fn mount_tmpfs(ctx: &mut Ctx, dest: &Path, source: &str, opts: &mut MountOptions
     } else {
         None
     };
-    let delay_ro = ro && (old.is_some() || is_dev);
+    // like runc: a tmpfs over an existing directory takes that directory's mode, unless the
+    // data names one (a fresh tmpfs root would be 1777)
+    let keep_mode = if opts.data.split(',').any(|o| o.starts_with("mode=")) {
+        None
+    } else {
+        Some(stat_fd(dst.as_fd())?.st_mode & 0o7777).filter(|m| *m != 0o1777)
+    };
+    let delay_ro = ro && (old.is_some() || is_dev || keep_mode.is_some());
     let mut flags = opts.flags;
     if delay_ro {
         flags.remove(MsFlags::MS_RDONLY);
@@ -390,7 +397,7 @@ fn mount_tmpfs(ctx: &mut Ctx, dest: &Path, source: &str, opts: &mut MountOptions
     let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
     mount_on_fd(Some(source), dst.as_fd(), Some("tmpfs"), flags, data)
         .with_context(|| format!("mount tmpfs (data {:?})", opts.data))?;
-    if let Some(old) = old {
+    if old.is_some() || keep_mode.is_some() {
         let new = resolve(root, dest, true).context("re-opening the new tmpfs")?;
         let new = openat(
             new.as_fd(),
@@ -398,7 +405,12 @@ fn mount_tmpfs(ctx: &mut Ctx, dest: &Path, source: &str, opts: &mut MountOptions
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
-        copy_dir(old.as_fd(), new.as_fd()).context("tmpcopyup")?;
+        if let Some(old) = old {
+            copy_dir(old.as_fd(), new.as_fd()).context("tmpcopyup")?;
+        }
+        if let Some(m) = keep_mode {
+            fchmod(&new, Mode::from_bits_truncate(m)).context("chmod of the tmpfs root")?;
+        }
         if ro && !is_dev {
             mount_setattr(
                 new.as_fd(),

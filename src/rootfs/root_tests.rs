@@ -159,7 +159,8 @@ fn lifecycle(walk: bool) {
              "options": ["rbind", "ro", "nosuid"]},
             {"destination": "/etc/hostfile", "type": "none", "source": "hostfile",
              "options": ["bind", "rprivate"]},
-            {"destination": "/etc", "type": "tmpfs", "options": ["tmpcopyup", "mode=755"]}
+            {"destination": "/etc", "type": "tmpfs", "options": ["tmpcopyup", "mode=755"]},
+            {"destination": "/opt", "type": "tmpfs", "source": "tmpfs", "options": ["rro"]}
         ],
         "linux": {
             "namespaces": [{"type": "mount"}],
@@ -172,6 +173,12 @@ fn lifecycle(walk: bool) {
             "readonlyPaths": ["/proc/sys", "/proc/nope"]
         }
     }));
+    fs::create_dir(b.rootfs.join("opt")).unwrap();
+    fs::set_permissions(
+        b.rootfs.join("opt"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o710),
+    )
+    .unwrap();
     in_child(|| {
         if walk {
             resolve::force_userspace_walk();
@@ -227,6 +234,14 @@ fn lifecycle(walk: bool) {
             "tmpcopyup"
         );
         ensure!(fstype(&r.join("etc"))? == libc::TMPFS_MAGIC, "/etc tmpfs");
+        let opt = fs::metadata(r.join("opt"))?;
+        ensure!(
+            opt.mode() & 0o7777 == 0o710,
+            "tmpfs over /opt has mode {:o}",
+            opt.mode()
+        );
+        ensure!(ro(r.join("opt").to_str().unwrap())?, "rro on /opt");
+        ensure!(fstype(&r.join("opt"))? == libc::TMPFS_MAGIC, "/opt tmpfs");
         // cgroup v1 (this host) or v2
         let cg = r.join("sys/fs/cgroup");
         ensure!(ro(cg.to_str().unwrap())?, "cgroup tmpfs must be ro");
@@ -652,6 +667,34 @@ fn user_namespace_binds_devices_and_sys_keeps_locked_flags() {
         );
         ensure!(ro("/sys/kernel")?, "/sys/kernel");
         ensure!(ro("/")?, "root.readonly");
+        Ok(())
+    });
+}
+
+#[test]
+fn without_cap_mknod_devices_are_bound() {
+    if skip_unless_root("without_cap_mknod_devices_are_bound") {
+        return;
+    }
+    let b = bundle();
+    let s = spec(serde_json::json!({
+        "mounts": [{"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["ro"]}],
+        "linux": {"namespaces": [{"type": "mount"}]}
+    }));
+    in_child(|| {
+        caps::drop(None, caps::CapSet::Effective, caps::Capability::CAP_MKNOD)?;
+        prep(&b, &s)?;
+        let m = fs::metadata(b.rootfs.join("dev/urandom"))?;
+        ensure!(m.file_type().is_char_device() && m.rdev() == libc::makedev(1, 9));
+        // mknod was refused, so the host's node must have been bind-mounted there
+        let mi = fs::read_to_string("/proc/self/mountinfo")?;
+        let want = format!("{}/dev/urandom ", b.rootfs.display());
+        ensure!(mi.contains(&want), "/dev/urandom is not a bind mount");
+        // /dev was ro in the spec: applied after the nodes were made
+        ensure!(
+            ro(b.rootfs.join("dev").to_str().unwrap())?,
+            "/dev must end up ro"
+        );
         Ok(())
     });
 }
