@@ -10,7 +10,6 @@ mod root_tests;
 
 use crate::sys::mount_api::{self as api, clone_tree, mount_setattr, move_mount_fd, MountAttr};
 use anyhow::{bail, Context, Result};
-use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{Mode, SFlag};
@@ -19,7 +18,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use resolve::{create_file, file_type, open_root, proc_fd_path, resolve, stat_fd};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What `prepare` needs to know besides the spec.
 pub struct RootfsOptions<'a> {
@@ -52,24 +51,76 @@ fn rootfs_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
     }
 }
 
-/// Make the mount containing `path` private (not recursively) if it is not: pivot_root(2) refuses
-/// a new root whose parent mount is shared. MS_PRIVATE on a non-mount-point is EINVAL, so walk
-/// up until it takes.
-fn make_parent_mount_private(path: &Path) -> Result<()> {
-    let mut p = path;
-    loop {
-        match mount(NONE, p, NONE, MsFlags::MS_PRIVATE, NONE) {
-            Ok(()) => return Ok(()),
-            Err(Errno::EINVAL) => match p.parent() {
-                Some(parent) => p = parent,
-                None => bail!("no mount point found above {}", path.display()),
-            },
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("making the mount at {} private", p.display()))
-            }
+/// pivot_root(2) refuses a new root whose parent mount is shared, and a shared parent would also
+/// propagate our rootfs bind to other namespaces: like runc, make the mount containing `path`
+/// private, but only if it is shared. After a recursive non-shared propagation change of `/`
+/// (the default rslave) nothing can be shared, so /proc/self/mountinfo is only read otherwise.
+fn make_parent_mount_private(path: &Path, root_prop: MsFlags) -> Result<()> {
+    if root_prop.contains(MsFlags::MS_REC) && !root_prop.contains(MsFlags::MS_SHARED) {
+        return Ok(());
+    }
+    let mi =
+        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    if let Some((mp, shared)) = parent_mount(&mi, path) {
+        if shared {
+            mount(NONE, mp.as_path(), NONE, MsFlags::MS_PRIVATE, NONE).with_context(|| {
+                format!(
+                    "making the parent mount {} of the rootfs private",
+                    mp.display()
+                )
+            })?;
         }
     }
+    Ok(())
+}
+
+/// The mount point in `mountinfo` that contains `path` (the longest matching one, the last
+/// mounted on ties) and whether it is shared.
+fn parent_mount(mountinfo: &str, path: &Path) -> Option<(PathBuf, bool)> {
+    let mut best: Option<(PathBuf, bool)> = None;
+    for line in mountinfo.lines() {
+        let Some((pre, _)) = line.split_once(" - ") else {
+            continue;
+        };
+        let f: Vec<&str> = pre.split(' ').collect();
+        if f.len() < 6 {
+            continue;
+        }
+        let mp = PathBuf::from(unescape_octal(f[4]));
+        if !path.starts_with(&mp) {
+            continue;
+        }
+        let shared = f[6..].iter().any(|o| o.starts_with("shared:"));
+        if best.as_ref().map_or(true, |(b, _)| {
+            mp.components().count() >= b.components().count()
+        }) {
+            best = Some((mp, shared));
+        }
+    }
+    best
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo.
+fn unescape_octal(s: &str) -> String {
+    if !s.contains('\\') {
+        return s.to_string();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Does config.json bind something onto /dev itself (then no device nodes are made)?
@@ -98,7 +149,7 @@ pub fn prepare(opts: &RootfsOptions) -> Result<()> {
     let prop = rootfs_propagation(spec)?.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
     mount(NONE, "/", NONE, prop, NONE)
         .context("setting the propagation of / in the new mount namespace")?;
-    make_parent_mount_private(rootfs)?;
+    make_parent_mount_private(rootfs, prop)?;
     mount(
         Some(rootfs),
         rootfs,
@@ -327,4 +378,25 @@ fn open_dev_null(root: BorrowedFd<'_>) -> Result<std::os::fd::OwnedFd> {
         );
     }
     Ok(fd)
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    #[test]
+    fn parent_mount_is_the_longest_prefix() {
+        let mi = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw
+30 22 0:40 / /tmp rw shared:5 - tmpfs tmpfs rw
+31 22 0:41 / /tmp2 rw - tmpfs tmpfs rw
+32 30 0:42 / /tmp/a\\040b rw master:3 - tmpfs tmpfs rw
+";
+        let p = |s: &str| parent_mount(mi, Path::new(s)).unwrap();
+        assert_eq!(p("/tmp/x/rootfs"), (PathBuf::from("/tmp"), true));
+        assert_eq!(p("/tmp2/rootfs"), (PathBuf::from("/tmp2"), false));
+        assert_eq!(p("/var/lib/x"), (PathBuf::from("/"), true));
+        assert_eq!(p("/tmp/a b/rootfs"), (PathBuf::from("/tmp/a b"), false));
+        assert_eq!(unescape_octal("a\\134b"), "a\\b");
+    }
 }

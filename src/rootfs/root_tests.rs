@@ -698,3 +698,70 @@ fn without_cap_mknod_devices_are_bound() {
         Ok(())
     });
 }
+
+#[test]
+fn shared_rootfs_propagation_still_pivots() {
+    if skip_unless_root("shared_rootfs_propagation_still_pivots") {
+        return;
+    }
+    let b = bundle();
+    let s = spec(serde_json::json!({
+        "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+        "linux": {"namespaces": [{"type": "mount"}], "rootfsPropagation": "rshared"}
+    }));
+    in_child(|| {
+        prep(&b, &s)?;
+        pivot(&b.rootfs, false)?;
+        finalize(&s)?;
+        let mi = fs::read_to_string("/proc/self/mountinfo")?;
+        let root = mi
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some("/"))
+            .ok_or_else(|| anyhow!("no / in {mi}"))?;
+        ensure!(root.contains(" shared:"), "/ is not shared: {root}");
+        Ok(())
+    });
+}
+
+#[test]
+fn cgroup_namespace_gets_cgroup2_readonly_unless_rw() {
+    if skip_unless_root("cgroup_namespace_gets_cgroup2_readonly_unless_rw") {
+        return;
+    }
+    if fstype(Path::new("/sys/fs/cgroup/unified")).ok() != Some(libc::CGROUP2_SUPER_MAGIC)
+        && fstype(Path::new("/sys/fs/cgroup")).ok() != Some(libc::CGROUP2_SUPER_MAGIC)
+    {
+        eprintln!("SKIP cgroup_namespace_gets_cgroup2_readonly_unless_rw: no cgroup2 on this host");
+        return;
+    }
+    let b = bundle();
+    let s = spec(serde_json::json!({
+        "mounts": [
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/cg-rw", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "rw"]}
+        ],
+        "linux": {"namespaces": [{"type": "mount"}, {"type": "cgroup"}]}
+    }));
+    in_child(|| {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)?;
+        prepare(&RootfsOptions {
+            spec: &s,
+            rootfs: &b.rootfs,
+            bundle: &b.dir,
+            new_cgroupns: true,
+            in_userns: false,
+        })?;
+        let cg = b.rootfs.join("sys/fs/cgroup");
+        ensure!(fstype(&cg)? == libc::CGROUP2_SUPER_MAGIC, "not cgroup2");
+        ensure!(ro(cg.to_str().unwrap())?, "cgroup must default to ro");
+        let rw = b.rootfs.join("cg-rw");
+        ensure!(fstype(&rw)? == libc::CGROUP2_SUPER_MAGIC, "not cgroup2");
+        ensure!(
+            !ro(rw.to_str().unwrap())?,
+            "explicit rw with a cgroup namespace"
+        );
+        Ok(())
+    });
+}
