@@ -195,6 +195,11 @@ pub fn mount_entry(ctx: &mut Ctx, i: usize, m: &Mount) -> Result<()> {
                 // a fresh sysfs needs a network namespace we own: show the host's instead
                 let mut o = opts.clone();
                 o.flags |= MsFlags::MS_BIND | MsFlags::MS_REC;
+                if o.flags.contains(MsFlags::MS_RDONLY) {
+                    // the host's /sys has submounts (cgroup, securityfs, ...): ro all of them
+                    o.rec_attr.set |= api::MOUNT_ATTR_RDONLY;
+                    o.rec_attr.clr &= !api::MOUNT_ATTR_RDONLY;
+                }
                 drop(dst);
                 return mount_bind(ctx, Path::new("/sys"), dest, &o, "bind").with_context(what);
             }

@@ -26,7 +26,9 @@ fn skip_unless_root(name: &str) -> bool {
 /// through a pipe and fails the test.
 fn in_child(f: impl FnOnce() -> Result<()>) {
     let (r, w) = pipe2(OFlag::O_CLOEXEC).unwrap();
-    // SAFETY-free: nix's fork is unsafe because of threads; the child only runs `f` and _exits.
+    // SAFETY: fork is unsafe in a multi-threaded process (the test harness has threads) because
+    // only this thread survives in the child: the child only runs `f` (our own single-threaded
+    // code; glibc's malloc is fork-safe), writes to the pipe and leaves with _exit.
     match unsafe { fork() }.unwrap() {
         ForkResult::Child => {
             drop(r);
@@ -649,6 +651,21 @@ fn user_namespace_binds_devices_and_sys_keeps_locked_flags() {
             r.join("sys/kernel").is_dir(),
             "host /sys not bound recursively"
         );
+        // every mount under the container's /sys (the host's submounts came with the rbind)
+        let sys = format!("{}/sys", r.display());
+        let mi = fs::read_to_string("/proc/self/mountinfo")?;
+        let mut n = 0;
+        for l in mi.lines() {
+            let f: Vec<&str> = l.split(' ').collect();
+            if f[4].starts_with(&sys) {
+                n += 1;
+                ensure!(
+                    f[5].split(',').any(|o| o == "ro"),
+                    "rw mount under /sys: {l}"
+                );
+            }
+        }
+        ensure!(n > 1, "expected the host's /sys submounts too");
         let l = statvfs(&r.join("locked"))?.flags();
         ensure!(
             l.contains(FsFlags::ST_RDONLY | FsFlags::ST_NOSUID | FsFlags::ST_NODEV),
