@@ -263,6 +263,45 @@ pub fn bind_console(pty_slave: BorrowedFd) -> Result<()> {
     .context("bind-mounting the console pty onto /dev/console")
 }
 
+/// After pivot_root (runc's reOpenDevNull): stdin/stdout/stderr that are the host's /dev/null
+/// are replaced by the container's /dev/null, itself opened without following symlinks and
+/// checked to be the char device 1:3. Call it only when the default /dev was set up.
+pub fn reopen_dev_null() -> Result<()> {
+    use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout};
+    let root = open_root(Path::new("/")).context("opening /")?;
+    let dev = resolve(root.as_fd(), Path::new("/dev"), true).context("opening /dev")?;
+    let null = nix::fcntl::openat(
+        dev.as_fd(),
+        c"null",
+        OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .context("opening /dev/null")?;
+    let st = nix::sys::stat::fstat(&null)?;
+    if file_type(&st) != SFlag::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
+        bail!(
+            "/dev/null in the container is not the null device (mode {:o})",
+            st.st_mode
+        );
+    }
+    let (i, o, e) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    type Dup = fn(&std::os::fd::OwnedFd) -> nix::Result<()>;
+    let stdio: [(BorrowedFd, Dup); 3] = [
+        (i.as_fd(), |f| dup2_stdin(f)),
+        (o.as_fd(), |f| dup2_stdout(f)),
+        (e.as_fd(), |f| dup2_stderr(f)),
+    ];
+    for (n, (fd, dup)) in stdio.into_iter().enumerate() {
+        // a closed stdio fd just fails fstat (EBADF) and is left alone
+        if let Ok(c) = nix::sys::stat::fstat(fd) {
+            if file_type(&c) == SFlag::S_IFCHR && c.st_rdev == st.st_rdev {
+                dup(&null).with_context(|| format!("replacing fd {n} by /dev/null"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// After pivot_root: `linux.readonlyPaths`, `linux.maskedPaths`, `root.readonly` and the final
 /// `linux.rootfsPropagation`.
 pub fn finalize(spec: &Spec) -> Result<()> {

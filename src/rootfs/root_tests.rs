@@ -257,7 +257,21 @@ fn lifecycle(walk: bool) {
                 }
             }
         }
+        // stdin is the host's /dev/null, as when runc is started with </dev/null
+        let host_null = open(
+            "/dev/null",
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        nix::unistd::dup2_stdin(&host_null)?;
+        drop(host_null);
         pivot(r, false)?;
+        reopen_dev_null()?;
+        let now = nix::sys::stat::fstat(std::io::stdin().as_fd())?;
+        ensure!(
+            now.st_dev == stat("/dev/null")?.st_dev,
+            "stdin still the host's /dev/null"
+        );
         ensure!(std::env::current_dir()? == Path::new("/"));
         ensure!(
             fs::read_to_string("/data/f")? == "data",
