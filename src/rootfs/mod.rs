@@ -1,5 +1,20 @@
 //! The container's root filesystem: mounts, safe in-root path resolution, /dev, pivot_root,
 //! masked and read-only paths. Everything here runs inside the container's new mount namespace.
+//!
+//! Call order in the container init (single-threaded, after unshare(CLONE_NEWNS) and, if any,
+//! after joining/creating the user namespace so that it owns the new mount namespace):
+//!
+//! 1. [`prepare`] — still on the host root, host /proc at /proc.
+//! 2. (prestart / createRuntime hooks, if the caller runs them here)
+//! 3. [`pivot`] — afterwards no host fd is held by this module.
+//! 4. [`reopen_dev_null`] — optional, only when the default /dev was made (no bind on /dev).
+//! 5. [`bind_console`] — with the slave of a pty opened from the *container's* devpts (after
+//!    pivot): a pty of the host's devpts is on a detached mount by then and cannot be bound.
+//! 6. [`finalize`] — needs no /proc in the container.
+//!
+//! Every path of config.json is resolved inside the rootfs ([`resolve`]), mounts are made onto
+//! the resolved fds (detached open_tree/move_mount for binds, `/proc/self/fd/N` for mount(2)),
+//! and each mount is re-checked to be under the rootfs afterwards.
 
 pub mod dev;
 pub mod mounts;
