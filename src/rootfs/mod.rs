@@ -12,7 +12,7 @@
 //!    pivot): a pty of the host's devpts is on a detached mount by then and cannot be bound.
 //! 6. [`finalize`] — needs no /proc in the container.
 //!
-//! Every path of config.json is resolved inside the rootfs ([`resolve`]), mounts are made onto
+//! Every path of config.json is resolved inside the rootfs (module [`mod@resolve`]), mounts are made onto
 //! the resolved fds (detached open_tree/move_mount for binds, `/proc/self/fd/N` for mount(2)),
 //! and each mount is re-checked to be under the rootfs afterwards.
 
