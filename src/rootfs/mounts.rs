@@ -191,6 +191,7 @@ pub fn mount_entry(ctx: &mut Ctx, i: usize, m: &Mount) -> Result<()> {
     match typ {
         "proc" | "sysfs" => {
             let dst = special_dest(ctx, dest, typ).with_context(what)?;
+            check_proc_dest(ctx, dst.as_fd(), dest, typ, None).with_context(what)?;
             if typ == "sysfs" && ctx.in_userns && !ctx.has_netns {
                 // a fresh sysfs needs a network namespace we own: show the host's instead
                 let mut o = opts.clone();
@@ -254,28 +255,29 @@ fn special_dest(ctx: &Ctx, dest: &Path, typ: &str) -> Result<OwnedFd> {
 }
 
 /// runc's checkProcMount: nothing may be mounted inside the container's /proc except the files
-/// lxcfs emulates, and /proc itself only takes procfs.
+/// lxcfs emulates, and /proc itself only takes procfs. Returns where `dst` is, as a path of the
+/// container.
 fn check_proc_dest(
     ctx: &Ctx,
     dst: BorrowedFd<'_>,
     dest: &Path,
     typ: &str,
     bind_src: Option<BorrowedFd<'_>>,
-) -> Result<()> {
+) -> Result<PathBuf> {
     let real = check_within(dst, ctx.rootfs).with_context(|| format!("checking {dest:?}"))?;
     let rel = Path::new("/").join(real.strip_prefix(ctx.rootfs).unwrap_or(&real));
     let Ok(under) = rel.strip_prefix("/proc") else {
-        return Ok(());
+        return Ok(rel);
     };
     if under.as_os_str().is_empty() {
         if typ == "proc" {
-            return Ok(());
+            return Ok(rel);
         }
         if let Some(src) = bind_src {
             if nix::sys::statfs::fstatfs(src)?.filesystem_type()
                 == nix::sys::statfs::PROC_SUPER_MAGIC
             {
-                return Ok(());
+                return Ok(rel);
             }
         }
         bail!("{dest:?} cannot be mounted because it resolves to /proc and is not of type proc");
@@ -296,7 +298,7 @@ fn check_proc_dest(
         "sys/kernel/ns_last_pid",
     ];
     if ALLOWED.iter().any(|a| under == Path::new(a)) {
-        return Ok(());
+        return Ok(rel);
     }
     bail!(
         "{dest:?} cannot be mounted because it is inside /proc ({})",
@@ -371,9 +373,9 @@ fn mount_tmpfs(ctx: &mut Ctx, dest: &Path, source: &str, opts: &mut MountOptions
     let root = ctx.root.as_fd();
     let dst = mkdir_all(root, dest, dir_mode())
         .with_context(|| format!("creating the mount point {dest:?}"))?;
-    check_proc_dest(ctx, dst.as_fd(), dest, "tmpfs", None)?;
+    let at = check_proc_dest(ctx, dst.as_fd(), dest, "tmpfs", None)?;
     let ro = opts.flags.contains(MsFlags::MS_RDONLY);
-    let is_dev = resolve_is_dev(ctx, dst.as_fd());
+    let is_dev = at == Path::new("/dev");
     let old = if opts.tmpcopyup {
         Some(
             openat(
@@ -433,17 +435,6 @@ fn mount_tmpfs(ctx: &mut Ctx, dest: &Path, source: &str, opts: &mut MountOptions
         ctx.dev_ro_later = Some(dest.to_path_buf());
     }
     after_mount(ctx, dest, &dst, opts)
-}
-
-/// Is `fd` the rootfs's /dev (device nodes are still to be made there)?
-fn resolve_is_dev(ctx: &Ctx, fd: BorrowedFd<'_>) -> bool {
-    check_within(fd, ctx.rootfs)
-        .map(|p| {
-            p.strip_prefix(ctx.rootfs)
-                .map(|r| r == Path::new("dev"))
-                .unwrap_or(false)
-        })
-        .unwrap_or(false)
 }
 
 /// Copy the tree under `from` into `to` (both directory fds), keeping modes, owners, symlinks

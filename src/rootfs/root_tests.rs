@@ -796,3 +796,45 @@ fn cgroup_namespace_gets_cgroup2_readonly_unless_rw() {
         Ok(())
     });
 }
+
+#[test]
+fn nothing_mounted_inside_proc_but_lxcfs_files() {
+    if skip_unless_root("nothing_mounted_inside_proc_but_lxcfs_files") {
+        return;
+    }
+    let b = bundle();
+    fs::write(b.dir.join("uptime"), "1.0 1.0\n").unwrap();
+    symlink("/proc", b.rootfs.join("p")).unwrap();
+    let proc = serde_json::json!({"destination": "/proc", "type": "proc", "source": "proc"});
+    let mk = |m: serde_json::Value| {
+        spec(serde_json::json!({
+            "mounts": [proc.clone(), m],
+            "linux": {"namespaces": [{"type": "mount"}]}
+        }))
+    };
+    let bad = [
+        mk(serde_json::json!({"destination": "/proc/sys", "type": "tmpfs", "source": "t"})),
+        mk(serde_json::json!({"destination": "/p/sys", "type": "tmpfs", "source": "t"})),
+        mk(serde_json::json!({"destination": "/p", "type": "tmpfs", "source": "t"})),
+        mk(serde_json::json!({"destination": "/p/sys/kernel", "type": "sysfs", "source": "s"})),
+    ];
+    let good = mk(
+        serde_json::json!({"destination": "/p/uptime", "type": "bind",
+                                     "source": "uptime", "options": ["bind", "ro"]}),
+    );
+    in_child(|| {
+        for (i, s) in bad.iter().enumerate() {
+            let e = match prep(&b, s) {
+                Ok(()) => return Err(anyhow!("bad[{i}] was accepted")),
+                Err(e) => format!("{e:#}"),
+            };
+            ensure!(
+                e.contains("mounts[1]") && e.contains("/proc"),
+                "bad[{i}]: {e}"
+            );
+        }
+        prep(&b, &good)?;
+        ensure!(fs::read_to_string(b.rootfs.join("proc/uptime"))? == "1.0 1.0\n");
+        Ok(())
+    });
+}
