@@ -74,8 +74,7 @@ fn make_parent_mount_private(path: &Path, root_prop: MsFlags) -> Result<()> {
     if root_prop.contains(MsFlags::MS_REC) && !root_prop.contains(MsFlags::MS_SHARED) {
         return Ok(());
     }
-    let mi =
-        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let mi = mounts::read_proc("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
     if let Some((mp, shared)) = parent_mount(&mi, path) {
         if shared {
             mount(NONE, mp.as_path(), NONE, MsFlags::MS_PRIVATE, NONE).with_context(|| {

@@ -609,6 +609,15 @@ pub fn own_cgroup_dirs(proc_cgroup: &str, mountinfo: &str) -> Vec<(String, PathB
     out
 }
 
+/// Read a /proc file in one go (no size hint there: std would start with tiny reads).
+pub fn read_proc(path: &str) -> io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut s = String::with_capacity(16 * 1024);
+    f.read_to_string(&mut s)?;
+    Ok(s)
+}
+
 fn is_fs(path: &str, magic: nix::sys::statfs::FsType) -> bool {
     nix::sys::statfs::statfs(path)
         .map(|s| s.filesystem_type() == magic)
@@ -638,8 +647,8 @@ fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &MountOptions) -> Result<()> {
             Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EBUSY)) => {
                 // not allowed to mount cgroup2 here (user namespace without a cgroup
                 // namespace): bind our own cgroup directory instead, read-only
-                let pc = std::fs::read_to_string("/proc/self/cgroup")?;
-                let mi = std::fs::read_to_string("/proc/self/mountinfo")?;
+                let pc = read_proc("/proc/self/cgroup")?;
+                let mi = read_proc("/proc/self/mountinfo")?;
                 let own = own_cgroup_dirs(&pc, &mi);
                 let (_, host) = own
                     .iter()
@@ -656,9 +665,8 @@ fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &MountOptions) -> Result<()> {
         }
     }
     // cgroup v1: a tmpfs with a bind of each of our own cgroup directories
-    let pc = std::fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
-    let mi =
-        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let pc = read_proc("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
+    let mi = read_proc("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
     let own = own_cgroup_dirs(&pc, &mi);
     let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount_on_fd(
@@ -676,7 +684,7 @@ fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &MountOptions) -> Result<()> {
     }
     let attr = bo.bind_attr();
     for (name, host) in &own {
-        let sub = super::resolve::mkdir_all(top.as_fd(), Path::new(name), dir_mode())
+        let sub = super::resolve::mkdir_child(top.as_fd(), name.as_ref(), dir_mode())
             .with_context(|| format!("creating {dest:?}/{name}"))?;
         let src = openat(
             AT_FDCWD,
