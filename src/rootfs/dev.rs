@@ -11,7 +11,7 @@ use nix::fcntl::{openat, AtFlags, OFlag, AT_FDCWD};
 use nix::sys::stat::{fstatat, mknodat, umask, Mode, SFlag};
 use nix::unistd::{fchownat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 /// A device node to make.
@@ -61,83 +61,132 @@ fn sflag(kind: LinuxDeviceType) -> Result<SFlag> {
 /// Make one device node inside `root`. An existing node of the same type (and number) is kept;
 /// anything else in the way, a symlink included, is an error. In a user namespace, where mknod
 /// is not allowed, character and block devices are bind-mounted from the host's node of the
-/// same path onto an empty file.
+/// same path onto an empty file (also when mknod fails with EPERM, as runc does).
 pub fn create_device(root: BorrowedFd<'_>, d: &Dev, in_userns: bool) -> Result<()> {
+    let old = umask(Mode::empty());
+    let r = create_device_cached(root, &mut None, d, in_userns);
+    umask(old);
+    r
+}
+
+/// The parent directory of the last device, to save a lookup for the next one in the same dir.
+type DirCache = Option<(std::path::PathBuf, OwnedFd)>;
+
+/// [`create_device`] with the umask already cleared by the caller.
+fn create_device_cached(
+    root: BorrowedFd<'_>,
+    cache: &mut DirCache,
+    d: &Dev,
+    in_userns: bool,
+) -> Result<()> {
     let kind = sflag(d.kind)?;
     if !d.path.is_absolute() {
         bail!("the path must be absolute");
     }
     let (parent, name) = split_last(d.path);
     let name = name.ok_or_else(|| anyhow!("the path has no file name"))?;
-    let dir = mkdir_all(root, parent, Mode::from_bits_truncate(0o755))
-        .with_context(|| format!("creating {}", parent.display()))?;
+    if cache.as_ref().map_or(true, |(p, _)| p != parent) {
+        let fd = mkdir_all(root, parent, Mode::from_bits_truncate(0o755))
+            .with_context(|| format!("creating {}", parent.display()))?;
+        *cache = Some((parent.to_path_buf(), fd));
+    }
+    let dir = &cache.as_ref().expect("just set").1;
     let rdev = libc::makedev(d.major as u32, d.minor as u32);
-    match fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Ok(st) => {
-            let have = file_type(&st);
-            if have == kind && (kind == SFlag::S_IFIFO || st.st_rdev == rdev) {
+    if !in_userns || kind == SFlag::S_IFIFO {
+        let perm = Mode::from_bits_truncate(d.mode & 0o7777);
+        match mknodat(dir.as_fd(), name, kind, perm, rdev) {
+            Ok(()) => {
+                if d.uid.is_some() || d.gid.is_some() {
+                    let (u, g) = (d.uid.map(Uid::from_raw), d.gid.map(Gid::from_raw));
+                    fchownat(dir.as_fd(), name, u, g, AtFlags::AT_SYMLINK_NOFOLLOW)
+                        .context("chown")?;
+                }
                 return Ok(());
             }
-            if have == SFlag::S_IFLNK {
-                bail!("it exists as a symlink; refusing to create a device node through it");
+            Err(Errno::EEXIST) => {
+                if keep_existing(dir.as_fd(), name, d, kind, rdev, in_userns)? {
+                    return Ok(());
+                }
             }
-            // an empty regular file is what an earlier bind (user namespace) left behind
-            if !(in_userns && have == SFlag::S_IFREG && st.st_size == 0) {
-                bail!(
-                    "something else exists there already (mode {:o}, expected a {} device {}:{})",
-                    st.st_mode,
-                    d.kind.as_str(),
-                    d.major,
-                    d.minor
-                );
-            }
+            // not allowed to mknod (no CAP_MKNOD): bind the host's node instead, as runc does
+            Err(Errno::EPERM) if kind != SFlag::S_IFIFO => {}
+            Err(e) => return Err(e).context("mknod"),
         }
-        Err(Errno::ENOENT) => {}
-        Err(e) => return Err(e).context("stat"),
-    }
-    if in_userns && kind != SFlag::S_IFIFO {
-        let target = match openat(
-            dir.as_fd(),
-            name,
-            OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o644),
-        ) {
-            Ok(f) => f,
-            Err(e) => return Err(e).context("creating the file to bind the device onto"),
-        };
-        let src = openat(
-            AT_FDCWD,
-            d.path,
-            OFlag::O_PATH | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .with_context(|| format!("opening the host device {}", d.path.display()))?;
-        let e = MountAttr::default();
-        bind_fd(src.as_fd(), target.as_fd(), false, e, e, &[], None)
-            .with_context(|| format!("bind-mounting the host's {}", d.path.display()))?;
+    } else if keep_existing(dir.as_fd(), name, d, kind, rdev, true)? {
         return Ok(());
     }
-    let old = umask(Mode::empty());
-    let r = mknodat(
-        dir.as_fd(),
-        name,
-        kind,
-        Mode::from_bits_truncate(d.mode & 0o7777),
-        rdev,
-    );
-    umask(old);
-    r.context("mknod")?;
-    if d.uid.is_some() || d.gid.is_some() {
-        fchownat(
-            dir.as_fd(),
-            name,
-            d.uid.map(Uid::from_raw),
-            d.gid.map(Gid::from_raw),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .context("chown")?;
+    bind_host_node(dir.as_fd(), name, d, kind, rdev)
+}
+
+/// Something exists at `name` already: Ok(true) to keep it (the same node), Ok(false) if it is
+/// missing or the empty file a bind goes on, an error for anything else (a symlink included).
+fn keep_existing(
+    dir: BorrowedFd<'_>,
+    name: &std::ffi::OsStr,
+    d: &Dev,
+    kind: SFlag,
+    rdev: libc::dev_t,
+    bind_ok: bool,
+) -> Result<bool> {
+    let st = match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::ENOENT) => return Ok(false),
+        Err(e) => return Err(e).context("stat"),
+    };
+    let have = file_type(&st);
+    if have == kind && (kind == SFlag::S_IFIFO || st.st_rdev == rdev) {
+        return Ok(true);
     }
-    Ok(())
+    if have == SFlag::S_IFLNK {
+        bail!("it exists as a symlink; refusing to create a device node through it");
+    }
+    if bind_ok && have == SFlag::S_IFREG && st.st_size == 0 {
+        return Ok(false);
+    }
+    bail!(
+        "something else exists there already (mode {:o}, expected a {} device {}:{})",
+        st.st_mode,
+        d.kind.as_str(),
+        d.major,
+        d.minor
+    )
+}
+
+/// Bind the host's node at the same path onto an (empty, created if missing) file.
+fn bind_host_node(
+    dir: BorrowedFd<'_>,
+    name: &std::ffi::OsStr,
+    d: &Dev,
+    kind: SFlag,
+    rdev: libc::dev_t,
+) -> Result<()> {
+    let target = openat(
+        dir,
+        name,
+        OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )
+    .context("creating the file to bind the device onto")?;
+    let src = openat(
+        AT_FDCWD,
+        d.path,
+        OFlag::O_PATH | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("opening the host device {}", d.path.display()))?;
+    let st = nix::sys::stat::fstat(&src)?;
+    if file_type(&st) != kind || st.st_rdev != rdev {
+        bail!(
+            "the host's {} is not a {} device {}:{}",
+            d.path.display(),
+            d.kind.as_str(),
+            d.major,
+            d.minor
+        );
+    }
+    let e = MountAttr::default();
+    bind_fd(src.as_fd(), target.as_fd(), false, e, e, &[], None)
+        .with_context(|| format!("bind-mounting the host's {}", d.path.display()))
 }
 
 /// The default devices plus `linux.devices` (an entry of the spec replaces the default of the
@@ -147,23 +196,33 @@ pub fn create_devices(
     spec_devs: &[LinuxDevice],
     in_userns: bool,
 ) -> Result<()> {
+    let old = umask(Mode::empty());
+    let r = create_all(root, spec_devs, in_userns);
+    umask(old);
+    r
+}
+
+fn create_all(root: BorrowedFd<'_>, spec_devs: &[LinuxDevice], in_userns: bool) -> Result<()> {
+    let mut cache = None;
     for (path, major, minor) in DEFAULT_DEVICES {
         if spec_devs.iter().any(|d| d.path() == Path::new(path)) {
             continue;
         }
+        // created by us, so already owned by the container's root: no chown needed
         let d = Dev {
             path: Path::new(path),
             kind: LinuxDeviceType::C,
             major,
             minor,
             mode: 0o666,
-            uid: Some(0),
-            gid: Some(0),
+            uid: None,
+            gid: None,
         };
-        create_device(root, &d, in_userns).with_context(|| format!("default device {path}"))?;
+        create_device_cached(root, &mut cache, &d, in_userns)
+            .with_context(|| format!("default device {path}"))?;
     }
     for (i, d) in spec_devs.iter().enumerate() {
-        create_device(root, &Dev::from_spec(d), in_userns)
+        create_device_cached(root, &mut cache, &Dev::from_spec(d), in_userns)
             .with_context(|| format!("linux.devices[{i}] (path {:?})", d.path()))?;
     }
     Ok(())

@@ -1,14 +1,30 @@
 //! The container's root filesystem: mounts, safe in-root path resolution, /dev, pivot_root,
 //! masked and read-only paths. Everything here runs inside the container's new mount namespace.
+//!
+//! Call order in the container init (single-threaded, after unshare(CLONE_NEWNS) and, if any,
+//! after joining/creating the user namespace so that it owns the new mount namespace):
+//!
+//! 1. [`prepare`] — still on the host root, host /proc at /proc.
+//! 2. (prestart / createRuntime hooks, if the caller runs them here)
+//! 3. [`pivot`] — afterwards no host fd is held by this module.
+//! 4. [`reopen_dev_null`] — optional, only when the default /dev was made (no bind on /dev).
+//! 5. [`bind_console`] — with the slave of a pty opened from the *container's* devpts (after
+//!    pivot): a pty of the host's devpts is on a detached mount by then and cannot be bound.
+//! 6. [`finalize`] — needs no /proc in the container.
+//!
+//! Every path of config.json is resolved inside the rootfs (module [`mod@resolve`]), mounts are made onto
+//! the resolved fds (detached open_tree/move_mount for binds, `/proc/self/fd/N` for mount(2)),
+//! and each mount is re-checked to be under the rootfs afterwards.
 
 pub mod dev;
 pub mod mounts;
 pub mod options;
 pub mod resolve;
+#[cfg(test)]
+mod root_tests;
 
 use crate::sys::mount_api::{self as api, clone_tree, mount_setattr, move_mount_fd, MountAttr};
 use anyhow::{bail, Context, Result};
-use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{Mode, SFlag};
@@ -17,7 +33,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use resolve::{create_file, file_type, open_root, proc_fd_path, resolve, stat_fd};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What `prepare` needs to know besides the spec.
 pub struct RootfsOptions<'a> {
@@ -50,24 +66,75 @@ fn rootfs_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
     }
 }
 
-/// Make the mount containing `path` private (not recursively) if it is not: pivot_root(2) refuses
-/// a new root whose parent mount is shared. MS_PRIVATE on a non-mount-point is EINVAL, so walk
-/// up until it takes.
-fn make_parent_mount_private(path: &Path) -> Result<()> {
-    let mut p = path;
-    loop {
-        match mount(NONE, p, NONE, MsFlags::MS_PRIVATE, NONE) {
-            Ok(()) => return Ok(()),
-            Err(Errno::EINVAL) => match p.parent() {
-                Some(parent) => p = parent,
-                None => bail!("no mount point found above {}", path.display()),
-            },
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("making the mount at {} private", p.display()))
-            }
+/// pivot_root(2) refuses a new root whose parent mount is shared, and a shared parent would also
+/// propagate our rootfs bind to other namespaces: like runc, make the mount containing `path`
+/// private, but only if it is shared. After a recursive non-shared propagation change of `/`
+/// (the default rslave) nothing can be shared, so /proc/self/mountinfo is only read otherwise.
+fn make_parent_mount_private(path: &Path, root_prop: MsFlags) -> Result<()> {
+    if root_prop.contains(MsFlags::MS_REC) && !root_prop.contains(MsFlags::MS_SHARED) {
+        return Ok(());
+    }
+    let mi = mounts::read_proc("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    if let Some((mp, shared)) = parent_mount(&mi, path) {
+        if shared {
+            mount(NONE, mp.as_path(), NONE, MsFlags::MS_PRIVATE, NONE).with_context(|| {
+                format!(
+                    "making the parent mount {} of the rootfs private",
+                    mp.display()
+                )
+            })?;
         }
     }
+    Ok(())
+}
+
+/// The mount point in `mountinfo` that contains `path` (the longest matching one, the last
+/// mounted on ties) and whether it is shared.
+fn parent_mount(mountinfo: &str, path: &Path) -> Option<(PathBuf, bool)> {
+    let mut best: Option<(PathBuf, bool)> = None;
+    for line in mountinfo.lines() {
+        let Some((pre, _)) = line.split_once(" - ") else {
+            continue;
+        };
+        let f: Vec<&str> = pre.split(' ').collect();
+        if f.len() < 6 {
+            continue;
+        }
+        let mp = PathBuf::from(unescape_octal(f[4]));
+        if !path.starts_with(&mp) {
+            continue;
+        }
+        let shared = f[6..].iter().any(|o| o.starts_with("shared:"));
+        if best.as_ref().map_or(true, |(b, _)| {
+            mp.components().count() >= b.components().count()
+        }) {
+            best = Some((mp, shared));
+        }
+    }
+    best
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo.
+fn unescape_octal(s: &str) -> String {
+    if !s.contains('\\') {
+        return s.to_string();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Does config.json bind something onto /dev itself (then no device nodes are made)?
@@ -96,7 +163,7 @@ pub fn prepare(opts: &RootfsOptions) -> Result<()> {
     let prop = rootfs_propagation(spec)?.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
     mount(NONE, "/", NONE, prop, NONE)
         .context("setting the propagation of / in the new mount namespace")?;
-    make_parent_mount_private(rootfs)?;
+    make_parent_mount_private(rootfs, prop)?;
     mount(
         Some(rootfs),
         rootfs,
@@ -210,6 +277,45 @@ pub fn bind_console(pty_slave: BorrowedFd) -> Result<()> {
     .context("bind-mounting the console pty onto /dev/console")
 }
 
+/// After pivot_root (runc's reOpenDevNull): stdin/stdout/stderr that are the host's /dev/null
+/// are replaced by the container's /dev/null, itself opened without following symlinks and
+/// checked to be the char device 1:3. Call it only when the default /dev was set up.
+pub fn reopen_dev_null() -> Result<()> {
+    use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout};
+    let root = open_root(Path::new("/")).context("opening /")?;
+    let dev = resolve(root.as_fd(), Path::new("/dev"), true).context("opening /dev")?;
+    let null = nix::fcntl::openat(
+        dev.as_fd(),
+        c"null",
+        OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .context("opening /dev/null")?;
+    let st = nix::sys::stat::fstat(&null)?;
+    if file_type(&st) != SFlag::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
+        bail!(
+            "/dev/null in the container is not the null device (mode {:o})",
+            st.st_mode
+        );
+    }
+    let (i, o, e) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    type Dup = fn(&std::os::fd::OwnedFd) -> nix::Result<()>;
+    let stdio: [(BorrowedFd, Dup); 3] = [
+        (i.as_fd(), |f| dup2_stdin(f)),
+        (o.as_fd(), |f| dup2_stdout(f)),
+        (e.as_fd(), |f| dup2_stderr(f)),
+    ];
+    for (n, (fd, dup)) in stdio.into_iter().enumerate() {
+        // a closed stdio fd just fails fstat (EBADF) and is left alone
+        if let Ok(c) = nix::sys::stat::fstat(fd) {
+            if file_type(&c) == SFlag::S_IFCHR && c.st_rdev == st.st_rdev {
+                dup(&null).with_context(|| format!("replacing fd {n} by /dev/null"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// After pivot_root: `linux.readonlyPaths`, `linux.maskedPaths`, `root.readonly` and the final
 /// `linux.rootfsPropagation`.
 pub fn finalize(spec: &Spec) -> Result<()> {
@@ -255,14 +361,7 @@ pub fn finalize(spec: &Spec) -> Result<()> {
                 Err(e) => return Err(e).with_context(what),
             };
             if file_type(&stat_fd(fd.as_fd())?) == SFlag::S_IFDIR {
-                mounts::mount_on_fd(
-                    Some("tmpfs"),
-                    fd.as_fd(),
-                    Some("tmpfs"),
-                    MsFlags::MS_RDONLY,
-                    None,
-                )
-                .with_context(what)?;
+                mask_dir(fd.as_fd()).with_context(what)?;
                 continue;
             }
             if null.is_none() {
@@ -307,6 +406,18 @@ pub fn finalize(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
+/// A read-only empty tmpfs over a directory. Built detached with fsopen/fsmount so that it works
+/// without a /proc in the container; mount(2) through /proc/self/fd on older kernels.
+fn mask_dir(fd: BorrowedFd<'_>) -> io::Result<()> {
+    match api::new_detached_fs(c"tmpfs", api::MOUNT_ATTR_RDONLY) {
+        Ok(mnt) => move_mount_fd(mnt.as_fd(), fd),
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            mounts::mount_on_fd(Some("tmpfs"), fd, Some("tmpfs"), MsFlags::MS_RDONLY, None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The container's /dev/null, opened without following symlinks and checked to be the char
 /// device 1:3 before anything is mounted from it (CVE-2025-31133).
 fn open_dev_null(root: BorrowedFd<'_>) -> Result<std::os::fd::OwnedFd> {
@@ -320,4 +431,25 @@ fn open_dev_null(root: BorrowedFd<'_>) -> Result<std::os::fd::OwnedFd> {
         );
     }
     Ok(fd)
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    #[test]
+    fn parent_mount_is_the_longest_prefix() {
+        let mi = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw
+30 22 0:40 / /tmp rw shared:5 - tmpfs tmpfs rw
+31 22 0:41 / /tmp2 rw - tmpfs tmpfs rw
+32 30 0:42 / /tmp/a\\040b rw master:3 - tmpfs tmpfs rw
+";
+        let p = |s: &str| parent_mount(mi, Path::new(s)).unwrap();
+        assert_eq!(p("/tmp/x/rootfs"), (PathBuf::from("/tmp"), true));
+        assert_eq!(p("/tmp2/rootfs"), (PathBuf::from("/tmp2"), false));
+        assert_eq!(p("/var/lib/x"), (PathBuf::from("/"), true));
+        assert_eq!(p("/tmp/a b/rootfs"), (PathBuf::from("/tmp/a b"), false));
+        assert_eq!(unescape_octal("a\\134b"), "a\\b");
+    }
 }

@@ -191,10 +191,16 @@ pub fn mount_entry(ctx: &mut Ctx, i: usize, m: &Mount) -> Result<()> {
     match typ {
         "proc" | "sysfs" => {
             let dst = special_dest(ctx, dest, typ).with_context(what)?;
+            check_proc_dest(ctx, dst.as_fd(), dest, typ, None).with_context(what)?;
             if typ == "sysfs" && ctx.in_userns && !ctx.has_netns {
                 // a fresh sysfs needs a network namespace we own: show the host's instead
                 let mut o = opts.clone();
                 o.flags |= MsFlags::MS_BIND | MsFlags::MS_REC;
+                if o.flags.contains(MsFlags::MS_RDONLY) {
+                    // the host's /sys has submounts (cgroup, securityfs, ...): ro all of them
+                    o.rec_attr.set |= api::MOUNT_ATTR_RDONLY;
+                    o.rec_attr.clr &= !api::MOUNT_ATTR_RDONLY;
+                }
                 drop(dst);
                 return mount_bind(ctx, Path::new("/sys"), dest, &o, "bind").with_context(what);
             }
@@ -249,28 +255,29 @@ fn special_dest(ctx: &Ctx, dest: &Path, typ: &str) -> Result<OwnedFd> {
 }
 
 /// runc's checkProcMount: nothing may be mounted inside the container's /proc except the files
-/// lxcfs emulates, and /proc itself only takes procfs.
+/// lxcfs emulates, and /proc itself only takes procfs. Returns where `dst` is, as a path of the
+/// container.
 fn check_proc_dest(
     ctx: &Ctx,
     dst: BorrowedFd<'_>,
     dest: &Path,
     typ: &str,
     bind_src: Option<BorrowedFd<'_>>,
-) -> Result<()> {
+) -> Result<PathBuf> {
     let real = check_within(dst, ctx.rootfs).with_context(|| format!("checking {dest:?}"))?;
     let rel = Path::new("/").join(real.strip_prefix(ctx.rootfs).unwrap_or(&real));
     let Ok(under) = rel.strip_prefix("/proc") else {
-        return Ok(());
+        return Ok(rel);
     };
     if under.as_os_str().is_empty() {
         if typ == "proc" {
-            return Ok(());
+            return Ok(rel);
         }
         if let Some(src) = bind_src {
             if nix::sys::statfs::fstatfs(src)?.filesystem_type()
                 == nix::sys::statfs::PROC_SUPER_MAGIC
             {
-                return Ok(());
+                return Ok(rel);
             }
         }
         bail!("{dest:?} cannot be mounted because it resolves to /proc and is not of type proc");
@@ -291,7 +298,7 @@ fn check_proc_dest(
         "sys/kernel/ns_last_pid",
     ];
     if ALLOWED.iter().any(|a| under == Path::new(a)) {
-        return Ok(());
+        return Ok(rel);
     }
     bail!(
         "{dest:?} cannot be mounted because it is inside /proc ({})",
@@ -366,9 +373,9 @@ fn mount_tmpfs(ctx: &mut Ctx, dest: &Path, source: &str, opts: &mut MountOptions
     let root = ctx.root.as_fd();
     let dst = mkdir_all(root, dest, dir_mode())
         .with_context(|| format!("creating the mount point {dest:?}"))?;
-    check_proc_dest(ctx, dst.as_fd(), dest, "tmpfs", None)?;
+    let at = check_proc_dest(ctx, dst.as_fd(), dest, "tmpfs", None)?;
     let ro = opts.flags.contains(MsFlags::MS_RDONLY);
-    let is_dev = resolve_is_dev(ctx, dst.as_fd());
+    let is_dev = at == Path::new("/dev");
     let old = if opts.tmpcopyup {
         Some(
             openat(
@@ -382,7 +389,14 @@ fn mount_tmpfs(ctx: &mut Ctx, dest: &Path, source: &str, opts: &mut MountOptions
     } else {
         None
     };
-    let delay_ro = ro && (old.is_some() || is_dev);
+    // like runc: a tmpfs over an existing directory takes that directory's mode, unless the
+    // data names one (a fresh tmpfs root would be 1777)
+    let keep_mode = if opts.data.split(',').any(|o| o.starts_with("mode=")) {
+        None
+    } else {
+        Some(stat_fd(dst.as_fd())?.st_mode & 0o7777).filter(|m| *m != 0o1777)
+    };
+    let delay_ro = ro && (old.is_some() || is_dev || keep_mode.is_some());
     let mut flags = opts.flags;
     if delay_ro {
         flags.remove(MsFlags::MS_RDONLY);
@@ -390,7 +404,7 @@ fn mount_tmpfs(ctx: &mut Ctx, dest: &Path, source: &str, opts: &mut MountOptions
     let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
     mount_on_fd(Some(source), dst.as_fd(), Some("tmpfs"), flags, data)
         .with_context(|| format!("mount tmpfs (data {:?})", opts.data))?;
-    if let Some(old) = old {
+    if old.is_some() || keep_mode.is_some() {
         let new = resolve(root, dest, true).context("re-opening the new tmpfs")?;
         let new = openat(
             new.as_fd(),
@@ -398,7 +412,12 @@ fn mount_tmpfs(ctx: &mut Ctx, dest: &Path, source: &str, opts: &mut MountOptions
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
-        copy_dir(old.as_fd(), new.as_fd()).context("tmpcopyup")?;
+        if let Some(old) = old {
+            copy_dir(old.as_fd(), new.as_fd()).context("tmpcopyup")?;
+        }
+        if let Some(m) = keep_mode {
+            fchmod(&new, Mode::from_bits_truncate(m)).context("chmod of the tmpfs root")?;
+        }
         if ro && !is_dev {
             mount_setattr(
                 new.as_fd(),
@@ -416,17 +435,6 @@ fn mount_tmpfs(ctx: &mut Ctx, dest: &Path, source: &str, opts: &mut MountOptions
         ctx.dev_ro_later = Some(dest.to_path_buf());
     }
     after_mount(ctx, dest, &dst, opts)
-}
-
-/// Is `fd` the rootfs's /dev (device nodes are still to be made there)?
-fn resolve_is_dev(ctx: &Ctx, fd: BorrowedFd<'_>) -> bool {
-    check_within(fd, ctx.rootfs)
-        .map(|p| {
-            p.strip_prefix(ctx.rootfs)
-                .map(|r| r == Path::new("dev"))
-                .unwrap_or(false)
-        })
-        .unwrap_or(false)
 }
 
 /// Copy the tree under `from` into `to` (both directory fds), keeping modes, owners, symlinks
@@ -601,6 +609,15 @@ pub fn own_cgroup_dirs(proc_cgroup: &str, mountinfo: &str) -> Vec<(String, PathB
     out
 }
 
+/// Read a /proc file in one go (no size hint there: std would start with tiny reads).
+pub fn read_proc(path: &str) -> io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut s = String::with_capacity(16 * 1024);
+    f.read_to_string(&mut s)?;
+    Ok(s)
+}
+
 fn is_fs(path: &str, magic: nix::sys::statfs::FsType) -> bool {
     nix::sys::statfs::statfs(path)
         .map(|s| s.filesystem_type() == magic)
@@ -630,8 +647,8 @@ fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &MountOptions) -> Result<()> {
             Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EBUSY)) => {
                 // not allowed to mount cgroup2 here (user namespace without a cgroup
                 // namespace): bind our own cgroup directory instead, read-only
-                let pc = std::fs::read_to_string("/proc/self/cgroup")?;
-                let mi = std::fs::read_to_string("/proc/self/mountinfo")?;
+                let pc = read_proc("/proc/self/cgroup")?;
+                let mi = read_proc("/proc/self/mountinfo")?;
                 let own = own_cgroup_dirs(&pc, &mi);
                 let (_, host) = own
                     .iter()
@@ -648,9 +665,8 @@ fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &MountOptions) -> Result<()> {
         }
     }
     // cgroup v1: a tmpfs with a bind of each of our own cgroup directories
-    let pc = std::fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
-    let mi =
-        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let pc = read_proc("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
+    let mi = read_proc("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
     let own = own_cgroup_dirs(&pc, &mi);
     let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount_on_fd(
@@ -668,7 +684,7 @@ fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &MountOptions) -> Result<()> {
     }
     let attr = bo.bind_attr();
     for (name, host) in &own {
-        let sub = super::resolve::mkdir_all(top.as_fd(), Path::new(name), dir_mode())
+        let sub = super::resolve::mkdir_child(top.as_fd(), name.as_ref(), dir_mode())
             .with_context(|| format!("creating {dest:?}/{name}"))?;
         let src = openat(
             AT_FDCWD,

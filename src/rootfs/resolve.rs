@@ -23,6 +23,12 @@ static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 
 const MAX_SYMLINKS: u32 = 40;
 
+/// Make every later lookup of this process use the user-space walk, as on a kernel without
+/// openat2 (for tests; also usable if openat2 is known to be filtered).
+pub fn force_userspace_walk() {
+    NO_OPENAT2.store(true, Ordering::Relaxed);
+}
+
 fn errno(e: Errno) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
 }
@@ -59,10 +65,27 @@ pub fn dup_path(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 /// Resolve `path` (absolute or relative, both taken relative to `root`) inside `root` and return
 /// an `O_PATH` fd. With `follow_last == false` a final symlink is returned itself.
 pub fn resolve(root: BorrowedFd<'_>, path: &Path, follow_last: bool) -> io::Result<OwnedFd> {
+    resolve_as(root, path, follow_last, false)
+}
+
+/// [`resolve`] a directory (symlinks followed in-root): `ENOTDIR` for anything else.
+pub fn resolve_dir(root: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd> {
+    resolve_as(root, path, true, true)
+}
+
+fn resolve_as(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    follow_last: bool,
+    dir: bool,
+) -> io::Result<OwnedFd> {
     if !NO_OPENAT2.load(Ordering::Relaxed) {
         let mut flags = libc::O_PATH;
         if !follow_last {
             flags |= libc::O_NOFOLLOW;
+        }
+        if dir {
+            flags |= libc::O_DIRECTORY;
         }
         let rel = path.strip_prefix("/").unwrap_or(path);
         let c = if rel.as_os_str().is_empty() {
@@ -77,7 +100,12 @@ pub fn resolve(root: BorrowedFd<'_>, path: &Path, follow_last: bool) -> io::Resu
             other => return other,
         }
     }
-    resolve_walk(root, path, follow_last)
+    let fd = resolve_walk(root, path, follow_last)?;
+    if dir {
+        ensure_dir(fd)
+    } else {
+        Ok(fd)
+    }
 }
 
 /// The user-space equivalent of `RESOLVE_IN_ROOT`, for kernels without openat2. Each component
@@ -145,6 +173,12 @@ fn ensure_dir(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Make (or open) the directory `name` right under `parent`: for a directory we just made
+/// ourselves, where no lookup is needed.
+pub fn mkdir_child(parent: BorrowedFd<'_>, name: &OsStr, mode: Mode) -> io::Result<OwnedFd> {
+    mkdir_one(parent, name, mode)
+}
+
 /// mkdirat + re-open with `O_NOFOLLOW | O_DIRECTORY`: if something swapped a symlink in between,
 /// the open fails instead of following it.
 fn mkdir_one(parent: BorrowedFd<'_>, name: &OsStr, mode: Mode) -> io::Result<OwnedFd> {
@@ -168,16 +202,22 @@ fn mkdir_one(parent: BorrowedFd<'_>, name: &OsStr, mode: Mode) -> io::Result<Own
 /// Make sure directory `path` exists inside `root` (creating missing components with `mode`)
 /// and return an `O_PATH` fd of it. Symlinks on the way are followed inside `root` only.
 pub fn mkdir_all(root: BorrowedFd<'_>, path: &Path, mode: Mode) -> io::Result<OwnedFd> {
-    match resolve(root, path, true) {
-        Ok(fd) => return ensure_dir(fd),
+    match resolve_dir(root, path) {
+        Ok(fd) => return Ok(fd),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
         Err(e) => return Err(e),
     }
     // Common case: only the last component is missing.
     let (parent, name) = split_last(path);
     if let Some(name) = name {
-        match resolve(root, parent, true) {
-            Ok(p) => return mkdir_one(ensure_dir(p)?.as_fd(), name, mode),
+        if parent
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::CurDir))
+        {
+            return mkdir_one(root, name, mode);
+        }
+        match resolve_dir(root, parent) {
+            Ok(p) => return mkdir_one(p.as_fd(), name, mode),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
             Err(e) => return Err(e),
         }
@@ -191,9 +231,9 @@ pub fn mkdir_all(root: BorrowedFd<'_>, path: &Path, mode: Mode) -> io::Result<Ow
             Component::Normal(n) => {
                 prefix.push(n);
                 if !creating {
-                    match resolve(root, &prefix, true) {
+                    match resolve_dir(root, &prefix) {
                         Ok(fd) => {
-                            cur = ensure_dir(fd)?;
+                            cur = fd;
                             continue;
                         }
                         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => creating = true,
@@ -204,7 +244,7 @@ pub fn mkdir_all(root: BorrowedFd<'_>, path: &Path, mode: Mode) -> io::Result<Ow
             }
             Component::ParentDir => {
                 prefix.push("..");
-                cur = ensure_dir(resolve(root, &prefix, true)?)?;
+                cur = resolve_dir(root, &prefix)?;
             }
             _ => {}
         }

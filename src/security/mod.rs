@@ -6,8 +6,7 @@
 
 use anyhow::Result;
 use oci_spec::runtime::{
-    LinuxCapabilities, LinuxIOPriority, LinuxPersonality, LinuxSeccomp, PosixRlimit, Scheduler,
-    User,
+    LinuxCapabilities, LinuxIOPriority, LinuxPersonality, LinuxSeccomp, PosixRlimit, Scheduler, User,
 };
 
 pub mod seccomp;

@@ -105,3 +105,42 @@ pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, attr: MountAttr) -> io
     })?;
     Ok(())
 }
+
+/// A new, detached filesystem instance: `fsopen(fstype)`, `fsconfig(CMD_CREATE)`,
+/// `fsmount(attr)`. The result is attached with [`move_mount_fd`]; no path (and so no /proc) is
+/// involved.
+pub fn new_detached_fs(fstype: &CStr, attr: u64) -> io::Result<OwnedFd> {
+    // SAFETY: fstype is a valid C string for the call; returns a new fd or -1.
+    let fs = check(unsafe {
+        libc::syscall(
+            libc::SYS_fsopen,
+            fstype.as_ptr(),
+            libc::FSOPEN_CLOEXEC as libc::c_uint,
+        )
+    })?;
+    // SAFETY: a successful fsopen returns a descriptor nobody else owns.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as libc::c_int) };
+    // SAFETY: FSCONFIG_CMD_CREATE takes no key/value: null pointers and aux 0 are what the
+    // kernel expects; `fs` is live.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            libc::FSCONFIG_CMD_CREATE as libc::c_uint,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0 as libc::c_int,
+        )
+    })?;
+    // SAFETY: `fs` is a live fs context fd; flags and attributes are plain integers.
+    let mnt = check(unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            libc::FSMOUNT_CLOEXEC as libc::c_uint,
+            attr as libc::c_uint,
+        )
+    })?;
+    // SAFETY: a successful fsmount returns a descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(mnt as libc::c_int) })
+}
