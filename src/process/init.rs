@@ -137,6 +137,9 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
         "pivot_root",
         crate::rootfs::pivot(&ctx.bundle.rootfs, ctx.no_pivot),
     )?;
+    if !dev_is_bind_mounted(spec) {
+        step("reopen /dev/null", crate::rootfs::reopen_dev_null())?;
+    }
     if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
         for (k, v) in sysctl {
             let rel = format!("sys/{}", k.replace('.', "/"));
@@ -287,6 +290,19 @@ pub fn finish(t: &ProcessTail, gate: &mut dyn FnMut() -> Result<()>) -> Result<I
     reset_signals();
     let err = nix::unistd::execve(&c_exe, &c_args, &c_env).unwrap_err();
     bail!("exec {:?}: {err}", exe.display())
+}
+
+/// Whether config.json bind-mounts the host's /dev (then the stdio /dev/null is left alone).
+fn dev_is_bind_mounted(spec: &Spec) -> bool {
+    spec.mounts().as_deref().unwrap_or(&[]).iter().any(|m| {
+        m.destination() == Path::new("/dev")
+            && (m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .as_deref()
+                    .unwrap_or(&[])
+                    .iter()
+                    .any(|o| o == "bind" || o == "rbind"))
+    })
 }
 
 pub fn set_dumpable(on: bool) -> Result<()> {
