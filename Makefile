@@ -54,7 +54,7 @@ target/testroot/.stamp: $(PROBE_BIN) Makefile
 	cd $(TESTROOT) && mkdir -p bin sbin usr/bin usr/sbin etc proc sys dev tmp root home/user run var/tmp mnt
 	chmod 1777 $(TESTROOT)/tmp $(TESTROOT)/var/tmp
 	install -m 0755 /bin/busybox $(TESTROOT)/bin/busybox
-	for a in $$(/bin/busybox --list); do ln -sf busybox "$(TESTROOT)/bin/$$a"; done
+	for a in $$(/bin/busybox --list); do [ "$$a" = busybox ] || ln -sf busybox "$(TESTROOT)/bin/$$a"; done
 	install -m 0755 $(PROBE_BIN) $(TESTROOT)/probe
 	printf 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > $(TESTROOT)/etc/passwd
 	printf 'root:x:0:\ntty:x:5:\nuser:x:1000:\nextra:x:1001:user\nnogroup:x:65534:\n' > $(TESTROOT)/etc/group
