@@ -43,7 +43,11 @@ pub trait Manager {
 
 /// The manager for a new container: `cgroups_path` as in config.json (None = the default path
 /// derived from `id`), `systemd` from `--systemd-cgroup`.
-pub fn new_manager(_cgroups_path: Option<&str>, _id: &str, _systemd: bool) -> Result<Box<dyn Manager>> {
+pub fn new_manager(
+    _cgroups_path: Option<&str>,
+    _id: &str,
+    _systemd: bool,
+) -> Result<Box<dyn Manager>> {
     anyhow::bail!("cgroups are not implemented yet")
 }
 

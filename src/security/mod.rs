@@ -6,7 +6,8 @@
 
 use anyhow::Result;
 use oci_spec::runtime::{
-    LinuxCapabilities, LinuxIOPriority, LinuxPersonality, LinuxSeccomp, PosixRlimit, Scheduler, User,
+    LinuxCapabilities, LinuxIOPriority, LinuxPersonality, LinuxSeccomp, PosixRlimit, Scheduler,
+    User,
 };
 
 /// A seccomp filter compiled from an OCI profile, ready to install.
