@@ -110,8 +110,8 @@ fn masked_and_readonly_paths() {
             "default masked /proc/timer_list",
         ),
         (
-            &["/probe", "write", "/proc/sysrq-trigger", "h"],
-            "default readonly /proc/sysrq-trigger",
+            &["/probe", "write", "/proc/sys/kernel/domainname", "h"],
+            "default readonly /proc/sys",
         ),
         (
             &["/probe", "write", "/tmp/x", "y"],
