@@ -117,7 +117,7 @@ def hooks(c):
     def host(name):
         return {"path": "/bin/sh", "args": ["sh", "-c", "cat > @HOOKDIR@/%s.json; echo %s >> @HOOKDIR@/order" % (name, name)]}
 
-    def cont(name):  # runs in the container's mount namespace: the container's /bin/sh, /hookout
+    def cont(name):  # startContainer runs after pivot_root in the container: its /bin/sh, /hookout
         return {"path": "/bin/sh", "args": ["sh", "-c", "cat > /hookout/%s.json; echo %s >> /hookout/order" % (name, name)]}
 
     c["root"]["readonly"] = False
@@ -125,7 +125,8 @@ def hooks(c):
     c["hooks"] = {
         "prestart": [host("prestart")],
         "createRuntime": [host("createRuntime")],
-        "createContainer": [cont("createContainer")],
+        # createContainer runs in the container's namespaces but before pivot_root: host paths
+        "createContainer": [host("createContainer")],
         "startContainer": [cont("startContainer")],
         "poststart": [host("poststart")],
         "poststop": [host("poststop")],
