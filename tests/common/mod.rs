@@ -99,65 +99,30 @@ pub fn fixture_raw(name: &str) -> String {
 }
 
 /// Run a command with a timeout; kills it (by pid) on timeout and panics.
+///
+/// stdout/stderr go to anonymous temp files, not pipes: a detached container (after `create`)
+/// inherits them and may keep them open long after the runtime exited.
 pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Output {
-    let child = cmd
+    use std::io::{Seek, SeekFrom};
+    let mut so = tempfile::tempfile().expect("tempfile");
+    let mut se = tempfile::tempfile().expect("tempfile");
+    let mut child = cmd
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::from(so.try_clone().unwrap()))
+        .stderr(Stdio::from(se.try_clone().unwrap()))
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    wait_output(child, timeout, &format!("{cmd:?}"))
-}
-
-pub fn wait_output(mut child: Child, timeout: Duration, what: &str) -> Output {
-    // Read pipes on threads so a chatty child cannot block on a full pipe.
-    let mut so = child.stdout.take();
-    let mut se = child.stderr.take();
-    let t1 = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        if let Some(s) = so.as_mut() {
-            let _ = s.read_to_end(&mut b);
-        }
-        b
-    });
-    let t2 = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        if let Some(s) = se.as_mut() {
-            let _ = s.read_to_end(&mut b);
-        }
-        b
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("timed out after {timeout:?}: {what}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    // A container process may keep the pipes open (detached); don't wait forever on them.
-    let stdout = join_timeout(t1, Duration::from_secs(5));
-    let stderr = join_timeout(t2, Duration::from_secs(5));
+    let status = wait_child(&mut child, timeout);
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    so.seek(SeekFrom::Start(0)).unwrap();
+    so.read_to_end(&mut stdout).unwrap();
+    se.seek(SeekFrom::Start(0)).unwrap();
+    se.read_to_end(&mut stderr).unwrap();
     Output {
         status,
         stdout,
         stderr,
-    }
-}
-
-fn join_timeout(t: std::thread::JoinHandle<Vec<u8>>, d: Duration) -> Vec<u8> {
-    let deadline = Instant::now() + d;
-    while !t.is_finished() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    if t.is_finished() {
-        t.join().unwrap_or_default()
-    } else {
-        Vec::new()
     }
 }
 
