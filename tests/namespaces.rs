@@ -141,3 +141,23 @@ fn join_namespaces_by_path() {
     assert_eq!(v["hostname"], "joined-uts-ns");
     check_new(&v, &["pid", "mnt"]);
 }
+
+#[test]
+fn all_eight_namespaces() {
+    if !require_root("all_eight_namespaces") {
+        return;
+    }
+    if !std::path::Path::new("/proc/self/ns/time").exists() {
+        eprintln!("SKIP all_eight_namespaces: kernel has no time namespaces");
+        return;
+    }
+    let mut c = Ctr::new("ns8", "userns");
+    let ns = c.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.push(json!({"type": "cgroup"}));
+    ns.push(json!({"type": "time"}));
+    let v = c.run_probe();
+    check_new(
+        &v,
+        &["pid", "net", "ipc", "uts", "mnt", "user", "cgroup", "time"],
+    );
+}

@@ -318,11 +318,7 @@ impl Ctr {
     pub fn substitute(&mut self, token: &str, value: &str) {
         fn walk(v: &mut Value, t: &str, val: &str) {
             match v {
-                Value::String(s) => {
-                    if s.contains(t) {
-                        *s = s.replace(t, val)
-                    }
-                }
+                Value::String(s) if s.contains(t) => *s = s.replace(t, val),
                 Value::Array(a) => a.iter_mut().for_each(|x| walk(x, t, val)),
                 Value::Object(o) => o.values_mut().for_each(|x| walk(x, t, val)),
                 _ => {}
@@ -657,8 +653,7 @@ pub fn mount_line<'a>(v: &'a Value, dest: &str) -> Option<&'a str> {
         .as_array()?
         .iter()
         .filter_map(|l| l.as_str())
-        .filter(|l| l.split(' ').nth(4) == Some(dest))
-        .last()
+        .rfind(|l| l.split(' ').nth(4) == Some(dest))
 }
 
 /// Mount options (per-mount and super block) and fs type of `dest` in the container.
