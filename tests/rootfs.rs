@@ -40,11 +40,12 @@ fn mounts_of_each_type() {
     let (o, _, _) = m("/mnt/bind-rw");
     assert!(has(&o, "rw") && has(&o, "nosuid"), "/mnt/bind-rw: {o:?}");
 
-    let (o, t, _) = m("/mnt/proc2");
+    // proc (the default /proc mount carries the runtime's nosuid/noexec/nodev)
+    let (o, t, _) = m("/proc");
     assert_eq!(t, "proc");
     assert!(
         has(&o, "nosuid") && has(&o, "noexec") && has(&o, "nodev"),
-        "{o:?}"
+        "/proc: {o:?}"
     );
     let (o, t, _) = m("/mnt/sysfs");
     assert_eq!(t, "sysfs");

@@ -196,7 +196,22 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+fn is_cgroupfs(p: &Path) -> bool {
+    const CGROUP_SUPER_MAGIC: i64 = 0x27e0eb;
+    const CGROUP2_SUPER_MAGIC: i64 = 0x63677270;
+    let Ok(c) = std::ffi::CString::new(p.to_string_lossy().as_bytes()) else {
+        return false;
+    };
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    let t = st.f_type as i64;
+    t == CGROUP_SUPER_MAGIC || t == CGROUP2_SUPER_MAGIC
+}
+
 /// Cgroup directories whose name contains `id` (v1 controllers and the v2 tree), depth <= 3.
+/// Only real cgroup filesystems are searched (not e.g. a tmpfs hiding a hybrid host's v2 mount).
 pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     fn walk(d: &Path, id: &str, depth: usize, out: &mut Vec<PathBuf>) {
         let Ok(rd) = std::fs::read_dir(d) else { return };
@@ -214,7 +229,17 @@ pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
         }
     }
     let mut out = Vec::new();
-    walk(Path::new("/sys/fs/cgroup"), id, 3, &mut out);
+    let top = Path::new("/sys/fs/cgroup");
+    if is_cgroupfs(top) {
+        walk(top, id, 3, &mut out); // pure v2
+    } else if let Ok(rd) = std::fs::read_dir(top) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() && is_cgroupfs(&p) {
+                walk(&p, id, 2, &mut out);
+            }
+        }
+    }
     out
 }
 
