@@ -54,6 +54,9 @@ def hostname(c):
 
 
 def mounts(c):
+    for m in c["mounts"]:
+        if m["destination"] == "/proc":
+            m["options"] = ["nosuid", "noexec", "nodev"]
     c["mounts"] += [
         {"destination": "/mnt/tmpfs", "type": "tmpfs", "source": "tmpfs",
          "options": ["nosuid", "nodev", "noexec", "mode=1770", "size=1m"]},

@@ -40,7 +40,7 @@ fn mounts_of_each_type() {
     let (o, _, _) = m("/mnt/bind-rw");
     assert!(has(&o, "rw") && has(&o, "nosuid"), "/mnt/bind-rw: {o:?}");
 
-    // proc (the default /proc mount carries the runtime's nosuid/noexec/nodev)
+    // proc, with the options the fixture gives /proc
     let (o, t, _) = m("/proc");
     assert_eq!(t, "proc");
     assert!(
