@@ -62,16 +62,19 @@ target/testroot/.stamp: $(PROBE_BIN) Makefile
 	chown 1000:1000 $(TESTROOT)/home/user
 	touch $@
 
+# Every stage runs even if an earlier one failed; the exit status says whether all passed.
 test: deps build testroot
-	$(CARGO) test --lib --bins
-	HUSK_BIN=$(HUSK_BIN) $(CARGO) test --test '*' -- --test-threads=2
-	HUSK_BIN=$(HUSK_BIN) bash integration/containerd.sh
+	@rc=0; \
+	echo "== unit tests"; $(CARGO) test --lib --bins || rc=1; \
+	echo "== root tests (HUSK_BIN=$(HUSK_BIN))"; HUSK_BIN=$(HUSK_BIN) $(CARGO) test --no-fail-fast --test '*' -- --test-threads=2 || rc=1; \
+	echo "== containerd integration (HUSK_BIN=$(HUSK_BIN))"; HUSK_BIN=$(HUSK_BIN) bash integration/containerd.sh || rc=1; \
+	exit $$rc
 
 unit-test:
 	$(CARGO) test --lib --bins
 
 root-test: build testroot
-	HUSK_BIN=$(HUSK_BIN) $(CARGO) test --test '*' -- --test-threads=2
+	HUSK_BIN=$(HUSK_BIN) $(CARGO) test --no-fail-fast --test '*' -- --test-threads=2
 
 integration: build testroot
 	HUSK_BIN=$(HUSK_BIN) bash integration/containerd.sh
