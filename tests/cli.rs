@@ -347,7 +347,8 @@ fn list_empty_root() {
         text(&o.stderr)
     );
     let s = text(&o.stdout);
-    let v: Value = serde_json::from_str(s.trim()).unwrap_or(Value::Null);
+    let v: Value = serde_json::from_str(s.trim())
+        .unwrap_or_else(|e| panic!("list --format json must print JSON ([] or null): {e}: {s:?}"));
     assert!(
         v.is_null() || v.as_array().is_some_and(|a| a.is_empty()),
         "empty list must be [] or null: {s}"

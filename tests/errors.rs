@@ -130,6 +130,16 @@ fn bad_container_ids_refused() {
         c.write_config();
         let b = c.bundle.to_str().unwrap().to_string();
         let o = c.rt(&["create", "--bundle", &b, bad]);
+        if o.status.success() {
+            // accepted: clean the container up by its pid before failing
+            let st = c.rt(&["state", bad]);
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&st.stdout) {
+                if let Some(p) = v["pid"].as_i64() {
+                    unsafe { libc::kill(p as i32, libc::SIGKILL) };
+                }
+            }
+            let _ = c.rt(&["delete", "--force", bad]);
+        }
         assert!(!o.status.success(), "id {bad:?} must be refused");
         // nothing created outside --root, and no container dir inside it
         assert!(

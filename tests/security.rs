@@ -15,6 +15,17 @@ macro_rules! root_or_skip {
     };
 }
 
+/// Positive control for the "fails closed or stays safe" tests: the runtime does run containers,
+/// so a refusal below is a real refusal, not a runtime that runs nothing.
+fn control_runs(tag: &str) {
+    let mut c = Ctr::new(&format!("{tag}ctl"), "root-rw");
+    let v = c.run_probe();
+    assert_eq!(
+        v["pid"], 1,
+        "control container did not run the probe as pid 1"
+    );
+}
+
 fn lines_json(o: &std::process::Output) -> Vec<Value> {
     text(&o.stdout)
         .lines()
@@ -181,6 +192,7 @@ fn cve_2019_16884_proc_symlink_refused() {
 #[test]
 fn cve_2021_30465_mount_destination_symlink_stays_inside() {
     root_or_skip!("cve_2021_30465_mount_destination_symlink_stays_inside");
+    control_runs("2021");
     let mut c = Ctr::new("mntsym", "root-rw");
     let outside = c.work.join("outside");
     std::fs::create_dir_all(&outside).unwrap();
@@ -342,6 +354,7 @@ fn cve_2023_25809_cgroup_tree_readonly() {
 #[test]
 fn cve_2024_21626_leaked_fd_cwd() {
     root_or_skip!("cve_2024_21626_leaked_fd_cwd");
+    control_runs("2024");
     for n in 3..=9 {
         let mut c = Ctr::new("fdcwd", "default");
         c.config["process"]["cwd"] = format!("/proc/self/fd/{n}").into();
@@ -378,6 +391,7 @@ fn config_without_dev_mounts(c: &mut Ctr) {
 #[test]
 fn cve_2025_31133_dev_null_symlink() {
     root_or_skip!("cve_2025_31133_dev_null_symlink");
+    control_runs("2025");
     let mut c = Ctr::new("devnull", "root-rw");
     config_without_dev_mounts(&mut c);
     let target = c.work.join("host-file");
@@ -420,6 +434,7 @@ fn cve_2025_31133_dev_null_symlink() {
 #[test]
 fn cve_2025_52565_console_symlink() {
     root_or_skip!("cve_2025_52565_console_symlink");
+    control_runs("2025");
     let mut c = Ctr::new("consym", "root-rw");
     config_without_dev_mounts(&mut c);
     symlink("/etc/passwd", c.rootfs().join("dev/console")).unwrap();
@@ -462,6 +477,7 @@ fn cve_2025_52565_console_symlink() {
 #[test]
 fn cve_2025_52881_overmounted_sysctl() {
     root_or_skip!("cve_2025_52881_overmounted_sysctl");
+    control_runs("2025");
     let mut c = Ctr::new("sysover", "default");
     let fake = c.bundle.join("fake");
     std::fs::write(&fake, "original").unwrap();
@@ -481,6 +497,7 @@ fn cve_2025_52881_overmounted_sysctl() {
 #[test]
 fn image_dev_symlink_creates_nothing_outside() {
     root_or_skip!("image_dev_symlink_creates_nothing_outside");
+    control_runs("dev");
     for keep_dev_tmpfs in [false, true] {
         let mut c = Ctr::new("devsym", "root-rw");
         if !keep_dev_tmpfs {

@@ -524,8 +524,25 @@ impl Ctr {
                 unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
             }
         }
-        let deadline = Instant::now() + Duration::from_secs(3);
+        // processes still in the container's cgroups (e.g. a container whose pid we never saw)
         let mut dirs = cgroup_dirs(&self.id);
+        for d in &dirs {
+            let _ = Command::new("find")
+                .arg(d)
+                .args(["-name", "cgroup.procs", "-exec", "cat", "{}", ";"])
+                .stderr(Stdio::null())
+                .output()
+                .map(|o| {
+                    for p in text(&o.stdout).split_whitespace() {
+                        if let Ok(p) = p.parse::<i32>() {
+                            if p > 1 {
+                                unsafe { libc::kill(p, libc::SIGKILL) };
+                            }
+                        }
+                    }
+                });
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
         dirs.sort_by_key(|d| std::cmp::Reverse(d.as_os_str().len()));
         for d in dirs {
             // children first, then the dir; rmdir fails while tasks remain
