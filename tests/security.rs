@@ -329,9 +329,10 @@ fn cve_2023_25809_cgroup_tree_readonly() {
         "/sys/fs/cgroup/pids.max",
     ];
     let mut c = Ctr::new("cgro", "default");
+    // open for writing without O_CREAT/O_TRUNC: succeeding on a real cgroup file is the escape
     let script = files
         .iter()
-        .map(|f| format!("/probe write {f} 1"))
+        .map(|f| format!("/probe open-write {f}"))
         .collect::<Vec<_>>()
         .join("; ");
     c.args(&["/bin/sh", "-c", &script]);
