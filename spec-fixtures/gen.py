@@ -62,7 +62,6 @@ def mounts(c):
          "options": ["nosuid", "nodev", "noexec", "mode=1770", "size=1m"]},
         {"destination": "/mnt/bind-ro", "type": "bind", "source": "bind-src", "options": ["rbind", "ro"]},
         {"destination": "/mnt/bind-rw", "type": "bind", "source": "bind-src", "options": ["bind", "rw", "nosuid"]},
-        {"destination": "/mnt/sysfs", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
         {"destination": "/mnt/pts", "type": "devpts", "source": "devpts", "options": ["newinstance", "ptmxmode=0666", "mode=0620"]},
         {"destination": "/mnt/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
     ]

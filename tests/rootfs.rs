@@ -47,9 +47,13 @@ fn mounts_of_each_type() {
         has(&o, "nosuid") && has(&o, "noexec") && has(&o, "nodev"),
         "/proc: {o:?}"
     );
-    let (o, t, _) = m("/mnt/sysfs");
+    // sysfs: the default /sys (crun refuses proc/sysfs anywhere but /proc and /sys)
+    let (o, t, _) = m("/sys");
     assert_eq!(t, "sysfs");
-    assert!(has(&o, "ro"), "/mnt/sysfs not ro: {o:?}");
+    assert!(
+        has(&o, "ro") && has(&o, "nosuid") && has(&o, "noexec"),
+        "/sys: {o:?}"
+    );
     let (_, t, s) = m("/mnt/pts");
     assert_eq!(t, "devpts");
     assert!(
