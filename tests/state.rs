@@ -42,12 +42,18 @@ fn concurrent_start_exactly_one_wins() {
         .map(|_| {
             let mut cmd = c.cmd();
             cmd.args(["start", &c.id]);
-            std::thread::spawn(move || run_timeout(&mut cmd, CMD_TIMEOUT))
+            std::thread::spawn(move || try_run_timeout(&mut cmd, Duration::from_secs(15)))
         })
         .collect();
-    let ok = handles
-        .into_iter()
-        .map(|h| h.join().unwrap())
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for r in &results {
+        if let Err(e) = r {
+            panic!("a concurrent start must not hang: {e}");
+        }
+    }
+    let ok = results
+        .iter()
+        .flatten()
         .filter(|o| o.status.success())
         .count();
     assert_eq!(ok, 1, "exactly one concurrent start must succeed");

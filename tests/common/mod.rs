@@ -128,18 +128,31 @@ pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Output {
 
 /// Wait for a child with a timeout (kills it by pid on timeout and panics).
 pub fn wait_child(child: &mut Child, timeout: Duration) -> ExitStatus {
+    try_wait_child(child, timeout)
+        .unwrap_or_else(|| panic!("child {} timed out after {timeout:?}", child.id()))
+}
+
+/// Wait for a child with a timeout; on timeout kill it by pid and return None.
+pub fn try_wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(st) = child.try_wait().expect("try_wait") {
-            return st;
+            return Some(st);
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("child {} timed out after {timeout:?}", child.id());
+            return None;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Like [`run_timeout`], but a timeout is an `Err` (the command was killed), not a panic.
+pub fn try_run_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
+    let what = format!("{cmd:?}");
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_timeout(cmd, timeout)))
+        .map_err(|_| format!("hung for {timeout:?} and was killed: {what}"))
 }
 
 pub fn text(b: &[u8]) -> String {
