@@ -77,7 +77,7 @@ fn probe_is_static() {
     let o = run_timeout(Command::new("file").arg(probe_bin()), CMD_TIMEOUT);
     let s = text(&o.stdout);
     if !o.status.success() {
-        eprintln!("SKIP probe_is_static: `file` not installed");
+        skip("probe_is_static", "`file` not installed");
         return;
     }
     assert!(s.contains("static"), "probe is not statically linked: {s}");

@@ -65,7 +65,7 @@ fn time_namespace() {
         return;
     }
     if !std::path::Path::new("/proc/self/ns/time").exists() {
-        eprintln!("SKIP time_namespace: kernel has no time namespaces");
+        skip("time_namespace", "kernel has no time namespaces");
         return;
     }
     let mut c = Ctr::new("nstime", "default");
@@ -148,7 +148,7 @@ fn all_eight_namespaces() {
         return;
     }
     if !std::path::Path::new("/proc/self/ns/time").exists() {
-        eprintln!("SKIP all_eight_namespaces: kernel has no time namespaces");
+        skip("all_eight_namespaces", "kernel has no time namespaces");
         return;
     }
     let mut c = Ctr::new("ns8", "userns");

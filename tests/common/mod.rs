@@ -41,13 +41,21 @@ pub fn is_crun() -> bool {
 /// Root tests call this first; a `false` means: skip, the reason has been printed.
 pub fn require_root(test: &str) -> bool {
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP {test}: needs root (euid {})", unsafe {
-            libc::geteuid()
-        });
+        skip(
+            test,
+            &format!("needs root (euid {})", unsafe { libc::geteuid() }),
+        );
         return false;
     }
     testroot();
     true
+}
+
+/// Print a skip reason straight to fd 2: libtest captures `eprintln!` of passing tests, and a
+/// skip must always be visible.
+pub fn skip(test: &str, reason: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("SKIP {test}: {reason}\n").as_bytes());
 }
 
 static TESTROOT: Once = Once::new();
