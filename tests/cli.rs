@@ -467,3 +467,96 @@ fn run_detach() {
     c.pids.push(s["pid"].as_i64().unwrap() as i32);
     assert_eq!(s["status"], "running");
 }
+
+/// `exec ID CMD...`: the new process joins the container's namespaces and sees its rootfs.
+#[test]
+fn exec_joins_container() {
+    root_or_skip!("exec_joins_container");
+    let mut c = Ctr::new("exec", "default");
+    c.args(&["/probe", "sleep", "60"]);
+    c.create_ok(&[]);
+    assert!(c.start().status.success());
+    let pid = c.pids[0];
+    let o = c.rt(&["exec", &c.id, "/probe"]);
+    assert!(o.status.success(), "exec: {}", text(&o.stderr));
+    let v = probe_json(&o);
+    for t in ["pid", "net", "ipc", "uts", "mnt"] {
+        let want = std::fs::read_link(format!("/proc/{pid}/ns/{t}")).unwrap();
+        assert_eq!(
+            v["ns"][t].as_str().unwrap(),
+            want.to_str().unwrap(),
+            "exec is not in the container's {t} ns"
+        );
+    }
+    assert!(
+        v["pid"].as_i64().unwrap() > 1,
+        "exec'd process must not be pid 1"
+    );
+    // exit status passes through exec too
+    let o = c.rt(&["exec", &c.id, "/probe", "exit", "5"]);
+    assert_eq!(code(&o.status), 5);
+}
+
+/// The form containerd uses: `exec --process FILE.json --detach --pid-file ABS ID`.
+#[test]
+fn exec_process_json_detach_pid_file() {
+    root_or_skip!("exec_process_json_detach_pid_file");
+    let mut c = Ctr::new("execp", "root-rw");
+    c.args(&["/probe", "sleep", "60"]);
+    c.create_ok(&[]);
+    assert!(c.start().status.success());
+    let proc_json = c.work.join("process.json");
+    std::fs::write(
+        &proc_json,
+        serde_json::to_vec(&serde_json::json!({
+            "terminal": false,
+            "user": {"uid": 1000, "gid": 1000},
+            "args": ["/bin/sh", "-c", "/probe > /tmp/exec-report"],
+            "env": ["PATH=/bin", "EXEC_MARK=1"],
+            "cwd": "/tmp"
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let pf = c.work.join("exec.pid");
+    let o = c.rt(&[
+        "exec",
+        "--process",
+        proc_json.to_str().unwrap(),
+        "--detach",
+        "--pid-file",
+        pf.to_str().unwrap(),
+        &c.id,
+    ]);
+    assert!(o.status.success(), "exec --process: {}", text(&o.stderr));
+    let raw = std::fs::read_to_string(&pf).expect("exec pid file");
+    assert!(
+        !raw.ends_with('\n') && raw.parse::<i32>().is_ok(),
+        "exec pid file: {raw:?}"
+    );
+    let report = c.rootfs().join("tmp/exec-report");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let v: Value = loop {
+        if let Ok(s) = std::fs::read_to_string(&report) {
+            if let Ok(v) = serde_json::from_str(s.trim()) {
+                break v;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the exec'd process did not run"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(v["uid"], 1000);
+    assert_eq!(v["cwd"], "/tmp");
+    assert!(
+        v["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "EXEC_MARK=1"),
+        "{}",
+        v["env"]
+    );
+}
