@@ -67,6 +67,18 @@ fn mounts_of_each_type() {
     assert_eq!(m("/dev").1, "tmpfs");
     assert_eq!(m("/dev/shm").1, "tmpfs");
     assert!(has(&m("/sys").0, "ro"), "/sys must be ro");
+    // the cgroup mount: v2 is one cgroup2 mount, v1 a tmpfs with one cgroup mount per controller
+    let (o, t, _) = m("/sys/fs/cgroup");
+    if t == "cgroup2" {
+        assert!(has(&o, "ro"), "/sys/fs/cgroup not ro: {o:?}");
+    } else {
+        assert_eq!(t, "tmpfs", "/sys/fs/cgroup type");
+        for ctl in ["memory", "pids", "cpu"] {
+            let (o, t, _) = m(&format!("/sys/fs/cgroup/{ctl}"));
+            assert_eq!(t, "cgroup", "/sys/fs/cgroup/{ctl}");
+            assert!(has(&o, "ro"), "/sys/fs/cgroup/{ctl} not ro: {o:?}");
+        }
+    }
 }
 
 #[test]
