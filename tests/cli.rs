@@ -390,7 +390,7 @@ fn log_format_json_error_line() {
     let log = c.log_text();
     let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty(), "no log line written to --log");
-    let mut saw_error = false;
+    let mut saw_error = 0;
     for l in &lines {
         let v: Value =
             serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}"));
@@ -398,7 +398,7 @@ fn log_format_json_error_line() {
             assert!(v.get(k).is_some(), "log line lacks {k}: {l}");
         }
         if v["level"] == "error" {
-            saw_error = true;
+            saw_error += 1;
             assert!(
                 v["msg"].as_str().unwrap().contains("does not exist"),
                 "error msg: {l}"
@@ -410,7 +410,8 @@ fn log_format_json_error_line() {
             );
         }
     }
-    assert!(saw_error, "no level=error line: {log}");
+    // podman parses the log as ONE object: one failing command, one error line
+    assert_eq!(saw_error, 1, "want exactly one level=error line: {log}");
 }
 
 #[test]
