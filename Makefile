@@ -1,0 +1,102 @@
+# husk — build, test and benchmark entry points.
+#   make deps      install the Debian packages the tests need (idempotent)
+#   make build     debug build of husk
+#   make testroot  busybox-static + probe rootfs in target/testroot/rootfs
+#   make test      deps + build + unit tests + root tests + containerd integration
+#   make demo      run a container from a `husk spec` bundle (needs root)
+#   make bench     lifecycle benchmark: husk vs crun vs runc -> target/bench/report.md
+#   make clean
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+CARGO      ?= cargo
+HOST_TRIPLE := x86_64-unknown-linux-gnu
+PROBE_DIR  := tests/probe
+PROBE_BIN  := $(PROBE_DIR)/target/$(HOST_TRIPLE)/release/probe
+TESTROOT   := target/testroot/rootfs
+HUSK_DEBUG := $(CURDIR)/target/debug/husk
+# The runtime under test; override with e.g. HUSK_BIN=/usr/sbin/runc to validate the suite.
+HUSK_BIN   ?= $(HUSK_DEBUG)
+export HUSK_TESTROOT := $(CURDIR)/$(TESTROOT)
+
+DEB_PKGS := busybox-static runc crun containerd hyperfine strace jq util-linux bsdutils iproute2 procps
+
+.PHONY: deps build release probe testroot test unit-test root-test integration demo bench clean
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing$$missing"; \
+		if [ "$$(id -u)" != 0 ]; then echo "deps: need root to install$$missing" >&2; exit 1; fi; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y --no-install-recommends $$missing || \
+		{ apt-get update && apt-get install -y --no-install-recommends $$missing; }; \
+	else echo "deps: all present"; fi
+
+build:
+	$(CARGO) build --bins
+
+release:
+	$(CARGO) build --release --bins
+
+probe: $(PROBE_BIN)
+$(PROBE_BIN): $(PROBE_DIR)/Cargo.toml $(wildcard $(PROBE_DIR)/src/*.rs)
+	cd $(PROBE_DIR) && RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --target $(HOST_TRIPLE)
+	@file $@ | grep -q 'static' || { echo "probe is not static" >&2; exit 1; }
+
+testroot: target/testroot/.stamp
+target/testroot/.stamp: $(PROBE_BIN) Makefile
+	@test -x /bin/busybox || { echo "testroot: /bin/busybox missing (make deps)" >&2; exit 1; }
+	@file -L /bin/busybox | grep -q 'statically linked' || { echo "testroot: /bin/busybox is not static (install busybox-static)" >&2; exit 1; }
+	rm -rf $(TESTROOT) && mkdir -p $(TESTROOT)
+	cd $(TESTROOT) && mkdir -p bin sbin usr/bin usr/sbin etc proc sys dev tmp root home/user run var/tmp mnt
+	chmod 1777 $(TESTROOT)/tmp $(TESTROOT)/var/tmp
+	install -m 0755 /bin/busybox $(TESTROOT)/bin/busybox
+	for a in $$(/bin/busybox --list); do [ "$$a" = busybox ] || ln -sf busybox "$(TESTROOT)/bin/$$a"; done
+	install -m 0755 $(PROBE_BIN) $(TESTROOT)/probe
+	printf 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > $(TESTROOT)/etc/passwd
+	printf 'root:x:0:\ntty:x:5:\nuser:x:1000:\nextra:x:1001:user\nnogroup:x:65534:\n' > $(TESTROOT)/etc/group
+	printf 'testroot\n' > $(TESTROOT)/etc/hostname
+	chown 1000:1000 $(TESTROOT)/home/user
+	touch $@
+
+# Every stage runs even if an earlier one failed; the exit status says whether all passed.
+test: deps build testroot
+	@rc=0; \
+	echo "== unit tests"; $(CARGO) test --lib --bins || rc=1; \
+	echo "== root tests (HUSK_BIN=$(HUSK_BIN))"; HUSK_BIN=$(HUSK_BIN) $(CARGO) test --no-fail-fast --test '*' -- --test-threads=2 || rc=1; \
+	echo "== containerd integration (HUSK_BIN=$(HUSK_BIN))"; HUSK_BIN=$(HUSK_BIN) bash integration/containerd.sh || rc=1; \
+	exit $$rc
+
+unit-test:
+	$(CARGO) test --lib --bins
+
+root-test: build testroot
+	HUSK_BIN=$(HUSK_BIN) $(CARGO) test --no-fail-fast --test '*' -- --test-threads=2
+
+integration: build testroot
+	HUSK_BIN=$(HUSK_BIN) bash integration/containerd.sh
+
+# The demo bundle: `husk spec`, the test rootfs, a non-interactive process that shows the
+# container's view (hostname, pid 1, cgroup limits, capabilities).
+DEMO := target/demo
+demo: build testroot
+	@if [ "$$(id -u)" != 0 ]; then echo "demo: needs root" >&2; exit 1; fi
+	rm -rf $(DEMO) && mkdir -p $(DEMO)
+	cp -a $(TESTROOT) $(DEMO)/rootfs
+	cd $(DEMO) && $(HUSK_BIN) spec
+	jq '.process.terminal = false | .hostname = "husk-demo" | .process.args = ["/bin/sh","-c", "echo hostname: $$(hostname); echo pid: $$$$; echo memory.limit_in_bytes: $$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max); echo pids.max: $$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max); grep ^Cap /proc/self/status"] | .linux.resources.memory.limit = 67108864 | .linux.resources.pids.limit = 64' \
+		$(DEMO)/config.json > $(DEMO)/config.json.new && mv $(DEMO)/config.json.new $(DEMO)/config.json
+	@id=husk-demo-$$$$; root=$$(mktemp -d /tmp/husk-demo-root.XXXXXX); \
+	echo "+ $(HUSK_BIN) --root $$root run --bundle $(DEMO) $$id"; \
+	$(HUSK_BIN) --root $$root run --bundle $(DEMO) $$id; rc=$$?; \
+	$(HUSK_BIN) --root $$root delete --force $$id >/dev/null 2>&1; rm -rf $$root; exit $$rc
+
+bench: release testroot
+	BENCH_HUSK=$(CURDIR)/target/release/husk $(CARGO) bench --bench lifecycle
+
+clean:
+	$(CARGO) clean
+	rm -rf $(PROBE_DIR)/target

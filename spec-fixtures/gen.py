@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Regenerate spec-fixtures/*/config.json from default/config.json.
+
+default/config.json is `runc spec` output (runc 1.1.5) with args ["/probe"] and terminal false.
+Every other fixture is that plus a small change, so each stays reviewable as a diff.
+Placeholders the test harness substitutes: @HOOKDIR@ (host dir for hook output), @NS_<TYPE>@
+(a /proc/PID/ns/TYPE path). Run: python3 spec-fixtures/gen.py
+"""
+import copy, json, os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(HERE, "default", "config.json")) as f:
+    BASE = json.load(f)
+
+
+def fx(name, change, raw=None):
+    d = os.path.join(HERE, name)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        if raw is not None:
+            f.write(raw)
+            return
+        c = copy.deepcopy(BASE)
+        change(c)
+        json.dump(c, f, indent=2)
+        f.write("\n")
+
+
+def user(c):
+    c["process"]["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [1001, 5], "umask": 0o027}
+
+
+def caps(c):
+    c["process"]["capabilities"] = {
+        "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW", "CAP_SETUID"],
+        "effective": ["CAP_CHOWN", "CAP_KILL"],
+        "permitted": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW"],
+        "inheritable": [],
+        "ambient": [],
+    }
+
+
+def rlimits(c):
+    c["process"]["rlimits"] = [
+        {"type": "RLIMIT_NOFILE", "soft": 256, "hard": 512},
+        {"type": "RLIMIT_CORE", "soft": 1024, "hard": 2048},
+        {"type": "RLIMIT_MSGQUEUE", "soft": 4096, "hard": 8192},
+    ]
+
+
+def hostname(c):
+    c["hostname"] = "fixture-host"
+    c["domainname"] = "fixture.domain"
+
+
+def mounts(c):
+    for m in c["mounts"]:
+        if m["destination"] == "/proc":
+            m["options"] = ["nosuid", "noexec", "nodev"]
+    c["mounts"] += [
+        {"destination": "/mnt/tmpfs", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "nodev", "noexec", "mode=1770", "size=1m"]},
+        {"destination": "/mnt/bind-ro", "type": "bind", "source": "bind-src", "options": ["rbind", "ro"]},
+        {"destination": "/mnt/bind-rw", "type": "bind", "source": "bind-src", "options": ["bind", "rw", "nosuid"]},
+        {"destination": "/mnt/pts", "type": "devpts", "source": "devpts", "options": ["newinstance", "ptmxmode=0666", "mode=0620"]},
+        {"destination": "/mnt/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+    ]
+
+
+def masked(c):
+    c["linux"]["maskedPaths"] = c["linux"].get("maskedPaths", []) + ["/etc/hostname", "/root"]
+    c["linux"]["readonlyPaths"] = c["linux"].get("readonlyPaths", []) + ["/home/user"]
+    c["root"]["readonly"] = False
+
+
+def root_rw(c):
+    c["root"]["readonly"] = False
+
+
+def sysctl(c):
+    c["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1", "kernel.shm_rmid_forced": "1"}
+    c["process"]["args"] = ["/probe", "--sysctl", "net.ipv4.ip_forward", "--sysctl", "kernel.shm_rmid_forced"]
+
+
+def devices(c):
+    c["linux"]["devices"] = [
+        {"path": "/dev/testnull", "type": "c", "major": 1, "minor": 3, "fileMode": 0o640, "uid": 0, "gid": 0},
+        {"path": "/dev/testzero", "type": "c", "major": 1, "minor": 5, "fileMode": 0o600, "uid": 1000, "gid": 1000},
+    ]
+    c["linux"]["resources"]["devices"] += [
+        {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+        {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+    ]
+
+
+def ns_path(c):
+    for n in c["linux"]["namespaces"]:
+        if n["type"] in ("network", "uts", "ipc"):
+            n["path"] = "@NS_%s@" % n["type"].upper()
+    c.pop("hostname", None)
+
+
+def userns(c):
+    c["linux"]["namespaces"].append({"type": "user"})
+    c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+
+
+def seccomp(c):
+    c["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 123}],
+    }
+
+
+def hooks(c):
+    def host(name):
+        return {"path": "/bin/sh", "args": ["sh", "-c", "cat > @HOOKDIR@/%s.json; echo %s >> @HOOKDIR@/order" % (name, name)]}
+
+    def cont(name):  # startContainer runs after pivot_root in the container: its /bin/sh, /hookout
+        return {"path": "/bin/sh", "args": ["sh", "-c", "cat > /hookout/%s.json; echo %s >> /hookout/order" % (name, name)]}
+
+    c["root"]["readonly"] = False
+    c["mounts"].append({"destination": "/hookout", "type": "bind", "source": "@HOOKDIR@", "options": ["bind", "rw"]})
+    c["hooks"] = {
+        "prestart": [host("prestart")],
+        "createRuntime": [host("createRuntime")],
+        # createContainer runs in the container's namespaces but before pivot_root: host paths
+        "createContainer": [host("createContainer")],
+        "startContainer": [cont("startContainer")],
+        "poststart": [host("poststart")],
+        "poststop": [host("poststop")],
+    }
+
+
+def hooks_prestart_fail(c):
+    c["hooks"] = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo prestart-fails >&2; exit 3"]}]}
+
+
+def hooks_poststart_fail(c):
+    c["hooks"] = {"poststart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo poststart-fails >&2; exit 4"]}]}
+
+
+def nnp(c):
+    c["process"]["noNewPrivileges"] = True
+    c["process"]["user"] = {"uid": 1000, "gid": 1000}
+
+
+def nnp_off(c):
+    c["process"]["noNewPrivileges"] = False
+
+
+def oom(c):
+    c["process"]["oomScoreAdj"] = 423
+
+
+def cgroups(c):
+    c["linux"]["resources"]["memory"] = {"limit": 67108864}
+    c["linux"]["resources"]["pids"] = {"limit": 32}
+    c["linux"]["resources"]["cpu"] = {"shares": 512}
+
+
+def env_cwd(c):
+    c["process"]["env"] = ["PATH=/bin:/usr/bin", "FOO=bar", "EMPTY=", "WITH_EQ=a=b"]
+    c["process"]["cwd"] = "/home/user"
+
+
+# invalid fixtures: each must make create/run exit non-zero, name the field, leave nothing.
+def wrong_type(c):
+    c["process"]["user"]["uid"] = "zero"
+
+
+def missing_rootfs(c):
+    c["root"]["path"] = "no-such-rootfs"
+
+
+def relative_cwd(c):
+    c["process"]["cwd"] = "relative/dir"
+
+
+def unknown_cap(c):
+    c["process"]["capabilities"]["bounding"].append("CAP_NOT_A_CAPABILITY")
+    c["process"]["capabilities"]["permitted"].append("CAP_NOT_A_CAPABILITY")
+
+
+def bad_mount_option(c):
+    c["mounts"].append({"destination": "/mnt/bad", "type": "tmpfs", "source": "tmpfs", "options": ["size=not-a-size"]})
+
+
+def missing_exe(c):
+    c["process"]["args"] = ["no-such-binary-in-path"]
+
+
+for name, fn in [
+    ("user", user), ("capabilities", caps), ("rlimits", rlimits), ("hostname", hostname),
+    ("mounts", mounts), ("masked-readonly", masked), ("root-rw", root_rw), ("sysctl", sysctl),
+    ("devices", devices), ("ns-path", ns_path), ("userns", userns), ("seccomp", seccomp),
+    ("hooks", hooks), ("hooks-prestart-fail", hooks_prestart_fail),
+    ("hooks-poststart-fail", hooks_poststart_fail), ("no-new-privs", nnp), ("no-new-privs-off", nnp_off),
+    ("oom-score-adj", oom), ("cgroups", cgroups), ("env-cwd", env_cwd), ("missing-exe", missing_exe),
+    ("invalid-wrong-type", wrong_type), ("invalid-missing-rootfs", missing_rootfs),
+    ("invalid-relative-cwd", relative_cwd), ("invalid-unknown-cap", unknown_cap),
+    ("invalid-bad-mount-option", bad_mount_option),
+]:
+    fx(name, fn)
+fx("invalid-malformed-json", None, raw='{"ociVersion": "1.0.2-dev", "process": {"args": ["/probe"]\n')

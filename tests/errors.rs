@@ -1,0 +1,198 @@
+//! Errors: every invalid bundle makes create fail non-zero, names the field, leaves nothing.
+mod common;
+use common::*;
+
+/// (fixture, words of which at least one must appear in the error)
+const INVALID: &[(&str, &[&str])] = &[
+    (
+        "invalid-malformed-json",
+        &["config.json", "JSON", "json", "EOF", "unexpected end"],
+    ),
+    ("invalid-wrong-type", &["uid", "process.user"]),
+    (
+        "invalid-missing-rootfs",
+        &["no-such-rootfs", "rootfs", "root.path"],
+    ),
+    ("invalid-relative-cwd", &["cwd"]),
+    ("invalid-unknown-cap", &["CAP_NOT_A_CAPABILITY"]),
+    (
+        "invalid-bad-mount-option",
+        &["/mnt/bad", "size=not-a-size", "mount"],
+    ),
+];
+
+fn check_invalid(fixture_name: &str, words: &[&str]) {
+    let mut c = Ctr::new("inval", "default");
+    let raw = fixture_raw(fixture_name);
+    let o = match serde_json::from_str::<serde_json::Value>(&raw) {
+        Ok(v) => {
+            c.config = v;
+            c.create(&[])
+        }
+        Err(_) => {
+            std::fs::write(c.bundle.join("config.json"), &raw).unwrap();
+            let b = c.bundle.to_str().unwrap().to_string();
+            let id = c.id.clone();
+            c.rt(&["create", "--bundle", &b, &id])
+        }
+    };
+    let err = format!("{}\n{}", text(&o.stderr), c.log_text());
+    assert!(
+        !o.status.success(),
+        "{fixture_name}: create must fail; stderr {err}"
+    );
+    assert_eq!(code(&o.status), 1, "{fixture_name}: errors exit 1");
+    let lower = err.to_lowercase();
+    assert!(
+        words.iter().any(|w| lower.contains(&w.to_lowercase())),
+        "{fixture_name}: error must name the field ({words:?}): {err}"
+    );
+    assert!(
+        c.state().is_none(),
+        "{fixture_name}: left a container behind"
+    );
+    // Drop checks: no process, state dir, mount or cgroup left
+}
+
+#[test]
+fn invalid_malformed_json() {
+    if require_root("invalid_malformed_json") {
+        check_invalid(INVALID[0].0, INVALID[0].1)
+    }
+}
+#[test]
+fn invalid_wrong_type() {
+    if require_root("invalid_wrong_type") {
+        check_invalid(INVALID[1].0, INVALID[1].1)
+    }
+}
+#[test]
+fn invalid_missing_rootfs() {
+    if require_root("invalid_missing_rootfs") {
+        check_invalid(INVALID[2].0, INVALID[2].1)
+    }
+}
+#[test]
+fn invalid_relative_cwd() {
+    if require_root("invalid_relative_cwd") {
+        check_invalid(INVALID[3].0, INVALID[3].1)
+    }
+}
+#[test]
+fn invalid_unknown_capability() {
+    if require_root("invalid_unknown_capability") {
+        check_invalid(INVALID[4].0, INVALID[4].1)
+    }
+}
+#[test]
+fn invalid_bad_mount_option() {
+    if require_root("invalid_bad_mount_option") {
+        check_invalid(INVALID[5].0, INVALID[5].1)
+    }
+}
+
+#[test]
+fn missing_config_json() {
+    if !require_root("missing_config_json") {
+        return;
+    }
+    let c = Ctr::new("noconfig", "default");
+    let b = c.bundle.to_str().unwrap().to_string();
+    let o = c.rt(&["create", "--bundle", &b, &c.id]);
+    assert!(!o.status.success());
+    let err = format!("{}{}", text(&o.stderr), c.log_text());
+    assert!(
+        err.contains("config.json"),
+        "error must name config.json: {err}"
+    );
+}
+
+/// A container id is a path component: refuse traversal, separators and over-long ids before
+/// touching the filesystem.
+#[test]
+fn bad_container_ids_refused() {
+    if !require_root("bad_container_ids_refused") {
+        return;
+    }
+    let long = "a".repeat(1024);
+    for bad in [
+        "..",
+        ".",
+        "../escape",
+        "a/b",
+        "/abs",
+        "",
+        "with space",
+        "-leadingdash",
+        long.as_str(),
+    ] {
+        let c = Ctr::new("badid", "default");
+        c.write_config();
+        let b = c.bundle.to_str().unwrap().to_string();
+        let o = c.rt(&["create", "--bundle", &b, bad]);
+        if o.status.success() {
+            // accepted: clean the container up by its pid before failing
+            let st = c.rt(&["state", bad]);
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&st.stdout) {
+                if let Some(p) = v["pid"].as_i64() {
+                    unsafe { libc::kill(p as i32, libc::SIGKILL) };
+                }
+            }
+            let _ = c.rt(&["delete", "--force", bad]);
+        }
+        assert!(!o.status.success(), "id {bad:?} must be refused");
+        // nothing created outside --root, and no container dir inside it
+        assert!(
+            !c.work.join("escape").exists(),
+            "id {bad:?} created a path outside --root"
+        );
+        assert!(
+            !c.root.join("a").exists() && !c.root.join("a").join("b").exists(),
+            "id {bad:?} created a nested dir"
+        );
+        if let Ok(rd) = std::fs::read_dir(&c.root) {
+            let names: Vec<_> = rd.flatten().map(|e| e.file_name()).collect();
+            assert!(names.is_empty(), "id {bad:?} left {names:?} in --root");
+        }
+        let o = c.rt(&["list", "--quiet"]);
+        assert!(
+            text(&o.stdout).trim().is_empty(),
+            "id {bad:?} appears in list"
+        );
+    }
+}
+
+/// State files are private to root: no group/other write, state file not world-readable.
+#[test]
+fn state_files_are_private() {
+    if !require_root("state_files_are_private") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mut c = Ctr::new("perms", "default");
+    c.create_ok(&[]);
+    let mut stack = vec![c.root.clone()];
+    let mut n = 0;
+    while let Some(p) = stack.pop() {
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        let mode = md.permissions().mode() & 0o7777;
+        if md.is_dir() {
+            assert_eq!(
+                mode & 0o022,
+                0,
+                "{} is group/other writable ({mode:o})",
+                p.display()
+            );
+            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+        } else if md.is_file() {
+            n += 1;
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "{} is readable/writable by others ({mode:o})",
+                p.display()
+            );
+        }
+    }
+    assert!(n > 0, "no state file found under --root");
+}

@@ -1,0 +1,163 @@
+//! Namespaces: new ones differ from the host's, joined ones are the given ones, user ns maps.
+mod common;
+use common::*;
+use serde_json::json;
+
+fn host_ns(t: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{t}"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn check_new(v: &serde_json::Value, types: &[&str]) {
+    for t in types {
+        let inside = v["ns"][t]
+            .as_str()
+            .unwrap_or_else(|| panic!("probe saw no {t} ns"));
+        assert_ne!(inside, host_ns(t), "{t} namespace is the host's");
+    }
+}
+
+#[test]
+fn default_namespaces_are_new() {
+    if !require_root("default_namespaces_are_new") {
+        return;
+    }
+    let mut c = Ctr::new("nsdef", "default");
+    let v = c.run_probe();
+    check_new(&v, &["pid", "net", "ipc", "uts", "mnt"]);
+    for t in ["user", "cgroup", "time"] {
+        assert_eq!(
+            v["ns"][t].as_str().unwrap(),
+            host_ns(t),
+            "{t} ns must stay the host's when not asked"
+        );
+    }
+    assert_eq!(v["pid"], 1, "container process is not pid 1");
+    assert_eq!(v["ppid"], 0);
+}
+
+#[test]
+fn seven_namespaces_with_user_and_cgroup() {
+    if !require_root("seven_namespaces_with_user_and_cgroup") {
+        return;
+    }
+    let mut c = Ctr::new("ns7", "userns");
+    c.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "cgroup"}));
+    let v = c.run_probe();
+    check_new(&v, &["pid", "net", "ipc", "uts", "mnt", "user", "cgroup"]);
+    // in a new cgroup namespace the container's own cgroup is "/"
+    let cg = v["cgroup"].as_array().unwrap();
+    assert!(
+        cg.iter()
+            .filter_map(|l| l.as_str())
+            .all(|l| l.ends_with(":/")),
+        "cgroupns root is not /: {cg:?}"
+    );
+}
+
+#[test]
+fn time_namespace() {
+    if !require_root("time_namespace") {
+        return;
+    }
+    if !std::path::Path::new("/proc/self/ns/time").exists() {
+        skip("time_namespace", "kernel has no time namespaces");
+        return;
+    }
+    let mut c = Ctr::new("nstime", "default");
+    c.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "time"}));
+    let v = c.run_probe();
+    check_new(&v, &["time"]);
+}
+
+#[test]
+fn user_namespace_mappings() {
+    if !require_root("user_namespace_mappings") {
+        return;
+    }
+    let mut c = Ctr::new("userns", "userns");
+    let v = c.run_probe();
+    assert_eq!(v["uid"], 0);
+    assert_eq!(v["gid"], 0);
+    let um: Vec<String> = v["uid_map"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            l.as_str()
+                .unwrap()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let gm: Vec<String> = v["gid_map"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            l.as_str()
+                .unwrap()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    assert_eq!(um, vec!["0 100000 65536"], "uid_map");
+    assert_eq!(gm, vec!["0 100000 65536"], "gid_map");
+    assert_ne!(v["ns"]["user"].as_str().unwrap(), host_ns("user"));
+}
+
+#[test]
+fn join_namespaces_by_path() {
+    if !require_root("join_namespaces_by_path") {
+        return;
+    }
+    let holder = ns_holder(&["--uts", "--net", "--ipc"], "hostname joined-uts-ns");
+    let mut c = Ctr::new("nspath", "ns-path");
+    for t in ["network", "uts", "ipc"] {
+        let short = if t == "network" { "net" } else { t };
+        c.substitute(
+            &format!("@NS_{}@", t.to_uppercase()),
+            &format!("/proc/{}/ns/{short}", holder.pid()),
+        );
+    }
+    let v = c.run_probe();
+    for t in ["net", "uts", "ipc"] {
+        let want = std::fs::read_link(format!("/proc/{}/ns/{t}", holder.pid())).unwrap();
+        assert_eq!(
+            v["ns"][t].as_str().unwrap(),
+            want.to_str().unwrap(),
+            "{t} namespace was not joined"
+        );
+    }
+    assert_eq!(v["hostname"], "joined-uts-ns");
+    check_new(&v, &["pid", "mnt"]);
+}
+
+#[test]
+fn all_eight_namespaces() {
+    if !require_root("all_eight_namespaces") {
+        return;
+    }
+    if !std::path::Path::new("/proc/self/ns/time").exists() {
+        skip("all_eight_namespaces", "kernel has no time namespaces");
+        return;
+    }
+    let mut c = Ctr::new("ns8", "userns");
+    let ns = c.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.push(json!({"type": "cgroup"}));
+    ns.push(json!({"type": "time"}));
+    let v = c.run_probe();
+    check_new(
+        &v,
+        &["pid", "net", "ipc", "uts", "mnt", "user", "cgroup", "time"],
+    );
+}

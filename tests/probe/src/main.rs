@@ -1,0 +1,599 @@
+//! probe: run inside a container, report what the container sees as ONE JSON object.
+//!
+//! `probe [--sysctl NAME]... [--cgroup-file PATH]...` prints the full report.
+//! Active checks print `{"ok":true,...}` or `{"ok":false,"errno":N,"error":"..."}` and exit
+//! 0 on success, 1 on failure:
+//!   read PATH | write PATH DATA | open-write PATH | mkdir PATH | stat PATH | ls PATH
+//!   ptrace-attach PID | exit N | sleep SECS | fork-bomb [MAX] | alloc MIB | syscall NAME | tty
+//!
+//! Only libc; no allocator tricks, no threads. Built static so the test rootfs needs no libs.
+
+use std::ffi::CString;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
+
+/// Minimal JSON writer: values are built as strings.
+fn q(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\t' => o.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+struct Obj(Vec<(String, String)>);
+impl Obj {
+    fn new() -> Self {
+        Obj(Vec::new())
+    }
+    fn raw(&mut self, k: &str, v: String) -> &mut Self {
+        self.0.push((k.to_string(), v));
+        self
+    }
+    fn s(&mut self, k: &str, v: &str) -> &mut Self {
+        self.raw(k, q(v))
+    }
+    fn n<T: std::fmt::Display>(&mut self, k: &str, v: T) -> &mut Self {
+        self.raw(k, v.to_string())
+    }
+    fn opt_s(&mut self, k: &str, v: Option<String>) -> &mut Self {
+        match v {
+            Some(v) => self.s(k, &v),
+            None => self.raw(k, "null".into()),
+        }
+    }
+    fn build(&self) -> String {
+        let mut o = String::from("{");
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            o.push_str(&q(k));
+            o.push(':');
+            o.push_str(v);
+        }
+        o.push('}');
+        o
+    }
+}
+
+fn arr(items: impl IntoIterator<Item = String>) -> String {
+    let v: Vec<String> = items.into_iter().collect();
+    format!("[{}]", v.join(","))
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn strerror(e: i32) -> String {
+    let s = std::io::Error::from_raw_os_error(e).to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+fn cstr(s: &str) -> CString {
+    CString::new(s).unwrap_or_else(|_| die("argument contains NUL"))
+}
+
+fn die(msg: &str) -> ! {
+    let mut o = Obj::new();
+    o.raw("ok", "false".into()).n("errno", 22).s("error", msg);
+    out(&o, 2)
+}
+
+fn out(o: &Obj, code: i32) -> ! {
+    let mut so = std::io::stdout().lock();
+    let _ = so.write_all(o.build().as_bytes());
+    let _ = so.write_all(b"\n");
+    let _ = so.flush();
+    drop(so);
+    std::process::exit(code)
+}
+
+/// Result of a syscall-like operation: Ok(extra fields) or Err(errno).
+fn finish(r: Result<Obj, i32>) -> ! {
+    match r {
+        Ok(mut o) => {
+            o.0.insert(0, ("ok".into(), "true".into()));
+            out(&o, 0)
+        }
+        Err(e) => {
+            let mut o = Obj::new();
+            o.raw("ok", "false".into())
+                .n("errno", e)
+                .s("error", &strerror(e));
+            out(&o, 1)
+        }
+    }
+}
+
+fn io_err(e: std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+fn read_str(p: &str) -> Option<String> {
+    fs::read(p)
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+fn readlink(p: &str) -> Option<String> {
+    fs::read_link(p)
+        .ok()
+        .map(|b| b.to_string_lossy().into_owned())
+}
+
+fn c_chars(buf: &[libc::c_char]) -> String {
+    let bytes: Vec<u8> = buf
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+const RLIMITS: &[(&str, i32)] = &[
+    ("RLIMIT_CPU", 0),
+    ("RLIMIT_FSIZE", 1),
+    ("RLIMIT_DATA", 2),
+    ("RLIMIT_STACK", 3),
+    ("RLIMIT_CORE", 4),
+    ("RLIMIT_RSS", 5),
+    ("RLIMIT_NPROC", 6),
+    ("RLIMIT_NOFILE", 7),
+    ("RLIMIT_MEMLOCK", 8),
+    ("RLIMIT_AS", 9),
+    ("RLIMIT_LOCKS", 10),
+    ("RLIMIT_SIGPENDING", 11),
+    ("RLIMIT_MSGQUEUE", 12),
+    ("RLIMIT_NICE", 13),
+    ("RLIMIT_RTPRIO", 14),
+    ("RLIMIT_RTTIME", 15),
+];
+
+/// Cgroup files reported when they exist (v1 hybrid and v2 names).
+const CGROUP_FILES: &[&str] = &[
+    "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes",
+    "/sys/fs/cgroup/pids/pids.max",
+    "/sys/fs/cgroup/cpu/cpu.shares",
+    "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+    "/sys/fs/cgroup/cpu/cpu.cfs_period_us",
+    "/sys/fs/cgroup/memory.max",
+    "/sys/fs/cgroup/pids.max",
+    "/sys/fs/cgroup/cpu.weight",
+    "/sys/fs/cgroup/cpu.max",
+];
+
+fn rlim(v: libc::rlim_t) -> String {
+    if v == libc::RLIM_INFINITY {
+        "\"unlimited\"".into()
+    } else {
+        v.to_string()
+    }
+}
+
+fn tty_info() -> Obj {
+    let mut o = Obj::new();
+    for fd in 0..3 {
+        let is = unsafe { libc::isatty(fd) } == 1;
+        o.raw(&format!("isatty{fd}"), is.to_string());
+    }
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    if unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } == 0 {
+        o.n("rows", ws.ws_row).n("cols", ws.ws_col);
+    } else {
+        o.raw("rows", "null".into()).raw("cols", "null".into());
+    }
+    o.opt_s("ttyname", readlink("/proc/self/fd/0"));
+    o
+}
+
+fn report(args: &[String]) -> ! {
+    let mut sysctls = Vec::new();
+    let mut cg_files: Vec<String> = CGROUP_FILES.iter().map(|s| s.to_string()).collect();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--sysctl" => sysctls.push(it.next().cloned().unwrap_or_else(|| die("--sysctl NAME"))),
+            "--cgroup-file" => cg_files.push(
+                it.next()
+                    .cloned()
+                    .unwrap_or_else(|| die("--cgroup-file PATH")),
+            ),
+            _ => die(&format!("unknown argument {a}")),
+        }
+    }
+    if let Ok(v) = std::env::var("PROBE_SYSCTLS") {
+        sysctls.extend(v.split(',').filter(|s| !s.is_empty()).map(String::from));
+    }
+
+    let mut o = Obj::new();
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    unsafe { libc::uname(&mut u) };
+    o.s("hostname", &c_chars(&u.nodename));
+    o.s("domainname", &c_chars(&u.domainname));
+    unsafe {
+        o.n("pid", libc::getpid())
+            .n("ppid", libc::getppid())
+            .n("uid", libc::getuid())
+            .n("gid", libc::getgid())
+            .n("euid", libc::geteuid())
+            .n("egid", libc::getegid());
+    }
+    let mut groups = vec![0 as libc::gid_t; 256];
+    let n = unsafe { libc::getgroups(groups.len() as i32, groups.as_mut_ptr()) };
+    groups.truncate(n.max(0) as usize);
+    o.raw("groups", arr(groups.iter().map(|g| g.to_string())));
+    let m = unsafe { libc::umask(0) };
+    unsafe { libc::umask(m) };
+    o.s("umask", &format!("{:04o}", m));
+    o.opt_s(
+        "cwd",
+        std::env::current_dir()
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned()),
+    );
+    o.raw(
+        "env",
+        arr(std::env::vars_os()
+            .map(|(k, v)| q(&format!("{}={}", k.to_string_lossy(), v.to_string_lossy())))),
+    );
+
+    // /proc/self/status: capabilities, NoNewPrivs, Seccomp.
+    let status = read_str("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status.lines().find_map(|l| {
+            l.strip_prefix(name)
+                .map(|r| r.trim_start_matches(':').trim().to_string())
+        })
+    };
+    let mut caps = Obj::new();
+    for k in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        caps.opt_s(k, field(k));
+    }
+    o.raw("caps", caps.build());
+    o.raw(
+        "no_new_privs",
+        field("NoNewPrivs").unwrap_or_else(|| "null".into()),
+    );
+    o.raw("seccomp", field("Seccomp").unwrap_or_else(|| "null".into()));
+
+    let mut rl = Obj::new();
+    for (name, res) in RLIMITS {
+        let mut r: libc::rlimit = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrlimit(*res as _, &mut r) } == 0 {
+            rl.raw(
+                name,
+                format!(
+                    "{{\"soft\":{},\"hard\":{}}}",
+                    rlim(r.rlim_cur),
+                    rlim(r.rlim_max)
+                ),
+            );
+        }
+    }
+    o.raw("rlimits", rl.build());
+    o.raw(
+        "oom_score_adj",
+        read_str("/proc/self/oom_score_adj")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|| "null".into()),
+    );
+    o.n("personality", unsafe { libc::personality(0xffff_ffff) });
+    let pol = unsafe { libc::sched_getscheduler(0) };
+    let mut sp: libc::sched_param = unsafe { std::mem::zeroed() };
+    unsafe { libc::sched_getparam(0, &mut sp) };
+    // getpriority can legitimately return -1; clear errno first.
+    unsafe { *libc::__errno_location() = 0 };
+    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    o.raw(
+        "sched",
+        format!(
+            "{{\"policy\":{},\"priority\":{},\"nice\":{}}}",
+            pol, sp.sched_priority, nice
+        ),
+    );
+    let iop = unsafe { libc::syscall(libc::SYS_ioprio_get, 1, 0) };
+    o.raw(
+        "ioprio",
+        format!(
+            "{{\"raw\":{},\"class\":{},\"level\":{}}}",
+            iop,
+            if iop >= 0 { iop >> 13 } else { -1 },
+            if iop >= 0 { iop & 0x1fff } else { -1 }
+        ),
+    );
+
+    let mut ns = Obj::new();
+    for n in ["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"] {
+        ns.opt_s(n, readlink(&format!("/proc/self/ns/{n}")));
+    }
+    o.raw("ns", ns.build());
+    let lines = |s: Option<String>| match s {
+        Some(s) => arr(s.lines().map(q)),
+        None => "null".into(),
+    };
+    o.raw("uid_map", lines(read_str("/proc/self/uid_map")));
+    o.raw("gid_map", lines(read_str("/proc/self/gid_map")));
+    o.raw("cgroup", lines(read_str("/proc/self/cgroup")));
+    let mut cg = Obj::new();
+    for f in &cg_files {
+        if let Some(v) = read_str(f) {
+            cg.s(f, v.trim());
+        }
+    }
+    o.raw("cgroup_files", cg.build());
+    o.raw("mountinfo", lines(read_str("/proc/self/mountinfo")));
+
+    let mut fds = Obj::new();
+    if let Ok(rd) = fs::read_dir("/proc/self/fd") {
+        let mut v: Vec<(i32, String)> = rd
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+            .map(|fd: i32| {
+                (
+                    fd,
+                    readlink(&format!("/proc/self/fd/{fd}")).unwrap_or_default(),
+                )
+            })
+            .collect();
+        v.sort();
+        for (fd, t) in v {
+            fds.s(&fd.to_string(), &t);
+        }
+    }
+    o.raw("fds", fds.build());
+
+    let mut sc = Obj::new();
+    for s in &sysctls {
+        let p = format!("/proc/sys/{}", s.replace('.', "/"));
+        sc.opt_s(s, read_str(&p).map(|v| v.trim().to_string()));
+    }
+    o.raw("sysctl", sc.build());
+    o.opt_s(
+        "apparmor",
+        read_str("/proc/self/attr/current").map(|s| s.trim_end_matches(['\n', '\0']).to_string()),
+    );
+    o.raw("tty", tty_info().build());
+    out(&o, 0)
+}
+
+fn arg<'a>(args: &'a [String], i: usize, usage: &str) -> &'a str {
+    args.get(i)
+        .map(String::as_str)
+        .unwrap_or_else(|| die(usage))
+}
+
+fn do_syscall(name: &str) -> Result<Obj, i32> {
+    let tmp = cstr("/tmp/.probe-syscall-dir");
+    let r: libc::c_long = unsafe {
+        match name {
+            "mkdir" => {
+                let r = libc::syscall(libc::SYS_mkdirat, libc::AT_FDCWD, tmp.as_ptr(), 0o755);
+                if r == 0 {
+                    libc::rmdir(tmp.as_ptr());
+                }
+                r
+            }
+            "unshare" => libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUTS),
+            "ptrace" => libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0),
+            "getpid" => libc::syscall(libc::SYS_getpid),
+            "mount" => libc::syscall(
+                libc::SYS_mount,
+                cstr("none").as_ptr(),
+                cstr("/tmp").as_ptr(),
+                cstr("tmpfs").as_ptr(),
+                0,
+                0,
+            ),
+            "sethostname" => libc::syscall(libc::SYS_sethostname, cstr("probe").as_ptr(), 5),
+            "chroot" => libc::syscall(libc::SYS_chroot, cstr("/").as_ptr()),
+            "keyctl" => libc::syscall(libc::SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3, 0),
+            "setuid" => libc::syscall(libc::SYS_setuid, 0),
+            _ => die(&format!("unknown syscall {name}")),
+        }
+    };
+    if r < 0 {
+        Err(errno())
+    } else {
+        let mut o = Obj::new();
+        o.n("ret", r);
+        Ok(o)
+    }
+}
+
+fn fork_bomb(max: usize) -> ! {
+    let mut kids = Vec::new();
+    let mut err = 0;
+    while kids.len() < max {
+        let p = unsafe { libc::fork() };
+        if p == 0 {
+            loop {
+                unsafe { libc::pause() };
+            }
+        }
+        if p < 0 {
+            err = errno();
+            break;
+        }
+        kids.push(p);
+    }
+    for &k in &kids {
+        unsafe { libc::kill(k, libc::SIGKILL) };
+    }
+    for &k in &kids {
+        unsafe { libc::waitpid(k, std::ptr::null_mut(), 0) };
+    }
+    let mut o = Obj::new();
+    o.raw("ok", (err == 0).to_string())
+        .n("forked", kids.len())
+        .n("errno", err);
+    if err != 0 {
+        o.s("error", &strerror(err));
+    }
+    out(&o, if err == 0 { 0 } else { 1 })
+}
+
+fn stat_obj(p: &str) -> Result<Obj, i32> {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::lstat(cstr(p).as_ptr(), &mut st) } != 0 {
+        return Err(errno());
+    }
+    let kind = match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG => "file",
+        libc::S_IFDIR => "dir",
+        libc::S_IFLNK => "symlink",
+        libc::S_IFCHR => "char",
+        libc::S_IFBLK => "block",
+        libc::S_IFIFO => "fifo",
+        libc::S_IFSOCK => "socket",
+        _ => "other",
+    };
+    let mut o = Obj::new();
+    o.s("type", kind)
+        .s("mode", &format!("{:04o}", st.st_mode & 0o7777))
+        .n("uid", st.st_uid)
+        .n("gid", st.st_gid)
+        .n("major", libc::major(st.st_rdev))
+        .n("minor", libc::minor(st.st_rdev))
+        .n("size", st.st_size);
+    if kind == "symlink" {
+        o.opt_s("target", readlink(p));
+    }
+    Ok(o)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let sub = args.get(1).map(String::as_str).unwrap_or("");
+    if sub.is_empty() || sub.starts_with("--") {
+        report(&args[1..]);
+    }
+    let r = match sub {
+        "report" => report(&args[2..]),
+        "read" => fs::read(arg(&args, 2, "read PATH"))
+            .map(|b| {
+                let mut o = Obj::new();
+                o.s("data", &String::from_utf8_lossy(&b));
+                o
+            })
+            .map_err(io_err),
+        "write" => fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(arg(&args, 2, "write PATH DATA"))
+            .and_then(|mut f| f.write_all(arg(&args, 3, "write PATH DATA").as_bytes()))
+            .map(|_| Obj::new())
+            .map_err(io_err),
+        "open-write" => {
+            let fd = unsafe {
+                libc::open(
+                    cstr(arg(&args, 2, "open-write PATH")).as_ptr(),
+                    libc::O_WRONLY | libc::O_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                Err(errno())
+            } else {
+                unsafe { libc::close(fd) };
+                Ok(Obj::new())
+            }
+        }
+        "mkdir" => fs::create_dir(arg(&args, 2, "mkdir PATH"))
+            .map(|_| Obj::new())
+            .map_err(io_err),
+        "stat" => stat_obj(arg(&args, 2, "stat PATH")),
+        "ls" => fs::read_dir(arg(&args, 2, "ls PATH"))
+            .map(|rd| {
+                let mut v: Vec<String> = rd
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                v.sort();
+                let mut o = Obj::new();
+                o.raw("entries", arr(v.iter().map(|s| q(s))));
+                o
+            })
+            .map_err(io_err),
+        "ptrace-attach" => {
+            let pid: libc::pid_t = arg(&args, 2, "ptrace-attach PID")
+                .parse()
+                .unwrap_or_else(|_| die("PID must be a number"));
+            let r = unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0) };
+            if r < 0 {
+                Err(errno())
+            } else {
+                unsafe {
+                    libc::waitpid(pid, std::ptr::null_mut(), libc::__WALL);
+                    libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0);
+                }
+                Ok(Obj::new())
+            }
+        }
+        "exit" => {
+            let n: i32 = arg(&args, 2, "exit N")
+                .parse()
+                .unwrap_or_else(|_| die("N must be a number"));
+            std::process::exit(n)
+        }
+        "sleep" => {
+            let s: u64 = arg(&args, 2, "sleep SECS")
+                .parse()
+                .unwrap_or_else(|_| die("SECS must be a number"));
+            std::thread::sleep(std::time::Duration::from_secs(s));
+            Ok(Obj::new())
+        }
+        "fork-bomb" => fork_bomb(args.get(2).and_then(|s| s.parse().ok()).unwrap_or(4096)),
+        "alloc" => {
+            let mib: usize = arg(&args, 2, "alloc MIB")
+                .parse()
+                .unwrap_or_else(|_| die("MIB must be a number"));
+            let len = mib << 20;
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                Err(errno())
+            } else {
+                let b = p as *mut u8;
+                let mut i = 0;
+                while i < len {
+                    unsafe { std::ptr::write_volatile(b.add(i), 1) };
+                    i += 4096;
+                }
+                let mut o = Obj::new();
+                o.n("mib", mib);
+                Ok(o)
+            }
+        }
+        "syscall" => do_syscall(arg(&args, 2, "syscall NAME")),
+        "tty" => Ok(tty_info()),
+        _ => die(&format!("unknown subcommand {sub}")),
+    };
+    finish(r)
+}
