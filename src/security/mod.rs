@@ -84,3 +84,70 @@ pub fn apply_io_priority(_p: &LinuxIOPriority) -> Result<()> {
 pub fn apply_personality(_p: &LinuxPersonality) -> Result<()> {
     anyhow::bail!("personality is not implemented yet")
 }
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    const CHILD_ENV: &str = "HUSK_SECURITY_TEST_CHILD";
+
+    /// Whether the tests run as root (root tests print a skip reason otherwise).
+    pub fn is_root() -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
+    /// Run `f` in a child process (process-state changes stay there) and assert it succeeded.
+    ///
+    /// `test` is the test's path as libtest names it (`module_path!()` + "::" + fn name). Forking
+    /// the multi-threaded test harness directly can deadlock the child on a lock another test
+    /// thread held (backtrace capture, stderr), so the parent re-executes the test binary for
+    /// just this test; that process, which runs nothing else, forks a single-threaded child that
+    /// runs `f`.
+    pub fn in_child(test: &str, f: impl FnOnce() -> anyhow::Result<()>) {
+        let test = test.strip_prefix("husk::").unwrap_or(test);
+        if std::env::var(CHILD_ENV).as_deref() != Ok(test) {
+            let exe = std::env::current_exe().expect("current_exe");
+            let out = std::process::Command::new(exe)
+                .args([test, "--exact", "--nocapture", "--test-threads=1"])
+                .env(CHILD_ENV, test)
+                .output()
+                .expect("re-executing the test binary");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() && text.contains("1 passed"),
+                "child run of {test} failed:\n{text}"
+            );
+            if text.contains("skipping") {
+                eprintln!(
+                    "{}",
+                    text.lines()
+                        .filter(|l| l.contains("skipping"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+            }
+            return;
+        }
+        use nix::sys::wait::{waitpid, WaitStatus};
+        use nix::unistd::{fork, ForkResult};
+        // SAFETY: this process runs only this test (the harness's main thread is blocked waiting
+        // for it), so no other thread holds a lock the child could need; the child runs `f` and
+        // _exit()s without returning into the harness.
+        match unsafe { fork() }.expect("fork") {
+            ForkResult::Child => {
+                let code = match f() {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!("child ({test}) failed: {e:#}");
+                        1
+                    }
+                };
+                // SAFETY: terminating the forked child without running the parent's atexit code.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => {
+                let st = waitpid(child, None).expect("waitpid");
+                assert_eq!(st, WaitStatus::Exited(child, 0), "child ({test}) failed");
+            }
+        }
+    }
+}
