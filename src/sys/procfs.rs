@@ -53,6 +53,8 @@ fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
+// f_type/st_ino types differ between architectures: keep the casts.
+#[allow(clippy::unnecessary_cast)]
 fn fstatfs_magic(fd: RawFd) -> io::Result<i64> {
     let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
     // SAFETY: `st` is a valid out buffer of the right type for fstatfs.
@@ -61,6 +63,7 @@ fn fstatfs_magic(fd: RawFd) -> io::Result<i64> {
     Ok(unsafe { st.assume_init() }.f_type as i64)
 }
 
+#[allow(clippy::unnecessary_cast)]
 fn is_proc(fd: RawFd) -> io::Result<bool> {
     Ok(fstatfs_magic(fd)? == libc::PROC_SUPER_MAGIC as i64)
 }
@@ -101,6 +104,7 @@ impl ProcRoot {
     }
 
     /// The procfs mounted at `path` (normally `/proc`), verified to be the root of a procfs.
+    #[allow(clippy::unnecessary_cast)]
     pub fn at(path: &str) -> io::Result<ProcRoot> {
         let c = std::ffi::CString::new(path).map_err(|_| io::ErrorKind::InvalidInput)?;
         // SAFETY: c is NUL-terminated; the flags make a close-on-exec O_PATH directory fd.
