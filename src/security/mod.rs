@@ -10,12 +10,15 @@ use oci_spec::runtime::{
     User,
 };
 
+mod attrs;
+pub mod caps;
+pub mod lsm;
 pub mod seccomp;
 #[rustfmt::skip]
 mod syscall_table;
+mod user;
 
 /// Print a runc-style (logrus text format) warning on stderr.
-#[allow(dead_code)] // used by the capability code
 pub(crate) fn warn(msg: &str) {
     eprintln!("level=warning msg={msg:?}");
 }
@@ -40,49 +43,57 @@ pub fn seccomp_install(p: &SeccompProgram) -> Result<()> {
 }
 
 /// `process.rlimits`.
-pub fn apply_rlimits(_r: &[PosixRlimit]) -> Result<()> {
-    anyhow::bail!("rlimits are not implemented yet")
+pub fn apply_rlimits(r: &[PosixRlimit]) -> Result<()> {
+    attrs::rlimits(r)
 }
 
 /// `process.user`: umask, additional groups, gid, uid — keeping capabilities across the switch so
 /// that `apply_capabilities` can set them afterwards.
-pub fn switch_user(_u: &User, _in_userns: bool) -> Result<()> {
-    anyhow::bail!("user switch is not implemented yet")
+///
+/// Sets the umask (`user.umask`, default 0o022), PR_SET_KEEPCAPS, the supplementary groups
+/// (always, an empty list included, unless in a user namespace whose setgroups is "deny"), then
+/// setresgid and setresuid. Call `apply_capabilities` afterwards.
+pub fn switch_user(u: &User, in_userns: bool) -> Result<()> {
+    user::switch(u, in_userns)
 }
 
 /// `process.capabilities` (after `switch_user`): bounding, effective, permitted, inheritable, ambient.
-pub fn apply_capabilities(_c: Option<&LinuxCapabilities>) -> Result<()> {
-    anyhow::bail!("capabilities are not implemented yet")
+///
+/// Sets exactly what is listed (`None`: every set empty; inheritable and ambient are empty unless
+/// listed). Capabilities the kernel does not know are skipped with a warning, as in runc.
+pub fn apply_capabilities(c: Option<&LinuxCapabilities>) -> Result<()> {
+    caps::apply(c)
 }
 
 /// `process.noNewPrivileges`.
 pub fn set_no_new_privs() -> Result<()> {
-    anyhow::bail!("no_new_privs is not implemented yet")
+    attrs::no_new_privs()
 }
 
-/// `process.apparmorProfile` (effective at exec). Errors if the host has no AppArmor.
-pub fn apply_apparmor(_profile: &str) -> Result<()> {
-    anyhow::bail!("apparmor is not implemented yet")
+/// `process.apparmorProfile` (effective at exec). Like runc, ignored with a warning when the host
+/// has AppArmor disabled.
+pub fn apply_apparmor(profile: &str) -> Result<()> {
+    lsm::apparmor(profile)
 }
 
 /// `process.selinuxLabel` (effective at exec). Errors if the host has no SELinux.
-pub fn apply_selinux_label(_label: &str) -> Result<()> {
-    anyhow::bail!("selinux is not implemented yet")
+pub fn apply_selinux_label(label: &str) -> Result<()> {
+    lsm::selinux(label)
 }
 
 /// `process.scheduler`.
-pub fn apply_scheduler(_s: &Scheduler) -> Result<()> {
-    anyhow::bail!("scheduler is not implemented yet")
+pub fn apply_scheduler(s: &Scheduler) -> Result<()> {
+    attrs::scheduler(s)
 }
 
 /// `process.ioPriority`.
-pub fn apply_io_priority(_p: &LinuxIOPriority) -> Result<()> {
-    anyhow::bail!("ioPriority is not implemented yet")
+pub fn apply_io_priority(p: &LinuxIOPriority) -> Result<()> {
+    attrs::io_priority(p)
 }
 
 /// `linux.personality`.
-pub fn apply_personality(_p: &LinuxPersonality) -> Result<()> {
-    anyhow::bail!("personality is not implemented yet")
+pub fn apply_personality(p: &LinuxPersonality) -> Result<()> {
+    attrs::personality(p)
 }
 
 #[cfg(test)]
