@@ -18,6 +18,9 @@ pub mod seccomp;
 mod syscall_table;
 mod user;
 
+#[cfg(test)]
+mod tests;
+
 /// Print a runc-style (logrus text format) warning on stderr.
 pub(crate) fn warn(msg: &str) {
     eprintln!("level=warning msg={msg:?}");
