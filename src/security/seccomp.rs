@@ -510,7 +510,11 @@ impl Asm {
                 Ins::And(k) => v.push(sf(BPF_ALU_AND_K, 0, 0, k)),
                 Ins::Ret(k) => v.push(sf(BPF_RET_K, 0, 0, k)),
                 Ins::Ja(l) => v.push(sf(BPF_JMP_JA, 0, 0, rel(l) as u32)),
-                Ins::J { code, k, t, f } => v.push(sf(code, rel(t) as u8, rel(f) as u8, k)),
+                Ins::J { code, k, t, f } => {
+                    let short =
+                        |d: usize| u8::try_from(d).expect("far jump left without a trampoline");
+                    v.push(sf(code, short(rel(t)), short(rel(f)), k))
+                }
             }
         }
         v
@@ -950,6 +954,57 @@ mod tests {
         }
     }
 
+    /// Long rule chains push jump targets beyond 255 instructions: trampolines must be used and
+    /// every path must still reach the right action.
+    #[test]
+    fn far_jumps_use_trampolines() {
+        let names: Vec<&str> = syscall_table::X86_64
+            .iter()
+            .take(30)
+            .map(|(n, _)| *n)
+            .collect();
+        let mut rules = Vec::new();
+        for (k, name) in names.iter().enumerate() {
+            let k = k as u64;
+            let args: Vec<_> = (0..6)
+                .map(|i| json!({"index": i, "value": k + i + 1, "op": "SCMP_CMP_EQ"}))
+                .collect();
+            rules.push(json!({"names": [name], "action": "SCMP_ACT_ERRNO",
+                              "errnoRet": k + 1, "args": args}));
+            rules.push(
+                json!({"names": [name], "action": "SCMP_ACT_ERRNO", "errnoRet": 100 + k,
+                              "args": [{"index": 0, "value": 1000 + k, "op": "SCMP_CMP_EQ"}]}),
+            );
+        }
+        let p = compile_json(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+            "syscalls": rules
+        }))
+        .unwrap();
+        assert!(p.insns.len() > 1000, "{}", p.insns.len());
+        assert!(
+            p.insns.iter().any(|i| i.code == BPF_JMP_JA),
+            "no trampolines"
+        );
+        for (k, name) in names.iter().enumerate() {
+            let k = k as u64;
+            for abi in [Abi::X86_64, Abi::I386] {
+                let Some(n) = abi.lookup(name) else { continue };
+                let arch = abi.audit_arch();
+                let all: [u64; 6] = std::array::from_fn(|i| k + i as u64 + 1);
+                assert_eq!(run(&p, n, arch, all), RET_ERRNO | (k as u32 + 1), "{name}");
+                let mut almost = all;
+                almost[5] += 1;
+                assert_eq!(run(&p, n, arch, almost), RET_ALLOW, "{name}");
+                assert_eq!(
+                    run(&p, n, arch, [1000 + k, 0, 0, 0, 0, 0]),
+                    RET_ERRNO | (100 + k as u32)
+                );
+            }
+        }
+    }
+
     /// A Docker-default-like profile: every x86_64/x86/x32 syscall name allowed, a few with
     /// argument rules, must stay well under the kernel's limit and far jumps must be correct.
     #[test]
@@ -977,6 +1032,7 @@ mod tests {
         .unwrap();
         eprintln!("docker-like profile: {} instructions", p.insns.len());
         assert!(p.insns.len() < 1500, "{} instructions", p.insns.len());
+
         // With all-zero arguments the personality(0) and clone(flags 0) rules allow.
         for (name, n) in syscall_table::X86_64 {
             let want = match *name {
