@@ -128,6 +128,11 @@ impl Abi {
         matches!(self, Abi::X32 | Abi::I386)
     }
 
+    /// Every syscall name this ABI has.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        self.table().iter().map(|(n, _)| *n)
+    }
+
     /// Number of `name` in this ABI, or None if the ABI has no such syscall.
     pub fn lookup(self, name: &str) -> Option<u32> {
         let t = self.table();
@@ -673,7 +678,7 @@ pub fn install(p: &Program) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
@@ -954,10 +959,8 @@ mod tests {
         }
     }
 
-    /// Long rule chains push jump targets beyond 255 instructions: trampolines must be used and
-    /// every path must still reach the right action.
-    #[test]
-    fn far_jumps_use_trampolines() {
+    /// 30 syscalls, each with a 6-argument rule (errno k+1) and a 1-argument rule (errno 100+k).
+    pub(crate) fn far_jump_profile() -> (Vec<&'static str>, serde_json::Value) {
         let names: Vec<&str> = syscall_table::X86_64
             .iter()
             .take(30)
@@ -976,12 +979,20 @@ mod tests {
                               "args": [{"index": 0, "value": 1000 + k, "op": "SCMP_CMP_EQ"}]}),
             );
         }
-        let p = compile_json(json!({
+        let v = json!({
             "defaultAction": "SCMP_ACT_ALLOW",
             "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
             "syscalls": rules
-        }))
-        .unwrap();
+        });
+        (names, v)
+    }
+
+    /// Long rule chains push jump targets beyond 255 instructions: trampolines must be used and
+    /// every path must still reach the right action.
+    #[test]
+    fn far_jumps_use_trampolines() {
+        let (names, v) = far_jump_profile();
+        let p = compile_json(v).unwrap();
         assert!(p.insns.len() > 1000, "{}", p.insns.len());
         assert!(
             p.insns.iter().any(|i| i.code == BPF_JMP_JA),

@@ -310,3 +310,56 @@ fn lsm_labels_follow_host_support() {
         },
     );
 }
+
+/// The kernel accepts our larger programs (including trampolines) and a real program still runs
+/// under a Docker-like allow-list.
+#[test]
+fn kernel_accepts_large_programs() {
+    if !cfg!(target_arch = "x86_64") {
+        eprintln!("skipping kernel_accepts_large_programs: x86_64 only");
+        return;
+    }
+    in_child(
+        concat!(module_path!(), "::kernel_accepts_large_programs"),
+        || {
+            let (names, far) = seccomp::tests::far_jump_profile();
+            let far = seccomp_compile(&spec(far))?;
+            let mut allow: Vec<&str> = seccomp::Abi::X86_64
+                .names()
+                .filter(|n| !["mkdir", "mkdirat", "clone3"].contains(n))
+                .collect();
+            allow.sort();
+            let docker = seccomp_compile(&spec(json!({
+                "defaultAction": "SCMP_ACT_ERRNO",
+                "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+                "syscalls": [{"names": allow, "action": "SCMP_ACT_ALLOW"},
+                             {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]
+            })))?;
+            let dir = tempfile::tempdir()?; // before mkdir is denied
+            set_no_new_privs()?;
+            seccomp_install(&docker)?;
+            seccomp_install(&far)?;
+            // The far-jump filter: the 1-argument rule of the k-th syscall gives errno 100+k.
+            let k = names
+                .iter()
+                .position(|n| *n == "access")
+                .context("access")?;
+            let r = unsafe {
+                // SAFETY: access() with an invalid pointer value; the filter answers first.
+                libc::syscall(libc::SYS_access, 1000 + k as u64, 0)
+            };
+            let e = std::io::Error::last_os_error();
+            ensure!(
+                r == -1 && e.raw_os_error() == Some(100 + k as i32),
+                "access: {e}"
+            );
+            let e = std::fs::create_dir(dir.path().join("d")).unwrap_err();
+            ensure!(e.raw_os_error() == Some(libc::EPERM), "mkdir gave {e}");
+            let st = std::process::Command::new("/bin/sh")
+                .args(["-c", "echo hi > /dev/null; exit 7"])
+                .status()?;
+            ensure!(st.code() == Some(7), "sh exited with {st}");
+            Ok(())
+        },
+    );
+}
