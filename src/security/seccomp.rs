@@ -192,6 +192,8 @@ struct Cond {
     op: CmpOp,
     value: u64,
     value_two: u64,
+    /// Compare all 64 bits; false for 32-bit ABIs, where only the low word is compared.
+    wide: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -295,6 +297,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program> {
                 op,
                 value: a.value(),
                 value_two: a.value_two().unwrap_or(0),
+                wide: true,
             });
         }
         let names = sc.names().iter().map(String::as_str).collect();
@@ -386,6 +389,7 @@ fn abi_segments(
                 for c in &mut r.conds {
                     c.value &= 0xffff_ffff;
                     c.value_two &= 0xffff_ffff;
+                    c.wide = false;
                 }
             }
             rules.push(r);
@@ -610,10 +614,12 @@ fn cond(a: &mut Asm, c: &Cond, ok: Label, fail: Label) {
             } else {
                 (fail, ok)
             };
-            let lo = a.label();
-            a.push(Ins::Ld(arg_off(c.index, true)));
-            a.push(j(BPF_JEQ_K, vhi, lo, f));
-            a.mark(lo);
+            if c.wide {
+                let lo = a.label();
+                a.push(Ins::Ld(arg_off(c.index, true)));
+                a.push(j(BPF_JEQ_K, vhi, lo, f));
+                a.mark(lo);
+            }
             a.push(Ins::Ld(arg_off(c.index, false)));
             a.push(j(BPF_JEQ_K, vlo, t, f));
         }
@@ -625,23 +631,27 @@ fn cond(a: &mut Asm, c: &Cond, ok: Label, fail: Label) {
                 CmpOp::Lt => (false, fail, ok),
                 _ => (true, fail, ok),
             };
-            let (eqhi, lo) = (a.label(), a.label());
-            a.push(Ins::Ld(arg_off(c.index, true)));
-            a.push(j(BPF_JGT_K, vhi, t, eqhi));
-            a.mark(eqhi);
-            a.push(j(BPF_JEQ_K, vhi, lo, f));
-            a.mark(lo);
+            if c.wide {
+                let (eqhi, lo) = (a.label(), a.label());
+                a.push(Ins::Ld(arg_off(c.index, true)));
+                a.push(j(BPF_JGT_K, vhi, t, eqhi));
+                a.mark(eqhi);
+                a.push(j(BPF_JEQ_K, vhi, lo, f));
+                a.mark(lo);
+            }
             a.push(Ins::Ld(arg_off(c.index, false)));
             a.push(j(if strict { BPF_JGT_K } else { BPF_JGE_K }, vlo, t, f));
         }
         CmpOp::MaskedEq => {
             let (mhi, mlo) = ((c.value >> 32) as u32, c.value as u32);
             let (dhi, dlo) = ((c.value_two >> 32) as u32, c.value_two as u32);
-            let lo = a.label();
-            a.push(Ins::Ld(arg_off(c.index, true)));
-            a.push(Ins::And(mhi));
-            a.push(j(BPF_JEQ_K, dhi, lo, fail));
-            a.mark(lo);
+            if c.wide {
+                let lo = a.label();
+                a.push(Ins::Ld(arg_off(c.index, true)));
+                a.push(Ins::And(mhi));
+                a.push(j(BPF_JEQ_K, dhi, lo, fail));
+                a.mark(lo);
+            }
             a.push(Ins::Ld(arg_off(c.index, false)));
             a.push(Ins::And(mlo));
             a.push(j(BPF_JEQ_K, dlo, ok, fail));
@@ -1072,11 +1082,16 @@ pub(crate) mod tests {
             run(&p, clone, X, [0x1000_0000, 0, 0, 0, 0, 0]),
             RET_ERRNO | 1
         );
-        // i386 compares 32-bit args only.
+        // i386 compares 32-bit args only (the high word is ignored, as libseccomp does)...
         let pers32 = nr(Abi::I386, "personality");
+        let i386 = |a0: u64| run(&p, pers32, AUDIT_ARCH_I386, [a0, 0, 0, 0, 0, 0]);
+        assert_eq!(i386(0xffff_ffff), RET_ALLOW);
+        assert_eq!(i386(0x5_0000_0008), RET_ALLOW);
+        assert_eq!(i386(9), RET_ERRNO | 1);
+        // ...while x86_64 compares all 64 bits.
         assert_eq!(
-            run(&p, pers32, AUDIT_ARCH_I386, [0xffff_ffff, 0, 0, 0, 0, 0]),
-            RET_ALLOW
+            run(&p, pers, X, [0x5_0000_0008, 0, 0, 0, 0, 0]),
+            RET_ERRNO | 1
         );
         // Newer than anything listed: ENOSYS.
         assert_eq!(run(&p, 1000, X, NOARGS), RET_ERRNO | 38);
