@@ -192,9 +192,19 @@ pub fn apply(c: Option<&LinuxCapabilities>) -> Result<()> {
         }
         for cap in 0..=last {
             if bounding & (1 << cap) == 0 {
-                prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0).with_context(|| {
-                    format!("process.capabilities.bounding: dropping capability {cap}")
-                })?;
+                match prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0) {
+                    Ok(_) => {}
+                    // Without CAP_SETPCAP, a capability already out of the set is fine.
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EPERM)
+                            && prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0).ok()
+                                == Some(0) => {}
+                    Err(e) => {
+                        return Err(e).with_context(|| {
+                            format!("process.capabilities.bounding: dropping capability {cap}")
+                        })
+                    }
+                }
             }
         }
     }
@@ -234,4 +244,30 @@ pub fn apply(c: Option<&LinuxCapabilities>) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_cap_matches_the_kernel() {
+        let want: u8 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(last_cap(), want);
+    }
+
+    #[test]
+    fn oci_names_map_to_the_same_caps() {
+        for (name, idx) in [("CAP_CHOWN", 0), ("CAP_KILL", 5), ("CAP_SYS_ADMIN", 21)] {
+            let c: C = serde_json::from_value(serde_json::json!(name)).unwrap();
+            assert_eq!(to_caps(c).index(), idx);
+            assert_eq!(to_caps(c).to_string(), name);
+        }
+        let c: C = serde_json::from_value(serde_json::json!("CAP_CHECKPOINT_RESTORE")).unwrap();
+        assert_eq!(to_caps(c).index(), 40);
+    }
 }
