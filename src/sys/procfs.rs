@@ -245,6 +245,26 @@ pub fn read_proc_file(rel: &str) -> Result<Vec<u8>> {
     root()?.read(rel)
 }
 
+/// The procfs path of a `linux.sysctl` key: `net.ipv4.ip_forward` -> `sys/net/ipv4/ip_forward`.
+/// As in sysctl(8), `.` and `/` swap roles, so `net.ipv4.conf.eth0/1.rp_filter` names the
+/// interface `eth0.1`.
+pub fn sysctl_path(key: &str) -> String {
+    let mut p = String::with_capacity(4 + key.len());
+    p.push_str("sys/");
+    p.extend(key.chars().map(|c| match c {
+        '.' => '/',
+        '/' => '.',
+        c => c,
+    }));
+    p
+}
+
+/// Write a `linux.sysctl` entry through the hardened procfs root.
+pub fn write_sysctl(key: &str, value: &str) -> Result<()> {
+    write_proc_file(&sysctl_path(key), value.as_bytes())
+        .with_context(|| format!("linux.sysctl[{key:?}]"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +284,24 @@ mod tests {
             .read("self/stat")
             .unwrap()
             .starts_with(std::process::id().to_string().as_bytes()));
+    }
+
+    #[test]
+    fn sysctl_paths() {
+        assert_eq!(
+            sysctl_path("net.ipv4.ip_forward"),
+            "sys/net/ipv4/ip_forward"
+        );
+        assert_eq!(
+            sysctl_path("net.ipv4.conf.eth0/1.rp_filter"),
+            "sys/net/ipv4/conf/eth0.1/rp_filter"
+        );
+        let v = read_proc_file(&sysctl_path("kernel.ostype")).unwrap();
+        assert_eq!(v, b"Linux\n");
+        // ".." cannot be smuggled in through a key ("//" becomes "..").
+        assert_eq!(sysctl_path("kernel.//.ostype"), "sys/kernel/../ostype");
+        let e = write_sysctl("kernel.//.ostype", "x").unwrap_err();
+        assert!(format!("{e:#}").contains("invalid procfs path"), "{e:#}");
     }
 
     #[test]
