@@ -17,8 +17,6 @@
 //! x86_64 and x32 share AUDIT_ARCH_X86_64; x32 numbers carry bit 30, so both live in one search
 //! tree over the 32-bit number space. Jumps farther than 255 instructions get `ja` trampolines.
 
-use std::collections::BTreeMap;
-
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
@@ -367,45 +365,55 @@ fn abi_segments(
     segs: &mut Vec<(u32, Body)>,
 ) {
     let (lo, hi) = abi.domain();
-    let mut per_nr: BTreeMap<u32, Vec<Rule>> = BTreeMap::new();
+    // (number, rule index) pairs; sorting them groups a syscall's rules in spec order.
+    let mut hits: Vec<(u32, usize)> = Vec::with_capacity(512);
     let mut max_nr: Option<u32> = None;
-    for (names, rule) in parsed {
+    for (ri, (names, rule)) in parsed.iter().enumerate() {
         for name in names {
             // Unknown names are skipped, as libseccomp/runc do for syscalls this arch lacks.
             let Some(nr) = abi.lookup(name) else { continue };
             max_nr = Some(max_nr.map_or(nr, |m| m.max(nr)));
             // A rule whose action is the default changes nothing (runc drops it too); keeping
             // it would wrongly shadow later rules of the same syscall.
-            if rule.action == default {
-                continue;
+            if rule.action != default {
+                hits.push((nr, ri));
             }
-            let rules = per_nr.entry(nr).or_default();
-            // After an unconditional rule nothing else for this syscall can match.
-            if rules.last().is_some_and(|r| r.conds.is_empty()) {
-                continue;
-            }
-            let mut r = rule.clone();
-            if abi.args32() {
-                for c in &mut r.conds {
-                    c.value &= 0xffff_ffff;
-                    c.value_two &= 0xffff_ffff;
-                    c.wide = false;
-                }
-            }
-            rules.push(r);
         }
     }
+    hits.sort_unstable();
     push_seg(segs, lo, Body::Ret(default));
-    for (nr, rules) in per_nr {
-        let body = if rules.len() == 1 && rules[0].conds.is_empty() {
-            Body::Ret(rules[0].action)
+    let mut i = 0;
+    while i < hits.len() {
+        let nr = hits[i].0;
+        let end = i + hits[i..].iter().take_while(|h| h.0 == nr).count();
+        let first = &parsed[hits[i].1].1;
+        let body = if first.conds.is_empty() {
+            Body::Ret(first.action)
         } else {
+            let mut rules: Vec<Rule> = Vec::new();
+            for &(_, ri) in &hits[i..end] {
+                let mut r = parsed[ri].1.clone();
+                if abi.args32() {
+                    for c in &mut r.conds {
+                        c.value &= 0xffff_ffff;
+                        c.value_two &= 0xffff_ffff;
+                        c.wide = false;
+                    }
+                }
+                let last = r.conds.is_empty();
+                rules.push(r);
+                // After an unconditional rule nothing else for this syscall can match.
+                if last {
+                    break;
+                }
+            }
             Body::Rules(rules, default)
         };
         push_seg(segs, nr, body);
         if nr < hi {
             push_seg(segs, nr + 1, Body::Ret(default));
         }
+        i = end;
     }
     if let (Some(e), Some(m)) = (enosys, max_nr) {
         if m < hi {
