@@ -103,12 +103,13 @@ impl Abi {
         }
     }
 
-    fn table(self) -> &'static [(&'static str, u32)] {
+    /// This ABI's column in `syscall_table::SYSCALLS`.
+    fn column(self) -> usize {
         match self {
-            Abi::X86_64 => syscall_table::X86_64,
-            Abi::X32 => syscall_table::X32,
-            Abi::I386 => syscall_table::I386,
-            Abi::Aarch64 => syscall_table::AARCH64,
+            Abi::X86_64 => 0,
+            Abi::I386 => 1,
+            Abi::X32 => 2,
+            Abi::Aarch64 => 3,
         }
     }
 
@@ -126,18 +127,36 @@ impl Abi {
         matches!(self, Abi::X32 | Abi::I386)
     }
 
+    /// Every (name, number) this ABI has, sorted by name.
+    pub fn entries(self) -> impl Iterator<Item = (&'static str, u32)> {
+        let col = self.column();
+        syscall_table::SYSCALLS
+            .iter()
+            .map(move |(n, nrs)| (*n, nrs[col]))
+            .filter(|(_, nr)| *nr != syscall_table::NONE)
+    }
+
     /// Every syscall name this ABI has.
     pub fn names(self) -> impl Iterator<Item = &'static str> {
-        self.table().iter().map(|(n, _)| *n)
+        self.entries().map(|(n, _)| n)
     }
 
     /// Number of `name` in this ABI, or None if the ABI has no such syscall.
     pub fn lookup(self, name: &str) -> Option<u32> {
-        let t = self.table();
-        t.binary_search_by(|(n, _)| n.cmp(&name))
-            .ok()
-            .map(|i| t[i].1)
+        resolve(name).and_then(|nrs| self.pick(nrs))
     }
+
+    fn pick(self, nrs: &[u32; 4]) -> Option<u32> {
+        Some(nrs[self.column()]).filter(|nr| *nr != syscall_table::NONE)
+    }
+}
+
+/// A syscall's numbers in every ABI (one binary search for all of them).
+fn resolve(name: &str) -> Option<&'static [u32; 4]> {
+    let t = syscall_table::SYSCALLS;
+    t.binary_search_by(|(n, _)| (*n).cmp(name))
+        .ok()
+        .map(|i| &t[i].1)
 }
 
 fn abi_of(a: Arch) -> Option<Abi> {
@@ -269,7 +288,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program> {
     let enosys = RET_ERRNO | libc::ENOSYS as u32;
 
     // Parse rules once (arch independent), keeping spec order.
-    let mut parsed: Vec<(Vec<&str>, Rule)> = Vec::new();
+    let mut parsed: Vec<(Vec<&[u32; 4]>, Rule)> = Vec::new();
     for (i, sc) in s.syscalls().iter().flatten().enumerate() {
         let field = format!("linux.seccomp.syscalls[{i}]");
         let action = action_value(sc.action(), sc.errno_ret(), &field)?;
@@ -298,8 +317,9 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program> {
                 wide: true,
             });
         }
-        let names = sc.names().iter().map(String::as_str).collect();
-        parsed.push((names, Rule { conds, action }));
+        // Unknown names are skipped, as libseccomp/runc do.
+        let nrs = sc.names().iter().filter_map(|n| resolve(n)).collect();
+        parsed.push((nrs, Rule { conds, action }));
     }
 
     // Per AUDIT_ARCH, segments covering the whole 32-bit number space.
@@ -359,7 +379,7 @@ fn push_seg(segs: &mut Vec<(u32, Body)>, start: u32, body: Body) {
 
 fn abi_segments(
     abi: Abi,
-    parsed: &[(Vec<&str>, Rule)],
+    parsed: &[(Vec<&[u32; 4]>, Rule)],
     default: u32,
     enosys: Option<u32>,
     segs: &mut Vec<(u32, Body)>,
@@ -368,10 +388,10 @@ fn abi_segments(
     // (number, rule index) pairs; sorting them groups a syscall's rules in spec order.
     let mut hits: Vec<(u32, usize)> = Vec::with_capacity(512);
     let mut max_nr: Option<u32> = None;
-    for (ri, (names, rule)) in parsed.iter().enumerate() {
-        for name in names {
-            // Unknown names are skipped, as libseccomp/runc do for syscalls this arch lacks.
-            let Some(nr) = abi.lookup(name) else { continue };
+    for (ri, (nrs, rule)) in parsed.iter().enumerate() {
+        for nrs in nrs {
+            // Syscalls this arch lacks are skipped, as libseccomp/runc do.
+            let Some(nr) = abi.pick(nrs) else { continue };
             max_nr = Some(max_nr.map_or(nr, |m| m.max(nr)));
             // A rule whose action is the default changes nothing (runc drops it too); keeping
             // it would wrongly shadow later rules of the same syscall.
@@ -749,7 +769,7 @@ pub(crate) mod tests {
     #[test]
     fn tables_are_sorted_and_sane() {
         for abi in [Abi::X86_64, Abi::X32, Abi::I386, Abi::Aarch64] {
-            let t = abi.table();
+            let t: Vec<_> = abi.entries().collect();
             assert!(t.windows(2).all(|w| w[0].0 < w[1].0), "{abi:?} not sorted");
             assert!(t.len() > 250);
         }
@@ -979,11 +999,7 @@ pub(crate) mod tests {
 
     /// 30 syscalls, each with a 6-argument rule (errno k+1) and a 1-argument rule (errno 100+k).
     pub(crate) fn far_jump_profile() -> (Vec<&'static str>, serde_json::Value) {
-        let names: Vec<&str> = syscall_table::X86_64
-            .iter()
-            .take(30)
-            .map(|(n, _)| *n)
-            .collect();
+        let names: Vec<&str> = Abi::X86_64.names().take(30).collect();
         let mut rules = Vec::new();
         for (k, name) in names.iter().enumerate() {
             let k = k as u64;
@@ -1038,7 +1054,7 @@ pub(crate) mod tests {
     /// argument rules, must stay well under the kernel's limit and far jumps must be correct.
     #[test]
     fn large_profile_compiles_small_and_correct() {
-        let mut names: Vec<&str> = syscall_table::X86_64.iter().map(|(n, _)| *n).collect();
+        let mut names: Vec<&str> = Abi::X86_64.names().collect();
         names.retain(|n| !["personality", "clone", "clone3", "mkdir", "reboot"].contains(n));
         let p = compile_json(json!({
             "defaultAction": "SCMP_ACT_ERRNO",
@@ -1063,22 +1079,22 @@ pub(crate) mod tests {
         assert!(p.insns.len() < 1500, "{} instructions", p.insns.len());
 
         // With all-zero arguments the personality(0) and clone(flags 0) rules allow.
-        for (name, n) in syscall_table::X86_64 {
-            let want = match *name {
+        for (name, n) in Abi::X86_64.entries() {
+            let want = match name {
                 "mkdir" | "reboot" => RET_ERRNO | 1,
                 "clone3" => RET_ERRNO | 38,
                 _ => RET_ALLOW,
             };
-            assert_eq!(run(&p, *n, X, NOARGS), want, "x86_64 {name}");
+            assert_eq!(run(&p, n, X, NOARGS), want, "x86_64 {name}");
         }
-        for (name, n) in syscall_table::I386 {
-            let want = match *name {
+        for (name, n) in Abi::I386.entries() {
+            let want = match name {
                 "mkdir" | "reboot" => RET_ERRNO | 1,
                 "clone3" => RET_ERRNO | 38,
                 _ if Abi::X86_64.lookup(name).is_some() => RET_ALLOW,
                 _ => continue,
             };
-            assert_eq!(run(&p, *n, AUDIT_ARCH_I386, NOARGS), want, "i386 {name}");
+            assert_eq!(run(&p, n, AUDIT_ARCH_I386, NOARGS), want, "i386 {name}");
         }
         let pers = nr(Abi::X86_64, "personality");
         let clone = nr(Abi::X86_64, "clone");
