@@ -151,6 +151,66 @@ impl Abi {
     }
 }
 
+/// One syscall name of a rule, resolved.
+struct Target {
+    /// Its numbers in every ABI (None: no ABI has it, e.g. i386-only `send`).
+    nrs: Option<&'static [u32; 4]>,
+    /// On i386, (multiplexer syscall, sub-call) when it is also reachable through socketcall(2)
+    /// or ipc(2).
+    i386_mux: Option<(u32, u32)>,
+}
+
+/// i386 multiplexes the socket and SysV IPC calls through socketcall(2) and ipc(2); like
+/// libseccomp, a rule on e.g. `socket` also applies to `socketcall` with arg0 == SYS_SOCKET.
+fn i386_mux(name: &str) -> Option<(u32, u32)> {
+    const SOCKETCALL: u32 = 102;
+    const IPC: u32 = 117;
+    // linux/net.h SYS_* (1-based, in order).
+    const SOCK: [&str; 20] = [
+        "socket",
+        "bind",
+        "connect",
+        "listen",
+        "accept",
+        "getsockname",
+        "getpeername",
+        "socketpair",
+        "send",
+        "recv",
+        "sendto",
+        "recvfrom",
+        "shutdown",
+        "setsockopt",
+        "getsockopt",
+        "sendmsg",
+        "recvmsg",
+        "accept4",
+        "recvmmsg",
+        "sendmmsg",
+    ];
+    // linux/ipc.h call numbers.
+    const SYSV: [(&str, u32); 12] = [
+        ("semop", 1),
+        ("semget", 2),
+        ("semctl", 3),
+        ("semtimedop", 4),
+        ("msgsnd", 11),
+        ("msgrcv", 12),
+        ("msgget", 13),
+        ("msgctl", 14),
+        ("shmat", 21),
+        ("shmdt", 22),
+        ("shmget", 23),
+        ("shmctl", 24),
+    ];
+    if let Some(i) = SOCK.iter().position(|n| *n == name) {
+        return Some((SOCKETCALL, i as u32 + 1));
+    }
+    SYSV.iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, k)| (IPC, *k))
+}
+
 /// A syscall's numbers in every ABI (one binary search for all of them).
 fn resolve(name: &str) -> Option<&'static [u32; 4]> {
     let t = syscall_table::SYSCALLS;
@@ -288,7 +348,8 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program> {
     let enosys = RET_ERRNO | libc::ENOSYS as u32;
 
     // Parse rules once (arch independent), keeping spec order.
-    let mut parsed: Vec<(Vec<&[u32; 4]>, Rule)> = Vec::new();
+    let want_i386 = abis.contains(&Abi::I386);
+    let mut parsed: Vec<(Vec<Target>, Rule)> = Vec::new();
     for (i, sc) in s.syscalls().iter().flatten().enumerate() {
         let field = format!("linux.seccomp.syscalls[{i}]");
         let action = action_value(sc.action(), sc.errno_ret(), &field)?;
@@ -318,8 +379,16 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program> {
             });
         }
         // Unknown names are skipped, as libseccomp/runc do.
-        let nrs = sc.names().iter().filter_map(|n| resolve(n)).collect();
-        parsed.push((nrs, Rule { conds, action }));
+        let targets = sc
+            .names()
+            .iter()
+            .map(|n| Target {
+                nrs: resolve(n),
+                i386_mux: if want_i386 { i386_mux(n) } else { None },
+            })
+            .filter(|t| t.nrs.is_some() || t.i386_mux.is_some())
+            .collect();
+        parsed.push((targets, Rule { conds, action }));
     }
 
     // Per AUDIT_ARCH, segments covering the whole 32-bit number space.
@@ -379,24 +448,30 @@ fn push_seg(segs: &mut Vec<(u32, Body)>, start: u32, body: Body) {
 
 fn abi_segments(
     abi: Abi,
-    parsed: &[(Vec<&[u32; 4]>, Rule)],
+    parsed: &[(Vec<Target>, Rule)],
     default: u32,
     enosys: Option<u32>,
     segs: &mut Vec<(u32, Body)>,
 ) {
     let (lo, hi) = abi.domain();
-    // (number, rule index) pairs; sorting them groups a syscall's rules in spec order.
-    let mut hits: Vec<(u32, usize)> = Vec::with_capacity(512);
+    // (number, rule index, i386 multiplexer sub-call or 0) triples; sorting them groups a
+    // syscall's rules in spec order.
+    let mut hits: Vec<(u32, usize, u32)> = Vec::with_capacity(512);
     let mut max_nr: Option<u32> = None;
-    for (ri, (nrs, rule)) in parsed.iter().enumerate() {
-        for nrs in nrs {
+    for (ri, (targets, rule)) in parsed.iter().enumerate() {
+        // A rule whose action is the default changes nothing (runc drops it too); keeping
+        // it would wrongly shadow later rules of the same syscall.
+        let keep = rule.action != default;
+        for t in targets {
             // Syscalls this arch lacks are skipped, as libseccomp/runc do.
-            let Some(nr) = abi.pick(nrs) else { continue };
-            max_nr = Some(max_nr.map_or(nr, |m| m.max(nr)));
-            // A rule whose action is the default changes nothing (runc drops it too); keeping
-            // it would wrongly shadow later rules of the same syscall.
-            if rule.action != default {
-                hits.push((nr, ri));
+            if let Some(nr) = t.nrs.and_then(|n| abi.pick(n)) {
+                max_nr = Some(max_nr.map_or(nr, |m| m.max(nr)));
+                if keep {
+                    hits.push((nr, ri, 0));
+                }
+            }
+            if let (Abi::I386, Some((mux, sub)), true) = (abi, t.i386_mux, keep) {
+                hits.push((mux, ri, sub));
             }
         }
     }
@@ -407,12 +482,27 @@ fn abi_segments(
         let nr = hits[i].0;
         let end = i + hits[i..].iter().take_while(|h| h.0 == nr).count();
         let first = &parsed[hits[i].1].1;
-        let body = if first.conds.is_empty() {
+        let body = if hits[i].2 == 0 && first.conds.is_empty() {
             Body::Ret(first.action)
         } else {
             let mut rules: Vec<Rule> = Vec::new();
-            for &(_, ri) in &hits[i..end] {
+            for &(_, ri, sub) in &hits[i..end] {
                 let mut r = parsed[ri].1.clone();
+                if sub != 0 {
+                    // The multiplexed form: arg0 selects the call (libseccomp replaces any
+                    // arg0 condition; the others stay as given).
+                    r.conds.retain(|c| c.index != 0);
+                    r.conds.insert(
+                        0,
+                        Cond {
+                            index: 0,
+                            op: CmpOp::Eq,
+                            value: sub as u64,
+                            value_two: 0,
+                            wide: false,
+                        },
+                    );
+                }
                 if abi.args32() {
                     for c in &mut r.conds {
                         c.value &= 0xffff_ffff;
@@ -965,6 +1055,29 @@ pub(crate) mod tests {
         assert_eq!(run(&p, X32_SYSCALL_BIT | 83, X, NOARGS), RET_ERRNO | 1);
         assert_eq!(run(&p, X32_SYSCALL_BIT | 84, X, NOARGS), RET_ALLOW);
         assert_eq!(run(&p, 83, X, NOARGS), BAD_ARCH_ACTION);
+    }
+
+    #[test]
+    fn i386_socketcall_and_ipc_multiplexing() {
+        let p = compile_json(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+            "syscalls": [
+                {"names": ["socket", "send"], "action": "SCMP_ACT_ERRNO", "errnoRet": 97},
+                {"names": ["shmget"], "action": "SCMP_ACT_ERRNO", "errnoRet": 12}
+            ]
+        }))
+        .unwrap();
+        let i = |nr: u32, a0: u64| run(&p, nr, AUDIT_ARCH_I386, [a0, 0, 0, 0, 0, 0]);
+        assert_eq!(i(nr(Abi::I386, "socket"), 0), RET_ERRNO | 97);
+        assert_eq!(i(102, 1), RET_ERRNO | 97, "socketcall(SYS_SOCKET)");
+        assert_eq!(i(102, 9), RET_ERRNO | 97, "socketcall(SYS_SEND)");
+        assert_eq!(i(102, 3), RET_ALLOW, "socketcall(SYS_CONNECT)");
+        assert_eq!(i(117, 23), RET_ERRNO | 12, "ipc(SHMGET)");
+        assert_eq!(i(117, 21), RET_ALLOW, "ipc(SHMAT)");
+        assert_eq!(i(nr(Abi::I386, "shmget"), 0), RET_ERRNO | 12);
+        // x86_64 has no multiplexers: its number 102 is getuid.
+        assert_eq!(run(&p, 102, X, [1, 0, 0, 0, 0, 0]), RET_ALLOW);
     }
 
     #[test]
