@@ -142,9 +142,7 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
     }
     if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
         for (k, v) in sysctl {
-            let rel = format!("sys/{}", k.replace('.', "/"));
-            crate::sys::procfs::write_proc_file(&rel, v.as_bytes())
-                .with_context(|| format!("linux.sysctl: set {k}={v}"))?;
+            crate::sys::procfs::write_sysctl(k, v)?;
         }
     }
     if let Some(sock) = &ctx.console {
@@ -206,12 +204,8 @@ pub struct ProcessTail<'a> {
 pub fn finish(t: &ProcessTail, gate: &mut dyn FnMut() -> Result<()>) -> Result<Infallible> {
     let process = t.process;
     if let Some(adj) = process.oom_score_adj() {
-        let me = std::process::id();
-        crate::sys::procfs::write_proc_file(
-            &format!("{me}/oom_score_adj"),
-            adj.to_string().as_bytes(),
-        )
-        .context("process.oomScoreAdj")?;
+        crate::sys::procfs::write_proc_file("self/oom_score_adj", adj.to_string().as_bytes())
+            .context("process.oomScoreAdj")?;
     }
 
     // The process attributes, in the order runc applies them.

@@ -83,14 +83,21 @@ def generic64():
     return text
 
 
-def emit(name, table):
-    items = sorted(table.items())
-    print(f"/// `{name}` syscalls, sorted by name.")
-    print(f"pub static {name}: &[(&str, u32)] = &[")
-    for k, v in items:
-        print(f'    ("{k}", {v}),')
-    print("];")
+NONE = 0xFFFFFFFF
+COLUMNS = ["x86_64", "i386", "x32", "aarch64"]
+
+
+def emit(tables):
+    names = sorted(set().union(*(t.keys() for t in tables)))
+    print("/// Marks a syscall an ABI does not have.")
+    print("pub const NONE: u32 = u32::MAX;")
     print()
+    print(f"/// Syscall numbers by name, sorted by name; columns: {', '.join(COLUMNS)}.")
+    print("pub static SYSCALLS: &[(&str, [u32; 4])] = &[")
+    for n in names:
+        cols = ", ".join(str(t[n]) if n in t else "NONE" for t in tables)
+        print(f'    ("{n}", [{cols}]),')
+    print("];")
 
 
 def main():
@@ -99,10 +106,12 @@ def main():
     print("// host (asm/unistd_64.h, unistd_32.h, unistd_x32.h, asm-generic/unistd.h for aarch64).")
     print("// Do not edit by hand; rerun the script after a kernel headers upgrade.")
     print()
-    emit("X86_64", parse(read(f"{ASM}/unistd_64.h"), {}))
-    emit("I386", parse(read(f"{ASM}/unistd_32.h"), {}))
-    emit("X32", parse(read(f"{ASM}/unistd_x32.h"), x32bit))
-    emit("AARCH64", parse(generic64(), {}))
+    emit([
+        parse(read(f"{ASM}/unistd_64.h"), {}),
+        parse(read(f"{ASM}/unistd_32.h"), {}),
+        parse(read(f"{ASM}/unistd_x32.h"), x32bit),
+        parse(generic64(), {}),
+    ])
 
 
 if __name__ == "__main__":

@@ -3,6 +3,24 @@
 //!
 //! Everything here runs inside the container (after pivot_root) in the process that will exec
 //! the user program.
+//!
+//! # Wiring (for the container init)
+//!
+//! 1. `seccomp_compile` early (e.g. in `create`, before cloning the init) so profile errors
+//!    surface there; the `SeccompProgram` is plain data and survives fork/clone.
+//! 2. `crate::sys::procfs::prepare()` once in the init while it still has CAP_SYS_ADMIN (before
+//!    `apply_capabilities`), ideally before mounting the container's /proc: it caches a private
+//!    procfs instance used by the LSM writes, the setgroups check and the init's own sysctl /
+//!    oom_score_adj writes. Without it the first use opens it lazily (falling back to a verified
+//!    `/proc` when a fresh procfs may not be mounted, e.g. in a user namespace).
+//! 3. After pivot_root, in this order: `apply_rlimits`, `apply_apparmor` / `apply_selinux_label`
+//!    (if set), `apply_scheduler`, `apply_io_priority`, `apply_personality`, `set_no_new_privs`
+//!    (if set), `seccomp_install` (here only if NNP is NOT set: it needs CAP_SYS_ADMIN then),
+//!    `switch_user`, `apply_capabilities`, `seccomp_install` (here if NNP is set), exec.
+//!    When the filter goes in before `switch_user`, the profile must allow what the remaining
+//!    steps call (setgroups, setresgid, setresuid, capget, capset, prctl), as with runc.
+//! 4. `switch_user`'s `in_userns` = the container has a user namespace; then a "deny" in
+//!    /proc/self/setgroups makes it skip setgroups.
 
 use anyhow::Result;
 use oci_spec::runtime::{
@@ -10,12 +28,18 @@ use oci_spec::runtime::{
     User,
 };
 
+mod attrs;
+pub mod caps;
+pub mod lsm;
 pub mod seccomp;
 #[rustfmt::skip]
 mod syscall_table;
+mod user;
+
+#[cfg(test)]
+mod tests;
 
 /// Print a runc-style (logrus text format) warning on stderr.
-#[allow(dead_code)] // used by the capability code
 pub(crate) fn warn(msg: &str) {
     eprintln!("level=warning msg={msg:?}");
 }
@@ -40,47 +64,122 @@ pub fn seccomp_install(p: &SeccompProgram) -> Result<()> {
 }
 
 /// `process.rlimits`.
-pub fn apply_rlimits(_r: &[PosixRlimit]) -> Result<()> {
-    anyhow::bail!("rlimits are not implemented yet")
+pub fn apply_rlimits(r: &[PosixRlimit]) -> Result<()> {
+    attrs::rlimits(r)
 }
 
 /// `process.user`: umask, additional groups, gid, uid — keeping capabilities across the switch so
 /// that `apply_capabilities` can set them afterwards.
-pub fn switch_user(_u: &User, _in_userns: bool) -> Result<()> {
-    anyhow::bail!("user switch is not implemented yet")
+///
+/// Sets the umask (`user.umask`, default 0o022), PR_SET_KEEPCAPS, the supplementary groups
+/// (always, an empty list included, unless in a user namespace whose setgroups is "deny"), then
+/// setresgid and setresuid. Call `apply_capabilities` afterwards.
+pub fn switch_user(u: &User, in_userns: bool) -> Result<()> {
+    user::switch(u, in_userns)
 }
 
 /// `process.capabilities` (after `switch_user`): bounding, effective, permitted, inheritable, ambient.
-pub fn apply_capabilities(_c: Option<&LinuxCapabilities>) -> Result<()> {
-    anyhow::bail!("capabilities are not implemented yet")
+///
+/// Sets exactly what is listed (`None`: every set empty; inheritable and ambient are empty unless
+/// listed). Capabilities the kernel does not know are skipped with a warning, as in runc.
+pub fn apply_capabilities(c: Option<&LinuxCapabilities>) -> Result<()> {
+    caps::apply(c)
 }
 
 /// `process.noNewPrivileges`.
 pub fn set_no_new_privs() -> Result<()> {
-    anyhow::bail!("no_new_privs is not implemented yet")
+    attrs::no_new_privs()
 }
 
-/// `process.apparmorProfile` (effective at exec). Errors if the host has no AppArmor.
-pub fn apply_apparmor(_profile: &str) -> Result<()> {
-    anyhow::bail!("apparmor is not implemented yet")
+/// `process.apparmorProfile` (effective at exec). Like runc, ignored with a warning when the host
+/// has AppArmor disabled.
+pub fn apply_apparmor(profile: &str) -> Result<()> {
+    lsm::apparmor(profile)
 }
 
 /// `process.selinuxLabel` (effective at exec). Errors if the host has no SELinux.
-pub fn apply_selinux_label(_label: &str) -> Result<()> {
-    anyhow::bail!("selinux is not implemented yet")
+pub fn apply_selinux_label(label: &str) -> Result<()> {
+    lsm::selinux(label)
 }
 
 /// `process.scheduler`.
-pub fn apply_scheduler(_s: &Scheduler) -> Result<()> {
-    anyhow::bail!("scheduler is not implemented yet")
+pub fn apply_scheduler(s: &Scheduler) -> Result<()> {
+    attrs::scheduler(s)
 }
 
 /// `process.ioPriority`.
-pub fn apply_io_priority(_p: &LinuxIOPriority) -> Result<()> {
-    anyhow::bail!("ioPriority is not implemented yet")
+pub fn apply_io_priority(p: &LinuxIOPriority) -> Result<()> {
+    attrs::io_priority(p)
 }
 
 /// `linux.personality`.
-pub fn apply_personality(_p: &LinuxPersonality) -> Result<()> {
-    anyhow::bail!("personality is not implemented yet")
+pub fn apply_personality(p: &LinuxPersonality) -> Result<()> {
+    attrs::personality(p)
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    const CHILD_ENV: &str = "HUSK_SECURITY_TEST_CHILD";
+
+    /// Whether the tests run as root (root tests print a skip reason otherwise).
+    pub fn is_root() -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
+    /// Run `f` in a child process (process-state changes stay there) and assert it succeeded.
+    ///
+    /// `test` is the test's path as libtest names it (`module_path!()` + "::" + fn name). Forking
+    /// the multi-threaded test harness directly can deadlock the child on a lock another test
+    /// thread held (backtrace capture, stderr), so the parent re-executes the test binary for
+    /// just this test; that process, which runs nothing else, forks a single-threaded child that
+    /// runs `f`.
+    pub fn in_child(test: &str, f: impl FnOnce() -> anyhow::Result<()>) {
+        let test = test.strip_prefix("husk::").unwrap_or(test);
+        if std::env::var(CHILD_ENV).as_deref() != Ok(test) {
+            let exe = std::env::current_exe().expect("current_exe");
+            let out = std::process::Command::new(exe)
+                .args([test, "--exact", "--nocapture", "--test-threads=1"])
+                .env(CHILD_ENV, test)
+                .output()
+                .expect("re-executing the test binary");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() && text.contains("1 passed"),
+                "child run of {test} failed:\n{text}"
+            );
+            if text.contains("skipping") {
+                eprintln!(
+                    "{}",
+                    text.lines()
+                        .filter(|l| l.contains("skipping"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+            }
+            return;
+        }
+        use nix::sys::wait::{waitpid, WaitStatus};
+        use nix::unistd::{fork, ForkResult};
+        // SAFETY: this process runs only this test (the harness's main thread is blocked waiting
+        // for it), so no other thread holds a lock the child could need; the child runs `f` and
+        // _exit()s without returning into the harness.
+        match unsafe { fork() }.expect("fork") {
+            ForkResult::Child => {
+                let code = match f() {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!("child ({test}) failed: {e:#}");
+                        1
+                    }
+                };
+                // SAFETY: terminating the forked child without running the parent's atexit code.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => {
+                let st = waitpid(child, None).expect("waitpid");
+                assert_eq!(st, WaitStatus::Exited(child, 0), "child ({test}) failed");
+            }
+        }
+    }
 }

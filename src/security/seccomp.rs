@@ -17,8 +17,6 @@
 //! x86_64 and x32 share AUDIT_ARCH_X86_64; x32 numbers carry bit 30, so both live in one search
 //! tree over the 32-bit number space. Jumps farther than 255 instructions get `ja` trampolines.
 
-use std::collections::BTreeMap;
-
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
@@ -105,12 +103,13 @@ impl Abi {
         }
     }
 
-    fn table(self) -> &'static [(&'static str, u32)] {
+    /// This ABI's column in `syscall_table::SYSCALLS`.
+    fn column(self) -> usize {
         match self {
-            Abi::X86_64 => syscall_table::X86_64,
-            Abi::X32 => syscall_table::X32,
-            Abi::I386 => syscall_table::I386,
-            Abi::Aarch64 => syscall_table::AARCH64,
+            Abi::X86_64 => 0,
+            Abi::I386 => 1,
+            Abi::X32 => 2,
+            Abi::Aarch64 => 3,
         }
     }
 
@@ -128,13 +127,96 @@ impl Abi {
         matches!(self, Abi::X32 | Abi::I386)
     }
 
+    /// Every (name, number) this ABI has, sorted by name.
+    pub fn entries(self) -> impl Iterator<Item = (&'static str, u32)> {
+        let col = self.column();
+        syscall_table::SYSCALLS
+            .iter()
+            .map(move |(n, nrs)| (*n, nrs[col]))
+            .filter(|(_, nr)| *nr != syscall_table::NONE)
+    }
+
+    /// Every syscall name this ABI has.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        self.entries().map(|(n, _)| n)
+    }
+
     /// Number of `name` in this ABI, or None if the ABI has no such syscall.
     pub fn lookup(self, name: &str) -> Option<u32> {
-        let t = self.table();
-        t.binary_search_by(|(n, _)| n.cmp(&name))
-            .ok()
-            .map(|i| t[i].1)
+        resolve(name).and_then(|nrs| self.pick(nrs))
     }
+
+    fn pick(self, nrs: &[u32; 4]) -> Option<u32> {
+        Some(nrs[self.column()]).filter(|nr| *nr != syscall_table::NONE)
+    }
+}
+
+/// One syscall name of a rule, resolved.
+struct Target {
+    /// Its numbers in every ABI (None: no ABI has it, e.g. i386-only `send`).
+    nrs: Option<&'static [u32; 4]>,
+    /// On i386, (multiplexer syscall, sub-call) when it is also reachable through socketcall(2)
+    /// or ipc(2).
+    i386_mux: Option<(u32, u32)>,
+}
+
+/// i386 multiplexes the socket and SysV IPC calls through socketcall(2) and ipc(2); like
+/// libseccomp, a rule on e.g. `socket` also applies to `socketcall` with arg0 == SYS_SOCKET.
+fn i386_mux(name: &str) -> Option<(u32, u32)> {
+    const SOCKETCALL: u32 = 102;
+    const IPC: u32 = 117;
+    // linux/net.h SYS_* (1-based, in order).
+    const SOCK: [&str; 20] = [
+        "socket",
+        "bind",
+        "connect",
+        "listen",
+        "accept",
+        "getsockname",
+        "getpeername",
+        "socketpair",
+        "send",
+        "recv",
+        "sendto",
+        "recvfrom",
+        "shutdown",
+        "setsockopt",
+        "getsockopt",
+        "sendmsg",
+        "recvmsg",
+        "accept4",
+        "recvmmsg",
+        "sendmmsg",
+    ];
+    // linux/ipc.h call numbers.
+    const SYSV: [(&str, u32); 12] = [
+        ("semop", 1),
+        ("semget", 2),
+        ("semctl", 3),
+        ("semtimedop", 4),
+        ("msgsnd", 11),
+        ("msgrcv", 12),
+        ("msgget", 13),
+        ("msgctl", 14),
+        ("shmat", 21),
+        ("shmdt", 22),
+        ("shmget", 23),
+        ("shmctl", 24),
+    ];
+    if let Some(i) = SOCK.iter().position(|n| *n == name) {
+        return Some((SOCKETCALL, i as u32 + 1));
+    }
+    SYSV.iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, k)| (IPC, *k))
+}
+
+/// A syscall's numbers in every ABI (one binary search for all of them).
+fn resolve(name: &str) -> Option<&'static [u32; 4]> {
+    let t = syscall_table::SYSCALLS;
+    t.binary_search_by(|(n, _)| (*n).cmp(name))
+        .ok()
+        .map(|i| &t[i].1)
 }
 
 fn abi_of(a: Arch) -> Option<Abi> {
@@ -187,6 +269,8 @@ struct Cond {
     op: CmpOp,
     value: u64,
     value_two: u64,
+    /// Compare all 64 bits; false for 32-bit ABIs, where only the low word is compared.
+    wide: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -264,7 +348,8 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program> {
     let enosys = RET_ERRNO | libc::ENOSYS as u32;
 
     // Parse rules once (arch independent), keeping spec order.
-    let mut parsed: Vec<(Vec<&str>, Rule)> = Vec::new();
+    let want_i386 = abis.contains(&Abi::I386);
+    let mut parsed: Vec<(Vec<Target>, Rule)> = Vec::new();
     for (i, sc) in s.syscalls().iter().flatten().enumerate() {
         let field = format!("linux.seccomp.syscalls[{i}]");
         let action = action_value(sc.action(), sc.errno_ret(), &field)?;
@@ -290,10 +375,20 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program> {
                 op,
                 value: a.value(),
                 value_two: a.value_two().unwrap_or(0),
+                wide: true,
             });
         }
-        let names = sc.names().iter().map(String::as_str).collect();
-        parsed.push((names, Rule { conds, action }));
+        // Unknown names are skipped, as libseccomp/runc do.
+        let targets = sc
+            .names()
+            .iter()
+            .map(|n| Target {
+                nrs: resolve(n),
+                i386_mux: if want_i386 { i386_mux(n) } else { None },
+            })
+            .filter(|t| t.nrs.is_some() || t.i386_mux.is_some())
+            .collect();
+        parsed.push((targets, Rule { conds, action }));
     }
 
     // Per AUDIT_ARCH, segments covering the whole 32-bit number space.
@@ -353,50 +448,82 @@ fn push_seg(segs: &mut Vec<(u32, Body)>, start: u32, body: Body) {
 
 fn abi_segments(
     abi: Abi,
-    parsed: &[(Vec<&str>, Rule)],
+    parsed: &[(Vec<Target>, Rule)],
     default: u32,
     enosys: Option<u32>,
     segs: &mut Vec<(u32, Body)>,
 ) {
     let (lo, hi) = abi.domain();
-    let mut per_nr: BTreeMap<u32, Vec<Rule>> = BTreeMap::new();
+    // (number, rule index, i386 multiplexer sub-call or 0) triples; sorting them groups a
+    // syscall's rules in spec order.
+    let mut hits: Vec<(u32, usize, u32)> = Vec::with_capacity(512);
     let mut max_nr: Option<u32> = None;
-    for (names, rule) in parsed {
-        for name in names {
-            // Unknown names are skipped, as libseccomp/runc do for syscalls this arch lacks.
-            let Some(nr) = abi.lookup(name) else { continue };
-            max_nr = Some(max_nr.map_or(nr, |m| m.max(nr)));
-            // A rule whose action is the default changes nothing (runc drops it too); keeping
-            // it would wrongly shadow later rules of the same syscall.
-            if rule.action == default {
-                continue;
-            }
-            let rules = per_nr.entry(nr).or_default();
-            // After an unconditional rule nothing else for this syscall can match.
-            if rules.last().is_some_and(|r| r.conds.is_empty()) {
-                continue;
-            }
-            let mut r = rule.clone();
-            if abi.args32() {
-                for c in &mut r.conds {
-                    c.value &= 0xffff_ffff;
-                    c.value_two &= 0xffff_ffff;
+    for (ri, (targets, rule)) in parsed.iter().enumerate() {
+        // A rule whose action is the default changes nothing (runc drops it too); keeping
+        // it would wrongly shadow later rules of the same syscall.
+        let keep = rule.action != default;
+        for t in targets {
+            // Syscalls this arch lacks are skipped, as libseccomp/runc do.
+            if let Some(nr) = t.nrs.and_then(|n| abi.pick(n)) {
+                max_nr = Some(max_nr.map_or(nr, |m| m.max(nr)));
+                if keep {
+                    hits.push((nr, ri, 0));
                 }
             }
-            rules.push(r);
+            if let (Abi::I386, Some((mux, sub)), true) = (abi, t.i386_mux, keep) {
+                hits.push((mux, ri, sub));
+            }
         }
     }
+    hits.sort_unstable();
     push_seg(segs, lo, Body::Ret(default));
-    for (nr, rules) in per_nr {
-        let body = if rules.len() == 1 && rules[0].conds.is_empty() {
-            Body::Ret(rules[0].action)
+    let mut i = 0;
+    while i < hits.len() {
+        let nr = hits[i].0;
+        let end = i + hits[i..].iter().take_while(|h| h.0 == nr).count();
+        let first = &parsed[hits[i].1].1;
+        let body = if hits[i].2 == 0 && first.conds.is_empty() {
+            Body::Ret(first.action)
         } else {
+            let mut rules: Vec<Rule> = Vec::new();
+            for &(_, ri, sub) in &hits[i..end] {
+                let mut r = parsed[ri].1.clone();
+                if sub != 0 {
+                    // The multiplexed form: arg0 selects the call (libseccomp replaces any
+                    // arg0 condition; the others stay as given).
+                    r.conds.retain(|c| c.index != 0);
+                    r.conds.insert(
+                        0,
+                        Cond {
+                            index: 0,
+                            op: CmpOp::Eq,
+                            value: sub as u64,
+                            value_two: 0,
+                            wide: false,
+                        },
+                    );
+                }
+                if abi.args32() {
+                    for c in &mut r.conds {
+                        c.value &= 0xffff_ffff;
+                        c.value_two &= 0xffff_ffff;
+                        c.wide = false;
+                    }
+                }
+                let last = r.conds.is_empty();
+                rules.push(r);
+                // After an unconditional rule nothing else for this syscall can match.
+                if last {
+                    break;
+                }
+            }
             Body::Rules(rules, default)
         };
         push_seg(segs, nr, body);
         if nr < hi {
             push_seg(segs, nr + 1, Body::Ret(default));
         }
+        i = end;
     }
     if let (Some(e), Some(m)) = (enosys, max_nr) {
         if m < hi {
@@ -510,7 +637,11 @@ impl Asm {
                 Ins::And(k) => v.push(sf(BPF_ALU_AND_K, 0, 0, k)),
                 Ins::Ret(k) => v.push(sf(BPF_RET_K, 0, 0, k)),
                 Ins::Ja(l) => v.push(sf(BPF_JMP_JA, 0, 0, rel(l) as u32)),
-                Ins::J { code, k, t, f } => v.push(sf(code, rel(t) as u8, rel(f) as u8, k)),
+                Ins::J { code, k, t, f } => {
+                    let short =
+                        |d: usize| u8::try_from(d).expect("far jump left without a trampoline");
+                    v.push(sf(code, short(rel(t)), short(rel(f)), k))
+                }
             }
         }
         v
@@ -601,10 +732,12 @@ fn cond(a: &mut Asm, c: &Cond, ok: Label, fail: Label) {
             } else {
                 (fail, ok)
             };
-            let lo = a.label();
-            a.push(Ins::Ld(arg_off(c.index, true)));
-            a.push(j(BPF_JEQ_K, vhi, lo, f));
-            a.mark(lo);
+            if c.wide {
+                let lo = a.label();
+                a.push(Ins::Ld(arg_off(c.index, true)));
+                a.push(j(BPF_JEQ_K, vhi, lo, f));
+                a.mark(lo);
+            }
             a.push(Ins::Ld(arg_off(c.index, false)));
             a.push(j(BPF_JEQ_K, vlo, t, f));
         }
@@ -616,23 +749,27 @@ fn cond(a: &mut Asm, c: &Cond, ok: Label, fail: Label) {
                 CmpOp::Lt => (false, fail, ok),
                 _ => (true, fail, ok),
             };
-            let (eqhi, lo) = (a.label(), a.label());
-            a.push(Ins::Ld(arg_off(c.index, true)));
-            a.push(j(BPF_JGT_K, vhi, t, eqhi));
-            a.mark(eqhi);
-            a.push(j(BPF_JEQ_K, vhi, lo, f));
-            a.mark(lo);
+            if c.wide {
+                let (eqhi, lo) = (a.label(), a.label());
+                a.push(Ins::Ld(arg_off(c.index, true)));
+                a.push(j(BPF_JGT_K, vhi, t, eqhi));
+                a.mark(eqhi);
+                a.push(j(BPF_JEQ_K, vhi, lo, f));
+                a.mark(lo);
+            }
             a.push(Ins::Ld(arg_off(c.index, false)));
             a.push(j(if strict { BPF_JGT_K } else { BPF_JGE_K }, vlo, t, f));
         }
         CmpOp::MaskedEq => {
             let (mhi, mlo) = ((c.value >> 32) as u32, c.value as u32);
             let (dhi, dlo) = ((c.value_two >> 32) as u32, c.value_two as u32);
-            let lo = a.label();
-            a.push(Ins::Ld(arg_off(c.index, true)));
-            a.push(Ins::And(mhi));
-            a.push(j(BPF_JEQ_K, dhi, lo, fail));
-            a.mark(lo);
+            if c.wide {
+                let lo = a.label();
+                a.push(Ins::Ld(arg_off(c.index, true)));
+                a.push(Ins::And(mhi));
+                a.push(j(BPF_JEQ_K, dhi, lo, fail));
+                a.mark(lo);
+            }
             a.push(Ins::Ld(arg_off(c.index, false)));
             a.push(Ins::And(mlo));
             a.push(j(BPF_JEQ_K, dlo, ok, fail));
@@ -669,7 +806,7 @@ pub fn install(p: &Program) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
@@ -722,7 +859,7 @@ mod tests {
     #[test]
     fn tables_are_sorted_and_sane() {
         for abi in [Abi::X86_64, Abi::X32, Abi::I386, Abi::Aarch64] {
-            let t = abi.table();
+            let t: Vec<_> = abi.entries().collect();
             assert!(t.windows(2).all(|w| w[0].0 < w[1].0), "{abi:?} not sorted");
             assert!(t.len() > 250);
         }
@@ -921,6 +1058,29 @@ mod tests {
     }
 
     #[test]
+    fn i386_socketcall_and_ipc_multiplexing() {
+        let p = compile_json(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+            "syscalls": [
+                {"names": ["socket", "send"], "action": "SCMP_ACT_ERRNO", "errnoRet": 97},
+                {"names": ["shmget"], "action": "SCMP_ACT_ERRNO", "errnoRet": 12}
+            ]
+        }))
+        .unwrap();
+        let i = |nr: u32, a0: u64| run(&p, nr, AUDIT_ARCH_I386, [a0, 0, 0, 0, 0, 0]);
+        assert_eq!(i(nr(Abi::I386, "socket"), 0), RET_ERRNO | 97);
+        assert_eq!(i(102, 1), RET_ERRNO | 97, "socketcall(SYS_SOCKET)");
+        assert_eq!(i(102, 9), RET_ERRNO | 97, "socketcall(SYS_SEND)");
+        assert_eq!(i(102, 3), RET_ALLOW, "socketcall(SYS_CONNECT)");
+        assert_eq!(i(117, 23), RET_ERRNO | 12, "ipc(SHMGET)");
+        assert_eq!(i(117, 21), RET_ALLOW, "ipc(SHMAT)");
+        assert_eq!(i(nr(Abi::I386, "shmget"), 0), RET_ERRNO | 12);
+        // x86_64 has no multiplexers: its number 102 is getuid.
+        assert_eq!(run(&p, 102, X, [1, 0, 0, 0, 0, 0]), RET_ALLOW);
+    }
+
+    #[test]
     fn rejections_and_flags() {
         assert!(compile_json(json!({"defaultAction": "SCMP_ACT_NOTIFY"}))
             .unwrap_err()
@@ -950,11 +1110,64 @@ mod tests {
         }
     }
 
+    /// 30 syscalls, each with a 6-argument rule (errno k+1) and a 1-argument rule (errno 100+k).
+    pub(crate) fn far_jump_profile() -> (Vec<&'static str>, serde_json::Value) {
+        let names: Vec<&str> = Abi::X86_64.names().take(30).collect();
+        let mut rules = Vec::new();
+        for (k, name) in names.iter().enumerate() {
+            let k = k as u64;
+            let args: Vec<_> = (0..6)
+                .map(|i| json!({"index": i, "value": k + i + 1, "op": "SCMP_CMP_EQ"}))
+                .collect();
+            rules.push(json!({"names": [name], "action": "SCMP_ACT_ERRNO",
+                              "errnoRet": k + 1, "args": args}));
+            rules.push(
+                json!({"names": [name], "action": "SCMP_ACT_ERRNO", "errnoRet": 100 + k,
+                              "args": [{"index": 0, "value": 1000 + k, "op": "SCMP_CMP_EQ"}]}),
+            );
+        }
+        let v = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+            "syscalls": rules
+        });
+        (names, v)
+    }
+
+    /// Long rule chains push jump targets beyond 255 instructions: trampolines must be used and
+    /// every path must still reach the right action.
+    #[test]
+    fn far_jumps_use_trampolines() {
+        let (names, v) = far_jump_profile();
+        let p = compile_json(v).unwrap();
+        assert!(p.insns.len() > 1000, "{}", p.insns.len());
+        assert!(
+            p.insns.iter().any(|i| i.code == BPF_JMP_JA),
+            "no trampolines"
+        );
+        for (k, name) in names.iter().enumerate() {
+            let k = k as u64;
+            for abi in [Abi::X86_64, Abi::I386] {
+                let Some(n) = abi.lookup(name) else { continue };
+                let arch = abi.audit_arch();
+                let all: [u64; 6] = std::array::from_fn(|i| k + i as u64 + 1);
+                assert_eq!(run(&p, n, arch, all), RET_ERRNO | (k as u32 + 1), "{name}");
+                let mut almost = all;
+                almost[5] += 1;
+                assert_eq!(run(&p, n, arch, almost), RET_ALLOW, "{name}");
+                assert_eq!(
+                    run(&p, n, arch, [1000 + k, 0, 0, 0, 0, 0]),
+                    RET_ERRNO | (100 + k as u32)
+                );
+            }
+        }
+    }
+
     /// A Docker-default-like profile: every x86_64/x86/x32 syscall name allowed, a few with
     /// argument rules, must stay well under the kernel's limit and far jumps must be correct.
     #[test]
     fn large_profile_compiles_small_and_correct() {
-        let mut names: Vec<&str> = syscall_table::X86_64.iter().map(|(n, _)| *n).collect();
+        let mut names: Vec<&str> = Abi::X86_64.names().collect();
         names.retain(|n| !["personality", "clone", "clone3", "mkdir", "reboot"].contains(n));
         let p = compile_json(json!({
             "defaultAction": "SCMP_ACT_ERRNO",
@@ -977,23 +1190,24 @@ mod tests {
         .unwrap();
         eprintln!("docker-like profile: {} instructions", p.insns.len());
         assert!(p.insns.len() < 1500, "{} instructions", p.insns.len());
+
         // With all-zero arguments the personality(0) and clone(flags 0) rules allow.
-        for (name, n) in syscall_table::X86_64 {
-            let want = match *name {
+        for (name, n) in Abi::X86_64.entries() {
+            let want = match name {
                 "mkdir" | "reboot" => RET_ERRNO | 1,
                 "clone3" => RET_ERRNO | 38,
                 _ => RET_ALLOW,
             };
-            assert_eq!(run(&p, *n, X, NOARGS), want, "x86_64 {name}");
+            assert_eq!(run(&p, n, X, NOARGS), want, "x86_64 {name}");
         }
-        for (name, n) in syscall_table::I386 {
-            let want = match *name {
+        for (name, n) in Abi::I386.entries() {
+            let want = match name {
                 "mkdir" | "reboot" => RET_ERRNO | 1,
                 "clone3" => RET_ERRNO | 38,
                 _ if Abi::X86_64.lookup(name).is_some() => RET_ALLOW,
                 _ => continue,
             };
-            assert_eq!(run(&p, *n, AUDIT_ARCH_I386, NOARGS), want, "i386 {name}");
+            assert_eq!(run(&p, n, AUDIT_ARCH_I386, NOARGS), want, "i386 {name}");
         }
         let pers = nr(Abi::X86_64, "personality");
         let clone = nr(Abi::X86_64, "clone");
@@ -1005,11 +1219,16 @@ mod tests {
             run(&p, clone, X, [0x1000_0000, 0, 0, 0, 0, 0]),
             RET_ERRNO | 1
         );
-        // i386 compares 32-bit args only.
+        // i386 compares 32-bit args only (the high word is ignored, as libseccomp does)...
         let pers32 = nr(Abi::I386, "personality");
+        let i386 = |a0: u64| run(&p, pers32, AUDIT_ARCH_I386, [a0, 0, 0, 0, 0, 0]);
+        assert_eq!(i386(0xffff_ffff), RET_ALLOW);
+        assert_eq!(i386(0x5_0000_0008), RET_ALLOW);
+        assert_eq!(i386(9), RET_ERRNO | 1);
+        // ...while x86_64 compares all 64 bits.
         assert_eq!(
-            run(&p, pers32, AUDIT_ARCH_I386, [0xffff_ffff, 0, 0, 0, 0, 0]),
-            RET_ALLOW
+            run(&p, pers, X, [0x5_0000_0008, 0, 0, 0, 0, 0]),
+            RET_ERRNO | 1
         );
         // Newer than anything listed: ENOSYS.
         assert_eq!(run(&p, 1000, X, NOARGS), RET_ERRNO | 38);
