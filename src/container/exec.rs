@@ -12,7 +12,6 @@ use nix::sys::signal::SigSet;
 use oci_spec::runtime::{Capability, LinuxNamespaceType, Process, Spec};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::str::FromStr;
 
 /// Returns the exit code: the process's status in the foreground, 0 detached, 255 on failure.
 pub fn exec(g: &Global, a: &ExecArgs) -> i32 {
@@ -90,7 +89,7 @@ fn build_process(spec: &Spec, a: &ExecArgs) -> Result<Process> {
             } else {
                 format!("CAP_{c}")
             };
-            let cap = Capability::from_str(&name)
+            let cap: Capability = serde_json::from_value(serde_json::Value::String(name))
                 .map_err(|_| anyhow::anyhow!("--cap: unknown capability {c:?}"))?;
             for set in [
                 caps.bounding().clone(),
@@ -323,6 +322,19 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn cap_names() {
+        let spec = crate::spec::parse(crate::spec::default_spec_json(false).as_bytes()).unwrap();
+        let mut a = crate::cli::Cli::try_parse_from(["husk", "exec", "--cap", "SYS_ADMIN", "--cap", "CAP_NET_RAW", "c", "sh"]).unwrap();
+        let Some(crate::cli::Command::Exec(e)) = a.command.take() else { panic!() };
+        let p = build_process(&spec, &e).unwrap();
+        let caps = p.capabilities().as_ref().unwrap();
+        assert!(caps.bounding().as_ref().unwrap().contains(&Capability::SysAdmin));
+        assert!(caps.permitted().as_ref().unwrap().contains(&Capability::NetRaw));
+        assert!(caps.inheritable().as_ref().is_none_or(|i| i.is_empty()));
+    }
 
     #[test]
     fn user_strings_are_strict() {

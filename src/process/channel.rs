@@ -13,7 +13,8 @@ const MAX_MSG: usize = 64 * 1024;
 pub enum Msg {
     /// Runtime → init: the process is in its cgroup; go on.
     Go,
-    /// Init → runtime: process PID created a user namespace; write its id maps.
+    /// Init → runtime: process PID (0: the forked child) created a user namespace; write its
+    /// id maps.
     MapsRequest(i32),
     /// Runtime → init: id maps written.
     MapsDone,

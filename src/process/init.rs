@@ -68,19 +68,18 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
     let spec = spec(ctx);
     let process = spec.process().as_ref().context("process: missing")?;
 
-    // CVE-2016-9962 / CVE-2019-5736: nobody in the container may ptrace us or open our
-    // /proc/PID/exe while we run husk's code.
-    step("make init non-dumpable", set_dumpable(false))?;
     step("wait for the cgroup placement", ctx.chan.expect(Msg::Go))?;
-
+    // The runtime writes our id maps through /proc/PID, which needs us dumpable; nothing of the
+    // container runs yet, so nobody can attach in the meantime.
     if ctx.slow_path {
         step("create and join namespaces", enter_namespaces(ctx))?;
     } else if ctx.plan.creates(libc::CLONE_NEWUSER) {
-        step(
-            "map user ids",
-            request_id_maps(ctx, std::process::id() as i32),
-        )?;
+        // Our own pid is 1 in the new pid namespace: 0 asks for the pid the runtime forked.
+        step("map user ids", request_id_maps(ctx, 0))?;
     }
+    // CVE-2016-9962 / CVE-2019-5736: from here on nobody in the container may ptrace us or
+    // open our /proc/PID/exe while we run husk's code.
+    step("make init non-dumpable", set_dumpable(false))?;
     if ctx.plan.creates(libc::CLONE_NEWCGROUP) {
         step(
             "create the cgroup namespace",

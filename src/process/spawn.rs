@@ -140,7 +140,8 @@ fn spawn_in(
     cleanup: &mut Cleanup,
 ) -> Result<Spawned> {
     let spec = &bundle.spec;
-    std::fs::write(dir.join(state::CONFIG_FILE), &bundle.raw).context("save config.json")?;
+    state::write_atomic(&dir.join(state::CONFIG_FILE), &bundle.raw, 0o600)
+        .context("save config.json")?;
 
     let linux = spec.linux().as_ref();
     let cg_path = linux
@@ -220,7 +221,7 @@ fn spawn_in(
         };
         match msg {
             Msg::MapsRequest(p) => {
-                crate::namespaces::write_id_maps(p, spec)?;
+                crate::namespaces::write_id_maps(if p == 0 { pid } else { p }, spec)?;
                 parent_chan.send(&Msg::MapsDone)?;
             }
             Msg::Pid(p) => {

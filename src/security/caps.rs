@@ -238,7 +238,9 @@ pub fn apply(c: Option<&LinuxCapabilities>) -> Result<()> {
         .with_context(|| format!("process.capabilities.ambient: raising capability {cap}"))?;
     }
     if !skipped.is_empty() {
-        super::warn(&format!(
+        // runc's default spec lists ambient capabilities without inheritable ones; like runc,
+        // say so only in debug logs, not on the container's stderr.
+        crate::logging::debug(&format!(
             "process.capabilities.ambient: capabilities {skipped:?} are not in both the permitted \
              and inheritable sets; not raised"
         ));

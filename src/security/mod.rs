@@ -41,7 +41,7 @@ mod tests;
 
 /// Print a runc-style (logrus text format) warning on stderr.
 pub(crate) fn warn(msg: &str) {
-    eprintln!("level=warning msg={msg:?}");
+    crate::logging::warn(msg);
 }
 
 /// A seccomp filter compiled from an OCI profile, ready to install.
