@@ -363,3 +363,27 @@ fn kernel_accepts_large_programs() {
         },
     );
 }
+
+/// seccomp(2) flags reach the kernel (an unknown flag would be EINVAL).
+#[test]
+fn seccomp_flags_are_passed_to_the_kernel() {
+    in_child(
+        concat!(module_path!(), "::seccomp_flags_are_passed_to_the_kernel"),
+        || {
+            let p = seccomp_compile(&spec(json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+                          "SECCOMP_FILTER_FLAG_TSYNC"]
+            })))?;
+            ensure!(p.program.flags == 1 | 2 | 4, "flags {:#x}", p.program.flags);
+            set_no_new_privs()?;
+            seccomp_install(&p)?;
+            // Proof that the flags are not dropped on the way: a bogus one is refused.
+            let mut bad = p.clone();
+            bad.program.flags |= 1 << 30;
+            let e = seccomp_install(&bad).unwrap_err();
+            ensure!(format!("{e:#}").contains("Invalid argument"), "{e:#}");
+            Ok(())
+        },
+    );
+}

@@ -23,7 +23,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 
@@ -219,30 +219,40 @@ impl ProcRoot {
     }
 }
 
-static ROOT: OnceLock<ProcRoot> = OnceLock::new();
+/// The cached root and the pid of the process that opened it.
+static ROOT: Mutex<Option<(u32, ProcRoot)>> = Mutex::new(None);
 
-/// The process-wide procfs root (created on first use; see the module docs).
-pub fn root() -> Result<&'static ProcRoot> {
-    if let Some(r) = ROOT.get() {
-        return Ok(r);
+/// Run `f` with the process-wide procfs root (opened on first use; see the module docs).
+///
+/// A root inherited across fork/clone is replaced: the child may live in another pid namespace,
+/// where `<pid>/...` paths of the parent's instance would name a different process.
+pub fn with_root<T>(f: impl FnOnce(&ProcRoot) -> Result<T>) -> Result<T> {
+    let mut g = ROOT.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = std::process::id();
+    if !matches!(g.as_ref(), Some((p, _)) if *p == pid) {
+        *g = None; // close an inherited root first
+        *g = Some((pid, ProcRoot::open().context("opening a procfs root")?));
     }
-    let r = ProcRoot::open().context("opening a procfs root")?;
-    Ok(ROOT.get_or_init(|| r))
+    match g.as_ref() {
+        Some((_, root)) => f(root),
+        None => unreachable!("set above"),
+    }
 }
 
-/// Open the cached procfs root now (while CAP_SYS_ADMIN is still held). Optional.
+/// Open the cached procfs root now, in the process that will use it, after it entered the
+/// container's pid namespace and while it still has CAP_SYS_ADMIN. Optional.
 pub fn prepare() -> Result<()> {
-    root().map(|_| ())
+    with_root(|_| Ok(()))
 }
 
 /// Write `data` to `/proc/<rel>` through the hardened procfs root.
 pub fn write_proc_file(rel: &str, data: &[u8]) -> Result<()> {
-    root()?.write(rel, data)
+    with_root(|r| r.write(rel, data))
 }
 
 /// Read `/proc/<rel>` through the hardened procfs root.
 pub fn read_proc_file(rel: &str) -> Result<Vec<u8>> {
-    root()?.read(rel)
+    with_root(|r| r.read(rel))
 }
 
 /// The procfs path of a `linux.sysctl` key: `net.ipv4.ip_forward` -> `sys/net/ipv4/ip_forward`.
@@ -315,6 +325,25 @@ mod tests {
         assert!(
             ProcRoot::at("/proc/self").is_err(),
             "a subdirectory is not the root"
+        );
+    }
+
+    #[test]
+    fn cached_root_is_reopened_after_fork() {
+        prepare().unwrap();
+        in_child(
+            concat!(module_path!(), "::cached_root_is_reopened_after_fork"),
+            || {
+                // The re-executed test process prepared its root before forking this child.
+                let pid = std::process::id();
+                let inherited = ROOT.lock().unwrap().as_ref().map(|(p, _)| *p);
+                anyhow::ensure!(inherited.is_some_and(|p| p != pid), "no inherited root");
+                let stat = read_proc_file("self/stat")?;
+                let cached = ROOT.lock().unwrap().as_ref().map(|(p, _)| *p);
+                anyhow::ensure!(cached == Some(pid), "cache not re-keyed to the child");
+                anyhow::ensure!(stat.starts_with(format!("{pid} ").as_bytes()));
+                Ok(())
+            },
         );
     }
 
