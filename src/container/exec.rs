@@ -327,12 +327,32 @@ mod tests {
     #[test]
     fn cap_names() {
         let spec = crate::spec::parse(crate::spec::default_spec_json(false).as_bytes()).unwrap();
-        let mut a = crate::cli::Cli::try_parse_from(["husk", "exec", "--cap", "SYS_ADMIN", "--cap", "CAP_NET_RAW", "c", "sh"]).unwrap();
-        let Some(crate::cli::Command::Exec(e)) = a.command.take() else { panic!() };
+        let mut a = crate::cli::Cli::try_parse_from([
+            "husk",
+            "exec",
+            "--cap",
+            "SYS_ADMIN",
+            "--cap",
+            "CAP_NET_RAW",
+            "c",
+            "sh",
+        ])
+        .unwrap();
+        let Some(crate::cli::Command::Exec(e)) = a.command.take() else {
+            panic!()
+        };
         let p = build_process(&spec, &e).unwrap();
         let caps = p.capabilities().as_ref().unwrap();
-        assert!(caps.bounding().as_ref().unwrap().contains(&Capability::SysAdmin));
-        assert!(caps.permitted().as_ref().unwrap().contains(&Capability::NetRaw));
+        assert!(caps
+            .bounding()
+            .as_ref()
+            .unwrap()
+            .contains(&Capability::SysAdmin));
+        assert!(caps
+            .permitted()
+            .as_ref()
+            .unwrap()
+            .contains(&Capability::NetRaw));
         assert!(caps.inheritable().as_ref().is_none_or(|i| i.is_empty()));
     }
 

@@ -85,7 +85,7 @@ fn create_device_cached(
     }
     let (parent, name) = split_last(d.path);
     let name = name.ok_or_else(|| anyhow!("the path has no file name"))?;
-    if cache.as_ref().map_or(true, |(p, _)| p != parent) {
+    if cache.as_ref().is_none_or(|(p, _)| p != parent) {
         let fd = mkdir_all(root, parent, Mode::from_bits_truncate(0o755))
             .with_context(|| format!("creating {}", parent.display()))?;
         *cache = Some((parent.to_path_buf(), fd));

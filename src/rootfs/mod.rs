@@ -105,9 +105,10 @@ fn parent_mount(mountinfo: &str, path: &Path) -> Option<(PathBuf, bool)> {
             continue;
         }
         let shared = f[6..].iter().any(|o| o.starts_with("shared:"));
-        if best.as_ref().map_or(true, |(b, _)| {
-            mp.components().count() >= b.components().count()
-        }) {
+        if best
+            .as_ref()
+            .is_none_or(|(b, _)| mp.components().count() >= b.components().count())
+        {
             best = Some((mp, shared));
         }
     }
