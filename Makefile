@@ -18,6 +18,8 @@ HUSK_DEBUG := $(CURDIR)/target/debug/husk
 # The runtime under test; override with e.g. HUSK_BIN=/usr/sbin/runc to validate the suite.
 HUSK_BIN   ?= $(HUSK_DEBUG)
 export HUSK_TESTROOT := $(CURDIR)/$(TESTROOT)
+# anyhow would capture a backtrace per error; in forked test children that can deadlock.
+export RUST_LIB_BACKTRACE := 0
 
 DEB_PKGS := busybox-static runc crun containerd hyperfine strace jq util-linux bsdutils iproute2 procps
 

@@ -576,8 +576,28 @@ pub fn parse_cgroup_mountinfo(s: &str) -> Vec<CgMount> {
 /// container's cgroup tmpfs, host path). `name` is the base name of the host mount point
 /// ("cpu,cpuacct", "memory", "systemd", "unified").
 pub fn own_cgroup_dirs(proc_cgroup: &str, mountinfo: &str) -> Vec<(String, PathBuf)> {
+    own_hierarchies(proc_cgroup, mountinfo)
+        .into_iter()
+        .map(|h| (h.name, h.host))
+        .collect()
+}
+
+/// One cgroup hierarchy this process belongs to.
+pub struct Hierarchy {
+    /// Base name of the host mount point ("memory", "cpu,cpuacct", "systemd", "unified").
+    pub name: String,
+    /// This process's cgroup directory in it, on the host.
+    pub host: PathBuf,
+    /// The mount data that mounts the same hierarchy afresh ("memory", "cpu,cpuacct",
+    /// "name=systemd"); empty for cgroup2.
+    pub controllers: String,
+    pub v2: bool,
+}
+
+/// The hierarchies of this process, one per hierarchy, preferring mounts under /sys/fs/cgroup.
+pub fn own_hierarchies(proc_cgroup: &str, mountinfo: &str) -> Vec<Hierarchy> {
     let mounts = parse_cgroup_mountinfo(mountinfo);
-    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    let mut out: Vec<Hierarchy> = Vec::new();
     for line in parse_proc_cgroup(proc_cgroup) {
         let wanted = |m: &CgMount| {
             if line.controllers.is_empty() {
@@ -601,10 +621,15 @@ pub fn own_cgroup_dirs(proc_cgroup: &str, mountinfo: &str) -> Vec<(String, PathB
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if name.is_empty() || out.iter().any(|(n, _)| *n == name) {
+        if name.is_empty() || out.iter().any(|h| h.name == name) {
             continue;
         }
-        out.push((name, host));
+        out.push(Hierarchy {
+            name,
+            host,
+            controllers: line.controllers.to_string(),
+            v2: m.fstype == "cgroup2",
+        });
     }
     out
 }
@@ -636,7 +661,10 @@ fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &MountOptions) -> Result<()> {
     let mut o = opts.clone();
     o.flags
         .remove(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
-    if unified || (hybrid && ctx.new_cgroupns) {
+    // A hybrid host is a v1 host: the container gets the v1 controllers (and the unified
+    // hierarchy among them), as runc does.
+    let _ = hybrid;
+    if unified {
         // CVE-2023-25809: without a cgroup namespace this is the host's whole tree: never rw
         if ro || !ctx.new_cgroupns {
             o.flags |= MsFlags::MS_RDONLY;
@@ -667,7 +695,7 @@ fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &MountOptions) -> Result<()> {
     // cgroup v1: a tmpfs with a bind of each of our own cgroup directories
     let pc = read_proc("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
     let mi = read_proc("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
-    let own = own_cgroup_dirs(&pc, &mi);
+    let own = own_hierarchies(&pc, &mi);
     let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount_on_fd(
         Some("tmpfs"),
@@ -683,18 +711,35 @@ fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &MountOptions) -> Result<()> {
         bo.flags |= MsFlags::MS_RDONLY;
     }
     let attr = bo.bind_attr();
-    for (name, host) in &own {
+    for h in &own {
+        let (name, host) = (&h.name, &h.host);
         let sub = super::resolve::mkdir_child(top.as_fd(), name.as_ref(), dir_mode())
             .with_context(|| format!("creating {dest:?}/{name}"))?;
-        let src = openat(
-            AT_FDCWD,
-            host.as_path(),
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .with_context(|| format!("opening the host cgroup {host:?}"))?;
-        bind_fd(src.as_fd(), sub.as_fd(), true, attr, o.rec_attr, &[], None)
-            .with_context(|| format!("bind {host:?} onto {dest:?}/{name}"))?;
+        if ctx.new_cgroupns {
+            // In a cgroup namespace a fresh mount of the hierarchy is rooted at the
+            // container's own cgroup (and /proc/self/cgroup no longer names host paths).
+            let (fs, data) = if h.v2 {
+                ("cgroup2", None)
+            } else {
+                ("cgroup", Some(h.controllers.as_str()))
+            };
+            let mut f = base;
+            if ro {
+                f |= MsFlags::MS_RDONLY;
+            }
+            mount_on_fd(Some("cgroup"), sub.as_fd(), Some(fs), f, data)
+                .with_context(|| format!("mount {fs} ({}) on {dest:?}/{name}", h.controllers))?;
+        } else {
+            let src = openat(
+                AT_FDCWD,
+                host.as_path(),
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .with_context(|| format!("opening the host cgroup {host:?}"))?;
+            bind_fd(src.as_fd(), sub.as_fd(), true, attr, o.rec_attr, &[], None)
+                .with_context(|| format!("bind {host:?} onto {dest:?}/{name}"))?;
+        }
         if name.contains(',') {
             for ss in name.split(',') {
                 match symlinkat(name.as_str(), top.as_fd(), ss) {

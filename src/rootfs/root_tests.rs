@@ -32,6 +32,10 @@ fn in_child(f: impl FnOnce() -> Result<()>) {
     match unsafe { fork() }.unwrap() {
         ForkResult::Child => {
             drop(r);
+            // A watchdog: a child stuck on a lock another test thread held at fork time must
+            // fail the test, not hang the run.
+            // SAFETY: alarm(2) only arms a timer for this process.
+            unsafe { libc::alarm(60) };
             let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<()> {
                 nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
                 mount(NONE, "/", NONE, MsFlags::MS_PRIVATE | MsFlags::MS_REC, NONE)?;
@@ -755,8 +759,8 @@ fn shared_rootfs_propagation_still_pivots() {
 }
 
 #[test]
-fn cgroup_namespace_gets_cgroup2_readonly_unless_rw() {
-    if skip_unless_root("cgroup_namespace_gets_cgroup2_readonly_unless_rw") {
+fn cgroup_namespace_gets_own_cgroups_readonly_unless_rw() {
+    if skip_unless_root("cgroup_namespace_gets_own_cgroups_readonly_unless_rw") {
         return;
     }
     if fstype(Path::new("/sys/fs/cgroup/unified")).ok() != Some(libc::CGROUP2_SUPER_MAGIC)
@@ -785,14 +789,33 @@ fn cgroup_namespace_gets_cgroup2_readonly_unless_rw() {
             in_userns: false,
         })?;
         let cg = b.rootfs.join("sys/fs/cgroup");
-        ensure!(fstype(&cg)? == libc::CGROUP2_SUPER_MAGIC, "not cgroup2");
-        ensure!(ro(cg.to_str().unwrap())?, "cgroup must default to ro");
         let rw = b.rootfs.join("cg-rw");
-        ensure!(fstype(&rw)? == libc::CGROUP2_SUPER_MAGIC, "not cgroup2");
-        ensure!(
-            !ro(rw.to_str().unwrap())?,
-            "explicit rw with a cgroup namespace"
-        );
+        if fstype(Path::new("/sys/fs/cgroup"))? == libc::CGROUP2_SUPER_MAGIC {
+            ensure!(fstype(&cg)? == libc::CGROUP2_SUPER_MAGIC, "not cgroup2");
+            ensure!(ro(cg.to_str().unwrap())?, "cgroup must default to ro");
+            ensure!(fstype(&rw)? == libc::CGROUP2_SUPER_MAGIC, "not cgroup2");
+            ensure!(
+                !ro(rw.to_str().unwrap())?,
+                "explicit rw with a cgroup namespace"
+            );
+        } else {
+            // v1 or hybrid: fresh per-hierarchy mounts rooted at the container's cgroup
+            let mem = cg.join("memory");
+            ensure!(
+                fstype(&mem)? == libc::CGROUP_SUPER_MAGIC,
+                "memory is not cgroup v1"
+            );
+            ensure!(ro(mem.to_str().unwrap())?, "cgroup must default to ro");
+            ensure!(
+                fstype(&cg.join("unified"))? == libc::CGROUP2_SUPER_MAGIC,
+                "hybrid: unified is not cgroup2"
+            );
+            let rwm = rw.join("memory");
+            ensure!(
+                !ro(rwm.to_str().unwrap())?,
+                "explicit rw with a cgroup namespace"
+            );
+        }
         Ok(())
     });
 }
