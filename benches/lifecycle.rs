@@ -1,31 +1,30 @@
-//! Lifecycle benchmark: `RUNTIME run` (create + start + wait + delete) of `/bin/true` from the
-//! busybox test rootfs, for husk, crun and runc on identical bundles, alternating runtimes run
-//! by run. Writes target/bench/report.md.
+//! `make bench`: husk side by side with crun and runc (when installed), on identical bundles
+//! from the busybox test rootfs, runtimes ALTERNATING run by run so drift hits all alike.
 //!
-//! Env: BENCH_RUNS (default 50), BENCH_WARMUP (default 5), BENCH_HUSK (default
-//! target/release/husk), BENCH_RUNTIMES (comma list of name=path to override the set).
+//! Measured (min / median / max, and the husk/other ratio of medians):
+//! - `run` of /bin/true (create + start + wait + delete), and create, start, delete separately;
+//! - `exec` of /bin/true into a running container;
+//! - peak RSS of the runtime's largest process during `run` (wait4 rusage), and the smallest
+//!   `memory.limit` under which a container still starts (binary search);
+//! - throughput: 100 containers one after the other, and 100 with 10 at a time;
+//! - scale: `state` and `list` with 1000 containers in the store;
+//! - binary startup: `--version`.
 //!
-//! crun refuses a cgroup v1 "hybrid" host (it wants no controllers on the v2 mount), so on such a
-//! host EVERY runtime is started identically through
-//! `unshare -m sh -c 'mount -t tmpfs ... /sys/fs/cgroup/unified && exec "$0" "$@"' RUNTIME ...`;
-//! the wrapper's own cost is measured separately and reported.
+//! Writes `target/bench/report.md` and `target/bench/chart.svg`.
+//!
+//! crun refuses a cgroup v1 "hybrid" host, so on such a host the benchmark first enters a private
+//! mount namespace (once, for itself and everything it starts) and hides the empty v2 hierarchy
+//! at /sys/fs/cgroup/unified under a tmpfs: every runtime then sees the same pure-v1 host, and no
+//! per-run wrapper adds time. Every container gets an absolute cgroupsPath under a
+//! `husk-bench-<pid>` parent that is removed at the end.
+//!
+//! Env: BENCH_RUNS (default 40), BENCH_WARMUP (5), BENCH_SCALE (1000), BENCH_HUSK
+//! (target/release/husk), BENCH_RUNTIMES (name=path,... to override the set), BENCH_ONLY (comma
+//! list of sections: run,phases,exec,rss,minmem,throughput,scale,version).
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Hide the (empty) v2 hierarchy of a hybrid host under a throw-away tmpfs in a private mount
-/// namespace. Not `umount`: crun then writes its "unified" cgroup dirs into the host's
-/// /sys/fs/cgroup tmpfs, hidden under the real mount, where they would outlive the run.
-const WRAP: &str = "mount -t tmpfs -o size=1m,mode=755 husk-bench-nounified /sys/fs/cgroup/unified && exec \"$0\" \"$@\"";
-
-struct Rt {
-    name: String,
-    bin: PathBuf,
-    work: PathBuf,
-    samples: Vec<Duration>,
-    error: Option<String>,
-    version: String,
-}
 
 fn env_usize(k: &str, d: usize) -> usize {
     std::env::var(k)
@@ -34,28 +33,18 @@ fn env_usize(k: &str, d: usize) -> usize {
         .unwrap_or(d)
 }
 
+fn hybrid() -> bool {
+    !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+        && Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists()
+}
+
 fn cgroup_mode() -> &'static str {
     if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         "v2 (unified)"
-    } else if Path::new("/sys/fs/cgroup/unified").exists() {
+    } else if hybrid() {
         "v1 hybrid (v1 controllers + empty v2 at /sys/fs/cgroup/unified)"
     } else {
         "v1 (legacy)"
-    }
-}
-
-fn hybrid() -> bool {
-    !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
-        && Path::new("/sys/fs/cgroup/unified").exists()
-}
-
-fn cmd_for(wrap: bool, bin: &Path) -> Command {
-    if wrap {
-        let mut c = Command::new("unshare");
-        c.args(["-m", "sh", "-c", WRAP]).arg(bin);
-        c
-    } else {
-        Command::new(bin)
     }
 }
 
@@ -67,37 +56,192 @@ fn sh_out(cmd: &str) -> String {
         .unwrap_or_default()
 }
 
-fn stats(v: &[Duration]) -> (f64, f64, f64, f64) {
-    let mut ms: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-    ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = ms.len();
+/// Enter a private mount namespace; on a hybrid host hide the v2 mount (see the module docs).
+fn isolate_mounts() -> String {
+    // SAFETY: unshare/mount with valid C strings; the benchmark is single-threaded here.
+    unsafe {
+        assert_eq!(libc::unshare(libc::CLONE_NEWNS), 0, "unshare(CLONE_NEWNS)");
+        let none = c"none".as_ptr();
+        let root = c"/".as_ptr();
+        assert_eq!(
+            libc::mount(
+                none,
+                root,
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_SLAVE,
+                std::ptr::null()
+            ),
+            0
+        );
+        if hybrid() {
+            let r = libc::mount(
+                c"husk-bench-nounified".as_ptr(),
+                c"/sys/fs/cgroup/unified".as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                c"size=1m,mode=755".as_ptr().cast(),
+            );
+            assert_eq!(r, 0, "hide /sys/fs/cgroup/unified");
+            return "The host is cgroup v1 hybrid; crun refuses that, so the benchmark runs every \
+                    runtime in one private mount namespace where the empty v2 mount at \
+                    /sys/fs/cgroup/unified is hidden under a tmpfs (all runtimes see a pure v1 \
+                    host; no per-run wrapper)."
+                .into();
+        }
+    }
+    String::new()
+}
+
+struct Rt {
+    name: String,
+    bin: PathBuf,
+    work: PathBuf,
+    version: String,
+}
+
+impl Rt {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--root").arg(self.work.join("root"));
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    }
+}
+
+struct Bench {
+    rts: Vec<Rt>,
+    rootfs: PathBuf,
+    config: serde_json::Value,
+    cg_parent: String,
+    seq: std::sync::atomic::AtomicUsize,
+}
+
+/// Run a command, returning its wall time and (exit ok, max RSS in KiB).
+fn timed(mut c: Command) -> (Duration, bool, i64) {
+    let t = Instant::now();
+    let child = c.spawn().expect("spawn runtime");
+    let mut status = 0;
+    // SAFETY: rusage is a valid out buffer; the pid is our child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    let d = t.elapsed();
+    let ok = r > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (d, ok, ru.ru_maxrss)
+}
+
+impl Bench {
+    fn id(&self, rt: &Rt) -> String {
+        let n = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("b-{}-{n}", rt.name)
+    }
+
+    /// A bundle for one container: config.json only, root.path absolute to the shared rootfs.
+    fn bundle(&self, rt: &Rt, id: &str, args: &[&str], mem: Option<i64>) -> PathBuf {
+        let dir = rt.work.join("bundles").join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut c = self.config.clone();
+        c["root"]["path"] = self.rootfs.to_string_lossy().as_ref().into();
+        c["process"]["args"] = args.iter().map(|s| serde_json::Value::from(*s)).collect();
+        c["linux"]["cgroupsPath"] = format!("{}/{id}", self.cg_parent).into();
+        if let Some(m) = mem {
+            c["linux"]["resources"]["memory"] = serde_json::json!({"limit": m});
+        }
+        std::fs::write(dir.join("config.json"), serde_json::to_vec(&c).unwrap()).unwrap();
+        dir
+    }
+
+    fn run(&self, rt: &Rt, args: &[&str], mem: Option<i64>) -> (Duration, bool, i64) {
+        let id = self.id(rt);
+        let b = self.bundle(rt, &id, args, mem);
+        let mut c = rt.cmd();
+        c.args(["run", "--bundle"]).arg(&b).arg(&id);
+        let r = timed(c);
+        self.cleanup(rt, &id);
+        r
+    }
+
+    fn cleanup(&self, rt: &Rt, id: &str) {
+        let _ = rt.cmd().args(["delete", "--force", id]).status();
+        let _ = std::fs::remove_dir_all(rt.work.join("bundles").join(id));
+    }
+}
+
+#[derive(Default)]
+struct Row {
+    what: String,
+    unit: &'static str,
+    /// per runtime: samples (ms or KiB or count)
+    vals: Vec<(String, Vec<f64>)>,
+    note: String,
+}
+
+fn summary(v: &[f64]) -> Option<(f64, f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = s.len();
     let med = if n % 2 == 1 {
-        ms[n / 2]
+        s[n / 2]
     } else {
-        (ms[n / 2 - 1] + ms[n / 2]) / 2.0
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
     };
-    (ms[0], med, ms[n - 1], ms.iter().sum::<f64>() / n as f64)
+    Some((s[0], med, s[n - 1]))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Alternate runtimes run by run: warm-up, then `runs` rounds.
+fn alternate(
+    b: &Bench,
+    runs: usize,
+    warmup: usize,
+    mut f: impl FnMut(&Rt) -> Option<f64>,
+) -> Vec<(String, Vec<f64>)> {
+    let mut out: Vec<(String, Vec<f64>)> =
+        b.rts.iter().map(|r| (r.name.clone(), Vec::new())).collect();
+    for i in 0..warmup + runs {
+        for (k, rt) in b.rts.iter().enumerate() {
+            if let Some(v) = f(rt) {
+                if i >= warmup {
+                    out[k].1.push(v);
+                }
+            }
+        }
+    }
+    out
 }
 
 fn main() {
-    // `cargo bench` passes --bench; accept and ignore libtest-style flags.
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("lifecycle bench: SKIP, needs root to run containers");
+    if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let runs = env_usize("BENCH_RUNS", 50);
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("bench: SKIP, needs root to run containers");
+        return;
+    }
+    let runs = env_usize("BENCH_RUNS", 40);
     let warmup = env_usize("BENCH_WARMUP", 5);
+    let scale = env_usize("BENCH_SCALE", 1000);
+    let only: Option<Vec<String>> = std::env::var("BENCH_ONLY")
+        .ok()
+        .map(|s| s.split(',').map(str::to_string).collect());
+    let want = |s: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == s));
     let testroot = std::env::var_os("HUSK_TESTROOT")
         .map(PathBuf::from)
         .unwrap_or_else(|| manifest.join("target/testroot/rootfs"));
-    if !testroot.join("bin/true").exists() {
-        let st = Command::new("make")
-            .args(["-C", manifest.to_str().unwrap(), "testroot"])
-            .status()
-            .expect("make testroot");
-        assert!(st.success(), "make testroot failed");
-    }
+    assert!(
+        testroot.join("bin/true").exists(),
+        "no test rootfs at {} (make testroot)",
+        testroot.display()
+    );
     let husk = std::env::var_os("BENCH_HUSK")
         .map(PathBuf::from)
         .unwrap_or_else(|| manifest.join("target/release/husk"));
@@ -116,229 +260,477 @@ fn main() {
     cands.retain(|(n, p)| {
         let ok = p.is_file();
         if !ok {
-            eprintln!(
-                "lifecycle bench: {n} not installed at {}, skipped",
-                p.display()
-            );
+            eprintln!("bench: {n} not installed at {}, left out", p.display());
         }
         ok
     });
-    let wrap = hybrid();
+    let mount_note = isolate_mounts();
     let base = tempfile::Builder::new()
         .prefix("husk-bench-")
         .tempdir()
         .expect("tempdir");
-    let config: serde_json::Value = serde_json::from_str(
+    let rootfs = base.path().join("rootfs");
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(&testroot)
+        .arg(&rootfs)
+        .status()
+        .unwrap()
+        .success());
+    let mut config: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(manifest.join("spec-fixtures/default/config.json")).unwrap(),
     )
     .unwrap();
+    config["root"]["readonly"] = true.into();
+    let cg_parent = format!("/husk-bench-{}", std::process::id());
+    let rts: Vec<Rt> = cands
+        .into_iter()
+        .map(|(name, bin)| {
+            let work = base.path().join(&name);
+            std::fs::create_dir_all(&work).unwrap();
+            let version = Command::new(&bin)
+                .arg("--version")
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_string()
+                })
+                .unwrap_or_default();
+            Rt {
+                name,
+                bin,
+                work,
+                version,
+            }
+        })
+        .collect();
+    let mut b = Bench {
+        rts,
+        rootfs,
+        config,
+        cg_parent,
+        seq: std::sync::atomic::AtomicUsize::new(0),
+    };
+    // Correctness gate: a runtime that cannot run /bin/true is left out (and said so).
+    let mut excluded = Vec::new();
+    let oks: Vec<bool> = b
+        .rts
+        .iter()
+        .map(|rt| b.run(rt, &["/bin/true"], None).1)
+        .collect();
+    let all = std::mem::take(&mut b.rts);
+    for (rt, ok) in all.into_iter().zip(oks) {
+        if ok {
+            b.rts.push(rt);
+        } else {
+            excluded.push(rt.name);
+        }
+    }
+    let mut rows: Vec<Row> = Vec::new();
 
-    let mut rts: Vec<Rt> = Vec::new();
-    for (name, bin) in cands {
-        let work = base.path().join(&name);
-        std::fs::create_dir_all(work.join("bundle")).unwrap();
-        let st = Command::new("cp")
-            .arg("-a")
-            .arg(&testroot)
-            .arg(work.join("bundle/rootfs"))
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let version = Command::new(&bin)
-            .arg("--version")
-            .output()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_string()
+    if want("run") {
+        eprintln!("bench: run /bin/true x{runs}");
+        rows.push(Row {
+            what: "`run` /bin/true (create+start+wait+delete)".into(),
+            unit: "ms",
+            vals: alternate(&b, runs, warmup, |rt| {
+                Some(ms(b.run(rt, &["/bin/true"], None).0))
+            }),
+            ..Default::default()
+        });
+    }
+    if want("phases") {
+        eprintln!("bench: create / start / delete x{runs}");
+        let mut create = Vec::new();
+        let mut start = Vec::new();
+        let mut delete = Vec::new();
+        let phases = alternate(&b, runs, warmup, |rt| {
+            let id = b.id(rt);
+            let bundle = b.bundle(rt, &id, &["/bin/true"], None);
+            let mut c = rt.cmd();
+            c.args(["create", "--bundle"]).arg(&bundle).arg(&id);
+            let (tc, ok, _) = timed(c);
+            let mut s = rt.cmd();
+            s.args(["start", &id]);
+            let (ts, ok2, _) = timed(s);
+            // wait (outside the timing) until /bin/true is gone
+            for _ in 0..500 {
+                let o = rt
+                    .cmd()
+                    .args(["state", &id])
+                    .stdout(Stdio::piped())
+                    .output();
+                if o.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("\"stopped\"")) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let mut d = rt.cmd();
+            d.args(["delete", &id]);
+            let (td, ok3, _) = timed(d);
+            b.cleanup(rt, &id);
+            (ok && ok2 && ok3).then(|| {
+                create.push((rt.name.clone(), ms(tc)));
+                start.push((rt.name.clone(), ms(ts)));
+                delete.push((rt.name.clone(), ms(td)));
+                0.0
             })
-            .unwrap_or_default();
-        rts.push(Rt {
-            name,
-            bin,
-            work,
-            samples: Vec::new(),
-            error: None,
-            version,
+        });
+        drop(phases);
+        for (what, v) in [
+            ("`create`", create),
+            ("`start`", start),
+            ("`delete` (stopped)", delete),
+        ] {
+            let vals = b
+                .rts
+                .iter()
+                .map(|rt| {
+                    (
+                        rt.name.clone(),
+                        v.iter()
+                            .filter(|(n, _)| *n == rt.name)
+                            .map(|(_, x)| *x)
+                            .collect(),
+                    )
+                })
+                .collect();
+            rows.push(Row {
+                what: what.into(),
+                unit: "ms",
+                vals,
+                ..Default::default()
+            });
+        }
+    }
+    if want("exec") {
+        eprintln!("bench: exec /bin/true x{runs}");
+        let ids: Vec<String> = b
+            .rts
+            .iter()
+            .map(|rt| {
+                let id = b.id(rt);
+                let bundle = b.bundle(rt, &id, &["/bin/sleep", "1000"], None);
+                let ok = rt
+                    .cmd()
+                    .args(["run", "--detach", "--bundle"])
+                    .arg(&bundle)
+                    .arg(&id)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(ok, "{}: run --detach failed", rt.name);
+                id
+            })
+            .collect();
+        let names: Vec<String> = b.rts.iter().map(|r| r.name.clone()).collect();
+        rows.push(Row {
+            what: "`exec` /bin/true into a running container".into(),
+            unit: "ms",
+            vals: alternate(&b, runs, warmup, |rt| {
+                let k = names.iter().position(|n| *n == rt.name).unwrap();
+                let mut c = rt.cmd();
+                c.args(["exec", &ids[k], "/bin/true"]);
+                let (d, ok, _) = timed(c);
+                ok.then(|| ms(d))
+            }),
+            ..Default::default()
+        });
+        for (rt, id) in b.rts.iter().zip(&ids) {
+            b.cleanup(rt, id);
+        }
+    }
+    if want("rss") {
+        eprintln!("bench: peak RSS");
+        rows.push(Row {
+            what: "peak RSS of the largest runtime process during `run`".into(),
+            unit: "KiB",
+            vals: alternate(&b, 10, 1, |rt| {
+                let (_, ok, rss) = b.run(rt, &["/bin/true"], None);
+                ok.then_some(rss as f64)
+            }),
+            note: "wait4 ru_maxrss of the runtime and its waited-for descendants".into(),
+        });
+    }
+    if want("minmem") {
+        eprintln!("bench: smallest memory limit");
+        let vals = b
+            .rts
+            .iter()
+            .map(|rt| {
+                // binary search in 64 KiB steps between 64 KiB and 64 MiB; each probe twice
+                let (mut lo, mut hi) = (1i64, 1024i64);
+                while lo < hi {
+                    let mid = (lo + hi) / 2;
+                    let ok = (0..2).all(|_| b.run(rt, &["/bin/true"], Some(mid * 65536)).1);
+                    if ok {
+                        hi = mid;
+                    } else {
+                        lo = mid + 1;
+                    }
+                }
+                (rt.name.clone(), vec![(lo * 64) as f64])
+            })
+            .collect();
+        rows.push(Row {
+            what: "smallest `memory.limit` under which `run` /bin/true succeeds".into(),
+            unit: "KiB",
+            vals,
+            note: "binary search, 64 KiB steps".into(),
+        });
+    }
+    if want("throughput") {
+        eprintln!("bench: throughput");
+        let n = 100;
+        let mut seq = Vec::new();
+        let mut par = Vec::new();
+        for rt in &b.rts {
+            let t = Instant::now();
+            for _ in 0..n {
+                b.run(rt, &["/bin/true"], None);
+            }
+            seq.push((rt.name.clone(), vec![ms(t.elapsed())]));
+        }
+        for rt in &b.rts {
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..10 {
+                    s.spawn(|| {
+                        for _ in 0..n / 10 {
+                            let id = b.id(rt);
+                            let bundle = b.bundle(rt, &id, &["/bin/true"], None);
+                            let _ = rt
+                                .cmd()
+                                .args(["run", "--bundle"])
+                                .arg(&bundle)
+                                .arg(&id)
+                                .status();
+                            b.cleanup(rt, &id);
+                        }
+                    });
+                }
+            });
+            par.push((rt.name.clone(), vec![ms(t.elapsed())]));
+        }
+        rows.push(Row {
+            what: format!("{n} containers one after the other (total)"),
+            unit: "ms",
+            vals: seq,
+            ..Default::default()
+        });
+        rows.push(Row {
+            what: format!("{n} containers, 10 at a time (total)"),
+            unit: "ms",
+            vals: par,
+            ..Default::default()
+        });
+    }
+    if want("scale") {
+        eprintln!("bench: state/list with {scale} containers");
+        let mut state = Vec::new();
+        let mut list = Vec::new();
+        for rt in &b.rts {
+            let mut ids = Vec::new();
+            for _ in 0..scale {
+                let id = b.id(rt);
+                let bundle = b.bundle(rt, &id, &["/bin/true"], None);
+                let _ = rt
+                    .cmd()
+                    .args(["run", "--detach", "--bundle"])
+                    .arg(&bundle)
+                    .arg(&id)
+                    .status();
+                ids.push(id);
+            }
+            let mut sv = Vec::new();
+            let mut lv = Vec::new();
+            for i in 0..runs.min(20) {
+                let mut c = rt.cmd();
+                c.args(["state", &ids[i * 37 % ids.len()]]);
+                sv.push(ms(timed(c).0));
+                let mut c = rt.cmd();
+                c.args(["list"]);
+                lv.push(ms(timed(c).0));
+            }
+            state.push((rt.name.clone(), sv));
+            list.push((rt.name.clone(), lv));
+            for id in &ids {
+                b.cleanup(rt, id);
+            }
+        }
+        rows.push(Row {
+            what: format!("`state` with {scale} containers in the store"),
+            unit: "ms",
+            vals: state,
+            ..Default::default()
+        });
+        rows.push(Row {
+            what: format!("`list` with {scale} containers in the store"),
+            unit: "ms",
+            vals: list,
+            ..Default::default()
+        });
+    }
+    if want("version") {
+        eprintln!("bench: --version");
+        rows.push(Row {
+            what: "binary startup (`--version`)".into(),
+            unit: "ms",
+            vals: alternate(&b, runs, warmup, |rt| {
+                let mut c = Command::new(&rt.bin);
+                c.arg("--version").stdout(Stdio::null());
+                Some(ms(timed(c).0))
+            }),
+            ..Default::default()
         });
     }
 
-    let write_config = |rt: &Rt, args: &[&str]| {
-        let mut c = config.clone();
-        c["process"]["args"] = args.iter().map(|s| serde_json::Value::from(*s)).collect();
-        std::fs::write(
-            rt.work.join("bundle/config.json"),
-            serde_json::to_vec_pretty(&c).unwrap(),
-        )
-        .unwrap();
-    };
-    let run_once = |rt: &Rt, id: &str, capture: bool| -> (Duration, bool, String) {
-        let mut c = cmd_for(wrap, &rt.bin);
-        c.arg("--root")
-            .arg(rt.work.join("root"))
-            .args(["run", "--bundle"])
-            .arg(rt.work.join("bundle"))
-            .arg(id)
-            .stdin(Stdio::null());
-        if capture {
-            c.stdout(Stdio::piped()).stderr(Stdio::piped());
-        } else {
-            c.stdout(Stdio::null()).stderr(Stdio::null());
-        }
-        let t = Instant::now();
-        let o = c.output().expect("spawn runtime");
-        let d = t.elapsed();
-        // make sure nothing is left between runs, outside the timing
-        let _ = cmd_for(wrap, &rt.bin)
-            .arg("--root")
-            .arg(rt.work.join("root"))
-            .args(["delete", "--force", id])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let out = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        (d, o.status.success(), out)
-    };
-
-    // Correctness gate: a runtime that does not really run the container is not timed.
-    for rt in rts.iter_mut() {
-        write_config(rt, &["/bin/sh", "-c", "echo bench-container-ran"]);
-        let (_, ok, out) = run_once(
-            rt,
-            &format!("hb-check-{}-{}", rt.name, std::process::id()),
-            true,
-        );
-        if !ok || !out.contains("bench-container-ran") {
-            rt.error = Some(format!(
-                "did not run the container (exit ok={ok}): {}",
-                out.lines().last().unwrap_or("")
-            ));
-            eprintln!(
-                "lifecycle bench: {} excluded: {}",
-                rt.name,
-                rt.error.as_ref().unwrap()
-            );
-        }
-        write_config(rt, &["/bin/true"]);
+    // remove the cgroup parents
+    for h in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let _ = std::fs::remove_dir(h.path().join(b.cg_parent.trim_start_matches('/')));
     }
-    let active: Vec<usize> = (0..rts.len()).filter(|&i| rts[i].error.is_none()).collect();
-
-    // wrapper overhead: the same unshare+sh+umount+exec around /bin/true
-    let mut wrap_samples = Vec::new();
-    if wrap {
-        for i in 0..(warmup + runs) {
-            let t = Instant::now();
-            let _ = cmd_for(true, Path::new("/bin/true")).status();
-            if i >= warmup {
-                wrap_samples.push(t.elapsed());
-            }
-        }
-    }
-
-    eprintln!(
-        "lifecycle bench: {} runs + {} warm-up per runtime, alternating {:?}",
-        runs,
-        warmup,
-        active
-            .iter()
-            .map(|&i| rts[i].name.as_str())
-            .collect::<Vec<_>>()
-    );
-    for i in 0..(warmup + runs) {
-        // rotate the order each round so no runtime always goes first
-        for k in 0..active.len() {
-            let idx = active[(i + k) % active.len()];
-            let id = format!("hb-{}-{}-{}", rts[idx].name, std::process::id(), i);
-            let (d, ok, _) = run_once(&rts[idx], &id, false);
-            if !ok && rts[idx].error.is_none() {
-                rts[idx].error = Some(format!("run {i} failed"));
-            }
-            if i >= warmup {
-                rts[idx].samples.push(d);
-            }
-        }
-    }
-
-    // report
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len() / 1024).unwrap_or(0);
     let mut md = String::new();
-    md.push_str("# husk lifecycle benchmark\n\n");
     md.push_str(&format!(
-        "`RUNTIME run` of `/bin/true` (create + start + wait + delete) from the busybox test rootfs, \
-         identical bundles (spec-fixtures/default), each runtime with its own `--root`, \
-         runtimes alternated run by run (order rotated each round), {warmup} warm-up rounds, {runs} timed runs each.\n\n"
+        "# husk benchmark\n\n{} UTC, kernel {}, {} CPUs, cgroup {}.\n\n",
+        sh_out("date -u +'%Y-%m-%d %H:%M'"),
+        sh_out("uname -r"),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        cgroup_mode()
     ));
-    md.push_str("## Host\n\n");
-    md.push_str(&format!("- kernel: {}\n", sh_out("uname -srm")));
-    md.push_str(&format!("- cgroup mode: {}\n", cgroup_mode()));
-    md.push_str(&format!("- CPUs: {}\n", sh_out("nproc")));
-    for rt in &rts {
+    if !mount_note.is_empty() {
+        md.push_str(&mount_note);
+        md.push_str("\n\n");
+    }
+    for rt in &b.rts {
         md.push_str(&format!(
-            "- {}: `{}` — {}\n",
+            "- {}: `{}` {} ({} KiB binary)\n",
             rt.name,
             rt.bin.display(),
-            if rt.version.is_empty() {
-                "(no --version)"
-            } else {
-                &rt.version
-            }
+            rt.version,
+            size(&rt.bin)
         ));
     }
-    if wrap {
-        let (mn, med, mx, _) = stats(&wrap_samples);
-        md.push_str(&format!(
-            "\nThis host is cgroup v1 hybrid, which crun refuses; so EVERY runtime was started the same way, \
-             in a private mount namespace with /sys/fs/cgroup/unified hidden under an empty tmpfs: \
-             `unshare -m sh -c '{WRAP}' RUNTIME ...`. That wrapper alone (around /bin/true) costs \
-             min {mn:.2} / median {med:.2} / max {mx:.2} ms and is included in every number below.\n"
-        ));
+    for n in &excluded {
+        md.push_str(&format!("- {n}: left out, it failed to run /bin/true\n"));
     }
-    md.push_str("\n## Results (milliseconds)\n\n| runtime | min | median | mean | max | runs |\n|---|---:|---:|---:|---:|---:|\n");
-    for rt in &rts {
-        if rt.samples.is_empty() || rt.error.is_some() {
-            md.push_str(&format!(
-                "| {} | – | – | – | – | {} |\n",
-                rt.name,
-                rt.error.as_deref().unwrap_or("no samples")
-            ));
-            continue;
-        }
-        let (mn, med, mx, mean) = stats(&rt.samples);
-        md.push_str(&format!(
-            "| {} | {mn:.2} | {med:.2} | {mean:.2} | {mx:.2} | {} |\n",
-            rt.name,
-            rt.samples.len()
-        ));
-    }
-    let med_of = |n: &str| {
-        rts.iter()
-            .find(|r| r.name == n && r.error.is_none() && !r.samples.is_empty())
-            .map(|r| stats(&r.samples).1)
+    md.push_str(&format!(
+        "\nRuntimes alternate run by run ({warmup} warm-up rounds, {runs} measured), from the \
+         busybox test rootfs with the default `runc spec`-style config (read-only root, \
+         cgroups, 6 namespaces). Values: min / **median** / max; ratios are husk's median \
+         over the other's.\n\n"
+    ));
+    let names: Vec<String> = b.rts.iter().map(|r| r.name.clone()).collect();
+    let ratio_cols = if names.iter().any(|n| n == "husk") {
+        names.len() - 1
+    } else {
+        0
     };
-    if let Some(h) = med_of("husk") {
-        md.push_str("\n## Ratios (median husk / median other; below 1 means husk is faster)\n\n");
-        for other in ["crun", "runc"] {
-            if let Some(o) = med_of(other) {
-                md.push_str(&format!("- husk/{other}: {:.3}\n", h / o));
-            }
-        }
-    } else if let (Some(c), Some(r)) = (med_of("crun"), med_of("runc")) {
-        md.push_str(&format!(
-            "\nhusk was not measured (see above). crun/runc median ratio: {:.3}\n",
-            c / r
-        ));
+    md.push_str("| measurement |");
+    for n in &names {
+        md.push_str(&format!(" {n} |"));
     }
-    let out_dir = manifest.join("target/bench");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    std::fs::write(out_dir.join("report.md"), &md).unwrap();
+    for n in names.iter().filter(|n| *n != "husk" && ratio_cols > 0) {
+        md.push_str(&format!(" husk/{n} |"));
+    }
+    md.push_str("\n|---|");
+    for _ in 0..names.len() + ratio_cols {
+        md.push_str("---|");
+    }
+    md.push('\n');
+    let med_of = |row: &Row, n: &str| {
+        row.vals
+            .iter()
+            .find(|(k, _)| k == n)
+            .and_then(|(_, v)| summary(v))
+            .map(|s| s.1)
+    };
+    for row in &rows {
+        md.push_str(&format!("| {} ({}) |", row.what, row.unit));
+        for n in &names {
+            let cell = match row
+                .vals
+                .iter()
+                .find(|(k, _)| k == n)
+                .and_then(|(_, v)| summary(v))
+            {
+                Some((lo, med, hi)) if (hi - lo).abs() < f64::EPSILON => format!("**{med:.1}**"),
+                Some((lo, med, hi)) => format!("{lo:.1} / **{med:.1}** / {hi:.1}"),
+                None => "–".into(),
+            };
+            md.push_str(&format!(" {cell} |"));
+        }
+        for n in names.iter().filter(|n| *n != "husk" && ratio_cols > 0) {
+            let cell = match (med_of(row, "husk"), med_of(row, n)) {
+                (Some(h), Some(o)) if o > 0.0 => format!("{:.2}", h / o),
+                _ => "–".into(),
+            };
+            md.push_str(&format!(" {cell} |"));
+        }
+        md.push('\n');
+    }
+    for row in rows.iter().filter(|r| !r.note.is_empty()) {
+        md.push_str(&format!("\n- {}: {}.", row.what, row.note));
+    }
+    md.push('\n');
+    let out = manifest.join("target/bench");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("report.md"), &md).unwrap();
+    std::fs::write(out.join("chart.svg"), svg(&rows, &names)).unwrap();
     println!("{md}");
-    eprintln!(
-        "lifecycle bench: wrote {}",
-        out_dir.join("report.md").display()
+    eprintln!("bench: wrote {}/report.md and chart.svg", out.display());
+}
+
+/// A grouped bar chart of the medians, each measurement normalised to its largest median.
+fn svg(rows: &[Row], names: &[String]) -> String {
+    let colors = ["#2a9d8f", "#e9c46a", "#e76f51", "#264653"];
+    let row_h = 18 * names.len() as i32 + 16;
+    let h = 40 + row_h * rows.len() as i32;
+    let mut s = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' width='900' height='{h}' font-family='sans-serif' font-size='11'>\n\
+         <text x='10' y='20' font-size='14'>husk vs crun vs runc: medians (bar length relative to the slowest/largest)</text>\n"
     );
+    for (i, row) in rows.iter().enumerate() {
+        let y0 = 40 + row_h * i as i32;
+        s.push_str(&format!(
+            "<text x='10' y='{}'>{}</text>\n",
+            y0 + 12,
+            row.what.replace('`', "").replace('<', "&lt;")
+        ));
+        let meds: Vec<(usize, f64)> = names
+            .iter()
+            .enumerate()
+            .filter_map(|(k, n)| {
+                row.vals
+                    .iter()
+                    .find(|(x, _)| x == n)
+                    .and_then(|(_, v)| summary(v))
+                    .map(|m| (k, m.1))
+            })
+            .collect();
+        let max = meds.iter().map(|m| m.1).fold(0.0, f64::max).max(1e-9);
+        for (j, (k, m)) in meds.iter().enumerate() {
+            let w = (m / max * 450.0).max(1.0);
+            let y = y0 + 16 + 18 * j as i32;
+            s.push_str(&format!(
+                "<rect x='330' y='{y}' width='{w:.0}' height='14' fill='{}'/><text x='{:.0}' y='{}'>{} {:.1} {}</text>\n",
+                colors[*k % colors.len()],
+                335.0 + w,
+                y + 11,
+                names[*k],
+                m,
+                row.unit
+            ));
+        }
+    }
+    s.push_str("</svg>\n");
+    s
 }

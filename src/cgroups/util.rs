@@ -314,9 +314,22 @@ fn unescape(s: &str) -> String {
 
 /// The cgroup and cgroup2 mounts in a mountinfo text. v1 controllers are taken from the super
 /// options, which list the controllers ("rw,cpu,cpuacct") or the name ("rw,name=systemd").
+///
+/// A mount that something else was later mounted over (same mount point) is hidden and left
+/// out.
 pub fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
     let mut out = Vec::new();
-    for line in text.lines() {
+    let point = |line: &str| line.split(' ').nth(4).map(str::to_string);
+    let mut last: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if let Some(p) = point(line) {
+            last.insert(p, i);
+        }
+    }
+    for (i, line) in text.lines().enumerate() {
+        if point(line).is_some_and(|p| last.get(&p) != Some(&i)) {
+            continue;
+        }
         let Some((pre, post)) = line.split_once(" - ") else {
             continue;
         };
@@ -442,6 +455,14 @@ mod tests {
         assert_eq!(m[4].root, "/docker/abc");
         assert_eq!(m[5].mountpoint, PathBuf::from("/mnt/with space"));
         assert_eq!(m[5].controllers, vec!["freezer"]);
+    }
+
+    #[test]
+    fn overmounted_hierarchy_is_hidden() {
+        let text =
+            format!("{HYBRID}99 30 0:99 / /sys/fs/cgroup/unified rw - tmpfs hide rw,size=1024k\n");
+        assert!(parse_mountinfo(&text).iter().all(|m| !m.v2));
+        assert!(parse_mountinfo(HYBRID).iter().any(|m| m.v2));
     }
 
     #[test]
