@@ -118,7 +118,9 @@ struct Bench {
     seq: std::sync::atomic::AtomicUsize,
 }
 
-/// Run a command, returning its wall time and (exit ok, max RSS in KiB).
+/// Run a command, returning its wall time and (exit ok, max RSS in KiB). The child is reaped
+/// with wait4 (for its rusage), not with Child::wait.
+#[allow(clippy::zombie_processes)]
 fn timed(mut c: Command) -> (Duration, bool, i64) {
     let t = Instant::now();
     let child = c.spawn().expect("spawn runtime");
