@@ -73,13 +73,14 @@ pub fn start(g: &Global, id: &str) -> Result<()> {
     let p = format!("/proc/self/fd/{}/{}", dir.as_raw_fd(), state::EXEC_SOCKET);
     let mut conn = std::os::unix::net::UnixStream::connect(&p)
         .with_context(|| format!("container {id}: connect to its exec socket"))?;
-    let mut b = [0u8; 1];
-    let n = conn
-        .read(&mut b)
-        .context("wait for the container to start")?;
+    // init closes the connection when it execs the program (after the startContainer hooks);
+    // before that, a failure comes back as text.
+    let mut msg = String::new();
+    let res = conn.read_to_string(&mut msg);
     let _ = std::fs::remove_file(g.store.dir(id).join(state::EXEC_SOCKET));
-    if n != 1 {
-        bail!("container {id}: init exited before it could start the program");
+    res.context("wait for the container to start")?;
+    if !msg.is_empty() {
+        bail!("{msg}");
     }
     if !st.poststart.is_empty() {
         let js = crate::hooks::state_json(id, "running", st.pid, &st.bundle, Some(&st.annotations));

@@ -38,6 +38,10 @@ pub struct InitContext<'a> {
     pub self_exe: (u64, u64),
     /// The init was forked without namespace flags and must create/join them itself.
     pub slow_path: bool,
+    /// `Go` (placed in the cgroup) was received.
+    pub go_seen: std::cell::Cell<bool>,
+    /// The connection of `husk start`, open until exec.
+    pub start_conn: std::cell::Cell<Option<OwnedFd>>,
 }
 
 /// The entry point of the forked child. Never returns.
@@ -47,6 +51,10 @@ pub fn run(ctx: InitContext) -> ! {
         Err(e) => e,
     };
     let msg = format!("{err:#}");
+    // After `start` connected, it waits for our exec (EOF) or this error text.
+    if let Some(conn) = ctx.start_conn.take() {
+        let _ = nix::unistd::write(&conn, msg.as_bytes());
+    }
     if ctx.chan.send(&Msg::Error(msg.clone())).is_err() {
         eprintln!("husk init: {msg}");
     }
@@ -68,24 +76,21 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
     let spec = spec(ctx);
     let process = spec.process().as_ref().context("process: missing")?;
 
-    step("wait for the cgroup placement", ctx.chan.expect(Msg::Go))?;
-    // The runtime writes our id maps through /proc/PID, which needs us dumpable; nothing of the
-    // container runs yet, so nobody can attach in the meantime.
+    // On the fast path the runtime moves us into our cgroup (slow on cgroup v1) while we do the
+    // setup that does not depend on it; the slow path must be placed before it forks the init of
+    // the pid namespace.
     if ctx.slow_path {
+        step("wait for the cgroup placement", wait_go(ctx))?;
         step("create and join namespaces", enter_namespaces(ctx))?;
     } else if ctx.plan.creates(libc::CLONE_NEWUSER) {
         // Our own pid is 1 in the new pid namespace: 0 asks for the pid the runtime forked.
+        // The runtime writes the maps through /proc/PID, which needs us dumpable; nothing of
+        // the container runs yet, so nobody can attach in the meantime.
         step("map user ids", request_id_maps(ctx, 0))?;
     }
     // CVE-2016-9962 / CVE-2019-5736: from here on nobody in the container may ptrace us or
     // open our /proc/PID/exe while we run husk's code.
     step("make init non-dumpable", set_dumpable(false))?;
-    if ctx.plan.creates(libc::CLONE_NEWCGROUP) {
-        step(
-            "create the cgroup namespace",
-            nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(Into::into),
-        )?;
-    }
     if !ctx.no_new_keyring {
         step("join a new session keyring", join_session_keyring(ctx.id))?;
     }
@@ -109,7 +114,20 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
         new_cgroupns: ctx.plan.creates(libc::CLONE_NEWCGROUP),
         in_userns,
     };
-    step("prepare the root filesystem", crate::rootfs::prepare(&opts))?;
+    let mut enter_cgroup = || -> Result<()> {
+        step("wait for the cgroup placement", wait_go(ctx))?;
+        if ctx.plan.creates(libc::CLONE_NEWCGROUP) {
+            step(
+                "create the cgroup namespace",
+                nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(Into::into),
+            )?;
+        }
+        Ok(())
+    };
+    step(
+        "prepare the root filesystem",
+        crate::rootfs::prepare_with(&opts, &mut enter_cgroup),
+    )?;
 
     let hooks = spec.hooks().as_ref();
     let has = |h: Option<&Vec<oci_spec::runtime::Hook>>| h.is_some_and(|v| !v.is_empty());
@@ -171,7 +189,10 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
         // The runtime answers once the state is saved.
         ctx.chan.expect(Msg::Start)?;
         if let StartGate::Socket(listener) = &ctx.gate {
-            step("wait for start", wait_for_start(listener))?;
+            // The connection stays open (close-on-exec) so that `start` returns once the
+            // program runs, after the startContainer hooks, and sees our error otherwise.
+            let conn = step("wait for start", wait_for_start(listener))?;
+            ctx.start_conn.set(Some(conn));
         }
         if let Some(sc) = hooks.and_then(|h| h.start_container().as_ref()) {
             let state = crate::hooks::state_json(
@@ -302,9 +323,26 @@ pub fn set_dumpable(on: bool) -> Result<()> {
     nix::sys::prctl::set_dumpable(on).context("prctl(PR_SET_DUMPABLE)")
 }
 
+/// Wait until the runtime says we are in our cgroup (it may have said so already).
+fn wait_go(ctx: &InitContext) -> Result<()> {
+    if !ctx.go_seen.get() {
+        ctx.chan.expect(Msg::Go)?;
+        ctx.go_seen.set(true);
+    }
+    Ok(())
+}
+
 fn request_id_maps(ctx: &InitContext, pid: i32) -> Result<()> {
     ctx.chan.send(&Msg::MapsRequest(pid))?;
-    ctx.chan.expect(Msg::MapsDone)?;
+    // `Go` may arrive first: the runtime places us in the cgroup before it reads the request.
+    loop {
+        match ctx.chan.recv()? {
+            Msg::MapsDone => break,
+            Msg::Go => ctx.go_seen.set(true),
+            Msg::Error(e) => bail!("{e}"),
+            other => bail!("sync: expected MapsDone, got {other:?}"),
+        }
+    }
     // Become root of the new user namespace (uid/gid 0 must be mapped for that).
     let _ = nix::unistd::setresgid(0.into(), 0.into(), 0.into());
     let _ = nix::unistd::setresuid(0.into(), 0.into(), 0.into());
@@ -462,7 +500,7 @@ fn refuse_self_exec(exe: &Path, me: (u64, u64)) -> Result<()> {
     Ok(())
 }
 
-fn wait_for_start(listener: &OwnedFd) -> Result<()> {
+fn wait_for_start(listener: &OwnedFd) -> Result<OwnedFd> {
     let conn = loop {
         match nix::sys::socket::accept(listener.as_raw_fd()) {
             Ok(fd) => break fd,
@@ -472,8 +510,8 @@ fn wait_for_start(listener: &OwnedFd) -> Result<()> {
     };
     // SAFETY: accept returned a new fd we own.
     let conn = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(conn) };
-    nix::unistd::write(&conn, b"0").context("answer start")?;
-    Ok(())
+    crate::sys::fd::set_cloexec(conn.as_raw_fd()).context("exec socket connection")?;
+    Ok(conn)
 }
 
 fn reset_signals() {

@@ -38,9 +38,15 @@ pub struct Spawned {
 }
 
 impl Spawned {
-    /// Release the container (for `run`): it execs its program now.
+    /// Release the container (for `run`) and return once its program runs: init's end of the
+    /// channel closes on exec; a failure before that arrives as an error.
     pub fn start(&self) -> Result<()> {
-        self.chan.send(&Msg::Start)
+        self.chan.send(&Msg::Start)?;
+        match self.chan.recv() {
+            Err(_) => Ok(()),
+            Ok(Msg::Error(e)) => bail!("{e}"),
+            Ok(m) => bail!("unexpected message from init: {m:?}"),
+        }
     }
 
     /// Keep everything: the container exists from now on.
@@ -197,6 +203,8 @@ fn spawn_in(
                 seccomp,
                 self_exe,
                 slow_path,
+                go_seen: std::cell::Cell::new(false),
+                start_conn: std::cell::Cell::new(None),
             })
         }
         crate::sys::clone3::Forked::Parent { pid, pidfd } => (pid, pidfd),
@@ -204,10 +212,18 @@ fn spawn_in(
     drop(child_chan);
     drop(gate);
     cleanup.pid = pid;
-    if !into_cgroup {
-        cg.add_task(pid)?;
+    let placed = if into_cgroup {
+        Ok(())
+    } else {
+        cg.add_task(pid)
+    };
+    if let Err(e) = placed.and_then(|_| parent_chan.send(&Msg::Go)) {
+        // init may have failed meanwhile (it sets up in parallel): its error says why.
+        if let Ok(Msg::Error(m)) = parent_chan.recv() {
+            bail!("{m}");
+        }
+        return Err(e);
     }
-    parent_chan.send(&Msg::Go)?;
 
     let mut is_child = true;
     let mut pidfd = pidfd;

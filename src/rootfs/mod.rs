@@ -156,6 +156,16 @@ fn dev_is_bound(spec: &Spec) -> bool {
 /// Preconditions: called in the container's new mount namespace (and user namespace, if any),
 /// still on the host root, with /proc of the host mounted at /proc, single-threaded.
 pub fn prepare(opts: &RootfsOptions) -> Result<()> {
+    prepare_with(opts, &mut || Ok(()))
+}
+
+/// [`prepare`], calling `before_cgroup` once, right before the first `cgroup` mount (or at the
+/// end when there is none): the container's init joins its cgroup and cgroup namespace there, so
+/// that the runtime's (slow, on cgroup v1) cgroup attach overlaps the mounts before it.
+pub fn prepare_with(
+    opts: &RootfsOptions,
+    before_cgroup: &mut dyn FnMut() -> Result<()>,
+) -> Result<()> {
     let spec = opts.spec;
     let rootfs = opts.rootfs;
     if !rootfs.is_absolute() {
@@ -189,8 +199,16 @@ pub fn prepare(opts: &RootfsOptions) -> Result<()> {
         has_netns,
         dev_ro_later: None,
     };
+    let mut in_cgroup = false;
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        if !in_cgroup && matches!(m.typ().as_deref(), Some("cgroup") | Some("cgroup2")) {
+            before_cgroup()?;
+            in_cgroup = true;
+        }
         mounts::mount_entry(&mut ctx, i, m)?;
+    }
+    if !in_cgroup {
+        before_cgroup()?;
     }
     if !dev_is_bound(spec) {
         let empty = Vec::new();
