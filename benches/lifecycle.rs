@@ -18,8 +18,8 @@
 //! per-run wrapper adds time. Every container gets an absolute cgroupsPath under a
 //! `husk-bench-<pid>` parent that is removed at the end.
 //!
-//! Env: BENCH_RUNS (default 40), BENCH_WARMUP (5), BENCH_SCALE (1000), BENCH_HUSK
-//! (target/release/husk), BENCH_RUNTIMES (name=path,... to override the set), BENCH_ONLY (comma
+//! Env: BENCH_RUNS (default 40), BENCH_WARMUP (5), BENCH_SCALE (1000), BENCH_HUSK (the static
+//! build of `make release`, else target/release/husk), BENCH_RUNTIMES (name=path,... to override the set), BENCH_ONLY (comma
 //! list of sections: run,phases,exec,rss,minmem,throughput,scale,version).
 
 use std::path::{Path, PathBuf};
@@ -244,9 +244,17 @@ fn main() {
         "no test rootfs at {} (make testroot)",
         testroot.display()
     );
+    // `make release` builds the static binary; plain `cargo build --release` the PIE one.
     let husk = std::env::var_os("BENCH_HUSK")
         .map(PathBuf::from)
-        .unwrap_or_else(|| manifest.join("target/release/husk"));
+        .unwrap_or_else(|| {
+            let st = manifest.join("target/x86_64-unknown-linux-gnu/release/husk");
+            if st.exists() {
+                st
+            } else {
+                manifest.join("target/release/husk")
+            }
+        });
     let mut cands: Vec<(String, PathBuf)> = match std::env::var("BENCH_RUNTIMES") {
         Ok(list) => list
             .split(',')
