@@ -56,6 +56,7 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
 
 /// Checks a runtime must make before creating anything; returns the canonical rootfs path.
 pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
+    check_oci_version(spec.version())?;
     let root = spec
         .root()
         .as_ref()
@@ -163,6 +164,22 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     Ok(rootfs)
 }
 
+/// config.md "Specification version": `ociVersion` is REQUIRED and MUST be SemVer 2.0.0.
+fn check_oci_version(v: &str) -> Result<()> {
+    if v.is_empty() {
+        bail!(
+            "ociVersion: missing (config.json must name the runtime-spec version, e.g. \"1.2.0\")"
+        );
+    }
+    let core = v.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    let num = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if parts.len() != 3 || !parts.iter().all(num) {
+        bail!("ociVersion: {v:?} is not a SemVer 2.0.0 version");
+    }
+    Ok(())
+}
+
 /// runc's rule: a sysctl is allowed only when the container has the namespace that isolates it.
 fn check_sysctl(key: &str, has: &dyn Fn(LinuxNamespaceType) -> bool) -> Result<()> {
     let ipc = [
@@ -234,6 +251,18 @@ mod tests {
             let s = parse(default_spec_json(rootless).as_bytes()).unwrap();
             validate(&s, dir.path()).unwrap();
         }
+    }
+
+    #[test]
+    fn oci_version_is_required_semver() {
+        assert!(check_oci_version("1.2.0").is_ok());
+        assert!(check_oci_version("1.0.2-dev").is_ok());
+        assert!(check_oci_version("")
+            .unwrap_err()
+            .to_string()
+            .contains("ociVersion"));
+        assert!(check_oci_version("1.2").is_err());
+        assert!(check_oci_version("one.two.three").is_err());
     }
 
     #[test]
