@@ -155,6 +155,17 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
                 bail!("linux.uidMappings: a new user namespace needs uidMappings and gidMappings");
             }
         }
+        // config-linux.md "Masked Paths", "Readonly Paths": MUST be absolute paths
+        for (field, paths) in [
+            ("linux.maskedPaths", l.masked_paths()),
+            ("linux.readonlyPaths", l.readonly_paths()),
+        ] {
+            for (i, p) in paths.iter().flatten().enumerate() {
+                if !p.starts_with('/') {
+                    bail!("{field}[{i}]: {p:?} is not an absolute path");
+                }
+            }
+        }
         if let Some(sysctl) = l.sysctl() {
             for key in sysctl.keys() {
                 check_sysctl(key, &has)?;
@@ -250,6 +261,19 @@ mod tests {
         for rootless in [false, true] {
             let s = parse(default_spec_json(rootless).as_bytes()).unwrap();
             validate(&s, dir.path()).unwrap();
+        }
+    }
+
+    #[test]
+    fn masked_and_readonly_paths_must_be_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        for field in ["maskedPaths", "readonlyPaths"] {
+            let mut v: serde_json::Value = serde_json::from_str(&default_spec_json(false)).unwrap();
+            v["linux"][field] = serde_json::json!(["/proc/kcore", "proc/kcore"]);
+            let s = parse(v.to_string().as_bytes()).unwrap();
+            let e = validate(&s, dir.path()).unwrap_err().to_string();
+            assert!(e.contains(&format!("linux.{field}[1]")), "{e}");
         }
     }
 
