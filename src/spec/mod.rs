@@ -109,6 +109,33 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         }
     }
 
+    if let Some(h) = spec.hooks() {
+        #[allow(deprecated)]
+        let kinds = [
+            ("prestart", h.prestart()),
+            ("createRuntime", h.create_runtime()),
+            ("createContainer", h.create_container()),
+            ("startContainer", h.start_container()),
+            ("poststart", h.poststart()),
+            ("poststop", h.poststop()),
+        ];
+        // config.md "POSIX-platform Hooks": path MUST be absolute; timeout MUST be > 0.
+        // Checked here so a bad poststart/poststop hook fails create, not a later operation.
+        for (kind, hooks) in kinds {
+            for (i, hk) in hooks.iter().flatten().enumerate() {
+                if !hk.path().is_absolute() {
+                    bail!(
+                        "hooks.{kind}[{i}].path: {:?} is not an absolute path",
+                        hk.path().display()
+                    );
+                }
+                if let Some(t) = hk.timeout().filter(|t| *t <= 0) {
+                    bail!("hooks.{kind}[{i}].timeout: must be greater than zero, got {t}");
+                }
+            }
+        }
+    }
+
     let linux = spec.linux().as_ref();
     let mut types = HashSet::new();
     let namespaces = linux.and_then(|l| l.namespaces().as_ref());
@@ -274,6 +301,28 @@ mod tests {
             let s = parse(v.to_string().as_bytes()).unwrap();
             let e = validate(&s, dir.path()).unwrap_err().to_string();
             assert!(e.contains(&format!("linux.{field}[1]")), "{e}");
+        }
+    }
+
+    #[test]
+    fn hooks_need_absolute_path_and_positive_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        for (hook, want) in [
+            (
+                serde_json::json!({"path": "bin/true"}),
+                "hooks.poststop[0].path",
+            ),
+            (
+                serde_json::json!({"path": "/bin/true", "timeout": 0}),
+                "hooks.poststop[0].timeout",
+            ),
+        ] {
+            let mut v: serde_json::Value = serde_json::from_str(&default_spec_json(false)).unwrap();
+            v["hooks"] = serde_json::json!({ "poststop": [hook] });
+            let s = parse(v.to_string().as_bytes()).unwrap();
+            let e = validate(&s, dir.path()).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
         }
     }
 
