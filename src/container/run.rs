@@ -69,6 +69,11 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
         None => None,
     };
     s.start()?;
+    // init closes its end of the channel at execve (close-on-exec); an Error first means a
+    // startContainer hook failed and the program will not run (the cleanup removes it all).
+    if let Ok(crate::process::channel::Msg::Error(e)) = s.chan.recv() {
+        anyhow::bail!("{e}");
+    }
     s.commit();
     let st = s.state.clone();
     if !st.poststart.is_empty() {

@@ -113,9 +113,21 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
 
     let hooks = spec.hooks().as_ref();
     let has = |h: Option<&Vec<oci_spec::runtime::Hook>>| h.is_some_and(|v| !v.is_empty());
+    // The host runs prestart/createRuntime and tells init its host pid: in a new pid namespace
+    // getpid() is 1, but runtime.md's state carries the pid as seen by the host.
+    let mut host_pid = None;
     #[allow(deprecated)]
-    if hooks.is_some_and(|h| has(h.prestart().as_ref()) || has(h.create_runtime().as_ref())) {
+    if hooks.is_some_and(|h| {
+        has(h.prestart().as_ref())
+            || has(h.create_runtime().as_ref())
+            || has(h.create_container().as_ref())
+    }) {
         ctx.chan.send(&Msg::HooksRequest)?;
+        match ctx.chan.recv()? {
+            Msg::HostPid(p) => host_pid = Some(p),
+            Msg::Error(e) => bail!("{e}"),
+            other => bail!("sync: expected HostPid, got {other:?}"),
+        }
         step(
             "prestart/createRuntime hooks",
             ctx.chan.expect(Msg::HooksDone),
@@ -125,7 +137,7 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
         let state = crate::hooks::state_json(
             ctx.id,
             "created",
-            std::process::id() as i32,
+            host_pid.unwrap_or(std::process::id() as i32),
             &ctx.bundle.dir,
             spec.annotations().as_ref(),
         );
@@ -166,22 +178,43 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
         preserve_fds: ctx.preserve_fds,
         self_exe: ctx.self_exe,
     };
+    // `start`'s connection, kept open (close-on-exec) until the execve: `start` reads our
+    // answer, then waits for EOF before it runs the poststart hooks (runtime.md lifecycle:
+    // startContainer hooks, then the user program, then poststart).
+    let mut start_conn: Option<OwnedFd> = None;
     finish(&tail, &mut || {
         ctx.chan.send(&Msg::Ready)?;
         // The runtime answers once the state is saved.
         ctx.chan.expect(Msg::Start)?;
-        if let StartGate::Socket(listener) = &ctx.gate {
-            step("wait for start", wait_for_start(listener))?;
-        }
+        let conn = match &ctx.gate {
+            StartGate::Socket(listener) => Some(step("wait for start", wait_for_start(listener))?),
+            StartGate::Channel => None,
+        };
         if let Some(sc) = hooks.and_then(|h| h.start_container().as_ref()) {
             let state = crate::hooks::state_json(
                 ctx.id,
                 "running",
-                std::process::id() as i32,
+                host_pid.unwrap_or(std::process::id() as i32),
                 &ctx.bundle.dir,
                 spec.annotations().as_ref(),
             );
-            crate::hooks::run_all("hooks.startContainer", sc, &state)?;
+            if let Err(e) = crate::hooks::run_all("hooks.startContainer", sc, &state) {
+                // tell the waiting `start` / `run` why the container will not start
+                let msg = format!("{e:#}");
+                match &conn {
+                    Some(c) => {
+                        let _ = nix::unistd::write(c, format!("1{msg}").as_bytes());
+                    }
+                    None => {
+                        let _ = ctx.chan.send(&Msg::Error(msg));
+                    }
+                }
+                return Err(e);
+            }
+        }
+        if let Some(c) = conn {
+            nix::unistd::write(&c, b"0").context("answer start")?;
+            start_conn = Some(c);
         }
         Ok(())
     })
@@ -462,18 +495,20 @@ fn refuse_self_exec(exe: &Path, me: (u64, u64)) -> Result<()> {
     Ok(())
 }
 
-fn wait_for_start(listener: &OwnedFd) -> Result<()> {
+/// Accept `start`'s connection (close-on-exec: it closes at the execve).
+fn wait_for_start(listener: &OwnedFd) -> Result<OwnedFd> {
     let conn = loop {
-        match nix::sys::socket::accept(listener.as_raw_fd()) {
+        match nix::sys::socket::accept4(
+            listener.as_raw_fd(),
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        ) {
             Ok(fd) => break fd,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e).context("accept on the exec socket"),
         }
     };
-    // SAFETY: accept returned a new fd we own.
-    let conn = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(conn) };
-    nix::unistd::write(&conn, b"0").context("answer start")?;
-    Ok(())
+    // SAFETY: accept4 returned a new fd we own.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(conn) })
 }
 
 fn reset_signals() {
