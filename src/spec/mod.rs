@@ -182,6 +182,12 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
                 bail!("linux.uidMappings: a new user namespace needs uidMappings and gidMappings");
             }
         }
+        // config-linux.md "IntelRdt": with intelRdt set the runtime MUST place the process in
+        // a resctrl group or fail. husk has no resctrl support (features: intelRdt disabled),
+        // and config.md says unsupported values MUST be an error: refuse, never ignore.
+        if l.intel_rdt().is_some() {
+            bail!("linux.intelRdt: Intel RDT (resctrl) is not supported by husk");
+        }
         // config-linux.md "Masked Paths", "Readonly Paths": MUST be absolute paths
         for (field, paths) in [
             ("linux.maskedPaths", l.masked_paths()),
@@ -324,6 +330,17 @@ mod tests {
             let e = validate(&s, dir.path()).unwrap_err().to_string();
             assert!(e.contains(want), "{e}");
         }
+    }
+
+    #[test]
+    fn intel_rdt_is_refused_not_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&default_spec_json(false)).unwrap();
+        v["linux"]["intelRdt"] = serde_json::json!({"closID": "x"});
+        let s = parse(v.to_string().as_bytes()).unwrap();
+        let e = validate(&s, dir.path()).unwrap_err().to_string();
+        assert!(e.contains("linux.intelRdt"), "{e}");
     }
 
     #[test]
