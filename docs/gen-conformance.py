@@ -146,7 +146,7 @@ def render(rows, counts, log):
            "`// req: ID` annotations in `tests/*.rs` — do not edit by hand; `tests/conformance_doc.rs` fails",
            "when the requirement → test mapping below differs from what the annotations say.",
            "",
-           f"Statuses from: `{os.path.basename(log) if log else 'no run'}` (the root tests, `HUSK_BIN` = husk, "
+           f"Statuses from: `{os.path.relpath(log, ROOT) if log else 'no run'}` (output of the root tests in `make test`, `HUSK_BIN` = husk, "
            "Debian 12 VM, cgroup v1 hybrid).", "",
            f"- requirements: **{c['total']}** (MUST/SHOULD of config.md, config-linux.md, runtime.md, "
            "runtime-linux.md that apply to a Linux runtime, plus runc-cli-contract.md exit codes and error words)",

@@ -319,39 +319,6 @@ fn delete_keeps_what_it_did_not_create() {
 
 // req: RT-CONFIG-IMMUTABLE
 #[test]
-fn config_changes_after_create_have_no_effect() {
-    root_or_skip!("config_changes_after_create_have_no_effect");
-    let mut c = Ctr::new("immut", "default");
-    c.create_ok(&[]);
-    let mut changed = c.config.clone();
-    changed["process"]["env"] = serde_json::json!(["CHANGED=1"]);
-    changed["process"]["args"] = serde_json::json!(["/probe", "exit", "7"]);
-    std::fs::write(
-        c.bundle.join("config.json"),
-        serde_json::to_vec(&changed).unwrap(),
-    )
-    .unwrap();
-    // the probe writes to create's stdout, which run_timeout has already read: use exec-less
-    // check through the process environment on the host instead
-    let pid = c.state().unwrap()["pid"].as_i64().unwrap();
-    assert!(c.start().status.success());
-    let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-    let env = text(&env);
-    // after start the process is the probe (exits quickly); environ may already be gone
-    if !env.is_empty() {
-        assert!(
-            !env.contains("CHANGED=1"),
-            "config change reached the container: {env}"
-        );
-    }
-    assert!(c.wait_status("stopped", Duration::from_secs(10)));
-    // the config copy husk works from is the one read at create
-    let s = c.state().unwrap();
-    assert_eq!(s["status"], "stopped");
-}
-
-// req: RT-CONFIG-IMMUTABLE
-#[test]
 fn config_changes_after_create_do_not_change_the_process() {
     root_or_skip!("config_changes_after_create_do_not_change_the_process");
     let mut c = Ctr::new("immut2", "default");
