@@ -239,6 +239,26 @@ def args_path_lookup_env(c):
     c["process"]["env"] = ["PATH=/usr/bin:/bin", "A=1"]
 
 
+def seccomp_args(c):
+    c["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "defaultErrnoRet": None,
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+        "syscalls": [
+            {"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": 22,
+             "args": [{"index": 0, "value": 4294967295, "op": "SCMP_CMP_EQ"}]},
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"},
+        ],
+    }
+    del c["linux"]["seccomp"]["defaultErrnoRet"]
+
+
+def cpuset_swappiness(c):
+    c["linux"]["resources"]["cpu"] = {"cpus": "0", "mems": "0", "shares": 2048}
+    c["linux"]["resources"]["memory"] = {"limit": 268435456, "swappiness": 10, "disableOOMKiller": False}
+
+
 # more invalid fixtures (each has an expect-error file: words one of which the error must name)
 def missing_oci_version(c):
     del c["ociVersion"]
@@ -341,7 +361,8 @@ for name, fn in [
     ("annotations", annotations), ("personality", personality), ("sched-ioprio", sched_ioprio),
     ("timens", timens), ("cgroupns", cgroupns), ("cgroups-cpu", cgroups_cpu),
     ("propagation-private", propagation_private), ("relative-args", relative_args),
-    ("args-path-lookup", args_path_lookup_env),
+    ("args-path-lookup", args_path_lookup_env), ("seccomp-args", seccomp_args),
+    ("cpuset-swappiness", cpuset_swappiness),
     ("invalid-missing-ociversion", missing_oci_version), ("invalid-relative-ns-path", relative_ns_path),
     ("invalid-bad-ns-path", bad_ns_path), ("invalid-ns-path-wrong-type", ns_path_wrong_type),
     ("invalid-unknown-ns-type", unknown_ns_type), ("invalid-duplicate-ns", duplicate_ns),
