@@ -765,3 +765,167 @@ fn differential_against_runc_and_crun() {
         failures.join("\n")
     );
 }
+
+/// Exit code and whether the error carries a not-found / not-running word callers match.
+fn op_result(o: &std::process::Output) -> Value {
+    let e = format!("{}{}", text(&o.stderr), text(&o.stdout)).to_lowercase();
+    let word = if o.status.success() {
+        ""
+    } else if e.contains("does not exist") {
+        " (does not exist)"
+    } else if e.contains("not running") {
+        " (not running)"
+    } else {
+        ""
+    };
+    json!(format!("exit {}{word}", code(&o.status)))
+}
+
+/// The operations of runtime.md in each state, under each runtime.
+fn lifecycle_ops(rt: &Runtime) -> Map<String, Value> {
+    let mut obs = Map::new();
+    let (mut run, _, _) = Run::new("default", rt, None);
+    // sleep instead of the probe
+    let cfgp = run.bundle.join("config.json");
+    let mut cfg: Value = serde_json::from_slice(&std::fs::read(&cfgp).unwrap()).unwrap();
+    cfg["process"]["args"] = json!(["/probe", "sleep", "30"]);
+    std::fs::write(&cfgp, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let id = run.id.clone();
+    let b = run.bundle.to_string_lossy().into_owned();
+    for op in ["state", "start", "kill", "delete"] {
+        let mut a = vec![op, id.as_str()];
+        if op == "kill" {
+            a.push("KILL");
+        }
+        obs.insert(format!("{op} (missing)"), op_result(&run.rt(rt, &a)));
+    }
+    obs.insert(
+        "delete --force (missing)".into(),
+        op_result(&run.rt(rt, &["delete", "--force", &id])),
+    );
+    let status = |run: &Run| {
+        json!(run
+            .state(rt)
+            .and_then(|s| s["status"].as_str().map(String::from))
+            .unwrap_or_else(|| "<gone>".into()))
+    };
+    obs.insert(
+        "create".into(),
+        op_result(&run.rt(rt, &["create", "--bundle", &b, &id])),
+    );
+    if let Some(p) = run.state(rt).and_then(|s| s["pid"].as_i64()) {
+        run.pids.push(p as i32);
+    }
+    obs.insert(
+        "create again (same id)".into(),
+        op_result(&run.rt(rt, &["create", "--bundle", &b, &id])),
+    );
+    obs.insert("status after create".into(), status(&run));
+    obs.insert("start".into(), op_result(&run.rt(rt, &["start", &id])));
+    obs.insert("status after start".into(), status(&run));
+    obs.insert(
+        "start again".into(),
+        op_result(&run.rt(rt, &["start", &id])),
+    );
+    obs.insert(
+        "delete (running)".into(),
+        op_result(&run.rt(rt, &["delete", &id])),
+    );
+    obs.insert("status after delete (running)".into(), status(&run));
+    obs.insert(
+        "kill KILL (running)".into(),
+        op_result(&run.rt(rt, &["kill", &id, "KILL"])),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(&run) != "stopped" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    obs.insert("status after kill".into(), status(&run));
+    obs.insert(
+        "kill TERM (stopped)".into(),
+        op_result(&run.rt(rt, &["kill", &id, "TERM"])),
+    );
+    obs.insert(
+        "start (stopped)".into(),
+        op_result(&run.rt(rt, &["start", &id])),
+    );
+    obs.insert(
+        "delete (stopped)".into(),
+        op_result(&run.rt(rt, &["delete", &id])),
+    );
+    obs.insert("status after delete".into(), status(&run));
+    // a created container: plain delete
+    obs.insert(
+        "create (2nd)".into(),
+        op_result(&run.rt(rt, &["create", "--bundle", &b, &id])),
+    );
+    if let Some(p) = run.state(rt).and_then(|s| s["pid"].as_i64()) {
+        run.pids.push(p as i32);
+    }
+    obs.insert(
+        "kill 0 (created)".into(),
+        op_result(&run.rt(rt, &["kill", &id, "0"])),
+    );
+    obs.insert(
+        "delete (created)".into(),
+        op_result(&run.rt(rt, &["delete", &id])),
+    );
+    obs.insert("status after delete (created)".into(), status(&run));
+    let left = run.leftovers();
+    obs.insert(
+        "leftovers".into(),
+        json!(if left.is_empty() {
+            "none".to_string()
+        } else {
+            left.join(",")
+        }),
+    );
+    run.cleanup(rt);
+    obs
+}
+
+#[test]
+fn differential_lifecycle_operations() {
+    if !require_root("differential_lifecycle_operations") {
+        return;
+    }
+    let rts = runtimes();
+    let allow = allow_list();
+    let per: Vec<(&str, Map<String, Value>)> =
+        rts.iter().map(|rt| (rt.name, lifecycle_ops(rt))).collect();
+    let husk = &per[0].1;
+    let mut report = String::from("# differential report: lifecycle operations\n\n");
+    for (k, v) in husk {
+        report.push_str(&format!("- husk `{k}`: {v}\n"));
+    }
+    let mut failures = Vec::new();
+    if husk["leftovers"] != "none" {
+        failures.push(format!("husk left behind {}", husk["leftovers"]));
+    }
+    for (name, obs) in &per[1..] {
+        for (k, a) in husk {
+            let b = obs.get(k);
+            if Some(a) == b {
+                continue;
+            }
+            let line = format!(
+                "lifecycle-ops / {name} / `{k}`: husk {a} vs {name} {}",
+                b.map(|v| v.to_string()).unwrap_or("<absent>".into())
+            );
+            if allowed(&allow, "lifecycle-ops", name, k) {
+                report.push_str(&format!("- explained: {line}\n"));
+            } else {
+                report.push_str(&format!("- UNEXPLAINED: {line}\n"));
+                failures.push(line);
+            }
+        }
+    }
+    let rp = Path::new(MANIFEST_DIR).join("target/differential-ops-report.md");
+    let _ = std::fs::write(&rp, &report);
+    assert!(
+        failures.is_empty(),
+        "{} lifecycle differences neither fixed nor listed in docs/differential.md:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
