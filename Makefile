@@ -2,7 +2,7 @@
 #   make deps      install the Debian packages the tests need (idempotent)
 #   make build     debug build of husk
 #   make testroot  busybox-static + probe rootfs in target/testroot/rootfs
-#   make test      deps + build + unit tests + root tests + containerd integration
+#   make test      deps + build + unit tests + root tests (incl. conformance, differential) + containerd integration
 #   make demo      run a container from a `husk spec` bundle (needs root)
 #   make bench     lifecycle benchmark: husk vs crun vs runc -> target/bench/report.md
 #   make clean
@@ -23,7 +23,7 @@ export RUST_LIB_BACKTRACE := 0
 
 DEB_PKGS := busybox-static runc crun containerd hyperfine strace jq util-linux bsdutils iproute2 procps
 
-.PHONY: deps build release probe testroot test unit-test root-test integration demo bench clean
+.PHONY: deps build release probe testroot test unit-test root-test integration conformance differential demo bench clean
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -74,7 +74,11 @@ target/testroot/.stamp: $(PROBE_BIN) Makefile
 test: deps build testroot
 	@rc=0; \
 	echo "== unit tests"; $(CARGO) test --lib --bins || rc=1; \
-	echo "== root tests (HUSK_BIN=$(HUSK_BIN))"; HUSK_BIN=$(HUSK_BIN) $(CARGO) test --no-fail-fast --test '*' -- --test-threads=2 || rc=1; \
+	echo "== root tests incl. conformance_* and differential (HUSK_BIN=$(HUSK_BIN))"; \
+	HUSK_BIN=$(HUSK_BIN) $(CARGO) test --no-fail-fast --test '*' -- --test-threads=2 2>&1 | tee target/root-tests.log; \
+	[ "$${PIPESTATUS[0]}" = 0 ] || rc=1; \
+	echo "== conformance table from this run -> target/conformance.md (committed: docs/conformance.md)"; \
+	python3 docs/gen-conformance.py --log target/root-tests.log --out target/conformance.md || rc=1; \
 	echo "== containerd integration (HUSK_BIN=$(HUSK_BIN))"; HUSK_BIN=$(HUSK_BIN) bash integration/containerd.sh || rc=1; \
 	exit $$rc
 
@@ -83,6 +87,15 @@ unit-test:
 
 root-test: build testroot
 	HUSK_BIN=$(HUSK_BIN) $(CARGO) test --no-fail-fast --test '*' -- --test-threads=2
+
+# all root tests (the table also cites tests outside conformance_*), then regenerate docs/conformance.md
+conformance: build testroot
+	HUSK_BIN=$(HUSK_BIN) $(CARGO) test --no-fail-fast --test '*' -- --test-threads=2 2>&1 | tee target/root-tests.log; \
+	python3 docs/gen-conformance.py --log target/root-tests.log --out docs/conformance.md
+
+# husk vs runc vs crun over spec-fixtures/ (report: target/differential-report.md)
+differential: build testroot
+	HUSK_BIN=$(HUSK_BIN) $(CARGO) test --test differential -- --nocapture
 
 integration: build testroot
 	HUSK_BIN=$(HUSK_BIN) bash integration/containerd.sh

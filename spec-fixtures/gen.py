@@ -192,6 +192,162 @@ def missing_exe(c):
     c["process"]["args"] = ["no-such-binary-in-path"]
 
 
+# more valid fixtures: together with the above they touch every config field husk implements
+def annotations(c):
+    c["annotations"] = {"org.example.key": "value", "com.example.other": "x=y"}
+    c["x-unknown-top-level"] = {"ignored": True}  # config.md: unknown properties MUST be ignored
+    c["process"]["x-unknown-nested"] = 1
+
+
+def personality(c):
+    c["linux"]["personality"] = {"domain": "LINUX32"}
+
+
+def sched_ioprio(c):
+    c["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_BE", "priority": 6}
+    c["process"]["scheduler"] = {"policy": "SCHED_BATCH", "nice": 7}
+
+
+def timens(c):
+    c["linux"]["namespaces"].append({"type": "time"})
+    c["linux"]["timeOffsets"] = {"monotonic": {"secs": 86400, "nanosecs": 0},
+                                 "boottime": {"secs": 172800, "nanosecs": 0}}
+
+
+def cgroupns(c):
+    c["linux"]["namespaces"].append({"type": "cgroup"})
+
+
+def cgroups_cpu(c):
+    c["linux"]["resources"]["cpu"] = {"quota": 50000, "period": 100000, "shares": 256}
+    c["linux"]["resources"]["memory"] = {"limit": 134217728, "reservation": 67108864, "swap": 268435456}
+    c["linux"]["resources"]["pids"] = {"limit": 100}
+    c["linux"]["resources"]["blockIO"] = {"weight": 500}
+
+
+def propagation_private(c):
+    c["linux"]["rootfsPropagation"] = "private"
+
+
+def relative_args(c):
+    c["process"]["args"] = ["sh", "-c", "exec /probe"]
+    c["process"]["env"] = ["PATH=/bin:/usr/bin"]
+
+
+def args_path_lookup_env(c):
+    c["process"]["args"] = ["env"]
+    c["process"]["env"] = ["PATH=/usr/bin:/bin", "A=1"]
+
+
+def seccomp_args(c):
+    c["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "defaultErrnoRet": None,
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+        "syscalls": [
+            {"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": 22,
+             "args": [{"index": 0, "value": 4294967295, "op": "SCMP_CMP_EQ"}]},
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"},
+        ],
+    }
+    del c["linux"]["seccomp"]["defaultErrnoRet"]
+
+
+def cpuset_swappiness(c):
+    c["linux"]["resources"]["cpu"] = {"cpus": "0", "mems": "0", "shares": 2048}
+    c["linux"]["resources"]["memory"] = {"limit": 268435456, "swappiness": 10, "disableOOMKiller": False}
+
+
+# more invalid fixtures (each has an expect-error file: words one of which the error must name)
+def missing_oci_version(c):
+    del c["ociVersion"]
+
+
+def relative_ns_path(c):
+    for n in c["linux"]["namespaces"]:
+        if n["type"] == "network":
+            n["path"] = "proc/1/ns/net"
+
+
+def bad_ns_path(c):
+    for n in c["linux"]["namespaces"]:
+        if n["type"] == "network":
+            n["path"] = "/no/such/netns"
+
+
+def ns_path_wrong_type(c):
+    for n in c["linux"]["namespaces"]:
+        if n["type"] == "network":
+            n["path"] = "@NS_UTS@"
+
+
+def unknown_ns_type(c):
+    c["linux"]["namespaces"].append({"type": "bogus"})
+
+
+def duplicate_ns(c):
+    c["linux"]["namespaces"].append({"type": "pid"})
+
+
+def relative_hook_path(c):
+    c["hooks"] = {"prestart": [{"path": "bin/true"}]}
+
+
+def hook_timeout_zero(c):
+    c["hooks"] = {"poststart": [{"path": "/bin/true", "timeout": 0}]}
+
+
+def unknown_rlimit(c):
+    c["process"]["rlimits"] = [{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]
+
+
+def duplicate_rlimit(c):
+    c["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 10},
+                               {"type": "RLIMIT_NOFILE", "soft": 20, "hard": 20}]
+
+
+def empty_args(c):
+    c["process"]["args"] = []
+
+
+def seccomp_bad_action(c):
+    c["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_BOGUS"}
+
+
+def seccomp_errno_on_allow(c):
+    c["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW",
+                             "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ALLOW", "errnoRet": 5}]}
+
+
+def bad_device_type(c):
+    c["linux"]["devices"] = [{"path": "/dev/bad", "type": "x", "major": 1, "minor": 3}]
+
+
+def relative_masked_path(c):
+    c["linux"]["maskedPaths"] = ["proc/kcore"]
+
+
+def bad_propagation(c):
+    c["linux"]["rootfsPropagation"] = "sideways"
+
+
+def bad_mount_type_proc_src(c):
+    c["mounts"].append({"destination": "/mnt/x", "type": "no-such-fs-type", "source": "none"})
+
+
+def negative_uid(c):
+    c["process"]["user"]["uid"] = -1
+
+
+def bad_sysctl(c):
+    c["linux"]["sysctl"] = {"kernel.no_such_sysctl_xyz": "1"}
+
+
+def unified_on_v1(c):
+    c["linux"]["resources"]["unified"] = {"memory.max": "67108864"}
+
+
 for name, fn in [
     ("user", user), ("capabilities", caps), ("rlimits", rlimits), ("hostname", hostname),
     ("mounts", mounts), ("masked-readonly", masked), ("root-rw", root_rw), ("sysctl", sysctl),
@@ -202,6 +358,54 @@ for name, fn in [
     ("invalid-wrong-type", wrong_type), ("invalid-missing-rootfs", missing_rootfs),
     ("invalid-relative-cwd", relative_cwd), ("invalid-unknown-cap", unknown_cap),
     ("invalid-bad-mount-option", bad_mount_option),
+    ("annotations", annotations), ("personality", personality), ("sched-ioprio", sched_ioprio),
+    ("timens", timens), ("cgroupns", cgroupns), ("cgroups-cpu", cgroups_cpu),
+    ("propagation-private", propagation_private), ("relative-args", relative_args),
+    ("args-path-lookup", args_path_lookup_env), ("seccomp-args", seccomp_args),
+    ("cpuset-swappiness", cpuset_swappiness),
+    ("invalid-missing-ociversion", missing_oci_version), ("invalid-relative-ns-path", relative_ns_path),
+    ("invalid-bad-ns-path", bad_ns_path), ("invalid-ns-path-wrong-type", ns_path_wrong_type),
+    ("invalid-unknown-ns-type", unknown_ns_type), ("invalid-duplicate-ns", duplicate_ns),
+    ("invalid-relative-hook-path", relative_hook_path), ("invalid-hook-timeout-zero", hook_timeout_zero),
+    ("invalid-unknown-rlimit", unknown_rlimit), ("invalid-duplicate-rlimit", duplicate_rlimit),
+    ("invalid-empty-args", empty_args), ("invalid-seccomp-bad-action", seccomp_bad_action),
+    ("invalid-seccomp-errno-on-allow", seccomp_errno_on_allow), ("invalid-bad-device-type", bad_device_type),
+    ("invalid-relative-masked-path", relative_masked_path), ("invalid-bad-propagation", bad_propagation),
+    ("invalid-bad-mount-type", bad_mount_type_proc_src), ("invalid-negative-uid", negative_uid),
+    ("invalid-unknown-sysctl", bad_sysctl), ("invalid-unified-on-v1", unified_on_v1),
 ]:
     fx(name, fn)
 fx("invalid-malformed-json", None, raw='{"ociVersion": "1.0.2-dev", "process": {"args": ["/probe"]\n')
+
+# the words (any one) an invalid fixture's error must contain: the JSON field or the bad value
+EXPECT_ERROR = {
+    "invalid-malformed-json": ["config.json", "json", "eof"],
+    "invalid-wrong-type": ["process.user.uid", "uid"],
+    "invalid-missing-rootfs": ["root.path", "no-such-rootfs"],
+    "invalid-relative-cwd": ["process.cwd", "cwd"],
+    "invalid-unknown-cap": ["CAP_NOT_A_CAPABILITY"],
+    "invalid-bad-mount-option": ["size=not-a-size", "/mnt/bad"],
+    "invalid-missing-ociversion": ["ociVersion"],
+    "invalid-relative-ns-path": ["proc/1/ns/net", "namespaces"],
+    "invalid-bad-ns-path": ["/no/such/netns"],
+    "invalid-ns-path-wrong-type": ["network", "namespaces"],
+    "invalid-unknown-ns-type": ["bogus"],
+    "invalid-duplicate-ns": ["pid", "duplicate"],
+    "invalid-relative-hook-path": ["bin/true", "hooks.prestart"],
+    "invalid-hook-timeout-zero": ["timeout"],
+    "invalid-unknown-rlimit": ["RLIMIT_BOGUS"],
+    "invalid-duplicate-rlimit": ["RLIMIT_NOFILE"],
+    "invalid-empty-args": ["process.args", "args"],
+    "invalid-seccomp-bad-action": ["SCMP_ACT_BOGUS"],
+    "invalid-seccomp-errno-on-allow": ["errnoRet"],
+    "invalid-bad-device-type": ["linux.devices", "/dev/bad", "type"],
+    "invalid-relative-masked-path": ["proc/kcore", "maskedPaths"],
+    "invalid-bad-propagation": ["sideways", "rootfsPropagation"],
+    "invalid-bad-mount-type": ["no-such-fs-type", "/mnt/x"],
+    "invalid-negative-uid": ["process.user.uid", "uid"],
+    "invalid-unknown-sysctl": ["kernel.no_such_sysctl_xyz"],
+    "invalid-unified-on-v1": ["unified", "memory.max"],
+}
+for name, words in EXPECT_ERROR.items():
+    with open(os.path.join(HERE, name, "expect-error"), "w") as f:
+        f.write("\n".join(words) + "\n")

@@ -73,14 +73,16 @@ pub fn start(g: &Global, id: &str) -> Result<()> {
     let p = format!("/proc/self/fd/{}/{}", dir.as_raw_fd(), state::EXEC_SOCKET);
     let mut conn = std::os::unix::net::UnixStream::connect(&p)
         .with_context(|| format!("container {id}: connect to its exec socket"))?;
-    // init closes the connection when it execs the program (after the startContainer hooks);
-    // before that, a failure comes back as text.
-    let mut msg = String::new();
-    let res = conn.read_to_string(&mut msg);
+    // init answers "0" after the startContainer hooks, or "1<error>" when one failed; it keeps
+    // the connection open until its execve (close-on-exec), so EOF means the program runs.
+    let mut answer = Vec::new();
+    let res = conn.read_to_end(&mut answer);
     let _ = std::fs::remove_file(g.store.dir(id).join(state::EXEC_SOCKET));
     res.context("wait for the container to start")?;
-    if !msg.is_empty() {
-        bail!("{msg}");
+    match answer.first() {
+        Some(b'0') => {}
+        Some(b'1') => bail!("container {id}: {}", String::from_utf8_lossy(&answer[1..])),
+        _ => bail!("container {id}: init exited before it could start the program"),
     }
     if !st.poststart.is_empty() {
         let js = crate::hooks::state_json(id, "running", st.pid, &st.bundle, Some(&st.annotations));

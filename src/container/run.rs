@@ -68,6 +68,8 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
         Some(sock) => Some(crate::process::console::recv_fd(sock.as_raw_fd())?),
         None => None,
     };
+    // Returns once the program runs (init's channel end closes at execve); a failing
+    // startContainer hook comes back as an error and the cleanup removes everything.
     s.start()?;
     s.commit();
     let st = s.state.clone();

@@ -22,6 +22,9 @@ pub enum Msg {
     Pid(i32),
     /// Init → runtime: mounts done; run the prestart and createRuntime hooks.
     HooksRequest,
+    /// Runtime → init: init's pid as the host sees it (the state given to createContainer
+    /// hooks), sent just before `HooksDone`.
+    HostPid(i32),
     /// Runtime → init: hooks done.
     HooksDone,
     /// Init → runtime: everything is set up; init now waits for `start`.

@@ -53,7 +53,7 @@ pub fn run(ctx: InitContext) -> ! {
     let msg = format!("{err:#}");
     // After `start` connected, it waits for our exec (EOF) or this error text.
     if let Some(conn) = ctx.start_conn.take() {
-        let _ = nix::unistd::write(&conn, msg.as_bytes());
+        let _ = nix::unistd::write(&conn, format!("1{msg}").as_bytes());
     }
     if ctx.chan.send(&Msg::Error(msg.clone())).is_err() {
         eprintln!("husk init: {msg}");
@@ -131,9 +131,21 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
 
     let hooks = spec.hooks().as_ref();
     let has = |h: Option<&Vec<oci_spec::runtime::Hook>>| h.is_some_and(|v| !v.is_empty());
+    // The host runs prestart/createRuntime and tells init its host pid: in a new pid namespace
+    // getpid() is 1, but runtime.md's state carries the pid as seen by the host.
+    let mut host_pid = None;
     #[allow(deprecated)]
-    if hooks.is_some_and(|h| has(h.prestart().as_ref()) || has(h.create_runtime().as_ref())) {
+    if hooks.is_some_and(|h| {
+        has(h.prestart().as_ref())
+            || has(h.create_runtime().as_ref())
+            || has(h.create_container().as_ref())
+    }) {
         ctx.chan.send(&Msg::HooksRequest)?;
+        match ctx.chan.recv()? {
+            Msg::HostPid(p) => host_pid = Some(p),
+            Msg::Error(e) => bail!("{e}"),
+            other => bail!("sync: expected HostPid, got {other:?}"),
+        }
         step(
             "prestart/createRuntime hooks",
             ctx.chan.expect(Msg::HooksDone),
@@ -143,7 +155,7 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
         let state = crate::hooks::state_json(
             ctx.id,
             "created",
-            std::process::id() as i32,
+            host_pid.unwrap_or(std::process::id() as i32),
             &ctx.bundle.dir,
             spec.annotations().as_ref(),
         );
@@ -188,9 +200,11 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
         ctx.chan.send(&Msg::Ready)?;
         // The runtime answers once the state is saved.
         ctx.chan.expect(Msg::Start)?;
+        // `start`'s connection stays open (close-on-exec) until the execve: `start` reads "0"
+        // once the startContainer hooks ran (or "1<error>", written by `run` on failure), then
+        // waits for EOF before it runs the poststart hooks (runtime.md: startContainer hooks,
+        // the program, then poststart).
         if let StartGate::Socket(listener) = &ctx.gate {
-            // The connection stays open (close-on-exec) so that `start` returns once the
-            // program runs, after the startContainer hooks, and sees our error otherwise.
             let conn = step("wait for start", wait_for_start(listener))?;
             ctx.start_conn.set(Some(conn));
         }
@@ -198,11 +212,15 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
             let state = crate::hooks::state_json(
                 ctx.id,
                 "running",
-                std::process::id() as i32,
+                host_pid.unwrap_or(std::process::id() as i32),
                 &ctx.bundle.dir,
                 spec.annotations().as_ref(),
             );
             crate::hooks::run_all("hooks.startContainer", sc, &state)?;
+        }
+        if let Some(c) = ctx.start_conn.take() {
+            nix::unistd::write(&c, b"0").context("answer start")?;
+            ctx.start_conn.set(Some(c));
         }
         Ok(())
     })
@@ -502,16 +520,17 @@ fn refuse_self_exec(exe: &Path, me: (u64, u64)) -> Result<()> {
 
 fn wait_for_start(listener: &OwnedFd) -> Result<OwnedFd> {
     let conn = loop {
-        match nix::sys::socket::accept(listener.as_raw_fd()) {
+        match nix::sys::socket::accept4(
+            listener.as_raw_fd(),
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        ) {
             Ok(fd) => break fd,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e).context("accept on the exec socket"),
         }
     };
-    // SAFETY: accept returned a new fd we own.
-    let conn = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(conn) };
-    crate::sys::fd::set_cloexec(conn.as_raw_fd()).context("exec socket connection")?;
-    Ok(conn)
+    // SAFETY: accept4 returned a new fd we own (close-on-exec: it closes at the execve).
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(conn) })
 }
 
 fn reset_signals() {

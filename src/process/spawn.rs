@@ -265,6 +265,7 @@ fn spawn_in(
                 if let Some(c) = h.create_runtime() {
                     crate::hooks::run_all("hooks.createRuntime", c, &st)?;
                 }
+                parent_chan.send(&Msg::HostPid(pid))?;
                 parent_chan.send(&Msg::HooksDone)?;
             }
             Msg::Ready => break,

@@ -238,6 +238,16 @@ fn action_value(act: LinuxSeccompAction, errno: Option<u32>, field: &str) -> Res
         }
         Ok(e)
     };
+    // config-linux.md "Seccomp": when the action doesn't support an errno, the runtime MUST
+    // print an error and fail.
+    if errno.is_some()
+        && !matches!(
+            act,
+            LinuxSeccompAction::ScmpActErrno | LinuxSeccompAction::ScmpActTrace
+        )
+    {
+        bail!("{field}: errnoRet is only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE, not {act:?}");
+    }
     Ok(match act {
         LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => RET_KILL_THREAD,
         LinuxSeccompAction::ScmpActKillProcess => RET_KILL_PROCESS,
@@ -869,6 +879,24 @@ pub(crate) mod tests {
         assert_eq!(nr(Abi::X32, "read"), X32_SYSCALL_BIT);
         assert_eq!(nr(Abi::Aarch64, "openat"), 56);
         assert_eq!(Abi::Aarch64.lookup("mkdir"), None);
+    }
+
+    #[test]
+    fn errno_ret_only_with_errno_or_trace() {
+        let mut p: LinuxSeccomp = serde_json::from_value(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ALLOW", "errnoRet": 5}]
+        }))
+        .unwrap();
+        let e = compile(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("linux.seccomp.syscalls[0]") && e.contains("errnoRet"),
+            "{e}"
+        );
+        p = serde_json::from_value(json!({"defaultAction": "SCMP_ACT_KILL", "defaultErrnoRet": 1}))
+            .unwrap();
+        let e = compile(&p).unwrap_err().to_string();
+        assert!(e.contains("defaultAction"), "{e}");
     }
 
     #[test]

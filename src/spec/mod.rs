@@ -56,6 +56,7 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
 
 /// Checks a runtime must make before creating anything; returns the canonical rootfs path.
 pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
+    check_oci_version(spec.version())?;
     let root = spec
         .root()
         .as_ref()
@@ -108,6 +109,33 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         }
     }
 
+    if let Some(h) = spec.hooks() {
+        #[allow(deprecated)]
+        let kinds = [
+            ("prestart", h.prestart()),
+            ("createRuntime", h.create_runtime()),
+            ("createContainer", h.create_container()),
+            ("startContainer", h.start_container()),
+            ("poststart", h.poststart()),
+            ("poststop", h.poststop()),
+        ];
+        // config.md "POSIX-platform Hooks": path MUST be absolute; timeout MUST be > 0.
+        // Checked here so a bad poststart/poststop hook fails create, not a later operation.
+        for (kind, hooks) in kinds {
+            for (i, hk) in hooks.iter().flatten().enumerate() {
+                if !hk.path().is_absolute() {
+                    bail!(
+                        "hooks.{kind}[{i}].path: {:?} is not an absolute path",
+                        hk.path().display()
+                    );
+                }
+                if let Some(t) = hk.timeout().filter(|t| *t <= 0) {
+                    bail!("hooks.{kind}[{i}].timeout: must be greater than zero, got {t}");
+                }
+            }
+        }
+    }
+
     let linux = spec.linux().as_ref();
     let mut types = HashSet::new();
     let namespaces = linux.and_then(|l| l.namespaces().as_ref());
@@ -154,6 +182,23 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
                 bail!("linux.uidMappings: a new user namespace needs uidMappings and gidMappings");
             }
         }
+        // config-linux.md "IntelRdt": with intelRdt set the runtime MUST place the process in
+        // a resctrl group or fail. husk has no resctrl support (features: intelRdt disabled),
+        // and config.md says unsupported values MUST be an error: refuse, never ignore.
+        if l.intel_rdt().is_some() {
+            bail!("linux.intelRdt: Intel RDT (resctrl) is not supported by husk");
+        }
+        // config-linux.md "Masked Paths", "Readonly Paths": MUST be absolute paths
+        for (field, paths) in [
+            ("linux.maskedPaths", l.masked_paths()),
+            ("linux.readonlyPaths", l.readonly_paths()),
+        ] {
+            for (i, p) in paths.iter().flatten().enumerate() {
+                if !p.starts_with('/') {
+                    bail!("{field}[{i}]: {p:?} is not an absolute path");
+                }
+            }
+        }
         if let Some(sysctl) = l.sysctl() {
             for key in sysctl.keys() {
                 check_sysctl(key, &has)?;
@@ -161,6 +206,22 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         }
     }
     Ok(rootfs)
+}
+
+/// config.md "Specification version": `ociVersion` is REQUIRED and MUST be SemVer 2.0.0.
+fn check_oci_version(v: &str) -> Result<()> {
+    if v.is_empty() {
+        bail!(
+            "ociVersion: missing (config.json must name the runtime-spec version, e.g. \"1.2.0\")"
+        );
+    }
+    let core = v.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    let num = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if parts.len() != 3 || !parts.iter().all(num) {
+        bail!("ociVersion: {v:?} is not a SemVer 2.0.0 version");
+    }
+    Ok(())
 }
 
 /// runc's rule: a sysctl is allowed only when the container has the namespace that isolates it.
@@ -234,6 +295,64 @@ mod tests {
             let s = parse(default_spec_json(rootless).as_bytes()).unwrap();
             validate(&s, dir.path()).unwrap();
         }
+    }
+
+    #[test]
+    fn masked_and_readonly_paths_must_be_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        for field in ["maskedPaths", "readonlyPaths"] {
+            let mut v: serde_json::Value = serde_json::from_str(&default_spec_json(false)).unwrap();
+            v["linux"][field] = serde_json::json!(["/proc/kcore", "proc/kcore"]);
+            let s = parse(v.to_string().as_bytes()).unwrap();
+            let e = validate(&s, dir.path()).unwrap_err().to_string();
+            assert!(e.contains(&format!("linux.{field}[1]")), "{e}");
+        }
+    }
+
+    #[test]
+    fn hooks_need_absolute_path_and_positive_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        for (hook, want) in [
+            (
+                serde_json::json!({"path": "bin/true"}),
+                "hooks.poststop[0].path",
+            ),
+            (
+                serde_json::json!({"path": "/bin/true", "timeout": 0}),
+                "hooks.poststop[0].timeout",
+            ),
+        ] {
+            let mut v: serde_json::Value = serde_json::from_str(&default_spec_json(false)).unwrap();
+            v["hooks"] = serde_json::json!({ "poststop": [hook] });
+            let s = parse(v.to_string().as_bytes()).unwrap();
+            let e = validate(&s, dir.path()).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn intel_rdt_is_refused_not_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&default_spec_json(false)).unwrap();
+        v["linux"]["intelRdt"] = serde_json::json!({"closID": "x"});
+        let s = parse(v.to_string().as_bytes()).unwrap();
+        let e = validate(&s, dir.path()).unwrap_err().to_string();
+        assert!(e.contains("linux.intelRdt"), "{e}");
+    }
+
+    #[test]
+    fn oci_version_is_required_semver() {
+        assert!(check_oci_version("1.2.0").is_ok());
+        assert!(check_oci_version("1.0.2-dev").is_ok());
+        assert!(check_oci_version("")
+            .unwrap_err()
+            .to_string()
+            .contains("ociVersion"));
+        assert!(check_oci_version("1.2").is_err());
+        assert!(check_oci_version("one.two.three").is_err());
     }
 
     #[test]

@@ -37,12 +37,3 @@ pub fn clear_cloexec(fd: i32) -> io::Result<()> {
     }
     Ok(())
 }
-
-/// Set close-on-exec on `fd`.
-pub fn set_cloexec(fd: i32) -> io::Result<()> {
-    // SAFETY: fcntl on an fd number; fails with EBADF if it is not open.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
