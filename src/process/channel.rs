@@ -88,7 +88,10 @@ impl Channel {
             };
             if r < 0 {
                 let e = std::io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EINTR) {
+                // ECONNRESET: the other side exited with our messages unread in its queue. The
+                // kernel reports that before what it sent us last (often its error): the error
+                // is now consumed, so read again.
+                if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::ECONNRESET)) {
                     continue;
                 }
                 return Err(e).context("receive sync message");
@@ -129,6 +132,16 @@ mod tests {
             m => panic!("{m:?}"),
         }
         drop(a);
+        assert!(b.recv().is_err());
+    }
+
+    #[test]
+    fn last_words_survive_unread_messages() {
+        let (a, b) = Channel::pair().unwrap();
+        b.send(&Msg::Go).unwrap();
+        a.send(&Msg::Error("why".into())).unwrap();
+        drop(a); // exits with Go unread: the peer sees ECONNRESET first
+        assert_eq!(b.recv().unwrap(), Msg::Error("why".into()));
         assert!(b.recv().is_err());
     }
 }
