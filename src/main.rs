@@ -38,6 +38,7 @@ fn main() {
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let rootless = cli.rootless.as_deref() == Some("true");
+    let criu = cli.criu.clone().unwrap_or_else(|| "criu".into());
     let g = Global {
         store: Store::new(&cli.root),
         systemd_cgroup: cli.systemd_cgroup,
@@ -68,6 +69,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Update { flags, id } => container::update(&g, &id, &flags)?,
         Command::Features => container::features()?,
         Command::Exec(a) => return Ok(container::exec(&g, &a)),
+        Command::Checkpoint(a) => container::checkpoint(&g, &a, &criu)?,
+        Command::Restore(a) => return container::restore(&g, &a, &criu),
         Command::Spec { bundle } => {
             let dir = bundle.unwrap_or_else(|| ".".into());
             let path = dir.join("config.json");

@@ -32,9 +32,11 @@ pub struct Swrk {
 }
 
 impl Swrk {
-    /// Start `criu swrk` (the binary `criu`, or the global `--criu` path). Its stdout and
-    /// stderr go to `log` too, so an early failure (before CRIU opens its log) is kept there.
-    pub fn start(criu: &str, log: &Path) -> Result<Swrk> {
+    /// Start `criu swrk` (the binary `criu`, or the global `--criu` path). With
+    /// `inherit_stdio` (restore) CRIU gets husk's stdio, which the restored process inherits
+    /// (runc's way); otherwise its stdout and stderr go to `log`, so an early failure (before
+    /// CRIU opens its log) is kept there.
+    pub fn start(criu: &str, log: &Path, inherit_stdio: bool) -> Result<Swrk> {
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -54,12 +56,12 @@ impl Swrk {
             .open(log)
             .with_context(|| format!("criu: open log file {}", log.display()))?;
         let err = out.try_clone().context("criu: dup log fd")?;
-        let child = Command::new(criu)
-            .arg("swrk")
-            .arg(theirs.as_raw_fd().to_string())
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
+        let mut cmd = Command::new(criu);
+        cmd.arg("swrk").arg(theirs.as_raw_fd().to_string());
+        if !inherit_stdio {
+            cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        }
+        let child = cmd
             .spawn()
             .map_err(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
@@ -207,7 +209,7 @@ impl Swrk {
             return String::new();
         }
         let tail = &errs[errs.len().saturating_sub(3)..];
-        format!(" ({})", tail.join("; "))
+        format!("; its log ends: {}", tail.join(" | "))
     }
 }
 

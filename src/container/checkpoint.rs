@@ -1,0 +1,745 @@
+//! `checkpoint` and `restore` through CRIU, as runc does them: a `criu swrk` child, one DUMP /
+//! PRE_DUMP / RESTORE request built from the container's config (bind mounts as external
+//! mounts, joined net/pid namespaces as external namespaces, the cgroup root, the pty master of
+//! a terminal), NOTIFY messages answered, CRIU's refusal reported with its log file.
+
+use super::lifecycle::{status_of, Global};
+use crate::cli::{CheckpointArgs, CriuArgs, RestoreArgs};
+use crate::criu::proto::{CgMode, Opts, PageServer, Req, ReqType};
+use crate::criu::{Notify, Swrk};
+use crate::process::spawn;
+use crate::state::{self, Status};
+use anyhow::{bail, Context, Result};
+use nix::mount::{MntFlags, MsFlags};
+use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+/// Name of the file in the image dir recording the link targets of init's fds 0-2 (runc's).
+const DESCRIPTORS: &str = "descriptors.json";
+const CRIU_LOG_LEVEL: i32 = 4;
+
+/// A bind mount of config.json (type `bind`, or a `bind`/`rbind` option).
+fn is_bind(m: &Mount) -> bool {
+    m.typ().as_deref() == Some("bind")
+        || m.options()
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"))
+}
+
+fn mounts(spec: &Spec) -> &[Mount] {
+    spec.mounts().as_deref().unwrap_or(&[])
+}
+
+/// `--empty-ns` names to CLONE_NEW* bits.
+fn empty_ns_mask(names: &[String]) -> Result<Option<u32>> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let mut m = 0u32;
+    for n in names {
+        m |= match n.as_str() {
+            "network" | "net" => libc::CLONE_NEWNET,
+            "ipc" => libc::CLONE_NEWIPC,
+            "uts" => libc::CLONE_NEWUTS,
+            "mount" | "mnt" => libc::CLONE_NEWNS,
+            "pid" => libc::CLONE_NEWPID,
+            "user" => libc::CLONE_NEWUSER,
+            "cgroup" => libc::CLONE_NEWCGROUP,
+            other => bail!("--empty-ns: unknown namespace {other:?} (expected e.g. network)"),
+        } as u32;
+    }
+    Ok(Some(m))
+}
+
+fn page_server(s: &str) -> Result<PageServer> {
+    let (addr, port) = s
+        .rsplit_once(':')
+        .with_context(|| format!("--page-server {s:?}: expected ADDRESS:PORT"))?;
+    let port: i32 = port
+        .parse()
+        .ok()
+        .filter(|p| (1..=65535).contains(p))
+        .with_context(|| format!("--page-server {s:?}: port must be 1-65535"))?;
+    Ok(PageServer {
+        address: addr.trim_matches(|c| c == '[' || c == ']').to_string(),
+        port,
+    })
+}
+
+/// The CRIU options both directions share.
+fn common_opts(a: &CriuArgs, image: &File, work: &File, log_file: &str) -> Result<Opts> {
+    Ok(Opts {
+        images_dir_fd: image.as_raw_fd(),
+        work_dir_fd: Some(work.as_raw_fd()),
+        log_level: Some(CRIU_LOG_LEVEL),
+        log_file: Some(log_file.into()),
+        manage_cgroups: Some(true),
+        notify_scripts: Some(true),
+        shell_job: Some(a.shell_job),
+        ext_unix_sk: Some(a.ext_unix_sk),
+        tcp_established: Some(a.tcp_established),
+        file_locks: Some(a.file_locks),
+        auto_dedup: Some(a.auto_dedup),
+        lazy_pages: Some(a.lazy_pages),
+        empty_ns: empty_ns_mask(&a.empty_ns)?,
+        manage_cgroups_mode: a
+            .manage_cgroups_mode
+            .as_deref()
+            .map(CgMode::parse)
+            .transpose()?,
+        ..Default::default()
+    })
+}
+
+/// `cg_root` entries: the container's cgroup is the root CRIU records and restores under.
+fn cg_roots(cg: &crate::cgroups::CgroupState) -> Vec<(Option<String>, String)> {
+    let slash = |p: &str| format!("/{}", p.trim_start_matches('/'));
+    let mut v = vec![(None, slash(&cg.path))];
+    for (ctrl, p) in &cg.paths {
+        v.push((Some(ctrl.clone()), slash(p)));
+    }
+    v
+}
+
+/// The cgroup CRIU freezes during the dump (runc: the v2 group, or the v1 freezer).
+fn freeze_cgroup(cg: &crate::cgroups::CgroupState) -> String {
+    let rel = cg.path.trim_start_matches('/');
+    if cg.driver == "v1" {
+        let p = cg
+            .paths
+            .iter()
+            .find(|(k, _)| k.split(',').any(|c| c == "freezer"))
+            .map(|(_, p)| p.trim_start_matches('/'))
+            .unwrap_or(rel);
+        format!("/sys/fs/cgroup/freezer/{p}")
+    } else {
+        format!("/sys/fs/cgroup/{rel}")
+    }
+}
+
+/// The external key runc gives a joined namespace (`extRootNetNS`, `extRootPidNS`).
+fn ext_ns_key(t: LinuxNamespaceType) -> Option<&'static str> {
+    match t {
+        LinuxNamespaceType::Network => Some("extRootNetNS"),
+        LinuxNamespaceType::Pid => Some("extRootPidNS"),
+        _ => None,
+    }
+}
+
+fn ns_prefix(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Network => "net",
+        _ => "pid",
+    }
+}
+
+/// Make a directory (and parents) 0700 if missing; return its absolute path and an O_DIRECTORY fd.
+fn open_dir(flag: &str, p: &Path, create: bool) -> Result<(PathBuf, File)> {
+    let abs = std::path::absolute(p).with_context(|| format!("{flag} {}", p.display()))?;
+    if create {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&abs)
+            .with_context(|| format!("{flag}: create directory {}", abs.display()))?;
+    }
+    let f =
+        File::open(&abs).with_context(|| format!("{flag}: open directory {}", abs.display()))?;
+    if !f.metadata()?.is_dir() {
+        bail!("{flag}: {} is not a directory", abs.display());
+    }
+    Ok((abs, f))
+}
+
+fn image_and_work(a: &CriuArgs, create_image: bool) -> Result<(PathBuf, File, PathBuf, File)> {
+    let image = match &a.image_path {
+        Some(p) => p.clone(),
+        None => std::env::current_dir()
+            .context("--image-path not given and the current directory is unknown")?
+            .join("checkpoint"),
+    };
+    let (image, imgf) = open_dir("--image-path", &image, create_image)?;
+    let (work, workf) = match &a.work_path {
+        Some(w) => open_dir("--work-path", w, true)?,
+        None => (image.clone(), imgf.try_clone()?),
+    };
+    Ok((image, imgf, work, workf))
+}
+
+/// The request `checkpoint` sends for a running container. Pure, for the unit tests.
+pub fn dump_request(
+    a: &CheckpointArgs,
+    spec: &Spec,
+    st: &state::ContainerState,
+    image: &File,
+    work: &File,
+    masked_files: &[String],
+) -> Result<Req> {
+    let log = if a.pre_dump {
+        "pre-dump.log"
+    } else {
+        "dump.log"
+    };
+    let mut o = common_opts(&a.criu, image, work, log)?;
+    o.pid = Some(st.pid);
+    o.root = Some(st.rootfs.to_string_lossy().into_owned());
+    o.leave_running = Some(a.leave_running || a.pre_dump);
+    o.parent_img = a.parent_path.clone();
+    o.ps = a.page_server.as_deref().map(page_server).transpose()?;
+    o.status_fd = a.status_fd;
+    if a.pre_dump {
+        o.track_mem = Some(true);
+    }
+    if spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false)
+    {
+        o.orphan_pts_master = Some(true);
+    }
+    for m in mounts(spec).iter().filter(|m| is_bind(m)) {
+        let d = m.destination().to_string_lossy().into_owned();
+        o.ext_mnt.push((d.clone(), d));
+    }
+    for p in masked_files {
+        o.ext_mnt.push((p.clone(), "/dev/null".into()));
+    }
+    for ns in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .map(|v| v.as_slice())
+        .unwrap_or(&[])
+    {
+        if let (Some(path), Some(key)) = (ns.path(), ext_ns_key(ns.typ())) {
+            let ino = std::os::unix::fs::MetadataExt::ino(
+                &std::fs::metadata(path)
+                    .with_context(|| format!("namespace path {}", path.display()))?,
+            );
+            o.external
+                .push(format!("{}[{ino}]:{key}", ns_prefix(ns.typ())));
+        }
+    }
+    o.cg_root = cg_roots(&st.cgroup);
+    o.freeze_cgroup = Some(freeze_cgroup(&st.cgroup));
+    Ok(Req::new(
+        if a.pre_dump {
+            ReqType::PreDump
+        } else {
+            ReqType::Dump
+        },
+        Some(o),
+    ))
+}
+
+/// Masked paths that are files (masked by binding /dev/null): CRIU sees them as external
+/// mounts of /dev/null.
+fn masked_files(spec: &Spec, pid: i32) -> Vec<String> {
+    let Some(paths) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.masked_paths().as_ref())
+    else {
+        return Vec::new();
+    };
+    paths
+        .iter()
+        .filter(|p| {
+            std::fs::metadata(format!("/proc/{pid}/root/{}", p.trim_start_matches('/')))
+                .is_ok_and(|m| !m.is_dir())
+        })
+        .cloned()
+        .collect()
+}
+
+pub fn checkpoint(g: &Global, a: &CheckpointArgs, criu: &str) -> Result<()> {
+    state::validate_id(&a.id)?;
+    let _lock = g.store.lock(&a.id)?;
+    let st = g.store.load(&a.id)?;
+    match status_of(g, &st) {
+        Status::Running | Status::Paused => {}
+        Status::Stopped => bail!("container not running"),
+        s => bail!(
+            "cannot checkpoint container {}: it is {}, not running",
+            a.id,
+            s.as_str()
+        ),
+    }
+    let cfg = g.store.dir(&a.id).join(state::CONFIG_FILE);
+    let raw = std::fs::read(&cfg).with_context(|| format!("read {}", cfg.display()))?;
+    let spec = crate::spec::parse(&raw).with_context(|| format!("parse {}", cfg.display()))?;
+    let (image, imgf, work, workf) = image_and_work(&a.criu, true)?;
+    if let Some(parent) = &a.parent_path {
+        if !image.join(parent).is_dir() {
+            bail!(
+                "--parent-path {parent}: {} is not a directory",
+                image.join(parent).display()
+            );
+        }
+    }
+    // What init's stdio is, so restore can hand over the pipes (runc's descriptors.json).
+    let fds: Vec<String> = (0..3)
+        .map(|i| {
+            std::fs::read_link(format!("/proc/{}/fd/{i}", st.pid))
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    state::write_atomic(
+        &image.join(DESCRIPTORS),
+        serde_json::to_string(&fds)?.as_bytes(),
+        0o600,
+    )?;
+    let req = dump_request(a, &spec, &st, &imgf, &workf, &masked_files(&spec, st.pid))?;
+    let log = work.join(if a.pre_dump {
+        "pre-dump.log"
+    } else {
+        "dump.log"
+    });
+    let mut sw = Swrk::start(criu, &log, false)?;
+    sw.call(&req, |n: Notify| {
+        crate::logging::debug(&format!("criu notify: {}", n.script));
+        Ok(())
+    })?;
+    drop(sw);
+    if !a.leave_running && !a.pre_dump {
+        // runc destroys the checkpointed container: CRIU has killed its processes.
+        if state::process_start_time(st.pid) == Some(st.pid_start_time) {
+            spawn::kill_and_wait(st.pid, false);
+        }
+        super::lifecycle::destroy(g, &st)?;
+    }
+    Ok(())
+}
+
+/// What restore undoes when it fails half way.
+struct Undo {
+    dir: PathBuf,
+    cgroup: Option<Box<dyn crate::cgroups::Manager>>,
+    criu_root: Option<PathBuf>,
+    umounts: Vec<PathBuf>,
+    pid: i32,
+    armed: bool,
+}
+
+impl Undo {
+    fn unmount_all(&mut self) {
+        for m in self.umounts.drain(..).rev() {
+            let _ = nix::mount::umount2(&m, MntFlags::MNT_DETACH);
+        }
+        if let Some(r) = self.criu_root.take() {
+            let _ = nix::mount::umount2(&r, MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_dir(&r);
+        }
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        self.unmount_all();
+        if !self.armed {
+            return;
+        }
+        if self.pid > 0 {
+            spawn::kill_and_wait(self.pid, true);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.kill_all(nix::sys::signal::SIGKILL);
+            if let Err(e) = cg.destroy() {
+                crate::logging::warn(&format!("remove cgroup: {e:#}"));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// runc's prepareCriuRestoreMounts: create the mount points CRIU will mount on (except under a
+/// tmpfs, whose content CRIU restores), and bind the bind-mount sources for the time of the
+/// restore so mount points inside them can exist.
+fn prepare_restore_mounts(rootfs: &Path, spec: &Spec, umounts: &mut Vec<PathBuf>) -> Result<()> {
+    use crate::rootfs::resolve;
+    use nix::sys::stat::Mode;
+    let tmpfs: Vec<&Path> = mounts(spec)
+        .iter()
+        .filter(|m| m.typ().as_deref() == Some("tmpfs"))
+        .map(|m| m.destination().as_path())
+        .collect();
+    let root =
+        resolve::open_root(rootfs).with_context(|| format!("open rootfs {}", rootfs.display()))?;
+    for (i, m) in mounts(spec).iter().enumerate() {
+        let dest = m.destination();
+        if tmpfs.iter().any(|t| dest.starts_with(t)) {
+            continue;
+        }
+        let ctx = || format!("mounts[{i}] ({}): mount point for restore", dest.display());
+        let bind = is_bind(m);
+        let src = m.source().as_deref();
+        let src_is_file =
+            bind && src.is_some_and(|s| std::fs::metadata(s).is_ok_and(|m| !m.is_dir()));
+        let fd: OwnedFd = if src_is_file {
+            resolve::create_file(root.as_fd(), dest, Mode::from_bits_truncate(0o644))
+                .with_context(ctx)?
+        } else {
+            resolve::mkdir_all(root.as_fd(), dest, Mode::from_bits_truncate(0o755))
+                .with_context(ctx)?
+        };
+        if bind {
+            let src =
+                src.with_context(|| format!("mounts[{i}].source: missing for a bind mount"))?;
+            let target = resolve::fd_path(fd.as_fd()).with_context(ctx)?;
+            crate::rootfs::mounts::mount_on_fd(
+                Some(&src.to_string_lossy()),
+                fd.as_fd(),
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .with_context(|| format!("mounts[{i}]: bind {} for restore", src.display()))?;
+            umounts.push(target);
+        }
+    }
+    Ok(())
+}
+
+pub fn restore(g: &Global, a: &RestoreArgs, criu: &str) -> Result<i32> {
+    state::validate_id(&a.id)?;
+    let bundle = crate::spec::load(&a.bundle)?;
+    let spec = &bundle.spec;
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    if terminal && a.console_socket.is_none() {
+        bail!(
+            "process.terminal is true: restore needs --console-socket to hand over the pty master"
+        );
+    }
+    let (_image, imgf, work, workf) = image_and_work(&a.criu, false)?;
+    let descriptors: Vec<String> = match std::fs::read(_image.join(DESCRIPTORS)) {
+        Ok(b) => serde_json::from_slice(&b)
+            .with_context(|| format!("parse {}", _image.join(DESCRIPTORS).display()))?,
+        Err(_) => Vec::new(),
+    };
+    let console = a
+        .console_socket
+        .as_deref()
+        .map(crate::process::console::connect)
+        .transpose()?;
+    let plan = crate::namespaces::Plan::from_spec(spec)?;
+    if g.store.dir(&a.id).exists() {
+        bail!("container {} already exists", a.id);
+    }
+    let dir = g.store.create_dir(&a.id)?;
+    let mut undo = Undo {
+        dir: dir.clone(),
+        cgroup: None,
+        criu_root: None,
+        umounts: Vec::new(),
+        pid: 0,
+        armed: true,
+    };
+    state::write_atomic(&dir.join(state::CONFIG_FILE), &bundle.raw, 0o600)
+        .context("save config.json")?;
+    undo.cgroup = Some(spawn::make_cgroup(spec, &a.id, g.systemd_cgroup)?);
+    let cg_state = undo.cgroup.as_ref().expect("just set").state();
+
+    let criu_root = dir.join("criu-root");
+    std::fs::create_dir(&criu_root).with_context(|| format!("mkdir {}", criu_root.display()))?;
+    nix::mount::mount(
+        Some(&bundle.rootfs),
+        &criu_root,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .with_context(|| {
+        format!(
+            "bind rootfs {} on {}",
+            bundle.rootfs.display(),
+            criu_root.display()
+        )
+    })?;
+    undo.criu_root = Some(criu_root.clone());
+    prepare_restore_mounts(&bundle.rootfs, spec, &mut undo.umounts)?;
+
+    let mut o = common_opts(&a.criu, &imgf, &workf, "restore.log")?;
+    o.root = Some(criu_root.to_string_lossy().into_owned());
+    o.rst_sibling = Some(true);
+    o.orphan_pts_master = terminal.then_some(true);
+    o.lsm_profile = a.lsm_profile.clone();
+    o.lsm_mount_context = a.lsm_mount_context.clone();
+    o.cg_root = cg_roots(&cg_state);
+    for m in mounts(spec).iter().filter(|m| is_bind(m)) {
+        let src = m
+            .source()
+            .as_ref()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        o.ext_mnt
+            .push((m.destination().to_string_lossy().into_owned(), src));
+    }
+    for p in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.masked_paths().as_ref())
+        .map(|v| v.as_slice())
+        .unwrap_or(&[])
+    {
+        if !bundle.rootfs.join(p.trim_start_matches('/')).is_dir() {
+            o.ext_mnt.push((p.clone(), "/dev/null".into()));
+        }
+    }
+    // The caller's stdio pipes stand in for the checkpointed ones (CRIU inherits our 0-2).
+    for (i, d) in descriptors.iter().enumerate().take(3) {
+        if d.contains("pipe:") {
+            o.inherit_fd.push((d.clone(), i as i32));
+        }
+    }
+    // Joined net/pid namespaces: CRIU inherits their fds.
+    for j in &plan.join {
+        if let Some(key) = ext_ns_key(j.typ) {
+            nix::fcntl::fcntl(
+                &j.fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+            )
+            .context("let CRIU inherit a namespace fd")?;
+            o.inherit_fd.push((key.into(), j.fd.as_raw_fd()));
+        }
+    }
+    let req = Req::new(ReqType::Restore, Some(o));
+
+    if !a.detach && !a.no_subreaper {
+        nix::sys::prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER")?;
+    }
+    let log = work.join("restore.log");
+    let mut sw = Swrk::start(criu, &log, true)?;
+    // CRIU restores the tasks into its own cgroup's subtree (runc's criuApplyCgroups).
+    undo.cgroup
+        .as_ref()
+        .expect("set")
+        .add_task(sw.pid())
+        .context("move criu into the container's cgroup")?;
+    let mut notified_pid = None;
+    let resp = sw.call(&req, |n: Notify| {
+        crate::logging::debug(&format!("criu notify: {}", n.script));
+        match n.script.as_str() {
+            "orphan-pts-master" => {
+                let (Some(sock), Some(master)) = (&console, n.fd) else {
+                    bail!("criu sent the pty master but there is no console socket");
+                };
+                crate::process::console::send_fd(sock.as_raw_fd(), "console", master.as_raw_fd())
+                    .context("--console-socket: send the pty master")?;
+            }
+            "post-restore" | "setup-namespaces" => {
+                if let Some(p) = n.pid.filter(|p| *p > 0) {
+                    notified_pid = Some(p);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    });
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(p) = notified_pid {
+                undo.pid = p;
+            }
+            return Err(e);
+        }
+    };
+    drop(sw);
+    let pid = resp
+        .restore_pid
+        .or(notified_pid)
+        .context("criu restore: no pid of the restored init in its answer")?;
+    undo.pid = pid;
+    undo.unmount_all();
+    let own_pid_ns = plan.creates(libc::CLONE_NEWPID);
+    let cg = undo.cgroup.as_deref().expect("set");
+    let st = spawn::new_state(&bundle, &a.id, pid, cg, own_pid_ns, g.systemd_cgroup)?;
+    g.store.save(&st)?;
+    if let Some(pf) = &a.pid_file {
+        spawn::write_pid_file(pf, pid)?;
+    }
+    undo.armed = false;
+    if a.detach {
+        return Ok(0);
+    }
+    // rst_sibling: the restored init is our child. Wait for it, then remove the container.
+    let code = loop {
+        match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => break c,
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => bail!("wait for restored init {pid}: {e}"),
+        }
+    };
+    super::lifecycle::destroy(g, &st)?;
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> CheckpointArgs {
+        use clap::Parser;
+        let mut v = vec!["husk", "checkpoint"];
+        v.extend_from_slice(extra);
+        v.push("c1");
+        match crate::cli::Cli::try_parse_from(v).unwrap().command {
+            Some(crate::cli::Command::Checkpoint(a)) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    fn st() -> state::ContainerState {
+        serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.2.0", "id": "c1", "pid": 4242, "pidStartTime": 1,
+            "bundle": "/b", "rootfs": "/b/rootfs", "created": "x", "owner": "root",
+            "cgroup": {"driver": "v2", "path": "husk/c1"}
+        }))
+        .unwrap()
+    }
+
+    fn spec(extra: serde_json::Value) -> Spec {
+        let mut v = serde_json::json!({
+            "ociVersion": "1.2.0",
+            "root": {"path": "rootfs"},
+            "process": {"terminal": true, "cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}},
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/data", "type": "bind", "source": "/srv/data", "options": ["rbind"]},
+                {"destination": "/etc/hosts", "source": "/etc/hosts", "options": ["bind", "ro"]}
+            ],
+            "linux": {"namespaces": [{"type": "mount"}, {"type": "network", "path": "/proc/self/ns/net"}]}
+        });
+        if let serde_json::Value::Object(m) = extra {
+            for (k, x) in m {
+                v[k] = x;
+            }
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn dump_request_carries_the_container() {
+        let d = tempfile::tempdir().unwrap();
+        let f = File::open(d.path()).unwrap();
+        let a = args(&[
+            "--tcp-established",
+            "--manage-cgroups-mode",
+            "full",
+            "--empty-ns",
+            "network",
+        ]);
+        let r = dump_request(
+            &a,
+            &spec(serde_json::json!({})),
+            &st(),
+            &f,
+            &f,
+            &["/proc/kcore".into()],
+        )
+        .unwrap();
+        assert_eq!(r.typ, ReqType::Dump);
+        let o = r.opts.unwrap();
+        assert_eq!(o.pid, Some(4242));
+        assert_eq!(o.root.as_deref(), Some("/b/rootfs"));
+        assert_eq!(o.leave_running, Some(false));
+        assert_eq!(o.tcp_established, Some(true));
+        assert_eq!(o.manage_cgroups_mode, Some(CgMode::Full));
+        assert_eq!(o.empty_ns, Some(libc::CLONE_NEWNET as u32));
+        assert_eq!(o.orphan_pts_master, Some(true));
+        assert_eq!(o.images_dir_fd, f.as_raw_fd());
+        assert_eq!(
+            o.ext_mnt,
+            [
+                ("/data".to_string(), "/data".to_string()),
+                ("/etc/hosts".into(), "/etc/hosts".into()),
+                ("/proc/kcore".into(), "/dev/null".into())
+            ]
+        );
+        assert_eq!(o.cg_root, [(None, "/husk/c1".to_string())]);
+        assert_eq!(o.freeze_cgroup.as_deref(), Some("/sys/fs/cgroup/husk/c1"));
+        let ino =
+            std::os::unix::fs::MetadataExt::ino(&std::fs::metadata("/proc/self/ns/net").unwrap());
+        assert_eq!(o.external, [format!("net[{ino}]:extRootNetNS")]);
+        assert_eq!(o.log_file.as_deref(), Some("dump.log"));
+        // and it encodes
+        assert!(!Req::new(ReqType::Dump, Some(o)).encode().is_empty());
+    }
+
+    #[test]
+    fn pre_dump_and_page_server() {
+        let d = tempfile::tempdir().unwrap();
+        let f = File::open(d.path()).unwrap();
+        let a = args(&[
+            "--pre-dump",
+            "--parent-path",
+            "../p1",
+            "--page-server",
+            "10.0.0.1:27",
+        ]);
+        let r = dump_request(&a, &spec(serde_json::json!({})), &st(), &f, &f, &[]).unwrap();
+        assert_eq!(r.typ, ReqType::PreDump);
+        let o = r.opts.unwrap();
+        assert_eq!(o.track_mem, Some(true));
+        assert_eq!(o.leave_running, Some(true));
+        assert_eq!(o.parent_img.as_deref(), Some("../p1"));
+        assert_eq!(
+            o.ps,
+            Some(PageServer {
+                address: "10.0.0.1".into(),
+                port: 27
+            })
+        );
+    }
+
+    #[test]
+    fn bad_flag_values_name_the_flag() {
+        let d = tempfile::tempdir().unwrap();
+        let f = File::open(d.path()).unwrap();
+        for (flags, word) in [
+            (
+                vec!["--manage-cgroups-mode", "nope"],
+                "--manage-cgroups-mode",
+            ),
+            (vec!["--empty-ns", "nope"], "--empty-ns"),
+            (vec!["--page-server", "nohost"], "--page-server"),
+            (vec!["--page-server", "h:0"], "--page-server"),
+        ] {
+            let e = dump_request(
+                &args(&flags),
+                &spec(serde_json::json!({})),
+                &st(),
+                &f,
+                &f,
+                &[],
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(word), "{flags:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn v1_freezer_and_roots() {
+        let mut s = st();
+        s.cgroup = serde_json::from_value(serde_json::json!({
+            "driver": "v1", "path": "husk/c1", "paths": {"cpu,cpuacct": "other/c1", "freezer": "frz/c1"}
+        }))
+        .unwrap();
+        assert_eq!(freeze_cgroup(&s.cgroup), "/sys/fs/cgroup/freezer/frz/c1");
+        let r = cg_roots(&s.cgroup);
+        assert_eq!(r[0], (None, "/husk/c1".to_string()));
+        assert!(r.contains(&(Some("cpu,cpuacct".into()), "/other/c1".into())));
+    }
+}
