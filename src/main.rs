@@ -12,7 +12,16 @@ const SPEC_VERSION: &str = "1.2.0";
 
 fn main() {
     let args = normalize_args(std::env::args());
-    let cli = Cli::parse_from(args);
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                log_usage_error(&args, &e);
+            }
+            e.exit()
+        }
+    };
     if cli.version {
         println!(
             "husk version {VERSION}\ncommit: {}\nspec: {SPEC_VERSION}",
@@ -26,6 +35,7 @@ fn main() {
     }
     match dispatch(cli) {
         Ok(code) => {
+            husk::logging::finish();
             let _ = std::io::stdout().flush();
             std::process::exit(code)
         }
@@ -33,6 +43,29 @@ fn main() {
             husk::logging::error(&format!("{e:#}"));
             std::process::exit(1);
         }
+    }
+}
+
+/// A command line clap refused still gets its one error line in `--log` (callers read the log,
+/// not stderr): the global log flags are picked out of the raw arguments.
+fn log_usage_error(args: &[String], e: &clap::Error) {
+    let value = |name: &str| {
+        let eq = format!("{name}=");
+        args.iter().enumerate().find_map(|(i, a)| {
+            if a == name {
+                args.get(i + 1).cloned()
+            } else {
+                a.strip_prefix(&eq).map(String::from)
+            }
+        })
+    };
+    let Some(log) = value("--log") else { return };
+    let format = value("--log-format").unwrap_or_else(|| "text".into());
+    if husk::logging::init(Some(log.into()), &format, false).is_ok() {
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or("invalid command line");
+        let first = first.trim_start_matches("error: ");
+        husk::logging::emit_only("error", first);
     }
 }
 
