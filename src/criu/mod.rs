@@ -86,11 +86,14 @@ impl Swrk {
         &self.log
     }
 
-    fn send(&self, req: &Req) -> Result<()> {
+    /// Send one message; `false` when CRIU is gone (it exited before reading).
+    fn send(&self, req: &Req) -> Result<bool> {
         let b = req.encode();
-        nix::sys::socket::send(self.sock.as_raw_fd(), &b, MsgFlags::empty())
-            .with_context(|| format!("criu: send {:?} request", req.typ))?;
-        Ok(())
+        match nix::sys::socket::send(self.sock.as_raw_fd(), &b, MsgFlags::MSG_NOSIGNAL) {
+            Ok(_) => Ok(true),
+            Err(nix::errno::Errno::EPIPE | nix::errno::Errno::ECONNRESET) => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("criu: send {:?} request", req.typ)),
+        }
     }
 
     /// Receive one message; `None` when CRIU closed its end (it exited).
@@ -99,13 +102,17 @@ impl Swrk {
         let mut cmsg = nix::cmsg_space!([RawFd; 1]);
         let (n, fd) = {
             let mut iov = [IoSliceMut::new(&mut buf)];
-            let m = recvmsg::<()>(
+            let m = match recvmsg::<()>(
                 self.sock.as_raw_fd(),
                 &mut iov,
                 Some(&mut cmsg),
                 MsgFlags::MSG_CMSG_CLOEXEC,
-            )
-            .context("criu: receive a response")?;
+            ) {
+                Ok(m) => m,
+                // CRIU exited with our request unread.
+                Err(nix::errno::Errno::ECONNRESET) => return Ok(None),
+                Err(e) => return Err(e).context("criu: receive a response"),
+            };
             let mut fd = None;
             for c in m.cmsgs().context("criu: control message")? {
                 if let ControlMessageOwned::ScmRights(fds) = c {
@@ -133,9 +140,10 @@ impl Swrk {
         req: &Req,
         mut on_notify: impl FnMut(Notify) -> Result<()>,
     ) -> Result<Resp> {
-        self.send(req)?;
+        let mut alive = self.send(req)?;
         loop {
-            let Some((resp, fd)) = self.recv()? else {
+            let got = if alive { self.recv()? } else { None };
+            let Some((resp, fd)) = got else {
                 let how = self.wait_exit();
                 bail!(
                     "criu {} failed: criu exited without answering ({how}){}; see log {}",
@@ -150,7 +158,7 @@ impl Swrk {
                     pid: resp.notify_pid,
                     fd,
                 })?;
-                self.send(&Req::notify_ack())?;
+                alive = self.send(&Req::notify_ack())?;
                 continue;
             }
             if !resp.success {
