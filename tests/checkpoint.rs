@@ -430,3 +430,25 @@ fn criu_end_to_end() {
     c.pids.push(rpid);
     assert_eq!(std::fs::read_to_string(&pidf).unwrap(), rpid.to_string());
 }
+
+#[test]
+fn features_claims_checkpoint_only_where_criu_works() {
+    if is_runc() || is_crun() {
+        return skip(
+            "features_claims_checkpoint_only_where_criu_works",
+            "runc claims it whenever built with CRIU support",
+        );
+    }
+    let o = run_timeout(Command::new(runtime()).arg("features"), CMD_TIMEOUT);
+    assert!(o.status.success(), "features: {}", text(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("features JSON");
+    let claimed = v["annotations"]["org.opencontainers.runc.checkpoint.enabled"] == "true";
+    let works = Command::new("criu")
+        .arg("check")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert_eq!(
+        claimed, works,
+        "checkpoint.enabled annotation must say whether `criu check` passes"
+    );
+}
