@@ -216,6 +216,10 @@ fn checkpoint_request_reaches_criu_and_its_refusal_is_reported() {
         "{msg}"
     );
     assert!(log_path.exists(), "the named log file must exist");
+    assert!(
+        !img.join("descriptors.json").exists(),
+        "a refused checkpoint leaves only CRIU's log in the image dir"
+    );
 
     let req = std::fs::read(c.work.join("req.bin")).expect("criu got no request");
     assert_eq!(&req[..2], [0x08, 0x01], "criu_req.type must be DUMP");

@@ -300,12 +300,17 @@ pub fn checkpoint(g: &Global, a: &CheckpointArgs, criu: &str) -> Result<()> {
     } else {
         "dump.log"
     });
-    let mut sw = Swrk::start(criu, &log, false)?;
-    sw.call(&req, |n: Notify| {
-        crate::logging::debug(&format!("criu notify: {}", n.script));
-        Ok(())
-    })?;
-    drop(sw);
+    let res = Swrk::start(criu, &log, false).and_then(|mut sw| {
+        sw.call(&req, |n: Notify| {
+            crate::logging::debug(&format!("criu notify: {}", n.script));
+            Ok(())
+        })
+    });
+    if let Err(e) = res {
+        // Nothing half made: only CRIU's log stays (it is named in the error).
+        let _ = std::fs::remove_file(image.join(DESCRIPTORS));
+        return Err(e);
+    }
     if !a.leave_running && !a.pre_dump {
         // runc destroys the checkpointed container: CRIU has killed its processes.
         if state::process_start_time(st.pid) == Some(st.pid_start_time) {
@@ -571,16 +576,22 @@ pub fn restore(g: &Global, a: &RestoreArgs, criu: &str) -> Result<i32> {
     if a.detach {
         return Ok(0);
     }
-    // rst_sibling: the restored init is our child. Wait for it, then remove the container.
-    let code = loop {
-        match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
-            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => break c,
-            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => bail!("wait for restored init {pid}: {e}"),
+    // rst_sibling: the restored init is our child. Forward signals until it exits (as `run`
+    // does), then remove the container. Signals are blocked only now: CRIU itself relies on
+    // SIGCHLD and must not inherit a blocked mask.
+    let mut mask = nix::sys::signal::SigSet::all();
+    mask.remove(nix::sys::signal::SIGKILL);
+    mask.remove(nix::sys::signal::SIGSTOP);
+    mask.thread_block().context("block signals")?;
+    let code = super::run::forward_until_exit(pid, &mask, None)?;
+    if let Ok(cg) = crate::cgroups::from_state(&st.cgroup) {
+        let _ = cg.kill_all(nix::sys::signal::SIGKILL);
+    }
+    while let Ok(ws) = nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+        if ws == nix::sys::wait::WaitStatus::StillAlive {
+            break;
         }
-    };
+    }
     super::lifecycle::destroy(g, &st)?;
     Ok(code)
 }
