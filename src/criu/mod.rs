@@ -187,6 +187,25 @@ impl Swrk {
         }
     }
 
+    /// After CRIU's final answer: close our end and wait for CRIU. A non-zero exit is an
+    /// error, except after a pre-dump (runc's rule: CRIU then waits for a DUMP that never
+    /// comes).
+    pub fn finish(mut self, typ: ReqType) -> Result<()> {
+        let _ = nix::sys::socket::shutdown(self.sock.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        let Some(mut c) = self.child.take() else {
+            return Ok(());
+        };
+        let st = c.wait().context("criu: wait for exit")?;
+        if !st.success() && typ != ReqType::PreDump {
+            bail!(
+                "criu {} failed: criu exited with {st} after answering; see log {}",
+                action(typ),
+                self.log.display()
+            );
+        }
+        Ok(())
+    }
+
     /// Wait for CRIU to exit; describe how it did.
     fn wait_exit(&mut self) -> String {
         match self.child.take().map(|mut c| c.wait()) {

@@ -77,6 +77,7 @@ pub struct Opts {
     pub images_dir_fd: i32,
     pub pid: Option<i32>,
     pub leave_running: Option<bool>,
+    pub evasive_devices: Option<bool>,
     pub ext_unix_sk: Option<bool>,
     pub tcp_established: Option<bool>,
     pub shell_job: Option<bool>,
@@ -101,10 +102,13 @@ pub struct Opts {
     pub manage_cgroups_mode: Option<CgMode>,
     pub external: Vec<String>,
     pub empty_ns: Option<u32>,
+    /// `join_ns`: (namespace name, nsfs file).
+    pub join_ns: Vec<(String, String)>,
     pub freeze_cgroup: Option<String>,
     pub lazy_pages: Option<bool>,
     pub status_fd: Option<i32>,
     pub orphan_pts_master: Option<bool>,
+    pub config_file: Option<String>,
     pub lsm_profile: Option<String>,
     pub lsm_mount_context: Option<String>,
 }
@@ -175,6 +179,7 @@ impl Opts {
         opt_bool(&mut o, 3, self.leave_running);
         opt_bool(&mut o, 4, self.ext_unix_sk);
         opt_bool(&mut o, 5, self.tcp_established);
+        opt_bool(&mut o, 6, self.evasive_devices);
         opt_bool(&mut o, 7, self.shell_job);
         opt_bool(&mut o, 8, self.file_locks);
         opt_i32(&mut o, 9, self.log_level);
@@ -222,10 +227,17 @@ impl Opts {
         if let Some(v) = self.empty_ns {
             put_u64(&mut o, 38, v as u64);
         }
+        for (ns, file) in &self.join_ns {
+            let mut m = Vec::new();
+            put_bytes(&mut m, 1, ns.as_bytes());
+            put_bytes(&mut m, 2, file.as_bytes());
+            put_bytes(&mut o, 39, &m);
+        }
         opt_str(&mut o, 44, &self.freeze_cgroup);
         opt_bool(&mut o, 48, self.lazy_pages);
         opt_i32(&mut o, 49, self.status_fd);
         opt_bool(&mut o, 50, self.orphan_pts_master);
+        opt_str(&mut o, 51, &self.config_file);
         opt_str(&mut o, 53, &self.lsm_profile);
         // Added after 3.17's rpc.proto was frozen in Debian 12; older CRIUs skip unknown fields.
         opt_str(&mut o, 63, &self.lsm_mount_context);
@@ -478,6 +490,9 @@ mod tests {
             inherit_fd: vec![("pipe:[99]".into(), 1)],
             lsm_profile: Some("apparmor:x".into()),
             lsm_mount_context: Some("ctx".into()),
+            evasive_devices: Some(true),
+            join_ns: vec![("ipc".into(), "/x".into())],
+            config_file: Some("/c".into()),
             ..Default::default()
         };
         let b = opts.encode();
@@ -488,6 +503,18 @@ mod tests {
         inh.extend_from_slice(b"pipe:[99]");
         inh.extend_from_slice(&[0x10, 0x01]);
         assert!(b.windows(inh.len()).any(|w| w == inh.as_slice()));
+        // evasive_devices (6)
+        assert!(b.windows(2).any(|w| w == [0x30, 0x01]));
+        // join_ns (39): key 314 = 0xba 0x02, {ns "ipc", ns_file "/x"}
+        let mut j = vec![0xba, 0x02, 0x09, 0x0a, 0x03];
+        j.extend_from_slice(b"ipc");
+        j.extend_from_slice(&[0x12, 0x02, b'/', b'x']);
+        assert!(b.windows(j.len()).any(|w| w == j.as_slice()), "join_ns");
+        // config_file (51): key 410 = 0x9a 0x03
+        assert!(
+            b.windows(4).any(|w| w == [0x9a, 0x03, 0x02, b'/']),
+            "config_file"
+        );
         // lsm_profile (53): key 426 = 0xaa 0x03; lsm_mount_context (63): key 506 = 0xfa 0x03
         assert!(b.windows(2).any(|w| w == [0xaa, 0x03]));
         assert!(b.windows(5).any(|w| w == [0xfa, 0x03, 0x03, b'c', b't']));
