@@ -85,13 +85,100 @@ fn common_opts(a: &CriuArgs, image: &File, work: &File, log_file: &str) -> Resul
         auto_dedup: Some(a.auto_dedup),
         lazy_pages: Some(a.lazy_pages),
         empty_ns: empty_ns_mask(&a.empty_ns)?,
-        manage_cgroups_mode: a
-            .manage_cgroups_mode
-            .as_deref()
-            .map(CgMode::parse)
-            .transpose()?,
+        manage_cgroups_mode: Some(match a.manage_cgroups_mode.as_deref() {
+            None | Some("") => CgMode::Default,
+            Some(m) => CgMode::parse(m)?,
+        }),
         ..Default::default()
     })
+}
+
+/// runc's CRIU configuration file: the `org.criu.config` annotation (empty: none), else
+/// `/etc/criu/runc.conf` (kept under runc's name so a host's CRIU setup for runc applies).
+fn criu_config_file(spec: &Spec) -> Option<String> {
+    match spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get("org.criu.config"))
+    {
+        Some(f) if f.is_empty() => None,
+        Some(f) => Some(f.clone()),
+        None => Some("/etc/criu/runc.conf".into()),
+    }
+}
+
+/// Device nodes of config.json: external mounts for CRIU (bind-mounted in user namespaces).
+fn device_paths(spec: &Spec) -> Vec<String> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.devices().as_ref())
+        .map(|d| {
+            d.iter()
+                .map(|d| d.path().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `cg_root`s runc gives a restore: the cgroups CRIU itself was moved into, as listed in
+/// /proc/PID/cgroup (one entry per controller; "" for the v2 hierarchy).
+fn cg_roots_of(pid: i32) -> Result<Vec<(Option<String>, String)>> {
+    let p = format!("/proc/{pid}/cgroup");
+    let text = std::fs::read_to_string(&p).with_context(|| format!("read {p}"))?;
+    let mut v = Vec::new();
+    for l in text.lines() {
+        let mut parts = l.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next(), parts.next(), parts.next());
+        let (Some(ctrls), Some(path)) = (ctrls, path) else {
+            continue;
+        };
+        for c in ctrls.split(',') {
+            v.push((Some(c.to_string()), path.to_string()));
+        }
+    }
+    Ok(v)
+}
+
+/// CRIU's name of a namespace type (runc's configs.NsName).
+fn ns_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// `--status-fd` must be an open, writable fd (runc's check).
+fn check_status_fd(fd: i32) -> Result<()> {
+    // SAFETY: F_GETFL only reads the flags of fd, whatever it is; an invalid fd gives EBADF.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        bail!("--status-fd {fd}: {}", std::io::Error::last_os_error());
+    }
+    if flags & (libc::O_WRONLY | libc::O_RDWR) == 0 {
+        bail!("--status-fd {fd}: not writable");
+    }
+    Ok(())
+}
+
+/// Lazy pages: CRIU says `status-ready` when its page server is up; runc writes \0 to the
+/// status fd then and closes it.
+fn status_ready(fd: Option<i32>) {
+    if let Some(fd) = fd {
+        // SAFETY: fd was checked open and writable by check_status_fd; it is written once and
+        // closed, and nothing else in husk uses it.
+        unsafe {
+            if libc::write(fd, [0u8].as_ptr().cast(), 1) != 1 {
+                crate::logging::warn(&format!("--status-fd {fd}: cannot write \\0"));
+            }
+            libc::close(fd);
+        }
+    }
 }
 
 /// `cg_root` entries: the container's cgroup is the root CRIU records and restores under.
@@ -126,13 +213,6 @@ fn ext_ns_key(t: LinuxNamespaceType) -> Option<&'static str> {
         LinuxNamespaceType::Network => Some("extRootNetNS"),
         LinuxNamespaceType::Pid => Some("extRootPidNS"),
         _ => None,
-    }
-}
-
-fn ns_prefix(t: LinuxNamespaceType) -> &'static str {
-    match t {
-        LinuxNamespaceType::Network => "net",
-        _ => "pid",
     }
 }
 
@@ -188,11 +268,12 @@ pub fn dump_request(
     o.root = Some(st.rootfs.to_string_lossy().into_owned());
     o.leave_running = Some(a.leave_running || a.pre_dump);
     o.parent_img = a.parent_path.clone();
-    o.ps = a.page_server.as_deref().map(page_server).transpose()?;
-    o.status_fd = a.status_fd;
-    if a.pre_dump {
+    if a.parent_path.is_some() {
         o.track_mem = Some(true);
     }
+    o.ps = a.page_server.as_deref().map(page_server).transpose()?;
+    o.config_file = criu_config_file(spec);
+    // --status-fd is served through CRIU's `status-ready` notification (runc with CRIU >= 3.15).
     if spec
         .process()
         .as_ref()
@@ -201,12 +282,18 @@ pub fn dump_request(
     {
         o.orphan_pts_master = Some(true);
     }
-    for m in mounts(spec).iter().filter(|m| is_bind(m)) {
-        let d = m.destination().to_string_lossy().into_owned();
-        o.ext_mnt.push((d.clone(), d));
-    }
-    for p in masked_files {
-        o.ext_mnt.push((p.clone(), "/dev/null".into()));
+    // A pre-dump only saves memory: no mounts (runc's rule).
+    if !a.pre_dump {
+        for m in mounts(spec).iter().filter(|m| is_bind(m)) {
+            let d = m.destination().to_string_lossy().into_owned();
+            o.ext_mnt.push((d.clone(), d));
+        }
+        for p in masked_files {
+            o.ext_mnt.push((p.clone(), "/dev/null".into()));
+        }
+        for d in device_paths(spec) {
+            o.ext_mnt.push((d.clone(), d));
+        }
     }
     for ns in spec
         .linux()
@@ -221,7 +308,7 @@ pub fn dump_request(
                     .with_context(|| format!("namespace path {}", path.display()))?,
             );
             o.external
-                .push(format!("{}[{ino}]:{key}", ns_prefix(ns.typ())));
+                .push(format!("{}[{ino}]:{key}", ns_name(ns.typ())));
         }
     }
     o.cg_root = cg_roots(&st.cgroup);
@@ -281,30 +368,40 @@ pub fn checkpoint(g: &Global, a: &CheckpointArgs, criu: &str) -> Result<()> {
             );
         }
     }
-    // What init's stdio is, so restore can hand over the pipes (runc's descriptors.json).
-    let fds: Vec<String> = (0..3)
-        .map(|i| {
-            std::fs::read_link(format!("/proc/{}/fd/{i}", st.pid))
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        })
-        .collect();
-    state::write_atomic(
-        &image.join(DESCRIPTORS),
-        serde_json::to_string(&fds)?.as_bytes(),
-        0o600,
-    )?;
+    if let Some(fd) = a.status_fd {
+        check_status_fd(fd)?;
+    }
+    if !a.pre_dump {
+        // What init's stdio is, so restore can hand over the pipes (runc's descriptors.json).
+        let fds: Vec<String> = (0..3)
+            .map(|i| {
+                std::fs::read_link(format!("/proc/{}/fd/{i}", st.pid))
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        state::write_atomic(
+            &image.join(DESCRIPTORS),
+            serde_json::to_string(&fds)?.as_bytes(),
+            0o600,
+        )?;
+    }
     let req = dump_request(a, &spec, &st, &imgf, &workf, &masked_files(&spec, st.pid))?;
     let log = work.join(if a.pre_dump {
         "pre-dump.log"
     } else {
         "dump.log"
     });
+    let mut status_fd = a.status_fd;
     let res = Swrk::start(criu, &log, false).and_then(|mut sw| {
         sw.call(&req, |n: Notify| {
             crate::logging::debug(&format!("criu notify: {}", n.script));
+            if n.script == "status-ready" {
+                status_ready(status_fd.take());
+            }
             Ok(())
-        })
+        })?;
+        sw.finish(req.typ)
     });
     if let Err(e) = res {
         // Nothing half made: only CRIU's log stays (it is named in the error).
@@ -451,7 +548,6 @@ pub fn restore(g: &Global, a: &RestoreArgs, criu: &str) -> Result<i32> {
     state::write_atomic(&dir.join(state::CONFIG_FILE), &bundle.raw, 0o600)
         .context("save config.json")?;
     undo.cgroup = Some(spawn::make_cgroup(spec, &a.id, g.systemd_cgroup)?);
-    let cg_state = undo.cgroup.as_ref().expect("just set").state();
 
     let criu_root = dir.join("criu-root");
     std::fs::create_dir(&criu_root).with_context(|| format!("mkdir {}", criu_root.display()))?;
@@ -475,10 +571,11 @@ pub fn restore(g: &Global, a: &RestoreArgs, criu: &str) -> Result<i32> {
     let mut o = common_opts(&a.criu, &imgf, &workf, "restore.log")?;
     o.root = Some(criu_root.to_string_lossy().into_owned());
     o.rst_sibling = Some(true);
+    o.evasive_devices = Some(true);
     o.orphan_pts_master = terminal.then_some(true);
     o.lsm_profile = a.lsm_profile.clone();
     o.lsm_mount_context = a.lsm_mount_context.clone();
-    o.cg_root = cg_roots(&cg_state);
+    o.config_file = criu_config_file(spec);
     for m in mounts(spec).iter().filter(|m| is_bind(m)) {
         let src = m
             .source()
@@ -488,16 +585,17 @@ pub fn restore(g: &Global, a: &RestoreArgs, criu: &str) -> Result<i32> {
         o.ext_mnt
             .push((m.destination().to_string_lossy().into_owned(), src));
     }
-    for p in spec
+    // Masked files were dumped as external mounts named /dev/null.
+    if spec
         .linux()
         .as_ref()
         .and_then(|l| l.masked_paths().as_ref())
-        .map(|v| v.as_slice())
-        .unwrap_or(&[])
+        .is_some_and(|m| !m.is_empty())
     {
-        if !bundle.rootfs.join(p.trim_start_matches('/')).is_dir() {
-            o.ext_mnt.push((p.clone(), "/dev/null".into()));
-        }
+        o.ext_mnt.push(("/dev/null".into(), "/dev/null".into()));
+    }
+    for d in device_paths(spec) {
+        o.ext_mnt.push((d.clone(), d));
     }
     // The caller's stdio pipes stand in for the checkpointed ones (CRIU inherits our 0-2).
     for (i, d) in descriptors.iter().enumerate().take(3) {
@@ -505,30 +603,57 @@ pub fn restore(g: &Global, a: &RestoreArgs, criu: &str) -> Result<i32> {
             o.inherit_fd.push((d.clone(), i as i32));
         }
     }
-    // Joined net/pid namespaces: CRIU inherits their fds.
-    for j in &plan.join {
-        if let Some(key) = ext_ns_key(j.typ) {
+    // Joined net/pid namespaces: CRIU inherits their fds (opened and checked by the plan);
+    // other joined namespaces CRIU joins by path (runc's handleRestoringNamespaces).
+    for (i, ns) in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .map(|v| v.as_slice())
+        .unwrap_or(&[])
+        .iter()
+        .enumerate()
+    {
+        let Some(path) = ns.path() else { continue };
+        if let Some(key) = ext_ns_key(ns.typ()) {
+            let j = plan
+                .join
+                .iter()
+                .find(|j| j.typ == ns.typ())
+                .context("namespace plan lost a joined namespace")?;
             nix::fcntl::fcntl(
                 &j.fd,
                 nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
             )
             .context("let CRIU inherit a namespace fd")?;
             o.inherit_fd.push((key.into(), j.fd.as_raw_fd()));
+        } else if ns.typ() == LinuxNamespaceType::Cgroup {
+            bail!(
+                "linux.namespaces[{i}]: CRIU cannot restore into a joined cgroup namespace ({})",
+                path.display()
+            );
+        } else {
+            o.join_ns.push((
+                ns_name(ns.typ()).into(),
+                path.to_string_lossy().into_owned(),
+            ));
         }
     }
-    let req = Req::new(ReqType::Restore, Some(o));
 
     if !a.detach && !a.no_subreaper {
         nix::sys::prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER")?;
     }
     let log = work.join("restore.log");
     let mut sw = Swrk::start(criu, &log, true)?;
-    // CRIU restores the tasks into its own cgroup's subtree (runc's criuApplyCgroups).
+    // CRIU restores the tasks into its own cgroups (runc's criuApplyCgroups): move it into the
+    // container's, and name them as the roots.
     undo.cgroup
         .as_ref()
         .expect("set")
         .add_task(sw.pid())
         .context("move criu into the container's cgroup")?;
+    o.cg_root = cg_roots_of(sw.pid())?;
+    let req = Req::new(ReqType::Restore, Some(o));
     let mut notified_pid = None;
     let resp = sw.call(&req, |n: Notify| {
         crate::logging::debug(&format!("criu notify: {}", n.script));
@@ -540,7 +665,26 @@ pub fn restore(g: &Global, a: &RestoreArgs, criu: &str) -> Result<i32> {
                 crate::process::console::send_fd(sock.as_raw_fd(), "console", master.as_raw_fd())
                     .context("--console-socket: send the pty master")?;
             }
-            "post-restore" | "setup-namespaces" => {
+            "setup-namespaces" => {
+                // runc runs prestart and createRuntime hooks here, with the restored pid.
+                if let Some(h) = spec.hooks().as_ref() {
+                    let st = crate::hooks::state_json(
+                        &a.id,
+                        "creating",
+                        n.pid.unwrap_or(0),
+                        &bundle.dir,
+                        spec.annotations().as_ref(),
+                    );
+                    #[allow(deprecated)]
+                    if let Some(x) = h.prestart() {
+                        crate::hooks::run_all("hooks.prestart", x, &st)?;
+                    }
+                    if let Some(x) = h.create_runtime() {
+                        crate::hooks::run_all("hooks.createRuntime", x, &st)?;
+                    }
+                }
+            }
+            "post-restore" => {
                 if let Some(p) = n.pid.filter(|p| *p > 0) {
                     notified_pid = Some(p);
                 }
@@ -558,7 +702,10 @@ pub fn restore(g: &Global, a: &RestoreArgs, criu: &str) -> Result<i32> {
             return Err(e);
         }
     };
-    drop(sw);
+    if let Err(e) = sw.finish(ReqType::Restore) {
+        undo.pid = resp.restore_pid.or(notified_pid).unwrap_or(0);
+        return Err(e);
+    }
     let pid = resp
         .restore_pid
         .or(notified_pid)
@@ -684,6 +831,8 @@ mod tests {
             std::os::unix::fs::MetadataExt::ino(&std::fs::metadata("/proc/self/ns/net").unwrap());
         assert_eq!(o.external, [format!("net[{ino}]:extRootNetNS")]);
         assert_eq!(o.log_file.as_deref(), Some("dump.log"));
+        assert_eq!(o.config_file.as_deref(), Some("/etc/criu/runc.conf"));
+        assert_eq!(o.status_fd, None, "--status-fd is served by notification");
         // and it encodes
         assert!(!Req::new(ReqType::Dump, Some(o)).encode().is_empty());
     }
@@ -712,6 +861,14 @@ mod tests {
                 port: 27
             })
         );
+        assert!(o.ext_mnt.is_empty(), "a pre-dump saves no mounts");
+        assert_eq!(o.manage_cgroups_mode, Some(CgMode::Default));
+        let a = args(&["--pre-dump"]);
+        let o = dump_request(&a, &spec(serde_json::json!({})), &st(), &f, &f, &[])
+            .unwrap()
+            .opts
+            .unwrap();
+        assert_eq!(o.track_mem, None, "runc tracks memory only with a parent");
     }
 
     #[test]
@@ -739,6 +896,53 @@ mod tests {
             .to_string();
             assert!(e.contains(word), "{flags:?}: {e}");
         }
+    }
+
+    #[test]
+    fn criu_config_annotation_and_devices() {
+        let d = tempfile::tempdir().unwrap();
+        let f = File::open(d.path()).unwrap();
+        let sp = spec(serde_json::json!({
+            "annotations": {"org.criu.config": ""},
+            "linux": {"devices": [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]}
+        }));
+        let o = dump_request(&args(&[]), &sp, &st(), &f, &f, &[])
+            .unwrap()
+            .opts
+            .unwrap();
+        assert_eq!(o.config_file, None, "an empty org.criu.config means none");
+        assert!(o
+            .ext_mnt
+            .contains(&("/dev/fuse".into(), "/dev/fuse".into())));
+        let sp = spec(serde_json::json!({"annotations": {"org.criu.config": "/my.conf"}}));
+        assert_eq!(criu_config_file(&sp).as_deref(), Some("/my.conf"));
+    }
+
+    #[test]
+    fn restore_cgroup_roots_from_proc() {
+        let r = cg_roots_of(std::process::id() as i32).unwrap();
+        assert!(!r.is_empty());
+        if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            assert!(
+                r.iter()
+                    .any(|(c, p)| c.as_deref() == Some("") && p.starts_with('/')),
+                "{r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn status_fd_must_be_writable() {
+        let e = check_status_fd(987_654).unwrap_err().to_string();
+        assert!(e.contains("--status-fd 987654"), "{e}");
+        let r = File::open("/dev/null").unwrap();
+        let e = check_status_fd(r.as_raw_fd()).unwrap_err().to_string();
+        assert!(e.contains("not writable"), "{e}");
+        let w = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .unwrap();
+        check_status_fd(w.as_raw_fd()).unwrap();
     }
 
     #[test]
