@@ -456,3 +456,30 @@ fn features_claims_checkpoint_only_where_criu_works() {
         "checkpoint.enabled annotation must say whether `criu check` passes"
     );
 }
+
+#[test]
+fn created_container_cannot_be_checkpointed() {
+    root_or_skip!("created_container_cannot_be_checkpointed");
+    let mut c = Ctr::new("ckcreated", "default");
+    c.args(&["sleep", "1000"]);
+    c.create_ok(&[]);
+    let img = c.work.join("img").to_string_lossy().into_owned();
+    let _ = std::fs::remove_file(&c.log);
+    let o = c.rt(&["checkpoint", "--image-path", &img, &c.id]);
+    assert!(!o.status.success());
+    let msg = one_error_line(&c.log_text());
+    assert!(
+        msg.contains("cannot be checkpointed in created state"),
+        "{msg}"
+    );
+    assert_eq!(c.status().as_deref(), Some("created"));
+    let o = c.rt(&[
+        "checkpoint",
+        "--image-path",
+        &img,
+        "--parent-path",
+        "/abs",
+        &c.id,
+    ]);
+    assert!(!o.status.success());
+}

@@ -33,25 +33,15 @@ fn mounts(spec: &Spec) -> &[Mount] {
     spec.mounts().as_deref().unwrap_or(&[])
 }
 
-/// `--empty-ns` names to CLONE_NEW* bits.
+/// runc's `--empty-ns`: CRIU never restores network properties (runc does not manage network
+/// devices), so CLONE_NEWNET is always in the mask; `network` is the only name accepted.
 fn empty_ns_mask(names: &[String]) -> Result<Option<u32>> {
-    if names.is_empty() {
-        return Ok(None);
-    }
-    let mut m = 0u32;
     for n in names {
-        m |= match n.as_str() {
-            "network" | "net" => libc::CLONE_NEWNET,
-            "ipc" => libc::CLONE_NEWIPC,
-            "uts" => libc::CLONE_NEWUTS,
-            "mount" | "mnt" => libc::CLONE_NEWNS,
-            "pid" => libc::CLONE_NEWPID,
-            "user" => libc::CLONE_NEWUSER,
-            "cgroup" => libc::CLONE_NEWCGROUP,
-            other => bail!("--empty-ns: unknown namespace {other:?} (expected e.g. network)"),
-        } as u32;
+        if n != "network" {
+            bail!("--empty-ns: namespace {n:?} is not supported (only network)");
+        }
     }
-    Ok(Some(m))
+    Ok(Some(libc::CLONE_NEWNET as u32))
 }
 
 fn page_server(s: &str) -> Result<PageServer> {
@@ -349,18 +339,20 @@ pub fn checkpoint(g: &Global, a: &CheckpointArgs, criu: &str) -> Result<()> {
     let st = g.store.load(&a.id)?;
     match status_of(g, &st) {
         Status::Running | Status::Paused => {}
-        Status::Stopped => bail!("container not running"),
-        s => bail!(
-            "cannot checkpoint container {}: it is {}, not running",
-            a.id,
-            s.as_str()
-        ),
+        // runc's words, plus the phrase callers match for a stopped container.
+        Status::Stopped => {
+            bail!("container not running: it cannot be checkpointed in stopped state")
+        }
+        s => bail!("container cannot be checkpointed in {} state", s.as_str()),
     }
     let cfg = g.store.dir(&a.id).join(state::CONFIG_FILE);
     let raw = std::fs::read(&cfg).with_context(|| format!("read {}", cfg.display()))?;
     let spec = crate::spec::parse(&raw).with_context(|| format!("parse {}", cfg.display()))?;
     let (image, imgf, work, workf) = image_and_work(&a.criu, true)?;
     if let Some(parent) = &a.parent_path {
+        if Path::new(parent).is_absolute() {
+            bail!("--parent-path {parent}: must be relative (to --image-path)");
+        }
         if !image.join(parent).is_dir() {
             bail!(
                 "--parent-path {parent}: {} is not a directory",
@@ -911,6 +903,11 @@ mod tests {
             .opts
             .unwrap();
         assert_eq!(o.config_file, None, "an empty org.criu.config means none");
+        assert_eq!(
+            o.empty_ns,
+            Some(libc::CLONE_NEWNET as u32),
+            "runc: net always empty"
+        );
         assert!(o
             .ext_mnt
             .contains(&("/dev/fuse".into(), "/dev/fuse".into())));
