@@ -466,7 +466,11 @@ fn prepare_restore_mounts(rootfs: &Path, spec: &Spec, umounts: &mut Vec<PathBuf>
         resolve::open_root(rootfs).with_context(|| format!("open rootfs {}", rootfs.display()))?;
     for (i, m) in mounts(spec).iter().enumerate() {
         let dest = m.destination();
-        if tmpfs.iter().any(|t| dest.starts_with(t)) {
+        // Below a tmpfs (not the tmpfs itself): CRIU restores the tmpfs content. cgroup mounts
+        // need no mount point (runc's makeCriuRestoreMountpoints).
+        if tmpfs.iter().any(|t| dest != *t && dest.starts_with(t))
+            || m.typ().as_deref() == Some("cgroup")
+        {
             continue;
         }
         let ctx = || format!("mounts[{i}] ({}): mount point for restore", dest.display());
@@ -940,6 +944,49 @@ mod tests {
             .open("/dev/null")
             .unwrap();
         check_status_fd(w.as_raw_fd()).unwrap();
+    }
+
+    #[test]
+    fn restore_mount_points_as_runc() {
+        if nix::unistd::geteuid().as_raw() != 0 {
+            eprintln!("SKIP restore_mount_points_as_runc: needs root (bind mounts)");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("rootfs");
+        let src = d.path().join("src");
+        std::fs::create_dir_all(src.join("inner")).unwrap();
+        std::fs::create_dir_all(&root).unwrap();
+        let sp = spec(serde_json::json!({"mounts": [
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs"},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts"},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup"},
+            {"destination": "/data", "type": "bind", "source": src.to_string_lossy(), "options": ["rbind"]},
+            {"destination": "/data/inner/x", "type": "tmpfs", "source": "tmpfs"}
+        ]}));
+        let mut um = Vec::new();
+        let r = prepare_restore_mounts(&root, &sp, &mut um);
+        // the nested mount point was made inside the bound source, through the bind
+        let nested = src.join("inner/x").is_dir();
+        for m in um.iter().rev() {
+            let _ = nix::mount::umount2(m, MntFlags::MNT_DETACH);
+        }
+        r.unwrap();
+        assert!(
+            root.join("dev").is_dir(),
+            "the tmpfs mount point itself is made"
+        );
+        assert!(!root.join("dev/pts").exists(), "nothing below a tmpfs");
+        assert!(
+            !root.join("sys/fs/cgroup").exists(),
+            "no cgroup mount point"
+        );
+        assert!(root.join("data").is_dir());
+        assert_eq!(um.len(), 1, "one bind to undo: {um:?}");
+        assert!(
+            nested,
+            "mount points inside a bind mount go through the bind"
+        );
     }
 
     #[test]
