@@ -4,10 +4,11 @@
 //! parses the log of a failed command as ONE object. So without `--debug` a failed command
 //! writes exactly one line: its error. Warnings of the host process are held back: a failing
 //! command folds them into its error line (`msg`), a succeeding one writes them as `warning`
-//! lines at exit ([`finish`]). With `--debug` every record is written as it happens. A forked
-//! child (the container's init before exec) writes its warnings at once, since it never returns
-//! to `main`; its errors travel to the host through the sync channel and end up in the host's
-//! single error line.
+//! lines at exit ([`finish`]). With `--debug` every record is written as it happens. The
+//! container's init (a forked child) holds its warnings back the same way: when it fails they
+//! travel with its error through the sync channel into the host's single error line
+//! ([`fold_warnings`]); when it execs they are dropped (after pivot_root the log file is out of
+//! its reach anyway).
 
 use crate::state::now_rfc3339;
 use std::io::Write;
@@ -73,7 +74,11 @@ fn emit(level: &str, msg: &str) {
                 Ok(mut f) => {
                     let _ = f.write_all(rec.as_bytes());
                 }
-                Err(e) => eprintln!("husk: --log {}: {e}; {level}: {msg}", path.display()),
+                // Only the host says so: a child's stderr is the container's.
+                Err(e) if c.pid == std::process::id() => {
+                    eprintln!("husk: --log {}: {e}; {level}: {msg}", path.display())
+                }
+                Err(_) => {}
             }
         }
         None => {
@@ -83,9 +88,7 @@ fn emit(level: &str, msg: &str) {
 }
 
 fn held_back() -> bool {
-    CONFIG
-        .get()
-        .is_some_and(|c| !c.debug && c.pid == std::process::id())
+    CONFIG.get().is_some_and(|c| !c.debug)
 }
 
 fn take_pending() -> Vec<String> {
@@ -96,12 +99,7 @@ fn take_pending() -> Vec<String> {
 /// in. Also printed plainly on stderr when logging goes to a file, as runc does, so a person
 /// at a terminal sees it.
 pub fn error(msg: &str) {
-    let pending = take_pending();
-    let full = if pending.is_empty() {
-        msg.to_string()
-    } else {
-        format!("{msg} (warnings: {})", pending.join("; "))
-    };
+    let full = fold_warnings(msg.to_string());
     emit("error", &full);
     if CONFIG.get().is_some_and(|c| c.file.is_some()) {
         eprintln!("husk: {full}");
@@ -111,6 +109,16 @@ pub fn error(msg: &str) {
 /// Write one record without the stderr copy (for errors something else already printed).
 pub fn emit_only(level: &str, msg: &str) {
     emit(level, msg);
+}
+
+/// An error text with the warnings held back so far appended (and cleared).
+pub fn fold_warnings(msg: String) -> String {
+    let pending = take_pending();
+    if pending.is_empty() {
+        msg
+    } else {
+        format!("{msg} (warnings: {})", pending.join("; "))
+    }
 }
 
 pub fn warn(msg: &str) {
@@ -150,6 +158,14 @@ mod tests {
         assert_eq!(v["level"], "error");
         assert_eq!(v["msg"], "a\nb\r\n\"c\"\u{0}");
         assert_eq!(v["time"], "2026-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn fold_warnings_appends_and_clears() {
+        PENDING.lock().unwrap().push("w1".into());
+        PENDING.lock().unwrap().push("w2".into());
+        assert_eq!(fold_warnings("boom".into()), "boom (warnings: w1; w2)");
+        assert_eq!(fold_warnings("again".into()), "again");
     }
 
     #[test]
