@@ -46,7 +46,7 @@ pub fn run(ctx: InitContext) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let msg = format!("{err:#}");
+    let msg = crate::logging::fold_warnings(format!("{err:#}"));
     if ctx.chan.send(&Msg::Error(msg.clone())).is_err() {
         eprintln!("husk init: {msg}");
     }
