@@ -186,3 +186,39 @@ fn log_is_appended_one_line_per_failure() {
         assert_eq!(v["level"], "error");
     }
 }
+
+#[test]
+fn init_warning_folds_into_the_one_error_line() {
+    root_or_skip!("init_warning_folds_into_the_one_error_line");
+    if is_runc() || is_crun() {
+        return skip(
+            "init_warning_folds_into_the_one_error_line",
+            "husk's folding of warnings",
+        );
+    }
+    if std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y")
+    {
+        return skip(
+            "init_warning_folds_into_the_one_error_line",
+            "AppArmor is enabled here: an unknown profile is an error, not the warning this needs",
+        );
+    }
+    // init warns (profile ignored: no AppArmor), then fails (no such executable)
+    let mut c = sleeper("lgwarn");
+    c.args(&["nosuchcmd"]);
+    c.config["process"]["apparmorProfile"] = "husk-test-profile".into();
+    c.write_config();
+    let b = c.bundle.to_string_lossy().into_owned();
+    let id = c.id.clone();
+    let msg = fails_with(
+        &c,
+        &["create", "--bundle", &b, &id],
+        &["executable file not found in"],
+        1,
+    );
+    assert!(
+        msg.contains("warnings:") && msg.contains("husk-test-profile"),
+        "init's warning must ride in the one error line: {msg}"
+    );
+}
