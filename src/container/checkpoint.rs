@@ -517,10 +517,10 @@ pub fn restore(g: &Global, a: &RestoreArgs, criu: &str) -> Result<i32> {
             "process.terminal is true: restore needs --console-socket to hand over the pty master"
         );
     }
-    let (_image, imgf, work, workf) = image_and_work(&a.criu, false)?;
-    let descriptors: Vec<String> = match std::fs::read(_image.join(DESCRIPTORS)) {
+    let (image, imgf, work, workf) = image_and_work(&a.criu, false)?;
+    let descriptors: Vec<String> = match std::fs::read(image.join(DESCRIPTORS)) {
         Ok(b) => serde_json::from_slice(&b)
-            .with_context(|| format!("parse {}", _image.join(DESCRIPTORS).display()))?,
+            .with_context(|| format!("parse {}", image.join(DESCRIPTORS).display()))?,
         Err(_) => Vec::new(),
     };
     let console = a
