@@ -226,16 +226,16 @@ pub struct CriuArgs {
     #[arg(long = "work-path")]
     pub work_path: Option<PathBuf>,
     /// Allow open TCP connections.
-    #[arg(long = "tcp-established")]
+    #[arg(long = "tcp-established", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub tcp_established: bool,
     /// Allow external unix sockets.
-    #[arg(long = "ext-unix-sk")]
+    #[arg(long = "ext-unix-sk", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub ext_unix_sk: bool,
     /// Allow shell jobs.
-    #[arg(long = "shell-job")]
+    #[arg(long = "shell-job", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub shell_job: bool,
     /// Handle file locks.
-    #[arg(long = "file-locks")]
+    #[arg(long = "file-locks", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub file_locks: bool,
     /// Cgroups mode: soft, full, strict or ignore.
     #[arg(long = "manage-cgroups-mode")]
@@ -244,10 +244,10 @@ pub struct CriuArgs {
     #[arg(long = "empty-ns")]
     pub empty_ns: Vec<String>,
     /// Use userfaultfd to restore memory pages lazily.
-    #[arg(long = "lazy-pages")]
+    #[arg(long = "lazy-pages", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub lazy_pages: bool,
     /// Deduplicate images against the parent checkpoint.
-    #[arg(long = "auto-dedup")]
+    #[arg(long = "auto-dedup", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub auto_dedup: bool,
 }
 
@@ -258,11 +258,17 @@ pub struct CheckpointArgs {
     /// Path of the parent images, relative to the image path (pre-dump).
     #[arg(long = "parent-path")]
     pub parent_path: Option<String>,
+    /// Skip in-flight TCP connections.
+    #[arg(long = "tcp-skip-in-flight", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub tcp_skip_in_flight: bool,
+    /// Allow link remapping of deleted-but-open files.
+    #[arg(long = "link-remap", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub link_remap: bool,
     /// Leave the container running after the checkpoint.
-    #[arg(long = "leave-running")]
+    #[arg(long = "leave-running", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub leave_running: bool,
     /// Dump only the memory (iterative migration); the container keeps running.
-    #[arg(long = "pre-dump")]
+    #[arg(long = "pre-dump", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub pre_dump: bool,
     /// ADDRESS:PORT of a CRIU page server to send the pages to.
     #[arg(long = "page-server")]
@@ -281,7 +287,7 @@ pub struct RestoreArgs {
     #[arg(short, long, default_value = ".")]
     pub bundle: PathBuf,
     /// Do not wait for the restored container.
-    #[arg(short, long)]
+    #[arg(short, long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub detach: bool,
     /// File to write the restored init's pid to.
     #[arg(long = "pid-file")]
@@ -290,10 +296,10 @@ pub struct RestoreArgs {
     #[arg(long = "console-socket")]
     pub console_socket: Option<PathBuf>,
     /// Accepted for runc compatibility (CRIU restores the mount namespace itself).
-    #[arg(long = "no-pivot")]
+    #[arg(long = "no-pivot", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub no_pivot: bool,
     /// Do not make husk a child subreaper while it waits.
-    #[arg(long = "no-subreaper")]
+    #[arg(long = "no-subreaper", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub no_subreaper: bool,
     /// LSM profile for the restored process (e.g. apparmor:NAME, selinux:LABEL).
     #[arg(long = "lsm-profile")]
@@ -350,6 +356,8 @@ const SINGLE_DASH_OK: &[&str] = &[
     "-page-server",
     "-lsm-profile",
     "-lsm-mount-context",
+    "-tcp-skip-in-flight",
+    "-link-remap",
 ];
 
 /// Rewrite `-flag` to `--flag` for the long flags above (also in `-flag=value` form).
@@ -550,6 +558,36 @@ mod tests {
                 assert_eq!(a.page_server.as_deref(), Some("127.0.0.1:9"));
                 assert_eq!(a.id, "c2");
             }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn checkpoint_bool_flags_take_urfave_values() {
+        // callers (go-runc users) pass `--leave-running=false`; the id must not be eaten
+        let c = Cli::try_parse_from([
+            "husk",
+            "checkpoint",
+            "--leave-running=false",
+            "--tcp-established=true",
+            "--tcp-skip-in-flight",
+            "--link-remap",
+            "--shell-job",
+            "c3",
+        ])
+        .unwrap();
+        match c.command {
+            Some(Command::Checkpoint(a)) => {
+                assert!(!a.leave_running && a.criu.tcp_established && a.tcp_skip_in_flight);
+                assert!(a.link_remap && a.criu.shell_job);
+                assert_eq!(a.id, "c3");
+            }
+            other => panic!("{other:?}"),
+        }
+        let c =
+            Cli::try_parse_from(["husk", "restore", "-d", "--no-subreaper=false", "c4"]).unwrap();
+        match c.command {
+            Some(Command::Restore(r)) => assert!(r.detach && !r.no_subreaper && r.id == "c4"),
             other => panic!("{other:?}"),
         }
     }

@@ -257,6 +257,8 @@ pub fn dump_request(
     o.pid = Some(st.pid);
     o.root = Some(st.rootfs.to_string_lossy().into_owned());
     o.leave_running = Some(a.leave_running || a.pre_dump);
+    o.tcp_skip_in_flight = Some(a.tcp_skip_in_flight);
+    o.link_remap = Some(a.link_remap);
     o.parent_img = a.parent_path.clone();
     if a.parent_path.is_some() {
         o.track_mem = Some(true);

@@ -91,6 +91,7 @@ pub struct Opts {
     pub track_mem: Option<bool>,
     pub auto_dedup: Option<bool>,
     pub work_dir_fd: Option<i32>,
+    pub link_remap: Option<bool>,
     /// `ext_mnt`: (key, val) pairs.
     pub ext_mnt: Vec<(String, String)>,
     pub manage_cgroups: Option<bool>,
@@ -105,6 +106,7 @@ pub struct Opts {
     /// `join_ns`: (namespace name, nsfs file).
     pub join_ns: Vec<(String, String)>,
     pub freeze_cgroup: Option<String>,
+    pub tcp_skip_in_flight: Option<bool>,
     pub lazy_pages: Option<bool>,
     pub status_fd: Option<i32>,
     pub orphan_pts_master: Option<bool>,
@@ -196,6 +198,7 @@ impl Opts {
         opt_bool(&mut o, 15, self.track_mem);
         opt_bool(&mut o, 16, self.auto_dedup);
         opt_i32(&mut o, 17, self.work_dir_fd);
+        opt_bool(&mut o, 18, self.link_remap);
         for (k, v) in &self.ext_mnt {
             let mut m = Vec::new();
             put_bytes(&mut m, 1, k.as_bytes());
@@ -234,6 +237,7 @@ impl Opts {
             put_bytes(&mut o, 39, &m);
         }
         opt_str(&mut o, 44, &self.freeze_cgroup);
+        opt_bool(&mut o, 46, self.tcp_skip_in_flight);
         opt_bool(&mut o, 48, self.lazy_pages);
         opt_i32(&mut o, 49, self.status_fd);
         opt_bool(&mut o, 50, self.orphan_pts_master);
@@ -491,6 +495,8 @@ mod tests {
             lsm_profile: Some("apparmor:x".into()),
             lsm_mount_context: Some("ctx".into()),
             evasive_devices: Some(true),
+            link_remap: Some(true),
+            tcp_skip_in_flight: Some(true),
             join_ns: vec![("ipc".into(), "/x".into())],
             config_file: Some("/c".into()),
             ..Default::default()
@@ -503,6 +509,12 @@ mod tests {
         inh.extend_from_slice(b"pipe:[99]");
         inh.extend_from_slice(&[0x10, 0x01]);
         assert!(b.windows(inh.len()).any(|w| w == inh.as_slice()));
+        // link_remap (18): key 144 = 0x90 0x01; tcp_skip_in_flight (46): key 368 = 0xf0 0x02
+        assert!(b.windows(3).any(|w| w == [0x90, 0x01, 0x01]), "link_remap");
+        assert!(
+            b.windows(3).any(|w| w == [0xf0, 0x02, 0x01]),
+            "tcp_skip_in_flight"
+        );
         // evasive_devices (6)
         assert!(b.windows(2).any(|w| w == [0x30, 0x01]));
         // join_ns (39): key 314 = 0xba 0x02, {ns "ipc", ns_file "/x"}
