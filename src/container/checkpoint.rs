@@ -365,6 +365,7 @@ pub fn checkpoint(g: &Global, a: &CheckpointArgs, criu: &str) -> Result<()> {
     if let Some(fd) = a.status_fd {
         check_status_fd(fd)?;
     }
+    let req = dump_request(a, &spec, &st, &imgf, &workf, &masked_files(&spec, st.pid))?;
     if !a.pre_dump {
         // What init's stdio is, so restore can hand over the pipes (runc's descriptors.json).
         let fds: Vec<String> = (0..3)
@@ -380,7 +381,6 @@ pub fn checkpoint(g: &Global, a: &CheckpointArgs, criu: &str) -> Result<()> {
             0o600,
         )?;
     }
-    let req = dump_request(a, &spec, &st, &imgf, &workf, &masked_files(&spec, st.pid))?;
     let log = work.join(if a.pre_dump {
         "pre-dump.log"
     } else {
