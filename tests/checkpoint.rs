@@ -474,3 +474,35 @@ fn created_container_cannot_be_checkpointed() {
     );
     assert_eq!(c.status().as_deref(), Some("created"));
 }
+
+#[test]
+fn bad_checkpoint_flags_are_one_line_naming_the_flag() {
+    root_or_skip!("bad_checkpoint_flags_are_one_line_naming_the_flag");
+    let c = running("ckflags");
+    let img = c.work.join("img").to_string_lossy().into_owned();
+    for (flags, word) in [
+        (
+            vec!["--manage-cgroups-mode", "bogus"],
+            "--manage-cgroups-mode",
+        ),
+        (vec!["--empty-ns", "ipc"], "--empty-ns"),
+        (vec!["--parent-path", "/abs"], "--parent-path"),
+        (vec!["--parent-path", "no-such-parent"], "--parent-path"),
+        (vec!["--status-fd", "987654"], "--status-fd"),
+        (vec!["--page-server", "nohostport"], "--page-server"),
+    ] {
+        let _ = std::fs::remove_file(&c.log);
+        let mut args = vec!["checkpoint", "--image-path", &img];
+        args.extend_from_slice(&flags);
+        args.push(&c.id);
+        let o = c.rt(&args);
+        assert!(!o.status.success(), "{flags:?} must fail");
+        let msg = one_error_line(&c.log_text());
+        assert!(msg.contains(word), "{flags:?}: {msg}");
+        assert_eq!(c.status().as_deref(), Some("running"), "{flags:?}");
+        assert!(
+            !c.work.join("img/descriptors.json").exists(),
+            "{flags:?}: nothing half made"
+        );
+    }
+}
