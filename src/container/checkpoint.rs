@@ -350,56 +350,80 @@ pub fn checkpoint(g: &Global, a: &CheckpointArgs, criu: &str) -> Result<()> {
     let cfg = g.store.dir(&a.id).join(state::CONFIG_FILE);
     let raw = std::fs::read(&cfg).with_context(|| format!("read {}", cfg.display()))?;
     let spec = crate::spec::parse(&raw).with_context(|| format!("parse {}", cfg.display()))?;
-    let (image, imgf, work, workf) = image_and_work(&a.criu, true)?;
-    if let Some(parent) = &a.parent_path {
-        if Path::new(parent).is_absolute() {
-            bail!("--parent-path {parent}: must be relative (to --image-path)");
-        }
-        if !image.join(parent).is_dir() {
-            bail!(
-                "--parent-path {parent}: {} is not a directory",
-                image.join(parent).display()
-            );
-        }
-    }
-    if let Some(fd) = a.status_fd {
-        check_status_fd(fd)?;
-    }
-    let req = dump_request(a, &spec, &st, &imgf, &workf, &masked_files(&spec, st.pid))?;
-    if !a.pre_dump {
-        // What init's stdio is, so restore can hand over the pipes (runc's descriptors.json).
-        let fds: Vec<String> = (0..3)
-            .map(|i| {
-                std::fs::read_link(format!("/proc/{}/fd/{i}", st.pid))
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            })
-            .collect();
-        state::write_atomic(
-            &image.join(DESCRIPTORS),
-            serde_json::to_string(&fds)?.as_bytes(),
-            0o600,
-        )?;
-    }
-    let log = work.join(if a.pre_dump {
-        "pre-dump.log"
-    } else {
-        "dump.log"
-    });
-    let mut status_fd = a.status_fd;
-    let res = Swrk::start(criu, &log, false).and_then(|mut sw| {
-        sw.call(&req, |n: Notify| {
-            crate::logging::debug(&format!("criu notify: {}", n.script));
-            if n.script == "status-ready" {
-                status_ready(status_fd.take());
+    // Directories this checkpoint makes are removed again if it fails while they are empty
+    // (CRIU's log, named in the error, keeps its directory).
+    let made: Vec<PathBuf> = [a.criu.image_path.clone(), a.criu.work_path.clone()]
+        .into_iter()
+        .flatten()
+        .chain(
+            a.criu
+                .image_path
+                .is_none()
+                .then(|| std::env::current_dir().ok().map(|d| d.join("checkpoint")))
+                .flatten(),
+        )
+        .filter_map(|p| std::path::absolute(p).ok())
+        .filter(|p| !p.exists())
+        .collect();
+    let res = (|| -> Result<()> {
+        let (image, imgf, work, workf) = image_and_work(&a.criu, true)?;
+        if let Some(parent) = &a.parent_path {
+            if Path::new(parent).is_absolute() {
+                bail!("--parent-path {parent}: must be relative (to --image-path)");
             }
-            Ok(())
-        })?;
-        sw.finish(req.typ)
-    });
+            if !image.join(parent).is_dir() {
+                bail!(
+                    "--parent-path {parent}: {} is not a directory",
+                    image.join(parent).display()
+                );
+            }
+        }
+        if let Some(fd) = a.status_fd {
+            check_status_fd(fd)?;
+        }
+        let req = dump_request(a, &spec, &st, &imgf, &workf, &masked_files(&spec, st.pid))?;
+        if !a.pre_dump {
+            // What init's stdio is, so restore can hand over the pipes (runc's descriptors.json).
+            let fds: Vec<String> = (0..3)
+                .map(|i| {
+                    std::fs::read_link(format!("/proc/{}/fd/{i}", st.pid))
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                })
+                .collect();
+            state::write_atomic(
+                &image.join(DESCRIPTORS),
+                serde_json::to_string(&fds)?.as_bytes(),
+                0o600,
+            )?;
+        }
+        let log = work.join(if a.pre_dump {
+            "pre-dump.log"
+        } else {
+            "dump.log"
+        });
+        let mut status_fd = a.status_fd;
+        let res = Swrk::start(criu, &log, false).and_then(|mut sw| {
+            sw.call(&req, |n: Notify| {
+                crate::logging::debug(&format!("criu notify: {}", n.script));
+                if n.script == "status-ready" {
+                    status_ready(status_fd.take());
+                }
+                Ok(())
+            })?;
+            sw.finish(req.typ)
+        });
+        if let Err(e) = res {
+            // Nothing half made: only CRIU's log stays (it is named in the error).
+            let _ = std::fs::remove_file(image.join(DESCRIPTORS));
+            return Err(e);
+        }
+        Ok(())
+    })();
     if let Err(e) = res {
-        // Nothing half made: only CRIU's log stays (it is named in the error).
-        let _ = std::fs::remove_file(image.join(DESCRIPTORS));
+        for d in made.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
         return Err(e);
     }
     if !a.leave_running && !a.pre_dump {
