@@ -506,3 +506,42 @@ fn bad_checkpoint_flags_are_one_line_naming_the_flag() {
         );
     }
 }
+
+#[test]
+fn restore_refusals_before_criu_leave_nothing() {
+    root_or_skip!("restore_refusals_before_criu_leave_nothing");
+    let mut c = Ctr::new("rsearly", "default");
+    c.args(&["sleep", "1000"]);
+    c.write_config();
+    let b = c.bundle.to_string_lossy().into_owned();
+    let img = c.work.join("no-such-img").to_string_lossy().into_owned();
+    let id = c.id.clone();
+    let o = c.rt(&["restore", "-d", "--image-path", &img, "--bundle", &b, &id]);
+    assert!(!o.status.success());
+    let msg = one_error_line(&c.log_text());
+    assert!(
+        msg.contains("--image-path") && msg.contains("no-such-img"),
+        "{msg}"
+    );
+    assert!(c.state().is_none());
+
+    // a terminal container needs --console-socket to get its pty master back
+    c.config["process"]["terminal"] = true.into();
+    c.write_config();
+    let img2 = c.work.join("img");
+    std::fs::create_dir(&img2).unwrap();
+    let _ = std::fs::remove_file(&c.log);
+    let o = c.rt(&[
+        "restore",
+        "-d",
+        "--image-path",
+        &img2.to_string_lossy(),
+        "--bundle",
+        &b,
+        &id,
+    ]);
+    assert!(!o.status.success());
+    let msg = one_error_line(&c.log_text());
+    assert!(msg.contains("--console-socket"), "{msg}");
+    assert!(c.leftovers().is_empty(), "left: {:?}", c.leftovers());
+}
