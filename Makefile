@@ -21,7 +21,7 @@ export HUSK_TESTROOT := $(CURDIR)/$(TESTROOT)
 # anyhow would capture a backtrace per error; in forked test children that can deadlock.
 export RUST_LIB_BACKTRACE := 0
 
-DEB_PKGS := busybox-static runc crun containerd hyperfine strace jq util-linux bsdutils iproute2 procps
+DEB_PKGS := busybox-static runc crun containerd hyperfine strace jq util-linux bsdutils iproute2 procps criu
 
 .PHONY: deps build release probe testroot test unit-test root-test integration conformance differential demo bench clean
 

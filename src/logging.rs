@@ -1,19 +1,32 @@
-//! runc-style logging: `--log FILE` and `--log-format text|json`. containerd reads the last
-//! `"level":"error"` line of the JSON log; podman parses the log as one object, so an error
-//! writes exactly one line.
+//! runc-style logging: `--log FILE` and `--log-format text|json`, one record per line, appended.
+//!
+//! The error contract: containerd reads the last `"level":"error"` line of the JSON log; podman
+//! parses the log of a failed command as ONE object. So without `--debug` a failed command
+//! writes exactly one line: its error. Warnings of the host process are held back: a failing
+//! command folds them into its error line (`msg`), a succeeding one writes them as `warning`
+//! lines at exit ([`finish`]). With `--debug` every record is written as it happens. The
+//! container's init (a forked child) holds its warnings back the same way: when it fails they
+//! travel with its error through the sync channel into the host's single error line
+//! ([`fold_warnings`]); when it execs they are dropped (after pivot_root the log file is out of
+//! its reach anyway).
 
 use crate::state::now_rfc3339;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 struct Config {
     file: Option<PathBuf>,
     json: bool,
     debug: bool,
+    /// The process that called `init` (a forked child is another pid).
+    pid: u32,
 }
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
+/// Warnings held back until the command's outcome is known (never shared between threads:
+/// husk has none; the Mutex only makes the static legal).
+static PENDING: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 pub fn init(file: Option<PathBuf>, format: &str, debug: bool) -> anyhow::Result<()> {
     let json = match format {
@@ -21,18 +34,24 @@ pub fn init(file: Option<PathBuf>, format: &str, debug: bool) -> anyhow::Result<
         "text" => false,
         other => anyhow::bail!("--log-format: unknown format {other:?} (expected text or json)"),
     };
-    let _ = CONFIG.set(Config { file, json, debug });
+    let _ = CONFIG.set(Config {
+        file,
+        json,
+        debug,
+        pid: std::process::id(),
+    });
     Ok(())
 }
 
-fn line(level: &str, msg: &str, json: bool) -> String {
+/// One record, newline-terminated. `msg` is JSON-escaped in both formats, so a record is
+/// always exactly one line whatever the message holds.
+pub fn line(level: &str, msg: &str, json: bool, time: &str) -> String {
     if json {
-        let v = serde_json::json!({"level": level, "msg": msg, "time": now_rfc3339()});
+        let v = serde_json::json!({"level": level, "msg": msg, "time": time});
         format!("{v}\n")
     } else {
         format!(
-            "time=\"{}\" level={level} msg={}\n",
-            now_rfc3339(),
+            "time=\"{time}\" level={level} msg={}\n",
             serde_json::Value::from(msg)
         )
     }
@@ -43,37 +62,115 @@ fn emit(level: &str, msg: &str) {
         eprintln!("{level}: {msg}");
         return;
     };
+    let rec = line(level, msg, c.json, &now_rfc3339());
     match &c.file {
         Some(path) => {
             let f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path);
-            if let Ok(mut f) = f {
-                let _ = f.write_all(line(level, msg, c.json).as_bytes());
+            match f {
+                // One write(2) of the whole line on an O_APPEND file: records never interleave.
+                Ok(mut f) => {
+                    let _ = f.write_all(rec.as_bytes());
+                }
+                // Only the host says so: a child's stderr is the container's.
+                Err(e) if c.pid == std::process::id() => {
+                    eprintln!("husk: --log {}: {e}; {level}: {msg}", path.display())
+                }
+                Err(_) => {}
             }
         }
         None => {
-            let _ = std::io::stderr().write_all(line(level, msg, c.json).as_bytes());
+            let _ = std::io::stderr().write_all(rec.as_bytes());
         }
     }
 }
 
-/// An error that ends the command. Also printed plainly on stderr when logging goes to a file,
-/// as runc does, so a person at a terminal sees it.
+fn held_back() -> bool {
+    CONFIG.get().is_some_and(|c| !c.debug)
+}
+
+fn take_pending() -> Vec<String> {
+    std::mem::take(&mut *PENDING.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// The error that ends the command: its one error line, with any held-back warnings folded
+/// in. Also printed plainly on stderr when logging goes to a file, as runc does, so a person
+/// at a terminal sees it.
 pub fn error(msg: &str) {
-    emit("error", msg);
+    let full = fold_warnings(msg.to_string());
+    emit("error", &full);
     if CONFIG.get().is_some_and(|c| c.file.is_some()) {
-        eprintln!("husk: {msg}");
+        eprintln!("husk: {full}");
+    }
+}
+
+/// Write one record without the stderr copy (for errors something else already printed).
+pub fn emit_only(level: &str, msg: &str) {
+    emit(level, msg);
+}
+
+/// An error text with the warnings held back so far appended (and cleared).
+pub fn fold_warnings(msg: String) -> String {
+    let pending = take_pending();
+    if pending.is_empty() {
+        msg
+    } else {
+        format!("{msg} (warnings: {})", pending.join("; "))
     }
 }
 
 pub fn warn(msg: &str) {
-    emit("warning", msg);
+    if held_back() {
+        PENDING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(msg.to_string());
+    } else {
+        emit("warning", msg);
+    }
 }
 
 pub fn debug(msg: &str) {
     if CONFIG.get().is_some_and(|c| c.debug) {
         emit("debug", msg);
+    }
+}
+
+/// A command succeeded: write the warnings it held back.
+pub fn finish() {
+    for w in take_pending() {
+        emit("warning", &w);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_record_is_one_line_whatever_the_message() {
+        let l = line("error", "a\nb\r\n\"c\"\u{0}", true, "2026-01-01T00:00:00Z");
+        assert_eq!(l.matches('\n').count(), 1, "{l:?}");
+        assert!(l.ends_with('\n'));
+        let v: serde_json::Value = serde_json::from_str(l.trim_end()).unwrap();
+        assert_eq!(v["level"], "error");
+        assert_eq!(v["msg"], "a\nb\r\n\"c\"\u{0}");
+        assert_eq!(v["time"], "2026-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn fold_warnings_appends_and_clears() {
+        PENDING.lock().unwrap().push("w1".into());
+        PENDING.lock().unwrap().push("w2".into());
+        assert_eq!(fold_warnings("boom".into()), "boom (warnings: w1; w2)");
+        assert_eq!(fold_warnings("again".into()), "again");
+    }
+
+    #[test]
+    fn text_record_is_one_line() {
+        let l = line("warning", "x\ny", false, "T");
+        assert_eq!(l, "time=\"T\" level=warning msg=\"x\\ny\"\n");
     }
 }

@@ -12,7 +12,16 @@ const SPEC_VERSION: &str = "1.2.0";
 
 fn main() {
     let args = normalize_args(std::env::args());
-    let cli = Cli::parse_from(args);
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                log_usage_error(&args, &e);
+            }
+            e.exit()
+        }
+    };
     if cli.version {
         println!(
             "husk version {VERSION}\ncommit: {}\nspec: {SPEC_VERSION}",
@@ -26,6 +35,7 @@ fn main() {
     }
     match dispatch(cli) {
         Ok(code) => {
+            husk::logging::finish();
             let _ = std::io::stdout().flush();
             std::process::exit(code)
         }
@@ -36,8 +46,32 @@ fn main() {
     }
 }
 
+/// A command line clap refused still gets its one error line in `--log` (callers read the log,
+/// not stderr): the global log flags are picked out of the raw arguments.
+fn log_usage_error(args: &[String], e: &clap::Error) {
+    let value = |name: &str| {
+        let eq = format!("{name}=");
+        args.iter().enumerate().find_map(|(i, a)| {
+            if a == name {
+                args.get(i + 1).cloned()
+            } else {
+                a.strip_prefix(&eq).map(String::from)
+            }
+        })
+    };
+    let Some(log) = value("--log") else { return };
+    let format = value("--log-format").unwrap_or_else(|| "text".into());
+    if husk::logging::init(Some(log.into()), &format, false).is_ok() {
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or("invalid command line");
+        let first = first.trim_start_matches("error: ");
+        husk::logging::emit_only("error", first);
+    }
+}
+
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let rootless = cli.rootless.as_deref() == Some("true");
+    let criu = cli.criu.clone().unwrap_or_else(|| "criu".into());
     let g = Global {
         store: Store::new(&cli.root),
         systemd_cgroup: cli.systemd_cgroup,
@@ -68,6 +102,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Update { flags, id } => container::update(&g, &id, &flags)?,
         Command::Features => container::features()?,
         Command::Exec(a) => return Ok(container::exec(&g, &a)),
+        Command::Checkpoint(a) => container::checkpoint(&g, &a, &criu)?,
+        Command::Restore(a) => return container::restore(&g, &a, &criu),
         Command::Spec { bundle } => {
             let dir = bundle.unwrap_or_else(|| ".".into());
             let path = dir.join("config.json");

@@ -109,6 +109,10 @@ pub enum Command {
     Features,
     /// Run a process in a running container.
     Exec(ExecArgs),
+    /// Checkpoint a running container with CRIU.
+    Checkpoint(CheckpointArgs),
+    /// Restore a container from a CRIU checkpoint.
+    Restore(RestoreArgs),
     /// Write a default config.json.
     Spec {
         /// The bundle directory.
@@ -212,6 +216,100 @@ pub struct RunArgs {
     pub keep: bool,
 }
 
+/// Flags `checkpoint` and `restore` share (runc's names).
+#[derive(Args, Debug, Clone, Default)]
+pub struct CriuArgs {
+    /// Directory for the checkpoint images (default: ./checkpoint).
+    #[arg(long = "image-path")]
+    pub image_path: Option<PathBuf>,
+    /// Directory for CRIU's log and work files (default: the image path).
+    #[arg(long = "work-path")]
+    pub work_path: Option<PathBuf>,
+    /// Allow open TCP connections.
+    #[arg(long = "tcp-established", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub tcp_established: bool,
+    /// Allow external unix sockets.
+    #[arg(long = "ext-unix-sk", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub ext_unix_sk: bool,
+    /// Allow shell jobs.
+    #[arg(long = "shell-job", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub shell_job: bool,
+    /// Handle file locks.
+    #[arg(long = "file-locks", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub file_locks: bool,
+    /// Cgroups mode: soft, full, strict or ignore.
+    #[arg(long = "manage-cgroups-mode")]
+    pub manage_cgroups_mode: Option<String>,
+    /// Create a namespace but do not restore its properties (e.g. network); repeatable.
+    #[arg(long = "empty-ns")]
+    pub empty_ns: Vec<String>,
+    /// Use userfaultfd to restore memory pages lazily.
+    #[arg(long = "lazy-pages", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub lazy_pages: bool,
+    /// Deduplicate images against the parent checkpoint.
+    #[arg(long = "auto-dedup", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub auto_dedup: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CheckpointArgs {
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// Path of the parent images, relative to the image path (pre-dump).
+    #[arg(long = "parent-path")]
+    pub parent_path: Option<String>,
+    /// Skip in-flight TCP connections.
+    #[arg(long = "tcp-skip-in-flight", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub tcp_skip_in_flight: bool,
+    /// Allow link remapping of deleted-but-open files.
+    #[arg(long = "link-remap", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub link_remap: bool,
+    /// Leave the container running after the checkpoint.
+    #[arg(long = "leave-running", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub leave_running: bool,
+    /// Dump only the memory (iterative migration); the container keeps running.
+    #[arg(long = "pre-dump", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub pre_dump: bool,
+    /// ADDRESS:PORT of a CRIU page server to send the pages to.
+    #[arg(long = "page-server")]
+    pub page_server: Option<String>,
+    /// fd to which CRIU writes \0 when the lazy-pages server is ready.
+    #[arg(long = "status-fd")]
+    pub status_fd: Option<i32>,
+    pub id: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// Bundle directory (default: the current directory).
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Do not wait for the restored container.
+    #[arg(short, long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub detach: bool,
+    /// File to write the restored init's pid to.
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket to receive the pty master of a terminal container.
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Accepted for runc compatibility (CRIU restores the mount namespace itself).
+    #[arg(long = "no-pivot", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub no_pivot: bool,
+    /// Do not make husk a child subreaper while it waits.
+    #[arg(long = "no-subreaper", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub no_subreaper: bool,
+    /// LSM profile for the restored process (e.g. apparmor:NAME, selinux:LABEL).
+    #[arg(long = "lsm-profile")]
+    pub lsm_profile: Option<String>,
+    /// SELinux context for the restored mounts.
+    #[arg(long = "lsm-mount-context")]
+    pub lsm_mount_context: Option<String>,
+    pub id: String,
+}
+
 /// Long flags that callers pass with a single dash (urfave/cli accepts both forms).
 const SINGLE_DASH_OK: &[&str] = &[
     "-bundle",
@@ -241,6 +339,25 @@ const SINGLE_DASH_OK: &[&str] = &[
     "-cap",
     "-no-new-privs",
     "-ignore-paused",
+    "-image-path",
+    "-work-path",
+    "-parent-path",
+    "-leave-running",
+    "-tcp-established",
+    "-ext-unix-sk",
+    "-shell-job",
+    "-file-locks",
+    "-manage-cgroups-mode",
+    "-empty-ns",
+    "-lazy-pages",
+    "-status-fd",
+    "-pre-dump",
+    "-auto-dedup",
+    "-page-server",
+    "-lsm-profile",
+    "-lsm-mount-context",
+    "-tcp-skip-in-flight",
+    "-link-remap",
 ];
 
 /// Rewrite `-flag` to `--flag` for the long flags above (also in `-flag=value` form).
@@ -347,6 +464,132 @@ mod tests {
         assert_eq!(c.rootless.as_deref(), Some("true"));
         let c = Cli::try_parse_from(["husk", "--rootless", "false", "state", "x"]).unwrap();
         assert_eq!(c.rootless.as_deref(), Some("false"));
+    }
+
+    #[test]
+    fn podman_restore_command_line() {
+        // podman's form: single-dash -no-subreaper among double-dash flags
+        let v = normalize_args(
+            [
+                "husk",
+                "--root",
+                "/r",
+                "restore",
+                "--image-path",
+                "/img",
+                "--work-path",
+                "/w",
+                "--bundle",
+                "/b",
+                "-no-subreaper",
+                "--detach",
+                "--pid-file",
+                "/p",
+                "--tcp-established",
+                "--file-locks",
+                "--lsm-profile",
+                "selinux:x",
+                "--lsm-mount-context",
+                "ctx",
+                "--manage-cgroups-mode",
+                "soft",
+                "c1",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        let c = Cli::try_parse_from(&v).unwrap();
+        match c.command {
+            Some(Command::Restore(r)) => {
+                assert!(r.no_subreaper && r.detach && r.criu.tcp_established);
+                assert!(r.criu.file_locks && !r.criu.shell_job);
+                assert_eq!(r.id, "c1");
+                assert_eq!(r.bundle, PathBuf::from("/b"));
+                assert_eq!(r.pid_file, Some(PathBuf::from("/p")));
+                assert_eq!(r.criu.image_path, Some(PathBuf::from("/img")));
+                assert_eq!(r.criu.work_path, Some(PathBuf::from("/w")));
+                assert_eq!(r.lsm_profile.as_deref(), Some("selinux:x"));
+                assert_eq!(r.lsm_mount_context.as_deref(), Some("ctx"));
+                assert_eq!(r.criu.manage_cgroups_mode.as_deref(), Some("soft"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn checkpoint_flags() {
+        let v = normalize_args(
+            [
+                "husk",
+                "checkpoint",
+                "-image-path=/i",
+                "--leave-running",
+                "--tcp-established",
+                "--ext-unix-sk",
+                "--shell-job",
+                "--file-locks",
+                "--empty-ns",
+                "network",
+                "--lazy-pages",
+                "--status-fd",
+                "7",
+                "--pre-dump",
+                "--parent-path",
+                "../p",
+                "--auto-dedup",
+                "--page-server",
+                "127.0.0.1:9",
+                "--work-path",
+                "/w",
+                "c2",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        let c = Cli::try_parse_from(&v).unwrap();
+        match c.command {
+            Some(Command::Checkpoint(a)) => {
+                assert_eq!(a.criu.image_path, Some(PathBuf::from("/i")));
+                assert!(a.leave_running && a.pre_dump && a.criu.lazy_pages && a.criu.auto_dedup);
+                assert!(a.criu.tcp_established && a.criu.ext_unix_sk && a.criu.shell_job);
+                assert_eq!(a.criu.empty_ns, ["network"]);
+                assert_eq!(a.status_fd, Some(7));
+                assert_eq!(a.parent_path.as_deref(), Some("../p"));
+                assert_eq!(a.page_server.as_deref(), Some("127.0.0.1:9"));
+                assert_eq!(a.id, "c2");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn checkpoint_bool_flags_take_urfave_values() {
+        // callers (go-runc users) pass `--leave-running=false`; the id must not be eaten
+        let c = Cli::try_parse_from([
+            "husk",
+            "checkpoint",
+            "--leave-running=false",
+            "--tcp-established=true",
+            "--tcp-skip-in-flight",
+            "--link-remap",
+            "--shell-job",
+            "c3",
+        ])
+        .unwrap();
+        match c.command {
+            Some(Command::Checkpoint(a)) => {
+                assert!(!a.leave_running && a.criu.tcp_established && a.tcp_skip_in_flight);
+                assert!(a.link_remap && a.criu.shell_job);
+                assert_eq!(a.id, "c3");
+            }
+            other => panic!("{other:?}"),
+        }
+        let c =
+            Cli::try_parse_from(["husk", "restore", "-d", "--no-subreaper=false", "c4"]).unwrap();
+        match c.command {
+            Some(Command::Restore(r)) => assert!(r.detach && !r.no_subreaper && r.id == "c4"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

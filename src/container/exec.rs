@@ -275,7 +275,7 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
-            let msg = format!("{err:#}");
+            let msg = crate::logging::fold_warnings(format!("{err:#}"));
             let _ = child_chan.send(&Msg::Error(msg));
             // SAFETY: end the forked child without running the parent's destructors.
             unsafe { libc::_exit(255) }

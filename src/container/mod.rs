@@ -1,11 +1,13 @@
 //! Lifecycle operations behind the subcommands.
 
+mod checkpoint;
 mod exec;
 mod lifecycle;
 mod ops;
 mod run;
 mod signal;
 
+pub use checkpoint::{checkpoint, dump_request, restore};
 pub use exec::{exec, parse_user};
 pub use lifecycle::{create, delete, kill, list, start, state, status_of, Global};
 pub use ops::{events, features, pause, ps, resume, update, UpdateFlags};

@@ -320,6 +320,12 @@ pub fn features() -> Result<()> {
             "io.github.husk.version": env!("CARGO_PKG_VERSION")
         }
     });
+    let mut f = f;
+    // runc's annotation for CRIU support: only where checkpoint/restore can work (criu is
+    // installed and `criu check` passes), not merely because the subcommands exist.
+    if crate::criu::check("criu").is_none() {
+        f["annotations"]["org.opencontainers.runc.checkpoint.enabled"] = "true".into();
+    }
     println!("{}", serde_json::to_string_pretty(&f)?);
     Ok(())
 }

@@ -56,9 +56,19 @@ impl Channel {
         if data.len() > MAX_MSG {
             // Only an error text can be this long: cut it, keeping a valid message.
             if let Msg::Error(s) = m {
-                let mut cut = s.clone();
-                cut.truncate(MAX_MSG / 2);
-                data = serde_json::to_vec(&Msg::Error(cut))?;
+                // Cut on a char boundary (String::truncate panics inside a UTF-8 sequence) and
+                // shrink until the JSON form fits: escaping can grow a text up to 6 times.
+                let mut keep = MAX_MSG / 2;
+                loop {
+                    while !s.is_char_boundary(keep) {
+                        keep -= 1;
+                    }
+                    data = serde_json::to_vec(&Msg::Error(format!("{}…", &s[..keep])))?;
+                    if data.len() <= MAX_MSG {
+                        break;
+                    }
+                    keep /= 2;
+                }
             } else {
                 bail!("sync message too large");
             }
@@ -130,6 +140,16 @@ mod tests {
         match b.recv().unwrap() {
             Msg::Error(s) => assert!(s.len() <= MAX_MSG),
             m => panic!("{m:?}"),
+        }
+        // a cut inside a UTF-8 sequence, and control characters that JSON escapes 6-fold
+        for long in ["€".repeat(MAX_MSG), "\u{1}".repeat(MAX_MSG)] {
+            a.send(&Msg::Error(long.clone())).unwrap();
+            match b.recv().unwrap() {
+                Msg::Error(s) => {
+                    assert!(s.ends_with('…') && long.starts_with(s.trim_end_matches('…')))
+                }
+                m => panic!("{m:?}"),
+            }
         }
         drop(a);
         assert!(b.recv().is_err());

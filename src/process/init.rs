@@ -50,7 +50,7 @@ pub fn run(ctx: InitContext) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let msg = format!("{err:#}");
+    let msg = crate::logging::fold_warnings(format!("{err:#}"));
     // After `start` connected, it waits for our exec (EOF) or this error text.
     if let Some(conn) = ctx.start_conn.take() {
         let _ = nix::unistd::write(&conn, format!("1{msg}").as_bytes());

@@ -149,21 +149,8 @@ fn spawn_in(
     state::write_atomic(&dir.join(state::CONFIG_FILE), &bundle.raw, 0o600)
         .context("save config.json")?;
 
-    let linux = spec.linux().as_ref();
-    let cg_path = linux
-        .and_then(|l| l.cgroups_path().as_ref())
-        .map(|p| p.to_string_lossy().into_owned());
-    let cg = cgroups::new_manager(cg_path.as_deref(), o.id, o.systemd_cgroup)?;
-    cg.create()?;
-    cleanup.cgroup = Some(cg);
+    cleanup.cgroup = Some(make_cgroup(spec, o.id, o.systemd_cgroup)?);
     let cg = cleanup.cgroup.as_ref().expect("just set");
-    // Device rules apply even without `resources` (runc's default allow list).
-    let no_resources = oci_spec::runtime::LinuxResources::default();
-    let resources = linux
-        .and_then(|l| l.resources().as_ref())
-        .unwrap_or(&no_resources);
-    let devices = linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]);
-    cg.apply_with_devices(resources, devices)?;
 
     let gate = if o.start_socket {
         let dirf = std::fs::File::open(dir).context("open state dir")?;
@@ -274,33 +261,7 @@ fn spawn_in(
         }
     }
 
-    let start_time = state::process_start_time(pid)
-        .with_context(|| format!("container init (pid {pid}) exited during setup"))?;
-    let st = ContainerState {
-        oci_version: spec.version().clone(),
-        id: o.id.to_string(),
-        pid,
-        pid_start_time: start_time,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: state::now_rfc3339(),
-        annotations: spec.annotations().clone().unwrap_or_default(),
-        owner: state::owner_name(nix::unistd::geteuid().as_raw()),
-        paused: false,
-        cgroup: cg.state(),
-        own_pid_ns,
-        systemd_cgroup: o.systemd_cgroup,
-        poststart: spec
-            .hooks()
-            .as_ref()
-            .and_then(|h| h.poststart().clone())
-            .unwrap_or_default(),
-        poststop: spec
-            .hooks()
-            .as_ref()
-            .and_then(|h| h.poststop().clone())
-            .unwrap_or_default(),
-    };
+    let st = new_state(bundle, o.id, pid, cg.as_ref(), own_pid_ns, o.systemd_cgroup)?;
     o.store.save(&st)?;
     if let Some(pf) = o.pid_file {
         write_pid_file(pf, pid)?;
@@ -315,6 +276,73 @@ fn spawn_in(
         pidfd,
         is_child,
         cleanup: None,
+    })
+}
+
+/// Create the container's cgroup and apply its resources and device rules (runc's default
+/// allow list applies even without `resources`). On error the cgroup is removed again.
+/// Shared by create and restore.
+pub fn make_cgroup(
+    spec: &oci_spec::runtime::Spec,
+    id: &str,
+    systemd_cgroup: bool,
+) -> Result<Box<dyn Manager>> {
+    let linux = spec.linux().as_ref();
+    let cg_path = linux
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned());
+    let cg = cgroups::new_manager(cg_path.as_deref(), id, systemd_cgroup)?;
+    cg.create()?;
+    let no_resources = oci_spec::runtime::LinuxResources::default();
+    let resources = linux
+        .and_then(|l| l.resources().as_ref())
+        .unwrap_or(&no_resources);
+    let devices = linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]);
+    if let Err(e) = cg.apply_with_devices(resources, devices) {
+        if let Err(d) = cg.destroy() {
+            crate::logging::warn(&format!("remove cgroup: {d:#}"));
+        }
+        return Err(e);
+    }
+    Ok(cg)
+}
+
+/// The state record of a container whose init is `pid`. Shared by create and restore.
+pub fn new_state(
+    bundle: &Bundle,
+    id: &str,
+    pid: i32,
+    cg: &dyn Manager,
+    own_pid_ns: bool,
+    systemd_cgroup: bool,
+) -> Result<ContainerState> {
+    let spec = &bundle.spec;
+    let start_time = state::process_start_time(pid)
+        .with_context(|| format!("container init (pid {pid}) exited during setup"))?;
+    Ok(ContainerState {
+        oci_version: spec.version().clone(),
+        id: id.to_string(),
+        pid,
+        pid_start_time: start_time,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: state::now_rfc3339(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        owner: state::owner_name(nix::unistd::geteuid().as_raw()),
+        paused: false,
+        cgroup: cg.state(),
+        own_pid_ns,
+        systemd_cgroup,
+        poststart: spec
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.poststart().clone())
+            .unwrap_or_default(),
+        poststop: spec
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.poststop().clone())
+            .unwrap_or_default(),
     })
 }
 
