@@ -24,6 +24,11 @@ pub struct Bundle {
 
 /// Parse config.json bytes, naming the JSON path of any error.
 pub fn parse(bytes: &[u8]) -> Result<Spec> {
+    // The plain parse is the fast path; only a failing config is parsed again with path
+    // tracking (which instantiates every Deserialize impl a second time) to name the field.
+    if let Ok(s) = serde_json::from_slice::<Spec>(bytes) {
+        return Ok(s);
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, Spec>(de) {
         Ok(s) => Ok(s),
