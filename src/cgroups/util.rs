@@ -287,31 +287,6 @@ pub struct CgroupMount {
     pub controllers: Vec<String>,
 }
 
-/// Undo mountinfo's octal escapes (\040 for space and so on).
-fn unescape(s: &str) -> String {
-    if !s.contains('\\') {
-        return s.to_string();
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 4])
-                .ok()
-                .and_then(|o| u8::from_str_radix(o, 8).ok())
-            {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The cgroup and cgroup2 mounts in a mountinfo text. v1 controllers are taken from the super
 /// options, which list the controllers ("rw,cpu,cpuacct") or the name ("rw,name=systemd").
 ///
@@ -344,8 +319,8 @@ pub fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
         if pre_f.len() < 5 {
             continue;
         }
-        let root = unescape(pre_f[3]);
-        let mountpoint = PathBuf::from(unescape(pre_f[4]));
+        let root = crate::sys::unescape_octal(pre_f[3]);
+        let mountpoint = PathBuf::from(crate::sys::unescape_octal(pre_f[4]));
         let v2 = fstype == "cgroup2";
         let controllers = if v2 {
             Vec::new()

@@ -177,13 +177,8 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
         own_pty = Some(ours);
         console = Some(theirs);
     }
-    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(s) => Some(crate::security::seccomp_compile(s).context("linux.seccomp")?),
-        None => None,
-    };
-    let self_exe = std::fs::metadata("/proc/self/exe")
-        .map(|m| (m.dev(), m.ino()))
-        .context("stat /proc/self/exe")?;
+    let seccomp = crate::process::spawn::compile_seccomp(&spec)?;
+    let self_exe = crate::process::spawn::self_exe_id()?;
 
     // Open the container's namespaces (pinned by the pidfd-checked pid).
     let pidfd = crate::sys::pidfd::open(st.pid).context("container not running")?;

@@ -96,6 +96,25 @@ pub fn kill_and_wait(pid: i32, is_child: bool) {
     }
 }
 
+/// `linux.seccomp` compiled now, so that a bad profile fails before anything is created.
+pub fn compile_seccomp(
+    spec: &oci_spec::runtime::Spec,
+) -> Result<Option<crate::security::SeccompProgram>> {
+    match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Ok(Some(
+            crate::security::seccomp_compile(s).context("linux.seccomp")?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// (dev, ino) of the running husk binary, which the container's process must never exec.
+pub fn self_exe_id() -> Result<(u64, u64)> {
+    std::fs::metadata("/proc/self/exe")
+        .map(|m| (m.dev(), m.ino()))
+        .context("stat /proc/self/exe")
+}
+
 pub fn spawn(bundle: &Bundle, o: SpawnOptions) -> Result<Spawned> {
     let spec = &bundle.spec;
     let process = spec.process().as_ref().context("process: missing")?;
@@ -107,13 +126,8 @@ pub fn spawn(bundle: &Bundle, o: SpawnOptions) -> Result<Spawned> {
         bail!("--console-socket given but process.terminal is false");
     }
     let plan = Plan::from_spec(spec)?;
-    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(s) => Some(crate::security::seccomp_compile(s).context("linux.seccomp")?),
-        None => None,
-    };
-    let self_exe = std::fs::metadata("/proc/self/exe")
-        .map(|m| (m.dev(), m.ino()))
-        .context("stat /proc/self/exe")?;
+    let seccomp = compile_seccomp(spec)?;
+    let self_exe = self_exe_id()?;
 
     let dir = o.store.create_dir(o.id)?;
     let mut cleanup = Cleanup {

@@ -100,7 +100,7 @@ fn parent_mount(mountinfo: &str, path: &Path) -> Option<(PathBuf, bool)> {
         if f.len() < 6 {
             continue;
         }
-        let mp = PathBuf::from(unescape_octal(f[4]));
+        let mp = PathBuf::from(crate::sys::unescape_octal(f[4]));
         if !path.starts_with(&mp) {
             continue;
         }
@@ -113,29 +113,6 @@ fn parent_mount(mountinfo: &str, path: &Path) -> Option<(PathBuf, bool)> {
         }
     }
     best
-}
-
-/// mountinfo escapes space, tab, newline and backslash as \ooo.
-fn unescape_octal(s: &str) -> String {
-    if !s.contains('\\') {
-        return s.to_string();
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Does config.json bind something onto /dev itself (then no device nodes are made)?
@@ -469,6 +446,6 @@ mod unit_tests {
         assert_eq!(p("/tmp2/rootfs"), (PathBuf::from("/tmp2"), false));
         assert_eq!(p("/var/lib/x"), (PathBuf::from("/"), true));
         assert_eq!(p("/tmp/a b/rootfs"), (PathBuf::from("/tmp/a b"), false));
-        assert_eq!(unescape_octal("a\\134b"), "a\\b");
+        assert_eq!(crate::sys::unescape_octal("a\\134b"), "a\\b");
     }
 }
