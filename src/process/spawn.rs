@@ -147,7 +147,9 @@ fn spawn_in(
     let cg_path = linux
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned());
-    let cg = cgroups::new_manager(cg_path.as_deref(), o.id, o.systemd_cgroup)?;
+    let no_annotations = std::collections::HashMap::new();
+    let annotations = spec.annotations().as_ref().unwrap_or(&no_annotations);
+    let cg = cgroups::new_manager_with(cg_path.as_deref(), o.id, o.systemd_cgroup, annotations)?;
     cg.create()?;
     cleanup.cgroup = Some(cg);
     let cg = cleanup.cgroup.as_ref().expect("just set");
