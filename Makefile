@@ -2,7 +2,8 @@
 #   make deps      install the Debian packages the tests need (idempotent)
 #   make build     debug build of husk
 #   make testroot  busybox-static + probe rootfs in target/testroot/rootfs
-#   make test      deps + build + unit tests + root tests + containerd integration
+#   make test      deps + build + unit tests + root tests + containerd integration + vm-test
+#   make vm-test   cgroup v2 and systemd guests (User-mode Linux): cgroup tests, real containers
 #   make demo      run a container from a `husk spec` bundle (needs root)
 #   make bench     lifecycle benchmark: husk vs crun vs runc -> target/bench/report.md
 #   make clean
@@ -22,8 +23,10 @@ export HUSK_TESTROOT := $(CURDIR)/$(TESTROOT)
 export RUST_LIB_BACKTRACE := 0
 
 DEB_PKGS := busybox-static runc crun containerd hyperfine strace jq util-linux bsdutils iproute2 procps
+# the cgroup v2 / systemd guests of `make vm-test` (integration/vm/vm-run.sh)
+DEB_PKGS += user-mode-linux gcc libc6-dev kmod debootstrap e2fsprogs
 
-.PHONY: deps build release probe testroot test unit-test root-test integration demo bench clean
+.PHONY: deps build release probe testroot test unit-test root-test integration vm-test demo bench clean
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -70,6 +73,7 @@ test: deps build testroot
 	echo "== unit tests"; $(CARGO) test --lib --bins || rc=1; \
 	echo "== root tests (HUSK_BIN=$(HUSK_BIN))"; HUSK_BIN=$(HUSK_BIN) $(CARGO) test --no-fail-fast --test '*' -- --test-threads=2 || rc=1; \
 	echo "== containerd integration (HUSK_BIN=$(HUSK_BIN))"; HUSK_BIN=$(HUSK_BIN) bash integration/containerd.sh || rc=1; \
+	echo "== cgroup v2 + systemd guests (User-mode Linux)"; $(MAKE) --no-print-directory vm-test || rc=1; \
 	exit $$rc
 
 unit-test:
@@ -80,6 +84,11 @@ root-test: build testroot
 
 integration: build testroot
 	HUSK_BIN=$(HUSK_BIN) bash integration/containerd.sh
+
+# cgroup v2 (cgroupfs) and systemd (--systemd-cgroup) checks in User-mode Linux guests; the
+# first systemd guest build takes ~2 minutes and is cached under /var/tmp/vm-run.
+vm-test: build testroot
+	bash integration/vm/run.sh
 
 # The demo bundle: `husk spec`, the test rootfs, a non-interactive process that shows the
 # container's view (hostname, pid 1, cgroup limits, capabilities).
