@@ -46,8 +46,7 @@ mk() { # mk NAME JQ-FILTER
 sh_args() { jq -cn --arg s "$1" '["/bin/sh", "-c", $s]'; }
 mk limits '.linux.resources.memory.limit = 67108864 | .linux.resources.pids.limit = 20
 	| .process.args = '"$(sh_args 'read m </sys/fs/cgroup/memory.max; read p </sys/fs/cgroup/pids.max; echo memory.max=$m; echo pids.max=$p')"
-mk forkbomb '.linux.resources.pids.limit = 20
-	| .process.args = '"$(sh_args 'for i in $(seq 1 40); do sleep 600 & done 2>/dev/null; read c </sys/fs/cgroup/pids.current; read e </sys/fs/cgroup/pids.events; echo current=$c; echo "events=$e"')"
+mk forkbomb '.linux.resources.pids.limit = 20 | .process.args = ["/probe", "fork-bomb", "1000"]'
 mk oom '.linux.resources.memory.limit = 33554432 | .linux.resources.memory.swap = 33554432
 	| .process.args = '"$(sh_args 'sleep 2; head -c 300m /dev/zero | tail >/dev/null; sleep 600')"
 mk long '.linux.resources.memory.limit = 67108864 | .linux.resources.pids.limit = 64
