@@ -225,6 +225,13 @@ impl<'a> Reader<'a> {
         let b = sig.as_bytes();
         Ok(match b[0] {
             b'y' => Value::Byte(self.take(1)?[0]),
+            b'n' | b'q' => {
+                self.align(2);
+                let b = self.take(2)?;
+                Value::U32(u32::from(u16::from_le_bytes([b[0], b[1]])))
+            }
+            b'h' => Value::U32(self.u32()?),
+            b'd' => Value::U64(self.u64()?),
             b'b' => Value::Bool(self.u32()? != 0),
             b'u' => Value::U32(self.u32()?),
             b'i' => Value::I32(self.u32()? as i32),
@@ -491,30 +498,39 @@ impl Conn {
         Ok(c)
     }
 
-    fn read_message(&mut self, deadline: Instant) -> Result<Message> {
+    /// The next message, or None when `slice` passed without one (the deadline is an error).
+    fn read_message(&mut self, deadline: Instant, slice: Duration) -> Result<Option<Message>> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             bail!("timed out waiting for systemd");
         }
-        self.sock.set_read_timeout(Some(left))?;
+        self.sock.set_read_timeout(Some(left.min(slice)))?;
         let mut hdr = [0u8; 16];
-        self.sock.read_exact(&mut hdr).map_err(|e| {
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) {
-                anyhow!("timed out waiting for systemd")
-            } else {
-                anyhow!("reading from systemd's D-Bus socket: {e}")
+        // the first byte decides whether a message started; after it, read it whole
+        match self.sock.read(&mut hdr[..1]) {
+            Ok(0) => bail!("systemd closed the D-Bus connection"),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(None)
             }
-        })?;
+            Err(e) => bail!("reading from systemd's D-Bus socket: {e}"),
+        }
+        self.sock.set_read_timeout(Some(Duration::from_secs(30)))?;
+        self.sock
+            .read_exact(&mut hdr[1..])
+            .context("reading from systemd's D-Bus socket")?;
         let n = message_len(&hdr)?;
         let mut buf = vec![0u8; n];
         buf[..16].copy_from_slice(&hdr);
         self.sock
             .read_exact(&mut buf[16..])
             .context("reading from systemd's D-Bus socket")?;
-        decode(&buf)
+        decode(&buf).map(Some)
     }
 
     /// A method call; returns the reply body. D-Bus errors come back as [`CallError`].
@@ -526,6 +542,21 @@ impl Conn {
         member: &str,
         args: &[Value],
     ) -> Result<Vec<Value>> {
+        self.call_until(dest, path, iface, member, args, &|| false)
+            .map(|r| r.unwrap_or_default())
+    }
+
+    /// [`Conn::call`] that gives up waiting (Ok(None)) once `done()` holds, checked every
+    /// 100 ms while no message arrives.
+    pub fn call_until(
+        &mut self,
+        dest: Option<&str>,
+        path: &str,
+        iface: &str,
+        member: &str,
+        args: &[Value],
+        done: &dyn Fn() -> bool,
+    ) -> Result<Option<Vec<Value>>> {
         self.serial += 1;
         let serial = self.serial;
         let dest = if self.on_bus { dest } else { None };
@@ -535,9 +566,14 @@ impl Conn {
             .with_context(|| format!("sending {member} to systemd"))?;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let m = self.read_message(deadline)?;
+            let Some(m) = self.read_message(deadline, Duration::from_millis(100))? else {
+                if done() {
+                    return Ok(None);
+                }
+                continue;
+            };
             match m.kind {
-                METHOD_RETURN if m.reply_serial == Some(serial) => return Ok(m.body),
+                METHOD_RETURN if m.reply_serial == Some(serial) => return Ok(Some(m.body)),
                 ERROR if m.reply_serial == Some(serial) => {
                     let message = m
                         .body
@@ -569,8 +605,14 @@ impl Conn {
     }
 
     /// Waits for the `JobRemoved` signal of `job` (an object path); returns its result
-    /// ("done", "failed", "timeout", ...).
-    pub fn wait_job(&mut self, job: &str, timeout: Duration) -> Result<String> {
+    /// ("done", "failed", "timeout", ...), or "done" once `done()` holds (checked every 100 ms
+    /// while nothing arrives).
+    pub fn wait_job(
+        &mut self,
+        job: &str,
+        timeout: Duration,
+        done: &dyn Fn() -> bool,
+    ) -> Result<String> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(i) = self
@@ -584,10 +626,13 @@ impl Conn {
                 return Ok(job_removed(&m, job).unwrap_or_default());
             }
             let m = self
-                .read_message(deadline)
+                .read_message(deadline, Duration::from_millis(100))
                 .with_context(|| format!("waiting for systemd job {job}"))?;
-            if m.kind == SIGNAL {
-                self.pending.push(m);
+            match m {
+                Some(m) if m.kind == SIGNAL => self.pending.push(m),
+                Some(_) => {}
+                None if done() => return Ok("done".into()),
+                None => {}
             }
         }
     }
