@@ -105,6 +105,11 @@ if [ "$mode" = systemd ]; then
 	mm=$(systemctl show -P MemoryMax "$unit")
 	tm=$(systemctl show -P TasksMax "$unit")
 	check "systemctl show $unit: MemoryMax=$mm (67108864), TasksMax=$tm (64)" test "$mm" = 67108864 -a "$tm" = 64
+	dp=$(systemctl show -P DevicePolicy "$unit")
+	da=$(systemctl show -P DeviceAllow "$unit")
+	echo "#   DeviceAllow=$da"
+	devs_ok() { [ "$dp" = strict ] && grep -q 'char-pts rwm' <<<"$da"; }
+	check "$unit: DevicePolicy=$dp (strict), DeviceAllow has char-pts rwm" devs_ok
 	st=$(systemctl show -P ActiveState "$unit")
 	check "$unit is active ($st)" test "$st" = active
 fi

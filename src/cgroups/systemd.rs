@@ -245,6 +245,85 @@ pub fn resource_props(r: &LinuxResources, unified: bool) -> Result<Vec<Value>> {
     Ok(p)
 }
 
+fn allow_entries(v: Vec<(String, String)>) -> Value {
+    Value::Array(
+        "(ss)".into(),
+        v.into_iter()
+            .map(|(a, b)| Value::Struct(vec![Value::Str(a), Value::Str(b)]))
+            .collect(),
+    )
+}
+
+/// The major number of a device name in /proc/devices' `kind` section ("Character devices:"
+/// or "Block devices:"), for systemd's "char-NAME" form.
+fn proc_devices_name(text: &str, block: bool, major: u32) -> Option<String> {
+    let header = if block {
+        "Block devices:"
+    } else {
+        "Character devices:"
+    };
+    let mut inside = false;
+    for l in text.lines() {
+        if l.ends_with("devices:") {
+            inside = l.trim() == header;
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        let mut it = l.split_whitespace();
+        if let (Some(n), Some(name)) = (it.next(), it.next()) {
+            if n.parse::<u32>().ok() == Some(major) {
+                return Some(name.to_string());
+            }
+        }
+    }
+    None
+}
+
+/// DevicePolicy/DeviceAllow for the device rules (runc `generateDeviceProperties`): an empty
+/// DeviceAllow first (clears an existing unit's list), DevicePolicy=strict, then one entry per
+/// allowed device: "/dev/char/M:m", "char-*" for any major, "char-NAME" (from /proc/devices)
+/// for any minor. A default-allow policy is DevicePolicy=auto; its deny exceptions, which
+/// systemd cannot express, stay with the cgroupfs side (which always applies all rules).
+pub fn device_props(rules: &[super::devices::Rule], proc_devices: &str) -> Result<Vec<Value>> {
+    let p = super::devices::Policy::build(rules)?;
+    if p.default_allow {
+        return Ok(vec![
+            prop("DevicePolicy", Value::str("auto")),
+            prop("DeviceAllow", allow_entries(vec![])),
+        ]);
+    }
+    let mut list = Vec::new();
+    for r in &p.exceptions {
+        let kind = match r.kind {
+            'c' => "char",
+            'b' => "block",
+            _ => continue,
+        };
+        let acc = super::devices::access_str(r.access);
+        let entry = match (r.major, r.minor) {
+            (None, _) => format!("{kind}-*"),
+            (Some(maj), None) => match proc_devices_name(proc_devices, kind == "block", maj) {
+                Some(name) => format!("{kind}-{name}"),
+                None => continue, // no such driver: nothing to allow
+            },
+            (Some(maj), Some(min)) => format!("/dev/{kind}/{maj}:{min}"),
+        };
+        list.push((entry, acc));
+    }
+    Ok(vec![
+        prop("DeviceAllow", allow_entries(vec![])),
+        prop("DevicePolicy", Value::str("strict")),
+        prop("DeviceAllow", allow_entries(list)),
+    ])
+}
+
+fn host_device_props(rules: &[super::devices::Rule]) -> Result<Vec<Value>> {
+    let pd = std::fs::read_to_string("/proc/devices").unwrap_or_default();
+    device_props(rules, &pd)
+}
+
 /// A GVariant-text value as godbus `ParseVariant` reads it (the subset runc users write):
 /// `true`/`false`, `'str'`/`"str"`, integers (int32 unless typed: `uint64 5`, `@t 5`, ...),
 /// floats (double is not sent; only for *Sec conversion).
@@ -432,8 +511,9 @@ impl SystemdManager {
             Value::Bool(true),
         ));
         v.push(prop("DefaultDependencies", Value::Bool(false)));
-        if let Some((r, _)) = self.pending.borrow().as_ref() {
+        if let Some((r, d)) = self.pending.borrow().as_ref() {
             v.extend(resource_props(r, self.unified)?);
+            v.extend(host_device_props(&super::device_rules(r, d)?)?);
         }
         v.extend(self.extra_props.iter().cloned());
         let unit = p.unit.clone();
@@ -541,7 +621,10 @@ impl Manager for SystemdManager {
     }
 
     fn update(&self, resources: &LinuxResources) -> Result<()> {
-        let v = resource_props(resources, self.unified)?;
+        let mut v = resource_props(resources, self.unified)?;
+        if resources.devices().is_some() {
+            v.extend(host_device_props(&super::device_rules(resources, &[])?)?);
+        }
         if !v.is_empty() {
             let unit = self.place.unit.clone();
             self.with_conn(|c| {
@@ -742,6 +825,51 @@ mod tests {
         let p = resource_props(&r, true).unwrap();
         assert_eq!(get(&p, "CPUQuotaPerSecUSec"), Some(Value::U64(20_000)));
         assert_eq!(get(&p, "TasksMax"), Some(Value::U64(u64::MAX)));
+    }
+
+    #[test]
+    fn devices() {
+        let pd = "Character devices:\n  1 mem\n136 pts\n\nBlock devices:\n  8 sd\n";
+        assert_eq!(proc_devices_name(pd, false, 136).as_deref(), Some("pts"));
+        assert_eq!(proc_devices_name(pd, true, 8).as_deref(), Some("sd"));
+        assert_eq!(proc_devices_name(pd, true, 136), None);
+        let r = LinuxResources::default();
+        let p = device_props(&crate::cgroups::device_rules(&r, &[]).unwrap(), pd).unwrap();
+        assert_eq!(get(&p, "DevicePolicy"), Some(Value::str("strict")));
+        let Some(Value::Array(_, list)) = p.last().and_then(|x| match x {
+            Value::Struct(f) => match &f[1] {
+                Value::Variant(v) => Some((**v).clone()),
+                _ => None,
+            },
+            _ => None,
+        }) else {
+            panic!("no DeviceAllow list: {p:?}")
+        };
+        let pairs: Vec<(String, String)> = list
+            .iter()
+            .map(|e| match e {
+                Value::Struct(f) => (
+                    f[0].as_str().unwrap().to_string(),
+                    f[1].as_str().unwrap().to_string(),
+                ),
+                _ => panic!(),
+            })
+            .collect();
+        let has = |a: &str, b: &str| pairs.iter().any(|(x, y)| x == a && y == b);
+        assert!(has("/dev/char/1:3", "rwm"), "{pairs:?}"); // null
+        assert!(has("char-*", "m"), "{pairs:?}"); // mknod of any char device
+        assert!(has("block-*", "m"), "{pairs:?}");
+        assert!(has("char-pts", "rwm"), "{pairs:?}"); // c 136:* rwm
+                                                      // allow-all
+        let all = [crate::cgroups::devices::Rule {
+            allow: true,
+            kind: 'a',
+            major: None,
+            minor: None,
+            access: 7,
+        }];
+        let p = device_props(&all, pd).unwrap();
+        assert_eq!(get(&p, "DevicePolicy"), Some(Value::str("auto")));
     }
 
     #[test]
