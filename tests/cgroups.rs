@@ -307,3 +307,29 @@ fn events_stats_has_usage_in_runc_schema() {
     assert!(n("/pids/current") >= 1, "pids.current: {d}");
     assert_eq!(n("/pids/limit"), 32, "pids.limit: {d}");
 }
+
+#[test]
+fn systemd_driver_without_systemd_fails_cleanly() {
+    root_or_skip!("systemd_driver_without_systemd_fails_cleanly");
+    if Path::new("/run/systemd/private").exists()
+        || Path::new("/run/dbus/system_bus_socket").exists()
+    {
+        skip(
+            "systemd_driver_without_systemd_fails_cleanly",
+            "this host runs systemd/D-Bus (the systemd driver is tested in the systemd guest, make vm-test)",
+        );
+        return;
+    }
+    let mut c = Ctr::new("cgnosd", "cgroups");
+    c.global_args.push("--systemd-cgroup".into());
+    c.config["linux"]["cgroupsPath"] = json!(format!("system.slice:husk:{}", c.id));
+    c.args(&["/bin/true"]);
+    let o = c.run();
+    assert!(
+        !o.status.success(),
+        "--systemd-cgroup succeeded without systemd"
+    );
+    let msg = format!("{}{}", text(&o.stderr), c.log_text());
+    assert!(msg.contains("systemd"), "error does not say systemd: {msg}");
+    assert!(c.state().is_none(), "a failed create left a container");
+}
