@@ -110,6 +110,10 @@ if [ "$mode" = systemd ]; then
 	echo "#   DeviceAllow=$da"
 	devs_ok() { [ "$dp" = strict ] && grep -q 'char-pts rwm' <<<"$da"; }
 	check "$unit: DevicePolicy=$dp (strict), DeviceAllow has char-pts rwm" devs_ok
+	ts=$(systemctl show -P TimeoutStopUSec "$unit")
+	cm=$(systemctl show -P CollectMode "$unit")
+	ann_ok() { [ "$ts" = 7s ] && [ "$cm" = inactive-or-failed ]; }
+	check "org.systemd.property.* annotations: TimeoutStopUSec=$ts (7s), CollectMode=$cm" ann_ok
 	st=$(systemctl show -P ActiveState "$unit")
 	check "$unit is active ($st)" test "$st" = active
 fi

@@ -50,6 +50,8 @@ mk forkbomb '.linux.resources.pids.limit = 20 | .process.args = ["/probe", "fork
 mk oom '.linux.resources.memory.limit = 33554432 | .linux.resources.memory.swap = 33554432
 	| .process.args = '"$(sh_args 'sleep 2; head -c 300m /dev/zero | tail >/dev/null; sleep 600')"
 mk long '.linux.resources.memory.limit = 67108864 | .linux.resources.pids.limit = 64
+	| .annotations["org.systemd.property.TimeoutStopSec"] = "uint64 7"
+	| .annotations["org.systemd.property.CollectMode"] = "'"'inactive-or-failed'"'"
 	| .process.capabilities.bounding += ["CAP_MKNOD"] | .process.capabilities.effective += ["CAP_MKNOD"]
 	| .process.capabilities.permitted += ["CAP_MKNOD"]
 	| .process.args = '"$(sh_args 'i=0; while :; do i=$((i+1)); echo $i >/dev/shm/c; sleep 0.1; done')"
