@@ -664,6 +664,16 @@ impl Manager for SystemdManager {
         Ok(())
     }
 
+    fn clone_into_fd(&self) -> Option<std::os::fd::RawFd> {
+        // exec into a running container can clone straight into the scope; a new container's
+        // init must exist first (PIDs=[pid] starts the unit)
+        if *self.started.borrow() {
+            self.fs.clone_into_fd()
+        } else {
+            None
+        }
+    }
+
     fn pids(&self) -> Result<Vec<i32>> {
         self.fs.pids()
     }
