@@ -145,5 +145,20 @@ H delete --force "$id" >/dev/null 2>&1
 check "no cgroup left after delete ($cg)" gone "$cg"
 [ "$mode" = systemd ] && check "unit $unit gone after delete" unit_gone "$unit"
 
+# 7. systemd: cgroupsPath slice:prefix:name with a nested slice
+if [ "$mode" = systemd ]; then
+	newid
+	H run -d --bundle "$bundles/nested" "$id" >/dev/null 2>&1
+	pid=$(pid_of "$id")
+	cg=$(cg_of "$pid")
+	want=/husktest.slice/husktest-nested.slice/hx-vmnested.scope
+	check "cgroupsPath husktest-nested.slice:hx:vmnested -> $cg" test "$cg" = "$want"
+	sl=$(systemctl show -P Slice hx-vmnested.scope)
+	check "hx-vmnested.scope is in slice $sl" test "$sl" = husktest-nested.slice
+	H delete --force "$id" >/dev/null 2>&1
+	check "no cgroup left after delete ($want)" gone "$want"
+	check "unit hx-vmnested.scope gone after delete" unit_gone hx-vmnested.scope
+fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

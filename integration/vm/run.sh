@@ -56,6 +56,9 @@ mk long '.linux.resources.memory.limit = 67108864 | .linux.resources.pids.limit 
 	| .process.capabilities.permitted += ["CAP_MKNOD"]
 	| .process.args = '"$(sh_args 'i=0; while :; do i=$((i+1)); echo $i >/dev/shm/c; sleep 0.1; done')"
 
+# systemd only: a nested slice in cgroupsPath (runc's slice:prefix:name, a-b.slice expansion)
+mk nested '.linux.cgroupsPath = "husktest-nested.slice:hx:vmnested" | .process.args = ["/bin/sleep", "600"]'
+
 export VM_TIMEOUT=${VM_TIMEOUT:-1500}
 rc=0
 passed=0 failed=0
