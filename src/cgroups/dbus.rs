@@ -802,6 +802,34 @@ mod tests {
         assert_eq!(job_removed(&d, "/org/freedesktop/systemd1/job/8"), None);
     }
 
+    // Captured with strace in the systemd 252 guest (husk delete of an already-gone scope):
+    // the StopUnit call husk sent, which systemd parsed, and systemd's error reply.
+    const STOP_UNIT: &[u8] = b"l\x01\x00\x01 \x00\x00\x00\x01\x00\x00\x00x\x00\x00\x00\x01\x01o\x00\x19\x00\x00\x00/org/freedesktop/systemd1\x00\x00\x00\x00\x00\x00\x00\x02\x01s\x00 \x00\x00\x00org.freedesktop.systemd1.Manager\x00\x00\x00\x00\x00\x00\x00\x00\x03\x01s\x00\x08\x00\x00\x00StopUnit\x00\x00\x00\x00\x00\x00\x00\x00\x08\x01g\x00\x02ss\x00\x0d\x00\x00\x00husk-d1.scope\x00\x00\x00\x07\x00\x00\x00replace\x00";
+    const NO_SUCH_UNIT: &[u8] = b"l\x03\x01\x01#\x00\x00\x00\x01\x00\x00\x00g\x00\x00\x00\x05\x01u\x00\x01\x00\x00\x00\x04\x01s\x00#\x00\x00\x00org.freedesktop.systemd1.NoSuchUnit\x00\x00\x00\x00\x00\x07\x01s\x00\x18\x00\x00\x00org.freedesktop.systemd1\x00\x00\x00\x00\x00\x00\x00\x00\x08\x01g\x00\x01s\x00\x00\x1e\x00\x00\x00Unit husk-d1.scope not loaded.\x00";
+
+    #[test]
+    fn real_systemd_exchange() {
+        let m = encode_call(
+            1,
+            None,
+            SYSTEMD_PATH,
+            MANAGER_IFACE,
+            "StopUnit",
+            &[Value::str("husk-d1.scope"), Value::str("replace")],
+        );
+        assert_eq!(m, STOP_UNIT);
+        let hdr: [u8; 16] = NO_SUCH_UNIT[..16].try_into().unwrap();
+        assert_eq!(message_len(&hdr).unwrap(), NO_SUCH_UNIT.len());
+        let d = decode(NO_SUCH_UNIT).unwrap();
+        assert_eq!(d.kind, ERROR);
+        assert_eq!(d.reply_serial, Some(1));
+        assert_eq!(
+            d.error_name.as_deref(),
+            Some("org.freedesktop.systemd1.NoSuchUnit")
+        );
+        assert_eq!(d.body, [Value::str("Unit husk-d1.scope not loaded.")]);
+    }
+
     #[test]
     fn signatures() {
         assert_eq!(
