@@ -294,9 +294,25 @@ pub struct Message {
     pub body: Vec<Value>,
 }
 
+/// Header flag: the caller does not want a reply.
+pub const NO_REPLY_EXPECTED: u8 = 1;
+
 /// Marshals a method call.
 pub fn encode_call(
     serial: u32,
+    dest: Option<&str>,
+    path: &str,
+    iface: &str,
+    member: &str,
+    args: &[Value],
+) -> Vec<u8> {
+    encode_call_flags(serial, 0, dest, path, iface, member, args)
+}
+
+/// [`encode_call`] with header flags.
+pub fn encode_call_flags(
+    serial: u32,
+    flags: u8,
     dest: Option<&str>,
     path: &str,
     iface: &str,
@@ -336,7 +352,7 @@ pub fn encode_call(
         ]));
     }
     let mut w = Writer::default();
-    w.buf.extend_from_slice(&[b'l', METHOD_CALL, 0, 1]);
+    w.buf.extend_from_slice(&[b'l', METHOD_CALL, flags, 1]);
     w.buf
         .extend_from_slice(&(body.buf.len() as u32).to_le_bytes());
     w.buf.extend_from_slice(&serial.to_le_bytes());
@@ -565,10 +581,19 @@ impl Conn {
             .write_all(&msg)
             .with_context(|| format!("sending {member} to systemd"))?;
         let deadline = Instant::now() + Duration::from_secs(60);
+        let mut poked = Instant::now();
         loop {
             let Some(m) = self.read_message(deadline, Duration::from_millis(100))? else {
                 if done() {
                     return Ok(None);
+                }
+                // systemd 252 on its private socket sometimes leaves a call that arrived right
+                // behind BEGIN unprocessed until more data comes in (seen in the guest: the
+                // call took effect only when the connection closed). A Peer.Ping without
+                // reply wakes it up.
+                if poked.elapsed() >= Duration::from_millis(300) {
+                    poked = Instant::now();
+                    self.poke()?;
                 }
                 continue;
             };
@@ -591,6 +616,26 @@ impl Conn {
                 _ => {}
             }
         }
+    }
+
+    /// org.freedesktop.DBus.Peer.Ping, no reply expected.
+    fn poke(&mut self) -> Result<()> {
+        self.serial += 1;
+        let dest = if self.on_bus {
+            Some(SYSTEMD_DEST)
+        } else {
+            None
+        };
+        let msg = encode_call_flags(
+            self.serial,
+            NO_REPLY_EXPECTED,
+            dest,
+            SYSTEMD_PATH,
+            "org.freedesktop.DBus.Peer",
+            "Ping",
+            &[],
+        );
+        self.sock.write_all(&msg).context("sending Ping to systemd")
     }
 
     /// A call on systemd's Manager interface.

@@ -627,13 +627,24 @@ impl Manager for SystemdManager {
         }
         if !v.is_empty() {
             let unit = self.place.unit.clone();
-            self.with_conn(|c| {
+            let res = self.with_conn(|c| {
                 c.manager(
                     "SetUnitProperties",
                     &[Value::str(&unit), Value::Bool(true), props(v)],
                 )
-            })
-            .with_context(|| format!("setting properties of systemd unit {}", self.place.unit))?;
+            });
+            match res {
+                // systemd refused: that is the caller's error
+                Err(e) if e.downcast_ref::<dbus::CallError>().is_some() => {
+                    return Err(e.context(format!("setting properties of systemd unit {unit}")))
+                }
+                // no reply in time (seen once in the hybrid guest, where systemd had applied
+                // the values): the cgroupfs writes below set them anyway
+                Err(e) => crate::logging::warn(&format!(
+                    "setting properties of systemd unit {unit}: {e:#}; writing cgroupfs directly"
+                )),
+                Ok(_) => {}
+            }
         }
         self.fs.update(resources)
     }
