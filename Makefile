@@ -85,7 +85,7 @@ root-test: build testroot
 integration: build testroot
 	HUSK_BIN=$(HUSK_BIN) bash integration/containerd.sh
 
-# cgroup v2 (cgroupfs) and systemd (--systemd-cgroup) checks in User-mode Linux guests; the
+# cgroup v2 (cgroupfs), systemd and systemd-on-hybrid (--systemd-cgroup) checks in User-mode Linux guests; the
 # first systemd guest build takes ~2 minutes and is cached under /var/tmp/vm-run.
 vm-test: build testroot
 	bash integration/vm/run.sh

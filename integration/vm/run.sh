@@ -1,11 +1,13 @@
 #!/bin/bash
 # run.sh -- husk's cgroup v2 and systemd tests in throw-away User-mode Linux guests.
 #
-#   integration/vm/run.sh [plain|systemd]...     (default: both)
+#   integration/vm/run.sh [plain|systemd|systemd-hybrid]...     (default: all three)
 #
 # plain:   a pure cgroup v2 guest (cgroupfs driver);
 # systemd: the Debian 12 guest with systemd 252 as PID 1 (husk --systemd-cgroup, checked with
-#          systemctl show).
+#          systemctl show);
+# systemd-hybrid: the same guest booted with the v1/hybrid layout (a smaller set,
+#          hybrid-checks.sh: v1 limits, unit, update, freezer, cleanup in every hierarchy).
 # In each: (a) the library's cgroups tests (unit + root tests, as cgroup-v2-tests.sh), then
 # (b) real containers with target/debug/husk and target/testroot/rootfs: memory/pids limits read
 # back inside, a fork bomb stopping at pids.max, an OOM kill seen by `husk events`, update
@@ -17,7 +19,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cd "$root"
 modes=("$@")
-[ ${#modes[@]} -gt 0 ] || modes=(plain systemd)
+[ ${#modes[@]} -gt 0 ] || modes=(plain systemd systemd-hybrid)
 
 if [ "$(id -u)" != 0 ]; then
 	echo "vm-test: skipped: needs root (User-mode Linux guest, cgroup writes)" >&2
@@ -63,11 +65,20 @@ export VM_TIMEOUT=${VM_TIMEOUT:-1500}
 rc=0
 passed=0 failed=0
 for m in "${modes[@]}"; do
-	flag=()
-	[ "$m" = systemd ] && flag=(--systemd)
+	flag=() unified=1
+	cmd=$(printf '%q ' "$here/guest-checks.sh" "$m" "$husk" "$testbin" "$b")
+	case $m in
+	plain) ;;
+	systemd) flag=(--systemd) ;;
+	systemd-hybrid)
+		flag=(--systemd) unified=0
+		cmd=$(printf '%q ' "$here/hybrid-checks.sh" "$husk" "$b")
+		;;
+	*) echo "vm-test: unknown mode $m (plain, systemd, systemd-hybrid)" >&2; exit 2 ;;
+	esac
 	echo "== vm-test: $m guest"
 	log=$(mktemp /tmp/husk-vm-test.XXXXXX)
-	"$here/vm-run.sh" "${flag[@]}" "bash $(printf '%q ' "$here/guest-checks.sh" "$m" "$husk" "$testbin" "$b")" 2>&1 | tee "$log"
+	VM_UNIFIED=$unified "$here/vm-run.sh" "${flag[@]}" "bash $cmd" 2>&1 | tee "$log"
 	st=${PIPESTATUS[0]}
 	p=$(sed -n 's/^\([0-9]*\) passed, [0-9]* failed$/\1/p' "$log" | tail -1)
 	f=$(sed -n 's/^[0-9]* passed, \([0-9]*\) failed$/\1/p' "$log" | tail -1)
