@@ -12,6 +12,7 @@
 # directory (the project) is shared read-write.  Only the tests whose names
 # contain "cgroups" run, one at a time (the guest has one slow vCPU).
 # Exit status: the test binary's (124 on VM_TIMEOUT, 125 if the guest died).
+# run.sh (make vm-test) runs these tests too, plus real containers, in both guests.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)

@@ -1,5 +1,5 @@
 //! The cgroup manager: one interface, implementations for cgroupfs v1 (including hybrid hosts),
-//! cgroupfs v2 and (later) systemd.
+//! cgroupfs v2 and systemd (transient scope units over D-Bus, `systemd.rs`).
 //!
 //! Host-side only: nothing here runs inside the container's namespaces.
 //!
@@ -9,7 +9,7 @@
 //!   husk itself runs in; on v1 per hierarchy (runc `GetOwnCgroupPath`), on v2 below the *parent*
 //!   of the own cgroup (runc fs2 `defaultDirPath`: the own cgroup usually has processes, so no
 //!   controllers could be enabled for a child of it);
-//! - `slice:prefix:name` only with the systemd driver, which is not implemented yet.
+//! - `slice:prefix:name` only with the systemd driver (`systemd.rs`).
 //!
 //! How the rest of husk uses it:
 //! - create/run: `new_manager(spec cgroupsPath, id, --systemd-cgroup)`, `create()`,
@@ -27,8 +27,10 @@ use anyhow::{bail, Result};
 use oci_spec::runtime::{LinuxDevice, LinuxResources};
 use serde::{Deserialize, Serialize};
 
+pub mod dbus;
 pub mod devices;
 pub mod stats;
+pub mod systemd;
 pub mod translate;
 pub mod util;
 mod v1;
@@ -99,8 +101,6 @@ pub trait Manager {
     fn state(&self) -> CgroupState;
 }
 
-const SYSTEMD_UNSUPPORTED: &str = "systemd cgroup driver is not supported yet";
-
 /// The cgroup path (as in /proc/self/cgroup, relative to a hierarchy root or relative to the own
 /// cgroup when it does not start with "/") for a cgroupsPath and container id, without the
 /// systemd driver.
@@ -110,7 +110,7 @@ pub fn inner_path(cgroups_path: Option<&str>, id: &str) -> Result<String> {
             if !p.starts_with('/') && p.split(':').count() == 3 {
                 bail!(
                     "cgroupsPath {p:?} has the systemd form slice:prefix:name, which needs \
-                     --systemd-cgroup ({SYSTEMD_UNSUPPORTED})"
+                     --systemd-cgroup"
                 );
             }
             Ok(util::clean_path(p))
@@ -132,8 +132,23 @@ pub fn new_manager(
     id: &str,
     systemd: bool,
 ) -> Result<Box<dyn Manager>> {
+    new_manager_with(cgroups_path, id, systemd, &std::collections::HashMap::new())
+}
+
+/// [`new_manager`] with the spec's annotations (the systemd driver passes
+/// `org.systemd.property.*` ones to systemd as unit properties, as runc does).
+pub fn new_manager_with(
+    cgroups_path: Option<&str>,
+    id: &str,
+    systemd: bool,
+    annotations: &std::collections::HashMap<String, String>,
+) -> Result<Box<dyn Manager>> {
     if systemd {
-        bail!(SYSTEMD_UNSUPPORTED);
+        return Ok(Box::new(systemd::SystemdManager::new(
+            cgroups_path,
+            id,
+            annotations,
+        )?));
     }
     let inner = inner_path(cgroups_path, id)?;
     if inner == "/" || inner == "." {
@@ -153,7 +168,7 @@ pub fn from_state(s: &CgroupState) -> Result<Box<dyn Manager>> {
     match s.driver.as_str() {
         "v2" => Ok(Box::new(v2::V2Manager::new(&s.path)?)),
         "v1" => Ok(Box::new(v1::V1Manager::new(&s.path, &s.paths)?)),
-        "systemd" => bail!(SYSTEMD_UNSUPPORTED),
+        "systemd" => Ok(Box::new(systemd::SystemdManager::from_state(&s.path)?)),
         d => bail!("unknown cgroup driver {d:?} in the container state"),
     }
 }
@@ -198,18 +213,19 @@ mod tests {
     }
 
     #[test]
-    fn systemd_driver_refused() {
-        let e = new_manager(Some("system.slice:husk:x"), "x", true)
-            .err()
-            .unwrap()
-            .to_string();
-        assert_eq!(e, SYSTEMD_UNSUPPORTED);
+    fn systemd_state() {
         let st = CgroupState {
             driver: "systemd".into(),
             path: "/system.slice/husk-x.scope".into(),
             ..Default::default()
         };
-        assert!(from_state(&st).is_err());
+        assert_eq!(from_state(&st).unwrap().state(), st);
+        let bad = CgroupState {
+            path: "/system.slice/husk-x".into(),
+            ..st
+        };
+        assert!(from_state(&bad).is_err());
+        assert!(new_manager(Some("/a/b"), "x", true).is_err());
     }
 
     #[test]

@@ -305,7 +305,10 @@ pub fn make_cgroup(
     let cg_path = linux
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned());
-    let cg = cgroups::new_manager(cg_path.as_deref(), id, systemd_cgroup)?;
+    // org.systemd.property.* annotations become unit properties with --systemd-cgroup.
+    let no_annotations = std::collections::HashMap::new();
+    let annotations = spec.annotations().as_ref().unwrap_or(&no_annotations);
+    let cg = cgroups::new_manager_with(cg_path.as_deref(), id, systemd_cgroup, annotations)?;
     cg.create()?;
     let no_resources = oci_spec::runtime::LinuxResources::default();
     let resources = linux

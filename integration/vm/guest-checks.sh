@@ -1,0 +1,164 @@
+#!/bin/bash
+# guest-checks.sh -- runs INSIDE the cgroup v2 guest (see run.sh): husk's cgroups root tests,
+# then real containers with the built husk and the test rootfs.
+#
+#   guest-checks.sh plain|systemd HUSK TESTBIN BUNDLES
+#
+# BUNDLES holds one config.json per check, prepared on the host (the guest may have no jq).
+# Each check prints "ok - ..." or "not ok - ..."; the last line is "N passed, N failed".
+# Nothing is timed: the guest is 20-50x slower than the host; every wait is a generous poll.
+set -u
+mode=$1 husk=$2 testbin=$3 bundles=$4
+pass=0 fail=0
+ok() { echo "ok - $mode: $*"; pass=$((pass + 1)); }
+nok() { echo "not ok - $mode: $*"; fail=$((fail + 1)); }
+check() { # check DESC COND...
+	local d=$1; shift
+	if "$@"; then ok "$d"; else nok "$d"; fi
+}
+
+fs=$(stat -fc %T /sys/fs/cgroup)
+[ "$fs" = cgroup2fs ] || { echo "guest /sys/fs/cgroup is $fs, not cgroup2" >&2; exit 3; }
+echo "# guest ($mode): cgroup2, controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
+
+# (a) the cgroups root/unit tests of the library
+if [ -n "$testbin" ]; then
+	if "$testbin" --test-threads=1 cgroups 2>&1 | sed 's/^/#   /'; then
+		ok "cgroups library tests (root tests included)"
+	else
+		nok "cgroups library tests (root tests included)"
+	fi
+fi
+
+# (b) containers
+root=$(mktemp -d /tmp/husk-vm-root.XXXXXX)
+sdflag=()
+[ "$mode" = systemd ] && sdflag=(--systemd-cgroup)
+H() { timeout 300 "$husk" --root "$root" "${sdflag[@]}" "$@"; }
+ids=()
+n=0
+newid() { n=$((n + 1)); id="vmt$$-$n"; ids+=("$id"); }
+pid_of() { H state "$1" 2>/dev/null | sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' | head -1; }
+cg_of() { sed -n 's/^0:://p' "/proc/$1/cgroup" 2>/dev/null; }
+gone() { [ -n "$1" ] && [ ! -e "/sys/fs/cgroup$1" ]; }
+unit_gone() { [ "$mode" != systemd ] || [ "$(systemctl show -P LoadState "$1" 2>/dev/null)" = not-found ] ||
+	[ "$(systemctl show -P ActiveState "$1" 2>/dev/null)" = inactive ]; }
+wait_for() { # wait_for SECS CMD...: poll until CMD succeeds
+	local t=$1; shift
+	for ((i = 0; i < t * 5; i++)); do "$@" && return 0; sleep 0.2; done
+	return 1
+}
+cleanup() {
+	for i in "${ids[@]}"; do "$husk" --root "$root" "${sdflag[@]}" delete --force "$i" >/dev/null 2>&1; done
+	rm -rf "$root"
+}
+trap cleanup EXIT
+
+# 1. memory and pids limits read back from inside (foreground run)
+newid
+out=$(H run --bundle "$bundles/limits" "$id" 2>&1)
+echo "$out" | sed 's/^/#   /'
+check "memory.max read back inside is 67108864" grep -qx 'memory.max=67108864' <<<"$out"
+check "pids.max read back inside is 20" grep -qx 'pids.max=20' <<<"$out"
+H delete --force "$id" >/dev/null 2>&1
+
+# 2. fork bomb stops at pids.max
+newid
+out=$(H run --bundle "$bundles/forkbomb" "$id" 2>&1)
+echo "$out" | grep -v '^#' | tail -3 | sed 's/^/#   /'
+forked=$(sed -n 's/.*"forked": *\([0-9]*\).*/\1/p' <<<"$out" | head -1)
+bomb_ok() { grep -q '"errno": *11[,}]' <<<"$out" && [ -n "$forked" ] && [ "$forked" -lt 20 ]; }
+check "fork bomb stopped at pids.max with EAGAIN (forked ${forked:-?} < 20)" bomb_ok
+H delete --force "$id" >/dev/null 2>&1
+
+# 3. a memory hog is OOM-killed; the OOM shows in `husk events` and memory.events
+newid
+oomid=$id
+H create --bundle "$bundles/oom" "$id" >/dev/null 2>&1
+pid=$(pid_of "$id")
+cg=$(cg_of "$pid")
+evf=$(mktemp /tmp/husk-vm-events.XXXXXX)
+H events "$id" >"$evf" 2>&1 &
+evpid=$!
+sleep 2
+H start "$id"
+wait_for 240 sh -c "grep -q '\"oom\"' $evf" 
+check "memory hog OOM-killed: oom event from husk events" grep -q '"type": *"oom"' "$evf"
+oomk=$(sed -n 's/^oom_kill //p' "/sys/fs/cgroup$cg/memory.events" 2>/dev/null)
+check "memory.events oom_kill=$oomk >= 1" test "${oomk:-0}" -ge 1
+kill "$evpid" 2>/dev/null; wait "$evpid" 2>/dev/null
+head -3 "$evf" | sed 's/^/#   /'
+rm -f "$evf"
+H delete --force "$id" >/dev/null 2>&1
+check "no cgroup left after delete (oom container, $cg)" gone "$cg"
+
+# 4. update --memory changes the live value; 5. pause/resume; 6. a denied device
+newid
+lid=$id
+H run -d --bundle "$bundles/long" "$id" >/dev/null 2>&1
+pid=$(pid_of "$id")
+cg=$(cg_of "$pid")
+check "long-running container started (pid ${pid:-none}, cgroup ${cg:-none})" test -n "$pid" -a -n "$cg"
+if [ "$mode" = systemd ]; then
+	unit=husk-$id.scope
+	check "cgroup is system.slice/$unit" test "$cg" = "/system.slice/$unit"
+	mm=$(systemctl show -P MemoryMax "$unit")
+	tm=$(systemctl show -P TasksMax "$unit")
+	check "systemctl show $unit: MemoryMax=$mm (67108864), TasksMax=$tm (64)" test "$mm" = 67108864 -a "$tm" = 64
+	dp=$(systemctl show -P DevicePolicy "$unit")
+	da=$(systemctl show -P DeviceAllow "$unit")
+	echo "#   DeviceAllow=$da"
+	devs_ok() { [ "$dp" = strict ] && grep -q 'char-pts rwm' <<<"$da"; }
+	check "$unit: DevicePolicy=$dp (strict), DeviceAllow has char-pts rwm" devs_ok
+	ts=$(systemctl show -P TimeoutStopUSec "$unit")
+	cm=$(systemctl show -P CollectMode "$unit")
+	ann_ok() { [ "$ts" = 7s ] && [ "$cm" = inactive-or-failed ]; }
+	check "org.systemd.property.* annotations: TimeoutStopUSec=$ts (7s), CollectMode=$cm" ann_ok
+	st=$(systemctl show -P ActiveState "$unit")
+	check "$unit is active ($st)" test "$st" = active
+fi
+H update --memory 134217728 "$id"
+inside=$(H exec "$id" cat /sys/fs/cgroup/memory.max 2>&1)
+check "update --memory: memory.max inside is now 134217728 ($inside)" test "$inside" = 134217728
+if [ "$mode" = systemd ]; then
+	mm=$(systemctl show -P MemoryMax "$unit")
+	check "update --memory: unit MemoryMax=$mm" test "$mm" = 134217728
+fi
+c() { cat "/proc/$pid/root/dev/shm/c" 2>/dev/null; }
+wait_for 60 sh -c "[ -s /proc/$pid/root/dev/shm/c ]"
+H pause "$id"
+stp=$(H state "$id" | sed -n 's/.*"status": *"\([a-z]*\)".*/\1/p')
+c1=$(c); sleep 3; c2=$(c)
+check "pause: status $stp, counter stopped ($c1 -> $c2)" test "$stp" = paused -a -n "$c1" -a "$c1" = "$c2"
+H resume "$id"
+wait_for 60 sh -c "[ \"\$(cat /proc/$pid/root/dev/shm/c)\" != '$c2' ]"
+c3=$(c)
+check "resume: counter runs again ($c2 -> $c3)" test -n "$c3" -a "$c3" != "$c2"
+dev=$(H exec "$id" sh -c 'mknod /dev/vmtdev b 98 0 && head -c1 /dev/vmtdev >/dev/null; echo rc=$?' 2>&1)
+echo "$dev" | sed 's/^/#   /'
+check "a denied device (b 98:0) cannot be opened (EPERM)" grep -q 'Operation not permitted' <<<"$dev"
+null=$(H exec "$id" sh -c 'echo x >/dev/null && echo null-ok' 2>&1)
+check "an allowed device (/dev/null) can be opened" test "$null" = null-ok
+H kill "$id" KILL
+wait_for 60 sh -c "! kill -0 $pid 2>/dev/null"
+H delete --force "$id" >/dev/null 2>&1
+check "no cgroup left after delete ($cg)" gone "$cg"
+[ "$mode" = systemd ] && check "unit $unit gone after delete" unit_gone "$unit"
+
+# 7. systemd: cgroupsPath slice:prefix:name with a nested slice
+if [ "$mode" = systemd ]; then
+	newid
+	H run -d --bundle "$bundles/nested" "$id" >/dev/null 2>&1
+	pid=$(pid_of "$id")
+	cg=$(cg_of "$pid")
+	want=/husktest.slice/husktest-nested.slice/hx-vmnested.scope
+	check "cgroupsPath husktest-nested.slice:hx:vmnested -> $cg" test "$cg" = "$want"
+	sl=$(systemctl show -P Slice hx-vmnested.scope)
+	check "hx-vmnested.scope is in slice $sl" test "$sl" = husktest-nested.slice
+	H delete --force "$id" >/dev/null 2>&1
+	check "no cgroup left after delete ($want)" gone "$want"
+	check "unit hx-vmnested.scope gone after delete" unit_gone hx-vmnested.scope
+fi
+
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]

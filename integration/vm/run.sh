@@ -1,0 +1,96 @@
+#!/bin/bash
+# run.sh -- husk's cgroup v2 and systemd tests in throw-away User-mode Linux guests.
+#
+#   integration/vm/run.sh [plain|systemd|systemd-hybrid]...     (default: all three)
+#
+# plain:   a pure cgroup v2 guest (cgroupfs driver);
+# systemd: the Debian 12 guest with systemd 252 as PID 1 (husk --systemd-cgroup, checked with
+#          systemctl show);
+# systemd-hybrid: the same guest booted with the v1/hybrid layout (a smaller set,
+#          hybrid-checks.sh: v1 limits, unit, update, freezer, cleanup in every hierarchy).
+# In each: (a) the library's cgroups tests (unit + root tests, as cgroup-v2-tests.sh), then
+# (b) real containers with target/debug/husk and target/testroot/rootfs: memory/pids limits read
+# back inside, a fork bomb stopping at pids.max, an OOM kill seen by `husk events`, update
+# --memory, pause/resume, a denied device, nothing left after delete (guest-checks.sh).
+# Builds on the host first (cargo build, cargo test --no-run; `make testroot` must have run).
+# Prints ok/not ok per check and "N passed, N failed"; exits non-zero if anything failed.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cd "$root"
+modes=("$@")
+[ ${#modes[@]} -gt 0 ] || modes=(plain systemd systemd-hybrid)
+
+if [ "$(id -u)" != 0 ]; then
+	echo "vm-test: skipped: needs root (User-mode Linux guest, cgroup writes)" >&2
+	exit 0
+fi
+rootfs=$root/target/testroot/rootfs
+[ -x "$rootfs/bin/busybox" ] || { echo "vm-test: $rootfs missing (make testroot)" >&2; exit 2; }
+command -v jq >/dev/null || { echo "vm-test: jq missing (make deps)" >&2; exit 2; }
+
+cargo build --bins || exit 2
+husk=$root/target/debug/husk
+testbin=$(cargo test --lib --no-run 2>&1 |
+	sed -n 's/^ *Executable unittests src\/lib\.rs (\(.*\))$/\1/p' | tail -1)
+[ -n "$testbin" ] && [ -x "$testbin" ] || { echo "vm-test: no library test binary" >&2; exit 2; }
+testbin=$root/$testbin
+
+# Bundles, prepared here because the systemd guest has no jq.
+b=$root/target/vm-test/bundles
+rm -rf "$b" && mkdir -p "$b"
+base=$(cd "$b" && "$husk" spec >/dev/null && cat config.json && rm config.json)
+mk() { # mk NAME JQ-FILTER
+	mkdir -p "$b/$1"
+	jq --arg rootfs "$rootfs" '.root.path = $rootfs | .root.readonly = true
+		| .process.terminal = false | '"$2" <<<"$base" >"$b/$1/config.json" || exit 2
+}
+sh_args() { jq -cn --arg s "$1" '["/bin/sh", "-c", $s]'; }
+mk limits '.linux.resources.memory.limit = 67108864 | .linux.resources.pids.limit = 20
+	| .process.args = '"$(sh_args 'read m </sys/fs/cgroup/memory.max; read p </sys/fs/cgroup/pids.max; echo memory.max=$m; echo pids.max=$p')"
+mk forkbomb '.linux.resources.pids.limit = 20 | .process.args = ["/probe", "fork-bomb", "1000"]'
+mk oom '.linux.resources.memory.limit = 33554432 | .linux.resources.memory.swap = 33554432
+	| .process.args = '"$(sh_args 'sleep 2; head -c 300m /dev/zero | tail >/dev/null; sleep 600')"
+mk long '.linux.resources.memory.limit = 67108864 | .linux.resources.pids.limit = 64
+	| .annotations["org.systemd.property.TimeoutStopSec"] = "uint64 7"
+	| .annotations["org.systemd.property.CollectMode"] = "'"'inactive-or-failed'"'"
+	| .process.capabilities.bounding += ["CAP_MKNOD"] | .process.capabilities.effective += ["CAP_MKNOD"]
+	| .process.capabilities.permitted += ["CAP_MKNOD"]
+	| .process.args = '"$(sh_args 'i=0; while :; do i=$((i+1)); echo $i >/dev/shm/c; sleep 0.1; done')"
+
+# systemd only: a nested slice in cgroupsPath (runc's slice:prefix:name, a-b.slice expansion)
+mk nested '.linux.cgroupsPath = "husktest-nested.slice:hx:vmnested" | .process.args = ["/bin/sleep", "600"]'
+
+export VM_TIMEOUT=${VM_TIMEOUT:-1500}
+rc=0
+passed=0 failed=0
+for m in "${modes[@]}"; do
+	flag=() unified=1
+	cmd=$(printf '%q ' "$here/guest-checks.sh" "$m" "$husk" "$testbin" "$b")
+	case $m in
+	plain) ;;
+	systemd) flag=(--systemd) ;;
+	systemd-hybrid)
+		flag=(--systemd) unified=0
+		cmd=$(printf '%q ' "$here/hybrid-checks.sh" "$husk" "$b")
+		;;
+	*) echo "vm-test: unknown mode $m (plain, systemd, systemd-hybrid)" >&2; exit 2 ;;
+	esac
+	echo "== vm-test: $m guest"
+	log=$(mktemp /tmp/husk-vm-test.XXXXXX)
+	VM_UNIFIED=$unified "$here/vm-run.sh" "${flag[@]}" "bash $cmd" 2>&1 | tee "$log"
+	st=${PIPESTATUS[0]}
+	p=$(sed -n 's/^\([0-9]*\) passed, [0-9]* failed$/\1/p' "$log" | tail -1)
+	f=$(sed -n 's/^[0-9]* passed, \([0-9]*\) failed$/\1/p' "$log" | tail -1)
+	rm -f "$log"
+	if [ -z "$p" ]; then
+		echo "not ok - $m: guest did not finish (vm-run.sh status $st)"
+		failed=$((failed + 1))
+		rc=1
+		continue
+	fi
+	passed=$((passed + p)) failed=$((failed + f))
+	[ "$st" = 0 ] || rc=1
+done
+echo "vm-test: $passed passed, $failed failed"
+exit $rc
