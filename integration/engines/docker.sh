@@ -63,6 +63,11 @@ LOOP='trap "exit 0" TERM; echo started > /tmp/marker; i=0; while :; do i=$((i+1)
 out=$(timeout 60 "${R[@]}" -d --name d1 -v "$TMP/shared:/shared" --memory 256m "$IMG" sh -c "$LOOP" 2>&1); rc=$?
 check "docker run -d" "rc=$rc $out $(rtlog "$out")" [ "$rc" = 0 ]
 wait_for 10 test -s "$TMP/shared/count"
+# it really is HUSK_BIN: its own state for the container under the root docker gave the shim
+d1id=$("${DK[@]}" inspect -f '{{.Id}}' d1 2>&1)
+rroot=$(dirname "$(find "$TMP/exec" -maxdepth 3 -type d -name "$d1id" -path '*/runtime-*' 2>/dev/null | head -1)")
+out=$("$HUSK_BIN" --root "$rroot" state "$d1id" 2>&1)
+check "the container is HUSK_BIN's: its state says running" "root=$rroot $out" grep -q '"status": *"running"' <<<"$out"
 out=$(timeout 30 "${DK[@]}" exec d1 sh -c 'cat /tmp/marker; [ -t 1 ] || echo no-tty' 2>&1); rc=$?
 check "docker exec joins the container (sees its /tmp, no tty)" "rc=$rc $out" [ "$rc" = 0 -a "$out" = "started
 no-tty" ]

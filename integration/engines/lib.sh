@@ -114,7 +114,7 @@ tmp_procs() {
         pid=${p#/proc/}
         [ "$pid" = $$ ] && continue
         [ "$pid" = "$BASHPID" ] && continue
-        if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -e "$TMP"; then echo "$pid"; fi
+        if { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF -e "$TMP"; then echo "$pid"; fi
     done
 }
 # processes left in our cgroups (container processes)

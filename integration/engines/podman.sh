@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# podman + conmon running HUSK_BIN: storage, run root, tmp dir, config and cgroup parent all
+# PRIVATE under a temp dir (cgroupfs manager, file events backend, no network), an image
+# imported from the test rootfs, everyday podman use checked from inside the container.
+#   HUSK_BIN=/usr/sbin/runc bash integration/engines/podman.sh   # validate the script with runc
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+
+need_root "podman integration"
+need_pkgs podman:podman conmon:conmon catatonit:catatonit script:bsdutils
+make_tmp podman
+IMG=localhost/husk-test:latest
+# podman's locks are POSIX shm /dev/shm/libpod_lock whatever its roots: remove it afterwards
+# if this run created it
+LOCK=/dev/shm/libpod_lock
+LOCK_EXISTED=; [ -e "$LOCK" ] && LOCK_EXISTED=1
+
+mkdir -p "$TMP/root" "$TMP/runroot" "$TMP/tmp" "$TMP/net"
+cat >"$TMP/containers.conf" <<EOT
+[containers]
+# podman as root raises nofile to 1048576, which fails (EPERM) where this shell's hard limit is
+# lower and it lacks CAP_SYS_RESOURCE (e.g. inside another container): keep the current limits
+default_ulimits = ["nofile=$(ulimit -Sn):$(ulimit -Hn)", "nproc=4096:4096"]
+init_path = "$(command -v catatonit)"
+[network]
+network_config_dir = "$TMP/net"
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "$TMP/events.log"
+conmon_path = ["$(command -v conmon)"]
+EOT
+cat >"$TMP/storage.conf" <<EOT
+[storage]
+driver = "overlay"
+graphroot = "$TMP/root"
+runroot = "$TMP/runroot"
+EOT
+echo 'unqualified-search-registries = []' >"$TMP/registries.conf"
+export CONTAINERS_CONF=$TMP/containers.conf CONTAINERS_STORAGE_CONF=$TMP/storage.conf
+export CONTAINERS_REGISTRIES_CONF=$TMP/registries.conf
+PM=(podman --root "$TMP/root" --runroot "$TMP/runroot" --tmpdir "$TMP/tmp" --storage-driver overlay
+    --runtime "$HUSK_BIN" --runtime-flag "root=$TMP/rtroot" --cgroup-manager cgroupfs --events-backend file)
+R=("${PM[@]}" run --network none --cgroup-parent "/$CGPARENT")
+
+engine_cleanup() {
+    timeout 60 "${PM[@]}" rm -af -t 0 >/dev/null 2>&1
+    timeout 30 "${PM[@]}" system prune -f >/dev/null 2>&1
+    [ -n "$LOCK_EXISTED" ] || rm -f "$LOCK"
+}
+
+out=$("${PM[@]}" import "$(image_tar)" "$IMG" 2>&1) || die_setup "podman import of the test rootfs" "$out"
+pass "podman import of the test rootfs"
+rtlog() { [ -n "${1:-}" ] && find "$TMP" -path "*$1*" -name 'oci-log' -o -path "*$1*" -name 'log.json' 2>/dev/null | head -2 | xargs -r tail -n 5; }
+
+out=$(timeout 60 "${R[@]}" --rm "$IMG" sh -c 'echo out-5; exit 5' 2>&1); rc=$?
+check "podman run --rm: output and exit code 5" "rc=$rc $out" [ "$rc" = 5 -a "$out" = out-5 ]
+out=$(timeout 60 "${R[@]}" --rm "$IMG" true 2>&1); rc=$?
+check "podman run --rm true exits 0" "rc=$rc $out" [ "$rc" = 0 ]
+cmd="${R[*]} --rm -it $IMG /bin/sh -c '[ -t 0 ] && [ -t 1 ] && echo IS-A-\$((6*7)); tty'"
+out=$(timeout 60 script -qec "$cmd" /dev/null </dev/null 2>&1 | tr -d '\r'); rc=$?
+check "podman run -it: stdin and stdout are a pty" "rc=$rc $out" grep -q 'IS-A-42' <<<"$out"
+
+mkdir -p "$TMP/shared"
+LOOP='trap "exit 0" TERM; echo started > /tmp/marker; i=0; while :; do i=$((i+1)); echo $i > /shared/count; sleep 0.1; done'
+out=$(timeout 60 "${R[@]}" -d --name p1 -v "$TMP/shared:/shared" "$IMG" sh -c "$LOOP" 2>&1); rc=$?
+check "podman run -d" "rc=$rc $out" [ "$rc" = 0 ]
+wait_for 10 test -s "$TMP/shared/count"
+p1id=$("${PM[@]}" inspect -f '{{.Id}}' p1 2>&1)
+# it really is HUSK_BIN: its state for the container under the --root podman passes
+out=$("$HUSK_BIN" --root "$TMP/rtroot" state "$p1id" 2>&1)
+check "the container is HUSK_BIN's: its state says running" "$out" grep -q '"status": *"running"' <<<"$out"
+out=$(timeout 30 "${PM[@]}" exec p1 sh -c 'cat /tmp/marker; [ -t 1 ] || echo no-tty' 2>&1); rc=$?
+check "podman exec joins the container (sees its /tmp, no tty)" "rc=$rc $out $(rtlog "$p1id")" [ "$rc" = 0 -a "$out" = "started
+no-tty" ]
+out=$(timeout 30 "${PM[@]}" exec p1 sh -c 'exit 6' 2>&1); rc=$?
+check "podman exec passes exit code 6" "rc=$rc $out" [ "$rc" = 6 ]
+cmd="${PM[*]} exec -it p1 sh -c '[ -t 0 ] && [ -t 1 ] && echo IS-A-\$((6*7)); tty'"
+out=$(timeout 60 script -qec "$cmd" /dev/null </dev/null 2>&1 | tr -d '\r'); rc=$?
+check "podman exec -it: a pty" "rc=$rc $out" grep -q 'IS-A-42' <<<"$out"
+out=$(timeout 30 "${PM[@]}" stats --no-stream --format '{{.MemUsage}} pids={{.PIDs}}' p1 2>&1); rc=$?
+check "podman stats --no-stream: memory use and pids" "rc=$rc $out" grep -qE '[1-9].*B / .* pids=[1-9]' <<<"$out"
+out=$(timeout 30 "${PM[@]}" pause p1 2>&1); rc=$?
+st=$("${PM[@]}" inspect -f '{{.State.Status}}' p1 2>&1)
+c1=$(cat "$TMP/shared/count"); sleep 1; c2=$(cat "$TMP/shared/count")
+check "podman pause: status paused, the counter stops" "rc=$rc $out status=$st $c1 $c2" [ "$rc" = 0 -a "$st" = paused -a "$c1" = "$c2" ]
+out=$(timeout 30 "${PM[@]}" unpause p1 2>&1); rc=$?
+st=$("${PM[@]}" inspect -f '{{.State.Status}}' p1 2>&1)
+sleep 0.5; c3=$(cat "$TMP/shared/count")
+check "podman unpause: status running, the counter moves on" "rc=$rc $out status=$st $c2 $c3" [ "$rc" = 0 -a "$st" = running -a "$c3" != "$c2" ]
+t0=$(date +%s)
+out=$(timeout 30 "${PM[@]}" stop -t 8 p1 2>&1); rc=$?
+t1=$(date +%s)
+ec=$("${PM[@]}" inspect -f '{{.State.Status}} {{.State.ExitCode}}' p1 2>&1)
+check "podman stop: SIGTERM reaches the trap, exited 0 in < 8 s" "rc=$rc $out state=$ec $((t1 - t0))s" [ "$rc" = 0 -a "$ec" = "exited 0" -a $((t1 - t0)) -lt 8 ]
+"${PM[@]}" rm -f p1 >/dev/null 2>&1
+
+out=$(timeout 60 "${R[@]}" --rm --tmpfs /scratch:size=1m "$IMG" sh -c 'echo x > /scratch/f && cat /scratch/f && grep " /scratch " /proc/mounts' 2>&1)
+check "podman --tmpfs /scratch: a writable tmpfs" "$out" grep -q '^tmpfs /scratch tmpfs rw' <<<"$(tail -1 <<<"$out")"
+out=$(timeout 60 "${R[@]}" --rm --read-only "$IMG" sh -c 'touch /rootfile && echo wrote; touch /tmp/ok && echo tmp-writable' 2>&1)
+grep -q 'Read-only file system' <<<"$out" && ! grep -q '^wrote' <<<"$out" && grep -q tmp-writable <<<"$out"
+verdict "podman --read-only: writing / fails, /tmp is a writable tmpfs" "$out"
+out=$(timeout 60 "${R[@]}" --rm --init "$IMG" sh -c 'cat /proc/1/comm; echo $$' 2>&1)
+# podman binds catatonit in as /run/podman-init
+grep -qxE 'catatonit|podman-init' <<<"$(head -1 <<<"$out")" && [ "$(tail -1 <<<"$out")" != 1 ]
+verdict "podman --init: pid 1 is catatonit (podman-init), the command is not pid 1" "$out"
+out=$(timeout 60 "${R[@]}" --rm --user 1000:1000 --memory 32m --pids-limit 42 "$IMG" sh -c 'echo $(id -u) $(id -g); cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max' 2>&1)
+check "podman --user 1000:1000 --pids-limit 42" "$out" [ "$out" = "1000 1000
+42" ]
+
+out=$("${PM[@]}" ps -aq 2>&1)
+check "no containers left" "$out" [ -z "$out" ]
+finish
