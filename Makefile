@@ -2,7 +2,8 @@
 #   make deps      install the Debian packages the tests need (idempotent)
 #   make build     debug build of husk
 #   make testroot  busybox-static + probe rootfs in target/testroot/rootfs
-#   make test      deps + build + unit tests + root tests + containerd integration
+#   make test      deps + build + unit tests + root tests + containerd integration + engines
+#   make engines   dockerd and podman driving husk (HUSK_BIN=/usr/sbin/runc to validate)
 #   make demo      run a container from a `husk spec` bundle (needs root)
 #   make bench     lifecycle benchmark: husk vs crun vs runc -> target/bench/report.md
 #   make clean
@@ -21,9 +22,10 @@ export HUSK_TESTROOT := $(CURDIR)/$(TESTROOT)
 # anyhow would capture a backtrace per error; in forked test children that can deadlock.
 export RUST_LIB_BACKTRACE := 0
 
-DEB_PKGS := busybox-static runc crun containerd hyperfine strace jq util-linux bsdutils iproute2 procps
+DEB_PKGS := busybox-static runc crun containerd hyperfine strace jq util-linux bsdutils iproute2 procps \
+            docker.io tini podman conmon catatonit
 
-.PHONY: deps build release probe testroot test unit-test root-test integration demo bench clean
+.PHONY: deps build release probe testroot test unit-test root-test integration engines demo bench clean
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -70,6 +72,7 @@ test: deps build testroot
 	echo "== unit tests"; $(CARGO) test --lib --bins || rc=1; \
 	echo "== root tests (HUSK_BIN=$(HUSK_BIN))"; HUSK_BIN=$(HUSK_BIN) $(CARGO) test --no-fail-fast --test '*' -- --test-threads=2 || rc=1; \
 	echo "== containerd integration (HUSK_BIN=$(HUSK_BIN))"; HUSK_BIN=$(HUSK_BIN) bash integration/containerd.sh || rc=1; \
+	echo "== engines integration: dockerd, podman (HUSK_BIN=$(HUSK_BIN))"; HUSK_BIN=$(HUSK_BIN) bash integration/engines/run.sh || rc=1; \
 	exit $$rc
 
 unit-test:
@@ -80,6 +83,10 @@ root-test: build testroot
 
 integration: build testroot
 	HUSK_BIN=$(HUSK_BIN) bash integration/containerd.sh
+
+# dockerd and podman (private daemons, locally imported image) driving HUSK_BIN
+engines: build testroot
+	HUSK_BIN=$(HUSK_BIN) bash integration/engines/run.sh
 
 # The demo bundle: `husk spec`, the test rootfs, a non-interactive process that shows the
 # container's view (hostname, pid 1, cgroup limits, capabilities).
