@@ -176,6 +176,61 @@ check "docker --pid container:X: X's pid 1 is visible" "$got" grep -q 'while' <<
 out=$(timeout 60 "${R[@]}" --rm --init "$IMG" sh -c 'cat /proc/1/comm; echo $$' 2>&1)
 check "docker --init: pid 1 is docker-init, the command is not pid 1" "$out" [ "$(head -1 <<<"$out")" = docker-init -a "$(tail -1 <<<"$out")" != 1 ]
 
+# --- stdio, environment, errors callers map to exit codes
+out=$(seq 1 3 | timeout 60 "${R[@]}" --rm -i "$IMG" sh -c 'cat; echo eof' 2>&1)
+check "docker run -i: stdin reaches the process, then EOF" "$out" [ "$out" = "1
+2
+3
+eof" ]
+out=$(timeout 60 "${R[@]}" --rm "$IMG" sh -c 'seq 1 200000' 2>&1 | tail -1)
+check "docker run: 200000 lines of output arrive in full" "$out" [ "$out" = 200000 ]
+out=$(timeout 60 "${R[@]}" --rm -e FOO=bar -w /tmp --hostname husk-host --group-add 1001 --user 1000 "$IMG" sh -c 'echo $FOO $(pwd) $(hostname) $(id -G)' 2>&1)
+check "docker run -e -w --hostname --group-add: env, cwd, hostname, groups" "$out" [ "$out" = "bar /tmp husk-host 1000 1001" ]
+out=$(timeout 60 "${R[@]}" --rm "$IMG" /no/such/binary 2>&1); rc=$?
+check "docker run of a missing binary exits 127" "rc=$rc $out" [ "$rc" = 127 ]
+out=$(timeout 60 "${R[@]}" --rm "$IMG" /etc/passwd 2>&1); rc=$?
+check "docker run of a non-executable file exits 126" "rc=$rc $out" [ "$rc" = 126 ]
+out=$(timeout 60 "${R[@]}" --rm --security-opt no-new-privileges --oom-score-adj 345 --sysctl kernel.msgmax=12345 --shm-size 8m "$IMG" sh -c 'grep NoNewPrivs /proc/self/status; cat /proc/self/oom_score_adj /proc/sys/kernel/msgmax; df -k /dev/shm | tail -1' 2>&1)
+grep -qP 'NoNewPrivs:\s+1' <<<"$out" && grep -qx 345 <<<"$out" && grep -qx 12345 <<<"$out" && grep -qE '^shm +8192 ' <<<"$out"
+verdict "docker --security-opt no-new-privileges --oom-score-adj --sysctl --shm-size" "$out"
+out=$(timeout 60 "${R[@]}" --rm --cpu-shares 512 --cpuset-cpus 0 "$IMG" sh -c 'cat /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpuset/cpuset.cpus 2>/dev/null || cat /sys/fs/cgroup/cpu.weight /sys/fs/cgroup/cpuset.cpus' 2>&1)
+check "docker --cpu-shares 512 --cpuset-cpus 0" "$out" [ "$out" = "512
+0" -o "$out" = "20
+0" ]
+out=$(timeout 60 "${R[@]}" --rm "$IMG" sh -c 'for f in /proc/keys /proc/timer_list /proc/kcore; do [ -e $f ] && echo $f $(wc -c < $f); done; echo x > /proc/sys/kernel/hostname || echo sys-ro' 2>&1)
+grep -q sys-ro <<<"$out" && ! grep -qE '^/proc/[a-z_]+ [1-9]' <<<"$out"
+verdict "docker masked /proc files read empty, /proc/sys is read-only" "$out"
+mkdir -p "$TMP/ro" && echo ro-data >"$TMP/ro/f"
+out=$(timeout 60 "${R[@]}" --rm --mount "type=bind,src=$TMP/ro,dst=/ro,readonly" "$IMG" sh -c 'cat /ro/f; echo x > /ro/g || echo ro-denied' 2>&1)
+check "docker --mount readonly bind: readable, not writable" "$out" grep -q 'ro-data' <<<"$out"
+grep -q ro-denied <<<"$out" && [ ! -e "$TMP/ro/g" ]
+verdict "docker --mount readonly bind: write refused" "$out"
+
+# --- more of the life of a detached container: kill -s, exec -i/-u/-e/-w/-d, update, restart
+"${R[@]}" -d --name k1 --pids-limit 100 --cpus 1 "$IMG" sh -c 'trap "echo got-usr1 > /tmp/usr1" USR1; trap "exit 0" TERM; while :; do sleep 0.1; done' >/dev/null 2>&1
+out=$(timeout 30 "${DK[@]}" kill -s USR1 k1 2>&1); sleep 0.5
+got=$(timeout 30 "${DK[@]}" exec k1 cat /tmp/usr1 2>&1)
+check "docker kill -s USR1 reaches the container's trap" "$out $got" [ "$got" = got-usr1 ]
+out=$(echo piped | timeout 30 "${DK[@]}" exec -i -u 1000:1000 -e BAR=baz -w /tmp k1 sh -c 'echo $(cat) $(id -u) $BAR $(pwd)' 2>&1)
+check "docker exec -i -u -e -w" "$out" [ "$out" = "piped 1000 baz /tmp" ]
+out=$(timeout 30 "${DK[@]}" exec -d k1 sh -c 'echo detached > /tmp/d' 2>&1); sleep 0.5
+got=$(timeout 30 "${DK[@]}" exec k1 cat /tmp/d 2>&1)
+check "docker exec -d runs detached" "$out $got" [ "$got" = detached ]
+out=$(timeout 30 "${DK[@]}" exec k1 /no/such/binary 2>&1); rc=$?
+check "docker exec of a missing binary exits 126 or 127 with a message" "rc=$rc $out" [ "$rc" = 126 -o "$rc" = 127 ]
+out=$(timeout 30 "${DK[@]}" update --pids-limit 77 --cpus 0.25 k1 2>&1); rc=$?
+v=$(timeout 30 "${DK[@]}" exec k1 sh -c 'cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || { cat /sys/fs/cgroup/pids.max; cut -d" " -f1 /sys/fs/cgroup/cpu.max; }' 2>&1)
+check "docker update --pids-limit 77 --cpus 0.25: read back inside" "rc=$rc $out $v" [ "$rc" = 0 -a "$v" = "77
+25000" ]
+out=$(timeout 60 "${DK[@]}" restart -t 5 k1 2>&1); rc=$?
+st=$("${DK[@]}" inspect -f '{{.State.Status}} {{.RestartCount}}' k1 2>&1)
+got=$(timeout 30 "${DK[@]}" exec k1 sh -c 'cat /tmp/usr1; cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max' 2>&1)
+check "docker restart: running again, same filesystem, updated limit kept" "rc=$rc $out $st $got" [ "$rc" = 0 -a "$st" = "running 0" -a "$got" = "got-usr1
+77" ]
+out=$(timeout 30 "${DK[@]}" top k1 -o pid,comm 2>&1)
+check "docker top with ps options" "$out" grep -q 'sleep\|sh' <<<"$out"
+"${DK[@]}" rm -f k1 >/dev/null 2>&1
+
 # nothing left behind
 out=$("${DK[@]}" ps -aq 2>&1)
 check "no containers left" "$out" [ -z "$out" ]
