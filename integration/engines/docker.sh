@@ -167,9 +167,11 @@ check "docker default seccomp profile: unshare denied" "$out" grep -q '"errno":1
 
 # --- shared namespaces, init
 "${R[@]}" -d --name ns1 "$IMG" sh -c 'trap "exit 0" TERM; while :; do sleep 1; done' >/dev/null 2>&1
-want=$("${DK[@]}" exec ns1 readlink /proc/self/ns/pid /proc/self/ns/net 2>&1)
-got=$(timeout 60 "${DK[@]}" run --rm --pid container:ns1 --network container:ns1 "$IMG" readlink /proc/self/ns/pid /proc/self/ns/net 2>&1)
-check "docker --pid/--network container:X: same pid and net namespace inodes" "want=$want got=$got" [ -n "$want" -a "$want" = "$got" ]
+NSL='for n in pid net; do readlink /proc/self/ns/$n; done'
+want=$("${DK[@]}" exec ns1 sh -c "$NSL" 2>&1)
+got=$(timeout 60 "${DK[@]}" run --rm --pid container:ns1 --network container:ns1 "$IMG" sh -c "$NSL" 2>&1)
+mine=$(for n in pid net; do readlink /proc/self/ns/$n; done)
+check "docker --pid/--network container:X: same pid and net namespace inodes" "want=$want got=$got" [ -n "$want" -a "$want" = "$got" -a "$want" != "$mine" ]
 got=$(timeout 60 "${DK[@]}" run --rm --pid container:ns1 --network none "$IMG" sh -c 'cat /proc/1/cmdline | tr "\0" " "' 2>&1)
 check "docker --pid container:X: X's pid 1 is visible" "$got" grep -q 'while' <<<"$got"
 "${DK[@]}" rm -f ns1 >/dev/null 2>&1
@@ -230,6 +232,35 @@ check "docker restart: running again, same filesystem, updated limit kept" "rc=$
 out=$(timeout 30 "${DK[@]}" top k1 -o pid,comm 2>&1)
 check "docker top with ps options" "$out" grep -q 'sleep\|sh' <<<"$out"
 "${DK[@]}" rm -f k1 >/dev/null 2>&1
+
+# --- namespaces and cgroups: cgroupns private, host namespaces, pids limit enforced, blkio
+out=$(timeout 60 "${R[@]}" --rm --cgroupns private --memory 48m "$IMG" sh -c 'cat /proc/self/cgroup | grep -m1 memory; cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max' 2>&1)
+grep -qE ':memory:/$|^0::/$' <<<"$(head -1 <<<"$out")" && [ "$(tail -1 <<<"$out")" = 50331648 ]
+verdict "docker --cgroupns private: the container's cgroup is its root, limit 48m readable" "$out"
+want="$(for n in pid uts ipc; do readlink /proc/self/ns/$n; done) $(hostname)"
+got=$(timeout 60 "${R[@]}" --rm --pid host --uts host --ipc host "$IMG" sh -c 'echo "$(for n in pid uts ipc; do readlink /proc/self/ns/$n; done) $(hostname)"' 2>&1)
+check "docker --pid host --uts host --ipc host: the host's namespaces and hostname" "want=$want got=$got" [ "$want" = "$got" ]
+out=$(timeout 60 "${R[@]}" --rm --pids-limit 20 "$IMG" /probe fork-bomb 100 2>&1)
+grep -q '"errno":11' <<<"$out" && grep -qE '"forked":1[0-9],' <<<"$out"
+verdict "docker --pids-limit 20: a fork bomb stops near 20 with EAGAIN" "$out"
+dev=$(lsblk -dnro MAJ:MIN,NAME,TYPE 2>/dev/null | awk '$3 == "disk" && $1 !~ /^(1|7|251|252|253):/ {print $1, $2; exit}')
+if [ -n "$dev" ] && [ -e /sys/fs/cgroup/blkio/blkio.throttle.read_bps_device ]; then
+    out=$(timeout 60 "${R[@]}" --rm --device-read-bps "/dev/${dev#* }:1mb" --device-write-iops "/dev/${dev#* }:77" "$IMG" sh -c 'cat /sys/fs/cgroup/blkio/blkio.throttle.read_bps_device /sys/fs/cgroup/blkio/blkio.throttle.write_iops_device' 2>&1)
+    check "docker --device-read-bps / --device-write-iops: blkio throttle files" "$out" [ "$out" = "${dev%% *} 1048576
+${dev%% *} 77" ]
+else
+    skip "docker --device-read-bps" "no block device or no cgroup v1 blkio"
+fi
+out=$(timeout 60 "${R[@]}" --rm --cap-add SYS_ADMIN --mount type=tmpfs,dst=/mnt/t,tmpfs-size=65536 "$IMG" sh -c 'grep " /mnt/t " /proc/mounts; mkdir -p /tmp/m && mount -t tmpfs none /tmp/m && echo mounted' 2>&1)
+grep -qE '^tmpfs /mnt/t tmpfs rw.*size=64k' <<<"$out" && grep -q mounted <<<"$out"
+verdict "docker --mount type=tmpfs, --cap-add SYS_ADMIN lets mount(2) through" "$out"
+out=$("${DK[@]}" info --format '{{.DefaultRuntime}} {{.RuncCommit.ID}}' 2>&1)
+check "docker info reads the runtime's --version (commit line)" "$out" grep -qE '^husk [^ ]+$' <<<"$out"
+"${R[@]}" -d --name s1 --stop-signal USR1 "$IMG" sh -c 'trap "exit 9" USR1; while :; do sleep 0.1; done' >/dev/null 2>&1
+out=$(timeout 30 "${DK[@]}" stop -t 8 s1 2>&1)
+ec=$("${DK[@]}" inspect -f '{{.State.ExitCode}}' s1 2>&1)
+check "docker --stop-signal USR1: docker stop sends it" "$out exit=$ec" [ "$ec" = 9 ]
+"${DK[@]}" rm -f s1 >/dev/null 2>&1
 
 # nothing left behind
 out=$("${DK[@]}" ps -aq 2>&1)
