@@ -46,6 +46,7 @@ PM=(podman --root "$TMP/root" --runroot "$TMP/runroot" --tmpdir "$TMP/tmp" --sto
 R=("${PM[@]}" run --network none --cgroup-parent "/$CGPARENT")
 
 engine_cleanup() {
+    timeout 60 "${PM[@]}" pod rm -af >/dev/null 2>&1
     timeout 60 "${PM[@]}" rm -af -t 0 >/dev/null 2>&1
     timeout 30 "${PM[@]}" system prune -f >/dev/null 2>&1
     [ -n "$LOCK_EXISTED" ] || rm -f "$LOCK"
@@ -152,6 +153,29 @@ st=$("${PM[@]}" inspect -f '{{.State.Status}}' k1 2>&1)
 got=$(timeout 30 "${PM[@]}" exec k1 cat /tmp/usr1 2>&1)
 check "podman restart: running again, same filesystem" "rc=$rc $out $st $got" [ "$rc" = 0 -a "$st" = running -a "$got" = got-usr1 ]
 "${PM[@]}" rm -f -t 0 k1 >/dev/null 2>&1
+
+# --- user namespace, pods (containers joining the infra container's namespaces by path)
+out=$(timeout 120 "${R[@]}" --rm --uidmap 0:200000:65536 --gidmap 0:200000:65536 "$IMG" sh -c 'cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /tmp/x && stat -c %u /tmp/x' 2>&1)
+grep -qE '^ +0 +200000 +65536$' <<<"$(head -1 <<<"$out")" && [ "$(tail -2 <<<"$out")" = "0
+0" ]
+verdict "podman --uidmap/--gidmap: a user namespace mapping 0 to 200000, root inside" "$out"
+out=$(timeout 120 "${PM[@]}" pod create --name pod1 --network none --cgroup-parent "/$CGPARENT" 2>&1) &&
+    out=$(timeout 60 "${PM[@]}" pod start pod1 2>&1)
+rc=$?
+check "podman pod create + start (infra container)" "rc=$rc $out" [ "$rc" = 0 ]
+NSL='for n in net ipc uts; do readlink /proc/self/ns/$n; done'
+a=$(timeout 60 "${PM[@]}" run --rm --pod pod1 "$IMG" sh -c "$NSL" 2>&1)
+b=$(timeout 60 "${PM[@]}" run --rm --pod pod1 "$IMG" sh -c "$NSL" 2>&1)
+c=$(timeout 60 "${R[@]}" --rm "$IMG" sh -c "$NSL" 2>&1)
+check "podman run --pod: two containers share the pod's net/ipc/uts namespaces" "a=$a
+b=$b
+c=$c" [ -n "$a" -a "$a" = "$b" -a "$a" != "$c" ]
+timeout 60 "${PM[@]}" pod rm -f pod1 >/dev/null 2>&1
+mkdir -p "$TMP/vol" && echo host-data >"$TMP/vol/h"
+out=$(timeout 60 "${R[@]}" --rm -v "$TMP/vol:/vol" --device /dev/null:/dev/xnull --sysctl kernel.msgmax=4321 "$IMG" sh -c 'cat /vol/h; echo ctr-data > /vol/c; echo x > /dev/xnull && echo xnull; cat /proc/sys/kernel/msgmax' 2>&1)
+check "podman -v, --device, --sysctl" "$out" [ "$out" = "host-data
+xnull
+4321" -a "$(cat "$TMP/vol/c" 2>/dev/null)" = ctr-data ]
 
 out=$("${PM[@]}" ps -aq 2>&1)
 check "no containers left" "$out" [ -z "$out" ]
