@@ -80,7 +80,7 @@ verdict "ctr run: the probe reports pid 1" "rc=$rc $out"
 id=$ID_PREFIX-bg
 R=$(rootfs bg)
 LOOP='echo started > /tmp/marker; i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done'
-out=$(timeout 60 "${CTR[@]}" run -d "${RUNC[@]}" "$(cg "$id")" --rootfs "$R" "$id" /bin/sh -c "$LOOP" 2>&1)
+out=$(timeout 60 "${CTR[@]}" run -d "${RUNC[@]}" "$(cg "$id")" --memory-limit 67108864 --rootfs "$R" "$id" /bin/sh -c "$LOOP" 2>&1)
 rc=$?
 status() { "${CTR[@]}" task ls 2>/dev/null | awk -v id="$1" '$1 == id {print $3}'; }
 check "ctr run -d: task RUNNING" "rc=$rc status=$(status "$id") $out" [ "$rc" = 0 -a "$(status "$id")" = RUNNING ]
@@ -91,6 +91,14 @@ out=$(timeout 30 "${CTR[@]}" task exec --exec-id ex1 "$id" /bin/sh -c 'cat /tmp/
 rc=$?
 check "ctr task exec: joins the task (sees its /tmp), no tty, exit code 4" "rc=$rc $out" [ "$rc" = 4 -a "$out" = "started
 no-tty" ]
+# ctr's default spec leaves /sys/fs/cgroup empty on cgroup v1: read the task's cgroup from the host
+out=$(cat "/sys/fs/cgroup/memory/$CGPARENT/$id/memory.limit_in_bytes" 2>/dev/null || cat "/sys/fs/cgroup/$CGPARENT/$id/memory.max" 2>&1)
+check "ctr run --memory-limit: the task's cgroup limit" "$out" [ "$out" = 67108864 ]
+out=$(timeout 30 "${CTR[@]}" task ps "$id" 2>&1)
+rc=$?
+pid1=$("${CTR[@]}" task ls 2>/dev/null | awk -v id="$id" '$1 == id {print $2}')
+[ "$rc" = 0 ] && [ -n "$pid1" ] && grep -qE "^$pid1( |$)" <<<"$out" && [ "$(grep -cE '^[0-9]+' <<<"$out")" -ge 2 ]
+verdict "ctr task ps: the init pid and its child" "rc=$rc init=$pid1 $out"
 cmd="${CTR[*]} task exec -t --exec-id ex2 $id /bin/sh -c '[ -t 0 ] && [ -t 1 ] && echo IS-A-\$((6*7)); tty'"
 out=$(timeout 60 script -qec "$cmd" /dev/null </dev/null 2>&1 | tr -d '\r')
 rc=$?
