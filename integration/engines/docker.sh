@@ -56,6 +56,12 @@ check "docker run sh -c 'exit 7' exits 7 with its output" "rc=$rc $out" [ "$rc" 
 cmd="${DK[*]} run --rm -it --network none $IMG /bin/sh -c '[ -t 0 ] && [ -t 1 ] && echo IS-A-$((6*7)); tty'"
 out=$(timeout 60 script -qec "$cmd" /dev/null </dev/null 2>&1 | tr -d '\r'); rc=$?
 check "docker run -it: stdin and stdout are a pty" "rc=$rc $out" grep -q 'IS-A-42' <<<"$out"
+cmd="${DK[*]} run --rm -it --network none $IMG /bin/sh"
+{ sleep 2; printf 'echo typed-$((40+2))\nexit 3\n'; sleep 3; } | timeout 60 script -qec "$cmd" /dev/null >"$TMP/it.out" 2>&1
+rc=${PIPESTATUS[1]}
+out=$(tr -d '\r' <"$TMP/it.out")
+grep -q 'typed-42' <<<"$out" && [ "$rc" = 3 ]
+verdict "docker run -it: typed input reaches the shell, its exit code 3 comes back" "rc=$rc $out"
 
 # --- a detached container: exec, exec -t, top, stats, pause/unpause, update, stop
 mkdir -p "$TMP/shared"

@@ -63,6 +63,12 @@ check "podman run --rm true exits 0" "rc=$rc $out" [ "$rc" = 0 ]
 cmd="${R[*]} --rm -it $IMG /bin/sh -c '[ -t 0 ] && [ -t 1 ] && echo IS-A-\$((6*7)); tty'"
 out=$(timeout 60 script -qec "$cmd" /dev/null </dev/null 2>&1 | tr -d '\r'); rc=$?
 check "podman run -it: stdin and stdout are a pty" "rc=$rc $out" grep -q 'IS-A-42' <<<"$out"
+cmd="${R[*]} --rm -it $IMG /bin/sh"
+{ sleep 2; printf 'echo typed-$((40+2))\nexit 3\n'; sleep 3; } | timeout 60 script -qec "$cmd" /dev/null >"$TMP/it.out" 2>&1
+rc=${PIPESTATUS[1]}
+out=$(tr -d '\r' <"$TMP/it.out")
+grep -q 'typed-42' <<<"$out" && [ "$rc" = 3 ]
+verdict "podman run -it: typed input reaches the shell, its exit code 3 comes back" "rc=$rc $out"
 
 mkdir -p "$TMP/shared"
 LOOP='trap "exit 0" TERM; echo started > /tmp/marker; i=0; while :; do i=$((i+1)); echo $i > /shared/count; sleep 0.1; done'
