@@ -53,7 +53,7 @@ out=$(timeout 60 "${R[@]}" --rm "$IMG" true 2>&1); rc=$?
 check "docker run --rm true exits 0" "rc=$rc $out" [ "$rc" = 0 ]
 out=$(timeout 60 "${R[@]}" --rm "$IMG" sh -c 'echo out-7; exit 7' 2>&1); rc=$?
 check "docker run sh -c 'exit 7' exits 7 with its output" "rc=$rc $out" [ "$rc" = 7 -a "$out" = out-7 ]
-cmd="${DK[*]} run --rm -it --network none $IMG /bin/sh -c '[ -t 0 ] && [ -t 1 ] && echo IS-A-$((6*7)); tty'"
+cmd="${DK[*]} run --rm -it --network none $IMG /bin/sh -c 'sleep 0.5; [ -t 0 ] && [ -t 1 ] && echo IS-A-$((6*7)); tty'"
 out=$(timeout 60 script -qec "$cmd" /dev/null </dev/null 2>&1 | tr -d '\r'); rc=$?
 check "docker run -it: stdin and stdout are a pty" "rc=$rc $out" grep -q 'IS-A-42' <<<"$out"
 cmd="${DK[*]} run --rm -it --network none $IMG /bin/sh"
@@ -268,7 +268,22 @@ ec=$("${DK[@]}" inspect -f '{{.State.ExitCode}}' s1 2>&1)
 check "docker --stop-signal USR1: docker stop sends it" "$out exit=$ec" [ "$ec" = 9 ]
 "${DK[@]}" rm -f s1 >/dev/null 2>&1
 
-# nothing left behind
+# --- paused containers must still stop and go away
+"${R[@]}" -d --name pz1 "$IMG" sh -c 'while :; do sleep 0.1; done' >/dev/null 2>&1
+"${R[@]}" -d --name pz2 "$IMG" sh -c 'while :; do sleep 0.1; done' >/dev/null 2>&1
+"${DK[@]}" pause pz1 pz2 >/dev/null 2>&1
+out=$(timeout 60 "${DK[@]}" stop -t 2 pz1 2>&1); rc=$?
+st=$("${DK[@]}" inspect -f '{{.State.Status}}' pz1 2>&1)
+check "docker stop of a paused container: exited" "rc=$rc $out $st" [ "$rc" = 0 -a "$st" = exited ]
+out=$(timeout 60 "${DK[@]}" rm -f pz2 2>&1); rc=$?
+check "docker rm -f of a paused container" "rc=$rc $out" [ "$rc" = 0 ]
+"${DK[@]}" rm -f pz1 >/dev/null 2>&1
+
+# nothing left behind: no containers, no runtime state, no cgroups, no container processes
 out=$("${DK[@]}" ps -aq 2>&1)
 check "no containers left" "$out" [ -z "$out" ]
+out=$(find "$TMP"/exec/runtime-* -mindepth 2 -maxdepth 2 2>/dev/null)
+check "no runtime state left under the runtime root" "$out" [ -z "$out" ]
+out=$(find /sys/fs/cgroup/*/"$CGPARENT" /sys/fs/cgroup/"$CGPARENT" -mindepth 1 -type d 2>/dev/null; cg_procs)
+check "no container cgroups or processes left" "$out" [ -z "$out" ]
 finish
