@@ -178,7 +178,26 @@ c=$(timeout 60 "${R[@]}" --rm "$IMG" sh -c "$NSL" 2>&1)
 check "podman run --pod: two containers share the pod's net/ipc/uts namespaces" "a=$a
 b=$b
 c=$c" [ -n "$a" -a "$a" = "$b" -a "$a" != "$c" ]
+"${PM[@]}" run -d --pod pod1 --name pm1 "$IMG" sh -c 'trap "exit 0" TERM; while :; do sleep 0.1; done' >/dev/null 2>&1
+a=$(timeout 60 "${PM[@]}" exec pm1 sh -c "$NSL" 2>&1)
+b=$(timeout 60 "${PM[@]}" run --rm --pod pod1 "$IMG" sh -c "$NSL" 2>&1)
+check "podman exec into a pod member: the pod's namespaces" "a=$a
+b=$b" [ -n "$a" -a "$a" = "$b" ]
 timeout 60 "${PM[@]}" pod rm -f pod1 >/dev/null 2>&1
+"${R[@]}" -d --name u1 --uidmap 0:200000:65536 --gidmap 0:200000:65536 "$IMG" sh -c 'trap "exit 0" TERM; while :; do sleep 0.1; done' >/dev/null 2>&1
+out=$(timeout 60 "${PM[@]}" exec u1 sh -c 'cat /proc/self/uid_map; id -u; readlink /proc/self/ns/user' 2>&1)
+want=$(timeout 60 "${PM[@]}" exec u1 readlink /proc/1/ns/user 2>&1)
+grep -qE '^ +0 +200000 +65536$' <<<"$(head -1 <<<"$out")" && [ "$(sed -n 2p <<<"$out")" = 0 ] && [ "$(tail -1 <<<"$out")" = "$want" ]
+verdict "podman exec into a user-namespaced container joins its user namespace" "$out want=$want"
+"${PM[@]}" rm -f -t 0 u1 >/dev/null 2>&1
+want=$(readlink /proc/self/ns/net)
+out=$(timeout 60 "${PM[@]}" run --rm --net=host --cgroup-parent "/$CGPARENT" "$IMG" readlink /proc/self/ns/net 2>&1)
+check "podman --net=host: the host's network namespace" "want=$want got=$out" [ "$out" = "$want" ]
+cp -a "$TESTROOT" "$TMP/rootfs-dir"
+out=$(timeout 60 "${R[@]}" --rm --rootfs "$TMP/rootfs-dir" /bin/sh -c 'echo in-rootfs > /tmp/rf; exec /probe' 2>&1)
+check "podman run --rootfs DIR: the process runs as pid 1 from it" "$out" grep -q '"pid":1,' <<<"$out"
+[ "$(cat "$TMP/rootfs-dir/tmp/rf" 2>/dev/null)" = in-rootfs ]
+verdict "podman run --rootfs DIR: the write lands in the directory" "$out"
 mkdir -p "$TMP/vol" && echo host-data >"$TMP/vol/h"
 out=$(timeout 60 "${R[@]}" --rm -v "$TMP/vol:/vol" --device /dev/null:/dev/xnull --sysctl kernel.msgmax=4321 "$IMG" sh -c 'cat /vol/h; echo ctr-data > /vol/c; echo x > /dev/xnull && echo xnull; cat /proc/sys/kernel/msgmax' 2>&1)
 check "podman -v, --device, --sysctl" "$out" [ "$out" = "host-data
