@@ -268,6 +268,20 @@ ec=$("${DK[@]}" inspect -f '{{.State.ExitCode}}' s1 2>&1)
 check "docker --stop-signal USR1: docker stop sends it" "$out exit=$ec" [ "$ec" = 9 ]
 "${DK[@]}" rm -f s1 >/dev/null 2>&1
 
+# --- a container without its own pid namespace: when its init exits, the shim runs
+#     `kill --all ID 9` so that no process of it outlives it (here a background sleep)
+out=$(timeout 60 "${R[@]}" --rm --pid host "$IMG" sh -c 'sleep 300 >/dev/null 2>&1 & echo $!' 2>&1)
+left() { # the child still runs (no pipe: pipefail + grep -q would make this flaky)
+    local c
+    c=$({ tr '\0' ' ' <"/proc/$out/cmdline"; } 2>/dev/null)
+    [ -n "$out" ] && [[ "$c" == "sleep 300"* ]]
+}
+gone() { ! left; }
+wait_for 10 gone
+msg="child pid $out$(left && echo ' still alive')"
+! left
+verdict "docker --pid host: a background child dies with the container (kill --all)" "$msg"
+
 # --- paused containers must still stop and go away
 "${R[@]}" -d --name pz1 "$IMG" sh -c 'while :; do sleep 0.1; done' >/dev/null 2>&1
 "${R[@]}" -d --name pz2 "$IMG" sh -c 'while :; do sleep 0.1; done' >/dev/null 2>&1
