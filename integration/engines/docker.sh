@@ -126,6 +126,13 @@ out=$(timeout 60 "${R[@]}" --rm --cpus 0.5 "$IMG" sh -c 'if [ -e /sys/fs/cgroup/
 check "docker --cpus 0.5: quota 50000 per 100000" "$out" [ "$out" = "50000 100000" ]
 out=$(timeout 60 "${R[@]}" --rm --pids-limit 42 "$IMG" sh -c "set -- pids/pids.max pids.max; $CGREAD" 2>&1)
 check "docker --pids-limit 42: pids.max 42" "$out" [ "$out" = 42 ]
+if [ -e /sys/fs/cgroup/memory/memory.soft_limit_in_bytes ]; then
+    out=$(timeout 60 "${R[@]}" --rm --memory 64m --memory-reservation 16m --memory-swappiness 0 --cpu-period 50000 --cpu-quota 20000 "$IMG" sh -c 'cd /sys/fs/cgroup; cat memory/memory.soft_limit_in_bytes memory/memory.swappiness cpu/cpu.cfs_period_us cpu/cpu.cfs_quota_us' 2>&1)
+    check "docker --memory-reservation --memory-swappiness --cpu-period --cpu-quota (cgroup v1)" "$out" [ "$out" = "16777216
+0
+50000
+20000" ]
+fi
 out=$(timeout 60 "${R[@]}" --rm --memory 32m --oom-kill-disable "$IMG" sh -c 'grep oom_kill_disable /sys/fs/cgroup/memory/memory.oom_control' 2>&1)
 if [ -e /sys/fs/cgroup/memory/memory.oom_control ]; then
     check "docker --oom-kill-disable: memory.oom_control says oom_kill_disable 1" "$out" [ "$out" = "oom_kill_disable 1" ]
