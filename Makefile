@@ -3,7 +3,8 @@
 #   make build     debug build of husk
 #   make testroot  busybox-static + probe rootfs in target/testroot/rootfs
 #   make test      deps + build + unit tests + root tests (incl. conformance, differential)
-#                  + containerd integration + vm-test
+#                  + containerd integration + engines + vm-test
+#   make engines   dockerd and podman driving husk (HUSK_BIN=/usr/sbin/runc to validate)
 #   make vm-test   cgroup v2 and systemd guests (User-mode Linux): cgroup tests, real containers
 #   make demo      run a container from a `husk spec` bundle (needs root)
 #   make bench     lifecycle benchmark: husk vs crun vs runc -> target/bench/report.md
@@ -23,11 +24,12 @@ export HUSK_TESTROOT := $(CURDIR)/$(TESTROOT)
 # anyhow would capture a backtrace per error; in forked test children that can deadlock.
 export RUST_LIB_BACKTRACE := 0
 
-DEB_PKGS := busybox-static runc crun containerd hyperfine strace jq util-linux bsdutils iproute2 procps criu
+DEB_PKGS := busybox-static runc crun containerd hyperfine strace jq util-linux bsdutils iproute2 procps criu \
+            docker.io tini podman conmon catatonit
 # the cgroup v2 / systemd guests of `make vm-test` (integration/vm/vm-run.sh)
 DEB_PKGS += user-mode-linux gcc libc6-dev kmod debootstrap e2fsprogs
 
-.PHONY: deps build release probe testroot test unit-test root-test integration conformance differential vm-test demo bench clean
+.PHONY: deps build release probe testroot test unit-test root-test integration engines conformance differential vm-test demo bench clean
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -84,6 +86,7 @@ test: deps build testroot
 	echo "== conformance table from this run -> target/conformance.md (committed: docs/conformance.md)"; \
 	python3 docs/gen-conformance.py --log target/root-tests.log --out target/conformance.md || rc=1; \
 	echo "== containerd integration (HUSK_BIN=$(HUSK_BIN))"; HUSK_BIN=$(HUSK_BIN) bash integration/containerd.sh || rc=1; \
+	echo "== engines integration: dockerd, podman (HUSK_BIN=$(HUSK_BIN))"; HUSK_BIN=$(HUSK_BIN) bash integration/engines/run.sh || rc=1; \
 	echo "== cgroup v2 + systemd guests (User-mode Linux)"; $(MAKE) --no-print-directory vm-test || rc=1; \
 	exit $$rc
 
@@ -104,6 +107,10 @@ differential: build testroot
 
 integration: build testroot
 	HUSK_BIN=$(HUSK_BIN) bash integration/containerd.sh
+
+# dockerd and podman (private daemons, locally imported image) driving HUSK_BIN
+engines: build testroot
+	HUSK_BIN=$(HUSK_BIN) bash integration/engines/run.sh
 
 # cgroup v2 (cgroupfs), systemd and systemd-on-hybrid (--systemd-cgroup) checks in User-mode Linux guests; the
 # first systemd guest build takes ~2 minutes and is cached under /var/tmp/vm-run.

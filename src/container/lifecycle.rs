@@ -120,11 +120,14 @@ fn signal_all(st: &ContainerState, sig: i32) -> Result<()> {
 pub fn kill(g: &Global, id: &str, signal: &str, all: bool) -> Result<()> {
     let sig = super::parse_signal(signal)?;
     let st = g.store.load(id)?;
-    if status_of(g, &st) == Status::Stopped {
-        bail!("container not running");
-    }
+    // `kill --all` signals every process left in the container's cgroup even once init has
+    // exited, as runc does: containerd's shim runs `kill --all ID 9` right after the init of a
+    // container without its own pid namespace exits, so its other processes die with it.
     if all {
         return signal_all(&st, sig);
+    }
+    if status_of(g, &st) == Status::Stopped {
+        bail!("container not running");
     }
     // Pin the process with a pidfd, then check it is still the container's init.
     let fd =

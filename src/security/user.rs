@@ -51,7 +51,14 @@ pub fn switch(u: &User, in_userns: bool) -> Result<()> {
 
     // Always set the list (an empty one drops the runtime's own supplementary groups), except in
     // a user namespace whose setgroups is "deny", where the kernel forbids it.
-    let gids: &[u32] = u.additional_gids().as_deref().unwrap_or(&[]);
+    // Duplicates are dropped (first one kept), as runc does: docker repeats a gid that is both
+    // the user's /etc/group membership and a --group-add, and `id -G` would show it twice.
+    let mut gids: Vec<u32> = Vec::new();
+    for g in u.additional_gids().as_deref().unwrap_or(&[]) {
+        if !gids.contains(g) {
+            gids.push(*g);
+        }
+    }
     if !(in_userns && setgroups_denied()?) {
         // SAFETY: gids points at gids.len() valid gid_t values (u32).
         let r = unsafe { libc::setgroups(gids.len(), gids.as_ptr() as *const libc::gid_t) };
