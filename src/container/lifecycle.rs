@@ -173,6 +173,29 @@ fn kill_everything(st: &ContainerState, was_paused: bool) {
     }
 }
 
+/// What a `create` killed half way (e.g. SIGKILL) left: its cgroup (found again from the config
+/// copy saved before the cgroup was made), anything running in it, and the state dir. The init
+/// of such a create exits by itself when its sync channel closes.
+fn remove_half_created(g: &Global, id: &str) {
+    let dir = g.store.dir(id);
+    if let Ok(raw) = std::fs::read(dir.join(state::CONFIG_FILE)) {
+        if let Ok(spec) = crate::spec::parse(&raw) {
+            let path = spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.cgroups_path().as_ref())
+                .map(|p| p.to_string_lossy().into_owned());
+            if let Ok(cg) = crate::cgroups::new_manager(path.as_deref(), id, g.systemd_cgroup) {
+                let _ = cg.kill_all(nix::sys::signal::SIGKILL);
+                if let Err(e) = cg.destroy() {
+                    crate::logging::warn(&format!("remove the cgroup of {id}: {e:#}"));
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
     state::validate_id(id)?;
     if !g.store.dir(id).exists() {
@@ -187,7 +210,7 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
         Err(e) => {
             // A state dir without state.json: a create that was killed half way.
             if force {
-                let _ = std::fs::remove_dir_all(g.store.dir(id));
+                remove_half_created(g, id);
                 return Ok(());
             }
             return Err(e);
