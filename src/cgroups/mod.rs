@@ -80,6 +80,14 @@ pub trait Manager {
     fn clone_into_fd(&self) -> Option<std::os::fd::RawFd> {
         None
     }
+    /// How a single-threaded child can place ITSELF, cheaper than `add_task` from the parent:
+    /// (an fd for clone3 CLONE_INTO_CGROUP covering the cgroup2 part, if any; files to which the
+    /// child writes "0"). On cgroup v1 a write of "0" to `tasks` moves only the writing thread and
+    /// skips the global threadgroup rwsem, whose write side waits for an RCU grace period (often
+    /// milliseconds) on every `cgroup.procs` write. None: use `clone_into_fd` / `add_task`.
+    fn self_placement(&self) -> Option<(Option<std::os::fd::RawFd>, Vec<std::path::PathBuf>)> {
+        None
+    }
     /// Every pid in the cgroup (recursively).
     fn pids(&self) -> Result<Vec<i32>>;
     /// Freeze (true) or thaw (false), waiting until the kernel reports the new state.

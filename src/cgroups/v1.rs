@@ -49,6 +49,8 @@ struct Hier {
 
 pub struct V1Manager {
     hiers: Vec<Hier>,
+    /// O_PATH fd of the hybrid cgroup2 leaf, for clone3 CLONE_INTO_CGROUP.
+    unified_fd: std::cell::OnceCell<std::os::fd::OwnedFd>,
     /// The common path stored in the state.
     path: String,
     created: RefCell<Vec<PathBuf>>,
@@ -143,6 +145,7 @@ impl V1Manager {
             .unwrap_or_default();
         Ok(V1Manager {
             hiers,
+            unified_fd: std::cell::OnceCell::new(),
             path,
             created: RefCell::new(Vec::new()),
         })
@@ -644,6 +647,35 @@ impl Manager for V1Manager {
             None => None,
         };
         self.apply_inner(resources, rules, false)
+    }
+
+    fn self_placement(&self) -> Option<(Option<std::os::fd::RawFd>, Vec<PathBuf>)> {
+        use std::os::fd::AsRawFd;
+        let mut fd = None;
+        let mut files = Vec::new();
+        for h in &self.hiers {
+            if h.key.is_empty() {
+                // the hybrid cgroup2 hierarchy has no `tasks`: clone straight into it
+                let f = match self.unified_fd.get() {
+                    Some(f) => f,
+                    None => {
+                        let f = nix::fcntl::open(
+                            &h.dir,
+                            nix::fcntl::OFlag::O_PATH
+                                | nix::fcntl::OFlag::O_DIRECTORY
+                                | nix::fcntl::OFlag::O_CLOEXEC,
+                            nix::sys::stat::Mode::empty(),
+                        )
+                        .ok()?;
+                        self.unified_fd.get_or_init(|| f)
+                    }
+                };
+                fd = Some(f.as_raw_fd());
+            } else {
+                files.push(h.dir.join("tasks"));
+            }
+        }
+        Some((fd, files))
     }
 
     fn add_task(&self, pid: i32) -> Result<()> {

@@ -229,11 +229,17 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
         mask.thread_block().context("block signals")?;
     }
     let (parent_chan, child_chan) = Channel::pair()?;
-    let (forked, into_cg) = crate::sys::clone3::fork_with(0, cg.clone_into_fd(), true)
-        .context("fork the exec process")?;
+    let cg_fd = cg.clone_into_fd();
+    let (forked, into_cg) =
+        crate::sys::clone3::fork_with(0, cg_fd, true).context("fork the exec process")?;
     let (pid, child_pidfd) = match forked {
         crate::sys::clone3::Forked::Child => {
             drop(parent_chan);
+            // hold no host directory fd in the container (CVE-2016-9962)
+            if let Some(fd) = cg_fd {
+                // SAFETY: closing a descriptor number this process inherited and will not use.
+                unsafe { libc::close(fd) };
+            }
             let r = (|| -> Result<std::convert::Infallible> {
                 set_dumpable(false)?;
                 child_chan.expect(Msg::Go)?;

@@ -40,6 +40,9 @@ pub struct InitContext<'a> {
     pub slow_path: bool,
     /// `Go` (placed in the cgroup) was received.
     pub go_seen: std::cell::Cell<bool>,
+    /// cgroup v1 `tasks` files init writes "0" to, placing itself (see
+    /// `Manager::self_placement`); empty when the runtime places it.
+    pub self_join: Vec<PathBuf>,
     /// The connection of `husk start`, open until exec.
     pub start_conn: std::cell::Cell<Option<OwnedFd>>,
 }
@@ -116,6 +119,10 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
     };
     let mut enter_cgroup = || -> Result<()> {
         step("wait for the cgroup placement", wait_go(ctx))?;
+        for f in &ctx.self_join {
+            std::fs::write(f, b"0")
+                .with_context(|| format!("join the cgroup: write 0 to {}", f.display()))?;
+        }
         if ctx.plan.creates(libc::CLONE_NEWCGROUP) {
             step(
                 "create the cgroup namespace",

@@ -8,6 +8,7 @@ use crate::namespaces::Plan;
 use crate::spec::Bundle;
 use crate::state::{self, ContainerState, Store};
 use anyhow::{bail, Context, Result};
+use oci_spec::runtime::LinuxNamespaceType;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -185,12 +186,29 @@ fn spawn_in(
         (plan.new_flags & !libc::CLONE_NEWCGROUP) as u64
     };
     let own_pid_ns = plan.creates(libc::CLONE_NEWPID);
-    let cg_fd = cg.clone_into_fd();
+    // A privileged child on the fast path places itself where that is cheaper (cgroup v1).
+    let userns = plan.creates(libc::CLONE_NEWUSER) || plan.joins(LinuxNamespaceType::User);
+    let self_place = if userns || slow_path {
+        None
+    } else {
+        cg.self_placement()
+    };
+    let (cg_fd, self_join) = match &self_place {
+        Some((fd, files)) => (*fd, files.clone()),
+        None => (cg.clone_into_fd(), Vec::new()),
+    };
     let (forked, into_cgroup) = crate::sys::clone3::fork_with(clone_flags, cg_fd, true)
         .context("clone the container's init")?;
     let (mut pid, pidfd) = match forked {
         crate::sys::clone3::Forked::Child => {
             drop(parent_chan);
+            // CVE-2016-9962: init holds no host directory fd; the cgroup fd served clone3 only.
+            // (Its owner, the manager, is never dropped in this process: init ends in exec or
+            // _exit.)
+            if let Some(fd) = cg_fd {
+                // SAFETY: closing a descriptor number this process inherited and will not use.
+                unsafe { libc::close(fd) };
+            }
             super::init::run(InitContext {
                 id: o.id,
                 bundle,
@@ -205,6 +223,7 @@ fn spawn_in(
                 self_exe,
                 slow_path,
                 go_seen: std::cell::Cell::new(false),
+                self_join,
                 start_conn: std::cell::Cell::new(None),
             })
         }
@@ -213,10 +232,13 @@ fn spawn_in(
     drop(child_chan);
     drop(gate);
     cleanup.pid = pid;
-    let placed = if into_cgroup {
-        Ok(())
-    } else {
-        cg.add_task(pid)
+    let placed = match (&self_place, into_cgroup) {
+        // init joins the v1 hierarchies itself; clone3 put it in the cgroup2 one, if any
+        (Some((fd, _)), into) if into || fd.is_none() => Ok(()),
+        (None, true) => Ok(()),
+        // clone3 could not place it: do everything from here (init's own writes then change
+        // nothing)
+        _ => cg.add_task(pid),
     };
     if let Err(e) = placed.and_then(|_| parent_chan.send(&Msg::Go)) {
         // init may have failed meanwhile (it sets up in parallel): its error says why.
