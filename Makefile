@@ -29,10 +29,20 @@ DEB_PKGS := busybox-static runc crun containerd hyperfine strace jq util-linux b
 # the cgroup v2 / systemd guests of `make vm-test` (integration/vm/vm-run.sh)
 DEB_PKGS += user-mode-linux gcc libc6-dev kmod debootstrap e2fsprogs
 
-.PHONY: deps build release probe testroot test unit-test root-test integration engines conformance differential vm-test demo bench clean
+.PHONY: deps demo-deps install-pkgs build release probe testroot test unit-test root-test integration engines conformance differential vm-test demo bench clean
+
+# What `make demo` needs (a subset of DEB_PKGS).
+DEMO_PKGS := busybox-static jq
 
 deps:
-	@missing=""; for p in $(DEB_PKGS); do \
+	@$(MAKE) --no-print-directory install-pkgs PKGS="$(DEB_PKGS)"
+
+demo-deps:
+	@$(MAKE) --no-print-directory install-pkgs PKGS="$(DEMO_PKGS)"
+
+# Install the Debian packages in PKGS that are missing (idempotent).
+install-pkgs:
+	@missing=""; for p in $(PKGS); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -120,7 +130,7 @@ vm-test: build testroot
 # The demo bundle: `husk spec`, the test rootfs, a non-interactive process that shows the
 # container's view (hostname, pid 1, cgroup limits, capabilities).
 DEMO := target/demo
-demo: build testroot
+demo: demo-deps build testroot
 	@if [ "$$(id -u)" != 0 ]; then echo "demo: needs root" >&2; exit 1; fi
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	cp -a $(TESTROOT) $(DEMO)/rootfs
