@@ -274,6 +274,7 @@ fn main() {
         }
         ok
     });
+    let host_mode = cgroup_mode(); // before hiding anything
     let mount_note = isolate_mounts();
     let base = tempfile::Builder::new()
         .prefix("husk-bench-")
@@ -625,7 +626,7 @@ fn main() {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
-        cgroup_mode()
+        host_mode
     ));
     if !mount_note.is_empty() {
         md.push_str(&mount_note);
