@@ -229,7 +229,13 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
         mask.thread_block().context("block signals")?;
     }
     let (parent_chan, child_chan) = Channel::pair()?;
-    let cg_fd = cg.clone_into_fd();
+    // As in create: on cgroup v1 the child places itself (writes 0 to `tasks`, before it joins
+    // any namespace), skipping the grace-period wait of a `cgroup.procs` write.
+    let self_place = cg.self_placement();
+    let (cg_fd, self_join) = match &self_place {
+        Some((fd, files)) => (*fd, files.clone()),
+        None => (cg.clone_into_fd(), Vec::new()),
+    };
     let (forked, into_cg) =
         crate::sys::clone3::fork_with(0, cg_fd, true).context("fork the exec process")?;
     let (pid, child_pidfd) = match forked {
@@ -243,6 +249,11 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
             let r = (|| -> Result<std::convert::Infallible> {
                 set_dumpable(false)?;
                 child_chan.expect(Msg::Go)?;
+                for f in &self_join {
+                    std::fs::write(f, b"0").with_context(|| {
+                        format!("join the container's cgroup: write 0 to {}", f.display())
+                    })?;
+                }
                 for (t, fd) in &join {
                     if matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {
                         continue;
@@ -289,7 +300,11 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
         crate::process::spawn::kill_and_wait(pid, true);
         Err(e)
     };
-    if !into_cg {
+    let placed_by_child = match &self_place {
+        Some((fd, _)) => into_cg || fd.is_none(),
+        None => into_cg,
+    };
+    if !placed_by_child {
         if let Err(e) = cg.add_task(pid) {
             return fail(e.context("join the container's cgroup"));
         }
