@@ -227,43 +227,7 @@ impl Run {
 
     fn cleanup(&self, rt: &Runtime) {
         let _ = self.rt(rt, &["delete", "--force", &self.id]);
-        for &p in &self.pids {
-            if pid_alive(p) {
-                unsafe { libc::kill(p, libc::SIGKILL) };
-            }
-        }
-        let mut ms = mounts_under(&self.work);
-        ms.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
-        for m in ms {
-            if let Ok(c) = std::ffi::CString::new(m.to_string_lossy().as_bytes()) {
-                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-            }
-        }
-        let mut dirs = cgroup_dirs(&self.id);
-        dirs.sort_by_key(|d| std::cmp::Reverse(d.as_os_str().len()));
-        for d in dirs {
-            if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
-                for p in procs
-                    .split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok())
-                {
-                    if p > 1 {
-                        unsafe { libc::kill(p, libc::SIGKILL) };
-                    }
-                }
-            }
-            let deadline = Instant::now() + Duration::from_secs(3);
-            let _ = Command::new("find")
-                .arg(&d)
-                .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
-                .stderr(Stdio::null())
-                .status();
-            while d.exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-                let _ = std::fs::remove_dir(&d);
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.work);
+        force_remove(&self.pids, &self.work, &self.id);
     }
 }
 

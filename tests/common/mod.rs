@@ -533,51 +533,7 @@ impl Ctr {
 
     /// Remove everything by pid / mount point / path, whatever the runtime did.
     pub fn force_cleanup(&self) {
-        for &p in &self.pids {
-            if pid_alive(p) {
-                unsafe { libc::kill(p, libc::SIGKILL) };
-            }
-        }
-        let mut ms = mounts_under(&self.work);
-        ms.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
-        for m in ms {
-            if let Ok(c) = std::ffi::CString::new(m.to_string_lossy().as_bytes()) {
-                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-            }
-        }
-        // processes still in the container's cgroups (e.g. a container whose pid we never saw)
-        let mut dirs = cgroup_dirs(&self.id);
-        for d in &dirs {
-            let _ = Command::new("find")
-                .arg(d)
-                .args(["-name", "cgroup.procs", "-exec", "cat", "{}", ";"])
-                .stderr(Stdio::null())
-                .output()
-                .map(|o| {
-                    for p in text(&o.stdout).split_whitespace() {
-                        if let Ok(p) = p.parse::<i32>() {
-                            if p > 1 {
-                                unsafe { libc::kill(p, libc::SIGKILL) };
-                            }
-                        }
-                    }
-                });
-        }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        dirs.sort_by_key(|d| std::cmp::Reverse(d.as_os_str().len()));
-        for d in dirs {
-            // children first, then the dir; rmdir fails while tasks remain
-            let _ = Command::new("find")
-                .arg(&d)
-                .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
-                .stderr(Stdio::null())
-                .status();
-            while d.exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-                let _ = std::fs::remove_dir(&d);
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.work);
+        force_remove(&self.pids, &self.work, &self.id);
     }
 }
 
@@ -731,4 +687,55 @@ pub fn mount_info(v: &Value, dest: &str) -> Option<(Vec<String>, String, Vec<Str
         .map(|s| s.split(',').map(String::from).collect())
         .unwrap_or_default();
     Some((opts, fstype, sopts))
+}
+
+/// Remove what a container left, whatever the runtime did: kill `pids` and everything in the
+/// cgroups named after `id` (by pid), unmount what is under `work`, remove the cgroup dirs and
+/// `work`. Shared by the guard of `Ctr` and the differential runner.
+pub fn force_remove(pids: &[i32], work: &Path, id: &str) {
+    for &p in pids {
+        if pid_alive(p) {
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+    }
+    let mut ms = mounts_under(work);
+    ms.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
+    for m in ms {
+        if let Ok(c) = std::ffi::CString::new(m.to_string_lossy().as_bytes()) {
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+    // processes still in the container's cgroups (e.g. a container whose pid we never saw)
+    let mut dirs = cgroup_dirs(id);
+    for d in &dirs {
+        let _ = Command::new("find")
+            .arg(d)
+            .args(["-name", "cgroup.procs", "-exec", "cat", "{}", ";"])
+            .stderr(Stdio::null())
+            .output()
+            .map(|o| {
+                for p in text(&o.stdout).split_whitespace() {
+                    if let Ok(p) = p.parse::<i32>() {
+                        if p > 1 {
+                            unsafe { libc::kill(p, libc::SIGKILL) };
+                        }
+                    }
+                }
+            });
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.as_os_str().len()));
+    for d in dirs {
+        // children first, then the dir; rmdir fails while tasks remain
+        let _ = Command::new("find")
+            .arg(&d)
+            .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
+            .stderr(Stdio::null())
+            .status();
+        while d.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            let _ = std::fs::remove_dir(&d);
+        }
+    }
+    let _ = std::fs::remove_dir_all(work);
 }
