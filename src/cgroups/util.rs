@@ -40,6 +40,19 @@ pub fn write_path(p: &Path, value: &str) -> io::Result<()> {
 }
 
 /// Read `dir/file` as text; errors name the path.
+/// Write `value` to `path` if the kernel has that file (optional knobs such as hugetlb
+/// reservation limits); any other failure is an error naming `field`.
+pub fn write_if_present(path: &Path, value: &str, field: &str) -> Result<()> {
+    match write_path(path, value) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(anyhow!(
+            "{field}: writing {value:?} to {}: {}",
+            path.display(),
+            errstr(&e)
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub fn read_file(dir: &Path, file: &str) -> Result<String> {
     let p = dir.join(file);
     fs::read_to_string(&p).map_err(|e| anyhow!("reading {}: {}", p.display(), errstr(&e)))

@@ -220,15 +220,7 @@ impl V1Manager {
                 let v = l.limit().to_string();
                 write_file(dir, &format!("hugetlb.{size}.limit_in_bytes"), &v, &field)?;
                 let rsvd = dir.join(format!("hugetlb.{size}.rsvd.limit_in_bytes"));
-                if let Err(e) = util::write_path(&rsvd, &v) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        bail!(
-                            "{field}: writing {v:?} to {}: {}",
-                            rsvd.display(),
-                            util::errstr(&e)
-                        );
-                    }
-                }
+                util::write_if_present(&rsvd, &v, &field)?;
             }
         }
         if let Some(n) = r.network() {

@@ -273,15 +273,7 @@ impl V2Manager {
                 self.field_write(&format!("hugetlb.{size}.max"), &v, &field)?;
                 // reservation limits where the kernel has them (runc does the same)
                 let rsvd = self.dir.join(format!("hugetlb.{size}.rsvd.max"));
-                if let Err(e) = util::write_path(&rsvd, &v) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        bail!(
-                            "{field}: writing {v:?} to {}: {}",
-                            rsvd.display(),
-                            util::errstr(&e)
-                        );
-                    }
-                }
+                util::write_if_present(&rsvd, &v, &field)?;
             }
         }
         if let Some(rd) = r.rdma() {
