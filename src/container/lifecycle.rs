@@ -126,10 +126,8 @@ pub fn kill(g: &Global, id: &str, signal: &str, all: bool) -> Result<()> {
     if all {
         return signal_all(&st, sig);
     }
-    if status_of(g, &st) == Status::Stopped {
-        bail!("container not running");
-    }
-    // Pin the process with a pidfd, then check it is still the container's init.
+    // Pin the process with a pidfd, then check it is still the container's init (a dead or
+    // reused pid means the container is stopped).
     let fd =
         crate::sys::pidfd::open(st.pid).map_err(|_| anyhow::anyhow!("container not running"))?;
     if state::process_start_time(st.pid) != Some(st.pid_start_time) {
