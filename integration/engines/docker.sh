@@ -305,6 +305,7 @@ out=$("${DK[@]}" ps -aq 2>&1)
 check "no containers left" "$out" [ -z "$out" ]
 out=$(find "$TMP"/exec/runtime-* -mindepth 2 -maxdepth 2 2>/dev/null)
 check "no runtime state left under the runtime root" "$out" [ -z "$out" ]
-out=$(find /sys/fs/cgroup/*/"$CGPARENT" /sys/fs/cgroup/"$CGPARENT" -mindepth 1 -type d 2>/dev/null; cg_procs)
+leftovers() { find /sys/fs/cgroup/*/"$CGPARENT" /sys/fs/cgroup/"$CGPARENT" -mindepth 1 -type d 2>/dev/null; cg_procs; }
+out=$(settled leftovers)
 check "no container cgroups or processes left" "$out" [ -z "$out" ]
 finish

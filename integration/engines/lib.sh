@@ -124,6 +124,19 @@ cg_procs() {
         xargs -r cat 2>/dev/null | sort -u
 }
 
+# run "$@" until it prints nothing, up to 5 s; print its last output. Engines finish some
+# teardown asynchronously (podman's conmon runs `podman container cleanup` after rm returns),
+# so a process seen exiting is not a leftover, one still there after 5 s is.
+settled() {
+    local out
+    for _ in $(seq 25); do
+        out=$("$@")
+        [ -z "$out" ] && return 0
+        sleep 0.2
+    done
+    printf '%s\n' "$out"
+}
+
 cleanup_all() {
     set +e
     type engine_cleanup >/dev/null 2>&1 && engine_cleanup

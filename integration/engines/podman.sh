@@ -220,6 +220,15 @@ out=$(for id in $p1id $pzids; do "$HUSK_BIN" state "$id" >/dev/null 2>&1 && echo
 check "no runtime state left for our containers" "$out" [ -z "$out" ]
 # (conmon's own cgroup, <parent>/conmon, and the pod's, <parent>/<pod id>, which podman 4.3
 # leaves behind in the named systemd and unified hierarchies, are podman's)
-out=$(find /sys/fs/cgroup/*/"$CGPARENT" /sys/fs/cgroup/"$CGPARENT" -mindepth 1 -type d ! -path '*/conmon' ! -name "${podid:-none}" 2>/dev/null; cg_procs | while read -r p; do grep -q /conmon "/proc/$p/cgroup" 2>/dev/null || echo "pid $p: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"; done)
+leftovers() {
+    find /sys/fs/cgroup/*/"$CGPARENT" /sys/fs/cgroup/"$CGPARENT" -mindepth 1 -type d ! -path '*/conmon' ! -name "${podid:-none}" 2>/dev/null
+    local p cg
+    for p in $(cg_procs); do
+        # a pid that is gone by the time we read it had exited: not a leftover
+        cg=$(cat "/proc/$p/cgroup" 2>/dev/null) || continue
+        grep -q /conmon <<<"$cg" || echo "pid $p: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"
+    done
+}
+out=$(settled leftovers)
 check "no container cgroups or processes left" "$out" [ -z "$out" ]
 finish
