@@ -588,6 +588,15 @@ impl SystemdManager {
                 let job = job.to_string();
                 c.wait_job(&job, JOB_TIMEOUT, &gone)?;
             }
+            // a scope whose stop did not go cleanly (e.g. its processes were killed first, on a
+            // failed create) stays loaded as "failed"; runc's stopUnit resets it as well
+            let _ = c.call(
+                Some(dbus::SYSTEMD_DEST),
+                dbus::SYSTEMD_PATH,
+                dbus::MANAGER_IFACE,
+                "ResetFailedUnit",
+                &[Value::str(&unit)],
+            );
             Ok(())
         });
         match res {
