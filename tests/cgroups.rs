@@ -68,6 +68,29 @@ fn probe_files(c: &mut Ctr, files: &[String]) -> Value {
     c.run_probe()["cgroup_files"].clone()
 }
 
+/// Where a container reads back `blockIO.weight: 500`, and the value it must find there; None
+/// when the kernel has no weight file. The files are not on the root cgroup, so look for their
+/// siblings there: v1 `blkio.weight` (CFQ) or any `blkio.bfq.*` (BFQ, husk and runc then write
+/// `blkio.bfq.weight`); v2 `io.cost.*` (io.weight).
+fn blkio_weight_file() -> Option<(String, String)> {
+    let has = |dir: &str, prefix: &str| {
+        std::fs::read_dir(dir).is_ok_and(|rd| {
+            rd.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        })
+    };
+    if unified() {
+        has("/sys/fs/cgroup", "io.cost.")
+            .then(|| ("/sys/fs/cgroup/io.weight".into(), "default 4950".into()))
+    } else if Path::new("/sys/fs/cgroup/blkio/blkio.weight").exists() {
+        Some(("/sys/fs/cgroup/blkio/blkio.weight".into(), "500".into()))
+    } else if has("/sys/fs/cgroup/blkio", "blkio.bfq.") {
+        Some(("/sys/fs/cgroup/blkio/blkio.bfq.weight".into(), "500".into()))
+    } else {
+        None
+    }
+}
+
 #[test]
 fn limits_read_back_inside() {
     root_or_skip!("limits_read_back_inside");
@@ -107,22 +130,7 @@ fn limits_read_back_inside() {
         );
     }
     // blkio weight needs a weight file (CFQ/BFQ on v1, io.weight or io.bfq.weight on v2)
-    let blkio_weight = if v2 {
-        ["io.weight", "io.bfq.weight"]
-            .into_iter()
-            .find(|f| Path::new("/sys/fs/cgroup").join(f).exists() || host_has("io"))
-            .map(|_| {
-                (
-                    "/sys/fs/cgroup/io.weight".to_string(),
-                    "default 4950".to_string(),
-                )
-            })
-    } else {
-        ["blkio.weight", "blkio.bfq.weight"]
-            .into_iter()
-            .find(|f| Path::new("/sys/fs/cgroup/blkio").join(f).exists())
-            .map(|f| (format!("/sys/fs/cgroup/blkio/{f}"), "500".to_string()))
-    };
+    let blkio_weight = blkio_weight_file();
     match blkio_weight {
         Some(w) => {
             r["blockIO"] = json!({"weight": 500});
@@ -145,30 +153,455 @@ fn limits_read_back_inside() {
     }
 }
 
+/// The runtime under test is runc older than 1.2, which knows neither `cpu.burst` nor `cpu.idle`
+/// (Debian's runc 1.1.5 when validating the suite with HUSK_BIN=runc).
+fn old_runc() -> bool {
+    if !is_runc() {
+        return false;
+    }
+    let o = std::process::Command::new(runtime())
+        .arg("--version")
+        .output();
+    let v = o.map(|o| text(&o.stdout)).unwrap_or_default();
+    v.split_whitespace()
+        .nth(2)
+        .is_some_and(|v| v.starts_with("1.0") || v.starts_with("1.1"))
+}
+
+/// Run `c` with the probe reading the files of `want` from inside the container; each must
+/// hold the wanted value.
+fn assert_read_back(c: &mut Ctr, want: &[(String, String)]) {
+    let files: Vec<String> = want.iter().map(|(f, _)| f.clone()).collect();
+    let got = probe_files(c, &files);
+    for (f, v) in want {
+        assert_eq!(
+            got[f].as_str(),
+            Some(v.as_str()),
+            "{f} inside the container: {got}"
+        );
+    }
+}
+
+/// `c` asks for a resource the host lacks: `run` must fail with an error naming `field` and
+/// leave no container, state dir or cgroup behind (runc fails for these too, see
+/// ARCHITECTURE.md, cgroups).
+///
+/// runc (when validating the suite with HUSK_BIN=runc) names the controller instead:
+/// "cannot set hugetlb limit: container could not join or create cgroup", or for `unified`
+/// "cannot use unified on cgroup v1"; `runc_words` is that part.
+fn assert_refused_by_name(c: &mut Ctr, field: &str, runc_words: &str) {
+    c.args(&["/bin/true"]);
+    let o = c.run();
+    let msg = format!("{}{}", text(&o.stderr), c.log_text());
+    assert!(
+        !o.status.success(),
+        "{field} accepted on a host that lacks it: {msg}"
+    );
+    let named = if is_runc() {
+        msg.contains(runc_words)
+    } else {
+        msg.contains(field)
+    };
+    assert!(named, "the error does not name {field}: {msg}");
+    assert!(c.state().is_none(), "a failed run left a container");
+    assert!(
+        !c.root.join(&c.id).exists(),
+        "a failed run left its state dir"
+    );
+    let dirs = cgroup_dirs(&c.id);
+    assert!(dirs.is_empty(), "a failed run left cgroups: {dirs:?}");
+}
+
 #[test]
-fn hugetlb_without_controller_is_refused_by_name() {
-    root_or_skip!("hugetlb_without_controller_is_refused_by_name");
-    if host_has("hugetlb") {
+fn hugetlb_read_back_or_refused_by_name() {
+    let t = "hugetlb_read_back_or_refused_by_name";
+    root_or_skip!(t);
+    let mut c = Ctr::new("cghuge", "cgroups");
+    c.config["linux"]["resources"]["hugepageLimits"] =
+        json!([{"pageSize": "2MB", "limit": 4194304}]);
+    if !host_has("hugetlb") {
         skip(
-            "hugetlb_without_controller_is_refused_by_name",
-            "the host has a hugetlb controller",
+            &format!("{t}/read-back"),
+            "the host has no hugetlb controller (checked instead: refused by name)",
+        );
+        assert_refused_by_name(&mut c, "linux.resources.hugepageLimits", "hugetlb");
+        return;
+    }
+    if !Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists() {
+        skip(t, "the kernel has no 2MB huge pages");
+        return;
+    }
+    let f = cg_file("hugetlb", "hugetlb.2MB.limit_in_bytes", "hugetlb.2MB.max");
+    assert_read_back(&mut c, &[(f, "4194304".into())]);
+}
+
+#[test]
+fn rdma_read_back_or_refused_by_name() {
+    let t = "rdma_read_back_or_refused_by_name";
+    root_or_skip!(t);
+    let mut c = Ctr::new("cgrdma", "cgroups");
+    if !host_has("rdma") {
+        skip(
+            &format!("{t}/read-back"),
+            "the host has no rdma controller (checked instead: refused by name)",
+        );
+        c.config["linux"]["resources"]["rdma"] =
+            json!({"mlx4_0": {"hcaHandles": 2, "hcaObjects": 2000}});
+        assert_refused_by_name(&mut c, "linux.resources.rdma", "rdma");
+        return;
+    }
+    let dev = std::fs::read_dir("/sys/class/infiniband")
+        .ok()
+        .and_then(|rd| rd.flatten().next())
+        .map(|e| e.file_name().to_string_lossy().into_owned());
+    let Some(dev) = dev else {
+        skip(t, "the host has an rdma controller but no RDMA device");
+        return;
+    };
+    c.config["linux"]["resources"]["rdma"] =
+        json!({dev.clone(): {"hcaHandles": 2, "hcaObjects": 2000}});
+    let f = cg_file("rdma", "rdma.max", "rdma.max");
+    let got = probe_files(&mut c, std::slice::from_ref(&f));
+    let want = format!("{dev} hca_handle=2 hca_object=2000");
+    assert!(
+        got[&f]
+            .as_str()
+            .is_some_and(|v| v.lines().any(|l| l == want)),
+        "{f} inside the container has no {want:?}: {got}"
+    );
+}
+
+#[test]
+fn network_class_id_read_back_or_refused_by_name() {
+    let t = "network_class_id_read_back_or_refused_by_name";
+    root_or_skip!(t);
+    let mut c = Ctr::new("cgnetcls", "cgroups");
+    c.config["linux"]["resources"]["network"] = json!({"classID": 1048577});
+    if unified() {
+        // no net_cls on cgroup v2: runc's fs2 driver ignores linux.resources.network
+        c.args(&["/bin/true"]);
+        let o = c.run();
+        assert!(
+            o.status.success(),
+            "network.classID on v2: {}",
+            text(&o.stderr)
         );
         return;
     }
-    let mut c = Ctr::new("cghuge", "cgroups");
-    c.config["linux"]["resources"]["hugepageLimits"] =
-        json!([{"pageSize": "2MB", "limit": 2097152}]);
-    c.args(&["/bin/true"]);
-    let o = c.run();
-    assert!(
-        !o.status.success(),
-        "hugetlb limit accepted on a host without hugetlb"
+    if !host_has("net_cls") {
+        skip(
+            &format!("{t}/read-back"),
+            "the host has no net_cls hierarchy mounted (checked instead: refused by name)",
+        );
+        assert_refused_by_name(&mut c, "linux.resources.network.classID", "net_cls");
+        return;
+    }
+    assert_read_back(
+        &mut c,
+        &[(
+            "/sys/fs/cgroup/net_cls/net_cls.classid".into(),
+            "1048577".into(),
+        )],
     );
-    let msg = format!("{}{}", text(&o.stderr), c.log_text());
+}
+
+#[test]
+fn network_priorities_read_back_or_refused_by_name() {
+    let t = "network_priorities_read_back_or_refused_by_name";
+    root_or_skip!(t);
+    let mut c = Ctr::new("cgnetprio", "cgroups");
+    c.config["linux"]["resources"]["network"] =
+        json!({"priorities": [{"name": "lo", "priority": 5}]});
+    if unified() {
+        c.args(&["/bin/true"]);
+        let o = c.run();
+        assert!(
+            o.status.success(),
+            "network.priorities on v2: {}",
+            text(&o.stderr)
+        );
+        return;
+    }
+    if !host_has("net_prio") {
+        skip(
+            &format!("{t}/read-back"),
+            "the host has no net_prio hierarchy mounted (checked instead: refused by name)",
+        );
+        assert_refused_by_name(&mut c, "linux.resources.network.priorities", "net_prio");
+        return;
+    }
+    // net_prio.ifpriomap lists the reader's network namespace: share the host's, whose lo the
+    // runtime named when it wrote the map
+    if let Some(ns) = c.config["linux"]["namespaces"].as_array_mut() {
+        ns.retain(|n| n["type"] != "network");
+    }
+    let f = "/sys/fs/cgroup/net_prio/net_prio.ifpriomap".to_string();
+    let got = probe_files(&mut c, std::slice::from_ref(&f));
     assert!(
-        msg.contains("hugepageLimits") || msg.contains("hugetlb"),
-        "error does not name the resource: {msg}"
+        got[&f]
+            .as_str()
+            .is_some_and(|v| v.lines().any(|l| l == "lo 5")),
+        "{f} inside the container has no \"lo 5\": {got}"
     );
+}
+
+#[test]
+fn unified_read_back_or_refused_by_name() {
+    let t = "unified_read_back_or_refused_by_name";
+    root_or_skip!(t);
+    let mut c = Ctr::new("cgunified", "cgroups");
+    c.config["linux"]["resources"]["unified"] =
+        json!({"pids.max": "33", "memory.high": "50331648"});
+    if !unified() {
+        // runc: "invalid configuration: cannot use unified on cgroup v1"
+        skip(
+            &format!("{t}/read-back"),
+            "cgroup v1 host: unified is v2 only (checked instead: refused by name; read back in the v2 guests, make vm-test)",
+        );
+        assert_refused_by_name(&mut c, "linux.resources.unified", "unified");
+        return;
+    }
+    assert_read_back(
+        &mut c,
+        &[
+            ("/sys/fs/cgroup/pids.max".into(), "33".into()),
+            ("/sys/fs/cgroup/memory.high".into(), "50331648".into()),
+        ],
+    );
+}
+
+#[test]
+fn memory_swap_swappiness_oom_read_back_inside() {
+    let t = "memory_swap_swappiness_oom_read_back_inside";
+    root_or_skip!(t);
+    let mut c = Ctr::new("cgmemx", "cgroups");
+    let mut want: Vec<(String, String)> = Vec::new();
+    let mem = json!({"limit": 64 << 20, "reservation": 32 << 20});
+    c.config["linux"]["resources"]["memory"] = mem;
+    let m = &mut c.config["linux"]["resources"]["memory"];
+    if unified() {
+        // memory+swap 96 MiB over 64 MiB of memory: 32 MiB of swap
+        m["swap"] = json!(96 << 20);
+        want.push((
+            "/sys/fs/cgroup/memory.swap.max".into(),
+            (32u64 << 20).to_string(),
+        ));
+        want.push((
+            "/sys/fs/cgroup/memory.low".into(),
+            (32u64 << 20).to_string(),
+        ));
+    } else {
+        want.push((
+            "/sys/fs/cgroup/memory/memory.soft_limit_in_bytes".into(),
+            (32u64 << 20).to_string(),
+        ));
+        if Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists() {
+            m["swap"] = json!(96 << 20);
+            want.push((
+                "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes".into(),
+                (96u64 << 20).to_string(),
+            ));
+        } else {
+            skip(
+                &format!("{t}/swap"),
+                "the host kernel has no swap accounting (memory.memsw.limit_in_bytes)",
+            );
+        }
+        m["swappiness"] = json!(30);
+        want.push((
+            "/sys/fs/cgroup/memory/memory.swappiness".into(),
+            "30".into(),
+        ));
+    }
+    assert_read_back(&mut c, &want);
+}
+
+#[test]
+fn memory_disable_oom_killer_read_back_inside() {
+    let t = "memory_disable_oom_killer_read_back_inside";
+    root_or_skip!(t);
+    if unified() {
+        skip(t, "cgroup v2 has no OOM killer switch (ignored, as runc)");
+        return;
+    }
+    let mut c = Ctr::new("cgnooom", "cgroups");
+    c.config["linux"]["resources"]["memory"] = json!({"limit": 64 << 20, "disableOOMKiller": true});
+    let f = "/sys/fs/cgroup/memory/memory.oom_control".to_string();
+    let got = probe_files(&mut c, std::slice::from_ref(&f));
+    assert!(
+        got[&f]
+            .as_str()
+            .is_some_and(|v| v.lines().any(|l| l == "oom_kill_disable 1")),
+        "{f} inside the container: {got}"
+    );
+}
+
+#[test]
+fn cpu_burst_realtime_read_back_inside() {
+    let t = "cpu_burst_realtime_read_back_inside";
+    root_or_skip!(t);
+    let mut c = Ctr::new("cgcpux", "cgroups");
+    c.config["linux"]["resources"]["cpu"] =
+        json!({"shares": 512, "quota": 50000, "period": 100000});
+    let mut want: Vec<(String, String)> = Vec::new();
+    let host_file = |v1: &str, v2: &str| {
+        if unified() {
+            // the root has no cpu.max*: look at our own cgroup
+            Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+                && host_has("cpu")
+                && !v2.is_empty()
+        } else {
+            !v1.is_empty() && Path::new("/sys/fs/cgroup/cpu").join(v1).exists()
+        }
+    };
+    if old_runc() {
+        skip(&format!("{t}/burst"), "runc < 1.2 has no cpu.burst");
+    } else if host_file("cpu.cfs_burst_us", "cpu.max.burst") {
+        c.config["linux"]["resources"]["cpu"]["burst"] = json!(20000);
+        want.push((
+            cg_file("cpu", "cpu.cfs_burst_us", "cpu.max.burst"),
+            "20000".into(),
+        ));
+    } else {
+        skip(
+            &format!("{t}/burst"),
+            "the host kernel has no CFS burst file",
+        );
+    }
+    if host_file("cpu.rt_runtime_us", "") {
+        c.config["linux"]["resources"]["cpu"]["realtimePeriod"] = json!(100000);
+        c.config["linux"]["resources"]["cpu"]["realtimeRuntime"] = json!(5000);
+        want.push((cg_file("cpu", "cpu.rt_period_us", ""), "100000".into()));
+        want.push((cg_file("cpu", "cpu.rt_runtime_us", ""), "5000".into()));
+    } else if unified() {
+        skip(
+            &format!("{t}/realtime"),
+            "cgroup v2 has no real-time group limits (ignored with a warning, as runc)",
+        );
+    } else {
+        skip(
+            &format!("{t}/realtime"),
+            "the host kernel has no real-time group scheduling (CONFIG_RT_GROUP_SCHED)",
+        );
+    }
+    assert_read_back(&mut c, &want);
+}
+
+#[test]
+fn cpu_idle_read_back_inside() {
+    let t = "cpu_idle_read_back_inside";
+    root_or_skip!(t);
+    let has = if unified() {
+        host_has("cpu")
+    } else {
+        Path::new("/sys/fs/cgroup/cpu/cpu.idle").exists()
+    };
+    if !has {
+        skip(t, "the host kernel has no cpu.idle");
+        return;
+    }
+    if old_runc() {
+        skip(t, "runc < 1.2 has no cpu.idle");
+        return;
+    }
+    let mut c = Ctr::new("cgidle", "cgroups");
+    // shares stay in the fixture: on v2 runc (and husk) leave cpu.weight alone for an idle
+    // group, which the kernel would refuse
+    c.config["linux"]["resources"]["cpu"]["idle"] = json!(1);
+    assert_read_back(
+        &mut c,
+        &[(cg_file("cpu", "cpu.idle", "cpu.idle"), "1".into())],
+    );
+}
+
+/// A block device of the host as "MAJ:MIN" (a disk rather than a loop device when there is one).
+fn block_device() -> Option<(u64, u64)> {
+    let mut devs: Vec<(bool, String, String)> = std::fs::read_dir("/sys/block")
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let dev = std::fs::read_to_string(e.path().join("dev")).ok()?;
+            let virt = ["loop", "ram", "zram", "nbd"]
+                .iter()
+                .any(|p| name.starts_with(p));
+            Some((virt, name, dev.trim().to_string()))
+        })
+        .collect();
+    devs.sort();
+    let (_, _, dev) = devs.into_iter().next()?;
+    let (a, b) = dev.split_once(':')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+#[test]
+fn blkio_throttle_read_back_inside() {
+    let t = "blkio_throttle_read_back_inside";
+    root_or_skip!(t);
+    let Some((maj, min)) = block_device() else {
+        skip(t, "the host has no block device");
+        return;
+    };
+    let has = if unified() {
+        host_has("io")
+    } else {
+        Path::new("/sys/fs/cgroup/blkio/blkio.throttle.read_bps_device").exists()
+    };
+    if !has {
+        skip(
+            t,
+            "the host has no blkio throttling (no io controller / blkio.throttle.*)",
+        );
+        return;
+    }
+    let mut c = Ctr::new("cgthrottle", "cgroups");
+    let d = |rate: u64| json!([{"major": maj, "minor": min, "rate": rate}]);
+    c.config["linux"]["resources"]["blockIO"] = json!({
+        "throttleReadBpsDevice": d(1048576),
+        "throttleWriteBpsDevice": d(2097152),
+        "throttleReadIOPSDevice": d(300),
+        "throttleWriteIOPSDevice": d(400),
+    });
+    let want: Vec<(String, String)> = if unified() {
+        vec![(
+            "/sys/fs/cgroup/io.max".into(),
+            format!("{maj}:{min} rbps=1048576 wbps=2097152 riops=300 wiops=400"),
+        )]
+    } else {
+        [
+            ("read_bps_device", 1048576),
+            ("write_bps_device", 2097152),
+            ("read_iops_device", 300),
+            ("write_iops_device", 400),
+        ]
+        .iter()
+        .map(|(f, v)| {
+            (
+                format!("/sys/fs/cgroup/blkio/blkio.throttle.{f}"),
+                format!("{maj}:{min} {v}"),
+            )
+        })
+        .collect()
+    };
+    assert_read_back(&mut c, &want);
+}
+
+#[test]
+fn blkio_weight_without_weight_file_is_refused_by_name() {
+    let t = "blkio_weight_without_weight_file_is_refused_by_name";
+    root_or_skip!(t);
+    let has = blkio_weight_file().is_some();
+    if has {
+        skip(
+            t,
+            "the host has a blkio weight file (read back in limits_read_back_inside)",
+        );
+        return;
+    }
+    // runc writes blkio.weight (io.weight on v2) regardless, and fails the same way
+    let mut c = Ctr::new("cgbweight", "cgroups");
+    c.config["linux"]["resources"]["blockIO"] = json!({"weight": 500});
+    assert_refused_by_name(&mut c, "linux.resources.blockIO.weight", "blkio.weight");
 }
 
 /// A detached container running a counter loop into /tmp/c of its rootfs.

@@ -1,6 +1,7 @@
 #!/bin/bash
 # guest-checks.sh -- runs INSIDE the cgroup v2 guest (see run.sh): husk's cgroups root tests,
-# then real containers with the built husk and the test rootfs.
+# then real containers with the built husk and the test rootfs; section 8 reads every resource
+# back from inside, or checks that one whose controller the guest lacks is refused by name.
 #
 #   guest-checks.sh plain|systemd HUSK TESTBIN BUNDLES
 #
@@ -23,7 +24,8 @@ echo "# guest ($mode): cgroup2, controllers: $(cat /sys/fs/cgroup/cgroup.subtree
 
 # (a) the cgroups root/unit tests of the library
 if [ -n "$testbin" ]; then
-	if "$testbin" --test-threads=1 cgroups 2>&1 | sed 's/^/#   /'; then
+	"$testbin" --test-threads=1 cgroups 2>&1 | sed 's/^/#   /'
+	if [ "${PIPESTATUS[0]}" = 0 ]; then
 		ok "cgroups library tests (root tests included)"
 	else
 		nok "cgroups library tests (root tests included)"
@@ -158,6 +160,88 @@ if [ "$mode" = systemd ]; then
 	H delete --force "$id" >/dev/null 2>&1
 	check "no cgroup left after delete ($want)" gone "$want"
 	check "unit hx-vmnested.scope gone after delete" unit_gone hx-vmnested.scope
+fi
+
+# 8. every resource read back from inside, or, where this kernel lacks the controller, refused
+# with the spec field named and nothing left behind (runc fails for the same ones)
+skip() { echo "# SKIP $mode: $*"; }
+has_ctrl() { grep -qw "$1" /sys/fs/cgroup/cgroup.controllers; }
+run_out() { # run_out BUNDLE: run it in the foreground; output in $out, status in $st
+	newid
+	out=$(H run --bundle "$1" "$id" 2>&1)
+	st=$?
+	echo "$out" | sed 's/^/#   /'
+}
+val() { sed -n "s/^$1=//p" <<<"$out" | head -1; }
+readback() { # readback DESC FILE=VALUE...
+	local d=$1 kv bad=""
+	shift
+	for kv in "$@"; do
+		[ "$(val "${kv%%=*}")" = "${kv#*=}" ] || bad+=" ${kv%%=*}"
+	done
+	check "$d read back inside${bad:+ (wrong:$bad)}" test "$st" = 0 -a -z "$bad"
+	H delete --force "$id" >/dev/null 2>&1
+}
+refused() { # refused BUNDLE FIELD: fails naming FIELD, leaves no state, cgroup or unit
+	run_out "$bundles/$1"
+	local left
+	left=$(find /sys/fs/cgroup \( -name "$id" -o -name "husk-$id.scope" \) 2>/dev/null | head -3)
+	[ -e "$root/$id" ] && left+=" state:$root/$id"
+	unit_gone "husk-$id.scope" || left+=" unit:husk-$id.scope"
+	check "$2 without its controller: refused by name, nothing left${left:+ (left:$left)}" \
+		test "$st" != 0 -a -z "$left" -a -n "$(grep -F "$2" <<<"$out")"
+	H delete --force "$id" >/dev/null 2>&1
+}
+run_out "$bundles/v2res"
+readback "memory.max, memory.swap.max, memory.low, cpu.weight, cpu.max, cpu.max.burst, unified pids.max and memory.high" \
+	memory.max=67108864 memory.swap.max=33554432 memory.low=33554432 cpu.weight=59 \
+	"cpu.max=50000 100000" cpu.max.burst=20000 pids.max=33 memory.high=50331648
+# with shares too: runc does not write cpu.weight for an idle group (the kernel refuses it)
+run_out "$bundles/idle"
+readback "cpu.idle (with shares given)" cpu.idle=1
+run_out "$bundles/rt"
+check "cpu.realtimeRuntime/Period ignored on v2 with a warning, as runc" \
+	test "$st" = 0 -a -n "$(grep -x rt-ran <<<"$out")" -a -n "$(grep 'realtime.*ignored' <<<"$out")"
+H delete --force "$id" >/dev/null 2>&1
+if has_ctrl cpuset; then
+	run_out "$bundles/cpuset"
+	readback "cpuset.cpus, cpuset.mems" cpuset.cpus=0 cpuset.mems=0
+else
+	refused cpuset linux.resources.cpu.cpus
+fi
+if has_ctrl hugetlb; then
+	run_out "$bundles/hugetlb"
+	readback "hugetlb.2MB.max" hugetlb.2MB.max=4194304
+else
+	refused hugetlb linux.resources.hugepageLimits
+fi
+if has_ctrl rdma; then
+	skip "rdma: the guest has the controller but no RDMA device to limit"
+else
+	refused rdma linux.resources.rdma
+fi
+# io.weight exists (iocost or BFQ) only below the root: look in a throw-away child
+probe=/sys/fs/cgroup/husk-vm-ioprobe-$$
+mkdir "$probe" 2>/dev/null
+has_weight=no
+[ -e "$probe/io.weight" ] && has_weight=yes
+rmdir "$probe" 2>/dev/null
+if [ "$has_weight" = yes ]; then
+	run_out "$bundles/ioweight"
+	readback "io.weight" "io.weight=default 4950"
+else
+	# runc's fs2 setIo writes io.weight all the same and fails
+	refused ioweight linux.resources.blockIO.weight
+fi
+dev=$(cat /sys/block/*/dev 2>/dev/null | head -1)
+if [ -n "$dev" ] && has_ctrl io; then
+	iob=$(mktemp -d /tmp/husk-vm-iomax.XXXXXX)
+	sed "s/4242/${dev%%:*}/g; s/4343/${dev#*:}/g" "$bundles/iomax/config.json" >"$iob/config.json"
+	run_out "$iob"
+	readback "io.max ($dev)" "io.max=$dev rbps=1048576 wbps=max riops=max wiops=400"
+	rm -rf "$iob"
+else
+	skip "io.max: the guest has no block device (or no io controller)"
 fi
 
 echo "$pass passed, $fail failed"

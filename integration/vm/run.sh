@@ -11,7 +11,9 @@
 # In each: (a) the library's cgroups tests (unit + root tests, as cgroup-v2-tests.sh), then
 # (b) real containers with target/debug/husk and target/testroot/rootfs: memory/pids limits read
 # back inside, a fork bomb stopping at pids.max, an OOM kill seen by `husk events`, update
-# --memory, pause/resume, a denied device, nothing left after delete (guest-checks.sh).
+# --memory, pause/resume, a denied device, nothing left after delete, and each resource read
+# back inside (memory swap/low, cpu weight/max/burst/idle, unified, io.max) or, where the guest
+# lacks the controller (cpuset, hugetlb, rdma, io.weight), refused by name (guest-checks.sh).
 # Builds on the host first (cargo build, cargo test --no-run; `make testroot` must have run).
 # Prints ok/not ok per check and "N passed, N failed"; exits non-zero if anything failed.
 set -uo pipefail
@@ -57,6 +59,24 @@ mk long '.linux.resources.memory.limit = 67108864 | .linux.resources.pids.limit 
 	| .process.capabilities.bounding += ["CAP_MKNOD"] | .process.capabilities.effective += ["CAP_MKNOD"]
 	| .process.capabilities.permitted += ["CAP_MKNOD"]
 	| .process.args = '"$(sh_args 'i=0; while :; do i=$((i+1)); echo $i >/dev/shm/c; sleep 0.1; done')"
+
+# resources read back from inside (guest-checks.sh, section 8): each prints FILE=VALUE
+show() { sh_args "for f in $*; do printf '%s=%s\\n' \$f \"\$(cat /sys/fs/cgroup/\$f 2>&1)\"; done"; }
+mk v2res '.linux.resources.memory = {"limit": 67108864, "swap": 100663296, "reservation": 33554432}
+	| .linux.resources.cpu = {"shares": 512, "quota": 50000, "period": 100000, "burst": 20000}
+	| .linux.resources.unified = {"pids.max": "33", "memory.high": "50331648"}
+	| .process.args = '"$(show memory.max memory.swap.max memory.low cpu.weight cpu.max cpu.max.burst pids.max memory.high)"
+mk idle '.linux.resources.cpu = {"shares": 512, "idle": 1} | .process.args = '"$(show cpu.idle cpu.weight)"
+mk rt '.linux.resources.cpu = {"realtimeRuntime": 5000, "realtimePeriod": 100000} | .process.args = ["/bin/echo", "rt-ran"]'
+mk cpuset '.linux.resources.cpu = {"cpus": "0", "mems": "0"} | .process.args = '"$(show cpuset.cpus cpuset.mems)"
+mk hugetlb '.linux.resources.hugepageLimits = [{"pageSize": "2MB", "limit": 4194304}]
+	| .process.args = '"$(show hugetlb.2MB.max)"
+mk rdma '.linux.resources.rdma = {"mlx4_0": {"hcaHandles": 2, "hcaObjects": 2000}} | .process.args = ["/bin/true"]'
+mk ioweight '.linux.resources.blockIO = {"weight": 500} | .process.args = '"$(show io.weight)"
+# 4242:4343 is replaced in the guest by the major:minor of one of its block devices
+mk iomax '.linux.resources.blockIO = {"throttleReadBpsDevice": [{"major": 4242, "minor": 4343, "rate": 1048576}],
+		"throttleWriteIOPSDevice": [{"major": 4242, "minor": 4343, "rate": 400}]}
+	| .process.args = '"$(show io.max)"
 
 # systemd only: a nested slice in cgroupsPath (runc's slice:prefix:name, a-b.slice expansion)
 mk nested '.linux.cgroupsPath = "husktest-nested.slice:hx:vmnested" | .process.args = ["/bin/sleep", "600"]'

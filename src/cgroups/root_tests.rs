@@ -808,3 +808,81 @@ fn shared_parent_survives_the_first_destroy() {
     b_mgr.destroy().unwrap();
     // the parent belongs to a's manager; its Drop removes it
 }
+
+#[test]
+fn cpu_realtime_and_idle_follow_runc() {
+    if skip_unless_root("cpu_realtime_and_idle_follow_runc") {
+        return;
+    }
+    let g = Guard::new();
+    let d = leaf(&g, "cpu");
+    let r = LinuxResourcesBuilder::default()
+        .cpu(
+            LinuxCpuBuilder::default()
+                .shares(512u64)
+                .idle(1i64)
+                .realtime_period(100_000u64)
+                .realtime_runtime(5000i64)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    match mode() {
+        Mode::Unified => {
+            if !d.join("cpu.idle").exists() {
+                eprintln!("SKIP cpu_realtime_and_idle_follow_runc: no cpu.idle in this kernel");
+                return;
+            }
+            // runc's fs2 setCPU: the real-time fields are ignored (no such files on v2), and
+            // cpu.weight is not written for an idle group (the kernel refuses it with EINVAL)
+            g.mgr.update(&r).unwrap();
+            assert_eq!(read(&d, "cpu.idle"), "1");
+        }
+        Mode::Legacy => {
+            if !d.join("cpu.idle").exists() {
+                eprintln!("SKIP cpu_realtime_and_idle_follow_runc: no cpu.idle in this kernel");
+                return;
+            }
+            // the real-time limits need a budget in every ancestor (the test cgroup is nested
+            // below one without): they are read back in a container, tests/cgroups.rs
+            let r = LinuxResourcesBuilder::default()
+                .cpu(
+                    LinuxCpuBuilder::default()
+                        .shares(512u64)
+                        .idle(1i64)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap();
+            g.mgr.update(&r).unwrap();
+            assert_eq!(read(&d, "cpu.idle"), "1");
+        }
+    }
+}
+
+#[test]
+fn memory_use_hierarchy_is_ignored_as_runc() {
+    if skip_unless_root("memory_use_hierarchy_is_ignored_as_runc") {
+        return;
+    }
+    let g = Guard::new();
+    // runc has no such field; kernels >= 5.16 would refuse "0" if it were written
+    let r = LinuxResourcesBuilder::default()
+        .memory(
+            LinuxMemoryBuilder::default()
+                .limit(64i64 << 20)
+                .use_hierarchy(false)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    g.mgr.update(&r).unwrap();
+    let (d, f) = match mode() {
+        Mode::Unified => (leaf(&g, "memory"), "memory.max"),
+        Mode::Legacy => (leaf(&g, "memory"), "memory.limit_in_bytes"),
+    };
+    assert_eq!(read(&d, f), (64u64 << 20).to_string());
+}

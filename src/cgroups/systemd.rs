@@ -284,7 +284,8 @@ fn proc_devices_name(text: &str, block: bool, major: u32) -> Option<String> {
 /// DevicePolicy/DeviceAllow for the device rules (runc `generateDeviceProperties`): an empty
 /// DeviceAllow first (clears an existing unit's list), DevicePolicy=strict, then one entry per
 /// allowed device: "/dev/char/M:m", "char-*" for any major, "char-NAME" (from /proc/devices)
-/// for any minor. A default-allow policy is DevicePolicy=auto; its deny exceptions, which
+/// for any minor; a `*:n` rule has no systemd form and is left to the cgroupfs side, as in runc.
+/// A default-allow policy is DevicePolicy=auto; its deny exceptions, which
 /// systemd cannot express, stay with the cgroupfs side (which always applies all rules).
 pub fn device_props(rules: &[super::devices::Rule], proc_devices: &str) -> Result<Vec<Value>> {
     let p = super::devices::Policy::build(rules)?;
@@ -303,7 +304,10 @@ pub fn device_props(rules: &[super::devices::Rule], proc_devices: &str) -> Resul
         };
         let acc = super::devices::access_str(r.access);
         let entry = match (r.major, r.minor) {
-            (None, _) => format!("{kind}-*"),
+            (None, None) => format!("{kind}-*"),
+            // "c *:5": systemd has no such pattern ("char-*" would allow every minor); runc
+            // leaves the rule out too, the cgroupfs side applies it
+            (None, Some(_)) => continue,
             (Some(maj), None) => match proc_devices_name(proc_devices, kind == "block", maj) {
                 Some(name) => format!("{kind}-{name}"),
                 None => continue, // no such driver: nothing to allow
@@ -584,6 +588,15 @@ impl SystemdManager {
                 let job = job.to_string();
                 c.wait_job(&job, JOB_TIMEOUT, &gone)?;
             }
+            // a scope whose stop did not go cleanly (e.g. its processes were killed first, on a
+            // failed create) stays loaded as "failed"; runc's stopUnit resets it as well
+            let _ = c.call(
+                Some(dbus::SYSTEMD_DEST),
+                dbus::SYSTEMD_PATH,
+                dbus::MANAGER_IFACE,
+                "ResetFailedUnit",
+                &[Value::str(&unit)],
+            );
             Ok(())
         });
         match res {
@@ -891,6 +904,20 @@ mod tests {
         }];
         let p = device_props(&all, pd).unwrap();
         assert_eq!(get(&p, "DevicePolicy"), Some(Value::str("auto")));
+        // "c *:5 rwm" is not widened to every char device
+        let star_minor = [crate::cgroups::devices::Rule {
+            allow: true,
+            kind: 'c',
+            major: None,
+            minor: Some(5),
+            access: 7,
+        }];
+        let p = device_props(&star_minor, pd).unwrap();
+        assert_eq!(get(&p, "DevicePolicy"), Some(Value::str("strict")));
+        assert!(
+            !format!("{p:?}").contains("char-*"),
+            "a *:5 rule became char-*: {p:?}"
+        );
     }
 
     #[test]

@@ -270,8 +270,7 @@ impl V1Manager {
             || m.swap().is_some()
             || m.kernel_tcp().is_some()
             || m.swappiness().is_some()
-            || m.disable_oom_killer().is_some()
-            || m.use_hierarchy().is_some();
+            || m.disable_oom_killer().is_some();
         if !any {
             return Ok(());
         }
@@ -364,14 +363,8 @@ impl V1Manager {
                 "linux.resources.memory.swappiness",
             )?;
         }
-        if let Some(h) = m.use_hierarchy() {
-            write_file(
-                dir,
-                "memory.use_hierarchy",
-                if h { "1" } else { "0" },
-                "linux.resources.memory.useHierarchy",
-            )?;
-        }
+        // memory.useHierarchy: runc never writes memory.use_hierarchy (its spec conversion has no
+        // such field), and kernels >= 5.16 refuse "0" anyway (always hierarchical); ignored.
         Ok(())
     }
 

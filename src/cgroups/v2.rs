@@ -173,8 +173,9 @@ impl V2Manager {
             if let Some(idle) = c.idle() {
                 self.field_write("cpu.idle", &idle.to_string(), "linux.resources.cpu.idle")?;
             }
+            // the kernel refuses cpu.weight on an idle group; runc skips it (fs2 setCPU)
             let w = tr::shares_to_weight(c.shares().unwrap_or(0));
-            if w != 0 {
+            if w != 0 && c.idle().unwrap_or(0) == 0 {
                 self.field_write("cpu.weight", &w.to_string(), "linux.resources.cpu.shares")?;
             }
             if let Some(v) = tr::cpu_max(c.quota(), c.period()) {
@@ -184,7 +185,10 @@ impl V2Manager {
                 self.field_write("cpu.max.burst", &b.to_string(), "linux.resources.cpu.burst")?;
             }
             if c.realtime_runtime().unwrap_or(0) != 0 || c.realtime_period().unwrap_or(0) != 0 {
-                bail!("linux.resources.cpu.realtimeRuntime/realtimePeriod: real-time scheduling limits do not exist on cgroup v2");
+                // cgroup v2 has no real-time group bandwidth files. runc's fs2 driver ignores
+                // these fields (setCPU never looks at them, no validation refuses them), so
+                // husk does too, but says so (ARCHITECTURE.md, cgroups).
+                crate::logging::warn("linux.resources.cpu.realtimeRuntime/realtimePeriod ignored: cgroup v2 has no real-time group scheduling limits (as runc)");
             }
             if let Some(s) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
                 self.field_write("cpuset.cpus", s, "linux.resources.cpu.cpus")?;
