@@ -911,3 +911,42 @@ fn features_linux_values_are_recognized() {
     let v = c.run_probe();
     assert_eq!(v["pid"], 1, "{v}");
 }
+
+// req: CFG-ANNOTATION-STOPSIGNAL
+#[test]
+fn kill_without_a_signal_sends_the_stop_signal_annotation() {
+    root_or_skip!("kill_without_a_signal_sends_the_stop_signal_annotation");
+    for (annotation, want) in [(Some("SIGUSR1"), "USR1"), (None, "TERM")] {
+        let mut c = Ctr::new("stopsig", "default");
+        c.config["root"]["readonly"] = false.into();
+        if let Some(a) = annotation {
+            c.config["annotations"] = serde_json::json!({"org.opencontainers.image.stopSignal": a});
+        }
+        c.args(&[
+            "/bin/sh",
+            "-c",
+            "trap 'echo USR1 > /tmp/sig; exit 0' USR1; trap 'echo TERM > /tmp/sig; exit 0' TERM; \
+             echo ready > /tmp/ready; while :; do sleep 0.1; done",
+        ]);
+        c.create_ok(&[]);
+        let o = c.start();
+        assert!(o.status.success(), "start: {}", err_of(&c, &o));
+        let ready = c.rootfs().join("tmp/ready");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !ready.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(ready.exists(), "the container's shell did not start");
+        let o = c.rt(&["kill", &c.id]);
+        assert!(o.status.success(), "kill: {}", err_of(&c, &o));
+        assert!(
+            c.wait_status("stopped", Duration::from_secs(10)),
+            "the container did not stop on the default signal"
+        );
+        assert_eq!(
+            read_trim(&c.rootfs().join("tmp/sig")),
+            want,
+            "annotation {annotation:?}"
+        );
+    }
+}
