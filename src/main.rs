@@ -84,7 +84,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Start { id } => container::start(&g, &id)?,
         Command::Run(a) => return container::run(&g, &a),
         Command::State { id } => container::state(&g, &id)?,
-        Command::Kill { all, id, signal } => container::kill(&g, &id, &signal, all)?,
+        Command::Kill { all, id, signal } => container::kill(&g, &id, signal.as_deref(), all)?,
         Command::Delete { force, id } => container::delete(&g, &id, force)?,
         Command::List { format, quiet } => container::list(&g, &format, quiet)?,
         Command::Pause { id } => container::pause(&g, &id)?,

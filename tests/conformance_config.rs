@@ -298,7 +298,7 @@ fn personality_linux32() {
     );
 }
 
-// req: RT-LIFECYCLE-CONFIG
+// req: RT-LIFECYCLE-CONFIG CFG-SCHEDULER CFG-IOPRIORITY
 #[test]
 fn scheduler_and_io_priority() {
     root_or_skip!("scheduler_and_io_priority");
@@ -460,4 +460,517 @@ fn start_runs_the_process() {
         std::fs::read_to_string(c.rootfs().join("tmp/ran")).unwrap_or_default(),
         "yes"
     );
+}
+
+// ---- runtime-spec 1.2 walk: config.md ----
+
+/// `create` must fail with exit 1, an error naming one of `words`, and leave no container.
+fn create_fails_naming(c: &mut Ctr, words: &[&str]) {
+    let o = c.create(&[]);
+    let err = format!("{}\n{}", text(&o.stderr), c.log_text());
+    assert_eq!(code(&o.status), 1, "create must fail with exit 1: {err}");
+    assert!(
+        words.iter().any(|w| err.contains(w)),
+        "the error must name one of {words:?}: {err}"
+    );
+    assert!(c.state().is_none(), "a container was left: {err}");
+}
+
+// req: CFG-ROOT-REQUIRED
+#[test]
+fn missing_root_is_refused() {
+    root_or_skip!("missing_root_is_refused");
+    let mut c = Ctr::new("noroot", "default");
+    c.config.as_object_mut().unwrap().remove("root");
+    create_fails_naming(&mut c, &["root"]);
+}
+
+// req: CFG-PROCESS-REQUIRED
+#[test]
+fn missing_process_is_refused() {
+    root_or_skip!("missing_process_is_refused");
+    let mut c = Ctr::new("noproc", "default");
+    c.config.as_object_mut().unwrap().remove("process");
+    let o = c.create(&[]);
+    if o.status.success() {
+        // a runtime may accept it at create; start then MUST fail
+        let s = c.start();
+        assert!(
+            !s.status.success(),
+            "start of a container without process must fail"
+        );
+    } else {
+        let err = format!("{}\n{}", text(&o.stderr), c.log_text());
+        assert!(err.contains("process"), "error must name process: {err}");
+        assert!(c.state().is_none(), "a container was left: {err}");
+    }
+}
+
+// req: CFG-MOUNT-DEST-RELATIVE
+#[test]
+fn relative_mount_destination_is_relative_to_root() {
+    root_or_skip!("relative_mount_destination_is_relative_to_root");
+    let mut c = Ctr::new("reldest", "default");
+    std::fs::create_dir_all(c.rootfs().join("mnt/rel")).unwrap();
+    c.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(
+            {"destination": "mnt/rel", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}
+        ));
+    let v = c.run_probe();
+    let (_, fstype, sopts) = mount_info(&v, "/mnt/rel")
+        .unwrap_or_else(|| panic!("no mount at /mnt/rel: {:?}", v["mountinfo"]));
+    assert_eq!(fstype, "tmpfs");
+    assert!(sopts.iter().any(|o| o == "size=1024k"), "{sopts:?}");
+}
+
+// req: CFG-MOUNT-SOURCE-RELATIVE
+#[test]
+fn relative_bind_source_is_relative_to_the_bundle() {
+    root_or_skip!("relative_bind_source_is_relative_to_the_bundle");
+    let mut c = Ctr::new("relsrc", "default");
+    std::fs::create_dir_all(c.bundle.join("data")).unwrap();
+    std::fs::write(c.bundle.join("data/marker"), "from-the-bundle").unwrap();
+    c.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(
+            {"destination": "/mnt", "type": "bind", "source": "data", "options": ["rbind", "ro"]}
+        ));
+    c.args(&["/probe", "read", "/mnt/marker"]);
+    let v = c.run_probe();
+    assert_eq!(v["data"], "from-the-bundle", "{v}");
+}
+
+/// `husk features` (or the reference's) as JSON.
+fn features() -> serde_json::Value {
+    let o = run_timeout(
+        std::process::Command::new(runtime()).arg("features"),
+        CMD_TIMEOUT,
+    );
+    assert!(o.status.success(), "features: {}", text(&o.stderr));
+    serde_json::from_slice(&o.stdout).expect("features JSON")
+}
+
+/// config.md "Linux mount options": the MUST rows of the table.
+const MUST_MOUNT_OPTIONS: &[&str] = &[
+    "async",
+    "atime",
+    "bind",
+    "defaults",
+    "dev",
+    "diratime",
+    "dirsync",
+    "exec",
+    "iversion",
+    "lazytime",
+    "loud",
+    "noatime",
+    "nodev",
+    "nodiratime",
+    "noexec",
+    "noiversion",
+    "nolazytime",
+    "norelatime",
+    "nostrictatime",
+    "nosuid",
+    "private",
+    "rbind",
+    "relatime",
+    "remount",
+    "ro",
+    "rprivate",
+    "rshared",
+    "rslave",
+    "runbindable",
+    "rw",
+    "shared",
+    "silent",
+    "slave",
+    "strictatime",
+    "suid",
+    "sync",
+    "unbindable",
+];
+
+// req: CFG-MOUNT-OPTIONS-MUST CFG-MOUNT-OPTIONS-FS FEAT-MOUNT-OPTIONS
+#[test]
+fn mount_options_are_recognized_and_applied() {
+    root_or_skip!("mount_options_are_recognized_and_applied");
+    let f = features();
+    let listed: Vec<String> = f["mountOptions"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|o| o.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    for o in &listed {
+        assert!(
+            !o.contains('='),
+            "features.mountOptions SHOULD NOT list filesystem-specific options: {o}"
+        );
+    }
+    let mut all: Vec<String> = MUST_MOUNT_OPTIONS.iter().map(|s| s.to_string()).collect();
+    for o in &listed {
+        if !all.contains(o) {
+            all.push(o.clone());
+        }
+    }
+    for o in MUST_MOUNT_OPTIONS {
+        assert!(
+            listed.iter().any(|l| l == o),
+            "MUST option {o} is not in features.mountOptions"
+        );
+    }
+    // one container, one mount per option (each on its own tmpfs, bind options on a bind)
+    let mut c = Ctr::new("mopts", "default");
+    std::fs::create_dir_all(c.bundle.join("data")).unwrap();
+    let src = c.bundle.join("data").to_string_lossy().into_owned();
+    let mut dests = Vec::new();
+    for (i, o) in all.iter().enumerate() {
+        let dest = format!("/mnt/o{i}");
+        std::fs::create_dir_all(c.rootfs().join(&dest[1..])).unwrap();
+        let m = match o.as_str() {
+            "bind" | "rbind" => {
+                serde_json::json!({"destination": dest, "type": "bind", "source": src, "options": [o]})
+            }
+            // remount changes an existing mount: the bind made just before
+            "remount" => serde_json::json!({"destination": dest, "type": "bind", "source": src,
+                "options": ["rbind", "remount", "ro"]}),
+            _ => serde_json::json!({"destination": dest, "type": "tmpfs", "source": "tmpfs",
+                "options": [o]}),
+        };
+        c.config["mounts"].as_array_mut().unwrap().push(m);
+        dests.push((o.clone(), dest));
+    }
+    // unknown options are filesystem data
+    std::fs::create_dir_all(c.rootfs().join("mnt/fsdata")).unwrap();
+    c.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(
+            {"destination": "/mnt/fsdata", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "size=2m", "nr_inodes=1k", "mode=700"]}
+        ));
+    let v = c.run_probe();
+    let info = |d: &str| {
+        mount_info(&v, d).unwrap_or_else(|| panic!("no mount at {d}: {:?}", v["mountinfo"]))
+    };
+    let optional = |d: &str| -> Vec<String> {
+        let l = mount_line(&v, d).unwrap();
+        let f: Vec<&str> = l.split(' ').collect();
+        let sep = f.iter().position(|x| *x == "-").unwrap();
+        f[6..sep].iter().map(|s| s.to_string()).collect()
+    };
+    for (o, d) in &dests {
+        let (mo, fstype, so) = info(d);
+        let has = |v: &[String], x: &str| v.iter().any(|y| y == x);
+        match o.as_str() {
+            "ro" => assert!(has(&mo, "ro"), "{o}: {mo:?}"),
+            "rw" | "defaults" | "async" | "nolazytime" | "loud" => {
+                assert!(has(&mo, "rw"), "{o}: {mo:?}")
+            }
+            "nosuid" | "nodev" | "noexec" | "noatime" | "nodiratime" | "relatime"
+            | "nosymfollow" => assert!(has(&mo, o), "{o}: {mo:?}"),
+            "suid" | "dev" | "exec" | "diratime" => {
+                assert!(!has(&mo, &format!("no{o}")), "{o}: {mo:?}")
+            }
+            "strictatime" => assert!(!has(&mo, "relatime") && !has(&mo, "noatime"), "{o}: {mo:?}"),
+            "atime" => assert!(!has(&mo, "noatime"), "{o}: {mo:?}"),
+            "sync" | "dirsync" | "lazytime" => assert!(has(&so, o), "{o}: {so:?}"),
+            "bind" | "rbind" => assert_ne!(fstype, "tmpfs", "{o}: not a bind mount"),
+            "remount" => assert!(has(&mo, "ro"), "{o}: remount,ro not applied: {mo:?}"),
+            "shared" | "rshared" => assert!(
+                optional(d).iter().any(|x| x.starts_with("shared:")),
+                "{o}: {:?}",
+                optional(d)
+            ),
+            "unbindable" | "runbindable" => assert!(
+                optional(d).iter().any(|x| x == "unbindable"),
+                "{o}: {:?}",
+                optional(d)
+            ),
+            "private" | "rprivate" | "slave" | "rslave" => assert!(
+                !optional(d).iter().any(|x| x.starts_with("shared:")),
+                "{o}: {:?}",
+                optional(d)
+            ),
+            // accepted (the mount exists); no effect visible in mountinfo
+            _ => assert_eq!(fstype, "tmpfs", "{o}"),
+        }
+    }
+    let (mo, _, so) = info("/mnt/fsdata");
+    assert!(mo.iter().any(|o| o == "nosuid"), "{mo:?}");
+    for want in ["size=2048k", "nr_inodes=1024", "mode=700"] {
+        assert!(
+            so.iter().any(|o| o == want),
+            "filesystem data {want} not passed: {so:?}"
+        );
+    }
+}
+
+// req: CFG-MOUNT-OPTIONS-RECURSIVE
+#[test]
+fn recursive_mount_options_reach_submounts() {
+    root_or_skip!("recursive_mount_options_reach_submounts");
+    let mut c = Ctr::new("rmopts", "default");
+    let src = c.work.join("rsrc");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(src.join("sub"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount a tmpfs below the bind source");
+    c.test_mounts.push(src.join("sub"));
+    c.config["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+        {"destination": "/mnt", "type": "bind", "source": src,
+         "options": ["rbind", "rro", "rnosuid", "rnodev", "rnoexec", "rnoatime", "rnosymfollow"]}
+    ));
+    let v = c.run_probe();
+    for d in ["/mnt", "/mnt/sub"] {
+        let (mo, _, _) =
+            mount_info(&v, d).unwrap_or_else(|| panic!("no mount at {d}: {:?}", v["mountinfo"]));
+        for want in ["ro", "nosuid", "nodev", "noexec", "noatime", "nosymfollow"] {
+            assert!(mo.iter().any(|o| o == want), "{d}: {want} missing: {mo:?}");
+        }
+    }
+}
+
+// req: CFG-IDMAP-ERROR
+#[test]
+fn idmap_without_mappings_or_user_namespace_is_an_error() {
+    root_or_skip!("idmap_without_mappings_or_user_namespace_is_an_error");
+    for opt in ["idmap", "ridmap"] {
+        let mut c = Ctr::new("idmaperr", "default");
+        let src = c.bundle.to_string_lossy().into_owned();
+        c.config["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!(
+                {"destination": "/mnt", "type": "bind", "source": src, "options": ["rbind", opt]}
+            ));
+        create_fails_naming(&mut c, &[opt]);
+    }
+}
+
+/// husk has no id-mapped mounts: the mappings are refused, never silently dropped, and the
+/// features document says so.
+// req: CFG-IDMAP
+#[test]
+fn mount_id_mappings_are_refused_not_ignored() {
+    root_or_skip!("mount_id_mappings_are_refused_not_ignored");
+    let enabled = features()["linux"]["mountExtensions"]["idmap"]["enabled"].as_bool();
+    assert_eq!(
+        enabled,
+        Some(false),
+        "features must not claim id-mapped mounts"
+    );
+    for opts in [
+        vec!["rbind", "idmap"],
+        vec!["rbind", "ridmap"],
+        vec!["rbind"],
+    ] {
+        let mut c = Ctr::new("idmapno", "default");
+        let src = c.bundle.to_string_lossy().into_owned();
+        let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c.config["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!(
+                {"destination": "/mnt", "type": "bind", "source": src, "options": opts,
+                 "uidMappings": map, "gidMappings": map}
+            ));
+        create_fails_naming(&mut c, &["idmap", "uidMappings"]);
+    }
+}
+
+// req: CFG-CONSOLESIZE-IGNORED
+#[test]
+fn console_size_is_ignored_without_a_terminal() {
+    root_or_skip!("console_size_is_ignored_without_a_terminal");
+    for terminal in [Some(false), None] {
+        let mut c = Ctr::new("consz", "default");
+        match terminal {
+            Some(t) => c.config["process"]["terminal"] = t.into(),
+            None => {
+                c.config["process"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("terminal");
+            }
+        }
+        c.config["process"]["consoleSize"] = serde_json::json!({"height": 0, "width": 0});
+        let v = c.run_probe();
+        assert_eq!(v["tty"]["isatty0"], false, "{v}");
+        assert_eq!(v["tty"]["isatty1"], false, "{v}");
+    }
+}
+
+// req: CFG-OOM-UNSET
+#[test]
+fn unset_oom_score_adj_is_left_alone() {
+    root_or_skip!("unset_oom_score_adj_is_left_alone");
+    let c = Ctr::new("oomunset", "default");
+    assert!(c.config["process"].get("oomScoreAdj").is_none());
+    c.write_config();
+    // the runtime starts with oom_score_adj 321: the container must keep it
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("echo 321 > /proc/self/oom_score_adj && exec \"$@\"")
+        .arg("sh")
+        .arg(runtime())
+        .arg("--root")
+        .arg(&c.root)
+        .arg("--log")
+        .arg(&c.log)
+        .arg("--log-format")
+        .arg("json")
+        .args(["run", "--bundle"])
+        .arg(&c.bundle)
+        .arg(&c.id)
+        .current_dir(&c.work);
+    let o = run_timeout(&mut cmd, CMD_TIMEOUT);
+    assert!(o.status.success(), "run: {}", text(&o.stderr));
+    let v = probe_json(&o);
+    assert_eq!(v["oom_score_adj"], 321, "{v}");
+}
+
+// req: LNX-CGROUPS-PATH-SAME
+#[test]
+fn same_cgroups_path_same_cgroup() {
+    root_or_skip!("same_cgroups_path_same_cgroup");
+    let mut a = Ctr::new("cgsame", "default");
+    let path = a.config["linux"]["cgroupsPath"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let va = a.run_probe();
+    let mut b = Ctr::new("cgsame", "default");
+    b.config["linux"]["cgroupsPath"] = path.clone().into();
+    let vb = b.run_probe();
+    assert_eq!(
+        va["cgroup"], vb["cgroup"],
+        "two containers with cgroupsPath {path} are in different cgroups"
+    );
+    assert!(
+        va["cgroup"].to_string().contains(&path),
+        "cgroupsPath {path} not in {}",
+        va["cgroup"]
+    );
+}
+
+// req: LNX-CGROUPS-PATH-INVALID
+#[test]
+fn invalid_cgroups_path_is_an_error() {
+    root_or_skip!("invalid_cgroups_path_is_an_error");
+    for p in ["/", "/..", "system.slice:husk:x"] {
+        let mut c = Ctr::new("cginval", "default");
+        c.config["linux"]["cgroupsPath"] = p.into();
+        create_fails_naming(&mut c, &["cgroupsPath"]);
+    }
+}
+
+// req: LNX-CGROUP-OWNER-V1
+#[test]
+fn cgroup_v1_ownership_is_not_changed() {
+    root_or_skip!("cgroup_v1_ownership_is_not_changed");
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        skip("cgroup_v1_ownership_is_not_changed", "host is cgroup v2");
+        return;
+    }
+    // the case where a v2 runtime would delegate: non-root user, new cgroup namespace and a
+    // read-write /sys/fs/cgroup
+    let mut c = Ctr::new("cgown", "default");
+    c.config["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000});
+    c.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"type": "cgroup"}));
+    for m in c.config["mounts"].as_array_mut().unwrap() {
+        if m["destination"] == "/sys/fs/cgroup" {
+            m["options"] = serde_json::json!(["nosuid", "noexec", "nodev", "relatime", "rw"]);
+        }
+    }
+    c.args(&["/probe", "sleep", "30"]);
+    c.create_ok(&[]);
+    let dirs = cgroup_dirs(&c.id);
+    assert!(!dirs.is_empty(), "no cgroup dirs for {}", c.id);
+    use std::os::unix::fs::MetadataExt;
+    for d in &dirs {
+        for f in ["", "cgroup.procs", "tasks"] {
+            let p = d.join(f);
+            if let Ok(m) = std::fs::metadata(&p) {
+                assert_eq!(m.uid(), 0, "{} owner changed on cgroup v1", p.display());
+            }
+        }
+    }
+}
+
+// req: LNX-MEMORY-CHECK-BEFORE-UPDATE
+#[test]
+fn check_before_update_rejects_a_limit_below_usage() {
+    root_or_skip!("check_before_update_rejects_a_limit_below_usage");
+    let mut c = Ctr::new("cbu", "default");
+    c.config["linux"]["resources"]["memory"] = serde_json::json!({"limit": 268435456});
+    // tmpfs pages stay charged to the container's memory cgroup (this host has no swap)
+    c.args(&[
+        "/bin/sh",
+        "-c",
+        "head -c 33554432 /dev/zero > /dev/shm/fill && exec /probe sleep 60",
+    ]);
+    c.create_ok(&[]);
+    assert!(c.start().status.success());
+    assert!(c.wait_status("running", Duration::from_secs(5)));
+    let cg = cgroup_dirs(&c.id)
+        .into_iter()
+        .find(|d| d.join("memory.usage_in_bytes").exists() || d.join("memory.current").exists())
+        .expect("the container's memory cgroup");
+    let usage_file = if cg.join("memory.usage_in_bytes").exists() {
+        "memory.usage_in_bytes"
+    } else {
+        "memory.current"
+    };
+    let limit_file = if cg.join("memory.limit_in_bytes").exists() {
+        "memory.limit_in_bytes"
+    } else {
+        "memory.max"
+    };
+    let usage = || -> u64 {
+        std::fs::read_to_string(cg.join(usage_file))
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while usage() < 8 << 20 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        usage() >= 8 << 20,
+        "the process did not allocate: {}",
+        usage()
+    );
+    let before = std::fs::read_to_string(cg.join(limit_file)).unwrap();
+    let res = c.work.join("res.json");
+    std::fs::write(
+        &res,
+        r#"{"memory": {"limit": 4194304, "checkBeforeUpdate": true}}"#,
+    )
+    .unwrap();
+    let o = c.rt(&["update", "-r", res.to_str().unwrap(), &c.id]);
+    assert!(
+        !o.status.success(),
+        "a limit below the usage with checkBeforeUpdate must be rejected"
+    );
+    assert_eq!(
+        std::fs::read_to_string(cg.join(limit_file)).unwrap(),
+        before,
+        "the limit changed"
+    );
+    assert_eq!(c.status().as_deref(), Some("running"));
 }

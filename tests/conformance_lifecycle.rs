@@ -99,7 +99,7 @@ fn create_with_existing_id_fails_and_keeps_the_first() {
     assert!(pid_alive(before["pid"].as_i64().unwrap() as i32));
 }
 
-// req: RT-CREATE-STATUS RT-START-STATUS RT-STOPPED-STATUS RT-STATE-FIELDS
+// req: RT-CREATE-STATUS RT-START-STATUS RT-STOPPED-STATUS RT-STATE-FIELDS RT-SCOPE
 #[test]
 fn status_created_running_stopped() {
     root_or_skip!("status_created_running_stopped");
@@ -504,5 +504,449 @@ fn hooks_get_the_host_pid_and_creating_status() {
         if h == "createRuntime" || h == "prestart" {
             assert_eq!(s["status"], "creating", "{h}: {s}");
         }
+    }
+}
+
+// ---- runtime-spec 1.2 walk: hooks (config.md), features.md, features-linux.md ----
+
+/// Write an executable hook script at a host-only path (outside the rootfs).
+fn hook_script(path: &std::path::Path, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn read_trim(p: &std::path::Path) -> String {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+// req: CFG-HOOK-NAMESPACES
+#[test]
+fn hooks_resolve_and_run_in_the_namespaces_the_spec_names() {
+    root_or_skip!("hooks_resolve_and_run_in_the_namespaces_the_spec_names");
+    let mut c = Ctr::new("hookns", "hooks");
+    let hookdir = c.work.join("hookout");
+    std::fs::create_dir_all(&hookdir).unwrap();
+    c.substitute("@HOOKDIR@", hookdir.to_str().unwrap());
+    let mut hooks = serde_json::Map::new();
+    // paths that exist only in the runtime mount namespace
+    for k in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "poststart",
+        "poststop",
+    ] {
+        let p = hook_script(
+            &c.work.join(format!("hook-{k}.sh")),
+            &format!("readlink /proc/self/ns/mnt > {}/{k}.mnt", hookdir.display()),
+        );
+        hooks.insert(k.into(), serde_json::json!([{ "path": p }]));
+    }
+    // a path that exists only in the container (/probe), writing through the /hookout bind
+    hooks.insert(
+        "startContainer".into(),
+        serde_json::json!([{"path": "/probe",
+            "args": ["probe", "write", "/hookout/startContainer.ran", "yes"]}]),
+    );
+    c.config["hooks"] = serde_json::Value::Object(hooks);
+    c.args(&["/probe"]);
+    let v = c.run_probe();
+    let host_mnt = std::fs::read_link("/proc/self/ns/mnt")
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let ctr_mnt = v["ns"]["mnt"].as_str().unwrap_or_default().to_string();
+    assert_ne!(
+        ctr_mnt, host_mnt,
+        "the container has its own mount namespace"
+    );
+    for k in ["prestart", "createRuntime", "poststart", "poststop"] {
+        assert_eq!(
+            read_trim(&hookdir.join(format!("{k}.mnt"))),
+            host_mnt,
+            "{k} must run in the runtime namespace"
+        );
+    }
+    assert_eq!(
+        read_trim(&hookdir.join("createContainer.mnt")),
+        ctr_mnt,
+        "createContainer must run in the container namespace (path from the runtime namespace)"
+    );
+    assert_eq!(
+        read_trim(&hookdir.join("startContainer.ran")),
+        "yes",
+        "startContainer path must resolve, and run, in the container namespace"
+    );
+}
+
+// req: CFG-HOOK-TIMING
+#[test]
+fn hooks_run_before_start_and_delete_return() {
+    root_or_skip!("hooks_run_before_start_and_delete_return");
+    let mut c = Ctr::new("hooktime", "hooks");
+    let hookdir = c.work.join("hookout");
+    std::fs::create_dir_all(&hookdir).unwrap();
+    c.substitute("@HOOKDIR@", hookdir.to_str().unwrap());
+    let d = hookdir.display();
+    let poststart = hook_script(
+        &c.work.join("poststart.sh"),
+        &format!(
+            "pid=$(grep -o '\"pid\": *[0-9]*' | grep -o '[0-9]*$')\n\
+             tr '\\0' ' ' < /proc/$pid/cmdline > {d}/poststart.cmdline"
+        ),
+    );
+    let poststop = hook_script(
+        &c.work.join("poststop.sh"),
+        &format!("echo ran > {d}/poststop"),
+    );
+    c.config["hooks"] = serde_json::json!({
+        // pid 1 of the container is still the runtime's init, not the user program
+        "startContainer": [{"path": "/bin/sh",
+            "args": ["sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline > /hookout/startContainer.cmdline"]}],
+        "poststart": [{"path": poststart}],
+        "poststop": [{"path": poststop}],
+    });
+    c.args(&["/probe", "sleep", "30"]);
+    c.create_ok(&[]);
+    assert!(
+        !hookdir.join("poststart.cmdline").exists(),
+        "poststart ran at create"
+    );
+    let o = c.start();
+    assert!(o.status.success(), "start: {}", err_of(&c, &o));
+    // checked right after start returned
+    let sc = read_trim(&hookdir.join("startContainer.cmdline"));
+    assert!(
+        !sc.is_empty() && !sc.contains("sleep"),
+        "startContainer must run before the user program is executed: {sc:?}"
+    );
+    let ps = read_trim(&hookdir.join("poststart.cmdline"));
+    assert!(
+        ps.contains("/probe sleep 30"),
+        "poststart must run after the user program is executed and before start returns: {ps:?}"
+    );
+    assert!(c.kill("KILL").status.success());
+    assert!(c.wait_status("stopped", Duration::from_secs(10)));
+    assert!(
+        !hookdir.join("poststop").exists(),
+        "poststop ran before delete"
+    );
+    let o = c.delete(false);
+    assert!(o.status.success(), "delete: {}", err_of(&c, &o));
+    assert_eq!(
+        read_trim(&hookdir.join("poststop")),
+        "ran",
+        "poststop must run before delete returns"
+    );
+}
+
+fn features() -> serde_json::Value {
+    let o = run_timeout(
+        std::process::Command::new(runtime()).arg("features"),
+        CMD_TIMEOUT,
+    );
+    assert!(o.status.success(), "features: {}", text(&o.stderr));
+    serde_json::from_slice(&o.stdout).expect("features JSON")
+}
+
+/// (major, minor, patch) of a SemVer string, pre-release ignored.
+fn semver(v: &str) -> (u64, u64, u64) {
+    let core = v.split(['-', '+']).next().unwrap_or("");
+    let n: Vec<u64> = core.split('.').map(|x| x.parse().unwrap_or(0)).collect();
+    (n[0], *n.get(1).unwrap_or(&0), *n.get(2).unwrap_or(&0))
+}
+
+// req: FEAT-OCIVERSION
+#[test]
+fn features_oci_versions_are_accepted() {
+    root_or_skip!("features_oci_versions_are_accepted");
+    let f = features();
+    let min = f["ociVersionMin"]
+        .as_str()
+        .expect("ociVersionMin")
+        .to_string();
+    let max = f["ociVersionMax"]
+        .as_str()
+        .expect("ociVersionMax")
+        .to_string();
+    assert!(
+        semver(&max) >= semver(&min),
+        "ociVersionMax {max} < ociVersionMin {min}"
+    );
+    for v in [&min, &max] {
+        let mut c = Ctr::new("featver", "default");
+        c.config["ociVersion"] = v.as_str().into();
+        c.args(&["/probe", "exit", "0"]);
+        let o = c.run();
+        assert!(o.status.success(), "ociVersion {v}: {}", err_of(&c, &o));
+    }
+}
+
+// req: FEAT-NO-UNDEFINED
+#[test]
+fn features_has_only_properties_of_its_version() {
+    root_or_skip!("features_has_only_properties_of_its_version");
+    let f = features();
+    let max = semver(f["ociVersionMax"].as_str().unwrap_or("0.0.0"));
+    let v12 = max >= (1, 2, 0);
+    let check = |what: &str, v: &serde_json::Value, allowed: &[&str]| {
+        for k in v.as_object().into_iter().flat_map(|o| o.keys()) {
+            assert!(
+                allowed.contains(&k.as_str()),
+                "{what}.{k} is not defined by runtime-spec {max:?}"
+            );
+        }
+    };
+    let mut top = vec![
+        "ociVersionMin",
+        "ociVersionMax",
+        "hooks",
+        "mountOptions",
+        "linux",
+        "annotations",
+    ];
+    let mut linux = vec![
+        "namespaces",
+        "capabilities",
+        "cgroup",
+        "seccomp",
+        "apparmor",
+        "selinux",
+        "intelRdt",
+    ];
+    if v12 {
+        top.push("potentiallyUnsafeConfigAnnotations");
+        linux.push("mountExtensions");
+    }
+    check("features", &f, &top);
+    check("linux", &f["linux"], &linux);
+    check(
+        "linux.cgroup",
+        &f["linux"]["cgroup"],
+        &["v1", "v2", "systemd", "systemdUser", "rdma"],
+    );
+    check(
+        "linux.seccomp",
+        &f["linux"]["seccomp"],
+        &[
+            "enabled",
+            "actions",
+            "operators",
+            "archs",
+            "knownFlags",
+            "supportedFlags",
+        ],
+    );
+    for k in ["apparmor", "selinux", "intelRdt"] {
+        check(&format!("linux.{k}"), &f["linux"][k], &["enabled"]);
+    }
+    check(
+        "linux.mountExtensions",
+        &f["linux"]["mountExtensions"],
+        &["idmap"],
+    );
+    check(
+        "linux.mountExtensions.idmap",
+        &f["linux"]["mountExtensions"]["idmap"],
+        &["enabled"],
+    );
+}
+
+// req: FEAT-HOOKS
+#[test]
+fn features_hooks_are_hooks_of_the_spec() {
+    root_or_skip!("features_hooks_are_hooks_of_the_spec");
+    let f = features();
+    let hooks = f["hooks"].as_array().expect("hooks");
+    let known = [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+        "poststop",
+    ];
+    for h in hooks {
+        assert!(
+            known.contains(&h.as_str().unwrap_or("")),
+            "unknown hook {h}"
+        );
+    }
+    // every listed hook is accepted in one config and runs
+    let mut c = Ctr::new("feathooks", "hooks");
+    let hookdir = c.work.join("hookout");
+    std::fs::create_dir_all(&hookdir).unwrap();
+    c.substitute("@HOOKDIR@", hookdir.to_str().unwrap());
+    let mut m = serde_json::Map::new();
+    for h in hooks {
+        let h = h.as_str().unwrap();
+        let (path, out) = if h == "startContainer" {
+            ("/bin/sh".to_string(), format!("/hookout/{h}"))
+        } else {
+            ("/bin/sh".to_string(), format!("{}/{h}", hookdir.display()))
+        };
+        m.insert(
+            h.into(),
+            serde_json::json!([{"path": path, "args": ["sh", "-c", format!("echo ran > {out}")]}]),
+        );
+    }
+    c.config["hooks"] = serde_json::Value::Object(m);
+    c.args(&["/probe", "exit", "0"]);
+    let o = c.run();
+    assert!(o.status.success(), "run: {}", err_of(&c, &o));
+    for h in hooks {
+        let h = h.as_str().unwrap();
+        assert_eq!(read_trim(&hookdir.join(h)), "ran", "hook {h} did not run");
+    }
+}
+
+// req: FEAT-LINUX-RECOGNIZE
+#[test]
+fn features_linux_values_are_recognized() {
+    root_or_skip!("features_linux_values_are_recognized");
+    let f = features();
+    let strs = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let l = &f["linux"];
+    for ns in strs(&l["namespaces"]) {
+        assert!(
+            ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"]
+                .contains(&ns.as_str()),
+            "unknown namespace type {ns}"
+        );
+    }
+    // every listed capability in the bounding set: accepted, and the known ones applied
+    let caps = strs(&l["capabilities"]);
+    let mut c = Ctr::new("featcaps", "default");
+    c.config["process"]["capabilities"]["bounding"] = serde_json::json!(caps);
+    let v = c.run_probe();
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let bnd = cap_mask(&v, "CapBnd");
+    // what this host can grant: the runtime's own bounding set, up to cap_last_cap
+    let host_bnd = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .map(|h| u64::from_str_radix(h.trim(), 16).unwrap())
+        .unwrap();
+    let full = (1u64 << (last + 1)) - 1;
+    if caps.len() as u32 > last {
+        assert_eq!(
+            bnd,
+            host_bnd & full,
+            "bounding set with every listed capability: {bnd:x}"
+        );
+    }
+    // seccomp: every action, operator, arch and supported flag in one profile
+    let sc = &l["seccomp"];
+    let known_flags = strs(&sc["knownFlags"]);
+    let supported = strs(&sc["supportedFlags"]);
+    for fl in &supported {
+        assert!(
+            known_flags.contains(fl),
+            "supported flag {fl} is not a known flag"
+        );
+    }
+    let unused = [
+        "acct",
+        "swapon",
+        "swapoff",
+        "reboot",
+        "kexec_load",
+        "init_module",
+        "delete_module",
+        "settimeofday",
+        "quotactl",
+        "vhangup",
+        "iopl",
+        "ioperm",
+        "uselib",
+        "ustat",
+        "sysfs",
+        "syslog",
+        "adjtimex",
+        "clock_adjtime",
+        "finit_module",
+        "kexec_file_load",
+    ];
+    let mut rules = Vec::new();
+    let mut i = 0;
+    for a in strs(&sc["actions"]) {
+        if a == "SCMP_ACT_NOTIFY" {
+            continue; // needs a listenerPath agent
+        }
+        rules.push(serde_json::json!({"names": [unused[i]], "action": a}));
+        i += 1;
+    }
+    for op in strs(&sc["operators"]) {
+        rules.push(
+            serde_json::json!({"names": [unused[i]], "action": "SCMP_ACT_ERRNO",
+            "args": [{"index": 0, "value": 1, "valueTwo": 1, "op": op}]}),
+        );
+        i += 1;
+    }
+    let mut c = Ctr::new("featsec", "default");
+    c.config["linux"]["seccomp"] = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": strs(&sc["archs"]),
+        "flags": supported,
+        "syscalls": rules,
+    });
+    let v = c.run_probe();
+    assert_eq!(v["pid"], 1, "{v}");
+}
+
+// req: CFG-ANNOTATION-STOPSIGNAL
+#[test]
+fn kill_without_a_signal_sends_the_stop_signal_annotation() {
+    root_or_skip!("kill_without_a_signal_sends_the_stop_signal_annotation");
+    for (annotation, want) in [(Some("SIGUSR1"), "USR1"), (None, "TERM")] {
+        let mut c = Ctr::new("stopsig", "default");
+        c.config["root"]["readonly"] = false.into();
+        if let Some(a) = annotation {
+            c.config["annotations"] = serde_json::json!({"org.opencontainers.image.stopSignal": a});
+        }
+        c.args(&[
+            "/bin/sh",
+            "-c",
+            "trap 'echo USR1 > /tmp/sig; exit 0' USR1; trap 'echo TERM > /tmp/sig; exit 0' TERM; \
+             echo ready > /tmp/ready; while :; do sleep 0.1; done",
+        ]);
+        c.create_ok(&[]);
+        let o = c.start();
+        assert!(o.status.success(), "start: {}", err_of(&c, &o));
+        let ready = c.rootfs().join("tmp/ready");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !ready.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(ready.exists(), "the container's shell did not start");
+        let o = c.rt(&["kill", &c.id]);
+        assert!(o.status.success(), "kill: {}", err_of(&c, &o));
+        assert!(
+            c.wait_status("stopped", Duration::from_secs(10)),
+            "the container did not stop on the default signal"
+        );
+        assert_eq!(
+            read_trim(&c.rootfs().join("tmp/sig")),
+            want,
+            "annotation {annotation:?}"
+        );
     }
 }

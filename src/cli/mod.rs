@@ -54,9 +54,9 @@ pub enum Command {
         #[arg(short, long)]
         all: bool,
         id: String,
-        /// Signal: number or name, with or without SIG (default SIGTERM).
-        #[arg(default_value = "SIGTERM")]
-        signal: String,
+        /// Signal: number or name, with or without SIG (default: the config's
+        /// org.opencontainers.image.stopSignal annotation, else SIGTERM).
+        signal: Option<String>,
     },
     /// Delete a container and everything it holds.
     Delete {
@@ -597,7 +597,7 @@ mod tests {
         let c = Cli::try_parse_from(["husk", "kill", "c"]).unwrap();
         match c.command {
             Some(Command::Kill { signal, all, .. }) => {
-                assert_eq!(signal, "SIGTERM");
+                assert_eq!(signal, None);
                 assert!(!all);
             }
             _ => panic!(),

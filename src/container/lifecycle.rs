@@ -117,9 +117,27 @@ fn signal_all(st: &ContainerState, sig: i32) -> Result<()> {
     cg.kill_all(sig)
 }
 
-pub fn kill(g: &Global, id: &str, signal: &str, all: bool) -> Result<()> {
-    let sig = super::parse_signal(signal)?;
+/// The annotation config.md reserves for the signal "that SHOULD be sent by the container
+/// runtimes to kill the container".
+const STOP_SIGNAL_ANNOTATION: &str = "org.opencontainers.image.stopSignal";
+
+/// `signal` is the one given on the command line; without one, the config's stop-signal
+/// annotation, else SIGTERM (runc's default).
+pub fn kill(g: &Global, id: &str, signal: Option<&str>, all: bool) -> Result<()> {
+    let given = signal.map(super::parse_signal).transpose()?;
     let st = g.store.load(id)?;
+    let sig = match given {
+        Some(s) => s,
+        None => match st.annotations.get(STOP_SIGNAL_ANNOTATION) {
+            Some(a) => super::parse_signal(a).unwrap_or_else(|e| {
+                crate::logging::warn(&format!(
+                    "annotation {STOP_SIGNAL_ANNOTATION}: {e}; sending SIGTERM"
+                ));
+                libc::SIGTERM
+            }),
+            None => libc::SIGTERM,
+        },
+    };
     // `kill --all` signals every process left in the container's cgroup even once init has
     // exited, as runc does: containerd's shim runs `kill --all ID 9` right after the init of a
     // container without its own pid namespace exits, so its other processes die with it.

@@ -23,12 +23,45 @@ pub struct Bundle {
 }
 
 /// Parse config.json bytes, naming the JSON path of any error.
+///
+/// Unknown capability names are logged as a warning and ignored (config.md "Linux Process":
+/// MUST be logged as a warning, runtimes SHOULD NOT fail; runc does the same), and relative
+/// mount destinations are made relative to "/" (config.md "Mounts", runtime-spec 1.2).
 pub fn parse(bytes: &[u8]) -> Result<Spec> {
+    Ok(parse_clean(bytes)?.0)
+}
+
+/// [`parse`], plus the config without the ignored capability names when there were any (what
+/// `create` keeps in the state dir, so later commands do not warn again).
+fn parse_clean(bytes: &[u8]) -> Result<(Spec, Option<Vec<u8>>)> {
     // The plain parse is the fast path; only a failing config is parsed again with path
     // tracking (which instantiates every Deserialize impl a second time) to name the field.
-    if let Ok(s) = serde_json::from_slice::<Spec>(bytes) {
-        return Ok(s);
+    let (mut spec, clean) = match serde_json::from_slice::<Spec>(bytes) {
+        Ok(s) => (s, None),
+        Err(_) => match drop_unknown_caps(bytes) {
+            Some((clean, unknown)) => {
+                let s = parse_tracked(&clean)?;
+                crate::logging::warn(&format!(
+                    "ignoring unknown or unavailable capabilities: [{}]",
+                    unknown.join(" ")
+                ));
+                (s, Some(clean))
+            }
+            None => (parse_tracked(bytes)?, None),
+        },
+    };
+    if let Some(mounts) = spec.mounts_mut() {
+        for m in mounts.iter_mut() {
+            if m.destination().is_relative() {
+                let d = Path::new("/").join(m.destination());
+                m.set_destination(d);
+            }
+        }
     }
+    Ok((spec, clean))
+}
+
+fn parse_tracked(bytes: &[u8]) -> Result<Spec> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, Spec>(de) {
         Ok(s) => Ok(s),
@@ -43,19 +76,57 @@ pub fn parse(bytes: &[u8]) -> Result<Spec> {
     }
 }
 
+/// The config without the capability names husk does not know, and those names (sorted,
+/// once each); None when there are none (or the JSON does not parse at all).
+fn drop_unknown_caps(bytes: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
+    use oci_spec::runtime::Capability;
+    let mut v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let caps = v
+        .get_mut("process")?
+        .get_mut("capabilities")?
+        .as_object_mut()?;
+    let mut unknown: Vec<String> = Vec::new();
+    for set in [
+        "bounding",
+        "effective",
+        "inheritable",
+        "permitted",
+        "ambient",
+    ] {
+        if let Some(list) = caps.get_mut(set).and_then(|l| l.as_array_mut()) {
+            list.retain(|c| {
+                let known = serde_json::from_value::<Capability>(c.clone()).is_ok();
+                if !known {
+                    if let Some(name) = c.as_str() {
+                        unknown.push(name.to_string());
+                    }
+                }
+                // a non-string entry stays, for the tracked parse to name it
+                known || !c.is_string()
+            });
+        }
+    }
+    if unknown.is_empty() {
+        return None;
+    }
+    unknown.sort();
+    unknown.dedup();
+    Some((serde_json::to_vec(&v).ok()?, unknown))
+}
+
 /// Read, parse and validate `<bundle>/config.json` for a new container.
 pub fn load(bundle: &Path) -> Result<Bundle> {
     let dir = std::path::absolute(bundle)
         .with_context(|| format!("bundle {}: cannot make the path absolute", bundle.display()))?;
     let cfg = dir.join("config.json");
     let raw = std::fs::read(&cfg).with_context(|| format!("open {}", cfg.display()))?;
-    let spec = parse(&raw)?;
+    let (spec, clean) = parse_clean(&raw)?;
     let rootfs = validate(&spec, &dir)?;
     Ok(Bundle {
         dir,
         rootfs,
         spec,
-        raw,
+        raw: clean.unwrap_or(raw),
     })
 }
 
@@ -105,9 +176,12 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
 
     if let Some(mounts) = spec.mounts() {
         for (i, m) in mounts.iter().enumerate() {
-            if !m.destination().is_absolute() {
+            // config.md "POSIX-platform Mounts": husk has no id-mapped mounts yet
+            // (features: mountExtensions.idmap.enabled false); silently ignoring the mappings
+            // would give the container other owners than asked for.
+            if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
                 bail!(
-                    "mounts[{i}].destination: {:?} is not an absolute path",
+                    "mounts[{i}].uidMappings/gidMappings (destination {:?}): id-mapped mounts are not supported by husk yet",
                     m.destination().display()
                 );
             }
@@ -285,11 +359,36 @@ mod tests {
     }
 
     #[test]
-    fn unknown_capability_names_the_field() {
+    fn unknown_capability_is_ignored() {
         let j = br#"{"ociVersion":"1.2.0","process":{"user":{"uid":0,"gid":0},"cwd":"/",
-            "capabilities":{"bounding":["CAP_NOPE"]}}}"#;
+            "capabilities":{"bounding":["CAP_NOPE","CAP_KILL"],"permitted":["CAP_NOPE"]}}}"#;
+        let (s, clean) = parse_clean(j).unwrap();
+        let caps = s
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .as_ref()
+            .unwrap();
+        assert_eq!(caps.bounding().as_ref().map(|b| b.len()), Some(1));
+        assert!(!String::from_utf8(clean.unwrap())
+            .unwrap()
+            .contains("CAP_NOPE"));
+        // a wrong type is still an error naming the field
+        let j = br#"{"ociVersion":"1.2.0","process":{"user":{"uid":0,"gid":0},"cwd":"/",
+            "capabilities":{"bounding":["CAP_NOPE",7]}}}"#;
         let e = parse(j).unwrap_err().to_string();
         assert!(e.contains("process.capabilities.bounding"), "{e}");
+    }
+
+    #[test]
+    fn relative_mount_destination_is_relative_to_root() {
+        let j = br#"{"ociVersion":"1.2.0","mounts":[{"destination":"mnt/x","type":"tmpfs"}]}"#;
+        let s = parse(j).unwrap();
+        assert_eq!(
+            s.mounts().as_ref().unwrap()[0].destination(),
+            Path::new("/mnt/x")
+        );
     }
 
     #[test]
