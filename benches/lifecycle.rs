@@ -4,6 +4,8 @@
 //! Measured (min / median / max, and the husk/other ratio of medians):
 //! - `run` of /bin/true (create + start + wait + delete), and create, start, delete separately;
 //! - `exec` of /bin/true into a running container;
+//! - docker: `docker run --rm IMAGE true` and `docker exec CTR true` through one private dockerd
+//!   with every runtime registered (see lifecycle/docker.rs; on when dockerd is installed);
 //! - peak RSS of the runtime's largest process during `run` (wait4 rusage), and the smallest
 //!   `memory.limit` under which a container still starts (binary search);
 //! - throughput: 100 containers one after the other, and 100 with 10 at a time;
@@ -20,11 +22,15 @@
 //!
 //! Env: BENCH_RUNS (default 40), BENCH_WARMUP (5), BENCH_SCALE (1000), BENCH_HUSK (the static
 //! build of `make release`, else target/release/husk), BENCH_RUNTIMES (name=path,... to override the set), BENCH_ONLY (comma
-//! list of sections: run,phases,exec,rss,minmem,throughput,scale,version).
+//! list of sections: run,phases,exec,docker,rss,minmem,throughput,scale,version),
+//! BENCH_DOCKER_RUNS (20), BENCH_DOCKER_WARMUP (3).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "lifecycle/docker.rs"]
+mod docker;
 
 fn env_usize(k: &str, d: usize) -> usize {
     std::env::var(k)
@@ -112,6 +118,8 @@ impl Rt {
 
 struct Bench {
     rts: Vec<Rt>,
+    /// the temp dir everything else lives in
+    base: PathBuf,
     rootfs: PathBuf,
     config: serde_json::Value,
     cg_parent: String,
@@ -294,6 +302,8 @@ fn main() {
     .unwrap();
     config["root"]["readonly"] = true.into();
     let cg_parent = format!("/husk-bench-{}", std::process::id());
+    // removes the parent also after a panic (normally the accounting below already has)
+    let _cg_guard = CgParentGuard(cg_parent.clone());
     let rts: Vec<Rt> = cands
         .into_iter()
         .map(|(name, bin)| {
@@ -320,6 +330,7 @@ fn main() {
         .collect();
     let mut b = Bench {
         rts,
+        base: base.path().to_path_buf(),
         rootfs,
         config,
         cg_parent,
@@ -341,6 +352,7 @@ fn main() {
         }
     }
     let mut rows: Vec<Row> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
 
     if want("run") {
         eprintln!("bench: run /bin/true x{runs}");
@@ -452,6 +464,11 @@ fn main() {
         for (rt, id) in b.rts.iter().zip(&ids) {
             b.cleanup(rt, id);
         }
+    }
+    if want("docker") {
+        let runs = env_usize("BENCH_DOCKER_RUNS", 20);
+        let warmup = env_usize("BENCH_DOCKER_WARMUP", 3);
+        rows.extend(docker::measure(&b, runs, warmup, &mut notes));
     }
     if want("rss") {
         eprintln!("bench: peak RSS");
@@ -708,6 +725,9 @@ fn main() {
     for row in rows.iter().filter(|r| !r.note.is_empty()) {
         md.push_str(&format!("\n- {}: {}.", row.what, row.note));
     }
+    for n in &notes {
+        md.push_str(&format!("\n- {n}"));
+    }
     md.push('\n');
     let out = manifest.join("target/bench");
     std::fs::create_dir_all(&out).unwrap();
@@ -715,6 +735,29 @@ fn main() {
     std::fs::write(out.join("chart.svg"), svg(&rows, &names)).unwrap();
     println!("{md}");
     eprintln!("bench: wrote {}/report.md and chart.svg", out.display());
+}
+
+/// Removes whatever is left of the benchmark's cgroup parent, deepest first, on drop.
+struct CgParentGuard(String);
+
+impl Drop for CgParentGuard {
+    fn drop(&mut self) {
+        fn rm(d: &Path) {
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rm(&e.path());
+                }
+            }
+            let _ = std::fs::remove_dir(d);
+        }
+        for h in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            rm(&h.path().join(self.0.trim_start_matches('/')));
+        }
+    }
 }
 
 /// A grouped bar chart of the medians, each measurement normalised to its largest median.
