@@ -616,23 +616,34 @@ fn main() {
     }
 
     // What each runtime left under the cgroup parent (a runtime that leaks is named in the
-    // report), then remove the whole parent tree.
+    // report), then remove the whole parent tree. Directories in the tmpfs that hides the v2
+    // mount of a hybrid host are not cgroups: counted apart.
     let mut leaked: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut in_tmpfs: std::collections::BTreeMap<String, usize> = Default::default();
     for h in std::fs::read_dir("/sys/fs/cgroup")
         .into_iter()
         .flatten()
         .flatten()
     {
+        let real = is_cgroupfs(&h.path());
         let parent = h.path().join(b.cg_parent.trim_start_matches('/'));
         for e in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
             if e.path().is_dir() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let rt = name.split('-').nth(1).unwrap_or("?").to_string();
-                *leaked.entry(rt).or_default() += 1;
-                let _ = std::fs::remove_dir(e.path());
+                if real {
+                    *leaked.entry(rt).or_default() += 1;
+                    let _ = std::fs::remove_dir(e.path());
+                } else {
+                    *in_tmpfs.entry(rt).or_default() += 1;
+                }
             }
         }
-        let _ = std::fs::remove_dir(&parent);
+        if real {
+            let _ = std::fs::remove_dir(&parent);
+        } else {
+            let _ = std::fs::remove_dir_all(&parent);
+        }
     }
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len() / 1024).unwrap_or(0);
     let mut md = String::new();
@@ -665,6 +676,12 @@ fn main() {
         md.push_str(&format!(
             "- {rt} left {n} cgroup directories (summed over hierarchies) behind after \
              `delete --force`; the benchmark removed them\n"
+        ));
+    }
+    for (rt, n) in &in_tmpfs {
+        md.push_str(&format!(
+            "- {rt} created {n} container directories (with plain `cgroup.procs` files) in the \
+             tmpfs that hides /sys/fs/cgroup/unified: not cgroups, the benchmark removed them\n"
         ));
     }
     md.push_str(&format!(
@@ -737,6 +754,17 @@ fn main() {
     eprintln!("bench: wrote {}/report.md and chart.svg", out.display());
 }
 
+/// Whether `p` is a cgroup (v1 or v2) file system, not e.g. the tmpfs over a hidden v2 mount.
+fn is_cgroupfs(p: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs with a valid C string and an out buffer.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    r == 0 && (st.f_type == libc::CGROUP_SUPER_MAGIC || st.f_type == libc::CGROUP2_SUPER_MAGIC)
+}
+
 /// Removes whatever is left of the benchmark's cgroup parent, deepest first, on drop.
 struct CgParentGuard(String);
 
@@ -755,7 +783,12 @@ impl Drop for CgParentGuard {
             .flatten()
             .flatten()
         {
-            rm(&h.path().join(self.0.trim_start_matches('/')));
+            let p = h.path().join(self.0.trim_start_matches('/'));
+            if is_cgroupfs(&h.path()) {
+                rm(&p);
+            } else {
+                let _ = std::fs::remove_dir_all(p);
+            }
         }
     }
 }

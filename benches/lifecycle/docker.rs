@@ -333,16 +333,6 @@ impl Daemon {
     /// On a hybrid host the benchmark hides /sys/fs/cgroup/unified under its own tmpfs, where a
     /// runtime may still create directories and files: those are plain files, removed as such.
     fn hierarchies() -> Vec<(PathBuf, bool)> {
-        let is_cgroup = |p: &Path| {
-            let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
-                return false;
-            };
-            // SAFETY: statfs with a valid C string and an out buffer.
-            let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-            let r = unsafe { libc::statfs(c.as_ptr(), &mut st) };
-            r == 0
-                && (st.f_type == libc::CGROUP_SUPER_MAGIC || st.f_type == libc::CGROUP2_SUPER_MAGIC)
-        };
         let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
         for e in std::fs::read_dir("/sys/fs/cgroup")
             .into_iter()
@@ -357,7 +347,7 @@ impl Daemon {
         roots
             .into_iter()
             .map(|r| {
-                let c = is_cgroup(&r);
+                let c = super::is_cgroupfs(&r);
                 (r, c)
             })
             .collect()
