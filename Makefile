@@ -7,7 +7,7 @@
 #   make engines   dockerd and podman driving husk (HUSK_BIN=/usr/sbin/runc to validate)
 #   make vm-test   cgroup v2 and systemd guests (User-mode Linux): cgroup tests, real containers
 #   make demo      run a container from a `husk spec` bundle (needs root)
-#   make bench     lifecycle benchmark: husk vs crun vs runc -> target/bench/report.md
+#   make bench     lifecycle benchmark: husk vs crun vs runc (also via dockerd) -> target/bench/report.md
 #   make clean
 SHELL := /bin/bash
 .DEFAULT_GOAL := build

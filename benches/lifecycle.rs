@@ -4,6 +4,8 @@
 //! Measured (min / median / max, and the husk/other ratio of medians):
 //! - `run` of /bin/true (create + start + wait + delete), and create, start, delete separately;
 //! - `exec` of /bin/true into a running container;
+//! - docker: `docker run --rm IMAGE true` and `docker exec CTR true` through one private dockerd
+//!   with every runtime registered (see lifecycle/docker.rs; on when dockerd is installed);
 //! - peak RSS of the runtime's largest process during `run` (wait4 rusage), and the smallest
 //!   `memory.limit` under which a container still starts (binary search);
 //! - throughput: 100 containers one after the other, and 100 with 10 at a time;
@@ -20,11 +22,15 @@
 //!
 //! Env: BENCH_RUNS (default 40), BENCH_WARMUP (5), BENCH_SCALE (1000), BENCH_HUSK (the static
 //! build of `make release`, else target/release/husk), BENCH_RUNTIMES (name=path,... to override the set), BENCH_ONLY (comma
-//! list of sections: run,phases,exec,rss,minmem,throughput,scale,version).
+//! list of sections: run,phases,exec,docker,rss,minmem,throughput,scale,version),
+//! BENCH_DOCKER_RUNS (20), BENCH_DOCKER_WARMUP (3).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "lifecycle/docker.rs"]
+mod docker;
 
 fn env_usize(k: &str, d: usize) -> usize {
     std::env::var(k)
@@ -112,6 +118,8 @@ impl Rt {
 
 struct Bench {
     rts: Vec<Rt>,
+    /// the temp dir everything else lives in
+    base: PathBuf,
     rootfs: PathBuf,
     config: serde_json::Value,
     cg_parent: String,
@@ -363,6 +371,8 @@ fn main() {
     .unwrap();
     config["root"]["readonly"] = true.into();
     let cg_parent = format!("/husk-bench-{}", std::process::id());
+    // removes the parent also after a panic (normally the accounting below already has)
+    let _cg_guard = CgParentGuard(cg_parent.clone());
     let rts: Vec<Rt> = cands
         .into_iter()
         .map(|(name, bin)| {
@@ -389,6 +399,7 @@ fn main() {
         .collect();
     let mut b = Bench {
         rts,
+        base: base.path().to_path_buf(),
         rootfs,
         config,
         cg_parent,
@@ -410,6 +421,7 @@ fn main() {
         }
     }
     let mut rows: Vec<Row> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
 
     if want("run") {
         eprintln!("bench: run /bin/true x{runs}");
@@ -521,6 +533,11 @@ fn main() {
         for (rt, id) in b.rts.iter().zip(&ids) {
             b.cleanup(rt, id);
         }
+    }
+    if want("docker") {
+        let runs = env_usize("BENCH_DOCKER_RUNS", 20);
+        let warmup = env_usize("BENCH_DOCKER_WARMUP", 3);
+        rows.extend(docker::measure(&b, runs, warmup, &mut notes));
     }
     if want("rss") {
         eprintln!("bench: peak RSS");
@@ -669,23 +686,34 @@ fn main() {
     }
 
     // What each runtime left under the cgroup parent (a runtime that leaks is named in the
-    // report), then remove the whole parent tree.
+    // report), then remove the whole parent tree. Directories in the tmpfs that hides the v2
+    // mount of a hybrid host are not cgroups: counted apart.
     let mut leaked: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut in_tmpfs: std::collections::BTreeMap<String, usize> = Default::default();
     for h in std::fs::read_dir("/sys/fs/cgroup")
         .into_iter()
         .flatten()
         .flatten()
     {
+        let real = is_cgroupfs(&h.path());
         let parent = h.path().join(b.cg_parent.trim_start_matches('/'));
         for e in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
             if e.path().is_dir() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let rt = name.split('-').nth(1).unwrap_or("?").to_string();
-                *leaked.entry(rt).or_default() += 1;
-                let _ = std::fs::remove_dir(e.path());
+                if real {
+                    *leaked.entry(rt).or_default() += 1;
+                    let _ = std::fs::remove_dir(e.path());
+                } else {
+                    *in_tmpfs.entry(rt).or_default() += 1;
+                }
             }
         }
-        let _ = std::fs::remove_dir(&parent);
+        if real {
+            let _ = std::fs::remove_dir(&parent);
+        } else {
+            let _ = std::fs::remove_dir_all(&parent);
+        }
     }
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len() / 1024).unwrap_or(0);
     let mut md = String::new();
@@ -718,6 +746,12 @@ fn main() {
         md.push_str(&format!(
             "- {rt} left {n} cgroup directories (summed over hierarchies) behind after \
              `delete --force`; the benchmark removed them\n"
+        ));
+    }
+    for (rt, n) in &in_tmpfs {
+        md.push_str(&format!(
+            "- {rt} created {n} container directories (with plain `cgroup.procs` files) in the \
+             tmpfs that hides /sys/fs/cgroup/unified: not cgroups, the benchmark removed them\n"
         ));
     }
     md.push_str(&format!(
@@ -778,6 +812,9 @@ fn main() {
     for row in rows.iter().filter(|r| !r.note.is_empty()) {
         md.push_str(&format!("\n- {}: {}.", row.what, row.note));
     }
+    for n in &notes {
+        md.push_str(&format!("\n- {n}"));
+    }
     md.push('\n');
     let out = manifest.join("target/bench");
     std::fs::create_dir_all(&out).unwrap();
@@ -785,6 +822,45 @@ fn main() {
     std::fs::write(out.join("chart.svg"), svg(&rows, &names)).unwrap();
     println!("{md}");
     eprintln!("bench: wrote {}/report.md and chart.svg", out.display());
+}
+
+/// Whether `p` is a cgroup (v1 or v2) file system, not e.g. the tmpfs over a hidden v2 mount.
+fn is_cgroupfs(p: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs with a valid C string and an out buffer.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    r == 0 && (st.f_type == libc::CGROUP_SUPER_MAGIC || st.f_type == libc::CGROUP2_SUPER_MAGIC)
+}
+
+/// Removes whatever is left of the benchmark's cgroup parent, deepest first, on drop.
+struct CgParentGuard(String);
+
+impl Drop for CgParentGuard {
+    fn drop(&mut self) {
+        fn rm(d: &Path) {
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rm(&e.path());
+                }
+            }
+            let _ = std::fs::remove_dir(d);
+        }
+        for h in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let p = h.path().join(self.0.trim_start_matches('/'));
+            if is_cgroupfs(&h.path()) {
+                rm(&p);
+            } else {
+                let _ = std::fs::remove_dir_all(p);
+            }
+        }
+    }
 }
 
 /// A grouped bar chart of the medians, each measurement normalised to its largest median.

@@ -100,7 +100,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             id,
         } => container::events(&g, &id, stats, &interval)?,
         Command::Update { flags, id } => container::update(&g, &id, &flags)?,
-        Command::Features => container::features()?,
+        Command::Features => container::features(&criu)?,
         Command::Exec(a) => return Ok(container::exec(&g, &a)),
         Command::Checkpoint(a) => container::checkpoint(&g, &a, &criu)?,
         Command::Restore(a) => return container::restore(&g, &a, &criu),

@@ -436,10 +436,10 @@ fn criu_end_to_end() {
 }
 
 #[test]
-fn features_claims_checkpoint_only_where_criu_works() {
+fn features_claims_checkpoint_where_criu_is_installed() {
     if is_runc() || is_crun() {
         return skip(
-            "features_claims_checkpoint_only_where_criu_works",
+            "features_claims_checkpoint_where_criu_is_installed",
             "runc claims it whenever built with CRIU support",
         );
     }
@@ -447,13 +447,14 @@ fn features_claims_checkpoint_only_where_criu_works() {
     assert!(o.status.success(), "features: {}", text(&o.stderr));
     let v: Value = serde_json::from_slice(&o.stdout).expect("features JSON");
     let claimed = v["annotations"]["org.opencontainers.runc.checkpoint.enabled"] == "true";
-    let works = Command::new("criu")
-        .arg("check")
+    // an executable `criu` in $PATH (no `criu check`: features must not start CRIU each call)
+    let installed = Command::new("sh")
+        .args(["-c", "command -v criu"])
         .output()
         .is_ok_and(|o| o.status.success());
     assert_eq!(
-        claimed, works,
-        "checkpoint.enabled annotation must say whether `criu check` passes"
+        claimed, installed,
+        "checkpoint.enabled annotation must say whether criu is installed"
     );
 }
 

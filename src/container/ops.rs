@@ -285,7 +285,7 @@ pub fn update(g: &Global, id: &str, f: &UpdateFlags) -> Result<()> {
 }
 
 /// `features`: only what this build really does.
-pub fn features() -> Result<()> {
+pub fn features(criu: &str) -> Result<()> {
     let f = serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.2.0",
@@ -321,9 +321,10 @@ pub fn features() -> Result<()> {
         }
     });
     let mut f = f;
-    // runc's annotation for CRIU support: only where checkpoint/restore can work (criu is
-    // installed and `criu check` passes), not merely because the subcommands exist.
-    if crate::criu::check("criu").is_none() {
+    // runc's annotation for CRIU support. runc sets it unconditionally; husk sets it when the
+    // criu binary (`--criu`, else `criu` in $PATH) is installed. Only a stat: `criu check`
+    // would cost a subprocess (and CRIU's kernel probing) on every `features` call.
+    if crate::criu::installed(criu) {
         f["annotations"]["org.opencontainers.runc.checkpoint.enabled"] = "true".into();
     }
     println!("{}", serde_json::to_string_pretty(&f)?);

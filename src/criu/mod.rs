@@ -261,19 +261,31 @@ fn action(t: ReqType) -> &'static str {
     }
 }
 
-/// `criu check`: None when CRIU can run here, else the reason (its error lines).
-pub fn check(criu: &str) -> Option<String> {
-    match Command::new(criu).arg("check").output() {
-        Ok(o) if o.status.success() => None,
-        Ok(o) => {
-            let e = String::from_utf8_lossy(&o.stderr);
-            let l: Vec<&str> = e.lines().filter(|l| l.contains("Error")).collect();
-            Some(if l.is_empty() {
-                format!("criu check: {}", o.status)
-            } else {
-                l.join("; ")
-            })
-        }
-        Err(e) => Some(format!("{criu}: {e}")),
+/// Whether the CRIU binary `criu` (a path, or a name looked up in $PATH) is an executable file.
+/// A cheap stat, no subprocess: `features` runs this on every call.
+pub fn installed(criu: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let exec = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if criu.contains('/') {
+        return exec(Path::new(criu));
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| exec(&d.join(criu))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::installed;
+
+    #[test]
+    fn installed_is_an_executable_file_by_path_or_in_path() {
+        assert!(installed("/bin/sh"));
+        assert!(installed("sh"));
+        assert!(!installed("/etc/passwd"), "not executable");
+        assert!(!installed("/bin"), "a directory");
+        assert!(!installed("/no/such/criu"));
+        assert!(!installed("husk-no-such-criu-binary"));
     }
 }
