@@ -14,6 +14,8 @@
 # --memory, pause/resume, a denied device, nothing left after delete, and each resource read
 # back inside (memory swap/low, cpu weight/max/burst/idle, unified, io.max) or, where the guest
 # lacks the controller (cpuset, hugetlb, rdma, io.weight), refused by name (guest-checks.sh).
+# systemd-hybrid: also net_cls and net_prio (and hugetlb) read back inside where the guest
+# kernel has them, a named skip and a refusal by field name where not (hybrid-checks.sh).
 # Builds on the host first (cargo build, cargo test --no-run; `make testroot` must have run).
 # Prints ok/not ok per check and "N passed, N failed"; exits non-zero if anything failed.
 set -uo pipefail
@@ -77,6 +79,17 @@ mk ioweight '.linux.resources.blockIO = {"weight": 500} | .process.args = '"$(sh
 mk iomax '.linux.resources.blockIO = {"throttleReadBpsDevice": [{"major": 4242, "minor": 4343, "rate": 1048576}],
 		"throttleWriteIOPSDevice": [{"major": 4242, "minor": 4343, "rate": 400}]}
 	| .process.args = '"$(show io.max)"
+
+# systemd-hybrid: v1 net_cls / net_prio / hugetlb read back inside (hybrid-checks.sh), each
+# printing FILE=VALUE for FILE below /sys/fs/cgroup
+net='.linux.resources.network'
+mk v1net "$net"' = {"classID": 1048577, "priorities": [{"name": "lo", "priority": 7}]}
+	| .process.args = '"$(show net_cls/net_cls.classid net_prio/net_prio.ifpriomap)"
+mk v1netcls "$net"' = {"classID": 1048577} | .process.args = '"$(show net_cls/net_cls.classid)"
+mk v1netprio "$net"' = {"priorities": [{"name": "lo", "priority": 7}]}
+	| .process.args = '"$(show net_prio/net_prio.ifpriomap)"
+mk v1hugetlb '.linux.resources.hugepageLimits = [{"pageSize": "2MB", "limit": 4194304}]
+	| .process.args = '"$(show hugetlb/hugetlb.2MB.limit_in_bytes)"
 
 # systemd only: a nested slice in cgroupsPath (runc's slice:prefix:name, a-b.slice expansion)
 mk nested '.linux.cgroupsPath = "husktest-nested.slice:hx:vmnested" | .process.args = ["/bin/sleep", "600"]'
