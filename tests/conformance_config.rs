@@ -882,9 +882,9 @@ fn cgroup_v1_ownership_is_not_changed() {
         skip("cgroup_v1_ownership_is_not_changed", "host is cgroup v2");
         return;
     }
-    // the case where a v2 runtime would delegate: non-root user, new cgroup namespace and a
-    // read-write /sys/fs/cgroup
-    let mut c = Ctr::new("cgown", "default");
+    // every condition under which husk delegates on cgroup v2 holds: a new user namespace (the
+    // userns fixture maps 0 -> 100000), a new cgroup namespace and a read-write /sys/fs/cgroup
+    let mut c = Ctr::new("cgown", "userns");
     c.config["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000});
     c.config["linux"]["namespaces"]
         .as_array_mut()

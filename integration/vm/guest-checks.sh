@@ -1,7 +1,8 @@
 #!/bin/bash
 # guest-checks.sh -- runs INSIDE the cgroup v2 guest (see run.sh): husk's cgroups root tests,
 # then real containers with the built husk and the test rootfs; section 8 reads every resource
-# back from inside, or checks that one whose controller the guest lacks is refused by name.
+# back from inside, or checks that one whose controller the guest lacks is refused by name;
+# section 9 checks cgroup v2 delegation to a user-namespaced container.
 #
 #   guest-checks.sh plain|systemd HUSK TESTBIN BUNDLES
 #
@@ -243,6 +244,68 @@ if [ -n "$dev" ] && has_ctrl io; then
 else
 	skip "io.max: the guest has no block device (or no io controller)"
 fi
+
+# 9. cgroup v2 delegation (runtime-spec config-linux.md "Cgroup ownership"): with a new user
+# namespace (0 -> 100000), a new cgroup namespace and /sys/fs/cgroup mounted rw, the container's
+# cgroup directory and the files of /sys/kernel/cgroup/delegate belong to the host id root maps
+# to; nothing else changes owner; read-only, or without a user namespace, nothing changes
+own() { stat -c %u:%g "$@" 2>&1 | tr '\n' ' ' | sed 's/ $//'; }
+start_long() { # start_long BUNDLE: detached; sets id, pid, cg
+	newid
+	# (not into a pipe: the detached container keeps its stdout open)
+	local f
+	f=$(mktemp /tmp/husk-vm-out.XXXXXX)
+	H run -d --bundle "$bundles/$1" "$id" >"$f" 2>&1
+	sed 's/^/#   /' "$f"
+	rm -f "$f"
+	pid=$(pid_of "$id")
+	cg=$(cg_of "$pid")
+}
+start_long owner
+if [ -z "$pid" ] || [ -z "$cg" ]; then
+	nok "delegation: container with user+cgroup namespaces and rw cgroupfs did not start"
+else
+	d=/sys/fs/cgroup$cg
+	dl=$(tr '\n' ' ' </sys/kernel/cgroup/delegate 2>/dev/null)
+	echo "#   /sys/kernel/cgroup/delegate: ${dl:-absent}"
+	host=$(own "$d" "$d/cgroup.procs" "$d/cgroup.subtree_control" "$d/cgroup.threads")
+	check "delegation: host owner of the cgroup dir, cgroup.procs, .subtree_control, .threads ($host)" \
+		test "$host" = "100000:100000 100000:100000 100000:100000 100000:100000"
+	# every other listed file this cgroup has (memory.oom.group, memory.reclaim on 6.1)
+	bad=""
+	for f in $dl; do
+		[ ! -e "$d/$f" ] || [ "$(own "$d/$f")" = 100000:100000 ] || bad+=" $f"
+	done
+	check "delegation: every file of the delegate list present here is 100000:100000${bad:+ (not:$bad)}" \
+		test -z "$bad"
+	other=$(own "$d/memory.max" "$d/pids.max" "$d/cgroup.max.depth")
+	check "delegation: memory.max, pids.max, cgroup.max.depth keep owner 0:0 ($other)" \
+		test "$other" = "0:0 0:0 0:0"
+	inside=$(H exec "$id" stat -c %u:%g /sys/fs/cgroup /sys/fs/cgroup/cgroup.procs 2>&1 | tr '\n' ' ' | sed 's/ $//')
+	check "delegation: inside, /sys/fs/cgroup and its cgroup.procs are owned by 0:0 ($inside)" \
+		test "$inside" = "0:0 0:0"
+	sub=$(H exec "$id" sh -c 'cd /sys/fs/cgroup && mkdir dlg && echo $$ >dlg/cgroup.procs && echo moved
+		echo $$ >cgroup.procs; rmdir dlg && echo removed' 2>&1 | tr '\n' ' ')
+	check "delegation: root inside creates a child cgroup, moves itself in and out ($sub)" \
+		test "$sub" = "moved removed "
+fi
+H delete --force "$id" >/dev/null 2>&1
+check "delegation: no cgroup left after delete (${cg:-none})" gone "$cg"
+for v in owner-ro owner-nouserns; do
+	start_long "$v"
+	if [ -z "$pid" ] || [ -z "$cg" ]; then
+		nok "delegation ($v): container did not start"
+	else
+		d=/sys/fs/cgroup$cg
+		host=$(own "$d" "$d/cgroup.procs")
+		case $v in
+		owner-ro) why="user namespace but /sys/fs/cgroup read-only" ;;
+		*) why="/sys/fs/cgroup rw but no user namespace" ;;
+		esac
+		check "no delegation ($why): cgroup dir and cgroup.procs stay 0:0 ($host)" test "$host" = "0:0 0:0"
+	fi
+	H delete --force "$id" >/dev/null 2>&1
+done
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -13,7 +13,10 @@
 # back inside, a fork bomb stopping at pids.max, an OOM kill seen by `husk events`, update
 # --memory, pause/resume, a denied device, nothing left after delete, and each resource read
 # back inside (memory swap/low, cpu weight/max/burst/idle, unified, io.max) or, where the guest
-# lacks the controller (cpuset, hugetlb, rdma, io.weight), refused by name (guest-checks.sh).
+# lacks the controller (cpuset, hugetlb, rdma, io.weight), refused by name (guest-checks.sh),
+# and cgroup v2 delegation to a user-namespaced container (guest-checks.sh section 9).
+# systemd-hybrid: also net_cls and net_prio (and hugetlb) read back inside where the guest
+# kernel has them, a named skip and a refusal by field name where not (hybrid-checks.sh).
 # Builds on the host first (cargo build, cargo test --no-run; `make testroot` must have run).
 # Prints ok/not ok per check and "N passed, N failed"; exits non-zero if anything failed.
 set -uo pipefail
@@ -77,6 +80,28 @@ mk ioweight '.linux.resources.blockIO = {"weight": 500} | .process.args = '"$(sh
 mk iomax '.linux.resources.blockIO = {"throttleReadBpsDevice": [{"major": 4242, "minor": 4343, "rate": 1048576}],
 		"throttleWriteIOPSDevice": [{"major": 4242, "minor": 4343, "rate": 400}]}
 	| .process.args = '"$(show io.max)"
+
+# cgroup v2 delegation (runtime-spec "Cgroup ownership"): user namespace 0->100000, a new cgroup
+# namespace and /sys/fs/cgroup mounted rw; and the same with it read-only, and rw without a user
+# namespace. Each runs `sleep`; the checks stat from the host and through `husk exec`.
+userns='.linux.namespaces += [{"type": "user"}]
+	| .linux.uidMappings = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+	| .linux.gidMappings = [{"containerID": 0, "hostID": 100000, "size": 65536}]'
+cgrw='(.mounts[] | select(.destination == "/sys/fs/cgroup") | .options) |= (map(select(. != "ro")) + ["rw"])'
+mk owner "$userns | $cgrw"' | .process.args = ["/bin/sleep", "600"]'
+mk owner-ro "$userns"' | .process.args = ["/bin/sleep", "600"]'
+mk owner-nouserns "$cgrw"' | .process.args = ["/bin/sleep", "600"]'
+
+# systemd-hybrid: v1 net_cls / net_prio / hugetlb read back inside (hybrid-checks.sh), each
+# printing FILE=VALUE for FILE below /sys/fs/cgroup
+net='.linux.resources.network'
+mk v1net "$net"' = {"classID": 1048577, "priorities": [{"name": "lo", "priority": 7}]}
+	| .process.args = '"$(show net_cls/net_cls.classid net_prio/net_prio.ifpriomap)"
+mk v1netcls "$net"' = {"classID": 1048577} | .process.args = '"$(show net_cls/net_cls.classid)"
+mk v1netprio "$net"' = {"priorities": [{"name": "lo", "priority": 7}]}
+	| .process.args = '"$(show net_prio/net_prio.ifpriomap)"
+mk v1hugetlb '.linux.resources.hugepageLimits = [{"pageSize": "2MB", "limit": 4194304}]
+	| .process.args = '"$(show hugetlb/hugetlb.2MB.limit_in_bytes)"
 
 # systemd only: a nested slice in cgroupsPath (runc's slice:prefix:name, a-b.slice expansion)
 mk nested '.linux.cgroupsPath = "husktest-nested.slice:hx:vmnested" | .process.args = ["/bin/sleep", "600"]'

@@ -107,6 +107,71 @@ pub trait Manager {
     fn oom_kill_count(&self) -> Result<u64>;
     /// What to persist in state.json.
     fn state(&self) -> CgroupState;
+    /// cgroup v2 delegation (runtime-spec "Cgroup ownership", see [`delegation_owner`]): give
+    /// the container's cgroup directory and its delegatable files to `uid`/`gid`. Called after
+    /// `apply_with_devices` and before the container's program runs. The default does nothing:
+    /// on cgroup v1 the spec says runtimes SHOULD NOT change ownership (delegation is not safe
+    /// there).
+    fn delegate(&self, _uid: Option<u32>, _gid: Option<u32>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// runtime-spec config-linux.md "Cgroup ownership": the host (uid, gid) the container's cgroup
+/// is to be delegated to, or None. Only when the container gets a new user namespace (with the
+/// mappings in the spec) AND a new cgroup namespace AND a cgroup mount at /sys/fs/cgroup that is
+/// read-write (husk mounts cgroupfs read-only unless `rw` is given, the last of `ro`/`rw`
+/// wins). The ids are the host ids that `process.user.uid` / `process.user.gid` map to (the
+/// user the container's program runs as); an unmapped one is left unchanged (None).
+/// runc (specconv, `OwnerUID`) also chowns without a user namespace, to process.user.uid itself,
+/// and never changes the group; husk also hands over the group so that the delegatee sees its
+/// cgroup as its own (`0:0` inside, not `0:nogroup`), as crun does.
+pub fn delegation_owner(spec: &oci_spec::runtime::Spec) -> Option<(Option<u32>, Option<u32>)> {
+    use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType};
+    let linux = spec.linux().as_ref()?;
+    let ns = linux.namespaces().as_deref().unwrap_or(&[]);
+    let new_ns = |t: LinuxNamespaceType| ns.iter().any(|n| n.typ() == t && n.path().is_none());
+    if !new_ns(LinuxNamespaceType::User) || !new_ns(LinuxNamespaceType::Cgroup) {
+        return None;
+    }
+    let rw_cgroupfs = spec.mounts().as_deref().unwrap_or(&[]).iter().any(|m| {
+        let cgroup = m
+            .source()
+            .as_ref()
+            .is_some_and(|s| s.as_os_str() == "cgroup")
+            || matches!(m.typ().as_deref(), Some("cgroup") | Some("cgroup2"));
+        let dest = util::clean_path(&m.destination().to_string_lossy());
+        let rw = m
+            .options()
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .rev()
+            .find(|o| *o == "ro" || *o == "rw")
+            .is_some_and(|o| o == "rw");
+        cgroup && dest == "/sys/fs/cgroup" && rw
+    });
+    if !rw_cgroupfs {
+        return None;
+    }
+    let host = |maps: &Option<Vec<LinuxIdMapping>>, id: u32| -> Option<u32> {
+        maps.as_deref()?.iter().find_map(|m| {
+            let off = id.checked_sub(m.container_id())?;
+            (off < m.size())
+                .then(|| m.host_id().checked_add(off))
+                .flatten()
+        })
+    };
+    let (uid, gid) = spec
+        .process()
+        .as_ref()
+        .map(|p| (p.user().uid(), p.user().gid()))
+        .unwrap_or((0, 0));
+    let owner = (
+        host(linux.uid_mappings(), uid),
+        host(linux.gid_mappings(), gid),
+    );
+    (owner != (None, None)).then_some(owner)
 }
 
 /// The cgroup path (as in /proc/self/cgroup, relative to a hierarchy root or relative to the own
@@ -245,6 +310,44 @@ mod tests {
             serde_json::to_string(&s).unwrap(),
             r#"{"driver":"v1","path":"/husk/x"}"#
         );
+    }
+
+    #[test]
+    fn delegation_conditions() {
+        let spec = |ns: &str, opts: &str, user: &str| -> oci_spec::runtime::Spec {
+            serde_json::from_str(&format!(
+                r#"{{"ociVersion": "1.2.0", "root": {{"path": "rootfs"}},
+                "process": {{"cwd": "/", "args": ["sh"], "user": {user}}},
+                "mounts": [{{"destination": "/sys/fs/cgroup/", "type": "cgroup",
+                    "source": "cgroup", "options": {opts}}}],
+                "linux": {{"namespaces": {ns},
+                    "uidMappings": [{{"containerID": 0, "hostID": 100000, "size": 65536}}],
+                    "gidMappings": [{{"containerID": 0, "hostID": 200000, "size": 1000}}]}}}}"#
+            ))
+            .unwrap()
+        };
+        let both = r#"[{"type": "user"}, {"type": "cgroup"}, {"type": "mount"}]"#;
+        let root = r#"{"uid": 0, "gid": 0}"#;
+        let rw = r#"["nosuid", "ro", "rw"]"#;
+        assert_eq!(
+            delegation_owner(&spec(both, rw, root)),
+            Some((Some(100000), Some(200000)))
+        );
+        let u = r#"{"uid": 1000, "gid": 5000}"#;
+        assert_eq!(
+            delegation_owner(&spec(both, rw, u)),
+            Some((Some(101000), None))
+        );
+        // read-only (explicitly, or by default), no user ns, no new cgroup ns: nothing
+        assert_eq!(delegation_owner(&spec(both, r#"["rw", "ro"]"#, root)), None);
+        assert_eq!(delegation_owner(&spec(both, r#"["nosuid"]"#, root)), None);
+        let no_user = r#"[{"type": "cgroup"}, {"type": "mount"}]"#;
+        assert_eq!(delegation_owner(&spec(no_user, rw, root)), None);
+        let joined = r#"[{"type": "user"}, {"type": "cgroup", "path": "/proc/1/ns/cgroup"}]"#;
+        assert_eq!(delegation_owner(&spec(joined, rw, root)), None);
+        // unmapped ids: nothing to give
+        let far = r#"{"uid": 70000, "gid": 70000}"#;
+        assert_eq!(delegation_owner(&spec(both, rw, far)), None);
     }
 
     #[test]

@@ -421,6 +421,8 @@ pub struct SystemdManager {
     extra_props: Vec<Value>,
     /// Resources and devices from `apply_with_devices`, applied once the unit exists.
     pending: RefCell<Option<(LinuxResources, Vec<LinuxDevice>)>>,
+    /// The owner from `delegate`, given to the cgroup once the unit exists (v2 only).
+    pending_owner: RefCell<Option<(Option<u32>, Option<u32>)>>,
     conn: RefCell<Option<Conn>>,
     started: RefCell<bool>,
 }
@@ -448,6 +450,7 @@ impl SystemdManager {
             unified,
             extra_props,
             pending: RefCell::new(None),
+            pending_owner: RefCell::new(None),
             conn: RefCell::new(None),
             started: RefCell::new(true),
         })
@@ -470,6 +473,7 @@ impl SystemdManager {
             unified,
             extra_props: Vec::new(),
             pending: RefCell::new(None),
+            pending_owner: RefCell::new(None),
             conn: RefCell::new(None),
             started: RefCell::new(true),
         })
@@ -679,12 +683,27 @@ impl Manager for SystemdManager {
             if let Some((r, d)) = self.pending.borrow().as_ref() {
                 self.fs.apply_with_devices(r, d)?;
             }
+            if let Some((uid, gid)) = *self.pending_owner.borrow() {
+                self.fs.delegate(uid, gid)?;
+            }
             Ok(())
         })();
         if let Err(e) = res {
             let _ = self.destroy();
             return Err(e);
         }
+        Ok(())
+    }
+
+    fn delegate(&self, uid: Option<u32>, gid: Option<u32>) -> Result<()> {
+        // as runc's systemd v2 manager (OwnerUID): chown what systemd created; never on v1
+        if !self.unified {
+            return Ok(());
+        }
+        if *self.started.borrow() {
+            return self.fs.delegate(uid, gid);
+        }
+        *self.pending_owner.borrow_mut() = Some((uid, gid));
         Ok(())
     }
 

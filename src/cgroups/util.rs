@@ -392,6 +392,57 @@ pub fn parse_proc_cgroup(text: &str) -> Vec<(Vec<String>, String)> {
         .collect()
 }
 
+/// The kernel's list of the files a cgroup v2 delegatee may write (/sys/kernel/cgroup/delegate).
+pub const DELEGATE_LIST: &str = "/sys/kernel/cgroup/delegate";
+
+/// The files of a cgroup v2 directory whose owner changes on delegation, from the text of
+/// [`DELEGATE_LIST`] (one name per line), or, when the kernel has no such file (before 4.15),
+/// the runtime-spec's fallback list. Names that are not a single path component are skipped.
+pub fn delegate_files(list: Option<&str>) -> Vec<String> {
+    match list {
+        Some(t) => t
+            .lines()
+            .map(str::trim)
+            .filter(|n| !n.is_empty() && *n != "." && *n != ".." && !n.contains('/'))
+            .map(str::to_string)
+            .collect(),
+        None => ["cgroup.procs", "cgroup.subtree_control", "cgroup.threads"]
+            .map(str::to_string)
+            .to_vec(),
+    }
+}
+
+/// cgroup v2 delegation (runtime-spec config-linux.md "Cgroup ownership"): give `dir` and the
+/// delegatable files in it to `uid`/`gid` (None leaves that id alone). A listed file that this
+/// cgroup lacks is skipped (the spec: "MUST NOT fail"); no other file changes owner.
+pub fn delegate(dir: &Path, uid: Option<u32>, gid: Option<u32>) -> Result<()> {
+    let list = match fs::read_to_string(DELEGATE_LIST) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(anyhow!("reading {DELEGATE_LIST}: {}", errstr(&e))),
+    };
+    let err = |p: &Path, e: io::Error| {
+        anyhow!(
+            "cgroup ownership: chown {} to {}:{}: {}",
+            p.display(),
+            uid.map_or("-".to_string(), |u| u.to_string()),
+            gid.map_or("-".to_string(), |g| g.to_string()),
+            errstr(&e)
+        )
+    };
+    std::os::unix::fs::chown(dir, uid, gid).map_err(|e| err(dir, e))?;
+    for f in delegate_files(list.as_deref()) {
+        let p = dir.join(&f);
+        // lchown: never follow a link out of the cgroup (cgroupfs has none anyway)
+        match std::os::unix::fs::lchown(&p, uid, gid) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(&p, e)),
+        }
+    }
+    Ok(())
+}
+
 /// Which cgroup layout the host has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -511,6 +562,24 @@ mod tests {
         remove_cgroup_tree(&d).unwrap();
         assert!(!d.exists());
         remove_cgroup_tree(&d).unwrap(); // ENOENT is fine
+    }
+
+    #[test]
+    fn delegate_file_list() {
+        assert_eq!(
+            delegate_files(None),
+            vec!["cgroup.procs", "cgroup.subtree_control", "cgroup.threads"]
+        );
+        let k = "cgroup.procs\ncgroup.threads\ncgroup.subtree_control\nmemory.reclaim\n\n../x\n";
+        assert_eq!(
+            delegate_files(Some(k)),
+            vec![
+                "cgroup.procs",
+                "cgroup.threads",
+                "cgroup.subtree_control",
+                "memory.reclaim"
+            ]
+        );
     }
 
     #[test]

@@ -100,13 +100,14 @@ impl V1Manager {
             } else if inner.starts_with('/') {
                 (inner.to_string(), util::join_under(&m.mountpoint, inner))
             } else {
+                // the same set of controllers, in whatever order the two files list them
                 let ownp = own
                     .iter()
                     .find(|(c, _)| {
                         if key.is_empty() {
                             c.is_empty()
                         } else {
-                            !c.is_empty() && c.join(",") == key
+                            !c.is_empty() && same_set(c, &controllers)
                         }
                     })
                     .map(|(_, p)| p.as_str())
@@ -580,6 +581,10 @@ impl V1Manager {
     }
 }
 
+fn same_set(a: &[String], b: &[String]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x))
+}
+
 impl Hier {
     fn has(&self, c: &str) -> bool {
         self.controllers.iter().any(|x| x == c)
@@ -976,6 +981,35 @@ mod tests {
             m.hier("memory").unwrap().dir
         );
         assert_eq!(m2.hier("cpu").unwrap().dir, m.hier("cpu").unwrap().dir);
+    }
+
+    #[test]
+    fn combined_net_cls_net_prio() {
+        // systemd's layout: net_cls and net_prio in one hierarchy, symlinks beside it (symlinks
+        // are not mounts); the controllers may be listed in either order
+        let mi = format!(
+            "{MI}45 31 0:40 / /sys/fs/cgroup/net_cls,net_prio rw - cgroup cgroup rw,net_cls,net_prio\n"
+        );
+        let own = util::parse_proc_cgroup(
+            "6:net_prio,net_cls:/n/x\n4:memory:/\n3:devices:/\n2:cpu,cpuacct:/\n1:name=systemd:/\n0::/\n",
+        );
+        let m = V1Manager::from_parts("c1", &BTreeMap::new(), &util::parse_mountinfo(&mi), &own)
+            .unwrap();
+        let want = PathBuf::from("/sys/fs/cgroup/net_cls,net_prio/n/x/c1");
+        assert_eq!(m.hier("net_cls").unwrap().dir, want);
+        assert_eq!(m.hier("net_prio").unwrap().dir, want);
+        assert_eq!(
+            m.dir_for("net_prio", "linux.resources.network.priorities")
+                .unwrap(),
+            want.as_path()
+        );
+        // one hierarchy, one directory: created, joined and removed once
+        assert_eq!(m.hiers.iter().filter(|h| h.has("net_cls")).count(), 1);
+        let st = m.state();
+        assert_eq!(st.paths["net_cls,net_prio"], "/n/x/c1");
+        let m2 =
+            V1Manager::from_parts(&st.path, &st.paths, &util::parse_mountinfo(&mi), &[]).unwrap();
+        assert_eq!(m2.hier("net_prio").unwrap().dir, want);
     }
 
     #[test]

@@ -399,6 +399,10 @@ impl Manager for V2Manager {
         self.apply_inner(resources, rules)
     }
 
+    fn delegate(&self, uid: Option<u32>, gid: Option<u32>) -> Result<()> {
+        util::delegate(&self.dir, uid, gid)
+    }
+
     fn add_task(&self, pid: i32) -> Result<()> {
         util::write_pid(&self.dir, pid)
     }

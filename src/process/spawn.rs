@@ -337,7 +337,14 @@ pub fn make_cgroup(
         .and_then(|l| l.resources().as_ref())
         .unwrap_or(&no_resources);
     let devices = linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]);
-    if let Err(e) = cg.apply_with_devices(resources, devices) {
+    let applied = cg.apply_with_devices(resources, devices).and_then(|()| {
+        // runtime-spec "Cgroup ownership" (cgroup v2 only; see cgroups::delegation_owner)
+        match cgroups::delegation_owner(spec) {
+            Some((uid, gid)) => cg.delegate(uid, gid),
+            None => Ok(()),
+        }
+    });
+    if let Err(e) = applied {
         if let Err(d) = cg.destroy() {
             crate::logging::warn(&format!("remove cgroup: {d:#}"));
         }
