@@ -167,7 +167,7 @@ impl Store {
     pub fn load(&self, id: &str) -> Result<ContainerState> {
         validate_id(id)?;
         let path = self.dir(id).join(STATE_FILE);
-        let data = match fs::read(&path) {
+        let data = match read_small(&path) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 bail!("container {id} does not exist")
@@ -241,9 +241,28 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     Ok(())
 }
 
+/// Read a small file (state.json, /proc/PID/stat) whole: open, read until end of file, close.
+/// Unlike `fs::read` it asks for no size hint first (a statx per call), which `list` pays once
+/// per container.
+pub fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = File::open(path)?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) => return Ok(buf),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Start time (clock ticks since boot) of a process, None if it is gone.
 pub fn process_start_time(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_small(Path::new(&format!("/proc/{pid}/stat"))).ok()?;
+    let stat = std::str::from_utf8(&stat).ok()?;
     // The comm field may contain spaces and parentheses: split after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     // rest starts at field 3 (state); starttime is field 22.
