@@ -43,9 +43,18 @@ fn build_process(spec: &Spec, a: &ExecArgs) -> Result<Process> {
     if let Some(path) = &a.process {
         let data = std::fs::read(path).with_context(|| format!("--process {}", path.display()))?;
         let de = &mut serde_json::Deserializer::from_slice(&data);
-        let p: Process = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut p: Process = serde_path_to_error::deserialize(de).map_err(|e| {
             anyhow::anyhow!("--process {}: {}: {}", path.display(), e.path(), e.inner())
         })?;
+        // As runc (the process's CPUAffinity, else the config's ExecCPUAffinity): a process
+        // JSON without execCPUAffinity gets the one of the container's config.
+        if p.exec_cpu_affinity().is_none() {
+            p.set_exec_cpu_affinity(
+                spec.process()
+                    .as_ref()
+                    .and_then(|sp| sp.exec_cpu_affinity().clone()),
+            );
+        }
         return Ok(p);
     }
     if a.command.is_empty() {
@@ -157,6 +166,7 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
             process.cwd().display()
         );
     }
+    let affinity = crate::process::affinity::ExecAffinity::of(&process)?;
     let terminal = process.terminal().unwrap_or(false);
     let mut console = a
         .console_socket
@@ -236,8 +246,26 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
         Some((fd, files)) => (*fd, files.clone()),
         None => (cg.clone_into_fd(), Vec::new()),
     };
-    let (forked, into_cg) =
-        crate::sys::clone3::fork_with(0, cg_fd, true).context("fork the exec process")?;
+    // execCPUAffinity.initial: the child is born with it, before it is in the container's
+    // cgroup (clone3 may place it there at birth), as runc starts `runc init` from a thread
+    // pinned to it. This process gets its own affinity back right after the fork.
+    let saved_affinity = match &affinity.initial {
+        Some(set) => {
+            let saved = crate::process::affinity::get_self()?;
+            crate::process::affinity::set_self(set).context("process.execCPUAffinity.initial")?;
+            Some(saved)
+        }
+        None => None,
+    };
+    let forked = crate::sys::clone3::fork_with(0, cg_fd, true);
+    if let (Some(saved), Ok((crate::sys::clone3::Forked::Parent { .. }, _)) | Err(_)) =
+        (&saved_affinity, &forked)
+    {
+        if let Err(e) = crate::process::affinity::set_self(saved) {
+            crate::logging::warn(&format!("restore the CPU affinity: {e:#}"));
+        }
+    }
+    let (forked, into_cg) = forked.context("fork the exec process")?;
     let (pid, child_pidfd) = match forked {
         crate::sys::clone3::Forked::Child => {
             drop(parent_chan);
@@ -280,6 +308,7 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
                     in_userns,
                     preserve_fds: a.preserve_fds,
                     self_exe,
+                    exec_affinity: Some(&affinity),
                 };
                 finish(&tail, &mut || Ok(()))
             })();

@@ -202,6 +202,8 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
         in_userns,
         preserve_fds: ctx.preserve_fds,
         self_exe: ctx.self_exe,
+        // config.md: execCPUAffinity "is not applicable to the container's init process".
+        exec_affinity: None,
     };
     finish(&tail, &mut || {
         ctx.chan.send(&Msg::Ready)?;
@@ -241,6 +243,8 @@ pub struct ProcessTail<'a> {
     pub in_userns: bool,
     pub preserve_fds: u32,
     pub self_exe: (u64, u64),
+    /// `process.execCPUAffinity` of an exec'd process (`None` for the container's init).
+    pub exec_affinity: Option<&'a crate::process::affinity::ExecAffinity>,
 }
 
 /// From a fully set-up container environment to the user program: oomScoreAdj, rlimits, LSM
@@ -248,6 +252,11 @@ pub struct ProcessTail<'a> {
 /// then `gate` (wait for start), then exec. Returns only on error.
 pub fn finish(t: &ProcessTail, gate: &mut dyn FnMut() -> Result<()>) -> Result<Infallible> {
     let process = t.process;
+    // In the container's cgroup now (a cpuset join may have reset the affinity): the final CPU
+    // affinity, before the scheduler policy and seccomp filter that could refuse the change.
+    if let Some(a) = t.exec_affinity {
+        a.apply_final()?;
+    }
     if let Some(adj) = process.oom_score_adj() {
         crate::sys::procfs::write_proc_file("self/oom_score_adj", adj.to_string().as_bytes())
             .context("process.oomScoreAdj")?;

@@ -166,6 +166,9 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
             process.cwd().display()
         );
     }
+    // Used by exec only (not applicable to the init), but checked here as runc's specconv
+    // converts it at create: a bad list fails create, not a later exec.
+    crate::process::affinity::ExecAffinity::of(process)?;
     if let Some(env) = process.env() {
         for (i, e) in env.iter().enumerate() {
             if !e.contains('=') {
