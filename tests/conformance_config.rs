@@ -933,6 +933,48 @@ fn idmap_without_mount_mappings_uses_the_user_namespace() {
     }
 }
 
+/// The same with a user namespace the container joins by path: the mount takes that
+/// namespace's mappings.
+// req: CFG-IDMAP
+#[test]
+fn idmap_with_a_joined_user_namespace_uses_its_mappings() {
+    root_or_skip!("idmap_with_a_joined_user_namespace_uses_its_mappings");
+    let holder = ns_holder(&["--user"], "true");
+    // root stays root (the init joins this namespace as host root and creates the mount points);
+    // every other id is shifted by 100000
+    for f in ["uid_map", "gid_map"] {
+        std::fs::write(
+            format!("/proc/{}/{f}", holder.pid()),
+            "0 0 1\n1 100001 65535\n",
+        )
+        .unwrap();
+    }
+    let mut c = Ctr::new("idmapjoin", "default");
+    c.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(
+            serde_json::json!({"type": "user", "path": format!("/proc/{}/ns/user", holder.pid())}),
+        );
+    let src = c.work.join("jsrc");
+    std::fs::create_dir(&src).unwrap();
+    touch_owned(&src, "seven", 7, 8);
+    std::fs::create_dir(c.rootfs().join("j")).unwrap();
+    c.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(
+            {"destination": "/j", "type": "bind", "source": src.to_string_lossy(),
+             "options": ["rbind", "ridmap"]}
+        ));
+    let got = owners_inside(&mut c, &["/j/seven"]);
+    assert_eq!(
+        got.get("/j/seven").map(String::as_str),
+        Some("7:8"),
+        "{got:?}"
+    );
+}
+
 /// Only bind mounts can be id-mapped (runc 1.2 refuses the others): the error names the mount,
 /// and nothing is left behind.
 // req: CFG-IDMAP
