@@ -640,6 +640,12 @@ fn mount_options_are_recognized_and_applied() {
             // remount changes an existing mount: the bind made just before
             "remount" => serde_json::json!({"destination": dest, "type": "bind", "source": src,
                 "options": ["rbind", "remount", "ro"]}),
+            // id mappings apply to bind mounts only and need mappings (no user namespace here)
+            "idmap" | "ridmap" => {
+                let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+                serde_json::json!({"destination": dest, "type": "bind", "source": src,
+                    "options": ["rbind", o], "uidMappings": map, "gidMappings": map})
+            }
             _ => serde_json::json!({"destination": dest, "type": "tmpfs", "source": "tmpfs",
                 "options": [o]}),
         };
@@ -683,6 +689,7 @@ fn mount_options_are_recognized_and_applied() {
             "sync" | "dirsync" | "lazytime" => assert!(has(&so, o), "{o}: {so:?}"),
             "bind" | "rbind" => assert_ne!(fstype, "tmpfs", "{o}: not a bind mount"),
             "remount" => assert!(has(&mo, "ro"), "{o}: remount,ro not applied: {mo:?}"),
+            "idmap" | "ridmap" => assert!(has(&mo, "idmapped"), "{o}: {mo:?}"),
             "shared" | "rshared" => assert!(
                 optional(d).iter().any(|x| x.starts_with("shared:")),
                 "{o}: {:?}",
@@ -757,35 +764,278 @@ fn idmap_without_mappings_or_user_namespace_is_an_error() {
     }
 }
 
-/// husk has no id-mapped mounts: the mappings are refused, never silently dropped, and the
-/// features document says so.
+/// Owners as `stat -c %n:%u:%g` prints them inside the container, one entry per path.
+fn owners_inside(c: &mut Ctr, paths: &[&str]) -> std::collections::HashMap<String, String> {
+    let script = format!("stat -c %n:%u:%g {}", paths.join(" "));
+    c.args(&["/bin/sh", "-c", &script]);
+    let o = c.run();
+    assert!(
+        o.status.success(),
+        "run failed: {:?}\nstdout: {}\nstderr: {}\nlog: {}",
+        o.status,
+        text(&o.stdout),
+        text(&o.stderr),
+        c.log_text()
+    );
+    text(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(p, ids)| (p.to_string(), ids.to_string()))
+        .collect()
+}
+
+fn touch_owned(dir: &std::path::Path, name: &str, uid: u32, gid: u32) {
+    let p = dir.join(name);
+    std::fs::write(&p, name).unwrap();
+    std::os::unix::fs::chown(&p, Some(uid), Some(gid)).unwrap();
+}
+
+/// config.md: mounts[].uidMappings/gidMappings with `idmap` (or without an option: runc 1.2
+/// takes that as `idmap`) give the bind mount that id mapping, in the container's view: a file
+/// owned by `containerID` on disk shows as `hostID` (runc's "simple idmap mount [no userns]").
+/// A plain bind of the same directory is unchanged. The container has no user namespace.
 // req: CFG-IDMAP
 #[test]
-fn mount_id_mappings_are_refused_not_ignored() {
-    root_or_skip!("mount_id_mappings_are_refused_not_ignored");
-    let enabled = features()["linux"]["mountExtensions"]["idmap"]["enabled"].as_bool();
+fn id_mapped_bind_mounts_show_mapped_owners() {
+    root_or_skip!("id_mapped_bind_mounts_show_mapped_owners");
     assert_eq!(
-        enabled,
-        Some(false),
-        "features must not claim id-mapped mounts"
+        features()["linux"]["mountExtensions"]["idmap"]["enabled"].as_bool(),
+        Some(true),
+        "features must report id-mapped mounts"
     );
-    for opts in [
-        vec!["rbind", "idmap"],
-        vec!["rbind", "ridmap"],
-        vec!["rbind"],
+    let mut c = Ctr::new("idmapok", "default");
+    let src = c.work.join("idsrc");
+    std::fs::create_dir(&src).unwrap();
+    touch_owned(&src, "root", 0, 0);
+    touch_owned(&src, "one", 1, 2);
+    touch_owned(&src, "high", 100000, 100000);
+    let s = src.to_string_lossy().into_owned();
+    let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    let back = serde_json::json!([{"containerID": 100000, "hostID": 0, "size": 1}]);
+    for m in [
+        serde_json::json!({"destination": "/a", "type": "bind", "source": s,
+            "options": ["rbind", "idmap"], "uidMappings": map, "gidMappings": map}),
+        // mappings without an option: idmap
+        serde_json::json!({"destination": "/b", "type": "bind", "source": s,
+            "options": ["bind"], "uidMappings": back, "gidMappings": back}),
+        serde_json::json!({"destination": "/c", "type": "bind", "source": s,
+            "options": ["rbind", "ro"]}),
     ] {
-        let mut c = Ctr::new("idmapno", "default");
-        let src = c.bundle.to_string_lossy().into_owned();
-        let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c.config["mounts"].as_array_mut().unwrap().push(m);
+    }
+    let got = owners_inside(
+        &mut c,
+        &[
+            "/a/root", "/a/one", "/b/high", "/b/root", "/c/root", "/c/one",
+        ],
+    );
+    let want = [
+        ("/a/root", "100000:100000"),
+        ("/a/one", "100001:100002"),
+        ("/b/high", "0:0"),
+        // unmapped on the mount: the overflow id
+        ("/b/root", "65534:65534"),
+        ("/c/root", "0:0"),
+        ("/c/one", "1:2"),
+    ];
+    for (p, ids) in want {
+        assert_eq!(got.get(p).map(String::as_str), Some(ids), "{p}: {got:?}");
+    }
+    // the files on disk are untouched
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(src.join("root")).unwrap().uid(), 0);
+}
+
+/// `ridmap` id-maps the submounts of an rbind too; `idmap` only the top mount.
+// req: CFG-IDMAP
+#[test]
+fn ridmap_maps_submounts_and_idmap_does_not() {
+    root_or_skip!("ridmap_maps_submounts_and_idmap_does_not");
+    let mut c = Ctr::new("ridmap", "default");
+    let src = c.work.join("rsrc");
+    let sub = src.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    touch_owned(&src, "top", 1, 1);
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "idtest"])
+        .arg(&sub)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs on {sub:?}");
+    c.test_mounts.push(sub.clone());
+    touch_owned(&sub, "inner", 2, 2);
+    let s = src.to_string_lossy().into_owned();
+    let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    for (dest, opt) in [("/r", "ridmap"), ("/n", "idmap")] {
         c.config["mounts"]
             .as_array_mut()
             .unwrap()
             .push(serde_json::json!(
-                {"destination": "/mnt", "type": "bind", "source": src, "options": opts,
-                 "uidMappings": map, "gidMappings": map}
+                {"destination": dest, "type": "bind", "source": s,
+                 "options": ["rbind", opt], "uidMappings": map, "gidMappings": map}
             ));
-        create_fails_naming(&mut c, &["idmap", "uidMappings"]);
     }
+    let got = owners_inside(
+        &mut c,
+        &["/r/top", "/r/sub/inner", "/n/top", "/n/sub/inner"],
+    );
+    let want = [
+        ("/r/top", "100001:100001"),
+        ("/r/sub/inner", "100002:100002"),
+        ("/n/top", "100001:100001"),
+        ("/n/sub/inner", "2:2"),
+    ];
+    for (p, ids) in want {
+        assert_eq!(got.get(p).map(String::as_str), Some(ids), "{p}: {got:?}");
+    }
+}
+
+/// `idmap` without mount mappings takes the mappings of the container's user namespace: a file
+/// owned by root on disk is owned by root inside a container whose root is host uid 100000.
+// req: CFG-IDMAP
+#[test]
+fn idmap_without_mount_mappings_uses_the_user_namespace() {
+    root_or_skip!("idmap_without_mount_mappings_uses_the_user_namespace");
+    let mut c = Ctr::new("idmapns", "userns");
+    let src = c.work.join("nsrc");
+    std::fs::create_dir(&src).unwrap();
+    touch_owned(&src, "root", 0, 0);
+    touch_owned(&src, "five", 5, 5);
+    let s = src.to_string_lossy().into_owned();
+    // the init runs as the mapped root: the mount points must exist already
+    for d in ["i", "p"] {
+        std::fs::create_dir(c.rootfs().join(d)).unwrap();
+    }
+    for (dest, opts) in [
+        ("/i", serde_json::json!(["rbind", "idmap"])),
+        ("/p", serde_json::json!(["rbind"])),
+    ] {
+        c.config["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!(
+                {"destination": dest, "type": "bind", "source": s, "options": opts}
+            ));
+    }
+    let uid0 = c.config["linux"]["uidMappings"][0]["hostID"]
+        .as_u64()
+        .unwrap();
+    assert_ne!(uid0, 0, "the userns fixture must map root elsewhere");
+    let got = owners_inside(&mut c, &["/i/root", "/i/five", "/p/root"]);
+    let want = [
+        ("/i/root", "0:0"),
+        ("/i/five", "5:5"),
+        // a plain bind: host root is unmapped in the container
+        ("/p/root", "65534:65534"),
+    ];
+    for (p, ids) in want {
+        assert_eq!(got.get(p).map(String::as_str), Some(ids), "{p}: {got:?}");
+    }
+}
+
+/// The same with a user namespace the container joins by path: the mount takes that
+/// namespace's mappings.
+// req: CFG-IDMAP
+#[test]
+fn idmap_with_a_joined_user_namespace_uses_its_mappings() {
+    root_or_skip!("idmap_with_a_joined_user_namespace_uses_its_mappings");
+    let holder = ns_holder(&["--user"], "true");
+    // root stays root (the init joins this namespace as host root and creates the mount points);
+    // every other id is shifted by 100000
+    for f in ["uid_map", "gid_map"] {
+        std::fs::write(
+            format!("/proc/{}/{f}", holder.pid()),
+            "0 0 1\n1 100001 65535\n",
+        )
+        .unwrap();
+    }
+    let mut c = Ctr::new("idmapjoin", "default");
+    c.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(
+            serde_json::json!({"type": "user", "path": format!("/proc/{}/ns/user", holder.pid())}),
+        );
+    let src = c.work.join("jsrc");
+    std::fs::create_dir(&src).unwrap();
+    touch_owned(&src, "seven", 7, 8);
+    std::fs::create_dir(c.rootfs().join("j")).unwrap();
+    c.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(
+            {"destination": "/j", "type": "bind", "source": src.to_string_lossy(),
+             "options": ["rbind", "ridmap"]}
+        ));
+    let got = owners_inside(&mut c, &["/j/seven"]);
+    assert_eq!(
+        got.get("/j/seven").map(String::as_str),
+        Some("7:8"),
+        "{got:?}"
+    );
+}
+
+/// Only bind mounts can be id-mapped (runc 1.2 refuses the others): the error names the mount,
+/// and nothing is left behind.
+// req: CFG-IDMAP
+#[test]
+fn idmap_on_a_non_bind_mount_is_refused() {
+    root_or_skip!("idmap_on_a_non_bind_mount_is_refused");
+    let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    for m in [
+        serde_json::json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs",
+            "options": ["idmap"], "uidMappings": map, "gidMappings": map}),
+        serde_json::json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs",
+            "uidMappings": map, "gidMappings": map}),
+    ] {
+        let mut c = Ctr::new("idmaptmp", "default");
+        c.config["mounts"].as_array_mut().unwrap().push(m);
+        let n = c.config["mounts"].as_array().unwrap().len() - 1;
+        let o = c.create(&[]);
+        let err = format!("{}\n{}", text(&o.stderr), c.log_text());
+        assert_eq!(code(&o.status), 1, "create must fail: {err}");
+        assert!(
+            err.contains(&format!("mounts[{n}]")) && err.contains("only bind mounts"),
+            "{err}"
+        );
+        assert!(c.state().is_none(), "a container was left: {err}");
+    }
+}
+
+/// A failure after the id-mapped trees were made (a source that cannot be id-mapped, or an
+/// init that fails later) leaves no process, mount or state behind.
+// req: CFG-IDMAP
+#[test]
+fn failed_idmap_create_leaves_nothing_behind() {
+    root_or_skip!("failed_idmap_create_leaves_nothing_behind");
+    let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    // 1: an id-mapped mount, then a mount that fails in the init
+    let mut c = Ctr::new("idmapfail", "default");
+    let s = c.bundle.to_string_lossy().into_owned();
+    for m in [
+        serde_json::json!({"destination": "/a", "type": "bind", "source": s,
+            "options": ["rbind", "idmap"], "uidMappings": map, "gidMappings": map}),
+        serde_json::json!({"destination": "/b", "type": "bind", "source": "/nonexistent-idmap",
+            "options": ["rbind"]}),
+    ] {
+        c.config["mounts"].as_array_mut().unwrap().push(m);
+    }
+    create_fails_naming(&mut c, &["/nonexistent-idmap"]);
+    assert!(c.leftovers().is_empty(), "{:?}", c.leftovers());
+    // 2: a bad mapping (overlapping ranges) is refused by the kernel on the host side
+    let mut c = Ctr::new("idmapbad", "default");
+    let bad = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 10},
+                                 {"containerID": 5, "hostID": 200000, "size": 10}]);
+    c.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(
+            {"destination": "/a", "type": "bind", "source": s,
+             "options": ["rbind", "idmap"], "uidMappings": bad, "gidMappings": map}
+        ));
+    let n = c.config["mounts"].as_array().unwrap().len() - 1;
+    create_fails_naming(&mut c, &[&format!("mounts[{n}]")]);
+    assert!(c.leftovers().is_empty(), "{:?}", c.leftovers());
 }
 
 // req: CFG-CONSOLESIZE-IGNORED

@@ -45,6 +45,8 @@ pub struct InitContext<'a> {
     pub self_join: Vec<PathBuf>,
     /// The connection of `husk start`, open until exec.
     pub start_conn: std::cell::Cell<Option<OwnedFd>>,
+    /// Detached id-mapped mount trees by index in `mounts`, made by the runtime before the fork.
+    pub idmapped: &'a [(usize, OwnedFd)],
 }
 
 /// The entry point of the forked child. Never returns.
@@ -116,6 +118,7 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
         bundle: &ctx.bundle.dir,
         new_cgroupns: ctx.plan.creates(libc::CLONE_NEWCGROUP),
         in_userns,
+        idmapped: ctx.idmapped,
     };
     let mut enter_cgroup = || -> Result<()> {
         step("wait for the cgroup placement", wait_go(ctx))?;

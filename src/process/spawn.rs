@@ -178,6 +178,10 @@ fn spawn_in(
         StartGate::Channel
     };
 
+    // Id-mapped mounts need the initial user namespace's privilege over the source filesystem:
+    // made here, attached by the init (which inherits the fds; they are close-on-exec).
+    let idmapped = crate::rootfs::idmap::detach_trees(spec, &bundle.dir)?;
+
     let (parent_chan, child_chan) = Channel::pair()?;
     let slow_path = !plan.join.is_empty();
     let clone_flags = if slow_path {
@@ -225,12 +229,14 @@ fn spawn_in(
                 go_seen: std::cell::Cell::new(false),
                 self_join,
                 start_conn: std::cell::Cell::new(None),
+                idmapped: &idmapped,
             })
         }
         crate::sys::clone3::Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     drop(child_chan);
     drop(gate);
+    drop(idmapped);
     cleanup.pid = pid;
     let placed = match (&self_place, into_cgroup) {
         // init joins the v1 hierarchies itself; clone3 put it in the cgroup2 one, if any

@@ -17,6 +17,7 @@
 //! and each mount is re-checked to be under the rootfs afterwards.
 
 pub mod dev;
+pub mod idmap;
 pub mod mounts;
 pub mod options;
 pub mod resolve;
@@ -46,6 +47,8 @@ pub struct RootfsOptions<'a> {
     pub new_cgroupns: bool,
     /// The container runs in a new user namespace (device nodes must be bind-mounted).
     pub in_userns: bool,
+    /// Detached id-mapped trees by index in `mounts` ([`idmap::detach_trees`], host side).
+    pub idmapped: &'a [(usize, std::os::fd::OwnedFd)],
 }
 
 const NONE: Option<&str> = None;
@@ -175,6 +178,7 @@ pub fn prepare_with(
         in_userns: opts.in_userns,
         has_netns,
         dev_ro_later: None,
+        idmapped: opts.idmapped,
     };
     let mut in_cgroup = false;
     for (i, m) in spec.mounts().iter().flatten().enumerate() {

@@ -30,6 +30,8 @@ pub struct Ctx<'a> {
     pub has_netns: bool,
     /// /dev was mounted read-only: that is applied after the device nodes are made.
     pub dev_ro_later: Option<PathBuf>,
+    /// Detached id-mapped trees made on the host side, by index in `mounts`.
+    pub idmapped: &'a [(usize, OwnedFd)],
 }
 
 const NONE: Option<&str> = None;
@@ -175,6 +177,30 @@ pub fn mount_entry(ctx: &mut Ctx, i: usize, m: &Mount) -> Result<()> {
     let empty: Vec<String> = Vec::new();
     let mut opts =
         parse_mount_options(m.options().as_ref().unwrap_or(&empty)).with_context(what)?;
+    if super::idmap::is_idmapped(m) {
+        // checked at create already; repeated for callers of `prepare` that did not
+        let tree = match (
+            is_bind(typ, &opts),
+            ctx.idmapped.iter().find(|(j, _)| *j == i),
+        ) {
+            (false, _) => bail!(
+                "{}: idmap/ridmap/uidMappings: only bind mounts can be id-mapped",
+                what()
+            ),
+            (true, None) => bail!(
+                "{}: idmap: no id-mapped tree was prepared for this mount",
+                what()
+            ),
+            (true, Some((_, t))) => t,
+        };
+        let src = m.source().clone().unwrap_or_default();
+        let src = if src.is_relative() {
+            ctx.bundle.join(src)
+        } else {
+            src
+        };
+        return mount_bind_tree(ctx, &src, dest, &opts, typ, Some(tree)).with_context(what);
+    }
     if is_bind(typ, &opts) {
         let src = m
             .source()
@@ -336,6 +362,19 @@ fn after_mount(ctx: &Ctx, dest: &Path, dst: &OwnedFd, opts: &MountOptions) -> Re
 }
 
 fn mount_bind(ctx: &Ctx, src: &Path, dest: &Path, opts: &MountOptions, typ: &str) -> Result<()> {
+    mount_bind_tree(ctx, src, dest, opts, typ, None)
+}
+
+/// A bind mount of `src`; with `tree` (a detached, id-mapped clone of `src` with its options
+/// applied) that tree is attached instead of a new clone.
+fn mount_bind_tree(
+    ctx: &Ctx,
+    src: &Path,
+    dest: &Path,
+    opts: &MountOptions,
+    typ: &str,
+    tree: Option<&OwnedFd>,
+) -> Result<()> {
     let src_fd = openat(
         AT_FDCWD,
         src,
@@ -355,6 +394,13 @@ fn mount_bind(ctx: &Ctx, src: &Path, dest: &Path, opts: &MountOptions, typ: &str
         bail!("cannot bind the non-directory {src:?} onto the directory {dest:?}");
     }
     check_proc_dest(ctx, dst.as_fd(), dest, typ, Some(src_fd.as_fd()))?;
+    if let Some(tree) = tree {
+        move_mount_fd(tree.as_fd(), dst.as_fd())
+            .and_then(|()| set_propagation(tree.as_fd(), &opts.propagation))
+            .with_context(|| format!("attach the id-mapped bind mount of {src:?}"))?;
+        check_within(dst.as_fd(), ctx.rootfs).context("after mounting")?;
+        return Ok(());
+    }
     bind_fd(
         src_fd.as_fd(),
         dst.as_fd(),

@@ -21,6 +21,8 @@ pub struct MountOptions {
     pub data: String,
     /// `tmpcopyup`: copy the directory's previous contents into the new tmpfs.
     pub tmpcopyup: bool,
+    /// `idmap` (Some(false)) or `ridmap` (Some(true), recursive): an id-mapped bind mount.
+    pub idmap: Option<bool>,
 }
 
 impl Default for MountOptions {
@@ -32,6 +34,7 @@ impl Default for MountOptions {
             rec_attr: MountAttr::default(),
             data: String::new(),
             tmpcopyup: false,
+            idmap: None,
         }
     }
 }
@@ -192,9 +195,9 @@ pub fn parse_mount_options<S: AsRef<str>>(options: &[S]) -> Result<MountOptions>
             }
             Some(Kind::Nothing) => {}
             None if opt == "tmpcopyup" => out.tmpcopyup = true,
-            None if opt == "idmap" || opt == "ridmap" => {
-                bail!("mount option {opt:?}: id-mapped mounts are not supported by husk yet")
-            }
+            // ridmap wins over idmap whatever the order: it asks for more
+            None if opt == "idmap" => out.idmap = Some(out.idmap == Some(true)),
+            None if opt == "ridmap" => out.idmap = Some(true),
             None if opt.is_empty() => {}
             None => {
                 if !out.data.is_empty() {
@@ -404,9 +407,10 @@ mod tests {
         let m = p(&["tmpcopyup", "mode=1777"]);
         assert!(m.tmpcopyup);
         assert_eq!(m.data, "mode=1777");
-        for o in ["idmap", "ridmap"] {
-            let e = parse_mount_options(&["rbind", o]).unwrap_err().to_string();
-            assert!(e.contains(o) && e.contains("not supported"), "{e}");
-        }
+        assert_eq!(p(&["rbind"]).idmap, None);
+        assert_eq!(p(&["rbind", "idmap"]).idmap, Some(false));
+        assert_eq!(p(&["rbind", "ridmap"]).idmap, Some(true));
+        assert_eq!(p(&["ridmap", "idmap"]).idmap, Some(true));
+        assert_eq!(p(&["bind", "idmap"]).data, "");
     }
 }

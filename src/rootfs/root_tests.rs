@@ -113,6 +113,7 @@ fn prep(b: &Bundle, s: &Spec) -> Result<()> {
         bundle: &b.dir,
         new_cgroupns: false,
         in_userns: false,
+        idmapped: &[],
     })
 }
 
@@ -659,6 +660,7 @@ fn user_namespace_binds_devices_and_sys_keeps_locked_flags() {
             bundle: &b.dir,
             new_cgroupns: false,
             in_userns: true,
+            idmapped: &[],
         })?;
         let r = &b.rootfs;
         let null = fs::metadata(r.join("dev/null"))?;
@@ -787,6 +789,7 @@ fn cgroup_namespace_gets_own_cgroups_readonly_unless_rw() {
             bundle: &b.dir,
             new_cgroupns: true,
             in_userns: false,
+            idmapped: &[],
         })?;
         let cg = b.rootfs.join("sys/fs/cgroup");
         let rw = b.rootfs.join("cg-rw");

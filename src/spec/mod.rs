@@ -177,19 +177,9 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         }
     }
 
-    if let Some(mounts) = spec.mounts() {
-        for (i, m) in mounts.iter().enumerate() {
-            // config.md "POSIX-platform Mounts": husk has no id-mapped mounts yet
-            // (features: mountExtensions.idmap.enabled false); silently ignoring the mappings
-            // would give the container other owners than asked for.
-            if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-                bail!(
-                    "mounts[{i}].uidMappings/gidMappings (destination {:?}): id-mapped mounts are not supported by husk yet",
-                    m.destination().display()
-                );
-            }
-        }
-    }
+    // config.md "POSIX-platform Mounts", "Linux mount options": idmap/ridmap and mount
+    // uidMappings/gidMappings (only bind mounts; a user namespace when there are no mappings)
+    crate::rootfs::idmap::validate(spec)?;
 
     if let Some(h) = spec.hooks() {
         #[allow(deprecated)]

@@ -7,6 +7,7 @@ pub mod mount_api;
 pub mod openat2;
 pub mod pidfd;
 pub mod procfs;
+pub mod userns;
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 

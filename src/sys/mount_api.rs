@@ -106,6 +106,34 @@ pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, attr: MountAttr) -> io
     Ok(())
 }
 
+/// `mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE], {MOUNT_ATTR_IDMAP, userns})`: make the
+/// detached mount `fd` (and, `recursive`, its submounts) id-mapped with the maps of `userns`.
+pub fn set_idmap(fd: BorrowedFd<'_>, recursive: bool, userns: BorrowedFd<'_>) -> io::Result<()> {
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    let raw = libc::mount_attr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    // SAFETY: `raw` is a valid mount_attr that outlives the call, its exact size is passed;
+    // EMPTY is a valid C string; `fd` and `userns` are live for the borrow.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            EMPTY.as_ptr(),
+            flags,
+            &raw as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    })?;
+    Ok(())
+}
+
 /// A new, detached filesystem instance: `fsopen(fstype)`, `fsconfig(CMD_CREATE)`,
 /// `fsmount(attr)`. The result is attached with [`move_mount_fd`]; no path (and so no /proc) is
 /// involved.
