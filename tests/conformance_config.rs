@@ -940,8 +940,7 @@ fn idmap_without_mount_mappings_uses_the_user_namespace() {
 fn idmap_with_a_joined_user_namespace_uses_its_mappings() {
     root_or_skip!("idmap_with_a_joined_user_namespace_uses_its_mappings");
     let holder = ns_holder(&["--user"], "true");
-    // root stays root (the init joins this namespace as host root and creates the mount points);
-    // every other id is shifted by 100000
+    // root stays root, every other id is shifted by 100000
     for f in ["uid_map", "gid_map"] {
         std::fs::write(
             format!("/proc/{}/{f}", holder.pid()),

@@ -161,3 +161,40 @@ fn all_eight_namespaces() {
         &["pid", "net", "ipc", "uts", "mnt", "user", "cgroup", "time"],
     );
 }
+
+/// A user namespace joined by path where host root is not mapped: the init becomes uid/gid 0
+/// of that namespace before it sets up the rootfs (as runc's init does with setuid(0)), so
+/// creating the container's /dev and mount points works, and the process runs as root there.
+#[test]
+fn join_user_namespace_by_path_becomes_its_root() {
+    if !require_root("join_user_namespace_by_path_becomes_its_root") {
+        return;
+    }
+    let holder = ns_holder(&["--user"], "true");
+    for f in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{}/{f}", holder.pid()), "0 100000 65536\n").unwrap();
+    }
+    let mut c = Ctr::new("userjoin", "default");
+    c.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user", "path": format!("/proc/{}/ns/user", holder.pid())}));
+    let v = c.run_probe();
+    assert_eq!(v["uid"], 0, "{v}");
+    assert_eq!(v["gid"], 0, "{v}");
+    let want = std::fs::read_link(format!("/proc/{}/ns/user", holder.pid())).unwrap();
+    assert_eq!(v["ns"]["user"].as_str().unwrap(), want.to_str().unwrap());
+    let um: Vec<String> = v["uid_map"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            l.as_str()
+                .unwrap()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    assert_eq!(um, vec!["0 100000 65536"], "uid_map");
+}

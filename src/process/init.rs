@@ -386,6 +386,18 @@ fn request_id_maps(ctx: &InitContext, pid: i32) -> Result<()> {
     Ok(())
 }
 
+/// After joining a user namespace by path, become its uid/gid 0, as runc's init does: joining
+/// keeps our host credentials, and host root is usually not mapped there, so every file the
+/// init then creates (mount points, /dev) would fail with EOVERFLOW.
+fn become_root_of_joined_userns() -> Result<()> {
+    let why = "in the joined user namespace (is 0 mapped in its uid_map and gid_map?)";
+    nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+        .map_err(|e| anyhow::anyhow!("become gid 0 {why}: {e}"))?;
+    nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+        .map_err(|e| anyhow::anyhow!("become uid 0 {why}: {e}"))?;
+    Ok(())
+}
+
 /// Slow path (some namespace is joined by path): join those (the user namespace first), then
 /// create the new ones; a pid namespace only applies to children, so fork once more and let
 /// the child be the container's init.
@@ -396,6 +408,9 @@ fn enter_namespaces(ctx: &InitContext) -> Result<()> {
         }
         nix::sched::setns(&j.fd, CloneFlags::from_bits_retain(j.flag))
             .with_context(|| format!("join the {:?} namespace", j.typ))?;
+        if j.typ == LinuxNamespaceType::User {
+            become_root_of_joined_userns()?;
+        }
     }
     let new = ctx.plan.new_flags & !libc::CLONE_NEWCGROUP;
     if new & libc::CLONE_NEWUSER != 0 {
