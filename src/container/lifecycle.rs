@@ -245,14 +245,15 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
 }
 
 pub fn list(g: &Global, format: &str, quiet: bool) -> Result<()> {
-    let ids = g.store.ids()?;
-    let mut rows = Vec::with_capacity(ids.len());
-    for id in &ids {
-        if let Ok(st) = g.store.load(id) {
+    let rows: Vec<_> = g
+        .store
+        .load_all()?
+        .into_iter()
+        .map(|st| {
             let status = status_of(g, &st);
-            rows.push((st, status));
-        }
-    }
+            (st, status)
+        })
+        .collect();
     let mut out = String::new();
     if quiet {
         for (st, _) in &rows {

@@ -177,6 +177,36 @@ impl Store {
         serde_json::from_slice(&data).with_context(|| format!("parse {}", path.display()))
     }
 
+    /// Every container's state, by id order, for `list`: state files are opened relative to one
+    /// open root directory (no path walk from / per container). A container whose state cannot
+    /// be read (one being created or deleted right now) is left out.
+    pub fn load_all(&self) -> Result<Vec<ContainerState>> {
+        let ids = self.ids()?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let root =
+            File::open(&self.root).with_context(|| format!("open {}", self.root.display()))?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let Ok(fd) = nix::fcntl::openat(
+                &root,
+                format!("{id}/{STATE_FILE}").as_str(),
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            ) else {
+                continue;
+            };
+            let Ok(data) = read_all(File::from(fd)) else {
+                continue;
+            };
+            if let Ok(st) = serde_json::from_slice(&data) {
+                out.push(st);
+            }
+        }
+        Ok(out)
+    }
+
     /// Write state.json atomically (temp file + rename), mode 0600.
     pub fn save(&self, st: &ContainerState) -> Result<()> {
         let dir = self.dir(&st.id);
@@ -245,8 +275,11 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
 /// Unlike `fs::read` it asks for no size hint first (a statx per call), which `list` pays once
 /// per container.
 pub fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
+    read_all(File::open(path)?)
+}
+
+fn read_all(mut f: File) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let mut f = File::open(path)?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -261,6 +294,12 @@ pub fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
 
 /// Start time (clock ticks since boot) of a process, None if it is gone.
 pub fn process_start_time(pid: i32) -> Option<u64> {
+    // a pid that is gone answers ESRCH at once; a /proc lookup of it costs a dentry
+    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+        == Err(nix::errno::Errno::ESRCH)
+    {
+        return None;
+    }
     let stat = read_small(Path::new(&format!("/proc/{pid}/stat"))).ok()?;
     let stat = std::str::from_utf8(&stat).ok()?;
     // The comm field may contain spaces and parentheses: split after the last ')'.
