@@ -81,46 +81,41 @@ impl MountAttr {
 /// `mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE], attr)`. Only the bits named in `set`
 /// and `clr` change, so flags the kernel locked (in a user namespace) are kept as they are.
 pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, attr: MountAttr) -> io::Result<()> {
-    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
-    if recursive {
-        flags |= libc::AT_RECURSIVE as libc::c_uint;
-    }
-    let raw = libc::mount_attr {
-        attr_set: attr.set,
-        attr_clr: attr.clr,
-        propagation: attr.propagation,
-        userns_fd: 0,
-    };
-    // SAFETY: `raw` is a valid mount_attr that outlives the call, its exact size is passed;
-    // EMPTY is a valid C string and `fd` is live for the borrow.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            EMPTY.as_ptr(),
-            flags,
-            &raw as *const libc::mount_attr,
-            std::mem::size_of::<libc::mount_attr>(),
-        )
-    })?;
-    Ok(())
+    setattr_raw(
+        fd,
+        recursive,
+        libc::mount_attr {
+            attr_set: attr.set,
+            attr_clr: attr.clr,
+            propagation: attr.propagation,
+            userns_fd: 0,
+        },
+    )
 }
 
 /// `mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE], {MOUNT_ATTR_IDMAP, userns})`: make the
 /// detached mount `fd` (and, `recursive`, its submounts) id-mapped with the maps of `userns`.
 pub fn set_idmap(fd: BorrowedFd<'_>, recursive: bool, userns: BorrowedFd<'_>) -> io::Result<()> {
+    setattr_raw(
+        fd,
+        recursive,
+        libc::mount_attr {
+            attr_set: MOUNT_ATTR_IDMAP,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: userns.as_raw_fd() as u64,
+        },
+    )
+}
+
+/// The mount_setattr(2) call itself; any fd named in `raw` must be live for the call.
+fn setattr_raw(fd: BorrowedFd<'_>, recursive: bool, raw: libc::mount_attr) -> io::Result<()> {
     let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
     if recursive {
         flags |= libc::AT_RECURSIVE as libc::c_uint;
     }
-    let raw = libc::mount_attr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
     // SAFETY: `raw` is a valid mount_attr that outlives the call, its exact size is passed;
-    // EMPTY is a valid C string; `fd` and `userns` are live for the borrow.
+    // EMPTY is a valid C string and `fd` is live for the borrow (the callers' userns fd too).
     check(unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
