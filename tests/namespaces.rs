@@ -77,6 +77,22 @@ fn time_namespace() {
     check_new(&v, &["time"]);
 }
 
+/// The probe's uid_map/gid_map lines, with the kernel's column padding collapsed.
+fn id_map(v: &serde_json::Value, key: &str) -> Vec<String> {
+    v[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            l.as_str()
+                .unwrap()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
 #[test]
 fn user_namespace_mappings() {
     if !require_root("user_namespace_mappings") {
@@ -86,32 +102,8 @@ fn user_namespace_mappings() {
     let v = c.run_probe();
     assert_eq!(v["uid"], 0);
     assert_eq!(v["gid"], 0);
-    let um: Vec<String> = v["uid_map"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            l.as_str()
-                .unwrap()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect();
-    let gm: Vec<String> = v["gid_map"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            l.as_str()
-                .unwrap()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect();
-    assert_eq!(um, vec!["0 100000 65536"], "uid_map");
-    assert_eq!(gm, vec!["0 100000 65536"], "gid_map");
+    assert_eq!(id_map(&v, "uid_map"), vec!["0 100000 65536"], "uid_map");
+    assert_eq!(id_map(&v, "gid_map"), vec!["0 100000 65536"], "gid_map");
     assert_ne!(v["ns"]["user"].as_str().unwrap(), host_ns("user"));
 }
 
@@ -184,17 +176,5 @@ fn join_user_namespace_by_path_becomes_its_root() {
     assert_eq!(v["gid"], 0, "{v}");
     let want = std::fs::read_link(format!("/proc/{}/ns/user", holder.pid())).unwrap();
     assert_eq!(v["ns"]["user"].as_str().unwrap(), want.to_str().unwrap());
-    let um: Vec<String> = v["uid_map"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            l.as_str()
-                .unwrap()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect();
-    assert_eq!(um, vec!["0 100000 65536"], "uid_map");
+    assert_eq!(id_map(&v, "uid_map"), vec!["0 100000 65536"], "uid_map");
 }
