@@ -768,15 +768,7 @@ fn idmap_without_mappings_or_user_namespace_is_an_error() {
 fn owners_inside(c: &mut Ctr, paths: &[&str]) -> std::collections::HashMap<String, String> {
     let script = format!("stat -c %n:%u:%g {}", paths.join(" "));
     c.args(&["/bin/sh", "-c", &script]);
-    let o = c.run();
-    assert!(
-        o.status.success(),
-        "run failed: {:?}\nstdout: {}\nstderr: {}\nlog: {}",
-        o.status,
-        text(&o.stdout),
-        text(&o.stderr),
-        c.log_text()
-    );
+    let o = c.run_ok();
     text(&o.stdout)
         .lines()
         .filter_map(|l| l.split_once(':'))

@@ -362,35 +362,22 @@ fn hook_fails_at(tag: &str, kind: &str) -> (Ctr, std::process::Output) {
 #[test]
 fn failing_create_runtime_hook_aborts_and_cleans_up() {
     root_or_skip!("failing_create_runtime_hook_aborts_and_cleans_up");
-    let (c, o) = hook_fails_at("hookcr", "createRuntime");
-    assert_eq!(
-        code(&o.status),
-        1,
-        "a failing createRuntime hook must fail run"
-    );
-    assert!(
-        err_of(&c, &o).contains("createRuntime"),
-        "{}",
-        err_of(&c, &o)
-    );
-    assert!(c.state().is_none(), "container left after a failed hook");
+    assert_hook_failure_aborts_run("hookcr", "createRuntime");
 }
 
 // req: RT-HOOK-FAIL-CREATE
 #[test]
 fn failing_create_container_hook_aborts_and_cleans_up() {
     root_or_skip!("failing_create_container_hook_aborts_and_cleans_up");
-    let (c, o) = hook_fails_at("hookcc", "createContainer");
-    assert_eq!(
-        code(&o.status),
-        1,
-        "a failing createContainer hook must fail run"
-    );
-    assert!(
-        err_of(&c, &o).contains("createContainer"),
-        "{}",
-        err_of(&c, &o)
-    );
+    assert_hook_failure_aborts_run("hookcc", "createContainer");
+}
+
+/// `run` with a hook of `phase` that fails: exit 1, the error names the phase, and no
+/// container is left.
+fn assert_hook_failure_aborts_run(tag: &str, phase: &str) {
+    let (c, o) = hook_fails_at(tag, phase);
+    assert_eq!(code(&o.status), 1, "a failing {phase} hook must fail run");
+    assert!(err_of(&c, &o).contains(phase), "{}", err_of(&c, &o));
     assert!(c.state().is_none(), "container left after a failed hook");
 }
 

@@ -414,8 +414,8 @@ impl Ctr {
         self.rt(&["run", "--bundle", &b, &id])
     }
 
-    /// `run`, assert exit 0, return the probe's JSON.
-    pub fn run_probe(&mut self) -> Value {
+    /// `run`, assert exit 0 (the failure shows stdout, stderr and the log), return the output.
+    pub fn run_ok(&mut self) -> Output {
         let o = self.run();
         assert!(
             o.status.success(),
@@ -425,6 +425,12 @@ impl Ctr {
             text(&o.stderr),
             self.log_text()
         );
+        o
+    }
+
+    /// `run`, assert exit 0, return the probe's JSON.
+    pub fn run_probe(&mut self) -> Value {
+        let o = self.run_ok();
         probe_json(&o)
     }
 
