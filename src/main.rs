@@ -70,11 +70,16 @@ fn log_usage_error(args: &[String], e: &clap::Error) {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
-    let rootless = cli.rootless.as_deref() == Some("true");
+    let rootless_spec = cli.rootless.as_deref() == Some("true");
     let criu = cli.criu.clone().unwrap_or_else(|| "criu".into());
+    let root = cli
+        .root
+        .clone()
+        .unwrap_or_else(husk::rootless::default_root);
     let g = Global {
-        store: Store::new(&cli.root),
+        store: Store::new(&root),
         systemd_cgroup: cli.systemd_cgroup,
+        rootless: husk::rootless::resolve(cli.rootless.as_deref())?,
     };
     let Some(cmd) = cli.command else {
         anyhow::bail!("no command given (try --help)");
@@ -110,7 +115,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             if path.exists() {
                 anyhow::bail!("File {} exists. Remove it first", path.display());
             }
-            std::fs::write(&path, husk::spec::default_spec_json(rootless))
+            std::fs::write(&path, husk::spec::default_spec_json(rootless_spec))
                 .map_err(|e| anyhow::anyhow!("write {}: {e}", path.display()))?;
         }
     }

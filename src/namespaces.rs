@@ -109,6 +109,13 @@ pub fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
     let gid = linux.gid_mappings().as_deref().unwrap_or(&[]);
     std::fs::write(format!("/proc/{pid}/uid_map"), id_map_text(uid))
         .context("linux.uidMappings: write uid_map")?;
+    if !nix::unistd::geteuid().is_root() {
+        // Without CAP_SETGID over the parent namespace the kernel takes a gid_map only once
+        // setgroups(2) is denied in the new namespace (user_namespaces(7)); as runc does for a
+        // rootless container. The container then cannot change its supplementary groups.
+        std::fs::write(format!("/proc/{pid}/setgroups"), "deny")
+            .context("rootless: write deny to the user namespace's setgroups")?;
+    }
     std::fs::write(format!("/proc/{pid}/gid_map"), id_map_text(gid))
         .context("linux.gidMappings: write gid_map")?;
     Ok(())

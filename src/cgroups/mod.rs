@@ -235,6 +235,9 @@ pub fn new_manager_with(
 
 /// The manager of an existing container, from what its state.json kept.
 pub fn from_state(s: &CgroupState) -> Result<Box<dyn Manager>> {
+    if s.driver == NoCgroup::DRIVER {
+        return Ok(Box::new(NoCgroup));
+    }
     if !s.path.starts_with('/') || s.path == "/" {
         bail!("invalid cgroup path {:?} in the container state", s.path);
     }
@@ -244,6 +247,74 @@ pub fn from_state(s: &CgroupState) -> Result<Box<dyn Manager>> {
         "systemd" => Ok(Box::new(systemd::SystemdManager::from_state(&s.path)?)),
         d => bail!("unknown cgroup driver {d:?} in the container state"),
     }
+}
+
+/// A rootless container that could not get a cgroup of its own (no write access to any
+/// hierarchy and no limits asked for): it runs in the cgroup of whoever started it, as with
+/// runc's rootless cgroup managers, which drop the paths they cannot create. Nothing to create
+/// or remove; what needs a cgroup of its own (pause, update, stats) is refused with the reason.
+pub struct NoCgroup;
+
+impl NoCgroup {
+    /// The `driver` recorded in state.json.
+    pub const DRIVER: &'static str = "none";
+
+    fn refuse<T>(what: &str) -> Result<T> {
+        bail!("{what} needs the container's own cgroup, and this rootless container has none (husk could not create one)")
+    }
+}
+
+impl Manager for NoCgroup {
+    fn create(&self) -> Result<()> {
+        Ok(())
+    }
+    fn apply_with_devices(&self, _: &LinuxResources, _: &[LinuxDevice]) -> Result<()> {
+        Ok(())
+    }
+    fn update(&self, _: &LinuxResources) -> Result<()> {
+        Self::refuse("update")
+    }
+    fn add_task(&self, _: i32) -> Result<()> {
+        Ok(())
+    }
+    fn pids(&self) -> Result<Vec<i32>> {
+        Self::refuse("listing the container's processes")
+    }
+    fn freeze(&self, frozen: bool) -> Result<()> {
+        Self::refuse(if frozen { "pause" } else { "resume" })
+    }
+    fn is_frozen(&self) -> Result<bool> {
+        Ok(false)
+    }
+    fn kill_all(&self, _: nix::sys::signal::Signal) -> Result<()> {
+        Self::refuse("kill --all")
+    }
+    fn destroy(&self) -> Result<()> {
+        Ok(())
+    }
+    fn stats(&self) -> Result<Stats> {
+        Self::refuse("events")
+    }
+    fn oom_kill_count(&self) -> Result<u64> {
+        Ok(0)
+    }
+    fn state(&self) -> CgroupState {
+        CgroupState {
+            driver: Self::DRIVER.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Whether `resources` asks for anything that only a cgroup of the container's own can give
+/// (device rules aside: those only narrow what a rootless container could not open anyway).
+/// A rootless container without write access to the cgroup tree can run without its own cgroup
+/// only when this is false (runc: "cannot set ... limit: container could not join or create
+/// cgroup").
+pub fn needs_own_cgroup(r: &LinuxResources) -> bool {
+    let mut plain = r.clone();
+    plain.set_devices(None);
+    plain != LinuxResources::default()
 }
 
 /// Build the full device rule list runc would apply: spec rules, runc's defaults, then an

@@ -107,9 +107,7 @@ fn mkdir_rec(path: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let parent = path
-                .parent()
-                .ok_or_else(|| anyhow!("creating cgroup {}: {}", path.display(), errstr(&e)))?;
+            let parent = path.parent().ok_or_else(|| mkdir_error(path, e))?;
             mkdir_rec(parent, created)?;
             match fs::create_dir(path) {
                 Ok(()) => {
@@ -117,18 +115,20 @@ fn mkdir_rec(path: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
                     Ok(())
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-                Err(e) => Err(anyhow!(
-                    "creating cgroup {}: {}",
-                    path.display(),
-                    errstr(&e)
-                )),
+                Err(e) => Err(mkdir_error(path, e)),
             }
         }
-        Err(e) => Err(anyhow!(
-            "creating cgroup {}: {}",
-            path.display(),
-            errstr(&e)
-        )),
+        Err(e) => Err(mkdir_error(path, e)),
+    }
+}
+
+/// "creating cgroup PATH: ERRNO: <strerror>", keeping the errno in the error chain (rootless
+/// mode tells permission errors apart by it).
+fn mkdir_error(path: &Path, e: io::Error) -> anyhow::Error {
+    let msg = format!("creating cgroup {}", path.display());
+    match e.raw_os_error() {
+        Some(code) => anyhow::Error::new(nix::errno::Errno::from_raw(code)).context(msg),
+        None => anyhow::Error::new(e).context(msg),
     }
 }
 

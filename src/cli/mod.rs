@@ -10,9 +10,10 @@ use std::path::PathBuf;
     disable_version_flag = true
 )]
 pub struct Cli {
-    /// Root directory for the state of containers.
-    #[arg(long, global = true, default_value = "/run/husk")]
-    pub root: PathBuf,
+    /// Root directory for the state of containers [default: /run/husk, or
+    /// $XDG_RUNTIME_DIR/husk for a caller that is not root].
+    #[arg(long, global = true)]
+    pub root: Option<PathBuf>,
     /// Log file (default: stderr).
     #[arg(long, global = true)]
     pub log: Option<PathBuf>,
@@ -435,7 +436,7 @@ mod tests {
             ["husk", "--root", "/x", "create", "--bundle=/b", "-x", "id"]
         );
         let c = Cli::try_parse_from(v.iter().filter(|a| *a != "-x")).unwrap();
-        assert_eq!(c.root, PathBuf::from("/x"));
+        assert_eq!(c.root, Some(PathBuf::from("/x")));
     }
 
     #[test]

@@ -569,7 +569,12 @@ pub fn restore(g: &Global, a: &RestoreArgs, criu: &str) -> Result<i32> {
     };
     state::write_atomic(&dir.join(state::CONFIG_FILE), &bundle.raw, 0o600)
         .context("save config.json")?;
-    undo.cgroup = Some(spawn::make_cgroup(spec, &a.id, g.systemd_cgroup)?);
+    undo.cgroup = Some(spawn::make_cgroup(
+        spec,
+        &a.id,
+        g.systemd_cgroup,
+        g.rootless,
+    )?);
 
     let criu_root = dir.join("criu-root");
     std::fs::create_dir(&criu_root).with_context(|| format!("mkdir {}", criu_root.display()))?;

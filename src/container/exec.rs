@@ -215,6 +215,19 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
         join.push((*t, f.into()));
     }
     let in_userns = types.contains(&LinuxNamespaceType::User);
+    if !nix::unistd::geteuid().is_root() {
+        // Rootless: the container's other namespaces belong to its user namespace, and only
+        // there does this process have the capabilities setns(2) needs; enter it first (it
+        // owns that namespace, so nothing is lost on the host side).
+        if let Some(i) = join
+            .iter()
+            .position(|(t, _)| *t == LinuxNamespaceType::User)
+        {
+            let (_, fd) = join.remove(i);
+            nix::sched::setns(&fd, CloneFlags::CLONE_NEWUSER)
+                .context("join the container's user namespace")?;
+        }
+    }
     // pid and time namespaces apply to children: enter them here, before the fork.
     for (t, fd) in &join {
         if matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {

@@ -11,6 +11,8 @@ use std::os::fd::{AsFd, AsRawFd};
 pub struct Global {
     pub store: Store,
     pub systemd_cgroup: bool,
+    /// Rootless mode (`--rootless`, or detected with `auto`): see `spawn::make_cgroup`.
+    pub rootless: bool,
 }
 
 /// The status of a container as callers see it, derived from the live system: a dead (or
@@ -42,6 +44,7 @@ pub fn create(g: &Global, a: &CreateArgs) -> Result<()> {
             id: &a.id,
             store: &g.store,
             systemd_cgroup: g.systemd_cgroup,
+            rootless: g.rootless,
             console,
             start_socket: true,
             preserve_fds: a.preserve_fds,
@@ -111,6 +114,16 @@ pub fn state(g: &Global, id: &str) -> Result<()> {
 /// Signal every process in the container's cgroup (through cgroup.kill or a frozen cgroup, so
 /// nothing forks away in between).
 fn signal_all(st: &ContainerState, sig: i32) -> Result<()> {
+    if st.cgroup.driver == crate::cgroups::NoCgroup::DRIVER {
+        // A rootless container without a cgroup of its own: its init is all husk can find.
+        if state::process_start_time(st.pid) == Some(st.pid_start_time) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(st.pid),
+                nix::sys::signal::Signal::try_from(sig).ok(),
+            );
+        }
+        return Ok(());
+    }
     let cg = crate::cgroups::from_state(&st.cgroup)?;
     let sig = nix::sys::signal::Signal::try_from(sig)
         .map_err(|_| anyhow::anyhow!("kill --all: signal {sig} cannot be sent to a group"))?;

@@ -56,6 +56,7 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
             id: &a.create.id,
             store: &g.store,
             systemd_cgroup: g.systemd_cgroup,
+            rootless: g.rootless,
             console,
             start_socket: false,
             preserve_fds: a.create.preserve_fds,

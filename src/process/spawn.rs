@@ -17,6 +17,8 @@ pub struct SpawnOptions<'a> {
     pub id: &'a str,
     pub store: &'a Store,
     pub systemd_cgroup: bool,
+    /// `--rootless` (or detected): see [`make_cgroup`].
+    pub rootless: bool,
     pub console: Option<OwnedFd>,
     /// true: `husk start` releases the container (exec socket); false: the caller does, with
     /// `Spawned::start`.
@@ -164,7 +166,7 @@ fn spawn_in(
     state::write_atomic(&dir.join(state::CONFIG_FILE), &bundle.raw, 0o600)
         .context("save config.json")?;
 
-    cleanup.cgroup = Some(make_cgroup(spec, o.id, o.systemd_cgroup)?);
+    cleanup.cgroup = Some(make_cgroup(spec, o.id, o.systemd_cgroup, o.rootless)?);
     let cg = cleanup.cgroup.as_ref().expect("just set");
 
     let gate = if o.start_socket {
@@ -328,20 +330,46 @@ pub fn make_cgroup(
     spec: &oci_spec::runtime::Spec,
     id: &str,
     systemd_cgroup: bool,
+    rootless: bool,
 ) -> Result<Box<dyn Manager>> {
     let linux = spec.linux().as_ref();
     let cg_path = linux
         .and_then(|l| l.cgroups_path().as_ref())
-        .map(|p| p.to_string_lossy().into_owned());
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| !p.is_empty());
+    if rootless && systemd_cgroup {
+        bail!(
+            "--systemd-cgroup with a rootless container needs the user's systemd instance, \
+             which husk does not drive; use the cgroupfs driver (no --systemd-cgroup)"
+        );
+    }
     // org.systemd.property.* annotations become unit properties with --systemd-cgroup.
     let no_annotations = std::collections::HashMap::new();
     let annotations = spec.annotations().as_ref().unwrap_or(&no_annotations);
     let cg = cgroups::new_manager_with(cg_path.as_deref(), id, systemd_cgroup, annotations)?;
-    cg.create()?;
     let no_resources = oci_spec::runtime::LinuxResources::default();
     let resources = linux
         .and_then(|l| l.resources().as_ref())
         .unwrap_or(&no_resources);
+    if let Err(e) = cg.create() {
+        // runc's rootless cgroup managers: without a cgroupsPath of its own choosing, a rootless
+        // container that may not create its cgroup runs in its caller's, unless it asks for
+        // limits.
+        if !rootless || cg_path.is_some() || !is_permission_error(&e) {
+            return Err(e);
+        }
+        if cgroups::needs_own_cgroup(resources) {
+            return Err(e.context(
+                "linux.resources: a rootless container that may not create its cgroup cannot \
+                 have resource limits (remove them, or give the user a delegated cgroup and \
+                 set linux.cgroupsPath)",
+            ));
+        }
+        crate::logging::debug(&format!(
+            "rootless: running without a cgroup of its own ({e:#})"
+        ));
+        return Ok(Box::new(cgroups::NoCgroup));
+    }
     let devices = linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]);
     let applied = cg.apply_with_devices(resources, devices).and_then(|()| {
         // runtime-spec "Cgroup ownership" (cgroup v2 only; see cgroups::delegation_owner)
@@ -357,6 +385,18 @@ pub fn make_cgroup(
         return Err(e);
     }
     Ok(cg)
+}
+
+/// Whether an error comes from missing permission (EACCES, EPERM, or a read-only cgroup mount).
+fn is_permission_error(e: &anyhow::Error) -> bool {
+    let denied = |n: i32| matches!(n, libc::EACCES | libc::EPERM | libc::EROFS);
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(|e| e.raw_os_error())
+            .is_some_and(denied)
+            || c.downcast_ref::<nix::errno::Errno>()
+                .is_some_and(|e| denied(*e as i32))
+    })
 }
 
 /// The state record of a container whose init is `pid`. Shared by create and restore.

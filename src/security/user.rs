@@ -50,7 +50,8 @@ pub fn switch(u: &User, in_userns: bool) -> Result<()> {
     prctl(libc::PR_SET_KEEPCAPS, 1).context("prctl(PR_SET_KEEPCAPS)")?;
 
     // Always set the list (an empty one drops the runtime's own supplementary groups), except in
-    // a user namespace whose setgroups is "deny", where the kernel forbids it.
+    // a user namespace whose setgroups is "deny", where the kernel forbids it (as runc, which
+    // then leaves the list as it is).
     // Duplicates are dropped (first one kept), as runc does: docker repeats a gid that is both
     // the user's /etc/group membership and a --group-add, and `id -G` would show it twice.
     let mut gids: Vec<u32> = Vec::new();
@@ -63,8 +64,17 @@ pub fn switch(u: &User, in_userns: bool) -> Result<()> {
         // SAFETY: gids points at gids.len() valid gid_t values (u32).
         let r = unsafe { libc::setgroups(gids.len(), gids.as_ptr() as *const libc::gid_t) };
         if r < 0 {
-            return Err(io::Error::last_os_error())
-                .with_context(|| format!("process.user.additionalGids: setgroups({gids:?})"));
+            let e = io::Error::last_os_error();
+            // husk itself may run in a user namespace whose setgroups is "deny" (a rootless
+            // engine's); the container then shares it. Checked only on failure: it costs a
+            // procfs read.
+            let inherited_deny = !in_userns
+                && e.raw_os_error() == Some(libc::EPERM)
+                && setgroups_denied().unwrap_or(false);
+            if !inherited_deny {
+                return Err(e)
+                    .with_context(|| format!("process.user.additionalGids: setgroups({gids:?})"));
+            }
         }
     }
 

@@ -312,6 +312,8 @@ pub struct Ctr {
     /// Extra mount points the test made (unmounted on cleanup).
     pub test_mounts: Vec<PathBuf>,
     pub global_args: Vec<String>,
+    /// Run the runtime as this (uid, gid) instead of root (see [`Ctr::as_user`]).
+    pub user: Option<(u32, u32)>,
     dropped: bool,
 }
 
@@ -349,6 +351,7 @@ impl Ctr {
             pids: Vec::new(),
             test_mounts: Vec::new(),
             global_args: Vec::new(),
+            user: None,
             dropped: false,
         };
         // deterministic cgroup path named after the id, so leftovers are findable
@@ -397,7 +400,21 @@ impl Ctr {
             .arg("json");
         c.args(&self.global_args);
         c.current_dir(&self.work);
+        if let Some((uid, gid)) = self.user {
+            use std::os::unix::process::CommandExt;
+            c.uid(uid).gid(gid);
+        }
         c
+    }
+
+    /// Run the runtime as `uid`/`gid` from now on: the work dir (bundle, rootfs copy, --root
+    /// and log) is handed to that user. The rootfs files stay root's, readable by all.
+    pub fn as_user(&mut self, uid: u32, gid: u32) -> &mut Self {
+        let own = |p: &Path| std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap();
+        own(&self.work);
+        own(&self.bundle);
+        self.user = Some((uid, gid));
+        self
     }
 
     pub fn rt(&self, args: &[&str]) -> Output {

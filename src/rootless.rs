@@ -1,0 +1,77 @@
+//! Rootless mode, as runc decides it: `--rootless true|false|auto` (default auto), where auto
+//! means rootless when husk runs with a non-zero effective uid or inside a user namespace (where
+//! "root" cannot write the host's cgroup tree). In rootless mode a container that may not
+//! create its cgroup runs in its caller's (`spawn::make_cgroup`); and a non-root caller's
+//! state defaults to `$XDG_RUNTIME_DIR/husk`.
+
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+/// The system-wide default of `--root`.
+pub const DEFAULT_ROOT: &str = "/run/husk";
+
+/// The value of `--rootless` (None when not given): whether husk runs rootless.
+pub fn resolve(flag: Option<&str>) -> Result<bool> {
+    match flag.unwrap_or("auto") {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        "auto" => Ok(!nix::unistd::geteuid().is_root() || in_user_namespace()),
+        other => bail!("--rootless: invalid value {other:?} (expected true, false or auto)"),
+    }
+}
+
+/// Whether this process runs in a user namespace other than the initial one: the initial
+/// namespace maps every id (`0 0 4294967295`).
+pub fn in_user_namespace() -> bool {
+    match std::fs::read_to_string("/proc/self/uid_map") {
+        Ok(m) => !is_identity_map(&m),
+        Err(_) => false,
+    }
+}
+
+fn is_identity_map(map: &str) -> bool {
+    let f: Vec<&str> = map.split_whitespace().collect();
+    f == ["0", "0", "4294967295"]
+}
+
+/// `--root` when not given: `/run/husk`, or for a caller that is not root (or is root in a user
+/// namespace, with `USER` other than root), `$XDG_RUNTIME_DIR/husk` when that is set, as runc
+/// does with `runc`.
+pub fn default_root() -> PathBuf {
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty());
+    let honour = |x: &std::ffi::OsStr| {
+        if !nix::unistd::geteuid().is_root() {
+            return true;
+        }
+        in_user_namespace() && std::env::var("USER").map_or(true, |u| u != "root") && !x.is_empty()
+    };
+    match xdg {
+        Some(x) if honour(&x) => PathBuf::from(x).join("husk"),
+        _ => PathBuf::from(DEFAULT_ROOT),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_values() {
+        assert!(resolve(Some("true")).unwrap());
+        assert!(!resolve(Some("false")).unwrap());
+        let e = resolve(Some("yes")).unwrap_err().to_string();
+        assert!(e.contains("--rootless") && e.contains("\"yes\""), "{e}");
+        // auto as root on the host (how the test suite runs) is not rootless
+        if nix::unistd::geteuid().is_root() && !in_user_namespace() {
+            assert!(!resolve(None).unwrap());
+            assert!(!resolve(Some("auto")).unwrap());
+        }
+    }
+
+    #[test]
+    fn identity_map() {
+        assert!(is_identity_map("         0          0 4294967295\n"));
+        assert!(!is_identity_map("         0       1000          1\n"));
+        assert!(!is_identity_map("0 0 4294967295\n1 1 1\n"));
+    }
+}
