@@ -46,6 +46,8 @@ PM=(podman --root "$TMP/root" --runroot "$TMP/runroot" --tmpdir "$TMP/tmp" --sto
 R=("${PM[@]}" run --network none --cgroup-parent "/$CGPARENT")
 
 engine_cleanup() {
+    # the rootless section's containers and pause process (defined there)
+    type rootless_cleanup >/dev/null 2>&1 && rootless_cleanup
     timeout 60 "${PM[@]}" pod rm -af >/dev/null 2>&1
     timeout 60 "${PM[@]}" rm -af -t 0 >/dev/null 2>&1
     timeout 30 "${PM[@]}" system prune -f >/dev/null 2>&1
@@ -231,4 +233,76 @@ leftovers() {
 }
 out=$(settled leftovers)
 check "no container cgroups or processes left" "$out" [ -z "$out" ]
+
+# --- rootless podman: an unprivileged user (nobody) runs podman, which runs the runtime as root
+# of the user namespace it made (one id mapped: no /etc/subuid entry is made for the test).
+# Without cgroup access, the container runs in the user's own cgroup.
+RL=$TMP/rootless
+mkdir -p "$RL/home" "$RL/run" "$RL/storage" "$RL/runroot"
+cat >"$RL/containers.conf" <<EOT
+[containers]
+default_ulimits = ["nofile=$(ulimit -Sn):$(ulimit -Hn)", "nproc=4096:4096"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "$RL/events.log"
+conmon_path = ["$(command -v conmon)"]
+EOT
+printf '[storage]\ndriver = "vfs"\ngraphroot = "%s"\nrunroot = "%s"\n' "$RL/storage" "$RL/runroot" >"$RL/storage.conf"
+# an image tar with every file root's (the user namespace maps one id only)
+tar -C "$TESTROOT" --owner=0 --group=0 --numeric-owner -cf "$RL/image.tar" .
+chmod 0644 "$RL/image.tar"
+chown -R nobody:nogroup "$RL"
+chmod o+x "$TMP"
+rlpm() { # podman as nobody, with its own home, runtime dir, config and storage
+    timeout 120 env -i PATH="$PATH" HOME="$RL/home" XDG_RUNTIME_DIR="$RL/run" USER=nobody LOGNAME=nobody \
+        CONTAINERS_CONF="$RL/containers.conf" CONTAINERS_STORAGE_CONF="$RL/storage.conf" \
+        CONTAINERS_REGISTRIES_CONF="$TMP/registries.conf" \
+        setpriv --reuid nobody --regid nogroup --clear-groups -- \
+        podman --runtime "$HUSK_BIN" --cgroup-manager cgroupfs --events-backend file "$@"
+}
+rootless_cleanup() {
+    rlpm rm -af -t 0 >/dev/null 2>&1
+    # podman's rootless pause process keeps the user namespace; it is ours, end it by pid
+    local pp
+    pp=$(cat "$RL/run/libpod/tmp/pause.pid" 2>/dev/null) && [ -n "$pp" ] && kill -KILL "$pp" 2>/dev/null
+    return 0
+}
+out=$(rlpm import "$RL/image.tar" localhost/husk-rootless:latest 2>&1)
+check "rootless podman: import of the test rootfs" "$out" [ $? = 0 ]
+out=$(rlpm run --rm --network none localhost/husk-rootless:latest sh -c 'echo rl-out; id -u; cat /proc/self/uid_map; cat /proc/self/cgroup; exit 7' 2>&1); rc=$?
+want_cg=$(setpriv --reuid nobody --regid nogroup --clear-groups cat /proc/self/cgroup)
+check "rootless podman run --rm: output, root in the user namespace, exit code 7" "rc=$rc $out" \
+    [ "$rc" = 7 -a "$(sed -n 1p <<<"$out")" = rl-out -a "$(sed -n 2p <<<"$out")" = 0 ]
+check "rootless podman: only the user's own id is mapped" "$out" grep -qE '^ +0 +65534 +1$' <<<"$out"
+# (a cgroup v1 host: rootless podman gives the container no cgroup; it stays in the caller's)
+got_cg=$(sed -n '4,$p' <<<"$out")
+check "rootless podman: the container runs in its caller's cgroup" "got:
+$got_cg
+want (nobody's shell here):
+$want_cg" [ "$got_cg" = "$want_cg" ]
+rlpm run -d --name rl1 --network none localhost/husk-rootless:latest sh -c 'trap "exit 0" TERM; while :; do sleep 0.1; done' >/dev/null 2>&1
+out=$(rlpm exec rl1 sh -c 'id -u; cat /proc/1/cmdline | tr "\0" " "' 2>&1)
+check "rootless podman exec joins the running container" "$out" grep -q 'while' <<<"$out"
+t0=$(date +%s)
+out=$(rlpm stop -t 5 rl1 2>&1); rc=$?
+t1=$(date +%s)
+check "rootless podman stop: SIGTERM reaches the trap in < 5 s" "rc=$rc $out $((t1 - t0))s" [ "$rc" = 0 -a $((t1 - t0)) -lt 5 ]
+out=$(rlpm rm rl1 2>&1)
+check "rootless podman rm" "$out" [ $? = 0 ]
+out=$(rlpm ps -aq 2>&1)
+check "rootless podman: no containers left" "$out" [ -z "$out" ]
+# nothing of the containers left in podman's user namespace but its pause process
+rl_leftovers() {
+    local pp ns p
+    pp=$(cat "$RL/run/libpod/tmp/pause.pid" 2>/dev/null) || return 0
+    ns=$(readlink "/proc/$pp/ns/user" 2>/dev/null) || return 0
+    for p in /proc/[0-9]*; do
+        [ "${p#/proc/}" = "$pp" ] && continue
+        [ "$(readlink "$p/ns/user" 2>/dev/null)" = "$ns" ] || continue
+        echo "pid ${p#/proc/}: $(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)"
+    done
+}
+out=$(settled rl_leftovers)
+check "rootless podman: no container processes left" "$out" [ -z "$out" ]
 finish
