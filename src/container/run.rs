@@ -65,6 +65,13 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
             pid_file: a.create.pid_file.as_deref(),
         },
     )?;
+    if let Some(sock) = &a.create.pidfd_socket {
+        let fd = match &s.pidfd {
+            Some(fd) => fd.try_clone()?,
+            None => crate::sys::pidfd::open(s.state.pid)?,
+        };
+        super::lifecycle::send_pidfd(sock, &fd)?;
+    }
     let master = match &own_pty_sock {
         Some(sock) => Some(crate::process::console::recv_fd(sock.as_raw_fd())?),
         None => None,

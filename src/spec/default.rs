@@ -87,7 +87,8 @@ fn make_rootless(spec: &mut Value) {
                         "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
             continue;
         }
-        if let Some(opts) = m["options"].as_array_mut() {
+        // get_mut, not m["options"]: indexing would add `"options": null` to mounts without any
+        if let Some(opts) = m.get_mut("options").and_then(Value::as_array_mut) {
             opts.retain(|o| {
                 let s = o.as_str().unwrap_or("");
                 !s.starts_with("uid=") && !s.starts_with("gid=")

@@ -205,6 +205,47 @@ fn tty_info() -> Obj {
     o
 }
 
+/// The session keyring: `{"id":N,"desc":"type;uid;gid;perm;name"}` (keyctl(2)), or
+/// `{"id":null,"errno":N}` when there is none to read.
+fn session_keyring() -> String {
+    const KEYCTL_GET_KEYRING_ID: libc::c_long = 0;
+    const KEYCTL_DESCRIBE: libc::c_long = 6;
+    const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
+    // SAFETY: keyctl(GET_KEYRING_ID) takes two integers (no pointers) and returns a serial.
+    let id = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_GET_KEYRING_ID,
+            KEY_SPEC_SESSION_KEYRING,
+            0 as libc::c_long,
+        )
+    };
+    if id < 0 {
+        return format!("{{\"id\":null,\"errno\":{}}}", errno());
+    }
+    let mut buf = vec![0u8; 1024];
+    // SAFETY: keyctl(DESCRIBE) writes at most buf.len() bytes into buf, which outlives the call.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_DESCRIBE,
+            id,
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    let mut o = Obj::new();
+    o.n("id", id);
+    if n < 0 {
+        o.raw("desc", "null".into()).n("errno", errno());
+    } else {
+        buf.truncate((n as usize).min(buf.len()));
+        let desc: Vec<u8> = buf.into_iter().take_while(|&b| b != 0).collect();
+        o.s("desc", &String::from_utf8_lossy(&desc));
+    }
+    o.build()
+}
+
 fn report(args: &[String]) -> ! {
     let mut sysctls = Vec::new();
     let mut cg_files: Vec<String> = CGROUP_FILES.iter().map(|s| s.to_string()).collect();
@@ -372,6 +413,7 @@ fn report(args: &[String]) -> ! {
         read_str("/proc/self/attr/current").map(|s| s.trim_end_matches(['\n', '\0']).to_string()),
     );
     o.raw("tty", tty_info().build());
+    o.raw("session_keyring", session_keyring());
     out(&o, 0)
 }
 
