@@ -12,7 +12,13 @@ use std::process::{Command, Stdio};
 /// "hooks.prestart".
 pub fn run_all(what: &str, hooks: &[Hook], state_json: &[u8]) -> Result<()> {
     for (i, h) in hooks.iter().enumerate() {
+        let t = std::time::Instant::now();
         run(h, state_json).with_context(|| format!("{what}[{i}] ({})", h.path().display()))?;
+        crate::log_debug!(
+            "{what}[{i}] ({}) succeeded in {:?}",
+            h.path().display(),
+            t.elapsed()
+        );
     }
     Ok(())
 }
@@ -20,8 +26,14 @@ pub fn run_all(what: &str, hooks: &[Hook], state_json: &[u8]) -> Result<()> {
 /// Run the hooks, reporting failures as warnings (poststart, poststop).
 pub fn run_all_warn(what: &str, hooks: &[Hook], state_json: &[u8]) {
     for (i, h) in hooks.iter().enumerate() {
-        if let Err(e) = run(h, state_json) {
-            crate::logging::warn(&format!("{what}[{i}] ({}): {e:#}", h.path().display()));
+        let t = std::time::Instant::now();
+        match run(h, state_json) {
+            Ok(()) => crate::log_debug!(
+                "{what}[{i}] ({}) succeeded in {:?}",
+                h.path().display(),
+                t.elapsed()
+            ),
+            Err(e) => crate::logging::warn(&format!("{what}[{i}] ({}): {e:#}", h.path().display())),
         }
     }
 }

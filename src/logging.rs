@@ -133,9 +133,24 @@ pub fn warn(msg: &str) {
 }
 
 pub fn debug(msg: &str) {
-    if CONFIG.get().is_some_and(|c| c.debug) {
+    if debug_enabled() {
         emit("debug", msg);
     }
+}
+
+/// Whether `--debug` was given (callers skip formatting debug text otherwise).
+pub fn debug_enabled() -> bool {
+    CONFIG.get().is_some_and(|c| c.debug)
+}
+
+/// A `level=debug` record with `format!` arguments, formatted only under `--debug`.
+#[macro_export]
+macro_rules! log_debug {
+    ($($arg:tt)*) => {
+        if $crate::logging::debug_enabled() {
+            $crate::logging::debug(&format!($($arg)*));
+        }
+    };
 }
 
 /// A command succeeded: write the warnings it held back.

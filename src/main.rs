@@ -76,10 +76,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         .root
         .clone()
         .unwrap_or_else(husk::rootless::default_root);
+    // As in runc, the value is read (and refused when invalid) only where it matters.
+    let makes_containers = matches!(
+        cli.command,
+        Some(Command::Create(_) | Command::Run(_) | Command::Restore(_))
+    );
     let g = Global {
         store: Store::new(&root),
         systemd_cgroup: cli.systemd_cgroup,
-        rootless: husk::rootless::resolve(cli.rootless.as_deref())?,
+        rootless: makes_containers && husk::rootless::resolve(cli.rootless.as_deref())?,
     };
     let Some(cmd) = cli.command else {
         anyhow::bail!("no command given (try --help)");

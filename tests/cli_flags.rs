@@ -1,6 +1,6 @@
 //! Command-line flags checked from inside real containers: --preserve-fds, --no-pivot,
 //! --no-new-keyring, signal forwarding of a foreground run, run --keep, kill --all,
-//! --pidfd-socket, hook timeouts and `spec --rootless`.
+//! --pidfd-socket, hook timeouts, `spec --rootless` and --debug.
 mod common;
 use common::*;
 use serde_json::Value;
@@ -367,6 +367,53 @@ fn run_keep_leaves_stopped_state() {
     let o = c.rt(&["run", "--bundle", &b, &id]);
     assert_eq!(code(&o.status), 3, "run: {}", text(&o.stderr));
     assert!(c.state().is_none(), "run without --keep kept the state");
+}
+
+/// The `level` of every JSON record in the container's log.
+fn log_levels(c: &Ctr) -> Vec<(String, String)> {
+    c.log_text()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| {
+            (
+                v["level"].as_str().unwrap_or("").to_string(),
+                v["msg"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `--debug` adds level=debug records to the log: the cgroup, init's pid, hooks, the exit; a
+/// run without it writes none.
+#[test]
+fn debug_flag_logs_the_steps() {
+    root_or_skip!("debug_flag_logs_the_steps");
+    let mut c = Ctr::new("debug", "default");
+    c.args(&["/probe", "exit", "0"]);
+    c.config["hooks"] = serde_json::json!({"createRuntime": [{"path": "/bin/true"}]});
+    c.run_ok();
+    assert!(
+        log_levels(&c).iter().all(|(l, _)| l != "debug"),
+        "debug records without --debug: {}",
+        c.log_text()
+    );
+    c.global_args = vec!["--debug".into()];
+    c.run_ok();
+    let debug: Vec<String> = log_levels(&c)
+        .into_iter()
+        .filter(|(l, _)| l == "debug")
+        .map(|(_, m)| m)
+        .collect();
+    if is_runc() || is_crun() {
+        assert!(!debug.is_empty(), "no debug records: {}", c.log_text());
+        return;
+    }
+    for want in ["cgroup", "pid", "hooks.createRuntime[0]", "exited, status 0"] {
+        assert!(
+            debug.iter().any(|m| m.contains(want)),
+            "no debug record mentioning {want:?}: {debug:#?}"
+        );
+    }
 }
 
 /// Host pids of the container's processes whose command line is `args` (from `ps --format json`).

@@ -361,6 +361,7 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
         }
         Ok(m) => return fail(anyhow::anyhow!("unexpected message {m:?}")),
     }
+    crate::log_debug!("{}: exec'd process runs, pid {pid}", a.id);
     if let Some(pf) = &a.pid_file {
         crate::process::spawn::write_pid_file(pf, pid)?;
     }

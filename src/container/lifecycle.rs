@@ -87,6 +87,7 @@ pub fn start(g: &Global, id: &str) -> Result<()> {
         Some(b'1') => bail!("container {id}: {}", String::from_utf8_lossy(&answer[1..])),
         _ => bail!("container {id}: init exited before it could start the program"),
     }
+    crate::log_debug!("{id}: started, pid {}", st.pid);
     if !st.poststart.is_empty() {
         let js = crate::hooks::state_json(id, "running", st.pid, &st.bundle, Some(&st.annotations));
         crate::hooks::run_all_warn("hooks.poststart", &st.poststart, &js);
@@ -154,6 +155,14 @@ pub fn kill(g: &Global, id: &str, signal: Option<&str>, all: bool) -> Result<()>
     // `kill --all` signals every process left in the container's cgroup even once init has
     // exited, as runc does: containerd's shim runs `kill --all ID 9` right after the init of a
     // container without its own pid namespace exits, so its other processes die with it.
+    crate::log_debug!(
+        "{id}: signal {sig} to {}",
+        if all {
+            "every process of its cgroup".to_string()
+        } else {
+            format!("pid {}", st.pid)
+        }
+    );
     if all {
         return signal_all(&st, sig);
     }
@@ -245,7 +254,12 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
             return Err(e);
         }
     };
-    match status_of(g, &st) {
+    let status = status_of(g, &st);
+    crate::log_debug!(
+        "{id}: delete (force: {force}) of a {} container",
+        status.as_str()
+    );
+    match status {
         Status::Stopped => {}
         Status::Created => kill_everything(&st, false),
         s if force => kill_everything(&st, s == Status::Paused),

@@ -91,6 +91,7 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
     }
 
     let code = forward_until_exit(st.pid, &mask, master.as_ref())?;
+    crate::log_debug!("{}: exited, status {code}", a.create.id);
     if !a.keep {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(st.pid),

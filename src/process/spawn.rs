@@ -168,6 +168,12 @@ fn spawn_in(
 
     cleanup.cgroup = Some(make_cgroup(spec, o.id, o.systemd_cgroup, o.rootless)?);
     let cg = cleanup.cgroup.as_ref().expect("just set");
+    crate::log_debug!(
+        "{}: cgroup driver {}, path {:?}",
+        o.id,
+        cg.state().driver,
+        cg.state().path
+    );
 
     let gate = if o.start_socket {
         let dirf = std::fs::File::open(dir).context("open state dir")?;
@@ -240,6 +246,7 @@ fn spawn_in(
     drop(gate);
     drop(idmapped);
     cleanup.pid = pid;
+    crate::log_debug!("{}: container init cloned, pid {pid}", o.id);
     let placed = match (&self_place, into_cgroup) {
         // init joins the v1 hierarchies itself; clone3 put it in the cgroup2 one, if any
         (Some((fd, _)), into) if into || fd.is_none() => Ok(()),
@@ -299,7 +306,10 @@ fn spawn_in(
                 parent_chan.send(&Msg::HostPid(pid))?;
                 parent_chan.send(&Msg::HooksDone)?;
             }
-            Msg::Ready => break,
+            Msg::Ready => {
+                crate::log_debug!("{}: init {pid} is set up, waiting for start", o.id);
+                break;
+            }
             Msg::Error(e) => bail!("{e}"),
             other => bail!("unexpected message from init: {other:?}"),
         }
