@@ -408,7 +408,12 @@ fn debug_flag_logs_the_steps() {
         assert!(!debug.is_empty(), "no debug records: {}", c.log_text());
         return;
     }
-    for want in ["cgroup", "pid", "hooks.createRuntime[0]", "exited, status 0"] {
+    for want in [
+        "cgroup",
+        "pid",
+        "hooks.createRuntime[0]",
+        "exited, status 0",
+    ] {
         assert!(
             debug.iter().any(|m| m.contains(want)),
             "no debug record mentioning {want:?}: {debug:#?}"

@@ -347,6 +347,13 @@ fn normalise_probe(p: &Value, run: &Run, ns: &NsRef) -> Map<String, Value> {
                     .collect();
                 out.insert(k.clone(), json!(m));
             }
+            "session_keyring" => {
+                // the serial is new in every run; the description names the container
+                out.insert(
+                    "session_keyring.desc".into(),
+                    json!(norm_str(v["desc"].as_str().unwrap_or(""), run)),
+                );
+            }
             "fds" => {
                 for (fd, t) in v.as_object().into_iter().flatten() {
                     out.insert(

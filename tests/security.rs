@@ -1,4 +1,4 @@
-//! Security regressions (shared/docs/security-regressions.md): each test performs the attack, or
+//! Security regressions (published runtime escapes): each test performs the attack, or
 //! its essential step, and shows it fails.
 mod common;
 use common::*;

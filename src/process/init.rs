@@ -97,7 +97,13 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
     // open our /proc/PID/exe while we run husk's code.
     step("make init non-dumpable", set_dumpable(false))?;
     if !ctx.no_new_keyring {
-        step("join a new session keyring", join_session_keyring(ctx.id))?;
+        // runc's config says NEWUSER for a created or a joined user namespace alike
+        let userns =
+            ctx.plan.creates(libc::CLONE_NEWUSER) || ctx.plan.joins(LinuxNamespaceType::User);
+        step(
+            "join a new session keyring",
+            join_session_keyring(ctx.id, userns),
+        )?;
     }
     step(
         "setsid",
@@ -446,7 +452,7 @@ fn enter_namespaces(ctx: &InitContext) -> Result<()> {
     Ok(())
 }
 
-fn join_session_keyring(id: &str) -> Result<()> {
+fn join_session_keyring(id: &str, userns: bool) -> Result<()> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
     let name = cstring(format!("_ses.{id}").as_bytes())?;
     // SAFETY: keyctl with a valid NUL-terminated name.
@@ -458,6 +464,19 @@ fn join_session_keyring(id: &str) -> Result<()> {
             return Ok(());
         }
         return Err(e).context("keyctl(JOIN_SESSION_KEYRING)");
+    }
+    // runc then makes the keyring searchable (ModKeyringPerm(.., 0xffffffff, bits)): by its
+    // user (KEY_USR_SEARCH, 0x080000), or in a user namespace by others (KEY_OTH_SEARCH, 0x08).
+    // The kernel creates a session keyring with possessor-all plus user view, read and link
+    // (0x3f130000, security/keys/process_keys.c), so the result is known without reading it.
+    const KEYCTL_SETPERM: libc::c_long = 5;
+    let search: libc::c_long = if userns { 0x08 } else { 0x0008_0000 };
+    let perm: libc::c_long = 0x3f13_0000 | search;
+    // SAFETY: keyctl on the keyring serial the kernel just returned; no pointers involved.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_SETPERM, r, perm) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("keyctl(SETPERM) of the session keyring");
     }
     Ok(())
 }
