@@ -77,22 +77,6 @@ fn time_namespace() {
     check_new(&v, &["time"]);
 }
 
-/// The probe's uid_map/gid_map lines, with the kernel's column padding collapsed.
-fn id_map(v: &serde_json::Value, key: &str) -> Vec<String> {
-    v[key]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            l.as_str()
-                .unwrap()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect()
-}
-
 #[test]
 fn user_namespace_mappings() {
     if !require_root("user_namespace_mappings") {

@@ -91,30 +91,12 @@ fn rootless_user_runs_and_execs_without_a_cgroup() {
     let mut c = rootless_ctr("rlrun");
     let v = c.run_probe();
     assert_eq!(v["uid"], 0, "root inside the user namespace: {v}");
-    let map: Vec<String> = v["uid_map"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            l.as_str()
-                .unwrap()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect();
-    assert_eq!(map, [format!("0 {UID} 1")], "uid_map");
+    assert_eq!(id_map(&v, "uid_map"), [format!("0 {UID} 1")], "uid_map");
     assert_eq!(v["pid"], 1);
     // no cgroup namespace in the fixture: the container shows the cgroup it runs in, which is
     // the caller's (the test's own), since nobody may create one
-    let inside: Vec<String> = v["cgroup"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l.as_str().unwrap().to_string())
-        .collect();
     assert_eq!(
-        inside,
+        cgroup_lines(&v),
         own_cgroup(),
         "the container must stay in its caller's cgroup"
     );
@@ -285,14 +267,8 @@ fn root_in_a_user_namespace_is_rootless() {
     );
     let v = probe_json(&o);
     assert_eq!(v["pid"], 1);
-    let inside: Vec<String> = v["cgroup"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l.as_str().unwrap().to_string())
-        .collect();
     assert_eq!(
-        inside,
+        cgroup_lines(&v),
         own_cgroup(),
         "the container must stay in its caller's cgroup"
     );

@@ -762,3 +762,29 @@ pub fn force_remove(pids: &[i32], work: &Path, id: &str) {
     }
     let _ = std::fs::remove_dir_all(work);
 }
+
+/// The probe's uid_map/gid_map lines, with the kernel's column padding collapsed.
+pub fn id_map(v: &serde_json::Value, key: &str) -> Vec<String> {
+    v[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            l.as_str()
+                .unwrap()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// The probe's /proc/self/cgroup lines.
+pub fn cgroup_lines(v: &Value) -> Vec<String> {
+    v["cgroup"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect()
+}
