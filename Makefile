@@ -5,7 +5,8 @@
 #   make test      deps + build + unit tests + root tests (incl. conformance, differential)
 #                  + containerd integration + engines + vm-test
 #   make engines   dockerd and podman driving husk (HUSK_BIN=/usr/sbin/runc to validate)
-#   make vm-test   cgroup v2 and systemd guests (User-mode Linux): cgroup tests, real containers
+#   make vm-test   cgroup v2, systemd, AppArmor and SELinux guests (User-mode Linux): cgroup tests,
+#                  real containers, LSM labels end to end
 #   make demo      run a container from a `husk spec` bundle (needs root)
 #   make bench     lifecycle benchmark: husk vs crun vs runc (also via dockerd) -> target/bench/report.md
 #   make clean
@@ -26,8 +27,10 @@ export RUST_LIB_BACKTRACE := 0
 
 DEB_PKGS := busybox-static runc crun containerd hyperfine strace jq util-linux bsdutils iproute2 procps criu \
             docker.io tini podman conmon catatonit
-# the cgroup v2 / systemd guests of `make vm-test` (integration/vm/vm-run.sh)
-DEB_PKGS += user-mode-linux gcc libc6-dev kmod debootstrap e2fsprogs
+# the cgroup v2 / systemd guests of `make vm-test` (integration/vm/vm-run.sh); apparmor for
+# apparmor_parser in the AppArmor guest (harmless on a host without AppArmor: its scripts only
+# load profiles where AppArmor is enabled)
+DEB_PKGS += user-mode-linux gcc libc6-dev kmod debootstrap e2fsprogs apparmor
 
 .PHONY: deps demo-deps install-pkgs build release pgo-tools pgo-profile probe testroot test unit-test root-test integration engines conformance differential vm-test demo bench clean
 
@@ -128,7 +131,7 @@ test: deps build testroot
 	python3 docs/gen-conformance.py --log target/root-tests.log --out target/conformance.md || rc=1; \
 	echo "== containerd integration (HUSK_BIN=$(HUSK_BIN))"; HUSK_BIN=$(HUSK_BIN) bash integration/containerd.sh || rc=1; \
 	echo "== engines integration: dockerd, podman (HUSK_BIN=$(HUSK_BIN))"; HUSK_BIN=$(HUSK_BIN) bash integration/engines/run.sh || rc=1; \
-	echo "== cgroup v2 + systemd guests (User-mode Linux)"; $(MAKE) --no-print-directory vm-test || rc=1; \
+	echo "== cgroup v2, systemd, AppArmor, SELinux guests (User-mode Linux)"; $(MAKE) --no-print-directory vm-test || rc=1; \
 	exit $$rc
 
 unit-test:
@@ -153,8 +156,9 @@ integration: build testroot
 engines: build testroot
 	HUSK_BIN=$(HUSK_BIN) bash integration/engines/run.sh
 
-# cgroup v2 (cgroupfs), systemd and systemd-on-hybrid (--systemd-cgroup) checks in User-mode Linux guests; the
-# first systemd guest build takes ~2 minutes and is cached under /var/tmp/vm-run.
+# cgroup v2 (cgroupfs), systemd and systemd-on-hybrid (--systemd-cgroup) checks, and AppArmor and
+# SELinux (process labels, exec) checks, in User-mode Linux guests; the first systemd guest build
+# takes ~2 minutes and is cached under /var/tmp/vm-run.
 vm-test: build testroot
 	bash integration/vm/run.sh
 

@@ -1,14 +1,22 @@
 #!/bin/bash
-# run.sh -- husk's cgroup v2 and systemd tests in throw-away User-mode Linux guests.
+# run.sh -- husk's cgroup v2, systemd and LSM tests in throw-away User-mode Linux guests.
 #
-#   integration/vm/run.sh [plain|systemd|systemd-hybrid]...     (default: all three)
+#   integration/vm/run.sh [plain|systemd|systemd-hybrid|apparmor|selinux]...   (default: all five)
 #
 # plain:   a pure cgroup v2 guest (cgroupfs driver);
 # systemd: the Debian 12 guest with systemd 252 as PID 1 (husk --systemd-cgroup, checked with
 #          systemctl show);
 # systemd-hybrid: the same guest booted with the v1/hybrid layout (a smaller set,
 #          hybrid-checks.sh: v1 limits, unit, update, freezer, cleanup in every hierarchy).
-# In each: (a) the library's cgroups tests (unit + root tests, as cgroup-v2-tests.sh), then
+# apparmor: the plain guest booted with lsm=capability,apparmor (VM_APPEND); lsm-checks.sh loads
+#          a test profile with apparmor_parser and checks process.apparmorProfile, `exec
+#          --apparmor`, a process.json's profile, an unloaded profile refused by name leaving
+#          nothing behind, `features`, each against Debian's runc in the same guest.
+# selinux: the plain guest booted with lsm=capability,selinux, no policy loaded (none is, ever):
+#          a selinuxLabel refused by name leaving nothing behind, an apparmorProfile ignored with
+#          a warning (lsm-checks.sh).
+# In the plain and systemd guests: (a) the library's cgroups tests (unit + root tests, as
+# cgroup-v2-tests.sh), then
 # (b) real containers with target/debug/husk and target/testroot/rootfs: memory/pids limits read
 # back inside, a fork bomb stopping at pids.max, an OOM kill seen by `husk events`, update
 # --memory, pause/resume, a denied device, nothing left after delete, and each resource read
@@ -24,7 +32,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cd "$root"
 modes=("$@")
-[ ${#modes[@]} -gt 0 ] || modes=(plain systemd systemd-hybrid)
+[ ${#modes[@]} -gt 0 ] || modes=(plain systemd systemd-hybrid apparmor selinux)
 
 if [ "$(id -u)" != 0 ]; then
 	echo "vm-test: skipped: needs root (User-mode Linux guest, cgroup writes)" >&2
@@ -106,24 +114,56 @@ mk v1hugetlb '.linux.resources.hugepageLimits = [{"pageSize": "2MB", "limit": 41
 # systemd only: a nested slice in cgroupsPath (runc's slice:prefix:name, a-b.slice expansion)
 mk nested '.linux.cgroupsPath = "husktest-nested.slice:hx:vmnested" | .process.args = ["/bin/sleep", "600"]'
 
+# apparmor / selinux guests (lsm-checks.sh): a profile "husk-test" that allows everything the test
+# rootfs needs but reading /etc/hostname; containers and exec'd processes print their
+# attr/current and try that read and an allowed one
+cat >"$b/husk-test.aa" <<'EOF_AA'
+abi <abi/3.0>,
+profile husk-test flags=(attach_disconnected,mediate_deleted) {
+  file,
+  capability,
+  network,
+  signal,
+  ptrace,
+  unix,
+  mount,
+  umount,
+  pivot_root,
+  deny /etc/hostname r,
+}
+EOF_AA
+lsm_probe=$(sh_args 'echo "current=$(cat /proc/self/attr/current)"; echo "denied=$(/probe read /etc/hostname)"; echo "allowed=$(/probe read /etc/passwd)"')
+mk aa-prof '.process.apparmorProfile = "husk-test" | .process.args = '"$lsm_probe"
+mk aa-none '.process.args = '"$lsm_probe"
+mk aa-sleep '.process.args = ["/bin/sleep", "600"]'
+mk aa-sleep-prof '.process.apparmorProfile = "husk-test" | .process.args = ["/bin/sleep", "600"]'
+mk aa-missing '.process.apparmorProfile = "husk-missing" | .process.args = ["/bin/true"]'
+mk selinux-label '.process.selinuxLabel = "system_u:system_r:container_t:s0" | .process.args = ["/bin/true"]'
+jq '.process | .args = '"$lsm_probe"' | .apparmorProfile = "husk-test"' "$b/aa-prof/config.json" \
+	>"$b/aa-exec-process.json" || exit 2
+
 export VM_TIMEOUT=${VM_TIMEOUT:-1500}
 rc=0
 passed=0 failed=0
 for m in "${modes[@]}"; do
-	flag=() unified=1
+	flag=() unified=1 append=
 	cmd=$(printf '%q ' "$here/guest-checks.sh" "$m" "$husk" "$testbin" "$b")
 	case $m in
 	plain) ;;
+	apparmor|selinux)
+		append="lsm=capability,$m"
+		cmd=$(printf '%q ' "$here/lsm-checks.sh" "$m" "$husk" "$b")
+		;;
 	systemd) flag=(--systemd) ;;
 	systemd-hybrid)
 		flag=(--systemd) unified=0
 		cmd=$(printf '%q ' "$here/hybrid-checks.sh" "$husk" "$b")
 		;;
-	*) echo "vm-test: unknown mode $m (plain, systemd, systemd-hybrid)" >&2; exit 2 ;;
+	*) echo "vm-test: unknown mode $m (plain, systemd, systemd-hybrid, apparmor, selinux)" >&2; exit 2 ;;
 	esac
 	echo "== vm-test: $m guest"
 	log=$(mktemp /tmp/husk-vm-test.XXXXXX)
-	VM_UNIFIED=$unified "$here/vm-run.sh" "${flag[@]}" "bash $cmd" 2>&1 | tee "$log"
+	VM_UNIFIED=$unified VM_APPEND=$append "$here/vm-run.sh" "${flag[@]}" "bash $cmd" 2>&1 | tee "$log"
 	st=${PIPESTATUS[0]}
 	p=$(sed -n 's/^\([0-9]*\) passed, [0-9]* failed$/\1/p' "$log" | tail -1)
 	f=$(sed -n 's/^[0-9]* passed, \([0-9]*\) failed$/\1/p' "$log" | tail -1)

@@ -91,8 +91,8 @@ pub fn set_no_new_privs() -> Result<()> {
     attrs::no_new_privs()
 }
 
-/// `process.apparmorProfile` (effective at exec). Like runc, ignored with a warning when the host
-/// has AppArmor disabled.
+/// `process.apparmorProfile` (effective at exec). Ignored with a warning when the host has
+/// AppArmor disabled (where runc fails); an error naming the field when the profile is not loaded.
 pub fn apply_apparmor(profile: &str) -> Result<()> {
     lsm::apparmor(profile)
 }
