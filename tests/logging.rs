@@ -188,26 +188,21 @@ fn log_is_appended_one_line_per_failure() {
 }
 
 #[test]
-fn init_warning_folds_into_the_one_error_line() {
-    root_or_skip!("init_warning_folds_into_the_one_error_line");
+fn warning_folds_into_the_one_error_line() {
+    root_or_skip!("warning_folds_into_the_one_error_line");
     if is_runc() || is_crun() {
         return skip(
-            "init_warning_folds_into_the_one_error_line",
+            "warning_folds_into_the_one_error_line",
             "husk's folding of warnings",
         );
     }
-    if std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
-        .is_ok_and(|s| s.trim() == "Y")
-    {
-        return skip(
-            "init_warning_folds_into_the_one_error_line",
-            "AppArmor is enabled here: an unknown profile is an error, not the warning this needs",
-        );
-    }
-    // init warns (profile ignored: no AppArmor), then fails (no such executable)
+    // a warning first (an unknown capability, ignored), then a failure (no such executable)
     let mut c = sleeper("lgwarn");
     c.args(&["nosuchcmd"]);
-    c.config["process"]["apparmorProfile"] = "husk-test-profile".into();
+    c.config["process"]["capabilities"]["bounding"]
+        .as_array_mut()
+        .unwrap()
+        .push("CAP_NOT_A_CAPABILITY".into());
     c.write_config();
     let b = c.bundle.to_string_lossy().into_owned();
     let id = c.id.clone();
@@ -218,7 +213,7 @@ fn init_warning_folds_into_the_one_error_line() {
         1,
     );
     assert!(
-        msg.contains("warnings:") && msg.contains("husk-test-profile"),
-        "init's warning must ride in the one error line: {msg}"
+        msg.contains("warnings:") && msg.contains("CAP_NOT_A_CAPABILITY"),
+        "the warning must ride in the one error line: {msg}"
     );
 }

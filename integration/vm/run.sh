@@ -13,8 +13,8 @@
 #          --apparmor`, a process.json's profile, an unloaded profile refused by name leaving
 #          nothing behind, `features`, each against Debian's runc in the same guest.
 # selinux: the plain guest booted with lsm=capability,selinux, no policy loaded (none is, ever):
-#          a selinuxLabel refused by name leaving nothing behind, an apparmorProfile ignored with
-#          a warning (lsm-checks.sh).
+#          a selinuxLabel and an apparmorProfile (AppArmor not active) each refused by name
+#          leaving nothing behind (lsm-checks.sh).
 # In the plain and systemd guests: (a) the library's cgroups tests (unit + root tests, as
 # cgroup-v2-tests.sh), then
 # (b) real containers with target/debug/husk and target/testroot/rootfs: memory/pids limits read

@@ -76,18 +76,19 @@ fn is_policy_context(current: &[u8]) -> bool {
     !current[..end].is_empty() && &current[..end] != b"kernel"
 }
 
-/// Exec-time AppArmor profile. A profile is ignored (with a warning) when AppArmor is not enabled
-/// on the host. (runc 1.1 writes it regardless and so fails there: EINVAL, or ENOENT without
-/// AppArmor built in. Engines only ask for a profile where AppArmor is enabled.)
+/// Exec-time AppArmor profile. A profile the host cannot apply (AppArmor not the active LSM) is
+/// an error: the container would run unconfined. runc fails there too (it writes the attribute
+/// regardless and gets EINVAL, or ENOENT without AppArmor built in); engines only ask for a
+/// profile where AppArmor is enabled.
 pub fn apparmor(profile: &str) -> Result<()> {
     if profile.is_empty() {
         return Ok(());
     }
     let Some(attr) = apparmor_exec_attr() else {
-        super::warn(&format!(
-            "apparmor profile {profile:?} requested but AppArmor is not enabled on this host; ignoring it"
-        ));
-        return Ok(());
+        bail!(
+            "process.apparmorProfile {profile:?} requested but AppArmor is not enabled on this \
+             host; the process would run unconfined"
+        );
     };
     // The kernel answers ENOENT for a profile that is not loaded (the attribute itself exists:
     // AppArmor is active).

@@ -298,7 +298,12 @@ fn lsm_labels_follow_host_support() {
             if lsm::apparmor_enabled() {
                 eprintln!("skipping the disabled-AppArmor check: AppArmor is enabled here");
             } else {
-                apply_apparmor("husk-test-profile")?;
+                let e = apply_apparmor("husk-test-profile").unwrap_err();
+                ensure!(
+                    format!("{e:#}").contains("process.apparmorProfile")
+                        && format!("{e:#}").contains("AppArmor is not enabled"),
+                    "{e:#}"
+                );
             }
             if lsm::selinux_enabled() {
                 eprintln!("skipping the disabled-SELinux check: SELinux is enabled here");
