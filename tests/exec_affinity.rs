@@ -208,3 +208,31 @@ fn exec_cpu_affinity_from_config() {
     // and a process JSON without execCPUAffinity falls back to the config's
     assert_eq!(allowed(&exec_with(&c, "none", None)), "1");
 }
+
+/// A runtime started pinned to CPU 0 (a daemon with CPUAffinity=, say) does not pass that on:
+/// the container's init gets every CPU of its cpuset (runc >= 1.2.7 resets it too).
+#[test]
+fn init_affinity_is_reset_from_the_callers() {
+    root_or_skip!("init_affinity_is_reset_from_the_callers");
+    if !two_cpus("init_affinity_is_reset_from_the_callers") {
+        return;
+    }
+    let mut c = Ctr::new("affinit", "default");
+    c.args(&["/probe", "read", "/proc/self/status"]);
+    c.write_config();
+    let mut cmd = std::process::Command::new("taskset");
+    cmd.args(["-c", "0"])
+        .arg(runtime())
+        .arg("--root")
+        .arg(&c.root)
+        .args(["run", "--bundle"])
+        .arg(&c.bundle)
+        .arg(&c.id);
+    let o = run_timeout(&mut cmd, CMD_TIMEOUT);
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
+    assert_eq!(
+        allowed(&o),
+        online.trim(),
+        "the container's init kept the affinity of the runtime's caller"
+    );
+}

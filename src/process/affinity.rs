@@ -6,7 +6,7 @@
 //! Without `final` the affinity is reset to every CPU, which the kernel narrows to the cgroup's
 //! cpuset (runc >= 1.2.7/1.3.1 `tryResetCPUAffinity`), so the program does not keep `initial` or
 //! the affinity of whoever ran `husk exec`. Not applied to the container's init (the spec says it
-//! is not applicable there).
+//! is not applicable there), which only gets that reset, as in runc.
 
 use anyhow::{Context, Result};
 use nix::sched::CpuSet;
@@ -46,9 +46,7 @@ impl ExecAffinity {
         match &self.final_ {
             Some(set) => set_self(set).context("process.execCPUAffinity.final"),
             None => {
-                // Best effort, as runc's tryResetCPUAffinity: the kernel clamps the full mask to
-                // the cpuset; a failure leaves the inherited affinity.
-                let _ = set_self(&all_cpus());
+                reset_self();
                 Ok(())
             }
         }
@@ -90,6 +88,12 @@ pub fn parse_cpu_list(field: &str, s: &str) -> Result<CpuSet> {
         }
     }
     Ok(set)
+}
+
+/// Reset the calling process's affinity to every CPU, which the kernel narrows to the cgroup's
+/// cpuset. Best effort, as runc's tryResetCPUAffinity: a failure leaves the inherited affinity.
+pub fn reset_self() {
+    let _ = set_self(&all_cpus());
 }
 
 fn all_cpus() -> CpuSet {

@@ -211,7 +211,8 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
         in_userns,
         preserve_fds: ctx.preserve_fds,
         self_exe: ctx.self_exe,
-        // config.md: execCPUAffinity "is not applicable to the container's init process".
+        // config.md: execCPUAffinity "is not applicable to the container's init process"; init
+        // still gets runc's reset (see `finish`).
         exec_affinity: None,
     };
     finish(&tail, &mut || {
@@ -263,8 +264,11 @@ pub fn finish(t: &ProcessTail, gate: &mut dyn FnMut() -> Result<()>) -> Result<I
     let process = t.process;
     // In the container's cgroup now (a cpuset join may have reset the affinity): the final CPU
     // affinity, before the scheduler policy and seccomp filter that could refuse the change.
-    if let Some(a) = t.exec_affinity {
-        a.apply_final()?;
+    match t.exec_affinity {
+        Some(a) => a.apply_final()?,
+        // The container's init: the widest affinity its cpuset allows, not the one of whoever
+        // ran husk (runc >= 1.2.7 tryResetCPUAffinity, also for init).
+        None => crate::process::affinity::reset_self(),
     }
     if let Some(adj) = process.oom_score_adj() {
         crate::sys::procfs::write_proc_file("self/oom_score_adj", adj.to_string().as_bytes())
