@@ -154,7 +154,7 @@ fn exec_cpu_affinity_invalid_list_fails_cleanly() {
         ("alpha", json!({"initial": "a"}), "initial", "a"),
         ("open", json!({"initial": "1-"}), "initial", "1-"),
         ("lead", json!({"final": ",0"}), "final", ",0"),
-        ("empty", json!({"final": ""}), "final", ""),
+        ("trail", json!({"final": "0,"}), "final", "0,"),
     ] {
         let o = exec_with(&c, name, Some(aff));
         let err = text(&o.stderr);
@@ -207,6 +207,32 @@ fn exec_cpu_affinity_from_config() {
     assert_eq!(allowed(&o), "1");
     // and a process JSON without execCPUAffinity falls back to the config's
     assert_eq!(allowed(&exec_with(&c, "none", None)), "1");
+}
+
+/// An empty `initial` / `final` means unset (config.md: optional strings; runc 1.2 the same):
+/// in the config and in a process JSON, the exec'd process ends up on the cpuset.
+#[test]
+fn exec_cpu_affinity_empty_lists_are_unset() {
+    root_or_skip!("exec_cpu_affinity_empty_lists_are_unset");
+    if !two_cpus("exec_cpu_affinity_empty_lists_are_unset") {
+        return;
+    }
+    let mut c = Ctr::new("affempty", "root-rw");
+    c.args(&["/probe", "sleep", "60"]);
+    c.config["process"]["execCPUAffinity"] = json!({"initial": "", "final": ""});
+    c.config["linux"]["resources"]["cpu"] = json!({"cpus": "1", "mems": "0"});
+    c.create_ok(&[]);
+    assert!(c.start().status.success());
+    let o = c.rt(&["exec", &c.id, "/probe", "read", "/proc/self/status"]);
+    assert_eq!(allowed(&o), "1");
+    assert_eq!(
+        allowed(&exec_with(
+            &c,
+            "empty",
+            Some(json!({"initial": "0", "final": ""}))
+        )),
+        "1"
+    );
 }
 
 /// A runtime started pinned to CPU 0 (a daemon with CPUAffinity=, say) does not pass that on:

@@ -43,9 +43,22 @@ fn build_process(spec: &Spec, a: &ExecArgs) -> Result<Process> {
     if let Some(path) = &a.process {
         let data = std::fs::read(path).with_context(|| format!("--process {}", path.display()))?;
         let de = &mut serde_json::Deserializer::from_slice(&data);
-        let mut p: Process = serde_path_to_error::deserialize(de).map_err(|e| {
+        let parsed: Result<Process> = serde_path_to_error::deserialize(de).map_err(|e| {
             anyhow::anyhow!("--process {}: {}: {}", path.display(), e.path(), e.inner())
-        })?;
+        });
+        // An empty execCPUAffinity list means unset (as in runc), which oci-spec refuses.
+        let mut p = match parsed {
+            Ok(p) => p,
+            Err(e) => {
+                let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&data) else {
+                    return Err(e);
+                };
+                if !crate::spec::drop_empty_affinity(&mut v) {
+                    return Err(e);
+                }
+                serde_json::from_value(v).map_err(|_| e)?
+            }
+        };
         // As runc (the process's CPUAffinity, else the config's ExecCPUAffinity): a process
         // JSON without execCPUAffinity gets the one of the container's config.
         if p.exec_cpu_affinity().is_none() {

@@ -38,13 +38,15 @@ fn parse_clean(bytes: &[u8]) -> Result<(Spec, Option<Vec<u8>>)> {
     // tracking (which instantiates every Deserialize impl a second time) to name the field.
     let (mut spec, clean) = match serde_json::from_slice::<Spec>(bytes) {
         Ok(s) => (s, None),
-        Err(_) => match drop_unknown_caps(bytes) {
+        Err(_) => match lenient(bytes) {
             Some((clean, unknown)) => {
                 let s = parse_tracked(&clean)?;
-                crate::logging::warn(&format!(
-                    "ignoring unknown or unavailable capabilities: [{}]",
-                    unknown.join(" ")
-                ));
+                if !unknown.is_empty() {
+                    crate::logging::warn(&format!(
+                        "ignoring unknown or unavailable capabilities: [{}]",
+                        unknown.join(" ")
+                    ));
+                }
                 (s, Some(clean))
             }
             None => (parse_tracked(bytes)?, None),
@@ -76,16 +78,46 @@ fn parse_tracked(bytes: &[u8]) -> Result<Spec> {
     }
 }
 
-/// The config without the capability names husk does not know, and those names (sorted,
-/// once each); None when there are none (or the JSON does not parse at all).
-fn drop_unknown_caps(bytes: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
-    use oci_spec::runtime::Capability;
+/// What the strict parse refuses but the spec allows, taken out of the config: capability
+/// names husk does not know (returned, sorted and once each, for the warning) and empty
+/// `execCPUAffinity` lists. None when there is nothing of the kind (or the JSON does not parse
+/// at all).
+fn lenient(bytes: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
     let mut v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    let caps = v
-        .get_mut("process")?
-        .get_mut("capabilities")?
-        .as_object_mut()?;
+    let process = v.get_mut("process")?;
+    let affinity = drop_empty_affinity(process);
+    let unknown = drop_unknown_caps(process);
+    if unknown.is_empty() && !affinity {
+        return None;
+    }
+    Some((serde_json::to_vec(&v).ok()?, unknown))
+}
+
+/// config.md: `execCPUAffinity.initial` / `final` are optional strings, and runc treats an
+/// empty one as unset; oci-spec refuses "" as a CPU list. Removes empty ones; true if any.
+pub fn drop_empty_affinity(process: &mut serde_json::Value) -> bool {
+    let Some(a) = process
+        .get_mut("execCPUAffinity")
+        .and_then(|a| a.as_object_mut())
+    else {
+        return false;
+    };
+    let before = a.len();
+    a.retain(|k, v| !(matches!(k.as_str(), "initial" | "final") && v.as_str() == Some("")));
+    a.len() != before
+}
+
+/// Removes the capability names husk does not know from `process.capabilities`; returns them
+/// (sorted, once each).
+fn drop_unknown_caps(process: &mut serde_json::Value) -> Vec<String> {
+    use oci_spec::runtime::Capability;
     let mut unknown: Vec<String> = Vec::new();
+    let Some(caps) = process
+        .get_mut("capabilities")
+        .and_then(|c| c.as_object_mut())
+    else {
+        return unknown;
+    };
     for set in [
         "bounding",
         "effective",
@@ -106,12 +138,9 @@ fn drop_unknown_caps(bytes: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
             });
         }
     }
-    if unknown.is_empty() {
-        return None;
-    }
     unknown.sort();
     unknown.dedup();
-    Some((serde_json::to_vec(&v).ok()?, unknown))
+    unknown
 }
 
 /// Read, parse and validate `<bundle>/config.json` for a new container.
@@ -349,6 +378,37 @@ mod tests {
     fn malformed_json_is_reported() {
         let e = parse(b"{\"ociVersion\": ").unwrap_err().to_string();
         assert!(e.starts_with("config.json"), "{e}");
+    }
+
+    #[test]
+    fn empty_exec_cpu_affinity_lists_are_unset() {
+        let j = br#"{"ociVersion":"1.2.0","process":{"user":{"uid":0,"gid":0},"cwd":"/",
+            "execCPUAffinity":{"initial":"","final":""}}}"#;
+        let s = parse(j).unwrap();
+        let a = s
+            .process()
+            .as_ref()
+            .unwrap()
+            .exec_cpu_affinity()
+            .clone()
+            .unwrap();
+        assert!(a.initial().is_none() && a.cpu_affinity_final().is_none());
+        let j = br#"{"ociVersion":"1.2.0","process":{"user":{"uid":0,"gid":0},"cwd":"/",
+            "execCPUAffinity":{"initial":"0","final":""}}}"#;
+        let s = parse(j).unwrap();
+        let a = s
+            .process()
+            .as_ref()
+            .unwrap()
+            .exec_cpu_affinity()
+            .clone()
+            .unwrap();
+        assert_eq!(a.initial().as_deref(), Some("0"));
+        // a bad list is still an error naming the field
+        let j = br#"{"ociVersion":"1.2.0","process":{"user":{"uid":0,"gid":0},"cwd":"/",
+            "execCPUAffinity":{"initial":"x","final":""}}}"#;
+        let e = parse(j).unwrap_err().to_string();
+        assert!(e.contains("process.execCPUAffinity"), "{e}");
     }
 
     #[test]
