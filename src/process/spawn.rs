@@ -238,6 +238,7 @@ fn spawn_in(
                 self_join,
                 start_conn: std::cell::Cell::new(None),
                 idmapped: &idmapped,
+                cgroup2_dir: cgroup2_dir(&cg.state()),
             })
         }
         crate::sys::clone3::Forked::Parent { pid, pidfd } => (pid, pidfd),
@@ -396,6 +397,16 @@ pub fn make_cgroup(
         return Err(e);
     }
     Ok(cg)
+}
+
+/// The host directory of a container's cgroup v2 cgroup (cgroupfs v2 or systemd drivers; the
+/// mount code uses it only on a unified host).
+fn cgroup2_dir(s: &cgroups::CgroupState) -> Option<std::path::PathBuf> {
+    matches!(
+        s.driver.as_str(),
+        "v2" | "systemd" | cgroups::systemd::USER_DRIVER
+    )
+    .then(|| cgroups::util::join_under(Path::new(cgroups::util::CGROUP_ROOT), &s.path))
 }
 
 /// Whether an error comes from missing permission (EACCES, EPERM, or a read-only cgroup mount).
