@@ -742,7 +742,7 @@ impl SystemdManager {
         check_delegated(
             r,
             &available,
-            &format!("the user's systemd instance ({dir})"),
+            &format!("the user's systemd instance at {dir}"),
         )
     }
 
@@ -1005,6 +1005,74 @@ mod tests {
         assert!(placement(Some("/a/b"), "x").is_err());
         assert!(placement(Some("a:b"), "x").is_err());
         assert!(placement(Some("bad:p:n"), "x").is_err());
+    }
+
+    #[test]
+    fn user_manager_paths() {
+        let p = placement_in(None, "ctr", DEFAULT_USER_SLICE).unwrap();
+        assert_eq!(p.slice, "user.slice");
+        assert_eq!(p.path, "/user.slice/husk-ctr.scope");
+        let root = "/user.slice/user-1000.slice/user@1000.service";
+        assert_eq!(
+            below(root, &p.path),
+            "/user.slice/user-1000.slice/user@1000.service/user.slice/husk-ctr.scope"
+        );
+        // rootless podman's cgroupsPath
+        let p = placement_in(Some("user.slice:libpod:abc"), "x", DEFAULT_USER_SLICE).unwrap();
+        assert_eq!(p.unit, "libpod-abc.scope");
+        assert_eq!(
+            below(root, &p.path),
+            format!("{root}/user.slice/libpod-abc.scope")
+        );
+        let p = placement_in(Some(":p:n"), "x", DEFAULT_USER_SLICE).unwrap();
+        assert_eq!(p.path, "/user.slice/p-n.scope");
+        assert_eq!(below("/", "/a.scope"), "/a.scope");
+        assert_eq!(below(root, "/"), root);
+    }
+
+    #[test]
+    fn delegated_controllers() {
+        let r = LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(1 << 26)
+                    .build()
+                    .unwrap(),
+            )
+            .pids(LinuxPidsBuilder::default().limit(20).build().unwrap())
+            .build()
+            .unwrap();
+        assert!(check_delegated(&r, "cpu memory pids\n", "u").is_ok());
+        let e = check_delegated(&r, "cpu pids\n", "u")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("linux.resources.memory:") && e.contains("memory"),
+            "{e}"
+        );
+        let cpus = LinuxResourcesBuilder::default()
+            .cpu(LinuxCpuBuilder::default().cpus("0").build().unwrap())
+            .build()
+            .unwrap();
+        assert_eq!(
+            needed_controllers(&cpus),
+            [("linux.resources.cpu.cpus".to_string(), "cpuset".to_string())]
+        );
+        let e = check_delegated(&cpus, "", "u").unwrap_err().to_string();
+        assert!(
+            e.contains("linux.resources.cpu.cpus") && e.contains("none"),
+            "{e}"
+        );
+        // nothing asked: nothing needed (device rules are not a controller on v2)
+        assert!(needed_controllers(&LinuxResources::default()).is_empty());
+        let u: LinuxResources =
+            serde_json::from_str(r#"{"unified": {"io.weight": "100", "cgroup.max.depth": "3"}}"#)
+                .unwrap();
+        assert_eq!(needed_controllers(&u).len(), 1);
+        assert!(check_delegated(&u, "memory", "u")
+            .unwrap_err()
+            .to_string()
+            .contains("io.weight"));
     }
 
     #[test]
