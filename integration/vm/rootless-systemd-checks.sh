@@ -29,8 +29,10 @@ chown "$uid:$uid" "$uroot"
 asuser() { runuser -u "$ru" -- env HOME=/home/$ru XDG_RUNTIME_DIR=/run/user/$uid \
 	DBUS_SESSION_BUS_ADDRESS=unix:path=$ubus "$@"; }
 U() { asuser timeout 300 "$husk" --root "$uroot" --systemd-cgroup "$@"; }
-# the podman-like caller: root of a user namespace of husktest (0 -> 1000)
+# the podman-like caller: root of a user namespace of husktest (0 -> 1000); PM: with a mount
+# namespace of its own too, as podman runs its runtime
 P() { asuser timeout 300 unshare --user --map-root-user "$husk" --root "$uroot" --systemd-cgroup "$@"; }
+PM() { asuser timeout 300 unshare --user --map-root-user --mount "$husk" --root "$uroot" --systemd-cgroup "$@"; }
 R() { asuser timeout 300 runc --root "$uroot/runc" --systemd-cgroup "$@"; }
 usysctl() { asuser systemctl --user "$@"; }
 ucg=/user.slice/user-$uid.slice/user@$uid.service
@@ -127,6 +129,14 @@ else
 	P delete --force "$id" >/dev/null 2>&1
 	check "rootless systemd (in a user namespace): no libpod-vmpodman.scope left" unit_gone_u libpod-vmpodman.scope
 	check "rootless systemd (in a user namespace): no cgroup left" no_dir "$ucg/user.slice/libpod-vmpodman.scope"
+	id=rl$$-podm; rl_ids+=("$id")
+	out=$(PM run --bundle "$bundles/rl-podman" "$id" 2>&1)
+	echo "$out" | sed 's/^/#   /'
+	check "rootless systemd (in user and mount namespaces): memory.max and pids.max read back inside" \
+		eval 'grep -qx memory.max=67108864 <<<"$out" && grep -qx pids.max=20 <<<"$out"'
+	PM delete --force "$id" >/dev/null 2>&1
+	check "rootless systemd (in user and mount namespaces): no unit, no cgroup left" \
+		eval 'unit_gone_u libpod-vmpodman.scope && no_dir "$ucg/user.slice/libpod-vmpodman.scope"'
 
 	# 10e. no session bus: a clear error naming what was tried
 	out=$(asuser env -u DBUS_SESSION_BUS_ADDRESS -u XDG_RUNTIME_DIR timeout 300 "$husk" \
@@ -148,11 +158,15 @@ else
 	echo "# runc --systemd-cgroup run (rootless), status $rc:"
 	echo "$out" | sed 's/^/#   /'
 	R delete --force "$id" >/dev/null 2>&1
-	out=$(asuser timeout 300 unshare --user --map-root-user runc --root "$uroot/runc" --systemd-cgroup \
-		run --bundle "$bundles/rl-podman" "$id-pod" 2>&1); rc=$?
-	echo "# runc in a user namespace (podman-like), status $rc:"
-	echo "$out" | sed 's/^/#   /'
-	asuser unshare --user --map-root-user runc --root "$uroot/runc" delete --force "$id-pod" >/dev/null 2>&1
+	for ns in "--user" "--user --mount"; do
+		# shellcheck disable=SC2086 # one option per word
+		out=$(asuser timeout 300 unshare $ns --map-root-user runc --root "$uroot/runc" --systemd-cgroup \
+			run --bundle "$bundles/rl-podman" "$id-pod" 2>&1); rc=$?
+		echo "# runc in new namespaces $ns (podman-like), status $rc:"
+		echo "$out" | sed 's/^/#   /'
+		# shellcheck disable=SC2086
+		asuser unshare $ns --map-root-user runc --root "$uroot/runc" --systemd-cgroup delete --force "$id-pod" >/dev/null 2>&1
+	done
 	for c in io:rl-io cpuset:rl-cpuset; do
 		IFS=: read -r c bundle <<<"$c"
 		grep -qw "$c" <<<"$have" && continue
