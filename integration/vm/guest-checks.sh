@@ -2,7 +2,10 @@
 # guest-checks.sh -- runs INSIDE the cgroup v2 guest (see run.sh): husk's cgroups root tests,
 # then real containers with the built husk and the test rootfs; section 8 reads every resource
 # back from inside, or checks that one whose controller the guest lacks is refused by name;
-# section 9 checks cgroup v2 delegation to a user-namespaced container.
+# section 9 checks cgroup v2 delegation to a user-namespaced container; in the systemd guest,
+# section 10 (rootless-systemd-checks.sh) checks rootless --systemd-cgroup containers of the
+# lingering user husktest against its own systemd instance, directly and from a user namespace
+# (as rootless podman), and prints Debian's runc doing the same for comparison.
 #
 #   guest-checks.sh plain|systemd HUSK TESTBIN BUNDLES
 #
@@ -306,6 +309,12 @@ for v in owner-ro owner-nouserns; do
 	fi
 	H delete --force "$id" >/dev/null 2>&1
 done
+
+# 10. rootless --systemd-cgroup: the user's systemd instance (systemd guest only)
+if [ "$mode" = systemd ]; then
+	# shellcheck source=rootless-systemd-checks.sh
+	. "$(dirname "$0")/rootless-systemd-checks.sh"
+fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -3,7 +3,8 @@
 # (VM_UNIFIED=0, see run.sh): husk --systemd-cgroup on cgroup v1. A smaller set than
 # guest-checks.sh: limits in the v1 hierarchies and the unit, update, pause/resume, cleanup;
 # then net_cls / net_prio / hugetlb read back inside where the guest kernel has them (mounted
-# here if nobody did), a named skip and a refusal by field name where it does not.
+# here if nobody did), a named skip and a refusal by field name where it does not; and a
+# rootless --systemd-cgroup container refused (the user's systemd instance is cgroup v2 only).
 #
 #   hybrid-checks.sh HUSK BUNDLES
 set -u
@@ -159,6 +160,16 @@ else
 	skip "hugetlb: the guest kernel has no hugetlb controller (not in /proc/cgroups: built without CONFIG_CGROUP_HUGETLB)"
 	refused v1hugetlb linux.resources.hugepageLimits
 fi
+
+# rootless --systemd-cgroup on v1/hybrid: refused before anything is made (runc refuses too)
+rid=vmhr$$
+out=$(timeout 300 "$husk" --root "$root" --rootless true --systemd-cgroup run --bundle "$bundles/limits" "$rid" 2>&1)
+rc=$?
+echo "$out" | sed 's/^/#   /'
+check "rootless --systemd-cgroup on v1/hybrid is refused naming cgroup v2" \
+	eval '[ "$rc" != 0 ] && grep -q "cgroup v2" <<<"$out"'
+check "... leaving no state and no unit" \
+	eval '[ ! -e "$root/$rid" ] && [ "$(systemctl show -P LoadState husk-$rid.scope)" = not-found ]'
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

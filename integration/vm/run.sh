@@ -7,7 +7,8 @@
 # systemd: the Debian 12 guest with systemd 252 as PID 1 (husk --systemd-cgroup, checked with
 #          systemctl show);
 # systemd-hybrid: the same guest booted with the v1/hybrid layout (a smaller set,
-#          hybrid-checks.sh: v1 limits, unit, update, freezer, cleanup in every hierarchy).
+#          hybrid-checks.sh: v1 limits, unit, update, freezer, cleanup in every hierarchy; a
+#          rootless --systemd-cgroup container refused, the user manager being v2 only).
 # apparmor: the plain guest booted with lsm=capability,apparmor (VM_APPEND); lsm-checks.sh loads
 #          a test profile with apparmor_parser and checks process.apparmorProfile, `exec
 #          --apparmor`, a process.json's profile, an unloaded profile refused by name leaving
@@ -22,7 +23,14 @@
 # --memory, pause/resume, a denied device, nothing left after delete, and each resource read
 # back inside (memory swap/low, cpu weight/max/burst/idle, unified, io.max) or, where the guest
 # lacks the controller (cpuset, hugetlb, rdma, io.weight), refused by name (guest-checks.sh),
-# and cgroup v2 delegation to a user-namespaced container (guest-checks.sh section 9).
+# and cgroup v2 delegation to a user-namespaced container (guest-checks.sh section 9);
+# systemd only (section 10, rootless-systemd-checks.sh): rootless --systemd-cgroup containers of
+# the guest's lingering user husktest (uid 1000) in its own systemd instance (user@1000.service,
+# over /run/user/1000/bus): limits read back inside, the scope under user@1000.service and
+# state.json's driver "systemd-user", ps/pause/resume/update/kill/delete through the user
+# manager with nothing left, a limit on a controller the user manager lacks refused by field
+# name, the missing-bus errors, the podman-like case (husk as root of `unshare --user
+# --map-root-user`, cgroupsPath user.slice:libpod:ID), and Debian's runc doing the same (printed).
 # systemd-hybrid: also net_cls and net_prio (and hugetlb) read back inside where the guest
 # kernel has them, a named skip and a refusal by field name where not (hybrid-checks.sh).
 # Builds on the host first (cargo build, cargo test --no-run; `make testroot` must have run).
@@ -113,6 +121,25 @@ mk v1hugetlb '.linux.resources.hugepageLimits = [{"pageSize": "2MB", "limit": 41
 
 # systemd only: a nested slice in cgroupsPath (runc's slice:prefix:name, a-b.slice expansion)
 mk nested '.linux.cgroupsPath = "husktest-nested.slice:hx:vmnested" | .process.args = ["/bin/sleep", "600"]'
+
+# systemd only: rootless --systemd-cgroup (rootless-systemd-checks.sh), from `husk spec --rootless`:
+# run by the guest's user husktest (uid 1000, lingering), user namespace 0 -> 1000; and the
+# podman-like case, run by root of a user namespace of that user (0 -> 0 there)
+rbase=$(cd "$b" && "$husk" spec --rootless >/dev/null && cat config.json && rm config.json)
+mkr() { # mkr NAME JQ-FILTER, from the rootless spec
+	mkdir -p "$b/$1"
+	jq --arg rootfs "$rootfs" '.root.path = $rootfs | .root.readonly = true
+		| .process.terminal = false | '"$2" <<<"$rbase" >"$b/$1/config.json" || exit 2
+}
+map1000='.linux.uidMappings = [{"containerID": 0, "hostID": 1000, "size": 1}]
+	| .linux.gidMappings = [{"containerID": 0, "hostID": 1000, "size": 1}]'
+rlim='.linux.resources = {"memory": {"limit": 67108864}, "pids": {"limit": 20}}'
+mkr rl-limits "$map1000 | $rlim"' | .process.args = '"$(show memory.max pids.max)"
+mkr rl-long "$map1000 | $rlim"' | .process.args = ["/bin/sleep", "600"]'
+mkr rl-io "$map1000"' | .linux.resources.blockIO = {"weight": 500} | .process.args = ["/bin/true"]'
+mkr rl-cpuset "$map1000"' | .linux.resources.cpu = {"cpus": "0"} | .process.args = ["/bin/true"]'
+mkr rl-podman '.linux.cgroupsPath = "user.slice:libpod:vmpodman" | '"$rlim"'
+	| .process.args = '"$(show memory.max pids.max)"
 
 # apparmor / selinux guests (lsm-checks.sh): a profile "husk-test" that allows everything the test
 # rootfs needs but reading /etc/hostname; containers and exec'd processes print their

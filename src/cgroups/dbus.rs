@@ -7,6 +7,10 @@
 //! this is a hand-written client over a unix socket, as runc talks to `/run/systemd/private`
 //! (through go-systemd/godbus) when running as root.
 //!
+//! Rootless containers (`--systemd-cgroup` with `--rootless`) talk to the user's own systemd
+//! instance instead, over the user's session bus ([`Conn::connect_user`]), as runc's rootless
+//! systemd driver does.
+//!
 //! Marshalling follows the D-Bus specification, little-endian only, for the types systemd's
 //! interface uses: `y b u i t x s o g`, arrays, structs and variants.
 
@@ -469,9 +473,55 @@ impl Conn {
         }
     }
 
-    fn handshake(mut sock: UnixStream, on_bus: bool) -> Result<Conn> {
+    /// The user's systemd instance, on the user's session bus (rootless containers):
+    /// `$DBUS_SESSION_BUS_ADDRESS`, or `$XDG_RUNTIME_DIR/bus` when that is not set, as runc's
+    /// rootless systemd driver. The bus authenticates the caller by the uid it has on the host
+    /// (SO_PEERCRED), so inside a user namespace (rootless podman runs its runtime as uid 0 of
+    /// one) the uid given to `AUTH EXTERNAL` is the host uid the euid maps to.
+    pub fn connect_user() -> Result<Conn> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let (addr, tried) = session_bus(
+            env("DBUS_SESSION_BUS_ADDRESS").as_deref(),
+            env("XDG_RUNTIME_DIR").as_deref(),
+        )?;
+        let fail = |e: &dyn std::fmt::Display| {
+            anyhow!(
+                "cannot connect to the user's systemd instance (rootless --systemd-cgroup) at \
+                 {tried}: {e} (is a user session with systemd --user running? see \
+                 `loginctl enable-linger`)"
+            )
+        };
+        let sock = match &addr {
+            BusAddr::Path(p) => UnixStream::connect(p).map_err(|e| fail(&e))?,
+            BusAddr::Abstract(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                let a = std::os::unix::net::SocketAddr::from_abstract_name(name)
+                    .map_err(|e| fail(&e))?;
+                UnixStream::connect_addr(&a).map_err(|e| fail(&e))?
+            }
+        };
+        let euid = nix::unistd::geteuid().as_raw();
+        let uid = match std::fs::read_to_string("/proc/self/uid_map") {
+            Ok(m) => host_uid(&m, euid).ok_or_else(|| {
+                anyhow!(
+                    "uid {euid} is not mapped in /proc/self/uid_map ({:?})",
+                    m.trim()
+                )
+            })?,
+            Err(_) => euid,
+        };
+        Conn::handshake_as(sock, true, uid).map_err(|e| fail(&format!("{e:#}")))
+    }
+
+    fn handshake(sock: UnixStream, on_bus: bool) -> Result<Conn> {
+        Conn::handshake_as(sock, on_bus, nix::unistd::geteuid().as_raw())
+    }
+
+    /// Authenticates (SASL EXTERNAL) as `uid`; on a bus, says Hello and subscribes to systemd's
+    /// job signals.
+    fn handshake_as(mut sock: UnixStream, on_bus: bool, uid: u32) -> Result<Conn> {
         sock.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let uid = nix::unistd::geteuid().as_raw().to_string();
+        let uid = uid.to_string();
         let hex: String = uid.bytes().map(|b| format!("{b:02x}")).collect();
         sock.write_all(format!("\0AUTH EXTERNAL {hex}\r\n").as_bytes())
             .context("D-Bus authentication")?;
@@ -649,6 +699,22 @@ impl Conn {
         )
     }
 
+    /// A property of systemd's manager object (org.freedesktop.DBus.Properties.Get), unwrapped
+    /// from its variant.
+    pub fn manager_property(&mut self, name: &str) -> Result<Value> {
+        let r = self.call(
+            Some(SYSTEMD_DEST),
+            SYSTEMD_PATH,
+            "org.freedesktop.DBus.Properties",
+            "Get",
+            &[Value::str(MANAGER_IFACE), Value::str(name)],
+        )?;
+        match r.into_iter().next() {
+            Some(Value::Variant(v)) => Ok(*v),
+            other => bail!("systemd's {name} property: unexpected reply {other:?}"),
+        }
+    }
+
     /// Waits for the `JobRemoved` signal of `job` (an object path); returns its result
     /// ("done", "failed", "timeout", ...), or "done" once `done()` holds (checked every 100 ms
     /// while nothing arrives).
@@ -686,6 +752,103 @@ impl Conn {
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.sock.as_fd()
     }
+}
+
+/// A unix socket address from a D-Bus server address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusAddr {
+    Path(std::path::PathBuf),
+    Abstract(Vec<u8>),
+}
+
+/// The unix socket of a D-Bus address such as `unix:path=/run/user/1000/bus,guid=...`: the
+/// first `;`-separated entry with the unix transport and a `path=` or `abstract=` key (values
+/// %-escaped as the specification says).
+pub fn parse_bus_address(addr: &str) -> Result<BusAddr> {
+    for entry in addr.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some(keys) = entry.strip_prefix("unix:") else {
+            continue;
+        };
+        for kv in keys.split(',') {
+            let Some((k, v)) = kv.split_once('=') else {
+                continue;
+            };
+            match k {
+                "path" => {
+                    use std::os::unix::ffi::OsStringExt;
+                    let p = std::ffi::OsString::from_vec(unescape_bus_value(v)?);
+                    return Ok(BusAddr::Path(p.into()));
+                }
+                "abstract" => return Ok(BusAddr::Abstract(unescape_bus_value(v)?)),
+                _ => {}
+            }
+        }
+    }
+    bail!("no unix:path= or unix:abstract= socket in D-Bus address {addr:?}")
+}
+
+fn unescape_bus_value(v: &str) -> Result<Vec<u8>> {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = v
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| anyhow!("bad %-escape in D-Bus address value {v:?}"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    if out.is_empty() {
+        bail!("empty D-Bus address value");
+    }
+    Ok(out)
+}
+
+/// Which session bus to use, from `$DBUS_SESSION_BUS_ADDRESS` (`dbus_env`) or else
+/// `$XDG_RUNTIME_DIR/bus`; with a description of what was tried, for errors.
+pub fn session_bus(dbus_env: Option<&str>, xdg_runtime: Option<&str>) -> Result<(BusAddr, String)> {
+    match (dbus_env, xdg_runtime) {
+        (Some(a), _) => {
+            let addr = parse_bus_address(a).context("DBUS_SESSION_BUS_ADDRESS")?;
+            Ok((addr, format!("DBUS_SESSION_BUS_ADDRESS={a}")))
+        }
+        (None, Some(x)) => {
+            let p = std::path::Path::new(x).join("bus");
+            let tried = format!(
+                "{} ($XDG_RUNTIME_DIR/bus; DBUS_SESSION_BUS_ADDRESS is not set)",
+                p.display()
+            );
+            Ok((BusAddr::Path(p), tried))
+        }
+        (None, None) => bail!(
+            "rootless --systemd-cgroup needs the user's session bus, and neither \
+             DBUS_SESSION_BUS_ADDRESS nor XDG_RUNTIME_DIR is set"
+        ),
+    }
+}
+
+/// The id in the parent user namespace that `id` maps to, from /proc/self/uid_map text
+/// ("inside outside count" lines); identity for the initial namespace's map.
+pub fn host_uid(uid_map: &str, id: u32) -> Option<u32> {
+    uid_map.lines().find_map(|l| {
+        let f: Vec<u64> = l
+            .split_whitespace()
+            .map(|x| x.parse().ok())
+            .collect::<Option<_>>()?;
+        let [inside, outside, count] = f[..] else {
+            return None;
+        };
+        let id = u64::from(id);
+        (id >= inside && id - inside < count)
+            .then(|| u32::try_from(outside + (id - inside)).ok())
+            .flatten()
+    })
 }
 
 /// JobRemoved(u id, o job, s unit, s result) for `job`: the result.
@@ -873,6 +1036,72 @@ mod tests {
             Some("org.freedesktop.systemd1.NoSuchUnit")
         );
         assert_eq!(d.body, [Value::str("Unit husk-d1.scope not loaded.")]);
+    }
+
+    #[test]
+    fn bus_addresses() {
+        let p = |s: &str| BusAddr::Path(s.into());
+        assert_eq!(
+            parse_bus_address("unix:path=/run/user/1000/bus").unwrap(),
+            p("/run/user/1000/bus")
+        );
+        assert_eq!(
+            parse_bus_address("unix:path=/run/user/1000/bus,guid=0123abcd").unwrap(),
+            p("/run/user/1000/bus")
+        );
+        assert_eq!(
+            parse_bus_address("unix:guid=x,path=/tmp/a%20b%2c").unwrap(),
+            p("/tmp/a b,")
+        );
+        assert_eq!(
+            parse_bus_address("tcp:host=x,port=1;unix:abstract=/tmp/dbus-XYZ").unwrap(),
+            BusAddr::Abstract(b"/tmp/dbus-XYZ".to_vec())
+        );
+        for bad in [
+            "",
+            "tcp:host=x,port=1",
+            "unix:tmpdir=/tmp",
+            "unix:path=%zz",
+            "unix:path=",
+        ] {
+            assert!(parse_bus_address(bad).is_err(), "{bad}");
+        }
+        // the environment first, then $XDG_RUNTIME_DIR/bus, else a clear error
+        let (a, t) = session_bus(Some("unix:path=/x/bus"), Some("/run/user/5")).unwrap();
+        assert_eq!(a, p("/x/bus"));
+        assert!(
+            t.contains("DBUS_SESSION_BUS_ADDRESS=unix:path=/x/bus"),
+            "{t}"
+        );
+        let (a, t) = session_bus(None, Some("/run/user/5")).unwrap();
+        assert_eq!(a, p("/run/user/5/bus"));
+        assert!(
+            t.contains("/run/user/5/bus") && t.contains("XDG_RUNTIME_DIR"),
+            "{t}"
+        );
+        let e = session_bus(None, None).unwrap_err().to_string();
+        assert!(
+            e.contains("DBUS_SESSION_BUS_ADDRESS") && e.contains("XDG_RUNTIME_DIR"),
+            "{e}"
+        );
+        assert!(session_bus(Some("tcp:host=x"), Some("/run/user/5")).is_err());
+    }
+
+    #[test]
+    fn uid_map_lookup() {
+        // the initial namespace
+        assert_eq!(
+            host_uid("         0          0 4294967295\n", 1000),
+            Some(1000)
+        );
+        // rootless podman: 0 -> 1000, 1..65536 -> 100000..
+        let m = "         0       1000          1\n         1     100000      65536\n";
+        assert_eq!(host_uid(m, 0), Some(1000));
+        assert_eq!(host_uid(m, 1), Some(100000));
+        assert_eq!(host_uid(m, 65536), Some(165535));
+        assert_eq!(host_uid(m, 65537), None);
+        assert_eq!(host_uid("", 0), None);
+        assert_eq!(host_uid("garbage\n0 1000 1\n", 0), Some(1000));
     }
 
     #[test]

@@ -45,7 +45,8 @@ pub use stats::Stats;
 /// pause, delete, ps, events) can find it again without re-reading config.json.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct CgroupState {
-    /// "v1", "v2" or "systemd".
+    /// "v1", "v2", "systemd", "systemd-user" (a unit of the user's systemd instance, rootless)
+    /// or "none".
     pub driver: String,
     /// The cgroup path relative to each hierarchy's root, e.g. "/husk/ID" or "/system.slice/husk-ID.scope".
     pub path: String,
@@ -205,22 +206,31 @@ pub fn new_manager(
     id: &str,
     systemd: bool,
 ) -> Result<Box<dyn Manager>> {
-    new_manager_with(cgroups_path, id, systemd, &std::collections::HashMap::new())
+    new_manager_with(
+        cgroups_path,
+        id,
+        systemd,
+        &std::collections::HashMap::new(),
+        false,
+    )
 }
 
 /// [`new_manager`] with the spec's annotations (the systemd driver passes
-/// `org.systemd.property.*` ones to systemd as unit properties, as runc does).
+/// `org.systemd.property.*` ones to systemd as unit properties, as runc does) and whether husk
+/// runs rootless (the systemd driver then uses the user's systemd instance).
 pub fn new_manager_with(
     cgroups_path: Option<&str>,
     id: &str,
     systemd: bool,
     annotations: &std::collections::HashMap<String, String>,
+    rootless: bool,
 ) -> Result<Box<dyn Manager>> {
     if systemd {
         return Ok(Box::new(systemd::SystemdManager::new(
             cgroups_path,
             id,
             annotations,
+            rootless,
         )?));
     }
     let inner = inner_path(cgroups_path, id)?;
@@ -244,7 +254,12 @@ pub fn from_state(s: &CgroupState) -> Result<Box<dyn Manager>> {
     match s.driver.as_str() {
         "v2" => Ok(Box::new(v2::V2Manager::new(&s.path)?)),
         "v1" => Ok(Box::new(v1::V1Manager::new(&s.path, &s.paths)?)),
-        "systemd" => Ok(Box::new(systemd::SystemdManager::from_state(&s.path)?)),
+        "systemd" => Ok(Box::new(systemd::SystemdManager::from_state(
+            &s.path, false,
+        )?)),
+        systemd::USER_DRIVER => Ok(Box::new(systemd::SystemdManager::from_state(
+            &s.path, true,
+        )?)),
         d => bail!("unknown cgroup driver {d:?} in the container state"),
     }
 }
@@ -370,6 +385,12 @@ mod tests {
         };
         assert!(from_state(&bad).is_err());
         assert!(new_manager(Some("/a/b"), "x", true).is_err());
+        let user = CgroupState {
+            driver: "systemd-user".into(),
+            path: "/user.slice/user-1000.slice/user@1000.service/user.slice/husk-x.scope".into(),
+            ..Default::default()
+        };
+        assert_eq!(from_state(&user).unwrap().state(), user);
     }
 
     #[test]

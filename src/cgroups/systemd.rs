@@ -6,6 +6,17 @@
 //! again, as runc does) is written through the cgroupfs managers on the scope's path, which also
 //! serve pids/freeze/kill/stats. `destroy` stops the unit; `update` sets unit properties at
 //! runtime and then writes cgroupfs.
+//!
+//! Rootless (`--rootless`, e.g. run by a user or by root of rootless podman's user namespace),
+//! as runc's rootless systemd driver: the unit goes to the USER's systemd instance, reached over
+//! the user's session bus ([`Conn::connect_user`]); the default slice is `user.slice` of that
+//! manager, and the cgroup path is the manager's own `ControlGroup` (e.g.
+//! `/user.slice/user-1000.slice/user@1000.service`) joined with the slice and unit. Only cgroup
+//! v2 (a v1/hybrid host is refused, as runc does), and only the controllers the user's manager
+//! has delegated (cgroup.controllers of its cgroup; a limit on another one is refused by field
+//! name before anything starts). Device rules are not applied (an unprivileged process cannot
+//! load the BPF program; runc tries and ignores the error when rootless). The state records the
+//! driver "systemd-user" so that later commands talk to the user manager too.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -25,6 +36,8 @@ use super::{v1, v2, CgroupState, Manager};
 /// How long to wait for a start/stop job (runc: 30 s); generous for slow machines.
 const JOB_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_SLICE: &str = "system.slice";
+/// The default slice in the user's systemd instance (rootless), as runc.
+pub const DEFAULT_USER_SLICE: &str = "user.slice";
 pub const DEFAULT_PREFIX: &str = "husk";
 const ANNOTATION_PREFIX: &str = "org.systemd.property.";
 
@@ -67,9 +80,19 @@ pub struct Placement {
 /// "system.slice:husk:<id>"; an empty slice means system.slice); a name ending in ".slice" is a
 /// slice unit itself, otherwise the unit is the scope "prefix-name.scope".
 pub fn placement(cgroups_path: Option<&str>, id: &str) -> Result<Placement> {
+    placement_in(cgroups_path, id, DEFAULT_SLICE)
+}
+
+/// [`placement`] with another default slice (`user.slice` in the user's manager). The path is
+/// relative to the manager's cgroup.
+pub fn placement_in(
+    cgroups_path: Option<&str>,
+    id: &str,
+    default_slice: &str,
+) -> Result<Placement> {
     let (slice, prefix, name) = match cgroups_path.filter(|p| !p.is_empty()) {
         None => (
-            DEFAULT_SLICE.to_string(),
+            default_slice.to_string(),
             DEFAULT_PREFIX.to_string(),
             id.to_string(),
         ),
@@ -82,7 +105,7 @@ pub fn placement(cgroups_path: Option<&str>, id: &str) -> Result<Placement> {
                 );
             }
             let slice = if parts[0].is_empty() {
-                DEFAULT_SLICE
+                default_slice
             } else {
                 parts[0]
             };
@@ -414,9 +437,15 @@ pub fn annotation_props(annotations: &HashMap<String, String>) -> Result<Vec<Val
     Ok(out)
 }
 
+/// The driver recorded in state.json for a unit of the user's systemd instance.
+pub const USER_DRIVER: &str = "systemd-user";
+
 pub struct SystemdManager {
     place: Placement,
     unified: bool,
+    /// The user's systemd instance (rootless): the manager's own cgroup, under which the
+    /// unit's path lies. None: the system manager.
+    user_root: Option<String>,
     fs: Box<dyn Manager>,
     extra_props: Vec<Value>,
     /// Resources and devices from `apply_with_devices`, applied once the unit exists.
@@ -425,6 +454,96 @@ pub struct SystemdManager {
     pending_owner: RefCell<Option<(Option<u32>, Option<u32>)>>,
     conn: RefCell<Option<Conn>>,
     started: RefCell<bool>,
+}
+
+/// `path` (relative to a manager's cgroup) below that cgroup `root`.
+fn below(root: &str, path: &str) -> String {
+    match (root.trim_end_matches('/'), path) {
+        ("", p) => p.to_string(),
+        (r, "/") => r.to_string(),
+        (r, p) => format!("{r}{p}"),
+    }
+}
+
+/// The cgroup v2 controllers `r` needs, each with the field that needs it.
+pub fn needed_controllers(r: &LinuxResources) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut need = |field: &str, c: &str| out.push((field.to_string(), c.to_string()));
+    if r.memory()
+        .as_ref()
+        .is_some_and(|m| *m != Default::default())
+    {
+        need("linux.resources.memory", "memory");
+    }
+    if let Some(c) = r.cpu() {
+        if c.shares().is_some()
+            || c.quota().is_some()
+            || c.period().is_some()
+            || c.burst().is_some()
+            || c.idle().is_some()
+            || c.realtime_runtime().is_some()
+            || c.realtime_period().is_some()
+        {
+            need("linux.resources.cpu", "cpu");
+        }
+        if c.cpus().as_deref().is_some_and(|s| !s.is_empty()) {
+            need("linux.resources.cpu.cpus", "cpuset");
+        }
+        if c.mems().as_deref().is_some_and(|s| !s.is_empty()) {
+            need("linux.resources.cpu.mems", "cpuset");
+        }
+    }
+    if r.pids().is_some() {
+        need("linux.resources.pids", "pids");
+    }
+    if r.block_io()
+        .as_ref()
+        .is_some_and(|b| *b != Default::default())
+    {
+        need("linux.resources.blockIO", "io");
+    }
+    if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
+        need("linux.resources.hugepageLimits", "hugetlb");
+    }
+    if r.rdma().as_ref().is_some_and(|h| !h.is_empty()) {
+        need("linux.resources.rdma", "rdma");
+    }
+    if let Some(u) = r.unified() {
+        let mut keys: Vec<&String> = u.keys().collect();
+        keys.sort();
+        for k in keys {
+            if let Some((c, _)) = k.split_once('.').filter(|(c, _)| *c != "cgroup") {
+                need(&format!("linux.resources.unified[{k:?}]"), c);
+            }
+        }
+    }
+    out
+}
+
+/// The first limit in `r` whose controller is not in `available` (cgroup.controllers text).
+pub fn check_delegated(r: &LinuxResources, available: &str, whose: &str) -> Result<()> {
+    let have: Vec<&str> = available.split_whitespace().collect();
+    for (field, c) in needed_controllers(r) {
+        if !have.contains(&c.as_str()) {
+            bail!(
+                "{field}: the {c} controller is not delegated to {whose} (it has: {}), so a \
+                 rootless container cannot have this limit",
+                if have.is_empty() {
+                    "none".to_string()
+                } else {
+                    have.join(" ")
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `r` without device rules (rootless: not applied, see the module comment).
+fn without_devices(r: &LinuxResources) -> LinuxResources {
+    let mut r = r.clone();
+    r.set_devices(None);
+    r
 }
 
 fn fs_manager(path: &str, unified: bool) -> Result<Box<dyn Manager>> {
@@ -436,28 +555,59 @@ fn fs_manager(path: &str, unified: bool) -> Result<Box<dyn Manager>> {
 }
 
 impl SystemdManager {
+    /// `user`: rootless, the unit goes to the user's systemd instance (see the module comment).
     pub fn new(
         cgroups_path: Option<&str>,
         id: &str,
         annotations: &HashMap<String, String>,
+        user: bool,
     ) -> Result<SystemdManager> {
-        let place = placement(cgroups_path, id)?;
         let unified = util::detect_mode()? == util::Mode::Unified;
         let extra_props = annotation_props(annotations)?;
+        if !user {
+            let place = placement(cgroups_path, id)?;
+            return Ok(SystemdManager {
+                fs: fs_manager(&place.path, unified)?,
+                place,
+                unified,
+                user_root: None,
+                extra_props,
+                pending: RefCell::new(None),
+                pending_owner: RefCell::new(None),
+                conn: RefCell::new(None),
+                started: RefCell::new(true),
+            });
+        }
+        if !unified {
+            bail!(
+                "rootless --systemd-cgroup needs cgroup v2 (the unified hierarchy), and this host \
+                 has the v1/hybrid layout: use the cgroupfs driver (no --systemd-cgroup)"
+            );
+        }
+        let mut place = placement_in(cgroups_path, id, DEFAULT_USER_SLICE)?;
+        let mut conn = Conn::connect_user()?;
+        let root = match conn.manager_property("ControlGroup") {
+            Ok(Value::Str(r)) if r.starts_with('/') => r,
+            Ok(v) => bail!("the user's systemd instance reported ControlGroup {v:?}"),
+            Err(e) => return Err(e.context("asking the user's systemd instance for its cgroup")),
+        };
+        place.path = below(&root, &place.path);
         Ok(SystemdManager {
             fs: fs_manager(&place.path, unified)?,
             place,
             unified,
+            user_root: Some(root),
             extra_props,
             pending: RefCell::new(None),
             pending_owner: RefCell::new(None),
-            conn: RefCell::new(None),
+            conn: RefCell::new(Some(conn)),
             started: RefCell::new(true),
         })
     }
 
-    /// From state.json: the unit name is the last path component.
-    pub fn from_state(path: &str) -> Result<SystemdManager> {
+    /// From state.json: the unit name is the last path component. `user`: a unit of the user's
+    /// systemd instance (driver "systemd-user").
+    pub fn from_state(path: &str, user: bool) -> Result<SystemdManager> {
         let unit = path.rsplit('/').next().unwrap_or_default().to_string();
         if !(unit.ends_with(".scope") || unit.ends_with(".slice")) {
             bail!("systemd cgroup path {path:?} in the container state does not end in a unit");
@@ -471,6 +621,8 @@ impl SystemdManager {
                 path: path.to_string(),
             },
             unified,
+            // the path is complete already; the root only marks the user's manager
+            user_root: user.then(String::new),
             extra_props: Vec::new(),
             pending: RefCell::new(None),
             pending_owner: RefCell::new(None),
@@ -482,7 +634,11 @@ impl SystemdManager {
     fn with_conn<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
         let mut c = self.conn.borrow_mut();
         if c.is_none() {
-            *c = Some(Conn::connect_systemd()?);
+            *c = Some(if self.user_root.is_some() {
+                Conn::connect_user()?
+            } else {
+                Conn::connect_systemd()?
+            });
         }
         f(c.as_mut().expect("just connected"))
     }
@@ -521,7 +677,9 @@ impl SystemdManager {
         v.push(prop("DefaultDependencies", Value::Bool(false)));
         if let Some((r, d)) = self.pending.borrow().as_ref() {
             v.extend(resource_props(r, self.unified)?);
-            v.extend(host_device_props(&super::device_rules(r, d)?)?);
+            if self.user_root.is_none() {
+                v.extend(host_device_props(&super::device_rules(r, d)?)?);
+            }
         }
         v.extend(self.extra_props.iter().cloned());
         let unit = p.unit.clone();
@@ -555,6 +713,37 @@ impl SystemdManager {
             }
             r => r.with_context(|| format!("starting systemd unit {unit}")),
         }
+    }
+
+    /// The cgroupfs side of the resources: everything for the system manager; without device
+    /// rules for the user's.
+    fn fs_apply(&self, r: &LinuxResources, devs: &[LinuxDevice]) -> Result<()> {
+        if self.user_root.is_some() {
+            self.fs.update(&without_devices(r))
+        } else {
+            self.fs.apply_with_devices(r, devs)
+        }
+    }
+
+    /// The user's manager: every limit's controller must be delegated to it.
+    fn check_user_delegation(&self, r: &LinuxResources) -> Result<()> {
+        let Some(root) = self.user_root.as_deref() else {
+            return Ok(());
+        };
+        // from the state the root is not kept: the unit's own cgroup tells what it can have
+        let dir = if root.is_empty() {
+            &self.place.path
+        } else {
+            root
+        };
+        let p = util::join_under(std::path::Path::new(util::CGROUP_ROOT), dir);
+        let available = std::fs::read_to_string(p.join("cgroup.controllers"))
+            .with_context(|| format!("reading {}/cgroup.controllers", p.display()))?;
+        check_delegated(
+            r,
+            &available,
+            &format!("the user's systemd instance at {dir}"),
+        )
     }
 
     /// The unit's cgroup directory is gone (systemd removes it when the scope stops).
@@ -630,16 +819,18 @@ impl Manager for SystemdManager {
     fn apply_with_devices(&self, resources: &LinuxResources, devs: &[LinuxDevice]) -> Result<()> {
         // validate now (errors before the fork), apply once the unit exists
         resource_props(resources, self.unified)?;
+        self.check_user_delegation(resources)?;
         *self.pending.borrow_mut() = Some((resources.clone(), devs.to_vec()));
         if *self.started.borrow() {
-            self.fs.apply_with_devices(resources, devs)?;
+            self.fs_apply(resources, devs)?;
         }
         Ok(())
     }
 
     fn update(&self, resources: &LinuxResources) -> Result<()> {
+        self.check_user_delegation(resources)?;
         let mut v = resource_props(resources, self.unified)?;
-        if resources.devices().is_some() {
+        if resources.devices().is_some() && self.user_root.is_none() {
             v.extend(host_device_props(&super::device_rules(resources, &[])?)?);
         }
         if !v.is_empty() {
@@ -663,6 +854,9 @@ impl Manager for SystemdManager {
                 Ok(_) => {}
             }
         }
+        if self.user_root.is_some() {
+            return self.fs.update(&without_devices(resources));
+        }
         self.fs.update(resources)
     }
 
@@ -681,7 +875,7 @@ impl Manager for SystemdManager {
                 self.fs.add_task(pid)?;
             }
             if let Some((r, d)) = self.pending.borrow().as_ref() {
-                self.fs.apply_with_devices(r, d)?;
+                self.fs_apply(r, d)?;
             }
             if let Some((uid, gid)) = *self.pending_owner.borrow() {
                 self.fs.delegate(uid, gid)?;
@@ -751,7 +945,12 @@ impl Manager for SystemdManager {
 
     fn state(&self) -> CgroupState {
         CgroupState {
-            driver: "systemd".into(),
+            driver: if self.user_root.is_some() {
+                USER_DRIVER
+            } else {
+                "systemd"
+            }
+            .into(),
             path: self.place.path.clone(),
             ..Default::default()
         }
@@ -806,6 +1005,74 @@ mod tests {
         assert!(placement(Some("/a/b"), "x").is_err());
         assert!(placement(Some("a:b"), "x").is_err());
         assert!(placement(Some("bad:p:n"), "x").is_err());
+    }
+
+    #[test]
+    fn user_manager_paths() {
+        let p = placement_in(None, "ctr", DEFAULT_USER_SLICE).unwrap();
+        assert_eq!(p.slice, "user.slice");
+        assert_eq!(p.path, "/user.slice/husk-ctr.scope");
+        let root = "/user.slice/user-1000.slice/user@1000.service";
+        assert_eq!(
+            below(root, &p.path),
+            "/user.slice/user-1000.slice/user@1000.service/user.slice/husk-ctr.scope"
+        );
+        // rootless podman's cgroupsPath
+        let p = placement_in(Some("user.slice:libpod:abc"), "x", DEFAULT_USER_SLICE).unwrap();
+        assert_eq!(p.unit, "libpod-abc.scope");
+        assert_eq!(
+            below(root, &p.path),
+            format!("{root}/user.slice/libpod-abc.scope")
+        );
+        let p = placement_in(Some(":p:n"), "x", DEFAULT_USER_SLICE).unwrap();
+        assert_eq!(p.path, "/user.slice/p-n.scope");
+        assert_eq!(below("/", "/a.scope"), "/a.scope");
+        assert_eq!(below(root, "/"), root);
+    }
+
+    #[test]
+    fn delegated_controllers() {
+        let r = LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(1 << 26)
+                    .build()
+                    .unwrap(),
+            )
+            .pids(LinuxPidsBuilder::default().limit(20).build().unwrap())
+            .build()
+            .unwrap();
+        assert!(check_delegated(&r, "cpu memory pids\n", "u").is_ok());
+        let e = check_delegated(&r, "cpu pids\n", "u")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("linux.resources.memory:") && e.contains("memory"),
+            "{e}"
+        );
+        let cpus = LinuxResourcesBuilder::default()
+            .cpu(LinuxCpuBuilder::default().cpus("0").build().unwrap())
+            .build()
+            .unwrap();
+        assert_eq!(
+            needed_controllers(&cpus),
+            [("linux.resources.cpu.cpus".to_string(), "cpuset".to_string())]
+        );
+        let e = check_delegated(&cpus, "", "u").unwrap_err().to_string();
+        assert!(
+            e.contains("linux.resources.cpu.cpus") && e.contains("none"),
+            "{e}"
+        );
+        // nothing asked: nothing needed (device rules are not a controller on v2)
+        assert!(needed_controllers(&LinuxResources::default()).is_empty());
+        let u: LinuxResources =
+            serde_json::from_str(r#"{"unified": {"io.weight": "100", "cgroup.max.depth": "3"}}"#)
+                .unwrap();
+        assert_eq!(needed_controllers(&u).len(), 1);
+        assert!(check_delegated(&u, "memory", "u")
+            .unwrap_err()
+            .to_string()
+            .contains("io.weight"));
     }
 
     #[test]

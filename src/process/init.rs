@@ -47,6 +47,8 @@ pub struct InitContext<'a> {
     pub start_conn: std::cell::Cell<Option<OwnedFd>>,
     /// Detached id-mapped mount trees by index in `mounts`, made by the runtime before the fork.
     pub idmapped: &'a [(usize, OwnedFd)],
+    /// The container's cgroup v2 directory on the host, when it has one.
+    pub cgroup2_dir: Option<PathBuf>,
 }
 
 /// The entry point of the forked child. Never returns.
@@ -125,6 +127,7 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
         new_cgroupns: ctx.plan.creates(libc::CLONE_NEWCGROUP),
         in_userns,
         idmapped: ctx.idmapped,
+        cgroup2_dir: ctx.cgroup2_dir.as_deref(),
     };
     let mut enter_cgroup = || -> Result<()> {
         step("wait for the cgroup placement", wait_go(ctx))?;

@@ -238,6 +238,7 @@ fn spawn_in(
                 self_join,
                 start_conn: std::cell::Cell::new(None),
                 idmapped: &idmapped,
+                cgroup2_dir: cgroup2_dir(&cg.state()),
             })
         }
         crate::sys::clone3::Forked::Parent { pid, pidfd } => (pid, pidfd),
@@ -347,16 +348,17 @@ pub fn make_cgroup(
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned())
         .filter(|p| !p.is_empty());
-    if rootless && systemd_cgroup {
-        bail!(
-            "--systemd-cgroup with a rootless container needs the user's systemd instance, \
-             which husk does not drive; use the cgroupfs driver (no --systemd-cgroup)"
-        );
-    }
-    // org.systemd.property.* annotations become unit properties with --systemd-cgroup.
+    // org.systemd.property.* annotations become unit properties with --systemd-cgroup; a
+    // rootless container's unit goes to the user's systemd instance.
     let no_annotations = std::collections::HashMap::new();
     let annotations = spec.annotations().as_ref().unwrap_or(&no_annotations);
-    let cg = cgroups::new_manager_with(cg_path.as_deref(), id, systemd_cgroup, annotations)?;
+    let cg = cgroups::new_manager_with(
+        cg_path.as_deref(),
+        id,
+        systemd_cgroup,
+        annotations,
+        rootless,
+    )?;
     let no_resources = oci_spec::runtime::LinuxResources::default();
     let resources = linux
         .and_then(|l| l.resources().as_ref())
@@ -364,8 +366,8 @@ pub fn make_cgroup(
     if let Err(e) = cg.create() {
         // runc's rootless cgroup managers: without a cgroupsPath of its own choosing, a rootless
         // container that may not create its cgroup runs in its caller's, unless it asks for
-        // limits.
-        if !rootless || cg_path.is_some() || !is_permission_error(&e) {
+        // limits. (The systemd driver never falls back: its unit is the container's cgroup.)
+        if !rootless || systemd_cgroup || cg_path.is_some() || !is_permission_error(&e) {
             return Err(e);
         }
         if cgroups::needs_own_cgroup(resources) {
@@ -395,6 +397,16 @@ pub fn make_cgroup(
         return Err(e);
     }
     Ok(cg)
+}
+
+/// The host directory of a container's cgroup v2 cgroup (cgroupfs v2 or systemd drivers; the
+/// mount code uses it only on a unified host).
+fn cgroup2_dir(s: &cgroups::CgroupState) -> Option<std::path::PathBuf> {
+    matches!(
+        s.driver.as_str(),
+        "v2" | "systemd" | cgroups::systemd::USER_DRIVER
+    )
+    .then(|| cgroups::util::join_under(Path::new(cgroups::util::CGROUP_ROOT), &s.path))
 }
 
 /// Whether an error comes from missing permission (EACCES, EPERM, or a read-only cgroup mount).

@@ -49,6 +49,9 @@ pub struct RootfsOptions<'a> {
     pub in_userns: bool,
     /// Detached id-mapped trees by index in `mounts` ([`idmap::detach_trees`], host side).
     pub idmapped: &'a [(usize, std::os::fd::OwnedFd)],
+    /// The container's cgroup v2 directory on the host (what a cgroup mount binds when cgroup2
+    /// cannot be mounted afresh, as runc), if known.
+    pub cgroup2_dir: Option<&'a Path>,
 }
 
 const NONE: Option<&str> = None;
@@ -179,6 +182,7 @@ pub fn prepare_with(
         has_netns,
         dev_ro_later: None,
         idmapped: opts.idmapped,
+        cgroup2_dir: opts.cgroup2_dir,
     };
     let mut in_cgroup = false;
     for (i, m) in spec.mounts().iter().flatten().enumerate() {

@@ -32,6 +32,8 @@ pub struct Ctx<'a> {
     pub dev_ro_later: Option<PathBuf>,
     /// Detached id-mapped trees made on the host side, by index in `mounts`.
     pub idmapped: &'a [(usize, OwnedFd)],
+    /// The container's cgroup v2 directory on the host, if known.
+    pub cgroup2_dir: Option<&'a Path>,
 }
 
 const NONE: Option<&str> = None;
@@ -720,7 +722,15 @@ fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &MountOptions) -> Result<()> {
             Ok(()) => return after_mount(ctx, dest, &dst, &o),
             Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EBUSY)) => {
                 // not allowed to mount cgroup2 here (user namespace without a cgroup
-                // namespace): bind our own cgroup directory instead, read-only
+                // namespace), or EBUSY (a rootless spec's rbind of /sys already has the host's
+                // cgroup2 mount there): bind the container's cgroup directory instead,
+                // read-only, as runc. Inside a new cgroup namespace /proc/self/cgroup no
+                // longer tells where that is on the host: the runtime passed it.
+                o.flags |= MsFlags::MS_RDONLY | MsFlags::MS_BIND | MsFlags::MS_REC;
+                if let Some(dir) = ctx.cgroup2_dir.filter(|_| ctx.new_cgroupns) {
+                    drop(dst);
+                    return mount_bind(ctx, dir, dest, &o, "bind");
+                }
                 let pc = read_proc("/proc/self/cgroup")?;
                 let mi = read_proc("/proc/self/mountinfo")?;
                 let own = own_cgroup_dirs(&pc, &mi);
@@ -731,7 +741,6 @@ fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &MountOptions) -> Result<()> {
                     .ok_or_else(|| {
                         anyhow!("mount cgroup2: {e}; and no cgroup2 directory to bind")
                     })?;
-                o.flags |= MsFlags::MS_RDONLY | MsFlags::MS_BIND | MsFlags::MS_REC;
                 drop(dst);
                 return mount_bind(ctx, host, dest, &o, "bind");
             }

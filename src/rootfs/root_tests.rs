@@ -108,6 +108,7 @@ fn bundle() -> Bundle {
 
 fn prep(b: &Bundle, s: &Spec) -> Result<()> {
     prepare(&RootfsOptions {
+        cgroup2_dir: None,
         spec: s,
         rootfs: &b.rootfs,
         bundle: &b.dir,
@@ -655,6 +656,7 @@ fn user_namespace_binds_devices_and_sys_keeps_locked_flags() {
         fs::write(locked.join("l"), "l")?;
         enter_userns()?;
         prepare(&RootfsOptions {
+            cgroup2_dir: None,
             spec: &s,
             rootfs: &b.rootfs,
             bundle: &b.dir,
@@ -784,6 +786,7 @@ fn cgroup_namespace_gets_own_cgroups_readonly_unless_rw() {
     in_child(|| {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)?;
         prepare(&RootfsOptions {
+            cgroup2_dir: None,
             spec: &s,
             rootfs: &b.rootfs,
             bundle: &b.dir,
