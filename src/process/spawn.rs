@@ -209,6 +209,8 @@ fn spawn_in(
         Some((fd, files)) => (*fd, files.clone()),
         None => (cg.clone_into_fd(), Vec::new()),
     };
+    // computed here: the child should allocate as little as possible
+    let cgroup2_dir = cgroup2_dir(&cg.state());
     let (forked, into_cgroup) = crate::sys::clone3::fork_with(clone_flags, cg_fd, true)
         .context("clone the container's init")?;
     let (mut pid, pidfd) = match forked {
@@ -238,7 +240,7 @@ fn spawn_in(
                 self_join,
                 start_conn: std::cell::Cell::new(None),
                 idmapped: &idmapped,
-                cgroup2_dir: cgroup2_dir(&cg.state()),
+                cgroup2_dir,
             })
         }
         crate::sys::clone3::Forked::Parent { pid, pidfd } => (pid, pidfd),
