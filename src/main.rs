@@ -84,7 +84,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let g = Global {
         store: Store::new(&root),
         systemd_cgroup: cli.systemd_cgroup,
-        rootless: makes_containers && husk::rootless::resolve(cli.rootless.as_deref())?,
+        rootless: if makes_containers {
+            husk::rootless::Mode::parse(cli.rootless.as_deref())?
+        } else {
+            husk::rootless::Mode::No
+        },
     };
     let Some(cmd) = cli.command else {
         anyhow::bail!("no command given (try --help)");

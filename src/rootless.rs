@@ -10,14 +10,40 @@ use std::path::PathBuf;
 /// The system-wide default of `--root`.
 pub const DEFAULT_ROOT: &str = "/run/husk";
 
+/// `--rootless`: given as true or false, or `auto` (the default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Yes,
+    No,
+    Auto,
+}
+
+impl Mode {
+    /// The value of `--rootless` (None when not given).
+    pub fn parse(flag: Option<&str>) -> Result<Mode> {
+        match flag.unwrap_or("auto") {
+            "true" => Ok(Mode::Yes),
+            "false" => Ok(Mode::No),
+            "auto" => Ok(Mode::Auto),
+            other => bail!("--rootless: invalid value {other:?} (expected true, false or auto)"),
+        }
+    }
+
+    /// Whether husk runs rootless. `Auto` decides when asked (for root that reads
+    /// /proc/self/uid_map), so callers ask only where the answer matters: the systemd driver's
+    /// choice of manager, and a cgroup that could not be created.
+    pub fn get(self) -> bool {
+        match self {
+            Mode::Yes => true,
+            Mode::No => false,
+            Mode::Auto => !nix::unistd::geteuid().is_root() || in_user_namespace(),
+        }
+    }
+}
+
 /// The value of `--rootless` (None when not given): whether husk runs rootless.
 pub fn resolve(flag: Option<&str>) -> Result<bool> {
-    match flag.unwrap_or("auto") {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        "auto" => Ok(!nix::unistd::geteuid().is_root() || in_user_namespace()),
-        other => bail!("--rootless: invalid value {other:?} (expected true, false or auto)"),
-    }
+    Ok(Mode::parse(flag)?.get())
 }
 
 /// Whether this process runs in a user namespace other than the initial one: the initial

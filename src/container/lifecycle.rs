@@ -12,7 +12,7 @@ pub struct Global {
     pub store: Store,
     pub systemd_cgroup: bool,
     /// Rootless mode (`--rootless`, or detected with `auto`): see `spawn::make_cgroup`.
-    pub rootless: bool,
+    pub rootless: crate::rootless::Mode,
 }
 
 /// The status of a container as callers see it, derived from the live system: a dead (or

@@ -17,8 +17,8 @@ pub struct SpawnOptions<'a> {
     pub id: &'a str,
     pub store: &'a Store,
     pub systemd_cgroup: bool,
-    /// `--rootless` (or detected): see [`make_cgroup`].
-    pub rootless: bool,
+    /// `--rootless` (decided where it matters): see [`make_cgroup`].
+    pub rootless: crate::rootless::Mode,
     pub console: Option<OwnedFd>,
     /// true: `husk start` releases the container (exec socket); false: the caller does, with
     /// `Spawned::start`.
@@ -343,7 +343,7 @@ pub fn make_cgroup(
     spec: &oci_spec::runtime::Spec,
     id: &str,
     systemd_cgroup: bool,
-    rootless: bool,
+    rootless: crate::rootless::Mode,
 ) -> Result<Box<dyn Manager>> {
     let linux = spec.linux().as_ref();
     let cg_path = linux
@@ -354,12 +354,13 @@ pub fn make_cgroup(
     // rootless container's unit goes to the user's systemd instance.
     let no_annotations = std::collections::HashMap::new();
     let annotations = spec.annotations().as_ref().unwrap_or(&no_annotations);
+    // (only the systemd driver needs to know up front: it picks the manager by it)
     let cg = cgroups::new_manager_with(
         cg_path.as_deref(),
         id,
         systemd_cgroup,
         annotations,
-        rootless,
+        systemd_cgroup && rootless.get(),
     )?;
     let no_resources = oci_spec::runtime::LinuxResources::default();
     let resources = linux
@@ -369,7 +370,7 @@ pub fn make_cgroup(
         // runc's rootless cgroup managers: without a cgroupsPath of its own choosing, a rootless
         // container that may not create its cgroup runs in its caller's, unless it asks for
         // limits. (The systemd driver never falls back: its unit is the container's cgroup.)
-        if !rootless || systemd_cgroup || cg_path.is_some() || !is_permission_error(&e) {
+        if systemd_cgroup || cg_path.is_some() || !is_permission_error(&e) || !rootless.get() {
             return Err(e);
         }
         if cgroups::needs_own_cgroup(resources) {
