@@ -76,15 +76,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         .root
         .clone()
         .unwrap_or_else(husk::rootless::default_root);
-    // As in runc, the value is read (and refused when invalid) only where it matters.
-    let makes_containers = matches!(
+    // As in runc, the value is read (and refused when invalid) only where it matters: making a
+    // container, and delete's clean-up of a half-created one.
+    let reads_rootless = matches!(
         cli.command,
-        Some(Command::Create(_) | Command::Run(_) | Command::Restore(_))
+        Some(Command::Create(_) | Command::Run(_) | Command::Restore(_) | Command::Delete { .. })
     );
     let g = Global {
         store: Store::new(&root),
         systemd_cgroup: cli.systemd_cgroup,
-        rootless: if makes_containers {
+        rootless: if reads_rootless {
             husk::rootless::Mode::parse(cli.rootless.as_deref())?
         } else {
             husk::rootless::Mode::No

@@ -327,9 +327,15 @@ impl Manager for NoCgroup {
 /// only when this is false (runc: "cannot set ... limit: container could not join or create
 /// cgroup").
 pub fn needs_own_cgroup(r: &LinuxResources) -> bool {
-    let mut plain = r.clone();
-    plain.set_devices(None);
-    plain != LinuxResources::default()
+    without_devices(r) != LinuxResources::default()
+}
+
+/// `r` without device rules (what a rootless container's cgroup is given: an unprivileged
+/// process can load no device filter).
+pub(crate) fn without_devices(r: &LinuxResources) -> LinuxResources {
+    let mut r = r.clone();
+    r.set_devices(None);
+    r
 }
 
 /// Build the full device rule list runc would apply: spec rules, runc's defaults, then an

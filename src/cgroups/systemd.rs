@@ -539,12 +539,7 @@ pub fn check_delegated(r: &LinuxResources, available: &str, whose: &str) -> Resu
     Ok(())
 }
 
-/// `r` without device rules (rootless: not applied, see the module comment).
-fn without_devices(r: &LinuxResources) -> LinuxResources {
-    let mut r = r.clone();
-    r.set_devices(None);
-    r
-}
+use super::without_devices;
 
 fn fs_manager(path: &str, unified: bool) -> Result<Box<dyn Manager>> {
     Ok(if unified {

@@ -223,7 +223,17 @@ fn remove_half_created(g: &Global, id: &str) {
                 .as_ref()
                 .and_then(|l| l.cgroups_path().as_ref())
                 .map(|p| p.to_string_lossy().into_owned());
-            if let Ok(cg) = crate::cgroups::new_manager(path.as_deref(), id, g.systemd_cgroup) {
+            // (a rootless container's unit lives in the user's systemd instance)
+            let user = g.systemd_cgroup && g.rootless.get();
+            let none = std::collections::HashMap::new();
+            let cg = crate::cgroups::new_manager_with(
+                path.as_deref(),
+                id,
+                g.systemd_cgroup,
+                &none,
+                user,
+            );
+            if let Ok(cg) = cg {
                 let _ = cg.kill_all(nix::sys::signal::SIGKILL);
                 if let Err(e) = cg.destroy() {
                     crate::logging::warn(&format!("remove the cgroup of {id}: {e:#}"));
