@@ -2,7 +2,7 @@
 #   make deps      install the Debian packages the tests need (idempotent)
 #   make build     debug build of husk
 #   make testroot  busybox-static + probe rootfs in target/testroot/rootfs
-#   make test      deps + build + unit tests + root tests (incl. conformance, differential)
+#   make test      deps + build + lint + unit tests + root tests (incl. conformance, differential)
 #                  + containerd integration + engines + vm-test
 #   make engines   dockerd and podman driving husk (HUSK_BIN=/usr/sbin/runc to validate)
 #   make vm-test   cgroup v2, systemd, AppArmor and SELinux guests (User-mode Linux): cgroup tests,
@@ -32,7 +32,7 @@ DEB_PKGS := busybox-static runc crun containerd hyperfine strace jq util-linux b
 # load profiles where AppArmor is enabled)
 DEB_PKGS += user-mode-linux gcc libc6-dev kmod debootstrap e2fsprogs apparmor
 
-.PHONY: deps demo-deps install-pkgs build release pgo-tools pgo-profile probe testroot test unit-test root-test integration engines conformance differential vm-test demo bench clean
+.PHONY: deps demo-deps install-pkgs build release pgo-tools pgo-profile probe testroot test lint unit-test root-test integration engines conformance differential vm-test demo bench clean
 
 # What `make demo` needs (a subset of DEB_PKGS).
 DEMO_PKGS := busybox-static jq
@@ -120,19 +120,40 @@ target/testroot/.stamp: $(PROBE_BIN) Makefile
 	chown 1000:1000 $(TESTROOT)/home/user
 	touch $@
 
-# Every stage runs even if an earlier one failed; the exit status says whether all passed.
+# Every stage runs even if an earlier one failed; the exit status says whether all passed. Each
+# stage's output also goes to target/test-logs/STAGE.log, and integration/summary.sh ends the run
+# with a table of what passed, failed and was skipped (with the reasons), and a closing
+# "make test: N passed, N failed, N skipped" line.
+LOGS := target/test-logs
 test: deps build testroot
-	@rc=0; \
-	echo "== unit tests"; $(CARGO) test --lib --bins || rc=1; \
-	echo "== root tests incl. conformance_* and differential (HUSK_BIN=$(HUSK_BIN))"; \
-	HUSK_BIN=$(HUSK_BIN) $(CARGO) test --no-fail-fast --test '*' -- --test-threads=2 2>&1 | tee target/root-tests.log; \
+	@rc=0; rm -rf $(LOGS); mkdir -p $(LOGS); \
+	echo "== lint: cargo fmt --check, cargo clippy -D warnings"; \
+	$(MAKE) --no-print-directory lint 2>&1 | tee $(LOGS)/lint.log; \
+	if [ "$${PIPESTATUS[0]}" = 0 ]; then echo "lint: ok" >>$(LOGS)/lint.log; else echo "lint: failed" >>$(LOGS)/lint.log; rc=1; fi; \
+	echo "== unit tests"; $(CARGO) test --lib --bins 2>&1 | tee $(LOGS)/unit.log; \
 	[ "$${PIPESTATUS[0]}" = 0 ] || rc=1; \
+	echo "== root tests incl. conformance_* and differential (HUSK_BIN=$(HUSK_BIN))"; \
+	HUSK_BIN=$(HUSK_BIN) $(CARGO) test --no-fail-fast --test '*' -- --test-threads=2 2>&1 | tee $(LOGS)/root.log; \
+	[ "$${PIPESTATUS[0]}" = 0 ] || rc=1; cp $(LOGS)/root.log target/root-tests.log; \
 	echo "== conformance table from this run -> target/conformance.md (committed: docs/conformance.md)"; \
 	python3 docs/gen-conformance.py --log target/root-tests.log --out target/conformance.md || rc=1; \
-	echo "== containerd integration (HUSK_BIN=$(HUSK_BIN))"; HUSK_BIN=$(HUSK_BIN) bash integration/containerd.sh || rc=1; \
-	echo "== engines integration: dockerd, podman (HUSK_BIN=$(HUSK_BIN))"; HUSK_BIN=$(HUSK_BIN) bash integration/engines/run.sh || rc=1; \
-	echo "== cgroup v2, systemd, AppArmor, SELinux guests (User-mode Linux)"; $(MAKE) --no-print-directory vm-test || rc=1; \
+	echo "== containerd integration (HUSK_BIN=$(HUSK_BIN))"; \
+	HUSK_BIN=$(HUSK_BIN) bash integration/containerd.sh 2>&1 | tee $(LOGS)/containerd.log; \
+	[ "$${PIPESTATUS[0]}" = 0 ] || rc=1; \
+	echo "== engines integration: dockerd, podman (HUSK_BIN=$(HUSK_BIN))"; \
+	HUSK_BIN=$(HUSK_BIN) bash integration/engines/run.sh 2>&1 | tee $(LOGS)/engines.log; \
+	[ "$${PIPESTATUS[0]}" = 0 ] || rc=1; \
+	echo "== cgroup v2, systemd, AppArmor, SELinux guests (User-mode Linux)"; \
+	$(MAKE) --no-print-directory vm-test 2>&1 | tee $(LOGS)/vm.log; \
+	[ "$${PIPESTATUS[0]}" = 0 ] || rc=1; \
+	echo "== summary"; bash integration/summary.sh $(LOGS) || rc=1; \
 	exit $$rc
+
+# Formatting and lints of both crates (husk and the probe), as CI checks them.
+lint:
+	$(CARGO) fmt --check
+	cd $(PROBE_DIR) && $(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
 
 unit-test:
 	$(CARGO) test --lib --bins

@@ -39,12 +39,18 @@ pub fn is_crun() -> bool {
 }
 
 /// Root tests call this first; a `false` means: skip, the reason has been printed.
+/// Under `CI=true` a root test that cannot run as root fails instead of skipping: a CI run that
+/// silently did nothing would look green.
 pub fn require_root(test: &str) -> bool {
-    if unsafe { libc::geteuid() } != 0 {
-        skip(
-            test,
-            &format!("needs root (euid {})", unsafe { libc::geteuid() }),
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        let why = format!("needs root (euid {euid})");
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v != "true"),
+            "{test}: {why}, and under CI=true a root test that cannot run is a failure"
         );
+        skip(test, &why);
         return false;
     }
     testroot();
