@@ -25,7 +25,7 @@ fn main() {
     if cli.version {
         println!(
             "husk version {VERSION}\ncommit: {}\nspec: {SPEC_VERSION}",
-            option_env!("HUSK_COMMIT").unwrap_or("unknown")
+            env!("HUSK_COMMIT")
         );
         return;
     }

@@ -46,6 +46,37 @@ fn version_output_format() {
     );
 }
 
+/// The binary built from this checkout names the checkout's commit (dockerd and `docker info`
+/// show it), with `-dirty` when tracked files had changes at build time.
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_husk"));
+    let o = run_timeout(
+        std::process::Command::new(&bin).arg("--version"),
+        CMD_TIMEOUT,
+    );
+    let s = text(&o.stdout);
+    let commit = s
+        .lines()
+        .find_map(|l| l.strip_prefix("commit: "))
+        .unwrap_or_else(|| panic!("no `commit: ` line:\n{s}"));
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(MANIFEST_DIR)
+        .output();
+    match head {
+        Ok(h) if h.status.success() => {
+            let head = text(&h.stdout).trim().to_string();
+            let sha = commit.strip_suffix("-dirty").unwrap_or(commit);
+            assert_eq!(sha, head, "commit line {commit:?} is not HEAD {head}");
+        }
+        _ => skip(
+            "version_names_the_commit_it_was_built_from",
+            "the source tree is not a git checkout",
+        ),
+    }
+}
+
 #[test]
 fn spec_writes_default_config() {
     let dir = tempfile::Builder::new()
