@@ -9,6 +9,8 @@
 #                  real containers, LSM labels end to end
 #   make demo      run a container from a `husk spec` bundle (needs root)
 #   make bench     lifecycle benchmark: husk vs crun vs runc (also via dockerd) -> target/bench/report.md
+#   make install   release binary, man pages, completions, engine docs (PREFIX, DESTDIR); uninstall
+#   make deb       target/debian/husk_VERSION-1_amd64.deb (dpkg-deb)
 #   make clean
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
@@ -31,8 +33,10 @@ DEB_PKGS := busybox-static runc crun containerd hyperfine strace jq util-linux b
 # apparmor_parser in the AppArmor guest (harmless on a host without AppArmor: its scripts only
 # load profiles where AppArmor is enabled)
 DEB_PKGS += user-mode-linux gcc libc6-dev kmod debootstrap e2fsprogs apparmor
+# the package test (`integration/package.sh`): installing the .deb, its man pages and completion
+DEB_PKGS += man-db bash-completion lintian
 
-.PHONY: deps demo-deps install-pkgs build release pgo-tools pgo-profile probe testroot test lint unit-test root-test integration engines conformance differential vm-test demo bench clean
+.PHONY: deps demo-deps install-pkgs build release pgo-tools pgo-profile probe testroot test lint docs install uninstall deb package-test unit-test root-test integration engines conformance differential vm-test demo bench clean
 
 # What `make demo` needs (a subset of DEB_PKGS).
 DEMO_PKGS := busybox-static jq
@@ -92,12 +96,17 @@ pgo-tools:
 	@test -x "$(LLVM_PROFDATA)" || rustup component add llvm-tools
 	@test -x "$(LLVM_PROFDATA)" || { echo "pgo: $(LLVM_PROFDATA) missing after installing llvm-tools" >&2; exit 1; }
 
-pgo-profile: pgo-tools testroot
+# The profile is a file target: trained again only when the sources or the training changed, so
+# `make release` after `make deb` (or twice) does not run the training twice.
+RUST_SRCS := $(shell find src -name '*.rs') Cargo.toml Cargo.lock build.rs
+pgo-profile: $(PGO_DIR)/husk.profdata
+$(PGO_DIR)/husk.profdata: $(RUST_SRCS) benches/pgo-train.sh | pgo-tools testroot
 	rm -rf $(PGO_DIR)/raw
 	RUSTFLAGS="-C profile-generate=$(PGO_DIR)/raw" \
 		$(CARGO) build --release --target $(STATIC_TARGET) --bin husk --target-dir $(PGO_DIR)/build
 	bash benches/pgo-train.sh $(PGO_DIR)/build/$(STATIC_TARGET)/release/husk $(CURDIR)/$(TESTROOT) $(PGO_DIR)/raw
-	"$(LLVM_PROFDATA)" merge -o $(PGO_DIR)/husk.profdata $(PGO_DIR)/raw
+	"$(LLVM_PROFDATA)" merge -o $(PGO_DIR)/husk.profdata.tmp $(PGO_DIR)/raw
+	mv $(PGO_DIR)/husk.profdata.tmp $(PGO_DIR)/husk.profdata
 
 probe: $(PROBE_BIN)
 $(PROBE_BIN): $(PROBE_DIR)/Cargo.toml $(wildcard $(PROBE_DIR)/src/*.rs)
@@ -142,6 +151,9 @@ test: deps build testroot
 	[ "$${PIPESTATUS[0]}" = 0 ] || rc=1; \
 	echo "== engines integration: dockerd, podman (HUSK_BIN=$(HUSK_BIN))"; \
 	HUSK_BIN=$(HUSK_BIN) bash integration/engines/run.sh 2>&1 | tee $(LOGS)/engines.log; \
+	[ "$${PIPESTATUS[0]}" = 0 ] || rc=1; \
+	echo "== the Debian package: make deb, install, man, completion, engines configured by docs/engines"; \
+	bash integration/package.sh 2>&1 | tee $(LOGS)/package.log; \
 	[ "$${PIPESTATUS[0]}" = 0 ] || rc=1; \
 	echo "== cgroup v2, systemd, AppArmor, SELinux guests (User-mode Linux)"; \
 	$(MAKE) --no-print-directory vm-test 2>&1 | tee $(LOGS)/vm.log; \
@@ -200,6 +212,72 @@ demo: demo-deps build testroot
 
 bench: release testroot
 	BENCH_HUSK=$(RELEASE_BIN) $(CARGO) bench --bench lifecycle
+
+# the package as a user installs it (integration/package.sh; installs and removes the .deb)
+package-test: build testroot
+	bash integration/package.sh
+
+# Man pages (husk(8), husk-SUBCOMMAND(8)) and bash/zsh/fish completions, generated from the clap
+# definitions (examples/gen-docs.rs), so they never drift from --help.
+DOCS_DIR := target/docs
+docs:
+	rm -rf $(DOCS_DIR) && $(CARGO) run --quiet --example gen-docs -- $(DOCS_DIR)
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the release binary (the one `make bench` measures),
+# man pages, completions and the engine setup docs. make uninstall removes exactly those files.
+PREFIX ?= /usr/local
+BINDIR := $(DESTDIR)$(PREFIX)/bin
+MAN8DIR := $(DESTDIR)$(PREFIX)/share/man/man8
+BASHCOMPDIR := $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR := $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions
+FISHCOMPDIR := $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+DOCDIR := $(DESTDIR)$(PREFIX)/share/doc/husk
+ENGINE_DOCS := docs/engines/README.md docs/engines/containerd-config.toml docs/engines/daemon.json \
+               docs/engines/containers.conf docs/engines/runtimeclass.yaml
+install: release docs
+	install -D -m 0755 $(RELEASE_BIN) $(BINDIR)/husk
+	install -d $(MAN8DIR) $(BASHCOMPDIR) $(ZSHCOMPDIR) $(FISHCOMPDIR) $(DOCDIR)
+	install -m 0644 $(DOCS_DIR)/man/*.8 $(MAN8DIR)/
+	install -m 0644 $(DOCS_DIR)/completions/husk.bash $(BASHCOMPDIR)/husk
+	install -m 0644 $(DOCS_DIR)/completions/_husk $(ZSHCOMPDIR)/_husk
+	install -m 0644 $(DOCS_DIR)/completions/husk.fish $(FISHCOMPDIR)/husk.fish
+	install -m 0644 README.md $(DOCDIR)/README.md
+	install -d $(DOCDIR)/engines
+	install -m 0644 $(ENGINE_DOCS) $(DOCDIR)/engines/
+
+uninstall:
+	rm -f $(BINDIR)/husk $(BASHCOMPDIR)/husk $(ZSHCOMPDIR)/_husk $(FISHCOMPDIR)/husk.fish
+	rm -f $(MAN8DIR)/husk.8 $(MAN8DIR)/husk-*.8
+	rm -rf $(DOCDIR)
+
+# A Debian package of `make install` with PREFIX=/usr (dpkg-deb; the binary is static, so it
+# depends on nothing): target/debian/husk_VERSION-1_amd64.deb
+DEB_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)-1
+DEB_ROOT := target/debian/root
+DEB_FILE := target/debian/husk_$(DEB_VERSION)_amd64.deb
+deb: release docs
+	rm -rf $(DEB_ROOT) && mkdir -p $(DEB_ROOT)
+	$(MAKE) --no-print-directory install PREFIX=/usr DESTDIR=$(CURDIR)/$(DEB_ROOT) PGO=$(PGO)
+	gzip -9n $(DEB_ROOT)/usr/share/man/man8/*.8
+	printf '%s\n' 'Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/' \
+		'Upstream-Name: husk' '' 'Files: *' 'Copyright: 2026 the husk developers' 'License: Apache-2.0' \
+		' On Debian systems the full text of the Apache License 2.0 is in' \
+		' /usr/share/common-licenses/Apache-2.0.' > $(DEB_ROOT)/usr/share/doc/husk/copyright
+	printf 'husk ($(DEB_VERSION)) unstable; urgency=medium\n\n  * Built from commit %s.\n\n -- husk developers <husk@localhost>  %s\n' \
+		"$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$$(date -R -d @$$(git log -1 --format=%ct 2>/dev/null || date +%s))" \
+		| gzip -9n > $(DEB_ROOT)/usr/share/doc/husk/changelog.Debian.gz
+	mkdir -p $(DEB_ROOT)/DEBIAN
+	printf '%s\n' 'Package: husk' 'Version: $(DEB_VERSION)' 'Architecture: amd64' \
+		'Maintainer: husk developers <husk@localhost>' \
+		"Installed-Size: $$(du -sk --exclude=DEBIAN $(DEB_ROOT) | cut -f1)" \
+		'Section: admin' 'Priority: optional' \
+		'Suggests: criu' \
+		'Description: OCI container runtime with runc'"'"'s command line' \
+		' husk reads an OCI bundle (runtime-spec 1.2) and runs the container' \
+		' behind runc'"'"'s command line, so containerd, Docker and podman drive it' \
+		' unchanged. The binary is static and profile-guided.' > $(DEB_ROOT)/DEBIAN/control
+	dpkg-deb --root-owner-group --build -Zxz $(DEB_ROOT) $(DEB_FILE)
+	@echo "deb: $(DEB_FILE)"
 
 clean:
 	$(CARGO) clean
