@@ -35,8 +35,11 @@ DEB_PKGS := busybox-static runc crun containerd hyperfine strace jq util-linux b
 DEB_PKGS += user-mode-linux gcc libc6-dev kmod debootstrap e2fsprogs apparmor
 # the package test (`integration/package.sh`): installing the .deb, its man pages and completion
 DEB_PKGS += man-db bash-completion lintian
+# the CRI test (`integration/cri.sh`): the CRI client's protocol crate compiles api.proto with
+# protoc; pods get their network from Debian's CNI plugins
+DEB_PKGS += protobuf-compiler containernetworking-plugins
 
-.PHONY: deps demo-deps install-pkgs build release pgo-tools pgo-profile probe testroot test lint docs install uninstall deb package-test unit-test root-test integration engines conformance differential vm-test demo bench clean
+.PHONY: deps demo-deps install-pkgs build release pgo-tools pgo-profile probe testroot test lint docs install uninstall deb package-test cri unit-test root-test integration engines conformance differential vm-test demo bench clean
 
 # What `make demo` needs (a subset of DEB_PKGS).
 DEMO_PKGS := busybox-static jq
@@ -152,6 +155,9 @@ test: deps build testroot
 	echo "== engines integration: dockerd, podman (HUSK_BIN=$(HUSK_BIN))"; \
 	HUSK_BIN=$(HUSK_BIN) bash integration/engines/run.sh 2>&1 | tee $(LOGS)/engines.log; \
 	[ "$${PIPESTATUS[0]}" = 0 ] || rc=1; \
+	echo "== Kubernetes CRI: a private containerd's CRI plugin runs pods on husk and runc (integration/cri.sh)"; \
+	HUSK_BIN=$(HUSK_BIN) bash integration/cri.sh 2>&1 | tee $(LOGS)/cri.log; \
+	[ "$${PIPESTATUS[0]}" = 0 ] || rc=1; \
 	echo "== the Debian package: make deb, install, man, completion, engines configured by docs/engines"; \
 	bash integration/package.sh 2>&1 | tee $(LOGS)/package.log; \
 	[ "$${PIPESTATUS[0]}" = 0 ] || rc=1; \
@@ -165,6 +171,7 @@ test: deps build testroot
 lint:
 	$(CARGO) fmt --check
 	cd $(PROBE_DIR) && $(CARGO) fmt --check
+	cd integration/cri && $(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
 unit-test:
@@ -212,6 +219,10 @@ demo: demo-deps build testroot
 
 bench: release testroot
 	BENCH_HUSK=$(RELEASE_BIN) $(CARGO) bench --bench lifecycle
+
+# containerd's CRI plugin drives husk and runc with the project's CRI client (integration/cri)
+cri: build testroot
+	HUSK_BIN=$(HUSK_BIN) bash integration/cri.sh
 
 # the package as a user installs it (integration/package.sh; installs and removes the .deb)
 package-test: build testroot

@@ -522,6 +522,31 @@ fn stat_obj(p: &str) -> Result<Obj, i32> {
     Ok(o)
 }
 
+/// A pod sandbox's pause process (the CRI tests' pause image runs `/probe pause`): waits for
+/// signals, reaps every child that is re-parented to it (a pod sharing its pid namespace), and
+/// exits 0 on SIGINT or SIGTERM.
+fn pause() -> ! {
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGCHLD] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        loop {
+            let mut sig = 0;
+            if libc::sigwait(&set, &mut sig) != 0 {
+                continue;
+            }
+            if sig == libc::SIGCHLD {
+                while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {}
+            } else {
+                libc::_exit(0);
+            }
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let sub = args.get(1).map(String::as_str).unwrap_or("");
@@ -633,6 +658,7 @@ fn main() {
                 Ok(o)
             }
         }
+        "pause" => pause(),
         "syscall" => do_syscall(arg(&args, 2, "syscall NAME")),
         "tty" => Ok(tty_info()),
         _ => die(&format!("unknown subcommand {sub}")),

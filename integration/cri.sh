@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Kubernetes' view of the runtime: a PRIVATE containerd (Debian's 1.6, CRI plugin on: own config,
+# socket, root, state, CNI config, cgroup parent, all under a temp dir) with HUSK_BIN and runc
+# registered as runtime handlers, driven over CRI by the project's own client
+# (integration/cri, on the k8s-cri protocol crate). containerd runs in a network namespace this
+# script creates, so the pods' bridge, veths and addresses never touch the machine's own; the
+# pod network namespaces are kept under the temp dir. Images are built locally from the test
+# rootfs (integration/cri/image.py) and imported with ctr: the workload image runs /probe, the
+# sandbox (pause) image runs `/probe pause`.
+#
+# Every scenario runs under husk and under runc; husk's failures fail this script, runc's are
+# reported. Afterwards nothing may remain: no pod, container, shim, mount, cgroup, netns.
+# Ends with "N passed, N failed".
+#   HUSK_BIN=/usr/sbin/runc bash integration/cri.sh   # validate the scenarios with runc only
+#   CRI_EXEC_SECONDS=60 bash integration/cri.sh       # ExecSync at 20/s for a minute
+set -uo pipefail
+. "$(dirname "$0")/engines/lib.sh"
+
+need_root "CRI integration"
+need_pkgs containerd:containerd ctr:containerd nsenter:util-linux protoc:protobuf-compiler ip:iproute2
+[ -x /usr/lib/cni/bridge ] || need_pkgs _none_:containernetworking-plugins
+make_tmp cri
+NETNS=husk-cri-${TMP##*.}
+SOCK=$TMP/containerd.sock
+CT=(ctr -a "$SOCK" -n k8s.io)
+IMG=docker.io/library/husk-cri-probe:1
+PAUSE=docker.io/library/husk-cri-pause:1
+HANDLERS=(husk runc)
+
+engine_cleanup() {
+    [ -x "${CLIENT:-}" ] && [ -S "$SOCK" ] &&
+        timeout 120 nsenter --net="/run/netns/$NETNS" "$CLIENT" --socket "$SOCK" cleanup >/dev/null 2>&1
+    # pod network namespaces containerd left under its state dir
+    find "$TMP/state" -path '*netns*' -type f 2>/dev/null | while read -r n; do umount "$n" 2>/dev/null; done
+    ip netns del "$NETNS" 2>/dev/null
+}
+
+# --- the client
+CLIENT_DIR=$REPO/integration/cri
+out=$(cd "$CLIENT_DIR" && cargo build --release --quiet 2>&1) || die_setup "build the CRI client (integration/cri)" "$out"
+CLIENT=$CLIENT_DIR/target/release/husk-cri-test
+pass "build the CRI client"
+
+# --- network namespace, CNI config
+ip netns add "$NETNS" || die_setup "ip netns add $NETNS"
+ip -n "$NETNS" link set lo up
+mkdir -p "$TMP/cni" "$TMP/ipam" "$TMP/husk-root" "$TMP/runc-root" "$TMP/logs" "$TMP/seccomp"
+cat >"$TMP/cni/10-husk-cri.conflist" <<EOT
+{
+  "cniVersion": "0.4.0",
+  "name": "husk-cri",
+  "plugins": [
+    {"type": "bridge", "bridge": "huskcri0", "isGateway": true, "ipMasq": false,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.223.0.0/24"}]], "dataDir": "$TMP/ipam"}}
+  ]
+}
+EOT
+
+# --- containerd: CRI plugin, the runtime handlers, everything private
+runtime() { # runtime NAME BINARY ROOT
+    cat <<EOT
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.$1]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.$1.options]
+        BinaryName = "$2"
+        Root = "$3"
+        SystemdCgroup = false
+EOT
+}
+{
+    cat <<EOT
+version = 2
+root = "$TMP/root"
+state = "$TMP/state"
+[grpc]
+  address = "$SOCK"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE"
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  netns_mounts_under_state_dir = true
+  # this machine's bounding set lacks CAP_SYS_RESOURCE, so no process may lower its
+  # oom_score_adj; containerd then keeps every container's at or above its own (as rootless)
+  restrict_oom_score_adj = true
+  enable_selinux = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$TMP/cni"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "husk"
+EOT
+    runtime husk "$HUSK_BIN" "$TMP/husk-root"
+    runtime runc /usr/sbin/runc "$TMP/runc-root"
+} >"$TMP/containerd.toml"
+nsenter --net="/run/netns/$NETNS" containerd --config "$TMP/containerd.toml" --log-level info \
+    >"$TMP/containerd.log" 2>&1 &
+DAEMON_PIDS+=($!)
+wait_for 30 "${CT[@]}" version >/dev/null 2>&1 || die_setup "private containerd starts" "$(tail -30 "$TMP/containerd.log")"
+pass "private containerd with the CRI plugin starts in network namespace $NETNS"
+
+# --- images, built here from the test rootfs
+for spec in "$IMG|null|[\"/probe\"]" "$PAUSE|[\"/probe\",\"pause\"]|null"; do
+    IFS='|' read -r ref ep cmd <<<"$spec"
+    python3 "$CLIENT_DIR/image.py" "$TESTROOT" "$TMP/image.tar" "$ref" "$ep" "$cmd" ||
+        die_setup "build image $ref"
+    out=$("${CT[@]}" images import "$TMP/image.tar" 2>&1) || die_setup "ctr images import $ref" "$out"
+done
+rm -f "$TMP/image.tar"
+pass "images built from the test rootfs and imported"
+
+# --- the scenarios, once per handler
+declare -A RESULT
+for h in "${HANDLERS[@]}"; do
+    say "# --- scenarios with runtime handler $h"
+    nsenter --net="/run/netns/$NETNS" "$CLIENT" --socket "$SOCK" --handler "$h" --image "$IMG" \
+        --cgroup-parent "/$CGPARENT" --tmp "$TMP" --exec-seconds "${CRI_EXEC_SECONDS:-10}" \
+        >"$TMP/scenarios-$h.out" 2>&1
+    sed "s/^/# [$h] /" "$TMP/scenarios-$h.out" | grep -E '^# \[[a-z]+\] (ok|not ok|#    |# )'
+
+    while read -r verdict name; do
+        RESULT[$h/$name]=$verdict
+    done < <(sed -nE 's/^(ok|not ok) - ([^ ]+).*/\1 \2/p' "$TMP/scenarios-$h.out" | sed 's/^not ok/not_ok/')
+done
+names=$(sed -nE 's/^(ok|not ok) - ([^ ]+).*/\2/p' "$TMP"/scenarios-*.out | sort -u)
+[ -n "$names" ] || fail "the CRI client ran no scenario" "$(tail -20 "$TMP"/scenarios-husk.out)"
+for n in $names; do
+    hv=${RESULT[husk/$n]:-missing} rv=${RESULT[runc/$n]:-missing}
+    if [ "$hv" = ok ]; then
+        pass "cri $n (husk ok, runc $rv)"
+    else
+        fail "cri $n (husk $hv, runc $rv)" "$(awk -v n="$n" '$0 ~ "^not ok - " n "( |$)" {p=1; next} /^(ok|not ok) - / {p=0} p' "$TMP/scenarios-husk.out")"
+    fi
+done
+
+# --- nothing left behind
+out=$(timeout 60 nsenter --net="/run/netns/$NETNS" "$CLIENT" --socket "$SOCK" leftovers 2>&1)
+check "no pod sandbox or container left in CRI" "$out" [ -z "$out" ]
+out=$(settled cg_procs)
+check "no process left in the test's cgroups" "$out" [ -z "$out" ]
+out=$("${CT[@]}" tasks ls -q 2>/dev/null; "${CT[@]}" containers ls -q 2>/dev/null)
+check "no containerd task or container left" "$out" [ -z "$out" ]
+shims() { for p in /proc/[0-9]*; do { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -q "containerd-shim.*-address $SOCK" && echo "${p#/proc/}"; done; }
+out=$(settled shims)
+check "no shim left" "$out" [ -z "$out" ]
+out=$(find "$TMP/state" -path '*netns*' -type f 2>/dev/null)
+check "no pod network namespace left" "$out" [ -z "$out" ]
+# (the shim makes one directory per containerd namespace under the runtime's root)
+out=$(find "$TMP/husk-root" -mindepth 2 2>/dev/null)
+check "no husk state left" "$out" [ -z "$out" ]
+out=$(ip -n "$NETNS" -o link show | grep -v -e ' lo:' -e huskcri0)
+check "no veth left in the test network namespace" "$out" [ -z "$out" ]
+out=$(find "$TMP/ipam" -type f ! -name 'last_reserved_ip*' ! -name lock 2>/dev/null)
+check "no address left allocated (host-local)" "$out" [ -z "$out" ]
+finish

@@ -1,0 +1,1034 @@
+//! A CRI client that drives containerd's CRI plugin the way a kubelet does, with one runtime
+//! handler, and checks each scenario's effect from inside the container (the test rootfs's
+//! `/probe`, through ExecSync).
+//!
+//!     husk-cri-test --socket SOCK --handler NAME --image REF --cgroup-parent /P --tmp DIR
+//!                   [--exec-seconds N] [--only SCENARIO]
+//!     husk-cri-test --socket SOCK leftovers     # prints every pod sandbox and container left
+//!     husk-cri-test --socket SOCK cleanup       # stops and removes every pod sandbox
+//!
+//! Prints `ok - NAME` / `not ok - NAME` with the reason, and `N passed, N failed`.
+
+use anyhow::{anyhow, bail, Context, Result};
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::*;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+type Client = RuntimeServiceClient<Channel>;
+
+struct Ctx {
+    rt: Client,
+    handler: String,
+    image: String,
+    cgroup_parent: String,
+    tmp: PathBuf,
+    exec_seconds: u64,
+    n: u32,
+}
+
+const POD: i32 = 0; // NamespaceMode::Pod
+const CONTAINER: i32 = 1; // NamespaceMode::Container
+const NODE: i32 = 2; // NamespaceMode::Node
+const RUNNING: i32 = 1; // ContainerState::ContainerRunning
+const EXITED: i32 = 2; // ContainerState::ContainerExited
+const READY: i32 = 0; // PodSandboxState::SandboxReady
+const NOTREADY: i32 = 1;
+const RUNTIME_DEFAULT: i32 = 0; // SecurityProfile ProfileType
+const UNCONFINED: i32 = 1;
+const LOCALHOST: i32 = 2;
+
+async fn connect(socket: &Path) -> Result<Client> {
+    let path = socket.to_path_buf();
+    let ch = Endpoint::try_from("http://[::]:0")?
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let p = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
+            }
+        }))
+        .await
+        .with_context(|| format!("connecting to {}", socket.display()))?;
+    Ok(RuntimeServiceClient::new(ch))
+}
+
+/// Pod options a scenario changes; everything else is a kubelet's usual pod.
+#[derive(Default, Clone)]
+struct PodOpts {
+    privileged: bool,
+    host_net: bool,
+    host_pid: bool,
+    host_ipc: bool,
+    share_pid: bool,
+}
+
+/// Container options a scenario changes.
+#[derive(Default, Clone)]
+struct CtrOpts {
+    command: Vec<String>,
+    run_as_user: Option<i64>,
+    run_as_group: Option<i64>,
+    groups: Vec<i64>,
+    readonly_rootfs: bool,
+    privileged: bool,
+    add_caps: Vec<String>,
+    drop_caps: Vec<String>,
+    seccomp: Option<SecurityProfile>,
+    memory_limit: i64,
+    attempt: u32,
+    name: Option<String>,
+}
+
+struct Pod {
+    id: String,
+    config: PodSandboxConfig,
+    log_dir: PathBuf,
+}
+
+impl Ctx {
+    fn unique(&mut self, what: &str) -> String {
+        self.n += 1;
+        format!("{what}-{}-{}", self.handler, self.n)
+    }
+
+    async fn run_pod(&mut self, o: &PodOpts) -> Result<Pod> {
+        let name = self.unique("pod");
+        let log_dir = self.tmp.join("logs").join(&name);
+        std::fs::create_dir_all(&log_dir)?;
+        let ns = NamespaceOption {
+            network: if o.host_net { NODE } else { POD },
+            pid: if o.host_pid {
+                NODE
+            } else if o.share_pid {
+                POD
+            } else {
+                CONTAINER
+            },
+            ipc: if o.host_ipc { NODE } else { POD },
+            ..Default::default()
+        };
+        let config = PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: name.clone(),
+                uid: format!("uid-{name}"),
+                namespace: "husk-cri".into(),
+                attempt: 0,
+            }),
+            hostname: if o.host_net {
+                String::new()
+            } else {
+                name.clone()
+            },
+            log_directory: log_dir.display().to_string(),
+            linux: Some(LinuxPodSandboxConfig {
+                cgroup_parent: format!("{}/{name}", self.cgroup_parent),
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(ns),
+                    privileged: o.privileged,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let r = self
+            .rt
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: self.handler.clone(),
+            })
+            .await
+            .map_err(|s| anyhow!("RunPodSandbox: {}", s.message()))?;
+        Ok(Pod {
+            id: r.into_inner().pod_sandbox_id,
+            config,
+            log_dir,
+        })
+    }
+
+    async fn create(&mut self, pod: &Pod, o: &CtrOpts) -> Result<String> {
+        let name = o.name.clone().unwrap_or_else(|| self.unique("ctr"));
+        let pod_ns = pod
+            .config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.clone());
+        let command = if o.command.is_empty() {
+            vec!["/bin/sleep".into(), "3600".into()]
+        } else {
+            o.command.clone()
+        };
+        let config = ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: name.clone(),
+                attempt: o.attempt,
+            }),
+            image: Some(ImageSpec {
+                image: self.image.clone(),
+                ..Default::default()
+            }),
+            command,
+            log_path: format!("{name}_{}.log", o.attempt),
+            linux: Some(LinuxContainerConfig {
+                resources: Some(LinuxContainerResources {
+                    memory_limit_in_bytes: o.memory_limit,
+                    ..Default::default()
+                }),
+                security_context: Some(LinuxContainerSecurityContext {
+                    namespace_options: pod_ns,
+                    run_as_user: o.run_as_user.map(|value| Int64Value { value }),
+                    run_as_group: o.run_as_group.map(|value| Int64Value { value }),
+                    supplemental_groups: o.groups.clone(),
+                    readonly_rootfs: o.readonly_rootfs,
+                    privileged: o.privileged,
+                    capabilities: Some(Capability {
+                        add_capabilities: o.add_caps.clone(),
+                        drop_capabilities: o.drop_caps.clone(),
+                        ..Default::default()
+                    }),
+                    seccomp: o.seccomp.clone(),
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        };
+        let r = self
+            .rt
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.id.clone(),
+                config: Some(config),
+                sandbox_config: Some(pod.config.clone()),
+            })
+            .await
+            .map_err(|s| anyhow!("CreateContainer: {}", s.message()))?;
+        Ok(r.into_inner().container_id)
+    }
+
+    async fn start(&mut self, id: &str) -> Result<()> {
+        self.rt
+            .start_container(StartContainerRequest {
+                container_id: id.into(),
+            })
+            .await
+            .map_err(|s| anyhow!("StartContainer: {}", s.message()))?;
+        Ok(())
+    }
+
+    async fn run(&mut self, pod: &Pod, o: &CtrOpts) -> Result<String> {
+        let id = self.create(pod, o).await?;
+        self.start(&id).await?;
+        Ok(id)
+    }
+
+    async fn exec(&mut self, id: &str, cmd: &[&str]) -> Result<ExecSyncResponse> {
+        let r = self
+            .rt
+            .exec_sync(ExecSyncRequest {
+                container_id: id.into(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                timeout: 30,
+            })
+            .await
+            .map_err(|s| anyhow!("ExecSync {cmd:?}: {}", s.message()))?;
+        Ok(r.into_inner())
+    }
+
+    /// The probe's report from an exec'd process of the container.
+    async fn probe(&mut self, id: &str, args: &[&str]) -> Result<Value> {
+        let mut cmd = vec!["/probe"];
+        cmd.extend_from_slice(args);
+        let r = self.exec(id, &cmd).await?;
+        serde_json::from_slice(&r.stdout).with_context(|| {
+            format!(
+                "probe output (exit {}): {}{}",
+                r.exit_code,
+                String::from_utf8_lossy(&r.stdout),
+                String::from_utf8_lossy(&r.stderr)
+            )
+        })
+    }
+
+    async fn status(&mut self, id: &str) -> Result<ContainerStatus> {
+        let r = self
+            .rt
+            .container_status(ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            })
+            .await
+            .map_err(|s| anyhow!("ContainerStatus: {}", s.message()))?;
+        r.into_inner()
+            .status
+            .ok_or_else(|| anyhow!("ContainerStatus: no status"))
+    }
+
+    async fn wait_exited(&mut self, id: &str, secs: u64) -> Result<ContainerStatus> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.status(id).await?;
+            if s.state == EXITED {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                bail!("container still in state {} after {secs} s", s.state);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn pod_status(&mut self, id: &str) -> Result<PodSandboxStatus> {
+        let r = self
+            .rt
+            .pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: id.into(),
+                verbose: false,
+            })
+            .await
+            .map_err(|s| anyhow!("PodSandboxStatus: {}", s.message()))?;
+        r.into_inner()
+            .status
+            .ok_or_else(|| anyhow!("PodSandboxStatus: no status"))
+    }
+
+    async fn remove_pod(&mut self, id: &str) -> Result<()> {
+        self.rt
+            .stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            })
+            .await
+            .map_err(|s| anyhow!("StopPodSandbox: {}", s.message()))?;
+        self.rt
+            .remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            })
+            .await
+            .map_err(|s| anyhow!("RemovePodSandbox: {}", s.message()))?;
+        Ok(())
+    }
+}
+
+fn ensure(cond: bool, what: impl FnOnce() -> String) -> Result<()> {
+    if cond {
+        Ok(())
+    } else {
+        Err(anyhow!(what()))
+    }
+}
+
+fn cap_eff(p: &Value) -> u64 {
+    u64::from_str_radix(p["caps"]["CapEff"].as_str().unwrap_or("x"), 16).unwrap_or(u64::MAX)
+}
+
+fn ns(p: &Value, which: &str) -> String {
+    p["ns"][which].as_str().unwrap_or("?").to_string()
+}
+
+fn self_ns(which: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{which}"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+/// The probe's value of one cgroup file, v1 or v2 name.
+fn cg_value(p: &Value, v1: &str, v2: &str) -> Option<String> {
+    let f = &p["cgroup_files"];
+    f.get(format!("/sys/fs/cgroup/{v1}"))
+        .or_else(|| f.get(format!("/sys/fs/cgroup/{v2}")))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+}
+
+// ---------------------------------------------------------------- scenarios
+
+async fn pod_lifecycle(c: &mut Ctx) -> Result<String> {
+    let pod = c.run_pod(&PodOpts::default()).await?;
+    let s = c.pod_status(&pod.id).await?;
+    ensure(s.state == READY, || {
+        format!("pod state {} after RunPodSandbox", s.state)
+    })?;
+    let ip = s.network.map(|n| n.ip).unwrap_or_default();
+    ensure(ip.starts_with("10.223.0."), || {
+        format!("pod IP {ip:?} is not from the test's CNI range")
+    })?;
+    c.rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.id.clone(),
+    })
+    .await
+    .map_err(|s| anyhow!("StopPodSandbox: {}", s.message()))?;
+    let s = c.pod_status(&pod.id).await?;
+    ensure(s.state == NOTREADY, || {
+        format!("pod state {} after StopPodSandbox", s.state)
+    })?;
+    c.rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod.id.clone(),
+    })
+    .await
+    .map_err(|s| anyhow!("RemovePodSandbox: {}", s.message()))?;
+    let left =
+        c.rt.list_pod_sandbox(ListPodSandboxRequest::default())
+            .await?
+            .into_inner()
+            .items
+            .into_iter()
+            .any(|p| p.id == pod.id);
+    ensure(!left, || {
+        "the pod is still listed after RemovePodSandbox".into()
+    })?;
+    Ok(format!("ready with IP {ip}, stopped, removed"))
+}
+
+async fn shared_namespaces(c: &mut Ctx) -> Result<String> {
+    let pod = c
+        .run_pod(&PodOpts {
+            share_pid: true,
+            ..Default::default()
+        })
+        .await?;
+    let r = async {
+        let a = c.run(&pod, &CtrOpts::default()).await?;
+        let b = c.run(&pod, &CtrOpts::default()).await?;
+        let pa = c.probe(&a, &[]).await?;
+        let pb = c.probe(&b, &[]).await?;
+        for n in ["net", "ipc", "uts", "pid"] {
+            ensure(ns(&pa, n) == ns(&pb, n), || {
+                format!("{n} namespace differs: {} vs {}", ns(&pa, n), ns(&pb, n))
+            })?;
+        }
+        ensure(ns(&pa, "mnt") != ns(&pb, "mnt"), || {
+            "the two containers share a mount namespace".into()
+        })?;
+        ensure(pa["hostname"] == pb["hostname"], || {
+            "hostnames differ".into()
+        })?;
+        // shareProcessNamespace: each sees the other's sleep and the pause process
+        let ps = c.exec(&a, &["/bin/ps", "-o", "args"]).await?;
+        let ps = String::from_utf8_lossy(&ps.stdout).to_string();
+        ensure(ps.matches("sleep 3600").count() == 2, || {
+            format!("ps in container a does not show both sleeps:\n{ps}")
+        })?;
+        ensure(ps.contains("/probe pause"), || {
+            format!("ps does not show the pause process:\n{ps}")
+        })?;
+        Ok::<_, anyhow::Error>("net, ipc, uts, pid shared; mnt own".to_string())
+    }
+    .await;
+    c.remove_pod(&pod.id).await?;
+    r
+}
+
+fn shim_pid(sandbox: &str) -> Option<u32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains("containerd-shim") && cmd.contains(sandbox) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+async fn exec_sync_rate(c: &mut Ctx) -> Result<String> {
+    let pod = c.run_pod(&PodOpts::default()).await?;
+    let r = async {
+        let id = c.run(&pod, &CtrOpts::default()).await?;
+        let shim = shim_pid(&pod.id).ok_or_else(|| anyhow!("no shim for the pod"))?;
+        // warm up once, then count fds and processes
+        c.exec(&id, &["/bin/true"]).await?;
+        let procs = |o: &ExecSyncResponse| String::from_utf8_lossy(&o.stdout).lines().count();
+        let before_fds = fd_count(shim);
+        let before = procs(&c.exec(&id, &["/bin/ps", "-o", "pid"]).await?);
+        let n = c.exec_seconds * 20;
+        let start = Instant::now();
+        let mut worst = Duration::ZERO;
+        for i in 0..n {
+            // 20 per second, as a tight probe period would
+            let due = start + Duration::from_millis(50 * i);
+            if let Some(d) = due.checked_duration_since(Instant::now()) {
+                tokio::time::sleep(d).await;
+            }
+            let t = Instant::now();
+            let o = c.exec(&id, &["/bin/echo", "alive"]).await?;
+            worst = worst.max(t.elapsed());
+            ensure(o.exit_code == 0 && o.stdout == b"alive\n", || {
+                format!(
+                    "exec {i}: exit {} stdout {:?}",
+                    o.exit_code,
+                    String::from_utf8_lossy(&o.stdout)
+                )
+            })?;
+        }
+        let o = c.exec(&id, &["/bin/sh", "-c", "exit 3"]).await?;
+        ensure(o.exit_code == 3, || {
+            format!("exit code {} for `exit 3`", o.exit_code)
+        })?;
+        let after = procs(&c.exec(&id, &["/bin/ps", "-o", "pid"]).await?);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let after_fds = fd_count(shim);
+        ensure(after == before, || {
+            format!("processes in the container: {before} before, {after} after")
+        })?;
+        ensure(after_fds <= before_fds + 2, || {
+            format!("shim fds: {before_fds} before, {after_fds} after {n} execs")
+        })?;
+        Ok(format!(
+            "{n} execs in {:.1} s, slowest {} ms, no process or fd leaked",
+            start.elapsed().as_secs_f64(),
+            worst.as_millis()
+        ))
+    }
+    .await;
+    c.remove_pod(&pod.id).await?;
+    r
+}
+
+async fn logs_and_reopen(c: &mut Ctx) -> Result<String> {
+    let pod = c.run_pod(&PodOpts::default()).await?;
+    let r = async {
+        let stamp = c.tmp.join(format!("reopen-{}", c.handler));
+        let _ = std::fs::remove_file(&stamp);
+        let script = "echo first-line; echo to-stderr >&2; \
+                      while [ ! -e /proc/1/root/tmp/go ]; do sleep 0.1; done; echo second-line; sleep 3600";
+        let id = c
+            .run(
+                &pod,
+                &CtrOpts {
+                    command: vec!["/bin/sh".into(), "-c".into(), script.into()],
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let st = c.status(&id).await?;
+        let log = pod.log_dir.join(&st.log_path);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        while !read(&log).contains("to-stderr") && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let text = read(&log);
+        // CRI log format: RFC3339Nano timestamp, stream, tag (F full / P partial), the line
+        let ok_line = |l: &str, stream: &str, msg: &str| {
+            let f: Vec<&str> = l.splitn(4, ' ').collect();
+            f.len() == 4 && f[0].contains('T') && f[1] == stream && f[2] == "F" && f[3] == msg
+        };
+        ensure(text.lines().any(|l| ok_line(l, "stdout", "first-line")), || {
+            format!("no CRI-format stdout line in {}:\n{text}", log.display())
+        })?;
+        ensure(text.lines().any(|l| ok_line(l, "stderr", "to-stderr")), || {
+            format!("no CRI-format stderr line:\n{text}")
+        })?;
+        // rotation as kubelet does it: rename, ReopenContainerLog, new lines in a new file
+        let rotated = log.with_extension("log.1");
+        std::fs::rename(&log, &rotated)?;
+        c.rt.reopen_container_log(ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .map_err(|s| anyhow!("ReopenContainerLog: {}", s.message()))?;
+        c.exec(&id, &["/bin/touch", "/tmp/go"]).await?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !read(&log).contains("second-line") && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ensure(read(&log).contains("second-line"), || {
+            format!("after ReopenContainerLog the new file has: {:?}", read(&log))
+        })?;
+        ensure(!read(&rotated).contains("second-line"), || {
+            "the rotated file still receives lines".into()
+        })?;
+        Ok("stdout and stderr in CRI format; reopened after rotation".to_string())
+    }
+    .await;
+    c.remove_pod(&pod.id).await?;
+    r
+}
+
+async fn stats_and_update(c: &mut Ctx) -> Result<String> {
+    let pod = c.run_pod(&PodOpts::default()).await?;
+    let r = async {
+        let id = c
+            .run(
+                &pod,
+                &CtrOpts {
+                    memory_limit: 128 << 20,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        // some CPU time to count
+        c.exec(
+            &id,
+            &[
+                "/bin/sh",
+                "-c",
+                "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done",
+            ],
+        )
+        .await?;
+        let st =
+            c.rt.container_stats(ContainerStatsRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .map_err(|s| anyhow!("ContainerStats: {}", s.message()))?
+            .into_inner()
+            .stats
+            .ok_or_else(|| anyhow!("ContainerStats: no stats"))?;
+        let cpu = st
+            .cpu
+            .and_then(|c| c.usage_core_nano_seconds)
+            .map(|v| v.value)
+            .unwrap_or(0);
+        let mem = st
+            .memory
+            .and_then(|m| m.working_set_bytes)
+            .map(|v| v.value)
+            .unwrap_or(0);
+        ensure(cpu > 0 && mem > 0, || {
+            format!("ContainerStats: cpu {cpu} ns, working set {mem} bytes")
+        })?;
+        let all =
+            c.rt.list_container_stats(ListContainerStatsRequest::default())
+                .await
+                .map_err(|s| anyhow!("ListContainerStats: {}", s.message()))?
+                .into_inner()
+                .stats;
+        ensure(
+            all.iter()
+                .any(|s| s.attributes.as_ref().is_some_and(|a| a.id == id)),
+            || "ListContainerStats does not list the container".into(),
+        )?;
+        let p = c.probe(&id, &[]).await?;
+        let lim = cg_value(&p, "memory/memory.limit_in_bytes", "memory.max");
+        ensure(lim.as_deref() == Some("134217728"), || {
+            format!("memory limit inside {lim:?}, want 134217728")
+        })?;
+        c.rt.update_container_resources(UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(LinuxContainerResources {
+                memory_limit_in_bytes: 96 << 20,
+                cpu_shares: 512,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .map_err(|s| anyhow!("UpdateContainerResources: {}", s.message()))?;
+        let p = c.probe(&id, &[]).await?;
+        let lim = cg_value(&p, "memory/memory.limit_in_bytes", "memory.max");
+        let shares = cg_value(&p, "cpu/cpu.shares", "cpu.weight");
+        ensure(lim.as_deref() == Some("100663296"), || {
+            format!("after UpdateContainerResources the memory limit is {lim:?}")
+        })?;
+        ensure(
+            matches!(shares.as_deref(), Some("512") | Some("20")),
+            || format!("after UpdateContainerResources cpu shares/weight is {shares:?}"),
+        )?;
+        Ok(format!(
+            "cpu {cpu} ns, working set {mem} B; memory 128M -> 96M, shares 512 read back"
+        ))
+    }
+    .await;
+    c.remove_pod(&pod.id).await?;
+    r
+}
+
+async fn oom_and_restart(c: &mut Ctx) -> Result<String> {
+    let pod = c.run_pod(&PodOpts::default()).await?;
+    let r = async {
+        let id = c
+            .run(
+                &pod,
+                &CtrOpts {
+                    command: vec!["/probe".into(), "alloc".into(), "256".into()],
+                    memory_limit: 32 << 20,
+                    name: Some("oom".into()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let s = c.wait_exited(&id, 30).await?;
+        ensure(s.reason == "OOMKilled" && s.exit_code == 137, || {
+            format!("reason {:?}, exit code {}", s.reason, s.exit_code)
+        })?;
+        // a crashed container is replaced as kubelet does: the next attempt in the same pod
+        let crash = c
+            .run(
+                &pod,
+                &CtrOpts {
+                    command: vec!["/bin/sh".into(), "-c".into(), "exit 3".into()],
+                    name: Some("crash".into()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let s = c.wait_exited(&crash, 30).await?;
+        ensure(s.exit_code == 3 && s.reason == "Error", || {
+            format!(
+                "crashed container: exit {} reason {:?}",
+                s.exit_code, s.reason
+            )
+        })?;
+        c.rt.remove_container(RemoveContainerRequest {
+            container_id: crash.clone(),
+        })
+        .await
+        .map_err(|s| anyhow!("RemoveContainer: {}", s.message()))?;
+        let again = c
+            .run(
+                &pod,
+                &CtrOpts {
+                    name: Some("crash".into()),
+                    attempt: 1,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let s = c.status(&again).await?;
+        ensure(s.state == RUNNING, || {
+            format!("restarted container state {}", s.state)
+        })?;
+        Ok("OOMKilled (137); crashed exit 3 replaced by attempt 1, running".to_string())
+    }
+    .await;
+    c.remove_pod(&pod.id).await?;
+    r
+}
+
+async fn seccomp_profiles(c: &mut Ctx) -> Result<String> {
+    let pod = c.run_pod(&PodOpts::default()).await?;
+    let r = async {
+        let rd = c
+            .run(
+                &pod,
+                &CtrOpts {
+                    seccomp: Some(SecurityProfile {
+                        profile_type: RUNTIME_DEFAULT,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let p = c.probe(&rd, &[]).await?;
+        ensure(p["seccomp"] == 2, || format!("RuntimeDefault: seccomp mode {}", p["seccomp"]))?;
+        // RuntimeDefault refuses unshare of a new user namespace... the probe's `unshare` asks
+        // for a UTS namespace, which needs CAP_SYS_ADMIN: EPERM either way; keyctl is refused by
+        // the default profile itself
+        let k = c.probe(&rd, &["syscall", "keyctl"]).await?;
+        ensure(k["ok"] == false, || format!("RuntimeDefault allowed keyctl: {k}"))?;
+        let un = c
+            .run(
+                &pod,
+                &CtrOpts {
+                    seccomp: Some(SecurityProfile {
+                        profile_type: UNCONFINED,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let p = c.probe(&un, &[]).await?;
+        ensure(p["seccomp"] == 0, || format!("Unconfined: seccomp mode {}", p["seccomp"]))?;
+        let prof = c.tmp.join("seccomp").join(format!("deny-mkdir-{}.json", c.handler));
+        std::fs::write(
+            &prof,
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#,
+        )?;
+        let lh = c
+            .run(
+                &pod,
+                &CtrOpts {
+                    seccomp: Some(SecurityProfile {
+                        profile_type: LOCALHOST,
+                        localhost_ref: prof.display().to_string(),
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let m = c.probe(&lh, &["syscall", "mkdir"]).await?;
+        ensure(m["ok"] == false && m["errno"] == 1, || {
+            format!("Localhost profile: mkdir gave {m}, want EPERM")
+        })?;
+        let m = c.probe(&un, &["syscall", "mkdir"]).await?;
+        ensure(m["ok"] == true, || format!("Unconfined: mkdir gave {m}"))?;
+        Ok("RuntimeDefault mode 2 (keyctl refused), Unconfined 0, Localhost mkdir EPERM".into())
+    }
+    .await;
+    c.remove_pod(&pod.id).await?;
+    r
+}
+
+async fn security_context(c: &mut Ctx) -> Result<String> {
+    let pod = c.run_pod(&PodOpts::default()).await?;
+    let r = async {
+        let id = c
+            .run(
+                &pod,
+                &CtrOpts {
+                    run_as_user: Some(1000),
+                    run_as_group: Some(1000),
+                    groups: vec![1001],
+                    readonly_rootfs: true,
+                    drop_caps: vec!["ALL".into()],
+                    add_caps: vec!["NET_BIND_SERVICE".into()],
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let p = c.probe(&id, &[]).await?;
+        ensure(p["uid"] == 1000 && p["gid"] == 1000, || {
+            format!("uid {} gid {}", p["uid"], p["gid"])
+        })?;
+        let groups: Vec<i64> = p["groups"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|g| g.as_i64()).collect())
+            .unwrap_or_default();
+        ensure(groups.contains(&1001), || {
+            format!("groups {groups:?} lack 1001")
+        })?;
+        // a non-root process has no effective capabilities; the bounding set is exactly
+        // NET_BIND_SERVICE (bit 10)
+        let bnd = u64::from_str_radix(p["caps"]["CapBnd"].as_str().unwrap_or("x"), 16).unwrap_or(0);
+        ensure(bnd == 1 << 10, || format!("CapBnd {bnd:#x}, want 0x400"))?;
+        let w = c.probe(&id, &["write", "/rootfs-write-test", "x"]).await?;
+        ensure(w["ok"] == false, || {
+            format!("read-only rootfs was written: {w}")
+        })?;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    c.remove_pod(&pod.id).await?;
+    r?;
+    // a privileged container needs a privileged pod
+    let pod = c
+        .run_pod(&PodOpts {
+            privileged: true,
+            ..Default::default()
+        })
+        .await?;
+    let r = async {
+        let priv_id = c
+            .run(
+                &pod,
+                &CtrOpts {
+                    privileged: true,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let p = c.probe(&priv_id, &[]).await?;
+        let host_caps = {
+            let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+                .unwrap_or(0)
+        };
+        ensure(cap_eff(&p) == host_caps, || {
+            format!("privileged CapEff {:#x}, host bounding set {host_caps:#x}", cap_eff(&p))
+        })?;
+        let ls = c.probe(&priv_id, &["ls", "/dev"]).await?;
+        let has_loop = ls["entries"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e.as_str().is_some_and(|s| s.starts_with("loop") || s == "kmsg")));
+        ensure(has_loop, || format!("privileged /dev lacks the host's devices: {ls}"))?;
+        Ok("uid/gid 1000, group 1001, bounding set NET_BIND_SERVICE, read-only root; privileged: all caps and host devices".into())
+    }
+    .await;
+    c.remove_pod(&pod.id).await?;
+    r
+}
+
+async fn host_namespaces(c: &mut Ctx) -> Result<String> {
+    let pod = c
+        .run_pod(&PodOpts {
+            host_net: true,
+            host_pid: true,
+            host_ipc: true,
+            ..Default::default()
+        })
+        .await?;
+    let r = async {
+        let id = c.run(&pod, &CtrOpts::default()).await?;
+        let p = c.probe(&id, &[]).await?;
+        // the client runs in the same network namespace as containerd (the test's)
+        for n in ["net", "pid", "ipc"] {
+            ensure(ns(&p, n) == self_ns(n), || {
+                format!("host{n}: container {} vs node {}", ns(&p, n), self_ns(n))
+            })?;
+        }
+        ensure(ns(&p, "mnt") != self_ns("mnt"), || {
+            "the container shares the node's mount namespace".into()
+        })?;
+        Ok("net, pid, ipc are the node's".into())
+    }
+    .await;
+    c.remove_pod(&pod.id).await?;
+    r
+}
+
+// ---------------------------------------------------------------- main
+
+async fn leftovers(rt: &mut Client) -> Result<Vec<String>> {
+    let mut l = Vec::new();
+    for p in rt
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await?
+        .into_inner()
+        .items
+    {
+        l.push(format!(
+            "pod sandbox {} ({:?})",
+            p.id,
+            p.metadata.map(|m| m.name)
+        ));
+    }
+    for c in rt
+        .list_containers(ListContainersRequest::default())
+        .await?
+        .into_inner()
+        .containers
+    {
+        l.push(format!("container {}", c.id));
+    }
+    Ok(l)
+}
+
+async fn cleanup(rt: &mut Client) -> Result<()> {
+    for p in rt
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await?
+        .into_inner()
+        .items
+    {
+        let _ = rt
+            .stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: p.id.clone(),
+            })
+            .await;
+        let _ = rt
+            .remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: p.id,
+            })
+            .await;
+    }
+    Ok(())
+}
+
+fn parse_args() -> Result<(HashMap<String, String>, Option<String>)> {
+    let mut m = HashMap::new();
+    let mut cmd = None;
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        if let Some(k) = a.strip_prefix("--") {
+            let v = it.next().ok_or_else(|| anyhow!("--{k} needs a value"))?;
+            m.insert(k.to_string(), v);
+        } else {
+            cmd = Some(a);
+        }
+    }
+    Ok((m, cmd))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    if let Err(e) = real_main().await {
+        println!("not ok - setup: {e:#}");
+        println!("0 passed, 1 failed");
+        std::process::exit(1);
+    }
+}
+
+async fn real_main() -> Result<()> {
+    let (a, cmd) = parse_args()?;
+    let get = |k: &str| {
+        a.get(k)
+            .cloned()
+            .ok_or_else(|| anyhow!("--{k} is required"))
+    };
+    let mut rt = connect(Path::new(&get("socket")?)).await?;
+    match cmd.as_deref() {
+        Some("leftovers") => {
+            for l in leftovers(&mut rt).await? {
+                println!("{l}");
+            }
+            return Ok(());
+        }
+        Some("cleanup") => return cleanup(&mut rt).await,
+        Some(other) => bail!("unknown command {other}"),
+        None => {}
+    }
+    let v = rt
+        .version(VersionRequest::default())
+        .await
+        .map_err(|s| anyhow!("Version: {}", s.message()))?
+        .into_inner();
+    println!(
+        "# {} {} (CRI {})",
+        v.runtime_name, v.runtime_version, v.runtime_api_version
+    );
+    let mut c = Ctx {
+        rt,
+        handler: get("handler")?,
+        image: get("image")?,
+        cgroup_parent: get("cgroup-parent")?,
+        tmp: PathBuf::from(get("tmp")?),
+        exec_seconds: a
+            .get("exec-seconds")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10),
+        n: 0,
+    };
+    let only = a.get("only").cloned();
+    let (mut pass, mut fail) = (0, 0);
+    macro_rules! scenario {
+        ($name:literal, $f:ident) => {
+            if only.as_deref().is_none_or(|o| o == $name) {
+                let t = Instant::now();
+                match $f(&mut c).await {
+                    Ok(d) => {
+                        pass += 1;
+                        println!("ok - {} ({d}; {} ms)", $name, t.elapsed().as_millis());
+                    }
+                    Err(e) => {
+                        fail += 1;
+                        println!("not ok - {}", $name);
+                        println!("#    {e:#}");
+                        // whatever the scenario left, so the next one starts clean
+                        let _ = cleanup(&mut c.rt).await;
+                    }
+                }
+            }
+        };
+    }
+    scenario!("pod-lifecycle", pod_lifecycle);
+    scenario!("shared-namespaces", shared_namespaces);
+    scenario!("exec-sync-20-per-second", exec_sync_rate);
+    scenario!("logs-and-reopen", logs_and_reopen);
+    scenario!("stats-and-update-resources", stats_and_update);
+    scenario!("oom-and-restart", oom_and_restart);
+    scenario!("seccomp-profiles", seccomp_profiles);
+    scenario!("security-context", security_context);
+    scenario!("host-namespaces", host_namespaces);
+    println!("{pass} passed, {fail} failed");
+    if fail > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
