@@ -1108,10 +1108,37 @@ fn same_cgroups_path_same_cgroup() {
 #[test]
 fn invalid_cgroups_path_is_an_error() {
     root_or_skip!("invalid_cgroups_path_is_an_error");
-    for p in ["/", "/..", "system.slice:husk:x"] {
+    for p in ["/", "/.."] {
         let mut c = Ctr::new("cginval", "default");
         c.config["linux"]["cgroupsPath"] = p.into();
         create_fails_naming(&mut c, &["cgroupsPath"]);
+    }
+}
+
+/// The systemd form `slice:prefix:name` without `--systemd-cgroup` (an engine configured for
+/// cgroupfs while its client, e.g. kubelet, assumed systemd): runc takes it as an ordinary path
+/// relative to its own cgroup and runs the container; husk does too, and warns, naming the
+/// mismatch.
+#[test]
+fn systemd_form_cgroups_path_without_systemd_driver_is_a_relative_path() {
+    root_or_skip!("systemd_form_cgroups_path_without_systemd_driver_is_a_relative_path");
+    let mut c = Ctr::new("cgsdform", "default");
+    let path = format!("husk-test.slice:cri:{}", c.id);
+    c.config["linux"]["cgroupsPath"] = path.clone().into();
+    let v = c.run_probe();
+    let lines = cgroup_lines(&v);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("memory") && l.ends_with(&format!("/{path}"))),
+        "the container is not in the relative cgroup {path}: {lines:?}"
+    );
+    if !is_runc() {
+        let log = c.log_text();
+        assert!(
+            log.contains("systemd form") && log.contains("--systemd-cgroup"),
+            "no warning naming the mismatch in the log: {log}"
+        );
     }
 }
 

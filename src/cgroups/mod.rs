@@ -9,7 +9,8 @@
 //!   husk itself runs in; on v1 per hierarchy (runc `GetOwnCgroupPath`), on v2 below the *parent*
 //!   of the own cgroup (runc fs2 `defaultDirPath`: the own cgroup usually has processes, so no
 //!   controllers could be enabled for a child of it);
-//! - `slice:prefix:name` only with the systemd driver (`systemd.rs`).
+//! - `slice:prefix:name` is the systemd driver's form (`systemd.rs`); without
+//!   `--systemd-cgroup` it is a relative path like any other, with a warning, as runc takes it.
 //!
 //! How the rest of husk uses it:
 //! - create/run: `new_manager(spec cgroupsPath, id, --systemd-cgroup)`, `create()`,
@@ -175,20 +176,19 @@ pub fn delegation_owner(spec: &oci_spec::runtime::Spec) -> Option<(Option<u32>, 
     (owner != (None, None)).then_some(owner)
 }
 
+/// `slice:prefix:name`, the cgroupsPath form of the systemd driver.
+fn is_systemd_form(p: &str) -> bool {
+    !p.starts_with('/') && p.split(':').count() == 3
+}
+
 /// The cgroup path (as in /proc/self/cgroup, relative to a hierarchy root or relative to the own
 /// cgroup when it does not start with "/") for a cgroupsPath and container id, without the
 /// systemd driver.
 pub fn inner_path(cgroups_path: Option<&str>, id: &str) -> Result<String> {
     match cgroups_path.filter(|p| !p.is_empty()) {
-        Some(p) => {
-            if !p.starts_with('/') && p.split(':').count() == 3 {
-                bail!(
-                    "cgroupsPath {p:?} has the systemd form slice:prefix:name, which needs \
-                     --systemd-cgroup"
-                );
-            }
-            Ok(util::clean_path(p))
-        }
+        // the systemd form slice:prefix:name without --systemd-cgroup is, as in runc, an
+        // ordinary relative path (`new_manager_with` warns about the mismatch)
+        Some(p) => Ok(util::clean_path(p)),
         None => {
             // runc: no cgroupsPath means Name = id, Path = "" -> the relative path "<id>".
             if id.is_empty() {
@@ -232,6 +232,15 @@ pub fn new_manager_with(
             annotations,
             rootless,
         )?));
+    }
+    if let Some(p) = cgroups_path.filter(|p| is_systemd_form(p)) {
+        // an engine configured for cgroupfs while its client assumed systemd (kubelet's
+        // default driver): runc takes the string as a relative path, and so does husk
+        crate::logging::warn(&format!(
+            "cgroupsPath {p:?} has the systemd form slice:prefix:name but --systemd-cgroup is not \
+             set: using it as a cgroupfs path relative to the runtime's own cgroup (is the engine \
+             configured for the systemd cgroup driver?)"
+        ));
     }
     let inner = inner_path(cgroups_path, id)?;
     if inner == "/" || inner == "." {
@@ -371,8 +380,14 @@ mod tests {
         assert_eq!(inner_path(Some("../../a"), "id").unwrap(), "a");
         assert_eq!(inner_path(None, "ctr1").unwrap(), "ctr1");
         assert_eq!(inner_path(Some(""), "ctr1").unwrap(), "ctr1");
-        let e = inner_path(Some("system.slice:husk:ctr1"), "ctr1").unwrap_err();
-        assert!(e.to_string().contains("--systemd-cgroup"), "{e}");
+        // the systemd form without the systemd driver: a relative path, as in runc
+        assert_eq!(
+            inner_path(Some("system.slice:husk:ctr1"), "ctr1").unwrap(),
+            "system.slice:husk:ctr1"
+        );
+        assert!(is_systemd_form("system.slice:husk:ctr1"));
+        assert!(!is_systemd_form("/a:b:c"));
+        assert!(!is_systemd_form("a:b"));
         // an absolute path with colons is a plain path
         assert_eq!(inner_path(Some("/a:b:c"), "id").unwrap(), "/a:b:c");
     }
