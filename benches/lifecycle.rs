@@ -6,6 +6,8 @@
 //! - `exec` of /bin/true into a running container;
 //! - docker: `docker run --rm IMAGE true` and `docker exec CTR true` through one private dockerd
 //!   with every runtime registered (see lifecycle/docker.rs; on when dockerd is installed);
+//! - cri: a one-container pod's life and ExecSync through containerd's CRI plugin with every
+//!   runtime as a handler (lifecycle/cri.rs, integration/cri.sh);
 //! - peak RSS of the runtime's largest process during `run` (wait4 rusage), and the smallest
 //!   `memory.limit` under which a container still starts (binary search);
 //! - throughput: 100 containers one after the other, and 100 with 10 at a time;
@@ -22,13 +24,15 @@
 //!
 //! Env: BENCH_RUNS (default 40), BENCH_WARMUP (5), BENCH_SCALE (1000), BENCH_HUSK (the static
 //! build of `make release`, else target/release/husk), BENCH_RUNTIMES (name=path,... to override the set), BENCH_ONLY (comma
-//! list of sections: run,phases,exec,docker,rss,minmem,throughput,scale,version),
-//! BENCH_DOCKER_RUNS (20), BENCH_DOCKER_WARMUP (3).
+//! list of sections: run,phases,exec,docker,cri,rss,minmem,throughput,scale,version),
+//! BENCH_DOCKER_RUNS (20), BENCH_DOCKER_WARMUP (3), BENCH_CRI_RUNS (20), BENCH_CRI_WARMUP (3).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "lifecycle/cri.rs"]
+mod cri;
 #[path = "lifecycle/docker.rs"]
 mod docker;
 
@@ -538,6 +542,11 @@ fn main() {
         let runs = env_usize("BENCH_DOCKER_RUNS", 20);
         let warmup = env_usize("BENCH_DOCKER_WARMUP", 3);
         rows.extend(docker::measure(&b, runs, warmup, &mut notes));
+    }
+    if want("cri") {
+        let runs = env_usize("BENCH_CRI_RUNS", 20);
+        let warmup = env_usize("BENCH_CRI_WARMUP", 3);
+        rows.extend(cri::measure(&b, runs, warmup, &mut notes));
     }
     if want("rss") {
         eprintln!("bench: peak RSS");

@@ -13,6 +13,8 @@
 # Ends with "N passed, N failed".
 #   HUSK_BIN=/usr/sbin/runc bash integration/cri.sh   # validate the scenarios with runc only
 #   CRI_EXEC_SECONDS=60 bash integration/cri.sh       # ExecSync at 20/s for a minute
+#   CRI_BENCH_RUNTIMES=husk=/p/husk,runc=/usr/sbin/runc,crun=/usr/bin/crun CRI_BENCH_RUNS=20 \
+#       bash integration/cri.sh                       # `make bench`'s pod rows instead of the tests
 set -uo pipefail
 . "$(dirname "$0")/engines/lib.sh"
 
@@ -25,7 +27,14 @@ SOCK=$TMP/containerd.sock
 CT=(ctr -a "$SOCK" -n k8s.io)
 IMG=docker.io/library/husk-cri-probe:1
 PAUSE=docker.io/library/husk-cri-pause:1
+# handler=binary pairs; the benchmark passes its own set
+declare -A BINARY=([husk]=$HUSK_BIN [runc]=/usr/sbin/runc)
 HANDLERS=(husk runc)
+if [ -n "${CRI_BENCH_RUNTIMES:-}" ]; then
+    BINARY=() HANDLERS=()
+    IFS=, read -ra pairs <<<"$CRI_BENCH_RUNTIMES"
+    for p in "${pairs[@]}"; do BINARY[${p%%=*}]=${p#*=}; HANDLERS+=("${p%%=*}"); done
+fi
 
 engine_cleanup() {
     [ -x "${CLIENT:-}" ] && [ -S "$SOCK" ] &&
@@ -44,7 +53,7 @@ pass "build the CRI client"
 # --- network namespace, CNI config
 ip netns add "$NETNS" || die_setup "ip netns add $NETNS"
 ip -n "$NETNS" link set lo up
-mkdir -p "$TMP/cni" "$TMP/ipam" "$TMP/husk-root" "$TMP/runc-root" "$TMP/logs" "$TMP/seccomp"
+mkdir -p "$TMP/cni" "$TMP/ipam" "$TMP/logs" "$TMP/seccomp"
 cat >"$TMP/cni/10-husk-cri.conflist" <<EOT
 {
   "cniVersion": "0.4.0",
@@ -88,10 +97,12 @@ state = "$TMP/state"
     conf_dir = "$TMP/cni"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
-    default_runtime_name = "husk"
+    default_runtime_name = "${HANDLERS[0]}"
 EOT
-    runtime husk "$HUSK_BIN" "$TMP/husk-root"
-    runtime runc /usr/sbin/runc "$TMP/runc-root"
+    for h in "${HANDLERS[@]}"; do
+        mkdir -p "$TMP/$h-root"
+        runtime "$h" "${BINARY[$h]}" "$TMP/$h-root"
+    done
 } >"$TMP/containerd.toml"
 nsenter --net="/run/netns/$NETNS" containerd --config "$TMP/containerd.toml" --log-level info \
     >"$TMP/containerd.log" 2>&1 &
@@ -108,6 +119,16 @@ for spec in "$IMG|null|[\"/probe\"]" "$PAUSE|[\"/probe\",\"pause\"]|null"; do
 done
 rm -f "$TMP/image.tar"
 pass "images built from the test rootfs and imported"
+
+if [ -n "${CRI_BENCH_RUNTIMES:-}" ]; then
+    IFS=,; hs="${HANDLERS[*]}"; unset IFS
+    nsenter --net="/run/netns/$NETNS" "$CLIENT" --socket "$SOCK" --handlers "$hs" --image "$IMG" \
+        --cgroup-parent "/$CGPARENT" --tmp "$TMP" --runs "${CRI_BENCH_RUNS:-20}" \
+        --warmup "${CRI_BENCH_WARMUP:-3}" bench
+    check "CRI benchmark ran" "" [ "$?" = 0 ]
+    finish
+    exit
+fi
 
 # --- the scenarios, once per handler
 declare -A RESULT

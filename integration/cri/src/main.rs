@@ -6,6 +6,8 @@
 //!                   [--exec-seconds N] [--only SCENARIO]
 //!     husk-cri-test --socket SOCK leftovers     # prints every pod sandbox and container left
 //!     husk-cri-test --socket SOCK cleanup       # stops and removes every pod sandbox
+//!     husk-cri-test --socket SOCK --handlers a,b --image REF --cgroup-parent /P --tmp DIR
+//!                   [--runs N] [--warmup N] bench     # pod lifecycle and ExecSync timings
 //!
 //! Prints `ok - NAME` / `not ok - NAME` with the reason, and `N passed, N failed`.
 
@@ -931,6 +933,59 @@ async fn cleanup(rt: &mut Client) -> Result<()> {
     Ok(())
 }
 
+/// `bench`: a one-container pod's whole life (RunPodSandbox + CreateContainer + StartContainer
+/// + StopPodSandbox + RemovePodSandbox), and ExecSync of /bin/true into a running container,
+/// each handler in turn run by run so drift hits all alike. Prints `bench pod|exec HANDLER MS`.
+async fn bench(c: &mut Ctx, handlers: &[String], runs: usize, warmup: usize) -> Result<()> {
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
+    for i in 0..runs + warmup {
+        for k in 0..handlers.len() {
+            let h = &handlers[(i + k) % handlers.len()];
+            c.handler = h.clone();
+            let t = Instant::now();
+            let pod = c.run_pod(&PodOpts::default()).await?;
+            let ctr = c
+                .run(
+                    &pod,
+                    &CtrOpts {
+                        command: vec!["/bin/true".into()],
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            c.remove_pod(&pod.id).await?;
+            if i >= warmup {
+                println!("bench pod {h} {:.3}", ms(t));
+            }
+            let _ = ctr;
+        }
+    }
+    let mut pods = Vec::new();
+    for h in handlers {
+        c.handler = h.clone();
+        let pod = c.run_pod(&PodOpts::default()).await?;
+        let id = c.run(&pod, &CtrOpts::default()).await?;
+        pods.push((h.clone(), pod.id, id));
+    }
+    for i in 0..(runs + warmup) * 2 {
+        for k in 0..pods.len() {
+            let (h, _, id) = &pods[(i + k) % pods.len()];
+            let t = Instant::now();
+            let o = c.exec(id, &["/bin/true"]).await?;
+            ensure(o.exit_code == 0, || {
+                format!("exec under {h}: exit {}", o.exit_code)
+            })?;
+            if i >= warmup {
+                println!("bench exec {h} {:.3}", ms(t));
+            }
+        }
+    }
+    for (_, pod, _) in pods {
+        c.remove_pod(&pod).await?;
+    }
+    Ok(())
+}
+
 fn parse_args() -> Result<(HashMap<String, String>, Option<String>)> {
     let mut m = HashMap::new();
     let mut cmd = None;
@@ -971,6 +1026,22 @@ async fn real_main() -> Result<()> {
             return Ok(());
         }
         Some("cleanup") => return cleanup(&mut rt).await,
+        Some("bench") => {
+            let mut c = Ctx {
+                rt,
+                handler: String::new(),
+                image: get("image")?,
+                cgroup_parent: get("cgroup-parent")?,
+                tmp: PathBuf::from(get("tmp")?),
+                exec_seconds: 0,
+                n: 0,
+            };
+            let handlers: Vec<String> = get("handlers")?.split(',').map(String::from).collect();
+            let num = |k: &str, d: usize| a.get(k).and_then(|s| s.parse().ok()).unwrap_or(d);
+            let r = bench(&mut c, &handlers, num("runs", 20), num("warmup", 3)).await;
+            let _ = cleanup(&mut c.rt).await;
+            return r;
+        }
         Some(other) => bail!("unknown command {other}"),
         None => {}
     }
