@@ -15,6 +15,9 @@
 #   CRI_EXEC_SECONDS=60 bash integration/cri.sh       # ExecSync at 20/s for a minute
 #   CRI_BENCH_RUNTIMES=husk=/p/husk,runc=/usr/sbin/runc,crun=/usr/bin/crun CRI_BENCH_RUNS=20 \
 #       bash integration/cri.sh                       # `make bench`'s pod rows instead of the tests
+#   CRI_CONTAINERD_SNIPPET=docs/engines/containerd-config.toml CRI_ONLY=pod-lifecycle \
+#       bash integration/cri.sh   # the handlers exactly as that file configures them (husk only;
+#                                 # SystemdCgroup set false on a host without systemd)
 set -uo pipefail
 . "$(dirname "$0")/engines/lib.sh"
 
@@ -76,6 +79,9 @@ runtime() { # runtime NAME BINARY ROOT
         SystemdCgroup = false
 EOT
 }
+if [ -n "${CRI_CONTAINERD_SNIPPET:-}" ]; then
+    HANDLERS=(husk)
+fi
 {
     cat <<EOT
 version = 2
@@ -95,14 +101,23 @@ state = "$TMP/state"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$TMP/cni"
+EOT
+    if [ -n "${CRI_CONTAINERD_SNIPPET:-}" ]; then
+        # the documented file's tables, as they are (without systemd, its cgroupfs variant)
+        sc=true
+        [ -d /run/systemd/system ] || sc=false
+        grep -v '^version = ' "$CRI_CONTAINERD_SNIPPET" | sed "s/SystemdCgroup = true/SystemdCgroup = $sc/"
+    else
+        cat <<EOT
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "${HANDLERS[0]}"
 EOT
-    for h in "${HANDLERS[@]}"; do
-        mkdir -p "$TMP/$h-root"
-        runtime "$h" "${BINARY[$h]}" "$TMP/$h-root"
-    done
+        for h in "${HANDLERS[@]}"; do
+            mkdir -p "$TMP/$h-root"
+            runtime "$h" "${BINARY[$h]}" "$TMP/$h-root"
+        done
+    fi
 } >"$TMP/containerd.toml"
 nsenter --net="/run/netns/$NETNS" containerd --config "$TMP/containerd.toml" --log-level info \
     >"$TMP/containerd.log" 2>&1 &
@@ -136,7 +151,7 @@ for h in "${HANDLERS[@]}"; do
     say "# --- scenarios with runtime handler $h"
     nsenter --net="/run/netns/$NETNS" "$CLIENT" --socket "$SOCK" --handler "$h" --image "$IMG" \
         --cgroup-parent "/$CGPARENT" --tmp "$TMP" --exec-seconds "${CRI_EXEC_SECONDS:-10}" \
-        >"$TMP/scenarios-$h.out" 2>&1
+        ${CRI_ONLY:+--only "$CRI_ONLY"} >"$TMP/scenarios-$h.out" 2>&1
     sed "s/^/# [$h] /" "$TMP/scenarios-$h.out" | grep -E '^# \[[a-z]+\] (ok|not ok|#    |# )'
 
     while read -r verdict name; do
@@ -167,7 +182,7 @@ check "no shim left" "$out" [ -z "$out" ]
 out=$(find "$TMP/state" -path '*netns*' -type f 2>/dev/null)
 check "no pod network namespace left" "$out" [ -z "$out" ]
 # (the shim makes one directory per containerd namespace under the runtime's root)
-out=$(find "$TMP/husk-root" -mindepth 2 2>/dev/null)
+out=$(find "$TMP/husk-root" -mindepth 2 2>/dev/null; [ -n "${CRI_CONTAINERD_SNIPPET:-}" ] && find /run/containerd/runc/k8s.io -maxdepth 1 -mindepth 1 -newer "$TMP" 2>/dev/null)
 check "no husk state left" "$out" [ -z "$out" ]
 out=$(ip -n "$NETNS" -o link show | grep -v -e ' lo:' -e huskcri0)
 check "no veth left in the test network namespace" "$out" [ -z "$out" ]

@@ -3,8 +3,9 @@
 # `man husk-run`, bash completion of `husk <Tab><Tab>`, `husk --version`, and one container through
 # each engine configured with the exact files of docs/engines/ (private daemons under a temp dir,
 # as integration/engines/): dockerd with daemon.json, podman with containers.conf, containerd
-# with containerd-config.toml (its CRI handler is checked in containerd's own config dump; ctr,
-# which does not read the CRI section, runs a container with --runc-binary /usr/bin/husk).
+# with containerd-config.toml (read back from containerd's config dump, then pods run through that
+# CRI handler by integration/cri.sh's client; and ctr, which does not read the CRI section, runs
+# a container with --runc-binary /usr/bin/husk).
 # The package is removed again on exit unless it was installed before this run.
 # Ends with "N passed, N failed".
 set -uo pipefail
@@ -153,4 +154,9 @@ if wait_for 30 "${CT[@]}" version >/dev/null 2>&1; then
 else
     fail "containerd starts with docs/engines/containerd-config.toml" "$(tail -20 "$TMP/containerd.log")"
 fi
+# the CRI handler exactly as the documented file configures it, driven by the CRI client
+out=$(CRI_CONTAINERD_SNIPPET="$REPO/docs/engines/containerd-config.toml" CRI_ONLY=pod-lifecycle,shared-namespaces \
+    HUSK_BIN="$BIN" bash "$REPO/integration/cri.sh" 2>&1); rc=$?
+check "containerd's CRI with docs/engines/containerd-config.toml runs pods on $BIN (handler husk)" \
+    "$(grep -E '^(not ok|#)' <<<"$out" | tail -20)" [ "$rc" = 0 ]
 finish

@@ -3,7 +3,7 @@
 //! `/probe`, through ExecSync).
 //!
 //!     husk-cri-test --socket SOCK --handler NAME --image REF --cgroup-parent /P --tmp DIR
-//!                   [--exec-seconds N] [--only SCENARIO]
+//!                   [--exec-seconds N] [--only SCENARIO[,SCENARIO...]]
 //!     husk-cri-test --socket SOCK leftovers     # prints every pod sandbox and container left
 //!     husk-cri-test --socket SOCK cleanup       # stops and removes every pod sandbox
 //!     husk-cri-test --socket SOCK --handlers a,b --image REF --cgroup-parent /P --tmp DIR
@@ -1070,7 +1070,10 @@ async fn real_main() -> Result<()> {
     let (mut pass, mut fail) = (0, 0);
     macro_rules! scenario {
         ($name:literal, $f:ident) => {
-            if only.as_deref().is_none_or(|o| o == $name) {
+            if only
+                .as_deref()
+                .is_none_or(|o| o.split(",").any(|x| x == $name))
+            {
                 let t = Instant::now();
                 match $f(&mut c).await {
                     Ok(d) => {
