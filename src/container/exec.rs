@@ -53,7 +53,8 @@ fn build_process(spec: &Spec, a: &ExecArgs) -> Result<Process> {
                 let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&data) else {
                     return Err(e);
                 };
-                if !crate::spec::drop_empty_affinity(&mut v) {
+                let affinity = crate::spec::drop_empty_affinity(&mut v);
+                if !crate::spec::default_user(&mut v) && !affinity {
                     return Err(e);
                 }
                 serde_json::from_value(v).map_err(|_| e)?

@@ -86,8 +86,9 @@ fn lenient(bytes: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
     let mut v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     let process = v.get_mut("process")?;
     let affinity = drop_empty_affinity(process);
+    let user = default_user(process);
     let unknown = drop_unknown_caps(process);
-    if unknown.is_empty() && !affinity {
+    if unknown.is_empty() && !affinity && !user {
         return None;
     }
     Some((serde_json::to_vec(&v).ok()?, unknown))
@@ -105,6 +106,19 @@ pub fn drop_empty_affinity(process: &mut serde_json::Value) -> bool {
     let before = a.len();
     a.retain(|k, v| !(matches!(k.as_str(), "initial" | "final") && v.as_str() == Some("")));
     a.len() != before
+}
+
+/// config.md: `process.user` is optional (only `cwd` is REQUIRED); runc's specconv then runs
+/// the process as uid 0 / gid 0. oci-spec requires the field: adds `{"uid":0,"gid":0}` when it
+/// is missing; true if it did.
+pub fn default_user(process: &mut serde_json::Value) -> bool {
+    match process.as_object_mut() {
+        Some(p) if !p.contains_key("user") => {
+            p.insert("user".into(), serde_json::json!({"uid": 0, "gid": 0}));
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Removes the capability names husk does not know from `process.capabilities`; returns them
