@@ -171,6 +171,11 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
         )?;
     }
     if let Some(cc) = hooks.and_then(|h| h.create_container().as_ref()) {
+        // runc runs them with the container's rootfs (the self-bind) as cwd
+        step(
+            "chdir to the rootfs for the createContainer hooks",
+            nix::unistd::chdir(&ctx.bundle.rootfs).map_err(Into::into),
+        )?;
         let state = crate::hooks::state_json(
             ctx.id,
             "created",
