@@ -154,7 +154,12 @@ pub fn prepare_with(
     if !rootfs.is_absolute() {
         bail!("rootfs {} is not an absolute path", rootfs.display());
     }
-    let prop = rootfs_propagation(spec)?.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    // An unbindable / would refuse the rootfs self-bind below (EINVAL): it gets the default
+    // here and is made unbindable by `finalize`, on the container's own root.
+    let prop = match rootfs_propagation(spec)? {
+        Some(p) if !p.contains(MsFlags::MS_UNBINDABLE) => p,
+        _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    };
     mount(NONE, "/", NONE, prop, NONE)
         .context("setting the propagation of / in the new mount namespace")?;
     make_parent_mount_private(rootfs, prop)?;
@@ -202,6 +207,23 @@ pub fn prepare_with(
         dev::dev_symlinks(ctx.root.as_fd())?;
     }
     if let Some(d) = &ctx.dev_ro_later {
+        let terminal = spec
+            .process()
+            .as_ref()
+            .is_some_and(|p| p.terminal().unwrap_or(false));
+        if terminal && d == Path::new("/dev") {
+            // the pty is bound onto /dev/console after pivot_root: its mount point must exist
+            // before /dev turns read-only (runc makes /dev read-only after the console)
+            let console = Path::new("/dev/console");
+            match resolve(ctx.root.as_fd(), console, false) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    create_file(ctx.root.as_fd(), console, Mode::from_bits_truncate(0o666))
+                        .context("creating /dev/console before /dev is made read-only")?;
+                }
+                Err(e) => return Err(e).context("resolving /dev/console"),
+            }
+        }
         let fd = resolve(ctx.root.as_fd(), d, true).with_context(|| format!("re-opening {d:?}"))?;
         let ro = MountAttr {
             set: api::MOUNT_ATTR_RDONLY,
