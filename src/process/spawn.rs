@@ -186,9 +186,11 @@ fn spawn_in(
         StartGate::Channel
     };
 
-    // Id-mapped mounts need the initial user namespace's privilege over the source filesystem:
-    // made here, attached by the init (which inherits the fds; they are close-on-exec).
-    let idmapped = crate::rootfs::idmap::detach_trees(spec, &bundle.dir)?;
+    // Id-mapped mounts need the initial user namespace's privilege over the source filesystem,
+    // and in a user namespace every bind source is opened with the host's credentials: made
+    // here, attached by the init (which inherits the fds; they are close-on-exec).
+    let userns = plan.creates(libc::CLONE_NEWUSER) || plan.joins(LinuxNamespaceType::User);
+    let idmapped = crate::rootfs::idmap::detach_trees(spec, &bundle.dir, userns)?;
 
     let (parent_chan, child_chan) = Channel::pair()?;
     let slow_path = !plan.join.is_empty();
@@ -199,7 +201,6 @@ fn spawn_in(
     };
     let own_pid_ns = plan.creates(libc::CLONE_NEWPID);
     // A privileged child on the fast path places itself where that is cheaper (cgroup v1).
-    let userns = plan.creates(libc::CLONE_NEWUSER) || plan.joins(LinuxNamespaceType::User);
     let self_place = if userns || slow_path {
         None
     } else {
