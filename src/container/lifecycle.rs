@@ -185,6 +185,11 @@ pub fn kill(g: &Global, id: &str, signal: Option<&str>, all: bool) -> Result<()>
 /// Remove everything a stopped container holds: its cgroup, then poststop hooks, then its
 /// state dir.
 pub fn destroy(g: &Global, st: &ContainerState) -> Result<()> {
+    // (an error here is returned once the rest is removed)
+    let unmounted = match st.host_rootfs_mount {
+        Some(m) => crate::rootfs::unmount_host_rootfs(&st.rootfs, m),
+        None => Ok(()),
+    };
     let cg = crate::cgroups::from_state(&st.cgroup)?;
     cg.destroy()?;
     if !st.poststop.is_empty() {
@@ -192,7 +197,8 @@ pub fn destroy(g: &Global, st: &ContainerState) -> Result<()> {
         crate::hooks::run_all_warn("hooks.poststop", &st.poststop, &js);
     }
     std::fs::remove_dir_all(g.store.dir(&st.id))
-        .with_context(|| format!("remove state dir of {}", st.id))
+        .with_context(|| format!("remove state dir of {}", st.id))?;
+    unmounted
 }
 
 /// Kill every process of a container and wait until init is gone.

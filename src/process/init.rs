@@ -186,10 +186,14 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
         crate::hooks::run_all("hooks.createContainer", cc, &state)?;
     }
 
-    step(
-        "pivot_root",
-        crate::rootfs::pivot(&ctx.bundle.rootfs, ctx.no_pivot),
-    )?;
+    if crate::rootfs::own_mount_ns(spec) {
+        step(
+            "pivot_root",
+            crate::rootfs::pivot(&ctx.bundle.rootfs, ctx.no_pivot),
+        )?;
+    } else {
+        step("chroot", crate::rootfs::chroot_into(&ctx.bundle.rootfs))?;
+    }
     if !dev_is_bind_mounted(spec) {
         step("reopen /dev/null", crate::rootfs::reopen_dev_null())?;
     }

@@ -72,12 +72,25 @@ struct Cleanup {
     cgroup: Option<Box<dyn Manager>>,
     pid: i32,
     is_child: bool,
+    /// No mount namespace of its own: the rootfs and the id of the mount at it before the
+    /// init bound it (a different one there now is the init's bind).
+    host_rootfs: Option<(PathBuf, u64)>,
 }
 
 impl Cleanup {
     fn run(self) {
         if self.pid > 0 {
             kill_and_wait(self.pid, self.is_child);
+        }
+        if let Some((rootfs, before)) = &self.host_rootfs {
+            match crate::sys::mount_id(rootfs) {
+                Ok(now) if now != *before => {
+                    if let Err(e) = crate::rootfs::unmount_host_rootfs(rootfs, now) {
+                        crate::logging::warn(&format!("{e:#}"));
+                    }
+                }
+                _ => {}
+            }
         }
         if let Some(cg) = &self.cgroup {
             if let Err(e) = cg.destroy() {
@@ -132,12 +145,25 @@ pub fn spawn(bundle: &Bundle, o: SpawnOptions) -> Result<Spawned> {
     let seccomp = compile_seccomp(spec)?;
     let self_exe = self_exe_id()?;
 
+    let host_rootfs = if crate::rootfs::own_mount_ns(spec) {
+        None
+    } else {
+        let id = crate::sys::mount_id(&bundle.rootfs).with_context(|| {
+            format!(
+                "the mount id of the rootfs {} (statx STATX_MNT_ID)",
+                bundle.rootfs.display()
+            )
+        })?;
+        Some((bundle.rootfs.clone(), id))
+    };
+
     let dir = o.store.create_dir(o.id)?;
     let mut cleanup = Cleanup {
         dir: dir.clone(),
         cgroup: None,
         pid: 0,
         is_child: true,
+        host_rootfs,
     };
     let res = spawn_in(bundle, &o, plan, seccomp, self_exe, &dir, &mut cleanup);
     match res {
@@ -319,7 +345,18 @@ fn spawn_in(
         }
     }
 
-    let st = new_state(bundle, o.id, pid, cg.as_ref(), own_pid_ns, o.systemd_cgroup)?;
+    let mut st = new_state(bundle, o.id, pid, cg.as_ref(), own_pid_ns, o.systemd_cgroup)?;
+    if let Some((rootfs, before)) = &cleanup.host_rootfs {
+        let now = crate::sys::mount_id(rootfs)
+            .with_context(|| format!("the mount id of the rootfs {}", rootfs.display()))?;
+        if now == *before {
+            bail!(
+                "the init's bind of the rootfs {} is missing",
+                rootfs.display()
+            );
+        }
+        st.host_rootfs_mount = Some(now);
+    }
     o.store.save(&st)?;
     if let Some(pf) = o.pid_file {
         write_pid_file(pf, pid)?;
@@ -461,6 +498,7 @@ pub fn new_state(
             .as_ref()
             .and_then(|h| h.poststop().clone())
             .unwrap_or_default(),
+        host_rootfs_mount: None,
     })
 }
 
