@@ -124,18 +124,19 @@ pub fn validate(spec: &Spec) -> Result<()> {
 /// MOUNT_ATTR_IDMAP (with AT_RECURSIVE for `ridmap`). With `userns` (the container gets or
 /// joins a user namespace) every other bind mount is cloned here too: the runtime opens the
 /// source with the host's credentials, where the container's root may not reach it (a 0700
-/// directory of the host's root), as runc's mount source fds. Without open_tree (ENOSYS) those
-/// are left to the init. Host side, single-threaded, before the init is forked.
+/// directory of the host's root), as runc's mount source fds. Those the runtime cannot clone are
+/// left to the init. Host side, single-threaded, before the init is forked.
 pub fn detach_trees(spec: &Spec, bundle: &Path, userns: bool) -> Result<Vec<(usize, OwnedFd)>> {
     let mut out = Vec::new();
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         let what = || format!("mounts[{i}] (destination {:?})", m.destination());
         let Some(req) = request(spec, m).with_context(what)? else {
+            // best effort: where the runtime cannot clone it (no open_tree, a rootless runtime
+            // without CAP_SYS_ADMIN over its mount namespace, a missing source) the init looks
+            // the source up itself and reports what fails, as before
             if userns && is_bind(m) {
-                match detach_one(m, None, bundle) {
-                    Ok(tree) => out.push((i, tree)),
-                    Err(e) if is_enosys(&e) => {}
-                    Err(e) => return Err(e).with_context(what),
+                if let Ok(tree) = detach_one(m, None, bundle) {
+                    out.push((i, tree));
                 }
             }
             continue;
@@ -153,12 +154,6 @@ fn is_bind(m: &Mount) -> bool {
             .iter()
             .flatten()
             .any(|o| o == "bind" || o == "rbind")
-}
-
-fn is_enosys(e: &anyhow::Error) -> bool {
-    e.chain()
-        .filter_map(|c| c.downcast_ref::<std::io::Error>())
-        .any(|e| e.raw_os_error() == Some(libc::ENOSYS))
 }
 
 fn detach_one(m: &Mount, req: Option<&Request>, bundle: &Path) -> Result<OwnedFd> {
