@@ -222,6 +222,7 @@ fn kill_everything(st: &ContainerState, was_paused: bool) {
 /// of such a create exits by itself when its sync channel closes.
 fn remove_half_created(g: &Global, id: &str) {
     let dir = g.store.dir(id);
+    spawn::unmount_half_created(&dir);
     if let Ok(raw) = std::fs::read(dir.join(state::CONFIG_FILE)) {
         if let Ok(spec) = crate::spec::parse(&raw) {
             let path = spec

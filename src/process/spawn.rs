@@ -66,6 +66,32 @@ impl Drop for Spawned {
     }
 }
 
+/// In the state dir of a container without a mount namespace: `<mount id> <rootfs>`, the id of
+/// the mount at the rootfs before the init bound it.
+const HOST_ROOTFS_FILE: &str = "host-rootfs";
+
+/// A create killed half way (no state.json yet) of a container without a mount namespace: the
+/// init's bind of the rootfs, if it made one (a mount at the rootfs that is not the one noted
+/// before the fork), is unmounted with everything under it.
+pub fn unmount_half_created(dir: &Path) {
+    let Ok(text) = std::fs::read_to_string(dir.join(HOST_ROOTFS_FILE)) else {
+        return;
+    };
+    let Some((before, rootfs)) = text.split_once(' ') else {
+        return;
+    };
+    let (Ok(before), rootfs) = (before.parse::<u64>(), Path::new(rootfs)) else {
+        return;
+    };
+    if let Ok(now) = crate::sys::mount_id(rootfs) {
+        if now != before {
+            if let Err(e) = crate::rootfs::unmount_host_rootfs(rootfs, now) {
+                crate::logging::warn(&format!("{e:#}"));
+            }
+        }
+    }
+}
+
 /// What to undo if create fails half way.
 struct Cleanup {
     dir: PathBuf,
@@ -191,6 +217,12 @@ fn spawn_in(
     let spec = &bundle.spec;
     state::write_atomic(&dir.join(state::CONFIG_FILE), &bundle.raw, 0o600)
         .context("save config.json")?;
+    if let Some((rootfs, before)) = &cleanup.host_rootfs {
+        // for a delete of a create killed before state.json exists (`unmount_half_created`)
+        let text = format!("{before} {}", rootfs.display());
+        state::write_atomic(&dir.join(HOST_ROOTFS_FILE), text.as_bytes(), 0o600)
+            .context("save the rootfs's mount id")?;
+    }
 
     cleanup.cgroup = Some(make_cgroup(spec, o.id, o.systemd_cgroup, o.rootless)?);
     let cg = cleanup.cgroup.as_ref().expect("just set");
