@@ -232,6 +232,7 @@ fn host_mount_table() -> Vec<String> {
         .collect()
 }
 
+// req: LNX-NS-INHERIT
 /// Item: a config without a mount namespace runs in the runtime's one (runtime-spec: the
 /// namespace is inherited), with the container's mounts made there under the rootfs; nothing
 /// remains in the host namespace after delete (the guard checks), and no propagation of a host
