@@ -123,6 +123,7 @@ target/testroot/.stamp: $(PROBE_BIN) Makefile
 	rm -rf $(TESTROOT) && mkdir -p $(TESTROOT)
 	cd $(TESTROOT) && mkdir -p bin sbin usr/bin usr/sbin etc proc sys dev tmp root home/user run var/tmp mnt
 	chmod 1777 $(TESTROOT)/tmp $(TESTROOT)/var/tmp
+	chmod 0700 $(TESTROOT)/root
 	install -m 0755 /bin/busybox $(TESTROOT)/bin/busybox
 	for a in $$(/bin/busybox --list); do [ "$$a" = busybox ] || ln -sf busybox "$(TESTROOT)/bin/$$a"; done
 	install -m 0755 $(PROBE_BIN) $(TESTROOT)/probe

@@ -259,6 +259,33 @@ def cpuset_swappiness(c):
     c["linux"]["resources"]["memory"] = {"limit": 268435456, "swappiness": 10, "disableOOMKiller": False}
 
 
+def cwd_root_as_user(c):
+    # /root is 0700 root: the runtime enters it before switching to the user (as runc)
+    c["process"]["user"] = {"uid": 1000, "gid": 1000}
+    c["process"]["cwd"] = "/root"
+
+
+def no_user(c):
+    # config.md: only process.cwd is REQUIRED; uid 0 / gid 0 by default (as runc)
+    del c["process"]["user"]
+
+
+def hook_create_cwd(c):
+    # createContainer hooks run with the container's rootfs as cwd (as runc)
+    c["root"]["readonly"] = False
+    c["hooks"] = {"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "touch created-in-hook-cwd"]}]}
+    c["process"]["args"] = ["/probe", "stat", "/created-in-hook-cwd"]
+
+
+def userns_private_bind(c):
+    # the source is under a 0700 directory of the host's root (made by the harness): only the
+    # runtime, before entering the user namespace, can open it (runc's mount source fds)
+    userns(c)
+    c["mounts"].append({"destination": "/mnt", "type": "bind", "source": "private/bind-src",
+                        "options": ["rbind", "ro"]})
+    c["process"]["args"] = ["/probe", "read", "/mnt/hello"]
+
+
 # more invalid fixtures (each has an expect-error file: words one of which the error must name)
 def missing_oci_version(c):
     del c["ociVersion"]
@@ -362,7 +389,9 @@ for name, fn in [
     ("timens", timens), ("cgroupns", cgroupns), ("cgroups-cpu", cgroups_cpu),
     ("propagation-private", propagation_private), ("relative-args", relative_args),
     ("args-path-lookup", args_path_lookup_env), ("seccomp-args", seccomp_args),
-    ("cpuset-swappiness", cpuset_swappiness),
+    ("cpuset-swappiness", cpuset_swappiness), ("cwd-root-as-user", cwd_root_as_user),
+    ("no-user", no_user), ("hook-create-cwd", hook_create_cwd),
+    ("userns-private-bind", userns_private_bind),
     ("invalid-missing-ociversion", missing_oci_version), ("invalid-relative-ns-path", relative_ns_path),
     ("invalid-bad-ns-path", bad_ns_path), ("invalid-ns-path-wrong-type", ns_path_wrong_type),
     ("invalid-unknown-ns-type", unknown_ns_type), ("invalid-duplicate-ns", duplicate_ns),

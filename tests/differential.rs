@@ -140,6 +140,14 @@ impl Run {
         assert!(st.success());
         std::fs::create_dir_all(bundle.join("bind-src")).unwrap();
         std::fs::write(bundle.join("bind-src/hello"), "from-host").unwrap();
+        // a bind source that only the host's root can reach (userns-private-bind)
+        std::fs::create_dir_all(bundle.join("private/bind-src")).unwrap();
+        std::fs::write(bundle.join("private/bind-src/hello"), "from-host").unwrap();
+        std::fs::set_permissions(
+            bundle.join("private"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
         std::fs::create_dir_all(work.join("hookout")).unwrap();
         let raw = fixture_raw(fixture);
         let mut raw_out = None;

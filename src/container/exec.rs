@@ -53,7 +53,8 @@ fn build_process(spec: &Spec, a: &ExecArgs) -> Result<Process> {
                 let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&data) else {
                     return Err(e);
                 };
-                if !crate::spec::drop_empty_affinity(&mut v) {
+                let affinity = crate::spec::drop_empty_affinity(&mut v);
+                if !crate::spec::default_user(&mut v) && !affinity {
                     return Err(e);
                 }
                 serde_json::from_value(v).map_err(|_| e)?
@@ -228,6 +229,22 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
         join.push((*t, f.into()));
     }
     let in_userns = types.contains(&LinuxNamespaceType::User);
+    // No mount namespace of its own: the container's root is its init's chroot, entered here
+    // through the init's root (pinned by the pidfd-checked pid, like the namespaces).
+    let chroot_dir: Option<OwnedFd> = if crate::rootfs::own_mount_ns(&spec) {
+        None
+    } else {
+        let p = format!("/proc/{}/root", st.pid);
+        let fd = nix::fcntl::open(
+            p.as_str(),
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .with_context(|| format!("open the container's root {p}"))?;
+        Some(fd)
+    };
     if !nix::unistd::geteuid().is_root() {
         // Rootless: the container's other namespaces belong to its user namespace, and only
         // there does this process have the capabilities setns(2) needs; enter it first (it
@@ -319,6 +336,11 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
                     .with_context(|| format!("join the container's {} namespace", ns_name(*t)))?;
                 }
                 drop(join);
+                if let Some(d) = &chroot_dir {
+                    nix::unistd::fchdir(d).context("fchdir to the container's root")?;
+                    nix::unistd::chroot(".").context("chroot into the container's root")?;
+                }
+                drop(chroot_dir);
                 if let Some(sock) = &console {
                     nix::unistd::setsid().context("setsid")?;
                     let size = process

@@ -185,6 +185,11 @@ pub fn kill(g: &Global, id: &str, signal: Option<&str>, all: bool) -> Result<()>
 /// Remove everything a stopped container holds: its cgroup, then poststop hooks, then its
 /// state dir.
 pub fn destroy(g: &Global, st: &ContainerState) -> Result<()> {
+    // (an error here is returned once the rest is removed)
+    let unmounted = match st.host_rootfs_mount {
+        Some(m) => crate::rootfs::unmount_host_rootfs(&st.rootfs, m),
+        None => Ok(()),
+    };
     let cg = crate::cgroups::from_state(&st.cgroup)?;
     cg.destroy()?;
     if !st.poststop.is_empty() {
@@ -192,7 +197,8 @@ pub fn destroy(g: &Global, st: &ContainerState) -> Result<()> {
         crate::hooks::run_all_warn("hooks.poststop", &st.poststop, &js);
     }
     std::fs::remove_dir_all(g.store.dir(&st.id))
-        .with_context(|| format!("remove state dir of {}", st.id))
+        .with_context(|| format!("remove state dir of {}", st.id))?;
+    unmounted
 }
 
 /// Kill every process of a container and wait until init is gone.
@@ -216,6 +222,7 @@ fn kill_everything(st: &ContainerState, was_paused: bool) {
 /// of such a create exits by itself when its sync channel closes.
 fn remove_half_created(g: &Global, id: &str) {
     let dir = g.store.dir(id);
+    spawn::unmount_half_created(&dir);
     if let Ok(raw) = std::fs::read(dir.join(state::CONFIG_FILE)) {
         if let Ok(spec) = crate::spec::parse(&raw) {
             let path = spec

@@ -171,6 +171,11 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
         )?;
     }
     if let Some(cc) = hooks.and_then(|h| h.create_container().as_ref()) {
+        // runc runs them with the container's rootfs (the self-bind) as cwd
+        step(
+            "chdir to the rootfs for the createContainer hooks",
+            nix::unistd::chdir(&ctx.bundle.rootfs).map_err(Into::into),
+        )?;
         let state = crate::hooks::state_json(
             ctx.id,
             "created",
@@ -181,10 +186,14 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
         crate::hooks::run_all("hooks.createContainer", cc, &state)?;
     }
 
-    step(
-        "pivot_root",
-        crate::rootfs::pivot(&ctx.bundle.rootfs, ctx.no_pivot),
-    )?;
+    if crate::rootfs::own_mount_ns(spec) {
+        step(
+            "pivot_root",
+            crate::rootfs::pivot(&ctx.bundle.rootfs, ctx.no_pivot),
+        )?;
+    } else {
+        step("chroot", crate::rootfs::chroot_into(&ctx.bundle.rootfs))?;
+    }
     if !dev_is_bind_mounted(spec) {
         step("reopen /dev/null", crate::rootfs::reopen_dev_null())?;
     }
@@ -310,10 +319,28 @@ pub fn finish(t: &ProcessTail, gate: &mut dyn FnMut() -> Result<()>) -> Result<I
             crate::security::seccomp_install(f),
         )?;
     }
+    // As runc's finalizeNamespace: the cwd is entered while still root (a directory the
+    // runtime can enter but the user cannot is fine), and again as the user only if that was
+    // refused (EACCES/EPERM: e.g. root squashed on a network filesystem).
+    let cwd = process.cwd();
+    let cwd_entered = match nix::unistd::chdir(cwd) {
+        Ok(()) => true,
+        Err(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM) => false,
+        Err(e) => return Err(e).with_context(|| format!("process.cwd {}", cwd.display())),
+    };
+    if process.terminal().unwrap_or(false) {
+        step(
+            "hand the terminal to process.user",
+            chown_terminal(process.user().uid()),
+        )?;
+    }
     crate::security::switch_user(process.user(), t.in_userns)?;
     crate::security::apply_capabilities(process.capabilities().as_ref())?;
-
-    step("chdir to process.cwd", enter_cwd(process.cwd()))?;
+    if !cwd_entered {
+        nix::unistd::chdir(cwd).with_context(|| format!("process.cwd {}", cwd.display()))?;
+    }
+    let filter_on = !nnp && t.seccomp.is_some();
+    step("chdir to process.cwd", verify_cwd(cwd, filter_on))?;
     let env = build_env(
         process.env().as_deref().unwrap_or(&[]),
         process.user().uid(),
@@ -497,16 +524,48 @@ fn set_domainname(d: &str) -> Result<()> {
     Ok(())
 }
 
-/// chdir into the cwd and check it is reachable from the new root (CVE-2024-21626: a cwd that
-/// is a leaked host directory shows up as "(unreachable)" or fails getcwd).
-fn enter_cwd(cwd: &Path) -> Result<()> {
-    nix::unistd::chdir(cwd).with_context(|| format!("process.cwd {}", cwd.display()))?;
+/// The pty made for the process (its stdin now) gets the process's uid, so that it can reopen
+/// its own terminal (/dev/pts/N is 0620 root:tty otherwise), as runc's fixStdioPermissions; the
+/// gid stays the one devpts gave (its `gid=` option). Only the pty husk made: stdio inherited
+/// from the caller is never chowned. In a user namespace where the owner or the group is not
+/// mapped the kernel refuses (EPERM / EINVAL) and the terminal stays as it is, as in runc.
+fn chown_terminal(uid: u32) -> Result<()> {
+    use std::os::fd::AsFd;
+    let stdin = std::io::stdin();
+    let fd = stdin.as_fd();
+    if !nix::unistd::isatty(fd).unwrap_or(false) {
+        return Ok(());
+    }
+    match std::os::unix::fs::fchown(fd, Some(uid), None) {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EINVAL)) => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("fchown of the terminal to uid {uid}")),
+    }
+}
+
+/// Check that the working directory is reachable from the new root (CVE-2024-21626: a cwd
+/// that is a leaked host directory shows up as "(unreachable)" or fails getcwd with ENOENT).
+/// `filter_on`: the seccomp filter is already installed, so any other getcwd error is most
+/// likely the filter's, and the error says so.
+fn verify_cwd(cwd: &Path, filter_on: bool) -> Result<()> {
     match nix::unistd::getcwd() {
         Ok(p) if p.is_absolute() => Ok(()),
-        _ => bail!(
+        Ok(_) | Err(nix::errno::Errno::ENOENT) => bail!(
             "process.cwd {}: the working directory is outside the container",
             cwd.display()
         ),
+        Err(e) => {
+            let by = if filter_on {
+                ", returned by the linux.seccomp filter (installed before this check when \
+                 noNewPrivileges is false; the filter must allow getcwd)"
+            } else {
+                ""
+            };
+            bail!(
+                "process.cwd {}: checking the working directory failed: getcwd: {e}{by}",
+                cwd.display()
+            )
+        }
     }
 }
 

@@ -66,18 +66,57 @@ impl Drop for Spawned {
     }
 }
 
+/// In the state dir of a container without a mount namespace: `<mount id> <rootfs>`, the id of
+/// the mount at the rootfs before the init bound it.
+const HOST_ROOTFS_FILE: &str = "host-rootfs";
+
+/// A create killed half way (no state.json yet) of a container without a mount namespace: the
+/// init's bind of the rootfs, if it made one (a mount at the rootfs that is not the one noted
+/// before the fork), is unmounted with everything under it.
+pub fn unmount_half_created(dir: &Path) {
+    let Ok(text) = std::fs::read_to_string(dir.join(HOST_ROOTFS_FILE)) else {
+        return;
+    };
+    let Some((before, rootfs)) = text.split_once(' ') else {
+        return;
+    };
+    let (Ok(before), rootfs) = (before.parse::<u64>(), Path::new(rootfs)) else {
+        return;
+    };
+    if let Ok(now) = crate::sys::mount_id(rootfs) {
+        if now != before {
+            if let Err(e) = crate::rootfs::unmount_host_rootfs(rootfs, now) {
+                crate::logging::warn(&format!("{e:#}"));
+            }
+        }
+    }
+}
+
 /// What to undo if create fails half way.
 struct Cleanup {
     dir: PathBuf,
     cgroup: Option<Box<dyn Manager>>,
     pid: i32,
     is_child: bool,
+    /// No mount namespace of its own: the rootfs and the id of the mount at it before the
+    /// init bound it (a different one there now is the init's bind).
+    host_rootfs: Option<(PathBuf, u64)>,
 }
 
 impl Cleanup {
     fn run(self) {
         if self.pid > 0 {
             kill_and_wait(self.pid, self.is_child);
+        }
+        if let Some((rootfs, before)) = &self.host_rootfs {
+            match crate::sys::mount_id(rootfs) {
+                Ok(now) if now != *before => {
+                    if let Err(e) = crate::rootfs::unmount_host_rootfs(rootfs, now) {
+                        crate::logging::warn(&format!("{e:#}"));
+                    }
+                }
+                _ => {}
+            }
         }
         if let Some(cg) = &self.cgroup {
             if let Err(e) = cg.destroy() {
@@ -132,12 +171,25 @@ pub fn spawn(bundle: &Bundle, o: SpawnOptions) -> Result<Spawned> {
     let seccomp = compile_seccomp(spec)?;
     let self_exe = self_exe_id()?;
 
+    let host_rootfs = if crate::rootfs::own_mount_ns(spec) {
+        None
+    } else {
+        let id = crate::sys::mount_id(&bundle.rootfs).with_context(|| {
+            format!(
+                "the mount id of the rootfs {} (statx STATX_MNT_ID)",
+                bundle.rootfs.display()
+            )
+        })?;
+        Some((bundle.rootfs.clone(), id))
+    };
+
     let dir = o.store.create_dir(o.id)?;
     let mut cleanup = Cleanup {
         dir: dir.clone(),
         cgroup: None,
         pid: 0,
         is_child: true,
+        host_rootfs,
     };
     let res = spawn_in(bundle, &o, plan, seccomp, self_exe, &dir, &mut cleanup);
     match res {
@@ -165,6 +217,12 @@ fn spawn_in(
     let spec = &bundle.spec;
     state::write_atomic(&dir.join(state::CONFIG_FILE), &bundle.raw, 0o600)
         .context("save config.json")?;
+    if let Some((rootfs, before)) = &cleanup.host_rootfs {
+        // for a delete of a create killed before state.json exists (`unmount_half_created`)
+        let text = format!("{before} {}", rootfs.display());
+        state::write_atomic(&dir.join(HOST_ROOTFS_FILE), text.as_bytes(), 0o600)
+            .context("save the rootfs's mount id")?;
+    }
 
     cleanup.cgroup = Some(make_cgroup(spec, o.id, o.systemd_cgroup, o.rootless)?);
     let cg = cleanup.cgroup.as_ref().expect("just set");
@@ -186,9 +244,11 @@ fn spawn_in(
         StartGate::Channel
     };
 
-    // Id-mapped mounts need the initial user namespace's privilege over the source filesystem:
-    // made here, attached by the init (which inherits the fds; they are close-on-exec).
-    let idmapped = crate::rootfs::idmap::detach_trees(spec, &bundle.dir)?;
+    // Id-mapped mounts need the initial user namespace's privilege over the source filesystem,
+    // and in a user namespace every bind source is opened with the host's credentials: made
+    // here, attached by the init (which inherits the fds; they are close-on-exec).
+    let userns = plan.creates(libc::CLONE_NEWUSER) || plan.joins(LinuxNamespaceType::User);
+    let idmapped = crate::rootfs::idmap::detach_trees(spec, &bundle.dir, userns)?;
 
     let (parent_chan, child_chan) = Channel::pair()?;
     let slow_path = !plan.join.is_empty();
@@ -199,7 +259,6 @@ fn spawn_in(
     };
     let own_pid_ns = plan.creates(libc::CLONE_NEWPID);
     // A privileged child on the fast path places itself where that is cheaper (cgroup v1).
-    let userns = plan.creates(libc::CLONE_NEWUSER) || plan.joins(LinuxNamespaceType::User);
     let self_place = if userns || slow_path {
         None
     } else {
@@ -318,7 +377,18 @@ fn spawn_in(
         }
     }
 
-    let st = new_state(bundle, o.id, pid, cg.as_ref(), own_pid_ns, o.systemd_cgroup)?;
+    let mut st = new_state(bundle, o.id, pid, cg.as_ref(), own_pid_ns, o.systemd_cgroup)?;
+    if let Some((rootfs, before)) = &cleanup.host_rootfs {
+        let now = crate::sys::mount_id(rootfs)
+            .with_context(|| format!("the mount id of the rootfs {}", rootfs.display()))?;
+        if now == *before {
+            bail!(
+                "the init's bind of the rootfs {} is missing",
+                rootfs.display()
+            );
+        }
+        st.host_rootfs_mount = Some(now);
+    }
     o.store.save(&st)?;
     if let Some(pf) = o.pid_file {
         write_pid_file(pf, pid)?;
@@ -460,6 +530,7 @@ pub fn new_state(
             .as_ref()
             .and_then(|h| h.poststop().clone())
             .unwrap_or_default(),
+        host_rootfs_mount: None,
     })
 }
 

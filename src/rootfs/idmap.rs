@@ -119,23 +119,44 @@ pub fn validate(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// The detached, id-mapped trees of all id-mapped mounts, by index in `mounts`: the source
-/// cloned (recursively for rbind), its bind options applied, then MOUNT_ATTR_IDMAP (with
-/// AT_RECURSIVE for `ridmap`). Host side, single-threaded, before the init is forked.
-pub fn detach_trees(spec: &Spec, bundle: &Path) -> Result<Vec<(usize, OwnedFd)>> {
+/// The detached trees of bind mounts made by the runtime, by index in `mounts`: the source
+/// cloned (recursively for rbind), its bind options applied. Id-mapped mounts then get
+/// MOUNT_ATTR_IDMAP (with AT_RECURSIVE for `ridmap`). With `userns` (the container gets or
+/// joins a user namespace) every other bind mount is cloned here too: the runtime opens the
+/// source with the host's credentials, where the container's root may not reach it (a 0700
+/// directory of the host's root), as runc's mount source fds. Those the runtime cannot clone are
+/// left to the init. Host side, single-threaded, before the init is forked.
+pub fn detach_trees(spec: &Spec, bundle: &Path, userns: bool) -> Result<Vec<(usize, OwnedFd)>> {
     let mut out = Vec::new();
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         let what = || format!("mounts[{i}] (destination {:?})", m.destination());
         let Some(req) = request(spec, m).with_context(what)? else {
+            // best effort: where the runtime cannot clone it (no open_tree, a rootless runtime
+            // without CAP_SYS_ADMIN over its mount namespace, a missing source) the init looks
+            // the source up itself and reports what fails, as before
+            if userns && is_bind(m) {
+                if let Ok(tree) = detach_one(m, None, bundle) {
+                    out.push((i, tree));
+                }
+            }
             continue;
         };
-        let tree = detach_one(m, &req, bundle).with_context(what)?;
+        let tree = detach_one(m, Some(&req), bundle).with_context(what)?;
         out.push((i, tree));
     }
     Ok(out)
 }
 
-fn detach_one(m: &Mount, req: &Request, bundle: &Path) -> Result<OwnedFd> {
+/// A bind mount by type or option (`bind`/`rbind`), whatever else its options say.
+fn is_bind(m: &Mount) -> bool {
+    m.typ().as_deref() == Some("bind")
+        || m.options()
+            .iter()
+            .flatten()
+            .any(|o| o == "bind" || o == "rbind")
+}
+
+fn detach_one(m: &Mount, req: Option<&Request>, bundle: &Path) -> Result<OwnedFd> {
     let opts = parse_mount_options(m.options().as_deref().unwrap_or(&[]))?;
     let src = m.source().as_ref().context("bind mount without a source")?;
     let src = if src.is_relative() {
@@ -158,6 +179,9 @@ fn detach_one(m: &Mount, req: &Request, bundle: &Path) -> Result<OwnedFd> {
     if !opts.rec_attr.is_empty() {
         mount_setattr(tree.as_fd(), true, opts.rec_attr).context("recursive mount options")?;
     }
+    let Some(req) = req else {
+        return Ok(tree);
+    };
     let userns: OwnedFd = match &req.userns {
         Userns::Maps { uid, gid } => {
             let text = crate::namespaces::id_map_text;

@@ -121,6 +121,62 @@ fn parent_mount(mountinfo: &str, path: &Path) -> Option<(PathBuf, bool)> {
     best
 }
 
+/// The container has a mount namespace of its own (new, or joined by path). Without one
+/// (runtime-spec: it inherits the runtime's) the rootfs is set up in the runtime's namespace,
+/// under a private bind of the rootfs, and entered with chroot.
+pub fn own_mount_ns(spec: &Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Mount))
+}
+
+/// Without a mount namespace of its own: bind the rootfs onto itself in the runtime's mount
+/// namespace without changing the propagation of any mount that is not ours. The tree is
+/// cloned detached and made private before it is attached, so it never joins the peer group of
+/// the mount it comes from (a mount under it would otherwise show up there too). If the parent
+/// mount is shared, attaching gives the tree a new peer group with the copies in the parent's
+/// peers, and the unmount at delete (`unmount_host_rootfs`) propagates to them the same way.
+fn bind_rootfs_in_host_ns(rootfs: &Path) -> Result<()> {
+    let what = || {
+        format!(
+            "bind-mounting the rootfs {} onto itself (no mount namespace in linux.namespaces)",
+            rootfs.display()
+        )
+    };
+    let dflags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let src = open(rootfs, dflags, Mode::empty()).with_context(what)?;
+    let tree = clone_tree(src.as_fd(), true).with_context(what)?;
+    let private = MountAttr {
+        set: 0,
+        clr: 0,
+        propagation: libc::MS_PRIVATE,
+    };
+    mount_setattr(tree.as_fd(), true, private).with_context(what)?;
+    move_mount_fd(tree.as_fd(), src.as_fd()).with_context(what)?;
+    Ok(())
+}
+
+/// Undo [`bind_rootfs_in_host_ns`]: lazily unmount the mount at `rootfs` with everything under
+/// it, if it is still the one whose id is `ours` (never another mount that happens to be there
+/// now). Host side (delete, or a failed create).
+pub fn unmount_host_rootfs(rootfs: &Path, ours: u64) -> Result<()> {
+    match crate::sys::mount_id(rootfs) {
+        Ok(id) if id == ours => umount2(rootfs, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW)
+            .with_context(|| format!("unmounting the container's rootfs {}", rootfs.display())),
+        _ => Ok(()),
+    }
+}
+
+/// chroot into `rootfs` (no mount namespace of our own: pivot_root would change the root of
+/// every process of the runtime's namespace); leaves the cwd at the new `/`.
+pub fn chroot_into(rootfs: &Path) -> Result<()> {
+    chdir(rootfs).with_context(|| format!("chdir {}", rootfs.display()))?;
+    chroot(".").context("chroot into the rootfs")?;
+    chdir("/").context("chdir / after chroot")?;
+    Ok(())
+}
+
 /// Does config.json bind something onto /dev itself (then no device nodes are made)?
 fn dev_is_bound(spec: &Spec) -> bool {
     spec.mounts().iter().flatten().any(|m| {
@@ -154,18 +210,27 @@ pub fn prepare_with(
     if !rootfs.is_absolute() {
         bail!("rootfs {} is not an absolute path", rootfs.display());
     }
-    let prop = rootfs_propagation(spec)?.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
-    mount(NONE, "/", NONE, prop, NONE)
-        .context("setting the propagation of / in the new mount namespace")?;
-    make_parent_mount_private(rootfs, prop)?;
-    mount(
-        Some(rootfs),
-        rootfs,
-        NONE,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        NONE,
-    )
-    .with_context(|| format!("bind-mounting the rootfs {} onto itself", rootfs.display()))?;
+    if own_mount_ns(spec) {
+        // An unbindable / would refuse the rootfs self-bind below (EINVAL): it gets the
+        // default here and is made unbindable by `finalize`, on the container's own root.
+        let prop = match rootfs_propagation(spec)? {
+            Some(p) if !p.contains(MsFlags::MS_UNBINDABLE) => p,
+            _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        };
+        mount(NONE, "/", NONE, prop, NONE)
+            .context("setting the propagation of / in the new mount namespace")?;
+        make_parent_mount_private(rootfs, prop)?;
+        mount(
+            Some(rootfs),
+            rootfs,
+            NONE,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            NONE,
+        )
+        .with_context(|| format!("bind-mounting the rootfs {} onto itself", rootfs.display()))?;
+    } else {
+        bind_rootfs_in_host_ns(rootfs)?;
+    }
     // opened after the self-bind so that every mount lands on the new bind, not under it
     let root =
         open_root(rootfs).with_context(|| format!("opening the rootfs {}", rootfs.display()))?;
@@ -202,6 +267,23 @@ pub fn prepare_with(
         dev::dev_symlinks(ctx.root.as_fd())?;
     }
     if let Some(d) = &ctx.dev_ro_later {
+        let terminal = spec
+            .process()
+            .as_ref()
+            .is_some_and(|p| p.terminal().unwrap_or(false));
+        if terminal && d == Path::new("/dev") {
+            // the pty is bound onto /dev/console after pivot_root: its mount point must exist
+            // before /dev turns read-only (runc makes /dev read-only after the console)
+            let console = Path::new("/dev/console");
+            match resolve(ctx.root.as_fd(), console, false) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    create_file(ctx.root.as_fd(), console, Mode::from_bits_truncate(0o666))
+                        .context("creating /dev/console before /dev is made read-only")?;
+                }
+                Err(e) => return Err(e).context("resolving /dev/console"),
+            }
+        }
         let fd = resolve(ctx.root.as_fd(), d, true).with_context(|| format!("re-opening {d:?}"))?;
         let ro = MountAttr {
             set: api::MOUNT_ATTR_RDONLY,

@@ -213,7 +213,9 @@ pub fn mount_entry(ctx: &mut Ctx, i: usize, m: &Mount) -> Result<()> {
         } else {
             src.clone()
         };
-        return mount_bind(ctx, &src, dest, &opts, typ).with_context(what);
+        // in a user namespace the runtime cloned the source already (idmap::detach_trees)
+        let tree = ctx.idmapped.iter().find(|(j, _)| *j == i).map(|(_, t)| t);
+        return mount_bind_tree(ctx, &src, dest, &opts, typ, tree).with_context(what);
     }
     let source = m.source().as_ref().and_then(|s| s.to_str()).unwrap_or(typ);
     match typ {
@@ -367,8 +369,9 @@ fn mount_bind(ctx: &Ctx, src: &Path, dest: &Path, opts: &MountOptions, typ: &str
     mount_bind_tree(ctx, src, dest, opts, typ, None)
 }
 
-/// A bind mount of `src`; with `tree` (a detached, id-mapped clone of `src` with its options
-/// applied) that tree is attached instead of a new clone.
+/// A bind mount of `src`; with `tree` (a detached clone of `src` made by the runtime, its
+/// options applied, id-mapped or not) that tree is attached instead of a new clone, and `src`
+/// is not looked up again.
 fn mount_bind_tree(
     ctx: &Ctx,
     src: &Path,
@@ -377,13 +380,20 @@ fn mount_bind_tree(
     typ: &str,
     tree: Option<&OwnedFd>,
 ) -> Result<()> {
-    let src_fd = openat(
-        AT_FDCWD,
-        src,
-        OFlag::O_PATH | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| anyhow!("source {src:?}: {}", io::Error::from_raw_os_error(e as i32)))?;
+    let opened;
+    let src_fd = match tree {
+        Some(t) => t.as_fd(),
+        None => {
+            opened = openat(
+                AT_FDCWD,
+                src,
+                OFlag::O_PATH | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| anyhow!("source {src:?}: {}", io::Error::from_raw_os_error(e as i32)))?;
+            opened.as_fd()
+        }
+    };
     let src_dir = file_type(&stat_fd(src_fd.as_fd())?) == SFlag::S_IFDIR;
     let root = ctx.root.as_fd();
     let dst = if src_dir {
@@ -395,16 +405,16 @@ fn mount_bind_tree(
     if !src_dir && file_type(&stat_fd(dst.as_fd())?) == SFlag::S_IFDIR {
         bail!("cannot bind the non-directory {src:?} onto the directory {dest:?}");
     }
-    check_proc_dest(ctx, dst.as_fd(), dest, typ, Some(src_fd.as_fd()))?;
+    check_proc_dest(ctx, dst.as_fd(), dest, typ, Some(src_fd))?;
     if let Some(tree) = tree {
         move_mount_fd(tree.as_fd(), dst.as_fd())
             .and_then(|()| set_propagation(tree.as_fd(), &opts.propagation))
-            .with_context(|| format!("attach the id-mapped bind mount of {src:?}"))?;
+            .with_context(|| format!("attach the bind mount of {src:?}"))?;
         check_within(dst.as_fd(), ctx.rootfs).context("after mounting")?;
         return Ok(());
     }
     bind_fd(
-        src_fd.as_fd(),
+        src_fd,
         dst.as_fd(),
         opts.flags.contains(MsFlags::MS_REC),
         opts.bind_attr(),

@@ -80,14 +80,15 @@ fn parse_tracked(bytes: &[u8]) -> Result<Spec> {
 
 /// What the strict parse refuses but the spec allows, taken out of the config: capability
 /// names husk does not know (returned, sorted and once each, for the warning) and empty
-/// `execCPUAffinity` lists. None when there is nothing of the kind (or the JSON does not parse
+/// `execCPUAffinity` lists; a missing `process.user` is filled in (uid 0 / gid 0). None when there is nothing of the kind (or the JSON does not parse
 /// at all).
 fn lenient(bytes: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
     let mut v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     let process = v.get_mut("process")?;
     let affinity = drop_empty_affinity(process);
+    let user = default_user(process);
     let unknown = drop_unknown_caps(process);
-    if unknown.is_empty() && !affinity {
+    if unknown.is_empty() && !affinity && !user {
         return None;
     }
     Some((serde_json::to_vec(&v).ok()?, unknown))
@@ -105,6 +106,19 @@ pub fn drop_empty_affinity(process: &mut serde_json::Value) -> bool {
     let before = a.len();
     a.retain(|k, v| !(matches!(k.as_str(), "initial" | "final") && v.as_str() == Some("")));
     a.len() != before
+}
+
+/// config.md: `process.user` is optional (only `cwd` is REQUIRED); runc's specconv then runs
+/// the process as uid 0 / gid 0. oci-spec requires the field: adds `{"uid":0,"gid":0}` when it
+/// is missing; true if it did.
+pub fn default_user(process: &mut serde_json::Value) -> bool {
+    match process.as_object_mut() {
+        Some(p) if !p.contains_key("user") => {
+            p.insert("user".into(), serde_json::json!({"uid": 0, "gid": 0}));
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Removes the capability names husk does not know from `process.capabilities`; returns them
@@ -259,8 +273,25 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         }
     }
     let has = |t: LinuxNamespaceType| types.contains(&t);
+    // runtime-spec: a namespace type not listed is inherited from the runtime. Without a mount
+    // namespace the rootfs is set up in the runtime's (rootfs::own_mount_ns); what only a
+    // namespace of the container's own can carry is refused by name.
     if !has(LinuxNamespaceType::Mount) {
-        bail!("linux.namespaces: a mount namespace is required (the rootfs is set up in it)");
+        if linux
+            .and_then(|l| l.rootfs_propagation().as_deref())
+            .is_some_and(|p| !p.is_empty())
+        {
+            bail!(
+                "linux.rootfsPropagation: needs a mount namespace in linux.namespaces (without \
+                 one the container's mounts are made in the runtime's namespace)"
+            );
+        }
+        if has(LinuxNamespaceType::User) {
+            bail!(
+                "linux.namespaces: a user namespace needs a mount namespace too (its root cannot \
+                 mount in the runtime's mount namespace)"
+            );
+        }
     }
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
         bail!("hostname: cannot set the hostname without a private UTS namespace");
@@ -498,6 +529,41 @@ mod tests {
         let s = parse(v.to_string().as_bytes()).unwrap();
         let e = validate(&s, dir.path()).unwrap_err().to_string();
         assert!(e.contains("linux.intelRdt"), "{e}");
+    }
+
+    #[test]
+    fn no_mount_namespace_is_inherited_unless_the_config_needs_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&default_spec_json(false)).unwrap();
+        v["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "mount");
+        validate(&parse(v.to_string().as_bytes()).unwrap(), dir.path()).unwrap();
+        let mut p = v.clone();
+        p["linux"]["rootfsPropagation"] = "shared".into();
+        let e = validate(&parse(p.to_string().as_bytes()).unwrap(), dir.path()).unwrap_err();
+        assert!(e.to_string().contains("linux.rootfsPropagation"), "{e}");
+        let mut u = v.clone();
+        u["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"type": "user"}));
+        u["linux"]["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 1, "size": 1}]);
+        u["linux"]["gidMappings"] = u["linux"]["uidMappings"].clone();
+        let e = validate(&parse(u.to_string().as_bytes()).unwrap(), dir.path()).unwrap_err();
+        assert!(
+            e.to_string().contains("user namespace needs a mount"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_process_user_is_uid_0() {
+        let s = parse(br#"{"ociVersion":"1.2.0","process":{"cwd":"/","args":["x"]}}"#).unwrap();
+        let u = s.process().as_ref().unwrap().user().clone();
+        assert_eq!((u.uid(), u.gid()), (0, 0));
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct ContainerState {
     pub poststart: Vec<oci_spec::runtime::Hook>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub poststop: Vec<oci_spec::runtime::Hook>,
+    /// Without a mount namespace of its own: the id of the rootfs bind made in the runtime's
+    /// mount namespace (`sys::mount_id`), unmounted with everything under it at delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_rootfs_mount: Option<u64>,
 }
 
 /// The output of `husk state` and the elements of `husk list --format json`.
@@ -388,6 +392,7 @@ mod tests {
             systemd_cgroup: false,
             poststart: vec![],
             poststop: vec![],
+            host_rootfs_mount: None,
         };
         s.save(&st).unwrap();
         assert_eq!(s.load("c1").unwrap().pid_start_time, 2);

@@ -205,6 +205,31 @@ fn tty_info() -> Obj {
     o
 }
 
+/// `tty_info` plus the owner of the terminal on stdin and whether the process can open it again
+/// by its name (what a shell's `tty`/`ssh`/`sudo` do): `reopen` true, or the errno.
+fn tty_detail() -> Obj {
+    let mut o = tty_info();
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(0, &mut st) } == 0 {
+        o.n("owner_uid", st.st_uid).n("owner_gid", st.st_gid);
+    }
+    match readlink("/proc/self/fd/0") {
+        Some(name) => {
+            let fd = unsafe { libc::open(cstr(&name).as_ptr(), libc::O_RDWR | libc::O_NOCTTY) };
+            if fd >= 0 {
+                unsafe { libc::close(fd) };
+                o.raw("reopen", "true".into());
+            } else {
+                o.n("reopen", errno());
+            }
+        }
+        None => {
+            o.raw("reopen", "null".into());
+        }
+    }
+    o
+}
+
 /// The session keyring: `{"id":N,"desc":"type;uid;gid;perm;name"}` (keyctl(2)), or
 /// `{"id":null,"errno":N}` when there is none to read.
 fn session_keyring() -> String {
@@ -660,7 +685,7 @@ fn main() {
         }
         "pause" => pause(),
         "syscall" => do_syscall(arg(&args, 2, "syscall NAME")),
-        "tty" => Ok(tty_info()),
+        "tty" => Ok(tty_detail()),
         _ => die(&format!("unknown subcommand {sub}")),
     };
     finish(r)
