@@ -23,10 +23,14 @@ fn main() {
         }
     };
     if cli.version {
-        println!(
+        let v = format!(
             "husk version {VERSION}\ncommit: {}\nspec: {SPEC_VERSION}",
             option_env!("HUSK_COMMIT").unwrap_or("unknown")
         );
+        if let Err(e) = husk::cli::output::line(&v) {
+            eprintln!("husk: {e}");
+            std::process::exit(1);
+        }
         return;
     }
     if let Err(e) = husk::logging::init(cli.log.clone(), &cli.log_format, cli.debug) {

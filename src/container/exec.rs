@@ -200,6 +200,7 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
         own_pty = Some(ours);
         console = Some(theirs);
     }
+    let sub_cgroups = super::exec_cgroup::parse(&a.cgroup)?;
     let seccomp = crate::process::spawn::compile_seccomp(&spec)?;
     let self_exe = crate::process::spawn::self_exe_id()?;
 
@@ -257,6 +258,7 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
         _ => 1,
     });
     let cg = crate::cgroups::from_state(&st.cgroup)?;
+    let sub_dirs = super::exec_cgroup::target_dirs(&st.cgroup, &sub_cgroups)?;
 
     let mut mask = SigSet::all();
     mask.remove(nix::sys::signal::SIGKILL);
@@ -308,6 +310,7 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
                         format!("join the container's cgroup: write 0 to {}", f.display())
                     })?;
                 }
+                super::exec_cgroup::join_self(&sub_dirs)?;
                 for (t, fd) in &join {
                     if matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {
                         continue;

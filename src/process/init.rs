@@ -71,6 +71,11 @@ pub fn run(ctx: InitContext) -> ! {
 }
 
 fn step<T>(what: &str, r: Result<T>) -> Result<T> {
+    if r.is_ok() {
+        // written through the descriptor logging keeps open (see logging.rs): it reaches
+        // `--log` also after pivot_root
+        crate::log_debug!("init[{}]: {what}: done", std::process::id());
+    }
     r.with_context(|| what.to_string())
 }
 
@@ -337,10 +342,21 @@ pub fn finish(t: &ProcessTail, gate: &mut dyn FnMut() -> Result<()>) -> Result<I
         crate::sys::fd::cloexec_from(3 + t.preserve_fds).map_err(Into::into),
     )?;
     for fd in 3..3 + t.preserve_fds {
+        if crate::logging::sink_fd() == Some(fd as i32) {
+            // the number was free when husk started (the caller did not pass it); husk's
+            // --debug log took it and must not reach the program
+            bail!("--preserve-fds: fd {fd} is not open");
+        }
         crate::sys::fd::clear_cloexec(fd as i32)
             .with_context(|| format!("--preserve-fds: fd {fd} is not open"))?;
     }
 
+    // (before the gate and the seccomp filter: a profile may refuse write(2))
+    crate::log_debug!(
+        "process[{}]: set up; execve {:?} next",
+        std::process::id(),
+        exe.display()
+    );
     gate()?;
 
     if nnp {
