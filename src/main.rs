@@ -8,7 +8,7 @@ use husk::state::Store;
 use std::io::Write;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-const SPEC_VERSION: &str = "1.2.0";
+const SPEC_VERSION: &str = "1.3.0";
 
 fn main() {
     let args = normalize_args(std::env::args());

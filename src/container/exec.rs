@@ -201,6 +201,7 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
         console = Some(theirs);
     }
     let sub_cgroups = super::exec_cgroup::parse(&a.cgroup)?;
+    let mempolicy = crate::process::mempolicy::check(&spec)?;
     let seccomp = crate::process::spawn::compile_seccomp(&spec)?;
     let self_exe = crate::process::spawn::self_exe_id()?;
 
@@ -329,6 +330,9 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
                         .as_ref()
                         .map(|b| (b.height() as u16, b.width() as u16));
                     crate::process::console::setup_in_container(sock, size, false)?;
+                }
+                if let Some(p) = &mempolicy {
+                    crate::process::mempolicy::apply(p)?;
                 }
                 let tail = ProcessTail {
                     process: &process,

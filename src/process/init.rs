@@ -155,15 +155,18 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
 
     let hooks = spec.hooks().as_ref();
     let has = |h: Option<&Vec<oci_spec::runtime::Hook>>| h.is_some_and(|v| !v.is_empty());
-    // The host runs prestart/createRuntime and tells init its host pid: in a new pid namespace
-    // getpid() is 1, but runtime.md's state carries the pid as seen by the host.
+    // The host moves linux.netDevices into our network namespace, runs prestart/createRuntime
+    // and tells init its host pid: in a new pid namespace getpid() is 1, but runtime.md's state
+    // carries the pid as seen by the host.
     let mut host_pid = None;
     #[allow(deprecated)]
-    if hooks.is_some_and(|h| {
-        has(h.prestart().as_ref())
-            || has(h.create_runtime().as_ref())
-            || has(h.create_container().as_ref())
-    }) {
+    if crate::netdev::requested(spec)
+        || hooks.is_some_and(|h| {
+            has(h.prestart().as_ref())
+                || has(h.create_runtime().as_ref())
+                || has(h.create_container().as_ref())
+        })
+    {
         ctx.chan.send(&Msg::HooksRequest)?;
         match ctx.chan.recv()? {
             Msg::HostPid(p) => host_pid = Some(p),
@@ -171,7 +174,7 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
             other => bail!("sync: expected HostPid, got {other:?}"),
         }
         step(
-            "prestart/createRuntime hooks",
+            "linux.netDevices, prestart/createRuntime hooks",
             ctx.chan.expect(Msg::HooksDone),
         )?;
     }
@@ -212,6 +215,9 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
         "finalize the root filesystem",
         crate::rootfs::finalize(spec),
     )?;
+    if let Some(p) = super::mempolicy::check(spec)? {
+        step("set linux.memoryPolicy", super::mempolicy::apply(&p))?;
+    }
     let tail = ProcessTail {
         process,
         personality: spec.linux().as_ref().and_then(|l| l.personality().as_ref()),

@@ -5,4 +5,5 @@ pub mod affinity;
 pub mod channel;
 pub mod console;
 pub mod init;
+pub mod mempolicy;
 pub mod spawn;

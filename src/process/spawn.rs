@@ -291,6 +291,8 @@ fn spawn_in(
                 cleanup.is_child = false;
             }
             Msg::HooksRequest => {
+                // the network namespace exists (made at clone, or by the init before Pid)
+                crate::netdev::move_into(spec, pid)?;
                 let st = crate::hooks::state_json(
                     o.id,
                     "creating",
@@ -298,13 +300,14 @@ fn spawn_in(
                     &bundle.dir,
                     spec.annotations().as_ref(),
                 );
-                let h = spec.hooks().as_ref().expect("hooks requested");
-                #[allow(deprecated)]
-                if let Some(p) = h.prestart() {
-                    crate::hooks::run_all("hooks.prestart", p, &st)?;
-                }
-                if let Some(c) = h.create_runtime() {
-                    crate::hooks::run_all("hooks.createRuntime", c, &st)?;
+                if let Some(h) = spec.hooks().as_ref() {
+                    #[allow(deprecated)]
+                    if let Some(p) = h.prestart() {
+                        crate::hooks::run_all("hooks.prestart", p, &st)?;
+                    }
+                    if let Some(c) = h.create_runtime() {
+                        crate::hooks::run_all("hooks.createRuntime", c, &st)?;
+                    }
                 }
                 parent_chan.send(&Msg::HostPid(pid))?;
                 parent_chan.send(&Msg::HooksDone)?;

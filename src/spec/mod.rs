@@ -306,6 +306,8 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
             }
         }
     }
+    crate::netdev::validate(spec)?;
+    crate::process::mempolicy::check(spec)?;
     Ok(rootfs)
 }
 
