@@ -214,3 +214,92 @@ fn features_report_spec_1_3_and_systemd_user() {
         Some(7)
     );
 }
+
+/// `linux.timeOffsets`: the container's new time namespace has the offsets (its
+/// /proc/self/timens_offsets, and /proc/uptime two days ahead of the host's).
+#[test]
+fn time_offsets_are_applied() {
+    root_or_skip!("time_offsets_are_applied");
+    if !std::path::Path::new("/proc/self/timens_offsets").exists() {
+        skip("time_offsets_are_applied", "kernel has no time namespaces");
+        return;
+    }
+    let mut c = Ctr::new("timeoffs", "default");
+    c.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "time"}));
+    c.config["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 86400, "nanosecs": 0}, "boottime": {"secs": 172800, "nanosecs": 0}});
+    c.args(&[
+        "/bin/sh",
+        "-c",
+        "cat /proc/self/timens_offsets; cat /proc/uptime",
+    ]);
+    let o = c.run_ok();
+    let out = text(&o.stdout);
+    assert!(out.contains("monotonic") && out.contains("86400"), "{out}");
+    let up_inside: f64 = out
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no uptime in {out}"));
+    let host: f64 = std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        up_inside > host + 172_000.0,
+        "boottime offset not applied: uptime {up_inside} inside, {host} on the host"
+    );
+    // offsets without a new time namespace are refused by name
+    let mut c = Ctr::new("timeoffs2", "default");
+    c.config["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 1}});
+    let o = c.create(&[]);
+    assert_eq!(code(&o.status), 1);
+    assert!(
+        text(&o.stderr).contains("linux.timeOffsets"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+/// Fields of the spec husk does not apply are refused by name, and nothing is left behind.
+#[test]
+fn unapplied_fields_are_refused_by_name() {
+    root_or_skip!("unapplied_fields_are_refused_by_name");
+    for (field, set) in [
+        (
+            "linux.mountLabel",
+            json!({"linux": {"mountLabel": "system_u:object_r:container_file_t:s0"}}),
+        ),
+        (
+            "process.commandLine",
+            json!({"process": {"commandLine": "cmd.exe /c dir"}}),
+        ),
+        (
+            "vm",
+            json!({"vm": {"hypervisor": {"path": "/usr/bin/qemu"}, "kernel": {"path": "/k"}}}),
+        ),
+        ("windows", json!({"windows": {"layerFolders": ["C:\\l"]}})),
+    ] {
+        let mut c = Ctr::new("unapplied", "default");
+        for (sec, v) in set.as_object().unwrap() {
+            match (c.config.get_mut(sec.as_str()), v.as_object()) {
+                (Some(Value::Object(o)), Some(add)) if sec != "vm" && sec != "windows" => {
+                    for (k, x) in add {
+                        o.insert(k.clone(), x.clone());
+                    }
+                }
+                _ => c.config[sec.as_str()] = v.clone(),
+            }
+        }
+        let o = c.create(&[]);
+        assert_eq!(code(&o.status), 1, "{field} was accepted");
+        let err = text(&o.stderr);
+        assert!(err.contains(field), "{field}: {err}");
+    }
+}

@@ -7,3 +7,4 @@ pub mod console;
 pub mod init;
 pub mod mempolicy;
 pub mod spawn;
+pub mod timens;
