@@ -32,6 +32,9 @@ struct Config {
 }
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
+/// Set in a container process once its seccomp filter is installed: from then on it writes no
+/// record (the profile may refuse or kill on write(2)).
+static SILENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// Warnings held back until the command's outcome is known (never shared between threads:
 /// husk has none; the Mutex only makes the static legal).
 static PENDING: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -95,7 +98,15 @@ pub fn line(level: &str, msg: &str, json: bool, time: &str) -> String {
     }
 }
 
+/// No more records from this process (see [`SILENT`]).
+pub fn silence() {
+    SILENT.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn emit(level: &str, msg: &str) {
+    if SILENT.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     let Some(c) = CONFIG.get() else {
         eprintln!("{level}: {msg}");
         return;

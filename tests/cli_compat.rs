@@ -376,3 +376,32 @@ fn closed_stdout_ends_quietly() {
         assert_eq!(c.log_text(), before, "{args:?} wrote to the log");
     }
 }
+
+/// Under `--debug`, a container process writes no record once its seccomp filter is in: a
+/// profile that kills on a long write(2) (without noNewPrivileges, so the filter comes before
+/// the last steps) must not kill the init because of husk's own logging.
+#[test]
+fn debug_records_stop_at_the_seccomp_filter() {
+    root_or_skip!("debug_records_stop_at_the_seccomp_filter");
+    let mut c = Ctr::new("dbgsecc", "default");
+    c.args(&["/probe", "exit", "7"]);
+    c.config["process"]["noNewPrivileges"] = false.into();
+    c.config["linux"]["seccomp"] = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        // long writes only: husk's sync messages are short, a log record is not
+        "syscalls": [{"names": ["write"], "action": "SCMP_ACT_KILL_PROCESS",
+                      "args": [{"index": 2, "value": 48, "op": "SCMP_CMP_GE"}]}]
+    });
+    let o = c.run();
+    assert_eq!(code(&o.status), 7, "without --debug: {}", text(&o.stderr));
+    c.global_args = vec!["--debug".into()];
+    let o = c.run();
+    assert_eq!(
+        code(&o.status),
+        7,
+        "the program did not run to its exit: {:?}\n{}\n{}",
+        o.status,
+        text(&o.stderr),
+        c.log_text()
+    );
+}

@@ -316,6 +316,11 @@ pub fn finish(t: &ProcessTail, gate: &mut dyn FnMut() -> Result<()>) -> Result<I
     if nnp {
         crate::security::set_no_new_privs()?;
     } else if let Some(f) = t.seccomp {
+        crate::log_debug!(
+            "init[{}]: install the seccomp filter; no records after it",
+            std::process::id()
+        );
+        crate::logging::silence();
         step(
             "install the seccomp filter",
             crate::security::seccomp_install(f),
@@ -357,7 +362,8 @@ pub fn finish(t: &ProcessTail, gate: &mut dyn FnMut() -> Result<()>) -> Result<I
             .with_context(|| format!("--preserve-fds: fd {fd} is not open"))?;
     }
 
-    // (before the gate and the seccomp filter: a profile may refuse write(2))
+    // (before the gate and, with noNewPrivileges, the seccomp filter: a profile may refuse
+    // write(2); without noNewPrivileges the filter is already in and this writes nothing)
     crate::log_debug!(
         "process[{}]: set up; execve {:?} next",
         std::process::id(),
@@ -367,6 +373,7 @@ pub fn finish(t: &ProcessTail, gate: &mut dyn FnMut() -> Result<()>) -> Result<I
 
     if nnp {
         if let Some(f) = t.seccomp {
+            crate::logging::silence();
             step(
                 "install the seccomp filter",
                 crate::security::seccomp_install(f),
