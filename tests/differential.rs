@@ -821,6 +821,24 @@ fn lifecycle_ops(rt: &Runtime) -> Map<String, Value> {
         op_result(&run.rt(rt, &["kill", &id, "0"])),
     );
     obs.insert(
+        "update negative values, --cpu-share (running)".into(),
+        op_result(&run.rt(
+            rt,
+            &[
+                "update",
+                "--memory-swap",
+                "-1",
+                "--cpu-quota",
+                "-1",
+                "--pids-limit",
+                "-1",
+                "--cpu-share",
+                "512",
+                &id,
+            ],
+        )),
+    );
+    obs.insert(
         "start again".into(),
         op_result(&run.rt(rt, &["start", &id])),
     );
