@@ -405,3 +405,156 @@ fn debug_records_stop_at_the_seccomp_filter() {
         c.log_text()
     );
 }
+
+/// Every key of a JSON text, as paths in document order (the first element of arrays only;
+/// `memory.raw`, a map both print sorted, left out).
+fn key_paths(text: &str) -> Vec<String> {
+    fn walk(t: &[u8], i: &mut usize, path: &str, out: &mut Vec<String>) {
+        let skip_ws = |i: &mut usize| {
+            while *i < t.len() && t[*i].is_ascii_whitespace() {
+                *i += 1;
+            }
+        };
+        skip_ws(i);
+        match t.get(*i) {
+            Some(b'{') => {
+                *i += 1;
+                loop {
+                    skip_ws(i);
+                    if t.get(*i) == Some(&b'}') {
+                        *i += 1;
+                        return;
+                    }
+                    let start = *i + 1;
+                    *i = start;
+                    while t[*i] != b'"' {
+                        *i += 1;
+                    }
+                    let k = std::str::from_utf8(&t[start..*i]).unwrap();
+                    *i += 1;
+                    skip_ws(i);
+                    *i += 1; // ':'
+                    let p = format!("{path}/{k}");
+                    if !path.ends_with("/memory/raw") {
+                        out.push(p.clone());
+                    }
+                    walk(t, i, &p, out);
+                    skip_ws(i);
+                    if t.get(*i) == Some(&b',') {
+                        *i += 1;
+                    }
+                }
+            }
+            Some(b'[') => {
+                *i += 1;
+                let mut first = true;
+                loop {
+                    skip_ws(i);
+                    if t.get(*i) == Some(&b']') {
+                        *i += 1;
+                        return;
+                    }
+                    let mut sink = Vec::new();
+                    walk(
+                        t,
+                        i,
+                        &format!("{path}[]"),
+                        if first { out } else { &mut sink },
+                    );
+                    first = false;
+                    skip_ws(i);
+                    if t.get(*i) == Some(&b',') {
+                        *i += 1;
+                    }
+                }
+            }
+            Some(b'"') => {
+                *i += 1;
+                while t[*i] != b'"' {
+                    if t[*i] == b'\\' {
+                        *i += 1;
+                    }
+                    *i += 1;
+                }
+                *i += 1;
+            }
+            _ => {
+                while *i < t.len() && !b",}]".contains(&t[*i]) {
+                    *i += 1;
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(text.trim().as_bytes(), &mut 0, "", &mut out);
+    out
+}
+
+/// `events --stats` against runc 1.1.5 on the same bundle: the same keys in the same order
+/// (values differ, keys that only one prints are compared by their common order).
+#[test]
+fn events_stats_key_order_matches_runc() {
+    root_or_skip!("events_stats_key_order_matches_runc");
+    let runc = std::path::Path::new("/usr/sbin/runc");
+    if !runc.exists() || is_runc() {
+        skip(
+            "events_stats_key_order_matches_runc",
+            "needs /usr/sbin/runc as the reference",
+        );
+        return;
+    }
+    let c = sleeper("evrunc");
+    let o = c.rt(&["events", "--stats", &c.id]);
+    assert!(o.status.success(), "events --stats: {}", text(&o.stderr));
+    let ours = key_paths(&text(&o.stdout));
+
+    // runc on a copy of the bundle's config with its own id and cgroup
+    struct RuncCtr {
+        root: std::path::PathBuf,
+        id: String,
+    }
+    impl Drop for RuncCtr {
+        fn drop(&mut self) {
+            let _ = Command::new("/usr/sbin/runc")
+                .arg("--root")
+                .arg(&self.root)
+                .args(["delete", "-f", &self.id])
+                .output();
+            for d in cgroup_dirs(&self.id) {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+    let r = RuncCtr {
+        root: c.work.join("runc-root"),
+        id: unique_id("evrunc-ref"),
+    };
+    let rb = c.work.join("runc-bundle");
+    std::fs::create_dir(&rb).unwrap();
+    let mut cfg = c.config.clone();
+    cfg["linux"]["cgroupsPath"] = format!("/{}", r.id).into();
+    cfg["root"]["path"] = c.rootfs().to_string_lossy().into_owned().into();
+    std::fs::write(rb.join("config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let runc_cmd = |args: &[&str]| {
+        run_timeout(
+            Command::new(runc).arg("--root").arg(&r.root).args(args),
+            CMD_TIMEOUT,
+        )
+    };
+    let o = runc_cmd(&["run", "-d", "--bundle", &rb.to_string_lossy(), &r.id]);
+    assert!(o.status.success(), "runc run -d: {}", text(&o.stderr));
+    let o = runc_cmd(&["events", "--stats", &r.id]);
+    assert!(
+        o.status.success(),
+        "runc events --stats: {}",
+        text(&o.stderr)
+    );
+    let theirs = key_paths(&text(&o.stdout));
+    assert_eq!(&ours[..3], &["/type", "/id", "/data"]);
+    assert_eq!(&theirs[..3], &["/type", "/id", "/data"]);
+    let common_ours: Vec<&String> = ours.iter().filter(|k| theirs.contains(k)).collect();
+    let common_theirs: Vec<&String> = theirs.iter().filter(|k| ours.contains(k)).collect();
+    assert_eq!(common_ours, common_theirs, "key order differs from runc's");
+    assert!(common_ours.len() > 30, "few common keys: {common_ours:?}");
+    drop(r);
+}
