@@ -136,16 +136,19 @@ fn kill_zero_probes_existence() {
     );
 }
 
-/// `exec --cgroup SUB` runs the process in an existing sub-cgroup of the container's cgroup
-/// (every hierarchy), `exec --cgroup pids:SUB` in that controller's hierarchy only; a missing
-/// sub-cgroup or one outside the container's cgroup is refused and nothing runs.
-#[test]
-fn exec_cgroup_runs_in_a_sub_cgroup() {
-    root_or_skip!("exec_cgroup_runs_in_a_sub_cgroup");
-    let c = sleeper("execcg");
+struct Rm(Vec<std::path::PathBuf>);
+impl Drop for Rm {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// A `sub` cgroup below the container's directory in each of its hierarchies (from the init's
+/// /proc/PID/cgroup); removed on drop.
+fn make_subs(pid: i64) -> Rm {
     let mut made = Vec::new();
-    // the container's directory in each of its hierarchies, from the init's /proc/PID/cgroup
-    let pid = c.state().unwrap()["pid"].as_i64().unwrap();
     let lines = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     for l in lines.lines() {
@@ -168,7 +171,7 @@ fn exec_cgroup_runs_in_a_sub_cgroup() {
             let d = std::path::Path::new(&mp)
                 .join(path.trim_start_matches('/'))
                 .join("sub");
-            if d.parent().unwrap().is_dir() {
+            if d.parent().unwrap().is_dir() && !d.exists() {
                 std::fs::create_dir(&d).unwrap();
                 // a v1 cpuset cgroup starts empty: give it its parent's cpus and mems
                 for f in ["cpuset.cpus", "cpuset.mems"] {
@@ -180,16 +183,34 @@ fn exec_cgroup_runs_in_a_sub_cgroup() {
             }
         }
     }
-    struct Rm(Vec<std::path::PathBuf>);
-    impl Drop for Rm {
-        fn drop(&mut self) {
-            for d in &self.0 {
-                let _ = std::fs::remove_dir(d);
-            }
-        }
-    }
-    let _rm = Rm(made.clone());
     assert!(!made.is_empty());
+    Rm(made)
+}
+
+/// For each line of /proc/self/cgroup: the hierarchy's controllers and whether the path ends
+/// in the sub-cgroup.
+fn placement(out: &str) -> Vec<(String, bool)> {
+    let mut v: Vec<(String, bool)> = out
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let _ = f.next()?;
+            Some((f.next()?.to_string(), f.next()?.ends_with("/sub")))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// `exec --cgroup SUB` runs the process in an existing sub-cgroup of the container's cgroup
+/// (every hierarchy), `exec --cgroup pids:SUB` in that controller's hierarchy only; a missing
+/// sub-cgroup or one outside the container's cgroup is refused and nothing runs.
+#[test]
+fn exec_cgroup_runs_in_a_sub_cgroup() {
+    root_or_skip!("exec_cgroup_runs_in_a_sub_cgroup");
+    let c = sleeper("execcg");
+    let pid = c.state().unwrap()["pid"].as_i64().unwrap();
+    let _rm = make_subs(pid);
     let o = c.rt(&["exec", "--cgroup", "sub", &c.id, "cat", "/proc/self/cgroup"]);
     assert!(o.status.success(), "exec --cgroup sub: {}", text(&o.stderr));
     let inside = text(&o.stdout);
@@ -556,5 +577,85 @@ fn events_stats_key_order_matches_runc() {
     let common_theirs: Vec<&String> = theirs.iter().filter(|k| ours.contains(k)).collect();
     assert_eq!(common_ours, common_theirs, "key order differs from runc's");
     assert!(common_ours.len() > 30, "few common keys: {common_ours:?}");
+    drop(r);
+}
+
+/// `exec --cgroup` against runc 1.1.5 on the same bundle: the same placement for `sub` and
+/// `pids:sub`, and both refuse a missing sub-cgroup.
+#[test]
+fn exec_cgroup_matches_runc() {
+    root_or_skip!("exec_cgroup_matches_runc");
+    let runc = std::path::Path::new("/usr/sbin/runc");
+    if !runc.exists() || is_runc() || unified() {
+        skip(
+            "exec_cgroup_matches_runc",
+            "needs /usr/sbin/runc and a v1 host",
+        );
+        return;
+    }
+    let c = sleeper("execcgr");
+    struct RuncCtr {
+        root: std::path::PathBuf,
+        id: String,
+    }
+    impl Drop for RuncCtr {
+        fn drop(&mut self) {
+            let _ = Command::new("/usr/sbin/runc")
+                .arg("--root")
+                .arg(&self.root)
+                .args(["delete", "-f", &self.id])
+                .output();
+            for d in cgroup_dirs(&self.id) {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+    let r = RuncCtr {
+        root: c.work.join("runc-root"),
+        id: unique_id("execcgr-ref"),
+    };
+    let rb = c.work.join("runc-bundle");
+    std::fs::create_dir(&rb).unwrap();
+    let mut cfg = c.config.clone();
+    cfg["linux"]["cgroupsPath"] = format!("/{}", r.id).into();
+    cfg["root"]["path"] = c.rootfs().to_string_lossy().into_owned().into();
+    std::fs::write(rb.join("config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let runc_cmd = |args: &[&str]| {
+        run_timeout(
+            Command::new(runc).arg("--root").arg(&r.root).args(args),
+            CMD_TIMEOUT,
+        )
+    };
+    let o = runc_cmd(&["run", "-d", "--bundle", &rb.to_string_lossy(), &r.id]);
+    assert!(o.status.success(), "runc run -d: {}", text(&o.stderr));
+    let st = runc_cmd(&["state", &r.id]);
+    let rpid = serde_json::from_slice::<Value>(&st.stdout).unwrap()["pid"]
+        .as_i64()
+        .unwrap();
+    let hpid = c.state().unwrap()["pid"].as_i64().unwrap();
+    let _rm_runc = make_subs(rpid);
+    let _rm_husk = make_subs(hpid);
+    for arg in ["sub", "pids:sub", "memory,pids:sub"] {
+        let ours = c.rt(&["exec", "--cgroup", arg, &c.id, "cat", "/proc/self/cgroup"]);
+        let theirs = runc_cmd(&["exec", "--cgroup", arg, &r.id, "cat", "/proc/self/cgroup"]);
+        assert!(
+            ours.status.success(),
+            "husk exec --cgroup {arg}: {}",
+            text(&ours.stderr)
+        );
+        assert!(
+            theirs.status.success(),
+            "runc exec --cgroup {arg}: {}",
+            text(&theirs.stderr)
+        );
+        assert_eq!(
+            placement(&text(&ours.stdout)),
+            placement(&text(&theirs.stdout)),
+            "--cgroup {arg}: husk and runc place the process differently"
+        );
+    }
+    let ours = c.rt(&["exec", "--cgroup", "nope", &c.id, "true"]);
+    let theirs = runc_cmd(&["exec", "--cgroup", "nope", &r.id, "true"]);
+    assert!(!ours.status.success() && !theirs.status.success());
     drop(r);
 }
