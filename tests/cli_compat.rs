@@ -275,6 +275,22 @@ fn spec_cgroup_namespace_only_on_unified() {
         "cgroup namespace in `spec` on a unified={} host",
         unified()
     );
+    // the same namespaces, in the same order, as `runc spec` on this host
+    let runc = std::path::Path::new("/usr/sbin/runc");
+    if runc.exists() && !is_runc() {
+        let d2 = tempfile::Builder::new()
+            .prefix("husk-test-spec-")
+            .tempdir()
+            .unwrap();
+        let o = run_timeout(
+            Command::new(runc).arg("spec").current_dir(d2.path()),
+            CMD_TIMEOUT,
+        );
+        assert!(o.status.success(), "runc spec: {}", text(&o.stderr));
+        let r: Value =
+            serde_json::from_slice(&std::fs::read(d2.path().join("config.json")).unwrap()).unwrap();
+        assert_eq!(c["linux"]["namespaces"], r["linux"]["namespaces"]);
+    }
 }
 
 /// With `--log FILE --debug`, the container's init writes its debug records into the log,
