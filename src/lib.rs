@@ -10,6 +10,7 @@ pub mod criu;
 pub mod hooks;
 pub mod logging;
 pub mod namespaces;
+pub mod netdev;
 pub mod process;
 pub mod rootfs;
 pub mod rootless;

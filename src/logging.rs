@@ -7,8 +7,14 @@
 //! lines at exit ([`finish`]). With `--debug` every record is written as it happens. The
 //! container's init (a forked child) holds its warnings back the same way: when it fails they
 //! travel with its error through the sync channel into the host's single error line
-//! ([`fold_warnings`]); when it execs they are dropped (after pivot_root the log file is out of
-//! its reach anyway).
+//! ([`fold_warnings`]); when it execs they are dropped.
+//!
+//! With `--debug` the log is opened once, at [`init`], and kept open (close-on-exec): the
+//! container's init and an exec'd process inherit that descriptor and write their debug
+//! records through it, also after pivot_root, when the log's path no longer names the host's
+//! file (and could name a file of the container). Without `--log` the kept descriptor is a
+//! duplicate of husk's own stderr, so the init's records go where husk's go, never to the
+//! container's stdio or terminal.
 
 use crate::state::now_rfc3339;
 use std::io::Write;
@@ -21,9 +27,14 @@ struct Config {
     debug: bool,
     /// The process that called `init` (a forked child is another pid).
     pid: u32,
+    /// Under `--debug`: the log (or a duplicate of stderr), opened once, close-on-exec.
+    sink: Option<std::fs::File>,
 }
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
+/// Set in a container process once its seccomp filter is installed: from then on it writes no
+/// record (the profile may refuse or kill on write(2)).
+static SILENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// Warnings held back until the command's outcome is known (never shared between threads:
 /// husk has none; the Mutex only makes the static legal).
 static PENDING: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -34,13 +45,43 @@ pub fn init(file: Option<PathBuf>, format: &str, debug: bool) -> anyhow::Result<
         "text" => false,
         other => anyhow::bail!("--log-format: unknown format {other:?} (expected text or json)"),
     };
+    let sink = if debug {
+        open_sink(file.as_deref())
+    } else {
+        None
+    };
     let _ = CONFIG.set(Config {
         file,
         json,
         debug,
         pid: std::process::id(),
+        sink,
     });
     Ok(())
+}
+
+/// The kept descriptor of `--debug`: the log file opened for appending (std opens files
+/// close-on-exec), or a close-on-exec duplicate of stderr. None when it cannot be opened (the
+/// records then take the per-record path, which reports the error).
+fn open_sink(file: Option<&std::path::Path>) -> Option<std::fs::File> {
+    match file {
+        Some(p) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .ok(),
+        None => {
+            use std::os::fd::AsFd;
+            let fd = std::io::stderr().as_fd().try_clone_to_owned().ok()?;
+            Some(std::fs::File::from(fd))
+        }
+    }
+}
+
+/// The descriptor number of the `--debug` sink, if one is open.
+pub fn sink_fd() -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    CONFIG.get()?.sink.as_ref().map(|f| f.as_raw_fd())
 }
 
 /// One record, newline-terminated. `msg` is JSON-escaped in both formats, so a record is
@@ -57,12 +98,25 @@ pub fn line(level: &str, msg: &str, json: bool, time: &str) -> String {
     }
 }
 
+/// No more records from this process (see [`SILENT`]).
+pub fn silence() {
+    SILENT.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn emit(level: &str, msg: &str) {
+    if SILENT.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     let Some(c) = CONFIG.get() else {
         eprintln!("{level}: {msg}");
         return;
     };
     let rec = line(level, msg, c.json, &now_rfc3339());
+    if let Some(mut f) = c.sink.as_ref() {
+        // One write(2) of the whole line (O_APPEND for a file): records never interleave.
+        let _ = f.write_all(rec.as_bytes());
+        return;
+    }
     match &c.file {
         Some(path) => {
             let f = std::fs::OpenOptions::new()

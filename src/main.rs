@@ -8,7 +8,7 @@ use husk::state::Store;
 use std::io::Write;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-const SPEC_VERSION: &str = "1.2.0";
+const SPEC_VERSION: &str = "1.3.0";
 
 fn main() {
     let args = normalize_args(std::env::args());
@@ -23,10 +23,14 @@ fn main() {
         }
     };
     if cli.version {
-        println!(
+        let v = format!(
             "husk version {VERSION}\ncommit: {}\nspec: {SPEC_VERSION}",
             env!("HUSK_COMMIT")
         );
+        if let Err(e) = husk::cli::output::line(&v) {
+            eprintln!("husk: {e}");
+            std::process::exit(1);
+        }
         return;
     }
     if let Err(e) = husk::logging::init(cli.log.clone(), &cli.log_format, cli.debug) {

@@ -681,6 +681,7 @@ fn features_has_only_properties_of_its_version() {
     let f = features();
     let max = semver(f["ociVersionMax"].as_str().unwrap_or("0.0.0"));
     let v12 = max >= (1, 2, 0);
+    let v13 = max >= (1, 3, 0);
     let check = |what: &str, v: &serde_json::Value, allowed: &[&str]| {
         for k in v.as_object().into_iter().flat_map(|o| o.keys()) {
             assert!(
@@ -709,6 +710,16 @@ fn features_has_only_properties_of_its_version() {
     if v12 {
         top.push("potentiallyUnsafeConfigAnnotations");
         linux.push("mountExtensions");
+    }
+    if v13 {
+        // features-linux.md (runtime-spec 1.3): memoryPolicy, netDevices
+        linux.extend(["memoryPolicy", "netDevices"]);
+        check(
+            "linux.memoryPolicy",
+            &f["linux"]["memoryPolicy"],
+            &["modes", "flags"],
+        );
+        check("linux.netDevices", &f["linux"]["netDevices"], &["enabled"]);
     }
     check("features", &f, &top);
     check("linux", &f["linux"], &linux);

@@ -825,6 +825,28 @@ fn lifecycle_ops(rt: &Runtime) -> Map<String, Value> {
     obs.insert("start".into(), op_result(&run.rt(rt, &["start", &id])));
     obs.insert("status after start".into(), status(&run));
     obs.insert(
+        "kill 0 (running)".into(),
+        op_result(&run.rt(rt, &["kill", &id, "0"])),
+    );
+    obs.insert(
+        "update negative values, --cpu-share (running)".into(),
+        op_result(&run.rt(
+            rt,
+            &[
+                "update",
+                "--memory-swap",
+                "-1",
+                "--cpu-quota",
+                "-1",
+                "--pids-limit",
+                "-1",
+                "--cpu-share",
+                "512",
+                &id,
+            ],
+        )),
+    );
+    obs.insert(
         "start again".into(),
         op_result(&run.rt(rt, &["start", &id])),
     );
@@ -845,6 +867,10 @@ fn lifecycle_ops(rt: &Runtime) -> Map<String, Value> {
     obs.insert(
         "kill TERM (stopped)".into(),
         op_result(&run.rt(rt, &["kill", &id, "TERM"])),
+    );
+    obs.insert(
+        "kill 0 (stopped)".into(),
+        op_result(&run.rt(rt, &["kill", &id, "0"])),
     );
     obs.insert(
         "start (stopped)".into(),

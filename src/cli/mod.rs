@@ -3,6 +3,8 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+pub mod output;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "husk",
@@ -199,6 +201,10 @@ pub struct ExecArgs {
     /// Exec even if the container is paused.
     #[arg(long = "ignore-paused")]
     pub ignore_paused: bool,
+    /// Run the process in an existing sub-cgroup of the container's cgroup:
+    /// [<controller>[,<controller>...]:]<path>; repeatable (one per controller).
+    #[arg(long = "cgroup")]
+    pub cgroup: Vec<String>,
     pub id: String,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -340,6 +346,7 @@ const SINGLE_DASH_OK: &[&str] = &[
     "-cap",
     "-no-new-privs",
     "-ignore-paused",
+    "-cgroup",
     "-image-path",
     "-work-path",
     "-parent-path",
@@ -416,6 +423,7 @@ fn takes_value(flag: &str) -> bool {
         "--console-socket",
         "--pidfd-socket",
         "--criu",
+        "--cgroup",
     ];
     WITH_VALUE.contains(&flag)
 }
@@ -589,6 +597,64 @@ mod tests {
             Cli::try_parse_from(["husk", "restore", "-d", "--no-subreaper=false", "c4"]).unwrap();
         match c.command {
             Some(Command::Restore(r)) => assert!(r.detach && !r.no_subreaper && r.id == "c4"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn update_takes_negative_values_and_cpu_share() {
+        let c = Cli::try_parse_from([
+            "husk",
+            "update",
+            "--memory-swap",
+            "-1",
+            "--cpu-quota",
+            "-1",
+            "--pids-limit",
+            "-1",
+            "--cpu-rt-runtime",
+            "-1",
+            "--cpu-idle",
+            "-1",
+            "--cpu-share",
+            "512",
+            "c",
+        ])
+        .unwrap();
+        match c.command {
+            Some(Command::Update { flags, id }) => {
+                assert_eq!(flags.memory_swap.as_deref(), Some("-1"));
+                assert_eq!(flags.cpu_quota, Some(-1));
+                assert_eq!(flags.pids_limit, Some(-1));
+                assert_eq!(flags.cpu_rt_runtime, Some(-1));
+                assert_eq!(flags.cpu_idle, Some(-1));
+                assert_eq!(flags.cpu_shares, Some(512));
+                assert_eq!(id, "c");
+            }
+            other => panic!("{other:?}"),
+        }
+        let c = Cli::try_parse_from(["husk", "update", "--cpu-shares", "2", "c"]).unwrap();
+        assert!(
+            matches!(c.command, Some(Command::Update { flags, .. }) if flags.cpu_shares == Some(2))
+        );
+    }
+
+    #[test]
+    fn exec_cgroup_flag_is_not_the_command() {
+        let v = normalize_args(
+            [
+                "husk", "exec", "--cgroup", "sub", "c1", "ls", "--cgroup", "x",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        let c = Cli::try_parse_from(&v).unwrap();
+        match c.command {
+            Some(Command::Exec(e)) => {
+                assert_eq!(e.cgroup, ["sub"]);
+                assert_eq!(e.id, "c1");
+                assert_eq!(e.command, ["ls", "--cgroup", "x"]);
+            }
             other => panic!("{other:?}"),
         }
     }

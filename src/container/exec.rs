@@ -201,6 +201,8 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
         own_pty = Some(ours);
         console = Some(theirs);
     }
+    let sub_cgroups = super::exec_cgroup::parse(&a.cgroup)?;
+    let mempolicy = crate::process::mempolicy::check(&spec)?;
     let seccomp = crate::process::spawn::compile_seccomp(&spec)?;
     let self_exe = crate::process::spawn::self_exe_id()?;
 
@@ -274,6 +276,7 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
         _ => 1,
     });
     let cg = crate::cgroups::from_state(&st.cgroup)?;
+    let sub_dirs = super::exec_cgroup::target_dirs(&st.cgroup, &sub_cgroups)?;
 
     let mut mask = SigSet::all();
     mask.remove(nix::sys::signal::SIGKILL);
@@ -325,6 +328,7 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
                         format!("join the container's cgroup: write 0 to {}", f.display())
                     })?;
                 }
+                super::exec_cgroup::join_self(&sub_dirs)?;
                 for (t, fd) in &join {
                     if matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {
                         continue;
@@ -348,6 +352,9 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
                         .as_ref()
                         .map(|b| (b.height() as u16, b.width() as u16));
                     crate::process::console::setup_in_container(sock, size, false)?;
+                }
+                if let Some(p) = &mempolicy {
+                    crate::process::mempolicy::apply(p)?;
                 }
                 let tail = ProcessTail {
                     process: &process,

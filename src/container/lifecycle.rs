@@ -4,7 +4,7 @@ use crate::cli::CreateArgs;
 use crate::process::spawn::{self, SpawnOptions};
 use crate::state::{self, ContainerState, Status, Store};
 use anyhow::{bail, Context, Result};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd};
 
 /// The global flags every operation needs.
@@ -108,7 +108,7 @@ pub fn state(g: &Global, id: &str) -> Result<()> {
     let status = status_of(g, &st);
     let mut out = serde_json::to_string_pretty(&st.oci(status))?;
     out.push('\n');
-    std::io::stdout().write_all(out.as_bytes())?;
+    crate::cli::output::stdout(out.as_bytes())?;
     Ok(())
 }
 
@@ -138,7 +138,7 @@ const STOP_SIGNAL_ANNOTATION: &str = "org.opencontainers.image.stopSignal";
 /// `signal` is the one given on the command line; without one, the config's stop-signal
 /// annotation, else SIGTERM (runc's default).
 pub fn kill(g: &Global, id: &str, signal: Option<&str>, all: bool) -> Result<()> {
-    let given = signal.map(super::parse_signal).transpose()?;
+    let given = signal.map(super::parse_kill_signal).transpose()?;
     let st = g.store.load(id)?;
     let sig = match given {
         Some(s) => s,
@@ -164,6 +164,13 @@ pub fn kill(g: &Global, id: &str, signal: Option<&str>, all: bool) -> Result<()>
         }
     );
     if all {
+        if sig == 0 {
+            // the null signal sends nothing: only whether something is left to signal
+            if status_of(g, &st) == Status::Stopped && st.own_pid_ns {
+                bail!("container not running");
+            }
+            return Ok(());
+        }
         return signal_all(&st, sig);
     }
     // Pin the process with a pidfd, then check it is still the container's init (a dead or
@@ -320,7 +327,7 @@ pub fn list(g: &Global, format: &str, quiet: bool) -> Result<()> {
             other => bail!("--format: invalid format {other:?} (expected table or json)"),
         }
     }
-    std::io::stdout().write_all(out.as_bytes())?;
+    crate::cli::output::stdout(out.as_bytes())?;
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 
 mod checkpoint;
 mod exec;
+mod exec_cgroup;
 mod lifecycle;
 mod ops;
 mod run;
@@ -12,4 +13,4 @@ pub use exec::{exec, parse_user};
 pub use lifecycle::{create, delete, kill, list, start, state, status_of, Global};
 pub use ops::{events, features, pause, ps, resume, update, UpdateFlags};
 pub use run::run;
-pub use signal::parse_signal;
+pub use signal::{parse_kill_signal, parse_signal};

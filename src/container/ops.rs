@@ -4,7 +4,7 @@ use super::lifecycle::{status_of, Global};
 use crate::state::Status;
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::LinuxResources;
-use std::io::Write;
+use std::fmt::Write;
 use std::time::{Duration, Instant};
 
 pub fn pause(g: &Global, id: &str) -> Result<()> {
@@ -38,7 +38,7 @@ pub fn ps(g: &Global, id: &str, format: &str, ps_args: &[String]) -> Result<()> 
     } else {
         crate::cgroups::from_state(&st.cgroup)?.pids()?
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = String::new();
     match format {
         "json" => writeln!(out, "{}", serde_json::to_string(&pids)?)?,
         "table" => {
@@ -76,14 +76,17 @@ pub fn ps(g: &Global, id: &str, format: &str, ps_args: &[String]) -> Result<()> 
         }
         other => bail!("--format: invalid format {other:?} (expected table or json)"),
     }
+    crate::cli::output::stdout(out.as_bytes())?;
     Ok(())
 }
 
+/// One stats event, keys in runc's order (`type`, `id`, `data`, and `data`'s in the order of
+/// runc's `types.Stats`): serialized from the structs, not through a `serde_json::Value`, whose
+/// map sorts the keys.
 fn stats_event(id: &str, st: &crate::state::ContainerState) -> Result<String> {
     let cg = crate::cgroups::from_state(&st.cgroup)?;
-    let data = cg.stats()?;
-    let v = serde_json::json!({"type": "stats", "id": id, "data": data});
-    Ok(v.to_string())
+    let ev = crate::cgroups::stats::Event::stats(id, cg.stats()?);
+    Ok(serde_json::to_string(&ev)?)
 }
 
 /// Parse a Go-style duration as runc's `--interval` takes it: "5s", "100ms", "1m", "1.5s".
@@ -113,9 +116,9 @@ pub fn events(g: &Global, id: &str, stats: bool, interval: &str) -> Result<()> {
     if status_of(g, &st) == Status::Stopped {
         bail!("container with id {id} is not running");
     }
-    let mut out = std::io::stdout();
+    let out = crate::cli::output::line;
     if stats {
-        writeln!(out, "{}", stats_event(id, &st)?)?;
+        out(&stats_event(id, &st)?)?;
         return Ok(());
     }
     let every = parse_duration(interval)?;
@@ -130,15 +133,16 @@ pub fn events(g: &Global, id: &str, stats: bool, interval: &str) -> Result<()> {
         let now_ooms = cg.oom_kill_count().unwrap_or(ooms);
         if now_ooms > ooms {
             ooms = now_ooms;
-            writeln!(out, "{}", serde_json::json!({"type": "oom", "id": id}))?;
+            out(&serde_json::to_string(&crate::cgroups::stats::Event::oom(
+                id,
+            ))?)?;
         }
         if Instant::now() >= next_stats {
             next_stats += every;
             if let Ok(e) = stats_event(id, &st) {
-                writeln!(out, "{e}")?;
+                out(&e)?;
             }
         }
-        out.flush()?;
     }
 }
 
@@ -165,43 +169,46 @@ pub fn parse_size(s: &str) -> Result<i64> {
     Ok((v * mult as f64) as i64)
 }
 
-/// The flag forms of `update`.
+/// The flag forms of `update`. Every value may start with `-` (`--memory-swap -1`,
+/// `--cpu-quota -1`, `--pids-limit -1`): runc's flag parser takes the next argument as the value
+/// whatever it looks like.
 #[derive(Debug, Default, clap::Args)]
 pub struct UpdateFlags {
     /// LinuxResources JSON: a file, or - for stdin.
-    #[arg(short, long)]
+    #[arg(short, long, allow_hyphen_values = true)]
     pub resources: Option<String>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub memory: Option<String>,
-    #[arg(long = "memory-reservation")]
+    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
     pub memory_reservation: Option<String>,
-    #[arg(long = "memory-swap")]
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
-    #[arg(long = "kernel-memory")]
+    #[arg(long = "kernel-memory", allow_hyphen_values = true)]
     pub kernel_memory: Option<String>,
-    #[arg(long = "kernel-memory-tcp")]
+    #[arg(long = "kernel-memory-tcp", allow_hyphen_values = true)]
     pub kernel_memory_tcp: Option<String>,
-    #[arg(long = "cpu-shares")]
+    /// CPU shares (runc's spelling is `--cpu-share`; `--cpu-shares` is accepted too).
+    #[arg(long = "cpu-share", alias = "cpu-shares", allow_hyphen_values = true)]
     pub cpu_shares: Option<u64>,
-    #[arg(long = "cpu-period")]
+    #[arg(long = "cpu-period", allow_hyphen_values = true)]
     pub cpu_period: Option<u64>,
-    #[arg(long = "cpu-quota")]
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
     pub cpu_quota: Option<i64>,
-    #[arg(long = "cpu-burst")]
+    #[arg(long = "cpu-burst", allow_hyphen_values = true)]
     pub cpu_burst: Option<u64>,
-    #[arg(long = "cpu-rt-period")]
+    #[arg(long = "cpu-rt-period", allow_hyphen_values = true)]
     pub cpu_rt_period: Option<u64>,
-    #[arg(long = "cpu-rt-runtime")]
+    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
     pub cpu_rt_runtime: Option<i64>,
-    #[arg(long = "cpu-idle")]
+    #[arg(long = "cpu-idle", allow_hyphen_values = true)]
     pub cpu_idle: Option<i64>,
-    #[arg(long = "cpuset-cpus")]
+    #[arg(long = "cpuset-cpus", allow_hyphen_values = true)]
     pub cpuset_cpus: Option<String>,
-    #[arg(long = "cpuset-mems")]
+    #[arg(long = "cpuset-mems", allow_hyphen_values = true)]
     pub cpuset_mems: Option<String>,
-    #[arg(long = "pids-limit")]
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
-    #[arg(long = "blkio-weight")]
+    #[arg(long = "blkio-weight", allow_hyphen_values = true)]
     pub blkio_weight: Option<u16>,
 }
 
@@ -288,13 +295,14 @@ pub fn update(g: &Global, id: &str, f: &UpdateFlags) -> Result<()> {
 pub fn features(criu: &str) -> Result<()> {
     let f = serde_json::json!({
         "ociVersionMin": "1.0.0",
-        "ociVersionMax": "1.2.0",
+        // runtime-spec 1.3: linux.netDevices and linux.memoryPolicy
+        "ociVersionMax": "1.3.0",
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": MOUNT_OPTIONS,
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": known_capabilities(),
-            "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": false, "rdma": true},
+            "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": true, "rdma": true},
             "seccomp": {
                 "enabled": true,
                 "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL",
@@ -315,7 +323,15 @@ pub fn features(criu: &str) -> Result<()> {
             "apparmor": {"enabled": true},
             "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": true}}
+            "memoryPolicy": {
+                "modes": ["MPOL_DEFAULT", "MPOL_BIND", "MPOL_INTERLEAVE",
+                          "MPOL_WEIGHTED_INTERLEAVE", "MPOL_PREFERRED",
+                          "MPOL_PREFERRED_MANY", "MPOL_LOCAL"],
+                "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES",
+                          "MPOL_F_STATIC_NODES"]
+            },
+            "mountExtensions": {"idmap": {"enabled": true}},
+            "netDevices": {"enabled": true}
         },
         "annotations": {
             "org.opencontainers.runc.version": env!("CARGO_PKG_VERSION"),
@@ -329,7 +345,7 @@ pub fn features(criu: &str) -> Result<()> {
     if crate::criu::installed(criu) {
         f["annotations"]["org.opencontainers.runc.checkpoint.enabled"] = "true".into();
     }
-    println!("{}", serde_json::to_string_pretty(&f)?);
+    crate::cli::output::line(&serde_json::to_string_pretty(&f)?)?;
     Ok(())
 }
 

@@ -38,6 +38,15 @@ const NAMES: &[(&str, i32)] = &[
     ("SYS", libc::SIGSYS),
 ];
 
+/// A signal as `kill` takes it: [`parse_signal`], plus `0`, kill(2)'s null signal, which sends
+/// nothing and only checks that the container's init exists (runc accepts it the same way).
+pub fn parse_kill_signal(s: &str) -> Result<i32> {
+    if s.parse::<i32>() == Ok(0) {
+        return Ok(0);
+    }
+    parse_signal(s)
+}
+
 pub fn parse_signal(s: &str) -> Result<i32> {
     if let Ok(n) = s.parse::<i32>() {
         if (1..=64).contains(&n) {
@@ -89,5 +98,9 @@ mod tests {
         assert!(parse_signal("NOPE").is_err());
         assert!(parse_signal("0").is_err());
         assert!(parse_signal("65").is_err());
+        // only `kill` takes the null signal (the stop-signal annotation must name a real one)
+        assert_eq!(parse_kill_signal("0").unwrap(), 0);
+        assert_eq!(parse_kill_signal("KILL").unwrap(), libc::SIGKILL);
+        assert!(parse_kill_signal("-1").is_err());
     }
 }

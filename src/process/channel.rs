@@ -20,7 +20,8 @@ pub enum Msg {
     MapsDone,
     /// Init → runtime: the real init is PID (after the extra fork a pid namespace needs).
     Pid(i32),
-    /// Init → runtime: mounts done; run the prestart and createRuntime hooks.
+    /// Init → runtime: mounts done; move linux.netDevices in, run the prestart and
+    /// createRuntime hooks.
     HooksRequest,
     /// Runtime → init: init's pid as the host sees it (the state given to createContainer
     /// hooks), sent just before `HooksDone`.

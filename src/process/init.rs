@@ -71,6 +71,11 @@ pub fn run(ctx: InitContext) -> ! {
 }
 
 fn step<T>(what: &str, r: Result<T>) -> Result<T> {
+    if r.is_ok() {
+        // written through the descriptor logging keeps open (see logging.rs): it reaches
+        // `--log` also after pivot_root
+        crate::log_debug!("init[{}]: {what}: done", std::process::id());
+    }
     r.with_context(|| what.to_string())
 }
 
@@ -150,15 +155,18 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
 
     let hooks = spec.hooks().as_ref();
     let has = |h: Option<&Vec<oci_spec::runtime::Hook>>| h.is_some_and(|v| !v.is_empty());
-    // The host runs prestart/createRuntime and tells init its host pid: in a new pid namespace
-    // getpid() is 1, but runtime.md's state carries the pid as seen by the host.
+    // The host moves linux.netDevices into our network namespace, runs prestart/createRuntime
+    // and tells init its host pid: in a new pid namespace getpid() is 1, but runtime.md's state
+    // carries the pid as seen by the host.
     let mut host_pid = None;
     #[allow(deprecated)]
-    if hooks.is_some_and(|h| {
-        has(h.prestart().as_ref())
-            || has(h.create_runtime().as_ref())
-            || has(h.create_container().as_ref())
-    }) {
+    if crate::netdev::requested(spec)
+        || hooks.is_some_and(|h| {
+            has(h.prestart().as_ref())
+                || has(h.create_runtime().as_ref())
+                || has(h.create_container().as_ref())
+        })
+    {
         ctx.chan.send(&Msg::HooksRequest)?;
         match ctx.chan.recv()? {
             Msg::HostPid(p) => host_pid = Some(p),
@@ -166,7 +174,7 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
             other => bail!("sync: expected HostPid, got {other:?}"),
         }
         step(
-            "prestart/createRuntime hooks",
+            "linux.netDevices, prestart/createRuntime hooks",
             ctx.chan.expect(Msg::HooksDone),
         )?;
     }
@@ -216,6 +224,9 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
         "finalize the root filesystem",
         crate::rootfs::finalize(spec),
     )?;
+    if let Some(p) = super::mempolicy::check(spec)? {
+        step("set linux.memoryPolicy", super::mempolicy::apply(&p))?;
+    }
     let tail = ProcessTail {
         process,
         personality: spec.linux().as_ref().and_then(|l| l.personality().as_ref()),
@@ -314,6 +325,11 @@ pub fn finish(t: &ProcessTail, gate: &mut dyn FnMut() -> Result<()>) -> Result<I
     if nnp {
         crate::security::set_no_new_privs()?;
     } else if let Some(f) = t.seccomp {
+        crate::log_debug!(
+            "init[{}]: install the seccomp filter; no records after it",
+            std::process::id()
+        );
+        crate::logging::silence();
         step(
             "install the seccomp filter",
             crate::security::seccomp_install(f),
@@ -364,14 +380,27 @@ pub fn finish(t: &ProcessTail, gate: &mut dyn FnMut() -> Result<()>) -> Result<I
         crate::sys::fd::cloexec_from(3 + t.preserve_fds).map_err(Into::into),
     )?;
     for fd in 3..3 + t.preserve_fds {
+        if crate::logging::sink_fd() == Some(fd as i32) {
+            // the number was free when husk started (the caller did not pass it); husk's
+            // --debug log took it and must not reach the program
+            bail!("--preserve-fds: fd {fd} is not open");
+        }
         crate::sys::fd::clear_cloexec(fd as i32)
             .with_context(|| format!("--preserve-fds: fd {fd} is not open"))?;
     }
 
+    // (before the gate and, with noNewPrivileges, the seccomp filter: a profile may refuse
+    // write(2); without noNewPrivileges the filter is already in and this writes nothing)
+    crate::log_debug!(
+        "process[{}]: set up; execve {:?} next",
+        std::process::id(),
+        exe.display()
+    );
     gate()?;
 
     if nnp {
         if let Some(f) = t.seccomp {
+            crate::logging::silence();
             step(
                 "install the seccomp filter",
                 crate::security::seccomp_install(f),

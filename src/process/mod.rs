@@ -5,4 +5,6 @@ pub mod affinity;
 pub mod channel;
 pub mod console;
 pub mod init;
+pub mod mempolicy;
 pub mod spawn;
+pub mod timens;

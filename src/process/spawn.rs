@@ -251,6 +251,13 @@ fn spawn_in(
     let idmapped = crate::rootfs::idmap::detach_trees(spec, &bundle.dir, userns)?;
 
     let (parent_chan, child_chan) = Channel::pair()?;
+    // linux.timeOffsets: the runtime makes the time namespace (see timens.rs); neither clone3
+    // nor the init creates it then
+    let mut plan = plan;
+    let timens_offsets = super::timens::offsets_text(spec)?;
+    if timens_offsets.is_some() {
+        plan.new_flags &= !libc::CLONE_NEWTIME;
+    }
     let slow_path = !plan.join.is_empty();
     let clone_flags = if slow_path {
         0
@@ -270,8 +277,20 @@ fn spawn_in(
     };
     // computed here: the child should allocate as little as possible
     let cgroup2_dir = cgroup2_dir(&cg.state());
-    let (forked, into_cgroup) = crate::sys::clone3::fork_with(clone_flags, cg_fd, true)
-        .context("clone the container's init")?;
+    let timens_restore = timens_offsets
+        .as_deref()
+        .map(super::timens::prepare)
+        .transpose()?;
+    let forked = crate::sys::clone3::fork_with(clone_flags, cg_fd, true);
+    if let (Some(r), Ok((crate::sys::clone3::Forked::Parent { .. }, _)) | Err(_)) =
+        (timens_restore, &forked)
+    {
+        // (only later children of the runtime, e.g. hooks, would see the offsets)
+        if let Err(e) = r.back() {
+            crate::logging::warn(&format!("{e:#}"));
+        }
+    }
+    let (forked, into_cgroup) = forked.context("clone the container's init")?;
     let (mut pid, pidfd) = match forked {
         crate::sys::clone3::Forked::Child => {
             drop(parent_chan);
@@ -350,6 +369,8 @@ fn spawn_in(
                 cleanup.is_child = false;
             }
             Msg::HooksRequest => {
+                // the network namespace exists (made at clone, or by the init before Pid)
+                crate::netdev::move_into(spec, pid)?;
                 let st = crate::hooks::state_json(
                     o.id,
                     "creating",
@@ -357,13 +378,14 @@ fn spawn_in(
                     &bundle.dir,
                     spec.annotations().as_ref(),
                 );
-                let h = spec.hooks().as_ref().expect("hooks requested");
-                #[allow(deprecated)]
-                if let Some(p) = h.prestart() {
-                    crate::hooks::run_all("hooks.prestart", p, &st)?;
-                }
-                if let Some(c) = h.create_runtime() {
-                    crate::hooks::run_all("hooks.createRuntime", c, &st)?;
+                if let Some(h) = spec.hooks().as_ref() {
+                    #[allow(deprecated)]
+                    if let Some(p) = h.prestart() {
+                        crate::hooks::run_all("hooks.prestart", p, &st)?;
+                    }
+                    if let Some(c) = h.create_runtime() {
+                        crate::hooks::run_all("hooks.createRuntime", c, &st)?;
+                    }
                 }
                 parent_chan.send(&Msg::HostPid(pid))?;
                 parent_chan.send(&Msg::HooksDone)?;

@@ -46,7 +46,7 @@ pub fn default_spec_json(rootless: bool) -> String {
             "resources": {"devices": [{"allow": false, "access": "rwm"}]},
             "namespaces": [
                 {"type": "pid"}, {"type": "network"}, {"type": "ipc"},
-                {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}
+                {"type": "uts"}, {"type": "mount"}
             ],
             "maskedPaths": [
                 "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
@@ -58,12 +58,25 @@ pub fn default_spec_json(rootless: bool) -> String {
             ]
         }
     });
+    // As runc's `spec`: a cgroup namespace only on a unified (pure cgroup v2) host. On a v1 or
+    // hybrid host a cgroup namespace hides the per-controller paths tools expect to see.
+    if cgroup_unified() {
+        if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
+            ns.push(json!({"type": "cgroup"}));
+        }
+    }
     if rootless {
         make_rootless(&mut spec);
     }
     let mut out = serde_json::to_string_pretty(&spec).expect("a JSON value serialises");
     out.push('\n');
     out
+}
+
+/// True when /sys/fs/cgroup is itself a cgroup2 mount.
+fn cgroup_unified() -> bool {
+    nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
 }
 
 fn make_rootless(spec: &mut Value) {

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 mod default;
+mod unapplied;
 pub use default::default_spec_json;
 
 /// A parsed and validated bundle.
@@ -165,6 +166,7 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
     let raw = std::fs::read(&cfg).with_context(|| format!("open {}", cfg.display()))?;
     let (spec, clean) = parse_clean(&raw)?;
     let rootfs = validate(&spec, &dir)?;
+    unapplied::check(&spec)?;
     Ok(Bundle {
         dir,
         rootfs,
@@ -337,6 +339,8 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
             }
         }
     }
+    crate::netdev::validate(spec)?;
+    crate::process::mempolicy::check(spec)?;
     Ok(rootfs)
 }
 

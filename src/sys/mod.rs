@@ -4,6 +4,7 @@
 pub mod clone3;
 pub mod fd;
 pub mod mount_api;
+pub mod netlink;
 pub mod openat2;
 pub mod pidfd;
 pub mod procfs;
