@@ -3,7 +3,8 @@
 //!
 //! Unknown properties stay ignored, as config.md requires; these are the properties the
 //! runtime-spec defines that husk leaves alone:
-//! - `linux.mountLabel`: no SELinux `context=` for the container's mounts;
+//! - `linux.mountLabel` on a host with SELinux enabled: no SELinux `context=` for the container's
+//!   mounts (without SELinux there is nothing to label, and it is ignored as runc does);
 //! - `process.commandLine`, `process.user.username`: Windows-only (config.md "Process", "User");
 //! - the `windows`, `solaris`, `vm` and `zos` sections: platforms husk is not;
 //! - top-level `uidMappings` / `gidMappings` (a pre-1.0 form oci-spec still parses): the
@@ -16,10 +17,20 @@ use anyhow::{bail, Result};
 use oci_spec::runtime::Spec;
 
 pub fn check(spec: &Spec) -> Result<()> {
+    check_with(spec, crate::security::lsm::selinux_enabled)
+}
+
+/// [`check`] with the host's SELinux state as a function (asked only when a mountLabel is set).
+fn check_with(spec: &Spec, selinux_enabled: fn() -> bool) -> Result<()> {
     crate::process::timens::offsets_text(spec)?;
     if let Some(l) = spec.linux() {
+        // Where SELinux is not enabled a mount label has nothing to apply to: runc (go-selinux)
+        // leaves the mount options unchanged and runs the container, and engines set the field
+        // whatever the host. Where it is enabled the mounts would go unlabelled: refused.
         if let Some(label) = l.mount_label().as_deref().filter(|s| !s.is_empty()) {
-            bail!("linux.mountLabel: {label:?}: SELinux mount labels are not applied by husk (remove the field, or use a runtime that labels mounts)");
+            if selinux_enabled() {
+                bail!("linux.mountLabel: {label:?}: SELinux mount labels are not applied by husk (remove the field, or use a runtime that labels mounts)");
+            }
         }
     }
     if let Some(p) = spec.process() {
@@ -53,7 +64,13 @@ mod tests {
     use super::*;
 
     fn check_json(v: serde_json::Value) -> Result<()> {
-        check(&serde_json::from_value(v).unwrap())
+        check_with(&serde_json::from_value(v).unwrap(), || true)
+    }
+
+    #[test]
+    fn mount_label_without_selinux_is_ignored() {
+        let v = serde_json::json!({"ociVersion": "1.3.0", "linux": {"mountLabel": "system_u:object_r:x:s0"}});
+        assert!(check_with(&serde_json::from_value(v).unwrap(), || false).is_ok());
     }
 
     #[test]
