@@ -314,6 +314,17 @@ impl Ctx {
     }
 }
 
+/// Run `f` in a new pod, then stop and remove the pod whatever `f` returned.
+async fn in_pod<F>(c: &mut Ctx, o: &PodOpts, f: F) -> Result<String>
+where
+    F: AsyncFnOnce(&mut Ctx, &Pod) -> Result<String>,
+{
+    let pod = c.run_pod(o).await?;
+    let r = f(c, &pod).await;
+    c.remove_pod(&pod.id).await?;
+    r
+}
+
 fn ensure(cond: bool, what: impl FnOnce() -> String) -> Result<()> {
     if cond {
         Ok(())
@@ -385,42 +396,41 @@ async fn pod_lifecycle(c: &mut Ctx) -> Result<String> {
 }
 
 async fn shared_namespaces(c: &mut Ctx) -> Result<String> {
-    let pod = c
-        .run_pod(&PodOpts {
+    in_pod(
+        c,
+        &PodOpts {
             share_pid: true,
             ..Default::default()
-        })
-        .await?;
-    let r = async {
-        let a = c.run(&pod, &CtrOpts::default()).await?;
-        let b = c.run(&pod, &CtrOpts::default()).await?;
-        let pa = c.probe(&a, &[]).await?;
-        let pb = c.probe(&b, &[]).await?;
-        for n in ["net", "ipc", "uts", "pid"] {
-            ensure(ns(&pa, n) == ns(&pb, n), || {
-                format!("{n} namespace differs: {} vs {}", ns(&pa, n), ns(&pb, n))
+        },
+        async |c, pod| {
+            let a = c.run(pod, &CtrOpts::default()).await?;
+            let b = c.run(pod, &CtrOpts::default()).await?;
+            let pa = c.probe(&a, &[]).await?;
+            let pb = c.probe(&b, &[]).await?;
+            for n in ["net", "ipc", "uts", "pid"] {
+                ensure(ns(&pa, n) == ns(&pb, n), || {
+                    format!("{n} namespace differs: {} vs {}", ns(&pa, n), ns(&pb, n))
+                })?;
+            }
+            ensure(ns(&pa, "mnt") != ns(&pb, "mnt"), || {
+                "the two containers share a mount namespace".into()
             })?;
-        }
-        ensure(ns(&pa, "mnt") != ns(&pb, "mnt"), || {
-            "the two containers share a mount namespace".into()
-        })?;
-        ensure(pa["hostname"] == pb["hostname"], || {
-            "hostnames differ".into()
-        })?;
-        // shareProcessNamespace: each sees the other's sleep and the pause process
-        let ps = c.exec(&a, &["/bin/ps", "-o", "args"]).await?;
-        let ps = String::from_utf8_lossy(&ps.stdout).to_string();
-        ensure(ps.matches("sleep 3600").count() == 2, || {
-            format!("ps in container a does not show both sleeps:\n{ps}")
-        })?;
-        ensure(ps.contains("/probe pause"), || {
-            format!("ps does not show the pause process:\n{ps}")
-        })?;
-        Ok::<_, anyhow::Error>("net, ipc, uts, pid shared; mnt own".to_string())
-    }
-    .await;
-    c.remove_pod(&pod.id).await?;
-    r
+            ensure(pa["hostname"] == pb["hostname"], || {
+                "hostnames differ".into()
+            })?;
+            // shareProcessNamespace: each sees the other's sleep and the pause process
+            let ps = c.exec(&a, &["/bin/ps", "-o", "args"]).await?;
+            let ps = String::from_utf8_lossy(&ps.stdout).to_string();
+            ensure(ps.matches("sleep 3600").count() == 2, || {
+                format!("ps in container a does not show both sleeps:\n{ps}")
+            })?;
+            ensure(ps.contains("/probe pause"), || {
+                format!("ps does not show the pause process:\n{ps}")
+            })?;
+            Ok::<_, anyhow::Error>("net, ipc, uts, pid shared; mnt own".to_string())
+        },
+    )
+    .await
 }
 
 fn shim_pid(sandbox: &str) -> Option<u32> {
@@ -444,9 +454,8 @@ fn fd_count(pid: u32) -> usize {
 }
 
 async fn exec_sync_rate(c: &mut Ctx) -> Result<String> {
-    let pod = c.run_pod(&PodOpts::default()).await?;
-    let r = async {
-        let id = c.run(&pod, &CtrOpts::default()).await?;
+    in_pod(c, &PodOpts::default(), async |c, pod| {
+        let id = c.run(pod, &CtrOpts::default()).await?;
         let shim = shim_pid(&pod.id).ok_or_else(|| anyhow!("no shim for the pod"))?;
         // warm up once, then count fds and processes
         c.exec(&id, &["/bin/true"]).await?;
@@ -491,22 +500,19 @@ async fn exec_sync_rate(c: &mut Ctx) -> Result<String> {
             start.elapsed().as_secs_f64(),
             worst.as_millis()
         ))
-    }
-    .await;
-    c.remove_pod(&pod.id).await?;
-    r
+    })
+    .await
 }
 
 async fn logs_and_reopen(c: &mut Ctx) -> Result<String> {
-    let pod = c.run_pod(&PodOpts::default()).await?;
-    let r = async {
+    in_pod(c, &PodOpts::default(), async |c, pod| {
         let stamp = c.tmp.join(format!("reopen-{}", c.handler));
         let _ = std::fs::remove_file(&stamp);
         let script = "echo first-line; echo to-stderr >&2; \
                       while [ ! -e /proc/1/root/tmp/go ]; do sleep 0.1; done; echo second-line; sleep 3600";
         let id = c
             .run(
-                &pod,
+                pod,
                 &CtrOpts {
                     command: vec!["/bin/sh".into(), "-c".into(), script.into()],
                     ..Default::default()
@@ -552,18 +558,15 @@ async fn logs_and_reopen(c: &mut Ctx) -> Result<String> {
             "the rotated file still receives lines".into()
         })?;
         Ok("stdout and stderr in CRI format; reopened after rotation".to_string())
-    }
-    .await;
-    c.remove_pod(&pod.id).await?;
-    r
+    })
+    .await
 }
 
 async fn stats_and_update(c: &mut Ctx) -> Result<String> {
-    let pod = c.run_pod(&PodOpts::default()).await?;
-    let r = async {
+    in_pod(c, &PodOpts::default(), async |c, pod| {
         let id = c
             .run(
-                &pod,
+                pod,
                 &CtrOpts {
                     memory_limit: 128 << 20,
                     ..Default::default()
@@ -642,18 +645,15 @@ async fn stats_and_update(c: &mut Ctx) -> Result<String> {
         Ok(format!(
             "cpu {cpu} ns, working set {mem} B; memory 128M -> 96M, shares 512 read back"
         ))
-    }
-    .await;
-    c.remove_pod(&pod.id).await?;
-    r
+    })
+    .await
 }
 
 async fn oom_and_restart(c: &mut Ctx) -> Result<String> {
-    let pod = c.run_pod(&PodOpts::default()).await?;
-    let r = async {
+    in_pod(c, &PodOpts::default(), async |c, pod| {
         let id = c
             .run(
-                &pod,
+                pod,
                 &CtrOpts {
                     command: vec!["/probe".into(), "alloc".into(), "256".into()],
                     memory_limit: 32 << 20,
@@ -669,7 +669,7 @@ async fn oom_and_restart(c: &mut Ctx) -> Result<String> {
         // a crashed container is replaced as kubelet does: the next attempt in the same pod
         let crash = c
             .run(
-                &pod,
+                pod,
                 &CtrOpts {
                     command: vec!["/bin/sh".into(), "-c".into(), "exit 3".into()],
                     name: Some("crash".into()),
@@ -691,7 +691,7 @@ async fn oom_and_restart(c: &mut Ctx) -> Result<String> {
         .map_err(|s| anyhow!("RemoveContainer: {}", s.message()))?;
         let again = c
             .run(
-                &pod,
+                pod,
                 &CtrOpts {
                     name: Some("crash".into()),
                     attempt: 1,
@@ -704,18 +704,15 @@ async fn oom_and_restart(c: &mut Ctx) -> Result<String> {
             format!("restarted container state {}", s.state)
         })?;
         Ok("OOMKilled (137); crashed exit 3 replaced by attempt 1, running".to_string())
-    }
-    .await;
-    c.remove_pod(&pod.id).await?;
-    r
+    })
+    .await
 }
 
 async fn seccomp_profiles(c: &mut Ctx) -> Result<String> {
-    let pod = c.run_pod(&PodOpts::default()).await?;
-    let r = async {
+    in_pod(c, &PodOpts::default(), async |c, pod| {
         let rd = c
             .run(
-                &pod,
+                pod,
                 &CtrOpts {
                     seccomp: Some(SecurityProfile {
                         profile_type: RUNTIME_DEFAULT,
@@ -734,7 +731,7 @@ async fn seccomp_profiles(c: &mut Ctx) -> Result<String> {
         ensure(k["ok"] == false, || format!("RuntimeDefault allowed keyctl: {k}"))?;
         let un = c
             .run(
-                &pod,
+                pod,
                 &CtrOpts {
                     seccomp: Some(SecurityProfile {
                         profile_type: UNCONFINED,
@@ -753,7 +750,7 @@ async fn seccomp_profiles(c: &mut Ctx) -> Result<String> {
         )?;
         let lh = c
             .run(
-                &pod,
+                pod,
                 &CtrOpts {
                     seccomp: Some(SecurityProfile {
                         profile_type: LOCALHOST,
@@ -770,18 +767,15 @@ async fn seccomp_profiles(c: &mut Ctx) -> Result<String> {
         let m = c.probe(&un, &["syscall", "mkdir"]).await?;
         ensure(m["ok"] == true, || format!("Unconfined: mkdir gave {m}"))?;
         Ok("RuntimeDefault mode 2 (keyctl refused), Unconfined 0, Localhost mkdir EPERM".into())
-    }
-    .await;
-    c.remove_pod(&pod.id).await?;
-    r
+    })
+    .await
 }
 
 async fn security_context(c: &mut Ctx) -> Result<String> {
-    let pod = c.run_pod(&PodOpts::default()).await?;
-    let r = async {
+    in_pod(c, &PodOpts::default(), async |c, pod| {
         let id = c
             .run(
-                &pod,
+                pod,
                 &CtrOpts {
                     run_as_user: Some(1000),
                     run_as_group: Some(1000),
@@ -812,22 +806,18 @@ async fn security_context(c: &mut Ctx) -> Result<String> {
         ensure(w["ok"] == false, || {
             format!("read-only rootfs was written: {w}")
         })?;
-        Ok::<_, anyhow::Error>(())
-    }
-    .await;
-    c.remove_pod(&pod.id).await?;
-    r?;
+        Ok(String::new())
+    })
+    .await?;
     // a privileged container needs a privileged pod
-    let pod = c
-        .run_pod(&PodOpts {
-            privileged: true,
-            ..Default::default()
-        })
-        .await?;
-    let r = async {
+    let privileged = PodOpts {
+        privileged: true,
+        ..Default::default()
+    };
+    in_pod(c, &privileged, async |c, pod| {
         let priv_id = c
             .run(
-                &pod,
+                pod,
                 &CtrOpts {
                     privileged: true,
                     ..Default::default()
@@ -851,38 +841,35 @@ async fn security_context(c: &mut Ctx) -> Result<String> {
             .is_some_and(|a| a.iter().any(|e| e.as_str().is_some_and(|s| s.starts_with("loop") || s == "kmsg")));
         ensure(has_loop, || format!("privileged /dev lacks the host's devices: {ls}"))?;
         Ok("uid/gid 1000, group 1001, bounding set NET_BIND_SERVICE, read-only root; privileged: all caps and host devices".into())
-    }
-    .await;
-    c.remove_pod(&pod.id).await?;
-    r
+    })
+    .await
 }
 
 async fn host_namespaces(c: &mut Ctx) -> Result<String> {
-    let pod = c
-        .run_pod(&PodOpts {
+    in_pod(
+        c,
+        &PodOpts {
             host_net: true,
             host_pid: true,
             host_ipc: true,
             ..Default::default()
-        })
-        .await?;
-    let r = async {
-        let id = c.run(&pod, &CtrOpts::default()).await?;
-        let p = c.probe(&id, &[]).await?;
-        // the client runs in the same network namespace as containerd (the test's)
-        for n in ["net", "pid", "ipc"] {
-            ensure(ns(&p, n) == self_ns(n), || {
-                format!("host{n}: container {} vs node {}", ns(&p, n), self_ns(n))
+        },
+        async |c, pod| {
+            let id = c.run(pod, &CtrOpts::default()).await?;
+            let p = c.probe(&id, &[]).await?;
+            // the client runs in the same network namespace as containerd (the test's)
+            for n in ["net", "pid", "ipc"] {
+                ensure(ns(&p, n) == self_ns(n), || {
+                    format!("host{n}: container {} vs node {}", ns(&p, n), self_ns(n))
+                })?;
+            }
+            ensure(ns(&p, "mnt") != self_ns("mnt"), || {
+                "the container shares the node's mount namespace".into()
             })?;
-        }
-        ensure(ns(&p, "mnt") != self_ns("mnt"), || {
-            "the container shares the node's mount namespace".into()
-        })?;
-        Ok("net, pid, ipc are the node's".into())
-    }
-    .await;
-    c.remove_pod(&pod.id).await?;
-    r
+            Ok("net, pid, ipc are the node's".into())
+        },
+    )
+    .await
 }
 
 // ---------------------------------------------------------------- main
@@ -933,8 +920,8 @@ async fn cleanup(rt: &mut Client) -> Result<()> {
     Ok(())
 }
 
-/// `bench`: a one-container pod's whole life (RunPodSandbox + CreateContainer + StartContainer
-/// + StopPodSandbox + RemovePodSandbox), and ExecSync of /bin/true into a running container,
+/// `bench`: a one-container pod's whole life (RunPodSandbox, CreateContainer, StartContainer,
+/// StopPodSandbox, RemovePodSandbox), and ExecSync of /bin/true into a running container,
 /// each handler in turn run by run so drift hits all alike. Prints `bench pod|exec HANDLER MS`.
 async fn bench(c: &mut Ctx, handlers: &[String], runs: usize, warmup: usize) -> Result<()> {
     let ms = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
