@@ -527,6 +527,50 @@ fn key_paths(text: &str) -> Vec<String> {
     out
 }
 
+/// runc 1.1.5 running a copy of a husk test container's config (its own root, id and absolute
+/// cgroup), for side-by-side comparisons; deleted with its cgroups on drop.
+struct RuncCtr {
+    root: std::path::PathBuf,
+    id: String,
+}
+
+impl RuncCtr {
+    fn run_like(c: &Ctr, tag: &str) -> RuncCtr {
+        let r = RuncCtr {
+            root: c.work.join("runc-root"),
+            id: unique_id(tag),
+        };
+        let rb = c.work.join("runc-bundle");
+        std::fs::create_dir(&rb).unwrap();
+        let mut cfg = c.config.clone();
+        cfg["linux"]["cgroupsPath"] = format!("/{}", r.id).into();
+        cfg["root"]["path"] = c.rootfs().to_string_lossy().into_owned().into();
+        std::fs::write(rb.join("config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
+        let o = r.cmd(&["run", "-d", "--bundle", &rb.to_string_lossy(), &r.id]);
+        assert!(o.status.success(), "runc run -d: {}", text(&o.stderr));
+        r
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        run_timeout(
+            Command::new("/usr/sbin/runc")
+                .arg("--root")
+                .arg(&self.root)
+                .args(args),
+            CMD_TIMEOUT,
+        )
+    }
+}
+
+impl Drop for RuncCtr {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["delete", "-f", &self.id]);
+        for d in cgroup_dirs(&self.id) {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
 /// `events --stats` against runc 1.1.5 on the same bundle: the same keys in the same order
 /// (values differ, keys that only one prints are compared by their common order).
 #[test]
@@ -546,40 +590,8 @@ fn events_stats_key_order_matches_runc() {
     let ours = key_paths(&text(&o.stdout));
 
     // runc on a copy of the bundle's config with its own id and cgroup
-    struct RuncCtr {
-        root: std::path::PathBuf,
-        id: String,
-    }
-    impl Drop for RuncCtr {
-        fn drop(&mut self) {
-            let _ = Command::new("/usr/sbin/runc")
-                .arg("--root")
-                .arg(&self.root)
-                .args(["delete", "-f", &self.id])
-                .output();
-            for d in cgroup_dirs(&self.id) {
-                let _ = std::fs::remove_dir(d);
-            }
-        }
-    }
-    let r = RuncCtr {
-        root: c.work.join("runc-root"),
-        id: unique_id("evrunc-ref"),
-    };
-    let rb = c.work.join("runc-bundle");
-    std::fs::create_dir(&rb).unwrap();
-    let mut cfg = c.config.clone();
-    cfg["linux"]["cgroupsPath"] = format!("/{}", r.id).into();
-    cfg["root"]["path"] = c.rootfs().to_string_lossy().into_owned().into();
-    std::fs::write(rb.join("config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
-    let runc_cmd = |args: &[&str]| {
-        run_timeout(
-            Command::new(runc).arg("--root").arg(&r.root).args(args),
-            CMD_TIMEOUT,
-        )
-    };
-    let o = runc_cmd(&["run", "-d", "--bundle", &rb.to_string_lossy(), &r.id]);
-    assert!(o.status.success(), "runc run -d: {}", text(&o.stderr));
+    let r = RuncCtr::run_like(&c, "evrunc-ref");
+    let runc_cmd = |args: &[&str]| r.cmd(args);
     let o = runc_cmd(&["events", "--stats", &r.id]);
     assert!(
         o.status.success(),
@@ -610,40 +622,8 @@ fn exec_cgroup_matches_runc() {
         return;
     }
     let c = sleeper("execcgr");
-    struct RuncCtr {
-        root: std::path::PathBuf,
-        id: String,
-    }
-    impl Drop for RuncCtr {
-        fn drop(&mut self) {
-            let _ = Command::new("/usr/sbin/runc")
-                .arg("--root")
-                .arg(&self.root)
-                .args(["delete", "-f", &self.id])
-                .output();
-            for d in cgroup_dirs(&self.id) {
-                let _ = std::fs::remove_dir(d);
-            }
-        }
-    }
-    let r = RuncCtr {
-        root: c.work.join("runc-root"),
-        id: unique_id("execcgr-ref"),
-    };
-    let rb = c.work.join("runc-bundle");
-    std::fs::create_dir(&rb).unwrap();
-    let mut cfg = c.config.clone();
-    cfg["linux"]["cgroupsPath"] = format!("/{}", r.id).into();
-    cfg["root"]["path"] = c.rootfs().to_string_lossy().into_owned().into();
-    std::fs::write(rb.join("config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
-    let runc_cmd = |args: &[&str]| {
-        run_timeout(
-            Command::new(runc).arg("--root").arg(&r.root).args(args),
-            CMD_TIMEOUT,
-        )
-    };
-    let o = runc_cmd(&["run", "-d", "--bundle", &rb.to_string_lossy(), &r.id]);
-    assert!(o.status.success(), "runc run -d: {}", text(&o.stderr));
+    let r = RuncCtr::run_like(&c, "execcgr-ref");
+    let runc_cmd = |args: &[&str]| r.cmd(args);
     let st = runc_cmd(&["state", &r.id]);
     let rpid = serde_json::from_slice::<Value>(&st.stdout).unwrap()["pid"]
         .as_i64()
