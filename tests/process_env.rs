@@ -352,36 +352,12 @@ fn no_mount_namespace_create_killed_mid_way_leaves_nothing() {
         return;
     }
     let mut c = Ctr::with_config("nomntkill", no_mount_ns());
-    let hook_pid = c.work.join("hook.pid");
-    c.config["hooks"] = json!({"createRuntime": [{
-        "path": "/bin/sh",
-        "args": ["sh", "-c", format!("echo $$ > {}; exec sleep 30", hook_pid.display())]
-    }]});
-    c.write_config();
-    let mut cmd = c.cmd();
-    cmd.args(["create", "--bundle"])
-        .arg(&c.bundle)
-        .arg(&c.id)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = cmd.spawn().expect("spawn create");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !hook_pid.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(hook_pid.exists(), "the createRuntime hook never ran");
-    assert!(
-        !mounts_under(&c.rootfs()).is_empty(),
-        "precondition: the container's mounts exist while create is half way"
-    );
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let hp: i32 = std::fs::read_to_string(&hook_pid)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    unsafe { libc::kill(hp, libc::SIGKILL) };
+    c.create_killed_mid_way(|c| {
+        assert!(
+            !mounts_under(&c.rootfs()).is_empty(),
+            "precondition: the container's mounts exist while create is half way"
+        );
+    });
     let o = c.delete(true);
     assert!(o.status.success(), "delete --force: {}", text(&o.stderr));
     let left = mounts_under(&c.rootfs());

@@ -124,36 +124,12 @@ fn delete_force_cleans_up_after_create_killed_mid_way() {
         return;
     }
     let mut c = Ctr::new("killmid", "default");
-    let hook_pid = c.work.join("hook.pid");
-    c.config["hooks"] = serde_json::json!({"createRuntime": [{
-        "path": "/bin/sh",
-        "args": ["sh", "-c", format!("echo $$ > {}; exec sleep 30", hook_pid.display())]
-    }]});
-    c.write_config();
-    let mut cmd = c.cmd();
-    cmd.args(["create", "--bundle"])
-        .arg(&c.bundle)
-        .arg(&c.id)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = cmd.spawn().expect("spawn create");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !hook_pid.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(hook_pid.exists(), "the createRuntime hook never ran");
-    assert!(
-        !cgroup_dirs(&c.id).is_empty(),
-        "precondition: the cgroup exists while create is half way"
-    );
-    child.kill().unwrap(); // SIGKILL of the runtime mid-create
-    child.wait().unwrap();
-    let hp: i32 = std::fs::read_to_string(&hook_pid)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    unsafe { libc::kill(hp, libc::SIGKILL) };
+    c.create_killed_mid_way(|c| {
+        assert!(
+            !cgroup_dirs(&c.id).is_empty(),
+            "precondition: the cgroup exists while create is half way"
+        );
+    });
     let o = c.delete(true);
     assert!(o.status.success(), "delete --force: {}", text(&o.stderr));
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

@@ -485,6 +485,45 @@ impl Ctr {
         );
     }
 
+    /// `create`, SIGKILLed half way: a createRuntime hook (replacing the config's hooks) holds
+    /// the runtime after its cgroup and mounts exist; `while_held` runs then (to check a
+    /// precondition), and the runtime and the hook are killed. The container is left as an
+    /// engine would find it after killing its runtime.
+    pub fn create_killed_mid_way(&mut self, while_held: impl FnOnce(&Ctr)) {
+        let hook_pid = self.work.join("hook.pid");
+        self.config["hooks"] = serde_json::json!({"createRuntime": [{
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("echo $$ > {}; exec sleep 30", hook_pid.display())]
+        }]});
+        self.write_config();
+        let mut cmd = self.cmd();
+        cmd.args(["create", "--bundle"])
+            .arg(&self.bundle)
+            .arg(&self.id)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn create");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !hook_pid.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !hook_pid.exists() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the createRuntime hook never ran");
+        }
+        while_held(self);
+        child.kill().unwrap(); // SIGKILL of the runtime mid-create
+        child.wait().unwrap();
+        let hp: i32 = std::fs::read_to_string(&hook_pid)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: kill(2) of the hook's pid, a process this test started.
+        unsafe { libc::kill(hp, libc::SIGKILL) };
+    }
+
     pub fn start(&self) -> Output {
         self.rt(&["start", &self.id])
     }
