@@ -93,6 +93,12 @@ def devices(c):
     ]
 
 
+def devices_node_only(c):
+    # a node without a linux.resources.devices rule: created, but the devices cgroup denies it
+    c["linux"]["devices"] = [{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]
+    c["process"]["args"] = ["/probe", "open-write", "/dev/kmsg"]
+
+
 def ns_path(c):
     for n in c["linux"]["namespaces"]:
         if n["type"] in ("network", "uts", "ipc"):
@@ -351,7 +357,7 @@ def unified_on_v1(c):
 for name, fn in [
     ("user", user), ("capabilities", caps), ("rlimits", rlimits), ("hostname", hostname),
     ("mounts", mounts), ("masked-readonly", masked), ("root-rw", root_rw), ("sysctl", sysctl),
-    ("devices", devices), ("ns-path", ns_path), ("userns", userns), ("seccomp", seccomp),
+    ("devices", devices), ("devices-node-only", devices_node_only), ("ns-path", ns_path), ("userns", userns), ("seccomp", seccomp),
     ("hooks", hooks), ("hooks-prestart-fail", hooks_prestart_fail),
     ("hooks-poststart-fail", hooks_poststart_fail), ("no-new-privs", nnp), ("no-new-privs-off", nnp_off),
     ("oom-score-adj", oom), ("cgroups", cgroups), ("env-cwd", env_cwd), ("missing-exe", missing_exe),

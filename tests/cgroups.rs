@@ -766,3 +766,73 @@ fn systemd_driver_without_systemd_fails_cleanly() {
     assert!(msg.contains("systemd"), "error does not say systemd: {msg}");
     assert!(c.state().is_none(), "a failed create left a container");
 }
+
+/// `linux.devices` entries are nodes to create, not permissions: under `linux.resources.devices`
+/// deny-all a node for /dev/kmsg exists but cannot be opened, and the devices cgroup (v1
+/// `devices.list`) has no rule for it; an explicit `linux.resources.devices` rule is what
+/// grants access. (runc's specconv: only `resources.devices` plus its default list.)
+#[test]
+fn linux_devices_are_nodes_not_permissions() {
+    let t = "linux_devices_are_nodes_not_permissions";
+    root_or_skip!(t);
+    let script =
+        "/probe stat /dev/kmsg; /probe open-write /dev/kmsg; /probe open-write /dev/xzero; \
+                  cat /sys/fs/cgroup/devices/devices.list 2>/dev/null | tr '\\n' ',' ";
+    let run = |extra_rule: Option<Value>| -> (Vec<Value>, String) {
+        let mut c = Ctr::new("devnode", "default");
+        c.config["linux"]["devices"] = json!([
+            {"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11},
+            {"path": "/dev/xzero", "type": "c", "major": 1, "minor": 5}
+        ]);
+        let mut rules = vec![json!({"allow": false, "access": "rwm"})];
+        rules.extend(extra_rule);
+        c.config["linux"]["resources"]["devices"] = Value::Array(rules);
+        c.args(&["/bin/sh", "-c", script]);
+        let out = text(&c.run_ok().stdout);
+        let v: Vec<Value> = out
+            .lines()
+            .filter_map(|l| serde_json::from_str(l.trim()).ok())
+            .collect();
+        let list = out
+            .lines()
+            .last()
+            .filter(|l| !l.starts_with('{'))
+            .unwrap_or("")
+            .to_string();
+        assert_eq!(v.len(), 3, "{out}");
+        (v, list)
+    };
+    let (v, list) = run(None);
+    assert_eq!(v[0]["type"], "char", "the node was not created: {}", v[0]);
+    assert_eq!(
+        (v[0]["major"].as_i64(), v[0]["minor"].as_i64()),
+        (Some(1), Some(11))
+    );
+    assert_eq!(
+        (v[1]["ok"].as_bool(), v[1]["errno"].as_i64()),
+        (Some(false), Some(libc::EPERM as i64)),
+        "/dev/kmsg opened for writing although only its node was listed: {}",
+        v[1]
+    );
+    assert_eq!(
+        v[2]["ok"], true,
+        "a default-allowed device (1:5) failed: {}",
+        v[2]
+    );
+    if !unified() {
+        assert!(list.contains("c 1:5 rwm"), "devices.list: {list}");
+        assert!(!list.contains("c 1:11"), "devices.list allows kmsg: {list}");
+    }
+    // the resources rule, not the node, grants access
+    let (v, list) = run(Some(
+        json!({"allow": true, "type": "c", "major": 1, "minor": 11, "access": "w"}),
+    ));
+    assert_eq!(
+        v[1]["ok"], true,
+        "an explicit allow rule was not applied: {}",
+        v[1]
+    );
+    if !unified() {
+        assert!(list.contains("c 1:11 w"), "devices.list: {list}");
+    }
+}

@@ -556,3 +556,64 @@ fn exec_user_strict_parsing() {
         (Some(1000), Some(1001))
     );
 }
+
+/// A `linux.devices` entry is a node, not a permission: with `linux.resources.devices`
+/// denying everything, a container given nodes for the host's kernel log and first disk must
+/// not open either for writing (the devices cgroup refuses: EPERM). Opening with O_WRONLY
+/// writes nothing, so a failure of this test leaves the host untouched.
+#[test]
+fn device_node_without_cgroup_rule_is_unusable() {
+    root_or_skip!("device_node_without_cgroup_rule_is_unusable");
+    let mut nodes = vec![("/dev/kmsg".to_string(), "c", 1u64, 11u64)];
+    let disk = std::fs::read_dir("/sys/block").ok().and_then(|rd| {
+        let mut v: Vec<(String, String)> = rd
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                let d = std::fs::read_to_string(e.path().join("dev")).ok()?;
+                (!["loop", "ram", "zram", "nbd"]
+                    .iter()
+                    .any(|p| n.starts_with(p)))
+                .then(|| (n, d.trim().to_string()))
+            })
+            .collect();
+        v.sort();
+        v.into_iter().next()
+    });
+    if let Some((name, dev)) = disk {
+        if let Some((a, b)) = dev.split_once(':') {
+            nodes.push((
+                format!("/dev/{name}"),
+                "b",
+                a.parse().unwrap(),
+                b.parse().unwrap(),
+            ));
+        }
+    }
+    let mut c = Ctr::new("devnode", "default");
+    c.config["linux"]["devices"] = nodes
+        .iter()
+        .map(|(p, t, ma, mi)| json!({"path": p, "type": t, "major": ma, "minor": mi}))
+        .collect();
+    c.config["linux"]["resources"]["devices"] = json!([{"allow": false, "access": "rwm"}]);
+    let script = nodes
+        .iter()
+        .map(|(p, ..)| format!("/probe stat {p}; /probe open-write {p}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    c.args(&["/bin/sh", "-c", &script]);
+    let v = lines_json(&c.run());
+    assert_eq!(v.len(), 2 * nodes.len(), "{v:?}");
+    for (i, (p, ..)) in nodes.iter().enumerate() {
+        let (st, open) = (&v[2 * i], &v[2 * i + 1]);
+        assert!(
+            st["type"] == "char" || st["type"] == "block",
+            "{p} was not created, the attack proves nothing: {st}"
+        );
+        assert_eq!(
+            open["ok"], false,
+            "{p} opened for writing from inside: {open}"
+        );
+        assert_eq!(open["errno"], libc::EPERM, "{p}: {open}");
+    }
+}
