@@ -140,6 +140,16 @@ def hooks(c):
     }
 
 
+def hooks_seccomp(c):
+    # a startContainer hook runs under the container's seccomp filter: it records its own
+    # Seccomp mode and a denied mkdir; the program prints what the hook saw
+    seccomp(c)
+    c["root"]["readonly"] = False
+    c["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": [
+        "sh", "-c", "grep '^Seccomp:' /proc/self/status > /hook-out; /probe syscall mkdir >> /hook-out; exit 0"]}]}
+    c["process"]["args"] = ["/probe", "read", "/hook-out"]
+
+
 def hooks_prestart_fail(c):
     c["hooks"] = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo prestart-fails >&2; exit 3"]}]}
 
@@ -358,7 +368,7 @@ for name, fn in [
     ("user", user), ("capabilities", caps), ("rlimits", rlimits), ("hostname", hostname),
     ("mounts", mounts), ("masked-readonly", masked), ("root-rw", root_rw), ("sysctl", sysctl),
     ("devices", devices), ("devices-node-only", devices_node_only), ("ns-path", ns_path), ("userns", userns), ("seccomp", seccomp),
-    ("hooks", hooks), ("hooks-prestart-fail", hooks_prestart_fail),
+    ("hooks", hooks), ("hooks-seccomp", hooks_seccomp), ("hooks-prestart-fail", hooks_prestart_fail),
     ("hooks-poststart-fail", hooks_poststart_fail), ("no-new-privs", nnp), ("no-new-privs-off", nnp_off),
     ("oom-score-adj", oom), ("cgroups", cgroups), ("env-cwd", env_cwd), ("missing-exe", missing_exe),
     ("invalid-wrong-type", wrong_type), ("invalid-missing-rootfs", missing_rootfs),

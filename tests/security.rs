@@ -617,3 +617,42 @@ fn device_node_without_cgroup_rule_is_unusable() {
         assert_eq!(open["errno"], libc::EPERM, "{p}: {open}");
     }
 }
+
+/// A startContainer hook runs inside the container and must be held by the container's seccomp
+/// filter: a profile that kills `mkdir`/`mkdirat` kills the hook that calls it (so `start`
+/// fails), and nothing after that call in the hook runs.
+#[test]
+fn start_container_hook_cannot_escape_seccomp() {
+    root_or_skip!("start_container_hook_cannot_escape_seccomp");
+    let mut c = Ctr::new("hookkill", "default");
+    c.config["root"]["readonly"] = false.into();
+    c.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL_PROCESS"}]
+    });
+    c.config["hooks"] = json!({"startContainer": [{"path": "/bin/sh", "args": [
+        "sh", "-c", "/probe syscall mkdir && touch /escaped"
+    ]}]});
+    c.args(&["/probe", "exit", "0"]);
+    let o = c.run();
+    assert!(
+        !c.rootfs().join("escaped").exists(),
+        "a startContainer hook called a syscall the profile kills"
+    );
+    assert!(
+        !o.status.success(),
+        "run succeeded although its startContainer hook was killed: {}",
+        text(&o.stderr)
+    );
+    // positive control: without the killing rule the same hook completes
+    let mut ok = Ctr::new("hookkillctl", "default");
+    ok.config["root"]["readonly"] = false.into();
+    ok.config["hooks"] = c.config["hooks"].clone();
+    ok.args(&["/probe", "exit", "0"]);
+    ok.run_ok();
+    assert!(
+        ok.rootfs().join("escaped").exists(),
+        "the control hook did not run"
+    );
+}
