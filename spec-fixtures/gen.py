@@ -99,6 +99,15 @@ def devices_node_only(c):
     c["process"]["args"] = ["/probe", "open-write", "/dev/kmsg"]
 
 
+def no_pivot_proc(c):
+    # run with `create --no-pivot` (create-flags): a user of the container mounting a new procfs
+    # from a new user and pid namespace is refused (the host's procfs must not be reachable)
+    c["process"]["user"] = {"uid": 1000, "gid": 1000}
+    c["process"]["args"] = ["/bin/sh", "-c",
+        "unshare -mrpf true; u=$?; unshare -mrpf sh -c 'mount -t proc none /proc' 2>/dev/null; "
+        "echo \"{\\\"userns\\\": $u, \\\"proc_mount\\\": $?}\""]
+
+
 def ns_path(c):
     for n in c["linux"]["namespaces"]:
         if n["type"] in ("network", "uts", "ipc"):
@@ -367,7 +376,7 @@ def unified_on_v1(c):
 for name, fn in [
     ("user", user), ("capabilities", caps), ("rlimits", rlimits), ("hostname", hostname),
     ("mounts", mounts), ("masked-readonly", masked), ("root-rw", root_rw), ("sysctl", sysctl),
-    ("devices", devices), ("devices-node-only", devices_node_only), ("ns-path", ns_path), ("userns", userns), ("seccomp", seccomp),
+    ("devices", devices), ("devices-node-only", devices_node_only), ("no-pivot-proc", no_pivot_proc), ("ns-path", ns_path), ("userns", userns), ("seccomp", seccomp),
     ("hooks", hooks), ("hooks-seccomp", hooks_seccomp), ("hooks-prestart-fail", hooks_prestart_fail),
     ("hooks-poststart-fail", hooks_poststart_fail), ("no-new-privs", nnp), ("no-new-privs-off", nnp_off),
     ("oom-score-adj", oom), ("cgroups", cgroups), ("env-cwd", env_cwd), ("missing-exe", missing_exe),
@@ -421,6 +430,12 @@ EXPECT_ERROR = {
     "invalid-unknown-sysctl": ["kernel.no_such_sysctl_xyz"],
     "invalid-unified-on-v1": ["unified", "memory.max"],
 }
+# create flags (one per line) the differential runner passes to every runtime
+CREATE_FLAGS = {"no-pivot-proc": ["--no-pivot"]}
+for name, flags in CREATE_FLAGS.items():
+    with open(os.path.join(HERE, name, "create-flags"), "w") as f:
+        f.write("\n".join(flags) + "\n")
+
 for name, words in EXPECT_ERROR.items():
     with open(os.path.join(HERE, name, "expect-error"), "w") as f:
         f.write("\n".join(words) + "\n")

@@ -656,3 +656,47 @@ fn start_container_hook_cannot_escape_seccomp() {
         "the control hook did not run"
     );
 }
+
+/// Under `--no-pivot` the host's own procfs and sysfs stay in the container's mount namespace
+/// below the moved root unless the runtime removes them (runc's msMoveRoot); with them there,
+/// a container user can mount a fresh, unmasked procfs (and a sysfs) from a new user, pid and
+/// net namespace, since the kernel then finds a fully visible instance. Both must be refused,
+/// also when the container has a user namespace of its own.
+#[test]
+fn no_pivot_host_procfs_cannot_be_remounted() {
+    root_or_skip!("no_pivot_host_procfs_cannot_be_remounted");
+    // with a user namespace of its own the host's mounts are locked: they are covered instead
+    for fixture in ["default", "userns"] {
+        let mut c = Ctr::new("nopivatk", fixture);
+        c.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        c.args(&[
+            "/bin/sh",
+            "-c",
+            "unshare -mrpfn true && echo userns-ok; \
+         unshare -mrpf sh -c 'mount -t proc none /proc && echo proc-mounted'; \
+         unshare -mrpfn sh -c 'mount -t sysfs none /sys && echo sysfs-mounted'; exit 0",
+        ]);
+        c.write_config();
+        let b = c.bundle.to_string_lossy().into_owned();
+        let id = c.id.clone();
+        let o = c.rt(&["run", "--no-pivot", "--bundle", &b, &id]);
+        let out = text(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{fixture}: run --no-pivot: {}",
+            text(&o.stderr)
+        );
+        assert!(
+            out.contains("userns-ok"),
+            "{fixture}: no user namespace inside, the attack proves nothing: {out}"
+        );
+        assert!(
+            !out.contains("proc-mounted"),
+            "{fixture}: mounted a new procfs: {out}"
+        );
+        assert!(
+            !out.contains("sysfs-mounted"),
+            "{fixture}: mounted a new sysfs: {out}"
+        );
+    }
+}
