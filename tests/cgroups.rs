@@ -836,3 +836,133 @@ fn linux_devices_are_nodes_not_permissions() {
         assert!(list.contains("c 1:11 w"), "devices.list: {list}");
     }
 }
+
+/// A cgroup made (and frozen) by the test, thawed and removed on drop (also on panic).
+struct FrozenCgroup(Vec<std::path::PathBuf>);
+
+impl FrozenCgroup {
+    /// `/<name>` in the freezer hierarchy (v1) or the unified tree (v2), frozen.
+    fn new(name: &str) -> FrozenCgroup {
+        let (dir, file, val) = if unified() {
+            (Path::new("/sys/fs/cgroup").join(name), "cgroup.freeze", "1")
+        } else {
+            (
+                Path::new("/sys/fs/cgroup/freezer").join(name),
+                "freezer.state",
+                "FROZEN",
+            )
+        };
+        std::fs::create_dir(&dir).unwrap();
+        let g = FrozenCgroup(vec![dir.clone()]);
+        std::fs::write(dir.join(file), val).unwrap();
+        g
+    }
+
+    fn frozen(&self) -> bool {
+        let d = &self.0[0];
+        if unified() {
+            std::fs::read_to_string(d.join("cgroup.events"))
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l == "frozen 1")
+        } else {
+            std::fs::read_to_string(d.join("freezer.state"))
+                .unwrap_or_default()
+                .trim()
+                == "FROZEN"
+        }
+    }
+}
+
+impl Drop for FrozenCgroup {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::write(d.join("cgroup.freeze"), "0");
+            let _ = std::fs::write(d.join("freezer.state"), "THAWED");
+        }
+        // a runtime may have added directories in the other v1 hierarchies: they are its
+        // leftovers, which the container's guard reports; only ours are removed here
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for d in &self.0 {
+            while d.exists() && std::fs::remove_dir(d).is_err() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// `run` into a cgroup that is already frozen fails at once with runc's words ("container's
+/// cgroup unexpectedly frozen") instead of hanging with the init stuck in the freezer, leaves
+/// nothing behind and leaves that cgroup as it was (still there, still frozen).
+#[test]
+fn run_into_a_frozen_cgroup_fails() {
+    let t = "run_into_a_frozen_cgroup_fails";
+    root_or_skip!(t);
+    let mut c = Ctr::new("frozencg", "default");
+    c.args(&["/probe", "exit", "0"]);
+    let name = c.id.clone();
+    let cg = FrozenCgroup::new(&name);
+    c.write_config();
+    let b = c.bundle.to_string_lossy().into_owned();
+    let id = c.id.clone();
+    let mut cmd = c.cmd();
+    cmd.args(["run", "--bundle", &b, &id]);
+    let o = try_run_timeout(&mut cmd, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("run into a frozen cgroup hung: {e}"));
+    let err = format!("{}{}", text(&o.stderr), c.log_text());
+    assert!(!o.status.success(), "run into a frozen cgroup succeeded");
+    assert!(err.contains("unexpectedly frozen"), "error: {err}");
+    assert!(c.state().is_none(), "a failed run left its state behind");
+    assert!(
+        cg.frozen(),
+        "the runtime changed the frozen cgroup it refused"
+    );
+    drop(cg);
+}
+
+/// A second container given the cgroup of a running one is refused (runc >= 1.2: "container's
+/// cgroup is not empty: N process(es) found"; runc 1.1 only warned and shared it), and the
+/// first one keeps its cgroup.
+#[test]
+fn occupied_cgroup_is_refused() {
+    let t = "occupied_cgroup_is_refused";
+    root_or_skip!(t);
+    let mut a = Ctr::new("occa", "default");
+    a.args(&["/probe", "sleep", "60"]);
+    a.create_ok(&[]);
+    let pid = a.pids[0];
+    let mut b = Ctr::new("occb", "default");
+    b.config["linux"]["cgroupsPath"] = a.config["linux"]["cgroupsPath"].clone();
+    b.args(&["/probe", "exit", "0"]);
+    let o = b.create(&[]);
+    let err = format!("{}{}", text(&o.stderr), b.log_text());
+    if is_runc() && o.status.success() {
+        skip(
+            t,
+            "runc 1.1 only warns about a non-empty cgroup (an error since runc 1.2)",
+        );
+        return;
+    }
+    assert!(
+        !o.status.success(),
+        "a second container joined an occupied cgroup"
+    );
+    assert!(
+        err.contains("container's cgroup is not empty: 1 process(es) found"),
+        "error: {err}"
+    );
+    assert!(
+        b.state().is_none(),
+        "the refused create left its state behind"
+    );
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = a.config["linux"]["cgroupsPath"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cg.lines().any(|l| l.ends_with(&path)),
+        "the first container lost its cgroup: {cg}"
+    );
+    assert_eq!(a.status().as_deref(), Some("created"));
+}

@@ -323,6 +323,33 @@ impl Manager for NoCgroup {
     }
 }
 
+/// runc's checks of a new container's cgroup before its init joins it (libcontainer's
+/// `Create`): a cgroup that already holds processes is refused ("container's cgroup is not
+/// empty", an error since runc 1.2; runc 1.1 only warned), and so is a frozen one ("container's
+/// cgroup unexpectedly frozen"): the init would block in the freezer, uninterruptibly, and the
+/// create would never return. A cgroup that does not exist (yet), or cannot be read, passes.
+/// `what` names the cgroup in the error (the `linux.cgroupsPath` value or the default path).
+pub fn refuse_occupied_or_frozen(cg: &dyn Manager, what: &str) -> Result<()> {
+    if let Ok(pids) = cg.pids() {
+        if !pids.is_empty() {
+            bail!(
+                "{what}: container's cgroup is not empty: {} process(es) found",
+                pids.len()
+            );
+        }
+    }
+    refuse_frozen(cg, what)
+}
+
+/// The frozen half of [`refuse_occupied_or_frozen`], for a cgroup just created: a new cgroup
+/// below a frozen one is frozen too.
+pub fn refuse_frozen(cg: &dyn Manager, what: &str) -> Result<()> {
+    if cg.is_frozen().unwrap_or(false) {
+        bail!("{what}: container's cgroup unexpectedly frozen");
+    }
+    Ok(())
+}
+
 /// Whether `resources` asks for anything that only a cgroup of the container's own can give
 /// (device rules aside: those only narrow what a rootless container could not open anyway).
 /// A rootless container without write access to the cgroup tree can run without its own cgroup
