@@ -966,3 +966,61 @@ fn occupied_cgroup_is_refused() {
     );
     assert_eq!(a.status().as_deref(), Some("created"));
 }
+
+/// cgroup v1: a parent cpuset cgroup made by someone else with plain `mkdir` (a pod cgroup, a
+/// `--cgroup-parent`) has empty `cpuset.cpus`/`cpuset.mems`; the container below it can only
+/// join once every empty level is filled from its parent (runc's cpusetEnsureParent), else
+/// the join fails with ENOSPC.
+#[test]
+fn v1_cpuset_fills_an_existing_empty_parent() {
+    let t = "v1_cpuset_fills_an_existing_empty_parent";
+    root_or_skip!(t);
+    if unified() || !host_has("cpuset") {
+        skip(t, "needs a cgroup v1 cpuset hierarchy");
+        return;
+    }
+    let mut c = Ctr::new("cpusetpar", "default");
+    // a pod-like parent, made with mkdir in every hierarchy (the cpuset one stays empty);
+    // removed by the test, after the container
+    struct Rm(Vec<std::path::PathBuf>);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            for d in &self.0 {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+    let mut made = Rm(Vec::new());
+    for e in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() && std::fs::create_dir(p.join(&c.id)).is_ok() {
+            made.0.push(p.join(&c.id));
+        }
+    }
+    let parent = Path::new("/sys/fs/cgroup/cpuset").join(&c.id);
+    let empty = |f: &str| {
+        std::fs::read_to_string(parent.join(f))
+            .unwrap()
+            .trim()
+            .is_empty()
+    };
+    assert!(
+        empty("cpuset.cpus") && empty("cpuset.mems"),
+        "mkdir gave a filled cpuset"
+    );
+    c.config["linux"]["cgroupsPath"] = json!(format!("/{}/ctr", c.id));
+    let host_cpus = std::fs::read_to_string("/sys/fs/cgroup/cpuset/cpuset.cpus").unwrap();
+    let v = probe_files(&mut c, &["/sys/fs/cgroup/cpuset/cpuset.cpus".to_string()]);
+    assert_eq!(
+        v["/sys/fs/cgroup/cpuset/cpuset.cpus"].as_str(),
+        Some(host_cpus.trim()),
+        "{v}"
+    );
+    assert!(
+        !empty("cpuset.cpus") && !empty("cpuset.mems"),
+        "the parent was not filled"
+    );
+    // `run` deleted the container: what is left under the parents is the runtime's
+    drop(made);
+    drop(c);
+}
