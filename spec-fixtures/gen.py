@@ -243,6 +243,16 @@ def cgroupns(c):
     c["linux"]["namespaces"].append({"type": "cgroup"})
 
 
+def cgroup_rw(c):
+    # no "ro" on the cgroup mount: read-write (mount(8)), the container may write its own cgroup
+    c["linux"]["namespaces"].append({"type": "cgroup"})
+    for m in c["mounts"]:
+        if m["destination"] == "/sys/fs/cgroup":
+            m["options"] = [o for o in m["options"] if o != "ro"]
+    c["process"]["args"] = ["/bin/sh", "-c",
+        "f=/sys/fs/cgroup/pids/pids.max; [ -e $f ] || f=/sys/fs/cgroup/pids.max; exec /probe open-write $f"]
+
+
 def cgroups_cpu(c):
     c["linux"]["resources"]["cpu"] = {"quota": 50000, "period": 100000, "shares": 256}
     c["linux"]["resources"]["memory"] = {"limit": 134217728, "reservation": 67108864, "swap": 268435456}
@@ -384,7 +394,7 @@ for name, fn in [
     ("invalid-relative-cwd", relative_cwd), ("unknown-cap", unknown_cap),
     ("invalid-bad-mount-option", bad_mount_option),
     ("annotations", annotations), ("personality", personality), ("sched-ioprio", sched_ioprio),
-    ("timens", timens), ("cgroupns", cgroupns), ("cgroups-cpu", cgroups_cpu),
+    ("timens", timens), ("cgroupns", cgroupns), ("cgroup-rw", cgroup_rw), ("cgroups-cpu", cgroups_cpu),
     ("propagation-private", propagation_private), ("relative-args", relative_args),
     ("args-path-lookup", args_path_lookup_env), ("seccomp-args", seccomp_args),
     ("cpuset-swappiness", cpuset_swappiness),

@@ -1024,3 +1024,45 @@ fn v1_cpuset_fills_an_existing_empty_parent() {
     drop(made);
     drop(c);
 }
+
+/// The cgroup mount follows mount(8): read-write unless `ro` is given (the last of ro/rw wins),
+/// as runc. Engines drop `ro` for --privileged and user-namespaced containers, which write
+/// their cgroup (docker-in-docker, systemd in a container). Checked with a cgroup namespace
+/// (on cgroup v2 the host's whole tree stays read-only without one, see ARCHITECTURE.md).
+#[test]
+fn cgroupfs_is_read_write_without_ro() {
+    let t = "cgroupfs_is_read_write_without_ro";
+    root_or_skip!(t);
+    let file = cg_file("pids", "pids.max", "pids.max");
+    for (opts, want_rw) in [
+        (json!(["nosuid", "noexec", "nodev", "relatime"]), true),
+        (json!(["nosuid", "ro", "noexec", "rw"]), true),
+        (
+            json!(["nosuid", "noexec", "nodev", "relatime", "ro"]),
+            false,
+        ),
+    ] {
+        let mut c = Ctr::new("cgrw", "default");
+        c.config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "cgroup"}));
+        for m in c.config["mounts"].as_array_mut().unwrap() {
+            if m["destination"] == "/sys/fs/cgroup" {
+                m["options"] = opts.clone();
+            }
+        }
+        c.args(&["/probe", "open-write", &file]);
+        let o = c.run();
+        let v = probe_json(&o);
+        if want_rw {
+            assert_eq!(v["ok"], true, "{opts}: {file} not writable: {v}");
+        } else {
+            assert_eq!(
+                (v["ok"].as_bool(), v["errno"].as_i64()),
+                (Some(false), Some(libc::EROFS as i64)),
+                "{opts}: {file}: {v}"
+            );
+        }
+    }
+}

@@ -123,8 +123,8 @@ pub trait Manager {
 /// runtime-spec config-linux.md "Cgroup ownership": the host (uid, gid) the container's cgroup
 /// is to be delegated to, or None. Only when the container gets a new user namespace (with the
 /// mappings in the spec) AND a new cgroup namespace AND a cgroup mount at /sys/fs/cgroup that is
-/// read-write (husk mounts cgroupfs read-only unless `rw` is given, the last of `ro`/`rw`
-/// wins). The ids are the host ids that `process.user.uid` / `process.user.gid` map to (the
+/// read-write (no `ro` among its options, or a `rw` after the last one: mount(8) semantics, as
+/// runc's `hasRwCgroupfs`). The ids are the host ids that `process.user.uid` / `process.user.gid` map to (the
 /// user the container's program runs as); an unmapped one is left unchanged (None).
 /// runc (specconv, `OwnerUID`) also chowns without a user namespace, to process.user.uid itself,
 /// and never changes the group; husk also hands over the group so that the delegatee sees its
@@ -151,7 +151,7 @@ pub fn delegation_owner(spec: &oci_spec::runtime::Spec) -> Option<(Option<u32>, 
             .iter()
             .rev()
             .find(|o| *o == "ro" || *o == "rw")
-            .is_some_and(|o| o == "rw");
+            .is_none_or(|o| o == "rw");
         cgroup && dest == "/sys/fs/cgroup" && rw
     });
     if !rw_cgroupfs {
@@ -472,9 +472,17 @@ mod tests {
             delegation_owner(&spec(both, rw, u)),
             Some((Some(101000), None))
         );
-        // read-only (explicitly, or by default), no user ns, no new cgroup ns: nothing
+        // without `ro` the mount is read-write (mount(8)): delegated
+        assert_eq!(
+            delegation_owner(&spec(both, r#"["nosuid"]"#, root)),
+            Some((Some(100000), Some(200000)))
+        );
+        // read-only (the last of ro/rw), no user ns, no new cgroup ns: nothing
         assert_eq!(delegation_owner(&spec(both, r#"["rw", "ro"]"#, root)), None);
-        assert_eq!(delegation_owner(&spec(both, r#"["nosuid"]"#, root)), None);
+        assert_eq!(
+            delegation_owner(&spec(both, r#"["nosuid", "ro"]"#, root)),
+            None
+        );
         let no_user = r#"[{"type": "cgroup"}, {"type": "mount"}]"#;
         assert_eq!(delegation_owner(&spec(no_user, rw, root)), None);
         let joined = r#"[{"type": "user"}, {"type": "cgroup", "path": "/proc/1/ns/cgroup"}]"#;
