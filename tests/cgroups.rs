@@ -894,6 +894,7 @@ impl Drop for FrozenCgroup {
 /// `run` into a cgroup that is already frozen fails at once with runc's words ("container's
 /// cgroup unexpectedly frozen") instead of hanging with the init stuck in the freezer, leaves
 /// nothing behind and leaves that cgroup as it was (still there, still frozen).
+// req: LNX-CGROUP-FIT
 #[test]
 fn run_into_a_frozen_cgroup_fails() {
     let t = "run_into_a_frozen_cgroup_fails";
@@ -923,6 +924,7 @@ fn run_into_a_frozen_cgroup_fails() {
 /// A second container given the cgroup of a running one is refused (runc >= 1.2: "container's
 /// cgroup is not empty: N process(es) found"; runc 1.1 only warned and shared it), and the
 /// first one keeps its cgroup.
+// req: LNX-CGROUP-FIT
 #[test]
 fn occupied_cgroup_is_refused() {
     let t = "occupied_cgroup_is_refused";
