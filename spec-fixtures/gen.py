@@ -93,6 +93,21 @@ def devices(c):
     ]
 
 
+def devices_node_only(c):
+    # a node without a linux.resources.devices rule: created, but the devices cgroup denies it
+    c["linux"]["devices"] = [{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]
+    c["process"]["args"] = ["/probe", "open-write", "/dev/kmsg"]
+
+
+def no_pivot_proc(c):
+    # run with `create --no-pivot` (create-flags): a user of the container mounting a new procfs
+    # from a new user and pid namespace is refused (the host's procfs must not be reachable)
+    c["process"]["user"] = {"uid": 1000, "gid": 1000}
+    c["process"]["args"] = ["/bin/sh", "-c",
+        "unshare -mrpf true; u=$?; unshare -mrpf sh -c 'mount -t proc none /proc' 2>/dev/null; "
+        "echo \"{\\\"userns\\\": $u, \\\"proc_mount\\\": $?}\""]
+
+
 def ns_path(c):
     for n in c["linux"]["namespaces"]:
         if n["type"] in ("network", "uts", "ipc"):
@@ -132,6 +147,16 @@ def hooks(c):
         "poststart": [host("poststart")],
         "poststop": [host("poststop")],
     }
+
+
+def hooks_seccomp(c):
+    # a startContainer hook runs under the container's seccomp filter: it records its own
+    # Seccomp mode and a denied mkdir; the program prints what the hook saw
+    seccomp(c)
+    c["root"]["readonly"] = False
+    c["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": [
+        "sh", "-c", "grep '^Seccomp:' /proc/self/status > /hook-out; /probe syscall mkdir >> /hook-out; exit 0"]}]}
+    c["process"]["args"] = ["/probe", "read", "/hook-out"]
 
 
 def hooks_prestart_fail(c):
@@ -216,6 +241,16 @@ def timens(c):
 
 def cgroupns(c):
     c["linux"]["namespaces"].append({"type": "cgroup"})
+
+
+def cgroup_rw(c):
+    # no "ro" on the cgroup mount: read-write (mount(8)), the container may write its own cgroup
+    c["linux"]["namespaces"].append({"type": "cgroup"})
+    for m in c["mounts"]:
+        if m["destination"] == "/sys/fs/cgroup":
+            m["options"] = [o for o in m["options"] if o != "ro"]
+    c["process"]["args"] = ["/bin/sh", "-c",
+        "f=/sys/fs/cgroup/pids/pids.max; [ -e $f ] || f=/sys/fs/cgroup/pids.max; exec /probe open-write $f"]
 
 
 def cgroups_cpu(c):
@@ -378,15 +413,15 @@ def unified_on_v1(c):
 for name, fn in [
     ("user", user), ("capabilities", caps), ("rlimits", rlimits), ("hostname", hostname),
     ("mounts", mounts), ("masked-readonly", masked), ("root-rw", root_rw), ("sysctl", sysctl),
-    ("devices", devices), ("ns-path", ns_path), ("userns", userns), ("seccomp", seccomp),
-    ("hooks", hooks), ("hooks-prestart-fail", hooks_prestart_fail),
+    ("devices", devices), ("devices-node-only", devices_node_only), ("no-pivot-proc", no_pivot_proc), ("ns-path", ns_path), ("userns", userns), ("seccomp", seccomp),
+    ("hooks", hooks), ("hooks-seccomp", hooks_seccomp), ("hooks-prestart-fail", hooks_prestart_fail),
     ("hooks-poststart-fail", hooks_poststart_fail), ("no-new-privs", nnp), ("no-new-privs-off", nnp_off),
     ("oom-score-adj", oom), ("cgroups", cgroups), ("env-cwd", env_cwd), ("missing-exe", missing_exe),
     ("invalid-wrong-type", wrong_type), ("invalid-missing-rootfs", missing_rootfs),
     ("invalid-relative-cwd", relative_cwd), ("unknown-cap", unknown_cap),
     ("invalid-bad-mount-option", bad_mount_option),
     ("annotations", annotations), ("personality", personality), ("sched-ioprio", sched_ioprio),
-    ("timens", timens), ("cgroupns", cgroupns), ("cgroups-cpu", cgroups_cpu),
+    ("timens", timens), ("cgroupns", cgroupns), ("cgroup-rw", cgroup_rw), ("cgroups-cpu", cgroups_cpu),
     ("propagation-private", propagation_private), ("relative-args", relative_args),
     ("args-path-lookup", args_path_lookup_env), ("seccomp-args", seccomp_args),
     ("cpuset-swappiness", cpuset_swappiness), ("cwd-root-as-user", cwd_root_as_user),
@@ -434,6 +469,12 @@ EXPECT_ERROR = {
     "invalid-unknown-sysctl": ["kernel.no_such_sysctl_xyz"],
     "invalid-unified-on-v1": ["unified", "memory.max"],
 }
+# create flags (one per line) the differential runner passes to every runtime
+CREATE_FLAGS = {"no-pivot-proc": ["--no-pivot"]}
+for name, flags in CREATE_FLAGS.items():
+    with open(os.path.join(HERE, name, "create-flags"), "w") as f:
+        f.write("\n".join(flags) + "\n")
+
 for name, words in EXPECT_ERROR.items():
     with open(os.path.join(HERE, name, "expect-error"), "w") as f:
         f.write("\n".join(words) + "\n")

@@ -766,3 +766,305 @@ fn systemd_driver_without_systemd_fails_cleanly() {
     assert!(msg.contains("systemd"), "error does not say systemd: {msg}");
     assert!(c.state().is_none(), "a failed create left a container");
 }
+
+/// `linux.devices` entries are nodes to create, not permissions: under `linux.resources.devices`
+/// deny-all a node for /dev/kmsg exists but cannot be opened, and the devices cgroup (v1
+/// `devices.list`) has no rule for it; an explicit `linux.resources.devices` rule is what
+/// grants access. (runc's specconv: only `resources.devices` plus its default list.)
+#[test]
+fn linux_devices_are_nodes_not_permissions() {
+    let t = "linux_devices_are_nodes_not_permissions";
+    root_or_skip!(t);
+    let script =
+        "/probe stat /dev/kmsg; /probe open-write /dev/kmsg; /probe open-write /dev/xzero; \
+                  cat /sys/fs/cgroup/devices/devices.list 2>/dev/null | tr '\\n' ',' ";
+    let run = |extra_rule: Option<Value>| -> (Vec<Value>, String) {
+        let mut c = Ctr::new("devnode", "default");
+        c.config["linux"]["devices"] = json!([
+            {"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11},
+            {"path": "/dev/xzero", "type": "c", "major": 1, "minor": 5}
+        ]);
+        let mut rules = vec![json!({"allow": false, "access": "rwm"})];
+        rules.extend(extra_rule);
+        c.config["linux"]["resources"]["devices"] = Value::Array(rules);
+        c.args(&["/bin/sh", "-c", script]);
+        let out = text(&c.run_ok().stdout);
+        let v: Vec<Value> = out
+            .lines()
+            .filter_map(|l| serde_json::from_str(l.trim()).ok())
+            .collect();
+        let list = out
+            .lines()
+            .last()
+            .filter(|l| !l.starts_with('{'))
+            .unwrap_or("")
+            .to_string();
+        assert_eq!(v.len(), 3, "{out}");
+        (v, list)
+    };
+    let (v, list) = run(None);
+    assert_eq!(v[0]["type"], "char", "the node was not created: {}", v[0]);
+    assert_eq!(
+        (v[0]["major"].as_i64(), v[0]["minor"].as_i64()),
+        (Some(1), Some(11))
+    );
+    assert_eq!(
+        (v[1]["ok"].as_bool(), v[1]["errno"].as_i64()),
+        (Some(false), Some(libc::EPERM as i64)),
+        "/dev/kmsg opened for writing although only its node was listed: {}",
+        v[1]
+    );
+    assert_eq!(
+        v[2]["ok"], true,
+        "a default-allowed device (1:5) failed: {}",
+        v[2]
+    );
+    if !unified() {
+        assert!(list.contains("c 1:5 rwm"), "devices.list: {list}");
+        assert!(!list.contains("c 1:11"), "devices.list allows kmsg: {list}");
+    }
+    // the resources rule, not the node, grants access
+    let (v, list) = run(Some(
+        json!({"allow": true, "type": "c", "major": 1, "minor": 11, "access": "w"}),
+    ));
+    assert_eq!(
+        v[1]["ok"], true,
+        "an explicit allow rule was not applied: {}",
+        v[1]
+    );
+    if !unified() {
+        assert!(list.contains("c 1:11 w"), "devices.list: {list}");
+    }
+}
+
+/// A cgroup made (and frozen) by the test, thawed and removed on drop (also on panic).
+struct FrozenCgroup(Vec<std::path::PathBuf>);
+
+impl FrozenCgroup {
+    /// `/<name>` in the freezer hierarchy (v1) or the unified tree (v2), frozen.
+    fn new(name: &str) -> FrozenCgroup {
+        let (dir, file, val) = if unified() {
+            (Path::new("/sys/fs/cgroup").join(name), "cgroup.freeze", "1")
+        } else {
+            (
+                Path::new("/sys/fs/cgroup/freezer").join(name),
+                "freezer.state",
+                "FROZEN",
+            )
+        };
+        std::fs::create_dir(&dir).unwrap();
+        let g = FrozenCgroup(vec![dir.clone()]);
+        std::fs::write(dir.join(file), val).unwrap();
+        g
+    }
+
+    fn frozen(&self) -> bool {
+        let d = &self.0[0];
+        if unified() {
+            std::fs::read_to_string(d.join("cgroup.events"))
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l == "frozen 1")
+        } else {
+            std::fs::read_to_string(d.join("freezer.state"))
+                .unwrap_or_default()
+                .trim()
+                == "FROZEN"
+        }
+    }
+}
+
+impl Drop for FrozenCgroup {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::write(d.join("cgroup.freeze"), "0");
+            let _ = std::fs::write(d.join("freezer.state"), "THAWED");
+        }
+        // a runtime may have added directories in the other v1 hierarchies: they are its
+        // leftovers, which the container's guard reports; only ours are removed here
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for d in &self.0 {
+            while d.exists() && std::fs::remove_dir(d).is_err() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// `run` into a cgroup that is already frozen fails at once with runc's words ("container's
+/// cgroup unexpectedly frozen") instead of hanging with the init stuck in the freezer, leaves
+/// nothing behind and leaves that cgroup as it was (still there, still frozen).
+// req: LNX-CGROUP-FIT
+#[test]
+fn run_into_a_frozen_cgroup_fails() {
+    let t = "run_into_a_frozen_cgroup_fails";
+    root_or_skip!(t);
+    let mut c = Ctr::new("frozencg", "default");
+    c.args(&["/probe", "exit", "0"]);
+    let name = c.id.clone();
+    let cg = FrozenCgroup::new(&name);
+    c.write_config();
+    let b = c.bundle.to_string_lossy().into_owned();
+    let id = c.id.clone();
+    let mut cmd = c.cmd();
+    cmd.args(["run", "--bundle", &b, &id]);
+    let o = try_run_timeout(&mut cmd, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("run into a frozen cgroup hung: {e}"));
+    let err = format!("{}{}", text(&o.stderr), c.log_text());
+    assert!(!o.status.success(), "run into a frozen cgroup succeeded");
+    assert!(err.contains("unexpectedly frozen"), "error: {err}");
+    assert!(c.state().is_none(), "a failed run left its state behind");
+    assert!(
+        cg.frozen(),
+        "the runtime changed the frozen cgroup it refused"
+    );
+    drop(cg);
+}
+
+/// A second container given the cgroup of a running one is refused (runc >= 1.2: "container's
+/// cgroup is not empty: N process(es) found"; runc 1.1 only warned and shared it), and the
+/// first one keeps its cgroup.
+// req: LNX-CGROUP-FIT
+#[test]
+fn occupied_cgroup_is_refused() {
+    let t = "occupied_cgroup_is_refused";
+    root_or_skip!(t);
+    let mut a = Ctr::new("occa", "default");
+    a.args(&["/probe", "sleep", "60"]);
+    a.create_ok(&[]);
+    let pid = a.pids[0];
+    let mut b = Ctr::new("occb", "default");
+    b.config["linux"]["cgroupsPath"] = a.config["linux"]["cgroupsPath"].clone();
+    b.args(&["/probe", "exit", "0"]);
+    let o = b.create(&[]);
+    let err = format!("{}{}", text(&o.stderr), b.log_text());
+    if is_runc() && o.status.success() {
+        skip(
+            t,
+            "runc 1.1 only warns about a non-empty cgroup (an error since runc 1.2)",
+        );
+        return;
+    }
+    assert!(
+        !o.status.success(),
+        "a second container joined an occupied cgroup"
+    );
+    assert!(
+        err.contains("container's cgroup is not empty: 1 process(es) found"),
+        "error: {err}"
+    );
+    assert!(
+        b.state().is_none(),
+        "the refused create left its state behind"
+    );
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = a.config["linux"]["cgroupsPath"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cg.lines().any(|l| l.ends_with(&path)),
+        "the first container lost its cgroup: {cg}"
+    );
+    assert_eq!(a.status().as_deref(), Some("created"));
+}
+
+/// cgroup v1: a parent cpuset cgroup made by someone else with plain `mkdir` (a pod cgroup, a
+/// `--cgroup-parent`) has empty `cpuset.cpus`/`cpuset.mems`; the container below it can only
+/// join once every empty level is filled from its parent (runc's cpusetEnsureParent), else
+/// the join fails with ENOSPC.
+#[test]
+fn v1_cpuset_fills_an_existing_empty_parent() {
+    let t = "v1_cpuset_fills_an_existing_empty_parent";
+    root_or_skip!(t);
+    if unified() || !host_has("cpuset") {
+        skip(t, "needs a cgroup v1 cpuset hierarchy");
+        return;
+    }
+    let mut c = Ctr::new("cpusetpar", "default");
+    // a pod-like parent, made with mkdir in every hierarchy (the cpuset one stays empty);
+    // removed by the test, after the container
+    struct Rm(Vec<std::path::PathBuf>);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            for d in &self.0 {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+    let mut made = Rm(Vec::new());
+    for e in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() && std::fs::create_dir(p.join(&c.id)).is_ok() {
+            made.0.push(p.join(&c.id));
+        }
+    }
+    let parent = Path::new("/sys/fs/cgroup/cpuset").join(&c.id);
+    let empty = |f: &str| {
+        std::fs::read_to_string(parent.join(f))
+            .unwrap()
+            .trim()
+            .is_empty()
+    };
+    assert!(
+        empty("cpuset.cpus") && empty("cpuset.mems"),
+        "mkdir gave a filled cpuset"
+    );
+    c.config["linux"]["cgroupsPath"] = json!(format!("/{}/ctr", c.id));
+    let host_cpus = std::fs::read_to_string("/sys/fs/cgroup/cpuset/cpuset.cpus").unwrap();
+    let v = probe_files(&mut c, &["/sys/fs/cgroup/cpuset/cpuset.cpus".to_string()]);
+    assert_eq!(
+        v["/sys/fs/cgroup/cpuset/cpuset.cpus"].as_str(),
+        Some(host_cpus.trim()),
+        "{v}"
+    );
+    assert!(
+        !empty("cpuset.cpus") && !empty("cpuset.mems"),
+        "the parent was not filled"
+    );
+    // `run` deleted the container: what is left under the parents is the runtime's
+    drop(made);
+    drop(c);
+}
+
+/// The cgroup mount follows mount(8): read-write unless `ro` is given (the last of ro/rw wins),
+/// as runc. Engines drop `ro` for --privileged and user-namespaced containers, which write
+/// their cgroup (docker-in-docker, systemd in a container). Checked with a cgroup namespace
+/// (on cgroup v2 the host's whole tree stays read-only without one, see ARCHITECTURE.md).
+#[test]
+fn cgroupfs_is_read_write_without_ro() {
+    let t = "cgroupfs_is_read_write_without_ro";
+    root_or_skip!(t);
+    let file = cg_file("pids", "pids.max", "pids.max");
+    for (opts, want_rw) in [
+        (json!(["nosuid", "noexec", "nodev", "relatime"]), true),
+        (json!(["nosuid", "ro", "noexec", "rw"]), true),
+        (
+            json!(["nosuid", "noexec", "nodev", "relatime", "ro"]),
+            false,
+        ),
+    ] {
+        let mut c = Ctr::new("cgrw", "default");
+        c.config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "cgroup"}));
+        for m in c.config["mounts"].as_array_mut().unwrap() {
+            if m["destination"] == "/sys/fs/cgroup" {
+                m["options"] = opts.clone();
+            }
+        }
+        c.args(&["/probe", "open-write", &file]);
+        let o = c.run();
+        let v = probe_json(&o);
+        if want_rw {
+            assert_eq!(v["ok"], true, "{opts}: {file} not writable: {v}");
+        } else {
+            assert_eq!(
+                (v["ok"].as_bool(), v["errno"].as_i64()),
+                (Some(false), Some(libc::EROFS as i64)),
+                "{opts}: {file}: {v}"
+            );
+        }
+    }
+}

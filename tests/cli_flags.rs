@@ -181,6 +181,50 @@ fn mount_points(v: &Value) -> Vec<String> {
     m
 }
 
+/// `--no-pivot` leaves the host's mounts below the moved root; the full procfs and sysfs among
+/// them must be gone (runc's msMoveRoot), or a new procfs could be mounted from a new user and
+/// pid namespace. As with pivot_root, such a mount is refused, while creating the namespaces
+/// works and the container's own /proc is intact.
+#[test]
+fn no_pivot_new_procfs_refused_as_with_pivot_root() {
+    root_or_skip!("no_pivot_new_procfs_refused_as_with_pivot_root");
+    let mut c = Ctr::new("nopivproc", "default");
+    // uid 1000 maps itself to root of the new user namespace (no CAP_SETFCAP needed)
+    c.config["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000});
+    c.args(&[
+        "/bin/sh",
+        "-c",
+        "unshare -mrpf true && echo userns-ok; \
+         unshare -mrpf sh -c 'mount -t proc none /proc && echo proc-mounted'; \
+         /probe read /proc/self/comm",
+    ]);
+    c.write_config();
+    let b = c.bundle.to_string_lossy().into_owned();
+    let id = c.id.clone();
+    for flags in [&[][..], &["--no-pivot"][..]] {
+        let mut a = vec!["run"];
+        a.extend_from_slice(flags);
+        a.extend_from_slice(&["--bundle", &b, &id]);
+        let o = c.rt(&a);
+        let out = text(&o.stdout);
+        assert!(o.status.success(), "run {flags:?}: {}", text(&o.stderr));
+        assert!(
+            out.contains("userns-ok"),
+            "run {flags:?}: no user namespace inside, nothing tested: {out}"
+        );
+        assert!(
+            !out.contains("proc-mounted"),
+            "run {flags:?}: a new procfs was mounted from inside: {out}"
+        );
+        let comm = json_lines(&o);
+        assert_eq!(
+            comm.last().map(|v| v["data"].clone()),
+            Some("probe\n".into()),
+            "{out}"
+        );
+    }
+}
+
 #[test]
 fn no_pivot_run() {
     root_or_skip!("no_pivot_run");

@@ -444,7 +444,18 @@ fn observe(
     let se = std::fs::File::create(&errf).unwrap();
     let mut c = rt.cmd(&run.root);
     let b = run.bundle.to_string_lossy().into_owned();
-    c.args(["create", "--bundle", &b, &run.id])
+    // create flags a fixture needs (`spec-fixtures/NAME/create-flags`, one per line), the
+    // same for every runtime
+    let flags = std::fs::read_to_string(
+        Path::new(MANIFEST_DIR)
+            .join("spec-fixtures")
+            .join(fixture)
+            .join("create-flags"),
+    )
+    .unwrap_or_default();
+    c.arg("create")
+        .args(flags.lines().map(str::trim).filter(|l| !l.is_empty()))
+        .args(["--bundle", &b, &run.id])
         .current_dir(&run.work)
         .stdin(Stdio::null())
         .stdout(so)

@@ -131,3 +131,45 @@ fn failing_poststart_warns_and_runs() {
         "start must succeed (warn only) when poststart fails: {err}"
     );
 }
+
+/// startContainer hooks run in the container, under its seccomp filter (as runc: the filter is
+/// in place before the init waits for `start`), with and without noNewPrivileges: the hook sees
+/// `Seccomp: 2` in its own status and a syscall the profile denies fails with the profile's
+/// errno.
+#[test]
+fn start_container_hook_runs_under_the_seccomp_filter() {
+    if !require_root("start_container_hook_runs_under_the_seccomp_filter") {
+        return;
+    }
+    for nnp in [true, false] {
+        let mut c = Ctr::new("hookscmp", "seccomp");
+        c.config["root"]["readonly"] = false.into();
+        c.config["process"]["noNewPrivileges"] = nnp.into();
+        c.config["hooks"] = serde_json::json!({"startContainer": [{"path": "/bin/sh", "args": [
+            "sh", "-c",
+            "grep '^Seccomp:' /proc/self/status > /hook-out; /probe syscall mkdir >> /hook-out; exit 0"
+        ]}]});
+        c.args(&["/probe", "exit", "0"]);
+        let o = c.run();
+        assert!(
+            o.status.success(),
+            "nnp {nnp}: run failed: {} {}",
+            text(&o.stderr),
+            c.log_text()
+        );
+        let out = std::fs::read_to_string(c.rootfs().join("hook-out")).unwrap_or_default();
+        let mut lines = out.lines();
+        let status = lines.next().unwrap_or("");
+        assert_eq!(
+            status.split_whitespace().collect::<Vec<_>>(),
+            ["Seccomp:", "2"],
+            "nnp {nnp}: the startContainer hook ran outside the filter: {out:?}"
+        );
+        let r: Value = serde_json::from_str(lines.next().unwrap_or("")).unwrap_or(Value::Null);
+        assert_eq!(
+            (r["ok"].as_bool(), r["errno"].as_i64()),
+            (Some(false), Some(123)),
+            "nnp {nnp}: mkdir from the hook was not refused by the profile: {out:?}"
+        );
+    }
+}

@@ -556,3 +556,147 @@ fn exec_user_strict_parsing() {
         (Some(1000), Some(1001))
     );
 }
+
+/// A `linux.devices` entry is a node, not a permission: with `linux.resources.devices`
+/// denying everything, a container given nodes for the host's kernel log and first disk must
+/// not open either for writing (the devices cgroup refuses: EPERM). Opening with O_WRONLY
+/// writes nothing, so a failure of this test leaves the host untouched.
+#[test]
+fn device_node_without_cgroup_rule_is_unusable() {
+    root_or_skip!("device_node_without_cgroup_rule_is_unusable");
+    let mut nodes = vec![("/dev/kmsg".to_string(), "c", 1u64, 11u64)];
+    let disk = std::fs::read_dir("/sys/block").ok().and_then(|rd| {
+        let mut v: Vec<(String, String)> = rd
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                let d = std::fs::read_to_string(e.path().join("dev")).ok()?;
+                (!["loop", "ram", "zram", "nbd"]
+                    .iter()
+                    .any(|p| n.starts_with(p)))
+                .then(|| (n, d.trim().to_string()))
+            })
+            .collect();
+        v.sort();
+        v.into_iter().next()
+    });
+    if let Some((name, dev)) = disk {
+        if let Some((a, b)) = dev.split_once(':') {
+            nodes.push((
+                format!("/dev/{name}"),
+                "b",
+                a.parse().unwrap(),
+                b.parse().unwrap(),
+            ));
+        }
+    }
+    let mut c = Ctr::new("devnode", "default");
+    c.config["linux"]["devices"] = nodes
+        .iter()
+        .map(|(p, t, ma, mi)| json!({"path": p, "type": t, "major": ma, "minor": mi}))
+        .collect();
+    c.config["linux"]["resources"]["devices"] = json!([{"allow": false, "access": "rwm"}]);
+    let script = nodes
+        .iter()
+        .map(|(p, ..)| format!("/probe stat {p}; /probe open-write {p}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    c.args(&["/bin/sh", "-c", &script]);
+    let v = lines_json(&c.run());
+    assert_eq!(v.len(), 2 * nodes.len(), "{v:?}");
+    for (i, (p, ..)) in nodes.iter().enumerate() {
+        let (st, open) = (&v[2 * i], &v[2 * i + 1]);
+        assert!(
+            st["type"] == "char" || st["type"] == "block",
+            "{p} was not created, the attack proves nothing: {st}"
+        );
+        assert_eq!(
+            open["ok"], false,
+            "{p} opened for writing from inside: {open}"
+        );
+        assert_eq!(open["errno"], libc::EPERM, "{p}: {open}");
+    }
+}
+
+/// A startContainer hook runs inside the container and must be held by the container's seccomp
+/// filter: a profile that kills `mkdir`/`mkdirat` kills the hook that calls it (so `start`
+/// fails), and nothing after that call in the hook runs.
+#[test]
+fn start_container_hook_cannot_escape_seccomp() {
+    root_or_skip!("start_container_hook_cannot_escape_seccomp");
+    let mut c = Ctr::new("hookkill", "default");
+    c.config["root"]["readonly"] = false.into();
+    c.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL_PROCESS"}]
+    });
+    c.config["hooks"] = json!({"startContainer": [{"path": "/bin/sh", "args": [
+        "sh", "-c", "/probe syscall mkdir && touch /escaped"
+    ]}]});
+    c.args(&["/probe", "exit", "0"]);
+    let o = c.run();
+    assert!(
+        !c.rootfs().join("escaped").exists(),
+        "a startContainer hook called a syscall the profile kills"
+    );
+    assert!(
+        !o.status.success(),
+        "run succeeded although its startContainer hook was killed: {}",
+        text(&o.stderr)
+    );
+    // positive control: without the killing rule the same hook completes
+    let mut ok = Ctr::new("hookkillctl", "default");
+    ok.config["root"]["readonly"] = false.into();
+    ok.config["hooks"] = c.config["hooks"].clone();
+    ok.args(&["/probe", "exit", "0"]);
+    ok.run_ok();
+    assert!(
+        ok.rootfs().join("escaped").exists(),
+        "the control hook did not run"
+    );
+}
+
+/// Under `--no-pivot` the host's own procfs and sysfs stay in the container's mount namespace
+/// below the moved root unless the runtime removes them (runc's msMoveRoot); with them there,
+/// a container user can mount a fresh, unmasked procfs (and a sysfs) from a new user, pid and
+/// net namespace, since the kernel then finds a fully visible instance. Both must be refused,
+/// also when the container has a user namespace of its own.
+#[test]
+fn no_pivot_host_procfs_cannot_be_remounted() {
+    root_or_skip!("no_pivot_host_procfs_cannot_be_remounted");
+    // with a user namespace of its own the host's mounts are locked: they are covered instead
+    for fixture in ["default", "userns"] {
+        let mut c = Ctr::new("nopivatk", fixture);
+        c.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        c.args(&[
+            "/bin/sh",
+            "-c",
+            "unshare -mrpfn true && echo userns-ok; \
+         unshare -mrpf sh -c 'mount -t proc none /proc && echo proc-mounted'; \
+         unshare -mrpfn sh -c 'mount -t sysfs none /sys && echo sysfs-mounted'; exit 0",
+        ]);
+        c.write_config();
+        let b = c.bundle.to_string_lossy().into_owned();
+        let id = c.id.clone();
+        let o = c.rt(&["run", "--no-pivot", "--bundle", &b, &id]);
+        let out = text(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{fixture}: run --no-pivot: {}",
+            text(&o.stderr)
+        );
+        assert!(
+            out.contains("userns-ok"),
+            "{fixture}: no user namespace inside, the attack proves nothing: {out}"
+        );
+        assert!(
+            !out.contains("proc-mounted"),
+            "{fixture}: mounted a new procfs: {out}"
+        );
+        assert!(
+            !out.contains("sysfs-mounted"),
+            "{fixture}: mounted a new sysfs: {out}"
+        );
+    }
+}

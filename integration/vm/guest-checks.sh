@@ -151,6 +151,15 @@ H delete --force "$id" >/dev/null 2>&1
 check "no cgroup left after delete ($cg)" gone "$cg"
 [ "$mode" = systemd ] && check "unit $unit gone after delete" unit_gone "$unit"
 
+# 6b. a linux.devices node grants no access: /dev/kmsg listed only as a node, under the spec's
+# deny-all, cannot be opened (the eBPF program; with systemd also DeviceAllow)
+newid
+out=$(H run --bundle "$bundles/devnode" "$id" 2>&1)
+echo "$out" | sed 's/^/#   /'
+check "a linux.devices node without a resources rule (/dev/kmsg) cannot be opened (EPERM)" \
+	grep -q '"errno": *1[,}]' <<<"$out"
+H delete --force "$id" >/dev/null 2>&1
+
 # 7. systemd: cgroupsPath slice:prefix:name with a nested slice
 if [ "$mode" = systemd ]; then
 	newid

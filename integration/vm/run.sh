@@ -78,6 +78,9 @@ mk long '.linux.resources.memory.limit = 67108864 | .linux.resources.pids.limit 
 	| .process.capabilities.bounding += ["CAP_MKNOD"] | .process.capabilities.effective += ["CAP_MKNOD"]
 	| .process.capabilities.permitted += ["CAP_MKNOD"]
 	| .process.args = '"$(sh_args 'i=0; while :; do i=$((i+1)); echo $i >/dev/shm/c; sleep 0.1; done')"
+# a node in linux.devices is not a permission: under the spec's deny-all it stays unopenable
+mk devnode '.linux.devices = [{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]
+	| .process.args = ["/probe", "open-write", "/dev/kmsg"]'
 
 # resources read back from inside (guest-checks.sh, section 8): each prints FILE=VALUE
 show() { sh_args "for f in $*; do printf '%s=%s\\n' \$f \"\$(cat /sys/fs/cgroup/\$f 2>&1)\"; done"; }

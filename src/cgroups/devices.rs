@@ -1,7 +1,8 @@
 //! Device access rules: the spec's `linux.resources.devices` plus runc's built-in allow list,
 //! reduced with the cgroup v1 kernel semantics to a default policy and a list of exceptions, then
 //! written as v1 `devices.allow`/`devices.deny` lines or compiled into a cgroup v2
-//! BPF_PROG_TYPE_CGROUP_DEVICE program.
+//! BPF_PROG_TYPE_CGROUP_DEVICE program. `linux.devices` grants no access: those entries are
+//! nodes to create; only `linux.resources.devices` and the built-in list decide access.
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -77,8 +78,10 @@ fn parse_access(s: &str) -> Result<u8> {
     Ok(a)
 }
 
-/// runc's `specconv.AllowedDevices`, appended after the spec's rules (so the spec cannot take
-/// them away), as runc does.
+/// runc's `specconv.AllowedDevices` (runc 1.1), appended after the spec's rules (so the spec
+/// cannot take them away), as runc does; except that a rule whose node (see
+/// [`default_node_path`]) the spec redefines in `linux.devices` is left out, as runc's
+/// `createDevices` drops that default (rules and node alike).
 pub const DEFAULT_ALLOWED: &[Rule] = &[
     Rule::dev('c', None, None, ACC_MKNOD),
     Rule::dev('b', None, None, ACC_MKNOD),
@@ -125,19 +128,19 @@ pub fn from_spec(i: usize, d: &LinuxDeviceCgroup) -> Result<Rule> {
     })
 }
 
-/// The allow rule runc adds for each `linux.devices` entry (type, major, minor, "rwm").
-pub fn for_linux_device(kind: &LinuxDeviceType, major: i64, minor: i64) -> Option<Rule> {
-    let k = match kind {
-        LinuxDeviceType::B => 'b',
-        LinuxDeviceType::C | LinuxDeviceType::U => 'c',
-        _ => return None, // fifos are not subject to the device cgroup
-    };
-    Some(Rule::dev(
-        k,
-        u32::try_from(major).ok(),
-        u32::try_from(minor).ok(),
-        ACC_ALL,
-    ))
+/// The device node runc's default list creates for a [`DEFAULT_ALLOWED`] rule (its
+/// `AllowedDevices` entries that have a `Path`); None for the rules without a node (mknod of any
+/// device, pts, ptmx, tun).
+pub fn default_node_path(r: &Rule) -> Option<&'static str> {
+    match (r.kind, r.major, r.minor) {
+        ('c', Some(1), Some(3)) => Some("/dev/null"),
+        ('c', Some(1), Some(8)) => Some("/dev/random"),
+        ('c', Some(1), Some(7)) => Some("/dev/full"),
+        ('c', Some(5), Some(0)) => Some("/dev/tty"),
+        ('c', Some(1), Some(5)) => Some("/dev/zero"),
+        ('c', Some(1), Some(9)) => Some("/dev/urandom"),
+        _ => None,
+    }
 }
 
 /// The state the cgroup v1 kernel code keeps: a default and a list of exceptions to it.

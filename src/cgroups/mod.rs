@@ -70,7 +70,9 @@ pub trait Manager {
     fn apply(&self, resources: &LinuxResources) -> Result<()> {
         self.apply_with_devices(resources, &[])
     }
-    /// [`Manager::apply`] that also allows (rwm) every device of `linux.devices`, as runc does.
+    /// [`Manager::apply`] for a config whose `linux.devices` is `devices`. Those entries grant
+    /// no access (see [`device_rules`]); a default whose node they redefine is left out, as in
+    /// runc.
     fn apply_with_devices(&self, resources: &LinuxResources, devices: &[LinuxDevice])
         -> Result<()>;
     /// `runc update`: apply only what `resources` sets; device rules are left alone unless
@@ -122,8 +124,8 @@ pub trait Manager {
 /// runtime-spec config-linux.md "Cgroup ownership": the host (uid, gid) the container's cgroup
 /// is to be delegated to, or None. Only when the container gets a new user namespace (with the
 /// mappings in the spec) AND a new cgroup namespace AND a cgroup mount at /sys/fs/cgroup that is
-/// read-write (husk mounts cgroupfs read-only unless `rw` is given, the last of `ro`/`rw`
-/// wins). The ids are the host ids that `process.user.uid` / `process.user.gid` map to (the
+/// read-write (no `ro` among its options, or a `rw` after the last one: mount(8) semantics, as
+/// runc's `hasRwCgroupfs`). The ids are the host ids that `process.user.uid` / `process.user.gid` map to (the
 /// user the container's program runs as); an unmapped one is left unchanged (None).
 /// runc (specconv, `OwnerUID`) also chowns without a user namespace, to process.user.uid itself,
 /// and never changes the group; husk also hands over the group so that the delegatee sees its
@@ -150,7 +152,7 @@ pub fn delegation_owner(spec: &oci_spec::runtime::Spec) -> Option<(Option<u32>, 
             .iter()
             .rev()
             .find(|o| *o == "ro" || *o == "rw")
-            .is_some_and(|o| o == "rw");
+            .is_none_or(|o| o == "rw");
         cgroup && dest == "/sys/fs/cgroup" && rw
     });
     if !rw_cgroupfs {
@@ -330,6 +332,33 @@ impl Manager for NoCgroup {
     }
 }
 
+/// runc's checks of a new container's cgroup before its init joins it (libcontainer's
+/// `Create`): a cgroup that already holds processes is refused ("container's cgroup is not
+/// empty", an error since runc 1.2; runc 1.1 only warned), and so is a frozen one ("container's
+/// cgroup unexpectedly frozen"): the init would block in the freezer, uninterruptibly, and the
+/// create would never return. A cgroup that does not exist (yet), or cannot be read, passes.
+/// `what` names the cgroup in the error (the `linux.cgroupsPath` value or the default path).
+pub fn refuse_occupied_or_frozen(cg: &dyn Manager, what: &str) -> Result<()> {
+    if let Ok(pids) = cg.pids() {
+        if !pids.is_empty() {
+            bail!(
+                "{what}: container's cgroup is not empty: {} process(es) found",
+                pids.len()
+            );
+        }
+    }
+    refuse_frozen(cg, what)
+}
+
+/// The frozen half of [`refuse_occupied_or_frozen`], for a cgroup just created: a new cgroup
+/// below a frozen one is frozen too.
+pub fn refuse_frozen(cg: &dyn Manager, what: &str) -> Result<()> {
+    if cg.is_frozen().unwrap_or(false) {
+        bail!("{what}: container's cgroup unexpectedly frozen");
+    }
+    Ok(())
+}
+
 /// Whether `resources` asks for anything that only a cgroup of the container's own can give
 /// (device rules aside: those only narrow what a rootless container could not open anyway).
 /// A rootless container without write access to the cgroup tree can run without its own cgroup
@@ -347,24 +376,31 @@ pub(crate) fn without_devices(r: &LinuxResources) -> LinuxResources {
     r
 }
 
-/// Build the full device rule list runc would apply: spec rules, runc's defaults, then an
-/// allow rwm rule per `linux.devices` entry.
+/// The full device rule list runc applies (specconv `CreateCgroupConfig` with the defaults of
+/// `createDevices`): the spec's `linux.resources.devices` in order, then runc's default allow
+/// list, without the defaults whose node path `linux.devices` redefines. A `linux.devices`
+/// entry itself grants nothing: it is a node to create, and whether the container may use it is
+/// decided by `linux.resources.devices` alone (a deny-all there keeps it unusable).
 pub(crate) fn device_rules(
     resources: &LinuxResources,
     linux_devices: &[LinuxDevice],
 ) -> Result<Vec<devices::Rule>> {
     let spec = resources.devices().as_deref().unwrap_or(&[]);
-    let mut rules =
-        Vec::with_capacity(spec.len() + devices::DEFAULT_ALLOWED.len() + linux_devices.len());
+    let mut rules = Vec::with_capacity(spec.len() + devices::DEFAULT_ALLOWED.len());
     for (i, d) in spec.iter().enumerate() {
         rules.push(devices::from_spec(i, d)?);
     }
-    rules.extend_from_slice(devices::DEFAULT_ALLOWED);
-    for d in linux_devices {
-        if let Some(r) = devices::for_linux_device(&d.typ(), d.major(), d.minor()) {
-            rules.push(r);
-        }
-    }
+    let redefined = |path: &str| {
+        linux_devices
+            .iter()
+            .any(|d| d.path().as_os_str() == std::ffi::OsStr::new(path))
+    };
+    rules.extend(
+        devices::DEFAULT_ALLOWED
+            .iter()
+            .filter(|r| !devices::default_node_path(r).is_some_and(redefined))
+            .copied(),
+    );
     Ok(rules)
 }
 
@@ -451,9 +487,17 @@ mod tests {
             delegation_owner(&spec(both, rw, u)),
             Some((Some(101000), None))
         );
-        // read-only (explicitly, or by default), no user ns, no new cgroup ns: nothing
+        // without `ro` the mount is read-write (mount(8)): delegated
+        assert_eq!(
+            delegation_owner(&spec(both, r#"["nosuid"]"#, root)),
+            Some((Some(100000), Some(200000)))
+        );
+        // read-only (the last of ro/rw), no user ns, no new cgroup ns: nothing
         assert_eq!(delegation_owner(&spec(both, r#"["rw", "ro"]"#, root)), None);
-        assert_eq!(delegation_owner(&spec(both, r#"["nosuid"]"#, root)), None);
+        assert_eq!(
+            delegation_owner(&spec(both, r#"["nosuid", "ro"]"#, root)),
+            None
+        );
         let no_user = r#"[{"type": "cgroup"}, {"type": "mount"}]"#;
         assert_eq!(delegation_owner(&spec(no_user, rw, root)), None);
         let joined = r#"[{"type": "user"}, {"type": "cgroup", "path": "/proc/1/ns/cgroup"}]"#;
@@ -470,5 +514,85 @@ mod tests {
         let p = devices::Policy::build(&rules).unwrap();
         assert!(!p.default_allow);
         assert_eq!(p.exceptions.len(), devices::DEFAULT_ALLOWED.len());
+    }
+
+    fn resources_and_devices(json: &str) -> (LinuxResources, Vec<LinuxDevice>) {
+        let l: oci_spec::runtime::Linux = serde_json::from_str(json).unwrap();
+        (
+            l.resources().clone().unwrap_or_default(),
+            l.devices().clone().unwrap_or_default(),
+        )
+    }
+
+    #[test]
+    fn linux_devices_grant_no_access() {
+        // a deny-all with /dev/kmsg as a node: no rule for 1:11, under every driver (v1 lines,
+        // v2 eBPF and systemd properties are all built from this list)
+        let (r, d) = resources_and_devices(
+            r#"{"resources": {"devices": [{"allow": false, "access": "rwm"}]},
+                "devices": [{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11},
+                            {"path": "/dev/sda", "type": "b", "major": 8, "minor": 0}]}"#,
+        );
+        let rules = device_rules(&r, &d).unwrap();
+        assert_eq!(rules.len(), 1 + devices::DEFAULT_ALLOWED.len());
+        let p = devices::Policy::build(&rules).unwrap();
+        assert!(!p.default_allow);
+        let grants = |k: char, ma: u32, mi: u32| {
+            p.exceptions.iter().any(|e| {
+                e.kind == k
+                    && e.major.is_none_or(|m| m == ma)
+                    && e.minor.is_none_or(|m| m == mi)
+                    && e.access & (devices::ACC_READ | devices::ACC_WRITE) != 0
+            })
+        };
+        assert!(!grants('c', 1, 11));
+        assert!(!grants('b', 8, 0));
+        assert!(grants('c', 1, 3));
+        let lines: Vec<String> = p.v1_writes().into_iter().map(|(_, l)| l).collect();
+        assert!(!lines.iter().any(|l| l.starts_with("c 1:11")), "{lines:?}");
+        // the systemd driver's DeviceAllow= is built from the same list
+        let props = systemd::device_props(&rules, "Character devices:\n  1 mem\n").unwrap();
+        let props = format!("{props:?}");
+        assert!(props.contains("/dev/char/1:3"), "{props}");
+        assert!(!props.contains("1:11") && !props.contains("8:0"), "{props}");
+        // the spec's own rule is what grants access
+        let (r, d) = resources_and_devices(
+            r#"{"resources": {"devices": [{"allow": false, "access": "rwm"},
+                    {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "r"}]},
+                "devices": [{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]}"#,
+        );
+        let p = devices::Policy::build(&device_rules(&r, &d).unwrap()).unwrap();
+        let kmsg: Vec<_> = p
+            .exceptions
+            .iter()
+            .filter(|e| (e.kind, e.major, e.minor) == ('c', Some(1), Some(11)))
+            .collect();
+        assert_eq!(kmsg.len(), 1);
+        assert_eq!(kmsg[0].access, devices::ACC_READ);
+    }
+
+    #[test]
+    fn redefined_default_node_drops_its_default_rule() {
+        // runc createDevices: a linux.devices entry at a default's path replaces that default,
+        // its rule included; the other defaults stay
+        let (r, d) = resources_and_devices(
+            r#"{"resources": {"devices": [{"allow": false, "access": "rwm"}]},
+                "devices": [{"path": "/dev/null", "type": "c", "major": 1, "minor": 3},
+                            {"path": "/dev/mynull", "type": "c", "major": 1, "minor": 5}]}"#,
+        );
+        let rules = device_rules(&r, &d).unwrap();
+        assert_eq!(rules.len(), devices::DEFAULT_ALLOWED.len());
+        assert!(!rules
+            .iter()
+            .any(|r| (r.kind, r.major, r.minor) == ('c', Some(1), Some(3))));
+        assert!(rules
+            .iter()
+            .any(|r| (r.kind, r.major, r.minor) == ('c', Some(1), Some(5))));
+        // rules without a node (pts, ptmx, tun, mknod) are never dropped
+        for (i, rule) in devices::DEFAULT_ALLOWED.iter().enumerate() {
+            if devices::default_node_path(rule).is_none() {
+                assert!(rules.contains(rule), "default {i} dropped");
+            }
+        }
     }
 }

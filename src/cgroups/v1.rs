@@ -581,6 +581,31 @@ impl V1Manager {
     }
 }
 
+/// A cpuset cgroup starts with empty `cpuset.cpus`/`cpuset.mems` and accepts no task (ENOSPC),
+/// and so does every cgroup below one that is empty. runc's cpusetEnsureParent: top-down from
+/// the hierarchy's root to `dir` (`rel` below it), every level whose value is empty gets its
+/// parent's, whoever made it (a pod cgroup or a --cgroup-parent someone else created with
+/// mkdir) and whatever the other one is.
+fn fill_empty_cpusets(dir: &Path, rel: &str) -> Result<()> {
+    let depth = rel.split('/').filter(|c| !c.is_empty()).count();
+    let mut levels: Vec<&Path> = dir.ancestors().take(depth).collect();
+    levels.reverse();
+    for d in levels {
+        let Some(parent) = d.parent() else { continue };
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            if !read_file(d, f)?.trim().is_empty() {
+                continue;
+            }
+            let v = read_file(parent, f)?;
+            let v = v.trim();
+            if !v.is_empty() {
+                write_file(d, f, v, "cpuset (copying the parent's)")?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn same_set(a: &[String], b: &[String]) -> bool {
     a.len() == b.len() && a.iter().all(|x| b.contains(x))
 }
@@ -597,21 +622,9 @@ impl Manager for V1Manager {
         let res = (|| -> Result<()> {
             for h in &self.hiers {
                 let created = util::mkdir_all(&h.dir)?;
-                let start = all_created.len();
                 all_created.extend(created);
                 if h.has("cpuset") {
-                    // a new cpuset cgroup starts with empty cpus/mems and accepts no task:
-                    // copy the parent's, top-down (runc's cpuset ensureParent)
-                    for d in &all_created[start..] {
-                        let parent = d.parent().unwrap_or(Path::new("/"));
-                        for f in ["cpuset.cpus", "cpuset.mems"] {
-                            let v = read_file(parent, f)?;
-                            let v = v.trim();
-                            if !v.is_empty() {
-                                write_file(d, f, v, "cpuset (copying the parent's)")?;
-                            }
-                        }
-                    }
+                    fill_empty_cpusets(&h.dir, &h.rel)?;
                 }
             }
             Ok(())
@@ -906,6 +919,38 @@ impl Manager for V1Manager {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_cpusets_filled_top_down() {
+        let t = tempfile::tempdir().unwrap();
+        let w = |d: &Path, cpus: &str, mems: &str| {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("cpuset.cpus"), cpus).unwrap();
+            std::fs::write(d.join("cpuset.mems"), mems).unwrap();
+        };
+        let r = |d: &Path, f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+        let root = t.path();
+        let (pod, other, ctr) = (
+            root.join("pod"),
+            root.join("pod/other"),
+            root.join("pod/ctr"),
+        );
+        w(root, "0-3\n", "0\n");
+        // a parent someone made with mkdir: empty cpus, mems already set
+        w(&pod, "\n", "0\n");
+        w(&other, "1\n", "\n");
+        w(&ctr, "", "");
+        fill_empty_cpusets(&ctr, "/pod/ctr").unwrap();
+        assert_eq!(r(&pod, "cpuset.cpus"), "0-3");
+        assert_eq!(r(&pod, "cpuset.mems"), "0\n");
+        assert_eq!(
+            (r(&ctr, "cpuset.cpus"), r(&ctr, "cpuset.mems")),
+            ("0-3".into(), "0".into())
+        );
+        // siblings and the root are not touched
+        assert_eq!(r(&other, "cpuset.mems"), "\n");
+        assert_eq!(r(root, "cpuset.cpus"), "0-3\n");
+    }
 
     const MI: &str = "\
 31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755

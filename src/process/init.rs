@@ -281,8 +281,9 @@ pub struct ProcessTail<'a> {
 }
 
 /// From a fully set-up container environment to the user program: oomScoreAdj, rlimits, LSM
-/// labels, scheduler, ioprio, personality, no_new_privs, seccomp, user, capabilities, cwd, fds,
-/// then `gate` (wait for start), then exec. Returns only on error.
+/// labels, scheduler, ioprio, personality, no_new_privs, seccomp (without no_new_privs), user,
+/// capabilities, cwd, fds, seccomp (with no_new_privs), then `gate` (wait for start, the
+/// startContainer hooks: always under the filter), then exec. Returns only on error.
 pub fn finish(t: &ProcessTail, gate: &mut dyn FnMut() -> Result<()>) -> Result<Infallible> {
     let process = t.process;
     // In the container's cgroup now (a cpuset join may have reset the affinity): the final CPU
@@ -389,15 +390,17 @@ pub fn finish(t: &ProcessTail, gate: &mut dyn FnMut() -> Result<()>) -> Result<I
             .with_context(|| format!("--preserve-fds: fd {fd} is not open"))?;
     }
 
-    // (before the gate and, with noNewPrivileges, the seccomp filter: a profile may refuse
-    // write(2); without noNewPrivileges the filter is already in and this writes nothing)
+    // (before the seccomp filter: a profile may refuse write(2); without noNewPrivileges the
+    // filter is already in and this writes nothing)
     crate::log_debug!(
         "process[{}]: set up; execve {:?} next",
         std::process::id(),
         exe.display()
     );
-    gate()?;
 
+    // With no_new_privs the filter goes in as late as possible, but before `gate`: what runs
+    // there on the container's behalf (the startContainer hooks) runs under the container's
+    // filter, as in runc, which installs it before waiting on its exec FIFO.
     if nnp {
         if let Some(f) = t.seccomp {
             crate::logging::silence();
@@ -407,6 +410,8 @@ pub fn finish(t: &ProcessTail, gate: &mut dyn FnMut() -> Result<()>) -> Result<I
             )?;
         }
     }
+    gate()?;
+
     reset_signals();
     let err = nix::unistd::execve(&c_exe, &c_args, &c_env).unwrap_err();
     bail!("exec {:?}: {err}", exe.display())

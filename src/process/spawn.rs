@@ -458,6 +458,13 @@ pub fn make_cgroup(
     let resources = linux
         .and_then(|l| l.resources().as_ref())
         .unwrap_or(&no_resources);
+    // runc's Create: neither a cgroup holding processes nor a frozen one is taken, and the
+    // check comes before anything is made so that a cgroup that is not ours stays as it was
+    let what = match &cg_path {
+        Some(p) => format!("linux.cgroupsPath {p:?}"),
+        None => format!("cgroup {:?}", cg.state().path),
+    };
+    cgroups::refuse_occupied_or_frozen(cg.as_ref(), &what)?;
     if let Err(e) = cg.create() {
         // runc's rootless cgroup managers: without a cgroupsPath of its own choosing, a rootless
         // container that may not create its cgroup runs in its caller's, unless it asks for
@@ -478,13 +485,16 @@ pub fn make_cgroup(
         return Ok(Box::new(cgroups::NoCgroup));
     }
     let devices = linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]);
-    let applied = cg.apply_with_devices(resources, devices).and_then(|()| {
-        // runtime-spec "Cgroup ownership" (cgroup v2 only; see cgroups::delegation_owner)
-        match cgroups::delegation_owner(spec) {
-            Some((uid, gid)) => cg.delegate(uid, gid),
-            None => Ok(()),
-        }
-    });
+    // (a cgroup made just now below a frozen one is frozen too)
+    let applied = cgroups::refuse_frozen(cg.as_ref(), &what)
+        .and_then(|()| cg.apply_with_devices(resources, devices))
+        .and_then(|()| {
+            // runtime-spec "Cgroup ownership" (cgroup v2 only; see cgroups::delegation_owner)
+            match cgroups::delegation_owner(spec) {
+                Some((uid, gid)) => cg.delegate(uid, gid),
+                None => Ok(()),
+            }
+        });
     if let Err(e) = applied {
         if let Err(d) = cg.destroy() {
             crate::logging::warn(&format!("remove cgroup: {d:#}"));

@@ -300,6 +300,7 @@ pub fn prepare_with(
 /// leaves the cwd at the new `/`. No fd of the host is left open on return.
 pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
     if no_pivot {
+        hide_host_proc_and_sys(rootfs)?;
         chdir(rootfs).with_context(|| format!("chdir {}", rootfs.display()))?;
         mount(Some(rootfs), "/", NONE, MsFlags::MS_MOVE, NONE)
             .with_context(|| format!("moving the mount {} onto /", rootfs.display()))?;
@@ -320,6 +321,79 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
         .context("making the old root rslave")?;
     umount2(".", MntFlags::MNT_DETACH).context("detaching the old root")?;
     chdir("/").context("chdir / after pivot_root")?;
+    Ok(())
+}
+
+/// The full (filesystem root mounted) proc and sysfs mounts of `mountinfo` that are not at or
+/// below `rootfs`, in mountinfo order (parents before their submounts).
+fn full_proc_sys_mounts_outside(mountinfo: &str, rootfs: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let f: Vec<&str> = pre.split(' ').collect();
+        let Some(fstype) = post.split(' ').next() else {
+            continue;
+        };
+        if f.len() < 5 || f[3] != "/" || (fstype != "proc" && fstype != "sysfs") {
+            continue;
+        }
+        let mp = PathBuf::from(crate::sys::unescape_octal(f[4]));
+        if !mp.starts_with(rootfs) {
+            v.push(mp);
+        }
+    }
+    v
+}
+
+/// Without pivot_root the host's mounts stay in the container's mount namespace, below the
+/// moved root: a full procfs or sysfs there satisfies the kernel's "mount would reveal more"
+/// check, so a process of the container could mount a fresh, unmasked procfs from a new user
+/// and pid namespace. As runc's msMoveRoot does: every full proc and sysfs mount outside the
+/// rootfs is made rslave (nothing propagates to the host) and detached, or covered with a
+/// tmpfs where it cannot be unmounted (a locked mount of a less privileged namespace).
+fn hide_host_proc_and_sys(rootfs: &Path) -> Result<()> {
+    let mi = mounts::read_proc("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    for mp in full_proc_sys_mounts_outside(&mi, rootfs) {
+        match mount(
+            NONE,
+            mp.as_path(),
+            NONE,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            NONE,
+        ) {
+            Ok(()) => {}
+            // a parent was detached already, taking this one with it
+            Err(nix::errno::Errno::ENOENT) => continue,
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("--no-pivot: making the host mount {} rslave", mp.display())
+                })
+            }
+        }
+        match umount2(mp.as_path(), MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::EPERM) => mount(
+                Some("tmpfs"),
+                mp.as_path(),
+                Some("tmpfs"),
+                MsFlags::empty(),
+                NONE,
+            )
+            .with_context(|| {
+                format!(
+                    "--no-pivot: covering the host mount {} with a tmpfs",
+                    mp.display()
+                )
+            })?,
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("--no-pivot: detaching the host mount {}", mp.display())
+                })
+            }
+        }
+    }
     Ok(())
 }
 
@@ -537,5 +611,31 @@ mod unit_tests {
         assert_eq!(p("/var/lib/x"), (PathBuf::from("/"), true));
         assert_eq!(p("/tmp/a b/rootfs"), (PathBuf::from("/tmp/a b"), false));
         assert_eq!(crate::sys::unescape_octal("a\\134b"), "a\\b");
+    }
+
+    #[test]
+    fn full_proc_and_sysfs_outside_the_rootfs() {
+        let mi = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw
+23 22 0:22 / /proc rw,nosuid shared:12 - proc proc rw
+24 23 0:23 / /proc/sys/fs/binfmt_misc rw shared:13 - autofs systemd-1 rw
+25 22 0:24 / /sys rw,nosuid shared:2 - sysfs sysfs rw
+26 25 0:25 / /sys/fs/cgroup ro shared:3 - tmpfs tmpfs ro
+27 22 0:22 /sys /srv/proc-sys rw - proc proc rw
+28 22 0:26 / /srv/rootfs rw - ext4 /dev/vdb rw
+29 28 0:27 / /srv/rootfs/proc rw - proc proc rw
+30 28 0:28 / /srv/rootfs/sys ro - sysfs sysfs ro
+31 22 0:29 / /srv/rootfs2/proc rw - proc proc rw
+32 22 0:30 / /run/a\\040b rw - proc proc rw
+";
+        let v = full_proc_sys_mounts_outside(mi, Path::new("/srv/rootfs"));
+        let want: Vec<PathBuf> = ["/proc", "/sys", "/srv/rootfs2/proc", "/run/a b"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        // not: autofs/tmpfs submounts, a bind of a procfs subdirectory (root /sys: not full),
+        // the container's own /proc and /sys; a sibling whose name only starts like the
+        // rootfs is outside it
+        assert_eq!(v, want);
     }
 }

@@ -709,8 +709,9 @@ fn is_fs(path: &str, magic: nix::sys::statfs::FsType) -> bool {
 
 fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &MountOptions) -> Result<()> {
     use nix::sys::statfs::CGROUP2_SUPER_MAGIC;
-    // read-only unless "rw" was asked for explicitly
-    let ro = !opts.cleared.contains(MsFlags::MS_RDONLY);
+    // mount(8) semantics, as runc: read-only only when `ro` is given (the last of ro/rw wins);
+    // engines drop `ro` for --privileged and user-namespaced containers that need to write it
+    let ro = opts.flags.contains(MsFlags::MS_RDONLY);
     let unified = is_fs(CGROUP_ROOT, CGROUP2_SUPER_MAGIC);
     let hybrid = !unified && is_fs("/sys/fs/cgroup/unified", CGROUP2_SUPER_MAGIC);
     let root = ctx.root.as_fd();

@@ -768,23 +768,25 @@ fn shared_rootfs_propagation_still_pivots() {
 }
 
 #[test]
-fn cgroup_namespace_gets_own_cgroups_readonly_unless_rw() {
-    if skip_unless_root("cgroup_namespace_gets_own_cgroups_readonly_unless_rw") {
+fn cgroup_namespace_gets_own_cgroups_readonly_only_with_ro() {
+    if skip_unless_root("cgroup_namespace_gets_own_cgroups_readonly_only_with_ro") {
         return;
     }
     if fstype(Path::new("/sys/fs/cgroup/unified")).ok() != Some(libc::CGROUP2_SUPER_MAGIC)
         && fstype(Path::new("/sys/fs/cgroup")).ok() != Some(libc::CGROUP2_SUPER_MAGIC)
     {
-        eprintln!("SKIP cgroup_namespace_gets_cgroup2_readonly_unless_rw: no cgroup2 on this host");
+        eprintln!(
+            "SKIP cgroup_namespace_gets_own_cgroups_readonly_only_with_ro: no cgroup2 on this host"
+        );
         return;
     }
     let b = bundle();
     let s = spec(serde_json::json!({
         "mounts": [
             {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-             "options": ["nosuid", "noexec", "nodev"]},
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
             {"destination": "/cg-rw", "type": "cgroup", "source": "cgroup",
-             "options": ["nosuid", "noexec", "nodev", "rw"]}
+             "options": ["nosuid", "noexec", "nodev"]}
         ],
         "linux": {"namespaces": [{"type": "mount"}, {"type": "cgroup"}]}
     }));
@@ -803,11 +805,11 @@ fn cgroup_namespace_gets_own_cgroups_readonly_unless_rw() {
         let rw = b.rootfs.join("cg-rw");
         if fstype(Path::new("/sys/fs/cgroup"))? == libc::CGROUP2_SUPER_MAGIC {
             ensure!(fstype(&cg)? == libc::CGROUP2_SUPER_MAGIC, "not cgroup2");
-            ensure!(ro(cg.to_str().unwrap())?, "cgroup must default to ro");
+            ensure!(ro(cg.to_str().unwrap())?, "cgroup with ro must be ro");
             ensure!(fstype(&rw)? == libc::CGROUP2_SUPER_MAGIC, "not cgroup2");
             ensure!(
                 !ro(rw.to_str().unwrap())?,
-                "explicit rw with a cgroup namespace"
+                "no ro (mount(8): rw) with a cgroup namespace"
             );
         } else {
             // v1 or hybrid: fresh per-hierarchy mounts rooted at the container's cgroup
@@ -816,7 +818,7 @@ fn cgroup_namespace_gets_own_cgroups_readonly_unless_rw() {
                 fstype(&mem)? == libc::CGROUP_SUPER_MAGIC,
                 "memory is not cgroup v1"
             );
-            ensure!(ro(mem.to_str().unwrap())?, "cgroup must default to ro");
+            ensure!(ro(mem.to_str().unwrap())?, "cgroup with ro must be ro");
             ensure!(
                 fstype(&cg.join("unified"))? == libc::CGROUP2_SUPER_MAGIC,
                 "hybrid: unified is not cgroup2"
@@ -824,7 +826,7 @@ fn cgroup_namespace_gets_own_cgroups_readonly_unless_rw() {
             let rwm = rw.join("memory");
             ensure!(
                 !ro(rwm.to_str().unwrap())?,
-                "explicit rw with a cgroup namespace"
+                "no ro (mount(8): rw) with a cgroup namespace"
             );
         }
         Ok(())
