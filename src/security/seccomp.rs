@@ -443,7 +443,10 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program> {
     // Parse rules once (arch independent), keeping spec order. A rule with two conditions on
     // one argument cannot be given to libseccomp (one comparison per argument per rule), so
     // runc gives each of its conditions a rule of its own: they are ORed, not ANDed.
-    let want_i386 = abis.contains(&Abi::I386);
+    // (libseccomp multiplexes the socket and SysV IPC calls on ppc64 and s390x too.)
+    let want_i386 = abis
+        .iter()
+        .any(|a| matches!(a, Abi::I386 | Abi::Ppc64le | Abi::S390x));
     let mut parsed: Vec<(Vec<Target>, Rule)> = Vec::new();
     for (i, sc) in s.syscalls().iter().flatten().enumerate() {
         let field = format!("linux.seccomp.syscalls[{i}]");
@@ -478,10 +481,6 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program> {
                 wide: true,
                 big_endian: false,
             });
-        }
-        // A rule whose action is the default changes nothing; runc does not add it.
-        if action == default {
-            continue;
         }
         // Unknown names are skipped, as libseccomp/runc do.
         let targets: Vec<Target> = sc
@@ -546,6 +545,11 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program> {
                 )?;
             } else {
                 push_seg(&mut segs, sub.domain().0, Body::Ret(BAD_ARCH_ACTION));
+                if sub == Abi::X32 {
+                    // Syscall -1 (a tracer's "skip") is not an x32 call: libseccomp gives it
+                    // the default action.
+                    push_seg(&mut segs, u32::MAX, Body::Ret(default));
+                }
             }
         }
         arch_blocks.push((audit, segs));
@@ -587,14 +591,21 @@ fn abi_segments(
     // a stable sort by number groups a syscall's rules and keeps their order.
     let mut hits: Vec<(u32, usize, u32, usize)> = Vec::with_capacity(512);
     let mut max_nr: Option<u32> = None;
-    for (ri, (targets, _)) in parsed.iter().enumerate() {
+    for (ri, (targets, rule)) in parsed.iter().enumerate() {
+        // A rule whose action is the default changes nothing; runc does not add it (its names
+        // still count for the -ENOSYS stub).
+        let keep = rule.action != default;
         for (ti, t) in targets.iter().enumerate() {
             // Syscalls this arch lacks are skipped, as libseccomp/runc do.
             if let Some(nr) = t.nrs.and_then(|n| abi.pick(n)) {
                 max_nr = Some(max_nr.map_or(nr, |m| m.max(nr)));
-                hits.push((nr, ri, 0, ti));
+                if keep {
+                    hits.push((nr, ri, 0, ti));
+                }
             }
-            if let (Abi::I386, Some((mux, sub))) = (abi, t.i386_mux) {
+            if let (Abi::I386 | Abi::Ppc64le | Abi::S390x, Some((mux, sub)), true) =
+                (abi, t.i386_mux, keep)
+            {
                 hits.push((mux, ri, sub, ti));
             }
         }
