@@ -208,7 +208,7 @@ struct Target {
 
 /// i386 multiplexes the socket and SysV IPC calls through socketcall(2) and ipc(2); like
 /// libseccomp, a rule on e.g. `socket` also applies to `socketcall` with arg0 == SYS_SOCKET.
-fn i386_mux(name: &str) -> Option<(u32, u32)> {
+pub(crate) fn i386_mux(name: &str) -> Option<(u32, u32)> {
     const SOCKETCALL: u32 = 102;
     const IPC: u32 = 117;
     // linux/net.h SYS_* (1-based, in order).
