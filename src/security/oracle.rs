@@ -462,7 +462,14 @@ fn oracle_fixture_profiles() {
         }
     }
     assert!(seen > 0, "no fixture has a seccomp profile");
-    eprintln!("oracle: {seen} fixture profiles; libseccomp's BPF left its rule tree at {bugs} points, its tree left the rules at {quirks}");
+    for f in ["docker-default.json", "containerd-default.json"] {
+        let v = data_json(f);
+        let (b, q, p) = check(f, &v, &mut rng, 24);
+        assert!(p > 1000, "{f}: only {p} points compared");
+        bugs += b;
+        quirks += q;
+    }
+    eprintln!("oracle: {seen} fixture profiles and 2 engine defaults; libseccomp's BPF left its rule tree at {bugs} points, its tree left the rules at {quirks}");
     assert_eq!(
         quirks, 0,
         "fixtures must not depend on libseccomp's tree merging"
@@ -952,4 +959,71 @@ fn explained(s: &LinuxSeccomp, abi: Abi, nr: u32, args: &[u64; 6], answer: u32) 
         }
     }
     !any && answer == default
+}
+
+fn data_json(f: &str) -> Value {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/seccomp")
+        .join(f);
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+}
+
+/// Issue 11 point 3: every name of Docker's and containerd's default profiles is in husk's
+/// table, and on x86_64 and aarch64 husk has exactly the numbers libseccomp has for them
+/// (and a number wherever libseccomp has one).
+#[test]
+fn engine_default_profile_names_resolve() {
+    let mut names: Vec<String> = Vec::new();
+    for f in ["docker-default.json", "containerd-default.json"] {
+        for sc in data_json(f)["syscalls"].as_array().unwrap() {
+            for n in sc["names"].as_array().unwrap() {
+                names.push(n.as_str().unwrap().to_owned());
+            }
+        }
+    }
+    for (_, list) in data_json("docker-arch-names.json").as_object().unwrap() {
+        for n in list.as_array().unwrap() {
+            names.push(n.as_str().unwrap().to_owned());
+        }
+    }
+    names.sort();
+    names.dedup();
+    assert!(names.len() > 350, "{}", names.len());
+    let mut on = [0usize; 2];
+    for n in &names {
+        assert!(
+            Abi::ALL.iter().any(|a| a.lookup(n).is_some()),
+            "{n} is in no ABI's table"
+        );
+        for (k, abi) in [Abi::X86_64, Abi::Aarch64].into_iter().enumerate() {
+            let cname = CString::new(n.as_str()).unwrap();
+            // SAFETY: cname is a valid C string.
+            let lib = unsafe { seccomp_syscall_resolve_name_arch(arch_token(abi), cname.as_ptr()) };
+            let husk = abi.lookup(n);
+            if lib >= 0 {
+                assert_eq!(husk, Some(lib as u32), "{abi:?} {n}");
+            }
+            on[k] += usize::from(husk.is_some());
+        }
+    }
+    // The calls libseccomp 2.5.4 does not know but the 6.18 kernel has.
+    for n in [
+        "cachestat",
+        "fchmodat2",
+        "futex_waitv",
+        "mseal",
+        "listmount",
+        "statmount",
+    ] {
+        assert!(
+            Abi::X86_64.lookup(n).is_some() && Abi::Aarch64.lookup(n).is_some(),
+            "{n}"
+        );
+    }
+    eprintln!(
+        "{} names; {} on x86_64, {} on aarch64",
+        names.len(),
+        on[0],
+        on[1]
+    );
 }
