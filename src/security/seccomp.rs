@@ -16,6 +16,10 @@
 //! ```
 //! x86_64 and x32 share AUDIT_ARCH_X86_64; x32 numbers carry bit 30, so both live in one search
 //! tree over the 32-bit number space. Jumps farther than 255 instructions get `ja` trampolines.
+//!
+//! How rules combine (the native ABI always present, same-index conditions split, the first
+//! unconditional rule of a syscall winning, conflicts refused) follows libseccomp as runc uses
+//! it; ARCHITECTURE.md ("Seccomp") has the list, and `oracle.rs` checks it against libseccomp.
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{
