@@ -27,7 +27,7 @@ export HUSK_TESTROOT := $(CURDIR)/$(TESTROOT)
 # anyhow would capture a backtrace per error; in forked test children that can deadlock.
 export RUST_LIB_BACKTRACE := 0
 
-DEB_PKGS := busybox-static runc crun containerd hyperfine strace jq util-linux bsdutils iproute2 procps criu \
+DEB_PKGS := busybox-static runc crun containerd libseccomp-dev hyperfine strace jq util-linux bsdutils iproute2 procps criu \
             docker.io tini podman conmon catatonit
 # the cgroup v2 / systemd guests of `make vm-test` (integration/vm/vm-run.sh); apparmor for
 # apparmor_parser in the AppArmor guest (harmless on a host without AppArmor: its scripts only

@@ -12,7 +12,9 @@
 //!   `memory.limit` under which a container still starts (binary search);
 //! - throughput: 100 containers one after the other, and 100 with 10 at a time;
 //! - scale: `state` and `list` with 1000 containers in the store;
-//! - binary startup: `--version`.
+//! - binary startup: `--version`;
+//! - compiling Docker's default seccomp profile: husk's compiler in-process next to libseccomp
+//!   building and exporting the same profile the way runc does (in the runc column).
 //!
 //! Writes `target/bench/report.md` and `target/bench/chart.svg`.
 //!
@@ -24,7 +26,7 @@
 //!
 //! Env: BENCH_RUNS (default 40), BENCH_WARMUP (5), BENCH_SCALE (1000), BENCH_HUSK (the static
 //! build of `make release`, else target/release/husk), BENCH_RUNTIMES (name=path,... to override the set), BENCH_ONLY (comma
-//! list of sections: run,phases,exec,docker,cri,rss,minmem,throughput,scale,version),
+//! list of sections: run,phases,exec,docker,cri,rss,minmem,throughput,scale,seccomp,version),
 //! BENCH_DOCKER_RUNS (20), BENCH_DOCKER_WARMUP (3), BENCH_CRI_RUNS (20), BENCH_CRI_WARMUP (3).
 
 use std::path::{Path, PathBuf};
@@ -680,6 +682,10 @@ fn main() {
             ..Default::default()
         });
     }
+    if want("seccomp") {
+        eprintln!("bench: seccomp compile of Docker's default profile");
+        rows.push(seccomp_compile_row(manifest, runs.max(200)));
+    }
     if want("version") {
         eprintln!("bench: --version");
         rows.push(Row {
@@ -916,4 +922,124 @@ fn svg(rows: &[Row], names: &[String]) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+#[repr(C)]
+struct ScmpArgCmp {
+    arg: std::ffi::c_uint,
+    op: std::ffi::c_int,
+    datum_a: u64,
+    datum_b: u64,
+}
+
+#[link(name = "seccomp")]
+extern "C" {
+    fn seccomp_init(def_action: u32) -> *mut std::ffi::c_void;
+    fn seccomp_release(ctx: *mut std::ffi::c_void);
+    fn seccomp_arch_add(ctx: *mut std::ffi::c_void, arch_token: u32) -> std::ffi::c_int;
+    fn seccomp_syscall_resolve_name(name: *const std::ffi::c_char) -> std::ffi::c_int;
+    fn seccomp_rule_add_array(
+        ctx: *mut std::ffi::c_void,
+        action: u32,
+        syscall: std::ffi::c_int,
+        arg_cnt: std::ffi::c_uint,
+        arg_array: *const ScmpArgCmp,
+    ) -> std::ffi::c_int;
+    fn seccomp_export_bpf(ctx: *mut std::ffi::c_void, fd: std::ffi::c_int) -> std::ffi::c_int;
+}
+
+/// Docker's default profile (tests/data/seccomp) compiled `n` times by husk (parse excluded:
+/// both start from the parsed profile) and by libseccomp as runc drives it: init, add the
+/// architectures, resolve each name and add its rule, export the BPF (to /dev/null).
+fn seccomp_compile_row(manifest: &Path, n: usize) -> Row {
+    use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction as A, LinuxSeccompOperator as O};
+    use std::os::fd::AsRawFd;
+    let text =
+        std::fs::read_to_string(manifest.join("tests/data/seccomp/docker-default.json")).unwrap();
+    let prof: LinuxSeccomp = serde_json::from_str(&text).unwrap();
+    let act = |a: A, e: Option<u32>| -> u32 {
+        match a {
+            A::ScmpActKill | A::ScmpActKillThread => 0,
+            A::ScmpActKillProcess => 0x8000_0000,
+            A::ScmpActTrap => 0x0003_0000,
+            A::ScmpActErrno => 0x0005_0000 | e.unwrap_or(1),
+            A::ScmpActTrace => 0x7ff0_0000 | e.unwrap_or(1),
+            A::ScmpActLog => 0x7ffc_0000,
+            A::ScmpActAllow => 0x7fff_0000,
+            A::ScmpActNotify => 0x7fc0_0000,
+        }
+    };
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    let lib_once = || -> f64 {
+        let t = Instant::now();
+        let def = act(prof.default_action(), prof.default_errno_ret());
+        // SAFETY: libseccomp calls on a context created and released here; names are valid
+        // C strings and the argument arrays outlive each call.
+        unsafe {
+            let ctx = seccomp_init(def);
+            for a in prof.architectures().iter().flatten() {
+                seccomp_arch_add(ctx, *a as u32);
+            }
+            for sc in prof.syscalls().iter().flatten() {
+                let a = act(sc.action(), sc.errno_ret());
+                if a == def {
+                    continue;
+                }
+                let conds: Vec<ScmpArgCmp> = sc
+                    .args()
+                    .iter()
+                    .flatten()
+                    .map(|c| ScmpArgCmp {
+                        arg: c.index() as std::ffi::c_uint,
+                        op: match c.op() {
+                            O::ScmpCmpNe => 1,
+                            O::ScmpCmpLt => 2,
+                            O::ScmpCmpLe => 3,
+                            O::ScmpCmpEq => 4,
+                            O::ScmpCmpGe => 5,
+                            O::ScmpCmpGt => 6,
+                            O::ScmpCmpMaskedEq => 7,
+                        },
+                        datum_a: c.value(),
+                        datum_b: c.value_two().unwrap_or(0),
+                    })
+                    .collect();
+                for name in sc.names() {
+                    let cn = std::ffi::CString::new(name.as_str()).unwrap();
+                    let nr = seccomp_syscall_resolve_name(cn.as_ptr());
+                    if nr != -1 {
+                        seccomp_rule_add_array(ctx, a, nr, conds.len() as _, conds.as_ptr());
+                    }
+                }
+            }
+            seccomp_export_bpf(ctx, null.as_raw_fd());
+            seccomp_release(ctx);
+        }
+        ms(t.elapsed())
+    };
+    let husk_once = || -> f64 {
+        let t = Instant::now();
+        let p = husk::security::seccomp_compile(&prof).expect("husk compiles Docker's profile");
+        std::hint::black_box(&p);
+        ms(t.elapsed())
+    };
+    let (mut h, mut l) = (Vec::new(), Vec::new());
+    for i in 0..n + 10 {
+        let (a, b) = (husk_once(), lib_once());
+        if i >= 10 {
+            h.push(a);
+            l.push(b);
+        }
+    }
+    Row {
+        what: "compile Docker's default seccomp profile".into(),
+        unit: "ms",
+        vals: vec![("husk".into(), h), ("runc".into(), l)],
+        note: "in-process, alternating; the runc column is libseccomp (the library runc links) \
+               building and exporting the same profile as runc calls it"
+            .into(),
+    }
 }

@@ -289,6 +289,41 @@ def seccomp_args(c):
     del c["linux"]["seccomp"]["defaultErrnoRet"]
 
 
+def seccomp_same_index(c):
+    # Two conditions on one argument are alternatives (runc gives each its own rule), not an
+    # AND that never holds: personality(1) and personality(2) are denied, the query allowed.
+    c["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": 121,
+                      "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"},
+                               {"index": 0, "value": 2, "op": "SCMP_CMP_EQ"}]}],
+    }
+    c["process"]["args"] = ["/probe", "syscalls", "personality:1", "personality:2",
+                            "personality:ffffffff"]
+
+
+def seccomp_rule_order(c):
+    # An unconditional rule replaces the syscall's conditional ones whatever the order:
+    # mkdirat is EACCES for every mode, the LOG rule for mode 0755 never applies.
+    c["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            {"names": ["mkdirat"], "action": "SCMP_ACT_LOG",
+             "args": [{"index": 2, "value": 0o755, "op": "SCMP_CMP_EQ"}]},
+            {"names": ["mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+        ],
+    }
+    c["process"]["args"] = ["/probe", "syscalls", "mkdir:755", "mkdir:700", "getpid"]
+
+
+def seccomp_docker_default(c):
+    # Docker's default profile as an amd64 host gets it (tests/data/seccomp/gen.py).
+    with open(os.path.join(HERE, "..", "tests", "data", "seccomp", "docker-default.json")) as f:
+        c["linux"]["seccomp"] = json.load(f)
+    c["process"]["args"] = ["/probe", "syscalls", "getpid", "mkdir:755", "personality:ffffffff",
+                            "unshare", "mount", "keyctl", "chroot"]
+
+
 def cpuset_swappiness(c):
     c["linux"]["resources"]["cpu"] = {"cpus": "0", "mems": "0", "shares": 2048}
     c["linux"]["resources"]["memory"] = {"limit": 268435456, "swappiness": 10, "disableOOMKiller": False}
@@ -426,7 +461,8 @@ for name, fn in [
     ("args-path-lookup", args_path_lookup_env), ("seccomp-args", seccomp_args),
     ("cpuset-swappiness", cpuset_swappiness), ("cwd-root-as-user", cwd_root_as_user),
     ("no-user", no_user), ("hook-create-cwd", hook_create_cwd),
-    ("userns-private-bind", userns_private_bind),
+    ("userns-private-bind", userns_private_bind), ("seccomp-same-index", seccomp_same_index),
+    ("seccomp-rule-order", seccomp_rule_order), ("seccomp-docker-default", seccomp_docker_default),
     ("invalid-missing-ociversion", missing_oci_version), ("invalid-relative-ns-path", relative_ns_path),
     ("invalid-bad-ns-path", bad_ns_path), ("invalid-ns-path-wrong-type", ns_path_wrong_type),
     ("invalid-unknown-ns-type", unknown_ns_type), ("invalid-duplicate-ns", duplicate_ns),

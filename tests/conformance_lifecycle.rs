@@ -902,7 +902,12 @@ fn features_linux_values_are_recognized() {
     let mut c = Ctr::new("featsec", "default");
     c.config["linux"]["seccomp"] = serde_json::json!({
         "defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": strs(&sc["archs"]),
+        // One filter holds architectures of one byte order (libseccomp refuses the other,
+        // EDOM, and so does husk): the big-endian s390x is listed but not for this host.
+        "architectures": strs(&sc["archs"])
+            .into_iter()
+            .filter(|a| cfg!(target_endian = "big") || *a != "SCMP_ARCH_S390X")
+            .collect::<Vec<_>>(),
         "flags": supported,
         "syscalls": rules,
     });

@@ -270,3 +270,114 @@ fn memory_limit_enforced() {
     c.args(&["/probe", "alloc", "16"]);
     assert_eq!(probe_json(&c.run())["ok"], true);
 }
+
+/// Run the probe's `syscalls` checks in a container with `seccomp` as its profile (the default
+/// fixture otherwise); returns CHECK -> "ok" | "errno N".
+fn seccomp_checks(tag: &str, seccomp: serde_json::Value, checks: &[&str]) -> serde_json::Value {
+    let mut cfg = common::fixture("default");
+    cfg["linux"]["seccomp"] = seccomp;
+    let mut c = Ctr::with_config(tag, cfg);
+    let mut args = vec!["/probe", "syscalls"];
+    args.extend_from_slice(checks);
+    c.args(&args);
+    let v = probe_json(&c.run());
+    assert_eq!(v["ok"], true, "{v}");
+    v["results"].clone()
+}
+
+/// Issue 11 point 1: two conditions on one argument are alternatives; the deny rule fires.
+#[test]
+fn seccomp_same_index_conditions_are_alternatives() {
+    root_or_skip!("seccomp_same_index_conditions_are_alternatives");
+    let r = seccomp_checks(
+        "scidx",
+        common::fixture("seccomp-same-index")["linux"]["seccomp"].clone(),
+        &["personality:1", "personality:2", "personality:ffffffff"],
+    );
+    assert_eq!(r["personality:1"], "errno 121", "{r}");
+    assert_eq!(r["personality:2"], "errno 121", "{r}");
+    assert_eq!(r["personality:ffffffff"], "ok", "{r}");
+}
+
+/// Issue 11 point 2: an unconditional rule replaces the syscall's conditional rules.
+#[test]
+fn seccomp_unconditional_rule_replaces_conditional() {
+    root_or_skip!("seccomp_unconditional_rule_replaces_conditional");
+    let r = seccomp_checks(
+        "scord",
+        common::fixture("seccomp-rule-order")["linux"]["seccomp"].clone(),
+        &["mkdir:755", "mkdir:700", "getpid"],
+    );
+    assert_eq!(r["mkdir:755"], "errno 13", "{r}");
+    assert_eq!(r["mkdir:700"], "errno 13", "{r}");
+    assert_eq!(r["getpid"], "ok", "{r}");
+}
+
+/// Issue 11 point 5: the native architecture is filtered even when the profile lists only
+/// others (x86 and x32 here); the container runs and the rules apply to its x86_64 calls.
+#[test]
+fn seccomp_native_arch_is_always_kept() {
+    root_or_skip!("seccomp_native_arch_is_always_kept");
+    if !cfg!(target_arch = "x86_64") {
+        return common::skip("seccomp_native_arch_is_always_kept", "x86_64 host only");
+    }
+    let r = seccomp_checks(
+        "scnat",
+        serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 77}]
+        }),
+        &["getpid", "mkdir:755"],
+    );
+    assert_eq!(r["getpid"], "errno 77", "{r}");
+}
+
+/// Issue 11 point 3: a syscall newer than the build host's headers (fchmodat2, Linux 6.6) that
+/// the profile allows is allowed, not refused as unknown with the -ENOSYS stub.
+#[test]
+fn seccomp_new_syscall_names_are_known() {
+    root_or_skip!("seccomp_new_syscall_names_are_known");
+    let mut p: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data/seccomp/docker-default.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    p["syscalls"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"names": ["fchmodat2"], "action": "SCMP_ACT_ALLOW"}));
+    let r = seccomp_checks("scnew", p, &["fchmodat2", "keyctl", "getpid"]);
+    // Allowed: the kernel's answer (read-only root), not EPERM or ENOSYS.
+    assert_eq!(r["fchmodat2"], "errno 30", "{r}");
+    assert_eq!(r["keyctl"], "errno 1", "{r}");
+    assert_eq!(r["getpid"], "ok", "{r}");
+}
+
+/// Docker's default profile (as an amd64 host gets it) applied by husk: what it allows and
+/// denies, seen from inside.
+#[test]
+fn seccomp_docker_default_profile() {
+    root_or_skip!("seccomp_docker_default_profile");
+    let r = seccomp_checks(
+        "scdock",
+        common::fixture("seccomp-docker-default")["linux"]["seccomp"].clone(),
+        &[
+            "getpid",
+            "personality:ffffffff",
+            "personality:4",
+            "unshare",
+            "mount",
+            "keyctl",
+        ],
+    );
+    assert_eq!(r["getpid"], "ok", "{r}");
+    assert_eq!(r["personality:ffffffff"], "ok", "{r}");
+    assert_eq!(r["personality:4"], "errno 1", "{r}");
+    assert_eq!(r["unshare"], "errno 1", "{r}");
+    assert_eq!(r["mount"], "errno 1", "{r}");
+    assert_eq!(r["keyctl"], "errno 1", "{r}");
+}

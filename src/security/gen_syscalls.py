@@ -1,117 +1,84 @@
 #!/usr/bin/env python3
 """Generate src/security/syscall_table.rs: syscall name -> number tables for seccomp.
 
-Sources (the kernel UAPI headers installed on the build host):
-  x86_64: <asm/unistd_64.h>, i386: <asm/unistd_32.h>, x32: <asm/unistd_x32.h>
-          (from /usr/include/x86_64-linux-gnu/asm/, x32 numbers include __X32_SYSCALL_BIT),
-  aarch64: <asm-generic/unistd.h> run through `cpp -dM` with the __ARCH_WANT_* switches
-          arch/arm64/include/uapi/asm/unistd.h sets and __BITS_PER_LONG=64.
-Usage: python3 src/security/gen_syscalls.py > src/security/syscall_table.rs
+Source (pinned): the `linux-raw-sys` crate, version LRS_VERSION below, from crates.io. Its
+src/<arch>/general.rs files are bindgen output of the Linux UAPI headers (<asm/unistd.h> per
+architecture; that release was generated from Linux v6.17 and has every syscall up to
+file_setattr, 469). Using the crate pins the numbers to one stated kernel version independent
+of the build host's headers, and `cargo fetch` can download it again.
+
+Usage:
+  cargo fetch   # or any build: linux-raw-sys is in Cargo.lock through a dependency
+  python3 src/security/gen_syscalls.py [path/to/linux-raw-sys-VERSION] > src/security/syscall_table.rs
+Without a path the crate is looked up in ~/.cargo/registry/src/*/.
 """
+import glob
 import os
 import re
-import subprocess
 import sys
-import tempfile
 
-ASM = "/usr/include/x86_64-linux-gnu/asm"
-DEF = re.compile(r"^#define\s+(__NR3264_\w+|__NR_\w+)\s+(.+?)\s*$")
-SKIP = {"syscalls", "arch_specific_syscall"}
+LRS_VERSION = "0.12.1"
+LINUX_VERSION = "6.17"
+
+# (column name, linux-raw-sys directory)
+COLUMNS = [
+    ("x86_64", "x86_64"),
+    ("i386", "x86"),
+    ("x32", "x32"),
+    ("aarch64", "aarch64"),
+    ("arm", "arm"),
+    ("riscv64", "riscv64"),
+    ("s390x", "s390x"),
+    ("ppc64le", "powerpc64"),
+]
+
+CONST = re.compile(r"^pub const (__NR_|__ARM_NR_)(\w+): u32 = (\d+);$")
+# Not syscalls: bases, masks and counts.
+SKIP = {"Linux", "OABI_SYSCALL_BASE", "SYSCALL_BASE", "SYSCALL_MASK", "BASE", "syscalls",
+        "arch_specific_syscall"}
 
 
-def parse(text, consts):
-    raw = {}
-    for line in text.splitlines():
-        m = DEF.match(line)
-        if m:
-            raw[m.group(1)] = m.group(2)
-    env = dict(consts)
+def crate_dir(argv):
+    if len(argv) > 1:
+        return argv[1]
+    home = os.path.expanduser("~/.cargo/registry/src")
+    found = glob.glob(os.path.join(home, "*", f"linux-raw-sys-{LRS_VERSION}"))
+    if not found:
+        sys.exit(f"linux-raw-sys-{LRS_VERSION} not found under {home}: run `cargo fetch` or pass its path")
+    return found[0]
+
+
+def table(root, d):
     out = {}
-
-    def ev(name, depth=0):
-        if name in env:
-            return env[name]
-        expr = raw[name]
-        expr = re.sub(r"\b(__NR3264_\w+|__NR_\w+)\b", lambda m: str(ev(m.group(1), depth + 1)), expr)
-        for k, v in consts.items():
-            expr = expr.replace(k, str(v))
-        val = int(eval(expr, {"__builtins__": {}}))
-        env[name] = val
-        return val
-
-    for name in raw:
-        if not name.startswith("__NR_"):
-            continue
-        short = name[len("__NR_"):]
-        if short in SKIP:
-            continue
-        try:
-            out[short] = ev(name)
-        except Exception as e:  # noqa: BLE001
-            print(f"skipping {name}: {e}", file=sys.stderr)
+    with open(os.path.join(root, "src", d, "general.rs")) as f:
+        for line in f:
+            m = CONST.match(line.strip())
+            if m and m.group(2) not in SKIP:
+                out[m.group(2)] = int(m.group(3))
     return out
 
 
-def read(path):
-    with open(path) as f:
-        return f.read()
-
-
-def generic64():
-    defines = [
-        "-D__BITS_PER_LONG=64",
-        "-D__ARCH_WANT_RENAMEAT",
-        "-D__ARCH_WANT_NEW_STAT",
-        "-D__ARCH_WANT_SET_GET_RLIMIT",
-        "-D__ARCH_WANT_TIME32_SYSCALLS",
-        "-D__ARCH_WANT_SYS_CLONE3",
-        "-D__ARCH_WANT_MEMFD_SECRET",
-    ]
-    # The header only needs __BITS_PER_LONG from <asm/bitsperlong.h>: give it a stub so the
-    # host's (x86) definition does not leak in.
-    with tempfile.TemporaryDirectory() as stub:
-        os.mkdir(os.path.join(stub, "asm"))
-        with open(os.path.join(stub, "asm", "bitsperlong.h"), "w") as f:
-            f.write("")
-        text = subprocess.run(
-            ["cpp", "-dM", "-undef", "-nostdinc", f"-I{stub}", "-I/usr/include", *defines, "-"],
-            input="#include <asm-generic/unistd.h>\n",
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    return text
-
-
-NONE = 0xFFFFFFFF
-COLUMNS = ["x86_64", "i386", "x32", "aarch64"]
-
-
-def emit(tables):
+def main():
+    root = crate_dir(sys.argv)
+    tables = [table(root, d) for _, d in COLUMNS]
     names = sorted(set().union(*(t.keys() for t in tables)))
+    cols = [c for c, _ in COLUMNS]
+    print(f"// @generated by src/security/gen_syscalls.py from linux-raw-sys {LRS_VERSION} (crates.io),")
+    print(f"// src/<arch>/general.rs: the Linux v{LINUX_VERSION} UAPI syscall numbers.")
+    print("// Do not edit by hand; rerun the script (see its header) to move to another version.")
+    print()
     print("/// Marks a syscall an ABI does not have.")
     print("pub const NONE: u32 = u32::MAX;")
     print()
-    print(f"/// Syscall numbers by name, sorted by name; columns: {', '.join(COLUMNS)}.")
-    print("pub static SYSCALLS: &[(&str, [u32; 4])] = &[")
-    for n in names:
-        cols = ", ".join(str(t[n]) if n in t else "NONE" for t in tables)
-        print(f'    ("{n}", [{cols}]),')
-    print("];")
-
-
-def main():
-    x32bit = {"__X32_SYSCALL_BIT": 0x40000000}
-    print("// @generated by src/security/gen_syscalls.py from the kernel UAPI headers of the build")
-    print("// host (asm/unistd_64.h, unistd_32.h, unistd_x32.h, asm-generic/unistd.h for aarch64).")
-    print("// Do not edit by hand; rerun the script after a kernel headers upgrade.")
+    print(f"/// Number of ABI columns in [`SYSCALLS`].")
+    print(f"pub const ABIS: usize = {len(cols)};")
     print()
-    emit([
-        parse(read(f"{ASM}/unistd_64.h"), {}),
-        parse(read(f"{ASM}/unistd_32.h"), {}),
-        parse(read(f"{ASM}/unistd_x32.h"), x32bit),
-        parse(generic64(), {}),
-    ])
+    print(f"/// Syscall numbers by name, sorted by name; columns: {', '.join(cols)}.")
+    print(f"pub static SYSCALLS: &[(&str, [u32; {len(cols)}])] = &[")
+    for n in names:
+        row = ", ".join(str(t[n]) if n in t else "NONE" for t in tables)
+        print(f'    ("{n}", [{row}]),')
+    print("];")
 
 
 if __name__ == "__main__":

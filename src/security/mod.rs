@@ -37,6 +37,8 @@ mod syscall_table;
 mod user;
 
 #[cfg(test)]
+mod oracle;
+#[cfg(test)]
 mod tests;
 
 /// Print a runc-style (logrus text format) warning on stderr.

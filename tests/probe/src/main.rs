@@ -5,6 +5,8 @@
 //! 0 on success, 1 on failure:
 //!   read PATH | write PATH DATA | open-write PATH | mkdir PATH | stat PATH | ls PATH
 //!   ptrace-attach PID | exit N | sleep SECS | fork-bomb [MAX] | alloc MIB | syscall NAME | tty
+//!   syscalls CHECK...  (each CHECK `NAME` or `personality:ARG0` / `mkdir:MODE` (octal);
+//!                       reports `{"ok":true,"results":{CHECK:"ok"|"errno N"}}`)
 //!
 //! Only libc; no allocator tricks, no threads. Built static so the test rootfs needs no libs.
 
@@ -474,6 +476,8 @@ fn do_syscall(name: &str) -> Result<Obj, i32> {
             "chroot" => libc::syscall(libc::SYS_chroot, cstr("/").as_ptr()),
             "keyctl" => libc::syscall(libc::SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3, 0),
             "setuid" => libc::syscall(libc::SYS_setuid, 0),
+            // Linux 6.6; libc has no constant for it everywhere: x86_64 and generic number.
+            "fchmodat2" => libc::syscall(452, libc::AT_FDCWD, cstr("/").as_ptr(), 0o755, 0),
             _ => die(&format!("unknown syscall {name}")),
         }
     };
@@ -484,6 +488,52 @@ fn do_syscall(name: &str) -> Result<Obj, i32> {
         o.n("ret", r);
         Ok(o)
     }
+}
+
+/// Several syscalls in one process; NAME:ARG gives the argument that seccomp rules look at.
+fn do_syscalls(checks: &[String]) -> Result<Obj, i32> {
+    let mut res = Obj::new();
+    for c in checks {
+        let (name, arg) = c.split_once(':').unwrap_or((c.as_str(), ""));
+        let r = match name {
+            "personality" => {
+                let v = u64::from_str_radix(arg.trim_start_matches("0x"), 16)
+                    .unwrap_or_else(|_| die(&format!("personality:HEX, not {c}")));
+                // SAFETY: personality only changes this process's execution domain; the
+                // value is set back right after.
+                let r = unsafe { libc::syscall(libc::SYS_personality, v) };
+                if r >= 0 && v != 0xffff_ffff {
+                    unsafe { libc::syscall(libc::SYS_personality, r) };
+                }
+                if r < 0 {
+                    Err(errno())
+                } else {
+                    Ok(Obj::new())
+                }
+            }
+            "mkdir" => {
+                let mode = u32::from_str_radix(arg, 8)
+                    .unwrap_or_else(|_| die(&format!("mkdir:OCTAL, not {c}")));
+                let tmp = cstr("/tmp/.probe-syscalls-dir");
+                let r =
+                    unsafe { libc::syscall(libc::SYS_mkdirat, libc::AT_FDCWD, tmp.as_ptr(), mode) };
+                if r == 0 {
+                    unsafe { libc::rmdir(tmp.as_ptr()) };
+                    Ok(Obj::new())
+                } else {
+                    Err(errno())
+                }
+            }
+            _ => do_syscall(name),
+        };
+        match r {
+            Ok(_) => res.s(c, "ok"),
+            Err(e) => res.s(c, &format!("errno {e}")),
+        };
+    }
+    let mut o = Obj::new();
+    o.raw("results", res.build());
+    Ok(o)
 }
 
 fn fork_bomb(max: usize) -> ! {
@@ -685,6 +735,7 @@ fn main() {
         }
         "pause" => pause(),
         "syscall" => do_syscall(arg(&args, 2, "syscall NAME")),
+        "syscalls" => do_syscalls(&args[2..]),
         "tty" => Ok(tty_detail()),
         _ => die(&format!("unknown subcommand {sub}")),
     };
