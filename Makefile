@@ -126,6 +126,7 @@ target/testroot/.stamp: $(PROBE_BIN) Makefile
 	chmod 0700 $(TESTROOT)/root
 	install -m 0755 /bin/busybox $(TESTROOT)/bin/busybox
 	for a in $$(/bin/busybox --list); do [ "$$a" = busybox ] || ln -sf busybox "$(TESTROOT)/bin/$$a"; done
+	@file $(PROBE_BIN) | grep -q 'static' || { echo "testroot: $(PROBE_BIN) is not static (rebuild it with make probe)" >&2; exit 1; }
 	install -m 0755 $(PROBE_BIN) $(TESTROOT)/probe
 	printf 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > $(TESTROOT)/etc/passwd
 	printf 'root:x:0:\ntty:x:5:\nuser:x:1000:\nextra:x:1001:user\nnogroup:x:65534:\n' > $(TESTROOT)/etc/group
