@@ -298,6 +298,7 @@ fn notify_ctr(tag: &str, agent: &Agent) -> Ctr {
 /// `run`: the probe's mkdir is answered by the agent with an errno of its choosing; the agent
 /// got the state ("creating", the init's pid, the metadata) and the fd once, and saw the hang
 /// up when the container ended.
+// req: LNX-SECCOMP-NOTIFY
 #[test]
 fn run_mkdir_answered_by_the_agent() {
     root_or_skip!("run_mkdir_answered_by_the_agent");
@@ -342,6 +343,7 @@ fn run_mkdir_answered_by_the_agent() {
 /// `create` hands the fd to the agent before it returns (the state says "creating" and the
 /// pid `state` reports); after `start` the agent fakes a successful mkdir: the program sees
 /// success and nothing was created.
+// req: LNX-SECCOMP-NOTIFY
 #[test]
 fn create_start_mkdir_faked_by_the_agent() {
     root_or_skip!("create_start_mkdir_faked_by_the_agent");
@@ -388,6 +390,7 @@ fn create_start_mkdir_faked_by_the_agent() {
 
 /// `exec` installs the container's filter in the new process and sends its own listener fd:
 /// a second connection, status "running", `pid` the exec'd process, `state.pid` the init.
+// req: LNX-SECCOMP-NOTIFY
 #[test]
 fn exec_mkdir_answered_by_the_agent() {
     root_or_skip!("exec_mkdir_answered_by_the_agent");
@@ -432,6 +435,7 @@ fn exec_mkdir_answered_by_the_agent() {
 
 /// Profiles that cannot work are refused by name, and nothing is left behind; the same for
 /// an agent that is not there.
+// req: LNX-SECCOMP-NOTIFY
 #[test]
 fn notify_refusals_leave_nothing() {
     root_or_skip!("notify_refusals_leave_nothing");
