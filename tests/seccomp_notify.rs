@@ -249,6 +249,37 @@ fn recv_with_fds(sock: RawFd) -> (Vec<u8>, Vec<OwnedFd>) {
     (buf, fds)
 }
 
+/// Which of `pids` (and their children) hold a seccomp listener fd.
+fn listener_holders(pids: &[i32]) -> Vec<String> {
+    let mut all: Vec<i32> = pids.to_vec();
+    let mut i = 0;
+    while i < all.len() {
+        let p = all[i];
+        let kids =
+            std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+        all.extend(
+            kids.split_whitespace()
+                .filter_map(|k| k.parse::<i32>().ok()),
+        );
+        i += 1;
+    }
+    let mut held = Vec::new();
+    for p in all {
+        for e in std::fs::read_dir(format!("/proc/{p}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(l) = std::fs::read_link(e.path()) {
+                if l.to_string_lossy().contains("seccomp notify") {
+                    held.push(format!("pid {p} fd {}", e.file_name().to_string_lossy()));
+                }
+            }
+        }
+    }
+    held
+}
+
 /// mkdir, mkdirat notify; everything else is allowed.
 fn notify_profile(listener: &Path) -> Value {
     json!({
@@ -287,8 +318,8 @@ fn check_state(r: &Received, c: &Ctr, pid: i64, init_pid: i64, status: &str) {
     assert_eq!(st["annotations"]["notify.test"], "yes", "{s}");
 }
 
-fn notify_ctr(tag: &str, agent: &Agent) -> Ctr {
-    let mut c = Ctr::new(tag, "default");
+fn notify_ctr(tag: &str, fixture: &str, agent: &Agent) -> Ctr {
+    let mut c = Ctr::new(tag, fixture);
     c.config["root"]["readonly"] = false.into();
     c.config["annotations"] = json!({"notify.test": "yes"});
     c.config["linux"]["seccomp"] = notify_profile(&agent.path);
@@ -302,39 +333,77 @@ fn notify_ctr(tag: &str, agent: &Agent) -> Ctr {
 #[test]
 fn run_mkdir_answered_by_the_agent() {
     root_or_skip!("run_mkdir_answered_by_the_agent");
-    // the filter goes in at different points with and without noNewPrivileges
-    for nnp in [false, true] {
+    // the filter goes in at different points with and without noNewPrivileges; a user
+    // namespace (the init is then not the runtime's child) changes nothing
+    for (fixture, nnp) in [("default", false), ("default", true), ("userns", false)] {
         let dir = tempfile::tempdir().unwrap();
         let agent = Agent::start(dir.path(), Answer::Errno(libc::EXFULL));
-        let mut c = notify_ctr("ntfrun", &agent);
+        let mut c = notify_ctr("ntfrun", fixture, &agent);
         c.config["process"]["noNewPrivileges"] = nnp.into();
         if nnp && !is_runc() {
             // (runc 1.1 does not know the flag) with a listener the kernel takes it
             c.config["linux"]["seccomp"]["flags"] =
                 json!(["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]);
         }
-        c.args(&["/probe", "syscall", "mkdir"]);
-        let o = c.run();
-        let v = probe_json(&o);
-        assert_eq!(v["ok"], false, "nnp {nnp}: {v}");
+        c.args(&["/bin/sh", "-c", "/probe syscall mkdir; /probe sleep 2"]);
+        c.write_config();
+        let b = c.bundle.to_string_lossy().into_owned();
+        let mut cmd = c.cmd();
+        cmd.args(["run", "--bundle", &b, &c.id])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn run");
+        // while the container runs: the agent alone holds the listener (the runtime and
+        // the container's processes closed theirs)
+        let r = agent.wait_for(1, |r| !r.notifs.is_empty());
+        if let Some(p) = r.first().and_then(|r| r.state["pid"].as_i64()) {
+            c.pids.push(p as i32);
+            let holders = listener_holders(&[child.id() as i32, p as i32]);
+            assert!(holders.is_empty(), "{fixture} nnp {nnp}: {holders:?}");
+        }
+        let st = wait_child(&mut child, Duration::from_secs(20));
+        let mut out = String::new();
+        use std::io::Read;
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(st.success(), "{fixture} nnp {nnp}: run: {err}");
+        let v: Value = out
+            .lines()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .unwrap_or(Value::Null);
+        assert_eq!(v["ok"], false, "{fixture} nnp {nnp}: {out}");
         assert_eq!(
             v["errno"],
             libc::EXFULL,
-            "nnp {nnp}: mkdir not answered by the agent: {v}"
+            "{fixture} nnp {nnp}: mkdir not answered by the agent: {out}"
         );
         let r = agent.wait_for(1, |r| r.hung_up);
-        assert_eq!(r.len(), 1, "nnp {nnp}: connections to the agent: {r:?}");
+        assert_eq!(
+            r.len(),
+            1,
+            "{fixture} nnp {nnp}: connections to the agent: {r:?}"
+        );
         let pid = r[0].state["pid"].as_i64().unwrap_or(0);
         assert!(pid > 0, "{}", r[0].state);
         check_state(&r[0], &c, pid, pid, "creating");
+        // (from the shell's child, whose pid the agent cannot check against anything)
         assert!(
-            r[0].notifs
-                .iter()
-                .any(|n| is_mkdir(n.nr) && n.pid as i64 == pid),
-            "nnp {nnp}: no mkdir from pid {pid}: {:?}",
+            r[0].notifs.iter().any(|n| is_mkdir(n.nr) && n.pid > 0),
+            "{fixture} nnp {nnp}: no mkdir: {:?}",
             r[0].notifs
         );
-        assert!(r[0].hung_up, "the listener fd is still open somewhere");
+        assert!(r[0].hung_up, "the container ended but its filter did not");
         let left = c.leftovers();
         assert!(left.is_empty(), "{left:?}");
     }
@@ -349,7 +418,7 @@ fn create_start_mkdir_faked_by_the_agent() {
     root_or_skip!("create_start_mkdir_faked_by_the_agent");
     let dir = tempfile::tempdir().unwrap();
     let agent = Agent::start(dir.path(), Answer::Success(0));
-    let mut c = notify_ctr("ntfcreate", &agent);
+    let mut c = notify_ctr("ntfcreate", "default", &agent);
     c.args(&[
         "/bin/sh",
         "-c",
@@ -382,7 +451,7 @@ fn create_start_mkdir_faked_by_the_agent() {
         "{:?}",
         r[0].notifs
     );
-    assert!(r[0].hung_up, "the listener fd is still open somewhere");
+    assert!(r[0].hung_up, "the container ended but its filter did not");
     assert!(c.delete(false).status.success());
     let left = c.leftovers();
     assert!(left.is_empty(), "{left:?}");
@@ -396,7 +465,7 @@ fn exec_mkdir_answered_by_the_agent() {
     root_or_skip!("exec_mkdir_answered_by_the_agent");
     let dir = tempfile::tempdir().unwrap();
     let agent = Agent::start(dir.path(), Answer::Errno(libc::EXFULL));
-    let mut c = notify_ctr("ntfexec", &agent);
+    let mut c = notify_ctr("ntfexec", "default", &agent);
     c.args(&["/probe", "sleep", "30"]);
     c.create_ok(&[]);
     assert!(c.start().status.success());
@@ -424,8 +493,38 @@ fn exec_mkdir_answered_by_the_agent() {
     );
     assert!(
         r[1].hung_up,
-        "the exec'd process's listener fd is still open somewhere"
+        "the exec'd process ended but its filter did not"
     );
+    // the agent gone: exec fails, naming it, and its process does not stay in the container
+    let before = c.rt(&["ps", "--format", "json", &c.id]);
+    let pids: Vec<i64> = serde_json::from_slice(&before.stdout).unwrap_or_default();
+    assert_eq!(pids, vec![init], "ps: {}", text(&before.stderr));
+    drop(agent);
+    let o = c.rt(&["exec", &c.id, "/probe", "syscall", "mkdir"]);
+    // runc's exit code for an exec that failed to start its process
+    assert_eq!(
+        code(&o.status),
+        255,
+        "exec without its agent: {}",
+        text(&o.stderr)
+    );
+    let all = format!("{}{}", text(&o.stderr), c.log_text());
+    assert!(
+        all.contains("failed to connect with seccomp agent"),
+        "{all}"
+    );
+    assert!(
+        text(&o.stdout).is_empty(),
+        "the program ran: {}",
+        text(&o.stdout)
+    );
+    let after = c.rt(&["ps", "--format", "json", &c.id]);
+    assert_eq!(
+        text(&after.stdout),
+        text(&before.stdout),
+        "processes in the container"
+    );
+    assert_eq!(c.status().as_deref(), Some("running"));
     assert!(c.kill("KILL").status.success());
     assert!(c.wait_status("stopped", Duration::from_secs(10)));
     assert!(c.delete(false).status.success());
