@@ -424,6 +424,9 @@ fn create_start_mkdir_faked_by_the_agent() {
         "-c",
         "/probe mkdir /faked > /mkdir.json; /probe stat /faked > /stat.json",
     ]);
+    // a startContainer hook runs in the container after the hand-over: no listener fd
+    c.config["hooks"] = json!({"startContainer": [{"path": "/bin/sh",
+        "args": ["sh", "-c", "ls -l /proc/self/fd/ > /hookfds"]}]});
     c.create_ok(&[]);
     // create sent it before it returned (the agent may take a moment to read it)
     let r = agent.wait_for(1, |_| true);
@@ -445,6 +448,15 @@ fn create_start_mkdir_faked_by_the_agent() {
         read("stat.json")
     );
     assert!(!c.rootfs().join("faked").exists());
+    let fds = std::fs::read_to_string(c.rootfs().join("hookfds")).unwrap_or_default();
+    assert!(
+        fds.contains(" 0 -> "),
+        "the hook did not list its fds: {fds}"
+    );
+    assert!(
+        !fds.contains("seccomp"),
+        "the hook got a listener fd: {fds}"
+    );
     let r = agent.wait_for(1, |r| r.hung_up);
     assert!(
         r[0].notifs.iter().any(|n| is_mkdir(n.nr)),
