@@ -46,3 +46,47 @@ pub fn send_to_agent(p: &SeccompProgram, pid: i32, state: &[u8], fd: BorrowedFd)
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn program(meta: Option<&str>) -> SeccompProgram {
+        let mut s: oci_spec::runtime::LinuxSeccomp = serde_json::from_value(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": "/run/agent.sock",
+            "syscalls": [{"names": ["mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+        }))
+        .unwrap();
+        s.set_listener_metadata(meta.map(String::from));
+        crate::security::seccomp_compile(&s).unwrap()
+    }
+
+    #[test]
+    fn container_process_state_shape() {
+        let state =
+            crate::hooks::state_json("c1", "creating", 42, std::path::Path::new("/b"), None);
+        let v: Value =
+            serde_json::from_str(&process_state_json(&program(Some("m")), 42, &state).unwrap())
+                .unwrap();
+        assert_eq!(
+            v,
+            json!({"ociVersion": "1.2.0", "fds": ["seccompFd"], "pid": 42, "metadata": "m",
+                   "state": {"ociVersion": "1.2.0", "id": "c1", "status": "creating",
+                             "pid": 42, "bundle": "/b"}})
+        );
+        // metadata is omitted when unset or empty (omitempty in runtime-spec's Go types)
+        for m in [None, Some("")] {
+            let v: Value =
+                serde_json::from_str(&process_state_json(&program(m), 42, &state).unwrap())
+                    .unwrap();
+            assert!(v.get("metadata").is_none(), "{v}");
+        }
+        assert!(program(None).notifies());
+        assert_eq!(
+            program(None).listener.as_deref(),
+            Some(std::path::Path::new("/run/agent.sock"))
+        );
+    }
+}
