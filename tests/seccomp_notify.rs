@@ -27,6 +27,8 @@ enum Answer {
     Success(i64),
     /// The syscall fails with this errno.
     Errno(i32),
+    /// The syscall runs (SECCOMP_USER_NOTIF_FLAG_CONTINUE).
+    Continue,
 }
 
 /// One notification the agent answered.
@@ -197,6 +199,7 @@ fn serve(
             match answer {
                 Answer::Success(v) => resp.val = v,
                 Answer::Errno(e) => resp.error = -e,
+                Answer::Continue => resp.flags = 1,
             }
             rec.lock().unwrap().notifs.push(Notif {
                 pid: n.pid,
@@ -404,6 +407,45 @@ fn run_mkdir_answered_by_the_agent() {
             r[0].notifs
         );
         assert!(r[0].hung_up, "the container ended but its filter did not");
+        let left = c.leftovers();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}
+
+/// The process that installed the filter goes on making syscalls after it (it closes its copy
+/// of the fd, tells the runtime it is ready, resets signal handlers, execs): with those
+/// notifying, it gets on only because the runtime passed the fd to the agent at once.
+// req: LNX-SECCOMP-NOTIFY
+#[test]
+fn syscalls_after_the_install_are_answered() {
+    root_or_skip!("syscalls_after_the_install_are_answered");
+    for nnp in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = Agent::start(dir.path(), Answer::Continue);
+        let mut c = notify_ctr("ntfclose", "default", &agent);
+        c.config["process"]["noNewPrivileges"] = nnp.into();
+        c.config["linux"]["seccomp"]["syscalls"] = json!([{
+            "names": ["close", "rt_sigaction", "execve"], "action": "SCMP_ACT_NOTIFY"}]);
+        c.args(&["/probe", "exit", "0"]);
+        let o = c.run();
+        assert!(
+            o.status.success(),
+            "nnp {nnp}: {} {}",
+            text(&o.stderr),
+            c.log_text()
+        );
+        let r = agent.wait_for(1, |r| r.hung_up);
+        assert_eq!(r.len(), 1, "{r:?}");
+        let pid = r[0].state["pid"].as_i64().unwrap_or(0);
+        let nrs: Vec<i64> = r[0].notifs.iter().map(|n| n.nr as i64).collect();
+        assert!(
+            r[0].notifs.iter().all(|n| n.pid as i64 == pid),
+            "nnp {nnp}: {:?}",
+            r[0].notifs
+        );
+        for want in [libc::SYS_close, libc::SYS_execve] {
+            assert!(nrs.contains(&want), "nnp {nnp}: no syscall {want}: {nrs:?}");
+        }
         let left = c.leftovers();
         assert!(left.is_empty(), "{left:?}");
     }

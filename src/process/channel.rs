@@ -88,16 +88,48 @@ impl Channel {
 
     /// Send `m` with `fd` attached (SCM_RIGHTS): the receiver gets its own copy.
     pub fn send_with_fd(&self, m: &Msg, fd: BorrowedFd) -> Result<()> {
-        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
         let data = serde_json::to_vec(m).context("encode sync message")?;
-        let fds = [fd.as_raw_fd()];
-        let iov = [std::io::IoSlice::new(&data)];
-        let cmsg = [ControlMessage::ScmRights(&fds)];
+        self.send_encoded_with_fd(&data, fd)
+    }
+
+    /// Send an already encoded message (`serde_json::to_vec(&msg)`) with `fd` attached. Makes
+    /// no syscall but sendmsg(2) and allocates nothing when it succeeds: it runs right after a
+    /// seccomp filter is installed, whose notifying syscalls would wait for an agent that has
+    /// not got the fd yet.
+    pub fn send_encoded_with_fd(&self, data: &[u8], fd: BorrowedFd) -> Result<()> {
+        if data.len() > MAX_MSG {
+            bail!("sync message too large");
+        }
+        let mut iov = libc::iovec {
+            iov_base: data.as_ptr() as *mut libc::c_void,
+            iov_len: data.len(),
+        };
+        // room for one cmsghdr with one int, 8-byte aligned
+        let mut ctl = [0u64; 4];
+        // SAFETY: an all-zero msghdr is valid; its pointers are set just below.
+        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        hdr.msg_iov = &mut iov;
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = ctl.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE/CMSG_LEN only compute sizes; CMSG_FIRSTHDR points into `ctl`,
+        // which is large enough for one cmsghdr carrying one int (CMSG_SPACE(4) <= 32).
+        unsafe {
+            hdr.msg_controllen = libc::CMSG_SPACE(4) as _;
+            let c = libc::CMSG_FIRSTHDR(&hdr);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(4) as _;
+            (libc::CMSG_DATA(c) as *mut i32).write_unaligned(fd.as_raw_fd());
+        }
         loop {
-            match sendmsg::<()>(self.fd.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None) {
-                Ok(_) => return Ok(()),
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e).context("send sync message with a file descriptor"),
+            // SAFETY: `hdr` points at `iov` (over `data`) and `ctl`, both live for the call.
+            let r = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &hdr, 0) };
+            if r >= 0 {
+                return Ok(());
+            }
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINTR) {
+                return Err(e).context("send sync message with a file descriptor");
             }
         }
     }

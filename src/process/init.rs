@@ -287,6 +287,9 @@ pub struct ProcessTail<'a> {
 /// (which passes it on to the agent at listenerPath) and close our copy. Before it returns, a
 /// notifying syscall of this process waits for the agent.
 fn install_seccomp(f: &crate::security::SeccompProgram, chan: &Channel) -> Result<()> {
+    // encoded before the install: from the install until the runtime has the fd, a notifying
+    // syscall (an allocation's brk or mmap, say) would wait for an agent without the fd
+    let msg = serde_json::to_vec(&Msg::SeccompFd).context("encode sync message")?;
     let listener = step(
         "install the seccomp filter",
         crate::security::seccomp_install(f),
@@ -295,7 +298,7 @@ fn install_seccomp(f: &crate::security::SeccompProgram, chan: &Channel) -> Resul
         use std::os::fd::AsFd;
         step(
             "send the seccomp notification fd to the runtime",
-            chan.send_with_fd(&Msg::SeccompFd, fd.as_fd()),
+            chan.send_encoded_with_fd(&msg, fd.as_fd()),
         )?;
     }
     Ok(())
