@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use nix::sched::CloneFlags;
 use nix::sys::signal::SigSet;
 use oci_spec::runtime::{Capability, LinuxNamespaceType, Process, Spec};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
 /// Returns the exit code: the process's status in the foreground, 0 detached, 255 on failure.
@@ -364,6 +364,7 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
                     preserve_fds: a.preserve_fds,
                     self_exe,
                     exec_affinity: Some(&affinity),
+                    chan: &child_chan,
                 };
                 finish(&tail, &mut || Ok(()))
             })();
@@ -395,13 +396,29 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
     }
     parent_chan.send(&Msg::Go)?;
     // The channel closes on a successful exec (close-on-exec); an error arrives as a message.
-    match parent_chan.recv() {
-        Err(_) => {}
-        Ok(Msg::Error(e)) => {
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-            bail!("{e}")
+    loop {
+        match parent_chan.recv_with_fd() {
+            Err(_) => break,
+            Ok((Msg::Error(e), _)) => {
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                bail!("{e}")
+            }
+            Ok((Msg::SeccompFd, Some(fd))) if seccomp.is_some() => {
+                // runc's state for the agent: the container runs; `pid` is this process's
+                let p = seccomp.as_ref().expect("checked");
+                let state = crate::hooks::state_json(
+                    &a.id,
+                    "running",
+                    st.pid,
+                    &st.bundle,
+                    spec.annotations().as_ref(),
+                );
+                if let Err(e) = crate::security::notify::send_to_agent(p, pid, &state, fd.as_fd()) {
+                    return fail(e);
+                }
+            }
+            Ok((m, _)) => return fail(anyhow::anyhow!("unexpected message {m:?}")),
         }
-        Ok(m) => return fail(anyhow::anyhow!("unexpected message {m:?}")),
     }
     crate::log_debug!("{}: exec'd process runs, pid {pid}", a.id);
     if let Some(pf) = &a.pid_file {

@@ -293,6 +293,15 @@ pub fn update(g: &Global, id: &str, f: &UpdateFlags) -> Result<()> {
 
 /// `features`: only what this build really does.
 pub fn features(criu: &str) -> Result<()> {
+    let mut supported_flags = vec![
+        "SECCOMP_FILTER_FLAG_TSYNC",
+        "SECCOMP_FILTER_FLAG_LOG",
+        "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+    ];
+    // Linux 5.19 (used with SCMP_ACT_NOTIFY rules)
+    if crate::security::seccomp_kernel_has_wait_killable_recv() {
+        supported_flags.push("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV");
+    }
     let f = serde_json::json!({
         "ociVersionMin": "1.0.0",
         // runtime-spec 1.3: linux.netDevices and linux.memoryPolicy
@@ -307,7 +316,7 @@ pub fn features(criu: &str) -> Result<()> {
                 "enabled": true,
                 "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL",
                             "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG",
-                            "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
+                            "SCMP_ACT_NOTIFY", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
                 "operators": ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE",
                               "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
                 "archs": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM", "SCMP_ARCH_PPC64LE",
@@ -316,8 +325,7 @@ pub fn features(criu: &str) -> Result<()> {
                 "knownFlags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
                                "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
                                "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
-                "supportedFlags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
-                                   "SECCOMP_FILTER_FLAG_SPEC_ALLOW"]
+                "supportedFlags": supported_flags
             },
             // runtime-spec features-linux.md: whether the runtime supports them, "irrelevant to
             // the availability of AppArmor [SELinux] on the host" (runc: always true)

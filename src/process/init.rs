@@ -237,6 +237,7 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
         // config.md: execCPUAffinity "is not applicable to the container's init process"; init
         // still gets runc's reset (see `finish`).
         exec_affinity: None,
+        chan: &ctx.chan,
     };
     finish(&tail, &mut || {
         ctx.chan.send(&Msg::Ready)?;
@@ -278,6 +279,29 @@ pub struct ProcessTail<'a> {
     pub self_exe: (u64, u64),
     /// `process.execCPUAffinity` of an exec'd process (`None` for the container's init).
     pub exec_affinity: Option<&'a crate::process::affinity::ExecAffinity>,
+    /// The sync channel to the runtime: a seccomp notification fd goes there.
+    pub chan: &'a Channel,
+}
+
+/// Install the seccomp filter; with SCMP_ACT_NOTIFY rules, hand the listener fd to the runtime
+/// (which passes it on to the agent at listenerPath) and close our copy. Before it returns, a
+/// notifying syscall of this process waits for the agent.
+fn install_seccomp(f: &crate::security::SeccompProgram, chan: &Channel) -> Result<()> {
+    // encoded before the install: from the install until the runtime has the fd, a notifying
+    // syscall (an allocation's brk or mmap, say) would wait for an agent without the fd
+    let msg = serde_json::to_vec(&Msg::SeccompFd).context("encode sync message")?;
+    let listener = step(
+        "install the seccomp filter",
+        crate::security::seccomp_install(f),
+    )?;
+    if let Some(fd) = listener {
+        use std::os::fd::AsFd;
+        step(
+            "send the seccomp notification fd to the runtime",
+            chan.send_encoded_with_fd(&msg, fd.as_fd()),
+        )?;
+    }
+    Ok(())
 }
 
 /// From a fully set-up container environment to the user program: oomScoreAdj, rlimits, LSM
@@ -331,10 +355,7 @@ pub fn finish(t: &ProcessTail, gate: &mut dyn FnMut() -> Result<()>) -> Result<I
             std::process::id()
         );
         crate::logging::silence();
-        step(
-            "install the seccomp filter",
-            crate::security::seccomp_install(f),
-        )?;
+        install_seccomp(f, t.chan)?;
     }
     // As runc's finalizeNamespace: the cwd is entered while still root (a directory the
     // runtime can enter but the user cannot is fine), and again as the user only if that was
@@ -404,10 +425,7 @@ pub fn finish(t: &ProcessTail, gate: &mut dyn FnMut() -> Result<()>) -> Result<I
     if nnp {
         if let Some(f) = t.seccomp {
             crate::logging::silence();
-            step(
-                "install the seccomp filter",
-                crate::security::seccomp_install(f),
-            )?;
+            install_seccomp(f, t.chan)?;
         }
     }
     gate()?;

@@ -143,9 +143,11 @@ pub fn compile_seccomp(
     spec: &oci_spec::runtime::Spec,
 ) -> Result<Option<crate::security::SeccompProgram>> {
     match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(s) => Ok(Some(
-            crate::security::seccomp_compile(s).context("linux.seccomp")?,
-        )),
+        Some(s) => {
+            let p = crate::security::seccomp_compile(s).context("linux.seccomp")?;
+            crate::security::seccomp_check_kernel(&p)?;
+            Ok(Some(p))
+        }
         None => Ok(None),
     }
 }
@@ -347,7 +349,7 @@ fn spawn_in(
     let mut is_child = true;
     let mut pidfd = pidfd;
     loop {
-        let msg = match parent_chan.recv() {
+        let (msg, fd) = match parent_chan.recv_with_fd() {
             Ok(m) => m,
             Err(_) => bail!(
                 "container init exited during setup{}",
@@ -389,6 +391,20 @@ fn spawn_in(
                 }
                 parent_chan.send(&Msg::HostPid(pid))?;
                 parent_chan.send(&Msg::HooksDone)?;
+            }
+            Msg::SeccompFd => {
+                let (Some(fd), Some(p)) = (fd, seccomp.as_ref()) else {
+                    bail!("sync: SeccompFd without a notification fd or a filter");
+                };
+                // runc's state for the agent: the container is still being created
+                let st = crate::hooks::state_json(
+                    o.id,
+                    "creating",
+                    pid,
+                    &bundle.dir,
+                    spec.annotations().as_ref(),
+                );
+                crate::security::notify::send_to_agent(p, pid, &st, fd.as_fd())?;
             }
             Msg::Ready => {
                 crate::log_debug!("{}: init {pid} is set up, waiting for start", o.id);

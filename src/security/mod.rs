@@ -22,7 +22,7 @@
 //! 4. `switch_user`'s `in_userns` = the container has a user namespace; then a "deny" in
 //!    /proc/self/setgroups makes it skip setgroups.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use oci_spec::runtime::{
     LinuxCapabilities, LinuxIOPriority, LinuxPersonality, LinuxSeccomp, PosixRlimit, Scheduler,
     User,
@@ -31,6 +31,7 @@ use oci_spec::runtime::{
 mod attrs;
 pub mod caps;
 pub mod lsm;
+pub mod notify;
 pub mod seccomp;
 #[rustfmt::skip]
 mod syscall_table;
@@ -51,17 +52,48 @@ pub(crate) fn warn(msg: &str) {
 pub struct SeccompProgram {
     /// The classic BPF program and the seccomp(2) flags.
     pub program: seccomp::Program,
+    /// `listenerPath`, when a rule is SCMP_ACT_NOTIFY: where the runtime sends the listener fd.
+    pub listener: Option<std::path::PathBuf>,
+    /// `listenerMetadata`, passed to the agent as is.
+    pub listener_metadata: Option<String>,
+}
+
+impl SeccompProgram {
+    /// The filter is installed with a notification listener (a rule is SCMP_ACT_NOTIFY).
+    pub fn notifies(&self) -> bool {
+        self.program.flags & seccomp::FLAG_NEW_LISTENER != 0
+    }
 }
 
 /// Compile `linux.seccomp` to BPF. Pure: callable (and unit-tested) anywhere.
 pub fn seccomp_compile(s: &LinuxSeccomp) -> Result<SeccompProgram> {
+    let program = seccomp::compile(s)?;
+    let notify = program.flags & seccomp::FLAG_NEW_LISTENER != 0;
     Ok(SeccompProgram {
-        program: seccomp::compile(s)?,
+        program,
+        listener: s.listener_path().clone().filter(|_| notify),
+        listener_metadata: s.listener_metadata().clone().filter(|_| notify),
     })
 }
 
+/// Refuse a filter whose seccomp(2) flags this kernel does not have, naming the flag (only
+/// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, Linux 5.19, is younger than what husk needs).
+pub fn seccomp_check_kernel(p: &SeccompProgram) -> Result<()> {
+    let wk = seccomp::FLAG_WAIT_KILLABLE_RECV;
+    if p.program.flags & wk != 0 && !seccomp::kernel_has_flags(seccomp::FLAG_NEW_LISTENER | wk) {
+        bail!("linux.seccomp.flags: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV is not supported by this kernel (needs Linux 5.19)");
+    }
+    Ok(())
+}
+
+/// Whether the kernel has SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (for `features`).
+pub fn seccomp_kernel_has_wait_killable_recv() -> bool {
+    seccomp::kernel_has_flags(seccomp::FLAG_NEW_LISTENER | seccomp::FLAG_WAIT_KILLABLE_RECV)
+}
+
 /// Install a compiled filter in the calling process (needs no_new_privs or CAP_SYS_ADMIN).
-pub fn seccomp_install(p: &SeccompProgram) -> Result<()> {
+/// Returns the notification listener fd when the filter has SCMP_ACT_NOTIFY rules.
+pub fn seccomp_install(p: &SeccompProgram) -> Result<Option<std::os::fd::OwnedFd>> {
     seccomp::install(&p.program)
 }
 

@@ -27,6 +27,7 @@ use oci_spec::runtime::{
 };
 
 use super::syscall_table;
+use std::os::fd::{FromRawFd, OwnedFd};
 
 // seccomp return values (linux/seccomp.h).
 const RET_KILL_PROCESS: u32 = 0x8000_0000;
@@ -34,6 +35,7 @@ const RET_KILL_THREAD: u32 = 0x0000_0000;
 const RET_TRAP: u32 = 0x0003_0000;
 const RET_ERRNO: u32 = 0x0005_0000;
 const RET_TRACE: u32 = 0x7ff0_0000;
+const RET_USER_NOTIF: u32 = 0x7fc0_0000;
 const RET_LOG: u32 = 0x7ffc_0000;
 const RET_ALLOW: u32 = 0x7fff_0000;
 
@@ -45,6 +47,13 @@ pub const BAD_ARCH_ACTION: u32 = RET_KILL_THREAD;
 const FLAG_TSYNC: u32 = 1;
 const FLAG_LOG: u32 = 2;
 const FLAG_SPEC_ALLOW: u32 = 4;
+/// Return a notification fd from seccomp(2) (set when a rule is SCMP_ACT_NOTIFY).
+pub const FLAG_NEW_LISTENER: u32 = 8;
+/// With TSYNC and NEW_LISTENER: a thread that cannot be synchronised is ESRCH, not the return
+/// value (which is the listener fd).
+const FLAG_TSYNC_ESRCH: u32 = 16;
+/// Linux 5.19: a notifying syscall waits killably once the agent has received it.
+pub const FLAG_WAIT_KILLABLE_RECV: u32 = 32;
 
 // AUDIT_ARCH_* (linux/audit.h).
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
@@ -310,9 +319,7 @@ fn action_value(act: LinuxSeccompAction, errno: Option<u32>, field: &str) -> Res
         LinuxSeccompAction::ScmpActTrace => RET_TRACE | data(errno)?,
         LinuxSeccompAction::ScmpActLog => RET_LOG,
         LinuxSeccompAction::ScmpActAllow => RET_ALLOW,
-        LinuxSeccompAction::ScmpActNotify => {
-            bail!("{field}: SCMP_ACT_NOTIFY (seccomp user notification) is not supported yet")
-        }
+        LinuxSeccompAction::ScmpActNotify => RET_USER_NOTIF,
     })
 }
 
@@ -389,18 +396,53 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program> {
         "linux.seccomp.defaultAction",
     )?;
 
-    if s.listener_path().is_some() {
-        bail!("linux.seccomp.listenerPath: seccomp user notification is not supported yet");
+    // User notification (SCMP_ACT_NOTIFY): the filter is installed with NEW_LISTENER and the
+    // listener fd goes to the agent at listenerPath. After the install the process still
+    // writes to the runtime (its fd on the sync channel, with sendmsg(2), then Ready or an
+    // error, with write(2)); a notifying write or sendmsg could never reach the agent, which
+    // gets the fd only after that, so both are refused (runc: write, and the default action).
+    if s.default_action() == LinuxSeccompAction::ScmpActNotify {
+        bail!("linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be used as default action");
     }
+    let mut notify = false;
+    for (i, sc) in s.syscalls().iter().flatten().enumerate() {
+        if sc.action() != LinuxSeccompAction::ScmpActNotify {
+            continue;
+        }
+        notify = true;
+        if let Some(n) = sc
+            .names()
+            .iter()
+            .find(|n| matches!(n.as_str(), "write" | "sendmsg"))
+        {
+            bail!(
+                "linux.seccomp.syscalls[{i}]: SCMP_ACT_NOTIFY cannot be used for the {n} syscall"
+            );
+        }
+    }
+    if notify
+        && s.listener_path()
+            .as_ref()
+            .is_none_or(|p| p.as_os_str().is_empty())
+    {
+        bail!("linux.seccomp.listenerPath is not set: SCMP_ACT_NOTIFY needs the unix socket of a seccomp agent");
+    }
+    // (listenerPath without a NOTIFY rule is never used; runc accepts it, and so do we.)
 
-    let mut flags = 0u32;
+    let mut flags = if notify { FLAG_NEW_LISTENER } else { 0 };
     for f in s.flags().iter().flatten() {
         flags |= match f {
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync if notify => {
+                FLAG_TSYNC | FLAG_TSYNC_ESRCH
+            }
             LinuxSeccompFilterFlag::SeccompFilterFlagTsync => FLAG_TSYNC,
             LinuxSeccompFilterFlag::SeccompFilterFlagLog => FLAG_LOG,
             LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => FLAG_SPEC_ALLOW,
-            // Only meaningful with a notification listener (NEW_LISTENER), which we never
-            // create (SCMP_ACT_NOTIFY is rejected above); the kernel would refuse it alone.
+            // Only meaningful with a notification listener: libseccomp sets it only together
+            // with NEW_LISTENER (the kernel refuses it alone).
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv if notify => {
+                FLAG_WAIT_KILLABLE_RECV
+            }
             LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => 0,
         };
     }
@@ -966,7 +1008,8 @@ fn cond(a: &mut Asm, c: &Cond, ok: Label, fail: Label) {
 }
 
 /// Install with seccomp(2) so that flags apply. Needs no_new_privs or CAP_SYS_ADMIN.
-pub fn install(p: &Program) -> Result<()> {
+/// Install `p` in the calling thread; with FLAG_NEW_LISTENER, returns the listener fd.
+pub fn install(p: &Program) -> Result<Option<OwnedFd>> {
     let prog = libc::sock_fprog {
         len: p.insns.len() as u16,
         filter: p.insns.as_ptr() as *mut libc::sock_filter,
@@ -986,11 +1029,31 @@ pub fn install(p: &Program) -> Result<()> {
             p.flags
         ));
     }
+    if p.flags & FLAG_NEW_LISTENER != 0 {
+        // SAFETY: with NEW_LISTENER the kernel returns a new fd (close-on-exec) that nothing
+        // else owns.
+        return Ok(Some(unsafe { OwnedFd::from_raw_fd(r as i32) }));
+    }
     if r > 0 {
         // TSYNC: another thread could not be synchronised.
         bail!("installing the seccomp filter: thread {r} could not be synchronised (TSYNC)");
     }
-    Ok(())
+    Ok(None)
+}
+
+/// Whether the kernel knows the seccomp(2) filter flags `flags`: with a NULL program a known
+/// flag set fails with EFAULT, an unknown one with EINVAL (runc's and libseccomp's probe).
+pub fn kernel_has_flags(flags: u32) -> bool {
+    // SAFETY: a NULL program is never dereferenced: the call fails before installing anything.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags as libc::c_ulong,
+            std::ptr::null::<libc::sock_fprog>(),
+        )
+    };
+    r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT)
 }
 
 #[cfg(test)]
@@ -1382,11 +1445,69 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn notify_rules_listener_and_flags() {
+        let notify = |extra: serde_json::Value| {
+            let mut v = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "listenerPath": "/run/agent.sock",
+                "syscalls": [{"names": ["mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+            });
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            compile_json(v)
+        };
+        let p = notify(json!({})).unwrap();
+        assert_eq!(p.flags, FLAG_NEW_LISTENER);
+        if Abi::native() == Some(Abi::X86_64) {
+            assert_eq!(run(&p, 258, X, NOARGS), RET_USER_NOTIF, "mkdirat");
+            assert_eq!(run(&p, 83, X, NOARGS), RET_ALLOW, "mkdir");
+        }
+        let p = notify(json!({"flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+                                         "SECCOMP_FILTER_FLAG_TSYNC"]}))
+        .unwrap();
+        assert_eq!(
+            p.flags,
+            FLAG_NEW_LISTENER | FLAG_WAIT_KILLABLE_RECV | FLAG_TSYNC | FLAG_TSYNC_ESRCH
+        );
+        // without a NOTIFY rule: no listener, WAIT_KILLABLE_RECV ignored (as libseccomp),
+        // listenerPath accepted and unused (as runc)
+        let p = compile_json(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": "/run/agent.sock",
+            "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
+            "syscalls": [{"names": ["mkdirat"], "action": "SCMP_ACT_ERRNO"}]
+        }))
+        .unwrap();
+        assert_eq!(p.flags, 0);
+        let e = notify(json!({"listenerPath": null})).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("linux.seccomp.listenerPath is not set"),
+            "{e:#}"
+        );
+        let e = notify(json!({"listenerPath": ""})).unwrap_err();
+        assert!(e.to_string().contains("listenerPath is not set"), "{e:#}");
+        for name in ["write", "sendmsg"] {
+            let e = notify(json!({"syscalls": [
+                {"names": ["mkdirat"], "action": "SCMP_ACT_NOTIFY"},
+                {"names": ["read", name], "action": "SCMP_ACT_NOTIFY"}]}))
+            .unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("linux.seccomp.syscalls[1]: SCMP_ACT_NOTIFY cannot be used for the {name} syscall")
+            );
+        }
+    }
+
+    #[test]
     fn rejections_and_flags() {
         assert!(compile_json(json!({"defaultAction": "SCMP_ACT_NOTIFY"}))
             .unwrap_err()
             .to_string()
-            .contains("not supported yet"));
+            .contains(
+                "linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be used as default action"
+            ));
         let e = compile_json(json!({
             "defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",

@@ -10,8 +10,8 @@
 //! - top-level `uidMappings` / `gidMappings` (a pre-1.0 form oci-spec still parses): the
 //!   mappings husk applies are `linux.uidMappings` / `linux.gidMappings`.
 //!
-//! Applied elsewhere or refused there: `linux.intelRdt` (spec/mod.rs), `linux.seccomp.
-//! listenerPath` (seccomp.rs). `linux.timeOffsets` is applied (process/spawn.rs).
+//! Applied elsewhere or refused there: `linux.intelRdt` (spec/mod.rs). `linux.seccomp.
+//! listenerPath` (security/notify.rs) and `linux.timeOffsets` (process/spawn.rs) are applied.
 
 use anyhow::{bail, Result};
 use oci_spec::runtime::Spec;
