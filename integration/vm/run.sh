@@ -60,7 +60,11 @@ testbin=$root/$testbin
 # Bundles, prepared here because the systemd guest has no jq.
 b=$root/target/vm-test/bundles
 rm -rf "$b" && mkdir -p "$b"
-base=$(cd "$b" && "$husk" spec >/dev/null && cat config.json && rm config.json)
+# The guests are cgroup v2: give every bundle its own cgroup namespace, as `husk spec` (like
+# crun's) does on a v2 host but not on this v1 host, so /sys/fs/cgroup inside is its own cgroup.
+base=$(cd "$b" && "$husk" spec >/dev/null && jq '.linux.namespaces |=
+	(if any(.[]; .type == "cgroup") then . else . + [{"type": "cgroup"}] end)' config.json &&
+	rm config.json)
 mk() { # mk NAME JQ-FILTER
 	mkdir -p "$b/$1"
 	jq --arg rootfs "$rootfs" '.root.path = $rootfs | .root.readonly = true
