@@ -58,6 +58,16 @@ pub struct CgroupState {
     pub paths: BTreeMap<String, String>,
 }
 
+/// What a cgroup's freezer says, as the kernel reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreezerState {
+    Thawed,
+    /// Asked to freeze, not every task frozen yet (v1 `FREEZING`; v2 `cgroup.freeze` 1 while
+    /// `cgroup.events` still says `frozen 0`).
+    Freezing,
+    Frozen,
+}
+
 /// One container's cgroup(s).
 pub trait Manager {
     /// Create the cgroup directories (idempotent). Must not leave anything behind on error.
@@ -95,6 +105,15 @@ pub trait Manager {
     fn freeze(&self, frozen: bool) -> Result<()>;
     /// Whether the cgroup is currently frozen.
     fn is_frozen(&self) -> Result<bool>;
+    /// The freezer's state: what status and delete trust over state.json (a `pause` killed
+    /// half way leaves the cgroup freezing or frozen behind).
+    fn freezer_state(&self) -> Result<FreezerState> {
+        Ok(if self.is_frozen()? {
+            FreezerState::Frozen
+        } else {
+            FreezerState::Thawed
+        })
+    }
     /// Signal every process in the cgroup. SIGKILL on v2 uses cgroup.kill where the kernel has
     /// it; otherwise the cgroup is frozen, every pid signalled, and thawed (so nothing can fork
     /// away in between).

@@ -720,6 +720,29 @@ impl Manager for V1Manager {
         Ok(st.trim() == "FROZEN")
     }
 
+    fn freezer_state(&self) -> Result<super::FreezerState> {
+        use super::FreezerState;
+        let dir = self.freezer()?;
+        let st = read_file(dir, "freezer.state")?;
+        Ok(match st.trim() {
+            "THAWED" => FreezerState::Thawed,
+            "FREEZING" => FreezerState::Freezing,
+            // frozen through an ancestor only (self_freezing 0): not this container's pause,
+            // and not one it could undo (runc's GetState says thawed too)
+            "FROZEN" => match read_opt(dir, "freezer.self_freezing")?
+                .as_deref()
+                .map(str::trim)
+            {
+                Some("0") => FreezerState::Thawed,
+                _ => FreezerState::Frozen,
+            },
+            other => bail!(
+                "{}: unexpected freezer.state {other:?}",
+                dir.join("freezer.state").display()
+            ),
+        })
+    }
+
     fn kill_all(&self, signal: Signal) -> Result<()> {
         super::v2::signal_frozen(self, signal)
     }

@@ -429,6 +429,19 @@ impl Manager for V2Manager {
         Ok(ev.lines().any(|l| l.trim() == "frozen 1"))
     }
 
+    fn freezer_state(&self) -> Result<super::FreezerState> {
+        use super::FreezerState;
+        // cgroup.freeze is what was asked, cgroup.events whether the kernel got there
+        if read_file(&self.dir, "cgroup.freeze")?.trim() != "1" {
+            return Ok(FreezerState::Thawed);
+        }
+        Ok(if self.is_frozen()? {
+            FreezerState::Frozen
+        } else {
+            FreezerState::Freezing
+        })
+    }
+
     fn kill_all(&self, signal: Signal) -> Result<()> {
         if signal == Signal::SIGKILL {
             match util::write_path(&self.dir.join("cgroup.kill"), "1") {
