@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod cli;
 pub mod container;
 pub mod criu;
+pub mod fault;
 pub mod hooks;
 pub mod logging;
 pub mod namespaces;

@@ -82,6 +82,7 @@ pub fn create(g: &Global, a: &CreateArgs) -> Result<()> {
 pub fn start(g: &Global, id: &str) -> Result<()> {
     let _lock = g.store.lock(id)?;
     let st = g.store.load(id)?;
+    crate::fault::step("start: locked");
     match status_of(g, &st) {
         Status::Created => {}
         Status::Stopped => bail!("cannot start a container that has stopped"),
@@ -91,10 +92,12 @@ pub fn start(g: &Global, id: &str) -> Result<()> {
     let p = format!("/proc/self/fd/{}/{}", dir.as_raw_fd(), state::EXEC_SOCKET);
     let mut conn = std::os::unix::net::UnixStream::connect(&p)
         .with_context(|| format!("container {id}: connect to its exec socket"))?;
+    crate::fault::step("start: connected");
     // init answers "0" after the startContainer hooks, or "1<error>" when one failed; it keeps
     // the connection open until its execve (close-on-exec), so EOF means the program runs.
     let mut answer = Vec::new();
     let res = conn.read_to_end(&mut answer);
+    crate::fault::step("start: answer read");
     let _ = std::fs::remove_file(g.store.dir(id).join(state::EXEC_SOCKET));
     res.context("wait for the container to start")?;
     match answer.first() {
@@ -178,6 +181,7 @@ pub fn kill(g: &Global, id: &str, signal: Option<&str>, all: bool) -> Result<()>
             format!("pid {}", st.pid)
         }
     );
+    crate::fault::step("kill: state loaded");
     if all {
         return signal_all(&st, sig);
     }
@@ -202,6 +206,7 @@ pub fn kill(g: &Global, id: &str, signal: Option<&str>, all: bool) -> Result<()>
 /// the error then says so and names the cgroup.
 pub fn destroy(g: &Global, st: &ContainerState) -> Result<()> {
     let cg = crate::cgroups::from_state(&st.cgroup).and_then(|cg| cg.destroy());
+    crate::fault::step("delete: cgroup removed");
     if !st.poststop.is_empty() {
         let js = crate::hooks::state_json(&st.id, "stopped", 0, &st.bundle, Some(&st.annotations));
         crate::hooks::run_all_warn("hooks.poststop", &st.poststop, &js);
@@ -257,6 +262,7 @@ fn kill_everything(st: &ContainerState, init_alive: bool) {
     if let Ok(cg) = &cg {
         let _ = cg.freeze(false);
     }
+    crate::fault::step("delete: cgroup thawed");
     if init_alive {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(st.pid),
@@ -314,6 +320,7 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
         bail!("container {id} does not exist");
     }
     let _lock = g.store.lock(id)?;
+    crate::fault::step("delete: locked");
     let st = match g.store.load(id) {
         Ok(st) => st,
         Err(e) => {
@@ -342,6 +349,7 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
         ),
     }
     kill_everything(&st, status != Status::Stopped);
+    crate::fault::step("delete: processes killed");
     destroy(g, &st)
 }
 

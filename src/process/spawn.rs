@@ -165,9 +165,11 @@ fn spawn_in(
     let spec = &bundle.spec;
     state::write_atomic(&dir.join(state::CONFIG_FILE), &bundle.raw, 0o600)
         .context("save config.json")?;
+    crate::fault::step("create: config saved");
 
     cleanup.cgroup = Some(make_cgroup(spec, o.id, o.systemd_cgroup, o.rootless)?);
     let cg = cleanup.cgroup.as_ref().expect("just set");
+    crate::fault::step("create: cgroup made");
     crate::log_debug!(
         "{}: cgroup driver {}, path {:?}",
         o.id,
@@ -250,6 +252,7 @@ fn spawn_in(
     drop(idmapped);
     cleanup.pid = pid;
     crate::log_debug!("{}: container init cloned, pid {pid}", o.id);
+    crate::fault::step("create: init cloned");
     let placed = match (&self_place, into_cgroup) {
         // init joins the v1 hierarchies itself; clone3 put it in the cgroup2 one, if any
         (Some((fd, _)), into) if into || fd.is_none() => Ok(()),
@@ -265,6 +268,7 @@ fn spawn_in(
         }
         return Err(e);
     }
+    crate::fault::step("create: init placed");
 
     let mut is_child = true;
     let mut pidfd = pidfd;
@@ -306,11 +310,13 @@ fn spawn_in(
                 if let Some(c) = h.create_runtime() {
                     crate::hooks::run_all("hooks.createRuntime", c, &st)?;
                 }
+                crate::fault::step("create: hooks run");
                 parent_chan.send(&Msg::HostPid(pid))?;
                 parent_chan.send(&Msg::HooksDone)?;
             }
             Msg::Ready => {
                 crate::log_debug!("{}: init {pid} is set up, waiting for start", o.id);
+                crate::fault::step("create: init ready");
                 break;
             }
             Msg::Error(e) => bail!("{e}"),
@@ -320,12 +326,14 @@ fn spawn_in(
 
     let st = new_state(bundle, o.id, pid, cg.as_ref(), own_pid_ns, o.systemd_cgroup)?;
     o.store.save(&st)?;
+    crate::fault::step("create: state saved");
     if let Some(pf) = o.pid_file {
         write_pid_file(pf, pid)?;
     }
     if o.start_socket {
         // Tell init the state is saved: it may now wait for `husk start`.
         parent_chan.send(&Msg::Start)?;
+        crate::fault::step("create: init told to wait for start");
     }
     Ok(Spawned {
         state: st,
