@@ -318,3 +318,71 @@ fn delete_removes_state_even_when_cgroup_stays() {
     }
     assert!(cgroup_dirs(&c.id).is_empty(), "{:?}", cgroup_dirs(&c.id));
 }
+
+/// Corrupted state files: `state` and `list` end without a panic, `list` still shows the
+/// container, and `delete --force` removes its process, cgroup and state entry.
+#[test]
+fn corrupted_state_files_leave_nothing() {
+    if !require_root("corrupted_state_files_leave_nothing") {
+        return;
+    }
+    type Corrupt = fn(&mut Value) -> Option<Vec<u8>>;
+    let cases: [(&str, Corrupt); 9] = [
+        ("empty file", |_| Some(Vec::new())),
+        ("truncated", |v| {
+            let b = serde_json::to_vec(v).unwrap();
+            Some(b[..b.len() / 2].to_vec())
+        }),
+        ("null", |_| Some(b"null".to_vec())),
+        ("pid of the wrong type", |v| {
+            v["pid"] = "x".into();
+            None
+        }),
+        ("pid that names no process", |v| {
+            v["pid"] = 2147483647.into();
+            None
+        }),
+        ("unknown cgroup driver", |v| {
+            v["cgroup"]["driver"] = "nope".into();
+            None
+        }),
+        ("cgroup path /", |v| {
+            v["cgroup"]["path"] = "/".into();
+            None
+        }),
+        ("cgroup missing", |v| {
+            v.as_object_mut().unwrap().remove("cgroup");
+            None
+        }),
+        ("binary garbage", |_| Some(vec![0xff, 0, 0x7b, 0x22, 0xfe])),
+    ];
+    for (what, corrupt) in cases {
+        let mut c = Ctr::new("corrupt", "default");
+        c.args(&["/probe", "sleep", "300"]);
+        c.create_ok(&[]);
+        assert!(c.start().status.success());
+        let f = state_file(&c);
+        let mut v: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        let bytes = corrupt(&mut v).unwrap_or_else(|| serde_json::to_vec(&v).unwrap());
+        std::fs::write(&f, bytes).unwrap();
+        for args in [vec!["state", c.id.as_str()], vec!["list"]] {
+            let o = c.rt(&args);
+            let err = text(&o.stderr);
+            assert!(
+                matches!(code(&o.status), 0 | 1) && !err.contains("panicked"),
+                "{what}: {args:?}: {:?} {err}",
+                o.status
+            );
+        }
+        let l = text(&c.rt(&["list", "-q"]).stdout);
+        assert!(l.lines().any(|l| l == c.id), "{what}: list hides it: {l}");
+        let o = c.delete(true);
+        assert!(
+            o.status.success(),
+            "{what}: delete --force: {}",
+            text(&o.stderr)
+        );
+        let left = c.leftovers();
+        assert!(left.is_empty(), "{what}: left behind {left:?}");
+    }
+}

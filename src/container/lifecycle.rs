@@ -229,13 +229,22 @@ const SWEEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// state (FREEZING included: a pause killed half way), since frozen tasks do not die on v1;
 /// then every member gets SIGKILL (cgroup.kill, or freeze, signal, thaw, so nothing forks away
 /// in between) until the cgroup is empty. A cgroup that is gone or unreadable is left to
-/// `destroy` to report.
+/// `destroy` to report. A cgroup that holds husk itself or its caller (a state.json naming a
+/// cgroup that is not the container's) is never swept.
 fn sweep(cg: &dyn crate::cgroups::Manager) {
+    let me = [std::process::id() as i32, nix::unistd::getppid().as_raw()];
     let _ = cg.freeze(false);
     let deadline = std::time::Instant::now() + SWEEP_TIMEOUT;
     let mut delay = std::time::Duration::from_millis(1);
     loop {
         match cg.pids() {
+            Ok(p) if p.iter().any(|p| me.contains(p)) => {
+                crate::logging::warn(&format!(
+                    "cgroup {:?} holds husk or its caller: not killing its processes",
+                    cg.state().path
+                ));
+                return;
+            }
             Ok(p) if !p.is_empty() => {}
             _ => return,
         }
@@ -278,7 +287,7 @@ fn kill_everything(st: &ContainerState, init_alive: bool) {
 }
 
 /// What a `create` killed half way (e.g. SIGKILL) left, or a container whose state.json cannot
-/// be read: its cgroup (found again from the config copy saved before the cgroup was made),
+/// be read or names an unusable cgroup: its cgroup (found again from the config copy saved before the cgroup was made),
 /// anything running in it, and the state dir. The init of such a create exits by itself when
 /// its sync channel closes.
 fn remove_half_created(g: &Global, id: &str) -> Result<()> {
@@ -347,6 +356,16 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
             "cannot delete container {id} that is not stopped: {}",
             s.as_str()
         ),
+    }
+    if st.cgroup.driver != crate::cgroups::NoCgroup::DRIVER {
+        if let Err(e) = crate::cgroups::from_state(&st.cgroup) {
+            // a state.json whose cgroup is unusable: the cgroup is found from the saved config
+            crate::logging::warn(&format!("{id}: {e:#}; using the saved config.json"));
+            if status != Status::Stopped {
+                spawn::kill_and_wait(st.pid, false);
+            }
+            return remove_half_created(g, id);
+        }
     }
     kill_everything(&st, status != Status::Stopped);
     crate::fault::step("delete: processes killed");
