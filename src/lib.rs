@@ -8,6 +8,8 @@ pub mod cli;
 pub mod container;
 pub mod criu;
 pub mod fault;
+#[cfg(test)]
+mod fuzz;
 pub mod hooks;
 pub mod logging;
 pub mod namespaces;
