@@ -386,3 +386,51 @@ fn corrupted_state_files_leave_nothing() {
         assert!(left.is_empty(), "{what}: left behind {left:?}");
     }
 }
+
+/// A nested cgroupsPath whose parents did not exist: delete removes the parents create made,
+/// and only those (a parent that existed before in one hierarchy stays there).
+#[test]
+fn delete_removes_the_cgroup_parents_create_made() {
+    if !require_root("delete_removes_the_cgroup_parents_create_made") {
+        return;
+    }
+    let mut c = Ctr::new("nest", "default");
+    c.args(&["/probe", "sleep", "300"]);
+    let top = format!("{}-top", c.id);
+    c.config["linux"]["cgroupsPath"] = format!("/{top}/mid/{}", c.id).into();
+    // made by someone else, in one hierarchy only
+    let mut theirs = None;
+    for h in ["pids", "memory", "cpu"] {
+        let p = PathBuf::from("/sys/fs/cgroup").join(h);
+        if p.join("cgroup.procs").exists() {
+            let d = p.join(&top);
+            std::fs::create_dir(&d).unwrap();
+            theirs = Some(d);
+            break;
+        }
+    }
+    if theirs.is_none() {
+        let d = PathBuf::from("/sys/fs/cgroup").join(&top);
+        std::fs::create_dir(&d).unwrap();
+        theirs = Some(d);
+    }
+    let theirs = theirs.unwrap();
+    c.create_ok(&[]);
+    assert!(c.start().status.success());
+    let made: Vec<PathBuf> = cgroup_dirs(&c.id)
+        .into_iter()
+        .filter(|d| *d != theirs)
+        .collect();
+    assert!(!made.is_empty(), "precondition: create made parents");
+    let o = c.delete(true);
+    assert!(o.status.success(), "delete --force: {}", text(&o.stderr));
+    let left: Vec<PathBuf> = cgroup_dirs(&c.id);
+    let kept = theirs.is_dir();
+    let _ = std::fs::remove_dir(&theirs);
+    assert!(
+        kept,
+        "delete removed {} which it did not make",
+        theirs.display()
+    );
+    assert_eq!(left, vec![theirs], "delete left the parents it made");
+}

@@ -56,6 +56,12 @@ pub struct CgroupState {
     /// cgroup2). Empty in the usual case and then not serialized.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub paths: BTreeMap<String, String>,
+    /// cgroupfs drivers: the ancestor directories the container's create made (a nested
+    /// cgroupsPath such as "/a/b/ID" whose "/a" did not exist), removed again by delete when
+    /// they are empty. Only directories between a hierarchy's mount point and the container's
+    /// own are honoured (see `util::created_ancestor`). Usually empty and then not serialized.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created: Vec<std::path::PathBuf>,
 }
 
 /// What a cgroup's freezer says, as the kernel reports it.
@@ -271,8 +277,12 @@ pub fn from_state(s: &CgroupState) -> Result<Box<dyn Manager>> {
         bail!("invalid cgroup path {:?} in the container state", s.path);
     }
     match s.driver.as_str() {
-        "v2" => Ok(Box::new(v2::V2Manager::new(&s.path)?)),
-        "v1" => Ok(Box::new(v1::V1Manager::new(&s.path, &s.paths)?)),
+        "v2" => Ok(Box::new(
+            v2::V2Manager::new(&s.path)?.adopt_created(&s.created),
+        )),
+        "v1" => Ok(Box::new(
+            v1::V1Manager::new(&s.path, &s.paths)?.adopt_created(&s.created),
+        )),
         "systemd" => Ok(Box::new(systemd::SystemdManager::from_state(
             &s.path, false,
         )?)),

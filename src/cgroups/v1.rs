@@ -574,6 +574,21 @@ impl V1Manager {
         Ok(())
     }
 
+    /// The ancestors a create made, as state.json recorded them (see `CgroupState::created`).
+    pub fn adopt_created(self, dirs: &[PathBuf]) -> Self {
+        let ok: Vec<PathBuf> = dirs
+            .iter()
+            .filter(|d| {
+                self.hiers
+                    .iter()
+                    .any(|h| util::created_ancestor(&h.dir, &h.rel, d))
+            })
+            .cloned()
+            .collect();
+        *self.created.borrow_mut() = ok;
+        self
+    }
+
     fn freezer(&self) -> Result<&Path> {
         self.hier("freezer")
             .map(|h| h.dir.as_path())
@@ -918,10 +933,18 @@ impl Manager for V1Manager {
             .filter(|h| h.rel != self.path)
             .map(|h| (h.key.clone(), h.rel.clone()))
             .collect();
+        let leaves: Vec<&PathBuf> = self.hiers.iter().map(|h| &h.dir).collect();
         CgroupState {
             driver: "v1".into(),
             path: self.path.clone(),
             paths,
+            created: self
+                .created
+                .borrow()
+                .iter()
+                .filter(|d| !leaves.contains(d))
+                .cloned()
+                .collect(),
         }
     }
 }

@@ -372,6 +372,19 @@ impl V2Manager {
     }
 }
 
+impl V2Manager {
+    /// The ancestors a create made, as state.json recorded them (see `CgroupState::created`).
+    pub fn adopt_created(self, dirs: &[PathBuf]) -> Self {
+        let ok: Vec<PathBuf> = dirs
+            .iter()
+            .filter(|d| util::created_ancestor(&self.dir, &self.rel, d))
+            .cloned()
+            .collect();
+        *self.created.borrow_mut() = ok;
+        self
+    }
+}
+
 impl Manager for V2Manager {
     fn create(&self) -> Result<()> {
         let created = util::mkdir_all(&self.dir)?;
@@ -560,6 +573,13 @@ impl Manager for V2Manager {
         CgroupState {
             driver: "v2".into(),
             path: self.rel.clone(),
+            created: self
+                .created
+                .borrow()
+                .iter()
+                .filter(|d| **d != self.dir)
+                .cloned()
+                .collect(),
             ..Default::default()
         }
     }
