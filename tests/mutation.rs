@@ -5,8 +5,10 @@
 //! an error naming the field's top-level key; nothing may be left behind either way.
 //!
 //! `HUSK_MUTANTS` sets the count (default 300), `HUSK_MUTATION_SEED` the seed (default: from
-//! the clock; printed, so a failure can be replayed). `linux.cgroupsPath` is never mutated: it
-//! names the cgroup after the container id, which is how leftovers are found.
+//! the clock; printed, so a failure can be replayed). `linux.cgroupsPath` is not mutated at
+//! random: it names the cgroup after the container id, which is how leftovers are found; a
+//! fixed list of its forms that keep the id in the path (nested, relative, with `..`, `.` and
+//! doubled slashes) runs instead.
 mod common;
 use common::*;
 use serde_json::Value;
@@ -236,6 +238,34 @@ fn mutated_configs_fail_by_name_and_leave_nothing() {
         }
         if err.contains("panicked") {
             problems.push(format!("{tag}: panic: {err}"));
+        }
+        let d = c.delete(true);
+        if !d.status.success() {
+            problems.push(format!("{tag}: delete --force: {}", text(&d.stderr)));
+        }
+        let left = c.leftovers();
+        if !left.is_empty() {
+            problems.push(format!("{tag}: left behind {left:?}"));
+            force_remove(&c.pids, &c.work.join("nothing"), &c.id);
+        }
+    }
+    for form in [
+        "/{id}/a/b",
+        "{id}",
+        "{id}/x",
+        "/{id}/../{id}",
+        "//{id}//y//",
+        "/{id}/./z",
+        "/{id}-p/{id}",
+    ] {
+        c.id = unique_id("mut");
+        c.pids.clear();
+        c.config = base.clone();
+        c.config["linux"]["cgroupsPath"] = form.replace("{id}", &c.id).into();
+        let o = c.create(&[]);
+        let tag = format!("cgroupsPath {form}");
+        if !o.status.success() {
+            problems.push(format!("{tag}: create: {}", text(&o.stderr)));
         }
         let d = c.delete(true);
         if !d.status.success() {
