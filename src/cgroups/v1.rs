@@ -1059,6 +1059,41 @@ mod tests {
     }
 
     #[test]
+    fn freezer_state_as_the_kernel_says_it() {
+        use crate::cgroups::FreezerState;
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().display();
+        let mi = format!(
+            "40 31 0:41 / {root}/freezer rw - cgroup cgroup rw,freezer\n\
+             41 31 0:42 / {root}/devices rw - cgroup cgroup rw,devices\n"
+        );
+        let m = V1Manager::from_parts("/x", &BTreeMap::new(), &util::parse_mountinfo(&mi), &[])
+            .unwrap();
+        let dir = t.path().join("freezer/x");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (state, self_freezing, want) in [
+            ("THAWED\n", None, FreezerState::Thawed),
+            ("FREEZING\n", None, FreezerState::Freezing),
+            ("FROZEN\n", Some("1\n"), FreezerState::Frozen),
+            // frozen through an ancestor only: not this container's pause (as runc)
+            ("FROZEN\n", Some("0\n"), FreezerState::Thawed),
+        ] {
+            std::fs::write(dir.join("freezer.state"), state).unwrap();
+            let _ = std::fs::remove_file(dir.join("freezer.self_freezing"));
+            if let Some(s) = self_freezing {
+                std::fs::write(dir.join("freezer.self_freezing"), s).unwrap();
+            }
+            assert_eq!(
+                m.freezer_state().unwrap(),
+                want,
+                "{state:?} {self_freezing:?}"
+            );
+        }
+        std::fs::write(dir.join("freezer.state"), "BOGUS").unwrap();
+        assert!(m.freezer_state().is_err());
+    }
+
+    #[test]
     fn no_devices_is_fatal() {
         let mi = "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
         let e = V1Manager::from_parts("/x", &BTreeMap::new(), &util::parse_mountinfo(mi), &[])

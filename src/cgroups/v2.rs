@@ -615,3 +615,35 @@ pub(crate) fn signal_frozen(m: &dyn Manager, signal: Signal) -> Result<()> {
     }
     res
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freezer_state_from_cgroup_freeze_and_events() {
+        use crate::cgroups::FreezerState;
+        let t = tempfile::tempdir().unwrap();
+        let m = V2Manager {
+            rel: "/x".into(),
+            dir: t.path().to_path_buf(),
+            created: RefCell::new(Vec::new()),
+            path_fd: OnceCell::new(),
+        };
+        for (freeze, frozen, want) in [
+            ("0\n", "0", FreezerState::Thawed),
+            ("1\n", "0", FreezerState::Freezing),
+            ("1\n", "1", FreezerState::Frozen),
+            // frozen through an ancestor: not this container's pause
+            ("0\n", "1", FreezerState::Thawed),
+        ] {
+            std::fs::write(t.path().join("cgroup.freeze"), freeze).unwrap();
+            std::fs::write(
+                t.path().join("cgroup.events"),
+                format!("populated 1\nfrozen {frozen}\n"),
+            )
+            .unwrap();
+            assert_eq!(m.freezer_state().unwrap(), want, "{freeze:?} {frozen}");
+        }
+    }
+}
