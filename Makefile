@@ -11,6 +11,9 @@
 #   make bench     lifecycle benchmark: husk vs crun vs runc (also via dockerd) -> target/bench/report.md
 #   make install   release binary, man pages, completions, engine docs (PREFIX, DESTDIR); uninstall
 #   make deb       target/debian/husk_VERSION-1_amd64.deb (dpkg-deb)
+#   make soak      3,600 SIGKILL injections over the nine operations (tests/faults.rs), then the
+#                  concurrency pairs; seed printed (HUSK_FAULT_SEED=N replays)
+#   make test-repeat N=10   `make test` N times in a row, stopping at the first red run
 #   make clean
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
@@ -39,7 +42,7 @@ DEB_PKGS += man-db bash-completion lintian
 # protoc; pods get their network from Debian's CNI plugins
 DEB_PKGS += protobuf-compiler containernetworking-plugins
 
-.PHONY: deps demo-deps install-pkgs build release pgo-tools pgo-profile probe testroot test lint docs install uninstall deb package-test cri unit-test root-test integration engines conformance differential vm-test demo bench clean
+.PHONY: soak test-repeat deps demo-deps install-pkgs build release pgo-tools pgo-profile probe testroot test lint docs install uninstall deb package-test cri unit-test root-test integration engines conformance differential vm-test demo bench clean
 
 # What `make demo` needs (a subset of DEB_PKGS).
 DEMO_PKGS := busybox-static jq
@@ -218,6 +221,19 @@ demo: demo-deps build testroot
 	echo "+ $(HUSK_BIN) --root $$root run --bundle $(DEMO) $$id"; \
 	$(HUSK_BIN) --root $$root run --bundle $(DEMO) $$id; rc=$$?; \
 	$(HUSK_BIN) --root $$root delete --force $$id >/dev/null 2>&1; rm -rf $$root; exit $$rc
+
+# The fault-injection campaign at full size (the suite runs 270 injections).
+SOAK_FAULTS ?= 3600
+soak: build testroot
+	HUSK_FAULTS=$(SOAK_FAULTS) HUSK_BIN=$(HUSK_BIN) $(CARGO) test --test faults -- --nocapture --test-threads=1
+
+# Whether the whole suite is green every time, not once: N consecutive `make test` runs.
+N ?= 10
+test-repeat:
+	@for i in $$(seq 1 $(N)); do \
+		echo "== test-repeat: run $$i of $(N)"; \
+		$(MAKE) --no-print-directory test || { echo "test-repeat: run $$i of $(N) failed"; exit 1; }; \
+	done; echo "test-repeat: $(N) of $(N) green"
 
 bench: release testroot
 	BENCH_HUSK=$(RELEASE_BIN) $(CARGO) bench --bench lifecycle

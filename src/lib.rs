@@ -7,6 +7,9 @@ pub mod cgroups;
 pub mod cli;
 pub mod container;
 pub mod criu;
+pub mod fault;
+#[cfg(test)]
+mod fuzz;
 pub mod hooks;
 pub mod logging;
 pub mod namespaces;

@@ -140,6 +140,17 @@ H resume "$id"
 wait_for 60 sh -c "[ \"\$(cat /proc/$pid/root/dev/shm/c)\" != '$c2' ]"
 c3=$(c)
 check "resume: counter runs again ($c2 -> $c3)" test -n "$c3" -a "$c3" != "$c2"
+# 5b. the cgroup frozen behind husk's back (what a pause killed after its freeze leaves):
+# state reads the freezer, resume thaws it
+echo 1 >"/sys/fs/cgroup$cg/cgroup.freeze"
+wait_for 60 grep -qx 'frozen 1' "/sys/fs/cgroup$cg/cgroup.events"
+stp=$(H state "$id" | sed -n 's/.*"status": *"\([a-z]*\)".*/\1/p')
+check "frozen by hand: status $stp (paused)" test "$stp" = paused
+H resume "$id"
+c4=$(c)
+wait_for 60 sh -c "[ \"\$(cat /proc/$pid/root/dev/shm/c)\" != '$c4' ]"
+c5=$(c)
+check "frozen by hand: resume thaws it (counter $c4 -> $c5)" test -n "$c5" -a "$c5" != "$c4"
 dev=$(H exec "$id" sh -c 'mknod /dev/vmtdev b 98 0 && head -c1 /dev/vmtdev >/dev/null; echo rc=$?' 2>&1)
 echo "$dev" | sed 's/^/#   /'
 check "a denied device (b 98:0) cannot be opened (EPERM)" grep -q 'Operation not permitted' <<<"$dev"
@@ -159,6 +170,18 @@ echo "$out" | sed 's/^/#   /'
 check "a linux.devices node without a resources rule (/dev/kmsg) cannot be opened (EPERM)" \
 	grep -q '"errno": *1[,}]' <<<"$out"
 H delete --force "$id" >/dev/null 2>&1
+# 6b. delete --force of a container whose cgroup was frozen by hand: thawed, killed, removed
+newid
+H run -d --bundle "$bundles/long" "$id" >/dev/null 2>&1
+fpid=$(pid_of "$id")
+fcg=$(cg_of "$fpid")
+echo 1 >"/sys/fs/cgroup$fcg/cgroup.freeze"
+wait_for 60 grep -qx 'frozen 1' "/sys/fs/cgroup$fcg/cgroup.events"
+H delete --force "$id" >/dev/null 2>&1
+rc=$?
+frozen_delete_ok() { [ "$rc" = 0 ] && [ -n "$fcg" ] && gone "$fcg" && ! kill -0 "$fpid" 2>/dev/null; }
+check "frozen by hand: delete --force (rc $rc) kills pid ${fpid:-none}, removes ${fcg:-none}" frozen_delete_ok
+[ "$mode" = systemd ] && check "frozen by hand: unit husk-$id.scope gone" unit_gone "husk-$id.scope"
 
 # 7. systemd: cgroupsPath slice:prefix:name with a nested slice
 if [ "$mode" = systemd ]; then

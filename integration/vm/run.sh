@@ -20,7 +20,8 @@
 # cgroup-v2-tests.sh), then
 # (b) real containers with target/debug/husk and target/testroot/rootfs: memory/pids limits read
 # back inside, a fork bomb stopping at pids.max, an OOM kill seen by `husk events`, update
-# --memory, pause/resume, a denied device, nothing left after delete, and each resource read
+# --memory, pause/resume, a cgroup frozen by hand (state says paused, resume thaws, delete
+# --force removes it), a denied device, nothing left after delete, and each resource read
 # back inside (memory swap/low, cpu weight/max/burst/idle, unified, io.max) or, where the guest
 # lacks the controller (cpuset, hugetlb, rdma, io.weight), refused by name (guest-checks.sh),
 # and cgroup v2 delegation to a user-namespaced container (guest-checks.sh section 9);

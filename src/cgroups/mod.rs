@@ -57,6 +57,22 @@ pub struct CgroupState {
     /// cgroup2). Empty in the usual case and then not serialized.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub paths: BTreeMap<String, String>,
+    /// cgroupfs drivers: the ancestor directories the container's create made (a nested
+    /// cgroupsPath such as "/a/b/ID" whose "/a" did not exist), removed again by delete when
+    /// they are empty. Only directories between a hierarchy's mount point and the container's
+    /// own are honoured (see `util::created_ancestor`). Usually empty and then not serialized.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created: Vec<std::path::PathBuf>,
+}
+
+/// What a cgroup's freezer says, as the kernel reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreezerState {
+    Thawed,
+    /// Asked to freeze, not every task frozen yet (v1 `FREEZING`; v2 `cgroup.freeze` 1 while
+    /// `cgroup.events` still says `frozen 0`).
+    Freezing,
+    Frozen,
 }
 
 /// One container's cgroup(s).
@@ -98,6 +114,15 @@ pub trait Manager {
     fn freeze(&self, frozen: bool) -> Result<()>;
     /// Whether the cgroup is currently frozen.
     fn is_frozen(&self) -> Result<bool>;
+    /// The freezer's state: what status and delete trust over state.json (a `pause` killed
+    /// half way leaves the cgroup freezing or frozen behind).
+    fn freezer_state(&self) -> Result<FreezerState> {
+        Ok(if self.is_frozen()? {
+            FreezerState::Frozen
+        } else {
+            FreezerState::Thawed
+        })
+    }
     /// Signal every process in the cgroup. SIGKILL on v2 uses cgroup.kill where the kernel has
     /// it; otherwise the cgroup is frozen, every pid signalled, and thawed (so nothing can fork
     /// away in between).
@@ -263,8 +288,12 @@ pub fn from_state(s: &CgroupState) -> Result<Box<dyn Manager>> {
         bail!("invalid cgroup path {:?} in the container state", s.path);
     }
     match s.driver.as_str() {
-        "v2" => Ok(Box::new(v2::V2Manager::new(&s.path)?)),
-        "v1" => Ok(Box::new(v1::V1Manager::new(&s.path, &s.paths)?)),
+        "v2" => Ok(Box::new(
+            v2::V2Manager::new(&s.path)?.adopt_created(&s.created),
+        )),
+        "v1" => Ok(Box::new(
+            v1::V1Manager::new(&s.path, &s.paths)?.adopt_created(&s.created),
+        )),
         "systemd" => Ok(Box::new(systemd::SystemdManager::from_state(
             &s.path, false,
         )?)),

@@ -918,6 +918,10 @@ impl Manager for SystemdManager {
         self.fs.is_frozen()
     }
 
+    fn freezer_state(&self) -> Result<super::FreezerState> {
+        self.fs.freezer_state()
+    }
+
     fn kill_all(&self, signal: Signal) -> Result<()> {
         self.fs.kill_all(signal)
     }

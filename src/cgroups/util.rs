@@ -171,6 +171,20 @@ pub fn remove_cgroup_tree(dir: &Path) -> Result<()> {
     rmdir_retry(dir)
 }
 
+/// Whether `d` may be one of the ancestors a container's create made for its cgroup directory
+/// `leaf` (which is `rel` below its hierarchy's mount point): strictly between the mount point
+/// and `leaf`. What state.json lists is checked with this before delete removes anything.
+pub fn created_ancestor(leaf: &Path, rel: &str, d: &Path) -> bool {
+    let depth = Path::new(rel)
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .count();
+    let Some(mount) = leaf.ancestors().nth(depth) else {
+        return false;
+    };
+    d != leaf && d != mount && leaf.starts_with(d) && d.starts_with(mount)
+}
+
 /// rmdir of an ancestor this process created: one attempt, and "still in use" (another
 /// container's cgroup below it, EBUSY/ENOTEMPTY) or already gone is not an error.
 pub fn rmdir_ancestor(dir: &Path) -> Result<()> {
@@ -468,6 +482,25 @@ pub fn detect_mode() -> Result<Mode> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn created_ancestors_stay_between_mount_and_leaf() {
+        let leaf = Path::new("/sys/fs/cgroup/pids/a/b/c");
+        let ok = |d: &str| super::created_ancestor(leaf, "/a/b/c", Path::new(d));
+        assert!(ok("/sys/fs/cgroup/pids/a"));
+        assert!(ok("/sys/fs/cgroup/pids/a/b"));
+        for bad in [
+            "/sys/fs/cgroup/pids/a/b/c",
+            "/sys/fs/cgroup/pids",
+            "/sys/fs/cgroup",
+            "/etc",
+            "/sys/fs/cgroup/pids/x",
+            "/sys/fs/cgroup/pids/a/../x",
+            "/sys/fs/cgroup/memory/a",
+        ] {
+            assert!(!ok(bad), "{bad}");
+        }
+    }
+
     use super::*;
 
     const HYBRID: &str = "\

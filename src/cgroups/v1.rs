@@ -574,6 +574,21 @@ impl V1Manager {
         Ok(())
     }
 
+    /// The ancestors a create made, as state.json recorded them (see `CgroupState::created`).
+    pub fn adopt_created(self, dirs: &[PathBuf]) -> Self {
+        let ok: Vec<PathBuf> = dirs
+            .iter()
+            .filter(|d| {
+                self.hiers
+                    .iter()
+                    .any(|h| util::created_ancestor(&h.dir, &h.rel, d))
+            })
+            .cloned()
+            .collect();
+        *self.created.borrow_mut() = ok;
+        self
+    }
+
     fn freezer(&self) -> Result<&Path> {
         self.hier("freezer")
             .map(|h| h.dir.as_path())
@@ -731,6 +746,29 @@ impl Manager for V1Manager {
     fn is_frozen(&self) -> Result<bool> {
         let st = read_file(self.freezer()?, "freezer.state")?;
         Ok(st.trim() == "FROZEN")
+    }
+
+    fn freezer_state(&self) -> Result<super::FreezerState> {
+        use super::FreezerState;
+        let dir = self.freezer()?;
+        let st = read_file(dir, "freezer.state")?;
+        Ok(match st.trim() {
+            "THAWED" => FreezerState::Thawed,
+            "FREEZING" => FreezerState::Freezing,
+            // frozen through an ancestor only (self_freezing 0): not this container's pause,
+            // and not one it could undo (runc's GetState says thawed too)
+            "FROZEN" => match read_opt(dir, "freezer.self_freezing")?
+                .as_deref()
+                .map(str::trim)
+            {
+                Some("0") => FreezerState::Thawed,
+                _ => FreezerState::Frozen,
+            },
+            other => bail!(
+                "{}: unexpected freezer.state {other:?}",
+                dir.join("freezer.state").display()
+            ),
+        })
     }
 
     fn kill_all(&self, signal: Signal) -> Result<()> {
@@ -908,10 +946,18 @@ impl Manager for V1Manager {
             .filter(|h| h.rel != self.path)
             .map(|h| (h.key.clone(), h.rel.clone()))
             .collect();
+        let leaves: Vec<&PathBuf> = self.hiers.iter().map(|h| &h.dir).collect();
         CgroupState {
             driver: "v1".into(),
             path: self.path.clone(),
             paths,
+            created: self
+                .created
+                .borrow()
+                .iter()
+                .filter(|d| !leaves.contains(d))
+                .cloned()
+                .collect(),
         }
     }
 }
@@ -1055,6 +1101,41 @@ mod tests {
         let m2 =
             V1Manager::from_parts(&st.path, &st.paths, &util::parse_mountinfo(&mi), &[]).unwrap();
         assert_eq!(m2.hier("net_prio").unwrap().dir, want);
+    }
+
+    #[test]
+    fn freezer_state_as_the_kernel_says_it() {
+        use crate::cgroups::FreezerState;
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().display();
+        let mi = format!(
+            "40 31 0:41 / {root}/freezer rw - cgroup cgroup rw,freezer\n\
+             41 31 0:42 / {root}/devices rw - cgroup cgroup rw,devices\n"
+        );
+        let m = V1Manager::from_parts("/x", &BTreeMap::new(), &util::parse_mountinfo(&mi), &[])
+            .unwrap();
+        let dir = t.path().join("freezer/x");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (state, self_freezing, want) in [
+            ("THAWED\n", None, FreezerState::Thawed),
+            ("FREEZING\n", None, FreezerState::Freezing),
+            ("FROZEN\n", Some("1\n"), FreezerState::Frozen),
+            // frozen through an ancestor only: not this container's pause (as runc)
+            ("FROZEN\n", Some("0\n"), FreezerState::Thawed),
+        ] {
+            std::fs::write(dir.join("freezer.state"), state).unwrap();
+            let _ = std::fs::remove_file(dir.join("freezer.self_freezing"));
+            if let Some(s) = self_freezing {
+                std::fs::write(dir.join("freezer.self_freezing"), s).unwrap();
+            }
+            assert_eq!(
+                m.freezer_state().unwrap(),
+                want,
+                "{state:?} {self_freezing:?}"
+            );
+        }
+        std::fs::write(dir.join("freezer.state"), "BOGUS").unwrap();
+        assert!(m.freezer_state().is_err());
     }
 
     #[test]

@@ -372,6 +372,19 @@ impl V2Manager {
     }
 }
 
+impl V2Manager {
+    /// The ancestors a create made, as state.json recorded them (see `CgroupState::created`).
+    pub fn adopt_created(self, dirs: &[PathBuf]) -> Self {
+        let ok: Vec<PathBuf> = dirs
+            .iter()
+            .filter(|d| util::created_ancestor(&self.dir, &self.rel, d))
+            .cloned()
+            .collect();
+        *self.created.borrow_mut() = ok;
+        self
+    }
+}
+
 impl Manager for V2Manager {
     fn create(&self) -> Result<()> {
         let created = util::mkdir_all(&self.dir)?;
@@ -427,6 +440,19 @@ impl Manager for V2Manager {
     fn is_frozen(&self) -> Result<bool> {
         let ev = read_file(&self.dir, "cgroup.events")?;
         Ok(ev.lines().any(|l| l.trim() == "frozen 1"))
+    }
+
+    fn freezer_state(&self) -> Result<super::FreezerState> {
+        use super::FreezerState;
+        // cgroup.freeze is what was asked, cgroup.events whether the kernel got there
+        if read_file(&self.dir, "cgroup.freeze")?.trim() != "1" {
+            return Ok(FreezerState::Thawed);
+        }
+        Ok(if self.is_frozen()? {
+            FreezerState::Frozen
+        } else {
+            FreezerState::Freezing
+        })
     }
 
     fn kill_all(&self, signal: Signal) -> Result<()> {
@@ -547,6 +573,13 @@ impl Manager for V2Manager {
         CgroupState {
             driver: "v2".into(),
             path: self.rel.clone(),
+            created: self
+                .created
+                .borrow()
+                .iter()
+                .filter(|d| **d != self.dir)
+                .cloned()
+                .collect(),
             ..Default::default()
         }
     }
@@ -581,4 +614,36 @@ pub(crate) fn signal_frozen(m: &dyn Manager, signal: Signal) -> Result<()> {
         m.freeze(false)?;
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freezer_state_from_cgroup_freeze_and_events() {
+        use crate::cgroups::FreezerState;
+        let t = tempfile::tempdir().unwrap();
+        let m = V2Manager {
+            rel: "/x".into(),
+            dir: t.path().to_path_buf(),
+            created: RefCell::new(Vec::new()),
+            path_fd: OnceCell::new(),
+        };
+        for (freeze, frozen, want) in [
+            ("0\n", "0", FreezerState::Thawed),
+            ("1\n", "0", FreezerState::Freezing),
+            ("1\n", "1", FreezerState::Frozen),
+            // frozen through an ancestor: not this container's pause
+            ("0\n", "1", FreezerState::Thawed),
+        ] {
+            std::fs::write(t.path().join("cgroup.freeze"), freeze).unwrap();
+            std::fs::write(
+                t.path().join("cgroup.events"),
+                format!("populated 1\nfrozen {frozen}\n"),
+            )
+            .unwrap();
+            assert_eq!(m.freezer_state().unwrap(), want, "{freeze:?} {frozen}");
+        }
+    }
 }

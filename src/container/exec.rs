@@ -160,6 +160,7 @@ fn ns_name(t: LinuxNamespaceType) -> &'static str {
 
 fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
     let st = g.store.load(&a.id)?;
+    crate::fault::step("exec: state loaded");
     match status_of(g, &st) {
         Status::Stopped => bail!("cannot exec in a stopped container"),
         Status::Paused if !a.ignore_paused => {
@@ -381,6 +382,7 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
     };
     drop(child_chan);
     drop(pidfd);
+    crate::fault::step("exec: forked");
     let fail = |e: anyhow::Error| -> Result<i32> {
         crate::process::spawn::kill_and_wait(pid, true);
         Err(e)
@@ -394,6 +396,7 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
             return fail(e.context("join the container's cgroup"));
         }
     }
+    crate::fault::step("exec: placed");
     parent_chan.send(&Msg::Go)?;
     // The channel closes on a successful exec (close-on-exec); an error arrives as a message.
     loop {
@@ -421,6 +424,7 @@ fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
         }
     }
     crate::log_debug!("{}: exec'd process runs, pid {pid}", a.id);
+    crate::fault::step("exec: running");
     if let Some(pf) = &a.pid_file {
         crate::process::spawn::write_pid_file(pf, pid)?;
     }

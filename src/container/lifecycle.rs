@@ -16,18 +16,33 @@ pub struct Global {
 }
 
 /// The status of a container as callers see it, derived from the live system: a dead (or
-/// reused) pid means stopped; a pending exec socket means created.
+/// reused) pid means stopped; a frozen or freezing cgroup means paused (the freezer, not the
+/// `paused` flag, is the truth: a `pause` killed half way leaves the cgroup frozen with the flag
+/// unset); a pending exec socket means created. The order is runc's (a paused container that
+/// was never started is paused).
 pub fn status_of(g: &Global, st: &ContainerState) -> Status {
     if st.pid <= 0 || state::process_start_time(st.pid) != Some(st.pid_start_time) {
         return Status::Stopped;
     }
+    if is_paused(st) {
+        return Status::Paused;
+    }
     if g.store.dir(&st.id).join(state::EXEC_SOCKET).exists() {
         return Status::Created;
     }
-    if st.paused {
-        return Status::Paused;
-    }
     Status::Running
+}
+
+/// Whether the container's cgroup is frozen or freezing; the recorded flag only when the
+/// freezer cannot be read (no cgroup of its own, no freezer controller).
+fn is_paused(st: &ContainerState) -> bool {
+    if st.cgroup.driver == crate::cgroups::NoCgroup::DRIVER {
+        return st.paused;
+    }
+    match crate::cgroups::from_state(&st.cgroup).and_then(|cg| cg.freezer_state()) {
+        Ok(f) => f != crate::cgroups::FreezerState::Thawed,
+        Err(_) => st.paused,
+    }
 }
 
 pub fn create(g: &Global, a: &CreateArgs) -> Result<()> {
@@ -67,6 +82,7 @@ pub fn create(g: &Global, a: &CreateArgs) -> Result<()> {
 pub fn start(g: &Global, id: &str) -> Result<()> {
     let _lock = g.store.lock(id)?;
     let st = g.store.load(id)?;
+    crate::fault::step("start: locked");
     match status_of(g, &st) {
         Status::Created => {}
         Status::Stopped => bail!("cannot start a container that has stopped"),
@@ -76,10 +92,12 @@ pub fn start(g: &Global, id: &str) -> Result<()> {
     let p = format!("/proc/self/fd/{}/{}", dir.as_raw_fd(), state::EXEC_SOCKET);
     let mut conn = std::os::unix::net::UnixStream::connect(&p)
         .with_context(|| format!("container {id}: connect to its exec socket"))?;
+    crate::fault::step("start: connected");
     // init answers "0" after the startContainer hooks, or "1<error>" when one failed; it keeps
     // the connection open until its execve (close-on-exec), so EOF means the program runs.
     let mut answer = Vec::new();
     let res = conn.read_to_end(&mut answer);
+    crate::fault::step("start: answer read");
     let _ = std::fs::remove_file(g.store.dir(id).join(state::EXEC_SOCKET));
     res.context("wait for the container to start")?;
     match answer.first() {
@@ -163,6 +181,7 @@ pub fn kill(g: &Global, id: &str, signal: Option<&str>, all: bool) -> Result<()>
             format!("pid {}", st.pid)
         }
     );
+    crate::fault::step("kill: state loaded");
     if all {
         if sig == 0 {
             // the null signal sends nothing: only whether something is left to signal
@@ -190,46 +209,104 @@ pub fn kill(g: &Global, id: &str, signal: Option<&str>, all: bool) -> Result<()>
 }
 
 /// Remove everything a stopped container holds: its cgroup, then poststop hooks, then its
-/// state dir.
+/// state dir. The state dir goes even when the cgroup cannot be removed (as runc's destroy):
+/// the error then says so and names the cgroup.
 pub fn destroy(g: &Global, st: &ContainerState) -> Result<()> {
-    // (an error here is returned once the rest is removed)
+    // (errors here are returned once the rest is removed)
     let unmounted = match st.host_rootfs_mount {
         Some(m) => crate::rootfs::unmount_host_rootfs(&st.rootfs, m),
         None => Ok(()),
     };
-    let cg = crate::cgroups::from_state(&st.cgroup)?;
-    cg.destroy()?;
+    let cg = crate::cgroups::from_state(&st.cgroup).and_then(|cg| cg.destroy());
+    crate::fault::step("delete: cgroup removed");
     if !st.poststop.is_empty() {
         let js = crate::hooks::state_json(&st.id, "stopped", 0, &st.bundle, Some(&st.annotations));
         crate::hooks::run_all_warn("hooks.poststop", &st.poststop, &js);
     }
     std::fs::remove_dir_all(g.store.dir(&st.id))
         .with_context(|| format!("remove state dir of {}", st.id))?;
+    cg.map_err(|e| cgroup_left(&st.id, e))?;
     unmounted
 }
 
-/// Kill every process of a container and wait until init is gone.
-fn kill_everything(st: &ContainerState, was_paused: bool) {
-    if !st.own_pid_ns {
-        let _ = signal_all(st, libc::SIGKILL);
-    }
-    if was_paused {
-        if let Ok(cg) = crate::cgroups::from_state(&st.cgroup) {
-            let _ = cg.freeze(false);
+fn cgroup_left(id: &str, e: anyhow::Error) -> anyhow::Error {
+    anyhow::anyhow!("container {id} deleted, but its cgroup could not be removed: {e:#}")
+}
+
+/// How long delete waits for the processes of a container's cgroup to be gone.
+const SWEEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Kill every process in a container's cgroup and wait until none is left, whatever state.json
+/// says (a container without its own pid namespace keeps its other processes when init exits;
+/// a recorded pid may be dead or reused). The cgroup is thawed first, whatever its freezer's
+/// state (FREEZING included: a pause killed half way), since frozen tasks do not die on v1;
+/// then every member gets SIGKILL (cgroup.kill, or freeze, signal, thaw, so nothing forks away
+/// in between) until the cgroup is empty. A cgroup that is gone or unreadable is left to
+/// `destroy` to report. A cgroup that holds husk itself or its caller (a state.json naming a
+/// cgroup that is not the container's) is never swept.
+fn sweep(cg: &dyn crate::cgroups::Manager) {
+    let me = [std::process::id() as i32, nix::unistd::getppid().as_raw()];
+    let _ = cg.freeze(false);
+    let deadline = std::time::Instant::now() + SWEEP_TIMEOUT;
+    let mut delay = std::time::Duration::from_millis(1);
+    loop {
+        match cg.pids() {
+            Ok(p) if p.iter().any(|p| me.contains(p)) => {
+                crate::logging::warn(&format!(
+                    "cgroup {:?} holds husk or its caller: not killing its processes",
+                    cg.state().path
+                ));
+                return;
+            }
+            Ok(p) if !p.is_empty() => {}
+            _ => return,
         }
-    }
-    spawn::kill_and_wait(st.pid, false);
-    if !st.own_pid_ns {
-        let _ = signal_all(st, libc::SIGKILL);
+        let _ = cg.kill_all(nix::sys::signal::SIGKILL);
+        if std::time::Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(std::time::Duration::from_millis(50));
     }
 }
 
-/// What a `create` killed half way (e.g. SIGKILL) left: its cgroup (found again from the config
-/// copy saved before the cgroup was made), anything running in it, and the state dir. The init
-/// of such a create exits by itself when its sync channel closes.
-fn remove_half_created(g: &Global, id: &str) {
+/// Kill every process of a container: its init when `init_alive` (the pid was checked against
+/// its start time), and everything in its cgroup.
+fn kill_everything(st: &ContainerState, init_alive: bool) {
+    if st.cgroup.driver == crate::cgroups::NoCgroup::DRIVER {
+        // A rootless container without a cgroup of its own: its init is all husk can find.
+        if init_alive {
+            spawn::kill_and_wait(st.pid, false);
+        }
+        return;
+    }
+    let cg = crate::cgroups::from_state(&st.cgroup);
+    if let Ok(cg) = &cg {
+        let _ = cg.freeze(false);
+    }
+    crate::fault::step("delete: cgroup thawed");
+    if init_alive {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(st.pid),
+            nix::sys::signal::SIGKILL,
+        );
+    }
+    if let Ok(cg) = &cg {
+        sweep(cg.as_ref());
+    }
+    if init_alive {
+        spawn::kill_and_wait(st.pid, false);
+    }
+}
+
+/// What a `create` killed half way (e.g. SIGKILL) left, or a container whose state.json cannot
+/// be read or names an unusable cgroup: its cgroup (found again from the config copy saved before the cgroup was made),
+/// anything running in it, and the state dir. The init of such a create exits by itself when
+/// its sync channel closes.
+fn remove_half_created(g: &Global, id: &str) -> Result<()> {
     let dir = g.store.dir(id);
     spawn::unmount_half_created(&dir);
+    let mut res = Ok(());
     if let Ok(raw) = std::fs::read(dir.join(state::CONFIG_FILE)) {
         if let Ok(spec) = crate::spec::parse(&raw) {
             let path = spec
@@ -248,14 +325,13 @@ fn remove_half_created(g: &Global, id: &str) {
                 user,
             );
             if let Ok(cg) = cg {
-                let _ = cg.kill_all(nix::sys::signal::SIGKILL);
-                if let Err(e) = cg.destroy() {
-                    crate::logging::warn(&format!("remove the cgroup of {id}: {e:#}"));
-                }
+                sweep(cg.as_ref());
+                res = cg.destroy();
             }
         }
     }
-    let _ = std::fs::remove_dir_all(dir);
+    std::fs::remove_dir_all(&dir).with_context(|| format!("remove state dir of {id}"))?;
+    res.map_err(|e| cgroup_left(id, e))
 }
 
 pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
@@ -267,13 +343,17 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
         bail!("container {id} does not exist");
     }
     let _lock = g.store.lock(id)?;
+    crate::fault::step("delete: locked");
     let st = match g.store.load(id) {
         Ok(st) => st,
         Err(e) => {
-            // A state dir without state.json: a create that was killed half way.
+            // A state dir without state.json (a create that was killed half way) or with one
+            // that cannot be read.
             if force {
-                remove_half_created(g, id);
-                return Ok(());
+                if !g.store.dir(id).exists() {
+                    return Ok(()); // deleted by a concurrent delete while we waited for the lock
+                }
+                return remove_half_created(g, id);
             }
             return Err(e);
         }
@@ -284,38 +364,83 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
         status.as_str()
     );
     match status {
-        Status::Stopped => {}
-        Status::Created => kill_everything(&st, false),
-        s if force => kill_everything(&st, s == Status::Paused),
+        Status::Stopped | Status::Created => {}
+        _ if force => {}
         s => bail!(
             "cannot delete container {id} that is not stopped: {}",
             s.as_str()
         ),
     }
+    if st.cgroup.driver != crate::cgroups::NoCgroup::DRIVER {
+        if let Err(e) = crate::cgroups::from_state(&st.cgroup) {
+            // a state.json whose cgroup is unusable: the cgroup is found from the saved config
+            crate::logging::warn(&format!("{id}: {e:#}; using the saved config.json"));
+            if status != Status::Stopped {
+                spawn::kill_and_wait(st.pid, false);
+            }
+            return remove_half_created(g, id);
+        }
+    }
+    kill_everything(&st, status != Status::Stopped);
+    crate::fault::step("delete: processes killed");
     destroy(g, &st)
 }
 
+/// The status `list` shows for a container whose state file cannot be read (the reason goes
+/// to stderr): it is listed, not hidden, since its processes may still run.
+const UNREADABLE_STATUS: &str = "unknown";
+
 pub fn list(g: &Global, format: &str, quiet: bool) -> Result<()> {
-    let rows: Vec<_> = g
+    let empty = std::collections::HashMap::new();
+    let rows: Vec<(Option<ContainerState>, String, &str)> = g
         .store
         .load_all()?
         .into_iter()
-        .map(|st| {
-            let status = status_of(g, &st);
-            (st, status)
+        .map(|r| match r {
+            Ok(st) => {
+                let status = status_of(g, &st).as_str();
+                let id = st.id.clone();
+                (Some(st), id, status)
+            }
+            Err(u) => {
+                eprintln!(
+                    "husk: list: container {}: state cannot be read: {}",
+                    u.id, u.reason
+                );
+                (None, u.id, UNREADABLE_STATUS)
+            }
         })
         .collect();
+    fn oci<'a>(
+        (st, id, status): &'a (Option<ContainerState>, String, &'static str),
+        empty: &'a std::collections::HashMap<String, String>,
+    ) -> state::OciState<'a> {
+        match st {
+            Some(st) => st.oci_with(status),
+            None => state::OciState {
+                oci_version: "",
+                id,
+                pid: 0,
+                status,
+                bundle: std::path::Path::new(""),
+                rootfs: std::path::Path::new(""),
+                created: "",
+                annotations: empty,
+                owner: "",
+            },
+        }
+    }
     let mut out = String::new();
     if quiet {
-        for (st, _) in &rows {
-            out.push_str(&st.id);
+        for (_, id, _) in &rows {
+            out.push_str(id);
             out.push('\n');
         }
     } else {
         match format {
             "json" => {
                 // runc prints `null` for an empty list (a nil Go slice).
-                let v: Vec<_> = rows.iter().map(|(st, s)| st.oci(*s)).collect();
+                let v: Vec<_> = rows.iter().map(|r| oci(r, &empty)).collect();
                 out = if v.is_empty() {
                     "null".into()
                 } else {
@@ -323,7 +448,7 @@ pub fn list(g: &Global, format: &str, quiet: bool) -> Result<()> {
                 };
                 out.push('\n');
             }
-            "table" => out = table(&rows),
+            "table" => out = table(&rows.iter().map(|r| oci(r, &empty)).collect::<Vec<_>>()),
             other => bail!("--format: invalid format {other:?} (expected table or json)"),
         }
     }
@@ -332,7 +457,7 @@ pub fn list(g: &Global, format: &str, quiet: bool) -> Result<()> {
 }
 
 /// runc's table: tabwriter with minwidth 12, padding 3.
-fn table(rows: &[(ContainerState, Status)]) -> String {
+fn table(rows: &[state::OciState]) -> String {
     let mut cells: Vec<[String; 6]> = vec![[
         "ID".into(),
         "PID".into(),
@@ -341,15 +466,14 @@ fn table(rows: &[(ContainerState, Status)]) -> String {
         "CREATED".into(),
         "OWNER".into(),
     ]];
-    for (st, s) in rows {
-        let pid = if *s == Status::Stopped { 0 } else { st.pid };
+    for r in rows {
         cells.push([
-            st.id.clone(),
-            pid.to_string(),
-            s.as_str().into(),
-            st.bundle.display().to_string(),
-            st.created.clone(),
-            st.owner.clone(),
+            r.id.to_string(),
+            r.pid.to_string(),
+            r.status.into(),
+            r.bundle.display().to_string(),
+            r.created.to_string(),
+            r.owner.to_string(),
         ]);
     }
     let mut widths = [0usize; 5];

@@ -15,7 +15,9 @@ pub fn pause(g: &Global, id: &str) -> Result<()> {
         Status::Paused => bail!("container {id} is already paused"),
         _ => bail!("container not running"),
     }
+    crate::fault::step("pause: checked");
     crate::cgroups::from_state(&st.cgroup)?.freeze(true)?;
+    crate::fault::step("pause: frozen");
     st.paused = true;
     g.store.save(&st)
 }
@@ -26,7 +28,9 @@ pub fn resume(g: &Global, id: &str) -> Result<()> {
     if status_of(g, &st) != Status::Paused {
         bail!("container not paused");
     }
+    crate::fault::step("resume: checked");
     crate::cgroups::from_state(&st.cgroup)?.freeze(false)?;
+    crate::fault::step("resume: thawed");
     st.paused = false;
     g.store.save(&st)
 }
@@ -288,7 +292,10 @@ pub fn update(g: &Global, id: &str, f: &UpdateFlags) -> Result<()> {
         bail!("container not running");
     }
     let r = resources_from(f)?;
-    crate::cgroups::from_state(&st.cgroup)?.update(&r)
+    crate::fault::step("update: checked");
+    crate::cgroups::from_state(&st.cgroup)?.update(&r)?;
+    crate::fault::step("update: applied");
+    Ok(())
 }
 
 /// `features`: only what this build really does.

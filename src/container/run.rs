@@ -79,6 +79,7 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
     // Returns once the program runs (init's channel end closes at execve); a failing
     // startContainer hook comes back as an error and the cleanup removes everything.
     s.start()?;
+    crate::fault::step("run: started");
     s.commit();
     let st = s.state.clone();
     if !st.poststart.is_empty() {
@@ -91,6 +92,7 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
     }
 
     let code = forward_until_exit(st.pid, &mask, master.as_ref())?;
+    crate::fault::step("run: exited");
     crate::log_debug!("{}: exited, status {code}", a.create.id);
     if !a.keep {
         let _ = nix::sys::signal::kill(

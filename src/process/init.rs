@@ -384,7 +384,8 @@ pub fn finish(t: &ProcessTail, gate: &mut dyn FnMut() -> Result<()>) -> Result<I
         process.user().uid(),
     );
     let args = process.args().as_deref().unwrap_or(&[]);
-    let exe = lookup_executable(&args[0], &env)?;
+    let exe =
+        lookup_executable(&args[0], &env).map_err(|e| anyhow::anyhow!("process.args[0]: {e}"))?;
     refuse_self_exec(&exe, t.self_exe)?;
     let c_exe = cstring(exe.as_os_str().as_encoded_bytes())?;
     let c_args = args

@@ -225,9 +225,11 @@ fn spawn_in(
         state::write_atomic(&dir.join(HOST_ROOTFS_FILE), text.as_bytes(), 0o600)
             .context("save the rootfs's mount id")?;
     }
+    crate::fault::step("create: config saved");
 
     cleanup.cgroup = Some(make_cgroup(spec, o.id, o.systemd_cgroup, o.rootless)?);
     let cg = cleanup.cgroup.as_ref().expect("just set");
+    crate::fault::step("create: cgroup made");
     crate::log_debug!(
         "{}: cgroup driver {}, path {:?}",
         o.id,
@@ -330,6 +332,7 @@ fn spawn_in(
     drop(idmapped);
     cleanup.pid = pid;
     crate::log_debug!("{}: container init cloned, pid {pid}", o.id);
+    crate::fault::step("create: init cloned");
     let placed = match (&self_place, into_cgroup) {
         // init joins the v1 hierarchies itself; clone3 put it in the cgroup2 one, if any
         (Some((fd, _)), into) if into || fd.is_none() => Ok(()),
@@ -345,6 +348,7 @@ fn spawn_in(
         }
         return Err(e);
     }
+    crate::fault::step("create: init placed");
 
     let mut is_child = true;
     let mut pidfd = pidfd;
@@ -389,6 +393,7 @@ fn spawn_in(
                         crate::hooks::run_all("hooks.createRuntime", c, &st)?;
                     }
                 }
+                crate::fault::step("create: hooks run");
                 parent_chan.send(&Msg::HostPid(pid))?;
                 parent_chan.send(&Msg::HooksDone)?;
             }
@@ -408,6 +413,7 @@ fn spawn_in(
             }
             Msg::Ready => {
                 crate::log_debug!("{}: init {pid} is set up, waiting for start", o.id);
+                crate::fault::step("create: init ready");
                 break;
             }
             Msg::Error(e) => bail!("{e}"),
@@ -428,12 +434,14 @@ fn spawn_in(
         st.host_rootfs_mount = Some(now);
     }
     o.store.save(&st)?;
+    crate::fault::step("create: state saved");
     if let Some(pf) = o.pid_file {
         write_pid_file(pf, pid)?;
     }
     if o.start_socket {
         // Tell init the state is saved: it may now wait for `husk start`.
         parent_chan.send(&Msg::Start)?;
+        crate::fault::step("create: init told to wait for start");
     }
     Ok(Spawned {
         state: st,

@@ -53,8 +53,12 @@ fn parse_clean(bytes: &[u8]) -> Result<(Spec, Option<Vec<u8>>)> {
             None => (parse_tracked(bytes)?, None),
         },
     };
+    check_nul(bytes)?;
     if let Some(mounts) = spec.mounts_mut() {
-        for m in mounts.iter_mut() {
+        for (i, m) in mounts.iter_mut().enumerate() {
+            if m.destination().as_os_str().is_empty() {
+                bail!("mounts[{i}].destination: must not be empty");
+            }
             if m.destination().is_relative() {
                 let d = Path::new("/").join(m.destination());
                 m.set_destination(d);
@@ -62,6 +66,54 @@ fn parse_clean(bytes: &[u8]) -> Result<(Spec, Option<Vec<u8>>)> {
         }
     }
     Ok((spec, clean))
+}
+
+/// A NUL byte in a string the kernel gets (a path, an argument, an environment entry, a label)
+/// would be cut there or refused much later with an error that names nothing: refuse it here,
+/// naming the field. Only a config that contains the escape `\u0000` at all is walked (JSON
+/// cannot carry a raw NUL in a string). Annotations are exempt: they are never passed to the
+/// kernel.
+fn check_nul(bytes: &[u8]) -> Result<()> {
+    if !bytes.windows(6).any(|w| w == b"\\u0000") {
+        return Ok(());
+    }
+    fn walk(v: &serde_json::Value, path: &mut String) -> Option<String> {
+        match v {
+            serde_json::Value::String(s) if s.contains('\0') => Some(path.clone()),
+            serde_json::Value::Array(a) => a.iter().enumerate().find_map(|(i, x)| {
+                let n = path.len();
+                path.push_str(&format!("[{i}]"));
+                let r = walk(x, path);
+                path.truncate(n);
+                r
+            }),
+            serde_json::Value::Object(o) => o.iter().find_map(|(k, x)| {
+                if path.is_empty() && k == "annotations" {
+                    return None;
+                }
+                let n = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                let r = if k.contains('\0') {
+                    Some(path.clone())
+                } else {
+                    walk(x, path)
+                };
+                path.truncate(n);
+                r
+            }),
+            _ => None,
+        }
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Ok(());
+    };
+    match walk(&v, &mut String::new()) {
+        Some(field) => bail!("{field}: must not contain a NUL byte"),
+        None => Ok(()),
+    }
 }
 
 fn parse_tracked(bytes: &[u8]) -> Result<Spec> {
@@ -202,6 +254,9 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         .as_ref()
         .context("process: missing (a container needs a process to run)")?;
     match process.args() {
+        Some(a) if a.first().is_some_and(|a0| a0.is_empty()) => {
+            bail!("process.args[0]: the program to run must not be empty")
+        }
         Some(a) if !a.is_empty() => {}
         _ => bail!("process.args: must not be empty"),
     }
@@ -399,6 +454,32 @@ fn check_sysctl(key: &str, has: &dyn Fn(LinuxNamespaceType) -> bool) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_bytes_and_empty_destinations_name_the_field() {
+        let base = r#"{"ociVersion":"1.2.0","root":{"path":"rootfs"},"process":{"cwd":"/",
+            "user":{"uid":0,"gid":0},"args":["sh","-c"],"env":["A=1","B=2"]},
+            "annotations":{"a":"x\u0000y"},"mounts":[{"destination":"/proc","type":"proc"}]}"#;
+        parse(base.as_bytes()).expect("a NUL in an annotation is harmless");
+        for (from, to, field) in [
+            (r#""B=2""#, r#""B=\u00002""#, "process.env[1]"),
+            (r#""-c""#, r#""-\u0000c""#, "process.args[1]"),
+            (r#""/proc""#, r#""/pr\u0000oc""#, "mounts[0].destination"),
+            (r#""rootfs""#, r#""root\u0000fs""#, "root.path"),
+            (
+                r#""/proc""#,
+                r#""""#,
+                "mounts[0].destination: must not be empty",
+            ),
+        ] {
+            let e = parse(base.replace(from, to).as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{to}: {e}");
+        }
+        // an escaped backslash followed by "u0000" is no NUL
+        parse(base.replace(r#""B=2""#, r#""B=\\u0000""#).as_bytes()).unwrap();
+    }
 
     #[test]
     fn type_error_names_the_field() {

@@ -95,15 +95,20 @@ pub struct OciState<'a> {
 
 impl ContainerState {
     pub fn oci<'a>(&'a self, status: Status) -> OciState<'a> {
+        self.oci_with(status.as_str())
+    }
+
+    /// [`ContainerState::oci`] with the status as text.
+    pub fn oci_with<'a>(&'a self, status: &'a str) -> OciState<'a> {
         OciState {
             oci_version: &self.oci_version,
             id: &self.id,
-            pid: if status == Status::Stopped {
+            pid: if status == Status::Stopped.as_str() {
                 0
             } else {
                 self.pid
             },
-            status: status.as_str(),
+            status,
             bundle: &self.bundle,
             rootfs: &self.rootfs,
             created: &self.created,
@@ -132,6 +137,13 @@ pub fn validate_id(id: &str) -> Result<()> {
         bail!("invalid container id: {id:?} (allowed: letters, digits, '_', '+', '-', '.')");
     }
     Ok(())
+}
+
+/// A container whose state file exists but cannot be read or parsed (see `Store::load_all`).
+#[derive(Debug)]
+pub struct Unreadable {
+    pub id: String,
+    pub reason: String,
 }
 
 /// The store at `--root`.
@@ -182,9 +194,11 @@ impl Store {
     }
 
     /// Every container's state, by id order, for `list`: state files are opened relative to one
-    /// open root directory (no path walk from / per container). A container whose state cannot
-    /// be read (one being created or deleted right now) is left out.
-    pub fn load_all(&self) -> Result<Vec<ContainerState>> {
+    /// open root directory (no path walk from / per container). A container without a state
+    /// file (one being created right now, or whose create was killed) is left out; one whose
+    /// state file cannot be read or parsed is returned as an `Err` with its id and the reason,
+    /// so that `list` still shows it.
+    pub fn load_all(&self) -> Result<Vec<std::result::Result<ContainerState, Unreadable>>> {
         let ids = self.ids()?;
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -192,21 +206,42 @@ impl Store {
         let root =
             File::open(&self.root).with_context(|| format!("open {}", self.root.display()))?;
         let mut out = Vec::with_capacity(ids.len());
-        for id in &ids {
-            let Ok(fd) = nix::fcntl::openat(
+        for id in ids {
+            let bad = |reason: String| {
+                Err(Unreadable {
+                    id: id.clone(),
+                    reason,
+                })
+            };
+            let name = format!("{id}/{STATE_FILE}");
+            let fd = match nix::fcntl::openat(
                 &root,
-                format!("{id}/{STATE_FILE}").as_str(),
+                name.as_str(),
                 nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
                 nix::sys::stat::Mode::empty(),
-            ) else {
-                continue;
+            ) {
+                Ok(fd) => fd,
+                Err(nix::errno::Errno::ENOENT) => continue,
+                Err(e) => {
+                    out.push(bad(format!("open {STATE_FILE}: {}", e.desc())));
+                    continue;
+                }
             };
-            let Ok(data) = read_all(File::from(fd)) else {
-                continue;
+            let data = match read_all(File::from(fd)) {
+                Ok(d) => d,
+                Err(e) => {
+                    out.push(bad(format!("read {STATE_FILE}: {e}")));
+                    continue;
+                }
             };
-            if let Ok(st) = serde_json::from_slice(&data) {
-                out.push(st);
-            }
+            out.push(match serde_json::from_slice::<ContainerState>(&data) {
+                Ok(st) if st.id == id => Ok(st),
+                Ok(st) => bad(format!(
+                    "{STATE_FILE} names another container ({:?})",
+                    st.id
+                )),
+                Err(e) => bad(format!("parse {STATE_FILE}: {e}")),
+            });
         }
         Ok(out)
     }
@@ -305,9 +340,14 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
         return None;
     }
     let stat = read_small(Path::new(&format!("/proc/{pid}/stat"))).ok()?;
-    let stat = std::str::from_utf8(&stat).ok()?;
+    parse_start_time(std::str::from_utf8(&stat).ok()?)
+}
+
+/// The start time in a /proc/PID/stat line; None for a zombie, a dead task or a line that does
+/// not parse.
+pub fn parse_start_time(stat: &str) -> Option<u64> {
     // The comm field may contain spaces and parentheses: split after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
     // rest starts at field 3 (state); starttime is field 22.
     let mut fields = rest.split_ascii_whitespace();
     let state = fields.next()?;

@@ -773,8 +773,15 @@ pub fn force_remove(pids: &[i32], work: &Path, id: &str) {
             unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         }
     }
-    // processes still in the container's cgroups (e.g. a container whose pid we never saw)
+    // processes still in the container's cgroups (e.g. a container whose pid we never saw);
+    // thawed first: frozen tasks do not die on cgroup v1
     let mut dirs = cgroup_dirs(id);
+    for d in &dirs {
+        let _ = std::fs::write(d.join("freezer.state"), "THAWED");
+        if d.join("cgroup.freeze").exists() {
+            let _ = std::fs::write(d.join("cgroup.freeze"), "0");
+        }
+    }
     for d in &dirs {
         let _ = Command::new("find")
             .arg(d)
