@@ -3,6 +3,8 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+pub mod image;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "husk",
@@ -114,6 +116,8 @@ pub enum Command {
     Checkpoint(CheckpointArgs),
     /// Restore a container from a CRIU checkpoint.
     Restore(RestoreArgs),
+    /// Images: pull, ls, inspect, tag, rm, unpack (see `husk image --help`).
+    Image(image::ImageArgs),
     /// Write a default config.json.
     Spec {
         /// The bundle directory.
