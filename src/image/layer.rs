@@ -162,7 +162,21 @@ fn apply_entry<R: Read>(
 ) -> Result<()> {
     let kind = entry.header().entry_type();
     let Some(path) = clean(raw) else {
-        return Ok(()); // the root itself: its owner and mode are the bundle's business
+        // the root itself: a directory entry sets its owner, mode and mtime (as umoci does)
+        if kind == tar::EntryType::Directory {
+            let meta = meta_of(entry)?;
+            let fd = openat(
+                root,
+                c".",
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(errno)
+            .context("open the root")?;
+            set_meta_fd(fd.as_fd(), &meta, opts)?;
+            dir_times.push((PathBuf::new(), meta.mtime));
+        }
+        return Ok(());
     };
     let (parent, name) = match (path.parent(), path.file_name()) {
         (Some(p), Some(n)) => (p.to_path_buf(), n.to_owned()),
@@ -667,6 +681,7 @@ mod tests {
     fn files_links_and_modes() {
         let s = sandbox();
         s.apply(&[
+            entry("./", DIR, "", b"", 0o711),
             entry("./etc/", DIR, "", b"", 0o755),
             entry("./etc/passwd", REG, "", b"root:x:0:0::/:/bin/sh\n", 0o644),
             entry("./bin/tool", REG, "", b"#!/bin/sh\n", 0o4755),

@@ -445,6 +445,44 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
+/// Ends a tar stream that stops right after its last entry's data (no padding to 512 bytes,
+/// no end-of-archive blocks, as umoci 0.4's `insert` writes them) with the zeros it lacks: at
+/// most 511 + 1024 bytes, so an entry cut short further than its padding still fails to parse.
+/// The diff_id is hashed before this, over the bytes the layer really has.
+struct PadAtEof<R> {
+    inner: R,
+    seen: u64,
+    pad: Option<u64>,
+}
+
+impl<R> PadAtEof<R> {
+    fn new(inner: R) -> Self {
+        PadAtEof {
+            inner,
+            seen: 0,
+            pad: None,
+        }
+    }
+}
+
+impl<R: Read> Read for PadAtEof<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pad.is_none() {
+            let n = self.inner.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                self.seen += n as u64;
+                return Ok(n);
+            }
+            self.pad = Some((512 - self.seen % 512) % 512 + 1024);
+        }
+        let left = self.pad.as_mut().expect("set above");
+        let n = (*left).min(buf.len() as u64) as usize;
+        buf[..n].fill(0);
+        *left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// `husk image unpack REF DIR`: DIR/rootfs (every layer applied in order, each checked against
 /// its diff_id) and DIR/config.json. A full copy per bundle; on failure what was made is removed.
 pub fn unpack(store: &Store, text: &str, bundle: &Path) -> Result<()> {
@@ -524,7 +562,7 @@ fn unpack_into(
             inner: plain,
             hasher: Sha256::new(),
         };
-        layer::apply(root.as_fd(), &mut h, opts, &digest)
+        layer::apply(root.as_fd(), PadAtEof::new(&mut h), opts, &digest)
             .with_context(|| format!("unpack {name}"))?;
         // the tar end marker may be followed by padding: all of it is part of the diff_id
         io::copy(&mut h, &mut io::sink())
@@ -558,6 +596,21 @@ mod tests {
         assert!(PlatformSpec::parse("linux/arm").unwrap().matches(&plat));
         assert!(!PlatformSpec::parse("linux/arm/v6").unwrap().matches(&plat));
         assert!(!PlatformSpec::host().matches(&plat));
+    }
+
+    #[test]
+    fn missing_tar_padding_is_supplied() {
+        let mut out = Vec::new();
+        PadAtEof::new(&[7u8; 600][..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out.len(), 1024 + 1024);
+        assert!(out[600..].iter().all(|&b| b == 0));
+        let mut out = Vec::new();
+        PadAtEof::new(&[7u8; 512][..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out.len(), 512 + 1024);
     }
 
     #[test]
