@@ -10,9 +10,9 @@ use flate2::write::GzEncoder;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,8 +23,20 @@ const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MT_LAYER_GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const MT_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
-fn need_tools(test: &str) -> bool {
+/// Root, and husk as the runtime under test (`husk image` has no runc or crun counterpart).
+fn need_husk(test: &str) -> bool {
     if !require_root(test) {
+        return false;
+    }
+    if is_runc() || is_crun() {
+        skip(test, "`image` is husk's own command; nothing to validate against runc or crun");
+        return false;
+    }
+    true
+}
+
+fn need_tools(test: &str) -> bool {
+    if !need_husk(test) {
         return false;
     }
     for t in ["docker-registry", "skopeo", "umoci"] {
@@ -496,8 +508,8 @@ fn serve(c: TcpStream, handler: &Handler, seen: &Mutex<Vec<String>>) {
     let _ = w.write_all(&resp.body);
 }
 
-/// A handler serving `img` as `REPO:TAG` (manifest by tag or digest, blobs by digest), with
-/// `tamper` given a chance to change any answer.
+/// A handler serving `img` as `REPO:TAG` (manifest by tag or digest, blobs by digest), and the
+/// `extra` manifests by tag (content type, body).
 fn serve_image(
     repo: &str,
     tag: &str,
@@ -698,4 +710,506 @@ fn pull_unpack_run() {
         "{e}"
     );
     assert!(!work.path().join("b3").exists());
+}
+
+/// Everything a layer can hold, applied by husk and by `umoci unpack` from the same OCI layout:
+/// the same tree (paths, types, modes, owners, sizes, mtimes, link targets, link counts,
+/// contents, security.capability).
+#[test]
+fn unpack_matches_umoci() {
+    if !need_tools("unpack_matches_umoci") {
+        return;
+    }
+    let work = tmpdir("interop");
+    let base = run_timeout(
+        Command::new("tar")
+            .args(["--numeric-owner", "--xattrs", "-C"])
+            .arg(testroot())
+            .args(["-cf", "-", "."]),
+        Duration::from_secs(60),
+    );
+    assert!(base.status.success());
+    let l2 = tar(&[
+        dir("opt/", 0o755),
+        dir("opt/d/", 0o750),
+        file("opt/d/old", b"old", 0o644),
+        file("opt/gone", b"gone", 0o644),
+        file("opt/stay", b"stay", 0o644),
+    ]);
+    // vfs_cap_data revision 2: CAP_NET_RAW permitted + effective
+    let cap: Vec<u8> = [
+        0x01, 0, 0, 0x02, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ]
+    .to_vec();
+    let l3 = tar(&[
+        file("opt/.wh.gone", b"", 0o644),
+        dir("opt/d/", 0o755),
+        file("opt/d/.wh..wh..opq", b"", 0o644),
+        file("opt/d/new", b"new", 0o600),
+        hardlink("opt/hl", "opt/stay"),
+        symlink("opt/sl", "../etc/passwd"),
+        Ent {
+            name: "opt/null".into(),
+            kind: b'3',
+            mode: 0o666,
+            dev: (1, 3),
+            ..Default::default()
+        },
+        Ent {
+            name: "opt/fifo".into(),
+            kind: b'6',
+            mode: 0o640,
+            ..Default::default()
+        },
+        Ent {
+            uid: 1234,
+            gid: 5678,
+            ..file("opt/owned", b"mine", 0o640)
+        },
+        file("opt/suid", b"#!/bin/sh\n", 0o4755),
+        Ent {
+            pax: vec![("SCHILY.xattr.security.capability".into(), cap.clone())],
+            ..file("opt/cap", b"ping", 0o755)
+        },
+        file("bin/.wh.acpid", b"", 0o644),
+    ]);
+    let img = image(&[base.stdout, l2, l3], json!({"Cmd": ["/probe"]}));
+    let layout = work.path().join("layout");
+    write_layout(&layout, "t", &img);
+    let umoci_bundle = work.path().join("umoci");
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:t", layout.display()))
+            .arg(&umoci_bundle),
+    );
+
+    let reg = Registry::start(None);
+    reg.push(&layout, "t", "interop/img:1", None, None);
+    let store = work.path().join("store");
+    husk_ok(
+        &store,
+        &["pull", "-q", &format!("{}/interop/img:1", reg.host())],
+    );
+    let husk_bundle = work.path().join("husk");
+    husk_ok(
+        &store,
+        &[
+            "unpack",
+            &format!("{}/interop/img:1", reg.host()),
+            husk_bundle.to_str().unwrap(),
+        ],
+    );
+
+    let listing = |root: &Path| {
+        run_ok(
+            Command::new("find")
+                .arg(".")
+                .args(["-printf", "%p %y %m %U %G %s %n %T@ %l\\n"])
+                .current_dir(root),
+        )
+        .lines()
+        .map(String::from)
+        .filter(|l| !l.starts_with(". ")) // the root: umoci makes it 0700 itself
+        .collect::<std::collections::BTreeSet<_>>()
+    };
+    let (u, h) = (umoci_bundle.join("rootfs"), husk_bundle.join("rootfs"));
+    let (lu, lh) = (listing(&u), listing(&h));
+    let only_u: Vec<_> = lu.difference(&lh).collect();
+    let only_h: Vec<_> = lh.difference(&lu).collect();
+    assert!(
+        only_u.is_empty() && only_h.is_empty(),
+        "umoci only: {only_u:#?}\nhusk only: {only_h:#?}"
+    );
+    assert!(lh.len() > 100, "a tree was unpacked");
+    // contents of every regular file
+    for l in &lh {
+        let mut f = l.split(' ');
+        let (p, t) = (f.next().unwrap(), f.next().unwrap());
+        if t == "f" {
+            assert_eq!(
+                std::fs::read(u.join(p)).unwrap(),
+                std::fs::read(h.join(p)).unwrap(),
+                "{p}"
+            );
+        }
+    }
+    // the things this test is about, explicitly
+    assert!(!h.join("opt/gone").exists() && !h.join("bin/acpid").exists());
+    assert!(!h.join("opt/d/old").exists() && h.join("opt/d/new").exists());
+    let getcap = |p: &Path| {
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        let mut buf = [0u8; 64];
+        // SAFETY: c is NUL-terminated, buf is a live buffer of the given length.
+        let n = unsafe {
+            libc::lgetxattr(
+                c.as_ptr(),
+                c"security.capability".as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        assert!(n > 0, "no security.capability on {}", p.display());
+        buf[..n as usize].to_vec()
+    };
+    assert_eq!(getcap(&h.join("opt/cap")), cap);
+    assert_eq!(getcap(&u.join("opt/cap")), getcap(&h.join("opt/cap")));
+}
+
+/// Layers crafted like the umoci, containerd and moby archive advisories: path traversal,
+/// absolute and chained symlinks written through, a directory replaced by a symlink to the host
+/// and then written through, a hardlink to a host file. Nothing outside the bundle changes.
+#[test]
+fn malicious_layers_stay_inside() {
+    if !need_tools("malicious_layers_stay_inside") {
+        return;
+    }
+    let work = tmpdir("evil");
+    let host = tmpdir("evil-host");
+    let hp = host.path().to_str().unwrap().to_string();
+    std::fs::write(host.path().join("secret"), b"host secret").unwrap();
+    let host_listing = || {
+        run_ok(
+            Command::new("find")
+                .arg(host.path())
+                .args(["-printf", "%p %y %s %n %T@\\n"]),
+        )
+    };
+    let before = host_listing();
+    let hrel = &hp[1..];
+    let ups = "../../../../../../../../..";
+    let l1 = tar(&[
+        file(&format!("{ups}{hp}/traversal"), b"x", 0o644),
+        symlink("abs", &hp),
+        file("abs/through-abs", b"x", 0o644),
+        symlink("a/up", ups),
+        symlink("a/chain", "up/tmp/../"),
+        file(&format!("a/chain/{hrel}/through-chain"), b"x", 0o644),
+        dir("etc/", 0o755),
+        file("etc/hosts", b"x", 0o644),
+    ]);
+    let l2 = tar(&[
+        symlink("etc", &hp),
+        file("etc/through-replaced-dir", b"x", 0o644),
+        dir("etc/made-dir/", 0o755),
+        symlink("secret-link", &format!("{hp}/secret")),
+        file("secret-link", b"replaced the link, not the target", 0o644),
+    ]);
+    let evil = image(&[l1, l2], json!({"Cmd": ["/x"]}));
+    let hard = image(
+        &[tar(&[hardlink("h", &format!("{hp}/secret"))])],
+        json!({"Cmd": ["/x"]}),
+    );
+    let reg = Registry::start(None);
+    for (name, img) in [("evil", &evil), ("hard", &hard)] {
+        let layout = work.path().join(name);
+        write_layout(&layout, "t", img);
+        reg.push(&layout, "t", &format!("evil/{name}:1"), None, None);
+    }
+    let store = work.path().join("store");
+    let r = format!("{}/evil/evil:1", reg.host());
+    husk_ok(&store, &["pull", "-q", &r]);
+    let b = work.path().join("b");
+    husk_ok(&store, &["unpack", &r, b.to_str().unwrap()]);
+    assert_eq!(host_listing(), before, "the host directory changed");
+    assert_eq!(
+        std::fs::read(host.path().join("secret")).unwrap(),
+        b"host secret"
+    );
+    // each write landed at its in-root place
+    let inside = b.join("rootfs").join(hrel);
+    for f in [
+        "traversal",
+        "through-abs",
+        "through-chain",
+        "through-replaced-dir",
+    ] {
+        assert!(inside.join(f).is_file(), "{f} not inside the rootfs");
+    }
+    assert!(inside.join("made-dir").is_dir());
+    assert_eq!(
+        std::fs::read(b.join("rootfs/secret-link")).unwrap(),
+        b"replaced the link, not the target"
+    );
+
+    let r = format!("{}/evil/hard:1", reg.host());
+    husk_ok(&store, &["pull", "-q", &r]);
+    let b2 = work.path().join("b2");
+    let e = husk_err(&store, &["unpack", &r, b2.to_str().unwrap()]);
+    assert!(
+        e.contains("hardlink target") && e.contains(&hard.manifest_layer(0)),
+        "{e}"
+    );
+    assert!(!b2.exists(), "a failed unpack left {}", b2.display());
+    assert_eq!(host_listing(), before);
+}
+
+impl Img {
+    fn manifest_layer(&self, i: usize) -> String {
+        let m: Value = serde_json::from_slice(&self.manifest).unwrap();
+        m["layers"][i]["digest"].as_str().unwrap().to_string()
+    }
+}
+
+/// Answers a real registry never gives: each is a clear error naming the reference and the
+/// digest, and the store stays consistent with nothing half-stored.
+#[test]
+fn bad_registry_answers() {
+    if !need_husk("bad_registry_answers") {
+        return;
+    }
+    let work = tmpdir("bad");
+    let store = work.path().join("store");
+    let img = small_image();
+    let layer = img.manifest_layer(0);
+    let other = image(&[tar(&[file("x", b"y", 0o644)])], json!({"Cmd": ["/x"]}));
+    let index = |plats: &[(&str, &str)]| {
+        let m: Vec<Value> = plats
+            .iter()
+            .map(|(arch, d)| {
+                json!({"mediaType": MT_MANIFEST, "digest": d, "size": img.manifest.len(),
+                       "platform": {"os": "linux", "architecture": arch}})
+            })
+            .collect();
+        serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": m}))
+            .unwrap()
+    };
+    let zstd_manifest = {
+        let mut m: Value = serde_json::from_slice(&img.manifest).unwrap();
+        m["layers"][0]["mediaType"] = json!("application/vnd.oci.image.layer.v1.tar+zstd");
+        serde_json::to_vec(&m).unwrap()
+    };
+    let extra: HashMap<String, (String, Vec<u8>)> = HashMap::from([
+        (
+            "odd".into(),
+            (
+                "application/vnd.example.thing+json".into(),
+                br#"{"schemaVersion":2,"mediaType":"application/vnd.example.thing+json"}"#.to_vec(),
+            ),
+        ),
+        (
+            "arm-only".into(),
+            (MT_INDEX.into(), index(&[("arm64", &other.digest)])),
+        ),
+        (
+            "multi".into(),
+            (
+                MT_INDEX.into(),
+                index(&[("arm64", &other.digest), ("amd64", &img.digest)]),
+            ),
+        ),
+        ("big".into(), (MT_MANIFEST.into(), vec![b' '; 5 << 20])),
+        ("zstd".into(), (MT_MANIFEST.into(), zstd_manifest)),
+        (
+            format!("sha256:{}", "1".repeat(64)),
+            (MT_MANIFEST.into(), img.manifest.clone()),
+        ),
+    ]);
+    let good = Arc::new(serve_image("bad/img", "t", small_image(), extra));
+    // the same registry, with the layer blob tampered with per mode
+    let mode = Arc::new(Mutex::new(""));
+    let (m2, g2, l2) = (mode.clone(), good.clone(), layer.clone());
+    let fake = Fake::start(Arc::new(move |q: &Req| {
+        let mut r = g2(q);
+        if q.path.ends_with(&l2) {
+            match *m2.lock().unwrap() {
+                "flip" => r.body[20] ^= 0xff,
+                "short" => r.body.truncate(r.body.len() / 2),
+                "hang" => std::thread::sleep(Duration::from_secs(4)),
+                _ => {}
+            }
+        }
+        r
+    }));
+    let h = fake.host();
+    let reff = |t: &str| format!("{h}/bad/img:{t}");
+    let set = |m: &'static str| *mode.lock().unwrap() = m;
+
+    set("flip");
+    let e = husk_err(&store, &["pull", &reff("t")]);
+    assert!(
+        e.contains("digest mismatch") && e.contains(&layer) && e.contains(&reff("t")),
+        "{e}"
+    );
+    assert_store_consistent(&store, 0);
+    set("short");
+    let e = husk_err(&store, &["pull", &reff("t")]);
+    assert!(
+        e.contains("truncated") && e.contains(&layer) && e.contains(&reff("t")),
+        "{e}"
+    );
+    assert_store_consistent(&store, 0);
+    set("hang");
+    let t0 = Instant::now();
+    let e = husk_err(&store, &["pull", "--timeout", "1", &reff("t")]);
+    assert!(
+        e.contains(&layer) && e.to_lowercase().contains("timed out"),
+        "{e}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(30));
+    assert_store_consistent(&store, 0);
+    set("");
+
+    let e = husk_err(&store, &["pull", &reff("odd")]);
+    assert!(
+        e.contains("application/vnd.example.thing+json") && e.contains(&reff("odd")),
+        "{e}"
+    );
+    let e = husk_err(&store, &["pull", &reff("arm-only")]);
+    assert!(
+        e.contains("no manifest for platform linux/amd64 (it has: linux/arm64)")
+            && e.contains(&reff("arm-only")),
+        "{e}"
+    );
+    let e = husk_err(&store, &["pull", &reff("big")]);
+    assert!(e.contains("limit of 4194304"), "{e}");
+    let e = husk_err(&store, &["pull", &reff("zstd")]);
+    assert!(e.contains("tar+zstd") && e.contains(&layer), "{e}");
+    assert_store_consistent(&store, 0);
+    // an index: the host's platform is chosen; another one on request
+    husk_ok(&store, &["pull", "-q", &reff("multi")]);
+    assert_store_consistent(&store, 1);
+    let e = husk_err(
+        &store,
+        &["pull", "--platform", "linux/arm64", &reff("multi")],
+    );
+    assert!(
+        e.contains(&other.digest),
+        "the arm64 manifest was asked for: {e}"
+    );
+    let inspect: Value =
+        serde_json::from_str(&husk_ok(&store, &["inspect", &reff("multi")])).unwrap();
+    assert_eq!(inspect["digest"], img.digest);
+    assert_eq!(inspect["platform"]["architecture"], "amd64");
+    // a digest reference answered with another manifest
+    let lying = format!("{h}/bad/img@sha256:{}", "1".repeat(64));
+    let e = husk_err(&store, &["pull", &lying]);
+    assert!(
+        e.contains(&format!(
+            "answered with a manifest whose digest is {}",
+            img.digest
+        )),
+        "{e}"
+    );
+    // a digest this registry does not have: a 404 naming it
+    let wrong = format!("{h}/bad/img@{}", other.digest);
+    let e = husk_err(&store, &["pull", &wrong]);
+    assert!(e.contains(&other.digest) && e.contains("404"), "{e}");
+    assert_store_consistent(&store, 1);
+}
+
+/// Bearer tokens: the 401 challenge names a realm; husk asks it for a pull token with the
+/// credentials and retries with the token. A token endpoint that refuses is a clear error.
+#[test]
+fn bearer_token_auth() {
+    if !need_husk("bearer_token_auth") {
+        return;
+    }
+    let work = tmpdir("bearer");
+    let store = work.path().join("store");
+    let inner = serve_image("tok/img", "t", small_image(), HashMap::new());
+    let fake = Fake::start(Arc::new(move |q: &Req| {
+        let host = q.headers.get("host").cloned().unwrap_or_default();
+        if q.path.starts_with("/token") {
+            let ok = q.headers.get("authorization").map(String::as_str)
+                == Some("Basic YWxpY2U6c2VjcmV0") // alice:secret
+                && q.path.contains("service=fake")
+                && q.path.contains("scope=repository%3Atok%2Fimg%3Apull");
+            return if ok {
+                resp(
+                    200,
+                    "application/json",
+                    br#"{"token":"tok-123","expires_in":300}"#.to_vec(),
+                )
+            } else {
+                resp(401, "application/json", b"{}".to_vec())
+            };
+        }
+        if q.headers.get("authorization").map(String::as_str) != Some("Bearer tok-123") {
+            let mut r = resp(
+                401,
+                "application/json",
+                br#"{"errors":[{"code":"UNAUTHORIZED","message":"token"}]}"#.to_vec(),
+            );
+            r.headers.push((
+                "WWW-Authenticate".into(),
+                format!(r#"Bearer realm="http://{host}/token",service="fake",scope="repository:tok/img:pull""#),
+            ));
+            return r;
+        }
+        inner(q)
+    }));
+    let r = format!("{}/tok/img:t", fake.host());
+    let e = husk_err(&store, &["pull", &r]);
+    assert!(
+        e.contains("token endpoint") && e.contains("401") && e.contains("no credentials"),
+        "{e}"
+    );
+    let e = husk_err(&store, &["pull", "--creds", "alice:wrong", &r]);
+    assert!(e.contains("token endpoint") && e.contains("alice"), "{e}");
+    assert_store_consistent(&store, 0);
+    husk_ok(&store, &["pull", "-q", "--creds", "alice:secret", &r]);
+    assert_store_consistent(&store, 1);
+    let seen = fake.seen.lock().unwrap().clone();
+    let tokens = seen.iter().filter(|s| s.starts_with("/token")).count();
+    let with_bearer = seen
+        .iter()
+        .filter(|s| s.ends_with("auth=Bearer tok-123"))
+        .count();
+    // one token per pull of this repository, reused for the manifest and both blobs
+    assert_eq!(tokens, 3, "{seen:#?}");
+    assert_eq!(with_bearer, 3, "{seen:#?}");
+}
+
+/// Basic auth (docker-registry with htpasswd): no credentials, wrong ones, right ones from
+/// --creds and from $REGISTRY_AUTH_FILE.
+#[test]
+fn basic_auth_htpasswd() {
+    if !need_tools("basic_auth_htpasswd") {
+        return;
+    }
+    if Command::new("htpasswd").arg("-h").output().is_err() {
+        skip(
+            "basic_auth_htpasswd",
+            "htpasswd (apache2-utils) is not installed (make deps)",
+        );
+        return;
+    }
+    let work = tmpdir("basic");
+    let reg = Registry::start(Some(("alice", "secret")));
+    let layout = work.path().join("layout");
+    write_layout(&layout, "t", &small_image());
+    reg.push(&layout, "t", "auth/img:1", None, Some("alice:secret"));
+    let store = work.path().join("store");
+    let r = format!("{}/auth/img:1", reg.host());
+    let e = husk_err(&store, &["pull", &r]);
+    assert!(
+        e.contains("needs credentials") && e.contains("auth/img"),
+        "{e}"
+    );
+    let e = husk_err(&store, &["pull", "--creds", "alice:nope", &r]);
+    assert!(
+        e.contains("401 unauthorized") && e.contains("alice") && e.contains("auth/img"),
+        "{e}"
+    );
+    assert_store_consistent(&store, 0);
+    husk_ok(&store, &["pull", "-q", "--creds", "alice:secret", &r]);
+    let auth = work.path().join("auth.json");
+    std::fs::write(
+        &auth,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"YWxpY2U6c2VjcmV0"}}}}}}"#,
+            reg.host()
+        ),
+    )
+    .unwrap();
+    let mut c = Command::new(runtime());
+    c.arg("image")
+        .arg("--store")
+        .arg(&store)
+        .args(["pull", "-q", "--", &r])
+        .env("REGISTRY_AUTH_FILE", &auth);
+    let o = run_timeout(&mut c, Duration::from_secs(60));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_store_consistent(&store, 1);
 }

@@ -188,12 +188,59 @@ fn apply_entry<R: Read>(
     }
     let dir = parent_dir(root, &parent)
         .with_context(|| format!("make parent directory {}", parent.display()))?;
-    let dir = dir.as_fd();
-    let existing = match fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Ok(st) => Some(file_type(&st)),
-        Err(Errno::ENOENT) => None,
-        Err(e) => return Err(errno(e)).context("stat"),
-    };
+    // adding or replacing a child changes the directory's times: what the lower layers (or this
+    // layer's own directory entry, applied at the end) set stays, as umoci keeps it
+    let saved = stat_fd(dir.as_fd())?;
+    make_entry(
+        root,
+        entry,
+        &path,
+        &name,
+        existing_of(dir.as_fd(), &name)?,
+        dir.as_fd(),
+        opts,
+        made,
+        dir_times,
+    )?;
+    restore_times(dir.as_fd(), &saved)
+}
+
+fn existing_of(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Option<SFlag>> {
+    match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(file_type(&st))),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(errno(e)).context("stat"),
+    }
+}
+
+/// Put back the atime and mtime `saved` of the file held by `fd`.
+fn restore_times(fd: BorrowedFd<'_>, saved: &nix::sys::stat::FileStat) -> Result<()> {
+    let p = resolve::proc_fd_path(fd);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        p.as_c_str(),
+        &TimeSpec::new(saved.st_atime, saved.st_atime_nsec),
+        &TimeSpec::new(saved.st_mtime, saved.st_mtime_nsec),
+        nix::sys::stat::UtimensatFlags::FollowSymlink,
+    )
+    .map_err(errno)
+    .context("restore the parent directory's times")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn make_entry<R: Read>(
+    root: BorrowedFd<'_>,
+    entry: &mut tar::Entry<'_, R>,
+    path: &Path,
+    name: &OsStr,
+    existing: Option<SFlag>,
+    dir: BorrowedFd<'_>,
+    opts: ApplyOptions,
+    made: &mut HashSet<PathBuf>,
+    dir_times: &mut Vec<(PathBuf, TimeSpec)>,
+) -> Result<()> {
+    let kind = entry.header().entry_type();
+    let path = path.to_path_buf();
     use tar::EntryType as T;
     if kind == T::Link {
         let target_raw = entry
@@ -218,8 +265,8 @@ fn apply_entry<R: Read>(
         if file_type(&tst) == SFlag::S_IFDIR {
             bail!("hardlink to directory {}", target.display());
         }
-        remove_existing(dir, name.as_os_str(), existing)?;
-        linkat(tdir.as_fd(), tname, dir, name.as_os_str(), AtFlags::empty())
+        remove_existing(dir, name, existing)?;
+        linkat(tdir.as_fd(), tname, dir, name, AtFlags::empty())
             .map_err(errno)
             .with_context(|| format!("hardlink to {}", target.display()))?;
         made.insert(path);
@@ -229,14 +276,14 @@ fn apply_entry<R: Read>(
     match kind {
         T::Directory => {
             if existing != Some(SFlag::S_IFDIR) {
-                remove_existing(dir, name.as_os_str(), existing)?;
-                mkdirat(dir, name.as_os_str(), Mode::from_bits_truncate(0o700))
+                remove_existing(dir, name, existing)?;
+                mkdirat(dir, name, Mode::from_bits_truncate(0o700))
                     .map_err(errno)
                     .context("mkdir")?;
             }
             let fd = openat(
                 dir,
-                name.as_os_str(),
+                name,
                 OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
                 Mode::empty(),
             )
@@ -246,10 +293,10 @@ fn apply_entry<R: Read>(
             dir_times.push((path.clone(), meta.mtime));
         }
         T::Regular | T::Continuous | T::GNUSparse => {
-            remove_existing(dir, name.as_os_str(), existing)?;
+            remove_existing(dir, name, existing)?;
             let fd = openat(
                 dir,
-                name.as_os_str(),
+                name,
                 OFlag::O_CREAT
                     | OFlag::O_EXCL
                     | OFlag::O_WRONLY
@@ -269,15 +316,15 @@ fn apply_entry<R: Read>(
                 .link_name_bytes()
                 .context("symlink without a target")?
                 .into_owned();
-            remove_existing(dir, name.as_os_str(), existing)?;
+            remove_existing(dir, name, existing)?;
             // stored verbatim: every later lookup in the root resolves it in-root
-            symlinkat(OsStr::from_bytes(&target), dir, name.as_os_str())
+            symlinkat(OsStr::from_bytes(&target), dir, name)
                 .map_err(errno)
                 .context("symlink")?;
             if opts.same_owner {
                 fchownat(
                     dir,
-                    name.as_os_str(),
+                    name,
                     Some(Uid::from_raw(id32(meta.uid, "uid")?)),
                     Some(Gid::from_raw(id32(meta.gid, "gid")?)),
                     AtFlags::AT_SYMLINK_NOFOLLOW,
@@ -287,7 +334,7 @@ fn apply_entry<R: Read>(
             }
             nix::sys::stat::utimensat(
                 dir,
-                name.as_os_str(),
+                name,
                 &meta.mtime,
                 &meta.mtime,
                 nix::sys::stat::UtimensatFlags::NoFollowSymlink,
@@ -309,20 +356,14 @@ fn apply_entry<R: Read>(
                 let minor = h.device_minor().ok().flatten().unwrap_or(0);
                 nix::sys::stat::makedev(major.into(), minor.into())
             };
-            remove_existing(dir, name.as_os_str(), existing)?;
-            mknodat(
-                dir,
-                name.as_os_str(),
-                sflag,
-                Mode::from_bits_truncate(0o600),
-                dev,
-            )
-            .map_err(errno)
-            .context("mknod")?;
+            remove_existing(dir, name, existing)?;
+            mknodat(dir, name, sflag, Mode::from_bits_truncate(0o600), dev)
+                .map_err(errno)
+                .context("mknod")?;
             // O_PATH: opening a FIFO for reading would block, a device would be opened
             let fd = openat(
                 dir,
-                name.as_os_str(),
+                name,
                 OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
                 Mode::empty(),
             )
@@ -481,6 +522,12 @@ fn whiteout(
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("whiteout in {}", parent.display())),
     };
+    let saved = stat_fd(dir.as_fd())?;
+    hide(&dir, parent, name, made)?;
+    restore_times(dir.as_fd(), &saved)
+}
+
+fn hide(dir: &OwnedFd, parent: &Path, name: &[u8], made: &HashSet<PathBuf>) -> Result<()> {
     if name == OPAQUE.as_bytes() {
         let rd = openat(
             dir.as_fd(),
