@@ -10,7 +10,7 @@ use flate2::write::GzEncoder;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -29,7 +29,10 @@ fn need_husk(test: &str) -> bool {
         return false;
     }
     if is_runc() || is_crun() {
-        skip(test, "`image` is husk's own command; nothing to validate against runc or crun");
+        skip(
+            test,
+            "`image` is husk's own command; nothing to validate against runc or crun",
+        );
         return false;
     }
     true
@@ -505,6 +508,13 @@ fn serve(c: TcpStream, handler: &Handler, seen: &Mutex<Vec<String>>) {
     }
     head.push_str("\r\n");
     let _ = w.write_all(head.as_bytes());
+    // a blob that stops half way and stays open (a registry or network that dies mid-transfer)
+    if resp.headers.iter().any(|(k, _)| k == "X-Stall") {
+        let _ = w.write_all(&resp.body[..resp.body.len() / 2]);
+        let _ = w.flush();
+        std::thread::sleep(Duration::from_secs(3));
+        return;
+    }
     let _ = w.write_all(&resp.body);
 }
 
@@ -1212,4 +1222,130 @@ fn basic_auth_htpasswd() {
     let o = run_timeout(&mut c, Duration::from_secs(60));
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_store_consistent(&store, 1);
+}
+
+/// The store under concurrent pulls and a pull killed mid-blob: four pulls of one image at once
+/// fetch each blob once (the others wait on its lock and reuse it) and all succeed; a pull killed
+/// half way through a blob leaves only a temp file, which the next `rm` clears. Also: a layer
+/// stored uncompressed (`application/vnd.oci.image.layer.v1.tar`).
+#[test]
+fn concurrent_pulls_and_a_killed_pull() {
+    if !need_husk("concurrent_pulls_and_a_killed_pull") {
+        return;
+    }
+    let work = tmpdir("conc");
+    let store = work.path().join("store");
+    let layer = tar(&[
+        dir("data/", 0o755),
+        file("data/payload", &[7u8; 200_000], 0o644),
+    ]);
+    // the same image, its layer stored uncompressed
+    let mut img = image(std::slice::from_ref(&layer), json!({"Cmd": ["/x"]}));
+    let gz_digest = {
+        let m: Value = serde_json::from_slice(&img.manifest).unwrap();
+        m["layers"][0]["digest"].as_str().unwrap().to_string()
+    };
+    img.blobs.remove(&gz_digest);
+    img.blobs.insert(sha(&layer), layer.clone());
+    let mut m: Value = serde_json::from_slice(&img.manifest).unwrap();
+    m["layers"][0] = json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(&layer), "size": layer.len()});
+    img.manifest = serde_json::to_vec(&m).unwrap();
+    img.digest = sha(&img.manifest);
+    let layer_digest = sha(&layer);
+    let stall = Arc::new(AtomicBool::new(false));
+    let (st2, ld) = (stall.clone(), layer_digest.clone());
+    let inner = serve_image("c/img", "t", img, HashMap::new());
+    let fake = Fake::start(Arc::new(move |q: &Req| {
+        let mut r = inner(q);
+        if q.path.ends_with(&ld) {
+            std::thread::sleep(Duration::from_millis(200));
+            if st2.load(Ordering::Relaxed) {
+                r.headers.push(("X-Stall".into(), "1".into()));
+            }
+        }
+        r
+    }));
+    let r = format!("{}/c/img:t", fake.host());
+
+    // killed half way through the layer
+    stall.store(true, Ordering::Relaxed);
+    let mut child = Command::new(runtime())
+        .arg("image")
+        .arg("--store")
+        .arg(&store)
+        .args(["pull", "-q", &r])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let partial = || {
+        std::fs::read_dir(store.join("tmp"))
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".partial")
+                })
+                .count()
+            })
+            .unwrap_or(0)
+    };
+    while partial() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the pull never started writing the layer"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // by pid: the pull we started
+    child.wait().unwrap();
+    let idx: Value =
+        serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
+    assert_eq!(idx["manifests"].as_array().unwrap().len(), 0);
+    assert!(!store.join("blobs/sha256").join(&layer_digest[7..]).exists());
+    assert_eq!(partial(), 1);
+    stall.store(false, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(3)); // the stalled connection ends
+
+    // four at once
+    let before = fake.seen.lock().unwrap().len();
+    let kids: Vec<Child> = (0..4)
+        .map(|_| {
+            Command::new(runtime())
+                .arg("image")
+                .arg("--store")
+                .arg(&store)
+                .args(["pull", "-q", &r])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut k in kids {
+        let st = wait_child(&mut k, Duration::from_secs(60));
+        let mut err = String::new();
+        k.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert!(st.success(), "{err}");
+    }
+    let seen: Vec<String> = fake.seen.lock().unwrap()[before..].to_vec();
+    let layer_gets = seen.iter().filter(|s| s.contains(&layer_digest)).count();
+    assert_eq!(layer_gets, 1, "{seen:#?}");
+    let idx: Value =
+        serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
+    assert_eq!(idx["manifests"].as_array().unwrap().len(), 1);
+    // the uncompressed layer unpacks
+    let b = work.path().join("b");
+    husk_ok(&store, &["unpack", &r, b.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(b.join("rootfs/data/payload")).unwrap(),
+        vec![7u8; 200_000]
+    );
+    // rm collects the killed pull's temp file
+    husk_ok(&store, &["rm", &r]);
+    assert_store_consistent(&store, 0);
+    assert_eq!(partial(), 0);
 }

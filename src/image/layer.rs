@@ -490,7 +490,7 @@ pub fn remove_all_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
 }
 
 /// The names in directory `dir` (an fd opened for reading), without `.` and `..`.
-fn children(dir: &OwnedFd) -> io::Result<Vec<std::ffi::OsString>> {
+pub fn children(dir: &OwnedFd) -> io::Result<Vec<std::ffi::OsString>> {
     let fd = openat(
         dir.as_fd(),
         c".",

@@ -507,11 +507,16 @@ pub fn unpack(store: &Store, text: &str, bundle: &Path) -> Result<()> {
         )
     }
     let made_bundle = !bundle.exists();
+    let made_rootfs = !rootfs.exists();
     std::fs::create_dir_all(&rootfs).with_context(|| format!("create {}", rootfs.display()))?;
     let result = unpack_into(store, &name, &manifest, &cfg, &rootfs, &config_path);
     if result.is_err() {
-        let _ = remove_tree(&rootfs);
+        // back to what was there: an empty rootfs the caller made stays, empty
         let _ = std::fs::remove_file(&config_path);
+        let _ = empty_dir(&rootfs);
+        if made_rootfs {
+            let _ = std::fs::remove_dir(&rootfs);
+        }
         if made_bundle {
             let _ = std::fs::remove_dir(bundle);
         }
@@ -519,11 +524,19 @@ pub fn unpack(store: &Store, text: &str, bundle: &Path) -> Result<()> {
     result
 }
 
-fn remove_tree(path: &Path) -> io::Result<()> {
-    let parent = path.parent().unwrap_or(Path::new("/"));
-    let name = path.file_name().unwrap_or_default();
-    let dir = crate::rootfs::resolve::open_root(parent)?;
-    layer::remove_all_at(std::os::fd::AsFd::as_fd(&dir), name)
+/// Remove everything inside `dir` by fds (no symlink in it is followed).
+fn empty_dir(dir: &Path) -> io::Result<()> {
+    use std::os::fd::AsFd;
+    let fd = nix::fcntl::open(
+        dir,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(io::Error::from)?;
+    for name in layer::children(&fd)? {
+        layer::remove_all_at(fd.as_fd(), &name)?;
+    }
+    Ok(())
 }
 
 fn unpack_into(
