@@ -353,14 +353,22 @@ struct Img {
 }
 
 fn image(layers: &[Vec<u8>], config: Value) -> Img {
+    let layers: Vec<(String, Vec<u8>, String)> = layers
+        .iter()
+        .map(|l| (MT_LAYER_GZ.to_string(), gz(l), sha(l)))
+        .collect();
+    image_of(layers, config)
+}
+
+/// An image from layer blobs as given: (media type, blob, diff_id).
+fn image_of(layers: Vec<(String, Vec<u8>, String)>, config: Value) -> Img {
     let mut blobs = HashMap::new();
     let mut descs = Vec::new();
     let mut diff_ids = Vec::new();
-    for l in layers {
-        let z = gz(l);
-        diff_ids.push(sha(l));
-        descs.push(json!({"mediaType": MT_LAYER_GZ, "digest": sha(&z), "size": z.len()}));
-        blobs.insert(sha(&z), z);
+    for (mt, blob, diff_id) in layers {
+        diff_ids.push(diff_id);
+        descs.push(json!({"mediaType": mt, "digest": sha(&blob), "size": blob.len()}));
+        blobs.insert(sha(&blob), blob);
     }
     let cfg = json!({
         "created": "2026-01-02T03:04:05Z",
@@ -984,9 +992,9 @@ fn bad_registry_answers() {
         serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": m}))
             .unwrap()
     };
-    let zstd_manifest = {
+    let lz4_manifest = {
         let mut m: Value = serde_json::from_slice(&img.manifest).unwrap();
-        m["layers"][0]["mediaType"] = json!("application/vnd.oci.image.layer.v1.tar+zstd");
+        m["layers"][0]["mediaType"] = json!("application/vnd.example.layer.v1.tar+lz4");
         serde_json::to_vec(&m).unwrap()
     };
     let extra: HashMap<String, (String, Vec<u8>)> = HashMap::from([
@@ -1009,7 +1017,7 @@ fn bad_registry_answers() {
             ),
         ),
         ("big".into(), (MT_MANIFEST.into(), vec![b' '; 5 << 20])),
-        ("zstd".into(), (MT_MANIFEST.into(), zstd_manifest)),
+        ("lz4".into(), (MT_MANIFEST.into(), lz4_manifest)),
         (
             format!("sha256:{}", "1".repeat(64)),
             (MT_MANIFEST.into(), img.manifest.clone()),
@@ -1073,8 +1081,8 @@ fn bad_registry_answers() {
     );
     let e = husk_err(&store, &["pull", &reff("big")]);
     assert!(e.contains("limit of 4194304"), "{e}");
-    let e = husk_err(&store, &["pull", &reff("zstd")]);
-    assert!(e.contains("tar+zstd") && e.contains(&layer), "{e}");
+    let e = husk_err(&store, &["pull", &reff("lz4")]);
+    assert!(e.contains("tar+lz4") && e.contains(&layer), "{e}");
     assert_store_consistent(&store, 0);
     // an index: the host's platform is chosen; another one on request
     husk_ok(&store, &["pull", "-q", &reff("multi")]);
@@ -1348,4 +1356,95 @@ fn concurrent_pulls_and_a_killed_pull() {
     husk_ok(&store, &["rm", &r]);
     assert_store_consistent(&store, 0);
     assert_eq!(partial(), 0);
+}
+
+/// zstd layers unpack; a corrupt gzip or zstd stream and a layer whose content is not its
+/// diff_id are errors naming the layer, and the failed unpack leaves nothing.
+#[test]
+fn zstd_and_corrupt_layers() {
+    if !need_tools("zstd_and_corrupt_layers") {
+        return;
+    }
+    let work = tmpdir("zstd");
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let t1 = tar(&[dir("z/", 0o755), file("z/big", &big, 0o644)]);
+    let t2 = tar(&[
+        file("z/second", b"two", 0o600),
+        file("z/.wh.none", b"", 0o644),
+    ]);
+    let zst = |t: &[u8]| zstd::encode_all(t, 3).unwrap();
+    const MT_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+    let good = image_of(
+        vec![
+            (MT_ZSTD.into(), zst(&t1), sha(&t1)),
+            (MT_LAYER_GZ.into(), gz(&t2), sha(&t2)),
+        ],
+        json!({"Cmd": ["/x"]}),
+    );
+    let mut bad_z = zst(&t1);
+    let n = bad_z.len();
+    bad_z[n / 2..n / 2 + 16].fill(0xa5);
+    let mut bad_gz = gz(&t1);
+    let n = bad_gz.len();
+    bad_gz[n / 2..n / 2 + 16].fill(0xa5);
+    let corrupt_z = image_of(
+        vec![(MT_ZSTD.into(), bad_z, sha(&t1))],
+        json!({"Cmd": ["/x"]}),
+    );
+    let corrupt_gz = image_of(
+        vec![(MT_LAYER_GZ.into(), bad_gz, sha(&t1))],
+        json!({"Cmd": ["/x"]}),
+    );
+    let lying = image_of(
+        vec![(MT_LAYER_GZ.into(), gz(&t1), sha(&t2))],
+        json!({"Cmd": ["/x"]}),
+    );
+    let reg = Registry::start(None);
+    let store = work.path().join("store");
+    for (name, img) in [
+        ("good", &good),
+        ("corrupt-z", &corrupt_z),
+        ("corrupt-gz", &corrupt_gz),
+        ("lying", &lying),
+    ] {
+        let layout = work.path().join(name);
+        write_layout(&layout, "t", img);
+        reg.push(&layout, "t", &format!("z/{name}:1"), None, None);
+        husk_ok(
+            &store,
+            &["pull", "-q", &format!("{}/z/{name}:1", reg.host())],
+        );
+    }
+    let b = work.path().join("good-b");
+    husk_ok(
+        &store,
+        &[
+            "unpack",
+            &format!("{}/z/good:1", reg.host()),
+            b.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(std::fs::read(b.join("rootfs/z/big")).unwrap(), big);
+    assert_eq!(std::fs::read(b.join("rootfs/z/second")).unwrap(), b"two");
+    for (name, img, want) in [
+        ("corrupt-z", &corrupt_z, ""),
+        ("corrupt-gz", &corrupt_gz, ""),
+        ("lying", &lying, "the config's diff_id is"),
+    ] {
+        let b = work.path().join(format!("{name}-b"));
+        let e = husk_err(
+            &store,
+            &[
+                "unpack",
+                &format!("{}/z/{name}:1", reg.host()),
+                b.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            e.contains(&img.manifest_layer(0)) && e.contains(want),
+            "{name}: {e}"
+        );
+        assert!(!b.exists(), "{name}: a failed unpack left {}", b.display());
+    }
+    assert_store_consistent(&store, 4);
 }

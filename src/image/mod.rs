@@ -99,6 +99,7 @@ pub struct PullOptions {
 enum Compression {
     None,
     Gzip,
+    Zstd,
 }
 
 fn layer_compression(media_type: &str) -> Option<Compression> {
@@ -108,6 +109,7 @@ fn layer_compression(media_type: &str) -> Option<Compression> {
         "application/vnd.oci.image.layer.v1.tar+gzip" | MEDIA_DOCKER_LAYER_GZIP => {
             Some(Compression::Gzip)
         }
+        "application/vnd.oci.image.layer.v1.tar+zstd" => Some(Compression::Zstd),
         _ => None,
     }
 }
@@ -121,7 +123,7 @@ fn check_layer_types(m: &ImageManifest, what: &str) -> Result<()> {
         let t = l.media_type().to_string();
         if layer_compression(&t).is_none() {
             bail!(
-                "{what}: layer {} has media type {t:?}, which husk cannot unpack (supported: tar, tar+gzip)",
+                "{what}: layer {} has media type {t:?}, which husk cannot unpack (supported: tar, tar+gzip, tar+zstd)",
                 l.digest()
             );
         }
@@ -569,6 +571,10 @@ fn unpack_into(
         let plain: Box<dyn Read> = match layer_compression(&mt) {
             Some(Compression::Gzip) => Box::new(GzDecoder::new(f)),
             Some(Compression::None) => Box::new(f),
+            Some(Compression::Zstd) => Box::new(
+                zstd::stream::read::Decoder::with_buffer(f)
+                    .with_context(|| format!("unpack {name}: layer {digest}: zstd"))?,
+            ),
             None => bail!("unpack {name}: layer {digest}: unsupported media type {mt:?}"),
         };
         let mut h = Hashing {
@@ -638,6 +644,10 @@ mod tests {
         );
         assert_eq!(
             layer_compression("application/vnd.oci.image.layer.v1.tar+zstd"),
+            Some(Compression::Zstd)
+        );
+        assert_eq!(
+            layer_compression("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"),
             None
         );
     }
