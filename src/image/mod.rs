@@ -18,10 +18,14 @@ use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use store::{ref_name, Store, REF_NAME};
 
 const MEDIA_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 const MEDIA_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// Layers fetched at once by one pull.
+const PARALLEL_FETCHES: usize = 3;
 /// Config blobs larger than this are refused.
 const MAX_CONFIG: u64 = 8 << 20;
 
@@ -226,9 +230,8 @@ pub fn pull(store: &Store, text: &str, opts: &PullOptions) -> Result<String> {
         &format!("pull {what}: manifest {manifest_digest}"),
     )?;
 
-    let mut blobs: Vec<(&Descriptor, &str)> = vec![(manifest.config(), "config")];
-    blobs.extend(manifest.layers().iter().map(|l| (l, "layer")));
-    for (d, role) in blobs {
+    // the config first (small), then the layers, PARALLEL_FETCHES at a time
+    let fetch = |d: &Descriptor, role: &str| -> Result<()> {
         let digest = d.digest().to_string();
         let fetched = store.put_blob(&digest, d.size(), &format!("pull {what}: {role}"), || {
             client
@@ -243,6 +246,33 @@ pub fn pull(store: &Store, text: &str, opts: &PullOptions) -> Result<String> {
                 if fetched { "fetched" } else { "present" }
             ),
         );
+        Ok(())
+    };
+    fetch(manifest.config(), "config")?;
+    let layers = manifest.layers();
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let errors: Mutex<Vec<(usize, anyhow::Error)>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL_FETCHES.min(layers.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= layers.len() || failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Err(e) = fetch(&layers[i], "layer") {
+                    failed.store(true, Ordering::Relaxed);
+                    if let Ok(mut errs) = errors.lock() {
+                        errs.push((i, e));
+                    }
+                }
+            });
+        }
+    });
+    let mut errors = errors.into_inner().unwrap_or_default();
+    errors.sort_by_key(|(i, _)| *i);
+    if let Some((_, e)) = errors.into_iter().next() {
+        return Err(e);
     }
     // the config must be a config (checked now that it is here)
     let cfg = store.read_blob(manifest.config().digest().as_ref(), MAX_CONFIG)?;

@@ -14,8 +14,8 @@ pub mod reference;
 
 use auth::{Challenge, Credentials};
 use reference::Reference;
-use std::cell::RefCell;
 use std::io::Read;
+use std::sync::Mutex;
 use std::time::Duration;
 
 pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -42,7 +42,7 @@ pub struct Client {
     repository: String,
     creds: Option<Credentials>,
     /// The `Authorization` value that last worked (a Bearer token is reused for the repository).
-    authorization: RefCell<Option<String>>,
+    authorization: Mutex<Option<String>>,
 }
 
 /// A fetched manifest or index: its bytes, media type and digest (computed from the bytes).
@@ -94,7 +94,7 @@ impl Client {
             registry: r.registry.clone(),
             repository: r.repository.clone(),
             creds,
-            authorization: RefCell::new(None),
+            authorization: Mutex::new(None),
         })
     }
 
@@ -109,7 +109,8 @@ impl Client {
             if !accept.is_empty() {
                 req = req.set("Accept", accept);
             }
-            if let Some(a) = self.authorization.borrow().as_deref() {
+            let auth = self.authorization.lock().map(|a| a.clone()).unwrap_or(None);
+            if let Some(a) = auth.as_deref() {
                 req = req.set("Authorization", a);
             }
             match req.call() {
@@ -145,6 +146,12 @@ impl Client {
         }
     }
 
+    fn set_authorization(&self, value: String) {
+        if let Ok(mut a) = self.authorization.lock() {
+            *a = Some(value);
+        }
+    }
+
     fn creds_text(&self) -> String {
         match &self.creds {
             Some(c) => format!("the credentials of user {:?}", c.username),
@@ -171,7 +178,7 @@ impl Client {
                         self.repository
                     );
                 };
-                *self.authorization.borrow_mut() = Some(c.basic_header());
+                self.set_authorization(c.basic_header());
                 Ok(())
             }
             "bearer" => {
@@ -216,7 +223,7 @@ impl Client {
                     .ok_or_else(|| {
                         anyhow::anyhow!("token endpoint {realm}: no token in the answer")
                     })?;
-                *self.authorization.borrow_mut() = Some(format!("Bearer {token}"));
+                self.set_authorization(format!("Bearer {token}"));
                 Ok(())
             }
             other => anyhow::bail!(
