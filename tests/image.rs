@@ -658,6 +658,16 @@ fn pull_unpack_run() {
     assert!(names.contains(&by_digest.as_str()) && names.contains(&oci_ref.as_str()));
     let q = husk_ok(&store, &["ls", "-q"]);
     assert_eq!(q.lines().count(), 3);
+    // the store is an OCI layout skopeo and umoci read
+    let sk: Value = serde_json::from_str(&run_ok(
+        Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("oci:{}:{oci_ref}", store.display())),
+    ))
+    .unwrap();
+    assert_eq!(sk["Digest"], d1.as_str());
+    let um = run_ok(Command::new("umoci").args(["ls", "--layout"]).arg(&store));
+    assert!(um.lines().any(|l| l == docker_ref), "{um}");
     assert!(husk_ok(&store, &["ls"]).starts_with("REFERENCE"));
 
     // unpack into a harness container's bundle and run it
