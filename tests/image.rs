@@ -1040,10 +1040,17 @@ fn bad_registry_answers() {
     let fake = Fake::start(Arc::new(move |q: &Req| {
         let mut r = g2(q);
         if q.path.ends_with(&l2) {
-            match *m2.lock().unwrap() {
+            let m = *m2.lock().unwrap();
+            match m {
                 "flip" => r.body[20] ^= 0xff,
                 "short" => r.body.truncate(r.body.len() / 2),
                 "hang" => std::thread::sleep(Duration::from_secs(4)),
+                // a registry that is busy once: answered with a retry after a backoff
+                "busy-once" => {
+                    *m2.lock().unwrap() = "";
+                    r = resp(503, "text/plain", b"busy".to_vec());
+                }
+                "busy" => r = resp(503, "text/plain", b"busy".to_vec()),
                 _ => {}
             }
         }
@@ -1075,6 +1082,14 @@ fn bad_registry_answers() {
         "{e}"
     );
     assert!(t0.elapsed() < Duration::from_secs(30));
+    assert_store_consistent(&store, 0);
+    set("busy");
+    let e = husk_err(&store, &["pull", &reff("t")]);
+    assert!(e.contains("503") && e.contains(&layer), "{e}");
+    assert_store_consistent(&store, 0);
+    set("busy-once");
+    husk_ok(&store, &["pull", "-q", &reff("t")]);
+    husk_ok(&store, &["rm", &reff("t")]);
     assert_store_consistent(&store, 0);
     set("");
 
@@ -1128,6 +1143,7 @@ fn bad_registry_answers() {
 
 /// Bearer tokens: the 401 challenge names a realm; husk asks it for a pull token with the
 /// credentials and retries with the token. A token endpoint that refuses is a clear error.
+/// Blobs are redirected to "storage", which must not get the token.
 #[test]
 fn bearer_token_auth() {
     if !need_husk("bearer_token_auth") {
@@ -1153,6 +1169,17 @@ fn bearer_token_auth() {
                 resp(401, "application/json", b"{}".to_vec())
             };
         }
+        // blobs live in "storage" the registry redirects to; it must not see the token
+        if let Some(d) = q.path.strip_prefix("/storage/") {
+            if q.headers.contains_key("authorization") {
+                return resp(403, "text/plain", b"credentials sent to storage".to_vec());
+            }
+            let path = format!("/v2/tok/img/blobs/{d}");
+            return inner(&Req {
+                path,
+                headers: HashMap::new(),
+            });
+        }
         if q.headers.get("authorization").map(String::as_str) != Some("Bearer tok-123") {
             let mut r = resp(
                 401,
@@ -1163,6 +1190,12 @@ fn bearer_token_auth() {
                 "WWW-Authenticate".into(),
                 format!(r#"Bearer realm="http://{host}/token",service="fake",scope="repository:tok/img:pull""#),
             ));
+            return r;
+        }
+        if let Some(d) = q.path.strip_prefix("/v2/tok/img/blobs/") {
+            let mut r = resp(307, "text/plain", Vec::new());
+            r.headers
+                .push(("Location".into(), format!("http://{host}/storage/{d}")));
             return r;
         }
         inner(q)
@@ -1187,6 +1220,10 @@ fn bearer_token_auth() {
     // one token per pull of this repository, reused for the manifest and both blobs
     assert_eq!(tokens, 3, "{seen:#?}");
     assert_eq!(with_bearer, 3, "{seen:#?}");
+    // both blobs came from storage through the redirect, without the token
+    let storage: Vec<&String> = seen.iter().filter(|s| s.starts_with("/storage/")).collect();
+    assert_eq!(storage.len(), 2, "{seen:#?}");
+    assert!(storage.iter().all(|s| s.ends_with("auth=")), "{seen:#?}");
 }
 
 /// Basic auth (docker-registry with htpasswd): no credentials, wrong ones, right ones from
