@@ -1495,3 +1495,70 @@ fn zstd_and_corrupt_layers() {
     }
     assert_store_consistent(&store, 4);
 }
+
+/// A tmpfs mounted by the test (unmounted on drop).
+struct SmallFs(tempfile::TempDir);
+
+impl SmallFs {
+    fn new(size: &str) -> SmallFs {
+        let d = tmpdir("smallfs");
+        run_ok(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(d.path()),
+        );
+        SmallFs(d)
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+/// A disk that fills up: during a pull (the blob is not stored, its temp file is removed, the
+/// index is untouched) and during an unpack (the bundle is removed). Errors name the layer.
+#[test]
+fn disk_full() {
+    if !need_husk("disk_full") {
+        return;
+    }
+    let work = tmpdir("full");
+    // 1.5 MB that gzip cannot shrink
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let noise: Vec<u8> = (0..1_500_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let img = image(
+        &[tar(&[file("noise", &noise, 0o644)])],
+        json!({"Cmd": ["/x"]}),
+    );
+    let layer = img.manifest_layer(0);
+    let fake = Fake::start(Arc::new(serve_image("full/img", "t", img, HashMap::new())));
+    let r = format!("{}/full/img:t", fake.host());
+
+    let small = SmallFs::new("1m");
+    let store = small.0.path().join("store");
+    let e = husk_err(&store, &["pull", &r]);
+    assert!(
+        e.contains(&layer) && e.contains(&r) && e.contains("No space left"),
+        "{e}"
+    );
+    assert_store_consistent(&store, 0);
+
+    let store = work.path().join("store");
+    husk_ok(&store, &["pull", "-q", &r]);
+    let b = small.0.path().join("bundle");
+    let e = husk_err(&store, &["unpack", &r, b.to_str().unwrap()]);
+    assert!(
+        e.contains(&layer) && e.contains("noise") && e.contains("No space left"),
+        "{e}"
+    );
+    assert!(!b.exists(), "a failed unpack left {}", b.display());
+}

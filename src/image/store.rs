@@ -190,7 +190,7 @@ impl Store {
                 }
                 hasher.update(&buf[..n]);
                 f.write_all(&buf[..n])
-                    .with_context(|| format!("write {}", tmp.display()))?;
+                    .with_context(|| format!("{what} {digest}: write {}", tmp.display()))?;
             }
             if got != size {
                 bail!("{what} {digest}: truncated: got {got} of {size} bytes");
