@@ -644,6 +644,15 @@ fn pull_unpack_run() {
     );
     assert_eq!(inspect["layers"].as_array().unwrap().len(), 2);
     assert_eq!(inspect["config"]["config"]["User"], "app");
+    // a digest prefix names the image too; a malformed reference is a clear error
+    let by_prefix: Value =
+        serde_json::from_str(&husk_ok(&store, &["inspect", &d1[7..19]])).unwrap();
+    assert_eq!(by_prefix["digest"], d1.as_str());
+    let e = husk_err(&store, &["pull", "Bad/Name"]);
+    assert!(
+        e.contains("invalid image reference") && e.contains("Bad/Name"),
+        "{e}"
+    );
     // by digest too
     let by_digest = format!("{}/test/app@{d1}", reg.host());
     husk_ok(&store, &["pull", "-q", &by_digest]);

@@ -227,4 +227,31 @@ mod tests {
         assert!(e.contains("no group \"wheel\""), "{e}");
         assert!(resolve_user("app", None, None).is_err());
     }
+
+    #[test]
+    fn passwd_is_read_inside_the_rootfs() {
+        let t = tempfile::tempdir().unwrap();
+        let host = t.path().join("host-passwd");
+        std::fs::write(&host, "app:x:4242:4242::/:/bin/sh\n").unwrap();
+        let root = t.path().join("rootfs");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        // an absolute symlink to the host's file: resolved inside the rootfs, where it is missing
+        std::os::unix::fs::symlink(&host, root.join("etc/passwd")).unwrap();
+        let fd = resolve::open_root(&root).unwrap();
+        let cfg: ImageConfiguration = serde_json::from_value(json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"User": "app", "Cmd": ["/x"]},
+            "rootfs": {"type": "layers", "diff_ids": []}
+        }))
+        .unwrap();
+        let e = runtime_spec(&cfg, fd.as_fd()).unwrap_err().to_string();
+        assert!(e.contains("no user \"app\""), "{e}");
+        // the same file inside the rootfs is used
+        std::fs::remove_file(root.join("etc/passwd")).unwrap();
+        std::fs::copy(&host, root.join("etc/passwd")).unwrap();
+        let spec = runtime_spec(&cfg, fd.as_fd()).unwrap();
+        assert_eq!(spec["process"]["user"], json!({"uid": 4242, "gid": 4242}));
+        assert_eq!(spec["process"]["args"], json!(["/x"]));
+        assert_eq!(spec["root"]["readonly"], json!(false));
+    }
 }
