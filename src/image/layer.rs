@@ -269,7 +269,7 @@ fn make_entry<R: Read>(
         linkat(tdir.as_fd(), tname, dir, name, AtFlags::empty())
             .map_err(errno)
             .with_context(|| format!("hardlink to {}", target.display()))?;
-        made.insert(path);
+        mark_made(made, path);
         return Ok(());
     }
     let meta = meta_of(entry)?;
@@ -373,7 +373,7 @@ fn make_entry<R: Read>(
         }
         other => bail!("unsupported tar entry type {other:?}"),
     }
-    made.insert(path);
+    mark_made(made, path);
     Ok(())
 }
 
@@ -449,6 +449,19 @@ fn push_rev(todo: &mut Vec<std::ffi::OsString>, path: &Path) {
         }
     }
     todo[start..].reverse();
+}
+
+/// Record that this layer made `path` (and so, the directories leading to it): an opaque
+/// marker or whiteout later in the same layer must keep them.
+fn mark_made(made: &mut HashSet<PathBuf>, path: PathBuf) {
+    let mut p = path.parent();
+    while let Some(a) = p.filter(|a| !a.as_os_str().is_empty()) {
+        if !made.insert(a.to_path_buf()) {
+            break;
+        }
+        p = a.parent();
+    }
+    made.insert(path);
 }
 
 fn id32(v: u64, what: &str) -> Result<u32> {
@@ -527,22 +540,41 @@ fn whiteout(
     restore_times(dir.as_fd(), &saved)
 }
 
+/// Everything under `dir` (at `path`) that this layer did not make goes: what is left is the
+/// layer's own entries, whatever order they came in relative to the opaque marker.
+fn keep_only_made(dir: BorrowedFd<'_>, path: &Path, made: &HashSet<PathBuf>) -> io::Result<()> {
+    let rd = openat(
+        dir,
+        c".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(errno)?;
+    for child in children(&rd)? {
+        let p = path.join(&child);
+        if !made.contains(&p) {
+            remove_all_at(dir, &child)?;
+            continue;
+        }
+        let st = fstatat(dir, child.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(errno)?;
+        if file_type(&st) == SFlag::S_IFDIR {
+            let sub = openat(
+                dir,
+                child.as_os_str(),
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(errno)?;
+            keep_only_made(sub.as_fd(), &p, made)?;
+        }
+    }
+    Ok(())
+}
+
 fn hide(dir: &OwnedFd, parent: &Path, name: &[u8], made: &HashSet<PathBuf>) -> Result<()> {
     if name == OPAQUE.as_bytes() {
-        let rd = openat(
-            dir.as_fd(),
-            c".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(errno)?;
-        for child in children(&rd)? {
-            if !made.contains(&parent.join(&child)) {
-                remove_all_at(dir.as_fd(), &child)
-                    .with_context(|| format!("opaque {}: remove {child:?}", parent.display()))?;
-            }
-        }
-        return Ok(());
+        return keep_only_made(dir.as_fd(), parent, made)
+            .with_context(|| format!("opaque directory {}", parent.display()));
     }
     let hidden = &name[WHITEOUT.len()..];
     if hidden.is_empty() || hidden == b"." || hidden == b".." {
@@ -877,6 +909,9 @@ mod tests {
         ])
         .unwrap();
         s.apply(&[
+            // an opaque marker after this layer's own entries (in a directory this layer
+            // only made implicitly) keeps them
+            entry("o/sub/mine/f", REG, "", b"m", 0o644),
             entry("a/.wh.gone", REG, "", b"", 0o644),
             entry("o/", DIR, "", b"", 0o755),
             entry("o/new", REG, "", b"y", 0o644),
@@ -888,7 +923,8 @@ mod tests {
         let r = &s.root;
         assert!(!r.join("a/gone").exists() && r.join("a/kept").exists());
         assert!(!r.join("a/.wh.gone").exists());
-        assert!(!r.join("o/old").exists() && !r.join("o/sub").exists());
+        assert!(!r.join("o/old").exists() && !r.join("o/sub/deep").exists());
+        assert_eq!(std::fs::read(r.join("o/sub/mine/f")).unwrap(), b"m");
         assert_eq!(std::fs::read(r.join("o/new")).unwrap(), b"y");
         assert!(!r.join("o/.wh..wh..opq").exists());
         assert!(!r.join("t").exists() && !r.join("missing").exists());
