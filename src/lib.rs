@@ -11,10 +11,12 @@ pub mod fault;
 #[cfg(test)]
 mod fuzz;
 pub mod hooks;
+pub mod image;
 pub mod logging;
 pub mod namespaces;
 pub mod netdev;
 pub mod process;
+pub mod registry;
 pub mod rootfs;
 pub mod rootless;
 pub mod security;

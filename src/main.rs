@@ -99,6 +99,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         anyhow::bail!("no command given (try --help)");
     };
     match cmd {
+        Command::Image(a) => return image_command(a),
         Command::Create(a) => container::create(&g, &a)?,
         Command::Start { id } => container::start(&g, &id)?,
         Command::Run(a) => return container::run(&g, &a),
@@ -132,6 +133,65 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             std::fs::write(&path, husk::spec::default_spec_json(rootless_spec))
                 .map_err(|e| anyhow::anyhow!("write {}: {e}", path.display()))?;
         }
+    }
+    Ok(0)
+}
+
+/// `husk image …`: the image companion (it never runs for the runtime's own commands).
+fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
+    use husk::cli::image::ImageCommand as C;
+    use husk::image::{self, store::Store};
+    let dir = a.store.unwrap_or_else(image::store::default_dir);
+    match a.command {
+        C::Pull {
+            insecure,
+            creds,
+            platform,
+            timeout,
+            quiet,
+            reference,
+        } => {
+            let creds = creds
+                .map(|c| husk::registry::auth::Credentials::parse(&c))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let platform = match platform {
+                Some(p) => image::PlatformSpec::parse(&p)?,
+                None => image::PlatformSpec::host(),
+            };
+            let opts = image::PullOptions {
+                registry: husk::registry::Options {
+                    insecure,
+                    creds,
+                    timeout: Some(std::time::Duration::from_secs(timeout.max(1))),
+                },
+                platform,
+                quiet,
+            };
+            let store = Store::open(&dir, false)?;
+            let digest = image::pull(&store, &reference, &opts)?;
+            println!("{digest}");
+        }
+        C::Ls { format, quiet } => image::list(&Store::open(&dir, false)?, &format, quiet)?,
+        C::Inspect { reference } => {
+            let v = image::inspect(&Store::open(&dir, false)?, &reference)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        C::Tag { source, target } => {
+            println!(
+                "{}",
+                image::tag(&Store::open(&dir, false)?, &source, &target)?
+            )
+        }
+        C::Rm { references } => {
+            for n in image::remove(&Store::open(&dir, true)?, &references)? {
+                println!("{n}");
+            }
+        }
+        C::Unpack {
+            reference,
+            dir: bundle,
+        } => image::unpack(&Store::open(&dir, false)?, &reference, &bundle)?,
     }
     Ok(0)
 }

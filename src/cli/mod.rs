@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+pub mod image;
 pub mod output;
 
 #[derive(Parser, Debug)]
@@ -116,6 +117,8 @@ pub enum Command {
     Checkpoint(CheckpointArgs),
     /// Restore a container from a CRIU checkpoint.
     Restore(RestoreArgs),
+    /// Images: pull, ls, inspect, tag, rm, unpack (see `husk image --help`).
+    Image(image::ImageArgs),
     /// Write a default config.json.
     Spec {
         /// The bundle directory.

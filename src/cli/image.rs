@@ -1,0 +1,61 @@
+//! `husk image …`: the image companion commands (noun-verb, so they never collide with runc's
+//! verbs). Parsed here, run by `husk::image`.
+
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct ImageArgs {
+    /// The image store [default: $HUSK_STORE, else /var/lib/husk for root, else
+    /// $XDG_DATA_HOME/husk].
+    #[arg(long, global = true)]
+    pub store: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Fetch an image from its registry into the store.
+    Pull {
+        /// Allow plain HTTP to a registry that is not on loopback.
+        #[arg(long)]
+        insecure: bool,
+        /// Credentials USER:PASSWORD (default: $REGISTRY_AUTH_FILE, then ~/.docker/config.json).
+        #[arg(long)]
+        creds: Option<String>,
+        /// OS/ARCH[/VARIANT] to pick from a multi-platform image [default: the host's].
+        #[arg(long)]
+        platform: Option<String>,
+        /// Seconds to wait on a registry that does not answer.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// No per-blob progress lines.
+        #[arg(short, long)]
+        quiet: bool,
+        /// busybox, registry.example:5000/app:1.4, app@sha256:…
+        reference: String,
+    },
+    /// List the images in the store.
+    #[command(alias = "list")]
+    Ls {
+        /// table or json.
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        /// Print only the references.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Print an image's manifest, config and layers as JSON.
+    Inspect { reference: String },
+    /// Give an image another name.
+    Tag { source: String, target: String },
+    /// Remove images from the store (blobs nothing else uses are deleted).
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        references: Vec<String>,
+    },
+    /// Write a runnable bundle: DIR/rootfs and DIR/config.json.
+    Unpack { reference: String, dir: PathBuf },
+}

@@ -1,0 +1,257 @@
+//! Image config (`application/vnd.oci.image.config.v1+json`) -> runtime `config.json`, starting
+//! from `husk spec`'s default: Entrypoint + Cmd, Env, WorkingDir, User (names resolved in the
+//! image's own /etc/passwd and /etc/group, read through the in-root resolver), StopSignal as the
+//! `org.opencontainers.image.stopSignal` annotation `husk kill` reads, Labels as annotations,
+//! Volumes and ExposedPorts kept as annotations for the tools that set those up.
+
+use crate::rootfs::resolve;
+use anyhow::{bail, Context, Result};
+use oci_spec::image::ImageConfiguration;
+use serde_json::{json, Value};
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+pub const STOP_SIGNAL: &str = "org.opencontainers.image.stopSignal";
+pub const VOLUMES: &str = "org.opencontainers.image.volumes";
+pub const EXPOSED_PORTS: &str = "org.opencontainers.image.exposedPorts";
+
+/// One line of /etc/passwd or /etc/group, split on ':'.
+fn entries(text: &str) -> impl Iterator<Item = Vec<&str>> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| l.split(':').collect::<Vec<_>>())
+}
+
+/// Read a small file of the image (`etc/passwd`) resolved inside `root`; `None` if missing.
+fn read_in_root(root: BorrowedFd<'_>, path: &str) -> Result<Option<String>> {
+    let fd = match resolve::resolve(root, Path::new(path), true) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("resolve /{path} in the image")),
+    };
+    let p = resolve::proc_fd_path(fd.as_fd());
+    let mut text = String::new();
+    std::fs::File::open(std::ffi::OsStr::from_bytes(p.as_bytes()))
+        .with_context(|| format!("open /{path} in the image"))?
+        .take(16 << 20)
+        .read_to_string(&mut text)
+        .with_context(|| format!("read /{path} in the image"))?;
+    Ok(Some(text))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub home: Option<String>,
+}
+
+/// Resolve Docker's `user[:group]` (names or numbers) against the image's passwd and group files.
+pub fn resolve_user(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Result<User> {
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let passwd = passwd.unwrap_or("");
+    let group = group.unwrap_or("");
+    let entry = if user.is_empty() {
+        entries(passwd).find(|e| e.get(2) == Some(&"0"))
+    } else if let Ok(uid) = user.parse::<u32>() {
+        entries(passwd).find(|e| e.get(2).and_then(|v| v.parse::<u32>().ok()) == Some(uid))
+    } else {
+        Some(entries(passwd).find(|e| e[0] == user).ok_or_else(|| {
+            anyhow::anyhow!("User {spec:?}: no user {user:?} in the image's /etc/passwd")
+        })?)
+    };
+    let uid = match user.parse::<u32>() {
+        Ok(u) => u,
+        Err(_) if user.is_empty() => 0,
+        Err(_) => entry
+            .as_ref()
+            .and_then(|e| e.get(2)?.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("User {spec:?}: bad uid in the image's /etc/passwd"))?,
+    };
+    let name = entry.as_ref().map(|e| e[0]);
+    let gid = match grp {
+        None | Some("") => entry
+            .as_ref()
+            .and_then(|e| e.get(3)?.parse().ok())
+            .unwrap_or(0),
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => entries(group)
+                .find(|e| e[0] == g)
+                .and_then(|e| e.get(2)?.parse().ok())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("User {spec:?}: no group {g:?} in the image's /etc/group")
+                })?,
+        },
+    };
+    let mut additional_gids = Vec::new();
+    if let Some(n) = name {
+        for e in entries(group) {
+            let member = e
+                .get(3)
+                .is_some_and(|m| m.split(',').any(|m| m.trim() == n));
+            if let (true, Some(Ok(g))) = (member, e.get(2).map(|v| v.parse::<u32>())) {
+                if g != gid && !additional_gids.contains(&g) {
+                    additional_gids.push(g);
+                }
+            }
+        }
+    }
+    let home = entry.and_then(|e| e.get(5).map(|h| h.to_string()));
+    Ok(User {
+        uid,
+        gid,
+        additional_gids,
+        home,
+    })
+}
+
+/// The runtime spec for an image with config `cfg`, whose rootfs is open as `rootfs`.
+pub fn runtime_spec(cfg: &ImageConfiguration, rootfs: BorrowedFd<'_>) -> Result<Value> {
+    let mut spec: Value =
+        serde_json::from_str(&crate::spec::default_spec_json(false)).context("the default spec")?;
+    // a writable rootfs and no terminal: what an image's program expects when started from a
+    // bundle (as umoci writes it); edit config.json for an interactive shell
+    spec["root"]["readonly"] = json!(false);
+    spec["process"]["terminal"] = json!(false);
+    let Some(c) = cfg.config() else {
+        return Ok(spec);
+    };
+    let mut args: Vec<String> = c.entrypoint().clone().unwrap_or_default();
+    args.extend(c.cmd().clone().unwrap_or_default());
+    if args.is_empty() {
+        bail!("the image config has neither Entrypoint nor Cmd: nothing to run");
+    }
+    spec["process"]["args"] = json!(args);
+    let mut env: Vec<String> = spec["process"]["env"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    for e in c.env().clone().unwrap_or_default() {
+        let key = e.split('=').next().unwrap_or("").to_string();
+        env.retain(|old| old.split('=').next() != Some(&key));
+        env.push(e);
+    }
+    if let Some(w) = c.working_dir().as_deref().filter(|w| !w.is_empty()) {
+        if !w.starts_with('/') {
+            bail!("the image config's WorkingDir {w:?} is not an absolute path");
+        }
+        spec["process"]["cwd"] = json!(w);
+    }
+    let user_spec = c.user().clone().unwrap_or_default();
+    let passwd = read_in_root(rootfs, "etc/passwd")?;
+    let group = read_in_root(rootfs, "etc/group")?;
+    let user = resolve_user(&user_spec, passwd.as_deref(), group.as_deref())?;
+    spec["process"]["user"] = json!({"uid": user.uid, "gid": user.gid});
+    if !user.additional_gids.is_empty() {
+        spec["process"]["user"]["additionalGids"] = json!(user.additional_gids);
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!(
+            "HOME={}",
+            user.home
+                .as_deref()
+                .filter(|h| !h.is_empty())
+                .unwrap_or("/")
+        ));
+    }
+    spec["process"]["env"] = json!(env);
+    let mut ann = serde_json::Map::new();
+    if let Some(labels) = c.labels() {
+        for (k, v) in labels {
+            ann.insert(k.clone(), json!(v));
+        }
+    }
+    if let Some(s) = c.stop_signal().as_deref().filter(|s| !s.is_empty()) {
+        ann.insert(STOP_SIGNAL.into(), json!(s));
+    }
+    if let Some(v) = c.volumes().as_ref().filter(|v| !v.is_empty()) {
+        ann.insert(VOLUMES.into(), json!(v.join(",")));
+    }
+    if let Some(p) = c.exposed_ports().as_ref().filter(|p| !p.is_empty()) {
+        ann.insert(EXPOSED_PORTS.into(), json!(p.join(",")));
+    }
+    if !ann.is_empty() {
+        spec["annotations"] = Value::Object(ann);
+    }
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nwww:x:33:34:web:/var/www:/bin/false\n";
+    const GROUP: &str = "root:x:0:\nwww:x:34:\nstaff:x:50:www,other\naudio:x:29:www\n";
+
+    #[test]
+    fn users_resolve_like_docker() {
+        let r = |s| resolve_user(s, Some(PASSWD), Some(GROUP));
+        assert_eq!(
+            r("").unwrap(),
+            User {
+                uid: 0,
+                gid: 0,
+                additional_gids: vec![],
+                home: Some("/root".into())
+            }
+        );
+        let www = r("www").unwrap();
+        assert_eq!(
+            (www.uid, www.gid, www.additional_gids.clone()),
+            (33, 34, vec![50, 29])
+        );
+        assert_eq!(www.home.as_deref(), Some("/var/www"));
+        assert_eq!(r("33").unwrap().gid, 34);
+        assert_eq!(r("www:staff").unwrap().gid, 50);
+        assert_eq!(r("www:7").unwrap().gid, 7);
+        let n = r("1000:1000").unwrap();
+        assert_eq!((n.uid, n.gid, n.home), (1000, 1000, None));
+        assert_eq!(r("1000").unwrap().gid, 0);
+        let e = r("nobody").unwrap_err().to_string();
+        assert!(
+            e.contains("no user \"nobody\" in the image's /etc/passwd"),
+            "{e}"
+        );
+        let e = r("www:wheel").unwrap_err().to_string();
+        assert!(e.contains("no group \"wheel\""), "{e}");
+        assert!(resolve_user("app", None, None).is_err());
+    }
+
+    #[test]
+    fn passwd_is_read_inside_the_rootfs() {
+        let t = tempfile::tempdir().unwrap();
+        let host = t.path().join("host-passwd");
+        std::fs::write(&host, "app:x:4242:4242::/:/bin/sh\n").unwrap();
+        let root = t.path().join("rootfs");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        // an absolute symlink to the host's file: resolved inside the rootfs, where it is missing
+        std::os::unix::fs::symlink(&host, root.join("etc/passwd")).unwrap();
+        let fd = resolve::open_root(&root).unwrap();
+        let cfg: ImageConfiguration = serde_json::from_value(json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"User": "app", "Cmd": ["/x"]},
+            "rootfs": {"type": "layers", "diff_ids": []}
+        }))
+        .unwrap();
+        let e = runtime_spec(&cfg, fd.as_fd()).unwrap_err().to_string();
+        assert!(e.contains("no user \"app\""), "{e}");
+        // the same file inside the rootfs is used
+        std::fs::remove_file(root.join("etc/passwd")).unwrap();
+        std::fs::copy(&host, root.join("etc/passwd")).unwrap();
+        let spec = runtime_spec(&cfg, fd.as_fd()).unwrap();
+        assert_eq!(spec["process"]["user"], json!({"uid": 4242, "gid": 4242}));
+        assert_eq!(spec["process"]["args"], json!(["/x"]));
+        assert_eq!(spec["root"]["readonly"], json!(false));
+    }
+}

@@ -1,0 +1,684 @@
+//! Images: pull from a registry into the content-addressed store, list, inspect, tag, remove,
+//! and unpack to a runnable bundle (rootfs + config.json).
+//!
+//! A companion module: it uses the runtime library (the in-root resolver, `husk spec`'s
+//! default), never the other way round; nothing on the create/start/exec path calls it.
+
+pub mod config;
+pub mod layer;
+pub mod store;
+
+use crate::registry::{self, reference::Reference, Client};
+use anyhow::{bail, Context, Result};
+use flate2::read::GzDecoder;
+use oci_spec::image::{
+    Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType, Platform,
+};
+use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use store::{ref_name, Store, REF_NAME};
+
+const MEDIA_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+const MEDIA_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// Layers fetched at once by one pull.
+const PARALLEL_FETCHES: usize = 3;
+/// Config blobs larger than this are refused.
+const MAX_CONFIG: u64 = 8 << 20;
+
+/// `os/arch[/variant]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlatformSpec {
+    pub os: String,
+    pub arch: String,
+    pub variant: Option<String>,
+}
+
+impl PlatformSpec {
+    pub fn host() -> PlatformSpec {
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" => "ppc64le",
+            other => other,
+        };
+        PlatformSpec {
+            os: "linux".into(),
+            arch: arch.into(),
+            variant: None,
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<PlatformSpec> {
+        let parts: Vec<&str> = s.split('/').collect();
+        match parts.as_slice() {
+            [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(PlatformSpec {
+                os: os.to_string(),
+                arch: arch.to_string(),
+                variant: None,
+            }),
+            [os, arch, v] if !os.is_empty() && !arch.is_empty() && !v.is_empty() => {
+                Ok(PlatformSpec {
+                    os: os.to_string(),
+                    arch: arch.to_string(),
+                    variant: Some(v.to_string()),
+                })
+            }
+            _ => bail!("--platform {s:?}: expected OS/ARCH[/VARIANT], e.g. linux/amd64"),
+        }
+    }
+
+    fn matches(&self, p: &Platform) -> bool {
+        p.os().to_string() == self.os
+            && p.architecture().to_string() == self.arch
+            && match &self.variant {
+                None => true,
+                Some(v) => p.variant().as_deref() == Some(v.as_str()),
+            }
+    }
+}
+
+impl std::fmt::Display for PlatformSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.arch)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+pub struct PullOptions {
+    pub registry: registry::Options,
+    pub platform: PlatformSpec,
+    pub quiet: bool,
+}
+
+/// The layer compressions husk reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+fn layer_compression(media_type: &str) -> Option<Compression> {
+    match media_type {
+        "application/vnd.oci.image.layer.v1.tar"
+        | "application/vnd.docker.image.rootfs.diff.tar" => Some(Compression::None),
+        "application/vnd.oci.image.layer.v1.tar+gzip" | MEDIA_DOCKER_LAYER_GZIP => {
+            Some(Compression::Gzip)
+        }
+        "application/vnd.oci.image.layer.v1.tar+zstd" => Some(Compression::Zstd),
+        _ => None,
+    }
+}
+
+fn check_layer_types(m: &ImageManifest, what: &str) -> Result<()> {
+    let ct = m.config().media_type().to_string();
+    if ct != MediaType::ImageConfig.to_string() && ct != MEDIA_DOCKER_CONFIG {
+        bail!("{what}: config has media type {ct:?}, not an image config (this is not a container image)");
+    }
+    for l in m.layers() {
+        let t = l.media_type().to_string();
+        if layer_compression(&t).is_none() {
+            bail!(
+                "{what}: layer {} has media type {t:?}, which husk cannot unpack (supported: tar, tar+gzip, tar+zstd)",
+                l.digest()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn say(quiet: bool, msg: &str) {
+    if !quiet {
+        let _ = writeln!(io::stderr(), "{msg}");
+    }
+}
+
+/// Pull `reference` into `store`: manifest (through an index if needed), config and layers,
+/// each verified; the index entry is written last. Returns the manifest digest.
+pub fn pull(store: &Store, text: &str, opts: &PullOptions) -> Result<String> {
+    let r = Reference::parse(text).map_err(anyhow::Error::msg)?;
+    let what = r.to_string();
+    let client = Client::new(&r, &opts.registry)?;
+    let top = client
+        .manifest(r.manifest_ref())
+        .with_context(|| format!("pull {what}: fetch manifest"))?;
+    if let Some(d) = &r.digest {
+        if &top.digest != d {
+            bail!(
+                "pull {what}: the registry answered with a manifest whose digest is {}",
+                top.digest
+            );
+        }
+    }
+    let (manifest_bytes, manifest_type, manifest_digest, platform) = match top.media_type.as_str()
+    {
+        registry::MEDIA_OCI_INDEX | registry::MEDIA_DOCKER_LIST => {
+            let index: ImageIndex = serde_json::from_slice(&top.bytes)
+                .with_context(|| format!("pull {what}: parse index {}", top.digest))?;
+            let chosen = index
+                .manifests()
+                .iter()
+                .find(|d| d.platform().as_ref().is_some_and(|p| opts.platform.matches(p)))
+                .ok_or_else(|| {
+                    let have: Vec<String> = index
+                        .manifests()
+                        .iter()
+                        .filter_map(|d| d.platform().as_ref())
+                        .map(|p| {
+                            let mut s = format!("{}/{}", p.os(), p.architecture());
+                            if let Some(v) = p.variant() {
+                                s.push('/');
+                                s.push_str(v);
+                            }
+                            s
+                        })
+                        .collect();
+                    anyhow::anyhow!(
+                        "pull {what}: index {} has no manifest for platform {} (it has: {})",
+                        top.digest,
+                        opts.platform,
+                        have.join(", ")
+                    )
+                })?
+                .clone();
+            let digest = chosen.digest().to_string();
+            let m = client
+                .manifest(&digest)
+                .with_context(|| format!("pull {what}: fetch manifest {digest}"))?;
+            if m.digest != digest {
+                bail!(
+                    "pull {what}: digest mismatch for manifest: expected {digest}, content is {}",
+                    m.digest
+                );
+            }
+            if m.bytes.len() as u64 != chosen.size() {
+                bail!(
+                    "pull {what}: manifest {digest} is {} bytes, the index says {}",
+                    m.bytes.len(),
+                    chosen.size()
+                );
+            }
+            (m.bytes, m.media_type, m.digest, chosen.platform().clone())
+        }
+        registry::MEDIA_OCI_MANIFEST | registry::MEDIA_DOCKER_MANIFEST => {
+            (top.bytes, top.media_type, top.digest, None)
+        }
+        other => bail!(
+            "pull {what}: manifest {} has media type {other:?}; expected an OCI or Docker schema 2 manifest or index",
+            top.digest
+        ),
+    };
+    if manifest_type != registry::MEDIA_OCI_MANIFEST
+        && manifest_type != registry::MEDIA_DOCKER_MANIFEST
+    {
+        bail!(
+            "pull {what}: manifest {manifest_digest} has media type {manifest_type:?}; expected an OCI or Docker schema 2 manifest"
+        );
+    }
+    let manifest: ImageManifest = serde_json::from_slice(&manifest_bytes)
+        .with_context(|| format!("pull {what}: parse manifest {manifest_digest}"))?;
+    check_layer_types(
+        &manifest,
+        &format!("pull {what}: manifest {manifest_digest}"),
+    )?;
+
+    // the config first (small), then the layers, PARALLEL_FETCHES at a time
+    let fetch = |d: &Descriptor, role: &str| -> Result<()> {
+        let digest = d.digest().to_string();
+        let fetched = store.put_blob(&digest, d.size(), &format!("pull {what}: {role}"), || {
+            client
+                .blob(&digest)
+                .with_context(|| format!("pull {what}: fetch {role} {digest}"))
+        })?;
+        say(
+            opts.quiet,
+            &format!(
+                "{role} {digest} ({} bytes): {}",
+                d.size(),
+                if fetched { "fetched" } else { "present" }
+            ),
+        );
+        Ok(())
+    };
+    fetch(manifest.config(), "config")?;
+    let layers = manifest.layers();
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let errors: Mutex<Vec<(usize, anyhow::Error)>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL_FETCHES.min(layers.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= layers.len() || failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Err(e) = fetch(&layers[i], "layer") {
+                    failed.store(true, Ordering::Relaxed);
+                    if let Ok(mut errs) = errors.lock() {
+                        errs.push((i, e));
+                    }
+                }
+            });
+        }
+    });
+    let mut errors = errors.into_inner().unwrap_or_default();
+    errors.sort_by_key(|(i, _)| *i);
+    if let Some((_, e)) = errors.into_iter().next() {
+        return Err(e);
+    }
+    // the config must be a config (checked now that it is here)
+    let cfg = store.read_blob(manifest.config().digest().as_ref(), MAX_CONFIG)?;
+    let cfg: ImageConfiguration = serde_json::from_slice(&cfg)
+        .with_context(|| format!("pull {what}: parse config {}", manifest.config().digest()))?;
+    if cfg.rootfs().diff_ids().len() != manifest.layers().len() {
+        bail!(
+            "pull {what}: config lists {} layer diff_ids, the manifest {} layers",
+            cfg.rootfs().diff_ids().len(),
+            manifest.layers().len()
+        );
+    }
+    store.put_bytes(
+        &manifest_digest,
+        &manifest_bytes,
+        &format!("pull {what}: manifest"),
+    )?;
+    let mut desc = Descriptor::new(
+        MediaType::from(manifest_type.as_str()),
+        manifest_bytes.len() as u64,
+        manifest_digest
+            .parse::<oci_spec::image::Digest>()
+            .context("manifest digest")?,
+    );
+    desc.set_platform(platform.or_else(|| {
+        oci_spec::image::PlatformBuilder::default()
+            .os(cfg.os().clone())
+            .architecture(cfg.architecture().clone())
+            .build()
+            .ok()
+    }));
+    let name = what.clone();
+    desc.set_annotations(Some(HashMap::from([(REF_NAME.to_string(), name.clone())])));
+    store.update_index(|m| {
+        m.retain(|d| ref_name(d) != Some(name.as_str()));
+        m.push(desc);
+        Ok(())
+    })?;
+    Ok(manifest_digest)
+}
+
+/// The index entry for `text`: a reference (normalised) or a manifest digest (full, or a
+/// unique prefix of at least 12 hex digits).
+pub fn lookup(store: &Store, text: &str) -> Result<(String, Descriptor)> {
+    let idx = store.index()?;
+    let hexish = text.strip_prefix("sha256:").unwrap_or(text);
+    if hexish.len() >= 12 && hexish.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let hits: Vec<&Descriptor> = idx
+            .manifests()
+            .iter()
+            .filter(|d| d.digest().digest().starts_with(hexish))
+            .collect();
+        if let Some(d) = hits.first() {
+            let name = ref_name(d).unwrap_or("").to_string();
+            return Ok((name, (*d).clone()));
+        }
+    }
+    let r = Reference::parse(text).map_err(anyhow::Error::msg)?;
+    let name = r.to_string();
+    match idx
+        .manifests()
+        .iter()
+        .find(|d| ref_name(d) == Some(name.as_str()))
+    {
+        Some(d) => Ok((name, d.clone())),
+        None => bail!(
+            "image {name} is not in the store {} (pull it first)",
+            store.root().display()
+        ),
+    }
+}
+
+/// `husk image ls`.
+pub fn list(store: &Store, format: &str, quiet: bool) -> Result<()> {
+    let idx = store.index()?;
+    let mut rows = Vec::new();
+    for d in idx.manifests() {
+        let name = ref_name(d).unwrap_or("<none>").to_string();
+        let (size, created) = match store.read_manifest(d.digest().as_ref()) {
+            Ok(m) => {
+                let size: u64 =
+                    m.config().size() + m.layers().iter().map(|l| l.size()).sum::<u64>();
+                let created = store
+                    .read_blob(m.config().digest().as_ref(), MAX_CONFIG)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<ImageConfiguration>(&b).ok())
+                    .and_then(|c| c.created().clone())
+                    .unwrap_or_default();
+                (size, created)
+            }
+            Err(_) => (0, String::new()),
+        };
+        rows.push((name, d.digest().to_string(), size, created));
+    }
+    let mut out = io::stdout().lock();
+    if quiet {
+        for r in &rows {
+            writeln!(out, "{}", r.0)?;
+        }
+        return Ok(());
+    }
+    match format {
+        "json" => {
+            let v: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|(n, d, s, c)| serde_json::json!({"name": n, "digest": d, "size": s, "created": c}))
+                .collect();
+            writeln!(out, "{}", serde_json::to_string(&v)?)?;
+        }
+        "table" => {
+            let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(9);
+            writeln!(
+                out,
+                "{:<w$}   {:<19}   {:>12}   CREATED",
+                "REFERENCE", "DIGEST", "SIZE"
+            )?;
+            for (n, d, s, c) in &rows {
+                let short = &d[..d.len().min(19)];
+                writeln!(out, "{n:<w$}   {short:<19}   {s:>12}   {c}")?;
+            }
+        }
+        other => bail!("--format {other:?}: expected table or json"),
+    }
+    Ok(())
+}
+
+/// `husk image inspect`: the index entry, manifest, config and layer list as one JSON document.
+pub fn inspect(store: &Store, text: &str) -> Result<serde_json::Value> {
+    let (name, d) = lookup(store, text)?;
+    let digest = d.digest().to_string();
+    let m = store.read_manifest(&digest)?;
+    let cfg_bytes = store.read_blob(m.config().digest().as_ref(), MAX_CONFIG)?;
+    let cfg: serde_json::Value = serde_json::from_slice(&cfg_bytes).context("parse config")?;
+    let layers: Vec<serde_json::Value> = m
+        .layers()
+        .iter()
+        .map(|l| serde_json::json!({"digest": l.digest().to_string(), "size": l.size(), "mediaType": l.media_type().to_string()}))
+        .collect();
+    let size: u64 = m.config().size() + m.layers().iter().map(|l| l.size()).sum::<u64>();
+    Ok(serde_json::json!({
+        "name": name,
+        "digest": digest,
+        "mediaType": d.media_type().to_string(),
+        "platform": d.platform(),
+        "size": size,
+        "manifest": m,
+        "config": cfg,
+        "layers": layers,
+    }))
+}
+
+/// `husk image tag SRC DST`.
+pub fn tag(store: &Store, src: &str, dst: &str) -> Result<String> {
+    let (_, d) = lookup(store, src)?;
+    let name = Reference::parse(dst)
+        .map_err(anyhow::Error::msg)?
+        .to_string();
+    let mut d = d.clone();
+    d.set_annotations(Some(HashMap::from([(REF_NAME.to_string(), name.clone())])));
+    store.update_index(|m| {
+        m.retain(|x| ref_name(x) != Some(name.as_str()));
+        m.push(d);
+        Ok(())
+    })?;
+    Ok(name)
+}
+
+/// `husk image rm`: drop the names, then collect the blobs no name reaches any more. `store`
+/// must be open exclusively.
+pub fn remove(store: &Store, refs: &[String]) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for r in refs {
+        let (name, d) = lookup(store, r)?;
+        names.push((name, d.digest().to_string()));
+    }
+    store.update_index(|m| {
+        m.retain(|d| {
+            !names.iter().any(|(n, dg)| {
+                ref_name(d) == Some(n.as_str()) || (n.is_empty() && d.digest().to_string() == *dg)
+            })
+        });
+        Ok(())
+    })?;
+    store.collect_garbage()?;
+    Ok(names
+        .into_iter()
+        .map(|(n, d)| if n.is_empty() { d } else { n })
+        .collect())
+}
+
+/// A reader that hashes what passes through it (for a layer's diff_id).
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Ends a tar stream that stops right after its last entry's data (no padding to 512 bytes,
+/// no end-of-archive blocks, as umoci 0.4's `insert` writes them) with the zeros it lacks: at
+/// most 511 + 1024 bytes, so an entry cut short further than its padding still fails to parse.
+/// The diff_id is hashed before this, over the bytes the layer really has.
+struct PadAtEof<R> {
+    inner: R,
+    seen: u64,
+    pad: Option<u64>,
+}
+
+impl<R> PadAtEof<R> {
+    fn new(inner: R) -> Self {
+        PadAtEof {
+            inner,
+            seen: 0,
+            pad: None,
+        }
+    }
+}
+
+impl<R: Read> Read for PadAtEof<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pad.is_none() {
+            let n = self.inner.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                self.seen += n as u64;
+                return Ok(n);
+            }
+            self.pad = Some((512 - self.seen % 512) % 512 + 1024);
+        }
+        let left = self.pad.as_mut().expect("set above");
+        let n = (*left).min(buf.len() as u64) as usize;
+        buf[..n].fill(0);
+        *left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// `husk image unpack REF DIR`: DIR/rootfs (every layer applied in order, each checked against
+/// its diff_id) and DIR/config.json. A full copy per bundle; on failure what was made is removed.
+pub fn unpack(store: &Store, text: &str, bundle: &Path) -> Result<()> {
+    let (name, d) = lookup(store, text)?;
+    let manifest = store.read_manifest(d.digest().as_ref())?;
+    check_layer_types(&manifest, &format!("unpack {name}"))?;
+    let cfg_bytes = store.read_blob(manifest.config().digest().as_ref(), MAX_CONFIG)?;
+    let cfg: ImageConfiguration = serde_json::from_slice(&cfg_bytes)
+        .with_context(|| format!("unpack {name}: parse config"))?;
+    let config_path = bundle.join("config.json");
+    let rootfs = bundle.join("rootfs");
+    if config_path.exists() {
+        bail!(
+            "unpack {name}: {} exists; remove it first",
+            config_path.display()
+        );
+    }
+    if std::fs::read_dir(&rootfs).is_ok_and(|mut it| it.next().is_some()) {
+        bail!(
+            "unpack {name}: {} exists and is not empty",
+            rootfs.display()
+        )
+    }
+    let made_bundle = !bundle.exists();
+    let made_rootfs = !rootfs.exists();
+    std::fs::create_dir_all(&rootfs).with_context(|| format!("create {}", rootfs.display()))?;
+    let result = unpack_into(store, &name, &manifest, &cfg, &rootfs, &config_path);
+    if result.is_err() {
+        // back to what was there: an empty rootfs the caller made stays, empty
+        let _ = std::fs::remove_file(&config_path);
+        let _ = empty_dir(&rootfs);
+        if made_rootfs {
+            let _ = std::fs::remove_dir(&rootfs);
+        }
+        if made_bundle {
+            let _ = std::fs::remove_dir(bundle);
+        }
+    }
+    result
+}
+
+/// Remove everything inside `dir` by fds (no symlink in it is followed).
+fn empty_dir(dir: &Path) -> io::Result<()> {
+    use std::os::fd::AsFd;
+    let fd = nix::fcntl::open(
+        dir,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(io::Error::from)?;
+    for name in layer::children(&fd)? {
+        layer::remove_all_at(fd.as_fd(), &name)?;
+    }
+    Ok(())
+}
+
+fn unpack_into(
+    store: &Store,
+    name: &str,
+    manifest: &ImageManifest,
+    cfg: &ImageConfiguration,
+    rootfs: &Path,
+    config_path: &Path,
+) -> Result<()> {
+    use std::os::fd::AsFd;
+    let root = crate::rootfs::resolve::open_root(rootfs)
+        .with_context(|| format!("open {}", rootfs.display()))?;
+    let diff_ids = cfg.rootfs().diff_ids();
+    if diff_ids.len() != manifest.layers().len() {
+        bail!(
+            "unpack {name}: config lists {} diff_ids, the manifest {} layers",
+            diff_ids.len(),
+            manifest.layers().len()
+        );
+    }
+    let opts = layer::ApplyOptions::default();
+    for (l, diff_id) in manifest.layers().iter().zip(diff_ids) {
+        let digest = l.digest().to_string();
+        let path = store.blob_path(&digest)?;
+        let f = std::fs::File::open(&path)
+            .with_context(|| format!("unpack {name}: layer {digest} is not in the store"))?;
+        let f = io::BufReader::with_capacity(256 << 10, f);
+        let mt = l.media_type().to_string();
+        let plain: Box<dyn Read> = match layer_compression(&mt) {
+            Some(Compression::Gzip) => Box::new(GzDecoder::new(f)),
+            Some(Compression::None) => Box::new(f),
+            Some(Compression::Zstd) => Box::new(
+                zstd::stream::read::Decoder::with_buffer(f)
+                    .with_context(|| format!("unpack {name}: layer {digest}: zstd"))?,
+            ),
+            None => bail!("unpack {name}: layer {digest}: unsupported media type {mt:?}"),
+        };
+        let mut h = Hashing {
+            inner: plain,
+            hasher: Sha256::new(),
+        };
+        layer::apply(root.as_fd(), PadAtEof::new(&mut h), opts, &digest)
+            .with_context(|| format!("unpack {name}"))?;
+        // the tar end marker may be followed by padding: all of it is part of the diff_id
+        io::copy(&mut h, &mut io::sink())
+            .with_context(|| format!("unpack {name}: layer {digest}: decompress"))?;
+        let got = format!("sha256:{}", store::hex(&h.hasher.finalize()));
+        if got != *diff_id {
+            bail!("unpack {name}: layer {digest}: uncompressed content is {got}, the config's diff_id is {diff_id}");
+        }
+    }
+    let spec = config::runtime_spec(cfg, root.as_fd()).with_context(|| format!("unpack {name}"))?;
+    let text = serde_json::to_string_pretty(&spec)?;
+    std::fs::write(config_path, text).with_context(|| format!("write {}", config_path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms() {
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(PlatformSpec::host().to_string(), "linux/amd64");
+        }
+        let p = PlatformSpec::parse("linux/arm/v7").unwrap();
+        assert_eq!(p.variant.as_deref(), Some("v7"));
+        assert!(PlatformSpec::parse("linux").is_err());
+        assert!(PlatformSpec::parse("linux/").is_err());
+        let plat: Platform =
+            serde_json::from_str(r#"{"os":"linux","architecture":"arm","variant":"v7"}"#).unwrap();
+        assert!(p.matches(&plat));
+        assert!(PlatformSpec::parse("linux/arm").unwrap().matches(&plat));
+        assert!(!PlatformSpec::parse("linux/arm/v6").unwrap().matches(&plat));
+        assert!(!PlatformSpec::host().matches(&plat));
+    }
+
+    #[test]
+    fn missing_tar_padding_is_supplied() {
+        let mut out = Vec::new();
+        PadAtEof::new(&[7u8; 600][..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out.len(), 1024 + 1024);
+        assert!(out[600..].iter().all(|&b| b == 0));
+        let mut out = Vec::new();
+        PadAtEof::new(&[7u8; 512][..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out.len(), 512 + 1024);
+    }
+
+    #[test]
+    fn layer_media_types() {
+        assert_eq!(
+            layer_compression(MEDIA_DOCKER_LAYER_GZIP),
+            Some(Compression::Gzip)
+        );
+        assert_eq!(
+            layer_compression("application/vnd.oci.image.layer.v1.tar"),
+            Some(Compression::None)
+        );
+        assert_eq!(
+            layer_compression("application/vnd.oci.image.layer.v1.tar+zstd"),
+            Some(Compression::Zstd)
+        );
+        assert_eq!(
+            layer_compression("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"),
+            None
+        );
+    }
+}

@@ -1,0 +1,414 @@
+//! The content-addressed image store: an OCI image layout (`oci-layout`, `index.json`,
+//! `blobs/sha256/<hex>`) so skopeo, umoci and crane can read it, plus husk's own `tmp/` and
+//! lock files.
+//!
+//! * A blob becomes visible only whole: it is streamed into `tmp/`, its size and sha256 checked
+//!   while streaming, fsynced, and renamed to its name. A crash leaves files in `tmp/` only.
+//! * Pulls hold a shared lock on `lock` for their whole run; `rm` (which garbage-collects blobs
+//!   nothing refers to, and clears `tmp/`) holds it exclusively, so it never collects the blobs
+//!   of a pull that has not written its index entry yet.
+//! * Two pulls of the same blob: each takes an exclusive lock on `tmp/<hex>.lock` before
+//!   fetching; the second waits, finds the blob present, and reuses it.
+//! * `index.json` is changed under an exclusive lock on `index.lock`, written to a temp file and
+//!   renamed.
+
+use anyhow::{bail, Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
+use sha2::{Digest as _, Sha256};
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The annotation that names an image in `index.json` (the full normalised reference).
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+pub struct Store {
+    root: PathBuf,
+    _lock: Flock<File>,
+}
+
+/// `sha256:<hex>` of `data`.
+pub fn sha256_digest(data: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(data)))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// The store when neither `--store` nor `HUSK_STORE` is given: `/var/lib/husk` for root,
+/// `$XDG_DATA_HOME/husk` (default `~/.local/share/husk`) otherwise.
+pub fn default_dir() -> PathBuf {
+    if let Some(s) = std::env::var_os("HUSK_STORE").filter(|s| !s.is_empty()) {
+        return PathBuf::from(s);
+    }
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/husk");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|s| !s.is_empty()) {
+        return PathBuf::from(x).join("husk");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
+    PathBuf::from(home).join(".local/share/husk")
+}
+
+fn hex_of(digest: &str) -> Result<&str> {
+    crate::registry::reference::check_digest(digest).map_err(anyhow::Error::msg)?;
+    Ok(&digest["sha256:".len()..])
+}
+
+static TMP_SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl Store {
+    /// Open (creating it if needed) the store at `root`, holding the store lock shared, or
+    /// exclusive for operations that collect garbage.
+    pub fn open(root: &Path, exclusive: bool) -> Result<Store> {
+        fs::create_dir_all(root.join("blobs/sha256"))
+            .and_then(|_| fs::create_dir_all(root.join("tmp")))
+            .with_context(|| format!("create image store {}", root.display()))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.join("lock"))
+            .with_context(|| format!("open {}", root.join("lock").display()))?;
+        let arg = if exclusive {
+            FlockArg::LockExclusive
+        } else {
+            FlockArg::LockShared
+        };
+        let lock = Flock::lock(lock, arg)
+            .map_err(|(_, e)| anyhow::anyhow!("lock {}: {e}", root.join("lock").display()))?;
+        let layout = root.join("oci-layout");
+        if !layout.exists() {
+            write_atomic(root, &layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        let store = Store {
+            root: root.to_path_buf(),
+            _lock: lock,
+        };
+        if !root.join("index.json").exists() {
+            store.update_index(|_| Ok(()))?;
+        }
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf> {
+        Ok(self.root.join("blobs/sha256").join(hex_of(digest)?))
+    }
+
+    /// Is blob `digest` present with `size` bytes?
+    pub fn has_blob(&self, digest: &str, size: u64) -> bool {
+        self.blob_path(digest)
+            .ok()
+            .and_then(|p| fs::metadata(p).ok())
+            .is_some_and(|m| m.is_file() && m.len() == size)
+    }
+
+    /// Store `size` bytes from `src` as blob `digest`, unless it is present already. `fetch` is
+    /// called (under the blob's lock) only when the blob is missing. `what` names the blob in
+    /// errors (the reference and role).
+    pub fn put_blob<F>(&self, digest: &str, size: u64, what: &str, fetch: F) -> Result<bool>
+    where
+        F: FnOnce() -> Result<Box<dyn Read + Send + Sync>>,
+    {
+        let hex = hex_of(digest)?;
+        if self.has_blob(digest, size) {
+            return Ok(false);
+        }
+        let lock_path = self.root.join("tmp").join(format!("{hex}.lock"));
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("open {}", lock_path.display()))?;
+        let _lock = Flock::lock(lock, FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow::anyhow!("lock {}: {e}", lock_path.display()))?;
+        if self.has_blob(digest, size) {
+            return Ok(false); // another pull stored it while we waited
+        }
+        let src = fetch()?;
+        self.write_verified(digest, size, what, src)?;
+        Ok(true)
+    }
+
+    /// Store `data` as blob `digest` (checked).
+    pub fn put_bytes(&self, digest: &str, data: &[u8], what: &str) -> Result<()> {
+        if self.has_blob(digest, data.len() as u64) {
+            return Ok(());
+        }
+        self.write_verified(
+            digest,
+            data.len() as u64,
+            what,
+            Box::new(io::Cursor::new(data.to_vec())),
+        )
+    }
+
+    fn write_verified(
+        &self,
+        digest: &str,
+        size: u64,
+        what: &str,
+        mut src: Box<dyn Read + Send + Sync + '_>,
+    ) -> Result<()> {
+        let hex = hex_of(digest)?;
+        let tmp = self.root.join("tmp").join(format!(
+            "{hex}.{}.{}.partial",
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = (|| -> Result<()> {
+            let mut f = File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; 256 << 10];
+            let mut got: u64 = 0;
+            loop {
+                let n = match src.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        bail!("{what} {digest}: read failed after {got} of {size} bytes: {e}")
+                    }
+                };
+                got += n as u64;
+                if got > size {
+                    bail!("{what} {digest}: more than the {size} bytes its descriptor says");
+                }
+                hasher.update(&buf[..n]);
+                f.write_all(&buf[..n])
+                    .with_context(|| format!("{what} {digest}: write {}", tmp.display()))?;
+            }
+            if got != size {
+                bail!("{what} {digest}: truncated: got {got} of {size} bytes");
+            }
+            let actual = format!("sha256:{}", hex_str(&hasher.finalize()));
+            if actual != digest {
+                bail!("{what}: digest mismatch: expected {digest}, content is {actual}");
+            }
+            f.sync_all()
+                .with_context(|| format!("fsync {}", tmp.display()))?;
+            let dst = self.blob_path(digest)?;
+            fs::rename(&tmp, &dst)
+                .with_context(|| format!("rename {} to {}", tmp.display(), dst.display()))?;
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Read a small blob (manifest, config) whole, checking its digest; at most `limit` bytes.
+    pub fn read_blob(&self, digest: &str, limit: u64) -> Result<Vec<u8>> {
+        let p = self.blob_path(digest)?;
+        let mut data = Vec::new();
+        File::open(&p)
+            .with_context(|| format!("blob {digest} is not in the store {}", self.root.display()))?
+            .take(limit + 1)
+            .read_to_end(&mut data)
+            .with_context(|| format!("read {}", p.display()))?;
+        if data.len() as u64 > limit {
+            bail!("blob {digest} is larger than the limit of {limit} bytes");
+        }
+        let actual = sha256_digest(&data);
+        if actual != digest {
+            bail!("blob {digest} in the store is corrupt: its content is {actual}");
+        }
+        Ok(data)
+    }
+
+    pub fn index(&self) -> Result<ImageIndex> {
+        let p = self.root.join("index.json");
+        let text = fs::read(&p).with_context(|| format!("read {}", p.display()))?;
+        serde_json::from_slice(&text).with_context(|| format!("parse {}", p.display()))
+    }
+
+    /// Change the manifest list of `index.json` under the index lock; the file is replaced whole.
+    pub fn update_index<F>(&self, change: F) -> Result<()>
+    where
+        F: FnOnce(&mut Vec<Descriptor>) -> Result<()>,
+    {
+        let lock_path = self.root.join("index.lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("open {}", lock_path.display()))?;
+        let _lock = Flock::lock(lock, FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow::anyhow!("lock {}: {e}", lock_path.display()))?;
+        let mut manifests = if self.root.join("index.json").exists() {
+            self.index()?.manifests().clone()
+        } else {
+            Vec::new()
+        };
+        change(&mut manifests)?;
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(manifests)
+            .build()
+            .context("build index.json")?;
+        let text = serde_json::to_vec_pretty(&index).context("serialise index.json")?;
+        write_atomic(&self.root, &self.root.join("index.json"), &text)
+    }
+
+    /// The index entry named `name` (a normalised reference).
+    pub fn find(&self, name: &str) -> Result<Option<Descriptor>> {
+        Ok(self
+            .index()?
+            .manifests()
+            .iter()
+            .find(|d| ref_name(d) == Some(name))
+            .cloned())
+    }
+
+    /// Delete every blob no index entry reaches and everything in `tmp/`. Needs the exclusive
+    /// store lock (see [`Store::open`]). Returns the number of blobs removed.
+    pub fn collect_garbage(&self) -> Result<usize> {
+        let mut keep: HashSet<String> = HashSet::new();
+        for d in self.index()?.manifests() {
+            let digest = d.digest().to_string();
+            keep.insert(digest.clone());
+            if let Ok(m) = self.read_manifest(&digest) {
+                keep.insert(m.config().digest().to_string());
+                for l in m.layers() {
+                    keep.insert(l.digest().to_string());
+                }
+            }
+        }
+        let mut removed = 0;
+        let dir = self.root.join("blobs/sha256");
+        for e in fs::read_dir(&dir).with_context(|| format!("read {}", dir.display()))? {
+            let e = e?;
+            let name = format!("sha256:{}", e.file_name().to_string_lossy());
+            if !keep.contains(&name) {
+                fs::remove_file(e.path())
+                    .with_context(|| format!("remove {}", e.path().display()))?;
+                removed += 1;
+            }
+        }
+        let tmp = self.root.join("tmp");
+        for e in fs::read_dir(&tmp).with_context(|| format!("read {}", tmp.display()))? {
+            let _ = fs::remove_file(e?.path());
+        }
+        Ok(removed)
+    }
+
+    pub fn read_manifest(&self, digest: &str) -> Result<oci_spec::image::ImageManifest> {
+        let data = self.read_blob(digest, crate::registry::MAX_MANIFEST)?;
+        serde_json::from_slice(&data).with_context(|| format!("parse manifest {digest}"))
+    }
+}
+
+fn hex_str(b: &[u8]) -> String {
+    hex(b)
+}
+
+pub fn ref_name(d: &Descriptor) -> Option<&str> {
+    d.annotations()
+        .as_ref()
+        .and_then(|a| a.get(REF_NAME))
+        .map(String::as_str)
+}
+
+/// Write `path` (inside `root`) via a temp file in `root/tmp` and a rename.
+fn write_atomic(root: &Path, path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = root.join("tmp").join(format!(
+        "meta.{}.{}.partial",
+        std::process::id(),
+        TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let r = (|| -> io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if r.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    r.with_context(|| format!("write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_are_verified_before_they_are_visible() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::open(t.path(), false).unwrap();
+        let data = b"hello blob".to_vec();
+        let d = sha256_digest(&data);
+        // wrong content under the name
+        let bad = sha256_digest(b"other");
+        let e = s
+            .put_blob(&bad, data.len() as u64, "layer", || {
+                Ok(Box::new(io::Cursor::new(data.clone())))
+            })
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("digest mismatch"), "{e:#}");
+        // truncated and overlong
+        let e = s
+            .put_blob(&d, 100, "layer", || {
+                Ok(Box::new(io::Cursor::new(data.clone())))
+            })
+            .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("truncated: got 10 of 100"),
+            "{e:#}"
+        );
+        let e = s
+            .put_blob(&d, 3, "layer", || {
+                Ok(Box::new(io::Cursor::new(data.clone())))
+            })
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("more than the 3 bytes"), "{e:#}");
+        assert_eq!(
+            fs::read_dir(t.path().join("blobs/sha256")).unwrap().count(),
+            0
+        );
+        let partial = fs::read_dir(t.path().join("tmp"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .to_string_lossy()
+                    .ends_with(".partial")
+            })
+            .count();
+        assert_eq!(partial, 0);
+        // good, then reused without fetching
+        assert!(s
+            .put_blob(&d, data.len() as u64, "layer", || Ok(Box::new(
+                io::Cursor::new(data.clone())
+            )))
+            .unwrap());
+        assert!(!s
+            .put_blob(&d, data.len() as u64, "layer", || panic!("fetched twice"))
+            .unwrap());
+        assert_eq!(s.read_blob(&d, 100).unwrap(), data);
+        // garbage collection drops it (nothing refers to it)
+        drop(s);
+        let s = Store::open(t.path(), true).unwrap();
+        assert_eq!(s.collect_garbage().unwrap(), 1);
+        assert!(!s.has_blob(&d, data.len() as u64));
+        assert!(s.index().unwrap().manifests().is_empty());
+    }
+}

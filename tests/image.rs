@@ -1,0 +1,1573 @@
+//! `husk image`: pulls from Debian's docker-registry (started here on a loopback port with its
+//! own storage) and from a small registry written here (for Bearer tokens and for answers a real
+//! registry never gives: wrong digests, short blobs, odd media types), images built with umoci
+//! or written as an OCI layout by hand and pushed with skopeo, unpacked bundles run with husk,
+//! and husk's rootfs compared with `umoci unpack` of the same image.
+
+mod common;
+use common::*;
+use flate2::write::GzEncoder;
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const MT_LAYER_GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const MT_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+
+/// Root, and husk as the runtime under test (`husk image` has no runc or crun counterpart).
+fn need_husk(test: &str) -> bool {
+    if !require_root(test) {
+        return false;
+    }
+    if is_runc() || is_crun() {
+        skip(
+            test,
+            "`image` is husk's own command; nothing to validate against runc or crun",
+        );
+        return false;
+    }
+    true
+}
+
+fn need_tools(test: &str) -> bool {
+    if !need_husk(test) {
+        return false;
+    }
+    for t in ["docker-registry", "skopeo", "umoci"] {
+        if Command::new(t).arg("--version").output().is_err() {
+            skip(test, &format!("{t} is not installed (make deps)"));
+            return false;
+        }
+    }
+    true
+}
+
+fn sha(b: &[u8]) -> String {
+    let h = Sha256::digest(b);
+    let mut s = String::from("sha256:");
+    for x in h.iter() {
+        s.push_str(&format!("{x:02x}"));
+    }
+    s
+}
+
+fn gz(b: &[u8]) -> Vec<u8> {
+    let mut e = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn tmpdir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("husk-img-{tag}-"))
+        .tempdir()
+        .unwrap()
+}
+
+/// `husk image --store STORE ARGS…`
+fn husk(store: &Path, args: &[&str]) -> Output {
+    let mut c = Command::new(runtime());
+    c.arg("image").arg("--store").arg(store).args(args);
+    run_timeout(&mut c, Duration::from_secs(120))
+}
+
+fn husk_ok(store: &Path, args: &[&str]) -> String {
+    let o = husk(store, args);
+    assert!(
+        o.status.success(),
+        "husk image {args:?} failed: {}\n{}",
+        text(&o.stderr),
+        text(&o.stdout)
+    );
+    text(&o.stdout)
+}
+
+fn husk_err(store: &Path, args: &[&str]) -> String {
+    let o = husk(store, args);
+    assert_eq!(
+        code(&o.status),
+        1,
+        "husk image {args:?} should fail with 1: {}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stderr)
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let o = run_timeout(cmd, Duration::from_secs(120));
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        text(&o.stderr),
+        text(&o.stdout)
+    );
+    text(&o.stdout)
+}
+
+/// The store holds nothing half-written: no index entries (unless `entries`), no temp files,
+/// and every blob's content matches its name.
+fn assert_store_consistent(store: &Path, entries: usize) {
+    let idx: Value =
+        serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
+    assert_eq!(idx["manifests"].as_array().unwrap().len(), entries, "{idx}");
+    for e in std::fs::read_dir(store.join("tmp")).unwrap() {
+        let n = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!n.ends_with(".partial"), "temp file left: {n}");
+    }
+    for e in std::fs::read_dir(store.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        let data = std::fs::read(e.path()).unwrap();
+        assert_eq!(
+            sha(&data),
+            format!("sha256:{}", e.file_name().to_string_lossy()),
+            "blob content does not match its name"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Debian's docker-registry on a loopback port
+
+struct Registry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start(htpasswd: Option<(&str, &str)>) -> Registry {
+        let dir = tmpdir("registry");
+        let port = free_port();
+        let mut auth = String::new();
+        if let Some((user, pass)) = htpasswd {
+            let file = dir.path().join("htpasswd");
+            run_ok(
+                Command::new("htpasswd")
+                    .args(["-Bbc"])
+                    .arg(&file)
+                    .args([user, pass]),
+            );
+            auth = format!(
+                "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n",
+                file.display()
+            );
+        }
+        let cfg = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+            dir.path().join("data").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), cfg).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
+            .spawn()
+            .expect("start docker-registry");
+        let r = Registry {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `skopeo copy oci:LAYOUT:TAG docker://HOST/REPO` (format: None = as is, or "v2s2").
+    fn push(
+        &self,
+        layout: &Path,
+        tag: &str,
+        repo: &str,
+        format: Option<&str>,
+        creds: Option<&str>,
+    ) {
+        let mut c = Command::new("skopeo");
+        c.args(["copy", "--dest-tls-verify=false"]);
+        if let Some(f) = format {
+            c.args(["--format", f]);
+        }
+        if let Some(cr) = creds {
+            c.args(["--dest-creds", cr]);
+        }
+        c.arg(format!("oci:{}:{tag}", layout.display()))
+            .arg(format!("docker://{}/{repo}", self.host()));
+        run_ok(&mut c);
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // by pid: the registry we started
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// hand-written tar layers and OCI layouts
+
+#[derive(Default, Clone)]
+struct Ent {
+    name: String,
+    kind: u8,
+    link: String,
+    data: Vec<u8>,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    dev: (u32, u32),
+    pax: Vec<(String, Vec<u8>)>,
+}
+
+fn file(name: &str, data: &[u8], mode: u32) -> Ent {
+    Ent {
+        name: name.into(),
+        kind: b'0',
+        data: data.to_vec(),
+        mode,
+        ..Default::default()
+    }
+}
+fn dir(name: &str, mode: u32) -> Ent {
+    Ent {
+        name: name.into(),
+        kind: b'5',
+        mode,
+        ..Default::default()
+    }
+}
+fn symlink(name: &str, target: &str) -> Ent {
+    Ent {
+        name: name.into(),
+        kind: b'2',
+        link: target.into(),
+        mode: 0o777,
+        ..Default::default()
+    }
+}
+fn hardlink(name: &str, target: &str) -> Ent {
+    Ent {
+        name: name.into(),
+        kind: b'1',
+        link: target.into(),
+        ..Default::default()
+    }
+}
+
+fn header(name: &str, kind: u8, link: &str, size: usize, e: &Ent) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    assert!(
+        name.len() <= 100 && link.len() <= 100,
+        "name too long for this writer"
+    );
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    let octal = |buf: &mut [u8], v: u64| {
+        let s = format!("{:0w$o}\0", v, w = buf.len() - 1);
+        buf.copy_from_slice(s.as_bytes());
+    };
+    octal(&mut h[100..108], e.mode as u64);
+    octal(&mut h[108..116], e.uid as u64);
+    octal(&mut h[116..124], e.gid as u64);
+    octal(&mut h[124..136], size as u64);
+    octal(&mut h[136..148], 1_700_000_000);
+    h[156] = kind;
+    h[157..157 + link.len()].copy_from_slice(link.as_bytes());
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    octal(&mut h[329..337], e.dev.0 as u64);
+    octal(&mut h[337..345], e.dev.1 as u64);
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| b as u32).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
+fn pad(out: &mut Vec<u8>) {
+    out.resize(out.len().div_ceil(512) * 512, 0);
+}
+
+/// A tar stream of `ents`, written by hand so names like `../x` can be made.
+fn tar(ents: &[Ent]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in ents {
+        if !e.pax.is_empty() {
+            let mut rec = Vec::new();
+            for (k, v) in &e.pax {
+                let body_len = k.len() + v.len() + 3; // ' ' '=' '\n'
+                let mut n = body_len + 1;
+                while n.to_string().len() + body_len != n {
+                    n += 1;
+                }
+                rec.extend_from_slice(format!("{n} {k}=").as_bytes());
+                rec.extend_from_slice(v);
+                rec.push(b'\n');
+            }
+            out.extend_from_slice(&header("PaxHeader", b'x', "", rec.len(), &Ent::default()));
+            out.extend_from_slice(&rec);
+            pad(&mut out);
+        }
+        out.extend_from_slice(&header(&e.name, e.kind, &e.link, e.data.len(), e));
+        out.extend_from_slice(&e.data);
+        pad(&mut out);
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+/// An image: manifest bytes, its digest, and every blob (config and gzipped layers).
+struct Img {
+    manifest: Vec<u8>,
+    digest: String,
+    blobs: HashMap<String, Vec<u8>>,
+}
+
+fn image(layers: &[Vec<u8>], config: Value) -> Img {
+    let layers: Vec<(String, Vec<u8>, String)> = layers
+        .iter()
+        .map(|l| (MT_LAYER_GZ.to_string(), gz(l), sha(l)))
+        .collect();
+    image_of(layers, config)
+}
+
+/// An image from layer blobs as given: (media type, blob, diff_id).
+fn image_of(layers: Vec<(String, Vec<u8>, String)>, config: Value) -> Img {
+    let mut blobs = HashMap::new();
+    let mut descs = Vec::new();
+    let mut diff_ids = Vec::new();
+    for (mt, blob, diff_id) in layers {
+        diff_ids.push(diff_id);
+        descs.push(json!({"mediaType": mt, "digest": sha(&blob), "size": blob.len()}));
+        blobs.insert(sha(&blob), blob);
+    }
+    let cfg = json!({
+        "created": "2026-01-02T03:04:05Z",
+        "architecture": "amd64",
+        "os": "linux",
+        "config": config,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    let cfg = serde_json::to_vec(&cfg).unwrap();
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": MT_MANIFEST,
+        "config": {"mediaType": MT_CONFIG, "digest": sha(&cfg), "size": cfg.len()},
+        "layers": descs,
+    }))
+    .unwrap();
+    blobs.insert(sha(&cfg), cfg);
+    Img {
+        digest: sha(&manifest),
+        manifest,
+        blobs,
+    }
+}
+
+/// Write `img` as an OCI layout at `dir` under `tag`.
+fn write_layout(dir: &Path, tag: &str, img: &Img) {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let mut all = img.blobs.clone();
+    all.insert(img.digest.clone(), img.manifest.clone());
+    for (d, b) in &all {
+        std::fs::write(dir.join("blobs/sha256").join(&d[7..]), b).unwrap();
+    }
+    let idx = json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": MT_MANIFEST, "digest": img.digest, "size": img.manifest.len(),
+        "annotations": {"org.opencontainers.image.ref.name": tag}
+    }]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&idx).unwrap()).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// a small registry written here: Bearer tokens, and answers a real registry never gives
+
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn resp(status: u16, ct: &str, body: Vec<u8>) -> Resp {
+    Resp {
+        status,
+        headers: vec![("Content-Type".into(), ct.into())],
+        body,
+    }
+}
+
+struct Req {
+    path: String,
+    headers: HashMap<String, String>,
+}
+
+type Handler = Arc<dyn Fn(&Req) -> Resp + Send + Sync>;
+
+struct Fake {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Fake {
+    fn start(handler: Handler) -> Fake {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        l.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (s2, seen2) = (stop.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            while !s2.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((c, _)) => {
+                        let _ = c.set_nonblocking(false);
+                        let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+                        serve(c, &handler, &seen2);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Fake {
+            port,
+            stop,
+            thread: Some(thread),
+            seen,
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(c: TcpStream, handler: &Handler, seen: &Mutex<Vec<String>>) {
+    let mut r = BufReader::new(c.try_clone().unwrap());
+    let mut line = String::new();
+    if r.read_line(&mut line).is_err() {
+        return;
+    }
+    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+    let mut headers = HashMap::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).is_err() || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    seen.lock().unwrap().push(format!(
+        "{path} auth={}",
+        headers.get("authorization").cloned().unwrap_or_default()
+    ));
+    let resp = handler(&Req { path, headers });
+    let mut w = c;
+    let mut head = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", resp.status);
+    let mut has_len = false;
+    for (k, v) in &resp.headers {
+        has_len |= k.eq_ignore_ascii_case("content-length");
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !has_len {
+        head.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+    }
+    head.push_str("\r\n");
+    let _ = w.write_all(head.as_bytes());
+    // a blob that stops half way and stays open (a registry or network that dies mid-transfer)
+    if resp.headers.iter().any(|(k, _)| k == "X-Stall") {
+        let _ = w.write_all(&resp.body[..resp.body.len() / 2]);
+        let _ = w.flush();
+        std::thread::sleep(Duration::from_secs(3));
+        return;
+    }
+    let _ = w.write_all(&resp.body);
+}
+
+/// A handler serving `img` as `REPO:TAG` (manifest by tag or digest, blobs by digest), and the
+/// `extra` manifests by tag (content type, body).
+fn serve_image(
+    repo: &str,
+    tag: &str,
+    img: Img,
+    extra: HashMap<String, (String, Vec<u8>)>,
+) -> impl Fn(&Req) -> Resp + Send + Sync {
+    let prefix = format!("/v2/{repo}/");
+    let tag = tag.to_string();
+    move |q: &Req| {
+        let Some(rest) = q.path.strip_prefix(&prefix) else {
+            return resp(404, "text/plain", b"not here".to_vec());
+        };
+        if let Some(r) = rest.strip_prefix("manifests/") {
+            if let Some((ct, body)) = extra.get(r) {
+                return resp(200, ct, body.clone());
+            }
+            if r == tag || r == img.digest {
+                return resp(200, MT_MANIFEST, img.manifest.clone());
+            }
+        }
+        if let Some(d) = rest.strip_prefix("blobs/") {
+            if let Some(b) = img.blobs.get(d) {
+                return resp(200, "application/octet-stream", b.clone());
+            }
+        }
+        resp(
+            404,
+            "application/json",
+            br#"{"errors":[{"code":"NOT_FOUND","message":"no such thing"}]}"#.to_vec(),
+        )
+    }
+}
+
+fn small_image() -> Img {
+    image(
+        &[tar(&[
+            dir("etc/", 0o755),
+            file("etc/hello", b"hello\n", 0o644),
+        ])],
+        json!({"Cmd": ["/bin/true"]}),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// A new user's path: an image built with umoci from the test rootfs, pushed to the registry
+/// (OCI and Docker schema 2), pulled, unpacked, and run with husk: the image's program runs as
+/// the image's User (resolved in its /etc/passwd and /etc/group), in its WorkingDir, with its Env.
+#[test]
+fn pull_unpack_run() {
+    if !need_tools("pull_unpack_run") {
+        return;
+    }
+    let reg = Registry::start(None);
+    let work = tmpdir("run");
+    let layout = work.path().join("layout");
+    let l = format!("{}:t", layout.display());
+    run_ok(
+        Command::new("umoci")
+            .args(["init", "--layout"])
+            .arg(&layout),
+    );
+    run_ok(Command::new("umoci").args(["new", "--image", &l]));
+    run_ok(
+        Command::new("umoci")
+            .args(["insert", "--image", &l])
+            .arg(testroot())
+            .arg("/"),
+    );
+    let etc = work.path().join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    std::fs::write(
+        etc.join("passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(
+        etc.join("group"),
+        "root:x:0:\napp:x:1001:\naudio:x:29:app\n",
+    )
+    .unwrap();
+    run_ok(
+        Command::new("umoci")
+            .args(["insert", "--image", &l])
+            .arg(&etc)
+            .arg("/etc"),
+    );
+    run_ok(Command::new("umoci").args([
+        "config",
+        "--image",
+        &l,
+        "--config.entrypoint=/probe",
+        "--config.env=FOO=bar",
+        "--config.workingdir=/tmp",
+        "--config.user=app",
+        "--config.label=org.example.purpose=test",
+        "--config.stopsignal=SIGUSR1",
+    ]));
+    reg.push(&layout, "t", "test/app:oci", None, None);
+    reg.push(&layout, "t", "test/app:docker", Some("v2s2"), None);
+
+    let store = work.path().join("store");
+    let oci_ref = format!("{}/test/app:oci", reg.host());
+    let docker_ref = format!("{}/test/app:docker", reg.host());
+    let d1 = husk_ok(&store, &["pull", &oci_ref]).trim().to_string();
+    let d2 = husk_ok(&store, &["pull", "-q", &docker_ref])
+        .trim()
+        .to_string();
+    assert!(d1.starts_with("sha256:") && d2.starts_with("sha256:") && d1 != d2);
+    let inspect: Value = serde_json::from_str(&husk_ok(&store, &["inspect", &docker_ref])).unwrap();
+    assert_eq!(
+        inspect["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(inspect["layers"].as_array().unwrap().len(), 2);
+    assert_eq!(inspect["config"]["config"]["User"], "app");
+    // a digest prefix names the image too; a malformed reference is a clear error
+    let by_prefix: Value =
+        serde_json::from_str(&husk_ok(&store, &["inspect", &d1[7..19]])).unwrap();
+    assert_eq!(by_prefix["digest"], d1.as_str());
+    let e = husk_err(&store, &["pull", "Bad/Name"]);
+    assert!(
+        e.contains("invalid image reference") && e.contains("Bad/Name"),
+        "{e}"
+    );
+    // by digest too
+    let by_digest = format!("{}/test/app@{d1}", reg.host());
+    husk_ok(&store, &["pull", "-q", &by_digest]);
+    let ls: Value = serde_json::from_str(&husk_ok(&store, &["ls", "--format", "json"])).unwrap();
+    let names: Vec<&str> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "{ls}");
+    assert!(names.contains(&by_digest.as_str()) && names.contains(&oci_ref.as_str()));
+    let q = husk_ok(&store, &["ls", "-q"]);
+    assert_eq!(q.lines().count(), 3);
+    // the store is an OCI layout skopeo and umoci read
+    let sk: Value = serde_json::from_str(&run_ok(
+        Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("oci:{}:{oci_ref}", store.display())),
+    ))
+    .unwrap();
+    assert_eq!(sk["Digest"], d1.as_str());
+    let um = run_ok(Command::new("umoci").args(["ls", "--layout"]).arg(&store));
+    assert!(um.lines().any(|l| l == docker_ref), "{um}");
+    assert!(husk_ok(&store, &["ls"]).starts_with("REFERENCE"));
+
+    // unpack into a harness container's bundle and run it
+    let mut ctr = Ctr::with_config("image-run", json!({}));
+    std::fs::remove_dir_all(ctr.rootfs()).unwrap();
+    husk_ok(
+        &store,
+        &["unpack", &docker_ref, ctr.bundle.to_str().unwrap()],
+    );
+    let cfg: Value =
+        serde_json::from_slice(&std::fs::read(ctr.bundle.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        cfg["annotations"]["org.opencontainers.image.stopSignal"],
+        "SIGUSR1"
+    );
+    assert_eq!(cfg["annotations"]["org.example.purpose"], "test");
+    assert_eq!(cfg["process"]["args"], json!(["/probe"]));
+    let cgroup = ctr.config["linux"]["cgroupsPath"].clone();
+    ctr.config = cfg;
+    ctr.config["linux"]["cgroupsPath"] = cgroup;
+    let v = ctr.run_probe();
+    assert_eq!(
+        (v["uid"].as_u64(), v["gid"].as_u64()),
+        (Some(1000), Some(1001)),
+        "{v}"
+    );
+    assert!(v["groups"].as_array().unwrap().contains(&json!(29)), "{v}");
+    assert_eq!(v["cwd"], "/tmp");
+    let env: Vec<&str> = v["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    assert!(
+        env.contains(&"FOO=bar") && env.contains(&"HOME=/home/app"),
+        "{env:?}"
+    );
+
+    // tag, rm: shared blobs stay while a name needs them, go with the last one
+    husk_ok(&store, &["tag", &oci_ref, "local/copy:1"]);
+    assert!(husk_ok(&store, &["ls", "-q"]).contains("docker.io/local/copy:1"));
+    husk_ok(&store, &["rm", &oci_ref, &by_digest, &docker_ref]);
+    let unpack2 = work.path().join("b2");
+    husk_ok(
+        &store,
+        &["unpack", "local/copy:1", unpack2.to_str().unwrap()],
+    );
+    assert!(unpack2.join("rootfs/probe").is_file());
+    husk_ok(&store, &["rm", "local/copy:1"]);
+    assert_store_consistent(&store, 0);
+    assert_eq!(
+        std::fs::read_dir(store.join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+    let e = husk_err(
+        &store,
+        &[
+            "unpack",
+            "local/copy:1",
+            work.path().join("b3").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        e.contains("docker.io/local/copy:1 is not in the store"),
+        "{e}"
+    );
+    assert!(!work.path().join("b3").exists());
+}
+
+/// Everything a layer can hold, applied by husk and by `umoci unpack` from the same OCI layout:
+/// the same tree (paths, types, modes, owners, sizes, mtimes, link targets, link counts,
+/// contents, security.capability).
+#[test]
+fn unpack_matches_umoci() {
+    if !need_tools("unpack_matches_umoci") {
+        return;
+    }
+    let work = tmpdir("interop");
+    let base = run_timeout(
+        Command::new("tar")
+            .args(["--numeric-owner", "--xattrs", "-C"])
+            .arg(testroot())
+            .args(["-cf", "-", "."]),
+        Duration::from_secs(60),
+    );
+    assert!(base.status.success());
+    let l2 = tar(&[
+        dir("opt/", 0o755),
+        dir("opt/d/", 0o750),
+        file("opt/d/old", b"old", 0o644),
+        file("opt/gone", b"gone", 0o644),
+        file("opt/stay", b"stay", 0o644),
+    ]);
+    // vfs_cap_data revision 2: CAP_NET_RAW permitted + effective
+    let cap: Vec<u8> = [
+        0x01, 0, 0, 0x02, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ]
+    .to_vec();
+    let l3 = tar(&[
+        file("opt/.wh.gone", b"", 0o644),
+        dir("opt/d/", 0o755),
+        file("opt/d/.wh..wh..opq", b"", 0o644),
+        file("opt/d/new", b"new", 0o600),
+        hardlink("opt/hl", "opt/stay"),
+        symlink("opt/sl", "../etc/passwd"),
+        Ent {
+            name: "opt/null".into(),
+            kind: b'3',
+            mode: 0o666,
+            dev: (1, 3),
+            ..Default::default()
+        },
+        Ent {
+            name: "opt/fifo".into(),
+            kind: b'6',
+            mode: 0o640,
+            ..Default::default()
+        },
+        Ent {
+            uid: 1234,
+            gid: 5678,
+            ..file("opt/owned", b"mine", 0o640)
+        },
+        file("opt/suid", b"#!/bin/sh\n", 0o4755),
+        Ent {
+            pax: vec![("SCHILY.xattr.security.capability".into(), cap.clone())],
+            ..file("opt/cap", b"ping", 0o755)
+        },
+        file("bin/.wh.acpid", b"", 0o644),
+    ]);
+    let img = image(&[base.stdout, l2, l3], json!({"Cmd": ["/probe"]}));
+    let layout = work.path().join("layout");
+    write_layout(&layout, "t", &img);
+    let umoci_bundle = work.path().join("umoci");
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:t", layout.display()))
+            .arg(&umoci_bundle),
+    );
+
+    let reg = Registry::start(None);
+    reg.push(&layout, "t", "interop/img:1", None, None);
+    let store = work.path().join("store");
+    husk_ok(
+        &store,
+        &["pull", "-q", &format!("{}/interop/img:1", reg.host())],
+    );
+    let husk_bundle = work.path().join("husk");
+    husk_ok(
+        &store,
+        &[
+            "unpack",
+            &format!("{}/interop/img:1", reg.host()),
+            husk_bundle.to_str().unwrap(),
+        ],
+    );
+
+    let listing = |root: &Path| {
+        run_ok(
+            Command::new("find")
+                .arg(".")
+                .args(["-printf", "%p %y %m %U %G %s %n %T@ %l\\n"])
+                .current_dir(root),
+        )
+        .lines()
+        .map(String::from)
+        .filter(|l| !l.starts_with(". ")) // the root: umoci makes it 0700 itself
+        .collect::<std::collections::BTreeSet<_>>()
+    };
+    let (u, h) = (umoci_bundle.join("rootfs"), husk_bundle.join("rootfs"));
+    let (lu, lh) = (listing(&u), listing(&h));
+    let only_u: Vec<_> = lu.difference(&lh).collect();
+    let only_h: Vec<_> = lh.difference(&lu).collect();
+    assert!(
+        only_u.is_empty() && only_h.is_empty(),
+        "umoci only: {only_u:#?}\nhusk only: {only_h:#?}"
+    );
+    assert!(lh.len() > 100, "a tree was unpacked");
+    // contents of every regular file
+    for l in &lh {
+        let mut f = l.split(' ');
+        let (p, t) = (f.next().unwrap(), f.next().unwrap());
+        if t == "f" {
+            assert_eq!(
+                std::fs::read(u.join(p)).unwrap(),
+                std::fs::read(h.join(p)).unwrap(),
+                "{p}"
+            );
+        }
+    }
+    // the things this test is about, explicitly
+    assert!(!h.join("opt/gone").exists() && !h.join("bin/acpid").exists());
+    assert!(!h.join("opt/d/old").exists() && h.join("opt/d/new").exists());
+    let getcap = |p: &Path| {
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        let mut buf = [0u8; 64];
+        // SAFETY: c is NUL-terminated, buf is a live buffer of the given length.
+        let n = unsafe {
+            libc::lgetxattr(
+                c.as_ptr(),
+                c"security.capability".as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        assert!(n > 0, "no security.capability on {}", p.display());
+        buf[..n as usize].to_vec()
+    };
+    assert_eq!(getcap(&h.join("opt/cap")), cap);
+    assert_eq!(getcap(&u.join("opt/cap")), getcap(&h.join("opt/cap")));
+}
+
+/// Layers crafted like the umoci, containerd and moby archive advisories: path traversal,
+/// absolute and chained symlinks written through, a directory replaced by a symlink to the host
+/// and then written through, a hardlink to a host file. Nothing outside the bundle changes.
+#[test]
+fn malicious_layers_stay_inside() {
+    if !need_tools("malicious_layers_stay_inside") {
+        return;
+    }
+    let work = tmpdir("evil");
+    let host = tmpdir("evil-host");
+    let hp = host.path().to_str().unwrap().to_string();
+    std::fs::write(host.path().join("secret"), b"host secret").unwrap();
+    let host_listing = || {
+        run_ok(
+            Command::new("find")
+                .arg(host.path())
+                .args(["-printf", "%p %y %s %n %T@\\n"]),
+        )
+    };
+    let before = host_listing();
+    let hrel = &hp[1..];
+    let ups = "../../../../../../../../..";
+    let l1 = tar(&[
+        file(&format!("{ups}{hp}/traversal"), b"x", 0o644),
+        symlink("abs", &hp),
+        file("abs/through-abs", b"x", 0o644),
+        symlink("a/up", ups),
+        symlink("a/chain", "up/tmp/../"),
+        file(&format!("a/chain/{hrel}/through-chain"), b"x", 0o644),
+        dir("etc/", 0o755),
+        file("etc/hosts", b"x", 0o644),
+    ]);
+    let l2 = tar(&[
+        symlink("etc", &hp),
+        file("etc/through-replaced-dir", b"x", 0o644),
+        dir("etc/made-dir/", 0o755),
+        symlink("secret-link", &format!("{hp}/secret")),
+        file("secret-link", b"replaced the link, not the target", 0o644),
+    ]);
+    let evil = image(&[l1, l2], json!({"Cmd": ["/x"]}));
+    let hard = image(
+        &[tar(&[hardlink("h", &format!("{hp}/secret"))])],
+        json!({"Cmd": ["/x"]}),
+    );
+    let reg = Registry::start(None);
+    for (name, img) in [("evil", &evil), ("hard", &hard)] {
+        let layout = work.path().join(name);
+        write_layout(&layout, "t", img);
+        reg.push(&layout, "t", &format!("evil/{name}:1"), None, None);
+    }
+    let store = work.path().join("store");
+    let r = format!("{}/evil/evil:1", reg.host());
+    husk_ok(&store, &["pull", "-q", &r]);
+    let b = work.path().join("b");
+    husk_ok(&store, &["unpack", &r, b.to_str().unwrap()]);
+    assert_eq!(host_listing(), before, "the host directory changed");
+    assert_eq!(
+        std::fs::read(host.path().join("secret")).unwrap(),
+        b"host secret"
+    );
+    // each write landed at its in-root place
+    let inside = b.join("rootfs").join(hrel);
+    for f in [
+        "traversal",
+        "through-abs",
+        "through-chain",
+        "through-replaced-dir",
+    ] {
+        assert!(inside.join(f).is_file(), "{f} not inside the rootfs");
+    }
+    assert!(inside.join("made-dir").is_dir());
+    assert_eq!(
+        std::fs::read(b.join("rootfs/secret-link")).unwrap(),
+        b"replaced the link, not the target"
+    );
+
+    let r = format!("{}/evil/hard:1", reg.host());
+    husk_ok(&store, &["pull", "-q", &r]);
+    let b2 = work.path().join("b2");
+    let e = husk_err(&store, &["unpack", &r, b2.to_str().unwrap()]);
+    assert!(
+        e.contains("hardlink target") && e.contains(&hard.manifest_layer(0)),
+        "{e}"
+    );
+    assert!(!b2.exists(), "a failed unpack left {}", b2.display());
+    assert_eq!(host_listing(), before);
+}
+
+impl Img {
+    fn manifest_layer(&self, i: usize) -> String {
+        let m: Value = serde_json::from_slice(&self.manifest).unwrap();
+        m["layers"][i]["digest"].as_str().unwrap().to_string()
+    }
+}
+
+/// Answers a real registry never gives: each is a clear error naming the reference and the
+/// digest, and the store stays consistent with nothing half-stored.
+#[test]
+fn bad_registry_answers() {
+    if !need_husk("bad_registry_answers") {
+        return;
+    }
+    let work = tmpdir("bad");
+    let store = work.path().join("store");
+    let img = small_image();
+    let layer = img.manifest_layer(0);
+    let other = image(&[tar(&[file("x", b"y", 0o644)])], json!({"Cmd": ["/x"]}));
+    let index = |plats: &[(&str, &str)]| {
+        let m: Vec<Value> = plats
+            .iter()
+            .map(|(arch, d)| {
+                json!({"mediaType": MT_MANIFEST, "digest": d, "size": img.manifest.len(),
+                       "platform": {"os": "linux", "architecture": arch}})
+            })
+            .collect();
+        serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": m}))
+            .unwrap()
+    };
+    let lz4_manifest = {
+        let mut m: Value = serde_json::from_slice(&img.manifest).unwrap();
+        m["layers"][0]["mediaType"] = json!("application/vnd.example.layer.v1.tar+lz4");
+        serde_json::to_vec(&m).unwrap()
+    };
+    let extra: HashMap<String, (String, Vec<u8>)> = HashMap::from([
+        (
+            "odd".into(),
+            (
+                "application/vnd.example.thing+json".into(),
+                br#"{"schemaVersion":2,"mediaType":"application/vnd.example.thing+json"}"#.to_vec(),
+            ),
+        ),
+        (
+            "arm-only".into(),
+            (MT_INDEX.into(), index(&[("arm64", &other.digest)])),
+        ),
+        (
+            "multi".into(),
+            (
+                MT_INDEX.into(),
+                index(&[("arm64", &other.digest), ("amd64", &img.digest)]),
+            ),
+        ),
+        ("big".into(), (MT_MANIFEST.into(), vec![b' '; 5 << 20])),
+        ("lz4".into(), (MT_MANIFEST.into(), lz4_manifest)),
+        (
+            format!("sha256:{}", "1".repeat(64)),
+            (MT_MANIFEST.into(), img.manifest.clone()),
+        ),
+    ]);
+    let good = Arc::new(serve_image("bad/img", "t", small_image(), extra));
+    // the same registry, with the layer blob tampered with per mode
+    let mode = Arc::new(Mutex::new(""));
+    let (m2, g2, l2) = (mode.clone(), good.clone(), layer.clone());
+    let fake = Fake::start(Arc::new(move |q: &Req| {
+        let mut r = g2(q);
+        if q.path.ends_with(&l2) {
+            let m = *m2.lock().unwrap();
+            match m {
+                "flip" => r.body[20] ^= 0xff,
+                "short" => r.body.truncate(r.body.len() / 2),
+                "hang" => std::thread::sleep(Duration::from_secs(4)),
+                // a registry that is busy once: answered with a retry after a backoff
+                "busy-once" => {
+                    *m2.lock().unwrap() = "";
+                    r = resp(503, "text/plain", b"busy".to_vec());
+                }
+                "busy" => r = resp(503, "text/plain", b"busy".to_vec()),
+                _ => {}
+            }
+        }
+        r
+    }));
+    let h = fake.host();
+    let reff = |t: &str| format!("{h}/bad/img:{t}");
+    let set = |m: &'static str| *mode.lock().unwrap() = m;
+
+    set("flip");
+    let e = husk_err(&store, &["pull", &reff("t")]);
+    assert!(
+        e.contains("digest mismatch") && e.contains(&layer) && e.contains(&reff("t")),
+        "{e}"
+    );
+    assert_store_consistent(&store, 0);
+    set("short");
+    let e = husk_err(&store, &["pull", &reff("t")]);
+    assert!(
+        e.contains("truncated") && e.contains(&layer) && e.contains(&reff("t")),
+        "{e}"
+    );
+    assert_store_consistent(&store, 0);
+    set("hang");
+    let t0 = Instant::now();
+    let e = husk_err(&store, &["pull", "--timeout", "1", &reff("t")]);
+    assert!(
+        e.contains(&layer) && e.to_lowercase().contains("timed out"),
+        "{e}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(30));
+    assert_store_consistent(&store, 0);
+    set("busy");
+    let e = husk_err(&store, &["pull", &reff("t")]);
+    assert!(e.contains("503") && e.contains(&layer), "{e}");
+    assert_store_consistent(&store, 0);
+    set("busy-once");
+    husk_ok(&store, &["pull", "-q", &reff("t")]);
+    husk_ok(&store, &["rm", &reff("t")]);
+    assert_store_consistent(&store, 0);
+    set("");
+
+    let e = husk_err(&store, &["pull", &reff("odd")]);
+    assert!(
+        e.contains("application/vnd.example.thing+json") && e.contains(&reff("odd")),
+        "{e}"
+    );
+    let e = husk_err(&store, &["pull", &reff("arm-only")]);
+    assert!(
+        e.contains("no manifest for platform linux/amd64 (it has: linux/arm64)")
+            && e.contains(&reff("arm-only")),
+        "{e}"
+    );
+    let e = husk_err(&store, &["pull", &reff("big")]);
+    assert!(e.contains("limit of 4194304"), "{e}");
+    let e = husk_err(&store, &["pull", &reff("lz4")]);
+    assert!(e.contains("tar+lz4") && e.contains(&layer), "{e}");
+    assert_store_consistent(&store, 0);
+    // an index: the host's platform is chosen; another one on request
+    husk_ok(&store, &["pull", "-q", &reff("multi")]);
+    assert_store_consistent(&store, 1);
+    let e = husk_err(
+        &store,
+        &["pull", "--platform", "linux/arm64", &reff("multi")],
+    );
+    assert!(
+        e.contains(&other.digest),
+        "the arm64 manifest was asked for: {e}"
+    );
+    let inspect: Value =
+        serde_json::from_str(&husk_ok(&store, &["inspect", &reff("multi")])).unwrap();
+    assert_eq!(inspect["digest"], img.digest);
+    assert_eq!(inspect["platform"]["architecture"], "amd64");
+    // a digest reference answered with another manifest
+    let lying = format!("{h}/bad/img@sha256:{}", "1".repeat(64));
+    let e = husk_err(&store, &["pull", &lying]);
+    assert!(
+        e.contains(&format!(
+            "answered with a manifest whose digest is {}",
+            img.digest
+        )),
+        "{e}"
+    );
+    // a digest this registry does not have: a 404 naming it
+    let wrong = format!("{h}/bad/img@{}", other.digest);
+    let e = husk_err(&store, &["pull", &wrong]);
+    assert!(e.contains(&other.digest) && e.contains("404"), "{e}");
+    assert_store_consistent(&store, 1);
+}
+
+/// Bearer tokens: the 401 challenge names a realm; husk asks it for a pull token with the
+/// credentials and retries with the token. A token endpoint that refuses is a clear error.
+/// Blobs are redirected to "storage", which must not get the token.
+#[test]
+fn bearer_token_auth() {
+    if !need_husk("bearer_token_auth") {
+        return;
+    }
+    let work = tmpdir("bearer");
+    let store = work.path().join("store");
+    let inner = serve_image("tok/img", "t", small_image(), HashMap::new());
+    let fake = Fake::start(Arc::new(move |q: &Req| {
+        let host = q.headers.get("host").cloned().unwrap_or_default();
+        if q.path.starts_with("/token") {
+            let ok = q.headers.get("authorization").map(String::as_str)
+                == Some("Basic YWxpY2U6c2VjcmV0") // alice:secret
+                && q.path.contains("service=fake")
+                && q.path.contains("scope=repository%3Atok%2Fimg%3Apull");
+            return if ok {
+                resp(
+                    200,
+                    "application/json",
+                    br#"{"token":"tok-123","expires_in":300}"#.to_vec(),
+                )
+            } else {
+                resp(401, "application/json", b"{}".to_vec())
+            };
+        }
+        // blobs live in "storage" the registry redirects to; it must not see the token
+        if let Some(d) = q.path.strip_prefix("/storage/") {
+            if q.headers.contains_key("authorization") {
+                return resp(403, "text/plain", b"credentials sent to storage".to_vec());
+            }
+            let path = format!("/v2/tok/img/blobs/{d}");
+            return inner(&Req {
+                path,
+                headers: HashMap::new(),
+            });
+        }
+        if q.headers.get("authorization").map(String::as_str) != Some("Bearer tok-123") {
+            let mut r = resp(
+                401,
+                "application/json",
+                br#"{"errors":[{"code":"UNAUTHORIZED","message":"token"}]}"#.to_vec(),
+            );
+            r.headers.push((
+                "WWW-Authenticate".into(),
+                format!(r#"Bearer realm="http://{host}/token",service="fake",scope="repository:tok/img:pull""#),
+            ));
+            return r;
+        }
+        if let Some(d) = q.path.strip_prefix("/v2/tok/img/blobs/") {
+            let mut r = resp(307, "text/plain", Vec::new());
+            r.headers
+                .push(("Location".into(), format!("http://{host}/storage/{d}")));
+            return r;
+        }
+        inner(q)
+    }));
+    let r = format!("{}/tok/img:t", fake.host());
+    let e = husk_err(&store, &["pull", &r]);
+    assert!(
+        e.contains("token endpoint") && e.contains("401") && e.contains("no credentials"),
+        "{e}"
+    );
+    let e = husk_err(&store, &["pull", "--creds", "alice:wrong", &r]);
+    assert!(e.contains("token endpoint") && e.contains("alice"), "{e}");
+    assert_store_consistent(&store, 0);
+    husk_ok(&store, &["pull", "-q", "--creds", "alice:secret", &r]);
+    assert_store_consistent(&store, 1);
+    let seen = fake.seen.lock().unwrap().clone();
+    let tokens = seen.iter().filter(|s| s.starts_with("/token")).count();
+    let with_bearer = seen
+        .iter()
+        .filter(|s| s.ends_with("auth=Bearer tok-123"))
+        .count();
+    // one token per pull of this repository, reused for the manifest and both blobs
+    assert_eq!(tokens, 3, "{seen:#?}");
+    assert_eq!(with_bearer, 3, "{seen:#?}");
+    // both blobs came from storage through the redirect, without the token
+    let storage: Vec<&String> = seen.iter().filter(|s| s.starts_with("/storage/")).collect();
+    assert_eq!(storage.len(), 2, "{seen:#?}");
+    assert!(storage.iter().all(|s| s.ends_with("auth=")), "{seen:#?}");
+}
+
+/// Basic auth (docker-registry with htpasswd): no credentials, wrong ones, right ones from
+/// --creds and from $REGISTRY_AUTH_FILE.
+#[test]
+fn basic_auth_htpasswd() {
+    if !need_tools("basic_auth_htpasswd") {
+        return;
+    }
+    if Command::new("htpasswd").arg("-h").output().is_err() {
+        skip(
+            "basic_auth_htpasswd",
+            "htpasswd (apache2-utils) is not installed (make deps)",
+        );
+        return;
+    }
+    let work = tmpdir("basic");
+    let reg = Registry::start(Some(("alice", "secret")));
+    let layout = work.path().join("layout");
+    write_layout(&layout, "t", &small_image());
+    reg.push(&layout, "t", "auth/img:1", None, Some("alice:secret"));
+    let store = work.path().join("store");
+    let r = format!("{}/auth/img:1", reg.host());
+    let e = husk_err(&store, &["pull", &r]);
+    assert!(
+        e.contains("needs credentials") && e.contains("auth/img"),
+        "{e}"
+    );
+    let e = husk_err(&store, &["pull", "--creds", "alice:nope", &r]);
+    assert!(
+        e.contains("401 unauthorized") && e.contains("alice") && e.contains("auth/img"),
+        "{e}"
+    );
+    assert_store_consistent(&store, 0);
+    husk_ok(&store, &["pull", "-q", "--creds", "alice:secret", &r]);
+    let auth = work.path().join("auth.json");
+    std::fs::write(
+        &auth,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"YWxpY2U6c2VjcmV0"}}}}}}"#,
+            reg.host()
+        ),
+    )
+    .unwrap();
+    let mut c = Command::new(runtime());
+    c.arg("image")
+        .arg("--store")
+        .arg(&store)
+        .args(["pull", "-q", "--", &r])
+        .env("REGISTRY_AUTH_FILE", &auth);
+    let o = run_timeout(&mut c, Duration::from_secs(60));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_store_consistent(&store, 1);
+}
+
+/// The store under concurrent pulls and a pull killed mid-blob: four pulls of one image at once
+/// fetch each blob once (the others wait on its lock and reuse it) and all succeed; a pull killed
+/// half way through a blob leaves only a temp file, which the next `rm` clears. Also: a layer
+/// stored uncompressed (`application/vnd.oci.image.layer.v1.tar`).
+#[test]
+fn concurrent_pulls_and_a_killed_pull() {
+    if !need_husk("concurrent_pulls_and_a_killed_pull") {
+        return;
+    }
+    let work = tmpdir("conc");
+    let store = work.path().join("store");
+    let layer = tar(&[
+        dir("data/", 0o755),
+        file("data/payload", &[7u8; 200_000], 0o644),
+    ]);
+    // the same image, its layer stored uncompressed
+    let mut img = image(std::slice::from_ref(&layer), json!({"Cmd": ["/x"]}));
+    let gz_digest = {
+        let m: Value = serde_json::from_slice(&img.manifest).unwrap();
+        m["layers"][0]["digest"].as_str().unwrap().to_string()
+    };
+    img.blobs.remove(&gz_digest);
+    img.blobs.insert(sha(&layer), layer.clone());
+    let mut m: Value = serde_json::from_slice(&img.manifest).unwrap();
+    m["layers"][0] = json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(&layer), "size": layer.len()});
+    img.manifest = serde_json::to_vec(&m).unwrap();
+    img.digest = sha(&img.manifest);
+    let layer_digest = sha(&layer);
+    let stall = Arc::new(AtomicBool::new(false));
+    let (st2, ld) = (stall.clone(), layer_digest.clone());
+    let inner = serve_image("c/img", "t", img, HashMap::new());
+    let fake = Fake::start(Arc::new(move |q: &Req| {
+        let mut r = inner(q);
+        if q.path.ends_with(&ld) {
+            std::thread::sleep(Duration::from_millis(200));
+            if st2.load(Ordering::Relaxed) {
+                r.headers.push(("X-Stall".into(), "1".into()));
+            }
+        }
+        r
+    }));
+    let r = format!("{}/c/img:t", fake.host());
+
+    // killed half way through the layer
+    stall.store(true, Ordering::Relaxed);
+    let mut child = Command::new(runtime())
+        .arg("image")
+        .arg("--store")
+        .arg(&store)
+        .args(["pull", "-q", &r])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let partial = || {
+        std::fs::read_dir(store.join("tmp"))
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".partial")
+                })
+                .count()
+            })
+            .unwrap_or(0)
+    };
+    while partial() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the pull never started writing the layer"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // by pid: the pull we started
+    child.wait().unwrap();
+    let idx: Value =
+        serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
+    assert_eq!(idx["manifests"].as_array().unwrap().len(), 0);
+    assert!(!store.join("blobs/sha256").join(&layer_digest[7..]).exists());
+    assert_eq!(partial(), 1);
+    stall.store(false, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(3)); // the stalled connection ends
+
+    // four at once
+    let before = fake.seen.lock().unwrap().len();
+    let kids: Vec<Child> = (0..4)
+        .map(|_| {
+            Command::new(runtime())
+                .arg("image")
+                .arg("--store")
+                .arg(&store)
+                .args(["pull", "-q", &r])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut k in kids {
+        let st = wait_child(&mut k, Duration::from_secs(60));
+        let mut err = String::new();
+        k.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert!(st.success(), "{err}");
+    }
+    let seen: Vec<String> = fake.seen.lock().unwrap()[before..].to_vec();
+    let layer_gets = seen.iter().filter(|s| s.contains(&layer_digest)).count();
+    assert_eq!(layer_gets, 1, "{seen:#?}");
+    let idx: Value =
+        serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
+    assert_eq!(idx["manifests"].as_array().unwrap().len(), 1);
+    // the uncompressed layer unpacks
+    let b = work.path().join("b");
+    husk_ok(&store, &["unpack", &r, b.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(b.join("rootfs/data/payload")).unwrap(),
+        vec![7u8; 200_000]
+    );
+    // rm collects the killed pull's temp file
+    husk_ok(&store, &["rm", &r]);
+    assert_store_consistent(&store, 0);
+    assert_eq!(partial(), 0);
+}
+
+/// zstd layers unpack; a corrupt gzip or zstd stream and a layer whose content is not its
+/// diff_id are errors naming the layer, and the failed unpack leaves nothing.
+#[test]
+fn zstd_and_corrupt_layers() {
+    if !need_tools("zstd_and_corrupt_layers") {
+        return;
+    }
+    let work = tmpdir("zstd");
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let t1 = tar(&[dir("z/", 0o755), file("z/big", &big, 0o644)]);
+    let t2 = tar(&[
+        file("z/second", b"two", 0o600),
+        file("z/.wh.none", b"", 0o644),
+    ]);
+    let zst = |t: &[u8]| zstd::encode_all(t, 3).unwrap();
+    const MT_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+    let good = image_of(
+        vec![
+            (MT_ZSTD.into(), zst(&t1), sha(&t1)),
+            (MT_LAYER_GZ.into(), gz(&t2), sha(&t2)),
+        ],
+        json!({"Cmd": ["/x"]}),
+    );
+    let mut bad_z = zst(&t1);
+    let n = bad_z.len();
+    bad_z[n / 2..n / 2 + 16].fill(0xa5);
+    let mut bad_gz = gz(&t1);
+    let n = bad_gz.len();
+    bad_gz[n / 2..n / 2 + 16].fill(0xa5);
+    let corrupt_z = image_of(
+        vec![(MT_ZSTD.into(), bad_z, sha(&t1))],
+        json!({"Cmd": ["/x"]}),
+    );
+    let corrupt_gz = image_of(
+        vec![(MT_LAYER_GZ.into(), bad_gz, sha(&t1))],
+        json!({"Cmd": ["/x"]}),
+    );
+    let lying = image_of(
+        vec![(MT_LAYER_GZ.into(), gz(&t1), sha(&t2))],
+        json!({"Cmd": ["/x"]}),
+    );
+    let reg = Registry::start(None);
+    let store = work.path().join("store");
+    for (name, img) in [
+        ("good", &good),
+        ("corrupt-z", &corrupt_z),
+        ("corrupt-gz", &corrupt_gz),
+        ("lying", &lying),
+    ] {
+        let layout = work.path().join(name);
+        write_layout(&layout, "t", img);
+        reg.push(&layout, "t", &format!("z/{name}:1"), None, None);
+        husk_ok(
+            &store,
+            &["pull", "-q", &format!("{}/z/{name}:1", reg.host())],
+        );
+    }
+    let b = work.path().join("good-b");
+    husk_ok(
+        &store,
+        &[
+            "unpack",
+            &format!("{}/z/good:1", reg.host()),
+            b.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(std::fs::read(b.join("rootfs/z/big")).unwrap(), big);
+    assert_eq!(std::fs::read(b.join("rootfs/z/second")).unwrap(), b"two");
+    for (name, img, want) in [
+        ("corrupt-z", &corrupt_z, ""),
+        ("corrupt-gz", &corrupt_gz, ""),
+        ("lying", &lying, "the config's diff_id is"),
+    ] {
+        let b = work.path().join(format!("{name}-b"));
+        let e = husk_err(
+            &store,
+            &[
+                "unpack",
+                &format!("{}/z/{name}:1", reg.host()),
+                b.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            e.contains(&img.manifest_layer(0)) && e.contains(want),
+            "{name}: {e}"
+        );
+        assert!(!b.exists(), "{name}: a failed unpack left {}", b.display());
+    }
+    assert_store_consistent(&store, 4);
+}
+
+/// A tmpfs mounted by the test (unmounted on drop).
+struct SmallFs(tempfile::TempDir);
+
+impl SmallFs {
+    fn new(size: &str) -> SmallFs {
+        let d = tmpdir("smallfs");
+        run_ok(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(d.path()),
+        );
+        SmallFs(d)
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+/// A disk that fills up: during a pull (the blob is not stored, its temp file is removed, the
+/// index is untouched) and during an unpack (the bundle is removed). Errors name the layer.
+#[test]
+fn disk_full() {
+    if !need_husk("disk_full") {
+        return;
+    }
+    let work = tmpdir("full");
+    // 1.5 MB that gzip cannot shrink
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let noise: Vec<u8> = (0..1_500_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let img = image(
+        &[tar(&[file("noise", &noise, 0o644)])],
+        json!({"Cmd": ["/x"]}),
+    );
+    let layer = img.manifest_layer(0);
+    let fake = Fake::start(Arc::new(serve_image("full/img", "t", img, HashMap::new())));
+    let r = format!("{}/full/img:t", fake.host());
+
+    let small = SmallFs::new("1m");
+    let store = small.0.path().join("store");
+    let e = husk_err(&store, &["pull", &r]);
+    assert!(
+        e.contains(&layer) && e.contains(&r) && e.contains("No space left"),
+        "{e}"
+    );
+    assert_store_consistent(&store, 0);
+
+    let store = work.path().join("store");
+    husk_ok(&store, &["pull", "-q", &r]);
+    let b = small.0.path().join("bundle");
+    let e = husk_err(&store, &["unpack", &r, b.to_str().unwrap()]);
+    assert!(
+        e.contains(&layer) && e.contains("noise") && e.contains("No space left"),
+        "{e}"
+    );
+    assert!(!b.exists(), "a failed unpack left {}", b.display());
+}
