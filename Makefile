@@ -37,7 +37,7 @@ DEB_PKGS += user-mode-linux gcc libc6-dev kmod debootstrap e2fsprogs apparmor
 DEB_PKGS += man-db bash-completion lintian
 # the CRI test (`integration/cri.sh`): the CRI client's protocol crate compiles api.proto with
 # protoc; pods get their network from Debian's CNI plugins
-DEB_PKGS += protobuf-compiler containernetworking-plugins
+DEB_PKGS += protobuf-compiler containernetworking-plugins iptables
 
 .PHONY: deps demo-deps install-pkgs build release pgo-tools pgo-profile probe testroot test lint docs install uninstall deb package-test cri unit-test root-test integration engines conformance differential vm-test demo bench clean
 

@@ -123,6 +123,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Exec(a) => return Ok(container::exec(&g, &a)),
         Command::Checkpoint(a) => container::checkpoint(&g, &a, &criu)?,
         Command::Restore(a) => return container::restore(&g, &a, &criu),
+        Command::Network(a) => husk::network::cli::run(&g, a)?,
         Command::Spec { bundle } => {
             let dir = bundle.unwrap_or_else(|| ".".into());
             let path = dir.join("config.json");
