@@ -223,6 +223,15 @@ pub fn attach(
     if ns_inode(&ns) == ns_inode(Path::new("/proc/self/ns/net")) {
         bail!("container {id} has no network namespace of its own: cannot attach it to network {network}");
     }
+    // every plugin must exist before anything runs (a DEL could not undo a half-run list)
+    for ty in net
+        .plugin_types()
+        .iter()
+        .map(String::as_str)
+        .chain(["loopback"])
+    {
+        cni::find_plugin(&net.name, ty, &dirs.cni_path)?;
+    }
     let all = records(dirs)?;
     if all
         .iter()
