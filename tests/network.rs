@@ -505,7 +505,7 @@ fn bad_input_leaves_nothing() {
     t.assert_clean(
         "after exhausted range",
         &[&c1.id, &c2.id],
-        &[ip1.clone()],
+        std::slice::from_ref(&ip1),
         true,
     );
 
@@ -521,7 +521,12 @@ fn bad_input_leaves_nothing() {
         e.contains("network tiny") && e.contains("plugin firewall not found"),
         "{e}"
     );
-    t.assert_clean("after missing plugin", &[&c1.id], &[ip1.clone()], true);
+    t.assert_clean(
+        "after missing plugin",
+        &[&c1.id],
+        std::slice::from_ref(&ip1),
+        true,
+    );
 
     // a plugin that fails ADD after bridge + host-local ran: they are undone
     t.fake_plugin(
