@@ -598,3 +598,84 @@ exec sleep 60"#,
     }
     t.assert_clean("at the end", &[], &[ip1], false);
 }
+
+#[test]
+fn killed_mid_attach_is_released_by_gc() {
+    if !require_root("killed_mid_attach_is_released_by_gc") {
+        return;
+    }
+    let mut t = TestNet::new("kill");
+    let pidfile = t.dir.join("hanger.pid");
+    t.fake_plugin(
+        "hanger",
+        &format!(
+            "[ \"$CNI_COMMAND\" = ADD ] || exit 0\necho $$ > {}\nexec sleep 60",
+            pidfile.display()
+        ),
+    );
+    let ipam = t.dir.join("run/ipam").display().to_string();
+    let conf = serde_json::json!({"cniVersion":"1.0.0","name":"slow","plugins":[
+        {"type":"bridge","bridge":"husk-slow","isGateway":true,
+         "ipam":{"type":"host-local","subnet":"10.56.0.0/24","dataDir":ipam}},
+        {"type":"portmap","capabilities":{"portMappings":true}},
+        {"type":"hanger"}]});
+    std::fs::write(t.dir.join("cni/slow.conflist"), conf.to_string()).unwrap();
+    let c = container("netkill", &["/probe", "pause"], false);
+
+    // attach in the background; once the last plugin hangs, bridge + portmap have run
+    let mut cmd = Command::new(runtime());
+    cmd.arg("--root")
+        .arg(&c.root)
+        .args(["network", "attach", "-p", "18090:80", "slow", &c.id])
+        .env("HUSK_NETWORK_DIR", t.dir.join("conf"))
+        .env("HUSK_CNI_CONFIG_DIR", t.dir.join("cni"))
+        .env("HUSK_NETWORK_RUN_DIR", t.dir.join("run"))
+        .env("CNI_PATH", &t.cni_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // join the test namespace in the child only (pre_exec runs between fork and exec)
+    let ns = std::fs::File::open(format!("/run/netns/{}", t.ns)).unwrap();
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let nsfd = ns.as_raw_fd();
+    // SAFETY: setns is async-signal-safe; the fd stays open until spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(nsfd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut husk = Helper(cmd.spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let hanger = loop {
+        if let Some(p) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the hanging plugin never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // kill -9 husk, then the plugin it left (by pid)
+    husk.0.kill().unwrap();
+    husk.0.wait().unwrap();
+    // SAFETY: plain kill(2) of the plugin process this test started through husk.
+    unsafe { libc::kill(hanger, libc::SIGKILL) };
+    let l = t.leaks(&[&c.id], &[], true);
+    assert!(
+        l.iter().any(|x| x.starts_with("attachments"))
+            && l.iter().any(|x| x.starts_with("link veth")),
+        "the killed attach should have left its record and veth: {l:#?}"
+    );
+    let out = t.husk_ok(None, &["gc"]);
+    assert!(out.contains(&c.id), "{out}");
+    t.assert_clean("after gc of a killed attach", &[&c.id], &[], true);
+    // the container itself is untouched and can be attached again
+    assert_eq!(c.status().as_deref(), Some("running"));
+    let _ = t.ip(&["link", "del", "husk-slow"]);
+    drop(c);
+    t.assert_clean("at the end", &[], &[], false);
+}
