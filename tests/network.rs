@@ -679,3 +679,86 @@ fn killed_mid_attach_is_released_by_gc() {
     drop(c);
     t.assert_clean("at the end", &[], &[], false);
 }
+
+#[test]
+fn subnets_ports_default_network_and_user_conflists() {
+    if !require_root("subnets_ports_default_network_and_user_conflists") {
+        return;
+    }
+    let t = TestNet::new("sub");
+    // a route of the namespace covers 10.89.0.0/24: the automatic choice skips it, an explicit
+    // --subnet over it is refused naming both
+    assert!(t
+        .ip(&["route", "add", "10.89.0.0/24", "dev", "lo"])
+        .status
+        .success());
+    t.husk_ok(None, &["create", "auto"]);
+    let v: Value = serde_json::from_str(&t.husk_ok(None, &["inspect", "auto"])).unwrap();
+    assert_eq!(v["subnet"], "10.89.1.0/24", "{v}");
+    let e = t.husk_err(None, &["create", "--subnet", "10.89.0.0/16", "x"]);
+    assert!(e.contains("network x") && e.contains("10.89.0.0/16"), "{e}");
+    let e = t.husk_err(None, &["create", "--subnet", "10.89.0.128/25", "x"]);
+    assert!(
+        e.contains("overlaps the route to 10.89.0.0/24 on lo"),
+        "{e}"
+    );
+    assert!(t
+        .ip(&["route", "del", "10.89.0.0/24", "dev", "lo"])
+        .status
+        .success());
+
+    let c = container("netsub", &["/probe", "pause"], false);
+    // a host port a process of the namespace already listens on is refused, naming the port
+    let mut l = t.in_ns("busybox");
+    l.args(["nc", "-l", "-p", "18095"]);
+    let listener = Helper(l.spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ss = Command::new("ip")
+            .args(["netns", "exec", &t.ns, "ss", "-ltn"])
+            .output()
+            .unwrap();
+        if text(&ss.stdout).contains(":18095") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nc did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let e = t.husk_err(Some(&c.root), &["attach", "-p", "18095:80", "auto", &c.id]);
+    assert!(
+        e.contains("network auto") && e.contains("18095") && e.contains("in use"),
+        "{e}"
+    );
+    drop(listener);
+    t.assert_clean("after a port in use", &[&c.id], &[], true);
+
+    // the default network exists on first use
+    let out = t.husk_ok(Some(&c.root), &["attach", "husk", &c.id]);
+    assert!(attached_ip(&out).starts_with("10.88."), "{out}");
+    // a conflist the user dropped into the CNI dir is used by name, through its plugins
+    let ipam = t.dir.join("run/ipam").display().to_string();
+    let conf = serde_json::json!({"cniVersion":"0.4.0","name":"mine","plugins":[
+        {"type":"bridge","bridge":"usr-br0","isGateway":true,
+         "ipam":{"type":"host-local","subnet":"10.57.0.0/24","dataDir":ipam}}]});
+    std::fs::write(t.dir.join("cni/10-mine.conflist"), conf.to_string()).unwrap();
+    let out = t.husk_ok(Some(&c.root), &["attach", "mine", &c.id]);
+    assert!(out.starts_with("eth1 10.57.0."), "{out}");
+    let ls = t.husk_ok(None, &["ls", "-q"]);
+    assert_eq!(
+        ls.split_whitespace().collect::<Vec<_>>(),
+        ["auto", "husk", "mine"]
+    );
+    let o = exec(
+        &c,
+        "ping -c 1 -W 3 10.57.0.1 >/dev/null 2>&1; ip -o -4 addr show eth1",
+    );
+    assert!(text(&o.stdout).contains("10.57.0."), "{}", text(&o.stdout));
+    t.husk_ok(Some(&c.root), &["detach", "mine", &c.id]);
+    t.husk_ok(Some(&c.root), &["detach", "husk", &c.id]);
+    let _ = t.ip(&["link", "del", "usr-br0"]);
+    t.assert_clean("after detach", &[&c.id], &[], true);
+    drop(c);
+    t.husk_ok(None, &["prune"]);
+    assert_eq!(t.husk_ok(None, &["ls", "-q"]).trim(), "mine");
+    t.assert_clean("at the end", &[], &[], false);
+}
