@@ -762,3 +762,50 @@ fn subnets_ports_default_network_and_user_conflists() {
     assert_eq!(t.husk_ok(None, &["ls", "-q"]).trim(), "mine");
     t.assert_clean("at the end", &[], &[], false);
 }
+
+#[test]
+fn concurrent_attaches_get_distinct_addresses() {
+    if !require_root("concurrent_attaches_get_distinct_addresses") {
+        return;
+    }
+    const N: usize = 6;
+    let t = TestNet::new("conc");
+    t.husk_ok(None, &["create", "many"]);
+    let cs: Vec<Ctr> = (0..N)
+        .map(|_| container("netconc", &["/probe", "pause"], false))
+        .collect();
+    let outs: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = cs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let t = &t;
+                s.spawn(move || {
+                    let p = format!("{}:80", 18100 + i);
+                    t.husk_ok(Some(&c.root), &["attach", "-p", &p, "many", &c.id])
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut ips: Vec<String> = outs.iter().map(|o| attached_ip(o)).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), N, "{outs:?}");
+    // no port rule was lost to the concurrency: each published port has its DNAT rule
+    let rules = t.iptables_rules().join("\n");
+    for i in 0..N {
+        assert!(rules.contains(&format!("--dport {}", 18100 + i)), "{rules}");
+    }
+    std::thread::scope(|s| {
+        for c in &cs {
+            let t = &t;
+            s.spawn(move || t.husk_ok(Some(&c.root), &["detach", "many", &c.id]));
+        }
+    });
+    let ids: Vec<&str> = cs.iter().map(|c| c.id.as_str()).collect();
+    t.assert_clean("after concurrent detach", &ids, &ips, true);
+    drop(cs);
+    t.husk_ok(None, &["rm", "many"]);
+    t.assert_clean("at the end", &[], &ips, false);
+}

@@ -232,6 +232,15 @@ pub fn attach(
     {
         cni::find_plugin(&net.name, ty, &dirs.cni_path)?;
     }
+    // records of an earlier container with this id (it was deleted and made again): release
+    for mut stale in records(dirs)?
+        .into_iter()
+        .filter(|a| a.container == id && (a.pid != st.pid || a.pid_start_time != st.pid_start_time))
+    {
+        release(dirs, &mut stale).with_context(|| {
+            format!("container {id}: release the attachments of its previous run")
+        })?;
+    }
     let all = records(dirs)?;
     if all
         .iter()

@@ -393,7 +393,11 @@ pub fn find(dirs: &Dirs, name: &str) -> Result<Network> {
         }
     }
     if name == DEFAULT_NETWORK {
-        return create(dirs, &CreateOptions::named(name));
+        return match create(dirs, &CreateOptions::named(name)) {
+            Ok(n) => Ok(n),
+            // another husk created it meanwhile
+            Err(e) => list(dirs)?.into_iter().find(|n| n.name == name).ok_or(e),
+        };
     }
     bail!(
         "network {name} not found (looked in {} and {})",
