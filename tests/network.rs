@@ -809,3 +809,34 @@ fn concurrent_attaches_get_distinct_addresses() {
     t.husk_ok(None, &["rm", "many"]);
     t.assert_clean("at the end", &[], &ips, false);
 }
+
+#[test]
+fn same_id_again_releases_the_old_attachment() {
+    if !require_root("same_id_again_releases_the_old_attachment") {
+        return;
+    }
+    let t = TestNet::new("again");
+    t.husk_ok(None, &["create", "n"]);
+    let mut c = container("netagain", &["/probe", "pause"], false);
+    let ip1 = attached_ip(&t.husk_ok(Some(&c.root), &["attach", "-p", "18200:80", "n", &c.id]));
+    // deleted without a detach, then made again under the same id
+    assert!(c.delete(true).status.success());
+    c.create_ok(&[]);
+    assert!(c.start().status.success());
+    assert!(c.wait_status("running", Duration::from_secs(5)));
+    let out = t.husk_ok(Some(&c.root), &["attach", "-p", "18200:80", "n", &c.id]);
+    let ip2 = attached_ip(&out);
+    let links = text(&t.ip(&["-o", "link", "show", "type", "veth"]).stdout);
+    assert_eq!(
+        links.lines().count(),
+        1,
+        "the old veth should be gone: {links}"
+    );
+    let v: Value = serde_json::from_str(&t.husk_ok(None, &["inspect", "n"])).unwrap();
+    assert_eq!(v["attachments"].as_array().unwrap().len(), 1, "{v}");
+    t.husk_ok(Some(&c.root), &["detach", "n", &c.id]);
+    t.assert_clean("after detach", &[&c.id], &[ip1.clone(), ip2.clone()], true);
+    drop(c);
+    t.husk_ok(None, &["rm", "n"]);
+    t.assert_clean("at the end", &[], &[ip1, ip2], false);
+}
