@@ -12,17 +12,17 @@ use std::path::PathBuf;
 #[derive(Args, Debug)]
 pub struct NetworkArgs {
     /// Directory of husk's network conflists [env HUSK_NETWORK_DIR; default /etc/husk/networks].
-    #[arg(long = "network-dir")]
+    #[arg(long = "network-dir", global = true)]
     pub network_dir: Option<PathBuf>,
     /// Directory of attachment records and pinned namespaces [env HUSK_NETWORK_RUN_DIR;
     /// default /run/husk-network].
-    #[arg(long = "network-run-dir")]
+    #[arg(long = "network-run-dir", global = true)]
     pub run_dir: Option<PathBuf>,
     /// Plugin search path [env CNI_PATH; default /usr/lib/cni:/opt/cni/bin].
-    #[arg(long = "cni-path")]
+    #[arg(long = "cni-path", global = true)]
     pub cni_path: Option<String>,
     /// Seconds one plugin may run before it is killed [env HUSK_CNI_TIMEOUT; default 60].
-    #[arg(long = "plugin-timeout")]
+    #[arg(long = "plugin-timeout", global = true)]
     pub plugin_timeout: Option<u64>,
     #[command(subcommand)]
     pub verb: NetworkVerb,
