@@ -169,6 +169,48 @@ pub fn write_files(dir: &Path, hostname: &str, hosts_text: &str, resolv_text: &s
     Ok(())
 }
 
+/// Everything a container's name files need, as `husk up` has it after the attaches.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerNames {
+    pub hostname: String,
+    pub aliases: Vec<String>,
+    /// The container's addresses on its networks (from the attachments' results).
+    pub ips: Vec<IpAddr>,
+    pub dns: DnsOptions,
+    /// `--add-host` entries.
+    pub extra_hosts: Vec<(String, IpAddr)>,
+}
+
+/// The addresses of attachment results (`ips[].address`, CIDR form).
+pub fn result_ips(results: &[&serde_json::Value]) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    for r in results {
+        for i in r["ips"].as_array().into_iter().flatten() {
+            let a = i["address"].as_str().unwrap_or_default();
+            if let Ok(ip) = a.split('/').next().unwrap_or(a).parse() {
+                out.push(ip);
+            }
+        }
+    }
+    out
+}
+
+/// Write `hosts`, `resolv.conf` (from `host_resolv`, the text of the host's file) and
+/// `hostname` for a container into `dir`. IPv6 resolvers are kept when the container has an
+/// IPv6 address.
+pub fn write_container_files(dir: &Path, n: &ContainerNames, host_resolv: &str) -> Result<()> {
+    if n.hostname.is_empty() || n.hostname.len() > 64 || n.hostname.contains(char::is_whitespace) {
+        anyhow::bail!(
+            "hostname {:?}: expected 1 to 64 characters without spaces",
+            n.hostname
+        );
+    }
+    let ipv6 = n.ips.iter().any(IpAddr::is_ipv6);
+    let resolv = resolv_conf(host_resolv, &n.dns, ipv6)?;
+    let h = hosts(&n.hostname, &n.aliases, &n.ips, &n.extra_hosts);
+    write_files(dir, &n.hostname, &h, &resolv)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +306,38 @@ options ndots:2 timeout:1\nsortlist 10.0.0.0/8\n"
             parse_add_host("v6:[::1]").unwrap().1,
             "::1".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn container_files_from_results() {
+        let r = serde_json::json!({"ips":[{"address":"10.89.0.2/24","gateway":"10.89.0.1"},
+                                          {"address":"fd00::2/64"}]});
+        let ips = result_ips(&[&r]);
+        assert_eq!(ips.len(), 2);
+        let d = tempfile::tempdir().unwrap();
+        let n = ContainerNames {
+            hostname: "web".into(),
+            ips,
+            dns: DnsOptions {
+                options: vec!["ndots:1".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        write_container_files(d.path(), &n, "nameserver 127.0.0.1\nnameserver fd00::53\n").unwrap();
+        let resolv = std::fs::read_to_string(d.path().join("resolv.conf")).unwrap();
+        assert_eq!(resolv, "nameserver fd00::53\noptions ndots:1\n");
+        let hosts = std::fs::read_to_string(d.path().join("hosts")).unwrap();
+        assert!(hosts.ends_with("10.89.0.2\tweb\nfd00::2\tweb\n"), "{hosts}");
+        let bad = ContainerNames {
+            hostname: "a b".into(),
+            ..Default::default()
+        };
+        let e = format!(
+            "{:#}",
+            write_container_files(d.path(), &bad, "").unwrap_err()
+        );
+        assert!(e.contains("hostname \"a b\""), "{e}");
     }
 
     #[test]
