@@ -840,3 +840,32 @@ fn same_id_again_releases_the_old_attachment() {
     t.husk_ok(None, &["rm", "n"]);
     t.assert_clean("at the end", &[], &[ip1, ip2], false);
 }
+
+#[test]
+fn pin_file_without_its_mount_does_not_block_gc() {
+    if !require_root("pin_file_without_its_mount_does_not_block_gc") {
+        return;
+    }
+    let t = TestNet::new("pin");
+    t.husk_ok(None, &["create", "n"]);
+    let c = container("netpin", &["/probe", "pause"], false);
+    let ip = attached_ip(&t.husk_ok(Some(&c.root), &["attach", "n", &c.id]));
+    let rec_path = t.dir.join("run/attachments").join(&c.id).join("n.json");
+    let mut rec: Value = serde_json::from_slice(&std::fs::read(&rec_path).unwrap()).unwrap();
+    t.husk_ok(Some(&c.root), &["detach", "n", &c.id]);
+    t.assert_clean("after detach", &[&c.id], std::slice::from_ref(&ip), true);
+    // what a husk killed after writing the record and creating the pin file, before mounting
+    // on it, leaves: a record still `adding` and an empty regular file as the pin
+    rec["phase"] = "adding".into();
+    rec.as_object_mut().unwrap().remove("result");
+    std::fs::create_dir_all(rec_path.parent().unwrap()).unwrap();
+    std::fs::write(&rec_path, rec.to_string()).unwrap();
+    let pin = t.dir.join("run/netns").join(&c.id);
+    std::fs::write(&pin, "").unwrap();
+    let out = t.husk_ok(None, &["gc"]);
+    assert!(out.contains(&c.id), "{out}");
+    t.assert_clean("after gc", &[&c.id], std::slice::from_ref(&ip), true);
+    drop(c);
+    t.husk_ok(None, &["rm", "n"]);
+    t.assert_clean("at the end", &[], &[ip], false);
+}

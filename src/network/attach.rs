@@ -161,12 +161,31 @@ fn pin(dirs: &Dirs, id: &str, pid: i32, start_time: u64) -> Result<PathBuf> {
         nix::mount::MsFlags::MS_BIND,
         None::<&str>,
     )
-    .with_context(|| format!("pin {} on {}", src.display(), p.display()))?;
+    .map_err(|e| {
+        let _ = fs::remove_file(&p);
+        anyhow::anyhow!("pin {} on {}: {}", src.display(), p.display(), e.desc())
+    })?;
     if state::process_start_time(pid) != Some(start_time) {
         unpin(dirs, id)?;
         bail!("container {id} exited while its network namespace was being pinned");
     }
     Ok(p)
+}
+
+/// nsfs's magic (statfs f_type): what a pin is once its bind mount is in place.
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+/// A pin file without its mount (husk killed between creating the file and mounting on it)
+/// is removed: plugins accept a CNI_NETNS that does not exist on DEL, not one that is a plain
+/// file.
+fn drop_unmounted_pin(dirs: &Dirs, id: &str) -> Result<()> {
+    let p = pin_path(dirs, id);
+    match nix::sys::statfs::statfs(&p) {
+        Ok(st) if st.filesystem_type().0 != NSFS_MAGIC => {
+            fs::remove_file(&p).with_context(|| format!("remove the unmounted pin {}", p.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Unmount and remove the pin (nothing to do when there is none).
@@ -346,6 +365,7 @@ fn forget(dirs: &Dirs, a: &Attachment) -> Result<()> {
 fn release(dirs: &Dirs, a: &mut Attachment) -> Result<()> {
     a.phase = Phase::Deleting;
     save(dirs, a)?;
+    drop_unmounted_pin(dirs, &a.container)?;
     cni::del_list(
         &a.conflist,
         &a.runtime_config(),
