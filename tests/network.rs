@@ -407,11 +407,20 @@ fn several_networks_gc_and_prune() {
     );
     t.husk_ok(None, &["create", "--internal", "b"]);
     let c = container("netmulti", &["/probe", "pause"], false);
-    let ip_a = attached_ip(&t.husk_ok(Some(&c.root), &["attach", "-p", "18081:80", "a", &c.id]));
+    let ip_a = attached_ip(&t.husk_ok(
+        Some(&c.root),
+        &["attach", "-p", "18081-18082:80-81", "a", &c.id],
+    ));
     let out_b = t.husk_ok(Some(&c.root), &["attach", "b", &c.id]);
     assert!(ip_a.starts_with("10.77.1."), "{ip_a}");
     assert!(out_b.starts_with("eth1 "), "{out_b}");
     let ip_b = attached_ip(&out_b);
+    // a port range publishes each port of it
+    let rules = t.iptables_rules().join("\n");
+    assert!(
+        rules.contains("--dport 18081") && rules.contains("--dport 18082"),
+        "{rules}"
+    );
     let o = exec(&c, "ip -o -4 addr show");
     let addrs = text(&o.stdout);
     assert!(

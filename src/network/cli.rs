@@ -64,7 +64,8 @@ pub enum NetworkVerb {
     Gc,
     /// Attach a container to a network (CNI ADD).
     Attach {
-        /// Publish a port: [ip:]hostPort:containerPort[/tcp|udp|sctp]; repeatable.
+        /// Publish a port: [ip:]hostPort:containerPort[/tcp|udp|sctp], or ranges of the same
+        /// length (8000-8002:80-82); repeatable.
         #[arg(short = 'p', long = "publish")]
         publish: Vec<String>,
         /// Interface name in the container (default: the first free ethN).
@@ -186,10 +187,10 @@ pub fn run(g: &Global, a: NetworkArgs) -> Result<()> {
             name,
             id,
         } => {
-            let ports = publish
-                .iter()
-                .map(|p| ports::parse(p))
-                .collect::<Result<Vec<_>>>()?;
+            let mut ports = Vec::new();
+            for p in &publish {
+                ports.extend(ports::parse(p)?);
+            }
             let a = attach::attach(g, &dirs, &name, &id, &AttachOptions { ports, ifname })?;
             let mut line = format!("{} {}", a.ifname, a.ips().join(","));
             for p in &a.ports {
