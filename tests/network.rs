@@ -491,6 +491,15 @@ fn bad_input_leaves_nothing() {
     let e = t.husk_err(None, &["create", "bad/name"]);
     assert!(e.contains("bad/name"), "{e}");
     assert_eq!(t.husk_ok(None, &["ls", "-q"]).trim(), "tiny");
+    // a name is a path component: nothing outside the dirs is looked up
+    for args in [
+        &["detach", "../../x", "abc"][..],
+        &["inspect", "../cni/tiny"][..],
+        &["check", ".x", "abc"][..],
+    ] {
+        let e = t.husk_err(None, args);
+        assert!(e.contains("network name"), "{args:?}: {e}");
+    }
 
     let c1 = container("netbad1", &["/probe", "pause"], false);
     let c2 = container("netbad2", &["/probe", "pause"], false);

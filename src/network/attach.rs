@@ -378,6 +378,7 @@ fn release(dirs: &Dirs, a: &mut Attachment) -> Result<()> {
 /// Detach container `id` from `network`.
 pub fn detach(dirs: &Dirs, network: &str, id: &str) -> Result<()> {
     state::validate_id(id)?;
+    super::check_name(network)?;
     let _lock = lock_dir(&dirs.run)?;
     let p = record_path(dirs, id, network);
     let data = match fs::read(&p) {
@@ -394,6 +395,7 @@ pub fn detach(dirs: &Dirs, network: &str, id: &str) -> Result<()> {
 
 /// CNI CHECK of an attachment.
 pub fn check(dirs: &Dirs, network: &str, id: &str) -> Result<()> {
+    super::check_name(network)?;
     let a = records(dirs)?
         .into_iter()
         .find(|a| a.container == id && a.network == network)

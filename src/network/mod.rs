@@ -380,6 +380,7 @@ pub fn list(dirs: &Dirs) -> Result<Vec<Network>> {
 
 /// The network named `name`; the default network is created on first use.
 pub fn find(dirs: &Dirs, name: &str) -> Result<Network> {
+    check_name(name)?;
     if let Some(n) = list(dirs)?.into_iter().find(|n| n.name == name) {
         return Ok(n);
     }
@@ -424,17 +425,25 @@ impl CreateOptions {
     }
 }
 
-/// Docker's rule for network names, bounded.
-pub fn validate_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
+/// The CNI spec's rule for network names (`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`): checked wherever a
+/// name is looked up, since it becomes a path component.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !ok {
+        bail!("network name {name:?}: expected [a-zA-Z0-9_.-], starting with a letter or digit");
+    }
+    Ok(())
+}
+
+/// Docker's rule for network names, bounded: what `create` accepts.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = check_name(name).is_ok() && name.len() <= 64;
     if !ok {
         bail!("network name {name:?}: expected 1 to 64 of [a-zA-Z0-9_.-], starting with a letter or digit");
     }
@@ -643,6 +652,9 @@ eth0\t0002A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
         }
         for bad in ["", "-a", "a/b", "a b", &"x".repeat(65)] {
             assert!(validate_name(bad).is_err(), "{bad}");
+        }
+        for bad in ["", "..", "../x", ".hidden", "a/b"] {
+            assert!(check_name(bad).is_err(), "{bad}");
         }
     }
 
