@@ -887,3 +887,62 @@ fn pin_file_without_its_mount_does_not_block_gc() {
     t.husk_ok(None, &["rm", "n"]);
     t.assert_clean("at the end", &[], &[ip], false);
 }
+
+#[test]
+fn delete_releases_attachments_and_other_namespaces_are_refused() {
+    if !require_root("delete_releases_attachments_and_other_namespaces_are_refused") {
+        return;
+    }
+    let t = TestNet::new("del");
+    // a second namespace sharing the dirs: the wrong host side for t's attachments
+    let mut other = TestNet::new("delo");
+    let odir = other.dir.clone();
+    other.dir = t.dir.clone();
+    t.husk_ok(None, &["create", "n"]);
+    let c = container("netdel", &["/probe", "pause"], false);
+    let ip = attached_ip(&t.husk_ok(Some(&c.root), &["attach", "-p", "18300:80", "n", &c.id]));
+    let e = other.husk_err(Some(&c.root), &["detach", "n", &c.id]);
+    assert!(e.contains("another network namespace"), "{e}");
+    other.husk_ok(None, &["gc"]);
+    assert!(t
+        .leaks(&[], &[], true)
+        .iter()
+        .any(|l| l.starts_with("attachments")));
+    // no plugin ran in the other namespace
+    assert!(
+        other.iptables_rules().is_empty(),
+        "{:?}",
+        other.iptables_rules()
+    );
+    let l: Vec<String> = other
+        .leaks(&[], &[], false)
+        .into_iter()
+        .filter(|x| {
+            ["link", "address", "route"]
+                .iter()
+                .any(|k| x.starts_with(k))
+        })
+        .collect();
+    assert!(l.is_empty(), "{l:?}");
+    other.dir = odir;
+    drop(other);
+
+    // husk delete --force (in the namespace the attach ran in) releases the attachment
+    let mut d = t.in_ns(runtime().to_str().unwrap());
+    d.arg("--root")
+        .arg(&c.root)
+        .args(["delete", "--force", &c.id])
+        .env("HUSK_NETWORK_RUN_DIR", t.dir.join("run"))
+        .env("CNI_PATH", &t.cni_path);
+    let o = run_timeout(&mut d, CMD_TIMEOUT);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    t.assert_clean(
+        "after delete --force",
+        &[&c.id],
+        std::slice::from_ref(&ip),
+        true,
+    );
+    drop(c);
+    t.husk_ok(None, &["rm", "n"]);
+    t.assert_clean("at the end", &[], &[ip], false);
+}

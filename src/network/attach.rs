@@ -46,6 +46,10 @@ pub struct Attachment {
     pub phase: Phase,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+    /// (device, inode) of the network namespace the plugins ran in (the host side): DEL must
+    /// run there too, never in another namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_netns: Option<(u64, u64)>,
 }
 
 impl Attachment {
@@ -308,6 +312,7 @@ pub fn attach(
         ports: o.ports.clone(),
         phase: Phase::Adding,
         result: None,
+        host_netns: ns_inode(Path::new("/proc/self/ns/net")),
     };
     save(dirs, &a)?;
     let added = (|| -> Result<Value> {
@@ -363,6 +368,14 @@ fn forget(dirs: &Dirs, a: &Attachment) -> Result<()> {
 /// CNI DEL for one record, then forget it. A failed DEL keeps the record (phase `deleting`) so
 /// the next detach or gc tries again.
 fn release(dirs: &Dirs, a: &mut Attachment) -> Result<()> {
+    if !same_host_ns(a) {
+        bail!(
+            "container {}: its attachment to network {} was made from another network namespace; \
+             detach it (or run husk network gc) from that one",
+            a.container,
+            a.network
+        );
+    }
     a.phase = Phase::Deleting;
     save(dirs, a)?;
     drop_unmounted_pin(dirs, &a.container)?;
@@ -406,6 +419,11 @@ pub fn check(dirs: &Dirs, network: &str, id: &str) -> Result<()> {
     cni::check_list(&a.conflist, &a.runtime_config(), r, &a.env(dirs))
 }
 
+/// True when the calling process is in the network namespace the record's plugins ran in.
+fn same_host_ns(a: &Attachment) -> bool {
+    a.host_netns.is_none() || ns_inode(Path::new("/proc/self/ns/net")) == a.host_netns
+}
+
 /// True when the container a record was made for is gone: no state, or another process.
 fn container_gone(a: &Attachment) -> bool {
     let store = Store::new(&a.root);
@@ -430,7 +448,7 @@ pub fn gc(dirs: &Dirs, network: Option<&str>) -> Result<Vec<(String, String)>> {
         if network.is_some_and(|n| n != a.network) {
             continue;
         }
-        if a.phase == Phase::Attached && !container_gone(&a) {
+        if !same_host_ns(&a) || (a.phase == Phase::Attached && !container_gone(&a)) {
             continue;
         }
         match release(dirs, &mut a) {
@@ -452,5 +470,36 @@ pub fn gc(dirs: &Dirs, network: Option<&str>) -> Result<Vec<(String, String)>> {
     match first_err {
         Some(e) => Err(e),
         None => Ok(done),
+    }
+}
+
+/// After `husk delete`: release the attachments of container `id` of the store at `root`.
+/// Costs one stat when the container has none (the common case).
+pub fn release_container(root: &Path, id: &str) -> Result<()> {
+    let dirs = Dirs::resolve(None, None, None, None)?;
+    if state::validate_id(id).is_err() || !container_dir(&dirs, id).exists() {
+        return Ok(());
+    }
+    let _lock = lock_dir(&dirs.run)?;
+    let mut first_err = None;
+    for mut a in records(&dirs)? {
+        if a.container != id || a.root != root {
+            continue;
+        }
+        if !same_host_ns(&a) {
+            crate::logging::warn(&format!(
+                "container {id}: its attachment to network {} was made from another network \
+                 namespace; left for husk network gc there",
+                a.network
+            ));
+            continue;
+        }
+        if let Err(e) = release(&dirs, &mut a) {
+            first_err.get_or_insert(e);
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
