@@ -897,6 +897,7 @@ fn delete_releases_attachments_and_other_namespaces_are_refused() {
     // a second namespace sharing the dirs: the wrong host side for t's attachments
     let mut other = TestNet::new("delo");
     let odir = other.dir.clone();
+    std::fs::remove_dir_all(&odir).unwrap(); // unused: nothing is left there on a failure
     other.dir = t.dir.clone();
     t.husk_ok(None, &["create", "n"]);
     let c = container("netdel", &["/probe", "pause"], false);
