@@ -41,6 +41,8 @@ DEB_PKGS += man-db bash-completion lintian
 # the CRI test (`integration/cri.sh`): the CRI client's protocol crate compiles api.proto with
 # protoc; pods get their network from Debian's CNI plugins
 DEB_PKGS += protobuf-compiler containernetworking-plugins
+# the network tests (tests/network.rs): CNI's portmap and firewall plugins drive iptables
+DEB_PKGS += iptables
 # the image tests (tests/image.rs): a registry on loopback, skopeo to push, umoci to build images
 # and to compare unpacked trees, htpasswd for the registry's basic auth
 DEB_PKGS += docker-registry skopeo umoci apache2-utils

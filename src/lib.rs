@@ -15,6 +15,7 @@ pub mod image;
 pub mod logging;
 pub mod namespaces;
 pub mod netdev;
+pub mod network;
 pub mod process;
 pub mod registry;
 pub mod rootfs;

@@ -105,7 +105,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(a) => return container::run(&g, &a),
         Command::State { id } => container::state(&g, &id)?,
         Command::Kill { all, id, signal } => container::kill(&g, &id, signal.as_deref(), all)?,
-        Command::Delete { force, id } => container::delete(&g, &id, force)?,
+        Command::Delete { force, id } => {
+            container::delete(&g, &id, force)?;
+            // attachments made by `husk network attach`: one stat when there are none
+            if let Err(e) = husk::network::attach::release_container(&g.store.root, &id) {
+                husk::logging::warn(&format!("{e:#} (left for husk network gc)"));
+            }
+        }
         Command::List { format, quiet } => container::list(&g, &format, quiet)?,
         Command::Pause { id } => container::pause(&g, &id)?,
         Command::Resume { id } => container::resume(&g, &id)?,
@@ -124,6 +130,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Exec(a) => return Ok(container::exec(&g, &a)),
         Command::Checkpoint(a) => container::checkpoint(&g, &a, &criu)?,
         Command::Restore(a) => return container::restore(&g, &a, &criu),
+        Command::Network(a) => husk::network::cli::run(&g, a)?,
         Command::Spec { bundle } => {
             let dir = bundle.unwrap_or_else(|| ".".into());
             let path = dir.join("config.json");

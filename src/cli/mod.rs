@@ -126,6 +126,8 @@ pub enum Command {
         bundle: Option<PathBuf>,
         // `--rootless` here is the global flag (with no value it means true).
     },
+    /// Manage networks (CNI): create, ls, inspect, rm, prune, gc, attach, detach, check.
+    Network(crate::network::cli::NetworkArgs),
 }
 
 #[derive(Args, Debug, Clone)]

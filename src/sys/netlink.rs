@@ -20,6 +20,7 @@ const NLMSG_ERROR: u16 = 0x2;
 const NLMSG_DONE: u16 = 0x3;
 // <linux/rtnetlink.h>
 const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
 const RTM_GETLINK: u16 = 18;
 const RTM_NEWADDR: u16 = 20;
 const RTM_GETADDR: u16 = 22;
@@ -230,6 +231,12 @@ impl Socket {
         attr(&mut body, IFLA_IFNAME, &nul_terminated(name));
         attr(&mut body, IFLA_NET_NS_FD, &(netns as u32).to_ne_bytes());
         self.request(RTM_NEWLINK, 0, &body).map(drop)
+    }
+
+    /// Delete link `index` (a virtual device: a bridge, a veth and its peer).
+    pub fn del_link(&mut self, index: i32) -> nix::Result<()> {
+        let body = ifinfomsg(index, 0, 0);
+        self.request(RTM_DELLINK, 0, &body).map(drop)
     }
 
     /// Add `a` to link `index`.

@@ -600,6 +600,25 @@ fn stat_obj(p: &str) -> Result<Obj, i32> {
 /// A pod sandbox's pause process (the CRI tests' pause image runs `/probe pause`): waits for
 /// signals, reaps every child that is re-parented to it (a pod sharing its pid namespace), and
 /// exits 0 on SIGINT or SIGTERM.
+/// Answer every datagram on 0.0.0.0:PORT with "echo:" and its payload, forever.
+fn udp_echo(port: &str) -> ! {
+    let Ok(port) = port.parse::<u16>() else {
+        die(&format!("udp-echo: bad port {port}"))
+    };
+    let sock = match std::net::UdpSocket::bind(("0.0.0.0", port)) {
+        Ok(s) => s,
+        Err(e) => die(&format!("udp-echo: bind {port}: {e}")),
+    };
+    let mut buf = [0u8; 1500];
+    loop {
+        if let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let mut reply = b"echo:".to_vec();
+            reply.extend_from_slice(&buf[..n]);
+            let _ = sock.send_to(&reply, from);
+        }
+    }
+}
+
 fn pause() -> ! {
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -734,6 +753,7 @@ fn main() {
             }
         }
         "pause" => pause(),
+        "udp-echo" => udp_echo(arg(&args, 2, "udp-echo PORT")),
         "syscall" => do_syscall(arg(&args, 2, "syscall NAME")),
         "syscalls" => do_syscalls(&args[2..]),
         "tty" => Ok(tty_detail()),

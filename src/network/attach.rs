@@ -1,0 +1,505 @@
+//! Attaching a container made by husk to networks.
+//!
+//! Layout under the network run dir:
+//! * `attachments/ID/NETWORK.json`: one record per (container, network), written BEFORE the
+//!   namespace is pinned and before CNI ADD runs (phase `adding`), so a husk killed at any moment
+//!   leaves a record that `gc` turns into a DEL; it holds the conflist and capability arguments
+//!   the ADD used, and the result once the ADD succeeded (phase `attached`).
+//! * `netns/ID`: the container's network namespace pinned by a bind mount, so the namespace (and
+//!   with it the veth and the addresses) outlives the container's processes until the DEL ran.
+//! * `.lock`: a flock serialising every change to records and pins.
+
+use super::cni::{self, Env};
+use super::ports::{self, PortMapping};
+use super::{find, lock_dir, mkdir, Dirs};
+use crate::container::{status_of, Global};
+use crate::state::{self, Status, Store};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Adding,
+    Attached,
+    Deleting,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    pub container: String,
+    pub network: String,
+    /// The `--root` the container lives in.
+    pub root: PathBuf,
+    pub pid: i32,
+    pub pid_start_time: u64,
+    pub netns: PathBuf,
+    pub ifname: String,
+    pub conflist: Value,
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+    pub phase: Phase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// (device, inode) of the network namespace the plugins ran in (the host side): DEL must
+    /// run there too, never in another namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_netns: Option<(u64, u64)>,
+}
+
+impl Attachment {
+    fn runtime_config(&self) -> Value {
+        json!({ "portMappings": self.ports })
+    }
+
+    fn env<'a>(&'a self, dirs: &'a Dirs) -> Env<'a> {
+        Env {
+            network: &self.network,
+            container_id: &self.container,
+            netns: &self.netns,
+            ifname: &self.ifname,
+            args: "IgnoreUnknown=1",
+            path: &dirs.cni_path,
+            timeout: dirs.timeout,
+        }
+    }
+
+    /// The container's addresses on this network, from the ADD result.
+    pub fn ips(&self) -> Vec<String> {
+        self.result
+            .as_ref()
+            .and_then(|r| r["ips"].as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|i| i["address"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn container_dir(dirs: &Dirs, id: &str) -> PathBuf {
+    dirs.run.join("attachments").join(id)
+}
+
+fn record_path(dirs: &Dirs, id: &str, network: &str) -> PathBuf {
+    container_dir(dirs, id).join(format!("{network}.json"))
+}
+
+fn pin_path(dirs: &Dirs, id: &str) -> PathBuf {
+    dirs.run.join("netns").join(id)
+}
+
+fn save(dirs: &Dirs, a: &Attachment) -> Result<()> {
+    mkdir(&container_dir(dirs, &a.container), 0o700)?;
+    let data = serde_json::to_vec_pretty(a)?;
+    state::write_atomic(&record_path(dirs, &a.container, &a.network), &data, 0o600)
+}
+
+/// Every record (unreadable ones are reported, not skipped silently).
+pub fn records(dirs: &Dirs) -> Result<Vec<Attachment>> {
+    let base = dirs.run.join("attachments");
+    let mut out = Vec::new();
+    let rd = match fs::read_dir(&base) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("read {}", base.display())),
+    };
+    let mut dirs_: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+    dirs_.sort();
+    for d in dirs_ {
+        let mut files: Vec<PathBuf> = fs::read_dir(&d)
+            .with_context(|| format!("read {}", d.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        files.sort();
+        for f in files {
+            let data = fs::read(&f).with_context(|| format!("read {}", f.display()))?;
+            let a: Attachment = serde_json::from_slice(&data)
+                .with_context(|| format!("malformed attachment record {}", f.display()))?;
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
+/// The containers attached to `network`.
+pub fn records_of_network(dirs: &Dirs, network: &str) -> Result<Vec<String>> {
+    Ok(records(dirs)?
+        .into_iter()
+        .filter(|a| a.network == network)
+        .map(|a| a.container)
+        .collect())
+}
+
+fn ns_inode(path: &Path) -> Option<(u64, u64)> {
+    fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Bind-mount `/proc/PID/ns/net` on the pin (once per container), checking that the pinned
+/// namespace is still that of the process started at `start_time`.
+fn pin(dirs: &Dirs, id: &str, pid: i32, start_time: u64) -> Result<PathBuf> {
+    let p = pin_path(dirs, id);
+    let src = PathBuf::from(format!("/proc/{pid}/ns/net"));
+    if ns_inode(&p).is_some() && ns_inode(&p) == ns_inode(&src) {
+        return Ok(p);
+    }
+    mkdir(p.parent().expect("pin has a parent"), 0o755)?;
+    fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .with_context(|| format!("create {}", p.display()))?;
+    nix::mount::mount(
+        Some(&src),
+        &p,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        let _ = fs::remove_file(&p);
+        anyhow::anyhow!("pin {} on {}: {}", src.display(), p.display(), e.desc())
+    })?;
+    if state::process_start_time(pid) != Some(start_time) {
+        unpin(dirs, id)?;
+        bail!("container {id} exited while its network namespace was being pinned");
+    }
+    Ok(p)
+}
+
+/// nsfs's magic (statfs f_type): what a pin is once its bind mount is in place.
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+/// A pin file without its mount (husk killed between creating the file and mounting on it)
+/// is removed: plugins accept a CNI_NETNS that does not exist on DEL, not one that is a plain
+/// file.
+fn drop_unmounted_pin(dirs: &Dirs, id: &str) -> Result<()> {
+    let p = pin_path(dirs, id);
+    match nix::sys::statfs::statfs(&p) {
+        Ok(st) if st.filesystem_type().0 != NSFS_MAGIC => {
+            fs::remove_file(&p).with_context(|| format!("remove the unmounted pin {}", p.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Unmount and remove the pin (nothing to do when there is none).
+fn unpin(dirs: &Dirs, id: &str) -> Result<()> {
+    let p = pin_path(dirs, id);
+    loop {
+        match nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) => continue, // a pin stacked twice by a race: take every layer off
+            Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => break,
+            Err(e) => bail!("unmount {}: {}", p.display(), e.desc()),
+        }
+    }
+    match fs::remove_file(&p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("remove {}", p.display())),
+    }
+}
+
+/// What `attach` takes beyond the network and the container.
+#[derive(Debug, Clone, Default)]
+pub struct AttachOptions {
+    pub ports: Vec<PortMapping>,
+    /// Interface name in the container (default: the first free ethN).
+    pub ifname: Option<String>,
+}
+
+/// Attach container `id` (of `g`'s store) to `network`: record, pin, loopback up, CNI ADD.
+pub fn attach(
+    g: &Global,
+    dirs: &Dirs,
+    network: &str,
+    id: &str,
+    o: &AttachOptions,
+) -> Result<Attachment> {
+    state::validate_id(id)?;
+    let net = find(dirs, network)?;
+    let _lock = lock_dir(&dirs.run)?;
+    let st = g
+        .store
+        .load(id)
+        .with_context(|| format!("network {network}: attach"))?;
+    match status_of(g, &st) {
+        Status::Created | Status::Running | Status::Paused => {}
+        s => bail!(
+            "container {id} is {}, not running: cannot attach it to network {network}",
+            s.as_str()
+        ),
+    }
+    let ns = PathBuf::from(format!("/proc/{}/ns/net", st.pid));
+    if ns_inode(&ns).is_none() {
+        bail!("container {id}: cannot read {}", ns.display());
+    }
+    if ns_inode(&ns) == ns_inode(Path::new("/proc/self/ns/net")) {
+        bail!("container {id} has no network namespace of its own: cannot attach it to network {network}");
+    }
+    // every plugin must exist before anything runs (a DEL could not undo a half-run list)
+    for ty in net
+        .plugin_types()
+        .iter()
+        .map(String::as_str)
+        .chain(["loopback"])
+    {
+        cni::find_plugin(&net.name, ty, &dirs.cni_path)?;
+    }
+    // records of an earlier container with this id (it was deleted and made again): release
+    for mut stale in records(dirs)?
+        .into_iter()
+        .filter(|a| a.container == id && (a.pid != st.pid || a.pid_start_time != st.pid_start_time))
+    {
+        release(dirs, &mut stale).with_context(|| {
+            format!("container {id}: release the attachments of its previous run")
+        })?;
+    }
+    let all = records(dirs)?;
+    if all
+        .iter()
+        .any(|a| a.container == id && a.network == network)
+    {
+        bail!("container {id} is already attached to network {network}");
+    }
+    for (i, m) in o.ports.iter().enumerate() {
+        if let Some(other) = o.ports[..i].iter().find(|x| ports::clash(x, m)) {
+            bail!("network {network}: host port {m} clashes with {other}");
+        }
+        for a in &all {
+            if let Some(other) = a.ports.iter().find(|x| ports::clash(x, m)) {
+                bail!(
+                    "network {network}: host port {m} is already published by container {} ({other})",
+                    a.container
+                );
+            }
+        }
+        ports::check_free(network, m)?;
+    }
+    let ifname = match &o.ifname {
+        Some(n) => {
+            if !crate::sys::netlink::valid_ifname(n) {
+                bail!("interface name {n:?}: expected 1 to 15 bytes without '/', ':' or spaces");
+            }
+            if all.iter().any(|a| a.container == id && &a.ifname == n) {
+                bail!("container {id} already has interface {n}");
+            }
+            n.clone()
+        }
+        None => (0..)
+            .map(|i| format!("eth{i}"))
+            .find(|n| !all.iter().any(|a| a.container == id && &a.ifname == n))
+            .expect("an unused ethN"),
+    };
+    let mut a = Attachment {
+        container: id.to_string(),
+        network: net.name.clone(),
+        root: g.store.root.clone(),
+        pid: st.pid,
+        pid_start_time: st.pid_start_time,
+        netns: pin_path(dirs, id),
+        ifname,
+        conflist: net.conflist.clone(),
+        ports: o.ports.clone(),
+        phase: Phase::Adding,
+        result: None,
+        host_netns: ns_inode(Path::new("/proc/self/ns/net")),
+    };
+    save(dirs, &a)?;
+    let added = (|| -> Result<Value> {
+        pin(dirs, id, st.pid, st.pid_start_time)?;
+        loopback_up(dirs, &a)?;
+        cni::add_list(&a.conflist, &a.runtime_config(), &a.env(dirs))
+    })();
+    match added {
+        Ok(r) => {
+            a.result = Some(r);
+            a.phase = Phase::Attached;
+            save(dirs, &a)?;
+            Ok(a)
+        }
+        Err(e) => {
+            // undo every plugin (DEL of the list); a failed undo keeps the record for gc
+            if let Err(d) = release(dirs, &mut a) {
+                return Err(e.context(format!("undoing the attach failed too: {d:#}")));
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Bring the container's `lo` up with the loopback plugin. It is not part of a network's list:
+/// its DEL sets `lo` down, which must not happen when one of several networks is detached.
+fn loopback_up(dirs: &Dirs, a: &Attachment) -> Result<()> {
+    let conf = json!({"cniVersion": "1.0.0", "name": "husk-loopback", "type": "loopback"});
+    let mut env = a.env(dirs);
+    env.ifname = "lo";
+    cni::exec("ADD", "loopback", &conf, &env).map(drop)
+}
+
+/// Remove the record, and the pin when it was the container's last.
+fn forget(dirs: &Dirs, a: &Attachment) -> Result<()> {
+    let p = record_path(dirs, &a.container, &a.network);
+    match fs::remove_file(&p) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("remove {}", p.display())),
+    }
+    let d = container_dir(dirs, &a.container);
+    let empty = fs::read_dir(&d)
+        .map(|mut r| r.next().is_none())
+        .unwrap_or(true);
+    if empty {
+        unpin(dirs, &a.container)?;
+        let _ = fs::remove_dir(&d);
+    }
+    Ok(())
+}
+
+/// CNI DEL for one record, then forget it. A failed DEL keeps the record (phase `deleting`) so
+/// the next detach or gc tries again.
+fn release(dirs: &Dirs, a: &mut Attachment) -> Result<()> {
+    if !same_host_ns(a) {
+        bail!(
+            "container {}: its attachment to network {} was made from another network namespace; \
+             detach it (or run husk network gc) from that one",
+            a.container,
+            a.network
+        );
+    }
+    a.phase = Phase::Deleting;
+    save(dirs, a)?;
+    drop_unmounted_pin(dirs, &a.container)?;
+    cni::del_list(
+        &a.conflist,
+        &a.runtime_config(),
+        a.result.as_ref(),
+        &a.env(dirs),
+    )?;
+    forget(dirs, a)
+}
+
+/// Detach container `id` from `network`.
+pub fn detach(dirs: &Dirs, network: &str, id: &str) -> Result<()> {
+    state::validate_id(id)?;
+    super::check_name(network)?;
+    let _lock = lock_dir(&dirs.run)?;
+    let p = record_path(dirs, id, network);
+    let data = match fs::read(&p) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("container {id} is not attached to network {network}")
+        }
+        Err(e) => return Err(e).with_context(|| format!("read {}", p.display())),
+    };
+    let mut a: Attachment = serde_json::from_slice(&data)
+        .with_context(|| format!("malformed attachment record {}", p.display()))?;
+    release(dirs, &mut a)
+}
+
+/// CNI CHECK of an attachment.
+pub fn check(dirs: &Dirs, network: &str, id: &str) -> Result<()> {
+    super::check_name(network)?;
+    let a = records(dirs)?
+        .into_iter()
+        .find(|a| a.container == id && a.network == network)
+        .with_context(|| format!("container {id} is not attached to network {network}"))?;
+    let r = a.result.as_ref().with_context(|| {
+        format!("container {id}: the attach to network {network} did not finish")
+    })?;
+    cni::check_list(&a.conflist, &a.runtime_config(), r, &a.env(dirs))
+}
+
+/// True when the calling process is in the network namespace the record's plugins ran in.
+fn same_host_ns(a: &Attachment) -> bool {
+    a.host_netns.is_none() || ns_inode(Path::new("/proc/self/ns/net")) == a.host_netns
+}
+
+/// True when the container a record was made for is gone: no state, or another process.
+fn container_gone(a: &Attachment) -> bool {
+    let store = Store::new(&a.root);
+    match store.load(&a.container) {
+        Ok(st) => {
+            st.pid != a.pid
+                || st.pid_start_time != a.pid_start_time
+                || state::process_start_time(st.pid) != Some(st.pid_start_time)
+        }
+        Err(_) => true,
+    }
+}
+
+/// Release the attachments whose container is gone and those an attach left unfinished (husk
+/// killed mid-attach: the lock is free, so no attach is running), then remove pins that no
+/// record holds. With `network`, only that network's attachments. Returns what was released.
+pub fn gc(dirs: &Dirs, network: Option<&str>) -> Result<Vec<(String, String)>> {
+    let _lock = lock_dir(&dirs.run)?;
+    let mut done = Vec::new();
+    let mut first_err: Option<anyhow::Error> = None;
+    for mut a in records(dirs)? {
+        if network.is_some_and(|n| n != a.network) {
+            continue;
+        }
+        if !same_host_ns(&a) || (a.phase == Phase::Attached && !container_gone(&a)) {
+            continue;
+        }
+        match release(dirs, &mut a) {
+            Ok(()) => done.push((a.network.clone(), a.container.clone())),
+            Err(e) => {
+                first_err.get_or_insert(e.context(format!("container {}", a.container)));
+            }
+        }
+    }
+    let held: Vec<String> = records(dirs)?.into_iter().map(|a| a.container).collect();
+    if let Ok(rd) = fs::read_dir(dirs.run.join("netns")) {
+        for e in rd.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if !held.contains(&id) {
+                unpin(dirs, &id)?;
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(done),
+    }
+}
+
+/// After `husk delete`: release the attachments of container `id` of the store at `root`.
+/// Costs one stat when the container has none (the common case).
+pub fn release_container(root: &Path, id: &str) -> Result<()> {
+    let dirs = Dirs::resolve(None, None, None, None)?;
+    if state::validate_id(id).is_err() || !container_dir(&dirs, id).exists() {
+        return Ok(());
+    }
+    let _lock = lock_dir(&dirs.run)?;
+    let mut first_err = None;
+    for mut a in records(&dirs)? {
+        if a.container != id || a.root != root {
+            continue;
+        }
+        if !same_host_ns(&a) {
+            crate::logging::warn(&format!(
+                "container {id}: its attachment to network {} was made from another network \
+                 namespace; left for husk network gc there",
+                a.network
+            ));
+            continue;
+        }
+        if let Err(e) = release(&dirs, &mut a) {
+            first_err.get_or_insert(e);
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

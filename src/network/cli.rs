@@ -1,0 +1,205 @@
+//! `husk network VERB ...`.
+
+use super::attach::{self, AttachOptions};
+use super::{ports, CreateOptions, Dirs, Source};
+use crate::cli::output;
+use crate::container::Global;
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct NetworkArgs {
+    /// Directory of husk's network conflists [env HUSK_NETWORK_DIR; default /etc/husk/networks].
+    #[arg(long = "network-dir", global = true)]
+    pub network_dir: Option<PathBuf>,
+    /// Directory of attachment records and pinned namespaces [env HUSK_NETWORK_RUN_DIR;
+    /// default /run/husk-network].
+    #[arg(long = "network-run-dir", global = true)]
+    pub run_dir: Option<PathBuf>,
+    /// Plugin search path [env CNI_PATH; default /usr/lib/cni:/opt/cni/bin].
+    #[arg(long = "cni-path", global = true)]
+    pub cni_path: Option<String>,
+    /// Seconds one plugin may run before it is killed [env HUSK_CNI_TIMEOUT; default 60].
+    #[arg(long = "plugin-timeout", global = true)]
+    pub plugin_timeout: Option<u64>,
+    #[command(subcommand)]
+    pub verb: NetworkVerb,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NetworkVerb {
+    /// Create a bridge network (a CNI conflist: bridge + host-local, portmap, firewall).
+    Create {
+        /// IPv4 subnet (default: a free /24 of 10.89.0.0/16).
+        #[arg(long)]
+        subnet: Option<String>,
+        /// Gateway address (default: the subnet's first address).
+        #[arg(long)]
+        gateway: Option<String>,
+        /// No masquerade and no default route: containers reach only the network.
+        #[arg(long)]
+        internal: bool,
+        name: String,
+    },
+    /// List networks.
+    #[command(alias = "list")]
+    Ls {
+        /// Print only the names.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Print a network's conflist, addresses and attachments as JSON.
+    Inspect { name: String },
+    /// Remove networks nothing is attached to.
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Release attachments of containers that are gone, then remove every unused husk network.
+    Prune,
+    /// Release attachments of containers that are gone (and unfinished attaches).
+    Gc,
+    /// Attach a container to a network (CNI ADD).
+    Attach {
+        /// Publish a port: [ip:]hostPort:containerPort[/tcp|udp|sctp], or ranges of the same
+        /// length (8000-8002:80-82); repeatable.
+        #[arg(short = 'p', long = "publish")]
+        publish: Vec<String>,
+        /// Interface name in the container (default: the first free ethN).
+        #[arg(long)]
+        ifname: Option<String>,
+        name: String,
+        id: String,
+    },
+    /// Detach a container from a network (CNI DEL).
+    Detach { name: String, id: String },
+    /// Check an attachment (CNI CHECK).
+    Check { name: String, id: String },
+}
+
+pub fn run(g: &Global, a: NetworkArgs) -> Result<()> {
+    let dirs = Dirs::resolve(a.network_dir, a.run_dir, a.cni_path, a.plugin_timeout)?;
+    match a.verb {
+        NetworkVerb::Create {
+            subnet,
+            gateway,
+            internal,
+            name,
+        } => {
+            let n = super::create(
+                &dirs,
+                &CreateOptions {
+                    name,
+                    subnet,
+                    gateway,
+                    internal,
+                },
+            )?;
+            output::line(&n.name)?;
+        }
+        NetworkVerb::Ls { quiet } => {
+            let nets = super::list(&dirs)?;
+            if quiet {
+                for n in nets {
+                    output::line(&n.name)?;
+                }
+                return Ok(());
+            }
+            let mut t = format!(
+                "{:<20} {:<18} {:<15} {:<10} {}",
+                "NAME", "SUBNET", "GATEWAY", "BRIDGE", "SOURCE"
+            );
+            for n in nets {
+                t.push_str(&format!(
+                    "\n{:<20} {:<18} {:<15} {:<10} {}",
+                    n.name,
+                    n.subnet.map(|s| s.to_string()).unwrap_or("-".into()),
+                    n.gateway.map(|s| s.to_string()).unwrap_or("-".into()),
+                    n.bridge.as_deref().unwrap_or("-"),
+                    n.path.display()
+                ));
+            }
+            output::line(&t)?;
+        }
+        NetworkVerb::Inspect { name } => {
+            let n = super::find(&dirs, &name)?;
+            let atts: Vec<_> = attach::records(&dirs)?
+                .into_iter()
+                .filter(|x| x.network == n.name)
+                .map(|x| {
+                    json!({"container": x.container, "ifname": x.ifname, "ips": x.ips(),
+                           "ports": x.ports, "phase": x.phase})
+                })
+                .collect();
+            let v = json!({
+                "name": n.name,
+                "file": n.path,
+                "managedByHusk": n.source == Source::Husk,
+                "subnet": n.subnet.map(|s| s.to_string()),
+                "gateway": n.gateway.map(|s| s.to_string()),
+                "bridge": n.bridge,
+                "internal": n.internal,
+                "plugins": n.plugin_types(),
+                "attachments": atts,
+                "conflist": n.conflist,
+            });
+            output::line(&serde_json::to_string_pretty(&v)?)?;
+        }
+        NetworkVerb::Rm { names } => {
+            let mut failed = None;
+            for n in names {
+                match super::remove(&dirs, &n) {
+                    Ok(()) => output::line(&n)?,
+                    Err(e) => {
+                        crate::logging::error(&format!("{e:#}"));
+                        failed.get_or_insert(n);
+                    }
+                }
+            }
+            if let Some(n) = failed {
+                bail!("network {n} (and any named above) not removed");
+            }
+        }
+        NetworkVerb::Prune => {
+            attach::gc(&dirs, None)?;
+            let used: Vec<String> = attach::records(&dirs)?
+                .into_iter()
+                .map(|a| a.network)
+                .collect();
+            for n in super::list(&dirs)? {
+                if n.source == Source::Husk && !used.contains(&n.name) {
+                    super::remove(&dirs, &n.name)?;
+                    output::line(&n.name)?;
+                }
+            }
+        }
+        NetworkVerb::Gc => {
+            for (net, id) in attach::gc(&dirs, None)? {
+                output::line(&format!("{id} {net}"))?;
+            }
+        }
+        NetworkVerb::Attach {
+            publish,
+            ifname,
+            name,
+            id,
+        } => {
+            let mut ports = Vec::new();
+            for p in &publish {
+                ports.extend(ports::parse(p)?);
+            }
+            let a = attach::attach(g, &dirs, &name, &id, &AttachOptions { ports, ifname })?;
+            let mut line = format!("{} {}", a.ifname, a.ips().join(","));
+            for p in &a.ports {
+                line.push_str(&format!(" {p}"));
+            }
+            output::line(&line)?;
+        }
+        NetworkVerb::Detach { name, id } => attach::detach(&dirs, &name, &id)?,
+        NetworkVerb::Check { name, id } => attach::check(&dirs, &name, &id)?,
+    }
+    Ok(())
+}

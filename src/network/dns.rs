@@ -1,0 +1,356 @@
+//! `/etc/resolv.conf` and `/etc/hosts` for a container, as Docker writes them.
+//!
+//! resolv.conf starts from the host's; `--dns`, `--dns-search` and `--dns-option` each replace
+//! the corresponding lines. Nameservers on loopback (127.0.0.0/8, ::1) cannot be reached from a
+//! container's own network namespace and are dropped; when none is left, Google's public
+//! resolvers are used (Docker's defaults). A host whose resolv.conf only names systemd-resolved's
+//! stub (127.0.0.53) is read through `/run/systemd/resolve/resolv.conf`, the real upstreams.
+
+use anyhow::{Context, Result};
+use std::net::IpAddr;
+use std::path::Path;
+
+const DEFAULT_V4: [&str; 2] = ["8.8.8.8", "8.8.4.4"];
+const DEFAULT_V6: [&str; 2] = ["2001:4860:4860::8888", "2001:4860:4860::8844"];
+
+/// The user's DNS flags.
+#[derive(Debug, Clone, Default)]
+pub struct DnsOptions {
+    pub servers: Vec<String>,
+    pub search: Vec<String>,
+    pub options: Vec<String>,
+}
+
+fn is_loopback(s: &str) -> bool {
+    // a zone (fe80::1%eth0) is not part of the address
+    let a = s.split('%').next().unwrap_or(s);
+    a.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The host's resolv.conf as a container should start from it.
+pub fn host_resolv_conf() -> Result<String> {
+    let main = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let servers: Vec<&str> = main
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .map(str::trim)
+        .collect();
+    let resolved = Path::new("/run/systemd/resolve/resolv.conf");
+    if servers == ["127.0.0.53"] && resolved.exists() {
+        return std::fs::read_to_string(resolved)
+            .with_context(|| format!("read {}", resolved.display()));
+    }
+    Ok(main)
+}
+
+/// The container's resolv.conf from the host's text and the flags.
+pub fn resolv_conf(host: &str, o: &DnsOptions, ipv6: bool) -> Result<String> {
+    for s in &o.servers {
+        let a = s.split('%').next().unwrap_or(s);
+        a.parse::<IpAddr>()
+            .with_context(|| format!("--dns {s:?}: not an IP address"))?;
+    }
+    for s in &o.search {
+        if s.is_empty() || s.chars().any(char::is_whitespace) {
+            anyhow::bail!("--dns-search {s:?}: expected a domain name");
+        }
+    }
+    for s in &o.options {
+        if s.is_empty() || s.chars().any(char::is_whitespace) {
+            anyhow::bail!("--dns-option {s:?}: expected one option such as ndots:2");
+        }
+    }
+    let mut servers = Vec::new();
+    let mut search: Vec<String> = Vec::new();
+    let mut options: Vec<String> = Vec::new();
+    let mut other = Vec::new();
+    for line in host.lines() {
+        let t = line.trim();
+        let mut f = t.split_whitespace();
+        match f.next() {
+            Some("nameserver") => {
+                if let Some(s) = f.next() {
+                    servers.push(s.to_string());
+                }
+            }
+            Some("search") | Some("domain") => search = f.map(String::from).collect(),
+            Some("options") => options.extend(f.map(String::from)),
+            _ if t.is_empty() || t.starts_with('#') || t.starts_with(';') => {}
+            _ => other.push(t.to_string()),
+        }
+    }
+    if !o.servers.is_empty() {
+        servers = o.servers.clone();
+    } else {
+        servers.retain(|s| !is_loopback(s));
+        if !ipv6 {
+            servers.retain(|s| !s.contains(':'));
+        }
+        if servers.is_empty() {
+            servers.extend(DEFAULT_V4.iter().map(|s| s.to_string()));
+            if ipv6 {
+                servers.extend(DEFAULT_V6.iter().map(|s| s.to_string()));
+            }
+        }
+    }
+    if !o.search.is_empty() {
+        // `--dns-search .` means: no search domains
+        search = o.search.iter().filter(|s| *s != ".").cloned().collect();
+    }
+    if !o.options.is_empty() {
+        options = o.options.clone();
+    }
+    let mut out = String::new();
+    for s in &servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    for l in other {
+        out.push_str(&l);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// The container's /etc/hosts: loopback names, its own addresses under its hostname (and
+/// aliases), then the `--add-host` entries.
+pub fn hosts(
+    hostname: &str,
+    aliases: &[String],
+    ips: &[IpAddr],
+    extra: &[(String, IpAddr)],
+) -> String {
+    let mut out = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    let mut names = vec![hostname.to_string()];
+    names.extend(aliases.iter().filter(|a| *a != hostname).cloned());
+    for ip in ips {
+        out.push_str(&format!("{ip}\t{}\n", names.join(" ")));
+    }
+    for (n, ip) in extra {
+        out.push_str(&format!("{ip}\t{n}\n"));
+    }
+    out
+}
+
+/// Parse `--add-host NAME:IP`.
+pub fn parse_add_host(s: &str) -> Result<(String, IpAddr)> {
+    let (n, ip) = s
+        .split_once(':')
+        .with_context(|| format!("--add-host {s:?}: expected NAME:IP"))?;
+    let ip: IpAddr = ip
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .with_context(|| format!("--add-host {s:?}: {ip:?} is not an IP address"))?;
+    if n.is_empty() || n.chars().any(char::is_whitespace) {
+        anyhow::bail!("--add-host {s:?}: {n:?} is not a host name");
+    }
+    Ok((n.to_string(), ip))
+}
+
+/// Write `hosts`, `resolv.conf` and `hostname` into `dir` (0644), for bind mounts.
+pub fn write_files(dir: &Path, hostname: &str, hosts_text: &str, resolv_text: &str) -> Result<()> {
+    crate::network::mkdir(dir, 0o755)?;
+    for (name, data) in [
+        ("hosts", hosts_text.to_string()),
+        ("resolv.conf", resolv_text.to_string()),
+        ("hostname", format!("{hostname}\n")),
+    ] {
+        crate::state::write_atomic(&dir.join(name), data.as_bytes(), 0o644)?;
+    }
+    Ok(())
+}
+
+/// Everything a container's name files need, as `husk up` has it after the attaches.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerNames {
+    pub hostname: String,
+    pub aliases: Vec<String>,
+    /// The container's addresses on its networks (from the attachments' results).
+    pub ips: Vec<IpAddr>,
+    pub dns: DnsOptions,
+    /// `--add-host` entries.
+    pub extra_hosts: Vec<(String, IpAddr)>,
+}
+
+/// The addresses of attachment results (`ips[].address`, CIDR form).
+pub fn result_ips(results: &[&serde_json::Value]) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    for r in results {
+        for i in r["ips"].as_array().into_iter().flatten() {
+            let a = i["address"].as_str().unwrap_or_default();
+            if let Ok(ip) = a.split('/').next().unwrap_or(a).parse() {
+                out.push(ip);
+            }
+        }
+    }
+    out
+}
+
+/// Write `hosts`, `resolv.conf` (from `host_resolv`, the text of the host's file) and
+/// `hostname` for a container into `dir`. IPv6 resolvers are kept when the container has an
+/// IPv6 address.
+pub fn write_container_files(dir: &Path, n: &ContainerNames, host_resolv: &str) -> Result<()> {
+    if n.hostname.is_empty() || n.hostname.len() > 64 || n.hostname.contains(char::is_whitespace) {
+        anyhow::bail!(
+            "hostname {:?}: expected 1 to 64 characters without spaces",
+            n.hostname
+        );
+    }
+    let ipv6 = n.ips.iter().any(IpAddr::is_ipv6);
+    let resolv = resolv_conf(host_resolv, &n.dns, ipv6)?;
+    let h = hosts(&n.hostname, &n.aliases, &n.ips, &n.extra_hosts);
+    write_files(dir, &n.hostname, &h, &resolv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOST: &str = "# generated\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\n\
+nameserver fd00::1\nsearch corp.example\noptions edns0 trust-ad\nsortlist 10.0.0.0/8\n";
+
+    #[test]
+    fn loopback_resolvers_dropped() {
+        let r = resolv_conf(HOST, &DnsOptions::default(), false).unwrap();
+        assert_eq!(
+            r,
+            "nameserver 10.0.0.2\nsearch corp.example\noptions edns0 trust-ad\nsortlist 10.0.0.0/8\n"
+        );
+        let r = resolv_conf(HOST, &DnsOptions::default(), true).unwrap();
+        assert!(
+            r.starts_with("nameserver 10.0.0.2\nnameserver fd00::1\n"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn only_loopback_gives_defaults() {
+        let r = resolv_conf("nameserver 127.0.0.1\n", &DnsOptions::default(), false).unwrap();
+        assert_eq!(r, "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+        let r = resolv_conf("", &DnsOptions::default(), true).unwrap();
+        assert!(r.contains("nameserver 2001:4860:4860::8888\n"), "{r}");
+    }
+
+    #[test]
+    fn flags_replace_their_lines() {
+        let o = DnsOptions {
+            servers: vec!["1.1.1.1".into(), "127.0.0.1".into()],
+            search: vec!["a.example".into(), "b.example".into()],
+            options: vec!["ndots:2".into(), "timeout:1".into()],
+        };
+        let r = resolv_conf(HOST, &o, false).unwrap();
+        assert_eq!(
+            r,
+            "nameserver 1.1.1.1\nnameserver 127.0.0.1\nsearch a.example b.example\n\
+options ndots:2 timeout:1\nsortlist 10.0.0.0/8\n"
+        );
+        let o = DnsOptions {
+            search: vec![".".into()],
+            ..Default::default()
+        };
+        assert!(!resolv_conf(HOST, &o, false).unwrap().contains("search"));
+    }
+
+    #[test]
+    fn bad_flags_are_named() {
+        for (o, want) in [
+            (
+                DnsOptions {
+                    servers: vec!["dns.example".into()],
+                    ..Default::default()
+                },
+                "--dns",
+            ),
+            (
+                DnsOptions {
+                    search: vec!["a b".into()],
+                    ..Default::default()
+                },
+                "--dns-search",
+            ),
+            (
+                DnsOptions {
+                    options: vec!["".into()],
+                    ..Default::default()
+                },
+                "--dns-option",
+            ),
+        ] {
+            let e = format!("{:#}", resolv_conf("", &o, false).unwrap_err());
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn hosts_file() {
+        let h = hosts(
+            "web",
+            &["web".into(), "www".into()],
+            &["10.89.0.2".parse().unwrap()],
+            &[parse_add_host("db:10.89.0.3").unwrap()],
+        );
+        assert!(h.starts_with("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"));
+        assert!(h.ends_with("10.89.0.2\tweb www\n10.89.0.3\tdb\n"), "{h}");
+        assert!(parse_add_host("db").is_err());
+        assert!(parse_add_host("db:x").is_err());
+        assert_eq!(
+            parse_add_host("v6:[::1]").unwrap().1,
+            "::1".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn container_files_from_results() {
+        let r = serde_json::json!({"ips":[{"address":"10.89.0.2/24","gateway":"10.89.0.1"},
+                                          {"address":"fd00::2/64"}]});
+        let ips = result_ips(&[&r]);
+        assert_eq!(ips.len(), 2);
+        let d = tempfile::tempdir().unwrap();
+        let n = ContainerNames {
+            hostname: "web".into(),
+            ips,
+            dns: DnsOptions {
+                options: vec!["ndots:1".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        write_container_files(d.path(), &n, "nameserver 127.0.0.1\nnameserver fd00::53\n").unwrap();
+        let resolv = std::fs::read_to_string(d.path().join("resolv.conf")).unwrap();
+        assert_eq!(resolv, "nameserver fd00::53\noptions ndots:1\n");
+        let hosts = std::fs::read_to_string(d.path().join("hosts")).unwrap();
+        assert!(hosts.ends_with("10.89.0.2\tweb\nfd00::2\tweb\n"), "{hosts}");
+        let bad = ContainerNames {
+            hostname: "a b".into(),
+            ..Default::default()
+        };
+        let e = format!(
+            "{:#}",
+            write_container_files(d.path(), &bad, "").unwrap_err()
+        );
+        assert!(e.contains("hostname \"a b\""), "{e}");
+    }
+
+    #[test]
+    fn files_written() {
+        let d = tempfile::tempdir().unwrap();
+        write_files(d.path(), "web", "h\n", "r\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("hostname")).unwrap(),
+            "web\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("resolv.conf")).unwrap(),
+            "r\n"
+        );
+    }
+}

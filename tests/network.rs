@@ -1,0 +1,949 @@
+//! `husk network`: CNI networks, attach/detach, published ports (root).
+//!
+//! Every test makes its own network namespace (`ip netns add`) and runs husk's network commands
+//! in it through `nsenter --net` (the mount namespace stays the host's, so the pins husk makes
+//! outlive the command). Bridges, veths, addresses, routes and firewall rules only ever exist in
+//! that namespace, which is deleted on drop, failure or not; the traffic goes to its loopback and
+//! to the test's own containers. After every detach and at the end, the namespace must hold no
+//! extra link, address, route, iptables rule, host-local allocation, pin or record.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static NS_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A network namespace and the network dirs of one test.
+struct TestNet {
+    ns: String,
+    dir: PathBuf,
+    cni_path: String,
+    timeout: Option<String>,
+}
+
+impl TestNet {
+    fn new(tag: &str) -> TestNet {
+        let ns = format!(
+            "hk-{tag}-{}-{}",
+            std::process::id(),
+            NS_SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let st = Command::new("ip")
+            .args(["netns", "add", &ns])
+            .status()
+            .unwrap();
+        assert!(st.success(), "ip netns add {ns}");
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("husk-net-{tag}-"))
+            .tempdir()
+            .unwrap()
+            .keep();
+        let t = TestNet {
+            ns,
+            dir,
+            cni_path: "/usr/lib/cni".into(),
+            timeout: None,
+        };
+        for d in ["conf", "cni", "run", "bin"] {
+            std::fs::create_dir_all(t.dir.join(d)).unwrap();
+        }
+        let o = t.ip(&["link", "set", "lo", "up"]);
+        assert!(o.status.success());
+        t
+    }
+
+    fn ip(&self, args: &[&str]) -> Output {
+        let mut c = Command::new("ip");
+        c.arg("-n").arg(&self.ns).args(args);
+        run_timeout(&mut c, CMD_TIMEOUT)
+    }
+
+    /// A command run in the namespace (network only).
+    fn in_ns(&self, prog: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", self.ns)).arg(prog);
+        c
+    }
+
+    /// `husk [--root ROOT] network ARGS` in the namespace.
+    fn husk(&self, root: Option<&Path>, args: &[&str]) -> Output {
+        let mut c = self.in_ns(runtime().to_str().unwrap());
+        if let Some(r) = root {
+            c.arg("--root").arg(r);
+        }
+        c.arg("network")
+            .args(args)
+            .env("HUSK_NETWORK_DIR", self.dir.join("conf"))
+            .env("HUSK_CNI_CONFIG_DIR", self.dir.join("cni"))
+            .env("HUSK_NETWORK_RUN_DIR", self.dir.join("run"))
+            .env("CNI_PATH", &self.cni_path);
+        if let Some(t) = &self.timeout {
+            c.env("HUSK_CNI_TIMEOUT", t);
+        }
+        run_timeout(&mut c, Duration::from_secs(90))
+    }
+
+    fn husk_ok(&self, root: Option<&Path>, args: &[&str]) -> String {
+        let o = self.husk(root, args);
+        assert!(
+            o.status.success(),
+            "husk network {args:?} failed: {}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        text(&o.stdout)
+    }
+
+    /// The error of a command that must fail.
+    fn husk_err(&self, root: Option<&Path>, args: &[&str]) -> String {
+        let o = self.husk(root, args);
+        assert_eq!(
+            code(&o.status),
+            1,
+            "husk network {args:?} should fail: {}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        text(&o.stderr)
+    }
+
+    fn iptables_rules(&self) -> Vec<String> {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns, "iptables-save"]);
+        let o = run_timeout(&mut c, CMD_TIMEOUT);
+        assert!(o.status.success(), "iptables-save: {}", text(&o.stderr));
+        text(&o.stdout)
+            .lines()
+            .filter(|l| l.starts_with("-A"))
+            .map(String::from)
+            .collect()
+    }
+
+    /// What must be gone once nothing is attached: the caller names the container ids and
+    /// addresses that were used, and whether bridges may remain (a network still exists).
+    fn leaks(&self, ids: &[&str], ips: &[String], bridges_ok: bool) -> Vec<String> {
+        let mut l = Vec::new();
+        let links = text(&self.ip(&["-o", "link", "show"]).stdout);
+        for line in links.lines() {
+            let name = line.split(':').nth(1).unwrap_or("").trim();
+            let name = name.split('@').next().unwrap_or(name);
+            if name == "lo" || (bridges_ok && name.starts_with("husk")) {
+                continue;
+            }
+            l.push(format!("link {name}"));
+        }
+        let addrs = text(&self.ip(&["-o", "-4", "addr", "show"]).stdout);
+        for line in addrs.lines() {
+            let dev = line.split_whitespace().nth(1).unwrap_or("");
+            if dev != "lo" && !(bridges_ok && dev.starts_with("husk")) {
+                l.push(format!("address {line}"));
+            }
+            for ip in ips {
+                if line.contains(&format!(" {ip}/")) {
+                    l.push(format!("container address {line}"));
+                }
+            }
+        }
+        let routes = text(&self.ip(&["-4", "route", "show", "table", "all"]).stdout);
+        for line in routes.lines() {
+            let dev_ok = line.contains("dev lo")
+                || (bridges_ok && line.split_whitespace().any(|w| w.starts_with("husk")));
+            if !dev_ok {
+                l.push(format!("route {line}"));
+            }
+        }
+        // the plugins' shared chains stay (they never remove them); per-container ones must go
+        const SHARED: &[&str] = &[
+            "CNI-FORWARD",
+            "CNI-ADMIN",
+            "CNI-HOSTPORT-DNAT",
+            "CNI-HOSTPORT-MASQ",
+            "CNI-HOSTPORT-SETMARK",
+        ];
+        for r in self.iptables_rules() {
+            let per_container = r
+                .split(|c: char| c.is_whitespace() || c == '"')
+                .any(|w| w.starts_with("CNI-") && !SHARED.contains(&w));
+            let named = ids.iter().any(|i| r.contains(i))
+                || ips
+                    .iter()
+                    .any(|ip| r.contains(&format!("{ip}/")) || r.contains(&format!("{ip} ")));
+            if per_container || named {
+                l.push(format!("iptables {r}"));
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(self.dir.join("run/ipam")) {
+            for net in rd.flatten() {
+                for f in std::fs::read_dir(net.path()).unwrap().flatten() {
+                    let n = f.file_name().to_string_lossy().into_owned();
+                    if n != "lock" && !n.starts_with("last_reserved_ip") {
+                        l.push(format!("host-local allocation {}", f.path().display()));
+                    }
+                }
+            }
+        }
+        for sub in ["netns", "attachments"] {
+            if let Ok(rd) = std::fs::read_dir(self.dir.join("run").join(sub)) {
+                for e in rd.flatten() {
+                    l.push(format!("{sub} {}", e.path().display()));
+                }
+            }
+        }
+        for m in mounts_under(&self.dir) {
+            l.push(format!("mount {}", m.display()));
+        }
+        l
+    }
+
+    fn assert_clean(&self, what: &str, ids: &[&str], ips: &[String], bridges_ok: bool) {
+        let l = self.leaks(ids, ips, bridges_ok);
+        assert!(l.is_empty(), "{what}: left behind: {l:#?}");
+    }
+
+    /// Write an executable fake plugin into `bin/`, on the plugin path.
+    fn fake_plugin(&mut self, name: &str, script: &str) {
+        let p = self.dir.join("bin").join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{script}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        self.cni_path = format!("/usr/lib/cni:{}", self.dir.join("bin").display());
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        for m in mounts_under(&self.dir) {
+            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running container of the test rootfs with its own network namespace, running `args`.
+fn container(tag: &str, args: &[&str], net_raw: bool) -> Ctr {
+    let mut c = Ctr::new(tag, "default");
+    c.args(args);
+    if net_raw {
+        for set in ["bounding", "effective", "permitted"] {
+            c.config["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push("CAP_NET_RAW".into());
+        }
+    }
+    c.create_ok(&[]);
+    let o = c.start();
+    assert!(o.status.success(), "start: {}", text(&o.stderr));
+    assert!(c.wait_status("running", Duration::from_secs(5)));
+    c
+}
+
+fn exec(c: &Ctr, cmd: &str) -> Output {
+    c.rt(&["exec", &c.id, "/bin/sh", "-c", cmd])
+}
+
+/// The container's address from `attach`'s output: `eth0 10.89.0.2/24 ...`.
+fn attached_ip(out: &str) -> String {
+    let cidr = out
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("attach output {out:?}"));
+    cidr.split('/').next().unwrap().to_string()
+}
+
+/// GET `url` from the namespace's host side with busybox wget.
+fn fetch(t: &TestNet, url: &str) -> Output {
+    let mut c = t.in_ns("busybox");
+    c.args(["wget", "-q", "-O", "-", url]);
+    run_timeout(&mut c, CMD_TIMEOUT)
+}
+
+/// Send a datagram to 127.0.0.1:`port` from the namespace (a thread that joined it) and return
+/// the reply.
+fn udp_roundtrip(ns: &str, port: u16) -> Result<String, String> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("setns: {e}"))?;
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            s.send_to(b"ping", ("127.0.0.1", port))
+                .map_err(|e| e.to_string())?;
+            if let Ok((n, _)) = s.recv_from(&mut buf) {
+                return Ok(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        Err("no reply".into())
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn attach_publish_and_detach() {
+    if !require_root("attach_publish_and_detach") {
+        return;
+    }
+    let t = TestNet::new("pub");
+    assert_eq!(t.husk_ok(None, &["create", "n1"]).trim(), "n1");
+    let ls = t.husk_ok(None, &["ls"]);
+    assert!(ls.contains("n1") && ls.contains("10.89.0.0/24"), "{ls}");
+    let web = container(
+        "netweb",
+        &["/bin/httpd", "-f", "-p", "80", "-h", "/"],
+        false,
+    );
+    let cli = container("netcli", &["/probe", "pause"], true);
+
+    let out = t.husk_ok(
+        Some(&web.root),
+        &[
+            "attach",
+            "-p",
+            "127.0.0.1:18080:80",
+            "-p",
+            "15353:5353/udp",
+            "n1",
+            &web.id,
+        ],
+    );
+    assert!(out.contains("127.0.0.1:18080->80/tcp"), "{out}");
+    let web_ip = attached_ip(&out);
+    // the same host port for another container is refused, naming the port and its holder
+    let e = t.husk_err(
+        Some(&cli.root),
+        &["attach", "-p", "18080:81", "n1", &cli.id],
+    );
+    assert!(e.contains("18080") && e.contains(&web.id), "{e}");
+    let cli_ip = attached_ip(&t.husk_ok(Some(&cli.root), &["attach", "n1", &cli.id]));
+    assert_ne!(web_ip, cli_ip);
+
+    // inspect shows both attachments
+    let v: Value = serde_json::from_str(&t.husk_ok(None, &["inspect", "n1"])).unwrap();
+    assert_eq!(v["attachments"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["subnet"], "10.89.0.0/24");
+
+    // published port from the namespace's host loopback, and the container's own address
+    let o = fetch(&t, "http://127.0.0.1:18080/etc/hostname");
+    assert_eq!(
+        text(&o.stdout).trim(),
+        "testroot",
+        "{:?} {}",
+        o.status,
+        text(&o.stderr)
+    );
+    let o = fetch(&t, &format!("http://{web_ip}/etc/hostname"));
+    assert_eq!(text(&o.stdout).trim(), "testroot", "{}", text(&o.stderr));
+    // container to container: ping and HTTP by address
+    let o = exec(&cli, &format!("ping -c 1 -W 3 {web_ip}"));
+    assert!(
+        o.status.success(),
+        "ping: {}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let o = exec(&cli, &format!("wget -q -O - http://{web_ip}/etc/hostname"));
+    assert_eq!(text(&o.stdout).trim(), "testroot", "{}", text(&o.stderr));
+    // the container's lo is up (the loopback plugin ran)
+    let o = exec(&web, "wget -q -O - http://127.0.0.1/etc/hostname");
+    assert_eq!(text(&o.stdout).trim(), "testroot", "{}", text(&o.stderr));
+    // udp: an echo server in the container behind the published udp port
+    let o = web.rt(&["exec", "-d", &web.id, "/probe", "udp-echo", "5353"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(udp_roundtrip(&t.ns, 15353).unwrap(), "echo:ping");
+    // CHECK passes on a healthy attachment (the one without published ports: Debian's portmap
+    // 1.1.1 fails CHECK of an IPv4-only mapping, containernetworking/plugins#819)
+    t.husk_ok(Some(&cli.root), &["check", "n1", &cli.id]);
+    let e = t.husk_err(Some(&cli.root), &["attach", "n1", &cli.id]);
+    assert!(e.contains("already attached to network n1"), "{e}");
+
+    // the network is in use: rm refuses, naming the container
+    let e = t.husk_err(None, &["rm", "n1"]);
+    assert!(e.contains("n1") && e.contains(&web.id), "{e}");
+
+    t.husk_ok(Some(&web.root), &["detach", "n1", &web.id]);
+    assert!(!fetch(&t, "http://127.0.0.1:18080/etc/hostname")
+        .status
+        .success());
+    t.husk_ok(Some(&cli.root), &["detach", "n1", &cli.id]);
+    let ips = [web_ip.clone(), cli_ip.clone()];
+    t.assert_clean("after detach", &[&web.id, &cli.id], &ips, true);
+    let e = t.husk_err(None, &["detach", "n1", &web.id]);
+    assert!(e.contains("not attached to network n1"), "{e}");
+
+    t.husk_ok(None, &["rm", "n1"]);
+    t.assert_clean("after rm", &[&web.id, &cli.id], &ips, false);
+    assert!(t.husk_ok(None, &["ls", "-q"]).trim().is_empty());
+}
+
+#[test]
+fn several_networks_gc_and_prune() {
+    if !require_root("several_networks_gc_and_prune") {
+        return;
+    }
+    let t = TestNet::new("multi");
+    t.husk_ok(
+        None,
+        &[
+            "create",
+            "--subnet",
+            "10.77.1.0/24",
+            "--gateway",
+            "10.77.1.254",
+            "a",
+        ],
+    );
+    t.husk_ok(None, &["create", "--internal", "b"]);
+    let c = container("netmulti", &["/probe", "pause"], false);
+    let ip_a = attached_ip(&t.husk_ok(
+        Some(&c.root),
+        &["attach", "-p", "18081-18082:80-81", "a", &c.id],
+    ));
+    let out_b = t.husk_ok(Some(&c.root), &["attach", "b", &c.id]);
+    assert!(ip_a.starts_with("10.77.1."), "{ip_a}");
+    assert!(out_b.starts_with("eth1 "), "{out_b}");
+    let ip_b = attached_ip(&out_b);
+    // a port range publishes each port of it
+    let rules = t.iptables_rules().join("\n");
+    assert!(
+        rules.contains("--dport 18081") && rules.contains("--dport 18082"),
+        "{rules}"
+    );
+    let o = exec(&c, "ip -o -4 addr show");
+    let addrs = text(&o.stdout);
+    assert!(
+        addrs.contains(&format!("eth0    inet {ip_a}/24")) || addrs.contains(&ip_a),
+        "{addrs}"
+    );
+    assert!(addrs.contains(&ip_b), "{addrs}");
+    // the internal network gives no default route; the other one does, through its gateway
+    let o = exec(&c, "ip route");
+    let routes = text(&o.stdout);
+    assert!(
+        routes.contains("default via 10.77.1.254 dev eth0"),
+        "{routes}"
+    );
+    assert_eq!(routes.matches("default").count(), 1, "{routes}");
+
+    // the container goes away without a detach: its netns stays pinned until gc
+    let pid = c.state().unwrap()["pid"].as_i64().unwrap() as i32;
+    drop(c);
+    assert!(!pid_alive(pid));
+    assert!(
+        !t.leaks(&[], &[], true).is_empty(),
+        "the pin should hold the veths until gc"
+    );
+    let gone = t.husk_ok(None, &["gc"]);
+    assert_eq!(gone.lines().count(), 2, "{gone}");
+    t.assert_clean("after gc", &[], &[ip_a.clone(), ip_b.clone()], true);
+
+    let pruned = t.husk_ok(None, &["prune"]);
+    assert_eq!(pruned.split_whitespace().collect::<Vec<_>>(), ["a", "b"]);
+    t.assert_clean("after prune", &[], &[ip_a, ip_b], false);
+}
+
+#[test]
+fn bad_input_leaves_nothing() {
+    if !require_root("bad_input_leaves_nothing") {
+        return;
+    }
+    let mut t = TestNet::new("bad");
+    // malformed and overlapping subnets, bad gateway, duplicate name
+    let e = t.husk_err(None, &["create", "--subnet", "10.66.0.1/24", "x"]);
+    assert!(
+        e.contains("network x") && e.contains("10.66.0.1/24") && e.contains("host bits"),
+        "{e}"
+    );
+    let e = t.husk_err(None, &["create", "--subnet", "banana", "x"]);
+    assert!(e.contains("banana"), "{e}");
+    t.husk_ok(None, &["create", "--subnet", "10.66.0.0/30", "tiny"]);
+    let e = t.husk_err(None, &["create", "--subnet", "10.66.0.0/16", "x"]);
+    assert!(
+        e.contains("network x") && e.contains("overlaps network tiny"),
+        "{e}"
+    );
+    let e = t.husk_err(
+        None,
+        &[
+            "create",
+            "--subnet",
+            "10.67.0.0/24",
+            "--gateway",
+            "10.68.0.1",
+            "x",
+        ],
+    );
+    assert!(e.contains("gateway 10.68.0.1"), "{e}");
+    let e = t.husk_err(None, &["create", "tiny"]);
+    assert!(e.contains("network tiny already exists"), "{e}");
+    let e = t.husk_err(None, &["create", "bad/name"]);
+    assert!(e.contains("bad/name"), "{e}");
+    assert_eq!(t.husk_ok(None, &["ls", "-q"]).trim(), "tiny");
+    // a name is a path component: nothing outside the dirs is looked up
+    for args in [
+        &["detach", "../../x", "abc"][..],
+        &["inspect", "../cni/tiny"][..],
+        &["check", ".x", "abc"][..],
+    ] {
+        let e = t.husk_err(None, args);
+        assert!(e.contains("network name"), "{args:?}: {e}");
+    }
+
+    let c1 = container("netbad1", &["/probe", "pause"], false);
+    let c2 = container("netbad2", &["/probe", "pause"], false);
+    // not a container / not running
+    let e = t.husk_err(Some(&c1.root), &["attach", "tiny", "nosuch"]);
+    assert!(e.contains("nosuch") && e.contains("does not exist"), "{e}");
+    // bad port
+    let e = t.husk_err(
+        Some(&c1.root),
+        &["attach", "-p", "99999:80", "tiny", &c1.id],
+    );
+    assert!(e.contains("99999"), "{e}");
+    // exhausted range: a /30 has one address besides the gateway
+    let ip1 = attached_ip(&t.husk_ok(Some(&c1.root), &["attach", "tiny", &c1.id]));
+    let e = t.husk_err(Some(&c2.root), &["attach", "tiny", &c2.id]);
+    assert!(
+        e.contains("network tiny") && e.contains("no IP addresses available"),
+        "{e}"
+    );
+    t.husk_ok(Some(&c1.root), &["detach", "tiny", &c1.id]);
+    t.assert_clean(
+        "after exhausted range",
+        &[&c1.id, &c2.id],
+        std::slice::from_ref(&ip1),
+        true,
+    );
+
+    // missing plugin binary: the path has no firewall plugin
+    std::fs::create_dir_all(t.dir.join("partial")).unwrap();
+    for p in ["bridge", "host-local", "portmap", "loopback"] {
+        std::os::unix::fs::symlink(format!("/usr/lib/cni/{p}"), t.dir.join("partial").join(p))
+            .unwrap();
+    }
+    t.cni_path = t.dir.join("partial").display().to_string();
+    let e = t.husk_err(Some(&c1.root), &["attach", "tiny", &c1.id]);
+    assert!(
+        e.contains("network tiny") && e.contains("plugin firewall not found"),
+        "{e}"
+    );
+    t.assert_clean(
+        "after missing plugin",
+        &[&c1.id],
+        std::slice::from_ref(&ip1),
+        true,
+    );
+
+    // a plugin that fails ADD after bridge + host-local ran: they are undone
+    t.fake_plugin(
+        "failer",
+        r#"[ "$CNI_COMMAND" = ADD ] || exit 0
+echo '{"cniVersion":"1.0.0","code":11,"msg":"failer says no"}'; exit 1"#,
+    );
+    t.fake_plugin(
+        "hanger",
+        r#"[ "$CNI_COMMAND" = ADD ] || exit 0
+exec sleep 60"#,
+    );
+    let ipam = t.dir.join("run/ipam").display().to_string();
+    for (name, ty, sub) in [
+        ("failnet", "failer", "10.55.1.0/24"),
+        ("hangnet", "hanger", "10.55.2.0/24"),
+    ] {
+        let conf = serde_json::json!({"cniVersion":"1.0.0","name":name,"plugins":[
+            {"type":"bridge","bridge":format!("husk-{ty}"),"isGateway":true,
+             "ipam":{"type":"host-local","subnet":sub,"dataDir":ipam}},
+            {"type":ty}]});
+        std::fs::write(
+            t.dir.join("cni").join(format!("{name}.conflist")),
+            conf.to_string(),
+        )
+        .unwrap();
+    }
+    let e = t.husk_err(Some(&c1.root), &["attach", "failnet", &c1.id]);
+    assert!(
+        e.contains("network failnet") && e.contains("plugin failer ADD failed: failer says no"),
+        "{e}"
+    );
+    t.assert_clean("after failing plugin", &[&c1.id], &[], true);
+    t.timeout = Some("1".into());
+    let started = Instant::now();
+    let e = t.husk_err(Some(&c1.root), &["attach", "hangnet", &c1.id]);
+    assert!(
+        e.contains("network hangnet") && e.contains("plugin hanger ADD timed out after 1s"),
+        "{e}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    t.assert_clean("after hanging plugin", &[&c1.id], &[], true);
+    t.timeout = None;
+    // husk does not remove a conflist it does not own
+    let e = t.husk_err(None, &["rm", "failnet"]);
+    assert!(e.contains("husk does not manage"), "{e}");
+
+    // a malformed conflist is named when used
+    std::fs::write(t.dir.join("cni/broken.conflist"), "{\"name\": ").unwrap();
+    let e = t.husk_err(Some(&c1.root), &["attach", "broken", &c1.id]);
+    assert!(
+        e.contains("malformed conflist") && e.contains("broken.conflist"),
+        "{e}"
+    );
+
+    // a stopped container
+    let o = c2.kill("KILL");
+    assert!(o.status.success());
+    assert!(c2.wait_status("stopped", Duration::from_secs(5)));
+    let e = t.husk_err(Some(&c2.root), &["attach", "tiny", &c2.id]);
+    assert!(e.contains(&c2.id) && e.contains("not running"), "{e}");
+
+    drop(c1);
+    drop(c2);
+    t.husk_ok(None, &["rm", "tiny"]);
+    // the fake networks' bridges were made by the plugins, not husk: remove them here
+    for b in ["husk-failer", "husk-hanger"] {
+        let _ = t.ip(&["link", "del", b]);
+    }
+    t.assert_clean("at the end", &[], &[ip1], false);
+}
+
+#[test]
+fn killed_mid_attach_is_released_by_gc() {
+    if !require_root("killed_mid_attach_is_released_by_gc") {
+        return;
+    }
+    let mut t = TestNet::new("kill");
+    let pidfile = t.dir.join("hanger.pid");
+    t.fake_plugin(
+        "hanger",
+        &format!(
+            "[ \"$CNI_COMMAND\" = ADD ] || exit 0\necho $$ > {}\nexec sleep 60",
+            pidfile.display()
+        ),
+    );
+    let ipam = t.dir.join("run/ipam").display().to_string();
+    let conf = serde_json::json!({"cniVersion":"1.0.0","name":"slow","plugins":[
+        {"type":"bridge","bridge":"husk-slow","isGateway":true,
+         "ipam":{"type":"host-local","subnet":"10.56.0.0/24","dataDir":ipam}},
+        {"type":"portmap","capabilities":{"portMappings":true}},
+        {"type":"hanger"}]});
+    std::fs::write(t.dir.join("cni/slow.conflist"), conf.to_string()).unwrap();
+    let c = container("netkill", &["/probe", "pause"], false);
+
+    // attach in the background; once the last plugin hangs, bridge + portmap have run
+    let mut cmd = Command::new(runtime());
+    cmd.arg("--root")
+        .arg(&c.root)
+        .args(["network", "attach", "-p", "18090:80", "slow", &c.id])
+        .env("HUSK_NETWORK_DIR", t.dir.join("conf"))
+        .env("HUSK_CNI_CONFIG_DIR", t.dir.join("cni"))
+        .env("HUSK_NETWORK_RUN_DIR", t.dir.join("run"))
+        .env("CNI_PATH", &t.cni_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // join the test namespace in the child only (pre_exec runs between fork and exec)
+    let ns = std::fs::File::open(format!("/run/netns/{}", t.ns)).unwrap();
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let nsfd = ns.as_raw_fd();
+    // SAFETY: setns is async-signal-safe; the fd stays open until spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(nsfd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut husk = Helper(cmd.spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let hanger = loop {
+        if let Some(p) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the hanging plugin never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // kill -9 husk, then the plugin it left (by pid)
+    husk.0.kill().unwrap();
+    husk.0.wait().unwrap();
+    // SAFETY: plain kill(2) of the plugin process this test started through husk.
+    unsafe { libc::kill(hanger, libc::SIGKILL) };
+    let l = t.leaks(&[&c.id], &[], true);
+    assert!(
+        l.iter().any(|x| x.starts_with("attachments"))
+            && l.iter().any(|x| x.starts_with("link veth")),
+        "the killed attach should have left its record and veth: {l:#?}"
+    );
+    let out = t.husk_ok(None, &["gc"]);
+    assert!(out.contains(&c.id), "{out}");
+    t.assert_clean("after gc of a killed attach", &[&c.id], &[], true);
+    // the container itself is untouched and can be attached again
+    assert_eq!(c.status().as_deref(), Some("running"));
+    let _ = t.ip(&["link", "del", "husk-slow"]);
+    drop(c);
+    t.assert_clean("at the end", &[], &[], false);
+}
+
+#[test]
+fn subnets_ports_default_network_and_user_conflists() {
+    if !require_root("subnets_ports_default_network_and_user_conflists") {
+        return;
+    }
+    let t = TestNet::new("sub");
+    // a route of the namespace covers 10.89.0.0/24: the automatic choice skips it, an explicit
+    // --subnet over it is refused naming both
+    assert!(t
+        .ip(&["route", "add", "10.89.0.0/24", "dev", "lo"])
+        .status
+        .success());
+    t.husk_ok(None, &["create", "auto"]);
+    let v: Value = serde_json::from_str(&t.husk_ok(None, &["inspect", "auto"])).unwrap();
+    assert_eq!(v["subnet"], "10.89.1.0/24", "{v}");
+    let e = t.husk_err(None, &["create", "--subnet", "10.89.0.0/16", "x"]);
+    assert!(e.contains("network x") && e.contains("10.89.0.0/16"), "{e}");
+    let e = t.husk_err(None, &["create", "--subnet", "10.89.0.128/25", "x"]);
+    assert!(
+        e.contains("overlaps the route to 10.89.0.0/24 on lo"),
+        "{e}"
+    );
+    assert!(t
+        .ip(&["route", "del", "10.89.0.0/24", "dev", "lo"])
+        .status
+        .success());
+
+    let c = container("netsub", &["/probe", "pause"], false);
+    // a host port a process of the namespace already listens on is refused, naming the port
+    let mut l = t.in_ns("busybox");
+    l.args(["nc", "-l", "-p", "18095"]);
+    let listener = Helper(l.spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ss = Command::new("ip")
+            .args(["netns", "exec", &t.ns, "ss", "-ltn"])
+            .output()
+            .unwrap();
+        if text(&ss.stdout).contains(":18095") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nc did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let e = t.husk_err(Some(&c.root), &["attach", "-p", "18095:80", "auto", &c.id]);
+    assert!(
+        e.contains("network auto") && e.contains("18095") && e.contains("in use"),
+        "{e}"
+    );
+    drop(listener);
+    t.assert_clean("after a port in use", &[&c.id], &[], true);
+
+    // the default network exists on first use
+    let out = t.husk_ok(Some(&c.root), &["attach", "husk", &c.id]);
+    assert!(attached_ip(&out).starts_with("10.88."), "{out}");
+    // a conflist the user dropped into the CNI dir is used by name, through its plugins
+    let ipam = t.dir.join("run/ipam").display().to_string();
+    let conf = serde_json::json!({"cniVersion":"0.4.0","name":"mine","plugins":[
+        {"type":"bridge","bridge":"usr-br0","isGateway":true,
+         "ipam":{"type":"host-local","subnet":"10.57.0.0/24","dataDir":ipam}}]});
+    std::fs::write(t.dir.join("cni/10-mine.conflist"), conf.to_string()).unwrap();
+    let out = t.husk_ok(Some(&c.root), &["attach", "mine", &c.id]);
+    assert!(out.starts_with("eth1 10.57.0."), "{out}");
+    let ls = t.husk_ok(None, &["ls", "-q"]);
+    assert_eq!(
+        ls.split_whitespace().collect::<Vec<_>>(),
+        ["auto", "husk", "mine"]
+    );
+    let o = exec(
+        &c,
+        "ping -c 1 -W 3 10.57.0.1 >/dev/null 2>&1; ip -o -4 addr show eth1",
+    );
+    assert!(text(&o.stdout).contains("10.57.0."), "{}", text(&o.stdout));
+    t.husk_ok(Some(&c.root), &["detach", "mine", &c.id]);
+    t.husk_ok(Some(&c.root), &["detach", "husk", &c.id]);
+    let _ = t.ip(&["link", "del", "usr-br0"]);
+    t.assert_clean("after detach", &[&c.id], &[], true);
+    drop(c);
+    t.husk_ok(None, &["prune"]);
+    assert_eq!(t.husk_ok(None, &["ls", "-q"]).trim(), "mine");
+    t.assert_clean("at the end", &[], &[], false);
+}
+
+#[test]
+fn concurrent_attaches_get_distinct_addresses() {
+    if !require_root("concurrent_attaches_get_distinct_addresses") {
+        return;
+    }
+    const N: usize = 6;
+    let t = TestNet::new("conc");
+    t.husk_ok(None, &["create", "many"]);
+    let cs: Vec<Ctr> = (0..N)
+        .map(|_| container("netconc", &["/probe", "pause"], false))
+        .collect();
+    let outs: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = cs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let t = &t;
+                s.spawn(move || {
+                    let p = format!("{}:80", 18100 + i);
+                    t.husk_ok(Some(&c.root), &["attach", "-p", &p, "many", &c.id])
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut ips: Vec<String> = outs.iter().map(|o| attached_ip(o)).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), N, "{outs:?}");
+    // no port rule was lost to the concurrency: each published port has its DNAT rule
+    let rules = t.iptables_rules().join("\n");
+    for i in 0..N {
+        assert!(rules.contains(&format!("--dport {}", 18100 + i)), "{rules}");
+    }
+    std::thread::scope(|s| {
+        for c in &cs {
+            let t = &t;
+            s.spawn(move || t.husk_ok(Some(&c.root), &["detach", "many", &c.id]));
+        }
+    });
+    let ids: Vec<&str> = cs.iter().map(|c| c.id.as_str()).collect();
+    t.assert_clean("after concurrent detach", &ids, &ips, true);
+    drop(cs);
+    t.husk_ok(None, &["rm", "many"]);
+    t.assert_clean("at the end", &[], &ips, false);
+}
+
+#[test]
+fn same_id_again_releases_the_old_attachment() {
+    if !require_root("same_id_again_releases_the_old_attachment") {
+        return;
+    }
+    let t = TestNet::new("again");
+    t.husk_ok(None, &["create", "n"]);
+    let mut c = container("netagain", &["/probe", "pause"], false);
+    let ip1 = attached_ip(&t.husk_ok(Some(&c.root), &["attach", "-p", "18200:80", "n", &c.id]));
+    // deleted without a detach, then made again under the same id
+    assert!(c.delete(true).status.success());
+    c.create_ok(&[]);
+    assert!(c.start().status.success());
+    assert!(c.wait_status("running", Duration::from_secs(5)));
+    let out = t.husk_ok(Some(&c.root), &["attach", "-p", "18200:80", "n", &c.id]);
+    let ip2 = attached_ip(&out);
+    let links = text(&t.ip(&["-o", "link", "show", "type", "veth"]).stdout);
+    assert_eq!(
+        links.lines().count(),
+        1,
+        "the old veth should be gone: {links}"
+    );
+    let v: Value = serde_json::from_str(&t.husk_ok(None, &["inspect", "n"])).unwrap();
+    assert_eq!(v["attachments"].as_array().unwrap().len(), 1, "{v}");
+    t.husk_ok(Some(&c.root), &["detach", "n", &c.id]);
+    t.assert_clean("after detach", &[&c.id], &[ip1.clone(), ip2.clone()], true);
+    drop(c);
+    t.husk_ok(None, &["rm", "n"]);
+    t.assert_clean("at the end", &[], &[ip1, ip2], false);
+}
+
+#[test]
+fn pin_file_without_its_mount_does_not_block_gc() {
+    if !require_root("pin_file_without_its_mount_does_not_block_gc") {
+        return;
+    }
+    let t = TestNet::new("pin");
+    t.husk_ok(None, &["create", "n"]);
+    let c = container("netpin", &["/probe", "pause"], false);
+    let ip = attached_ip(&t.husk_ok(Some(&c.root), &["attach", "n", &c.id]));
+    let rec_path = t.dir.join("run/attachments").join(&c.id).join("n.json");
+    let mut rec: Value = serde_json::from_slice(&std::fs::read(&rec_path).unwrap()).unwrap();
+    t.husk_ok(Some(&c.root), &["detach", "n", &c.id]);
+    t.assert_clean("after detach", &[&c.id], std::slice::from_ref(&ip), true);
+    // what a husk killed after writing the record and creating the pin file, before mounting
+    // on it, leaves: a record still `adding` and an empty regular file as the pin
+    rec["phase"] = "adding".into();
+    rec.as_object_mut().unwrap().remove("result");
+    std::fs::create_dir_all(rec_path.parent().unwrap()).unwrap();
+    std::fs::write(&rec_path, rec.to_string()).unwrap();
+    let pin = t.dir.join("run/netns").join(&c.id);
+    std::fs::write(&pin, "").unwrap();
+    let out = t.husk_ok(None, &["gc"]);
+    assert!(out.contains(&c.id), "{out}");
+    t.assert_clean("after gc", &[&c.id], std::slice::from_ref(&ip), true);
+    drop(c);
+    t.husk_ok(None, &["rm", "n"]);
+    t.assert_clean("at the end", &[], &[ip], false);
+}
+
+#[test]
+fn delete_releases_attachments_and_other_namespaces_are_refused() {
+    if !require_root("delete_releases_attachments_and_other_namespaces_are_refused") {
+        return;
+    }
+    let t = TestNet::new("del");
+    // a second namespace sharing the dirs: the wrong host side for t's attachments
+    let mut other = TestNet::new("delo");
+    let odir = other.dir.clone();
+    std::fs::remove_dir_all(&odir).unwrap(); // unused: nothing is left there on a failure
+    other.dir = t.dir.clone();
+    t.husk_ok(None, &["create", "n"]);
+    let c = container("netdel", &["/probe", "pause"], false);
+    let ip = attached_ip(&t.husk_ok(Some(&c.root), &["attach", "-p", "18300:80", "n", &c.id]));
+    let e = other.husk_err(Some(&c.root), &["detach", "n", &c.id]);
+    assert!(e.contains("another network namespace"), "{e}");
+    other.husk_ok(None, &["gc"]);
+    assert!(t
+        .leaks(&[], &[], true)
+        .iter()
+        .any(|l| l.starts_with("attachments")));
+    // no plugin ran in the other namespace
+    assert!(
+        other.iptables_rules().is_empty(),
+        "{:?}",
+        other.iptables_rules()
+    );
+    let l: Vec<String> = other
+        .leaks(&[], &[], false)
+        .into_iter()
+        .filter(|x| {
+            ["link", "address", "route"]
+                .iter()
+                .any(|k| x.starts_with(k))
+        })
+        .collect();
+    assert!(l.is_empty(), "{l:?}");
+    other.dir = odir;
+    drop(other);
+
+    // husk delete --force (in the namespace the attach ran in) releases the attachment
+    let mut d = t.in_ns(runtime().to_str().unwrap());
+    d.arg("--root")
+        .arg(&c.root)
+        .args(["delete", "--force", &c.id])
+        .env("HUSK_NETWORK_RUN_DIR", t.dir.join("run"))
+        .env("CNI_PATH", &t.cni_path);
+    let o = run_timeout(&mut d, CMD_TIMEOUT);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    t.assert_clean(
+        "after delete --force",
+        &[&c.id],
+        std::slice::from_ref(&ip),
+        true,
+    );
+    drop(c);
+    t.husk_ok(None, &["rm", "n"]);
+    t.assert_clean("at the end", &[], &[ip], false);
+}
