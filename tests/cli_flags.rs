@@ -353,6 +353,16 @@ fn run_forwards_signals_to_init() {
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(Stdio::null());
+    // A shell cannot trap a signal that was ignored when it started, and the disposition is
+    // inherited through husk (as through runc): a suite run under `nohup` would hand SIG_IGN
+    // for SIGHUP to the container. The runtime starts with the default disposition here.
+    // SAFETY: signal(2) in the forked child before exec; async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     // dropped before `c`: kills the runtime by pid if the test fails half way
     let mut run = Helper(cmd.spawn().expect("spawn run"));
     let said = |w: &str| {
