@@ -173,16 +173,21 @@ fn mutated_configs_fail_by_name_and_leave_nothing() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
-    let seed: u64 = std::env::var("HUSK_MUTATION_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
+    // A fixed seed by default, so a run of the suite is repeatable; HUSK_MUTATION_SEED=random
+    // explores (the seed is printed either way, and replays).
+    let seed: u64 = match std::env::var("HUSK_MUTATION_SEED").ok().as_deref() {
+        Some("random") => {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_nanos() as u64
                 | 1
-        });
+        }
+        Some(s) => s
+            .parse()
+            .unwrap_or_else(|_| panic!("HUSK_MUTATION_SEED={s:?}: a number or \"random\"")),
+        None => 0x6d75_7461_6e74,
+    };
     eprintln!("mutation: seed {seed} (HUSK_MUTATION_SEED={seed} replays), {n} mutants");
     let mut rng = Rng(seed);
     let mut c = Ctr::new("mut", "default");

@@ -351,11 +351,15 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         }
     }
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
-        bail!("hostname: cannot set the hostname without a private UTS namespace");
+        bail!(
+            "hostname: cannot set the hostname without a private UTS namespace (no \"uts\" in linux.namespaces)"
+        );
     }
     if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts)
     {
-        bail!("domainname: cannot set the domainname without a private UTS namespace");
+        bail!(
+            "domainname: cannot set the domainname without a private UTS namespace (no \"uts\" in linux.namespaces)"
+        );
     }
     if let Some(l) = linux {
         let maps = l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
