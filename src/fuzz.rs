@@ -1,9 +1,11 @@
 //! Property-based fuzzing of every parser that reads input husk does not control: config.json
 //! (parser and validator), mount options, the /proc and cgroup file parsers, D-Bus messages,
-//! CRIU responses, and the command-line value parsers. proptest on the stable toolchain, so the
-//! ordinary `cargo test --lib` runs it; `PROPTEST_CASES` sets the number of cases (default 256
-//! per property, a few seconds in all). A failing case is shrunk and saved under
-//! `proptest-regressions/`, which is committed and replayed first on every later run.
+//! CRIU responses, the command-line value parsers, and the image companion's: references,
+//! registry auth challenges, entry names, image users and damaged tar layers. proptest on the
+//! stable toolchain, so the ordinary `cargo test --lib` runs it; `PROPTEST_CASES` sets the
+//! number of cases (default 256 per property, a few seconds in all). A failing case is shrunk
+//! and saved under `proptest-regressions/`, which is committed and replayed first on every
+//! later run.
 //!
 //! The property everywhere: no panic on any input, and an error, when there is one, says
 //! something.
@@ -235,5 +237,149 @@ proptest! {
         let _ = crate::cgroups::dbus::parse_bus_address(&s);
         let _ = crate::criu::proto::CgMode::parse(&s);
         let _ = crate::state::validate_id(&s);
+    }
+}
+
+/// A small layer with the shapes the applier treats specially: directories, files, a symlink
+/// out of the root, a hardlink, a `..` name, whiteouts. The properties below mutate its bytes.
+fn sample_layer() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, kind: tar::EntryType, data: &[u8], link: Option<&str>| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(0o755);
+        h.set_size(data.len() as u64);
+        if let Some(l) = link {
+            h.set_link_name(l).unwrap();
+        }
+        // the name goes in raw: the tar crate refuses to write a `..` name; a layer may hold one
+        let name = &mut h.as_old_mut().name;
+        name.fill(0);
+        name[..path.len()].copy_from_slice(path.as_bytes());
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    };
+    add("etc/", tar::EntryType::Directory, b"", None);
+    add(
+        "etc/passwd",
+        tar::EntryType::Regular,
+        b"root:x:0:0::/root:/bin/sh\n",
+        None,
+    );
+    add("out", tar::EntryType::Symlink, b"", Some("/../../.."));
+    add("hard", tar::EntryType::Link, b"", Some("etc/passwd"));
+    add("a/../../b", tar::EntryType::Regular, b"x", None);
+    add("etc/.wh.passwd", tar::EntryType::Regular, b"", None);
+    add("etc/.wh..wh..opq", tar::EntryType::Regular, b"", None);
+    b.into_inner().unwrap()
+}
+
+/// Every entry under `dir`, relative, sorted.
+fn tree(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(p.clone());
+            }
+            out.push(p.strip_prefix(dir).unwrap().to_path_buf());
+        }
+    }
+    out.sort();
+    out
+}
+
+// The image companion's parsers: references, auth challenges, the credentials encoding, entry
+// names, Docker's `user[:group]` against passwd/group text, and tar layers themselves.
+proptest! {
+    #[test]
+    fn references_never_panic_and_print_back(s in "[a-zA-Z0-9:/@._-]{0,64}|.{0,64}") {
+        if let Ok(r) = crate::registry::reference::Reference::parse(&s) {
+            // what husk prints for a reference parses back to the same reference
+            let shown = r.to_string();
+            let again = crate::registry::reference::Reference::parse(&shown);
+            prop_assert!(again.is_ok(), "{s:?} -> {shown:?} does not parse: {again:?}");
+            prop_assert_eq!(again.unwrap().to_string(), shown);
+        } else if let Err(e) = crate::registry::reference::Reference::parse(&s) {
+            prop_assert!(!e.is_empty());
+        }
+        let _ = crate::registry::reference::check_digest(&s);
+    }
+
+    #[test]
+    fn challenges_never_panic(
+        s in r#"(Bearer|Basic|bearer)? ?([a-z]{1,8}="[^"]{0,16}",?){0,4}|.{0,64}"#
+    ) {
+        let _ = crate::registry::auth::parse_challenge(&s);
+    }
+
+    #[test]
+    fn base64_round_trips(b in proptest::collection::vec(any::<u8>(), 0..96), s in ".{0,64}") {
+        let e = crate::registry::auth::base64_encode(&b);
+        prop_assert_eq!(crate::registry::auth::base64_decode(&e), Some(b));
+        let _ = crate::registry::auth::base64_decode(&s);
+    }
+
+    /// A cleaned entry name is relative and made of plain components only.
+    #[test]
+    fn entry_names_stay_inside(b in proptest::collection::vec(any::<u8>(), 0..64)) {
+        if let Some(p) = crate::image::layer::clean(&b) {
+            for c in p.components() {
+                prop_assert!(
+                    matches!(c, std::path::Component::Normal(_)),
+                    "{:?} cleans to {:?}",
+                    String::from_utf8_lossy(&b),
+                    p
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn image_users_never_panic(
+        spec in "[a-z0-9:]{0,12}|.{0,16}",
+        passwd in texty(),
+        group in texty(),
+    ) {
+        let _ = crate::image::config::resolve_user(&spec, Some(&passwd), Some(&group));
+        let _ = crate::image::config::resolve_user(&spec, None, None);
+    }
+
+    /// A damaged layer is applied or refused, never a panic, and nothing is written outside the
+    /// root it is applied to.
+    #[test]
+    fn damaged_layers_stay_inside(
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+        cut in any::<prop::sample::Index>(),
+        whole in any::<bool>(),
+    ) {
+        let mut layer = sample_layer();
+        for (at, byte) in &flips {
+            let i = at.index(layer.len());
+            layer[i] = *byte;
+        }
+        if !whole {
+            layer.truncate(cut.index(layer.len() + 1));
+        }
+        let top = tempfile::tempdir().unwrap();
+        let root = top.path().join("rootfs");
+        std::fs::create_dir(&root).unwrap();
+        let fd = std::fs::File::open(&root).unwrap();
+        let opts = crate::image::layer::ApplyOptions { same_owner: false };
+        if let Err(e) = crate::image::layer::apply(
+            std::os::fd::AsFd::as_fd(&fd),
+            &layer[..],
+            opts,
+            "sha256:fuzz",
+        ) {
+            prop_assert!(format!("{e:#}").contains("sha256:fuzz"), "{e:#}");
+        }
+        let outside: Vec<_> = tree(top.path())
+            .into_iter()
+            .filter(|p| !p.starts_with("rootfs"))
+            .collect();
+        prop_assert!(outside.is_empty(), "written outside the root: {outside:?}");
     }
 }
