@@ -16,6 +16,7 @@ pub mod logging;
 pub mod namespaces;
 pub mod netdev;
 pub mod network;
+pub mod output;
 pub mod process;
 pub mod registry;
 pub mod rootfs;

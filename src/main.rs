@@ -27,7 +27,7 @@ fn main() {
             "husk version {VERSION}\ncommit: {}\nspec: {SPEC_VERSION}",
             env!("HUSK_COMMIT")
         );
-        if let Err(e) = husk::cli::output::line(&v) {
+        if let Err(e) = husk::output::line(&v) {
             eprintln!("husk: {e}");
             std::process::exit(1);
         }
@@ -100,9 +100,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     };
     match cmd {
         Command::Image(a) => return image_command(a),
-        Command::Create(a) => container::create(&g, &a)?,
+        Command::Create(a) => container::create(&g, &a.into())?,
         Command::Start { id } => container::start(&g, &id)?,
-        Command::Run(a) => return container::run(&g, &a),
+        Command::Run(a) => return container::run(&g, &a.into()),
         Command::State { id } => container::state(&g, &id)?,
         Command::Kill { all, id, signal } => container::kill(&g, &id, signal.as_deref(), all)?,
         Command::Delete { force, id } => {
@@ -125,11 +125,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             interval,
             id,
         } => container::events(&g, &id, stats, &interval)?,
-        Command::Update { flags, id } => container::update(&g, &id, &flags)?,
+        Command::Update { flags, id } => container::update(&g, &id, &flags.into())?,
         Command::Features => container::features(&criu)?,
-        Command::Exec(a) => return Ok(container::exec(&g, &a)),
-        Command::Checkpoint(a) => container::checkpoint(&g, &a, &criu)?,
-        Command::Restore(a) => return container::restore(&g, &a, &criu),
+        Command::Exec(a) => return Ok(container::exec(&g, &a.into())),
+        Command::Checkpoint(a) => container::checkpoint(&g, &a.into(), &criu)?,
+        Command::Restore(a) => return container::restore(&g, &a.into(), &criu),
         Command::Network(a) => husk::network::cli::run(&g, a)?,
         Command::Spec { bundle } => {
             let dir = bundle.unwrap_or_else(|| ".".into());

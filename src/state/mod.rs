@@ -11,8 +11,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-mod time;
-pub use time::{now_rfc3339, rfc3339};
+pub use crate::sys::time::{now_rfc3339, rfc3339};
 
 pub const STATE_FILE: &str = "state.json";
 pub const CONFIG_FILE: &str = "config.json";

@@ -8,6 +8,7 @@ pub mod netlink;
 pub mod openat2;
 pub mod pidfd;
 pub mod procfs;
+pub mod time;
 pub mod userns;
 
 use std::os::fd::{AsRawFd, BorrowedFd};
