@@ -97,6 +97,8 @@ pub fn seccomp_install(p: &SeccompProgram) -> Result<Option<std::os::fd::OwnedFd
     seccomp::install(&p.program)
 }
 
+pub use attrs::check_process;
+
 /// `process.rlimits`.
 pub fn apply_rlimits(r: &[PosixRlimit]) -> Result<()> {
     attrs::rlimits(r)
