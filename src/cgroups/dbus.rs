@@ -15,7 +15,6 @@
 //! interface uses: `y b u i t x s o g`, arrays, structs and variants.
 
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -288,6 +287,7 @@ pub const SIGNAL: u8 = 4;
 #[derive(Debug, Default, Clone)]
 pub struct Message {
     pub kind: u8,
+    #[cfg(test)]
     pub serial: u32,
     pub path: Option<String>,
     pub interface: Option<String>,
@@ -386,6 +386,7 @@ pub fn decode(buf: &[u8]) -> Result<Message> {
     let hdr = r.take(16)?;
     let mut m = Message {
         kind: hdr[1],
+        #[cfg(test)]
         serial: u32::from_le_bytes(hdr[8..12].try_into().unwrap()),
         ..Default::default()
     };
@@ -746,11 +747,6 @@ impl Conn {
                 None => {}
             }
         }
-    }
-
-    /// Whether there is data to read (for tests).
-    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.sock.as_fd()
     }
 }
 

@@ -194,6 +194,7 @@ fn dev_is_bound(spec: &Spec) -> bool {
 ///
 /// Preconditions: called in the container's new mount namespace (and user namespace, if any),
 /// still on the host root, with /proc of the host mounted at /proc, single-threaded.
+#[cfg(test)]
 pub fn prepare(opts: &RootfsOptions) -> Result<()> {
     prepare_with(opts, &mut || Ok(()))
 }
