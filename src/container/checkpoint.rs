@@ -116,14 +116,14 @@ fn cg_roots_of(pid: i32) -> Result<Vec<(Option<String>, String)>> {
     let p = format!("/proc/{pid}/cgroup");
     let text = std::fs::read_to_string(&p).with_context(|| format!("read {p}"))?;
     let mut v = Vec::new();
-    for l in text.lines() {
-        let mut parts = l.splitn(3, ':');
-        let (_, ctrls, path) = (parts.next(), parts.next(), parts.next());
-        let (Some(ctrls), Some(path)) = (ctrls, path) else {
+    for l in crate::sys::procfmt::proc_cgroup(&text) {
+        if l.controllers.is_empty() {
+            // the cgroup2 line: CRIU's root for the unnamed hierarchy
+            v.push((Some(String::new()), l.path));
             continue;
-        };
-        for c in ctrls.split(',') {
-            v.push((Some(c.to_string()), path.to_string()));
+        }
+        for c in l.controllers {
+            v.push((Some(c), l.path.clone()));
         }
     }
     Ok(v)
