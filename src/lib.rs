@@ -27,3 +27,4 @@ pub mod security;
 pub mod spec;
 pub mod state;
 pub(crate) mod sys;
+pub mod up;

@@ -84,7 +84,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     // container, and delete's clean-up of a half-created one.
     let reads_rootless = matches!(
         cli.command,
-        Some(Command::Create(_) | Command::Run(_) | Command::Restore(_) | Command::Delete { .. })
+        Some(
+            Command::Create(_)
+                | Command::Run(_)
+                | Command::Restore(_)
+                | Command::Delete { .. }
+                | Command::Up(_)
+                | Command::Rm(_)
+        )
     );
     let g = Global {
         store: Store::new(&root),
@@ -131,6 +138,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Checkpoint(a) => container::checkpoint(&g, &a.into(), &criu)?,
         Command::Restore(a) => return container::restore(&g, &a.into(), &criu),
         Command::Network(a) => husk::network::cli::run(&g, a)?,
+        Command::Up(a) => return up_command(&g, a),
+        Command::Rm(a) => {
+            let dir = a.store.unwrap_or_else(husk::image::store::default_dir);
+            husk::up::rm(&g, &dir, &a.names, a.force)?
+        }
         Command::Spec { bundle } => {
             let dir = bundle.unwrap_or_else(|| ".".into());
             let path = dir.join("config.json");
@@ -142,6 +154,43 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `husk up …`: docker run's flags onto `husk::up`.
+fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
+    use husk::up::{NetworkMode, PullPolicy, UpOptions};
+    let platform = match &a.platform {
+        Some(p) => husk::image::PlatformSpec::parse(p)?,
+        None => husk::image::PlatformSpec::host(),
+    };
+    let o = UpOptions {
+        image: a.image,
+        command: a.command,
+        entrypoint: a.entrypoint,
+        name: a.name,
+        rm: a.rm,
+        env: a.env,
+        env_files: a.env_file,
+        workdir: a.workdir,
+        user: a.user,
+        hostname: a.hostname,
+        network: NetworkMode::parse(&a.network)?,
+        pull: PullPolicy::parse(&a.pull)?,
+        read_only: a.read_only,
+        tty: a.tty,
+        interactive: a.interactive,
+        pull_options: Some(husk::image::PullOptions {
+            registry: husk::registry::Options {
+                insecure: a.insecure,
+                creds: None,
+                timeout: Some(std::time::Duration::from_secs(60)),
+            },
+            platform,
+            quiet: false,
+        }),
+    };
+    let dir = a.store.unwrap_or_else(husk::image::store::default_dir);
+    husk::up::up(g, &dir, &o)
 }
 
 /// `husk image …`: the image companion (it never runs for the runtime's own commands).

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 pub mod image;
+pub mod up;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -129,6 +130,11 @@ pub enum Command {
         bundle: Option<PathBuf>,
         // `--rootless` here is the global flag (with no value it means true).
     },
+    /// Run an image as a new container in the foreground, as `docker run` (pulled when missing).
+    #[command(disable_help_flag = true)]
+    Up(up::UpArgs),
+    /// Remove containers made by `husk up`: state, bundle and network attachments.
+    Rm(up::RmArgs),
     /// Manage networks (CNI): create, ls, inspect, rm, prune, gc, attach, detach, check.
     Network(crate::network::cli::NetworkArgs),
 }
