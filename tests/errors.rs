@@ -298,9 +298,8 @@ fn host_checkable_errors_come_before_clone() {
         ),
     ];
     let husk = !is_runc() && !is_crun();
-    // the step log is written by debug builds only: a valid create shows whether this one does
-    let steps_logged = husk && {
-        let mut c = Ctr::new("prectl", "default");
+    // create with the steps it reaches written to a file: (output, steps)
+    let create_logged = |c: &Ctr| {
         c.write_config();
         let log = c.work.join("steps");
         let b = c.bundle.to_string_lossy().into_owned();
@@ -310,11 +309,16 @@ fn host_checkable_errors_come_before_clone() {
                 .args(["create", "--bundle", &b, &c.id]),
             std::time::Duration::from_secs(30),
         );
+        (o, std::fs::read_to_string(&log).unwrap_or_default())
+    };
+    // the step log is written by debug builds only: a valid create shows whether this one does
+    let steps_logged = husk && {
+        let mut c = Ctr::new("prectl", "default");
+        let (o, seen) = create_logged(&c);
         assert!(o.status.success(), "valid create: {}", text(&o.stderr));
         if let Some(p) = c.state().and_then(|s| s["pid"].as_i64()) {
             c.pids.push(p as i32);
         }
-        let seen = std::fs::read_to_string(&log).unwrap_or_default();
         seen.contains("init cloned")
     };
     if husk && !steps_logged {
@@ -326,15 +330,7 @@ fn host_checkable_errors_come_before_clone() {
     for (class, edit, want) in cases {
         let mut c = Ctr::new("pre", "default");
         edit(&mut c.config);
-        c.write_config();
-        let log = c.work.join("steps");
-        let b = c.bundle.to_string_lossy().into_owned();
-        let o = run_timeout(
-            c.cmd()
-                .env("HUSK_FAULT_LOG", &log)
-                .args(["create", "--bundle", &b, &c.id]),
-            std::time::Duration::from_secs(30),
-        );
+        let (o, seen) = create_logged(&c);
         let err = format!("{}\n{}", text(&o.stderr), c.log_text());
         assert!(!o.status.success(), "{class}: create must fail");
         assert!(c.state().is_none(), "{class}: a container was left behind");
@@ -345,7 +341,6 @@ fn host_checkable_errors_come_before_clone() {
             );
         }
         if steps_logged {
-            let seen = std::fs::read_to_string(&log).unwrap_or_default();
             assert!(
                 seen.trim().is_empty(),
                 "{class}: refused only after create had begun (steps reached: {seen}); {err}"
