@@ -428,8 +428,8 @@ fn exec_inner(g: &Global, a: &ExecOptions) -> Result<i32> {
     if let Some(pf) = &a.pid_file {
         crate::process::spawn::write_pid_file(pf, pid)?;
     }
-    if let (Some(sock), Some(fd)) = (&a.pidfd_socket, &child_pidfd) {
-        super::lifecycle::send_pidfd(sock, fd)?;
+    if let Some(sock) = &a.pidfd_socket {
+        super::lifecycle::send_pidfd(sock, child_pidfd.as_ref(), pid)?;
     }
     let master = match &own_pty {
         Some(s) => Some(crate::process::console::recv_fd(s.as_raw_fd())?),

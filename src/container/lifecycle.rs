@@ -69,11 +69,7 @@ pub fn create(g: &Global, a: &CreateOptions) -> Result<()> {
         },
     )?;
     if let Some(sock) = &a.pidfd_socket {
-        let fd = match &s.pidfd {
-            Some(fd) => fd.try_clone()?,
-            None => crate::sys::pidfd::open(s.state.pid)?,
-        };
-        send_pidfd(sock, &fd)?;
+        send_pidfd(sock, s.pidfd.as_ref(), s.state.pid)?;
     }
     s.commit();
     Ok(())
@@ -113,8 +109,21 @@ pub fn start(g: &Global, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// `--pidfd-socket`: send a pidfd of the container's process to the caller.
-pub fn send_pidfd(sock: &std::path::Path, pidfd: &std::os::fd::OwnedFd) -> Result<()> {
+/// `--pidfd-socket`: send a pidfd of the process `pid` to the caller: `pidfd` when clone3 gave
+/// one, else a new one from pidfd_open.
+pub fn send_pidfd(
+    sock: &std::path::Path,
+    pidfd: Option<&std::os::fd::OwnedFd>,
+    pid: i32,
+) -> Result<()> {
+    let opened;
+    let pidfd = match pidfd {
+        Some(fd) => fd,
+        None => {
+            opened = crate::sys::pidfd::open(pid)?;
+            &opened
+        }
+    };
     let s = std::os::unix::net::UnixStream::connect(sock)
         .with_context(|| format!("--pidfd-socket: connect to {}", sock.display()))?;
     crate::process::console::send_fd(s.as_raw_fd(), "pidfd", pidfd.as_raw_fd())

@@ -66,11 +66,7 @@ pub fn run(g: &Global, a: &RunOptions) -> Result<i32> {
         },
     )?;
     if let Some(sock) = &a.create.pidfd_socket {
-        let fd = match &s.pidfd {
-            Some(fd) => fd.try_clone()?,
-            None => crate::sys::pidfd::open(s.state.pid)?,
-        };
-        super::lifecycle::send_pidfd(sock, &fd)?;
+        super::lifecycle::send_pidfd(sock, s.pidfd.as_ref(), s.state.pid)?;
     }
     let master = match &own_pty_sock {
         Some(sock) => Some(crate::process::console::recv_fd(sock.as_raw_fd())?),
