@@ -107,10 +107,12 @@ pub fn bind_fd(
                     let rel = super::resolve::fd_path(dst)?;
                     resolve(r, rel.strip_prefix(p).unwrap_or(&rel), true)?
                 }
+                // not through /proc/self/fd/N: that magic link leads to the dentry under the
+                // new mount, and a remount there fails (EINVAL); the path walk crosses into it
                 None => openat(
                     AT_FDCWD,
-                    d.as_c_str(),
-                    OFlag::O_PATH | OFlag::O_CLOEXEC,
+                    super::resolve::fd_path(dst)?.as_path(),
+                    OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
                     Mode::empty(),
                 )
                 .map_err(|e| io::Error::from_raw_os_error(e as i32))?,
@@ -768,15 +770,15 @@ fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &MountOptions) -> Result<()> {
         }
     }
     if ro {
-        mount_setattr(
-            top.as_fd(),
-            false,
-            MountAttr {
-                set: api::MOUNT_ATTR_RDONLY,
-                clr: 0,
-                propagation: 0,
-            },
-        )
+        let rdonly = MountAttr {
+            set: api::MOUNT_ATTR_RDONLY,
+            clr: 0,
+            propagation: 0,
+        };
+        match mount_setattr(top.as_fd(), false, rdonly) {
+            Err(e) if enosys(&e) => remount_bind_legacy(top.as_fd(), rdonly),
+            r => r,
+        }
         .context("making the cgroup tmpfs read-only")?;
     }
     check_within(dst.as_fd(), ctx.rootfs).context("after mounting")?;
