@@ -10,7 +10,7 @@ set -uo pipefail
 dir=${1:-target/test-logs}
 tp=0 tf=0 ts=0 rc=0
 printf '%-12s %8s %8s %8s\n' stage passed failed skipped
-for stage in lint unit root containerd engines cri package vm; do
+for stage in lint unit root fallback containerd engines cri package vm; do
 	log=$dir/$stage.log
 	if [ ! -f "$log" ]; then
 		printf '%-12s %s\n' "$stage" "did not run (no $log)"
@@ -23,7 +23,7 @@ for stage in lint unit root containerd engines cri package vm; do
 		# the lint stage writes "lint: ok" or "lint: failed"
 		if grep -q '^lint: ok$' "$log"; then p=1; elif grep -q '^lint: failed$' "$log"; then f=1; else rc=1; fi
 		;;
-	unit|root)
+	unit|root|fallback)
 		if ! grep -q '^test result:' "$log"; then
 			printf '%-12s %s\n' "$stage" "no cargo test result line"
 			rc=1

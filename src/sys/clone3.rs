@@ -54,6 +54,9 @@ pub fn fork_with(
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = fd as u64;
     }
+    if super::forced_enosys("clone3") {
+        return fork_legacy(flags).map(|f| (f, false));
+    }
     loop {
         // SAFETY: clone3 with a zero stack behaves like fork: the child gets a private copy of
         // the address space. `args` is a valid, fully initialised clone_args of the size passed.

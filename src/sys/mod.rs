@@ -14,6 +14,42 @@ pub mod userns;
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+/// Debug builds: `HUSK_FORCE_ENOSYS=clone3,openat2,mount_api` (or `all`) makes those wrappers
+/// answer ENOSYS without asking the kernel, as a kernel before 5.3 (clone3), 5.6 (openat2) or
+/// 5.2 (the mount API) would, so that the suites run the fallbacks on this kernel (`make
+/// test`'s fallback stage). In a release build this is a constant `false`.
+#[cfg(debug_assertions)]
+pub fn forced_enosys(feature: &str) -> bool {
+    use std::sync::OnceLock;
+    static FORCED: OnceLock<Vec<String>> = OnceLock::new();
+    FORCED
+        .get_or_init(|| {
+            std::env::var("HUSK_FORCE_ENOSYS")
+                .unwrap_or_default()
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .iter()
+        .any(|f| f == feature || f == "all")
+}
+
+/// Release builds: the kernel always decides.
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+pub fn forced_enosys(_feature: &str) -> bool {
+    false
+}
+
+/// ENOSYS when `feature` is forced off ([`forced_enosys`]).
+pub(crate) fn enosys_if_forced(feature: &str) -> std::io::Result<()> {
+    if forced_enosys(feature) {
+        return Err(std::io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    Ok(())
+}
+
 /// ioctl(NS_GET_NSTYPE): the CLONE_NEW* type of a namespace fd.
 pub fn ns_get_type(fd: BorrowedFd) -> std::io::Result<libc::c_int> {
     const NS_GET_NSTYPE: libc::c_ulong = 0xb703;

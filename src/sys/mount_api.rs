@@ -26,6 +26,7 @@ fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
 /// `open_tree(fd, "", OPEN_TREE_CLONE | AT_EMPTY_PATH [| AT_RECURSIVE])`: a detached copy of the
 /// mount at `fd` (a bind mount not attached anywhere yet).
 pub fn clone_tree(fd: BorrowedFd<'_>, recursive: bool) -> io::Result<OwnedFd> {
+    super::enosys_if_forced("mount_api")?;
     let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as u32;
     if recursive {
         flags |= libc::AT_RECURSIVE as u32;
@@ -47,6 +48,7 @@ pub fn clone_tree(fd: BorrowedFd<'_>, recursive: bool) -> io::Result<OwnedFd> {
 /// `move_mount(from, "", to, "", F_EMPTY_PATH | T_EMPTY_PATH)`: attach the mount `from` on top of
 /// whatever `to` refers to (no path walk at all).
 pub fn move_mount_fd(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> io::Result<()> {
+    super::enosys_if_forced("mount_api")?;
     let flags = libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH;
     // SAFETY: both fds are live for the borrow, both paths are the valid empty C string, flags
     // are plain integers; nothing is retained by the kernel.
@@ -110,6 +112,7 @@ pub fn set_idmap(fd: BorrowedFd<'_>, recursive: bool, userns: BorrowedFd<'_>) ->
 
 /// The mount_setattr(2) call itself; any fd named in `raw` must be live for the call.
 fn setattr_raw(fd: BorrowedFd<'_>, recursive: bool, raw: libc::mount_attr) -> io::Result<()> {
+    super::enosys_if_forced("mount_api")?;
     let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
     if recursive {
         flags |= libc::AT_RECURSIVE as libc::c_uint;
@@ -133,6 +136,7 @@ fn setattr_raw(fd: BorrowedFd<'_>, recursive: bool, raw: libc::mount_attr) -> io
 /// `fsmount(attr)`. The result is attached with [`move_mount_fd`]; no path (and so no /proc) is
 /// involved.
 pub fn new_detached_fs(fstype: &CStr, attr: u64) -> io::Result<OwnedFd> {
+    super::enosys_if_forced("mount_api")?;
     // SAFETY: fstype is a valid C string for the call; returns a new fd or -1.
     let fs = check(unsafe {
         libc::syscall(

@@ -24,6 +24,7 @@ pub fn openat2(
     mode: libc::mode_t,
     resolve: u64,
 ) -> io::Result<OwnedFd> {
+    super::enosys_if_forced("openat2")?;
     // SAFETY: open_how is a plain C struct of three u64; all-zero is a valid value (it is
     // #[non_exhaustive] in libc so it cannot be built with a literal).
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };

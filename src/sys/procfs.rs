@@ -73,6 +73,7 @@ fn is_proc(fd: RawFd) -> io::Result<bool> {
 impl ProcRoot {
     /// A new private procfs instance (detached mount), nosuid/nodev/noexec.
     pub fn private() -> io::Result<ProcRoot> {
+        super::enosys_if_forced("mount_api")?;
         // SAFETY: fsopen takes a NUL-terminated fs name and flags; returns a new fd or -1.
         let fsfd = cvt(unsafe {
             libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), libc::FSOPEN_CLOEXEC)
@@ -164,17 +165,20 @@ impl ProcRoot {
             mode: 0,
             resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_XDEV,
         };
-        // SAFETY: `how` is a valid open_how of the size passed; `c` is NUL-terminated.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                self.fd.as_raw_fd(),
-                c.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
+        let r = match super::enosys_if_forced("openat2") {
+            Err(e) => Err(e),
+            // SAFETY: `how` is a valid open_how of the size passed; `c` is NUL-terminated.
+            Ok(()) => cvt(unsafe {
+                libc::syscall(
+                    libc::SYS_openat2,
+                    self.fd.as_raw_fd(),
+                    c.as_ptr(),
+                    &how as *const OpenHow,
+                    std::mem::size_of::<OpenHow>(),
+                )
+            }),
         };
-        let fd = match cvt(r) {
+        let fd = match r {
             Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
                 // Kernel < 5.6: plain openat. Still beneath a verified procfs root, and for a
