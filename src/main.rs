@@ -175,6 +175,7 @@ fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
         user: a.user,
         hostname: a.hostname,
         network: NetworkMode::parse(&a.network)?,
+        publish: a.publish,
         pull: PullPolicy::parse(&a.pull)?,
         read_only: a.read_only,
         tty: a.tty,

@@ -337,3 +337,149 @@ fn up_bad_input_is_refused_by_name_and_leaves_nothing() {
     ]);
     assert!(text(&o.stderr).contains("--pull"), "{}", text(&o.stderr));
 }
+
+/// A network namespace of the test's own, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Netns {
+        let name = format!("hk-up-{}", std::process::id());
+        let st = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
+        assert!(st.success(), "ip netns add {name}");
+        let n = Netns(name);
+        let o = run_timeout(
+            Command::new("ip").args(["-n", &n.0, "link", "set", "lo", "up"]),
+            CMD_TIMEOUT,
+        );
+        assert!(o.status.success());
+        n
+    }
+
+    /// `prog` run in the namespace (network only).
+    fn cmd(&self, prog: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", self.0)).arg(prog);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// `husk up --network NAME -p`: inside a network namespace the test makes, a network of `husk
+/// network create`, a web server in the container answering on the published port from the
+/// namespace's loopback; after the container ends (SIGTERM to `husk up`, forwarded), its
+/// attachment, veth and per-container rules are gone with it.
+#[test]
+fn up_network_named_with_a_published_port() {
+    if !need_root("up_network_named_with_a_published_port") {
+        return;
+    }
+    let e = Env::new("pub");
+    let ns = Netns::new();
+    let dirs = e.dir.path();
+    let husk_in_ns = |args: &[&str]| {
+        let mut c = ns.cmd(runtime().to_str().unwrap());
+        c.arg("--root")
+            .arg(e.root())
+            .args(args)
+            .env("HUSK_NETWORK_DIR", dirs.join("netconf"))
+            .env("HUSK_CNI_CONFIG_DIR", dirs.join("cni"))
+            .env("HUSK_NETWORK_RUN_DIR", dirs.join("netrun"))
+            .env("CNI_PATH", "/usr/lib/cni");
+        c
+    };
+    let o = run_timeout(
+        &mut husk_in_ns(&["network", "create", "--subnet", "10.89.77.0/24", "upweb"]),
+        CMD_TIMEOUT,
+    );
+    ok(&o, "network create");
+    let links_before = text(&ns.cmd("ip").args(["-o", "link"]).output().unwrap().stdout);
+    let store = e.store();
+    let mut up = husk_in_ns(&[
+        "up",
+        "--store",
+        store.to_str().unwrap(),
+        "--pull",
+        "never",
+        "--rm",
+        "--name",
+        "web",
+        "--network",
+        "upweb",
+        "-p",
+        "8080:8000",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; echo hello-from-up > /tmp/index.html; \
+         httpd -f -p 8000 -h /tmp & wait",
+    ]);
+    let mut child = up
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut got = String::new();
+    for _ in 0..100 {
+        let o = ns
+            .cmd("busybox")
+            // (no -T: Debian's busybox 1.35 wget crashes with it)
+            .args(["wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html"])
+            .output()
+            .unwrap();
+        got = text(&o.stdout);
+        if o.status.success() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::SIGTERM,
+    );
+    let st = wait_child(&mut child, Duration::from_secs(30));
+    let mut err = String::new();
+    if let Some(mut s) = child.stderr.take() {
+        use std::io::Read;
+        let _ = s.read_to_string(&mut err);
+    }
+    assert_eq!(
+        got, "hello-from-up\n",
+        "the published port did not answer; husk up: {err}"
+    );
+    assert_eq!(
+        code(&st),
+        0,
+        "husk up's status (SIGTERM forwarded, trapped): {err}"
+    );
+    e.assert_clean("after up --rm on a network");
+    let links_after = text(&ns.cmd("ip").args(["-o", "link"]).output().unwrap().stdout);
+    let count = |t: &str| t.lines().filter(|l| l.contains("veth")).count();
+    assert_eq!(
+        count(&links_after),
+        count(&links_before),
+        "a veth was left: {links_after}"
+    );
+    let records: Vec<_> = std::fs::read_dir(dirs.join("netrun"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("web"))
+        .collect();
+    assert!(records.is_empty(), "attachment records left: {records:?}");
+    let rules = text(&ns.cmd("iptables-save").output().unwrap().stdout);
+    assert!(!rules.contains("8080"), "port rules left: {rules}");
+    // -p without a network to publish on is refused by name
+    let o = e.up(&["--rm", "-p", "8080:80", IMAGE, "true"]);
+    assert!(text(&o.stderr).contains("-p"), "{}", text(&o.stderr));
+    e.assert_clean("after a refused -p");
+}

@@ -36,9 +36,13 @@ pub struct UpArgs {
     /// The container's hostname.
     #[arg(short = 'h', long)]
     pub hostname: Option<String>,
-    /// none (loopback only) or host.
+    /// none (loopback only), host, or a network of `husk network create`.
     #[arg(long, default_value = "none")]
     pub network: String,
+    /// Publish a port: [ip:]hostPort:containerPort[/tcp|udp|sctp] (needs --network NAME);
+    /// repeatable.
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
     /// missing, always or never.
     #[arg(long, default_value = "missing")]
     pub pull: String,

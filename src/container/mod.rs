@@ -17,5 +17,5 @@ pub use options::{
     CheckpointOptions, CreateOptions, CriuOptions, ExecOptions, RestoreOptions, RunOptions,
     UpdateOptions,
 };
-pub use run::run;
+pub use run::{run, run_with};
 pub use signal::{parse_kill_signal, parse_signal};

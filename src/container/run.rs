@@ -12,6 +12,17 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 /// Returns the exit code for the husk process.
 pub fn run(g: &Global, a: &RunOptions) -> Result<i32> {
+    run_with(g, a, &mut |_| Ok(()))
+}
+
+/// [`run`], calling `created` once the container exists (its state saved, its init waiting)
+/// and before its program starts: a companion attaches networks there. An error from it
+/// removes the container and is returned.
+pub fn run_with(
+    g: &Global,
+    a: &RunOptions,
+    created: &mut dyn FnMut(&crate::state::ContainerState) -> Result<()>,
+) -> Result<i32> {
     crate::state::validate_id(&a.create.id)?;
     let bundle = crate::spec::load(&a.create.bundle)?;
     let terminal = bundle
@@ -72,6 +83,7 @@ pub fn run(g: &Global, a: &RunOptions) -> Result<i32> {
         Some(sock) => Some(crate::process::console::recv_fd(sock.as_raw_fd())?),
         None => None,
     };
+    created(&s.state)?;
     // Returns once the program runs (init's channel end closes at execve); a failing
     // startContainer hook comes back as an error and the cleanup removes everything.
     s.start()?;

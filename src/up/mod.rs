@@ -35,13 +35,15 @@ impl PullPolicy {
 }
 
 /// The container's network (`--network`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum NetworkMode {
     /// A network namespace of its own with only loopback.
     #[default]
     None,
     /// The host's network namespace.
     Host,
+    /// A network namespace of its own attached to this network of `husk network create`.
+    Named(String),
 }
 
 impl NetworkMode {
@@ -49,10 +51,11 @@ impl NetworkMode {
         match s {
             "none" => Ok(NetworkMode::None),
             "host" => Ok(NetworkMode::Host),
-            _ => bail!(
-                "--network {s:?}: expected none or host (containers on user-defined networks \
-                 are attached with `husk network attach`)"
+            "" | "bridge" | "default" => bail!(
+                "--network {s:?}: husk has no default bridge network; create one (husk network \
+                 create NAME) and name it, or use none or host"
             ),
+            name => Ok(NetworkMode::Named(name.to_string())),
         }
     }
 }
@@ -77,6 +80,8 @@ pub struct UpOptions {
     pub user: Option<String>,
     pub hostname: Option<String>,
     pub network: NetworkMode,
+    /// Published ports (`-p [ip:]hostPort:containerPort[/proto]`), on a named network only.
+    pub publish: Vec<String>,
     pub pull: PullPolicy,
     pub read_only: bool,
     /// A terminal for the process (`-t`).
@@ -151,6 +156,23 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
         bail!("--name {id:?}: a container of that name exists (husk rm {id})");
     }
     let env = environment(o)?;
+    let mut ports = Vec::new();
+    for p in &o.publish {
+        ports.extend(crate::network::ports::parse(p).with_context(|| format!("-p {p:?}"))?);
+    }
+    let net = match &o.network {
+        NetworkMode::Named(n) => Some((crate::network::Dirs::resolve(None, None, None, None)?, n)),
+        _ if !ports.is_empty() => bail!(
+            "-p: publishing ports needs a network of husk network create (--network NAME), \
+             not --network {}",
+            if o.network == NetworkMode::Host {
+                "host"
+            } else {
+                "none"
+            }
+        ),
+        _ => None,
+    };
     let store = Store::open(store_dir, false)?;
     let have = image::lookup(&store, &o.image).is_ok();
     match (o.pull, have) {
@@ -203,21 +225,32 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
         image::unpack_with(&store, &o.image, &bundle, &over)?;
         drop(store);
         edit_config(&bundle.join("config.json"), o)?;
-        crate::container::run(
-            g,
-            &RunOptions {
-                create: CreateOptions {
-                    id: id.clone(),
-                    bundle: bundle.clone(),
-                    ..Default::default()
-                },
-                detach: false,
-                keep: !o.rm,
+        let run = RunOptions {
+            create: CreateOptions {
+                id: id.clone(),
+                bundle: bundle.clone(),
+                ..Default::default()
             },
-        )
+            detach: false,
+            keep: !o.rm,
+        };
+        crate::container::run_with(g, &run, &mut |_| {
+            if let Some((dirs, name)) = &net {
+                let a = crate::network::attach::AttachOptions {
+                    ports: ports.clone(),
+                    ifname: None,
+                };
+                crate::network::attach::attach(g, dirs, name, &id, &a)?;
+            }
+            Ok(())
+        })
     })();
-    if o.rm || (result.is_err() && !g.store.dir(&id).exists()) {
+    let gone = !g.store.dir(&id).exists();
+    if o.rm || (result.is_err() && gone) {
+        // its network attachments (none without --network NAME: one stat)
+        let released = crate::network::attach::release_container(&g.store.root, &id);
         remove_bundle(&bundle)?;
+        released?;
     }
     result
 }
