@@ -144,6 +144,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+fn parse_creds(creds: Option<String>) -> anyhow::Result<Option<husk::registry::auth::Credentials>> {
+    creds
+        .map(|c| husk::registry::auth::Credentials::parse(&c))
+        .transpose()
+        .map_err(anyhow::Error::msg)
+}
+
 /// `husk image …`: the image companion (it never runs for the runtime's own commands).
 fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
     use husk::cli::image::ImageCommand as C;
@@ -171,6 +178,7 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
                     insecure,
                     creds,
                     timeout: Some(std::time::Duration::from_secs(timeout.max(1))),
+                    ..Default::default()
                 },
                 platform,
                 quiet,
@@ -199,6 +207,53 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
             reference,
             dir: bundle,
         } => image::unpack(&Store::open(&dir, false)?, &reference, &bundle)?,
+        C::Push {
+            insecure,
+            creds,
+            chunk_size,
+            timeout,
+            quiet,
+            source,
+            destination,
+        } => {
+            let opts = image::push::PushOptions {
+                registry: husk::registry::Options {
+                    insecure,
+                    creds: parse_creds(creds)?,
+                    timeout: Some(std::time::Duration::from_secs(timeout.max(1))),
+                    ..Default::default()
+                },
+                chunk_size,
+                quiet,
+            };
+            let store = Store::open(&dir, false)?;
+            let digest = image::push::push(&store, &source, destination.as_deref(), &opts)?;
+            println!("{digest}");
+        }
+        C::Login {
+            username,
+            password,
+            password_stdin,
+            insecure,
+            timeout,
+            registry,
+        } => {
+            let opts = husk::registry::Options {
+                insecure,
+                timeout: Some(std::time::Duration::from_secs(timeout.max(1))),
+                ..Default::default()
+            };
+            let file =
+                husk::registry::login::login(&registry, username, password, password_stdin, &opts)?;
+            println!("Login Succeeded (credentials in {})", file.display());
+        }
+        C::Logout { registry } => {
+            let file = husk::registry::login::logout(&registry)?;
+            println!(
+                "Removed the credentials for {registry} from {}",
+                file.display()
+            );
+        }
     }
     Ok(0)
 }

@@ -58,4 +58,52 @@ pub enum ImageCommand {
     },
     /// Write a runnable bundle: DIR/rootfs and DIR/config.json.
     Unpack { reference: String, dir: PathBuf },
+    /// Upload an image of the store to a registry (blobs it has are skipped).
+    Push {
+        /// Allow plain HTTP to a registry that is not on loopback.
+        #[arg(long)]
+        insecure: bool,
+        /// Credentials USER:PASSWORD (default: $REGISTRY_AUTH_FILE, then ~/.docker/config.json).
+        #[arg(long)]
+        creds: Option<String>,
+        /// Upload blobs larger than this many bytes in chunks of this size (0: never chunk).
+        #[arg(long, default_value_t = crate::image::push::DEFAULT_CHUNK)]
+        chunk_size: u64,
+        /// Seconds to wait on a registry that does not answer.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// No per-blob progress lines.
+        #[arg(short, long)]
+        quiet: bool,
+        /// The image in the store (a reference or digest).
+        source: String,
+        /// Where to push it [default: SOURCE's name].
+        destination: Option<String>,
+    },
+    /// Check credentials against a registry and store them in the auth file
+    /// ($REGISTRY_AUTH_FILE, else ~/.docker/config.json).
+    Login {
+        /// The user name (prompted for on a terminal when not given).
+        #[arg(short, long)]
+        username: Option<String>,
+        /// The password (visible to other users in ps; prefer --password-stdin).
+        #[arg(short, long, conflicts_with = "password_stdin")]
+        password: Option<String>,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Allow plain HTTP to a registry that is not on loopback.
+        #[arg(long)]
+        insecure: bool,
+        /// Seconds to wait on a registry that does not answer.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// registry.example, registry.example:5000, docker.io
+        registry: String,
+    },
+    /// Remove a registry's credentials from the auth file.
+    Logout {
+        /// registry.example, registry.example:5000, docker.io
+        registry: String,
+    },
 }

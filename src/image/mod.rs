@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod layer;
+pub mod push;
 pub mod store;
 
 use crate::registry::{self, reference::Reference, Client};
@@ -135,7 +136,7 @@ fn check_layer_types(m: &ImageManifest, what: &str) -> Result<()> {
     Ok(())
 }
 
-fn say(quiet: bool, msg: &str) {
+pub(crate) fn say(quiet: bool, msg: &str) {
     if !quiet {
         let _ = writeln!(io::stderr(), "{msg}");
     }
