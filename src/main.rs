@@ -247,6 +247,15 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
                 husk::registry::login::login(&registry, username, password, password_stdin, &opts)?;
             println!("Login Succeeded (credentials in {})", file.display());
         }
+        C::Export { reference, file } => {
+            image::archive::export(&Store::open(&dir, false)?, &reference, &file)?
+        }
+        C::Import { file, reference } => {
+            let store = Store::open(&dir, false)?;
+            for (name, digest) in image::archive::import(&store, &file, reference.as_deref())? {
+                println!("{name} {digest}");
+            }
+        }
         C::Logout { registry } => {
             let file = husk::registry::login::logout(&registry)?;
             println!(

@@ -152,7 +152,8 @@ fn check_err(o: Output, args: &[&str]) -> String {
         text(&o.stdout),
         text(&o.stderr)
     );
-    text(&o.stderr)
+    // the log line quotes the message: its own quotes come escaped
+    text(&o.stderr).replace("\\\"", "\"")
 }
 
 fn husk_err(store: &Path, args: &[&str]) -> String {
@@ -190,6 +191,12 @@ fn assert_store_consistent(store: &Path, entries: usize) {
             "blob content does not match its name"
         );
     }
+}
+
+fn blob_count(store: &Path) -> usize {
+    std::fs::read_dir(store.join("blobs/sha256"))
+        .unwrap()
+        .count()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -308,6 +315,8 @@ fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut h = tar::Header::new_ustar();
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_mtime(1_700_000_000);
         h.set_entry_type(tar::EntryType::Regular);
         b.append_data(&mut h, name, *data).unwrap();
@@ -666,4 +675,325 @@ fn login_logout() {
     let args = ["login", "--password-stdin", &host];
     let e = check_err(husk_with(&store, &args, &env2, Some("x")), &args);
     assert!(e.contains("--password-stdin needs --username"), "{e}");
+}
+
+/// A tar with entries as given — names are not checked, so `../x` can be written. Kinds:
+/// b'0' file, b'2' symlink (data is the target).
+fn raw_tar(entries: &[(&str, u8, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, data) in entries {
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        h.set_entry_type(tar::EntryType::new(*kind));
+        if *kind == b'2' {
+            h.as_old_mut().linkname[..data.len()].copy_from_slice(data);
+            h.set_size(0);
+            h.set_cksum();
+            b.append(&h, std::io::empty()).unwrap();
+        } else {
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+/// `img` as `docker save` writes it: manifest.json, `<hex>.json`, `<id>/layer.tar`
+/// (uncompressed), a repeated layer as a symlink to the first.
+fn docker_save(img: &Img, tags: &[&str], extra_dup: bool) -> (Vec<u8>, String) {
+    let cfg_name = format!("{}.json", &sha(&img.config)[7..]);
+    let mut files: Vec<(String, u8, Vec<u8>)> = vec![(cfg_name.clone(), b'0', img.config.clone())];
+    let mut layer_names = Vec::new();
+    for (i, (_, t)) in img.layers.iter().enumerate() {
+        let id = format!("{:064x}", i + 1);
+        files.push((format!("{id}/layer.tar"), b'0', t.clone()));
+        files.push((format!("{id}/VERSION"), b'0', b"1.0".to_vec()));
+        layer_names.push(format!("{id}/layer.tar"));
+    }
+    let mut config: Value = serde_json::from_slice(&img.config).unwrap();
+    if extra_dup {
+        // the first layer again, stored as a symlink, as docker does for identical layers
+        let id = format!("{:064x}", 99);
+        files.push((
+            format!("{id}/layer.tar"),
+            b'2',
+            format!("../{:064x}/layer.tar", 1).into_bytes(),
+        ));
+        layer_names.push(format!("{id}/layer.tar"));
+        let d = config["rootfs"]["diff_ids"][0].clone();
+        config["rootfs"]["diff_ids"].as_array_mut().unwrap().push(d);
+        let cfg = serde_json::to_vec(&config).unwrap();
+        files[0] = (format!("{}.json", &sha(&cfg)[7..]), b'0', cfg);
+    }
+    let cfg_name = files[0].0.clone();
+    let manifest = json!([{"Config": cfg_name, "RepoTags": tags, "Layers": layer_names}]);
+    files.push((
+        "manifest.json".into(),
+        b'0',
+        serde_json::to_vec(&manifest).unwrap(),
+    ));
+    let entries: Vec<(&str, u8, &[u8])> = files
+        .iter()
+        .map(|(n, k, d)| (n.as_str(), *k, d.as_slice()))
+        .collect();
+    (raw_tar(&entries), cfg_name)
+}
+
+/// An OCI archive of `img`, its blobs as given (`blobs`: name → content), index.json naming it
+/// `name`.
+fn oci_archive(img: &Img, name: &str, skip: Option<&str>, corrupt: Option<&str>) -> Vec<u8> {
+    let idx = json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": MT_MANIFEST, "digest": img.digest, "size": img.manifest.len(),
+        "annotations": {"org.opencontainers.image.ref.name": name}
+    }]});
+    let idx = serde_json::to_vec(&idx).unwrap();
+    let mut blobs = vec![img.manifest.clone(), img.config.clone()];
+    blobs.extend(img.layers.iter().map(|l| l.0.clone()));
+    let mut files: Vec<(String, Vec<u8>)> = vec![
+        (
+            "oci-layout".into(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        ),
+        ("index.json".into(), idx),
+    ];
+    for b in blobs {
+        let d = sha(&b);
+        if skip == Some(d.as_str()) {
+            continue;
+        }
+        let mut b = b;
+        if corrupt == Some(d.as_str()) {
+            b[0] ^= 1;
+        }
+        files.push((format!("blobs/sha256/{}", &d[7..]), b));
+    }
+    let entries: Vec<(&str, u8, &[u8])> = files
+        .iter()
+        .map(|(n, d)| (n.as_str(), b'0', d.as_slice()))
+        .collect();
+    raw_tar(&entries)
+}
+
+fn tar_names(tar_bytes: &[u8]) -> Vec<String> {
+    let mut a = tar::Archive::new(tar_bytes);
+    a.entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// import of a docker save tarball (a repeated layer as a symlink) → unpack → export as an
+/// OCI archive → skopeo reads it (inspect, copy) → import into a fresh store: the same manifest
+/// digest, the same unpacked files. skopeo's own oci-archive (ref.name a bare tag) needs a name.
+#[test]
+fn export_import() {
+    if !need_tools("export_import", &["skopeo"]) {
+        return;
+    }
+    let work = tmpdir("archive");
+    let img = test_image(4);
+    let (saved, _) = docker_save(&img, &["saved:1", "example.com/team/saved:latest"], true);
+    let saved_file = work.path().join("saved.tar");
+    std::fs::write(&saved_file, &saved).unwrap();
+    let store = work.path().join("store");
+    let out = husk_ok(&store, &["import", saved_file.to_str().unwrap()]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with("docker.io/library/saved:1 sha256:"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("example.com/team/saved:latest sha256:"),
+        "{out}"
+    );
+    let digest = lines[0].split(' ').nth(1).unwrap().to_string();
+    assert_store_consistent(&store, 2);
+    let inspect: Value = serde_json::from_str(&husk_ok(&store, &["inspect", "saved:1"])).unwrap();
+    assert_eq!(inspect["layers"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        inspect["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar"
+    );
+    assert_eq!(
+        inspect["layers"][0]["digest"],
+        inspect["layers"][2]["digest"]
+    );
+    let b1 = work.path().join("b1");
+    husk_ok(&store, &["unpack", "saved:1", b1.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(b1.join("rootfs/etc/hello")).unwrap(),
+        b"hello\n"
+    );
+    assert_eq!(
+        std::fs::read(b1.join("rootfs/data/noise")).unwrap(),
+        noise(40_000, 4)
+    );
+
+    // export: an OCI archive skopeo reads
+    let exported = work.path().join("out.tar");
+    husk_ok(&store, &["export", "saved:1", exported.to_str().unwrap()]);
+    let bytes = std::fs::read(&exported).unwrap();
+    let names = tar_names(&bytes);
+    assert!(names.contains(&"index.json".to_string()), "{names:?}");
+    assert!(
+        names.contains(&format!("blobs/sha256/{}", &digest[7..])),
+        "{names:?}"
+    );
+    let sk: Value = serde_json::from_str(&run_ok(
+        Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("oci-archive:{}", exported.display())),
+    ))
+    .unwrap();
+    assert_eq!(sk["Digest"], digest.as_str());
+    let sk_layout = work.path().join("sk-layout");
+    run_ok(
+        Command::new("skopeo")
+            .arg("copy")
+            .arg(format!("oci-archive:{}", exported.display()))
+            .arg(format!("oci:{}:copied", sk_layout.display())),
+    );
+
+    // into a fresh store: the same image
+    let store2 = work.path().join("store2");
+    let out = husk_ok(&store2, &["import", exported.to_str().unwrap()]);
+    assert_eq!(out.trim(), format!("docker.io/library/saved:1 {digest}"));
+    assert_store_consistent(&store2, 1);
+    let b2 = work.path().join("b2");
+    husk_ok(&store2, &["unpack", "saved:1", b2.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(b2.join("rootfs/data/noise")).unwrap(),
+        noise(40_000, 4)
+    );
+    assert_eq!(
+        std::fs::read(b2.join("config.json")).unwrap(),
+        std::fs::read(b1.join("config.json")).unwrap()
+    );
+
+    // skopeo's own oci-archive names the image by a bare tag: a name must be given
+    let sk_archive = work.path().join("sk.tar");
+    run_ok(
+        Command::new("skopeo")
+            .arg("copy")
+            .arg(format!("oci:{}:copied", sk_layout.display()))
+            .arg(format!("oci-archive:{}:mytag", sk_archive.display())),
+    );
+    let store3 = work.path().join("store3");
+    let e = husk_err(&store3, &["import", sk_archive.to_str().unwrap()]);
+    assert!(e.contains("has no name") && e.contains("\"mytag\""), "{e}");
+    assert_store_consistent(&store3, 0);
+    assert_eq!(blob_count(&store3), 0);
+    let out = husk_ok(
+        &store3,
+        &["import", sk_archive.to_str().unwrap(), "local/sk:1"],
+    );
+    assert!(out.starts_with("docker.io/local/sk:1 sha256:"), "{out}");
+    // gzipped archives are read too
+    let gz_file = work.path().join("saved.tar.gz");
+    std::fs::write(&gz_file, gz(&saved)).unwrap();
+    let store4 = work.path().join("store4");
+    husk_ok(&store4, &["import", gz_file.to_str().unwrap()]);
+    assert_store_consistent(&store4, 2);
+}
+
+/// Bad archives are refused with an error naming the entry, blob or digest, and leave the
+/// store exactly as it was: no index entry, no blob, no staging files.
+#[test]
+fn import_refuses_bad_archives() {
+    if !need_husk("import_refuses_bad_archives") {
+        return;
+    }
+    let work = tmpdir("badarch");
+    let img = test_image(5);
+    let layer = sha(&img.layers[1].0);
+    let (good_saved, cfg_name) = docker_save(&img, &["x:1"], false);
+    let _ = good_saved;
+    let mut wrong_layer_cfg: Value = serde_json::from_slice(&img.config).unwrap();
+    wrong_layer_cfg["rootfs"]["diff_ids"][1] = json!(format!("sha256:{}", "1".repeat(64)));
+    let wrong_cfg = serde_json::to_vec(&wrong_layer_cfg).unwrap();
+    let wrong_cfg_name = format!("{}.json", &sha(&wrong_cfg)[7..]);
+    let l1 = format!("{:064x}/layer.tar", 1);
+    let l2 = format!("{:064x}/layer.tar", 2);
+    let wrong_manifest = serde_json::to_vec(
+        &json!([{"Config": wrong_cfg_name, "RepoTags": ["x:1"], "Layers": [l1, l2]}]),
+    )
+    .unwrap();
+    let docker_wrong = raw_tar(&[
+        (&wrong_cfg_name, b'0', &wrong_cfg),
+        (&l1, b'0', &img.layers[0].1),
+        (&l2, b'0', &img.layers[1].1),
+        ("manifest.json", b'0', &wrong_manifest),
+    ]);
+    let cases: Vec<(&str, Vec<u8>, Vec<String>)> = vec![
+        (
+            "dotdot",
+            raw_tar(&[("../evil", b'0', b"x"), ("index.json", b'0', b"{}")]),
+            vec!["entry name \"../evil\"".into()],
+        ),
+        (
+            "absolute",
+            raw_tar(&[("/etc/evil", b'0', b"x")]),
+            vec!["/etc/evil".into(), "not allowed".into()],
+        ),
+        (
+            "symlink-out",
+            raw_tar(&[("a/layer.tar", b'2', b"../../etc/passwd")]),
+            vec!["leaves the archive".into()],
+        ),
+        (
+            "missing-blob",
+            oci_archive(&img, "example.com/a:1", Some(&layer), None),
+            vec![layer.clone(), "is missing".into()],
+        ),
+        (
+            "digest-mismatch",
+            oci_archive(&img, "example.com/a:1", None, Some(&layer)),
+            vec![layer[7..].to_string(), "digest mismatch".into()],
+        ),
+        (
+            "diff-id",
+            docker_wrong,
+            vec!["diff_id".into(), "digest mismatch".into(), l2.clone()],
+        ),
+        ("not-tar", noise(3000, 9), vec!["tar".into()]),
+        (
+            "no-index",
+            raw_tar(&[("hello", b'0', b"x")]),
+            vec!["neither an OCI archive".into()],
+        ),
+        (
+            "docker-missing-config",
+            raw_tar(&[(
+                "manifest.json",
+                b'0',
+                &serde_json::to_vec(
+                    &json!([{"Config": cfg_name, "RepoTags": ["x:1"], "Layers": []}]),
+                )
+                .unwrap(),
+            )]),
+            vec![cfg_name.clone(), "missing".into()],
+        ),
+    ];
+    for (tag, bytes, wants) in cases {
+        let f = work.path().join(format!("{tag}.tar"));
+        std::fs::write(&f, &bytes).unwrap();
+        let store = work.path().join(format!("store-{tag}"));
+        let e = husk_err(&store, &["import", f.to_str().unwrap()]);
+        for w in &wants {
+            assert!(e.contains(w.as_str()), "{tag}: want {w:?} in: {e}");
+        }
+        assert!(
+            e.contains(f.to_str().unwrap()),
+            "{tag}: the file is not named: {e}"
+        );
+        assert_store_consistent(&store, 0);
+        assert_eq!(blob_count(&store), 0, "{tag}: blobs stored");
+    }
+    let store = work.path().join("store-nofile");
+    let e = husk_err(&store, &["import", "/nonexistent/archive.tar"]);
+    assert!(e.contains("/nonexistent/archive.tar"), "{e}");
 }

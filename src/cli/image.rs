@@ -101,6 +101,19 @@ pub enum ImageCommand {
         /// registry.example, registry.example:5000, docker.io
         registry: String,
     },
+    /// Write an image of the store to FILE as an OCI archive (a tar of an OCI image layout).
+    Export {
+        /// The image (a reference or digest).
+        reference: String,
+        file: PathBuf,
+    },
+    /// Read images from an OCI archive or a `docker save` tarball (plain or gzipped) into
+    /// the store.
+    Import {
+        file: PathBuf,
+        /// The name to store the image under [default: the name the archive gives it].
+        reference: Option<String>,
+    },
     /// Remove a registry's credentials from the auth file.
     Logout {
         /// registry.example, registry.example:5000, docker.io

@@ -144,6 +144,29 @@ impl Store {
         Ok(true)
     }
 
+    /// A new empty directory under `tmp/` for files being checked before they become blobs
+    /// (`import`); `prune` and `rm` clear what a crash leaves there.
+    pub fn staging_dir(&self, what: &str) -> Result<PathBuf> {
+        let d = self.root.join("tmp").join(format!(
+            "{what}.{}.{}.staging",
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir(&d).with_context(|| format!("create {}", d.display()))?;
+        Ok(d)
+    }
+
+    /// Make `file` (in `tmp/`, fsynced, its sha256 already checked to be `digest` and its size
+    /// `size`) the blob `digest`, unless the store has it already.
+    pub fn adopt_blob(&self, digest: &str, size: u64, file: &Path) -> Result<()> {
+        if self.has_blob(digest, size) {
+            return Ok(());
+        }
+        let dst = self.blob_path(digest)?;
+        fs::rename(file, &dst)
+            .with_context(|| format!("rename {} to {}", file.display(), dst.display()))
+    }
+
     /// Store `data` as blob `digest` (checked).
     pub fn put_bytes(&self, digest: &str, data: &[u8], what: &str) -> Result<()> {
         if self.has_blob(digest, data.len() as u64) {
