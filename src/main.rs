@@ -256,6 +256,17 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
                 println!("{name} {digest}");
             }
         }
+        C::Prune => {
+            let r = Store::open(&dir, true)?.collect_garbage_report()?;
+            println!(
+                "removed {} unreferenced blobs ({} bytes) and {} bytes of temp files: \
+                 {} bytes freed",
+                r.blobs,
+                r.blob_bytes,
+                r.tmp_bytes,
+                r.blob_bytes + r.tmp_bytes
+            );
+        }
         C::Logout { registry } => {
             let file = husk::registry::login::logout(&registry)?;
             println!(

@@ -1,6 +1,7 @@
 //! `husk image push`, `login`/`logout`, `export`/`import` and `prune`, against Debian's
 //! docker-registry started here on a loopback port (its access log counts the requests each
-//! push makes), with skopeo as the independent client that reads what husk wrote.
+//! push makes), with skopeo as the independent client that reads what husk wrote, and
+//! archives (OCI, docker save, damaged ones) built here.
 
 mod common;
 use common::*;
@@ -996,4 +997,83 @@ fn import_refuses_bad_archives() {
     let store = work.path().join("store-nofile");
     let e = husk_err(&store, &["import", "/nonexistent/archive.tar"]);
     assert!(e.contains("/nonexistent/archive.tar"), "{e}");
+}
+
+/// prune deletes the blobs no image refers to and what killed commands left in tmp/, reports
+/// the bytes freed, keeps every image whole, and waits for commands holding the store (a
+/// pull, push or import holds its lock shared).
+#[test]
+fn prune_collects_garbage() {
+    if !need_tools("prune_collects_garbage", &["flock"]) {
+        return;
+    }
+    let work = tmpdir("prune");
+    let store = work.path().join("store");
+    let img = test_image(6);
+    let (saved, _) = docker_save(&img, &["kept:1"], false);
+    let saved_file = work.path().join("saved.tar");
+    std::fs::write(&saved_file, &saved).unwrap();
+    husk_ok(&store, &["import", saved_file.to_str().unwrap()]);
+    let kept = blob_count(&store);
+    // an unreferenced blob, a partial blob and a staging dir of a killed import
+    let orphan = noise(12_345, 7);
+    std::fs::write(store.join("blobs/sha256").join(&sha(&orphan)[7..]), &orphan).unwrap();
+    std::fs::write(store.join("tmp/abc.1.2.partial"), vec![0u8; 1000]).unwrap();
+    let staged = store.join("tmp/import.1.3.staging");
+    std::fs::create_dir(&staged).unwrap();
+    std::fs::write(staged.join("1"), vec![0u8; 200]).unwrap();
+
+    let out = husk_ok(&store, &["prune"]);
+    assert!(
+        out.contains("removed 1 unreferenced blobs (12345 bytes)")
+            && out.contains("1200 bytes of temp files")
+            && out.contains("13545 bytes freed"),
+        "{out}"
+    );
+    assert_eq!(blob_count(&store), kept);
+    assert_store_consistent(&store, 1);
+    assert_eq!(std::fs::read_dir(store.join("tmp")).unwrap().count(), 0);
+    let b = work.path().join("b");
+    husk_ok(&store, &["unpack", "kept:1", b.to_str().unwrap()]);
+    assert!(husk_ok(&store, &["prune"]).contains(" 0 bytes freed"));
+
+    // a command holding the store lock shared: prune waits for it
+    let mut holder = Command::new("flock")
+        .arg("-s")
+        .arg(store.join("lock"))
+        .args(["sleep", "2"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    husk_ok(&store, &["prune"]);
+    assert!(
+        t.elapsed() >= Duration::from_millis(1200),
+        "prune did not wait for the lock: {:?}",
+        t.elapsed()
+    );
+    wait_child(&mut holder, Duration::from_secs(10));
+
+    // imports and prunes at once: every import lands whole
+    let imports: Vec<_> = (0..4)
+        .map(|i| {
+            let store = store.clone();
+            let f = saved_file.clone();
+            std::thread::spawn(move || {
+                let name = format!("many/img:{i}");
+                husk_ok(&store, &["import", f.to_str().unwrap(), &name]);
+            })
+        })
+        .collect();
+    for _ in 0..4 {
+        husk_ok(&store, &["prune"]);
+    }
+    for t in imports {
+        t.join().unwrap();
+    }
+    assert_store_consistent(&store, 5);
+    assert_eq!(blob_count(&store), kept);
+    let b2 = work.path().join("b2");
+    husk_ok(&store, &["unpack", "many/img:3", b2.to_str().unwrap()]);
+    assert!(husk_ok(&store, &["prune"]).contains(" 0 bytes freed"));
 }

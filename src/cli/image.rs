@@ -114,6 +114,9 @@ pub enum ImageCommand {
         /// The name to store the image under [default: the name the archive gives it].
         reference: Option<String>,
     },
+    /// Delete the blobs no image of the store refers to, and what interrupted commands left in
+    /// its tmp/ (waits for pulls, pushes and imports in progress).
+    Prune,
     /// Remove a registry's credentials from the auth file.
     Logout {
         /// registry.example, registry.example:5000, docker.io
