@@ -159,6 +159,7 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
     match a.command {
         C::Pull {
             insecure,
+            tls,
             creds,
             platform,
             timeout,
@@ -178,6 +179,9 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
                     insecure,
                     creds,
                     timeout: Some(std::time::Duration::from_secs(timeout.max(1))),
+                    ca_certs: tls.ca_cert,
+                    certs_dirs: tls.certs_dir.map(|d| vec![d]),
+                    no_tls_verify: !tls.tls_verify,
                     ..Default::default()
                 },
                 platform,
@@ -209,6 +213,7 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
         } => image::unpack(&Store::open(&dir, false)?, &reference, &bundle)?,
         C::Push {
             insecure,
+            tls,
             creds,
             chunk_size,
             timeout,
@@ -221,6 +226,9 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
                     insecure,
                     creds: parse_creds(creds)?,
                     timeout: Some(std::time::Duration::from_secs(timeout.max(1))),
+                    ca_certs: tls.ca_cert,
+                    certs_dirs: tls.certs_dir.map(|d| vec![d]),
+                    no_tls_verify: !tls.tls_verify,
                     ..Default::default()
                 },
                 chunk_size,
@@ -235,12 +243,16 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
             password,
             password_stdin,
             insecure,
+            tls,
             timeout,
             registry,
         } => {
             let opts = husk::registry::Options {
                 insecure,
                 timeout: Some(std::time::Duration::from_secs(timeout.max(1))),
+                ca_certs: tls.ca_cert,
+                certs_dirs: tls.certs_dir.map(|d| vec![d]),
+                no_tls_verify: !tls.tls_verify,
                 ..Default::default()
             };
             let file =

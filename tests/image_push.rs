@@ -211,6 +211,11 @@ struct Registry {
 
 impl Registry {
     fn start(htpasswd: Option<(&str, &str)>) -> Registry {
+        Registry::start_with(htpasswd, None)
+    }
+
+    /// With `tls` (certificate, key): HTTPS only.
+    fn start_with(htpasswd: Option<(&str, &str)>, tls: Option<(&Path, &Path)>) -> Registry {
         let dir = tmpdir("registry");
         let port = free_port();
         let mut auth = String::new();
@@ -230,8 +235,15 @@ impl Registry {
         let cfg = format!(
             "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-             http:\n  addr: 127.0.0.1:{port}\n{auth}",
-            dir.path().join("data").display()
+             http:\n  addr: 127.0.0.1:{port}\n{tls}{auth}",
+            dir.path().join("data").display(),
+            tls = tls
+                .map(|(c, k)| format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    c.display(),
+                    k.display()
+                ))
+                .unwrap_or_default(),
         );
         std::fs::write(dir.path().join("config.yml"), cfg).unwrap();
         let log = std::fs::File::create(dir.path().join("log")).unwrap();
@@ -1076,4 +1088,212 @@ fn prune_collects_garbage() {
     let b2 = work.path().join("b2");
     husk_ok(&store, &["unpack", "many/img:3", b2.to_str().unwrap()]);
     assert!(husk_ok(&store, &["prune"]).contains(" 0 bytes freed"));
+}
+
+/// A CA (`NAME.crt`, `NAME.key`) and, when `server`, a certificate for 127.0.0.1 it signed
+/// (`NAME-srv.crt`, `NAME-srv.key`).
+fn make_ca(dir: &Path, name: &str, server: bool) {
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    run_ok(Command::new("openssl").args([
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN=husk test {name}"),
+        "-keyout",
+        &p(&format!("{name}.key")),
+        "-out",
+        &p(&format!("{name}.crt")),
+    ]));
+    if !server {
+        return;
+    }
+    run_ok(Command::new("openssl").args([
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        &p(&format!("{name}-srv.key")),
+        "-out",
+        &p(&format!("{name}-srv.csr")),
+    ]));
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run_ok(Command::new("openssl").args([
+        "x509",
+        "-req",
+        "-days",
+        "2",
+        "-in",
+        &p(&format!("{name}-srv.csr")),
+        "-CA",
+        &p(&format!("{name}.crt")),
+        "-CAkey",
+        &p(&format!("{name}.key")),
+        "-CAcreateserial",
+        "-extfile",
+        ext.to_str().unwrap(),
+        "-out",
+        &p(&format!("{name}-srv.crt")),
+    ]));
+}
+
+/// A registry on loopback that speaks only TLS, with a certificate from a CA of the test's:
+/// reached with --ca-cert, with a certs dir laid out as Docker's (DIR/HOST:PORT/ca.crt) for
+/// pull, push and login, and with --tls-verify=false; a CA that did not sign it, no CA (plain
+/// HTTP to a TLS port) and a CA file that is not PEM are errors naming the registry or file.
+#[test]
+fn tls_registry() {
+    if !need_tools(
+        "tls_registry",
+        &["docker-registry", "skopeo", "openssl", "htpasswd"],
+    ) {
+        return;
+    }
+    let work = tmpdir("tls");
+    let w = work.path();
+    make_ca(w, "ca", true);
+    make_ca(w, "other", false);
+    let reg = Registry::start_with(
+        Some(("bob", "pw")),
+        Some((&w.join("ca-srv.crt"), &w.join("ca-srv.key"))),
+    );
+    let host = reg.host();
+    let img = test_image(8);
+    let layout = w.join("layout");
+    write_layout(&layout, "t", &img);
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--dest-tls-verify=false", "--dest-creds", "bob:pw"])
+            .arg(format!("oci:{}:t", layout.display()))
+            .arg(format!("docker://{host}/tls/app:1")),
+    );
+    let name = format!("{host}/tls/app:1");
+    let empty = w.join("empty-certs");
+    std::fs::create_dir(&empty).unwrap();
+    let certs = w.join("certs.d");
+    std::fs::create_dir_all(certs.join(&host)).unwrap();
+    std::fs::copy(w.join("ca.crt"), certs.join(&host).join("ca.crt")).unwrap();
+    let (ca, other) = (w.join("ca.crt"), w.join("other.crt"));
+    let (ca, other, empty_s, certs_s) = (
+        ca.to_str().unwrap(),
+        other.to_str().unwrap(),
+        empty.to_str().unwrap(),
+        certs.to_str().unwrap(),
+    );
+    let creds = ["--creds", "bob:pw"];
+
+    let s1 = w.join("s1");
+    // no CA for it: plain HTTP, which a TLS port does not answer as a registry
+    let e = husk_err(
+        &s1,
+        &[&["pull", "--certs-dir", empty_s][..], &creds, &[&name]].concat(),
+    );
+    assert!(
+        e.contains(&host) && e.contains("the registry speaks HTTPS"),
+        "{e}"
+    );
+    // a CA that did not sign its certificate
+    let e = husk_err(
+        &s1,
+        &[&["pull", "--ca-cert", other][..], &creds, &[&name]].concat(),
+    );
+    assert!(
+        e.contains(&host) && e.to_lowercase().contains("certificate"),
+        "{e}"
+    );
+    // a CA file that is not PEM
+    let e = husk_err(
+        &s1,
+        &[
+            &["pull", "--ca-cert", "/etc/hostname"][..],
+            &creds,
+            &[&name],
+        ]
+        .concat(),
+    );
+    assert!(e.contains("/etc/hostname"), "{e}");
+    assert_store_consistent(&s1, 0);
+    let out = husk_ok(
+        &s1,
+        &[&["pull", "-q", "--ca-cert", ca][..], &creds, &[&name]].concat(),
+    );
+    assert_eq!(out.trim(), img.digest);
+
+    // Docker's layout: DIR/HOST:PORT/ca.crt, for pull, push and login
+    let s2 = w.join("s2");
+    let pulled = husk_ok(
+        &s2,
+        &[
+            &["pull", "-q", "--certs-dir", certs_s][..],
+            &creds,
+            &[&name],
+        ]
+        .concat(),
+    );
+    assert_eq!(pulled.trim(), img.digest);
+    let copy = format!("{host}/tls/copy:1");
+    husk_ok(
+        &s2,
+        &[
+            &["push", "-q", "--certs-dir", certs_s][..],
+            &creds,
+            &[&name, &copy],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        sha(&reg.raw_manifest("tls/copy:1", Some("bob:pw"))),
+        img.digest
+    );
+    let auth = w.join("auth.json");
+    let env = [("REGISTRY_AUTH_FILE", Some(auth.as_path()))];
+    let args = [
+        "login",
+        "--certs-dir",
+        certs_s,
+        "-u",
+        "bob",
+        "-p",
+        "nope",
+        &host,
+    ];
+    let e = check_err(husk_with(&s2, &args, &env, None), &args);
+    assert!(e.contains("401") && e.contains("bob"), "{e}");
+    let args = [
+        "login",
+        "--certs-dir",
+        certs_s,
+        "-u",
+        "bob",
+        "-p",
+        "pw",
+        &host,
+    ];
+    check_ok(husk_with(&s2, &args, &env, None), &args);
+    let args = ["pull", "-q", "--certs-dir", certs_s, &copy];
+    check_ok(husk_with(&s2, &args, &env, None), &args);
+
+    // encrypted, not verified: only when asked
+    let s3 = w.join("s3");
+    let out = husk_ok(
+        &s3,
+        &[&["pull", "-q", "--tls-verify=false"][..], &creds, &[&name]].concat(),
+    );
+    assert_eq!(out.trim(), img.digest);
+    // a usage error, as clap reports them
+    let o = husk(&s3, &["pull", "--tls-verify=maybe", &name]);
+    assert_eq!(code(&o.status), 2);
+    assert!(text(&o.stderr).contains("maybe"), "{}", text(&o.stderr));
 }

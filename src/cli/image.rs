@@ -14,6 +14,22 @@ pub struct ImageArgs {
     pub command: ImageCommand,
 }
 
+/// TLS to the registry (pull, push, login).
+#[derive(Args, Debug, Clone)]
+pub struct TlsArgs {
+    /// A CA certificate (PEM) to trust besides the system's; the registry is then reached over
+    /// HTTPS even on loopback. May be repeated.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_cert: Vec<PathBuf>,
+    /// Look for the registry's CA files in DIR/HOST:PORT/*.crt [default:
+    /// /etc/containers/certs.d and /etc/docker/certs.d].
+    #[arg(long, value_name = "DIR")]
+    pub certs_dir: Option<PathBuf>,
+    /// false: HTTPS without checking the registry's certificate.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
     /// Fetch an image from its registry into the store.
@@ -21,6 +37,8 @@ pub enum ImageCommand {
         /// Allow plain HTTP to a registry that is not on loopback.
         #[arg(long)]
         insecure: bool,
+        #[command(flatten)]
+        tls: TlsArgs,
         /// Credentials USER:PASSWORD (default: $REGISTRY_AUTH_FILE, then ~/.docker/config.json).
         #[arg(long)]
         creds: Option<String>,
@@ -63,6 +81,8 @@ pub enum ImageCommand {
         /// Allow plain HTTP to a registry that is not on loopback.
         #[arg(long)]
         insecure: bool,
+        #[command(flatten)]
+        tls: TlsArgs,
         /// Credentials USER:PASSWORD (default: $REGISTRY_AUTH_FILE, then ~/.docker/config.json).
         #[arg(long)]
         creds: Option<String>,
@@ -95,6 +115,8 @@ pub enum ImageCommand {
         /// Allow plain HTTP to a registry that is not on loopback.
         #[arg(long)]
         insecure: bool,
+        #[command(flatten)]
+        tls: TlsArgs,
         /// Seconds to wait on a registry that does not answer.
         #[arg(long, default_value_t = 60)]
         timeout: u64,

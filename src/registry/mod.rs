@@ -12,10 +12,12 @@
 pub mod auth;
 pub mod login;
 pub mod reference;
+pub mod tls;
 
 use auth::{Challenge, Credentials};
 use reference::Reference;
 use std::io::Read;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -36,6 +38,13 @@ pub struct Options {
     pub timeout: Option<Duration>,
     /// Ask for push rights too (Bearer scope `repository:<name>:pull,push`).
     pub push: bool,
+    /// CA certificates (PEM) to trust besides the system's (`--ca-cert`).
+    pub ca_certs: Vec<PathBuf>,
+    /// Directories holding `HOST:PORT/*.crt` CA files (`--certs-dir`); `None`: Docker's and
+    /// containers' `/etc/…/certs.d`.
+    pub certs_dirs: Option<Vec<PathBuf>>,
+    /// HTTPS without verifying the server's certificate (`--tls-verify=false`).
+    pub no_tls_verify: bool,
 }
 
 /// A request body: none, bytes, or a stream of a known length that can be opened again (for a
@@ -98,19 +107,35 @@ pub fn is_loopback(host: &str) -> bool {
 impl Client {
     pub fn new(r: &Reference, opts: &Options) -> anyhow::Result<Client> {
         let host = r.api_host();
-        let scheme = if is_loopback(host) || opts.insecure {
+        let dirs: Vec<PathBuf> = match &opts.certs_dirs {
+            Some(d) => d.clone(),
+            None => tls::DEFAULT_CERTS_DIRS.iter().map(PathBuf::from).collect(),
+        };
+        let mut cas = opts.ca_certs.clone();
+        cas.extend(tls::host_ca_files(host, &dirs)?);
+        // HTTPS unless on loopback or --insecure; a CA for the host, or --tls-verify=false,
+        // means the registry speaks TLS even there (as Docker does with certs.d)
+        let tls_asked = !cas.is_empty() || opts.no_tls_verify;
+        let scheme = if (is_loopback(host) || opts.insecure) && !tls_asked {
             "http"
         } else {
             "https"
         };
         let timeout = opts.timeout.unwrap_or(Duration::from_secs(60));
-        let agent = ureq::AgentBuilder::new()
+        let mut builder = ureq::AgentBuilder::new()
             .timeout_connect(timeout)
             .timeout_read(timeout)
             .timeout_write(timeout)
             .redirects(5)
-            .user_agent(concat!("husk/", env!("CARGO_PKG_VERSION")))
-            .build();
+            .user_agent(concat!("husk/", env!("CARGO_PKG_VERSION")));
+        if opts.no_tls_verify {
+            builder = builder.tls_config(tls::unverified()?);
+        } else if !cas.is_empty() {
+            builder = builder.tls_config(
+                tls::with_cas(&cas).map_err(|e| e.context(format!("registry {host}")))?,
+            );
+        }
+        let agent = builder.build();
         let creds = match &opts.creds {
             Some(c) => Some(c.clone()),
             None => auth::from_auth_files(&r.registry).map_err(anyhow::Error::msg)?,
@@ -206,10 +231,15 @@ impl Client {
                 Err(ureq::Error::Status(code, resp)) => {
                     let mut text = String::new();
                     let _ = resp.into_reader().take(512).read_to_string(&mut text);
-                    anyhow::bail!(
-                        "{method} {url}: {code} {}",
-                        registry_error_text(&text).unwrap_or_default()
-                    )
+                    let hint = if url.starts_with("http:") && text.contains("HTTPS server") {
+                        " (the registry speaks HTTPS: give its CA with --ca-cert or a certs \
+                         dir, or pass --tls-verify=false)"
+                    } else {
+                        ""
+                    };
+                    let msg = registry_error_text(&text)
+                        .unwrap_or_else(|| text.trim().chars().take(200).collect());
+                    anyhow::bail!("{method} {url}: {code} {msg}{hint}")
                 }
                 Err(ureq::Error::Transport(_)) if attempt < 4 && method != "PATCH" => {
                     backoff(attempt)
