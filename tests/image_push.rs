@@ -8,10 +8,13 @@ use common::*;
 use flate2::write::GzEncoder;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -1296,4 +1299,385 @@ fn tls_registry() {
     let o = husk(&s3, &["pull", "--tls-verify=maybe", &name]);
     assert_eq!(code(&o.status), 2);
     assert!(text(&o.stderr).contains("maybe"), "{}", text(&o.stderr));
+}
+
+// ---------------------------------------------------------------------------------------------
+// a registry written here with Bearer tokens: each token carries the scopes it was asked for,
+// and the registry checks them per request (push needs `pull,push`, a mount `pull` on the
+// source), so the scopes husk asks for are tested, not assumed
+
+#[derive(Default)]
+struct TokenRegState {
+    /// token -> scopes
+    tokens: HashMap<String, Vec<String>>,
+    /// repo -> digest -> bytes
+    blobs: HashMap<String, HashMap<String, Vec<u8>>>,
+    /// (repo, reference) -> (content type, bytes)
+    manifests: HashMap<(String, String), (String, Vec<u8>)>,
+    /// upload id -> (repo, bytes so far)
+    uploads: HashMap<String, (String, Vec<u8>)>,
+    /// the scopes of each token request, and each request line with its answer
+    token_requests: Vec<Vec<String>>,
+    log: Vec<String>,
+}
+
+struct TokenReg {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    state: Arc<Mutex<TokenRegState>>,
+}
+
+fn pct_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn query_pairs(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (pct_decode(k), pct_decode(v))
+        })
+        .collect()
+}
+
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+impl TokenReg {
+    fn start(user: &'static str, pass: &'static str) -> TokenReg {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        l.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let state = Arc::new(Mutex::new(TokenRegState::default()));
+        let (s2, st2) = (stop.clone(), state.clone());
+        let thread = std::thread::spawn(move || {
+            while !s2.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((c, _)) => {
+                        let _ = c.set_nonblocking(false);
+                        let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+                        TokenReg::serve(c, &st2, port, user, pass);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        TokenReg {
+            port,
+            stop,
+            thread: Some(thread),
+            state,
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn serve(c: TcpStream, state: &Mutex<TokenRegState>, port: u16, user: &str, pass: &str) {
+        use std::io::{BufRead, BufReader, Read};
+        let mut r = BufReader::new(c.try_clone().unwrap());
+        let mut line = String::new();
+        if r.read_line(&mut line).is_err() || line.is_empty() {
+            return;
+        }
+        let mut words = line.split_whitespace();
+        let method = words.next().unwrap_or("").to_string();
+        let target = words.next().unwrap_or("").to_string();
+        let mut headers = HashMap::new();
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h).is_err() || h.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+            }
+        }
+        let len: usize = headers
+            .get("content-length")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        if r.read_exact(&mut body).is_err() {
+            return;
+        }
+        let (status, hdrs, out) = {
+            let mut st = state.lock().unwrap();
+            let a = TokenReg::answer(&mut st, &method, &target, &headers, body, port, user, pass);
+            st.log.push(format!("{method} {target} -> {}", a.0));
+            a
+        };
+        let mut w = c;
+        let mut head = format!("HTTP/1.1 {status} X\r\nConnection: close\r\n");
+        for (k, v) in &hdrs {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if method != "HEAD" || !hdrs.iter().any(|(k, _)| k == "Content-Length") {
+            head.push_str(&format!("Content-Length: {}\r\n", out.len()));
+        }
+        head.push_str("\r\n");
+        let _ = w.write_all(head.as_bytes());
+        if method != "HEAD" {
+            let _ = w.write_all(&out);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn answer(
+        st: &mut TokenRegState,
+        method: &str,
+        target: &str,
+        headers: &HashMap<String, String>,
+        body: Vec<u8>,
+        port: u16,
+        user: &str,
+        pass: &str,
+    ) -> Answer {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let q = query_pairs(query);
+        let h = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let err = |code: u16, c: &str| {
+            let b = format!(r#"{{"errors":[{{"code":"{c}","message":"{c}"}}]}}"#);
+            (
+                code,
+                vec![h("Content-Type", "application/json")],
+                b.into_bytes(),
+            )
+        };
+        if path == "/token" {
+            let want = format!(
+                "Basic {}",
+                husk::registry::auth::base64_encode(format!("{user}:{pass}").as_bytes())
+            );
+            if headers.get("authorization") != Some(&want) {
+                return err(401, "UNAUTHORIZED");
+            }
+            let scopes: Vec<String> = q
+                .iter()
+                .filter(|(k, _)| k == "scope")
+                .map(|(_, v)| v.clone())
+                .collect();
+            let token = format!("t{}", st.tokens.len());
+            st.tokens.insert(token.clone(), scopes.clone());
+            st.token_requests.push(scopes);
+            let b = format!(r#"{{"token":"{token}"}}"#);
+            return (
+                200,
+                vec![h("Content-Type", "application/json")],
+                b.into_bytes(),
+            );
+        }
+        let Some(rest) = path.strip_prefix("/v2/") else {
+            return err(404, "NOT_FOUND");
+        };
+        let granted: Vec<String> = headers
+            .get("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .and_then(|t| st.tokens.get(t).cloned())
+            .map(|v| v.into_iter().filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default();
+        let authed = headers
+            .get("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .is_some_and(|t| st.tokens.contains_key(t));
+        let challenge = |scope: &str| {
+            let mut v = format!(r#"Bearer realm="http://127.0.0.1:{port}/token",service="fake""#);
+            if !scope.is_empty() {
+                v.push_str(&format!(r#",scope="{scope}""#));
+            }
+            let b = br#"{"errors":[{"code":"UNAUTHORIZED","message":"token"}]}"#.to_vec();
+            (401, vec![h("WWW-Authenticate", &v)], b)
+        };
+        if rest.is_empty() {
+            return if authed {
+                (200, vec![], b"{}".to_vec())
+            } else {
+                challenge("")
+            };
+        }
+        // /v2/<repo>/(blobs|manifests)/…
+        let kinds = ["/blobs/uploads/", "/blobs/", "/manifests/"];
+        let Some((i, kind)) = kinds.iter().find_map(|k| rest.find(k).map(|i| (i, *k))) else {
+            return err(404, "NOT_FOUND");
+        };
+        let repo = rest[..i].to_string();
+        let item = rest[i + kind.len()..].to_string();
+        let write = !matches!(method, "GET" | "HEAD");
+        let has = |scope_repo: &str, push: bool| {
+            granted.iter().any(|s| {
+                let mut p = s.splitn(3, ':');
+                let (_, r, actions) = (p.next(), p.next(), p.next().unwrap_or(""));
+                r == Some(scope_repo)
+                    && actions.split(',').any(|a| a == "pull")
+                    && (!push || actions.split(',').any(|a| a == "push"))
+            })
+        };
+        if !has(&repo, write) {
+            let actions = if write { "pull,push" } else { "pull" };
+            return challenge(&format!("repository:{repo}:{actions}"));
+        }
+        let location = |id: &str| format!("/v2/{repo}/blobs/uploads/{id}");
+        match (method, kind) {
+            ("POST", "/blobs/uploads/") => {
+                let get = |k: &str| q.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
+                if let (Some(d), Some(from)) = (get("mount"), get("from")) {
+                    let src = st.blobs.get(&from).and_then(|b| b.get(&d)).cloned();
+                    if let (true, Some(b)) = (has(&from, false), src) {
+                        st.blobs
+                            .entry(repo.clone())
+                            .or_default()
+                            .insert(d.clone(), b);
+                        return (201, vec![h("Docker-Content-Digest", &d)], vec![]);
+                    }
+                }
+                let id = format!("u{}", st.uploads.len() + st.log.len());
+                st.uploads.insert(id.clone(), (repo.clone(), Vec::new()));
+                (
+                    202,
+                    vec![h("Location", &location(&id)), h("Range", "0-0")],
+                    vec![],
+                )
+            }
+            ("PATCH", "/blobs/uploads/") => {
+                let Some((_, data)) = st.uploads.get_mut(&item) else {
+                    return err(404, "BLOB_UPLOAD_UNKNOWN");
+                };
+                let range = headers.get("content-range").cloned().unwrap_or_default();
+                let start: usize = range.split('-').next().unwrap_or("").parse().unwrap_or(999);
+                if start != data.len() {
+                    return err(416, "BLOB_UPLOAD_INVALID");
+                }
+                data.extend_from_slice(&body);
+                let end = format!("0-{}", data.len() - 1);
+                (
+                    202,
+                    vec![h("Location", &location(&item)), h("Range", &end)],
+                    vec![],
+                )
+            }
+            ("PUT", "/blobs/uploads/") => {
+                let Some((_, mut data)) = st.uploads.remove(&item) else {
+                    return err(404, "BLOB_UPLOAD_UNKNOWN");
+                };
+                data.extend_from_slice(&body);
+                let d = q
+                    .iter()
+                    .find(|(k, _)| k == "digest")
+                    .map(|(_, v)| v.clone());
+                if d.as_deref() != Some(sha(&data).as_str()) {
+                    return err(400, "DIGEST_INVALID");
+                }
+                let d = d.unwrap();
+                st.blobs.entry(repo).or_default().insert(d.clone(), data);
+                (201, vec![h("Docker-Content-Digest", &d)], vec![])
+            }
+            ("HEAD" | "GET", "/blobs/") => match st.blobs.get(&repo).and_then(|b| b.get(&item)) {
+                Some(b) => (
+                    200,
+                    vec![h("Content-Length", &b.len().to_string())],
+                    b.clone(),
+                ),
+                None => err(404, "BLOB_UNKNOWN"),
+            },
+            ("PUT", "/manifests/") => {
+                let ct = headers.get("content-type").cloned().unwrap_or_default();
+                let d = sha(&body);
+                st.manifests
+                    .insert((repo.clone(), d.clone()), (ct.clone(), body.clone()));
+                st.manifests.insert((repo, item), (ct, body));
+                (201, vec![h("Docker-Content-Digest", &d)], vec![])
+            }
+            ("GET" | "HEAD", "/manifests/") => match st.manifests.get(&(repo, item)) {
+                Some((ct, b)) => (200, vec![h("Content-Type", ct)], b.clone()),
+                None => err(404, "MANIFEST_UNKNOWN"),
+            },
+            _ => err(405, "UNSUPPORTED"),
+        }
+    }
+}
+
+impl Drop for TokenReg {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Bearer tokens: login fetches one with the credentials (no scope) and fails clearly on a
+/// refusal; a push asks for `repository:NAME:pull,push` (and `pull` on the repository it mounts
+/// from, which the registry requires before it mounts); chunks through relative `Location`s;
+/// the pushed image pulls back with the same digest.
+#[test]
+fn bearer_push_scopes() {
+    if !need_husk("bearer_push_scopes") {
+        return;
+    }
+    let work = tmpdir("bearer");
+    let reg = TokenReg::start("carol", "pw");
+    let host = reg.host();
+    let auth = work.path().join("auth.json");
+    let env = [("REGISTRY_AUTH_FILE", Some(auth.as_path()))];
+    let store = work.path().join("store");
+    let args = ["login", "-u", "carol", "-p", "bad", &host];
+    let e = check_err(husk_with(&store, &args, &env, None), &args);
+    assert!(e.contains("carol") && e.contains("401"), "{e}");
+    assert!(!auth.exists());
+    let args = ["login", "-u", "carol", "-p", "pw", &host];
+    check_ok(husk_with(&store, &args, &env, None), &args);
+    assert_eq!(
+        reg.state.lock().unwrap().token_requests.last().unwrap(),
+        &Vec::<String>::new()
+    );
+
+    let img = test_image(10);
+    let (saved, _) = docker_save(&img, &["x:1"], false);
+    let f = work.path().join("saved.tar");
+    std::fs::write(&f, &saved).unwrap();
+    let src = format!("{host}/src/app:1");
+    husk_ok(&store, &["import", f.to_str().unwrap(), &src]);
+    let args = ["push", "--chunk-size", "10000", &src];
+    let (_, err) = check_ok(husk_with(&store, &args, &env, None), &args);
+    assert!(err.contains("uploaded in 5 chunks"), "{err}");
+    assert_eq!(
+        reg.state.lock().unwrap().token_requests.last().unwrap(),
+        &vec!["repository:src/app:pull,push".to_string()]
+    );
+    let dst = format!("{host}/dst/app:2");
+    let args = ["push", &src, &dst];
+    let (out, err) = check_ok(husk_with(&store, &args, &env, None), &args);
+    assert_eq!(err.matches("mounted from src/app").count(), 3, "{err}");
+    assert_eq!(
+        reg.state.lock().unwrap().token_requests.last().unwrap(),
+        &vec![
+            "repository:dst/app:pull,push".to_string(),
+            "repository:src/app:pull".to_string()
+        ]
+    );
+    let digest = out.trim().to_string();
+    let store2 = work.path().join("store2");
+    let args = ["pull", "-q", &dst];
+    let (out, _) = check_ok(husk_with(&store2, &args, &env, None), &args);
+    assert_eq!(out.trim(), digest);
+    assert_store_consistent(&store2, 1);
+    let log = reg.state.lock().unwrap().log.join("\n");
+    assert!(!log.contains("-> 5"), "server errors: {log}");
 }
