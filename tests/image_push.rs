@@ -684,6 +684,13 @@ fn login_logout() {
         .permissions()
         .mode();
     assert_eq!(dmode & 0o777, 0o700);
+    // logout changes $REGISTRY_AUTH_FILE only, and says where other credentials are
+    let args = ["logout", &host];
+    let e = check_err(run(&args, None), &args);
+    assert!(
+        e.contains("not logged in") && e.contains(".docker/config.json"),
+        "{e}"
+    );
     // bad input
     let args = ["login", "-u", "alice", "-p", "x", "a b"];
     let e = check_err(husk_with(&store, &args, &env2, None), &args);

@@ -123,6 +123,11 @@ pub enum ImageCommand {
         /// registry.example, registry.example:5000, docker.io
         registry: String,
     },
+    /// Remove a registry's credentials from the auth file.
+    Logout {
+        /// registry.example, registry.example:5000, docker.io
+        registry: String,
+    },
     /// Write an image of the store to FILE as an OCI archive (a tar of an OCI image layout).
     Export {
         /// The image (a reference or digest).
@@ -139,9 +144,4 @@ pub enum ImageCommand {
     /// Delete the blobs no image of the store refers to, and what interrupted commands left in
     /// its tmp/ (waits for pulls, pushes and imports in progress).
     Prune,
-    /// Remove a registry's credentials from the auth file.
-    Logout {
-        /// registry.example, registry.example:5000, docker.io
-        registry: String,
-    },
 }

@@ -146,8 +146,31 @@ pub fn login(
 pub fn logout(registry: &str) -> Result<PathBuf> {
     let key = registry_key(registry)?;
     let file = auth_file()?;
+    // credentials a later file holds are still used by pulls: say where they are
+    let elsewhere = || -> String {
+        for f in auth::auth_files().iter().skip(1) {
+            let Ok(b) = std::fs::read(f) else { continue };
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) else {
+                continue;
+            };
+            if auth::auth_keys(&key)
+                .iter()
+                .any(|k| v["auths"].get(k).is_some())
+            {
+                return format!(
+                    " (there are some in {}, which logout does not change)",
+                    f.display()
+                );
+            }
+        }
+        String::new()
+    };
     if !file.exists() {
-        bail!("not logged in to {key}: {} does not exist", file.display());
+        bail!(
+            "not logged in to {key}: {} does not exist{}",
+            file.display(),
+            elsewhere()
+        );
     }
     change_auth_file(&file, |auths| {
         let mut removed = false;
@@ -156,8 +179,9 @@ pub fn logout(registry: &str) -> Result<PathBuf> {
         }
         if !removed {
             bail!(
-                "not logged in to {key}: no credentials for it in {}",
-                file.display()
+                "not logged in to {key}: no credentials for it in {}{}",
+                file.display(),
+                elsewhere()
             );
         }
         Ok(())
