@@ -1688,3 +1688,86 @@ fn bearer_push_scopes() {
     let log = reg.state.lock().unwrap().log.join("\n");
     assert!(!log.contains("-> 5"), "server errors: {log}");
 }
+
+/// An OCI archive whose index.json entry is a multi-platform index (as `skopeo copy --all` or
+/// Docker's containerd store write it): the host platform's manifest is imported under the
+/// entry's name; an index without the host's platform is an error naming what it has.
+#[test]
+fn import_multi_platform_archive() {
+    if !need_husk("import_multi_platform_archive") {
+        return;
+    }
+    let work = tmpdir("multi");
+    let img = test_image(11);
+    let host_arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let other_manifest = format!("sha256:{}", "e".repeat(64));
+    let nested = |archs: &[&str]| {
+        let ms: Vec<Value> = archs
+            .iter()
+            .map(|a| {
+                let (d, size) = if *a == host_arch {
+                    (img.digest.clone(), img.manifest.len())
+                } else {
+                    (other_manifest.clone(), 100)
+                };
+                json!({"mediaType": MT_MANIFEST, "digest": d, "size": size,
+                       "platform": {"os": "linux", "architecture": a}})
+            })
+            .collect();
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": ms,
+        }))
+        .unwrap()
+    };
+    let archive = |nested: &[u8]| {
+        let idx = serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": sha(nested), "size": nested.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "example.com/multi:1"}
+        }]}))
+        .unwrap();
+        let mut files: Vec<(String, Vec<u8>)> = vec![
+            ("index.json".into(), idx),
+            (
+                format!("blobs/sha256/{}", &sha(nested)[7..]),
+                nested.to_vec(),
+            ),
+        ];
+        let mut blobs = vec![img.manifest.clone(), img.config.clone()];
+        blobs.extend(img.layers.iter().map(|l| l.0.clone()));
+        for b in blobs {
+            files.push((format!("blobs/sha256/{}", &sha(&b)[7..]), b));
+        }
+        let entries: Vec<(&str, u8, &[u8])> = files
+            .iter()
+            .map(|(n, d)| (n.as_str(), b'0', d.as_slice()))
+            .collect();
+        raw_tar(&entries)
+    };
+    let good = work.path().join("multi.tar");
+    std::fs::write(&good, archive(&nested(&["s390x", host_arch]))).unwrap();
+    let store = work.path().join("store");
+    let out = husk_ok(&store, &["import", good.to_str().unwrap()]);
+    assert_eq!(out.trim(), format!("example.com/multi:1 {}", img.digest));
+    let v: Value =
+        serde_json::from_str(&husk_ok(&store, &["inspect", "example.com/multi:1"])).unwrap();
+    assert_eq!(v["platform"]["architecture"], host_arch);
+    assert_store_consistent(&store, 1);
+
+    let bad = work.path().join("other.tar");
+    std::fs::write(&bad, archive(&nested(&["s390x"]))).unwrap();
+    let store2 = work.path().join("store2");
+    let e = husk_err(&store2, &["import", bad.to_str().unwrap()]);
+    assert!(
+        e.contains("no manifest for this host's platform") && e.contains("linux/s390x"),
+        "{e}"
+    );
+    assert_store_consistent(&store2, 0);
+    assert_eq!(blob_count(&store2), 0);
+}

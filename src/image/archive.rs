@@ -480,13 +480,14 @@ fn oci_images(c: &Contents, what: &str, name: Option<&str>) -> Result<Vec<Found>
         );
     }
     let mut out = Vec::new();
-    for d in entries {
+    for outer in entries {
+        let d = &platform_manifest(c, outer, what)?;
         let digest = d.digest().to_string();
         let mt = d.media_type().to_string();
         if mt != registry::MEDIA_OCI_MANIFEST && mt != registry::MEDIA_DOCKER_MANIFEST {
             bail!(
-                "{what}: index.json entry {digest} has media type {mt:?}; expected an image \
-                 manifest (a multi-platform index cannot be imported)"
+                "{what}: manifest {digest} has media type {mt:?}; expected an OCI or Docker \
+                 image manifest"
             );
         }
         let s = c.blob(&digest, d.size(), "manifest", what)?;
@@ -507,10 +508,10 @@ fn oci_images(c: &Contents, what: &str, name: Option<&str>) -> Result<Vec<Found>
             let s = c.blob(&ld, l.size(), "layer", what)?;
             blobs.push((ld, s.size, s.path.clone()));
         }
-        let names = match name.map(String::from).or_else(|| annotated_name(d)) {
+        let names = match name.map(String::from).or_else(|| annotated_name(outer)) {
             Some(n) => vec![n],
             None => {
-                let tag = d
+                let tag = outer
                     .annotations()
                     .as_ref()
                     .and_then(|a| a.get(REF_NAME))
@@ -532,6 +533,45 @@ fn oci_images(c: &Contents, what: &str, name: Option<&str>) -> Result<Vec<Found>
         });
     }
     Ok(out)
+}
+
+/// An index.json entry that is itself an index (a multi-platform image, as `skopeo copy --all`
+/// or Docker's containerd store write): its manifest for the host's platform, whose blobs the
+/// archive must hold. Any other entry as it is.
+fn platform_manifest(c: &Contents, d: &Descriptor, what: &str) -> Result<Descriptor> {
+    let mt = d.media_type().to_string();
+    if mt != registry::MEDIA_OCI_INDEX && mt != registry::MEDIA_DOCKER_LIST {
+        return Ok(d.clone());
+    }
+    let digest = d.digest().to_string();
+    let s = c.blob(&digest, d.size(), "index", what)?;
+    if s.size > registry::MAX_MANIFEST {
+        bail!(
+            "{what}: index {digest} is larger than {}",
+            registry::MAX_MANIFEST
+        );
+    }
+    let index: ImageIndex = serde_json::from_slice(&std::fs::read(&s.path)?)
+        .with_context(|| format!("{what}: index {digest} is not an image index"))?;
+    let host = super::PlatformSpec::host();
+    index
+        .manifests()
+        .iter()
+        .find(|m| m.platform().as_ref().is_some_and(|p| host.matches(p)))
+        .cloned()
+        .ok_or_else(|| {
+            let have: Vec<String> = index
+                .manifests()
+                .iter()
+                .filter_map(|m| m.platform().as_ref())
+                .map(|p| format!("{}/{}", p.os(), p.architecture()))
+                .collect();
+            anyhow::anyhow!(
+                "{what}: index {digest} has no manifest for this host's platform {host} \
+                 (it has: {})",
+                have.join(", ")
+            )
+        })
 }
 
 #[derive(serde::Deserialize)]

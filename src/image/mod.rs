@@ -74,7 +74,7 @@ impl PlatformSpec {
         }
     }
 
-    fn matches(&self, p: &Platform) -> bool {
+    pub(crate) fn matches(&self, p: &Platform) -> bool {
         p.os().to_string() == self.os
             && p.architecture().to_string() == self.arch
             && match &self.variant {
