@@ -27,7 +27,7 @@ use store::{ref_name, Store, REF_NAME};
 const MEDIA_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 const MEDIA_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 /// Layers fetched at once by one pull.
-const PARALLEL_FETCHES: usize = 3;
+pub(crate) const PARALLEL_FETCHES: usize = 3;
 /// Config blobs larger than this are refused.
 pub(crate) const MAX_CONFIG: u64 = 8 << 20;
 

@@ -3,15 +3,17 @@
 //! registry has it, mounted from another repository of the same registry when an image of the
 //! store came from there, or uploaded (monolithic, or in chunks when larger than the chunk
 //! size); the manifest goes last, so the registry never serves a manifest whose blobs are
-//! missing.
+//! missing. Blobs go three at a time, as pulls fetch them.
 
 use super::store::{ref_name, Store};
 use super::{lookup, say};
 use crate::registry::{self, reference::Reference, Client, Pushed};
 use anyhow::{bail, Context, Result};
-use oci_spec::image::ImageManifest;
+use oci_spec::image::{Descriptor, ImageManifest};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// Blobs larger than this are uploaded in chunks of this size unless `--chunk-size` says
 /// otherwise.
@@ -95,7 +97,15 @@ pub fn push(store: &Store, src: &str, dest: Option<&str>, opts: &PushOptions) ->
     }
     client.set_mount_sources(repos);
 
-    for (b, role) in &blobs {
+    // each blob once (a layer may repeat), PARALLEL_FETCHES at a time; the first failure
+    // stops the others from starting new blobs and is the one reported
+    let mut unique: Vec<&(Descriptor, &str)> = Vec::new();
+    for x in &blobs {
+        if !unique.iter().any(|u| u.0.digest() == x.0.digest()) {
+            unique.push(x);
+        }
+    }
+    let push_one = |b: &Descriptor, role: &str| -> Result<()> {
         let d = b.digest().to_string();
         let path = store.blob_path(&d)?;
         let open = |offset: u64| -> std::io::Result<Box<dyn Read + Send>> {
@@ -117,6 +127,31 @@ pub fn push(store: &Store, src: &str, dest: Option<&str>, opts: &PushOptions) ->
             opts.quiet,
             &format!("{role} {d} ({} bytes): {how}", b.size()),
         );
+        Ok(())
+    };
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let errors: Mutex<Vec<(usize, anyhow::Error)>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..super::PARALLEL_FETCHES.min(unique.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= unique.len() || failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Err(e) = push_one(&unique[i].0, unique[i].1) {
+                    failed.store(true, Ordering::Relaxed);
+                    if let Ok(mut errs) = errors.lock() {
+                        errs.push((i, e));
+                    }
+                }
+            });
+        }
+    });
+    let mut errors = errors.into_inner().unwrap_or_default();
+    errors.sort_by_key(|(i, _)| *i);
+    if let Some((_, e)) = errors.into_iter().next() {
+        return Err(e);
     }
     let reference = dest.tag.as_deref().unwrap_or(&digest);
     client
