@@ -897,6 +897,33 @@ fn export_import() {
         std::fs::read(b1.join("config.json")).unwrap()
     );
 
+    // `-`: standard output and input; the same bytes as the file
+    let o = husk(&store, &["export", "saved:1", "-"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(o.stdout, bytes);
+    let store5 = work.path().join("store5");
+    let piped = run_ok(Command::new("sh").arg("-c").arg(format!(
+        "exec {} image --store {} import - < {}",
+        runtime().display(),
+        store5.display(),
+        exported.display()
+    )));
+    assert_eq!(piped.trim(), format!("docker.io/library/saved:1 {digest}"));
+    let o = run_timeout(
+        Command::new("sh").arg("-c").arg(format!(
+            "exec {} image --store {} import - < /dev/null",
+            runtime().display(),
+            store5.display()
+        )),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code(&o.status), 1);
+    assert!(
+        text(&o.stderr).contains("import (standard input)"),
+        "{}",
+        text(&o.stderr)
+    );
+
     // skopeo's own oci-archive names the image by a bare tag: a name must be given
     let sk_archive = work.path().join("sk.tar");
     run_ok(

@@ -132,11 +132,13 @@ pub enum ImageCommand {
     Export {
         /// The image (a reference or digest).
         reference: String,
+        /// The archive to write (`-`: standard output).
         file: PathBuf,
     },
     /// Read images from an OCI archive or a `docker save` tarball (plain or gzipped) into
     /// the store.
     Import {
+        /// The archive to read (`-`: standard input).
         file: PathBuf,
         /// The name to store the image under [default: the name the archive gives it].
         reference: Option<String>,

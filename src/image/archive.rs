@@ -1,4 +1,5 @@
-//! `husk image export REF FILE` and `husk image import FILE [REF]`.
+//! `husk image export REF FILE` and `husk image import FILE [REF]` (FILE `-`: standard output
+//! or input).
 //!
 //! Export writes an OCI archive: a tar of an OCI image layout (`oci-layout`, `index.json` with
 //! the image's full reference in `org.opencontainers.image.ref.name`, `blobs/sha256/…`), as
@@ -18,7 +19,7 @@ use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest,
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// `containerd`'s annotation for the full image name (`ctr export`, `docker save` since 25).
@@ -56,6 +57,16 @@ pub fn export(store: &Store, text: &str, file: &Path) -> Result<()> {
         .build()
         .context("build index.json")?;
     let index = serde_json::to_vec(&index)?;
+    if file == Path::new("-") {
+        if nix::unistd::isatty(io::stdout()).unwrap_or(false) {
+            bail!("export {what}: standard output is a terminal; give a file or redirect it");
+        }
+        let out = io::BufWriter::with_capacity(256 << 10, io::stdout().lock());
+        let mut out = write_archive(store, what, &index, &blobs, out, "standard output")?;
+        return out
+            .flush()
+            .with_context(|| format!("export {what}: write standard output"));
+    }
     let dir = match file.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -68,44 +79,9 @@ pub fn export(store: &Store, text: &str, file: &Path) -> Result<()> {
     let tmp = dir.join(format!(".{base}.{}.partial", std::process::id()));
     let result = (|| -> Result<()> {
         let f = File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
-        let mut t = tar::Builder::new(io::BufWriter::with_capacity(256 << 10, f));
-        let put = |t: &mut tar::Builder<_>, path: &str, size: u64, r: &mut dyn Read| {
-            let mut h = tar::Header::new_ustar();
-            h.set_size(size);
-            h.set_mode(if size == 0 && path.ends_with('/') {
-                0o755
-            } else {
-                0o644
-            });
-            h.set_mtime(0);
-            h.set_entry_type(if path.ends_with('/') {
-                tar::EntryType::Directory
-            } else {
-                tar::EntryType::Regular
-            });
-            t.append_data(&mut h, path, r)
-                .with_context(|| format!("export {what}: write {path} to {}", tmp.display()))
-        };
-        let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
-        put(&mut t, "oci-layout", layout.len() as u64, &mut &layout[..])?;
-        put(&mut t, "index.json", index.len() as u64, &mut &index[..])?;
-        put(&mut t, "blobs/", 0, &mut io::empty())?;
-        put(&mut t, "blobs/sha256/", 0, &mut io::empty())?;
-        for d in &blobs {
-            let p = store.blob_path(d)?;
-            let f = File::open(&p)
-                .with_context(|| format!("export {what}: blob {d} is not in the store"))?;
-            let size = f.metadata()?.len();
-            let mut r = Sha256Reader::new(f);
-            put(&mut t, &format!("blobs/sha256/{}", &d[7..]), size, &mut r)?;
-            if r.digest() != *d {
-                bail!(
-                    "export {what}: blob {d} in the store is corrupt: its content is {}",
-                    r.digest()
-                );
-            }
-        }
-        let w = t.into_inner().context("finish the tar")?;
+        let w = io::BufWriter::with_capacity(256 << 10, f);
+        let shown = tmp.display().to_string();
+        let w = write_archive(store, what, &index, &blobs, w, &shown)?;
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
         std::fs::rename(&tmp, file)
@@ -115,6 +91,54 @@ pub fn export(store: &Store, text: &str, file: &Path) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// The tar of an OCI layout: `oci-layout`, `index.json`, `blobs/sha256/…` (each blob re-hashed
+/// as it is copied). Returns the writer.
+fn write_archive<W: Write>(
+    store: &Store,
+    what: &str,
+    index: &[u8],
+    blobs: &[String],
+    w: W,
+    dest: &str,
+) -> Result<W> {
+    let mut t = tar::Builder::new(w);
+    let put = |t: &mut tar::Builder<W>, path: &str, size: u64, r: &mut dyn Read| {
+        let mut h = tar::Header::new_ustar();
+        let dir = path.ends_with('/');
+        h.set_size(size);
+        h.set_mode(if dir { 0o755 } else { 0o644 });
+        h.set_mtime(0);
+        h.set_entry_type(if dir {
+            tar::EntryType::Directory
+        } else {
+            tar::EntryType::Regular
+        });
+        t.append_data(&mut h, path, r)
+            .with_context(|| format!("export {what}: write {path} to {dest}"))
+    };
+    let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
+    put(&mut t, "oci-layout", layout.len() as u64, &mut &layout[..])?;
+    put(&mut t, "index.json", index.len() as u64, &mut &index[..])?;
+    put(&mut t, "blobs/", 0, &mut io::empty())?;
+    put(&mut t, "blobs/sha256/", 0, &mut io::empty())?;
+    for d in blobs {
+        let p = store.blob_path(d)?;
+        let f = File::open(&p)
+            .with_context(|| format!("export {what}: blob {d} is not in the store"))?;
+        let size = f.metadata()?.len();
+        let mut r = Sha256Reader::new(f);
+        put(&mut t, &format!("blobs/sha256/{}", &d[7..]), size, &mut r)?;
+        if r.digest() != *d {
+            bail!(
+                "export {what}: blob {d} in the store is corrupt: its content is {}",
+                r.digest()
+            );
+        }
+    }
+    t.into_inner()
+        .with_context(|| format!("export {what}: finish the tar in {dest}"))
 }
 
 struct Sha256Reader<R> {
@@ -262,7 +286,11 @@ impl Contents {
 }
 
 fn read_archive(store: &Store, file: &Path, what: &str) -> Result<Contents> {
-    let f = File::open(file).with_context(|| format!("open {}", file.display()))?;
+    let f: Box<dyn Read> = if file == Path::new("-") {
+        Box::new(io::stdin().lock())
+    } else {
+        Box::new(File::open(file).with_context(|| format!("open {}", file.display()))?)
+    };
     let mut r = BufReader::with_capacity(256 << 10, f);
     let magic = r
         .fill_buf()
@@ -356,7 +384,11 @@ struct Found {
 
 /// `husk image import FILE [REF]`: returns (name, manifest digest) per name stored.
 pub fn import(store: &Store, file: &Path, name: Option<&str>) -> Result<Vec<(String, String)>> {
-    let what = format!("import {}", file.display());
+    let what = if file == Path::new("-") {
+        "import (standard input)".to_string()
+    } else {
+        format!("import {}", file.display())
+    };
     let name = name
         .map(|n| Reference::parse(n).map(|r| r.to_string()))
         .transpose()
