@@ -163,14 +163,15 @@ proptest! {
     #[test]
     fn proc_and_cgroup_files_never_panic(t in texty()) {
         let _ = crate::cgroups::util::parse_mountinfo(&t);
-        let _ = crate::cgroups::util::parse_proc_cgroup(&t);
+        let _ = crate::sys::procfmt::proc_cgroup(&t);
+        let _ = crate::sys::procfmt::mountinfo(&t);
+        let _ = crate::sys::procfmt::id_to_parent(&t, 1000);
         let _ = crate::cgroups::stats::parse_flat_keyed(&t);
         let _ = crate::cgroups::stats::parse_blkio_v1(&t);
         let _ = crate::cgroups::stats::parse_io_stat(&t);
         let _ = crate::cgroups::util::parse_u64(&t);
-        let _ = crate::state::parse_start_time(&t);
+        let _ = crate::sys::procfmt::stat_start_time(&t);
         let _ = crate::process::affinity::parse_cpu_list("f", &t);
-        let _ = crate::cgroups::dbus::host_uid(&t, 1000);
     }
 
     /// cpuset lists are bounded: a huge range must not allocate without limit.
@@ -189,7 +190,7 @@ proptest! {
         let fields: Vec<String> = (4..22).map(|i| i.to_string()).collect();
         let line = format!("123 ({comm}) {state} {} {start} 0 0\n", fields.join(" "));
         let want = if state == "Z" || state == "X" { None } else { Some(start) };
-        prop_assert_eq!(crate::state::parse_start_time(&line), want);
+        prop_assert_eq!(crate::sys::procfmt::stat_start_time(&line), want);
     }
 
     #[test]

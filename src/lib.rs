@@ -3,24 +3,28 @@
 //! The library holds everything; `main.rs` only parses the command line and maps errors to exit
 //! codes. See ARCHITECTURE.md for the map of modules and the order of the container init sequence.
 
-pub mod cgroups;
+#![deny(clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn)]
+
+pub(crate) mod cgroups;
 pub mod cli;
 pub mod container;
-pub mod criu;
-pub mod fault;
+pub(crate) mod criu;
+pub(crate) mod fault;
 #[cfg(test)]
 mod fuzz;
-pub mod hooks;
+pub(crate) mod hooks;
 pub mod image;
 pub mod logging;
-pub mod namespaces;
-pub mod netdev;
+pub(crate) mod namespaces;
+pub(crate) mod netdev;
 pub mod network;
-pub mod process;
+pub mod output;
+pub(crate) mod process;
 pub mod registry;
-pub mod rootfs;
+pub(crate) mod rootfs;
 pub mod rootless;
 pub mod security;
 pub mod spec;
 pub mod state;
-pub mod sys;
+pub(crate) mod sys;
+pub mod up;

@@ -16,7 +16,7 @@
 //! duplicate of husk's own stderr, so the init's records go where husk's go, never to the
 //! container's stdio or terminal.
 
-use crate::state::now_rfc3339;
+use crate::sys::time::now_rfc3339;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};

@@ -27,7 +27,7 @@ fn main() {
             "husk version {VERSION}\ncommit: {}\nspec: {SPEC_VERSION}",
             env!("HUSK_COMMIT")
         );
-        if let Err(e) = husk::cli::output::line(&v) {
+        if let Err(e) = husk::output::line(&v) {
             eprintln!("husk: {e}");
             std::process::exit(1);
         }
@@ -84,7 +84,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     // container, and delete's clean-up of a half-created one.
     let reads_rootless = matches!(
         cli.command,
-        Some(Command::Create(_) | Command::Run(_) | Command::Restore(_) | Command::Delete { .. })
+        Some(
+            Command::Create(_)
+                | Command::Run(_)
+                | Command::Restore(_)
+                | Command::Delete { .. }
+                | Command::Up(_)
+                | Command::Rm(_)
+        )
     );
     let g = Global {
         store: Store::new(&root),
@@ -100,9 +107,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     };
     match cmd {
         Command::Image(a) => return image_command(a),
-        Command::Create(a) => container::create(&g, &a)?,
+        Command::Create(a) => container::create(&g, &a.into())?,
         Command::Start { id } => container::start(&g, &id)?,
-        Command::Run(a) => return container::run(&g, &a),
+        Command::Run(a) => return container::run(&g, &a.into()),
         Command::State { id } => container::state(&g, &id)?,
         Command::Kill { all, id, signal } => container::kill(&g, &id, signal.as_deref(), all)?,
         Command::Delete { force, id } => {
@@ -125,12 +132,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             interval,
             id,
         } => container::events(&g, &id, stats, &interval)?,
-        Command::Update { flags, id } => container::update(&g, &id, &flags)?,
+        Command::Update { flags, id } => container::update(&g, &id, &flags.into())?,
         Command::Features => container::features(&criu)?,
-        Command::Exec(a) => return Ok(container::exec(&g, &a)),
-        Command::Checkpoint(a) => container::checkpoint(&g, &a, &criu)?,
-        Command::Restore(a) => return container::restore(&g, &a, &criu),
+        Command::Exec(a) => return Ok(container::exec(&g, &a.into())),
+        Command::Checkpoint(a) => container::checkpoint(&g, &a.into(), &criu)?,
+        Command::Restore(a) => return container::restore(&g, &a.into(), &criu),
         Command::Network(a) => husk::network::cli::run(&g, a)?,
+        Command::Up(a) => return up_command(&g, a),
+        Command::Rm(a) => {
+            let dir = a.store.unwrap_or_else(husk::image::store::default_dir);
+            husk::up::rm(&g, &dir, &a.names, a.force)?
+        }
         Command::Spec { bundle } => {
             let dir = bundle.unwrap_or_else(|| ".".into());
             let path = dir.join("config.json");
@@ -149,6 +161,44 @@ fn parse_creds(creds: Option<String>) -> anyhow::Result<Option<husk::registry::a
         .map(|c| husk::registry::auth::Credentials::parse(&c))
         .transpose()
         .map_err(anyhow::Error::msg)
+}
+
+/// `husk up …`: docker run's flags onto `husk::up`.
+fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
+    use husk::up::{NetworkMode, PullPolicy, UpOptions};
+    let platform = match &a.platform {
+        Some(p) => husk::image::PlatformSpec::parse(p)?,
+        None => husk::image::PlatformSpec::host(),
+    };
+    let o = UpOptions {
+        image: a.image,
+        command: a.command,
+        entrypoint: a.entrypoint,
+        name: a.name,
+        rm: a.rm,
+        env: a.env,
+        env_files: a.env_file,
+        workdir: a.workdir,
+        user: a.user,
+        hostname: a.hostname,
+        network: NetworkMode::parse(&a.network)?,
+        pull: PullPolicy::parse(&a.pull)?,
+        read_only: a.read_only,
+        tty: a.tty,
+        interactive: a.interactive,
+        pull_options: Some(husk::image::PullOptions {
+            registry: husk::registry::Options {
+                insecure: a.insecure,
+                creds: None,
+                timeout: Some(std::time::Duration::from_secs(60)),
+                ..Default::default()
+            },
+            platform,
+            quiet: false,
+        }),
+    };
+    let dir = a.store.unwrap_or_else(husk::image::store::default_dir);
+    husk::up::up(g, &dir, &o)
 }
 
 /// `husk image …`: the image companion (it never runs for the runtime's own commands).

@@ -50,14 +50,9 @@ pub fn resolve(flag: Option<&str>) -> Result<bool> {
 /// namespace maps every id (`0 0 4294967295`).
 pub fn in_user_namespace() -> bool {
     match std::fs::read_to_string("/proc/self/uid_map") {
-        Ok(m) => !is_identity_map(&m),
+        Ok(m) => !crate::sys::procfmt::is_identity_map(&m),
         Err(_) => false,
     }
-}
-
-fn is_identity_map(map: &str) -> bool {
-    let f: Vec<&str> = map.split_whitespace().collect();
-    f == ["0", "0", "4294967295"]
 }
 
 /// `--root` when not given: `/run/husk`, or for a caller that is not root (or is root in a user
@@ -96,8 +91,14 @@ mod tests {
 
     #[test]
     fn identity_map() {
-        assert!(is_identity_map("         0          0 4294967295\n"));
-        assert!(!is_identity_map("         0       1000          1\n"));
-        assert!(!is_identity_map("0 0 4294967295\n1 1 1\n"));
+        assert!(crate::sys::procfmt::is_identity_map(
+            "         0          0 4294967295\n"
+        ));
+        assert!(!crate::sys::procfmt::is_identity_map(
+            "         0       1000          1\n"
+        ));
+        assert!(!crate::sys::procfmt::is_identity_map(
+            "0 0 4294967295\n1 1 1\n"
+        ));
     }
 }

@@ -212,3 +212,145 @@ fn state_files_are_private() {
     }
     assert!(n > 0, "no state file found under --root");
 }
+
+/// A config error that does not need the container's view is reported before anything exists:
+/// no step of create is reached (the debug build's `HUSK_FAULT_LOG` lists the steps reached), no
+/// state, process, mount or cgroup. One case per class: mount option, rlimit, seccomp, namespace
+/// path, and the process attributes and linux fields whose ranges do not depend on the host.
+#[test]
+fn host_checkable_errors_come_before_clone() {
+    if !require_root("host_checkable_errors_come_before_clone") {
+        return;
+    }
+    type Edit = fn(&mut serde_json::Value);
+    let cases: &[(&str, Edit, &str)] = &[
+        (
+            "mount option",
+            |v| {
+                v["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+                    "destination": "/mnt", "type": "tmpfs", "source": "tmpfs",
+                    "options": ["idmap"]
+                }))
+            },
+            "only bind mounts",
+        ),
+        (
+            "rlimit",
+            |v| {
+                v["process"]["rlimits"] =
+                    serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 2048, "hard": 1024}])
+            },
+            "process.rlimits[0]",
+        ),
+        (
+            "seccomp",
+            |v| {
+                v["linux"]["seccomp"] = serde_json::json!({
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO",
+                                  "args": [{"index": 7, "value": 1, "op": "SCMP_CMP_EQ"}]}]
+                })
+            },
+            "linux.seccomp.syscalls[0].args[0]",
+        ),
+        (
+            "namespace path",
+            |v| {
+                let ns = v["linux"]["namespaces"].as_array_mut().unwrap();
+                ns.retain(|n| n["type"] != "network");
+                ns.push(serde_json::json!({"type": "network", "path": "/nonexistent/ns"}));
+            },
+            "/nonexistent/ns",
+        ),
+        (
+            "rootfsPropagation",
+            |v| v["linux"]["rootfsPropagation"] = "sideways".into(),
+            "linux.rootfsPropagation",
+        ),
+        (
+            "device path",
+            |v| {
+                v["linux"]["devices"] =
+                    serde_json::json!([{"path": "dev/x", "type": "c", "major": 1, "minor": 3}])
+            },
+            "linux.devices[0].path",
+        ),
+        (
+            "oomScoreAdj",
+            |v| v["process"]["oomScoreAdj"] = 5000.into(),
+            "process.oomScoreAdj",
+        ),
+        (
+            "ioPriority",
+            |v| {
+                v["process"]["ioPriority"] =
+                    serde_json::json!({"class": "IOPRIO_CLASS_BE", "priority": 9})
+            },
+            "process.ioPriority.priority",
+        ),
+        (
+            "scheduler",
+            |v| {
+                v["process"]["scheduler"] =
+                    serde_json::json!({"policy": "SCHED_FIFO", "priority": 0})
+            },
+            "process.scheduler.priority",
+        ),
+    ];
+    let husk = !is_runc() && !is_crun();
+    // the step log is written by debug builds only: a valid create shows whether this one does
+    let steps_logged = husk && {
+        let mut c = Ctr::new("prectl", "default");
+        c.write_config();
+        let log = c.work.join("steps");
+        let b = c.bundle.to_string_lossy().into_owned();
+        let o = run_timeout(
+            c.cmd()
+                .env("HUSK_FAULT_LOG", &log)
+                .args(["create", "--bundle", &b, &c.id]),
+            std::time::Duration::from_secs(30),
+        );
+        assert!(o.status.success(), "valid create: {}", text(&o.stderr));
+        if let Some(p) = c.state().and_then(|s| s["pid"].as_i64()) {
+            c.pids.push(p as i32);
+        }
+        let seen = std::fs::read_to_string(&log).unwrap_or_default();
+        seen.contains("init cloned")
+    };
+    if husk && !steps_logged {
+        skip(
+            "host_checkable_errors_come_before_clone (steps)",
+            "the runtime under test is a release build: it writes no HUSK_FAULT_LOG",
+        );
+    }
+    for (class, edit, want) in cases {
+        let mut c = Ctr::new("pre", "default");
+        edit(&mut c.config);
+        c.write_config();
+        let log = c.work.join("steps");
+        let b = c.bundle.to_string_lossy().into_owned();
+        let o = run_timeout(
+            c.cmd()
+                .env("HUSK_FAULT_LOG", &log)
+                .args(["create", "--bundle", &b, &c.id]),
+            std::time::Duration::from_secs(30),
+        );
+        let err = format!("{}\n{}", text(&o.stderr), c.log_text());
+        assert!(!o.status.success(), "{class}: create must fail");
+        assert!(c.state().is_none(), "{class}: a container was left behind");
+        if husk {
+            assert!(
+                err.contains(want),
+                "{class}: the error must name {want:?}: {err}"
+            );
+        }
+        if steps_logged {
+            let seen = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(
+                seen.trim().is_empty(),
+                "{class}: refused only after create had begun (steps reached: {seen}); {err}"
+            );
+        }
+        // Drop checks: no process, state dir, mount or cgroup left
+    }
+}

@@ -15,7 +15,6 @@
 //! interface uses: `y b u i t x s o g`, arrays, structs and variants.
 
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -288,6 +287,7 @@ pub const SIGNAL: u8 = 4;
 #[derive(Debug, Default, Clone)]
 pub struct Message {
     pub kind: u8,
+    #[cfg(test)]
     pub serial: u32,
     pub path: Option<String>,
     pub interface: Option<String>,
@@ -386,6 +386,7 @@ pub fn decode(buf: &[u8]) -> Result<Message> {
     let hdr = r.take(16)?;
     let mut m = Message {
         kind: hdr[1],
+        #[cfg(test)]
         serial: u32::from_le_bytes(hdr[8..12].try_into().unwrap()),
         ..Default::default()
     };
@@ -502,7 +503,7 @@ impl Conn {
         };
         let euid = nix::unistd::geteuid().as_raw();
         let uid = match std::fs::read_to_string("/proc/self/uid_map") {
-            Ok(m) => host_uid(&m, euid).ok_or_else(|| {
+            Ok(m) => crate::sys::procfmt::id_to_parent(&m, euid).ok_or_else(|| {
                 anyhow!(
                     "uid {euid} is not mapped in /proc/self/uid_map ({:?})",
                     m.trim()
@@ -747,11 +748,6 @@ impl Conn {
             }
         }
     }
-
-    /// Whether there is data to read (for tests).
-    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.sock.as_fd()
-    }
 }
 
 /// A unix socket address from a D-Bus server address.
@@ -831,24 +827,6 @@ pub fn session_bus(dbus_env: Option<&str>, xdg_runtime: Option<&str>) -> Result<
              DBUS_SESSION_BUS_ADDRESS nor XDG_RUNTIME_DIR is set"
         ),
     }
-}
-
-/// The id in the parent user namespace that `id` maps to, from /proc/self/uid_map text
-/// ("inside outside count" lines); identity for the initial namespace's map.
-pub fn host_uid(uid_map: &str, id: u32) -> Option<u32> {
-    uid_map.lines().find_map(|l| {
-        let f: Vec<u64> = l
-            .split_whitespace()
-            .map(|x| x.parse().ok())
-            .collect::<Option<_>>()?;
-        let [inside, outside, count] = f[..] else {
-            return None;
-        };
-        let id = u64::from(id);
-        (id >= inside && id - inside < count)
-            .then(|| u32::try_from(outside + (id - inside)).ok())
-            .flatten()
-    })
 }
 
 /// JobRemoved(u id, o job, s unit, s result) for `job`: the result.
@@ -1091,17 +1069,20 @@ mod tests {
     fn uid_map_lookup() {
         // the initial namespace
         assert_eq!(
-            host_uid("         0          0 4294967295\n", 1000),
+            crate::sys::procfmt::id_to_parent("         0          0 4294967295\n", 1000),
             Some(1000)
         );
         // rootless podman: 0 -> 1000, 1..65536 -> 100000..
         let m = "         0       1000          1\n         1     100000      65536\n";
-        assert_eq!(host_uid(m, 0), Some(1000));
-        assert_eq!(host_uid(m, 1), Some(100000));
-        assert_eq!(host_uid(m, 65536), Some(165535));
-        assert_eq!(host_uid(m, 65537), None);
-        assert_eq!(host_uid("", 0), None);
-        assert_eq!(host_uid("garbage\n0 1000 1\n", 0), Some(1000));
+        assert_eq!(crate::sys::procfmt::id_to_parent(m, 0), Some(1000));
+        assert_eq!(crate::sys::procfmt::id_to_parent(m, 1), Some(100000));
+        assert_eq!(crate::sys::procfmt::id_to_parent(m, 65536), Some(165535));
+        assert_eq!(crate::sys::procfmt::id_to_parent(m, 65537), None);
+        assert_eq!(crate::sys::procfmt::id_to_parent("", 0), None);
+        assert_eq!(
+            crate::sys::procfmt::id_to_parent("garbage\n0 1000 1\n", 0),
+            Some(1000)
+        );
     }
 
     #[test]

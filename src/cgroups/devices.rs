@@ -521,6 +521,7 @@ pub fn attach_replacing(cgroup: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> Result<
     detach_ids(cgroup, &old)
 }
 
+#[cfg(test)]
 /// How many device programs are attached to the cgroup directory (for tests and diagnostics).
 pub fn attached_count(cgroup: BorrowedFd<'_>) -> Result<usize> {
     query(cgroup)

@@ -83,6 +83,7 @@ pub trait Manager {
     /// `linux.resources.memory.limit`). Device rules are runc's: the spec's rules followed by
     /// runc's default allow list (null, zero, full, random, urandom, tty, ptmx, pts, tun, mknod
     /// of any device), starting from deny-all; so they are applied even when the spec has none.
+    #[cfg(test)]
     fn apply(&self, resources: &LinuxResources) -> Result<()> {
         self.apply_with_devices(resources, &[])
     }
@@ -228,6 +229,7 @@ pub fn inner_path(cgroups_path: Option<&str>, id: &str) -> Result<String> {
 
 /// The manager for a new container: `cgroups_path` as in config.json (None = the default path
 /// derived from `id`), `systemd` from `--systemd-cgroup`.
+#[cfg(test)]
 pub fn new_manager(
     cgroups_path: Option<&str>,
     id: &str,

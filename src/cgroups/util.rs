@@ -320,47 +320,34 @@ pub struct CgroupMount {
 /// A mount that something else was later mounted over (same mount point) is hidden and left
 /// out.
 pub fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
+    let all = crate::sys::procfmt::mountinfo(text);
+    let last: std::collections::HashMap<&Path, usize> = all
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.mount_point.as_path(), i))
+        .collect();
     let mut out = Vec::new();
-    let point = |line: &str| line.split(' ').nth(4).map(str::to_string);
-    let mut last: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    for (i, line) in text.lines().enumerate() {
-        if let Some(p) = point(line) {
-            last.insert(p, i);
-        }
-    }
-    for (i, line) in text.lines().enumerate() {
-        if point(line).is_some_and(|p| last.get(&p) != Some(&i)) {
+    for (i, m) in all.iter().enumerate() {
+        if last.get(m.mount_point.as_path()) != Some(&i) {
             continue;
         }
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
+        let v2 = match m.fstype.as_str() {
+            "cgroup2" => true,
+            "cgroup" => false,
+            _ => continue,
         };
-        let mut post_f = post.split(' ');
-        let fstype = post_f.next().unwrap_or("");
-        if fstype != "cgroup" && fstype != "cgroup2" {
-            continue;
-        }
-        let _source = post_f.next();
-        let superopts = post_f.next().unwrap_or("");
-        let pre_f: Vec<&str> = pre.split(' ').collect();
-        if pre_f.len() < 5 {
-            continue;
-        }
-        let root = crate::sys::unescape_octal(pre_f[3]);
-        let mountpoint = PathBuf::from(crate::sys::unescape_octal(pre_f[4]));
-        let v2 = fstype == "cgroup2";
         let controllers = if v2 {
             Vec::new()
         } else {
-            superopts
+            m.super_options
                 .split(',')
                 .filter(|o| is_v1_controller(o))
                 .map(str::to_string)
                 .collect()
         };
         out.push(CgroupMount {
-            mountpoint,
-            root,
+            mountpoint: m.mount_point.clone(),
+            root: m.root.clone(),
             v2,
             controllers,
         });
@@ -386,24 +373,6 @@ fn is_v1_controller(o: &str) -> bool {
         "misc",
     ];
     o.starts_with("name=") || KNOWN.contains(&o)
-}
-
-/// /proc/self/cgroup: (hierarchy controllers, path). The v2 line has an empty controller list.
-pub fn parse_proc_cgroup(text: &str) -> Vec<(Vec<String>, String)> {
-    text.lines()
-        .filter_map(|l| {
-            let mut it = l.splitn(3, ':');
-            let _id = it.next()?;
-            let ctrls = it.next()?;
-            let path = it.next()?;
-            let c = if ctrls.is_empty() {
-                Vec::new()
-            } else {
-                ctrls.split(',').map(str::to_string).collect()
-            };
-            Some((c, path.to_string()))
-        })
-        .collect()
 }
 
 /// The kernel's list of the files a cgroup v2 delegatee may write (/sys/kernel/cgroup/delegate).
@@ -535,20 +504,6 @@ mod tests {
             format!("{HYBRID}99 30 0:99 / /sys/fs/cgroup/unified rw - tmpfs hide rw,size=1024k\n");
         assert!(parse_mountinfo(&text).iter().all(|m| !m.v2));
         assert!(parse_mountinfo(HYBRID).iter().any(|m| m.v2));
-    }
-
-    #[test]
-    fn proc_cgroup() {
-        let c = parse_proc_cgroup("9:name=systemd:/\n2:cpu,cpuacct:/a/b\n0::/user.slice\n");
-        assert_eq!(c[0], (vec!["name=systemd".to_string()], "/".to_string()));
-        assert_eq!(
-            c[1],
-            (
-                vec!["cpu".to_string(), "cpuacct".to_string()],
-                "/a/b".to_string()
-            )
-        );
-        assert_eq!(c[2], (vec![], "/user.slice".to_string()));
     }
 
     #[test]

@@ -67,7 +67,7 @@ impl V1Manager {
         } else {
             let t = std::fs::read_to_string("/proc/self/cgroup")
                 .map_err(|e| anyhow!("reading /proc/self/cgroup: {}", util::errstr(&e)))?;
-            util::parse_proc_cgroup(&t)
+            crate::sys::procfmt::proc_cgroup(&t)
         };
         Self::from_parts(inner, overrides, &util::parse_mountinfo(&mi), &own)
     }
@@ -76,7 +76,7 @@ impl V1Manager {
         inner: &str,
         overrides: &BTreeMap<String, String>,
         mounts: &[util::CgroupMount],
-        own: &[(Vec<String>, String)],
+        own: &[crate::sys::procfmt::CgroupLine],
     ) -> Result<V1Manager> {
         let mut hiers: Vec<Hier> = Vec::new();
         for m in mounts {
@@ -103,14 +103,15 @@ impl V1Manager {
                 // the same set of controllers, in whatever order the two files list them
                 let ownp = own
                     .iter()
-                    .find(|(c, _)| {
+                    .find(|l| {
+                        let c = &l.controllers;
                         if key.is_empty() {
                             c.is_empty()
                         } else {
                             !c.is_empty() && same_set(c, &controllers)
                         }
                     })
-                    .map(|(_, p)| p.as_str())
+                    .map(|l| l.path.as_str())
                     .ok_or_else(|| anyhow!("no {key:?} entry in /proc/self/cgroup"))?;
                 let rel = util::clean_path(&format!("{}/{}", ownp.trim_end_matches('/'), inner));
                 // below the mount: strip the mount's own root
@@ -1047,7 +1048,7 @@ mod tests {
 
     #[test]
     fn hierarchies_relative() {
-        let own = util::parse_proc_cgroup(
+        let own = crate::sys::procfmt::proc_cgroup(
             "4:memory:/process_api/x\n3:devices:/\n2:cpu,cpuacct:/\n1:name=systemd:/\n0::/\n",
         );
         let m = V1Manager::from_parts("c1", &BTreeMap::new(), &util::parse_mountinfo(MI), &own)
@@ -1081,7 +1082,7 @@ mod tests {
         let mi = format!(
             "{MI}45 31 0:40 / /sys/fs/cgroup/net_cls,net_prio rw - cgroup cgroup rw,net_cls,net_prio\n"
         );
-        let own = util::parse_proc_cgroup(
+        let own = crate::sys::procfmt::proc_cgroup(
             "6:net_prio,net_cls:/n/x\n4:memory:/\n3:devices:/\n2:cpu,cpuacct:/\n1:name=systemd:/\n0::/\n",
         );
         let m = V1Manager::from_parts("c1", &BTreeMap::new(), &util::parse_mountinfo(&mi), &own)

@@ -37,10 +37,10 @@ impl V2Manager {
         } else {
             let own = std::fs::read_to_string("/proc/self/cgroup")
                 .map_err(|e| anyhow!("reading /proc/self/cgroup: {}", util::errstr(&e)))?;
-            let own = util::parse_proc_cgroup(&own)
+            let own = crate::sys::procfmt::proc_cgroup(&own)
                 .into_iter()
-                .find(|(c, _)| c.is_empty())
-                .map(|(_, p)| p)
+                .find(|l| l.controllers.is_empty())
+                .map(|l| l.path)
                 .ok_or_else(|| anyhow!("no cgroup v2 entry in /proc/self/cgroup"))?;
             let parent = Path::new(&own)
                 .parent()

@@ -1,10 +1,14 @@
 //! The command line: runc's global flags and subcommands, parsed with clap.
 
+use crate::container::{
+    CheckpointOptions, CreateOptions, CriuOptions, ExecOptions, RestoreOptions, RunOptions,
+    UpdateOptions,
+};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 pub mod image;
-pub mod output;
+pub mod up;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -106,7 +110,7 @@ pub enum Command {
     /// Change the resources of a running container.
     Update {
         #[command(flatten)]
-        flags: crate::container::UpdateFlags,
+        flags: UpdateArgs,
         id: String,
     },
     /// Print the features of this runtime (runtime-spec features.md).
@@ -127,6 +131,11 @@ pub enum Command {
         bundle: Option<PathBuf>,
         // `--rootless` here is the global flag (with no value it means true).
     },
+    /// Run an image as a new container in the foreground, as `docker run` (pulled when missing).
+    #[command(disable_help_flag = true)]
+    Up(up::UpArgs),
+    /// Remove containers made by `husk up`: state, bundle and network attachments.
+    Rm(up::RmArgs),
     /// Manage networks (CNI): create, ls, inspect, rm, prune, gc, attach, detach, check.
     Network(crate::network::cli::NetworkArgs),
 }
@@ -321,6 +330,176 @@ pub struct RestoreArgs {
     #[arg(long = "lsm-mount-context")]
     pub lsm_mount_context: Option<String>,
     pub id: String,
+}
+
+/// The flag forms of `update`. Every value may start with `-` (`--memory-swap -1`,
+/// `--cpu-quota -1`, `--pids-limit -1`): runc's flag parser takes the next argument as the value
+/// whatever it looks like.
+#[derive(Debug, Default, Args)]
+pub struct UpdateArgs {
+    /// LinuxResources JSON: a file, or - for stdin.
+    #[arg(short, long, allow_hyphen_values = true)]
+    pub resources: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
+    pub memory_reservation: Option<String>,
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    #[arg(long = "kernel-memory", allow_hyphen_values = true)]
+    pub kernel_memory: Option<String>,
+    #[arg(long = "kernel-memory-tcp", allow_hyphen_values = true)]
+    pub kernel_memory_tcp: Option<String>,
+    /// CPU shares (runc's spelling is `--cpu-share`; `--cpu-shares` is accepted too).
+    #[arg(long = "cpu-share", alias = "cpu-shares", allow_hyphen_values = true)]
+    pub cpu_shares: Option<u64>,
+    #[arg(long = "cpu-period", allow_hyphen_values = true)]
+    pub cpu_period: Option<u64>,
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    #[arg(long = "cpu-burst", allow_hyphen_values = true)]
+    pub cpu_burst: Option<u64>,
+    #[arg(long = "cpu-rt-period", allow_hyphen_values = true)]
+    pub cpu_rt_period: Option<u64>,
+    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<i64>,
+    #[arg(long = "cpu-idle", allow_hyphen_values = true)]
+    pub cpu_idle: Option<i64>,
+    #[arg(long = "cpuset-cpus", allow_hyphen_values = true)]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems", allow_hyphen_values = true)]
+    pub cpuset_mems: Option<String>,
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    #[arg(long = "blkio-weight", allow_hyphen_values = true)]
+    pub blkio_weight: Option<u16>,
+}
+
+// The flags map onto the library's options field by field.
+
+impl From<CreateArgs> for CreateOptions {
+    fn from(a: CreateArgs) -> Self {
+        CreateOptions {
+            id: a.id,
+            bundle: a.bundle,
+            console_socket: a.console_socket,
+            pidfd_socket: a.pidfd_socket,
+            pid_file: a.pid_file,
+            no_pivot: a.no_pivot,
+            no_new_keyring: a.no_new_keyring,
+            preserve_fds: a.preserve_fds,
+        }
+    }
+}
+
+impl From<RunArgs> for RunOptions {
+    fn from(a: RunArgs) -> Self {
+        RunOptions {
+            create: a.create.into(),
+            detach: a.detach,
+            keep: a.keep,
+        }
+    }
+}
+
+impl From<ExecArgs> for ExecOptions {
+    fn from(a: ExecArgs) -> Self {
+        ExecOptions {
+            id: a.id,
+            process: a.process,
+            command: a.command,
+            tty: a.tty,
+            env: a.env,
+            cwd: a.cwd,
+            user: a.user,
+            additional_gids: a.additional_gids,
+            cap: a.cap,
+            no_new_privs: a.no_new_privs,
+            apparmor: a.apparmor,
+            process_label: a.process_label,
+            preserve_fds: a.preserve_fds,
+            detach: a.detach,
+            pid_file: a.pid_file,
+            console_socket: a.console_socket,
+            pidfd_socket: a.pidfd_socket,
+            ignore_paused: a.ignore_paused,
+            cgroup: a.cgroup,
+        }
+    }
+}
+
+impl From<CriuArgs> for CriuOptions {
+    fn from(a: CriuArgs) -> Self {
+        CriuOptions {
+            image_path: a.image_path,
+            work_path: a.work_path,
+            tcp_established: a.tcp_established,
+            ext_unix_sk: a.ext_unix_sk,
+            shell_job: a.shell_job,
+            file_locks: a.file_locks,
+            manage_cgroups_mode: a.manage_cgroups_mode,
+            empty_ns: a.empty_ns,
+            lazy_pages: a.lazy_pages,
+            auto_dedup: a.auto_dedup,
+        }
+    }
+}
+
+impl From<CheckpointArgs> for CheckpointOptions {
+    fn from(a: CheckpointArgs) -> Self {
+        CheckpointOptions {
+            id: a.id,
+            criu: a.criu.into(),
+            parent_path: a.parent_path,
+            tcp_skip_in_flight: a.tcp_skip_in_flight,
+            link_remap: a.link_remap,
+            leave_running: a.leave_running,
+            pre_dump: a.pre_dump,
+            page_server: a.page_server,
+            status_fd: a.status_fd,
+        }
+    }
+}
+
+impl From<RestoreArgs> for RestoreOptions {
+    fn from(a: RestoreArgs) -> Self {
+        RestoreOptions {
+            id: a.id,
+            criu: a.criu.into(),
+            bundle: a.bundle,
+            detach: a.detach,
+            pid_file: a.pid_file,
+            console_socket: a.console_socket,
+            no_pivot: a.no_pivot,
+            no_subreaper: a.no_subreaper,
+            lsm_profile: a.lsm_profile,
+            lsm_mount_context: a.lsm_mount_context,
+        }
+    }
+}
+
+impl From<UpdateArgs> for UpdateOptions {
+    fn from(a: UpdateArgs) -> Self {
+        UpdateOptions {
+            resources: a.resources,
+            memory: a.memory,
+            memory_reservation: a.memory_reservation,
+            memory_swap: a.memory_swap,
+            kernel_memory: a.kernel_memory,
+            kernel_memory_tcp: a.kernel_memory_tcp,
+            cpu_shares: a.cpu_shares,
+            cpu_period: a.cpu_period,
+            cpu_quota: a.cpu_quota,
+            cpu_burst: a.cpu_burst,
+            cpu_rt_period: a.cpu_rt_period,
+            cpu_rt_runtime: a.cpu_rt_runtime,
+            cpu_idle: a.cpu_idle,
+            cpuset_cpus: a.cpuset_cpus,
+            cpuset_mems: a.cpuset_mems,
+            pids_limit: a.pids_limit,
+            blkio_weight: a.blkio_weight,
+        }
+    }
 }
 
 /// Long flags that callers pass with a single dash (urfave/cli accepts both forms).

@@ -4,7 +4,7 @@
 //! a terminal), NOTIFY messages answered, CRIU's refusal reported with its log file.
 
 use super::lifecycle::{status_of, Global};
-use crate::cli::{CheckpointArgs, CriuArgs, RestoreArgs};
+use super::{CheckpointOptions, CriuOptions, RestoreOptions};
 use crate::criu::proto::{CgMode, Opts, PageServer, Req, ReqType};
 use crate::criu::{Notify, Swrk};
 use crate::process::spawn;
@@ -60,7 +60,7 @@ fn page_server(s: &str) -> Result<PageServer> {
 }
 
 /// The CRIU options both directions share.
-fn common_opts(a: &CriuArgs, image: &File, work: &File, log_file: &str) -> Result<Opts> {
+fn common_opts(a: &CriuOptions, image: &File, work: &File, log_file: &str) -> Result<Opts> {
     Ok(Opts {
         images_dir_fd: image.as_raw_fd(),
         work_dir_fd: Some(work.as_raw_fd()),
@@ -116,14 +116,14 @@ fn cg_roots_of(pid: i32) -> Result<Vec<(Option<String>, String)>> {
     let p = format!("/proc/{pid}/cgroup");
     let text = std::fs::read_to_string(&p).with_context(|| format!("read {p}"))?;
     let mut v = Vec::new();
-    for l in text.lines() {
-        let mut parts = l.splitn(3, ':');
-        let (_, ctrls, path) = (parts.next(), parts.next(), parts.next());
-        let (Some(ctrls), Some(path)) = (ctrls, path) else {
+    for l in crate::sys::procfmt::proc_cgroup(&text) {
+        if l.controllers.is_empty() {
+            // the cgroup2 line: CRIU's root for the unnamed hierarchy
+            v.push((Some(String::new()), l.path));
             continue;
-        };
-        for c in ctrls.split(',') {
-            v.push((Some(c.to_string()), path.to_string()));
+        }
+        for c in l.controllers {
+            v.push((Some(c), l.path.clone()));
         }
     }
     Ok(v)
@@ -224,7 +224,7 @@ fn open_dir(flag: &str, p: &Path, create: bool) -> Result<(PathBuf, File)> {
     Ok((abs, f))
 }
 
-fn image_and_work(a: &CriuArgs, create_image: bool) -> Result<(PathBuf, File, PathBuf, File)> {
+fn image_and_work(a: &CriuOptions, create_image: bool) -> Result<(PathBuf, File, PathBuf, File)> {
     let image = match &a.image_path {
         Some(p) => p.clone(),
         None => std::env::current_dir()
@@ -241,7 +241,7 @@ fn image_and_work(a: &CriuArgs, create_image: bool) -> Result<(PathBuf, File, Pa
 
 /// The request `checkpoint` sends for a running container. Pure, for the unit tests.
 pub fn dump_request(
-    a: &CheckpointArgs,
+    a: &CheckpointOptions,
     spec: &Spec,
     st: &state::ContainerState,
     image: &File,
@@ -335,7 +335,7 @@ fn masked_files(spec: &Spec, pid: i32) -> Vec<String> {
         .collect()
 }
 
-pub fn checkpoint(g: &Global, a: &CheckpointArgs, criu: &str) -> Result<()> {
+pub fn checkpoint(g: &Global, a: &CheckpointOptions, criu: &str) -> Result<()> {
     state::validate_id(&a.id)?;
     let _lock = g.store.lock(&a.id)?;
     let st = g.store.load(&a.id)?;
@@ -529,7 +529,7 @@ fn prepare_restore_mounts(rootfs: &Path, spec: &Spec, umounts: &mut Vec<PathBuf>
     Ok(())
 }
 
-pub fn restore(g: &Global, a: &RestoreArgs, criu: &str) -> Result<i32> {
+pub fn restore(g: &Global, a: &RestoreOptions, criu: &str) -> Result<i32> {
     state::validate_id(&a.id)?;
     let bundle = crate::spec::load(&a.bundle)?;
     let spec = &bundle.spec;
@@ -774,13 +774,13 @@ pub fn restore(g: &Global, a: &RestoreArgs, criu: &str) -> Result<i32> {
 mod tests {
     use super::*;
 
-    fn args(extra: &[&str]) -> CheckpointArgs {
+    fn args(extra: &[&str]) -> CheckpointOptions {
         use clap::Parser;
         let mut v = vec!["husk", "checkpoint"];
         v.extend_from_slice(extra);
         v.push("c1");
         match crate::cli::Cli::try_parse_from(v).unwrap().command {
-            Some(crate::cli::Command::Checkpoint(a)) => a,
+            Some(crate::cli::Command::Checkpoint(a)) => a.into(),
             _ => unreachable!(),
         }
     }

@@ -2,7 +2,7 @@
 //! label and seccomp profile. Like runc, every failure to start exits 255.
 
 use super::lifecycle::{status_of, Global};
-use crate::cli::ExecArgs;
+use super::ExecOptions;
 use crate::process::channel::{Channel, Msg};
 use crate::process::init::{finish, set_dumpable, ProcessTail};
 use crate::state::{self, Status};
@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
 /// Returns the exit code: the process's status in the foreground, 0 detached, 255 on failure.
-pub fn exec(g: &Global, a: &ExecArgs) -> i32 {
+pub fn exec(g: &Global, a: &ExecOptions) -> i32 {
     match exec_inner(g, a) {
         Ok(code) => code,
         Err(e) => {
@@ -39,7 +39,7 @@ pub fn parse_user(s: &str) -> Result<(u32, Option<u32>)> {
     }
 }
 
-fn build_process(spec: &Spec, a: &ExecArgs) -> Result<Process> {
+fn build_process(spec: &Spec, a: &ExecOptions) -> Result<Process> {
     if let Some(path) = &a.process {
         let data = std::fs::read(path).with_context(|| format!("--process {}", path.display()))?;
         let de = &mut serde_json::Deserializer::from_slice(&data);
@@ -158,7 +158,7 @@ fn ns_name(t: LinuxNamespaceType) -> &'static str {
     }
 }
 
-fn exec_inner(g: &Global, a: &ExecArgs) -> Result<i32> {
+fn exec_inner(g: &Global, a: &ExecOptions) -> Result<i32> {
     let st = g.store.load(&a.id)?;
     crate::fault::step("exec: state loaded");
     match status_of(g, &st) {
@@ -463,7 +463,7 @@ mod tests {
         let Some(crate::cli::Command::Exec(e)) = a.command.take() else {
             panic!()
         };
-        let p = build_process(&spec, &e).unwrap();
+        let p = build_process(&spec, &e.into()).unwrap();
         let caps = p.capabilities().as_ref().unwrap();
         assert!(caps
             .bounding()

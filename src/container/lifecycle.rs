@@ -1,6 +1,6 @@
 //! create, start, state, kill, delete, list.
 
-use crate::cli::CreateArgs;
+use super::CreateOptions;
 use crate::process::spawn::{self, SpawnOptions};
 use crate::state::{self, ContainerState, Status, Store};
 use anyhow::{bail, Context, Result};
@@ -45,7 +45,7 @@ fn is_paused(st: &ContainerState) -> bool {
     }
 }
 
-pub fn create(g: &Global, a: &CreateArgs) -> Result<()> {
+pub fn create(g: &Global, a: &CreateOptions) -> Result<()> {
     state::validate_id(&a.id)?;
     let bundle = crate::spec::load(&a.bundle)?;
     let console = a
@@ -126,7 +126,7 @@ pub fn state(g: &Global, id: &str) -> Result<()> {
     let status = status_of(g, &st);
     let mut out = serde_json::to_string_pretty(&st.oci(status))?;
     out.push('\n');
-    crate::cli::output::stdout(out.as_bytes())?;
+    crate::output::stdout(out.as_bytes())?;
     Ok(())
 }
 
@@ -452,7 +452,7 @@ pub fn list(g: &Global, format: &str, quiet: bool) -> Result<()> {
             other => bail!("--format: invalid format {other:?} (expected table or json)"),
         }
     }
-    crate::cli::output::stdout(out.as_bytes())?;
+    crate::output::stdout(out.as_bytes())?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! pause, resume, ps, events, update, features: the operations that act on a container's cgroup.
 
 use super::lifecycle::{status_of, Global};
+use super::UpdateOptions;
 use crate::state::Status;
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::LinuxResources;
@@ -80,7 +81,7 @@ pub fn ps(g: &Global, id: &str, format: &str, ps_args: &[String]) -> Result<()> 
         }
         other => bail!("--format: invalid format {other:?} (expected table or json)"),
     }
-    crate::cli::output::stdout(out.as_bytes())?;
+    crate::output::stdout(out.as_bytes())?;
     Ok(())
 }
 
@@ -120,7 +121,7 @@ pub fn events(g: &Global, id: &str, stats: bool, interval: &str) -> Result<()> {
     if status_of(g, &st) == Status::Stopped {
         bail!("container with id {id} is not running");
     }
-    let out = crate::cli::output::line;
+    let out = crate::output::line;
     if stats {
         out(&stats_event(id, &st)?)?;
         return Ok(());
@@ -173,50 +174,7 @@ pub fn parse_size(s: &str) -> Result<i64> {
     Ok((v * mult as f64) as i64)
 }
 
-/// The flag forms of `update`. Every value may start with `-` (`--memory-swap -1`,
-/// `--cpu-quota -1`, `--pids-limit -1`): runc's flag parser takes the next argument as the value
-/// whatever it looks like.
-#[derive(Debug, Default, clap::Args)]
-pub struct UpdateFlags {
-    /// LinuxResources JSON: a file, or - for stdin.
-    #[arg(short, long, allow_hyphen_values = true)]
-    pub resources: Option<String>,
-    #[arg(long, allow_hyphen_values = true)]
-    pub memory: Option<String>,
-    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
-    pub memory_reservation: Option<String>,
-    #[arg(long = "memory-swap", allow_hyphen_values = true)]
-    pub memory_swap: Option<String>,
-    #[arg(long = "kernel-memory", allow_hyphen_values = true)]
-    pub kernel_memory: Option<String>,
-    #[arg(long = "kernel-memory-tcp", allow_hyphen_values = true)]
-    pub kernel_memory_tcp: Option<String>,
-    /// CPU shares (runc's spelling is `--cpu-share`; `--cpu-shares` is accepted too).
-    #[arg(long = "cpu-share", alias = "cpu-shares", allow_hyphen_values = true)]
-    pub cpu_shares: Option<u64>,
-    #[arg(long = "cpu-period", allow_hyphen_values = true)]
-    pub cpu_period: Option<u64>,
-    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
-    pub cpu_quota: Option<i64>,
-    #[arg(long = "cpu-burst", allow_hyphen_values = true)]
-    pub cpu_burst: Option<u64>,
-    #[arg(long = "cpu-rt-period", allow_hyphen_values = true)]
-    pub cpu_rt_period: Option<u64>,
-    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
-    pub cpu_rt_runtime: Option<i64>,
-    #[arg(long = "cpu-idle", allow_hyphen_values = true)]
-    pub cpu_idle: Option<i64>,
-    #[arg(long = "cpuset-cpus", allow_hyphen_values = true)]
-    pub cpuset_cpus: Option<String>,
-    #[arg(long = "cpuset-mems", allow_hyphen_values = true)]
-    pub cpuset_mems: Option<String>,
-    #[arg(long = "pids-limit", allow_hyphen_values = true)]
-    pub pids_limit: Option<i64>,
-    #[arg(long = "blkio-weight", allow_hyphen_values = true)]
-    pub blkio_weight: Option<u16>,
-}
-
-fn resources_from(f: &UpdateFlags) -> Result<LinuxResources> {
+fn resources_from(f: &UpdateOptions) -> Result<LinuxResources> {
     let mut v = match f.resources.as_deref() {
         Some("-") => {
             let mut s = Vec::new();
@@ -285,7 +243,7 @@ fn resources_from(f: &UpdateFlags) -> Result<LinuxResources> {
         .map_err(|e| anyhow::anyhow!("--resources: {}: {}", e.path(), e.inner()))
 }
 
-pub fn update(g: &Global, id: &str, f: &UpdateFlags) -> Result<()> {
+pub fn update(g: &Global, id: &str, f: &UpdateOptions) -> Result<()> {
     let _l = g.store.lock(id)?;
     let st = g.store.load(id)?;
     if status_of(g, &st) == Status::Stopped {
@@ -361,7 +319,7 @@ pub fn features(criu: &str) -> Result<()> {
     if crate::criu::installed(criu) {
         f["annotations"]["org.opencontainers.runc.checkpoint.enabled"] = "true".into();
     }
-    crate::cli::output::line(&serde_json::to_string_pretty(&f)?)?;
+    crate::output::line(&serde_json::to_string_pretty(&f)?)?;
     Ok(())
 }
 
@@ -463,7 +421,7 @@ mod tests {
 
     #[test]
     fn update_flags_become_resources() {
-        let f = UpdateFlags {
+        let f = UpdateOptions {
             memory: Some("64m".into()),
             pids_limit: Some(20),
             cpu_quota: Some(50000),

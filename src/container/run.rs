@@ -2,7 +2,7 @@
 //! proxy its terminal, and exit with its status.
 
 use super::lifecycle::{destroy, Global};
-use crate::cli::RunArgs;
+use super::RunOptions;
 use crate::process::spawn::{self, SpawnOptions};
 use anyhow::{Context, Result};
 use nix::sys::signal::SigSet;
@@ -11,7 +11,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 /// Returns the exit code for the husk process.
-pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
+pub fn run(g: &Global, a: &RunOptions) -> Result<i32> {
     crate::state::validate_id(&a.create.id)?;
     let bundle = crate::spec::load(&a.create.bundle)?;
     let terminal = bundle

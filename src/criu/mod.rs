@@ -82,10 +82,6 @@ impl Swrk {
         self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
     }
 
-    pub fn log(&self) -> &Path {
-        &self.log
-    }
-
     /// Send one message; `false` when CRIU is gone (it exited before reading).
     fn send(&self, req: &Req) -> Result<bool> {
         let b = req.encode();

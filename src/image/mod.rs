@@ -517,15 +517,66 @@ impl<R: Read> Read for PadAtEof<R> {
     }
 }
 
+/// What a container's creator changes in the image's config before the runtime spec is made
+/// from it, as `docker run`'s flags do.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigOverrides {
+    /// Replaces the image's Entrypoint (an empty list clears it) and drops its Cmd.
+    pub entrypoint: Option<Vec<String>>,
+    /// Replaces the image's Cmd.
+    pub cmd: Option<Vec<String>>,
+    /// KEY=VALUE entries added to the image's Env, replacing the same keys.
+    pub env: Vec<String>,
+    /// Replaces WorkingDir.
+    pub working_dir: Option<String>,
+    /// Replaces User (`user[:group]`, names or ids, resolved in the image).
+    pub user: Option<String>,
+}
+
+impl ConfigOverrides {
+    fn apply(&self, cfg: &mut ImageConfiguration) {
+        let mut c = cfg.config().clone().unwrap_or_default();
+        if let Some(e) = &self.entrypoint {
+            c.set_entrypoint(Some(e.clone()));
+            c.set_cmd(None);
+        }
+        if let Some(cmd) = &self.cmd {
+            c.set_cmd(Some(cmd.clone()));
+        }
+        if !self.env.is_empty() {
+            let mut env = c.env().clone().unwrap_or_default();
+            for e in &self.env {
+                let key = e.split('=').next().unwrap_or("");
+                env.retain(|old| old.split('=').next() != Some(key));
+                env.push(e.clone());
+            }
+            c.set_env(Some(env));
+        }
+        if let Some(w) = &self.working_dir {
+            c.set_working_dir(Some(w.clone()));
+        }
+        if let Some(u) = &self.user {
+            c.set_user(Some(u.clone()));
+        }
+        cfg.set_config(Some(c));
+    }
+}
+
 /// `husk image unpack REF DIR`: DIR/rootfs (every layer applied in order, each checked against
 /// its diff_id) and DIR/config.json. A full copy per bundle; on failure what was made is removed.
 pub fn unpack(store: &Store, text: &str, bundle: &Path) -> Result<()> {
+    unpack_with(store, text, bundle, &ConfigOverrides::default())
+}
+
+/// [`unpack`] with the image config changed by `over` first.
+pub fn unpack_with(store: &Store, text: &str, bundle: &Path, over: &ConfigOverrides) -> Result<()> {
     let (name, d) = lookup(store, text)?;
     let manifest = store.read_manifest(d.digest().as_ref())?;
     check_layer_types(&manifest, &format!("unpack {name}"))?;
     let cfg_bytes = store.read_blob(manifest.config().digest().as_ref(), MAX_CONFIG)?;
-    let cfg: ImageConfiguration = serde_json::from_slice(&cfg_bytes)
+    let mut cfg: ImageConfiguration = serde_json::from_slice(&cfg_bytes)
         .with_context(|| format!("unpack {name}: parse config"))?;
+    over.apply(&mut cfg);
     let config_path = bundle.join("config.json");
     let rootfs = bundle.join("rootfs");
     if config_path.exists() {

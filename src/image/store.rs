@@ -31,17 +31,7 @@ pub struct Store {
 }
 
 /// `sha256:<hex>` of `data`.
-pub fn sha256_digest(data: &[u8]) -> String {
-    format!("sha256:{}", hex(&Sha256::digest(data)))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
+pub use crate::registry::reference::{hex, sha256_digest};
 
 /// The store when neither `--store` nor `HUSK_STORE` is given: `/var/lib/husk` for root,
 /// `$XDG_DATA_HOME/husk` (default `~/.local/share/husk`) otherwise.

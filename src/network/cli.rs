@@ -2,8 +2,8 @@
 
 use super::attach::{self, AttachOptions};
 use super::{ports, CreateOptions, Dirs, Source};
-use crate::cli::output;
 use crate::container::Global;
+use crate::output;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;

@@ -87,6 +87,7 @@ impl Channel {
     }
 
     /// Send `m` with `fd` attached (SCM_RIGHTS): the receiver gets its own copy.
+    #[cfg(test)]
     pub fn send_with_fd(&self, m: &Msg, fd: BorrowedFd) -> Result<()> {
         let data = serde_json::to_vec(m).context("encode sync message")?;
         self.send_encoded_with_fd(&data, fd)

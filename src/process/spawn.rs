@@ -35,8 +35,6 @@ pub struct Spawned {
     pub chan: Channel,
     /// pidfd of init when it is our child (fast path).
     pub pidfd: Option<OwnedFd>,
-    /// init is our direct child (not reparented).
-    pub is_child: bool,
     cleanup: Option<Cleanup>,
 }
 
@@ -447,7 +445,6 @@ fn spawn_in(
         state: st,
         chan: parent_chan,
         pidfd,
-        is_child,
         cleanup: None,
     })
 }

@@ -412,7 +412,7 @@ impl Client {
             .ok()
             .and_then(|v| v["mediaType"].as_str().map(String::from));
         let media_type = body_type.unwrap_or(header_type);
-        let digest = crate::image::store::sha256_digest(&bytes);
+        let digest = reference::sha256_digest(&bytes);
         Ok(Manifest {
             bytes,
             media_type,
@@ -597,7 +597,7 @@ impl Client {
         media_type: &str,
         bytes: &[u8],
     ) -> anyhow::Result<String> {
-        let digest = crate::image::store::sha256_digest(bytes);
+        let digest = reference::sha256_digest(bytes);
         let resp = self.send(
             "PUT",
             &format!("manifests/{reference}"),

@@ -143,6 +143,21 @@ impl fmt::Display for Reference {
     }
 }
 
+/// The digest of `data` as references and the store spell it: `sha256:<64 lowercase hex>`.
+pub fn sha256_digest(data: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex(&sha2::Sha256::digest(data)))
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
 /// Only sha256 digests are accepted (what every registry serves, and what the store holds).
 pub fn check_digest(d: &str) -> Result<(), String> {
     match d.strip_prefix("sha256:") {

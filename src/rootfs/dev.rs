@@ -58,21 +58,14 @@ fn sflag(kind: LinuxDeviceType) -> Result<SFlag> {
     })
 }
 
-/// Make one device node inside `root`. An existing node of the same type (and number) is kept;
-/// anything else in the way, a symlink included, is an error. In a user namespace, where mknod
-/// is not allowed, character and block devices are bind-mounted from the host's node of the
-/// same path onto an empty file (also when mknod fails with EPERM, as runc does).
-pub fn create_device(root: BorrowedFd<'_>, d: &Dev, in_userns: bool) -> Result<()> {
-    let old = umask(Mode::empty());
-    let r = create_device_cached(root, &mut None, d, in_userns);
-    umask(old);
-    r
-}
-
 /// The parent directory of the last device, to save a lookup for the next one in the same dir.
 type DirCache = Option<(std::path::PathBuf, OwnedFd)>;
 
-/// [`create_device`] with the umask already cleared by the caller.
+/// Make one device node inside `root` (the caller has cleared the umask). An existing node of
+/// the same type (and number) is kept; anything else in the way, a symlink included, is an
+/// error. In a user namespace, where mknod is not allowed, character and block devices are
+/// bind-mounted from the host's node of the same path onto an empty file (also when mknod fails
+/// with EPERM, as runc does).
 fn create_device_cached(
     root: BorrowedFd<'_>,
     cache: &mut DirCache,

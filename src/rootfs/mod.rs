@@ -98,19 +98,12 @@ fn make_parent_mount_private(path: &Path, root_prop: MsFlags) -> Result<()> {
 /// mounted on ties) and whether it is shared.
 fn parent_mount(mountinfo: &str, path: &Path) -> Option<(PathBuf, bool)> {
     let mut best: Option<(PathBuf, bool)> = None;
-    for line in mountinfo.lines() {
-        let Some((pre, _)) = line.split_once(" - ") else {
-            continue;
-        };
-        let f: Vec<&str> = pre.split(' ').collect();
-        if f.len() < 6 {
+    for m in crate::sys::procfmt::mountinfo(mountinfo) {
+        if !path.starts_with(&m.mount_point) {
             continue;
         }
-        let mp = PathBuf::from(crate::sys::unescape_octal(f[4]));
-        if !path.starts_with(&mp) {
-            continue;
-        }
-        let shared = f[6..].iter().any(|o| o.starts_with("shared:"));
+        let shared = m.is_shared();
+        let mp = m.mount_point;
         if best
             .as_ref()
             .is_none_or(|(b, _)| mp.components().count() >= b.components().count())
@@ -194,6 +187,7 @@ fn dev_is_bound(spec: &Spec) -> bool {
 ///
 /// Preconditions: called in the container's new mount namespace (and user namespace, if any),
 /// still on the host root, with /proc of the host mounted at /proc, single-threaded.
+#[cfg(test)]
 pub fn prepare(opts: &RootfsOptions) -> Result<()> {
     prepare_with(opts, &mut || Ok(()))
 }
@@ -327,24 +321,12 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
 /// The full (filesystem root mounted) proc and sysfs mounts of `mountinfo` that are not at or
 /// below `rootfs`, in mountinfo order (parents before their submounts).
 fn full_proc_sys_mounts_outside(mountinfo: &str, rootfs: &Path) -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    for line in mountinfo.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let f: Vec<&str> = pre.split(' ').collect();
-        let Some(fstype) = post.split(' ').next() else {
-            continue;
-        };
-        if f.len() < 5 || f[3] != "/" || (fstype != "proc" && fstype != "sysfs") {
-            continue;
-        }
-        let mp = PathBuf::from(crate::sys::unescape_octal(f[4]));
-        if !mp.starts_with(rootfs) {
-            v.push(mp);
-        }
-    }
-    v
+    crate::sys::procfmt::mountinfo(mountinfo)
+        .into_iter()
+        .filter(|m| m.root == "/" && (m.fstype == "proc" || m.fstype == "sysfs"))
+        .filter(|m| !m.mount_point.starts_with(rootfs))
+        .map(|m| m.mount_point)
+        .collect()
 }
 
 /// Without pivot_root the host's mounts stay in the container's mount namespace, below the
@@ -610,7 +592,7 @@ mod unit_tests {
         assert_eq!(p("/tmp2/rootfs"), (PathBuf::from("/tmp2"), false));
         assert_eq!(p("/var/lib/x"), (PathBuf::from("/"), true));
         assert_eq!(p("/tmp/a b/rootfs"), (PathBuf::from("/tmp/a b"), false));
-        assert_eq!(crate::sys::unescape_octal("a\\134b"), "a\\b");
+        assert_eq!(crate::sys::procfmt::unescape_octal("a\\134b"), "a\\b");
     }
 
     #[test]

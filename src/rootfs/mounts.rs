@@ -6,6 +6,7 @@ use super::resolve::{
     check_within, create_file, file_type, mkdir_all, proc_fd_path, resolve, stat_fd,
 };
 use crate::sys::mount_api::{self as api, clone_tree, mount_setattr, move_mount_fd, MountAttr};
+use crate::sys::procfmt::{self, MountInfo};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::{openat, readlinkat, OFlag, AT_FDCWD};
@@ -574,62 +575,6 @@ fn copy_entry(from: BorrowedFd<'_>, to: BorrowedFd<'_>, name: &CStr) -> Result<(
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
-/// One line of /proc/self/cgroup.
-struct CgLine<'a> {
-    controllers: &'a str,
-    path: &'a str,
-}
-
-fn parse_proc_cgroup(s: &str) -> Vec<CgLine<'_>> {
-    s.lines()
-        .filter_map(|l| {
-            let mut it = l.splitn(3, ':');
-            let _id = it.next()?;
-            Some(CgLine {
-                controllers: it.next()?,
-                path: it.next()?,
-            })
-        })
-        .collect()
-}
-
-/// One cgroup mount from /proc/self/mountinfo.
-#[derive(Debug, PartialEq)]
-pub struct CgMount {
-    pub root: String,
-    pub mount_point: String,
-    pub fstype: String,
-    pub super_opts: String,
-}
-
-pub fn parse_cgroup_mountinfo(s: &str) -> Vec<CgMount> {
-    let mut out = Vec::new();
-    for line in s.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut post = post.split(' ');
-        let (Some(fstype), Some(_src), Some(sopts)) = (post.next(), post.next(), post.next())
-        else {
-            continue;
-        };
-        if fstype != "cgroup" && fstype != "cgroup2" {
-            continue;
-        }
-        let f: Vec<&str> = pre.split(' ').collect();
-        if f.len() < 5 {
-            continue;
-        }
-        out.push(CgMount {
-            root: f[3].to_string(),
-            mount_point: f[4].to_string(),
-            fstype: fstype.to_string(),
-            super_opts: sopts.to_string(),
-        });
-    }
-    out
-}
-
 /// The host directories of this process's own cgroups, one per hierarchy: (name under the
 /// container's cgroup tmpfs, host path). `name` is the base name of the host mount point
 /// ("cpu,cpuacct", "memory", "systemd", "unified").
@@ -654,18 +599,21 @@ pub struct Hierarchy {
 
 /// The hierarchies of this process, one per hierarchy, preferring mounts under /sys/fs/cgroup.
 pub fn own_hierarchies(proc_cgroup: &str, mountinfo: &str) -> Vec<Hierarchy> {
-    let mounts = parse_cgroup_mountinfo(mountinfo);
+    let mounts: Vec<MountInfo> = procfmt::mountinfo(mountinfo)
+        .into_iter()
+        .filter(|m| m.fstype == "cgroup" || m.fstype == "cgroup2")
+        .collect();
     let mut out: Vec<Hierarchy> = Vec::new();
-    for line in parse_proc_cgroup(proc_cgroup) {
-        let wanted = |m: &CgMount| {
+    for line in procfmt::proc_cgroup(proc_cgroup) {
+        let wanted = |m: &MountInfo| {
             if line.controllers.is_empty() {
                 return m.fstype == "cgroup2";
             }
             m.fstype == "cgroup"
                 && line
                     .controllers
-                    .split(',')
-                    .all(|c| m.super_opts.split(',').any(|o| o == c))
+                    .iter()
+                    .all(|c| m.super_options.split(',').any(|o| o == c))
         };
         // prefer the mount under /sys/fs/cgroup
         let m = mounts
@@ -673,9 +621,13 @@ pub fn own_hierarchies(proc_cgroup: &str, mountinfo: &str) -> Vec<Hierarchy> {
             .filter(|m| wanted(m))
             .min_by_key(|m| !m.mount_point.starts_with(CGROUP_ROOT));
         let Some(m) = m else { continue };
-        let rel = line.path.strip_prefix(m.root.as_str()).unwrap_or(line.path);
-        let host = Path::new(&m.mount_point).join(rel.trim_start_matches('/'));
-        let name = Path::new(&m.mount_point)
+        let rel = line
+            .path
+            .strip_prefix(m.root.as_str())
+            .unwrap_or(&line.path);
+        let host = m.mount_point.join(rel.trim_start_matches('/'));
+        let name = m
+            .mount_point
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -685,7 +637,7 @@ pub fn own_hierarchies(proc_cgroup: &str, mountinfo: &str) -> Vec<Hierarchy> {
         out.push(Hierarchy {
             name,
             host,
-            controllers: line.controllers.to_string(),
+            controllers: line.controller_list(),
             v2: m.fstype == "cgroup2",
         });
     }
@@ -875,6 +827,5 @@ mod tests {
                 ),
             ]
         );
-        assert_eq!(parse_cgroup_mountinfo(MI).len(), 5);
     }
 }

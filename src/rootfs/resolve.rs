@@ -24,7 +24,8 @@ static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 const MAX_SYMLINKS: u32 = 40;
 
 /// Make every later lookup of this process use the user-space walk, as on a kernel without
-/// openat2 (for tests; also usable if openat2 is known to be filtered).
+/// openat2 (for tests).
+#[cfg(test)]
 pub fn force_userspace_walk() {
     NO_OPENAT2.store(true, Ordering::Relaxed);
 }

@@ -30,18 +30,89 @@ fn resource(t: PosixRlimitType) -> Resource {
     }
 }
 
-/// `process.rlimits`. Unknown types are already rejected when the spec is parsed (the type is
-/// an enum); soft > hard is rejected here, naming the entry.
+/// The values of `process` that are wrong whatever the host: checked at create before anything
+/// exists (and again where they are applied). Unknown rlimit types and scheduler policies are
+/// already rejected when the spec is parsed (they are enums).
+pub fn check_process(p: &oci_spec::runtime::Process) -> Result<()> {
+    for (i, l) in p.rlimits().iter().flatten().enumerate() {
+        check_rlimit(i, l)?;
+    }
+    if let Some(adj) = p.oom_score_adj() {
+        if !(-1000..=1000).contains(&adj) {
+            bail!("process.oomScoreAdj: {adj} is out of range (-1000 to 1000)");
+        }
+    }
+    if let Some(io) = p.io_priority() {
+        check_io_priority(io)?;
+    }
+    if let Some(s) = p.scheduler() {
+        check_scheduler(s)?;
+    }
+    Ok(())
+}
+
+fn check_rlimit(i: usize, l: &PosixRlimit) -> Result<()> {
+    if l.soft() > l.hard() {
+        bail!(
+            "process.rlimits[{i}] ({}): soft limit {} is greater than hard limit {}",
+            l.typ(),
+            l.soft(),
+            l.hard()
+        );
+    }
+    Ok(())
+}
+
+fn check_io_priority(p: &LinuxIOPriority) -> Result<()> {
+    if !(0..=7).contains(&p.priority()) {
+        bail!(
+            "process.ioPriority.priority: {} is out of range (0-7)",
+            p.priority()
+        );
+    }
+    Ok(())
+}
+
+/// sched(7)'s ranges: nice -20..19; a static priority 1..99 for SCHED_FIFO and SCHED_RR and 0
+/// for the others; runtime, deadline and period only for SCHED_DEADLINE (as runc checks).
+fn check_scheduler(s: &Scheduler) -> Result<()> {
+    let nice = s.nice().unwrap_or(0);
+    if !(-20..=19).contains(&nice) {
+        bail!("process.scheduler.nice: {nice} is out of range (-20 to 19)");
+    }
+    let priority = s.priority().unwrap_or(0);
+    let realtime = matches!(
+        s.policy(),
+        LinuxSchedulerPolicy::SchedFifo | LinuxSchedulerPolicy::SchedRr
+    );
+    if realtime && !(1..=99).contains(&priority) {
+        bail!(
+            "process.scheduler.priority: {priority} is out of range (1-99) for {:?}",
+            s.policy()
+        );
+    }
+    if !realtime && priority != 0 {
+        bail!(
+            "process.scheduler.priority: {priority} is only for SCHED_FIFO and SCHED_RR              ({:?} takes 0)",
+            s.policy()
+        );
+    }
+    let deadline = [s.runtime(), s.deadline(), s.period()];
+    if *s.policy() != LinuxSchedulerPolicy::SchedDeadline
+        && deadline.iter().any(|v| v.is_some_and(|v| v != 0))
+    {
+        bail!(
+            "process.scheduler: runtime, deadline and period are only for SCHED_DEADLINE              (policy is {:?})",
+            s.policy()
+        );
+    }
+    Ok(())
+}
+
+/// `process.rlimits`, each checked ([`check_process`]) and set.
 pub fn rlimits(r: &[PosixRlimit]) -> Result<()> {
     for (i, l) in r.iter().enumerate() {
-        if l.soft() > l.hard() {
-            bail!(
-                "process.rlimits[{i}] ({}): soft limit {} is greater than hard limit {}",
-                l.typ(),
-                l.soft(),
-                l.hard()
-            );
-        }
+        check_rlimit(i, l)?;
         setrlimit(resource(l.typ()), l.soft() as _, l.hard() as _).with_context(|| {
             format!(
                 "process.rlimits[{i}] ({}): setrlimit(soft {}, hard {})",
@@ -93,10 +164,8 @@ pub fn scheduler(s: &Scheduler) -> Result<()> {
             LinuxSchedulerFlag::SchedFlagUtilClampMax => 0x40,
         };
     }
+    check_scheduler(s)?;
     let priority = s.priority().unwrap_or(0);
-    if priority < 0 {
-        bail!("process.scheduler.priority: {priority} is negative");
-    }
     let attr = SchedAttr {
         size: std::mem::size_of::<SchedAttr>() as u32,
         policy,
@@ -124,12 +193,7 @@ pub fn io_priority(p: &LinuxIOPriority) -> Result<()> {
         IOPriorityClass::IoprioClassBe => 2,
         IOPriorityClass::IoprioClassIdle => 3,
     };
-    if !(0..=7).contains(&p.priority()) {
-        bail!(
-            "process.ioPriority.priority: {} is out of range (0-7)",
-            p.priority()
-        );
-    }
+    check_io_priority(p)?;
     let prio = (class << 13) | p.priority();
     // SAFETY: ioprio_set takes integers only; IOPRIO_WHO_PROCESS (1) with pid 0 = self.
     let r = unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, prio) };

@@ -76,6 +76,22 @@ fn is_policy_context(current: &[u8]) -> bool {
     !current[..end].is_empty() && &current[..end] != b"kernel"
 }
 
+/// A profile is asked for and AppArmor is not enabled: refused at create, before anything
+/// exists (whether the profile is loaded is learnt only when it is applied).
+pub fn check_apparmor(profile: &str) -> Result<()> {
+    if !profile.is_empty() && apparmor_exec_attr().is_none() {
+        return Err(apparmor_not_enabled(profile));
+    }
+    Ok(())
+}
+
+fn apparmor_not_enabled(profile: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "process.apparmorProfile {profile:?} requested but AppArmor is not enabled on this host; \
+         the process would run unconfined"
+    )
+}
+
 /// Exec-time AppArmor profile. A profile the host cannot apply (AppArmor not the active LSM) is
 /// an error: the container would run unconfined. runc fails there too (it writes the attribute
 /// regardless and gets EINVAL, or ENOENT without AppArmor built in); engines only ask for a
@@ -85,10 +101,7 @@ pub fn apparmor(profile: &str) -> Result<()> {
         return Ok(());
     }
     let Some(attr) = apparmor_exec_attr() else {
-        bail!(
-            "process.apparmorProfile {profile:?} requested but AppArmor is not enabled on this \
-             host; the process would run unconfined"
-        );
+        return Err(apparmor_not_enabled(profile));
     };
     // The kernel answers ENOENT for a profile that is not loaded (the attribute itself exists:
     // AppArmor is active).

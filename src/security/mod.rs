@@ -8,11 +8,10 @@
 //!
 //! 1. `seccomp_compile` early (e.g. in `create`, before cloning the init) so profile errors
 //!    surface there; the `SeccompProgram` is plain data and survives fork/clone.
-//! 2. `crate::sys::procfs::prepare()` once in the init while it still has CAP_SYS_ADMIN (before
-//!    `apply_capabilities`), ideally before mounting the container's /proc: it caches a private
-//!    procfs instance used by the LSM writes, the setgroups check and the init's own sysctl /
-//!    oom_score_adj writes. Without it the first use opens it lazily (falling back to a verified
-//!    `/proc` when a fresh procfs may not be mounted, e.g. in a user namespace).
+//! 2. The init's first write through `crate::sys::procfs` (sysctl, oom_score_adj, the setgroups
+//!    check, LSM labels), while it still has CAP_SYS_ADMIN, caches a private procfs instance
+//!    for all later ones (a verified `/proc` where a fresh procfs may not be mounted, e.g. in a
+//!    user namespace).
 //! 3. After pivot_root, in this order: `apply_rlimits`, `apply_apparmor` / `apply_selinux_label`
 //!    (if set), `apply_scheduler`, `apply_io_priority`, `apply_personality`, `set_no_new_privs`
 //!    (if set), `seccomp_install` (here only if NNP is NOT set: it needs CAP_SYS_ADMIN then),
@@ -96,6 +95,8 @@ pub fn seccomp_kernel_has_wait_killable_recv() -> bool {
 pub fn seccomp_install(p: &SeccompProgram) -> Result<Option<std::os::fd::OwnedFd>> {
     seccomp::install(&p.program)
 }
+
+pub use attrs::check_process;
 
 /// `process.rlimits`.
 pub fn apply_rlimits(r: &[PosixRlimit]) -> Result<()> {

@@ -269,6 +269,11 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     // Used by exec only (not applicable to the init), but checked here as runc's specconv
     // converts it at create: a bad list fails create, not a later exec.
     crate::process::affinity::ExecAffinity::of(process)?;
+    // rlimits, oomScoreAdj, ioPriority, scheduler: their ranges do not depend on the host
+    crate::security::check_process(process)?;
+    if let Some(profile) = process.apparmor_profile() {
+        crate::security::lsm::check_apparmor(profile)?;
+    }
     if let Some(env) = process.env() {
         for (i, e) in env.iter().enumerate() {
             if !e.contains('=') {
@@ -391,6 +396,18 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
                     bail!("{field}[{i}]: {p:?} is not an absolute path");
                 }
             }
+        }
+        // config-linux.md "Devices": path is the full path in the container
+        for (i, d) in l.devices().iter().flatten().enumerate() {
+            if !d.path().is_absolute() {
+                bail!(
+                    "linux.devices[{i}].path: {:?} is not an absolute path",
+                    d.path().display()
+                );
+            }
+        }
+        if let Some(p) = l.rootfs_propagation().as_deref().filter(|p| !p.is_empty()) {
+            crate::rootfs::options::parse_propagation(p)?;
         }
         if let Some(sysctl) = l.sysctl() {
             for key in sysctl.keys() {

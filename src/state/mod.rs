@@ -11,8 +11,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-mod time;
-pub use time::{now_rfc3339, rfc3339};
+pub use crate::sys::time::{now_rfc3339, rfc3339};
 
 pub const STATE_FILE: &str = "state.json";
 pub const CONFIG_FILE: &str = "config.json";
@@ -340,21 +339,7 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
         return None;
     }
     let stat = read_small(Path::new(&format!("/proc/{pid}/stat"))).ok()?;
-    parse_start_time(std::str::from_utf8(&stat).ok()?)
-}
-
-/// The start time in a /proc/PID/stat line; None for a zombie, a dead task or a line that does
-/// not parse.
-pub fn parse_start_time(stat: &str) -> Option<u64> {
-    // The comm field may contain spaces and parentheses: split after the last ')'.
-    let rest = stat.get(stat.rfind(')')? + 1..)?;
-    // rest starts at field 3 (state); starttime is field 22.
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    fields.nth(18)?.parse().ok()
+    crate::sys::procfmt::stat_start_time(std::str::from_utf8(&stat).ok()?)
 }
 
 /// The user name of a uid from the host's /etc/passwd, else the number.

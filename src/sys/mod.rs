@@ -7,7 +7,9 @@ pub mod mount_api;
 pub mod netlink;
 pub mod openat2;
 pub mod pidfd;
+pub mod procfmt;
 pub mod procfs;
+pub mod time;
 pub mod userns;
 
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -21,29 +23,6 @@ pub fn ns_get_type(fd: BorrowedFd) -> std::io::Result<libc::c_int> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(r)
-}
-
-/// mountinfo escapes space, tab, newline and backslash as \ooo.
-pub fn unescape_octal(s: &str) -> String {
-    if !s.contains('\\') {
-        return s.to_string();
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The id of the mount at the top of `path` (the last component not followed): statx with

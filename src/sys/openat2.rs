@@ -11,12 +11,6 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 pub const RESOLVE_IN_ROOT: u64 = libc::RESOLVE_IN_ROOT;
 /// Refuse /proc "magic links" (`/proc/self/fd/N`, `/proc/self/exe`, ...).
 pub const RESOLVE_NO_MAGICLINKS: u64 = libc::RESOLVE_NO_MAGICLINKS;
-/// Refuse every symlink.
-pub const RESOLVE_NO_SYMLINKS: u64 = libc::RESOLVE_NO_SYMLINKS;
-/// Refuse to cross a mount point.
-pub const RESOLVE_NO_XDEV: u64 = libc::RESOLVE_NO_XDEV;
-/// Refuse to leave `dirfd` at all (error instead of clamping).
-pub const RESOLVE_BENEATH: u64 = libc::RESOLVE_BENEATH;
 
 /// `openat2(dirfd, path, {flags, mode, resolve})`. `O_CLOEXEC` is always added.
 ///

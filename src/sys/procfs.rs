@@ -18,8 +18,9 @@
 //! instance's pid namespace), which stays right even if the cached root was opened from an
 //! ancestor pid namespace; getpid() would not be.
 //!
-//! The root is opened once per process and cached (fd is O_CLOEXEC). Open it early (e.g. call
-//! [`prepare`]) while the process still has CAP_SYS_ADMIN so the private instance can be made.
+//! The root is opened once per process, at its first use, and cached (fd is O_CLOEXEC); a
+//! process without CAP_SYS_ADMIN by then gets the verified `/proc` instead of a private
+//! instance.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -42,6 +43,7 @@ struct OpenHow {
 #[derive(Debug)]
 pub struct ProcRoot {
     fd: OwnedFd,
+    #[cfg(test)]
     private: bool,
 }
 
@@ -100,7 +102,11 @@ impl ProcRoot {
         })?;
         // SAFETY: mfd is a fresh fd we own.
         let fd = unsafe { OwnedFd::from_raw_fd(mfd as RawFd) };
-        Ok(ProcRoot { fd, private: true })
+        Ok(ProcRoot {
+            fd,
+            #[cfg(test)]
+            private: true,
+        })
     }
 
     /// The procfs mounted at `path` (normally `/proc`), verified to be the root of a procfs.
@@ -126,7 +132,11 @@ impl ProcRoot {
                 "{path} is not the root of a procfs mount"
             )));
         }
-        Ok(ProcRoot { fd, private: false })
+        Ok(ProcRoot {
+            fd,
+            #[cfg(test)]
+            private: false,
+        })
     }
 
     /// Private instance if possible, else `/proc`.
@@ -135,6 +145,7 @@ impl ProcRoot {
     }
 
     /// Whether this is a private (detached) procfs instance.
+    #[cfg(test)]
     pub fn is_private(&self) -> bool {
         self.private
     }
@@ -239,12 +250,6 @@ pub fn with_root<T>(f: impl FnOnce(&ProcRoot) -> Result<T>) -> Result<T> {
     }
 }
 
-/// Open the cached procfs root now, in the process that will use it, after it entered the
-/// container's pid namespace and while it still has CAP_SYS_ADMIN. Optional.
-pub fn prepare() -> Result<()> {
-    with_root(|_| Ok(()))
-}
-
 /// Write `data` to `/proc/<rel>` through the hardened procfs root.
 pub fn write_proc_file(rel: &str, data: &[u8]) -> Result<()> {
     with_root(|r| r.write(rel, data))
@@ -330,7 +335,7 @@ mod tests {
 
     #[test]
     fn cached_root_is_reopened_after_fork() {
-        prepare().unwrap();
+        with_root(|_| Ok(())).unwrap();
         in_child(
             concat!(module_path!(), "::cached_root_is_reopened_after_fork"),
             || {

@@ -1,0 +1,77 @@
+//! `husk up` and `husk rm`: docker run's flags, mapped onto `husk::up`'s options.
+
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Print help (`-h` is --hostname, as in docker run).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// The image store [default: $HUSK_STORE, else /var/lib/husk for root, else
+    /// $XDG_DATA_HOME/husk].
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Remove the container and its bundle when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// The container's name [default: a generated id].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set an environment variable (KEY=VALUE, or KEY to pass husk's own); repeatable.
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// Read environment variables from a file of KEY=VALUE lines; repeatable.
+    #[arg(long = "env-file")]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory in the container.
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// user[:group], names or ids, resolved in the image.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Replace the image's entrypoint ("" clears it).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// The container's hostname.
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// none (loopback only) or host.
+    #[arg(long, default_value = "none")]
+    pub network: String,
+    /// missing, always or never.
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
+    /// Mount the container's root filesystem read-only.
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Give the process a terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Keep stdin open (the container's stdin is husk's in the foreground).
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allow plain HTTP to a registry that is not on loopback (for the pull).
+    #[arg(long)]
+    pub insecure: bool,
+    /// OS/ARCH[/VARIANT] to pull [default: the host's].
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// The image: busybox, registry.example:5000/app:1.4, app@sha256:…
+    pub image: String,
+    /// The command and its arguments (replace the image's Cmd).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// The image store the containers' bundles are under (as for `husk up`).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Kill a running container first.
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}

@@ -1,0 +1,351 @@
+//! `husk up IMAGE [COMMAND…]`: `docker run` in one command — the image pulled when missing,
+//! unpacked into a bundle of the container's own (`STORE/containers/ID`), its config changed as
+//! the flags ask, and run in the foreground with the runtime's `run` (signals forwarded, the
+//! terminal proxied, the exit status passed through). `husk rm NAME` removes such a container:
+//! its state, its bundle and its network attachments.
+//!
+//! A companion: it stands on the runtime library (`container::run` with `RunOptions`) and the
+//! image layer (`image::pull`, `image::unpack_with`); no runtime module knows it.
+
+use crate::container::{CreateOptions, Global, RunOptions};
+use crate::image::{self, store::Store, ConfigOverrides};
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// When to pull the image (`--pull`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PullPolicy {
+    /// Pull when the store does not have it (Docker's default).
+    #[default]
+    Missing,
+    Always,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn parse(s: &str) -> Result<PullPolicy> {
+        match s {
+            "missing" => Ok(PullPolicy::Missing),
+            "always" => Ok(PullPolicy::Always),
+            "never" => Ok(PullPolicy::Never),
+            _ => bail!("--pull {s:?}: expected missing, always or never"),
+        }
+    }
+}
+
+/// The container's network (`--network`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetworkMode {
+    /// A network namespace of its own with only loopback.
+    #[default]
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+impl NetworkMode {
+    pub fn parse(s: &str) -> Result<NetworkMode> {
+        match s {
+            "none" => Ok(NetworkMode::None),
+            "host" => Ok(NetworkMode::Host),
+            _ => bail!(
+                "--network {s:?}: expected none or host (containers on user-defined networks \
+                 are attached with `husk network attach`)"
+            ),
+        }
+    }
+}
+
+/// What `husk up` was asked for.
+#[derive(Default)]
+pub struct UpOptions {
+    pub image: String,
+    /// COMMAND [ARG…]: replaces the image's Cmd.
+    pub command: Vec<String>,
+    /// Replaces the image's Entrypoint ("" clears it).
+    pub entrypoint: Option<String>,
+    /// The container's name (its id); generated when absent.
+    pub name: Option<String>,
+    /// Remove the container and its bundle when it exits.
+    pub rm: bool,
+    /// KEY=VALUE, or KEY to take the value from husk's own environment.
+    pub env: Vec<String>,
+    /// Files of KEY=VALUE lines (`#` comments and blank lines skipped).
+    pub env_files: Vec<PathBuf>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    pub network: NetworkMode,
+    pub pull: PullPolicy,
+    pub read_only: bool,
+    /// A terminal for the process (`-t`).
+    pub tty: bool,
+    /// Keep stdin open (`-i`); without it the container reads /dev/null, as with docker run.
+    pub interactive: bool,
+    /// Options for a pull.
+    pub pull_options: Option<image::PullOptions>,
+}
+
+/// The environment entries of `-e` and `--env-file`, in order, as Docker reads them.
+pub fn environment(o: &UpOptions) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for f in &o.env_files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("--env-file {}: cannot read it", f.display()))?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim_start();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if let Some(e) = env_entry(line)
+                .with_context(|| format!("--env-file {} line {}", f.display(), n + 1))?
+            {
+                out.push(e);
+            }
+        }
+    }
+    for e in &o.env {
+        if let Some(e) = env_entry(e).with_context(|| format!("-e {e:?}"))? {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// `KEY=VALUE` as given; `KEY` alone takes husk's own value, and is left out when husk has none.
+fn env_entry(e: &str) -> Result<Option<String>> {
+    let key = e.split('=').next().unwrap_or("");
+    if key.is_empty() || key.contains(char::is_whitespace) {
+        bail!("{e:?} is not KEY=VALUE (the name must be non-empty, without spaces)");
+    }
+    if e.contains('=') {
+        return Ok(Some(e.to_string()));
+    }
+    Ok(std::env::var(key).ok().map(|v| format!("{key}={v}")))
+}
+
+/// A new container id: 64 hex digits from the kernel's random pool, as Docker's.
+fn new_id() -> Result<String> {
+    use std::io::Read;
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .context("read /dev/urandom for a container id")?;
+    Ok(crate::registry::reference::hex(&b))
+}
+
+/// Where `up` keeps the bundle of container `id`.
+pub fn bundle_dir(store: &Path, id: &str) -> PathBuf {
+    store.join("containers").join(id)
+}
+
+/// Run `o.image` as a new container in the foreground; returns the exit code for husk.
+pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
+    let id = match &o.name {
+        Some(n) => n.clone(),
+        None => new_id()?,
+    };
+    crate::state::validate_id(&id).with_context(|| format!("--name {id:?}"))?;
+    if g.store.dir(&id).exists() {
+        bail!("--name {id:?}: a container of that name exists (husk rm {id})");
+    }
+    let env = environment(o)?;
+    let store = Store::open(store_dir, false)?;
+    let have = image::lookup(&store, &o.image).is_ok();
+    match (o.pull, have) {
+        (PullPolicy::Never, false) => bail!(
+            "image {} is not in the store {} and --pull is never",
+            o.image,
+            store_dir.display()
+        ),
+        (PullPolicy::Always, _) | (PullPolicy::Missing, false) => {
+            let Some(p) = &o.pull_options else {
+                bail!("image {}: pulling needs registry options", o.image);
+            };
+            image::pull(&store, &o.image, p)?;
+        }
+        _ => {}
+    }
+    let bundle = bundle_dir(store_dir, &id);
+    if bundle.exists() {
+        bail!(
+            "--name {id:?}: {} exists (a container of that name was not removed: husk rm {id})",
+            bundle.display()
+        );
+    }
+    let over = ConfigOverrides {
+        entrypoint: o.entrypoint.as_ref().map(|e| {
+            if e.is_empty() {
+                Vec::new()
+            } else {
+                vec![e.clone()]
+            }
+        }),
+        cmd: (!o.command.is_empty()).then(|| o.command.clone()),
+        env,
+        working_dir: o.workdir.clone(),
+        user: o.user.clone(),
+    };
+    if let Some(w) = &o.workdir {
+        if !w.starts_with('/') {
+            bail!("-w {w:?}: the working directory must be an absolute path");
+        }
+    }
+    if !o.interactive {
+        // the container's stdin is husk's: docker run without -i gives it none
+        let null = std::fs::File::open("/dev/null").context("open /dev/null")?;
+        nix::unistd::dup2_stdin(&null).context("stdin from /dev/null")?;
+    }
+    std::fs::create_dir_all(bundle.parent().unwrap_or(store_dir))
+        .with_context(|| format!("create {}", bundle.display()))?;
+    let result = (|| {
+        image::unpack_with(&store, &o.image, &bundle, &over)?;
+        drop(store);
+        edit_config(&bundle.join("config.json"), o)?;
+        crate::container::run(
+            g,
+            &RunOptions {
+                create: CreateOptions {
+                    id: id.clone(),
+                    bundle: bundle.clone(),
+                    ..Default::default()
+                },
+                detach: false,
+                keep: !o.rm,
+            },
+        )
+    })();
+    if o.rm || (result.is_err() && !g.store.dir(&id).exists()) {
+        remove_bundle(&bundle)?;
+    }
+    result
+}
+
+/// The flags that are runtime settings rather than image config: hostname, network, read-only
+/// root, terminal.
+fn edit_config(path: &Path, o: &UpOptions) -> Result<()> {
+    let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+    let mut v: Value =
+        serde_json::from_slice(&text).with_context(|| format!("parse {}", path.display()))?;
+    if let Some(h) = &o.hostname {
+        v["hostname"] = json!(h);
+    }
+    if o.network == NetworkMode::Host {
+        if let Some(ns) = v["linux"]["namespaces"].as_array_mut() {
+            ns.retain(|n| n["type"] != "network");
+        }
+        // the host's name, as docker run --network host
+        if o.hostname.is_none() {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("hostname");
+            }
+            if let Some(ns) = v["linux"]["namespaces"].as_array_mut() {
+                ns.retain(|n| n["type"] != "uts");
+            }
+        }
+    }
+    if o.read_only {
+        v["root"]["readonly"] = json!(true);
+    }
+    if o.tty {
+        v["process"]["terminal"] = json!(true);
+    }
+    let out = serde_json::to_vec_pretty(&v)?;
+    std::fs::write(path, out).with_context(|| format!("write {}", path.display()))
+}
+
+/// Remove a bundle `up` made: its rootfs may hold anything the image had, read-only
+/// directories included.
+fn remove_bundle(bundle: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(bundle) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(_) => {
+            // a directory without write permission for its owner: open it up and retry
+            make_writable(bundle);
+            std::fs::remove_dir_all(bundle)
+                .with_context(|| format!("remove the bundle {}", bundle.display()))
+        }
+    }
+}
+
+fn make_writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    for e in rd.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            make_writable(&e.path());
+        }
+    }
+}
+
+/// `husk rm [-f] NAME…`: a container `up` made — its state (killed first with `-f`), its bundle,
+/// its network attachments. A name with no bundle of `up`'s is refused: `husk delete` is for
+/// bundles someone else made.
+pub fn rm(g: &Global, store_dir: &Path, names: &[String], force: bool) -> Result<()> {
+    for id in names {
+        crate::state::validate_id(id)?;
+        let bundle = bundle_dir(store_dir, id);
+        let has_state = g.store.dir(id).exists();
+        if !bundle.exists() {
+            if has_state {
+                bail!(
+                    "{id}: not a container of husk up (its bundle is not under {}); use husk \
+                     delete",
+                    store_dir.join("containers").display()
+                );
+            }
+            bail!("{id}: no such container");
+        }
+        if has_state {
+            crate::container::delete(g, id, force)?;
+        }
+        crate::network::attach::release_container(&g.store.root, id)?;
+        remove_bundle(&bundle)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_and_modes() {
+        assert_eq!(PullPolicy::parse("never").unwrap(), PullPolicy::Never);
+        assert!(PullPolicy::parse("sometimes")
+            .unwrap_err()
+            .to_string()
+            .contains("--pull"));
+        assert_eq!(NetworkMode::parse("host").unwrap(), NetworkMode::Host);
+        assert!(NetworkMode::parse("bridge")
+            .unwrap_err()
+            .to_string()
+            .contains("--network"));
+    }
+
+    #[test]
+    fn env_entries() {
+        std::env::set_var("HUSK_UP_TEST_VALUE", "v1");
+        assert_eq!(env_entry("A=b=c").unwrap(), Some("A=b=c".into()));
+        assert_eq!(
+            env_entry("HUSK_UP_TEST_VALUE").unwrap(),
+            Some("HUSK_UP_TEST_VALUE=v1".into())
+        );
+        assert_eq!(env_entry("HUSK_UP_SURELY_UNSET_42").unwrap(), None);
+        assert!(env_entry("=x").is_err());
+        assert!(env_entry("A B=x").is_err());
+    }
+
+    #[test]
+    fn ids_are_64_hex() {
+        let a = new_id().unwrap();
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, new_id().unwrap());
+    }
+}

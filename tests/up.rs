@@ -1,0 +1,339 @@
+//! `husk up` and `husk rm`: an image in a store (the test rootfs as one layer, written as the
+//! OCI layout the store is) run as a container with docker run's flags, each flag's effect seen
+//! from inside; what is left after `--rm`, after `husk rm`, and after each refused command.
+mod common;
+use common::*;
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+const IMAGE: &str = "husk-up-test";
+const REF: &str = "docker.io/library/husk-up-test:latest";
+
+fn sha(b: &[u8]) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(b);
+    let mut s = String::from("sha256:");
+    for x in d.iter() {
+        s.push_str(&format!("{x:02x}"));
+    }
+    s
+}
+
+/// A temp dir with a store holding the test rootfs as the image `husk-up-test` (config: `Env`,
+/// `Cmd ["/probe"]`), and the runtime's `--root`.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new(tag: &str) -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("husk-test-up-{tag}-"))
+            .tempdir_in("/tmp")
+            .unwrap();
+        let store = dir.path().join("store");
+        let mut b = tar::Builder::new(Vec::new());
+        b.follow_symlinks(false);
+        b.append_dir_all(".", testroot()).unwrap();
+        let layer = b.into_inner().unwrap();
+        let cfg = serde_json::to_vec(&json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Env": ["PATH=/bin:/sbin", "FROM_IMAGE=1"], "Cmd": ["/probe"]},
+            "rootfs": {"type": "layers", "diff_ids": [sha(&layer)]},
+        }))
+        .unwrap();
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": sha(&cfg), "size": cfg.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": sha(&layer), "size": layer.len()}],
+        }))
+        .unwrap();
+        let blobs = store.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        for b in [&layer, &cfg, &manifest] {
+            std::fs::write(blobs.join(&sha(b)[7..]), b).unwrap();
+        }
+        std::fs::write(
+            store.join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        let idx = json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": sha(&manifest), "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": REF}
+        }]});
+        std::fs::write(store.join("index.json"), serde_json::to_vec(&idx).unwrap()).unwrap();
+        Env { dir }
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn husk(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(runtime());
+        c.arg("--root").arg(self.root()).args(args);
+        run_timeout(&mut c, Duration::from_secs(60))
+    }
+
+    fn up(&self, args: &[&str]) -> Output {
+        let store = self.store();
+        let mut a = vec!["up", "--store", store.to_str().unwrap(), "--pull", "never"];
+        a.extend_from_slice(args);
+        self.husk(&a)
+    }
+
+    fn bundles(&self) -> Vec<String> {
+        std::fs::read_dir(self.store().join("containers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    fn containers(&self) -> Vec<String> {
+        let o = self.husk(&["list", "-q"]);
+        text(&o.stdout).lines().map(str::to_string).collect()
+    }
+
+    /// Nothing of any container left: no state, no bundle, no process, mount or cgroup.
+    fn assert_clean(&self, what: &str) {
+        assert!(
+            self.containers().is_empty(),
+            "{what}: state left: {:?}",
+            self.containers()
+        );
+        assert!(
+            self.bundles().is_empty(),
+            "{what}: bundles left: {:?}",
+            self.bundles()
+        );
+        let mounts = mounts_under(self.dir.path());
+        assert!(mounts.is_empty(), "{what}: mounts left: {mounts:?}");
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // whatever a failed test left: containers by their ids, then the mounts
+        for id in self.containers() {
+            let _ = self.husk(&["delete", "-f", &id]);
+        }
+        for m in mounts_under(self.dir.path()).iter().rev() {
+            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+fn ok(o: &Output, what: &str) -> String {
+    assert!(
+        o.status.success(),
+        "{what}: {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+fn need_root(test: &str) -> bool {
+    if !require_root(test) {
+        return false;
+    }
+    if is_runc() || is_crun() {
+        skip(
+            test,
+            "husk up is husk's own command (the runtime under test is not husk)",
+        );
+        return false;
+    }
+    true
+}
+
+#[test]
+fn up_rm_runs_the_image_and_passes_the_exit_status_through() {
+    if !need_root("up_rm_runs_the_image_and_passes_the_exit_status_through") {
+        return;
+    }
+    let e = Env::new("status");
+    // the image's Cmd: the probe's JSON report, with the image's Env
+    let v: serde_json::Value = serde_json::from_str(&ok(&e.up(&["--rm", IMAGE]), "up")).unwrap();
+    let env = v["env"].to_string();
+    assert!(env.contains("FROM_IMAGE=1"), "image Env missing: {env}");
+    e.assert_clean("after up --rm");
+    let o = e.up(&["--rm", IMAGE, "sh", "-c", "exit 7"]);
+    assert_eq!(code(&o.status), 7, "stderr: {}", text(&o.stderr));
+    e.assert_clean("after a non-zero exit");
+}
+
+#[test]
+fn up_flags_reach_the_container() {
+    if !need_root("up_flags_reach_the_container") {
+        return;
+    }
+    let e = Env::new("flags");
+    let envfile = e.dir.path().join("env");
+    std::fs::write(&envfile, "# a comment\n\nFROM_FILE=f\n").unwrap();
+    let out = ok(
+        &e.up(&[
+            "--rm",
+            "-e",
+            "A=1",
+            "-e",
+            "FROM_IMAGE=over",
+            "--env-file",
+            envfile.to_str().unwrap(),
+            "-w",
+            "/etc",
+            "-u",
+            "1000",
+            "-h",
+            "upbox",
+            "--entrypoint",
+            "/bin/sh",
+            IMAGE,
+            "-c",
+            "echo A=$A FROM_IMAGE=$FROM_IMAGE FROM_FILE=$FROM_FILE; pwd; id -u; hostname; \
+             read line || echo stdin-empty",
+        ]),
+        "up with flags",
+    );
+    let want = "A=1 FROM_IMAGE=over FROM_FILE=f\n/etc\n1000\nupbox\nstdin-empty\n";
+    assert_eq!(out, want);
+    let rw = e.up(&["--rm", "--entrypoint", "", IMAGE, "/bin/touch", "/y"]);
+    ok(&rw, "touch /y on a writable root");
+    let ro = e.up(&[
+        "--rm",
+        "--read-only",
+        "--entrypoint",
+        "",
+        IMAGE,
+        "/bin/touch",
+        "/y",
+    ]);
+    assert!(
+        !ro.status.success(),
+        "a read-only root let touch /y succeed"
+    );
+    e.assert_clean("after the flag runs");
+}
+
+#[test]
+fn up_network_none_and_host() {
+    if !need_root("up_network_none_and_host") {
+        return;
+    }
+    let e = Env::new("net");
+    let links = |args: &[&str]| {
+        let mut a = vec!["--rm"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&[IMAGE, "cat", "/proc/net/dev"]);
+        ok(&e.up(&a), "up")
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next().map(|n| n.trim().to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        links(&[]),
+        ["lo"],
+        "the default network is none: loopback only"
+    );
+    let host: Vec<String> = std::fs::read_to_string("/proc/net/dev")
+        .unwrap()
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next().map(|n| n.trim().to_string()))
+        .collect();
+    let mut got = links(&["--network", "host"]);
+    let mut want = host;
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "--network host sees the host's links");
+    e.assert_clean("after the network runs");
+}
+
+#[test]
+fn up_without_rm_keeps_the_container_until_husk_rm() {
+    if !need_root("up_without_rm_keeps_the_container_until_husk_rm") {
+        return;
+    }
+    let e = Env::new("keep");
+    let name = format!("kept-{}", std::process::id());
+    ok(&e.up(&["--name", &name, IMAGE, "true"]), "up --name");
+    assert_eq!(e.containers(), vec![name.clone()]);
+    assert_eq!(e.bundles(), vec![name.clone()]);
+    let st = ok(&e.husk(&["state", &name]), "state");
+    assert!(st.contains("\"stopped\""), "{st}");
+    let again = e.up(&["--name", &name, IMAGE, "true"]);
+    assert!(
+        !again.status.success(),
+        "a second container took the same name"
+    );
+    assert!(
+        text(&again.stderr).contains(&name),
+        "{}",
+        text(&again.stderr)
+    );
+    let store = e.store();
+    ok(
+        &e.husk(&["rm", "--store", store.to_str().unwrap(), &name]),
+        "rm",
+    );
+    e.assert_clean("after husk rm");
+    let gone = e.husk(&["rm", "--store", store.to_str().unwrap(), &name]);
+    assert!(!gone.status.success());
+    assert!(
+        text(&gone.stderr).contains("no such container"),
+        "{}",
+        text(&gone.stderr)
+    );
+}
+
+#[test]
+fn up_bad_input_is_refused_by_name_and_leaves_nothing() {
+    if !need_root("up_bad_input_is_refused_by_name_and_leaves_nothing") {
+        return;
+    }
+    let e = Env::new("bad");
+    let store = e.store();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--rm", "nosuchimage", "true"], "nosuchimage"),
+        (&["--rm", "--network", "bridge", IMAGE, "true"], "--network"),
+        (&["--rm", "-w", "relative", IMAGE, "true"], "-w"),
+        (&["--rm", "--name", "../escape", IMAGE, "true"], "--name"),
+        (&["--rm", "-e", "=x", IMAGE, "true"], "-e"),
+        (&["--rm", "-u", "nosuchuser", IMAGE, "true"], "nosuchuser"),
+        (&["--rm", IMAGE, "/no/such/program"], "/no/such/program"),
+    ];
+    for (args, want) in cases {
+        let o = e.up(args);
+        let err = text(&o.stderr);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(
+            err.contains(want),
+            "{args:?}: the error must name {want:?}: {err}"
+        );
+        e.assert_clean(&format!("after {args:?}"));
+    }
+    let o = e.husk(&[
+        "up",
+        "--store",
+        store.to_str().unwrap(),
+        "--pull",
+        "sometimes",
+        IMAGE,
+    ]);
+    assert!(text(&o.stderr).contains("--pull"), "{}", text(&o.stderr));
+}
