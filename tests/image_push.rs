@@ -217,8 +217,11 @@ impl Registry {
         Registry::start_with(htpasswd, None)
     }
 
-    /// With `tls` (certificate, key): HTTPS only.
-    fn start_with(htpasswd: Option<(&str, &str)>, tls: Option<(&Path, &Path)>) -> Registry {
+    /// With `tls` (certificate, key, CA of the client certificates it requires): HTTPS only.
+    fn start_with(
+        htpasswd: Option<(&str, &str)>,
+        tls: Option<(&Path, &Path, Option<&Path>)>,
+    ) -> Registry {
         let dir = tmpdir("registry");
         let port = free_port();
         let mut auth = String::new();
@@ -241,10 +244,12 @@ impl Registry {
              http:\n  addr: 127.0.0.1:{port}\n{tls}{auth}",
             dir.path().join("data").display(),
             tls = tls
-                .map(|(c, k)| format!(
-                    "  tls:\n    certificate: {}\n    key: {}\n",
+                .map(|(c, k, cas)| format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n{}",
                     c.display(),
-                    k.display()
+                    k.display(),
+                    cas.map(|p| format!("    clientcas:\n      - {}\n", p.display()))
+                        .unwrap_or_default()
                 ))
                 .unwrap_or_default(),
         );
@@ -1146,9 +1151,20 @@ fn make_ca(dir: &Path, name: &str, server: bool) {
         "-out",
         &p(&format!("{name}.crt")),
     ]));
-    if !server {
-        return;
+    if server {
+        sign(
+            dir,
+            name,
+            &format!("{name}-srv"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             extendedKeyUsage=serverAuth\n",
+        );
     }
+}
+
+/// A key `LEAF.key` and certificate `LEAF.crt` signed by the CA `CA`, with extensions `ext`.
+fn sign(dir: &Path, ca: &str, leaf: &str, ext: &str) {
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
     run_ok(Command::new("openssl").args([
         "req",
         "-newkey",
@@ -1157,32 +1173,28 @@ fn make_ca(dir: &Path, name: &str, server: bool) {
         "-subj",
         "/CN=127.0.0.1",
         "-keyout",
-        &p(&format!("{name}-srv.key")),
+        &p(&format!("{leaf}.key")),
         "-out",
-        &p(&format!("{name}-srv.csr")),
+        &p(&format!("{leaf}.csr")),
     ]));
-    let ext = dir.join(format!("{name}.ext"));
-    std::fs::write(
-        &ext,
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
+    let ext_file = dir.join(format!("{leaf}.ext"));
+    std::fs::write(&ext_file, ext).unwrap();
     run_ok(Command::new("openssl").args([
         "x509",
         "-req",
         "-days",
         "2",
         "-in",
-        &p(&format!("{name}-srv.csr")),
+        &p(&format!("{leaf}.csr")),
         "-CA",
-        &p(&format!("{name}.crt")),
+        &p(&format!("{ca}.crt")),
         "-CAkey",
-        &p(&format!("{name}.key")),
+        &p(&format!("{ca}.key")),
         "-CAcreateserial",
         "-extfile",
-        ext.to_str().unwrap(),
+        ext_file.to_str().unwrap(),
         "-out",
-        &p(&format!("{name}-srv.crt")),
+        &p(&format!("{leaf}.crt")),
     ]));
 }
 
@@ -1204,7 +1216,7 @@ fn tls_registry() {
     make_ca(w, "other", false);
     let reg = Registry::start_with(
         Some(("bob", "pw")),
-        Some((&w.join("ca-srv.crt"), &w.join("ca-srv.key"))),
+        Some((&w.join("ca-srv.crt"), &w.join("ca-srv.key"), None)),
     );
     let host = reg.host();
     let img = test_image(8);
@@ -1797,4 +1809,89 @@ fn import_multi_platform_archive() {
     );
     assert_store_consistent(&store2, 0);
     assert_eq!(blob_count(&store2), 0);
+}
+
+/// A registry that requires a client certificate (mutual TLS): the certificate and key in the
+/// registry's certs dir (`client.cert`, `client.key`, as Docker lays them out) get husk in;
+/// without them the handshake fails with an error naming the registry, and a certificate
+/// without its key is an error naming the file.
+#[test]
+fn tls_client_certificate() {
+    if !need_tools(
+        "tls_client_certificate",
+        &["docker-registry", "skopeo", "openssl"],
+    ) {
+        return;
+    }
+    let work = tmpdir("mtls");
+    let w = work.path();
+    make_ca(w, "ca", true);
+    sign(
+        w,
+        "ca",
+        "client",
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    );
+    let reg = Registry::start_with(
+        None,
+        Some((
+            &w.join("ca-srv.crt"),
+            &w.join("ca-srv.key"),
+            Some(&w.join("ca.crt")),
+        )),
+    );
+    let host = reg.host();
+    let img = test_image(12);
+    let layout = w.join("layout");
+    write_layout(&layout, "t", &img);
+    let name = format!("{host}/m/app:1");
+    // skopeo as the client that has the certificate (its --dest-cert-dir: *.crt, *.cert, *.key)
+    let sk = w.join("sk-certs");
+    std::fs::create_dir(&sk).unwrap();
+    std::fs::copy(w.join("ca.crt"), sk.join("ca.crt")).unwrap();
+    std::fs::copy(w.join("client.crt"), sk.join("client.cert")).unwrap();
+    std::fs::copy(w.join("client.key"), sk.join("client.key")).unwrap();
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--dest-cert-dir"])
+            .arg(&sk)
+            .arg(format!("oci:{}:t", layout.display()))
+            .arg(format!("docker://{name}")),
+    );
+
+    let certs = w.join("certs.d");
+    let hd = certs.join(&host);
+    std::fs::create_dir_all(&hd).unwrap();
+    std::fs::copy(w.join("ca.crt"), hd.join("ca.crt")).unwrap();
+    let certs_s = certs.to_str().unwrap();
+    let store = w.join("store");
+    // the CA alone: the registry refuses the handshake
+    let e = husk_err(
+        &store,
+        &["pull", "--timeout", "10", "--certs-dir", certs_s, &name],
+    );
+    assert!(e.contains(&host), "{e}");
+    assert_store_consistent(&store, 0);
+    // a certificate without its key
+    std::fs::copy(w.join("client.crt"), hd.join("client.cert")).unwrap();
+    let e = husk_err(&store, &["pull", "--certs-dir", certs_s, &name]);
+    assert!(e.contains("client.cert") && e.contains("has no key"), "{e}");
+    // both: pull and push
+    std::fs::copy(w.join("client.key"), hd.join("client.key")).unwrap();
+    let out = husk_ok(&store, &["pull", "-q", "--certs-dir", certs_s, &name]);
+    assert_eq!(out.trim(), img.digest);
+    let copy = format!("{host}/m/copy:1");
+    husk_ok(
+        &store,
+        &["push", "-q", "--certs-dir", certs_s, &name, &copy],
+    );
+    let o = run_timeout(
+        Command::new("skopeo")
+            .args(["inspect", "--raw", "--cert-dir"])
+            .arg(&sk)
+            .arg(format!("docker://{copy}")),
+        Duration::from_secs(60),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(sha(&o.stdout), img.digest);
 }

@@ -111,11 +111,15 @@ impl Client {
             Some(d) => d.clone(),
             None => tls::DEFAULT_CERTS_DIRS.iter().map(PathBuf::from).collect(),
         };
+        let files =
+            tls::host_files(host, &dirs).map_err(|e| e.context(format!("registry {host}")))?;
         let mut cas = opts.ca_certs.clone();
-        cas.extend(tls::host_ca_files(host, &dirs)?);
-        // HTTPS unless on loopback or --insecure; a CA for the host, or --tls-verify=false,
-        // means the registry speaks TLS even there (as Docker does with certs.d)
-        let tls_asked = !cas.is_empty() || opts.no_tls_verify;
+        cas.extend(files.cas);
+        let client = files.client.as_ref();
+        // HTTPS unless on loopback or --insecure; a CA or client certificate for the host, or
+        // --tls-verify=false, means the registry speaks TLS even there (as Docker does with
+        // certs.d)
+        let tls_asked = !cas.is_empty() || client.is_some() || opts.no_tls_verify;
         let scheme = if (is_loopback(host) || opts.insecure) && !tls_asked {
             "http"
         } else {
@@ -129,10 +133,10 @@ impl Client {
             .redirects(5)
             .user_agent(concat!("husk/", env!("CARGO_PKG_VERSION")));
         if opts.no_tls_verify {
-            builder = builder.tls_config(tls::unverified()?);
-        } else if !cas.is_empty() {
+            builder = builder.tls_config(tls::unverified(client)?);
+        } else if !cas.is_empty() || client.is_some() {
             builder = builder.tls_config(
-                tls::with_cas(&cas).map_err(|e| e.context(format!("registry {host}")))?,
+                tls::with_cas(&cas, client).map_err(|e| e.context(format!("registry {host}")))?,
             );
         }
         let agent = builder.build();
