@@ -703,6 +703,19 @@ fn login_logout() {
     let args = ["login", "--password-stdin", &host];
     let e = check_err(husk_with(&store, &args, &env2, Some("x")), &args);
     assert!(e.contains("--password-stdin needs --username"), "{e}");
+    // nothing to prompt on: standard input is not a terminal
+    let args = ["login", &host];
+    let e = check_err(husk_with(&store, &args, &env2, None), &args);
+    assert!(
+        e.contains("not a terminal") && e.contains("username"),
+        "{e}"
+    );
+    let args = ["login", "-u", "alice", &host];
+    let e = check_err(husk_with(&store, &args, &env2, None), &args);
+    assert!(
+        e.contains("not a terminal") && e.contains("password"),
+        "{e}"
+    );
 }
 
 /// A tar with entries as given — names are not checked, so `../x` can be written. Kinds:
