@@ -188,7 +188,7 @@ impl Drop for StagingDir {
 
 /// An archive entry's name, cleaned: no leading `./` or `/`-only names, no empty, `.` or `..`
 /// components. `None` for a name that is not acceptable.
-fn clean_name(raw: &[u8]) -> Option<String> {
+pub(crate) fn clean_name(raw: &[u8]) -> Option<String> {
     let s = std::str::from_utf8(raw).ok()?;
     if s.starts_with('/') {
         return None;
@@ -209,7 +209,7 @@ fn clean_name(raw: &[u8]) -> Option<String> {
 
 /// A link target in the archive: a symlink's relative to its entry's directory, a hardlink's
 /// from the archive's top. `None` when it leaves the archive.
-fn link_target(entry: &str, target: &[u8], symlink: bool) -> Option<String> {
+pub(crate) fn link_target(entry: &str, target: &[u8], symlink: bool) -> Option<String> {
     let t = std::str::from_utf8(target).ok()?;
     if t.starts_with('/') {
         return None;
