@@ -1908,3 +1908,41 @@ fn tls_client_certificate() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(sha(&o.stdout), img.digest);
 }
+
+/// export errors name the image, blob or path, and leave no file (not even a partial one).
+#[test]
+fn export_errors_leave_no_file() {
+    if !need_husk("export_errors_leave_no_file") {
+        return;
+    }
+    let work = tmpdir("export-err");
+    let img = test_image(13);
+    let (saved, _) = docker_save(&img, &["ex:1"], false);
+    let f = work.path().join("saved.tar");
+    std::fs::write(&f, &saved).unwrap();
+    let store = work.path().join("store");
+    husk_ok(&store, &["import", f.to_str().unwrap()]);
+    let out_dir = work.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("ex.tar");
+    let out_s = out.to_str().unwrap();
+
+    let e = husk_err(&store, &["export", "no/such:1", out_s]);
+    assert!(e.contains("docker.io/no/such:1 is not in the store"), "{e}");
+    let e = husk_err(&store, &["export", "ex:1", "/nonexistent/dir/ex.tar"]);
+    assert!(e.contains("/nonexistent/dir"), "{e}");
+    // a layer gone from the store: named, and no archive is left behind
+    let layer = sha(&img.layers[1].1); // docker save layers are stored uncompressed
+    std::fs::remove_file(store.join("blobs/sha256").join(&layer[7..])).unwrap();
+    let e = husk_err(&store, &["export", "ex:1", out_s]);
+    assert!(e.contains(&layer) && e.contains("not in the store"), "{e}");
+    // a blob whose content no longer matches its name
+    std::fs::write(
+        store.join("blobs/sha256").join(&layer[7..]),
+        b"not the layer",
+    )
+    .unwrap();
+    let e = husk_err(&store, &["export", "ex:1", out_s]);
+    assert!(e.contains(&layer) && e.contains("corrupt"), "{e}");
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0);
+}
