@@ -1946,3 +1946,50 @@ fn export_errors_leave_no_file() {
     assert!(e.contains(&layer) && e.contains("corrupt"), "{e}");
     assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0);
 }
+
+/// prune while pulls run: each pull lands whole (prune waits for the shared store lock a pull
+/// holds, and never collects blobs a pull has fetched but not yet named).
+#[test]
+fn prune_during_pulls() {
+    if !need_tools("prune_during_pulls", &["docker-registry", "skopeo"]) {
+        return;
+    }
+    let work = tmpdir("prune-pull");
+    let reg = Registry::start(None);
+    let img = image(
+        vec![
+            tar_of(&[("etc/hello", b"hello\n")]),
+            tar_of(&[("data/noise", &noise(3 << 20, 14))]),
+        ],
+        &["/bin/true"],
+    );
+    let layout = work.path().join("layout");
+    write_layout(&layout, "t", &img);
+    reg.skopeo_push(&layout, "t", "p/app:1", None);
+    let name = format!("{}/p/app:1", reg.host());
+    let store = work.path().join("store");
+    for round in 0..3 {
+        let pulls: Vec<_> = (0..2)
+            .map(|_| {
+                let (store, name) = (store.clone(), name.clone());
+                std::thread::spawn(move || husk_ok(&store, &["pull", "-q", &name]))
+            })
+            .collect();
+        for _ in 0..4 {
+            husk_ok(&store, &["prune"]);
+        }
+        for p in pulls {
+            assert_eq!(p.join().unwrap().trim(), img.digest, "round {round}");
+        }
+        assert_store_consistent(&store, 1);
+        assert_eq!(blob_count(&store), 4, "round {round}");
+        let b = work.path().join(format!("b{round}"));
+        husk_ok(&store, &["unpack", &name, b.to_str().unwrap()]);
+        assert_eq!(
+            std::fs::read(b.join("rootfs/data/noise")).unwrap().len(),
+            3 << 20
+        );
+        husk_ok(&store, &["rm", &name]);
+        assert_eq!(blob_count(&store), 0);
+    }
+}
