@@ -1,9 +1,9 @@
 //! `husk image push SRC [DEST]`: an image of the store into a registry, as the distribution
-//! spec's push does: each blob (config, then layers) is checked with HEAD and skipped when the
-//! registry has it, mounted from another repository of the same registry when an image of the
-//! store came from there, or uploaded (monolithic, or in chunks when larger than the chunk
-//! size); the manifest goes last, so the registry never serves a manifest whose blobs are
-//! missing. Blobs go three at a time, as pulls fetch them.
+//! spec's push does: each blob (the config and the layers, three at a time, as pulls fetch
+//! them) is checked with HEAD and skipped when the registry has it, mounted from another
+//! repository of the same registry when an image of the store came from there, or uploaded
+//! (monolithic, or in chunks when larger than the chunk size); the manifest goes last, so the
+//! registry never serves a manifest whose blobs are missing.
 
 use super::store::{ref_name, Store};
 use super::{lookup, say};
