@@ -1,9 +1,10 @@
 //! Property-based fuzzing of every parser that reads input husk does not control: config.json
 //! (parser and validator), mount options, the /proc and cgroup file parsers, D-Bus messages,
 //! CRIU responses, the command-line value parsers, and the image companion's: references,
-//! registry auth challenges, entry names, image users and damaged tar layers. proptest on the
-//! stable toolchain, so the ordinary `cargo test --lib` runs it; `PROPTEST_CASES` sets the
-//! number of cases (default 256 per property, a few seconds in all). A failing case is shrunk
+//! registry auth challenges, entry names, image users, damaged tar layers and damaged image
+//! archives (imported whole or not at all). proptest on the stable toolchain, so the ordinary
+//! `cargo test --lib` runs it; `PROPTEST_CASES` sets the number of cases (default 256 per
+//! property, a few seconds in all). A failing case is shrunk
 //! and saved under `proptest-regressions/`, which is committed and replayed first on every
 //! later run.
 //!
@@ -382,5 +383,111 @@ proptest! {
             .filter(|p| !p.starts_with("rootfs"))
             .collect();
         prop_assert!(outside.is_empty(), "written outside the root: {outside:?}");
+    }
+}
+
+/// A `docker save` tarball of one image: config, one layer (the sample layer), manifest.json,
+/// and a second layer name that is a symlink to the first.
+fn sample_docker_archive() -> Vec<u8> {
+    use sha2::Digest as _;
+    let layer = sample_layer();
+    let diff = format!(
+        "sha256:{}",
+        crate::image::store::hex(&sha2::Sha256::digest(&layer))
+    );
+    let cfg = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [diff, diff]},
+    }))
+    .unwrap();
+    let cfg_name = format!(
+        "{}.json",
+        crate::image::store::hex(&sha2::Sha256::digest(&cfg))
+    );
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": cfg_name, "RepoTags": ["fuzz:1"], "Layers": ["l1/layer.tar", "l2/layer.tar"],
+    }]))
+    .unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, data: &[u8], link: Option<&str>| {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        match link {
+            Some(l) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_link_name(l).unwrap();
+            }
+            None => h.set_entry_type(tar::EntryType::Regular),
+        }
+        h.set_path(path).unwrap();
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    };
+    add(&cfg_name, &cfg, None);
+    add("l1/layer.tar", &layer, None);
+    add("l2/layer.tar", b"", Some("../l1/layer.tar"));
+    add("manifest.json", &manifest, None);
+    b.into_inner().unwrap()
+}
+
+// Image archives: entry and link names, registry names for login, and damaged archives.
+proptest! {
+    #[test]
+    fn archive_names_stay_inside(
+        b in proptest::collection::vec(any::<u8>(), 0..64),
+        t in proptest::collection::vec(any::<u8>(), 0..64),
+        sym in any::<bool>(),
+    ) {
+        let inside = |n: &str| {
+            !n.starts_with('/') && n.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+        };
+        if let Some(n) = crate::image::archive::clean_name(&b) {
+            prop_assert!(inside(&n), "{n:?}");
+        }
+        if let Some(n) = crate::image::archive::link_target("a/b", &t, sym) {
+            prop_assert!(inside(&n), "{n:?}");
+        }
+    }
+
+    #[test]
+    fn registry_names_never_panic(s in ".{0,64}") {
+        if let Ok(k) = crate::registry::login::registry_key(&s) {
+            prop_assert!(!k.is_empty() && !k.contains('/'), "{k:?}");
+        }
+    }
+
+    /// A damaged archive is imported whole or refused with the store untouched: no index entry,
+    /// no blob, nothing left in tmp/.
+    #[test]
+    fn damaged_archives_import_whole_or_not_at_all(
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+        cut in any::<prop::sample::Index>(),
+        whole in any::<bool>(),
+    ) {
+        let mut a = sample_docker_archive();
+        for (at, byte) in &flips {
+            let i = at.index(a.len());
+            a[i] = *byte;
+        }
+        if !whole {
+            a.truncate(cut.index(a.len() + 1));
+        }
+        let top = tempfile::tempdir().unwrap();
+        let file = top.path().join("a.tar");
+        std::fs::write(&file, &a).unwrap();
+        let store = crate::image::store::Store::open(&top.path().join("store"), false).unwrap();
+        let r = crate::image::archive::import(&store, &file, None);
+        let entries = store.index().unwrap().manifests().len();
+        let blobs = std::fs::read_dir(top.path().join("store/blobs/sha256")).unwrap().count();
+        let tmp = std::fs::read_dir(top.path().join("store/tmp")).unwrap().count();
+        prop_assert_eq!(tmp, 0);
+        match r {
+            Ok(names) => prop_assert!(entries == names.len() && entries > 0 && blobs > 0),
+            Err(e) => {
+                prop_assert!(format!("{e:#}").contains("a.tar"), "{e:#}");
+                prop_assert!(entries == 0 && blobs == 0, "{entries} entries, {blobs} blobs");
+            }
+        }
     }
 }

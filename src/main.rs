@@ -156,6 +156,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+fn parse_creds(creds: Option<String>) -> anyhow::Result<Option<husk::registry::auth::Credentials>> {
+    creds
+        .map(|c| husk::registry::auth::Credentials::parse(&c))
+        .transpose()
+        .map_err(anyhow::Error::msg)
+}
+
 /// `husk up …`: docker run's flags onto `husk::up`.
 fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
     use husk::up::{NetworkMode, PullPolicy, UpOptions};
@@ -185,6 +192,7 @@ fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
                 insecure: a.insecure,
                 creds: None,
                 timeout: Some(std::time::Duration::from_secs(60)),
+                ..Default::default()
             },
             platform,
             quiet: false,
@@ -202,6 +210,7 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
     match a.command {
         C::Pull {
             insecure,
+            tls,
             creds,
             platform,
             timeout,
@@ -221,6 +230,10 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
                     insecure,
                     creds,
                     timeout: Some(std::time::Duration::from_secs(timeout.max(1))),
+                    ca_certs: tls.ca_cert,
+                    certs_dirs: tls.certs_dir.map(|d| vec![d]),
+                    no_tls_verify: !tls.tls_verify,
+                    ..Default::default()
                 },
                 platform,
                 quiet,
@@ -249,6 +262,81 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
             reference,
             dir: bundle,
         } => image::unpack(&Store::open(&dir, false)?, &reference, &bundle)?,
+        C::Push {
+            insecure,
+            tls,
+            creds,
+            chunk_size,
+            timeout,
+            quiet,
+            source,
+            destination,
+        } => {
+            let opts = image::push::PushOptions {
+                registry: husk::registry::Options {
+                    insecure,
+                    creds: parse_creds(creds)?,
+                    timeout: Some(std::time::Duration::from_secs(timeout.max(1))),
+                    ca_certs: tls.ca_cert,
+                    certs_dirs: tls.certs_dir.map(|d| vec![d]),
+                    no_tls_verify: !tls.tls_verify,
+                    ..Default::default()
+                },
+                chunk_size,
+                quiet,
+            };
+            let store = Store::open(&dir, false)?;
+            let digest = image::push::push(&store, &source, destination.as_deref(), &opts)?;
+            println!("{digest}");
+        }
+        C::Login {
+            username,
+            password,
+            password_stdin,
+            insecure,
+            tls,
+            timeout,
+            registry,
+        } => {
+            let opts = husk::registry::Options {
+                insecure,
+                timeout: Some(std::time::Duration::from_secs(timeout.max(1))),
+                ca_certs: tls.ca_cert,
+                certs_dirs: tls.certs_dir.map(|d| vec![d]),
+                no_tls_verify: !tls.tls_verify,
+                ..Default::default()
+            };
+            let file =
+                husk::registry::login::login(&registry, username, password, password_stdin, &opts)?;
+            println!("Login Succeeded (credentials in {})", file.display());
+        }
+        C::Export { reference, file } => {
+            image::archive::export(&Store::open(&dir, false)?, &reference, &file)?
+        }
+        C::Import { file, reference } => {
+            let store = Store::open(&dir, false)?;
+            for (name, digest) in image::archive::import(&store, &file, reference.as_deref())? {
+                println!("{name} {digest}");
+            }
+        }
+        C::Prune => {
+            let r = Store::open(&dir, true)?.collect_garbage_report()?;
+            println!(
+                "removed {} unreferenced blobs ({} bytes) and {} bytes of temp files: \
+                 {} bytes freed",
+                r.blobs,
+                r.blob_bytes,
+                r.tmp_bytes,
+                r.blob_bytes + r.tmp_bytes
+            );
+        }
+        C::Logout { registry } => {
+            let file = husk::registry::login::logout(&registry)?;
+            println!(
+                "Removed the credentials for {registry} from {}",
+                file.display()
+            );
+        }
     }
     Ok(0)
 }

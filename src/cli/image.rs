@@ -14,6 +14,22 @@ pub struct ImageArgs {
     pub command: ImageCommand,
 }
 
+/// TLS to the registry (pull, push, login).
+#[derive(Args, Debug, Clone)]
+pub struct TlsArgs {
+    /// A CA certificate (PEM) to trust besides the system's; the registry is then reached over
+    /// HTTPS even on loopback. May be repeated.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_cert: Vec<PathBuf>,
+    /// Look for the registry's CA files in DIR/HOST:PORT/*.crt [default:
+    /// /etc/containers/certs.d and /etc/docker/certs.d].
+    #[arg(long, value_name = "DIR")]
+    pub certs_dir: Option<PathBuf>,
+    /// false: HTTPS without checking the registry's certificate.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
     /// Fetch an image from its registry into the store.
@@ -21,6 +37,8 @@ pub enum ImageCommand {
         /// Allow plain HTTP to a registry that is not on loopback.
         #[arg(long)]
         insecure: bool,
+        #[command(flatten)]
+        tls: TlsArgs,
         /// Credentials USER:PASSWORD (default: $REGISTRY_AUTH_FILE, then ~/.docker/config.json).
         #[arg(long)]
         creds: Option<String>,
@@ -58,4 +76,74 @@ pub enum ImageCommand {
     },
     /// Write a runnable bundle: DIR/rootfs and DIR/config.json.
     Unpack { reference: String, dir: PathBuf },
+    /// Upload an image of the store to a registry (blobs it has are skipped).
+    Push {
+        /// Allow plain HTTP to a registry that is not on loopback.
+        #[arg(long)]
+        insecure: bool,
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Credentials USER:PASSWORD (default: $REGISTRY_AUTH_FILE, then ~/.docker/config.json).
+        #[arg(long)]
+        creds: Option<String>,
+        /// Upload blobs larger than this many bytes in chunks of this size (0: never chunk).
+        #[arg(long, default_value_t = crate::image::push::DEFAULT_CHUNK)]
+        chunk_size: u64,
+        /// Seconds to wait on a registry that does not answer.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// No per-blob progress lines.
+        #[arg(short, long)]
+        quiet: bool,
+        /// The image in the store (a reference or digest).
+        source: String,
+        /// Where to push it [default: SOURCE's name].
+        destination: Option<String>,
+    },
+    /// Check credentials against a registry and store them in the auth file
+    /// ($REGISTRY_AUTH_FILE, else ~/.docker/config.json).
+    Login {
+        /// The user name (prompted for on a terminal when not given).
+        #[arg(short, long)]
+        username: Option<String>,
+        /// The password (visible to other users in ps; prefer --password-stdin).
+        #[arg(short, long, conflicts_with = "password_stdin")]
+        password: Option<String>,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Allow plain HTTP to a registry that is not on loopback.
+        #[arg(long)]
+        insecure: bool,
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Seconds to wait on a registry that does not answer.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// registry.example, registry.example:5000, docker.io
+        registry: String,
+    },
+    /// Remove a registry's credentials from the auth file.
+    Logout {
+        /// registry.example, registry.example:5000, docker.io
+        registry: String,
+    },
+    /// Write an image of the store to FILE as an OCI archive (a tar of an OCI image layout).
+    Export {
+        /// The image (a reference or digest).
+        reference: String,
+        /// The archive to write (`-`: standard output).
+        file: PathBuf,
+    },
+    /// Read images from an OCI archive or a `docker save` tarball (plain or gzipped) into
+    /// the store.
+    Import {
+        /// The archive to read (`-`: standard input).
+        file: PathBuf,
+        /// The name to store the image under [default: the name the archive gives it].
+        reference: Option<String>,
+    },
+    /// Delete the blobs no image of the store refers to, and what interrupted commands left in
+    /// its tmp/ (waits for pulls, pushes and imports in progress).
+    Prune,
 }

@@ -121,7 +121,8 @@ pub enum Command {
     Checkpoint(CheckpointArgs),
     /// Restore a container from a CRIU checkpoint.
     Restore(RestoreArgs),
-    /// Images: pull, ls, inspect, tag, rm, unpack (see `husk image --help`).
+    /// Images: pull, push, ls, inspect, tag, rm, unpack, export, import, prune, login, logout
+    /// (see `husk image --help`).
     Image(image::ImageArgs),
     /// Write a default config.json.
     Spec {

@@ -4,8 +4,10 @@
 //! A companion module: it uses the runtime library (the in-root resolver, `husk spec`'s
 //! default), never the other way round; nothing on the create/start/exec path calls it.
 
+pub mod archive;
 pub mod config;
 pub mod layer;
+pub mod push;
 pub mod store;
 
 use crate::registry::{self, reference::Reference, Client};
@@ -25,9 +27,9 @@ use store::{ref_name, Store, REF_NAME};
 const MEDIA_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 const MEDIA_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 /// Layers fetched at once by one pull.
-const PARALLEL_FETCHES: usize = 3;
+pub(crate) const PARALLEL_FETCHES: usize = 3;
 /// Config blobs larger than this are refused.
-const MAX_CONFIG: u64 = 8 << 20;
+pub(crate) const MAX_CONFIG: u64 = 8 << 20;
 
 /// `os/arch[/variant]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,7 +74,7 @@ impl PlatformSpec {
         }
     }
 
-    fn matches(&self, p: &Platform) -> bool {
+    pub(crate) fn matches(&self, p: &Platform) -> bool {
         p.os().to_string() == self.os
             && p.architecture().to_string() == self.arch
             && match &self.variant {
@@ -100,13 +102,13 @@ pub struct PullOptions {
 
 /// The layer compressions husk reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Compression {
+pub(crate) enum Compression {
     None,
     Gzip,
     Zstd,
 }
 
-fn layer_compression(media_type: &str) -> Option<Compression> {
+pub(crate) fn layer_compression(media_type: &str) -> Option<Compression> {
     match media_type {
         "application/vnd.oci.image.layer.v1.tar"
         | "application/vnd.docker.image.rootfs.diff.tar" => Some(Compression::None),
@@ -118,7 +120,7 @@ fn layer_compression(media_type: &str) -> Option<Compression> {
     }
 }
 
-fn check_layer_types(m: &ImageManifest, what: &str) -> Result<()> {
+pub(crate) fn check_layer_types(m: &ImageManifest, what: &str) -> Result<()> {
     let ct = m.config().media_type().to_string();
     if ct != MediaType::ImageConfig.to_string() && ct != MEDIA_DOCKER_CONFIG {
         bail!("{what}: config has media type {ct:?}, not an image config (this is not a container image)");
@@ -135,7 +137,7 @@ fn check_layer_types(m: &ImageManifest, what: &str) -> Result<()> {
     Ok(())
 }
 
-fn say(quiet: bool, msg: &str) {
+pub(crate) fn say(quiet: bool, msg: &str) {
     if !quiet {
         let _ = writeln!(io::stderr(), "{msg}");
     }

@@ -134,6 +134,29 @@ impl Store {
         Ok(true)
     }
 
+    /// A new empty directory under `tmp/` for files being checked before they become blobs
+    /// (`import`); `prune` and `rm` clear what a crash leaves there.
+    pub fn staging_dir(&self, what: &str) -> Result<PathBuf> {
+        let d = self.root.join("tmp").join(format!(
+            "{what}.{}.{}.staging",
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir(&d).with_context(|| format!("create {}", d.display()))?;
+        Ok(d)
+    }
+
+    /// Make `file` (in `tmp/`, fsynced, its sha256 already checked to be `digest` and its size
+    /// `size`) the blob `digest`, unless the store has it already.
+    pub fn adopt_blob(&self, digest: &str, size: u64, file: &Path) -> Result<()> {
+        if self.has_blob(digest, size) {
+            return Ok(());
+        }
+        let dst = self.blob_path(digest)?;
+        fs::rename(file, &dst)
+            .with_context(|| format!("rename {} to {}", file.display(), dst.display()))
+    }
+
     /// Store `data` as blob `digest` (checked).
     pub fn put_bytes(&self, digest: &str, data: &[u8], what: &str) -> Result<()> {
         if self.has_blob(digest, data.len() as u64) {
@@ -270,6 +293,12 @@ impl Store {
     /// Delete every blob no index entry reaches and everything in `tmp/`. Needs the exclusive
     /// store lock (see [`Store::open`]). Returns the number of blobs removed.
     pub fn collect_garbage(&self) -> Result<usize> {
+        Ok(self.collect_garbage_report()?.blobs)
+    }
+
+    /// [`Store::collect_garbage`], telling what went: blobs, their bytes, and the bytes of what
+    /// was left in `tmp/` (partial blobs, import staging dirs of a killed command).
+    pub fn collect_garbage_report(&self) -> Result<GcReport> {
         let mut keep: HashSet<String> = HashSet::new();
         for d in self.index()?.manifests() {
             let digest = d.digest().to_string();
@@ -281,27 +310,57 @@ impl Store {
                 }
             }
         }
-        let mut removed = 0;
+        let mut report = GcReport::default();
         let dir = self.root.join("blobs/sha256");
         for e in fs::read_dir(&dir).with_context(|| format!("read {}", dir.display()))? {
             let e = e?;
             let name = format!("sha256:{}", e.file_name().to_string_lossy());
             if !keep.contains(&name) {
+                let size = e.metadata().map(|m| m.len()).unwrap_or(0);
                 fs::remove_file(e.path())
                     .with_context(|| format!("remove {}", e.path().display()))?;
-                removed += 1;
+                report.blobs += 1;
+                report.blob_bytes += size;
             }
         }
         let tmp = self.root.join("tmp");
         for e in fs::read_dir(&tmp).with_context(|| format!("read {}", tmp.display()))? {
-            let _ = fs::remove_file(e?.path());
+            let p = e?.path();
+            let size = tree_size(&p);
+            let gone = match fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => fs::remove_dir_all(&p).is_ok(),
+                _ => fs::remove_file(&p).is_ok(),
+            };
+            if gone {
+                report.tmp_bytes += size;
+            }
         }
-        Ok(removed)
+        Ok(report)
     }
 
     pub fn read_manifest(&self, digest: &str) -> Result<oci_spec::image::ImageManifest> {
         let data = self.read_blob(digest, crate::registry::MAX_MANIFEST)?;
         serde_json::from_slice(&data).with_context(|| format!("parse manifest {digest}"))
+    }
+}
+
+/// What garbage collection removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    pub blobs: usize,
+    pub blob_bytes: u64,
+    /// Bytes of temp files and staging dirs removed from `tmp/`.
+    pub tmp_bytes: u64,
+}
+
+/// Bytes of the regular files at or under `p` (symlinks not followed).
+fn tree_size(p: &Path) -> u64 {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::read_dir(p)
+            .map(|it| it.flatten().map(|e| tree_size(&e.path())).sum())
+            .unwrap_or(0),
+        Ok(m) if m.is_file() => m.len(),
+        _ => 0,
     }
 }
 

@@ -106,10 +106,9 @@ impl Credentials {
     }
 }
 
-/// Credentials for `registry` from the auth file Docker and podman write:
-/// `$REGISTRY_AUTH_FILE`, else `~/.docker/config.json` (`auths.<registry>.auth`, base64 of
-/// `user:password`). docker.io is also looked up under Docker's historical key.
-pub fn from_auth_files(registry: &str) -> Result<Option<Credentials>, String> {
+/// The auth files read, in order: `$REGISTRY_AUTH_FILE` (if set), then
+/// `~/.docker/config.json`. `husk image login` writes the first.
+pub fn auth_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = Vec::new();
     if let Some(f) = std::env::var_os("REGISTRY_AUTH_FILE").filter(|f| !f.is_empty()) {
         files.push(f.into());
@@ -117,11 +116,26 @@ pub fn from_auth_files(registry: &str) -> Result<Option<Credentials>, String> {
     if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         files.push(PathBuf::from(h).join(".docker/config.json"));
     }
+    files
+}
+
+/// The keys `registry`'s credentials are looked up under: its name, and for docker.io also
+/// Docker's historical keys.
+pub fn auth_keys(registry: &str) -> Vec<String> {
     let mut keys = vec![registry.to_string()];
     if registry == super::reference::DEFAULT_REGISTRY {
         keys.push("https://index.docker.io/v1/".to_string());
         keys.push("index.docker.io".to_string());
     }
+    keys
+}
+
+/// Credentials for `registry` from the auth file Docker and podman write:
+/// `$REGISTRY_AUTH_FILE`, else `~/.docker/config.json` (`auths.<registry>.auth`, base64 of
+/// `user:password`). docker.io is also looked up under Docker's historical key.
+pub fn from_auth_files(registry: &str) -> Result<Option<Credentials>, String> {
+    let files = auth_files();
+    let keys = auth_keys(registry);
     for f in files {
         let text = match std::fs::read_to_string(&f) {
             Ok(t) => t,
