@@ -6,233 +6,19 @@
 
 mod common;
 use common::*;
-use flate2::write::GzEncoder;
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const MT_LAYER_GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-const MT_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
-/// Root, and husk as the runtime under test (`husk image` has no runc or crun counterpart).
-fn need_husk(test: &str) -> bool {
-    if !require_root(test) {
-        return false;
-    }
-    if is_runc() || is_crun() {
-        skip(
-            test,
-            "`image` is husk's own command; nothing to validate against runc or crun",
-        );
-        return false;
-    }
-    true
-}
-
-fn need_tools(test: &str) -> bool {
-    if !need_husk(test) {
-        return false;
-    }
-    for t in ["docker-registry", "skopeo", "umoci"] {
-        if Command::new(t).arg("--version").output().is_err() {
-            skip(test, &format!("{t} is not installed (make deps)"));
-            return false;
-        }
-    }
-    true
-}
-
-fn sha(b: &[u8]) -> String {
-    let h = Sha256::digest(b);
-    let mut s = String::from("sha256:");
-    for x in h.iter() {
-        s.push_str(&format!("{x:02x}"));
-    }
-    s
-}
-
-fn gz(b: &[u8]) -> Vec<u8> {
-    let mut e = GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(b).unwrap();
-    e.finish().unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn tmpdir(tag: &str) -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix(&format!("husk-img-{tag}-"))
-        .tempdir()
-        .unwrap()
-}
-
-/// `husk image --store STORE ARGS…`
-fn husk(store: &Path, args: &[&str]) -> Output {
-    let mut c = Command::new(runtime());
-    c.arg("image").arg("--store").arg(store).args(args);
-    run_timeout(&mut c, Duration::from_secs(120))
-}
-
-fn husk_ok(store: &Path, args: &[&str]) -> String {
-    let o = husk(store, args);
-    assert!(
-        o.status.success(),
-        "husk image {args:?} failed: {}\n{}",
-        text(&o.stderr),
-        text(&o.stdout)
-    );
-    text(&o.stdout)
-}
-
-fn husk_err(store: &Path, args: &[&str]) -> String {
-    let o = husk(store, args);
-    assert_eq!(
-        code(&o.status),
-        1,
-        "husk image {args:?} should fail with 1: {}\n{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stderr)
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let o = run_timeout(cmd, Duration::from_secs(120));
-    assert!(
-        o.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        text(&o.stderr),
-        text(&o.stdout)
-    );
-    text(&o.stdout)
-}
-
-/// The store holds nothing half-written: no index entries (unless `entries`), no temp files,
-/// and every blob's content matches its name.
-fn assert_store_consistent(store: &Path, entries: usize) {
-    let idx: Value =
-        serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
-    assert_eq!(idx["manifests"].as_array().unwrap().len(), entries, "{idx}");
-    for e in std::fs::read_dir(store.join("tmp")).unwrap() {
-        let n = e.unwrap().file_name().to_string_lossy().into_owned();
-        assert!(!n.ends_with(".partial"), "temp file left: {n}");
-    }
-    for e in std::fs::read_dir(store.join("blobs/sha256")).unwrap() {
-        let e = e.unwrap();
-        let data = std::fs::read(e.path()).unwrap();
-        assert_eq!(
-            sha(&data),
-            format!("sha256:{}", e.file_name().to_string_lossy()),
-            "blob content does not match its name"
-        );
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Debian's docker-registry on a loopback port
-
-struct Registry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start(htpasswd: Option<(&str, &str)>) -> Registry {
-        let dir = tmpdir("registry");
-        let port = free_port();
-        let mut auth = String::new();
-        if let Some((user, pass)) = htpasswd {
-            let file = dir.path().join("htpasswd");
-            run_ok(
-                Command::new("htpasswd")
-                    .args(["-Bbc"])
-                    .arg(&file)
-                    .args([user, pass]),
-            );
-            auth = format!(
-                "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n",
-                file.display()
-            );
-        }
-        let cfg = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
-            dir.path().join("data").display()
-        );
-        std::fs::write(dir.path().join("config.yml"), cfg).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
-            .spawn()
-            .expect("start docker-registry");
-        let r = Registry {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        r
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// `skopeo copy oci:LAYOUT:TAG docker://HOST/REPO` (format: None = as is, or "v2s2").
-    fn push(
-        &self,
-        layout: &Path,
-        tag: &str,
-        repo: &str,
-        format: Option<&str>,
-        creds: Option<&str>,
-    ) {
-        let mut c = Command::new("skopeo");
-        c.args(["copy", "--dest-tls-verify=false"]);
-        if let Some(f) = format {
-            c.args(["--format", f]);
-        }
-        if let Some(cr) = creds {
-            c.args(["--dest-creds", cr]);
-        }
-        c.arg(format!("oci:{}:{tag}", layout.display()))
-            .arg(format!("docker://{}/{repo}", self.host()));
-        run_ok(&mut c);
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        // by pid: the registry we started
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::images::*;
 
 // ---------------------------------------------------------------------------------------------
 // hand-written tar layers and OCI layouts
@@ -578,7 +364,7 @@ fn small_image() -> Img {
 /// the image's User (resolved in its /etc/passwd and /etc/group), in its WorkingDir, with its Env.
 #[test]
 fn pull_unpack_run() {
-    if !need_tools("pull_unpack_run") {
+    if !need_tools("pull_unpack_run", &["docker-registry", "skopeo", "umoci"]) {
         return;
     }
     let reg = Registry::start(None);
@@ -626,8 +412,8 @@ fn pull_unpack_run() {
         "--config.label=org.example.purpose=test",
         "--config.stopsignal=SIGUSR1",
     ]));
-    reg.push(&layout, "t", "test/app:oci", None, None);
-    reg.push(&layout, "t", "test/app:docker", Some("v2s2"), None);
+    reg.skopeo_push(&layout, "t", "test/app:oci", None, None);
+    reg.skopeo_push(&layout, "t", "test/app:docker", Some("v2s2"), None);
 
     let store = work.path().join("store");
     let oci_ref = format!("{}/test/app:oci", reg.host());
@@ -754,7 +540,10 @@ fn pull_unpack_run() {
 /// contents, security.capability).
 #[test]
 fn unpack_matches_umoci() {
-    if !need_tools("unpack_matches_umoci") {
+    if !need_tools(
+        "unpack_matches_umoci",
+        &["docker-registry", "skopeo", "umoci"],
+    ) {
         return;
     }
     let work = tmpdir("interop");
@@ -822,7 +611,7 @@ fn unpack_matches_umoci() {
     );
 
     let reg = Registry::start(None);
-    reg.push(&layout, "t", "interop/img:1", None, None);
+    reg.skopeo_push(&layout, "t", "interop/img:1", None, None);
     let store = work.path().join("store");
     husk_ok(
         &store,
@@ -898,7 +687,10 @@ fn unpack_matches_umoci() {
 /// and then written through, a hardlink to a host file. Nothing outside the bundle changes.
 #[test]
 fn malicious_layers_stay_inside() {
-    if !need_tools("malicious_layers_stay_inside") {
+    if !need_tools(
+        "malicious_layers_stay_inside",
+        &["docker-registry", "skopeo", "umoci"],
+    ) {
         return;
     }
     let work = tmpdir("evil");
@@ -941,7 +733,7 @@ fn malicious_layers_stay_inside() {
     for (name, img) in [("evil", &evil), ("hard", &hard)] {
         let layout = work.path().join(name);
         write_layout(&layout, "t", img);
-        reg.push(&layout, "t", &format!("evil/{name}:1"), None, None);
+        reg.skopeo_push(&layout, "t", &format!("evil/{name}:1"), None, None);
     }
     let store = work.path().join("store");
     let r = format!("{}/evil/evil:1", reg.host());
@@ -1239,7 +1031,10 @@ fn bearer_token_auth() {
 /// --creds and from $REGISTRY_AUTH_FILE.
 #[test]
 fn basic_auth_htpasswd() {
-    if !need_tools("basic_auth_htpasswd") {
+    if !need_tools(
+        "basic_auth_htpasswd",
+        &["docker-registry", "skopeo", "umoci"],
+    ) {
         return;
     }
     if Command::new("htpasswd").arg("-h").output().is_err() {
@@ -1253,7 +1048,7 @@ fn basic_auth_htpasswd() {
     let reg = Registry::start(Some(("alice", "secret")));
     let layout = work.path().join("layout");
     write_layout(&layout, "t", &small_image());
-    reg.push(&layout, "t", "auth/img:1", None, Some("alice:secret"));
+    reg.skopeo_push(&layout, "t", "auth/img:1", None, Some("alice:secret"));
     let store = work.path().join("store");
     let r = format!("{}/auth/img:1", reg.host());
     let e = husk_err(&store, &["pull", &r]);
@@ -1418,7 +1213,10 @@ fn concurrent_pulls_and_a_killed_pull() {
 /// diff_id are errors naming the layer, and the failed unpack leaves nothing.
 #[test]
 fn zstd_and_corrupt_layers() {
-    if !need_tools("zstd_and_corrupt_layers") {
+    if !need_tools(
+        "zstd_and_corrupt_layers",
+        &["docker-registry", "skopeo", "umoci"],
+    ) {
         return;
     }
     let work = tmpdir("zstd");
@@ -1465,7 +1263,7 @@ fn zstd_and_corrupt_layers() {
     ] {
         let layout = work.path().join(name);
         write_layout(&layout, "t", img);
-        reg.push(&layout, "t", &format!("z/{name}:1"), None, None);
+        reg.skopeo_push(&layout, "t", &format!("z/{name}:1"), None, None);
         husk_ok(
             &store,
             &["pull", "-q", &format!("{}/z/{name}:1", reg.host())],

@@ -2,6 +2,7 @@
 //! OCI layout the store is) run as a container with docker run's flags, each flag's effect seen
 //! from inside; what is left after `--rm`, after `husk rm`, and after each refused command.
 mod common;
+use common::images::sha;
 use common::*;
 use serde_json::json;
 use std::path::PathBuf;
@@ -10,16 +11,6 @@ use std::time::Duration;
 
 const IMAGE: &str = "husk-up-test";
 const REF: &str = "docker.io/library/husk-up-test:latest";
-
-fn sha(b: &[u8]) -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(b);
-    let mut s = String::from("sha256:");
-    for x in d.iter() {
-        s.push_str(&format!("{x:02x}"));
-    }
-    s
-}
 
 /// A temp dir with a store holding the test rootfs as the image `husk-up-test` (config: `Env`,
 /// `Cmd ["/probe"]`), and the runtime's `--root`.

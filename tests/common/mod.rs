@@ -8,6 +8,8 @@
 //!   by pid / mount point / path, and finally panics if anything had been left behind.
 #![allow(dead_code)]
 
+pub mod images;
+
 use serde_json::Value;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
