@@ -143,6 +143,39 @@ pub(crate) fn say(quiet: bool, msg: &str) {
     }
 }
 
+/// `f` on every item, [`PARALLEL_FETCHES`] at a time; after the first failure no new item
+/// starts, and the error of the earliest failed item is returned.
+pub(crate) fn each_in_parallel<T: Sync>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<()> + Sync,
+) -> Result<()> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let errors: Mutex<Vec<(usize, anyhow::Error)>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL_FETCHES.min(items.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= items.len() || failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Err(e) = f(&items[i]) {
+                    failed.store(true, Ordering::Relaxed);
+                    if let Ok(mut errs) = errors.lock() {
+                        errs.push((i, e));
+                    }
+                }
+            });
+        }
+    });
+    let mut errors = errors.into_inner().unwrap_or_default();
+    errors.sort_by_key(|(i, _)| *i);
+    match errors.into_iter().next() {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
+}
+
 /// Pull `reference` into `store`: manifest (through an index if needed), config and layers,
 /// each verified; the index entry is written last. Returns the manifest digest.
 pub fn pull(store: &Store, text: &str, opts: &PullOptions) -> Result<String> {
@@ -251,31 +284,7 @@ pub fn pull(store: &Store, text: &str, opts: &PullOptions) -> Result<String> {
         Ok(())
     };
     fetch(manifest.config(), "config")?;
-    let layers = manifest.layers();
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let errors: Mutex<Vec<(usize, anyhow::Error)>> = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..PARALLEL_FETCHES.min(layers.len()) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= layers.len() || failed.load(Ordering::Relaxed) {
-                    break;
-                }
-                if let Err(e) = fetch(&layers[i], "layer") {
-                    failed.store(true, Ordering::Relaxed);
-                    if let Ok(mut errs) = errors.lock() {
-                        errs.push((i, e));
-                    }
-                }
-            });
-        }
-    });
-    let mut errors = errors.into_inner().unwrap_or_default();
-    errors.sort_by_key(|(i, _)| *i);
-    if let Some((_, e)) = errors.into_iter().next() {
-        return Err(e);
-    }
+    each_in_parallel(manifest.layers(), |l| fetch(l, "layer"))?;
     // the config must be a config (checked now that it is here)
     let cfg = store.read_blob(manifest.config().digest().as_ref(), MAX_CONFIG)?;
     let cfg: ImageConfiguration = serde_json::from_slice(&cfg)

@@ -12,8 +12,6 @@ use anyhow::{bail, Context, Result};
 use oci_spec::image::{Descriptor, ImageManifest};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 /// Blobs larger than this are uploaded in chunks of this size unless `--chunk-size` says
 /// otherwise.
@@ -129,30 +127,7 @@ pub fn push(store: &Store, src: &str, dest: Option<&str>, opts: &PushOptions) ->
         );
         Ok(())
     };
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let errors: Mutex<Vec<(usize, anyhow::Error)>> = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..super::PARALLEL_FETCHES.min(unique.len()) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= unique.len() || failed.load(Ordering::Relaxed) {
-                    break;
-                }
-                if let Err(e) = push_one(&unique[i].0, unique[i].1) {
-                    failed.store(true, Ordering::Relaxed);
-                    if let Ok(mut errs) = errors.lock() {
-                        errs.push((i, e));
-                    }
-                }
-            });
-        }
-    });
-    let mut errors = errors.into_inner().unwrap_or_default();
-    errors.sort_by_key(|(i, _)| *i);
-    if let Some((_, e)) = errors.into_iter().next() {
-        return Err(e);
-    }
+    super::each_in_parallel(&unique, |(d, b)| push_one(d, b))?;
     let reference = dest.tag.as_deref().unwrap_or(&digest);
     client
         .put_manifest(reference, &media_type, &bytes)
