@@ -1060,6 +1060,139 @@ pub(crate) mod tests {
         assert_eq!(Abi::Aarch64.lookup("mkdir"), None);
     }
 
+    /// The kernel's name of a syscall entry point (`__x64_sys_<name>` in /proc/kallsyms) ->
+    /// the syscall's name in the tables, or None for entry points no x86 table has.
+    #[cfg(target_arch = "x86_64")]
+    fn kernel_syscall_name(k: &str) -> Option<String> {
+        // Built on x86 but in no x86 syscall table: the -ENOSYS entry, a generic gethostname
+        // and sync_file_range2 (other architectures' calls), and the send/recv that i386
+        // reaches only through socketcall(2).
+        const NOT_X86: [&str; 5] = [
+            "ni_syscall",
+            "gethostname",
+            "sync_file_range2",
+            "send",
+            "recv",
+        ];
+        const ALIASES: [(&str, &str); 20] = [
+            ("newuname", "uname"),
+            ("newstat", "stat"),
+            ("newlstat", "lstat"),
+            ("newfstat", "fstat"),
+            ("umount", "umount2"),
+            ("oldumount", "umount"),
+            ("llseek", "_llseek"),
+            ("mmap_pgoff", "mmap2"),
+            ("old_readdir", "readdir"),
+            ("old_getrlimit", "getrlimit"),
+            ("old_msgctl", "msgctl"),
+            ("old_semctl", "semctl"),
+            ("old_shmctl", "shmctl"),
+            ("stime32", "stime"),
+            ("time32", "time"),
+            ("utime32", "utime"),
+            ("clock_adjtime32", "clock_adjtime"),
+            ("clock_gettime32", "clock_gettime"),
+            ("clock_settime32", "clock_settime"),
+            ("timer_gettime32", "timer_gettime"),
+        ];
+        const ALIASES2: [(&str, &str); 3] = [
+            ("timer_settime32", "timer_settime"),
+            ("timerfd_gettime32", "timerfd_gettime"),
+            ("timerfd_settime32", "timerfd_settime"),
+        ];
+        if NOT_X86.contains(&k) {
+            return None;
+        }
+        if let Some((_, n)) = ALIASES.iter().chain(&ALIASES2).find(|(a, _)| *a == k) {
+            return Some((*n).to_owned());
+        }
+        // i386's 32-bit time_t variants (futex_time32 is i386's futex), its 16-bit uid calls
+        // (chown16 is i386's chown) and its split 64-bit argument wrappers (ia32_pread64).
+        let n = k.strip_suffix("_time32").unwrap_or(k);
+        let n = n.strip_prefix("ia32_").unwrap_or(n);
+        let uid16 = n.strip_suffix("16").filter(|b| {
+            ["uid", "gid", "groups", "own"]
+                .iter()
+                .any(|x| b.ends_with(x))
+        });
+        Some(uid16.unwrap_or(n).to_owned())
+    }
+
+    /// Every syscall the running kernel has is in the table (x86_64, x32 or i386 column): its
+    /// entry points are the `__x64_sys_*` symbols of /proc/kallsyms (one per SYSCALL_DEFINE,
+    /// i386's included under IA32 emulation); weak ones (`W`) are the -ENOSYS stubs of calls
+    /// this kernel was built without (COND_SYSCALL) and are left out. Names are shown to any
+    /// user; the test cannot run where kallsyms is unreadable or hides them.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn table_knows_every_syscall_of_the_running_kernel() {
+        const TEST: &str = "table_knows_every_syscall_of_the_running_kernel";
+        let cannot = |why: String| {
+            assert!(
+                std::env::var_os("CI").is_none_or(|v| v != "true"),
+                "{TEST}: {why}, and under CI=true a test that cannot run is a failure"
+            );
+            use std::io::Write;
+            let _ = std::io::stderr().write_all(format!("SKIP {TEST}: {why}\n").as_bytes());
+        };
+        let text = match std::fs::read_to_string("/proc/kallsyms") {
+            Ok(t) => t,
+            Err(e) => return cannot(format!("cannot read /proc/kallsyms: {e}")),
+        };
+        let mut kernel: Vec<&str> = text
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace().skip(1);
+                match (f.next(), f.next()) {
+                    (Some(t), Some(name)) if t != "W" && t != "w" => Some(name),
+                    _ => None,
+                }
+            })
+            .filter_map(|s| s.strip_prefix("__x64_sys_"))
+            // compiler-split parts: __x64_sys_setitimer.cold
+            .map(|s| s.split('.').next().unwrap_or(s))
+            .collect();
+        kernel.sort_unstable();
+        kernel.dedup();
+        if kernel.len() < 300 {
+            return cannot(format!(
+                "/proc/kallsyms shows {} __x64_sys_* symbols (names hidden, or not an x86_64 \
+                 kernel with CONFIG_KALLSYMS_ALL)",
+                kernel.len()
+            ));
+        }
+        let known = |n: &str| {
+            [Abi::X86_64, Abi::X32, Abi::I386]
+                .iter()
+                .any(|a| a.lookup(n).is_some())
+        };
+        let missing: Vec<String> = kernel
+            .iter()
+            .filter_map(|k| kernel_syscall_name(k).map(|n| (k, n)))
+            .filter(|(_, n)| !known(n))
+            .map(|(k, n)| {
+                if **k == n {
+                    n
+                } else {
+                    format!("{n} (kernel: {k})")
+                }
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "the running kernel ({}) has syscalls the table (src/security/syscall_table.rs) \
+             lacks: {missing:?}",
+            std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+        );
+        eprintln!(
+            "{} kernel syscall entry points, all in the table",
+            kernel.len()
+        );
+    }
+
     #[test]
     fn errno_ret_only_with_errno_or_trace() {
         let mut p: LinuxSeccomp = serde_json::from_value(json!({
