@@ -827,6 +827,7 @@ impl SysTree {
     /// argument) and `action`; `wide` for a 64-bit architecture.
     pub(crate) fn add(&mut self, args: &[ApiArg], action: u32, wide: bool) -> Result<(), AddError> {
         self.steps = 0;
+        self.depth = 0;
         let mut new = self.rule_gen(args, action, wide);
         if !self.exists {
             self.exists = true;
@@ -932,6 +933,7 @@ impl SysTree {
             return Ok(Err(self.action));
         }
         self.steps = 0;
+        self.depth = 0;
         let mut b = BlockBuilder {
             blocks: Vec::new(),
             dedup: HashMap::new(),
@@ -947,20 +949,38 @@ impl SysTree {
         }))
     }
 
-    /// The block deciding from node `i` on (then the rest of its level, then `cont`).
-    fn block(&mut self, b: &mut BlockBuilder, i: u32, cont: u32) -> Result<u32, AddError> {
-        if i == NIL {
-            return Ok(cont);
+    /// The block deciding from the level that `start` begins (its nodes in order, then
+    /// `cont`). Built from the level's last node back to its first, so that a long level is a
+    /// loop here, not a recursion; only descending into a branch recurses.
+    fn block(&mut self, b: &mut BlockBuilder, start: u32, cont: u32) -> Result<u32, AddError> {
+        let mut level = Vec::new();
+        let mut i = start;
+        while i != NIL {
+            if !self.step() || level.len() > MAX_BLOCKS {
+                return Err(AddError::Loops);
+            }
+            level.push(i);
+            i = self.n(i).lvl_nxt;
         }
-        if let Some(&id) = b.memo.get(&(i, cont)) {
+        let mut next = cont;
+        for &i in level.iter().rev() {
+            next = self.node_block(b, i, next)?;
+        }
+        Ok(next)
+    }
+
+    /// The block deciding at node `i`, going on to `next` where its branch has no action.
+    fn node_block(&mut self, b: &mut BlockBuilder, i: u32, next: u32) -> Result<u32, AddError> {
+        if let Some(&id) = b.memo.get(&(i, next)) {
             return Ok(id);
         }
-        if !self.step() || b.active.contains(&(i, cont)) || b.memo.len() > MAX_BLOCKS {
+        // a node inside its own branch: libseccomp's walk would not end either
+        if !self.step() || b.active.contains(&(i, next)) || b.memo.len() > MAX_BLOCKS {
             return Err(AddError::Loops);
         }
-        b.active.push((i, cont));
+        b.active.push((i, next));
+        self.depth += 1;
         let x = self.n(i).clone();
-        let next = self.block(b, x.lvl_nxt, cont)?;
         let mut branch = |me: &mut SysTree, flg: bool, act: u32, sub: u32| {
             if flg {
                 Ok(b.intern(Block::Ret(act)))
@@ -974,17 +994,16 @@ impl SysTree {
         let t = branch(self, x.act_t_flg, x.act_t, x.nxt_t)?;
         let f = branch(self, x.act_f_flg, x.act_f, x.nxt_f)?;
         b.active.pop();
-        // A word compared under an empty mask is 0: EQ/GE 0 hold, GT 0 does not.
+        self.depth -= 1;
+        // A word under an empty mask is 0 and so is the (masked) datum: EQ and GE hold, GT
+        // does not.
         let id = if t == f {
             t
         } else if x.mask == 0 {
-            if x.op == WordOp::Gt && x.datum == 0 {
+            if x.op == WordOp::Gt {
                 f
-            } else if x.datum == 0 {
-                t
             } else {
-                // (0 ==/>= nonzero) cannot hold; datum is masked, so this is unreachable
-                f
+                t
             }
         } else {
             b.intern(Block::Cmp {
@@ -997,7 +1016,7 @@ impl SysTree {
                 f,
             })
         };
-        b.memo.insert((i, cont), id);
+        b.memo.insert((i, next), id);
         Ok(id)
     }
 }
