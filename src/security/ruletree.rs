@@ -87,8 +87,10 @@ struct Node {
 pub(crate) enum AddError {
     /// libseccomp's -EEXIST: the rule's conditions meet existing ones with another action.
     Exists,
-    /// libseccomp does not return (its insertion loops); the budget ran out.
+    /// libseccomp does not return: its insertion walks a level linked into a cycle.
     Loops,
+    /// The replay ran out of its step budget (exponential merging).
+    TooLong,
 }
 
 // struct db_iter_state flags
@@ -115,9 +117,11 @@ enum Slot {
     F(u32),
 }
 
-/// Steps (loop turns and calls) one syscall's rules may take before the replay gives up: a
-/// profile's trees are a few dozen nodes; libseccomp's looping insertions never end.
-const BUDGET: u64 = 2_000_000;
+/// Steps (loop turns and calls) adding one rule may take before the replay gives up. Merging
+/// is exponential in the worst case (pruning walks every path of the new chain against whole
+/// levels: 2.6 million steps for four rules of three ordered conditions on one syscall), so the
+/// bound is generous; it stops only profiles libseccomp would need seconds for as well.
+const BUDGET: u64 = 100_000_000;
 /// Nesting of the recursive walks (a sane tree is at most 6 arguments x 3 nodes deep).
 const MAX_DEPTH: u32 = 400;
 
@@ -130,7 +134,10 @@ pub(crate) struct SysTree {
     exists: bool,
     steps: u64,
     depth: u32,
+    /// The budget ran out, or a cycle was found: everything unwinds.
     looped: bool,
+    /// A walk along a level came round again: libseccomp would never stop.
+    cycle: bool,
 }
 
 impl SysTree {
@@ -143,6 +150,7 @@ impl SysTree {
             steps: 0,
             depth: 0,
             looped: false,
+            cycle: false,
         }
     }
 
@@ -153,6 +161,25 @@ impl SysTree {
             self.looped = true;
         }
         !self.looped
+    }
+
+    /// One turn of a walk along a level (`k` counts them): a walk longer than the nodes can
+    /// make (each is passed at most once per reference it holds) has come round a cycle.
+    fn spin(&mut self, k: &mut usize) -> bool {
+        *k += 1;
+        if *k > 4 * self.nodes.len() + 4 {
+            self.cycle = true;
+            self.looped = true;
+        }
+        self.step()
+    }
+
+    fn err(&self) -> AddError {
+        if self.cycle {
+            AddError::Loops
+        } else {
+            AddError::TooLong
+        }
     }
 
     fn n(&self, i: u32) -> &Node {
@@ -186,7 +213,8 @@ impl SysTree {
     }
 
     fn level_start(&mut self, mut i: u32) -> u32 {
-        while self.n(i).lvl_prv != NIL && self.step() {
+        let mut k = 0;
+        while self.n(i).lvl_prv != NIL && self.spin(&mut k) {
             i = self.n(i).lvl_prv;
         }
         i
@@ -236,7 +264,8 @@ impl SysTree {
     fn level_clean(&mut self, node: u32) -> u32 {
         let start = self.level_start(node);
         let mut n = start;
-        while n != NIL && self.step() {
+        let mut k = 0;
+        while n != NIL && self.spin(&mut k) {
             let x = self.n(n);
             let links = u32::from(x.lvl_prv != NIL) + u32::from(x.lvl_nxt != NIL);
             if x.refcnt > links {
@@ -246,7 +275,8 @@ impl SysTree {
         }
         let mut cnt = 0;
         n = start;
-        while n != NIL && self.step() {
+        k = 0;
+        while n != NIL && self.spin(&mut k) {
             cnt += self.node_put(&mut n);
         }
         cnt
@@ -320,6 +350,7 @@ impl SysTree {
         let mut cnt = 0;
         let mut c = self.level_start(top);
         let mut found = false;
+        let mut k = 0;
         loop {
             if c == node {
                 found = true;
@@ -332,7 +363,7 @@ impl SysTree {
                 break;
             }
             c = self.n(c).lvl_nxt;
-            if c == NIL || cnt != 0 || !self.step() {
+            if c == NIL || cnt != 0 || !self.spin(&mut k) {
                 break;
             }
         }
@@ -371,7 +402,8 @@ impl SysTree {
         self.depth += 1;
         let mut c = self.level_start(tree);
         let mut ok = true;
-        while c != NIL && self.step() {
+        let mut k = 0;
+        while c != NIL && self.spin(&mut k) {
             let x = self.n(c);
             let (t, f) = (x.nxt_t, x.nxt_f);
             if (x.act_t_flg && x.act_t != act)
@@ -403,6 +435,7 @@ impl SysTree {
                 break 'ret;
             }
             x = self.level_start(x);
+            let mut k = 0;
             loop {
                 let x_next = self.n(x).lvl_nxt;
                 'next: {
@@ -516,7 +549,7 @@ impl SysTree {
                     }
                 }
                 x = x_next;
-                if x == NIL || !self.step() {
+                if x == NIL || !self.spin(&mut k) {
                     break;
                 }
             }
@@ -536,9 +569,10 @@ impl SysTree {
         let mut x = self.slot(existing);
         let n = new;
         self.depth += 1;
+        let mut k = 0;
         let r = loop {
-            if !self.step() {
-                break Err(AddError::Loops);
+            if !self.spin(&mut k) {
+                break Err(self.err());
             }
             if self.chain_eq(x, n) {
                 break self.tree_add_eq(x, n);
@@ -579,7 +613,7 @@ impl SysTree {
         };
         self.depth -= 1;
         if self.looped {
-            return Err(AddError::Loops);
+            return Err(self.err());
         }
         r
     }
@@ -856,7 +890,7 @@ impl SysTree {
             let mut state = IterState { flags: 0, action };
             let cnt = self.prune(self.chains, new, &mut state);
             if self.looped {
-                return Err(AddError::Loops);
+                return Err(self.err());
             }
             if cnt > 0 {
                 removed = true;
@@ -877,7 +911,7 @@ impl SysTree {
 
     fn done(&self) -> Result<(), AddError> {
         if self.looped {
-            Err(AddError::Loops)
+            Err(self.err())
         } else {
             Ok(())
         }
@@ -955,9 +989,10 @@ impl SysTree {
     fn block(&mut self, b: &mut BlockBuilder, start: u32, cont: u32) -> Result<u32, AddError> {
         let mut level = Vec::new();
         let mut i = start;
+        let mut k = 0;
         while i != NIL {
-            if !self.step() || level.len() > MAX_BLOCKS {
-                return Err(AddError::Loops);
+            if !self.spin(&mut k) || level.len() > MAX_BLOCKS {
+                return Err(self.err());
             }
             level.push(i);
             i = self.n(i).lvl_nxt;
@@ -975,8 +1010,11 @@ impl SysTree {
             return Ok(id);
         }
         // a node inside its own branch: libseccomp's walk would not end either
-        if !self.step() || b.active.contains(&(i, next)) || b.memo.len() > MAX_BLOCKS {
-            return Err(AddError::Loops);
+        if b.active.contains(&(i, next)) {
+            self.cycle = true;
+        }
+        if self.cycle || !self.step() || b.memo.len() > MAX_BLOCKS {
+            return Err(self.err());
         }
         b.active.push((i, next));
         self.depth += 1;

@@ -722,6 +722,11 @@ fn tree_error(
              {name} ({abi:?}) to those of {earlier} (its rule tree for {name} loops); runc hangs \
              on such a profile"
         ),
+        AddError::TooLong => anyhow::anyhow!(
+            "linux.seccomp.syscalls[{i}]: libseccomp takes too long adding its conditions on \
+             {name} ({abi:?}) to those of {earlier} (merging its rule tree for {name} grows \
+             exponentially with such overlapping rules); simplify the rules for {name}"
+        ),
     }
 }
 
