@@ -13,8 +13,9 @@
 //! This module replays the same operations on the same structure (an arena of nodes with
 //! libseccomp's reference counts, so that merging, pruning and freeing happen exactly as there)
 //! and turns the resulting tree into a DAG of comparison blocks for the BPF generator. Where
-//! libseccomp's insertion never terminates (a level linked into a cycle), the replay stops
-//! after a step budget and the profile is refused, as runc would never start the container.
+//! libseccomp's insertion never terminates (a level linked into a cycle), the replay sees its
+//! walk come round and the profile is refused, as runc would never start the container; a step
+//! budget bounds the (exponential) worst case of merging.
 
 use std::collections::HashMap;
 
