@@ -588,8 +588,11 @@ fn abi_segments(
     segs: &mut Vec<(u32, Body)>,
 ) -> Result<()> {
     let (lo, hi) = abi.domain();
-    // (number, rule index, i386 multiplexer sub-call or 0, target index)
-    let mut hits: Vec<(u32, usize, u32, usize)> = Vec::with_capacity(512);
+    // (number, profile entry, target index, rule index, i386 multiplexer sub-call or 0): runc
+    // adds an entry's rules name by name, and for each name its split rules in order, so a
+    // syscall's tree gets them in (entry, name, split rule) order. Unique keys: an unstable
+    // sort keeps that order.
+    let mut hits: Vec<(u32, u32, u32, u32, u32)> = Vec::with_capacity(512);
     let mut max_nr: Option<u32> = None;
     for (ri, (targets, rule)) in parsed.iter().enumerate() {
         // A rule whose action is the default changes nothing; runc does not add it (its names
@@ -600,19 +603,17 @@ fn abi_segments(
             if let Some(nr) = t.nrs.and_then(|n| abi.pick(n)) {
                 max_nr = Some(max_nr.map_or(nr, |m| m.max(nr)));
                 if keep {
-                    hits.push((nr, ri, 0, ti));
+                    hits.push((nr, rule.origin as u32, ti as u32, ri as u32, 0));
                 }
             }
             if let (Abi::I386 | Abi::Ppc64le | Abi::S390x, Some((mux, sub)), true) =
                 (abi, t.i386_mux, keep)
             {
-                hits.push((mux, ri, sub, ti));
+                hits.push((mux, rule.origin as u32, ti as u32, ri as u32, sub));
             }
         }
     }
-    // runc adds an entry's rules name by name, and for each name its split rules in order:
-    // a syscall's tree gets them in (entry, name, split rule) order.
-    hits.sort_by_key(|h| (h.0, parsed[h.1].1.origin, h.3, h.1));
+    hits.sort_unstable();
     push_seg(segs, lo, Body::Ret(default));
     let mut i = 0;
     // (origin, action) of the rules added to the current syscall, for messages
@@ -622,25 +623,28 @@ fn abi_segments(
         let end = i + hits[i..].iter().take_while(|h| h.0 == nr).count();
         let mut tree = SysTree::new();
         added.clear();
-        for &(_, ri, sub, ti) in &hits[i..end] {
+        for &(_, _, ti, ri, sub) in &hits[i..end] {
+            let (ti, ri) = (ti as usize, ri as usize);
             let rule = &parsed[ri].1;
-            let mut conds = rule.conds.clone();
-            if sub != 0 {
+            let muxed: Vec<ApiArg>;
+            let conds = if sub == 0 {
+                &rule.conds
+            } else {
                 // The multiplexed form: arg0 selects the call (libseccomp replaces any arg0
                 // condition; the others stay as given).
-                conds.retain(|c| c.index != 0);
-                conds.insert(
-                    0,
-                    ApiArg {
-                        index: 0,
-                        op: ApiOp::Eq,
-                        mask: u64::MAX,
-                        datum: sub as u64,
-                    },
-                );
-            }
+                let sel = ApiArg {
+                    index: 0,
+                    op: ApiOp::Eq,
+                    mask: u64::MAX,
+                    datum: sub as u64,
+                };
+                muxed = std::iter::once(sel)
+                    .chain(rule.conds.iter().filter(|c| c.index != 0).copied())
+                    .collect();
+                &muxed
+            };
             let name = &parsed[ri].0[ti].name;
-            if let Err(e) = tree.add(&conds, rule.action, !abi.args32()) {
+            if let Err(e) = tree.add(conds, rule.action, !abi.args32()) {
                 return Err(tree_error(e, rule, name, abi, &added));
             }
             added.push((rule.origin, rule.action));
@@ -660,7 +664,8 @@ fn abi_segments(
                 big_endian: abi.big_endian(),
             },
             Err(e) => {
-                let (_, ri, _, ti) = hits[end - 1];
+                let (_, _, ti, ri, _) = hits[end - 1];
+                let (ti, ri) = (ti as usize, ri as usize);
                 return Err(tree_error(
                     e,
                     &parsed[ri].1,
