@@ -31,6 +31,7 @@ mod attrs;
 pub mod caps;
 pub mod lsm;
 pub mod notify;
+mod ruletree;
 pub mod seccomp;
 #[rustfmt::skip]
 mod syscall_table;

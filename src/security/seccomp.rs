@@ -26,6 +26,7 @@ use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
 };
 
+use super::ruletree::{AddError, ApiArg, ApiOp, Block, Blocks, SysTree, WordOp};
 use super::syscall_table;
 use std::os::fd::{FromRawFd, OwnedFd};
 
@@ -323,58 +324,10 @@ fn action_value(act: LinuxSeccompAction, errno: Option<u32>, field: &str) -> Res
     })
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum CmpOp {
-    Ne,
-    Lt,
-    Le,
-    Eq,
-    Ge,
-    Gt,
-    MaskedEq,
-}
-
-impl CmpOp {
-    /// libseccomp's ordering weight of a comparison among the conditions on one argument.
-    fn priority(self) -> u32 {
-        match self {
-            CmpOp::MaskedEq | CmpOp::Eq | CmpOp::Ne => 3,
-            CmpOp::Le | CmpOp::Lt => 2,
-            CmpOp::Ge | CmpOp::Gt => 1,
-        }
-    }
-}
-
-/// One argument comparison, as libseccomp holds it: `(arg & mask) <op> datum`, where `mask` is
-/// all ones except for MASKED_EQ, and `datum` is already masked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Cond {
-    index: u32,
-    op: CmpOp,
-    mask: u64,
-    datum: u64,
-    /// Compare all 64 bits; false for 32-bit ABIs, where only the low word is compared.
-    wide: bool,
-    /// The ABI's `seccomp_data` is big-endian (the high word of an argument comes first).
-    big_endian: bool,
-}
-
-impl Cond {
-    /// Sort key of this condition in libseccomp's rule tree (`_db_chain_lt`): argument,
-    /// operator weight, then value (reversed for LT/LE).
-    fn key(&self) -> (u32, u32, u64, u64) {
-        let d = if matches!(self.op, CmpOp::Lt | CmpOp::Le) {
-            !self.datum
-        } else {
-            self.datum
-        };
-        (self.index, self.op.priority(), d, self.mask)
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Rule {
-    conds: Vec<Cond>,
+    /// The conditions as libseccomp receives them, at most one per argument.
+    conds: Vec<ApiArg>,
     action: u32,
     /// Index of the profile entry the rule comes from (for messages).
     origin: usize,
@@ -384,8 +337,12 @@ struct Rule {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Body {
     Ret(u32),
-    /// Rules tried in order; the first whose conditions all hold gives the action; else `fallback`.
-    Rules(Vec<Rule>, u32),
+    /// libseccomp's rule tree for the syscall, as blocks (`ruletree`); `big_endian`: the ABI's
+    /// `seccomp_data` byte order.
+    Tree {
+        blocks: Blocks,
+        big_endian: bool,
+    },
 }
 
 /// Compile an OCI seccomp profile.
@@ -506,26 +463,24 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program> {
                 );
             }
             let op = match a.op() {
-                LinuxSeccompOperator::ScmpCmpNe => CmpOp::Ne,
-                LinuxSeccompOperator::ScmpCmpLt => CmpOp::Lt,
-                LinuxSeccompOperator::ScmpCmpLe => CmpOp::Le,
-                LinuxSeccompOperator::ScmpCmpEq => CmpOp::Eq,
-                LinuxSeccompOperator::ScmpCmpGe => CmpOp::Ge,
-                LinuxSeccompOperator::ScmpCmpGt => CmpOp::Gt,
-                LinuxSeccompOperator::ScmpCmpMaskedEq => CmpOp::MaskedEq,
+                LinuxSeccompOperator::ScmpCmpNe => ApiOp::Ne,
+                LinuxSeccompOperator::ScmpCmpLt => ApiOp::Lt,
+                LinuxSeccompOperator::ScmpCmpLe => ApiOp::Le,
+                LinuxSeccompOperator::ScmpCmpEq => ApiOp::Eq,
+                LinuxSeccompOperator::ScmpCmpGe => ApiOp::Ge,
+                LinuxSeccompOperator::ScmpCmpGt => ApiOp::Gt,
+                LinuxSeccompOperator::ScmpCmpMaskedEq => ApiOp::MaskedEq,
             };
-            let (mask, datum) = if op == CmpOp::MaskedEq {
-                (a.value(), a.value_two().unwrap_or(0) & a.value())
+            let (mask, datum) = if op == ApiOp::MaskedEq {
+                (a.value(), a.value_two().unwrap_or(0))
             } else {
                 (u64::MAX, a.value())
             };
-            conds.push(Cond {
+            conds.push(ApiArg {
                 index: a.index() as u32,
                 op,
                 mask,
                 datum,
-                wide: true,
-                big_endian: false,
             });
         }
         // Unknown names are skipped, as libseccomp/runc do.
@@ -633,9 +588,11 @@ fn abi_segments(
     segs: &mut Vec<(u32, Body)>,
 ) -> Result<()> {
     let (lo, hi) = abi.domain();
-    // (number, rule index, i386 multiplexer sub-call or 0, target index) in profile order;
-    // a stable sort by number groups a syscall's rules and keeps their order.
-    let mut hits: Vec<(u32, usize, u32, usize)> = Vec::with_capacity(512);
+    // (number, profile entry, target index, rule index, i386 multiplexer sub-call or 0): runc
+    // adds an entry's rules name by name, and for each name its split rules in order, so a
+    // syscall's tree gets them in (entry, name, split rule) order. Unique keys: an unstable
+    // sort keeps that order.
+    let mut hits: Vec<(u32, u32, u32, u32, u32)> = Vec::with_capacity(512);
     let mut max_nr: Option<u32> = None;
     for (ri, (targets, rule)) in parsed.iter().enumerate() {
         // A rule whose action is the default changes nothing; runc does not add it (its names
@@ -646,62 +603,76 @@ fn abi_segments(
             if let Some(nr) = t.nrs.and_then(|n| abi.pick(n)) {
                 max_nr = Some(max_nr.map_or(nr, |m| m.max(nr)));
                 if keep {
-                    hits.push((nr, ri, 0, ti));
+                    hits.push((nr, rule.origin as u32, ti as u32, ri as u32, 0));
                 }
             }
             if let (Abi::I386 | Abi::Ppc64le | Abi::S390x, Some((mux, sub)), true) =
                 (abi, t.i386_mux, keep)
             {
-                hits.push((mux, ri, sub, ti));
+                hits.push((mux, rule.origin as u32, ti as u32, ri as u32, sub));
             }
         }
     }
-    hits.sort_by_key(|h| h.0);
+    hits.sort_unstable();
     push_seg(segs, lo, Body::Ret(default));
     let mut i = 0;
-    let mut rules: Vec<Rule> = Vec::new();
+    // (origin, action) of the rules added to the current syscall, for messages
+    let mut added: Vec<(usize, u32)> = Vec::new();
     while i < hits.len() {
         let nr = hits[i].0;
         let end = i + hits[i..].iter().take_while(|h| h.0 == nr).count();
-        rules.clear();
-        for &(_, ri, sub, ti) in &hits[i..end] {
-            let mut r = parsed[ri].1.clone();
-            if sub != 0 {
+        let mut tree = SysTree::new();
+        added.clear();
+        for &(_, _, ti, ri, sub) in &hits[i..end] {
+            let (ti, ri) = (ti as usize, ri as usize);
+            let rule = &parsed[ri].1;
+            let muxed: Vec<ApiArg>;
+            let conds = if sub == 0 {
+                &rule.conds
+            } else {
                 // The multiplexed form: arg0 selects the call (libseccomp replaces any arg0
                 // condition; the others stay as given).
-                r.conds.retain(|c| c.index != 0);
-                r.conds.insert(
-                    0,
-                    Cond {
-                        index: 0,
-                        op: CmpOp::Eq,
-                        mask: u64::MAX,
-                        datum: sub as u64,
-                        wide: true,
-                        big_endian: false,
-                    },
+                let sel = ApiArg {
+                    index: 0,
+                    op: ApiOp::Eq,
+                    mask: u64::MAX,
+                    datum: sub as u64,
+                };
+                muxed = std::iter::once(sel)
+                    .chain(rule.conds.iter().filter(|c| c.index != 0).copied())
+                    .collect();
+                &muxed
+            };
+            let name = &parsed[ri].0[ti].name;
+            if let Err(e) = tree.add(conds, rule.action, !abi.args32()) {
+                return Err(tree_error(e, rule, name, abi, &added));
+            }
+            added.push((rule.origin, rule.action));
+            #[cfg(test)]
+            if std::env::var_os("HUSK_ORACLE_TREE").is_some() {
+                eprintln!(
+                    "{abi:?} nr {nr} after syscalls[{}]:\n{}",
+                    rule.origin,
+                    tree.dump()
                 );
             }
-            for c in &mut r.conds {
-                c.big_endian = abi.big_endian();
-                if abi.args32() {
-                    c.mask &= 0xffff_ffff;
-                    c.datum &= 0xffff_ffff;
-                    c.wide = false;
-                }
-            }
-            // A MASKED_EQ with an empty mask always holds: libseccomp drops it.
-            r.conds.retain(|c| c.mask != 0);
-            add_rule(&mut rules, r, &parsed[ri].0[ti].name)?;
         }
-        let body = match rules.as_slice() {
-            [only] if only.conds.is_empty() => Body::Ret(only.action),
-            _ => {
-                // libseccomp tries a syscall's argument chains in the order of its rule tree:
-                // by argument (highest first), operator weight, value.
-                let mut ordered = rules.clone();
-                ordered.sort_by_key(|r| std::cmp::Reverse(chain_key(r)));
-                Body::Rules(ordered, default)
+        let body = match tree.decision(default) {
+            Ok(Err(action)) => Body::Ret(action),
+            Ok(Ok(blocks)) => Body::Tree {
+                blocks,
+                big_endian: abi.big_endian(),
+            },
+            Err(e) => {
+                let (_, _, ti, ri, _) = hits[end - 1];
+                let (ti, ri) = (ti as usize, ri as usize);
+                return Err(tree_error(
+                    e,
+                    &parsed[ri].1,
+                    &parsed[ri].0[ti].name,
+                    abi,
+                    &added,
+                ));
             }
         };
         push_seg(segs, nr, body);
@@ -718,50 +689,50 @@ fn abi_segments(
     Ok(())
 }
 
-fn chain_key(r: &Rule) -> Vec<(u32, u32, u64, u64)> {
-    r.conds.iter().map(Cond::key).collect()
-}
-
-/// Add `new` to a syscall's rules as libseccomp's `db_rule_add` does, in profile order:
-/// - an unconditional rule replaces every conditional one, and once a syscall has an
-///   unconditional rule, later rules for it (of any action) change nothing;
-/// - a rule whose conditions extend an existing rule's is already covered and dropped;
-/// - a rule whose conditions are a prefix of existing rules replaces them if they all have its
-///   action; otherwise, as for identical conditions with another action, libseccomp refuses the
-///   profile (EEXIST), and so does runc.
-fn add_rule(rules: &mut Vec<Rule>, new: Rule, name: &str) -> Result<()> {
-    if rules.first().is_some_and(|r| r.conds.is_empty()) {
-        return Ok(());
-    }
-    if new.conds.is_empty() {
-        rules.clear();
-        rules.push(new);
-        return Ok(());
-    }
-    let conflict = |old: &Rule| -> anyhow::Error {
-        anyhow::anyhow!(
-            "linux.seccomp.syscalls[{}]: its conditions on {name} overlap those of syscalls[{}] with another action; libseccomp refuses such a profile",
-            new.origin,
-            old.origin
-        )
+/// The error for a rule libseccomp cannot add to a syscall's rule tree.
+fn tree_error(
+    e: AddError,
+    rule: &Rule,
+    name: &str,
+    abi: Abi,
+    added: &[(usize, u32)],
+) -> anyhow::Error {
+    let list = |v: Vec<usize>| -> String {
+        let mut v = v;
+        v.dedup();
+        v.iter()
+            .map(|o| format!("syscalls[{o}]"))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    for old in rules.iter() {
-        if old.conds.len() <= new.conds.len() && new.conds[..old.conds.len()] == old.conds[..] {
-            if old.conds.len() == new.conds.len() && old.action != new.action {
-                return Err(conflict(old));
-            }
-            // Identical (same action) or covered by a shorter rule.
-            return Ok(());
-        }
+    let others: Vec<usize> = added
+        .iter()
+        .filter(|(o, a)| *a != rule.action && *o != rule.origin)
+        .map(|(o, _)| *o)
+        .collect();
+    let earlier = list(if others.is_empty() {
+        added.iter().map(|(o, _)| *o).collect()
+    } else {
+        others
+    });
+    let i = rule.origin;
+    match e {
+        AddError::Exists => anyhow::anyhow!(
+            "linux.seccomp.syscalls[{i}]: its conditions on {name} ({abi:?}) overlap those of \
+             {earlier} with another action, in a way libseccomp refuses (EEXIST: it cannot add \
+             them to its rule tree for {name}); runc fails on such a profile"
+        ),
+        AddError::Loops => anyhow::anyhow!(
+            "linux.seccomp.syscalls[{i}]: libseccomp never finishes adding its conditions on \
+             {name} ({abi:?}) to those of {earlier} (its rule tree for {name} loops); runc hangs \
+             on such a profile"
+        ),
+        AddError::TooLong => anyhow::anyhow!(
+            "linux.seccomp.syscalls[{i}]: libseccomp takes too long adding its conditions on \
+             {name} ({abi:?}) to those of {earlier} (merging its rule tree for {name} grows \
+             exponentially with such overlapping rules); simplify the rules for {name}"
+        ),
     }
-    let longer =
-        |r: &Rule| r.conds.len() > new.conds.len() && r.conds[..new.conds.len()] == new.conds[..];
-    if let Some(old) = rules.iter().find(|r| longer(r) && r.action != new.action) {
-        return Err(conflict(old));
-    }
-    rules.retain(|r| !longer(r));
-    rules.push(new);
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -930,79 +901,47 @@ fn tree(a: &mut Asm, segs: &[(u32, Body)]) {
 fn body(a: &mut Asm, b: &Body) {
     match b {
         Body::Ret(k) => a.push(Ins::Ret(*k)),
-        Body::Rules(rules, fallback) => {
-            for r in rules {
-                let fail = a.label();
-                for c in &r.conds {
-                    let ok = a.label();
-                    cond(a, c, ok, fail);
-                    a.mark(ok);
+        Body::Tree { blocks, big_endian } => {
+            // Blocks in an order where every jump goes forward; they clobber A with argument
+            // words, and nothing after them needs nr.
+            let order = blocks.order();
+            let mut labels = vec![None; blocks.blocks.len()];
+            for &b in &order {
+                labels[b as usize] = Some(a.label());
+            }
+            let label = |b: u32| labels[b as usize].expect("every successor is ordered");
+            for &b in &order {
+                a.mark(label(b));
+                match blocks.blocks[b as usize] {
+                    Block::Ret(k) => a.push(Ins::Ret(k)),
+                    Block::Cmp {
+                        arg,
+                        hi,
+                        op,
+                        mask,
+                        datum,
+                        t,
+                        f,
+                    } => {
+                        let base = OFF_ARGS + 8 * arg;
+                        a.push(Ins::Ld(base + if hi != *big_endian { 4 } else { 0 }));
+                        if mask != u32::MAX {
+                            a.push(Ins::And(mask));
+                        }
+                        let code = match op {
+                            WordOp::Eq | WordOp::MaskedEq => BPF_JEQ_K,
+                            WordOp::Gt => BPF_JGT_K,
+                            WordOp::Ge => BPF_JGE_K,
+                        };
+                        a.push(Ins::J {
+                            code,
+                            k: datum,
+                            t: label(t),
+                            f: label(f),
+                        });
+                    }
                 }
-                a.push(Ins::Ret(r.action));
-                a.mark(fail);
             }
-            // Rule chains clobber A with argument words; nothing after them needs nr.
-            a.push(Ins::Ret(*fallback));
-        }
-    }
-}
-
-fn arg_off(c: &Cond, hi: bool) -> u32 {
-    let base = OFF_ARGS + 8 * c.index;
-    base + if hi != c.big_endian { 4 } else { 0 }
-}
-
-/// Emit a comparison of argument `c.index` (64-bit, or its low word on 32-bit ABIs); jumps to
-/// `ok` or `fail`.
-fn cond(a: &mut Asm, c: &Cond, ok: Label, fail: Label) {
-    let (vhi, vlo) = ((c.datum >> 32) as u32, c.datum as u32);
-    let (mhi, mlo) = ((c.mask >> 32) as u32, c.mask as u32);
-    let j = |code, k, t, f| Ins::J { code, k, t, f };
-    match c.op {
-        CmpOp::Eq | CmpOp::Ne | CmpOp::MaskedEq => {
-            let (t, f) = if c.op == CmpOp::Ne {
-                (fail, ok)
-            } else {
-                (ok, fail)
-            };
-            // A word whose mask is empty always compares equal (its datum is 0 too).
-            if c.wide && mhi != 0 {
-                let lo = a.label();
-                a.push(Ins::Ld(arg_off(c, true)));
-                if mhi != u32::MAX {
-                    a.push(Ins::And(mhi));
-                }
-                a.push(j(BPF_JEQ_K, vhi, lo, f));
-                a.mark(lo);
-            }
-            if mlo == 0 {
-                a.push(Ins::Ja(t));
-                return;
-            }
-            a.push(Ins::Ld(arg_off(c, false)));
-            if mlo != u32::MAX {
-                a.push(Ins::And(mlo));
-            }
-            a.push(j(BPF_JEQ_K, vlo, t, f));
-        }
-        CmpOp::Gt | CmpOp::Ge | CmpOp::Lt | CmpOp::Le => {
-            // GT / GE directly; LT = !GE, LE = !GT.
-            let (strict, t, f) = match c.op {
-                CmpOp::Gt => (true, ok, fail),
-                CmpOp::Ge => (false, ok, fail),
-                CmpOp::Lt => (false, fail, ok),
-                _ => (true, fail, ok),
-            };
-            if c.wide {
-                let (eqhi, lo) = (a.label(), a.label());
-                a.push(Ins::Ld(arg_off(c, true)));
-                a.push(j(BPF_JGT_K, vhi, t, eqhi));
-                a.mark(eqhi);
-                a.push(j(BPF_JEQ_K, vhi, lo, f));
-                a.mark(lo);
-            }
-            a.push(Ins::Ld(arg_off(c, false)));
-            a.push(j(if strict { BPF_JGT_K } else { BPF_JGE_K }, vlo, t, f));
         }
     }
 }
@@ -1129,6 +1068,139 @@ pub(crate) mod tests {
         assert_eq!(nr(Abi::X32, "read"), X32_SYSCALL_BIT);
         assert_eq!(nr(Abi::Aarch64, "openat"), 56);
         assert_eq!(Abi::Aarch64.lookup("mkdir"), None);
+    }
+
+    /// The kernel's name of a syscall entry point (`__x64_sys_<name>` in /proc/kallsyms) ->
+    /// the syscall's name in the tables, or None for entry points no x86 table has.
+    #[cfg(target_arch = "x86_64")]
+    fn kernel_syscall_name(k: &str) -> Option<String> {
+        // Built on x86 but in no x86 syscall table: the -ENOSYS entry, a generic gethostname
+        // and sync_file_range2 (other architectures' calls), and the send/recv that i386
+        // reaches only through socketcall(2).
+        const NOT_X86: [&str; 5] = [
+            "ni_syscall",
+            "gethostname",
+            "sync_file_range2",
+            "send",
+            "recv",
+        ];
+        const ALIASES: [(&str, &str); 20] = [
+            ("newuname", "uname"),
+            ("newstat", "stat"),
+            ("newlstat", "lstat"),
+            ("newfstat", "fstat"),
+            ("umount", "umount2"),
+            ("oldumount", "umount"),
+            ("llseek", "_llseek"),
+            ("mmap_pgoff", "mmap2"),
+            ("old_readdir", "readdir"),
+            ("old_getrlimit", "getrlimit"),
+            ("old_msgctl", "msgctl"),
+            ("old_semctl", "semctl"),
+            ("old_shmctl", "shmctl"),
+            ("stime32", "stime"),
+            ("time32", "time"),
+            ("utime32", "utime"),
+            ("clock_adjtime32", "clock_adjtime"),
+            ("clock_gettime32", "clock_gettime"),
+            ("clock_settime32", "clock_settime"),
+            ("timer_gettime32", "timer_gettime"),
+        ];
+        const ALIASES2: [(&str, &str); 3] = [
+            ("timer_settime32", "timer_settime"),
+            ("timerfd_gettime32", "timerfd_gettime"),
+            ("timerfd_settime32", "timerfd_settime"),
+        ];
+        if NOT_X86.contains(&k) {
+            return None;
+        }
+        if let Some((_, n)) = ALIASES.iter().chain(&ALIASES2).find(|(a, _)| *a == k) {
+            return Some((*n).to_owned());
+        }
+        // i386's 32-bit time_t variants (futex_time32 is i386's futex), its 16-bit uid calls
+        // (chown16 is i386's chown) and its split 64-bit argument wrappers (ia32_pread64).
+        let n = k.strip_suffix("_time32").unwrap_or(k);
+        let n = n.strip_prefix("ia32_").unwrap_or(n);
+        let uid16 = n.strip_suffix("16").filter(|b| {
+            ["uid", "gid", "groups", "own"]
+                .iter()
+                .any(|x| b.ends_with(x))
+        });
+        Some(uid16.unwrap_or(n).to_owned())
+    }
+
+    /// Every syscall the running kernel has is in the table (x86_64, x32 or i386 column): its
+    /// entry points are the `__x64_sys_*` symbols of /proc/kallsyms (one per SYSCALL_DEFINE,
+    /// i386's included under IA32 emulation); weak ones (`W`) are the -ENOSYS stubs of calls
+    /// this kernel was built without (COND_SYSCALL) and are left out. Names are shown to any
+    /// user; the test cannot run where kallsyms is unreadable or hides them.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn table_knows_every_syscall_of_the_running_kernel() {
+        const TEST: &str = "table_knows_every_syscall_of_the_running_kernel";
+        let cannot = |why: String| {
+            assert!(
+                std::env::var_os("CI").is_none_or(|v| v != "true"),
+                "{TEST}: {why}, and under CI=true a test that cannot run is a failure"
+            );
+            use std::io::Write;
+            let _ = std::io::stderr().write_all(format!("SKIP {TEST}: {why}\n").as_bytes());
+        };
+        let text = match std::fs::read_to_string("/proc/kallsyms") {
+            Ok(t) => t,
+            Err(e) => return cannot(format!("cannot read /proc/kallsyms: {e}")),
+        };
+        let mut kernel: Vec<&str> = text
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace().skip(1);
+                match (f.next(), f.next()) {
+                    (Some(t), Some(name)) if t != "W" && t != "w" => Some(name),
+                    _ => None,
+                }
+            })
+            .filter_map(|s| s.strip_prefix("__x64_sys_"))
+            // compiler-split parts: __x64_sys_setitimer.cold
+            .map(|s| s.split('.').next().unwrap_or(s))
+            .collect();
+        kernel.sort_unstable();
+        kernel.dedup();
+        if kernel.len() < 300 {
+            return cannot(format!(
+                "/proc/kallsyms shows {} __x64_sys_* symbols (names hidden, or not an x86_64 \
+                 kernel with CONFIG_KALLSYMS_ALL)",
+                kernel.len()
+            ));
+        }
+        let known = |n: &str| {
+            [Abi::X86_64, Abi::X32, Abi::I386]
+                .iter()
+                .any(|a| a.lookup(n).is_some())
+        };
+        let missing: Vec<String> = kernel
+            .iter()
+            .filter_map(|k| kernel_syscall_name(k).map(|n| (k, n)))
+            .filter(|(_, n)| !known(n))
+            .map(|(k, n)| {
+                if **k == n {
+                    n
+                } else {
+                    format!("{n} (kernel: {k})")
+                }
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "the running kernel ({}) has syscalls the table (src/security/syscall_table.rs) \
+             lacks: {missing:?}",
+            std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+        );
+        eprintln!(
+            "{} kernel syscall entry points, all in the table",
+            kernel.len()
+        );
     }
 
     #[test]
@@ -1364,6 +1436,108 @@ pub(crate) mod tests {
         assert!(
             format!("{e:#}").contains("linux.seccomp.syscalls[1]"),
             "{e:#}"
+        );
+    }
+
+    /// Conditional rules of one syscall that overlap with different actions are decided by
+    /// libseccomp's rule tree, not by profile order (each expectation checked against
+    /// libseccomp 2.5.4's database by the oracle).
+    #[test]
+    fn overlapping_rules_decide_as_libseccomps_tree() {
+        let p = compile_json(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [
+                {"names": ["read"], "action": "SCMP_ACT_ERRNO",
+                 "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_GE"}]},
+                {"names": ["read"], "action": "SCMP_ACT_LOG",
+                 "args": [{"index": 0, "value": 2, "op": "SCMP_CMP_LE"}]}
+            ]
+        }))
+        .unwrap();
+        let r = |a0: u64| run(&p, 0, X, [a0, 0, 0, 0, 0, 0]);
+        // 1 and 2 match both rules: the LE node sorts before the GE node on the low word
+        assert_eq!(r(0), RET_LOG);
+        assert_eq!(r(1), RET_LOG);
+        assert_eq!(r(2), RET_LOG);
+        assert_eq!(r(3), RET_ERRNO | 1);
+        assert_eq!(r(1 << 32), RET_ERRNO | 1);
+        // Two GE rules share their high-word node, which takes the action of the larger value.
+        let p = compile_json(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [
+                {"names": ["read"], "action": "SCMP_ACT_KILL_PROCESS",
+                 "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_GE"}]},
+                {"names": ["read"], "action": "SCMP_ACT_TRAP",
+                 "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_GE"}]}
+            ]
+        }))
+        .unwrap();
+        let r = |a0: u64| run(&p, 0, X, [a0, 0, 0, 0, 0, 0]);
+        assert_eq!(r(0), RET_KILL_PROCESS);
+        assert_eq!(r(1), RET_TRAP);
+        assert_eq!(r(1 << 32), RET_TRAP);
+        // A rule extending another's condition with another action is kept beside it.
+        let p = compile_json(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [
+                {"names": ["read"], "action": "SCMP_ACT_KILL_PROCESS",
+                 "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["read"], "action": "SCMP_ACT_TRAP",
+                 "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"},
+                          {"index": 1, "value": 1, "op": "SCMP_CMP_EQ"}]}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(run(&p, 0, X, [1, 0, 0, 0, 0, 0]), RET_KILL_PROCESS);
+        assert_eq!(run(&p, 0, X, [2, 1, 0, 0, 0, 0]), RET_ALLOW);
+    }
+
+    /// Overlaps libseccomp cannot put in its tree (EEXIST) are refused naming both entries;
+    /// rules on which its insertion never returns (runc hangs) are refused too.
+    #[test]
+    fn tree_conflicts_and_loops_are_refused() {
+        let e = compile_json(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [
+                {"names": ["read"], "action": "SCMP_ACT_KILL_PROCESS",
+                 "args": [{"index": 1, "value": 1, "op": "SCMP_CMP_LE"},
+                          {"index": 0, "value": 0, "op": "SCMP_CMP_GE"}]},
+                {"names": ["read"], "action": "SCMP_ACT_TRAP",
+                 "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_GE"}]}
+            ]
+        }))
+        .unwrap_err();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("linux.seccomp.syscalls[1]")
+                && e.contains("syscalls[0]")
+                && e.contains("read")
+                && e.contains("EEXIST"),
+            "{e}"
+        );
+        let e = compile_json(json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [
+                {"names": ["fchmodat"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 2, "value": u64::MAX, "op": "SCMP_CMP_LT"},
+                          {"index": 1, "value": 0o755, "op": "SCMP_CMP_LE"},
+                          {"index": 0, "value": 0, "op": "SCMP_CMP_NE"}]},
+                {"names": ["fchmodat"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 2, "value": 0xffff_ffffu64, "op": "SCMP_CMP_GE"},
+                          {"index": 0, "value": 0, "op": "SCMP_CMP_NE"}]}
+            ]
+        }))
+        .unwrap_err();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("linux.seccomp.syscalls[1]")
+                && e.contains("fchmodat")
+                && e.contains("never finishes"),
+            "{e}"
         );
     }
 
