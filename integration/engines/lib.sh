@@ -54,7 +54,7 @@ need_root() {
         say "0 passed, 0 failed, 1 skipped"
         exit 0
     fi
-    [ -x "$HUSK_BIN" ] || die_setup "runtime $HUSK_BIN is an executable"
+    [ -x "$HUSK_BIN" ] || die_setup "runtime $HUSK_BIN is not an executable"
     [ -x "$TESTROOT/probe" ] || make -C "$REPO" testroot >/dev/null || die_setup "test rootfs $TESTROOT"
 }
 
