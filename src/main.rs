@@ -183,6 +183,7 @@ fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
         hostname: a.hostname,
         network: NetworkMode::parse(&a.network)?,
         publish: a.publish,
+        publish_all: a.publish_all,
         pull: PullPolicy::parse(&a.pull)?,
         read_only: a.read_only,
         tty: a.tty,

@@ -31,7 +31,8 @@ impl Env {
         let layer = b.into_inner().unwrap();
         let cfg = serde_json::to_vec(&json!({
             "architecture": "amd64", "os": "linux",
-            "config": {"Env": ["PATH=/bin:/sbin", "FROM_IMAGE=1"], "Cmd": ["/probe"]},
+            "config": {"Env": ["PATH=/bin:/sbin", "FROM_IMAGE=1"], "Cmd": ["/probe"],
+                       "ExposedPorts": {"8000/tcp": {}}},
             "rootfs": {"type": "layers", "diff_ids": [sha(&layer)]},
         }))
         .unwrap();
@@ -469,6 +470,79 @@ fn up_network_named_with_a_published_port() {
     assert!(records.is_empty(), "attachment records left: {records:?}");
     let rules = text(&ns.cmd("iptables-save").output().unwrap().stdout);
     assert!(!rules.contains("8080"), "port rules left: {rules}");
+    // -P: the exposed 8000/tcp on a free host port, which husk up names on stderr
+    let mut up = husk_in_ns(&[
+        "up",
+        "--store",
+        store.to_str().unwrap(),
+        "--pull",
+        "never",
+        "--rm",
+        "--network",
+        "upweb",
+        "-P",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; echo hello-from-P > /tmp/index.html; \
+         httpd -f -p 8000 -h /tmp & wait",
+    ]);
+    let mut child = up
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let mut r = std::io::BufReader::new(child.stderr.take().unwrap());
+        while line.is_empty() || !line.contains("published") {
+            line.clear();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+        }
+    }
+    // "husk up: published 0.0.0.0:PORT->8000/tcp"
+    let port: Option<u16> = line
+        .split("0.0.0.0:")
+        .nth(1)
+        .and_then(|r| r.split("->").next())
+        .and_then(|p| p.parse().ok());
+    let mut got = String::new();
+    if let Some(port) = port {
+        for _ in 0..100 {
+            let o = ns
+                .cmd("busybox")
+                .args([
+                    "wget",
+                    "-q",
+                    "-O",
+                    "-",
+                    &format!("http://127.0.0.1:{port}/index.html"),
+                ])
+                .output()
+                .unwrap();
+            got = text(&o.stdout);
+            if o.status.success() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::SIGTERM,
+    );
+    let st = wait_child(&mut child, Duration::from_secs(30));
+    assert!(
+        line.contains("->8000/tcp"),
+        "husk up -P did not name the port: {line:?}"
+    );
+    assert_eq!(got, "hello-from-P\n", "the -P port {port:?} did not answer");
+    assert_eq!(code(&st), 0);
+    e.assert_clean("after up -P");
     // -p without a network to publish on is refused by name
     let o = e.up(&["--rm", "-p", "8080:80", IMAGE, "true"]);
     assert!(text(&o.stderr).contains("-p"), "{}", text(&o.stderr));

@@ -43,6 +43,9 @@ pub struct UpArgs {
     /// repeatable.
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
+    /// Publish every port the image exposes, each on a free host port (printed on stderr).
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
     /// missing, always or never.
     #[arg(long, default_value = "missing")]
     pub pull: String,

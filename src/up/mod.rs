@@ -82,6 +82,8 @@ pub struct UpOptions {
     pub network: NetworkMode,
     /// Published ports (`-p [ip:]hostPort:containerPort[/proto]`), on a named network only.
     pub publish: Vec<String>,
+    /// `-P`: every port the image exposes, each on a free host port.
+    pub publish_all: bool,
     pub pull: PullPolicy,
     pub read_only: bool,
     /// A terminal for the process (`-t`).
@@ -162,8 +164,8 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     }
     let net = match &o.network {
         NetworkMode::Named(n) => Some((crate::network::Dirs::resolve(None, None, None, None)?, n)),
-        _ if !ports.is_empty() => bail!(
-            "-p: publishing ports needs a network of husk network create (--network NAME), \
+        _ if !ports.is_empty() || o.publish_all => bail!(
+            "-p/-P: publishing ports needs a network of husk network create (--network NAME), \
              not --network {}",
             if o.network == NetworkMode::Host {
                 "host"
@@ -224,7 +226,15 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     let result = (|| {
         image::unpack_with(&store, &o.image, &bundle, &over)?;
         drop(store);
-        edit_config(&bundle.join("config.json"), o)?;
+        let exposed = edit_config(&bundle.join("config.json"), o)?;
+        let mut ports = ports.clone();
+        if o.publish_all {
+            for e in &exposed {
+                let m = free_mapping(e).with_context(|| format!("-P: exposed port {e:?}"))?;
+                eprintln!("husk up: published {m}");
+                ports.push(m);
+            }
+        }
         let run = RunOptions {
             create: CreateOptions {
                 id: id.clone(),
@@ -257,7 +267,8 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
 
 /// The flags that are runtime settings rather than image config: hostname, network, read-only
 /// root, terminal.
-fn edit_config(path: &Path, o: &UpOptions) -> Result<()> {
+/// Returns the ports the image exposes (`80/tcp`, …).
+fn edit_config(path: &Path, o: &UpOptions) -> Result<Vec<String>> {
     let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
     let mut v: Value =
         serde_json::from_slice(&text).with_context(|| format!("parse {}", path.display()))?;
@@ -284,8 +295,39 @@ fn edit_config(path: &Path, o: &UpOptions) -> Result<()> {
     if o.tty {
         v["process"]["terminal"] = json!(true);
     }
+    let exposed = v["annotations"][crate::image::config::EXPOSED_PORTS]
+        .as_str()
+        .unwrap_or("")
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
     let out = serde_json::to_vec_pretty(&v)?;
-    std::fs::write(path, out).with_context(|| format!("write {}", path.display()))
+    std::fs::write(path, out).with_context(|| format!("write {}", path.display()))?;
+    Ok(exposed)
+}
+
+/// `-P` for one exposed port (`80/tcp`, `53/udp`, `80`): a host port the kernel says is free
+/// now (as Docker, from the ephemeral range), mapped to it.
+fn free_mapping(exposed: &str) -> Result<crate::network::ports::PortMapping> {
+    let (port, proto) = exposed.split_once('/').unwrap_or((exposed, "tcp"));
+    let container_port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .with_context(|| format!("{port:?} is not a port number from 1 to 65535"))?;
+    let any = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+    let host_port = match proto {
+        "tcp" => std::net::TcpListener::bind(any)?.local_addr()?.port(),
+        "udp" => std::net::UdpSocket::bind(any)?.local_addr()?.port(),
+        _ => bail!("protocol {proto:?}: -P publishes tcp and udp ports"),
+    };
+    Ok(crate::network::ports::PortMapping {
+        host_port,
+        container_port,
+        protocol: proto.to_string(),
+        host_ip: None,
+    })
 }
 
 /// Remove a bundle `up` made: its rootfs may hold anything the image had, read-only
