@@ -621,6 +621,18 @@ fn abi_segments(
     while i < hits.len() {
         let nr = hits[i].0;
         let end = i + hits[i..].iter().take_while(|h| h.0 == nr).count();
+        // The common case: a first rule without conditions decides the syscall, whatever
+        // follows (libseccomp keeps an unconditional entry as it is).
+        let (_, _, _, r0, sub0) = hits[i];
+        let first = &parsed[r0 as usize].1;
+        if sub0 == 0 && first.conds.is_empty() {
+            push_seg(segs, nr, Body::Ret(first.action));
+            if nr < hi {
+                push_seg(segs, nr + 1, Body::Ret(default));
+            }
+            i = end;
+            continue;
+        }
         let mut tree = SysTree::new();
         added.clear();
         for &(_, _, ti, ri, sub) in &hits[i..end] {
