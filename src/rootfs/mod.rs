@@ -284,8 +284,13 @@ pub fn prepare_with(
             clr: 0,
             propagation: 0,
         };
-        mount_setattr(fd.as_fd(), false, ro)
-            .with_context(|| format!("making {d:?} read-only after creating the device nodes"))?;
+        match mount_setattr(fd.as_fd(), false, ro) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                mounts::remount_bind_legacy(fd.as_fd(), ro)
+            }
+            r => r,
+        }
+        .with_context(|| format!("making {d:?} read-only after creating the device nodes"))?;
     }
     Ok(())
 }

@@ -118,7 +118,15 @@ pub fn bind_fd(
                 .map_err(|e| io::Error::from_raw_os_error(e as i32))?,
             };
             if !attr.is_empty() || !rec.is_empty() {
-                remount_bind_legacy(top.as_fd(), attr)?;
+                // mount(2) cannot change a whole tree's flags: the recursive ones go on the top
+                // mount too (readonlyPaths' read-only among them), as runc's remount does; as
+                // with mount_setattr above, the recursive change is applied last and wins
+                let both = MountAttr {
+                    set: (attr.set & !rec.clr) | rec.set,
+                    clr: (attr.clr & !rec.set) | rec.clr,
+                    propagation: attr.propagation,
+                };
+                remount_bind_legacy(top.as_fd(), both)?;
             }
             set_propagation(top.as_fd(), propagation)
         }
@@ -128,7 +136,7 @@ pub fn bind_fd(
 
 /// MS_REMOUNT|MS_BIND for kernels without mount_setattr: keep the flags the mount already has
 /// (statvfs) except those `attr` clears, so locked flags survive in a user namespace.
-fn remount_bind_legacy(fd: BorrowedFd<'_>, attr: MountAttr) -> io::Result<()> {
+pub(super) fn remount_bind_legacy(fd: BorrowedFd<'_>, attr: MountAttr) -> io::Result<()> {
     use nix::sys::statvfs::{fstatvfs, FsFlags};
     let cur = fstatvfs(fd)
         .map_err(|e| io::Error::from_raw_os_error(e as i32))?

@@ -103,6 +103,13 @@ pub fn fork_with(
 }
 
 fn fork_legacy(flags: u64) -> io::Result<Forked> {
+    // clone(2) has no room for CLONE_NEWTIME (its bit is part of the exit signal there)
+    if flags & libc::CLONE_NEWTIME as u64 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a new time namespace needs clone3, which the kernel (or a seccomp filter) refused",
+        ));
+    }
     // SAFETY: clone(2) without CLONE_VM and with a NULL stack has fork semantics.
     let ret = unsafe {
         libc::syscall(
