@@ -279,18 +279,8 @@ pub fn prepare_with(
             }
         }
         let fd = resolve(ctx.root.as_fd(), d, true).with_context(|| format!("re-opening {d:?}"))?;
-        let ro = MountAttr {
-            set: api::MOUNT_ATTR_RDONLY,
-            clr: 0,
-            propagation: 0,
-        };
-        match mount_setattr(fd.as_fd(), false, ro) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
-                mounts::remount_bind_legacy(fd.as_fd(), ro)
-            }
-            r => r,
-        }
-        .with_context(|| format!("making {d:?} read-only after creating the device nodes"))?;
+        mounts::make_read_only(fd.as_fd())
+            .with_context(|| format!("making {d:?} read-only after creating the device nodes"))?;
     }
     Ok(())
 }

@@ -134,9 +134,23 @@ pub fn bind_fd(
     }
 }
 
+/// Make the mount at `fd` read-only (that mount only): mount_setattr, or where the kernel has
+/// none, MS_REMOUNT keeping the flags the mount has.
+pub(super) fn make_read_only(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let ro = MountAttr {
+        set: api::MOUNT_ATTR_RDONLY,
+        clr: 0,
+        propagation: 0,
+    };
+    match mount_setattr(fd, false, ro) {
+        Err(e) if enosys(&e) => remount_bind_legacy(fd, ro),
+        r => r,
+    }
+}
+
 /// MS_REMOUNT|MS_BIND for kernels without mount_setattr: keep the flags the mount already has
 /// (statvfs) except those `attr` clears, so locked flags survive in a user namespace.
-pub(super) fn remount_bind_legacy(fd: BorrowedFd<'_>, attr: MountAttr) -> io::Result<()> {
+fn remount_bind_legacy(fd: BorrowedFd<'_>, attr: MountAttr) -> io::Result<()> {
     use nix::sys::statvfs::{fstatvfs, FsFlags};
     let cur = fstatvfs(fd)
         .map_err(|e| io::Error::from_raw_os_error(e as i32))?
@@ -488,16 +502,7 @@ fn mount_tmpfs(ctx: &mut Ctx, dest: &Path, source: &str, opts: &mut MountOptions
             fchmod(&new, Mode::from_bits_truncate(m)).context("chmod of the tmpfs root")?;
         }
         if ro && !is_dev {
-            mount_setattr(
-                new.as_fd(),
-                false,
-                MountAttr {
-                    set: api::MOUNT_ATTR_RDONLY,
-                    clr: 0,
-                    propagation: 0,
-                },
-            )
-            .context("making the tmpfs read-only after tmpcopyup")?;
+            make_read_only(new.as_fd()).context("making the tmpfs read-only after tmpcopyup")?;
         }
     }
     if ro && is_dev {
@@ -778,16 +783,7 @@ fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &MountOptions) -> Result<()> {
         }
     }
     if ro {
-        let rdonly = MountAttr {
-            set: api::MOUNT_ATTR_RDONLY,
-            clr: 0,
-            propagation: 0,
-        };
-        match mount_setattr(top.as_fd(), false, rdonly) {
-            Err(e) if enosys(&e) => remount_bind_legacy(top.as_fd(), rdonly),
-            r => r,
-        }
-        .context("making the cgroup tmpfs read-only")?;
+        make_read_only(top.as_fd()).context("making the cgroup tmpfs read-only")?;
     }
     check_within(dst.as_fd(), ctx.rootfs).context("after mounting")?;
     set_propagation(top.as_fd(), &o.propagation).context("setting propagation")?;
