@@ -156,20 +156,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn parse_creds(creds: Option<String>) -> anyhow::Result<Option<husk::registry::auth::Credentials>> {
-    creds
-        .map(|c| husk::registry::auth::Credentials::parse(&c))
-        .transpose()
-        .map_err(anyhow::Error::msg)
-}
-
 /// `husk up …`: docker run's flags onto `husk::up`.
 fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
     use husk::up::{NetworkMode, PullPolicy, UpOptions};
-    let platform = match &a.platform {
-        Some(p) => husk::image::PlatformSpec::parse(p)?,
-        None => husk::image::PlatformSpec::host(),
-    };
     let o = UpOptions {
         image: a.image,
         command: a.command,
@@ -189,13 +178,8 @@ fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
         tty: a.tty,
         interactive: a.interactive,
         pull_options: Some(husk::image::PullOptions {
-            registry: husk::registry::Options {
-                insecure: a.insecure,
-                creds: None,
-                timeout: Some(std::time::Duration::from_secs(60)),
-                ..Default::default()
-            },
-            platform,
+            registry: a.conn.options(None)?,
+            platform: husk::image::PlatformSpec::of_flag(a.platform.as_deref())?,
             quiet: false,
         }),
     };
@@ -210,33 +194,15 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
     let dir = a.store.unwrap_or_else(image::store::default_dir);
     match a.command {
         C::Pull {
-            insecure,
-            tls,
+            conn,
             creds,
             platform,
-            timeout,
             quiet,
             reference,
         } => {
-            let creds = creds
-                .map(|c| husk::registry::auth::Credentials::parse(&c))
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
-            let platform = match platform {
-                Some(p) => image::PlatformSpec::parse(&p)?,
-                None => image::PlatformSpec::host(),
-            };
             let opts = image::PullOptions {
-                registry: husk::registry::Options {
-                    insecure,
-                    creds,
-                    timeout: Some(std::time::Duration::from_secs(timeout.max(1))),
-                    ca_certs: tls.ca_cert,
-                    certs_dirs: tls.certs_dir.map(|d| vec![d]),
-                    no_tls_verify: !tls.tls_verify,
-                    ..Default::default()
-                },
-                platform,
+                registry: conn.options(creds.as_deref())?,
+                platform: image::PlatformSpec::of_flag(platform.as_deref())?,
                 quiet,
             };
             let store = Store::open(&dir, false)?;
@@ -264,25 +230,15 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
             dir: bundle,
         } => image::unpack(&Store::open(&dir, false)?, &reference, &bundle)?,
         C::Push {
-            insecure,
-            tls,
+            conn,
             creds,
             chunk_size,
-            timeout,
             quiet,
             source,
             destination,
         } => {
             let opts = image::push::PushOptions {
-                registry: husk::registry::Options {
-                    insecure,
-                    creds: parse_creds(creds)?,
-                    timeout: Some(std::time::Duration::from_secs(timeout.max(1))),
-                    ca_certs: tls.ca_cert,
-                    certs_dirs: tls.certs_dir.map(|d| vec![d]),
-                    no_tls_verify: !tls.tls_verify,
-                    ..Default::default()
-                },
+                registry: conn.options(creds.as_deref())?,
                 chunk_size,
                 quiet,
             };
@@ -294,19 +250,10 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
             username,
             password,
             password_stdin,
-            insecure,
-            tls,
-            timeout,
+            conn,
             registry,
         } => {
-            let opts = husk::registry::Options {
-                insecure,
-                timeout: Some(std::time::Duration::from_secs(timeout.max(1))),
-                ca_certs: tls.ca_cert,
-                certs_dirs: tls.certs_dir.map(|d| vec![d]),
-                no_tls_verify: !tls.tls_verify,
-                ..Default::default()
-            };
+            let opts = conn.options(None)?;
             let file =
                 husk::registry::login::login(&registry, username, password, password_stdin, &opts)?;
             println!("Login Succeeded (credentials in {})", file.display());

@@ -30,24 +30,50 @@ pub struct TlsArgs {
     pub tls_verify: bool,
 }
 
+/// How to reach a registry (pull, push, login, and `husk up`'s pull).
+#[derive(Args, Debug, Clone)]
+pub struct RegistryArgs {
+    /// Allow plain HTTP to a registry that is not on loopback.
+    #[arg(long)]
+    pub insecure: bool,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// Seconds to wait on a registry that does not answer.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+}
+
+impl RegistryArgs {
+    /// The client's options, with `creds` (USER:PASSWORD) when given.
+    pub fn options(self, creds: Option<&str>) -> anyhow::Result<crate::registry::Options> {
+        let creds = creds
+            .map(crate::registry::auth::Credentials::parse)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        Ok(crate::registry::Options {
+            insecure: self.insecure,
+            creds,
+            timeout: Some(std::time::Duration::from_secs(self.timeout.max(1))),
+            ca_certs: self.tls.ca_cert,
+            certs_dirs: self.tls.certs_dir.map(|d| vec![d]),
+            no_tls_verify: !self.tls.tls_verify,
+            ..Default::default()
+        })
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
     /// Fetch an image from its registry into the store.
     Pull {
-        /// Allow plain HTTP to a registry that is not on loopback.
-        #[arg(long)]
-        insecure: bool,
         #[command(flatten)]
-        tls: TlsArgs,
+        conn: RegistryArgs,
         /// Credentials USER:PASSWORD (default: $REGISTRY_AUTH_FILE, then ~/.docker/config.json).
         #[arg(long)]
         creds: Option<String>,
         /// OS/ARCH[/VARIANT] to pick from a multi-platform image [default: the host's].
         #[arg(long)]
         platform: Option<String>,
-        /// Seconds to wait on a registry that does not answer.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
         /// No per-blob progress lines.
         #[arg(short, long)]
         quiet: bool,
@@ -78,20 +104,14 @@ pub enum ImageCommand {
     Unpack { reference: String, dir: PathBuf },
     /// Upload an image of the store to a registry (blobs it has are skipped).
     Push {
-        /// Allow plain HTTP to a registry that is not on loopback.
-        #[arg(long)]
-        insecure: bool,
         #[command(flatten)]
-        tls: TlsArgs,
+        conn: RegistryArgs,
         /// Credentials USER:PASSWORD (default: $REGISTRY_AUTH_FILE, then ~/.docker/config.json).
         #[arg(long)]
         creds: Option<String>,
         /// Upload blobs larger than this many bytes in chunks of this size (0: never chunk).
         #[arg(long, default_value_t = crate::image::push::DEFAULT_CHUNK)]
         chunk_size: u64,
-        /// Seconds to wait on a registry that does not answer.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
         /// No per-blob progress lines.
         #[arg(short, long)]
         quiet: bool,
@@ -112,14 +132,8 @@ pub enum ImageCommand {
         /// Read the password from standard input.
         #[arg(long)]
         password_stdin: bool,
-        /// Allow plain HTTP to a registry that is not on loopback.
-        #[arg(long)]
-        insecure: bool,
         #[command(flatten)]
-        tls: TlsArgs,
-        /// Seconds to wait on a registry that does not answer.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
+        conn: RegistryArgs,
         /// registry.example, registry.example:5000, docker.io
         registry: String,
     },

@@ -58,9 +58,9 @@ pub struct UpArgs {
     /// Keep stdin open (the container's stdin is husk's in the foreground).
     #[arg(short, long)]
     pub interactive: bool,
-    /// Allow plain HTTP to a registry that is not on loopback (for the pull).
-    #[arg(long)]
-    pub insecure: bool,
+    /// How to reach the registry when the image is pulled.
+    #[command(flatten)]
+    pub conn: super::image::RegistryArgs,
     /// OS/ARCH[/VARIANT] to pull [default: the host's].
     #[arg(long)]
     pub platform: Option<String>,

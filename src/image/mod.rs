@@ -55,6 +55,11 @@ impl PlatformSpec {
         }
     }
 
+    /// `--platform`: the value given, else the host's.
+    pub fn of_flag(flag: Option<&str>) -> Result<PlatformSpec> {
+        flag.map_or_else(|| Ok(PlatformSpec::host()), PlatformSpec::parse)
+    }
+
     pub fn parse(s: &str) -> Result<PlatformSpec> {
         let parts: Vec<&str> = s.split('/').collect();
         match parts.as_slice() {
