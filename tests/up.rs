@@ -358,6 +358,47 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// GET /index.html from 127.0.0.1:`port` in the namespace until it answers (10 s at most).
+    fn fetch(&self, port: u16) -> String {
+        let mut got = String::new();
+        for _ in 0..100 {
+            let o = self
+                .cmd("busybox")
+                // (no -T: Debian's busybox 1.35 wget crashes with it)
+                .args([
+                    "wget",
+                    "-q",
+                    "-O",
+                    "-",
+                    &format!("http://127.0.0.1:{port}/index.html"),
+                ])
+                .output()
+                .unwrap();
+            got = text(&o.stdout);
+            if o.status.success() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        got
+    }
+}
+
+/// A container command serving `page` on port 8000 until SIGTERM.
+fn web(page: &str) -> String {
+    format!("trap 'exit 0' TERM; echo {page} > /tmp/index.html; httpd -f -p 8000 -h /tmp & wait")
+}
+
+/// SIGTERM to a foreground `husk up` (forwarded to the container), then its exit status.
+fn stop(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::SIGTERM,
+    );
+    wait_child(child, Duration::from_secs(30))
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
@@ -394,6 +435,7 @@ fn up_network_named_with_a_published_port() {
     ok(&o, "network create");
     let links_before = text(&ns.cmd("ip").args(["-o", "link"]).output().unwrap().stdout);
     let store = e.store();
+    let script = web("hello-from-up");
     let mut up = husk_in_ns(&[
         "up",
         "--store",
@@ -410,8 +452,7 @@ fn up_network_named_with_a_published_port() {
         IMAGE,
         "sh",
         "-c",
-        "trap 'exit 0' TERM; echo hello-from-up > /tmp/index.html; \
-         httpd -f -p 8000 -h /tmp & wait",
+        &script,
     ]);
     let mut child = up
         .stdin(std::process::Stdio::null())
@@ -419,25 +460,8 @@ fn up_network_named_with_a_published_port() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut got = String::new();
-    for _ in 0..100 {
-        let o = ns
-            .cmd("busybox")
-            // (no -T: Debian's busybox 1.35 wget crashes with it)
-            .args(["wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html"])
-            .output()
-            .unwrap();
-        got = text(&o.stdout);
-        if o.status.success() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::SIGTERM,
-    );
-    let st = wait_child(&mut child, Duration::from_secs(30));
+    let got = ns.fetch(8080);
+    let st = stop(&mut child);
     let mut err = String::new();
     if let Some(mut s) = child.stderr.take() {
         use std::io::Read;
@@ -471,6 +495,7 @@ fn up_network_named_with_a_published_port() {
     let rules = text(&ns.cmd("iptables-save").output().unwrap().stdout);
     assert!(!rules.contains("8080"), "port rules left: {rules}");
     // -P: the exposed 8000/tcp on a free host port, which husk up names on stderr
+    let script = web("hello-from-P");
     let mut up = husk_in_ns(&[
         "up",
         "--store",
@@ -484,8 +509,7 @@ fn up_network_named_with_a_published_port() {
         IMAGE,
         "sh",
         "-c",
-        "trap 'exit 0' TERM; echo hello-from-P > /tmp/index.html; \
-         httpd -f -p 8000 -h /tmp & wait",
+        &script,
     ]);
     let mut child = up
         .stdin(std::process::Stdio::null())
@@ -510,32 +534,8 @@ fn up_network_named_with_a_published_port() {
         .nth(1)
         .and_then(|r| r.split("->").next())
         .and_then(|p| p.parse().ok());
-    let mut got = String::new();
-    if let Some(port) = port {
-        for _ in 0..100 {
-            let o = ns
-                .cmd("busybox")
-                .args([
-                    "wget",
-                    "-q",
-                    "-O",
-                    "-",
-                    &format!("http://127.0.0.1:{port}/index.html"),
-                ])
-                .output()
-                .unwrap();
-            got = text(&o.stdout);
-            if o.status.success() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::SIGTERM,
-    );
-    let st = wait_child(&mut child, Duration::from_secs(30));
+    let got = port.map(|p| ns.fetch(p)).unwrap_or_default();
+    let st = stop(&mut child);
     assert!(
         line.contains("->8000/tcp"),
         "husk up -P did not name the port: {line:?}"

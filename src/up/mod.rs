@@ -157,6 +157,11 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     if g.store.dir(&id).exists() {
         bail!("--name {id:?}: a container of that name exists (husk rm {id})");
     }
+    if let Some(w) = &o.workdir {
+        if !w.starts_with('/') {
+            bail!("-w {w:?}: the working directory must be an absolute path");
+        }
+    }
     let env = environment(o)?;
     let mut ports = Vec::new();
     for p in &o.publish {
@@ -211,11 +216,6 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
         working_dir: o.workdir.clone(),
         user: o.user.clone(),
     };
-    if let Some(w) = &o.workdir {
-        if !w.starts_with('/') {
-            bail!("-w {w:?}: the working directory must be an absolute path");
-        }
-    }
     if !o.interactive {
         // the container's stdin is husk's: docker run without -i gives it none
         let null = std::fs::File::open("/dev/null").context("open /dev/null")?;
