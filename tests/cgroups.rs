@@ -12,14 +12,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-macro_rules! root_or_skip {
-    ($name:expr) => {
-        if !require_root($name) {
-            return;
-        }
-    };
-}
-
 fn unified() -> bool {
     // statfs magic is not reachable without libc here; the v2 root has cgroup.controllers
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
@@ -124,7 +116,7 @@ fn limits_read_back_inside() {
         want.push((cg_file("cpuset", "cpuset.cpus", "cpuset.cpus"), "0".into()));
         want.push((cg_file("cpuset", "cpuset.mems", "cpuset.mems"), "0".into()));
     } else {
-        skip(
+        skip_part(
             "limits_read_back_inside/cpuset",
             "host has no cpuset controller",
         );
@@ -136,7 +128,7 @@ fn limits_read_back_inside() {
             r["blockIO"] = json!({"weight": 500});
             want.push(w);
         }
-        None => skip(
+        None => skip_part(
             "limits_read_back_inside/blkio.weight",
             "the host's blkio controller has no weight file (no CFQ/BFQ scheduler)",
         ),
@@ -220,7 +212,7 @@ fn hugetlb_read_back_or_refused_by_name() {
     c.config["linux"]["resources"]["hugepageLimits"] =
         json!([{"pageSize": "2MB", "limit": 4194304}]);
     if !host_has("hugetlb") {
-        skip(
+        skip_part(
             &format!("{t}/read-back"),
             "the host has no hugetlb controller (checked instead: refused by name)",
         );
@@ -241,7 +233,7 @@ fn rdma_read_back_or_refused_by_name() {
     root_or_skip!(t);
     let mut c = Ctr::new("cgrdma", "cgroups");
     if !host_has("rdma") {
-        skip(
+        skip_part(
             &format!("{t}/read-back"),
             "the host has no rdma controller (checked instead: refused by name)",
         );
@@ -289,7 +281,7 @@ fn network_class_id_read_back_or_refused_by_name() {
         return;
     }
     if !host_has("net_cls") {
-        skip(
+        skip_part(
             &format!("{t}/read-back"),
             "the host has no net_cls hierarchy mounted (checked instead: refused by name)",
         );
@@ -323,7 +315,7 @@ fn network_priorities_read_back_or_refused_by_name() {
         return;
     }
     if !host_has("net_prio") {
-        skip(
+        skip_part(
             &format!("{t}/read-back"),
             "the host has no net_prio hierarchy mounted (checked instead: refused by name)",
         );
@@ -354,7 +346,7 @@ fn unified_read_back_or_refused_by_name() {
         json!({"pids.max": "33", "memory.high": "50331648"});
     if !unified() {
         // runc: "invalid configuration: cannot use unified on cgroup v1"
-        skip(
+        skip_part(
             &format!("{t}/read-back"),
             "cgroup v1 host: unified is v2 only (checked instead: refused by name; read back in the v2 guests, make vm-test)",
         );
@@ -402,7 +394,7 @@ fn memory_swap_swappiness_oom_read_back_inside() {
                 (96u64 << 20).to_string(),
             ));
         } else {
-            skip(
+            skip_part(
                 &format!("{t}/swap"),
                 "the host kernel has no swap accounting (memory.memsw.limit_in_bytes)",
             );
@@ -455,7 +447,7 @@ fn cpu_burst_realtime_read_back_inside() {
         }
     };
     if old_runc() {
-        skip(&format!("{t}/burst"), "runc < 1.2 has no cpu.burst");
+        skip_part(&format!("{t}/burst"), "runc < 1.2 has no cpu.burst");
     } else if host_file("cpu.cfs_burst_us", "cpu.max.burst") {
         c.config["linux"]["resources"]["cpu"]["burst"] = json!(20000);
         want.push((
@@ -463,7 +455,7 @@ fn cpu_burst_realtime_read_back_inside() {
             "20000".into(),
         ));
     } else {
-        skip(
+        skip_part(
             &format!("{t}/burst"),
             "the host kernel has no CFS burst file",
         );
@@ -474,12 +466,12 @@ fn cpu_burst_realtime_read_back_inside() {
         want.push((cg_file("cpu", "cpu.rt_period_us", ""), "100000".into()));
         want.push((cg_file("cpu", "cpu.rt_runtime_us", ""), "5000".into()));
     } else if unified() {
-        skip(
+        skip_part(
             &format!("{t}/realtime"),
             "cgroup v2 has no real-time group limits (ignored with a warning, as runc)",
         );
     } else {
-        skip(
+        skip_part(
             &format!("{t}/realtime"),
             "the host kernel has no real-time group scheduling (CONFIG_RT_GROUP_SCHED)",
         );

@@ -14,14 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-macro_rules! root_or_skip {
-    ($name:expr) => {
-        if !require_root($name) {
-            return;
-        }
-    };
-}
-
 /// A stand-in `criu`: answers `swrk FD` like CRIU (a NOTIFY, then a refusal with errno 13 and
 /// a message), recording the request and husk's NOTIFY ack. FAKE_CRIU_EXIT makes it exit at
 /// once without a word.
@@ -395,7 +387,7 @@ fn criu_end_to_end() {
         }
         assert_eq!(c.status().as_deref(), Some("running"));
         assert!(pid_alive(pid));
-        return skip("criu_end_to_end (checkpoint + restore part)", &why);
+        return skip_part("criu_end_to_end/checkpoint-restore", &why);
     }
     assert!(
         o.status.success(),

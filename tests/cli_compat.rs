@@ -7,14 +7,6 @@ use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-macro_rules! root_or_skip {
-    ($name:expr) => {
-        if !require_root($name) {
-            return;
-        }
-    };
-}
-
 fn exec_cat(c: &Ctr, file: &str) -> String {
     let o = c.rt(&["exec", &c.id, "cat", file]);
     assert!(o.status.success(), "exec cat {file}: {}", text(&o.stderr));

@@ -5,14 +5,6 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-macro_rules! root_or_skip {
-    ($name:expr) => {
-        if !require_root($name) {
-            return;
-        }
-    };
-}
-
 /// `create` of an invalid fixture fails with exit 1, names one of the fixture's expect-error
 /// words, and leaves nothing (the guard checks processes, state, mounts, cgroups).
 fn invalid_fixture_fails(name: &str) {

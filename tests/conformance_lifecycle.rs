@@ -7,14 +7,6 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-macro_rules! root_or_skip {
-    ($name:expr) => {
-        if !require_root($name) {
-            return;
-        }
-    };
-}
-
 fn err_of(c: &Ctr, o: &std::process::Output) -> String {
     format!("{}\n{}", text(&o.stderr), c.log_text())
 }

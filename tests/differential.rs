@@ -75,8 +75,8 @@ fn runtimes() -> Vec<Runtime> {
                 wrap,
             });
         } else {
-            skip(
-                "differential",
+            skip_part(
+                "differential/runtimes",
                 &format!("{name} not installed at {bin}: no comparison with it"),
             );
         }
@@ -99,8 +99,8 @@ fn fixtures() -> Vec<String> {
             // a cgroup v1 limitation: on a v2 host `unified` is valid
             let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
             if n.ends_with("-on-v1") && v2 {
-                skip(
-                    "differential",
+                skip_part(
+                    "differential/fixtures",
                     &format!("{n}: only invalid on a cgroup v1 host"),
                 );
                 return false;

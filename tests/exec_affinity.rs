@@ -4,14 +4,6 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-macro_rules! root_or_skip {
-    ($name:expr) => {
-        if !require_root($name) {
-            return;
-        }
-    };
-}
-
 fn two_cpus(test: &str) -> bool {
     let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
     let ok = matches!(online.trim(), "0-1" | "0,1") || online.trim().starts_with("0-");

@@ -129,3 +129,68 @@ fn guard_detects_and_removes_leftovers() {
     assert!(!c.work.exists());
     std::fs::create_dir_all(&c.work).unwrap(); // the guard's own delete runs there
 }
+
+/// `make test`'s summary counts a test that printed `SKIP name: why` as skipped, not passed
+/// (libtest says "ok" for it), a `SKIP-PART` as a skip of a test that still passed, and a stage
+/// whose log is missing as a failure of the run.
+#[test]
+fn summary_counts_skipped_tests_apart_from_passed() {
+    let dir = std::env::temp_dir().join(format!("husk-test-summary-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |stage: &str, text: &str| std::fs::write(dir.join(format!("{stage}.log")), text);
+    write("lint", "lint: ok\n").unwrap();
+    write(
+        "unit",
+        "test a ... ok\nSKIP b: needs a thing\ntest b ... ok\n\
+         test result: ok. 7 passed; 0 failed; 1 ignored; 0 measured\n",
+    )
+    .unwrap();
+    write(
+        "root",
+        "SKIP-PART c/part: no device\nSKIP d: no tool\nSKIP e: no tool\n\
+         test result: ok. 10 passed; 0 failed; 0 ignored; 0 measured\n\
+         test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured\n",
+    )
+    .unwrap();
+    write(
+        "fallback",
+        "test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured\n",
+    )
+    .unwrap();
+    for s in ["containerd", "engines", "cri", "package", "vm"] {
+        write(s, &format!("{s}: 4 passed, 0 failed, 1 skipped\n")).unwrap();
+    }
+    let run = || {
+        Command::new("bash")
+            .arg(std::path::Path::new(MANIFEST_DIR).join("integration/summary.sh"))
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let row = |stage: &str| -> Vec<String> {
+        let l = out
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(stage))
+            .unwrap_or_else(|| panic!("no {stage} row in:\n{out}"));
+        l.split_whitespace().skip(1).map(String::from).collect()
+    };
+    assert!(o.status.success(), "summary failed:\n{out}");
+    assert_eq!(row("unit"), ["6", "0", "2"], "{out}");
+    assert_eq!(row("root"), ["11", "0", "3"], "{out}");
+    // 1 + 6 + 11 + 2 + 5 × 4 passed; 2 + 3 + 5 skipped
+    assert!(
+        out.contains("make test: 40 passed, 0 failed, 10 skipped"),
+        "{out}"
+    );
+    assert!(out.contains("SKIP-PART c/part: no device"), "{out}");
+    std::fs::remove_file(dir.join("vm.log")).unwrap();
+    let o = run();
+    assert!(
+        !o.status.success(),
+        "a stage without a log must fail the summary"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

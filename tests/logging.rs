@@ -8,14 +8,6 @@ use common::*;
 use serde_json::Value;
 use std::time::Duration;
 
-macro_rules! root_or_skip {
-    ($name:expr) => {
-        if !require_root($name) {
-            return;
-        }
-    };
-}
-
 /// Run `args` against `c`'s root with a fresh log; check one JSON error line holding `words`
 /// (any of them) and the exit code; return the msg.
 fn fails_with(c: &Ctr, args: &[&str], words: &[&str], code_want: i32) -> String {

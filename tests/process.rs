@@ -3,14 +3,6 @@
 mod common;
 use common::*;
 
-macro_rules! root_or_skip {
-    ($name:expr) => {
-        if !require_root($name) {
-            return;
-        }
-    };
-}
-
 #[test]
 fn user_groups_umask() {
     root_or_skip!("user_groups_umask");

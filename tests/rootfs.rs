@@ -3,14 +3,6 @@
 mod common;
 use common::*;
 
-macro_rules! root_or_skip {
-    ($name:expr) => {
-        if !require_root($name) {
-            return;
-        }
-    };
-}
-
 fn has(opts: &[String], o: &str) -> bool {
     opts.iter().any(|x| x == o)
 }

@@ -7,14 +7,6 @@ use common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-macro_rules! root_or_skip {
-    ($name:expr) => {
-        if !require_root($name) {
-            return;
-        }
-    };
-}
-
 /// The unprivileged user the tests run the runtime as (Debian's `nobody`).
 const UID: u32 = 65534;
 const GID: u32 = 65534;

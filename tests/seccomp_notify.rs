@@ -12,14 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-macro_rules! root_or_skip {
-    ($name:expr) => {
-        if !require_root($name) {
-            return;
-        }
-    };
-}
-
 /// How the agent answers a notification.
 #[derive(Clone, Copy)]
 enum Answer {

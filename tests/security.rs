@@ -7,14 +7,6 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::Duration;
 
-macro_rules! root_or_skip {
-    ($name:expr) => {
-        if !require_root($name) {
-            return;
-        }
-    };
-}
-
 /// Positive control for the "fails closed or stays safe" tests: the runtime does run containers,
 /// so a refusal below is a real refusal, not a runtime that runs nothing.
 fn control_runs(tag: &str) {

@@ -59,11 +59,34 @@ pub fn require_root(test: &str) -> bool {
     true
 }
 
-/// Print a skip reason straight to fd 2: libtest captures `eprintln!` of passing tests, and a
-/// skip must always be visible.
+/// The first line of every root test: returns from the test when it cannot run as root (see
+/// [`require_root`]; the reason is printed and the test counts as skipped, not passed).
+#[allow(unused_macros)]
+macro_rules! root_or_skip {
+    ($name:expr) => {
+        if !$crate::common::require_root($name) {
+            return;
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use root_or_skip;
+
+/// The whole test is skipped: call it right before returning, having checked nothing. Printed
+/// straight to fd 2 (libtest captures `eprintln!` of passing tests, and a skip must always be
+/// visible) as `SKIP test: reason`; `make test`'s summary counts such a test as skipped, not as
+/// passed, although libtest says "ok".
 pub fn skip(test: &str, reason: &str) {
     use std::io::Write;
     let _ = std::io::stderr().write_all(format!("SKIP {test}: {reason}\n").as_bytes());
+}
+
+/// One part of a test is skipped, the rest of it runs (`part` is "test/what"): printed as
+/// `SKIP-PART test/what: reason`, counted among the skips while the test itself counts as
+/// passed.
+pub fn skip_part(part: &str, reason: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("SKIP-PART {part}: {reason}\n").as_bytes());
 }
 
 static TESTROOT: Once = Once::new();
