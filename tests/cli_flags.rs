@@ -500,7 +500,13 @@ fn kill_all_signals_every_process() {
             .exists()),
         "container did not start"
     );
-    let sleepers = pids_running(&c, &["sleep", "1000"]);
+    // `/tmp/ready` can come before the second background child has exec'd sleep
+    let mut sleepers = pids_running(&c, &["sleep", "1000"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sleepers.len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        sleepers = pids_running(&c, &["sleep", "1000"]);
+    }
     assert_eq!(sleepers.len(), 2, "want two sleep 1000 in ps");
     c.pids.extend(&sleepers);
     let init_sigs = || {

@@ -1138,15 +1138,16 @@ fn concurrent_pulls_and_a_killed_pull() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
+    // the layer's partial blob (`HEX.PID.N.partial`); the store's own metadata writes
+    // (`meta.PID.N.partial`, index.json on a new store) are not the layer
+    let layer_hex = layer_digest[7..].to_string();
     let partial = || {
         std::fs::read_dir(store.join("tmp"))
             .map(|d| {
                 d.filter(|e| {
-                    e.as_ref()
-                        .unwrap()
-                        .file_name()
-                        .to_string_lossy()
-                        .ends_with(".partial")
+                    let n = e.as_ref().unwrap().file_name();
+                    let n = n.to_string_lossy();
+                    n.starts_with(&layer_hex) && n.ends_with(".partial")
                 })
                 .count()
             })
