@@ -448,7 +448,7 @@ pub struct SystemdManager {
     user_root: Option<String>,
     fs: Box<dyn Manager>,
     extra_props: Vec<Value>,
-    /// Resources and devices from `apply_with_devices`, applied once the unit exists.
+    /// Resources and devices from `apply_limits`, applied once the unit exists.
     pending: RefCell<Option<(LinuxResources, Vec<LinuxDevice>)>>,
     /// The owner from `delegate`, given to the cgroup once the unit exists (v2 only).
     pending_owner: RefCell<Option<(Option<u32>, Option<u32>)>>,
@@ -716,7 +716,7 @@ impl SystemdManager {
         if self.user_root.is_some() {
             self.fs.update(&without_devices(r))
         } else {
-            self.fs.apply_with_devices(r, devs)
+            self.fs.apply_limits(r, devs)
         }
     }
 
@@ -806,12 +806,12 @@ impl SystemdManager {
 impl Manager for SystemdManager {
     fn create(&self) -> Result<()> {
         // Connect now so that a host without systemd fails before anything is forked; the
-        // unit itself needs the pid (PIDs=[pid]) and is started by add_task.
+        // unit itself needs the pid (PIDs=[pid]) and is started by place_init.
         *self.started.borrow_mut() = false;
         self.with_conn(|_| Ok(()))
     }
 
-    fn apply_with_devices(&self, resources: &LinuxResources, devs: &[LinuxDevice]) -> Result<()> {
+    fn apply_limits(&self, resources: &LinuxResources, devs: &[LinuxDevice]) -> Result<()> {
         // validate now (errors before the fork), apply once the unit exists
         resource_props(resources, self.unified)?;
         self.check_user_delegation(resources)?;
@@ -855,10 +855,14 @@ impl Manager for SystemdManager {
         self.fs.update(resources)
     }
 
-    fn add_task(&self, pid: i32) -> Result<()> {
+    fn place(&self, pid: i32) -> Result<()> {
+        // exec into a running container: plain cgroupfs join, as runc
+        self.fs.place(pid)
+    }
+
+    fn place_init(&self, pid: i32) -> Result<()> {
         if *self.started.borrow() {
-            // exec into a running container: plain cgroupfs join, as runc
-            return self.fs.add_task(pid);
+            return self.fs.place(pid);
         }
         let is_slice = self.place.unit.ends_with(".slice");
         self.start_unit(if is_slice { None } else { Some(pid) })?;
@@ -867,7 +871,7 @@ impl Manager for SystemdManager {
             // v1: systemd only creates the scope in hierarchies it manages; join the rest
             self.fs.create()?;
             if is_slice || !self.unified {
-                self.fs.add_task(pid)?;
+                self.fs.place(pid)?;
             }
             if let Some((r, d)) = self.pending.borrow().as_ref() {
                 self.fs_apply(r, d)?;
