@@ -634,7 +634,8 @@ mod tests {
         let lines: Vec<String> = p.v1_writes().into_iter().map(|(_, l)| l).collect();
         assert!(!lines.iter().any(|l| l.starts_with("c 1:11")), "{lines:?}");
         // the systemd driver's DeviceAllow= is built from the same list
-        let props = systemd::device_props(&rules, "Character devices:\n  1 mem\n").unwrap();
+        let props =
+            systemd::properties::device_props(&rules, "Character devices:\n  1 mem\n").unwrap();
         let props = format!("{props:?}");
         assert!(props.contains("/dev/char/1:3"), "{props}");
         assert!(!props.contains("1:11") && !props.contains("8:0"), "{props}");
