@@ -476,3 +476,510 @@ impl Manager for SystemdManager {
         self.fs.destroy()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{
+        LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
+    };
+    use std::rc::Rc;
+
+    /// A call the manager made on the bus.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Call {
+        Start(String, Vec<Value>),
+        Wait(String),
+        Set(String, Vec<Value>),
+        Stop(String),
+        ResetFailed(String),
+    }
+
+    /// What the fake systemd answers.
+    struct Script {
+        /// a D-Bus error name for StartTransientUnit
+        start_error: Option<&'static str>,
+        /// a D-Bus error name for SetUnitProperties; "" is a timeout (no D-Bus error)
+        set_error: Option<&'static str>,
+        stop_error: Option<&'static str>,
+        job_result: &'static str,
+        /// the manager's ControlGroup property
+        control_group: Value,
+    }
+
+    impl Default for Script {
+        fn default() -> Script {
+            Script {
+                start_error: None,
+                set_error: None,
+                stop_error: None,
+                job_result: "done",
+                control_group: Value::str("/user.slice/user-1000.slice/user@1000.service"),
+            }
+        }
+    }
+
+    fn call_error(name: &str) -> anyhow::Error {
+        dbus::CallError {
+            name: name.into(),
+            message: "from the fake".into(),
+        }
+        .into()
+    }
+
+    struct FakeBus {
+        calls: Rc<RefCell<Vec<Call>>>,
+        script: Script,
+    }
+
+    impl SystemdBus for FakeBus {
+        fn start_transient_unit(&mut self, unit: &str, properties: Vec<Value>) -> Result<String> {
+            self.calls
+                .borrow_mut()
+                .push(Call::Start(unit.into(), properties));
+            match self.script.start_error {
+                Some(name) => Err(call_error(name)),
+                None => Ok("/org/freedesktop/systemd1/job/1".into()),
+            }
+        }
+        fn set_unit_properties(&mut self, unit: &str, properties: Vec<Value>) -> Result<()> {
+            self.calls
+                .borrow_mut()
+                .push(Call::Set(unit.into(), properties));
+            match self.script.set_error {
+                Some("") => bail!("timed out waiting for systemd"),
+                Some(name) => Err(call_error(name)),
+                None => Ok(()),
+            }
+        }
+        fn stop_unit(&mut self, unit: &str, _gone: &dyn Fn() -> bool) -> Result<Option<String>> {
+            self.calls.borrow_mut().push(Call::Stop(unit.into()));
+            match self.script.stop_error {
+                Some(name) => Err(call_error(name)),
+                None => Ok(Some("/org/freedesktop/systemd1/job/2".into())),
+            }
+        }
+        fn reset_failed_unit(&mut self, unit: &str) -> Result<()> {
+            self.calls.borrow_mut().push(Call::ResetFailed(unit.into()));
+            Ok(())
+        }
+        fn wait_job(&mut self, job: &str, _: Duration, _: &dyn Fn() -> bool) -> Result<String> {
+            self.calls.borrow_mut().push(Call::Wait(job.into()));
+            Ok(self.script.job_result.into())
+        }
+        fn manager_property(&mut self, name: &str) -> Result<Value> {
+            match name {
+                "ControlGroup" => Ok(self.script.control_group.clone()),
+                _ => Err(call_error("org.freedesktop.DBus.Error.UnknownProperty")),
+            }
+        }
+    }
+
+    /// The cgroupfs side, recording what the systemd manager asks of it.
+    struct FakeFs {
+        log: Rc<RefCell<Vec<String>>>,
+        fail_apply: bool,
+    }
+
+    impl FakeFs {
+        fn note(&self, what: &str) {
+            self.log.borrow_mut().push(what.into());
+        }
+    }
+
+    impl Manager for FakeFs {
+        fn create(&self) -> Result<()> {
+            self.note("create");
+            Ok(())
+        }
+        fn apply_limits(&self, _: &LinuxResources, _: &[LinuxDevice]) -> Result<()> {
+            self.note("apply_limits");
+            if self.fail_apply {
+                bail!(
+                    "linux.resources.memory.limit: writing to memory.max: Device or resource busy"
+                );
+            }
+            Ok(())
+        }
+        fn delegate(&self, uid: Option<u32>, gid: Option<u32>) -> Result<()> {
+            self.note(&format!("delegate {uid:?} {gid:?}"));
+            Ok(())
+        }
+        fn place(&self, pid: i32) -> Result<()> {
+            self.note(&format!("place {pid}"));
+            Ok(())
+        }
+        fn update(&self, _: &LinuxResources) -> Result<()> {
+            self.note("update");
+            Ok(())
+        }
+        fn pids(&self) -> Result<Vec<i32>> {
+            Ok(Vec::new())
+        }
+        fn freeze(&self, _: bool) -> Result<()> {
+            bail!("the systemd manager's tests do not freeze")
+        }
+        fn is_frozen(&self) -> Result<bool> {
+            Ok(false)
+        }
+        fn freezer_state(&self) -> Result<FreezerState> {
+            Ok(FreezerState::Thawed)
+        }
+        fn kill_all(&self, _: Signal) -> Result<()> {
+            bail!("the systemd manager's tests do not kill")
+        }
+        fn stats(&self) -> Result<Stats> {
+            Ok(Stats::default())
+        }
+        fn oom_kill_count(&self) -> Result<u64> {
+            Ok(0)
+        }
+        fn state(&self) -> CgroupState {
+            CgroupState::default()
+        }
+        fn destroy(&self) -> Result<()> {
+            self.note("destroy");
+            Ok(())
+        }
+    }
+
+    struct Rig {
+        m: SystemdManager,
+        calls: Rc<RefCell<Vec<Call>>>,
+        fs: Rc<RefCell<Vec<String>>>,
+    }
+
+    impl Rig {
+        fn calls(&self) -> Vec<Call> {
+            self.calls.borrow().clone()
+        }
+        fn fs(&self) -> Vec<String> {
+            self.fs.borrow().clone()
+        }
+        /// The unit and properties of the one StartTransientUnit call.
+        fn started(&self) -> (String, Vec<Value>) {
+            let starts: Vec<_> = self
+                .calls()
+                .into_iter()
+                .filter_map(|c| match c {
+                    Call::Start(u, p) => Some((u, p)),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(starts.len(), 1, "{:?}", self.calls());
+            starts.into_iter().next().unwrap()
+        }
+    }
+
+    /// A new container's manager for `cgroups_path` (id "ctr"), after `create`.
+    fn rig(cgroups_path: Option<&str>, unified: bool, script: Script, fail_apply: bool) -> Rig {
+        let calls = Rc::new(RefCell::new(Vec::new()));
+        let fs = Rc::new(RefCell::new(Vec::new()));
+        let m = SystemdManager::assemble(
+            placement(cgroups_path, "ctr").unwrap(),
+            unified,
+            None,
+            Box::new(FakeFs {
+                log: fs.clone(),
+                fail_apply,
+            }),
+            Vec::new(),
+            Some(Box::new(FakeBus {
+                calls: calls.clone(),
+                script,
+            })),
+        );
+        m.create().unwrap();
+        Rig { m, calls, fs }
+    }
+
+    /// The value of property `name`, when there is exactly one.
+    fn get(p: &[Value], name: &str) -> Option<Value> {
+        let found: Vec<Value> = p
+            .iter()
+            .filter_map(|v| match v {
+                Value::Struct(f) if f[0] == Value::str(name) => match &f[1] {
+                    Value::Variant(x) => Some((**x).clone()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        assert!(found.len() <= 1, "{name} set {} times", found.len());
+        found.into_iter().next()
+    }
+
+    fn memory(limit: i64) -> LinuxResources {
+        LinuxResourcesBuilder::default()
+            .memory(LinuxMemoryBuilder::default().limit(limit).build().unwrap())
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn memory_limit_goes_to_the_new_scope_then_to_cgroupfs() {
+        let r = rig(None, true, Script::default(), false);
+        r.m.apply_limits(&memory(64 << 20), &[]).unwrap();
+        r.m.delegate(Some(100000), Some(100000)).unwrap();
+        // nothing happens before the init exists
+        assert!(r.calls().is_empty(), "{:?}", r.calls());
+        assert!(r.fs().is_empty(), "{:?}", r.fs());
+        assert_eq!(r.m.clone_into_fd(), None);
+
+        r.m.place_init(4242).unwrap();
+        let (unit, p) = r.started();
+        assert_eq!(unit, "husk-ctr.scope");
+        assert_eq!(get(&p, "MemoryMax"), Some(Value::U64(64 << 20)));
+        assert_eq!(get(&p, "Slice"), Some(Value::str("system.slice")));
+        assert_eq!(get(&p, "Delegate"), Some(Value::Bool(true)));
+        assert_eq!(
+            get(&p, "PIDs"),
+            Some(Value::Array("u".into(), vec![Value::U32(4242)]))
+        );
+        assert_eq!(get(&p, "IOAccounting"), Some(Value::Bool(true)));
+        assert_eq!(get(&p, "BlockIOAccounting"), None);
+        assert_eq!(get(&p, "DevicePolicy"), Some(Value::str("strict")));
+        assert_eq!(
+            r.calls()[1],
+            Call::Wait("/org/freedesktop/systemd1/job/1".into())
+        );
+        // v2 scope: systemd placed the pid; cgroupfs gets the limits again and the owner
+        assert_eq!(
+            r.fs(),
+            [
+                "create",
+                "apply_limits",
+                "delegate Some(100000) Some(100000)"
+            ]
+        );
+        assert_eq!(r.m.state().path, "/system.slice/husk-ctr.scope");
+        assert_eq!(r.m.state().driver, "systemd");
+
+        // exec: a cgroupfs join, never another unit
+        r.m.place(4343).unwrap();
+        assert_eq!(r.fs().last().unwrap(), "place 4343");
+        r.m.destroy().unwrap();
+        assert_eq!(
+            r.calls()[2..],
+            [
+                Call::Stop("husk-ctr.scope".into()),
+                Call::Wait("/org/freedesktop/systemd1/job/2".into()),
+                Call::ResetFailed("husk-ctr.scope".into()),
+            ]
+        );
+        assert_eq!(r.fs().last().unwrap(), "destroy");
+    }
+
+    #[test]
+    fn cpu_quota_on_v1_joins_the_hierarchies_systemd_does_not_manage() {
+        let r = rig(None, false, Script::default(), false);
+        let cpu = LinuxResourcesBuilder::default()
+            .cpu(
+                LinuxCpuBuilder::default()
+                    .shares(512u64)
+                    .quota(50_000i64)
+                    .period(100_000u64)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        r.m.apply_limits(&cpu, &[]).unwrap();
+        // no delegation on cgroup v1
+        r.m.delegate(Some(1), Some(1)).unwrap();
+        r.m.place_init(7).unwrap();
+        let (_, p) = r.started();
+        assert_eq!(get(&p, "CPUQuotaPerSecUSec"), Some(Value::U64(500_000)));
+        assert_eq!(get(&p, "CPUQuotaPeriodUSec"), Some(Value::U64(100_000)));
+        assert_eq!(get(&p, "CPUShares"), Some(Value::U64(512)));
+        assert_eq!(get(&p, "CPUWeight"), None);
+        assert_eq!(get(&p, "BlockIOAccounting"), Some(Value::Bool(true)));
+        assert_eq!(r.fs(), ["create", "place 7", "apply_limits"]);
+    }
+
+    #[test]
+    fn slice_path_names_the_unit_and_its_slice() {
+        let r = rig(
+            Some("machine-x.slice:docker:abc"),
+            true,
+            Script::default(),
+            false,
+        );
+        r.m.place_init(9).unwrap();
+        let (unit, p) = r.started();
+        assert_eq!(unit, "docker-abc.scope");
+        assert_eq!(get(&p, "Slice"), Some(Value::str("machine-x.slice")));
+        assert_eq!(
+            get(&p, "Description"),
+            Some(Value::str("husk container docker-abc.scope"))
+        );
+        // no apply_limits: none were given
+        assert_eq!(r.fs(), ["create"]);
+        assert_eq!(
+            r.m.state().path,
+            "/machine.slice/machine-x.slice/docker-abc.scope"
+        );
+
+        // a name ending in .slice is a slice unit: started empty, the pid joins by cgroupfs
+        let r = rig(
+            Some("system.slice:p:my-pod.slice"),
+            true,
+            Script::default(),
+            false,
+        );
+        r.m.place_init(9).unwrap();
+        let (unit, p) = r.started();
+        assert_eq!(unit, "my-pod.slice");
+        assert_eq!(get(&p, "Wants"), Some(Value::str("system.slice")));
+        assert_eq!(get(&p, "Slice"), None);
+        assert_eq!(get(&p, "PIDs"), None);
+        assert_eq!(get(&p, "Delegate"), None);
+        assert_eq!(r.fs(), ["create", "place 9"]);
+        assert_eq!(r.m.state().path, "/my.slice/my-pod.slice");
+    }
+
+    #[test]
+    fn an_existing_unit_is_refused_and_left_alone() {
+        let script = Script {
+            start_error: Some("org.freedesktop.systemd1.UnitExists"),
+            ..Script::default()
+        };
+        let r = rig(None, true, script, false);
+        r.m.apply_limits(&memory(1 << 30), &[]).unwrap();
+        let e = r.m.place_init(5).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "systemd unit husk-ctr.scope already exists (another container with this name?)"
+        );
+        assert!(r.fs().is_empty(), "{:?}", r.fs());
+        // create's cleanup destroys the manager: the other container's unit is not stopped
+        r.m.destroy().unwrap();
+        assert!(
+            !r.calls().iter().any(|c| matches!(c, Call::Stop(_))),
+            "{:?}",
+            r.calls()
+        );
+        assert_eq!(r.fs(), ["destroy"]);
+    }
+
+    #[test]
+    fn a_failed_start_job_is_an_error_naming_the_unit() {
+        let script = Script {
+            job_result: "failed",
+            ..Script::default()
+        };
+        let r = rig(None, true, script, false);
+        let e = format!("{:#}", r.m.place_init(5).unwrap_err());
+        assert!(
+            e.contains("starting systemd unit husk-ctr.scope")
+                && e.contains("finished with result \"failed\""),
+            "{e}"
+        );
+        assert!(r.fs().is_empty(), "{:?}", r.fs());
+    }
+
+    #[test]
+    fn a_cgroupfs_failure_after_the_start_stops_the_unit() {
+        let r = rig(None, true, Script::default(), true);
+        r.m.apply_limits(&memory(1 << 20), &[]).unwrap();
+        let e = r.m.place_init(5).unwrap_err().to_string();
+        assert!(e.starts_with("linux.resources.memory.limit:"), "{e}");
+        let stops = r
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Stop(_)))
+            .count();
+        assert_eq!(stops, 1, "{:?}", r.calls());
+        assert_eq!(r.fs(), ["create", "apply_limits", "destroy"]);
+    }
+
+    fn pids(limit: i64) -> LinuxResources {
+        LinuxResourcesBuilder::default()
+            .pids(LinuxPidsBuilder::default().limit(limit).build().unwrap())
+            .build()
+            .unwrap()
+    }
+
+    /// The manager of a running container (as from the state).
+    fn running(script: Script) -> Rig {
+        let r = rig(None, true, script, false);
+        r.m.started.set(true);
+        r
+    }
+
+    #[test]
+    fn update_sets_unit_properties_then_cgroupfs() {
+        let r = running(Script::default());
+        r.m.update(&pids(20)).unwrap();
+        let Call::Set(unit, p) = &r.calls()[0] else {
+            panic!("{:?}", r.calls())
+        };
+        assert_eq!(unit, "husk-ctr.scope");
+        assert_eq!(get(p, "TasksMax"), Some(Value::U64(20)));
+        assert_eq!(
+            get(p, "DevicePolicy"),
+            None,
+            "devices not given: left alone"
+        );
+        assert_eq!(r.fs(), ["update"]);
+        // nothing systemd can express: no call, cgroupfs only
+        r.m.update(&LinuxResources::default()).unwrap();
+        assert_eq!(r.calls().len(), 1);
+        assert_eq!(r.fs(), ["update", "update"]);
+    }
+
+    #[test]
+    fn update_refused_by_systemd_is_the_callers_error() {
+        let r = running(Script {
+            set_error: Some("org.freedesktop.DBus.Error.InvalidArgs"),
+            ..Script::default()
+        });
+        let e = format!("{:#}", r.m.update(&pids(20)).unwrap_err());
+        assert!(
+            e.starts_with("setting properties of systemd unit husk-ctr.scope")
+                && e.contains("InvalidArgs"),
+            "{e}"
+        );
+        assert!(r.fs().is_empty(), "{:?}", r.fs());
+        // no answer at all: cgroupfs gets the values anyway
+        let r = running(Script {
+            set_error: Some(""),
+            ..Script::default()
+        });
+        r.m.update(&pids(20)).unwrap();
+        assert_eq!(r.fs(), ["update"]);
+    }
+
+    #[test]
+    fn stopping_a_unit_systemd_no_longer_has_is_fine() {
+        let r = running(Script {
+            stop_error: Some("org.freedesktop.systemd1.NoSuchUnit"),
+            ..Script::default()
+        });
+        r.m.destroy().unwrap();
+        assert_eq!(r.calls(), [Call::Stop("husk-ctr.scope".into())]);
+        assert_eq!(r.fs(), ["destroy"]);
+    }
+
+    #[test]
+    fn user_instance_root_from_its_control_group() {
+        let mut b = FakeBus {
+            calls: Rc::new(RefCell::new(Vec::new())),
+            script: Script::default(),
+        };
+        assert_eq!(
+            user_manager_root(&mut b).unwrap(),
+            "/user.slice/user-1000.slice/user@1000.service"
+        );
+        // anything but an absolute cgroup path is refused, naming what came back
+        for bad in [Value::str("user.slice"), Value::U32(1)] {
+            b.script.control_group = bad.clone();
+            let e = user_manager_root(&mut b).unwrap_err().to_string();
+            assert!(
+                e.starts_with("the user's systemd instance reported ControlGroup")
+                    && e.contains(&format!("{bad:?}")),
+                "{e}"
+            );
+        }
+    }
+}
