@@ -1,5 +1,7 @@
-//! The cgroup manager: one interface, implementations for cgroupfs v1 (including hybrid hosts),
-//! cgroupfs v2 and systemd (transient scope units over D-Bus, `systemd.rs`).
+//! The cgroup manager: one interface, [`Manager`], with its lifecycle (prepare, place, update,
+//! destroy); implementations for cgroupfs v1 (including hybrid hosts, `v1.rs`), cgroupfs v2
+//! (`v2.rs`) and systemd (transient units over D-Bus, `systemd/`), plus [`NoCgroup`] for a
+//! rootless container that could not get a cgroup of its own.
 //!
 //! Host-side only: nothing here runs inside the container's namespaces.
 //!
@@ -9,7 +11,7 @@
 //!   husk itself runs in; on v1 per hierarchy (runc `GetOwnCgroupPath`), on v2 below the *parent*
 //!   of the own cgroup (runc fs2 `defaultDirPath`: the own cgroup usually has processes, so no
 //!   controllers could be enabled for a child of it);
-//! - `slice:prefix:name` is the systemd driver's form (`systemd.rs`); without
+//! - `slice:prefix:name` is the systemd driver's form (`systemd/naming.rs`); without
 //!   `--systemd-cgroup` it is a relative path like any other, with a warning, as runc takes it.
 //!
 //! How the rest of husk uses it (the lifecycle of [`Manager`]):
@@ -25,8 +27,9 @@
 //!   `delete` = `kill_all(SIGKILL)` if needed, then `destroy()`.
 //!
 //! The file-level work on one cgroup directory (pids, placing a pid, freezer, `cgroup.kill`,
-//! OOM count, stats) is [`dir::CgroupDir`]'s, shared by the v1 and v2 managers and, through
-//! them, the systemd driver.
+//! OOM count, stats) is `dir::CgroupDir`'s, shared by the v1 and v2 managers and, through
+//! them, the systemd driver. Limits are written by the driver that knows the files
+//! (`v1.rs`, `v2.rs`; value conversions in `translate.rs`, device rules in `devices.rs`).
 
 use std::collections::BTreeMap;
 
@@ -86,11 +89,12 @@ pub enum FreezerState {
 ///
 /// 1. prepare the resources before the init exists: [`create`](Manager::create), then
 ///    [`apply_limits`](Manager::apply_limits), then [`delegate`](Manager::delegate);
-/// 2. place the container's init: clone3 into [`clone_into_fd`](Manager::clone_into_fd) or the
-///    child's own writes from [`self_placement`](Manager::self_placement) where the driver
-///    offers them, else [`place_init`](Manager::place_init);
-/// 3. place later processes (`exec`, CRIU's restore helper joins a restored container's):
-///    [`place`](Manager::place), or clone3 / self-placement as for the init;
+/// 2. place the container's first process (its init; on `restore`, CRIU's restore helper):
+///    clone3 into [`clone_into_fd`](Manager::clone_into_fd) or the child's own writes from
+///    [`self_placement`](Manager::self_placement) where the driver offers them, else
+///    [`place_init`](Manager::place_init);
+/// 3. place later processes (`exec`): [`place`](Manager::place), or clone3 / self-placement
+///    as for the init;
 /// 4. while the container lives: [`update`](Manager::update), [`freeze`](Manager::freeze),
 ///    [`pids`](Manager::pids), [`kill_all`](Manager::kill_all), [`stats`](Manager::stats),
 ///    [`oom_kill_count`](Manager::oom_kill_count);
@@ -123,11 +127,11 @@ pub trait Manager {
     fn delegate(&self, _uid: Option<u32>, _gid: Option<u32>) -> Result<()> {
         Ok(())
     }
-    /// Step 2: put the container's init (the first process) in the cgroup, when clone3 or the
-    /// child itself did not. cgroupfs: the same as [`Manager::place`]. systemd: starts the
-    /// transient unit with `PIDs=[pid]` (a slice unit is started empty and the pid joined
-    /// through cgroupfs), then writes the limits of `apply_limits` and the owner of
-    /// `delegate`; on failure the unit is stopped again.
+    /// Step 2: put the container's first process (its init, or CRIU's restore helper) in the
+    /// cgroup, when clone3 or the child itself did not. cgroupfs: the same as
+    /// [`Manager::place`]. systemd: starts the transient unit with `PIDs=[pid]` (a slice unit
+    /// is started empty and the pid joined through cgroupfs), then writes the limits of
+    /// `apply_limits` and the owner of `delegate`; on failure the unit is stopped again.
     fn place_init(&self, pid: i32) -> Result<()> {
         self.place(pid)
     }
