@@ -33,6 +33,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -40,6 +41,7 @@ use nix::sys::signal::Signal;
 use oci_spec::runtime::{LinuxDevice, LinuxResources};
 
 use super::dbus::{self, prop, Value};
+use super::dir::CgroupDir;
 use super::stats::Stats;
 use super::util;
 use super::{v1, v2, without_devices, CgroupState, FreezerState, Manager};
@@ -51,6 +53,9 @@ pub mod properties;
 use bus::SystemdBus;
 use naming::{below, placement, placement_in, Placement, DEFAULT_USER_SLICE};
 use properties::{annotation_props, check_delegated, host_device_props, resource_props};
+
+/// systemd's own hierarchy on a v1 or hybrid host, where it keeps its units' cgroups.
+const V1_SYSTEMD_HIERARCHY: &str = "/sys/fs/cgroup/systemd";
 
 /// How long to wait for a start/stop job (runc: 30 s); generous for slow machines.
 const JOB_TIMEOUT: Duration = Duration::from_secs(60);
@@ -275,9 +280,7 @@ impl SystemdManager {
         } else {
             root
         };
-        let p = util::join_under(std::path::Path::new(util::CGROUP_ROOT), dir);
-        let available = std::fs::read_to_string(p.join("cgroup.controllers"))
-            .with_context(|| format!("reading {}/cgroup.controllers", p.display()))?;
+        let available = unified_dir(dir).read("cgroup.controllers")?;
         check_delegated(
             r,
             &available,
@@ -285,13 +288,14 @@ impl SystemdManager {
         )
     }
 
-    /// The unit's cgroup directory is gone (systemd removes it when the scope stops).
+    /// The unit's cgroup directory is gone (systemd removes it when the scope stops): in the
+    /// unified hierarchy, or on v1 in systemd's own (name=systemd).
     fn cgroup_gone(&self) -> bool {
         let p = &self.place.path;
         let dir = if self.unified {
-            util::join_under(std::path::Path::new(util::CGROUP_ROOT), p)
+            unified_dir(p)
         } else {
-            util::join_under(std::path::Path::new("/sys/fs/cgroup/systemd"), p)
+            CgroupDir::new(util::join_under(Path::new(V1_SYSTEMD_HIERARCHY), p))
         };
         !dir.exists()
     }
@@ -321,6 +325,11 @@ impl SystemdManager {
             Ok(()) => Ok(()),
         }
     }
+}
+
+/// The directory of cgroup `path` in the unified hierarchy.
+fn unified_dir(path: &str) -> CgroupDir {
+    CgroupDir::new(util::join_under(Path::new(util::CGROUP_ROOT), path))
 }
 
 /// The user's systemd instance's own cgroup (its `ControlGroup` property), below which its
