@@ -7,9 +7,9 @@
 //! this is a hand-written client over a unix socket, as runc talks to `/run/systemd/private`
 //! (through go-systemd/godbus) when running as root.
 //!
-//! Rootless containers (`--systemd-cgroup` with `--rootless`) talk to the user's own systemd
-//! instance instead, over the user's session bus ([`Conn::connect_user`]), as runc's rootless
-//! systemd driver does.
+//! Which socket and which systemd instance (the system's, or the user's for rootless
+//! containers) is the systemd driver's policy, in `systemd/bus.rs`; this is the wire protocol
+//! and a client over a connected socket.
 //!
 //! Marshalling follows the D-Bus specification, little-endian only, for the types systemd's
 //! interface uses: `y b u i t x s o g`, arrays, structs and variants.
@@ -438,8 +438,6 @@ pub struct Conn {
     pending: Vec<Message>,
 }
 
-pub const SYSTEMD_PRIVATE: &str = "/run/systemd/private";
-pub const SYSTEM_BUS: &str = "/run/dbus/system_bus_socket";
 pub const SYSTEMD_DEST: &str = "org.freedesktop.systemd1";
 pub const SYSTEMD_PATH: &str = "/org/freedesktop/systemd1";
 pub const MANAGER_IFACE: &str = "org.freedesktop.systemd1.Manager";
@@ -458,69 +456,10 @@ impl std::fmt::Display for CallError {
 impl std::error::Error for CallError {}
 
 impl Conn {
-    /// systemd's private socket when it exists (root, as runc), else the system bus.
-    pub fn connect_systemd() -> Result<Conn> {
-        match UnixStream::connect(SYSTEMD_PRIVATE) {
-            Ok(s) => Conn::handshake(s, false).context(SYSTEMD_PRIVATE),
-            Err(e1) => {
-                let s = UnixStream::connect(SYSTEM_BUS).map_err(|e2| {
-                    anyhow!(
-                        "cannot connect to systemd: {SYSTEMD_PRIVATE}: {e1}; {SYSTEM_BUS}: {e2} \
-                         (is the host running systemd?)"
-                    )
-                })?;
-                Conn::handshake(s, true).context(SYSTEM_BUS)
-            }
-        }
-    }
-
-    /// The user's systemd instance, on the user's session bus (rootless containers):
-    /// `$DBUS_SESSION_BUS_ADDRESS`, or `$XDG_RUNTIME_DIR/bus` when that is not set, as runc's
-    /// rootless systemd driver. The bus authenticates the caller by the uid it has on the host
-    /// (SO_PEERCRED), so inside a user namespace (rootless podman runs its runtime as uid 0 of
-    /// one) the uid given to `AUTH EXTERNAL` is the host uid the euid maps to.
-    pub fn connect_user() -> Result<Conn> {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let (addr, tried) = session_bus(
-            env("DBUS_SESSION_BUS_ADDRESS").as_deref(),
-            env("XDG_RUNTIME_DIR").as_deref(),
-        )?;
-        let fail = |e: &dyn std::fmt::Display| {
-            anyhow!(
-                "cannot connect to the user's systemd instance (rootless --systemd-cgroup) at \
-                 {tried}: {e} (is a user session with systemd --user running? see \
-                 `loginctl enable-linger`)"
-            )
-        };
-        let sock = match &addr {
-            BusAddr::Path(p) => UnixStream::connect(p).map_err(|e| fail(&e))?,
-            BusAddr::Abstract(name) => {
-                use std::os::linux::net::SocketAddrExt;
-                let a = std::os::unix::net::SocketAddr::from_abstract_name(name)
-                    .map_err(|e| fail(&e))?;
-                UnixStream::connect_addr(&a).map_err(|e| fail(&e))?
-            }
-        };
-        let euid = nix::unistd::geteuid().as_raw();
-        let uid = match std::fs::read_to_string("/proc/self/uid_map") {
-            Ok(m) => crate::sys::procfmt::id_to_parent(&m, euid).ok_or_else(|| {
-                anyhow!(
-                    "uid {euid} is not mapped in /proc/self/uid_map ({:?})",
-                    m.trim()
-                )
-            })?,
-            Err(_) => euid,
-        };
-        Conn::handshake_as(sock, true, uid).map_err(|e| fail(&format!("{e:#}")))
-    }
-
-    fn handshake(sock: UnixStream, on_bus: bool) -> Result<Conn> {
-        Conn::handshake_as(sock, on_bus, nix::unistd::geteuid().as_raw())
-    }
-
-    /// Authenticates (SASL EXTERNAL) as `uid`; on a bus, says Hello and subscribes to systemd's
-    /// job signals.
-    fn handshake_as(mut sock: UnixStream, on_bus: bool, uid: u32) -> Result<Conn> {
+    /// A connection over `sock`, to systemd directly (`on_bus` false: its private socket) or
+    /// through a bus daemon. Authenticates (SASL EXTERNAL) as `uid`; on a bus, says Hello and
+    /// subscribes to systemd's job signals.
+    pub fn open(mut sock: UnixStream, on_bus: bool, uid: u32) -> Result<Conn> {
         sock.set_read_timeout(Some(Duration::from_secs(30)))?;
         let uid = uid.to_string();
         let hex: String = uid.bytes().map(|b| format!("{b:02x}")).collect();
@@ -757,6 +696,20 @@ pub enum BusAddr {
     Abstract(Vec<u8>),
 }
 
+impl BusAddr {
+    /// A stream connected to the socket.
+    pub fn connect(&self) -> std::io::Result<UnixStream> {
+        match self {
+            BusAddr::Path(p) => UnixStream::connect(p),
+            BusAddr::Abstract(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                let a = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+                UnixStream::connect_addr(&a)
+            }
+        }
+    }
+}
+
 /// The unix socket of a D-Bus address such as `unix:path=/run/user/1000/bus,guid=...`: the
 /// first `;`-separated entry with the unix transport and a `path=` or `abstract=` key (values
 /// %-escaped as the specification says).
@@ -804,29 +757,6 @@ fn unescape_bus_value(v: &str) -> Result<Vec<u8>> {
         bail!("empty D-Bus address value");
     }
     Ok(out)
-}
-
-/// Which session bus to use, from `$DBUS_SESSION_BUS_ADDRESS` (`dbus_env`) or else
-/// `$XDG_RUNTIME_DIR/bus`; with a description of what was tried, for errors.
-pub fn session_bus(dbus_env: Option<&str>, xdg_runtime: Option<&str>) -> Result<(BusAddr, String)> {
-    match (dbus_env, xdg_runtime) {
-        (Some(a), _) => {
-            let addr = parse_bus_address(a).context("DBUS_SESSION_BUS_ADDRESS")?;
-            Ok((addr, format!("DBUS_SESSION_BUS_ADDRESS={a}")))
-        }
-        (None, Some(x)) => {
-            let p = std::path::Path::new(x).join("bus");
-            let tried = format!(
-                "{} ($XDG_RUNTIME_DIR/bus; DBUS_SESSION_BUS_ADDRESS is not set)",
-                p.display()
-            );
-            Ok((BusAddr::Path(p), tried))
-        }
-        (None, None) => bail!(
-            "rootless --systemd-cgroup needs the user's session bus, and neither \
-             DBUS_SESSION_BUS_ADDRESS nor XDG_RUNTIME_DIR is set"
-        ),
-    }
 }
 
 /// JobRemoved(u id, o job, s unit, s result) for `job`: the result.
@@ -1044,45 +974,6 @@ mod tests {
         ] {
             assert!(parse_bus_address(bad).is_err(), "{bad}");
         }
-        // the environment first, then $XDG_RUNTIME_DIR/bus, else a clear error
-        let (a, t) = session_bus(Some("unix:path=/x/bus"), Some("/run/user/5")).unwrap();
-        assert_eq!(a, p("/x/bus"));
-        assert!(
-            t.contains("DBUS_SESSION_BUS_ADDRESS=unix:path=/x/bus"),
-            "{t}"
-        );
-        let (a, t) = session_bus(None, Some("/run/user/5")).unwrap();
-        assert_eq!(a, p("/run/user/5/bus"));
-        assert!(
-            t.contains("/run/user/5/bus") && t.contains("XDG_RUNTIME_DIR"),
-            "{t}"
-        );
-        let e = session_bus(None, None).unwrap_err().to_string();
-        assert!(
-            e.contains("DBUS_SESSION_BUS_ADDRESS") && e.contains("XDG_RUNTIME_DIR"),
-            "{e}"
-        );
-        assert!(session_bus(Some("tcp:host=x"), Some("/run/user/5")).is_err());
-    }
-
-    #[test]
-    fn uid_map_lookup() {
-        // the initial namespace
-        assert_eq!(
-            crate::sys::procfmt::id_to_parent("         0          0 4294967295\n", 1000),
-            Some(1000)
-        );
-        // rootless podman: 0 -> 1000, 1..65536 -> 100000..
-        let m = "         0       1000          1\n         1     100000      65536\n";
-        assert_eq!(crate::sys::procfmt::id_to_parent(m, 0), Some(1000));
-        assert_eq!(crate::sys::procfmt::id_to_parent(m, 1), Some(100000));
-        assert_eq!(crate::sys::procfmt::id_to_parent(m, 65536), Some(165535));
-        assert_eq!(crate::sys::procfmt::id_to_parent(m, 65537), None);
-        assert_eq!(crate::sys::procfmt::id_to_parent("", 0), None);
-        assert_eq!(
-            crate::sys::procfmt::id_to_parent("garbage\n0 1000 1\n", 0),
-            Some(1000)
-        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! The cgroup manager: one interface, implementations for cgroupfs v1 (including hybrid hosts),
-//! cgroupfs v2 and systemd (transient scope units over D-Bus, `systemd.rs`).
+//! The cgroup manager: one interface, [`Manager`], with its lifecycle (prepare, place, update,
+//! destroy); implementations for cgroupfs v1 (including hybrid hosts, `v1.rs`), cgroupfs v2
+//! (`v2.rs`) and systemd (transient units over D-Bus, `systemd/`), plus [`NoCgroup`] for a
+//! rootless container that could not get a cgroup of its own.
 //!
 //! Host-side only: nothing here runs inside the container's namespaces.
 //!
@@ -9,18 +11,25 @@
 //!   husk itself runs in; on v1 per hierarchy (runc `GetOwnCgroupPath`), on v2 below the *parent*
 //!   of the own cgroup (runc fs2 `defaultDirPath`: the own cgroup usually has processes, so no
 //!   controllers could be enabled for a child of it);
-//! - `slice:prefix:name` is the systemd driver's form (`systemd.rs`); without
+//! - `slice:prefix:name` is the systemd driver's form (`systemd/naming.rs`); without
 //!   `--systemd-cgroup` it is a relative path like any other, with a warning, as runc takes it.
 //!
-//! How the rest of husk uses it:
-//! - create/run: `new_manager(spec cgroupsPath, id, --systemd-cgroup)`, `create()`,
-//!   `apply_with_devices(linux.resources, linux.devices)`, then on v2 clone3 with
-//!   `CLONE_INTO_CGROUP` and `clone_into_fd()` (or `add_task(pid)` after fork, and on v1), and
-//!   `state()` into state.json.
-//! - later commands: `from_state(&state.cgroup)`; `pause`/`resume` = `freeze(true/false)`,
-//!   `ps` = `pids()`, `kill --all` = `kill_all(sig)`, `update` = `update(resources)`,
-//!   `events --stats` = `stats::Event::stats(id, stats()?)`, OOM events by watching
-//!   `oom_kill_count()` grow, `delete` = `kill_all(SIGKILL)` if needed, then `destroy()`.
+//! How the rest of husk uses it (the lifecycle of [`Manager`]):
+//! - create/run: `new_manager_with(spec cgroupsPath, id, --systemd-cgroup, ...)`, then
+//!   prepare: `create()`, `apply_limits(linux.resources, linux.devices)`, `delegate(..)`;
+//!   place the init: clone3 with `CLONE_INTO_CGROUP` into `clone_into_fd()`, or the child's
+//!   own writes from `self_placement()` (v1), else `place_init(pid)` after the fork (which
+//!   starts the systemd unit); then `state()` into state.json.
+//! - later commands: `from_state(&state.cgroup)`; `exec` = `place(pid)` (or clone3),
+//!   `pause`/`resume` = `freeze(true/false)`, status = `freezer_state()`, `ps` = `pids()`,
+//!   `kill --all` = `kill_all(sig)`, `update` = `update(resources)`, `events --stats` =
+//!   `stats::Event::stats(id, stats()?)`, OOM events by watching `oom_kill_count()` grow,
+//!   `delete` = `kill_all(SIGKILL)` if needed, then `destroy()`.
+//!
+//! The file-level work on one cgroup directory (pids, placing a pid, freezer, `cgroup.kill`,
+//! OOM count, stats) is `dir::CgroupDir`'s, shared by the v1 and v2 managers and, through
+//! them, the systemd driver. Limits are written by the driver that knows the files
+//! (`v1.rs`, `v2.rs`; value conversions in `translate.rs`, device rules in `devices.rs`).
 
 use std::collections::BTreeMap;
 
@@ -30,6 +39,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod dbus;
 pub mod devices;
+mod dir;
 pub mod stats;
 pub mod systemd;
 pub mod translate;
@@ -75,61 +85,89 @@ pub enum FreezerState {
     Frozen,
 }
 
-/// One container's cgroup(s).
+/// One container's cgroup(s), through its lifecycle:
+///
+/// 1. prepare the resources before the init exists: [`create`](Manager::create), then
+///    [`apply_limits`](Manager::apply_limits), then [`delegate`](Manager::delegate);
+/// 2. place the container's first process (its init; on `restore`, CRIU's restore helper):
+///    clone3 into [`clone_into_fd`](Manager::clone_into_fd) or the child's own writes from
+///    [`self_placement`](Manager::self_placement) where the driver offers them, else
+///    [`place_init`](Manager::place_init);
+/// 3. place later processes (`exec`): [`place`](Manager::place), or clone3 / self-placement
+///    as for the init;
+/// 4. while the container lives: [`update`](Manager::update), [`freeze`](Manager::freeze),
+///    [`pids`](Manager::pids), [`kill_all`](Manager::kill_all), [`stats`](Manager::stats),
+///    [`oom_kill_count`](Manager::oom_kill_count);
+/// 5. [`destroy`](Manager::destroy).
+///
+/// A manager made by [`from_state`] is at step 3 already.
 pub trait Manager {
-    /// Create the cgroup directories (idempotent). Must not leave anything behind on error.
+    /// Step 1: make the cgroup directories (idempotent); the systemd driver only connects to
+    /// systemd here, so that a host without it fails before anything is forked (its unit needs
+    /// the init's pid, see [`Manager::place_init`]). Leaves nothing behind on error.
     fn create(&self) -> Result<()>;
-    /// Apply `linux.resources` at container creation. Errors name the resource field (e.g.
-    /// `linux.resources.memory.limit`). Device rules are runc's: the spec's rules followed by
-    /// runc's default allow list (null, zero, full, random, urandom, tty, ptmx, pts, tun, mknod
-    /// of any device), starting from deny-all; so they are applied even when the spec has none.
+    /// Step 1: `linux.resources` at container creation, with the config's `linux.devices`.
+    /// Errors name the resource field (e.g. `linux.resources.memory.limit`). Device rules are
+    /// runc's: the spec's rules followed by runc's default allow list (null, zero, full,
+    /// random, urandom, tty, ptmx, pts, tun, mknod of any device), starting from deny-all; so
+    /// they are applied even when the spec has none. `devices` grant no access (see
+    /// [`device_rules`]); a default whose node they redefine is left out, as in runc. The
+    /// systemd driver checks the values now and applies them in [`Manager::place_init`].
+    fn apply_limits(&self, resources: &LinuxResources, devices: &[LinuxDevice]) -> Result<()>;
+    /// [`Manager::apply_limits`] without `linux.devices`.
     #[cfg(test)]
     fn apply(&self, resources: &LinuxResources) -> Result<()> {
-        self.apply_with_devices(resources, &[])
+        self.apply_limits(resources, &[])
     }
-    /// [`Manager::apply`] for a config whose `linux.devices` is `devices`. Those entries grant
-    /// no access (see [`device_rules`]); a default whose node they redefine is left out, as in
-    /// runc.
-    fn apply_with_devices(&self, resources: &LinuxResources, devices: &[LinuxDevice])
-        -> Result<()>;
-    /// `runc update`: apply only what `resources` sets; device rules are left alone unless
-    /// `resources.devices` is given (then they replace the current ones, defaults appended).
-    fn update(&self, resources: &LinuxResources) -> Result<()>;
-    /// Move a process into the cgroup(s).
-    fn add_task(&self, pid: i32) -> Result<()>;
+    /// Step 1, cgroup v2 delegation (runtime-spec "Cgroup ownership", see
+    /// [`delegation_owner`]): give the container's cgroup directory and its delegatable files
+    /// to `uid`/`gid`, before the container's program runs. The default does nothing: on
+    /// cgroup v1 the spec says runtimes SHOULD NOT change ownership (delegation is not safe
+    /// there). The systemd driver gives them once the unit exists.
+    fn delegate(&self, _uid: Option<u32>, _gid: Option<u32>) -> Result<()> {
+        Ok(())
+    }
+    /// Step 2: put the container's first process (its init, or CRIU's restore helper) in the
+    /// cgroup, when clone3 or the child itself did not. cgroupfs: the same as
+    /// [`Manager::place`]. systemd: starts the transient unit with `PIDs=[pid]` (a slice unit
+    /// is started empty and the pid joined through cgroupfs), then writes the limits of
+    /// `apply_limits` and the owner of `delegate`; on failure the unit is stopped again.
+    fn place_init(&self, pid: i32) -> Result<()> {
+        self.place(pid)
+    }
+    /// Step 3: move a process into the existing cgroup(s): `cgroup.procs` of the v2 directory,
+    /// of every v1 hierarchy's, or of the systemd unit's (never a new unit).
+    fn place(&self, pid: i32) -> Result<()>;
     /// On cgroup v2 an O_PATH|O_DIRECTORY fd of the leaf, for clone3(CLONE_INTO_CGROUP).
     fn clone_into_fd(&self) -> Option<std::os::fd::RawFd> {
         None
     }
-    /// How a single-threaded child can place ITSELF, cheaper than `add_task` from the parent:
+    /// How a single-threaded child can place ITSELF, cheaper than `place` from the parent:
     /// (an fd for clone3 CLONE_INTO_CGROUP covering the cgroup2 part, if any; files to which the
     /// child writes "0"). On cgroup v1 a write of "0" to `tasks` moves only the writing thread and
     /// skips the global threadgroup rwsem, whose write side waits for an RCU grace period (often
-    /// milliseconds) on every `cgroup.procs` write. None: use `clone_into_fd` / `add_task`.
+    /// milliseconds) on every `cgroup.procs` write. None: use `clone_into_fd` / `place`.
     fn self_placement(&self) -> Option<(Option<std::os::fd::RawFd>, Vec<std::path::PathBuf>)> {
         None
     }
+    /// `runc update`: apply only what `resources` sets; device rules are left alone unless
+    /// `resources.devices` is given (then they replace the current ones, defaults appended).
+    fn update(&self, resources: &LinuxResources) -> Result<()>;
     /// Every pid in the cgroup (recursively).
     fn pids(&self) -> Result<Vec<i32>>;
     /// Freeze (true) or thaw (false), waiting until the kernel reports the new state.
     fn freeze(&self, frozen: bool) -> Result<()>;
-    /// Whether the cgroup is currently frozen.
+    /// Whether the cgroup's tasks are frozen for whatever reason, its own freezer or an
+    /// ancestor's: a new container's cgroup must not be (see [`refuse_frozen`]).
     fn is_frozen(&self) -> Result<bool>;
-    /// The freezer's state: what status and delete trust over state.json (a `pause` killed
-    /// half way leaves the cgroup freezing or frozen behind).
-    fn freezer_state(&self) -> Result<FreezerState> {
-        Ok(if self.is_frozen()? {
-            FreezerState::Frozen
-        } else {
-            FreezerState::Thawed
-        })
-    }
+    /// The cgroup's own freezer: what status and delete trust over state.json (a `pause`
+    /// killed half way leaves the cgroup freezing or frozen behind). Frozen only through an
+    /// ancestor is `Thawed`, as runc's GetState says.
+    fn freezer_state(&self) -> Result<FreezerState>;
     /// Signal every process in the cgroup. SIGKILL on v2 uses cgroup.kill where the kernel has
     /// it; otherwise the cgroup is frozen, every pid signalled, and thawed (so nothing can fork
     /// away in between).
     fn kill_all(&self, signal: nix::sys::signal::Signal) -> Result<()>;
-    /// Remove every cgroup directory created for the container, retrying while busy.
-    fn destroy(&self) -> Result<()>;
     /// `runc events --stats` data.
     fn stats(&self) -> Result<Stats>;
     /// How many processes the kernel OOM killer killed in this cgroup (v2 memory.events
@@ -137,14 +175,9 @@ pub trait Manager {
     fn oom_kill_count(&self) -> Result<u64>;
     /// What to persist in state.json.
     fn state(&self) -> CgroupState;
-    /// cgroup v2 delegation (runtime-spec "Cgroup ownership", see [`delegation_owner`]): give
-    /// the container's cgroup directory and its delegatable files to `uid`/`gid`. Called after
-    /// `apply_with_devices` and before the container's program runs. The default does nothing:
-    /// on cgroup v1 the spec says runtimes SHOULD NOT change ownership (delegation is not safe
-    /// there).
-    fn delegate(&self, _uid: Option<u32>, _gid: Option<u32>) -> Result<()> {
-        Ok(())
-    }
+    /// Step 5: remove every cgroup directory created for the container (systemd: stop the
+    /// unit first), retrying while busy.
+    fn destroy(&self) -> Result<()>;
 }
 
 /// runtime-spec config-linux.md "Cgroup ownership": the host (uid, gid) the container's cgroup
@@ -325,13 +358,13 @@ impl Manager for NoCgroup {
     fn create(&self) -> Result<()> {
         Ok(())
     }
-    fn apply_with_devices(&self, _: &LinuxResources, _: &[LinuxDevice]) -> Result<()> {
+    fn apply_limits(&self, _: &LinuxResources, _: &[LinuxDevice]) -> Result<()> {
         Ok(())
     }
     fn update(&self, _: &LinuxResources) -> Result<()> {
         Self::refuse("update")
     }
-    fn add_task(&self, _: i32) -> Result<()> {
+    fn place(&self, _: i32) -> Result<()> {
         Ok(())
     }
     fn pids(&self) -> Result<Vec<i32>> {
@@ -342,6 +375,9 @@ impl Manager for NoCgroup {
     }
     fn is_frozen(&self) -> Result<bool> {
         Ok(false)
+    }
+    fn freezer_state(&self) -> Result<FreezerState> {
+        Ok(FreezerState::Thawed)
     }
     fn kill_all(&self, _: nix::sys::signal::Signal) -> Result<()> {
         Self::refuse("kill --all")
@@ -361,6 +397,26 @@ impl Manager for NoCgroup {
             ..Default::default()
         }
     }
+}
+
+/// Freeze, signal every pid, thaw (the thaw also happens when signalling failed), so that
+/// nothing forks away in between: `kill_all` where `cgroup.kill` is missing or the signal is
+/// not SIGKILL. A cgroup that cannot be frozen is signalled all the same.
+pub(crate) fn freeze_signal_thaw(m: &dyn Manager, signal: nix::sys::signal::Signal) -> Result<()> {
+    let froze = m.freeze(true).is_ok();
+    let res = (|| -> Result<()> {
+        for pid in m.pids()? {
+            match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal) {
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => bail!("signalling pid {pid}: {}", e.desc()),
+            }
+        }
+        Ok(())
+    })();
+    if froze {
+        m.freeze(false)?;
+    }
+    res
 }
 
 /// runc's checks of a new container's cgroup before its init joins it (libcontainer's
@@ -582,7 +638,8 @@ mod tests {
         let lines: Vec<String> = p.v1_writes().into_iter().map(|(_, l)| l).collect();
         assert!(!lines.iter().any(|l| l.starts_with("c 1:11")), "{lines:?}");
         // the systemd driver's DeviceAllow= is built from the same list
-        let props = systemd::device_props(&rules, "Character devices:\n  1 mem\n").unwrap();
+        let props =
+            systemd::properties::device_props(&rules, "Character devices:\n  1 mem\n").unwrap();
         let props = format!("{props:?}");
         assert!(props.contains("/dev/char/1:3"), "{props}");
         assert!(!props.contains("1:11") && !props.contains("8:0"), "{props}");

@@ -221,7 +221,7 @@ fn lifecycle_apply_freeze_kill_destroy() {
          exec sleep 100",
     );
     let pid = g.pid(i);
-    g.mgr.add_task(pid).expect("add_task");
+    g.mgr.place(pid).expect("place");
     assert!(g.mgr.pids().unwrap().contains(&pid));
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert!(cg.contains(&format!("{}/c", g.top)), "{cg}");
@@ -297,7 +297,7 @@ fn kill_all_freezes_and_signals_with_other_signals() {
     let a = g.spawn_waiting("exec sleep 100");
     let b = g.spawn_waiting("exec sleep 100");
     for i in [a, b] {
-        g.mgr.add_task(g.pid(i)).unwrap();
+        g.mgr.place(g.pid(i)).unwrap();
     }
     let mut pids = g.mgr.pids().unwrap();
     pids.sort();
@@ -364,7 +364,7 @@ fn memory_limit_below_usage_is_busy_on_v1() {
     // a process that has touched some memory inside the cgroup
     let i =
         g.spawn_waiting("x=$(head -c 2000000 /dev/zero | tr '\\0' a); echo ready; exec sleep 100");
-    g.mgr.add_task(g.pid(i)).unwrap();
+    g.mgr.place(g.pid(i)).unwrap();
     let mut stdin = g.children[i].stdin.take().unwrap();
     stdin.write_all(b"go\n").unwrap();
     drop(stdin);
@@ -645,7 +645,7 @@ fn state_roundtrip_finds_the_same_cgroup() {
     let json = serde_json::to_string(&st).unwrap();
     let m2 = from_state(&serde_json::from_str(&json).unwrap()).unwrap();
     let i = g.spawn_waiting("exec sleep 100");
-    g.mgr.add_task(g.pid(i)).unwrap();
+    g.mgr.place(g.pid(i)).unwrap();
     assert_eq!(m2.pids().unwrap(), vec![g.pid(i)]);
     if mode() == Mode::Unified {
         // exec into an existing container: the fd is opened on demand
@@ -690,7 +690,7 @@ fn oom_kill_is_counted() {
     g.mgr.apply(&r).unwrap();
     assert_eq!(g.mgr.oom_kill_count().unwrap(), 0);
     let i = g.spawn_waiting("x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived");
-    g.mgr.add_task(g.pid(i)).unwrap();
+    g.mgr.place(g.pid(i)).unwrap();
     let out = g.release(i);
     assert!(!out.contains("survived"), "{out}");
     assert!(g.mgr.oom_kill_count().unwrap() >= 1);
@@ -784,7 +784,7 @@ fn nested_cgroups_are_seen_killed_and_removed() {
     std::fs::create_dir(&sub).unwrap();
     let i = g.spawn_waiting("exec sleep 100");
     let pid = g.pid(i);
-    g.mgr.add_task(pid).unwrap();
+    g.mgr.place(pid).unwrap();
     util::write_pid(&sub, pid).unwrap();
     assert_eq!(g.mgr.pids().unwrap(), vec![pid]);
     g.mgr.kill_all(Signal::SIGKILL).unwrap();

@@ -5,18 +5,17 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use nix::sys::signal::Signal;
 use oci_spec::runtime::{LinuxDevice, LinuxResources};
 
 use super::devices::{self, Policy};
-use super::stats::{self, Stats};
+use super::dir::{CgroupDir, Version};
+use super::stats::Stats;
 use super::translate as tr;
 use super::util::{self, read_file, read_opt, write_file};
-use super::{CgroupState, Manager};
+use super::{CgroupState, FreezerState, Manager};
 
 /// The controllers runc's fs driver manages (plus name=systemd and misc, which it joins).
 const KNOWN: &[&str] = &[
@@ -44,7 +43,7 @@ struct Hier {
     controllers: Vec<String>,
     /// Path relative to the hierarchy root.
     rel: String,
-    dir: PathBuf,
+    dir: CgroupDir,
 }
 
 pub struct V1Manager {
@@ -127,7 +126,7 @@ impl V1Manager {
                 key,
                 controllers,
                 rel,
-                dir,
+                dir: CgroupDir::new(dir),
             });
         }
         if !hiers.iter().any(|h| h.has("devices")) {
@@ -157,12 +156,17 @@ impl V1Manager {
         self.hiers.iter().find(|h| h.has(controller))
     }
 
-    /// The directory of a controller, or runc's error for a limit that needs a controller the
+    /// The hierarchy of a controller, or runc's error for a limit that needs a controller the
     /// host does not have mounted.
-    fn dir_for(&self, controller: &str, field: &str) -> Result<&Path> {
-        self.hier(controller).map(|h| h.dir.as_path()).ok_or_else(|| {
+    fn hier_for(&self, controller: &str, field: &str) -> Result<&Hier> {
+        self.hier(controller).ok_or_else(|| {
             anyhow!("{field}: cannot set {controller} limit: the {controller} cgroup controller is not mounted on this host")
         })
+    }
+
+    /// The directory of a controller (see [`V1Manager::hier_for`]).
+    fn dir_for(&self, controller: &str, field: &str) -> Result<&Path> {
+        self.hier_for(controller, field).map(|h| h.dir.path())
     }
 
     /// `fresh`: the cgroup was just created (apply) rather than updated while running.
@@ -582,7 +586,7 @@ impl V1Manager {
             .filter(|d| {
                 self.hiers
                     .iter()
-                    .any(|h| util::created_ancestor(&h.dir, &h.rel, d))
+                    .any(|h| util::created_ancestor(h.dir.path(), &h.rel, d))
             })
             .cloned()
             .collect();
@@ -590,9 +594,9 @@ impl V1Manager {
         self
     }
 
-    fn freezer(&self) -> Result<&Path> {
+    fn freezer(&self) -> Result<&CgroupDir> {
         self.hier("freezer")
-            .map(|h| h.dir.as_path())
+            .map(|h| &h.dir)
             .ok_or_else(|| anyhow!("the freezer cgroup controller is not mounted"))
     }
 }
@@ -637,10 +641,10 @@ impl Manager for V1Manager {
         let mut all_created: Vec<PathBuf> = Vec::new();
         let res = (|| -> Result<()> {
             for h in &self.hiers {
-                let created = util::mkdir_all(&h.dir)?;
+                let created = util::mkdir_all(h.dir.path())?;
                 all_created.extend(created);
                 if h.has("cpuset") {
-                    fill_empty_cpusets(&h.dir, &h.rel)?;
+                    fill_empty_cpusets(h.dir.path(), &h.rel)?;
                 }
             }
             Ok(())
@@ -655,7 +659,7 @@ impl Manager for V1Manager {
         Ok(())
     }
 
-    fn apply_with_devices(&self, resources: &LinuxResources, devs: &[LinuxDevice]) -> Result<()> {
+    fn apply_limits(&self, resources: &LinuxResources, devs: &[LinuxDevice]) -> Result<()> {
         let rules = super::device_rules(resources, devs)?;
         self.apply_inner(resources, Some(rules), true)
     }
@@ -679,7 +683,7 @@ impl Manager for V1Manager {
                     Some(f) => f,
                     None => {
                         let f = nix::fcntl::open(
-                            &h.dir,
+                            h.dir.path(),
                             nix::fcntl::OFlag::O_PATH
                                 | nix::fcntl::OFlag::O_DIRECTORY
                                 | nix::fcntl::OFlag::O_CLOEXEC,
@@ -691,101 +695,54 @@ impl Manager for V1Manager {
                 };
                 fd = Some(f.as_raw_fd());
             } else {
-                files.push(h.dir.join("tasks"));
+                files.push(h.dir.path().join("tasks"));
             }
         }
         Some((fd, files))
     }
 
-    fn add_task(&self, pid: i32) -> Result<()> {
+    fn place(&self, pid: i32) -> Result<()> {
         for h in &self.hiers {
-            util::write_pid(&h.dir, pid)?;
+            h.dir.place(pid)?;
         }
         Ok(())
     }
 
     fn pids(&self) -> Result<Vec<i32>> {
         // runc reads the devices hierarchy (always present)
-        let h = self.hier("devices").unwrap_or(&self.hiers[0]);
-        let mut v = Vec::new();
-        util::pids_recursive(&h.dir, &mut v)?;
-        Ok(v)
+        self.hier("devices").unwrap_or(&self.hiers[0]).dir.pids()
     }
 
     fn freeze(&self, frozen: bool) -> Result<()> {
-        let dir = self.freezer()?;
-        let want = if frozen { "FROZEN" } else { "THAWED" };
-        write_file(dir, "freezer.state", want, "freeze")?;
-        let start = Instant::now();
-        let mut delay = Duration::from_micros(200);
-        let mut n = 0u32;
-        loop {
-            let st = read_file(dir, "freezer.state")?;
-            if st.trim() == want {
-                return Ok(());
-            }
-            if start.elapsed() > Duration::from_secs(10) {
-                if frozen {
-                    let _ = util::write_path(&dir.join("freezer.state"), "THAWED");
-                }
-                bail!(
-                    "{}: freezer.state is {} instead of {want} after 10s",
-                    dir.display(),
-                    st.trim()
-                );
-            }
-            n += 1;
-            if n % 10 == 0 {
-                // FREEZING can stick on a task in an uninterruptible sleep; asking again helps
-                let _ = util::write_path(&dir.join("freezer.state"), want);
-            }
-            sleep(delay);
-            delay = (delay * 2).min(Duration::from_millis(10));
-        }
+        self.freezer()?.freeze(Version::V1, frozen)
     }
 
     fn is_frozen(&self) -> Result<bool> {
-        let st = read_file(self.freezer()?, "freezer.state")?;
-        Ok(st.trim() == "FROZEN")
+        self.freezer()?.is_frozen(Version::V1)
     }
 
-    fn freezer_state(&self) -> Result<super::FreezerState> {
-        use super::FreezerState;
-        let dir = self.freezer()?;
-        let st = read_file(dir, "freezer.state")?;
-        Ok(match st.trim() {
-            "THAWED" => FreezerState::Thawed,
-            "FREEZING" => FreezerState::Freezing,
-            // frozen through an ancestor only (self_freezing 0): not this container's pause,
-            // and not one it could undo (runc's GetState says thawed too)
-            "FROZEN" => match read_opt(dir, "freezer.self_freezing")?
-                .as_deref()
-                .map(str::trim)
-            {
-                Some("0") => FreezerState::Thawed,
-                _ => FreezerState::Frozen,
-            },
-            other => bail!(
-                "{}: unexpected freezer.state {other:?}",
-                dir.join("freezer.state").display()
-            ),
-        })
+    fn freezer_state(&self) -> Result<FreezerState> {
+        self.freezer()?.freezer_state(Version::V1)
     }
 
     fn kill_all(&self, signal: Signal) -> Result<()> {
-        super::v2::signal_frozen(self, signal)
+        super::freeze_signal_thaw(self, signal)
     }
 
     fn destroy(&self) -> Result<()> {
         let mut first_err = None;
         for h in &self.hiers {
-            if let Err(e) = util::remove_cgroup_tree(&h.dir) {
+            if let Err(e) = util::remove_cgroup_tree(h.dir.path()) {
                 first_err.get_or_insert(e);
             }
         }
         let created = self.created.borrow();
-        let leaves: Vec<&PathBuf> = self.hiers.iter().map(|h| &h.dir).collect();
-        for d in created.iter().rev().filter(|d| !leaves.contains(d)) {
+        let leaves: Vec<&Path> = self.hiers.iter().map(|h| h.dir.path()).collect();
+        for d in created
+            .iter()
+            .rev()
+            .filter(|d| !leaves.contains(&d.as_path()))
+        {
             if let Err(e) = util::rmdir_ancestor(d) {
                 first_err.get_or_insert(e);
             }
@@ -798,146 +755,20 @@ impl Manager for V1Manager {
 
     fn stats(&self) -> Result<Stats> {
         let mut s = Stats::default();
-        let num = |d: &Path, f: &str| -> Result<u64> {
-            Ok(read_opt(d, f)?
-                .as_deref()
-                .and_then(util::parse_u64)
-                .unwrap_or(0))
-        };
-        if let Some(h) = self.hier("cpuacct") {
-            let d = &h.dir;
-            s.cpu.usage.total = num(d, "cpuacct.usage")?;
-            if let Some(t) = read_opt(d, "cpuacct.usage_percpu")? {
-                s.cpu.usage.percpu = t
-                    .split_whitespace()
-                    .filter_map(|v| v.parse().ok())
-                    .collect();
-            }
-            if let Some(t) = read_opt(d, "cpuacct.usage_all")? {
-                // "cpu user system" header, then one line per cpu
-                for l in t.lines().skip(1) {
-                    let f: Vec<u64> = l
-                        .split_whitespace()
-                        .filter_map(|v| v.parse().ok())
-                        .collect();
-                    if f.len() == 3 {
-                        s.cpu.usage.percpu_user.push(f[1]);
-                        s.cpu.usage.percpu_kernel.push(f[2]);
-                    }
-                }
-            }
-            if let Some(t) = read_opt(d, "cpuacct.stat")? {
-                // USER_HZ ticks to nanoseconds
-                let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-                    .ok()
-                    .flatten()
-                    .unwrap_or(100) as u64;
-                let m = stats::parse_flat_keyed(&t);
-                s.cpu.usage.user = m.get("user").copied().unwrap_or(0) * 1_000_000_000 / hz;
-                s.cpu.usage.kernel = m.get("system").copied().unwrap_or(0) * 1_000_000_000 / hz;
-            }
-        }
-        if let Some(h) = self.hier("cpu") {
-            if let Some(t) = read_opt(&h.dir, "cpu.stat")? {
-                let m = stats::parse_flat_keyed(&t);
-                s.cpu.throttling.periods = m.get("nr_periods").copied().unwrap_or(0);
-                s.cpu.throttling.throttled_periods = m.get("nr_throttled").copied().unwrap_or(0);
-                s.cpu.throttling.throttled_time = m.get("throttled_time").copied().unwrap_or(0);
-            }
-        }
-        if let Some(h) = self.hier("cpuset") {
-            if let Some(t) = read_opt(&h.dir, "cpuset.cpus")? {
-                s.cpuset.cpus = stats::parse_cpuset_list(&t);
-            }
-            if let Some(t) = read_opt(&h.dir, "cpuset.mems")? {
-                s.cpuset.mems = stats::parse_cpuset_list(&t);
-            }
-            let c = &mut s.cpuset;
-            for (f, v) in [
-                ("cpuset.cpu_exclusive", &mut c.cpu_exclusive),
-                ("cpuset.mem_hardwall", &mut c.mem_hardwall),
-                ("cpuset.mem_exclusive", &mut c.mem_exclusive),
-                ("cpuset.memory_migrate", &mut c.memory_migrate),
-                ("cpuset.memory_spread_page", &mut c.memory_spread_page),
-                ("cpuset.memory_spread_slab", &mut c.memory_spread_slab),
-                ("cpuset.memory_pressure", &mut c.memory_pressure),
-                ("cpuset.sched_load_balance", &mut c.sched_load_balance),
-            ] {
-                *v = num(&h.dir, f)?;
-            }
-            if let Some(t) = read_opt(&h.dir, "cpuset.sched_relax_domain_level")? {
-                c.sched_relax_domain_level = t.trim().parse().unwrap_or(0);
-            }
-        }
-        if let Some(h) = self.hier("memory") {
-            let d = &h.dir;
-            if let Some(t) = read_opt(d, "memory.stat")? {
-                s.memory.raw = stats::parse_flat_keyed(&t);
-                s.memory.cache = s.memory.raw.get("cache").copied().unwrap_or(0);
-            }
-            let entry = |prefix: &str| -> Result<stats::MemoryEntry> {
-                Ok(stats::MemoryEntry {
-                    usage: num(d, &format!("{prefix}.usage_in_bytes"))?,
-                    max: num(d, &format!("{prefix}.max_usage_in_bytes"))?,
-                    failcnt: num(d, &format!("{prefix}.failcnt"))?,
-                    limit: num(d, &format!("{prefix}.limit_in_bytes"))?,
-                })
-            };
-            s.memory.usage = entry("memory")?;
-            s.memory.swap = entry("memory.memsw")?;
-            s.memory.kernel = entry("memory.kmem")?;
-            s.memory.kernel_tcp = entry("memory.kmem.tcp")?;
-        }
-        if let Some(h) = self.hier("pids") {
-            s.pids.current = num(&h.dir, "pids.current")?;
-            let lim = num(&h.dir, "pids.max")?;
-            s.pids.limit = if lim == u64::MAX { 0 } else { lim };
-        }
-        if let Some(h) = self.hier("blkio") {
-            let d = &h.dir;
-            let pick = |a: &str, b: &str| -> Result<Vec<stats::BlkioEntry>> {
-                let v = read_opt(d, a)?
-                    .map(|t| stats::parse_blkio_v1(&t))
-                    .unwrap_or_default();
-                if !v.is_empty() {
-                    return Ok(v);
-                }
-                Ok(read_opt(d, b)?
-                    .map(|t| stats::parse_blkio_v1(&t))
-                    .unwrap_or_default())
-            };
-            s.blkio.io_service_bytes_recursive = pick(
-                "blkio.io_service_bytes_recursive",
-                "blkio.throttle.io_service_bytes_recursive",
-            )?;
-            s.blkio.io_serviced_recursive = pick(
-                "blkio.io_serviced_recursive",
-                "blkio.throttle.io_serviced_recursive",
-            )?;
-        }
-        if let Some(h) = self.hier("hugetlb") {
-            for size in super::v2::hugepage_sizes() {
-                let p = format!("hugetlb.{size}");
-                s.hugetlb.insert(
-                    size,
-                    stats::Hugetlb {
-                        usage: num(&h.dir, &format!("{p}.usage_in_bytes"))?,
-                        max: num(&h.dir, &format!("{p}.max_usage_in_bytes"))?,
-                        failcnt: num(&h.dir, &format!("{p}.failcnt"))?,
-                    },
-                );
+        for c in [
+            "cpuacct", "cpu", "cpuset", "memory", "pids", "blkio", "hugetlb",
+        ] {
+            if let Some(h) = self.hier(c) {
+                h.dir.add_stats_v1(c, &mut s)?;
             }
         }
         Ok(s)
     }
 
     fn oom_kill_count(&self) -> Result<u64> {
-        let dir = self.dir_for("memory", "oom events")?;
-        let t = read_file(dir, "memory.oom_control")?;
-        Ok(stats::parse_flat_keyed(&t)
-            .get("oom_kill")
-            .copied()
-            .unwrap_or(0))
+        self.hier_for("memory", "oom events")?
+            .dir
+            .oom_kill_count(Version::V1)
     }
 
     fn state(&self) -> CgroupState {
@@ -947,7 +778,7 @@ impl Manager for V1Manager {
             .filter(|h| h.rel != self.path)
             .map(|h| (h.key.clone(), h.rel.clone()))
             .collect();
-        let leaves: Vec<&PathBuf> = self.hiers.iter().map(|h| &h.dir).collect();
+        let leaves: Vec<&Path> = self.hiers.iter().map(|h| h.dir.path()).collect();
         CgroupState {
             driver: "v1".into(),
             path: self.path.clone(),
@@ -956,7 +787,7 @@ impl Manager for V1Manager {
                 .created
                 .borrow()
                 .iter()
-                .filter(|d| !leaves.contains(d))
+                .filter(|d| !leaves.contains(&d.as_path()))
                 .cloned()
                 .collect(),
         }
@@ -1021,7 +852,7 @@ mod tests {
         let dirs: Vec<_> = m
             .hiers
             .iter()
-            .map(|h| h.dir.to_string_lossy().into_owned())
+            .map(|h| h.dir.path().to_string_lossy().into_owned())
             .collect();
         assert_eq!(
             dirs,
@@ -1054,12 +885,12 @@ mod tests {
         let m = V1Manager::from_parts("c1", &BTreeMap::new(), &util::parse_mountinfo(MI), &own)
             .unwrap();
         assert_eq!(
-            m.hier("memory").unwrap().dir,
-            PathBuf::from("/sys/fs/cgroup/memory/process_api/x/c1")
+            m.hier("memory").unwrap().dir.path(),
+            Path::new("/sys/fs/cgroup/memory/process_api/x/c1")
         );
         assert_eq!(
-            m.hier("devices").unwrap().dir,
-            PathBuf::from("/sys/fs/cgroup/devices/c1")
+            m.hier("devices").unwrap().dir.path(),
+            Path::new("/sys/fs/cgroup/devices/c1")
         );
         let st = m.state();
         assert_eq!(st.path, "/c1");
@@ -1088,8 +919,8 @@ mod tests {
         let m = V1Manager::from_parts("c1", &BTreeMap::new(), &util::parse_mountinfo(&mi), &own)
             .unwrap();
         let want = PathBuf::from("/sys/fs/cgroup/net_cls,net_prio/n/x/c1");
-        assert_eq!(m.hier("net_cls").unwrap().dir, want);
-        assert_eq!(m.hier("net_prio").unwrap().dir, want);
+        assert_eq!(m.hier("net_cls").unwrap().dir.path(), want);
+        assert_eq!(m.hier("net_prio").unwrap().dir.path(), want);
         assert_eq!(
             m.dir_for("net_prio", "linux.resources.network.priorities")
                 .unwrap(),
@@ -1101,7 +932,7 @@ mod tests {
         assert_eq!(st.paths["net_cls,net_prio"], "/n/x/c1");
         let m2 =
             V1Manager::from_parts(&st.path, &st.paths, &util::parse_mountinfo(&mi), &[]).unwrap();
-        assert_eq!(m2.hier("net_prio").unwrap().dir, want);
+        assert_eq!(m2.hier("net_prio").unwrap().dir.path(), want);
     }
 
     #[test]

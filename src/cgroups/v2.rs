@@ -3,26 +3,24 @@
 use std::cell::{OnceCell, RefCell};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use nix::fcntl::{open, OFlag};
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
-use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxDevice, LinuxResources};
 
 use super::devices::{self, Policy};
-use super::stats::{self, Stats};
+use super::dir::{CgroupDir, Version};
+use super::stats::Stats;
 use super::translate as tr;
-use super::util::{self, read_file, read_opt, write_file, CGROUP_ROOT};
-use super::{CgroupState, Manager};
+use super::util::{self, read_file, read_opt, CGROUP_ROOT};
+use super::{CgroupState, FreezerState, Manager};
 
 pub struct V2Manager {
     /// Path below the hierarchy root, "/a/b".
     rel: String,
-    dir: PathBuf,
+    dir: CgroupDir,
     /// Directories this manager created (top-down), removed by destroy.
     created: RefCell<Vec<PathBuf>>,
     /// O_PATH fd of the leaf for CLONE_INTO_CGROUP.
@@ -48,7 +46,7 @@ impl V2Manager {
                 .unwrap_or_else(|| "/".to_string());
             util::clean_path(&format!("{}/{}", parent.trim_end_matches('/'), inner))
         };
-        let dir = util::join_under(Path::new(CGROUP_ROOT), &rel);
+        let dir = CgroupDir::new(util::join_under(Path::new(CGROUP_ROOT), &rel));
         Ok(V2Manager {
             rel,
             dir,
@@ -63,16 +61,16 @@ impl V2Manager {
             return Ok(fd.as_raw_fd());
         }
         let fd = open(
-            &self.dir,
+            self.dir.path(),
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| anyhow!("opening {}: {}", self.dir.display(), e.desc()))?;
+        .map_err(|e| anyhow!("opening {}: {}", self.dir.path().display(), e.desc()))?;
         Ok(self.path_fd.get_or_init(|| fd).as_raw_fd())
     }
 
     fn field_write(&self, file: &str, value: &str, field: &str) -> Result<()> {
-        write_file(&self.dir, file, value, field)
+        self.dir.write(file, value, field)
     }
 
     /// Make sure every ancestor of the leaf has the root's controllers enabled in
@@ -80,7 +78,7 @@ impl V2Manager {
     /// written when a controller is missing; created ones get them all in one write.
     fn enable_controllers(&self, created: &[PathBuf]) -> Result<()> {
         let root = Path::new(CGROUP_ROOT);
-        let mut ancestors: Vec<&Path> = self.dir.ancestors().skip(1).collect();
+        let mut ancestors: Vec<&Path> = self.dir.path().ancestors().skip(1).collect();
         ancestors.retain(|a| a.starts_with(root));
         ancestors.reverse(); // root first
         let mut available: Vec<String> = read_file(root, "cgroup.controllers")?
@@ -128,7 +126,9 @@ impl V2Manager {
         if let Some(m) = r.memory() {
             if m.check_before_update() == Some(true) {
                 if let Some(limit) = m.limit().filter(|l| *l > 0) {
-                    if let Some(cur) = read_opt(&self.dir, "memory.current")?
+                    if let Some(cur) = self
+                        .dir
+                        .read_opt("memory.current")?
                         .as_deref()
                         .and_then(util::parse_u64)
                     {
@@ -146,7 +146,7 @@ impl V2Manager {
                     self.field_write("memory.swap.max", &v, "linux.resources.memory.swap")
                 {
                     // runc: without swap accounting, silently ignore "max" and "0"
-                    let absent = !self.dir.join("memory.swap.max").exists();
+                    let absent = !self.dir.path().join("memory.swap.max").exists();
                     if !(absent && (v == "max" || v == "0")) {
                         return Err(e);
                     }
@@ -204,7 +204,7 @@ impl V2Manager {
         }
         if let Some(b) = r.block_io() {
             let wd = b.weight_device().as_deref().unwrap_or(&[]);
-            let bfq = self.dir.join("io.bfq.weight");
+            let bfq = self.dir.path().join("io.bfq.weight");
             let has_bfq = (b.weight().unwrap_or(0) != 0 || !wd.is_empty()) && bfq.exists();
             if let Some(w) = b.weight().filter(|w| *w != 0) {
                 if has_bfq {
@@ -276,7 +276,7 @@ impl V2Manager {
                 let v = l.limit().to_string();
                 self.field_write(&format!("hugetlb.{size}.max"), &v, &field)?;
                 // reservation limits where the kernel has them (runc does the same)
-                let rsvd = self.dir.join(format!("hugetlb.{size}.rsvd.max"));
+                let rsvd = self.dir.path().join(format!("hugetlb.{size}.rsvd.max"));
                 util::write_if_present(&rsvd, &v, &field)?;
             }
         }
@@ -303,7 +303,7 @@ impl V2Manager {
                     bail!("{field}: must be in the form CONTROLLER.PARAMETER");
                 }
                 // one write per line, as runc's WriteFileByLine (e.g. several io.max devices)
-                let p = self.dir.join(k);
+                let p = self.dir.path().join(k);
                 for line in v.split('\n').filter(|l| !l.is_empty()) {
                     if let Err(e) = util::write_path(&p, line) {
                         let hint = if e.kind() == std::io::ErrorKind::NotFound {
@@ -330,14 +330,14 @@ impl V2Manager {
     fn set_devices(&self, rules: &[devices::Rule]) -> Result<()> {
         let policy = Policy::build(rules).map_err(|e| anyhow!("linux.resources.devices: {e}"))?;
         let dirfd = open(
-            &self.dir,
+            self.dir.path(),
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
         .map_err(|e| {
             anyhow!(
                 "linux.resources.devices: opening {}: {}",
-                self.dir.display(),
+                self.dir.path().display(),
                 e.desc()
             )
         })?;
@@ -347,28 +347,7 @@ impl V2Manager {
         let prog =
             devices::load_program(&policy.bpf_program()).context("linux.resources.devices")?;
         devices::attach_replacing(dirfd.as_fd(), prog.as_fd())
-            .with_context(|| format!("linux.resources.devices: {}", self.dir.display()))
-    }
-
-    fn wait_frozen(&self, want: bool) -> Result<()> {
-        let want_line = if want { "frozen 1" } else { "frozen 0" };
-        let start = Instant::now();
-        let mut delay = Duration::from_micros(200);
-        loop {
-            let ev = read_file(&self.dir, "cgroup.events")?;
-            if ev.lines().any(|l| l.trim() == want_line) {
-                return Ok(());
-            }
-            if start.elapsed() > Duration::from_secs(10) {
-                bail!(
-                    "{}: cgroup did not become {} within 10s",
-                    self.dir.display(),
-                    if want { "frozen" } else { "thawed" }
-                );
-            }
-            sleep(delay);
-            delay = (delay * 2).min(Duration::from_millis(10));
-        }
+            .with_context(|| format!("linux.resources.devices: {}", self.dir.path().display()))
     }
 }
 
@@ -377,7 +356,7 @@ impl V2Manager {
     pub fn adopt_created(self, dirs: &[PathBuf]) -> Self {
         let ok: Vec<PathBuf> = dirs
             .iter()
-            .filter(|d| util::created_ancestor(&self.dir, &self.rel, d))
+            .filter(|d| util::created_ancestor(self.dir.path(), &self.rel, d))
             .cloned()
             .collect();
         *self.created.borrow_mut() = ok;
@@ -387,7 +366,7 @@ impl V2Manager {
 
 impl Manager for V2Manager {
     fn create(&self) -> Result<()> {
-        let created = util::mkdir_all(&self.dir)?;
+        let created = util::mkdir_all(self.dir.path())?;
         if let Err(e) = self.enable_controllers(&created) {
             for c in created.iter().rev() {
                 let _ = std::fs::remove_dir(c);
@@ -399,7 +378,7 @@ impl Manager for V2Manager {
         Ok(())
     }
 
-    fn apply_with_devices(&self, resources: &LinuxResources, devs: &[LinuxDevice]) -> Result<()> {
+    fn apply_limits(&self, resources: &LinuxResources, devs: &[LinuxDevice]) -> Result<()> {
         let rules = super::device_rules(resources, devs)?;
         self.apply_inner(resources, Some(rules))
     }
@@ -413,11 +392,11 @@ impl Manager for V2Manager {
     }
 
     fn delegate(&self, uid: Option<u32>, gid: Option<u32>) -> Result<()> {
-        util::delegate(&self.dir, uid, gid)
+        util::delegate(self.dir.path(), uid, gid)
     }
 
-    fn add_task(&self, pid: i32) -> Result<()> {
-        util::write_pid(&self.dir, pid)
+    fn place(&self, pid: i32) -> Result<()> {
+        self.dir.place(pid)
     }
 
     fn clone_into_fd(&self) -> Option<RawFd> {
@@ -426,147 +405,47 @@ impl Manager for V2Manager {
     }
 
     fn pids(&self) -> Result<Vec<i32>> {
-        let mut v = Vec::new();
-        util::pids_recursive(&self.dir, &mut v)?;
-        Ok(v)
+        self.dir.pids()
     }
 
     fn freeze(&self, frozen: bool) -> Result<()> {
-        let v = if frozen { "1" } else { "0" };
-        write_file(&self.dir, "cgroup.freeze", v, "freeze")?;
-        self.wait_frozen(frozen)
+        self.dir.freeze(Version::V2, frozen)
     }
 
     fn is_frozen(&self) -> Result<bool> {
-        let ev = read_file(&self.dir, "cgroup.events")?;
-        Ok(ev.lines().any(|l| l.trim() == "frozen 1"))
+        self.dir.is_frozen(Version::V2)
     }
 
-    fn freezer_state(&self) -> Result<super::FreezerState> {
-        use super::FreezerState;
-        // cgroup.freeze is what was asked, cgroup.events whether the kernel got there
-        if read_file(&self.dir, "cgroup.freeze")?.trim() != "1" {
-            return Ok(FreezerState::Thawed);
-        }
-        Ok(if self.is_frozen()? {
-            FreezerState::Frozen
-        } else {
-            FreezerState::Freezing
-        })
+    fn freezer_state(&self) -> Result<FreezerState> {
+        self.dir.freezer_state(Version::V2)
     }
 
     fn kill_all(&self, signal: Signal) -> Result<()> {
-        if signal == Signal::SIGKILL {
-            match util::write_path(&self.dir.join("cgroup.kill"), "1") {
-                Ok(()) => return Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.dir.exists() => {}
-                Err(e) => bail!(
-                    "writing 1 to {}: {}",
-                    self.dir.join("cgroup.kill").display(),
-                    util::errstr(&e)
-                ),
-            }
+        if signal == Signal::SIGKILL && self.dir.kill()? {
+            return Ok(());
         }
-        signal_frozen(self, signal)
+        super::freeze_signal_thaw(self, signal)
     }
 
     fn destroy(&self) -> Result<()> {
-        util::remove_cgroup_tree(&self.dir)?;
+        util::remove_cgroup_tree(self.dir.path())?;
         let created = self.created.borrow();
-        for d in created.iter().rev().filter(|d| **d != self.dir) {
+        for d in created
+            .iter()
+            .rev()
+            .filter(|d| d.as_path() != self.dir.path())
+        {
             util::rmdir_ancestor(d)?;
         }
         Ok(())
     }
 
     fn stats(&self) -> Result<Stats> {
-        let mut s = Stats::default();
-        let d = &self.dir;
-        if let Some(t) = read_opt(d, "cpu.stat")? {
-            let m = stats::parse_flat_keyed(&t);
-            let g = |k: &str| m.get(k).copied().unwrap_or(0);
-            s.cpu.usage.total = g("usage_usec") * 1000;
-            s.cpu.usage.user = g("user_usec") * 1000;
-            s.cpu.usage.kernel = g("system_usec") * 1000;
-            s.cpu.throttling.periods = g("nr_periods");
-            s.cpu.throttling.throttled_periods = g("nr_throttled");
-            s.cpu.throttling.throttled_time = g("throttled_usec") * 1000;
-        }
-        if let Some(t) = read_opt(d, "cpuset.cpus.effective")? {
-            s.cpuset.cpus = stats::parse_cpuset_list(&t);
-        }
-        if let Some(t) = read_opt(d, "cpuset.mems.effective")? {
-            s.cpuset.mems = stats::parse_cpuset_list(&t);
-        }
-        if let Some(t) = read_opt(d, "memory.stat")? {
-            s.memory.raw = stats::parse_flat_keyed(&t);
-            s.memory.cache = s.memory.raw.get("file").copied().unwrap_or(0);
-            let num = |f: &str| -> Result<u64> {
-                Ok(read_opt(d, f)?
-                    .as_deref()
-                    .and_then(util::parse_u64)
-                    .unwrap_or(0))
-            };
-            s.memory.usage.usage = num("memory.current")?;
-            s.memory.usage.limit = num("memory.max")?;
-            s.memory.usage.max = num("memory.peak")?;
-            if let Some(ev) = read_opt(d, "memory.events")? {
-                s.memory.usage.failcnt = stats::parse_flat_keyed(&ev)
-                    .get("max")
-                    .copied()
-                    .unwrap_or(0);
-            }
-            // runc reports swap as memory+swap, like v1's memsw
-            if let Some(sw) = read_opt(d, "memory.swap.current")?
-                .as_deref()
-                .and_then(util::parse_u64)
-            {
-                s.memory.swap.usage = sw + s.memory.usage.usage;
-                let swmax = num("memory.swap.max")?;
-                s.memory.swap.limit = if swmax == u64::MAX || s.memory.usage.limit == u64::MAX {
-                    u64::MAX
-                } else {
-                    swmax + s.memory.usage.limit
-                };
-            }
-        }
-        if let Some(t) = read_opt(d, "pids.current")? {
-            s.pids.current = util::parse_u64(&t).unwrap_or(0);
-            let lim = read_opt(d, "pids.max")?
-                .as_deref()
-                .and_then(util::parse_u64)
-                .unwrap_or(0);
-            s.pids.limit = if lim == u64::MAX { 0 } else { lim };
-        }
-        if let Some(t) = read_opt(d, "io.stat")? {
-            let (b, i) = stats::parse_io_stat(&t);
-            s.blkio.io_service_bytes_recursive = b;
-            s.blkio.io_serviced_recursive = i;
-        }
-        for size in hugepage_sizes() {
-            let cur = read_opt(d, &format!("hugetlb.{size}.current"))?;
-            let Some(cur) = cur else { continue };
-            let mut h = stats::Hugetlb {
-                usage: util::parse_u64(&cur).unwrap_or(0),
-                ..Default::default()
-            };
-            if let Some(ev) = read_opt(d, &format!("hugetlb.{size}.events"))? {
-                h.failcnt = stats::parse_flat_keyed(&ev)
-                    .get("max")
-                    .copied()
-                    .unwrap_or(0);
-            }
-            s.hugetlb.insert(size, h);
-        }
-        Ok(s)
+        self.dir.stats_v2()
     }
 
     fn oom_kill_count(&self) -> Result<u64> {
-        let ev = read_file(&self.dir, "memory.events")?;
-        Ok(stats::parse_flat_keyed(&ev)
-            .get("oom_kill")
-            .copied()
-            .unwrap_or(0))
+        self.dir.oom_kill_count(Version::V2)
     }
 
     fn state(&self) -> CgroupState {
@@ -577,73 +456,10 @@ impl Manager for V2Manager {
                 .created
                 .borrow()
                 .iter()
-                .filter(|d| **d != self.dir)
+                .filter(|d| d.as_path() != self.dir.path())
                 .cloned()
                 .collect(),
             ..Default::default()
-        }
-    }
-}
-
-/// The hugepage sizes the kernel supports, as in hugetlb file names ("2MB").
-pub(crate) fn hugepage_sizes() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir("/sys/kernel/mm/hugepages")
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| tr::hugepage_dir_to_size(&e.file_name().to_string_lossy()))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-/// Freeze, signal every pid, thaw (the thaw also happens when signalling failed).
-pub(crate) fn signal_frozen(m: &dyn Manager, signal: Signal) -> Result<()> {
-    let froze = m.freeze(true).is_ok();
-    let res = (|| -> Result<()> {
-        for pid in m.pids()? {
-            match kill(Pid::from_raw(pid), signal) {
-                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-                Err(e) => bail!("signalling pid {pid}: {}", e.desc()),
-            }
-        }
-        Ok(())
-    })();
-    if froze {
-        m.freeze(false)?;
-    }
-    res
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn freezer_state_from_cgroup_freeze_and_events() {
-        use crate::cgroups::FreezerState;
-        let t = tempfile::tempdir().unwrap();
-        let m = V2Manager {
-            rel: "/x".into(),
-            dir: t.path().to_path_buf(),
-            created: RefCell::new(Vec::new()),
-            path_fd: OnceCell::new(),
-        };
-        for (freeze, frozen, want) in [
-            ("0\n", "0", FreezerState::Thawed),
-            ("1\n", "0", FreezerState::Freezing),
-            ("1\n", "1", FreezerState::Frozen),
-            // frozen through an ancestor: not this container's pause
-            ("0\n", "1", FreezerState::Thawed),
-        ] {
-            std::fs::write(t.path().join("cgroup.freeze"), freeze).unwrap();
-            std::fs::write(
-                t.path().join("cgroup.events"),
-                format!("populated 1\nfrozen {frozen}\n"),
-            )
-            .unwrap();
-            assert_eq!(m.freezer_state().unwrap(), want, "{freeze:?} {frozen}");
         }
     }
 }

@@ -677,7 +677,7 @@ pub fn restore(g: &Global, a: &RestoreOptions, criu: &str) -> Result<i32> {
     undo.cgroup
         .as_ref()
         .expect("set")
-        .add_task(sw.pid())
+        .place_init(sw.pid())
         .context("move criu into the container's cgroup")?;
     o.cg_root = cg_roots_of(sw.pid())?;
     let req = Req::new(ReqType::Restore, Some(o));

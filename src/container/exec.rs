@@ -392,7 +392,7 @@ fn exec_inner(g: &Global, a: &ExecOptions) -> Result<i32> {
         None => into_cg,
     };
     if !placed_by_child {
-        if let Err(e) = cg.add_task(pid) {
+        if let Err(e) = cg.place(pid) {
             return fail(e.context("join the container's cgroup"));
         }
     }

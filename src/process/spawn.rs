@@ -337,7 +337,7 @@ fn spawn_in(
         (None, true) => Ok(()),
         // clone3 could not place it: do everything from here (init's own writes then change
         // nothing)
-        _ => cg.add_task(pid),
+        _ => cg.place_init(pid),
     };
     if let Err(e) = placed.and_then(|_| parent_chan.send(&Msg::Go)) {
         // init may have failed meanwhile (it sets up in parallel): its error says why.
@@ -508,7 +508,7 @@ pub fn make_cgroup(
     let devices = linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]);
     // (a cgroup made just now below a frozen one is frozen too)
     let applied = cgroups::refuse_frozen(cg.as_ref(), &what)
-        .and_then(|()| cg.apply_with_devices(resources, devices))
+        .and_then(|()| cg.apply_limits(resources, devices))
         .and_then(|()| {
             // runtime-spec "Cgroup ownership" (cgroup v2 only; see cgroups::delegation_owner)
             match cgroups::delegation_owner(spec) {
