@@ -7,7 +7,6 @@ use super::lifecycle::{status_of, Global};
 use super::{CheckpointOptions, CriuOptions, RestoreOptions};
 use crate::criu::proto::{CgMode, Opts, PageServer, Req, ReqType};
 use crate::criu::{Notify, Swrk};
-use crate::process::spawn;
 use crate::state::{self, Status};
 use anyhow::{bail, Context, Result};
 use nix::mount::{MntFlags, MsFlags};
@@ -429,7 +428,7 @@ pub fn checkpoint(g: &Global, a: &CheckpointOptions, criu: &str) -> Result<()> {
     if !a.leave_running && !a.pre_dump {
         // runc destroys the checkpointed container: CRIU has killed its processes.
         if state::process_start_time(st.pid) == Some(st.pid_start_time) {
-            spawn::kill_and_wait(st.pid, false);
+            crate::process::kill_and_wait(st.pid, false);
         }
         super::lifecycle::destroy(g, &st)?;
     }
@@ -465,7 +464,7 @@ impl Drop for Undo {
             return;
         }
         if self.pid > 0 {
-            spawn::kill_and_wait(self.pid, true);
+            crate::process::kill_and_wait(self.pid, true);
         }
         if let Some(cg) = self.cgroup.take() {
             let _ = cg.kill_all(nix::sys::signal::SIGKILL);
@@ -569,7 +568,7 @@ pub fn restore(g: &Global, a: &RestoreOptions, criu: &str) -> Result<i32> {
     };
     state::write_atomic(&dir.join(state::CONFIG_FILE), &bundle.raw, 0o600)
         .context("save config.json")?;
-    undo.cgroup = Some(spawn::make_cgroup(
+    undo.cgroup = Some(crate::process::make_cgroup(
         spec,
         &a.id,
         g.systemd_cgroup,
@@ -741,10 +740,10 @@ pub fn restore(g: &Global, a: &RestoreOptions, criu: &str) -> Result<i32> {
     undo.unmount_all();
     let own_pid_ns = plan.creates(libc::CLONE_NEWPID);
     let cg = undo.cgroup.as_deref().expect("set");
-    let st = spawn::new_state(&bundle, &a.id, pid, cg, own_pid_ns, g.systemd_cgroup)?;
+    let st = crate::process::new_state(&bundle, &a.id, pid, cg, own_pid_ns, g.systemd_cgroup)?;
     g.store.save(&st)?;
     if let Some(pf) = &a.pid_file {
-        spawn::write_pid_file(pf, pid)?;
+        crate::process::write_pid_file(pf, pid)?;
     }
     undo.armed = false;
     if a.detach {

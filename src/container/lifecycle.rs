@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, AsRawFd};
 pub struct Global {
     pub store: Store,
     pub systemd_cgroup: bool,
-    /// Rootless mode (`--rootless`, or detected with `auto`): see `spawn::make_cgroup`.
+    /// Rootless mode (`--rootless`, or detected with `auto`): see `process::make_cgroup`.
     pub rootless: crate::rootless::Mode,
 }
 
@@ -285,7 +285,7 @@ fn kill_everything(st: &ContainerState, init_alive: bool) {
     if st.cgroup.driver == crate::cgroups::NoCgroup::DRIVER {
         // A rootless container without a cgroup of its own: its init is all husk can find.
         if init_alive {
-            spawn::kill_and_wait(st.pid, false);
+            crate::process::kill_and_wait(st.pid, false);
         }
         return;
     }
@@ -304,7 +304,7 @@ fn kill_everything(st: &ContainerState, init_alive: bool) {
         sweep(cg.as_ref());
     }
     if init_alive {
-        spawn::kill_and_wait(st.pid, false);
+        crate::process::kill_and_wait(st.pid, false);
     }
 }
 
@@ -385,7 +385,7 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
             // a state.json whose cgroup is unusable: the cgroup is found from the saved config
             crate::logging::warn(&format!("{id}: {e:#}; using the saved config.json"));
             if status != Status::Stopped {
-                spawn::kill_and_wait(st.pid, false);
+                crate::process::kill_and_wait(st.pid, false);
             }
             return remove_half_created(g, id);
         }
