@@ -7,9 +7,10 @@ use super::lifecycle::{status_of, Global};
 use super::{CheckpointOptions, CriuOptions, RestoreOptions};
 use crate::criu::proto::{CgMode, Opts, PageServer, Req, ReqType};
 use crate::criu::{Notify, Swrk};
+use crate::process::teardown::Teardown;
 use crate::state::{self, Status};
 use anyhow::{bail, Context, Result};
-use nix::mount::{MntFlags, MsFlags};
+use nix::mount::MsFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -435,45 +436,207 @@ pub fn checkpoint(g: &Global, a: &CheckpointOptions, criu: &str) -> Result<()> {
     Ok(())
 }
 
-/// What restore undoes when it fails half way.
-struct Undo {
-    dir: PathBuf,
-    cgroup: Option<Box<dyn crate::cgroups::Manager>>,
-    criu_root: Option<PathBuf>,
-    umounts: Vec<PathBuf>,
-    pid: i32,
-    armed: bool,
+/// What restore prepared before its state dir existed.
+struct RestoreInput<'a> {
+    dir: &'a Path,
+    terminal: bool,
+    descriptors: &'a [String],
+    console: Option<&'a OwnedFd>,
+    image: &'a File,
+    work: &'a File,
+    log: PathBuf,
 }
 
-impl Undo {
-    fn unmount_all(&mut self) {
-        for m in self.umounts.drain(..).rev() {
-            let _ = nix::mount::umount2(&m, MntFlags::MNT_DETACH);
-        }
-        if let Some(r) = self.criu_root.take() {
-            let _ = nix::mount::umount2(&r, MntFlags::MNT_DETACH);
-            let _ = std::fs::remove_dir(&r);
+/// Restore into the state dir `r.dir`: what exists is noted in `undo` as it is made.
+fn restore_in(
+    g: &Global,
+    a: &RestoreOptions,
+    criu: &str,
+    bundle: &crate::spec::Bundle,
+    plan: &crate::namespaces::Plan,
+    r: RestoreInput,
+    undo: &mut Teardown,
+) -> Result<state::ContainerState> {
+    let spec = &bundle.spec;
+    state::write_atomic(&r.dir.join(state::CONFIG_FILE), &bundle.raw, 0o600)
+        .context("save config.json")?;
+    undo.cgroup = Some(crate::process::make_cgroup(
+        spec,
+        &a.id,
+        g.systemd_cgroup,
+        g.rootless,
+    )?);
+
+    let criu_root = r.dir.join("criu-root");
+    std::fs::create_dir(&criu_root).with_context(|| format!("mkdir {}", criu_root.display()))?;
+    nix::mount::mount(
+        Some(&bundle.rootfs),
+        &criu_root,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .with_context(|| {
+        format!(
+            "bind rootfs {} on {}",
+            bundle.rootfs.display(),
+            criu_root.display()
+        )
+    })?;
+    undo.criu_root = Some(criu_root.clone());
+    prepare_restore_mounts(&bundle.rootfs, spec, &mut undo.mounts)?;
+
+    let mut o = common_opts(&a.criu, r.image, r.work, "restore.log")?;
+    o.root = Some(criu_root.to_string_lossy().into_owned());
+    o.rst_sibling = Some(true);
+    o.evasive_devices = Some(true);
+    o.orphan_pts_master = r.terminal.then_some(true);
+    o.lsm_profile = a.lsm_profile.clone();
+    o.lsm_mount_context = a.lsm_mount_context.clone();
+    o.config_file = criu_config_file(spec);
+    for m in mounts(spec).iter().filter(|m| is_bind(m)) {
+        let src = m
+            .source()
+            .as_ref()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        o.ext_mnt
+            .push((m.destination().to_string_lossy().into_owned(), src));
+    }
+    // Masked files were dumped as external mounts named /dev/null.
+    if spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.masked_paths().as_ref())
+        .is_some_and(|m| !m.is_empty())
+    {
+        o.ext_mnt.push(("/dev/null".into(), "/dev/null".into()));
+    }
+    for d in device_paths(spec) {
+        o.ext_mnt.push((d.clone(), d));
+    }
+    // The caller's stdio pipes stand in for the checkpointed ones (CRIU inherits our 0-2).
+    for (i, d) in r.descriptors.iter().enumerate().take(3) {
+        if d.contains("pipe:") {
+            o.inherit_fd.push((d.clone(), i as i32));
         }
     }
-}
+    // Joined net/pid namespaces: CRIU inherits their fds (opened and checked by the plan);
+    // other joined namespaces CRIU joins by path (runc's handleRestoringNamespaces).
+    for (i, ns) in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .map(|v| v.as_slice())
+        .unwrap_or(&[])
+        .iter()
+        .enumerate()
+    {
+        let Some(path) = ns.path() else { continue };
+        if let Some(key) = ext_ns_key(ns.typ()) {
+            let j = plan
+                .join
+                .iter()
+                .find(|j| j.typ == ns.typ())
+                .context("namespace plan lost a joined namespace")?;
+            nix::fcntl::fcntl(
+                &j.fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+            )
+            .context("let CRIU inherit a namespace fd")?;
+            o.inherit_fd.push((key.into(), j.fd.as_raw_fd()));
+        } else if ns.typ() == LinuxNamespaceType::Cgroup {
+            bail!(
+                "linux.namespaces[{i}]: CRIU cannot restore into a joined cgroup namespace ({})",
+                path.display()
+            );
+        } else {
+            o.join_ns.push((
+                ns_name(ns.typ()).into(),
+                path.to_string_lossy().into_owned(),
+            ));
+        }
+    }
 
-impl Drop for Undo {
-    fn drop(&mut self) {
-        self.unmount_all();
-        if !self.armed {
-            return;
-        }
-        if self.pid > 0 {
-            crate::process::kill_and_wait(self.pid, true);
-        }
-        if let Some(cg) = self.cgroup.take() {
-            let _ = cg.kill_all(nix::sys::signal::SIGKILL);
-            if let Err(e) = cg.destroy() {
-                crate::logging::warn(&format!("remove cgroup: {e:#}"));
+    if !a.detach && !a.no_subreaper {
+        nix::sys::prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER")?;
+    }
+    let mut sw = Swrk::start(criu, &r.log, true)?;
+    // CRIU restores the tasks into its own cgroups (runc's criuApplyCgroups): move it into the
+    // container's, and name them as the roots.
+    undo.cgroup
+        .as_ref()
+        .expect("set")
+        .add_task(sw.pid())
+        .context("move criu into the container's cgroup")?;
+    o.cg_root = cg_roots_of(sw.pid())?;
+    let req = Req::new(ReqType::Restore, Some(o));
+    let mut notified_pid = None;
+    let resp = sw.call(&req, |n: Notify| {
+        crate::logging::debug(&format!("criu notify: {}", n.script));
+        match n.script.as_str() {
+            "orphan-pts-master" => {
+                let (Some(sock), Some(master)) = (r.console, n.fd) else {
+                    bail!("criu sent the pty master but there is no console socket");
+                };
+                crate::process::console::send_fd(sock.as_raw_fd(), "console", master.as_raw_fd())
+                    .context("--console-socket: send the pty master")?;
             }
+            "setup-namespaces" => {
+                // runc runs prestart and createRuntime hooks here, with the restored pid.
+                if let Some(h) = spec.hooks().as_ref() {
+                    let st = crate::hooks::state_json(
+                        &a.id,
+                        "creating",
+                        n.pid.unwrap_or(0),
+                        &bundle.dir,
+                        spec.annotations().as_ref(),
+                    );
+                    #[allow(deprecated)]
+                    if let Some(x) = h.prestart() {
+                        crate::hooks::run_all("hooks.prestart", x, &st)?;
+                    }
+                    if let Some(x) = h.create_runtime() {
+                        crate::hooks::run_all("hooks.createRuntime", x, &st)?;
+                    }
+                }
+            }
+            "post-restore" => {
+                if let Some(p) = n.pid.filter(|p| *p > 0) {
+                    notified_pid = Some(p);
+                }
+            }
+            _ => {}
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(())
+    });
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(p) = notified_pid {
+                undo.pid = p;
+            }
+            return Err(e);
+        }
+    };
+    if let Err(e) = sw.finish(ReqType::Restore) {
+        undo.pid = resp.restore_pid.or(notified_pid).unwrap_or(0);
+        return Err(e);
     }
+    let pid = resp
+        .restore_pid
+        .or(notified_pid)
+        .context("criu restore: no pid of the restored init in its answer")?;
+    undo.pid = pid;
+    undo.unmount_temporary();
+    let own_pid_ns = plan.creates(libc::CLONE_NEWPID);
+    let cg = undo.cgroup.as_deref().expect("set");
+    let st = crate::process::new_state(bundle, &a.id, pid, cg, own_pid_ns, g.systemd_cgroup)?;
+    g.store.save(&st)?;
+    if let Some(pf) = &a.pid_file {
+        crate::process::write_pid_file(pf, pid)?;
+    }
+    Ok(st)
 }
 
 /// runc's prepareCriuRestoreMounts: create the mount points CRIU will mount on (except under a
@@ -558,194 +721,31 @@ pub fn restore(g: &Global, a: &RestoreOptions, criu: &str) -> Result<i32> {
         bail!("container {} already exists", a.id);
     }
     let dir = g.store.create_dir(&a.id)?;
-    let mut undo = Undo {
-        dir: dir.clone(),
-        cgroup: None,
-        criu_root: None,
-        umounts: Vec::new(),
-        pid: 0,
-        armed: true,
-    };
-    state::write_atomic(&dir.join(state::CONFIG_FILE), &bundle.raw, 0o600)
-        .context("save config.json")?;
-    undo.cgroup = Some(crate::process::make_cgroup(
-        spec,
-        &a.id,
-        g.systemd_cgroup,
-        g.rootless,
-    )?);
-
-    let criu_root = dir.join("criu-root");
-    std::fs::create_dir(&criu_root).with_context(|| format!("mkdir {}", criu_root.display()))?;
-    nix::mount::mount(
-        Some(&bundle.rootfs),
-        &criu_root,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .with_context(|| {
-        format!(
-            "bind rootfs {} on {}",
-            bundle.rootfs.display(),
-            criu_root.display()
-        )
-    })?;
-    undo.criu_root = Some(criu_root.clone());
-    prepare_restore_mounts(&bundle.rootfs, spec, &mut undo.umounts)?;
-
-    let mut o = common_opts(&a.criu, &imgf, &workf, "restore.log")?;
-    o.root = Some(criu_root.to_string_lossy().into_owned());
-    o.rst_sibling = Some(true);
-    o.evasive_devices = Some(true);
-    o.orphan_pts_master = terminal.then_some(true);
-    o.lsm_profile = a.lsm_profile.clone();
-    o.lsm_mount_context = a.lsm_mount_context.clone();
-    o.config_file = criu_config_file(spec);
-    for m in mounts(spec).iter().filter(|m| is_bind(m)) {
-        let src = m
-            .source()
-            .as_ref()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        o.ext_mnt
-            .push((m.destination().to_string_lossy().into_owned(), src));
-    }
-    // Masked files were dumped as external mounts named /dev/null.
-    if spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.masked_paths().as_ref())
-        .is_some_and(|m| !m.is_empty())
-    {
-        o.ext_mnt.push(("/dev/null".into(), "/dev/null".into()));
-    }
-    for d in device_paths(spec) {
-        o.ext_mnt.push((d.clone(), d));
-    }
-    // The caller's stdio pipes stand in for the checkpointed ones (CRIU inherits our 0-2).
-    for (i, d) in descriptors.iter().enumerate().take(3) {
-        if d.contains("pipe:") {
-            o.inherit_fd.push((d.clone(), i as i32));
-        }
-    }
-    // Joined net/pid namespaces: CRIU inherits their fds (opened and checked by the plan);
-    // other joined namespaces CRIU joins by path (runc's handleRestoringNamespaces).
-    for (i, ns) in spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .map(|v| v.as_slice())
-        .unwrap_or(&[])
-        .iter()
-        .enumerate()
-    {
-        let Some(path) = ns.path() else { continue };
-        if let Some(key) = ext_ns_key(ns.typ()) {
-            let j = plan
-                .join
-                .iter()
-                .find(|j| j.typ == ns.typ())
-                .context("namespace plan lost a joined namespace")?;
-            nix::fcntl::fcntl(
-                &j.fd,
-                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-            )
-            .context("let CRIU inherit a namespace fd")?;
-            o.inherit_fd.push((key.into(), j.fd.as_raw_fd()));
-        } else if ns.typ() == LinuxNamespaceType::Cgroup {
-            bail!(
-                "linux.namespaces[{i}]: CRIU cannot restore into a joined cgroup namespace ({})",
-                path.display()
-            );
-        } else {
-            o.join_ns.push((
-                ns_name(ns.typ()).into(),
-                path.to_string_lossy().into_owned(),
-            ));
-        }
-    }
-
-    if !a.detach && !a.no_subreaper {
-        nix::sys::prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER")?;
-    }
-    let log = work.join("restore.log");
-    let mut sw = Swrk::start(criu, &log, true)?;
-    // CRIU restores the tasks into its own cgroups (runc's criuApplyCgroups): move it into the
-    // container's, and name them as the roots.
-    undo.cgroup
-        .as_ref()
-        .expect("set")
-        .add_task(sw.pid())
-        .context("move criu into the container's cgroup")?;
-    o.cg_root = cg_roots_of(sw.pid())?;
-    let req = Req::new(ReqType::Restore, Some(o));
-    let mut notified_pid = None;
-    let resp = sw.call(&req, |n: Notify| {
-        crate::logging::debug(&format!("criu notify: {}", n.script));
-        match n.script.as_str() {
-            "orphan-pts-master" => {
-                let (Some(sock), Some(master)) = (&console, n.fd) else {
-                    bail!("criu sent the pty master but there is no console socket");
-                };
-                crate::process::console::send_fd(sock.as_raw_fd(), "console", master.as_raw_fd())
-                    .context("--console-socket: send the pty master")?;
-            }
-            "setup-namespaces" => {
-                // runc runs prestart and createRuntime hooks here, with the restored pid.
-                if let Some(h) = spec.hooks().as_ref() {
-                    let st = crate::hooks::state_json(
-                        &a.id,
-                        "creating",
-                        n.pid.unwrap_or(0),
-                        &bundle.dir,
-                        spec.annotations().as_ref(),
-                    );
-                    #[allow(deprecated)]
-                    if let Some(x) = h.prestart() {
-                        crate::hooks::run_all("hooks.prestart", x, &st)?;
-                    }
-                    if let Some(x) = h.create_runtime() {
-                        crate::hooks::run_all("hooks.createRuntime", x, &st)?;
-                    }
-                }
-            }
-            "post-restore" => {
-                if let Some(p) = n.pid.filter(|p| *p > 0) {
-                    notified_pid = Some(p);
-                }
-            }
-            _ => {}
-        }
-        Ok(())
-    });
-    let resp = match resp {
-        Ok(r) => r,
+    let mut undo = Teardown::new(dir.clone());
+    let restored = restore_in(
+        g,
+        a,
+        criu,
+        &bundle,
+        &plan,
+        RestoreInput {
+            dir: &dir,
+            terminal,
+            descriptors: &descriptors,
+            console: console.as_ref(),
+            image: &imgf,
+            work: &workf,
+            log: work.join("restore.log"),
+        },
+        &mut undo,
+    );
+    let st = match restored {
+        Ok(st) => st,
         Err(e) => {
-            if let Some(p) = notified_pid {
-                undo.pid = p;
-            }
+            undo.run_warn();
             return Err(e);
         }
     };
-    if let Err(e) = sw.finish(ReqType::Restore) {
-        undo.pid = resp.restore_pid.or(notified_pid).unwrap_or(0);
-        return Err(e);
-    }
-    let pid = resp
-        .restore_pid
-        .or(notified_pid)
-        .context("criu restore: no pid of the restored init in its answer")?;
-    undo.pid = pid;
-    undo.unmount_all();
-    let own_pid_ns = plan.creates(libc::CLONE_NEWPID);
-    let cg = undo.cgroup.as_deref().expect("set");
-    let st = crate::process::new_state(&bundle, &a.id, pid, cg, own_pid_ns, g.systemd_cgroup)?;
-    g.store.save(&st)?;
-    if let Some(pf) = &a.pid_file {
-        crate::process::write_pid_file(pf, pid)?;
-    }
-    undo.armed = false;
     if a.detach {
         return Ok(0);
     }
@@ -756,7 +756,7 @@ pub fn restore(g: &Global, a: &RestoreOptions, criu: &str) -> Result<i32> {
     mask.remove(nix::sys::signal::SIGKILL);
     mask.remove(nix::sys::signal::SIGSTOP);
     mask.thread_block().context("block signals")?;
-    let code = super::run::forward_until_exit(pid, &mask, None)?;
+    let code = super::run::forward_until_exit(st.pid, &mask, None)?;
     if let Ok(cg) = crate::cgroups::from_state(&st.cgroup) {
         let _ = cg.kill_all(nix::sys::signal::SIGKILL);
     }
@@ -999,7 +999,7 @@ mod tests {
         // the nested mount point was made inside the bound source, through the bind
         let nested = src.join("inner/x").is_dir();
         for m in um.iter().rev() {
-            let _ = nix::mount::umount2(m, MntFlags::MNT_DETACH);
+            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
         }
         r.unwrap();
         assert!(

@@ -11,6 +11,7 @@ pub mod exec_init;
 pub mod init;
 pub mod mempolicy;
 pub mod spawn;
+pub mod teardown;
 pub mod timens;
 
 use crate::cgroups::{self, Manager};

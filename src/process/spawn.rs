@@ -3,14 +3,15 @@
 
 use super::channel::{Channel, Msg};
 use super::init::{InitContext, StartGate};
-use crate::cgroups::{self, Manager};
+use super::teardown::Teardown;
+use crate::cgroups;
 use crate::namespaces::Plan;
 use crate::spec::Bundle;
 use crate::state::{self, ContainerState, Store};
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::LinuxNamespaceType;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub struct SpawnOptions<'a> {
     pub id: &'a str,
@@ -34,7 +35,7 @@ pub struct Spawned {
     pub chan: Channel,
     /// pidfd of init when it is our child (fast path).
     pub pidfd: Option<OwnedFd>,
-    cleanup: Option<Cleanup>,
+    cleanup: Option<Teardown>,
 }
 
 impl Spawned {
@@ -58,69 +59,8 @@ impl Spawned {
 impl Drop for Spawned {
     fn drop(&mut self) {
         if let Some(c) = self.cleanup.take() {
-            c.run();
+            c.run_warn();
         }
-    }
-}
-
-/// In the state dir of a container without a mount namespace: `<mount id> <rootfs>`, the id of
-/// the mount at the rootfs before the init bound it.
-const HOST_ROOTFS_FILE: &str = "host-rootfs";
-
-/// A create killed half way (no state.json yet) of a container without a mount namespace: the
-/// init's bind of the rootfs, if it made one (a mount at the rootfs that is not the one noted
-/// before the fork), is unmounted with everything under it.
-pub fn unmount_half_created(dir: &Path) {
-    let Ok(text) = std::fs::read_to_string(dir.join(HOST_ROOTFS_FILE)) else {
-        return;
-    };
-    let Some((before, rootfs)) = text.split_once(' ') else {
-        return;
-    };
-    let (Ok(before), rootfs) = (before.parse::<u64>(), Path::new(rootfs)) else {
-        return;
-    };
-    if let Ok(now) = crate::sys::mount_id(rootfs) {
-        if now != before {
-            if let Err(e) = crate::rootfs::unmount_host_rootfs(rootfs, now) {
-                crate::logging::warn(&format!("{e:#}"));
-            }
-        }
-    }
-}
-
-/// What to undo if create fails half way.
-struct Cleanup {
-    dir: PathBuf,
-    cgroup: Option<Box<dyn Manager>>,
-    pid: i32,
-    is_child: bool,
-    /// No mount namespace of its own: the rootfs and the id of the mount at it before the
-    /// init bound it (a different one there now is the init's bind).
-    host_rootfs: Option<(PathBuf, u64)>,
-}
-
-impl Cleanup {
-    fn run(self) {
-        if self.pid > 0 {
-            super::kill_and_wait(self.pid, self.is_child);
-        }
-        if let Some((rootfs, before)) = &self.host_rootfs {
-            match crate::sys::mount_id(rootfs) {
-                Ok(now) if now != *before => {
-                    if let Err(e) = crate::rootfs::unmount_host_rootfs(rootfs, now) {
-                        crate::logging::warn(&format!("{e:#}"));
-                    }
-                }
-                _ => {}
-            }
-        }
-        if let Some(cg) = &self.cgroup {
-            if let Err(e) = cg.destroy() {
-                crate::logging::warn(&format!("remove cgroup: {e:#}"));
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -151,12 +91,9 @@ pub fn spawn(bundle: &Bundle, o: SpawnOptions) -> Result<Spawned> {
     };
 
     let dir = o.store.create_dir(o.id)?;
-    let mut cleanup = Cleanup {
-        dir: dir.clone(),
-        cgroup: None,
-        pid: 0,
-        is_child: true,
+    let mut cleanup = Teardown {
         host_rootfs,
+        ..Teardown::new(dir.clone())
     };
     let res = spawn_in(bundle, &o, plan, seccomp, self_exe, &dir, &mut cleanup);
     match res {
@@ -165,7 +102,7 @@ pub fn spawn(bundle: &Bundle, o: SpawnOptions) -> Result<Spawned> {
             Ok(s)
         }
         Err(e) => {
-            cleanup.run();
+            cleanup.run_warn();
             Err(e)
         }
     }
@@ -179,16 +116,20 @@ fn spawn_in(
     seccomp: Option<crate::security::SeccompProgram>,
     self_exe: (u64, u64),
     dir: &Path,
-    cleanup: &mut Cleanup,
+    cleanup: &mut Teardown,
 ) -> Result<Spawned> {
     let spec = &bundle.spec;
     state::write_atomic(&dir.join(state::CONFIG_FILE), &bundle.raw, 0o600)
         .context("save config.json")?;
     if let Some((rootfs, before)) = &cleanup.host_rootfs {
-        // for a delete of a create killed before state.json exists (`unmount_half_created`)
+        // for a delete of a create killed before state.json exists (`Teardown::of_state_dir`)
         let text = format!("{before} {}", rootfs.display());
-        state::write_atomic(&dir.join(HOST_ROOTFS_FILE), text.as_bytes(), 0o600)
-            .context("save the rootfs's mount id")?;
+        state::write_atomic(
+            &dir.join(super::teardown::HOST_ROOTFS_FILE),
+            text.as_bytes(),
+            0o600,
+        )
+        .context("save the rootfs's mount id")?;
     }
     crate::fault::step("create: config saved");
 
