@@ -529,20 +529,9 @@ pub fn restore(g: &Global, a: &RestoreOptions, criu: &str) -> Result<i32> {
     // rst_sibling: the restored init is our child. Forward signals until it exits (as `run`
     // does), then remove the container. Signals are blocked only now: CRIU itself relies on
     // SIGCHLD and must not inherit a blocked mask.
-    let mut mask = nix::sys::signal::SigSet::all();
-    mask.remove(nix::sys::signal::SIGKILL);
-    mask.remove(nix::sys::signal::SIGSTOP);
-    mask.thread_block().context("block signals")?;
-    let code = super::run::forward_until_exit(st.pid, &mask, None)?;
-    if let Ok(cg) = crate::cgroups::from_state(&st.cgroup) {
-        let _ = cg.kill_all(nix::sys::signal::SIGKILL);
-    }
-    while let Ok(ws) = nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-        if ws == nix::sys::wait::WaitStatus::StillAlive {
-            break;
-        }
-    }
-    super::lifecycle::destroy(g, &st)?;
+    let mask = super::foreground::block_signals()?;
+    let code = super::foreground::forward_until_exit(st.pid, &mask, None)?;
+    super::foreground::remove_after_exit(g, &st)?;
     Ok(code)
 }
 

@@ -7,7 +7,6 @@ use crate::process::channel::{Channel, Msg};
 use crate::state::{self, Status};
 use anyhow::{bail, Context, Result};
 use nix::sched::CloneFlags;
-use nix::sys::signal::SigSet;
 use oci_spec::runtime::{Capability, LinuxNamespaceType, Process, Spec};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
@@ -270,12 +269,11 @@ fn exec_inner(g: &Global, a: &ExecOptions) -> Result<i32> {
     let cg = crate::cgroups::from_state(&st.cgroup)?;
     let sub_dirs = super::exec_cgroup::target_dirs(&st.cgroup, &sub_cgroups)?;
 
-    let mut mask = SigSet::all();
-    mask.remove(nix::sys::signal::SIGKILL);
-    mask.remove(nix::sys::signal::SIGSTOP);
-    if !a.detach {
-        mask.thread_block().context("block signals")?;
-    }
+    let mask = if a.detach {
+        None
+    } else {
+        Some(super::foreground::block_signals()?)
+    };
     let (parent_chan, child_chan) = Channel::pair()?;
     // As in create: on cgroup v1 the child places itself (writes 0 to `tasks`, before it joins
     // any namespace), skipping the grace-period wait of a `cgroup.procs` write.
@@ -371,10 +369,10 @@ fn exec_inner(g: &Global, a: &ExecOptions) -> Result<i32> {
         Some(s) => Some(crate::process::console::recv_fd(s.as_raw_fd())?),
         None => None,
     };
-    if a.detach {
+    let Some(mask) = mask else {
         return Ok(0);
-    }
-    super::run::forward_until_exit(pid, &mask, master.as_ref())
+    };
+    super::foreground::forward_until_exit(pid, &mask, master.as_ref())
 }
 
 #[cfg(test)]
