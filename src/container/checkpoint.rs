@@ -280,8 +280,6 @@ fn restore_in(
     undo: &mut Teardown,
 ) -> Result<state::ContainerState> {
     let spec = &bundle.spec;
-    state::write_atomic(&r.dir.join(state::CONFIG_FILE), &bundle.raw, 0o600)
-        .context("save config.json")?;
     undo.cgroup = Some(crate::process::make_cgroup(
         spec,
         &a.id,
@@ -362,22 +360,7 @@ fn restore_in(
             }
             "setup-namespaces" => {
                 // runc runs prestart and createRuntime hooks here, with the restored pid.
-                if let Some(h) = spec.hooks().as_ref() {
-                    let st = crate::hooks::state_json(
-                        &a.id,
-                        "creating",
-                        n.pid.unwrap_or(0),
-                        &bundle.dir,
-                        spec.annotations().as_ref(),
-                    );
-                    #[allow(deprecated)]
-                    if let Some(x) = h.prestart() {
-                        crate::hooks::run_all("hooks.prestart", x, &st)?;
-                    }
-                    if let Some(x) = h.create_runtime() {
-                        crate::hooks::run_all("hooks.createRuntime", x, &st)?;
-                    }
-                }
+                crate::process::run_create_hooks(&a.id, n.pid.unwrap_or(0), bundle)?;
             }
             "post-restore" => {
                 if let Some(p) = n.pid.filter(|p| *p > 0) {
@@ -498,8 +481,8 @@ pub fn restore(g: &Global, a: &RestoreOptions, criu: &str) -> Result<i32> {
     if g.store.dir(&a.id).exists() {
         bail!("container {} already exists", a.id);
     }
-    let dir = g.store.create_dir(&a.id)?;
-    let mut undo = Teardown::new(dir.clone());
+    let mut undo = crate::process::make_state_dir(&g.store, &a.id, &bundle, None)?;
+    let dir = undo.dir.clone();
     let restored = restore_in(
         g,
         a,

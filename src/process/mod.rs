@@ -14,9 +14,11 @@ pub mod spawn;
 pub mod teardown;
 pub mod timens;
 
+use teardown::Teardown;
+
 use crate::cgroups::{self, Manager};
 use crate::spec::Bundle;
-use crate::state::{self, ContainerState};
+use crate::state::{self, ContainerState, Store};
 use anyhow::{Context, Result};
 use std::os::fd::{AsFd, RawFd};
 use std::os::unix::fs::MetadataExt;
@@ -88,6 +90,69 @@ pub fn kill_and_wait(pid: i32, is_child: bool) {
     } else if let Some(fd) = pidfd {
         let _ = crate::sys::pidfd::wait_exit(fd.as_fd(), 5000);
     }
+}
+
+/// The state dir of a new container with the copy of its config (and, for a rootfs without a
+/// mount namespace of its own, the id of the mount at the rootfs before the init binds it, for
+/// a delete of a create killed before state.json exists): the first step of create and
+/// restore. What was made is in the teardown returned; on error it is removed again.
+pub fn make_state_dir(
+    store: &Store,
+    id: &str,
+    bundle: &Bundle,
+    host_rootfs: Option<(PathBuf, u64)>,
+) -> Result<Teardown> {
+    let dir = store.create_dir(id)?;
+    let t = Teardown {
+        host_rootfs,
+        ..Teardown::new(dir)
+    };
+    let saved = state::write_atomic(&t.dir.join(state::CONFIG_FILE), &bundle.raw, 0o600)
+        .context("save config.json")
+        .and_then(|()| match &t.host_rootfs {
+            Some((rootfs, before)) => {
+                let text = format!("{before} {}", rootfs.display());
+                state::write_atomic(
+                    &t.dir.join(teardown::HOST_ROOTFS_FILE),
+                    text.as_bytes(),
+                    0o600,
+                )
+                .context("save the rootfs's mount id")
+            }
+            None => Ok(()),
+        });
+    match saved {
+        Ok(()) => Ok(t),
+        Err(e) => {
+            t.run_warn();
+            Err(e)
+        }
+    }
+}
+
+/// The prestart and createRuntime hooks, given the state `creating` of the init `pid`: for
+/// create once the init's network namespace exists, for restore at CRIU's
+/// `setup-namespaces`.
+pub fn run_create_hooks(id: &str, pid: i32, bundle: &Bundle) -> Result<()> {
+    let spec = &bundle.spec;
+    let Some(h) = spec.hooks().as_ref() else {
+        return Ok(());
+    };
+    let st = crate::hooks::state_json(
+        id,
+        "creating",
+        pid,
+        &bundle.dir,
+        spec.annotations().as_ref(),
+    );
+    #[allow(deprecated)]
+    if let Some(p) = h.prestart() {
+        crate::hooks::run_all("hooks.prestart", p, &st)?;
+    }
+    if let Some(c) = h.create_runtime() {
+        crate::hooks::run_all("hooks.createRuntime", c, &st)?;
+    }
+    Ok(())
 }
 
 /// `linux.seccomp` compiled now, so that a bad profile fails before anything is created.

@@ -90,11 +90,8 @@ pub fn spawn(bundle: &Bundle, o: SpawnOptions) -> Result<Spawned> {
         Some((bundle.rootfs.clone(), id))
     };
 
-    let dir = o.store.create_dir(o.id)?;
-    let mut cleanup = Teardown {
-        host_rootfs,
-        ..Teardown::new(dir.clone())
-    };
+    let mut cleanup = super::make_state_dir(o.store, o.id, bundle, host_rootfs)?;
+    let dir = cleanup.dir.clone();
     let res = spawn_in(bundle, &o, plan, seccomp, self_exe, &dir, &mut cleanup);
     match res {
         Ok(mut s) => {
@@ -119,18 +116,6 @@ fn spawn_in(
     cleanup: &mut Teardown,
 ) -> Result<Spawned> {
     let spec = &bundle.spec;
-    state::write_atomic(&dir.join(state::CONFIG_FILE), &bundle.raw, 0o600)
-        .context("save config.json")?;
-    if let Some((rootfs, before)) = &cleanup.host_rootfs {
-        // for a delete of a create killed before state.json exists (`Teardown::of_state_dir`)
-        let text = format!("{before} {}", rootfs.display());
-        state::write_atomic(
-            &dir.join(super::teardown::HOST_ROOTFS_FILE),
-            text.as_bytes(),
-            0o600,
-        )
-        .context("save the rootfs's mount id")?;
-    }
     crate::fault::step("create: config saved");
 
     cleanup.cgroup = Some(super::make_cgroup(
@@ -267,22 +252,7 @@ fn spawn_in(
             Msg::HooksRequest => {
                 // the network namespace exists (made at clone, or by the init before Pid)
                 crate::netdev::move_into(spec, pid)?;
-                let st = crate::hooks::state_json(
-                    o.id,
-                    "creating",
-                    pid,
-                    &bundle.dir,
-                    spec.annotations().as_ref(),
-                );
-                if let Some(h) = spec.hooks().as_ref() {
-                    #[allow(deprecated)]
-                    if let Some(p) = h.prestart() {
-                        crate::hooks::run_all("hooks.prestart", p, &st)?;
-                    }
-                    if let Some(c) = h.create_runtime() {
-                        crate::hooks::run_all("hooks.createRuntime", c, &st)?;
-                    }
-                }
+                super::run_create_hooks(o.id, pid, bundle)?;
                 crate::fault::step("create: hooks run");
                 parent_chan.send(&Msg::HostPid(pid))?;
                 parent_chan.send(&Msg::HooksDone)?;
