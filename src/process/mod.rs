@@ -72,12 +72,19 @@ impl Placement {
     /// After the fork (`into_cgroup`: clone3 placed the child): the parent moves `pid` unless
     /// clone3, or the child's own writes to the v1 hierarchies, cover every hierarchy.
     pub fn complete(&self, cg: &dyn Manager, pid: i32, into_cgroup: bool) -> Result<()> {
-        if into_cgroup || (self.by_child && self.clone_fd.is_none()) {
-            return Ok(());
+        if self.parent_adds(into_cgroup) {
+            // clone3 could not place it: everything from here (the child's writes then change
+            // nothing)
+            return cg.add_task(pid);
         }
-        // clone3 could not place it: everything from here (the child's writes then change
-        // nothing)
-        cg.add_task(pid)
+        Ok(())
+    }
+
+    /// Whether the parent must move the child: clone3 did not place it, and the child's own
+    /// writes do not cover every hierarchy (there is a cgroup2 part for clone3, or no self
+    /// placement at all).
+    fn parent_adds(&self, into_cgroup: bool) -> bool {
+        !(into_cgroup || (self.by_child && self.clone_fd.is_none()))
     }
 }
 
@@ -309,4 +316,39 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let abs = std::path::absolute(path).context("--pid-file")?;
     state::write_atomic(&abs, pid.to_string().as_bytes(), 0o644)
         .with_context(|| format!("--pid-file {}", abs.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_leaves_to_the_parent_what_nothing_else_did() {
+        let p = |clone_fd: Option<RawFd>, by_child: bool| Placement {
+            clone_fd,
+            self_join: Vec::new(),
+            by_child,
+        };
+        // pure v1, the child writes to every hierarchy itself
+        assert!(!p(None, true).parent_adds(false));
+        // hybrid: the child's v1 writes plus clone3 for the cgroup2 part
+        assert!(!p(Some(3), true).parent_adds(true));
+        assert!(
+            p(Some(3), true).parent_adds(false),
+            "clone3 failed to place it"
+        );
+        // v2 or systemd: clone3 alone
+        assert!(!p(Some(3), false).parent_adds(true));
+        assert!(p(Some(3), false).parent_adds(false));
+        // no fd and no self placement (a user namespace, the slow path): always the parent
+        assert!(p(None, false).parent_adds(false));
+    }
+
+    #[test]
+    fn placement_of_a_manager_without_cgroup() {
+        let p = Placement::of(&cgroups::NoCgroup, true);
+        assert_eq!((p.clone_fd, p.self_join.len()), (None, 0));
+        assert!(p.parent_adds(false));
+        p.complete(&cgroups::NoCgroup, 1, false).unwrap();
+    }
 }

@@ -163,3 +163,48 @@ pub fn sweep(cg: &dyn Manager) {
         delay = (delay * 2).min(std::time::Duration::from_millis(50));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_dir_of_a_killed_create() {
+        let d = tempfile::Builder::new()
+            .prefix("husk-test-")
+            .tempdir()
+            .unwrap();
+        let dir = d.path().join("c1");
+        let rootfs = d.path().join("rootfs");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::create_dir(&rootfs).unwrap();
+        std::fs::write(dir.join("config.json"), b"{}").unwrap();
+        // the mount at the rootfs is the one noted: the init made no bind, nothing to unmount
+        let id = crate::sys::mount_id(&rootfs).unwrap();
+        let text = format!("{id} {}", rootfs.display());
+        std::fs::write(dir.join(HOST_ROOTFS_FILE), text).unwrap();
+        let t = Teardown::of_state_dir(dir.clone(), None);
+        assert_eq!(t.host_rootfs, Some((rootfs.clone(), id)));
+        assert!(t.run().is_ok());
+        assert!(!dir.exists(), "the state dir is removed");
+        assert!(rootfs.is_dir(), "the rootfs is not the teardown's");
+        // a state dir that is gone already is what is left over, named
+        match Teardown::new(dir.clone()).run() {
+            Err(Leftover::StateDir(e)) => assert!(format!("{e:#}").contains("c1"), "{e:#}"),
+            _ => panic!("a missing state dir is not reported"),
+        }
+    }
+
+    #[test]
+    fn unreadable_rootfs_note_is_no_rootfs() {
+        let d = tempfile::Builder::new()
+            .prefix("husk-test-")
+            .tempdir()
+            .unwrap();
+        for text in ["", "12", "x /rootfs", "-1 /rootfs"] {
+            std::fs::write(d.path().join(HOST_ROOTFS_FILE), text).unwrap();
+            let t = Teardown::of_state_dir(d.path().to_path_buf(), None);
+            assert_eq!(t.host_rootfs, None, "{text:?}");
+        }
+    }
+}
