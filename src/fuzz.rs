@@ -136,7 +136,7 @@ proptest! {
                     prop_assert!(!e.to_string().is_empty());
                 }
                 // what create computes from a valid config before anything is made
-                let _ = crate::process::spawn::compile_seccomp(&spec);
+                let _ = crate::process::compile_seccomp(&spec);
             }
             Err(e) => prop_assert!(!e.to_string().is_empty()),
         }

@@ -18,6 +18,20 @@ pub fn clone_flag(t: LinuxNamespaceType) -> libc::c_int {
     }
 }
 
+/// The name of a namespace type under /proc/PID/ns (also CRIU's, runc's configs.NsName).
+pub fn proc_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
 /// A namespace to join: its type and an open fd of its nsfs file.
 pub struct JoinNs {
     pub typ: LinuxNamespaceType,

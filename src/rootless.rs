@@ -1,7 +1,7 @@
 //! Rootless mode, as runc decides it: `--rootless true|false|auto` (default auto), where auto
 //! means rootless when husk runs with a non-zero effective uid or inside a user namespace (where
 //! "root" cannot write the host's cgroup tree). In rootless mode a container that may not
-//! create its cgroup runs in its caller's (`spawn::make_cgroup`); and a non-root caller's
+//! create its cgroup runs in its caller's (`process::make_cgroup`); and a non-root caller's
 //! state defaults to `$XDG_RUNTIME_DIR/husk`.
 
 use anyhow::{bail, Result};

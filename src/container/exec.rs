@@ -4,11 +4,9 @@
 use super::lifecycle::{status_of, Global};
 use super::ExecOptions;
 use crate::process::channel::{Channel, Msg};
-use crate::process::init::{finish, set_dumpable, ProcessTail};
 use crate::state::{self, Status};
 use anyhow::{bail, Context, Result};
 use nix::sched::CloneFlags;
-use nix::sys::signal::SigSet;
 use oci_spec::runtime::{Capability, LinuxNamespaceType, Process, Spec};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
@@ -145,19 +143,6 @@ fn build_process(spec: &Spec, a: &ExecOptions) -> Result<Process> {
     Ok(p)
 }
 
-fn ns_name(t: LinuxNamespaceType) -> &'static str {
-    match t {
-        LinuxNamespaceType::Mount => "mnt",
-        LinuxNamespaceType::Cgroup => "cgroup",
-        LinuxNamespaceType::Uts => "uts",
-        LinuxNamespaceType::Ipc => "ipc",
-        LinuxNamespaceType::User => "user",
-        LinuxNamespaceType::Pid => "pid",
-        LinuxNamespaceType::Network => "net",
-        LinuxNamespaceType::Time => "time",
-    }
-}
-
 fn exec_inner(g: &Global, a: &ExecOptions) -> Result<i32> {
     let st = g.store.load(&a.id)?;
     crate::fault::step("exec: state loaded");
@@ -204,8 +189,8 @@ fn exec_inner(g: &Global, a: &ExecOptions) -> Result<i32> {
     }
     let sub_cgroups = super::exec_cgroup::parse(&a.cgroup)?;
     let mempolicy = crate::process::mempolicy::check(&spec)?;
-    let seccomp = crate::process::spawn::compile_seccomp(&spec)?;
-    let self_exe = crate::process::spawn::self_exe_id()?;
+    let seccomp = crate::process::compile_seccomp(&spec)?;
+    let self_exe = crate::process::self_exe_id()?;
 
     // Open the container's namespaces (pinned by the pidfd-checked pid).
     let pidfd = crate::sys::pidfd::open(st.pid).context("container not running")?;
@@ -220,7 +205,7 @@ fn exec_inner(g: &Global, a: &ExecOptions) -> Result<i32> {
         .map(|v| v.iter().map(|n| n.typ()).collect())
         .unwrap_or_default();
     for t in &types {
-        let name = ns_name(*t);
+        let name = crate::namespaces::proc_name(*t);
         let theirs = format!("/proc/{}/ns/{name}", st.pid);
         let mine = std::fs::metadata(format!("/proc/self/ns/{name}"))
             .map(|m| m.ino())
@@ -268,7 +253,12 @@ fn exec_inner(g: &Global, a: &ExecOptions) -> Result<i32> {
                 fd,
                 CloneFlags::from_bits_retain(crate::namespaces::clone_flag(*t)),
             )
-            .with_context(|| format!("join the container's {} namespace", ns_name(*t)))?;
+            .with_context(|| {
+                format!(
+                    "join the container's {} namespace",
+                    crate::namespaces::proc_name(*t)
+                )
+            })?;
         }
     }
     join.sort_by_key(|(t, _)| match t {
@@ -279,20 +269,15 @@ fn exec_inner(g: &Global, a: &ExecOptions) -> Result<i32> {
     let cg = crate::cgroups::from_state(&st.cgroup)?;
     let sub_dirs = super::exec_cgroup::target_dirs(&st.cgroup, &sub_cgroups)?;
 
-    let mut mask = SigSet::all();
-    mask.remove(nix::sys::signal::SIGKILL);
-    mask.remove(nix::sys::signal::SIGSTOP);
-    if !a.detach {
-        mask.thread_block().context("block signals")?;
-    }
+    let mask = if a.detach {
+        None
+    } else {
+        Some(super::foreground::block_signals()?)
+    };
     let (parent_chan, child_chan) = Channel::pair()?;
     // As in create: on cgroup v1 the child places itself (writes 0 to `tasks`, before it joins
     // any namespace), skipping the grace-period wait of a `cgroup.procs` write.
-    let self_place = cg.self_placement();
-    let (cg_fd, self_join) = match &self_place {
-        Some((fd, files)) => (*fd, files.clone()),
-        None => (cg.clone_into_fd(), Vec::new()),
-    };
+    let placement = crate::process::Placement::of(cg.as_ref(), true, false);
     // execCPUAffinity.initial: the child is born with it, before it is in the container's
     // cgroup (clone3 may place it there at birth), as runc starts `runc init` from a thread
     // pinned to it. This process gets its own affinity back right after the fork.
@@ -304,7 +289,7 @@ fn exec_inner(g: &Global, a: &ExecOptions) -> Result<i32> {
         }
         None => None,
     };
-    let forked = crate::sys::clone3::fork_with(0, cg_fd, true);
+    let forked = crate::sys::clone3::fork_with(0, placement.clone_fd, true);
     if let (Some(saved), Ok((crate::sys::clone3::Forked::Parent { .. }, _)) | Err(_)) =
         (&saved_affinity, &forked)
     {
@@ -316,67 +301,22 @@ fn exec_inner(g: &Global, a: &ExecOptions) -> Result<i32> {
     let (pid, child_pidfd) = match forked {
         crate::sys::clone3::Forked::Child => {
             drop(parent_chan);
-            // hold no host directory fd in the container (CVE-2016-9962)
-            if let Some(fd) = cg_fd {
-                // SAFETY: closing a descriptor number this process inherited and will not use.
-                unsafe { libc::close(fd) };
-            }
-            let r = (|| -> Result<std::convert::Infallible> {
-                set_dumpable(false)?;
-                child_chan.expect(Msg::Go)?;
-                for f in &self_join {
-                    std::fs::write(f, b"0").with_context(|| {
-                        format!("join the container's cgroup: write 0 to {}", f.display())
-                    })?;
-                }
-                super::exec_cgroup::join_self(&sub_dirs)?;
-                for (t, fd) in &join {
-                    if matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {
-                        continue;
-                    }
-                    nix::sched::setns(
-                        fd,
-                        CloneFlags::from_bits_retain(crate::namespaces::clone_flag(*t)),
-                    )
-                    .with_context(|| format!("join the container's {} namespace", ns_name(*t)))?;
-                }
-                drop(join);
-                if let Some(d) = &chroot_dir {
-                    nix::unistd::fchdir(d).context("fchdir to the container's root")?;
-                    nix::unistd::chroot(".").context("chroot into the container's root")?;
-                }
-                drop(chroot_dir);
-                if let Some(sock) = &console {
-                    nix::unistd::setsid().context("setsid")?;
-                    let size = process
-                        .console_size()
-                        .as_ref()
-                        .map(|b| (b.height() as u16, b.width() as u16));
-                    crate::process::console::setup_in_container(sock, size, false)?;
-                }
-                if let Some(p) = &mempolicy {
-                    crate::process::mempolicy::apply(p)?;
-                }
-                let tail = ProcessTail {
-                    process: &process,
-                    personality: None,
-                    seccomp: seccomp.as_ref(),
-                    in_userns,
-                    preserve_fds: a.preserve_fds,
-                    self_exe,
-                    exec_affinity: Some(&affinity),
-                    chan: &child_chan,
-                };
-                finish(&tail, &mut || Ok(()))
-            })();
-            let err = match r {
-                Ok(never) => match never {},
-                Err(e) => e,
-            };
-            let msg = crate::logging::fold_warnings(format!("{err:#}"));
-            let _ = child_chan.send(&Msg::Error(msg));
-            // SAFETY: end the forked child without running the parent's destructors.
-            unsafe { libc::_exit(255) }
+            placement.close_in_child();
+            crate::process::exec_init::run(crate::process::exec_init::ExecContext {
+                process: &process,
+                chan: child_chan,
+                self_join: &placement.self_join,
+                sub_cgroups: &sub_dirs,
+                join,
+                chroot_dir,
+                console,
+                mempolicy,
+                seccomp: seccomp.as_ref(),
+                in_userns,
+                preserve_fds: a.preserve_fds,
+                self_exe,
+                affinity: &affinity,
+            })
         }
         crate::sys::clone3::Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
@@ -384,17 +324,11 @@ fn exec_inner(g: &Global, a: &ExecOptions) -> Result<i32> {
     drop(pidfd);
     crate::fault::step("exec: forked");
     let fail = |e: anyhow::Error| -> Result<i32> {
-        crate::process::spawn::kill_and_wait(pid, true);
+        crate::process::kill_and_wait(pid, true);
         Err(e)
     };
-    let placed_by_child = match &self_place {
-        Some((fd, _)) => into_cg || fd.is_none(),
-        None => into_cg,
-    };
-    if !placed_by_child {
-        if let Err(e) = cg.place(pid) {
-            return fail(e.context("join the container's cgroup"));
-        }
+    if let Err(e) = placement.complete(cg.as_ref(), pid, into_cg) {
+        return fail(e.context("join the container's cgroup"));
     }
     crate::fault::step("exec: placed");
     parent_chan.send(&Msg::Go)?;
@@ -426,7 +360,7 @@ fn exec_inner(g: &Global, a: &ExecOptions) -> Result<i32> {
     crate::log_debug!("{}: exec'd process runs, pid {pid}", a.id);
     crate::fault::step("exec: running");
     if let Some(pf) = &a.pid_file {
-        crate::process::spawn::write_pid_file(pf, pid)?;
+        crate::process::write_pid_file(pf, pid)?;
     }
     if let Some(sock) = &a.pidfd_socket {
         super::lifecycle::send_pidfd(sock, child_pidfd.as_ref(), pid)?;
@@ -435,10 +369,10 @@ fn exec_inner(g: &Global, a: &ExecOptions) -> Result<i32> {
         Some(s) => Some(crate::process::console::recv_fd(s.as_raw_fd())?),
         None => None,
     };
-    if a.detach {
+    let Some(mask) = mask else {
         return Ok(0);
-    }
-    super::run::forward_until_exit(pid, &mask, master.as_ref())
+    };
+    super::foreground::forward_until_exit(pid, &mask, master.as_ref())
 }
 
 #[cfg(test)]

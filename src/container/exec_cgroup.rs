@@ -134,17 +134,6 @@ fn strip_root(path: &str, root: &str) -> Option<String> {
     }
 }
 
-/// In the exec'd process, before it joins any namespace: move itself into each directory.
-pub fn join_self(dirs: &[PathBuf]) -> Result<()> {
-    for d in dirs {
-        let f = d.join("cgroup.procs");
-        std::fs::write(&f, b"0").with_context(|| {
-            format!("--cgroup: join the sub-cgroup: write 0 to {}", f.display())
-        })?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 
 use super::CreateOptions;
 use crate::process::spawn::{self, SpawnOptions};
+use crate::process::teardown::{Leftover, Teardown};
 use crate::state::{self, ContainerState, Status, Store};
 use anyhow::{bail, Context, Result};
 use std::io::Read;
@@ -11,7 +12,7 @@ use std::os::fd::{AsFd, AsRawFd};
 pub struct Global {
     pub store: Store,
     pub systemd_cgroup: bool,
-    /// Rootless mode (`--rootless`, or detected with `auto`): see `spawn::make_cgroup`.
+    /// Rootless mode (`--rootless`, or detected with `auto`): see `process::make_cgroup`.
     pub rootless: crate::rootless::Mode,
 }
 
@@ -242,50 +243,13 @@ fn cgroup_left(id: &str, e: anyhow::Error) -> anyhow::Error {
     anyhow::anyhow!("container {id} deleted, but its cgroup could not be removed: {e:#}")
 }
 
-/// How long delete waits for the processes of a container's cgroup to be gone.
-const SWEEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Kill every process in a container's cgroup and wait until none is left, whatever state.json
-/// says (a container without its own pid namespace keeps its other processes when init exits;
-/// a recorded pid may be dead or reused). The cgroup is thawed first, whatever its freezer's
-/// state (FREEZING included: a pause killed half way), since frozen tasks do not die on v1;
-/// then every member gets SIGKILL (cgroup.kill, or freeze, signal, thaw, so nothing forks away
-/// in between) until the cgroup is empty. A cgroup that is gone or unreadable is left to
-/// `destroy` to report. A cgroup that holds husk itself or its caller (a state.json naming a
-/// cgroup that is not the container's) is never swept.
-fn sweep(cg: &dyn crate::cgroups::Manager) {
-    let me = [std::process::id() as i32, nix::unistd::getppid().as_raw()];
-    let _ = cg.freeze(false);
-    let deadline = std::time::Instant::now() + SWEEP_TIMEOUT;
-    let mut delay = std::time::Duration::from_millis(1);
-    loop {
-        match cg.pids() {
-            Ok(p) if p.iter().any(|p| me.contains(p)) => {
-                crate::logging::warn(&format!(
-                    "cgroup {:?} holds husk or its caller: not killing its processes",
-                    cg.state().path
-                ));
-                return;
-            }
-            Ok(p) if !p.is_empty() => {}
-            _ => return,
-        }
-        let _ = cg.kill_all(nix::sys::signal::SIGKILL);
-        if std::time::Instant::now() > deadline {
-            return;
-        }
-        std::thread::sleep(delay);
-        delay = (delay * 2).min(std::time::Duration::from_millis(50));
-    }
-}
-
 /// Kill every process of a container: its init when `init_alive` (the pid was checked against
 /// its start time), and everything in its cgroup.
 fn kill_everything(st: &ContainerState, init_alive: bool) {
     if st.cgroup.driver == crate::cgroups::NoCgroup::DRIVER {
         // A rootless container without a cgroup of its own: its init is all husk can find.
         if init_alive {
-            spawn::kill_and_wait(st.pid, false);
+            crate::process::kill_and_wait(st.pid, false);
         }
         return;
     }
@@ -301,46 +265,37 @@ fn kill_everything(st: &ContainerState, init_alive: bool) {
         );
     }
     if let Ok(cg) = &cg {
-        sweep(cg.as_ref());
+        crate::process::teardown::sweep(cg.as_ref());
     }
     if init_alive {
-        spawn::kill_and_wait(st.pid, false);
+        crate::process::kill_and_wait(st.pid, false);
     }
 }
 
 /// What a `create` killed half way (e.g. SIGKILL) left, or a container whose state.json cannot
-/// be read or names an unusable cgroup: its cgroup (found again from the config copy saved before the cgroup was made),
-/// anything running in it, and the state dir. The init of such a create exits by itself when
-/// its sync channel closes.
+/// be read or names an unusable cgroup: its cgroup (found again from the config copy saved
+/// before the cgroup was made), anything running in it, and the state dir.
 fn remove_half_created(g: &Global, id: &str) -> Result<()> {
     let dir = g.store.dir(id);
-    spawn::unmount_half_created(&dir);
-    let mut res = Ok(());
-    if let Ok(raw) = std::fs::read(dir.join(state::CONFIG_FILE)) {
-        if let Ok(spec) = crate::spec::parse(&raw) {
-            let path = spec
-                .linux()
-                .as_ref()
-                .and_then(|l| l.cgroups_path().as_ref())
-                .map(|p| p.to_string_lossy().into_owned());
-            // (a rootless container's unit lives in the user's systemd instance)
-            let user = g.systemd_cgroup && g.rootless.get();
-            let none = std::collections::HashMap::new();
-            let cg = crate::cgroups::new_manager_with(
-                path.as_deref(),
-                id,
-                g.systemd_cgroup,
-                &none,
-                user,
-            );
-            if let Ok(cg) = cg {
-                sweep(cg.as_ref());
-                res = cg.destroy();
-            }
-        }
+    let spec = std::fs::read(dir.join(state::CONFIG_FILE))
+        .ok()
+        .and_then(|raw| crate::spec::parse(&raw).ok());
+    let cg = spec.and_then(|spec| {
+        let path = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.to_string_lossy().into_owned());
+        // (a rootless container's unit lives in the user's systemd instance)
+        let user = g.systemd_cgroup && g.rootless.get();
+        let none = std::collections::HashMap::new();
+        crate::cgroups::new_manager_with(path.as_deref(), id, g.systemd_cgroup, &none, user).ok()
+    });
+    match Teardown::of_state_dir(dir, cg).run() {
+        Ok(()) => Ok(()),
+        Err(Leftover::StateDir(e)) => Err(e),
+        Err(Leftover::Cgroup(e)) => Err(cgroup_left(id, e)),
     }
-    std::fs::remove_dir_all(&dir).with_context(|| format!("remove state dir of {id}"))?;
-    res.map_err(|e| cgroup_left(id, e))
 }
 
 pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
@@ -385,7 +340,7 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
             // a state.json whose cgroup is unusable: the cgroup is found from the saved config
             crate::logging::warn(&format!("{id}: {e:#}; using the saved config.json"));
             if status != Status::Stopped {
-                spawn::kill_and_wait(st.pid, false);
+                crate::process::kill_and_wait(st.pid, false);
             }
             return remove_half_created(g, id);
         }

@@ -3,13 +3,14 @@
 mod checkpoint;
 mod exec;
 mod exec_cgroup;
+mod foreground;
 mod lifecycle;
 mod ops;
 mod options;
 mod run;
 mod signal;
 
-pub use checkpoint::{checkpoint, dump_request, restore};
+pub use checkpoint::{checkpoint, restore};
 pub use exec::{exec, parse_user};
 pub use lifecycle::{create, delete, kill, list, start, state, status_of, Global};
 pub use ops::{events, features, pause, ps, resume, update};

@@ -65,24 +65,7 @@ pub struct ExecOptions {
     pub cgroup: Vec<String>,
 }
 
-/// What `checkpoint` and `restore` share.
-#[derive(Debug, Clone, Default)]
-pub struct CriuOptions {
-    /// Directory for the checkpoint images (default: ./checkpoint).
-    pub image_path: Option<PathBuf>,
-    /// Directory for CRIU's log and work files (default: the image path).
-    pub work_path: Option<PathBuf>,
-    pub tcp_established: bool,
-    pub ext_unix_sk: bool,
-    pub shell_job: bool,
-    pub file_locks: bool,
-    /// soft, full, strict or ignore.
-    pub manage_cgroups_mode: Option<String>,
-    /// Namespaces to create empty rather than restore.
-    pub empty_ns: Vec<String>,
-    pub lazy_pages: bool,
-    pub auto_dedup: bool,
-}
+pub use crate::criu::request::CriuOptions;
 
 /// `checkpoint`.
 #[derive(Debug, Clone, Default)]

@@ -1,14 +1,12 @@
-//! `run`: create and start in one go; in the foreground, forward signals to the container,
-//! proxy its terminal, and exit with its status.
+//! `run`: create and start in one go; in the foreground (`foreground.rs`), forward signals to
+//! the container, proxy its terminal, and exit with its status.
 
-use super::lifecycle::{destroy, Global};
+use super::foreground::{block_signals, forward_until_exit, remove_after_exit};
+use super::lifecycle::Global;
 use super::RunOptions;
 use crate::process::spawn::{self, SpawnOptions};
 use anyhow::{Context, Result};
-use nix::sys::signal::SigSet;
-use nix::sys::signalfd::SignalFd;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 /// Returns the exit code for the husk process.
 pub fn run(g: &Global, a: &RunOptions) -> Result<i32> {
@@ -53,13 +51,13 @@ pub fn run_with(
 
     // Block the signals we forward before the fork so none is lost; init unblocks them before
     // exec. Orphans of a pid-namespace fork are reparented to us.
-    let mut mask = SigSet::all();
-    mask.remove(nix::sys::signal::SIGKILL);
-    mask.remove(nix::sys::signal::SIGSTOP);
-    if !a.detach {
-        mask.thread_block().context("block signals")?;
+    let mask = if a.detach {
+        None
+    } else {
+        let mask = block_signals()?;
         nix::sys::prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER")?;
-    }
+        Some(mask)
+    };
 
     let mut s = spawn::spawn(
         &bundle,
@@ -95,199 +93,14 @@ pub fn run_with(
             crate::hooks::state_json(&st.id, "running", st.pid, &st.bundle, Some(&st.annotations));
         crate::hooks::run_all_warn("hooks.poststart", &st.poststart, &js);
     }
-    if a.detach {
+    let Some(mask) = mask else {
         return Ok(0);
-    }
-
+    };
     let code = forward_until_exit(st.pid, &mask, master.as_ref())?;
     crate::fault::step("run: exited");
     crate::log_debug!("{}: exited, status {code}", a.create.id);
     if !a.keep {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(st.pid),
-            nix::sys::signal::SIGKILL,
-        );
-        if !st.own_pid_ns {
-            if let Ok(cg) = crate::cgroups::from_state(&st.cgroup) {
-                for p in cg.pids().unwrap_or_default() {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(p),
-                        nix::sys::signal::SIGKILL,
-                    );
-                }
-            }
-        }
-        reap_all();
-        destroy(g, &st)?;
+        remove_after_exit(g, &st)?;
     }
     Ok(code)
-}
-
-fn reap_all() {
-    while let Ok(ws) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-        if ws == WaitStatus::StillAlive {
-            break;
-        }
-    }
-}
-
-/// Puts a tty in raw mode and restores it on drop.
-struct RawTty {
-    saved: Option<nix::sys::termios::Termios>,
-}
-
-impl RawTty {
-    fn new() -> Self {
-        let stdin = std::io::stdin();
-        let saved = nix::sys::termios::tcgetattr(stdin.as_fd()).ok();
-        if let Some(t) = &saved {
-            let mut raw = t.clone();
-            nix::sys::termios::cfmakeraw(&mut raw);
-            let _ = nix::sys::termios::tcsetattr(
-                stdin.as_fd(),
-                nix::sys::termios::SetArg::TCSANOW,
-                &raw,
-            );
-        }
-        RawTty { saved }
-    }
-}
-
-impl Drop for RawTty {
-    fn drop(&mut self) {
-        if let Some(t) = &self.saved {
-            let _ = nix::sys::termios::tcsetattr(
-                std::io::stdin().as_fd(),
-                nix::sys::termios::SetArg::TCSANOW,
-                t,
-            );
-        }
-    }
-}
-
-fn copy_winsize(master: BorrowedFd) {
-    let mut ws: libc::winsize = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ fills the winsize struct we pass; failure (no tty) is ignored.
-    if unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } == 0 {
-        let _ = crate::process::console::set_size(master.as_raw_fd(), ws.ws_row, ws.ws_col);
-    }
-}
-
-/// Forward signals to `pid`, proxy the pty, and return the exit code once `pid` has exited.
-pub(crate) fn forward_until_exit(pid: i32, mask: &SigSet, master: Option<&OwnedFd>) -> Result<i32> {
-    let sfd = SignalFd::with_flags(
-        mask,
-        nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
-    )
-    .context("signalfd")?;
-    let _raw = master.map(|_| RawTty::new());
-    if let Some(m) = master {
-        copy_winsize(m.as_fd());
-    }
-    let mut stdin_open = master.is_some();
-    let mut master_open = master.is_some();
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut code: Option<i32> = None;
-    loop {
-        if let Some(c) = code {
-            if !master_open {
-                return Ok(c);
-            }
-        }
-        let mut fds = vec![libc::pollfd {
-            fd: sfd.as_fd().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        if let Some(m) = master {
-            if master_open {
-                fds.push(libc::pollfd {
-                    fd: m.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-            }
-            if stdin_open && code.is_none() {
-                fds.push(libc::pollfd {
-                    fd: 0,
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-            }
-        }
-        // After exit, drain the pty without blocking forever.
-        let timeout = if code.is_some() { 100 } else { -1 };
-        // SAFETY: fds is a valid array of pollfd of the given length.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(e).context("poll");
-        }
-        if n == 0 && code.is_some() {
-            return Ok(code.unwrap_or(0));
-        }
-        for p in &fds {
-            if p.revents == 0 {
-                continue;
-            }
-            if p.fd == sfd.as_fd().as_raw_fd() {
-                while let Ok(Some(info)) = sfd.read_signal() {
-                    let sig = info.ssi_signo as i32;
-                    if sig == libc::SIGCHLD {
-                        loop {
-                            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                                Ok(WaitStatus::Exited(p, c)) if p.as_raw() == pid => code = Some(c),
-                                Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == pid => {
-                                    code = Some(128 + s as i32)
-                                }
-                                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                                Ok(_) => {}
-                            }
-                        }
-                    } else if sig == libc::SIGWINCH {
-                        if let Some(m) = master {
-                            copy_winsize(m.as_fd());
-                        }
-                    } else {
-                        // SAFETY: plain kill(2) with a pid and signal number.
-                        unsafe { libc::kill(pid, sig) };
-                    }
-                }
-            } else if master.is_some_and(|m| p.fd == m.as_raw_fd()) {
-                let m = master.expect("checked");
-                match nix::unistd::read(m, &mut buf) {
-                    Ok(0) | Err(_) => master_open = false,
-                    Ok(k) => write_all(1, &buf[..k]),
-                }
-            } else if p.fd == 0 {
-                let stdin = std::io::stdin();
-                match nix::unistd::read(stdin.as_fd(), &mut buf) {
-                    Ok(0) | Err(_) => stdin_open = false,
-                    Ok(k) => write_all(master.expect("pty").as_raw_fd(), &buf[..k]),
-                }
-            }
-        }
-    }
-}
-
-fn write_all(fd: i32, mut data: &[u8]) {
-    while !data.is_empty() {
-        // SAFETY: writing from a valid slice to an fd we hold.
-        let r = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if r <= 0 {
-            if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return;
-        }
-        data = &data[r as usize..];
-    }
 }

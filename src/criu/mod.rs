@@ -4,6 +4,7 @@
 //! container start path.
 
 pub mod proto;
+pub mod request;
 
 use anyhow::{bail, Context, Result};
 use nix::sys::socket::{

@@ -8,7 +8,8 @@
 
 use anyhow::{bail, Result};
 
-/// `criu_req_type`.
+/// `criu_req_type`: CRIU's whole enum (rpc.proto), of which husk sends a few.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReqType {
     Empty = 0,
@@ -21,23 +22,8 @@ pub enum ReqType {
     Version = 10,
 }
 
-impl ReqType {
-    pub fn from_i64(v: i64) -> Option<ReqType> {
-        Some(match v {
-            0 => ReqType::Empty,
-            1 => ReqType::Dump,
-            2 => ReqType::Restore,
-            3 => ReqType::Check,
-            4 => ReqType::PreDump,
-            5 => ReqType::PageServer,
-            6 => ReqType::Notify,
-            10 => ReqType::Version,
-            _ => return None,
-        })
-    }
-}
-
-/// `criu_cg_mode`.
+/// `criu_cg_mode`: CRIU's whole enum (rpc.proto); `--manage-cgroups-mode` names four.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CgMode {
     Ignore = 0,

@@ -3,15 +3,15 @@
 
 use super::channel::{Channel, Msg};
 use super::init::{InitContext, StartGate};
-use crate::cgroups::{self, Manager};
+use super::teardown::Teardown;
+use crate::cgroups;
 use crate::namespaces::Plan;
 use crate::spec::Bundle;
 use crate::state::{self, ContainerState, Store};
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::LinuxNamespaceType;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub struct SpawnOptions<'a> {
     pub id: &'a str,
@@ -35,7 +35,7 @@ pub struct Spawned {
     pub chan: Channel,
     /// pidfd of init when it is our child (fast path).
     pub pidfd: Option<OwnedFd>,
-    cleanup: Option<Cleanup>,
+    cleanup: Option<Teardown>,
 }
 
 impl Spawned {
@@ -59,102 +59,9 @@ impl Spawned {
 impl Drop for Spawned {
     fn drop(&mut self) {
         if let Some(c) = self.cleanup.take() {
-            c.run();
+            c.run_warn();
         }
     }
-}
-
-/// In the state dir of a container without a mount namespace: `<mount id> <rootfs>`, the id of
-/// the mount at the rootfs before the init bound it.
-const HOST_ROOTFS_FILE: &str = "host-rootfs";
-
-/// A create killed half way (no state.json yet) of a container without a mount namespace: the
-/// init's bind of the rootfs, if it made one (a mount at the rootfs that is not the one noted
-/// before the fork), is unmounted with everything under it.
-pub fn unmount_half_created(dir: &Path) {
-    let Ok(text) = std::fs::read_to_string(dir.join(HOST_ROOTFS_FILE)) else {
-        return;
-    };
-    let Some((before, rootfs)) = text.split_once(' ') else {
-        return;
-    };
-    let (Ok(before), rootfs) = (before.parse::<u64>(), Path::new(rootfs)) else {
-        return;
-    };
-    if let Ok(now) = crate::sys::mount_id(rootfs) {
-        if now != before {
-            if let Err(e) = crate::rootfs::unmount_host_rootfs(rootfs, now) {
-                crate::logging::warn(&format!("{e:#}"));
-            }
-        }
-    }
-}
-
-/// What to undo if create fails half way.
-struct Cleanup {
-    dir: PathBuf,
-    cgroup: Option<Box<dyn Manager>>,
-    pid: i32,
-    is_child: bool,
-    /// No mount namespace of its own: the rootfs and the id of the mount at it before the
-    /// init bound it (a different one there now is the init's bind).
-    host_rootfs: Option<(PathBuf, u64)>,
-}
-
-impl Cleanup {
-    fn run(self) {
-        if self.pid > 0 {
-            kill_and_wait(self.pid, self.is_child);
-        }
-        if let Some((rootfs, before)) = &self.host_rootfs {
-            match crate::sys::mount_id(rootfs) {
-                Ok(now) if now != *before => {
-                    if let Err(e) = crate::rootfs::unmount_host_rootfs(rootfs, now) {
-                        crate::logging::warn(&format!("{e:#}"));
-                    }
-                }
-                _ => {}
-            }
-        }
-        if let Some(cg) = &self.cgroup {
-            if let Err(e) = cg.destroy() {
-                crate::logging::warn(&format!("remove cgroup: {e:#}"));
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// SIGKILL a process and wait until it is gone (reaping it if it is our child).
-pub fn kill_and_wait(pid: i32, is_child: bool) {
-    let pidfd = crate::sys::pidfd::open(pid).ok();
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
-    if is_child {
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-    } else if let Some(fd) = pidfd {
-        let _ = crate::sys::pidfd::wait_exit(fd.as_fd(), 5000);
-    }
-}
-
-/// `linux.seccomp` compiled now, so that a bad profile fails before anything is created.
-pub fn compile_seccomp(
-    spec: &oci_spec::runtime::Spec,
-) -> Result<Option<crate::security::SeccompProgram>> {
-    match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(s) => {
-            let p = crate::security::seccomp_compile(s).context("linux.seccomp")?;
-            crate::security::seccomp_check_kernel(&p)?;
-            Ok(Some(p))
-        }
-        None => Ok(None),
-    }
-}
-
-/// (dev, ino) of the running husk binary, which the container's process must never exec.
-pub fn self_exe_id() -> Result<(u64, u64)> {
-    std::fs::metadata("/proc/self/exe")
-        .map(|m| (m.dev(), m.ino()))
-        .context("stat /proc/self/exe")
 }
 
 pub fn spawn(bundle: &Bundle, o: SpawnOptions) -> Result<Spawned> {
@@ -168,8 +75,8 @@ pub fn spawn(bundle: &Bundle, o: SpawnOptions) -> Result<Spawned> {
         bail!("--console-socket given but process.terminal is false");
     }
     let plan = Plan::from_spec(spec)?;
-    let seccomp = compile_seccomp(spec)?;
-    let self_exe = self_exe_id()?;
+    let seccomp = super::compile_seccomp(spec)?;
+    let self_exe = super::self_exe_id()?;
 
     let host_rootfs = if crate::rootfs::own_mount_ns(spec) {
         None
@@ -183,14 +90,8 @@ pub fn spawn(bundle: &Bundle, o: SpawnOptions) -> Result<Spawned> {
         Some((bundle.rootfs.clone(), id))
     };
 
-    let dir = o.store.create_dir(o.id)?;
-    let mut cleanup = Cleanup {
-        dir: dir.clone(),
-        cgroup: None,
-        pid: 0,
-        is_child: true,
-        host_rootfs,
-    };
+    let mut cleanup = super::make_state_dir(o.store, o.id, bundle, host_rootfs)?;
+    let dir = cleanup.dir.clone();
     let res = spawn_in(bundle, &o, plan, seccomp, self_exe, &dir, &mut cleanup);
     match res {
         Ok(mut s) => {
@@ -198,7 +99,7 @@ pub fn spawn(bundle: &Bundle, o: SpawnOptions) -> Result<Spawned> {
             Ok(s)
         }
         Err(e) => {
-            cleanup.run();
+            cleanup.run_warn();
             Err(e)
         }
     }
@@ -212,20 +113,17 @@ fn spawn_in(
     seccomp: Option<crate::security::SeccompProgram>,
     self_exe: (u64, u64),
     dir: &Path,
-    cleanup: &mut Cleanup,
+    cleanup: &mut Teardown,
 ) -> Result<Spawned> {
     let spec = &bundle.spec;
-    state::write_atomic(&dir.join(state::CONFIG_FILE), &bundle.raw, 0o600)
-        .context("save config.json")?;
-    if let Some((rootfs, before)) = &cleanup.host_rootfs {
-        // for a delete of a create killed before state.json exists (`unmount_half_created`)
-        let text = format!("{before} {}", rootfs.display());
-        state::write_atomic(&dir.join(HOST_ROOTFS_FILE), text.as_bytes(), 0o600)
-            .context("save the rootfs's mount id")?;
-    }
     crate::fault::step("create: config saved");
 
-    cleanup.cgroup = Some(make_cgroup(spec, o.id, o.systemd_cgroup, o.rootless)?);
+    cleanup.cgroup = Some(super::make_cgroup(
+        spec,
+        o.id,
+        o.systemd_cgroup,
+        o.rootless,
+    )?);
     let cg = cleanup.cgroup.as_ref().expect("just set");
     crate::fault::step("create: cgroup made");
     crate::log_debug!(
@@ -268,22 +166,14 @@ fn spawn_in(
     };
     let own_pid_ns = plan.creates(libc::CLONE_NEWPID);
     // A privileged child on the fast path places itself where that is cheaper (cgroup v1).
-    let self_place = if userns || slow_path {
-        None
-    } else {
-        cg.self_placement()
-    };
-    let (cg_fd, self_join) = match &self_place {
-        Some((fd, files)) => (*fd, files.clone()),
-        None => (cg.clone_into_fd(), Vec::new()),
-    };
+    let placement = super::Placement::of(cg.as_ref(), !(userns || slow_path), true);
     // computed here: the child should allocate as little as possible
     let cgroup2_dir = cgroup2_dir(&cg.state());
     let timens_restore = timens_offsets
         .as_deref()
         .map(super::timens::prepare)
         .transpose()?;
-    let forked = crate::sys::clone3::fork_with(clone_flags, cg_fd, true);
+    let forked = crate::sys::clone3::fork_with(clone_flags, placement.clone_fd, true);
     if let (Some(r), Ok((crate::sys::clone3::Forked::Parent { .. }, _)) | Err(_)) =
         (timens_restore, &forked)
     {
@@ -296,13 +186,7 @@ fn spawn_in(
     let (mut pid, pidfd) = match forked {
         crate::sys::clone3::Forked::Child => {
             drop(parent_chan);
-            // CVE-2016-9962: init holds no host directory fd; the cgroup fd served clone3 only.
-            // (Its owner, the manager, is never dropped in this process: init ends in exec or
-            // _exit.)
-            if let Some(fd) = cg_fd {
-                // SAFETY: closing a descriptor number this process inherited and will not use.
-                unsafe { libc::close(fd) };
-            }
+            placement.close_in_child();
             super::init::run(InitContext {
                 id: o.id,
                 bundle,
@@ -317,7 +201,7 @@ fn spawn_in(
                 self_exe,
                 slow_path,
                 go_seen: std::cell::Cell::new(false),
-                self_join,
+                self_join: placement.self_join.clone(),
                 start_conn: std::cell::Cell::new(None),
                 idmapped: &idmapped,
                 cgroup2_dir,
@@ -331,14 +215,7 @@ fn spawn_in(
     cleanup.pid = pid;
     crate::log_debug!("{}: container init cloned, pid {pid}", o.id);
     crate::fault::step("create: init cloned");
-    let placed = match (&self_place, into_cgroup) {
-        // init joins the v1 hierarchies itself; clone3 put it in the cgroup2 one, if any
-        (Some((fd, _)), into) if into || fd.is_none() => Ok(()),
-        (None, true) => Ok(()),
-        // clone3 could not place it: do everything from here (init's own writes then change
-        // nothing)
-        _ => cg.place_init(pid),
-    };
+    let placed = placement.complete(cg.as_ref(), pid, into_cgroup);
     if let Err(e) = placed.and_then(|_| parent_chan.send(&Msg::Go)) {
         // init may have failed meanwhile (it sets up in parallel): its error says why.
         if let Ok(Msg::Error(m)) = parent_chan.recv() {
@@ -375,22 +252,7 @@ fn spawn_in(
             Msg::HooksRequest => {
                 // the network namespace exists (made at clone, or by the init before Pid)
                 crate::netdev::move_into(spec, pid)?;
-                let st = crate::hooks::state_json(
-                    o.id,
-                    "creating",
-                    pid,
-                    &bundle.dir,
-                    spec.annotations().as_ref(),
-                );
-                if let Some(h) = spec.hooks().as_ref() {
-                    #[allow(deprecated)]
-                    if let Some(p) = h.prestart() {
-                        crate::hooks::run_all("hooks.prestart", p, &st)?;
-                    }
-                    if let Some(c) = h.create_runtime() {
-                        crate::hooks::run_all("hooks.createRuntime", c, &st)?;
-                    }
-                }
+                super::run_create_hooks(o.id, pid, bundle)?;
                 crate::fault::step("create: hooks run");
                 parent_chan.send(&Msg::HostPid(pid))?;
                 parent_chan.send(&Msg::HooksDone)?;
@@ -419,7 +281,7 @@ fn spawn_in(
         }
     }
 
-    let mut st = new_state(bundle, o.id, pid, cg.as_ref(), own_pid_ns, o.systemd_cgroup)?;
+    let mut st = super::new_state(bundle, o.id, pid, cg.as_ref(), own_pid_ns, o.systemd_cgroup)?;
     if let Some((rootfs, before)) = &cleanup.host_rootfs {
         let now = crate::sys::mount_id(rootfs)
             .with_context(|| format!("the mount id of the rootfs {}", rootfs.display()))?;
@@ -434,7 +296,7 @@ fn spawn_in(
     o.store.save(&st)?;
     crate::fault::step("create: state saved");
     if let Some(pf) = o.pid_file {
-        write_pid_file(pf, pid)?;
+        super::write_pid_file(pf, pid)?;
     }
     if o.start_socket {
         // Tell init the state is saved: it may now wait for `husk start`.
@@ -449,82 +311,6 @@ fn spawn_in(
     })
 }
 
-/// Create the container's cgroup and apply its resources and device rules (runc's default
-/// allow list applies even without `resources`). On error the cgroup is removed again.
-/// Shared by create and restore.
-pub fn make_cgroup(
-    spec: &oci_spec::runtime::Spec,
-    id: &str,
-    systemd_cgroup: bool,
-    rootless: crate::rootless::Mode,
-) -> Result<Box<dyn Manager>> {
-    let linux = spec.linux().as_ref();
-    let cg_path = linux
-        .and_then(|l| l.cgroups_path().as_ref())
-        .map(|p| p.to_string_lossy().into_owned())
-        .filter(|p| !p.is_empty());
-    // org.systemd.property.* annotations become unit properties with --systemd-cgroup; a
-    // rootless container's unit goes to the user's systemd instance.
-    let no_annotations = std::collections::HashMap::new();
-    let annotations = spec.annotations().as_ref().unwrap_or(&no_annotations);
-    // (only the systemd driver needs to know up front: it picks the manager by it)
-    let cg = cgroups::new_manager_with(
-        cg_path.as_deref(),
-        id,
-        systemd_cgroup,
-        annotations,
-        systemd_cgroup && rootless.get(),
-    )?;
-    let no_resources = oci_spec::runtime::LinuxResources::default();
-    let resources = linux
-        .and_then(|l| l.resources().as_ref())
-        .unwrap_or(&no_resources);
-    // runc's Create: neither a cgroup holding processes nor a frozen one is taken, and the
-    // check comes before anything is made so that a cgroup that is not ours stays as it was
-    let what = match &cg_path {
-        Some(p) => format!("linux.cgroupsPath {p:?}"),
-        None => format!("cgroup {:?}", cg.state().path),
-    };
-    cgroups::refuse_occupied_or_frozen(cg.as_ref(), &what)?;
-    if let Err(e) = cg.create() {
-        // runc's rootless cgroup managers: without a cgroupsPath of its own choosing, a rootless
-        // container that may not create its cgroup runs in its caller's, unless it asks for
-        // limits. (The systemd driver never falls back: its unit is the container's cgroup.)
-        if systemd_cgroup || cg_path.is_some() || !is_permission_error(&e) || !rootless.get() {
-            return Err(e);
-        }
-        if cgroups::needs_own_cgroup(resources) {
-            return Err(e.context(
-                "linux.resources: a rootless container that may not create its cgroup cannot \
-                 have resource limits (remove them, or give the user a delegated cgroup and \
-                 set linux.cgroupsPath)",
-            ));
-        }
-        crate::logging::debug(&format!(
-            "rootless: running without a cgroup of its own ({e:#})"
-        ));
-        return Ok(Box::new(cgroups::NoCgroup));
-    }
-    let devices = linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]);
-    // (a cgroup made just now below a frozen one is frozen too)
-    let applied = cgroups::refuse_frozen(cg.as_ref(), &what)
-        .and_then(|()| cg.apply_limits(resources, devices))
-        .and_then(|()| {
-            // runtime-spec "Cgroup ownership" (cgroup v2 only; see cgroups::delegation_owner)
-            match cgroups::delegation_owner(spec) {
-                Some((uid, gid)) => cg.delegate(uid, gid),
-                None => Ok(()),
-            }
-        });
-    if let Err(e) = applied {
-        if let Err(d) = cg.destroy() {
-            crate::logging::warn(&format!("remove cgroup: {d:#}"));
-        }
-        return Err(e);
-    }
-    Ok(cg)
-}
-
 /// The host directory of a container's cgroup v2 cgroup (cgroupfs v2 or systemd drivers; the
 /// mount code uses it only on a unified host).
 fn cgroup2_dir(s: &cgroups::CgroupState) -> Option<std::path::PathBuf> {
@@ -533,58 +319,6 @@ fn cgroup2_dir(s: &cgroups::CgroupState) -> Option<std::path::PathBuf> {
         "v2" | "systemd" | cgroups::systemd::USER_DRIVER
     )
     .then(|| cgroups::util::join_under(Path::new(cgroups::util::CGROUP_ROOT), &s.path))
-}
-
-/// Whether an error comes from missing permission (EACCES, EPERM, or a read-only cgroup mount).
-fn is_permission_error(e: &anyhow::Error) -> bool {
-    let denied = |n: i32| matches!(n, libc::EACCES | libc::EPERM | libc::EROFS);
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .and_then(|e| e.raw_os_error())
-            .is_some_and(denied)
-            || c.downcast_ref::<nix::errno::Errno>()
-                .is_some_and(|e| denied(*e as i32))
-    })
-}
-
-/// The state record of a container whose init is `pid`. Shared by create and restore.
-pub fn new_state(
-    bundle: &Bundle,
-    id: &str,
-    pid: i32,
-    cg: &dyn Manager,
-    own_pid_ns: bool,
-    systemd_cgroup: bool,
-) -> Result<ContainerState> {
-    let spec = &bundle.spec;
-    let start_time = state::process_start_time(pid)
-        .with_context(|| format!("container init (pid {pid}) exited during setup"))?;
-    Ok(ContainerState {
-        oci_version: spec.version().clone(),
-        id: id.to_string(),
-        pid,
-        pid_start_time: start_time,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: state::now_rfc3339(),
-        annotations: spec.annotations().clone().unwrap_or_default(),
-        owner: state::owner_name(nix::unistd::geteuid().as_raw()),
-        paused: false,
-        cgroup: cg.state(),
-        own_pid_ns,
-        systemd_cgroup,
-        poststart: spec
-            .hooks()
-            .as_ref()
-            .and_then(|h| h.poststart().clone())
-            .unwrap_or_default(),
-        poststop: spec
-            .hooks()
-            .as_ref()
-            .and_then(|h| h.poststop().clone())
-            .unwrap_or_default(),
-        host_rootfs_mount: None,
-    })
 }
 
 fn exit_note(pid: i32, is_child: bool) -> String {
@@ -596,11 +330,4 @@ fn exit_note(pid: i32, is_child: bool) -> String {
         Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => format!(" (killed by {s})"),
         _ => String::new(),
     }
-}
-
-/// `--pid-file`: the decimal pid, no newline, written atomically.
-pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let abs = std::path::absolute(path).context("--pid-file")?;
-    state::write_atomic(&abs, pid.to_string().as_bytes(), 0o644)
-        .with_context(|| format!("--pid-file {}", abs.display()))
 }
