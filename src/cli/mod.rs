@@ -136,6 +136,12 @@ pub enum Command {
     Up(up::UpArgs),
     /// Remove containers made by `husk up`: state, bundle and network attachments.
     Rm(up::RmArgs),
+    /// Print the log of a container of `husk up -d`.
+    Logs(up::LogsArgs),
+    /// Stop containers of `husk up`: the stop signal, then SIGKILL after a grace time.
+    Stop(up::StopArgs),
+    /// Stop and start again containers of `husk up -d`.
+    Restart(up::StopArgs),
     /// Manage networks (CNI): create, ls, inspect, rm, prune, gc, attach, detach, check.
     Network(crate::network::cli::NetworkArgs),
 }

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 pub mod logs;
+pub mod monitor;
 
 /// When to pull the image (`--pull`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -94,6 +95,15 @@ pub struct UpOptions {
     pub interactive: bool,
     /// Options for a pull.
     pub pull_options: Option<image::PullOptions>,
+    // -d and what goes with it (`monitor.rs`)
+    /// Run under a monitor of its own and return once the container runs, printing its id.
+    pub detach: bool,
+    /// `--restart` no, on-failure[:N], always, unless-stopped ("" is no).
+    pub restart: String,
+    /// `--stop-signal`: the signal `husk stop` sends first.
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`: seconds `husk stop` waits before SIGKILL.
+    pub stop_timeout: Option<u64>,
 }
 
 /// The environment entries of `-e` and `--env-file`, in order, as Docker reads them.
@@ -165,6 +175,7 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
         }
     }
     let env = environment(o)?;
+    monitor::check(o)?;
     let mut ports = Vec::new();
     for p in &o.publish {
         ports.extend(crate::network::ports::parse(p).with_context(|| format!("-p {p:?}"))?);
@@ -229,6 +240,7 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
         image::unpack_with(&store, &o.image, &bundle, &over)?;
         drop(store);
         let exposed = edit_config(&bundle.join("config.json"), o)?;
+        monitor::set_stop_signal(&bundle.join("config.json"), o.stop_signal.as_deref())?;
         let mut ports = ports.clone();
         if o.publish_all {
             for e in &exposed {
@@ -236,6 +248,16 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
                 eprintln!("husk up: published {m}");
                 ports.push(m);
             }
+        }
+        if o.detach {
+            return detach(
+                g,
+                store_dir,
+                o,
+                &id,
+                net.as_ref().map(|n| n.1.clone()),
+                ports,
+            );
         }
         let run = RunOptions {
             create: CreateOptions {
@@ -258,13 +280,52 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
         })
     })();
     let gone = !g.store.dir(&id).exists();
-    if o.rm || (result.is_err() && gone) {
+    // (-d: the monitor removes it at the exit)
+    if (o.rm && !o.detach) || (result.is_err() && gone) {
         // its network attachments (none without --network NAME: one stat)
         let released = crate::network::attach::release_container(&g.store.root, &id);
         remove_bundle(&bundle)?;
         released?;
     }
     result
+}
+
+/// `-d`: the container started under its monitor; its id printed.
+fn detach(
+    g: &Global,
+    store_dir: &Path,
+    o: &UpOptions,
+    id: &str,
+    network: Option<String>,
+    ports: Vec<crate::network::ports::PortMapping>,
+) -> Result<i32> {
+    let cfg = monitor::Config {
+        id: id.to_string(),
+        rm: o.rm,
+        restart: o.restart.clone(),
+        stop_timeout: o.stop_timeout,
+        network,
+        ports,
+        tty: o.tty,
+        interactive: o.interactive,
+    };
+    monitor::launch(g, store_dir, &cfg)?;
+    crate::output::line(id)?;
+    Ok(0)
+}
+
+/// `husk logs NAME`: the json-file log of a container of `husk up -d`.
+pub fn logs(store_dir: &Path, id: &str, o: &logs::LogsOptions) -> Result<()> {
+    crate::state::validate_id(id)?;
+    let bundle = bundle_dir(store_dir, id);
+    if !bundle.exists() {
+        bail!("no such container: {id}");
+    }
+    let path = logs::log_path(&bundle, id);
+    if logs::files(&path).is_empty() {
+        bail!("{id}: no logs (only a container of husk up -d keeps them)");
+    }
+    logs::print(&path, o, &|| monitor::active(&bundle), &mut logs::Stdio)
 }
 
 /// The flags that are runtime settings rather than image config: hostname, network, read-only
@@ -378,6 +439,7 @@ pub fn rm(g: &Global, store_dir: &Path, names: &[String], force: bool) -> Result
             }
             bail!("{id}: no such container");
         }
+        monitor::before_rm(&bundle, id, force)?;
         if has_state {
             crate::container::delete(g, id, force)?;
         }
