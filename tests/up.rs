@@ -785,7 +785,34 @@ fn up_detached_restart_on_failure() {
     let st = e.status("r1");
     assert_eq!(st["restartCount"], 2, "{st}");
     assert_eq!(st["exitCode"], 3, "{st}");
-    ok(&e.cmd("rm", &["r1"]), "rm");
+    // --restart always: restarted until husk stop, which ends the restarts (and the monitor)
+    ok(
+        &e.up(&[
+            "-d",
+            "--name",
+            "r2",
+            "--restart",
+            "always",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo run; exit 0",
+        ]),
+        "up -d --restart always",
+    );
+    let runs = || text(&e.cmd("logs", &["r2"]).stdout).matches("run").count();
+    assert!(
+        wait_until(Duration::from_secs(10), &|| runs() >= 3),
+        "{}",
+        runs()
+    );
+    ok(&e.cmd("stop", &["r2"]), "stop");
+    let monitor = e.status("r2")["monitorPid"].as_i64().unwrap() as i32;
+    assert!(!pid_alive(monitor), "the monitor outlived husk stop");
+    let after = runs();
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(runs(), after, "restarted after husk stop");
+    ok(&e.cmd("rm", &["r1", "r2"]), "rm");
     e.assert_all_gone("after rm");
 }
 

@@ -131,7 +131,8 @@ pub enum Command {
         bundle: Option<PathBuf>,
         // `--rootless` here is the global flag (with no value it means true).
     },
-    /// Run an image as a new container in the foreground, as `docker run` (pulled when missing).
+    /// Run an image as a new container, as `docker run` (pulled when missing): in the
+    /// foreground, or with -d under a monitor of its own.
     #[command(disable_help_flag = true)]
     Up(up::UpArgs),
     /// Remove containers made by `husk up`: state, bundle and network attachments.

@@ -1,8 +1,9 @@
 //! `husk up IMAGE [COMMAND…]`: `docker run` in one command — the image pulled when missing,
 //! unpacked into a bundle of the container's own (`STORE/containers/ID`), its config changed as
 //! the flags ask, and run in the foreground with the runtime's `run` (signals forwarded, the
-//! terminal proxied, the exit status passed through). `husk rm NAME` removes such a container:
-//! its state, its bundle and its network attachments.
+//! terminal proxied, the exit status passed through), or with `-d` under a monitor of its own
+//! (`monitor.rs`; its log: `logs.rs`). `husk rm NAME` removes such a container: its state, its
+//! bundle and its network attachments.
 //!
 //! A companion: it stands on the runtime library (`container::run` with `RunOptions`) and the
 //! image layer (`image::pull`, `image::unpack_with`); no runtime module knows it.
@@ -439,7 +440,7 @@ pub fn rm(g: &Global, store_dir: &Path, names: &[String], force: bool) -> Result
             }
             bail!("{id}: no such container");
         }
-        monitor::before_rm(&bundle, id, force)?;
+        monitor::before_rm(g, &bundle, id, force)?;
         if has_state {
             crate::container::delete(g, id, force)?;
         }

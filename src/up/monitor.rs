@@ -598,10 +598,14 @@ pub fn restart(g: &Global, store_dir: &Path, id: &str, timeout: Option<u64>) -> 
 
 /// Before `husk rm` removes container `id`: a monitor that still runs is refused without
 /// `force`, else told not to restart and killed (the container is then killed by its state).
-pub fn before_rm(bundle: &Path, id: &str, force: bool) -> Result<()> {
+pub fn before_rm(g: &Global, bundle: &Path, id: &str, force: bool) -> Result<()> {
     let Some(m) = load_status(bundle).ok().filter(Status::alive) else {
         return Ok(());
     };
+    // a container that has just exited: its monitor is finishing (or waits to restart it)
+    if !force && !is_running(g, id) && wait_for(Duration::from_secs(2), &|| !m.alive()) {
+        return Ok(());
+    }
     if !force {
         bail!(
             "cannot remove container {id}: its monitor (pid {}) still runs it; stop it first \
