@@ -508,12 +508,12 @@ fn up_network_named_with_a_published_port() {
         count(&links_before),
         "a veth was left: {links_after}"
     );
-    let records: Vec<_> = std::fs::read_dir(dirs.join("netrun"))
+    // (records are under attachments/ID)
+    let records: Vec<_> = std::fs::read_dir(dirs.join("netrun/attachments"))
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("web"))
         .collect();
     assert!(records.is_empty(), "attachment records left: {records:?}");
     let rules = text(&ns.cmd("iptables-save").output().unwrap().stdout);
@@ -567,6 +567,53 @@ fn up_network_named_with_a_published_port() {
     assert_eq!(got, "hello-from-P\n", "the -P port {port:?} did not answer");
     assert_eq!(code(&st), 0);
     e.assert_clean("after up -P");
+    // -d: the monitor attaches the network before the start and releases it at the exit
+    let script = web("hello-from-d");
+    let o = run_timeout(
+        &mut husk_in_ns(&[
+            "up",
+            "--store",
+            store.to_str().unwrap(),
+            "--pull",
+            "never",
+            "-d",
+            "--name",
+            "dweb",
+            "--network",
+            "upweb",
+            "-p",
+            "8081:8000",
+            IMAGE,
+            "sh",
+            "-c",
+            &script,
+        ]),
+        CMD_TIMEOUT,
+    );
+    ok(&o, "up -d on a network");
+    let got = ns.fetch(8081);
+    let record = dirs.join("netrun/attachments/dweb");
+    assert!(
+        record.exists(),
+        "no attachment record at {}",
+        record.display()
+    );
+    let stop = run_timeout(
+        &mut husk_in_ns(&["stop", "--store", store.to_str().unwrap(), "dweb"]),
+        CMD_TIMEOUT,
+    );
+    ok(&stop, "stop");
+    assert_eq!(
+        got, "hello-from-d\n",
+        "the port of the -d container did not answer"
+    );
+    assert_eq!(e.status("dweb")["exitCode"], 0, "SIGTERM trapped");
+    assert!(
+        !record.exists(),
+        "the attachment record was left after stop"
+    );
+    ok(&e.cmd("rm", &["dweb"]), "rm");
+    e.assert_all_gone("after up -d on a network");
     // -p without a network to publish on is refused by name
     let o = e.up(&["--rm", "-p", "8080:80", IMAGE, "true"]);
     assert!(text(&o.stderr).contains("-p"), "{}", text(&o.stderr));
