@@ -884,6 +884,28 @@ fn up_detached_rm_leaves_nothing() {
         procs_naming(e.dir.path())
     );
     e.assert_all_gone("after the exit of a --rm -d container");
+    // husk restart keeps a --rm container; its own exit (here husk stop) removes it
+    let term = "trap 'exit 0' TERM; echo ready; sleep 100 & wait";
+    ok(
+        &e.up(&["-d", "--rm", "--name", "g2", IMAGE, "sh", "-c", term]),
+        "up -d --rm",
+    );
+    let readies = || {
+        text(&e.cmd("logs", &["g2"]).stdout)
+            .matches("ready")
+            .count()
+    };
+    assert!(wait_until(Duration::from_secs(10), &|| readies() == 1));
+    ok(&e.cmd("restart", &["g2"]), "restart of a --rm container");
+    assert!(
+        wait_until(Duration::from_secs(10), &|| readies() == 2),
+        "{}",
+        readies()
+    );
+    ok(&e.cmd("stop", &["g2"]), "stop");
+    let gone = wait_until(Duration::from_secs(10), &|| e.bundles().is_empty());
+    assert!(gone, "left: {:?}", e.bundles());
+    e.assert_all_gone("after husk stop of a --rm -d container");
 }
 
 /// The monitor killed with SIGKILL: `husk rm` refuses the running container, `rm -f` kills

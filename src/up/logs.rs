@@ -379,7 +379,10 @@ pub fn print(
             // rotated: the rest of the old file is now `.1`
             if inode.is_some() {
                 read_from(&numbered(current, 1), &mut offset, &mut partial, &mut |e| {
-                    emit(sink, e, o.timestamps)
+                    if keep(e) {
+                        emit(sink, e, o.timestamps)?;
+                    }
+                    Ok(())
                 })?;
             }
             inode = now.as_ref().map(ino);
@@ -388,7 +391,10 @@ pub fn print(
         }
         if inode.is_some() {
             read_from(current, &mut offset, &mut partial, &mut |e| {
-                emit(sink, e, o.timestamps)
+                if keep(e) {
+                    emit(sink, e, o.timestamps)?;
+                }
+                Ok(())
             })?;
         }
         if done {

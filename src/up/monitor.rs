@@ -28,6 +28,8 @@ pub const CONFIG: &str = "monitor.json";
 pub const STATUS: &str = "status.json";
 /// Present once `husk stop` (or `rm -f`) asked the container to end: no restart after that.
 const STOP_MARK: &str = "stop-requested";
+/// Present while `husk restart` stops the container: `--rm` does not remove it at that exit.
+const RESTART_MARK: &str = "restart-requested";
 /// The monitor's own errors once the container ran (nothing else sees them).
 const MONITOR_LOG: &str = "monitor.log";
 const CONSOLE_SOCKET: &str = "console.sock";
@@ -178,7 +180,7 @@ fn stop_requested(bundle: &Path) -> bool {
 pub fn launch(g: &Global, store_dir: &Path, cfg: &Config) -> Result<()> {
     let bundle = bundle_dir(store_dir, &cfg.id);
     save(&bundle.join(CONFIG), cfg)?;
-    for f in [STOP_MARK, STATUS] {
+    for f in [STOP_MARK, RESTART_MARK, STATUS] {
         match std::fs::remove_file(bundle.join(f)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(e).with_context(|| format!("remove {}", bundle.join(f).display()))
@@ -330,7 +332,7 @@ fn supervise(g: &Global, bundle: &Path, cfg: &Config, report: &mut Option<OwnedF
         status.restart_count += 1;
         crate::container::delete(g, id, true)?;
     }
-    if cfg.rm {
+    if cfg.rm && !bundle.join(RESTART_MARK).exists() {
         crate::container::delete(g, id, true)?;
         crate::network::attach::release_container(&g.store.root, id)?;
         remove_bundle(bundle)?;
@@ -540,6 +542,17 @@ fn wait_for(limit: Duration, done: &dyn Fn() -> bool) -> bool {
 /// after the grace time (`-t`, else `--stop-timeout`, else 10 s) SIGKILL to every process of
 /// the container; no restart follows, and the monitor has finished when this returns.
 pub fn stop(g: &Global, store_dir: &Path, id: &str, timeout: Option<u64>) -> Result<()> {
+    stop_for(g, store_dir, id, timeout, false)
+}
+
+/// [`stop`]; `restarting`: the container is kept for `husk restart` even with `--rm`.
+fn stop_for(
+    g: &Global,
+    store_dir: &Path,
+    id: &str,
+    timeout: Option<u64>,
+    restarting: bool,
+) -> Result<()> {
     crate::state::validate_id(id)?;
     let bundle = bundle_dir(store_dir, id);
     if !bundle.exists() && !g.store.dir(id).exists() {
@@ -548,8 +561,15 @@ pub fn stop(g: &Global, store_dir: &Path, id: &str, timeout: Option<u64>) -> Res
     let cfg: Option<Config> = load(&bundle.join(CONFIG)).ok();
     let monitor = load_status(&bundle).ok().filter(Status::alive);
     if bundle.exists() {
-        std::fs::write(bundle.join(STOP_MARK), b"")
-            .with_context(|| format!("write {}", bundle.join(STOP_MARK).display()))?;
+        let marks: &[&str] = if restarting {
+            &[RESTART_MARK, STOP_MARK]
+        } else {
+            &[STOP_MARK]
+        };
+        for m in marks {
+            std::fs::write(bundle.join(m), b"")
+                .with_context(|| format!("write {}", bundle.join(m).display()))?;
+        }
     }
     let grace = timeout.or(cfg.and_then(|c| c.stop_timeout)).unwrap_or(10);
     if is_running(g, id) {
@@ -577,7 +597,8 @@ pub fn stop(g: &Global, store_dir: &Path, id: &str, timeout: Option<u64>) -> Res
     Ok(())
 }
 
-/// `husk restart NAME`: stop, then the same container started again under a new monitor.
+/// `husk restart NAME`: stop, then the same container started again under a new monitor (a
+/// `--rm` container too: it is removed at an exit of its own, not at this one).
 pub fn restart(g: &Global, store_dir: &Path, id: &str, timeout: Option<u64>) -> Result<()> {
     crate::state::validate_id(id)?;
     let bundle = bundle_dir(store_dir, id);
@@ -587,7 +608,7 @@ pub fn restart(g: &Global, store_dir: &Path, id: &str, timeout: Option<u64>) -> 
     let cfg: Config = load(&bundle.join(CONFIG)).with_context(|| {
         format!("{id}: not a container of husk up -d (it has no monitor to restart it)")
     })?;
-    stop(g, store_dir, id, timeout)?;
+    stop_for(g, store_dir, id, timeout, true)?;
     if !bundle.exists() {
         bail!("{id}: removed at its exit (--rm)");
     }
