@@ -54,11 +54,14 @@ impl Restart {
             "unless-stopped" => Restart::UnlessStopped,
             "on-failure" => Restart::OnFailure(None),
             _ => match s.split_once(':') {
-                Some(("on-failure", n)) => Restart::OnFailure(Some(n.parse().map_err(|_| {
-                    anyhow::anyhow!(
-                        "--restart {s:?}: the maximum retry count {n:?} is not a number"
-                    )
-                })?)),
+                // (0: no limit, as Docker's MaximumRetryCount)
+                Some(("on-failure", n)) => match n.parse::<u32>() {
+                    Ok(0) => Restart::OnFailure(None),
+                    Ok(n) => Restart::OnFailure(Some(n)),
+                    Err(_) => {
+                        bail!("--restart {s:?}: the maximum retry count {n:?} is not a number")
+                    }
+                },
                 Some(("no" | "always" | "unless-stopped", _)) => {
                     bail!("--restart {s:?}: a maximum retry count goes only with on-failure")
                 }
@@ -667,6 +670,10 @@ mod tests {
         );
         assert_eq!(
             Restart::parse("on-failure").unwrap(),
+            Restart::OnFailure(None)
+        );
+        assert_eq!(
+            Restart::parse("on-failure:0").unwrap(),
             Restart::OnFailure(None)
         );
         assert_eq!(
