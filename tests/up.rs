@@ -801,7 +801,43 @@ fn up_detached_stop_and_restart() {
     assert!(ready("s3", 1));
     ok(&e.cmd("stop", &["s3"]), "stop");
     assert_eq!(e.status("s3")["exitCode"], 3, "--stop-signal USR1");
-    ok(&e.cmd("rm", &["s1", "s2", "s3"]), "rm");
+    // --stop-timeout 1: the grace time without -t
+    ok(
+        &e.up(&[
+            "-d",
+            "--name",
+            "s4",
+            "--stop-timeout",
+            "1",
+            IMAGE,
+            "sh",
+            "-c",
+            deaf,
+        ]),
+        "up -d --stop-timeout",
+    );
+    assert!(ready("s4", 1));
+    let t0 = std::time::Instant::now();
+    ok(&e.cmd("stop", &["s4"]), "stop");
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    assert_eq!(e.status("s4")["exitCode"], 137);
+    // a container run in the foreground and kept: husk restart runs it detached
+    ok(
+        &e.up(&["--name", "s5", IMAGE, "echo", "fg"]),
+        "up in the foreground",
+    );
+    let o = e.cmd("logs", &["s5"]);
+    assert!(text(&o.stderr).contains("no logs"), "{}", text(&o.stderr));
+    ok(
+        &e.cmd("restart", &["s5"]),
+        "restart of a foreground container",
+    );
+    assert_eq!(ok(&e.cmd("logs", &["-f", "s5"]), "logs"), "fg\n");
+    ok(&e.cmd("rm", &["s1", "s2", "s3", "s4", "s5"]), "rm");
     e.assert_all_gone("after rm");
 }
 

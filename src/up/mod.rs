@@ -250,16 +250,14 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
                 ports.push(m);
             }
         }
+        let cfg = monitor_config(o, &id, net.as_ref().map(|n| n.1.clone()), &ports);
         if o.detach {
-            return detach(
-                g,
-                store_dir,
-                o,
-                &id,
-                net.as_ref().map(|n| n.1.clone()),
-                ports,
-            );
+            monitor::launch(g, store_dir, &cfg)?;
+            crate::output::line(&id)?;
+            return Ok(0);
         }
+        // for husk stop's grace time, and husk restart (which runs it detached)
+        monitor::save_config(&bundle, &cfg)?;
         let run = RunOptions {
             create: CreateOptions {
                 id: id.clone(),
@@ -291,28 +289,23 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     result
 }
 
-/// `-d`: the container started under its monitor; its id printed.
-fn detach(
-    g: &Global,
-    store_dir: &Path,
+/// What a monitor of the container runs (`-d`, or `husk restart` later).
+fn monitor_config(
     o: &UpOptions,
     id: &str,
     network: Option<String>,
-    ports: Vec<crate::network::ports::PortMapping>,
-) -> Result<i32> {
-    let cfg = monitor::Config {
+    ports: &[crate::network::ports::PortMapping],
+) -> monitor::Config {
+    monitor::Config {
         id: id.to_string(),
         rm: o.rm,
         restart: o.restart.clone(),
         stop_timeout: o.stop_timeout,
         network,
-        ports,
+        ports: ports.to_vec(),
         tty: o.tty,
         interactive: o.interactive,
-    };
-    monitor::launch(g, store_dir, &cfg)?;
-    crate::output::line(id)?;
-    Ok(0)
+    }
 }
 
 /// `husk logs NAME`: the json-file log of a container of `husk up -d`.

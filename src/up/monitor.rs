@@ -178,6 +178,11 @@ fn stop_requested(bundle: &Path) -> bool {
     bundle.join(STOP_MARK).exists()
 }
 
+/// Keep `cfg` in the bundle (a foreground run's, for `husk stop` and `husk restart`).
+pub fn save_config(bundle: &Path, cfg: &Config) -> Result<()> {
+    save(&bundle.join(CONFIG), cfg)
+}
+
 /// Start a monitor for the prepared bundle of `cfg.id`; returns once the container runs (or
 /// with the error that kept it from starting).
 pub fn launch(g: &Global, store_dir: &Path, cfg: &Config) -> Result<()> {
@@ -601,16 +606,16 @@ fn stop_for(
 }
 
 /// `husk restart NAME`: stop, then the same container started again under a new monitor (a
-/// `--rm` container too: it is removed at an exit of its own, not at this one).
+/// `--rm` container too: it is removed at an exit of its own, not at this one; one first run in
+/// the foreground runs detached now, as with docker restart).
 pub fn restart(g: &Global, store_dir: &Path, id: &str, timeout: Option<u64>) -> Result<()> {
     crate::state::validate_id(id)?;
     let bundle = bundle_dir(store_dir, id);
     if !bundle.exists() {
         bail!("no such container: {id}");
     }
-    let cfg: Config = load(&bundle.join(CONFIG)).with_context(|| {
-        format!("{id}: not a container of husk up -d (it has no monitor to restart it)")
-    })?;
+    let cfg: Config = load(&bundle.join(CONFIG))
+        .with_context(|| format!("{id}: not a container husk up made or kept"))?;
     stop_for(g, store_dir, id, timeout, true)?;
     if !bundle.exists() {
         bail!("{id}: removed at its exit (--rm)");
