@@ -250,14 +250,14 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
                 ports.push(m);
             }
         }
-        let cfg = monitor_config(o, &id, net.as_ref().map(|n| n.1.clone()), &ports);
+        let mon = monitor_config(o, &id, net.as_ref().map(|n| n.1.clone()), &ports);
         if o.detach {
-            monitor::launch(g, store_dir, &cfg)?;
+            monitor::launch(g, store_dir, &mon)?;
             crate::output::line(&id)?;
             return Ok(0);
         }
         // for husk stop's grace time, and husk restart (which runs it detached)
-        monitor::save_config(&bundle, &cfg)?;
+        monitor::save_config(&bundle, &mon)?;
         let run = RunOptions {
             create: CreateOptions {
                 id: id.clone(),
