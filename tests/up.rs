@@ -1041,7 +1041,7 @@ fn up_detached_bad_input_is_refused_by_name() {
         let o = e.cmd(cmd, &["nosuch"]);
         assert!(!o.status.success());
         let err = text(&o.stderr);
-        assert!(err.contains("no such container: nosuch"), "{cmd}: {err}");
+        assert!(err.contains("nosuch: no such container"), "{cmd}: {err}");
     }
     let o = e.cmd("logs", &["--tail", "x", "nosuch"]);
     assert!(text(&o.stderr).contains("--tail"), "{}", text(&o.stderr));

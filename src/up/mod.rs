@@ -313,7 +313,7 @@ pub fn logs(store_dir: &Path, id: &str, o: &logs::LogsOptions) -> Result<()> {
     crate::state::validate_id(id)?;
     let bundle = bundle_dir(store_dir, id);
     if !bundle.exists() {
-        bail!("no such container: {id}");
+        bail!("{id}: no such container");
     }
     let path = logs::log_path(&bundle, id);
     if logs::files(&path).is_empty() {

@@ -564,7 +564,7 @@ fn stop_for(
     crate::state::validate_id(id)?;
     let bundle = bundle_dir(store_dir, id);
     if !bundle.exists() && !g.store.dir(id).exists() {
-        bail!("no such container: {id}");
+        bail!("{id}: no such container");
     }
     let cfg: Option<Config> = load(&bundle.join(CONFIG)).ok();
     let monitor = load_status(&bundle).ok().filter(Status::alive);
@@ -612,7 +612,7 @@ pub fn restart(g: &Global, store_dir: &Path, id: &str, timeout: Option<u64>) -> 
     crate::state::validate_id(id)?;
     let bundle = bundle_dir(store_dir, id);
     if !bundle.exists() {
-        bail!("no such container: {id}");
+        bail!("{id}: no such container");
     }
     let cfg: Config = load(&bundle.join(CONFIG))
         .with_context(|| format!("{id}: not a container husk up made or kept"))?;
