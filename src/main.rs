@@ -91,6 +91,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 | Command::Delete { .. }
                 | Command::Up(_)
                 | Command::Rm(_)
+                | Command::Restart(_)
         )
     );
     let g = Global {
@@ -143,6 +144,39 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let dir = a.store.unwrap_or_else(husk::image::store::default_dir);
             husk::up::rm(&g, &dir, &a.names, a.force)?
         }
+        Command::Logs(a) => {
+            let dir = a.store.unwrap_or_else(husk::image::store::default_dir);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let o = husk::up::logs::LogsOptions {
+                follow: a.follow,
+                tail: husk::up::logs::parse_tail(&a.tail)?,
+                since: a
+                    .since
+                    .as_deref()
+                    .map(|s| {
+                        husk::up::logs::parse_since(s, (now.as_secs() as i64, now.subsec_nanos()))
+                    })
+                    .transpose()?,
+                timestamps: a.timestamps,
+            };
+            husk::up::logs(&dir, &a.name, &o)?
+        }
+        Command::Stop(a) => {
+            let dir = a.store.unwrap_or_else(husk::image::store::default_dir);
+            for n in &a.names {
+                husk::up::monitor::stop(&g, &dir, n, a.timeout)?;
+                husk::output::line(n)?;
+            }
+        }
+        Command::Restart(a) => {
+            let dir = a.store.unwrap_or_else(husk::image::store::default_dir);
+            for n in &a.names {
+                husk::up::monitor::restart(&g, &dir, n, a.timeout)?;
+                husk::output::line(n)?;
+            }
+        }
         Command::Spec { bundle } => {
             let dir = bundle.unwrap_or_else(|| ".".into());
             let path = dir.join("config.json");
@@ -182,6 +216,10 @@ fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
             platform: husk::image::PlatformSpec::of_flag(a.platform.as_deref())?,
             quiet: false,
         }),
+        detach: a.detach,
+        restart: a.restart,
+        stop_signal: a.stop_signal,
+        stop_timeout: a.stop_timeout,
     };
     let dir = a.store.unwrap_or_else(husk::image::store::default_dir);
     husk::up::up(g, &dir, &o)

@@ -118,7 +118,12 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        // whatever a failed test left: containers by their ids, then the mounts
+        // whatever a failed test left: monitors (husk processes naming this dir), containers
+        // by their ids, then the mounts
+        for (pid, _) in procs_naming(self.dir.path()) {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        }
         for id in self.containers() {
             let _ = self.husk(&["delete", "-f", &id]);
         }
@@ -126,6 +131,25 @@ impl Drop for Env {
             let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
         }
     }
+}
+
+/// Processes whose command line names `dir` (the monitors of an Env's containers: husk with
+/// `--root DIR/root`), other than this test.
+fn procs_naming(dir: &std::path::Path) -> Vec<(i32, String)> {
+    let want = dir.to_string_lossy().into_owned();
+    let me = std::process::id() as i32;
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| p != me && pid_alive(p))
+        .filter_map(|p| {
+            let c = std::fs::read(format!("/proc/{p}/cmdline")).ok()?;
+            let c = text(&c).replace('\0', " ");
+            c.contains(&want).then_some((p, c))
+        })
+        .collect()
 }
 
 fn ok(o: &Output, what: &str) -> String {
@@ -484,12 +508,12 @@ fn up_network_named_with_a_published_port() {
         count(&links_before),
         "a veth was left: {links_after}"
     );
-    let records: Vec<_> = std::fs::read_dir(dirs.join("netrun"))
+    // (records are under attachments/ID)
+    let records: Vec<_> = std::fs::read_dir(dirs.join("netrun/attachments"))
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("web"))
         .collect();
     assert!(records.is_empty(), "attachment records left: {records:?}");
     let rules = text(&ns.cmd("iptables-save").output().unwrap().stdout);
@@ -543,8 +567,482 @@ fn up_network_named_with_a_published_port() {
     assert_eq!(got, "hello-from-P\n", "the -P port {port:?} did not answer");
     assert_eq!(code(&st), 0);
     e.assert_clean("after up -P");
+    // -d: the monitor attaches the network before the start and releases it at the exit
+    let script = web("hello-from-d");
+    let o = run_timeout(
+        &mut husk_in_ns(&[
+            "up",
+            "--store",
+            store.to_str().unwrap(),
+            "--pull",
+            "never",
+            "-d",
+            "--name",
+            "dweb",
+            "--network",
+            "upweb",
+            "-p",
+            "8081:8000",
+            IMAGE,
+            "sh",
+            "-c",
+            &script,
+        ]),
+        CMD_TIMEOUT,
+    );
+    ok(&o, "up -d on a network");
+    let got = ns.fetch(8081);
+    let record = dirs.join("netrun/attachments/dweb");
+    assert!(
+        record.exists(),
+        "no attachment record at {}",
+        record.display()
+    );
+    let stop = run_timeout(
+        &mut husk_in_ns(&["stop", "--store", store.to_str().unwrap(), "dweb"]),
+        CMD_TIMEOUT,
+    );
+    ok(&stop, "stop");
+    assert_eq!(
+        got, "hello-from-d\n",
+        "the port of the -d container did not answer"
+    );
+    assert_eq!(e.status("dweb")["exitCode"], 0, "SIGTERM trapped");
+    assert!(
+        !record.exists(),
+        "the attachment record was left after stop"
+    );
+    ok(&e.cmd("rm", &["dweb"]), "rm");
+    e.assert_all_gone("after up -d on a network");
     // -p without a network to publish on is refused by name
     let o = e.up(&["--rm", "-p", "8080:80", IMAGE, "true"]);
     assert!(text(&o.stderr).contains("-p"), "{}", text(&o.stderr));
     e.assert_clean("after a refused -p");
+}
+
+impl Env {
+    fn store_arg(&self) -> String {
+        self.store().to_string_lossy().into_owned()
+    }
+
+    /// `husk logs|stop|restart|rm --store STORE ARGS…`
+    fn cmd(&self, cmd: &str, args: &[&str]) -> Output {
+        let store = self.store_arg();
+        let mut a = vec![cmd, "--store", &store];
+        a.extend_from_slice(args);
+        self.husk(&a)
+    }
+
+    /// The monitor's record of container `name`.
+    fn status(&self, name: &str) -> serde_json::Value {
+        let p = self
+            .store()
+            .join("containers")
+            .join(name)
+            .join("status.json");
+        let t = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        serde_json::from_slice(&t).unwrap()
+    }
+
+    /// Nothing left of any container, no monitor either.
+    fn assert_all_gone(&self, what: &str) {
+        self.assert_clean(what);
+        let left = procs_naming(self.dir.path());
+        assert!(left.is_empty(), "{what}: processes left: {left:?}");
+    }
+}
+
+fn wait_until(limit: Duration, f: &dyn Fn() -> bool) -> bool {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+/// `husk up -d`: the id printed, the output in Docker's json-file log read back by `husk
+/// logs` (-f until the exit, --tail, -t), the exit code recorded; a generated id.
+#[test]
+fn up_detached_logs() {
+    if !need_root("up_detached_logs") {
+        return;
+    }
+    let e = Env::new("detach");
+    let out = ok(
+        &e.up(&[
+            "-d",
+            "--name",
+            "d1",
+            IMAGE,
+            "sh",
+            "-c",
+            // (the pauses order the lines of the two pipes)
+            "echo one; sleep 0.2; echo two >&2; sleep 0.2; echo three",
+        ]),
+        "up -d",
+    );
+    assert_eq!(out, "d1\n");
+    let o = e.cmd("logs", &["-f", "d1"]);
+    assert_eq!(ok(&o, "logs -f"), "one\nthree\n");
+    assert_eq!(text(&o.stderr), "two\n");
+    let file = e.store().join("containers/d1/d1-json.log");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[1]["log"], "two\n");
+    assert_eq!(lines[1]["stream"], "stderr");
+    let t = lines[0]["time"].as_str().unwrap();
+    assert!(
+        t.len() > 20 && t.ends_with('Z') && t.as_bytes()[10] == b'T',
+        "{t}"
+    );
+    assert_eq!(e.status("d1")["exitCode"], 0);
+    assert_eq!(
+        ok(&e.cmd("logs", &["--tail", "1", "d1"]), "tail"),
+        "three\n"
+    );
+    assert_eq!(ok(&e.cmd("logs", &["--tail", "0", "d1"]), "tail 0"), "");
+    let ts = ok(&e.cmd("logs", &["-t", "--tail", "1", "d1"]), "logs -t");
+    let (time, line) = ts.split_once(' ').unwrap();
+    assert_eq!(line, "three\n");
+    assert_eq!(time, lines[2]["time"].as_str().unwrap());
+    let later = e.cmd("logs", &["--since", "2999-01-01T00:00:00Z", "d1"]);
+    assert_eq!(ok(&later, "since"), "");
+    ok(&e.cmd("rm", &["d1"]), "rm");
+    // a generated id, 64 hex digits, and -t: a terminal's output is logged as stdout
+    let id = ok(
+        &e.up(&["-d", "-t", IMAGE, "sh", "-c", "tty; echo x >&2"]),
+        "up -d -t",
+    );
+    let id = id.trim();
+    assert!(
+        id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    let o = e.cmd("logs", &["-f", id]);
+    assert_eq!(ok(&o, "logs of -t"), "/dev/pts/0\r\nx\r\n");
+    ok(&e.cmd("rm", &[id]), "rm");
+    e.assert_all_gone("after rm");
+}
+
+/// `husk stop`: SIGTERM ends a container that traps it well within the grace time; one that
+/// ignores it gets SIGKILL after `-t 1`; `--stop-signal` replaces SIGTERM; `husk restart`
+/// runs it again.
+#[test]
+fn up_detached_stop_and_restart() {
+    if !need_root("up_detached_stop_and_restart") {
+        return;
+    }
+    let e = Env::new("stop");
+    let ready = |name: &str, n: usize| {
+        wait_until(Duration::from_secs(10), &|| {
+            text(&e.cmd("logs", &[name]).stdout)
+                .matches("ready")
+                .count()
+                >= n
+        })
+    };
+    let term = "trap 'echo got-term; exit 0' TERM; echo ready; sleep 100 & wait";
+    ok(
+        &e.up(&["-d", "--name", "s1", IMAGE, "sh", "-c", term]),
+        "up -d",
+    );
+    assert!(ready("s1", 1), "s1 never got ready");
+    let t0 = std::time::Instant::now();
+    assert_eq!(ok(&e.cmd("stop", &["s1"]), "stop"), "s1\n");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert_eq!(e.status("s1")["exitCode"], 0);
+    assert!(text(&e.cmd("logs", &["s1"]).stdout).contains("got-term"));
+    let st = ok(&e.husk(&["state", "s1"]), "state");
+    assert!(st.contains("\"stopped\""), "{st}");
+    // restart: the same container again, its log continued
+    assert_eq!(ok(&e.cmd("restart", &["s1"]), "restart"), "s1\n");
+    assert!(ready("s1", 2), "s1 did not run again");
+    let st = ok(&e.husk(&["state", "s1"]), "state");
+    assert!(st.contains("\"running\""), "{st}");
+    ok(&e.cmd("stop", &["s1"]), "second stop");
+
+    let deaf = "trap '' TERM; echo ready; sleep 100 & wait";
+    ok(
+        &e.up(&["-d", "--name", "s2", IMAGE, "sh", "-c", deaf]),
+        "up -d",
+    );
+    assert!(ready("s2", 1));
+    let t0 = std::time::Instant::now();
+    ok(&e.cmd("stop", &["-t", "1", "s2"]), "stop -t 1");
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    assert_eq!(e.status("s2")["exitCode"], 137, "SIGKILL");
+
+    let usr = "trap 'exit 3' USR1; echo ready; sleep 100 & wait";
+    ok(
+        &e.up(&[
+            "-d",
+            "--name",
+            "s3",
+            "--stop-signal",
+            "SIGUSR1",
+            IMAGE,
+            "sh",
+            "-c",
+            usr,
+        ]),
+        "up -d --stop-signal",
+    );
+    assert!(ready("s3", 1));
+    ok(&e.cmd("stop", &["s3"]), "stop");
+    assert_eq!(e.status("s3")["exitCode"], 3, "--stop-signal USR1");
+    // --stop-timeout 1: the grace time without -t
+    ok(
+        &e.up(&[
+            "-d",
+            "--name",
+            "s4",
+            "--stop-timeout",
+            "1",
+            IMAGE,
+            "sh",
+            "-c",
+            deaf,
+        ]),
+        "up -d --stop-timeout",
+    );
+    assert!(ready("s4", 1));
+    let t0 = std::time::Instant::now();
+    ok(&e.cmd("stop", &["s4"]), "stop");
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    assert_eq!(e.status("s4")["exitCode"], 137);
+    // a container run in the foreground and kept: husk restart runs it detached
+    ok(
+        &e.up(&["--name", "s5", IMAGE, "echo", "fg"]),
+        "up in the foreground",
+    );
+    let o = e.cmd("logs", &["s5"]);
+    assert!(text(&o.stderr).contains("no logs"), "{}", text(&o.stderr));
+    ok(
+        &e.cmd("restart", &["s5"]),
+        "restart of a foreground container",
+    );
+    assert_eq!(ok(&e.cmd("logs", &["-f", "s5"]), "logs"), "fg\n");
+    ok(&e.cmd("rm", &["s1", "s2", "s3", "s4", "s5"]), "rm");
+    e.assert_all_gone("after rm");
+}
+
+/// `--restart on-failure:2`: a failing container runs three times (two restarts), then the
+/// monitor gives up with the last exit code.
+#[test]
+fn up_detached_restart_on_failure() {
+    if !need_root("up_detached_restart_on_failure") {
+        return;
+    }
+    let e = Env::new("restart");
+    ok(
+        &e.up(&[
+            "-d",
+            "--name",
+            "r1",
+            "--restart",
+            "on-failure:2",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo run; exit 3",
+        ]),
+        "up -d --restart",
+    );
+    let logs = ok(&e.cmd("logs", &["-f", "r1"]), "logs -f");
+    assert_eq!(logs, "run\nrun\nrun\n");
+    let st = e.status("r1");
+    assert_eq!(st["restartCount"], 2, "{st}");
+    assert_eq!(st["exitCode"], 3, "{st}");
+    // --restart always: restarted until husk stop, which ends the restarts (and the monitor)
+    ok(
+        &e.up(&[
+            "-d",
+            "--name",
+            "r2",
+            "--restart",
+            "always",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo run; exit 0",
+        ]),
+        "up -d --restart always",
+    );
+    let runs = || text(&e.cmd("logs", &["r2"]).stdout).matches("run").count();
+    assert!(
+        wait_until(Duration::from_secs(10), &|| runs() >= 3),
+        "{}",
+        runs()
+    );
+    ok(&e.cmd("stop", &["r2"]), "stop");
+    let monitor = e.status("r2")["monitorPid"].as_i64().unwrap() as i32;
+    assert!(!pid_alive(monitor), "the monitor outlived husk stop");
+    let after = runs();
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(runs(), after, "restarted after husk stop");
+    ok(&e.cmd("rm", &["r1", "r2"]), "rm");
+    e.assert_all_gone("after rm");
+}
+
+/// `--rm -d`: at the exit the monitor removes state, bundle and itself.
+#[test]
+fn up_detached_rm_leaves_nothing() {
+    if !need_root("up_detached_rm_leaves_nothing") {
+        return;
+    }
+    let e = Env::new("drm");
+    ok(
+        &e.up(&["-d", "--rm", "--name", "g1", IMAGE, "sh", "-c", "echo bye"]),
+        "up -d --rm",
+    );
+    let gone = wait_until(Duration::from_secs(10), &|| {
+        e.bundles().is_empty() && e.containers().is_empty() && procs_naming(e.dir.path()).is_empty()
+    });
+    assert!(
+        gone,
+        "left: {:?} {:?}",
+        e.bundles(),
+        procs_naming(e.dir.path())
+    );
+    e.assert_all_gone("after the exit of a --rm -d container");
+    // husk restart keeps a --rm container; its own exit (here husk stop) removes it
+    let term = "trap 'exit 0' TERM; echo ready; sleep 100 & wait";
+    ok(
+        &e.up(&["-d", "--rm", "--name", "g2", IMAGE, "sh", "-c", term]),
+        "up -d --rm",
+    );
+    let readies = || {
+        text(&e.cmd("logs", &["g2"]).stdout)
+            .matches("ready")
+            .count()
+    };
+    assert!(wait_until(Duration::from_secs(10), &|| readies() == 1));
+    ok(&e.cmd("restart", &["g2"]), "restart of a --rm container");
+    assert!(
+        wait_until(Duration::from_secs(10), &|| readies() == 2),
+        "{}",
+        readies()
+    );
+    ok(&e.cmd("stop", &["g2"]), "stop");
+    let gone = wait_until(Duration::from_secs(10), &|| e.bundles().is_empty());
+    assert!(gone, "left: {:?}", e.bundles());
+    e.assert_all_gone("after husk stop of a --rm -d container");
+}
+
+/// The monitor killed with SIGKILL: `husk rm` refuses the running container, `rm -f` kills
+/// it by its state and removes everything.
+#[test]
+fn up_detached_monitor_killed_then_rm_force() {
+    if !need_root("up_detached_monitor_killed_then_rm_force") {
+        return;
+    }
+    let e = Env::new("mkill");
+    ok(
+        &e.up(&["-d", "--name", "k1", IMAGE, "sleep", "1000"]),
+        "up -d",
+    );
+    let monitor = e.status("k1")["monitorPid"].as_i64().unwrap() as i32;
+    let st: serde_json::Value =
+        serde_json::from_str(&ok(&e.husk(&["state", "k1"]), "state")).unwrap();
+    let init = st["pid"].as_i64().unwrap() as i32;
+    assert!(pid_alive(monitor) && pid_alive(init));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(5), &|| !pid_alive(monitor)));
+    assert!(pid_alive(init), "the container died with its monitor");
+    let o = e.cmd("rm", &["k1"]);
+    assert!(
+        !o.status.success(),
+        "rm without -f removed a running container"
+    );
+    assert_eq!(e.bundles(), ["k1"]);
+    ok(&e.cmd("rm", &["-f", "k1"]), "rm -f");
+    assert!(
+        wait_until(Duration::from_secs(5), &|| !pid_alive(init)),
+        "the container lives"
+    );
+    e.assert_all_gone("after rm -f");
+    // rm -f with the monitor alive: the monitor goes too, nothing restarts
+    ok(
+        &e.up(&[
+            "-d",
+            "--name",
+            "k2",
+            "--restart",
+            "always",
+            IMAGE,
+            "sleep",
+            "1000",
+        ]),
+        "up -d --restart always",
+    );
+    let o = e.cmd("rm", &["k2"]);
+    assert!(text(&o.stderr).contains("monitor"), "{}", text(&o.stderr));
+    ok(&e.cmd("rm", &["-f", "k2"]), "rm -f");
+    e.assert_all_gone("after rm -f of a monitored container");
+}
+
+#[test]
+fn up_detached_bad_input_is_refused_by_name() {
+    if !need_root("up_detached_bad_input_is_refused_by_name") {
+        return;
+    }
+    let e = Env::new("dbad");
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["-d", "--rm", "--restart", "always", IMAGE, "true"],
+            &["--restart always", "--rm"],
+        ),
+        (
+            &["-d", "--restart", "bogus", IMAGE, "true"],
+            &["--restart", "bogus"],
+        ),
+        (
+            &["-d", "--restart", "on-failure:x", IMAGE, "true"],
+            &["on-failure:x"],
+        ),
+        (
+            &["-d", "--stop-signal", "SIGNOPE", IMAGE, "true"],
+            &["--stop-signal"],
+        ),
+        (&["-d", IMAGE, "/no/such/program"], &["/no/such/program"]),
+    ];
+    for (args, want) in cases {
+        let o = e.up(args);
+        let err = text(&o.stderr);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        for w in *want {
+            assert!(
+                err.contains(w),
+                "{args:?}: the error must name {w:?}: {err}"
+            );
+        }
+        e.assert_all_gone(&format!("after {args:?}"));
+    }
+    for cmd in ["logs", "stop", "restart"] {
+        let o = e.cmd(cmd, &["nosuch"]);
+        assert!(!o.status.success());
+        let err = text(&o.stderr);
+        assert!(err.contains("nosuch: no such container"), "{cmd}: {err}");
+    }
+    let o = e.cmd("logs", &["--tail", "x", "nosuch"]);
+    assert!(text(&o.stderr).contains("--tail"), "{}", text(&o.stderr));
 }

@@ -131,11 +131,18 @@ pub enum Command {
         bundle: Option<PathBuf>,
         // `--rootless` here is the global flag (with no value it means true).
     },
-    /// Run an image as a new container in the foreground, as `docker run` (pulled when missing).
+    /// Run an image as a new container, as `docker run` (pulled when missing): in the
+    /// foreground, or with -d under a monitor of its own.
     #[command(disable_help_flag = true)]
     Up(up::UpArgs),
     /// Remove containers made by `husk up`: state, bundle and network attachments.
     Rm(up::RmArgs),
+    /// Print the log of a container of `husk up -d`.
+    Logs(up::LogsArgs),
+    /// Stop containers of `husk up`: the stop signal, then SIGKILL after a grace time.
+    Stop(up::StopArgs),
+    /// Stop and start again containers of `husk up -d`.
+    Restart(up::StopArgs),
     /// Manage networks (CNI): create, ls, inspect, rm, prune, gc, attach, detach, check.
     Network(crate::network::cli::NetworkArgs),
 }

@@ -69,6 +69,19 @@ pub struct UpArgs {
     /// The command and its arguments (replace the image's Cmd).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+    // -d and what goes with it
+    /// Run in the background under a monitor of its own (logs, restarts); print the id.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// no, on-failure[:max-retries], always or unless-stopped (with -d).
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// The signal husk stop sends first [default: the image's, else SIGTERM].
+    #[arg(long = "stop-signal")]
+    pub stop_signal: Option<String>,
+    /// Seconds husk stop waits for the container before SIGKILL [default: 10].
+    #[arg(long = "stop-timeout")]
+    pub stop_timeout: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -79,6 +92,39 @@ pub struct RmArgs {
     /// Kill a running container first.
     #[arg(short, long)]
     pub force: bool,
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// The image store the containers' bundles are under (as for `husk up`).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Keep printing new lines until the container is done.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// The last N lines only (or all).
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Lines since a time: RFC 3339, a Unix time, or a duration back from now (10m, 1h30m).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Prefix each line with the time it was logged.
+    #[arg(short, long)]
+    pub timestamps: bool,
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    /// The image store the containers' bundles are under (as for `husk up`).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Seconds to wait after the stop signal before SIGKILL [default: --stop-timeout, else
+    /// 10].
+    #[arg(short = 't', long = "timeout", visible_alias = "time")]
+    pub timeout: Option<u64>,
     #[arg(required = true)]
     pub names: Vec<String>,
 }

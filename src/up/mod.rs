@@ -1,8 +1,9 @@
 //! `husk up IMAGE [COMMAND…]`: `docker run` in one command — the image pulled when missing,
 //! unpacked into a bundle of the container's own (`STORE/containers/ID`), its config changed as
 //! the flags ask, and run in the foreground with the runtime's `run` (signals forwarded, the
-//! terminal proxied, the exit status passed through). `husk rm NAME` removes such a container:
-//! its state, its bundle and its network attachments.
+//! terminal proxied, the exit status passed through), or with `-d` under a monitor of its own
+//! (`monitor.rs`; its log: `logs.rs`). `husk rm NAME` removes such a container: its state, its
+//! bundle and its network attachments.
 //!
 //! A companion: it stands on the runtime library (`container::run` with `RunOptions`) and the
 //! image layer (`image::pull`, `image::unpack_with`); no runtime module knows it.
@@ -12,6 +13,9 @@ use crate::image::{self, store::Store, ConfigOverrides};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
+
+pub mod logs;
+pub mod monitor;
 
 /// When to pull the image (`--pull`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,6 +96,15 @@ pub struct UpOptions {
     pub interactive: bool,
     /// Options for a pull.
     pub pull_options: Option<image::PullOptions>,
+    // -d and what goes with it (`monitor.rs`)
+    /// Run under a monitor of its own and return once the container runs, printing its id.
+    pub detach: bool,
+    /// `--restart` no, on-failure[:N], always, unless-stopped ("" is no).
+    pub restart: String,
+    /// `--stop-signal`: the signal `husk stop` sends first.
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`: seconds `husk stop` waits before SIGKILL.
+    pub stop_timeout: Option<u64>,
 }
 
 /// The environment entries of `-e` and `--env-file`, in order, as Docker reads them.
@@ -163,6 +176,7 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
         }
     }
     let env = environment(o)?;
+    monitor::check(o)?;
     let mut ports = Vec::new();
     for p in &o.publish {
         ports.extend(crate::network::ports::parse(p).with_context(|| format!("-p {p:?}"))?);
@@ -227,6 +241,7 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
         image::unpack_with(&store, &o.image, &bundle, &over)?;
         drop(store);
         let exposed = edit_config(&bundle.join("config.json"), o)?;
+        monitor::set_stop_signal(&bundle.join("config.json"), o.stop_signal.as_deref())?;
         let mut ports = ports.clone();
         if o.publish_all {
             for e in &exposed {
@@ -235,6 +250,14 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
                 ports.push(m);
             }
         }
+        let mon = monitor_config(o, &id, net.as_ref().map(|n| n.1.clone()), &ports);
+        if o.detach {
+            monitor::launch(g, store_dir, &mon)?;
+            crate::output::line(&id)?;
+            return Ok(0);
+        }
+        // for husk stop's grace time, and husk restart (which runs it detached)
+        monitor::save_config(&bundle, &mon)?;
         let run = RunOptions {
             create: CreateOptions {
                 id: id.clone(),
@@ -256,13 +279,47 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
         })
     })();
     let gone = !g.store.dir(&id).exists();
-    if o.rm || (result.is_err() && gone) {
+    // (-d: the monitor removes it at the exit)
+    if (o.rm && !o.detach) || (result.is_err() && gone) {
         // its network attachments (none without --network NAME: one stat)
         let released = crate::network::attach::release_container(&g.store.root, &id);
         remove_bundle(&bundle)?;
         released?;
     }
     result
+}
+
+/// What a monitor of the container runs (`-d`, or `husk restart` later).
+fn monitor_config(
+    o: &UpOptions,
+    id: &str,
+    network: Option<String>,
+    ports: &[crate::network::ports::PortMapping],
+) -> monitor::Config {
+    monitor::Config {
+        id: id.to_string(),
+        rm: o.rm,
+        restart: o.restart.clone(),
+        stop_timeout: o.stop_timeout,
+        network,
+        ports: ports.to_vec(),
+        tty: o.tty,
+        interactive: o.interactive,
+    }
+}
+
+/// `husk logs NAME`: the json-file log of a container of `husk up -d`.
+pub fn logs(store_dir: &Path, id: &str, o: &logs::LogsOptions) -> Result<()> {
+    crate::state::validate_id(id)?;
+    let bundle = bundle_dir(store_dir, id);
+    if !bundle.exists() {
+        bail!("{id}: no such container");
+    }
+    let path = logs::log_path(&bundle, id);
+    if logs::files(&path).is_empty() {
+        bail!("{id}: no logs (only a container of husk up -d keeps them)");
+    }
+    logs::print(&path, o, &|| monitor::active(&bundle), &mut logs::Stdio)
 }
 
 /// The flags that are runtime settings rather than image config: hostname, network, read-only
@@ -376,6 +433,7 @@ pub fn rm(g: &Global, store_dir: &Path, names: &[String], force: bool) -> Result
             }
             bail!("{id}: no such container");
         }
+        monitor::before_rm(g, &bundle, id, force)?;
         if has_state {
             crate::container::delete(g, id, force)?;
         }

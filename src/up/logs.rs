@@ -1,0 +1,639 @@
+//! The log of a detached container, in Docker's json-file format: one JSON object a line,
+//! `{"log":"…\n","stream":"stdout","time":"<RFC 3339, nanoseconds>"}`, in
+//! `STORE/containers/ID/ID-json.log`, rotated by size (`ID-json.log.1`, `.2`, … the older), and
+//! `husk logs`, which reads it.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{BufRead, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Docker's json-file defaults are unlimited; husk rotates at 10 MB and keeps three files.
+pub const MAX_SIZE: u64 = 10 * 1000 * 1000;
+pub const MAX_FILES: u32 = 3;
+/// A line longer than this is logged in pieces (Docker's copier buffer).
+const MAX_LINE: usize = 16 * 1024;
+
+/// The current log file of container `id` whose bundle is `bundle`.
+pub fn log_path(bundle: &Path, id: &str) -> PathBuf {
+    bundle.join(format!("{id}-json.log"))
+}
+
+/// One line of the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub log: String,
+    pub stream: String,
+    pub time: String,
+}
+
+/// Appends entries to a log file, rotating it when the next entry would pass `max_size`.
+pub struct LogWriter {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    max_size: u64,
+    max_files: u32,
+}
+
+impl LogWriter {
+    pub fn open(path: &Path, max_size: u64, max_files: u32) -> Result<LogWriter> {
+        let file = open_append(path)?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(LogWriter {
+            path: path.to_path_buf(),
+            file,
+            size,
+            max_size,
+            max_files: max_files.max(1),
+        })
+    }
+
+    /// Log `text` (one line, or a piece of a long one) of `stream` now.
+    pub fn write(&mut self, stream: &str, text: &[u8]) -> Result<()> {
+        let e = Entry {
+            log: String::from_utf8_lossy(text).into_owned(),
+            stream: stream.to_string(),
+            time: crate::sys::time::now_rfc3339(),
+        };
+        let mut line = serde_json::to_vec(&e)?;
+        line.push(b'\n');
+        if self.size > 0 && self.size + line.len() as u64 > self.max_size {
+            self.rotate()?;
+        }
+        self.file
+            .write_all(&line)
+            .with_context(|| format!("write {}", self.path.display()))?;
+        self.size += line.len() as u64;
+        Ok(())
+    }
+
+    /// `ID-json.log.(N-1)` is dropped, each older file moves up one, the current one becomes
+    /// `.1`, and a new current file is started.
+    fn rotate(&mut self) -> Result<()> {
+        for i in (1..self.max_files).rev() {
+            let from = if i == 1 {
+                self.path.clone()
+            } else {
+                numbered(&self.path, i - 1)
+            };
+            match std::fs::rename(&from, numbered(&self.path, i)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("rotate {}", from.display())),
+            }
+        }
+        if self.max_files == 1 {
+            let _ = std::fs::remove_file(&self.path);
+        }
+        self.file = open_append(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+fn open_append(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .with_context(|| format!("open the log {}", path.display()))
+}
+
+fn numbered(path: &Path, n: u32) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{n}"));
+    PathBuf::from(s)
+}
+
+/// Cuts a byte stream into log lines as Docker's copier does: each line with its `\n`, a line
+/// longer than 16 KiB in pieces, what is left at the end as a last line without `\n`.
+#[derive(Default)]
+pub struct Lines {
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    pub fn push(&mut self, data: &[u8], out: &mut dyn FnMut(&[u8])) {
+        self.buf.extend_from_slice(data);
+        let mut start = 0;
+        while let Some(i) = self.buf[start..].iter().position(|&b| b == b'\n') {
+            out(&self.buf[start..start + i + 1]);
+            start += i + 1;
+        }
+        while self.buf.len() - start >= MAX_LINE {
+            out(&self.buf[start..start + MAX_LINE]);
+            start += MAX_LINE;
+        }
+        self.buf.drain(..start);
+    }
+
+    pub fn finish(&mut self, out: &mut dyn FnMut(&[u8])) {
+        if !self.buf.is_empty() {
+            out(&self.buf);
+            self.buf.clear();
+        }
+    }
+}
+
+/// The log files of a container, oldest first.
+pub fn files(current: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = (1..1000)
+        .map(|n| numbered(current, n))
+        .take_while(|p| p.exists())
+        .collect();
+    out.reverse();
+    if current.exists() {
+        out.push(current.to_path_buf());
+    }
+    out
+}
+
+/// A time as (seconds, nanoseconds) since the epoch, UTC.
+pub type Time = (i64, u32);
+
+/// RFC 3339 (`2026-12-05T11:16:38.5Z`, `…+01:00`; without a zone: UTC).
+pub fn parse_rfc3339(s: &str) -> Option<Time> {
+    let b = s.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut nanos = 0u32;
+    if let Some(f) = rest.strip_prefix('.') {
+        let n = f.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 || n > 9 {
+            return None;
+        }
+        nanos = f[..n].parse::<u32>().ok()? * 10u32.pow(9 - n as u32);
+        rest = &f[n..];
+    }
+    let offset = match rest {
+        "" | "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let z = rest.get(1..)?;
+            if z.len() != 5 || z.as_bytes()[2] != b':' {
+                return None;
+            }
+            let zh: i64 = z[..2].parse().ok()?;
+            let zm: i64 = z[3..].parse().ok()?;
+            sign * (zh * 3600 + zm * 60)
+        }
+    };
+    let secs = days_from_civil(y, mo as u32, d as u32) * 86_400 + h * 3600 + mi * 60 + sec;
+    Some((secs - offset, nanos))
+}
+
+/// Days since 1970-01-01 of a date of the proleptic Gregorian calendar.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A Go duration (`10m`, `1h30m`, `1.5s`, `250ms`).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let n = rest
+            .bytes()
+            .take_while(|c| c.is_ascii_digit() || *c == b'.')
+            .count();
+        let value: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let u = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = match &rest[..u] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[u..];
+        total += value * unit;
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+/// `--since`: an RFC 3339 time, a Unix time (`1733400000[.5]`), or a duration back from now.
+pub fn parse_since(s: &str, now: Time) -> Result<Time> {
+    if let Some(d) = parse_duration(s) {
+        let back = (d.as_secs() as i64, d.subsec_nanos());
+        let (mut secs, mut nanos) = (now.0 - back.0, now.1 as i64 - back.1 as i64);
+        if nanos < 0 {
+            secs -= 1;
+            nanos += 1_000_000_000;
+        }
+        return Ok((secs, nanos as u32));
+    }
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if !whole.is_empty()
+        && whole.bytes().all(|c| c.is_ascii_digit())
+        && frac.len() <= 9
+        && frac.bytes().all(|c| c.is_ascii_digit())
+    {
+        let secs: i64 = whole.parse().context("--since")?;
+        let nanos = if frac.is_empty() {
+            0
+        } else {
+            frac.parse::<u32>()? * 10u32.pow(9 - frac.len() as u32)
+        };
+        return Ok((secs, nanos));
+    }
+    parse_rfc3339(s).with_context(|| {
+        format!(
+            "--since {s:?}: expected an RFC 3339 time (2026-12-05T11:00:00Z), a Unix time or \
+             a duration back from now (10m, 1h30m)"
+        )
+    })
+}
+
+/// `--tail`: `all` or a number of lines.
+pub fn parse_tail(s: &str) -> Result<Option<usize>> {
+    if s == "all" {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|_| anyhow::anyhow!("--tail {s:?}: expected a number of lines or all"))
+}
+
+/// What `husk logs` was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct LogsOptions {
+    pub follow: bool,
+    /// The last N lines only.
+    pub tail: Option<usize>,
+    /// Only lines logged at or after this time.
+    pub since: Option<Time>,
+    /// Each line prefixed with its time.
+    pub timestamps: bool,
+}
+
+/// Where `husk logs` writes: the container's stdout lines to one, its stderr lines to the other.
+pub trait Sink {
+    fn line(&mut self, e: &Entry, timestamps: bool) -> std::io::Result<()>;
+}
+
+/// husk's own stdout and stderr.
+pub struct Stdio;
+
+impl Sink for Stdio {
+    fn line(&mut self, e: &Entry, timestamps: bool) -> std::io::Result<()> {
+        let mut text = Vec::with_capacity(e.log.len() + 40);
+        if timestamps {
+            text.extend_from_slice(e.time.as_bytes());
+            text.push(b' ');
+        }
+        text.extend_from_slice(e.log.as_bytes());
+        if e.stream == "stderr" {
+            std::io::stderr().write_all(&text)
+        } else {
+            crate::output::stdout(&text)
+        }
+    }
+}
+
+/// Print the log at `current` (and its rotated files); with `follow`, keep printing what is
+/// appended until `running` says the container is done and nothing more came.
+pub fn print(
+    current: &Path,
+    o: &LogsOptions,
+    running: &dyn Fn() -> bool,
+    sink: &mut dyn Sink,
+) -> Result<()> {
+    let keep = |e: &Entry| match o.since {
+        None => true,
+        Some(t) => parse_rfc3339(&e.time).is_some_and(|et| et >= t),
+    };
+    let mut entries = Vec::new();
+    let paths = files(current);
+    for p in &paths {
+        let f = match File::open(p) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("open {}", p.display())),
+        };
+        for line in std::io::BufReader::new(f).split(b'\n') {
+            let line = line.with_context(|| format!("read {}", p.display()))?;
+            if let Some(e) = parse_line(&line, p)? {
+                if keep(&e) {
+                    entries.push(e);
+                }
+            }
+        }
+    }
+    let skip = o.tail.map_or(0, |n| entries.len().saturating_sub(n));
+    for e in &entries[skip..] {
+        emit(sink, e, o.timestamps)?;
+    }
+    if !o.follow {
+        return Ok(());
+    }
+    // Follow the current file from where the first read ended: its length then.
+    let mut offset = paths
+        .last()
+        .filter(|p| p.as_path() == current)
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map_or(0, |m| m.len());
+    let mut inode = std::fs::metadata(current).ok().map(|m| ino(&m));
+    let mut partial = Vec::new();
+    loop {
+        let done = !running();
+        let now = std::fs::metadata(current).ok();
+        if now.as_ref().map(ino) != inode {
+            // rotated: the rest of the old file is now `.1`
+            if inode.is_some() {
+                read_from(&numbered(current, 1), &mut offset, &mut partial, &mut |e| {
+                    if keep(e) {
+                        emit(sink, e, o.timestamps)?;
+                    }
+                    Ok(())
+                })?;
+            }
+            inode = now.as_ref().map(ino);
+            offset = 0;
+            partial.clear();
+        }
+        if inode.is_some() {
+            read_from(current, &mut offset, &mut partial, &mut |e| {
+                if keep(e) {
+                    emit(sink, e, o.timestamps)?;
+                }
+                Ok(())
+            })?;
+        }
+        if done {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn ino(m: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    m.ino()
+}
+
+fn emit(sink: &mut dyn Sink, e: &Entry, timestamps: bool) -> Result<()> {
+    match sink.line(e, timestamps) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => crate::output::die_of_sigpipe(),
+        r => r.context("write the log"),
+    }
+}
+
+/// The complete lines of `path` past `offset`; a line still being written stays in `partial`.
+fn read_from(
+    path: &Path,
+    offset: &mut u64,
+    partial: &mut Vec<u8>,
+    out: &mut dyn FnMut(&Entry) -> Result<()>,
+) -> Result<()> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
+    };
+    f.seek(std::io::SeekFrom::Start(*offset))?;
+    let mut data = Vec::new();
+    f.read_to_end(&mut data)
+        .with_context(|| format!("read {}", path.display()))?;
+    *offset += data.len() as u64;
+    partial.extend_from_slice(&data);
+    let mut start = 0;
+    while let Some(i) = partial[start..].iter().position(|&b| b == b'\n') {
+        let line = partial[start..start + i].to_vec();
+        start += i + 1;
+        if let Some(e) = parse_line(&line, path)? {
+            out(&e)?;
+        }
+    }
+    partial.drain(..start);
+    Ok(())
+}
+
+fn parse_line(line: &[u8], path: &Path) -> Result<Option<Entry>> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    match serde_json::from_slice(line) {
+        Ok(e) => Ok(Some(e)),
+        Err(e) => bail!(
+            "{}: a line that is not a json-file entry: {e}",
+            path.display()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_cut_as_docker_does() {
+        let mut l = Lines::default();
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        l.push(b"a\nb", &mut |x| got.push(x.to_vec()));
+        l.push(b"c\n\n", &mut |x| got.push(x.to_vec()));
+        l.push(&vec![b'x'; MAX_LINE + 3], &mut |x| got.push(x.to_vec()));
+        l.finish(&mut |x| got.push(x.to_vec()));
+        assert_eq!(
+            got[..3],
+            [b"a\n".to_vec(), b"bc\n".to_vec(), b"\n".to_vec()]
+        );
+        assert_eq!(got[3].len(), MAX_LINE);
+        assert_eq!(got[4], b"xxx".to_vec());
+        assert_eq!(got.len(), 5);
+    }
+
+    #[test]
+    fn writes_json_file_lines_and_rotates() {
+        let dir = tempfile::Builder::new()
+            .prefix("husk-test-logs-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let path = log_path(dir.path(), "c1");
+        let mut w = LogWriter::open(&path, 200, 3).unwrap();
+        for i in 0..10 {
+            w.write(
+                if i % 2 == 0 { "stdout" } else { "stderr" },
+                format!("line {i}\n").as_bytes(),
+            )
+            .unwrap();
+        }
+        let fs = files(&path);
+        assert_eq!(fs.len(), 3, "{fs:?}");
+        assert!(fs[0].to_string_lossy().ends_with("c1-json.log.2"));
+        assert!(!numbered(&path, 3).exists());
+        let mut all = Vec::new();
+        for f in &fs {
+            assert!(std::fs::metadata(f).unwrap().len() <= 200);
+            for line in std::fs::read_to_string(f).unwrap().lines() {
+                let e: Entry = serde_json::from_str(line).unwrap();
+                assert!(parse_rfc3339(&e.time).is_some(), "{}", e.time);
+                all.push((e.stream, e.log));
+            }
+        }
+        // the newest entries, in order; the oldest rotated out
+        let last = all.last().unwrap();
+        assert_eq!(last, &("stderr".to_string(), "line 9\n".to_string()));
+        let n: Vec<u32> = all
+            .iter()
+            .map(|(_, l)| l.trim()[5..].parse().unwrap())
+            .collect();
+        assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "{n:?}");
+        assert!(n[0] > 0, "nothing was rotated out: {n:?}");
+    }
+
+    struct Collect(Vec<String>);
+
+    impl Sink for Collect {
+        fn line(&mut self, e: &Entry, ts: bool) -> std::io::Result<()> {
+            let t = if ts {
+                format!("{} ", e.time)
+            } else {
+                String::new()
+            };
+            self.0.push(format!("{t}{}:{}", e.stream, e.log));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn print_tail_since_and_follow_across_rotation() {
+        let dir = tempfile::Builder::new()
+            .prefix("husk-test-logs-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let path = log_path(dir.path(), "c2");
+        let mut text = String::new();
+        for (i, t) in [
+            "2026-01-01T00:00:01Z",
+            "2026-01-01T00:00:02.5Z",
+            "2026-01-01T00:00:03Z",
+        ]
+        .iter()
+        .enumerate()
+        {
+            text.push_str(&format!(
+                "{{\"log\":\"l{i}\\n\",\"stream\":\"stdout\",\"time\":\"{t}\"}}\n"
+            ));
+        }
+        std::fs::write(&path, &text).unwrap();
+        let mut c = Collect(Vec::new());
+        let tail = LogsOptions {
+            tail: Some(2),
+            ..Default::default()
+        };
+        print(&path, &tail, &|| false, &mut c).unwrap();
+        assert_eq!(c.0, ["stdout:l1\n", "stdout:l2\n"]);
+        let mut c = Collect(Vec::new());
+        let since = LogsOptions {
+            since: Some(parse_since("2026-01-01T00:00:02.5Z", (0, 0)).unwrap()),
+            timestamps: true,
+            ..Default::default()
+        };
+        print(&path, &since, &|| false, &mut c).unwrap();
+        assert_eq!(
+            c.0,
+            [
+                "2026-01-01T00:00:02.5Z stdout:l1\n",
+                "2026-01-01T00:00:03Z stdout:l2\n"
+            ]
+        );
+        // follow: lines written (and a rotation) while following are printed once each
+        let calls = std::cell::Cell::new(0);
+        let mut c = Collect(Vec::new());
+        let follow = LogsOptions {
+            follow: true,
+            tail: Some(0),
+            ..Default::default()
+        };
+        let running = || {
+            let n = calls.get();
+            calls.set(n + 1);
+            if n < 3 {
+                for k in 0..3 {
+                    w_write(&path, n * 3 + k);
+                }
+            }
+            n < 4
+        };
+        print(&path, &follow, &running, &mut c).unwrap();
+        let want: Vec<String> = (0..9).map(|i| format!("stderr:f{i}\n")).collect();
+        assert_eq!(c.0, want);
+        assert!(numbered(&path, 1).exists(), "the follow saw no rotation");
+    }
+
+    /// Append an entry with a writer of its own (rotating at 400 bytes), as the monitor does.
+    fn w_write(path: &Path, i: usize) {
+        let mut w = LogWriter::open(path, 400, 3).unwrap();
+        w.write("stderr", format!("f{i}\n").as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn times_and_durations() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some((0, 0)));
+        assert_eq!(
+            parse_rfc3339("2000-02-29T00:00:00.5Z"),
+            Some((951_782_400, 500_000_000))
+        );
+        assert_eq!(
+            parse_rfc3339("2000-02-29T01:00:00+01:00"),
+            Some((951_782_400, 0))
+        );
+        for (secs, nanos) in [(1_795_000_000i64, 123_456_789u32), (86_399, 1)] {
+            let s = crate::sys::time::rfc3339(secs, nanos);
+            assert_eq!(parse_rfc3339(&s), Some((secs, nanos)), "{s}");
+        }
+        assert_eq!(parse_rfc3339("2000-13-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_since("10m", (1000, 5)).unwrap(), (400, 5));
+        assert_eq!(
+            parse_since("1733400000.25", (0, 0)).unwrap(),
+            (1_733_400_000, 250_000_000)
+        );
+        let e = parse_since("last week", (0, 0)).unwrap_err().to_string();
+        assert!(e.contains("--since \"last week\""), "{e}");
+        assert_eq!(parse_tail("all").unwrap(), None);
+        assert_eq!(parse_tail("3").unwrap(), Some(3));
+        assert!(parse_tail("-1").unwrap_err().to_string().contains("--tail"));
+    }
+}

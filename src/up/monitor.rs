@@ -1,0 +1,726 @@
+//! `husk up -d`: the container runs under a small monitor process of its own (setsid, double
+//! fork: no daemon shared between containers, as podman's conmon). The monitor holds the
+//! container's stdio (pipes, or with `-t` the pty master), writes it to the json-file log
+//! (`logs.rs`), waits for the exit, records exit code and time in `status.json`, releases the
+//! network attachments, restarts the container as `--restart` says (Docker's back-off: 100 ms
+//! doubling, at most a minute, back to 100 ms after 10 s up) and at the end removes everything
+//! with `--rm`. Also `husk stop` and `husk restart`, and what `husk rm` does about a monitor.
+//!
+//! The monitor uses the runtime library as any caller does (`container::run_with`, detached,
+//! with a console socket for a terminal); the runtime knows nothing of it.
+
+use super::{bundle_dir, logs, remove_bundle};
+use crate::container::{CreateOptions, Global, RunOptions};
+use crate::network::ports::PortMapping;
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What the monitor was asked for (written by `husk up -d`, read again by `husk restart`).
+pub const CONFIG: &str = "monitor.json";
+/// The monitor's pid, the restart count, the last exit code and time.
+pub const STATUS: &str = "status.json";
+/// Present once `husk stop` (or `rm -f`) asked the container to end: no restart after that.
+const STOP_MARK: &str = "stop-requested";
+/// Present while `husk restart` stops the container: `--rm` does not remove it at that exit.
+const RESTART_MARK: &str = "restart-requested";
+/// The monitor's own errors once the container ran (nothing else sees them).
+const MONITOR_LOG: &str = "monitor.log";
+const CONSOLE_SOCKET: &str = "console.sock";
+
+/// `--restart`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Restart {
+    #[default]
+    No,
+    /// On a non-zero exit, at most this many times (no limit: `None`).
+    OnFailure(Option<u32>),
+    Always,
+    /// As `always` here (Docker's difference is about a daemon restart; there is no daemon).
+    UnlessStopped,
+}
+
+impl Restart {
+    pub fn parse(s: &str) -> Result<Restart> {
+        Ok(match s {
+            "" | "no" => Restart::No,
+            "always" => Restart::Always,
+            "unless-stopped" => Restart::UnlessStopped,
+            "on-failure" => Restart::OnFailure(None),
+            _ => match s.split_once(':') {
+                // (0: no limit, as Docker's MaximumRetryCount)
+                Some(("on-failure", n)) => match n.parse::<u32>() {
+                    Ok(0) => Restart::OnFailure(None),
+                    Ok(n) => Restart::OnFailure(Some(n)),
+                    Err(_) => {
+                        bail!("--restart {s:?}: the maximum retry count {n:?} is not a number")
+                    }
+                },
+                Some(("no" | "always" | "unless-stopped", _)) => {
+                    bail!("--restart {s:?}: a maximum retry count goes only with on-failure")
+                }
+                _ => bail!(
+                    "--restart {s:?}: expected no, always, unless-stopped or \
+                     on-failure[:max-retries]"
+                ),
+            },
+        })
+    }
+
+    /// Whether an exit with `code`, after `done` restarts, is followed by another.
+    pub fn restarts(self, code: i32, done: u32) -> bool {
+        match self {
+            Restart::No => false,
+            Restart::Always | Restart::UnlessStopped => true,
+            Restart::OnFailure(max) => code != 0 && max.is_none_or(|m| done < m),
+        }
+    }
+}
+
+/// The checks of `-d`, `--restart`, `--stop-signal` and `--stop-timeout`, before anything is
+/// pulled or made.
+pub fn check(o: &super::UpOptions) -> Result<()> {
+    let policy = Restart::parse(&o.restart)?;
+    if policy != Restart::No && o.rm {
+        bail!(
+            "conflicting options: --restart {} and --rm (a container that restarts is not removed \
+             at its exit; use one or the other)",
+            o.restart
+        );
+    }
+    if policy != Restart::No && !o.detach {
+        bail!(
+            "--restart {}: restarting is the monitor's work; add -d",
+            o.restart
+        );
+    }
+    if let Some(s) = &o.stop_signal {
+        crate::container::parse_signal(s).with_context(|| format!("--stop-signal {s:?}"))?;
+    }
+    Ok(())
+}
+
+/// `--stop-signal`: the config's stop-signal annotation, which `husk kill` and `husk stop` read.
+pub fn set_stop_signal(config: &Path, signal: Option<&str>) -> Result<()> {
+    let Some(sig) = signal else { return Ok(()) };
+    let text = std::fs::read(config).with_context(|| format!("read {}", config.display()))?;
+    let mut v: serde_json::Value = serde_json::from_slice(&text)?;
+    v["annotations"]["org.opencontainers.image.stopSignal"] = serde_json::json!(sig);
+    std::fs::write(config, serde_json::to_vec_pretty(&v)?)
+        .with_context(|| format!("write {}", config.display()))
+}
+
+/// What a monitor runs: written to `monitor.json` in the bundle.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Config {
+    pub id: String,
+    pub rm: bool,
+    pub restart: String,
+    /// Seconds `husk stop` waits after the stop signal [default: 10].
+    pub stop_timeout: Option<u64>,
+    /// A network of `husk network create`, attached before each start.
+    pub network: Option<String>,
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+    pub tty: bool,
+    pub interactive: bool,
+}
+
+/// What the monitor records (`status.json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub monitor_pid: i32,
+    pub monitor_start_time: u64,
+    pub restart_count: u32,
+    pub started_at: Option<String>,
+    pub exit_code: Option<i32>,
+    pub finished_at: Option<String>,
+    /// Why the monitor gave up (a restart that could not start the container).
+    pub error: Option<String>,
+}
+
+impl Status {
+    /// Whether this monitor process still runs (its pid not reused).
+    pub fn alive(&self) -> bool {
+        self.monitor_pid > 0
+            && crate::state::process_start_time(self.monitor_pid) == Some(self.monitor_start_time)
+    }
+}
+
+fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let data =
+        crate::state::read_small(path).with_context(|| format!("read {}", path.display()))?;
+    serde_json::from_slice(&data).with_context(|| format!("parse {}", path.display()))
+}
+
+pub fn load_status(bundle: &Path) -> Result<Status> {
+    load(&bundle.join(STATUS))
+}
+
+fn save<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+    crate::state::write_atomic(path, &serde_json::to_vec_pretty(v)?, 0o600)
+}
+
+/// Whether the container of `bundle` has a monitor that still runs.
+pub fn active(bundle: &Path) -> bool {
+    load_status(bundle).is_ok_and(|s| s.alive())
+}
+
+fn stop_requested(bundle: &Path) -> bool {
+    bundle.join(STOP_MARK).exists()
+}
+
+/// Keep `cfg` in the bundle (a foreground run's, for `husk stop` and `husk restart`).
+pub fn save_config(bundle: &Path, cfg: &Config) -> Result<()> {
+    save(&bundle.join(CONFIG), cfg)
+}
+
+/// Start a monitor for the prepared bundle of `cfg.id`; returns once the container runs (or
+/// with the error that kept it from starting).
+pub fn launch(g: &Global, store_dir: &Path, cfg: &Config) -> Result<()> {
+    let bundle = bundle_dir(store_dir, &cfg.id);
+    save(&bundle.join(CONFIG), cfg)?;
+    for f in [STOP_MARK, RESTART_MARK, STATUS] {
+        match std::fs::remove_file(bundle.join(f)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("remove {}", bundle.join(f).display()))
+            }
+            _ => {}
+        }
+    }
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: husk runs no thread of its own here (the pull's scoped threads have ended), so
+    // the child may go on running Rust code.
+    match unsafe { nix::unistd::fork() }.context("fork the monitor")? {
+        nix::unistd::ForkResult::Child => {
+            drop(r);
+            let _ = nix::unistd::setsid();
+            // SAFETY: as above; the middle process only forks and exits.
+            let code = match unsafe { nix::unistd::fork() } {
+                Ok(nix::unistd::ForkResult::Child) => monitor_main(g, store_dir, cfg, w),
+                _ => 0,
+            };
+            // SAFETY: _exit ends this forked copy without running the parent's exit handlers.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(w);
+            let _ = waitpid(child, None);
+            let mut msg = String::new();
+            let _ = std::fs::File::from(r).read_to_string(&mut msg);
+            match msg.as_str() {
+                "ok" => Ok(()),
+                "" => bail!("{}: the monitor ended before the container started", cfg.id),
+                m => bail!("{m}"),
+            }
+        }
+    }
+}
+
+/// The monitor process: returns its exit status.
+fn monitor_main(g: &Global, store_dir: &Path, cfg: &Config, report: OwnedFd) -> i32 {
+    let bundle = bundle_dir(store_dir, &cfg.id);
+    // stdio: nothing of the caller's (a pipe held open here would keep `husk up -d | …` waiting)
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stderr(&null);
+    }
+    let mut report = Some(report);
+    match supervise(g, &bundle, cfg, &mut report) {
+        Ok(()) => 0,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            match report.take() {
+                Some(w) => {
+                    let _ = std::fs::File::from(w).write_all(msg.as_bytes());
+                }
+                None => note(&bundle, &msg),
+            }
+            1
+        }
+    }
+}
+
+/// Append a line to the monitor's own log.
+fn note(bundle: &Path, msg: &str) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(bundle.join(MONITOR_LOG))
+    {
+        let _ = writeln!(f, "{} {msg}", crate::sys::time::now_rfc3339());
+    }
+}
+
+fn supervise(g: &Global, bundle: &Path, cfg: &Config, report: &mut Option<OwnedFd>) -> Result<()> {
+    let id = &cfg.id;
+    let policy = Restart::parse(&cfg.restart)?;
+    // processes of a pid-namespace fork come back to the monitor
+    nix::sys::prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER")?;
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    mask.thread_block().context("block SIGCHLD")?;
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .context("signalfd")?;
+    let pid = std::process::id() as i32;
+    let mut status = Status {
+        monitor_pid: pid,
+        monitor_start_time: crate::state::process_start_time(pid).unwrap_or(0),
+        ..Default::default()
+    };
+    let mut log =
+        logs::LogWriter::open(&logs::log_path(bundle, id), logs::MAX_SIZE, logs::MAX_FILES)?;
+    let dirs = match cfg.network {
+        Some(_) => Some(crate::network::Dirs::resolve(None, None, None, None)?),
+        None => None,
+    };
+    let mut delay = Duration::from_millis(100);
+    'runs: loop {
+        status.started_at = Some(crate::sys::time::now_rfc3339());
+        status.exit_code = None;
+        status.finished_at = None;
+        save(&bundle.join(STATUS), &status)?;
+        let started = Instant::now();
+        let run = match start_once(g, bundle, cfg, dirs.as_ref()) {
+            Ok(r) => r,
+            Err(e) if report.is_none() => {
+                status.error = Some(format!("restart {}: {e:#}", status.restart_count));
+                save(&bundle.join(STATUS), &status)?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(w) = report.take() {
+            let _ = std::fs::File::from(w).write_all(b"ok");
+        }
+        if stop_requested(bundle) {
+            // `husk stop` came while the container was being made
+            let _ = crate::container::kill(g, id, Some("KILL"), true);
+        }
+        let (code, failed) = pump(&run, &sfd, &mut log);
+        drop(run);
+        if let Some(e) = failed {
+            note(bundle, &format!("{e:#}"));
+        }
+        status.exit_code = Some(code);
+        status.finished_at = Some(crate::sys::time::now_rfc3339());
+        save(&bundle.join(STATUS), &status)?;
+        if let Err(e) = crate::network::attach::release_container(&g.store.root, id) {
+            note(bundle, &format!("{e:#}"));
+        }
+        if stop_requested(bundle) || !policy.restarts(code, status.restart_count) {
+            break;
+        }
+        if started.elapsed() >= Duration::from_secs(10) {
+            delay = Duration::from_millis(100);
+        }
+        let until = Instant::now() + delay;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            if stop_requested(bundle) {
+                break 'runs;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+        delay = (delay * 2).min(Duration::from_secs(60));
+        status.restart_count += 1;
+        crate::container::delete(g, id, true)?;
+    }
+    if cfg.rm && !bundle.join(RESTART_MARK).exists() {
+        crate::container::delete(g, id, true)?;
+        crate::network::attach::release_container(&g.store.root, id)?;
+        remove_bundle(bundle)?;
+    }
+    Ok(())
+}
+
+/// A started container: its init's pid and the monitor's ends of its stdio.
+#[derive(Default)]
+struct Running {
+    pid: i32,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+    master: Option<OwnedFd>,
+    /// The write end of `-i`'s stdin pipe, held so the container's stdin stays open.
+    _stdin: Option<OwnedFd>,
+}
+
+fn start_once(
+    g: &Global,
+    bundle: &Path,
+    cfg: &Config,
+    dirs: Option<&crate::network::Dirs>,
+) -> Result<Running> {
+    let id = &cfg.id;
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .context("open /dev/null")?;
+    let mut run = Running::default();
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe");
+    // The console socket is reached through the bundle's fd: a store path may be longer than
+    // a socket address allows.
+    let dir = std::fs::File::open(bundle).with_context(|| format!("open {}", bundle.display()))?;
+    let sock_path = PathBuf::from(format!(
+        "/proc/self/fd/{}/{CONSOLE_SOCKET}",
+        dir.as_raw_fd()
+    ));
+    let mut listener = None;
+    if cfg.tty {
+        let _ = std::fs::remove_file(bundle.join(CONSOLE_SOCKET));
+        listener = Some(
+            std::os::unix::net::UnixListener::bind(&sock_path)
+                .with_context(|| format!("bind {}", bundle.join(CONSOLE_SOCKET).display()))?,
+        );
+    } else {
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        nix::unistd::dup2_stdout(&out_w).context("stdout pipe")?;
+        nix::unistd::dup2_stderr(&err_w).context("stderr pipe")?;
+        run.stdout = Some(out_r);
+        run.stderr = Some(err_r);
+    }
+    if cfg.interactive && !cfg.tty {
+        let (in_r, in_w) = pipe()?;
+        nix::unistd::dup2_stdin(&in_r).context("stdin pipe")?;
+        run._stdin = Some(in_w);
+    }
+    let opts = RunOptions {
+        create: CreateOptions {
+            id: id.clone(),
+            bundle: bundle.to_path_buf(),
+            console_socket: listener.as_ref().map(|_| sock_path.clone()),
+            ..Default::default()
+        },
+        detach: true,
+        keep: true,
+    };
+    let res = crate::container::run_with(g, &opts, &mut |_| {
+        if let (Some(dirs), Some(name)) = (dirs, &cfg.network) {
+            let a = crate::network::attach::AttachOptions {
+                ports: cfg.ports.clone(),
+                ifname: None,
+            };
+            crate::network::attach::attach(g, dirs, name, id, &a)?;
+        }
+        Ok(())
+    });
+    // the container holds its ends alone now
+    let _ = nix::unistd::dup2_stdin(&null);
+    let _ = nix::unistd::dup2_stdout(&null);
+    let _ = nix::unistd::dup2_stderr(&null);
+    let got_master = match (&res, listener) {
+        (Ok(_), Some(l)) => Some(
+            l.accept()
+                .context("accept on the console socket")
+                .and_then(|(s, _)| crate::process::console::recv_fd(s.as_raw_fd())),
+        ),
+        _ => None,
+    };
+    let _ = std::fs::remove_file(bundle.join(CONSOLE_SOCKET));
+    res?;
+    run.master = got_master.transpose()?;
+    run.pid = g.store.load(id)?.pid;
+    Ok(run)
+}
+
+/// Log the container's output until its init exits (and its stdio is drained); its exit code,
+/// 128 + the signal for a killed one; and the first error writing the log.
+fn pump(run: &Running, sfd: &SignalFd, log: &mut logs::LogWriter) -> (i32, Option<anyhow::Error>) {
+    let mut streams: Vec<(&OwnedFd, &str, logs::Lines)> = [
+        (&run.stdout, "stdout"),
+        (&run.stderr, "stderr"),
+        (&run.master, "stdout"),
+    ]
+    .into_iter()
+    .filter_map(|(fd, name)| fd.as_ref().map(|f| (f, name, logs::Lines::default())))
+    .collect();
+    let mut open = vec![true; streams.len()];
+    let mut code: Option<i32> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut failed = None;
+    loop {
+        if code.is_some() && !open.contains(&true) {
+            break;
+        }
+        let mut fds = vec![libc::pollfd {
+            fd: sfd.as_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let mut which = Vec::new();
+        for (i, (fd, _, _)) in streams.iter().enumerate() {
+            if open[i] {
+                fds.push(libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+                which.push(i);
+            }
+        }
+        // once init is gone, drain what is left without waiting on a straggler's open end
+        let timeout = if code.is_some() { 100 } else { -1 };
+        // SAFETY: fds is a valid array of pollfd of the given length.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if n < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            break;
+        }
+        if n == 0 && code.is_some() {
+            break;
+        }
+        if fds[0].revents != 0 {
+            while let Ok(Some(_)) = sfd.read_signal() {}
+            loop {
+                match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(p, c)) if p.as_raw() == run.pid => code = Some(c),
+                    Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == run.pid => {
+                        code = Some(128 + s as i32)
+                    }
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        }
+        for (k, p) in fds[1..].iter().enumerate() {
+            if p.revents == 0 {
+                continue;
+            }
+            let i = which[k];
+            let (fd, name, lines) = &mut streams[i];
+            match nix::unistd::read(fd.as_fd(), &mut buf) {
+                Ok(0) | Err(_) => open[i] = false,
+                Ok(len) => lines.push(&buf[..len], &mut |l| {
+                    if let Err(e) = log.write(name, l) {
+                        failed.get_or_insert(e);
+                    }
+                }),
+            }
+        }
+    }
+    for (_, name, lines) in &mut streams {
+        lines.finish(&mut |l| {
+            if let Err(e) = log.write(name, l) {
+                failed.get_or_insert(e);
+            }
+        });
+    }
+    (code.unwrap_or(255), failed)
+}
+
+/// Whether the runtime says the container runs (created, running or paused).
+fn is_running(g: &Global, id: &str) -> bool {
+    g.store
+        .load(id)
+        .is_ok_and(|st| crate::container::status_of(g, &st) != crate::state::Status::Stopped)
+}
+
+fn wait_for(limit: Duration, done: &dyn Fn() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `husk stop [-t S] NAME`: the stop signal (`--stop-signal`, the image's, else SIGTERM), then
+/// after the grace time (`-t`, else `--stop-timeout`, else 10 s) SIGKILL to every process of
+/// the container; no restart follows, and the monitor has finished when this returns.
+pub fn stop(g: &Global, store_dir: &Path, id: &str, timeout: Option<u64>) -> Result<()> {
+    stop_for(g, store_dir, id, timeout, false)
+}
+
+/// [`stop`]; `restarting`: the container is kept for `husk restart` even with `--rm`.
+fn stop_for(
+    g: &Global,
+    store_dir: &Path,
+    id: &str,
+    timeout: Option<u64>,
+    restarting: bool,
+) -> Result<()> {
+    crate::state::validate_id(id)?;
+    let bundle = bundle_dir(store_dir, id);
+    if !bundle.exists() && !g.store.dir(id).exists() {
+        bail!("{id}: no such container");
+    }
+    let cfg: Option<Config> = load(&bundle.join(CONFIG)).ok();
+    let monitor = load_status(&bundle).ok().filter(Status::alive);
+    if bundle.exists() {
+        let marks: &[&str] = if restarting {
+            &[RESTART_MARK, STOP_MARK]
+        } else {
+            &[STOP_MARK]
+        };
+        for m in marks {
+            std::fs::write(bundle.join(m), b"")
+                .with_context(|| format!("write {}", bundle.join(m).display()))?;
+        }
+    }
+    let grace = timeout.or(cfg.and_then(|c| c.stop_timeout)).unwrap_or(10);
+    if is_running(g, id) {
+        if let Err(e) = crate::container::kill(g, id, None, false) {
+            if is_running(g, id) {
+                return Err(e);
+            }
+        }
+        if !wait_for(Duration::from_secs(grace), &|| !is_running(g, id)) {
+            crate::log_debug!("{id}: still running after {grace} s; SIGKILL");
+            let _ = crate::container::kill(g, id, Some("KILL"), true);
+            if !wait_for(Duration::from_secs(10), &|| !is_running(g, id)) {
+                bail!("{id}: still running 10 s after SIGKILL");
+            }
+        }
+    }
+    if let Some(m) = monitor {
+        if !wait_for(Duration::from_secs(10), &|| !m.alive()) {
+            bail!(
+                "{id}: the container stopped but its monitor (pid {}) has not finished",
+                m.monitor_pid
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `husk restart NAME`: stop, then the same container started again under a new monitor (a
+/// `--rm` container too: it is removed at an exit of its own, not at this one; one first run in
+/// the foreground runs detached now, as with docker restart).
+pub fn restart(g: &Global, store_dir: &Path, id: &str, timeout: Option<u64>) -> Result<()> {
+    crate::state::validate_id(id)?;
+    let bundle = bundle_dir(store_dir, id);
+    if !bundle.exists() {
+        bail!("{id}: no such container");
+    }
+    let cfg: Config = load(&bundle.join(CONFIG))
+        .with_context(|| format!("{id}: not a container husk up made or kept"))?;
+    stop_for(g, store_dir, id, timeout, true)?;
+    if !bundle.exists() {
+        bail!("{id}: removed at its exit (--rm)");
+    }
+    crate::container::delete(g, id, true)?;
+    crate::network::attach::release_container(&g.store.root, id)?;
+    launch(g, store_dir, &cfg)
+}
+
+/// Before `husk rm` removes container `id`: a monitor that still runs is refused without
+/// `force`, else told not to restart and killed (the container is then killed by its state).
+pub fn before_rm(g: &Global, bundle: &Path, id: &str, force: bool) -> Result<()> {
+    let Some(m) = load_status(bundle).ok().filter(Status::alive) else {
+        return Ok(());
+    };
+    // a container that has just exited: its monitor is finishing (or waits to restart it)
+    if !force && !is_running(g, id) && wait_for(Duration::from_secs(2), &|| !m.alive()) {
+        return Ok(());
+    }
+    if !force {
+        bail!(
+            "cannot remove container {id}: its monitor (pid {}) still runs it; stop it first \
+             (husk stop {id}) or use -f",
+            m.monitor_pid
+        );
+    }
+    std::fs::write(bundle.join(STOP_MARK), b"")
+        .with_context(|| format!("write {}", bundle.join(STOP_MARK).display()))?;
+    let Ok(fd) = crate::sys::pidfd::open(m.monitor_pid) else {
+        return Ok(());
+    };
+    if !m.alive() {
+        return Ok(());
+    }
+    crate::sys::pidfd::send_signal(fd.as_fd(), libc::SIGKILL)
+        .with_context(|| format!("kill the monitor (pid {}) of {id}", m.monitor_pid))?;
+    if !crate::sys::pidfd::wait_exit(fd.as_fd(), 10_000).unwrap_or(false) {
+        bail!(
+            "{id}: its monitor (pid {}) did not die of SIGKILL",
+            m.monitor_pid
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_policies() {
+        assert_eq!(Restart::parse("no").unwrap(), Restart::No);
+        assert_eq!(Restart::parse("").unwrap(), Restart::No);
+        assert_eq!(
+            Restart::parse("on-failure:2").unwrap(),
+            Restart::OnFailure(Some(2))
+        );
+        assert_eq!(
+            Restart::parse("on-failure").unwrap(),
+            Restart::OnFailure(None)
+        );
+        assert_eq!(
+            Restart::parse("on-failure:0").unwrap(),
+            Restart::OnFailure(None)
+        );
+        assert_eq!(
+            Restart::parse("unless-stopped").unwrap(),
+            Restart::UnlessStopped
+        );
+        for (bad, want) in [
+            ("bogus", "expected no, always"),
+            ("on-failure:x", "not a number"),
+            ("always:3", "only with on-failure"),
+        ] {
+            let e = Restart::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains(want), "{bad}: {e}");
+        }
+        let p = Restart::OnFailure(Some(2));
+        assert!(p.restarts(1, 0) && p.restarts(1, 1));
+        assert!(!p.restarts(1, 2), "on-failure:2 restarts twice only");
+        assert!(!p.restarts(0, 0), "on-failure does not restart a success");
+        assert!(Restart::Always.restarts(0, 1000));
+        assert!(!Restart::No.restarts(1, 0));
+    }
+
+    #[test]
+    fn rm_and_restart_conflict() {
+        let o = super::super::UpOptions {
+            rm: true,
+            detach: true,
+            restart: "always".into(),
+            ..Default::default()
+        };
+        let e = check(&o).unwrap_err().to_string();
+        assert!(e.contains("--restart always") && e.contains("--rm"), "{e}");
+        let o = super::super::UpOptions {
+            restart: "on-failure".into(),
+            ..Default::default()
+        };
+        assert!(check(&o).unwrap_err().to_string().contains("-d"));
+        let o = super::super::UpOptions {
+            detach: true,
+            stop_signal: Some("SIGNOPE".into()),
+            ..Default::default()
+        };
+        assert!(check(&o).unwrap_err().to_string().contains("--stop-signal"));
+    }
+}
