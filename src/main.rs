@@ -138,7 +138,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Checkpoint(a) => container::checkpoint(&g, &a.into(), &criu)?,
         Command::Restore(a) => return container::restore(&g, &a.into(), &criu),
         Command::Network(a) => husk::network::cli::run(&g, a)?,
-        Command::Up(a) => return up_command(&g, a),
+        Command::Up(a) => return up_command(&g, *a),
         Command::Rm(a) => {
             let dir = a.store.unwrap_or_else(husk::image::store::default_dir);
             husk::up::rm(&g, &dir, &a.names, a.force)?
@@ -182,6 +182,7 @@ fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
             platform: husk::image::PlatformSpec::of_flag(a.platform.as_deref())?,
             quiet: false,
         }),
+        config: a.config,
     };
     let dir = a.store.unwrap_or_else(husk::image::store::default_dir);
     husk::up::up(g, &dir, &o)

@@ -133,7 +133,7 @@ pub enum Command {
     },
     /// Run an image as a new container in the foreground, as `docker run` (pulled when missing).
     #[command(disable_help_flag = true)]
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     /// Remove containers made by `husk up`: state, bundle and network attachments.
     Rm(up::RmArgs),
     /// Manage networks (CNI): create, ls, inspect, rm, prune, gc, attach, detach, check.

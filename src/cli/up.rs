@@ -61,6 +61,9 @@ pub struct UpArgs {
     /// How to reach the registry when the image is pulled.
     #[command(flatten)]
     pub conn: super::image::RegistryArgs,
+    /// Container configuration: volumes, resources, capabilities, security, names, devices.
+    #[command(flatten)]
+    pub config: crate::up::flags::ConfigFlags,
     /// OS/ARCH[/VARIANT] to pull [default: the host's].
     #[arg(long)]
     pub platform: Option<String>,
