@@ -503,6 +503,31 @@ fn up_capabilities_privileged_and_security_opts() {
         assert_eq!(sh(&e, &["--privileged"], &probe), "yes\n");
         assert_eq!(sh(&e, &[], &probe), "no\n");
     }
+    // --security-opt seccomp=FILE in Docker's profile format: mkdir refused with EPERM
+    let profile = e.dir.path().join("seccomp.json");
+    std::fs::write(
+        &profile,
+        serde_json::to_vec(&json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "archMap": [{"architecture": "SCMP_ARCH_X86_64",
+                         "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]},
+                        {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": []}],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                          "errnoRet": 1, "comment": "no new directories"},
+                         {"names": ["reboot"], "action": "SCMP_ACT_ERRNO",
+                          "includes": {"caps": ["CAP_SYS_BOOT"]}}]
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let out = sh(
+        &e,
+        &["--security-opt", &opt],
+        "mkdir /tmp/d 2>&1 || true; touch /tmp/f && echo touched",
+    );
+    assert!(out.contains("Operation not permitted"), "{out}");
+    assert!(out.ends_with("touched\n"), "{out}");
     // --device: a host node under another name, usable
     let out = sh(
         &e,
@@ -714,7 +739,8 @@ fn up_network_named_with_a_published_port() {
     ok(&o, "network create");
     let links_before = text(&ns.cmd("ip").args(["-o", "link"]).output().unwrap().stdout);
     let store = e.store();
-    let script = web("hello-from-up");
+    // the page counts the container's own address in its /etc/hosts (written after the attach)
+    let script = web("hello-from-up-$(grep -c '^10[.]89[.]77[.][0-9]*\t' /etc/hosts)");
     let mut up = husk_in_ns(&[
         "up",
         "--store",
@@ -747,7 +773,7 @@ fn up_network_named_with_a_published_port() {
         let _ = s.read_to_string(&mut err);
     }
     assert_eq!(
-        got, "hello-from-up\n",
+        got, "hello-from-up-1\n",
         "the published port did not answer; husk up: {err}"
     );
     assert_eq!(

@@ -1500,6 +1500,22 @@ mod tests {
     }
 
     #[test]
+    fn available_caps_follow_the_bounding_set() {
+        let bnd = std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("CapBnd:"))
+            .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+            .unwrap();
+        let caps = available_caps();
+        assert_eq!(caps.len() as u32, bnd.count_ones(), "{caps:?}");
+        for c in &caps {
+            let i = ALL_CAPS.iter().position(|a| a == c).unwrap();
+            assert!(bnd & (1 << i) != 0, "{c} is not in CapBnd {bnd:x}");
+        }
+    }
+
+    #[test]
     fn ulimits() {
         assert_eq!(
             parse_ulimit("nofile=1024:2048").unwrap(),
