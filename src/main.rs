@@ -143,6 +143,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let dir = a.store.unwrap_or_else(husk::image::store::default_dir);
             husk::up::rm(&g, &dir, &a.names, a.force)?
         }
+        Command::Volume(a) => {
+            let dir = a.store.unwrap_or_else(husk::image::store::default_dir);
+            husk::up::volume::run(&dir, a.command)?
+        }
         Command::Spec { bundle } => {
             let dir = bundle.unwrap_or_else(|| ".".into());
             let path = dir.join("config.json");

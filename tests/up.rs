@@ -400,6 +400,43 @@ fn up_volumes_mounts_and_tmpfs() {
     let line = mount_line(&e, &["--mount", "type=tmpfs,target=/t,tmpfs-size=2m"], "/t");
     assert!(line.contains("size=2048k"), "{line}");
     e.assert_clean("after the volume runs");
+    // husk volume: a volume in use is kept; prune takes the anonymous ones no container uses
+    let store = e.store();
+    let st = store.to_str().unwrap();
+    let vol = |args: &[&str]| {
+        let mut a = vec!["volume", "--store", st];
+        a.extend_from_slice(args);
+        e.husk(&a)
+    };
+    let holder = format!("holder-{}", std::process::id());
+    ok(
+        &e.up(&[
+            "--name", &holder, "-v", "keep1:/v", "-v", "/anon2", IMAGE, "true",
+        ]),
+        "up keeping two volumes",
+    );
+    let names = ok(&vol(&["ls", "-q"]), "volume ls");
+    assert_eq!(names.lines().count(), 2, "{names}");
+    assert!(names.lines().any(|l| l == "keep1"), "{names}");
+    let o = vol(&["rm", "keep1"]);
+    assert!(!o.status.success(), "a volume in use was removed");
+    assert!(text(&o.stderr).contains(&holder), "{}", text(&o.stderr));
+    let pruned = ok(&vol(&["prune"]), "volume prune while in use");
+    assert!(pruned.starts_with("Total reclaimed space"), "{pruned}");
+    ok(&e.husk(&["rm", "--store", st, &holder]), "rm the holder");
+    let pruned = ok(&vol(&["prune"]), "volume prune");
+    assert_eq!(
+        pruned.lines().count(),
+        2,
+        "the anonymous volume and the total: {pruned}"
+    );
+    assert_eq!(ok(&vol(&["ls", "-q"]), "volume ls"), "keep1\n");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&vol(&["inspect", "keep1"]), "inspect")).unwrap();
+    assert_eq!(v[0]["Mountpoint"], json!(store.join("volumes/keep1/_data")));
+    ok(&vol(&["rm", "keep1"]), "volume rm");
+    assert_eq!(ok(&vol(&["ls", "-q"]), "volume ls"), "");
+    e.assert_clean("after husk volume");
 }
 
 /// -m, --cpus, --pids-limit, --ulimit read back inside (cgroup v1 files on a v1 or hybrid

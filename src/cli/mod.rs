@@ -136,6 +136,8 @@ pub enum Command {
     Up(Box<up::UpArgs>),
     /// Remove containers made by `husk up`: state, bundle and network attachments.
     Rm(up::RmArgs),
+    /// The volumes of `husk up -v NAME:…`: ls, inspect, rm, prune.
+    Volume(crate::up::volume::VolumeArgs),
     /// Manage networks (CNI): create, ls, inspect, rm, prune, gc, attach, detach, check.
     Network(crate::network::cli::NetworkArgs),
 }

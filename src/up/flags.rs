@@ -387,7 +387,7 @@ const PROPAGATIONS: [&str; 6] = [
 ];
 
 /// docker's local volume names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
-fn valid_volume_name(n: &str) -> bool {
+pub(crate) fn valid_volume_name(n: &str) -> bool {
     n.len() >= 2
         && n.as_bytes()[0].is_ascii_alphanumeric()
         && n.bytes()
@@ -1315,15 +1315,23 @@ pub fn apply(spec: &mut Value, c: &Config, h: &HostFacts, names: &[(String, Path
     }
 }
 
+/// The file next to an anonymous volume's `_data` that marks it (`husk volume prune` takes
+/// only those unless `--all`).
+pub const ANONYMOUS_MARK: &str = "anonymous";
+
 /// Create the volume directories (`_data`, 0755) that do not exist yet.
 pub fn create_volumes(h: &HostFacts) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    for (d, _) in &h.volumes {
+    for (d, anonymous) in &h.volumes {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
             .create(d)
             .with_context(|| format!("create the volume {}", d.display()))?;
+        if let (true, Some(p)) = (anonymous, d.parent()) {
+            let m = p.join(ANONYMOUS_MARK);
+            std::fs::write(&m, "").with_context(|| format!("write {}", m.display()))?;
+        }
     }
     Ok(())
 }
@@ -2052,6 +2060,9 @@ mod tests {
         assert_eq!(rule["access"], "r");
         create_volumes(&h).unwrap();
         assert!(store.join("volumes/named/_data").is_dir());
+        assert!(!store.join("volumes/named").join(ANONYMOUS_MARK).exists());
+        let anon = h.volumes[1].0.parent().unwrap();
+        assert!(anon.join(ANONYMOUS_MARK).exists());
         remove_anonymous_volumes(&h).unwrap();
         assert!(store.join("volumes/named/_data").is_dir());
         assert!(!h.volumes[1].0.parent().unwrap().exists());

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 pub mod flags;
+pub mod volume;
 
 /// When to pull the image (`--pull`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
