@@ -383,12 +383,25 @@ fn up_volumes_mounts_and_tmpfs() {
         "persisted\n"
     );
     assert_eq!(sh(&e, &["-v", "keep1:/v:ro"], "cat /v/f"), "persisted\n");
+    // a new volume gets the image's files at its mount point (owner kept), unless nocopy
+    assert_eq!(
+        sh(&e, &["-v", "home1:/home"], "stat -c '%n %u' /home/user"),
+        "/home/user 1000\n"
+    );
+    assert_eq!(sh(&e, &["-v", "home2:/home:nocopy"], "ls -A /home"), "");
+    for v in ["home1", "home2"] {
+        ok(
+            &e.husk(&["volume", "--store", e.store().to_str().unwrap(), "rm", v]),
+            "volume rm",
+        );
+    }
     // an anonymous volume goes with --rm; the named one stays
     sh(&e, &["-v", "/anon"], "echo x > /anon/f");
     let vols: Vec<_> = std::fs::read_dir(e.store().join("volumes"))
         .unwrap()
         .flatten()
         .map(|d| d.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".lock")
         .collect();
     assert_eq!(vols, ["keep1"], "volumes after an anonymous one with --rm");
     // --tmpfs: a tmpfs with docker's noexec,nosuid,nodev and the size asked for

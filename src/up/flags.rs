@@ -13,6 +13,7 @@ use crate::network::dns::{self, DnsOptions};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 use std::net::IpAddr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// The flags as given on the command line (`husk up`'s share of docker run's).
@@ -171,6 +172,8 @@ pub struct MountReq {
     pub propagation: Option<String>,
     /// `bind` instead of `rbind`.
     pub nonrecursive: bool,
+    /// A volume not to fill with the image's files (`nocopy`, `volume-nocopy`).
+    pub nocopy: bool,
 }
 
 /// `--device HOST[:CTR[:PERMS]]`.
@@ -434,6 +437,7 @@ pub fn parse_volume(s: &str) -> Result<MountReq> {
         readonly: false,
         propagation: None,
         nonrecursive: false,
+        nocopy: false,
     };
     let mut rw_seen = false;
     for o in opts.split(',').filter(|o| !o.is_empty()) {
@@ -447,7 +451,7 @@ pub fn parse_volume(s: &str) -> Result<MountReq> {
             }
             // SELinux relabelling (husk applies no SELinux labels) and macOS consistency
             "z" | "Z" | "consistent" | "cached" | "delegated" => {}
-            "nocopy" if !matches!(m.source, Source::Bind(_)) => {}
+            "nocopy" if !matches!(m.source, Source::Bind(_)) => m.nocopy = true,
             p if PROPAGATIONS.contains(&p) => {
                 if m.propagation.is_some() {
                     bail!("{flag}: give one propagation mode");
@@ -480,6 +484,7 @@ pub fn parse_mount(s: &str) -> Result<MountReq> {
     let mut readonly = false;
     let mut propagation = None;
     let mut nonrecursive = false;
+    let mut nocopy = false;
     let mut tmpfs = Vec::new();
     for field in s.split(',').filter(|f| !f.is_empty()) {
         let (k, v) = match field.split_once('=') {
@@ -500,9 +505,7 @@ pub fn parse_mount(s: &str) -> Result<MountReq> {
                 propagation = Some(p.to_string());
             }
             "bind-nonrecursive" => nonrecursive = bool_value(&flag, &k, v)?,
-            "volume-nocopy" => {
-                bool_value(&flag, &k, v)?;
-            }
+            "volume-nocopy" => nocopy = bool_value(&flag, &k, v)?,
             "consistency" => {}
             "tmpfs-size" => {
                 tmpfs.push(format!("size={}", parse_size(&flag, val()?)?));
@@ -530,6 +533,9 @@ pub fn parse_mount(s: &str) -> Result<MountReq> {
     }
     if (propagation.is_some() || nonrecursive) && !is("bind") {
         bail!("{flag}: bind-propagation and bind-nonrecursive are for type=bind");
+    }
+    if nocopy && !is("volume") {
+        bail!("{flag}: volume-nocopy is for type=volume");
     }
     let source = match kind.as_str() {
         "bind" => {
@@ -564,6 +570,7 @@ pub fn parse_mount(s: &str) -> Result<MountReq> {
         readonly,
         propagation,
         nonrecursive,
+        nocopy,
     })
 }
 
@@ -630,6 +637,7 @@ pub fn parse_tmpfs(s: &str) -> Result<MountReq> {
         target: target.to_string(),
         propagation: None,
         nonrecursive: false,
+        nocopy: false,
     })
 }
 
@@ -801,6 +809,8 @@ pub struct ResolvedMount {
     pub readonly: bool,
     pub propagation: Option<String>,
     pub nonrecursive: bool,
+    /// A volume that gets the image's files at `target` while it is empty (Docker's copy-up).
+    pub copy_up: bool,
 }
 
 /// What the host said about the flags.
@@ -929,6 +939,7 @@ pub fn resolve(c: &Config, store: &Path) -> Result<HostFacts> {
             readonly: m.readonly,
             propagation: m.propagation.clone(),
             nonrecursive: m.nonrecursive,
+            copy_up: matches!(m.source, Source::Volume(_) | Source::Anonymous) && !m.nocopy,
         });
     }
     if let Some(n) = c.nano_cpus {
@@ -1336,6 +1347,114 @@ pub fn create_volumes(h: &HostFacts) -> Result<()> {
     Ok(())
 }
 
+/// The lock of `STORE/volumes`: held shared while `husk up` makes and fills its volumes (after
+/// its config.json names them), exclusively by `husk volume rm` and `prune` between finding a
+/// volume unused and removing it.
+pub fn lock_volumes(store: &Path, exclusive: bool) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    use nix::fcntl::{Flock, FlockArg};
+    let dir = store.join("volumes");
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let p = dir.join(".lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .with_context(|| format!("open {}", p.display()))?;
+    let arg = if exclusive {
+        FlockArg::LockExclusive
+    } else {
+        FlockArg::LockShared
+    };
+    Flock::lock(f, arg).map_err(|(_, e)| anyhow::anyhow!("lock {}: {e}", p.display()))
+}
+
+/// Docker's copy-up: a volume whose `_data` is empty gets the files the image has at its
+/// mount point (resolved inside `rootfs`, symlinks kept as links), and the directory's mode and
+/// owner.
+pub fn populate_volumes(h: &HostFacts, rootfs: &Path) -> Result<()> {
+    use std::os::fd::AsFd;
+    let mut root = None;
+    for m in h.mounts.iter().filter(|m| m.copy_up) {
+        let Some(data) = &m.bind else {
+            continue;
+        };
+        let empty = std::fs::read_dir(data)
+            .with_context(|| format!("read {}", data.display()))?
+            .next()
+            .is_none();
+        if !empty {
+            continue;
+        }
+        if root.is_none() {
+            root = Some(
+                std::fs::File::open(rootfs)
+                    .with_context(|| format!("open {}", rootfs.display()))?,
+            );
+        }
+        let Some(r) = &root else {
+            continue;
+        };
+        let src = match crate::rootfs::resolve::resolve(r.as_fd(), Path::new(&m.target), true) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e).with_context(|| format!("resolve {} in the image", m.target)),
+        };
+        let p = crate::rootfs::resolve::proc_fd_path(src.as_fd());
+        let src_path = Path::new(std::ffi::OsStr::from_bytes(p.as_bytes()));
+        if !std::fs::metadata(src_path).is_ok_and(|md| md.is_dir()) {
+            continue;
+        }
+        // (the /proc/self/fd link followed: its target's attributes)
+        copy_attrs(src_path, data, true)?;
+        copy_tree(src_path, data)
+            .with_context(|| format!("copy the image's {} into {}", m.target, data.display()))?;
+    }
+    Ok(())
+}
+
+/// The mode and owner of `from` onto `to` (a symlink itself unless `follow`).
+fn copy_attrs(from: &Path, to: &Path, follow: bool) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let md = if follow {
+        std::fs::metadata(from)
+    } else {
+        std::fs::symlink_metadata(from)
+    }
+    .with_context(|| format!("stat {}", from.display()))?;
+    std::os::unix::fs::lchown(to, Some(md.uid()), Some(md.gid()))
+        .with_context(|| format!("chown {}", to.display()))?;
+    if !md.file_type().is_symlink() {
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(md.mode() & 0o7777))
+            .with_context(|| format!("chmod {}", to.display()))?;
+    }
+    Ok(())
+}
+
+/// Copy the contents of directory `from` into `to`: directories, regular files and symlinks
+/// with their modes and owners; other file types are left out.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    for e in std::fs::read_dir(from).with_context(|| format!("read {}", from.display()))? {
+        let e = e?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            std::fs::create_dir(&dst).with_context(|| format!("mkdir {}", dst.display()))?;
+            copy_tree(&src, &dst)?;
+        } else if ft.is_file() {
+            std::fs::copy(&src, &dst).with_context(|| format!("copy {}", src.display()))?;
+        } else if ft.is_symlink() {
+            let t = std::fs::read_link(&src)?;
+            std::os::unix::fs::symlink(&t, &dst)
+                .with_context(|| format!("symlink {}", dst.display()))?;
+        } else {
+            continue;
+        }
+        copy_attrs(&src, &dst, false)?;
+    }
+    Ok(())
+}
+
 /// Remove the anonymous volumes (`--rm`): `volumes/ID`, the parent of each `_data`.
 pub fn remove_anonymous_volumes(h: &HostFacts) -> Result<()> {
     for (d, anon) in &h.volumes {
@@ -1558,7 +1677,10 @@ mod tests {
         assert!(!m.readonly);
         assert_eq!(m.propagation.as_deref(), Some("rshared"));
         assert_eq!(parse_volume("/scratch").unwrap().source, Source::Anonymous);
-        assert!(parse_volume("v1:/x:nocopy").is_ok());
+        assert!(parse_volume("v1:/x:nocopy").unwrap().nocopy);
+        assert!(parse_mount("target=/x,volume-nocopy").unwrap().nocopy);
+        let e = err(parse_mount("type=bind,source=/a,target=/x,volume-nocopy"));
+        assert!(e.contains("volume-nocopy is for type=volume"), "{e}");
         for (s, want) in [
             ("/a:relative", "must be absolute"),
             ("/a:/", "cannot be /"),
@@ -1972,6 +2094,7 @@ mod tests {
                     readonly: true,
                     propagation: None,
                     nonrecursive: false,
+                    copy_up: false,
                 },
                 ResolvedMount {
                     target: "/a".into(),
@@ -1980,6 +2103,7 @@ mod tests {
                     readonly: false,
                     propagation: Some("rshared".into()),
                     nonrecursive: true,
+                    copy_up: false,
                 },
                 ResolvedMount {
                     target: "/dev/shm".into(),
@@ -1988,6 +2112,7 @@ mod tests {
                     readonly: false,
                     propagation: None,
                     nonrecursive: false,
+                    copy_up: false,
                 },
             ],
             ..facts()
@@ -2092,6 +2217,72 @@ mod tests {
             let e = err(resolve(&parse(&f).unwrap(), store));
             assert!(e.contains(&want), "{e}");
         }
+    }
+
+    #[test]
+    fn volumes_get_the_images_files_once() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let t = tempfile::tempdir().unwrap();
+        let rootfs = t.path().join("rootfs");
+        let data = rootfs.join("srv/data");
+        std::fs::create_dir_all(data.join("sub")).unwrap();
+        std::fs::write(data.join("sub/f"), "image file").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", data.join("link")).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o750)).unwrap();
+        // a symlink out of the image is resolved inside it
+        std::os::unix::fs::symlink("/srv/data", rootfs.join("escape")).unwrap();
+        let vol = |n: &str, target: &str, copy_up: bool| {
+            let d = t.path().join(n);
+            std::fs::create_dir(&d).unwrap();
+            ResolvedMount {
+                target: target.into(),
+                bind: Some(d),
+                tmpfs: vec![],
+                readonly: false,
+                propagation: None,
+                nonrecursive: false,
+                copy_up,
+            }
+        };
+        let h = HostFacts {
+            mounts: vec![
+                vol("a", "/srv/data", true),
+                vol("b", "/escape", true),
+                vol("c", "/srv/data", false),
+                vol("d", "/no/such/dir", true),
+            ],
+            ..Default::default()
+        };
+        std::fs::write(t.path().join("b/kept"), "").unwrap();
+        populate_volumes(&h, &rootfs).unwrap();
+        let a = t.path().join("a");
+        assert_eq!(
+            std::fs::read_to_string(a.join("sub/f")).unwrap(),
+            "image file"
+        );
+        assert_eq!(
+            std::fs::read_link(a.join("link")).unwrap(),
+            Path::new("/etc/passwd")
+        );
+        assert_eq!(std::fs::metadata(&a).unwrap().mode() & 0o7777, 0o750);
+        // a volume with files is left as it is; nocopy and missing mount points too
+        let names = |d: &str| {
+            let mut v: Vec<String> = std::fs::read_dir(t.path().join(d))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names("b"), ["kept"]);
+        assert!(names("c").is_empty() && names("d").is_empty());
+        // through the in-image symlink: the image's /srv/data
+        let e = HostFacts {
+            mounts: vec![vol("e", "/escape", true)],
+            ..Default::default()
+        };
+        populate_volumes(&e, &rootfs).unwrap();
+        assert_eq!(names("e"), ["link", "sub"]);
     }
 
     #[test]

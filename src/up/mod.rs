@@ -233,8 +233,13 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     let result = (|| {
         image::unpack_with(&store, &o.image, &bundle, &over)?;
         drop(store);
-        flags::create_volumes(&facts)?;
         let (exposed, hostname) = edit_config(&bundle, o, &cfg, &facts)?;
+        if !facts.volumes.is_empty() {
+            // after config.json names them: husk volume prune sees them in use from here on
+            let _lock = flags::lock_volumes(store_dir, false)?;
+            flags::create_volumes(&facts)?;
+            flags::populate_volumes(&facts, &bundle.join("rootfs"))?;
+        }
         let mut ports = ports.clone();
         if o.publish_all {
             for e in &exposed {

@@ -2,7 +2,7 @@
 //! `-v /path`), each a directory `STORE/volumes/NAME/_data`. A volume is in use while a
 //! container's bundle under `STORE/containers` mounts it; such a volume is never removed.
 
-use super::flags::{valid_volume_name, ANONYMOUS_MARK};
+use super::flags::{lock_volumes, valid_volume_name, ANONYMOUS_MARK};
 use crate::output;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -151,6 +151,14 @@ pub fn inspect(store: &Path, names: &[String]) -> Result<Value> {
 pub fn rm(store: &Path, names: &[String], force: bool) -> Result<()> {
     for n in names {
         check_name(n)?;
+    }
+    let _lock = if dir(store).exists() {
+        Some(lock_volumes(store, true)?)
+    } else {
+        None
+    };
+    for n in names {
+        check_name(n)?;
         if !exists(store, n) {
             if force {
                 continue;
@@ -175,6 +183,10 @@ pub fn rm(store: &Path, names: &[String], force: bool) -> Result<()> {
 pub fn prune(store: &Path, all: bool) -> Result<(Vec<String>, u64)> {
     let mut removed = Vec::new();
     let mut bytes = 0;
+    if !dir(store).exists() {
+        return Ok((removed, bytes));
+    }
+    let _lock = lock_volumes(store, true)?;
     for n in list(store)? {
         let d = dir(store).join(&n);
         if !all && !d.join(ANONYMOUS_MARK).exists() {
