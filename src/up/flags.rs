@@ -942,6 +942,13 @@ pub fn resolve(c: &Config, store: &Path) -> Result<HostFacts> {
             copy_up: matches!(m.source, Source::Volume(_) | Source::Anonymous) && !m.nocopy,
         });
     }
+    if c.memory_swap.is_some() && !h.swap_accounting {
+        // as docker: a warning, and the limit left out
+        crate::logging::warn(
+            "--memory-swap: this kernel does not account swap (no memory.memsw); only the \
+             memory limit is set",
+        );
+    }
     if let Some(n) = c.nano_cpus {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
         if n > cpus * 1_000_000_000 {
