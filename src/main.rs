@@ -139,7 +139,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Checkpoint(a) => container::checkpoint(&g, &a.into(), &criu)?,
         Command::Restore(a) => return container::restore(&g, &a.into(), &criu),
         Command::Network(a) => husk::network::cli::run(&g, a)?,
-        Command::Up(a) => return up_command(&g, a),
+        Command::Up(a) => return up_command(&g, *a),
         Command::Rm(a) => {
             let dir = a.store.unwrap_or_else(husk::image::store::default_dir);
             husk::up::rm(&g, &dir, &a.names, a.force)?
@@ -177,6 +177,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 husk::output::line(n)?;
             }
         }
+        Command::Volume(a) => {
+            let dir = a.store.unwrap_or_else(husk::image::store::default_dir);
+            husk::up::volume::run(&dir, a.command)?
+        }
         Command::Spec { bundle } => {
             let dir = bundle.unwrap_or_else(|| ".".into());
             let path = dir.join("config.json");
@@ -193,9 +197,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
 /// `husk up …`: docker run's flags onto `husk::up`.
 fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
     use husk::up::{NetworkMode, PullPolicy, UpOptions};
+    let (image, command) = a.image_and_command();
     let o = UpOptions {
-        image: a.image,
-        command: a.command,
+        image,
+        command,
         entrypoint: a.entrypoint,
         name: a.name,
         rm: a.rm,
@@ -220,6 +225,7 @@ fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
         restart: a.restart,
         stop_signal: a.stop_signal,
         stop_timeout: a.stop_timeout,
+        config: a.config,
     };
     let dir = a.store.unwrap_or_else(husk::image::store::default_dir);
     husk::up::up(g, &dir, &o)

@@ -191,6 +191,23 @@ fn up_rm_runs_the_image_and_passes_the_exit_status_through() {
     let o = e.up(&["--rm", IMAGE, "sh", "-c", "exit 7"]);
     assert_eq!(code(&o.status), 7, "stderr: {}", text(&o.stderr));
     e.assert_clean("after a non-zero exit");
+    // everything after the image is the command's, up's own flags included (docker run's rule)
+    let out = ok(
+        &e.up(&[
+            "--rm",
+            "--entrypoint",
+            "sh",
+            IMAGE,
+            "-c",
+            "echo \"$0 $1 $2\"",
+            "-v",
+            "-m",
+            "--rm",
+        ]),
+        "up with flags after the image",
+    );
+    assert_eq!(out.trim(), "-v -m --rm", "the command's arguments");
+    e.assert_clean("after flags for the command");
 }
 
 #[test]
@@ -354,6 +371,360 @@ fn up_bad_input_is_refused_by_name_and_leaves_nothing() {
     assert!(text(&o.stderr).contains("--pull"), "{}", text(&o.stderr));
 }
 
+/// `sh -c SCRIPT` in a `--rm` container with `flags`; its stdout.
+fn sh(e: &Env, flags: &[&str], script: &str) -> String {
+    let mut a = vec!["--rm"];
+    a.extend_from_slice(flags);
+    a.extend_from_slice(&[IMAGE, "sh", "-c", script]);
+    ok(&e.up(&a), &format!("up {flags:?} sh -c {script:?}"))
+}
+
+/// The `/proc/mounts` line of the mount at `dir` inside a container with `flags`.
+fn mount_line(e: &Env, flags: &[&str], dir: &str) -> String {
+    sh(e, flags, &format!("grep ' {dir} ' /proc/mounts"))
+}
+
+/// -v (bind ro and rw, a named volume kept across two runs, an anonymous one removed with
+/// --rm), --mount and --tmpfs, each seen from inside.
+#[test]
+fn up_volumes_mounts_and_tmpfs() {
+    if !need_root("up_volumes_mounts_and_tmpfs") {
+        return;
+    }
+    let e = Env::new("vol");
+    let host = e.dir.path().join("hostdir");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("f"), "from-host\n").unwrap();
+    let h = host.to_str().unwrap();
+    // read-only bind: readable, not writable
+    let ro = format!("{h}:/data:ro");
+    let out = sh(
+        &e,
+        &["-v", &ro],
+        "cat /data/f; touch /data/x 2>/dev/null && echo wrote || echo refused",
+    );
+    assert_eq!(out, "from-host\nrefused\n");
+    assert!(!host.join("x").exists());
+    // read-write bind: the file lands on the host
+    let rw = format!("{h}:/data");
+    sh(&e, &["-v", &rw], "echo from-ctr > /data/new");
+    assert_eq!(
+        std::fs::read_to_string(host.join("new")).unwrap(),
+        "from-ctr\n"
+    );
+    // --mount type=bind,readonly
+    let m = format!("type=bind,source={h},target=/m,readonly");
+    let line = mount_line(&e, &["--mount", &m], "/m");
+    assert!(line.contains(" ro,") || line.contains(" ro "), "{line}");
+    // a named volume: written by one container, read by the next
+    sh(&e, &["-v", "keep1:/v"], "echo persisted > /v/f");
+    let data = e.store().join("volumes/keep1/_data");
+    assert_eq!(
+        std::fs::read_to_string(data.join("f")).unwrap(),
+        "persisted\n"
+    );
+    assert_eq!(sh(&e, &["-v", "keep1:/v:ro"], "cat /v/f"), "persisted\n");
+    // a new volume gets the image's files at its mount point (owner kept), unless nocopy
+    assert_eq!(
+        sh(&e, &["-v", "home1:/home"], "stat -c '%n %u' /home/user"),
+        "/home/user 1000\n"
+    );
+    assert_eq!(sh(&e, &["-v", "home2:/home:nocopy"], "ls -A /home"), "");
+    for v in ["home1", "home2"] {
+        ok(
+            &e.husk(&["volume", "--store", e.store().to_str().unwrap(), "rm", v]),
+            "volume rm",
+        );
+    }
+    // an anonymous volume goes with --rm; the named one stays
+    sh(&e, &["-v", "/anon"], "echo x > /anon/f");
+    let vols: Vec<_> = std::fs::read_dir(e.store().join("volumes"))
+        .unwrap()
+        .flatten()
+        .map(|d| d.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".lock")
+        .collect();
+    assert_eq!(vols, ["keep1"], "volumes after an anonymous one with --rm");
+    // --tmpfs: a tmpfs with docker's noexec,nosuid,nodev and the size asked for
+    let line = mount_line(&e, &["--tmpfs", "/scratch:size=1m"], "/scratch");
+    assert!(line.starts_with("tmpfs /scratch tmpfs"), "{line}");
+    for want in ["nosuid", "nodev", "noexec", "size=1024k"] {
+        assert!(line.contains(want), "--tmpfs: {want} missing: {line}");
+    }
+    let line = mount_line(&e, &["--mount", "type=tmpfs,target=/t,tmpfs-size=2m"], "/t");
+    assert!(line.contains("size=2048k"), "{line}");
+    e.assert_clean("after the volume runs");
+    // husk volume: a volume in use is kept; prune takes the anonymous ones no container uses
+    let store = e.store();
+    let st = store.to_str().unwrap();
+    let vol = |args: &[&str]| {
+        let mut a = vec!["volume", "--store", st];
+        a.extend_from_slice(args);
+        e.husk(&a)
+    };
+    let holder = format!("holder-{}", std::process::id());
+    ok(
+        &e.up(&[
+            "--name", &holder, "-v", "keep1:/v", "-v", "/anon2", IMAGE, "true",
+        ]),
+        "up keeping two volumes",
+    );
+    let names = ok(&vol(&["ls", "-q"]), "volume ls");
+    assert_eq!(names.lines().count(), 2, "{names}");
+    assert!(names.lines().any(|l| l == "keep1"), "{names}");
+    let o = vol(&["rm", "keep1"]);
+    assert!(!o.status.success(), "a volume in use was removed");
+    assert!(text(&o.stderr).contains(&holder), "{}", text(&o.stderr));
+    let pruned = ok(&vol(&["prune"]), "volume prune while in use");
+    assert!(pruned.starts_with("Total reclaimed space"), "{pruned}");
+    ok(&e.husk(&["rm", "--store", st, &holder]), "rm the holder");
+    let pruned = ok(&vol(&["prune"]), "volume prune");
+    assert_eq!(
+        pruned.lines().count(),
+        2,
+        "the anonymous volume and the total: {pruned}"
+    );
+    assert_eq!(ok(&vol(&["ls", "-q"]), "volume ls"), "keep1\n");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&vol(&["inspect", "keep1"]), "inspect")).unwrap();
+    assert_eq!(v[0]["Mountpoint"], json!(store.join("volumes/keep1/_data")));
+    ok(&vol(&["rm", "keep1"]), "volume rm");
+    assert_eq!(ok(&vol(&["ls", "-q"]), "volume ls"), "");
+    e.assert_clean("after husk volume");
+}
+
+/// -m, --cpus, --pids-limit, --ulimit read back inside (cgroup v1 files on a v1 or hybrid
+/// host, v2 ones on a unified host).
+#[test]
+fn up_resource_limits() {
+    if !need_root("up_resource_limits") {
+        return;
+    }
+    let e = Env::new("res");
+    let v2 = !std::path::Path::new("/sys/fs/cgroup/memory").exists();
+    let (mem, cpu, pids) = if v2 {
+        (
+            "/sys/fs/cgroup/memory.max",
+            "/sys/fs/cgroup/cpu.max",
+            "/sys/fs/cgroup/pids.max",
+        )
+    } else {
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us",
+            "/sys/fs/cgroup/pids/pids.max",
+        )
+    };
+    let out = sh(
+        &e,
+        &["-m", "64m", "--cpus", "0.5", "--pids-limit", "20"],
+        &format!("cat {mem}; cat {cpu}; cat {pids}"),
+    );
+    let want = if v2 {
+        "67108864\n50000 100000\n20\n"
+    } else {
+        "67108864\n50000\n100000\n20\n"
+    };
+    assert_eq!(out, want);
+    let limits = sh(
+        &e,
+        &["--ulimit", "nofile=100:200"],
+        "grep 'Max open files' /proc/self/limits",
+    );
+    let f: Vec<&str> = limits.split_whitespace().collect();
+    assert_eq!(f[3..5], ["100", "200"], "{limits}");
+    e.assert_clean("after the resource runs");
+}
+
+/// CapEff of the container's process: docker's 14 by default, none after --cap-drop ALL, one
+/// added back, everything with --privileged (with writable /sys, no read-only /proc/sys and
+/// the host's devices); NoNewPrivs from --security-opt.
+#[test]
+fn up_capabilities_privileged_and_security_opts() {
+    if !need_root("up_capabilities_privileged_and_security_opts") {
+        return;
+    }
+    let e = Env::new("caps");
+    let status = |flags: &[&str], key: &str| {
+        let out = sh(&e, flags, &format!("grep '^{key}:' /proc/self/status"));
+        out.split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    };
+    // CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE NET_RAW
+    // SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP
+    assert_eq!(status(&[], "CapEff"), "00000000a80425fb");
+    assert_eq!(status(&["--cap-drop", "ALL"], "CapEff"), "0000000000000000");
+    assert_eq!(
+        status(&["--cap-drop", "ALL", "--cap-add", "net_admin"], "CapEff"),
+        "0000000000001000"
+    );
+    assert_eq!(
+        status(
+            &["--cap-drop", "chown", "--cap-add", "CAP_SYS_TIME"],
+            "CapEff"
+        ),
+        format!("{:016x}", 0xa80425fbu64 & !1 | 1 << 25)
+    );
+    // every capability husk has itself (its bounding set; a restricted host may lack some)
+    let own = std::fs::read_to_string("/proc/self/status").unwrap();
+    let all = own
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(status(&["--privileged"], "CapEff"), all);
+    assert_eq!(status(&[], "NoNewPrivs"), "0");
+    assert_eq!(
+        status(&["--security-opt", "no-new-privileges"], "NoNewPrivs"),
+        "1"
+    );
+    // --privileged: /sys read-write, /proc/sys not remounted read-only, host devices present
+    let sys = mount_line(&e, &["--privileged"], "/sys");
+    assert!(sys.contains(" rw,"), "{sys}");
+    assert!(mount_line(&e, &[], "/sys").contains(" ro,"));
+    let procsys = "grep -c ' /proc/sys ' /proc/mounts || true";
+    assert_eq!(sh(&e, &["--privileged"], procsys).trim(), "0");
+    assert_eq!(sh(&e, &[], procsys).trim(), "1");
+    let dev = "/dev/kmsg";
+    if std::path::Path::new(dev).exists() {
+        let probe = format!("test -c {dev} && echo yes || echo no");
+        assert_eq!(sh(&e, &["--privileged"], &probe), "yes\n");
+        assert_eq!(sh(&e, &[], &probe), "no\n");
+    }
+    // --security-opt seccomp=FILE in Docker's profile format: mkdir refused with EPERM
+    let profile = e.dir.path().join("seccomp.json");
+    std::fs::write(
+        &profile,
+        serde_json::to_vec(&json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "archMap": [{"architecture": "SCMP_ARCH_X86_64",
+                         "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]},
+                        {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": []}],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                          "errnoRet": 1, "comment": "no new directories"},
+                         {"names": ["reboot"], "action": "SCMP_ACT_ERRNO",
+                          "includes": {"caps": ["CAP_SYS_BOOT"]}}]
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let out = sh(
+        &e,
+        &["--security-opt", &opt],
+        "mkdir /tmp/d 2>&1 || true; touch /tmp/f && echo touched",
+    );
+    assert!(out.contains("Operation not permitted"), "{out}");
+    assert!(out.ends_with("touched\n"), "{out}");
+    // --device: a host node under another name, usable
+    let out = sh(
+        &e,
+        &["--device", "/dev/null:/dev/mynull"],
+        "echo x > /dev/mynull && echo written",
+    );
+    assert_eq!(out, "written\n");
+    e.assert_clean("after the capability runs");
+}
+
+/// --dns, --dns-search, --dns-option and --add-host in the container's resolv.conf and hosts;
+/// --label in the bundle's annotations.
+#[test]
+fn up_names_and_labels() {
+    if !need_root("up_names_and_labels") {
+        return;
+    }
+    let e = Env::new("dns");
+    let name = format!("names-{}", std::process::id());
+    let out = ok(
+        &e.up(&[
+            "--name",
+            &name,
+            "-h",
+            "box",
+            "--dns",
+            "10.1.2.3",
+            "--dns-search",
+            "corp.example",
+            "--dns-option",
+            "ndots:3",
+            "--add-host",
+            "db:10.9.8.7",
+            "--label",
+            "com.example.team=web",
+            IMAGE,
+            "sh",
+            "-c",
+            "cat /etc/resolv.conf; echo ---; cat /etc/hosts; echo ---; cat /etc/hostname",
+        ]),
+        "up with names",
+    );
+    let parts: Vec<&str> = out.split("---\n").collect();
+    assert_eq!(
+        parts[0], "nameserver 10.1.2.3\nsearch corp.example\noptions ndots:3\n",
+        "{out}"
+    );
+    assert!(parts[1].starts_with("127.0.0.1\tlocalhost\n"), "{out}");
+    assert!(parts[1].ends_with("10.9.8.7\tdb\n"), "{out}");
+    assert_eq!(parts[2], "box\n");
+    let cfg: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(e.store().join("containers").join(&name).join("config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cfg["annotations"]["com.example.team"], "web");
+    let store = e.store();
+    ok(
+        &e.husk(&["rm", "--store", store.to_str().unwrap(), &name]),
+        "rm",
+    );
+    e.assert_clean("after the names run");
+}
+
+/// Bad values of the configuration flags are refused by name before anything is made: no
+/// state, no bundle, no volume.
+#[test]
+fn up_bad_config_flags_leave_nothing() {
+    if !need_root("up_bad_config_flags_leave_nothing") {
+        return;
+    }
+    let e = Env::new("badcfg");
+    let missing = e.dir.path().join("no-such-dir");
+    let bind = format!("{}:/x", missing.display());
+    let missing_s = missing.display().to_string();
+    let cases: &[(&[&str], &str)] = &[
+        (&["-m", "12q"], "-m \"12q\""),
+        (&["--cpus", "-1"], "--cpus \"-1\""),
+        (&["--cpus", "0"], "--cpus \"0\""),
+        (&["-v", "newvol:/n", "-v", &bind], &missing_s),
+        (&["--cap-add", "FLY"], "--cap-add \"FLY\""),
+        (&["--ulimit", "nofile=9:1"], "--ulimit"),
+        (&["--tmpfs", "/t:colour=red"], "--tmpfs"),
+        (&["--security-opt", "turbo"], "--security-opt"),
+        (&["--device", "/dev/no-such-device"], "/dev/no-such-device"),
+        (&["--add-host", "db"], "--add-host"),
+    ];
+    for (flags, want) in cases {
+        let mut a = vec!["--rm"];
+        a.extend_from_slice(flags);
+        a.extend_from_slice(&[IMAGE, "true"]);
+        let o = e.up(&a);
+        // (the log's msg="…" escapes the quotes)
+        let err = text(&o.stderr).replace("\\\"", "\"");
+        assert!(!o.status.success(), "{flags:?} succeeded");
+        assert!(
+            err.contains(want),
+            "{flags:?}: the error must name {want:?}: {err}"
+        );
+        e.assert_clean(&format!("after {flags:?}"));
+        assert!(
+            !e.store().join("volumes").exists(),
+            "{flags:?}: a volume was made"
+        );
+    }
+}
+
 /// A network namespace of the test's own, deleted on drop.
 struct Netns(String);
 
@@ -459,7 +830,8 @@ fn up_network_named_with_a_published_port() {
     ok(&o, "network create");
     let links_before = text(&ns.cmd("ip").args(["-o", "link"]).output().unwrap().stdout);
     let store = e.store();
-    let script = web("hello-from-up");
+    // the page counts the container's own address in its /etc/hosts (written after the attach)
+    let script = web("hello-from-up-$(grep -c '^10[.]89[.]77[.][0-9]*\t' /etc/hosts)");
     let mut up = husk_in_ns(&[
         "up",
         "--store",
@@ -492,7 +864,7 @@ fn up_network_named_with_a_published_port() {
         let _ = s.read_to_string(&mut err);
     }
     assert_eq!(
-        got, "hello-from-up\n",
+        got, "hello-from-up-1\n",
         "the published port did not answer; husk up: {err}"
     );
     assert_eq!(

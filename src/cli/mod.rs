@@ -134,7 +134,7 @@ pub enum Command {
     /// Run an image as a new container, as `docker run` (pulled when missing): in the
     /// foreground, or with -d under a monitor of its own.
     #[command(disable_help_flag = true)]
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     /// Remove containers made by `husk up`: state, bundle and network attachments.
     Rm(up::RmArgs),
     /// Print the log of a container of `husk up -d`.
@@ -143,6 +143,8 @@ pub enum Command {
     Stop(up::StopArgs),
     /// Stop and start again containers of `husk up -d`.
     Restart(up::StopArgs),
+    /// The volumes of `husk up -v NAME:…`: ls, inspect, rm, prune.
+    Volume(crate::up::volume::VolumeArgs),
     /// Manage networks (CNI): create, ls, inspect, rm, prune, gc, attach, detach, check.
     Network(crate::network::cli::NetworkArgs),
 }

@@ -61,14 +61,23 @@ pub struct UpArgs {
     /// How to reach the registry when the image is pulled.
     #[command(flatten)]
     pub conn: super::image::RegistryArgs,
+    /// Container configuration: volumes, resources, capabilities, security, names, devices.
+    #[command(flatten)]
+    pub config: crate::up::flags::ConfigFlags,
     /// OS/ARCH[/VARIANT] to pull [default: the host's].
     #[arg(long)]
     pub platform: Option<String>,
-    /// The image: busybox, registry.example:5000/app:1.4, app@sha256:…
-    pub image: String,
-    /// The command and its arguments (replace the image's Cmd).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
+    /// The image (busybox, registry.example:5000/app:1.4, app@sha256:…), then the command and
+    /// its arguments, which replace the image's Cmd. Everything after the image belongs to the
+    /// command, flags included (`husk up busybox ls -v` passes -v to ls), as with docker run.
+    #[arg(
+        value_name = "IMAGE [COMMAND [ARG...]]",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub image_and_command: Vec<String>,
     // -d and what goes with it
     /// Run in the background under a monitor of its own (logs, restarts); print the id.
     #[arg(short = 'd', long)]
@@ -127,4 +136,17 @@ pub struct StopArgs {
     pub timeout: Option<u64>,
     #[arg(required = true)]
     pub names: Vec<String>,
+}
+
+impl UpArgs {
+    /// The image and the command after it (clap requires the image).
+    pub fn image_and_command(&self) -> (String, Vec<String>) {
+        let mut v = self.image_and_command.clone();
+        let image = if v.is_empty() {
+            String::new()
+        } else {
+            v.remove(0)
+        };
+        (image, v)
+    }
 }

@@ -14,8 +14,10 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
+pub mod flags;
 pub mod logs;
 pub mod monitor;
+pub mod volume;
 
 /// When to pull the image (`--pull`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -105,6 +107,8 @@ pub struct UpOptions {
     pub stop_signal: Option<String>,
     /// `--stop-timeout`: seconds `husk stop` waits before SIGKILL.
     pub stop_timeout: Option<u64>,
+    /// Volumes, resources, capabilities, security options, names, labels, devices.
+    pub config: flags::ConfigFlags,
 }
 
 /// The environment entries of `-e` and `--env-file`, in order, as Docker reads them.
@@ -177,6 +181,8 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     }
     let env = environment(o)?;
     monitor::check(o)?;
+    let cfg = flags::parse(&o.config)?;
+    let facts = flags::resolve(&cfg, store_dir)?;
     let mut ports = Vec::new();
     for p in &o.publish {
         ports.extend(crate::network::ports::parse(p).with_context(|| format!("-p {p:?}"))?);
@@ -240,8 +246,14 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     let result = (|| {
         image::unpack_with(&store, &o.image, &bundle, &over)?;
         drop(store);
-        let exposed = edit_config(&bundle.join("config.json"), o)?;
+        let (exposed, hostname) = edit_config(&bundle, o, &cfg, &facts)?;
         monitor::set_stop_signal(&bundle.join("config.json"), o.stop_signal.as_deref())?;
+        if !facts.volumes.is_empty() {
+            // after config.json names them: husk volume prune sees them in use from here on
+            let _lock = flags::lock_volumes(store_dir, false)?;
+            flags::create_volumes(&facts)?;
+            flags::populate_volumes(&facts, &bundle.join("rootfs"))?;
+        }
         let mut ports = ports.clone();
         if o.publish_all {
             for e in &exposed {
@@ -250,7 +262,10 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
                 ports.push(m);
             }
         }
-        let mon = monitor_config(o, &id, net.as_ref().map(|n| n.1.clone()), &ports);
+        let mut mon = monitor_config(o, &id, net.as_ref().map(|n| n.1.clone()), &ports);
+        mon.hostname = hostname.clone();
+        mon.extra_hosts = cfg.extra_hosts.clone();
+        mon.anonymous_volumes = flags::anonymous_volumes(&facts);
         if o.detach {
             monitor::launch(g, store_dir, &mon)?;
             crate::output::line(&id)?;
@@ -273,7 +288,10 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
                     ports: ports.clone(),
                     ifname: None,
                 };
-                crate::network::attach::attach(g, dirs, name, &id, &a)?;
+                let att = crate::network::attach::attach(g, dirs, name, &id, &a)?;
+                // its addresses under its name, in the hosts file it has bound
+                let ips = crate::network::dns::result_ips(&att.result.iter().collect::<Vec<_>>());
+                flags::update_hosts(&bundle.join("hosts"), &cfg.extra_hosts, &hostname, &ips)?;
             }
             Ok(())
         })
@@ -285,6 +303,7 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
         let released = crate::network::attach::release_container(&g.store.root, &id);
         remove_bundle(&bundle)?;
         released?;
+        flags::remove_anonymous_volumes(&flags::anonymous_volumes(&facts))?;
     }
     result
 }
@@ -305,6 +324,7 @@ fn monitor_config(
         ports: ports.to_vec(),
         tty: o.tty,
         interactive: o.interactive,
+        ..Default::default()
     }
 }
 
@@ -323,9 +343,16 @@ pub fn logs(store_dir: &Path, id: &str, o: &logs::LogsOptions) -> Result<()> {
 }
 
 /// The flags that are runtime settings rather than image config: hostname, network, read-only
-/// root, terminal.
-/// Returns the ports the image exposes (`80/tcp`, …).
-fn edit_config(path: &Path, o: &UpOptions) -> Result<Vec<String>> {
+/// root, terminal, and those of [`flags`] (with the container's /etc/hosts, /etc/resolv.conf
+/// and /etc/hostname written into the bundle).
+/// Returns the ports the image exposes (`80/tcp`, …) and the container's hostname.
+fn edit_config(
+    bundle: &Path,
+    o: &UpOptions,
+    cfg: &flags::Config,
+    facts: &flags::HostFacts,
+) -> Result<(Vec<String>, String)> {
+    let path = &bundle.join("config.json");
     let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
     let mut v: Value =
         serde_json::from_slice(&text).with_context(|| format!("parse {}", path.display()))?;
@@ -359,9 +386,19 @@ fn edit_config(path: &Path, o: &UpOptions) -> Result<Vec<String>> {
         .filter(|p| !p.is_empty())
         .map(str::to_string)
         .collect();
+    let host_network = o.network == NetworkMode::Host;
+    let hostname = match v["hostname"].as_str() {
+        Some(h) => h.to_string(),
+        None => nix::unistd::gethostname()
+            .context("the host's name")?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    let names = flags::write_names(bundle, cfg, &hostname, host_network)?;
+    flags::apply(&mut v, cfg, facts, &names);
     let out = serde_json::to_vec_pretty(&v)?;
     std::fs::write(path, out).with_context(|| format!("write {}", path.display()))?;
-    Ok(exposed)
+    Ok((exposed, hostname))
 }
 
 /// `-P` for one exposed port (`80/tcp`, `53/udp`, `80`): a host port the kernel says is free

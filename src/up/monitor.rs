@@ -131,6 +131,15 @@ pub struct Config {
     pub ports: Vec<PortMapping>,
     pub tty: bool,
     pub interactive: bool,
+    /// The container's hostname and `--add-host` entries: its `/etc/hosts` (bound from the
+    /// bundle) is rewritten with its addresses after each attach.
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, std::net::IpAddr)>,
+    /// The `_data` directories of its anonymous volumes, removed with it (`--rm`).
+    #[serde(default)]
+    pub anonymous_volumes: Vec<PathBuf>,
 }
 
 /// What the monitor records (`status.json`).
@@ -344,6 +353,7 @@ fn supervise(g: &Global, bundle: &Path, cfg: &Config, report: &mut Option<OwnedF
         crate::container::delete(g, id, true)?;
         crate::network::attach::release_container(&g.store.root, id)?;
         remove_bundle(bundle)?;
+        super::flags::remove_anonymous_volumes(&cfg.anonymous_volumes)?;
     }
     Ok(())
 }
@@ -416,7 +426,14 @@ fn start_once(
                 ports: cfg.ports.clone(),
                 ifname: None,
             };
-            crate::network::attach::attach(g, dirs, name, id, &a)?;
+            let att = crate::network::attach::attach(g, dirs, name, id, &a)?;
+            let ips = crate::network::dns::result_ips(&att.result.iter().collect::<Vec<_>>());
+            super::flags::update_hosts(
+                &bundle.join("hosts"),
+                &cfg.extra_hosts,
+                &cfg.hostname,
+                &ips,
+            )?;
         }
         Ok(())
     });
