@@ -153,6 +153,12 @@ pub trait Manager {
     /// `runc update`: apply only what `resources` sets; device rules are left alone unless
     /// `resources.devices` is given (then they replace the current ones, defaults appended).
     fn update(&self, resources: &LinuxResources) -> Result<()>;
+    /// Whether any of the cgroup's directories exists yet (before `create`, a cgroup someone
+    /// else left or made). Lets create's occupancy check skip a cgroup that is not there
+    /// without reading files that are not there either.
+    fn exists(&self) -> bool {
+        true
+    }
     /// Every pid in the cgroup (recursively).
     fn pids(&self) -> Result<Vec<i32>>;
     /// Freeze (true) or thaw (false), waiting until the kernel reports the new state.
@@ -426,6 +432,9 @@ pub(crate) fn freeze_signal_thaw(m: &dyn Manager, signal: nix::sys::signal::Sign
 /// create would never return. A cgroup that does not exist (yet), or cannot be read, passes.
 /// `what` names the cgroup in the error (the `linux.cgroupsPath` value or the default path).
 pub fn refuse_occupied_or_frozen(cg: &dyn Manager, what: &str) -> Result<()> {
+    if !cg.exists() {
+        return Ok(());
+    }
     if let Ok(pids) = cg.pids() {
         if !pids.is_empty() {
             bail!(

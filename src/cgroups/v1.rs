@@ -708,6 +708,10 @@ impl Manager for V1Manager {
         Ok(())
     }
 
+    fn exists(&self) -> bool {
+        self.hiers.iter().any(|h| h.dir.exists())
+    }
+
     fn pids(&self) -> Result<Vec<i32>> {
         // runc reads the devices hierarchy (always present)
         self.hier("devices").unwrap_or(&self.hiers[0]).dir.pids()

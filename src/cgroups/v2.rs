@@ -404,6 +404,10 @@ impl Manager for V2Manager {
         self.open_path_fd().ok()
     }
 
+    fn exists(&self) -> bool {
+        self.dir.exists()
+    }
+
     fn pids(&self) -> Result<Vec<i32>> {
         self.dir.pids()
     }

@@ -143,6 +143,14 @@ impl Channel {
 
     /// Receive one message and the file descriptor that came with it, if any.
     pub fn recv_with_fd(&self) -> Result<(Msg, Option<OwnedFd>)> {
+        self.recv_or_closed()?
+            .context("the other side of the sync channel closed it")
+    }
+
+    /// Receive one message, or None when the other side closed the channel: for a receiver to
+    /// whom the close is the expected answer (the init's exec closes it), so that no error is
+    /// made on the path that succeeds.
+    pub fn recv_or_closed(&self) -> Result<Option<(Msg, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; MAX_MSG + 1];
         // room for one fd: a sender never attaches more (more would be cut: MSG_CTRUNC)
         let mut ctl = [0u64; 4];
@@ -199,13 +207,13 @@ impl Channel {
             break r as usize;
         };
         if n == 0 {
-            bail!("the other side of the sync channel closed it");
+            return Ok(None);
         }
         if n > MAX_MSG {
             bail!("sync message of {n} bytes exceeds the {MAX_MSG}-byte bound");
         }
         let m = serde_json::from_slice(&buf[..n]).context("decode sync message")?;
-        Ok((m, fd))
+        Ok(Some((m, fd)))
     }
 
     /// Receive and check that it is `want`; an `Error` from the other side becomes the error.

@@ -43,10 +43,11 @@ impl Spawned {
     /// channel closes on exec; a failure before that arrives as an error.
     pub fn start(&self) -> Result<()> {
         self.chan.send(&Msg::Start)?;
-        match self.chan.recv() {
-            Err(_) => Ok(()),
-            Ok(Msg::Error(e)) => bail!("{e}"),
-            Ok(m) => bail!("unexpected message from init: {m:?}"),
+        // the init's exec closes the channel: that is the answer when all went well
+        match self.chan.recv_or_closed() {
+            Ok(None) | Err(_) => Ok(()),
+            Ok(Some((Msg::Error(e), _))) => bail!("{e}"),
+            Ok(Some((m, _))) => bail!("unexpected message from init: {m:?}"),
         }
     }
 

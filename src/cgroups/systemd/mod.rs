@@ -436,6 +436,10 @@ impl Manager for SystemdManager {
         self.fs.update(resources)
     }
 
+    fn exists(&self) -> bool {
+        self.fs.exists()
+    }
+
     fn pids(&self) -> Result<Vec<i32>> {
         self.fs.pids()
     }
