@@ -27,4 +27,6 @@ pub mod security;
 pub mod spec;
 pub mod state;
 pub(crate) mod sys;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod up;

@@ -27,11 +27,11 @@ fn skip_unless_root(test: &str) -> bool {
             "{test}: needs root to create cgroups, and under CI=true a root test that cannot run \
              is a failure"
         );
-        eprintln!("SKIP {test}: needs root to create cgroups");
+        crate::testing::skip(test, "needs root to create cgroups");
         return true;
     }
     if util::detect_mode().is_err() {
-        eprintln!("SKIP {test}: no cgroup filesystem at /sys/fs/cgroup");
+        crate::testing::skip(test, "no cgroup filesystem at /sys/fs/cgroup");
         return true;
     }
     false
@@ -357,7 +357,10 @@ fn memory_limit_below_usage_is_busy_on_v1() {
         return;
     }
     if mode() != Mode::Legacy {
-        eprintln!("SKIP memory_limit_below_usage_is_busy_on_v1: v2 OOM-kills instead of EBUSY");
+        crate::testing::skip(
+            "memory_limit_below_usage_is_busy_on_v1",
+            "v2 OOM-kills instead of EBUSY",
+        );
         return;
     }
     let mut g = Guard::new();
@@ -405,7 +408,10 @@ fn missing_controller_only_matters_when_set() {
             .contains("hugetlb"),
     };
     if has_hugetlb {
-        eprintln!("SKIP missing_controller_only_matters_when_set: this host has hugetlb");
+        crate::testing::skip(
+            "missing_controller_only_matters_when_set",
+            "this host has hugetlb",
+        );
         return;
     }
     // unset (empty list): fine
@@ -702,7 +708,10 @@ fn v2_device_program_is_replaced_not_stacked() {
         return;
     }
     if mode() != Mode::Unified {
-        eprintln!("SKIP v2_device_program_is_replaced_not_stacked: cgroup v1 host");
+        crate::testing::skip(
+            "v2_device_program_is_replaced_not_stacked",
+            "cgroup v1 host",
+        );
         return;
     }
     use oci_spec::runtime::LinuxDeviceCgroupBuilder;
@@ -748,7 +757,10 @@ fn v2_default_path_is_below_the_parent_of_the_own_cgroup() {
     if mode() != Mode::Unified {
         // on v1 the own cgroups belong to the host's services; the relative resolution is
         // covered by the v1 unit tests instead
-        eprintln!("SKIP v2_default_path_is_below_the_parent_of_the_own_cgroup: cgroup v1 host");
+        crate::testing::skip(
+            "v2_default_path_is_below_the_parent_of_the_own_cgroup",
+            "cgroup v1 host",
+        );
         return;
     }
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
@@ -836,7 +848,10 @@ fn cpu_realtime_and_idle_follow_runc() {
     match mode() {
         Mode::Unified => {
             if !d.join("cpu.idle").exists() {
-                eprintln!("SKIP cpu_realtime_and_idle_follow_runc: no cpu.idle in this kernel");
+                crate::testing::skip(
+                    "cpu_realtime_and_idle_follow_runc",
+                    "no cpu.idle in this kernel",
+                );
                 return;
             }
             // runc's fs2 setCPU: the real-time fields are ignored (no such files on v2), and
@@ -846,7 +861,10 @@ fn cpu_realtime_and_idle_follow_runc() {
         }
         Mode::Legacy => {
             if !d.join("cpu.idle").exists() {
-                eprintln!("SKIP cpu_realtime_and_idle_follow_runc: no cpu.idle in this kernel");
+                crate::testing::skip(
+                    "cpu_realtime_and_idle_follow_runc",
+                    "no cpu.idle in this kernel",
+                );
                 return;
             }
             // the real-time limits need a budget in every ancestor (the test cgroup is nested

@@ -562,7 +562,7 @@ mod tests {
     #[test]
     fn restore_mount_points_as_runc() {
         if nix::unistd::geteuid().as_raw() != 0 {
-            eprintln!("SKIP restore_mount_points_as_runc: needs root (bind mounts)");
+            crate::testing::skip("restore_mount_points_as_runc", "needs root (bind mounts)");
             return;
         }
         let d = tempfile::tempdir().unwrap();

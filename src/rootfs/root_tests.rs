@@ -23,7 +23,7 @@ fn skip_unless_root(name: &str) -> bool {
         std::env::var_os("CI").is_none_or(|v| v != "true"),
         "{name}: {why}, and under CI=true a root test that cannot run is a failure"
     );
-    eprintln!("SKIP {name}: {why}");
+    crate::testing::skip(name, why);
     true
 }
 
@@ -775,8 +775,9 @@ fn cgroup_namespace_gets_own_cgroups_readonly_only_with_ro() {
     if fstype(Path::new("/sys/fs/cgroup/unified")).ok() != Some(libc::CGROUP2_SUPER_MAGIC)
         && fstype(Path::new("/sys/fs/cgroup")).ok() != Some(libc::CGROUP2_SUPER_MAGIC)
     {
-        eprintln!(
-            "SKIP cgroup_namespace_gets_own_cgroups_readonly_only_with_ro: no cgroup2 on this host"
+        crate::testing::skip(
+            "cgroup_namespace_gets_own_cgroups_readonly_only_with_ro",
+            "no cgroup2 on this host",
         );
         return;
     }

@@ -1155,8 +1155,7 @@ pub(crate) mod tests {
                 std::env::var_os("CI").is_none_or(|v| v != "true"),
                 "{TEST}: {why}, and under CI=true a test that cannot run is a failure"
             );
-            use std::io::Write;
-            let _ = std::io::stderr().write_all(format!("SKIP {TEST}: {why}\n").as_bytes());
+            crate::testing::skip(TEST, &why);
         };
         let text = match std::fs::read_to_string("/proc/kallsyms") {
             Ok(t) => t,
