@@ -291,6 +291,39 @@ fn seccomp_same_index_conditions_are_alternatives() {
     assert_eq!(r["personality:ffffffff"], "ok", "{r}");
 }
 
+/// Where libseccomp's generated program departs from its own rule database, husk decides as
+/// the database (the profile's meaning). Two 64-bit ranges on one argument: the rule applies
+/// to `personality(x)` for x <= 2 or x >= 2^32 + 2. libseccomp 2.5.4's BPF (what the kernel runs
+/// under runc and crun) applies it to 0xffffffff as well: its second comparison reads a stale
+/// high word. With a deny-by-default profile and ALLOW rules that is a call let through.
+#[test]
+fn seccomp_follows_the_rule_database_where_libseccomps_bpf_departs() {
+    root_or_skip!("seccomp_follows_the_rule_database_where_libseccomps_bpf_departs");
+    let r = seccomp_checks(
+        "scbpf",
+        serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{
+                "names": ["personality"],
+                "action": "SCMP_ACT_ERRNO",
+                "errnoRet": 121,
+                "args": [
+                    {"index": 0, "op": "SCMP_CMP_LE", "value": 2u64},
+                    {"index": 0, "op": "SCMP_CMP_GE", "value": 0x1_0000_0002u64}
+                ]
+            }]
+        }),
+        &[
+            "personality:ffffffff",
+            "personality:1",
+            "personality:100000002",
+        ],
+    );
+    assert_eq!(r["personality:ffffffff"], "ok", "{r}");
+    assert_eq!(r["personality:1"], "errno 121", "{r}");
+    assert_eq!(r["personality:100000002"], "errno 121", "{r}");
+}
+
 /// Issue 11 point 2: an unconditional rule replaces the syscall's conditional rules.
 #[test]
 fn seccomp_unconditional_rule_replaces_conditional() {
