@@ -249,30 +249,36 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
                 platform: image::PlatformSpec::of_flag(platform.as_deref())?,
                 quiet,
             };
-            let store = Store::open(&dir, false)?;
-            let digest = image::pull(&store, &reference, &opts)?;
+            let digest = Store::with_store(&dir, false, |s| image::pull(s, &reference, &opts))?;
             println!("{digest}");
         }
-        C::Ls { format, quiet } => image::list(&Store::open(&dir, false)?, &format, quiet)?,
+        C::Ls { format, quiet } => {
+            image::list(Store::open_existing(&dir, false)?.as_ref(), &format, quiet)?
+        }
         C::Inspect { reference } => {
-            let v = image::inspect(&Store::open(&dir, false)?, &reference)?;
+            let v = image::inspect(&Store::open_for(&dir, false, &reference)?, &reference)?;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         C::Tag { source, target } => {
             println!(
                 "{}",
-                image::tag(&Store::open(&dir, false)?, &source, &target)?
+                image::tag(&Store::open_for(&dir, false, &source)?, &source, &target)?
             )
         }
         C::Rm { references } => {
-            for n in image::remove(&Store::open(&dir, true)?, &references)? {
+            let first = references.first().map_or("", String::as_str);
+            for n in image::remove(&Store::open_for(&dir, true, first)?, &references)? {
                 println!("{n}");
             }
         }
         C::Unpack {
             reference,
             dir: bundle,
-        } => image::unpack(&Store::open(&dir, false)?, &reference, &bundle)?,
+        } => image::unpack(
+            &Store::open_for(&dir, false, &reference)?,
+            &reference,
+            &bundle,
+        )?,
         C::Push {
             conn,
             creds,
@@ -286,7 +292,7 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
                 chunk_size,
                 quiet,
             };
-            let store = Store::open(&dir, false)?;
+            let store = Store::open_for(&dir, false, &source)?;
             let digest = image::push::push(&store, &source, destination.as_deref(), &opts)?;
             println!("{digest}");
         }
@@ -302,17 +308,24 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
                 husk::registry::login::login(&registry, username, password, password_stdin, &opts)?;
             println!("Login Succeeded (credentials in {})", file.display());
         }
-        C::Export { reference, file } => {
-            image::archive::export(&Store::open(&dir, false)?, &reference, &file)?
-        }
+        C::Export { reference, file } => image::archive::export(
+            &Store::open_for(&dir, false, &reference)?,
+            &reference,
+            &file,
+        )?,
         C::Import { file, reference } => {
-            let store = Store::open(&dir, false)?;
-            for (name, digest) in image::archive::import(&store, &file, reference.as_deref())? {
+            let imported = Store::with_store(&dir, false, |s| {
+                image::archive::import(s, &file, reference.as_deref())
+            })?;
+            for (name, digest) in imported {
                 println!("{name} {digest}");
             }
         }
         C::Prune => {
-            let r = Store::open(&dir, true)?.collect_garbage_report()?;
+            let r = match Store::open_existing(&dir, true)? {
+                Some(s) => s.collect_garbage_report()?,
+                None => Default::default(),
+            };
             println!(
                 "removed {} unreferenced blobs ({} bytes) and {} bytes of temp files: \
                  {} bytes freed",

@@ -1370,3 +1370,68 @@ fn disk_full() {
     );
     assert!(!b.exists(), "a failed unpack left {}", b.display());
 }
+
+/// Commands that only read a store never create one, and a first pull, import or `husk up`
+/// that fails removes the store it made: nothing is left where no store was.
+#[test]
+fn a_missing_store_is_not_created_by_reads_or_failed_first_pulls() {
+    if !need_husk("a_missing_store_is_not_created_by_reads_or_failed_first_pulls") {
+        return;
+    }
+    let work = tmpdir("nostore");
+    let store = work.path().join("store");
+    let s = store.to_str().unwrap();
+    assert_eq!(husk_ok(&store, &["ls", "-q"]), "");
+    assert_eq!(husk_ok(&store, &["ls", "--format", "json"]).trim(), "[]");
+    husk_ok(&store, &["prune"]);
+    let bundle = work.path().join("bundle");
+    let archive = work.path().join("out.tar");
+    let (b, a) = (bundle.to_str().unwrap(), archive.to_str().unwrap());
+    for args in [
+        vec!["inspect", "busybox:1"],
+        vec!["rm", "busybox:1"],
+        vec!["tag", "busybox:1", "other:1"],
+        vec!["unpack", "busybox:1", b],
+        vec!["export", "busybox:1", a],
+        vec!["push", "busybox:1", "127.0.0.1:1/busybox:1"],
+    ] {
+        let o = husk(&store, &args);
+        let err = text(&o.stderr);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(
+            err.contains("busybox:1") && err.contains(s),
+            "{args:?}: the error must name the image and the store: {err}"
+        );
+    }
+    // nothing listens on port 1 of loopback: the pull fails at its first request
+    let o = husk(&store, &["pull", "127.0.0.1:1/busybox:1"]);
+    assert!(!o.status.success(), "pull from a closed port succeeded");
+    let o = husk(
+        &store,
+        &["import", work.path().join("none.tar").to_str().unwrap()],
+    );
+    assert!(!o.status.success(), "import of a missing file succeeded");
+    let o = run_timeout(
+        Command::new(runtime()).args(["up", "--store", s, "--pull", "never", "busybox:1", "true"]),
+        Duration::from_secs(60),
+    );
+    assert!(
+        !o.status.success(),
+        "up --pull never without the image succeeded"
+    );
+    assert!(
+        text(&o.stderr).contains("--pull is never"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = run_timeout(
+        Command::new(runtime()).args(["up", "--store", s, "--rm", "127.0.0.1:1/busybox:1", "true"]),
+        Duration::from_secs(60),
+    );
+    assert!(
+        !o.status.success(),
+        "up with a pull from a closed port succeeded"
+    );
+    assert!(!store.exists(), "a store was left at {s}");
+    assert!(!bundle.exists() && !archive.exists());
+}

@@ -362,10 +362,17 @@ pub fn lookup(store: &Store, text: &str) -> Result<(String, Descriptor)> {
 }
 
 /// `husk image ls`.
-pub fn list(store: &Store, format: &str, quiet: bool) -> Result<()> {
-    let idx = store.index()?;
+/// `store` None: there is no store yet, an empty list.
+pub fn list(store: Option<&Store>, format: &str, quiet: bool) -> Result<()> {
     let mut rows = Vec::new();
-    for d in idx.manifests() {
+    let listed = match store {
+        Some(s) => Some((s, s.index()?)),
+        None => None,
+    };
+    for (store, d) in listed
+        .iter()
+        .flat_map(|(s, i)| i.manifests().iter().map(|d| (*s, d)))
+    {
         let name = ref_name(d).unwrap_or("<none>").to_string();
         let (size, created) = match store.read_manifest(d.digest().as_ref()) {
             Ok(m) => {

@@ -57,6 +57,51 @@ fn hex_of(digest: &str) -> Result<&str> {
 static TMP_SEQ: AtomicU32 = AtomicU32::new(0);
 
 impl Store {
+    /// The store at `root` if there is one (its `oci-layout` file), else None: commands that
+    /// only read a store never create one.
+    pub fn open_existing(root: &Path, exclusive: bool) -> Result<Option<Store>> {
+        if !root.join("oci-layout").exists() {
+            return Ok(None);
+        }
+        Store::open(root, exclusive).map(Some)
+    }
+
+    /// The store at `root` for reading an image `reference` from it: a missing store is the
+    /// image not being there, said with the directory looked in.
+    pub fn open_for(root: &Path, exclusive: bool, reference: &str) -> Result<Store> {
+        Store::open_existing(root, exclusive)?.with_context(|| {
+            format!(
+                "image {reference}: not found: there is no image store at {} (husk image pull \
+                 or import makes one)",
+                root.display()
+            )
+        })
+    }
+
+    /// Runs `f` on the store at `root`, creating the store first if needed. A store this call
+    /// created (its directory did not exist) is removed again when `f` fails, so a first pull
+    /// or import that fails leaves no empty store behind.
+    pub fn with_store<T>(
+        root: &Path,
+        exclusive: bool,
+        f: impl FnOnce(&Store) -> Result<T>,
+    ) -> Result<T> {
+        let existed = fs::symlink_metadata(root).is_ok();
+        let res = Store::open(root, exclusive).and_then(|s| f(&s));
+        if res.is_err() && !existed {
+            // the lock was dropped with the store; another husk that opened the store meanwhile
+            // holds it, and then the store is left to it
+            if let Ok(lock) = OpenOptions::new().write(true).open(root.join("lock")) {
+                if Flock::lock(lock, FlockArg::LockExclusiveNonblock).is_ok() {
+                    let _ = fs::remove_dir_all(root);
+                }
+            } else {
+                let _ = fs::remove_dir_all(root);
+            }
+        }
+        res
+    }
+
     /// Open (creating it if needed) the store at `root`, holding the store lock shared, or
     /// exclusive for operations that collect garbage.
     pub fn open(root: &Path, exclusive: bool) -> Result<Store> {

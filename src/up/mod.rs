@@ -200,8 +200,9 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
         ),
         _ => None,
     };
-    let store = Store::open(store_dir, false)?;
-    let have = image::lookup(&store, &o.image).is_ok();
+    // a store that is not there yet is made by the pull, and only if that succeeds
+    let have = Store::open_existing(store_dir, false)?
+        .is_some_and(|s| image::lookup(&s, &o.image).is_ok());
     match (o.pull, have) {
         (PullPolicy::Never, false) => bail!(
             "image {} is not in the store {} and --pull is never",
@@ -212,10 +213,11 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
             let Some(p) = &o.pull_options else {
                 bail!("image {}: pulling needs registry options", o.image);
             };
-            image::pull(&store, &o.image, p)?;
+            Store::with_store(store_dir, false, |s| image::pull(s, &o.image, p))?;
         }
         _ => {}
     }
+    let store = Store::open(store_dir, false)?;
     let bundle = bundle_dir(store_dir, &id);
     if bundle.exists() {
         bail!(
