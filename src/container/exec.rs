@@ -277,7 +277,7 @@ fn exec_inner(g: &Global, a: &ExecOptions) -> Result<i32> {
     let (parent_chan, child_chan) = Channel::pair()?;
     // As in create: on cgroup v1 the child places itself (writes 0 to `tasks`, before it joins
     // any namespace), skipping the grace-period wait of a `cgroup.procs` write.
-    let placement = crate::process::Placement::of(cg.as_ref(), true, false);
+    let placement = crate::process::Placement::for_exec(cg.as_ref());
     // execCPUAffinity.initial: the child is born with it, before it is in the container's
     // cgroup (clone3 may place it there at birth), as runc starts `runc init` from a thread
     // pinned to it. This process gets its own affinity back right after the fork.

@@ -42,9 +42,20 @@ pub struct Placement {
 }
 
 impl Placement {
-    /// `child_may_place_itself`: a privileged single-threaded child that joins no namespace
-    /// before it writes (create's fast path, every exec); `init`: the container's first process.
-    pub fn of(cg: &dyn Manager, child_may_place_itself: bool, init: bool) -> Placement {
+    /// The container's init. `child_may_place_itself`: a privileged child that joins no
+    /// namespace before it writes (create's fast path; not with a user namespace or the slow
+    /// path). The parent's move, where needed, is the manager's `place_init`.
+    pub fn for_init(cg: &dyn Manager, child_may_place_itself: bool) -> Placement {
+        Placement::of(cg, child_may_place_itself, true)
+    }
+
+    /// A process exec'd into a running container: its child always places itself where the
+    /// manager allows it; the parent's move, where needed, is `place`.
+    pub fn for_exec(cg: &dyn Manager) -> Placement {
+        Placement::of(cg, true, false)
+    }
+
+    fn of(cg: &dyn Manager, child_may_place_itself: bool, init: bool) -> Placement {
         match child_may_place_itself
             .then(|| cg.self_placement())
             .flatten()
@@ -356,7 +367,7 @@ mod tests {
 
     #[test]
     fn placement_of_a_manager_without_cgroup() {
-        let p = Placement::of(&cgroups::NoCgroup, true, true);
+        let p = Placement::for_init(&cgroups::NoCgroup, true);
         assert_eq!((p.clone_fd, p.self_join.len()), (None, 0));
         assert!(p.parent_adds(false));
         p.complete(&cgroups::NoCgroup, 1, false).unwrap();

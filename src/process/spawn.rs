@@ -167,7 +167,7 @@ fn spawn_in(
     };
     let own_pid_ns = plan.creates(libc::CLONE_NEWPID);
     // A privileged child on the fast path places itself where that is cheaper (cgroup v1).
-    let placement = super::Placement::of(cg.as_ref(), !(userns || slow_path), true);
+    let placement = super::Placement::for_init(cg.as_ref(), !(userns || slow_path));
     // computed here: the child should allocate as little as possible
     let cgroup2_dir = cgroup2_dir(&cg.state());
     let timens_restore = timens_offsets
