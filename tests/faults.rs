@@ -482,3 +482,61 @@ fn concurrent_operation_pairs_end_in_a_legal_state() {
         problems.join("\n")
     );
 }
+
+/// `create` against `delete --force` of one id, round after round (each round starts from a
+/// created container): no command hangs, and after each round's final delete nothing is left.
+/// A delete that waited for the lock of a container deleted meanwhile, and then took a new
+/// create's half-made directory for the remains of a killed create, removed its cgroup under
+/// it; that create then waited forever for an init waiting for it.
+#[test]
+fn create_racing_delete_force_round_after_round() {
+    if !require_root("create_racing_delete_force_round_after_round") {
+        return;
+    }
+    const ROUNDS: usize = 25;
+    let mut problems = Vec::new();
+    for round in 0..ROUNDS {
+        let mut c = prepare("create");
+        let a = op_args("create", &c);
+        let b = op_args("delete", &c);
+        c.create_ok(&[]);
+        let mut p = Vec::new();
+        let res = race(&c, &a, &b, 20, &mut p);
+        problems.extend(p.into_iter().map(|x| format!("round {round}: {x}")));
+        let deletes_ok = res.iter().filter(|(f, code)| !*f && *code == 0).count();
+        if deletes_ok != 10 {
+            problems.push(format!(
+                "round {round}: {} of 10 delete --force failed",
+                10 - deletes_ok
+            ));
+        }
+        if let Some(p) = c.state().and_then(|s| s["pid"].as_i64()) {
+            if p > 0 && !c.pids.contains(&(p as i32)) {
+                c.pids.push(p as i32);
+            }
+        }
+        let d = c.delete(true);
+        if !d.status.success() {
+            problems.push(format!(
+                "round {round}: final delete --force: {}",
+                text(&d.stderr)
+            ));
+        }
+        let mut left = c.leftovers();
+        left.extend(stray_processes(&c.work, &HashSet::new()));
+        if !left.is_empty() {
+            problems.push(format!("round {round}: left behind {left:?}"));
+        }
+        c.force_cleanup();
+        std::mem::forget(c);
+        if !problems.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}

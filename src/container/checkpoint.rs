@@ -481,7 +481,8 @@ pub fn restore(g: &Global, a: &RestoreOptions, criu: &str) -> Result<i32> {
     if g.store.dir(&a.id).exists() {
         bail!("container {} already exists", a.id);
     }
-    let mut undo = crate::process::make_state_dir(&g.store, &a.id, &bundle, None)?;
+    // (the lock is held until the restore ended, as create holds it)
+    let (mut undo, _lock) = crate::process::make_state_dir(&g.store, &a.id, &bundle, None)?;
     let dir = undo.dir.clone();
     let restored = restore_in(
         g,

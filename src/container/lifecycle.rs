@@ -306,7 +306,14 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
         }
         bail!("container {id} does not exist");
     }
-    let _lock = g.store.lock(id)?;
+    let Some(_lock) = g.store.lock_existing(id)? else {
+        // deleted by a concurrent delete while we waited for the lock (a container made again
+        // under the id since is another one)
+        if force {
+            return Ok(());
+        }
+        bail!("container {id} does not exist");
+    };
     crate::fault::step("delete: locked");
     let st = match g.store.load(id) {
         Ok(st) => st,

@@ -43,6 +43,12 @@ pub struct Channel {
     fd: OwnedFd,
 }
 
+impl std::os::fd::AsFd for Channel {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl Channel {
     pub fn pair() -> Result<(Channel, Channel)> {
         let (a, b) = socketpair(

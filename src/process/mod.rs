@@ -122,14 +122,16 @@ pub fn kill_and_wait(pid: i32, is_child: bool) {
 /// The state dir of a new container with the copy of its config (and, for a rootfs without a
 /// mount namespace of its own, the id of the mount at the rootfs before the init binds it, for
 /// a delete of a create killed before state.json exists): the first step of create and
-/// restore. What was made is in the teardown returned; on error it is removed again.
+/// restore. What was made is in the teardown returned; on error it is removed again. The
+/// container's lock comes with it, held from the directory's first moment: keep it until the
+/// state is saved or the teardown has run.
 pub fn make_state_dir(
     store: &Store,
     id: &str,
     bundle: &Bundle,
     host_rootfs: Option<(PathBuf, u64)>,
-) -> Result<Teardown> {
-    let dir = store.create_dir(id)?;
+) -> Result<(Teardown, nix::fcntl::Flock<std::fs::File>)> {
+    let (dir, lock) = store.create_dir(id)?;
     let t = Teardown {
         host_rootfs,
         ..Teardown::new(dir)
@@ -149,7 +151,7 @@ pub fn make_state_dir(
             None => Ok(()),
         });
     match saved {
-        Ok(()) => Ok(t),
+        Ok(()) => Ok((t, lock)),
         Err(e) => {
             t.run_warn();
             Err(e)

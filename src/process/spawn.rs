@@ -10,7 +10,7 @@ use crate::spec::Bundle;
 use crate::state::{self, ContainerState, Store};
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::LinuxNamespaceType;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 pub struct SpawnOptions<'a> {
@@ -91,10 +91,22 @@ pub fn spawn(bundle: &Bundle, o: SpawnOptions) -> Result<Spawned> {
         Some((bundle.rootfs.clone(), id))
     };
 
-    let mut cleanup = super::make_state_dir(o.store, o.id, bundle, host_rootfs)?;
+    // The container's lock, held until its state is saved (or the half-made container is torn
+    // down): a `delete --force` meanwhile waits and then deletes a whole container, instead of
+    // taking this one for the remains of a killed create.
+    let (mut cleanup, lock) = super::make_state_dir(o.store, o.id, bundle, host_rootfs)?;
     let dir = cleanup.dir.clone();
-    let res = spawn_in(bundle, &o, plan, seccomp, self_exe, &dir, &mut cleanup);
-    match res {
+    let res = spawn_in(
+        bundle,
+        &o,
+        plan,
+        seccomp,
+        self_exe,
+        &dir,
+        &mut cleanup,
+        lock.as_raw_fd(),
+    );
+    let res = match res {
         Ok(mut s) => {
             s.cleanup = Some(cleanup);
             Ok(s)
@@ -103,7 +115,9 @@ pub fn spawn(bundle: &Bundle, o: SpawnOptions) -> Result<Spawned> {
             cleanup.run_warn();
             Err(e)
         }
-    }
+    };
+    drop(lock);
+    res
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -115,6 +129,7 @@ fn spawn_in(
     self_exe: (u64, u64),
     dir: &Path,
     cleanup: &mut Teardown,
+    lock_fd: RawFd,
 ) -> Result<Spawned> {
     let spec = &bundle.spec;
     crate::fault::step("create: config saved");
@@ -188,6 +203,12 @@ fn spawn_in(
         crate::sys::clone3::Forked::Child => {
             drop(parent_chan);
             placement.close_in_child();
+            // The create lock's descriptor shares its open file description with the parent's:
+            // closed, never unlocked (an unlock would release the parent's lock), so that the
+            // lock ends with the create and not at the init's exec.
+            // SAFETY: closing a descriptor number this process inherited and never uses again
+            // (the parent's Flock owns it; this process ends in exec or _exit).
+            unsafe { libc::close(lock_fd) };
             super::init::run(InitContext {
                 id: o.id,
                 bundle,
@@ -218,9 +239,18 @@ fn spawn_in(
     crate::fault::step("create: init cloned");
     let placed = placement.complete(cg.as_ref(), pid, into_cgroup);
     if let Err(e) = placed.and_then(|_| parent_chan.send(&Msg::Go)) {
-        // init may have failed meanwhile (it sets up in parallel): its error says why.
-        if let Ok(Msg::Error(m)) = parent_chan.recv() {
-            bail!("{m}");
+        // init may have failed meanwhile (it sets up in parallel): its error says why. If it
+        // did not, it waits for Go: kill it first, so that reading its last words ends (at its
+        // end of the channel's close) instead of waiting for each other.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        // (bounded: a process the init forked may still hold the channel)
+        if crate::sys::fd::readable_within(parent_chan.as_fd(), 1000).unwrap_or(false) {
+            if let Ok(Some((Msg::Error(m), _))) = parent_chan.recv_or_closed() {
+                bail!("{m}");
+            }
         }
         return Err(e);
     }

@@ -150,6 +150,10 @@ pub struct Store {
     pub root: PathBuf,
 }
 
+/// The name prefix of a new container's directory before it is renamed to its id ('@' is in
+/// no id).
+const NEW_DIR_PREFIX: &str = "@new.";
+
 impl Store {
     pub fn new(root: &Path) -> Self {
         Store {
@@ -161,20 +165,68 @@ impl Store {
         self.root.join(id)
     }
 
-    /// Create the directory of a new container; fails if the id is taken.
-    pub fn create_dir(&self, id: &str) -> Result<PathBuf> {
+    /// Create the directory of a new container, locked (see [`Store::lock`]); fails if the id
+    /// is taken. It is made under a private name (one no id can have), locked, and renamed into
+    /// place without replacing anything, so it never exists unlocked: a `delete --force` cannot
+    /// take a create's directory for the remains of a killed one. Filesystems without
+    /// RENAME_NOREPLACE get a plain mkdir and lock.
+    pub fn create_dir(&self, id: &str) -> Result<(PathBuf, nix::fcntl::Flock<File>)> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.root)
             .with_context(|| format!("create state root {}", self.root.display()))?;
         let dir = self.dir(id);
-        match fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                bail!("container with id exists: {id}")
+        let exists = || anyhow::anyhow!("container with id exists: {id}");
+        if dir.exists() {
+            return Err(exists());
+        }
+        let lock = |path: &Path| -> Result<nix::fcntl::Flock<File>> {
+            let f = File::open(path).with_context(|| format!("open {}", path.display()))?;
+            nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+                .map_err(|(_, e)| e)
+                .with_context(|| format!("lock {}", path.display()))
+        };
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let tmp = self.root.join(format!(
+            "{NEW_DIR_PREFIX}{}.{}",
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&tmp)
+            .with_context(|| format!("create state dir {}", tmp.display()))?;
+        let locked = match lock(&tmp) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = fs::remove_dir(&tmp);
+                return Err(e);
             }
-            Err(e) => Err(e).with_context(|| format!("create state dir {}", dir.display())),
+        };
+        use nix::fcntl::{renameat2, RenameFlags};
+        let cwd = nix::fcntl::AT_FDCWD;
+        match renameat2(cwd, &tmp, cwd, &dir, RenameFlags::RENAME_NOREPLACE) {
+            Ok(()) => Ok((dir, locked)),
+            Err(e) => {
+                let _ = fs::remove_dir(&tmp);
+                drop(locked);
+                match e {
+                    nix::errno::Errno::EEXIST => Err(exists()),
+                    nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS => {
+                        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+                            Ok(()) => Ok((dir.clone(), lock(&dir)?)),
+                            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                                Err(exists())
+                            }
+                            Err(e) => Err(e)
+                                .with_context(|| format!("create state dir {}", dir.display())),
+                        }
+                    }
+                    e => Err(e)
+                        .with_context(|| format!("rename {} to {}", tmp.display(), dir.display())),
+                }
+            }
         }
     }
 
@@ -265,27 +317,50 @@ impl Store {
                 if !e.file_type().ok()?.is_dir() {
                     return None;
                 }
-                e.file_name().into_string().ok()
+                e.file_name()
+                    .into_string()
+                    .ok()
+                    .filter(|n| !n.starts_with(NEW_DIR_PREFIX))
             })
             .collect();
         ids.sort();
         Ok(ids)
     }
 
-    /// Take the container's exclusive lock (released when the returned file is dropped).
+    /// Take the container's exclusive lock (released when the returned file is dropped): a
+    /// flock on the container's state directory. A lock is only good while that directory is
+    /// still the one at the id's path: a waiter whose directory was deleted (and maybe made again
+    /// by a new create of the same id) while it waited takes the new one's lock instead, and a
+    /// deleted container is "does not exist". `create` holds it from the directory's making to
+    /// the saved state, so no other command acts on a container half made.
     pub fn lock(&self, id: &str) -> Result<nix::fcntl::Flock<File>> {
+        self.lock_existing(id)?
+            .with_context(|| format!("container {id} does not exist"))
+    }
+
+    /// [`Store::lock`], or None when there is no container of that id (also when it was
+    /// deleted while this waited for its lock).
+    pub fn lock_existing(&self, id: &str) -> Result<Option<nix::fcntl::Flock<File>>> {
+        use std::os::unix::fs::MetadataExt;
         validate_id(id)?;
         let dir = self.dir(id);
-        let f = match File::open(&dir) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                bail!("container {id} does not exist")
+        loop {
+            let f = match File::open(&dir) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e).with_context(|| format!("open {}", dir.display())),
+            };
+            let locked = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+                .map_err(|(_, e)| e)
+                .with_context(|| format!("lock {}", dir.display()))?;
+            let held = locked.metadata().context("fstat the locked state dir")?;
+            match fs::symlink_metadata(&dir) {
+                Ok(m) if (m.dev(), m.ino()) == (held.dev(), held.ino()) => return Ok(Some(locked)),
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e).with_context(|| format!("stat {}", dir.display())),
             }
-            Err(e) => return Err(e).with_context(|| format!("open {}", dir.display())),
-        };
-        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| e)
-            .with_context(|| format!("lock {}", dir.display()))
+        }
     }
 }
 
@@ -390,7 +465,8 @@ mod tests {
     fn store_roundtrip_and_exclusive_create() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::new(&d.path().join("root"));
-        s.create_dir("c1").unwrap();
+        let (_, l) = s.create_dir("c1").unwrap();
+        drop(l);
         assert!(s
             .create_dir("c1")
             .unwrap_err()

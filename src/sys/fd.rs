@@ -37,3 +37,26 @@ pub fn clear_cloexec(fd: i32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Wait until `fd` is readable (data, or the other end's close), at most `timeout_ms` (-1:
+/// forever). Returns true if it is.
+pub fn readable_within(fd: std::os::fd::BorrowedFd, timeout_ms: i32) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: pfd is a valid pollfd array of length 1.
+        let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(r > 0);
+    }
+}

@@ -35,21 +35,6 @@ pub fn send_signal(fd: BorrowedFd, sig: i32) -> io::Result<()> {
 /// Wait until the process behind the pidfd has exited, at most `timeout_ms` (-1: forever).
 /// Returns true if it exited.
 pub fn wait_exit(fd: BorrowedFd, timeout_ms: i32) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    loop {
-        // SAFETY: pfd is a valid pollfd array of length 1.
-        let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(e);
-        }
-        return Ok(r > 0);
-    }
+    // a pidfd polls readable once its process has exited
+    super::fd::readable_within(fd, timeout_ms)
 }
