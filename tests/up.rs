@@ -1418,3 +1418,82 @@ fn up_detached_bad_input_is_refused_by_name() {
     let o = e.cmd("logs", &["--tail", "x", "nosuch"]);
     assert!(text(&o.stderr).contains("--tail"), "{}", text(&o.stderr));
 }
+
+/// kill -9 of a foreground `husk up` at seeded random moments (unpack, create, start, the
+/// wait; `HUSK_FAULT_SEED` replays), then `husk rm -f NAME`: whatever the moment, nothing of the
+/// container is left — no state, bundle, process, mount or cgroup.
+#[test]
+fn up_killed_at_random_moments_then_rm_force_leaves_nothing() {
+    if !need_root("up_killed_at_random_moments_then_rm_force_leaves_nothing") {
+        return;
+    }
+    let seed = std::env::var("HUSK_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("up kill: seed {seed} (HUSK_FAULT_SEED={seed} replays)");
+    let mut x = seed;
+    let mut below = |n: u64| {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    };
+    let e = Env::new("kill");
+    let store = e.store();
+    let root = e.root();
+    let mut problems = Vec::new();
+    for i in 0..30 {
+        let name = format!("hk{}k{i}", std::process::id());
+        let delay = Duration::from_millis(below(250));
+        let mut child = Command::new(runtime())
+            .arg("--root")
+            .arg(&root)
+            .args(["up", "--store", store.to_str().unwrap(), "--pull", "never"])
+            .args(["--name", &name, IMAGE, "sleep", "100"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        let o = e.husk(&["rm", "--store", store.to_str().unwrap(), "-f", &name]);
+        let err = text(&o.stderr);
+        // killed before its bundle existed: nothing to remove, said so
+        if !o.status.success() && !err.contains("no such container") {
+            problems.push(format!("{name} (killed after {delay:?}): rm -f: {err}"));
+        }
+        let mut left: Vec<String> = cgroup_dirs(&name)
+            .into_iter()
+            .map(|d| format!("cgroup {}", d.display()))
+            .collect();
+        if e.containers().contains(&name) {
+            left.push("state".into());
+        }
+        if e.bundles().contains(&name) {
+            left.push("bundle".into());
+        }
+        left.extend(
+            mounts_under(e.dir.path())
+                .into_iter()
+                .map(|m| format!("mount {}", m.display())),
+        );
+        if !left.is_empty() {
+            problems.push(format!("{name} (killed after {delay:?}): left {left:?}"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "seed {seed}: {} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
