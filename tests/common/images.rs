@@ -171,8 +171,12 @@ pub fn run_ok(cmd: &mut Command) -> String {
 }
 
 /// The store holds nothing half-written: `entries` index entries, no temp files, and every
-/// blob's content matches its name.
+/// blob's content matches its name. A store that is not there at all (a first pull or import that failed removes the store it
+/// made) holds nothing, which is consistent for `entries` 0.
 pub fn assert_store_consistent(store: &Path, entries: usize) {
+    if entries == 0 && !store.exists() {
+        return;
+    }
     let idx: Value =
         serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
     assert_eq!(idx["manifests"].as_array().unwrap().len(), entries, "{idx}");
@@ -192,7 +196,11 @@ pub fn assert_store_consistent(store: &Path, entries: usize) {
     }
 }
 
+/// The blobs in `store` (none where there is no store).
 pub fn blob_count(store: &Path) -> usize {
+    if !store.exists() {
+        return 0;
+    }
     std::fs::read_dir(store.join("blobs/sha256"))
         .unwrap()
         .count()
