@@ -327,12 +327,13 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
                 None => Default::default(),
             };
             println!(
-                "removed {} unreferenced blobs ({} bytes) and {} bytes of temp files: \
-                 {} bytes freed",
+                "removed {} unreferenced blobs ({} bytes), {} unused layer snapshots and {} \
+                 bytes of temp files: {} bytes freed",
                 r.blobs,
                 r.blob_bytes,
+                r.snapshots,
                 r.tmp_bytes,
-                r.blob_bytes + r.tmp_bytes
+                r.blob_bytes + r.snapshot_bytes + r.tmp_bytes
             );
         }
         C::Logout { registry } => {

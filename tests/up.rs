@@ -1497,3 +1497,169 @@ fn up_killed_at_random_moments_then_rm_force_leaves_nothing() {
         problems.join("\n")
     );
 }
+
+/// The mount at `path` in this process's mount table: its fs type, if mounted there.
+fn mount_type_at(path: &std::path::Path) -> Option<String> {
+    let want = path.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-")?;
+            (f.get(4) == Some(&want.as_str())).then(|| f[sep + 1].to_string())
+        })
+}
+
+/// `husk up` stacks the image's layers as overlayfs snapshots made once and shared: the
+/// container's rootfs is an overlay mount in its bundle, two containers write apart, a second
+/// layer's whiteouts and opaque directory hide what the first made (as a copy does), `husk rm`
+/// unmounts, and `husk image prune` removes snapshots only once no image and no bundle uses them.
+#[test]
+fn up_rootfs_is_an_overlay_of_shared_layer_snapshots() {
+    if !need_root("up_rootfs_is_an_overlay_of_shared_layer_snapshots") {
+        return;
+    }
+    let e = Env::new("ovl");
+    let store = e.store();
+    let s = store.to_str().unwrap();
+    // a second image: the test image's layer plus one that removes the directory /var/tmp and
+    // empties /home (opaque) but for a new file
+    let idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
+    let blob = |d: &str| std::fs::read(store.join("blobs/sha256").join(&d[7..])).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_slice(&blob(idx["manifests"][0]["digest"].as_str().unwrap())).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&blob(m["config"]["digest"].as_str().unwrap())).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("var/.wh.tmp", &b""[..]),
+        ("home/.wh..wh..opq", b""),
+        ("home/new", b"from layer 2\n"),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+    }
+    let layer2 = b.into_inner().unwrap();
+    cfg["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!(sha(&layer2)));
+    let cfg = serde_json::to_vec(&cfg).unwrap();
+    let mut m2 = m.clone();
+    m2["config"] = json!({"mediaType": "application/vnd.oci.image.config.v1+json",
+                          "digest": sha(&cfg), "size": cfg.len()});
+    m2["layers"].as_array_mut().unwrap().push(
+        json!({"mediaType": "application/vnd.oci.image.layer.v1.tar",
+               "digest": sha(&layer2), "size": layer2.len()}),
+    );
+    let m2 = serde_json::to_vec(&m2).unwrap();
+    for b in [&layer2, &cfg, &m2] {
+        std::fs::write(store.join("blobs/sha256").join(&sha(b)[7..]), b).unwrap();
+    }
+    let mut idx2 = idx.clone();
+    idx2["manifests"].as_array_mut().unwrap().push(json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": sha(&m2), "size": m2.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "docker.io/library/two:latest"}
+    }));
+    std::fs::write(store.join("index.json"), serde_json::to_vec(&idx2).unwrap()).unwrap();
+
+    let snapshots = || -> usize {
+        std::fs::read_dir(store.join("snapshots"))
+            .map(|r| r.count())
+            .unwrap_or(0)
+    };
+    let (a, b) = (
+        format!("ovla{}", std::process::id()),
+        format!("ovlb{}", std::process::id()),
+    );
+    ok(
+        &e.up(&["-d", "--name", &a, IMAGE, "sleep", "100"]),
+        "up -d a",
+    );
+    ok(
+        &e.up(&["-d", "--name", &b, IMAGE, "sleep", "100"]),
+        "up -d b",
+    );
+    for n in [&a, &b] {
+        let rootfs = store.join("containers").join(n).join("rootfs");
+        assert_eq!(
+            mount_type_at(&rootfs).as_deref(),
+            Some("overlay"),
+            "{n}'s rootfs is not an overlay mount"
+        );
+    }
+    assert_eq!(
+        snapshots(),
+        1,
+        "two containers of one image share its snapshot"
+    );
+    ok(
+        &e.husk(&["exec", &a, "sh", "-c", "echo a > /written"]),
+        "write in a",
+    );
+    let o = e.husk(&["exec", &b, "cat", "/written"]);
+    assert!(!o.status.success(), "b sees a's file");
+    // whiteouts and an opaque directory of the second layer
+    let out = ok(
+        &e.up(&[
+            "--rm",
+            "two",
+            "sh",
+            "-c",
+            "ls /home; [ -e /var/tmp ] && echo var-tmp || echo no-var-tmp",
+        ]),
+        "up two",
+    );
+    assert_eq!(out, "new\nno-var-tmp\n");
+    assert_eq!(snapshots(), 2, "the second image adds one snapshot");
+    // the same image unpacked as a copy gives the same tree there
+    let copy = e.dir.path().join("copy");
+    ok(
+        &e.husk(&[
+            "image",
+            "--store",
+            s,
+            "unpack",
+            "two",
+            copy.to_str().unwrap(),
+        ]),
+        "image unpack",
+    );
+    assert!(!copy.join("rootfs/var/tmp").exists());
+    let home: Vec<String> = std::fs::read_dir(copy.join("rootfs/home"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(home, ["new"]);
+    // in use: prune keeps both; the second image gone, its snapshot goes at the next prune
+    ok(
+        &e.husk(&["image", "--store", s, "rm", "two"]),
+        "image rm two",
+    );
+    ok(&e.husk(&["image", "--store", s, "prune"]), "prune");
+    assert_eq!(
+        snapshots(),
+        1,
+        "prune removes the snapshot no image or bundle uses"
+    );
+    for n in [&a, &b] {
+        ok(&e.husk(&["rm", "--store", s, "-f", n]), "rm -f");
+        let rootfs = store.join("containers").join(n).join("rootfs");
+        assert_eq!(
+            mount_type_at(&rootfs),
+            None,
+            "{n}: the overlay stays mounted"
+        );
+    }
+    e.assert_clean("after rm");
+    assert_eq!(snapshots(), 1, "the image's snapshot stays with the image");
+}

@@ -39,12 +39,17 @@ use std::path::{Component, Path, PathBuf};
 pub struct ApplyOptions {
     /// Apply the archive's owners (needs CAP_CHOWN; off when not root, as tar does).
     pub same_owner: bool,
+    /// The layer goes alone into an empty directory that overlayfs stacks over its parents
+    /// (a snapshot): whiteouts become overlayfs's (a 0/0 character device for `.wh.NAME`, the
+    /// `trusted.overlay.opaque` xattr for `.wh..wh..opq`) instead of removing what is below.
+    pub overlay: bool,
 }
 
 impl Default for ApplyOptions {
     fn default() -> Self {
         ApplyOptions {
             same_owner: nix::unistd::geteuid().is_root(),
+            overlay: false,
         }
     }
 }
@@ -184,6 +189,9 @@ fn apply_entry<R: Read>(
     };
     let name_bytes = name.as_bytes();
     if name_bytes.starts_with(WHITEOUT.as_bytes()) {
+        if opts.overlay {
+            return overlay_whiteout(root, &parent, name_bytes, made);
+        }
         return whiteout(root, &parent, name_bytes, made);
     }
     let dir = parent_dir(root, &parent)
@@ -523,6 +531,59 @@ pub fn children(dir: &OwnedFd) -> io::Result<Vec<std::ffi::OsString>> {
     Ok(out)
 }
 
+/// A whiteout in a snapshot, in overlayfs's form: `.wh..wh..opq` marks the directory opaque
+/// (its lower layers' entries are hidden, this layer's stay), `.wh.NAME` is a character device
+/// 0/0 named NAME (unless this layer makes NAME itself: a whiteout only hides lower layers).
+fn overlay_whiteout(
+    root: BorrowedFd<'_>,
+    parent: &Path,
+    name: &[u8],
+    made: &HashSet<PathBuf>,
+) -> Result<()> {
+    let dir = parent_dir(root, parent)
+        .with_context(|| format!("make parent directory {}", parent.display()))?;
+    let saved = stat_fd(dir.as_fd())?;
+    if name == OPAQUE.as_bytes() {
+        let fd = openat(
+            dir.as_fd(),
+            c".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
+        let key = c"trusted.overlay.opaque";
+        // SAFETY: fsetxattr on an fd we own with a NUL-terminated name and a 1-byte value.
+        let r =
+            unsafe { libc::fsetxattr(fd.as_raw_fd(), key.as_ptr(), b"y".as_ptr().cast(), 1, 0) };
+        if r != 0 {
+            return Err(io::Error::last_os_error())
+                .with_context(|| format!("opaque directory {}", parent.display()));
+        }
+        return restore_times(dir.as_fd(), &saved);
+    }
+    let hidden = &name[WHITEOUT.len()..];
+    if hidden.is_empty() || hidden == b"." || hidden == b".." || hidden.contains(&b'/') {
+        bail!("invalid whiteout name");
+    }
+    let hidden = OsStr::from_bytes(hidden);
+    if made.contains(&parent.join(hidden)) {
+        return Ok(());
+    }
+    if let Some(t) = existing_of(dir.as_fd(), hidden)? {
+        remove_existing(dir.as_fd(), hidden, Some(t))?;
+    }
+    nix::sys::stat::mknodat(
+        dir.as_fd(),
+        hidden,
+        SFlag::S_IFCHR,
+        Mode::empty(),
+        nix::sys::stat::makedev(0, 0),
+    )
+    .map_err(errno)
+    .with_context(|| format!("whiteout of {}", parent.join(hidden).display()))?;
+    restore_times(dir.as_fd(), &saved)
+}
+
 fn whiteout(
     root: BorrowedFd<'_>,
     parent: &Path,
@@ -728,7 +789,10 @@ mod tests {
             apply(
                 self.fd.as_fd(),
                 &tar(entries)[..],
-                ApplyOptions { same_owner: false },
+                ApplyOptions {
+                    same_owner: false,
+                    overlay: false,
+                },
                 "test",
             )
         }

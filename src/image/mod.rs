@@ -8,6 +8,7 @@ pub mod archive;
 pub mod config;
 pub mod layer;
 pub mod push;
+pub mod snapshot;
 pub mod store;
 
 use crate::registry::{self, reference::Reference, Client};
@@ -630,6 +631,69 @@ pub fn unpack_with(store: &Store, text: &str, bundle: &Path, over: &ConfigOverri
     result
 }
 
+/// [`unpack_with`] for a container that husk itself runs (`husk up`): the rootfs is an overlay
+/// mount of the image's layer snapshots (see [`snapshot`]), made once per layer and shared,
+/// where the host allows it (root, overlayfs, a store overlayfs takes as upper); else a copy, as
+/// `unpack_with` makes. `bundle` must not exist. [`release_rootfs`] undoes the mount.
+pub fn unpack_mounted(
+    store: &Store,
+    text: &str,
+    bundle: &Path,
+    over: &ConfigOverrides,
+) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        return unpack_with(store, text, bundle, over);
+    }
+    let (name, d) = lookup(store, text)?;
+    let manifest = store.read_manifest(d.digest().as_ref())?;
+    check_layer_types(&manifest, &format!("unpack {name}"))?;
+    let cfg_bytes = store.read_blob(manifest.config().digest().as_ref(), MAX_CONFIG)?;
+    let mut cfg: ImageConfiguration = serde_json::from_slice(&cfg_bytes)
+        .with_context(|| format!("unpack {name}: parse config"))?;
+    over.apply(&mut cfg);
+    if bundle.exists() {
+        bail!("unpack {name}: {} exists", bundle.display());
+    }
+    let lowers = match snapshot::ensure(store, &name, &manifest, cfg.rootfs().diff_ids()) {
+        Ok(l) => l,
+        Err(e) => {
+            crate::log_debug!("unpack {name}: no snapshots ({e:#}); copying the layers");
+            return unpack_with(store, text, bundle, over);
+        }
+    };
+    std::fs::create_dir_all(bundle).with_context(|| format!("create {}", bundle.display()))?;
+    if let Err(e) = snapshot::mount(&lowers, bundle) {
+        crate::log_debug!("unpack {name}: no overlay ({e:#}); copying the layers");
+        let _ = std::fs::remove_dir(bundle);
+        return unpack_with(store, text, bundle, over);
+    }
+    let rootfs = bundle.join("rootfs");
+    let written = crate::rootfs::resolve::open_root(&rootfs)
+        .with_context(|| format!("open {}", rootfs.display()))
+        .and_then(|root| {
+            use std::os::fd::AsFd;
+            write_runtime_config(&name, &cfg, root.as_fd(), &bundle.join("config.json"))
+        });
+    if let Err(e) = written {
+        let _ = release_rootfs(bundle);
+        let _ = std::fs::remove_dir_all(bundle);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Mount a kept bundle's rootfs again if [`unpack_mounted`] made it and it is not mounted (after
+/// a reboot): before the container runs again.
+pub fn remount_rootfs(bundle: &Path) -> Result<()> {
+    snapshot::remount(bundle)
+}
+
+/// Unmount a bundle's rootfs if [`unpack_mounted`] mounted it (nothing for a copy): before the
+/// bundle is removed.
+pub fn release_rootfs(bundle: &Path) -> Result<()> {
+    snapshot::release(bundle)
+}
+
 /// Remove everything inside `dir` by fds (no symlink in it is followed).
 fn empty_dir(dir: &Path) -> io::Result<()> {
     use std::os::fd::AsFd;
@@ -666,38 +730,62 @@ fn unpack_into(
     }
     let opts = layer::ApplyOptions::default();
     for (l, diff_id) in manifest.layers().iter().zip(diff_ids) {
-        let digest = l.digest().to_string();
-        let path = store.blob_path(&digest)?;
-        let f = std::fs::File::open(&path)
-            .with_context(|| format!("unpack {name}: layer {digest} is not in the store"))?;
-        let f = io::BufReader::with_capacity(256 << 10, f);
-        let mt = l.media_type().to_string();
-        let plain: Box<dyn Read> = match layer_compression(&mt) {
-            Some(Compression::Gzip) => Box::new(GzDecoder::new(f)),
-            Some(Compression::None) => Box::new(f),
-            Some(Compression::Zstd) => Box::new(
-                zstd::stream::read::Decoder::with_buffer(f)
-                    .with_context(|| format!("unpack {name}: layer {digest}: zstd"))?,
-            ),
-            None => bail!("unpack {name}: layer {digest}: unsupported media type {mt:?}"),
-        };
-        let mut h = Hashing {
-            inner: plain,
-            hasher: Sha256::new(),
-        };
-        layer::apply(root.as_fd(), PadAtEof::new(&mut h), opts, &digest)
-            .with_context(|| format!("unpack {name}"))?;
-        // the tar end marker may be followed by padding: all of it is part of the diff_id
-        io::copy(&mut h, &mut io::sink())
-            .with_context(|| format!("unpack {name}: layer {digest}: decompress"))?;
-        let got = format!("sha256:{}", store::hex(&h.hasher.finalize()));
-        if got != *diff_id {
-            bail!("unpack {name}: layer {digest}: uncompressed content is {got}, the config's diff_id is {diff_id}");
-        }
+        apply_layer(store, name, l, diff_id, root.as_fd(), opts)?;
     }
-    let spec = config::runtime_spec(cfg, root.as_fd()).with_context(|| format!("unpack {name}"))?;
+    write_runtime_config(name, cfg, root.as_fd(), config_path)
+}
+
+/// The image config as a runtime spec (users and groups resolved in `root`), at `config_path`.
+fn write_runtime_config(
+    name: &str,
+    cfg: &ImageConfiguration,
+    root: std::os::fd::BorrowedFd<'_>,
+    config_path: &Path,
+) -> Result<()> {
+    let spec = config::runtime_spec(cfg, root).with_context(|| format!("unpack {name}"))?;
     let text = serde_json::to_string_pretty(&spec)?;
     std::fs::write(config_path, text).with_context(|| format!("write {}", config_path.display()))
+}
+
+/// Apply one layer blob of the store to the directory `root`, checking its uncompressed
+/// content against the config's `diff_id`.
+fn apply_layer(
+    store: &Store,
+    name: &str,
+    l: &oci_spec::image::Descriptor,
+    diff_id: &str,
+    root: std::os::fd::BorrowedFd<'_>,
+    opts: layer::ApplyOptions,
+) -> Result<()> {
+    let digest = l.digest().to_string();
+    let path = store.blob_path(&digest)?;
+    let f = std::fs::File::open(&path)
+        .with_context(|| format!("unpack {name}: layer {digest} is not in the store"))?;
+    let f = io::BufReader::with_capacity(256 << 10, f);
+    let mt = l.media_type().to_string();
+    let plain: Box<dyn Read> = match layer_compression(&mt) {
+        Some(Compression::Gzip) => Box::new(GzDecoder::new(f)),
+        Some(Compression::None) => Box::new(f),
+        Some(Compression::Zstd) => Box::new(
+            zstd::stream::read::Decoder::with_buffer(f)
+                .with_context(|| format!("unpack {name}: layer {digest}: zstd"))?,
+        ),
+        None => bail!("unpack {name}: layer {digest}: unsupported media type {mt:?}"),
+    };
+    let mut h = Hashing {
+        inner: plain,
+        hasher: Sha256::new(),
+    };
+    layer::apply(root, PadAtEof::new(&mut h), opts, &digest)
+        .with_context(|| format!("unpack {name}"))?;
+    // the tar end marker may be followed by padding: all of it is part of the diff_id
+    io::copy(&mut h, &mut io::sink())
+        .with_context(|| format!("unpack {name}: layer {digest}: decompress"))?;
+    let got = format!("sha256:{}", store::hex(&h.hasher.finalize()));
+    if got != *diff_id {
+        bail!("unpack {name}: layer {digest}: uncompressed content is {got}, the config's diff_id is {diff_id}");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -345,6 +345,7 @@ impl Store {
     /// was left in `tmp/` (partial blobs, import staging dirs of a killed command).
     pub fn collect_garbage_report(&self) -> Result<GcReport> {
         let mut keep: HashSet<String> = HashSet::new();
+        let mut diff_ids: Vec<Vec<String>> = Vec::new();
         for d in self.index()?.manifests() {
             let digest = d.digest().to_string();
             keep.insert(digest.clone());
@@ -352,6 +353,15 @@ impl Store {
                 keep.insert(m.config().digest().to_string());
                 for l in m.layers() {
                     keep.insert(l.digest().to_string());
+                }
+                if let Some(c) = self
+                    .read_blob(m.config().digest().as_ref(), super::MAX_CONFIG)
+                    .ok()
+                    .and_then(|b| {
+                        serde_json::from_slice::<oci_spec::image::ImageConfiguration>(&b).ok()
+                    })
+                {
+                    diff_ids.push(c.rootfs().diff_ids().clone());
                 }
             }
         }
@@ -368,6 +378,7 @@ impl Store {
                 report.blob_bytes += size;
             }
         }
+        (report.snapshots, report.snapshot_bytes) = super::snapshot::collect(self, &diff_ids)?;
         let tmp = self.root.join("tmp");
         for e in fs::read_dir(&tmp).with_context(|| format!("read {}", tmp.display()))? {
             let p = e?.path();
@@ -396,10 +407,13 @@ pub struct GcReport {
     pub blob_bytes: u64,
     /// Bytes of temp files and staging dirs removed from `tmp/`.
     pub tmp_bytes: u64,
+    /// Layer snapshots no image and no bundle uses any more, and their bytes.
+    pub snapshots: usize,
+    pub snapshot_bytes: u64,
 }
 
 /// Bytes of the regular files at or under `p` (symlinks not followed).
-fn tree_size(p: &Path) -> u64 {
+pub(crate) fn tree_size(p: &Path) -> u64 {
     match fs::symlink_metadata(p) {
         Ok(m) if m.is_dir() => fs::read_dir(p)
             .map(|it| it.flatten().map(|e| tree_size(&e.path())).sum())

@@ -246,7 +246,7 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     std::fs::create_dir_all(bundle.parent().unwrap_or(store_dir))
         .with_context(|| format!("create {}", bundle.display()))?;
     let result = (|| {
-        image::unpack_with(&store, &o.image, &bundle, &over)?;
+        image::unpack_mounted(&store, &o.image, &bundle, &over)?;
         drop(store);
         let (exposed, hostname) = edit_config(&bundle, o, &cfg, &facts)?;
         monitor::set_stop_signal(&bundle.join("config.json"), o.stop_signal.as_deref())?;
@@ -429,6 +429,9 @@ fn free_mapping(exposed: &str) -> Result<crate::network::ports::PortMapping> {
 /// Remove a bundle `up` made: its rootfs may hold anything the image had, read-only
 /// directories included.
 fn remove_bundle(bundle: &Path) -> Result<()> {
+    // an overlay rootfs first: removing through the mount would empty the upper dir by
+    // whiteouts and leave the mount
+    image::release_rootfs(bundle)?;
     match std::fs::remove_dir_all(bundle) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

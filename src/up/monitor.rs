@@ -376,6 +376,8 @@ fn start_once(
     dirs: Option<&crate::network::Dirs>,
 ) -> Result<Running> {
     let id = &cfg.id;
+    // an overlay rootfs unmounted since (a reboot): mounted again
+    crate::image::remount_rootfs(bundle)?;
     let null = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
