@@ -274,11 +274,13 @@ pub fn pull(store: &Store, text: &str, opts: &PullOptions) -> Result<String> {
     // the config first (small), then the layers, PARALLEL_FETCHES at a time
     let fetch = |d: &Descriptor, role: &str| -> Result<()> {
         let digest = d.digest().to_string();
-        let fetched = store.put_blob(&digest, d.size(), &format!("pull {what}: {role}"), || {
-            client
-                .blob(&digest)
-                .with_context(|| format!("pull {what}: fetch {role} {digest}"))
-        })?;
+        let fetched =
+            store.put_blob_resumable(&digest, d.size(), &format!("pull {what}: {role}"), |at| {
+                let (reader, from) = client
+                    .blob_from(&digest, at)
+                    .with_context(|| format!("pull {what}: fetch {role} {digest}"))?;
+                Ok(store::Fetched { reader, from })
+            })?;
         say(
             opts.quiet,
             &format!(

@@ -18,7 +18,7 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -158,6 +158,30 @@ impl Store {
     where
         F: FnOnce() -> Result<Box<dyn Read + Send + Sync>>,
     {
+        let mut once = Some(fetch);
+        self.put_blob_resumable(digest, size, what, |_| match once.take() {
+            Some(f) => Ok(Fetched {
+                reader: f()?,
+                from: 0,
+            }),
+            None => bail!("this source cannot be read again"),
+        })
+    }
+
+    /// [`Store::put_blob`] from a source that can be asked again from an offset: a stream that
+    /// breaks part way (a connection reset, a read timeout) goes on from the bytes already
+    /// written (HTTP Range) up to [`MAX_RESUMES`] times; a source that answers from the start
+    /// instead (a registry that ignores Range) starts the blob over.
+    pub fn put_blob_resumable<F>(
+        &self,
+        digest: &str,
+        size: u64,
+        what: &str,
+        fetch: F,
+    ) -> Result<bool>
+    where
+        F: FnMut(u64) -> Result<Fetched>,
+    {
         let hex = hex_of(digest)?;
         if self.has_blob(digest, size) {
             return Ok(false);
@@ -174,8 +198,7 @@ impl Store {
         if self.has_blob(digest, size) {
             return Ok(false); // another pull stored it while we waited
         }
-        let src = fetch()?;
-        self.write_verified(digest, size, what, src)?;
+        self.write_verified(digest, size, what, fetch)?;
         Ok(true)
     }
 
@@ -207,12 +230,12 @@ impl Store {
         if self.has_blob(digest, data.len() as u64) {
             return Ok(());
         }
-        self.write_verified(
-            digest,
-            data.len() as u64,
-            what,
-            Box::new(io::Cursor::new(data.to_vec())),
-        )
+        self.write_verified(digest, data.len() as u64, what, |from| {
+            Ok(Fetched {
+                reader: Box::new(io::Cursor::new(data[from as usize..].to_vec())),
+                from,
+            })
+        })
     }
 
     fn write_verified(
@@ -220,7 +243,7 @@ impl Store {
         digest: &str,
         size: u64,
         what: &str,
-        mut src: Box<dyn Read + Send + Sync + '_>,
+        mut fetch: impl FnMut(u64) -> Result<Fetched>,
     ) -> Result<()> {
         let hex = hex_of(digest)?;
         let tmp = self.root.join("tmp").join(format!(
@@ -233,11 +256,37 @@ impl Store {
             let mut hasher = Sha256::new();
             let mut buf = vec![0u8; 256 << 10];
             let mut got: u64 = 0;
+            let mut src = fetch(0)?.reader;
+            let mut resumes = 0;
             loop {
                 let n = match src.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if resumes < MAX_RESUMES && got < size => {
+                        resumes += 1;
+                        let again = fetch(got).with_context(|| {
+                            format!(
+                                "{what} {digest}: read failed after {got} of {size} bytes: {e}; \
+                                 asking again from there"
+                            )
+                        })?;
+                        if again.from == 0 && got > 0 {
+                            // the whole blob again: start over
+                            f.set_len(0)?;
+                            f.seek(io::SeekFrom::Start(0))?;
+                            hasher = Sha256::new();
+                            got = 0;
+                        } else if again.from != got {
+                            bail!(
+                                "{what} {digest}: asked again from byte {got}, the source \
+                                 answered from byte {}",
+                                again.from
+                            );
+                        }
+                        src = again.reader;
+                        continue;
+                    }
                     Err(e) => {
                         bail!("{what} {digest}: read failed after {got} of {size} bytes: {e}")
                     }
@@ -400,6 +449,15 @@ impl Store {
     }
 }
 
+/// How often one blob's transfer is taken up again after its stream broke.
+pub const MAX_RESUMES: u32 = 5;
+
+/// A blob's bytes from `from` on (0: the whole blob).
+pub struct Fetched {
+    pub reader: Box<dyn Read + Send + Sync>,
+    pub from: u64,
+}
+
 /// What garbage collection removed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct GcReport {
@@ -456,6 +514,83 @@ fn write_atomic(root: &Path, path: &Path, data: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reader that fails after its first `n` bytes.
+    struct Breaks(io::Cursor<Vec<u8>>, usize);
+    impl Read for Breaks {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.1 == 0 {
+                return Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset"));
+            }
+            let k = buf.len().min(self.1);
+            let n = self.0.read(&mut buf[..k])?;
+            self.1 -= n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_broken_blob_stream_is_taken_up_again() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::open(t.path(), false).unwrap();
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let d = sha256_digest(&data);
+        // resumed from where it broke, twice
+        let mut asked = Vec::new();
+        s.put_blob_resumable(&d, data.len() as u64, "layer", |from| {
+            asked.push(from);
+            Ok(Fetched {
+                reader: Box::new(Breaks(
+                    io::Cursor::new(data[from as usize..].to_vec()),
+                    30_000,
+                )),
+                from,
+            })
+        })
+        .unwrap();
+        assert_eq!(asked, [0, 30_000, 60_000, 90_000]);
+        assert_eq!(s.read_blob(&d, 1 << 20).unwrap(), data);
+        // a source that starts over: the blob starts over
+        let data2: Vec<u8> = data.iter().map(|b| b ^ 0x55).collect();
+        let d2 = sha256_digest(&data2);
+        let mut calls = 0;
+        s.put_blob_resumable(&d2, data2.len() as u64, "layer", |_| {
+            calls += 1;
+            let cut = if calls == 1 { 50_000 } else { usize::MAX };
+            Ok(Fetched {
+                reader: Box::new(Breaks(io::Cursor::new(data2.clone()), cut)),
+                from: 0,
+            })
+        })
+        .unwrap();
+        assert_eq!(s.read_blob(&d2, 1 << 20).unwrap(), data2);
+        // a source that keeps breaking: an error after MAX_RESUMES, nothing stored
+        let data3 = vec![7u8; 1000];
+        let d3 = sha256_digest(&data3);
+        let mut n = 0;
+        let e = s
+            .put_blob_resumable(&d3, 1000, "layer", |from| {
+                n += 1;
+                Ok(Fetched {
+                    reader: Box::new(Breaks(io::Cursor::new(data3[from as usize..].to_vec()), 1)),
+                    from,
+                })
+            })
+            .unwrap_err();
+        assert_eq!(n, 1 + MAX_RESUMES as usize);
+        assert!(format!("{e:#}").contains("read failed after"), "{e:#}");
+        assert!(!s.has_blob(&d3, 1000));
+        // a source that answers from another offset than asked: refused
+        let e = s
+            .put_blob_resumable(&d3, 1000, "layer", |from| {
+                Ok(Fetched {
+                    reader: Box::new(Breaks(io::Cursor::new(data3.clone()), 10)),
+                    from: if from == 0 { 0 } else { from + 1 },
+                })
+            })
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("answered from byte 11"), "{e:#}");
+    }
 
     #[test]
     fn blobs_are_verified_before_they_are_visible() {

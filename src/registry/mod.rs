@@ -429,6 +429,39 @@ impl Client {
         Ok(self.get(&format!("blobs/{digest}"), "")?.into_reader())
     }
 
+    /// Blob `digest` from byte `offset` on (an HTTP Range request), with the offset its bytes
+    /// start at: `offset` when the registry answered 206 with that range, 0 when it sent the
+    /// whole blob (200, Range ignored).
+    pub fn blob_from(
+        &self,
+        digest: &str,
+        offset: u64,
+    ) -> anyhow::Result<(Box<dyn Read + Send + Sync + 'static>, u64)> {
+        if offset == 0 {
+            return Ok((self.blob(digest)?, 0));
+        }
+        let range = format!("bytes={offset}-");
+        let resp = self.send(
+            "GET",
+            &format!("blobs/{digest}"),
+            &[("Range", &range)],
+            Body::Empty,
+            &[],
+        )?;
+        if resp.status() != 206 {
+            return Ok((resp.into_reader(), 0));
+        }
+        let want = format!("bytes {offset}-");
+        match resp.header("content-range") {
+            Some(r) if r.starts_with(&want) => Ok((resp.into_reader(), offset)),
+            other => anyhow::bail!(
+                "{}: blob {digest} asked from byte {offset} answered 206 with Content-Range \
+                 {other:?}, expected {want}…",
+                self.registry
+            ),
+        }
+    }
+
     pub fn registry(&self) -> &str {
         &self.registry
     }
