@@ -313,9 +313,14 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
             &reference,
             &file,
         )?,
-        C::Import { file, reference } => {
+        C::Import {
+            platform,
+            file,
+            reference,
+        } => {
+            let platform = image::PlatformSpec::of_flag(platform.as_deref())?;
             let imported = Store::with_store(&dir, false, |s| {
-                image::archive::import(s, &file, reference.as_deref())
+                image::archive::import(s, &file, reference.as_deref(), &platform)
             })?;
             for (name, digest) in imported {
                 println!("{name} {digest}");

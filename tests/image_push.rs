@@ -1507,11 +1507,44 @@ fn import_multi_platform_archive() {
     let store2 = work.path().join("store2");
     let e = husk_err(&store2, &["import", bad.to_str().unwrap()]);
     assert!(
-        e.contains("no manifest for this host's platform") && e.contains("linux/s390x"),
+        e.contains(&format!("no manifest for the platform linux/{host_arch}"))
+            && e.contains("linux/s390x"),
         "{e}"
     );
     assert_store_consistent(&store2, 0);
     assert_eq!(blob_count(&store2), 0);
+
+    // --platform picks another platform's manifest (the image's blobs, labelled s390x here)
+    let only = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": MT_MANIFEST, "digest": img.digest, "size": img.manifest.len(),
+                       "platform": {"os": "linux", "architecture": "s390x"}}],
+    }))
+    .unwrap();
+    let s390 = work.path().join("s390x.tar");
+    std::fs::write(&s390, archive(&only)).unwrap();
+    let store3 = work.path().join("store3");
+    let e = husk_err(&store3, &["import", s390.to_str().unwrap()]);
+    assert!(e.contains("no manifest for the platform"), "{e}");
+    let out = husk_ok(
+        &store3,
+        &[
+            "import",
+            "--platform",
+            "linux/s390x",
+            s390.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.trim(), format!("example.com/multi:1 {}", img.digest));
+    let v: Value =
+        serde_json::from_str(&husk_ok(&store3, &["inspect", "example.com/multi:1"])).unwrap();
+    assert_eq!(v["platform"]["architecture"], "s390x");
+    let e = husk_err(
+        &store3,
+        &["import", "--platform", "linux", s390.to_str().unwrap()],
+    );
+    assert!(e.contains("linux"), "{e}");
 }
 
 /// A registry that requires a client certificate (mutual TLS): the certificate and key in the

@@ -152,6 +152,9 @@ pub enum ImageCommand {
     /// Read images from an OCI archive or a `docker save` tarball (plain or gzipped) into
     /// the store.
     Import {
+        /// OS/ARCH[/VARIANT] to pick from a multi-platform archive [default: the host's].
+        #[arg(long)]
+        platform: Option<String>,
         /// The archive to read (`-`: standard input).
         file: PathBuf,
         /// The name to store the image under [default: the name the archive gives it].

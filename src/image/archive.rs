@@ -383,7 +383,12 @@ struct Found {
 }
 
 /// `husk image import FILE [REF]`: returns (name, manifest digest) per name stored.
-pub fn import(store: &Store, file: &Path, name: Option<&str>) -> Result<Vec<(String, String)>> {
+pub fn import(
+    store: &Store,
+    file: &Path,
+    name: Option<&str>,
+    platform: &super::PlatformSpec,
+) -> Result<Vec<(String, String)>> {
     let what = if file == Path::new("-") {
         "import (standard input)".to_string()
     } else {
@@ -395,7 +400,7 @@ pub fn import(store: &Store, file: &Path, name: Option<&str>) -> Result<Vec<(Str
         .map_err(anyhow::Error::msg)?;
     let c = read_archive(store, file, &what)?;
     let found = if c.get("index.json").is_some() {
-        oci_images(&c, &what, name.as_deref())?
+        oci_images(&c, &what, name.as_deref(), platform)?
     } else if c.get("manifest.json").is_some() {
         docker_images(&c, &what, name.as_deref())?
     } else {
@@ -488,7 +493,12 @@ fn annotated_name(d: &Descriptor) -> Option<String> {
     Reference::parse(n).ok().map(|r| r.to_string())
 }
 
-fn oci_images(c: &Contents, what: &str, name: Option<&str>) -> Result<Vec<Found>> {
+fn oci_images(
+    c: &Contents,
+    what: &str,
+    name: Option<&str>,
+    platform: &super::PlatformSpec,
+) -> Result<Vec<Found>> {
     if c.get("oci-layout").is_some() {
         let v: serde_json::Value = serde_json::from_slice(&c.read_json("oci-layout", what)?)
             .with_context(|| format!("{what}: oci-layout is not JSON"))?;
@@ -513,7 +523,7 @@ fn oci_images(c: &Contents, what: &str, name: Option<&str>) -> Result<Vec<Found>
     }
     let mut out = Vec::new();
     for outer in entries {
-        let d = &platform_manifest(c, outer, what)?;
+        let d = &platform_manifest(c, outer, what, platform)?;
         let digest = d.digest().to_string();
         let mt = d.media_type().to_string();
         if mt != registry::MEDIA_OCI_MANIFEST && mt != registry::MEDIA_DOCKER_MANIFEST {
@@ -568,9 +578,14 @@ fn oci_images(c: &Contents, what: &str, name: Option<&str>) -> Result<Vec<Found>
 }
 
 /// An index.json entry that is itself an index (a multi-platform image, as `skopeo copy --all`
-/// or Docker's containerd store write): its manifest for the host's platform, whose blobs the
-/// archive must hold. Any other entry as it is.
-fn platform_manifest(c: &Contents, d: &Descriptor, what: &str) -> Result<Descriptor> {
+/// or Docker's containerd store write): its manifest for `host` (`--platform`, by default the
+/// host's), whose blobs the archive must hold. Any other entry as it is.
+fn platform_manifest(
+    c: &Contents,
+    d: &Descriptor,
+    what: &str,
+    host: &super::PlatformSpec,
+) -> Result<Descriptor> {
     let mt = d.media_type().to_string();
     if mt != registry::MEDIA_OCI_INDEX && mt != registry::MEDIA_DOCKER_LIST {
         return Ok(d.clone());
@@ -585,7 +600,6 @@ fn platform_manifest(c: &Contents, d: &Descriptor, what: &str) -> Result<Descrip
     }
     let index: ImageIndex = serde_json::from_slice(&std::fs::read(&s.path)?)
         .with_context(|| format!("{what}: index {digest} is not an image index"))?;
-    let host = super::PlatformSpec::host();
     index
         .manifests()
         .iter()
@@ -599,8 +613,7 @@ fn platform_manifest(c: &Contents, d: &Descriptor, what: &str) -> Result<Descrip
                 .map(|p| format!("{}/{}", p.os(), p.architecture()))
                 .collect();
             anyhow::anyhow!(
-                "{what}: index {digest} has no manifest for this host's platform {host} \
-                 (it has: {})",
+                "{what}: index {digest} has no manifest for the platform {host} (it has: {})",
                 have.join(", ")
             )
         })
