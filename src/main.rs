@@ -328,7 +328,7 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
         }
         C::Prune => {
             let r = match Store::open_existing(&dir, true)? {
-                Some(s) => s.collect_garbage_report()?,
+                Some(s) => image::collect_garbage(&s)?,
                 None => Default::default(),
             };
             println!(

@@ -482,7 +482,7 @@ pub fn remove(store: &Store, refs: &[String]) -> Result<Vec<String>> {
         });
         Ok(())
     })?;
-    store.collect_garbage()?;
+    collect_garbage(store)?;
     Ok(names
         .into_iter()
         .map(|(n, d)| if n.is_empty() { d } else { n })
@@ -688,6 +688,28 @@ pub fn unpack_mounted(
 /// a reboot): before the container runs again.
 pub fn remount_rootfs(bundle: &Path) -> Result<()> {
     snapshot::remount(bundle)
+}
+
+/// Garbage collection of the whole store, under its exclusive lock: the blobs and temp files
+/// of [`Store::collect_garbage_report`], and the layer snapshots no image of the index and no
+/// bundle uses.
+pub fn collect_garbage(store: &Store) -> Result<store::GcReport> {
+    let mut r = store.collect_garbage_report()?;
+    let mut diff_ids = Vec::new();
+    for d in store.index()?.manifests() {
+        let Ok(m) = store.read_manifest(d.digest().as_ref()) else {
+            continue;
+        };
+        if let Some(c) = store
+            .read_blob(m.config().digest().as_ref(), MAX_CONFIG)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ImageConfiguration>(&b).ok())
+        {
+            diff_ids.push(c.rootfs().diff_ids().clone());
+        }
+    }
+    (r.snapshots, r.snapshot_bytes) = snapshot::collect(store, &diff_ids)?;
+    Ok(r)
 }
 
 /// Unmount a bundle's rootfs if [`unpack_mounted`] mounted it (nothing for a copy): before the

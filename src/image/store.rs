@@ -394,7 +394,6 @@ impl Store {
     /// was left in `tmp/` (partial blobs, import staging dirs of a killed command).
     pub fn collect_garbage_report(&self) -> Result<GcReport> {
         let mut keep: HashSet<String> = HashSet::new();
-        let mut diff_ids: Vec<Vec<String>> = Vec::new();
         for d in self.index()?.manifests() {
             let digest = d.digest().to_string();
             keep.insert(digest.clone());
@@ -402,15 +401,6 @@ impl Store {
                 keep.insert(m.config().digest().to_string());
                 for l in m.layers() {
                     keep.insert(l.digest().to_string());
-                }
-                if let Some(c) = self
-                    .read_blob(m.config().digest().as_ref(), super::MAX_CONFIG)
-                    .ok()
-                    .and_then(|b| {
-                        serde_json::from_slice::<oci_spec::image::ImageConfiguration>(&b).ok()
-                    })
-                {
-                    diff_ids.push(c.rootfs().diff_ids().clone());
                 }
             }
         }
@@ -427,7 +417,6 @@ impl Store {
                 report.blob_bytes += size;
             }
         }
-        (report.snapshots, report.snapshot_bytes) = super::snapshot::collect(self, &diff_ids)?;
         let tmp = self.root.join("tmp");
         for e in fs::read_dir(&tmp).with_context(|| format!("read {}", tmp.display()))? {
             let p = e?.path();
@@ -465,7 +454,8 @@ pub struct GcReport {
     pub blob_bytes: u64,
     /// Bytes of temp files and staging dirs removed from `tmp/`.
     pub tmp_bytes: u64,
-    /// Layer snapshots no image and no bundle uses any more, and their bytes.
+    /// Layer snapshots no image and no bundle uses any more, and their bytes (filled in by
+    /// `image::collect_garbage`).
     pub snapshots: usize,
     pub snapshot_bytes: u64,
 }
