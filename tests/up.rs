@@ -629,6 +629,71 @@ fn up_capabilities_privileged_and_security_opts() {
     e.assert_clean("after the capability runs");
 }
 
+/// Docker's default seccomp profile, seen from inside: a filter is on (`Seccomp: 2`), calls it
+/// leaves out are refused with EPERM (keyctl; unshare and mount, which need CAP_SYS_ADMIN),
+/// clone3 answers ENOSYS, ordinary programs run; `--cap-add SYS_ADMIN` brings its calls in
+/// while keyctl stays refused; `--privileged` and `seccomp=unconfined` run without a filter.
+#[test]
+fn up_default_seccomp_profile() {
+    if !need_root("up_default_seccomp_profile") {
+        return;
+    }
+    let e = Env::new("seccomp");
+    // the filter mode of the container's process and the probe's answers, in one run
+    let run = |flags: &[&str]| -> (String, serde_json::Value) {
+        let out = sh(
+            &e,
+            flags,
+            "grep '^Seccomp:' /proc/self/status; /probe syscalls keyctl unshare mount getpid \
+             mkdir:755 personality:0 personality:40000",
+        );
+        let (mode, json) = out.split_once('\n').unwrap();
+        let mode = mode
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        (mode, v["results"].clone())
+    };
+    let (mode, r) = run(&[]);
+    assert_eq!(mode, "2", "no seccomp filter by default: {r}");
+    for (call, want) in [
+        ("keyctl", "errno 1"),
+        ("unshare", "errno 1"),
+        ("mount", "errno 1"),
+        ("getpid", "ok"),
+        ("mkdir:755", "ok"),
+        ("personality:0", "ok"),
+        // not one of the personalities Docker allows
+        ("personality:40000", "errno 1"),
+    ] {
+        assert_eq!(r[call], want, "{call} under the default profile: {r}");
+    }
+    // with CAP_SYS_ADMIN its calls come in (the filter is still on: keyctl refused)
+    let (mode, r) = run(&["--cap-add", "SYS_ADMIN"]);
+    assert_eq!(mode, "2");
+    assert_eq!(r["unshare"], "ok", "{r}");
+    assert_eq!(r["mount"], "ok", "{r}");
+    assert_eq!(r["keyctl"], "errno 1", "{r}");
+    // no filter at all
+    for flags in [
+        &["--privileged"][..],
+        &["--security-opt", "seccomp=unconfined"],
+    ] {
+        let (mode, r) = run(flags);
+        assert_eq!(mode, "0", "{flags:?}: {r}");
+        assert_ne!(r["keyctl"], "errno 1", "{flags:?}: {r}");
+        assert_eq!(r["personality:40000"], "ok", "{flags:?}: {r}");
+    }
+    // ordinary programs run under it: a pipeline of busybox tools, a fork and exec each
+    assert_eq!(
+        sh(&e, &[], "echo one two | tr ' ' '\\n' | sort -r | head -n1"),
+        "two\n"
+    );
+    e.assert_clean("after the seccomp runs");
+}
+
 /// --dns, --dns-search, --dns-option and --add-host in the container's resolv.conf and hosts;
 /// --label in the bundle's annotations.
 #[test]

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 pub mod flags;
 pub mod logs;
 pub mod monitor;
+pub mod seccomp;
 pub mod volume;
 
 /// When to pull the image (`--pull`).
