@@ -262,6 +262,40 @@ fn up_flags_reach_the_container() {
     e.assert_clean("after the flag runs");
 }
 
+/// Without -h the hostname is the first 12 characters of the container's id, as Docker's: in
+/// `hostname` and /etc/hostname; a --name is the id; --network host keeps the host's name.
+#[test]
+fn up_hostname_is_the_ids_first_12_characters() {
+    if !need_root("up_hostname_is_the_ids_first_12_characters") {
+        return;
+    }
+    let e = Env::new("hostname");
+    let store = e.store();
+    let script = "hostname; cat /etc/hostname";
+    // a generated id (kept, so that husk list names it)
+    let out = ok(&e.up(&[IMAGE, "sh", "-c", script]), "up");
+    let ids = e.containers();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let short = &ids[0][..12];
+    assert_eq!(out, format!("{short}\n{short}\n"), "id {}", ids[0]);
+    ok(
+        &e.husk(&["rm", "--store", store.to_str().unwrap(), &ids[0]]),
+        "rm",
+    );
+    // a name is the id
+    let name = format!("hostname-test-{}", std::process::id());
+    let out = sh(&e, &["--name", &name], "hostname");
+    assert_eq!(out, format!("{}\n", &name[..12]));
+    // -h wins; --network host: the host's name
+    assert_eq!(sh(&e, &["-h", "box"], "hostname"), "box\n");
+    let host = nix::unistd::gethostname().unwrap();
+    assert_eq!(
+        sh(&e, &["--network", "host"], "hostname"),
+        format!("{}\n", host.to_string_lossy())
+    );
+    e.assert_clean("after the hostname runs");
+}
+
 #[test]
 fn up_network_none_and_host() {
     if !need_root("up_network_none_and_host") {

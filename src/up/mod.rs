@@ -249,7 +249,7 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     let result = (|| {
         image::unpack_mounted(&store, &o.image, &bundle, &over)?;
         drop(store);
-        let (exposed, hostname) = edit_config(&bundle, o, &cfg, &facts)?;
+        let (exposed, hostname) = edit_config(&bundle, &id, o, &cfg, &facts)?;
         monitor::set_stop_signal(&bundle.join("config.json"), o.stop_signal.as_deref())?;
         if !facts.volumes.is_empty() {
             // after config.json names them: husk volume prune sees them in use from here on
@@ -348,9 +348,12 @@ pub fn logs(store_dir: &Path, id: &str, o: &logs::LogsOptions) -> Result<()> {
 /// The flags that are runtime settings rather than image config: hostname, network, read-only
 /// root, terminal, and those of [`flags`] (with the container's /etc/hosts, /etc/resolv.conf
 /// and /etc/hostname written into the bundle).
-/// Returns the ports the image exposes (`80/tcp`, …) and the container's hostname.
+/// Returns the ports the image exposes (`80/tcp`, …) and the container's hostname: `-h`, else
+/// as Docker the first 12 characters of the id (of the name with `--name`, which is the id
+/// here), else with `--network host` the host's.
 fn edit_config(
     bundle: &Path,
+    id: &str,
     o: &UpOptions,
     cfg: &flags::Config,
     facts: &flags::HostFacts,
@@ -359,8 +362,10 @@ fn edit_config(
     let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
     let mut v: Value =
         serde_json::from_slice(&text).with_context(|| format!("parse {}", path.display()))?;
-    if let Some(h) = &o.hostname {
-        v["hostname"] = json!(h);
+    match &o.hostname {
+        Some(h) => v["hostname"] = json!(h),
+        None if o.network != NetworkMode::Host => v["hostname"] = json!(default_hostname(id)),
+        None => {}
     }
     if o.network == NetworkMode::Host {
         if let Some(ns) = v["linux"]["namespaces"].as_array_mut() {
@@ -402,6 +407,12 @@ fn edit_config(
     let out = serde_json::to_vec_pretty(&v)?;
     std::fs::write(path, out).with_context(|| format!("write {}", path.display()))?;
     Ok((exposed, hostname))
+}
+
+/// Docker's hostname for a container without `-h`: the first 12 characters of its id (ids are
+/// ASCII, see `state::validate_id`).
+fn default_hostname(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }
 
 /// `-P` for one exposed port (`80/tcp`, `53/udp`, `80`): a host port the kernel says is free
@@ -515,6 +526,14 @@ mod tests {
         assert_eq!(env_entry("HUSK_UP_SURELY_UNSET_42").unwrap(), None);
         assert!(env_entry("=x").is_err());
         assert!(env_entry("A B=x").is_err());
+    }
+
+    #[test]
+    fn hostname_is_the_ids_first_12_characters() {
+        let id = new_id().unwrap();
+        assert_eq!(default_hostname(&id), &id[..12]);
+        assert_eq!(default_hostname("web"), "web");
+        assert_eq!(default_hostname("a-rather-long-name"), "a-rather-lon");
     }
 
     #[test]
