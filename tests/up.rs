@@ -20,6 +20,12 @@ struct Env {
 
 impl Env {
     fn new(tag: &str) -> Env {
+        Env::with_image(tag, json!({}), None)
+    }
+
+    /// An Env whose image also has the keys of `config` in its config's `config` and, when
+    /// given, a second layer (a tar) on top of the test rootfs.
+    fn with_image(tag: &str, config: serde_json::Value, extra_layer: Option<Vec<u8>>) -> Env {
         let dir = tempfile::Builder::new()
             .prefix(&format!("husk-test-up-{tag}-"))
             .tempdir_in("/tmp")
@@ -28,12 +34,17 @@ impl Env {
         let mut b = tar::Builder::new(Vec::new());
         b.follow_symlinks(false);
         b.append_dir_all(".", testroot()).unwrap();
-        let layer = b.into_inner().unwrap();
+        let mut layers = vec![b.into_inner().unwrap()];
+        layers.extend(extra_layer);
+        let mut c = json!({"Env": ["PATH=/bin:/sbin", "FROM_IMAGE=1"], "Cmd": ["/probe"],
+                           "ExposedPorts": {"8000/tcp": {}}});
+        for (k, v) in config.as_object().unwrap() {
+            c[k] = v.clone();
+        }
         let cfg = serde_json::to_vec(&json!({
-            "architecture": "amd64", "os": "linux",
-            "config": {"Env": ["PATH=/bin:/sbin", "FROM_IMAGE=1"], "Cmd": ["/probe"],
-                       "ExposedPorts": {"8000/tcp": {}}},
-            "rootfs": {"type": "layers", "diff_ids": [sha(&layer)]},
+            "architecture": "amd64", "os": "linux", "config": c,
+            "rootfs": {"type": "layers",
+                       "diff_ids": layers.iter().map(|l| sha(l)).collect::<Vec<_>>()},
         }))
         .unwrap();
         let manifest = serde_json::to_vec(&json!({
@@ -41,13 +52,14 @@ impl Env {
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                        "digest": sha(&cfg), "size": cfg.len()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                        "digest": sha(&layer), "size": layer.len()}],
+            "layers": layers.iter().map(|l| json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": sha(l), "size": l.len()})).collect::<Vec<_>>(),
         }))
         .unwrap();
         let blobs = store.join("blobs/sha256");
         std::fs::create_dir_all(&blobs).unwrap();
-        for b in [&layer, &cfg, &manifest] {
+        for b in layers.iter().chain([&cfg, &manifest]) {
             std::fs::write(blobs.join(&sha(b)[7..]), b).unwrap();
         }
         std::fs::write(
@@ -92,6 +104,19 @@ impl Env {
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect()
+    }
+
+    /// The volumes under the store (`husk volume ls -q`'s view of the directory).
+    fn volumes(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.store().join("volumes"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n != ".lock")
+            .collect();
+        v.sort();
+        v
     }
 
     fn containers(&self) -> Vec<String> {
@@ -726,6 +751,123 @@ fn up_default_seccomp_profile() {
         "two\n"
     );
     e.assert_clean("after the seccomp runs");
+}
+
+/// A layer of `(path, mode, uid, contents)`: a directory where contents is None.
+fn layer(entries: &[(&str, u32, u64, Option<&str>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, mode, uid, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(*mode);
+        h.set_uid(*uid);
+        h.set_gid(*uid);
+        h.set_mtime(0);
+        match data {
+            Some(d) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(d.len() as u64);
+                b.append_data(&mut h, path, d.as_bytes()).unwrap();
+            }
+            None => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                b.append_data(&mut h, path, std::io::empty()).unwrap();
+            }
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+/// The image's VOLUMEs: each gets an anonymous volume filled with the image's files (owner and
+/// mode kept), removed with --rm (foreground and -d), kept by a container without --rm (and
+/// collected by husk volume prune once it is removed); a -v, --mount or --tmpfs at the path
+/// replaces it; a VOLUME over a file is refused by name with nothing left.
+#[test]
+fn up_image_volumes() {
+    if !need_root("up_image_volumes") {
+        return;
+    }
+    let seed = layer(&[
+        ("srv", 0o755, 0, None),
+        ("srv/data", 0o750, 1000, None),
+        ("srv/data/seed", 0o640, 1000, Some("from the image\n")),
+    ]);
+    let e = Env::with_image(
+        "imgvol",
+        json!({"Volumes": {"/srv/data": {}, "/var/cache/app": {}}}),
+        Some(seed),
+    );
+    let store = e.store();
+    let store_s = store.to_str().unwrap();
+    let script = "grep -c -e ' /srv/data ' -e ' /var/cache/app ' /proc/mounts; \
+                  cat /srv/data/seed; stat -c '%u %a' /srv/data /srv/data/seed; \
+                  echo new > /srv/data/new && ls /srv/data | tr '\\n' ' '";
+    let want = "2\nfrom the image\n1000 750\n1000 640\nnew seed ";
+    assert_eq!(sh(&e, &[], script), want);
+    assert!(e.volumes().is_empty(), "--rm left {:?}", e.volumes());
+    e.assert_clean("after up --rm");
+    // kept without --rm: two anonymous volumes, with what the container wrote
+    let out = ok(&e.up(&[IMAGE, "sh", "-c", script]), "up without --rm");
+    assert_eq!(out, want);
+    let vols = e.volumes();
+    assert_eq!(vols.len(), 2, "{vols:?}");
+    let new_file = vols
+        .iter()
+        .map(|v| store.join("volumes").join(v).join("_data/new"))
+        .filter(|p| p.exists())
+        .collect::<Vec<_>>();
+    assert_eq!(new_file.len(), 1, "{vols:?}");
+    assert!(vols
+        .iter()
+        .all(|v| store.join("volumes").join(v).join("anonymous").exists()));
+    let id = e.containers().pop().unwrap();
+    // in use: prune keeps them; after husk rm (as docker rm without -v) they stay until prune
+    ok(&e.husk(&["volume", "--store", store_s, "prune"]), "prune");
+    assert_eq!(e.volumes(), vols);
+    ok(&e.husk(&["rm", "--store", store_s, &id]), "rm");
+    assert_eq!(e.volumes(), vols);
+    ok(&e.husk(&["volume", "--store", store_s, "prune"]), "prune");
+    assert!(e.volumes().is_empty(), "{:?}", e.volumes());
+    // a -v, --mount or --tmpfs at the path replaces the image's volume there
+    let named = format!("named-{}", std::process::id());
+    let out = sh(
+        &e,
+        &[
+            "-v",
+            &format!("{named}:/srv/data"),
+            "--tmpfs",
+            "/var/cache/app",
+        ],
+        "grep ' /var/cache/app ' /proc/mounts | cut -d' ' -f3; cat /srv/data/seed",
+    );
+    assert_eq!(out, "tmpfs\nfrom the image\n");
+    assert_eq!(e.volumes(), vec![named.clone()], "only the named volume");
+    ok(
+        &e.husk(&["volume", "--store", store_s, "rm", &named]),
+        "volume rm",
+    );
+    // -d --rm: the monitor removes them at the exit
+    let o = e.up(&["-d", "--rm", IMAGE, "sh", "-c", "test -f /srv/data/seed"]);
+    ok(&o, "up -d --rm");
+    assert!(
+        wait_until(Duration::from_secs(20), &|| e.bundles().is_empty()
+            && e.volumes().is_empty()),
+        "-d --rm left {:?} {:?}",
+        e.bundles(),
+        e.volumes()
+    );
+    e.assert_clean("after the image-volume runs");
+    // a VOLUME over a file of the image: refused by name, nothing left
+    let bad = Env::with_image("imgvolbad", json!({"Volumes": {"/probe": {}}}), None);
+    let o = bad.up(&["--rm", IMAGE, "true"]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("the image's VOLUME") && err.contains("/probe") && err.contains("a file"),
+        "{err}"
+    );
+    assert!(bad.volumes().is_empty(), "{:?}", bad.volumes());
+    bad.assert_clean("after the refused VOLUME");
 }
 
 /// --dns, --dns-search, --dns-option and --add-host in the container's resolv.conf and hosts;

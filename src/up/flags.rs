@@ -1249,6 +1249,88 @@ pub fn lock_volumes(store: &Path, exclusive: bool) -> Result<nix::fcntl::Flock<s
     Flock::lock(f, arg).map_err(|(_, e)| anyhow::anyhow!("lock {}: {e}", p.display()))
 }
 
+/// A container path cleaned as Docker cleans an image's VOLUME (Go's `filepath.Clean`, rooted:
+/// `.` and empty components dropped, `..` taking one back, never above `/`).
+pub fn clean_container_path(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// The image's `Volumes` (its Dockerfile `VOLUME`s), as moby's
+/// `createContainerOSSpecificSettings`: each path that no `-v`, `--mount` or `--tmpfs` mounts
+/// gets an anonymous volume (`STORE/volumes/ID/_data`, removed with `--rm`), filled from the
+/// image by [`populate_volumes`]. A path the image has as something else than a directory
+/// (resolved in `rootfs`) is refused, as Docker refuses it. Adds to `h`; creates nothing.
+pub fn image_volumes(
+    c: &Config,
+    h: &mut HostFacts,
+    store: &Path,
+    paths: &[String],
+    rootfs: &Path,
+) -> Result<()> {
+    use std::os::fd::AsFd;
+    let mut root = None;
+    for p in paths {
+        let target = clean_container_path(p);
+        if target == "/" {
+            bail!("the image's VOLUME {p:?}: a volume cannot be mounted on /");
+        }
+        let covered = |t: &str| clean_container_path(t) == target;
+        if c.mounts.iter().any(|m| covered(&m.target))
+            || h.mounts.iter().any(|m| covered(&m.target))
+        {
+            continue;
+        }
+        if root.is_none() {
+            root = Some(
+                std::fs::File::open(rootfs)
+                    .with_context(|| format!("open {}", rootfs.display()))?,
+            );
+        }
+        let Some(r) = &root else {
+            continue;
+        };
+        match crate::rootfs::resolve::resolve(r.as_fd(), Path::new(&target), true) {
+            Ok(fd) => {
+                let p2 = crate::rootfs::resolve::proc_fd_path(fd.as_fd());
+                let md = std::fs::metadata(std::ffi::OsStr::from_bytes(p2.as_bytes()))
+                    .with_context(|| format!("the image's VOLUME {p:?}: stat it in the image"))?;
+                if !md.is_dir() {
+                    bail!(
+                        "the image's VOLUME {p:?}: the image has a file there, and a volume \
+                         cannot be mounted over a file"
+                    );
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("the image's VOLUME {p:?}: resolve it"))
+            }
+        }
+        let d = store.join("volumes").join(random_name()?).join("_data");
+        h.volumes.push((d.clone(), true));
+        h.mounts.push(ResolvedMount {
+            target,
+            bind: Some(d),
+            tmpfs: Vec::new(),
+            readonly: false,
+            propagation: None,
+            nonrecursive: false,
+            copy_up: true,
+        });
+    }
+    Ok(())
+}
+
 /// Docker's copy-up: a volume whose `_data` is empty gets the files the image has at its
 /// mount point (resolved inside `rootfs`, symlinks kept as links), and the directory's mode and
 /// owner.
@@ -2148,6 +2230,51 @@ mod tests {
         std::fs::write(&file, r#"{"defaultAction": "SCMP_ACT_LOG"}"#).unwrap();
         let p = resolved(&|f| f.security_opt = vec![format!("seccomp={}", file.display())]);
         assert_eq!(p, json!({"defaultAction": "SCMP_ACT_LOG"}));
+    }
+
+    #[test]
+    fn image_volumes_as_moby() {
+        for (p, want) in [
+            ("/data", "/data"),
+            ("/data/", "/data"),
+            ("data", "/data"),
+            ("/a/./b//c/../d", "/a/b/d"),
+            ("/../../x", "/x"),
+            ("/", "/"),
+        ] {
+            assert_eq!(clean_container_path(p), want, "{p}");
+        }
+        let t = tempfile::tempdir().unwrap();
+        let rootfs = t.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("srv/data")).unwrap();
+        std::fs::write(rootfs.join("file"), "").unwrap();
+        let store = t.path().join("store");
+        let mut f = flags();
+        f.volume = vec!["named:/covered".into()];
+        f.tmpfs = vec!["/tmpfs".into()];
+        let c = parse(&f).unwrap();
+        let mut h = resolve(&c, &store).unwrap();
+        let paths: Vec<String> = ["/srv/data", "/covered/", "/tmpfs", "/new", "/srv/./data"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        image_volumes(&c, &mut h, &store, &paths, &rootfs).unwrap();
+        let added: Vec<&str> = h.mounts[2..].iter().map(|m| m.target.as_str()).collect();
+        assert_eq!(added, ["/srv/data", "/new"]);
+        assert!(h.mounts[2..].iter().all(|m| m.copy_up && !m.readonly));
+        assert_eq!(h.volumes.len(), 3);
+        assert!(h.volumes[1..].iter().all(|(_, anon)| *anon));
+        assert_ne!(h.volumes[1].0, h.volumes[2].0);
+        assert_eq!(anonymous_volumes(&h).len(), 2);
+        assert!(!store.join("volumes").exists(), "nothing is created");
+        for (p, want) in [
+            ("/", "VOLUME \"/\": a volume cannot be mounted on /"),
+            ("/file", "VOLUME \"/file\": the image has a file there"),
+        ] {
+            let mut h = resolve(&c, &store).unwrap();
+            let e = err(image_volumes(&c, &mut h, &store, &[p.into()], &rootfs));
+            assert!(e.contains(want), "{e}");
+        }
     }
 
     #[test]

@@ -183,7 +183,7 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     let env = environment(o)?;
     monitor::check(o)?;
     let cfg = flags::parse(&o.config)?;
-    let facts = flags::resolve(&cfg, store_dir)?;
+    let mut facts = flags::resolve(&cfg, store_dir)?;
     let mut ports = Vec::new();
     for p in &o.publish {
         ports.extend(crate::network::ports::parse(p).with_context(|| format!("-p {p:?}"))?);
@@ -248,7 +248,15 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
         .with_context(|| format!("create {}", bundle.display()))?;
     let result = (|| {
         image::unpack_mounted(&store, &o.image, &bundle, &over)?;
+        let volumes = image_volume_paths(&store, &o.image)?;
         drop(store);
+        flags::image_volumes(
+            &cfg,
+            &mut facts,
+            store_dir,
+            &volumes,
+            &bundle.join("rootfs"),
+        )?;
         let (exposed, hostname) = edit_config(&bundle, &id, o, &cfg, &facts)?;
         monitor::set_stop_signal(&bundle.join("config.json"), o.stop_signal.as_deref())?;
         if !facts.volumes.is_empty() {
@@ -309,6 +317,20 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
         flags::remove_anonymous_volumes(&flags::anonymous_volumes(&facts))?;
     }
     result
+}
+
+/// The paths of the image's `Volumes` (Dockerfile `VOLUME`s), from its config in the store.
+fn image_volume_paths(store: &Store, text: &str) -> Result<Vec<String>> {
+    let (name, d) = image::lookup(store, text)?;
+    let manifest = store.read_manifest(d.digest().as_ref())?;
+    let bytes = store.read_blob(manifest.config().digest().as_ref(), image::MAX_CONFIG)?;
+    let cfg: oci_spec::image::ImageConfiguration = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{name}: parse the image config"))?;
+    Ok(cfg
+        .config()
+        .as_ref()
+        .and_then(|c| c.volumes().clone())
+        .unwrap_or_default())
 }
 
 /// What a monitor of the container runs (`-d`, or `husk restart` later).
