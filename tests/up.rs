@@ -1904,3 +1904,197 @@ fn up_rootfs_is_an_overlay_of_shared_layer_snapshots() {
     e.assert_clean("after rm");
     assert_eq!(snapshots(), 1, "the image's snapshot stays with the image");
 }
+
+/// The layer `--init` needs in the test image when the husk under test is dynamically linked
+/// (a debug build): its loader and libraries at their host paths, as `ldd` names them. None
+/// for a static husk (what `make release` ships); Err when a dynamic one's libraries cannot be
+/// listed.
+fn init_libs_layer() -> Result<Option<Vec<u8>>, String> {
+    let o = Command::new("ldd")
+        .arg(runtime())
+        .output()
+        .map_err(|e| format!("ldd: {e}"))?;
+    let out = text(&o.stdout) + &text(&o.stderr);
+    if out.contains("not a dynamic executable") || out.contains("statically linked") {
+        return Ok(None);
+    }
+    if !o.status.success() {
+        return Err(format!("ldd {}: {out}", runtime().display()));
+    }
+    let mut b = tar::Builder::new(Vec::new());
+    let mut dirs: Vec<String> = Vec::new();
+    for line in out.lines() {
+        let path = match line.split_once("=>") {
+            Some((_, r)) => r.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        let Some(path) = path.filter(|p| p.starts_with('/')) else {
+            continue;
+        };
+        let rel = path.trim_start_matches('/');
+        let mut parent = std::path::Path::new(rel).parent();
+        let mut new_dirs = Vec::new();
+        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            new_dirs.push(p.to_string_lossy().into_owned());
+            parent = p.parent();
+        }
+        for d in new_dirs.into_iter().rev() {
+            if !dirs.contains(&d) {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                h.set_uid(0);
+                h.set_gid(0);
+                h.set_mtime(0);
+                b.append_data(&mut h, &d, std::io::empty()).unwrap();
+                dirs.push(d);
+            }
+        }
+        let data = std::fs::read(path).map_err(|e| format!("read {path}: {e}"))?;
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o755);
+        h.set_size(data.len() as u64);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        b.append_data(&mut h, rel, &data[..]).unwrap();
+    }
+    Ok(Some(b.into_inner().unwrap()))
+}
+
+/// The pids of host processes whose command line is exactly `argv`.
+fn pids_running(argv: &[&str]) -> Vec<i32> {
+    let want = argv.join("\0") + "\0";
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == want.as_bytes()))
+        .collect()
+}
+
+/// `--init`: husk's own init is pid 1 (bound read-only at /sbin/husk-init, also on a read-only
+/// root), the command's process group has the terminal with -t, its exit status passes through (128+N for a signal, 127 for a missing command), orphans' zombies are
+/// reaped (without it they stay), SIGTERM reaches a command that has no handler for it (as
+/// pid 1 it would be ignored), and nothing is left afterwards.
+#[test]
+fn up_init_reaps_forwards_and_passes_the_status() {
+    if !need_root("up_init_reaps_forwards_and_passes_the_status") {
+        return;
+    }
+    let libs = match init_libs_layer() {
+        Ok(l) => l,
+        Err(why) => {
+            return skip(
+                "up_init_reaps_forwards_and_passes_the_status",
+                &format!("the dynamically linked husk's libraries cannot be listed: {why}"),
+            )
+        }
+    };
+    if libs.is_some() {
+        // a dynamic husk and an image without its loader: refused by name, nothing left
+        let plain = Env::new("initdyn");
+        let o = plain.up(&["--rm", "--init", IMAGE, "true"]);
+        assert!(!o.status.success());
+        assert!(
+            text(&o.stderr).contains("dynamically linked"),
+            "{}",
+            text(&o.stderr)
+        );
+        plain.assert_clean("after the refused --init");
+    }
+    let e = Env::with_image("init", json!({}), libs);
+    let store = e.store();
+    let store_s = store.to_str().unwrap();
+    // pid 1, its mount, the command not pid 1
+    let out = sh(
+        &e,
+        &["--init"],
+        "tr '\\0' ' ' < /proc/1/cmdline; echo; echo $$; grep ' /sbin/husk-init ' /proc/mounts",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("/sbin/husk-init init-reaper -- sh -c "),
+        "{out}"
+    );
+    assert_ne!(lines[1], "1", "{out}");
+    assert!(lines[2].contains(" ro,"), "{out}");
+    // a read-only root gets it too
+    assert_eq!(sh(&e, &["--init", "--read-only"], "echo ok"), "ok\n");
+    // with a terminal the command's process group (not pid 1's) is its foreground group
+    let out = sh(
+        &e,
+        &["-t", "--init"],
+        "tty; cut -d' ' -f5,8 /proc/self/stat",
+    );
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert!(lines[0].starts_with("/dev/pts/"), "{out:?}");
+    let ids: Vec<&str> = lines[1].split(' ').collect();
+    assert_eq!(ids[0], ids[1], "pgrp and the terminal's tpgid: {out:?}");
+    assert_ne!(ids[0], "1", "{out:?}");
+    // exit status
+    let o = e.up(&["--rm", "--init", IMAGE, "sh", "-c", "exit 7"]);
+    assert_eq!(code(&o.status), 7, "{}", text(&o.stderr));
+    let o = e.up(&["--rm", "--init", IMAGE, "sh", "-c", "kill -KILL $$"]);
+    assert_eq!(code(&o.status), 137, "{}", text(&o.stderr));
+    let o = e.up(&["--rm", "--init", IMAGE, "no-such-command"]);
+    assert_eq!(code(&o.status), 127);
+    assert!(
+        text(&o.stderr).contains("husk-init: exec no-such-command"),
+        "{}",
+        text(&o.stderr)
+    );
+    e.assert_clean("after the --init status runs");
+    // zombies: an orphan exits while the command (the probe, which never waits) runs
+    let zombies = |flags: &[&str]| -> usize {
+        let mut a = vec!["-d"];
+        a.extend_from_slice(flags);
+        a.extend_from_slice(&[IMAGE, "sh", "-c", "(sleep 0.2 &); exec /probe sleep 30"]);
+        let id = ok(&e.up(&a), "up -d").trim().to_string();
+        std::thread::sleep(Duration::from_millis(1200));
+        let stats = ok(
+            &e.husk(&["exec", &id, "sh", "-c", "cat /proc/[0-9]*/stat"]),
+            "exec",
+        );
+        ok(&e.husk(&["rm", "-f", "--store", store_s, &id]), "rm -f");
+        stats
+            .lines()
+            .filter(|l| {
+                l.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+            .count()
+    };
+    assert_eq!(zombies(&["--init"]), 0, "--init left a zombie");
+    assert_eq!(zombies(&[]), 1, "without --init the orphan stays a zombie");
+    // SIGTERM to husk up, forwarded to the init, which forwards it to the probe (no handler)
+    let term = |flags: &[&str], secs: &str| -> (i32, Duration) {
+        let mut c = Command::new(runtime());
+        c.arg("--root")
+            .arg(e.root())
+            .args(["up", "--store", store_s, "--pull", "never", "--rm"])
+            .args(flags)
+            .args([IMAGE, "/probe", "sleep", secs])
+            .stdout(std::process::Stdio::null());
+        let mut child = c.spawn().unwrap();
+        let argv = ["/probe", "sleep", secs];
+        assert!(
+            wait_until(Duration::from_secs(20), &|| !pids_running(&argv).is_empty()),
+            "the probe never started"
+        );
+        let t = std::time::Instant::now();
+        let st = stop(&mut child);
+        (code(&st), t.elapsed())
+    };
+    let (status, took) = term(&["--init"], "31");
+    assert_eq!(status, 143, "SIGTERM did not end the command");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    // as pid 1 the probe ignores it and sleeps its time out
+    let (status, took) = term(&[], "2");
+    assert_eq!(status, 0);
+    assert!(took > Duration::from_millis(1000), "{took:?}");
+    e.assert_clean("after the --init runs");
+}

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 pub mod flags;
+pub mod init;
 pub mod logs;
 pub mod monitor;
 pub mod seccomp;
@@ -97,6 +98,8 @@ pub struct UpOptions {
     pub tty: bool,
     /// Keep stdin open (`-i`); without it the container reads /dev/null, as with docker run.
     pub interactive: bool,
+    /// Run the command under husk's own init as pid 1 (`--init`: forwards signals, reaps).
+    pub init: bool,
     /// Options for a pull.
     pub pull_options: Option<image::PullOptions>,
     // -d and what goes with it (`monitor.rs`)
@@ -426,6 +429,9 @@ fn edit_config(
     };
     let names = flags::write_names(bundle, cfg, &hostname, host_network)?;
     flags::apply(&mut v, cfg, facts, &names);
+    if o.init {
+        init::install(bundle, &mut v)?;
+    }
     let out = serde_json::to_vec_pretty(&v)?;
     std::fs::write(path, out).with_context(|| format!("write {}", path.display()))?;
     Ok((exposed, hostname))
