@@ -11,6 +11,17 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 const SPEC_VERSION: &str = "1.3.0";
 
 fn main() {
+    // `husk up --init`'s pid 1 (`init-reaper`, hidden): its command taken raw, before any
+    // parsing, and nothing else of husk run
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "init-reaper")
+    {
+        let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        if let Some(command) = husk::cli::init_reaper_command(&raw) {
+            std::process::exit(husk::up::init::run(&command));
+        }
+    }
     let args = normalize_args(std::env::args());
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
@@ -216,6 +227,7 @@ fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
         read_only: a.read_only,
         tty: a.tty,
         interactive: a.interactive,
+        init: a.init,
         pull_options: Some(husk::image::PullOptions {
             registry: a.conn.options(None)?,
             platform: husk::image::PlatformSpec::of_flag(a.platform.as_deref())?,

@@ -20,6 +20,12 @@ struct Env {
 
 impl Env {
     fn new(tag: &str) -> Env {
+        Env::with_image(tag, json!({}), None)
+    }
+
+    /// An Env whose image also has the keys of `config` in its config's `config` and, when
+    /// given, a second layer (a tar) on top of the test rootfs.
+    fn with_image(tag: &str, config: serde_json::Value, extra_layer: Option<Vec<u8>>) -> Env {
         let dir = tempfile::Builder::new()
             .prefix(&format!("husk-test-up-{tag}-"))
             .tempdir_in("/tmp")
@@ -28,12 +34,17 @@ impl Env {
         let mut b = tar::Builder::new(Vec::new());
         b.follow_symlinks(false);
         b.append_dir_all(".", testroot()).unwrap();
-        let layer = b.into_inner().unwrap();
+        let mut layers = vec![b.into_inner().unwrap()];
+        layers.extend(extra_layer);
+        let mut c = json!({"Env": ["PATH=/bin:/sbin", "FROM_IMAGE=1"], "Cmd": ["/probe"],
+                           "ExposedPorts": {"8000/tcp": {}}});
+        for (k, v) in config.as_object().unwrap() {
+            c[k] = v.clone();
+        }
         let cfg = serde_json::to_vec(&json!({
-            "architecture": "amd64", "os": "linux",
-            "config": {"Env": ["PATH=/bin:/sbin", "FROM_IMAGE=1"], "Cmd": ["/probe"],
-                       "ExposedPorts": {"8000/tcp": {}}},
-            "rootfs": {"type": "layers", "diff_ids": [sha(&layer)]},
+            "architecture": "amd64", "os": "linux", "config": c,
+            "rootfs": {"type": "layers",
+                       "diff_ids": layers.iter().map(|l| sha(l)).collect::<Vec<_>>()},
         }))
         .unwrap();
         let manifest = serde_json::to_vec(&json!({
@@ -41,13 +52,14 @@ impl Env {
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                        "digest": sha(&cfg), "size": cfg.len()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                        "digest": sha(&layer), "size": layer.len()}],
+            "layers": layers.iter().map(|l| json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": sha(l), "size": l.len()})).collect::<Vec<_>>(),
         }))
         .unwrap();
         let blobs = store.join("blobs/sha256");
         std::fs::create_dir_all(&blobs).unwrap();
-        for b in [&layer, &cfg, &manifest] {
+        for b in layers.iter().chain([&cfg, &manifest]) {
             std::fs::write(blobs.join(&sha(b)[7..]), b).unwrap();
         }
         std::fs::write(
@@ -92,6 +104,19 @@ impl Env {
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect()
+    }
+
+    /// The volumes under the store (`husk volume ls -q`'s view of the directory).
+    fn volumes(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.store().join("volumes"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n != ".lock")
+            .collect();
+        v.sort();
+        v
     }
 
     fn containers(&self) -> Vec<String> {
@@ -260,6 +285,40 @@ fn up_flags_reach_the_container() {
         "a read-only root let touch /y succeed"
     );
     e.assert_clean("after the flag runs");
+}
+
+/// Without -h the hostname is the first 12 characters of the container's id, as Docker's: in
+/// `hostname` and /etc/hostname; a --name is the id; --network host keeps the host's name.
+#[test]
+fn up_hostname_is_the_ids_first_12_characters() {
+    if !need_root("up_hostname_is_the_ids_first_12_characters") {
+        return;
+    }
+    let e = Env::new("hostname");
+    let store = e.store();
+    let script = "hostname; cat /etc/hostname";
+    // a generated id (kept, so that husk list names it)
+    let out = ok(&e.up(&[IMAGE, "sh", "-c", script]), "up");
+    let ids = e.containers();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let short = &ids[0][..12];
+    assert_eq!(out, format!("{short}\n{short}\n"), "id {}", ids[0]);
+    ok(
+        &e.husk(&["rm", "--store", store.to_str().unwrap(), &ids[0]]),
+        "rm",
+    );
+    // a name is the id
+    let name = format!("hostname-test-{}", std::process::id());
+    let out = sh(&e, &["--name", &name], "hostname");
+    assert_eq!(out, format!("{}\n", &name[..12]));
+    // -h wins; --network host: the host's name
+    assert_eq!(sh(&e, &["-h", "box"], "hostname"), "box\n");
+    let host = nix::unistd::gethostname().unwrap();
+    assert_eq!(
+        sh(&e, &["--network", "host"], "hostname"),
+        format!("{}\n", host.to_string_lossy())
+    );
+    e.assert_clean("after the hostname runs");
 }
 
 #[test]
@@ -627,6 +686,188 @@ fn up_capabilities_privileged_and_security_opts() {
     );
     assert_eq!(out, "written\n");
     e.assert_clean("after the capability runs");
+}
+
+/// Docker's default seccomp profile, seen from inside: a filter is on (`Seccomp: 2`), calls it
+/// leaves out are refused with EPERM (keyctl; unshare and mount, which need CAP_SYS_ADMIN),
+/// clone3 answers ENOSYS, ordinary programs run; `--cap-add SYS_ADMIN` brings its calls in
+/// while keyctl stays refused; `--privileged` and `seccomp=unconfined` run without a filter.
+#[test]
+fn up_default_seccomp_profile() {
+    if !need_root("up_default_seccomp_profile") {
+        return;
+    }
+    let e = Env::new("seccomp");
+    // the filter mode of the container's process and the probe's answers, in one run
+    let run = |flags: &[&str]| -> (String, serde_json::Value) {
+        let out = sh(
+            &e,
+            flags,
+            "grep '^Seccomp:' /proc/self/status; /probe syscalls keyctl unshare mount getpid \
+             mkdir:755 personality:0 personality:40000",
+        );
+        let (mode, json) = out.split_once('\n').unwrap();
+        let mode = mode
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        (mode, v["results"].clone())
+    };
+    let (mode, r) = run(&[]);
+    assert_eq!(mode, "2", "no seccomp filter by default: {r}");
+    for (call, want) in [
+        ("keyctl", "errno 1"),
+        ("unshare", "errno 1"),
+        ("mount", "errno 1"),
+        ("getpid", "ok"),
+        ("mkdir:755", "ok"),
+        ("personality:0", "ok"),
+        // not one of the personalities Docker allows
+        ("personality:40000", "errno 1"),
+    ] {
+        assert_eq!(r[call], want, "{call} under the default profile: {r}");
+    }
+    // with CAP_SYS_ADMIN its calls come in (the filter is still on: keyctl refused)
+    let (mode, r) = run(&["--cap-add", "SYS_ADMIN"]);
+    assert_eq!(mode, "2");
+    assert_eq!(r["unshare"], "ok", "{r}");
+    assert_eq!(r["mount"], "ok", "{r}");
+    assert_eq!(r["keyctl"], "errno 1", "{r}");
+    // no filter at all
+    for flags in [
+        &["--privileged"][..],
+        &["--security-opt", "seccomp=unconfined"],
+    ] {
+        let (mode, r) = run(flags);
+        assert_eq!(mode, "0", "{flags:?}: {r}");
+        assert_ne!(r["keyctl"], "errno 1", "{flags:?}: {r}");
+        assert_eq!(r["personality:40000"], "ok", "{flags:?}: {r}");
+    }
+    // ordinary programs run under it: a pipeline of busybox tools, a fork and exec each
+    assert_eq!(
+        sh(&e, &[], "echo one two | tr ' ' '\\n' | sort -r | head -n1"),
+        "two\n"
+    );
+    e.assert_clean("after the seccomp runs");
+}
+
+/// A layer of `(path, mode, uid, contents)`: a directory where contents is None.
+fn layer(entries: &[(&str, u32, u64, Option<&str>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, mode, uid, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(*mode);
+        h.set_uid(*uid);
+        h.set_gid(*uid);
+        h.set_mtime(0);
+        match data {
+            Some(d) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(d.len() as u64);
+                b.append_data(&mut h, path, d.as_bytes()).unwrap();
+            }
+            None => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                b.append_data(&mut h, path, std::io::empty()).unwrap();
+            }
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+/// The image's VOLUMEs: each gets an anonymous volume filled with the image's files (owner and
+/// mode kept), removed with --rm (foreground and -d), kept by a container without --rm (and
+/// collected by husk volume prune once it is removed); a -v, --mount or --tmpfs at the path
+/// replaces it; a VOLUME over a file is refused by name with nothing left.
+#[test]
+fn up_image_volumes() {
+    if !need_root("up_image_volumes") {
+        return;
+    }
+    let seed = layer(&[
+        ("srv", 0o755, 0, None),
+        ("srv/data", 0o750, 1000, None),
+        ("srv/data/seed", 0o640, 1000, Some("from the image\n")),
+    ]);
+    let e = Env::with_image(
+        "imgvol",
+        json!({"Volumes": {"/srv/data": {}, "/var/cache/app": {}}}),
+        Some(seed),
+    );
+    let store = e.store();
+    let store_s = store.to_str().unwrap();
+    let script = "grep -c -e ' /srv/data ' -e ' /var/cache/app ' /proc/mounts; \
+                  cat /srv/data/seed; stat -c '%u %a' /srv/data /srv/data/seed; \
+                  echo new > /srv/data/new && ls /srv/data | tr '\\n' ' '";
+    let want = "2\nfrom the image\n1000 750\n1000 640\nnew seed ";
+    assert_eq!(sh(&e, &[], script), want);
+    assert!(e.volumes().is_empty(), "--rm left {:?}", e.volumes());
+    e.assert_clean("after up --rm");
+    // kept without --rm: two anonymous volumes, with what the container wrote
+    let out = ok(&e.up(&[IMAGE, "sh", "-c", script]), "up without --rm");
+    assert_eq!(out, want);
+    let vols = e.volumes();
+    assert_eq!(vols.len(), 2, "{vols:?}");
+    let new_file = vols
+        .iter()
+        .map(|v| store.join("volumes").join(v).join("_data/new"))
+        .filter(|p| p.exists())
+        .collect::<Vec<_>>();
+    assert_eq!(new_file.len(), 1, "{vols:?}");
+    assert!(vols
+        .iter()
+        .all(|v| store.join("volumes").join(v).join("anonymous").exists()));
+    let id = e.containers().pop().unwrap();
+    // in use: prune keeps them; after husk rm (as docker rm without -v) they stay until prune
+    ok(&e.husk(&["volume", "--store", store_s, "prune"]), "prune");
+    assert_eq!(e.volumes(), vols);
+    ok(&e.husk(&["rm", "--store", store_s, &id]), "rm");
+    assert_eq!(e.volumes(), vols);
+    ok(&e.husk(&["volume", "--store", store_s, "prune"]), "prune");
+    assert!(e.volumes().is_empty(), "{:?}", e.volumes());
+    // a -v, --mount or --tmpfs at the path replaces the image's volume there
+    let named = format!("named-{}", std::process::id());
+    let out = sh(
+        &e,
+        &[
+            "-v",
+            &format!("{named}:/srv/data"),
+            "--tmpfs",
+            "/var/cache/app",
+        ],
+        "grep ' /var/cache/app ' /proc/mounts | cut -d' ' -f3; cat /srv/data/seed",
+    );
+    assert_eq!(out, "tmpfs\nfrom the image\n");
+    assert_eq!(e.volumes(), vec![named.clone()], "only the named volume");
+    ok(
+        &e.husk(&["volume", "--store", store_s, "rm", &named]),
+        "volume rm",
+    );
+    // -d --rm: the monitor removes them at the exit
+    let o = e.up(&["-d", "--rm", IMAGE, "sh", "-c", "test -f /srv/data/seed"]);
+    ok(&o, "up -d --rm");
+    assert!(
+        wait_until(Duration::from_secs(20), &|| e.bundles().is_empty()
+            && e.volumes().is_empty()),
+        "-d --rm left {:?} {:?}",
+        e.bundles(),
+        e.volumes()
+    );
+    e.assert_clean("after the image-volume runs");
+    // a VOLUME over a file of the image: refused by name, nothing left
+    let bad = Env::with_image("imgvolbad", json!({"Volumes": {"/probe": {}}}), None);
+    let o = bad.up(&["--rm", IMAGE, "true"]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("the image's VOLUME") && err.contains("/probe") && err.contains("a file"),
+        "{err}"
+    );
+    assert!(bad.volumes().is_empty(), "{:?}", bad.volumes());
+    bad.assert_clean("after the refused VOLUME");
 }
 
 /// --dns, --dns-search, --dns-option and --add-host in the container's resolv.conf and hosts;
@@ -1663,4 +1904,198 @@ fn up_rootfs_is_an_overlay_of_shared_layer_snapshots() {
     }
     e.assert_clean("after rm");
     assert_eq!(snapshots(), 1, "the image's snapshot stays with the image");
+}
+
+/// The layer `--init` needs in the test image when the husk under test is dynamically linked
+/// (a debug build): its loader and libraries at their host paths, as `ldd` names them. None
+/// for a static husk (what `make release` ships); Err when a dynamic one's libraries cannot be
+/// listed.
+fn init_libs_layer() -> Result<Option<Vec<u8>>, String> {
+    let o = Command::new("ldd")
+        .arg(runtime())
+        .output()
+        .map_err(|e| format!("ldd: {e}"))?;
+    let out = text(&o.stdout) + &text(&o.stderr);
+    if out.contains("not a dynamic executable") || out.contains("statically linked") {
+        return Ok(None);
+    }
+    if !o.status.success() {
+        return Err(format!("ldd {}: {out}", runtime().display()));
+    }
+    let mut b = tar::Builder::new(Vec::new());
+    let mut dirs: Vec<String> = Vec::new();
+    for line in out.lines() {
+        let path = match line.split_once("=>") {
+            Some((_, r)) => r.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        let Some(path) = path.filter(|p| p.starts_with('/')) else {
+            continue;
+        };
+        let rel = path.trim_start_matches('/');
+        let mut parent = std::path::Path::new(rel).parent();
+        let mut new_dirs = Vec::new();
+        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            new_dirs.push(p.to_string_lossy().into_owned());
+            parent = p.parent();
+        }
+        for d in new_dirs.into_iter().rev() {
+            if !dirs.contains(&d) {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                h.set_uid(0);
+                h.set_gid(0);
+                h.set_mtime(0);
+                b.append_data(&mut h, &d, std::io::empty()).unwrap();
+                dirs.push(d);
+            }
+        }
+        let data = std::fs::read(path).map_err(|e| format!("read {path}: {e}"))?;
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o755);
+        h.set_size(data.len() as u64);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        b.append_data(&mut h, rel, &data[..]).unwrap();
+    }
+    Ok(Some(b.into_inner().unwrap()))
+}
+
+/// The pids of host processes whose command line is exactly `argv`.
+fn pids_running(argv: &[&str]) -> Vec<i32> {
+    let want = argv.join("\0") + "\0";
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == want.as_bytes()))
+        .collect()
+}
+
+/// `--init`: husk's own init is pid 1 (bound read-only at /sbin/husk-init, also on a read-only
+/// root), the command's process group has the terminal with -t, its exit status passes through (128+N for a signal, 127 for a missing command), orphans' zombies are
+/// reaped (without it they stay), SIGTERM reaches a command that has no handler for it (as
+/// pid 1 it would be ignored), and nothing is left afterwards.
+#[test]
+fn up_init_reaps_forwards_and_passes_the_status() {
+    if !need_root("up_init_reaps_forwards_and_passes_the_status") {
+        return;
+    }
+    let libs = match init_libs_layer() {
+        Ok(l) => l,
+        Err(why) => {
+            return skip(
+                "up_init_reaps_forwards_and_passes_the_status",
+                &format!("the dynamically linked husk's libraries cannot be listed: {why}"),
+            )
+        }
+    };
+    if libs.is_some() {
+        // a dynamic husk and an image without its loader: refused by name, nothing left
+        let plain = Env::new("initdyn");
+        let o = plain.up(&["--rm", "--init", IMAGE, "true"]);
+        assert!(!o.status.success());
+        assert!(
+            text(&o.stderr).contains("dynamically linked"),
+            "{}",
+            text(&o.stderr)
+        );
+        plain.assert_clean("after the refused --init");
+    }
+    let e = Env::with_image("init", json!({}), libs);
+    let store = e.store();
+    let store_s = store.to_str().unwrap();
+    // pid 1, its mount, the command not pid 1
+    let out = sh(
+        &e,
+        &["--init"],
+        "tr '\\0' ' ' < /proc/1/cmdline; echo; echo $$; grep ' /sbin/husk-init ' /proc/mounts",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("/sbin/husk-init init-reaper -- sh -c "),
+        "{out}"
+    );
+    assert_ne!(lines[1], "1", "{out}");
+    assert!(lines[2].contains(" ro,"), "{out}");
+    // a read-only root gets it too
+    assert_eq!(sh(&e, &["--init", "--read-only"], "echo ok"), "ok\n");
+    // with a terminal the command's process group (not pid 1's) is its foreground group
+    let out = sh(
+        &e,
+        &["-t", "--init"],
+        "tty; cut -d' ' -f5,8 /proc/self/stat",
+    );
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert!(lines[0].starts_with("/dev/pts/"), "{out:?}");
+    let ids: Vec<&str> = lines[1].split(' ').collect();
+    assert_eq!(ids[0], ids[1], "pgrp and the terminal's tpgid: {out:?}");
+    assert_ne!(ids[0], "1", "{out:?}");
+    // exit status
+    let o = e.up(&["--rm", "--init", IMAGE, "sh", "-c", "exit 7"]);
+    assert_eq!(code(&o.status), 7, "{}", text(&o.stderr));
+    let o = e.up(&["--rm", "--init", IMAGE, "sh", "-c", "kill -KILL $$"]);
+    assert_eq!(code(&o.status), 137, "{}", text(&o.stderr));
+    let o = e.up(&["--rm", "--init", IMAGE, "no-such-command"]);
+    assert_eq!(code(&o.status), 127);
+    assert!(
+        text(&o.stderr).contains("husk-init: exec no-such-command"),
+        "{}",
+        text(&o.stderr)
+    );
+    e.assert_clean("after the --init status runs");
+    // zombies: an orphan exits while the command (the probe, which never waits) runs
+    let zombies = |flags: &[&str]| -> usize {
+        let mut a = vec!["-d"];
+        a.extend_from_slice(flags);
+        a.extend_from_slice(&[IMAGE, "sh", "-c", "(sleep 0.2 &); exec /probe sleep 30"]);
+        let id = ok(&e.up(&a), "up -d").trim().to_string();
+        std::thread::sleep(Duration::from_millis(1200));
+        let stats = ok(
+            &e.husk(&["exec", &id, "sh", "-c", "cat /proc/[0-9]*/stat"]),
+            "exec",
+        );
+        ok(&e.husk(&["rm", "-f", "--store", store_s, &id]), "rm -f");
+        stats
+            .lines()
+            .filter(|l| {
+                l.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+            .count()
+    };
+    assert_eq!(zombies(&["--init"]), 0, "--init left a zombie");
+    assert_eq!(zombies(&[]), 1, "without --init the orphan stays a zombie");
+    // SIGTERM to husk up, forwarded to the init, which forwards it to the probe (no handler)
+    let term = |flags: &[&str], secs: &str| -> (i32, Duration) {
+        let mut c = Command::new(runtime());
+        c.arg("--root")
+            .arg(e.root())
+            .args(["up", "--store", store_s, "--pull", "never", "--rm"])
+            .args(flags)
+            .args([IMAGE, "/probe", "sleep", secs])
+            .stdout(std::process::Stdio::null());
+        let mut child = c.spawn().unwrap();
+        let argv = ["/probe", "sleep", secs];
+        assert!(
+            wait_until(Duration::from_secs(20), &|| !pids_running(&argv).is_empty()),
+            "the probe never started"
+        );
+        let t = std::time::Instant::now();
+        let st = stop(&mut child);
+        (code(&st), t.elapsed())
+    };
+    let (status, took) = term(&["--init"], "31");
+    assert_eq!(status, 143, "SIGTERM did not end the command");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    // as pid 1 the probe ignores it and sleeps its time out
+    let (status, took) = term(&[], "2");
+    assert_eq!(status, 0);
+    assert!(took > Duration::from_millis(1000), "{took:?}");
+    e.assert_clean("after the --init runs");
 }

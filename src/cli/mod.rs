@@ -562,6 +562,14 @@ const SINGLE_DASH_OK: &[&str] = &[
     "-link-remap",
 ];
 
+/// `husk init-reaper [--] COMMAND [ARG…]`, the hidden subcommand `husk up --init` runs as the
+/// container's pid 1 (`up::init`): its command, when `args` (the process's own, program
+/// first) are that subcommand's. Taken raw — no `-flag` rewriting, any bytes — since everything
+/// after it is the container's command line.
+pub fn init_reaper_command(args: &[std::ffi::OsString]) -> Option<Vec<std::ffi::OsString>> {
+    crate::up::init::reaper_command(args)
+}
+
 /// Rewrite `-flag` to `--flag` for the long flags above (also in `-flag=value` form).
 /// For `exec`, rewriting stops at the first positional (the container id): what follows is the
 /// container's command line.

@@ -58,6 +58,10 @@ pub struct UpArgs {
     /// Keep stdin open (the container's stdin is husk's in the foreground).
     #[arg(short, long)]
     pub interactive: bool,
+    /// Run an init as the container's pid 1 (husk's own, bound read-only at /sbin/husk-init):
+    /// it forwards signals to the command and reaps zombies.
+    #[arg(long)]
+    pub init: bool,
     /// How to reach the registry when the image is pulled.
     #[command(flatten)]
     pub conn: super::image::RegistryArgs,

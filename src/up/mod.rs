@@ -15,8 +15,10 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 pub mod flags;
+pub mod init;
 pub mod logs;
 pub mod monitor;
+pub mod seccomp;
 pub mod volume;
 
 /// When to pull the image (`--pull`).
@@ -96,6 +98,8 @@ pub struct UpOptions {
     pub tty: bool,
     /// Keep stdin open (`-i`); without it the container reads /dev/null, as with docker run.
     pub interactive: bool,
+    /// Run the command under husk's own init as pid 1 (`--init`: forwards signals, reaps).
+    pub init: bool,
     /// Options for a pull.
     pub pull_options: Option<image::PullOptions>,
     // -d and what goes with it (`monitor.rs`)
@@ -182,7 +186,7 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     let env = environment(o)?;
     monitor::check(o)?;
     let cfg = flags::parse(&o.config)?;
-    let facts = flags::resolve(&cfg, store_dir)?;
+    let mut facts = flags::resolve(&cfg, store_dir)?;
     let mut ports = Vec::new();
     for p in &o.publish {
         ports.extend(crate::network::ports::parse(p).with_context(|| format!("-p {p:?}"))?);
@@ -247,8 +251,16 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
         .with_context(|| format!("create {}", bundle.display()))?;
     let result = (|| {
         image::unpack_mounted(&store, &o.image, &bundle, &over)?;
+        let volumes = image_volume_paths(&store, &o.image)?;
         drop(store);
-        let (exposed, hostname) = edit_config(&bundle, o, &cfg, &facts)?;
+        flags::image_volumes(
+            &cfg,
+            &mut facts,
+            store_dir,
+            &volumes,
+            &bundle.join("rootfs"),
+        )?;
+        let (exposed, hostname) = edit_config(&bundle, &id, o, &cfg, &facts)?;
         monitor::set_stop_signal(&bundle.join("config.json"), o.stop_signal.as_deref())?;
         if !facts.volumes.is_empty() {
             // after config.json names them: husk volume prune sees them in use from here on
@@ -310,6 +322,20 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     result
 }
 
+/// The paths of the image's `Volumes` (Dockerfile `VOLUME`s), from its config in the store.
+fn image_volume_paths(store: &Store, text: &str) -> Result<Vec<String>> {
+    let (name, d) = image::lookup(store, text)?;
+    let manifest = store.read_manifest(d.digest().as_ref())?;
+    let bytes = store.read_blob(manifest.config().digest().as_ref(), image::MAX_CONFIG)?;
+    let cfg: oci_spec::image::ImageConfiguration = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{name}: parse the image config"))?;
+    Ok(cfg
+        .config()
+        .as_ref()
+        .and_then(|c| c.volumes().clone())
+        .unwrap_or_default())
+}
+
 /// What a monitor of the container runs (`-d`, or `husk restart` later).
 fn monitor_config(
     o: &UpOptions,
@@ -347,9 +373,12 @@ pub fn logs(store_dir: &Path, id: &str, o: &logs::LogsOptions) -> Result<()> {
 /// The flags that are runtime settings rather than image config: hostname, network, read-only
 /// root, terminal, and those of [`flags`] (with the container's /etc/hosts, /etc/resolv.conf
 /// and /etc/hostname written into the bundle).
-/// Returns the ports the image exposes (`80/tcp`, …) and the container's hostname.
+/// Returns the ports the image exposes (`80/tcp`, …) and the container's hostname: `-h`, else
+/// as Docker the first 12 characters of the id (of the name with `--name`, which is the id
+/// here), else with `--network host` the host's.
 fn edit_config(
     bundle: &Path,
+    id: &str,
     o: &UpOptions,
     cfg: &flags::Config,
     facts: &flags::HostFacts,
@@ -358,8 +387,10 @@ fn edit_config(
     let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
     let mut v: Value =
         serde_json::from_slice(&text).with_context(|| format!("parse {}", path.display()))?;
-    if let Some(h) = &o.hostname {
-        v["hostname"] = json!(h);
+    match &o.hostname {
+        Some(h) => v["hostname"] = json!(h),
+        None if o.network != NetworkMode::Host => v["hostname"] = json!(default_hostname(id)),
+        None => {}
     }
     if o.network == NetworkMode::Host {
         if let Some(ns) = v["linux"]["namespaces"].as_array_mut() {
@@ -398,9 +429,18 @@ fn edit_config(
     };
     let names = flags::write_names(bundle, cfg, &hostname, host_network)?;
     flags::apply(&mut v, cfg, facts, &names);
+    if o.init {
+        init::install(bundle, &mut v)?;
+    }
     let out = serde_json::to_vec_pretty(&v)?;
     std::fs::write(path, out).with_context(|| format!("write {}", path.display()))?;
     Ok((exposed, hostname))
+}
+
+/// Docker's hostname for a container without `-h`: the first 12 characters of its id (ids are
+/// ASCII, see `state::validate_id`).
+fn default_hostname(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }
 
 /// `-P` for one exposed port (`80/tcp`, `53/udp`, `80`): a host port the kernel says is free
@@ -514,6 +554,14 @@ mod tests {
         assert_eq!(env_entry("HUSK_UP_SURELY_UNSET_42").unwrap(), None);
         assert!(env_entry("=x").is_err());
         assert!(env_entry("A B=x").is_err());
+    }
+
+    #[test]
+    fn hostname_is_the_ids_first_12_characters() {
+        let id = new_id().unwrap();
+        assert_eq!(default_hostname(&id), &id[..12]);
+        assert_eq!(default_hostname("web"), "web");
+        assert_eq!(default_hostname("a-rather-long-name"), "a-rather-lon");
     }
 
     #[test]
