@@ -91,6 +91,8 @@ state = "$TMP/state"
   address = "$SOCK"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$PAUSE"
+  # Exec/Attach URLs point at the streaming server: loopback of the test's network namespace
+  # only, any free port (the client refuses a URL on another address)
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   netns_mounts_under_state_dir = true

@@ -1,6 +1,7 @@
 //! A CRI client that drives containerd's CRI plugin the way a kubelet does, with one runtime
 //! handler, and checks each scenario's effect from inside the container (the test rootfs's
-//! `/probe`, through ExecSync).
+//! `/probe`, through ExecSync). Exec and Attach go through containerd's streaming server over
+//! WebSocket (`stream.rs`).
 //!
 //!     husk-cri-test --socket SOCK --handler NAME --image REF --cgroup-parent /P --tmp DIR
 //!                   [--exec-seconds N] [--only SCENARIO[,SCENARIO...]]
@@ -20,6 +21,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint, Uri};
+
+mod stream;
+use stream::Session;
 
 type Client = RuntimeServiceClient<Channel>;
 
@@ -83,6 +87,8 @@ struct CtrOpts {
     memory_limit: i64,
     attempt: u32,
     name: Option<String>,
+    stdin: bool,
+    stdin_once: bool,
 }
 
 struct Pod {
@@ -176,6 +182,8 @@ impl Ctx {
             }),
             command,
             log_path: format!("{name}_{}.log", o.attempt),
+            stdin: o.stdin,
+            stdin_once: o.stdin_once,
             linux: Some(LinuxContainerConfig {
                 resources: Some(LinuxContainerResources {
                     memory_limit_in_bytes: o.memory_limit,
@@ -238,6 +246,123 @@ impl Ctx {
             .await
             .map_err(|s| anyhow!("ExecSync {cmd:?}: {}", s.message()))?;
         Ok(r.into_inner())
+    }
+
+    /// Exec through the streaming server: the session once the server's streams are open.
+    async fn exec_stream(
+        &mut self,
+        id: &str,
+        cmd: &[&str],
+        stdin: bool,
+        tty: bool,
+    ) -> Result<Session> {
+        let url = self
+            .rt
+            .exec(ExecRequest {
+                container_id: id.into(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                tty,
+                stdin,
+                stdout: true,
+                // a terminal has one output stream (the server refuses stderr with tty)
+                stderr: !tty,
+            })
+            .await
+            .map_err(|s| anyhow!("Exec {cmd:?}: {}", s.message()))?
+            .into_inner()
+            .url;
+        Session::open(&url)
+            .await
+            .with_context(|| format!("Exec {cmd:?} at {url}"))
+    }
+
+    /// Attach (stdin, stdout, stderr) through the streaming server.
+    async fn attach(&mut self, id: &str) -> Result<Session> {
+        let url = self
+            .rt
+            .attach(AttachRequest {
+                container_id: id.into(),
+                stdin: true,
+                tty: false,
+                stdout: true,
+                stderr: true,
+            })
+            .await
+            .map_err(|s| anyhow!("Attach: {}", s.message()))?
+            .into_inner()
+            .url;
+        Session::open(&url)
+            .await
+            .with_context(|| format!("Attach at {url}"))
+    }
+
+    /// How many processes `ps` inside the container lists (itself and the header included).
+    async fn proc_count(&mut self, id: &str) -> Result<usize> {
+        let o = self.exec(id, &["/bin/ps", "-o", "pid"]).await?;
+        Ok(String::from_utf8_lossy(&o.stdout).lines().count())
+    }
+
+    /// The container's processes and its shim's fds now, after one warm-up exec.
+    async fn leak_baseline(&mut self, pod: &Pod, id: &str) -> Result<Baseline> {
+        let shim = shim_pid(&pod.id).ok_or_else(|| anyhow!("no shim for the pod"))?;
+        self.exec(id, &["/bin/true"]).await?;
+        let fds = fd_count(shim);
+        let procs = self.proc_count(id).await?;
+        Ok(Baseline { shim, fds, procs })
+    }
+
+    /// No process left in the container and no fd left in the shim since `b` (each gets 5 s to
+    /// go: an exec whose stdin was closed ends on its own time). `kept` tells the fds the shim
+    /// itself is known to keep, which are counted apart: returns how many there were.
+    async fn no_leak(
+        &mut self,
+        b: &Baseline,
+        id: &str,
+        after: &str,
+        kept: fn(&str) -> bool,
+    ) -> Result<usize> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut procs = self.proc_count(id).await?;
+        while procs != b.procs && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            procs = self.proc_count(id).await?;
+        }
+        let leaked = if procs == b.procs {
+            String::new()
+        } else {
+            let ps = self.exec(id, &["/bin/ps", "-o", "pid,args"]).await?;
+            String::from_utf8_lossy(&ps.stdout).into_owned()
+        };
+        ensure(procs == b.procs, || {
+            format!(
+                "processes in the container: {} before, {procs} after {after}:\n{leaked}",
+                b.procs
+            )
+        })?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let count = || {
+            let t = fd_targets(b.shim);
+            let k = t.iter().filter(|(_, t)| kept(t)).count();
+            (t.len() - k, k)
+        };
+        let (mut fds, mut known) = count();
+        while fds > b.fds + 2 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            (fds, known) = count();
+        }
+        ensure(fds <= b.fds + 2, || {
+            let list: Vec<String> = fd_targets(b.shim)
+                .iter()
+                .map(|(n, t)| format!("{n}:{t}"))
+                .collect();
+            format!(
+                "shim fds: {} before, {fds} after {after} (and {known} known kept): {}",
+                b.fds,
+                list.join(" ")
+            )
+        })?;
+        Ok(known)
     }
 
     /// The probe's report from an exec'd process of the container.
@@ -447,6 +572,42 @@ fn shim_pid(sandbox: &str) -> Option<u32> {
     None
 }
 
+/// What an exec could leak: the container's processes and its shim's fds.
+struct Baseline {
+    shim: u32,
+    fds: usize,
+    procs: usize,
+}
+
+/// A process's fds and what they are.
+fn fd_targets(pid: u32) -> Vec<(u32, String)> {
+    let mut l: Vec<(u32, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().parse().ok()?;
+                    let t = std::fs::read_link(e.path()).ok()?;
+                    Some((n, t.display().to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    l.sort();
+    l
+}
+
+/// No fd is expected to stay in the shim.
+fn none_kept(_: &str) -> bool {
+    false
+}
+
+/// containerd 1.6's shim keeps a terminal exec's stdin FIFO (it holds its write end until a
+/// CloseIO that containerd's CRI never sends for a tty) and with it the console master, whatever
+/// the OCI runtime (runc alike): those are counted apart.
+fn tty_exec_kept(target: &str) -> bool {
+    target == "/dev/pts/ptmx" || target.ends_with("-stdin (deleted)")
+}
+
 fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
@@ -456,12 +617,7 @@ fn fd_count(pid: u32) -> usize {
 async fn exec_sync_rate(c: &mut Ctx) -> Result<String> {
     in_pod(c, &PodOpts::default(), async |c, pod| {
         let id = c.run(pod, &CtrOpts::default()).await?;
-        let shim = shim_pid(&pod.id).ok_or_else(|| anyhow!("no shim for the pod"))?;
-        // warm up once, then count fds and processes
-        c.exec(&id, &["/bin/true"]).await?;
-        let procs = |o: &ExecSyncResponse| String::from_utf8_lossy(&o.stdout).lines().count();
-        let before_fds = fd_count(shim);
-        let before = procs(&c.exec(&id, &["/bin/ps", "-o", "pid"]).await?);
+        let base = c.leak_baseline(pod, &id).await?;
         let n = c.exec_seconds * 20;
         let start = Instant::now();
         let mut worst = Duration::ZERO;
@@ -486,15 +642,8 @@ async fn exec_sync_rate(c: &mut Ctx) -> Result<String> {
         ensure(o.exit_code == 3, || {
             format!("exit code {} for `exit 3`", o.exit_code)
         })?;
-        let after = procs(&c.exec(&id, &["/bin/ps", "-o", "pid"]).await?);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let after_fds = fd_count(shim);
-        ensure(after == before, || {
-            format!("processes in the container: {before} before, {after} after")
-        })?;
-        ensure(after_fds <= before_fds + 2, || {
-            format!("shim fds: {before_fds} before, {after_fds} after {n} execs")
-        })?;
+        c.no_leak(&base, &id, &format!("{n} execs"), none_kept)
+            .await?;
         Ok(format!(
             "{n} execs in {:.1} s, slowest {} ms, no process or fd leaked",
             start.elapsed().as_secs_f64(),
@@ -872,6 +1021,163 @@ async fn host_namespaces(c: &mut Ctx) -> Result<String> {
     .await
 }
 
+// ------------------------------------------------- Exec and Attach over the streaming server
+
+/// Exec without stdin or tty: stdout and stderr each on its channel, the exit code in the status.
+async fn exec_stream_output(c: &mut Ctx) -> Result<String> {
+    in_pod(c, &PodOpts::default(), async |c, pod| {
+        let id = c.run(pod, &CtrOpts::default()).await?;
+        let base = c.leak_baseline(pod, &id).await?;
+        let cmd = ["/bin/sh", "-c", "echo out; echo err >&2; exit 3"];
+        let mut s = c.exec_stream(&id, &cmd, false, false).await?;
+        ensure(s.first == Some((stream::STDOUT, true)), || {
+            format!("first message {:?}, want the empty one on stdout", s.first)
+        })?;
+        s.finish(30).await?;
+        ensure(s.stdout == b"out\n" && s.stderr == b"err\n", || {
+            format!(
+                "want stdout \"out\\n\" and stderr \"err\\n\"; {}",
+                s.so_far()
+            )
+        })?;
+        let code = s.exit_code()?;
+        ensure(code == 3, || {
+            format!("exit code {code}, want 3; {}", s.so_far())
+        })?;
+        c.no_leak(&base, &id, "the exec", none_kept).await?;
+        Ok("stdout and stderr apart, exit 3 from the status channel, nothing leaked".into())
+    })
+    .await
+}
+
+/// Exec with stdin: `cat` echoes what is sent; closing the stream (v4 has no other way to close
+/// stdin) ends `cat` with 0, which a wrapper shell records inside since no status can follow.
+async fn exec_stream_stdin(c: &mut Ctx) -> Result<String> {
+    in_pod(c, &PodOpts::default(), async |c, pod| {
+        let id = c.run(pod, &CtrOpts::default()).await?;
+        let base = c.leak_baseline(pod, &id).await?;
+        let cmd = ["/bin/sh", "-c", "/bin/cat; echo $? >/tmp/cat-exit"];
+        let mut s = c.exec_stream(&id, &cmd, true, false).await?;
+        let lines: &[&[u8]] = &[b"first line over stdin\n", b"second, \x01\xff binary\n"];
+        let mut want = Vec::new();
+        for l in lines {
+            s.stdin(l).await?;
+            want.extend_from_slice(l);
+            s.read_until(10, "cat's echo", |s| s.stdout.len() >= want.len())
+                .await?;
+        }
+        ensure(s.stdout == want && s.stderr.is_empty(), || {
+            format!(
+                "cat echoed differently: want {:?}; {}",
+                String::from_utf8_lossy(&want),
+                s.so_far()
+            )
+        })?;
+        s.close().await?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let exit = loop {
+            let r = c.exec(&id, &["/bin/cat", "/tmp/cat-exit"]).await?;
+            if r.exit_code == 0 || Instant::now() > deadline {
+                break r;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        ensure(exit.exit_code == 0 && exit.stdout == b"0\n", || {
+            format!(
+                "after the stream closed, cat's exit status: {:?} (exit {} of reading it)",
+                String::from_utf8_lossy(&exit.stdout),
+                exit.exit_code
+            )
+        })?;
+        c.no_leak(&base, &id, "the stream was closed", none_kept)
+            .await?;
+        Ok("cat echoed 2 writes (binary intact); closing ended it with 0; nothing leaked".into())
+    })
+    .await
+}
+
+/// Exec with a terminal: everything on stdout, a resize message reaches the terminal.
+async fn exec_stream_tty(c: &mut Ctx) -> Result<String> {
+    in_pod(c, &PodOpts::default(), async |c, pod| {
+        let id = c.run(pod, &CtrOpts::default()).await?;
+        let base = c.leak_baseline(pod, &id).await?;
+        // the resize is applied asynchronously: wait up to 5 s for the size sent (before it, a
+        // 0x0 terminal makes stty complain)
+        let script =
+            "i=0; while [ \"$(stty size 2>/dev/null)\" != '45 123' ] && [ $i -lt 100 ]; do \
+                      sleep 0.05; i=$((i+1)); done; echo \"size $(stty size)\"; \
+                      [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo on-a-tty; echo to-stderr >&2";
+        let mut s = c
+            .exec_stream(&id, &["/bin/sh", "-c", script], true, true)
+            .await?;
+        s.resize(123, 45).await?;
+        s.finish(30).await?;
+        let out = String::from_utf8_lossy(&s.stdout).replace("\r\n", "\n");
+        ensure(
+            out == "size 45 123\non-a-tty\nto-stderr\n" && s.stderr.is_empty(),
+            || {
+                format!(
+                    "want stdout \"size 45 123\\non-a-tty\\nto-stderr\\n\"; {}",
+                    s.so_far()
+                )
+            },
+        )?;
+        let code = s.exit_code()?;
+        ensure(code == 0, || format!("exit code {code}; {}", s.so_far()))?;
+        let kept = c.no_leak(&base, &id, "the exec", tty_exec_kept).await?;
+        Ok(format!(
+            "resize to 123x45 seen by stty, stderr on the terminal's stdout, exit 0; \
+             no process left (containerd's shim kept {kept} fds of the exec's stdin FIFO and console)"
+        ))
+    })
+    .await
+}
+
+/// Attach to a container whose process reads stdin (stdin, stdin_once): each line comes back on
+/// stdout and stderr; closing the stream closes its stdin, and it exits 0.
+async fn attach_stdin(c: &mut Ctx) -> Result<String> {
+    in_pod(c, &PodOpts::default(), async |c, pod| {
+        let script = "while read -r l; do echo \"out:$l\"; echo \"err:$l\" >&2; done";
+        let id = c
+            .run(
+                pod,
+                &CtrOpts {
+                    command: vec!["/bin/sh".into(), "-c".into(), script.into()],
+                    stdin: true,
+                    stdin_once: true,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let mut s = c.attach(&id).await?;
+        ensure(s.first == Some((stream::STDOUT, true)), || {
+            format!("first message {:?}, want the empty one on stdout", s.first)
+        })?;
+        for l in ["one", "two"] {
+            s.stdin(format!("{l}\n").as_bytes()).await?;
+            let (o, e) = (format!("out:{l}\n"), format!("err:{l}\n"));
+            s.read_until(10, "the echo", |s| {
+                s.stdout.ends_with(o.as_bytes()) && s.stderr.ends_with(e.as_bytes())
+            })
+            .await?;
+        }
+        ensure(
+            s.stdout == b"out:one\nout:two\n" && s.stderr == b"err:one\nerr:two\n",
+            || format!("attach output: {}", s.so_far()),
+        )?;
+        s.close().await?;
+        let st = c.wait_exited(&id, 10).await?;
+        ensure(st.exit_code == 0, || {
+            format!(
+                "after its stdin closed the container exited {} ({:?})",
+                st.exit_code, st.reason
+            )
+        })?;
+        Ok("2 lines echoed on stdout and stderr; closing stdin ended the container with 0".into())
+    })
+    .await
+}
+
 // ---------------------------------------------------------------- main
 
 async fn leftovers(rt: &mut Client) -> Result<Vec<String>> {
@@ -1087,6 +1393,10 @@ async fn real_main() -> Result<()> {
     scenario!("seccomp-profiles", seccomp_profiles);
     scenario!("security-context", security_context);
     scenario!("host-namespaces", host_namespaces);
+    scenario!("exec-stream-stdout-stderr", exec_stream_output);
+    scenario!("exec-stream-stdin", exec_stream_stdin);
+    scenario!("exec-stream-tty-resize", exec_stream_tty);
+    scenario!("attach-stdin", attach_stdin);
     println!("{pass} passed, {fail} failed");
     if fail > 0 {
         std::process::exit(1);
