@@ -276,10 +276,17 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
                 ports.push(m);
             }
         }
-        let mut mon = monitor_config(o, &id, net.as_ref().map(|n| n.1.clone()), &ports);
-        mon.hostname = hostname.clone();
-        mon.extra_hosts = cfg.extra_hosts.clone();
-        mon.anonymous_volumes = flags::anonymous_volumes(&facts);
+        let mon = monitor_config(
+            o,
+            &id,
+            Attached {
+                network: net.as_ref().map(|n| n.1.clone()),
+                ports: &ports,
+                hostname: &hostname,
+                extra_hosts: &cfg.extra_hosts,
+            },
+            flags::anonymous_volumes(&facts),
+        );
         if o.detach {
             monitor::launch(g, store_dir, &mon)?;
             crate::output::line(&id)?;
@@ -337,22 +344,33 @@ fn image_volume_paths(store: &Store, text: &str) -> Result<Vec<String>> {
 }
 
 /// What a monitor of the container runs (`-d`, or `husk restart` later).
+/// What a monitor attaches the container to, and the names its `/etc/hosts` gets after each
+/// attach.
+struct Attached<'a> {
+    network: Option<String>,
+    ports: &'a [crate::network::ports::PortMapping],
+    hostname: &'a str,
+    extra_hosts: &'a [(String, std::net::IpAddr)],
+}
+
 fn monitor_config(
     o: &UpOptions,
     id: &str,
-    network: Option<String>,
-    ports: &[crate::network::ports::PortMapping],
+    net: Attached<'_>,
+    anonymous_volumes: Vec<std::path::PathBuf>,
 ) -> monitor::Config {
     monitor::Config {
         id: id.to_string(),
         rm: o.rm,
         restart: o.restart.clone(),
         stop_timeout: o.stop_timeout,
-        network,
-        ports: ports.to_vec(),
+        network: net.network,
+        ports: net.ports.to_vec(),
         tty: o.tty,
         interactive: o.interactive,
-        ..Default::default()
+        hostname: net.hostname.to_string(),
+        extra_hosts: net.extra_hosts.to_vec(),
+        anonymous_volumes,
     }
 }
 
