@@ -25,6 +25,8 @@ struct TestNet {
     dir: PathBuf,
     cni_path: String,
     timeout: Option<String>,
+    /// HUSK_NETWORK_DRIVER for husk's commands (None: the default, native).
+    driver: Option<&'static str>,
 }
 
 impl TestNet {
@@ -49,6 +51,7 @@ impl TestNet {
             dir,
             cni_path: "/usr/lib/cni".into(),
             timeout: None,
+            driver: None,
         };
         for d in ["conf", "cni", "run", "bin"] {
             std::fs::create_dir_all(t.dir.join(d)).unwrap();
@@ -85,6 +88,9 @@ impl TestNet {
             .env("CNI_PATH", &self.cni_path);
         if let Some(t) = &self.timeout {
             c.env("HUSK_CNI_TIMEOUT", t);
+        }
+        if let Some(d) = self.driver {
+            c.env("HUSK_NETWORK_DRIVER", d);
         }
         run_timeout(&mut c, Duration::from_secs(90))
     }
@@ -123,6 +129,29 @@ impl TestNet {
             .filter(|l| l.starts_with("-A"))
             .map(String::from)
             .collect()
+    }
+
+    /// The nftables tables of the namespace (`family name`).
+    fn nft_tables(&self) -> Vec<String> {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns, "nft", "list", "tables"]);
+        let o = run_timeout(&mut c, CMD_TIMEOUT);
+        assert!(o.status.success(), "nft list tables: {}", text(&o.stderr));
+        text(&o.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("table "))
+            .map(String::from)
+            .collect()
+    }
+
+    /// Every firewall rule of the namespace, iptables' and nftables' (the native driver's
+    /// tables), as text.
+    fn firewall(&self) -> String {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns, "nft", "list", "ruleset"]);
+        let o = run_timeout(&mut c, CMD_TIMEOUT);
+        assert!(o.status.success(), "nft list ruleset: {}", text(&o.stderr));
+        format!("{}\n{}", self.iptables_rules().join("\n"), text(&o.stdout))
     }
 
     /// What must be gone once nothing is attached: the caller names the container ids and
@@ -176,6 +205,11 @@ impl TestNet {
                     .any(|ip| r.contains(&format!("{ip}/")) || r.contains(&format!("{ip} ")));
             if per_container || named {
                 l.push(format!("iptables {r}"));
+            }
+        }
+        for tb in self.nft_tables() {
+            if tb.starts_with("ip husk-") {
+                l.push(format!("nftables table {tb}"));
             }
         }
         if let Ok(rd) = std::fs::read_dir(self.dir.join("run/ipam")) {
@@ -416,9 +450,9 @@ fn several_networks_gc_and_prune() {
     assert!(out_b.starts_with("eth1 "), "{out_b}");
     let ip_b = attached_ip(&out_b);
     // a port range publishes each port of it
-    let rules = t.iptables_rules().join("\n");
+    let rules = t.firewall();
     assert!(
-        rules.contains("--dport 18081") && rules.contains("--dport 18082"),
+        rules.contains("dport 18081") && rules.contains("dport 18082"),
         "{rules}"
     );
     let o = exec(&c, "ip -o -4 addr show");
@@ -811,9 +845,9 @@ fn concurrent_attaches_get_distinct_addresses() {
     ips.dedup();
     assert_eq!(ips.len(), N, "{outs:?}");
     // no port rule was lost to the concurrency: each published port has its DNAT rule
-    let rules = t.iptables_rules().join("\n");
+    let rules = t.firewall();
     for i in 0..N {
-        assert!(rules.contains(&format!("--dport {}", 18100 + i)), "{rules}");
+        assert!(rules.contains(&format!("dport {}", 18100 + i)), "{rules}");
     }
     std::thread::scope(|s| {
         for c in &cs {
@@ -915,6 +949,7 @@ fn delete_releases_attachments_and_other_namespaces_are_refused() {
         "{:?}",
         other.iptables_rules()
     );
+    assert!(other.nft_tables().is_empty(), "{:?}", other.nft_tables());
     let l: Vec<String> = other
         .leaks(&[], &[], false)
         .into_iter()
@@ -939,6 +974,243 @@ fn delete_releases_attachments_and_other_namespaces_are_refused() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     t.assert_clean(
         "after delete --force",
+        &[&c.id],
+        std::slice::from_ref(&ip),
+        true,
+    );
+    drop(c);
+    t.husk_ok(None, &["rm", "n"]);
+    t.assert_clean("at the end", &[], &[ip], false);
+}
+
+/// The record of (container, network).
+fn record(t: &TestNet, id: &str, net: &str) -> Value {
+    let p = t
+        .dir
+        .join("run/attachments")
+        .join(id)
+        .join(format!("{net}.json"));
+    serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
+}
+
+#[test]
+fn native_default_network_publishes_pings_and_shares_allocations_with_the_plugins() {
+    if !require_root(
+        "native_default_network_publishes_pings_and_shares_allocations_with_the_plugins",
+    ) {
+        return;
+    }
+    let mut t = TestNet::new("nat");
+    let web = container("natweb", &["/bin/httpd", "-f", "-p", "80", "-h", "/"], true);
+    let cli = container("natcli", &["/probe", "pause"], true);
+    let out = t.husk_ok(
+        Some(&web.root),
+        &["attach", "-p", "18400:80", "husk", &web.id],
+    );
+    let web_ip = attached_ip(&out);
+    assert!(web_ip.starts_with("10.88."), "{out}");
+    let rec = record(&t, &web.id, "husk");
+    assert_eq!(rec["driver"], "native", "{rec}");
+    // the result has the bridge plugin's shape
+    let r = &rec["result"];
+    let ifs = r["interfaces"].as_array().unwrap();
+    assert_eq!(ifs.len(), 3, "{r}");
+    assert_eq!(ifs[0]["name"], "husk0", "{r}");
+    assert!(ifs[1]["name"].as_str().unwrap().starts_with("veth"), "{r}");
+    assert_eq!(ifs[2]["name"], "eth0", "{r}");
+    assert_eq!(
+        ifs[2]["sandbox"].as_str().unwrap(),
+        t.dir.join("run/netns").join(&web.id).to_str().unwrap()
+    );
+    for i in ifs {
+        assert_eq!(i["mac"].as_str().unwrap().len(), 17, "{r}");
+    }
+    assert_eq!(r["ips"][0]["interface"], 2, "{r}");
+    assert_eq!(r["ips"][0]["address"], format!("{web_ip}/16"), "{r}");
+    assert_eq!(r["ips"][0]["gateway"], "10.88.0.1", "{r}");
+    assert_eq!(
+        r["routes"],
+        serde_json::json!([{"dst": "0.0.0.0/0"}]),
+        "{r}"
+    );
+    assert_eq!(r["dns"], serde_json::json!({}), "{r}");
+    // the allocation is host-local's file
+    let alloc = t.dir.join("run/ipam/husk").join(&web_ip);
+    assert_eq!(
+        std::fs::read_to_string(&alloc).unwrap(),
+        format!("{}\r\neth0", web.id)
+    );
+    let cli_ip = attached_ip(&t.husk_ok(Some(&cli.root), &["attach", "husk", &cli.id]));
+    assert_ne!(web_ip, cli_ip);
+
+    // the published port from the namespace's loopback and from the bridge's (host-side)
+    // address; the container's lo is up; the container reaches its own port (hairpin)
+    for url in [
+        "http://127.0.0.1:18400/etc/hostname",
+        "http://10.88.0.1:18400/etc/hostname",
+    ] {
+        let o = fetch(&t, url);
+        assert_eq!(
+            text(&o.stdout).trim(),
+            "testroot",
+            "{url}: {}",
+            text(&o.stderr)
+        );
+    }
+    let o = exec(&web, "wget -q -O - http://127.0.0.1/etc/hostname");
+    assert_eq!(text(&o.stdout).trim(), "testroot", "{}", text(&o.stderr));
+    let o = exec(&web, "wget -q -O - http://10.88.0.1:18400/etc/hostname");
+    assert_eq!(
+        text(&o.stdout).trim(),
+        "testroot",
+        "hairpin: {}",
+        text(&o.stderr)
+    );
+    // the two containers ping each other; the default route goes through the gateway
+    for (c, ip) in [(&cli, &web_ip), (&web, &cli_ip)] {
+        let o = exec(c, &format!("ping -c 1 -W 3 {ip}"));
+        assert!(
+            o.status.success(),
+            "ping {ip}: {}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+    }
+    let o = exec(&cli, "ip route");
+    assert!(
+        text(&o.stdout).contains("default via 10.88.0.1 dev eth0"),
+        "{}",
+        text(&o.stdout)
+    );
+    t.husk_ok(Some(&cli.root), &["check", "husk", &cli.id]);
+    t.husk_ok(Some(&web.root), &["check", "husk", &web.id]);
+
+    // detach removes exactly what attach made: only the bridge stays
+    t.husk_ok(Some(&web.root), &["detach", "husk", &web.id]);
+    assert!(!fetch(&t, "http://127.0.0.1:18400/etc/hostname")
+        .status
+        .success());
+    t.husk_ok(Some(&cli.root), &["detach", "husk", &cli.id]);
+    let ips = [web_ip.clone(), cli_ip.clone()];
+    t.assert_clean("after native detach", &[&web.id, &cli.id], &ips, true);
+    let links = text(&t.ip(&["-o", "link", "show"]).stdout);
+    assert_eq!(links.lines().count(), 2, "lo and husk0 only: {links}");
+
+    // native and the plugin chain on one network share host-local's files: with the last
+    // reserved address forgotten, each allocator starts from the bottom and must skip the
+    // other's allocations
+    t.husk_ok(None, &["create", "--subnet", "10.66.0.0/29", "small"]);
+    let last = t.dir.join("run/ipam/small/last_reserved_ip.0");
+    let c3 = container("natc3", &["/probe", "pause"], false);
+    let a = attached_ip(&t.husk_ok(Some(&web.root), &["attach", "small", &web.id]));
+    assert_eq!(a, "10.66.0.2");
+    assert_eq!(record(&t, &web.id, "small")["driver"], "native");
+    std::fs::remove_file(&last).unwrap();
+    t.driver = Some("plugins");
+    let b = attached_ip(&t.husk_ok(Some(&cli.root), &["attach", "small", &cli.id]));
+    assert_eq!(
+        b, "10.66.0.3",
+        "the plugins must skip the native allocation"
+    );
+    assert_eq!(record(&t, &cli.id, "small")["driver"], "plugins");
+    std::fs::remove_file(&last).unwrap();
+    t.driver = None;
+    let c = attached_ip(&t.husk_ok(Some(&c3.root), &["attach", "small", &c3.id]));
+    assert_eq!(c, "10.66.0.4", "native must skip the plugins' allocation");
+    // both kinds of attachment on one bridge reach each other
+    let o = exec(&web, &format!("ping -c 1 -W 3 {b}"));
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    // each record is undone by what made it, whatever the driver setting is now
+    t.driver = Some("plugins");
+    t.husk_ok(Some(&web.root), &["detach", "small", &web.id]);
+    t.driver = None;
+    t.husk_ok(Some(&cli.root), &["detach", "small", &cli.id]);
+    t.husk_ok(Some(&c3.root), &["detach", "small", &c3.id]);
+    let ips = [a, b, c];
+    t.assert_clean(
+        "after mixed detach",
+        &[&web.id, &cli.id, &c3.id],
+        &ips,
+        true,
+    );
+    drop((web, cli, c3));
+    t.husk_ok(None, &["prune"]);
+    t.assert_clean("at the end", &[], &ips, false);
+}
+
+#[test]
+fn native_attach_killed_in_nft_is_released_by_gc() {
+    if !require_root("native_attach_killed_in_nft_is_released_by_gc") {
+        return;
+    }
+    let t = TestNet::new("natkill");
+    t.husk_ok(None, &["create", "n"]);
+    // an `nft` first on PATH that hangs: husk is killed once the veth, the addresses and the
+    // allocation are made and the rules are being written
+    let pidfile = t.dir.join("nft.pid");
+    let fake = t.dir.join("bin/nft");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 60\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let c = container("natkill", &["/probe", "pause"], false);
+    let mut cmd = t.in_ns(runtime().to_str().unwrap());
+    cmd.arg("--root")
+        .arg(&c.root)
+        .args(["network", "attach", "-p", "18410:80", "n", &c.id])
+        .env("HUSK_NETWORK_DIR", t.dir.join("conf"))
+        .env("HUSK_CNI_CONFIG_DIR", t.dir.join("cni"))
+        .env("HUSK_NETWORK_RUN_DIR", t.dir.join("run"))
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                t.dir.join("bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut husk = Helper(cmd.spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let hanger = loop {
+        if let Some(p) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "husk never ran nft");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // nsenter execs husk, so its pid is husk's
+    husk.0.kill().unwrap();
+    husk.0.wait().unwrap();
+    // SAFETY: plain kill(2) of the fake nft this test started through husk.
+    unsafe { libc::kill(hanger, libc::SIGKILL) };
+    let l = t.leaks(&[&c.id], &[], true);
+    for what in ["attachments", "link veth", "host-local allocation", "netns"] {
+        assert!(
+            l.iter().any(|x| x.starts_with(what)),
+            "the killed attach should have left its {what}: {l:#?}"
+        );
+    }
+    assert_eq!(record(&t, &c.id, "n")["phase"], "adding");
+    let out = t.husk_ok(None, &["gc"]);
+    assert!(out.contains(&c.id), "{out}");
+    t.assert_clean("after gc of a killed native attach", &[&c.id], &[], true);
+    // the container is untouched and attaches again
+    assert_eq!(c.status().as_deref(), Some("running"));
+    let ip = attached_ip(&t.husk_ok(Some(&c.root), &["attach", "-p", "18410:80", "n", &c.id]));
+    t.husk_ok(Some(&c.root), &["detach", "n", &c.id]);
+    t.assert_clean(
+        "after attach and detach",
         &[&c.id],
         std::slice::from_ref(&ip),
         true,

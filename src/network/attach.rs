@@ -11,7 +11,7 @@
 
 use super::cni::{self, Env};
 use super::ports::{self, PortMapping};
-use super::{find, lock_dir, mkdir, Dirs};
+use super::{find, lock_dir, mkdir, native, Dirs, Source};
 use crate::container::{status_of, Global};
 use crate::state::{self, Status, Store};
 use anyhow::{bail, Context, Result};
@@ -27,6 +27,17 @@ pub enum Phase {
     Adding,
     Attached,
     Deleting,
+}
+
+/// What made an attachment (and so undoes it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    /// The conflist's CNI plugins (every record written before the native driver existed).
+    #[default]
+    Plugins,
+    /// husk itself ([`super::native`]), for the bridge lists husk writes.
+    Native,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +61,8 @@ pub struct Attachment {
     /// run there too, never in another namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_netns: Option<(u64, u64)>,
+    #[serde(default)]
+    pub driver: Driver,
 }
 
 impl Attachment {
@@ -67,6 +80,28 @@ impl Attachment {
             path: &dirs.cni_path,
             timeout: dirs.timeout,
         }
+    }
+
+    fn target(&self) -> native::Target<'_> {
+        native::Target {
+            network: &self.network,
+            container: &self.container,
+            ifname: &self.ifname,
+            netns: &self.netns,
+            ports: &self.ports,
+            cni_version: self.conflist["cniVersion"].as_str().unwrap_or("1.0.0"),
+        }
+    }
+
+    /// The native driver's plan of the recorded conflist.
+    fn plan(&self) -> Result<native::Plan> {
+        native::plan(&self.conflist).with_context(|| {
+            format!(
+                "container {}: the attachment to network {} was made natively but its recorded \
+                 conflist is not one the native driver can undo",
+                self.container, self.network
+            )
+        })
     }
 
     /// The container's addresses on this network, from the ADD result.
@@ -217,7 +252,8 @@ pub struct AttachOptions {
     pub ifname: Option<String>,
 }
 
-/// Attach container `id` (of `g`'s store) to `network`: record, pin, loopback up, CNI ADD.
+/// Attach container `id` (of `g`'s store) to `network`: record, pin, then the native driver's
+/// add, or loopback up and CNI ADD.
 pub fn attach(
     g: &Global,
     dirs: &Dirs,
@@ -246,14 +282,23 @@ pub fn attach(
     if ns_inode(&ns) == ns_inode(Path::new("/proc/self/ns/net")) {
         bail!("container {id} has no network namespace of its own: cannot attach it to network {network}");
     }
-    // every plugin must exist before anything runs (a DEL could not undo a half-run list)
-    for ty in net
-        .plugin_types()
-        .iter()
-        .map(String::as_str)
-        .chain(["loopback"])
-    {
-        cni::find_plugin(&net.name, ty, &dirs.cni_path)?;
+    // husk's own bridge lists are attached natively unless the plugins are asked for
+    let driver =
+        if dirs.native && net.source == Source::Husk && native::plan(&net.conflist).is_some() {
+            Driver::Native
+        } else {
+            Driver::Plugins
+        };
+    if driver == Driver::Plugins {
+        // every plugin must exist before anything runs (a DEL could not undo a half-run list)
+        for ty in net
+            .plugin_types()
+            .iter()
+            .map(String::as_str)
+            .chain(["loopback"])
+        {
+            cni::find_plugin(&net.name, ty, &dirs.cni_path)?;
+        }
     }
     // records of an earlier container with this id (it was deleted and made again): release
     for mut stale in records(dirs)?
@@ -313,12 +358,18 @@ pub fn attach(
         phase: Phase::Adding,
         result: None,
         host_netns: ns_inode(Path::new("/proc/self/ns/net")),
+        driver,
     };
     save(dirs, &a)?;
     let added = (|| -> Result<Value> {
         pin(dirs, id, st.pid, st.pid_start_time)?;
-        loopback_up(dirs, &a)?;
-        cni::add_list(&a.conflist, &a.runtime_config(), &a.env(dirs))
+        match a.driver {
+            Driver::Native => native::add(&a.plan()?, &a.target()),
+            Driver::Plugins => {
+                loopback_up(dirs, &a)?;
+                cni::add_list(&a.conflist, &a.runtime_config(), &a.env(dirs))
+            }
+        }
     })();
     match added {
         Ok(r) => {
@@ -365,7 +416,7 @@ fn forget(dirs: &Dirs, a: &Attachment) -> Result<()> {
     Ok(())
 }
 
-/// CNI DEL for one record, then forget it. A failed DEL keeps the record (phase `deleting`) so
+/// DEL for one record (the plugins' or the native driver's), then forget it. A failed DEL keeps the record (phase `deleting`) so
 /// the next detach or gc tries again.
 fn release(dirs: &Dirs, a: &mut Attachment) -> Result<()> {
     if !same_host_ns(a) {
@@ -379,12 +430,15 @@ fn release(dirs: &Dirs, a: &mut Attachment) -> Result<()> {
     a.phase = Phase::Deleting;
     save(dirs, a)?;
     drop_unmounted_pin(dirs, &a.container)?;
-    cni::del_list(
-        &a.conflist,
-        &a.runtime_config(),
-        a.result.as_ref(),
-        &a.env(dirs),
-    )?;
+    match a.driver {
+        Driver::Native => native::del(&a.plan()?, &a.target())?,
+        Driver::Plugins => cni::del_list(
+            &a.conflist,
+            &a.runtime_config(),
+            a.result.as_ref(),
+            &a.env(dirs),
+        )?,
+    }
     forget(dirs, a)
 }
 
@@ -406,7 +460,7 @@ pub fn detach(dirs: &Dirs, network: &str, id: &str) -> Result<()> {
     release(dirs, &mut a)
 }
 
-/// CNI CHECK of an attachment.
+/// CHECK of an attachment (CNI CHECK, or the native driver's own).
 pub fn check(dirs: &Dirs, network: &str, id: &str) -> Result<()> {
     super::check_name(network)?;
     let a = records(dirs)?
@@ -416,7 +470,10 @@ pub fn check(dirs: &Dirs, network: &str, id: &str) -> Result<()> {
     let r = a.result.as_ref().with_context(|| {
         format!("container {id}: the attach to network {network} did not finish")
     })?;
-    cni::check_list(&a.conflist, &a.runtime_config(), r, &a.env(dirs))
+    match a.driver {
+        Driver::Native => native::check(&a.plan()?, &a.target(), r),
+        Driver::Plugins => cni::check_list(&a.conflist, &a.runtime_config(), r, &a.env(dirs)),
+    }
 }
 
 /// True when the calling process is in the network namespace the record's plugins ran in.

@@ -15,6 +15,7 @@ pub mod attach;
 pub mod cli;
 pub mod cni;
 pub mod dns;
+pub mod native;
 pub mod ports;
 
 use anyhow::{bail, Context, Result};
@@ -41,6 +42,9 @@ pub struct Dirs {
     pub cni_path: Vec<PathBuf>,
     /// How long one plugin may run.
     pub timeout: Duration,
+    /// Attach husk's own bridge lists natively (`HUSK_NETWORK_DRIVER`, `native` by default;
+    /// `plugins` runs their CNI plugins instead).
+    pub native: bool,
 }
 
 impl Dirs {
@@ -64,6 +68,12 @@ impl Dirs {
         if timeout == 0 {
             bail!("plugin timeout: expected at least 1 second, got 0");
         }
+        let native = match std::env::var("HUSK_NETWORK_DRIVER") {
+            Ok(v) if v == "plugins" => false,
+            Ok(v) if v.is_empty() || v == "native" => true,
+            Ok(v) => bail!("HUSK_NETWORK_DRIVER={v}: expected native or plugins"),
+            Err(_) => true,
+        };
         let path = cni_path
             .or_else(|| std::env::var("CNI_PATH").ok().filter(|v| !v.is_empty()))
             .unwrap_or_else(|| "/usr/lib/cni:/opt/cni/bin".into());
@@ -79,6 +89,7 @@ impl Dirs {
                 .unwrap_or_else(|| "/run/husk-network".into()),
             cni_path: std::env::split_paths(&path).collect(),
             timeout: Duration::from_secs(timeout),
+            native,
         })
     }
 

@@ -1,0 +1,409 @@
+//! The rtnetlink requests the native bridge driver makes: a synchronous request / ACK loop on a
+//! NETLINK_ROUTE socket (raw libc through nix: a dozen message types with fixed layouts, which
+//! the `netlink-packet-route` family of crates would bring with their own version churn and
+//! nothing the driver needs beyond the encoding). The socket is bound to the network namespace
+//! it was opened in, so the container side is driven from a socket opened by a thread that
+//! joined the container's namespace (see [`Socket::in_netns`]).
+
+use anyhow::{anyhow, Context, Result};
+use nix::errno::Errno;
+use nix::sys::socket::{
+    bind, recv, send, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol,
+    SockType,
+};
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_EXCL: u16 = 0x200;
+const NLM_F_CREATE: u16 = 0x400;
+const NLMSG_ERROR: u16 = 0x2;
+const NLMSG_DONE: u16 = 0x3;
+const NLMSG_HDRLEN: usize = 16;
+const NLA_F_NESTED: u16 = 0x8000;
+
+const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
+const RTM_GETLINK: u16 = 18;
+const RTM_SETLINK: u16 = 19;
+const RTM_NEWADDR: u16 = 20;
+const RTM_NEWROUTE: u16 = 24;
+
+const IFLA_ADDRESS: u16 = 1;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MASTER: u16 = 10;
+const IFLA_PROTINFO: u16 = 12;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_NET_NS_FD: u16 = 28;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const VETH_INFO_PEER: u16 = 1;
+const IFLA_BRPORT_MODE: u16 = 4;
+
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+const IFA_BROADCAST: u16 = 4;
+
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const RT_TABLE_MAIN: u8 = 254;
+const RTPROT_BOOT: u8 = 3;
+const RTN_UNICAST: u8 = 1;
+
+const IFF_UP: u32 = 0x1;
+const AF_BRIDGE: u8 = 7;
+
+fn align4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+/// A netlink message body under construction, with nested attributes.
+struct Msg {
+    b: Vec<u8>,
+    open: Vec<usize>,
+}
+
+impl Msg {
+    fn new(header: &[u8]) -> Msg {
+        Msg {
+            b: header.to_vec(),
+            open: Vec::new(),
+        }
+    }
+
+    fn attr(&mut self, typ: u16, data: &[u8]) -> &mut Msg {
+        self.b
+            .extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
+        self.b.extend_from_slice(&typ.to_ne_bytes());
+        self.b.extend_from_slice(data);
+        self.b.resize(align4(self.b.len()), 0);
+        self
+    }
+
+    fn str(&mut self, typ: u16, s: &str) -> &mut Msg {
+        let mut v = s.as_bytes().to_vec();
+        v.push(0);
+        self.attr(typ, &v)
+    }
+
+    fn begin(&mut self, typ: u16) -> &mut Msg {
+        self.open.push(self.b.len());
+        self.b.extend_from_slice(&[0, 0]);
+        self.b
+            .extend_from_slice(&(typ | NLA_F_NESTED).to_ne_bytes());
+        self
+    }
+
+    /// Raw bytes inside the open attribute (a nested message header).
+    fn raw(&mut self, data: &[u8]) -> &mut Msg {
+        self.b.extend_from_slice(data);
+        self
+    }
+
+    fn end(&mut self) -> &mut Msg {
+        let at = self.open.pop().expect("an open attribute");
+        let len = (self.b.len() - at) as u16;
+        self.b[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+        self.b.resize(align4(self.b.len()), 0);
+        self
+    }
+}
+
+fn ifinfomsg(family: u8, index: i32, flags: u32, change: u32) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[0] = family;
+    b[4..8].copy_from_slice(&index.to_ne_bytes());
+    b[8..12].copy_from_slice(&flags.to_ne_bytes());
+    b[12..16].copy_from_slice(&change.to_ne_bytes());
+    b
+}
+
+/// (type, payload) of each attribute in `b`.
+fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while b.len() >= 4 {
+        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
+        let typ = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
+        if len < 4 || len > b.len() {
+            break;
+        }
+        out.push((typ, &b[4..len]));
+        b = &b[align4(len).min(b.len())..];
+    }
+    out
+}
+
+/// A link as RTM_GETLINK reports it.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub index: i32,
+    pub mac: String,
+    pub up: bool,
+    pub master: Option<i32>,
+    pub kind: Option<String>,
+}
+
+pub struct Socket {
+    fd: OwnedFd,
+    seq: u32,
+}
+
+impl Socket {
+    /// A socket in the calling thread's network namespace.
+    pub fn new() -> Result<Socket> {
+        let fd = socket(
+            AddressFamily::Netlink,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkRoute,
+        )
+        .map_err(|e| anyhow!("netlink socket: {}", e.desc()))?;
+        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0))
+            .map_err(|e| anyhow!("netlink bind: {}", e.desc()))?;
+        Ok(Socket { fd, seq: 0 })
+    }
+
+    /// A socket in the network namespace `ns` (a pin or /proc/PID/ns/net): opened by a thread
+    /// that joins the namespace and ends there, so the caller's namespace never changes.
+    pub fn in_netns(ns: &Path) -> Result<Socket> {
+        let f = std::fs::File::open(ns).with_context(|| format!("open {}", ns.display()))?;
+        let shown = ns.display().to_string();
+        std::thread::spawn(move || -> Result<Socket> {
+            nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| anyhow!("enter the network namespace {shown}: {}", e.desc()))?;
+            Socket::new()
+        })
+        .join()
+        .map_err(|_| {
+            anyhow!(
+                "the thread opening a netlink socket in {} panicked",
+                ns.display()
+            )
+        })?
+    }
+
+    fn request(&mut self, typ: u16, flags: u16, body: &[u8]) -> nix::Result<Vec<Vec<u8>>> {
+        self.seq += 1;
+        let seq = self.seq;
+        let mut m = Vec::with_capacity(NLMSG_HDRLEN + body.len());
+        m.extend_from_slice(&((NLMSG_HDRLEN + body.len()) as u32).to_ne_bytes());
+        m.extend_from_slice(&typ.to_ne_bytes());
+        m.extend_from_slice(&(flags | NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+        m.extend_from_slice(&seq.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(body);
+        send(self.fd.as_raw_fd(), &m, MsgFlags::empty())?;
+        let mut replies = Vec::new();
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty())?;
+            let mut b = &buf[..n];
+            while b.len() >= NLMSG_HDRLEN {
+                let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                let mtyp = u16::from_ne_bytes([b[4], b[5]]);
+                let mseq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
+                if len < NLMSG_HDRLEN || len > b.len() {
+                    return Err(Errno::EBADMSG);
+                }
+                let payload = &b[NLMSG_HDRLEN..len];
+                if mseq == seq {
+                    match mtyp {
+                        NLMSG_ERROR => {
+                            let code = payload
+                                .get(..4)
+                                .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+                                .unwrap_or(-libc::EBADMSG);
+                            if code == 0 {
+                                return Ok(replies);
+                            }
+                            return Err(Errno::from_raw(-code));
+                        }
+                        NLMSG_DONE => return Ok(replies),
+                        _ => replies.push(payload.to_vec()),
+                    }
+                }
+                b = &b[align4(len).min(b.len())..];
+            }
+        }
+    }
+
+    /// The link named `name`, None when there is none.
+    pub fn link(&mut self, name: &str) -> Result<Option<Link>> {
+        let mut m = Msg::new(&ifinfomsg(0, 0, 0, 0));
+        m.str(IFLA_IFNAME, name);
+        let r = match self.request(RTM_GETLINK, 0, &m.b) {
+            Ok(r) => r,
+            Err(Errno::ENODEV) => return Ok(None),
+            Err(e) => return Err(anyhow!("look up link {name}: {}", e.desc())),
+        };
+        let Some(p) = r.first().filter(|p| p.len() >= 16) else {
+            return Ok(None);
+        };
+        let index = i32::from_ne_bytes([p[4], p[5], p[6], p[7]]);
+        let flags = u32::from_ne_bytes([p[8], p[9], p[10], p[11]]);
+        let mut l = Link {
+            index,
+            mac: String::new(),
+            up: flags & IFF_UP != 0,
+            master: None,
+            kind: None,
+        };
+        for (t, d) in attrs(&p[16..]) {
+            match t {
+                IFLA_ADDRESS => {
+                    l.mac = d
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(":")
+                }
+                IFLA_MASTER if d.len() == 4 => {
+                    l.master = Some(i32::from_ne_bytes([d[0], d[1], d[2], d[3]]))
+                }
+                IFLA_LINKINFO => {
+                    for (it, id) in attrs(d) {
+                        if it == IFLA_INFO_KIND {
+                            let s = id.split(|b| *b == 0).next().unwrap_or_default();
+                            l.kind = Some(String::from_utf8_lossy(s).into_owned());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Some(l))
+    }
+
+    /// Create a bridge named `name` (EEXIST when a link of that name exists).
+    pub fn new_bridge(&mut self, name: &str) -> nix::Result<()> {
+        let mut m = Msg::new(&ifinfomsg(0, 0, 0, 0));
+        m.str(IFLA_IFNAME, name)
+            .begin(IFLA_LINKINFO)
+            .str(IFLA_INFO_KIND, "bridge")
+            .end();
+        self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &m.b)
+            .map(drop)
+    }
+
+    /// Create a veth pair: `host` here, enslaved to `master`, and its peer `peer` directly in
+    /// the network namespace of `peer_ns` (so the peer never has a name in this namespace).
+    pub fn new_veth(
+        &mut self,
+        host: &str,
+        master: i32,
+        peer: &str,
+        peer_ns: RawFd,
+    ) -> nix::Result<()> {
+        let mut m = Msg::new(&ifinfomsg(0, 0, 0, 0));
+        m.str(IFLA_IFNAME, host)
+            .attr(IFLA_MASTER, &(master as u32).to_ne_bytes())
+            .begin(IFLA_LINKINFO)
+            .str(IFLA_INFO_KIND, "veth")
+            .begin(IFLA_INFO_DATA)
+            .begin(VETH_INFO_PEER)
+            .raw(&ifinfomsg(0, 0, 0, 0))
+            .str(IFLA_IFNAME, peer)
+            .attr(IFLA_NET_NS_FD, &(peer_ns as u32).to_ne_bytes())
+            .end()
+            .end()
+            .end();
+        self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &m.b)
+            .map(drop)
+    }
+
+    /// Set link `index` up.
+    pub fn set_up(&mut self, index: i32) -> nix::Result<()> {
+        let m = ifinfomsg(0, index, IFF_UP, IFF_UP);
+        self.request(RTM_NEWLINK, 0, &m).map(drop)
+    }
+
+    /// Turn hairpin mode on for bridge port `index` (a frame may leave by the port it came in).
+    pub fn set_hairpin(&mut self, index: i32) -> nix::Result<()> {
+        let mut m = Msg::new(&ifinfomsg(AF_BRIDGE, index, 0, 0));
+        m.begin(IFLA_PROTINFO).attr(IFLA_BRPORT_MODE, &[1u8]).end();
+        self.request(RTM_SETLINK, 0, &m.b).map(drop)
+    }
+
+    /// Delete the link named `name`; Ok(false) when there was none.
+    pub fn del_link(&mut self, name: &str) -> nix::Result<bool> {
+        let mut m = Msg::new(&ifinfomsg(0, 0, 0, 0));
+        m.str(IFLA_IFNAME, name);
+        match self.request(RTM_DELLINK, 0, &m.b) {
+            Ok(_) => Ok(true),
+            Err(Errno::ENODEV) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Add `ip/prefix` to link `index` (EEXIST when it is there).
+    pub fn add_addr(&mut self, index: i32, ip: Ipv4Addr, prefix: u8) -> nix::Result<()> {
+        let mut h = vec![libc::AF_INET as u8, prefix, 0, 0];
+        h.extend_from_slice(&(index as u32).to_ne_bytes());
+        let mut m = Msg::new(&h);
+        m.attr(IFA_LOCAL, &ip.octets())
+            .attr(IFA_ADDRESS, &ip.octets());
+        if prefix < 31 {
+            let bcast = u32::from(ip) | (u32::MAX >> prefix);
+            m.attr(IFA_BROADCAST, &bcast.to_be_bytes());
+        }
+        self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, &m.b)
+            .map(drop)
+    }
+
+    /// Add the default route via `gw` on link `index`.
+    pub fn add_default_route(&mut self, index: i32, gw: Ipv4Addr) -> nix::Result<()> {
+        // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags(u32)
+        let mut h = vec![
+            libc::AF_INET as u8,
+            0,
+            0,
+            0,
+            RT_TABLE_MAIN,
+            RTPROT_BOOT,
+            0,
+            RTN_UNICAST,
+        ];
+        h.extend_from_slice(&0u32.to_ne_bytes());
+        let mut m = Msg::new(&h);
+        m.attr(RTA_GATEWAY, &gw.octets())
+            .attr(RTA_OIF, &(index as u32).to_ne_bytes());
+        self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, &m.b)
+            .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_attributes_carry_their_length() {
+        let mut m = Msg::new(&ifinfomsg(0, 0, 0, 0));
+        m.str(IFLA_IFNAME, "veth1")
+            .begin(IFLA_LINKINFO)
+            .str(IFLA_INFO_KIND, "veth")
+            .begin(IFLA_INFO_DATA)
+            .attr(7, &[1, 2, 3])
+            .end()
+            .end();
+        assert_eq!(m.b.len() % 4, 0);
+        let top = attrs(&m.b[16..]);
+        assert_eq!(top.len(), 2);
+        assert_eq!(top[0], (IFLA_IFNAME, &b"veth1\0"[..]));
+        assert_eq!(top[1].0, IFLA_LINKINFO);
+        let inner = attrs(top[1].1);
+        assert_eq!(inner[0], (IFLA_INFO_KIND, &b"veth\0"[..]));
+        assert_eq!(inner[1].0, IFLA_INFO_DATA);
+        assert_eq!(attrs(inner[1].1), vec![(7, &[1u8, 2, 3][..])]);
+    }
+
+    #[test]
+    fn loopback_is_found_and_a_missing_link_is_none() {
+        let mut s = Socket::new().unwrap();
+        let lo = s.link("lo").unwrap().unwrap();
+        assert!(lo.index > 0);
+        assert!(s.link("no-such-dev-x").unwrap().is_none());
+    }
+}
