@@ -13,6 +13,8 @@
 //! - throughput: 100 containers one after the other, and 100 with 10 at a time;
 //! - scale: `state` and `list` with 1000 containers in the store;
 //! - binary startup: `--version`;
+//! - network: attach + detach of the default network with one published port, husk's native
+//!   driver next to the CNI plugin chain of the same conflist (lifecycle/network.rs);
 //! - compiling Docker's default seccomp profile: husk's compiler in-process next to libseccomp
 //!   building and exporting the same profile the way runc does (in the runc column).
 //!
@@ -26,7 +28,7 @@
 //!
 //! Env: BENCH_RUNS (default 40), BENCH_WARMUP (5), BENCH_SCALE (1000), BENCH_HUSK (the static
 //! build of `make release`, else target/release/husk), BENCH_RUNTIMES (name=path,... to override the set), BENCH_ONLY (comma
-//! list of sections: run,phases,exec,docker,cri,rss,minmem,throughput,scale,seccomp,version),
+//! list of sections: run,phases,exec,docker,cri,rss,minmem,throughput,scale,seccomp,version,network),
 //! BENCH_DOCKER_RUNS (20), BENCH_DOCKER_WARMUP (3), BENCH_CRI_RUNS (20), BENCH_CRI_WARMUP (3).
 
 use std::path::{Path, PathBuf};
@@ -37,6 +39,8 @@ use std::time::{Duration, Instant};
 mod cri;
 #[path = "lifecycle/docker.rs"]
 mod docker;
+#[path = "lifecycle/network.rs"]
+mod network;
 
 fn env_usize(k: &str, d: usize) -> usize {
     std::env::var(k)
@@ -685,6 +689,9 @@ fn main() {
     if want("seccomp") {
         eprintln!("bench: seccomp compile of Docker's default profile");
         rows.push(seccomp_compile_row(manifest, runs.max(200)));
+    }
+    if want("network") {
+        rows.extend(network::measure(&b, runs, warmup, &mut notes));
     }
     if want("version") {
         eprintln!("bench: --version");

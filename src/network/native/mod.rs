@@ -419,7 +419,8 @@ mod tests {
         assert!(p.masquerade && p.hairpin && p.default_route);
         let p = plan(&husk_list(true)).unwrap();
         assert!(!p.masquerade && !p.default_route);
-        let edits: Vec<Box<dyn Fn(&mut Value)>> = vec![
+        type Edit = Box<dyn Fn(&mut Value)>;
+        let edits: Vec<Edit> = vec![
             Box::new(|v| v["plugins"][0]["mtu"] = json!(9000)),
             Box::new(|v| v["plugins"][0]["isGateway"] = json!(false)),
             Box::new(|v| v["plugins"][0]["ipam"]["type"] = json!("dhcp")),
