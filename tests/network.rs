@@ -1147,8 +1147,8 @@ fn native_attach_killed_in_nft_is_released_by_gc() {
     }
     let t = TestNet::new("natkill");
     t.husk_ok(None, &["create", "n"]);
-    // an `nft` first on PATH that hangs: husk is killed once the veth, the addresses and the
-    // allocation are made and the rules are being written
+    // an `nft` first on PATH that hangs: husk is killed once the allocation and the veth are
+    // made and the rules are being written
     let pidfile = t.dir.join("nft.pid");
     let fake = t.dir.join("bin/nft");
     std::fs::write(
@@ -1191,6 +1191,15 @@ fn native_attach_killed_in_nft_is_released_by_gc() {
         assert!(Instant::now() < deadline, "husk never ran nft");
         std::thread::sleep(Duration::from_millis(20));
     };
+    // nft runs while the links are made: kill once the veth is up (husk then waits for nft)
+    loop {
+        let up = text(&t.ip(&["-o", "link", "show", "type", "veth", "up"]).stdout);
+        if up.contains("veth") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "husk never made the veth");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // nsenter execs husk, so its pid is husk's
     husk.0.kill().unwrap();
     husk.0.wait().unwrap();

@@ -242,6 +242,41 @@ pub fn add(p: &Plan, t: &Target) -> Result<Value> {
         nft::program().with_context(|| format!("network {net}"))?;
     }
     let ip = t.pool(p).allocate(net, t.container, t.ifname)?;
+    // the rules need only the address: nft runs while the links are made
+    let rules = t.rules(p, &table, ip);
+    let nft = match rules.empty() {
+        true => None,
+        false => Some(nft::spawn(net, &rules.add_batch())?),
+    };
+    let links = add_links(p, t, ip);
+    let ruled = nft.map_or(Ok(()), nft::Running::wait);
+    let (br, hl, cl) = links?;
+    ruled?;
+    let hv = t.host_veth();
+    let mut r = json!({
+        "cniVersion": t.cni_version,
+        "interfaces": [
+            {"name": p.bridge, "mac": br.mac},
+            {"name": hv, "mac": hl.mac},
+            {"name": t.ifname, "mac": cl.mac, "sandbox": t.netns},
+        ],
+        "ips": [{"interface": 2, "address": format!("{ip}/{}", p.subnet.prefix),
+                 "gateway": p.gateway.to_string()}],
+        "dns": {},
+    });
+    if p.default_route {
+        r["routes"] = json!([{"dst": "0.0.0.0/0"}]);
+    }
+    Ok(r)
+}
+
+/// The bridge, the veth pair and the container side: (bridge, host end, container end).
+fn add_links(
+    p: &Plan,
+    t: &Target,
+    ip: Ipv4Addr,
+) -> Result<(netlink::Link, netlink::Link, netlink::Link)> {
+    let net = t.network;
     let mut host = Socket::new()?;
     let br = ensure_bridge(&mut host, net, p)?;
     sysctl("/proc/sys/net/ipv4/ip_forward", "1").with_context(|| format!("network {net}"))?;
@@ -310,25 +345,7 @@ pub fn add(p: &Plan, t: &Target) -> Result<Value> {
                 p.gateway, t.container
             )))?;
     }
-    let rules = t.rules(p, &table, ip);
-    if !rules.empty() {
-        nft::apply(net, &rules.add_batch())?;
-    }
-    let mut r = json!({
-        "cniVersion": t.cni_version,
-        "interfaces": [
-            {"name": p.bridge, "mac": br.mac},
-            {"name": hv, "mac": hl.mac},
-            {"name": t.ifname, "mac": cl.mac, "sandbox": t.netns},
-        ],
-        "ips": [{"interface": 2, "address": format!("{ip}/{}", p.subnet.prefix),
-                 "gateway": p.gateway.to_string()}],
-        "dns": {},
-    });
-    if p.default_route {
-        r["routes"] = json!([{"dst": "0.0.0.0/0"}]);
-    }
-    Ok(r)
+    Ok((br, hl, cl))
 }
 
 /// Detach: the table, the veth (its peer goes with it) and the address allocation, each
@@ -337,16 +354,19 @@ pub fn del(p: &Plan, t: &Target) -> Result<()> {
     let net = t.network;
     let table = t.table();
     let mut first: Option<anyhow::Error> = None;
-    if !t.rules(p, &table, Ipv4Addr::UNSPECIFIED).empty() {
-        if let Err(e) = nft::apply(net, &nft::delete_batch(&table)) {
-            first.get_or_insert(e);
-        }
-    }
+    // the table goes while the veth is deleted (each waits for the kernel's RCU grace periods)
+    let nft = match t.rules(p, &table, Ipv4Addr::UNSPECIFIED).empty() {
+        true => Ok(None),
+        false => nft::spawn(net, &nft::delete_batch(&table)).map(Some),
+    };
     let hv = t.host_veth();
     let removed = Socket::new().and_then(|mut s| {
         s.del_link(&hv)
             .map_err(nl(format!("network {net}: delete veth {hv}")))
     });
+    if let Err(e) = nft.and_then(|n| n.map_or(Ok(()), nft::Running::wait)) {
+        first.get_or_insert(e);
+    }
     if let Err(e) = removed {
         first.get_or_insert(e);
     }

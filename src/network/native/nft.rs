@@ -93,29 +93,56 @@ pub fn delete_batch(t: &str) -> String {
     format!("add table ip {t}\ndelete table ip {t}\n")
 }
 
-/// Run `nft -f -` with `batch` in the calling network namespace.
-pub fn apply(network: &str, batch: &str) -> Result<()> {
+/// A running `nft -f -`: the batch is written, [`Running::wait`] collects the outcome. Its
+/// kernel work (a table's hooks are registered and unregistered under RCU grace periods) then
+/// overlaps the caller's rtnetlink requests.
+pub struct Running {
+    network: String,
+    child: std::process::Child,
+    written: std::io::Result<()>,
+}
+
+/// Start `nft -f -` with `batch` in the calling network namespace.
+pub fn spawn(network: &str, batch: &str) -> Result<Running> {
     let nft = program()?;
-    let mut c = Command::new(&nft)
+    let mut child = Command::new(&nft)
         .args(["-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("network {network}: run {}", nft.display()))?;
-    let mut stdin = c.stdin.take().expect("piped stdin");
-    let w = stdin.write_all(batch.as_bytes());
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    // a batch is a few hundred bytes: far below a pipe's capacity, so this never blocks
+    let written = stdin.write_all(batch.as_bytes());
     drop(stdin);
-    let o = c.wait_with_output()?;
-    w.with_context(|| format!("network {network}: write the rules to nft"))?;
-    if !o.status.success() {
-        bail!(
-            "network {network}: nft failed ({}): {}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr).trim()
-        );
+    Ok(Running {
+        network: network.to_string(),
+        child,
+        written,
+    })
+}
+
+impl Running {
+    pub fn wait(self) -> Result<()> {
+        let network = self.network;
+        let o = self.child.wait_with_output()?;
+        self.written
+            .with_context(|| format!("network {network}: write the rules to nft"))?;
+        if !o.status.success() {
+            bail!(
+                "network {network}: nft failed ({}): {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+/// Run `nft -f -` with `batch` in the calling network namespace, to its end.
+pub fn apply(network: &str, batch: &str) -> Result<()> {
+    spawn(network, batch)?.wait()
 }
 
 /// True when table `t` exists in the calling network namespace.
