@@ -330,7 +330,21 @@ fn attach_publish_and_detach() {
     if !require_root("attach_publish_and_detach") {
         return;
     }
-    let t = TestNet::new("pub");
+    publish_and_detach(None);
+}
+
+/// The same through the CNI plugins husk's list names.
+#[test]
+fn attach_publish_and_detach_through_the_plugins() {
+    if !require_root("attach_publish_and_detach_through_the_plugins") {
+        return;
+    }
+    publish_and_detach(Some("plugins"));
+}
+
+fn publish_and_detach(driver: Option<&'static str>) {
+    let mut t = TestNet::new("pub");
+    t.driver = driver;
     assert_eq!(t.husk_ok(None, &["create", "n1"]).trim(), "n1");
     let ls = t.husk_ok(None, &["ls"]);
     assert!(ls.contains("n1") && ls.contains("10.89.0.0/24"), "{ls}");
@@ -363,6 +377,8 @@ fn attach_publish_and_detach() {
     assert!(e.contains("18080") && e.contains(&web.id), "{e}");
     let cli_ip = attached_ip(&t.husk_ok(Some(&cli.root), &["attach", "n1", &cli.id]));
     assert_ne!(web_ip, cli_ip);
+    let want = driver.unwrap_or("native");
+    assert_eq!(record(&t, &web.id, "n1")["driver"], want);
 
     // inspect shows both attachments
     let v: Value = serde_json::from_str(&t.husk_ok(None, &["inspect", "n1"])).unwrap();
