@@ -208,6 +208,17 @@ fn sweep(what: &str, dir: &Path, rel: &str) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // ... and what a runtime wrote into the benchmark's tmpfs over a hybrid host's v2 mount
+    for e in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let p = e.path().join(rel);
+        if !super::is_cgroupfs(&e.path()) && !rel.is_empty() && p.is_dir() {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
     let _ = std::fs::remove_dir_all(dir);
     let (m, c) = (mounts_under(dir), cgroup_dirs(rel));
     if !m.is_empty() || !c.is_empty() {
@@ -386,11 +397,14 @@ struct Podman {
     cg: String,
     driver: &'static str,
     lock_existed: bool,
+    crun_root_existed: bool,
     version: String,
 }
 
 /// podman's lock file is POSIX shm whatever its roots: removed afterwards if new
 const PODMAN_LOCK: &str = "/dev/shm/libpod_lock";
+/// podman calls crun without --root: crun's default state directory, removed if new and empty
+const CRUN_ROOT: &str = "/run/crun";
 
 impl Podman {
     fn setup(dir: &Path, tar: &Path, cg: &str) -> Result<Podman, String> {
@@ -402,6 +416,7 @@ impl Podman {
             cg: cg.to_string(),
             driver: "overlay",
             lock_existed: Path::new(PODMAN_LOCK).exists(),
+            crun_root_existed: Path::new(CRUN_ROOT).exists(),
             version: String::new(),
         };
         // `default_ulimits = []`: podman's built-in rlimits, none from a config file (the
@@ -529,6 +544,9 @@ impl Drop for Podman {
         sweep("podman", &self.dir, &self.cg);
         if !self.lock_existed {
             let _ = std::fs::remove_file(PODMAN_LOCK);
+        }
+        if !self.crun_root_existed {
+            let _ = std::fs::remove_dir(CRUN_ROOT); // only when empty
         }
     }
 }
