@@ -8,6 +8,9 @@
 //!   with every runtime registered (see lifecycle/docker.rs; on when dockerd is installed);
 //! - cri: a one-container pod's life and ExecSync through containerd's CRI plugin with every
 //!   runtime as a handler (lifecycle/cri.rs, integration/cri.sh);
+//! - up / idle: `husk up --rm IMAGE true` next to `docker run --rm` and `podman run --rm` (each
+//!   engine with its default runtime, the same image, `--network none`), and the memory each
+//!   keeps running for 10 idle detached containers (lifecycle/up.rs; a table of its own);
 //! - peak RSS of the runtime's largest process during `run` (wait4 rusage), and the smallest
 //!   `memory.limit` under which a container still starts (binary search);
 //! - throughput: 100 containers one after the other, and 100 with 10 at a time;
@@ -28,8 +31,10 @@
 //!
 //! Env: BENCH_RUNS (default 40), BENCH_WARMUP (5), BENCH_SCALE (1000), BENCH_HUSK (the static
 //! build of `make release`, else target/release/husk), BENCH_RUNTIMES (name=path,... to override the set), BENCH_ONLY (comma
-//! list of sections: run,phases,exec,docker,cri,rss,minmem,throughput,scale,seccomp,version,network),
-//! BENCH_DOCKER_RUNS (20), BENCH_DOCKER_WARMUP (3), BENCH_CRI_RUNS (20), BENCH_CRI_WARMUP (3).
+//! list of sections: run,phases,exec,docker,cri,up,idle,rss,minmem,throughput,scale,seccomp,
+//! version,network),
+//! BENCH_DOCKER_RUNS (20), BENCH_DOCKER_WARMUP (3), BENCH_CRI_RUNS (20), BENCH_CRI_WARMUP (3),
+//! BENCH_UP_RUNS (20), BENCH_UP_WARMUP (3).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -41,6 +46,8 @@ mod cri;
 mod docker;
 #[path = "lifecycle/network.rs"]
 mod network;
+#[path = "lifecycle/up.rs"]
+mod up;
 
 fn env_usize(k: &str, d: usize) -> usize {
     std::env::var(k)
@@ -554,6 +561,13 @@ fn main() {
         let warmup = env_usize("BENCH_CRI_WARMUP", 3);
         rows.extend(cri::measure(&b, runs, warmup, &mut notes));
     }
+    // `husk up` next to docker and podman: a table of its own (other columns, other anchors)
+    let mut up_rows: Vec<Row> = Vec::new();
+    if want("up") || want("idle") {
+        let runs = env_usize("BENCH_UP_RUNS", 20);
+        let warmup = env_usize("BENCH_UP_WARMUP", 3);
+        up_rows = up::measure(&b, want("up"), want("idle"), runs, warmup, &mut notes);
+    }
     if want("rss") {
         eprintln!("bench: peak RSS");
         rows.push(Row {
@@ -776,7 +790,9 @@ fn main() {
              tmpfs that hides /sys/fs/cgroup/unified: not cgroups, the benchmark removed them\n"
         ));
     }
-    md.push_str(&format!(
+    // (a run of only the up/idle sections has no rows here: no empty table)
+    let mut tbl = String::new();
+    tbl.push_str(&format!(
         "\nRuntimes alternate run by run ({warmup} warm-up rounds, {runs} measured), from the \
          busybox test rootfs with the default `runc spec`-style config (read-only root, \
          cgroups, 6 namespaces). Values: min / **median** / max; ratios are husk's median \
@@ -788,18 +804,18 @@ fn main() {
     } else {
         0
     };
-    md.push_str("| measurement |");
+    tbl.push_str("| measurement |");
     for n in &names {
-        md.push_str(&format!(" {n} |"));
+        tbl.push_str(&format!(" {n} |"));
     }
     for n in names.iter().filter(|n| *n != "husk" && ratio_cols > 0) {
-        md.push_str(&format!(" husk/{n} |"));
+        tbl.push_str(&format!(" husk/{n} |"));
     }
-    md.push_str("\n|---|");
+    tbl.push_str("\n|---|");
     for _ in 0..names.len() + ratio_cols {
-        md.push_str("---|");
+        tbl.push_str("---|");
     }
-    md.push('\n');
+    tbl.push('\n');
     let med_of = |row: &Row, n: &str| {
         row.vals
             .iter()
@@ -808,7 +824,7 @@ fn main() {
             .map(|s| s.1)
     };
     for row in &rows {
-        md.push_str(&format!("| {} ({}) |", row.what, row.unit));
+        tbl.push_str(&format!("| {} ({}) |", row.what, row.unit));
         for n in &names {
             let cell = match row
                 .vals
@@ -820,11 +836,72 @@ fn main() {
                 Some((lo, med, hi)) => format!("{lo:.1} / **{med:.1}** / {hi:.1}"),
                 None => "–".into(),
             };
-            md.push_str(&format!(" {cell} |"));
+            tbl.push_str(&format!(" {cell} |"));
         }
         for n in names.iter().filter(|n| *n != "husk" && ratio_cols > 0) {
             let cell = match (med_of(row, "husk"), med_of(row, n)) {
                 (Some(h), Some(o)) if o > 0.0 => format!("{:.2}", h / o),
+                _ => "–".into(),
+            };
+            tbl.push_str(&format!(" {cell} |"));
+        }
+        tbl.push('\n');
+    }
+    if !rows.is_empty() {
+        md.push_str(&tbl);
+    }
+    for row in rows.iter().filter(|r| !r.note.is_empty()) {
+        md.push_str(&format!("\n- {}: {}.", row.what, row.note));
+    }
+    for n in &notes {
+        md.push_str(&format!("\n- {n}"));
+    }
+    md.push('\n');
+    if !up_rows.is_empty() {
+        md.push_str(&engine_table(&up_rows));
+    }
+    let out = manifest.join("target/bench");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("report.md"), &md).unwrap();
+    std::fs::write(out.join("chart.svg"), svg(&rows, &names)).unwrap();
+    println!("{md}");
+    eprintln!("bench: wrote {}/report.md and chart.svg", out.display());
+}
+
+/// The `up`/`idle` rows: husk up next to docker and podman (each engine with its default
+/// runtime), with husk's ratios to each.
+fn engine_table(rows: &[Row]) -> String {
+    let cols = [
+        ("husk", "husk up"),
+        ("docker", "docker"),
+        ("podman", "podman"),
+    ];
+    let mut md = String::from(
+        "\n#### `husk up` next to docker and podman\n\n\
+         Each engine with its default runtime and the same image; values: min / **median** / \
+         max; ratios are husk's median over the other's.\n\n\
+         | measurement | husk up | docker | podman | husk/docker | husk/podman |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    let med = |row: &Row, n: &str| {
+        row.vals
+            .iter()
+            .find(|(k, _)| k == n)
+            .and_then(|(_, v)| summary(v))
+    };
+    for row in rows {
+        md.push_str(&format!("| {} ({}) |", row.what, row.unit));
+        for (k, _) in cols {
+            let cell = match med(row, k) {
+                Some((lo, m, hi)) if (hi - lo).abs() < f64::EPSILON => format!("**{m:.1}**"),
+                Some((lo, m, hi)) => format!("{lo:.1} / **{m:.1}** / {hi:.1}"),
+                None => "–".into(),
+            };
+            md.push_str(&format!(" {cell} |"));
+        }
+        for other in ["docker", "podman"] {
+            let cell = match (med(row, "husk"), med(row, other)) {
+                (Some(h), Some(o)) if o.1 > 0.0 => format!("{:.3}", h.1 / o.1),
                 _ => "–".into(),
             };
             md.push_str(&format!(" {cell} |"));
@@ -834,16 +911,8 @@ fn main() {
     for row in rows.iter().filter(|r| !r.note.is_empty()) {
         md.push_str(&format!("\n- {}: {}.", row.what, row.note));
     }
-    for n in &notes {
-        md.push_str(&format!("\n- {n}"));
-    }
     md.push('\n');
-    let out = manifest.join("target/bench");
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("report.md"), &md).unwrap();
-    std::fs::write(out.join("chart.svg"), svg(&rows, &names)).unwrap();
-    println!("{md}");
-    eprintln!("bench: wrote {}/report.md and chart.svg", out.display());
+    md
 }
 
 /// Whether `p` is a cgroup (v1 or v2) file system, not e.g. the tmpfs over a hidden v2 mount.

@@ -93,7 +93,7 @@ fn tail(p: &Path, n: usize) -> String {
 }
 
 /// Run to completion with a deadline (SIGKILL by pid when it passes).
-fn output_timeout(mut c: Command, secs: u64) -> Option<Output> {
+pub fn output_timeout(mut c: Command, secs: u64) -> Option<Output> {
     let mut child = c
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -134,7 +134,7 @@ fn stop_child(c: &mut Child, secs: u64) {
     let _ = c.wait();
 }
 
-fn alive(pid: i32) -> bool {
+pub fn alive(pid: i32) -> bool {
     // a zombie (not ours to reap) counts as gone
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
         s.rsplit_once(')')
@@ -307,6 +307,24 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         c
+    }
+
+    /// The daemon's own processes at idle: dockerd, containerd and the containerd shims (by
+    /// pid; the containers' processes are not among them), each as (what, pid).
+    pub fn daemon_procs(&self) -> Vec<(String, i32)> {
+        let mut v = Vec::new();
+        for (what, c) in [("dockerd", &self.dockerd), ("containerd", &self.containerd)] {
+            if let Some(c) = c {
+                v.push((what.to_string(), c.id() as i32));
+            }
+        }
+        for pid in self.dir_procs() {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.starts_with("containerd-shim") {
+                v.push(("containerd-shim".to_string(), pid));
+            }
+        }
+        v
     }
 
     /// pids whose command line names the temp dir (dockerd, containerd, shims)
