@@ -1361,6 +1361,40 @@ fn up_containers_on_a_network_know_each_other_by_name() {
     assert!(ping("b", "a"), "b cannot ping a by name; b's hosts: {hb}");
     assert!(ping("a", "a"), "a cannot ping itself by name");
     assert!(!ping("c", "a"), "c, on another network, resolved a: {hc}");
+    // a bundle of the user's attached with husk network attach: its id and --alias go into
+    // the hosts files husk keeps; its own /etc/hosts (husk does not manage it) is left alone
+    let mut bun = Ctr::new("names-bundle", "default");
+    bun.args(&["sleep", "600"]);
+    bun.write_config();
+    bun.create_ok(&[]);
+    let own_before = std::fs::read(bun.rootfs().join("etc/hosts")).ok();
+    let mut c = ns.cmd(runtime().to_str().unwrap());
+    c.arg("--root")
+        .arg(&bun.root)
+        .args(["network", "attach", "--alias", "bun", "mynet", &bun.id])
+        .env("HUSK_NETWORK_DIR", dirs.join("netconf"))
+        .env("HUSK_CNI_CONFIG_DIR", dirs.join("cni"))
+        .env("HUSK_NETWORK_RUN_DIR", &run);
+    ok(
+        &run_timeout(&mut c, CMD_TIMEOUT),
+        "network attach of a bundle",
+    );
+    let ha = hosts("a");
+    assert!(
+        names(&ha, &bun.id) && names(&ha, "bun"),
+        "the bundle's container is not in a's hosts: {ha}"
+    );
+    assert_eq!(
+        std::fs::read(bun.rootfs().join("etc/hosts")).ok(),
+        own_before,
+        "the bundle's own /etc/hosts was written"
+    );
+    ok(
+        &husk_in_ns(&["network", "detach", "mynet", &bun.id]),
+        "network detach of the bundle",
+    );
+    assert!(!names(&hosts("a"), "bun"), "detached, still in a's hosts");
+    drop(bun);
     // removed: its lines go from the others' files
     ok(
         &husk_in_ns(&["rm", "--store", &store, "-f", "b"]),
