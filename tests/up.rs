@@ -1323,12 +1323,22 @@ fn up_containers_on_a_network_know_each_other_by_name() {
         a.extend_from_slice(&[IMAGE, "sleep", "600"]);
         husk_in_ns(&a)
     };
-    for (net, sub) in [("mynet", "10.89.81.0/24"), ("othernet", "10.89.82.0/24")] {
-        ok(
-            &husk_in_ns(&["network", "create", "--subnet", sub, net]),
-            "network create",
-        );
-    }
+    // (othernet is internal: no default route, so a container can be on both networks)
+    ok(
+        &husk_in_ns(&["network", "create", "--subnet", "10.89.81.0/24", "mynet"]),
+        "network create mynet",
+    );
+    ok(
+        &husk_in_ns(&[
+            "network",
+            "create",
+            "--internal",
+            "--subnet",
+            "10.89.82.0/24",
+            "othernet",
+        ]),
+        "network create othernet",
+    );
     let hosts = |c: &str| {
         std::fs::read_to_string(e.store().join("containers").join(c).join("hosts"))
             .unwrap_or_default()
@@ -1361,6 +1371,31 @@ fn up_containers_on_a_network_know_each_other_by_name() {
     assert!(ping("b", "a"), "b cannot ping a by name; b's hosts: {hb}");
     assert!(ping("a", "a"), "a cannot ping itself by name");
     assert!(!ping("c", "a"), "c, on another network, resolved a: {hc}");
+    // a joins c's network too (husk network attach): the two see each other there, and a's
+    // file keeps what its first attach recorded
+    ok(
+        &husk_in_ns(&["network", "attach", "othernet", "a"]),
+        "network attach a othernet",
+    );
+    let (ha, hc) = (hosts("a"), hosts("c"));
+    assert!(
+        names(&ha, "b") && names(&ha, "c") && names(&hc, "a"),
+        "{ha}\n{hc}"
+    );
+    assert!(!names(&hc, "b"), "c sees b through a: {hc}");
+    assert!(
+        ping("a", "c") && ping("c", "a"),
+        "a and c by name on othernet"
+    );
+    ok(
+        &husk_in_ns(&["network", "detach", "othernet", "a"]),
+        "network detach a othernet",
+    );
+    let (ha, hc) = (hosts("a"), hosts("c"));
+    assert!(
+        names(&ha, "b") && !names(&ha, "c") && !names(&hc, "a"),
+        "{ha}\n{hc}"
+    );
     // a bundle of the user's attached with husk network attach: its id and --alias go into
     // the hosts files husk keeps; its own /etc/hosts (husk does not manage it) is left alone
     let mut bun = Ctr::new("names-bundle", "default");

@@ -316,7 +316,8 @@ pub fn attach(
 ) -> Result<Attachment> {
     state::validate_id(id)?;
     let net = find(dirs, network)?;
-    let names = names_of(&net.name, id, o)?;
+    // (aliases checked before anything is locked or made)
+    names_of(&net.name, id, o)?;
     let _lock = lock_dir(&dirs.run)?;
     let st = g
         .store
@@ -364,6 +365,21 @@ pub fn attach(
         })?;
     }
     let all = records(dirs)?;
+    // a container of husk up attached to one more network with husk network attach: the hosts
+    // file its first attach recorded is kept the same way
+    let hosts = o.hosts.clone().or_else(|| {
+        all.iter()
+            .filter(|a| a.container == id)
+            .find_map(|a| a.hosts.clone())
+    });
+    let names = names_of(
+        &net.name,
+        id,
+        &AttachOptions {
+            hosts: hosts.clone(),
+            ..o.clone()
+        },
+    )?;
     if all
         .iter()
         .any(|a| a.container == id && a.network == network)
@@ -414,7 +430,7 @@ pub fn attach(
         host_netns: ns_inode(Path::new("/proc/self/ns/net")),
         driver,
         names,
-        hosts: o.hosts.clone(),
+        hosts,
     };
     save(dirs, &a)?;
     let added = (|| -> Result<Value> {
