@@ -221,6 +221,7 @@ fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
         user: a.user,
         hostname: a.hostname,
         network: NetworkMode::parse(&a.network)?,
+        network_aliases: a.network_alias,
         publish: a.publish,
         publish_all: a.publish_all,
         pull: PullPolicy::parse(&a.pull)?,

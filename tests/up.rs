@@ -1233,6 +1233,281 @@ fn up_network_named_with_a_published_port() {
     e.assert_clean("after a refused -p");
 }
 
+/// What the network run dir `run` and the namespace `ns` hold once nothing is attached: a veth,
+/// a `husk-*` nftables table, a host-local allocation, an attachment record or a pin.
+fn network_leaks(ns: &Netns, run: &std::path::Path) -> Vec<String> {
+    let mut l = Vec::new();
+    let links = text(&ns.cmd("ip").args(["-o", "link"]).output().unwrap().stdout);
+    l.extend(
+        links
+            .lines()
+            .filter(|x| x.contains("veth"))
+            .map(|x| format!("link {x}")),
+    );
+    let nft = ns.cmd("nft").args(["list", "tables"]).output().unwrap();
+    l.extend(
+        text(&nft.stdout)
+            .lines()
+            .filter(|t| t.contains(" husk-"))
+            .map(|t| format!("nftables {t}")),
+    );
+    for net in std::fs::read_dir(run.join("ipam"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for f in std::fs::read_dir(net.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let n = f.file_name().to_string_lossy().into_owned();
+            if n != "lock" && !n.starts_with("last_reserved_ip") {
+                l.push(format!("host-local allocation {}", f.path().display()));
+            }
+        }
+    }
+    for sub in ["attachments", "netns"] {
+        for e in std::fs::read_dir(run.join(sub))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            l.push(format!("{sub} {}", e.path().display()));
+        }
+    }
+    l
+}
+
+/// Containers on one network of `husk network create` know each other by name (their
+/// `--name`, their `--network-alias`) through the /etc/hosts husk keeps for each: `ping` by
+/// name both ways, no names across networks, a removed container's line gone from the others;
+/// then 20 containers started at once on one network, whose every hosts file lists all the
+/// others. Everything in a network namespace of the test's; nothing left after.
+#[test]
+fn up_containers_on_a_network_know_each_other_by_name() {
+    let name = "up_containers_on_a_network_know_each_other_by_name";
+    if !need_root(name) {
+        return;
+    }
+    let e = Env::new("names");
+    let ns = Netns::new();
+    let dirs = e.dir.path().to_path_buf();
+    let run = dirs.join("netrun");
+    let husk_in_ns = |args: &[&str]| {
+        let mut c = ns.cmd(runtime().to_str().unwrap());
+        c.arg("--root")
+            .arg(e.root())
+            .args(args)
+            .env("HUSK_NETWORK_DIR", dirs.join("netconf"))
+            .env("HUSK_CNI_CONFIG_DIR", dirs.join("cni"))
+            .env("HUSK_NETWORK_RUN_DIR", &run)
+            .env("CNI_PATH", "/usr/lib/cni");
+        run_timeout(&mut c, Duration::from_secs(120))
+    };
+    let store = e.store_arg();
+    let up_d = |name: &str, net: &str, extra: &[&str]| {
+        let mut a = vec![
+            "up",
+            "--store",
+            &store,
+            "--pull",
+            "never",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            net,
+        ];
+        a.extend_from_slice(extra);
+        a.extend_from_slice(&[IMAGE, "sleep", "600"]);
+        husk_in_ns(&a)
+    };
+    // (othernet is internal: no default route, so a container can be on both networks)
+    ok(
+        &husk_in_ns(&["network", "create", "--subnet", "10.89.81.0/24", "mynet"]),
+        "network create mynet",
+    );
+    ok(
+        &husk_in_ns(&[
+            "network",
+            "create",
+            "--internal",
+            "--subnet",
+            "10.89.82.0/24",
+            "othernet",
+        ]),
+        "network create othernet",
+    );
+    let hosts = |c: &str| {
+        std::fs::read_to_string(e.store().join("containers").join(c).join("hosts"))
+            .unwrap_or_default()
+    };
+    // a line of `hosts` naming `n` (names are the words after the address)
+    let names = |h: &str, n: &str| {
+        h.lines()
+            .any(|l| l.split_whitespace().skip(1).any(|w| w == n))
+    };
+    let ping = |from: &str, to: &str| {
+        e.husk(&["exec", from, "ping", "-c1", "-W2", to])
+            .status
+            .success()
+    };
+    ok(&up_d("a", "mynet", &[]), "up a");
+    ok(&up_d("b", "mynet", &["--network-alias", "bee"]), "up b");
+    ok(&up_d("c", "othernet", &[]), "up c");
+    let (ha, hb, hc) = (hosts("a"), hosts("b"), hosts("c"));
+    assert!(names(&ha, "b") && names(&ha, "bee"), "a's hosts: {ha}");
+    assert!(names(&hb, "a") && names(&hb, "bee"), "b's hosts: {hb}");
+    assert!(
+        !names(&ha, "c") && !names(&hc, "a") && !names(&hc, "b"),
+        "{ha}\n{hc}"
+    );
+    // from inside, through the bound /etc/hosts
+    let inside = text(&e.husk(&["exec", "a", "cat", "/etc/hosts"]).stdout);
+    assert_eq!(inside, ha, "a's /etc/hosts is the bundle's file");
+    assert!(ping("a", "b"), "a cannot ping b by name; a's hosts: {ha}");
+    assert!(ping("a", "bee"), "a cannot ping b by its alias");
+    assert!(ping("b", "a"), "b cannot ping a by name; b's hosts: {hb}");
+    assert!(ping("a", "a"), "a cannot ping itself by name");
+    assert!(!ping("c", "a"), "c, on another network, resolved a: {hc}");
+    // a joins c's network too (husk network attach): the two see each other there, and a's
+    // file keeps what its first attach recorded
+    ok(
+        &husk_in_ns(&["network", "attach", "othernet", "a"]),
+        "network attach a othernet",
+    );
+    let (ha, hc) = (hosts("a"), hosts("c"));
+    assert!(
+        names(&ha, "b") && names(&ha, "c") && names(&hc, "a"),
+        "{ha}\n{hc}"
+    );
+    assert!(!names(&hc, "b"), "c sees b through a: {hc}");
+    assert!(
+        ping("a", "c") && ping("c", "a"),
+        "a and c by name on othernet"
+    );
+    ok(
+        &husk_in_ns(&["network", "detach", "othernet", "a"]),
+        "network detach a othernet",
+    );
+    let (ha, hc) = (hosts("a"), hosts("c"));
+    assert!(
+        names(&ha, "b") && !names(&ha, "c") && !names(&hc, "a"),
+        "{ha}\n{hc}"
+    );
+    // a bundle of the user's attached with husk network attach: its id and --alias go into
+    // the hosts files husk keeps; its own /etc/hosts (husk does not manage it) is left alone
+    let mut bun = Ctr::new("names-bundle", "default");
+    bun.args(&["sleep", "600"]);
+    bun.write_config();
+    bun.create_ok(&[]);
+    let own_before = std::fs::read(bun.rootfs().join("etc/hosts")).ok();
+    let mut c = ns.cmd(runtime().to_str().unwrap());
+    c.arg("--root")
+        .arg(&bun.root)
+        .args(["network", "attach", "--alias", "bun", "mynet", &bun.id])
+        .env("HUSK_NETWORK_DIR", dirs.join("netconf"))
+        .env("HUSK_CNI_CONFIG_DIR", dirs.join("cni"))
+        .env("HUSK_NETWORK_RUN_DIR", &run);
+    ok(
+        &run_timeout(&mut c, CMD_TIMEOUT),
+        "network attach of a bundle",
+    );
+    let ha = hosts("a");
+    assert!(
+        names(&ha, &bun.id) && names(&ha, "bun"),
+        "the bundle's container is not in a's hosts: {ha}"
+    );
+    assert_eq!(
+        std::fs::read(bun.rootfs().join("etc/hosts")).ok(),
+        own_before,
+        "the bundle's own /etc/hosts was written"
+    );
+    ok(
+        &husk_in_ns(&["network", "detach", "mynet", &bun.id]),
+        "network detach of the bundle",
+    );
+    assert!(!names(&hosts("a"), "bun"), "detached, still in a's hosts");
+    drop(bun);
+    // removed: its lines go from the others' files
+    ok(
+        &husk_in_ns(&["rm", "--store", &store, "-f", "b"]),
+        "rm -f b",
+    );
+    let ha = hosts("a");
+    assert!(
+        !names(&ha, "b") && !names(&ha, "bee"),
+        "b is still in a's hosts: {ha}"
+    );
+    assert!(!ping("a", "b"), "a still resolves b after its removal");
+    // bad input, refused by name with nothing made
+    for (args, want) in [
+        (vec!["--network-alias", "a b"], "expected a host name"),
+        (
+            vec!["--network-alias", "x", "--network", "none"],
+            "aliases need a network",
+        ),
+        (
+            vec!["--network-alias", "x", "--network", "husk"],
+            "default network, which gives no names",
+        ),
+    ] {
+        let mut a = vec!["up", "--store", &store, "--pull", "never", "--name", "bad"];
+        a.extend(args);
+        a.extend([IMAGE, "true"]);
+        let o = husk_in_ns(&a);
+        assert!(
+            !o.status.success()
+                && text(&o.stderr).contains("--network-alias")
+                && text(&o.stderr).contains(want),
+            "{want}: {}",
+            text(&o.stderr)
+        );
+        assert!(
+            !e.store().join("containers/bad").exists(),
+            "{want}: a bundle was made"
+        );
+    }
+    ok(
+        &husk_in_ns(&["rm", "--store", &store, "-f", "a", "c"]),
+        "rm -f a c",
+    );
+    // 20 attaches at once to one network: each hosts file names the 19 others
+    let ids: Vec<String> = (0..20).map(|i| format!("n{i}")).collect();
+    let outs: Vec<Output> = std::thread::scope(|s| {
+        let hs: Vec<_> = ids
+            .iter()
+            .map(|id| s.spawn(|| up_d(id, "mynet", &[])))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (id, o) in ids.iter().zip(&outs) {
+        ok(o, &format!("up {id}"));
+    }
+    let mut addrs = std::collections::HashSet::new();
+    for id in &ids {
+        let h = hosts(id);
+        for other in ids.iter().filter(|o| *o != id) {
+            assert!(names(&h, other), "{id}'s hosts lacks {other}:\n{h}");
+        }
+        let own: Vec<&str> = h.lines().filter(|l| l.starts_with("10.89.81.")).collect();
+        assert_eq!(own.len(), 20, "{id}: one line per container:\n{h}");
+        for l in own {
+            addrs.insert(l.to_string());
+        }
+    }
+    assert_eq!(addrs.len(), 20, "20 distinct address lines: {addrs:?}");
+    assert!(ping("n0", "n19") && ping("n19", "n0"), "n0 and n19 by name");
+    // (in the namespace, with its network run dir: the attachments are released there)
+    let mut rm = vec!["rm", "--store", &store, "-f"];
+    rm.extend(ids.iter().map(String::as_str));
+    ok(&husk_in_ns(&rm), "rm -f n0..n19");
+    e.assert_all_gone("after the named containers");
+    let leaks = network_leaks(&ns, &run);
+    assert!(leaks.is_empty(), "left behind: {leaks:?}");
+}
+
 impl Env {
     fn store_arg(&self) -> String {
         self.store().to_string_lossy().into_owned()

@@ -39,6 +39,10 @@ pub struct UpArgs {
     /// none (loopback only), host, or a network of `husk network create`.
     #[arg(long, default_value = "none")]
     pub network: String,
+    /// Another name the container has on its network, in the /etc/hosts of the network's
+    /// other containers; repeatable (not with none, host or the default network).
+    #[arg(long = "network-alias")]
+    pub network_alias: Vec<String>,
     /// Publish a port: [ip:]hostPort:containerPort[/tcp|udp|sctp] (needs --network NAME);
     /// repeatable.
     #[arg(short = 'p', long = "publish")]

@@ -10,6 +10,7 @@
 //! * `.lock`: a flock serialising every change to records and pins.
 
 use super::cni::{self, Env};
+use super::dns::{self, HostsFile, Peer};
 use super::ports::{self, PortMapping};
 use super::{find, lock_dir, mkdir, native, Dirs, Source};
 use crate::container::{status_of, Global};
@@ -18,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::fs;
+use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -63,6 +65,14 @@ pub struct Attachment {
     pub host_netns: Option<(u64, u64)>,
     #[serde(default)]
     pub driver: Driver,
+    /// What the other containers on this network call this one in their hosts files (its id,
+    /// its hostname, its aliases); empty on the default network, which gives no names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// The hosts file husk keeps for the container (`husk up`'s), rewritten whenever a
+    /// container joins or leaves a network it is on; none for a bundle of the user's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<HostsFile>,
 }
 
 impl Attachment {
@@ -102,6 +112,14 @@ impl Attachment {
                 self.container, self.network
             )
         })
+    }
+
+    /// The container's addresses on this network, from the ADD result, without their prefix.
+    fn addresses(&self) -> Vec<IpAddr> {
+        self.ips()
+            .iter()
+            .filter_map(|a| a.split('/').next()?.parse().ok())
+            .collect()
     }
 
     /// The container's addresses on this network, from the ADD result.
@@ -250,6 +268,41 @@ pub struct AttachOptions {
     pub ports: Vec<PortMapping>,
     /// Interface name in the container (default: the first free ethN).
     pub ifname: Option<String>,
+    /// More names for the container on this network (`--network-alias`), beside its id.
+    pub aliases: Vec<String>,
+    /// The hosts file husk keeps for the container: written with its address and the other
+    /// containers of the network, and kept so as they come and go.
+    pub hosts: Option<HostsFile>,
+}
+
+/// Whether containers on `network` know each other by name: every network but the default
+/// one, as Docker's default bridge and podman's default network give no names and their
+/// user-defined networks do.
+pub fn gives_names(network: &str) -> bool {
+    network != super::DEFAULT_NETWORK
+}
+
+/// The names a container has on a network: its id, its hostname, its aliases (each once).
+fn names_of(network: &str, id: &str, o: &AttachOptions) -> Result<Vec<String>> {
+    for a in &o.aliases {
+        dns::check_alias("network alias", a)?;
+    }
+    if !gives_names(network) {
+        if let Some(a) = o.aliases.first() {
+            bail!(
+                "network alias {a:?}: network {network} (the default network) gives no names; \
+                 aliases need a network of husk network create"
+            );
+        }
+        return Ok(Vec::new());
+    }
+    let mut names = vec![id.to_string()];
+    for n in o.hosts.iter().map(|h| &h.hostname).chain(o.aliases.iter()) {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    Ok(names)
 }
 
 /// Attach container `id` (of `g`'s store) to `network`: record, pin, then the native driver's
@@ -263,6 +316,8 @@ pub fn attach(
 ) -> Result<Attachment> {
     state::validate_id(id)?;
     let net = find(dirs, network)?;
+    // (aliases checked before anything is locked or made)
+    names_of(&net.name, id, o)?;
     let _lock = lock_dir(&dirs.run)?;
     let st = g
         .store
@@ -310,6 +365,21 @@ pub fn attach(
         })?;
     }
     let all = records(dirs)?;
+    // a container of husk up attached to one more network with husk network attach: the hosts
+    // file its first attach recorded is kept the same way
+    let hosts = o.hosts.clone().or_else(|| {
+        all.iter()
+            .filter(|a| a.container == id)
+            .find_map(|a| a.hosts.clone())
+    });
+    let names = names_of(
+        &net.name,
+        id,
+        &AttachOptions {
+            hosts: hosts.clone(),
+            ..o.clone()
+        },
+    )?;
     if all
         .iter()
         .any(|a| a.container == id && a.network == network)
@@ -359,6 +429,8 @@ pub fn attach(
         result: None,
         host_netns: ns_inode(Path::new("/proc/self/ns/net")),
         driver,
+        names,
+        hosts,
     };
     save(dirs, &a)?;
     let added = (|| -> Result<Value> {
@@ -375,7 +447,13 @@ pub fn attach(
         Ok(r) => {
             a.result = Some(r);
             a.phase = Phase::Attached;
-            save(dirs, &a)?;
+            let written = save(dirs, &a).and_then(|()| refresh_hosts(dirs, &a));
+            if let Err(e) = written {
+                if let Err(d) = release(dirs, &mut a) {
+                    return Err(e.context(format!("undoing the attach failed too: {d:#}")));
+                }
+                return Err(e);
+            }
             Ok(a)
         }
         Err(e) => {
@@ -439,7 +517,98 @@ fn release(dirs: &Dirs, a: &mut Attachment) -> Result<()> {
             &a.env(dirs),
         )?,
     }
-    forget(dirs, a)
+    forget(dirs, a)?;
+    if let Err(e) = refresh_hosts(dirs, a) {
+        // the container's own file (its peers' are only warned about)
+        crate::logging::warn(&format!(
+            "container {}: after leaving network {}: {e:#}",
+            a.container, a.network
+        ));
+    }
+    Ok(())
+}
+
+/// After `changed` was attached (recorded `attached`) or released (its record gone): write
+/// again, from the records, the hosts files husk keeps of its container and, when its network
+/// gives names, of every other container on that network. Every caller holds the run dir's
+/// lock, so the records read are the latest and the writes of two changes never cross; each
+/// file is also written under its own flock. An error writing the container's own file is
+/// returned; one for another container's is reported as a warning, so a peer's broken bundle
+/// never fails this container's attach or release.
+fn refresh_hosts(dirs: &Dirs, changed: &Attachment) -> Result<()> {
+    if changed.hosts.is_none() && changed.names.is_empty() {
+        return Ok(());
+    }
+    let all = records(dirs)?;
+    let spec_of = |id: &str| {
+        all.iter()
+            .filter(|a| a.container == id)
+            .find_map(|a| a.hosts.clone())
+    };
+    let mut own = None;
+    if let Some(h) = spec_of(&changed.container).or_else(|| changed.hosts.clone()) {
+        own = Some(write_hosts(&all, &changed.container, &h));
+    }
+    if !changed.names.is_empty() {
+        let mut done: Vec<&str> = vec![&changed.container];
+        for a in all.iter().filter(|a| a.network == changed.network) {
+            if done.contains(&a.container.as_str()) {
+                continue;
+            }
+            done.push(&a.container);
+            if let Some(h) = spec_of(&a.container) {
+                if let Err(e) = write_hosts(&all, &a.container, &h) {
+                    crate::logging::warn(&format!(
+                        "container {}: its hosts file, after {} {} network {}: {e:#}",
+                        a.container,
+                        changed.container,
+                        if changed.phase == Phase::Attached {
+                            "joined"
+                        } else {
+                            "left"
+                        },
+                        changed.network
+                    ));
+                }
+            }
+        }
+    }
+    own.unwrap_or(Ok(()))
+}
+
+/// Write container `id`'s hosts file `h` from the records `all`: its addresses on every
+/// network under its hostname and its names, its `--add-host` entries, then the addresses and
+/// names of every other container attached to a network of its that gives names.
+fn write_hosts(all: &[Attachment], id: &str, h: &HostsFile) -> Result<()> {
+    let mine: Vec<&Attachment> = all
+        .iter()
+        .filter(|a| a.container == id && a.phase == Phase::Attached)
+        .collect();
+    let ips: Vec<IpAddr> = mine.iter().flat_map(|a| a.addresses()).collect();
+    let mut own_names: Vec<String> = Vec::new();
+    for n in mine.iter().flat_map(|a| a.names.iter()) {
+        if *n != h.hostname && !own_names.contains(n) {
+            own_names.push(n.clone());
+        }
+    }
+    let mut peers = Vec::new();
+    for m in mine.iter().filter(|m| !m.names.is_empty()) {
+        for p in all.iter().filter(|p| {
+            p.network == m.network
+                && p.container != id
+                && p.phase == Phase::Attached
+                && !p.names.is_empty()
+        }) {
+            peers.extend(p.addresses().into_iter().map(|ip| Peer {
+                ip,
+                names: p.names.clone(),
+            }));
+        }
+    }
+    dns::rewrite_in_place(&h.path, || {
+        dns::hosts_with_peers(h, &own_names, &ips, &peers)
+    })
+    .map(drop)
 }
 
 /// Detach container `id` from `network`.
@@ -558,5 +727,98 @@ pub fn release_container(root: &Path, id: &str) -> Result<()> {
     match first_err {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(
+        id: &str,
+        network: &str,
+        ip: &str,
+        names: &[&str],
+        hosts: Option<&Path>,
+    ) -> Attachment {
+        Attachment {
+            container: id.into(),
+            network: network.into(),
+            root: PathBuf::from("/run/husk"),
+            pid: 1,
+            pid_start_time: 1,
+            netns: PathBuf::from("/nonexistent"),
+            ifname: "eth0".into(),
+            conflist: json!({}),
+            ports: Vec::new(),
+            phase: Phase::Attached,
+            result: Some(json!({"ips": [{"address": format!("{ip}/24")}]})),
+            host_netns: None,
+            driver: Driver::Native,
+            names: names.iter().map(|n| n.to_string()).collect(),
+            hosts: hosts.map(|p| HostsFile {
+                path: p.to_path_buf(),
+                hostname: id.into(),
+                extra_hosts: Vec::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn names_on_a_network() {
+        let o = AttachOptions {
+            aliases: vec!["db".into(), "web".into()],
+            hosts: Some(HostsFile {
+                path: PathBuf::from("/x"),
+                hostname: "web".into(),
+                extra_hosts: Vec::new(),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(names_of("mynet", "a", &o).unwrap(), ["a", "web", "db"]);
+        // the default network gives none, and refuses aliases
+        assert!(names_of(
+            crate::network::DEFAULT_NETWORK,
+            "a",
+            &AttachOptions::default()
+        )
+        .unwrap()
+        .is_empty());
+        let e = format!(
+            "{:#}",
+            names_of(crate::network::DEFAULT_NETWORK, "a", &o).unwrap_err()
+        );
+        assert!(e.contains("\"db\"") && e.contains("default network"), "{e}");
+        let bad = AttachOptions {
+            aliases: vec!["a b".into()],
+            ..Default::default()
+        };
+        assert!(format!("{:#}", names_of("mynet", "a", &bad).unwrap_err()).contains("a b"));
+    }
+
+    #[test]
+    fn hosts_file_from_the_records() {
+        let d = tempfile::tempdir().unwrap();
+        let fa = d.path().join("a");
+        fs::write(&fa, "old\n").unwrap();
+        let mut adding = record("e", "mynet", "10.1.0.6", &["e"], None);
+        adding.phase = Phase::Adding;
+        let all = vec![
+            record("a", "mynet", "10.1.0.2", &["a", "al"], Some(&fa)),
+            record("a", "husk", "10.88.0.2", &[], Some(&fa)),
+            record("b", "mynet", "10.1.0.3", &["b"], None),
+            // on the default network with a: no names
+            record("c", "husk", "10.88.0.3", &[], None),
+            // on another network
+            record("d", "other", "10.2.0.4", &["d"], None),
+            // not attached yet
+            adding,
+        ];
+        write_hosts(&all, "a", all[0].hosts.as_ref().unwrap()).unwrap();
+        let t = fs::read_to_string(&fa).unwrap();
+        assert!(
+            t.ends_with("10.1.0.2\ta al\n10.88.0.2\ta al\n10.1.0.3\tb\n"),
+            "{t}"
+        );
     }
 }

@@ -71,6 +71,10 @@ pub enum NetworkVerb {
         /// Interface name in the container (default: the first free ethN).
         #[arg(long)]
         ifname: Option<String>,
+        /// Another name the container has on the network, beside its id, in the /etc/hosts of
+        /// `husk up`'s containers there; repeatable. Not on the default network.
+        #[arg(long)]
+        alias: Vec<String>,
         name: String,
         id: String,
     },
@@ -184,6 +188,7 @@ pub fn run(g: &Global, a: NetworkArgs) -> Result<()> {
         NetworkVerb::Attach {
             publish,
             ifname,
+            alias,
             name,
             id,
         } => {
@@ -191,7 +196,15 @@ pub fn run(g: &Global, a: NetworkArgs) -> Result<()> {
             for p in &publish {
                 ports.extend(ports::parse(p)?);
             }
-            let a = attach::attach(g, &dirs, &name, &id, &AttachOptions { ports, ifname })?;
+            // husk keeps no hosts file for a bundle of the user's: the container's own
+            // /etc/hosts is left alone, its names go into those of husk up's containers
+            let o = AttachOptions {
+                ports,
+                ifname,
+                aliases: alias,
+                hosts: None,
+            };
+            let a = attach::attach(g, &dirs, &name, &id, &o)?;
             let mut line = format!("{} {}", a.ifname, a.ips().join(","));
             for p in &a.ports {
                 line.push_str(&format!(" {p}"));

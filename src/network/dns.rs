@@ -7,8 +7,9 @@
 //! stub (127.0.0.53) is read through `/run/systemd/resolve/resolv.conf`, the real upstreams.
 
 use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const DEFAULT_V4: [&str; 2] = ["8.8.8.8", "8.8.4.4"];
 const DEFAULT_V6: [&str; 2] = ["2001:4860:4860::8888", "2001:4860:4860::8844"];
@@ -138,6 +139,95 @@ fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\
         out.push_str(&format!("{ip}\t{n}\n"));
     }
     out
+}
+
+/// The hosts file husk keeps for a container (`husk up`'s, bound read-only on its
+/// `/etc/hosts`) and what its own lines are made of; kept in the container's attachment records
+/// so that any attach or detach on a network it shares can write the file again whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostsFile {
+    pub path: PathBuf,
+    pub hostname: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<(String, IpAddr)>,
+}
+
+/// Another container on a network that gives names: one of its addresses and its names there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub ip: IpAddr,
+    pub names: Vec<String>,
+}
+
+/// A container's whole hosts file: [`hosts`] (its own addresses under its hostname and its
+/// names), then one line per address of each other container on a network it shares that gives
+/// names. `--add-host` entries and the container's own names come first, so they win a lookup of
+/// a name a peer also has.
+pub fn hosts_with_peers(
+    h: &HostsFile,
+    own_names: &[String],
+    ips: &[IpAddr],
+    peers: &[Peer],
+) -> String {
+    let mut out = hosts(&h.hostname, own_names, ips, &h.extra_hosts);
+    for p in peers {
+        let mut names: Vec<&str> = Vec::new();
+        for n in &p.names {
+            if !names.contains(&n.as_str()) {
+                names.push(n);
+            }
+        }
+        if !names.is_empty() {
+            out.push_str(&format!("{}\t{}\n", p.ip, names.join(" ")));
+        }
+    }
+    out
+}
+
+/// A network alias (`--network-alias`, `husk network attach --alias`): a host name of 1 to 253
+/// letters, digits, `-`, `_` and `.`, not starting with `-` or `.`.
+pub fn check_alias(flag: &str, s: &str) -> Result<()> {
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && !s.starts_with(['-', '.'])
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        anyhow::bail!(
+            "{flag} {s:?}: expected a host name (1 to 253 letters, digits, '-', '_' and '.', not \
+             starting with '-' or '.')"
+        );
+    }
+    Ok(())
+}
+
+/// Write `text()` into the hosts file at `path` in place: the container has the file
+/// bind-mounted, and the mount holds the inode, so a new file renamed over it would never be
+/// seen. Under an exclusive flock of the file, the text is written from offset 0 and the file
+/// cut to its length (a reader meanwhile sees the old lines, the new ones, or the new ones
+/// followed by an old tail; never an empty file). The path is opened without following a
+/// symlink and never created: `Ok(false)` when there is no file (the container's bundle is
+/// gone).
+pub fn rewrite_in_place(path: &Path, text: impl FnOnce() -> String) -> Result<bool> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let f = match std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
+    };
+    let f = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .with_context(|| format!("lock {}", path.display()))?;
+    let data = text();
+    f.write_all_at(data.as_bytes(), 0)
+        .and_then(|()| f.set_len(data.len() as u64))
+        .with_context(|| format!("write {}", path.display()))?;
+    Ok(true)
 }
 
 /// Parse `--add-host NAME:IP`.
@@ -338,6 +428,70 @@ options ndots:2 timeout:1\nsortlist 10.0.0.0/8\n"
             write_container_files(d.path(), &bad, "").unwrap_err()
         );
         assert!(e.contains("hostname \"a b\""), "{e}");
+    }
+
+    #[test]
+    fn peers_follow_own_lines_and_add_hosts() {
+        let h = HostsFile {
+            path: PathBuf::from("/nonexistent"),
+            hostname: "a".into(),
+            extra_hosts: vec![parse_add_host("db:10.0.0.9").unwrap()],
+        };
+        let peers = [
+            Peer {
+                ip: "10.89.1.3".parse().unwrap(),
+                names: vec!["b".into(), "b".into(), "web".into()],
+            },
+            Peer {
+                ip: "10.89.2.4".parse().unwrap(),
+                names: vec!["c".into()],
+            },
+        ];
+        let t = hosts_with_peers(&h, &["al".into()], &["10.89.1.2".parse().unwrap()], &peers);
+        assert!(
+            t.ends_with("10.89.1.2\ta al\n10.0.0.9\tdb\n10.89.1.3\tb web\n10.89.2.4\tc\n"),
+            "{t}"
+        );
+        // no peers: what the container alone gets
+        assert_eq!(
+            hosts_with_peers(&h, &[], &[], &[]),
+            hosts("a", &[], &[], &h.extra_hosts)
+        );
+    }
+
+    #[test]
+    fn aliases_checked() {
+        for ok in ["db", "db.example", "a_b-2", "x"] {
+            check_alias("--network-alias", ok).unwrap();
+        }
+        for bad in ["", "a b", "-a", ".a", "a#b", "a\nb", &"x".repeat(254)] {
+            let e = format!("{:#}", check_alias("--network-alias", bad).unwrap_err());
+            assert!(
+                e.contains("--network-alias") && e.contains("host name"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn rewritten_in_place() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("hosts");
+        std::fs::write(&p, "a much longer first text than the next one\n").unwrap();
+        let ino = std::fs::metadata(&p).unwrap().ino();
+        assert!(rewrite_in_place(&p, || "short\n".into()).unwrap());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "short\n");
+        assert_eq!(std::fs::metadata(&p).unwrap().ino(), ino, "same inode");
+        assert!(rewrite_in_place(&p, || "longer than short\n".into()).unwrap());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "longer than short\n");
+        // never created, never through a symlink
+        assert!(!rewrite_in_place(&d.path().join("gone"), || "x".into()).unwrap());
+        assert!(!d.path().join("gone").exists());
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        assert!(rewrite_in_place(&link, || "x".into()).is_err());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "longer than short\n");
     }
 
     #[test]

@@ -1477,23 +1477,27 @@ pub fn write_names(
         .collect())
 }
 
-/// Rewrite `hosts` in place (the container has it bind-mounted) with the container's
-/// addresses once its networks are attached.
-pub fn update_hosts(
-    file: &Path,
-    extra_hosts: &[(String, IpAddr)],
+/// How `husk up` (and its monitor) attach the container to its network: its ports, its
+/// `--network-alias`es, and the `hosts` file of its bundle (bound on its `/etc/hosts`), which
+/// the attach writes in place with the container's addresses and the network's other
+/// containers, and keeps so while they come and go.
+pub fn attach_options(
+    bundle: &Path,
+    ports: &[crate::network::ports::PortMapping],
     hostname: &str,
-    ips: &[IpAddr],
-) -> Result<()> {
-    use std::io::Write;
-    let text = dns::hosts(hostname, &[], ips, extra_hosts);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(file)
-        .with_context(|| format!("open {}", file.display()))?;
-    f.write_all(text.as_bytes())
-        .with_context(|| format!("write {}", file.display()))
+    extra_hosts: &[(String, IpAddr)],
+    aliases: &[String],
+) -> crate::network::attach::AttachOptions {
+    crate::network::attach::AttachOptions {
+        ports: ports.to_vec(),
+        ifname: None,
+        aliases: aliases.to_vec(),
+        hosts: Some(dns::HostsFile {
+            path: bundle.join("hosts"),
+            hostname: hostname.to_string(),
+            extra_hosts: extra_hosts.to_vec(),
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -2369,12 +2373,14 @@ mod tests {
         // in place: the inode the container has bound stays
         use std::os::unix::fs::MetadataExt;
         let ino = std::fs::metadata(d.path().join("hosts")).unwrap().ino();
-        update_hosts(
-            &d.path().join("hosts"),
-            &c.extra_hosts,
-            "box",
-            &["10.89.0.2".parse().unwrap()],
-        )
+        // what the attach is given, and what it writes with it
+        let o = attach_options(d.path(), &[], "box", &c.extra_hosts, &["al".into()]);
+        let spec = o.hosts.as_ref().unwrap();
+        assert_eq!(spec.path, d.path().join("hosts"));
+        assert_eq!(o.aliases, ["al"]);
+        dns::rewrite_in_place(&spec.path, || {
+            dns::hosts_with_peers(spec, &[], &["10.89.0.2".parse().unwrap()], &[])
+        })
         .unwrap();
         let h = std::fs::read_to_string(d.path().join("hosts")).unwrap();
         assert!(

@@ -68,6 +68,28 @@ impl NetworkMode {
     }
 }
 
+/// `--network-alias`: host names, and only on a network whose containers know each other by
+/// name (docker run refuses them outside user-defined networks too).
+fn check_network_aliases(o: &UpOptions) -> Result<()> {
+    let Some(first) = o.network_aliases.first() else {
+        return Ok(());
+    };
+    for a in &o.network_aliases {
+        crate::network::dns::check_alias("--network-alias", a)?;
+    }
+    match &o.network {
+        NetworkMode::Named(n) if crate::network::attach::gives_names(n) => Ok(()),
+        NetworkMode::Named(n) => bail!(
+            "--network-alias {first:?}: network {n} is husk's default network, which gives no \
+             names; aliases need a network of husk network create"
+        ),
+        NetworkMode::None | NetworkMode::Host => bail!(
+            "--network-alias {first:?}: aliases need a network of husk network create \
+             (--network NAME)"
+        ),
+    }
+}
+
 /// What `husk up` was asked for.
 #[derive(Default)]
 pub struct UpOptions {
@@ -88,6 +110,8 @@ pub struct UpOptions {
     pub user: Option<String>,
     pub hostname: Option<String>,
     pub network: NetworkMode,
+    /// `--network-alias`: more names on the network, for its other containers.
+    pub network_aliases: Vec<String>,
     /// Published ports (`-p [ip:]hostPort:containerPort[/proto]`), on a named network only.
     pub publish: Vec<String>,
     /// `-P`: every port the image exposes, each on a free host port.
@@ -185,6 +209,7 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     }
     let env = environment(o)?;
     monitor::check(o)?;
+    check_network_aliases(o)?;
     let cfg = flags::parse(&o.config)?;
     let mut facts = flags::resolve(&cfg, store_dir)?;
     let mut ports = Vec::new();
@@ -284,6 +309,7 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
                 ports: &ports,
                 hostname: &hostname,
                 extra_hosts: &cfg.extra_hosts,
+                aliases: &o.network_aliases,
             },
             flags::anonymous_volumes(&facts),
         );
@@ -305,14 +331,16 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
         };
         crate::container::run_with(g, &run, &mut |_| {
             if let Some((dirs, name)) = &net {
-                let a = crate::network::attach::AttachOptions {
-                    ports: ports.clone(),
-                    ifname: None,
-                };
-                let att = crate::network::attach::attach(g, dirs, name, &id, &a)?;
-                // its addresses under its name, in the hosts file it has bound
-                let ips = crate::network::dns::result_ips(&att.result.iter().collect::<Vec<_>>());
-                flags::update_hosts(&bundle.join("hosts"), &cfg.extra_hosts, &hostname, &ips)?;
+                // (the attach writes the hosts file it has bound: its addresses, the network's
+                // other containers)
+                let a = flags::attach_options(
+                    &bundle,
+                    &ports,
+                    &hostname,
+                    &cfg.extra_hosts,
+                    &o.network_aliases,
+                );
+                crate::network::attach::attach(g, dirs, name, &id, &a)?;
             }
             Ok(())
         })
@@ -351,6 +379,7 @@ struct Attached<'a> {
     ports: &'a [crate::network::ports::PortMapping],
     hostname: &'a str,
     extra_hosts: &'a [(String, std::net::IpAddr)],
+    aliases: &'a [String],
 }
 
 fn monitor_config(
@@ -370,6 +399,7 @@ fn monitor_config(
         interactive: o.interactive,
         hostname: net.hostname.to_string(),
         extra_hosts: net.extra_hosts.to_vec(),
+        network_aliases: net.aliases.to_vec(),
         anonymous_volumes,
     }
 }

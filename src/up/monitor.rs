@@ -137,6 +137,9 @@ pub struct Config {
     pub hostname: String,
     #[serde(default)]
     pub extra_hosts: Vec<(String, std::net::IpAddr)>,
+    /// `--network-alias`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_aliases: Vec<String>,
     /// The `_data` directories of its anonymous volumes, removed with it (`--rm`).
     #[serde(default)]
     pub anonymous_volumes: Vec<PathBuf>,
@@ -424,18 +427,14 @@ fn start_once(
     };
     let res = crate::container::run_with(g, &opts, &mut |_| {
         if let (Some(dirs), Some(name)) = (dirs, &cfg.network) {
-            let a = crate::network::attach::AttachOptions {
-                ports: cfg.ports.clone(),
-                ifname: None,
-            };
-            let att = crate::network::attach::attach(g, dirs, name, id, &a)?;
-            let ips = crate::network::dns::result_ips(&att.result.iter().collect::<Vec<_>>());
-            super::flags::update_hosts(
-                &bundle.join("hosts"),
-                &cfg.extra_hosts,
+            let a = super::flags::attach_options(
+                bundle,
+                &cfg.ports,
                 &cfg.hostname,
-                &ips,
-            )?;
+                &cfg.extra_hosts,
+                &cfg.network_aliases,
+            );
+            crate::network::attach::attach(g, dirs, name, id, &a)?;
         }
         Ok(())
     });
