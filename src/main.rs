@@ -22,6 +22,16 @@ fn main() {
             std::process::exit(husk::up::init::run(&command));
         }
     }
+    // a detached container's monitor (`husk up -d`), exec'd fresh by `husk up`
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == husk::up::monitor::SUBCOMMAND)
+    {
+        let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        if let Some(code) = husk::up::monitor::exec_main(&raw) {
+            std::process::exit(code);
+        }
+    }
     let args = normalize_args(std::env::args());
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,

@@ -302,6 +302,8 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
     state::validate_id(id)?;
     if !g.store.dir(id).exists() {
         if force {
+            // a create of this id killed before its directory had the id leaves an `@new.*`
+            g.store.sweep_new_dirs();
             return Ok(());
         }
         bail!("container {id} does not exist");

@@ -204,6 +204,7 @@ impl Store {
                 return Err(e);
             }
         };
+        crate::fault::step("create: private state dir made");
         use nix::fcntl::{renameat2, RenameFlags};
         let cwd = nix::fcntl::AT_FDCWD;
         match renameat2(cwd, &tmp, cwd, &dir, RenameFlags::RENAME_NOREPLACE) {
@@ -317,14 +318,52 @@ impl Store {
                 if !e.file_type().ok()?.is_dir() {
                     return None;
                 }
-                e.file_name()
-                    .into_string()
-                    .ok()
-                    .filter(|n| !n.starts_with(NEW_DIR_PREFIX))
+                let name = e.file_name().into_string().ok()?;
+                if name.starts_with(NEW_DIR_PREFIX) {
+                    self.sweep_new_dir(&name);
+                    return None;
+                }
+                Some(name)
             })
             .collect();
         ids.sort();
         Ok(ids)
+    }
+
+    /// Remove the private directories (`@new.PID.SEQ`) of creates killed before they renamed
+    /// theirs into place (they are empty: nothing is written before the rename).
+    pub fn sweep_new_dirs(&self) {
+        for e in fs::read_dir(&self.root).into_iter().flatten().flatten() {
+            if let Some(name) = e.file_name().to_str() {
+                if name.starts_with(NEW_DIR_PREFIX) {
+                    self.sweep_new_dir(name);
+                }
+            }
+        }
+    }
+
+    /// Remove `name` (an `@new.PID.SEQ` directory) when its creator is gone: that pid no longer
+    /// runs and nobody holds the directory's lock. A live creator's directory (or one whose pid
+    /// was reused) stays.
+    fn sweep_new_dir(&self, name: &str) {
+        let Some(pid) = name[NEW_DIR_PREFIX.len()..]
+            .split('.')
+            .next()
+            .and_then(|p| p.parse::<i32>().ok())
+            .filter(|&p| p > 0)
+        else {
+            return;
+        };
+        let dead = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH);
+        if !dead {
+            return;
+        }
+        let path = self.root.join(name);
+        let Ok(f) = File::open(&path) else { return };
+        if let Ok(_held) = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            let _ = fs::remove_dir(&path);
+        }
     }
 
     /// Take the container's exclusive lock (released when the returned file is dropped): a
@@ -459,6 +498,38 @@ mod tests {
     #[test]
     fn own_start_time_is_found() {
         assert!(process_start_time(std::process::id() as i32).is_some());
+    }
+
+    #[test]
+    fn new_dirs_of_dead_creators_are_swept() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::new(d.path());
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let me = std::process::id();
+        let names = [
+            format!("@new.{dead}.0"),
+            format!("@new.{me}.0"),
+            "@new.junk".to_string(),
+        ];
+        for n in &names {
+            fs::create_dir(d.path().join(n)).unwrap();
+        }
+        // a dead creator's directory that is locked (by another holder) stays too
+        fs::create_dir(d.path().join(format!("@new.{dead}.1"))).unwrap();
+        let held = File::open(d.path().join(format!("@new.{dead}.1"))).unwrap();
+        let held = nix::fcntl::Flock::lock(held, nix::fcntl::FlockArg::LockExclusive).unwrap();
+        fs::create_dir(d.path().join("c1")).unwrap();
+        assert_eq!(s.ids().unwrap(), ["c1"]);
+        let left = |n: &str| d.path().join(n).exists();
+        assert!(!left(&names[0]), "a dead creator's directory is removed");
+        assert!(left(&names[1]), "a live creator's directory stays");
+        assert!(left(&names[2]), "a name without a pid stays");
+        assert!(left(&format!("@new.{dead}.1")), "a locked directory stays");
+        drop(held);
+        s.sweep_new_dirs();
+        assert!(!left(&format!("@new.{dead}.1")));
     }
 
     #[test]

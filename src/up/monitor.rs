@@ -219,7 +219,13 @@ pub fn launch(g: &Global, store_dir: &Path, cfg: &Config) -> Result<()> {
             let _ = nix::unistd::setsid();
             // SAFETY: as above; the middle process only forks and exits.
             let code = match unsafe { nix::unistd::fork() } {
-                Ok(nix::unistd::ForkResult::Child) => monitor_main(g, store_dir, cfg, w),
+                Ok(nix::unistd::ForkResult::Child) => {
+                    // a fresh husk, so the monitor keeps none of this process's memory (the
+                    // parsed image, spec and profile, the pull's buffers); in place if the
+                    // exec fails
+                    let w = exec_monitor(g, store_dir, &cfg.id, w);
+                    monitor_main(g, store_dir, cfg, w)
+                }
                 _ => 0,
             };
             // SAFETY: _exit ends this forked copy without running the parent's exit handlers.
@@ -237,6 +243,153 @@ pub fn launch(g: &Global, store_dir: &Path, cfg: &Config) -> Result<()> {
             }
         }
     }
+}
+
+/// The monitor idles from here until the container's next exit: give back what starting it
+/// used, rather than keep it for the container's lifetime — the free heap (the spec, the
+/// container's setup), and this process's mappings of the executable's code (clean pages of
+/// the page cache, shared and re-read on use; the idle loop needs a few of them).
+fn release_idle_memory() {
+    // SAFETY: malloc_trim only returns free heap memory to the kernel; no pointer is affected.
+    unsafe { libc::malloc_trim(0) };
+    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
+        return;
+    };
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    // (range, whether to drop it): the executable's read-only mappings none of whose pages
+    // this process wrote (a RELRO page written at start-up is an anonymous copy: kept)
+    let mut ranges: Vec<(usize, usize, bool)> = Vec::new();
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let Some(first) = f.next() else { continue };
+        if let Some((a, b)) = first.split_once('-') {
+            let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            else {
+                continue;
+            };
+            let perms = f.next().unwrap_or_default();
+            let ours = f.nth(3).map(Path::new) == Some(exe.as_path());
+            ranges.push((a, b, ours && (perms == "r-xp" || perms == "r--p")));
+        } else if matches!(first, "Private_Dirty:" | "Anonymous:" | "Swap:")
+            && f.next() != Some("0")
+        {
+            if let Some(last) = ranges.last_mut() {
+                last.2 = false;
+            }
+        }
+    }
+    // the stack below this frame (less a margin): the start's deep calls touched it, the idle
+    // loop needs little of it (pages below the stack pointer hold nothing live)
+    let here = &ranges as *const _ as usize;
+    let margin = 16 * 1024;
+    if let Some(&(a, _, _)) = ranges.iter().find(|(a, b, _)| (*a..*b).contains(&here)) {
+        let end = here.saturating_sub(margin) & !4095;
+        if end > a {
+            // SAFETY: [a, end) is the part of this thread's stack mapping at least 16 KiB
+            // below the live frame: nothing there is in use, and MADV_DONTNEED makes it
+            // zero-fill-on-demand as fresh stack is.
+            unsafe { libc::madvise(a as *mut libc::c_void, end - a, libc::MADV_DONTNEED) };
+        }
+    }
+    for (a, b, drop) in ranges {
+        if drop {
+            // SAFETY: a read-only private file mapping of husk's own binary that holds no
+            // page this process wrote: MADV_DONTNEED only drops this process's page-table
+            // entries, and each page is faulted in again, unchanged, from the file when used.
+            unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED) };
+        }
+    }
+}
+
+/// The hidden subcommand a monitor is exec'd as:
+/// `husk up-monitor ROOT STORE_DIR ID SYSTEMD_CGROUP ROOTLESS`, its report pipe on fd 3.
+pub const SUBCOMMAND: &str = "up-monitor";
+const REPORT_FD: std::os::fd::RawFd = 3;
+
+/// Replace this (forked) process by `husk up-monitor …` with `report` as fd 3; returns
+/// `report` when that cannot be done.
+fn exec_monitor(g: &Global, store_dir: &Path, id: &str, report: OwnedFd) -> OwnedFd {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let rootless = match g.rootless {
+        crate::rootless::Mode::Yes => "true",
+        crate::rootless::Mode::No => "false",
+        crate::rootless::Mode::Auto => "auto",
+    };
+    let args: Option<Vec<CString>> = [
+        b"husk".as_slice(),
+        SUBCOMMAND.as_bytes(),
+        g.store.root.as_os_str().as_bytes(),
+        store_dir.as_os_str().as_bytes(),
+        id.as_bytes(),
+        if g.systemd_cgroup { b"1" } else { b"0" },
+        rootless.as_bytes(),
+    ]
+    .iter()
+    .map(|a| CString::new(*a).ok())
+    .collect();
+    let Some(args) = args else {
+        return report;
+    };
+    let moved = if report.as_raw_fd() == REPORT_FD {
+        nix::fcntl::fcntl(
+            &report,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        )
+        .is_ok()
+    } else {
+        // SAFETY: dup2 onto fd 3 of this forked copy, which execs next (or falls back to
+        // running the monitor in place, which does not use fd 3).
+        unsafe { libc::dup2(report.as_raw_fd(), REPORT_FD) == REPORT_FD }
+    };
+    if moved {
+        let _ = nix::unistd::execv(c"/proc/self/exe", &args);
+    }
+    report
+}
+
+/// `husk up-monitor …` (`args` the process's own, program first): the monitor's exit status,
+/// or None when `args` are not that subcommand's.
+pub fn exec_main(args: &[std::ffi::OsString]) -> Option<i32> {
+    use std::os::fd::FromRawFd;
+    if args.len() != 7 || args[1] != SUBCOMMAND {
+        return None;
+    }
+    let systemd_cgroup = match args[5].to_str()? {
+        "1" => true,
+        "0" => false,
+        _ => return None,
+    };
+    let rootless = crate::rootless::Mode::parse(args[6].to_str()).ok()?;
+    let id = args[4].to_str()?;
+    let store_dir = Path::new(&args[3]);
+    // exec'd as /proc/self/exe, its name would be "exe"
+    let _ = nix::sys::prctl::set_name(c"husk-monitor");
+    // fd 3 must be the report pipe launch() made
+    // SAFETY: fstat of a descriptor number: at worst EBADF, nothing is taken over.
+    let st = nix::sys::stat::fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(REPORT_FD) });
+    if st.ok()?.st_mode & libc::S_IFMT != libc::S_IFIFO {
+        return None;
+    }
+    // SAFETY: fd 3 is open (fstat above) and was passed for this process alone to own.
+    let report = unsafe { OwnedFd::from_raw_fd(REPORT_FD) };
+    let cloexec = nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC);
+    let _ = nix::fcntl::fcntl(&report, cloexec);
+    let g = Global {
+        store: crate::state::Store::new(Path::new(&args[2])),
+        systemd_cgroup,
+        rootless,
+    };
+    let cfg: Config = match load(&bundle_dir(store_dir, id).join(CONFIG)) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::File::from(report).write_all(format!("{e:#}").as_bytes());
+            return Some(1);
+        }
+    };
+    Some(monitor_main(&g, store_dir, &cfg, report))
 }
 
 /// The monitor process: returns its exit status.
@@ -320,6 +473,7 @@ fn supervise(g: &Global, bundle: &Path, cfg: &Config, report: &mut Option<OwnedF
         if let Some(w) = report.take() {
             let _ = std::fs::File::from(w).write_all(b"ok");
         }
+        release_idle_memory();
         if stop_requested(bundle) {
             // `husk stop` came while the container was being made
             let _ = crate::container::kill(g, id, Some("KILL"), true);

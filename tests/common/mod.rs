@@ -613,6 +613,16 @@ impl Ctr {
         if self.root.join(&self.id).exists() {
             l.push(format!("state dir {}", self.root.join(&self.id).display()));
         }
+        // the private directory of a create killed before it renamed it to the id
+        for e in std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if e.file_name().to_string_lossy().starts_with("@new.") {
+                l.push(format!("half-made state dir {}", e.path().display()));
+            }
+        }
         for m in mounts_under(&self.work) {
             if !self.test_mounts.contains(&m) {
                 l.push(format!("mount {}", m.display()));
