@@ -18,12 +18,13 @@ use anyhow::{bail, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-/// Redraws of the bars per second, at most.
+/// Redraws of the bars per second, at most (indicatif's limit on the draw target).
 pub const DRAW_HZ: u8 = 10;
-/// A blob's `progress` events come at most this often.
+/// A blob's `progress` events come at most this often, and the bars' positions are handed to
+/// indicatif at most this often.
 pub const JSON_EVERY: Duration = Duration::from_millis(100);
 
 /// How progress is shown.
@@ -66,7 +67,32 @@ impl Mode {
 pub struct Progress {
     mode: Mode,
     bars: Option<MultiProgress>,
+    shared: Arc<Shared>,
+}
+
+/// What the blobs of one display share.
+struct Shared {
     start: Instant,
+    /// Milliseconds after `start` of the last time the bars got their positions (tty).
+    last_update: AtomicU64,
+    /// The blobs whose bars are drawn (tty).
+    active: Mutex<Vec<Weak<Blob>>>,
+}
+
+impl Shared {
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// Claims the time slot after `last` if [`JSON_EVERY`] has passed since it: true for the
+    /// one caller that may act now.
+    fn claim(slot: &AtomicU64, now: u64) -> bool {
+        let last = slot.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= JSON_EVERY.as_millis() as u64
+            && slot
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
 }
 
 /// One blob's transfer, shared by the thread that moves its bytes and the display.
@@ -76,9 +102,9 @@ pub struct Blob {
     digest: String,
     total: u64,
     done: AtomicU64,
-    /// Milliseconds after `start` of the last `progress` event (json).
+    /// Milliseconds after the display's start of the last `progress` event (json).
     last: AtomicU64,
-    start: Instant,
+    shared: Arc<Shared>,
     bar: Option<ProgressBar>,
 }
 
@@ -89,7 +115,11 @@ impl Progress {
         Progress {
             mode,
             bars,
-            start: Instant::now(),
+            shared: Arc::new(Shared {
+                start: Instant::now(),
+                last_update: AtomicU64::new(0),
+                active: Mutex::new(Vec::new()),
+            }),
         }
     }
 
@@ -115,16 +145,23 @@ impl Progress {
                 "event": "start", "role": role, "digest": digest, "total": total,
             }));
         }
-        Arc::new(Blob {
+        let b = Arc::new(Blob {
             mode: self.mode,
             role,
             digest: digest.to_string(),
             total,
             done: AtomicU64::new(0),
             last: AtomicU64::new(0),
-            start: self.start,
+            shared: Arc::clone(&self.shared),
             bar,
-        })
+        });
+        if b.bar.is_some() {
+            if let Ok(mut a) = self.shared.active.lock() {
+                a.retain(|w| w.strong_count() > 0);
+                a.push(Arc::downgrade(&b));
+            }
+        }
+        b
     }
 
     /// A step said in words (`plain`: a line; `tty`: a line above the bars).
@@ -161,35 +198,32 @@ impl Blob {
     /// The transfer goes on from byte `pos` (0: the source starts over).
     pub fn set(&self, pos: u64) {
         self.done.store(pos, Ordering::Relaxed);
-        if let Some(b) = &self.bar {
-            b.set_position(pos);
-        }
     }
 
-    /// `n` more bytes moved.
+    /// `n` more bytes moved: an atomic add; at most every [`JSON_EVERY`] one of the moving
+    /// threads hands every bar its position (tty) or writes its blob's `progress` event (json).
     pub fn add(&self, n: u64) {
         let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
         match self.mode {
             Mode::Tty => {
-                if let Some(b) = &self.bar {
-                    b.inc(n);
+                let sh = &self.shared;
+                if Shared::claim(&sh.last_update, sh.now_ms()) {
+                    if let Ok(a) = sh.active.lock() {
+                        for b in a.iter().filter_map(Weak::upgrade) {
+                            if let Some(bar) = &b.bar {
+                                if !bar.is_finished() {
+                                    bar.set_position(b.done.load(Ordering::Relaxed));
+                                }
+                            }
+                        }
+                    }
                 }
             }
-            Mode::Json => {
-                let now = self.start.elapsed().as_millis() as u64;
-                let last = self.last.load(Ordering::Relaxed);
-                if now.saturating_sub(last) >= JSON_EVERY.as_millis() as u64
-                    && done < self.total
-                    && self
-                        .last
-                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                        .is_ok()
-                {
-                    json_line(&serde_json::json!({
-                        "event": "progress", "role": self.role, "digest": self.digest,
-                        "bytes": done, "total": self.total,
-                    }));
-                }
+            Mode::Json if done < self.total && Shared::claim(&self.last, self.shared.now_ms()) => {
+                json_line(&serde_json::json!({
+                    "event": "progress", "role": self.role, "digest": self.digest,
+                    "bytes": done, "total": self.total,
+                }));
             }
             _ => {}
         }
@@ -214,10 +248,8 @@ impl Blob {
             }
             Mode::Tty => {
                 if let Some(b) = &self.bar {
-                    if moved == 0 {
-                        // nothing moved (present, mounted): a full bar, not a speed
-                        b.set_position(self.total);
-                    }
+                    // nothing moved (present, mounted): a full bar all the same
+                    b.set_position(if moved == 0 { self.total } else { moved });
                     b.finish_with_message(status.to_string());
                 }
             }
