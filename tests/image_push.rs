@@ -1981,13 +1981,42 @@ fn push_multi_platform_index() {
             &["/bin/false"],
         ),
     ];
+    // a build attestation of the host's image, as BuildKit adds: an in-toto layer, kept and
+    // pushed along, never unpacked
+    let statement = br#"{"_type":"https://in-toto.io/Statement/v0.1"}"#.to_vec();
+    let att_config = serde_json::to_vec(&json!({
+        "architecture": "unknown", "os": "unknown", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [sha(&statement)]},
+    }))
+    .unwrap();
+    let att = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": MT_MANIFEST,
+        "config": {"mediaType": MT_CONFIG, "digest": sha(&att_config), "size": att_config.len()},
+        "layers": [{"mediaType": "application/vnd.in-toto+json", "digest": sha(&statement),
+                    "size": statement.len()}],
+    }))
+    .unwrap();
+    let mut listed: Vec<Value> = imgs
+        .iter()
+        .zip([host_arch, other_arch])
+        .map(|(i, a)| {
+            json!({
+                "mediaType": MT_MANIFEST, "digest": i.digest, "size": i.manifest.len(),
+                "platform": {"os": "linux", "architecture": a}
+            })
+        })
+        .collect();
+    listed.push(json!({
+        "mediaType": MT_MANIFEST, "digest": sha(&att), "size": att.len(),
+        "platform": {"os": "unknown", "architecture": "unknown"},
+        "annotations": {"vnd.docker.reference.type": "attestation-manifest",
+                        "vnd.docker.reference.digest": imgs[0].digest},
+    }));
     let nested = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": imgs.iter().zip([host_arch, other_arch]).map(|(i, a)| json!({
-            "mediaType": MT_MANIFEST, "digest": i.digest, "size": i.manifest.len(),
-            "platform": {"os": "linux", "architecture": a}
-        })).collect::<Vec<_>>(),
+        "manifests": listed,
     }))
     .unwrap();
     let index_digest = sha(&nested);
@@ -2004,6 +2033,9 @@ fn push_multi_platform_index() {
             nested.clone(),
         ),
     ];
+    for b in [&att, &att_config, &statement] {
+        files.push((format!("blobs/sha256/{}", &sha(b)[7..]), b.clone()));
+    }
     for i in &imgs {
         let mut blobs = vec![i.manifest.clone(), i.config.clone()];
         blobs.extend(i.layers.iter().map(|l| l.0.clone()));
@@ -2046,8 +2078,8 @@ fn push_multi_platform_index() {
     );
     assert_eq!(out.trim(), format!("example.com/multi:2 {index_digest}"));
     assert_store_consistent(&store, 1);
-    // 1 index + 2 manifests + 2 configs + 3 layers (one shared)
-    assert_eq!(blob_count(&store), 8);
+    // 1 index + 2 manifests + 2 configs + 3 layers (one shared) + the attestation's 3
+    assert_eq!(blob_count(&store), 11);
     let v: Value =
         serde_json::from_str(&husk_ok(&store, &["inspect", "example.com/multi:2"])).unwrap();
     assert_eq!(v["index"]["digest"], index_digest, "{v}");
@@ -2075,14 +2107,14 @@ fn push_multi_platform_index() {
         .iter()
         .filter(|(m, p)| m == "PUT" && p.contains("/manifests/"))
         .collect();
-    assert_eq!(puts.len(), 3, "{reqs:?}");
+    assert_eq!(puts.len(), 4, "{reqs:?}");
     assert!(
-        puts[2].1.ends_with("/manifests/2"),
+        puts[3].1.ends_with("/manifests/2"),
         "the index goes last: {reqs:?}"
     );
     for i in &imgs {
         assert!(
-            puts[..2]
+            puts[..3]
                 .iter()
                 .any(|(_, p)| p.ends_with(&format!("/manifests/{}", i.digest))),
             "{reqs:?}"
@@ -2098,7 +2130,7 @@ fn push_multi_platform_index() {
     let raw = reg.raw_manifest("multi/app:2", None);
     assert_eq!(sha(&raw), index_digest);
     let served: Value = serde_json::from_slice(&raw).unwrap();
-    assert_eq!(served["manifests"].as_array().unwrap().len(), 2, "{served}");
+    assert_eq!(served["manifests"].as_array().unwrap().len(), 3, "{served}");
     // each platform pulls back with --platform
     for (i, a) in imgs.iter().zip([host_arch, other_arch]) {
         let s = work.path().join(format!("back-{a}"));
@@ -2114,12 +2146,12 @@ fn push_multi_platform_index() {
     let s2 = work.path().join("all");
     let d = husk_ok(&s2, &["pull", "-q", "--all-platforms", &dst]);
     assert_eq!(d.trim(), index_digest);
-    assert_eq!(blob_count(&s2), 8);
+    assert_eq!(blob_count(&s2), 11);
     assert_store_consistent(&s2, 1);
     let dst2 = format!("{}/multi/copy:2", reg.host());
     let (out, err) = husk_ok2(&s2, &["push", &dst, &dst2]);
     assert_eq!(out.trim(), index_digest);
-    assert_eq!(err.matches("mounted from multi/app").count(), 5, "{err}");
+    assert_eq!(err.matches("mounted from multi/app").count(), 7, "{err}");
     assert_eq!(sha(&reg.raw_manifest("multi/copy:2", None)), index_digest);
 
     // export holds the whole image: a fresh store imports the same index
@@ -2131,7 +2163,7 @@ fn push_multi_platform_index() {
         &["import", "--all-platforms", exported.to_str().unwrap()],
     );
     assert_eq!(out.trim(), format!("{dst} {index_digest}"));
-    assert_eq!(blob_count(&s3), 8);
+    assert_eq!(blob_count(&s3), 11);
     // ls: one image, the size of every platform's blobs
     let ls: Value = serde_json::from_str(&husk_ok(&s3, &["ls", "--format", "json"])).unwrap();
     // each blob once: the shared layer counts once
@@ -2139,7 +2171,9 @@ fn push_multi_platform_index() {
         .iter()
         .map(|i| i.config.len() + i.layers.iter().map(|l| l.0.len()).sum::<usize>())
         .sum::<usize>()
-        - imgs[0].layers[0].0.len();
+        - imgs[0].layers[0].0.len()
+        + att_config.len()
+        + statement.len();
     assert_eq!(ls.as_array().unwrap().len(), 1, "{ls}");
     assert_eq!(ls[0]["size"], total, "{ls}");
     assert_eq!(ls[0]["digest"], index_digest, "{ls}");

@@ -548,7 +548,12 @@ fn oci_images(
             }
             let mut blobs = vec![(digest.clone(), s.size, s.path.clone())];
             for d in index.manifests() {
-                for b in check_image(c, d, what)?.1 {
+                let blobs_of = if super::is_attestation(d) {
+                    attestation_blobs(c, d, what)?
+                } else {
+                    check_image(c, d, what)?.1
+                };
+                for b in blobs_of {
                     if !blobs.iter().any(|x| x.0 == b.0) {
                         blobs.push(b);
                     }
@@ -586,6 +591,33 @@ fn oci_images(
         });
     }
     Ok(out)
+}
+
+/// A build attestation of a multi-platform image (see [`super::is_attestation`]): its
+/// manifest and blobs must be there with their descriptors' sizes; it is never unpacked, so
+/// its media types are not checked.
+fn attestation_blobs(
+    c: &Contents,
+    d: &Descriptor,
+    what: &str,
+) -> Result<Vec<(String, u64, PathBuf)>> {
+    let digest = d.digest().to_string();
+    let s = c.blob(&digest, d.size(), "manifest", what)?;
+    if s.size > registry::MAX_MANIFEST {
+        bail!(
+            "{what}: manifest {digest} is larger than {}",
+            registry::MAX_MANIFEST
+        );
+    }
+    let m: ImageManifest = serde_json::from_slice(&std::fs::read(&s.path)?)
+        .with_context(|| format!("{what}: manifest {digest} is not an image manifest"))?;
+    let mut blobs = vec![(digest, s.size, s.path.clone())];
+    for b in std::iter::once(m.config()).chain(m.layers().iter()) {
+        let bd = b.digest().to_string();
+        let s = c.blob(&bd, b.size(), "blob", what)?;
+        blobs.push((bd, s.size, s.path.clone()));
+    }
+    Ok(blobs)
 }
 
 /// One image manifest of the archive (`d`), checked: its media type, size, layer types, config

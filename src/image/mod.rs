@@ -292,17 +292,7 @@ fn pull_shown(
         |d: &Descriptor, role: &'static str| fetch_blob(store, &what, &client, d, role, shown);
     fetch(manifest.config(), "config")?;
     each_in_parallel(manifest.layers(), |l| fetch(l, "layer"))?;
-    // the config must be a config (checked now that it is here)
-    let cfg = store.read_blob(manifest.config().digest().as_ref(), MAX_CONFIG)?;
-    let cfg: ImageConfiguration = serde_json::from_slice(&cfg)
-        .with_context(|| format!("pull {what}: parse config {}", manifest.config().digest()))?;
-    if cfg.rootfs().diff_ids().len() != manifest.layers().len() {
-        bail!(
-            "pull {what}: config lists {} layer diff_ids, the manifest {} layers",
-            cfg.rootfs().diff_ids().len(),
-            manifest.layers().len()
-        );
-    }
+    let cfg = check_config(store, &what, &manifest)?;
     store.put_bytes(
         &manifest_digest,
         &manifest_bytes,
@@ -377,10 +367,15 @@ fn pull_all(
         }
         let parsed: ImageManifest = serde_json::from_slice(&m.bytes)
             .with_context(|| format!("pull {what}: parse manifest {digest}"))?;
-        manifests.push((digest, m.bytes, parsed));
+        // an image husk may unpack; an attestation (build provenance) is kept as it is
+        let image = !is_attestation(d);
+        if image {
+            check_layer_types(&parsed, &format!("pull {what}: manifest {digest}"))?;
+        }
+        manifests.push((digest, m.bytes, parsed, image));
     }
     let mut blobs: Vec<(&Descriptor, &'static str)> = Vec::new();
-    for (_, _, m) in &manifests {
+    for (_, _, m, _) in &manifests {
         let all =
             std::iter::once((m.config(), "config")).chain(m.layers().iter().map(|l| (l, "layer")));
         for (d, role) in all {
@@ -392,7 +387,10 @@ fn pull_all(
     each_in_parallel(&blobs, |(d, role)| {
         fetch_blob(store, what, client, d, role, shown)
     })?;
-    for (digest, bytes, _) in &manifests {
+    for (digest, bytes, m, image) in &manifests {
+        if *image {
+            check_config(store, what, m)?;
+        }
         store.put_bytes(digest, bytes, &format!("pull {what}: manifest"))?;
     }
     store.put_bytes(&top.digest, &top.bytes, &format!("pull {what}: index"))?;
@@ -414,6 +412,32 @@ fn pull_all(
     })?;
     shown.image_done("pull", what, &top.digest);
     Ok(top.digest)
+}
+
+/// The config of a pulled image, now in the store, checked to be an image config with a
+/// diff_id for each layer.
+fn check_config(store: &Store, what: &str, manifest: &ImageManifest) -> Result<ImageConfiguration> {
+    let cfg = store.read_blob(manifest.config().digest().as_ref(), MAX_CONFIG)?;
+    let cfg: ImageConfiguration = serde_json::from_slice(&cfg)
+        .with_context(|| format!("pull {what}: parse config {}", manifest.config().digest()))?;
+    if cfg.rootfs().diff_ids().len() != manifest.layers().len() {
+        bail!(
+            "pull {what}: config lists {} layer diff_ids, the manifest {} layers",
+            cfg.rootfs().diff_ids().len(),
+            manifest.layers().len()
+        );
+    }
+    Ok(cfg)
+}
+
+/// An index entry that is a build attestation, not an image (BuildKit's
+/// `vnd.docker.reference.type: attestation-manifest`, platform unknown/unknown): kept with its
+/// blobs by `--all-platforms`, never unpacked, so its layer types are not checked.
+pub(crate) fn is_attestation(d: &Descriptor) -> bool {
+    d.annotations()
+        .as_ref()
+        .and_then(|a| a.get("vnd.docker.reference.type"))
+        .is_some_and(|t| t == "attestation-manifest")
 }
 
 /// One blob of a pull into the store (resumed where its stream breaks), its progress shown.
