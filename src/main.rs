@@ -242,7 +242,8 @@ fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
         pull_options: Some(husk::image::PullOptions {
             registry: a.conn.options(None)?,
             platform: husk::image::PlatformSpec::of_flag(a.platform.as_deref())?,
-            quiet: false,
+            progress: husk::image::progress::Mode::decide(None, false)?,
+            all_platforms: false,
         }),
         detach: a.detach,
         restart: a.restart,
@@ -264,16 +265,22 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
             conn,
             creds,
             platform,
+            all_platforms,
             quiet,
+            progress,
             reference,
         } => {
             let opts = image::PullOptions {
                 registry: conn.options(creds.as_deref())?,
                 platform: image::PlatformSpec::of_flag(platform.as_deref())?,
-                quiet,
+                progress: image::progress::Mode::decide(progress.as_deref(), quiet)?,
+                all_platforms,
             };
             let digest = Store::with_store(&dir, false, |s| image::pull(s, &reference, &opts))?;
-            println!("{digest}");
+            // json: the digest is in the stream's last event
+            if opts.progress != image::progress::Mode::Json {
+                println!("{digest}");
+            }
         }
         C::Ls { format, quiet } => {
             image::list(Store::open_existing(&dir, false)?.as_ref(), &format, quiet)?
@@ -307,17 +314,20 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
             creds,
             chunk_size,
             quiet,
+            progress,
             source,
             destination,
         } => {
             let opts = image::push::PushOptions {
                 registry: conn.options(creds.as_deref())?,
                 chunk_size,
-                quiet,
+                progress: image::progress::Mode::decide(progress.as_deref(), quiet)?,
             };
             let store = Store::open_for(&dir, false, &source)?;
             let digest = image::push::push(&store, &source, destination.as_deref(), &opts)?;
-            println!("{digest}");
+            if opts.progress != image::progress::Mode::Json {
+                println!("{digest}");
+            }
         }
         C::Login {
             username,
@@ -338,12 +348,13 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
         )?,
         C::Import {
             platform,
+            all_platforms,
             file,
             reference,
         } => {
             let platform = image::PlatformSpec::of_flag(platform.as_deref())?;
             let imported = Store::with_store(&dir, false, |s| {
-                image::archive::import(s, &file, reference.as_deref(), &platform)
+                image::archive::import(s, &file, reference.as_deref(), &platform, all_platforms)
             })?;
             for (name, digest) in imported {
                 println!("{name} {digest}");

@@ -57,11 +57,16 @@ struct Img {
 }
 
 fn image(layer_tars: Vec<Vec<u8>>, cmd: &[&str]) -> Img {
+    image_for("amd64", layer_tars, cmd)
+}
+
+/// [`image`] whose config names the architecture `arch`.
+fn image_for(arch: &str, layer_tars: Vec<Vec<u8>>, cmd: &[&str]) -> Img {
     let layers: Vec<(Vec<u8>, Vec<u8>)> = layer_tars.into_iter().map(|t| (gz(&t), t)).collect();
     let diff_ids: Vec<String> = layers.iter().map(|l| sha(&l.1)).collect();
     let config = serde_json::to_vec(&json!({
         "created": "2026-01-02T03:04:05Z",
-        "architecture": "amd64",
+        "architecture": arch,
         "os": "linux",
         "config": {"Cmd": cmd},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
@@ -1715,4 +1720,464 @@ fn prune_during_pulls() {
         husk_ok(&store, &["rm", &name]);
         assert_eq!(blob_count(&store), 0);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// progress output
+
+/// The JSON events of `--progress json` on stdout, one object a line.
+fn events(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
+}
+
+/// `pull --progress json`: every blob (config and each layer) has a `start` and a `done`
+/// event with its digest and size, `progress` events stay within the blob's size, and the
+/// stream ends with the `image` event carrying the manifest digest (stdout holds nothing
+/// else); a second pull says `present`; a push streams the same way; a failure ends the
+/// stream with an `error` event. Without a terminal the default is one plain line per blob
+/// on stderr, no escape sequences.
+#[test]
+fn progress_json_stream() {
+    if !need_tools("progress_json_stream", &["docker-registry", "skopeo"]) {
+        return;
+    }
+    let work = tmpdir("progress");
+    let reg = Registry::start(None);
+    let img = image(
+        vec![
+            tar_of(&[("etc/hello", b"hello\n")]),
+            tar_of(&[("data/a", &noise(3_000_000, 21))]),
+            tar_of(&[("data/b", &noise(500_000, 22))]),
+        ],
+        &["/bin/true"],
+    );
+    let layout = work.path().join("layout");
+    write_layout(&layout, "t", &img);
+    reg.skopeo_push(&layout, "t", "prog/app:1", None, None);
+    let r = format!("{}/prog/app:1", reg.host());
+    let mut want: Vec<(String, u64, &str)> =
+        vec![(sha(&img.config), img.config.len() as u64, "config")];
+    want.extend(
+        img.layers
+            .iter()
+            .map(|l| (sha(&l.0), l.0.len() as u64, "layer")),
+    );
+
+    let check = |out: &str, status: &str, action: &str, reference: &str| {
+        let ev = events(out);
+        for (d, size, role) in &want {
+            let of = |kind: &str| -> Vec<&Value> {
+                ev.iter()
+                    .filter(|e| e["event"] == kind && e["digest"] == d.as_str())
+                    .collect()
+            };
+            let start = of("start");
+            assert_eq!(start.len(), 1, "{d}: {out}");
+            assert_eq!(start[0]["total"], *size, "{out}");
+            assert_eq!(start[0]["role"], *role, "{out}");
+            let done = of("done");
+            assert_eq!(done.len(), 1, "{d}: {out}");
+            assert_eq!(done[0]["total"], *size, "{out}");
+            assert_eq!(done[0]["status"], status, "{out}");
+            if status != "present" {
+                assert_eq!(done[0]["bytes"], *size, "{out}");
+            }
+            for p in of("progress") {
+                assert!(p["bytes"].as_u64().unwrap() < *size, "{p}");
+            }
+            // start before progress before done
+            let pos = |e: &Value| ev.iter().position(|x| std::ptr::eq(x, e)).unwrap();
+            assert!(pos(start[0]) < pos(done[0]), "{out}");
+        }
+        let last = ev.last().unwrap();
+        assert_eq!(last["event"], "image", "{out}");
+        assert_eq!(last["action"], action, "{out}");
+        assert_eq!(last["digest"], img.digest, "{out}");
+        assert_eq!(last["reference"], reference, "{out}");
+        assert_eq!(
+            ev.iter().filter(|e| e["event"] == "image").count(),
+            1,
+            "{out}"
+        );
+    };
+
+    let store = work.path().join("store");
+    let (out, err) = husk_ok2(&store, &["pull", "--progress", "json", &r]);
+    check(&out, "fetched", "pull", &r);
+    assert!(!err.contains("layer sha256:"), "{err}");
+    let (out, _) = husk_ok2(&store, &["pull", "--progress", "json", &r]);
+    check(&out, "present", "pull", &r);
+
+    // not a terminal: plain lines on stderr, the digest alone on stdout
+    let store2 = work.path().join("store2");
+    let (out, err) = husk_ok2(&store2, &["pull", &r]);
+    assert_eq!(out.trim(), img.digest);
+    for (d, size, role) in &want {
+        assert!(
+            err.contains(&format!("{role} {d} ({size} bytes): fetched\n")),
+            "{err}"
+        );
+    }
+    assert!(
+        !err.contains('\x1b'),
+        "escape sequences without a terminal: {err:?}"
+    );
+    // --quiet and --progress quiet: nothing on stderr
+    let store3 = work.path().join("store3");
+    let (_, err) = husk_ok2(&store3, &["pull", "--progress", "quiet", &r]);
+    assert_eq!(err, "");
+
+    // push streams the same events, uploaded
+    let dst = format!("{}/prog/copy:1", reg.host());
+    let (out, _) = husk_ok2(&store, &["push", "--progress", "json", &r, &dst]);
+    let ev = events(&out);
+    for (d, size, _) in &want {
+        let done = ev
+            .iter()
+            .find(|e| e["event"] == "done" && e["digest"] == d.as_str())
+            .unwrap_or_else(|| panic!("no done event for {d}: {out}"));
+        assert_eq!(done["total"], *size, "{out}");
+        assert!(
+            done["status"]
+                .as_str()
+                .unwrap()
+                .starts_with("mounted from prog/app")
+                || done["status"] == "uploaded",
+            "{out}"
+        );
+    }
+    assert_eq!(ev.last().unwrap()["event"], "image", "{out}");
+    assert_eq!(ev.last().unwrap()["digest"], img.digest, "{out}");
+
+    // a failure: an error event last, naming what failed
+    let missing = format!("{}/prog/none:1", reg.host());
+    let o = husk(&store, &["pull", "--progress", "json", &missing]);
+    let e = check_err(o.clone(), &["pull", "--progress", "json", &missing]);
+    let ev = events(&text(&o.stdout));
+    let last = ev.last().expect("an error event");
+    assert_eq!(last["event"], "error");
+    assert!(
+        last["message"].as_str().unwrap().contains("prog/none:1"),
+        "{last}"
+    );
+    assert!(e.contains("prog/none:1"), "{e}");
+
+    // bad values are refused by name
+    let e = husk_err(&store, &["pull", "--progress", "fancy", &r]);
+    assert!(
+        e.contains("--progress \"fancy\"") && e.contains("json"),
+        "{e}"
+    );
+    let e = husk_err(&store, &["pull", "-q", "--progress", "json", &r]);
+    assert!(
+        e.contains("--quiet") && e.contains("--progress json"),
+        "{e}"
+    );
+}
+
+/// On a terminal (a pty made by `script`) pull draws progress bars: per-blob lines redrawn
+/// with escape sequences, bytes done of the total and a speed; the same pull with stderr not a
+/// terminal prints plain lines only.
+#[test]
+fn progress_bars_on_a_terminal() {
+    if !need_tools(
+        "progress_bars_on_a_terminal",
+        &["docker-registry", "skopeo", "script"],
+    ) {
+        return;
+    }
+    let work = tmpdir("bars");
+    let reg = Registry::start(None);
+    let img = image(
+        vec![
+            tar_of(&[("etc/hello", b"hello\n")]),
+            tar_of(&[("data/a", &noise(2_000_000, 31))]),
+        ],
+        &["/bin/true"],
+    );
+    let layout = work.path().join("layout");
+    write_layout(&layout, "t", &img);
+    reg.skopeo_push(&layout, "t", "bars/app:1", None, None);
+    let r = format!("{}/bars/app:1", reg.host());
+    let store = work.path().join("store");
+    let cmd = format!(
+        "{} image --store {} pull {r}",
+        runtime().display(),
+        store.display()
+    );
+    let out = run_ok(
+        Command::new("script")
+            .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+            .env("TERM", "xterm")
+            .env("COLUMNS", "160"),
+    );
+    assert!(out.contains('\x1b'), "no terminal drawing: {out:?}");
+    let big = &sha(&img.layers[1].0)[7..19];
+    assert!(
+        out.contains(&format!("layer  {big} [")),
+        "no bar for layer {big}: {out:?}"
+    );
+    assert!(
+        out.contains("1.91 MiB/1.91 MiB"),
+        "bytes of the total: {out:?}"
+    );
+    assert!(out.contains("/s"), "a speed: {out:?}");
+    assert!(out.contains("fetched"), "{out:?}");
+    assert!(
+        !out.contains("): fetched"),
+        "plain lines on a terminal: {out:?}"
+    );
+    assert!(out.contains(&img.digest), "{out:?}");
+
+    // the same pull, stderr a pipe: plain lines, no bars
+    let store2 = work.path().join("store2");
+    let (_, err) = husk_ok2(&store2, &["pull", &r]);
+    assert!(!err.contains('\x1b') && !err.contains(" ["), "{err:?}");
+    assert!(
+        err.contains(&format!("layer {} (", sha(&img.layers[1].0))),
+        "{err}"
+    );
+}
+
+/// A multi-platform image kept whole (`import --all-platforms`) is pushed whole: every
+/// platform's blobs and manifest, then the index last; the registry serves the index
+/// (`skopeo inspect --raw`), each platform pulls back with `--platform`, `pull
+/// --all-platforms` stores the same index, and a push of that copy to another repository
+/// mounts every blob. The store lists one image, unpacks the host's platform, exports the
+/// whole image, and `rm` collects every blob.
+#[test]
+fn push_multi_platform_index() {
+    if !need_tools("push_multi_platform_index", &["docker-registry", "skopeo"]) {
+        return;
+    }
+    let work = tmpdir("multipush");
+    let reg = Registry::start(None);
+    let host_arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let other_arch = if host_arch == "s390x" {
+        "ppc64le"
+    } else {
+        "s390x"
+    };
+    let shared = tar_of(&[("etc/hello", b"hello\n")]);
+    let imgs = [
+        image_for(
+            host_arch,
+            vec![shared.clone(), tar_of(&[("data/host", &noise(30_000, 41))])],
+            &["/bin/true"],
+        ),
+        image_for(
+            other_arch,
+            vec![
+                shared.clone(),
+                tar_of(&[("data/other", &noise(30_000, 42))]),
+            ],
+            &["/bin/false"],
+        ),
+    ];
+    // a build attestation of the host's image, as BuildKit adds: an in-toto layer, kept and
+    // pushed along, never unpacked
+    let statement = br#"{"_type":"https://in-toto.io/Statement/v0.1"}"#.to_vec();
+    let att_config = serde_json::to_vec(&json!({
+        "architecture": "unknown", "os": "unknown", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [sha(&statement)]},
+    }))
+    .unwrap();
+    let att = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": MT_MANIFEST,
+        "config": {"mediaType": MT_CONFIG, "digest": sha(&att_config), "size": att_config.len()},
+        "layers": [{"mediaType": "application/vnd.in-toto+json", "digest": sha(&statement),
+                    "size": statement.len()}],
+    }))
+    .unwrap();
+    let mut listed: Vec<Value> = imgs
+        .iter()
+        .zip([host_arch, other_arch])
+        .map(|(i, a)| {
+            json!({
+                "mediaType": MT_MANIFEST, "digest": i.digest, "size": i.manifest.len(),
+                "platform": {"os": "linux", "architecture": a}
+            })
+        })
+        .collect();
+    listed.push(json!({
+        "mediaType": MT_MANIFEST, "digest": sha(&att), "size": att.len(),
+        "platform": {"os": "unknown", "architecture": "unknown"},
+        "annotations": {"vnd.docker.reference.type": "attestation-manifest",
+                        "vnd.docker.reference.digest": imgs[0].digest},
+    }));
+    let nested = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": listed,
+    }))
+    .unwrap();
+    let index_digest = sha(&nested);
+    let idx = serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": index_digest, "size": nested.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "example.com/multi:2"}
+    }]}))
+    .unwrap();
+    let mut files: Vec<(String, Vec<u8>)> = vec![
+        ("index.json".into(), idx),
+        (
+            format!("blobs/sha256/{}", &index_digest[7..]),
+            nested.clone(),
+        ),
+    ];
+    for b in [&att, &att_config, &statement] {
+        files.push((format!("blobs/sha256/{}", &sha(b)[7..]), b.clone()));
+    }
+    for i in &imgs {
+        let mut blobs = vec![i.manifest.clone(), i.config.clone()];
+        blobs.extend(i.layers.iter().map(|l| l.0.clone()));
+        for b in blobs {
+            let n = format!("blobs/sha256/{}", &sha(&b)[7..]);
+            if !files.iter().any(|f| f.0 == n) {
+                files.push((n, b));
+            }
+        }
+    }
+    let entries: Vec<(&str, u8, &[u8])> = files
+        .iter()
+        .map(|(n, d)| (n.as_str(), b'0', d.as_slice()))
+        .collect();
+    let archive = work.path().join("multi.tar");
+    std::fs::write(&archive, raw_tar(&entries)).unwrap();
+
+    let store = work.path().join("store");
+    // the two flags contradict each other: a usage error, nothing stored
+    let o = husk(
+        &store,
+        &[
+            "import",
+            "--all-platforms",
+            "--platform",
+            "linux/amd64",
+            archive.to_str().unwrap(),
+        ],
+    );
+    let e = text(&o.stderr);
+    assert!(!o.status.success(), "{e}");
+    assert!(
+        e.contains("--platform") && e.contains("--all-platforms"),
+        "{e}"
+    );
+    assert_store_consistent(&store, 0);
+    let out = husk_ok(
+        &store,
+        &["import", "--all-platforms", archive.to_str().unwrap()],
+    );
+    assert_eq!(out.trim(), format!("example.com/multi:2 {index_digest}"));
+    assert_store_consistent(&store, 1);
+    // 1 index + 2 manifests + 2 configs + 3 layers (one shared) + the attestation's 3
+    assert_eq!(blob_count(&store), 11);
+    let v: Value =
+        serde_json::from_str(&husk_ok(&store, &["inspect", "example.com/multi:2"])).unwrap();
+    assert_eq!(v["index"]["digest"], index_digest, "{v}");
+    assert_eq!(v["digest"], imgs[0].digest, "the host's platform: {v}");
+    assert_eq!(v["platform"]["architecture"], host_arch, "{v}");
+    let bundle = work.path().join("bundle");
+    husk_ok(
+        &store,
+        &["unpack", "example.com/multi:2", bundle.to_str().unwrap()],
+    );
+    let cfg: Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["process"]["args"], json!(["/bin/true"]), "{cfg}");
+    assert_eq!(
+        std::fs::read(bundle.join("rootfs/data/host")).unwrap(),
+        noise(30_000, 41)
+    );
+
+    // push: every blob and both manifests, the index last
+    let dst = format!("{}/multi/app:2", reg.host());
+    let (out, err) = husk_ok2(&store, &["push", "example.com/multi:2", &dst]);
+    assert_eq!(out.trim(), index_digest, "{err}");
+    let reqs = reg.requests();
+    let puts: Vec<&(String, String)> = reqs
+        .iter()
+        .filter(|(m, p)| m == "PUT" && p.contains("/manifests/"))
+        .collect();
+    assert_eq!(puts.len(), 4, "{reqs:?}");
+    assert!(
+        puts[3].1.ends_with("/manifests/2"),
+        "the index goes last: {reqs:?}"
+    );
+    for i in &imgs {
+        assert!(
+            puts[..3]
+                .iter()
+                .any(|(_, p)| p.ends_with(&format!("/manifests/{}", i.digest))),
+            "{reqs:?}"
+        );
+    }
+    let last_put = reqs
+        .iter()
+        .rposition(|(m, p)| m == "PUT" && p.contains("/manifests/2"));
+    let last_blob = reqs
+        .iter()
+        .rposition(|(m, p)| (m == "PUT" || m == "PATCH" || m == "POST") && p.contains("/blobs/"));
+    assert!(last_blob < last_put, "{reqs:?}");
+    let raw = reg.raw_manifest("multi/app:2", None);
+    assert_eq!(sha(&raw), index_digest);
+    let served: Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(served["manifests"].as_array().unwrap().len(), 3, "{served}");
+    // each platform pulls back with --platform
+    for (i, a) in imgs.iter().zip([host_arch, other_arch]) {
+        let s = work.path().join(format!("back-{a}"));
+        let d = husk_ok(
+            &s,
+            &["pull", "-q", "--platform", &format!("linux/{a}"), &dst],
+        );
+        assert_eq!(d.trim(), i.digest);
+        assert_store_consistent(&s, 1);
+    }
+
+    // pull --all-platforms keeps the index; pushed to another repository, everything mounts
+    let s2 = work.path().join("all");
+    let d = husk_ok(&s2, &["pull", "-q", "--all-platforms", &dst]);
+    assert_eq!(d.trim(), index_digest);
+    assert_eq!(blob_count(&s2), 11);
+    assert_store_consistent(&s2, 1);
+    let dst2 = format!("{}/multi/copy:2", reg.host());
+    let (out, err) = husk_ok2(&s2, &["push", &dst, &dst2]);
+    assert_eq!(out.trim(), index_digest);
+    assert_eq!(err.matches("mounted from multi/app").count(), 7, "{err}");
+    assert_eq!(sha(&reg.raw_manifest("multi/copy:2", None)), index_digest);
+
+    // export holds the whole image: a fresh store imports the same index
+    let exported = work.path().join("export.tar");
+    husk_ok(&s2, &["export", &dst, exported.to_str().unwrap()]);
+    let s3 = work.path().join("reimport");
+    let out = husk_ok(
+        &s3,
+        &["import", "--all-platforms", exported.to_str().unwrap()],
+    );
+    assert_eq!(out.trim(), format!("{dst} {index_digest}"));
+    assert_eq!(blob_count(&s3), 11);
+    // ls: one image, the size of every platform's blobs
+    let ls: Value = serde_json::from_str(&husk_ok(&s3, &["ls", "--format", "json"])).unwrap();
+    // each blob once: the shared layer counts once
+    let total: usize = imgs
+        .iter()
+        .map(|i| i.config.len() + i.layers.iter().map(|l| l.0.len()).sum::<usize>())
+        .sum::<usize>()
+        - imgs[0].layers[0].0.len()
+        + att_config.len()
+        + statement.len();
+    assert_eq!(ls.as_array().unwrap().len(), 1, "{ls}");
+    assert_eq!(ls[0]["size"], total, "{ls}");
+    assert_eq!(ls[0]["digest"], index_digest, "{ls}");
+    // rm collects every platform's blobs
+    husk_ok(&s3, &["rm", &dst]);
+    assert_eq!(blob_count(&s3), 0);
 }

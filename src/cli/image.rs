@@ -74,9 +74,18 @@ pub enum ImageCommand {
         /// OS/ARCH[/VARIANT] to pick from a multi-platform image [default: the host's].
         #[arg(long)]
         platform: Option<String>,
-        /// No per-blob progress lines.
+        /// Keep a multi-platform image whole: every platform's manifest and blobs, the index as
+        /// the stored image (unpack and husk up use the host's platform; push sends them all).
+        #[arg(long, conflicts_with = "platform")]
+        all_platforms: bool,
+        /// No progress output (--progress quiet).
         #[arg(short, long)]
         quiet: bool,
+        /// auto, tty (bars on standard error), plain (a line per blob on standard error),
+        /// json (an event per line on standard output) or quiet [default: auto: tty when
+        /// standard error is a terminal, else plain].
+        #[arg(long, value_name = "MODE")]
+        progress: Option<String>,
         /// busybox, registry.example:5000/app:1.4, app@sha256:…
         reference: String,
     },
@@ -112,10 +121,16 @@ pub enum ImageCommand {
         /// Upload blobs larger than this many bytes in chunks of this size (0: never chunk).
         #[arg(long, default_value_t = crate::image::push::DEFAULT_CHUNK)]
         chunk_size: u64,
-        /// No per-blob progress lines.
+        /// No progress output (--progress quiet).
         #[arg(short, long)]
         quiet: bool,
-        /// The image in the store (a reference or digest).
+        /// auto, tty (bars on standard error), plain (a line per blob on standard error),
+        /// json (an event per line on standard output) or quiet [default: auto: tty when
+        /// standard error is a terminal, else plain].
+        #[arg(long, value_name = "MODE")]
+        progress: Option<String>,
+        /// The image in the store (a reference or digest); a multi-platform image (its index)
+        /// is pushed whole: every platform's blobs and manifest, then the index.
         source: String,
         /// Where to push it [default: SOURCE's name].
         destination: Option<String>,
@@ -155,6 +170,10 @@ pub enum ImageCommand {
         /// OS/ARCH[/VARIANT] to pick from a multi-platform archive [default: the host's].
         #[arg(long)]
         platform: Option<String>,
+        /// Keep a multi-platform image whole: every platform's manifest and blobs, the index as
+        /// the stored image.
+        #[arg(long, conflicts_with = "platform")]
+        all_platforms: bool,
         /// The archive to read (`-`: standard input).
         file: PathBuf,
         /// The name to store the image under [default: the name the archive gives it].

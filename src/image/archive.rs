@@ -11,7 +11,7 @@
 //! the names index entries. A bad archive leaves the store as it was.
 
 use super::store::{self, ref_name, Store, REF_NAME};
-use super::{check_layer_types, lookup, Compression, MAX_CONFIG};
+use super::{check_layer_types, lookup_entry, Compression, MAX_CONFIG};
 use crate::registry::{self, reference::Reference};
 use anyhow::{bail, Context, Result};
 use flate2::read::GzDecoder;
@@ -30,18 +30,20 @@ const MAX_JSON: u64 = 8 << 20;
 
 /// Write `text`'s image to `file` as an OCI archive (via a temp file renamed at the end).
 pub fn export(store: &Store, text: &str, file: &Path) -> Result<()> {
-    let (name, desc) = lookup(store, text)?;
+    let (name, desc) = lookup_entry(store, text)?;
     let digest = desc.digest().to_string();
     let what = if name.is_empty() { &digest } else { &name };
-    let manifest = store.read_manifest(&digest)?;
-    let mut blobs = vec![
-        desc.digest().to_string(),
-        manifest.config().digest().to_string(),
-    ];
-    for l in manifest.layers() {
-        let d = l.digest().to_string();
-        if !blobs.contains(&d) {
-            blobs.push(d);
+    // the entry (a manifest, or a multi-platform image's index), then each image's blobs
+    let mut blobs = vec![desc.digest().to_string()];
+    for (md, m) in store.manifests_of(&desc)? {
+        let ds = std::iter::once(md.digest())
+            .chain(std::iter::once(m.config().digest()))
+            .chain(m.layers().iter().map(|l| l.digest()));
+        for d in ds {
+            let d = d.to_string();
+            if !blobs.contains(&d) {
+                blobs.push(d);
+            }
         }
     }
     let mut entry = desc.clone();
@@ -382,12 +384,15 @@ struct Found {
     blobs: Vec<(String, u64, PathBuf)>,
 }
 
-/// `husk image import FILE [REF]`: returns (name, manifest digest) per name stored.
+/// `husk image import FILE [REF]`: returns (name, manifest digest) per name stored. With
+/// `all_platforms`, a multi-platform image is kept whole (its index is the store entry, every
+/// platform's manifest and blobs stored); else its manifest for `platform` is.
 pub fn import(
     store: &Store,
     file: &Path,
     name: Option<&str>,
     platform: &super::PlatformSpec,
+    all_platforms: bool,
 ) -> Result<Vec<(String, String)>> {
     let what = if file == Path::new("-") {
         "import (standard input)".to_string()
@@ -400,7 +405,7 @@ pub fn import(
         .map_err(anyhow::Error::msg)?;
     let c = read_archive(store, file, &what)?;
     let found = if c.get("index.json").is_some() {
-        oci_images(&c, &what, name.as_deref(), platform)?
+        oci_images(&c, &what, name.as_deref(), platform, all_platforms)?
     } else if c.get("manifest.json").is_some() {
         docker_images(&c, &what, name.as_deref())?
     } else {
@@ -498,6 +503,7 @@ fn oci_images(
     what: &str,
     name: Option<&str>,
     platform: &super::PlatformSpec,
+    all_platforms: bool,
 ) -> Result<Vec<Found>> {
     if c.get("oci-layout").is_some() {
         let v: serde_json::Value = serde_json::from_slice(&c.read_json("oci-layout", what)?)
@@ -523,33 +529,43 @@ fn oci_images(
     }
     let mut out = Vec::new();
     for outer in entries {
-        let d = &platform_manifest(c, outer, what, platform)?;
-        let digest = d.digest().to_string();
-        let mt = d.media_type().to_string();
-        if mt != registry::MEDIA_OCI_MANIFEST && mt != registry::MEDIA_DOCKER_MANIFEST {
-            bail!(
-                "{what}: manifest {digest} has media type {mt:?}; expected an OCI or Docker \
-                 image manifest"
-            );
-        }
-        let s = c.blob(&digest, d.size(), "manifest", what)?;
-        if s.size > registry::MAX_MANIFEST {
-            bail!(
-                "{what}: manifest {digest} is larger than {}",
-                registry::MAX_MANIFEST
-            );
-        }
-        let m: ImageManifest = serde_json::from_slice(&std::fs::read(&s.path)?)
-            .with_context(|| format!("{what}: manifest {digest} is not an image manifest"))?;
-        check_layer_types(&m, &format!("{what}: manifest {digest}"))?;
-        let (cfg, cfg_path) = check_config(c, &m, what)?;
-        let mut blobs = vec![(digest.clone(), s.size, s.path.clone())];
-        blobs.push((m.config().digest().to_string(), m.config().size(), cfg_path));
-        for l in m.layers() {
-            let ld = l.digest().to_string();
-            let s = c.blob(&ld, l.size(), "layer", what)?;
-            blobs.push((ld, s.size, s.path.clone()));
-        }
+        let omt = outer.media_type().to_string();
+        let keep_index = all_platforms && store::is_index_type(&omt);
+        let (digest, mt, platform, blobs) = if keep_index {
+            // the whole multi-platform image: the index, and every platform's image
+            let digest = outer.digest().to_string();
+            let s = c.blob(&digest, outer.size(), "index", what)?;
+            if s.size > registry::MAX_MANIFEST {
+                bail!(
+                    "{what}: index {digest} is larger than {}",
+                    registry::MAX_MANIFEST
+                );
+            }
+            let index: ImageIndex = serde_json::from_slice(&std::fs::read(&s.path)?)
+                .with_context(|| format!("{what}: index {digest} is not an image index"))?;
+            if index.manifests().is_empty() {
+                bail!("{what}: index {digest} lists no manifest");
+            }
+            let mut blobs = vec![(digest.clone(), s.size, s.path.clone())];
+            for d in index.manifests() {
+                let blobs_of = if super::is_attestation(d) {
+                    attestation_blobs(c, d, what)?
+                } else {
+                    check_image(c, d, what)?.1
+                };
+                for b in blobs_of {
+                    if !blobs.iter().any(|x| x.0 == b.0) {
+                        blobs.push(b);
+                    }
+                }
+            }
+            (digest, omt, None, blobs)
+        } else {
+            let d = &platform_manifest(c, outer, what, platform)?;
+            let (cfg, blobs) = check_image(c, d, what)?;
+            let p = d.platform().clone().or_else(|| platform_of(&cfg));
+            (d.digest().to_string(), d.media_type().to_string(), p, blobs)
+        };
         let names = match name.map(String::from).or_else(|| annotated_name(outer)) {
             Some(n) => vec![n],
             None => {
@@ -570,11 +586,76 @@ fn oci_images(
             manifest_digest: digest,
             media_type: mt,
             manifest_bytes: None,
-            platform: d.platform().clone().or_else(|| platform_of(&cfg)),
+            platform,
             blobs,
         });
     }
     Ok(out)
+}
+
+/// A build attestation of a multi-platform image (see [`super::is_attestation`]): its
+/// manifest and blobs must be there with their descriptors' sizes; it is never unpacked, so
+/// its media types are not checked.
+fn attestation_blobs(
+    c: &Contents,
+    d: &Descriptor,
+    what: &str,
+) -> Result<Vec<(String, u64, PathBuf)>> {
+    let digest = d.digest().to_string();
+    let s = c.blob(&digest, d.size(), "manifest", what)?;
+    if s.size > registry::MAX_MANIFEST {
+        bail!(
+            "{what}: manifest {digest} is larger than {}",
+            registry::MAX_MANIFEST
+        );
+    }
+    let m: ImageManifest = serde_json::from_slice(&std::fs::read(&s.path)?)
+        .with_context(|| format!("{what}: manifest {digest} is not an image manifest"))?;
+    let mut blobs = vec![(digest, s.size, s.path.clone())];
+    for b in std::iter::once(m.config()).chain(m.layers().iter()) {
+        let bd = b.digest().to_string();
+        let s = c.blob(&bd, b.size(), "blob", what)?;
+        blobs.push((bd, s.size, s.path.clone()));
+    }
+    Ok(blobs)
+}
+
+/// One image manifest of the archive (`d`), checked: its media type, size, layer types, config
+/// and every blob present with its descriptor's size. Returns the config and the staged blobs
+/// (the manifest first).
+#[allow(clippy::type_complexity)]
+fn check_image(
+    c: &Contents,
+    d: &Descriptor,
+    what: &str,
+) -> Result<(ImageConfiguration, Vec<(String, u64, PathBuf)>)> {
+    let digest = d.digest().to_string();
+    let mt = d.media_type().to_string();
+    if mt != registry::MEDIA_OCI_MANIFEST && mt != registry::MEDIA_DOCKER_MANIFEST {
+        bail!(
+            "{what}: manifest {digest} has media type {mt:?}; expected an OCI or Docker \
+             image manifest"
+        );
+    }
+    let s = c.blob(&digest, d.size(), "manifest", what)?;
+    if s.size > registry::MAX_MANIFEST {
+        bail!(
+            "{what}: manifest {digest} is larger than {}",
+            registry::MAX_MANIFEST
+        );
+    }
+    let m: ImageManifest = serde_json::from_slice(&std::fs::read(&s.path)?)
+        .with_context(|| format!("{what}: manifest {digest} is not an image manifest"))?;
+    check_layer_types(&m, &format!("{what}: manifest {digest}"))?;
+    let (cfg, cfg_path) = check_config(c, &m, what)?;
+    let mut blobs = vec![(digest.clone(), s.size, s.path.clone())];
+    blobs.push((m.config().digest().to_string(), m.config().size(), cfg_path));
+    for l in m.layers() {
+        let ld = l.digest().to_string();
+        let s = c.blob(&ld, l.size(), "layer", what)?;
+        blobs.push((ld, s.size, s.path.clone()));
+    }
+    Ok((cfg, blobs))
 }
 
 /// An index.json entry that is itself an index (a multi-platform image, as `skopeo copy --all`

@@ -7,6 +7,7 @@
 pub mod archive;
 pub mod config;
 pub mod layer;
+pub mod progress;
 pub mod push;
 pub mod snapshot;
 pub mod store;
@@ -103,7 +104,11 @@ impl std::fmt::Display for PlatformSpec {
 pub struct PullOptions {
     pub registry: registry::Options,
     pub platform: PlatformSpec,
-    pub quiet: bool,
+    /// How progress is shown (`--progress`, `--quiet`).
+    pub progress: progress::Mode,
+    /// Keep a multi-platform image whole: every platform's manifest and blobs, the index as
+    /// the store entry (`--all-platforms`).
+    pub all_platforms: bool,
 }
 
 /// The layer compressions husk reads.
@@ -143,12 +148,6 @@ pub(crate) fn check_layer_types(m: &ImageManifest, what: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn say(quiet: bool, msg: &str) {
-    if !quiet {
-        let _ = writeln!(io::stderr(), "{msg}");
-    }
-}
-
 /// `f` on every item, [`PARALLEL_FETCHES`] at a time; after the first failure no new item
 /// starts, and the error of the earliest failed item is returned.
 pub(crate) fn each_in_parallel<T: Sync>(
@@ -185,6 +184,20 @@ pub(crate) fn each_in_parallel<T: Sync>(
 /// Pull `reference` into `store`: manifest (through an index if needed), config and layers,
 /// each verified; the index entry is written last. Returns the manifest digest.
 pub fn pull(store: &Store, text: &str, opts: &PullOptions) -> Result<String> {
+    let shown = progress::Progress::new(opts.progress);
+    let r = pull_shown(store, text, opts, &shown);
+    if let Err(e) = &r {
+        shown.failed(e);
+    }
+    r
+}
+
+fn pull_shown(
+    store: &Store,
+    text: &str,
+    opts: &PullOptions,
+    shown: &progress::Progress,
+) -> Result<String> {
     let r = Reference::parse(text).map_err(anyhow::Error::msg)?;
     let what = r.to_string();
     let client = Client::new(&r, &opts.registry)?;
@@ -201,6 +214,9 @@ pub fn pull(store: &Store, text: &str, opts: &PullOptions) -> Result<String> {
     }
     let (manifest_bytes, manifest_type, manifest_digest, platform) = match top.media_type.as_str()
     {
+        registry::MEDIA_OCI_INDEX | registry::MEDIA_DOCKER_LIST if opts.all_platforms => {
+            return pull_all(store, &what, &client, top, shown);
+        }
         registry::MEDIA_OCI_INDEX | registry::MEDIA_DOCKER_LIST => {
             let index: ImageIndex = serde_json::from_slice(&top.bytes)
                 .with_context(|| format!("pull {what}: parse index {}", top.digest))?;
@@ -272,38 +288,11 @@ pub fn pull(store: &Store, text: &str, opts: &PullOptions) -> Result<String> {
     )?;
 
     // the config first (small), then the layers, PARALLEL_FETCHES at a time
-    let fetch = |d: &Descriptor, role: &str| -> Result<()> {
-        let digest = d.digest().to_string();
-        let fetched =
-            store.put_blob_resumable(&digest, d.size(), &format!("pull {what}: {role}"), |at| {
-                let (reader, from) = client
-                    .blob_from(&digest, at)
-                    .with_context(|| format!("pull {what}: fetch {role} {digest}"))?;
-                Ok(store::Fetched { reader, from })
-            })?;
-        say(
-            opts.quiet,
-            &format!(
-                "{role} {digest} ({} bytes): {}",
-                d.size(),
-                if fetched { "fetched" } else { "present" }
-            ),
-        );
-        Ok(())
-    };
+    let fetch =
+        |d: &Descriptor, role: &'static str| fetch_blob(store, &what, &client, d, role, shown);
     fetch(manifest.config(), "config")?;
     each_in_parallel(manifest.layers(), |l| fetch(l, "layer"))?;
-    // the config must be a config (checked now that it is here)
-    let cfg = store.read_blob(manifest.config().digest().as_ref(), MAX_CONFIG)?;
-    let cfg: ImageConfiguration = serde_json::from_slice(&cfg)
-        .with_context(|| format!("pull {what}: parse config {}", manifest.config().digest()))?;
-    if cfg.rootfs().diff_ids().len() != manifest.layers().len() {
-        bail!(
-            "pull {what}: config lists {} layer diff_ids, the manifest {} layers",
-            cfg.rootfs().diff_ids().len(),
-            manifest.layers().len()
-        );
-    }
+    let cfg = check_config(store, &what, &manifest)?;
     store.put_bytes(
         &manifest_digest,
         &manifest_bytes,
@@ -330,12 +319,202 @@ pub fn pull(store: &Store, text: &str, opts: &PullOptions) -> Result<String> {
         m.push(desc);
         Ok(())
     })?;
+    shown.image_done("pull", &what, &manifest_digest);
     Ok(manifest_digest)
 }
 
-/// The index entry for `text`: a reference (normalised) or a manifest digest (full, or a
-/// unique prefix of at least 12 hex digits).
+/// `pull --all-platforms` of an index: every platform's manifest (each checked against the
+/// index), then all their blobs ([`PARALLEL_FETCHES`] at a time, each once), then the
+/// manifests and the index as blobs, and only then the index as the store entry.
+fn pull_all(
+    store: &Store,
+    what: &str,
+    client: &Client,
+    top: registry::Manifest,
+    shown: &progress::Progress,
+) -> Result<String> {
+    let index: ImageIndex = serde_json::from_slice(&top.bytes)
+        .with_context(|| format!("pull {what}: parse index {}", top.digest))?;
+    if index.manifests().is_empty() {
+        bail!("pull {what}: index {} lists no manifest", top.digest);
+    }
+    let mut manifests = Vec::new();
+    for d in index.manifests() {
+        let digest = d.digest().to_string();
+        let mt = d.media_type().to_string();
+        if mt != registry::MEDIA_OCI_MANIFEST && mt != registry::MEDIA_DOCKER_MANIFEST {
+            bail!(
+                "pull {what}: index {} lists {digest} of media type {mt:?}; expected OCI or \
+                 Docker schema 2 image manifests",
+                top.digest
+            );
+        }
+        let m = client
+            .manifest(&digest)
+            .with_context(|| format!("pull {what}: fetch manifest {digest}"))?;
+        if m.digest != digest {
+            bail!(
+                "pull {what}: digest mismatch for manifest: expected {digest}, content is {}",
+                m.digest
+            );
+        }
+        if m.bytes.len() as u64 != d.size() {
+            bail!(
+                "pull {what}: manifest {digest} is {} bytes, the index says {}",
+                m.bytes.len(),
+                d.size()
+            );
+        }
+        let parsed: ImageManifest = serde_json::from_slice(&m.bytes)
+            .with_context(|| format!("pull {what}: parse manifest {digest}"))?;
+        // an image husk may unpack; an attestation (build provenance) is kept as it is
+        let image = !is_attestation(d);
+        if image {
+            check_layer_types(&parsed, &format!("pull {what}: manifest {digest}"))?;
+        }
+        manifests.push((digest, m.bytes, parsed, image));
+    }
+    let mut blobs: Vec<(&Descriptor, &'static str)> = Vec::new();
+    for (_, _, m, _) in &manifests {
+        let all =
+            std::iter::once((m.config(), "config")).chain(m.layers().iter().map(|l| (l, "layer")));
+        for (d, role) in all {
+            if !blobs.iter().any(|(b, _)| b.digest() == d.digest()) {
+                blobs.push((d, role));
+            }
+        }
+    }
+    each_in_parallel(&blobs, |(d, role)| {
+        fetch_blob(store, what, client, d, role, shown)
+    })?;
+    for (digest, bytes, m, image) in &manifests {
+        if *image {
+            check_config(store, what, m)?;
+        }
+        store.put_bytes(digest, bytes, &format!("pull {what}: manifest"))?;
+    }
+    store.put_bytes(&top.digest, &top.bytes, &format!("pull {what}: index"))?;
+    let mut desc = Descriptor::new(
+        MediaType::from(top.media_type.as_str()),
+        top.bytes.len() as u64,
+        top.digest
+            .parse::<oci_spec::image::Digest>()
+            .context("index digest")?,
+    );
+    desc.set_annotations(Some(HashMap::from([(
+        REF_NAME.to_string(),
+        what.to_string(),
+    )])));
+    store.update_index(|m| {
+        m.retain(|d| ref_name(d) != Some(what));
+        m.push(desc);
+        Ok(())
+    })?;
+    shown.image_done("pull", what, &top.digest);
+    Ok(top.digest)
+}
+
+/// The config of a pulled image, now in the store, checked to be an image config with a
+/// diff_id for each layer.
+fn check_config(store: &Store, what: &str, manifest: &ImageManifest) -> Result<ImageConfiguration> {
+    let cfg = store.read_blob(manifest.config().digest().as_ref(), MAX_CONFIG)?;
+    let cfg: ImageConfiguration = serde_json::from_slice(&cfg)
+        .with_context(|| format!("pull {what}: parse config {}", manifest.config().digest()))?;
+    if cfg.rootfs().diff_ids().len() != manifest.layers().len() {
+        bail!(
+            "pull {what}: config lists {} layer diff_ids, the manifest {} layers",
+            cfg.rootfs().diff_ids().len(),
+            manifest.layers().len()
+        );
+    }
+    Ok(cfg)
+}
+
+/// An index entry that is a build attestation, not an image (BuildKit's
+/// `vnd.docker.reference.type: attestation-manifest`, platform unknown/unknown): kept with its
+/// blobs by `--all-platforms`, never unpacked, so its layer types are not checked.
+pub(crate) fn is_attestation(d: &Descriptor) -> bool {
+    d.annotations()
+        .as_ref()
+        .and_then(|a| a.get("vnd.docker.reference.type"))
+        .is_some_and(|t| t == "attestation-manifest")
+}
+
+/// One blob of a pull into the store (resumed where its stream breaks), its progress shown.
+fn fetch_blob(
+    store: &Store,
+    what: &str,
+    client: &Client,
+    d: &Descriptor,
+    role: &'static str,
+    shown: &progress::Progress,
+) -> Result<()> {
+    let digest = d.digest().to_string();
+    let blob = shown.blob(role, &digest, d.size());
+    let fetched =
+        store.put_blob_resumable(&digest, d.size(), &format!("pull {what}: {role}"), |at| {
+            let (reader, from) = client
+                .blob_from(&digest, at)
+                .with_context(|| format!("pull {what}: fetch {role} {digest}"))?;
+            blob.set(from);
+            Ok(store::Fetched {
+                reader: Box::new(blob.reader(reader)),
+                from,
+            })
+        })?;
+    blob.finish(if fetched { "fetched" } else { "present" });
+    Ok(())
+}
+
+/// The image manifest for `text` (see [`lookup_entry`]): the index entry itself, or for a
+/// multi-platform entry (an image index) its manifest for the host's platform.
 pub fn lookup(store: &Store, text: &str) -> Result<(String, Descriptor)> {
+    let (name, d) = lookup_entry(store, text)?;
+    if !store::is_index_type(d.media_type().as_ref()) {
+        return Ok((name, d));
+    }
+    let host = PlatformSpec::host();
+    let index = store.read_image_index(d.digest().as_ref())?;
+    match index
+        .manifests()
+        .iter()
+        .find(|m| m.platform().as_ref().is_some_and(|p| host.matches(p)))
+    {
+        Some(m) => Ok((name, m.clone())),
+        None => bail!(
+            "image {} is a multi-platform index without a manifest for the host's platform \
+             {host} (it has: {})",
+            if name.is_empty() {
+                d.digest().to_string()
+            } else {
+                name
+            },
+            platforms_of(&index)
+        ),
+    }
+}
+
+/// The platforms an index lists, `os/arch[/variant]`, comma-separated.
+pub(crate) fn platforms_of(index: &ImageIndex) -> String {
+    let have: Vec<String> = index
+        .manifests()
+        .iter()
+        .filter_map(|d| d.platform().as_ref())
+        .map(|p| {
+            let mut s = format!("{}/{}", p.os(), p.architecture());
+            if let Some(v) = p.variant() {
+                s.push('/');
+                s.push_str(v);
+            }
+            s
+        })
+        .collect();
+    have.join(", ")
+}
+
+/// The `index.json` entry for `text`: a reference (normalised) or a manifest or index digest
+/// (full, or a unique prefix of at least 12 hex digits). A multi-platform image is its index.
+pub fn lookup_entry(store: &Store, text: &str) -> Result<(String, Descriptor)> {
     let idx = store.index()?;
     let hexish = text.strip_prefix("sha256:").unwrap_or(text);
     if hexish.len() >= 12 && hexish.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -377,10 +556,23 @@ pub fn list(store: Option<&Store>, format: &str, quiet: bool) -> Result<()> {
         .flat_map(|(s, i)| i.manifests().iter().map(|d| (*s, d)))
     {
         let name = ref_name(d).unwrap_or("<none>").to_string();
-        let (size, created) = match store.read_manifest(d.digest().as_ref()) {
-            Ok(m) => {
-                let size: u64 =
-                    m.config().size() + m.layers().iter().map(|l| l.size()).sum::<u64>();
+        let (size, created) = match store.manifests_of(d) {
+            Ok(ms) if !ms.is_empty() => {
+                // a multi-platform image: every platform's blobs (each once), the host's
+                // creation time
+                let mut seen = std::collections::HashSet::new();
+                let size: u64 = ms
+                    .iter()
+                    .flat_map(|(_, m)| std::iter::once(m.config()).chain(m.layers().iter()))
+                    .filter(|b| seen.insert(b.digest().to_string()))
+                    .map(|b| b.size())
+                    .sum();
+                let host = PlatformSpec::host();
+                let m = &ms
+                    .iter()
+                    .find(|(md, _)| md.platform().as_ref().is_some_and(|p| host.matches(p)))
+                    .unwrap_or(&ms[0])
+                    .1;
                 let created = store
                     .read_blob(m.config().digest().as_ref(), MAX_CONFIG)
                     .ok()
@@ -389,7 +581,7 @@ pub fn list(store: Option<&Store>, format: &str, quiet: bool) -> Result<()> {
                     .unwrap_or_default();
                 (size, created)
             }
-            Err(_) => (0, String::new()),
+            _ => (0, String::new()),
         };
         rows.push((name, d.digest().to_string(), size, created));
     }
@@ -427,6 +619,18 @@ pub fn list(store: Option<&Store>, format: &str, quiet: bool) -> Result<()> {
 
 /// `husk image inspect`: the index entry, manifest, config and layer list as one JSON document.
 pub fn inspect(store: &Store, text: &str) -> Result<serde_json::Value> {
+    let (_, entry) = lookup_entry(store, text)?;
+    // a multi-platform image: its index and platforms, then the host's manifest as for any image
+    let index = if store::is_index_type(entry.media_type().as_ref()) {
+        let i = store.read_image_index(entry.digest().as_ref())?;
+        Some(serde_json::json!({
+            "digest": entry.digest().to_string(),
+            "mediaType": entry.media_type().to_string(),
+            "manifests": i.manifests(),
+        }))
+    } else {
+        None
+    };
     let (name, d) = lookup(store, text)?;
     let digest = d.digest().to_string();
     let m = store.read_manifest(&digest)?;
@@ -447,12 +651,13 @@ pub fn inspect(store: &Store, text: &str) -> Result<serde_json::Value> {
         "manifest": m,
         "config": cfg,
         "layers": layers,
+        "index": index,
     }))
 }
 
 /// `husk image tag SRC DST`.
 pub fn tag(store: &Store, src: &str, dst: &str) -> Result<String> {
-    let (_, d) = lookup(store, src)?;
+    let (_, d) = lookup_entry(store, src)?;
     let name = Reference::parse(dst)
         .map_err(anyhow::Error::msg)?
         .to_string();
@@ -471,7 +676,7 @@ pub fn tag(store: &Store, src: &str, dst: &str) -> Result<String> {
 pub fn remove(store: &Store, refs: &[String]) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for r in refs {
-        let (name, d) = lookup(store, r)?;
+        let (name, d) = lookup_entry(store, r)?;
         names.push((name, d.digest().to_string()));
     }
     store.update_index(|m| {
@@ -697,15 +902,14 @@ pub fn collect_garbage(store: &Store) -> Result<store::GcReport> {
     let mut r = store.collect_garbage_report()?;
     let mut diff_ids = Vec::new();
     for d in store.index()?.manifests() {
-        let Ok(m) = store.read_manifest(d.digest().as_ref()) else {
-            continue;
-        };
-        if let Some(c) = store
-            .read_blob(m.config().digest().as_ref(), MAX_CONFIG)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<ImageConfiguration>(&b).ok())
-        {
-            diff_ids.push(c.rootfs().diff_ids().clone());
+        for (_, m) in store.manifests_of(d).unwrap_or_default() {
+            if let Some(c) = store
+                .read_blob(m.config().digest().as_ref(), MAX_CONFIG)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<ImageConfiguration>(&b).ok())
+            {
+                diff_ids.push(c.rootfs().diff_ids().clone());
+            }
         }
     }
     (r.snapshots, r.snapshot_bytes) = snapshot::collect(store, &diff_ids)?;

@@ -5,11 +5,12 @@
 //! (monolithic, or in chunks when larger than the chunk size); the manifest goes last, so the
 //! registry never serves a manifest whose blobs are missing.
 
-use super::store::{ref_name, Store};
-use super::{lookup, say};
+use super::lookup_entry;
+use super::progress::{self, Progress};
+use super::store::{is_index_type, ref_name, Store};
 use crate::registry::{self, reference::Reference, Client, Pushed};
 use anyhow::{bail, Context, Result};
-use oci_spec::image::{Descriptor, ImageManifest};
+use oci_spec::image::Descriptor;
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 
@@ -21,13 +22,30 @@ pub struct PushOptions {
     pub registry: registry::Options,
     /// Upload blobs larger than this in chunks of this size; 0: always monolithic.
     pub chunk_size: u64,
-    pub quiet: bool,
+    /// How progress is shown (`--progress`, `--quiet`).
+    pub progress: progress::Mode,
 }
 
 /// Push `src` (a name or digest in the store) as `dest` (default: `src`'s own name). Returns
-/// the manifest digest.
+/// the digest of what was pushed: the manifest, or for a multi-platform image its index, whose
+/// every platform's blobs and manifest go first.
 pub fn push(store: &Store, src: &str, dest: Option<&str>, opts: &PushOptions) -> Result<String> {
-    let (name, desc) = lookup(store, src)?;
+    let shown = Progress::new(opts.progress);
+    let r = push_shown(store, src, dest, opts, &shown);
+    if let Err(e) = &r {
+        shown.failed(e);
+    }
+    r
+}
+
+fn push_shown(
+    store: &Store,
+    src: &str,
+    dest: Option<&str>,
+    opts: &PushOptions,
+    shown: &Progress,
+) -> Result<String> {
+    let (name, desc) = lookup_entry(store, src)?;
     let dest_text = match dest {
         Some(d) => d.to_string(),
         None if !name.is_empty() => name.clone(),
@@ -44,12 +62,18 @@ pub fn push(store: &Store, src: &str, dest: Option<&str>, opts: &PushOptions) ->
     let bytes = store
         .read_blob(&digest, registry::MAX_MANIFEST)
         .with_context(|| format!("push {what}: manifest"))?;
-    let manifest: ImageManifest = serde_json::from_slice(&bytes)
-        .with_context(|| format!("push {what}: parse manifest {digest}"))?;
     let media_type = desc.media_type().to_string();
+    let multi = is_index_type(&media_type);
+    // the image manifests: the one, or each platform's of an index
+    let images = store
+        .manifests_of(&desc)
+        .with_context(|| format!("push {what}: {}", if multi { "index" } else { "manifest" }))?;
 
-    let mut blobs = vec![(manifest.config().clone(), "config")];
-    blobs.extend(manifest.layers().iter().map(|l| (l.clone(), "layer")));
+    let mut blobs: Vec<(Descriptor, &'static str)> = Vec::new();
+    for (_, m) in &images {
+        blobs.push((m.config().clone(), "config"));
+        blobs.extend(m.layers().iter().map(|l| (l.clone(), "layer")));
+    }
     for (b, role) in &blobs {
         if !store.has_blob(b.digest().as_ref(), b.size()) {
             bail!(
@@ -70,14 +94,13 @@ pub fn push(store: &Store, src: &str, dest: Option<&str>, opts: &PushOptions) ->
         if r.registry != dest.registry || r.repository == dest.repository {
             continue;
         }
-        let Ok(m) = store.read_manifest(d.digest().as_ref()) else {
-            continue;
-        };
-        let ds = std::iter::once(m.config()).chain(m.layers().iter());
-        for b in ds {
-            let repos = sources.entry(b.digest().to_string()).or_default();
-            if !repos.contains(&r.repository) {
-                repos.push(r.repository.clone());
+        for (_, m) in store.manifests_of(d).unwrap_or_default() {
+            let ds = std::iter::once(m.config()).chain(m.layers().iter());
+            for b in ds {
+                let repos = sources.entry(b.digest().to_string()).or_default();
+                if !repos.contains(&r.repository) {
+                    repos.push(r.repository.clone());
+                }
             }
         }
     }
@@ -95,21 +118,25 @@ pub fn push(store: &Store, src: &str, dest: Option<&str>, opts: &PushOptions) ->
     }
     client.set_mount_sources(repos);
 
-    // each blob once (a layer may repeat), PARALLEL_FETCHES at a time; the first failure
-    // stops the others from starting new blobs and is the one reported
-    let mut unique: Vec<&(Descriptor, &str)> = Vec::new();
+    // each blob once (a layer may repeat, platforms may share), PARALLEL_FETCHES at a time;
+    // the first failure stops the others from starting new blobs and is the one reported
+    let mut unique: Vec<&(Descriptor, &'static str)> = Vec::new();
     for x in &blobs {
         if !unique.iter().any(|u| u.0.digest() == x.0.digest()) {
             unique.push(x);
         }
     }
-    let push_one = |b: &Descriptor, role: &str| -> Result<()> {
+    let push_one = |b: &Descriptor, role: &'static str| -> Result<()> {
         let d = b.digest().to_string();
         let path = store.blob_path(&d)?;
+        let shown_blob = shown.blob(role, &d, b.size());
         let open = |offset: u64| -> std::io::Result<Box<dyn Read + Send>> {
             let mut f = std::fs::File::open(&path)?;
             f.seek(SeekFrom::Start(offset))?;
-            Ok(Box::new(std::io::BufReader::with_capacity(256 << 10, f)))
+            shown_blob.set(offset);
+            Ok(Box::new(
+                shown_blob.reader(std::io::BufReader::with_capacity(256 << 10, f)),
+            ))
         };
         let from = sources.get(&d).cloned().unwrap_or_default();
         let how = client
@@ -121,17 +148,30 @@ pub fn push(store: &Store, src: &str, dest: Option<&str>, opts: &PushOptions) ->
             Pushed::Uploaded(1) => "uploaded".to_string(),
             Pushed::Uploaded(n) => format!("uploaded in {} chunks", n - 1),
         };
-        say(
-            opts.quiet,
-            &format!("{role} {d} ({} bytes): {how}", b.size()),
-        );
+        shown_blob.finish(&how);
         Ok(())
     };
     super::each_in_parallel(&unique, |(d, b)| push_one(d, b))?;
+    // a multi-platform image: each platform's manifest by its digest, before the index
+    if multi {
+        for (md, _) in &images {
+            let d = md.digest().to_string();
+            let mbytes = store
+                .read_blob(&d, registry::MAX_MANIFEST)
+                .with_context(|| format!("push {what}: manifest {d}"))?;
+            let put = shown.blob("manifest", &d, mbytes.len() as u64);
+            client
+                .put_manifest(&d, md.media_type().as_ref(), &mbytes)
+                .with_context(|| format!("push {what}: manifest {d}"))?;
+            put.finish("pushed");
+        }
+    }
     let reference = dest.tag.as_deref().unwrap_or(&digest);
+    let role = if multi { "index" } else { "manifest" };
     client
         .put_manifest(reference, &media_type, &bytes)
-        .with_context(|| format!("push {what}: manifest {digest}"))?;
-    say(opts.quiet, &format!("manifest {digest}: pushed as {what}"));
+        .with_context(|| format!("push {what}: {role} {digest}"))?;
+    shown.say(&format!("{role} {digest}: pushed as {what}"));
+    shown.image_done("push", &what, &digest);
     Ok(digest)
 }

@@ -395,9 +395,15 @@ impl Store {
     pub fn collect_garbage_report(&self) -> Result<GcReport> {
         let mut keep: HashSet<String> = HashSet::new();
         for d in self.index()?.manifests() {
-            let digest = d.digest().to_string();
-            keep.insert(digest.clone());
-            if let Ok(m) = self.read_manifest(&digest) {
+            keep.insert(d.digest().to_string());
+            // an index entry keeps every platform's manifest and blobs
+            if is_index_type(d.media_type().as_ref()) {
+                if let Ok(i) = self.read_image_index(d.digest().as_ref()) {
+                    keep.extend(i.manifests().iter().map(|m| m.digest().to_string()));
+                }
+            }
+            for (md, m) in self.manifests_of(d).unwrap_or_default() {
+                keep.insert(md.digest().to_string());
                 keep.insert(m.config().digest().to_string());
                 for l in m.layers() {
                     keep.insert(l.digest().to_string());
@@ -436,6 +442,46 @@ impl Store {
         let data = self.read_blob(digest, crate::registry::MAX_MANIFEST)?;
         serde_json::from_slice(&data).with_context(|| format!("parse manifest {digest}"))
     }
+
+    pub fn read_image_index(&self, digest: &str) -> Result<ImageIndex> {
+        let data = self.read_blob(digest, crate::registry::MAX_MANIFEST)?;
+        serde_json::from_slice(&data).with_context(|| format!("parse image index {digest}"))
+    }
+
+    /// The image manifests an `index.json` entry stands for: the entry itself (one platform),
+    /// or every manifest of a multi-platform image's index (`pull --all-platforms`, `import
+    /// --all-platforms`), each with its descriptor.
+    pub fn manifests_of(
+        &self,
+        d: &Descriptor,
+    ) -> Result<Vec<(Descriptor, oci_spec::image::ImageManifest)>> {
+        let digest = d.digest().to_string();
+        if !is_index_type(d.media_type().as_ref()) {
+            return Ok(vec![(d.clone(), self.read_manifest(&digest)?)]);
+        }
+        let index = self.read_image_index(&digest)?;
+        index
+            .manifests()
+            .iter()
+            .map(|m| {
+                let md = m.digest().to_string();
+                let mt = m.media_type().to_string();
+                if is_index_type(&mt) {
+                    bail!("image index {digest}: entry {md} is itself an index ({mt}); husk keeps one level");
+                }
+                let manifest = self
+                    .read_manifest(&md)
+                    .with_context(|| format!("image index {digest}: manifest {md}"))?;
+                Ok((m.clone(), manifest))
+            })
+            .collect()
+    }
+}
+
+/// An OCI image index or a Docker manifest list (a multi-platform image).
+pub fn is_index_type(media_type: &str) -> bool {
+    media_type == crate::registry::MEDIA_OCI_INDEX
+        || media_type == crate::registry::MEDIA_DOCKER_LIST
 }
 
 /// How often one blob's transfer is taken up again after its stream broke.
