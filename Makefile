@@ -13,7 +13,8 @@
 #   make deb       target/debian/husk_VERSION-1_amd64.deb (dpkg-deb)
 #   make soak      3,600 SIGKILL injections over the nine operations (tests/faults.rs), then the
 #                  concurrency pairs; seed printed (HUSK_FAULT_SEED=N replays); then 3,000
-#                  config mutants from a random seed (HUSK_MUTATION_SEED=N replays)
+#                  config mutants from a random seed (HUSK_MUTATION_SEED=N replays); then 1,000
+#                  network attach/detach cycles and 100 attaches SIGKILLed (HUSK_NET_SEED=N replays)
 #   make test-repeat N=10   `make test` N times in a row, stopping at the first red run
 #   make clean
 SHELL := /bin/bash
@@ -244,6 +245,7 @@ SOAK_FAULTS ?= 3600
 soak: build testroot
 	HUSK_FAULTS=$(SOAK_FAULTS) HUSK_BIN=$(HUSK_BIN) $(CARGO) test --test faults -- --nocapture --test-threads=1
 	HUSK_MUTATION_SEED=random HUSK_MUTANTS=3000 HUSK_BIN=$(HUSK_BIN) $(CARGO) test --test mutation -- --nocapture
+	HUSK_NET_CYCLES=1000 HUSK_NET_KILLS=100 HUSK_BIN=$(HUSK_BIN) $(CARGO) test --test network attach_detach_cycles -- --nocapture
 
 # Whether the whole suite is green every time, not once: N consecutive `make test` runs.
 N ?= 10

@@ -14,20 +14,6 @@ use common::*;
 use serde_json::Value;
 use std::time::Duration;
 
-/// xorshift64*: small, seeded, good enough to pick mutations.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// Every path in the JSON tree, as (segments, display form such as `process.env[1]`).
 fn paths(v: &Value, cur: &mut Vec<Seg>, out: &mut Vec<Vec<Seg>>) {
     match v {
@@ -134,7 +120,7 @@ fn mutate(v: &mut Value, p: &[Seg], rng: &mut Rng) -> String {
         6 => {
             *slot = match slot {
                 Value::String(s) => {
-                    let at = rng.below(s.len() + 1);
+                    let at = rng.pick(s.len() + 1);
                     let at = (0..=at).rev().find(|i| s.is_char_boundary(*i)).unwrap();
                     let mut t = s.clone();
                     t.insert(at, '\0');
@@ -199,7 +185,7 @@ fn mutated_configs_fail_by_name_and_leave_nothing() {
     let (mut created, mut refused) = (0, 0);
     for k in 0..n {
         let mut cfg = base.clone();
-        let p = &all[rng.below(all.len())];
+        let p = &all[rng.pick(all.len())];
         let what = mutate(&mut cfg, p, &mut rng);
         let field = show(p);
         let top = match &p[0] {

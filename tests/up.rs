@@ -1943,24 +1943,10 @@ fn up_killed_at_random_moments_then_rm_force_leaves_nothing() {
     if !need_root("up_killed_at_random_moments_then_rm_force_leaves_nothing") {
         return;
     }
-    let seed = std::env::var("HUSK_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+    let seed = seed_from_env("HUSK_FAULT_SEED");
     eprintln!("up kill: seed {seed} (HUSK_FAULT_SEED={seed} replays)");
-    let mut x = seed;
-    let mut below = |n: u64| {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    };
+    let mut rng = Rng(seed);
+    let mut below = |n: u64| rng.below(n);
     let e = Env::new("kill");
     let store = e.store();
     let root = e.root();

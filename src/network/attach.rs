@@ -484,11 +484,21 @@ fn forget(dirs: &Dirs, a: &Attachment) -> Result<()> {
         Err(e) => return Err(e).with_context(|| format!("remove {}", p.display())),
     }
     let d = container_dir(dirs, &a.container);
-    let empty = fs::read_dir(&d)
-        .map(|mut r| r.next().is_none())
-        .unwrap_or(true);
-    if empty {
+    let left: Vec<PathBuf> = fs::read_dir(&d)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    // no record left (a temp file of a record write that was killed is no record)
+    if !left
+        .iter()
+        .any(|p| p.extension().is_some_and(|e| e == "json"))
+    {
         unpin(dirs, &a.container)?;
+        for p in left {
+            let _ = fs::remove_file(p);
+        }
         let _ = fs::remove_dir(&d);
     }
     Ok(())
@@ -685,6 +695,20 @@ pub fn gc(dirs: &Dirs, network: Option<&str>) -> Result<Vec<(String, String)>> {
         }
     }
     let held: Vec<String> = records(dirs)?.into_iter().map(|a| a.container).collect();
+    // a container's directory without a record: an attach killed after making it and before
+    // its record was in place (maybe holding the record's temp file)
+    if let Ok(rd) = fs::read_dir(dirs.run.join("attachments")) {
+        for e in rd.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if !held.contains(&id) {
+                let d = e.path();
+                for f in fs::read_dir(&d).into_iter().flatten().flatten() {
+                    let _ = fs::remove_file(f.path());
+                }
+                fs::remove_dir(&d).with_context(|| format!("remove {}", d.display()))?;
+            }
+        }
+    }
     if let Ok(rd) = fs::read_dir(dirs.run.join("netns")) {
         for e in rd.flatten() {
             let id = e.file_name().to_string_lossy().into_owned();

@@ -66,6 +66,7 @@ impl Pool {
     /// Allocate an address to (`id`, `ifname`).
     pub fn allocate(&self, network: &str, id: &str, ifname: &str) -> Result<Ipv4Addr> {
         let _l = lock(&self.dir)?;
+        self.sweep_temp_files();
         let me = owner(id, ifname);
         if let Some((ip, _)) = self
             .allocations()?
@@ -96,20 +97,29 @@ impl Pool {
                 continue;
             }
             let p = self.dir.join(ip.to_string());
-            let f = match fs::OpenOptions::new()
+            if p.exists() {
+                continue;
+            }
+            // the file appears with its owner in it (written aside, then linked into place),
+            // so a kill at any moment never leaves an address claimed by nobody
+            let tmp = self.dir.join(format!(".{ip}.{}", std::process::id()));
+            let written = fs::OpenOptions::new()
                 .write(true)
-                .create_new(true)
+                .create(true)
+                .truncate(true)
                 .mode(0o644)
-                .open(&p)
-            {
-                Ok(f) => f,
+                .open(&tmp)
+                .and_then(|mut f| f.write_all(me.as_bytes()));
+            if let Err(e) = written {
+                let _ = fs::remove_file(&tmp);
+                return Err(e).with_context(|| format!("write {}", tmp.display()));
+            }
+            let linked = fs::hard_link(&tmp, &p);
+            let _ = fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e).with_context(|| format!("create {}", p.display())),
-            };
-            let written = (&f).write_all(me.as_bytes());
-            if let Err(e) = written {
-                let _ = fs::remove_file(&p);
-                return Err(e).with_context(|| format!("write {}", p.display()));
             }
             crate::state::write_atomic(
                 &self.dir.join(LAST_RESERVED),
@@ -125,12 +135,26 @@ impl Pool {
         )
     }
 
+    /// Remove the temp files (`.NAME.PID`) of writers killed half way: every writer holds the
+    /// lock, which the caller has.
+    fn sweep_temp_files(&self) {
+        for e in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let pid = name.rsplit('.').next().and_then(|p| p.parse::<u32>().ok());
+            if name.starts_with('.') && pid.is_some() {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+
     /// Release what (`id`, `ifname`) holds; nothing to do when it holds nothing.
     pub fn release(&self, id: &str, ifname: &str) -> Result<()> {
         if !self.dir.exists() {
             return Ok(());
         }
         let _l = lock(&self.dir)?;
+        self.sweep_temp_files();
         let me = owner(id, ifname);
         for (ip, o) in self.allocations()? {
             if o == me || o == id {
