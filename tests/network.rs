@@ -1343,3 +1343,50 @@ fn attach_detach_cycles_and_kills_mid_attach_leave_nothing() {
     t.husk_ok(None, &["rm", "n"]);
     t.assert_clean("at the end", &[], &ips, false);
 }
+
+/// A container on two networks that both give a default route (neither `--internal`): the
+/// second attach keeps the first network's default route, as Docker gives one gateway, and
+/// reaches the second network's subnet through its own interface.
+#[test]
+fn second_network_with_a_gateway_keeps_the_first_default_route() {
+    if !require_root("second_network_with_a_gateway_keeps_the_first_default_route") {
+        return;
+    }
+    let t = TestNet::new("gw2");
+    t.husk_ok(None, &["create", "--subnet", "10.77.21.0/24", "g1"]);
+    t.husk_ok(None, &["create", "--subnet", "10.77.22.0/24", "g2"]);
+    let c = container("netgw2", &["/probe", "pause"], false);
+    let ip1 = attached_ip(&t.husk_ok(Some(&c.root), &["attach", "g1", &c.id]));
+    let ip2 = attached_ip(&t.husk_ok(Some(&c.root), &["attach", "g2", &c.id]));
+    // /proc/net/route: Iface Destination Gateway ... (hex, little-endian)
+    let o = exec(&c, "cat /proc/net/route");
+    let routes = text(&o.stdout);
+    let default: Vec<&str> = routes
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("00000000"))
+        .collect();
+    assert_eq!(default.len(), 1, "one default route: {routes}");
+    // 10.77.21.1 as /proc/net/route writes it
+    assert!(
+        default[0].starts_with("eth0") && default[0].contains("01154D0A"),
+        "the default route is g1's: {routes}"
+    );
+    assert!(
+        routes
+            .lines()
+            .any(|l| l.starts_with("eth1") && l.contains("00164D0A")),
+        "g2's subnet through eth1: {routes}"
+    );
+    t.husk_ok(Some(&c.root), &["detach", "g2", &c.id]);
+    t.husk_ok(Some(&c.root), &["detach", "g1", &c.id]);
+    t.assert_clean(
+        "after both detaches",
+        &[&c.id],
+        &[ip1.clone(), ip2.clone()],
+        true,
+    );
+    drop(c);
+    t.husk_ok(None, &["rm", "g1"]);
+    t.husk_ok(None, &["rm", "g2"]);
+    t.assert_clean("at the end", &[], &[ip1, ip2], false);
+}

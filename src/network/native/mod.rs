@@ -339,11 +339,18 @@ fn add_links(
         t.ifname, t.container
     )))?;
     if p.default_route {
-        c.add_default_route(cl.index, p.gateway)
-            .map_err(nl(format!(
-                "network {net}: default route via {} in container {}",
-                p.gateway, t.container
-            )))?;
+        // a container already on another network keeps that network's default route (Docker
+        // gives a container one gateway); this network's subnet is reached through its own
+        // link all the same
+        match c.add_default_route(cl.index, p.gateway) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => {
+                return Err(nl(format!(
+                    "network {net}: default route via {} in container {}",
+                    p.gateway, t.container
+                ))(e))
+            }
+        }
     }
     Ok((br, hl, cl))
 }
