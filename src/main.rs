@@ -242,7 +242,7 @@ fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
         pull_options: Some(husk::image::PullOptions {
             registry: a.conn.options(None)?,
             platform: husk::image::PlatformSpec::of_flag(a.platform.as_deref())?,
-            progress: husk::image::progress::Mode::decide(None, false)?,
+            progress: husk::image::progress::Mode::decide(None, a.quiet)?,
             all_platforms: false,
         }),
         detach: a.detach,

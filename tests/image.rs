@@ -538,6 +538,35 @@ fn pull_unpack_run() {
         "{e}"
     );
     assert!(!work.path().join("b3").exists());
+    // husk up pulls as `image pull` does: a line per blob when stderr is no terminal, none
+    // with -q (docker run's flag)
+    let s = store.to_str().unwrap();
+    let up = |quiet: bool| {
+        let mut c = Command::new(runtime());
+        c.args(["--root", work.path().join("up-root").to_str().unwrap()]);
+        c.args([
+            "up",
+            "--store",
+            s,
+            "--rm",
+            "--network",
+            "none",
+            "--pull",
+            "always",
+        ]);
+        if quiet {
+            c.arg("-q");
+        }
+        c.arg(&oci_ref);
+        run_timeout(&mut c, Duration::from_secs(120))
+    };
+    let o = up(false);
+    assert!(o.status.success(), "husk up: {}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("sha256:"), "{}", text(&o.stderr));
+    let o = up(true);
+    assert!(o.status.success(), "husk up -q: {}", text(&o.stderr));
+    assert_eq!(text(&o.stderr), "", "husk up -q prints nothing of the pull");
+    husk_ok(&store, &["rm", &oci_ref]);
 }
 
 /// Everything a layer can hold, applied by husk and by `umoci unpack` from the same OCI layout:

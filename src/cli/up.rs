@@ -53,6 +53,9 @@ pub struct UpArgs {
     /// missing, always or never.
     #[arg(long, default_value = "missing")]
     pub pull: String,
+    /// Print nothing of the image's pull (docker run's `-q`).
+    #[arg(short, long)]
+    pub quiet: bool,
     /// Mount the container's root filesystem read-only.
     #[arg(long = "read-only")]
     pub read_only: bool,
