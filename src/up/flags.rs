@@ -1053,8 +1053,14 @@ fn depth(p: &str) -> usize {
 /// (the process keeps husk's, as a container of dockerd keeps containerd's); and in a network
 /// namespace of its own, ports below 1024 and ping sockets open to every user
 /// (`net.ipv4.ip_unprivileged_port_start=0`, `net.ipv4.ping_group_range=0 2147483647`) where the
-/// kernel has them.
+/// kernel has them; the ping range (every gid) only outside a user namespace, as moby, since
+/// gids a user namespace does not map cannot be written there.
 pub fn docker_defaults(spec: &mut Value, private_network: bool) {
+    let userns = crate::rootless::in_user_namespace()
+        || !nix::unistd::geteuid().is_root()
+        || spec["linux"]["namespaces"]
+            .as_array()
+            .is_some_and(|ns| ns.iter().any(|n| n["type"] == "user"));
     let mut mounts: Vec<Value> = spec["mounts"].as_array().cloned().unwrap_or_default();
     for m in &mut mounts {
         if m["destination"] == "/proc" && m["type"] == "proc" {
@@ -1078,7 +1084,8 @@ pub fn docker_defaults(spec: &mut Value, private_network: bool) {
             ("net.ipv4.ip_unprivileged_port_start", "0"),
         ] {
             let exists = Path::new("/proc/sys").join(k.replace('.', "/")).exists();
-            if exists && spec["linux"]["sysctl"].get(k).is_none() {
+            let ping = k == "net.ipv4.ping_group_range";
+            if exists && !(ping && userns) && spec["linux"]["sysctl"].get(k).is_none() {
                 spec["linux"]["sysctl"][k] = json!(v);
             }
         }
@@ -2019,12 +2026,20 @@ mod tests {
             json!(["nosuid", "noexec", "nodev"])
         );
         assert!(s["process"].get("rlimits").is_none());
-        if Path::new("/proc/sys/net/ipv4/ping_group_range").exists() {
+        let root = nix::unistd::geteuid().is_root() && !crate::rootless::in_user_namespace();
+        if root && Path::new("/proc/sys/net/ipv4/ping_group_range").exists() {
             assert_eq!(
                 s["linux"]["sysctl"]["net.ipv4.ping_group_range"],
                 "0 2147483647"
             );
         }
+        // a user namespace of the container's own: no ping range
+        let mut u = base_spec();
+        u["linux"]["namespaces"] = json!([{"type": "user"}, {"type": "network"}]);
+        docker_defaults(&mut u, true);
+        assert!(u["linux"]["sysctl"]
+            .get("net.ipv4.ping_group_range")
+            .is_none());
         if Path::new("/proc/sys/net/ipv4/ip_unprivileged_port_start").exists() {
             assert_eq!(
                 s["linux"]["sysctl"]["net.ipv4.ip_unprivileged_port_start"],
