@@ -494,6 +494,10 @@ fn edit_config(
     };
     docker_process(&mut v, o.tty, &hostname, given);
     flags::docker_defaults(&mut v, !host_network);
+    if o.init {
+        // among the default mounts, before the flags' and the /etc files (Docker's place)
+        init::install(bundle, &mut v)?;
+    }
     let names = flags::write_names(bundle, cfg, &hostname, host_network)?;
     flags::apply(&mut v, cfg, facts, &names);
     if o.read_only {
@@ -509,9 +513,6 @@ fn edit_config(
                 }
             }
         }
-    }
-    if o.init {
-        init::install(bundle, &mut v)?;
     }
     let out = serde_json::to_vec_pretty(&v)?;
     std::fs::write(path, out).with_context(|| format!("write {}", path.display()))?;
