@@ -287,6 +287,120 @@ fn up_flags_reach_the_container() {
     e.assert_clean("after the flag runs");
 }
 
+/// The probe's report of `husk up --rm FLAGS IMAGE /probe ARGS`.
+fn report(e: &Env, flags: &[&str], args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["--rm"];
+    a.extend_from_slice(flags);
+    a.extend_from_slice(&[IMAGE, "/probe"]);
+    a.extend_from_slice(args);
+    let out = ok(&e.up(&a), &format!("up {flags:?} probe"));
+    serde_json::from_str(&out).unwrap_or_else(|err| panic!("probe report {out:?}: {err}"))
+}
+
+/// The mount points of a report's mountinfo, in order, each with its per-mount flags.
+fn mounts_of(v: &serde_json::Value) -> Vec<(String, String)> {
+    v["mountinfo"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.as_str()?.split(' ').collect();
+            Some((f.get(4)?.to_string(), f.get(5)?.to_string()))
+        })
+        .collect()
+}
+
+/// The process and the defaults as `docker run` makes them (moby's daemon environment,
+/// `getUser`, default spec and sysctls): HOSTNAME set, TERM only with -t (unless the image or
+/// -e sets them); the primary group among the supplementary ones, the image's /etc/group
+/// memberships only when -u names no group; /proc nosuid,nodev,noexec; the default mounts in
+/// Docker's order; no rlimit of husk's choosing; unprivileged ports and ping in a network
+/// namespace of its own; the container's /etc files read-only with --read-only.
+#[test]
+fn up_process_and_defaults_as_docker() {
+    if !need_root("up_process_and_defaults_as_docker") {
+        return;
+    }
+    let e = Env::new("asdocker");
+    let sysctls = [
+        "--sysctl",
+        "net.ipv4.ip_unprivileged_port_start",
+        "--sysctl",
+        "net.ipv4.ping_group_range",
+    ];
+    let v = report(&e, &["-h", "box"], &sysctls);
+    let env: Vec<&str> = v["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    assert!(env.contains(&"HOSTNAME=box"), "{env:?}");
+    assert!(!env.iter().any(|e| e.starts_with("TERM=")), "{env:?}");
+    assert_eq!(v["groups"], json!([0]), "root's supplementary groups");
+    assert_eq!(v["sysctl"]["net.ipv4.ip_unprivileged_port_start"], "0");
+    assert_eq!(v["sysctl"]["net.ipv4.ping_group_range"], "0\t2147483647");
+    let nofile =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    assert_eq!(
+        (
+            &v["rlimits"]["RLIMIT_NOFILE"]["soft"],
+            &v["rlimits"]["RLIMIT_NOFILE"]["hard"]
+        ),
+        (&json!(nofile.0), &json!(nofile.1)),
+        "the open files limit is husk's caller's"
+    );
+    let m = mounts_of(&v);
+    let at = |p: &str| {
+        m.iter()
+            .position(|(d, _)| d == p)
+            .unwrap_or_else(|| panic!("no mount at {p}: {m:?}"))
+    };
+    let proc_flags = &m[at("/proc")].1;
+    for f in ["nosuid", "nodev", "noexec"] {
+        assert!(proc_flags.split(',').any(|x| x == f), "/proc {proc_flags}");
+    }
+    assert!(at("/sys/fs/cgroup") < at("/dev/mqueue") && at("/dev/mqueue") < at("/dev/shm"));
+    assert!(at("/etc/resolv.conf") < at("/etc/hostname") && at("/etc/hostname") < at("/etc/hosts"));
+    assert!(m[at("/etc/hosts")].1.starts_with("rw"), "{m:?}");
+
+    // -t: TERM=xterm; the image's or -e's TERM and HOSTNAME are kept
+    let v = report(&e, &["-t"], &[]);
+    assert!(
+        v["env"].to_string().contains("\"TERM=xterm\""),
+        "{}",
+        v["env"]
+    );
+    let v = report(&e, &["-e", "TERM=vt100", "-e", "HOSTNAME=mine"], &[]);
+    let env = v["env"].to_string();
+    assert!(
+        env.contains("\"TERM=vt100\"") && env.contains("\"HOSTNAME=mine\""),
+        "{env}"
+    );
+    assert_eq!(env.matches("HOSTNAME=").count(), 1, "{env}");
+
+    // groups: user 1000 is listed in group extra (1001) of the test rootfs's /etc/group
+    assert_eq!(
+        report(&e, &["-u", "1000"], &[])["groups"],
+        json!([1000, 1001])
+    );
+    assert_eq!(
+        report(&e, &["-u", "user"], &[])["groups"],
+        json!([1000, 1001])
+    );
+    assert_eq!(
+        report(&e, &["-u", "1000:1000"], &[])["groups"],
+        json!([1000])
+    );
+
+    let m = mounts_of(&report(&e, &["--read-only"], &[]));
+    for p in ["/", "/etc/resolv.conf", "/etc/hostname", "/etc/hosts"] {
+        let f = &m.iter().find(|(d, _)| d == p).unwrap().1;
+        assert!(f.starts_with("ro,"), "{p} with --read-only: {f}");
+    }
+    e.assert_clean("after the runs");
+}
+
 /// Without -h the hostname is the first 12 characters of the container's id, as Docker's: in
 /// `hostname` and /etc/hostname; a --name is the id; --network host keeps the host's name.
 #[test]

@@ -7,7 +7,7 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
 need_root "docker integration"
-need_pkgs dockerd:docker.io containerd:containerd script:bsdutils docker-init:tini
+need_pkgs dockerd:docker.io containerd:containerd script:bsdutils docker-init:tini jq:jq file:file
 make_tmp docker
 IMG=husk-test:latest
 DOCKER_BIN=/usr/bin/docker
@@ -299,6 +299,83 @@ check "docker stop of a paused container: exited" "rc=$rc $out $st" [ "$rc" = 0 
 out=$(timeout 60 "${DK[@]}" rm -f pz2 2>&1); rc=$?
 check "docker rm -f of a paused container" "rc=$rc $out" [ "$rc" = 0 ]
 "${DK[@]}" rm -f pz1 >/dev/null 2>&1
+
+# --- husk up next to docker run: each flag set runs the probe once under `docker run` and once
+#     under `husk up` (the same image: `docker save` into a store of husk's own), and the two
+#     reports must be equal after NORM. NORM keeps what a flag can change; what it rewrites is
+#     either a value that names an id or a path of the engine's own, each said below, or one of
+#     the README's "Differences from docker run".
+STORE=$TMP/store
+UP=("$HUSK_BIN" --root "$TMP/uproot" up --store "$STORE" --pull never --network none)
+out=$({ "${DK[@]}" save "$IMG" | "$HUSK_BIN" image --store "$STORE" import - "$IMG"; } 2>&1)
+check "docker save | husk image import: the same image in husk's store" "$out" [ $? = 0 ]
+# mountinfo: "ID PARENT MAJ:MIN ROOT POINT FLAGS [OPTIONAL...] - TYPE SOURCE SUPER"
+NORM='
+  # the hostname is the first 12 characters of the container id with both engines, and the ids
+  # are random: equal when both follow that rule
+  def host: if test("^[0-9a-f]{12}$") then "<first 12 of the id>" else . end;
+  {hostname: (.hostname | host), uid, gid, euid, egid, groups, umask, cwd,
+   # with --init the probe is not pid 1, and its pid is whatever the init forked
+   pid1: (.pid == 1), ppid: (if .pid == 1 then .ppid else "<the init>" end),
+   env: ([.env[] | if startswith("HOSTNAME=") then "HOSTNAME=" + (.[9:] | host) else . end] | sort),
+   caps, no_new_privs, seccomp, rlimits, oom_score_adj, personality, sched, ioprio, sysctl,
+   tty, cgroup_files,
+   mounts: [.mountinfo[] | split(" - ") as $p | ($p[0] | split(" ")) as $a
+            # --init: docker binds its docker-init, husk its husk-init (README: Differences)
+            | {point: ($a[4] | sub("^/sbin/(docker|husk)-init$"; "/sbin/<init>")),
+               type: ($p[1] | split(" ") | .[0]), flags: $a[5]}]}'
+PROBE=(/probe --sysctl net.ipv4.ip_unprivileged_port_start --sysctl net.ipv4.ping_group_range --sysctl kernel.msgmax)
+norm() { tr -d '\r' | jq -Se "$NORM" 2>/dev/null; }
+declare -A DREP UREP
+# same NAME FLAGS...: the normalized reports of docker run and husk up with FLAGS are equal
+same() {
+    local name=$1 d u dn un diff_out
+    shift
+    d=$(timeout 60 "${R[@]}" --rm "$@" "$IMG" "${PROBE[@]}" 2>&1)
+    u=$(timeout 60 "${UP[@]}" --rm "$@" "$IMG" "${PROBE[@]}" 2>&1 </dev/null)
+    dn=$(norm <<<"$d") || dn=
+    un=$(norm <<<"$u") || un=
+    DREP[$name]=$dn UREP[$name]=$un
+    diff_out=$(diff <(printf '%s\n' "$dn") <(printf '%s\n' "$un"))
+    # (the diff first: fail prints 40 lines)
+    check "husk up ${*:-(no flags)}: the probe reports what docker run's does" "${diff_out:-reports: docker ${#dn} bytes, husk up ${#un} bytes}
+docker: ${d:0:600}
+husk up: ${u:0:600}" [ -n "$dn" -a -n "$un" -a -z "$diff_out" ]
+}
+mkdir -p "$TMP/vsrc" && echo v >"$TMP/vsrc/f"
+same none
+same user -u 1000:1000
+same workdir -w /tmp
+same env -e A=1
+same readonly --read-only
+same resources -m 64m --pids-limit 50 --cpus 0.5 --cpu-shares 512 --ulimit nofile=100:200
+same volumes -v "$TMP/vsrc:/x:ro" --mount type=tmpfs,dst=/t2
+same tmpfs --tmpfs /scratch:size=1m
+same caps --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-drop CHOWN --cap-drop KILL
+same nnp --security-opt no-new-privileges
+same unconfined --security-opt seccomp=unconfined
+# docker run --privileged gives every capability the kernel knows; under a bounding set that
+# lacks some, the runtime's capset fails (runc's as well), so there is no report to compare
+last=$(cat /proc/sys/kernel/cap_last_cap)
+bnd=$(awk '/^CapBnd/ {print $2}' /proc/self/status)
+if [ $((16#$bnd)) = $(((1 << (last + 1)) - 1)) ]; then
+    same privileged --privileged
+else
+    skip "husk up --privileged: the probe reports what docker run's does" "the bounding set $bnd lacks capabilities up to $last: docker run --privileged fails (capset EPERM, runc too)"
+fi
+same systempaths --security-opt systempaths=unconfined
+same tty -t
+if file -L "$HUSK_BIN" | grep -q 'statically linked'; then
+    same init --init
+else
+    skip "husk up --init: the probe reports what docker run's does" "$HUSK_BIN is not statically linked (husk up --init copies it into the container; make release)"
+fi
+same hostname -h box-7
+# the comparison sees a difference: docker's report without flags against husk up's with -e A=1
+diff_out=$(diff <(printf '%s\n' "${DREP[none]}") <(printf '%s\n' "${UREP[env]}"))
+check "the comparison tells reports apart (docker run vs husk up -e A=1)" "${DREP[none]}" grep -q 'A=1' <<<"$diff_out"
+out=$("$HUSK_BIN" --root "$TMP/uproot" list -q 2>&1; ls "$STORE/containers" 2>&1 | grep -v 'No such file')
+check "husk up --rm left no container and no bundle" "$out" [ -z "$out" ]
 
 # nothing left behind: no containers, no runtime state, no cgroups, no container processes
 out=$("${DK[@]}" ps -aq 2>&1)

@@ -1047,6 +1047,51 @@ fn depth(p: &str) -> usize {
     Path::new(p).components().count()
 }
 
+/// The runtime defaults of the image's spec (runc's `spec`) made Docker's (moby's
+/// `oci.DefaultLinuxSpec` and `createSpec`): `/proc` nosuid, noexec, nodev; the default mounts
+/// in Docker's order (`/dev/mqueue` and `/dev/shm` after the cgroup mount); no rlimits of its own
+/// (the process keeps husk's, as a container of dockerd keeps containerd's); and in a network
+/// namespace of its own, ports below 1024 and ping sockets open to every user
+/// (`net.ipv4.ip_unprivileged_port_start=0`, `net.ipv4.ping_group_range=0 2147483647`) where the
+/// kernel has them; the ping range (every gid) only outside a user namespace, as moby, since
+/// gids a user namespace does not map cannot be written there.
+pub fn docker_defaults(spec: &mut Value, private_network: bool) {
+    let userns = crate::rootless::in_user_namespace()
+        || !nix::unistd::geteuid().is_root()
+        || spec["linux"]["namespaces"]
+            .as_array()
+            .is_some_and(|ns| ns.iter().any(|n| n["type"] == "user"));
+    let mut mounts: Vec<Value> = spec["mounts"].as_array().cloned().unwrap_or_default();
+    for m in &mut mounts {
+        if m["destination"] == "/proc" && m["type"] == "proc" {
+            m["options"] = json!(["nosuid", "noexec", "nodev"]);
+        }
+    }
+    for last in ["/dev/mqueue", "/dev/shm"] {
+        if let Some(i) = mounts.iter().position(|m| m["destination"] == last) {
+            let m = mounts.remove(i);
+            mounts.push(m);
+        }
+    }
+    spec["mounts"] = Value::Array(mounts);
+    remove(&mut spec["process"], "rlimits");
+    if private_network {
+        if !spec["linux"]["sysctl"].is_object() {
+            spec["linux"]["sysctl"] = json!({});
+        }
+        for (k, v) in [
+            ("net.ipv4.ping_group_range", "0 2147483647"),
+            ("net.ipv4.ip_unprivileged_port_start", "0"),
+        ] {
+            let exists = Path::new("/proc/sys").join(k.replace('.', "/")).exists();
+            let ping = k == "net.ipv4.ping_group_range";
+            if exists && !(ping && userns) && spec["linux"]["sysctl"].get(k).is_none() {
+                spec["linux"]["sysctl"][k] = json!(v);
+            }
+        }
+    }
+}
+
 /// Edit the spec as docker run's flags ask (Docker's defaults first: its 14 capabilities, no
 /// `noNewPrivileges`). `names` are the bind mounts of the container's /etc/resolv.conf,
 /// /etc/hosts and /etc/hostname (destination, host file).
@@ -1471,7 +1516,8 @@ pub fn write_names(
         dns::hosts(hostname, &[], &[], &c.extra_hosts)
     };
     dns::write_files(dir, hostname, &hosts, &resolv)?;
-    Ok(["resolv.conf", "hosts", "hostname"]
+    // (in Docker's order: moby's NetworkMounts)
+    Ok(["resolv.conf", "hostname", "hosts"]
         .iter()
         .map(|n| (format!("/etc/{n}"), dir.join(n)))
         .collect())
@@ -1948,6 +1994,71 @@ mod tests {
         assert_eq!(
             s["linux"]["resources"]["devices"],
             base_spec()["linux"]["resources"]["devices"]
+        );
+    }
+
+    /// moby's default spec: /proc's options, the mount order, no rlimits, the network sysctls
+    /// only in a network namespace of its own, and a --sysctl-like value already there kept.
+    #[test]
+    fn docker_defaults_as_moby() {
+        let mut s = base_spec();
+        docker_defaults(&mut s, true);
+        let dests: Vec<&str> = s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            dests,
+            [
+                "/proc",
+                "/dev",
+                "/dev/pts",
+                "/sys",
+                "/sys/fs/cgroup",
+                "/dev/mqueue",
+                "/dev/shm"
+            ]
+        );
+        assert_eq!(
+            s["mounts"][0]["options"],
+            json!(["nosuid", "noexec", "nodev"])
+        );
+        assert!(s["process"].get("rlimits").is_none());
+        let root = nix::unistd::geteuid().is_root() && !crate::rootless::in_user_namespace();
+        if root && Path::new("/proc/sys/net/ipv4/ping_group_range").exists() {
+            assert_eq!(
+                s["linux"]["sysctl"]["net.ipv4.ping_group_range"],
+                "0 2147483647"
+            );
+        }
+        // a user namespace of the container's own: no ping range
+        let mut u = base_spec();
+        u["linux"]["namespaces"] = json!([{"type": "user"}, {"type": "network"}]);
+        docker_defaults(&mut u, true);
+        assert!(u["linux"]["sysctl"]
+            .get("net.ipv4.ping_group_range")
+            .is_none());
+        if Path::new("/proc/sys/net/ipv4/ip_unprivileged_port_start").exists() {
+            assert_eq!(
+                s["linux"]["sysctl"]["net.ipv4.ip_unprivileged_port_start"],
+                "0"
+            );
+        }
+        let mut h = base_spec();
+        docker_defaults(&mut h, false);
+        assert!(
+            h["linux"].get("sysctl").is_none(),
+            "host network: {}",
+            h["linux"]
+        );
+        let mut k = base_spec();
+        k["linux"]["sysctl"] = json!({"net.ipv4.ip_unprivileged_port_start": "80"});
+        docker_defaults(&mut k, true);
+        assert_eq!(
+            k["linux"]["sysctl"]["net.ipv4.ip_unprivileged_port_start"],
+            "80"
         );
     }
 

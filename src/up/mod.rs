@@ -276,7 +276,8 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
         .with_context(|| format!("create {}", bundle.display()))?;
     let result = (|| {
         image::unpack_mounted(&store, &o.image, &bundle, &over)?;
-        let volumes = image_volume_paths(&store, &o.image)?;
+        let image = image_config(&store, &o.image)?;
+        let volumes = image.volumes().clone().unwrap_or_default();
         drop(store);
         flags::image_volumes(
             &cfg,
@@ -285,7 +286,19 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
             &volumes,
             &bundle.join("rootfs"),
         )?;
-        let (exposed, hostname) = edit_config(&bundle, &id, o, &cfg, &facts)?;
+        // what the image and the flags said (Docker's own defaults give way to them)
+        let mut given_env: Vec<String> = image.env().clone().unwrap_or_default();
+        given_env.extend(over.env.iter().cloned());
+        let user = o
+            .user
+            .clone()
+            .or_else(|| image.user().clone())
+            .unwrap_or_default();
+        let given = Given {
+            env: &given_env,
+            user: &user,
+        };
+        let (exposed, hostname) = edit_config(&bundle, &id, o, &cfg, &facts, &given)?;
         monitor::set_stop_signal(&bundle.join("config.json"), o.stop_signal.as_deref())?;
         if !facts.volumes.is_empty() {
             // after config.json names them: husk volume prune sees them in use from here on
@@ -357,18 +370,14 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     result
 }
 
-/// The paths of the image's `Volumes` (Dockerfile `VOLUME`s), from its config in the store.
-fn image_volume_paths(store: &Store, text: &str) -> Result<Vec<String>> {
+/// The image's config (its `config` part: Env, User, Volumes, …), from the store.
+fn image_config(store: &Store, text: &str) -> Result<oci_spec::image::Config> {
     let (name, d) = image::lookup(store, text)?;
     let manifest = store.read_manifest(d.digest().as_ref())?;
     let bytes = store.read_blob(manifest.config().digest().as_ref(), image::MAX_CONFIG)?;
     let cfg: oci_spec::image::ImageConfiguration = serde_json::from_slice(&bytes)
         .with_context(|| format!("{name}: parse the image config"))?;
-    Ok(cfg
-        .config()
-        .as_ref()
-        .and_then(|c| c.volumes().clone())
-        .unwrap_or_default())
+    Ok(cfg.config().clone().unwrap_or_default())
 }
 
 /// What a monitor of the container runs (`-d`, or `husk restart` later).
@@ -424,12 +433,20 @@ pub fn logs(store_dir: &Path, id: &str, o: &logs::LogsOptions) -> Result<()> {
 /// Returns the ports the image exposes (`80/tcp`, …) and the container's hostname: `-h`, else
 /// as Docker the first 12 characters of the id (of the name with `--name`, which is the id
 /// here), else with `--network host` the host's.
+/// What the image and the flags asked for, where Docker's defaults give way to it: the
+/// environment of the image's Env, `-e` and `--env-file`, and the user (`-u`, else the image's).
+struct Given<'a> {
+    env: &'a [String],
+    user: &'a str,
+}
+
 fn edit_config(
     bundle: &Path,
     id: &str,
     o: &UpOptions,
     cfg: &flags::Config,
     facts: &flags::HostFacts,
+    given: &Given<'_>,
 ) -> Result<(Vec<String>, String)> {
     let path = &bundle.join("config.json");
     let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
@@ -475,14 +492,70 @@ fn edit_config(
             .to_string_lossy()
             .into_owned(),
     };
+    docker_process(&mut v, o.tty, &hostname, given);
+    flags::docker_defaults(&mut v, !host_network);
+    if o.init {
+        // among the default mounts, before the flags' and the /etc files (Docker's place)
+        init::install(bundle, &mut v)?;
+    }
     let names = flags::write_names(bundle, cfg, &hostname, host_network)?;
     flags::apply(&mut v, cfg, facts, &names);
-    if o.init {
-        init::install(bundle, &mut v)?;
+    if o.read_only {
+        // moby's NetworkMounts: the container's resolv.conf, hostname and hosts are read-only
+        // with a read-only root (unless a flag mounted something there itself)
+        if let Some(ms) = v["mounts"].as_array_mut() {
+            for m in ms.iter_mut() {
+                let ours = names
+                    .iter()
+                    .any(|(d, src)| m["destination"] == *d && m["source"] == json!(src));
+                if let (true, Some(opts)) = (ours, m["options"].as_array_mut()) {
+                    opts.push(json!("ro"));
+                }
+            }
+        }
     }
     let out = serde_json::to_vec_pretty(&v)?;
     std::fs::write(path, out).with_context(|| format!("write {}", path.display()))?;
     Ok((exposed, hostname))
+}
+
+/// The process as moby makes it (`CreateDaemonEnvironment`, `getUser`): `HOSTNAME` set to the
+/// container's hostname and `TERM=xterm` only with `-t`, each unless the image or a flag sets
+/// it; the supplementary groups are the primary group, then (only when the user names no group)
+/// the groups of the image's /etc/group that list the user.
+fn docker_process(v: &mut Value, tty: bool, hostname: &str, given: &Given<'_>) {
+    let given_key = |k: &str| given.env.iter().any(|e| e.split('=').next() == Some(k));
+    let mut env: Vec<Value> = v["process"]["env"].as_array().cloned().unwrap_or_default();
+    if !tty && !given_key("TERM") {
+        env.retain(|e| !e.as_str().is_some_and(|e| e.starts_with("TERM=")));
+    }
+    if !given_key("HOSTNAME") {
+        env.retain(|e| !e.as_str().is_some_and(|e| e.starts_with("HOSTNAME=")));
+        // after PATH, where Docker's daemon environment puts it
+        let at = env
+            .iter()
+            .position(|e| e.as_str().is_some_and(|e| e.starts_with("PATH=")))
+            .map_or(0, |i| i + 1);
+        env.insert(at, json!(format!("HOSTNAME={hostname}")));
+    }
+    v["process"]["env"] = Value::Array(env);
+    let user = &mut v["process"]["user"];
+    let gid = user["gid"].as_u64().unwrap_or(0);
+    let named_group = given
+        .user
+        .split_once(':')
+        .is_some_and(|(_, g)| !g.is_empty());
+    let mut gids = vec![json!(gid)];
+    if !named_group {
+        // (the image layer's list leaves the primary group out: it comes first here)
+        gids.extend(
+            user["additionalGids"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        );
+    }
+    user["additionalGids"] = Value::Array(gids);
 }
 
 /// Docker's hostname for a container without `-h`: the first 12 characters of its id (ids are
@@ -589,6 +662,67 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--network"));
+    }
+
+    /// moby's daemon environment and getUser: HOSTNAME, TERM only with a terminal, the
+    /// image's or a flag's value kept; the primary group first, memberships only when the user
+    /// names no group.
+    #[test]
+    fn process_as_docker() {
+        let spec = |gids: Value| {
+            json!({"process": {
+                "env": ["PATH=/bin", "TERM=xterm", "HOME=/root"],
+                "user": {"uid": 1000, "gid": 1000, "additionalGids": gids}}})
+        };
+        let none: &[String] = &[];
+        let mut v = spec(json!([1001]));
+        docker_process(
+            &mut v,
+            false,
+            "box",
+            &Given {
+                env: none,
+                user: "user",
+            },
+        );
+        assert_eq!(
+            v["process"]["env"],
+            json!(["PATH=/bin", "HOSTNAME=box", "HOME=/root"])
+        );
+        assert_eq!(v["process"]["user"]["additionalGids"], json!([1000, 1001]));
+        let mut v = spec(json!([1001]));
+        docker_process(
+            &mut v,
+            true,
+            "box",
+            &Given {
+                env: none,
+                user: "user:1000",
+            },
+        );
+        assert_eq!(
+            v["process"]["env"],
+            json!(["PATH=/bin", "HOSTNAME=box", "TERM=xterm", "HOME=/root"])
+        );
+        assert_eq!(v["process"]["user"]["additionalGids"], json!([1000]));
+        // the image's TERM (the spec holds it after the merge) and a HOSTNAME of -e stay
+        let given = ["TERM=xterm".to_string(), "HOSTNAME=mine".to_string()];
+        let mut v = spec(Value::Null);
+        v["process"]["env"] = json!(["PATH=/bin", "TERM=xterm", "HOSTNAME=mine"]);
+        docker_process(
+            &mut v,
+            false,
+            "box",
+            &Given {
+                env: &given,
+                user: "",
+            },
+        );
+        assert_eq!(
+            v["process"]["env"],
+            json!(["PATH=/bin", "TERM=xterm", "HOSTNAME=mine"])
+        );
+        assert_eq!(v["process"]["user"]["additionalGids"], json!([1000]));
     }
 
     #[test]
