@@ -973,6 +973,16 @@ devices:
         assert_eq!(n.host_path.as_deref(), Some("/dev/null"));
         assert_eq!(n.file_mode, Some(438));
         assert_eq!(j.devices[0].container_edits.additional_gids, [5, 0]);
+        // YAML 1.2: 0o666 is octal, 0666 decimal
+        let mode = |m: &str| {
+            let y = decode(
+                &YAML.replace("fileMode: 438", &format!("fileMode: {m}")),
+                true,
+            );
+            y.unwrap().devices[0].container_edits.device_nodes[0].file_mode
+        };
+        assert_eq!(mode("0o666"), Some(0o666));
+        assert_eq!(mode("0666"), Some(666));
         // strict: an unknown field, a duplicate key, two documents, not a mapping
         assert!(err(decode(&JSON.replace("\"kind\"", "\"knd\""), false)).contains("knd"));
         assert!(err(decode(
