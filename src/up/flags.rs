@@ -80,9 +80,12 @@ pub struct ConfigFlags {
     /// KEY=VALUE stored in the config's annotations; repeatable.
     #[arg(short = 'l', long)]
     pub label: Vec<String>,
-    /// A host device: HOST[:CTR[:PERMISSIONS]] (permissions of r, w, m); repeatable.
+    /// A host device: HOST[:CTR[:PERMISSIONS]] (permissions of r, w, m), or a CDI device
+    /// VENDOR/CLASS=NAME (=all: each of the class); repeatable.
     #[arg(long)]
     pub device: Vec<String>,
+    #[command(flatten)]
+    pub cdi: super::cdi::CdiFlags,
 }
 
 /// Docker's default capabilities (moby's `caps.DefaultCapabilities`).
@@ -220,6 +223,7 @@ pub struct Config {
     pub extra_hosts: Vec<(String, IpAddr)>,
     pub labels: Vec<(String, String)>,
     pub devices: Vec<DeviceReq>,
+    pub cdi: super::cdi::Request,
 }
 
 /// docker's `units.RAMInBytes`: a decimal number, an optional unit of k, m, g, t or p (powers
@@ -794,7 +798,8 @@ pub fn parse(f: &ConfigFlags) -> Result<Config> {
         c.labels.retain(|(o, _)| o != k);
         c.labels.push((k.to_string(), v.to_string()));
     }
-    for d in &f.device {
+    c.cdi = super::cdi::parse(&f.device, &f.cdi)?;
+    for d in f.device.iter().filter(|d| !super::cdi::is_name(d)) {
         c.devices.push(parse_device(d)?);
     }
     Ok(c)
@@ -824,6 +829,8 @@ pub struct HostFacts {
     pub devices: Vec<(Value, Value)>,
     /// Every device node of the host's /dev, for `--privileged`.
     pub host_devices: Vec<Value>,
+    /// The edits of `--device VENDOR/CLASS=NAME` (`cdi.rs`).
+    pub cdi: super::cdi::Edits,
     /// The container's seccomp profile as `linux.seccomp`: that of `--security-opt
     /// seccomp=FILE`, else Docker's default; none with `--privileged` or `seccomp=unconfined`.
     pub seccomp: Option<Value>,
@@ -982,6 +989,7 @@ pub fn resolve(c: &Config, store: &Path) -> Result<HostFacts> {
             h.devices.push((n, rule));
         }
     }
+    h.cdi = super::cdi::resolve(&c.cdi)?;
     if c.privileged {
         devices_under(Path::new("/dev"), "/dev", &mut h.host_devices)
             .context("--privileged: read the host's /dev")?;
@@ -1249,6 +1257,7 @@ pub fn apply(spec: &mut Value, c: &Config, h: &HostFacts, names: &[(String, Path
             spec["annotations"][k] = json!(v);
         }
     }
+    super::cdi::apply(spec, &h.cdi);
 }
 
 /// The file next to an anonymous volume's `_data` that marks it (`husk volume prune` takes

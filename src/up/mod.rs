@@ -14,6 +14,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
+pub mod cdi;
 pub mod flags;
 pub mod init;
 pub mod logs;
