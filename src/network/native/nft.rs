@@ -626,4 +626,52 @@ mod tests {
         assert_eq!(ip_match(IP_DADDR, net("0.0.0.0/0"), true), Some(vec![]));
         assert_eq!(ip_match(IP_DADDR, net("0.0.0.0/0"), false), None);
     }
+
+    /// In a network namespace of a thread's own (root): a batch goes in whole, an error names
+    /// the message and leaves nothing, the delete batch removes the table and runs again.
+    #[test]
+    fn batches_apply_in_a_namespace_of_their_own() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipping batches_apply_in_a_namespace_of_their_own: needs root");
+            return;
+        }
+        std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let ports = crate::network::ports::parse("8080:80").unwrap();
+            let r = Rules {
+                table: "husk-unit",
+                ip: Ipv4Addr::new(10, 89, 0, 2),
+                subnet: net("10.89.0.0/24"),
+                masquerade: true,
+                ports: &ports,
+            };
+            assert!(!exists("husk-unit").unwrap());
+            let batch = r.add_batch().unwrap();
+            apply("n", &batch).unwrap();
+            assert!(exists("husk-unit").unwrap());
+            // again: the old table is replaced, not doubled
+            apply("n", &batch).unwrap();
+            // a rule for a chain the batch does not make: the error names it, and the batch's
+            // other messages (a new table) are not applied either
+            let mut bad = delete_batch("husk-other");
+            bad.push(add_table("husk-other"));
+            bad.push(add_rule(
+                "husk-other",
+                "nochain",
+                "masquerade".into(),
+                &[Expr::Masquerade],
+            ));
+            let e = apply("n", &bad).unwrap_err().to_string();
+            assert!(
+                e.contains("add rule ip husk-other nochain masquerade") && e.contains("network n"),
+                "{e}"
+            );
+            assert!(!exists("husk-other").unwrap());
+            apply("n", &delete_batch("husk-unit")).unwrap();
+            assert!(!exists("husk-unit").unwrap());
+            apply("n", &delete_batch("husk-unit")).unwrap();
+        })
+        .join()
+        .unwrap();
+    }
 }
