@@ -80,6 +80,12 @@ pub struct Socket {
     seq: u32,
 }
 
+impl std::os::fd::AsFd for Socket {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 pub fn align4(n: usize) -> usize {
     (n + 3) & !3
 }

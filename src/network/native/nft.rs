@@ -441,7 +441,9 @@ pub fn apply(network: &str, batch: &[Message]) -> Result<()> {
     let mut s = sys::Socket::open(SockProtocol::NetlinkNetFilter)
         .map_err(|e| anyhow!("network {network}: nftables: {e:#}"))?;
     let msgs = datagram(batch);
-    s.exchange(&msgs, &mut Vec::new()).map_err(|(i, e)| {
+    let done = s.exchange(&msgs, &mut Vec::new());
+    close_later(s);
+    done.map_err(|(i, e)| {
         let what = match i.checked_sub(1).and_then(|i| batch.get(i)) {
             Some(m) => m.what.as_str(),
             None => "commit",
@@ -454,6 +456,42 @@ pub fn apply(network: &str, batch: &[Message]) -> Result<()> {
         };
         anyhow!("network {network}: nftables: {what}: {}{hint}", e.desc())
     })
+}
+
+/// Close `s` without waiting for the kernel. The last close of a NETLINK_NETFILTER socket
+/// that sent a batch waits until nf_tables has freed that batch's transaction, after an RCU
+/// grace period (`nft_rcv_nl_event` flushes the deferred destroy work on NETLINK_URELEASE):
+/// 10-15 ms here, which is most of what writing the rules costs. A grandchild that holds only
+/// the socket does that last close as it exits, apart from husk (no fd but the socket stays in
+/// it, so no pipe or lock is held longer); husk reaps the child between at once, and the
+/// grandchild, an orphan, is reaped by init or the subreaper. The commit itself is done and
+/// acknowledged before this: nothing of the attachment depends on the grandchild. If the fork
+/// fails, the socket is closed here, waiting.
+fn close_later(s: sys::Socket) {
+    use std::os::fd::{AsFd, AsRawFd};
+    let fd = s.as_fd().as_raw_fd();
+    // SAFETY: fork in a multi-threaded process: the child and the grandchild only make
+    // async-signal-safe calls (fork, close_range, _exit) before they exit.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            // SAFETY: raw fork, close_range and _exit: async-signal-safe; `fd` is open.
+            unsafe {
+                if libc::fork() == 0 {
+                    let (fd, all) = (fd as libc::c_uint, libc::c_uint::MAX);
+                    if fd > 0 {
+                        libc::syscall(libc::SYS_close_range, 0, fd - 1, 0);
+                    }
+                    libc::syscall(libc::SYS_close_range, fd + 1, all, 0);
+                }
+                libc::_exit(0);
+            }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            drop(s);
+            let _ = nix::sys::wait::waitpid(child, None);
+        }
+        Err(_) => drop(s),
+    }
 }
 
 /// True when table `t` exists in the calling thread's network namespace.
