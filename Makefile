@@ -45,7 +45,8 @@ DEB_PKGS += man-db bash-completion lintian
 DEB_PKGS += protobuf-compiler containernetworking-plugins
 # the network tests (tests/network.rs): CNI's portmap and firewall plugins drive iptables
 DEB_PKGS += iptables
-# husk's native network driver writes its rules with nft (src/network/native/nft.rs)
+# the network tests read the native driver's nftables tables with nft (husk itself writes them
+# over netlink, src/network/native/nft.rs)
 DEB_PKGS += nftables
 # the image tests (tests/image.rs): a registry on loopback, skopeo to push, umoci to build images
 # and to compare unpacked trees, htpasswd for the registry's basic auth

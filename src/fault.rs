@@ -3,7 +3,8 @@
 //! `HUSK_FAULT_STEP=N` makes husk SIGKILL itself when it reaches its Nth named step (the
 //! boundaries of create, start, exec, delete, run, kill, pause, resume and update marked with
 //! [`step`]), as an engine's timeout or the OOM killer would; `tests/faults.rs` then checks that
-//! `delete --force` leaves nothing behind. With `HUSK_FAULT_LOG=FILE` each step reached is
+//! `delete --force` leaves nothing behind (and `tests/network.rs` that `network gc` releases a
+//! native attach killed at each of its steps). With `HUSK_FAULT_LOG=FILE` each step reached is
 //! appended to FILE (one name a line) first. In a release build [`step`] is an empty inline
 //! function: the environment is never read.
 

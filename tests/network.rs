@@ -80,6 +80,13 @@ impl TestNet {
         run_timeout(&mut c, Duration::from_secs(90))
     }
 
+    /// [`TestNet::husk`] with more environment.
+    fn husk_env(&self, root: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = self.husk_command(root, args);
+        c.envs(env.iter().copied());
+        run_timeout(&mut c, Duration::from_secs(90))
+    }
+
     /// The command of [`TestNet::husk`], not started.
     fn husk_command(&self, root: Option<&Path>, args: &[&str]) -> Command {
         let mut c = self.in_ns(runtime().to_str().unwrap());
@@ -1017,6 +1024,123 @@ fn record(t: &TestNet, id: &str, net: &str) -> Value {
     serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
 }
 
+/// The native driver's table of (container, network, eth0).
+fn native_table(id: &str, net: &str) -> String {
+    husk::network::native::Target {
+        network: net,
+        container: id,
+        ifname: "eth0",
+        netns: Path::new("/"),
+        ports: &[],
+        cni_version: "1.0.0",
+    }
+    .table()
+}
+
+/// Table `ip NAME` of the namespace as `nft -j` lists it: its chains and rules with the table
+/// name and the handles left out, so two tables can be compared.
+fn nft_table_json(t: &TestNet, name: &str) -> Vec<Value> {
+    let mut c = Command::new("ip");
+    c.args([
+        "netns", "exec", &t.ns, "nft", "-j", "list", "table", "ip", name,
+    ]);
+    let o = run_timeout(&mut c, CMD_TIMEOUT);
+    assert!(
+        o.status.success(),
+        "nft -j list table ip {name}: {}",
+        text(&o.stderr)
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            let (kind, body) = e.as_object()?.iter().next()?;
+            if kind != "chain" && kind != "rule" {
+                return None;
+            }
+            let mut b = body.clone();
+            let o = b.as_object_mut()?;
+            o.remove("table");
+            o.remove("handle");
+            Some(serde_json::json!({ kind.as_str(): b }))
+        })
+        .collect()
+}
+
+/// The kernel's ruleset of the native table `table` must be what nft itself makes of the rules
+/// the driver documents (`nft.rs`), written as nft text into a scratch table of the namespace.
+fn assert_native_rules(t: &TestNet, table: &str, ip: &str, subnet: &str, ports: &[(u16, u16)]) {
+    let o = "husk-oracle";
+    let mut text_rules = format!("add table ip {o}\n");
+    if !ports.is_empty() {
+        for (chain, hook) in [("prerouting", "prerouting"), ("output", "output")] {
+            text_rules.push_str(&format!(
+                "add chain ip {o} {chain} {{ type nat hook {hook} priority -100; policy accept; }}\n"
+            ));
+            for (hp, cp) in ports {
+                text_rules.push_str(&format!(
+                    "add rule ip {o} {chain} fib daddr type local tcp dport {hp} dnat to {ip}:{cp}\n"
+                ));
+            }
+        }
+    }
+    text_rules.push_str(&format!(
+        "add chain ip {o} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n"
+    ));
+    if !ports.is_empty() {
+        text_rules.push_str(&format!(
+            "add rule ip {o} postrouting ip saddr {ip} ip daddr {ip} masquerade\n\
+             add rule ip {o} postrouting ip saddr 127.0.0.0/8 ip daddr {ip} masquerade\n"
+        ));
+    }
+    text_rules.push_str(&format!(
+        "add rule ip {o} postrouting ip saddr {ip} ip daddr != {subnet} ip daddr != 224.0.0.0/4 masquerade\n"
+    ));
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", &t.ns, "nft", "-f", "-"]);
+    let out = run_with_stdin(&mut c, text_rules.as_bytes());
+    assert!(
+        out.status.success(),
+        "nft -f: {}\n{text_rules}",
+        text(&out.stderr)
+    );
+    let want = nft_table_json(t, o);
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", &t.ns, "nft", "delete", "table", "ip", o]);
+    assert!(run_timeout(&mut c, CMD_TIMEOUT).status.success());
+    let got = nft_table_json(t, table);
+    assert_eq!(
+        serde_json::to_string_pretty(&got).unwrap(),
+        serde_json::to_string_pretty(&want).unwrap(),
+        "table ip {table} differs from nft's own rules"
+    );
+}
+
+/// Run `c` with `input` on its stdin, to its end (bounded by CMD_TIMEOUT).
+fn run_with_stdin(c: &mut Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = c
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    drop(stdin);
+    let deadline = Instant::now() + CMD_TIMEOUT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn native_default_network_publishes_pings_and_shares_allocations_with_the_plugins() {
     if !require_root(
@@ -1066,6 +1190,21 @@ fn native_default_network_publishes_pings_and_shares_allocations_with_the_plugin
     );
     let cli_ip = attached_ip(&t.husk_ok(Some(&cli.root), &["attach", "husk", &cli.id]));
     assert_ne!(web_ip, cli_ip);
+    // the tables written over netlink hold what nft makes of the documented rules
+    assert_native_rules(
+        &t,
+        &native_table(&web.id, "husk"),
+        &web_ip,
+        "10.88.0.0/16",
+        &[(18400, 80)],
+    );
+    assert_native_rules(
+        &t,
+        &native_table(&cli.id, "husk"),
+        &cli_ip,
+        "10.88.0.0/16",
+        &[],
+    );
 
     // the published port from the namespace's loopback and from the bridge's (host-side)
     // address; the container's lo is up; the container reaches its own port (hairpin)
@@ -1163,84 +1302,71 @@ fn native_default_network_publishes_pings_and_shares_allocations_with_the_plugin
 }
 
 #[test]
-fn native_attach_killed_in_nft_is_released_by_gc() {
-    if !require_root("native_attach_killed_in_nft_is_released_by_gc") {
+fn native_attach_killed_at_each_step_is_released_by_gc() {
+    if !require_root("native_attach_killed_at_each_step_is_released_by_gc") {
         return;
     }
     let t = TestNet::new("natkill");
     t.husk_ok(None, &["create", "n"]);
-    // an `nft` first on PATH that hangs: husk is killed once the allocation and the veth are
-    // made and the rules are being written
-    let pidfile = t.dir.join("nft.pid");
-    let fake = t.dir.join("bin/nft");
-    std::fs::write(
-        &fake,
-        format!(
-            "#!/bin/sh\necho $$ > {}\nexec sleep 60\n",
-            pidfile.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     let c = container("natkill", &["/probe", "pause"], false);
-    let mut cmd = t.in_ns(runtime().to_str().unwrap());
-    cmd.arg("--root")
-        .arg(&c.root)
-        .args(["network", "attach", "-p", "18410:80", "n", &c.id])
-        .env("HUSK_NETWORK_DIR", t.dir.join("conf"))
-        .env("HUSK_CNI_CONFIG_DIR", t.dir.join("cni"))
-        .env("HUSK_NETWORK_RUN_DIR", t.dir.join("run"))
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                t.dir.join("bin").display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut husk = Helper(cmd.spawn().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let hanger = loop {
-        if let Some(p) = std::fs::read_to_string(&pidfile)
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok())
-        {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "husk never ran nft");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    // nft runs while the links are made: kill once the veth is up (husk then waits for nft)
-    loop {
-        let up = text(&t.ip(&["-o", "link", "show", "type", "veth", "up"]).stdout);
-        if up.contains("veth") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "husk never made the veth");
-        std::thread::sleep(Duration::from_millis(20));
+    let attach = ["attach", "-p", "18410:80", "n", &c.id];
+    // the attach's steps (fault::step: the allocation, the veth, the rules, the container
+    // side; the rules are written on a thread of their own, so their place among the others
+    // varies): counted from one clean run
+    let log = t.dir.join("steps.log");
+    let logs = log.to_str().unwrap();
+    let o = t.husk_env(Some(&c.root), &attach, &[("HUSK_FAULT_LOG", logs)]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    let ip = attached_ip(&text(&o.stdout));
+    t.husk_ok(Some(&c.root), &["detach", "n", &c.id]);
+    t.assert_clean(
+        "after a clean attach and detach",
+        &[&c.id],
+        std::slice::from_ref(&ip),
+        true,
+    );
+    let steps = std::fs::read_to_string(&log).unwrap_or_default();
+    let n = steps.lines().count();
+    if n == 0 {
+        skip(
+            "native_attach_killed_at_each_step_is_released_by_gc",
+            "the husk under test has no fault steps (a release build)",
+        );
+        return;
     }
-    // nsenter execs husk, so its pid is husk's
-    husk.0.kill().unwrap();
-    husk.0.wait().unwrap();
-    // SAFETY: plain kill(2) of the fake nft this test started through husk.
-    unsafe { libc::kill(hanger, libc::SIGKILL) };
-    let l = t.leaks(&[&c.id], &[], true);
-    for what in ["attachments", "link veth", "host-local allocation", "netns"] {
-        assert!(
-            l.iter().any(|x| x.starts_with(what)),
-            "the killed attach should have left its {what}: {l:#?}"
+    assert_eq!(n, 4, "{steps}");
+    for k in 1..=n {
+        let step = k.to_string();
+        let o = t.husk_env(Some(&c.root), &attach, &[("HUSK_FAULT_STEP", &step)]);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            o.status.signal(),
+            Some(libc::SIGKILL),
+            "step {k}: {}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        let l = t.leaks(&[&c.id], &[], true);
+        for what in ["attachments", "host-local allocation", "netns"] {
+            assert!(
+                l.iter().any(|x| x.starts_with(what)),
+                "step {k}: the killed attach should have left its {what}: {l:#?}"
+            );
+        }
+        assert_eq!(record(&t, &c.id, "n")["phase"], "adding");
+        let out = t.husk_ok(None, &["gc"]);
+        assert!(out.contains(&c.id), "step {k}: {out}");
+        t.assert_clean(
+            &format!("after gc of an attach killed at step {k}"),
+            &[&c.id],
+            &[],
+            true,
         );
     }
-    assert_eq!(record(&t, &c.id, "n")["phase"], "adding");
-    let out = t.husk_ok(None, &["gc"]);
-    assert!(out.contains(&c.id), "{out}");
-    t.assert_clean("after gc of a killed native attach", &[&c.id], &[], true);
-    // the container is untouched and attaches again
+    // the container is untouched and attaches again; the port answers
     assert_eq!(c.status().as_deref(), Some("running"));
-    let ip = attached_ip(&t.husk_ok(Some(&c.root), &["attach", "-p", "18410:80", "n", &c.id]));
+    let ip = attached_ip(&t.husk_ok(Some(&c.root), &attach));
+    t.husk_ok(Some(&c.root), &["check", "n", &c.id]);
     t.husk_ok(Some(&c.root), &["detach", "n", &c.id]);
     t.assert_clean(
         "after attach and detach",

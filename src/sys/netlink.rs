@@ -1,20 +1,25 @@
 //! A minimal rtnetlink client (NETLINK_ROUTE over a nix socket): find a link by name, list its
 //! addresses, set it up or down, move and rename it into another network namespace, add an
 //! address. Only what `linux.netDevices` needs; every request asks for an ACK and errors carry
-//! the kernel's errno.
+//! the kernel's errno. The request / ACK loop ([`Socket::exchange`]: several messages in one
+//! datagram, one answer awaited per message asking for it) is also the network companion's
+//! (`network::native`: its own rtnetlink requests and nf_tables batches on a NETLINK_NETFILTER
+//! socket); their encodings live there, not here.
 
 use anyhow::{anyhow, Result};
+use nix::errno::Errno;
+pub use nix::sys::socket::SockProtocol;
 use nix::sys::socket::{
-    bind, recv, send, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol,
-    SockType,
+    bind, recv, send, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockType,
 };
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 // <linux/netlink.h>
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_EXCL: u16 = 0x200;
-const NLM_F_CREATE: u16 = 0x400;
+pub const NLM_F_REQUEST: u16 = 0x1;
+pub const NLM_F_ACK: u16 = 0x4;
+pub const NLM_F_EXCL: u16 = 0x200;
+pub const NLM_F_CREATE: u16 = 0x400;
+pub const NLM_F_APPEND: u16 = 0x800;
 const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_ERROR: u16 = 0x2;
 const NLMSG_DONE: u16 = 0x3;
@@ -36,7 +41,7 @@ pub const IFA_F_PERMANENT: u32 = 0x80;
 pub const RT_SCOPE_UNIVERSE: u8 = 0;
 const IFF_UP: u32 = 0x1;
 
-const NLMSG_HDRLEN: usize = 16;
+pub const NLMSG_HDRLEN: usize = 16;
 
 /// An address of a link, as RTM_GETADDR reports it (the attributes kept to add it again).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +80,13 @@ pub struct Socket {
     seq: u32,
 }
 
-fn align4(n: usize) -> usize {
+impl std::os::fd::AsFd for Socket {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+pub fn align4(n: usize) -> usize {
     (n + 3) & !3
 }
 
@@ -96,7 +107,7 @@ fn ifinfomsg(index: i32, flags: u32, change: u32) -> Vec<u8> {
 }
 
 /// (type, payload) of each attribute in `b`.
-fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+pub fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
     let mut out = Vec::new();
     while b.len() >= 4 {
         let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
@@ -110,14 +121,35 @@ fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
     out
 }
 
+/// Encode `msgs` (type, flags, body) as one datagram of netlink messages numbered from `seq`
+/// (each header: length, type, flags, sequence number, port 0; each message padded to 4 bytes).
+pub fn encode(msgs: &[(u16, u16, &[u8])], seq: u32) -> Vec<u8> {
+    let mut m = Vec::with_capacity(msgs.iter().map(|x| NLMSG_HDRLEN + align4(x.2.len())).sum());
+    for (i, (typ, flags, body)) in msgs.iter().enumerate() {
+        m.extend_from_slice(&((NLMSG_HDRLEN + body.len()) as u32).to_ne_bytes());
+        m.extend_from_slice(&typ.to_ne_bytes());
+        m.extend_from_slice(&flags.to_ne_bytes());
+        m.extend_from_slice(&seq.wrapping_add(i as u32).to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(body);
+        m.resize(align4(m.len()), 0);
+    }
+    m
+}
+
 impl Socket {
-    /// A NETLINK_ROUTE socket in the calling process's network namespace (close-on-exec).
+    /// A NETLINK_ROUTE socket in the calling thread's network namespace (close-on-exec).
     pub fn new() -> Result<Socket> {
+        Socket::open(SockProtocol::NetlinkRoute)
+    }
+
+    /// A netlink socket of family `proto` in the calling thread's network namespace.
+    pub fn open(proto: SockProtocol) -> Result<Socket> {
         let fd = socket(
             AddressFamily::Netlink,
             SockType::Raw,
             SockFlag::SOCK_CLOEXEC,
-            SockProtocol::NetlinkRoute,
+            proto,
         )
         .map_err(|e| anyhow!("netlink socket: {}", e.desc()))?;
         bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0))
@@ -125,50 +157,78 @@ impl Socket {
         Ok(Socket { fd, seq: 0 })
     }
 
-    /// Send one request; return the payloads of the replies (for a dump) after the ACK / DONE.
-    fn request(&mut self, typ: u16, flags: u16, body: &[u8]) -> nix::Result<Vec<Vec<u8>>> {
-        self.seq += 1;
-        let seq = self.seq;
-        let mut m = Vec::with_capacity(NLMSG_HDRLEN + body.len());
-        m.extend_from_slice(&((NLMSG_HDRLEN + body.len()) as u32).to_ne_bytes());
-        m.extend_from_slice(&typ.to_ne_bytes());
-        m.extend_from_slice(&(flags | NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
-        m.extend_from_slice(&seq.to_ne_bytes());
-        m.extend_from_slice(&0u32.to_ne_bytes());
-        m.extend_from_slice(body);
-        send(self.fd.as_raw_fd(), &m, MsgFlags::empty())?;
+    /// Send one request asking for an ACK; return the payloads of the replies (for a dump)
+    /// after the ACK / DONE.
+    pub fn request(&mut self, typ: u16, flags: u16, body: &[u8]) -> nix::Result<Vec<Vec<u8>>> {
         let mut replies = Vec::new();
+        self.exchange(&[(typ, flags | NLM_F_ACK, body)], &mut replies)
+            .map_err(|(_, e)| e)?;
+        Ok(replies)
+    }
+
+    /// Send `msgs` in one datagram (NLM_F_REQUEST added to each) and read until every message
+    /// that asks for an ACK is answered (ACK or DONE); the payloads of other replies to them
+    /// go to `replies`. The first error the kernel reports for any of them ends the exchange
+    /// as (index of the message, errno).
+    pub fn exchange(
+        &mut self,
+        msgs: &[(u16, u16, &[u8])],
+        replies: &mut Vec<Vec<u8>>,
+    ) -> Result<(), (usize, Errno)> {
+        let first = self.seq.wrapping_add(1);
+        self.seq = self.seq.wrapping_add(msgs.len() as u32);
+        let msgs: Vec<(u16, u16, &[u8])> = msgs
+            .iter()
+            .map(|&(t, f, b)| (t, f | NLM_F_REQUEST, b))
+            .collect();
+        let mut pending: Vec<bool> = msgs.iter().map(|m| m.1 & NLM_F_ACK != 0).collect();
+        let mut left = pending.iter().filter(|p| **p).count();
+        send(
+            self.fd.as_raw_fd(),
+            &encode(&msgs, first),
+            MsgFlags::empty(),
+        )
+        .map_err(|e| (0, e))?;
         let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty())?;
+        while left > 0 {
+            let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()).map_err(|e| (0, e))?;
             let mut b = &buf[..n];
             while b.len() >= NLMSG_HDRLEN {
                 let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
                 let mtyp = u16::from_ne_bytes([b[4], b[5]]);
                 let mseq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
                 if len < NLMSG_HDRLEN || len > b.len() {
-                    return Err(nix::errno::Errno::EBADMSG);
+                    return Err((0, Errno::EBADMSG));
                 }
                 let payload = &b[NLMSG_HDRLEN..len];
-                if mseq == seq {
-                    match mtyp {
+                let i = mseq.wrapping_sub(first) as usize;
+                if i < msgs.len() {
+                    let answered = match mtyp {
                         NLMSG_ERROR => {
                             let code = payload
                                 .get(..4)
                                 .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
                                 .unwrap_or(-libc::EBADMSG);
-                            if code == 0 {
-                                return Ok(replies);
+                            if code != 0 {
+                                return Err((i, Errno::from_raw(-code)));
                             }
-                            return Err(nix::errno::Errno::from_raw(-code));
+                            true
                         }
-                        NLMSG_DONE => return Ok(replies),
-                        _ => replies.push(payload.to_vec()),
+                        NLMSG_DONE => true,
+                        _ => {
+                            replies.push(payload.to_vec());
+                            false
+                        }
+                    };
+                    if answered && pending[i] {
+                        pending[i] = false;
+                        left -= 1;
                     }
                 }
                 b = &b[align4(len).min(b.len())..];
             }
         }
+        Ok(())
     }
 
     /// The index of the link named `name`.

@@ -7,7 +7,8 @@
 //!   the default route via the gateway (rtnetlink, [`netlink`]);
 //! * the address from host-local's own files ([`ipam`]), so either way of attaching sees the
 //!   other's allocations;
-//! * masquerade and published ports in an nftables table of the attachment's own ([`nft`]);
+//! * masquerade and published ports in an nftables table of the attachment's own, one
+//!   nf_tables batch over netlink each way ([`nft`]; no `nft` program runs);
 //! * a CNI result of the plugins' shape (interfaces, ips, routes, dns) for the record.
 //!
 //! Every name (veth, table, allocation owner) follows from the container id, the network and the
@@ -237,19 +238,30 @@ fn ensure_bridge(s: &mut Socket, network: &str, p: &Plan) -> Result<netlink::Lin
 pub fn add(p: &Plan, t: &Target) -> Result<Value> {
     let net = t.network;
     let table = t.table();
-    let needs_nft = !t.rules(p, &table, Ipv4Addr::UNSPECIFIED).empty();
-    if needs_nft {
-        nft::program().with_context(|| format!("network {net}"))?;
-    }
     let ip = t.pool(p).allocate(net, t.container, t.ifname)?;
-    // the rules need only the address: nft runs while the links are made
+    crate::fault::step("network attach: address allocated");
     let rules = t.rules(p, &table, ip);
-    let nft = match rules.empty() {
+    let batch = match rules.empty() {
         true => None,
-        false => Some(nft::spawn(net, &rules.add_batch())?),
+        false => Some(
+            rules
+                .add_batch()
+                .with_context(|| format!("network {net}"))?,
+        ),
     };
-    let links = add_links(p, t, ip);
-    let ruled = nft.map_or(Ok(()), nft::Running::wait);
+    // the rules need only the address: the kernel commits them (waiting for RCU grace periods)
+    // on a thread of this namespace while the links are made
+    let (links, ruled) = std::thread::scope(|s| {
+        let ruled = batch.as_ref().map(|b| {
+            s.spawn(move || {
+                let r = nft::apply(net, b);
+                crate::fault::step("network attach: rules written");
+                r
+            })
+        });
+        let links = add_links(p, t, ip);
+        (links, ruled.map_or(Ok(()), join))
+    });
     let (br, hl, cl) = links?;
     ruled?;
     let hv = t.host_veth();
@@ -268,6 +280,12 @@ pub fn add(p: &Plan, t: &Target) -> Result<Value> {
         r["routes"] = json!([{"dst": "0.0.0.0/0"}]);
     }
     Ok(r)
+}
+
+/// The outcome of a scoped thread's work (a panic there is an error here).
+fn join(h: std::thread::ScopedJoinHandle<'_, Result<()>>) -> Result<()> {
+    h.join()
+        .unwrap_or_else(|_| Err(anyhow!("the thread writing the nftables rules panicked")))
 }
 
 /// The bridge, the veth pair and the container side: (bridge, host end, container end).
@@ -314,6 +332,7 @@ fn add_links(
     }
     host.set_up(hl.index)
         .map_err(nl(format!("network {net}: set {hv} up")))?;
+    crate::fault::step("network attach: veth made");
 
     let mut c = Socket::in_netns(t.netns)?;
     let lo = c
@@ -352,6 +371,7 @@ fn add_links(
             }
         }
     }
+    crate::fault::step("network attach: container side made");
     Ok((br, hl, cl))
 }
 
@@ -361,17 +381,22 @@ pub fn del(p: &Plan, t: &Target) -> Result<()> {
     let net = t.network;
     let table = t.table();
     let mut first: Option<anyhow::Error> = None;
-    // the table goes while the veth is deleted (each waits for the kernel's RCU grace periods)
-    let nft = match t.rules(p, &table, Ipv4Addr::UNSPECIFIED).empty() {
-        true => Ok(None),
-        false => nft::spawn(net, &nft::delete_batch(&table)).map(Some),
+    let batch = match t.rules(p, &table, Ipv4Addr::UNSPECIFIED).empty() {
+        true => None,
+        false => Some(nft::delete_batch(&table)),
     };
     let hv = t.host_veth();
-    let removed = Socket::new().and_then(|mut s| {
-        s.del_link(&hv)
-            .map_err(nl(format!("network {net}: delete veth {hv}")))
+    // the table goes on a thread while the veth is deleted (each waits for the kernel's RCU
+    // grace periods)
+    let (removed, unruled) = std::thread::scope(|s| {
+        let unruled = batch.as_ref().map(|b| s.spawn(move || nft::apply(net, b)));
+        let removed = Socket::new().and_then(|mut s| {
+            s.del_link(&hv)
+                .map_err(nl(format!("network {net}: delete veth {hv}")))
+        });
+        (removed, unruled.map_or(Ok(()), join))
     });
-    if let Err(e) = nft.and_then(|n| n.map_or(Ok(()), nft::Running::wait)) {
+    if let Err(e) = unruled {
         first.get_or_insert(e);
     }
     if let Err(e) = removed {

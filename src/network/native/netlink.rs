@@ -1,27 +1,18 @@
-//! The rtnetlink requests the native bridge driver makes: a synchronous request / ACK loop on a
-//! NETLINK_ROUTE socket (raw libc through nix: a dozen message types with fixed layouts, which
-//! the `netlink-packet-route` family of crates would bring with their own version churn and
-//! nothing the driver needs beyond the encoding). The socket is bound to the network namespace
-//! it was opened in, so the container side is driven from a socket opened by a thread that
-//! joined the container's namespace (see [`Socket::in_netns`]).
+//! The rtnetlink requests the native bridge driver makes, on top of the runtime's request / ACK
+//! loop ([`crate::sys::netlink::Socket`]; raw messages through nix: a dozen message types with
+//! fixed layouts, which the `netlink-packet-route` family of crates would bring with their own
+//! version churn and nothing the driver needs beyond the encoding). The socket is bound to the
+//! network namespace it was opened in, so the container side is driven from a socket opened by
+//! a thread that joined the container's namespace (see [`Socket::in_netns`]). [`Msg`] builds
+//! the nested attributes of these requests and of the nf_tables messages ([`super::nft`]).
 
+use crate::sys::netlink::{self as sys, align4, attrs, NLM_F_CREATE, NLM_F_EXCL};
 use anyhow::{anyhow, Context, Result};
 use nix::errno::Errno;
-use nix::sys::socket::{
-    bind, recv, send, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol,
-    SockType,
-};
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, RawFd};
 use std::path::Path;
 
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_EXCL: u16 = 0x200;
-const NLM_F_CREATE: u16 = 0x400;
-const NLMSG_ERROR: u16 = 0x2;
-const NLMSG_DONE: u16 = 0x3;
-const NLMSG_HDRLEN: usize = 16;
 const NLA_F_NESTED: u16 = 0x8000;
 
 const RTM_NEWLINK: u16 = 16;
@@ -55,25 +46,22 @@ const RTN_UNICAST: u8 = 1;
 const IFF_UP: u32 = 0x1;
 const AF_BRIDGE: u8 = 7;
 
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
-/// A netlink message body under construction, with nested attributes.
-struct Msg {
-    b: Vec<u8>,
+/// A netlink message body under construction (a fixed header, then attributes, nested ones
+/// with NLA_F_NESTED and their length filled in at [`Msg::end`]).
+pub struct Msg {
+    pub b: Vec<u8>,
     open: Vec<usize>,
 }
 
 impl Msg {
-    fn new(header: &[u8]) -> Msg {
+    pub fn new(header: &[u8]) -> Msg {
         Msg {
             b: header.to_vec(),
             open: Vec::new(),
         }
     }
 
-    fn attr(&mut self, typ: u16, data: &[u8]) -> &mut Msg {
+    pub fn attr(&mut self, typ: u16, data: &[u8]) -> &mut Msg {
         self.b
             .extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
         self.b.extend_from_slice(&typ.to_ne_bytes());
@@ -82,13 +70,19 @@ impl Msg {
         self
     }
 
-    fn str(&mut self, typ: u16, s: &str) -> &mut Msg {
+    /// A NUL-terminated string.
+    pub fn str(&mut self, typ: u16, s: &str) -> &mut Msg {
         let mut v = s.as_bytes().to_vec();
         v.push(0);
         self.attr(typ, &v)
     }
 
-    fn begin(&mut self, typ: u16) -> &mut Msg {
+    /// A 32-bit number in network byte order (nf_tables' attributes).
+    pub fn be32(&mut self, typ: u16, n: u32) -> &mut Msg {
+        self.attr(typ, &n.to_be_bytes())
+    }
+
+    pub fn begin(&mut self, typ: u16) -> &mut Msg {
         self.open.push(self.b.len());
         self.b.extend_from_slice(&[0, 0]);
         self.b
@@ -97,12 +91,12 @@ impl Msg {
     }
 
     /// Raw bytes inside the open attribute (a nested message header).
-    fn raw(&mut self, data: &[u8]) -> &mut Msg {
+    pub fn raw(&mut self, data: &[u8]) -> &mut Msg {
         self.b.extend_from_slice(data);
         self
     }
 
-    fn end(&mut self) -> &mut Msg {
+    pub fn end(&mut self) -> &mut Msg {
         let at = self.open.pop().expect("an open attribute");
         let len = (self.b.len() - at) as u16;
         self.b[at..at + 2].copy_from_slice(&len.to_ne_bytes());
@@ -120,21 +114,6 @@ fn ifinfomsg(family: u8, index: i32, flags: u32, change: u32) -> [u8; 16] {
     b
 }
 
-/// (type, payload) of each attribute in `b`.
-fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
-    let mut out = Vec::new();
-    while b.len() >= 4 {
-        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
-        let typ = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
-        if len < 4 || len > b.len() {
-            break;
-        }
-        out.push((typ, &b[4..len]));
-        b = &b[align4(len).min(b.len())..];
-    }
-    out
-}
-
 /// A link as RTM_GETLINK reports it.
 #[derive(Debug, Clone)]
 pub struct Link {
@@ -145,24 +124,13 @@ pub struct Link {
     pub kind: Option<String>,
 }
 
-pub struct Socket {
-    fd: OwnedFd,
-    seq: u32,
-}
+/// A NETLINK_ROUTE socket with the driver's requests.
+pub struct Socket(sys::Socket);
 
 impl Socket {
     /// A socket in the calling thread's network namespace.
     pub fn new() -> Result<Socket> {
-        let fd = socket(
-            AddressFamily::Netlink,
-            SockType::Raw,
-            SockFlag::SOCK_CLOEXEC,
-            SockProtocol::NetlinkRoute,
-        )
-        .map_err(|e| anyhow!("netlink socket: {}", e.desc()))?;
-        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0))
-            .map_err(|e| anyhow!("netlink bind: {}", e.desc()))?;
-        Ok(Socket { fd, seq: 0 })
+        sys::Socket::new().map(Socket)
     }
 
     /// A socket in the network namespace `ns` (a pin or /proc/PID/ns/net): opened by a thread
@@ -185,48 +153,7 @@ impl Socket {
     }
 
     fn request(&mut self, typ: u16, flags: u16, body: &[u8]) -> nix::Result<Vec<Vec<u8>>> {
-        self.seq += 1;
-        let seq = self.seq;
-        let mut m = Vec::with_capacity(NLMSG_HDRLEN + body.len());
-        m.extend_from_slice(&((NLMSG_HDRLEN + body.len()) as u32).to_ne_bytes());
-        m.extend_from_slice(&typ.to_ne_bytes());
-        m.extend_from_slice(&(flags | NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
-        m.extend_from_slice(&seq.to_ne_bytes());
-        m.extend_from_slice(&0u32.to_ne_bytes());
-        m.extend_from_slice(body);
-        send(self.fd.as_raw_fd(), &m, MsgFlags::empty())?;
-        let mut replies = Vec::new();
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty())?;
-            let mut b = &buf[..n];
-            while b.len() >= NLMSG_HDRLEN {
-                let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
-                let mtyp = u16::from_ne_bytes([b[4], b[5]]);
-                let mseq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
-                if len < NLMSG_HDRLEN || len > b.len() {
-                    return Err(Errno::EBADMSG);
-                }
-                let payload = &b[NLMSG_HDRLEN..len];
-                if mseq == seq {
-                    match mtyp {
-                        NLMSG_ERROR => {
-                            let code = payload
-                                .get(..4)
-                                .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-                                .unwrap_or(-libc::EBADMSG);
-                            if code == 0 {
-                                return Ok(replies);
-                            }
-                            return Err(Errno::from_raw(-code));
-                        }
-                        NLMSG_DONE => return Ok(replies),
-                        _ => replies.push(payload.to_vec()),
-                    }
-                }
-                b = &b[align4(len).min(b.len())..];
-            }
-        }
+        self.0.request(typ, flags, body)
     }
 
     /// The link named `name`, None when there is none.

@@ -1,7 +1,10 @@
 //! The firewall side of a native attachment: one nftables table per attachment, `ip husk-HASH`
 //! (HASH from the container id and the network, so detach and gc find it from the record alone),
-//! made and removed each by ONE `nft -f -` run with a generated batch (applied atomically by
-//! the kernel). Nothing outside these tables is touched.
+//! made and removed each by ONE nf_tables batch sent over a NETLINK_NETFILTER socket (the
+//! kernel applies a batch atomically: all of it or nothing). Nothing outside these tables is
+//! touched, and no program runs: the messages are encoded here, byte for byte what `nft -f`
+//! sends for the same rules (the tests hold the bytes nft 1.0.6 sent, `testdata/*.hex`, and
+//! compare), with an ACK asked for each so every message's outcome is known.
 //!
 //! * `prerouting` and `output` (nat, dstnat): a published port to a local address (`fib daddr
 //!   type local`, as portmap's `--dst-type LOCAL`), optionally only that of `hostIP`, is DNATed
@@ -11,21 +14,289 @@
 //!   the host's loopback (portmap's SNAT for 127.0.0.0/8, with `route_localnet` on the bridge).
 
 use super::super::ports::PortMapping;
+use super::netlink::Msg;
 use crate::network::Ipv4Net;
-use anyhow::{bail, Context, Result};
-use std::io::Write;
+use crate::sys::netlink::{self as sys, SockProtocol, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE};
+use anyhow::{anyhow, bail, Result};
+use nix::errno::Errno;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
-/// The `nft` program: on PATH, else the usual sbin dirs.
-pub fn program() -> Result<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join("nft"))
-        .find(|p| p.is_file())
-        .context("nft (the nftables tool) not found on PATH or in /usr/sbin: install nftables, or use the CNI plugins with HUSK_NETWORK_DRIVER=plugins")
+// <linux/netfilter/nfnetlink.h>
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFNL_MSG_BATCH_BEGIN: u16 = 16;
+const NFNL_MSG_BATCH_END: u16 = 17;
+// <linux/netfilter/nf_tables.h>
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_GETTABLE: u16 = 1;
+const NFT_MSG_DELTABLE: u16 = 2;
+const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_NEWRULE: u16 = 6;
+const NFTA_TABLE_NAME: u16 = 1;
+const NFTA_TABLE_FLAGS: u16 = 2;
+const NFTA_CHAIN_TABLE: u16 = 1;
+const NFTA_CHAIN_NAME: u16 = 3;
+const NFTA_CHAIN_HOOK: u16 = 4;
+const NFTA_CHAIN_POLICY: u16 = 5;
+const NFTA_CHAIN_TYPE: u16 = 7;
+const NFTA_HOOK_HOOKNUM: u16 = 1;
+const NFTA_HOOK_PRIORITY: u16 = 2;
+const NFTA_RULE_TABLE: u16 = 1;
+const NFTA_RULE_CHAIN: u16 = 2;
+const NFTA_RULE_EXPRESSIONS: u16 = 4;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_EXPR_NAME: u16 = 1;
+const NFTA_EXPR_DATA: u16 = 2;
+const NFTA_DATA_VALUE: u16 = 1;
+const NFT_REG_1: u32 = 1;
+const NFT_REG_2: u32 = 2;
+const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
+const NFT_CMP_EQ: u32 = 0;
+const NFT_CMP_NEQ: u32 = 1;
+const NFT_META_L4PROTO: u32 = 16;
+const NFTA_FIB_F_DADDR: u32 = 2;
+const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+const RTN_LOCAL: u32 = 2;
+const NFT_NAT_DNAT: u32 = 1;
+const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 2;
+// <linux/netfilter.h>
+const NFPROTO_IPV4: u8 = 2;
+const NF_ACCEPT: u32 = 1;
+const NF_INET_PRE_ROUTING: u32 = 0;
+const NF_INET_LOCAL_OUT: u32 = 3;
+const NF_INET_POST_ROUTING: u32 = 4;
+const NF_IP_PRI_NAT_DST: i32 = -100;
+const NF_IP_PRI_NAT_SRC: i32 = 100;
+// offsets in the IPv4 header
+const IP_SADDR: u32 = 12;
+const IP_DADDR: u32 = 16;
+
+/// One expression of a rule: what the kernel evaluates, register 1 unless said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Expr {
+    /// `fib daddr type` into register 1.
+    FibDaddrType,
+    /// `len` bytes at `offset` of header `base` into register 1.
+    Payload {
+        base: u32,
+        offset: u32,
+        len: u32,
+    },
+    /// Register 1 `==` / `!=` `data`.
+    Cmp {
+        op: u32,
+        data: Vec<u8>,
+    },
+    /// The layer 4 protocol number into register 1.
+    MetaL4proto,
+    /// Register 1 = (register 1 & `mask`) ^ 0.
+    Mask(Vec<u8>),
+    /// `data` into register `reg`.
+    Immediate {
+        reg: u32,
+        data: Vec<u8>,
+    },
+    /// DNAT to the address in register 1 and the port in register 2.
+    Dnat,
+    Masquerade,
+}
+
+impl Expr {
+    fn encode(&self, m: &mut Msg) {
+        let name = match self {
+            Expr::FibDaddrType => "fib",
+            Expr::Payload { .. } => "payload",
+            Expr::Cmp { .. } => "cmp",
+            Expr::MetaL4proto => "meta",
+            Expr::Mask(_) => "bitwise",
+            Expr::Immediate { .. } => "immediate",
+            Expr::Dnat => "nat",
+            Expr::Masquerade => "masq",
+        };
+        m.begin(NFTA_LIST_ELEM)
+            .str(NFTA_EXPR_NAME, name)
+            .begin(NFTA_EXPR_DATA);
+        // each expression's attributes in the order libnftnl writes them
+        match self {
+            Expr::FibDaddrType => {
+                m.be32(3, NFTA_FIB_F_DADDR) // NFTA_FIB_FLAGS
+                    .be32(2, NFT_FIB_RESULT_ADDRTYPE) // NFTA_FIB_RESULT
+                    .be32(1, NFT_REG_1); // NFTA_FIB_DREG
+            }
+            Expr::Payload { base, offset, len } => {
+                m.be32(1, NFT_REG_1) // NFTA_PAYLOAD_DREG
+                    .be32(2, *base)
+                    .be32(3, *offset)
+                    .be32(4, *len);
+            }
+            Expr::Cmp { op, data } => {
+                m.be32(1, NFT_REG_1) // NFTA_CMP_SREG
+                    .be32(2, *op)
+                    .begin(3) // NFTA_CMP_DATA
+                    .attr(NFTA_DATA_VALUE, data)
+                    .end();
+            }
+            Expr::MetaL4proto => {
+                m.be32(2, NFT_META_L4PROTO) // NFTA_META_KEY
+                    .be32(1, NFT_REG_1); // NFTA_META_DREG
+            }
+            Expr::Mask(mask) => {
+                m.be32(1, NFT_REG_1) // NFTA_BITWISE_SREG
+                    .be32(2, NFT_REG_1) // NFTA_BITWISE_DREG
+                    .be32(3, mask.len() as u32) // NFTA_BITWISE_LEN
+                    .begin(4) // NFTA_BITWISE_MASK
+                    .attr(NFTA_DATA_VALUE, mask)
+                    .end()
+                    .begin(5) // NFTA_BITWISE_XOR
+                    .attr(NFTA_DATA_VALUE, &vec![0; mask.len()])
+                    .end();
+            }
+            Expr::Immediate { reg, data } => {
+                m.be32(1, *reg) // NFTA_IMMEDIATE_DREG
+                    .begin(2) // NFTA_IMMEDIATE_DATA
+                    .attr(NFTA_DATA_VALUE, data)
+                    .end();
+            }
+            Expr::Dnat => {
+                m.be32(1, NFT_NAT_DNAT) // NFTA_NAT_TYPE
+                    .be32(2, NFPROTO_IPV4 as u32) // NFTA_NAT_FAMILY
+                    .be32(3, NFT_REG_1) // NFTA_NAT_REG_ADDR_MIN
+                    .be32(5, NFT_REG_2) // NFTA_NAT_REG_PROTO_MIN
+                    .be32(7, NF_NAT_RANGE_PROTO_SPECIFIED); // NFTA_NAT_FLAGS
+            }
+            Expr::Masquerade => {}
+        }
+        m.end().end();
+    }
+}
+
+/// `ip saddr|daddr (==|!=) net` (`offset` says which) as nft encodes it: a prefix on a byte
+/// boundary compares only its bytes, any other prefix masks the whole address first. None
+/// when it can never match (`!= 0.0.0.0/0`).
+fn ip_match(offset: u32, net: Ipv4Net, eq: bool) -> Option<Vec<Expr>> {
+    let op = if eq { NFT_CMP_EQ } else { NFT_CMP_NEQ };
+    let addr = net.network().octets();
+    match net.prefix {
+        0 if eq => Some(Vec::new()),
+        0 => None,
+        p if p % 8 == 0 => {
+            let len = u32::from(p / 8);
+            Some(vec![
+                Expr::Payload {
+                    base: NFT_PAYLOAD_NETWORK_HEADER,
+                    offset,
+                    len,
+                },
+                Expr::Cmp {
+                    op,
+                    data: addr[..len as usize].to_vec(),
+                },
+            ])
+        }
+        _ => Some(vec![
+            Expr::Payload {
+                base: NFT_PAYLOAD_NETWORK_HEADER,
+                offset,
+                len: 4,
+            },
+            Expr::Mask(net.mask().to_be_bytes().to_vec()),
+            Expr::Cmp {
+                op,
+                data: addr.to_vec(),
+            },
+        ]),
+    }
+}
+
+fn host(ip: Ipv4Addr) -> Ipv4Net {
+    Ipv4Net {
+        addr: ip,
+        prefix: 32,
+    }
+}
+
+/// One nf_tables message of a batch: type, flags, body, and what it does (for errors).
+#[derive(Debug, Clone)]
+pub struct Message {
+    typ: u16,
+    flags: u16,
+    body: Vec<u8>,
+    pub what: String,
+}
+
+/// `struct nfgenmsg`: family, version 0, resource id (network byte order).
+fn nfgenmsg(family: u8, res_id: u16) -> [u8; 4] {
+    let r = res_id.to_be_bytes();
+    [family, 0, r[0], r[1]]
+}
+
+fn message(typ: u16, flags: u16, what: String, f: impl FnOnce(&mut Msg)) -> Message {
+    let mut m = Msg::new(&nfgenmsg(NFPROTO_IPV4, 0));
+    f(&mut m);
+    Message {
+        typ: (NFNL_SUBSYS_NFTABLES << 8) | typ,
+        flags,
+        body: m.b,
+        what,
+    }
+}
+
+fn add_table(t: &str) -> Message {
+    message(NFT_MSG_NEWTABLE, 0, format!("add table ip {t}"), |m| {
+        m.str(NFTA_TABLE_NAME, t).be32(NFTA_TABLE_FLAGS, 0);
+    })
+}
+
+fn del_table(t: &str) -> Message {
+    message(NFT_MSG_DELTABLE, 0, format!("delete table ip {t}"), |m| {
+        m.str(NFTA_TABLE_NAME, t);
+    })
+}
+
+/// A nat base chain, policy accept.
+fn add_chain(t: &str, chain: &str, hook: u32, priority: i32) -> Message {
+    message(
+        NFT_MSG_NEWCHAIN,
+        NLM_F_CREATE,
+        format!("add chain ip {t} {chain}"),
+        |m| {
+            m.str(NFTA_CHAIN_TABLE, t)
+                .str(NFTA_CHAIN_NAME, chain)
+                .str(NFTA_CHAIN_TYPE, "nat")
+                .be32(NFTA_CHAIN_POLICY, NF_ACCEPT)
+                .begin(NFTA_CHAIN_HOOK)
+                .be32(NFTA_HOOK_HOOKNUM, hook)
+                .be32(NFTA_HOOK_PRIORITY, priority as u32)
+                .end();
+        },
+    )
+}
+
+fn add_rule(t: &str, chain: &str, what: String, exprs: &[Expr]) -> Message {
+    message(
+        NFT_MSG_NEWRULE,
+        NLM_F_CREATE | NLM_F_APPEND,
+        format!("add rule ip {t} {chain} {what}"),
+        |m| {
+            m.str(NFTA_RULE_TABLE, t)
+                .str(NFTA_RULE_CHAIN, chain)
+                .begin(NFTA_RULE_EXPRESSIONS);
+            for e in exprs {
+                e.encode(m);
+            }
+            m.end();
+        },
+    )
+}
+
+/// The IP protocol number of a port mapping's protocol.
+fn protocol_number(p: &str) -> Result<u8> {
+    Ok(match p {
+        "tcp" => 6,
+        "udp" => 17,
+        "sctp" => 132,
+        other => bail!("published port protocol {other:?}: expected tcp, udp or sctp"),
+    })
 }
 
 /// What the rules of one attachment are made of.
@@ -44,146 +315,312 @@ impl Rules<'_> {
     }
 
     /// The batch that creates the table (a table left by an earlier run is replaced).
-    pub fn add_batch(&self) -> String {
+    pub fn add_batch(&self) -> Result<Vec<Message>> {
         let t = self.table;
         let ip = self.ip;
-        let mut s = delete_batch(t);
-        s.push_str(&format!("add table ip {t}\n"));
+        let mut b = delete_batch(t);
+        b.push(add_table(t));
         if !self.ports.is_empty() {
-            for (chain, hook) in [("prerouting", "prerouting"), ("output", "output")] {
-                s.push_str(&format!(
-                    "add chain ip {t} {chain} {{ type nat hook {hook} priority -100; policy accept; }}\n"
-                ));
+            for (chain, hook) in [
+                ("prerouting", NF_INET_PRE_ROUTING),
+                ("output", NF_INET_LOCAL_OUT),
+            ] {
+                b.push(add_chain(t, chain, hook, NF_IP_PRI_NAT_DST));
                 for m in self.ports {
-                    let daddr = match m.host_ip {
-                        Some(h) => format!("ip daddr {h} "),
-                        None => String::new(),
-                    };
-                    s.push_str(&format!(
-                        "add rule ip {t} {chain} fib daddr type local {daddr}{p} dport {hp} dnat to {ip}:{cp}\n",
-                        p = m.protocol,
-                        hp = m.host_port,
-                        cp = m.container_port,
-                    ));
+                    let mut e = vec![
+                        Expr::FibDaddrType,
+                        Expr::Cmp {
+                            op: NFT_CMP_EQ,
+                            data: RTN_LOCAL.to_ne_bytes().to_vec(),
+                        },
+                    ];
+                    if let Some(h) = m.host_ip {
+                        e.extend(ip_match(IP_DADDR, host(h), true).unwrap_or_default());
+                    }
+                    e.extend([
+                        Expr::MetaL4proto,
+                        Expr::Cmp {
+                            op: NFT_CMP_EQ,
+                            data: vec![protocol_number(&m.protocol)?],
+                        },
+                        Expr::Payload {
+                            base: NFT_PAYLOAD_TRANSPORT_HEADER,
+                            offset: 2,
+                            len: 2,
+                        },
+                        Expr::Cmp {
+                            op: NFT_CMP_EQ,
+                            data: m.host_port.to_be_bytes().to_vec(),
+                        },
+                        Expr::Immediate {
+                            reg: NFT_REG_1,
+                            data: ip.octets().to_vec(),
+                        },
+                        Expr::Immediate {
+                            reg: NFT_REG_2,
+                            data: m.container_port.to_be_bytes().to_vec(),
+                        },
+                        Expr::Dnat,
+                    ]);
+                    b.push(add_rule(t, chain, format!("dnat {m}"), &e));
                 }
             }
         }
-        s.push_str(&format!(
-            "add chain ip {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n"
+        b.push(add_chain(
+            t,
+            "postrouting",
+            NF_INET_POST_ROUTING,
+            NF_IP_PRI_NAT_SRC,
         ));
+        let mut masq = |what: &str, matches: &[(u32, Ipv4Net, bool)]| {
+            let mut e = Vec::new();
+            for &(offset, net, eq) in matches {
+                match ip_match(offset, net, eq) {
+                    Some(x) => e.extend(x),
+                    None => return,
+                }
+            }
+            e.push(Expr::Masquerade);
+            b.push(add_rule(t, "postrouting", what.to_string(), &e));
+        };
         if !self.ports.is_empty() {
-            s.push_str(&format!(
-                "add rule ip {t} postrouting ip saddr {ip} ip daddr {ip} masquerade\n\
-                 add rule ip {t} postrouting ip saddr 127.0.0.0/8 ip daddr {ip} masquerade\n"
-            ));
+            masq(
+                "masquerade (hairpin)",
+                &[(IP_SADDR, host(ip), true), (IP_DADDR, host(ip), true)],
+            );
+            let lo = Ipv4Net {
+                addr: Ipv4Addr::new(127, 0, 0, 0),
+                prefix: 8,
+            };
+            masq(
+                "masquerade (from loopback)",
+                &[(IP_SADDR, lo, true), (IP_DADDR, host(ip), true)],
+            );
         }
         if self.masquerade {
-            s.push_str(&format!(
-                "add rule ip {t} postrouting ip saddr {ip} ip daddr != {net} ip daddr != 224.0.0.0/4 masquerade\n",
-                net = self.subnet
-            ));
+            let multicast = Ipv4Net {
+                addr: Ipv4Addr::new(224, 0, 0, 0),
+                prefix: 4,
+            };
+            masq(
+                "masquerade (outbound)",
+                &[
+                    (IP_SADDR, host(ip), true),
+                    (IP_DADDR, self.subnet, false),
+                    (IP_DADDR, multicast, false),
+                ],
+            );
         }
-        s
+        Ok(b)
     }
 }
 
-/// The batch that removes table `t` whether or not it exists (`add` of an existing table is a
-/// no-op, so the `delete` always has something to delete).
-pub fn delete_batch(t: &str) -> String {
-    format!("add table ip {t}\ndelete table ip {t}\n")
+/// The batch that removes table `t` whether or not it exists (adding an existing table
+/// changes nothing, so the delete always has something to delete).
+pub fn delete_batch(t: &str) -> Vec<Message> {
+    vec![add_table(t), del_table(t)]
 }
 
-/// A running `nft -f -`: the batch is written, [`Running::wait`] collects the outcome. Its
-/// kernel work (a table's hooks are registered and unregistered under RCU grace periods) then
-/// overlaps the caller's rtnetlink requests.
-pub struct Running {
-    network: String,
-    child: std::process::Child,
-    written: std::io::Result<()>,
+/// The messages of one transaction as they are sent: `batch` between BATCH_BEGIN and
+/// BATCH_END (which ask for no ACK), each of its messages asking for one. The kernel answers
+/// an error of the commit itself on BATCH_BEGIN's sequence number.
+fn datagram(batch: &[Message]) -> Vec<(u16, u16, &[u8])> {
+    const EDGE: [u8; 4] = [0, 0, 0, NFNL_SUBSYS_NFTABLES as u8]; // nfgenmsg, res_id = subsys
+    let mut v = vec![(NFNL_MSG_BATCH_BEGIN, 0, &EDGE[..])];
+    v.extend(
+        batch
+            .iter()
+            .map(|m| (m.typ, m.flags | NLM_F_ACK, m.body.as_slice())),
+    );
+    v.push((NFNL_MSG_BATCH_END, 0, &EDGE[..]));
+    v
 }
 
-/// Start `nft -f -` with `batch` in the calling network namespace.
-pub fn spawn(network: &str, batch: &str) -> Result<Running> {
-    let nft = program()?;
-    let mut child = Command::new(&nft)
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("network {network}: run {}", nft.display()))?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    // a batch is a few hundred bytes: far below a pipe's capacity, so this never blocks
-    let written = stdin.write_all(batch.as_bytes());
-    drop(stdin);
-    Ok(Running {
-        network: network.to_string(),
-        child,
-        written,
+/// Apply `batch` in the calling thread's network namespace, all or nothing.
+pub fn apply(network: &str, batch: &[Message]) -> Result<()> {
+    let mut s = sys::Socket::open(SockProtocol::NetlinkNetFilter)
+        .map_err(|e| anyhow!("network {network}: nftables: {e:#}"))?;
+    let msgs = datagram(batch);
+    let done = s.exchange(&msgs, &mut Vec::new());
+    close_later(s);
+    done.map_err(|(i, e)| {
+        let what = match i.checked_sub(1).and_then(|i| batch.get(i)) {
+            Some(m) => m.what.as_str(),
+            None => "commit",
+        };
+        let hint = match e {
+            Errno::EOPNOTSUPP | Errno::ENOENT | Errno::EPROTONOSUPPORT => {
+                " (is nf_tables with nat, fib and masquerade support in this kernel?)"
+            }
+            _ => "",
+        };
+        anyhow!("network {network}: nftables: {what}: {}{hint}", e.desc())
     })
 }
 
-impl Running {
-    pub fn wait(self) -> Result<()> {
-        let network = self.network;
-        let o = self.child.wait_with_output()?;
-        self.written
-            .with_context(|| format!("network {network}: write the rules to nft"))?;
-        if !o.status.success() {
-            bail!(
-                "network {network}: nft failed ({}): {}",
-                o.status,
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
+/// Close `s` without waiting for the kernel. The last close of a NETLINK_NETFILTER socket
+/// that sent a batch waits until nf_tables has freed that batch's transaction, after an RCU
+/// grace period (`nft_rcv_nl_event` flushes the deferred destroy work on NETLINK_URELEASE):
+/// 10-15 ms here, which is most of what writing the rules costs. A grandchild that holds only
+/// the socket does that last close as it exits, apart from husk (no fd but the socket stays in
+/// it, so no pipe or lock is held longer); husk reaps the child between at once, and the
+/// grandchild, an orphan, is reaped by init or the subreaper. The commit itself is done and
+/// acknowledged before this: nothing of the attachment depends on the grandchild. If the fork
+/// fails, the socket is closed here, waiting.
+fn close_later(s: sys::Socket) {
+    use std::os::fd::{AsFd, AsRawFd};
+    let fd = s.as_fd().as_raw_fd();
+    // SAFETY: fork in a multi-threaded process: the child and the grandchild only make
+    // async-signal-safe calls (fork, close_range, _exit) before they exit.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            // SAFETY: raw fork, close_range and _exit: async-signal-safe; `fd` is open.
+            unsafe {
+                if libc::fork() == 0 {
+                    let (fd, all) = (fd as libc::c_uint, libc::c_uint::MAX);
+                    if fd > 0 {
+                        libc::syscall(libc::SYS_close_range, 0, fd - 1, 0);
+                    }
+                    libc::syscall(libc::SYS_close_range, fd + 1, all, 0);
+                }
+                libc::_exit(0);
+            }
         }
-        Ok(())
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            drop(s);
+            let _ = nix::sys::wait::waitpid(child, None);
+        }
+        Err(_) => drop(s),
     }
 }
 
-/// Run `nft -f -` with `batch` in the calling network namespace, to its end.
-pub fn apply(network: &str, batch: &str) -> Result<()> {
-    spawn(network, batch)?.wait()
-}
-
-/// True when table `t` exists in the calling network namespace.
+/// True when table `t` exists in the calling thread's network namespace.
 pub fn exists(t: &str) -> Result<bool> {
-    let nft = program()?;
-    let o = Command::new(&nft)
-        .args(["list", "table", "ip", t])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .with_context(|| format!("run {}", nft.display()))?;
-    Ok(o.success())
+    let mut s = sys::Socket::open(SockProtocol::NetlinkNetFilter)?;
+    let mut m = Msg::new(&nfgenmsg(NFPROTO_IPV4, 0));
+    m.str(NFTA_TABLE_NAME, t);
+    match s.request((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE, 0, &m.b) {
+        Ok(_) => Ok(true),
+        Err(Errno::ENOENT) => Ok(false),
+        Err(e) => Err(anyhow!("nftables: look up table ip {t}: {}", e.desc())),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::netlink::NLM_F_REQUEST;
+
+    /// The datagram as bytes with sequence numbers from 0, as `nft -f` numbers its batch.
+    fn bytes(batch: &[Message]) -> Vec<String> {
+        let msgs: Vec<(u16, u16, &[u8])> = datagram(batch)
+            .into_iter()
+            .map(|(t, f, b)| (t, f | NLM_F_REQUEST, b))
+            .collect();
+        let all = sys::encode(&msgs, 0);
+        let mut out = Vec::new();
+        let mut b = &all[..];
+        while b.len() >= 16 {
+            let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+            out.push(b[..len].iter().map(|x| format!("{x:02x}")).collect());
+            b = &b[sys::align4(len)..];
+        }
+        out
+    }
+
+    /// What nft 1.0.6 sent for `testdata/NAME.nft` (strace's dump of its sendmsg), one message
+    /// a line in hex, with NLM_F_ACK set on each message between BEGIN and END: husk asks for
+    /// an ACK per message, nft reads its errors without (the only difference).
+    fn nft_sent(hex: &str) -> Vec<String> {
+        let lines: Vec<&str> = hex.lines().collect();
+        let n = lines.len();
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                if i == 0 || i + 1 == n {
+                    return l.to_string();
+                }
+                let mut b: Vec<u8> = (0..l.len() / 2)
+                    .map(|j| u8::from_str_radix(&l[2 * j..2 * j + 2], 16).unwrap())
+                    .collect();
+                let flags = u16::from_ne_bytes([b[6], b[7]]) | NLM_F_ACK;
+                b[6..8].copy_from_slice(&flags.to_ne_bytes());
+                b.iter().map(|x| format!("{x:02x}")).collect()
+            })
+            .collect()
+    }
+
+    fn net(s: &str) -> Ipv4Net {
+        Ipv4Net::parse(s).unwrap()
+    }
 
     #[test]
-    fn batches() {
+    fn batches_are_the_bytes_nft_sends() {
+        // testdata/nft-ports-masquerade.nft: two published ports (one on a host IP, one udp),
+        // masquerade of a /20 (the masked compare)
+        let ports = crate::network::ports::parse("127.0.0.1:8080:80").unwrap();
+        let mut all = ports.clone();
+        all.extend(crate::network::ports::parse("5353:53/udp").unwrap());
+        let r = Rules {
+            table: "husk-t",
+            ip: Ipv4Addr::new(10, 89, 0, 2),
+            subnet: net("10.89.0.0/20"),
+            masquerade: true,
+            ports: &all,
+        };
+        let got = bytes(&r.add_batch().unwrap());
+        let want = nft_sent(include_str!("testdata/nft-ports-masquerade.hex"));
+        assert_eq!(got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g, w, "message {i}");
+        }
+        // testdata/nft-masquerade.nft: masquerade only, a /16 (two bytes compared)
+        let r = Rules {
+            table: "husk-u",
+            ip: Ipv4Addr::new(10, 88, 0, 7),
+            subnet: net("10.88.0.0/16"),
+            masquerade: true,
+            ports: &[],
+        };
+        assert_eq!(
+            bytes(&r.add_batch().unwrap()),
+            nft_sent(include_str!("testdata/nft-masquerade.hex"))
+        );
+        // testdata/nft-delete.nft
+        assert_eq!(
+            bytes(&delete_batch("husk-t")),
+            nft_sent(include_str!("testdata/nft-delete.hex"))
+        );
+    }
+
+    #[test]
+    fn batches_say_what_each_message_does() {
         let ports = crate::network::ports::parse("127.0.0.1:8080:80").unwrap();
         let r = Rules {
             table: "husk-x",
             ip: Ipv4Addr::new(10, 89, 0, 2),
-            subnet: Ipv4Net::parse("10.89.0.0/24").unwrap(),
+            subnet: net("10.89.0.0/24"),
             masquerade: true,
             ports: &ports,
         };
-        let b = r.add_batch();
-        assert!(
-            b.starts_with("add table ip husk-x\ndelete table ip husk-x\n"),
-            "{b}"
+        let what: Vec<String> = r.add_batch().unwrap().into_iter().map(|m| m.what).collect();
+        assert_eq!(
+            what[..3],
+            [
+                "add table ip husk-x",
+                "delete table ip husk-x",
+                "add table ip husk-x"
+            ]
         );
-        assert!(b.contains(
-            "add rule ip husk-x output fib daddr type local ip daddr 127.0.0.1 tcp dport 8080 dnat to 10.89.0.2:80\n"
-        ), "{b}");
         assert!(
-            b.contains(
-                "ip saddr 10.89.0.2 ip daddr != 10.89.0.0/24 ip daddr != 224.0.0.0/4 masquerade"
-            ),
-            "{b}"
+            what.contains(&"add chain ip husk-x output".to_string()),
+            "{what:?}"
+        );
+        assert!(
+            what.iter()
+                .any(|w| w.starts_with("add rule ip husk-x prerouting dnat 127.0.0.1:8080")),
+            "{what:?}"
         );
         let internal = Rules {
             masquerade: false,
@@ -191,5 +628,88 @@ mod tests {
             ..r
         };
         assert!(internal.empty());
+        // an unknown protocol is an error naming it, not a wrong rule
+        let mut bad = ports.clone();
+        bad[0].protocol = "icmp".into();
+        let e = Rules { ports: &bad, ..r }.add_batch().unwrap_err();
+        assert!(e.to_string().contains("\"icmp\""), "{e}");
+    }
+
+    #[test]
+    fn address_matches_follow_the_prefix() {
+        let e = ip_match(IP_DADDR, net("10.0.0.0/8"), true).unwrap();
+        assert_eq!(
+            e,
+            vec![
+                Expr::Payload {
+                    base: NFT_PAYLOAD_NETWORK_HEADER,
+                    offset: IP_DADDR,
+                    len: 1
+                },
+                Expr::Cmp {
+                    op: NFT_CMP_EQ,
+                    data: vec![10]
+                }
+            ]
+        );
+        let e = ip_match(IP_SADDR, net("10.89.16.0/21"), false).unwrap();
+        assert_eq!(e[1], Expr::Mask(vec![255, 255, 248, 0]));
+        assert_eq!(
+            e[2],
+            Expr::Cmp {
+                op: NFT_CMP_NEQ,
+                data: vec![10, 89, 16, 0]
+            }
+        );
+        assert_eq!(ip_match(IP_DADDR, net("0.0.0.0/0"), true), Some(vec![]));
+        assert_eq!(ip_match(IP_DADDR, net("0.0.0.0/0"), false), None);
+    }
+
+    /// In a network namespace of a thread's own (root): a batch goes in whole, an error names
+    /// the message and leaves nothing, the delete batch removes the table and runs again.
+    #[test]
+    fn batches_apply_in_a_namespace_of_their_own() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipping batches_apply_in_a_namespace_of_their_own: needs root");
+            return;
+        }
+        std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let ports = crate::network::ports::parse("8080:80").unwrap();
+            let r = Rules {
+                table: "husk-unit",
+                ip: Ipv4Addr::new(10, 89, 0, 2),
+                subnet: net("10.89.0.0/24"),
+                masquerade: true,
+                ports: &ports,
+            };
+            assert!(!exists("husk-unit").unwrap());
+            let batch = r.add_batch().unwrap();
+            apply("n", &batch).unwrap();
+            assert!(exists("husk-unit").unwrap());
+            // again: the old table is replaced, not doubled
+            apply("n", &batch).unwrap();
+            // a rule for a chain the batch does not make: the error names it, and the batch's
+            // other messages (a new table) are not applied either
+            let mut bad = delete_batch("husk-other");
+            bad.push(add_table("husk-other"));
+            bad.push(add_rule(
+                "husk-other",
+                "nochain",
+                "masquerade".into(),
+                &[Expr::Masquerade],
+            ));
+            let e = apply("n", &bad).unwrap_err().to_string();
+            assert!(
+                e.contains("add rule ip husk-other nochain masquerade") && e.contains("network n"),
+                "{e}"
+            );
+            assert!(!exists("husk-other").unwrap());
+            apply("n", &delete_batch("husk-unit")).unwrap();
+            assert!(!exists("husk-unit").unwrap());
+            apply("n", &delete_batch("husk-unit")).unwrap();
+        })
+        .join()
+        .unwrap();
     }
 }
