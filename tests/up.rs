@@ -1167,17 +1167,7 @@ fn up_network_named_with_a_published_port() {
     let e = Env::new("pub");
     let ns = Netns::new();
     let dirs = e.dir.path();
-    let husk_in_ns = |args: &[&str]| {
-        let mut c = ns.cmd(runtime().to_str().unwrap());
-        c.arg("--root")
-            .arg(e.root())
-            .args(args)
-            .env("HUSK_NETWORK_DIR", dirs.join("netconf"))
-            .env("HUSK_CNI_CONFIG_DIR", dirs.join("cni"))
-            .env("HUSK_NETWORK_RUN_DIR", dirs.join("netrun"))
-            .env("CNI_PATH", "/usr/lib/cni");
-        c
-    };
+    let husk_in_ns = |args: &[&str]| husk_in_netns(&ns, &e.root(), dirs, args);
     let o = run_timeout(
         &mut husk_in_ns(&["network", "create", "--subnet", "10.89.77.0/24", "upweb"]),
         CMD_TIMEOUT,
@@ -1409,15 +1399,10 @@ fn up_containers_on_a_network_know_each_other_by_name() {
     let dirs = e.dir.path().to_path_buf();
     let run = dirs.join("netrun");
     let husk_in_ns = |args: &[&str]| {
-        let mut c = ns.cmd(runtime().to_str().unwrap());
-        c.arg("--root")
-            .arg(e.root())
-            .args(args)
-            .env("HUSK_NETWORK_DIR", dirs.join("netconf"))
-            .env("HUSK_CNI_CONFIG_DIR", dirs.join("cni"))
-            .env("HUSK_NETWORK_RUN_DIR", &run)
-            .env("CNI_PATH", "/usr/lib/cni");
-        run_timeout(&mut c, Duration::from_secs(120))
+        run_timeout(
+            &mut husk_in_netns(&ns, &e.root(), &dirs, args),
+            Duration::from_secs(120),
+        )
     };
     let store = e.store_arg();
     let up_d = |name: &str, net: &str, extra: &[&str]| {
@@ -2473,4 +2458,147 @@ fn up_init_reaps_forwards_and_passes_the_status() {
     assert_eq!(status, 0);
     assert!(took > Duration::from_millis(1000), "{took:?}");
     e.assert_clean("after the --init runs");
+}
+
+#[test]
+fn up_cdi_device_edits_reach_the_container() {
+    if !need_root("up_cdi_device_edits_reach_the_container") {
+        return;
+    }
+    let e = Env::new("edits");
+    let specs = e.dir.path().join("cdi");
+    let share = e.dir.path().join("share");
+    std::fs::create_dir_all(&specs).unwrap();
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join("hello"), "from the host\n").unwrap();
+    std::fs::write(
+        specs.join("test.yaml"),
+        format!(
+            "cdiVersion: \"0.6.0\"\n\
+             kind: test.example/dev\n\
+             containerEdits:\n  env: [CDI_SPEC=spec]\n\
+             devices:\n\
+             - name: nul\n  containerEdits:\n\
+             \x20   env: [CDI_DEV=nul]\n\
+             \x20   deviceNodes:\n\
+             \x20   - path: /dev/cdi-null\n      hostPath: /dev/null\n      permissions: rw\n\
+             \x20   mounts:\n\
+             \x20   - hostPath: {}\n      containerPath: /mnt/cdi\n      type: bind\n\
+             \x20     options: [rbind, ro]\n\
+             - name: other\n  containerEdits:\n    env: [CDI_OTHER=1]\n",
+            share.display()
+        ),
+    )
+    .unwrap();
+    let script = "stat -c '%F %t:%T' /dev/cdi-null; echo \"$CDI_SPEC $CDI_DEV ${CDI_OTHER:-none}\"; \
+                  cat /mnt/cdi/hello; grep ' /mnt/cdi ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1; \
+                  echo x > /dev/cdi-null && echo written; test -e /dev/null.cdi || echo alone";
+    let o = e.up(&[
+        "--rm",
+        "--cdi-spec-dir",
+        specs.to_str().unwrap(),
+        "--device",
+        "test.example/dev=nul",
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(
+        o.status.success(),
+        "up: {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let out = text(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "character special file 1:3",
+            "spec nul none",
+            "from the host",
+            "ro",
+            "written",
+            "alone"
+        ],
+        "stderr: {}",
+        text(&o.stderr)
+    );
+    e.assert_clean("after up --rm with a CDI device");
+}
+
+#[test]
+fn up_cdi_unknown_device_is_refused_by_name_and_leaves_nothing() {
+    if !need_root("up_cdi_unknown_device_is_refused_by_name_and_leaves_nothing") {
+        return;
+    }
+    let e = Env::new("bad");
+    let specs = e.dir.path().join("cdi");
+    std::fs::create_dir_all(&specs).unwrap();
+    std::fs::write(
+        specs.join("test.json"),
+        r#"{"cdiVersion": "0.6.0", "kind": "test.example/dev",
+            "devices": [{"name": "nul", "containerEdits": {"env": ["A=1"]}}]}"#,
+    )
+    .unwrap();
+    let dir = specs.to_str().unwrap();
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--cdi-spec-dir", dir, "--device", "test.example/dev=nope"],
+            &["test.example/dev=nope", dir, "test.example/dev has: nul"],
+        ),
+        (
+            &["--device", "test.example/dev=nope"],
+            &["test.example/dev=nope", "/etc/cdi, /var/run/cdi"],
+        ),
+        (
+            &["--cdi-spec-dir", dir, "--device", "test example/dev=x"],
+            &["test example/dev=x", "not a CDI device name"],
+        ),
+        (
+            &[
+                "--cdi-spec-dir",
+                "relative",
+                "--device",
+                "test.example/dev=nul",
+            ],
+            &["--cdi-spec-dir relative"],
+        ),
+    ];
+    for (flags, wants) in cases {
+        let mut a = vec!["--rm"];
+        a.extend_from_slice(flags);
+        a.extend_from_slice(&[IMAGE, "true"]);
+        let o = e.up(&a);
+        let err = text(&o.stderr);
+        assert!(!o.status.success(), "{flags:?} succeeded");
+        for w in *wants {
+            assert!(
+                err.contains(w),
+                "{flags:?}: the error must name {w:?}: {err}"
+            );
+        }
+        e.assert_clean(&format!("after {flags:?}"));
+    }
+}
+
+/// `husk --root ROOT ARGS` in the test's network namespace, its network config, CNI config and
+/// run dirs under `dirs` (`netconf`, `cni`, `netrun`), Debian's CNI plugins.
+fn husk_in_netns(
+    ns: &Netns,
+    root: &std::path::Path,
+    dirs: &std::path::Path,
+    args: &[&str],
+) -> Command {
+    let mut c = ns.cmd(runtime().to_str().unwrap());
+    c.arg("--root")
+        .arg(root)
+        .args(args)
+        .env("HUSK_NETWORK_DIR", dirs.join("netconf"))
+        .env("HUSK_CNI_CONFIG_DIR", dirs.join("cni"))
+        .env("HUSK_NETWORK_RUN_DIR", dirs.join("netrun"))
+        .env("CNI_PATH", "/usr/lib/cni");
+    c
 }
