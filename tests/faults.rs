@@ -277,7 +277,7 @@ fn sigkill_at_every_step_and_random_moments_leaves_nothing() {
     );
 }
 
-/// The fault switch itself: a debug husk killed at step 1 of `create` dies by SIGKILL, and one
+/// The fault switch itself: a debug husk killed at step 3 of `create` dies by SIGKILL, and one
 /// with the step log writes the names of the steps it passed.
 #[test]
 fn fault_step_switch_kills_at_the_named_step() {
@@ -296,14 +296,18 @@ fn fault_step_switch_kills_at_the_named_step() {
     let b = c.bundle.to_string_lossy().into_owned();
     let mut cmd = c.cmd();
     cmd.args(["create", "--bundle", &b, &c.id])
-        .env("HUSK_FAULT_STEP", "2")
+        .env("HUSK_FAULT_STEP", "3")
         .env("HUSK_FAULT_LOG", &log);
     let o = run_timeout(&mut cmd, CMD_TIMEOUT);
     assert_eq!(code(&o.status), 128 + libc::SIGKILL, "{o:?}");
     let steps = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
         steps.lines().collect::<Vec<_>>(),
-        ["1 create: config saved", "2 create: cgroup made"]
+        [
+            "1 create: private state dir made",
+            "2 create: config saved",
+            "3 create: cgroup made"
+        ]
     );
     assert!(
         !cgroup_dirs(&c.id).is_empty(),
