@@ -97,15 +97,30 @@ STATIC_FLAGS := -C target-feature=+crt-static -C relocation-model=static
 PGO ?= $(if $(filter 0,$(shell id -u)),1,0)
 PGO_DIR := $(CURDIR)/target/pgo
 LLVM_PROFDATA = $(shell rustc --print sysroot)/lib/rustlib/$(HOST_TRIPLE)/bin/llvm-profdata
+PGO_RUSTFLAGS = $(STATIC_FLAGS) -C profile-use=$(PGO_DIR)/husk.profdata -C link-arg=-Wl,-z,keep-text-section-prefix
 ifeq ($(PGO),1)
-release: testroot pgo-profile
-	RUSTFLAGS="$(STATIC_FLAGS) -C profile-use=$(PGO_DIR)/husk.profdata -C link-arg=-Wl,-z,keep-text-section-prefix" \
-		$(CARGO) build --release --target $(STATIC_TARGET) --bin husk
+release: testroot pgo-profile $(PGO_DIR)/husk.order
+	RUSTFLAGS="$(PGO_RUSTFLAGS)" $(CARGO) rustc --release --target $(STATIC_TARGET) --bin husk -- \
+		-C link-arg=-Wl,--symbol-ordering-file=$(PGO_DIR)/husk.order -C link-arg=-Wl,--no-warn-symbol-ordering
 else
 release:
 	@echo "release: building without a profile (PGO=0; the training needs root)"
 	RUSTFLAGS="$(STATIC_FLAGS)" $(CARGO) build --release --target $(STATIC_TARGET) --bin husk
 endif
+
+# The function order (benches/text-order): the profile-guided build, linked with its symbols,
+# runs the training again under a tracer that puts a breakpoint on every function and records
+# each the first time it runs; the release link then puts those functions side by side at the
+# start of .text (lld --symbol-ordering-file). The kernel maps text 64 KiB around each fault, so
+# the ~600 KiB a start runs, scattered over 7 MB, cost a window each: ordered, `run`'s peak RSS
+# went from 3.8 to 3.0 MB (5.4 MB for a build with neither profile nor order).
+# Redone only when the profile changes (the profile is redone when the sources change).
+TEXT_ORDER := $(CURDIR)/target/text-order/release/husk-text-order
+$(PGO_DIR)/husk.order: $(PGO_DIR)/husk.profdata benches/text-order/src/main.rs benches/pgo-train.sh | testroot
+	RUSTFLAGS="$(PGO_RUSTFLAGS)" $(CARGO) rustc --release --target $(STATIC_TARGET) --bin husk -- -C strip=none
+	cd benches/text-order && $(CARGO) build --release --quiet --target-dir $(CURDIR)/target/text-order
+	$(TEXT_ORDER) $(RELEASE_BIN) $@.tmp -- bash benches/pgo-train.sh $(RELEASE_BIN) $(CURDIR)/$(TESTROOT) -
+	mv $@.tmp $@
 
 # llvm-profdata comes with rustup's llvm-tools component (it must match rustc's LLVM).
 pgo-tools:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Training run for the profile-guided release build (`make release`, see the Makefile).
 #   benches/pgo-train.sh INSTRUMENTED_HUSK ROOTFS PROFILE_DIR
+#   benches/pgo-train.sh HUSK ROOTFS -     the same commands, no profiles expected (the run
+#                                          benches/text-order traces for the function order)
 # Runs the everyday command paths an engine drives (run, create/start/state/exec/kill/delete,
 # list, spec, --version) on a bundle over the test rootfs, with each husk process writing its
 # counters to PROFILE_DIR. Needs root (it runs real containers). Everything it creates — state
@@ -22,8 +24,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-export LLVM_PROFILE_FILE="$out/%p-%m.profraw"
-mkdir -p "$tmp/bundle" "$out"
+if [ "$out" != - ]; then
+    export LLVM_PROFILE_FILE="$out/%p-%m.profraw"
+    mkdir -p "$out"
+fi
+mkdir -p "$tmp/bundle"
 (cd "$tmp/bundle" && "$bin" spec)
 "$bin" --version >/dev/null
 jq --arg r "$rootfs" --arg cg "/$cg" \
@@ -31,7 +36,13 @@ jq --arg r "$rootfs" --arg cg "/$cg" \
      | .linux.cgroupsPath = ($cg + "/" + "c")' \
     "$tmp/bundle/config.json" >"$tmp/c.json" && mv "$tmp/c.json" "$tmp/bundle/config.json"
 
+# the same from inside a bundle (no --bundle: the current directory) whose config has no
+# cgroupsPath (the default path), as a person at a shell runs it
+mkdir -p "$tmp/bundle2"
+jq 'del(.linux.cgroupsPath)' "$tmp/bundle/config.json" >"$tmp/bundle2/config.json"
+
 for i in 1 2 3 4 5; do
+    (cd "$tmp/bundle2" && "${h[@]}" run "pgo-$$-d$i")
     "${h[@]}" run --bundle "$tmp/bundle" "t$i"
     "${h[@]}" create --bundle "$tmp/bundle" "p$i"
     "${h[@]}" state "p$i" >/dev/null
@@ -47,6 +58,7 @@ for i in 1 2 3 4 5; do "${h[@]}" exec s /bin/true; done
 "${h[@]}" kill s KILL
 for _ in $(seq 50); do [ "$("${h[@]}" state s | jq -r .status)" = stopped ] && break; sleep 0.1; done
 "${h[@]}" delete s
+[ "$out" = - ] && exit 0
 n=$(find "$out" -name '*.profraw' | wc -l)
 [ "$n" -gt 0 ] || { echo "pgo-train: no profiles written to $out" >&2; exit 1; }
 echo "pgo-train: $n profiles"
