@@ -369,7 +369,7 @@ proptest! {
         let root = top.path().join("rootfs");
         std::fs::create_dir(&root).unwrap();
         let fd = std::fs::File::open(&root).unwrap();
-        let opts = crate::image::layer::ApplyOptions { same_owner: false, overlay: false };
+        let opts = crate::image::layer::ApplyOptions { same_owner: false, overlay: false, mapped: None };
         if let Err(e) = crate::image::layer::apply(
             std::os::fd::AsFd::as_fd(&fd),
             &layer[..],

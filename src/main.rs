@@ -301,6 +301,7 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
                 println!("{n}");
             }
         }
+        C::Unshare { command } => return image::userns::unshare(&command),
         C::Unpack {
             reference,
             dir: bundle,

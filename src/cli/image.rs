@@ -111,6 +111,13 @@ pub enum ImageCommand {
     },
     /// Write a runnable bundle: DIR/rootfs and DIR/config.json.
     Unpack { reference: String, dir: PathBuf },
+    /// Run a command as root of the user namespace a user's unpack maps (the user and its
+    /// /etc/subuid and /etc/subgid ranges), e.g. `rm -rf DIR` of such a bundle.
+    Unshare {
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Upload an image of the store to a registry (blobs it has are skipped).
     Push {
         #[command(flatten)]
