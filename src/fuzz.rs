@@ -477,7 +477,7 @@ proptest! {
         let file = top.path().join("a.tar");
         std::fs::write(&file, &a).unwrap();
         let store = crate::image::store::Store::open(&top.path().join("store"), false).unwrap();
-        let r = crate::image::archive::import(&store, &file, None, &crate::image::PlatformSpec::host(), false);
+        let r = crate::image::archive::import(&store, &file, None, &crate::image::PlatformSpec::host(), false, crate::image::progress::Mode::Quiet);
         let entries = store.index().unwrap().manifests().len();
         let blobs = std::fs::read_dir(top.path().join("store/blobs/sha256")).unwrap().count();
         let tmp = std::fs::read_dir(top.path().join("store/tmp")).unwrap().count();

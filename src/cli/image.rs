@@ -181,6 +181,14 @@ pub enum ImageCommand {
         /// the stored image.
         #[arg(long, conflicts_with = "platform")]
         all_platforms: bool,
+        /// No progress output (--progress quiet).
+        #[arg(short, long)]
+        quiet: bool,
+        /// auto, tty (a bar per archive entry on standard error), plain (a line per entry on
+        /// standard error), json (an event per line on standard output) or quiet [default:
+        /// auto: tty when standard error is a terminal, else plain].
+        #[arg(long, value_name = "MODE")]
+        progress: Option<String>,
         /// The archive to read (`-`: standard input).
         file: PathBuf,
         /// The name to store the image under [default: the name the archive gives it].
