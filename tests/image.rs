@@ -1563,11 +1563,13 @@ fn a_broken_layer_transfer_is_resumed() {
 
 /// A system user made for one test (no home, no login), with the subordinate id ranges it is
 /// given. Dropping it deletes the user (userdel drops its ranges) and any line of
-/// /etc/subuid or /etc/subgid still naming it: only lines the test added.
+/// /etc/subuid or /etc/subgid still naming it: only lines the test added. usermod needs the
+/// files: one missing is made empty, and removed again if it is still empty at the end.
 struct TempUser {
     name: String,
     uid: u32,
     gid: u32,
+    made_files: Vec<&'static str>,
 }
 
 impl TempUser {
@@ -1587,12 +1589,24 @@ impl TempUser {
                 .parse()
                 .unwrap()
         };
-        let u = TempUser {
+        let mut u = TempUser {
             uid: id("-u"),
             gid: id("-g"),
             name,
+            made_files: Vec::new(),
         };
         if let Some((start, count)) = subids {
+            for f in ["/etc/subuid", "/etc/subgid"] {
+                // create_new: never truncates a file somebody else made meanwhile
+                if std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(f)
+                    .is_ok()
+                {
+                    u.made_files.push(f);
+                }
+            }
             let r = format!("{start}-{}", start + count - 1);
             run_ok(Command::new("usermod").args([
                 "--add-subuids",
@@ -1634,6 +1648,11 @@ impl Drop for TempUser {
                     .map(|l| format!("{l}\n"))
                     .collect();
                 let _ = std::fs::write(f, kept);
+            }
+        }
+        for f in &self.made_files {
+            if std::fs::metadata(f).is_ok_and(|m| m.len() == 0) {
+                let _ = std::fs::remove_file(f);
             }
         }
     }
@@ -1699,32 +1718,31 @@ fn lstat(p: &Path) -> std::fs::Metadata {
     std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-/// The capability xattr of `p` as the host's root reads it.
-fn cap_xattr(p: &Path) -> Vec<u8> {
+/// The xattr `name` of `p` as the host's root reads it (None: it has none).
+fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
     let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
     let mut buf = vec![0u8; 64];
-    // SAFETY: c is NUL-terminated, buf's pointer and length describe a live buffer.
-    let n = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            c"security.capability".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    assert!(
-        n >= 0,
-        "getxattr {}: {}",
-        p.display(),
-        std::io::Error::last_os_error()
-    );
-    buf.truncate(n as usize);
-    buf
+    // SAFETY: c and n are NUL-terminated, buf's pointer and length describe a live buffer.
+    let r = unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(libc::ENODATA),
+            "getxattr {}: {e}",
+            p.display()
+        );
+        return None;
+    }
+    buf.truncate(r as usize);
+    Some(buf)
 }
 
 /// As a user with /etc/subuid and /etc/subgid ranges, `unpack` keeps the image's owners shifted
 /// as rootless podman shifts them (0 is the user, N > 0 is range start + N - 1), a file
-/// capability becomes a v3 xattr whose root is the user, device nodes are skipped, and
+/// capability becomes a v3 xattr whose root is the user, user.* xattrs are kept, trusted.*
+/// ones and device nodes (no user namespace may make them) are skipped, and
 /// config.json maps the same layout in a user namespace: `husk --rootless true run` of the
 /// bundle by the user runs the image's program as root of that namespace.
 #[test]
@@ -1749,7 +1767,13 @@ fn rootless_unpack_shifts_owners_and_runs() {
     null.kind = b'3';
     null.mode = 0o666;
     null.dev = (1, 3);
+    let mut attrs = owned(file("etc/attrs", b"x", 0o644), 0, 0);
+    attrs.pax = vec![
+        ("SCHILY.xattr.user.note".into(), b"kept".to_vec()),
+        ("SCHILY.xattr.trusted.note".into(), b"host root's".to_vec()),
+    ];
     let own = tar(&[
+        attrs,
         owned(dir("home/app/", 0o700), 1000, 1000),
         owned(file("home/app/f", b"app", 0o600), 1000, 1000),
         owned(file("etc/shadowish", b"x", 0o640), 0, 42),
@@ -1812,10 +1836,14 @@ fn rootless_unpack_shifts_owners_and_runs() {
         v3.extend_from_slice(&w.to_le_bytes());
     }
     assert_eq!(
-        cap_xattr(&rootfs.join("usr/bin/capped")),
-        v3,
+        xattr(&rootfs.join("usr/bin/capped"), "security.capability"),
+        Some(v3),
         "a v3 capability whose root is the user"
     );
+    // user.* is the user's to set; trusted.* only the host root's: skipped
+    let attrs = rootfs.join("etc/attrs");
+    assert_eq!(xattr(&attrs, "user.note"), Some(b"kept".to_vec()));
+    assert_eq!(xattr(&attrs, "trusted.note"), None);
     let cfg: Value =
         serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
     assert_eq!(

@@ -727,11 +727,13 @@ fn xattr_result(r: libc::c_int, k: &CString, opts: ApplyOptions) -> Result<()> {
         return Ok(());
     }
     let e = Errno::last();
-    // unprivileged, security.* and trusted.* cannot be set: skipped, as tar does; in a user
-    // namespace trusted.* (the host root's) cannot be either, as containers/storage skips it
-    if e == Errno::EPERM
-        && (!opts.same_owner || (opts.mapped.is_some() && k.to_bytes().starts_with(b"trusted.")))
-    {
+    // unprivileged, security.* and trusted.* cannot be set: skipped, as tar does; root of a
+    // user namespace sets user.* and security.capability (the kernel makes it a v3 xattr), but
+    // not trusted.* or the LSMs' security.* (the host root's): skipped, as containers/storage
+    // skips them in a rootless unpack
+    let name = k.to_bytes();
+    let host_only = !name.starts_with(b"user.") && name != b"security.capability";
+    if e == Errno::EPERM && (!opts.same_owner || (opts.mapped.is_some() && host_only)) {
         return Ok(());
     }
     Err(errno(e)).with_context(|| format!("set xattr {k:?}"))
