@@ -1619,7 +1619,8 @@ impl TempUser {
         u
     }
 
-    /// `husk [GLOBAL] ARGS` run as this user in `cwd`, with `path` as $PATH.
+    /// `husk [GLOBAL] ARGS` run as this user in `cwd`, with `path` as $PATH and `cwd/xdg` as
+    /// $XDG_DATA_HOME (so the user's default store is `cwd/xdg/husk`).
     fn husk(&self, cwd: &Path, args: &[&str], path: &str) -> std::process::Output {
         use std::os::unix::process::CommandExt;
         let mut c = Command::new(runtime());
@@ -1627,6 +1628,8 @@ impl TempUser {
             .gid(self.gid)
             .env("PATH", path)
             .env("HOME", cwd)
+            .env("XDG_DATA_HOME", cwd.join("xdg"))
+            .env_remove("HUSK_STORE")
             .current_dir(cwd)
             .args(args);
         run_timeout(&mut c, Duration::from_secs(120))
@@ -1683,7 +1686,8 @@ fn owned(mut e: Ent, uid: u32, gid: u32) -> Ent {
     e
 }
 
-/// `img` as an OCI archive at `work/NAME.tar`, imported by `user` into `work/store` as NAME:1.
+/// `img` as an OCI archive at `work/NAME.tar`, imported by `user` into its default store
+/// (`$XDG_DATA_HOME/husk`) as NAME:1.
 fn import_as(user: &TempUser, work: &Path, name: &str, img: &Img) -> String {
     let layout = work.join(name);
     write_layout(&layout, "t", img);
@@ -1697,20 +1701,16 @@ fn import_as(user: &TempUser, work: &Path, name: &str, img: &Img) -> String {
             .args(["oci-layout", "index.json", "blobs"]),
     );
     let r = format!("localhost/{name}:1");
-    let store = work.join("store");
     let o = user.husk(
         work,
-        &[
-            "image",
-            "--store",
-            store.to_str().unwrap(),
-            "import",
-            archive.to_str().unwrap(),
-            &r,
-        ],
+        &["image", "import", archive.to_str().unwrap(), &r],
         STD_PATH,
     );
     assert!(o.status.success(), "import: {}", text(&o.stderr));
+    assert!(
+        work.join("xdg/husk/index.json").is_file(),
+        "the user's store is $XDG_DATA_HOME/husk"
+    );
     r
 }
 
@@ -1786,18 +1786,10 @@ fn rootless_unpack_shifts_owners_and_runs() {
         json!({"Cmd": ["/probe"], "User": "0:0"}),
     );
     let r = import_as(&user, work.path(), "shift", &img);
-    let store = work.path().join("store");
     let b = work.path().join("b");
     let o = user.husk(
         work.path(),
-        &[
-            "image",
-            "--store",
-            store.to_str().unwrap(),
-            "unpack",
-            &r,
-            b.to_str().unwrap(),
-        ],
+        &["image", "unpack", &r, b.to_str().unwrap()],
         STD_PATH,
     );
     assert!(o.status.success(), "unpack: {}", text(&o.stderr));
@@ -1972,18 +1964,10 @@ fn rootless_unpack_outside_the_range_leaves_nothing() {
         json!({"Cmd": ["/x"]}),
     );
     let r = import_as(&user, work.path(), "big", &img);
-    let store = work.path().join("store");
     let b = work.path().join("b");
     let o = user.husk(
         work.path(),
-        &[
-            "image",
-            "--store",
-            store.to_str().unwrap(),
-            "unpack",
-            &r,
-            b.to_str().unwrap(),
-        ],
+        &["image", "unpack", &r, b.to_str().unwrap()],
         STD_PATH,
     );
     let e = check_err(o, &["unpack"]);
@@ -2027,18 +2011,10 @@ fn rootless_unpack_without_ranges_warns_and_copies() {
         let work = tmpdir("rlnone");
         std::os::unix::fs::chown(work.path(), Some(user.uid), Some(user.gid)).unwrap();
         let r = import_as(user, work.path(), "plain", &img);
-        let store = work.path().join("store");
         let b = work.path().join("b");
         let o = user.husk(
             work.path(),
-            &[
-                "image",
-                "--store",
-                store.to_str().unwrap(),
-                "unpack",
-                &r,
-                b.to_str().unwrap(),
-            ],
+            &["image", "unpack", &r, b.to_str().unwrap()],
             &path,
         );
         let (_, err) = check_ok(o, &["unpack"]);
