@@ -1880,7 +1880,7 @@ fn progress_json_stream() {
 
 /// On a terminal (a pty made by `script`) pull draws progress bars: per-blob lines redrawn
 /// with escape sequences, bytes done of the total and a speed; the same pull with stderr not a
-/// terminal prints plain lines only.
+/// terminal prints plain lines only. Import draws a bar per archive entry it stages.
 #[test]
 fn progress_bars_on_a_terminal() {
     if !need_tools(
@@ -1940,6 +1940,41 @@ fn progress_bars_on_a_terminal() {
         err.contains(&format!("layer {} (", sha(&img.layers[1].0))),
         "{err}"
     );
+
+    // import on a terminal: a bar per archive entry staged, named by its blob's digest
+    let archive = work.path().join("a.tar");
+    std::fs::write(
+        &archive,
+        oci_archive(&img, "example.com/bars:1", None, None),
+    )
+    .unwrap();
+    let store3 = work.path().join("store3");
+    let cmd = format!(
+        "{} image --store {} import {}",
+        runtime().display(),
+        store3.display(),
+        archive.display()
+    );
+    let out = run_ok(
+        Command::new("script")
+            .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+            .env("TERM", "xterm")
+            .env("COLUMNS", "160"),
+    );
+    assert!(out.contains('\x1b'), "no terminal drawing: {out:?}");
+    assert!(
+        out.contains(&format!("entry  {big} [")),
+        "no bar for the entry of layer {big}: {out:?}"
+    );
+    assert!(
+        out.contains("1.91 MiB/1.91 MiB") && out.contains("staged"),
+        "{out:?}"
+    );
+    assert!(
+        !out.contains("): staged"),
+        "plain lines on a terminal: {out:?}"
+    );
+    assert!(out.contains(&img.digest), "{out:?}");
 }
 
 /// A multi-platform image kept whole (`import --all-platforms`) is pushed whole: every
