@@ -51,6 +51,8 @@ DEB_PKGS += nftables
 # the image tests (tests/image.rs): a registry on loopback, skopeo to push, umoci to build images
 # and to compare unpacked trees, htpasswd for the registry's basic auth
 DEB_PKGS += docker-registry skopeo umoci apache2-utils
+# newuidmap/newgidmap: a user's rootless unpack with /etc/subuid ranges, and its run
+DEB_PKGS += uidmap
 
 .PHONY: soak test-repeat deps demo-deps install-pkgs build release pgo-tools pgo-profile probe testroot test lint docs install uninstall deb package-test cri unit-test root-test integration engines conformance differential vm-test demo bench clean
 

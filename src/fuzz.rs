@@ -369,7 +369,7 @@ proptest! {
         let root = top.path().join("rootfs");
         std::fs::create_dir(&root).unwrap();
         let fd = std::fs::File::open(&root).unwrap();
-        let opts = crate::image::layer::ApplyOptions { same_owner: false, overlay: false };
+        let opts = crate::image::layer::ApplyOptions { same_owner: false, overlay: false, mapped: None };
         if let Err(e) = crate::image::layer::apply(
             std::os::fd::AsFd::as_fd(&fd),
             &layer[..],
@@ -477,7 +477,7 @@ proptest! {
         let file = top.path().join("a.tar");
         std::fs::write(&file, &a).unwrap();
         let store = crate::image::store::Store::open(&top.path().join("store"), false).unwrap();
-        let r = crate::image::archive::import(&store, &file, None, &crate::image::PlatformSpec::host(), false);
+        let r = crate::image::archive::import(&store, &file, None, &crate::image::PlatformSpec::host(), false, crate::image::progress::Mode::Quiet);
         let entries = store.index().unwrap().manifests().len();
         let blobs = std::fs::read_dir(top.path().join("store/blobs/sha256")).unwrap().count();
         let tmp = std::fs::read_dir(top.path().join("store/tmp")).unwrap().count();

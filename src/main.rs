@@ -301,6 +301,7 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
                 println!("{n}");
             }
         }
+        C::Unshare { command } => return image::userns::unshare(&command),
         C::Unpack {
             reference,
             dir: bundle,
@@ -349,15 +350,28 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
         C::Import {
             platform,
             all_platforms,
+            quiet,
+            progress,
             file,
             reference,
         } => {
             let platform = image::PlatformSpec::of_flag(platform.as_deref())?;
+            let mode = image::progress::Mode::decide(progress.as_deref(), quiet)?;
             let imported = Store::with_store(&dir, false, |s| {
-                image::archive::import(s, &file, reference.as_deref(), &platform, all_platforms)
+                image::archive::import(
+                    s,
+                    &file,
+                    reference.as_deref(),
+                    &platform,
+                    all_platforms,
+                    mode,
+                )
             })?;
-            for (name, digest) in imported {
-                println!("{name} {digest}");
+            // json: the names and digests are in the stream's image events
+            if mode != image::progress::Mode::Json {
+                for (name, digest) in imported {
+                    println!("{name} {digest}");
+                }
             }
         }
         C::Prune => {

@@ -116,11 +116,63 @@ pub fn id_map_text(maps: &[LinuxIdMapping]) -> String {
     s
 }
 
+/// True when `maps` maps exactly the one id `own` (what an unprivileged writer may write).
+fn only_own(maps: &[LinuxIdMapping], own: u32) -> bool {
+    matches!(maps, [m] if m.host_id() == own && m.size() == 1)
+}
+
+/// Have the setuid `tool` (newuidmap/newgidmap, package uidmap) write `maps` for `pid`.
+fn map_with_helper(
+    tool: &str,
+    field: &str,
+    subids: &str,
+    pid: i32,
+    maps: &[LinuxIdMapping],
+) -> Result<()> {
+    let path = crate::rootless::find_id_map_tool(tool).with_context(|| {
+        format!(
+            "{field}: mapping more than the caller's own id needs {tool} (package uidmap), which is not installed or not in $PATH"
+        )
+    })?;
+    let mut cmd = std::process::Command::new(&path);
+    cmd.arg(pid.to_string());
+    for m in maps {
+        cmd.args([
+            m.container_id().to_string(),
+            m.host_id().to_string(),
+            m.size().to_string(),
+        ]);
+    }
+    let o = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("{field}: run {}", path.display()))?;
+    if !o.status.success() {
+        bail!(
+            "{field}: {tool} refused {:?} (are the host ids in the caller's {subids} ranges?): {}",
+            id_map_text(maps).trim().replace('\n', ", "),
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 /// Write the id maps of the process `pid` (host side, after it created its user namespace).
 pub fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref().context("linux: missing")?;
     let uid = linux.uid_mappings().as_deref().unwrap_or(&[]);
     let gid = linux.gid_mappings().as_deref().unwrap_or(&[]);
+    let euid = nix::unistd::geteuid();
+    if !euid.is_root()
+        && (!only_own(uid, euid.as_raw()) || !only_own(gid, nix::unistd::getegid().as_raw()))
+    {
+        // The kernel takes more than the writer's own id only from a writer with CAP_SETUID
+        // over the parent namespace: the setuid helpers check the caller's /etc/subuid and
+        // /etc/subgid ranges and write the maps, as runc does for such a rootless container
+        // (the only way an unprivileged user gets them; see user_namespaces(7)).
+        map_with_helper("newuidmap", "linux.uidMappings", "/etc/subuid", pid, uid)?;
+        return map_with_helper("newgidmap", "linux.gidMappings", "/etc/subgid", pid, gid);
+    }
     std::fs::write(format!("/proc/{pid}/uid_map"), id_map_text(uid))
         .context("linux.uidMappings: write uid_map")?;
     if !nix::unistd::geteuid().is_root() {
@@ -133,4 +185,28 @@ pub fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
     std::fs::write(format!("/proc/{pid}/gid_map"), id_map_text(gid))
         .context("linux.gidMappings: write gid_map")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(c: u32, h: u32, s: u32) -> LinuxIdMapping {
+        oci_spec::runtime::LinuxIdMappingBuilder::default()
+            .container_id(c)
+            .host_id(h)
+            .size(s)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn only_the_callers_own_id() {
+        assert!(only_own(&[map(0, 1000, 1)], 1000));
+        assert!(only_own(&[map(5, 1000, 1)], 1000));
+        assert!(!only_own(&[map(0, 1000, 2)], 1000));
+        assert!(!only_own(&[map(0, 1001, 1)], 1000));
+        assert!(!only_own(&[map(0, 1000, 1), map(1, 100000, 65536)], 1000));
+        assert!(!only_own(&[], 1000));
+    }
 }

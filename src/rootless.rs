@@ -72,6 +72,19 @@ pub fn default_root() -> PathBuf {
     }
 }
 
+/// The executable file `tool` (the setuid `newuidmap`/`newgidmap` of package uidmap) in
+/// `$PATH`, or in `/usr/bin:/bin:/usr/sbin:/sbin` without one, as runc and podman find them.
+pub fn find_id_map_tool(tool: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin:/usr/sbin:/sbin".into());
+    std::env::split_paths(&path)
+        .filter(|d| d.is_absolute())
+        .map(|d| d.join(tool))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

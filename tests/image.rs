@@ -1557,3 +1557,482 @@ fn a_broken_layer_transfer_is_resumed() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// rootless unpack: the image's owners shifted by the user's /etc/subuid and /etc/subgid ranges
+
+/// A system user made for one test (no home, no login), with the subordinate id ranges it is
+/// given. Dropping it deletes the user (userdel drops its ranges) and any line of
+/// /etc/subuid or /etc/subgid still naming it: only lines the test added. usermod needs the
+/// files: one missing is made empty, and removed again if it is still empty at the end.
+struct TempUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+    made_files: Vec<&'static str>,
+}
+
+impl TempUser {
+    fn new(tag: &str, subids: Option<(u32, u32)>) -> TempUser {
+        let name = format!("hk{tag}{}", std::process::id());
+        run_ok(Command::new("useradd").args([
+            "--system",
+            "--no-create-home",
+            "--user-group",
+            "--shell",
+            "/usr/sbin/nologin",
+            &name,
+        ]));
+        let id = |flag: &str| -> u32 {
+            run_ok(Command::new("id").args([flag, &name]))
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let mut u = TempUser {
+            uid: id("-u"),
+            gid: id("-g"),
+            name,
+            made_files: Vec::new(),
+        };
+        if let Some((start, count)) = subids {
+            for f in ["/etc/subuid", "/etc/subgid"] {
+                // create_new: never truncates a file somebody else made meanwhile
+                if std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(f)
+                    .is_ok()
+                {
+                    u.made_files.push(f);
+                }
+            }
+            let r = format!("{start}-{}", start + count - 1);
+            run_ok(Command::new("usermod").args([
+                "--add-subuids",
+                &r,
+                "--add-subgids",
+                &r,
+                &u.name,
+            ]));
+        }
+        u
+    }
+
+    /// `husk [GLOBAL] ARGS` run as this user in `cwd`, with `path` as $PATH and `cwd/xdg` as
+    /// $XDG_DATA_HOME (so the user's default store is `cwd/xdg/husk`).
+    fn husk(&self, cwd: &Path, args: &[&str], path: &str) -> std::process::Output {
+        use std::os::unix::process::CommandExt;
+        let mut c = Command::new(runtime());
+        c.uid(self.uid)
+            .gid(self.gid)
+            .env("PATH", path)
+            .env("HOME", cwd)
+            .env("XDG_DATA_HOME", cwd.join("xdg"))
+            .env_remove("HUSK_STORE")
+            .current_dir(cwd)
+            .args(args);
+        run_timeout(&mut c, Duration::from_secs(120))
+    }
+}
+
+impl Drop for TempUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).output();
+        let prefix = format!("{}:", self.name);
+        for f in ["/etc/subuid", "/etc/subgid"] {
+            let Ok(t) = std::fs::read_to_string(f) else {
+                continue;
+            };
+            if t.lines().any(|l| l.starts_with(&prefix)) {
+                let kept: String = t
+                    .lines()
+                    .filter(|l| !l.starts_with(&prefix))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                let _ = std::fs::write(f, kept);
+            }
+        }
+        for f in &self.made_files {
+            if std::fs::metadata(f).is_ok_and(|m| m.len() == 0) {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+    }
+}
+
+const STD_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
+
+/// A subordinate id range no other test uses: high, and apart per process.
+fn subid_start() -> u32 {
+    1_000_000_000 + (std::process::id() % 10_000) * 65_536
+}
+
+/// The test rootfs (busybox + probe) as a layer owned by 0:0.
+fn testroot_layer() -> Vec<u8> {
+    let o = Command::new("tar")
+        .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
+        .arg(testroot())
+        .args(["-cf", "-", "."])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "tar: {}", text(&o.stderr));
+    o.stdout
+}
+
+fn owned(mut e: Ent, uid: u32, gid: u32) -> Ent {
+    e.uid = uid;
+    e.gid = gid;
+    e
+}
+
+/// `img` as an OCI archive at `work/NAME.tar`, imported by `user` into its default store
+/// (`$XDG_DATA_HOME/husk`) as NAME:1.
+fn import_as(user: &TempUser, work: &Path, name: &str, img: &Img) -> String {
+    let layout = work.join(name);
+    write_layout(&layout, "t", img);
+    let archive = work.join(format!("{name}.tar"));
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&layout)
+            .arg("-cf")
+            .arg(&archive)
+            .args(["oci-layout", "index.json", "blobs"]),
+    );
+    let r = format!("localhost/{name}:1");
+    let o = user.husk(
+        work,
+        &["image", "import", archive.to_str().unwrap(), &r],
+        STD_PATH,
+    );
+    assert!(o.status.success(), "import: {}", text(&o.stderr));
+    assert!(
+        work.join("xdg/husk/index.json").is_file(),
+        "the user's store is $XDG_DATA_HOME/husk"
+    );
+    r
+}
+
+fn lstat(p: &Path) -> std::fs::Metadata {
+    std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The xattr `name` of `p` as the host's root reads it (None: it has none).
+fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 64];
+    // SAFETY: c and n are NUL-terminated, buf's pointer and length describe a live buffer.
+    let r = unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(libc::ENODATA),
+            "getxattr {}: {e}",
+            p.display()
+        );
+        return None;
+    }
+    buf.truncate(r as usize);
+    Some(buf)
+}
+
+/// As a user with /etc/subuid and /etc/subgid ranges, `unpack` keeps the image's owners shifted
+/// as rootless podman shifts them (0 is the user, N > 0 is range start + N - 1), a file
+/// capability becomes a v3 xattr whose root is the user, user.* xattrs are kept, trusted.*
+/// ones and device nodes (no user namespace may make them) are skipped, and
+/// config.json maps the same layout in a user namespace: `husk --rootless true run` of the
+/// bundle by the user runs the image's program as root of that namespace.
+#[test]
+fn rootless_unpack_shifts_owners_and_runs() {
+    root_or_skip!("rootless_unpack_shifts_owners_and_runs");
+    if !need_tools("rootless_unpack_shifts_owners_and_runs", &["newuidmap"]) {
+        return;
+    }
+    let start = subid_start();
+    let user = TempUser::new("rlu", Some((start, 65_536)));
+    let work = tmpdir("rlunpack");
+    std::os::unix::fs::chown(work.path(), Some(user.uid), Some(user.gid)).unwrap();
+    let mut cap = owned(file("usr/bin/capped", b"#!/bin/sh\n", 0o755), 0, 0);
+    // VFS_CAP_REVISION_2 | effective, permitted = CAP_NET_BIND_SERVICE (10)
+    let mut v2 = Vec::new();
+    for w in [0x0200_0001u32, 1 << 10, 0, 0, 0] {
+        v2.extend_from_slice(&w.to_le_bytes());
+    }
+    cap.pax = vec![("SCHILY.xattr.security.capability".into(), v2)];
+    let mut null = owned(dir("dev/", 0o755), 0, 0);
+    null.name = "dev/null2".into();
+    null.kind = b'3';
+    null.mode = 0o666;
+    null.dev = (1, 3);
+    let mut attrs = owned(file("etc/attrs", b"x", 0o644), 0, 0);
+    attrs.pax = vec![
+        ("SCHILY.xattr.user.note".into(), b"kept".to_vec()),
+        ("SCHILY.xattr.trusted.note".into(), b"host root's".to_vec()),
+    ];
+    let own = tar(&[
+        attrs,
+        owned(dir("home/app/", 0o700), 1000, 1000),
+        owned(file("home/app/f", b"app", 0o600), 1000, 1000),
+        owned(file("etc/shadowish", b"x", 0o640), 0, 42),
+        owned(file("top", b"x", 0o644), 65_536, 65_536),
+        cap,
+        null,
+    ]);
+    let img = image(
+        &[testroot_layer(), own],
+        json!({"Cmd": ["/probe"], "User": "0:0"}),
+    );
+    let r = import_as(&user, work.path(), "shift", &img);
+    let b = work.path().join("b");
+    let o = user.husk(
+        work.path(),
+        &["image", "unpack", &r, b.to_str().unwrap()],
+        STD_PATH,
+    );
+    assert!(o.status.success(), "unpack: {}", text(&o.stderr));
+    assert!(
+        !text(&o.stderr).contains("warning"),
+        "no warning with ranges: {}",
+        text(&o.stderr)
+    );
+    use std::os::unix::fs::MetadataExt;
+    let rootfs = b.join("rootfs");
+    let probe = lstat(&rootfs.join("probe"));
+    assert_eq!(
+        (probe.uid(), probe.gid()),
+        (user.uid, user.gid),
+        "0:0 is the user"
+    );
+    let f = lstat(&rootfs.join("home/app/f"));
+    assert_eq!(
+        (f.uid(), f.gid()),
+        (start + 999, start + 999),
+        "1000 is start+999"
+    );
+    assert_eq!(f.mode() & 0o7777, 0o600);
+    let d = lstat(&rootfs.join("home/app"));
+    assert_eq!(d.uid(), start + 999);
+    let s = lstat(&rootfs.join("etc/shadowish"));
+    assert_eq!((s.uid(), s.gid()), (user.uid, start + 41));
+    let t = lstat(&rootfs.join("top"));
+    assert_eq!(t.uid(), start + 65_535, "the last id of the range");
+    assert!(
+        !rootfs.join("dev/null2").exists(),
+        "a device node in a user namespace"
+    );
+    let mut v3 = Vec::new();
+    for w in [0x0300_0001u32, 1 << 10, 0, 0, 0, user.uid] {
+        v3.extend_from_slice(&w.to_le_bytes());
+    }
+    assert_eq!(
+        xattr(&rootfs.join("usr/bin/capped"), "security.capability"),
+        Some(v3),
+        "a v3 capability whose root is the user"
+    );
+    // user.* is the user's to set; trusted.* only the host root's: skipped
+    let attrs = rootfs.join("etc/attrs");
+    assert_eq!(xattr(&attrs, "user.note"), Some(b"kept".to_vec()));
+    assert_eq!(xattr(&attrs, "trusted.note"), None);
+    let cfg: Value =
+        serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        cfg["linux"]["uidMappings"],
+        json!([{"containerID": 0, "hostID": user.uid, "size": 1},
+               {"containerID": 1, "hostID": start, "size": 65536}])
+    );
+    assert_eq!(
+        cfg["linux"]["gidMappings"],
+        json!([{"containerID": 0, "hostID": user.gid, "size": 1},
+               {"containerID": 1, "hostID": start, "size": 65536}])
+    );
+    assert!(
+        cfg["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "user"),
+        "{cfg}"
+    );
+    assert_eq!(
+        std::fs::metadata(b.join("config.json")).unwrap().uid(),
+        user.uid
+    );
+
+    // the user runs the bundle, rootless: newuidmap writes the maps, as for runc; without it
+    // the error names the field and the tool, and nothing is left
+    let root = work.path().join("state");
+    let id = unique_id("rlunpack");
+    let run = [
+        "--root",
+        root.to_str().unwrap(),
+        "--rootless",
+        "true",
+        "run",
+        "--bundle",
+        b.to_str().unwrap(),
+        &id,
+    ];
+    let o = user.husk(work.path(), &run, "/nonexistent");
+    let e = check_err(o, &["run"]);
+    assert!(
+        e.contains("linux.uidMappings") && e.contains("newuidmap"),
+        "{e}"
+    );
+    assert!(
+        std::fs::read_dir(&root).map_or(true, |mut d| d.next().is_none()),
+        "a failed run left state in {}",
+        root.display()
+    );
+    let o = user.husk(work.path(), &run, STD_PATH);
+    let _ = user.husk(
+        work.path(),
+        &["--root", root.to_str().unwrap(), "delete", "-f", &id],
+        STD_PATH,
+    );
+    assert!(o.status.success(), "run: {}", text(&o.stderr));
+    let v = probe_json(&o);
+    assert_eq!(v["uid"], 0, "{v}");
+    assert_eq!(
+        id_map(&v, "uid_map"),
+        [format!("0 {} 1", user.uid), format!("1 {start} 65536")]
+    );
+    assert_eq!(
+        id_map(&v, "gid_map"),
+        [format!("0 {} 1", user.gid), format!("1 {start} 65536")]
+    );
+
+    // the user alone cannot remove what belongs to its subordinate ids; `image unshare` runs a
+    // command as root of the same mapping, and gives back its exit code
+    let o = user.husk(
+        work.path(),
+        &["image", "unshare", "cat", "/proc/self/uid_map"],
+        STD_PATH,
+    );
+    let (out, _) = check_ok(o, &["unshare"]);
+    let lines: Vec<Vec<String>> = out
+        .lines()
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            vec!["0".to_string(), user.uid.to_string(), "1".into()],
+            vec!["1".to_string(), start.to_string(), "65536".into()]
+        ]
+    );
+    let o = user.husk(
+        work.path(),
+        &["image", "unshare", "sh", "-c", "exit 7"],
+        STD_PATH,
+    );
+    assert_eq!(code(&o.status), 7, "{}", text(&o.stderr));
+    let o = user.husk(
+        work.path(),
+        &["image", "unshare", "rm", "-rf", b.to_str().unwrap()],
+        STD_PATH,
+    );
+    check_ok(o, &["unshare", "rm"]);
+    assert!(!b.exists(), "{} is still there", b.display());
+}
+
+/// An owner outside the user's ranges is an error naming the entry and the id, and the failed
+/// unpack leaves nothing, although what it made belongs to the shifted ids.
+#[test]
+fn rootless_unpack_outside_the_range_leaves_nothing() {
+    root_or_skip!("rootless_unpack_outside_the_range_leaves_nothing");
+    if !need_tools(
+        "rootless_unpack_outside_the_range_leaves_nothing",
+        &["newuidmap"],
+    ) {
+        return;
+    }
+    let start = subid_start() + 1_000;
+    let user = TempUser::new("rlx", Some((start, 1_000)));
+    let work = tmpdir("rlbad");
+    std::os::unix::fs::chown(work.path(), Some(user.uid), Some(user.gid)).unwrap();
+    let img = image(
+        &[
+            tar(&[
+                owned(dir("d/", 0o500), 500, 500),
+                owned(file("d/x", b"x", 0o400), 500, 500),
+            ]),
+            tar(&[owned(file("big/f", b"x", 0o644), 70_000, 0)]),
+        ],
+        json!({"Cmd": ["/x"]}),
+    );
+    let r = import_as(&user, work.path(), "big", &img);
+    let b = work.path().join("b");
+    let o = user.husk(
+        work.path(),
+        &["image", "unpack", &r, b.to_str().unwrap()],
+        STD_PATH,
+    );
+    let e = check_err(o, &["unpack"]);
+    assert!(
+        e.contains("big/f") && e.contains("70000") && e.contains("/etc/subuid"),
+        "{e}"
+    );
+    assert!(!b.exists(), "a failed unpack left {}", b.display());
+}
+
+/// Without /etc/subuid ranges, or without newuidmap, `unpack` warns once, naming why, and
+/// makes the plain copy owned by the user, its config mapping the user alone to 0; `image
+/// unshare` refuses, naming why.
+#[test]
+fn rootless_unpack_without_ranges_warns_and_copies() {
+    root_or_skip!("rootless_unpack_without_ranges_warns_and_copies");
+    if !need_husk("rootless_unpack_without_ranges_warns_and_copies") {
+        return;
+    }
+    let bare = TempUser::new("rln", None);
+    let ranged = TempUser::new("rlm", Some((subid_start() + 2_000, 65_536)));
+    let img = image(
+        &[tar(&[
+            owned(dir("home/app/", 0o755), 1000, 1000),
+            owned(file("home/app/f", b"app", 0o644), 1000, 1000),
+        ])],
+        json!({"Cmd": ["/x"]}),
+    );
+    for (user, path, why) in [
+        (
+            &bare,
+            STD_PATH.to_string(),
+            format!("/etc/subuid has no entry for {}", bare.name),
+        ),
+        (
+            &ranged,
+            "/nonexistent".to_string(),
+            "newuidmap is not installed".to_string(),
+        ),
+    ] {
+        let work = tmpdir("rlnone");
+        std::os::unix::fs::chown(work.path(), Some(user.uid), Some(user.gid)).unwrap();
+        let r = import_as(user, work.path(), "plain", &img);
+        let b = work.path().join("b");
+        let o = user.husk(
+            work.path(),
+            &["image", "unpack", &r, b.to_str().unwrap()],
+            &path,
+        );
+        let (_, err) = check_ok(o, &["unpack"]);
+        let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+        assert_eq!(warnings.len(), 1, "one warning: {err}");
+        assert!(warnings[0].contains(&why), "{err}");
+        use std::os::unix::fs::MetadataExt;
+        let f = lstat(&b.join("rootfs/home/app/f"));
+        assert_eq!((f.uid(), f.gid()), (user.uid, user.gid));
+        let o = user.husk(work.path(), &["image", "unshare", "true"], &path);
+        let e = check_err(o, &["unshare"]);
+        assert!(e.contains("image unshare") && e.contains(&why), "{e}");
+        let cfg: Value =
+            serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+        // rootless all the same: the user alone is 0 of the container's user namespace
+        assert_eq!(
+            cfg["linux"]["uidMappings"],
+            json!([{"containerID": 0, "hostID": user.uid, "size": 1}])
+        );
+    }
+}

@@ -1880,7 +1880,7 @@ fn progress_json_stream() {
 
 /// On a terminal (a pty made by `script`) pull draws progress bars: per-blob lines redrawn
 /// with escape sequences, bytes done of the total and a speed; the same pull with stderr not a
-/// terminal prints plain lines only.
+/// terminal prints plain lines only. Import draws a bar per archive entry it stages.
 #[test]
 fn progress_bars_on_a_terminal() {
     if !need_tools(
@@ -1940,6 +1940,41 @@ fn progress_bars_on_a_terminal() {
         err.contains(&format!("layer {} (", sha(&img.layers[1].0))),
         "{err}"
     );
+
+    // import on a terminal: a bar per archive entry staged, named by its blob's digest
+    let archive = work.path().join("a.tar");
+    std::fs::write(
+        &archive,
+        oci_archive(&img, "example.com/bars:1", None, None),
+    )
+    .unwrap();
+    let store3 = work.path().join("store3");
+    let cmd = format!(
+        "{} image --store {} import {}",
+        runtime().display(),
+        store3.display(),
+        archive.display()
+    );
+    let out = run_ok(
+        Command::new("script")
+            .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+            .env("TERM", "xterm")
+            .env("COLUMNS", "160"),
+    );
+    assert!(out.contains('\x1b'), "no terminal drawing: {out:?}");
+    assert!(
+        out.contains(&format!("entry  {big} [")),
+        "no bar for the entry of layer {big}: {out:?}"
+    );
+    assert!(
+        out.contains("1.91 MiB/1.91 MiB") && out.contains("staged"),
+        "{out:?}"
+    );
+    assert!(
+        !out.contains("): staged"),
+        "plain lines on a terminal: {out:?}"
+    );
+    assert!(out.contains(&img.digest), "{out:?}");
 }
 
 /// A multi-platform image kept whole (`import --all-platforms`) is pushed whole: every
@@ -2180,4 +2215,137 @@ fn push_multi_platform_index() {
     // rm collects every platform's blobs
     husk_ok(&s3, &["rm", &dst]);
     assert_eq!(blob_count(&s3), 0);
+}
+
+/// `import --progress json`: each archive entry being staged has one `start` event (its name
+/// and size) and one `done` event (all its bytes, `staged`, the digest of its content), any
+/// `progress` event in between stays within its size, and one `image` event per name stored
+/// ends the stream (stdout holds nothing else). Without a terminal the default is one plain
+/// line per entry on stderr, stdout keeping `NAME DIGEST`. A failed import ends the stream
+/// with an `error` event; `-q` contradicts `--progress json`.
+#[test]
+fn import_progress_json() {
+    if !need_husk("import_progress_json") {
+        return;
+    }
+    let work = tmpdir("import-progress");
+    let img = image(
+        vec![
+            tar_of(&[("etc/hello", b"hello\n")]),
+            tar_of(&[("data/a", &noise(3_000_000, 31))]),
+        ],
+        &["/bin/true"],
+    );
+    let name = "example.com/prog:1";
+    let bytes = oci_archive(&img, name, None, None);
+    let f = work.path().join("a.tar");
+    std::fs::write(&f, &bytes).unwrap();
+    let mut want: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut a = tar::Archive::new(&bytes[..]);
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let n = e.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        want.push((n, data));
+    }
+    assert!(
+        want.len() >= 6,
+        "oci-layout, index.json, manifest, config, 2 layers"
+    );
+
+    let store = work.path().join("store");
+    let out = husk_ok(
+        &store,
+        &["import", "--progress", "json", f.to_str().unwrap()],
+    );
+    let ev = events(&out);
+    for (n, data) in &want {
+        let of = |kind: &str| -> Vec<(usize, &Value)> {
+            ev.iter()
+                .enumerate()
+                .filter(|(_, e)| e["event"] == kind && e["name"] == n.as_str())
+                .collect()
+        };
+        let starts = of("start");
+        assert_eq!(starts.len(), 1, "{n}: one start: {out}");
+        assert_eq!(starts[0].1["role"], "entry");
+        assert_eq!(starts[0].1["total"], data.len() as u64, "{n}");
+        let dones = of("done");
+        assert_eq!(dones.len(), 1, "{n}: one done: {out}");
+        let d = dones[0].1;
+        assert_eq!(d["bytes"], data.len() as u64, "{n}");
+        assert_eq!(d["total"], data.len() as u64, "{n}");
+        assert_eq!(d["status"], "staged");
+        assert_eq!(d["digest"], sha(data), "{n}");
+        assert!(starts[0].0 < dones[0].0, "{n}: start before done");
+        for (i, p) in of("progress") {
+            assert!(starts[0].0 < i && i < dones[0].0, "{n}: progress between");
+            assert!(p["bytes"].as_u64().unwrap() <= data.len() as u64, "{p}");
+        }
+    }
+    assert_eq!(
+        ev.iter().filter(|e| e["event"] == "start").count(),
+        want.len()
+    );
+    let last = ev.last().unwrap();
+    assert_eq!(
+        (
+            &last["event"],
+            &last["action"],
+            &last["reference"],
+            &last["digest"]
+        ),
+        (
+            &json!("image"),
+            &json!("import"),
+            &json!(name),
+            &json!(img.digest)
+        ),
+        "{out}"
+    );
+    assert_eq!(ev.iter().filter(|e| e["event"] == "image").count(), 1);
+    assert_store_consistent(&store, 1);
+
+    // the default without a terminal: plain lines on stderr
+    let store2 = work.path().join("store2");
+    let (out, err) = husk_ok2(&store2, &["import", f.to_str().unwrap()]);
+    assert_eq!(out.trim(), format!("{name} {}", img.digest));
+    for (n, data) in &want {
+        let line = format!("entry {n} ({} bytes): staged {}", data.len(), sha(data));
+        assert!(err.lines().any(|l| l == line), "no {line:?} in {err}");
+    }
+    assert!(!err.contains('\x1b'), "escape sequences without a terminal");
+
+    // a failure ends the stream with an error event
+    let bad = work.path().join("bad.tar");
+    let layer = sha(&img.layers[1].0);
+    std::fs::write(&bad, oci_archive(&img, name, None, Some(&layer))).unwrap();
+    let store3 = work.path().join("store3");
+    let o = husk(
+        &store3,
+        &["import", "--progress", "json", bad.to_str().unwrap()],
+    );
+    assert_eq!(code(&o.status), 1);
+    let out = text(&o.stdout);
+    let ev = events(&out);
+    let last = ev.last().unwrap();
+    assert_eq!(last["event"], "error", "{out}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("digest mismatch"),
+        "{last}"
+    );
+    assert_eq!(ev.iter().filter(|e| e["event"] == "image").count(), 0);
+
+    let e = husk_err(
+        &store3,
+        &["import", "-q", "--progress", "json", bad.to_str().unwrap()],
+    );
+    assert!(
+        e.contains("--quiet") && e.contains("--progress json"),
+        "{e}"
+    );
 }

@@ -111,6 +111,13 @@ pub enum ImageCommand {
     },
     /// Write a runnable bundle: DIR/rootfs and DIR/config.json.
     Unpack { reference: String, dir: PathBuf },
+    /// Run a command as root of the user namespace a user's unpack maps (the user and its
+    /// /etc/subuid and /etc/subgid ranges), e.g. `rm -rf DIR` of such a bundle.
+    Unshare {
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Upload an image of the store to a registry (blobs it has are skipped).
     Push {
         #[command(flatten)]
@@ -174,6 +181,14 @@ pub enum ImageCommand {
         /// the stored image.
         #[arg(long, conflicts_with = "platform")]
         all_platforms: bool,
+        /// No progress output (--progress quiet).
+        #[arg(short, long)]
+        quiet: bool,
+        /// auto, tty (a bar per archive entry on standard error), plain (a line per entry on
+        /// standard error), json (an event per line on standard output) or quiet [default:
+        /// auto: tty when standard error is a terminal, else plain].
+        #[arg(long, value_name = "MODE")]
+        progress: Option<String>,
         /// The archive to read (`-`: standard input).
         file: PathBuf,
         /// The name to store the image under [default: the name the archive gives it].

@@ -287,7 +287,12 @@ impl Contents {
     }
 }
 
-fn read_archive(store: &Store, file: &Path, what: &str) -> Result<Contents> {
+fn read_archive(
+    store: &Store,
+    file: &Path,
+    what: &str,
+    progress: &super::progress::Progress,
+) -> Result<Contents> {
     let f: Box<dyn Read> = if file == Path::new("-") {
         Box::new(io::stdin().lock())
     } else {
@@ -335,12 +340,14 @@ fn read_archive(store: &Store, file: &Path, what: &str) -> Result<Contents> {
                 let path = dir.0.join(seq.to_string());
                 let mut out =
                     File::create(&path).with_context(|| format!("create {}", path.display()))?;
-                let mut h = Sha256Reader::new(&mut e);
+                let bar = progress.entry(&name, e.size());
+                let mut h = Sha256Reader::new(bar.reader(&mut e));
                 io::copy(&mut h, &mut out)
                     .with_context(|| format!("{what}: entry {name}: read or stage"))?;
                 out.sync_all()?;
                 let digest = h.digest();
                 let size = h.n;
+                bar.finish_staged(&digest);
                 if let Some(hex) = name.strip_prefix("blobs/sha256/") {
                     if digest != format!("sha256:{hex}") {
                         bail!("{what}: {name}: digest mismatch: its content is {digest}");
@@ -386,13 +393,37 @@ struct Found {
 
 /// `husk image import FILE [REF]`: returns (name, manifest digest) per name stored. With
 /// `all_platforms`, a multi-platform image is kept whole (its index is the store entry, every
-/// platform's manifest and blobs stored); else its manifest for `platform` is.
+/// platform's manifest and blobs stored); else its manifest for `platform` is. Each archive
+/// entry being staged is shown as `progress` says (json: an `image` event per name at the end,
+/// or an `error` event).
 pub fn import(
     store: &Store,
     file: &Path,
     name: Option<&str>,
     platform: &super::PlatformSpec,
     all_platforms: bool,
+    progress: super::progress::Mode,
+) -> Result<Vec<(String, String)>> {
+    let shown = super::progress::Progress::new(progress);
+    let r = import_shown(store, file, name, platform, all_platforms, &shown);
+    match &r {
+        Ok(out) => {
+            for (n, d) in out {
+                shown.image_done("import", n, d);
+            }
+        }
+        Err(e) => shown.failed(e),
+    }
+    r
+}
+
+fn import_shown(
+    store: &Store,
+    file: &Path,
+    name: Option<&str>,
+    platform: &super::PlatformSpec,
+    all_platforms: bool,
+    shown: &super::progress::Progress,
 ) -> Result<Vec<(String, String)>> {
     let what = if file == Path::new("-") {
         "import (standard input)".to_string()
@@ -403,7 +434,7 @@ pub fn import(
         .map(|n| Reference::parse(n).map(|r| r.to_string()))
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let c = read_archive(store, file, &what)?;
+    let c = read_archive(store, file, &what, shown)?;
     let found = if c.get("index.json").is_some() {
         oci_images(&c, &what, name.as_deref(), platform, all_platforms)?
     } else if c.get("manifest.json").is_some() {

@@ -114,8 +114,33 @@ pub fn resolve_user(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Re
 
 /// The runtime spec for an image with config `cfg`, whose rootfs is open as `rootfs`.
 pub fn runtime_spec(cfg: &ImageConfiguration, rootfs: BorrowedFd<'_>) -> Result<Value> {
-    let mut spec: Value =
-        serde_json::from_str(&crate::spec::default_spec_json(false)).context("the default spec")?;
+    spec_from(cfg, rootfs, None)
+}
+
+/// [`runtime_spec`] for a user's rootless unpack: `husk spec --rootless`'s default (a user
+/// namespace, no network namespace, /sys bound, no resources) mapping the caller's own ids to
+/// 0, or with `layout` its uid and gid mappings (the image's owners were shifted by them), so
+/// that the user runs the bundle rootless.
+pub fn runtime_spec_rootless(
+    cfg: &ImageConfiguration,
+    rootfs: BorrowedFd<'_>,
+    layout: Option<&super::userns::Layout>,
+) -> Result<Value> {
+    spec_from(cfg, rootfs, Some(layout))
+}
+
+fn spec_from(
+    cfg: &ImageConfiguration,
+    rootfs: BorrowedFd<'_>,
+    rootless: Option<Option<&super::userns::Layout>>,
+) -> Result<Value> {
+    let mut spec: Value = serde_json::from_str(&crate::spec::default_spec_json(rootless.is_some()))
+        .context("the default spec")?;
+    if let Some(Some(l)) = rootless {
+        let (u, g) = l.spec_mappings();
+        spec["linux"]["uidMappings"] = u;
+        spec["linux"]["gidMappings"] = g;
+    }
     // a writable rootfs and no terminal: what an image's program expects when started from a
     // bundle (as umoci writes it); edit config.json for an interactive shell
     spec["root"]["readonly"] = json!(false);

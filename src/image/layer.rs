@@ -43,6 +43,11 @@ pub struct ApplyOptions {
     /// (a snapshot): whiteouts become overlayfs's (a 0/0 character device for `.wh.NAME`, the
     /// `trusted.overlay.opaque` xattr for `.wh..wh..opq`) instead of removing what is below.
     pub overlay: bool,
+    /// Running as root of a user namespace that maps container uids `0..uids` and gids
+    /// `0..gids` (a rootless unpack with the user's subordinate ids): an owner outside them is
+    /// an error naming it, device nodes (which no user namespace may create) are skipped and
+    /// so are the xattrs only the host's root may set (`trusted.*`).
+    pub mapped: Option<(u64, u64)>,
 }
 
 impl Default for ApplyOptions {
@@ -50,6 +55,7 @@ impl Default for ApplyOptions {
         ApplyOptions {
             same_owner: nix::unistd::geteuid().is_root(),
             overlay: false,
+            mapped: None,
         }
     }
 }
@@ -330,11 +336,12 @@ fn make_entry<R: Read>(
                 .map_err(errno)
                 .context("symlink")?;
             if opts.same_owner {
+                let (uid, gid) = owner(&meta, opts)?;
                 fchownat(
                     dir,
                     name,
-                    Some(Uid::from_raw(id32(meta.uid, "uid")?)),
-                    Some(Gid::from_raw(id32(meta.gid, "gid")?)),
+                    Some(uid),
+                    Some(gid),
                     AtFlags::AT_SYMLINK_NOFOLLOW,
                 )
                 .map_err(errno)
@@ -365,6 +372,12 @@ fn make_entry<R: Read>(
                 nix::sys::stat::makedev(major.into(), minor.into())
             };
             remove_existing(dir, name, existing)?;
+            if kind != T::Fifo && opts.mapped.is_some() {
+                // no user namespace may make a device node: skipped, as containers/storage
+                // skips it in a rootless unpack (the runtime binds /dev's devices anyway)
+                crate::log_debug!("device {} skipped in the user namespace", path.display());
+                return Ok(());
+            }
             mknodat(dir, name, sflag, Mode::from_bits_truncate(0o600), dev)
                 .map_err(errno)
                 .context("mknod")?;
@@ -470,6 +483,20 @@ fn mark_made(made: &mut HashSet<PathBuf>, path: PathBuf) {
         p = a.parent();
     }
     made.insert(path);
+}
+
+/// The owner to apply: the archive's, which must be one the user namespace maps (if any).
+fn owner(m: &Meta, opts: ApplyOptions) -> Result<(Uid, Gid)> {
+    let (uid, gid) = (id32(m.uid, "uid")?, id32(m.gid, "gid")?);
+    if let Some((uids, gids)) = opts.mapped {
+        if u64::from(uid) >= uids {
+            bail!("owner uid {uid} is not mapped for this user: only uids 0-{} are (0 is the user, the rest its /etc/subuid ranges)", uids - 1);
+        }
+        if u64::from(gid) >= gids {
+            bail!("owner gid {gid} is not mapped for this user: only gids 0-{} are (0 is the user's group, the rest its /etc/subgid ranges)", gids - 1);
+        }
+    }
+    Ok((Uid::from_raw(uid), Gid::from_raw(gid)))
 }
 
 fn id32(v: u64, what: &str) -> Result<u32> {
@@ -652,13 +679,10 @@ fn hide(dir: &OwnedFd, parent: &Path, name: &[u8], made: &HashSet<PathBuf>) -> R
 /// Owner, mode and xattrs through an fd opened on the file itself (regular files, directories).
 fn set_meta_fd(fd: BorrowedFd<'_>, m: &Meta, opts: ApplyOptions) -> Result<()> {
     if opts.same_owner {
-        nix::unistd::fchown(
-            fd,
-            Some(Uid::from_raw(id32(m.uid, "uid")?)),
-            Some(Gid::from_raw(id32(m.gid, "gid")?)),
-        )
-        .map_err(errno)
-        .context("chown")?;
+        let (uid, gid) = owner(m, opts)?;
+        nix::unistd::fchown(fd, Some(uid), Some(gid))
+            .map_err(errno)
+            .context("chown")?;
     }
     nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(m.mode))
         .map_err(errno)
@@ -676,15 +700,10 @@ fn set_meta_fd(fd: BorrowedFd<'_>, m: &Meta, opts: ApplyOptions) -> Result<()> {
 /// The same for a node held by an `O_PATH` fd (devices, FIFOs), through `/proc/self/fd/N`.
 fn set_meta_path_fd(fd: BorrowedFd<'_>, m: &Meta, opts: ApplyOptions) -> Result<()> {
     if opts.same_owner {
-        fchownat(
-            fd,
-            c"",
-            Some(Uid::from_raw(id32(m.uid, "uid")?)),
-            Some(Gid::from_raw(id32(m.gid, "gid")?)),
-            AtFlags::AT_EMPTY_PATH,
-        )
-        .map_err(errno)
-        .context("chown")?;
+        let (uid, gid) = owner(m, opts)?;
+        fchownat(fd, c"", Some(uid), Some(gid), AtFlags::AT_EMPTY_PATH)
+            .map_err(errno)
+            .context("chown")?;
     }
     let p = resolve::proc_fd_path(fd);
     nix::sys::stat::fchmodat(
@@ -708,8 +727,13 @@ fn xattr_result(r: libc::c_int, k: &CString, opts: ApplyOptions) -> Result<()> {
         return Ok(());
     }
     let e = Errno::last();
-    // unprivileged, security.* and trusted.* cannot be set: skipped, as tar does
-    if !opts.same_owner && e == Errno::EPERM {
+    // unprivileged, security.* and trusted.* cannot be set: skipped, as tar does; root of a
+    // user namespace sets user.* and security.capability (the kernel makes it a v3 xattr), but
+    // not trusted.* or the LSMs' security.* (the host root's): skipped, as containers/storage
+    // skips them in a rootless unpack
+    let name = k.to_bytes();
+    let host_only = !name.starts_with(b"user.") && name != b"security.capability";
+    if e == Errno::EPERM && (!opts.same_owner || (opts.mapped.is_some() && host_only)) {
         return Ok(());
     }
     Err(errno(e)).with_context(|| format!("set xattr {k:?}"))
@@ -792,6 +816,7 @@ mod tests {
                 ApplyOptions {
                     same_owner: false,
                     overlay: false,
+                    mapped: None,
                 },
                 "test",
             )

@@ -11,6 +11,7 @@ pub mod progress;
 pub mod push;
 pub mod snapshot;
 pub mod store;
+pub mod userns;
 
 use crate::registry::{self, reference::Reference, Client};
 use anyhow::{bail, Context, Result};
@@ -793,12 +794,26 @@ impl ConfigOverrides {
 
 /// `husk image unpack REF DIR`: DIR/rootfs (every layer applied in order, each checked against
 /// its diff_id) and DIR/config.json. A full copy per bundle; on failure what was made is removed.
+/// Run by a user other than root with `/etc/subuid` and `/etc/subgid` ranges (and newuidmap),
+/// the image's owners are kept, shifted by those ranges ([`userns`]), and config.json maps them
+/// back; without, a plain copy owned by the user, after a warning that says why.
 pub fn unpack(store: &Store, text: &str, bundle: &Path) -> Result<()> {
-    unpack_with(store, text, bundle, &ConfigOverrides::default())
+    unpack_as(store, text, bundle, &ConfigOverrides::default(), true)
 }
 
-/// [`unpack`] with the image config changed by `over` first.
+/// [`unpack`] with the image config changed by `over` first; the rootfs of a caller that is
+/// not root is a plain copy owned by it (what `husk up` runs).
 pub fn unpack_with(store: &Store, text: &str, bundle: &Path, over: &ConfigOverrides) -> Result<()> {
+    unpack_as(store, text, bundle, over, false)
+}
+
+fn unpack_as(
+    store: &Store,
+    text: &str,
+    bundle: &Path,
+    over: &ConfigOverrides,
+    shift: bool,
+) -> Result<()> {
     let (name, d) = lookup(store, text)?;
     let manifest = store.read_manifest(d.digest().as_ref())?;
     check_layer_types(&manifest, &format!("unpack {name}"))?;
@@ -820,10 +835,52 @@ pub fn unpack_with(store: &Store, text: &str, bundle: &Path, over: &ConfigOverri
             rootfs.display()
         )
     }
+    let layout = if shift && !nix::unistd::geteuid().is_root() {
+        match userns::layout_of_caller() {
+            Ok(l) => Some(l),
+            Err(why) => {
+                crate::logging::warn(&format!(
+                    "unpack {name}: {why}: the rootfs is a plain copy owned by you, the image's owners are not kept"
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
     let made_bundle = !bundle.exists();
     let made_rootfs = !rootfs.exists();
     std::fs::create_dir_all(&rootfs).with_context(|| format!("create {}", rootfs.display()))?;
-    let result = unpack_into(store, &name, &manifest, &cfg, &rootfs, &config_path);
+    // a user's bundle is for a rootless run: its config maps the user (and the ranges) to 0..
+    let rootless = (shift && !nix::unistd::geteuid().is_root()).then_some(layout.as_ref());
+    let result = match &layout {
+        None => unpack_into(
+            store,
+            &name,
+            &manifest,
+            &cfg,
+            &rootfs,
+            &config_path,
+            rootless,
+        ),
+        // the files are the shifted ids' once made: only root of the namespace removes them
+        Some(l) => userns::run_mapped(l, || {
+            let r = unpack_into(
+                store,
+                &name,
+                &manifest,
+                &cfg,
+                &rootfs,
+                &config_path,
+                rootless,
+            );
+            if r.is_err() {
+                let _ = std::fs::remove_file(&config_path);
+                let _ = empty_dir(&rootfs);
+            }
+            r
+        }),
+    };
     if result.is_err() {
         // back to what was there: an empty rootfs the caller made stays, empty
         let _ = std::fs::remove_file(&config_path);
@@ -879,7 +936,7 @@ pub fn unpack_mounted(
         .with_context(|| format!("open {}", rootfs.display()))
         .and_then(|root| {
             use std::os::fd::AsFd;
-            write_runtime_config(&name, &cfg, root.as_fd(), &bundle.join("config.json"))
+            write_runtime_config(&name, &cfg, root.as_fd(), &bundle.join("config.json"), None)
         });
     if let Err(e) = written {
         let _ = release_rootfs(bundle);
@@ -944,6 +1001,7 @@ fn unpack_into(
     cfg: &ImageConfiguration,
     rootfs: &Path,
     config_path: &Path,
+    rootless: Option<Option<&userns::Layout>>,
 ) -> Result<()> {
     use std::os::fd::AsFd;
     let root = crate::rootfs::resolve::open_root(rootfs)
@@ -956,11 +1014,15 @@ fn unpack_into(
             manifest.layers().len()
         );
     }
-    let opts = layer::ApplyOptions::default();
+    let mut opts = layer::ApplyOptions::default();
+    if let Some(Some(l)) = rootless {
+        opts.same_owner = true;
+        opts.mapped = Some((l.uid_count(), l.gid_count()));
+    }
     for (l, diff_id) in manifest.layers().iter().zip(diff_ids) {
         apply_layer(store, name, l, diff_id, root.as_fd(), opts)?;
     }
-    write_runtime_config(name, cfg, root.as_fd(), config_path)
+    write_runtime_config(name, cfg, root.as_fd(), config_path, rootless)
 }
 
 /// The image config as a runtime spec (users and groups resolved in `root`), at `config_path`.
@@ -969,8 +1031,13 @@ fn write_runtime_config(
     cfg: &ImageConfiguration,
     root: std::os::fd::BorrowedFd<'_>,
     config_path: &Path,
+    rootless: Option<Option<&userns::Layout>>,
 ) -> Result<()> {
-    let spec = config::runtime_spec(cfg, root).with_context(|| format!("unpack {name}"))?;
+    let spec = match rootless {
+        Some(layout) => config::runtime_spec_rootless(cfg, root, layout),
+        None => config::runtime_spec(cfg, root),
+    }
+    .with_context(|| format!("unpack {name}"))?;
     let text = serde_json::to_string_pretty(&spec)?;
     std::fs::write(config_path, text).with_context(|| format!("write {}", config_path.display()))
 }

@@ -1,11 +1,15 @@
-//! What `husk image pull` and `push` show while they work (`--progress`):
+//! What `husk image pull`, `push` and `import` show while they work (`--progress`):
 //!
-//! * `tty` — one bar per blob on standard error (bytes done of the total, speed), redrawn at
-//!   most [`DRAW_HZ`] times a second by indicatif; lines said meanwhile print above the bars;
-//! * `plain` — one line per step on standard error (`layer sha256:… (N bytes): fetched`);
+//! * `tty` — one bar per blob (per archive entry being staged, for `import`) on standard
+//!   error (bytes done of the total, speed), redrawn at most [`DRAW_HZ`] times a second by
+//!   indicatif; lines said meanwhile print above the bars;
+//! * `plain` — one line per step on standard error (`layer sha256:… (N bytes): fetched`,
+//!   `entry blobs/sha256/… (N bytes): staged sha256:…`);
 //! * `json` — one JSON object per line on standard output, for tools: `start`, `progress`
-//!   (at most every [`JSON_EVERY`] per blob) and `done` per blob, then one `image` event (its
-//!   digest, which is then not printed again); a failure ends the stream with an `error` event;
+//!   (at most every [`JSON_EVERY`] per blob) and `done` per blob (an archive entry's carry its
+//!   `name` instead of a `digest`, and its `done` the digest of its content), then one `image`
+//!   event per image (its digest, which is then not printed again); a failure ends the stream
+//!   with an `error` event;
 //! * `quiet` — nothing but the result.
 //!
 //! `auto` (the default) is `tty` when standard error is a terminal (and `TERM` is not `dumb`),
@@ -99,6 +103,8 @@ impl Shared {
 pub struct Blob {
     mode: Mode,
     role: &'static str,
+    /// The JSON key of `digest`: `digest` for a blob, `name` for an archive entry.
+    key: &'static str,
     digest: String,
     total: u64,
     done: AtomicU64,
@@ -129,6 +135,16 @@ impl Progress {
 
     /// A blob's transfer begins (`json`: its `start` event; `tty`: its bar).
     pub fn blob(&self, role: &'static str, digest: &str, total: u64) -> Arc<Blob> {
+        self.item(role, "digest", digest, total)
+    }
+
+    /// An archive entry's staging begins (`import`): as [`Progress::blob`], named by its path
+    /// in the archive (its digest is known only at the end: [`Blob::finish_staged`]).
+    pub fn entry(&self, name: &str, total: u64) -> Arc<Blob> {
+        self.item("entry", "name", name, total)
+    }
+
+    fn item(&self, role: &'static str, key: &'static str, id: &str, total: u64) -> Arc<Blob> {
         let bar = self.bars.as_ref().map(|m| {
             let b = m.add(ProgressBar::new(total));
             if let Ok(s) = ProgressStyle::with_template(
@@ -136,19 +152,24 @@ impl Progress {
             ) {
                 b.set_style(s.progress_chars("=> "));
             }
-            let short = digest.strip_prefix("sha256:").unwrap_or(digest);
-            b.set_prefix(format!("{role:<6} {}", &short[..short.len().min(12)]));
+            let short = id
+                .strip_prefix("sha256:")
+                .or_else(|| id.strip_prefix("blobs/sha256/"))
+                .unwrap_or(id);
+            let short: String = short.chars().take(12).collect();
+            b.set_prefix(format!("{role:<6} {short:<12}"));
             b
         });
         if self.mode == Mode::Json {
             json_line(&serde_json::json!({
-                "event": "start", "role": role, "digest": digest, "total": total,
+                "event": "start", "role": role, key: id, "total": total,
             }));
         }
         let b = Arc::new(Blob {
             mode: self.mode,
             role,
-            digest: digest.to_string(),
+            key,
+            digest: id.to_string(),
             total,
             done: AtomicU64::new(0),
             last: AtomicU64::new(0),
@@ -221,7 +242,7 @@ impl Blob {
             }
             Mode::Json if done < self.total && Shared::claim(&self.last, self.shared.now_ms()) => {
                 json_line(&serde_json::json!({
-                    "event": "progress", "role": self.role, "digest": self.digest,
+                    "event": "progress", "role": self.role, self.key: self.digest,
                     "bytes": done, "total": self.total,
                 }));
             }
@@ -231,19 +252,35 @@ impl Blob {
 
     /// The blob is done: `status` says how (fetched, present, uploaded, mounted from …).
     pub fn finish(&self, status: &str) {
+        self.finish_with(status, None)
+    }
+
+    /// The archive entry is staged; `digest` is its content's.
+    pub fn finish_staged(&self, digest: &str) {
+        self.finish_with("staged", Some(digest))
+    }
+
+    fn finish_with(&self, status: &str, digest: Option<&str>) {
         let moved = self.done.load(Ordering::Relaxed);
         match self.mode {
-            Mode::Json => json_line(&serde_json::json!({
-                "event": "done", "role": self.role, "digest": self.digest,
-                "bytes": moved, "total": self.total, "status": status,
-            })),
+            Mode::Json => {
+                let mut v = serde_json::json!({
+                    "event": "done", "role": self.role, self.key: self.digest,
+                    "bytes": moved, "total": self.total, "status": status,
+                });
+                if let Some(d) = digest {
+                    v["digest"] = serde_json::json!(d);
+                }
+                json_line(&v)
+            }
             Mode::Plain => {
                 let _ = writeln!(
                     io::stderr(),
-                    "{} {} ({} bytes): {status}",
+                    "{} {} ({} bytes): {status}{}",
                     self.role,
                     self.digest,
-                    self.total
+                    self.total,
+                    digest.map(|d| format!(" {d}")).unwrap_or_default()
                 );
             }
             Mode::Tty => {
