@@ -1,8 +1,7 @@
 //! husk's entry point: parse the command line, set up logging, run the command, map errors to
 //! exit codes (0 success, 1 error; `run` passes the container's status through).
 
-use clap::Parser;
-use husk::cli::{normalize_args, Cli, Command};
+use husk::cli::{normalize_args, Cli, Command, RuntimeCommand as R};
 use husk::container::{self, Global};
 use husk::state::Store;
 use std::io::Write;
@@ -33,7 +32,7 @@ fn main() {
         }
     }
     let args = normalize_args(std::env::args());
-    let cli = match Cli::try_parse_from(&args) {
+    let cli = match husk::cli::parse(&args) {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -43,7 +42,7 @@ fn main() {
             e.exit()
         }
     };
-    if cli.version {
+    if cli.global.version {
         let v = format!(
             "husk version {VERSION}\ncommit: {}\nspec: {SPEC_VERSION}",
             env!("HUSK_COMMIT")
@@ -54,7 +53,11 @@ fn main() {
         }
         return;
     }
-    if let Err(e) = husk::logging::init(cli.log.clone(), &cli.log_format, cli.debug) {
+    if let Err(e) = husk::logging::init(
+        cli.global.log.clone(),
+        &cli.global.log_format,
+        cli.global.debug,
+    ) {
         eprintln!("husk: {e:#}");
         std::process::exit(1);
     }
@@ -95,9 +98,10 @@ fn log_usage_error(args: &[String], e: &clap::Error) {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
-    let rootless_spec = cli.rootless.as_deref() == Some("true");
-    let criu = cli.criu.clone().unwrap_or_else(|| "criu".into());
+    let rootless_spec = cli.global.rootless.as_deref() == Some("true");
+    let criu = cli.global.criu.clone().unwrap_or_else(|| "criu".into());
     let root = cli
+        .global
         .root
         .clone()
         .unwrap_or_else(husk::rootless::default_root);
@@ -106,10 +110,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let reads_rootless = matches!(
         cli.command,
         Some(
-            Command::Create(_)
-                | Command::Run(_)
-                | Command::Restore(_)
-                | Command::Delete { .. }
+            Command::Runtime(R::Create(_) | R::Run(_) | R::Restore(_) | R::Delete { .. })
                 | Command::Up(_)
                 | Command::Rm(_)
                 | Command::Restart(_)
@@ -117,9 +118,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     );
     let g = Global {
         store: Store::new(&root),
-        systemd_cgroup: cli.systemd_cgroup,
+        systemd_cgroup: cli.global.systemd_cgroup,
         rootless: if reads_rootless {
-            husk::rootless::Mode::parse(cli.rootless.as_deref())?
+            husk::rootless::Mode::parse(cli.global.rootless.as_deref())?
         } else {
             husk::rootless::Mode::No
         },
@@ -128,37 +129,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         anyhow::bail!("no command given (try --help)");
     };
     match cmd {
+        Command::Runtime(r) => return runtime_command(&g, r, &criu, rootless_spec),
         Command::Image(a) => return image_command(a),
-        Command::Create(a) => container::create(&g, &a.into())?,
-        Command::Start { id } => container::start(&g, &id)?,
-        Command::Run(a) => return container::run(&g, &a.into()),
-        Command::State { id } => container::state(&g, &id)?,
-        Command::Kill { all, id, signal } => container::kill(&g, &id, signal.as_deref(), all)?,
-        Command::Delete { force, id } => {
-            container::delete(&g, &id, force)?;
-            // attachments made by `husk network attach`: one stat when there are none
-            if let Err(e) = husk::network::attach::release_container(&g.store.root, &id) {
-                husk::logging::warn(&format!("{e:#} (left for husk network gc)"));
-            }
-        }
-        Command::List { format, quiet } => container::list(&g, &format, quiet)?,
-        Command::Pause { id } => container::pause(&g, &id)?,
-        Command::Resume { id } => container::resume(&g, &id)?,
-        Command::Ps {
-            format,
-            id,
-            ps_args,
-        } => container::ps(&g, &id, &format, &ps_args)?,
-        Command::Events {
-            stats,
-            interval,
-            id,
-        } => container::events(&g, &id, stats, &interval)?,
-        Command::Update { flags, id } => container::update(&g, &id, &flags.into())?,
-        Command::Features => container::features(&criu)?,
-        Command::Exec(a) => return Ok(container::exec(&g, &a.into())),
-        Command::Checkpoint(a) => container::checkpoint(&g, &a.into(), &criu)?,
-        Command::Restore(a) => return container::restore(&g, &a.into(), &criu),
         Command::Network(a) => husk::network::cli::run(&g, a)?,
         Command::Up(a) => return up_command(&g, *a),
         Command::Rm(a) => {
@@ -202,7 +174,44 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let dir = a.store.unwrap_or_else(husk::image::store::default_dir);
             husk::up::volume::run(&dir, a.command)?
         }
-        Command::Spec { bundle } => {
+    }
+    Ok(0)
+}
+
+/// runc's verbs.
+fn runtime_command(g: &Global, r: R, criu: &str, rootless_spec: bool) -> anyhow::Result<i32> {
+    match r {
+        R::Create(a) => container::create(g, &a.into())?,
+        R::Start { id } => container::start(g, &id)?,
+        R::Run(a) => return container::run(g, &a.into()),
+        R::State { id } => container::state(g, &id)?,
+        R::Kill { all, id, signal } => container::kill(g, &id, signal.as_deref(), all)?,
+        R::Delete { force, id } => {
+            container::delete(g, &id, force)?;
+            // attachments made by `husk network attach`: one stat when there are none
+            if let Err(e) = husk::network::attach::release_container(&g.store.root, &id) {
+                husk::logging::warn(&format!("{e:#} (left for husk network gc)"));
+            }
+        }
+        R::List { format, quiet } => container::list(g, &format, quiet)?,
+        R::Pause { id } => container::pause(g, &id)?,
+        R::Resume { id } => container::resume(g, &id)?,
+        R::Ps {
+            format,
+            id,
+            ps_args,
+        } => container::ps(g, &id, &format, &ps_args)?,
+        R::Events {
+            stats,
+            interval,
+            id,
+        } => container::events(g, &id, stats, &interval)?,
+        R::Update { flags, id } => container::update(g, &id, &flags.into())?,
+        R::Features => container::features(criu)?,
+        R::Exec(a) => return Ok(container::exec(g, &a.into())),
+        R::Checkpoint(a) => container::checkpoint(g, &a.into(), criu)?,
+        R::Restore(a) => return container::restore(g, &a.into(), criu),
+        R::Spec { bundle } => {
             let dir = bundle.unwrap_or_else(|| ".".into());
             let path = dir.join("config.json");
             if path.exists() {

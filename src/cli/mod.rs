@@ -10,6 +10,7 @@ use std::path::PathBuf;
 pub mod image;
 pub mod up;
 
+/// The whole command line: the runtime's verbs and the companions' (`image`, `up`, `network`…).
 #[derive(Parser, Debug)]
 #[command(
     name = "husk",
@@ -17,6 +18,72 @@ pub mod up;
     disable_version_flag = true
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The same command line with the runtime's verbs alone: what `parse` uses when the verb is
+/// one of them, so that an engine's `create`/`start`/`exec`/`delete` never builds the
+/// companions' argument tree (clap builds every subcommand's arguments before matching).
+#[derive(Parser, Debug)]
+#[command(
+    name = "husk",
+    about = "husk: an OCI container runtime with runc's command line",
+    disable_version_flag = true
+)]
+struct RuntimeCli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Option<RuntimeCommand>,
+}
+
+/// Parse a command line (after `normalize_args`): as `Cli::try_parse_from`, the same result and
+/// the same errors, but a runtime verb is parsed against the runtime's subcommands alone.
+pub fn parse(args: &[String]) -> Result<Cli, clap::Error> {
+    if verb(args).is_some_and(RuntimeCommand::has_subcommand) {
+        let r = RuntimeCli::try_parse_from(args)?;
+        return Ok(Cli {
+            global: r.global,
+            command: r.command.map(Command::Runtime),
+        });
+    }
+    Cli::try_parse_from(args)
+}
+
+/// The subcommand word: the first argument that is neither a global flag nor a global flag's
+/// value (None when something else comes first: the whole parser then decides).
+fn verb(args: &[String]) -> Option<&str> {
+    let mut it = args.iter().skip(1).peekable();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--root" | "--log" | "--log-format" | "--criu" => {
+                it.next();
+            }
+            // an optional value: clap takes the next word when it is not a flag
+            "--rootless" => {
+                if it.peek().is_some_and(|n| !n.starts_with('-')) {
+                    it.next();
+                }
+            }
+            "--debug" | "--systemd-cgroup" => {}
+            f if f.starts_with("--root=")
+                || f.starts_with("--log=")
+                || f.starts_with("--log-format=")
+                || f.starts_with("--criu=")
+                || f.starts_with("--rootless=") => {}
+            f if f.starts_with('-') => return None,
+            w => return Some(w),
+        }
+    }
+    None
+}
+
+/// runc's global flags (accepted before or after the subcommand).
+#[derive(Args, Debug)]
+pub struct GlobalArgs {
     /// Root directory for the state of containers [default: /run/husk, or
     /// $XDG_RUNTIME_DIR/husk for a caller that is not root].
     #[arg(long, global = true)]
@@ -42,12 +109,36 @@ pub struct Cli {
     /// Print the version.
     #[arg(short = 'v', long = "version")]
     pub version: bool,
-    #[command(subcommand)]
-    pub command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    #[command(flatten)]
+    Runtime(RuntimeCommand),
+    /// Images: pull, push, ls, inspect, tag, rm, unpack, export, import, prune, login, logout
+    /// (see `husk image --help`).
+    Image(image::ImageArgs),
+    /// Run an image as a new container, as `docker run` (pulled when missing): in the
+    /// foreground, or with -d under a monitor of its own.
+    #[command(disable_help_flag = true)]
+    Up(Box<up::UpArgs>),
+    /// Remove containers made by `husk up`: state, bundle and network attachments.
+    Rm(up::RmArgs),
+    /// Print the log of a container of `husk up -d`.
+    Logs(up::LogsArgs),
+    /// Stop containers of `husk up`: the stop signal, then SIGKILL after a grace time.
+    Stop(up::StopArgs),
+    /// Stop and start again containers of `husk up -d`.
+    Restart(up::StopArgs),
+    /// The volumes of `husk up -v NAME:…`: ls, inspect, rm, prune.
+    Volume(crate::up::volume::VolumeArgs),
+    /// Manage networks (CNI): create, ls, inspect, rm, prune, gc, attach, detach, check.
+    Network(crate::network::cli::NetworkArgs),
+}
+
+/// runc's subcommands: the runtime's command line.
+#[derive(Subcommand, Debug)]
+pub enum RuntimeCommand {
     /// Create a container from a bundle; it waits for `start` before running the program.
     Create(CreateArgs),
     /// Run the program of a created container.
@@ -121,9 +212,6 @@ pub enum Command {
     Checkpoint(CheckpointArgs),
     /// Restore a container from a CRIU checkpoint.
     Restore(RestoreArgs),
-    /// Images: pull, push, ls, inspect, tag, rm, unpack, export, import, prune, login, logout
-    /// (see `husk image --help`).
-    Image(image::ImageArgs),
     /// Write a default config.json.
     Spec {
         /// The bundle directory.
@@ -131,22 +219,6 @@ pub enum Command {
         bundle: Option<PathBuf>,
         // `--rootless` here is the global flag (with no value it means true).
     },
-    /// Run an image as a new container, as `docker run` (pulled when missing): in the
-    /// foreground, or with -d under a monitor of its own.
-    #[command(disable_help_flag = true)]
-    Up(Box<up::UpArgs>),
-    /// Remove containers made by `husk up`: state, bundle and network attachments.
-    Rm(up::RmArgs),
-    /// Print the log of a container of `husk up -d`.
-    Logs(up::LogsArgs),
-    /// Stop containers of `husk up`: the stop signal, then SIGKILL after a grace time.
-    Stop(up::StopArgs),
-    /// Stop and start again containers of `husk up -d`.
-    Restart(up::StopArgs),
-    /// The volumes of `husk up -v NAME:…`: ls, inspect, rm, prune.
-    Volume(crate::up::volume::VolumeArgs),
-    /// Manage networks (CNI): create, ls, inspect, rm, prune, gc, attach, detach, check.
-    Network(crate::network::cli::NetworkArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -634,6 +706,79 @@ fn takes_value(flag: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn runtime(c: Option<Command>) -> Option<RuntimeCommand> {
+        match c {
+            Some(Command::Runtime(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// `parse` (the runtime's verbs alone when the verb is one of them) and the whole parser
+    /// agree, in results and in errors, whatever comes before the verb.
+    #[test]
+    fn runtime_parse_is_the_whole_parse() {
+        let lines: &[&[&str]] = &[
+            &["husk", "run", "--bundle", "/b", "x"],
+            &[
+                "husk",
+                "--root",
+                "/r",
+                "--log",
+                "/l",
+                "--log-format",
+                "json",
+                "create",
+                "x",
+            ],
+            &[
+                "husk",
+                "--root=/r",
+                "--systemd-cgroup",
+                "--debug",
+                "exec",
+                "-t",
+                "x",
+                "sh",
+            ],
+            &["husk", "--rootless", "false", "state", "x"],
+            &["husk", "--rootless", "--root", "/r", "delete", "-f", "x"],
+            &["husk", "ls", "-q"],
+            &["husk", "kill", "x", "KILL"],
+            &["husk", "run", "--bogus", "x"],
+            &["husk", "create"],
+            &["husk", "start", "a", "b"],
+            &["husk", "update", "--memory", "12q", "x"],
+            &["husk", "image", "ls"],
+            &["husk", "up", "--rm", "busybox"],
+            &["husk", "--bogus", "run", "x"],
+            &["husk", "bogus"],
+            &["husk"],
+        ];
+        for l in lines {
+            let args: Vec<String> = l.iter().map(|a| a.to_string()).collect();
+            let fast = parse(&args).map(|c| format!("{c:?}"));
+            let whole = Cli::try_parse_from(&args).map(|c| format!("{c:?}"));
+            match (fast, whole) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{l:?}"),
+                (Err(a), Err(b)) => {
+                    assert_eq!(a.kind(), b.kind(), "{l:?}");
+                    assert_eq!(a.to_string(), b.to_string(), "{l:?}");
+                }
+                (a, b) => panic!("{l:?}: {a:?} against {b:?}"),
+            }
+        }
+        let w = |l: &[&str]| {
+            verb(&l.iter().map(|a| a.to_string()).collect::<Vec<_>>()).map(String::from)
+        };
+        assert_eq!(w(&["husk", "--root", "/r", "run"]).as_deref(), Some("run"));
+        assert_eq!(w(&["husk", "--rootless", "run"]).as_deref(), None);
+        assert_eq!(
+            w(&["husk", "--rootless", "--debug", "run"]).as_deref(),
+            Some("run")
+        );
+        assert_eq!(w(&["husk", "-x", "run"]), None);
+    }
+
     #[test]
     fn single_dash_long_flags() {
         let v = normalize_args(
@@ -646,7 +791,7 @@ mod tests {
             ["husk", "--root", "/x", "create", "--bundle=/b", "-x", "id"]
         );
         let c = Cli::try_parse_from(v.iter().filter(|a| *a != "-x")).unwrap();
-        assert_eq!(c.root, Some(PathBuf::from("/x")));
+        assert_eq!(c.global.root, Some(PathBuf::from("/x")));
     }
 
     #[test]
@@ -663,8 +808,8 @@ mod tests {
             ["husk", "exec", "--tty", "--cwd", "/", "c1", "ls", "-tty", "-process"]
         );
         let c = Cli::try_parse_from(&v).unwrap();
-        match c.command {
-            Some(Command::Exec(e)) => assert_eq!(e.command, ["ls", "-tty", "-process"]),
+        match runtime(c.command) {
+            Some(RuntimeCommand::Exec(e)) => assert_eq!(e.command, ["ls", "-tty", "-process"]),
             _ => panic!(),
         }
     }
@@ -672,9 +817,9 @@ mod tests {
     #[test]
     fn rootless_flag_forms() {
         let c = Cli::try_parse_from(["husk", "spec", "--rootless"]).unwrap();
-        assert_eq!(c.rootless.as_deref(), Some("true"));
+        assert_eq!(c.global.rootless.as_deref(), Some("true"));
         let c = Cli::try_parse_from(["husk", "--rootless", "false", "state", "x"]).unwrap();
-        assert_eq!(c.rootless.as_deref(), Some("false"));
+        assert_eq!(c.global.rootless.as_deref(), Some("false"));
     }
 
     #[test]
@@ -710,8 +855,8 @@ mod tests {
             .map(|s| s.to_string()),
         );
         let c = Cli::try_parse_from(&v).unwrap();
-        match c.command {
-            Some(Command::Restore(r)) => {
+        match runtime(c.command) {
+            Some(RuntimeCommand::Restore(r)) => {
                 assert!(r.no_subreaper && r.detach && r.criu.tcp_established);
                 assert!(r.criu.file_locks && !r.criu.shell_job);
                 assert_eq!(r.id, "c1");
@@ -758,8 +903,8 @@ mod tests {
             .map(|s| s.to_string()),
         );
         let c = Cli::try_parse_from(&v).unwrap();
-        match c.command {
-            Some(Command::Checkpoint(a)) => {
+        match runtime(c.command) {
+            Some(RuntimeCommand::Checkpoint(a)) => {
                 assert_eq!(a.criu.image_path, Some(PathBuf::from("/i")));
                 assert!(a.leave_running && a.pre_dump && a.criu.lazy_pages && a.criu.auto_dedup);
                 assert!(a.criu.tcp_established && a.criu.ext_unix_sk && a.criu.shell_job);
@@ -787,8 +932,8 @@ mod tests {
             "c3",
         ])
         .unwrap();
-        match c.command {
-            Some(Command::Checkpoint(a)) => {
+        match runtime(c.command) {
+            Some(RuntimeCommand::Checkpoint(a)) => {
                 assert!(!a.leave_running && a.criu.tcp_established && a.tcp_skip_in_flight);
                 assert!(a.link_remap && a.criu.shell_job);
                 assert_eq!(a.id, "c3");
@@ -797,8 +942,10 @@ mod tests {
         }
         let c =
             Cli::try_parse_from(["husk", "restore", "-d", "--no-subreaper=false", "c4"]).unwrap();
-        match c.command {
-            Some(Command::Restore(r)) => assert!(r.detach && !r.no_subreaper && r.id == "c4"),
+        match runtime(c.command) {
+            Some(RuntimeCommand::Restore(r)) => {
+                assert!(r.detach && !r.no_subreaper && r.id == "c4")
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -823,8 +970,8 @@ mod tests {
             "c",
         ])
         .unwrap();
-        match c.command {
-            Some(Command::Update { flags, id }) => {
+        match runtime(c.command) {
+            Some(RuntimeCommand::Update { flags, id }) => {
                 assert_eq!(flags.memory_swap.as_deref(), Some("-1"));
                 assert_eq!(flags.cpu_quota, Some(-1));
                 assert_eq!(flags.pids_limit, Some(-1));
@@ -837,7 +984,7 @@ mod tests {
         }
         let c = Cli::try_parse_from(["husk", "update", "--cpu-shares", "2", "c"]).unwrap();
         assert!(
-            matches!(c.command, Some(Command::Update { flags, .. }) if flags.cpu_shares == Some(2))
+            matches!(runtime(c.command), Some(RuntimeCommand::Update { flags, .. }) if flags.cpu_shares == Some(2))
         );
     }
 
@@ -851,8 +998,8 @@ mod tests {
             .map(|s| s.to_string()),
         );
         let c = Cli::try_parse_from(&v).unwrap();
-        match c.command {
-            Some(Command::Exec(e)) => {
+        match runtime(c.command) {
+            Some(RuntimeCommand::Exec(e)) => {
                 assert_eq!(e.cgroup, ["sub"]);
                 assert_eq!(e.id, "c1");
                 assert_eq!(e.command, ["ls", "--cgroup", "x"]);
@@ -864,8 +1011,8 @@ mod tests {
     #[test]
     fn kill_defaults_to_term() {
         let c = Cli::try_parse_from(["husk", "kill", "c"]).unwrap();
-        match c.command {
-            Some(Command::Kill { signal, all, .. }) => {
+        match runtime(c.command) {
+            Some(RuntimeCommand::Kill { signal, all, .. }) => {
                 assert_eq!(signal, None);
                 assert!(!all);
             }

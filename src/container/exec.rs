@@ -394,7 +394,9 @@ mod tests {
             "sh",
         ])
         .unwrap();
-        let Some(crate::cli::Command::Exec(e)) = a.command.take() else {
+        let Some(crate::cli::Command::Runtime(crate::cli::RuntimeCommand::Exec(e))) =
+            a.command.take()
+        else {
             panic!()
         };
         let p = build_process(&spec, &e.into()).unwrap();
