@@ -1878,6 +1878,16 @@ fn progress_json_stream() {
     );
 }
 
+/// Run a shell command line on a pseudo-terminal (`script`), 160 columns; its output.
+fn on_a_terminal(cmd: &str) -> String {
+    run_ok(
+        Command::new("script")
+            .args(["-q", "-e", "-c", cmd, "/dev/null"])
+            .env("TERM", "xterm")
+            .env("COLUMNS", "160"),
+    )
+}
+
 /// On a terminal (a pty made by `script`) pull draws progress bars: per-blob lines redrawn
 /// with escape sequences, bytes done of the total and a speed; the same pull with stderr not a
 /// terminal prints plain lines only. Import draws a bar per archive entry it stages.
@@ -1903,17 +1913,11 @@ fn progress_bars_on_a_terminal() {
     reg.skopeo_push(&layout, "t", "bars/app:1", None, None);
     let r = format!("{}/bars/app:1", reg.host());
     let store = work.path().join("store");
-    let cmd = format!(
+    let out = on_a_terminal(&format!(
         "{} image --store {} pull {r}",
         runtime().display(),
         store.display()
-    );
-    let out = run_ok(
-        Command::new("script")
-            .args(["-q", "-e", "-c", &cmd, "/dev/null"])
-            .env("TERM", "xterm")
-            .env("COLUMNS", "160"),
-    );
+    ));
     assert!(out.contains('\x1b'), "no terminal drawing: {out:?}");
     let big = &sha(&img.layers[1].0)[7..19];
     assert!(
@@ -1949,18 +1953,12 @@ fn progress_bars_on_a_terminal() {
     )
     .unwrap();
     let store3 = work.path().join("store3");
-    let cmd = format!(
+    let out = on_a_terminal(&format!(
         "{} image --store {} import {}",
         runtime().display(),
         store3.display(),
         archive.display()
-    );
-    let out = run_ok(
-        Command::new("script")
-            .args(["-q", "-e", "-c", &cmd, "/dev/null"])
-            .env("TERM", "xterm")
-            .env("COLUMNS", "160"),
-    );
+    ));
     assert!(out.contains('\x1b'), "no terminal drawing: {out:?}");
     assert!(
         out.contains(&format!("entry  {big} [")),

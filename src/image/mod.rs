@@ -853,8 +853,8 @@ fn unpack_as(
     std::fs::create_dir_all(&rootfs).with_context(|| format!("create {}", rootfs.display()))?;
     // a user's bundle is for a rootless run: its config maps the user (and the ranges) to 0..
     let rootless = (shift && !nix::unistd::geteuid().is_root()).then_some(layout.as_ref());
-    let result = match &layout {
-        None => unpack_into(
+    let unpack = || {
+        unpack_into(
             store,
             &name,
             &manifest,
@@ -862,18 +862,13 @@ fn unpack_as(
             &rootfs,
             &config_path,
             rootless,
-        ),
+        )
+    };
+    let result = match &layout {
+        None => unpack(),
         // the files are the shifted ids' once made: only root of the namespace removes them
         Some(l) => userns::run_mapped(l, || {
-            let r = unpack_into(
-                store,
-                &name,
-                &manifest,
-                &cfg,
-                &rootfs,
-                &config_path,
-                rootless,
-            );
+            let r = unpack();
             if r.is_err() {
                 let _ = std::fs::remove_file(&config_path);
                 let _ = empty_dir(&rootfs);
