@@ -2602,3 +2602,284 @@ fn husk_in_netns(
         .env("CNI_PATH", "/usr/lib/cni");
     c
 }
+
+/// Lines of /etc/subuid and /etc/subgid for a user name of this test (`husk up --userns=auto`
+/// reads the ranges of `$HUSK_SUBID_USER`); on drop only those lines are removed, and a file
+/// the test made is removed again once empty. Each edit holds the file's flock, so tests
+/// running at once keep each other's lines.
+struct Subids {
+    line: String,
+    made: Vec<&'static str>,
+}
+
+impl Subids {
+    fn add(user: &str, start: u64, count: u64) -> Subids {
+        let line = format!("{user}:{start}:{count}");
+        let mut made = Vec::new();
+        for f in ["/etc/subuid", "/etc/subgid"] {
+            if !std::path::Path::new(f).exists() {
+                made.push(f);
+            }
+            Subids::edit(f, &|lines: &mut Vec<String>| lines.push(line.clone()));
+        }
+        Subids { line, made }
+    }
+
+    fn edit(path: &str, f: &dyn Fn(&mut Vec<String>)) {
+        use std::io::{Read, Seek, Write};
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
+        let mut file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .unwrap();
+        let mut text = String::new();
+        file.read_to_string(&mut text).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        f(&mut lines);
+        let mut out = lines.join("\n");
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        file.set_len(0).unwrap();
+        file.rewind().unwrap();
+        file.write_all(out.as_bytes()).unwrap();
+    }
+}
+
+impl Drop for Subids {
+    fn drop(&mut self) {
+        for f in ["/etc/subuid", "/etc/subgid"] {
+            let line = self.line.clone();
+            Subids::edit(f, &move |lines: &mut Vec<String>| {
+                if let Some(i) = lines.iter().position(|l| *l == line) {
+                    lines.remove(i);
+                }
+            });
+            if self.made.contains(&f) && std::fs::metadata(f).is_ok_and(|m| m.len() == 0) {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+    }
+}
+
+impl Env {
+    /// `husk up` with the subordinate ids of `user`.
+    fn up_as(&self, user: &str, args: &[&str]) -> Output {
+        let store = self.store();
+        let mut c = Command::new(runtime());
+        c.env("HUSK_SUBID_USER", user)
+            .arg("--root")
+            .arg(self.root())
+            .args(["up", "--store", store.to_str().unwrap(), "--pull", "never"])
+            .args(args);
+        run_timeout(&mut c, Duration::from_secs(60))
+    }
+
+    /// The user namespace ranges recorded in the store.
+    fn userns_records(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.store().join("userns"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// The first line of a uid_map/gid_map: (inside, outside, count).
+fn first_map(text: &str) -> (u64, u64, u64) {
+    let f: Vec<u64> = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(f.len(), 3, "map {text:?}");
+    (f[0], f[1], f[2])
+}
+
+/// `--userns=auto`: a user namespace of the container's own on a range of the subordinate ids
+/// no other container holds; the image's files keep their owners inside (an overlay of
+/// id-mapped snapshots), the process is root inside and the range's first id outside; the
+/// range is released with the container, and by `husk image prune` when its `husk up` died
+/// before making the bundle. `host` has none; keep-id and bad values are refused by name.
+#[test]
+fn up_userns_auto_and_host() {
+    if !need_root("up_userns_auto_and_host") {
+        return;
+    }
+    let e = Env::new("userns");
+    let user = format!("husk-test-userns-{}", std::process::id());
+    // room for two ranges of 65536 and not three
+    let start: u64 = 3_000_000_000 + (std::process::id() as u64 % 1000) * 1_000_000;
+    let _subids = Subids::add(&user, start, 140_000);
+
+    // one container: the maps, the owners of the image's files, the user inside
+    let script = "cat /proc/self/uid_map; cat /proc/self/gid_map; \
+                  stat -c %u:%g /bin/busybox /; id -u; id -g; touch /made-inside";
+    let out = ok(
+        &e.up_as(
+            &user,
+            &["--name", "u1", "--userns=auto", IMAGE, "sh", "-c", script],
+        ),
+        "up --userns=auto",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 6, "{out}");
+    assert_eq!(first_map(lines[0]), (0, start, 65536), "uid_map {out}");
+    assert_eq!(first_map(lines[1]), (0, start, 65536), "gid_map {out}");
+    assert_eq!(lines[2], "0:0", "/bin/busybox inside: {out}");
+    assert_eq!(lines[3], "0:0", "/ inside: {out}");
+    assert_eq!((lines[4], lines[5]), ("0", "0"), "the process's ids: {out}");
+    // on the host: the container's root is the range's first id (its new file in the upper
+    // dir), the image's files are untouched in the shared snapshot
+    use std::os::unix::fs::MetadataExt;
+    let made = e.store().join("containers/u1/overlay/upper/made-inside");
+    let md = std::fs::metadata(&made).unwrap();
+    assert_eq!((md.uid() as u64, md.gid() as u64), (start, start));
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(e.store().join("containers/u1/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["linux"]["uidMappings"][0]["hostID"], json!(start));
+    assert_eq!(e.userns_records(), vec!["u1.json"]);
+    ok(&e.cmd("rm", &["u1"]), "rm u1");
+    assert!(e.userns_records().is_empty(), "range kept after rm");
+    e.assert_all_gone("after rm of a --userns=auto container");
+
+    // two at once: disjoint ranges; a third finds no room, is refused and leaves nothing
+    let up_d = |name: &str| {
+        e.up_as(
+            &user,
+            &[
+                "-d", "--name", name, "--userns", "auto", IMAGE, "sleep", "100",
+            ],
+        )
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| up_d("a1"));
+        let b = s.spawn(|| up_d("a2"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    ok(&a, "up -d a1");
+    ok(&b, "up -d a2");
+    let map_of = |name: &str| {
+        let st: serde_json::Value =
+            serde_json::from_str(&ok(&e.husk(&["state", name]), "state")).unwrap();
+        let pid = st["pid"].as_i64().unwrap();
+        first_map(&std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap())
+    };
+    let (m1, m2) = (map_of("a1"), map_of("a2"));
+    assert_eq!((m1.2, m2.2), (65536, 65536));
+    assert!(
+        m1.1 + m1.2 <= m2.1 || m2.1 + m2.2 <= m1.1,
+        "overlapping ranges {m1:?} {m2:?}"
+    );
+    for m in [m1, m2] {
+        assert!(m.1 >= start && m.1 + m.2 <= start + 140_000, "{m:?}");
+    }
+    let full = e.up_as(
+        &user,
+        &["--rm", "--name", "a3", "--userns=auto", IMAGE, "true"],
+    );
+    assert!(!full.status.success(), "a third range of 65536 fitted");
+    assert!(
+        text(&full.stderr).contains("no free range of 65536 uids"),
+        "{}",
+        text(&full.stderr)
+    );
+    assert!(!e.bundles().contains(&"a3".to_string()));
+    assert_eq!(e.userns_records(), vec!["a1.json", "a2.json"]);
+    // a smaller one still fits
+    let small = ok(
+        &e.up_as(
+            &user,
+            &[
+                "--rm",
+                "--userns=auto:size=1000",
+                IMAGE,
+                "cat",
+                "/proc/self/uid_map",
+            ],
+        ),
+        "up --userns=auto:size=1000",
+    );
+    let m3 = first_map(&small);
+    assert_eq!(m3.2, 1000);
+    assert!(m3.1 >= start + 131_072, "{m3:?} overlaps {m1:?} or {m2:?}");
+    ok(&e.cmd("rm", &["-f", "a1", "a2"]), "rm -f a1 a2");
+    assert!(e.userns_records().is_empty(), "ranges kept after rm -f");
+    e.assert_all_gone("after rm -f of two --userns=auto containers");
+
+    // a record whose husk up died before its bundle existed: released by husk image prune
+    std::fs::write(
+        e.store().join("userns/ghost.json"),
+        json!({"container": "ghost", "uid": {"start": start, "size": 65536},
+               "gid": {"start": start, "size": 65536}, "pid": i32::MAX,
+               "pid_start_time": 1})
+        .to_string(),
+    )
+    .unwrap();
+    let store = e.store_arg();
+    ok(
+        &e.husk(&["image", "prune", "--store", &store]),
+        "image prune",
+    );
+    assert!(e.userns_records().is_empty(), "a stale range kept");
+
+    // host: the host's ids, no user namespace of its own
+    let out = sh(&e, &["--userns=host"], "cat /proc/self/uid_map");
+    assert_eq!(first_map(&out), (0, 0, 4294967295));
+
+    // refused by name, nothing made
+    // (the error is a quoted logfmt value on stderr: the parts are checked one by one)
+    for (flag, want) in [
+        (
+            "--userns=keep-id",
+            ["keep-id", "keep-id is only supported in rootless mode"],
+        ),
+        (
+            "--userns=nomap",
+            ["nomap", "nomap is only supported in rootless mode"],
+        ),
+        (
+            "--userns=auto:size=0",
+            ["auto:size=0", "is not a number of ids from 1"],
+        ),
+        (
+            "--userns=bogus",
+            ["bogus", "expected host or auto[:size=N]"],
+        ),
+    ] {
+        let o = e.up_as(&user, &["--rm", flag, IMAGE, "true"]);
+        assert!(!o.status.success(), "{flag} accepted");
+        let err = text(&o.stderr);
+        assert!(err.contains("--userns "), "{flag}: the flag unnamed: {err}");
+        for w in want {
+            assert!(err.contains(w), "{flag}: {err}");
+        }
+        e.assert_all_gone(flag);
+        assert!(e.userns_records().is_empty(), "{flag}: a range recorded");
+    }
+    // no range for the user: refused naming the file and the user
+    let o = e.up_as(
+        "husk-test-no-such-subid-user",
+        &["--rm", "--userns=auto", IMAGE, "true"],
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("/etc/subuid has no range for the user"),
+        "{}",
+        text(&o.stderr)
+    );
+    e.assert_all_gone("no subordinate ids");
+}

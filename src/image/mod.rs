@@ -894,14 +894,33 @@ fn unpack_as(
 /// mount of the image's layer snapshots (see [`snapshot`]), made once per layer and shared,
 /// where the host allows it (root, overlayfs, a store overlayfs takes as upper); else a copy, as
 /// `unpack_with` makes. `bundle` must not exist. [`release_rootfs`] undoes the mount.
+///
+/// With `idmap` (a container with a user namespace of its own) the snapshots are stacked
+/// through id-mapped mounts, so the image's files keep their ids inside the container; where
+/// that cannot be done, the copy's ids are shifted by chown ([`shift_ids`]).
 pub fn unpack_mounted(
     store: &Store,
     text: &str,
     bundle: &Path,
     over: &ConfigOverrides,
+    idmap: Option<&snapshot::IdMap>,
 ) -> Result<()> {
+    let copy = |why: &str| -> Result<()> {
+        if !why.is_empty() {
+            crate::log_debug!("unpack {text}: {why}; copying the layers");
+        }
+        unpack_with(store, text, bundle, over)?;
+        if let Some(m) = idmap {
+            let rootfs = bundle.join("rootfs");
+            if let Err(e) = shift_ids(&rootfs, m) {
+                let _ = std::fs::remove_dir_all(bundle);
+                return Err(e);
+            }
+        }
+        Ok(())
+    };
     if !nix::unistd::geteuid().is_root() {
-        return unpack_with(store, text, bundle, over);
+        return copy("");
     }
     let (name, d) = lookup(store, text)?;
     let manifest = store.read_manifest(d.digest().as_ref())?;
@@ -915,16 +934,12 @@ pub fn unpack_mounted(
     }
     let lowers = match snapshot::ensure(store, &name, &manifest, cfg.rootfs().diff_ids()) {
         Ok(l) => l,
-        Err(e) => {
-            crate::log_debug!("unpack {name}: no snapshots ({e:#}); copying the layers");
-            return unpack_with(store, text, bundle, over);
-        }
+        Err(e) => return copy(&format!("no snapshots ({e:#})")),
     };
     std::fs::create_dir_all(bundle).with_context(|| format!("create {}", bundle.display()))?;
-    if let Err(e) = snapshot::mount(&lowers, bundle) {
-        crate::log_debug!("unpack {name}: no overlay ({e:#}); copying the layers");
+    if let Err(e) = snapshot::mount(&lowers, bundle, idmap) {
         let _ = std::fs::remove_dir(bundle);
-        return unpack_with(store, text, bundle, over);
+        return copy(&format!("no overlay ({e:#})"));
     }
     let rootfs = bundle.join("rootfs");
     let written = crate::rootfs::resolve::open_root(&rootfs)
@@ -937,6 +952,45 @@ pub fn unpack_mounted(
         let _ = release_rootfs(bundle);
         let _ = std::fs::remove_dir_all(bundle);
         return Err(e);
+    }
+    Ok(())
+}
+
+/// Shift the owners of a copied rootfs into a container's id range (podman's chown of the
+/// layers where it has no id-mapped mounts): each entry's uid and gid `n` become `root_uid + n`
+/// and `root_gid + n`, symlinks included, their own (not followed); set-id bits that chown
+/// clears are put back. An id the mapping's size does not cover is refused by name.
+pub fn shift_ids(rootfs: &Path, m: &snapshot::IdMap) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let size = |map: &str| -> u32 {
+        map.split_whitespace()
+            .nth(2)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let (usize_, gsize) = (size(&m.uid_map), size(&m.gid_map));
+    let mut stack = vec![rootfs.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let md = std::fs::symlink_metadata(&p).with_context(|| format!("stat {}", p.display()))?;
+        let (uid, gid) = (md.uid(), md.gid());
+        if uid >= usize_ || gid >= gsize {
+            bail!(
+                "{}: owner {uid}:{gid} is outside the container's {usize_} uids and {gsize} gids                  (ask for a larger --userns size)",
+                p.display()
+            );
+        }
+        std::os::unix::fs::lchown(&p, Some(m.root_uid + uid), Some(m.root_gid + gid))
+            .with_context(|| format!("chown {}", p.display()))?;
+        let ft = md.file_type();
+        if !ft.is_symlink() && md.mode() & 0o6000 != 0 {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(md.mode() & 0o7777))
+                .with_context(|| format!("chmod {}", p.display()))?;
+        }
+        if ft.is_dir() {
+            for e in std::fs::read_dir(&p).with_context(|| format!("read {}", p.display()))? {
+                stack.push(e?.path());
+            }
+        }
     }
     Ok(())
 }
