@@ -2752,6 +2752,19 @@ fn up_userns_auto_and_host() {
     .unwrap();
     assert_eq!(config["linux"]["uidMappings"][0]["hostID"], json!(start));
     assert_eq!(e.userns_records(), vec!["u1.json"]);
+    // the rootfs unmounted (as after a reboot): husk restart mounts it again, id-mapped
+    let rootfs = e.store().join("containers/u1/rootfs");
+    nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH).unwrap();
+    ok(&e.cmd("restart", &["u1"]), "restart u1");
+    let ended = wait_until(Duration::from_secs(10), &|| {
+        e.status("u1")["exitCode"].is_number()
+    });
+    assert!(ended, "u1 did not end after its restart");
+    let logs = ok(&e.cmd("logs", &["u1"]), "logs u1");
+    assert!(
+        logs.lines().filter(|l| *l == "0:0").count() == 2,
+        "owners after the remount: {logs}"
+    );
     ok(&e.cmd("rm", &["u1"]), "rm u1");
     assert!(e.userns_records().is_empty(), "range kept after rm");
     e.assert_all_gone("after rm of a --userns=auto container");

@@ -975,7 +975,8 @@ pub fn shift_ids(rootfs: &Path, m: &snapshot::IdMap) -> Result<()> {
         let (uid, gid) = (md.uid(), md.gid());
         if uid >= usize_ || gid >= gsize {
             bail!(
-                "{}: owner {uid}:{gid} is outside the container's {usize_} uids and {gsize} gids                  (ask for a larger --userns size)",
+                "{}: owner {uid}:{gid} is outside the container's {usize_} uids and {gsize} gids \
+                 (ask for a larger --userns size)",
                 p.display()
             );
         }
@@ -1135,6 +1136,48 @@ fn apply_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The copied rootfs of a container with a user namespace: owners shifted into its range
+    /// (symlinks their own, set-id bits kept), an owner beyond the range refused by name.
+    #[test]
+    fn shift_ids_moves_owners_into_the_range() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped shift_ids_moves_owners_into_the_range: needs root (chown)");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("rootfs");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::write(root.join("bin/su"), "x").unwrap();
+        // (chown clears the set-id bits: the owner first)
+        std::os::unix::fs::lchown(root.join("bin/su"), Some(0), Some(5)).unwrap();
+        std::fs::set_permissions(root.join("bin/su"), std::fs::Permissions::from_mode(0o4755))
+            .unwrap();
+        std::os::unix::fs::symlink("/nowhere", root.join("link")).unwrap();
+        std::os::unix::fs::lchown(root.join("link"), Some(7), Some(7)).unwrap();
+        let m = snapshot::IdMap {
+            uid_map: "0 200000 1000\n".into(),
+            gid_map: "0 300000 1000\n".into(),
+            root_uid: 200000,
+            root_gid: 300000,
+        };
+        shift_ids(&root, &m).unwrap();
+        let md = |p: &str| std::fs::symlink_metadata(root.join(p)).unwrap();
+        assert_eq!((md("").uid(), md("").gid()), (200000, 300000));
+        assert_eq!((md("bin/su").uid(), md("bin/su").gid()), (200000, 300005));
+        assert_eq!(md("bin/su").mode() & 0o7777, 0o4755);
+        assert_eq!((md("link").uid(), md("link").gid()), (200007, 300007));
+        let other = d.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        std::os::unix::fs::symlink("/nowhere", other.join("link")).unwrap();
+        std::os::unix::fs::lchown(other.join("link"), Some(5000), Some(0)).unwrap();
+        let err = format!("{:#}", shift_ids(&other, &m).unwrap_err());
+        assert!(
+            err.contains("link: owner 5000:0 is outside the container's 1000 uids"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn platforms() {

@@ -17,7 +17,6 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::fs;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// The subordinate-id owner whose ranges `auto` hands out (podman's `root_auto_ns_user`).
@@ -127,8 +126,8 @@ fn bundle(store: &Path, id: &str) -> PathBuf {
     super::bundle_dir(store, id)
 }
 
-/// The flock of the records, held until dropped (closing the file releases it).
-struct Lock(#[allow(dead_code)] fs::File);
+/// The flock of the records, held until dropped.
+type Lock = nix::fcntl::Flock<fs::File>;
 
 fn lock(store: &Path) -> Result<Lock> {
     let d = dir(store);
@@ -140,27 +139,13 @@ fn lock(store: &Path) -> Result<Lock> {
         .write(true)
         .open(&p)
         .with_context(|| format!("open {}", p.display()))?;
-    flock(&f).with_context(|| format!("lock {}", p.display()))?;
-    Ok(Lock(f))
-}
-
-fn flock(f: &fs::File) -> Result<()> {
-    loop {
-        // SAFETY: flock on a descriptor this function borrows; no memory is passed.
-        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-        if r == 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e).context("flock");
-        }
-    }
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow::anyhow!("lock {}: {e}", p.display()))
 }
 
 /// The records, each with its file; unreadable ones are an error (never skipped silently).
-fn records(store: &Store<'_>) -> Result<Vec<(PathBuf, Record)>> {
-    let d = dir(store.0);
+fn records(store: &Path) -> Result<Vec<(PathBuf, Record)>> {
+    let d = dir(store);
     let mut out = Vec::new();
     let rd = match fs::read_dir(&d) {
         Ok(r) => r,
@@ -182,9 +167,6 @@ fn records(store: &Store<'_>) -> Result<Vec<(PathBuf, Record)>> {
     out.sort_by_key(|(_, r)| r.ids.uid.start);
     Ok(out)
 }
-
-/// A store directory, borrowed while its records' lock is held.
-struct Store<'a>(&'a Path);
 
 /// Whether a record still holds its range: its bundle exists, or its maker still runs.
 fn live(store: &Path, r: &Record) -> bool {
@@ -275,7 +257,7 @@ pub fn allocate(store: &Path, id: &str, size: u32, flag: &str) -> Result<Allocat
     let subgid = read_subids("/etc/subgid", &user, flag)?;
     let _lock = lock(store)?;
     let mut used = Vec::new();
-    for (path, r) in records(&Store(store))? {
+    for (path, r) in records(store)? {
         if r.container == id {
             if live(store, &r) {
                 bail!("{flag}: container {id} holds a user namespace range already");
@@ -333,7 +315,7 @@ pub fn collect(store: &Path) -> Result<usize> {
     }
     let _lock = lock(store)?;
     let mut n = 0;
-    for (path, r) in records(&Store(store))? {
+    for (path, r) in records(store)? {
         if !live(store, &r) {
             fs::remove_file(&path).with_context(|| format!("remove {}", path.display()))?;
             n += 1;
@@ -405,10 +387,13 @@ mod tests {
         assert_eq!(first_fit(&avail, &[r(1000, 10)], 100), Some(5000));
         assert_eq!(first_fit(&avail, &[r(1000, 10)], 90), Some(1010));
         assert_eq!(
-            first_fit(&avail, &[r(5000, 100), r(5150, 10)], 100),
+            first_fit(&avail, &[r(1000, 100), r(5000, 100), r(5150, 10)], 100),
             Some(5160)
         );
-        assert_eq!(first_fit(&avail, &[r(5000, 100), r(5100, 200)], 100), None);
+        assert_eq!(
+            first_fit(&avail, &[r(1050, 1), r(5000, 100), r(5100, 200)], 100),
+            None
+        );
         assert_eq!(first_fit(&[r(u32::MAX, 1)], &[], 1), Some(u32::MAX));
         assert_eq!(first_fit(&avail, &[], 301), None);
     }
