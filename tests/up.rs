@@ -2849,6 +2849,38 @@ fn up_userns_auto_and_host() {
     );
     assert!(e.userns_records().is_empty(), "a stale range kept");
 
+    // binds are not id-mapped (a host root's file is nobody's inside, not writable); a new
+    // named volume is the container root's; --privileged's host devices are bound, /dev/ptmx
+    // still the container's pts
+    let src = e.dir.path().join("bindsrc");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), "x").unwrap();
+    let bind = format!("{}:/b", src.display());
+    let out = ok(
+        &e.up_as(
+            &user,
+            &[
+                "--rm", "--userns=auto", "--privileged", "-v", &bind, "-v", "uvol:/n", IMAGE,
+                "sh", "-c",
+                "stat -c %u /b/f; touch /b/g 2>/dev/null || echo bind-refused; \
+                 touch /n/h && echo volume-written; readlink /dev/ptmx; test -c /dev/null && echo null",
+            ],
+        ),
+        "up --userns=auto --privileged with a bind and a volume",
+    );
+    assert_eq!(
+        out, "65534\nbind-refused\nvolume-written\npts/ptmx\nnull\n",
+        "binds, volumes and devices in a user namespace"
+    );
+    let vol = e.store().join("volumes/uvol/_data");
+    assert_eq!(std::fs::metadata(&vol).unwrap().uid() as u64, start);
+    ok(
+        &e.husk(&["volume", "--store", &e.store_arg(), "rm", "uvol"]),
+        "volume rm",
+    );
+    assert!(e.userns_records().is_empty(), "range kept after --rm");
+    e.assert_all_gone("after the privileged run");
+
     // host: the host's ids, no user namespace of its own
     let out = sh(&e, &["--userns=host"], "cat /proc/self/uid_map");
     assert_eq!(first_map(&out), (0, 0, 4294967295));

@@ -323,8 +323,17 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
         if !facts.volumes.is_empty() {
             // after config.json names them: husk volume prune sees them in use from here on
             let _lock = flags::lock_volumes(store_dir, false)?;
+            let new: Vec<PathBuf> = facts
+                .volumes
+                .iter()
+                .map(|(d, _)| d.clone())
+                .filter(|d| !d.exists())
+                .collect();
             flags::create_volumes(&facts)?;
             flags::populate_volumes(&facts, &bundle.join("rootfs"))?;
+            if let Some(a) = &ids {
+                userns::own_new_volumes(&new, a)?;
+            }
         }
         let mut ports = ports.clone();
         if o.publish_all {
@@ -525,6 +534,14 @@ fn edit_config(
     }
     let names = flags::write_names(bundle, cfg, &hostname, host_network)?;
     flags::apply(&mut v, cfg, facts, &names);
+    if ids.is_some() {
+        // in a user namespace the runtime binds device nodes instead of making them, and a
+        // bind at /dev/ptmx (--privileged's host devices) would keep it from pointing /dev/ptmx
+        // at the container's pts instance, as it does in every container
+        if let Some(devs) = v["linux"]["devices"].as_array_mut() {
+            devs.retain(|d| d["path"] != "/dev/ptmx");
+        }
+    }
     if o.read_only {
         // moby's NetworkMounts: the container's resolv.conf, hostname and hosts are read-only
         // with a read-only root (unless a flag mounted something there itself)

@@ -324,6 +324,23 @@ pub fn collect(store: &Path) -> Result<usize> {
     Ok(n)
 }
 
+/// A volume made for this container belongs to its root, as podman gives a new volume to the
+/// container and Docker's `userns-remap` to the remapped root: each of `new` (made by this
+/// `husk up`) that still belongs to the host's root (not filled from the image, whose files
+/// come with owners of the range) is chowned to the range's first ids. Existing volumes are
+/// left as they are.
+pub fn own_new_volumes(new: &[PathBuf], a: &Allocation) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for d in new {
+        let md = fs::symlink_metadata(d).with_context(|| format!("stat {}", d.display()))?;
+        if md.is_dir() && md.uid() == 0 && md.gid() == 0 {
+            std::os::unix::fs::lchown(d, Some(a.uid.start), Some(a.gid.start))
+                .with_context(|| format!("chown the volume {}", d.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// The container's spec gets a user namespace of its own with the allocation's mappings.
 pub fn apply(spec: &mut Value, a: &Allocation) {
     if !spec["linux"]["namespaces"].is_array() {
