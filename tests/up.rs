@@ -2044,20 +2044,45 @@ fn up_killed_at_random_moments_then_rm_force_leaves_nothing() {
     }
     let seed = seed_from_env("HUSK_FAULT_SEED");
     eprintln!("up kill: seed {seed} (HUSK_FAULT_SEED={seed} replays)");
+    let e = Env::new("kill");
+    let problems = kill_rounds(&e, seed, 30, &[], None);
+    assert!(
+        problems.is_empty(),
+        "seed {seed}: {} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// `rounds` runs of `husk up FLAGS IMAGE sleep 100` (with `$HUSK_SUBID_USER` set to
+/// `subid_user`) SIGKILLed after a random delay, each followed by `husk rm -f`; what each
+/// round left (state, bundle, cgroup, mount).
+fn kill_rounds(
+    e: &Env,
+    seed: u64,
+    rounds: usize,
+    flags: &[&str],
+    subid_user: Option<&str>,
+) -> Vec<String> {
     let mut rng = Rng(seed);
     let mut below = |n: u64| rng.below(n);
-    let e = Env::new("kill");
     let store = e.store();
     let root = e.root();
     let mut problems = Vec::new();
-    for i in 0..30 {
+    for i in 0..rounds {
         let name = format!("hk{}k{i}", std::process::id());
         let delay = Duration::from_millis(below(250));
-        let mut child = Command::new(runtime())
+        let mut c = Command::new(runtime());
+        if let Some(u) = subid_user {
+            c.env("HUSK_SUBID_USER", u);
+        }
+        let mut child = c
             .arg("--root")
             .arg(&root)
             .args(["up", "--store", store.to_str().unwrap(), "--pull", "never"])
-            .args(["--name", &name, IMAGE, "sleep", "100"])
+            .args(["--name", &name])
+            .args(flags)
+            .args([IMAGE, "sleep", "100"])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -2091,12 +2116,7 @@ fn up_killed_at_random_moments_then_rm_force_leaves_nothing() {
             problems.push(format!("{name} (killed after {delay:?}): left {left:?}"));
         }
     }
-    assert!(
-        problems.is_empty(),
-        "seed {seed}: {} problem(s):\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    problems
 }
 
 /// The mount at `path` in this process's mount table: its fs type, if mounted there.
@@ -2927,4 +2947,42 @@ fn up_userns_auto_and_host() {
         text(&o.stderr)
     );
     e.assert_all_gone("no subordinate ids");
+}
+
+/// `husk up --userns=auto` SIGKILLed at random moments: `husk rm -f` releases the range of a
+/// container whose bundle exists, `husk image prune` the ranges of those killed before it
+/// (their `husk up` gone); no range, state, bundle, cgroup or mount is left.
+#[test]
+fn up_userns_killed_at_random_moments_leaves_no_range() {
+    if !need_root("up_userns_killed_at_random_moments_leaves_no_range") {
+        return;
+    }
+    let seed = seed_from_env("HUSK_FAULT_SEED");
+    eprintln!("up userns kill: seed {seed} (HUSK_FAULT_SEED={seed} replays)");
+    let e = Env::new("userns-kill");
+    let user = format!("husk-test-userns-kill-{}", std::process::id());
+    let start: u64 = 3_100_000_000 + (std::process::id() as u64 % 1000) * 100_000;
+    let _subids = Subids::add(&user, start, 65536);
+    let mut problems = kill_rounds(&e, seed, 15, &["--userns=auto"], Some(&user));
+    let store = e.store_arg();
+    ok(
+        &e.husk(&["image", "prune", "--store", &store]),
+        "image prune",
+    );
+    if !e.userns_records().is_empty() {
+        problems.push(format!("ranges left: {:?}", e.userns_records()));
+    }
+    assert!(
+        problems.is_empty(),
+        "seed {seed}: {} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    // the one range of the user fits again: nothing holds it
+    ok(
+        &e.up_as(&user, &["--rm", "--userns=auto", IMAGE, "true"]),
+        "up --userns=auto after the kills",
+    );
+    e.assert_all_gone("after the kills");
+    assert!(e.userns_records().is_empty());
 }
