@@ -2755,8 +2755,9 @@ fn up_userns_auto_and_host() {
     );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 6, "{out}");
-    assert_eq!(first_map(lines[0]), (0, start, 65536), "uid_map {out}");
-    assert_eq!(first_map(lines[1]), (0, start, 65536), "gid_map {out}");
+    // the size podman estimates: the image's highest id (the test rootfs's nobody, 65534) + 1
+    assert_eq!(first_map(lines[0]), (0, start, 65535), "uid_map {out}");
+    assert_eq!(first_map(lines[1]), (0, start, 65535), "gid_map {out}");
     assert_eq!(lines[2], "0:0", "/bin/busybox inside: {out}");
     assert_eq!(lines[3], "0:0", "/ inside: {out}");
     assert_eq!((lines[4], lines[5]), ("0", "0"), "the process's ids: {out}");
@@ -2812,7 +2813,7 @@ fn up_userns_auto_and_host() {
         first_map(&std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap())
     };
     let (m1, m2) = (map_of("a1"), map_of("a2"));
-    assert_eq!((m1.2, m2.2), (65536, 65536));
+    assert_eq!((m1.2, m2.2), (65535, 65535));
     assert!(
         m1.1 + m1.2 <= m2.1 || m2.1 + m2.2 <= m1.1,
         "overlapping ranges {m1:?} {m2:?}"
@@ -2826,7 +2827,7 @@ fn up_userns_auto_and_host() {
     );
     assert!(!full.status.success(), "a third range of 65536 fitted");
     assert!(
-        text(&full.stderr).contains("no free range of 65536 uids"),
+        text(&full.stderr).contains("no free range of 65535 uids"),
         "{}",
         text(&full.stderr)
     );
@@ -2848,7 +2849,10 @@ fn up_userns_auto_and_host() {
     );
     let m3 = first_map(&small);
     assert_eq!(m3.2, 1000);
-    assert!(m3.1 >= start + 131_072, "{m3:?} overlaps {m1:?} or {m2:?}");
+    assert!(
+        m3.1 >= (m1.1 + m1.2).max(m2.1 + m2.2),
+        "{m3:?} overlaps {m1:?} or {m2:?}"
+    );
     ok(&e.cmd("rm", &["-f", "a1", "a2"]), "rm -f a1 a2");
     assert!(e.userns_records().is_empty(), "ranges kept after rm -f");
     e.assert_all_gone("after rm -f of two --userns=auto containers");
@@ -2900,6 +2904,39 @@ fn up_userns_auto_and_host() {
     );
     assert!(e.userns_records().is_empty(), "range kept after --rm");
     e.assert_all_gone("after the privileged run");
+
+    // an image with an id beyond podman's largest estimate: refused unless size= covers it
+    let big = Env::with_image(
+        "userns-big",
+        json!({}),
+        Some(layer(&[("big", 0o644, 100_000, Some("x"))])),
+    );
+    let o = big.up_as(&user, &["--rm", "--userns=auto", IMAGE, "true"]);
+    assert!(!o.status.success(), "an image with id 100000 in 65536 ids");
+    assert!(
+        text(&o.stderr).contains("the image uses id 100000"),
+        "{}",
+        text(&o.stderr)
+    );
+    big.assert_all_gone("the refused big image");
+    assert!(big.userns_records().is_empty());
+    let out = ok(
+        &big.up_as(
+            &user,
+            &[
+                "--rm",
+                "--userns=auto:size=100001",
+                IMAGE,
+                "stat",
+                "-c",
+                "%u",
+                "/big",
+            ],
+        ),
+        "up --userns=auto:size=100001",
+    );
+    assert_eq!(out.trim(), "100000");
+    big.assert_all_gone("the big image with size=");
 
     // host: the host's ids, no user namespace of its own
     let out = sh(&e, &["--userns=host"], "cat /proc/self/uid_map");

@@ -996,6 +996,25 @@ pub fn shift_ids(rootfs: &Path, m: &snapshot::IdMap) -> Result<()> {
     Ok(())
 }
 
+/// The highest uid or gid the image `text` uses (its files' owners, the ids of its
+/// `/etc/passwd` and `/etc/group`), read from its layer snapshots (made where missing); `None`
+/// where there are none (not root, or a layer that cannot be a snapshot).
+pub fn highest_id(store: &Store, text: &str) -> Result<Option<u32>> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    let (name, d) = lookup(store, text)?;
+    let manifest = store.read_manifest(d.digest().as_ref())?;
+    check_layer_types(&manifest, &format!("unpack {name}"))?;
+    let cfg_bytes = store.read_blob(manifest.config().digest().as_ref(), MAX_CONFIG)?;
+    let cfg: ImageConfiguration = serde_json::from_slice(&cfg_bytes)
+        .with_context(|| format!("unpack {name}: parse config"))?;
+    match snapshot::ensure(store, &name, &manifest, cfg.rootfs().diff_ids()) {
+        Ok(lowers) => snapshot::highest_id(&lowers).map(Some),
+        Err(_) => Ok(None),
+    }
+}
+
 /// Mount a kept bundle's rootfs again if [`unpack_mounted`] made it and it is not mounted (after
 /// a reboot): before the container runs again.
 pub fn remount_rootfs(bundle: &Path) -> Result<()> {

@@ -132,6 +132,42 @@ pub fn ensure(
     Ok(out)
 }
 
+/// The highest uid or gid the layers `lowers` use: their files' owners and the ids their
+/// `etc/passwd` and `etc/group` name (what a user namespace for the image must map, as podman
+/// estimates the size of `--userns=auto`).
+pub fn highest_id(lowers: &[PathBuf]) -> Result<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let mut high = 0u32;
+    for l in lowers {
+        let mut stack = vec![l.clone()];
+        while let Some(p) = stack.pop() {
+            let md = fs::symlink_metadata(&p).with_context(|| format!("stat {}", p.display()))?;
+            high = high.max(md.uid()).max(md.gid());
+            if md.is_dir() {
+                for e in fs::read_dir(&p).with_context(|| format!("read {}", p.display()))? {
+                    stack.push(e?.path());
+                }
+            }
+        }
+        for (file, fields) in [("etc/passwd", &[2usize, 3][..]), ("etc/group", &[2][..])] {
+            let path = l.join(file);
+            if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+                continue;
+            }
+            let text = fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+            for line in String::from_utf8_lossy(&text).lines() {
+                let f: Vec<&str> = line.split(':').collect();
+                for i in fields {
+                    if let Some(n) = f.get(*i).and_then(|v| v.trim().parse::<u32>().ok()) {
+                        high = high.max(n);
+                    }
+                }
+            }
+        }
+    }
+    Ok(high)
+}
+
 /// Mount the overlay of `lowers` (bottom to top) at `BUNDLE/rootfs`, with the upper and work
 /// directories in `BUNDLE/overlay`; with `idmap`, each lower through an id-mapped mount. On
 /// error nothing of it is left.

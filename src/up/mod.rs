@@ -282,12 +282,14 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     let result = (|| {
         let ids = match o.userns {
             userns::Mode::Host => None,
-            userns::Mode::Auto { size } => Some(userns::allocate(
-                store_dir,
-                &id,
-                size.unwrap_or(userns::DEFAULT_SIZE),
-                "--userns auto",
-            )?),
+            userns::Mode::Auto { size } => {
+                let flag = "--userns auto";
+                let size = match size {
+                    Some(n) => n,
+                    None => userns::estimate(image::highest_id(&store, &o.image)?, flag)?,
+                };
+                Some(userns::allocate(store_dir, &id, size, flag)?)
+            }
         };
         let idmap = ids.map(|a| image::snapshot::IdMap {
             uid_map: a.uid_map(),

@@ -23,8 +23,27 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_SUBID_USER: &str = "containers";
 /// The environment variable naming another owner.
 pub const SUBID_USER_ENV: &str = "HUSK_SUBID_USER";
-/// The size of an `auto` range without `size=`.
+/// The size of an `auto` range without `size=` when the image's ids cannot be read (podman's
+/// `auto_userns_max_size`).
 pub const DEFAULT_SIZE: u32 = 65536;
+/// The smallest `auto` range husk estimates (podman's `auto_userns_min_size`).
+pub const MIN_SIZE: u32 = 1024;
+
+/// The size of an `auto` range without `size=`, as podman estimates it: one more than the
+/// image's highest id (`image::highest_id`), at least [`MIN_SIZE`]; an image that needs more
+/// than [`DEFAULT_SIZE`] is refused (podman's `auto_userns_max_size`), `size=` can ask for more.
+pub fn estimate(highest: Option<u32>, flag: &str) -> Result<u32> {
+    let Some(h) = highest else {
+        return Ok(DEFAULT_SIZE);
+    };
+    let need = (h as u64 + 1).max(MIN_SIZE as u64);
+    if need > DEFAULT_SIZE as u64 {
+        bail!(
+            "{flag}: the image uses id {h}, so its user namespace needs {need} ids, more than              the {DEFAULT_SIZE} --userns=auto gives without size=N"
+        );
+    }
+    Ok(need as u32)
+}
 
 /// What `--userns` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -380,6 +399,17 @@ mod tests {
         assert!(err("nomap").contains("nomap is only supported in rootless mode"));
         assert!(err("host:x").contains("expected host"));
         assert!(err("auto:uidmapping=0:1:2").contains("not supported"));
+    }
+
+    #[test]
+    fn estimated_sizes() {
+        assert_eq!(estimate(None, "f").unwrap(), 65536);
+        assert_eq!(estimate(Some(0), "f").unwrap(), 1024);
+        assert_eq!(estimate(Some(65534), "f").unwrap(), 65535);
+        assert_eq!(estimate(Some(65535), "f").unwrap(), 65536);
+        let e = format!("{:#}", estimate(Some(100000), "--userns auto").unwrap_err());
+        assert!(e.contains("--userns auto: the image uses id 100000"), "{e}");
+        assert!(estimate(Some(u32::MAX), "f").is_err());
     }
 
     #[test]
