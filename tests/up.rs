@@ -2938,6 +2938,42 @@ fn up_userns_auto_and_host() {
     assert_eq!(out.trim(), "100000");
     big.assert_all_gone("the big image with size=");
 
+    // a layer that cannot be a snapshot (a hardlink into the layer below): the rootfs is a
+    // copy with its owners shifted into the range, and 65536 ids (no snapshots to estimate from)
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Link);
+    h.set_size(0);
+    h.set_mode(0o755);
+    b.append_link(&mut h, "bin/hardlinked", "bin/busybox")
+        .unwrap();
+    let copied = Env::with_image("userns-copy", json!({}), Some(b.into_inner().unwrap()));
+    let out = ok(
+        &copied.up_as(
+            &user,
+            &[
+                "--name",
+                "c1",
+                "--userns=auto",
+                IMAGE,
+                "sh",
+                "-c",
+                "stat -c %u:%g /bin/busybox /bin/hardlinked; cat /proc/self/uid_map",
+            ],
+        ),
+        "up --userns=auto of a copied rootfs",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["0:0", "0:0"], "{out}");
+    assert_eq!(first_map(lines[2]), (0, start, 65536), "{out}");
+    let c1 = copied.store().join("containers/c1");
+    assert!(!c1.join("overlay").exists(), "not a copy");
+    let md = std::fs::metadata(c1.join("rootfs/bin/busybox")).unwrap();
+    assert_eq!((md.uid() as u64, md.gid() as u64), (start, start));
+    ok(&copied.cmd("rm", &["c1"]), "rm c1");
+    copied.assert_all_gone("after the copied rootfs");
+    assert!(copied.userns_records().is_empty());
+
     // host: the host's ids, no user namespace of its own
     let out = sh(&e, &["--userns=host"], "cat /proc/self/uid_map");
     assert_eq!(first_map(&out), (0, 0, 4294967295));

@@ -958,8 +958,8 @@ pub fn unpack_mounted(
 
 /// Shift the owners of a copied rootfs into a container's id range (podman's chown of the
 /// layers where it has no id-mapped mounts): each entry's uid and gid `n` become `root_uid + n`
-/// and `root_gid + n`, symlinks included, their own (not followed); set-id bits that chown
-/// clears are put back. An id the mapping's size does not cover is refused by name.
+/// and `root_gid + n`, symlinks included, their own (not followed), a hard-linked file once;
+/// set-id bits that chown clears are put back. An id the mapping's size does not cover is refused by name.
 pub fn shift_ids(rootfs: &Path, m: &snapshot::IdMap) -> Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let size = |map: &str| -> u32 {
@@ -970,8 +970,13 @@ pub fn shift_ids(rootfs: &Path, m: &snapshot::IdMap) -> Result<()> {
     };
     let (usize_, gsize) = (size(&m.uid_map), size(&m.gid_map));
     let mut stack = vec![rootfs.to_path_buf()];
+    // a file of several hard links is shifted once
+    let mut linked = std::collections::HashSet::new();
     while let Some(p) = stack.pop() {
         let md = std::fs::symlink_metadata(&p).with_context(|| format!("stat {}", p.display()))?;
+        if !md.is_dir() && md.nlink() > 1 && !linked.insert((md.dev(), md.ino())) {
+            continue;
+        }
         let (uid, gid) = (md.uid(), md.gid());
         if uid >= usize_ || gid >= gsize {
             bail!(
@@ -1157,7 +1162,8 @@ mod tests {
     use super::*;
 
     /// The copied rootfs of a container with a user namespace: owners shifted into its range
-    /// (symlinks their own, set-id bits kept), an owner beyond the range refused by name.
+    /// (symlinks their own, a hard-linked file once, set-id bits kept), an owner beyond the range
+    /// refused by name.
     #[test]
     fn shift_ids_moves_owners_into_the_range() {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -1175,6 +1181,7 @@ mod tests {
             .unwrap();
         std::os::unix::fs::symlink("/nowhere", root.join("link")).unwrap();
         std::os::unix::fs::lchown(root.join("link"), Some(7), Some(7)).unwrap();
+        std::fs::hard_link(root.join("bin/su"), root.join("bin/su2")).unwrap();
         let m = snapshot::IdMap {
             uid_map: "0 200000 1000\n".into(),
             gid_map: "0 300000 1000\n".into(),
