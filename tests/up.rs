@@ -3008,6 +3008,29 @@ fn up_userns_auto_and_host() {
         e.assert_all_gone(flag);
         assert!(e.userns_records().is_empty(), "{flag}: a range recorded");
     }
+    // a user the range does not hold: refused by name, the range given back
+    let o = e.up_as(
+        &user,
+        &[
+            "--rm",
+            "--userns=auto:size=1000",
+            "-u",
+            "5000",
+            IMAGE,
+            "true",
+        ],
+    );
+    assert!(!o.status.success(), "-u 5000 in 1000 ids");
+    assert!(
+        text(&o.stderr).contains("uid 5000 is outside the container's user namespace"),
+        "{}",
+        text(&o.stderr)
+    );
+    e.assert_all_gone("-u outside the range");
+    assert!(
+        e.userns_records().is_empty(),
+        "-u outside: a range recorded"
+    );
     // no range for the user: refused naming the file and the user
     let o = e.up_as(
         "husk-test-no-such-subid-user",

@@ -529,6 +529,9 @@ fn edit_config(
             .into_owned(),
     };
     docker_process(&mut v, o.tty, &hostname, given);
+    if let Some(a) = ids {
+        userns::check_user(&v["process"]["user"], a, given.user)?;
+    }
     flags::docker_defaults(&mut v, !host_network);
     if o.init {
         // among the default mounts, before the flags' and the /etc files (Docker's place)

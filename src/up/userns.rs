@@ -360,6 +360,30 @@ pub fn own_new_volumes(new: &[PathBuf], a: &Allocation) -> Result<()> {
     Ok(())
 }
 
+/// The process's user (`process.user` of the spec: uid, gid, additionalGids) must be ids of the
+/// container's user namespace; `user` is what `-u` or the image asked for, for the error.
+pub fn check_user(u: &Value, a: &Allocation, user: &str) -> Result<()> {
+    let ids = [
+        ("uid", &u["uid"], a.uid.size),
+        ("gid", &u["gid"], a.gid.size),
+    ];
+    let extra = u["additionalGids"].as_array().cloned().unwrap_or_default();
+    let mut all: Vec<(&str, &Value, u32)> = ids.to_vec();
+    all.extend(extra.iter().map(|g| ("supplementary gid", g, a.gid.size)));
+    for (what, v, size) in all {
+        if let Some(n) = v.as_u64() {
+            if n >= size as u64 {
+                bail!(
+                    "user {user:?}: {what} {n} is outside the container's user namespace (ids 0 \
+                     to {} of --userns auto; size=N asks for more)",
+                    size - 1
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The container's spec gets a user namespace of its own with the allocation's mappings.
 pub fn apply(spec: &mut Value, a: &Allocation) {
     if !spec["linux"]["namespaces"].is_array() {
@@ -410,6 +434,34 @@ mod tests {
         let e = format!("{:#}", estimate(Some(100000), "--userns auto").unwrap_err());
         assert!(e.contains("--userns auto: the image uses id 100000"), "{e}");
         assert!(estimate(Some(u32::MAX), "f").is_err());
+    }
+
+    #[test]
+    fn users_outside_the_range_are_refused() {
+        let a = Allocation {
+            uid: Range {
+                start: 1000,
+                size: 1000,
+            },
+            gid: Range {
+                start: 1000,
+                size: 1000,
+            },
+        };
+        let u = |uid: u64, gid: u64, extra: Value| json!({"uid": uid, "gid": gid, "additionalGids": extra});
+        assert!(check_user(&u(999, 999, json!([999])), &a, "x").is_ok());
+        let e = format!(
+            "{:#}",
+            check_user(&u(1000, 0, json!([])), &a, "1000").unwrap_err()
+        );
+        assert!(e.contains("user \"1000\": uid 1000 is outside"), "{e}");
+        assert!(e.contains("ids 0 to 999"), "{e}");
+        assert!(check_user(&u(0, 1000, json!([])), &a, "x").is_err());
+        let e = format!(
+            "{:#}",
+            check_user(&u(0, 0, json!([0, 5000])), &a, "x").unwrap_err()
+        );
+        assert!(e.contains("supplementary gid 5000"), "{e}");
     }
 
     #[test]
