@@ -57,6 +57,11 @@ pub enum Mode {
 
 /// Parse `--userns VALUE`; errors name the flag, the value and what was expected.
 pub fn parse(s: &str) -> Result<Mode> {
+    parse_as(s, nix::unistd::geteuid().is_root())
+}
+
+/// [`parse`] for a caller that is root (podman's rootful mode) or not.
+fn parse_as(s: &str, root: bool) -> Result<Mode> {
     let (mode, opts) = match s.split_once(':') {
         Some((m, o)) => (m, Some(o)),
         None => (s, None),
@@ -86,9 +91,13 @@ pub fn parse(s: &str) -> Result<Mode> {
             }
             Ok(Mode::Auto { size })
         }
-        ("keep-id" | "nomap", _) => {
+        ("keep-id" | "nomap", _) if root => {
             bail!("--userns {s:?}: {mode} is only supported in rootless mode")
         }
+        ("keep-id" | "nomap", _) => bail!(
+            "--userns {s:?}: {mode} is not supported by husk (husk up has no rootless user \
+             namespace modes; expected host or auto[:size=N] as root)"
+        ),
         ("container" | "ns" | "private", _) => bail!(
             "--userns {s:?}: {mode} is not supported by husk (expected host or auto[:size=N])"
         ),
@@ -413,7 +422,12 @@ mod tests {
             parse("auto:size=8192").unwrap(),
             Mode::Auto { size: Some(8192) }
         );
-        let err = |s: &str| format!("{:#}", parse(s).unwrap_err());
+        let err = |s: &str| format!("{:#}", parse_as(s, true).unwrap_err());
+        let user_err = format!("{:#}", parse_as("keep-id", false).unwrap_err());
+        assert!(
+            user_err.contains("keep-id is not supported by husk"),
+            "{user_err}"
+        );
         assert!(err("auto:size=0").contains("--userns \"auto:size=0\""));
         assert!(err("auto:size=x").contains("size=\"x\""));
         assert!(err("auto:bogus").contains("unknown auto option"));
