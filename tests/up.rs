@@ -2773,6 +2773,19 @@ fn up_userns_auto_and_host() {
     .unwrap();
     assert_eq!(config["linux"]["uidMappings"][0]["hostID"], json!(start));
     assert_eq!(e.userns_records(), vec!["u1.json"]);
+    // -d --rm: the monitor gives the range back at the exit
+    ok(
+        &e.up_as(
+            &user,
+            &["-d", "--rm", "--name", "d1", "--userns=auto", IMAGE, "true"],
+        ),
+        "up -d --rm --userns=auto",
+    );
+    let gone = wait_until(Duration::from_secs(10), &|| {
+        !e.bundles().contains(&"d1".to_string())
+            && !e.userns_records().contains(&"d1.json".to_string())
+    });
+    assert!(gone, "d1 left: {:?} {:?}", e.bundles(), e.userns_records());
     // the rootfs unmounted (as after a reboot): husk restart mounts it again, id-mapped
     let rootfs = e.store().join("containers/u1/rootfs");
     nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH).unwrap();
