@@ -202,13 +202,15 @@ fn live(store: &Path, r: &Record) -> bool {
         || crate::state::process_start_time(r.pid) == Some(r.pid_start_time)
 }
 
-/// The ranges `/etc/subuid`-format text gives `user` (`name:start:count` lines).
-pub fn subid_ranges(text: &str, user: &str) -> Vec<Range> {
+/// The ranges `/etc/subuid`-format text gives `user` (`name:start:count` lines; subuid(5) also
+/// names an owner by its uid, `uid` when the user exists).
+pub fn subid_ranges(text: &str, user: &str, uid: Option<u32>) -> Vec<Range> {
+    let uid = uid.map(|u| u.to_string());
     text.lines()
         .filter_map(|l| {
             let mut f = l.trim().split(':');
             let (name, start, count) = (f.next()?, f.next()?, f.next()?);
-            if name != user || f.next().is_some() {
+            if (name != user && Some(name) != uid.as_deref()) || f.next().is_some() {
                 return None;
             }
             let (start, size) = (start.parse().ok()?, count.parse().ok()?);
@@ -253,7 +255,11 @@ fn read_subids(file: &str, user: &str, flag: &str) -> Result<Vec<Range>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e).with_context(|| format!("{flag}: read {file}")),
     };
-    let r = subid_ranges(&text, user);
+    let uid = nix::unistd::User::from_name(user)
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw());
+    let r = subid_ranges(&text, user, uid);
     if r.is_empty() {
         bail!(
             "{flag}: {file} has no range for the user {user:?} (add a line such as \
@@ -483,13 +489,28 @@ mod tests {
         let t = "alice:100000:65536\ncontainers:2147483647:2147483648\n# x\ncontainers:5:0\n\
                  containers:1:2:3\ncontainers:4294967295:2\n";
         assert_eq!(
-            subid_ranges(t, "containers"),
+            subid_ranges(t, "containers", None),
             vec![Range {
                 start: 2147483647,
                 size: 2147483648
             }]
         );
-        assert_eq!(subid_ranges(t, "bob"), vec![]);
+        assert_eq!(subid_ranges(t, "bob", None), vec![]);
+        // by uid too
+        let t = "1001:300000:1000\nbob:400000:10\n";
+        assert_eq!(
+            subid_ranges(t, "bob", Some(1001)),
+            vec![
+                Range {
+                    start: 300000,
+                    size: 1000
+                },
+                Range {
+                    start: 400000,
+                    size: 10
+                }
+            ]
+        );
     }
 
     #[test]
