@@ -3095,3 +3095,59 @@ fn up_userns_killed_at_random_moments_leaves_no_range() {
     e.assert_all_gone("after the kills");
     assert!(e.userns_records().is_empty());
 }
+
+/// `--userns=auto` on a network of `husk network create` (in a network namespace of the
+/// test's): the container's network namespace, owned by its user namespace, is attached, has
+/// its address, and nothing is left after `--rm`.
+#[test]
+fn up_userns_auto_on_a_named_network() {
+    if !need_root("up_userns_auto_on_a_named_network") {
+        return;
+    }
+    let e = Env::new("userns-net");
+    let user = format!("husk-test-userns-net-{}", std::process::id());
+    let start: u64 = 3_200_000_000 + (std::process::id() as u64 % 1000) * 100_000;
+    let _subids = Subids::add(&user, start, 65536);
+    let ns = Netns::new();
+    let dirs = e.dir.path();
+    let husk_in_ns = |args: &[&str]| {
+        let mut c = husk_in_netns(&ns, &e.root(), dirs, args);
+        c.env("HUSK_SUBID_USER", &user);
+        run_timeout(&mut c, CMD_TIMEOUT)
+    };
+    ok(
+        &husk_in_ns(&["network", "create", "--subnet", "10.89.78.0/24", "upns"]),
+        "network create",
+    );
+    let store = e.store_arg();
+    let out = ok(
+        &husk_in_ns(&[
+            "up",
+            "--store",
+            &store,
+            "--pull",
+            "never",
+            "--rm",
+            "--userns=auto",
+            "--network",
+            "upns",
+            IMAGE,
+            "sh",
+            "-c",
+            "ip -4 -o addr show | grep -c ' 10[.]89[.]78[.]'; cat /proc/self/uid_map",
+        ]),
+        "up --userns=auto --network upns",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.first(),
+        Some(&"1"),
+        "no address on the network: {out}"
+    );
+    assert_eq!(first_map(lines[1]), (0, start, 65535), "{out}");
+    e.assert_clean("after up --rm --userns=auto on a network");
+    assert!(e.userns_records().is_empty());
+    let links = text(&ns.cmd("ip").args(["-o", "link"]).output().unwrap().stdout);
+    assert!(!links.contains("veth"), "a veth was left: {links}");
+    ok(&husk_in_ns(&["network", "rm", "upns"]), "network rm");
+}
