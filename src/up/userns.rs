@@ -202,20 +202,15 @@ fn live(store: &Path, r: &Record) -> bool {
         || crate::state::process_start_time(r.pid) == Some(r.pid_start_time)
 }
 
-/// The ranges `/etc/subuid`-format text gives `user` (`name:start:count` lines; subuid(5) also
-/// names an owner by its uid, `uid` when the user exists).
+/// The ranges `/etc/subuid`-format text gives `user` (subuid(5) also names an owner by its uid,
+/// `uid` when the user exists), with the parser of the rootless unpack.
 pub fn subid_ranges(text: &str, user: &str, uid: Option<u32>) -> Vec<Range> {
-    let uid = uid.map(|u| u.to_string());
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.trim().split(':');
-            let (name, start, count) = (f.next()?, f.next()?, f.next()?);
-            if (name != user && Some(name) != uid.as_deref()) || f.next().is_some() {
-                return None;
-            }
-            let (start, size) = (start.parse().ok()?, count.parse().ok()?);
-            (size > 0 && start as u64 + size as u64 <= u32::MAX as u64 + 1)
-                .then_some(Range { start, size })
+    // (u32::MAX is no one's uid: without a user of that name only the name matches)
+    crate::image::userns::ranges_in(text, user, uid.unwrap_or(u32::MAX))
+        .into_iter()
+        .map(|r| Range {
+            start: r.start,
+            size: r.count,
         })
         .collect()
 }
