@@ -2629,24 +2629,31 @@ fn husk_in_netns(
 /// running at once keep each other's lines.
 struct Subids {
     line: String,
-    made: Vec<&'static str>,
 }
+
+/// The files a `Subids` of this process made (removed by the last one out, once empty).
+static SUBIDS_MADE: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
 
 impl Subids {
     fn add(user: &str, start: u64, count: u64) -> Subids {
         let line = format!("{user}:{start}:{count}");
-        let mut made = Vec::new();
         for f in ["/etc/subuid", "/etc/subgid"] {
-            if !std::path::Path::new(f).exists() {
-                made.push(f);
+            {
+                let mut made = SUBIDS_MADE.lock().unwrap_or_else(|e| e.into_inner());
+                if !std::path::Path::new(f).exists() && !made.contains(&f) {
+                    made.push(f);
+                }
             }
             Subids::edit(f, &|lines: &mut Vec<String>| lines.push(line.clone()));
         }
-        Subids { line, made }
+        Subids { line }
     }
 
     fn edit(path: &str, f: &dyn Fn(&mut Vec<String>)) {
         use std::io::{Read, Seek, Write};
+        // shadow's lock of the file (usermod --add-subuids, other tests) — PATH.lock, a hard
+        // link to a file naming our pid — besides the flock of tests editing as this one does
+        let _shadow = ShadowLock::take(path);
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -2671,6 +2678,48 @@ impl Subids {
     }
 }
 
+/// shadow's `PATH.lock` (lckpwdf's convention: a file of our pid hard-linked to the lock's
+/// name), held until dropped; one whose pid is gone is taken over.
+struct ShadowLock {
+    lock: String,
+}
+
+impl ShadowLock {
+    fn take(path: &str) -> ShadowLock {
+        let lock = format!("{path}.lock");
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // (one name per taker: tests of this process take it from several threads)
+        let mine = format!("{path}.{}.{seq}", std::process::id());
+        std::fs::write(&mine, std::process::id().to_string()).unwrap();
+        let end = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            match std::fs::hard_link(&mine, &lock) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_to_string(&lock).unwrap_or_default();
+                    let gone = holder.trim().parse::<i32>().is_ok_and(|p| !pid_alive(p));
+                    if gone {
+                        let _ = std::fs::remove_file(&lock);
+                        continue;
+                    }
+                    assert!(std::time::Instant::now() < end, "{lock} held by {holder}");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("{lock}: {e}"),
+            }
+        }
+        let _ = std::fs::remove_file(&mine);
+        ShadowLock { lock }
+    }
+}
+
+impl Drop for ShadowLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.lock);
+    }
+}
+
 impl Drop for Subids {
     fn drop(&mut self) {
         for f in ["/etc/subuid", "/etc/subgid"] {
@@ -2680,8 +2729,12 @@ impl Drop for Subids {
                     lines.remove(i);
                 }
             });
-            if self.made.contains(&f) && std::fs::metadata(f).is_ok_and(|m| m.len() == 0) {
-                let _ = std::fs::remove_file(f);
+            let made = SUBIDS_MADE.lock().unwrap_or_else(|e| e.into_inner());
+            if made.contains(&f) && std::fs::metadata(f).is_ok_and(|m| m.len() == 0) {
+                let _shadow = ShadowLock::take(f);
+                if std::fs::metadata(f).is_ok_and(|m| m.len() == 0) {
+                    let _ = std::fs::remove_file(f);
+                }
             }
         }
     }
