@@ -248,6 +248,7 @@ fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
         tty: a.tty,
         interactive: a.interactive,
         init: a.init,
+        userns: husk::up::userns::parse(&a.userns)?,
         pull_options: Some(husk::image::PullOptions {
             registry: a.conn.options(None)?,
             platform: husk::image::PlatformSpec::of_flag(a.platform.as_deref())?,
@@ -388,6 +389,8 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
                 Some(s) => image::collect_garbage(&s)?,
                 None => Default::default(),
             };
+            // user namespace ranges of husk up runs killed before their bundle was made
+            husk::up::userns::collect(&dir)?;
             println!(
                 "removed {} unreferenced blobs ({} bytes), {} unused layer snapshots and {} \
                  bytes of temp files: {} bytes freed",

@@ -2044,20 +2044,45 @@ fn up_killed_at_random_moments_then_rm_force_leaves_nothing() {
     }
     let seed = seed_from_env("HUSK_FAULT_SEED");
     eprintln!("up kill: seed {seed} (HUSK_FAULT_SEED={seed} replays)");
+    let e = Env::new("kill");
+    let problems = kill_rounds(&e, seed, 30, &[], None);
+    assert!(
+        problems.is_empty(),
+        "seed {seed}: {} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// `rounds` runs of `husk up FLAGS IMAGE sleep 100` (with `$HUSK_SUBID_USER` set to
+/// `subid_user`) SIGKILLed after a random delay, each followed by `husk rm -f`; what each
+/// round left (state, bundle, cgroup, mount).
+fn kill_rounds(
+    e: &Env,
+    seed: u64,
+    rounds: usize,
+    flags: &[&str],
+    subid_user: Option<&str>,
+) -> Vec<String> {
     let mut rng = Rng(seed);
     let mut below = |n: u64| rng.below(n);
-    let e = Env::new("kill");
     let store = e.store();
     let root = e.root();
     let mut problems = Vec::new();
-    for i in 0..30 {
+    for i in 0..rounds {
         let name = format!("hk{}k{i}", std::process::id());
         let delay = Duration::from_millis(below(250));
-        let mut child = Command::new(runtime())
+        let mut c = Command::new(runtime());
+        if let Some(u) = subid_user {
+            c.env("HUSK_SUBID_USER", u);
+        }
+        let mut child = c
             .arg("--root")
             .arg(&root)
             .args(["up", "--store", store.to_str().unwrap(), "--pull", "never"])
-            .args(["--name", &name, IMAGE, "sleep", "100"])
+            .args(["--name", &name])
+            .args(flags)
+            .args([IMAGE, "sleep", "100"])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -2091,12 +2116,7 @@ fn up_killed_at_random_moments_then_rm_force_leaves_nothing() {
             problems.push(format!("{name} (killed after {delay:?}): left {left:?}"));
         }
     }
-    assert!(
-        problems.is_empty(),
-        "seed {seed}: {} problem(s):\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    problems
 }
 
 /// The mount at `path` in this process's mount table: its fs type, if mounted there.
@@ -2601,4 +2621,586 @@ fn husk_in_netns(
         .env("HUSK_NETWORK_RUN_DIR", dirs.join("netrun"))
         .env("CNI_PATH", "/usr/lib/cni");
     c
+}
+
+/// Lines of /etc/subuid and /etc/subgid for a user name of this test (`husk up --userns=auto`
+/// reads the ranges of `$HUSK_SUBID_USER`); on drop only those lines are removed, and a file
+/// the test made is removed again once empty. Each edit holds the file's flock, so tests
+/// running at once keep each other's lines.
+struct Subids {
+    line: String,
+}
+
+/// The files a `Subids` of this process made (removed by the last one out, once empty).
+static SUBIDS_MADE: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+
+impl Subids {
+    fn add(user: &str, start: u64, count: u64) -> Subids {
+        let line = format!("{user}:{start}:{count}");
+        for f in ["/etc/subuid", "/etc/subgid"] {
+            {
+                let mut made = SUBIDS_MADE.lock().unwrap_or_else(|e| e.into_inner());
+                if !std::path::Path::new(f).exists() && !made.contains(&f) {
+                    made.push(f);
+                }
+            }
+            Subids::edit(f, &|lines: &mut Vec<String>| lines.push(line.clone()));
+        }
+        Subids { line }
+    }
+
+    fn edit(path: &str, f: &dyn Fn(&mut Vec<String>)) {
+        use std::io::{Read, Seek, Write};
+        // shadow's lock of the file (usermod --add-subuids, other tests) — PATH.lock, a hard
+        // link to a file naming our pid — besides the flock of tests editing as this one does
+        let _shadow = ShadowLock::take(path);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
+        let mut file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .unwrap();
+        let mut text = String::new();
+        file.read_to_string(&mut text).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        f(&mut lines);
+        let mut out = lines.join("\n");
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        file.set_len(0).unwrap();
+        file.rewind().unwrap();
+        file.write_all(out.as_bytes()).unwrap();
+    }
+}
+
+/// shadow's `PATH.lock` (lckpwdf's convention: a file of our pid hard-linked to the lock's
+/// name), held until dropped; one whose pid is gone is taken over.
+struct ShadowLock {
+    lock: String,
+}
+
+impl ShadowLock {
+    fn take(path: &str) -> ShadowLock {
+        let lock = format!("{path}.lock");
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // (one name per taker: tests of this process take it from several threads)
+        let mine = format!("{path}.{}.{seq}", std::process::id());
+        std::fs::write(&mine, std::process::id().to_string()).unwrap();
+        let end = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            match std::fs::hard_link(&mine, &lock) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_to_string(&lock).unwrap_or_default();
+                    let gone = holder.trim().parse::<i32>().is_ok_and(|p| !pid_alive(p));
+                    if gone {
+                        let _ = std::fs::remove_file(&lock);
+                        continue;
+                    }
+                    assert!(std::time::Instant::now() < end, "{lock} held by {holder}");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("{lock}: {e}"),
+            }
+        }
+        let _ = std::fs::remove_file(&mine);
+        ShadowLock { lock }
+    }
+}
+
+impl Drop for ShadowLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.lock);
+    }
+}
+
+impl Drop for Subids {
+    fn drop(&mut self) {
+        for f in ["/etc/subuid", "/etc/subgid"] {
+            let line = self.line.clone();
+            Subids::edit(f, &move |lines: &mut Vec<String>| {
+                if let Some(i) = lines.iter().position(|l| *l == line) {
+                    lines.remove(i);
+                }
+            });
+            let made = SUBIDS_MADE.lock().unwrap_or_else(|e| e.into_inner());
+            if made.contains(&f) && std::fs::metadata(f).is_ok_and(|m| m.len() == 0) {
+                let _shadow = ShadowLock::take(f);
+                if std::fs::metadata(f).is_ok_and(|m| m.len() == 0) {
+                    let _ = std::fs::remove_file(f);
+                }
+            }
+        }
+    }
+}
+
+impl Env {
+    /// `husk up` with the subordinate ids of `user`.
+    fn up_as(&self, user: &str, args: &[&str]) -> Output {
+        let store = self.store();
+        let mut c = Command::new(runtime());
+        c.env("HUSK_SUBID_USER", user)
+            .arg("--root")
+            .arg(self.root())
+            .args(["up", "--store", store.to_str().unwrap(), "--pull", "never"])
+            .args(args);
+        run_timeout(&mut c, Duration::from_secs(60))
+    }
+
+    /// The user namespace ranges recorded in the store.
+    fn userns_records(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.store().join("userns"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// The first line of a uid_map/gid_map: (inside, outside, count).
+fn first_map(text: &str) -> (u64, u64, u64) {
+    let f: Vec<u64> = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(f.len(), 3, "map {text:?}");
+    (f[0], f[1], f[2])
+}
+
+/// `--userns=auto`: a user namespace of the container's own on a range of the subordinate ids
+/// no other container holds; the image's files keep their owners inside (an overlay of
+/// id-mapped snapshots), the process is root inside and the range's first id outside; the
+/// range is released with the container, and by `husk image prune` when its `husk up` died
+/// before making the bundle. `host` has none; keep-id and bad values are refused by name.
+#[test]
+fn up_userns_auto_and_host() {
+    if !need_root("up_userns_auto_and_host") {
+        return;
+    }
+    let e = Env::new("userns");
+    let user = format!("husk-test-userns-{}", std::process::id());
+    // room for two ranges of 65536 and not three
+    let start: u64 = 3_000_000_000 + (std::process::id() as u64 % 1000) * 1_000_000;
+    let _subids = Subids::add(&user, start, 140_000);
+
+    // one container: the maps, the owners of the image's files, the user inside
+    let script = "cat /proc/self/uid_map; cat /proc/self/gid_map; \
+                  stat -c %u:%g /bin/busybox /; id -u; id -g; touch /made-inside";
+    let out = ok(
+        &e.up_as(
+            &user,
+            &["--name", "u1", "--userns=auto", IMAGE, "sh", "-c", script],
+        ),
+        "up --userns=auto",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 6, "{out}");
+    // the size podman estimates: the image's highest id (the test rootfs's nobody, 65534) + 1
+    assert_eq!(first_map(lines[0]), (0, start, 65535), "uid_map {out}");
+    assert_eq!(first_map(lines[1]), (0, start, 65535), "gid_map {out}");
+    assert_eq!(lines[2], "0:0", "/bin/busybox inside: {out}");
+    assert_eq!(lines[3], "0:0", "/ inside: {out}");
+    assert_eq!((lines[4], lines[5]), ("0", "0"), "the process's ids: {out}");
+    // on the host: the container's root is the range's first id (its new file in the upper
+    // dir), the image's files are untouched in the shared snapshot
+    use std::os::unix::fs::MetadataExt;
+    let made = e.store().join("containers/u1/overlay/upper/made-inside");
+    let md = std::fs::metadata(&made).unwrap();
+    assert_eq!((md.uid() as u64, md.gid() as u64), (start, start));
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(e.store().join("containers/u1/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["linux"]["uidMappings"][0]["hostID"], json!(start));
+    assert_eq!(e.userns_records(), vec!["u1.json"]);
+    // -d --rm: the monitor gives the range back at the exit
+    ok(
+        &e.up_as(
+            &user,
+            &["-d", "--rm", "--name", "d1", "--userns=auto", IMAGE, "true"],
+        ),
+        "up -d --rm --userns=auto",
+    );
+    let gone = wait_until(Duration::from_secs(10), &|| {
+        !e.bundles().contains(&"d1".to_string())
+            && !e.userns_records().contains(&"d1.json".to_string())
+    });
+    assert!(gone, "d1 left: {:?} {:?}", e.bundles(), e.userns_records());
+    // the rootfs unmounted (as after a reboot): husk restart mounts it again, id-mapped
+    let rootfs = e.store().join("containers/u1/rootfs");
+    nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH).unwrap();
+    ok(&e.cmd("restart", &["u1"]), "restart u1");
+    let ended = wait_until(Duration::from_secs(10), &|| {
+        e.status("u1")["exitCode"].is_number()
+    });
+    assert!(ended, "u1 did not end after its restart");
+    let logs = ok(&e.cmd("logs", &["u1"]), "logs u1");
+    assert!(
+        logs.lines().filter(|l| *l == "0:0").count() == 2,
+        "owners after the remount: {logs}"
+    );
+    ok(&e.cmd("rm", &["u1"]), "rm u1");
+    assert!(e.userns_records().is_empty(), "range kept after rm");
+    e.assert_all_gone("after rm of a --userns=auto container");
+
+    // two at once: disjoint ranges; a third finds no room, is refused and leaves nothing
+    let up_d = |name: &str| {
+        e.up_as(
+            &user,
+            &[
+                "-d", "--name", name, "--userns", "auto", IMAGE, "sleep", "100",
+            ],
+        )
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| up_d("a1"));
+        let b = s.spawn(|| up_d("a2"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    ok(&a, "up -d a1");
+    ok(&b, "up -d a2");
+    let map_of = |name: &str| {
+        let st: serde_json::Value =
+            serde_json::from_str(&ok(&e.husk(&["state", name]), "state")).unwrap();
+        let pid = st["pid"].as_i64().unwrap();
+        first_map(&std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap())
+    };
+    let (m1, m2) = (map_of("a1"), map_of("a2"));
+    assert_eq!((m1.2, m2.2), (65535, 65535));
+    assert!(
+        m1.1 + m1.2 <= m2.1 || m2.1 + m2.2 <= m1.1,
+        "overlapping ranges {m1:?} {m2:?}"
+    );
+    for m in [m1, m2] {
+        assert!(m.1 >= start && m.1 + m.2 <= start + 140_000, "{m:?}");
+    }
+    let full = e.up_as(
+        &user,
+        &["--rm", "--name", "a3", "--userns=auto", IMAGE, "true"],
+    );
+    assert!(!full.status.success(), "a third range of 65536 fitted");
+    assert!(
+        text(&full.stderr).contains("no free range of 65535 uids"),
+        "{}",
+        text(&full.stderr)
+    );
+    assert!(!e.bundles().contains(&"a3".to_string()));
+    assert_eq!(e.userns_records(), vec!["a1.json", "a2.json"]);
+    // a smaller one still fits
+    let small = ok(
+        &e.up_as(
+            &user,
+            &[
+                "--rm",
+                "--userns=auto:size=1000",
+                IMAGE,
+                "cat",
+                "/proc/self/uid_map",
+            ],
+        ),
+        "up --userns=auto:size=1000",
+    );
+    let m3 = first_map(&small);
+    assert_eq!(m3.2, 1000);
+    assert!(
+        m3.1 >= (m1.1 + m1.2).max(m2.1 + m2.2),
+        "{m3:?} overlaps {m1:?} or {m2:?}"
+    );
+    ok(&e.cmd("rm", &["-f", "a1", "a2"]), "rm -f a1 a2");
+    assert!(e.userns_records().is_empty(), "ranges kept after rm -f");
+    e.assert_all_gone("after rm -f of two --userns=auto containers");
+
+    // a record whose husk up died before its bundle existed: released by husk image prune
+    std::fs::write(
+        e.store().join("userns/ghost.json"),
+        json!({"container": "ghost", "uid": {"start": start, "size": 65536},
+               "gid": {"start": start, "size": 65536}, "pid": i32::MAX,
+               "pid_start_time": 1})
+        .to_string(),
+    )
+    .unwrap();
+    let store = e.store_arg();
+    ok(
+        &e.husk(&["image", "prune", "--store", &store]),
+        "image prune",
+    );
+    assert!(e.userns_records().is_empty(), "a stale range kept");
+
+    // binds are not id-mapped (a host root's file is nobody's inside, not writable); a new
+    // named volume is the container root's; --privileged's host devices are bound, /dev/ptmx
+    // still the container's pts
+    let src = e.dir.path().join("bindsrc");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), "x").unwrap();
+    let bind = format!("{}:/b", src.display());
+    let out = ok(
+        &e.up_as(
+            &user,
+            &[
+                "--rm", "--userns=auto", "--privileged", "-v", &bind, "-v", "uvol:/n", IMAGE,
+                "sh", "-c",
+                "stat -c %u /b/f; touch /b/g 2>/dev/null || echo bind-refused; \
+                 touch /n/h && echo volume-written; readlink /dev/ptmx; test -c /dev/null && echo null",
+            ],
+        ),
+        "up --userns=auto --privileged with a bind and a volume",
+    );
+    assert_eq!(
+        out, "65534\nbind-refused\nvolume-written\npts/ptmx\nnull\n",
+        "binds, volumes and devices in a user namespace"
+    );
+    let vol = e.store().join("volumes/uvol/_data");
+    assert_eq!(std::fs::metadata(&vol).unwrap().uid() as u64, start);
+    ok(
+        &e.husk(&["volume", "--store", &e.store_arg(), "rm", "uvol"]),
+        "volume rm",
+    );
+    assert!(e.userns_records().is_empty(), "range kept after --rm");
+    e.assert_all_gone("after the privileged run");
+
+    // an image with an id beyond podman's largest estimate: refused unless size= covers it
+    let big = Env::with_image(
+        "userns-big",
+        json!({}),
+        Some(layer(&[("big", 0o644, 100_000, Some("x"))])),
+    );
+    let o = big.up_as(&user, &["--rm", "--userns=auto", IMAGE, "true"]);
+    assert!(!o.status.success(), "an image with id 100000 in 65536 ids");
+    assert!(
+        text(&o.stderr).contains("the image uses id 100000"),
+        "{}",
+        text(&o.stderr)
+    );
+    big.assert_all_gone("the refused big image");
+    assert!(big.userns_records().is_empty());
+    let out = ok(
+        &big.up_as(
+            &user,
+            &[
+                "--rm",
+                "--userns=auto:size=100001",
+                IMAGE,
+                "stat",
+                "-c",
+                "%u",
+                "/big",
+            ],
+        ),
+        "up --userns=auto:size=100001",
+    );
+    assert_eq!(out.trim(), "100000");
+    big.assert_all_gone("the big image with size=");
+
+    // a layer that cannot be a snapshot (a hardlink into the layer below): the rootfs is a
+    // copy with its owners shifted into the range, and 65536 ids (no snapshots to estimate from)
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Link);
+    h.set_size(0);
+    h.set_mode(0o755);
+    b.append_link(&mut h, "bin/hardlinked", "bin/busybox")
+        .unwrap();
+    let copied = Env::with_image("userns-copy", json!({}), Some(b.into_inner().unwrap()));
+    let out = ok(
+        &copied.up_as(
+            &user,
+            &[
+                "--name",
+                "c1",
+                "--userns=auto",
+                IMAGE,
+                "sh",
+                "-c",
+                "stat -c %u:%g /bin/busybox /bin/hardlinked; cat /proc/self/uid_map",
+            ],
+        ),
+        "up --userns=auto of a copied rootfs",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["0:0", "0:0"], "{out}");
+    assert_eq!(first_map(lines[2]), (0, start, 65536), "{out}");
+    let c1 = copied.store().join("containers/c1");
+    assert!(!c1.join("overlay").exists(), "not a copy");
+    let md = std::fs::metadata(c1.join("rootfs/bin/busybox")).unwrap();
+    assert_eq!((md.uid() as u64, md.gid() as u64), (start, start));
+    ok(&copied.cmd("rm", &["c1"]), "rm c1");
+    copied.assert_all_gone("after the copied rootfs");
+    assert!(copied.userns_records().is_empty());
+
+    // host: the host's ids, no user namespace of its own
+    let out = sh(&e, &["--userns=host"], "cat /proc/self/uid_map");
+    assert_eq!(first_map(&out), (0, 0, 4294967295));
+
+    // refused by name, nothing made
+    // (the error is a quoted logfmt value on stderr: the parts are checked one by one)
+    for (flag, want) in [
+        (
+            "--userns=keep-id",
+            ["keep-id", "keep-id is only supported in rootless mode"],
+        ),
+        (
+            "--userns=nomap",
+            ["nomap", "nomap is only supported in rootless mode"],
+        ),
+        (
+            "--userns=auto:size=0",
+            ["auto:size=0", "is not a number of ids from 1"],
+        ),
+        (
+            "--userns=bogus",
+            ["bogus", "expected host or auto[:size=N]"],
+        ),
+    ] {
+        let o = e.up_as(&user, &["--rm", flag, IMAGE, "true"]);
+        assert!(!o.status.success(), "{flag} accepted");
+        let err = text(&o.stderr);
+        assert!(err.contains("--userns "), "{flag}: the flag unnamed: {err}");
+        for w in want {
+            assert!(err.contains(w), "{flag}: {err}");
+        }
+        e.assert_all_gone(flag);
+        assert!(e.userns_records().is_empty(), "{flag}: a range recorded");
+    }
+    // a user the range does not hold: refused by name, the range given back
+    let o = e.up_as(
+        &user,
+        &[
+            "--rm",
+            "--userns=auto:size=1000",
+            "-u",
+            "5000",
+            IMAGE,
+            "true",
+        ],
+    );
+    assert!(!o.status.success(), "-u 5000 in 1000 ids");
+    assert!(
+        text(&o.stderr).contains("uid 5000 is outside the container's user namespace"),
+        "{}",
+        text(&o.stderr)
+    );
+    e.assert_all_gone("-u outside the range");
+    assert!(
+        e.userns_records().is_empty(),
+        "-u outside: a range recorded"
+    );
+    // no range for the user: refused naming the file and the user
+    let o = e.up_as(
+        "husk-test-no-such-subid-user",
+        &["--rm", "--userns=auto", IMAGE, "true"],
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("/etc/subuid has no range for the user"),
+        "{}",
+        text(&o.stderr)
+    );
+    e.assert_all_gone("no subordinate ids");
+}
+
+/// `husk up --userns=auto` SIGKILLed at random moments: `husk rm -f` releases the range of a
+/// container whose bundle exists, `husk image prune` the ranges of those killed before it
+/// (their `husk up` gone); no range, state, bundle, cgroup or mount is left.
+#[test]
+fn up_userns_killed_at_random_moments_leaves_no_range() {
+    if !need_root("up_userns_killed_at_random_moments_leaves_no_range") {
+        return;
+    }
+    let seed = seed_from_env("HUSK_FAULT_SEED");
+    eprintln!("up userns kill: seed {seed} (HUSK_FAULT_SEED={seed} replays)");
+    let e = Env::new("userns-kill");
+    let user = format!("husk-test-userns-kill-{}", std::process::id());
+    let start: u64 = 3_100_000_000 + (std::process::id() as u64 % 1000) * 100_000;
+    let _subids = Subids::add(&user, start, 65536);
+    let mut problems = kill_rounds(&e, seed, 15, &["--userns=auto"], Some(&user));
+    let store = e.store_arg();
+    ok(
+        &e.husk(&["image", "prune", "--store", &store]),
+        "image prune",
+    );
+    if !e.userns_records().is_empty() {
+        problems.push(format!("ranges left: {:?}", e.userns_records()));
+    }
+    assert!(
+        problems.is_empty(),
+        "seed {seed}: {} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    // the one range of the user fits again: nothing holds it
+    ok(
+        &e.up_as(&user, &["--rm", "--userns=auto", IMAGE, "true"]),
+        "up --userns=auto after the kills",
+    );
+    e.assert_all_gone("after the kills");
+    assert!(e.userns_records().is_empty());
+}
+
+/// `--userns=auto` on a network of `husk network create` (in a network namespace of the
+/// test's): the container's network namespace, owned by its user namespace, is attached, has
+/// its address, and nothing is left after `--rm`.
+#[test]
+fn up_userns_auto_on_a_named_network() {
+    if !need_root("up_userns_auto_on_a_named_network") {
+        return;
+    }
+    let e = Env::new("userns-net");
+    let user = format!("husk-test-userns-net-{}", std::process::id());
+    let start: u64 = 3_200_000_000 + (std::process::id() as u64 % 1000) * 100_000;
+    let _subids = Subids::add(&user, start, 65536);
+    let ns = Netns::new();
+    let dirs = e.dir.path();
+    let husk_in_ns = |args: &[&str]| {
+        let mut c = husk_in_netns(&ns, &e.root(), dirs, args);
+        c.env("HUSK_SUBID_USER", &user);
+        run_timeout(&mut c, CMD_TIMEOUT)
+    };
+    ok(
+        &husk_in_ns(&["network", "create", "--subnet", "10.89.78.0/24", "upns"]),
+        "network create",
+    );
+    let store = e.store_arg();
+    let out = ok(
+        &husk_in_ns(&[
+            "up",
+            "--store",
+            &store,
+            "--pull",
+            "never",
+            "--rm",
+            "--userns=auto",
+            "--network",
+            "upns",
+            IMAGE,
+            "sh",
+            "-c",
+            "ip -4 -o addr show | grep -c ' 10[.]89[.]78[.]'; cat /proc/self/uid_map",
+        ]),
+        "up --userns=auto --network upns",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.first(),
+        Some(&"1"),
+        "no address on the network: {out}"
+    );
+    assert_eq!(first_map(lines[1]), (0, start, 65535), "{out}");
+    e.assert_clean("after up --rm --userns=auto on a network");
+    assert!(e.userns_records().is_empty());
+    let links = text(&ns.cmd("ip").args(["-o", "link"]).output().unwrap().stdout);
+    assert!(!links.contains("veth"), "a veth was left: {links}");
+    ok(&husk_in_ns(&["network", "rm", "upns"]), "network rm");
 }

@@ -69,6 +69,11 @@ pub struct UpArgs {
     /// it forwards signals to the command and reaps zombies.
     #[arg(long)]
     pub init: bool,
+    /// The user namespace: host (none of its own, the default) or auto[:size=N] (a free range
+    /// of the subordinate ids /etc/subuid and /etc/subgid give the user `containers`, or
+    /// $HUSK_SUBID_USER; N defaults to the image's highest id + 1, at least 1024).
+    #[arg(long, default_value = "host")]
+    pub userns: String,
     /// How to reach the registry when the image is pulled.
     #[command(flatten)]
     pub conn: super::image::RegistryArgs,

@@ -894,14 +894,33 @@ fn unpack_as(
 /// mount of the image's layer snapshots (see [`snapshot`]), made once per layer and shared,
 /// where the host allows it (root, overlayfs, a store overlayfs takes as upper); else a copy, as
 /// `unpack_with` makes. `bundle` must not exist. [`release_rootfs`] undoes the mount.
+///
+/// With `idmap` (a container with a user namespace of its own) the snapshots are stacked
+/// through id-mapped mounts, so the image's files keep their ids inside the container; where
+/// that cannot be done, the copy's ids are shifted by chown ([`shift_ids`]).
 pub fn unpack_mounted(
     store: &Store,
     text: &str,
     bundle: &Path,
     over: &ConfigOverrides,
+    idmap: Option<&snapshot::IdMap>,
 ) -> Result<()> {
+    let copy = |why: &str| -> Result<()> {
+        if !why.is_empty() {
+            crate::log_debug!("unpack {text}: {why}; copying the layers");
+        }
+        unpack_with(store, text, bundle, over)?;
+        if let Some(m) = idmap {
+            let rootfs = bundle.join("rootfs");
+            if let Err(e) = shift_ids(&rootfs, m) {
+                let _ = std::fs::remove_dir_all(bundle);
+                return Err(e);
+            }
+        }
+        Ok(())
+    };
     if !nix::unistd::geteuid().is_root() {
-        return unpack_with(store, text, bundle, over);
+        return copy("");
     }
     let (name, d) = lookup(store, text)?;
     let manifest = store.read_manifest(d.digest().as_ref())?;
@@ -915,16 +934,12 @@ pub fn unpack_mounted(
     }
     let lowers = match snapshot::ensure(store, &name, &manifest, cfg.rootfs().diff_ids()) {
         Ok(l) => l,
-        Err(e) => {
-            crate::log_debug!("unpack {name}: no snapshots ({e:#}); copying the layers");
-            return unpack_with(store, text, bundle, over);
-        }
+        Err(e) => return copy(&format!("no snapshots ({e:#})")),
     };
     std::fs::create_dir_all(bundle).with_context(|| format!("create {}", bundle.display()))?;
-    if let Err(e) = snapshot::mount(&lowers, bundle) {
-        crate::log_debug!("unpack {name}: no overlay ({e:#}); copying the layers");
+    if let Err(e) = snapshot::mount(&lowers, bundle, idmap) {
         let _ = std::fs::remove_dir(bundle);
-        return unpack_with(store, text, bundle, over);
+        return copy(&format!("no overlay ({e:#})"));
     }
     let rootfs = bundle.join("rootfs");
     let written = crate::rootfs::resolve::open_root(&rootfs)
@@ -939,6 +954,70 @@ pub fn unpack_mounted(
         return Err(e);
     }
     Ok(())
+}
+
+/// Shift the owners of a copied rootfs into a container's id range (podman's chown of the
+/// layers where it has no id-mapped mounts): each entry's uid and gid `n` become `root_uid + n`
+/// and `root_gid + n`, symlinks included, their own (not followed), a hard-linked file once;
+/// set-id bits that chown clears are put back. An id the mapping's size does not cover is refused by name.
+pub fn shift_ids(rootfs: &Path, m: &snapshot::IdMap) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let size = |map: &str| -> u32 {
+        map.split_whitespace()
+            .nth(2)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let (usize_, gsize) = (size(&m.uid_map), size(&m.gid_map));
+    let mut stack = vec![rootfs.to_path_buf()];
+    // a file of several hard links is shifted once
+    let mut linked = std::collections::HashSet::new();
+    while let Some(p) = stack.pop() {
+        let md = std::fs::symlink_metadata(&p).with_context(|| format!("stat {}", p.display()))?;
+        if !md.is_dir() && md.nlink() > 1 && !linked.insert((md.dev(), md.ino())) {
+            continue;
+        }
+        let (uid, gid) = (md.uid(), md.gid());
+        if uid >= usize_ || gid >= gsize {
+            bail!(
+                "{}: owner {uid}:{gid} is outside the container's {usize_} uids and {gsize} gids \
+                 (ask for a larger --userns size)",
+                p.display()
+            );
+        }
+        std::os::unix::fs::lchown(&p, Some(m.root_uid + uid), Some(m.root_gid + gid))
+            .with_context(|| format!("chown {}", p.display()))?;
+        let ft = md.file_type();
+        if !ft.is_symlink() && md.mode() & 0o6000 != 0 {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(md.mode() & 0o7777))
+                .with_context(|| format!("chmod {}", p.display()))?;
+        }
+        if ft.is_dir() {
+            for e in std::fs::read_dir(&p).with_context(|| format!("read {}", p.display()))? {
+                stack.push(e?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The highest uid or gid the image `text` uses (its files' owners, the ids of its
+/// `/etc/passwd` and `/etc/group`), read from its layer snapshots (made where missing); `None`
+/// where there are none (not root, or a layer that cannot be a snapshot).
+pub fn highest_id(store: &Store, text: &str) -> Result<Option<u32>> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    let (name, d) = lookup(store, text)?;
+    let manifest = store.read_manifest(d.digest().as_ref())?;
+    check_layer_types(&manifest, &format!("unpack {name}"))?;
+    let cfg_bytes = store.read_blob(manifest.config().digest().as_ref(), MAX_CONFIG)?;
+    let cfg: ImageConfiguration = serde_json::from_slice(&cfg_bytes)
+        .with_context(|| format!("unpack {name}: parse config"))?;
+    match snapshot::ensure(store, &name, &manifest, cfg.rootfs().diff_ids()) {
+        Ok(lowers) => snapshot::highest_id(&lowers).map(Some),
+        Err(_) => Ok(None),
+    }
 }
 
 /// Mount a kept bundle's rootfs again if [`unpack_mounted`] made it and it is not mounted (after
@@ -1081,6 +1160,50 @@ fn apply_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The copied rootfs of a container with a user namespace: owners shifted into its range
+    /// (symlinks their own, a hard-linked file once, set-id bits kept), an owner beyond the range
+    /// refused by name.
+    #[test]
+    fn shift_ids_moves_owners_into_the_range() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped shift_ids_moves_owners_into_the_range: needs root (chown)");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("rootfs");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::write(root.join("bin/su"), "x").unwrap();
+        // (chown clears the set-id bits: the owner first)
+        std::os::unix::fs::lchown(root.join("bin/su"), Some(0), Some(5)).unwrap();
+        std::fs::set_permissions(root.join("bin/su"), std::fs::Permissions::from_mode(0o4755))
+            .unwrap();
+        std::os::unix::fs::symlink("/nowhere", root.join("link")).unwrap();
+        std::os::unix::fs::lchown(root.join("link"), Some(7), Some(7)).unwrap();
+        std::fs::hard_link(root.join("bin/su"), root.join("bin/su2")).unwrap();
+        let m = snapshot::IdMap {
+            uid_map: "0 200000 1000\n".into(),
+            gid_map: "0 300000 1000\n".into(),
+            root_uid: 200000,
+            root_gid: 300000,
+        };
+        shift_ids(&root, &m).unwrap();
+        let md = |p: &str| std::fs::symlink_metadata(root.join(p)).unwrap();
+        assert_eq!((md("").uid(), md("").gid()), (200000, 300000));
+        assert_eq!((md("bin/su").uid(), md("bin/su").gid()), (200000, 300005));
+        assert_eq!(md("bin/su").mode() & 0o7777, 0o4755);
+        assert_eq!((md("link").uid(), md("link").gid()), (200007, 300007));
+        let other = d.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        std::os::unix::fs::symlink("/nowhere", other.join("link")).unwrap();
+        std::os::unix::fs::lchown(other.join("link"), Some(5000), Some(0)).unwrap();
+        let err = format!("{:#}", shift_ids(&other, &m).unwrap_err());
+        assert!(
+            err.contains("link: owner 5000:0 is outside the container's 1000 uids"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn platforms() {

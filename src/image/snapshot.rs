@@ -23,6 +23,20 @@ use std::sync::atomic::{AtomicU32, Ordering};
 const OVERLAY_DIR: &str = "overlay";
 /// The file in it naming the snapshots the rootfs stacks, one chain id hex per line.
 const LOWER_FILE: &str = "lower";
+/// The file in it holding the id maps of an id-mapped rootfs ([`IdMap`], JSON).
+const IDMAP_FILE: &str = "idmap";
+
+/// The id mapping of a rootfs for a container with a user namespace of its own: each snapshot
+/// is stacked through an id-mapped mount (`uid_map`/`gid_map` texts, "inside outside count"
+/// lines), so a file owned by 0 on disk shows as owned by `root_uid` (the container's root on
+/// the host), and the upper directory belongs to that root.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdMap {
+    pub uid_map: String,
+    pub gid_map: String,
+    pub root_uid: u32,
+    pub root_gid: u32,
+}
 
 /// The image spec's chain ids of a layer stack: the first layer's is its diff_id, each next
 /// one `sha256(parent chain id + " " + diff_id)`.
@@ -118,9 +132,46 @@ pub fn ensure(
     Ok(out)
 }
 
+/// The highest uid or gid the layers `lowers` use: their files' owners and the ids their
+/// `etc/passwd` and `etc/group` name (what a user namespace for the image must map, as podman
+/// estimates the size of `--userns=auto`).
+pub fn highest_id(lowers: &[PathBuf]) -> Result<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let mut high = 0u32;
+    for l in lowers {
+        let mut stack = vec![l.clone()];
+        while let Some(p) = stack.pop() {
+            let md = fs::symlink_metadata(&p).with_context(|| format!("stat {}", p.display()))?;
+            high = high.max(md.uid()).max(md.gid());
+            if md.is_dir() {
+                for e in fs::read_dir(&p).with_context(|| format!("read {}", p.display()))? {
+                    stack.push(e?.path());
+                }
+            }
+        }
+        for (file, fields) in [("etc/passwd", &[2usize, 3][..]), ("etc/group", &[2][..])] {
+            let path = l.join(file);
+            if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+                continue;
+            }
+            let text = fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+            for line in String::from_utf8_lossy(&text).lines() {
+                let f: Vec<&str> = line.split(':').collect();
+                for i in fields {
+                    if let Some(n) = f.get(*i).and_then(|v| v.trim().parse::<u32>().ok()) {
+                        high = high.max(n);
+                    }
+                }
+            }
+        }
+    }
+    Ok(high)
+}
+
 /// Mount the overlay of `lowers` (bottom to top) at `BUNDLE/rootfs`, with the upper and work
-/// directories in `BUNDLE/overlay`. On error nothing of it is left.
-pub fn mount(lowers: &[PathBuf], bundle: &Path) -> Result<()> {
+/// directories in `BUNDLE/overlay`; with `idmap`, each lower through an id-mapped mount. On
+/// error nothing of it is left.
+pub fn mount(lowers: &[PathBuf], bundle: &Path, idmap: Option<&IdMap>) -> Result<()> {
     if lowers.is_empty() {
         bail!("an image without layers has nothing to mount");
     }
@@ -137,7 +188,14 @@ pub fn mount(lowers: &[PathBuf], bundle: &Path) -> Result<()> {
             .collect();
         fs::write(ov.join(LOWER_FILE), names.join("\n") + "\n")
             .with_context(|| format!("write {}", ov.join(LOWER_FILE).display()))?;
-        mount_overlay(lowers, bundle)
+        if let Some(m) = idmap {
+            let upper = ov.join("upper");
+            std::os::unix::fs::chown(&upper, Some(m.root_uid), Some(m.root_gid))
+                .with_context(|| format!("chown {}", upper.display()))?;
+            fs::write(ov.join(IDMAP_FILE), serde_json::to_vec(m)?)
+                .with_context(|| format!("write {}", ov.join(IDMAP_FILE).display()))?;
+        }
+        mount_overlay(lowers, bundle, idmap)
     })();
     if made.is_err() {
         let _ = fs::remove_dir_all(&ov);
@@ -146,10 +204,29 @@ pub fn mount(lowers: &[PathBuf], bundle: &Path) -> Result<()> {
     made
 }
 
-fn mount_overlay(lowers: &[PathBuf], bundle: &Path) -> Result<()> {
+fn mount_overlay(lowers: &[PathBuf], bundle: &Path, idmap: Option<&IdMap>) -> Result<()> {
+    use std::os::fd::{AsFd, AsRawFd};
     let ov = bundle.join(OVERLAY_DIR);
     let rootfs = bundle.join("rootfs");
-    let paths: Vec<String> = lowers
+    // with an id map each lower is an id-mapped clone of its snapshot, never attached: overlayfs
+    // takes it by its fd's /proc/self/fd path (it stacks private clones of its layers' mounts,
+    // so the fds can close once it is mounted)
+    let mut trees = Vec::new();
+    if let Some(m) = idmap {
+        let userns = crate::rootfs::idmap::userns_with_maps(&m.uid_map, &m.gid_map)?;
+        for l in lowers {
+            trees.push(crate::rootfs::idmap::mapped_clone(l, userns.as_fd())?);
+        }
+    }
+    let lower_paths: Vec<PathBuf> = if trees.is_empty() {
+        lowers.to_vec()
+    } else {
+        trees
+            .iter()
+            .map(|t| PathBuf::from(format!("/proc/self/fd/{}", t.as_raw_fd())))
+            .collect()
+    };
+    let paths: Vec<String> = lower_paths
         .iter()
         .rev()
         .cloned()
@@ -174,7 +251,17 @@ fn mount_overlay(lowers: &[PathBuf], bundle: &Path) -> Result<()> {
         nix::mount::MsFlags::empty(),
         Some(data.as_str()),
     )
-    .with_context(|| format!("mount overlay at {}", rootfs.display()))
+    .with_context(|| {
+        format!(
+            "mount overlay at {}{}",
+            rootfs.display(),
+            if idmap.is_some() {
+                " (of id-mapped layers)"
+            } else {
+                ""
+            }
+        )
+    })
 }
 
 /// Mount a kept bundle's overlay rootfs again where it is not mounted (after a reboot, or an
@@ -207,7 +294,15 @@ pub fn remount(bundle: &Path) -> Result<()> {
         }
         lowers.push(snap);
     }
-    mount_overlay(&lowers, bundle)
+    let idmap = match fs::read(ov.join(IDMAP_FILE)) {
+        Ok(b) => Some(
+            serde_json::from_slice::<IdMap>(&b)
+                .with_context(|| format!("parse {}", ov.join(IDMAP_FILE).display()))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("read {}", ov.join(IDMAP_FILE).display())),
+    };
+    mount_overlay(&lowers, bundle, idmap.as_ref())
 }
 
 /// Unmount a bundle's overlay rootfs, if it has one (a no-op for a copied rootfs, and for one

@@ -185,19 +185,49 @@ fn detach_one(m: &Mount, req: Option<&Request>, bundle: &Path) -> Result<OwnedFd
     let userns: OwnedFd = match &req.userns {
         Userns::Maps { uid, gid } => {
             let text = crate::namespaces::id_map_text;
-            crate::sys::userns::userns_fd(&text(uid), &text(gid))
-                .context("a user namespace with the mappings")?
+            userns_with_maps(&text(uid), &text(gid))?
         }
         Userns::Path(p) => std::fs::File::open(p)
             .with_context(|| format!("the container's user namespace {}", p.display()))?
             .into(),
     };
-    set_idmap(tree.as_fd(), req.recursive, userns.as_fd()).with_context(|| {
+    map_tree(tree.as_fd(), req.recursive, userns.as_fd(), &src)?;
+    Ok(tree)
+}
+
+/// A user namespace fd whose maps are these `uid_map`/`gid_map` texts, for [`map_tree`].
+pub fn userns_with_maps(uid_map: &str, gid_map: &str) -> Result<OwnedFd> {
+    crate::sys::userns::userns_fd(uid_map, gid_map).context("a user namespace with the mappings")
+}
+
+/// Make the detached tree `tree` (a clone of `src`, never attached) id-mapped through `userns`
+/// (its submounts too with `recursive`).
+pub fn map_tree(
+    tree: std::os::fd::BorrowedFd<'_>,
+    recursive: bool,
+    userns: std::os::fd::BorrowedFd<'_>,
+    src: &Path,
+) -> Result<()> {
+    set_idmap(tree, recursive, userns).with_context(|| {
         format!(
             "id-mapping the bind mount of {src:?} (mount_setattr MOUNT_ATTR_IDMAP{})",
-            if req.recursive { ", recursive" } else { "" }
+            if recursive { ", recursive" } else { "" }
         )
-    })?;
+    })
+}
+
+/// An id-mapped detached clone of the directory `src` (its own mount only, not its
+/// submounts), for a caller that attaches or stacks it (`husk up --userns`'s overlay lowers).
+pub fn mapped_clone(src: &Path, userns: std::os::fd::BorrowedFd<'_>) -> Result<OwnedFd> {
+    let fd = nix::fcntl::open(
+        src,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {}", src.display(), std::io::Error::from(e)))?;
+    let tree =
+        clone_tree(fd.as_fd(), false).with_context(|| format!("bind mount {src:?}: open_tree"))?;
+    map_tree(tree.as_fd(), false, userns, src)?;
     Ok(tree)
 }
 

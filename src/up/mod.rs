@@ -20,6 +20,7 @@ pub mod init;
 pub mod logs;
 pub mod monitor;
 pub mod seccomp;
+pub mod userns;
 pub mod volume;
 
 /// When to pull the image (`--pull`).
@@ -125,6 +126,8 @@ pub struct UpOptions {
     pub interactive: bool,
     /// Run the command under husk's own init as pid 1 (`--init`: forwards signals, reaps).
     pub init: bool,
+    /// `--userns`: host, or auto with the size of its id range.
+    pub userns: userns::Mode,
     /// Options for a pull.
     pub pull_options: Option<image::PullOptions>,
     // -d and what goes with it (`monitor.rs`)
@@ -212,6 +215,7 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     monitor::check(o)?;
     check_network_aliases(o)?;
     let cfg = flags::parse(&o.config)?;
+    userns::check(o.userns, "--userns auto")?;
     let mut facts = flags::resolve(&cfg, store_dir)?;
     let mut ports = Vec::new();
     for p in &o.publish {
@@ -276,7 +280,24 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     std::fs::create_dir_all(bundle.parent().unwrap_or(store_dir))
         .with_context(|| format!("create {}", bundle.display()))?;
     let result = (|| {
-        image::unpack_mounted(&store, &o.image, &bundle, &over)?;
+        let ids = match o.userns {
+            userns::Mode::Host => None,
+            userns::Mode::Auto { size } => {
+                let flag = "--userns auto";
+                let size = match size {
+                    Some(n) => n,
+                    None => userns::estimate(image::highest_id(&store, &o.image)?, flag)?,
+                };
+                Some(userns::allocate(store_dir, &id, size, flag)?)
+            }
+        };
+        let idmap = ids.map(|a| image::snapshot::IdMap {
+            uid_map: a.uid_map(),
+            gid_map: a.gid_map(),
+            root_uid: a.uid.start,
+            root_gid: a.gid.start,
+        });
+        image::unpack_mounted(&store, &o.image, &bundle, &over, idmap.as_ref())?;
         let image = image_config(&store, &o.image)?;
         let volumes = image.volumes().clone().unwrap_or_default();
         drop(store);
@@ -299,13 +320,22 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
             env: &given_env,
             user: &user,
         };
-        let (exposed, hostname) = edit_config(&bundle, &id, o, &cfg, &facts, &given)?;
+        let (exposed, hostname) = edit_config(&bundle, &id, o, &cfg, &facts, &given, ids.as_ref())?;
         monitor::set_stop_signal(&bundle.join("config.json"), o.stop_signal.as_deref())?;
         if !facts.volumes.is_empty() {
             // after config.json names them: husk volume prune sees them in use from here on
             let _lock = flags::lock_volumes(store_dir, false)?;
+            let new: Vec<PathBuf> = facts
+                .volumes
+                .iter()
+                .map(|(d, _)| d.clone())
+                .filter(|d| !d.exists())
+                .collect();
             flags::create_volumes(&facts)?;
             flags::populate_volumes(&facts, &bundle.join("rootfs"))?;
+            if let Some(a) = &ids {
+                userns::own_new_volumes(&new, a)?;
+            }
         }
         let mut ports = ports.clone();
         if o.publish_all {
@@ -448,11 +478,16 @@ fn edit_config(
     cfg: &flags::Config,
     facts: &flags::HostFacts,
     given: &Given<'_>,
+    ids: Option<&userns::Allocation>,
 ) -> Result<(Vec<String>, String)> {
     let path = &bundle.join("config.json");
     let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
     let mut v: Value =
         serde_json::from_slice(&text).with_context(|| format!("parse {}", path.display()))?;
+    if let Some(a) = ids {
+        // first: Docker's defaults below differ in a user namespace
+        userns::apply(&mut v, a);
+    }
     match &o.hostname {
         Some(h) => v["hostname"] = json!(h),
         None if o.network != NetworkMode::Host => v["hostname"] = json!(default_hostname(id)),
@@ -494,6 +529,9 @@ fn edit_config(
             .into_owned(),
     };
     docker_process(&mut v, o.tty, &hostname, given);
+    if let Some(a) = ids {
+        userns::check_user(&v["process"]["user"], a, given.user)?;
+    }
     flags::docker_defaults(&mut v, !host_network);
     if o.init {
         // among the default mounts, before the flags' and the /etc files (Docker's place)
@@ -501,6 +539,14 @@ fn edit_config(
     }
     let names = flags::write_names(bundle, cfg, &hostname, host_network)?;
     flags::apply(&mut v, cfg, facts, &names);
+    if ids.is_some() {
+        // in a user namespace the runtime binds device nodes instead of making them, and a
+        // bind at /dev/ptmx (--privileged's host devices) would keep it from pointing /dev/ptmx
+        // at the container's pts instance, as it does in every container
+        if let Some(devs) = v["linux"]["devices"].as_array_mut() {
+            devs.retain(|d| d["path"] != "/dev/ptmx");
+        }
+    }
     if o.read_only {
         // moby's NetworkMounts: the container's resolv.conf, hostname and hosts are read-only
         // with a read-only root (unless a flag mounted something there itself)
@@ -595,15 +641,23 @@ fn remove_bundle(bundle: &Path) -> Result<()> {
     // whiteouts and leave the mount
     image::release_rootfs(bundle)?;
     match std::fs::remove_dir_all(bundle) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(_) => {
             // a directory without write permission for its owner: open it up and retry
             make_writable(bundle);
             std::fs::remove_dir_all(bundle)
-                .with_context(|| format!("remove the bundle {}", bundle.display()))
+                .with_context(|| format!("remove the bundle {}", bundle.display()))?;
         }
     }
+    // its user namespace range, with the bundle that held it (bundles are STORE/containers/ID)
+    if let (Some(store), Some(id)) = (
+        bundle.parent().and_then(Path::parent),
+        bundle.file_name().and_then(|n| n.to_str()),
+    ) {
+        userns::release(store, id)?;
+    }
+    Ok(())
 }
 
 fn make_writable(dir: &Path) {
