@@ -387,11 +387,12 @@ pub fn del(p: &Plan, t: &Target) -> Result<()> {
     };
     let hv = t.host_veth();
     // the table goes on a thread while the veth is deleted (each waits for the kernel's RCU
-    // grace periods)
+    // grace periods; the veth's wait for RCU callbacks after it left the namespace, and the
+    // nf_tables socket's last close, are left to grandchildren)
     let (removed, unruled) = std::thread::scope(|s| {
         let unruled = batch.as_ref().map(|b| s.spawn(move || nft::apply(net, b)));
         let removed = Socket::new().and_then(|mut s| {
-            s.del_link(&hv)
+            s.del_link_unwaited(&hv)
                 .map_err(nl(format!("network {net}: delete veth {hv}")))
         });
         (removed, unruled.map_or(Ok(()), join))
