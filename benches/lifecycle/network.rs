@@ -182,7 +182,10 @@ pub fn measure(b: &Bench, runs: usize, warmup: usize, notes: &mut Vec<String>) -
         unit: "ms",
         vals,
         note: "husk: `husk network attach -p` + `detach` (native: rtnetlink, host-local's files, \
-               one nf_tables batch over netlink each), whole processes; other columns: the CNI plugin chain of \
+               one nf_tables batch over netlink each; the kernel's RCU waits after the veth has \
+               left both namespaces and after the nf_tables commits, and the freeing of the \
+               blocks of replaced or removed state files, are left to grandchildren, apart from \
+               husk), whole processes; other columns: the CNI plugin chain of \
                the same conflist (bridge + host-local, portmap, firewall, loopback ADD), run \
                directly, ADD then DEL, as the engines run it for runc and crun (the same samples \
                in each)"

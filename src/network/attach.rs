@@ -151,7 +151,9 @@ fn pin_path(dirs: &Dirs, id: &str) -> PathBuf {
 fn save(dirs: &Dirs, a: &Attachment) -> Result<()> {
     mkdir(&container_dir(dirs, &a.container), 0o700)?;
     let data = serde_json::to_vec_pretty(a)?;
-    state::write_atomic(&record_path(dirs, &a.container, &a.network), &data, 0o600)
+    let p = record_path(dirs, &a.container, &a.network);
+    super::keep::hold(&p);
+    state::write_atomic(&p, &data, 0o600)
 }
 
 /// Every record (unreadable ones are reported, not skipped silently).
@@ -315,6 +317,7 @@ pub fn attach(
     o: &AttachOptions,
 ) -> Result<Attachment> {
     state::validate_id(id)?;
+    let _keep = super::keep::Scope;
     let net = find(dirs, network)?;
     // (aliases checked before anything is locked or made)
     names_of(&net.name, id, o)?;
@@ -478,6 +481,7 @@ fn loopback_up(dirs: &Dirs, a: &Attachment) -> Result<()> {
 /// Remove the record, and the pin when it was the container's last.
 fn forget(dirs: &Dirs, a: &Attachment) -> Result<()> {
     let p = record_path(dirs, &a.container, &a.network);
+    super::keep::hold(&p);
     match fs::remove_file(&p) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -625,6 +629,7 @@ fn write_hosts(all: &[Attachment], id: &str, h: &HostsFile) -> Result<()> {
 pub fn detach(dirs: &Dirs, network: &str, id: &str) -> Result<()> {
     state::validate_id(id)?;
     super::check_name(network)?;
+    let _keep = super::keep::Scope;
     let _lock = lock_dir(&dirs.run)?;
     let p = record_path(dirs, id, network);
     let data = match fs::read(&p) {
@@ -677,6 +682,7 @@ fn container_gone(a: &Attachment) -> bool {
 /// killed mid-attach: the lock is free, so no attach is running), then remove pins that no
 /// record holds. With `network`, only that network's attachments. Returns what was released.
 pub fn gc(dirs: &Dirs, network: Option<&str>) -> Result<Vec<(String, String)>> {
+    let _keep = super::keep::Scope;
     let _lock = lock_dir(&dirs.run)?;
     let mut done = Vec::new();
     let mut first_err: Option<anyhow::Error> = None;
@@ -730,6 +736,7 @@ pub fn release_container(root: &Path, id: &str) -> Result<()> {
     if state::validate_id(id).is_err() || !container_dir(&dirs, id).exists() {
         return Ok(());
     }
+    let _keep = super::keep::Scope;
     let _lock = lock_dir(&dirs.run)?;
     let mut first_err = None;
     for mut a in records(&dirs)? {

@@ -15,6 +15,7 @@ pub mod attach;
 pub mod cli;
 pub mod cni;
 pub mod dns;
+pub mod keep;
 pub mod native;
 pub mod ports;
 

@@ -121,6 +121,7 @@ impl Pool {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e).with_context(|| format!("create {}", p.display())),
             }
+            crate::network::keep::hold(&self.dir.join(LAST_RESERVED));
             crate::state::write_atomic(
                 &self.dir.join(LAST_RESERVED),
                 ip.to_string().as_bytes(),
@@ -159,6 +160,7 @@ impl Pool {
         for (ip, o) in self.allocations()? {
             if o == me || o == id {
                 let p = self.dir.join(ip.to_string());
+                crate::network::keep::hold(&p);
                 match fs::remove_file(&p) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

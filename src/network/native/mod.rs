@@ -386,16 +386,16 @@ pub fn del(p: &Plan, t: &Target) -> Result<()> {
         false => Some(nft::delete_batch(&table)),
     };
     let hv = t.host_veth();
-    // the table goes on a thread while the veth is deleted (each waits for the kernel's RCU
-    // grace periods)
-    let (removed, unruled) = std::thread::scope(|s| {
-        let unruled = batch.as_ref().map(|b| s.spawn(move || nft::apply(net, b)));
-        let removed = Socket::new().and_then(|mut s| {
-            s.del_link(&hv)
-                .map_err(nl(format!("network {net}: delete veth {hv}")))
-        });
-        (removed, unruled.map_or(Ok(()), join))
+    // the veth first, then the table: the veth's unregistering (under RTNL, which the
+    // deletion here waits for) takes nf_tables' commit mutex in nf_tables' netdev notifier,
+    // and the last close of the socket that deleted the table holds that mutex for an RCU
+    // grace period (in a grandchild, see nft::apply): the other order stalls the veth behind
+    // it. The veth's own wait for RCU callbacks is left to a grandchild too.
+    let removed = Socket::new().and_then(|mut s| {
+        s.del_link_unwaited(&hv)
+            .map_err(nl(format!("network {net}: delete veth {hv}")))
     });
+    let unruled = batch.as_ref().map_or(Ok(()), |b| nft::apply(net, b));
     if let Err(e) = unruled {
         first.get_or_insert(e);
     }

@@ -264,6 +264,49 @@ impl Socket {
         }
     }
 
+    /// Delete the link named `name` like [`Socket::del_link`], returning once it is gone from
+    /// the namespace but without waiting for the kernel to free it. An RTM_DELLINK does its
+    /// work under RTNL (the links leave the namespace's list, go down, leave the bridge, lose
+    /// their addresses and routes), then, with RTNL released, waits in `netdev_run_todo` for
+    /// every pending RCU callback (`rcu_barrier`, a full grace period: 10-15 ms here) and for
+    /// the last references before freeing the device, and only then answers. A grandchild
+    /// holding only a netlink socket and a pipe sends the request and waits that wait as it
+    /// exits, apart from husk (as the nf_tables socket's last close does, [`super::nft`]).
+    /// This socket looks the link up (an RTNL-free request) until it is gone or the
+    /// grandchild has ended, then deletes the link itself: that request takes RTNL, so it
+    /// returns ENODEV only after the grandchild's deletion left RTNL, and it does the whole
+    /// deletion (and reports its error) when the grandchild could not, was killed or did not
+    /// run. Either way, on Ok the link and its veth peer are no longer in any namespace.
+    pub fn del_link_unwaited(&mut self, name: &str) -> nix::Result<bool> {
+        let index = match self.link(name) {
+            Ok(None) => return Ok(false),
+            Ok(Some(l)) => l.index,
+            Err(_) => return self.del_link(name),
+        };
+        if let Ok(done) = spawn_del_link(index) {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let mut fds = [nix::poll::PollFd::new(
+                done.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let step =
+                nix::sys::time::TimeSpec::from_duration(std::time::Duration::from_micros(200));
+            while std::time::Instant::now() < deadline {
+                match nix::poll::ppoll(&mut fds, Some(step), None) {
+                    // EOF: the grandchild has ended, done or not
+                    Ok(n) if n > 0 => break,
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(_) => break,
+                }
+                if matches!(self.link(name), Ok(None)) {
+                    break;
+                }
+            }
+        }
+        // gone: ENODEV once RTNL is free; else the deletion here
+        self.del_link(name).map(|_| true)
+    }
+
     /// Add `ip/prefix` to link `index` (EEXIST when it is there).
     pub fn add_addr(&mut self, index: i32, ip: Ipv4Addr, prefix: u8) -> nix::Result<()> {
         let mut h = vec![libc::AF_INET as u8, prefix, 0, 0];
@@ -301,6 +344,50 @@ impl Socket {
     }
 }
 
+/// Start a grandchild that sends an RTM_DELLINK for link `index` on a netlink socket of the
+/// calling thread's network namespace and exits when the kernel has finished it. By index, not
+/// name: indexes are not handed out again (they are allocated cyclically), so a request that
+/// runs late finds nothing rather than a link made since under the same name. Returns the read end
+/// of a pipe whose write end only the grandchild holds: it reads EOF once the grandchild is
+/// gone. The child between is reaped here at once; the grandchild, an orphan, is reaped by
+/// init or the subreaper.
+fn spawn_del_link(index: i32) -> nix::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let s = sys::Socket::new().map_err(|_| Errno::EIO)?;
+    // no ACK asked: nothing reads the answer
+    let body = ifinfomsg(0, index, 0, 0);
+    let req = sys::encode(&[(RTM_DELLINK, sys::NLM_F_REQUEST, &body)], 1);
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (sfd, wfd) = (s.as_fd().as_raw_fd(), w.as_raw_fd());
+    let (lo, hi) = (sfd.min(wfd) as libc::c_uint, sfd.max(wfd) as libc::c_uint);
+    // SAFETY: fork in a multi-threaded process: the child and the grandchild only make
+    // async-signal-safe calls (fork, close_range, send, _exit) on memory prepared before.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => {
+            // SAFETY: raw fork, close_range, send and _exit are async-signal-safe; the two
+            // descriptors kept are open and `req` is a live buffer.
+            unsafe {
+                if libc::fork() == 0 {
+                    if lo > 0 {
+                        libc::syscall(libc::SYS_close_range, 0, lo - 1, 0);
+                    }
+                    if hi > lo + 1 {
+                        libc::syscall(libc::SYS_close_range, lo + 1, hi - 1, 0);
+                    }
+                    libc::syscall(libc::SYS_close_range, hi + 1, libc::c_uint::MAX, 0);
+                    libc::send(sfd, req.as_ptr().cast(), req.len(), 0);
+                }
+                libc::_exit(0);
+            }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop((s, w));
+            let _ = nix::sys::wait::waitpid(child, None);
+            Ok(r)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,6 +411,50 @@ mod tests {
         assert_eq!(inner[0], (IFLA_INFO_KIND, &b"veth\0"[..]));
         assert_eq!(inner[1].0, IFLA_INFO_DATA);
         assert_eq!(attrs(inner[1].1), vec![(7, &[1u8, 2, 3][..])]);
+    }
+
+    /// A veth pair in a network namespace of a thread's own: after `del_link_unwaited` both
+    /// ends are gone at once (the kernel's RCU wait left to the grandchild), and a second call
+    /// finds nothing.
+    #[test]
+    fn unwaited_delete_returns_with_both_ends_gone() {
+        if !nix::unistd::geteuid().is_root() {
+            let why = "needs root (a network namespace, a veth pair)";
+            assert!(
+                std::env::var_os("CI").is_none_or(|v| v != "true"),
+                "{why}, and under CI=true a root test that cannot run is a failure"
+            );
+            crate::testing::skip("unwaited_delete_returns_with_both_ends_gone", why);
+            return;
+        }
+        std::thread::spawn(|| {
+            // this thread only: the process's namespace is never touched
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let mut s = Socket::new().unwrap();
+            for round in 0..3 {
+                let mut m = Msg::new(&ifinfomsg(0, 0, 0, 0));
+                m.str(IFLA_IFNAME, "vethunw0")
+                    .begin(IFLA_LINKINFO)
+                    .str(IFLA_INFO_KIND, "veth")
+                    .begin(IFLA_INFO_DATA)
+                    .begin(VETH_INFO_PEER)
+                    .raw(&ifinfomsg(0, 0, 0, 0))
+                    .str(IFLA_IFNAME, "vethunw1")
+                    .end()
+                    .end()
+                    .end();
+                s.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &m.b)
+                    .unwrap();
+                let l = s.link("vethunw0").unwrap().unwrap();
+                s.set_up(l.index).unwrap();
+                assert_eq!(s.del_link_unwaited("vethunw0"), Ok(true), "round {round}");
+                assert!(s.link("vethunw0").unwrap().is_none(), "round {round}");
+                assert!(s.link("vethunw1").unwrap().is_none(), "round {round}");
+                assert_eq!(s.del_link_unwaited("vethunw0"), Ok(false), "round {round}");
+            }
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -461,33 +461,48 @@ pub fn apply(network: &str, batch: &[Message]) -> Result<()> {
 /// Close `s` without waiting for the kernel. The last close of a NETLINK_NETFILTER socket
 /// that sent a batch waits until nf_tables has freed that batch's transaction, after an RCU
 /// grace period (`nft_rcv_nl_event` flushes the deferred destroy work on NETLINK_URELEASE):
-/// 10-15 ms here, which is most of what writing the rules costs. A grandchild that holds only
-/// the socket does that last close as it exits, apart from husk (no fd but the socket stays in
-/// it, so no pipe or lock is held longer); husk reaps the child between at once, and the
-/// grandchild, an orphan, is reaped by init or the subreaper. The commit itself is done and
-/// acknowledged before this: nothing of the attachment depends on the grandchild. If the fork
-/// fails, the socket is closed here, waiting.
+/// 10-25 ms here, which is most of what writing the rules costs. A grandchild that holds only
+/// the socket and the read end of a pipe does that last close as it exits, apart from husk (no
+/// other fd stays in it, so no pipe or lock is held longer): it waits for EOF on the pipe,
+/// whose write end husk closes right after its own copy of the socket, so its close is the
+/// last one whatever the order the processes run in. husk reaps the child between at once,
+/// and the grandchild, an orphan, is reaped by init or the subreaper. The commit itself is done
+/// and acknowledged before this: nothing of the attachment depends on the grandchild. If the
+/// pipe or the fork fails, the socket is closed here, waiting.
 fn close_later(s: sys::Socket) {
     use std::os::fd::{AsFd, AsRawFd};
-    let fd = s.as_fd().as_raw_fd();
+    let Ok((r, w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
+        return drop(s);
+    };
+    let (sfd, rfd) = (s.as_fd().as_raw_fd(), r.as_raw_fd());
+    let (lo, hi) = (sfd.min(rfd) as libc::c_uint, sfd.max(rfd) as libc::c_uint);
     // SAFETY: fork in a multi-threaded process: the child and the grandchild only make
-    // async-signal-safe calls (fork, close_range, _exit) before they exit.
+    // async-signal-safe calls (fork, close_range, read, _exit) before they exit.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
-            // SAFETY: raw fork, close_range and _exit: async-signal-safe; `fd` is open.
+            // SAFETY: raw fork, close_range, read and _exit: async-signal-safe; the two
+            // descriptors kept are open and the buffer is on this stack.
             unsafe {
                 if libc::fork() == 0 {
-                    let (fd, all) = (fd as libc::c_uint, libc::c_uint::MAX);
-                    if fd > 0 {
-                        libc::syscall(libc::SYS_close_range, 0, fd - 1, 0);
+                    if lo > 0 {
+                        libc::syscall(libc::SYS_close_range, 0, lo - 1, 0);
                     }
-                    libc::syscall(libc::SYS_close_range, fd + 1, all, 0);
+                    if hi > lo + 1 {
+                        libc::syscall(libc::SYS_close_range, lo + 1, hi - 1, 0);
+                    }
+                    libc::syscall(libc::SYS_close_range, hi + 1, libc::c_uint::MAX, 0);
+                    let mut b = 0u8;
+                    // until EOF: every write end closed, husk's socket with it
+                    while libc::read(rfd, (&mut b as *mut u8).cast(), 1) < 0
+                        && *libc::__errno_location() == libc::EINTR
+                    {}
                 }
                 libc::_exit(0);
             }
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
             drop(s);
+            drop(w);
             let _ = nix::sys::wait::waitpid(child, None);
         }
         Err(_) => drop(s),
