@@ -1931,6 +1931,52 @@ fn up_detached_rm_leaves_nothing() {
     e.assert_all_gone("after husk stop of a --rm -d container");
 }
 
+/// Two `husk up -d --name X` at once, round after round: one makes the container, the other
+/// is refused naming the name, and the winner's container runs from a whole bundle (the
+/// loser's clean-up once removed the winner's bundle).
+#[test]
+fn up_same_name_at_once_one_wins() {
+    if !need_root("up_same_name_at_once_one_wins") {
+        return;
+    }
+    let e = Env::new("samename");
+    for round in 0..6 {
+        let name = format!("same{round}");
+        let barrier = std::sync::Barrier::new(2);
+        let outs: Vec<Output> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    sc.spawn(|| {
+                        barrier.wait();
+                        e.up(&["-d", "--name", &name, IMAGE, "sleep", "100"])
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let won: Vec<&Output> = outs.iter().filter(|o| o.status.success()).collect();
+        assert_eq!(won.len(), 1, "round {round}: {outs:?}");
+        let lost = outs.iter().find(|o| !o.status.success()).unwrap();
+        let err = text(&lost.stderr);
+        assert!(
+            err.contains(&format!("--name \\\"{name}\\\"")) && err.contains("exists"),
+            "round {round}: {err}"
+        );
+        let bundle = e.store().join("containers").join(&name);
+        assert!(
+            bundle.join("config.json").exists(),
+            "round {round}: the winner's bundle lost its config.json"
+        );
+        let running = e.husk(&["state", &name]);
+        assert!(
+            text(&running.stdout).contains("\"running\""),
+            "round {round}: {running:?}"
+        );
+        ok(&e.cmd("rm", &["-f", &name]), "rm -f");
+    }
+    e.assert_all_gone("after the same-name rounds");
+}
+
 /// The monitor killed with SIGKILL: `husk rm` refuses the running container, `rm -f` kills
 /// it by its state and removes everything.
 #[test]

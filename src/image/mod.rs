@@ -929,16 +929,20 @@ pub fn unpack_mounted(
     let mut cfg: ImageConfiguration = serde_json::from_slice(&cfg_bytes)
         .with_context(|| format!("unpack {name}: parse config"))?;
     over.apply(&mut cfg);
-    if bundle.exists() {
+    // (an empty directory is the caller's claim on the name: `husk up` makes it first)
+    if std::fs::read_dir(bundle).is_ok_and(|mut d| d.next().is_some()) {
         bail!("unpack {name}: {} exists", bundle.display());
     }
+    let claimed = bundle.exists();
     let lowers = match snapshot::ensure(store, &name, &manifest, cfg.rootfs().diff_ids()) {
         Ok(l) => l,
         Err(e) => return copy(&format!("no snapshots ({e:#})")),
     };
     std::fs::create_dir_all(bundle).with_context(|| format!("create {}", bundle.display()))?;
     if let Err(e) = snapshot::mount(&lowers, bundle, idmap) {
-        let _ = std::fs::remove_dir(bundle);
+        if !claimed {
+            let _ = std::fs::remove_dir(bundle);
+        }
         return copy(&format!("no overlay ({e:#})"));
     }
     let rootfs = bundle.join("rootfs");

@@ -10,7 +10,7 @@
 
 use crate::container::{CreateOptions, Global, RunOptions};
 use crate::image::{self, store::Store, ConfigOverrides};
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -253,11 +253,14 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     }
     let store = Store::open(store_dir, false)?;
     let bundle = bundle_dir(store_dir, &id);
-    if bundle.exists() {
-        bail!(
+    let taken = || {
+        anyhow!(
             "--name {id:?}: {} exists (a container of that name was not removed: husk rm {id})",
             bundle.display()
-        );
+        )
+    };
+    if bundle.exists() {
+        return Err(taken());
     }
     let over = ConfigOverrides {
         entrypoint: o.entrypoint.as_ref().map(|e| {
@@ -279,6 +282,13 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     }
     std::fs::create_dir_all(bundle.parent().unwrap_or(store_dir))
         .with_context(|| format!("create {}", bundle.display()))?;
+    // the name is claimed by making its bundle directory: of two `husk up --name X` at once,
+    // one makes it and the other stops here, before it could remove anything of the first's
+    match std::fs::create_dir(&bundle) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(taken()),
+        Err(e) => return Err(e).with_context(|| format!("create {}", bundle.display())),
+    }
     let result = (|| {
         let ids = match o.userns {
             userns::Mode::Host => None,
