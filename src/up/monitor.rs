@@ -250,8 +250,16 @@ pub fn launch(g: &Global, store_dir: &Path, cfg: &Config) -> Result<()> {
 /// container's setup), and this process's mappings of the executable's code (clean pages of
 /// the page cache, shared and re-read on use; the idle loop needs a few of them).
 fn release_idle_memory() {
+    drop_clean_mappings();
+    // last, once the smaps text and the ranges read above are freed too: their pages would
+    // otherwise stay as free heap for the container's lifetime
     // SAFETY: malloc_trim only returns free heap memory to the kernel; no pointer is affected.
     unsafe { libc::malloc_trim(0) };
+}
+
+/// The stack below the live frame, and the executable's read-only mappings this process never
+/// wrote: dropped from this process (faulted in again from the file on use).
+fn drop_clean_mappings() {
     let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
         return;
     };
