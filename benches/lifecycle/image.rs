@@ -223,6 +223,8 @@ fn write_layout(layout: &Path, tag: &str, rootfs: &Path, data_mib: usize) -> std
             h.set_mode(0o755);
             h.set_size(0);
             h.set_mtime(0);
+            h.set_uid(0);
+            h.set_gid(0);
             t.append_data(&mut h, format!("data{l}/"), std::io::empty())?;
             // files of 4 MiB (the last one smaller)
             let mut rest = mib << 20;
@@ -236,6 +238,8 @@ fn write_layout(layout: &Path, tag: &str, rootfs: &Path, data_mib: usize) -> std
                 h.set_mode(0o644);
                 h.set_size(sz as u64);
                 h.set_mtime(0);
+                h.set_uid(0);
+                h.set_gid(0);
                 t.append_data(&mut h, format!("data{l}/f{i:04}"), &buf[..])?;
                 rest -= sz;
                 i += 1;
@@ -589,7 +593,7 @@ impl<R: Read> Read for HashRead<R> {
 
 /// The floor: manifest, config and every layer fetched from the registry in one pass each
 /// (GET → sha256 → decompress → untar into `dir`). (wall ms, CPU ms, compressed bytes).
-fn floor(host: &str, repo: &str, tag: &str, dir: &Path) -> Result<(f64, f64, u64), String> {
+fn floor(host: &str, repo: &str, tag: &str, dir: &Path) -> Result<(f64, f64, u64, String), String> {
     let cpu = || {
         // SAFETY: getrusage with a valid out buffer.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -632,9 +636,13 @@ fn floor(host: &str, repo: &str, tag: &str, dir: &Path) -> Result<(f64, f64, u64
     std::io::copy(&mut r, &mut std::io::sink()).map_err(|x| e(&x))?;
     check(&r, cd)?;
     let mut bytes = r.n;
+    let mut types: Vec<&str> = Vec::new();
     for l in m["layers"].as_array().into_iter().flatten() {
         let d = l["digest"].as_str().unwrap_or_default();
         let mt = l["mediaType"].as_str().unwrap_or_default();
+        if !types.contains(&mt) {
+            types.push(mt);
+        }
         let mut r = fetch(d)?;
         {
             let dec: Box<dyn Read + '_> = if mt.ends_with("zstd") {
@@ -653,7 +661,7 @@ fn floor(host: &str, repo: &str, tag: &str, dir: &Path) -> Result<(f64, f64, u64
         check(&r, d)?;
         bytes += r.n;
     }
-    Ok((ms(t.elapsed()), cpu() - c0, bytes))
+    Ok((ms(t.elapsed()), cpu() - c0, bytes, types.join(", ")))
 }
 
 /// Measure the section; returns its markdown (a table of its own, with its notes).
@@ -808,6 +816,7 @@ fn measure_inner(b: &Bench) -> Result<String, String> {
         let mut stored = wall.clone();
         let mut warm = vec![("husk".to_string(), Vec::new())];
         let mut fetched = 0;
+        let mut types = String::new();
         let mut failed: Vec<&str> = Vec::new();
         for round in 0..warmup + runs {
             let keep = round >= warmup;
@@ -820,10 +829,11 @@ fn measure_inner(b: &Bench) -> Result<String, String> {
                     let dir = fs.join("rootfs");
                     let _ = std::fs::create_dir_all(&dir);
                     match floor(&host, &format!("bench/{name}"), comp, &dir) {
-                        Ok((w, c, n)) if keep => {
+                        Ok((w, c, n, t)) if keep => {
                             wall[k].1.push(w);
                             cpu[k].1.push(c);
                             fetched = n;
+                            types = t;
                         }
                         Ok(_) => {}
                         Err(e) => {
@@ -883,7 +893,8 @@ fn measure_inner(b: &Bench) -> Result<String, String> {
             warm,
         ));
         notes.push(format!(
-            "{label}: {:.1} MiB fetched from the registry (config and layers as stored there)",
+            "{label}: {:.1} MiB fetched from the registry (config and layers as stored there), \
+             layers {types}",
             fetched as f64 / 1048576.0
         ));
     }
