@@ -7,7 +7,7 @@
 //! - `small`: the busybox test rootfs as one layer (gzip);
 //! - `big`: BENCH_IMAGE_MB (600) MiB of files in four layers (each 4 KiB block half random,
 //!   half a copy of that half: about 2:1 compressible) plus the test rootfs, pushed once with
-//!   gzip and once with zstd layers (`--dest-compress-format`).
+//!   gzip layers (skopeo compresses) and once with zstd layers (compressed here, level 3).
 //!
 //! Every tool works on a tmpfs mounted in the benchmark's private mount namespace (store,
 //! unpacked rootfs and TMPDIR), emptied after each round. Per tool and round: wall time,
@@ -193,8 +193,15 @@ fn fill_data(w: &mut impl Write, mut n: usize, seed: &mut u64) -> std::io::Resul
 
 /// An OCI layout at `layout` with one image tagged `tag`: the test rootfs as a layer, and
 /// `data_mib` MiB of generated files in four more layers. Layers uncompressed (skopeo
-/// compresses them on push).
-fn write_layout(layout: &Path, tag: &str, rootfs: &Path, data_mib: usize) -> std::io::Result<()> {
+/// compresses them with gzip on push) or, with `zstd_layers`, compressed here with zstd
+/// (skopeo 1.9 pushes gzip whatever `--dest-compress-format` says).
+fn write_layout(
+    layout: &Path,
+    tag: &str,
+    rootfs: &Path,
+    data_mib: usize,
+    zstd_layers: bool,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(layout)?;
     std::fs::write(
         layout.join("oci-layout"),
@@ -247,6 +254,24 @@ fn write_layout(layout: &Path, tag: &str, rootfs: &Path, data_mib: usize) -> std
             t.finish()
         })?);
     }
+    // zstd: the layers compressed here (level 3, zstd's default), pushed as they are
+    let mut media = "application/vnd.oci.image.layer.v1.tar";
+    let mut blobs: Vec<(String, u64)> = layers.clone();
+    if zstd_layers {
+        media = "application/vnd.oci.image.layer.v1.tar+zstd";
+        blobs.clear();
+        for (d, _) in &layers {
+            let src = layout
+                .join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:"));
+            blobs.push(blob(layout, |w| {
+                let mut e = zstd::Encoder::new(w, 3)?;
+                std::io::copy(&mut std::fs::File::open(&src)?, &mut e)?;
+                e.finish().map(drop)
+            })?);
+            std::fs::remove_file(&src)?;
+        }
+    }
     let arch = match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -263,8 +288,8 @@ fn write_layout(layout: &Path, tag: &str, rootfs: &Path, data_mib: usize) -> std
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg.0, "size": cfg.1},
-        "layers": layers.iter().map(|(d, n)| serde_json::json!({
-            "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": n
+        "layers": blobs.iter().map(|(d, n)| serde_json::json!({
+            "mediaType": media, "digest": d, "size": n
         })).collect::<Vec<_>>(),
     });
     let m = blob(layout, |w| w.write_all(&serde_json::to_vec(&manifest)?))?;
@@ -771,17 +796,25 @@ fn measure_inner(b: &Bench) -> Result<String, String> {
     let host = format!("127.0.0.1:{}", reg.port);
     let small_l = base.join("small-layout");
     let big_l = base.join("big-layout");
-    write_layout(&small_l, "t", &b.rootfs, 0).map_err(|e| format!("write small image: {e}"))?;
-    write_layout(&big_l, "t", &b.rootfs, big_mib).map_err(|e| format!("write big image: {e}"))?;
+    let zst_l = base.join("zstd-layout");
+    write_layout(&small_l, "t", &b.rootfs, 0, false)
+        .map_err(|e| format!("write small image: {e}"))?;
+    write_layout(&big_l, "t", &b.rootfs, big_mib, false)
+        .map_err(|e| format!("write big image: {e}"))?;
+    write_layout(&zst_l, "t", &b.rootfs, big_mib, true)
+        .map_err(|e| format!("write big zstd image: {e}"))?;
     let images = [
         ("small", "gzip", &small_l),
         ("big", "gzip", &big_l),
-        ("big", "zstd", &big_l),
+        ("big", "zstd", &zst_l),
     ];
     for (name, comp, layout) in &images {
-        let o = Command::new(&bins["skopeo"])
-            .args(["copy", "-q", "--dest-tls-verify=false", "--format", "oci"])
-            .args(["--dest-compress", "--dest-compress-format", comp])
+        let mut c = Command::new(&bins["skopeo"]);
+        c.args(["copy", "-q", "--dest-tls-verify=false", "--format", "oci"]);
+        if *comp == "gzip" {
+            c.args(["--dest-compress", "--dest-compress-format", "gzip"]);
+        }
+        let o = c
             .arg(format!("oci:{}:t", layout.display()))
             .arg(format!("docker://{host}/bench/{name}:{comp}"))
             .stdin(Stdio::null())
@@ -797,6 +830,7 @@ fn measure_inner(b: &Bench) -> Result<String, String> {
     // the layouts are in the registry now
     let _ = std::fs::remove_dir_all(&small_l);
     let _ = std::fs::remove_dir_all(&big_l);
+    let _ = std::fs::remove_dir_all(&zst_l);
 
     let mut rows: Vec<Row> = Vec::new();
     for (name, comp, _) in &images {
