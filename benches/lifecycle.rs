@@ -18,6 +18,9 @@
 //! - binary startup: `--version`;
 //! - network: attach + detach of the default network with one published port, husk's native
 //!   driver next to the CNI plugin chain of the same conflist (lifecycle/network.rs);
+//! - image: a cold pull + unpack from a loopback registry by `husk image`, `podman pull` and
+//!   `skopeo copy` + `umoci unpack`, next to the machine's floor (lifecycle/image.rs; a table of
+//!   its own);
 //! - compiling Docker's default seccomp profile: husk's compiler in-process next to libseccomp
 //!   building and exporting the same profile the way runc does (in the runc column).
 //!
@@ -32,9 +35,10 @@
 //! Env: BENCH_RUNS (default 40), BENCH_WARMUP (5), BENCH_SCALE (1000), BENCH_HUSK (the static
 //! build of `make release`, else target/release/husk), BENCH_RUNTIMES (name=path,... to override the set), BENCH_ONLY (comma
 //! list of sections: run,phases,exec,docker,cri,up,idle,rss,minmem,throughput,scale,seccomp,
-//! version,network),
+//! version,network,image),
 //! BENCH_DOCKER_RUNS (20), BENCH_DOCKER_WARMUP (3), BENCH_CRI_RUNS (20), BENCH_CRI_WARMUP (3),
-//! BENCH_UP_RUNS (20), BENCH_UP_WARMUP (3).
+//! BENCH_UP_RUNS (20), BENCH_UP_WARMUP (3), BENCH_IMAGE_RUNS (3), BENCH_IMAGE_WARMUP (1, at most 1),
+//! BENCH_IMAGE_MB (600).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -44,6 +48,8 @@ use std::time::{Duration, Instant};
 mod cri;
 #[path = "lifecycle/docker.rs"]
 mod docker;
+#[path = "lifecycle/image.rs"]
+mod image;
 #[path = "lifecycle/network.rs"]
 mod network;
 #[path = "lifecycle/up.rs"]
@@ -707,6 +713,11 @@ fn main() {
     if want("network") {
         rows.extend(network::measure(&b, runs, warmup, &mut notes));
     }
+    let image_md = if want("image") {
+        image::measure(&b, &mut notes)
+    } else {
+        String::new()
+    };
     if want("version") {
         eprintln!("bench: --version");
         rows.push(Row {
@@ -860,6 +871,7 @@ fn main() {
     if !up_rows.is_empty() {
         md.push_str(&engine_table(&up_rows));
     }
+    md.push_str(&image_md);
     let out = manifest.join("target/bench");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("report.md"), &md).unwrap();
