@@ -95,13 +95,24 @@ struct Meta {
     xattrs: Vec<(CString, Vec<u8>)>,
 }
 
+/// A numeric header field as Go's archive/tar reads it (containerd, podman, umoci): an empty
+/// field (all NUL bytes or spaces, as some image builders write) is 0; anything else as the
+/// tar crate parses it, and an error names the field.
+fn numeric<T: Default>(raw: &[u8], parsed: io::Result<T>, name: &str) -> Result<T> {
+    if raw.iter().all(|&b| b == 0 || b == b' ') {
+        return Ok(T::default());
+    }
+    parsed.with_context(|| format!("{name} field"))
+}
+
 fn meta_of<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta> {
     let h = entry.header();
+    let old = h.as_old();
     let mut m = Meta {
-        uid: h.uid().context("uid field")?,
-        gid: h.gid().context("gid field")?,
-        mode: h.mode().context("mode field")? & 0o7777,
-        mtime: TimeSpec::new(h.mtime().context("mtime field")? as i64, 0),
+        uid: numeric(&old.uid, h.uid(), "uid")?,
+        gid: numeric(&old.gid, h.gid(), "gid")?,
+        mode: numeric(&old.mode, h.mode(), "mode")? & 0o7777,
+        mtime: TimeSpec::new(numeric(&old.mtime, h.mtime(), "mtime")? as i64, 0),
         xattrs: Vec::new(),
     };
     if let Some(exts) = entry.pax_extensions().context("PAX header")? {
@@ -784,6 +795,32 @@ mod tests {
         out.extend_from_slice(data);
         out.resize(out.len().div_ceil(512) * 512, 0);
         out
+    }
+
+    /// Empty numeric fields (all NUL) read as 0, as Go's archive/tar reads them; a field that
+    /// holds something else than a number is still an error naming it.
+    #[test]
+    fn empty_numeric_fields_are_zero() {
+        let mut e = entry("f", b'0', "", b"x", 0o644);
+        e[108..116].fill(0);
+        e[116..124].fill(0);
+        e[148..156].copy_from_slice(b"        ");
+        let sum: u32 = e[..512].iter().map(|&b| b as u32).sum();
+        e[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        let t = tar(&[e.clone()]);
+        let mut a = tar::Archive::new(&t[..]);
+        let mut en = a.entries().unwrap().next().unwrap().unwrap();
+        let m = meta_of(&mut en).unwrap();
+        assert_eq!((m.uid, m.gid, m.mode), (0, 0, 0o644));
+        e[108..116].copy_from_slice(b"zz\0\0\0\0\0\0");
+        e[148..156].copy_from_slice(b"        ");
+        let sum: u32 = e[..512].iter().map(|&b| b as u32).sum();
+        e[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        let t = tar(&[e]);
+        let mut a = tar::Archive::new(&t[..]);
+        let mut en = a.entries().unwrap().next().unwrap().unwrap();
+        let err = meta_of(&mut en).err().expect("a uid of letters");
+        assert!(format!("{err:#}").contains("uid field"), "{err:#}");
     }
 
     fn tar(entries: &[Vec<u8>]) -> Vec<u8> {
