@@ -38,6 +38,8 @@ DEB_PKGS := busybox-static runc crun containerd libseccomp-dev hyperfine strace 
 # apparmor_parser in the AppArmor guest (harmless on a host without AppArmor: its scripts only
 # load profiles where AppArmor is enabled)
 DEB_PKGS += user-mode-linux gcc libc6-dev kmod debootstrap e2fsprogs apparmor
+# nm for the release link's function order (benches/text-order reads the symbols with it)
+DEB_PKGS += binutils
 # the package test (`integration/package.sh`): installing the .deb, its man pages and completion
 DEB_PKGS += man-db bash-completion lintian
 # the CRI test (`integration/cri.sh`): the CRI client's protocol crate compiles api.proto with
