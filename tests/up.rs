@@ -1982,6 +1982,43 @@ fn up_same_name_at_once_one_wins() {
     e.assert_all_gone("after the same-name rounds");
 }
 
+/// Two stores (each with its own state root) may each hold a container of one name: they get
+/// cgroups of their own, named after the store (both used to take the cgroup `<name>`, and the
+/// second found the first's processes in it).
+#[test]
+fn up_same_name_in_two_stores_own_cgroups() {
+    if !need_root("up_same_name_in_two_stores_own_cgroups") {
+        return;
+    }
+    let (a, b) = (Env::new("twostores-a"), Env::new("twostores-b"));
+    let name = format!("twin{}", std::process::id());
+    for e in [&a, &b] {
+        ok(
+            &e.up(&["-d", "--name", &name, IMAGE, "sleep", "100"]),
+            "up -d",
+        );
+    }
+    let cgroup_of = |e: &Env| {
+        let st: serde_json::Value =
+            serde_json::from_str(&ok(&e.husk(&["state", &name]), "state")).unwrap();
+        assert_eq!(st["status"], "running", "{st}");
+        let pid = st["pid"].as_i64().unwrap();
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap()
+    };
+    let (ca, cb) = (cgroup_of(&a), cgroup_of(&b));
+    assert_ne!(ca, cb, "both containers named {name} share their cgroups");
+    assert!(
+        ca.contains(&name) && cb.contains(&name),
+        "the cgroup names the container: {ca} / {cb}"
+    );
+    for e in [&a, &b] {
+        ok(&e.cmd("rm", &["-f", &name]), "rm -f");
+        e.assert_all_gone("after rm -f");
+    }
+    let left = cgroup_dirs(&name);
+    assert!(left.is_empty(), "cgroups left: {left:?}");
+}
+
 /// The monitor killed with SIGKILL: `husk rm` refuses the running container, `rm -f` kills
 /// it by its state and removes everything.
 #[test]

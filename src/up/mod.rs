@@ -330,7 +330,17 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
             env: &given_env,
             user: &user,
         };
-        let (exposed, hostname) = edit_config(&bundle, &id, o, &cfg, &facts, &given, ids.as_ref())?;
+        let cgroups = cgroups_path(store_dir, &id, g.systemd_cgroup);
+        let (exposed, hostname) = edit_config(
+            &bundle,
+            &id,
+            &cgroups,
+            o,
+            &cfg,
+            &facts,
+            &given,
+            ids.as_ref(),
+        )?;
         monitor::set_stop_signal(&bundle.join("config.json"), o.stop_signal.as_deref())?;
         if !facts.volumes.is_empty() {
             // after config.json names them: husk volume prune sees them in use from here on
@@ -481,9 +491,11 @@ struct Given<'a> {
     user: &'a str,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn edit_config(
     bundle: &Path,
     id: &str,
+    cgroups_path: &str,
     o: &UpOptions,
     cfg: &flags::Config,
     facts: &flags::HostFacts,
@@ -516,6 +528,9 @@ fn edit_config(
                 ns.retain(|n| n["type"] != "uts");
             }
         }
+    }
+    if v["linux"]["cgroupsPath"].as_str().is_none_or(str::is_empty) {
+        v["linux"]["cgroupsPath"] = json!(cgroups_path);
     }
     if o.read_only {
         v["root"]["readonly"] = json!(true);
@@ -574,6 +589,23 @@ fn edit_config(
     let out = serde_json::to_vec_pretty(&v)?;
     std::fs::write(path, out).with_context(|| format!("write {}", path.display()))?;
     Ok((exposed, hostname))
+}
+
+/// The cgroup of a container `husk up` makes: named after the container and the store, so two
+/// stores that hold containers of one name (each store's names are unique, not the machine's)
+/// never meet in one cgroup. Relative to the caller's cgroup as runc's default `<id>` is; with
+/// the systemd driver the scope `husk-<store tag>-<id>.scope` in the default slice. Docker's
+/// equivalent is `/docker/<id>` with ids unique on the machine.
+fn cgroups_path(store_dir: &Path, id: &str, systemd: bool) -> String {
+    let store = std::fs::canonicalize(store_dir).unwrap_or_else(|_| store_dir.to_path_buf());
+    let digest = crate::registry::reference::sha256_digest(store.as_os_str().as_encoded_bytes());
+    let hex = digest.strip_prefix("sha256:").unwrap_or(&digest);
+    let tag = &hex[..hex.len().min(8)];
+    if systemd {
+        format!(":husk:{tag}-{id}")
+    } else {
+        format!("husk-{tag}-{id}")
+    }
 }
 
 /// The process as moby makes it (`CreateDaemonEnvironment`, `getUser`): `HOSTNAME` set to the
@@ -714,6 +746,22 @@ pub fn rm(g: &Global, store_dir: &Path, names: &[String], force: bool) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroups_path_names_store_and_container() {
+        let a = cgroups_path(Path::new("/nonexistent/store-a"), "web", false);
+        let b = cgroups_path(Path::new("/nonexistent/store-b"), "web", false);
+        assert!(
+            a.starts_with("husk-") && a.ends_with("-web") && a.len() == 17,
+            "{a}"
+        );
+        assert_ne!(a, b);
+        let s = cgroups_path(Path::new("/nonexistent/store-a"), "web", true);
+        assert_eq!(s, format!(":{}", a.replacen('-', ":", 1)));
+        // a valid systemd placement: husk-<tag>-web.scope in the default slice
+        let p = crate::cgroups::systemd::naming::placement(Some(&s), "web").unwrap();
+        assert_eq!(p.unit, format!("{a}.scope"));
+    }
 
     #[test]
     fn policies_and_modes() {
