@@ -4,7 +4,7 @@
 //!
 //! - husk: a private store (an OCI image layout written here, as tests/up.rs does) and `--root`
 //!   under the benchmark's temp dir. `husk up` puts a container's cgroup under husk's own
-//!   (no cgroupsPath: runc's relative `<id>`), so every husk process the benchmark starts first
+//!   (a relative cgroupsPath, `husk-TAG-<id>`, as runc's default `<id>`), so every husk process the benchmark starts first
 //!   joins `<bench cgroup parent>/up` in every hierarchy (`pre_exec`, raw syscalls).
 //! - docker: one private dockerd + containerd (lifecycle/docker.rs's [`Daemon`]) with no extra
 //!   runtime registered: dockerd's default, runc; cgroup parent `<bench parent>/docker-up`.
