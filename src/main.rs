@@ -21,14 +21,21 @@ fn main() {
             std::process::exit(husk::up::init::run(&command));
         }
     }
-    // a detached container's monitor (`husk up -d`), exec'd fresh by `husk up`
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|a| a == husk::up::monitor::SUBCOMMAND)
-    {
-        let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
-        if let Some(code) = husk::up::monitor::exec_main(&raw) {
-            std::process::exit(code);
+    // a detached container's monitor (`husk up -d`), exec'd fresh by `husk up`, and the
+    // same monitor idling (its pump), exec'd fresh by itself
+    if let Some(a) = std::env::args_os().nth(1) {
+        let main = if a == husk::up::monitor::SUBCOMMAND {
+            Some(husk::up::monitor::exec_main as fn(&[std::ffi::OsString]) -> Option<i32>)
+        } else if a == husk::up::monitor::PUMP_SUBCOMMAND {
+            Some(husk::up::monitor::pump_main as fn(&[std::ffi::OsString]) -> Option<i32>)
+        } else {
+            None
+        };
+        if let Some(main) = main {
+            let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+            if let Some(code) = main(&raw) {
+                std::process::exit(code);
+            }
         }
     }
     let args = normalize_args(std::env::args());

@@ -1833,6 +1833,66 @@ fn up_detached_stop_and_restart() {
     e.assert_all_gone("after rm");
 }
 
+/// Once its container runs, a monitor idles as a fresh `husk up-monitor-pump` (same pid, so
+/// `status.json` still names it): it holds `-i`'s stdin open (`cat` keeps running), logs, and
+/// records the exit when `husk stop` ends the container.
+#[test]
+fn up_detached_monitor_idles_as_its_pump() {
+    if !need_root("up_detached_monitor_idles_as_its_pump") {
+        return;
+    }
+    let e = Env::new("pump");
+    ok(
+        &e.up(&[
+            "-d",
+            "-i",
+            "--name",
+            "p1",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo up; cat",
+        ]),
+        "up -d -i",
+    );
+    let monitor = e.status("p1")["monitorPid"].as_i64().unwrap() as i32;
+    let cmdline = || {
+        std::fs::read(format!("/proc/{monitor}/cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).into_owned())
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), &|| cmdline()
+            .starts_with("husk\0up-monitor-pump\0")),
+        "{:?}",
+        cmdline()
+    );
+    let comm = std::fs::read_to_string(format!("/proc/{monitor}/comm")).unwrap();
+    assert_eq!(comm.trim(), "husk-monitor");
+    assert!(
+        wait_until(Duration::from_secs(5), &|| text(
+            &e.cmd("logs", &["p1"]).stdout
+        ) == "up\n"),
+        "logs: {:?}",
+        e.cmd("logs", &["p1"])
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let st = e.husk(&["state", "p1"]);
+    assert!(
+        text(&st.stdout).contains("\"running\""),
+        "cat ended: {st:?}"
+    );
+    ok(&e.cmd("stop", &["-t", "1", "p1"]), "stop");
+    assert!(!pid_alive(monitor), "the monitor outlived husk stop");
+    let status = e.status("p1");
+    assert!(
+        status["exitCode"].is_i64() && status["finishedAt"].is_string(),
+        "{status}"
+    );
+    ok(&e.cmd("rm", &["p1"]), "rm");
+    e.assert_all_gone("after rm");
+}
+
 /// `--restart on-failure:2`: a failing container runs three times (two restarts), then the
 /// monitor gives up with the last exit code.
 #[test]

@@ -321,18 +321,14 @@ const REPORT_FD: std::os::fd::RawFd = 3;
 fn exec_monitor(g: &Global, store_dir: &Path, id: &str, report: OwnedFd) -> OwnedFd {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
-    let rootless = match g.rootless {
-        crate::rootless::Mode::Yes => "true",
-        crate::rootless::Mode::No => "false",
-        crate::rootless::Mode::Auto => "auto",
-    };
+    let [root, systemd, rootless] = global_args(g);
     let args: Option<Vec<CString>> = [
         b"husk".as_slice(),
         SUBCOMMAND.as_bytes(),
-        g.store.root.as_os_str().as_bytes(),
+        root.as_bytes(),
         store_dir.as_os_str().as_bytes(),
         id.as_bytes(),
-        if g.systemd_cgroup { b"1" } else { b"0" },
+        systemd.as_bytes(),
         rootless.as_bytes(),
     ]
     .iter()
@@ -365,12 +361,7 @@ pub fn exec_main(args: &[std::ffi::OsString]) -> Option<i32> {
     if args.len() != 7 || args[1] != SUBCOMMAND {
         return None;
     }
-    let systemd_cgroup = match args[5].to_str()? {
-        "1" => true,
-        "0" => false,
-        _ => return None,
-    };
-    let rootless = crate::rootless::Mode::parse(args[6].to_str()).ok()?;
+    let g = global_from(&args[2], &args[5], &args[6])?;
     let id = args[4].to_str()?;
     let store_dir = Path::new(&args[3]);
     // exec'd as /proc/self/exe, its name would be "exe"
@@ -385,11 +376,6 @@ pub fn exec_main(args: &[std::ffi::OsString]) -> Option<i32> {
     let report = unsafe { OwnedFd::from_raw_fd(REPORT_FD) };
     let cloexec = nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC);
     let _ = nix::fcntl::fcntl(&report, cloexec);
-    let g = Global {
-        store: crate::state::Store::new(Path::new(&args[2])),
-        systemd_cgroup,
-        rootless,
-    };
     let cfg: Config = match load(&bundle_dir(store_dir, id).join(CONFIG)) {
         Ok(c) => c,
         Err(e) => {
@@ -398,6 +384,194 @@ pub fn exec_main(args: &[std::ffi::OsString]) -> Option<i32> {
         }
     };
     Some(monitor_main(&g, store_dir, &cfg, report))
+}
+
+/// The hidden subcommand a monitor execs itself as once its container runs, to idle in a
+/// process that holds nothing of the start (its heap, stack and the code it ran):
+/// `husk up-monitor-pump ROOT STORE_DIR ID SYSTEMD_CGROUP ROOTLESS PID STARTED_MS DELAY_MS
+/// OUT ERR MASTER STDIN`, the last four descriptor numbers (or `-`) inherited from the
+/// monitor. It logs the container's output until init exits, then goes on as the monitor
+/// (`supervise`, resumed with the exit code), which execs a new pump after a restart.
+pub const PUMP_SUBCOMMAND: &str = "up-monitor-pump";
+
+/// The global flags' words in a monitor's command line.
+fn global_args(g: &Global) -> [String; 3] {
+    let rootless = match g.rootless {
+        crate::rootless::Mode::Yes => "true",
+        crate::rootless::Mode::No => "false",
+        crate::rootless::Mode::Auto => "auto",
+    };
+    [
+        g.store.root.to_string_lossy().into_owned(),
+        (if g.systemd_cgroup { "1" } else { "0" }).to_string(),
+        rootless.to_string(),
+    ]
+}
+
+/// The global flags back from [`global_args`]' words (ROOT, SYSTEMD, ROOTLESS).
+fn global_from(
+    root: &std::ffi::OsStr,
+    systemd: &std::ffi::OsStr,
+    rootless: &std::ffi::OsStr,
+) -> Option<Global> {
+    let systemd_cgroup = match systemd.to_str()? {
+        "1" => true,
+        "0" => false,
+        _ => return None,
+    };
+    Some(Global {
+        store: crate::state::Store::new(Path::new(root)),
+        systemd_cgroup,
+        rootless: crate::rootless::Mode::parse(rootless.to_str()).ok()?,
+    })
+}
+
+/// Replace this monitor by a fresh `husk up-monitor-pump` for `run`; returns (with every
+/// descriptor as it was) when that cannot be done.
+fn exec_pump(
+    g: &Global,
+    store_dir: &Path,
+    id: &str,
+    run: &Running,
+    started_ms: u64,
+    delay: Duration,
+) {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let fds = [&run.stdout, &run.stderr, &run.master, &run._stdin];
+    let [root, systemd, rootless] = global_args(g);
+    let mut words: Vec<Vec<u8>> = vec![
+        b"husk".to_vec(),
+        PUMP_SUBCOMMAND.as_bytes().to_vec(),
+        root.into_bytes(),
+        store_dir.as_os_str().as_bytes().to_vec(),
+        id.as_bytes().to_vec(),
+        systemd.into_bytes(),
+        rootless.into_bytes(),
+        run.pid.to_string().into_bytes(),
+        started_ms.to_string().into_bytes(),
+        (delay.as_millis() as u64).to_string().into_bytes(),
+    ];
+    for fd in fds {
+        words.push(match fd {
+            Some(f) => f.as_raw_fd().to_string().into_bytes(),
+            None => b"-".to_vec(),
+        });
+    }
+    let Ok(args) = words
+        .into_iter()
+        .map(CString::new)
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return;
+    };
+    let inherit = |flag: nix::fcntl::FdFlag| {
+        fds.iter()
+            .flat_map(|f| f.as_ref())
+            .all(|f| nix::fcntl::fcntl(f, nix::fcntl::FcntlArg::F_SETFD(flag)).is_ok())
+    };
+    if inherit(nix::fcntl::FdFlag::empty()) {
+        let _ = nix::unistd::execv(c"/proc/self/exe", &args);
+    }
+    inherit(nix::fcntl::FdFlag::FD_CLOEXEC);
+}
+
+/// `husk up-monitor-pump …` (`args` the process's own, program first): the monitor's exit
+/// status, or None when `args` are not that subcommand's.
+pub fn pump_main(args: &[std::ffi::OsString]) -> Option<i32> {
+    use std::os::fd::FromRawFd;
+    if args.len() != 14 || args[1] != PUMP_SUBCOMMAND {
+        return None;
+    }
+    let g = global_from(&args[2], &args[5], &args[6])?;
+    let store_dir = Path::new(&args[3]);
+    let id = args[4].to_str()?;
+    let num = |i: usize| args[i].to_str()?.parse::<u64>().ok();
+    let pid = i32::try_from(num(7)?).ok()?;
+    let (started_ms, delay_ms) = (num(8)?, num(9)?);
+    let mut fds: Vec<Option<OwnedFd>> = Vec::new();
+    for a in &args[10..14] {
+        fds.push(match a.to_str()? {
+            "-" => None,
+            n => {
+                let n: std::os::fd::RawFd = n.parse().ok().filter(|n| *n > 2)?;
+                // SAFETY: fstat of a descriptor number: at worst EBADF, nothing is taken over.
+                nix::sys::stat::fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(n) }).ok()?;
+                // SAFETY: the monitor that exec'd this process passed descriptor n (open, fstat
+                // above) for this process alone to own.
+                Some(unsafe { OwnedFd::from_raw_fd(n) })
+            }
+        });
+    }
+    // exec'd as /proc/self/exe, its name would be "exe"
+    let _ = nix::sys::prctl::set_name(c"husk-monitor");
+    for f in fds.iter().flatten() {
+        let _ = nix::fcntl::fcntl(
+            f,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        );
+    }
+    let mut it = fds.into_iter();
+    let run = Running {
+        pid,
+        stdout: it.next().flatten(),
+        stderr: it.next().flatten(),
+        master: it.next().flatten(),
+        _stdin: it.next().flatten(),
+    };
+    let bundle = bundle_dir(store_dir, id);
+    // the blocked SIGCHLD (still pending if init already exited: the new signalfd reports it)
+    // and the subreaper flag outlive exec; asked again all the same
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    let sfd = mask
+        .thread_block()
+        .and_then(|_| SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK));
+    let log = logs::LogWriter::open(
+        &logs::log_path(&bundle, id),
+        logs::MAX_SIZE,
+        logs::MAX_FILES,
+    );
+    let code = match (sfd, log) {
+        (Ok(sfd), Ok(mut log)) => {
+            // what this start-up touched (the stack of the argument parse, code run once)
+            release_idle_memory();
+            let (code, failed) = pump(&run, &sfd, &mut log);
+            if let Some(e) = failed {
+                note(&bundle, &format!("{e:#}"));
+            }
+            code
+        }
+        (Err(e), _) => {
+            note(&bundle, &format!("signalfd: {e}"));
+            return Some(1);
+        }
+        (_, Err(e)) => {
+            note(&bundle, &format!("{e:#}"));
+            return Some(1);
+        }
+    };
+    drop(run);
+    let cfg: Config = match load(&bundle.join(CONFIG)) {
+        Ok(c) => c,
+        Err(e) => {
+            note(&bundle, &format!("{e:#}"));
+            return Some(1);
+        }
+    };
+    let resume = Resume {
+        code,
+        started_ms,
+        delay_ms,
+    };
+    match supervise(&g, store_dir, &cfg, &mut None, Some(resume)) {
+        Ok(()) => Some(0),
+        Err(e) => {
+            note(&bundle, &format!("{e:#}"));
+            Some(1)
+        }
+    }
 }
 
 /// The monitor process: returns its exit status.
@@ -414,7 +588,7 @@ fn monitor_main(g: &Global, store_dir: &Path, cfg: &Config, report: OwnedFd) -> 
         let _ = nix::unistd::dup2_stderr(&null);
     }
     let mut report = Some(report);
-    match supervise(g, &bundle, cfg, &mut report) {
+    match supervise(g, store_dir, cfg, &mut report, None) {
         Ok(()) => 0,
         Err(e) => {
             let msg = format!("{e:#}");
@@ -440,8 +614,26 @@ fn note(bundle: &Path, msg: &str) {
     }
 }
 
-fn supervise(g: &Global, bundle: &Path, cfg: &Config, report: &mut Option<OwnedFd>) -> Result<()> {
+/// Where a monitor takes up its work again after its pump (`husk up-monitor-pump`) saw the
+/// container's init exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Resume {
+    /// The exit code (128 + N for a signal).
+    code: i32,
+    /// When that run started (CLOCK_MONOTONIC, ms) and the restart delay then.
+    started_ms: u64,
+    delay_ms: u64,
+}
+
+fn supervise(
+    g: &Global,
+    store_dir: &Path,
+    cfg: &Config,
+    report: &mut Option<OwnedFd>,
+    mut resume: Option<Resume>,
+) -> Result<()> {
     let id = &cfg.id;
+    let bundle = &bundle_dir(store_dir, id);
     let policy = Restart::parse(&cfg.restart)?;
     // processes of a pid-namespace fork come back to the monitor
     nix::sys::prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER")?;
@@ -451,46 +643,61 @@ fn supervise(g: &Global, bundle: &Path, cfg: &Config, report: &mut Option<OwnedF
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .context("signalfd")?;
     let pid = std::process::id() as i32;
-    let mut status = Status {
-        monitor_pid: pid,
-        monitor_start_time: crate::state::process_start_time(pid).unwrap_or(0),
-        ..Default::default()
+    let mut status = match resume {
+        // the same process (exec keeps the pid and its start time)
+        Some(_) => load_status(bundle)?,
+        None => Status {
+            monitor_pid: pid,
+            monitor_start_time: crate::state::process_start_time(pid).unwrap_or(0),
+            ..Default::default()
+        },
     };
-    let mut log =
-        logs::LogWriter::open(&logs::log_path(bundle, id), logs::MAX_SIZE, logs::MAX_FILES)?;
     let dirs = match cfg.network {
         Some(_) => Some(crate::network::Dirs::resolve(None, None, None, None)?),
         None => None,
     };
-    let mut delay = Duration::from_millis(100);
+    let mut delay = Duration::from_millis(resume.map_or(100, |r| r.delay_ms));
     'runs: loop {
-        status.started_at = Some(crate::sys::time::now_rfc3339());
-        status.exit_code = None;
-        status.finished_at = None;
-        save(&bundle.join(STATUS), &status)?;
-        let started = Instant::now();
-        let run = match start_once(g, bundle, cfg, dirs.as_ref()) {
-            Ok(r) => r,
-            Err(e) if report.is_none() => {
-                status.error = Some(format!("restart {}: {e:#}", status.restart_count));
+        let (code, started_ms) = match resume.take() {
+            Some(r) => (r.code, r.started_ms),
+            None => {
+                status.started_at = Some(crate::sys::time::now_rfc3339());
+                status.exit_code = None;
+                status.finished_at = None;
                 save(&bundle.join(STATUS), &status)?;
-                return Err(e);
+                let started_ms = crate::sys::time::monotonic_ms();
+                let run = match start_once(g, bundle, cfg, dirs.as_ref()) {
+                    Ok(r) => r,
+                    Err(e) if report.is_none() => {
+                        status.error = Some(format!("restart {}: {e:#}", status.restart_count));
+                        save(&bundle.join(STATUS), &status)?;
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                };
+                if let Some(w) = report.take() {
+                    let _ = std::fs::File::from(w).write_all(b"ok");
+                }
+                if stop_requested(bundle) {
+                    // `husk stop` came while the container was being made
+                    let _ = crate::container::kill(g, id, Some("KILL"), true);
+                }
+                // idle in a fresh process that runs the pump alone (returns if exec fails)
+                exec_pump(g, store_dir, id, &run, started_ms, delay);
+                release_idle_memory();
+                let mut log = logs::LogWriter::open(
+                    &logs::log_path(bundle, id),
+                    logs::MAX_SIZE,
+                    logs::MAX_FILES,
+                )?;
+                let (code, failed) = pump(&run, &sfd, &mut log);
+                drop(run);
+                if let Some(e) = failed {
+                    note(bundle, &format!("{e:#}"));
+                }
+                (code, started_ms)
             }
-            Err(e) => return Err(e),
         };
-        if let Some(w) = report.take() {
-            let _ = std::fs::File::from(w).write_all(b"ok");
-        }
-        release_idle_memory();
-        if stop_requested(bundle) {
-            // `husk stop` came while the container was being made
-            let _ = crate::container::kill(g, id, Some("KILL"), true);
-        }
-        let (code, failed) = pump(&run, &sfd, &mut log);
-        drop(run);
-        if let Some(e) = failed {
-            note(bundle, &format!("{e:#}"));
-        }
         status.exit_code = Some(code);
         status.finished_at = Some(crate::sys::time::now_rfc3339());
         save(&bundle.join(STATUS), &status)?;
@@ -500,7 +707,7 @@ fn supervise(g: &Global, bundle: &Path, cfg: &Config, report: &mut Option<OwnedF
         if stop_requested(bundle) || !policy.restarts(code, status.restart_count) {
             break;
         }
-        if started.elapsed() >= Duration::from_secs(10) {
+        if crate::sys::time::monotonic_ms().saturating_sub(started_ms) >= 10_000 {
             delay = Duration::from_millis(100);
         }
         let until = Instant::now() + delay;
@@ -632,7 +839,8 @@ fn pump(run: &Running, sfd: &SignalFd, log: &mut logs::LogWriter) -> (i32, Optio
     .collect();
     let mut open = vec![true; streams.len()];
     let mut code: Option<i32> = None;
-    let mut buf = vec![0u8; 64 * 1024];
+    // (a page-multiple the pipe reads fill; live while idle, so not larger)
+    let mut buf = vec![0u8; 16 * 1024];
     let mut failed = None;
     loop {
         if code.is_some() && !open.contains(&true) {
