@@ -810,54 +810,8 @@ fn main() {
          over the other's.\n\n"
     ));
     let names: Vec<String> = b.rts.iter().map(|r| r.name.clone()).collect();
-    let ratio_cols = if names.iter().any(|n| n == "husk") {
-        names.len() - 1
-    } else {
-        0
-    };
-    tbl.push_str("| measurement |");
-    for n in &names {
-        tbl.push_str(&format!(" {n} |"));
-    }
-    for n in names.iter().filter(|n| *n != "husk" && ratio_cols > 0) {
-        tbl.push_str(&format!(" husk/{n} |"));
-    }
-    tbl.push_str("\n|---|");
-    for _ in 0..names.len() + ratio_cols {
-        tbl.push_str("---|");
-    }
-    tbl.push('\n');
-    let med_of = |row: &Row, n: &str| {
-        row.vals
-            .iter()
-            .find(|(k, _)| k == n)
-            .and_then(|(_, v)| summary(v))
-            .map(|s| s.1)
-    };
-    for row in &rows {
-        tbl.push_str(&format!("| {} ({}) |", row.what, row.unit));
-        for n in &names {
-            let cell = match row
-                .vals
-                .iter()
-                .find(|(k, _)| k == n)
-                .and_then(|(_, v)| summary(v))
-            {
-                Some((lo, med, hi)) if (hi - lo).abs() < f64::EPSILON => format!("**{med:.1}**"),
-                Some((lo, med, hi)) => format!("{lo:.1} / **{med:.1}** / {hi:.1}"),
-                None => "–".into(),
-            };
-            tbl.push_str(&format!(" {cell} |"));
-        }
-        for n in names.iter().filter(|n| *n != "husk" && ratio_cols > 0) {
-            let cell = match (med_of(row, "husk"), med_of(row, n)) {
-                (Some(h), Some(o)) if o > 0.0 => format!("{:.2}", h / o),
-                _ => "–".into(),
-            };
-            tbl.push_str(&format!(" {cell} |"));
-        }
-        tbl.push('\n');
-    }
+    let cols: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), n.as_str())).collect();
+    tbl.push_str(&measurement_table(&rows, &cols, 2));
     if !rows.is_empty() {
         md.push_str(&tbl);
     }
@@ -891,39 +845,64 @@ fn engine_table(rows: &[Row]) -> String {
     let mut md = String::from(
         "\n#### `husk up` next to docker and podman\n\n\
          Each engine with its default runtime and the same image; values: min / **median** / \
-         max; ratios are husk's median over the other's.\n\n\
-         | measurement | husk up | docker | podman | husk/docker | husk/podman |\n\
-         |---|---|---|---|---|---|\n",
+         max; ratios are husk's median over the other's.\n\n",
     );
-    let med = |row: &Row, n: &str| {
+    md.push_str(&measurement_table(rows, &cols, 3));
+    for row in rows.iter().filter(|r| !r.note.is_empty()) {
+        md.push_str(&format!("\n- {}: {}.", row.what, row.note));
+    }
+    md.push('\n');
+    md
+}
+
+/// A markdown table of `rows`, a column for each `(key, heading)` of `cols` (the key names the
+/// samples in [`Row::vals`]): min / **median** / max (the median alone when all are equal, –
+/// when there are none); then, when husk is a column, husk's median over each other column's,
+/// to `places` decimals (– where there is none or the other's is 0).
+fn measurement_table(rows: &[Row], cols: &[(&str, &str)], places: usize) -> String {
+    let others: Vec<&str> = if cols.iter().any(|(k, _)| *k == "husk") {
+        cols.iter()
+            .map(|(k, _)| *k)
+            .filter(|k| *k != "husk")
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut md = String::from("| measurement |");
+    for (_, heading) in cols {
+        md.push_str(&format!(" {heading} |"));
+    }
+    for k in &others {
+        md.push_str(&format!(" husk/{k} |"));
+    }
+    md.push_str("\n|---|");
+    md.push_str(&"---|".repeat(cols.len() + others.len()));
+    md.push('\n');
+    let summary_of = |row: &Row, k: &str| {
         row.vals
             .iter()
-            .find(|(k, _)| k == n)
+            .find(|(n, _)| n == k)
             .and_then(|(_, v)| summary(v))
     };
     for row in rows {
         md.push_str(&format!("| {} ({}) |", row.what, row.unit));
         for (k, _) in cols {
-            let cell = match med(row, k) {
+            let cell = match summary_of(row, k) {
                 Some((lo, m, hi)) if (hi - lo).abs() < f64::EPSILON => format!("**{m:.1}**"),
                 Some((lo, m, hi)) => format!("{lo:.1} / **{m:.1}** / {hi:.1}"),
                 None => "–".into(),
             };
             md.push_str(&format!(" {cell} |"));
         }
-        for other in ["docker", "podman"] {
-            let cell = match (med(row, "husk"), med(row, other)) {
-                (Some(h), Some(o)) if o.1 > 0.0 => format!("{:.3}", h.1 / o.1),
+        for k in &others {
+            let cell = match (summary_of(row, "husk"), summary_of(row, k)) {
+                (Some(h), Some(o)) if o.1 > 0.0 => format!("{:.places$}", h.1 / o.1),
                 _ => "–".into(),
             };
             md.push_str(&format!(" {cell} |"));
         }
         md.push('\n');
     }
-    for row in rows.iter().filter(|r| !r.note.is_empty()) {
-        md.push_str(&format!("\n- {}: {}.", row.what, row.note));
-    }
-    md.push('\n');
     md
 }
 

@@ -20,7 +20,7 @@
 //! A missing tool is left out with the reason; a tool that fails is dropped with its error.
 //! Nothing here fails the benchmark: a broken setup becomes a note.
 
-use super::{env_usize, ms, summary, Bench, Row, RSS_LAUNCH};
+use super::{env_usize, measurement_table, ms, Bench, Row, RSS_LAUNCH};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -938,8 +938,6 @@ fn measure_inner(b: &Bench) -> Result<String, String> {
 }
 
 fn table(rows: &[Row], tools: &[&str], warmup: usize, runs: usize, notes: &[String]) -> String {
-    let mut cols: Vec<&str> = tools.to_vec();
-    cols.push("floor");
     let mut md = format!(
         "\n#### Image pull + unpack from a loopback registry\n\n\
          Cold: every round from an empty store on a tmpfs; tools alternate round by round \
@@ -948,44 +946,10 @@ fn table(rows: &[Row], tools: &[&str], warmup: usize, runs: usize, notes: &[Stri
          the layers as it pulls); skopeo+umoci: `skopeo copy docker://… oci:…` + `umoci \
          unpack`; ctr: `ctr image pull --plain-http` into a private containerd; floor: in-process GET + sha256 + decompression + tar extraction of each \
          layer in one pass (flate2 / zstd). Values: min / **median** / max; ratios are husk's \
-         median over the other's.\n\n| measurement |"
+         median over the other's.\n\n"
     );
-    for c in &cols {
-        md.push_str(&format!(" {c} |"));
-    }
-    for c in cols.iter().filter(|c| **c != "husk") {
-        md.push_str(&format!(" husk/{c} |"));
-    }
-    md.push_str("\n|---|");
-    for _ in 0..2 * cols.len() - 1 {
-        md.push_str("---|");
-    }
-    md.push('\n');
-    let med = |row: &Row, n: &str| {
-        row.vals
-            .iter()
-            .find(|(k, _)| k == n)
-            .and_then(|(_, v)| summary(v))
-    };
-    for row in rows {
-        md.push_str(&format!("| {} ({}) |", row.what, row.unit));
-        for c in &cols {
-            let cell = match med(row, c) {
-                Some((lo, m, hi)) if (hi - lo).abs() < f64::EPSILON => format!("**{m:.1}**"),
-                Some((lo, m, hi)) => format!("{lo:.1} / **{m:.1}** / {hi:.1}"),
-                None => "–".into(),
-            };
-            md.push_str(&format!(" {cell} |"));
-        }
-        for c in cols.iter().filter(|c| **c != "husk") {
-            let cell = match (med(row, "husk"), med(row, c)) {
-                (Some(h), Some(o)) if o.1 > 0.0 => format!("{:.2}", h.1 / o.1),
-                _ => "–".into(),
-            };
-            md.push_str(&format!(" {cell} |"));
-        }
-        md.push('\n');
-    }
+    let cols: Vec<(&str, &str)> = tools.iter().chain(&["floor"]).map(|c| (*c, *c)).collect();
+    md.push_str(&measurement_table(rows, &cols, 2));
     md.push_str(
         "\n- CPU: user+sys of the whole process tree (wait4 rusage); the floor's from \
          getrusage of the benchmark process. Peak RSS: ru_maxrss of the largest process, from \

@@ -67,47 +67,32 @@ fn start() -> nix::Result<OwnedFd> {
         SockFlag::SOCK_CLOEXEC,
     )?;
     let t = theirs.as_raw_fd();
-    // SAFETY: fork in a multi-threaded process: the child and the grandchild only make
-    // async-signal-safe calls (fork, close_range, recvmsg, _exit) on their own stack.
-    match unsafe { nix::unistd::fork() }? {
-        nix::unistd::ForkResult::Child => {
-            // SAFETY: raw fork, close_range, recvmsg and _exit are async-signal-safe; `t` is
-            // open and every buffer lives on this stack.
-            unsafe {
-                if libc::fork() == 0 {
-                    let t = t as libc::c_uint;
-                    if t > 0 {
-                        libc::syscall(libc::SYS_close_range, 0, t - 1, 0);
-                    }
-                    libc::syscall(libc::SYS_close_range, t + 1, libc::c_uint::MAX, 0);
-                    let mut byte = 0u8;
-                    let mut ctl = [0u64; 8];
-                    loop {
-                        let mut iov = libc::iovec {
-                            iov_base: (&mut byte as *mut u8).cast(),
-                            iov_len: 1,
-                        };
-                        let mut msg: libc::msghdr = std::mem::zeroed();
-                        msg.msg_iov = &mut iov;
-                        msg.msg_iovlen = 1;
-                        msg.msg_control = ctl.as_mut_ptr().cast();
-                        msg.msg_controllen = std::mem::size_of_val(&ctl) as _;
-                        // each descriptor received stays open in this process until it exits
-                        let n = libc::recvmsg(t as RawFd, &mut msg, libc::MSG_CMSG_CLOEXEC);
-                        if n == 0 || (n < 0 && *libc::__errno_location() != libc::EINTR) {
-                            break;
-                        }
-                    }
+    // SAFETY: the grandchild only calls recvmsg on the socket it keeps, every buffer on its
+    // stack.
+    unsafe {
+        crate::sys::grandchild::keeping(&[t], || {
+            let mut byte = 0u8;
+            let mut ctl = [0u64; 8];
+            loop {
+                let mut iov = libc::iovec {
+                    iov_base: (&mut byte as *mut u8).cast(),
+                    iov_len: 1,
+                };
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = &mut iov;
+                msg.msg_iovlen = 1;
+                msg.msg_control = ctl.as_mut_ptr().cast();
+                msg.msg_controllen = std::mem::size_of_val(&ctl) as _;
+                // each descriptor received stays open in this process until it exits
+                let n = libc::recvmsg(t, &mut msg, libc::MSG_CMSG_CLOEXEC);
+                if n == 0 || (n < 0 && *libc::__errno_location() != libc::EINTR) {
+                    break;
                 }
-                libc::_exit(0);
             }
-        }
-        nix::unistd::ForkResult::Parent { child } => {
-            drop(theirs);
-            let _ = nix::sys::wait::waitpid(child, None);
-            Ok(mine)
-        }
-    }
+        })
+    }?;
+    drop(theirs);
+    Ok(mine)
 }
 
 #[cfg(test)]

@@ -108,19 +108,9 @@ pub(crate) fn mkdir(p: &Path, mode: u32) -> Result<()> {
         .with_context(|| format!("create {}", p.display()))
 }
 
-/// An exclusive flock on `dir/.lock`, held until dropped.
+/// An exclusive flock on `dir/.lock` (made 0755 when missing), held until dropped.
 pub(crate) fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<fs::File>> {
-    mkdir(dir, 0o755)?;
-    let p = dir.join(".lock");
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&p)
-        .with_context(|| format!("open {}", p.display()))?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .with_context(|| format!("lock {}", p.display()))
+    crate::state::lock_dir(dir, 0o755, true)
 }
 
 /// An IPv4 subnet.

@@ -403,6 +403,33 @@ impl Store {
     }
 }
 
+/// A flock on `dir/.lock`, exclusive or shared, held until dropped: the lock of a directory's
+/// records (the network companion's config and run dirs, `husk up`'s user namespace records
+/// and volumes). `dir` is made first when missing, with its parents (`mode` less the umask).
+pub fn lock_dir(dir: &Path, mode: u32, exclusive: bool) -> Result<nix::fcntl::Flock<File>> {
+    use nix::fcntl::{Flock, FlockArg};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .with_context(|| format!("create {}", dir.display()))?;
+    let p = dir.join(".lock");
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .with_context(|| format!("open {}", p.display()))?;
+    let how = if exclusive {
+        FlockArg::LockExclusive
+    } else {
+        FlockArg::LockShared
+    };
+    Flock::lock(f, how)
+        .map_err(|(_, e)| e)
+        .with_context(|| format!("lock {}", p.display()))
+}
+
 /// Write `data` to `path` through a temp file in the same directory and a rename.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
@@ -570,5 +597,37 @@ mod tests {
         assert_eq!(s.load("c1").unwrap().pid_start_time, 2);
         assert_eq!(s.ids().unwrap(), vec!["c1".to_string()]);
         let _l = s.lock("c1").unwrap();
+    }
+
+    /// `lock_dir` makes the directory with its parents; shared locks go together, an exclusive
+    /// one goes alone.
+    #[test]
+    fn lock_dir_shares_or_excludes() {
+        use nix::fcntl::{Flock, FlockArg};
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("a/b");
+        let try_lock = |how| {
+            let f = File::open(d.join(".lock")).unwrap();
+            Flock::lock(f, how).map(drop).map_err(|(_, e)| e)
+        };
+        let shared = lock_dir(&d, 0o700, false).unwrap();
+        assert_eq!(
+            fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        let shared2 = lock_dir(&d, 0o700, false).unwrap();
+        assert_eq!(
+            try_lock(FlockArg::LockExclusiveNonblock),
+            Err(nix::errno::Errno::EWOULDBLOCK)
+        );
+        drop((shared, shared2));
+        let excl = lock_dir(&d, 0o700, true).unwrap();
+        assert_eq!(
+            try_lock(FlockArg::LockSharedNonblock),
+            Err(nix::errno::Errno::EWOULDBLOCK)
+        );
+        drop(excl);
+        assert_eq!(try_lock(FlockArg::LockExclusiveNonblock), Ok(()));
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod clone3;
 pub mod fd;
+pub mod grandchild;
 pub mod mount_api;
 pub mod netlink;
 pub mod openat2;

@@ -1285,22 +1285,7 @@ pub fn create_volumes(h: &HostFacts) -> Result<()> {
 /// its config.json names them), exclusively by `husk volume rm` and `prune` between finding a
 /// volume unused and removing it.
 pub fn lock_volumes(store: &Path, exclusive: bool) -> Result<nix::fcntl::Flock<std::fs::File>> {
-    use nix::fcntl::{Flock, FlockArg};
-    let dir = store.join("volumes");
-    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    let p = dir.join(".lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&p)
-        .with_context(|| format!("open {}", p.display()))?;
-    let arg = if exclusive {
-        FlockArg::LockExclusive
-    } else {
-        FlockArg::LockShared
-    };
-    Flock::lock(f, arg).map_err(|(_, e)| anyhow::anyhow!("lock {}: {e}", p.display()))
+    crate::state::lock_dir(&store.join("volumes"), 0o777, exclusive)
 }
 
 /// A container path cleaned as Docker cleans an image's VOLUME (Go's `filepath.Clean`, rooted:

@@ -158,17 +158,7 @@ fn bundle(store: &Path, id: &str) -> PathBuf {
 type Lock = nix::fcntl::Flock<fs::File>;
 
 fn lock(store: &Path) -> Result<Lock> {
-    let d = dir(store);
-    fs::create_dir_all(&d).with_context(|| format!("create {}", d.display()))?;
-    let p = d.join(".lock");
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&p)
-        .with_context(|| format!("open {}", p.display()))?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| anyhow::anyhow!("lock {}: {e}", p.display()))
+    crate::state::lock_dir(&dir(store), 0o777, true)
 }
 
 /// The records, each with its file; unreadable ones are an error (never skipped silently).

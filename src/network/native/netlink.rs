@@ -349,8 +349,7 @@ impl Socket {
 /// name: indexes are not handed out again (they are allocated cyclically), so a request that
 /// runs late finds nothing rather than a link made since under the same name. Returns the read end
 /// of a pipe whose write end only the grandchild holds: it reads EOF once the grandchild is
-/// gone. The child between is reaped here at once; the grandchild, an orphan, is reaped by
-/// init or the subreaper.
+/// gone (the double fork: [`crate::sys::grandchild::keeping`]).
 fn spawn_del_link(index: i32) -> nix::Result<std::os::fd::OwnedFd> {
     use std::os::fd::AsRawFd;
     let s = sys::Socket::new().map_err(|_| Errno::EIO)?;
@@ -359,33 +358,14 @@ fn spawn_del_link(index: i32) -> nix::Result<std::os::fd::OwnedFd> {
     let req = sys::encode(&[(RTM_DELLINK, sys::NLM_F_REQUEST, &body)], 1);
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let (sfd, wfd) = (s.as_fd().as_raw_fd(), w.as_raw_fd());
-    let (lo, hi) = (sfd.min(wfd) as libc::c_uint, sfd.max(wfd) as libc::c_uint);
-    // SAFETY: fork in a multi-threaded process: the child and the grandchild only make
-    // async-signal-safe calls (fork, close_range, send, _exit) on memory prepared before.
-    match unsafe { nix::unistd::fork() }? {
-        nix::unistd::ForkResult::Child => {
-            // SAFETY: raw fork, close_range, send and _exit are async-signal-safe; the two
-            // descriptors kept are open and `req` is a live buffer.
-            unsafe {
-                if libc::fork() == 0 {
-                    if lo > 0 {
-                        libc::syscall(libc::SYS_close_range, 0, lo - 1, 0);
-                    }
-                    if hi > lo + 1 {
-                        libc::syscall(libc::SYS_close_range, lo + 1, hi - 1, 0);
-                    }
-                    libc::syscall(libc::SYS_close_range, hi + 1, libc::c_uint::MAX, 0);
-                    libc::send(sfd, req.as_ptr().cast(), req.len(), 0);
-                }
-                libc::_exit(0);
-            }
-        }
-        nix::unistd::ForkResult::Parent { child } => {
-            drop((s, w));
-            let _ = nix::sys::wait::waitpid(child, None);
-            Ok(r)
-        }
-    }
+    // SAFETY: the grandchild only sends `req`, a live buffer, on the socket it keeps.
+    unsafe {
+        crate::sys::grandchild::keeping(&[sfd, wfd], || {
+            libc::send(sfd, req.as_ptr().cast(), req.len(), 0);
+        })
+    }?;
+    drop((s, w));
+    Ok(r)
 }
 
 #[cfg(test)]

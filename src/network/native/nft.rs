@@ -465,8 +465,8 @@ pub fn apply(network: &str, batch: &[Message]) -> Result<()> {
 /// the socket and the read end of a pipe does that last close as it exits, apart from husk (no
 /// other fd stays in it, so no pipe or lock is held longer): it waits for EOF on the pipe,
 /// whose write end husk closes right after its own copy of the socket, so its close is the
-/// last one whatever the order the processes run in. husk reaps the child between at once,
-/// and the grandchild, an orphan, is reaped by init or the subreaper. The commit itself is done
+/// last one whatever the order the processes run in (the double fork:
+/// [`crate::sys::grandchild::keeping`]). The commit itself is done
 /// and acknowledged before this: nothing of the attachment depends on the grandchild. If the
 /// pipe or the fork fails, the socket is closed here, waiting.
 fn close_later(s: sys::Socket) {
@@ -475,38 +475,19 @@ fn close_later(s: sys::Socket) {
         return drop(s);
     };
     let (sfd, rfd) = (s.as_fd().as_raw_fd(), r.as_raw_fd());
-    let (lo, hi) = (sfd.min(rfd) as libc::c_uint, sfd.max(rfd) as libc::c_uint);
-    // SAFETY: fork in a multi-threaded process: the child and the grandchild only make
-    // async-signal-safe calls (fork, close_range, read, _exit) before they exit.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
-            // SAFETY: raw fork, close_range, read and _exit: async-signal-safe; the two
-            // descriptors kept are open and the buffer is on this stack.
-            unsafe {
-                if libc::fork() == 0 {
-                    if lo > 0 {
-                        libc::syscall(libc::SYS_close_range, 0, lo - 1, 0);
-                    }
-                    if hi > lo + 1 {
-                        libc::syscall(libc::SYS_close_range, lo + 1, hi - 1, 0);
-                    }
-                    libc::syscall(libc::SYS_close_range, hi + 1, libc::c_uint::MAX, 0);
-                    let mut b = 0u8;
-                    // until EOF: every write end closed, husk's socket with it
-                    while libc::read(rfd, (&mut b as *mut u8).cast(), 1) < 0
-                        && *libc::__errno_location() == libc::EINTR
-                    {}
-                }
-                libc::_exit(0);
-            }
-        }
-        Ok(nix::unistd::ForkResult::Parent { child }) => {
-            drop(s);
-            drop(w);
-            let _ = nix::sys::wait::waitpid(child, None);
-        }
-        Err(_) => drop(s),
-    }
+    // SAFETY: the grandchild only reads the pipe it keeps, into a byte on its stack.
+    let _ = unsafe {
+        crate::sys::grandchild::keeping(&[sfd, rfd], || {
+            let mut b = 0u8;
+            // until EOF: every write end closed, husk's socket with it
+            while libc::read(rfd, (&mut b as *mut u8).cast(), 1) < 0
+                && *libc::__errno_location() == libc::EINTR
+            {}
+        })
+    };
+    // the socket first, then the write end: the grandchild's close of it comes last
+    drop(s);
+    drop(w);
 }
 
 /// True when table `t` exists in the calling thread's network namespace.
