@@ -7,13 +7,16 @@
 # lingering user husktest against its own systemd instance, directly and from a user namespace
 # (as rootless podman), and prints Debian's runc doing the same for comparison.
 #
-#   guest-checks.sh plain|systemd HUSK TESTBIN BUNDLES
+#   guest-checks.sh plain|systemd HUSK TESTBIN BUNDLES [FAULTSBIN FAULTS [SEED]]
+#
+# FAULTSBIN (systemd only, section 11): the test binary of tests/faults.rs, run with the systemd
+# driver for FAULTS injections (SEED replays a run; without it the test seeds from the clock).
 #
 # BUNDLES holds one config.json per check, prepared on the host (the guest may have no jq).
 # Each check prints "ok - ..." or "not ok - ..."; the last line is "N passed, N failed".
 # Nothing is timed: the guest is 20-50x slower than the host; every wait is a generous poll.
 set -u
-mode=$1 husk=$2 testbin=$3 bundles=$4
+mode=$1 husk=$2 testbin=$3 bundles=$4 faultsbin=${5:-} faults=${6:-90} fault_seed=${7:-}
 pass=0 fail=0
 ok() { echo "ok - $mode: $*"; pass=$((pass + 1)); }
 nok() { echo "not ok - $mode: $*"; fail=$((fail + 1)); }
@@ -346,6 +349,23 @@ done
 if [ "$mode" = systemd ]; then
 	# shellcheck source=rootless-systemd-checks.sh
 	. "$(dirname "$0")/rootless-systemd-checks.sh"
+fi
+
+# 11. fault injection with the systemd driver (tests/faults.rs, systemd guest only): husk killed
+# with SIGKILL at each step boundary and at random moments of create, start, exec, delete, run,
+# kill, pause, resume and update, then delete --force; no process, mount, cgroup, state entry or
+# husk-*.scope unit may remain (the test's own checks, HUSK_TEST_SYSTEMD_CGROUP=1). Time limits
+# scaled 10x for the guest (a hang: 300 s, a delete --force: 50 s).
+if [ "$mode" = systemd ] && [ -n "$faultsbin" ]; then
+	out=$(env HUSK_TEST_SYSTEMD_CGROUP=1 HUSK_BIN="$husk" HUSK_FAULTS="$faults" \
+		HUSK_FAULT_TIME_SCALE=10 ${fault_seed:+HUSK_FAULT_SEED="$fault_seed"} \
+		timeout 1200 "$faultsbin" --exact sigkill_at_every_step_and_random_moments_leaves_nothing \
+		--test-threads=1 --nocapture 2>&1)
+	st=$?
+	echo "$out" | sed 's/^/#   /'
+	seed=$(sed -n 's/^.*faults: seed \([0-9]*\) .*$/\1/p' <<<"$out" | head -1)
+	faults_ok() { [ "$st" = 0 ] && grep -q '^test result: ok\. 1 passed' <<<"$out"; }
+	check "fault injection, systemd driver: $faults kill -9 (seed ${seed:-?}, HUSK_FAULT_SEED replays), then delete --force: no process, mount, cgroup, state or husk-*.scope left" faults_ok
 fi
 
 echo "$pass passed, $fail failed"

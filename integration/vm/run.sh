@@ -32,9 +32,14 @@
 # manager with nothing left, a limit on a controller the user manager lacks refused by field
 # name, the missing-bus errors, the podman-like case (husk as root of `unshare --user
 # --map-root-user`, cgroupsPath user.slice:libpod:ID), and Debian's runc doing the same (printed).
+# systemd only (section 11): the fault injection test (tests/faults.rs) with the systemd driver:
+# husk killed with SIGKILL at each step boundary and at random moments of the nine operations,
+# then delete --force; no process, mount, cgroup, state entry or husk-*.scope unit may remain
+# (HUSK_VM_FAULTS injections, default 90; seeded, the seed printed; HUSK_FAULT_SEED replays).
 # systemd-hybrid: also net_cls and net_prio (and hugetlb) read back inside where the guest
 # kernel has them, a named skip and a refusal by field name where not (hybrid-checks.sh).
-# Builds on the host first (cargo build, cargo test --no-run; `make testroot` must have run).
+# Builds on the host first (cargo build, cargo test --no-run for the library and tests/faults.rs;
+# `make testroot` must have run).
 # Prints ok/not ok per check and "N passed, N failed"; exits non-zero if anything failed.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -57,6 +62,15 @@ testbin=$(cargo test --lib --no-run 2>&1 |
 	sed -n 's/^ *Executable unittests src\/lib\.rs (\(.*\))$/\1/p' | tail -1)
 [ -n "$testbin" ] && [ -x "$testbin" ] || { echo "vm-test: no library test binary" >&2; exit 2; }
 testbin=$root/$testbin
+# the fault injection test (tests/faults.rs), run in the systemd guest with the systemd driver
+faultsbin=$(cargo test --test faults --no-run 2>&1 |
+	sed -n 's/^ *Executable tests\/faults\.rs (\(.*\))$/\1/p' | tail -1)
+[ -n "$faultsbin" ] && [ -x "$faultsbin" ] || { echo "vm-test: no faults test binary" >&2; exit 2; }
+faultsbin=$root/$faultsbin
+# its bound: HUSK_VM_FAULTS injections (10 per operation: ~2.5 minutes in the guest), seeded
+# from the clock unless HUSK_FAULT_SEED is set (the seed is printed either way)
+vm_faults=${HUSK_VM_FAULTS:-90}
+fault_seed=${HUSK_FAULT_SEED:-}
 
 # Bundles, prepared here because the systemd guest has no jq.
 b=$root/target/vm-test/bundles
@@ -182,7 +196,7 @@ rc=0
 passed=0 failed=0
 for m in "${modes[@]}"; do
 	flag=() unified=1 append=
-	cmd=$(printf '%q ' "$here/guest-checks.sh" "$m" "$husk" "$testbin" "$b")
+	cmd=$(printf '%q ' "$here/guest-checks.sh" "$m" "$husk" "$testbin" "$b" "$faultsbin" "$vm_faults" "$fault_seed")
 	case $m in
 	plain) ;;
 	apparmor|selinux)
