@@ -238,34 +238,38 @@ fn stuck_freezing(test: &str, own_pidns: bool) {
     let o = c.start();
     assert!(o.status.success(), "start: {}", text(&o.stderr));
 
-    // the init's child waits for the FUSE answer
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let stuck = loop {
-        let waiting = cgroup_procs(&c.id).into_iter().find(|p| {
-            let w = std::fs::read_to_string(format!("/proc/{p}/wchan")).unwrap_or_default();
-            w.contains("request_wait_answer") || w.contains("fuse")
-        });
-        if let Some(p) = waiting {
-            break p;
-        }
+    // the init, its holder and the child that is to wait for the FUSE answer
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cgroup_procs(&c.id).len() < 3 {
         assert!(
             Instant::now() < deadline,
-            "no process of the container waits for FUSE; procs {:?}, log {}",
+            "the container's probe did not start its children; procs {:?}, log {}",
             cgroup_procs(&c.id),
             c.log_text()
         );
         std::thread::sleep(Duration::from_millis(20));
-    };
-    c.pids.push(stuck);
-    if let Err(e) = freeze_stuck(&c.id) {
-        // a kernel whose FUSE waits are freezable: nothing here can reach FREEZING
-        thaw_by_hand(&c.id);
-        skip(
-            test,
-            &format!("a task waiting on FUSE does not keep the freezer half way here ({e})"),
-        );
-        return;
     }
+    // a freeze before the child's lookup freezes it all: thawed and tried again
+    loop {
+        match freeze_stuck(&c.id) {
+            Ok(()) => break,
+            Err(e) => {
+                thaw_by_hand(&c.id);
+                if Instant::now() > deadline {
+                    // a kernel whose FUSE waits are freezable: nothing here reaches FREEZING
+                    skip(
+                        test,
+                        &format!(
+                            "a task waiting on FUSE does not keep the freezer half way here ({e})"
+                        ),
+                    );
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    c.pids.extend(cgroup_procs(&c.id));
     assert_eq!(
         c.status().as_deref(),
         Some("paused"),

@@ -7,16 +7,19 @@
 # lingering user husktest against its own systemd instance, directly and from a user namespace
 # (as rootless podman), and prints Debian's runc doing the same for comparison.
 #
-#   guest-checks.sh plain|systemd HUSK TESTBIN BUNDLES [FAULTSBIN FAULTS [SEED]]
+#   guest-checks.sh plain|systemd HUSK TESTBIN BUNDLES [FAULTSBIN FAULTS SEED RECOVERYBIN]
 #
 # FAULTSBIN (systemd only, section 11): the test binary of tests/faults.rs, run with the systemd
-# driver for FAULTS injections (SEED replays a run; without it the test seeds from the clock).
+# driver for FAULTS injections (SEED replays a run; empty: the test seeds from the clock).
+# RECOVERYBIN (plain only, (a2)): the test binary of tests/recovery.rs, for its freeze stuck
+# half way (needs /dev/fuse: run.sh boots the plain guest with the fuse module).
 #
 # BUNDLES holds one config.json per check, prepared on the host (the guest may have no jq).
 # Each check prints "ok - ..." or "not ok - ..."; the last line is "N passed, N failed".
 # Nothing is timed: the guest is 20-50x slower than the host; every wait is a generous poll.
 set -u
 mode=$1 husk=$2 testbin=$3 bundles=$4 faultsbin=${5:-} faults=${6:-90} fault_seed=${7:-}
+recoverybin=${8:-}
 pass=0 fail=0
 ok() { echo "ok - $mode: $*"; pass=$((pass + 1)); }
 nok() { echo "not ok - $mode: $*"; fail=$((fail + 1)); }
@@ -37,6 +40,17 @@ if [ -n "$testbin" ]; then
 	else
 		nok "cgroups library tests (root tests included)"
 	fi
+fi
+
+# (a2) a freeze stuck half way (cgroup.freeze 1, cgroup.events frozen 0: a task of the container
+# waits on a FUSE server that never reads its request), with and without a pid namespace:
+# state says paused, resume thaws, delete --force removes everything (tests/recovery.rs)
+if [ "$mode" = plain ] && [ -n "$recoverybin" ]; then
+	out=$(HUSK_BIN="$husk" timeout 600 "$recoverybin" stuck_freezing --test-threads=1 --nocapture 2>&1)
+	st=$?
+	echo "$out" | sed 's/^/#   /'
+	stuck_ok() { [ "$st" = 0 ] && grep -q '^test result: ok\. 2 passed' <<<"$out" && ! grep -q 'SKIP cgroup_stuck_freezing' <<<"$out"; }
+	check "a freeze stuck half way (FUSE wait): state paused, resume thaws, delete --force leaves nothing (with and without a pid namespace)" stuck_ok
 fi
 
 # (b) containers
