@@ -9,7 +9,11 @@
 //! - at random moments: SIGKILL 0-5 ms or 0-50 ms after husk starts.
 //!
 //! `HUSK_FAULTS` sets the number of injections (default 270, 30 per operation; `make soak` runs
-//! 3,600); `HUSK_FAULT_OPS=pause,delete` limits them to some operations.
+//! 3,600); `HUSK_FAULT_OPS=pause,delete` limits them to some operations;
+//! `HUSK_FAULT_TIME_SCALE=N` multiplies the time limits (a hang: 30 s; `delete --force`: 5 s),
+//! for a slow machine. With `HUSK_TEST_SYSTEMD_CGROUP=1` (tests/common) the containers use the
+//! systemd driver, and their `husk-ID.scope` units must be gone too: the systemd guest of
+//! `make vm-test` runs it so (integration/vm/guest-checks.sh).
 mod common;
 use common::*;
 use std::collections::HashSet;
@@ -131,6 +135,38 @@ fn stray_processes(work: &Path, nss: &HashSet<String>) -> Vec<String> {
     out
 }
 
+/// `HUSK_FAULT_TIME_SCALE` (at least 1) times `secs`.
+fn limit(secs: u64) -> Duration {
+    let scale: u64 = std::env::var("HUSK_FAULT_TIME_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    Duration::from_secs(secs * scale)
+}
+
+/// Under the systemd driver: every unit of this test run's containers (ids `ht-flt-PID-N`)
+/// that systemd still knows, scope or slice, in any state.
+fn units_left() -> Vec<String> {
+    if !systemd_driver() {
+        return Vec::new();
+    }
+    let pattern = format!("husk-ht-flt-{}-*", std::process::id());
+    match std::process::Command::new("systemctl")
+        .args(["list-units", "--all", "--plain", "--no-legend"])
+        .args(["--type=scope,slice", &pattern])
+        .output()
+    {
+        Ok(o) if o.status.success() => text(&o.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| format!("unit {}", l.trim()))
+            .collect(),
+        Ok(o) => vec![format!("systemctl list-units failed: {}", text(&o.stderr))],
+        Err(e) => vec![format!("systemctl: {e}")],
+    }
+}
+
 enum Inject {
     Step(u32),
     DelayUs(u64),
@@ -160,10 +196,10 @@ fn inject(op: &str, how: &Inject, problems: &mut Vec<String>) -> bool {
         std::thread::sleep(Duration::from_micros(*us));
         let _ = child.kill();
     }
-    let st = match try_wait_child(&mut child, Duration::from_secs(30)) {
+    let st = match try_wait_child(&mut child, limit(30)) {
         Some(st) => st,
         None => {
-            problems.push(format!("{tag}: husk hung for 30 s"));
+            problems.push(format!("{tag}: husk hung for {:?}", limit(30)));
             return true;
         }
     };
@@ -184,11 +220,11 @@ fn inject(op: &str, how: &Inject, problems: &mut Vec<String>) -> bool {
             "{tag}: delete --force failed: {}",
             text(&d.stderr).trim()
         ));
-    } else if t.elapsed() > Duration::from_secs(5) {
+    } else if t.elapsed() > limit(5) {
         problems.push(format!("{tag}: delete --force took {:?}", t.elapsed()));
     }
     // processes take a moment to be reaped
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + limit(3);
     let mut stray = stray_processes(&c.work, &nss);
     while !stray.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -229,7 +265,14 @@ fn sigkill_at_every_step_and_random_moments_leaves_nothing() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(270);
     let seed = seed_from_env("HUSK_FAULT_SEED");
-    eprintln!("faults: seed {seed} (HUSK_FAULT_SEED={seed} replays), {total} injections");
+    let driver = if systemd_driver() {
+        "systemd"
+    } else {
+        "cgroupfs"
+    };
+    eprintln!(
+        "faults: seed {seed} (HUSK_FAULT_SEED={seed} replays), {total} injections, {driver} driver"
+    );
     let mut rng = Rng(seed);
     let only: Option<Vec<String>> = std::env::var("HUSK_FAULT_OPS")
         .ok()
@@ -269,6 +312,10 @@ fn sigkill_at_every_step_and_random_moments_leaves_nothing() {
         counts.push(format!("{op}: {n} ({step_kills} at steps)"));
     }
     eprintln!("faults: {}", counts.join(", "));
+    let units = units_left();
+    if !units.is_empty() {
+        problems.push(format!("systemd still has {units:?}"));
+    }
     assert!(
         problems.is_empty(),
         "seed {seed}: {} problem(s):\n{}",

@@ -143,6 +143,171 @@ fn cgroup_frozen_behind_husks_back() {
     // the guard checks that no process, mount or cgroup is left
 }
 
+/// What the container's own freezer says: "THAWED", "FREEZING" or "FROZEN" (v2: from
+/// `cgroup.freeze` and `cgroup.events`, in the same words).
+fn freezer_now(id: &str) -> String {
+    let (f, _, _) = freezer(id);
+    if f.ends_with("freezer.state") {
+        return std::fs::read_to_string(&f)
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+    }
+    let asked = std::fs::read_to_string(&f).unwrap_or_default().trim() == "1";
+    let frozen = std::fs::read_to_string(f.with_file_name("cgroup.events"))
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l == "frozen 1");
+    match (asked, frozen) {
+        (false, _) => "THAWED",
+        (true, false) => "FREEZING",
+        (true, true) => "FROZEN",
+    }
+    .to_string()
+}
+
+/// The container's processes (its cgroup's, in the freezer hierarchy or the v2 tree).
+fn cgroup_procs(id: &str) -> Vec<i32> {
+    let (f, _, _) = freezer(id);
+    std::fs::read_to_string(f.with_file_name("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Ask the freezer to freeze and check that it stays half way: FREEZING a second later.
+fn freeze_stuck(id: &str) -> Result<(), String> {
+    let (f, frozen, _) = freezer(id);
+    std::fs::write(&f, frozen).map_err(|e| format!("{}: {e}", f.display()))?;
+    std::thread::sleep(Duration::from_secs(1));
+    match freezer_now(id).as_str() {
+        "FREEZING" => Ok(()),
+        other => Err(format!("freezer is {other} a second after the freeze")),
+    }
+}
+
+/// A cgroup whose freezer is stuck half way (v1 `FREEZING`; v2 `cgroup.freeze` 1 while
+/// `cgroup.events` says `frozen 0`): what a `pause` killed mid-way leaves when one task cannot
+/// be frozen. Here that task waits in the kernel for an answer from a FUSE server that never
+/// reads its request (`/probe fuse-hang`, the container's init, which itself freezes). `state`
+/// says paused (the freezer was asked to freeze), `resume` thaws it, and `delete --force`
+/// thaws before it kills — the tasks already frozen die only once thawed — and removes
+/// everything, quickly.
+#[test]
+fn cgroup_stuck_freezing() {
+    stuck_freezing("cgroup_stuck_freezing", true);
+}
+
+/// The same without a pid namespace of the container's own: the kernel does not end the
+/// other processes with the init, so delete's sweep of the cgroup must, and its kill must not
+/// wait for a freeze that cannot finish.
+#[test]
+fn cgroup_stuck_freezing_without_pid_namespace() {
+    stuck_freezing("cgroup_stuck_freezing_without_pid_namespace", false);
+}
+
+fn stuck_freezing(test: &str, own_pidns: bool) {
+    if !require_root(test) {
+        return;
+    }
+    if !std::path::Path::new("/dev/fuse").exists() {
+        skip(test, "no /dev/fuse: this kernel has no FUSE");
+        return;
+    }
+    let mut c = Ctr::new("freezing", "default");
+    if !own_pidns {
+        let ns = c.config["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "pid");
+    }
+    for set in ["bounding", "effective", "permitted"] {
+        c.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push("CAP_SYS_ADMIN".into());
+    }
+    c.config["linux"]["devices"] =
+        serde_json::json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]);
+    c.config["linux"]["resources"]["devices"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rwm"}));
+    c.args(&["/probe", "fuse-hang", "/mnt"]);
+    c.create_ok(&[]);
+    let _thaw = Thaw(c.id.clone());
+    let o = c.start();
+    assert!(o.status.success(), "start: {}", text(&o.stderr));
+
+    // the init, its holder and the child that is to wait for the FUSE answer
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cgroup_procs(&c.id).len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the container's probe did not start its children; procs {:?}, log {}",
+            cgroup_procs(&c.id),
+            c.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // a freeze before the child's lookup freezes it all: thawed and tried again
+    loop {
+        match freeze_stuck(&c.id) {
+            Ok(()) => break,
+            Err(e) => {
+                thaw_by_hand(&c.id);
+                if Instant::now() > deadline {
+                    // a kernel whose FUSE waits are freezable: nothing here reaches FREEZING
+                    skip(
+                        test,
+                        &format!(
+                            "a task waiting on FUSE does not keep the freezer half way here ({e})"
+                        ),
+                    );
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    c.pids.extend(cgroup_procs(&c.id));
+    assert_eq!(
+        c.status().as_deref(),
+        Some("paused"),
+        "state of a cgroup stuck freezing"
+    );
+    let t = Instant::now();
+    let o = c.rt(&["resume", &c.id]);
+    assert!(
+        o.status.success(),
+        "resume of a cgroup stuck freezing: {}",
+        text(&o.stderr)
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "resume took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(freezer_now(&c.id), "THAWED", "resume must thaw");
+    assert_eq!(c.status().as_deref(), Some("running"));
+
+    // stuck half way again; delete --force thaws, kills and removes everything, quickly
+    freeze_stuck(&c.id).unwrap();
+    let t = Instant::now();
+    let o = c.delete(true);
+    let took = t.elapsed();
+    assert!(
+        o.status.success(),
+        "delete --force of a cgroup stuck freezing: {}",
+        text(&o.stderr)
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "delete --force took {took:?}"
+    );
+    assert!(c.state().is_none(), "state entry left");
+    // the guard checks that no process (the init, its stuck child), mount or cgroup is left
+}
+
 /// A container without its own pid namespace whose init exits while a child lives: it is
 /// stopped, and a plain `delete` kills what is left in its cgroup and removes it.
 #[test]

@@ -7,13 +7,19 @@
 # lingering user husktest against its own systemd instance, directly and from a user namespace
 # (as rootless podman), and prints Debian's runc doing the same for comparison.
 #
-#   guest-checks.sh plain|systemd HUSK TESTBIN BUNDLES
+#   guest-checks.sh plain|systemd HUSK TESTBIN BUNDLES [FAULTSBIN FAULTS SEED RECOVERYBIN]
+#
+# FAULTSBIN (systemd only, section 11): the test binary of tests/faults.rs, run with the systemd
+# driver for FAULTS injections (SEED replays a run; empty: the test seeds from the clock).
+# RECOVERYBIN (plain only, (a2)): the test binary of tests/recovery.rs, for its freeze stuck
+# half way (needs /dev/fuse: run.sh boots the plain guest with the fuse module).
 #
 # BUNDLES holds one config.json per check, prepared on the host (the guest may have no jq).
 # Each check prints "ok - ..." or "not ok - ..."; the last line is "N passed, N failed".
 # Nothing is timed: the guest is 20-50x slower than the host; every wait is a generous poll.
 set -u
-mode=$1 husk=$2 testbin=$3 bundles=$4
+mode=$1 husk=$2 testbin=$3 bundles=$4 faultsbin=${5:-} faults=${6:-90} fault_seed=${7:-}
+recoverybin=${8:-}
 pass=0 fail=0
 ok() { echo "ok - $mode: $*"; pass=$((pass + 1)); }
 nok() { echo "not ok - $mode: $*"; fail=$((fail + 1)); }
@@ -34,6 +40,17 @@ if [ -n "$testbin" ]; then
 	else
 		nok "cgroups library tests (root tests included)"
 	fi
+fi
+
+# (a2) a freeze stuck half way (cgroup.freeze 1, cgroup.events frozen 0: a task of the container
+# waits on a FUSE server that never reads its request), with and without a pid namespace:
+# state says paused, resume thaws, delete --force removes everything (tests/recovery.rs)
+if [ "$mode" = plain ] && [ -n "$recoverybin" ]; then
+	out=$(HUSK_BIN="$husk" timeout 600 "$recoverybin" stuck_freezing --test-threads=1 --nocapture 2>&1)
+	st=$?
+	echo "$out" | sed 's/^/#   /'
+	stuck_ok() { [ "$st" = 0 ] && grep -q '^test result: ok\. 2 passed' <<<"$out" && ! grep -q 'SKIP cgroup_stuck_freezing' <<<"$out"; }
+	check "a freeze stuck half way (FUSE wait): state paused, resume thaws, delete --force leaves nothing (with and without a pid namespace)" stuck_ok
 fi
 
 # (b) containers
@@ -346,6 +363,23 @@ done
 if [ "$mode" = systemd ]; then
 	# shellcheck source=rootless-systemd-checks.sh
 	. "$(dirname "$0")/rootless-systemd-checks.sh"
+fi
+
+# 11. fault injection with the systemd driver (tests/faults.rs, systemd guest only): husk killed
+# with SIGKILL at each step boundary and at random moments of create, start, exec, delete, run,
+# kill, pause, resume and update, then delete --force; no process, mount, cgroup, state entry or
+# husk-*.scope unit may remain (the test's own checks, HUSK_TEST_SYSTEMD_CGROUP=1). Time limits
+# scaled 10x for the guest (a hang: 300 s, a delete --force: 50 s).
+if [ "$mode" = systemd ] && [ -n "$faultsbin" ]; then
+	out=$(env HUSK_TEST_SYSTEMD_CGROUP=1 HUSK_BIN="$husk" HUSK_FAULTS="$faults" \
+		HUSK_FAULT_TIME_SCALE=10 ${fault_seed:+HUSK_FAULT_SEED="$fault_seed"} \
+		timeout 1200 "$faultsbin" --exact sigkill_at_every_step_and_random_moments_leaves_nothing \
+		--test-threads=1 --nocapture 2>&1)
+	st=$?
+	echo "$out" | sed 's/^/#   /'
+	seed=$(sed -n 's/^.*faults: seed \([0-9]*\) .*$/\1/p' <<<"$out" | head -1)
+	faults_ok() { [ "$st" = 0 ] && grep -q '^test result: ok\. 1 passed' <<<"$out"; }
+	check "fault injection, systemd driver: $faults kill -9 (seed ${seed:-?}, HUSK_FAULT_SEED replays), then delete --force: no process, mount, cgroup, state or husk-*.scope left" faults_ok
 fi
 
 echo "$pass passed, $fail failed"

@@ -17,7 +17,9 @@
 #          a selinuxLabel and an apparmorProfile (AppArmor not active) each refused by name
 #          leaving nothing behind (lsm-checks.sh).
 # In the plain and systemd guests: (a) the library's cgroups tests (unit + root tests, as
-# cgroup-v2-tests.sh), then
+# cgroup-v2-tests.sh); plain only: tests/recovery.rs's freeze stuck half way (cgroup.freeze 1
+# while cgroup.events says frozen 0, a task waiting on a FUSE server that never answers): state
+# says paused, resume thaws, delete --force removes everything; then
 # (b) real containers with target/debug/husk and target/testroot/rootfs: memory/pids limits read
 # back inside, a fork bomb stopping at pids.max, an OOM kill seen by `husk events`, update
 # --memory, pause/resume, a cgroup frozen by hand (state says paused, resume thaws, delete
@@ -32,9 +34,15 @@
 # manager with nothing left, a limit on a controller the user manager lacks refused by field
 # name, the missing-bus errors, the podman-like case (husk as root of `unshare --user
 # --map-root-user`, cgroupsPath user.slice:libpod:ID), and Debian's runc doing the same (printed).
+# systemd only (section 11): the fault injection test (tests/faults.rs) with the systemd driver:
+# husk killed with SIGKILL at each step boundary and at random moments of the nine operations,
+# then delete --force; no process, mount, cgroup, state entry or husk-*.scope unit may remain
+# (HUSK_VM_FAULTS injections, default 90; seeded, the seed printed; HUSK_FAULT_SEED replays).
 # systemd-hybrid: also net_cls and net_prio (and hugetlb) read back inside where the guest
 # kernel has them, a named skip and a refusal by field name where not (hybrid-checks.sh).
-# Builds on the host first (cargo build, cargo test --no-run; `make testroot` must have run).
+# Builds on the host first (cargo build, cargo test --no-run for the library, tests/faults.rs and
+# tests/recovery.rs;
+# `make testroot` must have run).
 # Prints ok/not ok per check and "N passed, N failed"; exits non-zero if anything failed.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -57,6 +65,20 @@ testbin=$(cargo test --lib --no-run 2>&1 |
 	sed -n 's/^ *Executable unittests src\/lib\.rs (\(.*\))$/\1/p' | tail -1)
 [ -n "$testbin" ] && [ -x "$testbin" ] || { echo "vm-test: no library test binary" >&2; exit 2; }
 testbin=$root/$testbin
+# the fault injection test (tests/faults.rs), run in the systemd guest with the systemd driver
+faultsbin=$(cargo test --test faults --no-run 2>&1 |
+	sed -n 's/^ *Executable tests\/faults\.rs (\(.*\))$/\1/p' | tail -1)
+[ -n "$faultsbin" ] && [ -x "$faultsbin" ] || { echo "vm-test: no faults test binary" >&2; exit 2; }
+faultsbin=$root/$faultsbin
+# the plain guest runs tests/recovery.rs's freeze stuck half way (a task waiting on FUSE)
+recoverybin=$(cargo test --test recovery --no-run 2>&1 |
+	sed -n 's/^ *Executable tests\/recovery\.rs (\(.*\))$/\1/p' | tail -1)
+[ -n "$recoverybin" ] && [ -x "$recoverybin" ] || { echo "vm-test: no recovery test binary" >&2; exit 2; }
+recoverybin=$root/$recoverybin
+# its bound: HUSK_VM_FAULTS injections (10 per operation: ~2.5 minutes in the guest), seeded
+# from the clock unless HUSK_FAULT_SEED is set (the seed is printed either way)
+vm_faults=${HUSK_VM_FAULTS:-90}
+fault_seed=${HUSK_FAULT_SEED:-}
 
 # Bundles, prepared here because the systemd guest has no jq.
 b=$root/target/vm-test/bundles
@@ -181,10 +203,10 @@ export VM_TIMEOUT=${VM_TIMEOUT:-1500}
 rc=0
 passed=0 failed=0
 for m in "${modes[@]}"; do
-	flag=() unified=1 append=
-	cmd=$(printf '%q ' "$here/guest-checks.sh" "$m" "$husk" "$testbin" "$b")
+	flag=() unified=1 append= modules=
+	cmd=$(printf '%q ' "$here/guest-checks.sh" "$m" "$husk" "$testbin" "$b" "$faultsbin" "$vm_faults" "$fault_seed" "$recoverybin")
 	case $m in
-	plain) ;;
+	plain) modules=fuse ;; # /dev/fuse for the freeze stuck half way (guest-checks.sh)
 	apparmor|selinux)
 		append="lsm=capability,$m"
 		cmd=$(printf '%q ' "$here/lsm-checks.sh" "$m" "$husk" "$b")
@@ -198,7 +220,7 @@ for m in "${modes[@]}"; do
 	esac
 	echo "== vm-test: $m guest"
 	log=$(mktemp /tmp/husk-vm-test.XXXXXX)
-	VM_UNIFIED=$unified VM_APPEND=$append "$here/vm-run.sh" "${flag[@]}" "bash $cmd" 2>&1 | tee "$log"
+	VM_UNIFIED=$unified VM_APPEND=$append VM_MODULES=$modules "$here/vm-run.sh" "${flag[@]}" "bash $cmd" 2>&1 | tee "$log"
 	st=${PIPESTATUS[0]}
 	p=$(sed -n 's/^\([0-9]*\) passed, [0-9]* failed$/\1/p' "$log" | tail -1)
 	f=$(sed -n 's/^[0-9]* passed, \([0-9]*\) failed$/\1/p' "$log" | tail -1)

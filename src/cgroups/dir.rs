@@ -95,45 +95,52 @@ impl CgroupDir {
     /// v1: a `FREEZING` that sticks (a task in an uninterruptible sleep) is asked again every
     /// tenth poll, and a freeze that does not finish is undone before the error.
     pub fn freeze(&self, version: Version, frozen: bool) -> Result<()> {
+        if self.freeze_within(version, frozen, FREEZE_TIMEOUT)? {
+            return Ok(());
+        }
+        match version {
+            Version::V2 => bail!(
+                "{}: cgroup did not become {} within 10s",
+                self.path.display(),
+                if frozen { "frozen" } else { "thawed" }
+            ),
+            Version::V1 => {
+                let want = if frozen { "FROZEN" } else { "THAWED" };
+                let last = self.read("freezer.state")?.trim().to_string();
+                if frozen {
+                    let _ = util::write_path(&self.path.join("freezer.state"), "THAWED");
+                }
+                bail!(
+                    "{}: freezer.state is {last} instead of {want} after 10s",
+                    self.path.display()
+                )
+            }
+        }
+    }
+
+    /// Ask for a freeze (true) or thaw and wait until the kernel reports it, at most `wait`:
+    /// Ok(false) when it has not yet, the request left standing (v1: a `FREEZING` that
+    /// sticks is asked again every tenth poll).
+    pub fn freeze_within(&self, version: Version, frozen: bool, wait: Duration) -> Result<bool> {
         match version {
             Version::V2 => {
                 self.write("cgroup.freeze", if frozen { "1" } else { "0" }, "freeze")?;
                 let want = if frozen { "frozen 1" } else { "frozen 0" };
-                let reached = wait_until(|_| {
+                wait_until(wait, |_| {
                     let ev = self.read("cgroup.events")?;
                     Ok(ev.lines().any(|l| l.trim() == want))
-                })?;
-                if !reached {
-                    bail!(
-                        "{}: cgroup did not become {} within 10s",
-                        self.path.display(),
-                        if frozen { "frozen" } else { "thawed" }
-                    );
-                }
-                Ok(())
+                })
             }
             Version::V1 => {
                 let want = if frozen { "FROZEN" } else { "THAWED" };
                 self.write("freezer.state", want, "freeze")?;
                 let file = self.path.join("freezer.state");
-                let mut last = String::new();
-                let reached = wait_until(|n| {
+                wait_until(wait, |n| {
                     if n > 0 && n % 10 == 0 {
                         let _ = util::write_path(&file, want);
                     }
-                    last = self.read("freezer.state")?.trim().to_string();
-                    Ok(last == want)
-                })?;
-                if !reached {
-                    if frozen {
-                        let _ = util::write_path(&file, "THAWED");
-                    }
-                    bail!(
-                        "{}: freezer.state is {last} instead of {want} after 10s",
-                        self.path.display()
-                    );
-                }
-                Ok(())
+                    Ok(self.read("freezer.state")?.trim() == want)
+                })
             }
         }
     }
@@ -420,8 +427,8 @@ impl CgroupDir {
 }
 
 /// Calls `check` with the attempt number until it holds, sleeping 200 µs, doubling up to
-/// 10 ms, in between; false once [`FREEZE_TIMEOUT`] passed without it.
-fn wait_until(mut check: impl FnMut(u32) -> Result<bool>) -> Result<bool> {
+/// 10 ms, in between; false once `wait` passed without it.
+fn wait_until(wait: Duration, mut check: impl FnMut(u32) -> Result<bool>) -> Result<bool> {
     let start = Instant::now();
     let mut delay = Duration::from_micros(200);
     let mut n = 0u32;
@@ -429,7 +436,7 @@ fn wait_until(mut check: impl FnMut(u32) -> Result<bool>) -> Result<bool> {
         if check(n)? {
             return Ok(true);
         }
-        if start.elapsed() > FREEZE_TIMEOUT {
+        if start.elapsed() > wait {
             return Ok(false);
         }
         n += 1;

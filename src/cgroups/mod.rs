@@ -163,6 +163,13 @@ pub trait Manager {
     fn pids(&self) -> Result<Vec<i32>>;
     /// Freeze (true) or thaw (false), waiting until the kernel reports the new state.
     fn freeze(&self, frozen: bool) -> Result<()>;
+    /// Ask for a freeze and wait for it at most `wait`: Ok(false) when the cgroup is still
+    /// freezing (the request stands: thaw it again). Drivers without a freezer of their own
+    /// wait as [`freeze`](Manager::freeze) does.
+    fn freeze_within(&self, wait: std::time::Duration) -> Result<bool> {
+        let _ = wait;
+        self.freeze(true).map(|()| true)
+    }
     /// Whether the cgroup's tasks are frozen for whatever reason, its own freezer or an
     /// ancestor's: a new container's cgroup must not be (see [`refuse_frozen`]).
     fn is_frozen(&self) -> Result<bool>;
@@ -405,11 +412,19 @@ impl Manager for NoCgroup {
     }
 }
 
+/// How long [`freeze_signal_thaw`] waits for its freeze before it signals all the same.
+const SIGNAL_FREEZE_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Freeze, signal every pid, thaw (the thaw also happens when signalling failed), so that
 /// nothing forks away in between: `kill_all` where `cgroup.kill` is missing or the signal is
-/// not SIGKILL. A cgroup that cannot be frozen is signalled all the same.
+/// not SIGKILL. The freeze is waited for [`SIGNAL_FREEZE_WAIT`] at most: a task that cannot be
+/// frozen (one waiting in the kernel uninterruptibly, e.g. for a FUSE server) keeps the cgroup
+/// freezing for good, and the signal goes out then all the same, while the others are frozen
+/// or on their way (a child forked meanwhile is frozen too, and a caller that sweeps comes
+/// back for it); the thaw then lets a SIGKILL take the frozen ones. A cgroup that cannot be
+/// frozen at all is signalled all the same.
 pub(crate) fn freeze_signal_thaw(m: &dyn Manager, signal: nix::sys::signal::Signal) -> Result<()> {
-    let froze = m.freeze(true).is_ok();
+    let asked = m.freeze_within(SIGNAL_FREEZE_WAIT).is_ok();
     let res = (|| -> Result<()> {
         for pid in m.pids()? {
             match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal) {
@@ -419,7 +434,7 @@ pub(crate) fn freeze_signal_thaw(m: &dyn Manager, signal: nix::sys::signal::Sign
         }
         Ok(())
     })();
-    if froze {
+    if asked {
         m.freeze(false)?;
     }
     res

@@ -721,6 +721,10 @@ impl Manager for V1Manager {
         self.freezer()?.freeze(Version::V1, frozen)
     }
 
+    fn freeze_within(&self, wait: std::time::Duration) -> Result<bool> {
+        self.freezer()?.freeze_within(Version::V1, true, wait)
+    }
+
     fn is_frozen(&self) -> Result<bool> {
         self.freezer()?.is_frozen(Version::V1)
     }

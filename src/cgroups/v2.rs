@@ -416,6 +416,10 @@ impl Manager for V2Manager {
         self.dir.freeze(Version::V2, frozen)
     }
 
+    fn freeze_within(&self, wait: std::time::Duration) -> Result<bool> {
+        self.dir.freeze_within(Version::V2, true, wait)
+    }
+
     fn is_frozen(&self) -> Result<bool> {
         self.dir.is_frozen(Version::V2)
     }

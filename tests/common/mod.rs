@@ -330,6 +330,45 @@ pub fn ns_holder(flags: &[&str], setup: &str) -> Helper {
     h
 }
 
+/// `HUSK_TEST_SYSTEMD_CGROUP=1`: containers use the systemd cgroup driver (`--systemd-cgroup`,
+/// cgroupsPath `system.slice:husk:ID`, so their unit is `husk-ID.scope`), and what a container
+/// leaves behind includes its unit. For a machine booted with systemd: the systemd guest of
+/// `make vm-test` runs the fault injection test (tests/faults.rs) so.
+pub fn systemd_driver() -> bool {
+    std::env::var_os("HUSK_TEST_SYSTEMD_CGROUP").is_some_and(|v| v == "1")
+}
+
+/// The systemd unit of container `id` under [`systemd_driver`].
+pub fn unit_of(id: &str) -> String {
+    format!("husk-{id}.scope")
+}
+
+/// What systemd still holds of `unit`: None when it is not loaded or inactive (a unit that
+/// failed stays until `reset-failed`, and counts), else its states.
+pub fn unit_left(unit: &str) -> Option<String> {
+    let o = match Command::new("systemctl")
+        .args(["show", "-p", "LoadState", "-p", "ActiveState", unit])
+        .stderr(Stdio::null())
+        .output()
+    {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => return Some(format!("{unit}: systemctl show failed ({})", o.status)),
+        Err(e) => return Some(format!("{unit}: systemctl: {e}")),
+    };
+    let out = text(&o.stdout);
+    let prop = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(k)?.strip_prefix('='))
+            .unwrap_or("")
+            .to_string()
+    };
+    let (load, active) = (prop("LoadState"), prop("ActiveState"));
+    if load == "not-found" || active == "inactive" {
+        return None;
+    }
+    Some(format!("{unit} (LoadState={load}, ActiveState={active})"))
+}
+
 /// One container under test, with its own work dir, --root and id.
 pub struct Ctr {
     pub id: String,
@@ -387,6 +426,10 @@ impl Ctr {
         };
         // deterministic cgroup path named after the id, so leftovers are findable
         c.config["linux"]["cgroupsPath"] = Value::String(format!("/{}", c.id));
+        if systemd_driver() {
+            c.config["linux"]["cgroupsPath"] = format!("system.slice:husk:{}", c.id).into();
+            c.global_args.push("--systemd-cgroup".into());
+        }
         c
     }
 
@@ -631,6 +674,11 @@ impl Ctr {
         for d in cgroup_dirs(&self.id) {
             l.push(format!("cgroup {}", d.display()));
         }
+        if systemd_driver() {
+            if let Some(u) = unit_left(&unit_of(&self.id)) {
+                l.push(format!("unit {u}"));
+            }
+        }
         l
     }
 
@@ -796,6 +844,15 @@ pub fn mount_info(v: &Value, dest: &str) -> Option<(Vec<String>, String, Vec<Str
 /// cgroups named after `id` (by pid), unmount what is under `work`, remove the cgroup dirs and
 /// `work`. Shared by the guard of `Ctr` and the differential runner.
 pub fn force_remove(pids: &[i32], work: &Path, id: &str) {
+    if systemd_driver() {
+        // the unit's stop kills what is in its cgroup; a failed unit stays until reset
+        for verb in ["stop", "reset-failed"] {
+            let _ = Command::new("systemctl")
+                .args([verb, &unit_of(id)])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
     for &p in pids {
         if pid_alive(p) {
             unsafe { libc::kill(p, libc::SIGKILL) };

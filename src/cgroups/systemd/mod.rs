@@ -448,6 +448,10 @@ impl Manager for SystemdManager {
         self.fs.freeze(frozen)
     }
 
+    fn freeze_within(&self, wait: std::time::Duration) -> Result<bool> {
+        self.fs.freeze_within(wait)
+    }
+
     fn is_frozen(&self) -> Result<bool> {
         self.fs.is_frozen()
     }

@@ -641,6 +641,108 @@ fn pause() -> ! {
     }
 }
 
+/// `fuse-hang DIR`: leave a task of the container where the cgroup freezer cannot freeze it.
+/// Mounts a FUSE file system at DIR served by this process (needs CAP_SYS_ADMIN and /dev/fuse),
+/// answers the kernel's INIT and then reads nothing more; a forked child looks up DIR/x, a
+/// request nobody ever reads. The child waits for the answer in the kernel: interruptibly at
+/// first, then, once a freezer's wake-up interrupts that wait, in a killable wait the freezer
+/// does not count as frozen, so a freeze of the cgroup stays FREEZING (v1) or `frozen 0` (v2)
+/// for good. SIGKILL still ends it (the request was never read, so it is withdrawn). A second
+/// child holds the connection (it ends when the holder dies); this process prints
+/// `{"ok": true, "holder": PID, "child": PID}` and sleeps.
+fn fuse_hang(dir: &str) -> Result<Obj, i32> {
+    // SAFETY: open(2) of a NUL-terminated path; the fd is checked.
+    let fd = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    let opts = cstr(&format!("fd={fd},rootmode=40000,user_id=0,group_id=0"));
+    let target = cstr(dir);
+    // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
+    let r = unsafe {
+        libc::mount(
+            c"husk-hang".as_ptr(),
+            target.as_ptr(),
+            c"fuse".as_ptr(),
+            0,
+            opts.as_ptr().cast(),
+        )
+    };
+    if r < 0 {
+        return Err(errno());
+    }
+    // the INIT request: fuse_in_header (len u32, opcode u32, unique u64, nodeid u64, uid, gid,
+    // pid u32, total_extlen u16, padding u16) then fuse_init_in
+    let mut buf = vec![0u8; 1 << 17];
+    // SAFETY: read(2) into a buffer of buf.len() bytes.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 40 {
+        return Err(if n < 0 { errno() } else { libc::EPROTO });
+    }
+    let opcode = u32::from_ne_bytes(buf[4..8].try_into().unwrap());
+    if opcode != 26 {
+        die(&format!(
+            "fuse-hang: first request has opcode {opcode}, not INIT (26)"
+        ));
+    }
+    let unique = &buf[8..16];
+    // fuse_out_header (len u32, error i32, unique u64) then fuse_init_out (64 bytes): major 7,
+    // minor 31, max_readahead, flags 0, max_background, congestion_threshold, max_write
+    let mut reply = [0u8; 16 + 64];
+    let len = reply.len() as u32;
+    reply[0..4].copy_from_slice(&len.to_ne_bytes());
+    reply[8..16].copy_from_slice(unique);
+    reply[16..20].copy_from_slice(&7u32.to_ne_bytes());
+    reply[20..24].copy_from_slice(&31u32.to_ne_bytes());
+    reply[24..28].copy_from_slice(&4096u32.to_ne_bytes());
+    reply[36..40].copy_from_slice(&4096u32.to_ne_bytes());
+    // SAFETY: write(2) of an initialised buffer.
+    if unsafe { libc::write(fd, reply.as_ptr().cast(), reply.len()) } < 0 {
+        return Err(errno());
+    }
+    // the connection's holder: a child that keeps the fd and sleeps (freezable), so that the
+    // connection outlives this process (killed first by a delete) and the stuck child is left
+    // for the sweep of the cgroup
+    // SAFETY: fork(2); the child only sleeps.
+    let holder = unsafe { libc::fork() };
+    if holder < 0 {
+        return Err(errno());
+    }
+    if holder == 0 {
+        loop {
+            // SAFETY: pause(2) has no arguments.
+            unsafe { libc::pause() };
+        }
+    }
+    let path = cstr(&format!("{dir}/x"));
+    // SAFETY: fork(2); the child only calls async-signal-safe functions (close, stat, _exit).
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return Err(errno());
+    }
+    if child == 0 {
+        // SAFETY: the child drops its copy of the connection, then stats a path whose lookup
+        // is never answered.
+        unsafe {
+            libc::close(fd);
+            let mut st: libc::stat = std::mem::zeroed();
+            libc::stat(path.as_ptr(), &mut st);
+            libc::_exit(0)
+        }
+    }
+    // SAFETY: closing the fd this process opened; the holder keeps its copy.
+    unsafe { libc::close(fd) };
+    let mut so = std::io::stdout().lock();
+    let _ = so.write_all(
+        format!("{{\"ok\": true, \"holder\": {holder}, \"child\": {child}}}\n").as_bytes(),
+    );
+    let _ = so.flush();
+    drop(so);
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let sub = args.get(1).map(String::as_str).unwrap_or("");
@@ -753,6 +855,7 @@ fn main() {
             }
         }
         "pause" => pause(),
+        "fuse-hang" => fuse_hang(arg(&args, 2, "fuse-hang DIR")),
         "udp-echo" => udp_echo(arg(&args, 2, "udp-echo PORT")),
         "syscall" => do_syscall(arg(&args, 2, "syscall NAME")),
         "syscalls" => do_syscalls(&args[2..]),
