@@ -1557,6 +1557,51 @@ fn up_containers_on_a_network_know_each_other_by_name() {
         "b is still in a's hosts: {ha}"
     );
     assert!(!ping("a", "b"), "a still resolves b after its removal");
+    // stopped (the monitor releases the attachment at the exit): its line goes at once, not at
+    // the next gc
+    ok(&up_d("s", "mynet", &[]), "up s");
+    assert!(names(&hosts("a"), "s"), "s is not in a's hosts");
+    ok(
+        &husk_in_ns(&["stop", "--store", &store, "-t", "1", "s"]),
+        "stop s",
+    );
+    let ha = hosts("a");
+    assert!(!names(&ha, "s"), "s stopped, still in a's hosts: {ha}");
+    ok(&husk_in_ns(&["rm", "--store", &store, "s"]), "rm s");
+    // a foreground --rm container: its line goes when it ends
+    let mut fg = husk_in_netns(
+        &ns,
+        &e.root(),
+        &dirs,
+        &[
+            "up",
+            "--store",
+            &store,
+            "--pull",
+            "never",
+            "--rm",
+            "--name",
+            "fg",
+            "--network",
+            "mynet",
+            IMAGE,
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; sleep 600 & wait",
+        ],
+    );
+    let mut child = fg
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let joined = wait_until(Duration::from_secs(20), &|| names(&hosts("a"), "fg"));
+    let st = stop(&mut child);
+    assert!(joined, "fg never appeared in a's hosts: {}", hosts("a"));
+    assert_eq!(code(&st), 0, "fg's status");
+    let ha = hosts("a");
+    assert!(!names(&ha, "fg"), "fg removed, still in a's hosts: {ha}");
     // bad input, refused by name with nothing made
     for (args, want) in [
         (vec!["--network-alias", "a b"], "expected a host name"),
