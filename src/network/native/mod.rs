@@ -6,7 +6,8 @@
 //!   directly in the container's namespace under the interface name; there `lo` up, the address,
 //!   the default route via the gateway (rtnetlink, [`netlink`]);
 //! * the address from host-local's own files ([`ipam`]), so either way of attaching sees the
-//!   other's allocations;
+//!   other's allocations; on a dual-stack network an IPv6 one too (its second range set), with
+//!   the IPv6 gateway on the bridge and the IPv6 default route;
 //! * masquerade and published ports in an nftables table of the attachment's own, one
 //!   nf_tables batch over netlink each way ([`nft`]; no `nft` program runs);
 //! * a CNI result of the plugins' shape (interfaces, ips, routes, dns) for the record.
@@ -596,6 +597,47 @@ mod tests {
             let mut v = husk_list(false);
             e(&mut v);
             assert!(plan(&v).is_none(), "edit {i}: {v}");
+        }
+        // dual stack: a second range set of IPv6, the ::/0 route beside 0.0.0.0/0
+        let dual = |v: &mut Value| {
+            v["plugins"][0]["ipam"]["ranges"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!([{"subnet": "fd00:89::/64", "gateway": "fd00:89::1"}]));
+            v["plugins"][0]["ipam"]["routes"] = json!([{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]);
+        };
+        let mut v = husk_list(false);
+        dual(&mut v);
+        let p = plan(&v).unwrap();
+        let (s6, g6) = p.v6.unwrap();
+        assert_eq!(s6.to_string(), "fd00:89::/64");
+        assert_eq!(g6, "fd00:89::1".parse::<Ipv6Addr>().unwrap());
+        assert!(p.default_route);
+        let edits6: Vec<Edit> = vec![
+            // the IPv6 route without an IPv6 range, a range the driver does not do, the
+            // families swapped, a gateway outside the subnet
+            Box::new(|v| {
+                v["plugins"][0]["ipam"]["ranges"]
+                    .as_array_mut()
+                    .unwrap()
+                    .truncate(1)
+            }),
+            Box::new(|v| {
+                v["plugins"][0]["ipam"]["ranges"][1][0]["rangeStart"] = json!("fd00:89::9")
+            }),
+            Box::new(|v| {
+                v["plugins"][0]["ipam"]["ranges"]
+                    .as_array_mut()
+                    .unwrap()
+                    .swap(0, 1)
+            }),
+            Box::new(|v| v["plugins"][0]["ipam"]["ranges"][1][0]["gateway"] = json!("fd00:90::1")),
+        ];
+        for (i, e) in edits6.iter().enumerate() {
+            let mut v = husk_list(false);
+            dual(&mut v);
+            e(&mut v);
+            assert!(plan(&v).is_none(), "dual-stack edit {i}: {v}");
         }
     }
 

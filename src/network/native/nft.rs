@@ -11,7 +11,10 @@
 //!   to the container;
 //! * `postrouting` (nat, srcnat): masquerade of what the container sends out of its subnet
 //!   (ipMasq), of its own published ports reached from itself (hairpin) and of connections from
-//!   the host's loopback (portmap's SNAT for 127.0.0.0/8, with `route_localnet` on the bridge).
+//!   the host's loopback (portmap's SNAT for 127.0.0.0/8, with `route_localnet` on the bridge);
+//! * on a dual-stack network, a table of the same name in family `ip6`, made and removed in the
+//!   same batches, whose `postrouting` masquerades the container's IPv6 traffic out of its
+//!   subnet (published ports are IPv4 only).
 
 use super::super::ports::PortMapping;
 use super::netlink::Msg;
