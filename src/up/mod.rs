@@ -815,6 +815,39 @@ mod tests {
             .contains("--network"));
     }
 
+    /// Without --network: the default network for root, loopback only and the note for a
+    /// caller without root (in a child that drops to nobody's uid).
+    #[test]
+    fn default_network_by_caller() {
+        if !crate::security::test_support::is_root() || crate::rootless::in_user_namespace() {
+            eprintln!(
+                "skipping default_network_by_caller: needs root in the initial user namespace"
+            );
+            return;
+        }
+        assert_eq!(
+            NetworkMode::default_for_caller(),
+            (
+                NetworkMode::Named(crate::network::DEFAULT_NETWORK.into()),
+                None
+            )
+        );
+        crate::security::test_support::in_child(
+            concat!(module_path!(), "::default_network_by_caller"),
+            || {
+                let nobody = nix::unistd::Uid::from_raw(65534);
+                nix::unistd::setresuid(nobody, nobody, nobody)?;
+                let (mode, note) = NetworkMode::default_for_caller();
+                anyhow::ensure!(mode == NetworkMode::None, "{mode:?}");
+                anyhow::ensure!(
+                    note.is_some_and(|n| n.contains("--network none")),
+                    "{note:?}"
+                );
+                Ok(())
+            },
+        );
+    }
+
     /// moby's daemon environment and getUser: HOSTNAME, TERM only with a terminal, the
     /// image's or a flag's value kept; the primary group first, memberships only when the user
     /// names no group.
