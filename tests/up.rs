@@ -1813,6 +1813,91 @@ fn up_default_network_is_the_default_bridge() {
     assert!(leaks.is_empty(), "left behind: {leaks:?}");
 }
 
+/// On a dual-stack network (`husk network create --ipv6`), a container of `husk up` has both
+/// addresses, and the others' hosts files list both under its name; they reach it over IPv6.
+/// In a network namespace of the test's; nothing left after.
+#[test]
+fn up_dual_stack_network_lists_both_addresses() {
+    let name = "up_dual_stack_network_lists_both_addresses";
+    if !need_root(name) {
+        return;
+    }
+    let e = Env::new("dual");
+    let ns = Netns::new();
+    let dirs = e.dir.path().to_path_buf();
+    let run = dirs.join("netrun");
+    let husk_in_ns = |args: &[&str]| {
+        run_timeout(
+            &mut husk_in_netns(&ns, &e.root(), &dirs, args),
+            Duration::from_secs(120),
+        )
+    };
+    let store = e.store_arg();
+    ok(
+        &husk_in_ns(&[
+            "network",
+            "create",
+            "--ipv6",
+            "--subnet",
+            "fd00:89:83::/64",
+            "--subnet",
+            "10.89.83.0/24",
+            "dual",
+        ]),
+        "network create --ipv6",
+    );
+    let up = |extra: &[&str]| {
+        let mut a = vec![
+            "up",
+            "--store",
+            &store,
+            "--pull",
+            "never",
+            "--network",
+            "dual",
+        ];
+        a.extend_from_slice(extra);
+        husk_in_ns(&a)
+    };
+    ok(
+        &up(&["-d", "--name", "a", IMAGE, "sleep", "600"]),
+        "up -d a",
+    );
+    let ha = std::fs::read_to_string(e.store().join("containers/a/hosts")).unwrap();
+    let a6 = ha
+        .lines()
+        .find(|l| l.starts_with("fd00:89:83::") && l.ends_with("\ta"))
+        .and_then(|l| l.split('\t').next())
+        .unwrap_or_else(|| panic!("a's own IPv6 line: {ha}"))
+        .to_string();
+    let out = ok(
+        &up(&[
+            "--rm",
+            "--name",
+            "b",
+            IMAGE,
+            "sh",
+            "-c",
+            &format!("cat /etc/hosts; ping -c1 -W2 {a6} >/dev/null && echo pinged-a6"),
+        ]),
+        "up b",
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("10.89.83.") && l.ends_with("\ta"))
+            && out.lines().any(|l| l == format!("{a6}\ta")),
+        "b's hosts lacks one of a's addresses: {out}"
+    );
+    assert!(out.contains("pinged-a6"), "b cannot reach a at {a6}: {out}");
+    ok(
+        &husk_in_ns(&["rm", "--store", &store, "-f", "a"]),
+        "rm -f a",
+    );
+    e.assert_all_gone("after the dual-stack containers");
+    let leaks = network_leaks(&ns, &run);
+    assert!(leaks.is_empty(), "left behind: {leaks:?}");
+}
+
 impl Env {
     fn store_arg(&self) -> String {
         self.store().to_string_lossy().into_owned()
