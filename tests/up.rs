@@ -1804,6 +1804,17 @@ fn up_default_network_is_the_default_bridge() {
         .filter_map(|l| l.split(':').next().map(str::trim))
         .collect();
     assert_eq!(links, ["lo"], "--network none: {out}");
+    // a network that does not exist: refused by name, nothing left
+    let o = up(&["--name", "nonet", "--network", "nosuch", IMAGE, "true"]);
+    assert!(
+        !o.status.success() && text(&o.stderr).contains("network nosuch not found"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(
+        !e.store().join("containers/nonet").exists(),
+        "a bundle was left for an unknown network"
+    );
     ok(
         &husk_in_ns(&["rm", "--store", &store, "-f", "srv"]),
         "rm -f srv",

@@ -278,6 +278,12 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
         }
         _ => {}
     }
+    // the network, before anything is made: an unknown one is refused here, the default one is
+    // made on first use, and a dual-stack one keeps the host's IPv6 resolvers (as Docker's)
+    let ipv6 = match &net {
+        Some((dirs, n)) => crate::network::find(dirs, n)?.subnet6.is_some(),
+        None => false,
+    };
     let store = Store::open(store_dir, false)?;
     let bundle = bundle_dir(store_dir, &id);
     let taken = || {
@@ -367,6 +373,7 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
             &facts,
             &given,
             ids.as_ref(),
+            ipv6,
         )?;
         monitor::set_stop_signal(&bundle.join("config.json"), o.stop_signal.as_deref())?;
         if !facts.volumes.is_empty() {
@@ -528,6 +535,7 @@ fn edit_config(
     facts: &flags::HostFacts,
     given: &Given<'_>,
     ids: Option<&userns::Allocation>,
+    ipv6: bool,
 ) -> Result<(Vec<String>, String)> {
     let path = &bundle.join("config.json");
     let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
@@ -589,7 +597,7 @@ fn edit_config(
         // among the default mounts, before the flags' and the /etc files (Docker's place)
         init::install(bundle, &mut v)?;
     }
-    let names = flags::write_names(bundle, cfg, &hostname, host_network)?;
+    let names = flags::write_names(bundle, cfg, &hostname, host_network, ipv6)?;
     flags::apply(&mut v, cfg, facts, &names);
     if ids.is_some() {
         // in a user namespace the runtime binds device nodes instead of making them, and a
