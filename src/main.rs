@@ -246,7 +246,16 @@ fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
         workdir: a.workdir,
         user: a.user,
         hostname: a.hostname,
-        network: NetworkMode::parse(&a.network)?,
+        network: match &a.network {
+            Some(n) => NetworkMode::parse(n)?,
+            None => {
+                let (mode, note) = NetworkMode::default_for_caller();
+                if let Some(n) = note {
+                    eprintln!("{n}");
+                }
+                mode
+            }
+        },
         network_aliases: a.network_alias,
         publish: a.publish,
         publish_all: a.publish_all,

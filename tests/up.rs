@@ -90,9 +90,13 @@ impl Env {
         run_timeout(&mut c, Duration::from_secs(60))
     }
 
+    /// `husk up` in the machine's network namespace: `--network none` unless `args` name a
+    /// network (the default network would make its bridge and rules there; it is tested in a
+    /// namespace of the test's own, `up_default_network_*`).
     fn up(&self, args: &[&str]) -> Output {
         let store = self.store();
         let mut a = vec!["up", "--store", store.to_str().unwrap(), "--pull", "never"];
+        a.extend_from_slice(no_default_network(args));
         a.extend_from_slice(args);
         self.husk(&a)
     }
@@ -452,9 +456,9 @@ fn up_network_none_and_host() {
             .collect::<Vec<_>>()
     };
     assert_eq!(
-        links(&[]),
+        links(&["--network", "none"]),
         ["lo"],
-        "the default network is none: loopback only"
+        "--network none: loopback only"
     );
     let host: Vec<String> = std::fs::read_to_string("/proc/net/dev")
         .unwrap()
@@ -516,7 +520,7 @@ fn up_bad_input_is_refused_by_name_and_leaves_nothing() {
     let store = e.store();
     let cases: &[(&[&str], &str)] = &[
         (&["--rm", "nosuchimage", "true"], "nosuchimage"),
-        (&["--rm", "--network", "bridge", IMAGE, "true"], "--network"),
+        (&["--rm", "--network", "", IMAGE, "true"], "--network"),
         (&["--rm", "-w", "relative", IMAGE, "true"], "-w"),
         (&["--rm", "--name", "../escape", IMAGE, "true"], "--name"),
         (&["--rm", "-e", "=x", IMAGE, "true"], "-e"),
@@ -1080,6 +1084,19 @@ fn up_bad_config_flags_leave_nothing() {
     }
 }
 
+/// `["--network", "none"]` for a `husk up` run in the machine's network namespace whose
+/// `args` name no network, so it never gets the default network's bridge and rules there.
+fn no_default_network(args: &[&str]) -> &'static [&'static str] {
+    if args
+        .iter()
+        .any(|a| *a == "--network" || a.starts_with("--network="))
+    {
+        &[]
+    } else {
+        &["--network", "none"]
+    }
+}
+
 /// A network namespace of the test's own, deleted on drop.
 struct Netns(String);
 
@@ -1332,7 +1349,7 @@ fn up_network_named_with_a_published_port() {
     ok(&e.cmd("rm", &["dweb"]), "rm");
     e.assert_all_gone("after up -d on a network");
     // -p without a network to publish on is refused by name
-    let o = e.up(&["--rm", "-p", "8080:80", IMAGE, "true"]);
+    let o = e.up(&["--rm", "--network", "none", "-p", "8080:80", IMAGE, "true"]);
     assert!(text(&o.stderr).contains("-p"), "{}", text(&o.stderr));
     e.assert_clean("after a refused -p");
 }
@@ -1540,6 +1557,51 @@ fn up_containers_on_a_network_know_each_other_by_name() {
         "b is still in a's hosts: {ha}"
     );
     assert!(!ping("a", "b"), "a still resolves b after its removal");
+    // stopped (the monitor releases the attachment at the exit): its line goes at once, not at
+    // the next gc
+    ok(&up_d("s", "mynet", &[]), "up s");
+    assert!(names(&hosts("a"), "s"), "s is not in a's hosts");
+    ok(
+        &husk_in_ns(&["stop", "--store", &store, "-t", "1", "s"]),
+        "stop s",
+    );
+    let ha = hosts("a");
+    assert!(!names(&ha, "s"), "s stopped, still in a's hosts: {ha}");
+    ok(&husk_in_ns(&["rm", "--store", &store, "s"]), "rm s");
+    // a foreground --rm container: its line goes when it ends
+    let mut fg = husk_in_netns(
+        &ns,
+        &e.root(),
+        &dirs,
+        &[
+            "up",
+            "--store",
+            &store,
+            "--pull",
+            "never",
+            "--rm",
+            "--name",
+            "fg",
+            "--network",
+            "mynet",
+            IMAGE,
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; sleep 600 & wait",
+        ],
+    );
+    let mut child = fg
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let joined = wait_until(Duration::from_secs(20), &|| names(&hosts("a"), "fg"));
+    let st = stop(&mut child);
+    assert!(joined, "fg never appeared in a's hosts: {}", hosts("a"));
+    assert_eq!(code(&st), 0, "fg's status");
+    let ha = hosts("a");
+    assert!(!names(&ha, "fg"), "fg removed, still in a's hosts: {ha}");
     // bad input, refused by name with nothing made
     for (args, want) in [
         (vec!["--network-alias", "a b"], "expected a host name"),
@@ -1603,6 +1665,246 @@ fn up_containers_on_a_network_know_each_other_by_name() {
     rm.extend(ids.iter().map(String::as_str));
     ok(&husk_in_ns(&rm), "rm -f n0..n19");
     e.assert_all_gone("after the named containers");
+    let leaks = network_leaks(&ns, &run);
+    assert!(leaks.is_empty(), "left behind: {leaks:?}");
+}
+
+/// Without `--network`, a container of `husk up` is on the default network (`husk`, created on
+/// first use), as docker run's is on Docker's default bridge: an eth0 with an address in the
+/// network's subnet and a default route via its gateway, a listener in another container of the
+/// default network reached at its address (and from the namespace, through the bridge); no
+/// names between them, as on Docker's default bridge; `--network none` still loopback only. In
+/// a network namespace of the test's, with its own network dirs; nothing left after.
+#[test]
+fn up_default_network_is_the_default_bridge() {
+    let name = "up_default_network_is_the_default_bridge";
+    if !need_root(name) {
+        return;
+    }
+    let e = Env::new("defnet");
+    let ns = Netns::new();
+    let dirs = e.dir.path().to_path_buf();
+    let run = dirs.join("netrun");
+    let husk_in_ns = |args: &[&str]| {
+        run_timeout(
+            &mut husk_in_netns(&ns, &e.root(), &dirs, args),
+            Duration::from_secs(120),
+        )
+    };
+    let store = e.store_arg();
+    let up = |extra: &[&str]| {
+        let mut a = vec!["up", "--store", &store, "--pull", "never"];
+        a.extend_from_slice(extra);
+        husk_in_ns(&a)
+    };
+    ok(
+        &up(&[
+            "-d",
+            "--name",
+            "srv",
+            IMAGE,
+            "sh",
+            "-c",
+            &web("hello-default"),
+        ]),
+        "up -d srv (no --network)",
+    );
+    // the default network, made on first use in the test's network config dir
+    let conf: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dirs.join("netconf/husk.conflist")).expect("no default network made"),
+    )
+    .unwrap();
+    let range = &conf["plugins"][0]["ipam"]["ranges"][0][0];
+    let subnet = range["subnet"].as_str().unwrap().to_string();
+    let gateway = range["gateway"].as_str().unwrap().to_string();
+    let (net, prefix) = subnet.split_once('/').unwrap();
+    let net: std::net::Ipv4Addr = net.parse().unwrap();
+    let prefix: u32 = prefix.parse().unwrap();
+    let in_subnet = |ip: &str| {
+        let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+        let mask = u32::MAX << (32 - prefix);
+        u32::from(ip) & mask == u32::from(net) & mask
+    };
+    // eth0's address (`inet A/P` of `ip -4 -o addr show dev eth0`)
+    let inet = |out: &str| -> Option<String> {
+        out.split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .and_then(|a| a.split('/').next())
+            .map(str::to_string)
+    };
+    let srv_out = ok(
+        &e.husk(&[
+            "exec", "srv", "ip", "-4", "-o", "addr", "show", "dev", "eth0",
+        ]),
+        "srv's eth0",
+    );
+    let srv_ip = inet(&srv_out).unwrap_or_else(|| panic!("srv has no eth0 address: {srv_out}"));
+    assert!(
+        in_subnet(&srv_ip),
+        "srv's {srv_ip} is not in the default network's {subnet}"
+    );
+    // from the namespace, through the bridge, until httpd answers
+    let mut from_ns = String::new();
+    for _ in 0..100 {
+        let o = ns
+            .cmd("busybox")
+            .args(["wget", "-q", "-O", "-"])
+            .arg(format!("http://{srv_ip}:8000/index.html"))
+            .output()
+            .unwrap();
+        from_ns = text(&o.stdout);
+        if o.status.success() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(from_ns, "hello-default\n", "srv did not answer at {srv_ip}");
+    // a second default container: its address, its route, srv's page, and no name for srv
+    let script = format!(
+        "ip -4 -o addr show dev eth0; ip route; wget -q -O - http://{srv_ip}:8000/index.html; \
+         if ping -c1 -W1 srv >/dev/null 2>&1; then echo srv-resolved; fi; \
+         grep -c srv /etc/hosts || true"
+    );
+    let out = ok(
+        &up(&["--rm", IMAGE, "sh", "-c", &script]),
+        "up --rm (no --network)",
+    );
+    let ip = inet(&out).unwrap_or_else(|| panic!("no eth0 address: {out}"));
+    assert!(
+        in_subnet(&ip) && ip != srv_ip,
+        "{ip}: not a second address of {subnet}: {out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&format!("default via {gateway} "))),
+        "no default route via {gateway}: {out}"
+    );
+    assert!(
+        out.contains("hello-default\n"),
+        "srv's listener not reached from the other container: {out}"
+    );
+    assert!(
+        !out.contains("srv-resolved") && out.trim_end().ends_with('0'),
+        "names on the default network (Docker's default bridge gives none): {out}"
+    );
+    let hs = std::fs::read_to_string(e.store().join("containers/srv/hosts")).unwrap();
+    assert!(
+        hs.lines().any(|l| l.starts_with(&format!("{srv_ip}\t"))),
+        "srv's own address is not in its hosts: {hs}"
+    );
+    // --network none: loopback only, also where a default network exists
+    let out = ok(
+        &up(&["--rm", "--network", "none", IMAGE, "cat", "/proc/net/dev"]),
+        "up --network none",
+    );
+    let links: Vec<&str> = out
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next().map(str::trim))
+        .collect();
+    assert_eq!(links, ["lo"], "--network none: {out}");
+    // a network that does not exist: refused by name, nothing left
+    let o = up(&["--name", "nonet", "--network", "nosuch", IMAGE, "true"]);
+    assert!(
+        !o.status.success() && text(&o.stderr).contains("network nosuch not found"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(
+        !e.store().join("containers/nonet").exists(),
+        "a bundle was left for an unknown network"
+    );
+    ok(
+        &husk_in_ns(&["rm", "--store", &store, "-f", "srv"]),
+        "rm -f srv",
+    );
+    e.assert_all_gone("after the default network's containers");
+    let leaks = network_leaks(&ns, &run);
+    assert!(leaks.is_empty(), "left behind: {leaks:?}");
+}
+
+/// On a dual-stack network (`husk network create --ipv6`), a container of `husk up` has both
+/// addresses, and the others' hosts files list both under its name; they reach it over IPv6.
+/// In a network namespace of the test's; nothing left after.
+#[test]
+fn up_dual_stack_network_lists_both_addresses() {
+    let name = "up_dual_stack_network_lists_both_addresses";
+    if !need_root(name) {
+        return;
+    }
+    let e = Env::new("dual");
+    let ns = Netns::new();
+    let dirs = e.dir.path().to_path_buf();
+    let run = dirs.join("netrun");
+    let husk_in_ns = |args: &[&str]| {
+        run_timeout(
+            &mut husk_in_netns(&ns, &e.root(), &dirs, args),
+            Duration::from_secs(120),
+        )
+    };
+    let store = e.store_arg();
+    ok(
+        &husk_in_ns(&[
+            "network",
+            "create",
+            "--ipv6",
+            "--subnet",
+            "fd00:89:83::/64",
+            "--subnet",
+            "10.89.83.0/24",
+            "dual",
+        ]),
+        "network create --ipv6",
+    );
+    let up = |extra: &[&str]| {
+        let mut a = vec![
+            "up",
+            "--store",
+            &store,
+            "--pull",
+            "never",
+            "--network",
+            "dual",
+        ];
+        a.extend_from_slice(extra);
+        husk_in_ns(&a)
+    };
+    ok(
+        &up(&["-d", "--name", "a", IMAGE, "sleep", "600"]),
+        "up -d a",
+    );
+    let ha = std::fs::read_to_string(e.store().join("containers/a/hosts")).unwrap();
+    let a6 = ha
+        .lines()
+        .find(|l| l.starts_with("fd00:89:83::") && l.ends_with("\ta"))
+        .and_then(|l| l.split('\t').next())
+        .unwrap_or_else(|| panic!("a's own IPv6 line: {ha}"))
+        .to_string();
+    let out = ok(
+        &up(&[
+            "--rm",
+            "--name",
+            "b",
+            IMAGE,
+            "sh",
+            "-c",
+            &format!("cat /etc/hosts; ping -c1 -W2 {a6} >/dev/null && echo pinged-a6"),
+        ]),
+        "up b",
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("10.89.83.") && l.ends_with("\ta"))
+            && out.lines().any(|l| l == format!("{a6}\ta")),
+        "b's hosts lacks one of a's addresses: {out}"
+    );
+    assert!(out.contains("pinged-a6"), "b cannot reach a at {a6}: {out}");
+    ok(
+        &husk_in_ns(&["rm", "--store", &store, "-f", "a"]),
+        "rm -f a",
+    );
+    e.assert_all_gone("after the dual-stack containers");
     let leaks = network_leaks(&ns, &run);
     assert!(leaks.is_empty(), "left behind: {leaks:?}");
 }
@@ -2229,6 +2531,7 @@ fn kill_rounds(
             .arg(&root)
             .args(["up", "--store", store.to_str().unwrap(), "--pull", "never"])
             .args(["--name", &name])
+            .args(no_default_network(flags))
             .args(flags)
             .args([IMAGE, "sleep", "100"])
             .stdin(std::process::Stdio::null())
@@ -2605,6 +2908,7 @@ fn up_init_reaps_forwards_and_passes_the_status() {
         c.arg("--root")
             .arg(e.root())
             .args(["up", "--store", store_s, "--pull", "never", "--rm"])
+            .args(no_default_network(flags))
             .args(flags)
             .args([IMAGE, "/probe", "sleep", secs])
             .stdout(std::process::Stdio::null());
@@ -2897,6 +3201,7 @@ impl Env {
             .arg("--root")
             .arg(self.root())
             .args(["up", "--store", store.to_str().unwrap(), "--pull", "never"])
+            .args(no_default_network(args))
             .args(args);
         run_timeout(&mut c, Duration::from_secs(60))
     }

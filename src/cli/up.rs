@@ -36,14 +36,15 @@ pub struct UpArgs {
     /// The container's hostname.
     #[arg(short = 'h', long)]
     pub hostname: Option<String>,
-    /// none (loopback only), host, or a network of `husk network create`.
-    #[arg(long, default_value = "none")]
-    pub network: String,
+    /// none (loopback only), host, bridge (the default network, `husk`), or a network's name;
+    /// without it the default network, as docker run (loopback only for a caller without root).
+    #[arg(long)]
+    pub network: Option<String>,
     /// Another name the container has on its network, in the /etc/hosts of the network's
     /// other containers; repeatable (not with none, host or the default network).
     #[arg(long = "network-alias")]
     pub network_alias: Vec<String>,
-    /// Publish a port: [ip:]hostPort:containerPort[/tcp|udp|sctp] (needs --network NAME);
+    /// Publish a port: [ip:]hostPort:containerPort[/tcp|udp|sctp] (on a network, not none/host);
     /// repeatable.
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,

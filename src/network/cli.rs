@@ -32,9 +32,13 @@ pub struct NetworkArgs {
 pub enum NetworkVerb {
     /// Create a bridge network (a CNI conflist: bridge + host-local, portmap, firewall).
     Create {
-        /// IPv4 subnet (default: a free /24 of 10.89.0.0/16).
+        /// IPv4 subnet (default: a free /24 of 10.89.0.0/16); with --ipv6 also an IPv6 one
+        /// (repeat the flag: one of each family).
         #[arg(long)]
-        subnet: Option<String>,
+        subnet: Vec<String>,
+        /// Dual stack: IPv6 addresses too, from the IPv6 --subnet (native driver).
+        #[arg(long)]
+        ipv6: bool,
         /// Gateway address (default: the subnet's first address).
         #[arg(long)]
         gateway: Option<String>,
@@ -89,17 +93,30 @@ pub fn run(g: &Global, a: NetworkArgs) -> Result<()> {
     match a.verb {
         NetworkVerb::Create {
             subnet,
+            ipv6,
             gateway,
             internal,
             name,
         } => {
+            let (mut v4, mut v6) = (None, None);
+            for s in subnet {
+                let slot = if s.contains(':') { &mut v6 } else { &mut v4 };
+                if let Some(first) = slot.replace(s.clone()) {
+                    bail!(
+                        "network {name}: --subnet {first} and --subnet {s}: at most one subnet \
+                         of each family (IPv4, IPv6)"
+                    );
+                }
+            }
             let n = super::create(
                 &dirs,
                 &CreateOptions {
                     name,
-                    subnet,
+                    subnet: v4,
                     gateway,
                     internal,
+                    ipv6,
+                    subnet6: v6,
                 },
             )?;
             output::line(&n.name)?;
@@ -144,6 +161,8 @@ pub fn run(g: &Global, a: NetworkArgs) -> Result<()> {
                 "managedByHusk": n.source == Source::Husk,
                 "subnet": n.subnet.map(|s| s.to_string()),
                 "gateway": n.gateway.map(|s| s.to_string()),
+                "subnet6": n.subnet6.map(|s| s.0.to_string()),
+                "gateway6": n.subnet6.map(|s| s.1.to_string()),
                 "bridge": n.bridge,
                 "internal": n.internal,
                 "plugins": n.plugin_types(),

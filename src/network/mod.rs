@@ -22,7 +22,7 @@ pub mod ports;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -170,6 +170,65 @@ impl std::fmt::Display for Ipv4Net {
     }
 }
 
+/// An IPv6 subnet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Net {
+    pub addr: Ipv6Addr,
+    pub prefix: u8,
+}
+
+impl Ipv6Net {
+    /// `x:y::/n` with no host bits set and room for hosts (a prefix from 1 to 126).
+    pub fn parse(s: &str) -> Result<Ipv6Net> {
+        let (a, p) = s
+            .split_once('/')
+            .with_context(|| format!("subnet {s:?}: expected an IPv6 CIDR such as fd00:1::/64"))?;
+        let addr: Ipv6Addr = a
+            .parse()
+            .with_context(|| format!("subnet {s:?}: {a:?} is not an IPv6 address"))?;
+        let prefix: u8 = p
+            .parse()
+            .ok()
+            .filter(|n| (1..=126).contains(n))
+            .with_context(|| format!("subnet {s:?}: prefix {p:?} is not a number from 1 to 126"))?;
+        let n = Ipv6Net { addr, prefix };
+        if n.network() != addr {
+            bail!(
+                "subnet {s:?}: host bits are set (the subnet is {}/{prefix})",
+                n.network()
+            );
+        }
+        Ok(n)
+    }
+
+    pub fn mask(&self) -> u128 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u128::MAX << (128 - self.prefix)
+        }
+    }
+    pub fn network(&self) -> Ipv6Addr {
+        Ipv6Addr::from(u128::from(self.addr) & self.mask())
+    }
+    /// The subnet's last address (IPv6 has no broadcast: host-local hands it out).
+    pub fn last(&self) -> Ipv6Addr {
+        Ipv6Addr::from(u128::from(self.addr) | !self.mask())
+    }
+    pub fn contains(&self, ip: Ipv6Addr) -> bool {
+        u128::from(ip) & self.mask() == u128::from(self.network())
+    }
+    pub fn overlaps(&self, o: &Ipv6Net) -> bool {
+        self.contains(o.network()) || o.contains(self.network())
+    }
+}
+
+impl std::fmt::Display for Ipv6Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
 /// The IPv4 routes of the calling process's network namespace (`/proc/net/route`), default
 /// routes left out: (device, destination).
 pub fn routes() -> Result<Vec<(String, Ipv4Net)>> {
@@ -222,6 +281,8 @@ pub struct Network {
     pub conflist: Value,
     pub subnet: Option<Ipv4Net>,
     pub gateway: Option<Ipv4Addr>,
+    /// The IPv6 subnet of a dual-stack network, and its gateway.
+    pub subnet6: Option<(Ipv6Net, Ipv6Addr)>,
     pub bridge: Option<String>,
     pub internal: bool,
 }
@@ -311,6 +372,7 @@ fn describe(name: String, path: PathBuf, source: Source, conflist: Value) -> Net
         source,
         subnet: None,
         gateway: None,
+        subnet6: None,
         bridge: None,
         internal: false,
         conflist,
@@ -333,6 +395,15 @@ fn describe(name: String, path: PathBuf, source: Source, conflist: Value) -> Net
             }
             if let Some(g) = g.as_str().and_then(|g| g.parse().ok()) {
                 n.gateway.get_or_insert(g);
+            }
+            // a second range set: IPv6 (dual stack)
+            let r6 = &ipam["ranges"][1][0];
+            if let Some(s6) = r6["subnet"].as_str().and_then(|s| Ipv6Net::parse(s).ok()) {
+                let g6 = r6["gateway"]
+                    .as_str()
+                    .and_then(|g| g.parse().ok())
+                    .unwrap_or_else(|| Ipv6Addr::from(u128::from(s6.network()) + 1));
+                n.subnet6.get_or_insert((s6, g6));
             }
         }
     }
@@ -416,6 +487,9 @@ pub struct CreateOptions {
     pub subnet: Option<String>,
     pub gateway: Option<String>,
     pub internal: bool,
+    /// `--ipv6`: dual stack, with this IPv6 subnet (`--subnet` of an IPv6 CIDR).
+    pub ipv6: bool,
+    pub subnet6: Option<String>,
 }
 
 impl CreateOptions {
@@ -503,14 +577,46 @@ pub fn create(dirs: &Dirs, o: &CreateOptions) -> Result<Network> {
         }
         None => Ipv4Addr::from(u32::from(subnet.network()) + 1),
     };
+    let v6 = match (o.ipv6, &o.subnet6) {
+        (false, None) => None,
+        (false, Some(s)) => bail!(
+            "network {}: --subnet {s} is an IPv6 subnet: add --ipv6 for a dual-stack network",
+            o.name
+        ),
+        (true, None) => bail!(
+            "network {}: --ipv6 needs an IPv6 --subnet (such as fd00:1::/64)",
+            o.name
+        ),
+        (true, Some(s)) => {
+            let s = Ipv6Net::parse(s).with_context(|| format!("network {}", o.name))?;
+            if let Some((n, x)) = existing
+                .iter()
+                .find_map(|n| n.subnet6.filter(|x| x.0.overlaps(&s)).map(|x| (n, x.0)))
+            {
+                bail!(
+                    "network {}: subnet {s} overlaps network {} ({x})",
+                    o.name,
+                    n.name
+                );
+            }
+            Some((s, Ipv6Addr::from(u128::from(s.network()) + 1)))
+        }
+    };
     let bridge = pick_bridge(&existing)?;
+    let mut ranges = vec![json!([{"subnet": subnet.to_string(), "gateway": gateway.to_string()}])];
+    if let Some((s, g)) = v6 {
+        ranges.push(json!([{"subnet": s.to_string(), "gateway": g.to_string()}]));
+    }
     let mut ipam = json!({
         "type": "host-local",
-        "ranges": [[{"subnet": subnet.to_string(), "gateway": gateway.to_string()}]],
+        "ranges": ranges,
         "dataDir": dirs.ipam_dir().to_string_lossy(),
     });
     if !o.internal {
-        ipam["routes"] = json!([{"dst": "0.0.0.0/0"}]);
+        ipam["routes"] = match v6 {
+            None => json!([{"dst": "0.0.0.0/0"}]),
+            Some(_) => json!([{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]),
+        };
     }
     let conflist = json!({
         "cniVersion": "1.0.0",

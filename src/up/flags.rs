@@ -1483,19 +1483,21 @@ pub fn remove_anonymous_volumes(data: &[PathBuf]) -> Result<()> {
 
 /// Write the container's `hosts`, `resolv.conf` and `hostname` into `dir` (the bundle) and
 /// return their bind mounts. On the host's network the host's own /etc/hosts is the start of
-/// `hosts` and its resolv.conf is kept whole (loopback resolvers are reachable there).
+/// `hosts` and its resolv.conf is kept whole (loopback resolvers are reachable there). `ipv6`:
+/// the container's network gives it an IPv6 address, so the host's IPv6 resolvers are kept.
 pub fn write_names(
     dir: &Path,
     c: &Config,
     hostname: &str,
     host_network: bool,
+    ipv6: bool,
 ) -> Result<Vec<(String, PathBuf)>> {
     let host_resolv = dns::host_resolv_conf()?;
     let no_flags = c.dns.servers.is_empty() && c.dns.search.is_empty() && c.dns.options.is_empty();
     let resolv = if host_network && no_flags {
         host_resolv
     } else {
-        dns::resolv_conf(&host_resolv, &c.dns, false)?
+        dns::resolv_conf(&host_resolv, &c.dns, ipv6)?
     };
     let hosts = if host_network {
         let mut h = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
@@ -2460,7 +2462,7 @@ mod tests {
         f.dns_search = vec!["corp.example".into()];
         f.add_host = vec!["db:10.0.0.3".into()];
         let c = parse(&f).unwrap();
-        let m = write_names(d.path(), &c, "box", false).unwrap();
+        let m = write_names(d.path(), &c, "box", false, false).unwrap();
         assert_eq!(
             m[0],
             ("/etc/resolv.conf".into(), d.path().join("resolv.conf"))
@@ -2498,7 +2500,7 @@ mod tests {
         );
         // the host's network: the host's /etc/hosts plus the extra entries
         let d2 = tempfile::tempdir().unwrap();
-        write_names(d2.path(), &c, "host", true).unwrap();
+        write_names(d2.path(), &c, "host", true, false).unwrap();
         let h = std::fs::read_to_string(d2.path().join("hosts")).unwrap();
         let host = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
         assert!(

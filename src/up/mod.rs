@@ -52,20 +52,47 @@ pub enum NetworkMode {
     None,
     /// The host's network namespace.
     Host,
-    /// A network namespace of its own attached to this network of `husk network create`.
+    /// A network namespace of its own attached to this network: one of `husk network create`,
+    /// a CNI conflist, or the default network (created on first use).
     Named(String),
 }
 
+/// What a caller without root in the initial user namespace is told when `--network` is not
+/// given: husk has no rootless networking yet, so its container gets loopback only.
+pub const ROOTLESS_NETWORK_NOTE: &str = "husk up: note: no network for a caller without root yet \
+     (husk's networks need root in the initial user namespace): the container has loopback only, \
+     as with --network none";
+
 impl NetworkMode {
+    /// `--network VALUE`. `bridge` and `default` are docker run's names of its default network,
+    /// husk's default network (`husk`, created on first use).
     pub fn parse(s: &str) -> Result<NetworkMode> {
         match s {
             "none" => Ok(NetworkMode::None),
             "host" => Ok(NetworkMode::Host),
-            "" | "bridge" | "default" => bail!(
-                "--network {s:?}: husk has no default bridge network; create one (husk network \
-                 create NAME) and name it, or use none or host"
+            "bridge" | "default" => Ok(NetworkMode::Named(
+                crate::network::DEFAULT_NETWORK.to_string(),
+            )),
+            "" => bail!(
+                "--network \"\": expected none, host, bridge (the default network) or a network's \
+                 name"
             ),
             name => Ok(NetworkMode::Named(name.to_string())),
+        }
+    }
+
+    /// The network of a container when `--network` is not given: as docker run, the default
+    /// bridge network (husk's default network, created on first use); for a caller without
+    /// root in the initial user namespace, whose containers husk cannot network yet, none, and
+    /// the note to say so.
+    pub fn default_for_caller() -> (NetworkMode, Option<&'static str>) {
+        if nix::unistd::geteuid().is_root() && !crate::rootless::in_user_namespace() {
+            (
+                NetworkMode::Named(crate::network::DEFAULT_NETWORK.to_string()),
+                None,
+            )
+        } else {
+            (NetworkMode::None, Some(ROOTLESS_NETWORK_NOTE))
         }
     }
 }
@@ -224,8 +251,8 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     let net = match &o.network {
         NetworkMode::Named(n) => Some((crate::network::Dirs::resolve(None, None, None, None)?, n)),
         _ if !ports.is_empty() || o.publish_all => bail!(
-            "-p/-P: publishing ports needs a network of husk network create (--network NAME), \
-             not --network {}",
+            "-p/-P: publishing ports needs a network (the default one, or --network NAME), not \
+             --network {}",
             if o.network == NetworkMode::Host {
                 "host"
             } else {
@@ -251,6 +278,12 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
         }
         _ => {}
     }
+    // the network, before anything is made: an unknown one is refused here, the default one is
+    // made on first use, and a dual-stack one keeps the host's IPv6 resolvers (as Docker's)
+    let ipv6 = match &net {
+        Some((dirs, n)) => crate::network::find(dirs, n)?.subnet6.is_some(),
+        None => false,
+    };
     let store = Store::open(store_dir, false)?;
     let bundle = bundle_dir(store_dir, &id);
     let taken = || {
@@ -340,6 +373,7 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
             &facts,
             &given,
             ids.as_ref(),
+            ipv6,
         )?;
         monitor::set_stop_signal(&bundle.join("config.json"), o.stop_signal.as_deref())?;
         if !facts.volumes.is_empty() {
@@ -501,6 +535,7 @@ fn edit_config(
     facts: &flags::HostFacts,
     given: &Given<'_>,
     ids: Option<&userns::Allocation>,
+    ipv6: bool,
 ) -> Result<(Vec<String>, String)> {
     let path = &bundle.join("config.json");
     let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
@@ -562,7 +597,7 @@ fn edit_config(
         // among the default mounts, before the flags' and the /etc files (Docker's place)
         init::install(bundle, &mut v)?;
     }
-    let names = flags::write_names(bundle, cfg, &hostname, host_network)?;
+    let names = flags::write_names(bundle, cfg, &hostname, host_network, ipv6)?;
     flags::apply(&mut v, cfg, facts, &names);
     if ids.is_some() {
         // in a user namespace the runtime binds device nodes instead of making them, and a
@@ -771,10 +806,54 @@ mod tests {
             .to_string()
             .contains("--pull"));
         assert_eq!(NetworkMode::parse("host").unwrap(), NetworkMode::Host);
-        assert!(NetworkMode::parse("bridge")
+        // docker run's names of its default network are husk's default network
+        for d in ["bridge", "default", crate::network::DEFAULT_NETWORK] {
+            assert_eq!(
+                NetworkMode::parse(d).unwrap(),
+                NetworkMode::Named(crate::network::DEFAULT_NETWORK.into())
+            );
+        }
+        assert_eq!(
+            NetworkMode::parse("web").unwrap(),
+            NetworkMode::Named("web".into())
+        );
+        assert!(NetworkMode::parse("")
             .unwrap_err()
             .to_string()
             .contains("--network"));
+    }
+
+    /// Without --network: the default network for root, loopback only and the note for a
+    /// caller without root (in a child that drops to nobody's uid).
+    #[test]
+    fn default_network_by_caller() {
+        if !crate::security::test_support::is_root() || crate::rootless::in_user_namespace() {
+            eprintln!(
+                "skipping default_network_by_caller: needs root in the initial user namespace"
+            );
+            return;
+        }
+        assert_eq!(
+            NetworkMode::default_for_caller(),
+            (
+                NetworkMode::Named(crate::network::DEFAULT_NETWORK.into()),
+                None
+            )
+        );
+        crate::security::test_support::in_child(
+            concat!(module_path!(), "::default_network_by_caller"),
+            || {
+                let nobody = nix::unistd::Uid::from_raw(65534);
+                nix::unistd::setresuid(nobody, nobody, nobody)?;
+                let (mode, note) = NetworkMode::default_for_caller();
+                anyhow::ensure!(mode == NetworkMode::None, "{mode:?}");
+                anyhow::ensure!(
+                    note.is_some_and(|n| n.contains("--network none")),
+                    "{note:?}"
+                );
+                Ok(())
+            },
+        );
     }
 
     /// moby's daemon environment and getUser: HOSTNAME, TERM only with a terminal, the

@@ -1,26 +1,76 @@
 //! Address allocation compatible with CNI's host-local plugin, on the same files, so a network
 //! can be attached natively and through the plugin chain in turn without an address given twice:
 //! * `DATADIR/NETWORK/` holds one file per allocated address, named by the address, holding
-//!   `CONTAINERID\r\nIFNAME`; `last_reserved_ip.0` the last address handed out of range set 0;
+//!   `CONTAINERID\r\nIFNAME`; `last_reserved_ip.N` the last address handed out of range set N
+//!   (0: IPv4; 1: the IPv6 range of a dual-stack network);
 //! * `DATADIR/NETWORK/lock` is flocked around every change;
 //! * a new address is the first free one after the last reserved (wrapping around), from
-//!   network+1 to broadcast-1, the gateway never handed out.
+//!   network+1 to broadcast-1 (IPv6: to the subnet's last address), the gateway never handed
+//!   out.
 
-use crate::network::Ipv4Net;
+use crate::network::{Ipv4Net, Ipv6Net};
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-const LAST_RESERVED: &str = "last_reserved_ip.0";
+/// The subnet of one range set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subnet {
+    V4(Ipv4Net),
+    V6(Ipv6Net),
+}
 
-/// The allocation directory of one network.
+impl Subnet {
+    /// The first and last address host-local hands out, as numbers.
+    fn bounds(&self) -> (u128, u128) {
+        match self {
+            Subnet::V4(n) => (
+                u128::from(u32::from(n.network())) + 1,
+                u128::from(u32::from(n.broadcast())).saturating_sub(1),
+            ),
+            Subnet::V6(n) => (u128::from(n.network()) + 1, u128::from(n.last())),
+        }
+    }
+    fn addr(&self, n: u128) -> IpAddr {
+        match self {
+            Subnet::V4(_) => IpAddr::V4(Ipv4Addr::from(n as u32)),
+            Subnet::V6(_) => IpAddr::V6(Ipv6Addr::from(n)),
+        }
+    }
+    fn number(ip: IpAddr) -> u128 {
+        match ip {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        }
+    }
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self, ip) {
+            (Subnet::V4(n), IpAddr::V4(a)) => n.contains(a),
+            (Subnet::V6(n), IpAddr::V6(a)) => n.contains(a),
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subnet::V4(n) => n.fmt(f),
+            Subnet::V6(n) => n.fmt(f),
+        }
+    }
+}
+
+/// The allocation directory of one network, for one of its range sets.
 pub struct Pool {
     pub dir: PathBuf,
-    pub subnet: Ipv4Net,
-    pub gateway: Ipv4Addr,
+    pub subnet: Subnet,
+    pub gateway: IpAddr,
+    /// The range set's index in the list (`last_reserved_ip.N`).
+    pub set: usize,
 }
 
 fn lock(dir: &Path) -> Result<nix::fcntl::Flock<fs::File>> {
@@ -45,7 +95,7 @@ fn owner(id: &str, ifname: &str) -> String {
 impl Pool {
     /// The allocated addresses in this directory with their owner (`id\r\nifname`, or an older
     /// host-local's bare id).
-    fn allocations(&self) -> Result<Vec<(Ipv4Addr, String)>> {
+    fn allocations(&self) -> Result<Vec<(IpAddr, String)>> {
         let rd = match fs::read_dir(&self.dir) {
             Ok(r) => r,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -54,7 +104,7 @@ impl Pool {
         let mut out = Vec::new();
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Ok(ip) = name.parse::<Ipv4Addr>() else {
+            let Ok(ip) = name.parse::<IpAddr>() else {
                 continue;
             };
             let data = fs::read_to_string(e.path()).unwrap_or_default();
@@ -64,7 +114,8 @@ impl Pool {
     }
 
     /// Allocate an address to (`id`, `ifname`).
-    pub fn allocate(&self, network: &str, id: &str, ifname: &str) -> Result<Ipv4Addr> {
+    pub fn allocate(&self, network: &str, id: &str, ifname: &str) -> Result<IpAddr> {
+        let last_reserved = self.dir.join(format!("last_reserved_ip.{}", self.set));
         let _l = lock(&self.dir)?;
         self.sweep_temp_files();
         let me = owner(id, ifname);
@@ -75,8 +126,7 @@ impl Pool {
         {
             bail!("network {network}: {ip} is already allocated to container {id} ({ifname})");
         }
-        let first = u32::from(self.subnet.network()) + 1;
-        let last = u32::from(self.subnet.broadcast()) - 1;
+        let (first, last) = self.subnet.bounds();
         if last < first {
             bail!(
                 "network {network}: subnet {} has no host addresses",
@@ -84,15 +134,16 @@ impl Pool {
             );
         }
         let count = last - first + 1;
-        let start = fs::read_to_string(self.dir.join(LAST_RESERVED))
+        let start = fs::read_to_string(&last_reserved)
             .ok()
-            .and_then(|s| s.trim().parse::<Ipv4Addr>().ok())
-            .map(u32::from)
+            .and_then(|s| s.trim().parse::<IpAddr>().ok())
+            .filter(|ip| self.subnet.contains(*ip))
+            .map(Subnet::number)
             .filter(|l| (first..=last).contains(l))
             .map(|l| if l == last { first } else { l + 1 })
             .unwrap_or(first);
         for i in 0..count {
-            let ip = Ipv4Addr::from(first + (start - first + i) % count);
+            let ip = self.subnet.addr(first + (start - first + i) % count);
             if ip == self.gateway {
                 continue;
             }
@@ -121,12 +172,8 @@ impl Pool {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e).with_context(|| format!("create {}", p.display())),
             }
-            crate::network::keep::hold(&self.dir.join(LAST_RESERVED));
-            crate::state::write_atomic(
-                &self.dir.join(LAST_RESERVED),
-                ip.to_string().as_bytes(),
-                0o644,
-            )?;
+            crate::network::keep::hold(&last_reserved);
+            crate::state::write_atomic(&last_reserved, ip.to_string().as_bytes(), 0o644)?;
             return Ok(ip);
         }
         bail!(
@@ -149,7 +196,8 @@ impl Pool {
         }
     }
 
-    /// Release what (`id`, `ifname`) holds; nothing to do when it holds nothing.
+    /// Release what (`id`, `ifname`) holds, in every range set; nothing to do when it holds
+    /// nothing.
     pub fn release(&self, id: &str, ifname: &str) -> Result<()> {
         if !self.dir.exists() {
             return Ok(());
@@ -171,13 +219,13 @@ impl Pool {
         Ok(())
     }
 
-    /// The address (`id`, `ifname`) holds.
-    pub fn holds(&self, id: &str, ifname: &str) -> Result<Option<Ipv4Addr>> {
+    /// The address of this range set (`id`, `ifname`) holds.
+    pub fn holds(&self, id: &str, ifname: &str) -> Result<Option<IpAddr>> {
         let me = owner(id, ifname);
         Ok(self
             .allocations()?
             .into_iter()
-            .find(|(_, o)| *o == me)
+            .find(|(ip, o)| *o == me && self.subnet.contains(*ip))
             .map(|(ip, _)| ip))
     }
 }
@@ -186,13 +234,69 @@ impl Pool {
 mod tests {
     use super::*;
 
+    const LAST_RESERVED: &str = "last_reserved_ip.0";
+
     fn pool(d: &Path, s: &str) -> Pool {
         let subnet = Ipv4Net::parse(s).unwrap();
         Pool {
             dir: d.join("net"),
-            subnet,
-            gateway: Ipv4Addr::from(u32::from(subnet.network()) + 1),
+            subnet: Subnet::V4(subnet),
+            gateway: IpAddr::V4(Ipv4Addr::from(u32::from(subnet.network()) + 1)),
+            set: 0,
         }
+    }
+
+    /// The IPv6 range set of a dual-stack network shares the directory: its own
+    /// `last_reserved_ip.1`, the canonical text form as file name, the last address handed out
+    /// (no broadcast), and release removes both families' files of the owner.
+    #[test]
+    fn ipv6_range_set_beside_ipv4() {
+        let d = tempfile::tempdir().unwrap();
+        let p4 = pool(d.path(), "10.9.0.0/30"); // one host besides the gateway
+        let s6 = Ipv6Net::parse("fd00:9::/126").unwrap(); // ::1 gateway, ::2, ::3
+        let p6 = Pool {
+            dir: p4.dir.clone(),
+            subnet: Subnet::V6(s6),
+            gateway: "fd00:9::1".parse().unwrap(),
+            set: 1,
+        };
+        assert_eq!(
+            p4.allocate("n", "a", "eth0").unwrap(),
+            Ipv4Addr::new(10, 9, 0, 2)
+        );
+        let a6 = p6.allocate("n", "a", "eth0").unwrap();
+        assert_eq!(a6, "fd00:9::2".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            fs::read_to_string(p4.dir.join("fd00:9::2")).unwrap(),
+            "a\r\neth0"
+        );
+        assert_eq!(
+            fs::read_to_string(p4.dir.join("last_reserved_ip.1")).unwrap(),
+            "fd00:9::2"
+        );
+        assert_eq!(
+            p4.holds("a", "eth0").unwrap(),
+            Some(IpAddr::V4(Ipv4Addr::new(10, 9, 0, 2)))
+        );
+        assert_eq!(p6.holds("a", "eth0").unwrap(), Some(a6));
+        // the last address of the subnet is a host address in IPv6
+        assert_eq!(
+            p6.allocate("n", "b", "eth0").unwrap(),
+            "fd00:9::3".parse::<IpAddr>().unwrap()
+        );
+        let e = format!("{:#}", p6.allocate("n", "c", "eth0").unwrap_err());
+        assert!(
+            e.contains("no IP addresses available in fd00:9::/126"),
+            "{e}"
+        );
+        p4.release("a", "eth0").unwrap();
+        assert!(!p4.dir.join("10.9.0.2").exists() && !p4.dir.join("fd00:9::2").exists());
+        assert_eq!(p6.holds("a", "eth0").unwrap(), None);
+        // wraps after ::3 to the freed ::2
+        assert_eq!(
+            p6.allocate("n", "c", "eth0").unwrap(),
+            "fd00:9::2".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
@@ -231,7 +335,7 @@ mod tests {
         assert!(e.contains("no IP addresses available"), "{e}");
         assert_eq!(
             p.holds("c", "eth0").unwrap(),
-            Some(Ipv4Addr::new(10, 9, 0, 4))
+            Some(IpAddr::V4(Ipv4Addr::new(10, 9, 0, 4)))
         );
         p.release("c", "eth0").unwrap();
         assert_eq!(p.holds("c", "eth0").unwrap(), None);

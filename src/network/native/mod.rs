@@ -6,7 +6,8 @@
 //!   directly in the container's namespace under the interface name; there `lo` up, the address,
 //!   the default route via the gateway (rtnetlink, [`netlink`]);
 //! * the address from host-local's own files ([`ipam`]), so either way of attaching sees the
-//!   other's allocations;
+//!   other's allocations; on a dual-stack network an IPv6 one too (its second range set), with
+//!   the IPv6 gateway on the bridge and the IPv6 default route;
 //! * masquerade and published ports in an nftables table of the attachment's own, one
 //!   nf_tables batch over netlink each way ([`nft`]; no `nft` program runs);
 //! * a CNI result of the plugins' shape (interfaces, ips, routes, dns) for the record.
@@ -20,12 +21,12 @@ pub mod netlink;
 pub mod nft;
 
 use super::ports::PortMapping;
-use super::Ipv4Net;
+use super::{Ipv4Net, Ipv6Net};
 use anyhow::{anyhow, bail, Context, Result};
 use netlink::Socket;
 use serde_json::{json, Value};
 use sha2::Digest;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -40,6 +41,8 @@ pub struct Plan {
     pub default_route: bool,
     /// host-local's `dataDir`.
     pub data_dir: PathBuf,
+    /// A dual-stack network's IPv6 subnet and gateway (its second range set).
+    pub v6: Option<(Ipv6Net, Ipv6Addr)>,
 }
 
 fn only_keys(v: &Value, keys: &[&str]) -> bool {
@@ -93,20 +96,39 @@ pub fn plan(conflist: &Value) -> Option<Plan> {
     if ipam["type"] != "host-local" || !only_keys(ipam, &["type", "ranges", "dataDir", "routes"]) {
         return None;
     }
+    let (set, set6) = match ipam["ranges"].as_array()?.as_slice() {
+        [set] => (set, None),
+        [set, set6] => (set, Some(set6)),
+        _ => return None,
+    };
+    let single = |set: &Value| -> Option<Value> {
+        let [range] = set.as_array()?.as_slice() else {
+            return None;
+        };
+        only_keys(range, &["subnet", "gateway"]).then(|| range.clone())
+    };
+    let range = single(set)?;
+    let v6 = match set6 {
+        None => None,
+        Some(set6) => {
+            let r = single(set6)?;
+            let s6 = Ipv6Net::parse(r["subnet"].as_str()?).ok()?;
+            let g6: Ipv6Addr = match &r["gateway"] {
+                Value::Null => Ipv6Addr::from(u128::from(s6.network()) + 1),
+                g => g.as_str()?.parse().ok()?,
+            };
+            if !s6.contains(g6) || g6 == s6.network() {
+                return None;
+            }
+            Some((s6, g6))
+        }
+    };
     let default_route = match &ipam["routes"] {
         Value::Null => false,
         r if *r == json!([{"dst": "0.0.0.0/0"}]) => true,
+        r if v6.is_some() && *r == json!([{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]) => true,
         _ => return None,
     };
-    let [set] = ipam["ranges"].as_array()?.as_slice() else {
-        return None;
-    };
-    let [range] = set.as_array()?.as_slice() else {
-        return None;
-    };
-    if !only_keys(range, &["subnet", "gateway"]) {
-        return None;
-    }
     let subnet = Ipv4Net::parse(range["subnet"].as_str()?).ok()?;
     if subnet.prefix > 30 {
         return None;
@@ -130,6 +152,7 @@ pub fn plan(conflist: &Value) -> Option<Plan> {
         hairpin,
         default_route,
         data_dir,
+        v6,
     })
 }
 
@@ -170,18 +193,36 @@ impl Target<'_> {
     fn pool(&self, p: &Plan) -> ipam::Pool {
         ipam::Pool {
             dir: p.data_dir.join(self.network),
-            subnet: p.subnet,
-            gateway: p.gateway,
+            subnet: ipam::Subnet::V4(p.subnet),
+            gateway: IpAddr::V4(p.gateway),
+            set: 0,
         }
     }
 
-    fn rules<'a>(&'a self, p: &Plan, table: &'a str, ip: Ipv4Addr) -> nft::Rules<'a> {
+    /// The IPv6 range set of a dual-stack network (same directory, set 1).
+    fn pool6(&self, p: &Plan) -> Option<ipam::Pool> {
+        p.v6.map(|(s, g)| ipam::Pool {
+            dir: p.data_dir.join(self.network),
+            subnet: ipam::Subnet::V6(s),
+            gateway: IpAddr::V6(g),
+            set: 1,
+        })
+    }
+
+    fn rules<'a>(
+        &'a self,
+        p: &Plan,
+        table: &'a str,
+        ip: Ipv4Addr,
+        ip6: Option<Ipv6Addr>,
+    ) -> nft::Rules<'a> {
         nft::Rules {
             table,
             ip,
             subnet: p.subnet,
             masquerade: p.masquerade,
             ports: self.ports,
+            v6: p.v6.map(|(s, _)| (ip6.unwrap_or(Ipv6Addr::UNSPECIFIED), s)),
         }
     }
 }
@@ -226,6 +267,16 @@ fn ensure_bridge(s: &mut Socket, network: &str, p: &Plan) -> Result<netlink::Lin
             e.desc()
         ),
     }
+    if let Some((s6, g6)) = p.v6 {
+        match s.add_addr6(l.index, g6, s6.prefix) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => bail!(
+                "network {network}: add {g6}/{} to bridge {b}: {}",
+                s6.prefix,
+                e.desc()
+            ),
+        }
+    }
     if !l.up {
         s.set_up(l.index)
             .map_err(nl(format!("network {network}: set bridge {b} up")))?;
@@ -238,9 +289,19 @@ fn ensure_bridge(s: &mut Socket, network: &str, p: &Plan) -> Result<netlink::Lin
 pub fn add(p: &Plan, t: &Target) -> Result<Value> {
     let net = t.network;
     let table = t.table();
-    let ip = t.pool(p).allocate(net, t.container, t.ifname)?;
+    let ip = match t.pool(p).allocate(net, t.container, t.ifname)? {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(a) => bail!("network {net}: IPv6 address {a} from its IPv4 range"),
+    };
+    let ip6 = match t.pool6(p) {
+        None => None,
+        Some(p6) => match p6.allocate(net, t.container, t.ifname)? {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(a) => bail!("network {net}: IPv4 address {a} from its IPv6 range"),
+        },
+    };
     crate::fault::step("network attach: address allocated");
-    let rules = t.rules(p, &table, ip);
+    let rules = t.rules(p, &table, ip, ip6);
     let batch = match rules.empty() {
         true => None,
         false => Some(
@@ -259,7 +320,7 @@ pub fn add(p: &Plan, t: &Target) -> Result<Value> {
                 r
             })
         });
-        let links = add_links(p, t, ip);
+        let links = add_links(p, t, ip, ip6);
         (links, ruled.map_or(Ok(()), join))
     });
     let (br, hl, cl) = links?;
@@ -276,8 +337,18 @@ pub fn add(p: &Plan, t: &Target) -> Result<Value> {
                  "gateway": p.gateway.to_string()}],
         "dns": {},
     });
+    if let (Some(a), Some((s6, g6))) = (ip6, p.v6) {
+        r["ips"]
+            .as_array_mut()
+            .expect("ips")
+            .push(json!({"interface": 2,
+            "address": format!("{a}/{}", s6.prefix), "gateway": g6.to_string()}));
+    }
     if p.default_route {
-        r["routes"] = json!([{"dst": "0.0.0.0/0"}]);
+        r["routes"] = match p.v6 {
+            None => json!([{"dst": "0.0.0.0/0"}]),
+            Some(_) => json!([{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]),
+        };
     }
     Ok(r)
 }
@@ -293,11 +364,17 @@ fn add_links(
     p: &Plan,
     t: &Target,
     ip: Ipv4Addr,
+    ip6: Option<Ipv6Addr>,
 ) -> Result<(netlink::Link, netlink::Link, netlink::Link)> {
     let net = t.network;
     let mut host = Socket::new()?;
     let br = ensure_bridge(&mut host, net, p)?;
     sysctl("/proc/sys/net/ipv4/ip_forward", "1").with_context(|| format!("network {net}"))?;
+    if p.v6.is_some() {
+        // as the bridge plugin with an IPv6 range: forwarding on in this namespace
+        sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+            .with_context(|| format!("network {net}"))?;
+    }
     if !t.ports.is_empty() {
         sysctl(
             &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", p.bridge),
@@ -353,6 +430,13 @@ fn add_links(
             "network {net}: add {ip}/{} to {} of container {}",
             p.subnet.prefix, t.ifname, t.container
         )))?;
+    if let (Some(a), Some((s6, _))) = (ip6, p.v6) {
+        // no duplicate address detection: the address is husk's to give, and usable at once
+        c.add_addr6(cl.index, a, s6.prefix).map_err(nl(format!(
+            "network {net}: add {a}/{} to {} of container {}",
+            s6.prefix, t.ifname, t.container
+        )))?;
+    }
     c.set_up(cl.index).map_err(nl(format!(
         "network {net}: set {} of container {} up",
         t.ifname, t.container
@@ -370,6 +454,17 @@ fn add_links(
                 ))(e))
             }
         }
+        if let Some((_, g6)) = p.v6 {
+            match c.add_default_route6(cl.index, g6) {
+                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                Err(e) => {
+                    return Err(nl(format!(
+                        "network {net}: default route via {g6} in container {}",
+                        t.container
+                    ))(e))
+                }
+            }
+        }
     }
     crate::fault::step("network attach: container side made");
     Ok((br, hl, cl))
@@ -381,9 +476,15 @@ pub fn del(p: &Plan, t: &Target) -> Result<()> {
     let net = t.network;
     let table = t.table();
     let mut first: Option<anyhow::Error> = None;
-    let batch = match t.rules(p, &table, Ipv4Addr::UNSPECIFIED).empty() {
+    let batch = match t.rules(p, &table, Ipv4Addr::UNSPECIFIED, None).empty() {
         true => None,
-        false => Some(nft::delete_batch(&table)),
+        false => {
+            let mut b = nft::delete_batch(&table);
+            if p.v6.is_some() {
+                b.extend(nft::delete_batch6(&table));
+            }
+            Some(b)
+        }
     };
     let hv = t.host_veth();
     // the veth first, then the table: the veth's unregistering (under RTNL, which the
@@ -432,14 +533,14 @@ pub fn check(p: &Plan, t: &Target, result: &Value) -> Result<()> {
         .and_then(|a| a.parse::<Ipv4Addr>().ok())
         .with_context(|| format!("network {net}: the recorded result has no address"))?;
     match t.pool(p).holds(t.container, t.ifname)? {
-        Some(ip) if ip == want => {}
+        Some(ip) if ip == IpAddr::V4(want) => {}
         _ => bail!(
             "network {net}: {want} is no longer allocated to container {}",
             t.container
         ),
     }
     let table = t.table();
-    if !t.rules(p, &table, want).empty() && !nft::exists(&table)? {
+    if !t.rules(p, &table, want, None).empty() && !nft::exists(&table)? {
         bail!("network {net}: nftables table ip {table} is missing");
     }
     Ok(())
@@ -496,6 +597,47 @@ mod tests {
             let mut v = husk_list(false);
             e(&mut v);
             assert!(plan(&v).is_none(), "edit {i}: {v}");
+        }
+        // dual stack: a second range set of IPv6, the ::/0 route beside 0.0.0.0/0
+        let dual = |v: &mut Value| {
+            v["plugins"][0]["ipam"]["ranges"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!([{"subnet": "fd00:89::/64", "gateway": "fd00:89::1"}]));
+            v["plugins"][0]["ipam"]["routes"] = json!([{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]);
+        };
+        let mut v = husk_list(false);
+        dual(&mut v);
+        let p = plan(&v).unwrap();
+        let (s6, g6) = p.v6.unwrap();
+        assert_eq!(s6.to_string(), "fd00:89::/64");
+        assert_eq!(g6, "fd00:89::1".parse::<Ipv6Addr>().unwrap());
+        assert!(p.default_route);
+        let edits6: Vec<Edit> = vec![
+            // the IPv6 route without an IPv6 range, a range the driver does not do, the
+            // families swapped, a gateway outside the subnet
+            Box::new(|v| {
+                v["plugins"][0]["ipam"]["ranges"]
+                    .as_array_mut()
+                    .unwrap()
+                    .truncate(1)
+            }),
+            Box::new(|v| {
+                v["plugins"][0]["ipam"]["ranges"][1][0]["rangeStart"] = json!("fd00:89::9")
+            }),
+            Box::new(|v| {
+                v["plugins"][0]["ipam"]["ranges"]
+                    .as_array_mut()
+                    .unwrap()
+                    .swap(0, 1)
+            }),
+            Box::new(|v| v["plugins"][0]["ipam"]["ranges"][1][0]["gateway"] = json!("fd00:90::1")),
+        ];
+        for (i, e) in edits6.iter().enumerate() {
+            let mut v = husk_list(false);
+            dual(&mut v);
+            e(&mut v);
+            assert!(plan(&v).is_none(), "dual-stack edit {i}: {v}");
         }
     }
 

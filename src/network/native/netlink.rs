@@ -9,7 +9,7 @@
 use crate::sys::netlink::{self as sys, align4, attrs, NLM_F_CREATE, NLM_F_EXCL};
 use anyhow::{anyhow, Context, Result};
 use nix::errno::Errno;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, RawFd};
 use std::path::Path;
 
@@ -319,6 +319,39 @@ impl Socket {
             m.attr(IFA_BROADCAST, &bcast.to_be_bytes());
         }
         self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, &m.b)
+            .map(drop)
+    }
+
+    /// Add `ip/prefix` to link `index` without duplicate address detection (IFA_F_NODAD: usable
+    /// at once, not tentative; EEXIST when it is there).
+    pub fn add_addr6(&mut self, index: i32, ip: Ipv6Addr, prefix: u8) -> nix::Result<()> {
+        const IFA_F_NODAD: u8 = 0x02;
+        let mut h = vec![libc::AF_INET6 as u8, prefix, IFA_F_NODAD, 0];
+        h.extend_from_slice(&(index as u32).to_ne_bytes());
+        let mut m = Msg::new(&h);
+        m.attr(IFA_LOCAL, &ip.octets())
+            .attr(IFA_ADDRESS, &ip.octets());
+        self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, &m.b)
+            .map(drop)
+    }
+
+    /// Add the IPv6 default route via `gw` on link `index`.
+    pub fn add_default_route6(&mut self, index: i32, gw: Ipv6Addr) -> nix::Result<()> {
+        let mut h = vec![
+            libc::AF_INET6 as u8,
+            0,
+            0,
+            0,
+            RT_TABLE_MAIN,
+            RTPROT_BOOT,
+            0,
+            RTN_UNICAST,
+        ];
+        h.extend_from_slice(&0u32.to_ne_bytes());
+        let mut m = Msg::new(&h);
+        m.attr(RTA_GATEWAY, &gw.octets())
+            .attr(RTA_OIF, &(index as u32).to_ne_bytes());
+        self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, &m.b)
             .map(drop)
     }
 

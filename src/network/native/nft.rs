@@ -11,15 +11,18 @@
 //!   to the container;
 //! * `postrouting` (nat, srcnat): masquerade of what the container sends out of its subnet
 //!   (ipMasq), of its own published ports reached from itself (hairpin) and of connections from
-//!   the host's loopback (portmap's SNAT for 127.0.0.0/8, with `route_localnet` on the bridge).
+//!   the host's loopback (portmap's SNAT for 127.0.0.0/8, with `route_localnet` on the bridge);
+//! * on a dual-stack network, a table of the same name in family `ip6`, made and removed in the
+//!   same batches, whose `postrouting` masquerades the container's IPv6 traffic out of its
+//!   subnet (published ports are IPv4 only).
 
 use super::super::ports::PortMapping;
 use super::netlink::Msg;
-use crate::network::Ipv4Net;
+use crate::network::{Ipv4Net, Ipv6Net};
 use crate::sys::netlink::{self as sys, SockProtocol, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE};
 use anyhow::{anyhow, bail, Result};
 use nix::errno::Errno;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 // <linux/netfilter/nfnetlink.h>
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -61,6 +64,7 @@ const NFT_NAT_DNAT: u32 = 1;
 const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 2;
 // <linux/netfilter.h>
 const NFPROTO_IPV4: u8 = 2;
+const NFPROTO_IPV6: u8 = 10;
 const NF_ACCEPT: u32 = 1;
 const NF_INET_PRE_ROUTING: u32 = 0;
 const NF_INET_LOCAL_OUT: u32 = 3;
@@ -70,6 +74,9 @@ const NF_IP_PRI_NAT_SRC: i32 = 100;
 // offsets in the IPv4 header
 const IP_SADDR: u32 = 12;
 const IP_DADDR: u32 = 16;
+// offsets in the IPv6 header
+const IP6_SADDR: u32 = 8;
+const IP6_DADDR: u32 = 24;
 
 /// One expression of a rule: what the kernel evaluates, register 1 unless said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,6 +215,42 @@ fn ip_match(offset: u32, net: Ipv4Net, eq: bool) -> Option<Vec<Expr>> {
     }
 }
 
+/// [`ip_match`] for `ip6 saddr|daddr`: the same encoding over 16 bytes.
+fn ip6_match(offset: u32, net: Ipv6Net, eq: bool) -> Option<Vec<Expr>> {
+    let op = if eq { NFT_CMP_EQ } else { NFT_CMP_NEQ };
+    let addr = net.network().octets();
+    match net.prefix {
+        0 if eq => Some(Vec::new()),
+        0 => None,
+        p if p % 8 == 0 => {
+            let len = u32::from(p / 8);
+            Some(vec![
+                Expr::Payload {
+                    base: NFT_PAYLOAD_NETWORK_HEADER,
+                    offset,
+                    len,
+                },
+                Expr::Cmp {
+                    op,
+                    data: addr[..len as usize].to_vec(),
+                },
+            ])
+        }
+        _ => Some(vec![
+            Expr::Payload {
+                base: NFT_PAYLOAD_NETWORK_HEADER,
+                offset,
+                len: 16,
+            },
+            Expr::Mask(net.mask().to_be_bytes().to_vec()),
+            Expr::Cmp {
+                op,
+                data: addr.to_vec(),
+            },
+        ]),
+    }
+}
+
 fn host(ip: Ipv4Addr) -> Ipv4Net {
     Ipv4Net {
         addr: ip,
@@ -230,8 +273,17 @@ fn nfgenmsg(family: u8, res_id: u16) -> [u8; 4] {
     [family, 0, r[0], r[1]]
 }
 
-fn message(typ: u16, flags: u16, what: String, f: impl FnOnce(&mut Msg)) -> Message {
-    let mut m = Msg::new(&nfgenmsg(NFPROTO_IPV4, 0));
+/// The family's name in nft's syntax (for the messages' descriptions).
+fn family_name(family: u8) -> &'static str {
+    if family == NFPROTO_IPV6 {
+        "ip6"
+    } else {
+        "ip"
+    }
+}
+
+fn message(family: u8, typ: u16, flags: u16, what: String, f: impl FnOnce(&mut Msg)) -> Message {
+    let mut m = Msg::new(&nfgenmsg(family, 0));
     f(&mut m);
     Message {
         typ: (NFNL_SUBSYS_NFTABLES << 8) | typ,
@@ -241,24 +293,39 @@ fn message(typ: u16, flags: u16, what: String, f: impl FnOnce(&mut Msg)) -> Mess
     }
 }
 
-fn add_table(t: &str) -> Message {
-    message(NFT_MSG_NEWTABLE, 0, format!("add table ip {t}"), |m| {
-        m.str(NFTA_TABLE_NAME, t).be32(NFTA_TABLE_FLAGS, 0);
-    })
+fn add_table(family: u8, t: &str) -> Message {
+    let f = family_name(family);
+    message(
+        family,
+        NFT_MSG_NEWTABLE,
+        0,
+        format!("add table {f} {t}"),
+        |m| {
+            m.str(NFTA_TABLE_NAME, t).be32(NFTA_TABLE_FLAGS, 0);
+        },
+    )
 }
 
-fn del_table(t: &str) -> Message {
-    message(NFT_MSG_DELTABLE, 0, format!("delete table ip {t}"), |m| {
-        m.str(NFTA_TABLE_NAME, t);
-    })
+fn del_table(family: u8, t: &str) -> Message {
+    let f = family_name(family);
+    message(
+        family,
+        NFT_MSG_DELTABLE,
+        0,
+        format!("delete table {f} {t}"),
+        |m| {
+            m.str(NFTA_TABLE_NAME, t);
+        },
+    )
 }
 
 /// A nat base chain, policy accept.
-fn add_chain(t: &str, chain: &str, hook: u32, priority: i32) -> Message {
+fn add_chain(family: u8, t: &str, chain: &str, hook: u32, priority: i32) -> Message {
     message(
+        family,
         NFT_MSG_NEWCHAIN,
         NLM_F_CREATE,
-        format!("add chain ip {t} {chain}"),
+        format!("add chain {} {t} {chain}", family_name(family)),
         |m| {
             m.str(NFTA_CHAIN_TABLE, t)
                 .str(NFTA_CHAIN_NAME, chain)
@@ -272,11 +339,12 @@ fn add_chain(t: &str, chain: &str, hook: u32, priority: i32) -> Message {
     )
 }
 
-fn add_rule(t: &str, chain: &str, what: String, exprs: &[Expr]) -> Message {
+fn add_rule(family: u8, t: &str, chain: &str, what: String, exprs: &[Expr]) -> Message {
     message(
+        family,
         NFT_MSG_NEWRULE,
         NLM_F_CREATE | NLM_F_APPEND,
-        format!("add rule ip {t} {chain} {what}"),
+        format!("add rule {} {t} {chain} {what}", family_name(family)),
         |m| {
             m.str(NFTA_RULE_TABLE, t)
                 .str(NFTA_RULE_CHAIN, chain)
@@ -306,6 +374,9 @@ pub struct Rules<'a> {
     pub subnet: Ipv4Net,
     pub masquerade: bool,
     pub ports: &'a [PortMapping],
+    /// A dual-stack attachment's IPv6 address and subnet: its outbound traffic is masqueraded
+    /// by a table of family ip6 of the same name (published ports stay IPv4).
+    pub v6: Option<(Ipv6Addr, Ipv6Net)>,
 }
 
 impl Rules<'_> {
@@ -319,13 +390,13 @@ impl Rules<'_> {
         let t = self.table;
         let ip = self.ip;
         let mut b = delete_batch(t);
-        b.push(add_table(t));
+        b.push(add_table(NFPROTO_IPV4, t));
         if !self.ports.is_empty() {
             for (chain, hook) in [
                 ("prerouting", NF_INET_PRE_ROUTING),
                 ("output", NF_INET_LOCAL_OUT),
             ] {
-                b.push(add_chain(t, chain, hook, NF_IP_PRI_NAT_DST));
+                b.push(add_chain(NFPROTO_IPV4, t, chain, hook, NF_IP_PRI_NAT_DST));
                 for m in self.ports {
                     let mut e = vec![
                         Expr::FibDaddrType,
@@ -362,11 +433,12 @@ impl Rules<'_> {
                         },
                         Expr::Dnat,
                     ]);
-                    b.push(add_rule(t, chain, format!("dnat {m}"), &e));
+                    b.push(add_rule(NFPROTO_IPV4, t, chain, format!("dnat {m}"), &e));
                 }
             }
         }
         b.push(add_chain(
+            NFPROTO_IPV4,
             t,
             "postrouting",
             NF_INET_POST_ROUTING,
@@ -381,7 +453,13 @@ impl Rules<'_> {
                 }
             }
             e.push(Expr::Masquerade);
-            b.push(add_rule(t, "postrouting", what.to_string(), &e));
+            b.push(add_rule(
+                NFPROTO_IPV4,
+                t,
+                "postrouting",
+                what.to_string(),
+                &e,
+            ));
         };
         if !self.ports.is_empty() {
             masq(
@@ -411,14 +489,55 @@ impl Rules<'_> {
                 ],
             );
         }
+        if let (true, Some((ip6, subnet6))) = (self.masquerade, self.v6) {
+            // `ip6 saddr IP ip6 daddr != SUBNET ip6 daddr != ff00::/8 masquerade`
+            b.extend(delete_batch6(t));
+            b.push(add_table(NFPROTO_IPV6, t));
+            b.push(add_chain(
+                NFPROTO_IPV6,
+                t,
+                "postrouting",
+                NF_INET_POST_ROUTING,
+                NF_IP_PRI_NAT_SRC,
+            ));
+            let host6 = Ipv6Net {
+                addr: ip6,
+                prefix: 128,
+            };
+            let multicast6 = Ipv6Net {
+                addr: Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0),
+                prefix: 8,
+            };
+            let mut e = Vec::new();
+            for (offset, net, eq) in [
+                (IP6_SADDR, host6, true),
+                (IP6_DADDR, subnet6, false),
+                (IP6_DADDR, multicast6, false),
+            ] {
+                e.extend(ip6_match(offset, net, eq).unwrap_or_default());
+            }
+            e.push(Expr::Masquerade);
+            b.push(add_rule(
+                NFPROTO_IPV6,
+                t,
+                "postrouting",
+                "masquerade (outbound)".into(),
+                &e,
+            ));
+        }
         Ok(b)
     }
+}
+
+/// [`delete_batch`] for the table of family ip6 of a dual-stack attachment.
+pub fn delete_batch6(t: &str) -> Vec<Message> {
+    vec![add_table(NFPROTO_IPV6, t), del_table(NFPROTO_IPV6, t)]
 }
 
 /// The batch that removes table `t` whether or not it exists (adding an existing table
 /// changes nothing, so the delete always has something to delete).
 pub fn delete_batch(t: &str) -> Vec<Message> {
-    vec![add_table(t), del_table(t)]
+    vec![add_table(NFPROTO_IPV4, t), del_table(NFPROTO_IPV4, t)]
 }
 
 /// The messages of one transaction as they are sent: `batch` between BATCH_BEGIN and
@@ -564,6 +683,7 @@ mod tests {
             subnet: net("10.89.0.0/20"),
             masquerade: true,
             ports: &all,
+            v6: None,
         };
         let got = bytes(&r.add_batch().unwrap());
         let want = nft_sent(include_str!("testdata/nft-ports-masquerade.hex"));
@@ -578,10 +698,27 @@ mod tests {
             subnet: net("10.88.0.0/16"),
             masquerade: true,
             ports: &[],
+            v6: None,
         };
         assert_eq!(
             bytes(&r.add_batch().unwrap()),
             nft_sent(include_str!("testdata/nft-masquerade.hex"))
+        );
+        // testdata/nft-masquerade6.nft: a dual-stack attachment's table of family ip6 (after
+        // the ip one, in the same batch), masquerade of a /64 (eight bytes compared)
+        let dual = Rules {
+            v6: Some((
+                "fd00:89:1::7".parse().unwrap(),
+                Ipv6Net::parse("fd00:89:1::/64").unwrap(),
+            )),
+            ..r
+        };
+        let b = dual.add_batch().unwrap();
+        let (v4, v6) = b.split_at(r.add_batch().unwrap().len());
+        assert_eq!(bytes(v4), bytes(&r.add_batch().unwrap()));
+        assert_eq!(
+            bytes(v6),
+            nft_sent(include_str!("testdata/nft-masquerade6.hex"))
         );
         // testdata/nft-delete.nft
         assert_eq!(
@@ -599,6 +736,7 @@ mod tests {
             subnet: net("10.89.0.0/24"),
             masquerade: true,
             ports: &ports,
+            v6: None,
         };
         let what: Vec<String> = r.add_batch().unwrap().into_iter().map(|m| m.what).collect();
         assert_eq!(
@@ -658,6 +796,29 @@ mod tests {
             }
         );
         assert_eq!(ip_match(IP_DADDR, net("0.0.0.0/0"), true), Some(vec![]));
+        // IPv6: the same rule over 16 bytes
+        let n6 = |s: &str| Ipv6Net::parse(s).unwrap();
+        let e = ip6_match(IP6_DADDR, n6("fd00:89::/60"), false).unwrap();
+        assert_eq!(
+            e[0],
+            Expr::Payload {
+                base: NFT_PAYLOAD_NETWORK_HEADER,
+                offset: IP6_DADDR,
+                len: 16
+            }
+        );
+        let mut mask = vec![0xff; 7];
+        mask.push(0xf0);
+        mask.extend([0; 8]);
+        assert_eq!(e[1], Expr::Mask(mask));
+        let e = ip6_match(IP6_SADDR, n6("fd00:89:1::/64"), true).unwrap();
+        assert_eq!(
+            e[1],
+            Expr::Cmp {
+                op: NFT_CMP_EQ,
+                data: vec![0xfd, 0, 0, 0x89, 0, 1, 0, 0]
+            }
+        );
         assert_eq!(ip_match(IP_DADDR, net("0.0.0.0/0"), false), None);
     }
 
@@ -678,6 +839,7 @@ mod tests {
                 subnet: net("10.89.0.0/24"),
                 masquerade: true,
                 ports: &ports,
+                v6: None,
             };
             assert!(!exists("husk-unit").unwrap());
             let batch = r.add_batch().unwrap();
@@ -688,8 +850,9 @@ mod tests {
             // a rule for a chain the batch does not make: the error names it, and the batch's
             // other messages (a new table) are not applied either
             let mut bad = delete_batch("husk-other");
-            bad.push(add_table("husk-other"));
+            bad.push(add_table(NFPROTO_IPV4, "husk-other"));
             bad.push(add_rule(
+                NFPROTO_IPV4,
                 "husk-other",
                 "nochain",
                 "masquerade".into(),
