@@ -254,6 +254,7 @@ fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
             platform: husk::image::PlatformSpec::of_flag(a.platform.as_deref())?,
             progress: husk::image::progress::Mode::decide(None, a.quiet)?,
             all_platforms: false,
+            unpack: None,
         }),
         detach: a.detach,
         restart: a.restart,
@@ -276,6 +277,7 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
             creds,
             platform,
             all_platforms,
+            unpack,
             quiet,
             progress,
             reference,
@@ -285,6 +287,7 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
                 platform: image::PlatformSpec::of_flag(platform.as_deref())?,
                 progress: image::progress::Mode::decide(progress.as_deref(), quiet)?,
                 all_platforms,
+                unpack,
             };
             let digest = Store::with_store(&dir, false, |s| image::pull(s, &reference, &opts))?;
             // json: the digest is in the stream's last event
