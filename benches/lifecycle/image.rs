@@ -408,26 +408,18 @@ fn cold(
         return cold_ctr(bins, reference, work);
     }
     let steps: Vec<Vec<String>> = match tool {
-        "husk" => vec![
-            vec![
-                p("husk"),
-                "image".into(),
-                "pull".into(),
-                "-q".into(),
-                "--store".into(),
-                s(&store),
-                reference.into(),
-            ],
-            vec![
-                p("husk"),
-                "image".into(),
-                "unpack".into(),
-                "--store".into(),
-                s(&store),
-                reference.into(),
-                s(&dir),
-            ],
-        ],
+        // one pass: each layer applied to the bundle while it downloads
+        "husk" => vec![vec![
+            p("husk"),
+            "image".into(),
+            "pull".into(),
+            "-q".into(),
+            "--store".into(),
+            s(&store),
+            "--unpack".into(),
+            s(&dir),
+            reference.into(),
+        ]],
         "podman" => vec![vec![
             p("podman"),
             "--root".into(),
@@ -943,7 +935,8 @@ fn table(rows: &[Row], tools: &[&str], warmup: usize, runs: usize, notes: &[Stri
     let mut md = format!(
         "\n#### Image pull + unpack from a loopback registry\n\n\
          Cold: every round from an empty store on a tmpfs; tools alternate round by round \
-         ({warmup} warm-up, {runs} measured). husk: `husk image pull` + `husk image unpack`; \
+         ({warmup} warm-up, {runs} measured). husk: `husk image pull --unpack DIR` (each layer \
+         applied to the bundle while it downloads into the store); \
          podman: `podman pull` (overlay storage under its own --root/--runroot, which applies \
          the layers as it pulls); skopeo+umoci: `skopeo copy docker://… oci:…` + `umoci \
          unpack`; ctr: `ctr image pull --plain-http` into a private containerd; floor: in-process GET + sha256 + decompression + tar extraction of each \
@@ -994,8 +987,8 @@ fn table(rows: &[Row], tools: &[&str], warmup: usize, runs: usize, notes: &[Stri
          (compressed blobs); the unpacked rootfs is not counted.",
     );
     md.push_str(
-        "\n- The warm row: `husk image pull` again with every blob stored, then `unpack` into \
-         a new directory.",
+        "\n- The warm row: `husk image pull --unpack` again with every blob stored, into a new \
+         directory (the layers applied from the store).",
     );
     md.push_str(
         "\n- ctr: a fresh private containerd per round (root and state on the tmpfs, started \
