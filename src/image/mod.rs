@@ -1355,27 +1355,35 @@ fn apply_layer_from(
     let mt = l.media_type().to_string();
     let compression = layer_compression(&mt)
         .with_context(|| format!("unpack {name}: layer {digest}: unsupported media type {mt:?}"))?;
-    // decompression in a thread of its own, beside the extraction and the diff_id hash
+    // gzip (the slow one) inflates in a thread of its own, beside the extraction and the
+    // diff_id hash; zstd and plain tar are read where they are applied (a thread costs them
+    // more than it gives)
     let got = std::thread::scope(|s| -> Result<String> {
-        let (full_tx, full) = std::sync::mpsc::sync_channel(CHUNKS);
-        let (empty, empty_rx) = std::sync::mpsc::sync_channel(CHUNKS);
         let src = &mut f;
-        let decompressing = s.spawn(move || -> Result<()> {
-            let plain: Box<dyn Read + Send + '_> = match compression {
-                Compression::Gzip => Box::new(GzDecoder::new(src)),
-                Compression::None => Box::new(src),
-                Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(src)?),
-            };
-            decompress_into(plain, &full_tx, &empty_rx);
-            Ok(())
-        });
+        let (inner, decompressing): (Box<dyn Read + '_>, _) = match compression {
+            Compression::Gzip => {
+                let (full_tx, full) = std::sync::mpsc::sync_channel(CHUNKS);
+                let (empty, empty_rx) = std::sync::mpsc::sync_channel(CHUNKS);
+                let t = s.spawn(move || decompress_into(GzDecoder::new(src), &full_tx, &empty_rx));
+                let chunks = Chunks {
+                    full,
+                    empty,
+                    cur: (Vec::new(), 0),
+                    at: 0,
+                };
+                (Box::new(chunks), Some(t))
+            }
+            Compression::None => (Box::new(src), None),
+            Compression::Zstd => (
+                Box::new(
+                    zstd::stream::read::Decoder::with_buffer(src)
+                        .with_context(|| format!("unpack {name}: layer {digest}: zstd"))?,
+                ),
+                None,
+            ),
+        };
         let mut h = Hashing {
-            inner: Chunks {
-                full,
-                empty,
-                cur: (Vec::new(), 0),
-                at: 0,
-            },
+            inner,
             hasher: Sha256::new(),
         };
         let applied = layer::apply(root, PadAtEof::new(&mut h), opts, &digest)
@@ -1388,10 +1396,10 @@ fn apply_layer_from(
         let hash = h.hasher.finalize();
         // the decompressing thread ends when its channels do
         drop(h.inner);
-        decompressing
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the decompression panicked")))
-            .with_context(|| format!("unpack {name}: layer {digest}: zstd"))?;
+        if let Some(t) = decompressing {
+            t.join()
+                .map_err(|_| anyhow::anyhow!("unpack {name}: layer {digest}: gzip panicked"))?;
+        }
         applied?;
         Ok(format!("sha256:{}", store::hex(&hash)))
     })?;
