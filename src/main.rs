@@ -255,6 +255,7 @@ fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
             progress: husk::image::progress::Mode::decide(None, a.quiet)?,
             all_platforms: false,
             unpack: None,
+            snapshots: true,
         }),
         detach: a.detach,
         restart: a.restart,
@@ -288,6 +289,7 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
                 progress: image::progress::Mode::decide(progress.as_deref(), quiet)?,
                 all_platforms,
                 unpack,
+                snapshots: false,
             };
             let digest = Store::with_store(&dir, false, |s| image::pull(s, &reference, &opts))?;
             // json: the digest is in the stream's last event

@@ -1697,6 +1697,69 @@ fn pull_unpack_applies_layers_as_they_download() {
     assert_store_consistent(&store, 0);
 }
 
+/// `husk up` pulling its image (as root) makes each layer's overlayfs snapshot while the layer
+/// downloads, and the container runs on them. A layer whose blob has the wrong digest but whose
+/// content unpacks (its gzip header's mtime changed) leaves no snapshot, no temp dir of one and
+/// no blob, and `up` fails naming it.
+#[test]
+fn up_pull_makes_snapshots_as_layers_download() {
+    if !need_husk("up_pull_makes_snapshots_as_layers_download") {
+        return;
+    }
+    let base = testroot_layer();
+    let top_tar = tar(&[dir("etc/", 0o755), file("etc/motd", b"pulled\n", 0o644)]);
+    let chain0 = sha(&base);
+    let chain1 = sha(format!("{chain0} {}", sha(&top_tar)).as_bytes());
+    let img = image(&[base, top_tar], json!({"Cmd": ["/bin/cat", "/etc/motd"]}));
+    let top = img.manifest_layer(1);
+    let tamper = Arc::new(AtomicBool::new(false));
+    let inner = serve_image("up/img", "t", img, HashMap::new());
+    let (t2, top2) = (tamper.clone(), top.clone());
+    let fake = Fake::start(Arc::new(move |q: &Req| {
+        let mut r = inner(q);
+        if t2.load(Ordering::SeqCst) && q.path.ends_with(&top2) {
+            r.body[4] ^= 0x5a;
+        }
+        r
+    }));
+    let reference = format!("{}/up/img:t", fake.host());
+    let work = tmpdir("upsnap");
+    let store = work.path().join("store");
+    let root = work.path().join("root");
+    let up = || {
+        let mut c = Command::new(runtime());
+        c.arg("--root")
+            .arg(&root)
+            .args(["up", "--store"])
+            .arg(&store)
+            .args(["--rm", "--network", "none", &reference]);
+        run_timeout(&mut c, Duration::from_secs(120))
+    };
+    let snap = |chain: &str| store.join("snapshots").join(&chain[7..]);
+
+    let o = up();
+    assert!(o.status.success(), "husk up: {}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "pulled\n");
+    assert!(snap(&chain0).is_dir() && snap(&chain1).is_dir());
+    // the image and its snapshots go; the store stays
+    husk_ok(&store, &["rm", &reference]);
+    assert!(!snap(&chain1).exists());
+
+    tamper.store(true, Ordering::SeqCst);
+    let o = up();
+    let e = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(e.contains("digest mismatch") && e.contains(&top), "{e}");
+    assert!(!snap(&chain1).exists(), "no snapshot of the bad blob");
+    assert!(!store.join("blobs/sha256").join(&top[7..]).exists());
+    for e in std::fs::read_dir(store.join("tmp")).unwrap() {
+        let n = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!n.starts_with("snapshot-"), "snapshot temp dir left: {n}");
+    }
+    assert_store_consistent(&store, 0);
+    assert!(mounts_under(work.path()).is_empty());
+}
+
 // ---------------------------------------------------------------------------------------------
 // rootless unpack: the image's owners shifted by the user's /etc/subuid and /etc/subgid ranges
 

@@ -114,6 +114,9 @@ pub struct PullOptions {
     /// Also unpack the image into this bundle directory, as [`unpack`] does (`--unpack DIR`):
     /// as root each layer is applied while it downloads (see [`follow`]).
     pub unpack: Option<std::path::PathBuf>,
+    /// As root, also make the layers' overlayfs snapshots ([`snapshot`]) while they download,
+    /// for `husk up`, which stacks them next.
+    pub snapshots: bool,
 }
 
 /// The layer compressions husk reads.
@@ -315,7 +318,48 @@ fn pull_shown(
         .unpack
         .as_deref()
         .filter(|_| nix::unistd::geteuid().is_root());
+    let snapshots = opts.snapshots && pipelined.is_none() && nix::unistd::geteuid().is_root();
     let unpacked = match pipelined {
+        None if snapshots => {
+            // each layer's snapshot made from its download (in parallel: each is alone)
+            let follows: Vec<follow::Follow> = manifest
+                .layers()
+                .iter()
+                .map(|_| follow::Follow::new())
+                .collect();
+            let items: Vec<(usize, &Descriptor)> = manifest.layers().iter().enumerate().collect();
+            let diff_ids = cfg.rootfs().diff_ids();
+            let chains = snapshot::chain_ids(diff_ids);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    each_in_parallel(&items, |(i, l)| {
+                        let made = snapshot::make_while_pulled(
+                            store,
+                            &what,
+                            l,
+                            &diff_ids[*i],
+                            &chains[*i],
+                            follows[*i].reader(),
+                        );
+                        // not fatal: made from the store later, or a copy instead
+                        if let Err(e) = made {
+                            crate::log_debug!(
+                                "pull {what}: no snapshot of {} yet: {e:#}",
+                                l.digest()
+                            );
+                        }
+                        Ok(())
+                    })
+                });
+                let fetched =
+                    each_in_parallel(&items, |(i, l)| fetch(l, "layer", Some(&follows[*i])));
+                for f in &follows {
+                    f.fail("the pull stopped before this layer was fetched");
+                }
+                fetched
+            })?;
+            None
+        }
         None => {
             each_in_parallel(manifest.layers(), |l| fetch(l, "layer", None))?;
             None
