@@ -270,6 +270,8 @@ fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
             platform: husk::image::PlatformSpec::of_flag(a.platform.as_deref())?,
             progress: husk::image::progress::Mode::decide(None, a.quiet)?,
             all_platforms: false,
+            unpack: None,
+            snapshots: true,
         }),
         detach: a.detach,
         restart: a.restart,
@@ -292,6 +294,7 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
             creds,
             platform,
             all_platforms,
+            unpack,
             quiet,
             progress,
             reference,
@@ -301,6 +304,8 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
                 platform: image::PlatformSpec::of_flag(platform.as_deref())?,
                 progress: image::progress::Mode::decide(progress.as_deref(), quiet)?,
                 all_platforms,
+                unpack,
+                snapshots: false,
             };
             let digest = Store::with_store(&dir, false, |s| image::pull(s, &reference, &opts))?;
             // json: the digest is in the stream's last event

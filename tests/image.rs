@@ -1472,7 +1472,9 @@ fn a_missing_store_is_not_created_by_reads_or_failed_first_pulls() {
 
 /// A layer whose transfer breaks half way is taken up again from where it broke (an HTTP Range
 /// request, 206) — or, from a registry that ignores Range, fetched again whole — and the pull
-/// succeeds with a verified blob.
+/// succeeds with a verified blob. The same with `pull --unpack`, which applies the layer while
+/// it downloads: the resumed transfer goes on being applied; one fetched again whole is applied
+/// from the stored blob. Either way the bundle holds the layer's content.
 #[test]
 fn a_broken_layer_transfer_is_resumed() {
     if !need_husk("a_broken_layer_transfer_is_resumed") {
@@ -1493,7 +1495,7 @@ fn a_broken_layer_transfer_is_resumed() {
     );
     let layer = img.manifest_layer(0);
     let size = img.blobs[&layer].len();
-    for honour_range in [true, false] {
+    for (honour_range, unpack) in [(true, false), (false, false), (true, true), (false, true)] {
         let ranges = Arc::new(Mutex::new(Vec::<String>::new()));
         let cuts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let inner = serve_image(
@@ -1543,7 +1545,23 @@ fn a_broken_layer_transfer_is_resumed() {
         let work = tmpdir("resume");
         let store = work.path().join("store");
         let reference = format!("{}/res/img:t", fake.host());
-        husk_ok(&store, &["pull", "-q", &reference]);
+        let bundle = work.path().join("bundle");
+        if unpack {
+            husk_ok(
+                &store,
+                &[
+                    "pull",
+                    "-q",
+                    "--unpack",
+                    bundle.to_str().unwrap(),
+                    &reference,
+                ],
+            );
+            assert_eq!(std::fs::read(bundle.join("rootfs/noise")).unwrap(), noise);
+            assert!(bundle.join("config.json").is_file());
+        } else {
+            husk_ok(&store, &["pull", "-q", &reference]);
+        }
         assert_store_consistent(&store, 1);
         let asked = ranges.lock().unwrap().clone();
         assert_eq!(
@@ -1556,6 +1574,190 @@ fn a_broken_layer_transfer_is_resumed() {
             if honour_range { 1 } else { 2 }
         );
     }
+}
+
+/// `pull --unpack DIR` applies each layer while it downloads, in order, into the same tree as
+/// `pull` + `unpack`. A layer whose bytes unpack cleanly but whose blob has the wrong digest (a
+/// byte of its gzip header's mtime changed: the same content, the same diff_id) fails the pull
+/// only once its download ends, after the unpack read it all: the bundle is removed, the blob is
+/// not stored and no image is named. A bundle that has a config.json is refused before anything
+/// is fetched.
+#[test]
+fn pull_unpack_applies_layers_as_they_download() {
+    if !need_husk("pull_unpack_applies_layers_as_they_download") {
+        return;
+    }
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..600_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let img = image(
+        &[
+            tar(&[
+                dir("etc/", 0o755),
+                file("etc/hello", b"hello\n", 0o644),
+                file("etc/gone", b"x", 0o644),
+            ]),
+            tar(&[
+                file("etc/hello", b"again\n", 0o600),
+                file(".wh.nothing", b"", 0o644),
+                file("etc/.wh.gone", b"", 0o644),
+                file("noise", &noise, 0o644),
+            ]),
+        ],
+        json!({"Cmd": ["/bin/true"]}),
+    );
+    let top = img.manifest_layer(1);
+    let tamper = Arc::new(AtomicBool::new(false));
+    let inner = serve_image("one/img", "t", img, HashMap::new());
+    let (t2, top2) = (tamper.clone(), top.clone());
+    let fake = Fake::start(Arc::new(move |q: &Req| {
+        let mut r = inner(q);
+        if t2.load(Ordering::SeqCst) && q.path.ends_with(&top2) {
+            // the gzip header's MTIME: decompression and content unchanged
+            r.body[4] ^= 0x5a;
+        }
+        r
+    }));
+    let reference = format!("{}/one/img:t", fake.host());
+    let work = tmpdir("oneshot");
+
+    // the one pass and the two make the same tree
+    let store = work.path().join("store");
+    let b1 = work.path().join("b1");
+    let b2 = work.path().join("b2");
+    husk_ok(
+        &store,
+        &["pull", "-q", "--unpack", b1.to_str().unwrap(), &reference],
+    );
+    assert_store_consistent(&store, 1);
+    husk_ok(&store, &["unpack", &reference, b2.to_str().unwrap()]);
+    let r1 = b1.join("rootfs");
+    assert_eq!(std::fs::read(r1.join("etc/hello")).unwrap(), b"again\n");
+    assert!(!r1.join("etc/gone").exists(), "the whiteout removed it");
+    assert_eq!(std::fs::read(r1.join("noise")).unwrap(), noise);
+    let listing = |root: &Path| {
+        let out = run_ok(
+            Command::new("find")
+                // (the rootfs directory itself is made by the unpack: its own mtime)
+                .args([
+                    ".",
+                    "-mindepth",
+                    "1",
+                    "-printf",
+                    "%p %y %m %U:%G %s %T@ %l\n",
+                ])
+                .current_dir(root),
+        );
+        let mut v: Vec<String> = out.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(listing(&r1), listing(&b2.join("rootfs")));
+    assert_eq!(
+        std::fs::read(b1.join("config.json")).unwrap(),
+        std::fs::read(b2.join("config.json")).unwrap()
+    );
+
+    // a bundle that is there already: refused before any fetch, left as it was
+    let e = husk_err(
+        &store,
+        &["pull", "-q", "--unpack", b1.to_str().unwrap(), &reference],
+    );
+    assert!(e.contains("config.json exists"), "{e}");
+    assert!(b1.join("config.json").is_file());
+
+    // the top layer's digest is wrong, its content is not: nothing of it is kept
+    tamper.store(true, Ordering::SeqCst);
+    let store = work.path().join("store2");
+    let b3 = work.path().join("b3");
+    let e = husk_err(
+        &store,
+        &["pull", "-q", "--unpack", b3.to_str().unwrap(), &reference],
+    );
+    assert!(
+        e.contains("digest mismatch") && e.contains(&top) && e.contains(&reference),
+        "{e}"
+    );
+    assert!(!b3.exists(), "the bundle made from the bad blob is removed");
+    assert!(!store.join("blobs/sha256").join(&top[7..]).exists());
+    assert_store_consistent(&store, 0);
+    // a bundle directory that was there stays, empty
+    std::fs::create_dir(&b3).unwrap();
+    husk_err(
+        &store,
+        &["pull", "-q", "--unpack", b3.to_str().unwrap(), &reference],
+    );
+    assert_eq!(std::fs::read_dir(&b3).unwrap().count(), 0);
+    assert_store_consistent(&store, 0);
+}
+
+/// `husk up` pulling its image (as root) makes each layer's overlayfs snapshot while the layer
+/// downloads, and the container runs on them. A layer whose blob has the wrong digest but whose
+/// content unpacks (its gzip header's mtime changed) leaves no snapshot, no temp dir of one and
+/// no blob, and `up` fails naming it.
+#[test]
+fn up_pull_makes_snapshots_as_layers_download() {
+    if !need_husk("up_pull_makes_snapshots_as_layers_download") {
+        return;
+    }
+    let base = testroot_layer();
+    let top_tar = tar(&[dir("etc/", 0o755), file("etc/motd", b"pulled\n", 0o644)]);
+    let chain0 = sha(&base);
+    let chain1 = sha(format!("{chain0} {}", sha(&top_tar)).as_bytes());
+    let img = image(&[base, top_tar], json!({"Cmd": ["/bin/cat", "/etc/motd"]}));
+    let top = img.manifest_layer(1);
+    let tamper = Arc::new(AtomicBool::new(false));
+    let inner = serve_image("up/img", "t", img, HashMap::new());
+    let (t2, top2) = (tamper.clone(), top.clone());
+    let fake = Fake::start(Arc::new(move |q: &Req| {
+        let mut r = inner(q);
+        if t2.load(Ordering::SeqCst) && q.path.ends_with(&top2) {
+            r.body[4] ^= 0x5a;
+        }
+        r
+    }));
+    let reference = format!("{}/up/img:t", fake.host());
+    let work = tmpdir("upsnap");
+    let store = work.path().join("store");
+    let root = work.path().join("root");
+    let up = || {
+        let mut c = Command::new(runtime());
+        c.arg("--root")
+            .arg(&root)
+            .args(["up", "--store"])
+            .arg(&store)
+            .args(["--rm", "--network", "none", &reference]);
+        run_timeout(&mut c, Duration::from_secs(120))
+    };
+    let snap = |chain: &str| store.join("snapshots").join(&chain[7..]);
+
+    let o = up();
+    assert!(o.status.success(), "husk up: {}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "pulled\n");
+    assert!(snap(&chain0).is_dir() && snap(&chain1).is_dir());
+    // the image and its snapshots go; the store stays
+    husk_ok(&store, &["rm", &reference]);
+    assert!(!snap(&chain1).exists());
+
+    tamper.store(true, Ordering::SeqCst);
+    let o = up();
+    let e = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(e.contains("digest mismatch") && e.contains(&top), "{e}");
+    assert!(!snap(&chain1).exists(), "no snapshot of the bad blob");
+    assert!(!store.join("blobs/sha256").join(&top[7..]).exists());
+    for e in std::fs::read_dir(store.join("tmp")).unwrap() {
+        let n = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!n.starts_with("snapshot-"), "snapshot temp dir left: {n}");
+    }
+    assert_store_consistent(&store, 0);
+    assert!(mounts_under(work.path()).is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------

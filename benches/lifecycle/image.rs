@@ -9,6 +9,12 @@
 //!   half a copy of that half: about 2:1 compressible) plus the test rootfs, pushed once with
 //!   gzip layers (skopeo compresses) and once with zstd layers (compressed here, level 3).
 //!
+//! With `BENCH_IMAGE_ROOTFS=debootstrap` the big images' data layers are instead copies of a
+//! Debian root (`debootstrap --variant=minbase bookworm` from `BENCH_DEBIAN_MIRROR`, default
+//! deb.debian.org; made once and kept as a tar in `target/bench/cache/`), one copy per layer
+//! under `debN/`, as many as come nearest BENCH_IMAGE_MB (at least one): thousands of small
+//! files, the case of real distribution images.
+//!
 //! Every tool works on a tmpfs mounted in the benchmark's private mount namespace (store,
 //! unpacked rootfs and TMPDIR), emptied after each round. Per tool and round: wall time,
 //! user+sys CPU (wait4 rusage of the tool's process tree, through the small launcher of the
@@ -191,8 +197,95 @@ fn fill_data(w: &mut impl Write, mut n: usize, seed: &mut u64) -> std::io::Resul
     Ok(())
 }
 
+/// The cached Debian root (a tar of `debootstrap --variant=minbase bookworm`), made on first
+/// use in `cache` (the debootstrap itself in `work`, removed after).
+fn debian_root(cache: &Path, work: &Path) -> Result<PathBuf, String> {
+    let tar_path = cache.join("debootstrap-bookworm-minbase.tar");
+    if tar_path.is_file() {
+        return Ok(tar_path);
+    }
+    let bin = which("debootstrap")
+        .ok_or("BENCH_IMAGE_ROOTFS=debootstrap: `debootstrap` is not installed (make deps)")?;
+    let mirror = std::env::var("BENCH_DEBIAN_MIRROR")
+        .unwrap_or_else(|_| "http://deb.debian.org/debian".into());
+    let dir = work.join("debootstrap");
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("bench: image: debootstrap bookworm (minbase) from {mirror}, once");
+    let o = Command::new(bin)
+        .args(["--variant=minbase", "bookworm"])
+        .arg(&dir)
+        .arg(&mirror)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("debootstrap: {e}"))?;
+    if !o.status.success() {
+        let _ = std::fs::remove_dir_all(&dir);
+        let err = String::from_utf8_lossy(&o.stderr);
+        return Err(format!(
+            "debootstrap from {mirror} failed: {}",
+            err.lines().last().unwrap_or("")
+        ));
+    }
+    std::fs::create_dir_all(cache).map_err(|e| e.to_string())?;
+    let tmp = tar_path.with_extension("tmp");
+    let o = Command::new("tar")
+        .args(["--numeric-owner", "-C"])
+        .arg(&dir)
+        .args(["-cf"])
+        .arg(&tmp)
+        .arg(".")
+        .output()
+        .map_err(|e| format!("tar: {e}"))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !o.status.success() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!(
+            "tar of the Debian root: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
+    }
+    std::fs::rename(&tmp, &tar_path).map_err(|e| e.to_string())?;
+    Ok(tar_path)
+}
+
+/// The entries of the tar at `src` written to `t` under `prefix/` (hardlink targets too;
+/// symlink targets as they are).
+fn append_under<W: Write>(
+    t: &mut tar::Builder<W>,
+    src: &Path,
+    prefix: &str,
+) -> std::io::Result<()> {
+    // `./x` becomes `prefix/x`, `./` itself `prefix`
+    let under = |p: &Path| -> PathBuf {
+        let rel: PathBuf = p
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
+        Path::new(prefix).join(rel)
+    };
+    let mut a = tar::Archive::new(std::io::BufReader::new(std::fs::File::open(src)?));
+    for e in a.entries()? {
+        let mut e = e?;
+        let path = under(&e.path()?);
+        let mut h = e.header().clone();
+        match h.entry_type() {
+            tar::EntryType::Link => {
+                let target = under(&e.link_name()?.unwrap_or_default());
+                t.append_link(&mut h, &path, &target)?;
+            }
+            tar::EntryType::Symlink => {
+                let target = e.link_name()?.unwrap_or_default().into_owned();
+                t.append_link(&mut h, &path, &target)?;
+            }
+            _ => t.append_data(&mut h, &path, &mut e)?,
+        }
+    }
+    Ok(())
+}
+
 /// An OCI layout at `layout` with one image tagged `tag`: the test rootfs as a layer, and
-/// `data_mib` MiB of generated files in four more layers. Layers uncompressed (skopeo
+/// `data_mib` MiB of generated files in four more layers (or, with `debian` = (tar, copies),
+/// that many copies of the Debian root, one a layer). Layers uncompressed (skopeo
 /// compresses them with gzip on push) or, with `zstd_layers`, compressed here with zstd
 /// (skopeo 1.9 pushes gzip whatever `--dest-compress-format` says).
 fn write_layout(
@@ -201,6 +294,7 @@ fn write_layout(
     rootfs: &Path,
     data_mib: usize,
     zstd_layers: bool,
+    debian: Option<(&Path, usize)>,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(layout)?;
     std::fs::write(
@@ -214,9 +308,18 @@ fn write_layout(
         t.append_dir_all(".", rootfs)?;
         t.finish()
     })?);
+    if let Some((tree, copies)) = debian {
+        for l in 0..copies {
+            layers.push(blob(layout, |w| {
+                let mut t = tar::Builder::new(w);
+                append_under(&mut t, tree, &format!("deb{l}"))?;
+                t.finish()
+            })?);
+        }
+    }
     let per_layer = data_mib.div_ceil(4);
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut left = data_mib;
+    let mut left = if debian.is_some() { 0 } else { data_mib };
     for l in 0..4 {
         let mib = per_layer.min(left);
         left -= mib;
@@ -408,26 +511,18 @@ fn cold(
         return cold_ctr(bins, reference, work);
     }
     let steps: Vec<Vec<String>> = match tool {
-        "husk" => vec![
-            vec![
-                p("husk"),
-                "image".into(),
-                "pull".into(),
-                "-q".into(),
-                "--store".into(),
-                s(&store),
-                reference.into(),
-            ],
-            vec![
-                p("husk"),
-                "image".into(),
-                "unpack".into(),
-                "--store".into(),
-                s(&store),
-                reference.into(),
-                s(&dir),
-            ],
-        ],
+        // one pass: each layer applied to the bundle while it downloads
+        "husk" => vec![vec![
+            p("husk"),
+            "image".into(),
+            "pull".into(),
+            "-q".into(),
+            "--store".into(),
+            s(&store),
+            "--unpack".into(),
+            s(&dir),
+            reference.into(),
+        ]],
         "podman" => vec![vec![
             p("podman"),
             "--root".into(),
@@ -797,11 +892,29 @@ fn measure_inner(b: &Bench) -> Result<String, String> {
     let small_l = base.join("small-layout");
     let big_l = base.join("big-layout");
     let zst_l = base.join("zstd-layout");
-    write_layout(&small_l, "t", &b.rootfs, 0, false)
+    // BENCH_IMAGE_ROOTFS=debootstrap: the big images are copies of a Debian root
+    let debian = match std::env::var("BENCH_IMAGE_ROOTFS").as_deref() {
+        Ok("debootstrap") => {
+            let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/cache");
+            let tree = debian_root(&cache, &base)?;
+            // the root's unpacked size, from its tar (headers and padding included)
+            let mib = std::fs::metadata(&tree).map_err(|e| e.to_string())?.len() >> 20;
+            let copies = ((big_mib as f64 / mib.max(1) as f64).round() as usize).max(1);
+            Some((tree, copies, mib))
+        }
+        Ok("") | Err(_) => None,
+        Ok(other) => {
+            return Err(format!(
+                "BENCH_IMAGE_ROOTFS={other:?}: expected `debootstrap` or nothing"
+            ))
+        }
+    };
+    let deb = debian.as_ref().map(|(t, n, _)| (t.as_path(), *n));
+    write_layout(&small_l, "t", &b.rootfs, 0, false, None)
         .map_err(|e| format!("write small image: {e}"))?;
-    write_layout(&big_l, "t", &b.rootfs, big_mib, false)
+    write_layout(&big_l, "t", &b.rootfs, big_mib, false, deb)
         .map_err(|e| format!("write big image: {e}"))?;
-    write_layout(&zst_l, "t", &b.rootfs, big_mib, true)
+    write_layout(&zst_l, "t", &b.rootfs, big_mib, true, deb)
         .map_err(|e| format!("write big zstd image: {e}"))?;
     let images = [
         ("small", "gzip", &small_l),
@@ -838,7 +951,13 @@ fn measure_inner(b: &Bench) -> Result<String, String> {
         let label = if *name == "small" {
             "small image (busybox test rootfs, 1 layer, gzip)".to_string()
         } else {
-            format!("{big_mib} MiB image (5 layers, {comp})")
+            match &debian {
+                Some((_, n, mib)) => format!(
+                    "Debian minbase ×{n} image ({n} × {mib} MiB of small files, {} layers, {comp})",
+                    n + 1
+                ),
+                None => format!("{big_mib} MiB image (5 layers, {comp})"),
+            }
         };
         eprintln!("bench: image: {label}: {warmup} warm-up + {runs} rounds");
         let mut cols: Vec<&str> = tools.clone();
@@ -941,7 +1060,8 @@ fn table(rows: &[Row], tools: &[&str], warmup: usize, runs: usize, notes: &[Stri
     let mut md = format!(
         "\n#### Image pull + unpack from a loopback registry\n\n\
          Cold: every round from an empty store on a tmpfs; tools alternate round by round \
-         ({warmup} warm-up, {runs} measured). husk: `husk image pull` + `husk image unpack`; \
+         ({warmup} warm-up, {runs} measured). husk: `husk image pull --unpack DIR` (each layer \
+         applied to the bundle while it downloads into the store); \
          podman: `podman pull` (overlay storage under its own --root/--runroot, which applies \
          the layers as it pulls); skopeo+umoci: `skopeo copy docker://… oci:…` + `umoci \
          unpack`; ctr: `ctr image pull --plain-http` into a private containerd; floor: in-process GET + sha256 + decompression + tar extraction of each \
@@ -958,8 +1078,8 @@ fn table(rows: &[Row], tools: &[&str], warmup: usize, runs: usize, notes: &[Stri
          (compressed blobs); the unpacked rootfs is not counted.",
     );
     md.push_str(
-        "\n- The warm row: `husk image pull` again with every blob stored, then `unpack` into \
-         a new directory.",
+        "\n- The warm row: `husk image pull --unpack` again with every blob stored, into a new \
+         directory (the layers applied from the store).",
     );
     md.push_str(
         "\n- ctr: a fresh private containerd per round (root and state on the tmpfs, started \

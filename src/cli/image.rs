@@ -78,6 +78,10 @@ pub enum ImageCommand {
         /// the stored image (unpack and husk up use the host's platform; push sends them all).
         #[arg(long, conflicts_with = "platform")]
         all_platforms: bool,
+        /// Also unpack the image into the bundle DIR, as `husk image unpack REF DIR` does; as
+        /// root each layer is applied while it downloads.
+        #[arg(long, value_name = "DIR")]
+        unpack: Option<PathBuf>,
         /// No progress output (--progress quiet).
         #[arg(short, long)]
         quiet: bool,

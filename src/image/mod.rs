@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod config;
+pub mod follow;
 pub mod layer;
 pub mod progress;
 pub mod push;
@@ -110,6 +111,12 @@ pub struct PullOptions {
     /// Keep a multi-platform image whole: every platform's manifest and blobs, the index as
     /// the store entry (`--all-platforms`).
     pub all_platforms: bool,
+    /// Also unpack the image into this bundle directory, as [`unpack`] does (`--unpack DIR`):
+    /// as root each layer is applied while it downloads (see [`follow`]).
+    pub unpack: Option<std::path::PathBuf>,
+    /// As root, also make the layers' overlayfs snapshots ([`snapshot`]) while they download,
+    /// for `husk up`, which stacks them next.
+    pub snapshots: bool,
 }
 
 /// The layer compressions husk reads.
@@ -186,19 +193,30 @@ pub(crate) fn each_in_parallel<T: Sync>(
 /// each verified; the index entry is written last. Returns the manifest digest.
 pub fn pull(store: &Store, text: &str, opts: &PullOptions) -> Result<String> {
     let shown = progress::Progress::new(opts.progress);
-    let r = pull_shown(store, text, opts, &shown);
+    let r = (|| {
+        if let Some(bundle) = &opts.unpack {
+            check_bundle(&format!("pull {text}: unpack"), bundle)?;
+        }
+        let (digest, unpacked) = pull_shown(store, text, opts, &shown)?;
+        if let (Some(bundle), false) = (&opts.unpack, unpacked) {
+            // the two passes: a user's unpack maps ids in a child process of its own
+            unpack(store, text, bundle)?;
+        }
+        Ok(digest)
+    })();
     if let Err(e) = &r {
         shown.failed(e);
     }
     r
 }
 
+/// The pull; also true when it unpacked the image into `opts.unpack` as it went.
 fn pull_shown(
     store: &Store,
     text: &str,
     opts: &PullOptions,
     shown: &progress::Progress,
-) -> Result<String> {
+) -> Result<(String, bool)> {
     let r = Reference::parse(text).map_err(anyhow::Error::msg)?;
     let what = r.to_string();
     let client = Client::new(&r, &opts.registry)?;
@@ -216,7 +234,7 @@ fn pull_shown(
     let (manifest_bytes, manifest_type, manifest_digest, platform) = match top.media_type.as_str()
     {
         registry::MEDIA_OCI_INDEX | registry::MEDIA_DOCKER_LIST if opts.all_platforms => {
-            return pull_all(store, &what, &client, top, shown);
+            return pull_all(store, &what, &client, top, shown).map(|d| (d, false));
         }
         registry::MEDIA_OCI_INDEX | registry::MEDIA_DOCKER_LIST => {
             let index: ImageIndex = serde_json::from_slice(&top.bytes)
@@ -289,16 +307,123 @@ fn pull_shown(
     )?;
 
     // the config first (small), then the layers, PARALLEL_FETCHES at a time
-    let fetch =
-        |d: &Descriptor, role: &'static str| fetch_blob(store, &what, &client, d, role, shown);
-    fetch(manifest.config(), "config")?;
-    each_in_parallel(manifest.layers(), |l| fetch(l, "layer"))?;
+    let fetch = |d: &Descriptor, role: &'static str, follow: Option<&follow::Follow>| {
+        fetch_blob(store, &what, &client, d, role, shown, follow)
+    };
+    fetch(manifest.config(), "config", None)?;
     let cfg = check_config(store, &what, &manifest)?;
-    store.put_bytes(
+    // as root, a bundle to unpack into gets each layer as it arrives; a user's unpack runs in
+    // a user namespace of its own and comes after the pull
+    let pipelined = opts
+        .unpack
+        .as_deref()
+        .filter(|_| nix::unistd::geteuid().is_root());
+    let snapshots = opts.snapshots && pipelined.is_none() && nix::unistd::geteuid().is_root();
+    let unpacked = match pipelined {
+        None if snapshots => {
+            // each layer's snapshot made from its download (in parallel: each is alone)
+            let follows: Vec<follow::Follow> = manifest
+                .layers()
+                .iter()
+                .map(|_| follow::Follow::new())
+                .collect();
+            let items: Vec<(usize, &Descriptor)> = manifest.layers().iter().enumerate().collect();
+            let diff_ids = cfg.rootfs().diff_ids();
+            let chains = snapshot::chain_ids(diff_ids);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    each_in_parallel(&items, |(i, l)| {
+                        let made = snapshot::make_while_pulled(
+                            store,
+                            &what,
+                            l,
+                            &diff_ids[*i],
+                            &chains[*i],
+                            follows[*i].reader(),
+                        );
+                        // not fatal: made from the store later, or a copy instead
+                        if let Err(e) = made {
+                            crate::log_debug!(
+                                "pull {what}: no snapshot of {} yet: {e:#}",
+                                l.digest()
+                            );
+                        }
+                        Ok(())
+                    })
+                });
+                let fetched =
+                    each_in_parallel(&items, |(i, l)| fetch(l, "layer", Some(&follows[*i])));
+                for f in &follows {
+                    f.fail("the pull stopped before this layer was fetched");
+                }
+                fetched
+            })?;
+            None
+        }
+        None => {
+            each_in_parallel(manifest.layers(), |l| fetch(l, "layer", None))?;
+            None
+        }
+        Some(bundle) => {
+            let follows: Vec<follow::Follow> = manifest
+                .layers()
+                .iter()
+                .map(|_| follow::Follow::new())
+                .collect();
+            let items: Vec<(usize, &Descriptor)> = manifest.layers().iter().enumerate().collect();
+            let prepared = prepare_bundle(&format!("pull {what}: unpack"), bundle)?;
+            let (fetched, applied) = std::thread::scope(|s| {
+                let unpacking = s.spawn(|| {
+                    unpack_into(
+                        store,
+                        &what,
+                        &manifest,
+                        &cfg,
+                        &prepared,
+                        None,
+                        Some(&follows),
+                    )
+                });
+                let fetched =
+                    each_in_parallel(&items, |(i, l)| fetch(l, "layer", Some(&follows[*i])));
+                // layers never started (a failure stopped the rest) end their readers
+                for f in &follows {
+                    f.fail("the pull stopped before this layer was fetched");
+                }
+                let applied = unpacking
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("pull {what}: the unpack panicked")));
+                (fetched, applied)
+            });
+            if let Err(e) = fetched {
+                prepared.undo();
+                return Err(e);
+            }
+            // a layer whose transfer started over was read in part from the first transfer:
+            // the bundle is made again from the stored (verified) blobs
+            let applied = match applied {
+                Err(_) if follows.iter().any(follow::Follow::restarted) => {
+                    prepared.clear();
+                    unpack_into(store, &what, &manifest, &cfg, &prepared, None, None)
+                }
+                r => r,
+            };
+            if applied.is_err() {
+                prepared.undo();
+            }
+            Some((applied, prepared))
+        }
+    };
+    if let Err(e) = store.put_bytes(
         &manifest_digest,
         &manifest_bytes,
         &format!("pull {what}: manifest"),
-    )?;
+    ) {
+        if let Some((_, prepared)) = &unpacked {
+            prepared.undo();
+        }
+        return Err(e);
+    }
     let mut desc = Descriptor::new(
         MediaType::from(manifest_type.as_str()),
         manifest_bytes.len() as u64,
@@ -315,13 +440,22 @@ fn pull_shown(
     }));
     let name = what.clone();
     desc.set_annotations(Some(HashMap::from([(REF_NAME.to_string(), name.clone())])));
-    store.update_index(|m| {
+    let indexed = store.update_index(|m| {
         m.retain(|d| ref_name(d) != Some(name.as_str()));
         m.push(desc);
         Ok(())
-    })?;
+    });
+    // the image is stored whether or not its unpack worked, as after `pull` and `unpack`
+    if let Some((applied, prepared)) = unpacked {
+        if let Err(e) = indexed.and(applied) {
+            prepared.undo();
+            return Err(e);
+        }
+    } else {
+        indexed?;
+    }
     shown.image_done("pull", &what, &manifest_digest);
-    Ok(manifest_digest)
+    Ok((manifest_digest, pipelined.is_some()))
 }
 
 /// `pull --all-platforms` of an index: every platform's manifest (each checked against the
@@ -386,7 +520,7 @@ fn pull_all(
         }
     }
     each_in_parallel(&blobs, |(d, role)| {
-        fetch_blob(store, what, client, d, role, shown)
+        fetch_blob(store, what, client, d, role, shown, None)
     })?;
     for (digest, bytes, m, image) in &manifests {
         if *image {
@@ -449,20 +583,21 @@ fn fetch_blob(
     d: &Descriptor,
     role: &'static str,
     shown: &progress::Progress,
+    follow: Option<&follow::Follow>,
 ) -> Result<()> {
     let digest = d.digest().to_string();
     let blob = shown.blob(role, &digest, d.size());
-    let fetched =
-        store.put_blob_resumable(&digest, d.size(), &format!("pull {what}: {role}"), |at| {
-            let (reader, from) = client
-                .blob_from(&digest, at)
-                .with_context(|| format!("pull {what}: fetch {role} {digest}"))?;
-            blob.set(from);
-            Ok(store::Fetched {
-                reader: Box::new(blob.reader(reader)),
-                from,
-            })
-        })?;
+    let label = format!("pull {what}: {role}");
+    let fetched = store.put_blob_followed(&digest, d.size(), &label, follow, |at| {
+        let (reader, from) = client
+            .blob_from(&digest, at)
+            .with_context(|| format!("pull {what}: fetch {role} {digest}"))?;
+        blob.set(from);
+        Ok(store::Fetched {
+            reader: Box::new(blob.reader(reader)),
+            from,
+        })
+    })?;
     blob.finish(if fetched { "fetched" } else { "present" });
     Ok(())
 }
@@ -709,6 +844,87 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
+/// Decompressed chunks in flight between a layer's decompressing thread and its extraction:
+/// at most this many buffers of [`CHUNK`] bytes, reused.
+const CHUNKS: usize = 4;
+const CHUNK: usize = 256 << 10;
+
+/// A buffer and how many of its bytes are data (or the error that ended the stream).
+type Chunk = io::Result<(Vec<u8>, usize)>;
+
+/// The decompressing thread: `plain` read into buffers (new ones up to [`CHUNKS`], then the
+/// ones handed back on `empty`) sent on `full`, until its end, an error (sent), or the reader
+/// gone.
+fn decompress_into(
+    mut plain: impl Read,
+    full: &std::sync::mpsc::SyncSender<Chunk>,
+    empty: &std::sync::mpsc::Receiver<Vec<u8>>,
+) {
+    let mut made = 0;
+    loop {
+        let mut buf = if made < CHUNKS {
+            made += 1;
+            vec![0u8; CHUNK]
+        } else {
+            match empty.recv() {
+                Ok(b) => b,
+                Err(_) => return,
+            }
+        };
+        let n = loop {
+            match plain.read(&mut buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r,
+            }
+        };
+        match n {
+            Ok(0) => return,
+            Ok(n) => {
+                if full.send(Ok((buf, n))).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = full.send(Err(e));
+                return;
+            }
+        }
+    }
+}
+
+/// The extraction's side of [`decompress_into`]: reads the chunks in order, handing each
+/// buffer back once read.
+struct Chunks {
+    full: std::sync::mpsc::Receiver<Chunk>,
+    empty: std::sync::mpsc::SyncSender<Vec<u8>>,
+    cur: (Vec<u8>, usize),
+    at: usize,
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.cur.1 {
+            match self.full.recv() {
+                Ok(Ok(next)) => {
+                    let old = std::mem::replace(&mut self.cur, next);
+                    self.at = 0;
+                    if !old.0.is_empty() {
+                        // never blocks: the channel holds as many as there are buffers
+                        let _ = self.empty.try_send(old.0);
+                    }
+                }
+                Ok(Err(e)) => return Err(e),
+                // the decompressing thread is done
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.1 - self.at);
+        buf[..n].copy_from_slice(&self.cur.0[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 /// Ends a tar stream that stops right after its last entry's data (no padding to 512 bytes,
 /// no end-of-archive blocks, as umoci 0.4's `insert` writes them) with the zeros it lacks: at
 /// most 511 + 1024 bytes, so an entry cut short further than its padding still fails to parse.
@@ -821,20 +1037,7 @@ fn unpack_as(
     let mut cfg: ImageConfiguration = serde_json::from_slice(&cfg_bytes)
         .with_context(|| format!("unpack {name}: parse config"))?;
     over.apply(&mut cfg);
-    let config_path = bundle.join("config.json");
-    let rootfs = bundle.join("rootfs");
-    if config_path.exists() {
-        bail!(
-            "unpack {name}: {} exists; remove it first",
-            config_path.display()
-        );
-    }
-    if std::fs::read_dir(&rootfs).is_ok_and(|mut it| it.next().is_some()) {
-        bail!(
-            "unpack {name}: {} exists and is not empty",
-            rootfs.display()
-        )
-    }
+    check_bundle(&format!("unpack {name}"), bundle)?;
     let layout = if shift && !nix::unistd::geteuid().is_root() {
         match userns::layout_of_caller() {
             Ok(l) => Some(l),
@@ -848,46 +1051,85 @@ fn unpack_as(
     } else {
         None
     };
-    let made_bundle = !bundle.exists();
-    let made_rootfs = !rootfs.exists();
-    std::fs::create_dir_all(&rootfs).with_context(|| format!("create {}", rootfs.display()))?;
+    let prepared = prepare_bundle(&format!("unpack {name}"), bundle)?;
     // a user's bundle is for a rootless run: its config maps the user (and the ranges) to 0..
     let rootless = (shift && !nix::unistd::geteuid().is_root()).then_some(layout.as_ref());
-    let unpack = || {
-        unpack_into(
-            store,
-            &name,
-            &manifest,
-            &cfg,
-            &rootfs,
-            &config_path,
-            rootless,
-        )
-    };
+    let unpack = || unpack_into(store, &name, &manifest, &cfg, &prepared, rootless, None);
     let result = match &layout {
         None => unpack(),
         // the files are the shifted ids' once made: only root of the namespace removes them
         Some(l) => userns::run_mapped(l, || {
             let r = unpack();
             if r.is_err() {
-                let _ = std::fs::remove_file(&config_path);
-                let _ = empty_dir(&rootfs);
+                prepared.clear();
             }
             r
         }),
     };
     if result.is_err() {
         // back to what was there: an empty rootfs the caller made stays, empty
-        let _ = std::fs::remove_file(&config_path);
-        let _ = empty_dir(&rootfs);
-        if made_rootfs {
-            let _ = std::fs::remove_dir(&rootfs);
-        }
-        if made_bundle {
-            let _ = std::fs::remove_dir(bundle);
-        }
+        prepared.undo();
     }
     result
+}
+
+/// A bundle directory an unpack writes into, and what of it the unpack made (to undo).
+struct Prepared {
+    bundle: std::path::PathBuf,
+    rootfs: std::path::PathBuf,
+    config_path: std::path::PathBuf,
+    made_bundle: bool,
+    made_rootfs: bool,
+}
+
+impl Prepared {
+    /// Remove what was unpacked (config.json and the rootfs's content); the directories stay.
+    fn clear(&self) {
+        let _ = std::fs::remove_file(&self.config_path);
+        let _ = empty_dir(&self.rootfs);
+    }
+
+    /// Back to what was there before: an empty rootfs the caller made stays, empty.
+    fn undo(&self) {
+        self.clear();
+        if self.made_rootfs {
+            let _ = std::fs::remove_dir(&self.rootfs);
+        }
+        if self.made_bundle {
+            let _ = std::fs::remove_dir(&self.bundle);
+        }
+    }
+}
+
+/// A bundle directory may take an unpack: no config.json, no rootfs or an empty one.
+fn check_bundle(what: &str, bundle: &Path) -> Result<()> {
+    let config_path = bundle.join("config.json");
+    let rootfs = bundle.join("rootfs");
+    if config_path.exists() {
+        bail!("{what}: {} exists; remove it first", config_path.display());
+    }
+    if std::fs::read_dir(&rootfs).is_ok_and(|mut it| it.next().is_some()) {
+        bail!("{what}: {} exists and is not empty", rootfs.display())
+    }
+    Ok(())
+}
+
+/// [`check_bundle`], then the bundle's rootfs directory made.
+fn prepare_bundle(what: &str, bundle: &Path) -> Result<Prepared> {
+    check_bundle(what, bundle)?;
+    let rootfs = bundle.join("rootfs");
+    let p = Prepared {
+        bundle: bundle.to_path_buf(),
+        config_path: bundle.join("config.json"),
+        made_bundle: !bundle.exists(),
+        made_rootfs: !rootfs.exists(),
+        rootfs,
+    };
+    if let Err(e) = std::fs::create_dir_all(&p.rootfs) {
+        p.undo();
+        return Err(e).with_context(|| format!("create {}", p.rootfs.display()));
+    }
+    Ok(p)
 }
 
 /// [`unpack_with`] for a container that husk itself runs (`husk up`): the rootfs is an overlay
@@ -1077,11 +1319,12 @@ fn unpack_into(
     name: &str,
     manifest: &ImageManifest,
     cfg: &ImageConfiguration,
-    rootfs: &Path,
-    config_path: &Path,
+    bundle: &Prepared,
     rootless: Option<Option<&userns::Layout>>,
+    follows: Option<&[follow::Follow]>,
 ) -> Result<()> {
     use std::os::fd::AsFd;
+    let (rootfs, config_path) = (&bundle.rootfs, &bundle.config_path);
     let root = crate::rootfs::resolve::open_root(rootfs)
         .with_context(|| format!("open {}", rootfs.display()))?;
     let diff_ids = cfg.rootfs().diff_ids();
@@ -1097,8 +1340,11 @@ fn unpack_into(
         opts.same_owner = true;
         opts.mapped = Some((l.uid_count(), l.gid_count()));
     }
-    for (l, diff_id) in manifest.layers().iter().zip(diff_ids) {
-        apply_layer(store, name, l, diff_id, root.as_fd(), opts)?;
+    for (i, (l, diff_id)) in manifest.layers().iter().zip(diff_ids).enumerate() {
+        match follows.and_then(|f| f.get(i)) {
+            Some(f) => apply_layer_from(name, l, diff_id, f.reader(), root.as_fd(), opts)?,
+            None => apply_layer(store, name, l, diff_id, root.as_fd(), opts)?,
+        }
     }
     write_runtime_config(name, cfg, root.as_fd(), config_path, rootless)
 }
@@ -1134,30 +1380,78 @@ fn apply_layer(
     let path = store.blob_path(&digest)?;
     let f = std::fs::File::open(&path)
         .with_context(|| format!("unpack {name}: layer {digest} is not in the store"))?;
-    let f = io::BufReader::with_capacity(256 << 10, f);
+    apply_layer_from(name, l, diff_id, f, root, opts)
+}
+
+/// [`apply_layer`] from the layer blob's bytes in `blob` (the stored file, or a [`follow`]er of
+/// its download): applied only once `blob` has been read to its end — which a followed blob
+/// reaches only when it is verified and stored — and its uncompressed content is `diff_id`.
+fn apply_layer_from(
+    name: &str,
+    l: &oci_spec::image::Descriptor,
+    diff_id: &str,
+    blob: impl Read + Send,
+    root: std::os::fd::BorrowedFd<'_>,
+    opts: layer::ApplyOptions,
+) -> Result<()> {
+    let digest = l.digest().to_string();
+    let mut f = io::BufReader::with_capacity(256 << 10, blob);
     let mt = l.media_type().to_string();
-    let plain: Box<dyn Read> = match layer_compression(&mt) {
-        Some(Compression::Gzip) => Box::new(GzDecoder::new(f)),
-        Some(Compression::None) => Box::new(f),
-        Some(Compression::Zstd) => Box::new(
-            zstd::stream::read::Decoder::with_buffer(f)
-                .with_context(|| format!("unpack {name}: layer {digest}: zstd"))?,
-        ),
-        None => bail!("unpack {name}: layer {digest}: unsupported media type {mt:?}"),
-    };
-    let mut h = Hashing {
-        inner: plain,
-        hasher: Sha256::new(),
-    };
-    layer::apply(root, PadAtEof::new(&mut h), opts, &digest)
-        .with_context(|| format!("unpack {name}"))?;
-    // the tar end marker may be followed by padding: all of it is part of the diff_id
-    io::copy(&mut h, &mut io::sink())
-        .with_context(|| format!("unpack {name}: layer {digest}: decompress"))?;
-    let got = format!("sha256:{}", store::hex(&h.hasher.finalize()));
+    let compression = layer_compression(&mt)
+        .with_context(|| format!("unpack {name}: layer {digest}: unsupported media type {mt:?}"))?;
+    // gzip (the slow one) inflates in a thread of its own, beside the extraction and the
+    // diff_id hash; zstd and plain tar are read where they are applied (a thread costs them
+    // more than it gives)
+    let got = std::thread::scope(|s| -> Result<String> {
+        let src = &mut f;
+        let (inner, decompressing): (Box<dyn Read + '_>, _) = match compression {
+            Compression::Gzip => {
+                let (full_tx, full) = std::sync::mpsc::sync_channel(CHUNKS);
+                let (empty, empty_rx) = std::sync::mpsc::sync_channel(CHUNKS);
+                let t = s.spawn(move || decompress_into(GzDecoder::new(src), &full_tx, &empty_rx));
+                let chunks = Chunks {
+                    full,
+                    empty,
+                    cur: (Vec::new(), 0),
+                    at: 0,
+                };
+                (Box::new(chunks), Some(t))
+            }
+            Compression::None => (Box::new(src), None),
+            Compression::Zstd => (
+                Box::new(
+                    zstd::stream::read::Decoder::with_buffer(src)
+                        .with_context(|| format!("unpack {name}: layer {digest}: zstd"))?,
+                ),
+                None,
+            ),
+        };
+        let mut h = Hashing {
+            inner,
+            hasher: Sha256::new(),
+        };
+        let applied = layer::apply(root, PadAtEof::new(&mut h), opts, &digest)
+            .with_context(|| format!("unpack {name}"))
+            // the tar end marker may be followed by padding: all of it is part of the diff_id
+            .and_then(|()| {
+                io::copy(&mut h, &mut io::sink())
+                    .with_context(|| format!("unpack {name}: layer {digest}: decompress"))
+            });
+        let hash = h.hasher.finalize();
+        // the decompressing thread ends when its channels do
+        drop(h.inner);
+        if let Some(t) = decompressing {
+            t.join()
+                .map_err(|_| anyhow::anyhow!("unpack {name}: layer {digest}: gzip panicked"))?;
+        }
+        applied?;
+        Ok(format!("sha256:{}", store::hex(&hash)))
+    })?;
     if got != *diff_id {
         bail!("unpack {name}: layer {digest}: uncompressed content is {got}, the config's diff_id is {diff_id}");
     }
+    // whatever follows the compressed stream: to the blob's end (a download's verification)
+    io::copy(&mut f, &mut io::sink()).with_context(|| format!("unpack {name}: layer {digest}"))?;
     Ok(())
 }
 

@@ -74,7 +74,6 @@ pub fn ensure(
     manifest: &ImageManifest,
     diff_ids: &[String],
 ) -> Result<Vec<PathBuf>> {
-    static SEQ: AtomicU32 = AtomicU32::new(0);
     if diff_ids.len() != manifest.layers().len() {
         bail!(
             "unpack {name}: config lists {} diff_ids, the manifest {} layers",
@@ -97,39 +96,71 @@ pub fn ensure(
     {
         let snap = dir.join(hex_of(&chain)?);
         if !snap.exists() {
-            let tmp = store.root().join("tmp").join(format!(
-                "snapshot-{}-{}",
-                std::process::id(),
-                SEQ.fetch_add(1, Ordering::Relaxed)
-            ));
-            fs::create_dir(&tmp).with_context(|| format!("create {}", tmp.display()))?;
-            let made = (|| {
-                let root = crate::rootfs::resolve::open_root(&tmp)
-                    .with_context(|| format!("open {}", tmp.display()))?;
-                apply_layer(
-                    store,
-                    name,
-                    l,
-                    diff_id,
-                    std::os::fd::AsFd::as_fd(&root),
-                    opts,
-                )
-            })();
-            if let Err(e) = made {
-                let _ = fs::remove_dir_all(&tmp);
-                return Err(e);
-            }
-            // another husk may have made it meanwhile: then its copy stays and ours goes
-            if let Err(e) = fs::rename(&tmp, &snap) {
-                let _ = fs::remove_dir_all(&tmp);
-                if !snap.exists() {
-                    return Err(e).with_context(|| format!("rename into {}", snap.display()));
-                }
-            }
+            make(store, &snap, |root| {
+                apply_layer(store, name, l, diff_id, root, opts)
+            })?;
         }
         out.push(snap);
     }
     Ok(out)
+}
+
+/// Make the snapshot `snap` by `apply` into a new directory in `tmp/`, renamed into place
+/// whole once `apply` succeeds (removed when it fails).
+fn make(
+    store: &Store,
+    snap: &Path,
+    apply: impl FnOnce(std::os::fd::BorrowedFd<'_>) -> Result<()>,
+) -> Result<()> {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let tmp = store.root().join("tmp").join(format!(
+        "snapshot-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+    let made = crate::rootfs::resolve::open_root(&tmp)
+        .with_context(|| format!("open {}", tmp.display()))
+        .and_then(|root| apply(std::os::fd::AsFd::as_fd(&root)));
+    if let Err(e) = made {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    // another husk may have made it meanwhile: then its copy stays and ours goes
+    if let Err(e) = fs::rename(&tmp, snap) {
+        let _ = fs::remove_dir_all(&tmp);
+        if !snap.exists() {
+            return Err(e).with_context(|| format!("rename into {}", snap.display()));
+        }
+    }
+    Ok(())
+}
+
+/// During a pull (`husk up`'s, as root): the snapshot of layer `l` (chain id `chain`) made from
+/// `blob`, the layer's download as it is written ([`super::follow`]), unless it exists. Kept
+/// only when the whole blob was verified and its content is `diff_id`; otherwise nothing is
+/// left and the error is returned ([`ensure`] makes it from the store later, or says why not).
+pub(crate) fn make_while_pulled(
+    store: &Store,
+    name: &str,
+    l: &oci_spec::image::Descriptor,
+    diff_id: &str,
+    chain: &str,
+    blob: impl std::io::Read + Send,
+) -> Result<()> {
+    let dir = snapshots_dir(store);
+    fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let snap = dir.join(hex_of(chain)?);
+    if snap.exists() {
+        return Ok(());
+    }
+    let opts = layer::ApplyOptions {
+        overlay: true,
+        ..Default::default()
+    };
+    make(store, &snap, |root| {
+        super::apply_layer_from(name, l, diff_id, blob, root, opts)
+    })
 }
 
 /// The highest uid or gid the layers `lowers` use: their files' owners and the ids their

@@ -12,6 +12,7 @@
 //! * `index.json` is changed under an exclusive lock on `index.lock`, written to a temp file and
 //!   renamed.
 
+use super::follow::Follow;
 use anyhow::{bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
@@ -182,9 +183,52 @@ impl Store {
     where
         F: FnMut(u64) -> Result<Fetched>,
     {
+        self.put_blob_followed(digest, size, what, None, fetch)
+    }
+
+    /// [`Store::put_blob_resumable`], its bytes readable as they are written through `follow`
+    /// (see [`Follow`]): its reader gets the stored blob when it is present already, ends once
+    /// the blob is verified and stored, and fails when it is not.
+    pub fn put_blob_followed<F>(
+        &self,
+        digest: &str,
+        size: u64,
+        what: &str,
+        follow: Option<&Follow>,
+        fetch: F,
+    ) -> Result<bool>
+    where
+        F: FnMut(u64) -> Result<Fetched>,
+    {
+        let r = self.put_blob_locked(digest, size, what, follow, fetch);
+        if let (Some(f), Err(e)) = (follow, &r) {
+            f.fail(&format!("{e:#}"));
+        }
+        r
+    }
+
+    fn put_blob_locked<F>(
+        &self,
+        digest: &str,
+        size: u64,
+        what: &str,
+        follow: Option<&Follow>,
+        fetch: F,
+    ) -> Result<bool>
+    where
+        F: FnMut(u64) -> Result<Fetched>,
+    {
         let hex = hex_of(digest)?;
+        let present = || -> Result<bool> {
+            if let Some(f) = follow {
+                let p = self.blob_path(digest)?;
+                let file = File::open(&p).with_context(|| format!("open {}", p.display()))?;
+                f.stored(Some(file), size);
+            }
+            Ok(false)
+        };
         if self.has_blob(digest, size) {
-            return Ok(false);
+            return present();
         }
         let lock_path = self.root.join("tmp").join(format!("{hex}.lock"));
         let lock = OpenOptions::new()
@@ -196,9 +240,9 @@ impl Store {
         let _lock = Flock::lock(lock, FlockArg::LockExclusive)
             .map_err(|(_, e)| anyhow::anyhow!("lock {}: {e}", lock_path.display()))?;
         if self.has_blob(digest, size) {
-            return Ok(false); // another pull stored it while we waited
+            return present(); // another pull stored it while we waited
         }
-        self.write_verified(digest, size, what, fetch)?;
+        self.write_verified(digest, size, what, follow, fetch)?;
         Ok(true)
     }
 
@@ -230,7 +274,7 @@ impl Store {
         if self.has_blob(digest, data.len() as u64) {
             return Ok(());
         }
-        self.write_verified(digest, data.len() as u64, what, |from| {
+        self.write_verified(digest, data.len() as u64, what, None, |from| {
             Ok(Fetched {
                 reader: Box::new(io::Cursor::new(data[from as usize..].to_vec())),
                 from,
@@ -243,6 +287,7 @@ impl Store {
         digest: &str,
         size: u64,
         what: &str,
+        follow: Option<&Follow>,
         mut fetch: impl FnMut(u64) -> Result<Fetched>,
     ) -> Result<()> {
         let hex = hex_of(digest)?;
@@ -253,6 +298,9 @@ impl Store {
         ));
         let result = (|| -> Result<()> {
             let mut f = File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+            if let Some(fl) = follow {
+                fl.begin(File::open(&tmp).with_context(|| format!("open {}", tmp.display()))?);
+            }
             let mut hasher = Sha256::new();
             let mut buf = vec![0u8; 256 << 10];
             let mut got: u64 = 0;
@@ -273,6 +321,9 @@ impl Store {
                         })?;
                         if again.from == 0 && got > 0 {
                             // the whole blob again: start over
+                            if let Some(fl) = follow {
+                                fl.restart();
+                            }
                             f.set_len(0)?;
                             f.seek(io::SeekFrom::Start(0))?;
                             hasher = Sha256::new();
@@ -298,6 +349,9 @@ impl Store {
                 hasher.update(&buf[..n]);
                 f.write_all(&buf[..n])
                     .with_context(|| format!("{what} {digest}: write {}", tmp.display()))?;
+                if let Some(fl) = follow {
+                    fl.wrote(n as u64);
+                }
             }
             if got != size {
                 bail!("{what} {digest}: truncated: got {got} of {size} bytes");
@@ -311,6 +365,9 @@ impl Store {
             let dst = self.blob_path(digest)?;
             fs::rename(&tmp, &dst)
                 .with_context(|| format!("rename {} to {}", tmp.display(), dst.display()))?;
+            if let Some(fl) = follow {
+                fl.stored(None, size);
+            }
             Ok(())
         })();
         if result.is_err() {
