@@ -1102,7 +1102,10 @@ struct Netns(String);
 
 impl Netns {
     fn new() -> Netns {
-        let name = format!("hk-up-{}", std::process::id());
+        // tests run side by side in one process: the pid alone is not unique
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("hk-up-{}-{seq}", std::process::id());
         let st = Command::new("ip")
             .args(["netns", "add", &name])
             .status()
@@ -2169,8 +2172,13 @@ fn up_detached_monitor_idles_as_its_pump() {
         "{:?}",
         cmdline()
     );
-    let comm = std::fs::read_to_string(format!("/proc/{monitor}/comm")).unwrap();
-    assert_eq!(comm.trim(), "husk-monitor");
+    // the pump names itself right after the exec: a moment after its cmdline changed
+    let comm = || std::fs::read_to_string(format!("/proc/{monitor}/comm")).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(5), &|| comm().trim() == "husk-monitor"),
+        "comm {:?}",
+        comm()
+    );
     assert!(
         wait_until(Duration::from_secs(5), &|| text(
             &e.cmd("logs", &["p1"]).stdout
