@@ -337,29 +337,19 @@ impl Socket {
 
     /// Add the IPv6 default route via `gw` on link `index`.
     pub fn add_default_route6(&mut self, index: i32, gw: Ipv6Addr) -> nix::Result<()> {
-        let mut h = vec![
-            libc::AF_INET6 as u8,
-            0,
-            0,
-            0,
-            RT_TABLE_MAIN,
-            RTPROT_BOOT,
-            0,
-            RTN_UNICAST,
-        ];
-        h.extend_from_slice(&0u32.to_ne_bytes());
-        let mut m = Msg::new(&h);
-        m.attr(RTA_GATEWAY, &gw.octets())
-            .attr(RTA_OIF, &(index as u32).to_ne_bytes());
-        self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, &m.b)
-            .map(drop)
+        self.add_default_route_via(libc::AF_INET6, &gw.octets(), index)
     }
 
     /// Add the default route via `gw` on link `index`.
     pub fn add_default_route(&mut self, index: i32, gw: Ipv4Addr) -> nix::Result<()> {
+        self.add_default_route_via(libc::AF_INET, &gw.octets(), index)
+    }
+
+    /// The default route of `family` via the gateway address `gw` (4 or 16 bytes) on `index`.
+    fn add_default_route_via(&mut self, family: i32, gw: &[u8], index: i32) -> nix::Result<()> {
         // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags(u32)
         let mut h = vec![
-            libc::AF_INET as u8,
+            family as u8,
             0,
             0,
             0,
@@ -370,7 +360,7 @@ impl Socket {
         ];
         h.extend_from_slice(&0u32.to_ne_bytes());
         let mut m = Msg::new(&h);
-        m.attr(RTA_GATEWAY, &gw.octets())
+        m.attr(RTA_GATEWAY, gw)
             .attr(RTA_OIF, &(index as u32).to_ne_bytes());
         self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, &m.b)
             .map(drop)
