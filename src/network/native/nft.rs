@@ -181,45 +181,31 @@ impl Expr {
 /// boundary compares only its bytes, any other prefix masks the whole address first. None
 /// when it can never match (`!= 0.0.0.0/0`).
 fn ip_match(offset: u32, net: Ipv4Net, eq: bool) -> Option<Vec<Expr>> {
-    let op = if eq { NFT_CMP_EQ } else { NFT_CMP_NEQ };
-    let addr = net.network().octets();
-    match net.prefix {
-        0 if eq => Some(Vec::new()),
-        0 => None,
-        p if p % 8 == 0 => {
-            let len = u32::from(p / 8);
-            Some(vec![
-                Expr::Payload {
-                    base: NFT_PAYLOAD_NETWORK_HEADER,
-                    offset,
-                    len,
-                },
-                Expr::Cmp {
-                    op,
-                    data: addr[..len as usize].to_vec(),
-                },
-            ])
-        }
-        _ => Some(vec![
-            Expr::Payload {
-                base: NFT_PAYLOAD_NETWORK_HEADER,
-                offset,
-                len: 4,
-            },
-            Expr::Mask(net.mask().to_be_bytes().to_vec()),
-            Expr::Cmp {
-                op,
-                data: addr.to_vec(),
-            },
-        ]),
-    }
+    addr_match(
+        offset,
+        &net.network().octets(),
+        &net.mask().to_be_bytes(),
+        net.prefix,
+        eq,
+    )
 }
 
 /// [`ip_match`] for `ip6 saddr|daddr`: the same encoding over 16 bytes.
 fn ip6_match(offset: u32, net: Ipv6Net, eq: bool) -> Option<Vec<Expr>> {
+    addr_match(
+        offset,
+        &net.network().octets(),
+        &net.mask().to_be_bytes(),
+        net.prefix,
+        eq,
+    )
+}
+
+/// The match of [`ip_match`] and [`ip6_match`] over the network address `addr` (4 or 16
+/// bytes), its `mask` (as long) and `prefix`.
+fn addr_match(offset: u32, addr: &[u8], mask: &[u8], prefix: u8, eq: bool) -> Option<Vec<Expr>> {
     let op = if eq { NFT_CMP_EQ } else { NFT_CMP_NEQ };
-    let addr = net.network().octets();
-    match net.prefix {
+    match prefix {
         0 if eq => Some(Vec::new()),
         0 => None,
         p if p % 8 == 0 => {
@@ -240,9 +226,9 @@ fn ip6_match(offset: u32, net: Ipv6Net, eq: bool) -> Option<Vec<Expr>> {
             Expr::Payload {
                 base: NFT_PAYLOAD_NETWORK_HEADER,
                 offset,
-                len: 16,
+                len: addr.len() as u32,
             },
-            Expr::Mask(net.mask().to_be_bytes().to_vec()),
+            Expr::Mask(mask.to_vec()),
             Expr::Cmp {
                 op,
                 data: addr.to_vec(),
