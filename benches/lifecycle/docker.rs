@@ -145,11 +145,15 @@ pub fn alive(pid: i32) -> bool {
 impl Daemon {
     /// Start containerd and dockerd under `dir` (created). Err: why the daemon is not usable
     /// (whatever was started is cleaned up when the returned error drops the guard).
+    /// `bridge`: dockerd with its defaults for networks (the default bridge docker0, iptables
+    /// rules, masquerade, the userland proxy) instead of none of them; only for a caller in a
+    /// network namespace of its own (the up section).
     pub fn start(
         dir: &Path,
         cg_parent: &str,
         runtimes: &[(String, PathBuf)],
         rootfs: &Path,
+        bridge: bool,
     ) -> Result<Daemon, String> {
         let docker = docker_cli().ok_or("no docker CLI")?;
         for d in ["cd/root", "cd/state", "cd/opt", "data", "exec", "cli"] {
@@ -215,17 +219,21 @@ impl Daemon {
             .arg("--pidfile")
             .arg(dir.join("docker.pid"))
             .arg("-H")
-            .arg(format!("unix://{}", d.sock.display()))
-            .args([
+            .arg(format!("unix://{}", d.sock.display()));
+        if !bridge {
+            c.args([
                 "--iptables=false",
                 "--ip-masq=false",
                 "--bridge=none",
                 "--userland-proxy=false",
-                "--exec-opt",
-                "native.cgroupdriver=cgroupfs",
-                "--cgroup-parent",
-            ])
-            .arg(format!("/{}", d.cg_parent));
+            ]);
+        }
+        c.args([
+            "--exec-opt",
+            "native.cgroupdriver=cgroupfs",
+            "--cgroup-parent",
+        ])
+        .arg(format!("/{}", d.cg_parent));
         for (name, path) in runtimes {
             c.arg("--add-runtime")
                 .arg(format!("{}={}", runtime_name(name), path.display()));
@@ -412,7 +420,8 @@ impl Daemon {
 
     fn mounts(&self) -> Vec<String> {
         let t = self.dir.to_string_lossy().into_owned();
-        let mut v: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        // the calling thread's mount namespace (the up section's thread has one of its own)
+        let mut v: Vec<String> = std::fs::read_to_string("/proc/thread-self/mountinfo")
             .unwrap_or_default()
             .lines()
             .filter_map(|l| l.split(' ').nth(4))
@@ -554,7 +563,7 @@ pub fn measure(b: &Bench, runs: usize, warmup: usize, notes: &mut Vec<String>) -
         .collect();
     let cg = format!("{}/docker", b.cg_parent);
     eprintln!("bench: docker: starting a private dockerd + containerd");
-    let d = match Daemon::start(&dir, &cg, &rts, &b.rootfs) {
+    let d = match Daemon::start(&dir, &cg, &rts, &b.rootfs, false) {
         Ok(d) => d,
         Err(why) => {
             eprintln!("bench: docker: FAILED to set up: {why}");

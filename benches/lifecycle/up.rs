@@ -1,20 +1,33 @@
 //! The `up` and `idle` sections: `husk up` next to `docker run` and `podman run`, each engine
-//! with its default runtime, the same image (the busybox test rootfs as one tar layer), all with
-//! `--network none`.
+//! with its default runtime, the same image (the busybox test rootfs as one tar layer), with
+//! `--network none` and on each engine's default network.
+//!
+//! The whole section runs in a thread of its own that first enters a new network namespace and
+//! a new mount namespace (`unshare(2)` of that thread; what it spawns inherits both): dockerd's
+//! docker0 and iptables rules, podman's CNI bridge, husk's bridge and nftables table, every veth
+//! and container namespace stay in it. In the mount namespace /etc, /run and /var/lib are
+//! overlays with upper layers in the temp dir, and /run/netns, /var/lib/cni and /etc/cni/net.d
+//! are empty temp dirs; husk's network dirs are private (HUSK_NETWORK_DIR, ...), podman's
+//! default network is a private copy of Debian's conflist. A guard SIGKILLs by pid whatever is
+//! still in that network namespace at the end. When the namespaces cannot be made, the
+//! default-network rows are left out; they never run in the machine's own namespace.
 //!
 //! - husk: a private store (an OCI image layout written here, as tests/up.rs does) and `--root`
 //!   under the benchmark's temp dir. `husk up` puts a container's cgroup under husk's own
 //!   (a relative cgroupsPath, `husk-TAG-<id>`, as runc's default `<id>`), so every husk process the benchmark starts first
 //!   joins `<bench cgroup parent>/up` in every hierarchy (`pre_exec`, raw syscalls).
 //! - docker: one private dockerd + containerd (lifecycle/docker.rs's [`Daemon`]) with no extra
-//!   runtime registered: dockerd's default, runc; cgroup parent `<bench parent>/docker-up`.
+//!   runtime registered: dockerd's default, runc; cgroup parent `<bench parent>/docker-up`;
+//!   in the private network namespace with its default bridge and iptables on.
 //! - podman: private `--root`, `--runroot`, `--tmpdir`, config files (containers.conf,
 //!   storage.conf, registries.conf through CONTAINERS_*), overlay storage (vfs when overlay
 //!   cannot be used), cgroupfs manager, file events, its default runtime, `--cgroup-parent
 //!   <bench parent>/podman`; the image `podman import`ed from the same tar.
 //!
-//! `up`: wall time of `husk up --rm IMAGE true` / `docker run --rm` / `podman run --rm`,
-//! engines alternating run by run after warm-up rounds (BENCH_UP_RUNS, BENCH_UP_WARMUP).
+//! `up`: wall time of `husk up --rm IMAGE true` / `docker run --rm` / `podman run --rm`, with
+//! `--network none` and without `--network` (husk's default network `husk`, a native bridge
+//! made on first use; Docker's default bridge; podman's default network through CNI), the six
+//! alternating run by run after warm-up rounds (BENCH_UP_RUNS, BENCH_UP_WARMUP).
 //! `idle`: 10 detached `sleep 100000` containers per engine (one engine at a time), then the
 //! summed PSS (smaps_rollup; RSS where PSS is unavailable) of what the engine keeps running for
 //! them: husk's monitors; dockerd + containerd + the shims; podman's conmons. The containers'
@@ -92,7 +105,8 @@ fn pss_kib(pid: i32) -> Option<(f64, bool)> {
 /// Mount points under `dir`, deepest first.
 fn mounts_under(dir: &Path) -> Vec<String> {
     let t = dir.to_string_lossy().into_owned();
-    let mut v: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+    // the calling thread's mount namespace (the section runs in a thread with one of its own)
+    let mut v: Vec<String> = std::fs::read_to_string("/proc/thread-self/mountinfo")
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
@@ -315,8 +329,13 @@ impl Husk {
             .arg("--store")
             .arg(self.store());
         if sub == "up" {
-            c.args(["--pull", "never", "--network", "none"]);
+            c.args(["--pull", "never"]);
         }
+        // husk's networks (the default one is made on first use): private dirs
+        let net = self.dir.join("net");
+        c.env("HUSK_NETWORK_DIR", net.join("conf"))
+            .env("HUSK_NETWORK_RUN_DIR", net.join("run"))
+            .env("HUSK_CNI_CONFIG_DIR", net.join("cni"));
         c.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -401,6 +420,33 @@ struct Podman {
     version: String,
 }
 
+/// podman's default network as Debian's podman 4.3 ships it (/etc/cni/net.d/
+/// 87-podman-bridge.conflist), in the private network config dir, with the firewall plugin's
+/// backend fixed to iptables (it would use a running firewalld over D-Bus otherwise, whose rules
+/// are the host's)
+const PODMAN_NET: &str = r#"{
+  "cniVersion": "0.4.0",
+  "name": "podman",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "cni-podman0",
+      "isGateway": true,
+      "ipMasq": true,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "routes": [{ "dst": "0.0.0.0/0" }],
+        "ranges": [[{ "subnet": "10.88.0.0/16", "gateway": "10.88.0.1" }]]
+      }
+    },
+    { "type": "portmap", "capabilities": { "portMappings": true } },
+    { "type": "firewall", "backend": "iptables" },
+    { "type": "tuning" }
+  ]
+}
+"#;
+
 /// podman's lock file is POSIX shm whatever its roots: removed afterwards if new
 const PODMAN_LOCK: &str = "/dev/shm/libpod_lock";
 /// podman calls crun without --root: crun's default state directory, removed if new and empty
@@ -426,12 +472,14 @@ impl Podman {
             std::fs::create_dir_all(dir.join(d)).map_err(|e| e.to_string())?;
         }
         let conf = format!(
-            "[containers]\ndefault_ulimits = []\n[network]\nnetwork_config_dir = \"{0}/net\"\n\
-             [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
+            "[containers]\ndefault_ulimits = []\n[network]\nnetwork_backend = \"cni\"\n\
+             network_config_dir = \"{0}/net\"\ncni_plugin_dirs = [\"/usr/lib/cni\"]\n\
+             default_network = \"podman\"\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
              events_logfile_path = \"{0}/events.log\"\n",
             dir.display()
         );
         std::fs::write(dir.join("containers.conf"), conf)
+            .and_then(|()| std::fs::write(dir.join("net/87-podman-bridge.conflist"), PODMAN_NET))
             .and_then(|()| {
                 std::fs::write(
                     dir.join("registries.conf"),
@@ -520,9 +568,10 @@ impl Podman {
         c
     }
 
+    /// `podman run --cgroup-parent ...` (the caller adds `--network none` or not)
     fn run(&self) -> Command {
         let mut c = self.cmd();
-        c.args(["run", "--network", "none", "--cgroup-parent"])
+        c.args(["run", "--cgroup-parent"])
             .arg(format!("/{}", self.cg));
         c
     }
@@ -594,7 +643,161 @@ fn idle_sum(procs: &[(String, i32)]) -> (f64, String, bool) {
     (total, parts.join(" + "), all_pss)
 }
 
+/// The inode of a namespace file (`/proc/PID/ns/net`, ...).
+fn ns_ino(p: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).ok().map(|m| m.ino())
+}
+
+/// Move the calling thread (only it: the section's own thread) into a new network namespace
+/// and a new mount namespace; what it spawns inherits both. Ok: the network namespace's inode.
+fn unshare_net() -> Result<u64, String> {
+    let host = ns_ino("/proc/thread-self/ns/net").ok_or("no /proc/thread-self/ns/net")?;
+    // SAFETY: unshare(2) has no memory preconditions; it changes the calling thread's
+    // namespaces (CLONE_NEWNS implies an fs struct of the thread's own, allowed in a thread).
+    if unsafe { libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWNS) } != 0 {
+        return Err(format!(
+            "unshare(CLONE_NEWNET | CLONE_NEWNS): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let ino = ns_ino("/proc/thread-self/ns/net").ok_or("no /proc/thread-self/ns/net")?;
+    if ino == host {
+        return Err("the thread's network namespace did not change".into());
+    }
+    Ok(ino)
+}
+
+fn mount(
+    src: &str,
+    dst: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> Result<(), String> {
+    let c = |s: &str| CString::new(s).map_err(|e| e.to_string());
+    let src = c(src)?;
+    let dstc = c(&dst.to_string_lossy())?;
+    let fstype = fstype.map(c).transpose()?;
+    let data = data.map(c).transpose()?;
+    // SAFETY: mount(2) with valid C strings (or null where optional) that outlive the call.
+    let r = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dstc.as_ptr(),
+            fstype.as_ref().map_or(std::ptr::null(), |f| f.as_ptr()),
+            flags,
+            data.as_ref()
+                .map_or(std::ptr::null(), |d| d.as_ptr().cast()),
+        )
+    };
+    if r != 0 {
+        return Err(format!(
+            "mount {} on {}: {}",
+            src.to_string_lossy(),
+            dst.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// In the thread's new mount namespace (nothing propagates out of it): /etc, /run and /var/lib
+/// become overlays whose upper layers are under `dir` (what the engines write there, such as
+/// iptables' /run/xtables.lock or dockerd's /etc/docker/key.json, stays private), and empty
+/// directories of `dir` are bound over /run/netns, /var/lib/cni and /etc/cni/net.d (podman's
+/// and CNI's namespaces, IPAM leases, result cache and configs).
+fn private_mounts(dir: &Path) -> Result<(), String> {
+    mount(
+        "none",
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )?;
+    for (k, top) in ["/etc", "/run", "/var/lib"].iter().enumerate() {
+        if dir.starts_with(top) {
+            return Err(format!("the temp dir {} is under {top}", dir.display()));
+        }
+        let (up, work) = (
+            dir.join(format!("o{k}/upper")),
+            dir.join(format!("o{k}/work")),
+        );
+        for d in [&up, &work] {
+            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        mount(
+            "husk-bench-overlay",
+            Path::new(top),
+            Some("overlay"),
+            0,
+            Some(&format!(
+                "lowerdir={top},upperdir={},workdir={}",
+                up.display(),
+                work.display()
+            )),
+        )?;
+    }
+    for (k, p) in ["/run/netns", "/var/lib/cni", "/etc/cni/net.d"]
+        .iter()
+        .enumerate()
+    {
+        let src = dir.join(format!("b{k}"));
+        for d in [&src, &PathBuf::from(p)] {
+            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        mount(
+            &src.to_string_lossy(),
+            Path::new(p),
+            None,
+            libc::MS_BIND,
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+/// SIGKILL, by pid, every process (not this one) in the network namespace `ino`.
+fn kill_in_netns(ino: u64) {
+    let me = std::process::id() as i32;
+    for _ in 0..3 {
+        let pids: Vec<i32> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|&p| p != me && docker::alive(p))
+            .filter(|p| ns_ino(&format!("/proc/{p}/ns/net")) == Some(ino))
+            .collect();
+        if pids.is_empty() {
+            return;
+        }
+        eprintln!("bench: up: SIGKILL to leftover pids {pids:?} in the private network namespace");
+        for &p in &pids {
+            // SAFETY: kill(2); the pid is in the benchmark's own network namespace.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+        let t = Instant::now();
+        while pids.iter().any(|&p| docker::alive(p)) && t.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Ends what is still in the private network namespace when the section's thread leaves.
+struct NetnsGuard(u64);
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        kill_in_netns(self.0);
+    }
+}
+
 /// The rows of the `up` and `idle` sections (rendered as their own table: husk, docker, podman).
+/// They run in a thread of their own that first moves into a private network and mount
+/// namespace ([`unshare_net`], [`private_mounts`]): every engine, its daemons and containers,
+/// bridges, veths, firewall rules and network namespaces live there and go with it. When that
+/// fails, the default-network rows are left out (never run in the machine's namespace).
 pub fn measure(
     b: &Bench,
     do_up: bool,
@@ -602,6 +805,37 @@ pub fn measure(
     runs: usize,
     warmup: usize,
     notes: &mut Vec<String>,
+) -> Vec<Row> {
+    let netns = std::sync::atomic::AtomicU64::new(0);
+    let r = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("bench-up".into())
+            .spawn_scoped(s, || {
+                section(b, do_up, do_idle, runs, warmup, notes, &netns)
+            })
+            .map_err(|e| e.to_string())
+            .and_then(|h| h.join().map_err(|_| "panicked".to_string()))
+    });
+    // whatever a panic left in the private namespace
+    let ino = netns.load(std::sync::atomic::Ordering::SeqCst);
+    if ino != 0 {
+        kill_in_netns(ino);
+    }
+    let _ = std::fs::remove_dir_all(b.base.join("up"));
+    r.unwrap_or_else(|why| {
+        notes.push(format!("up/idle sections failed: their thread {why}."));
+        Vec::new()
+    })
+}
+
+fn section(
+    b: &Bench,
+    do_up: bool,
+    do_idle: bool,
+    runs: usize,
+    warmup: usize,
+    notes: &mut Vec<String>,
+    netns: &std::sync::atomic::AtomicU64,
 ) -> Vec<Row> {
     let mut rows = Vec::new();
     let Some(husk_bin) = b
@@ -617,6 +851,29 @@ pub fn measure(
     let cgp = b.cg_parent.trim_start_matches('/');
     let tar = dir.join("image.tar");
     let _ = std::fs::create_dir_all(&dir);
+    let private = unshare_net().and_then(|ino| {
+        netns.store(ino, std::sync::atomic::Ordering::SeqCst);
+        private_mounts(&dir.join("ns")).map(|()| ino)
+    });
+    // declared before the engines: dropped after them
+    let _netns_guard = match netns.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => None,
+        ino => Some(NetnsGuard(ino)),
+    };
+    let bridge = match &private {
+        Ok(ino) => {
+            eprintln!("bench: up: in a private network namespace (net:[{ino}])");
+            true
+        }
+        Err(why) => {
+            eprintln!("bench: up: no private network namespace: {why}");
+            notes.push(format!(
+                "up: the default-network rows are left out: no private network namespace \
+                 ({why})."
+            ));
+            false
+        }
+    };
     let ok = Command::new("tar")
         .arg("-C")
         .arg(&b.rootfs)
@@ -648,6 +905,7 @@ pub fn measure(
             &format!("{cgp}/docker-up"),
             &[],
             &b.rootfs,
+            bridge,
         ) {
             Ok(d) => Some(d),
             Err(why) => {
@@ -666,38 +924,108 @@ pub fn measure(
     let mut fails: std::collections::BTreeMap<&str, usize> = Default::default();
 
     if do_up {
-        eprintln!("bench: up: husk up / docker run / podman run --rm IMAGE true x{runs}");
-        let mut vals: Vec<(String, Vec<f64>)> = ["husk", "docker", "podman"]
-            .iter()
-            .map(|n| (n.to_string(), Vec::new()))
-            .collect();
-        for i in 0..warmup + runs {
-            let cmds: [Option<Command>; 3] = [
-                husk.as_ref().map(|h| {
+        // the three engines' `run --rm IMAGE ARGS`, with `--network none` or on the default network
+        let cmd = |k: usize, none: bool, args: &[&str]| -> Option<Command> {
+            let net: &[&str] = if none { &["--network", "none"] } else { &[] };
+            match k {
+                0 => husk.as_ref().map(|h| {
                     let mut c = h.cmd("up");
-                    c.args(["--rm", HUSK_REF, "true"]);
+                    c.args(net).args(["--rm", HUSK_REF]).args(args);
                     c
                 }),
-                dock.as_ref().map(|d| {
+                1 => dock.as_ref().map(|d| {
                     let mut c = d.cli();
-                    c.args(["run", "--rm", "--network", "none", docker::IMAGE, "true"]);
+                    c.arg("run")
+                        .args(net)
+                        .args(["--rm", docker::IMAGE])
+                        .args(args);
                     c
                 }),
-                pod.as_ref().map(|p| {
+                _ => pod.as_ref().map(|p| {
                     let mut c = p.run();
-                    c.args(["--rm", PODMAN_IMAGE, "true"]);
+                    c.args(net).args(["--rm", PODMAN_IMAGE]).args(args);
                     c
                 }),
-            ];
-            for (k, c) in cmds.into_iter().enumerate() {
-                let Some(mut c) = c else { continue };
+            }
+        };
+        const WHAT: [&str; 3] = ["husk up", "docker run", "podman run"];
+        // the default network, checked once per engine (and made, for husk): the container
+        // has an eth0 besides lo; otherwise that engine's row is left out
+        let mut on_bridge = [false; 3];
+        if bridge {
+            for (k, on) in on_bridge.iter_mut().enumerate() {
+                let Some(c) = cmd(k, false, &["cat", "/proc/net/dev"]) else {
+                    continue;
+                };
+                match docker::output_timeout(c, 120) {
+                    Some(o) if o.status.success() => {
+                        let out = String::from_utf8_lossy(&o.stdout);
+                        *on = out.contains("eth0:");
+                        if !*on {
+                            notes.push(format!(
+                                "up, default network: `{}`'s container had no eth0 ({}); row \
+                                 left out.",
+                                WHAT[k],
+                                out.split_whitespace().collect::<Vec<_>>().join(" ")
+                            ));
+                        }
+                    }
+                    o => {
+                        let why = o.map_or("timed out".into(), |o| {
+                            String::from_utf8_lossy(&o.stderr).trim().to_string()
+                        });
+                        eprintln!(
+                            "bench: up: {} on the default network failed: {why}",
+                            WHAT[k]
+                        );
+                        notes.push(format!(
+                            "up, default network: `{}` failed in the private network \
+                             namespace ({why}); row left out.",
+                            WHAT[k]
+                        ));
+                    }
+                }
+            }
+        }
+        eprintln!(
+            "bench: up: husk up / docker run / podman run --rm IMAGE true x{runs}, --network \
+             none{}",
+            if bridge {
+                " and the default network"
+            } else {
+                ""
+            }
+        );
+        let names = ["husk", "docker", "podman"];
+        let mut none_vals: Vec<(String, Vec<f64>)> =
+            names.iter().map(|n| (n.to_string(), Vec::new())).collect();
+        let mut br_vals = none_vals.clone();
+        for i in 0..warmup + runs {
+            // per round: each engine with --network none, then each on its default network
+            for (none, k) in [true, false]
+                .into_iter()
+                .flat_map(|n| (0..3).map(move |k| (n, k)))
+            {
+                if !none && !on_bridge[k] {
+                    continue;
+                }
+                let Some(mut c) = cmd(k, none, &["true"]) else {
+                    continue;
+                };
                 let errf = dir.join(format!("stderr-{k}"));
                 if let Ok(f) = std::fs::File::create(&errf) {
                     c.stderr(f);
                 }
                 let (t, ok, _) = timed(c);
+                let what = [
+                    ["husk up", "docker run", "podman run"],
+                    [
+                        "husk up (default network)",
+                        "docker run (default network)",
+                        "podman run (default network)",
+                    ],
+                ][usize::from(!none)][k];
                 if !ok {
-                    let what = ["husk up", "docker run", "podman run"][k];
                     let n = fails.entry(what).or_default();
                     if *n == 0 {
                         let e = std::fs::read_to_string(&errf).unwrap_or_default();
@@ -706,7 +1034,8 @@ pub fn measure(
                     }
                     *n += 1;
                 } else if i >= warmup {
-                    vals[k].1.push(ms(t));
+                    let v = if none { &mut none_vals } else { &mut br_vals };
+                    v[k].1.push(ms(t));
                 }
             }
         }
@@ -715,21 +1044,47 @@ pub fn measure(
              {}, its default runtime runc (`{}`), `docker run --rm --network none`; podman: {}, \
              `podman run --rm --network none`, {} storage, cgroupfs, file events; wall time of \
              each CLI, engines alternating, {warmup} warm-up rounds, {runs} measured \
-             (BENCH_UP_RUNS, BENCH_UP_WARMUP)",
+             (BENCH_UP_RUNS, BENCH_UP_WARMUP){}",
             dock.as_ref().map_or("–".into(), |d| d.versions.clone()),
             docker::which("runc").map_or("?".into(), |p| p.display().to_string()),
             pod.as_ref().map_or("–".into(), |p| p.version.clone()),
             pod.as_ref().map_or("–", |p| p.driver),
+            if bridge {
+                "; all in the benchmark's private network namespace, where dockerd also has its \
+                 default bridge and iptables rules"
+            } else {
+                ""
+            },
         );
-        note.push_str(&goal(&vals, &[("docker", 0.1), ("podman", 0.2)]));
+        note.push_str(&goal(&none_vals, &[("docker", 0.1), ("podman", 0.2)]));
         rows.push(Row {
-            what: "`up --rm IMAGE true` / `run --rm IMAGE true`".into(),
+            what: "`up --rm --network none IMAGE true` / `run --rm --network none`".into(),
             unit: "ms",
-            vals,
+            vals: none_vals,
             note,
         });
+        if bridge {
+            let mut note = String::from(
+                "no `--network`: husk's default network `husk` (a native bridge, made on first \
+                 use, masquerade in an nftables table of its own), Docker's default bridge \
+                 (docker0, iptables on), podman's default network (CNI: bridge cni-podman0, \
+                 host-local, portmap, firewall, tuning from /usr/lib/cni); same daemons, store \
+                 and rounds as the row above, alternating with it. Everything runs in a private \
+                 network namespace the benchmark makes (and a private mount namespace in which \
+                 /etc, /run and /var/lib are overlays, and /run/netns, /var/lib/cni and \
+                 /etc/cni/net.d empty temp dirs): no bridge, veth, firewall rule or namespace \
+                 reaches the machine's own; each engine's default network was checked once \
+                 (the container has an eth0)",
+            );
+            note.push_str(&goal(&br_vals, &[("docker", 0.1), ("podman", 0.2)]));
+            rows.push(Row {
+                what: "`up --rm IMAGE true` / `run --rm IMAGE true`, default network".into(),
+                unit: "ms",
+                vals: br_vals,
+                note,
+            });
+        }
     }
-
     if do_idle {
         eprintln!("bench: idle: {IDLE_N} detached `sleep 100000` containers per engine");
         let mut vals: Vec<(String, Vec<f64>)> = Vec::new();
@@ -780,7 +1135,7 @@ pub fn measure(
                 "husk",
                 &mut || {
                     let mut c = h.cmd("up");
-                    c.args(["-d", HUSK_REF, "sleep", "100000"]);
+                    c.args(["--network", "none", "-d", HUSK_REF, "sleep", "100000"]);
                     docker::output_timeout(c, 60).is_some_and(|o| o.status.success())
                 },
                 &|| h.monitors(),
@@ -805,7 +1160,7 @@ pub fn measure(
                 "podman",
                 &mut || {
                     let mut c = p.run();
-                    c.args(["-d", PODMAN_IMAGE, "sleep", "100000"]);
+                    c.args(["--network", "none", "-d", PODMAN_IMAGE, "sleep", "100000"]);
                     docker::output_timeout(c, 60).is_some_and(|o| o.status.success())
                 },
                 &|| p.conmons(),
@@ -852,7 +1207,6 @@ pub fn measure(
     drop(pod);
     drop(dock);
     drop(husk);
-    let _ = std::fs::remove_dir_all(&dir);
     rows
 }
 
