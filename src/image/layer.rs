@@ -20,8 +20,9 @@
 //!   empty a directory of everything lower layers put there; neither removes what this layer
 //!   made;
 //! * ownership (when running as root), mode, xattrs (e.g. `security.capability`, set after the
-//!   chown that would clear it) and mtimes are applied, on the file's own fd where there is one;
-//!   directory mtimes last, since creating children changes them.
+//!   chown that would clear it) and mtimes are applied, on the file's own fd where there is one
+//!   (a file just made by the archive's owner in a directory of its group gets no chown:
+//!   `Born`); directory mtimes last, since creating children changes them.
 
 use crate::rootfs::resolve::{self, file_type, resolve_dir, stat_fd};
 use anyhow::{bail, Context, Result};
@@ -157,7 +158,7 @@ pub fn apply<R: Read>(root: BorrowedFd<'_>, src: R, opts: ApplyOptions, layer: &
     let entries = archive
         .entries()
         .with_context(|| format!("layer {layer}: read tar"))?;
-    let mut parent = Parent::default();
+    let mut parent = Parent::new();
     for entry in entries {
         let mut entry = entry.with_context(|| format!("layer {layer}: read tar entry"))?;
         let raw = entry.path_bytes().into_owned();
@@ -211,7 +212,7 @@ fn apply_entry<R: Read>(
             )
             .map_err(errno)
             .context("open the root")?;
-            set_meta_fd(fd.as_fd(), &meta, opts)?;
+            set_meta_fd(fd.as_fd(), &meta, opts, None)?;
             dir_times.push((PathBuf::new(), meta.mtime));
         }
         return Ok(());
@@ -229,8 +230,8 @@ fn apply_entry<R: Read>(
         }
         return whiteout(root, &parent, name_bytes, made);
     }
-    let dir = parent_dir.enter(root, &parent)?;
-    let replaced = make_entry(root, entry, &path, &name, dir, opts, made, dir_times)?;
+    let (dir, born) = parent_dir.enter(root, &parent)?;
+    let replaced = make_entry(root, entry, &path, &name, dir, born, opts, made, dir_times)?;
     if matches!(replaced, Some(SFlag::S_IFDIR | SFlag::S_IFLNK)) {
         // a directory or symlink that the parent's own resolution may have gone through
         // (`p -> q/x/..`, then `p/x` replaced) is gone: resolve the next parent afresh
@@ -249,29 +250,82 @@ fn apply_entry<R: Read>(
 /// at a whiteout, and after an entry that removed a directory or a symlink. Only those could
 /// change where the same parent path resolves: making a name where there was none changes no
 /// path that resolved before it.
-#[derive(Default)]
-struct Parent(Option<(PathBuf, OwnedFd, nix::sys::stat::FileStat)>);
+struct Parent {
+    held: Option<(PathBuf, OwnedFd, nix::sys::stat::FileStat)>,
+    /// The caller's effective uid and gid: the owner of what it makes.
+    ids: (u32, u32),
+    /// Whether the first file made owned by `ids` was found owned by them (a file system that
+    /// gives new files other owners, e.g. NFS squashing root, gets every chown).
+    checked: std::cell::Cell<Option<bool>>,
+}
+
+/// The owner a file made in the held parent directory gets, when it is known.
+#[derive(Clone, Copy)]
+struct Born<'a> {
+    /// `None` when the parent's group is not the caller's (a set-group-ID directory, or a
+    /// `grpid` mount, would give its group).
+    ids: Option<(u32, u32)>,
+    checked: &'a std::cell::Cell<Option<bool>>,
+}
+
+impl Born<'_> {
+    /// Whether the file just made, held by `fd`, is already owned by `want`: its chown would
+    /// change nothing (the mode and xattrs it would clear are set after it anyway).
+    fn owned_by(&self, fd: BorrowedFd<'_>, want: (Uid, Gid)) -> Result<bool> {
+        let Some(ids) = self.ids else {
+            return Ok(false);
+        };
+        if (want.0.as_raw(), want.1.as_raw()) != ids {
+            return Ok(false);
+        }
+        if let Some(ok) = self.checked.get() {
+            return Ok(ok);
+        }
+        let st = stat_fd(fd).context("stat the new file")?;
+        let ok = (st.st_uid, st.st_gid) == ids;
+        self.checked.set(Some(ok));
+        Ok(ok)
+    }
+}
 
 impl Parent {
-    /// The directory `path` inside `root` (made if missing), as [`parent_dir`] resolves it.
-    fn enter(&mut self, root: BorrowedFd<'_>, path: &Path) -> Result<BorrowedFd<'_>> {
-        if !matches!(&self.0, Some((p, _, _)) if p == path) {
+    fn new() -> Parent {
+        Parent {
+            held: None,
+            ids: (
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            ),
+            checked: std::cell::Cell::new(None),
+        }
+    }
+
+    /// The directory `path` inside `root` (made if missing), as [`parent_dir`] resolves it,
+    /// and the owner of what is made in it.
+    fn enter(&mut self, root: BorrowedFd<'_>, path: &Path) -> Result<(BorrowedFd<'_>, Born<'_>)> {
+        if !matches!(&self.held, Some((p, _, _)) if p == path) {
             self.leave()?;
             let fd = parent_dir(root, path)
                 .with_context(|| format!("make parent directory {}", path.display()))?;
             let saved = stat_fd(fd.as_fd())
                 .with_context(|| format!("stat parent directory {}", path.display()))?;
-            self.0 = Some((path.to_path_buf(), fd, saved));
+            self.held = Some((path.to_path_buf(), fd, saved));
         }
-        match &self.0 {
-            Some((_, fd, _)) => Ok(fd.as_fd()),
+        match &self.held {
+            Some((_, fd, saved)) => Ok((
+                fd.as_fd(),
+                Born {
+                    ids: (saved.st_gid == self.ids.1).then_some(self.ids),
+                    checked: &self.checked,
+                },
+            )),
             None => bail!("parent directory {} not open", path.display()),
         }
     }
 
     /// Put back the times of the directory held, and let it go.
     fn leave(&mut self) -> Result<()> {
-        match self.0.take() {
+        match self.held.take() {
             Some((path, fd, saved)) => restore_times(fd.as_fd(), &saved)
                 .with_context(|| format!("parent directory {}", path.display())),
             None => Ok(()),
@@ -309,6 +363,7 @@ fn make_entry<R: Read>(
     path: &Path,
     name: &OsStr,
     dir: BorrowedFd<'_>,
+    born: Born<'_>,
     opts: ApplyOptions,
     made: &mut HashSet<PathBuf>,
     dir_times: &mut Vec<(PathBuf, TimeSpec)>,
@@ -350,15 +405,15 @@ fn make_entry<R: Read>(
     let replaced = match kind {
         T::Directory => {
             let mkdir = || mkdirat(dir, name, Mode::from_bits_truncate(0o700));
-            let replaced = match mkdir() {
-                Ok(()) => None,
+            let (replaced, new) = match mkdir() {
+                Ok(()) => (None, true),
                 Err(Errno::EEXIST) => match existing_of(dir, name)? {
                     // a directory stays, with what is in it: only its metadata changes
-                    Some(SFlag::S_IFDIR) => None,
+                    Some(SFlag::S_IFDIR) => (None, false),
                     other => {
                         remove_existing(dir, name, other)?;
                         mkdir().map_err(errno).context("mkdir")?;
-                        other
+                        (other, true)
                     }
                 },
                 Err(e) => return Err(errno(e)).context("mkdir"),
@@ -371,7 +426,7 @@ fn make_entry<R: Read>(
             )
             .map_err(errno)
             .context("open directory")?;
-            set_meta_fd(fd.as_fd(), &meta, opts)?;
+            set_meta_fd(fd.as_fd(), &meta, opts, new.then_some(born))?;
             dir_times.push((path.clone(), meta.mtime));
             replaced
         }
@@ -391,7 +446,7 @@ fn make_entry<R: Read>(
             .context("create")?;
             let mut f = File::from(fd);
             copy_contents(entry, &mut f).context("write contents")?;
-            set_meta_fd(f.as_fd(), &meta, opts)?;
+            set_meta_fd(f.as_fd(), &meta, opts, Some(born))?;
             nix::sys::stat::futimens(&f, &meta.mtime, &meta.mtime)
                 .map_err(errno)
                 .context("set mtime")?;
@@ -790,12 +845,24 @@ fn hide(dir: &OwnedFd, parent: &Path, name: &[u8], made: &HashSet<PathBuf>) -> R
 }
 
 /// Owner, mode and xattrs through an fd opened on the file itself (regular files, directories).
-fn set_meta_fd(fd: BorrowedFd<'_>, m: &Meta, opts: ApplyOptions) -> Result<()> {
+/// `born`: the file was just made, and by whom (its chown is left out when it changes nothing).
+fn set_meta_fd(
+    fd: BorrowedFd<'_>,
+    m: &Meta,
+    opts: ApplyOptions,
+    born: Option<Born<'_>>,
+) -> Result<()> {
     if opts.same_owner {
         let (uid, gid) = owner(m, opts)?;
-        nix::unistd::fchown(fd, Some(uid), Some(gid))
-            .map_err(errno)
-            .context("chown")?;
+        let unchanged = match born {
+            Some(b) => b.owned_by(fd, (uid, gid))?,
+            None => false,
+        };
+        if !unchanged {
+            nix::unistd::fchown(fd, Some(uid), Some(gid))
+                .map_err(errno)
+                .context("chown")?;
+        }
     }
     nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(m.mode))
         .map_err(errno)
@@ -1119,6 +1186,51 @@ mod tests {
         assert_eq!(std::fs::read(inside.join("b")).unwrap(), b"pwned");
         assert_eq!(std::fs::read(r.join("t/c")).unwrap(), b"via l");
         assert_eq!(std::fs::read(inside.join("d")).unwrap(), b"pwned");
+        s.host_untouched();
+    }
+
+    /// As root, a file whose archive owner is root's gets no chown of its own, but one made in a
+    /// set-group-ID directory of another group (which would give it that group) does.
+    #[test]
+    fn owners_in_a_set_group_id_directory() {
+        if !nix::unistd::geteuid().is_root() || nix::unistd::getegid().as_raw() != 0 {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let with_gid = |mut e: Vec<u8>, gid: u32| {
+            e[116..124].copy_from_slice(format!("{gid:07o}\0").as_bytes());
+            e[148..156].copy_from_slice(b"        ");
+            let sum: u32 = e[..512].iter().map(|&b| b as u32).sum();
+            e[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+            e
+        };
+        let s = sandbox();
+        apply(
+            s.fd.as_fd(),
+            &tar(&[
+                entry("plain/f", REG, "", b"x", 0o644),
+                with_gid(entry("g/", DIR, "", b"", 0o2775), 42),
+                entry("g/f", REG, "", b"x", 0o644),
+                entry("g/d/", DIR, "", b"", 0o755),
+                with_gid(entry("g/o", REG, "", b"x", 0o640), 43),
+            ])[..],
+            ApplyOptions {
+                same_owner: true,
+                overlay: false,
+                mapped: None,
+            },
+            "test",
+        )
+        .unwrap();
+        let ids = |p: &str| {
+            let m = std::fs::symlink_metadata(s.root.join(p)).unwrap();
+            (m.uid(), m.gid(), m.mode() & 0o7777)
+        };
+        assert_eq!(ids("plain/f"), (0, 0, 0o644));
+        assert_eq!(ids("g"), (0, 42, 0o2775));
+        assert_eq!(ids("g/f"), (0, 0, 0o644));
+        assert_eq!(ids("g/d"), (0, 0, 0o755));
+        assert_eq!(ids("g/o"), (0, 43, 0o640));
         s.host_untouched();
     }
 
