@@ -8,17 +8,21 @@
 //! * an entry name is cleaned lexically (`..` clamped at the root, as umoci does), and its
 //!   parent directory is resolved (or made) inside the root: a symlink on the way — absolute,
 //!   relative, chained, or one an earlier entry put where a directory was — is followed as if
-//!   the root were `/`, never to the host;
-//! * the last component is never followed: whatever is in the way is removed first and the new
-//!   file is made with `O_CREAT | O_EXCL | O_NOFOLLOW`, `mkdirat`, `symlinkat`, `mknodat`;
+//!   the root were `/`, never to the host. The parent's fd is kept for the entries that follow
+//!   in the same directory, until one of them (or a whiteout) removes a directory or symlink
+//!   that could change where that path resolves (`Parent`);
+//! * the last component is never followed: the new file is made with
+//!   `O_CREAT | O_EXCL | O_NOFOLLOW`, `mkdirat`, `symlinkat`, `mknodat`, and when the name is
+//!   taken (`EEXIST`) whatever is in the way is removed and the call made again;
 //! * a hardlink's target is looked up the same way and linked with `linkat` without following,
 //!   so it can only name a file inside the root;
 //! * whiteouts (`.wh.NAME`) remove NAME from lower layers, opaque markers (`.wh..wh..opq`)
 //!   empty a directory of everything lower layers put there; neither removes what this layer
 //!   made;
 //! * ownership (when running as root), mode, xattrs (e.g. `security.capability`, set after the
-//!   chown that would clear it) and mtimes are applied; directory mtimes last, since creating
-//!   children changes them.
+//!   chown that would clear it) and mtimes are applied, on the file's own fd where there is one
+//!   (a file just made by the archive's owner in a directory of its group gets no chown:
+//!   `Born`); directory mtimes last, since creating children changes them.
 
 use crate::rootfs::resolve::{self, file_type, resolve_dir, stat_fd};
 use anyhow::{bail, Context, Result};
@@ -154,13 +158,25 @@ pub fn apply<R: Read>(root: BorrowedFd<'_>, src: R, opts: ApplyOptions, layer: &
     let entries = archive
         .entries()
         .with_context(|| format!("layer {layer}: read tar"))?;
+    let mut parent = Parent::new();
     for entry in entries {
         let mut entry = entry.with_context(|| format!("layer {layer}: read tar entry"))?;
         let raw = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw).into_owned();
-        apply_entry(root, &mut entry, &raw, opts, &mut made, &mut dir_times)
-            .with_context(|| format!("layer {layer}: entry {shown:?}"))?;
+        apply_entry(
+            root,
+            &mut entry,
+            &raw,
+            opts,
+            &mut parent,
+            &mut made,
+            &mut dir_times,
+        )
+        .with_context(|| format!("layer {layer}: entry {shown:?}"))?;
     }
+    parent
+        .leave()
+        .with_context(|| format!("layer {layer}: after its last entry"))?;
     for (path, mtime) in dir_times.iter().rev() {
         // the directory may have been replaced later in the layer: only a directory gets it
         let Ok(fd) = resolve::resolve(root, path, false) else {
@@ -179,6 +195,7 @@ fn apply_entry<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     raw: &[u8],
     opts: ApplyOptions,
+    parent_dir: &mut Parent,
     made: &mut HashSet<PathBuf>,
     dir_times: &mut Vec<(PathBuf, TimeSpec)>,
 ) -> Result<()> {
@@ -195,7 +212,7 @@ fn apply_entry<R: Read>(
             )
             .map_err(errno)
             .context("open the root")?;
-            set_meta_fd(fd.as_fd(), &meta, opts)?;
+            set_meta_fd(fd.as_fd(), &meta, opts, None)?;
             dir_times.push((PathBuf::new(), meta.mtime));
         }
         return Ok(());
@@ -206,28 +223,114 @@ fn apply_entry<R: Read>(
     };
     let name_bytes = name.as_bytes();
     if name_bytes.starts_with(WHITEOUT.as_bytes()) {
+        // whiteouts remove directories and symlinks: the next entry resolves its parent afresh
+        parent_dir.leave()?;
         if opts.overlay {
             return overlay_whiteout(root, &parent, name_bytes, made);
         }
         return whiteout(root, &parent, name_bytes, made);
     }
-    let dir = parent_dir(root, &parent)
-        .with_context(|| format!("make parent directory {}", parent.display()))?;
-    // adding or replacing a child changes the directory's times: what the lower layers (or this
-    // layer's own directory entry, applied at the end) set stays, as umoci keeps it
-    let saved = stat_fd(dir.as_fd())?;
-    make_entry(
-        root,
-        entry,
-        &path,
-        &name,
-        existing_of(dir.as_fd(), &name)?,
-        dir.as_fd(),
-        opts,
-        made,
-        dir_times,
-    )?;
-    restore_times(dir.as_fd(), &saved)
+    let (dir, born) = parent_dir.enter(root, &parent)?;
+    let replaced = make_entry(root, entry, &path, &name, dir, born, opts, made, dir_times)?;
+    if matches!(replaced, Some(SFlag::S_IFDIR | SFlag::S_IFLNK)) {
+        // a directory or symlink that the parent's own resolution may have gone through
+        // (`p -> q/x/..`, then `p/x` replaced) is gone: resolve the next parent afresh
+        parent_dir.leave()?;
+    }
+    Ok(())
+}
+
+/// The parent directory of the entries being applied, kept open while consecutive entries
+/// share it (a layer lists a directory's files together), so each file costs no lookup of its
+/// own. Its times, as they were when it was entered, are put back when it is left: adding or
+/// replacing a child changes them, and what the lower layers (or this layer's own directory
+/// entry, applied at the end) set stays, as umoci keeps it.
+///
+/// It is left — and the next entry's parent resolved afresh, in-root — on any other parent,
+/// at a whiteout, and after an entry that removed a directory or a symlink. Only those could
+/// change where the same parent path resolves: making a name where there was none changes no
+/// path that resolved before it.
+struct Parent {
+    held: Option<(PathBuf, OwnedFd, nix::sys::stat::FileStat)>,
+    /// The caller's effective uid and gid: the owner of what it makes.
+    ids: (u32, u32),
+    /// Whether the first file made owned by `ids` was found owned by them (a file system that
+    /// gives new files other owners, e.g. NFS squashing root, gets every chown).
+    checked: std::cell::Cell<Option<bool>>,
+}
+
+/// The owner a file made in the held parent directory gets, when it is known.
+#[derive(Clone, Copy)]
+struct Born<'a> {
+    /// `None` when the parent's group is not the caller's (a set-group-ID directory, or a
+    /// `grpid` mount, would give its group).
+    ids: Option<(u32, u32)>,
+    checked: &'a std::cell::Cell<Option<bool>>,
+}
+
+impl Born<'_> {
+    /// Whether the file just made, held by `fd`, is already owned by `want`: its chown would
+    /// change nothing (the mode and xattrs it would clear are set after it anyway).
+    fn owned_by(&self, fd: BorrowedFd<'_>, want: (Uid, Gid)) -> Result<bool> {
+        let Some(ids) = self.ids else {
+            return Ok(false);
+        };
+        if (want.0.as_raw(), want.1.as_raw()) != ids {
+            return Ok(false);
+        }
+        if let Some(ok) = self.checked.get() {
+            return Ok(ok);
+        }
+        let st = stat_fd(fd).context("stat the new file")?;
+        let ok = (st.st_uid, st.st_gid) == ids;
+        self.checked.set(Some(ok));
+        Ok(ok)
+    }
+}
+
+impl Parent {
+    fn new() -> Parent {
+        Parent {
+            held: None,
+            ids: (
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            ),
+            checked: std::cell::Cell::new(None),
+        }
+    }
+
+    /// The directory `path` inside `root` (made if missing), as [`parent_dir`] resolves it,
+    /// and the owner of what is made in it.
+    fn enter(&mut self, root: BorrowedFd<'_>, path: &Path) -> Result<(BorrowedFd<'_>, Born<'_>)> {
+        if !matches!(&self.held, Some((p, _, _)) if p == path) {
+            self.leave()?;
+            let fd = parent_dir(root, path)
+                .with_context(|| format!("make parent directory {}", path.display()))?;
+            let saved = stat_fd(fd.as_fd())
+                .with_context(|| format!("stat parent directory {}", path.display()))?;
+            self.held = Some((path.to_path_buf(), fd, saved));
+        }
+        match &self.held {
+            Some((_, fd, saved)) => Ok((
+                fd.as_fd(),
+                Born {
+                    ids: (saved.st_gid == self.ids.1).then_some(self.ids),
+                    checked: &self.checked,
+                },
+            )),
+            None => bail!("parent directory {} not open", path.display()),
+        }
+    }
+
+    /// Put back the times of the directory held, and let it go.
+    fn leave(&mut self) -> Result<()> {
+        match self.held.take() {
+            Some((path, fd, saved)) => restore_times(fd.as_fd(), &saved)
+                .with_context(|| format!("parent directory {}", path.display())),
+            None => Ok(()),
+        }
+    }
 }
 
 fn existing_of(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Option<SFlag>> {
@@ -252,18 +355,19 @@ fn restore_times(fd: BorrowedFd<'_>, saved: &nix::sys::stat::FileStat) -> Result
     .context("restore the parent directory's times")
 }
 
+/// Make `name` in `dir` (the entry `path`). Returns the type of what was in the way and removed.
 #[allow(clippy::too_many_arguments)]
 fn make_entry<R: Read>(
     root: BorrowedFd<'_>,
     entry: &mut tar::Entry<'_, R>,
     path: &Path,
     name: &OsStr,
-    existing: Option<SFlag>,
     dir: BorrowedFd<'_>,
+    born: Born<'_>,
     opts: ApplyOptions,
     made: &mut HashSet<PathBuf>,
     dir_times: &mut Vec<(PathBuf, TimeSpec)>,
-) -> Result<()> {
+) -> Result<Option<SFlag>> {
     let kind = entry.header().entry_type();
     let path = path.to_path_buf();
     use tar::EntryType as T;
@@ -274,7 +378,7 @@ fn make_entry<R: Read>(
             .into_owned();
         let target = clean(&target_raw).context("hardlink to the root directory")?;
         if target == path {
-            return Ok(());
+            return Ok(None);
         }
         let (tparent, tname) = (
             target.parent().unwrap_or(Path::new("")),
@@ -290,22 +394,30 @@ fn make_entry<R: Read>(
         if file_type(&tst) == SFlag::S_IFDIR {
             bail!("hardlink to directory {}", target.display());
         }
-        remove_existing(dir, name, existing)?;
-        linkat(tdir.as_fd(), tname, dir, name, AtFlags::empty())
-            .map_err(errno)
-            .with_context(|| format!("hardlink to {}", target.display()))?;
+        let ((), replaced) = make_new(dir, name, || {
+            linkat(tdir.as_fd(), tname, dir, name, AtFlags::empty())
+        })
+        .with_context(|| format!("hardlink to {}", target.display()))?;
         mark_made(made, path);
-        return Ok(());
+        return Ok(replaced);
     }
     let meta = meta_of(entry)?;
-    match kind {
+    let replaced = match kind {
         T::Directory => {
-            if existing != Some(SFlag::S_IFDIR) {
-                remove_existing(dir, name, existing)?;
-                mkdirat(dir, name, Mode::from_bits_truncate(0o700))
-                    .map_err(errno)
-                    .context("mkdir")?;
-            }
+            let mkdir = || mkdirat(dir, name, Mode::from_bits_truncate(0o700));
+            let (replaced, new) = match mkdir() {
+                Ok(()) => (None, true),
+                Err(Errno::EEXIST) => match existing_of(dir, name)? {
+                    // a directory stays, with what is in it: only its metadata changes
+                    Some(SFlag::S_IFDIR) => (None, false),
+                    other => {
+                        remove_existing(dir, name, other)?;
+                        mkdir().map_err(errno).context("mkdir")?;
+                        (other, true)
+                    }
+                },
+                Err(e) => return Err(errno(e)).context("mkdir"),
+            };
             let fd = openat(
                 dir,
                 name,
@@ -314,38 +426,42 @@ fn make_entry<R: Read>(
             )
             .map_err(errno)
             .context("open directory")?;
-            set_meta_fd(fd.as_fd(), &meta, opts)?;
+            set_meta_fd(fd.as_fd(), &meta, opts, new.then_some(born))?;
             dir_times.push((path.clone(), meta.mtime));
+            replaced
         }
         T::Regular | T::Continuous | T::GNUSparse => {
-            remove_existing(dir, name, existing)?;
-            let fd = openat(
-                dir,
-                name,
-                OFlag::O_CREAT
-                    | OFlag::O_EXCL
-                    | OFlag::O_WRONLY
-                    | OFlag::O_NOFOLLOW
-                    | OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(0o600),
-            )
-            .map_err(errno)
+            let (fd, replaced) = make_new(dir, name, || {
+                openat(
+                    dir,
+                    name,
+                    OFlag::O_CREAT
+                        | OFlag::O_EXCL
+                        | OFlag::O_WRONLY
+                        | OFlag::O_NOFOLLOW
+                        | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o600),
+                )
+            })
             .context("create")?;
             let mut f = File::from(fd);
             copy_contents(entry, &mut f).context("write contents")?;
-            set_meta_fd(f.as_fd(), &meta, opts)?;
-            set_times(f.as_fd(), meta.mtime).context("set mtime")?;
+            set_meta_fd(f.as_fd(), &meta, opts, Some(born))?;
+            nix::sys::stat::futimens(&f, &meta.mtime, &meta.mtime)
+                .map_err(errno)
+                .context("set mtime")?;
+            replaced
         }
         T::Symlink => {
             let target = entry
                 .link_name_bytes()
                 .context("symlink without a target")?
                 .into_owned();
-            remove_existing(dir, name, existing)?;
             // stored verbatim: every later lookup in the root resolves it in-root
-            symlinkat(OsStr::from_bytes(&target), dir, name)
-                .map_err(errno)
-                .context("symlink")?;
+            let ((), replaced) = make_new(dir, name, || {
+                symlinkat(OsStr::from_bytes(&target), dir, name)
+            })
+            .context("symlink")?;
             if opts.same_owner {
                 let (uid, gid) = owner(&meta, opts)?;
                 fchownat(
@@ -367,6 +483,7 @@ fn make_entry<R: Read>(
             )
             .map_err(errno)
             .context("set symlink mtime")?;
+            replaced
         }
         T::Char | T::Block | T::Fifo => {
             let h = entry.header();
@@ -382,16 +499,19 @@ fn make_entry<R: Read>(
                 let minor = h.device_minor().ok().flatten().unwrap_or(0);
                 nix::sys::stat::makedev(major.into(), minor.into())
             };
-            remove_existing(dir, name, existing)?;
             if kind != T::Fifo && opts.mapped.is_some() {
                 // no user namespace may make a device node: skipped, as containers/storage
-                // skips it in a rootless unpack (the runtime binds /dev's devices anyway)
+                // skips it in a rootless unpack (the runtime binds /dev's devices anyway); what
+                // was in the way goes, as for any entry
+                let existing = existing_of(dir, name)?;
+                remove_existing(dir, name, existing)?;
                 crate::log_debug!("device {} skipped in the user namespace", path.display());
-                return Ok(());
+                return Ok(existing);
             }
-            mknodat(dir, name, sflag, Mode::from_bits_truncate(0o600), dev)
-                .map_err(errno)
-                .context("mknod")?;
+            let ((), replaced) = make_new(dir, name, || {
+                mknodat(dir, name, sflag, Mode::from_bits_truncate(0o600), dev)
+            })
+            .context("mknod")?;
             // O_PATH: opening a FIFO for reading would block, a device would be opened
             let fd = openat(
                 dir,
@@ -402,18 +522,31 @@ fn make_entry<R: Read>(
             .map_err(errno)
             .context("open node")?;
             set_meta_path_fd(fd.as_fd(), &meta, opts)?;
+            replaced
         }
         other => bail!("unsupported tar entry type {other:?}"),
-    }
+    };
     mark_made(made, path);
-    Ok(())
+    Ok(replaced)
 }
 
-/// The directory `path` inside `root`, made if missing. Symlinks on the way are followed
-/// in-root, dangling ones included: their in-root target is made (as containerd and umoci do,
-/// so a layer writing through `/var/run -> /run` works before `/run` exists). The resolver's
-/// openat2 path answers the common case; the walk below makes what is missing, one component
-/// at a time with `O_NOFOLLOW` relative to fds it holds, `..` popping its own stack.
+/// Make a new `name` in `dir` with `make` (which fails with `EEXIST` when the name is taken):
+/// tried first as is — in a fresh root nothing is in the way, and no stat is needed — then,
+/// when something is, after removing it. Returns `make`'s value and the type of what was removed.
+fn make_new<T>(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    mut make: impl FnMut() -> nix::Result<T>,
+) -> Result<(T, Option<SFlag>)> {
+    match make() {
+        Err(Errno::EEXIST) => {}
+        r => return Ok((r.map_err(errno)?, None)),
+    }
+    let existing = existing_of(dir, name)?;
+    remove_existing(dir, name, existing)?;
+    Ok((make().map_err(errno)?, existing))
+}
+
 /// A file's contents from its tar entry: through a 128 KiB buffer (a thread's own, reused),
 /// not io::copy's 8 KiB, so a large file costs a sixteenth of the write calls and the layer's
 /// decompressor gets larger reads.
@@ -433,6 +566,11 @@ fn copy_contents(src: &mut impl Read, dst: &mut File) -> io::Result<()> {
     })
 }
 
+/// The directory `path` inside `root`, made if missing. Symlinks on the way are followed
+/// in-root, dangling ones included: their in-root target is made (as containerd and umoci do,
+/// so a layer writing through `/var/run -> /run` works before `/run` exists). The resolver's
+/// openat2 path answers the common case; the walk below makes what is missing, one component
+/// at a time with `O_NOFOLLOW` relative to fds it holds, `..` popping its own stack.
 fn parent_dir(root: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd> {
     match resolve_dir(root, path) {
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
@@ -707,12 +845,24 @@ fn hide(dir: &OwnedFd, parent: &Path, name: &[u8], made: &HashSet<PathBuf>) -> R
 }
 
 /// Owner, mode and xattrs through an fd opened on the file itself (regular files, directories).
-fn set_meta_fd(fd: BorrowedFd<'_>, m: &Meta, opts: ApplyOptions) -> Result<()> {
+/// `born`: the file was just made, and by whom (its chown is left out when it changes nothing).
+fn set_meta_fd(
+    fd: BorrowedFd<'_>,
+    m: &Meta,
+    opts: ApplyOptions,
+    born: Option<Born<'_>>,
+) -> Result<()> {
     if opts.same_owner {
         let (uid, gid) = owner(m, opts)?;
-        nix::unistd::fchown(fd, Some(uid), Some(gid))
-            .map_err(errno)
-            .context("chown")?;
+        let unchanged = match born {
+            Some(b) => b.owned_by(fd, (uid, gid))?,
+            None => false,
+        };
+        if !unchanged {
+            nix::unistd::fchown(fd, Some(uid), Some(gid))
+                .map_err(errno)
+                .context("chown")?;
+        }
     }
     nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(m.mode))
         .map_err(errno)
@@ -1003,6 +1153,85 @@ mod tests {
         let inside = s.root.join(host.strip_prefix("/").unwrap());
         assert_eq!(std::fs::read(inside.join("secret")).unwrap(), b"pwned");
         assert_eq!(std::fs::read(inside.join("sub/deeper")).unwrap(), b"pwned");
+    }
+
+    /// The kept parent fd is let go when an entry of the same directory replaces a directory or
+    /// symlink the parent's own path went through: the next entry lands where a fresh in-root
+    /// resolution puts it, never on the host.
+    #[test]
+    fn kept_parent_is_resolved_again_after_a_replacement() {
+        let s = sandbox();
+        let host = s.t.path().join("host");
+        let host = host.to_str().unwrap();
+        s.apply(&[
+            entry("t/x/", DIR, "", b"", 0o755),
+            // p resolves to t through t/x
+            entry("p", SYM, "t/x/..", b"", 0o777),
+            entry("p/a", REG, "", b"in t", 0o644),
+            // t/x (a directory) becomes a symlink to the host's directory's child: p now
+            // resolves to the host directory's in-root copy
+            entry("p/x", SYM, &format!("{host}/sub"), b"", 0o777),
+            entry("p/b", REG, "", b"pwned", 0o644),
+            // a symlink replaced by another in the same directory as the written file
+            entry("q/l", SYM, "/t", b"", 0o777),
+            entry("q/l/c", REG, "", b"via l", 0o644),
+            entry("q/l", SYM, host, b"", 0o777),
+            entry("q/l/d", REG, "", b"pwned", 0o644),
+        ])
+        .unwrap();
+        let r = &s.root;
+        assert_eq!(std::fs::read(r.join("t/a")).unwrap(), b"in t");
+        assert!(!r.join("t/b").exists());
+        let inside = r.join(&host[1..]);
+        assert_eq!(std::fs::read(inside.join("b")).unwrap(), b"pwned");
+        assert_eq!(std::fs::read(r.join("t/c")).unwrap(), b"via l");
+        assert_eq!(std::fs::read(inside.join("d")).unwrap(), b"pwned");
+        s.host_untouched();
+    }
+
+    /// As root, a file whose archive owner is root's gets no chown of its own, but one made in a
+    /// set-group-ID directory of another group (which would give it that group) does.
+    #[test]
+    fn owners_in_a_set_group_id_directory() {
+        if !nix::unistd::geteuid().is_root() || nix::unistd::getegid().as_raw() != 0 {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let with_gid = |mut e: Vec<u8>, gid: u32| {
+            e[116..124].copy_from_slice(format!("{gid:07o}\0").as_bytes());
+            e[148..156].copy_from_slice(b"        ");
+            let sum: u32 = e[..512].iter().map(|&b| b as u32).sum();
+            e[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+            e
+        };
+        let s = sandbox();
+        apply(
+            s.fd.as_fd(),
+            &tar(&[
+                entry("plain/f", REG, "", b"x", 0o644),
+                with_gid(entry("g/", DIR, "", b"", 0o2775), 42),
+                entry("g/f", REG, "", b"x", 0o644),
+                entry("g/d/", DIR, "", b"", 0o755),
+                with_gid(entry("g/o", REG, "", b"x", 0o640), 43),
+            ])[..],
+            ApplyOptions {
+                same_owner: true,
+                overlay: false,
+                mapped: None,
+            },
+            "test",
+        )
+        .unwrap();
+        let ids = |p: &str| {
+            let m = std::fs::symlink_metadata(s.root.join(p)).unwrap();
+            (m.uid(), m.gid(), m.mode() & 0o7777)
+        };
+        assert_eq!(ids("plain/f"), (0, 0, 0o644));
+        assert_eq!(ids("g"), (0, 42, 0o2775));
+        assert_eq!(ids("g/f"), (0, 0, 0o644));
+        assert_eq!(ids("g/d"), (0, 0, 0o755));
+        assert_eq!(ids("g/o"), (0, 43, 0o640));
+        s.host_untouched();
     }
 
     #[test]
