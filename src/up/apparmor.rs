@@ -117,6 +117,19 @@ pub fn ensure_default_loaded() -> Result<()> {
     Ok(())
 }
 
+/// For a kept container started again (`husk restart`): when its `config.json` asks for husk's
+/// default profile and AppArmor is enabled, the profile is loaded as for a new container (the
+/// kernel forgets it at a reboot, or an administrator removed it).
+pub fn ensure_for_config(config: &Path) -> Result<()> {
+    let text = std::fs::read(config).with_context(|| format!("read {}", config.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&text).with_context(|| format!("parse {}", config.display()))?;
+    if v["process"]["apparmorProfile"] == DEFAULT_PROFILE && host_enabled() {
+        ensure_default_loaded()?;
+    }
+    Ok(())
+}
+
 /// `PARSER -Kr` with `text` on its standard input; its error output in the error.
 fn load(parser: &Path, text: &str) -> Result<()> {
     let mut child = Command::new(parser)
@@ -214,6 +227,20 @@ mod tests {
             assert!(t.lines().any(|l| l.trim() == rule), "missing rule {rule:?}");
         }
         assert!(t.contains("@{HUSK_PROC}=/proc/"));
+    }
+
+    #[test]
+    fn config_without_the_default_profile_needs_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("config.json");
+        std::fs::write(&p, r#"{"process": {"apparmorProfile": "other"}}"#).unwrap();
+        ensure_for_config(&p).unwrap();
+        std::fs::write(&p, r#"{"process": {}}"#).unwrap();
+        ensure_for_config(&p).unwrap();
+        std::fs::write(&p, "not json").unwrap();
+        assert!(format!("{:#}", ensure_for_config(&p).unwrap_err()).contains("config.json"));
+        let gone = d.path().join("gone.json");
+        assert!(format!("{:#}", ensure_for_config(&gone).unwrap_err()).contains("gone.json"));
     }
 
     #[test]
