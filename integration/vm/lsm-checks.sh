@@ -19,7 +19,8 @@
 #   /proc/sysrq-trigger for writing and mount with CAP_SYS_ADMIN (EACCES) where
 #   apparmor=unconfined does not, and lets ps and kill work among the container's processes;
 #   --privileged and apparmor=unconfined run unconfined, apparmor=NAME under NAME; without
-#   apparmor_parser husk up fails naming it and leaves nothing; the cost is printed (# cost:).
+#   apparmor_parser husk up fails naming it and leaves nothing; husk restart of a kept container
+#   loads it again when it was removed; the cost is printed (# cost:).
 # selinux: the guest booted with lsm=capability,selinux (SELinux the major LSM, selinuxfs
 #   mounted, but no policy loaded; AppArmor built in but not active): a selinuxLabel fails create
 #   by field name leaving nothing behind (without a policy the kernel would accept any label and
@@ -219,7 +220,7 @@ refused selinux-label process.selinuxLabel "selinuxLabel with SELinux not enable
 # counts its runs.
 store=$(mktemp -d /tmp/husk-lsm-store.XXXXXX)
 shim=$(mktemp -d /tmp/husk-lsm-shim.XXXXXX)
-trap 'cleanup; unload; rm -rf "$store" "$shim"' EXIT
+trap '"$husk" --root "$root" rm -f aa-keep >/dev/null 2>&1; cleanup; unload; rm -rf "$store" "$shim"' EXIT
 cat >"$shim/apparmor_parser" <<EOF_SHIM
 #!/bin/sh
 t=\$(date +%s%N)
@@ -314,6 +315,21 @@ for i in 1 2 3 4; do
 done
 check "4 concurrent husk up with husk-default not loaded: $good of 4 confined by it, $(calls) apparmor_parser run" \
 	test "$good" = 4 -a "$(calls)" = 1
+
+# a kept container started again after its profile went (as after a reboot): husk restart
+# loads it before starting the container
+U -d --name aa-keep "$img" sleep 600 >/dev/null 2>&1
+"$husk" --root "$root" stop -t 1 aa-keep >/dev/null 2>&1
+unload
+: >"$shim/calls"
+out=$(PATH=$shim:$PATH timeout 120 "$husk" --root "$root" restart aa-keep 2>&1)
+st=$?
+show "$out"
+pid=$(pid_of H state aa-keep)
+label=$(tr -d '\0\n' <"/proc/$pid/attr/current" 2>/dev/null)
+check "husk restart of a kept container after husk-default was removed (status $st): loaded again ($(calls) apparmor_parser run), the container '$label'" \
+	test "$st" = 0 -a "$label" = "husk-default (enforce)" -a "$(calls)" = 1
+"$husk" --root "$root" rm -f aa-keep >/dev/null 2>&1
 
 # apparmor_parser missing (a mount namespace with an empty /usr/sbin, PATH without the shim):
 # a clear error naming it and the way out, nothing made
