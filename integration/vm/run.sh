@@ -12,7 +12,9 @@
 # apparmor: the plain guest booted with lsm=capability,apparmor (VM_APPEND); lsm-checks.sh loads
 #          a test profile with apparmor_parser and checks process.apparmorProfile, `exec
 #          --apparmor`, a process.json's profile, an unloaded profile refused by name leaving
-#          nothing behind, `features`, each against Debian's runc in the same guest.
+#          nothing behind, `features`, each against Debian's runc in the same guest; then `husk
+#          up`'s default profile husk-default (loaded once, by concurrent `husk up`s too; what
+#          it denies; --privileged and apparmor=unconfined; apparmor_parser missing; timed).
 # selinux: the plain guest booted with lsm=capability,selinux, no policy loaded (none is, ever):
 #          a selinuxLabel and an apparmorProfile (AppArmor not active) each refused by name
 #          leaving nothing behind (lsm-checks.sh).
@@ -198,6 +200,36 @@ mk aa-missing '.process.apparmorProfile = "husk-missing" | .process.args = ["/bi
 mk selinux-label '.process.selinuxLabel = "system_u:system_r:container_t:s0" | .process.args = ["/bin/true"]'
 jq '.process | .args = '"$lsm_probe"' | .apparmorProfile = "husk-test"' "$b/aa-prof/config.json" \
 	>"$b/aa-exec-process.json" || exit 2
+# husk up in the apparmor guest (its default profile husk-default): the test rootfs as an OCI
+# archive for `husk image import`, one layer, PATH=/bin:/sbin
+mkimage() { # mkimage ARCHIVE
+	local d=$b/up-image arch l c m blob
+	case $(uname -m) in x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; *) arch=$(uname -m) ;; esac
+	rm -rf "$d" && mkdir -p "$d/blobs/sha256" || return 1
+	blob() { # blob FILE: moved to blobs/sha256/, its digest printed
+		local h; h=$(sha256sum <"$1" | cut -d' ' -f1) && mv "$1" "$d/blobs/sha256/$h" && echo "$h"
+	}
+	tar -C "$rootfs" --numeric-owner -cf "$d/layer" . || return 1
+	l=$(blob "$d/layer") || return 1
+	jq -cn --arg l "sha256:$l" --arg a "$arch" '{architecture: $a, os: "linux",
+		config: {Env: ["PATH=/bin:/sbin"], Cmd: ["/probe"]},
+		rootfs: {type: "layers", diff_ids: [$l]}}' >"$d/config" || return 1
+	c=$(blob "$d/config") || return 1
+	jq -cn --arg c "$c" --arg l "$l" --argjson cs "$(stat -c %s "$d/blobs/sha256/$c")" \
+		--argjson ls "$(stat -c %s "$d/blobs/sha256/$l")" '{schemaVersion: 2,
+		mediaType: "application/vnd.oci.image.manifest.v1+json",
+		config: {mediaType: "application/vnd.oci.image.config.v1+json", digest: "sha256:\($c)", size: $cs},
+		layers: [{mediaType: "application/vnd.oci.image.layer.v1.tar", digest: "sha256:\($l)", size: $ls}]}' \
+		>"$d/manifest" || return 1
+	m=$(blob "$d/manifest") || return 1
+	echo '{"imageLayoutVersion":"1.0.0"}' >"$d/oci-layout"
+	jq -cn --arg m "$m" --argjson ms "$(stat -c %s "$d/blobs/sha256/$m")" '{schemaVersion: 2,
+		manifests: [{mediaType: "application/vnd.oci.image.manifest.v1+json", digest: "sha256:\($m)",
+		size: $ms, annotations: {"org.opencontainers.image.ref.name": "husk-lsm-test:latest"}}]}' \
+		>"$d/index.json" || return 1
+	tar -C "$d" -cf "$1" oci-layout index.json blobs && rm -rf "$d"
+}
+mkimage "$b/up-image.tar" || { echo "vm-test: cannot make the husk up test image" >&2; exit 2; }
 
 export VM_TIMEOUT=${VM_TIMEOUT:-1500}
 rc=0

@@ -834,6 +834,9 @@ pub struct HostFacts {
     /// The container's seccomp profile as `linux.seccomp`: that of `--security-opt
     /// seccomp=FILE`, else Docker's default; none with `--privileged` or `seccomp=unconfined`.
     pub seccomp: Option<Value>,
+    /// `process.apparmorProfile`: that of `--security-opt apparmor=NAME`, else husk's default
+    /// profile where AppArmor is enabled; none with `--privileged` or `apparmor=unconfined`.
+    pub apparmor: Option<String>,
     /// The capabilities husk can give (for ALL and `--privileged`).
     pub all_caps: Vec<String>,
     /// False when the kernel does not account swap (cgroup v1 without memory.memsw).
@@ -1026,6 +1029,13 @@ pub fn resolve(c: &Config, store: &Path) -> Result<HostFacts> {
         }
         (None, false) => h.seccomp = Some(seccomp::default_profile(&caps)?),
     }
+    // moby's WithApparmor: the profile named, else none for --privileged, else the default
+    // one where AppArmor is enabled (loaded by up() before anything is made)
+    h.apparmor = super::apparmor::choose(
+        c.apparmor.as_deref(),
+        c.privileged,
+        super::apparmor::host_enabled,
+    );
     Ok(h)
 }
 
@@ -1193,10 +1203,9 @@ pub fn apply(spec: &mut Value, c: &Config, h: &HostFacts, names: &[(String, Path
         }
         _ => remove(linux, "seccomp"),
     }
-    match c.apparmor.as_deref() {
-        Some("unconfined") => remove(&mut spec["process"], "apparmorProfile"),
+    match &h.apparmor {
         Some(p) => spec["process"]["apparmorProfile"] = json!(p),
-        None => {}
+        None => remove(&mut spec["process"], "apparmorProfile"),
     }
     if c.label_disable {
         remove(&mut spec["process"], "selinuxLabel");
@@ -2165,8 +2174,10 @@ mod tests {
         f.security_opt = vec!["seccomp=/p.json".into(), "apparmor=myprof".into()];
         let mut h = facts();
         h.seccomp = Some(json!({"defaultAction": "SCMP_ACT_LOG"}));
+        let c = parse(&f).unwrap();
+        h.apparmor = crate::up::apparmor::choose(c.apparmor.as_deref(), false, || true);
         let mut s = base_spec();
-        apply(&mut s, &parse(&f).unwrap(), &h, &[]);
+        apply(&mut s, &c, &h, &[]);
         assert_eq!(s["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_LOG");
         assert_eq!(s["process"]["apparmorProfile"], "myprof");
     }

@@ -14,6 +14,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
+pub mod apparmor;
 pub mod cdi;
 pub mod flags;
 pub mod init;
@@ -244,6 +245,13 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     let cfg = flags::parse(&o.config)?;
     userns::check(o.userns, "--userns auto")?;
     let mut facts = flags::resolve(&cfg, store_dir)?;
+    // husk's default AppArmor profile, loaded before anything is made (as dockerd loads
+    // docker-default): also when apparmor=husk-default names it, where AppArmor is enabled
+    if facts.apparmor.as_deref() == Some(apparmor::DEFAULT_PROFILE)
+        && (cfg.apparmor.is_none() || apparmor::host_enabled())
+    {
+        apparmor::ensure_default_loaded()?;
+    }
     let mut ports = Vec::new();
     for p in &o.publish {
         ports.extend(crate::network::ports::parse(p).with_context(|| format!("-p {p:?}"))?);

@@ -1004,6 +1004,8 @@ pub fn restart(g: &Global, store_dir: &Path, id: &str, timeout: Option<u64>) -> 
     }
     let cfg: Config = load(&bundle.join(CONFIG))
         .with_context(|| format!("{id}: not a container husk up made or kept"))?;
+    // its AppArmor profile, before anything is stopped (a reboot empties the kernel's)
+    super::apparmor::ensure_for_config(&bundle.join("config.json"))?;
     stop_for(g, store_dir, id, timeout, true)?;
     if !bundle.exists() {
         bail!("{id}: removed at its exit (--rm)");
