@@ -550,6 +550,14 @@ fn edit_config(
         None if o.network != NetworkMode::Host => v["hostname"] = json!(default_hostname(id)),
         None => {}
     }
+    if o.network != NetworkMode::Host {
+        // a rootless config (a caller without root) has none: every other mode has its own
+        if let Some(ns) = v["linux"]["namespaces"].as_array_mut() {
+            if !ns.iter().any(|n| n["type"] == "network") {
+                ns.push(json!({"type": "network"}));
+            }
+        }
+    }
     if o.network == NetworkMode::Host {
         if let Some(ns) = v["linux"]["namespaces"].as_array_mut() {
             ns.retain(|n| n["type"] != "network");
@@ -564,7 +572,10 @@ fn edit_config(
             }
         }
     }
-    if v["linux"]["cgroupsPath"].as_str().is_none_or(str::is_empty) {
+    // a caller without root may not make a cgroup: as a rootless runc or podman with cgroupfs,
+    // its container stays in its caller's cgroup (and limits are refused by the runtime)
+    let may_make_cgroup = nix::unistd::geteuid().is_root() && !crate::rootless::in_user_namespace();
+    if may_make_cgroup && v["linux"]["cgroupsPath"].as_str().is_none_or(str::is_empty) {
         v["linux"]["cgroupsPath"] = json!(cgroups_path);
     }
     if o.read_only {
