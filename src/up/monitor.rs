@@ -140,6 +140,9 @@ pub struct Config {
     /// `--network-alias`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub network_aliases: Vec<String>,
+    /// pasta or slirp4netns, started for each run (a caller without root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_network: Option<super::usernet::Helper>,
     /// The `_data` directories of its anonymous volumes, removed with it (`--rm`).
     #[serde(default)]
     pub anonymous_volumes: Vec<PathBuf>,
@@ -704,6 +707,9 @@ fn supervise(
         if let Err(e) = crate::network::attach::release_container(&g.store.root, id) {
             note(bundle, &format!("{e:#}"));
         }
+        if let Err(e) = super::usernet::stop(bundle) {
+            note(bundle, &format!("{e:#}"));
+        }
         if stop_requested(bundle) || !policy.restarts(code, status.restart_count) {
             break;
         }
@@ -794,7 +800,21 @@ fn start_once(
         detach: true,
         keep: true,
     };
+    let mut holder = match cfg.user_network {
+        Some(h) => {
+            let (h, bin) = super::usernet::choose("--network", Some(h))?;
+            match super::usernet::prepare(bundle, h, &bin, &cfg.ports) {
+                Ok(holder) => Some(holder),
+                Err(e) => {
+                    let _ = super::usernet::stop(bundle);
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
     let res = crate::container::run_with(g, &opts, &mut |_| {
+        drop(holder.take());
         if let (Some(dirs), Some(name)) = (dirs, &cfg.network) {
             let a = super::flags::attach_options(
                 bundle,
@@ -820,6 +840,9 @@ fn start_once(
         _ => None,
     };
     let _ = std::fs::remove_file(bundle.join(CONSOLE_SOCKET));
+    if res.is_err() {
+        let _ = super::usernet::stop(bundle);
+    }
     res?;
     run.master = got_master.transpose()?;
     run.pid = g.store.load(id)?.pid;
@@ -1010,6 +1033,7 @@ pub fn restart(g: &Global, store_dir: &Path, id: &str, timeout: Option<u64>) -> 
     }
     crate::container::delete(g, id, true)?;
     crate::network::attach::release_container(&g.store.root, id)?;
+    super::usernet::stop(&bundle)?;
     launch(g, store_dir, &cfg)
 }
 
