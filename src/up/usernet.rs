@@ -60,10 +60,19 @@ impl Helper {
     }
 }
 
-/// The helper to use and its path: `asked`, or pasta when installed, else slirp4netns. Refused,
-/// naming the program and its package, when it is not in `$PATH`, and when `/dev/net/tun`,
-/// which both open for the container's tap device, is not open to the caller.
+/// The helper to use and its path: `asked`, or pasta when installed, else slirp4netns. Refused
+/// for a caller with root in the initial user namespace; refused, naming the program and its
+/// package, when it is not in `$PATH`, and when `/dev/net/tun`, which both open for the
+/// container's tap device, is not open to the caller.
 pub fn choose(flag: &str, asked: Option<Helper>) -> Result<(Helper, PathBuf)> {
+    if nix::unistd::geteuid().is_root() && !crate::rootless::in_user_namespace() {
+        // (pasta drops to nobody before it opens the namespaces of root's process)
+        bail!(
+            "{flag} {}: user-mode networking is for a caller without root; root's containers \
+             use husk's networks (the default network, or --network NAME)",
+            asked.map_or("pasta", Helper::name)
+        );
+    }
     let find = |h: Helper| crate::rootless::find_id_map_tool(h.name()).map(|p| (h, p));
     let (helper, path) = match asked {
         Some(h) => find(h).ok_or_else(|| {
