@@ -3851,6 +3851,35 @@ fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str) {
         "from-the-host",
         "the page through {helper}"
     );
+    // husk restart: the old helper ended, a new one for the new run
+    std::fs::write(www.join("index.html"), "again\n").unwrap();
+    ok(
+        &run_timeout(
+            &mut e.husk_rootless(&ns, path, &["restart", "--store", store, "-t", "1", "a"]),
+            CMD_TIMEOUT,
+        ),
+        "restart a",
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), &|| !pid_alive(pid)),
+        "{helper} (pid {pid}) outlived the run it served"
+    );
+    let pid = e.helper_pid("a");
+    assert!(
+        pid_alive(pid),
+        "{helper} (pid {pid}) of the new run does not run"
+    );
+    // (the container fetches the page as it starts: fetch until the new run has)
+    let mut page = ns.fetch(8080);
+    for _ in 0..50 {
+        if page.trim() == "again" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        page = ns.fetch(8080);
+    }
+    assert_eq!(page.trim(), "again", "the page after husk restart");
+    std::fs::write(www.join("index.html"), "from-the-host\n").unwrap();
     ok(
         &run_timeout(
             &mut e.husk_rootless(&ns, path, &["rm", "--store", store, "-f", "a"]),
@@ -3906,6 +3935,18 @@ fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str) {
     assert_eq!(out.trim(), "from-the-host");
     e.assert_clean("after up --rm");
     assert!(left().is_empty(), "left: {:?}", left());
+    // none and host as for root: loopback only, the namespace's own links
+    let links = |flags: &[&str]| {
+        let mut a = vec!["--rm"];
+        a.extend(flags);
+        a.extend([IMAGE, "ip", "-o", "link"]);
+        ok(&e.up_rootless(&ns, path, &a), &format!("up {flags:?}"))
+    };
+    let none = links(&["--network", "none"]);
+    assert!(none.contains("lo:") && !none.contains("rl0"), "{none}");
+    let host = links(&["--network", "host"]);
+    assert!(host.contains("rl0"), "{host}");
+    e.assert_clean("after none and host");
     // asked for by root: refused by name (root's containers use husk's networks)
     let mut a = vec!["up", "--store", store, "--pull", "never", "--rm"];
     a.extend(net);

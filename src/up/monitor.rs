@@ -669,7 +669,12 @@ fn supervise(
                 status.finished_at = None;
                 save(&bundle.join(STATUS), &status)?;
                 let started_ms = crate::sys::time::monotonic_ms();
-                let run = match start_once(g, bundle, cfg, dirs.as_ref()) {
+                let started = start_once(g, bundle, cfg, dirs.as_ref());
+                if started.is_err() {
+                    // a helper started for a run that did not happen
+                    let _ = super::usernet::stop(bundle);
+                }
+                let run = match started {
                     Ok(r) => r,
                     Err(e) if report.is_none() => {
                         status.error = Some(format!("restart {}: {e:#}", status.restart_count));
@@ -756,6 +761,20 @@ fn start_once(
     let id = &cfg.id;
     // an overlay rootfs unmounted since (a reboot): mounted again
     crate::image::remount_rootfs(bundle)?;
+    // pasta or slirp4netns in namespaces made for this run (before any stdio is redirected)
+    let mut holder = match cfg.user_network {
+        Some(h) => {
+            let (h, bin) = super::usernet::choose("--network", Some(h))?;
+            match super::usernet::prepare(bundle, h, &bin, &cfg.ports) {
+                Ok(holder) => Some(holder),
+                Err(e) => {
+                    let _ = super::usernet::stop(bundle);
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
     let null = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -800,19 +819,6 @@ fn start_once(
         detach: true,
         keep: true,
     };
-    let mut holder = match cfg.user_network {
-        Some(h) => {
-            let (h, bin) = super::usernet::choose("--network", Some(h))?;
-            match super::usernet::prepare(bundle, h, &bin, &cfg.ports) {
-                Ok(holder) => Some(holder),
-                Err(e) => {
-                    let _ = super::usernet::stop(bundle);
-                    return Err(e);
-                }
-            }
-        }
-        None => None,
-    };
     let res = crate::container::run_with(g, &opts, &mut |_| {
         drop(holder.take());
         if let (Some(dirs), Some(name)) = (dirs, &cfg.network) {
@@ -840,9 +846,6 @@ fn start_once(
         _ => None,
     };
     let _ = std::fs::remove_file(bundle.join(CONSOLE_SOCKET));
-    if res.is_err() {
-        let _ = super::usernet::stop(bundle);
-    }
     res?;
     run.master = got_master.transpose()?;
     run.pid = g.store.load(id)?.pid;
