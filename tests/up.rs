@@ -3894,11 +3894,17 @@ fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str) {
     e.assert_clean("after rm -f");
 
     // the monitor SIGKILLed: rm -f still ends the helper
-    let mut args = vec!["-d", "--name", "b", "-p", "8081:80"];
+    let mut args = vec!["-d", "--name", "b", "-p", "5353:5353/udp"];
     args.extend(net);
-    args.extend([IMAGE, "sleep", "1000"]);
+    args.extend([IMAGE, "/probe", "udp-echo", "5353"]);
     ok(&e.up_rootless(&ns, path, &args), "up -d b");
     let pid = e.helper_pid("b");
+    // a udp port too
+    assert_eq!(
+        udp_roundtrip(&ns.0, 5353).as_deref(),
+        Ok("echo:ping"),
+        "udp through {helper}"
+    );
     let status: serde_json::Value =
         serde_json::from_slice(&std::fs::read(e.store().join("containers/b/status.json")).unwrap())
             .unwrap();
@@ -3995,6 +4001,33 @@ fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str) {
     );
     e.assert_clean("after a missing helper");
     assert!(left().is_empty(), "left: {:?}", left());
+}
+
+/// Send a datagram to 127.0.0.1:`port` from the namespace `ns` (a thread that joined it) and
+/// return the reply.
+fn udp_roundtrip(ns: &str, port: u16) -> Result<String, String> {
+    use std::os::fd::AsFd;
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("setns: {e}"))?;
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            s.send_to(b"ping", ("127.0.0.1", port))
+                .map_err(|e| e.to_string())?;
+            if let Ok((n, _)) = s.recv_from(&mut buf) {
+                return Ok(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        Err("no reply".into())
+    })
+    .join()
+    .unwrap()
 }
 
 /// A child of the test's, killed and reaped on drop (a failed test too).
