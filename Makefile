@@ -55,6 +55,8 @@ DEB_PKGS += nftables
 DEB_PKGS += docker-registry skopeo umoci apache2-utils
 # newuidmap/newgidmap: a user's rootless unpack with /etc/subuid ranges, and its run
 DEB_PKGS += uidmap
+# rootless networking of husk up: pasta (package passt), else slirp4netns
+DEB_PKGS += slirp4netns passt
 
 .PHONY: soak test-repeat deps demo-deps install-pkgs build release pgo-tools pgo-profile probe testroot test lint docs install uninstall deb package-test cri unit-test root-test integration engines conformance differential vm-test demo bench clean
 

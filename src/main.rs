@@ -248,13 +248,7 @@ fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
         hostname: a.hostname,
         network: match &a.network {
             Some(n) => NetworkMode::parse(n)?,
-            None => {
-                let (mode, note) = NetworkMode::default_for_caller();
-                if let Some(n) = note {
-                    eprintln!("{n}");
-                }
-                mode
-            }
+            None => NetworkMode::default_for_caller(),
         },
         network_aliases: a.network_alias,
         publish: a.publish,

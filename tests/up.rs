@@ -3665,3 +3665,392 @@ fn up_userns_auto_on_a_named_network() {
     assert!(!links.contains("veth"), "a veth was left: {links}");
     ok(&husk_in_ns(&["network", "rm", "upns"]), "network rm");
 }
+
+// ---- husk up run by a user without root: pasta or slirp4netns ----
+
+/// The unprivileged user the rootless tests run `husk up` as (Debian's `nobody`).
+const NOBODY: u32 = 65534;
+
+impl Env {
+    /// The Env's directory made `nobody`'s, so that a `husk up` of nobody's can use its store
+    /// and `--root`.
+    fn give_to_nobody(&self) {
+        let st = Command::new("chown")
+            .args(["-R", &format!("{NOBODY}:{NOBODY}")])
+            .arg(self.dir.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "chown the test dir to nobody");
+    }
+
+    /// `husk --root ROOT ARGS` as `nobody` in the test's network namespace `ns` (entered as
+    /// root, then the ids dropped by setpriv), with `PATH` as given. Where the machine's
+    /// /dev/net/tun is not open to every user (a machine without udev's rule, which makes it
+    /// 0666), the command runs in a private mount namespace where /dev/net is a tmpfs with a
+    /// 0666 tun node, as udev would make it: the machine's own /dev is never changed.
+    fn husk_rootless(&self, ns: &Netns, path: &str, args: &[&str]) -> Command {
+        use std::os::unix::fs::PermissionsExt;
+        let open_to_all = std::fs::metadata("/dev/net/tun")
+            .is_ok_and(|m| m.permissions().mode() & 0o006 == 0o006);
+        let mut c = if open_to_all {
+            Command::new("/usr/bin/nsenter")
+        } else {
+            let mut c = Command::new("/usr/bin/unshare");
+            c.args([
+                "-m",
+                "--propagation",
+                "private",
+                "/usr/bin/sh",
+                "-c",
+                "/usr/bin/mount -t tmpfs -o size=16k,mode=0755 husk-test-tun /dev/net && \
+                 /usr/bin/mknod -m 0666 /dev/net/tun c 10 200 && exec \"$@\"",
+                "sh",
+                "/usr/bin/nsenter",
+            ]);
+            c
+        };
+        c.arg(format!("--net=/run/netns/{}", ns.0))
+            .args([
+                "/usr/bin/setpriv",
+                &format!("--reuid={NOBODY}"),
+                &format!("--regid={NOBODY}"),
+                "--clear-groups",
+                "--",
+            ])
+            .arg(runtime())
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .env("PATH", path)
+            .env("HOME", self.dir.path())
+            .env_remove("XDG_RUNTIME_DIR");
+        c
+    }
+
+    /// `husk up --store STORE --pull never ARGS` as nobody in `ns`.
+    fn up_rootless(&self, ns: &Netns, path: &str, args: &[&str]) -> Output {
+        let store = self.store();
+        let mut a = vec!["up", "--store", store.to_str().unwrap(), "--pull", "never"];
+        a.extend_from_slice(args);
+        run_timeout(
+            &mut self.husk_rootless(ns, path, &a),
+            Duration::from_secs(60),
+        )
+    }
+
+    /// The pid of the network helper recorded for container `id`.
+    fn helper_pid(&self, id: &str) -> i32 {
+        let p = self
+            .store()
+            .join("containers")
+            .join(id)
+            .join("network-helper.json");
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        v["pid"].as_i64().unwrap() as i32
+    }
+}
+
+/// Processes whose command line names `dir` or whose working directory is under it (a network
+/// helper runs in its container's bundle), other than this test.
+fn procs_in(dir: &std::path::Path) -> Vec<(i32, String)> {
+    let mut found = procs_naming(dir);
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+        if cwd.starts_with(dir) && !found.iter().any(|(p, _)| *p == pid) {
+            let c = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            found.push((pid, text(&c).replace('\0', " ")));
+        }
+    }
+    found
+}
+
+/// The namespace's way out for pasta: a veth pair with an address and the default route (pasta
+/// copies them into the container; its gateway address leads to the namespace's loopback).
+const RL_ADDR: &str = "10.231.0.2/24";
+const RL_GATEWAY: &str = "10.231.0.1";
+
+fn rootless_netns() -> Netns {
+    let ns = Netns::new();
+    for args in [
+        &["link", "add", "rl0", "type", "veth", "peer", "name", "rl1"][..],
+        &["addr", "add", RL_ADDR, "dev", "rl0"],
+        &["link", "set", "rl0", "up"],
+        &["link", "set", "rl1", "up"],
+        &["route", "add", "default", "via", RL_GATEWAY],
+    ] {
+        let o = run_timeout(
+            Command::new("ip").arg("-n").arg(&ns.0).args(args),
+            CMD_TIMEOUT,
+        );
+        assert!(o.status.success(), "ip {args:?}: {}", text(&o.stderr));
+    }
+    ns
+}
+
+/// `husk up` of a user without root with pasta or slirp4netns (`helper`): in a network
+/// namespace of the test's, busybox httpd in the container on `-p 8080:80` answers from the
+/// namespace's loopback a page the container fetched from a server on that loopback (reached
+/// at pasta's gateway or slirp4netns's 10.0.2.2); the helper ends with the container on `husk
+/// rm -f`, and after the monitor was SIGKILLed; a foreground `--rm` run leaves nothing; a port
+/// in use and a helper not installed are refused by name with nothing left.
+fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str) {
+    if !need_root(test) {
+        return;
+    }
+    if !std::path::Path::new("/usr/bin").join(helper).exists() {
+        let why = format!("{helper} is not installed (package {package}: make deps)");
+        // (make deps installs it: a CI run without it has not tested this)
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v != "true"),
+            "{test}: {why}, and under CI=true a root test that cannot run is a failure"
+        );
+        skip(test, &why);
+        return;
+    }
+    let e = Env::new(&format!("rl{}", &helper[..4]));
+    e.give_to_nobody();
+    let ns = rootless_netns();
+    // the server on the namespace's loopback
+    let www = e.dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "from-the-host\n").unwrap();
+    let server = KillOnDrop(
+        ns.cmd("busybox")
+            .args(["httpd", "-f", "-p", "127.0.0.1:9090", "-h"])
+            .arg(&www)
+            .spawn()
+            .unwrap(),
+    );
+    let left = || -> Vec<(i32, String)> {
+        procs_in(e.dir.path())
+            .into_iter()
+            .filter(|(p, _)| *p != server.0.id() as i32)
+            .collect()
+    };
+    let path = "/usr/bin:/bin";
+    let store = &e.store().to_string_lossy().into_owned();
+    let net = ["--network", helper];
+
+    // published and outbound, then rm -f with the monitor alive
+    let script = format!(
+        "wget -q -O /tmp/index.html http://{gateway}:9090/index.html || echo no-way-out > \
+         /tmp/index.html; exec httpd -f -p 80 -h /tmp"
+    );
+    let mut args = vec!["-d", "--name", "a", "-p", "8080:80"];
+    args.extend(net);
+    args.extend([IMAGE, "sh", "-c", &script]);
+    ok(&e.up_rootless(&ns, path, &args), "up -d -p 8080:80");
+    let pid = e.helper_pid("a");
+    assert!(pid_alive(pid), "{helper} (pid {pid}) does not run");
+    assert_eq!(
+        ns.fetch(8080).trim(),
+        "from-the-host",
+        "the page through {helper}"
+    );
+    // husk restart: the old helper ended, a new one for the new run
+    std::fs::write(www.join("index.html"), "again\n").unwrap();
+    ok(
+        &run_timeout(
+            &mut e.husk_rootless(&ns, path, &["restart", "--store", store, "-t", "1", "a"]),
+            CMD_TIMEOUT,
+        ),
+        "restart a",
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), &|| !pid_alive(pid)),
+        "{helper} (pid {pid}) outlived the run it served"
+    );
+    let pid = e.helper_pid("a");
+    assert!(
+        pid_alive(pid),
+        "{helper} (pid {pid}) of the new run does not run"
+    );
+    // (the container fetches the page as it starts: fetch until the new run has)
+    let mut page = ns.fetch(8080);
+    for _ in 0..50 {
+        if page.trim() == "again" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        page = ns.fetch(8080);
+    }
+    assert_eq!(page.trim(), "again", "the page after husk restart");
+    std::fs::write(www.join("index.html"), "from-the-host\n").unwrap();
+    ok(
+        &run_timeout(
+            &mut e.husk_rootless(&ns, path, &["rm", "--store", store, "-f", "a"]),
+            CMD_TIMEOUT,
+        ),
+        "rm -f a",
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), &|| !pid_alive(pid)),
+        "{helper} (pid {pid}) outlived husk rm -f"
+    );
+    e.assert_clean("after rm -f");
+
+    // the monitor SIGKILLed: rm -f still ends the helper
+    let mut args = vec!["-d", "--name", "b", "-p", "5353:5353/udp"];
+    args.extend(net);
+    args.extend([IMAGE, "/probe", "udp-echo", "5353"]);
+    ok(&e.up_rootless(&ns, path, &args), "up -d b");
+    let pid = e.helper_pid("b");
+    // a udp port too
+    assert_eq!(
+        udp_roundtrip(&ns.0, 5353).as_deref(),
+        Ok("echo:ping"),
+        "udp through {helper}"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(e.store().join("containers/b/status.json")).unwrap())
+            .unwrap();
+    let monitor = status["monitorPid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(5), &|| !pid_alive(monitor)));
+    assert!(
+        pid_alive(pid),
+        "{helper} died with the monitor, the container still runs"
+    );
+    ok(
+        &run_timeout(
+            &mut e.husk_rootless(&ns, path, &["rm", "--store", store, "-f", "b"]),
+            CMD_TIMEOUT,
+        ),
+        "rm -f b",
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), &|| !pid_alive(pid)),
+        "{helper} (pid {pid}) outlived the monitor's SIGKILL and husk rm -f"
+    );
+    e.assert_clean("after the monitor's SIGKILL and rm -f");
+
+    // in the foreground with --rm
+    let url = format!("http://{gateway}:9090/index.html");
+    let mut args = vec!["--rm"];
+    args.extend(net);
+    args.extend([IMAGE, "wget", "-q", "-O", "-", &url]);
+    let out = ok(&e.up_rootless(&ns, path, &args), "up --rm wget");
+    assert_eq!(out.trim(), "from-the-host");
+    e.assert_clean("after up --rm");
+    assert!(left().is_empty(), "left: {:?}", left());
+    // none and host as for root: loopback only, the namespace's own links
+    let links = |flags: &[&str]| {
+        let mut a = vec!["--rm"];
+        a.extend(flags);
+        a.extend([IMAGE, "ip", "-o", "link"]);
+        ok(&e.up_rootless(&ns, path, &a), &format!("up {flags:?}"))
+    };
+    let none = links(&["--network", "none"]);
+    assert!(none.contains("lo:") && !none.contains("rl0"), "{none}");
+    let host = links(&["--network", "host"]);
+    assert!(host.contains("rl0"), "{host}");
+    e.assert_clean("after none and host");
+    // asked for by root: refused by name (root's containers use husk's networks)
+    let mut a = vec!["up", "--store", store, "--pull", "never", "--rm"];
+    a.extend(net);
+    a.extend([IMAGE, "true"]);
+    let mut c = ns.cmd(runtime().to_str().unwrap());
+    c.arg("--root")
+        .arg(e.dir.path().join("root-of-root"))
+        .args(&a);
+    let o = run_timeout(&mut c, Duration::from_secs(60));
+    let err = text(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains(&format!("--network {helper}")),
+        "{err}"
+    );
+    e.assert_clean("after up --network HELPER as root");
+
+    // a published port in use (the test's server), then the helper missing
+    let mut args = vec!["--rm", "-p", "127.0.0.1:9090:80"];
+    args.extend(net);
+    args.extend([IMAGE, "true"]);
+    let o = e.up_rootless(&ns, path, &args);
+    let err = text(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("9090") && err.contains("in use"),
+        "{err}"
+    );
+    e.assert_clean("after a port in use");
+    let empty = e.dir.path().join("no-tools");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = e.up_rootless(
+        &ns,
+        empty.to_str().unwrap(),
+        &[&net[..], &[IMAGE, "true"]].concat(),
+    );
+    let err = text(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains(helper) && err.contains(package),
+        "{err}"
+    );
+    // without --network: pasta or slirp4netns, and the error names both
+    let o = e.up_rootless(&ns, empty.to_str().unwrap(), &[IMAGE, "true"]);
+    let err = text(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("pasta") && err.contains("slirp4netns"),
+        "{err}"
+    );
+    e.assert_clean("after a missing helper");
+    assert!(left().is_empty(), "left: {:?}", left());
+}
+
+/// Send a datagram to 127.0.0.1:`port` from the namespace `ns` (a thread that joined it) and
+/// return the reply.
+fn udp_roundtrip(ns: &str, port: u16) -> Result<String, String> {
+    use std::os::fd::AsFd;
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("setns: {e}"))?;
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            s.send_to(b"ping", ("127.0.0.1", port))
+                .map_err(|e| e.to_string())?;
+            if let Ok((n, _)) = s.recv_from(&mut buf) {
+                return Ok(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        Err("no reply".into())
+    })
+    .join()
+    .unwrap()
+}
+
+/// A child of the test's, killed and reaped on drop (a failed test too).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn up_rootless_network_pasta() {
+    rootless_network("up_rootless_network_pasta", "pasta", "passt", RL_GATEWAY);
+}
+
+#[test]
+fn up_rootless_network_slirp4netns() {
+    rootless_network(
+        "up_rootless_network_slirp4netns",
+        "slirp4netns",
+        "slirp4netns",
+        "10.0.2.2",
+    );
+}

@@ -1018,7 +1018,8 @@ pub fn unpack(store: &Store, text: &str, bundle: &Path) -> Result<()> {
 }
 
 /// [`unpack`] with the image config changed by `over` first; the rootfs of a caller that is
-/// not root is a plain copy owned by it (what `husk up` runs).
+/// not root is a plain copy owned by it, its config a rootless one mapping the caller's own
+/// ids to 0 (what `husk up` runs).
 pub fn unpack_with(store: &Store, text: &str, bundle: &Path, over: &ConfigOverrides) -> Result<()> {
     unpack_as(store, text, bundle, over, false)
 }
@@ -1053,7 +1054,8 @@ fn unpack_as(
     };
     let prepared = prepare_bundle(&format!("unpack {name}"), bundle)?;
     // a user's bundle is for a rootless run: its config maps the user (and the ranges) to 0..
-    let rootless = (shift && !nix::unistd::geteuid().is_root()).then_some(layout.as_ref());
+    // (husk up's plain copy: the user alone)
+    let rootless = (!nix::unistd::geteuid().is_root()).then_some(layout.as_ref());
     let unpack = || unpack_into(store, &name, &manifest, &cfg, &prepared, rootless, None);
     let result = match &layout {
         None => unpack(),

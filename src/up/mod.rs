@@ -21,6 +21,7 @@ pub mod init;
 pub mod logs;
 pub mod monitor;
 pub mod seccomp;
+pub mod usernet;
 pub mod userns;
 pub mod volume;
 
@@ -56,24 +57,27 @@ pub enum NetworkMode {
     /// A network namespace of its own attached to this network: one of `husk network create`,
     /// a CNI conflist, or the default network (created on first use).
     Named(String),
+    /// A network namespace of its own networked by a helper process of the caller's, pasta or
+    /// slirp4netns (`None`: pasta when installed, else slirp4netns), as rootless podman's.
+    UserMode(Option<usernet::Helper>),
 }
 
-/// What a caller without root in the initial user namespace is told when `--network` is not
-/// given: husk has no rootless networking yet, so its container gets loopback only.
-pub const ROOTLESS_NETWORK_NOTE: &str = "husk up: note: no network for a caller without root yet \
-     (husk's networks need root in the initial user namespace): the container has loopback only, \
-     as with --network none";
+/// Whether the caller has root in the initial user namespace (what husk's networks need).
+fn caller_is_root() -> bool {
+    nix::unistd::geteuid().is_root() && !crate::rootless::in_user_namespace()
+}
 
 impl NetworkMode {
     /// `--network VALUE`. `bridge` and `default` are docker run's names of its default network,
-    /// husk's default network (`husk`, created on first use).
+    /// husk's default network (`husk`, created on first use); for a caller without root, the
+    /// user-mode network of pasta or slirp4netns (podman's names, also accepted as such).
     pub fn parse(s: &str) -> Result<NetworkMode> {
         match s {
             "none" => Ok(NetworkMode::None),
             "host" => Ok(NetworkMode::Host),
-            "bridge" | "default" => Ok(NetworkMode::Named(
-                crate::network::DEFAULT_NETWORK.to_string(),
-            )),
+            "pasta" => Ok(NetworkMode::UserMode(Some(usernet::Helper::Pasta))),
+            "slirp4netns" => Ok(NetworkMode::UserMode(Some(usernet::Helper::Slirp4netns))),
+            "bridge" | "default" => Ok(NetworkMode::default_for_caller()),
             "" => bail!(
                 "--network \"\": expected none, host, bridge (the default network) or a network's \
                  name"
@@ -84,16 +88,12 @@ impl NetworkMode {
 
     /// The network of a container when `--network` is not given: as docker run, the default
     /// bridge network (husk's default network, created on first use); for a caller without
-    /// root in the initial user namespace, whose containers husk cannot network yet, none, and
-    /// the note to say so.
-    pub fn default_for_caller() -> (NetworkMode, Option<&'static str>) {
-        if nix::unistd::geteuid().is_root() && !crate::rootless::in_user_namespace() {
-            (
-                NetworkMode::Named(crate::network::DEFAULT_NETWORK.to_string()),
-                None,
-            )
+    /// root in the initial user namespace, as rootless podman, pasta or slirp4netns.
+    pub fn default_for_caller() -> NetworkMode {
+        if caller_is_root() {
+            NetworkMode::Named(crate::network::DEFAULT_NETWORK.to_string())
         } else {
-            (NetworkMode::None, Some(ROOTLESS_NETWORK_NOTE))
+            NetworkMode::UserMode(None)
         }
     }
 }
@@ -113,7 +113,7 @@ fn check_network_aliases(o: &UpOptions) -> Result<()> {
             "--network-alias {first:?}: network {n} is husk's default network, which gives no \
              names; aliases need a network of husk network create"
         ),
-        NetworkMode::None | NetworkMode::Host => bail!(
+        NetworkMode::None | NetworkMode::Host | NetworkMode::UserMode(_) => bail!(
             "--network-alias {first:?}: aliases need a network of husk network create \
              (--network NAME)"
         ),
@@ -256,10 +256,17 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     for p in &o.publish {
         ports.extend(crate::network::ports::parse(p).with_context(|| format!("-p {p:?}"))?);
     }
+    // pasta or slirp4netns: found before anything is made
+    let helper = match &o.network {
+        NetworkMode::UserMode(asked) => Some(usernet::choose("--network", *asked)?),
+        _ => None,
+    };
     let net = match &o.network {
         NetworkMode::Named(n) => Some((crate::network::Dirs::resolve(None, None, None, None)?, n)),
+        NetworkMode::UserMode(_) => None,
         _ if !ports.is_empty() || o.publish_all => bail!(
-            "-p/-P: publishing ports needs a network (the default one, or --network NAME), not \
+            "-p/-P: publishing ports needs a network (the default one, --network NAME, pasta or \
+             slirp4netns), not \
              --network {}",
             if o.network == NetworkMode::Host {
                 "host"
@@ -416,6 +423,7 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
                 hostname: &hostname,
                 extra_hosts: &cfg.extra_hosts,
                 aliases: &o.network_aliases,
+                user_network: helper.as_ref().map(|h| h.0),
             },
             flags::anonymous_volumes(&facts),
         );
@@ -435,7 +443,20 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
             detach: false,
             keep: !o.rm,
         };
-        crate::container::run_with(g, &run, &mut |_| {
+        // pasta or slirp4netns in namespaces made for the container before it is created
+        let mut holder = match &helper {
+            Some((h, bin)) => match usernet::prepare(&bundle, *h, bin, &ports) {
+                Ok(holder) => Some(holder),
+                Err(e) => {
+                    let _ = usernet::stop(&bundle);
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        let ran = crate::container::run_with(g, &run, &mut |_| {
+            // the container is in them now
+            drop(holder.take());
             if let Some((dirs, name)) = &net {
                 // (the attach writes the hosts file it has bound: its addresses, the network's
                 // other containers)
@@ -449,7 +470,12 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
                 crate::network::attach::attach(g, dirs, name, &id, &a)?;
             }
             Ok(())
-        })
+        });
+        // the container has exited (or was never started): its helper goes with it
+        let stopped = usernet::stop(&bundle);
+        let code = ran?;
+        stopped?;
+        Ok(code)
     })();
     let gone = !g.store.dir(&id).exists();
     // (-d: the monitor removes it at the exit)
@@ -482,6 +508,7 @@ struct Attached<'a> {
     hostname: &'a str,
     extra_hosts: &'a [(String, std::net::IpAddr)],
     aliases: &'a [String],
+    user_network: Option<usernet::Helper>,
 }
 
 fn monitor_config(
@@ -502,6 +529,7 @@ fn monitor_config(
         hostname: net.hostname.to_string(),
         extra_hosts: net.extra_hosts.to_vec(),
         network_aliases: net.aliases.to_vec(),
+        user_network: net.user_network,
         anonymous_volumes,
     }
 }
@@ -558,6 +586,14 @@ fn edit_config(
         None if o.network != NetworkMode::Host => v["hostname"] = json!(default_hostname(id)),
         None => {}
     }
+    if o.network != NetworkMode::Host {
+        // a rootless config (a caller without root) has none: every other mode has its own
+        if let Some(ns) = v["linux"]["namespaces"].as_array_mut() {
+            if !ns.iter().any(|n| n["type"] == "network") {
+                ns.push(json!({"type": "network"}));
+            }
+        }
+    }
     if o.network == NetworkMode::Host {
         if let Some(ns) = v["linux"]["namespaces"].as_array_mut() {
             ns.retain(|n| n["type"] != "network");
@@ -572,7 +608,10 @@ fn edit_config(
             }
         }
     }
-    if v["linux"]["cgroupsPath"].as_str().is_none_or(str::is_empty) {
+    // a caller without root may not make a cgroup: as a rootless runc or podman with cgroupfs,
+    // its container stays in its caller's cgroup (and limits are refused by the runtime)
+    let may_make_cgroup = nix::unistd::geteuid().is_root() && !crate::rootless::in_user_namespace();
+    if may_make_cgroup && v["linux"]["cgroupsPath"].as_str().is_none_or(str::is_empty) {
         v["linux"]["cgroupsPath"] = json!(cgroups_path);
     }
     if o.read_only {
@@ -780,6 +819,7 @@ pub fn rm(g: &Global, store_dir: &Path, names: &[String], force: bool) -> Result
         if has_state {
             crate::container::delete(g, id, force)?;
         }
+        usernet::stop(&bundle)?;
         crate::network::attach::release_container(&g.store.root, id)?;
         remove_bundle(&bundle)?;
     }
@@ -825,14 +865,22 @@ mod tests {
             NetworkMode::parse("web").unwrap(),
             NetworkMode::Named("web".into())
         );
+        assert_eq!(
+            NetworkMode::parse("pasta").unwrap(),
+            NetworkMode::UserMode(Some(usernet::Helper::Pasta))
+        );
+        assert_eq!(
+            NetworkMode::parse("slirp4netns").unwrap(),
+            NetworkMode::UserMode(Some(usernet::Helper::Slirp4netns))
+        );
         assert!(NetworkMode::parse("")
             .unwrap_err()
             .to_string()
             .contains("--network"));
     }
 
-    /// Without --network: the default network for root, loopback only and the note for a
-    /// caller without root (in a child that drops to nobody's uid).
+    /// Without --network: the default network for root, pasta or slirp4netns for a caller
+    /// without root (in a child that drops to nobody's uid).
     #[test]
     fn default_network_by_caller() {
         if !crate::security::test_support::is_root() || crate::rootless::in_user_namespace() {
@@ -843,22 +891,18 @@ mod tests {
         }
         assert_eq!(
             NetworkMode::default_for_caller(),
-            (
-                NetworkMode::Named(crate::network::DEFAULT_NETWORK.into()),
-                None
-            )
+            NetworkMode::Named(crate::network::DEFAULT_NETWORK.into())
         );
         crate::security::test_support::in_child(
             concat!(module_path!(), "::default_network_by_caller"),
             || {
                 let nobody = nix::unistd::Uid::from_raw(65534);
                 nix::unistd::setresuid(nobody, nobody, nobody)?;
-                let (mode, note) = NetworkMode::default_for_caller();
-                anyhow::ensure!(mode == NetworkMode::None, "{mode:?}");
-                anyhow::ensure!(
-                    note.is_some_and(|n| n.contains("--network none")),
-                    "{note:?}"
-                );
+                let mode = NetworkMode::default_for_caller();
+                anyhow::ensure!(mode == NetworkMode::UserMode(None), "{mode:?}");
+                // docker run's name of its default network is the same for that caller
+                let bridge = NetworkMode::parse("bridge")?;
+                anyhow::ensure!(bridge == NetworkMode::UserMode(None), "{bridge:?}");
                 Ok(())
             },
         );

@@ -140,6 +140,9 @@ pub struct Config {
     /// `--network-alias`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub network_aliases: Vec<String>,
+    /// pasta or slirp4netns, started for each run (a caller without root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_network: Option<super::usernet::Helper>,
     /// The `_data` directories of its anonymous volumes, removed with it (`--rm`).
     #[serde(default)]
     pub anonymous_volumes: Vec<PathBuf>,
@@ -666,7 +669,12 @@ fn supervise(
                 status.finished_at = None;
                 save(&bundle.join(STATUS), &status)?;
                 let started_ms = crate::sys::time::monotonic_ms();
-                let run = match start_once(g, bundle, cfg, dirs.as_ref()) {
+                let started = start_once(g, bundle, cfg, dirs.as_ref());
+                if started.is_err() {
+                    // a helper started for a run that did not happen
+                    let _ = super::usernet::stop(bundle);
+                }
+                let run = match started {
                     Ok(r) => r,
                     Err(e) if report.is_none() => {
                         status.error = Some(format!("restart {}: {e:#}", status.restart_count));
@@ -702,6 +710,9 @@ fn supervise(
         status.finished_at = Some(crate::sys::time::now_rfc3339());
         save(&bundle.join(STATUS), &status)?;
         if let Err(e) = crate::network::attach::release_container(&g.store.root, id) {
+            note(bundle, &format!("{e:#}"));
+        }
+        if let Err(e) = super::usernet::stop(bundle) {
             note(bundle, &format!("{e:#}"));
         }
         if stop_requested(bundle) || !policy.restarts(code, status.restart_count) {
@@ -750,6 +761,20 @@ fn start_once(
     let id = &cfg.id;
     // an overlay rootfs unmounted since (a reboot): mounted again
     crate::image::remount_rootfs(bundle)?;
+    // pasta or slirp4netns in namespaces made for this run (before any stdio is redirected)
+    let mut holder = match cfg.user_network {
+        Some(h) => {
+            let (h, bin) = super::usernet::choose("--network", Some(h))?;
+            match super::usernet::prepare(bundle, h, &bin, &cfg.ports) {
+                Ok(holder) => Some(holder),
+                Err(e) => {
+                    let _ = super::usernet::stop(bundle);
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
     let null = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -795,6 +820,7 @@ fn start_once(
         keep: true,
     };
     let res = crate::container::run_with(g, &opts, &mut |_| {
+        drop(holder.take());
         if let (Some(dirs), Some(name)) = (dirs, &cfg.network) {
             let a = super::flags::attach_options(
                 bundle,
@@ -1012,6 +1038,7 @@ pub fn restart(g: &Global, store_dir: &Path, id: &str, timeout: Option<u64>) -> 
     }
     crate::container::delete(g, id, true)?;
     crate::network::attach::release_container(&g.store.root, id)?;
+    super::usernet::stop(&bundle)?;
     launch(g, store_dir, &cfg)
 }
 

@@ -1,0 +1,520 @@
+//! User-mode networking for `husk up` run by a caller without root, as rootless podman: the
+//! container's network namespace gets its outbound connections and its published ports from a
+//! helper process, pasta (package passt; preferred, as podman 5) or slirp4netns (the fallback),
+//! which makes a tap device in it and moves the traffic through sockets of the caller's own
+//! network namespace. The host's loopback is reached at pasta's gateway address (`--map-gw`,
+//! pasta's default) or at slirp4netns's 10.0.2.2.
+//!
+//! The namespaces come first, as podman makes them before the runtime runs: the container's
+//! init is not dumpable from its start, so a process of the caller's, without CAP_SYS_PTRACE,
+//! may not open its `/proc/PID/ns` files. A [`Holder`] (a child of `husk up`'s, dumpable) makes
+//! a user namespace mapping the caller's ids to 0, as the rootless config does, and a network
+//! namespace in it; the helper joins them, the config's `user` and `network` namespaces name
+//! them by path, and once the runtime has created the container in them the holder exits.
+//!
+//! The helper is tied to the container's run: its pid and start time are recorded in the
+//! bundle ([`RECORD`]), and [`stop`] ends it by pid (checked against its start time) when the
+//! container exits (the foreground `husk up`, the monitor), on `husk rm` and on `husk restart`,
+//! so that `husk rm -f` ends it after the monitor was killed too. Only a companion runs these
+//! tools; the runtime never does.
+
+use crate::network::ports::PortMapping;
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The helper's pid and start time, in the bundle while it runs.
+pub const RECORD: &str = "network-helper.json";
+/// The helper's stderr (its errors, read back when it fails).
+const LOG: &str = "network-helper.log";
+/// pasta's pid file.
+const PIDFILE: &str = "pasta.pid";
+/// slirp4netns's API socket (relative to the bundle: slirp4netns runs there).
+const API_SOCKET: &str = "slirp4netns.sock";
+
+/// Which program gives the container its network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Helper {
+    Pasta,
+    Slirp4netns,
+}
+
+impl Helper {
+    pub fn name(self) -> &'static str {
+        match self {
+            Helper::Pasta => "pasta",
+            Helper::Slirp4netns => "slirp4netns",
+        }
+    }
+
+    fn package(self) -> &'static str {
+        match self {
+            Helper::Pasta => "passt",
+            Helper::Slirp4netns => "slirp4netns",
+        }
+    }
+}
+
+/// The helper to use and its path: `asked`, or pasta when installed, else slirp4netns. Refused
+/// for a caller with root in the initial user namespace; refused, naming the program and its
+/// package, when it is not in `$PATH`, and when `/dev/net/tun`, which both open for the
+/// container's tap device, is not open to the caller.
+pub fn choose(flag: &str, asked: Option<Helper>) -> Result<(Helper, PathBuf)> {
+    if nix::unistd::geteuid().is_root() && !crate::rootless::in_user_namespace() {
+        // (pasta drops to nobody before it opens the namespaces of root's process)
+        bail!(
+            "{flag} {}: user-mode networking is for a caller without root; root's containers \
+             use husk's networks (the default network, or --network NAME)",
+            asked.map_or("pasta", Helper::name)
+        );
+    }
+    let find = |h: Helper| crate::rootless::find_id_map_tool(h.name()).map(|p| (h, p));
+    let (helper, path) = match asked {
+        Some(h) => find(h).ok_or_else(|| {
+            anyhow!(
+                "{flag}: {} is not installed (package {}) or not in $PATH",
+                h.name(),
+                h.package()
+            )
+        })?,
+        None => find(Helper::Pasta)
+            .or_else(|| find(Helper::Slirp4netns))
+            .ok_or_else(|| {
+                anyhow!(
+                    "{flag}: the network of a container of a user without root needs pasta \
+                     (package passt) or slirp4netns, and neither is installed or in $PATH \
+                     (--network none runs it with loopback only)"
+                )
+            })?,
+    };
+    let rw = nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK;
+    if let Err(e) = nix::unistd::access("/dev/net/tun", rw) {
+        bail!(
+            "{flag}: {} needs /dev/net/tun readable and writable by you ({e}; udev's rule \
+             makes it mode 0666)",
+            helper.name()
+        );
+    }
+    Ok((helper, path))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Record {
+    helper: Helper,
+    pid: i32,
+    start_time: u64,
+}
+
+/// Each published port free now on the host (the helper binds it next): a clear error naming
+/// the port rather than the helper's.
+fn check_ports(ports: &[PortMapping]) -> Result<()> {
+    for m in ports {
+        let ip = m.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+        let at = std::net::SocketAddr::from((ip, m.host_port));
+        let bound = match m.protocol.as_str() {
+            "udp" => std::net::UdpSocket::bind(at).map(drop),
+            _ => std::net::TcpListener::bind(at).map(drop),
+        };
+        match bound {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                bail!(
+                    "-p {m}: host port {}/{} is already in use",
+                    m.host_port,
+                    m.protocol
+                )
+            }
+            Err(e) => return Err(e).with_context(|| format!("-p {m}: bind the host port")),
+        }
+    }
+    Ok(())
+}
+
+/// Start `helper` (at `bin`) in the user and network namespaces of `pid`, forwarding `ports` from the
+/// caller's network namespace; recorded in `bundle` once it runs. On failure nothing of it is
+/// left and the error carries what the helper said.
+fn start(bundle: &Path, helper: Helper, bin: &Path, pid: i32, ports: &[PortMapping]) -> Result<()> {
+    check_ports(ports)?;
+    let log_path = bundle.join(LOG);
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("create {}", log_path.display()))?;
+    let what = || format!("{} ({})", helper.name(), bin.display());
+    let said = || {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("Failed to send"))
+            .collect();
+        lines.join("; ")
+    };
+    let mut cmd = Command::new(bin);
+    cmd.current_dir(bundle)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        // out of the caller's process group: a terminal's ^C goes to the container, not to it
+        .process_group(0);
+    let helper_pid = match helper {
+        Helper::Pasta => {
+            let pidfile = bundle.join(PIDFILE);
+            let _ = std::fs::remove_file(&pidfile);
+            let mut tcp: Vec<String> = Vec::new();
+            let mut udp: Vec<String> = Vec::new();
+            for m in ports {
+                let spec = match m.host_ip {
+                    Some(ip) => format!("{ip}/{}:{}", m.host_port, m.container_port),
+                    None => format!("{}:{}", m.host_port, m.container_port),
+                };
+                if m.protocol == "udp" {
+                    &mut udp
+                } else {
+                    &mut tcp
+                }
+                .push(spec);
+            }
+            cmd.args(["--config-net", "--quiet", "-T", "none", "-U", "none"]);
+            for (flag, specs) in [("-t", &tcp), ("-u", &udp)] {
+                if specs.is_empty() {
+                    cmd.args([flag, "none"]);
+                }
+                for s in specs {
+                    cmd.args([flag, s]);
+                }
+            }
+            cmd.arg("--pid").arg(&pidfile).arg(pid.to_string());
+            // pasta sets the namespace up, then goes to the background: its exit says ready
+            let st = cmd.status().with_context(|| format!("run {}", what()))?;
+            let read = std::fs::read_to_string(&pidfile);
+            let _ = std::fs::remove_file(&pidfile);
+            if !st.success() {
+                bail!("{} failed ({st}): {}", what(), said());
+            }
+            read.ok()
+                .and_then(|t| t.trim().parse::<i32>().ok())
+                .filter(|p| *p > 0)
+                .ok_or_else(|| anyhow!("{}: no pid in its pid file {PIDFILE}", what()))?
+        }
+        Helper::Slirp4netns => {
+            // the ready pipe: its write end is inherited (no CLOEXEC), ours is not
+            let (ready_r, ready_w) = nix::unistd::pipe().context("pipe")?;
+            nix::fcntl::fcntl(
+                &ready_r,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .context("FD_CLOEXEC")?;
+            let _ = std::fs::remove_file(bundle.join(API_SOCKET));
+            cmd.args(["--configure", "--mtu=65520"])
+                .arg(format!("--ready-fd={}", ready_w.as_raw_fd()))
+                .args(["--api-socket", API_SOCKET])
+                .arg(format!("--userns-path=/proc/{pid}/ns/user"))
+                .arg("--netns-type=path")
+                .arg(format!("/proc/{pid}/ns/net"))
+                .arg("tap0");
+            let mut child = cmd.spawn().with_context(|| format!("run {}", what()))?;
+            drop(ready_w);
+            let child_pid = child.id() as i32;
+            let mut got = [0u8; 1];
+            let ready = wait_readable(ready_r.as_fd(), 10_000)
+                && std::fs::File::from(ready_r).read(&mut got).unwrap_or(0) == 1;
+            if !ready {
+                let _ = child.kill();
+                let st = child.wait();
+                let _ = std::fs::remove_file(bundle.join(API_SOCKET));
+                bail!(
+                    "{} did not become ready ({}): {}",
+                    what(),
+                    st.map_or_else(|e| e.to_string(), |s| s.to_string()),
+                    said()
+                );
+            }
+            let forwarded = ports
+                .iter()
+                .try_for_each(|m| add_hostfwd(bundle, m).with_context(|| format!("-p {m}")));
+            if let Err(e) = forwarded {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = std::fs::remove_file(bundle.join(API_SOCKET));
+                return Err(e);
+            }
+            child_pid
+        }
+    };
+    let rec = Record {
+        helper,
+        pid: helper_pid,
+        start_time: crate::state::process_start_time(helper_pid).unwrap_or(0),
+    };
+    let path = bundle.join(RECORD);
+    let saved = serde_json::to_vec(&rec)
+        .map_err(anyhow::Error::from)
+        .and_then(|b| {
+            std::fs::write(&path, b).with_context(|| format!("write {}", path.display()))
+        });
+    if let Err(e) = saved {
+        end(&rec);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// A child process holding a new user namespace (the caller's uid and gid as 0, setgroups
+/// denied, as a rootless runtime makes it) and a network namespace owned by it, until dropped.
+pub struct Holder {
+    pid: nix::unistd::Pid,
+    ended: bool,
+}
+
+impl Holder {
+    pub fn new() -> Result<Holder> {
+        let uid = nix::unistd::geteuid().as_raw();
+        let gid = nix::unistd::getegid().as_raw();
+        let (ready_r, ready_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
+        let parent = nix::unistd::getpid();
+        // SAFETY: husk up runs no other thread; the child only makes its namespaces, writes
+        // its own /proc files and pipes, and leaves by _exit.
+        match unsafe { nix::unistd::fork() }.context("fork the namespace holder")? {
+            nix::unistd::ForkResult::Child => {
+                drop(ready_r);
+                let made = (|| -> std::io::Result<()> {
+                    use nix::sched::CloneFlags;
+                    nix::sched::unshare(CloneFlags::CLONE_NEWUSER)?;
+                    std::fs::write("/proc/self/setgroups", "deny")?;
+                    std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))?;
+                    std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))?;
+                    nix::sched::unshare(CloneFlags::CLONE_NEWNET)?;
+                    // gone with husk up, should it die before it ends this
+                    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+                    if nix::unistd::getppid() != parent {
+                        return Err(std::io::Error::other("husk up is gone"));
+                    }
+                    Ok(())
+                })();
+                if made.is_ok() {
+                    let _ = nix::unistd::write(&ready_w, b"1");
+                    // until husk up kills it (processes forked meanwhile, the container's init
+                    // among them, may hold any pipe of husk up's: no end of file to wait for)
+                    loop {
+                        nix::unistd::pause();
+                    }
+                }
+                // SAFETY: _exit in the forked child: no destructor or atexit handler of the
+                // parent's runs twice.
+                unsafe { libc::_exit(i32::from(made.is_err())) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                drop(ready_w);
+                let mut h = Holder {
+                    pid: child,
+                    ended: false,
+                };
+                let mut got = [0u8; 1];
+                let ready = wait_readable(ready_r.as_fd(), 10_000)
+                    && std::fs::File::from(ready_r).read(&mut got).unwrap_or(0) == 1;
+                if !ready {
+                    h.end();
+                    bail!(
+                        "a user namespace mapping uid {uid} and gid {gid} to 0, and a network \
+                         namespace in it, could not be made (unprivileged user namespaces \
+                         refused?)"
+                    );
+                }
+                Ok(h)
+            }
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+
+    fn end(&mut self) {
+        if !self.ended {
+            self.ended = true;
+            // (our child, not yet waited for: the pid is its own)
+            let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(self.pid, None);
+        }
+    }
+
+    /// The bundle's config made to join the holder's user and network namespaces by path
+    /// (without id mappings of its own: the namespace has them).
+    pub fn join_in_config(&self, bundle: &Path) -> Result<()> {
+        let path = bundle.join("config.json");
+        let text = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&text).with_context(|| format!("parse {}", path.display()))?;
+        let pid = self.pid();
+        let mut ns: Vec<serde_json::Value> = v["linux"]["namespaces"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        ns.retain(|n| n["type"] != "user" && n["type"] != "network");
+        ns.insert(
+            0,
+            serde_json::json!({"type": "user", "path": format!("/proc/{pid}/ns/user")}),
+        );
+        ns.push(serde_json::json!({"type": "network", "path": format!("/proc/{pid}/ns/net")}));
+        v["linux"]["namespaces"] = serde_json::Value::Array(ns);
+        if let Some(l) = v["linux"].as_object_mut() {
+            l.remove("uidMappings");
+            l.remove("gidMappings");
+        }
+        std::fs::write(&path, serde_json::to_vec_pretty(&v)?)
+            .with_context(|| format!("write {}", path.display()))
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// Make the namespaces of a run of the container in `bundle` (a [`Holder`], named in its
+/// config), and start `helper` in them. The helper is recorded in the bundle; the caller drops
+/// the holder once the container was created (or failed to be), and runs [`stop`] when it
+/// exits.
+pub fn prepare(bundle: &Path, helper: Helper, bin: &Path, ports: &[PortMapping]) -> Result<Holder> {
+    let holder = Holder::new()?;
+    holder.join_in_config(bundle)?;
+    start(bundle, helper, bin, holder.pid(), ports)?;
+    Ok(holder)
+}
+
+/// Whether `fd` becomes readable within `ms` milliseconds (EOF counts).
+fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, ms: u16) -> bool {
+    let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+    loop {
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
+            Ok(n) => return n > 0,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// slirp4netns's `add_hostfwd` over its API socket (reached through the bundle's fd: a store
+/// path may be longer than a socket address allows).
+fn add_hostfwd(bundle: &Path, m: &PortMapping) -> Result<()> {
+    let dir = std::fs::File::open(bundle).with_context(|| format!("open {}", bundle.display()))?;
+    let sock = format!("/proc/self/fd/{}/{API_SOCKET}", dir.as_raw_fd());
+    let mut s = std::os::unix::net::UnixStream::connect(&sock)
+        .with_context(|| format!("connect to slirp4netns's API socket {API_SOCKET}"))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let req = serde_json::json!({"execute": "add_hostfwd", "arguments": {
+        "proto": m.protocol,
+        "host_addr": m.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED).to_string(),
+        "host_port": m.host_port,
+        "guest_port": m.container_port,
+    }});
+    s.write_all(&serde_json::to_vec(&req)?)?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut reply = Vec::new();
+    s.take(64 * 1024).read_to_end(&mut reply)?;
+    let v: serde_json::Value = serde_json::from_slice(&reply).with_context(|| {
+        format!(
+            "slirp4netns's reply to add_hostfwd: {:?}",
+            String::from_utf8_lossy(&reply)
+        )
+    })?;
+    if let Some(e) = v.get("error") {
+        bail!(
+            "slirp4netns could not forward host port {}/{}: {}",
+            m.host_port,
+            m.protocol,
+            e["desc"].as_str().unwrap_or("(no description)")
+        );
+    }
+    Ok(())
+}
+
+/// SIGTERM, then SIGKILL after 3 s, to the recorded helper if it is still that process; reaped
+/// when it is a child of this process.
+fn end(rec: &Record) {
+    let same = || crate::state::process_start_time(rec.pid) == Some(rec.start_time);
+    if rec.pid <= 0 || !same() {
+        return;
+    }
+    let Ok(fd) = crate::sys::pidfd::open(rec.pid) else {
+        return;
+    };
+    // (checked again with the pidfd held: the pid cannot be reused from here on)
+    if !same() {
+        return;
+    }
+    let _ = crate::sys::pidfd::send_signal(fd.as_fd(), libc::SIGTERM);
+    if !crate::sys::pidfd::wait_exit(fd.as_fd(), 3000).unwrap_or(false) {
+        let _ = crate::sys::pidfd::send_signal(fd.as_fd(), libc::SIGKILL);
+        let _ = crate::sys::pidfd::wait_exit(fd.as_fd(), 3000);
+    }
+    let _ = nix::sys::wait::waitpid(
+        nix::unistd::Pid::from_raw(rec.pid),
+        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    );
+}
+
+/// End the helper recorded in `bundle`, if any (one stat when there is none), and remove what
+/// it left there.
+pub fn stop(bundle: &Path) -> Result<()> {
+    let path = bundle.join(RECORD);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
+    };
+    if let Ok(rec) = serde_json::from_slice::<Record>(&bytes) {
+        end(&rec);
+    }
+    for f in [API_SOCKET, PIDFILE, LOG, RECORD] {
+        match std::fs::remove_file(bundle.join(f)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("remove {}", bundle.join(f).display()))
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_record() {
+        assert_eq!(Helper::Pasta.name(), "pasta");
+        assert_eq!(Helper::Slirp4netns.package(), "slirp4netns");
+        let r = Record {
+            helper: Helper::Slirp4netns,
+            pid: 7,
+            start_time: 9,
+        };
+        let t = serde_json::to_string(&r).unwrap();
+        assert_eq!(t, r#"{"helper":"slirp4netns","pid":7,"startTime":9}"#);
+        // a record of another process (start time differs) is never signalled
+        let other = Record {
+            helper: Helper::Pasta,
+            pid: std::process::id() as i32,
+            start_time: 1,
+        };
+        end(&other);
+    }
+
+    #[test]
+    fn stop_without_record_is_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        stop(d.path()).unwrap();
+        std::fs::write(d.path().join(RECORD), b"not json").unwrap();
+        stop(d.path()).unwrap();
+        assert!(!d.path().join(RECORD).exists());
+    }
+}
