@@ -18,13 +18,36 @@
 #   CRI_CONTAINERD_SNIPPET=docs/engines/containerd-config.toml CRI_ONLY=pod-lifecycle \
 #       bash integration/cri.sh   # the handlers exactly as that file configures them (husk only;
 #                                 # SystemdCgroup set false on a host without systemd)
+#   CRI_SYSTEMD=1 bash integration/cri.sh   # containerd's systemd cgroup driver (SystemdCgroup =
+#                                 # true, a kubelet's default): each pod in a slice of its own below
+#                                 # the test's slice, each container a cri-containerd-ID.scope;
+#                                 # afterwards no scope of the test's and no slice may remain
+# Where the machine lacks parts (the systemd guest of `make vm-test`), they can come from outside:
+#   CRI_CLIENT=PATH   the client, built already (else built here with cargo)
+#   CRI_IMAGES=DIR    DIR/probe.tar and DIR/pause.tar, made already by integration/cri/image.py
+#   CRI_CNI_BIN=DIR   the CNI plugins (default /usr/lib/cni)
 set -uo pipefail
 . "$(dirname "$0")/engines/lib.sh"
 
 need_root "CRI integration"
-need_pkgs containerd:containerd ctr:containerd nsenter:util-linux protoc:protobuf-compiler ip:iproute2
-[ -x /usr/lib/cni/bridge ] || need_pkgs _none_:containernetworking-plugins
+need_pkgs containerd:containerd ctr:containerd nsenter:util-linux ip:iproute2
+[ -n "${CRI_CLIENT:-}" ] || need_pkgs protoc:protobuf-compiler
+CNI_BIN=${CRI_CNI_BIN:-/usr/lib/cni}
+[ -x "$CNI_BIN/bridge" ] || need_pkgs _none_:containernetworking-plugins
+SYSTEMD=${CRI_SYSTEMD:-}
 make_tmp cri
+if [ -n "$SYSTEMD" ]; then
+    [ -d /run/systemd/system ] || die_setup "CRI_SYSTEMD=1: systemd is not PID 1 here"
+    # the test's slice (no dash: a dash in a slice name is a level); the pods' slices below it
+    CGPARENT=huskcri_${TMP##*.}.slice
+    CGARG=$CGPARENT SC=true
+else
+    CGARG=/$CGPARENT SC=false
+fi
+# the systemd units of containers (the shim asks for cri-containerd-ID.scope): those there
+# before the run are not the test's
+scopes() { systemctl list-units --all --plain --no-legend 'cri-containerd-*.scope' 2>/dev/null | awk '{print $1}' | sort; }
+[ -n "$SYSTEMD" ] && SCOPES_BEFORE=$(scopes)
 NETNS=husk-cri-${TMP##*.}
 SOCK=$TMP/containerd.sock
 CT=(ctr -a "$SOCK" -n k8s.io)
@@ -45,13 +68,20 @@ engine_cleanup() {
     # pod network namespaces containerd left under its state dir
     find "$TMP/state" -path '*netns*' -type f 2>/dev/null | while read -r n; do umount "$n" 2>/dev/null; done
     ip netns del "$NETNS" 2>/dev/null
+    # the pods' slices, as a kubelet removes them (stopping the test's slice ends what is in it)
+    [ -n "$SYSTEMD" ] && systemctl stop "$CGPARENT" 2>/dev/null
 }
 
 # --- the client
 CLIENT_DIR=$REPO/integration/cri
-out=$(cd "$CLIENT_DIR" && cargo build --release --quiet 2>&1) || die_setup "build the CRI client (integration/cri)" "$out"
-CLIENT=$CLIENT_DIR/target/release/husk-cri-test
-pass "build the CRI client"
+if [ -n "${CRI_CLIENT:-}" ]; then
+    CLIENT=$CRI_CLIENT
+    [ -x "$CLIENT" ] || die_setup "CRI_CLIENT=$CLIENT is not an executable"
+else
+    out=$(cd "$CLIENT_DIR" && cargo build --release --quiet 2>&1) || die_setup "build the CRI client (integration/cri)" "$out"
+    CLIENT=$CLIENT_DIR/target/release/husk-cri-test
+    pass "build the CRI client"
+fi
 
 # --- network namespace, CNI config
 ip netns add "$NETNS" || die_setup "ip netns add $NETNS"
@@ -76,7 +106,7 @@ runtime() { # runtime NAME BINARY ROOT
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.$1.options]
         BinaryName = "$2"
         Root = "$3"
-        SystemdCgroup = false
+        SystemdCgroup = $SC
 EOT
 }
 if [ -n "${CRI_CONTAINERD_SNIPPET:-}" ]; then
@@ -101,7 +131,7 @@ state = "$TMP/state"
   restrict_oom_score_adj = true
   enable_selinux = false
   [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
+    bin_dir = "$CNI_BIN"
     conf_dir = "$TMP/cni"
 EOT
     if [ -n "${CRI_CONTAINERD_SNIPPET:-}" ]; then
@@ -128,11 +158,16 @@ wait_for 30 "${CT[@]}" version >/dev/null 2>&1 || die_setup "private containerd 
 pass "private containerd with the CRI plugin starts in network namespace $NETNS"
 
 # --- images, built here from the test rootfs
-for spec in "$IMG|null|[\"/probe\"]" "$PAUSE|[\"/probe\",\"pause\"]|null"; do
-    IFS='|' read -r ref ep cmd <<<"$spec"
-    python3 "$CLIENT_DIR/image.py" "$TESTROOT" "$TMP/image.tar" "$ref" "$ep" "$cmd" ||
-        die_setup "build image $ref"
-    out=$("${CT[@]}" images import "$TMP/image.tar" 2>&1) || die_setup "ctr images import $ref" "$out"
+for spec in "probe|$IMG|null|[\"/probe\"]" "pause|$PAUSE|[\"/probe\",\"pause\"]|null"; do
+    IFS='|' read -r file ref ep cmd <<<"$spec"
+    tar=$TMP/image.tar
+    if [ -n "${CRI_IMAGES:-}" ]; then
+        tar=$CRI_IMAGES/$file.tar
+    else
+        python3 "$CLIENT_DIR/image.py" "$TESTROOT" "$tar" "$ref" "$ep" "$cmd" ||
+            die_setup "build image $ref"
+    fi
+    out=$("${CT[@]}" images import "$tar" 2>&1) || die_setup "ctr images import $ref ($tar)" "$out"
 done
 rm -f "$TMP/image.tar"
 pass "images built from the test rootfs and imported"
@@ -140,7 +175,7 @@ pass "images built from the test rootfs and imported"
 if [ -n "${CRI_BENCH_RUNTIMES:-}" ]; then
     IFS=,; hs="${HANDLERS[*]}"; unset IFS
     nsenter --net="/run/netns/$NETNS" "$CLIENT" --socket "$SOCK" --handlers "$hs" --image "$IMG" \
-        --cgroup-parent "/$CGPARENT" --tmp "$TMP" --runs "${CRI_BENCH_RUNS:-20}" \
+        --cgroup-parent "$CGARG" --tmp "$TMP" --runs "${CRI_BENCH_RUNS:-20}" \
         --warmup "${CRI_BENCH_WARMUP:-3}" bench
     check "CRI benchmark ran" "" [ "$?" = 0 ]
     finish
@@ -152,7 +187,7 @@ declare -A RESULT
 for h in "${HANDLERS[@]}"; do
     say "# --- scenarios with runtime handler $h"
     nsenter --net="/run/netns/$NETNS" "$CLIENT" --socket "$SOCK" --handler "$h" --image "$IMG" \
-        --cgroup-parent "/$CGPARENT" --tmp "$TMP" --exec-seconds "${CRI_EXEC_SECONDS:-10}" \
+        --cgroup-parent "$CGARG" --tmp "$TMP" --exec-seconds "${CRI_EXEC_SECONDS:-10}" \
         ${CRI_ONLY:+--only "$CRI_ONLY"} >"$TMP/scenarios-$h.out" 2>&1
     sed "s/^/# [$h] /" "$TMP/scenarios-$h.out" | grep -E '^# \[[a-z]+\] (ok|not ok|#    |# )'
 
@@ -176,6 +211,18 @@ out=$(timeout 60 nsenter --net="/run/netns/$NETNS" "$CLIENT" --socket "$SOCK" le
 check "no pod sandbox or container left in CRI" "$out" [ -z "$out" ]
 out=$(settled cg_procs)
 check "no process left in the test's cgroups" "$out" [ -z "$out" ]
+if [ -n "$SYSTEMD" ]; then
+    new_scopes() { comm -13 <(printf '%s\n' "$SCOPES_BEFORE") <(scopes) | grep .; }
+    out=$(settled new_scopes)
+    check "no container scope unit left (systemd)" "$out" [ -z "$out" ]
+    out=$(find "/sys/fs/cgroup/$CGPARENT" -name '*.scope' 2>/dev/null)
+    check "no scope cgroup left in the test's slice" "$out" [ -z "$out" ]
+    # the pods' slices are the kubelet's to remove: the test removes them as it would
+    out=$(systemctl stop "$CGPARENT" 2>&1)
+    check "the test's slice and its pod slices stop" "$out" [ $? = 0 ]
+    out=$(systemctl list-units --all --plain --no-legend "${CGPARENT%.slice}*" 2>/dev/null | grep -v ' inactive ')
+    check "no pod slice left active" "$out" [ -z "$out" ]
+fi
 out=$("${CT[@]}" tasks ls -q 2>/dev/null; "${CT[@]}" containers ls -q 2>/dev/null)
 check "no containerd task or container left" "$out" [ -z "$out" ]
 shims() { for p in /proc/[0-9]*; do { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -q "containerd-shim.*-address $SOCK" && echo "${p#/proc/}"; done; }

@@ -1,7 +1,7 @@
 #!/bin/bash
 # run.sh -- husk's cgroup v2, systemd and LSM tests in throw-away User-mode Linux guests.
 #
-#   integration/vm/run.sh [plain|systemd|systemd-hybrid|apparmor|selinux]...   (default: all five)
+#   integration/vm/run.sh [plain|systemd|systemd-hybrid|apparmor|selinux|systemd-cri]...   (default: all but systemd-cri)
 #
 # plain:   a pure cgroup v2 guest (cgroupfs driver);
 # systemd: the Debian 12 guest with systemd 252 as PID 1 (husk --systemd-cgroup, checked with
@@ -40,6 +40,12 @@
 # husk killed with SIGKILL at each step boundary and at random moments of the nine operations,
 # then delete --force; no process, mount, cgroup, state entry or husk-*.scope unit may remain
 # (HUSK_VM_FAULTS injections, default 90; seeded, the seed printed; HUSK_FAULT_SEED replays).
+# systemd-cri: the systemd guest again, booted for Kubernetes' view with a kubelet's default
+# cgroup driver: the CRI scenarios of integration/cri.sh (a private containerd, SystemdCgroup =
+# true, pods in slices of their own) under husk and runc; no cri-containerd-*.scope unit, scope
+# cgroup or pod slice left (cri-checks.sh). Not in the default set: in the guest its husk
+# scenarios have not yet finished within the guest's time limit (containerd, images, leak
+# checks and teardown work there; the scenarios' slowness or hang is not yet understood).
 # systemd-hybrid: also net_cls and net_prio (and hugetlb) read back inside where the guest
 # kernel has them, a named skip and a refusal by field name where not (hybrid-checks.sh).
 # Builds on the host first (cargo build, cargo test --no-run for the library, tests/faults.rs and
@@ -81,6 +87,24 @@ recoverybin=$root/$recoverybin
 # from the clock unless HUSK_FAULT_SEED is set (the seed is printed either way)
 vm_faults=${HUSK_VM_FAULTS:-90}
 fault_seed=${HUSK_FAULT_SEED:-}
+# the systemd-cri guest runs the CRI scenarios with containerd's systemd cgroup driver:
+# the CRI client and the two images are made here (the guest has no protoc, cargo cache or
+# python json module); containerd, its shim, ctr and the CNI plugins come from the host's /
+# (read-only at /host in the guest).
+cridir=
+if [[ " ${modes[*]} " == *" systemd-cri "* ]]; then
+	for c in containerd containerd-shim-runc-v2 ctr protoc; do
+		command -v "$c" >/dev/null || { echo "vm-test: $c missing (make deps)" >&2; exit 2; }
+	done
+	[ -x /usr/lib/cni/bridge ] || { echo "vm-test: /usr/lib/cni/bridge missing (make deps)" >&2; exit 2; }
+	(cd integration/cri && cargo build --release --quiet) || { echo "vm-test: the CRI client does not build" >&2; exit 2; }
+	cridir=$root/target/vm-test/cri
+	rm -rf "$cridir" && mkdir -p "$cridir"
+	cp integration/cri/target/release/husk-cri-test "$cridir/" || exit 2
+	python3 integration/cri/image.py "$rootfs" "$cridir/probe.tar" docker.io/library/husk-cri-probe:1 null '["/probe"]' &&
+		python3 integration/cri/image.py "$rootfs" "$cridir/pause.tar" docker.io/library/husk-cri-pause:1 '["/probe","pause"]' null ||
+		{ echo "vm-test: the CRI images" >&2; exit 2; }
+fi
 
 # Bundles, prepared here because the systemd guest has no jq.
 b=$root/target/vm-test/bundles
@@ -244,11 +268,15 @@ for m in "${modes[@]}"; do
 		cmd=$(printf '%q ' "$here/lsm-checks.sh" "$m" "$husk" "$b")
 		;;
 	systemd) flag=(--systemd) ;;
+	systemd-cri)
+		flag=(--systemd)
+		cmd=$(printf '%q ' "$here/cri-checks.sh" "$husk" "$cridir")
+		;;
 	systemd-hybrid)
 		flag=(--systemd) unified=0
 		cmd=$(printf '%q ' "$here/hybrid-checks.sh" "$husk" "$b")
 		;;
-	*) echo "vm-test: unknown mode $m (plain, systemd, systemd-hybrid, apparmor, selinux)" >&2; exit 2 ;;
+	*) echo "vm-test: unknown mode $m (plain, systemd, systemd-hybrid, apparmor, selinux, systemd-cri)" >&2; exit 2 ;;
 	esac
 	echo "== vm-test: $m guest"
 	log=$(mktemp /tmp/husk-vm-test.XXXXXX)

@@ -5,6 +5,7 @@
 //!
 //!     husk-cri-test --socket SOCK --handler NAME --image REF --cgroup-parent /P --tmp DIR
 //!                   [--exec-seconds N] [--only SCENARIO[,SCENARIO...]]
+//!     (with containerd's systemd cgroup driver the parent is a slice: --cgroup-parent P.slice)
 //!     husk-cri-test --socket SOCK leftovers     # prints every pod sandbox and container left
 //!     husk-cri-test --socket SOCK cleanup       # stops and removes every pod sandbox
 //!     husk-cri-test --socket SOCK --handlers a,b --image REF --cgroup-parent /P --tmp DIR
@@ -133,7 +134,7 @@ impl Ctx {
             },
             log_directory: log_dir.display().to_string(),
             linux: Some(LinuxPodSandboxConfig {
-                cgroup_parent: format!("{}/{name}", self.cgroup_parent),
+                cgroup_parent: pod_cgroup_parent(&self.cgroup_parent, &name),
                 security_context: Some(LinuxSandboxSecurityContext {
                     namespace_options: Some(ns),
                     privileged: o.privileged,
@@ -448,6 +449,16 @@ where
     let r = f(c, &pod).await;
     c.remove_pod(&pod.id).await?;
     r
+}
+
+/// The pod's cgroup parent below `parent`, as a kubelet names it for each driver: cgroupfs a
+/// path (`/P/NAME`), systemd a slice (`P-NAME.slice` below `P.slice`, which systemd nests in
+/// it; a dash in a slice name is a level, so the pod's name keeps none).
+fn pod_cgroup_parent(parent: &str, name: &str) -> String {
+    match parent.strip_suffix(".slice") {
+        Some(slice) => format!("{slice}-{}.slice", name.replace('-', "_")),
+        None => format!("{parent}/{name}"),
+    }
 }
 
 fn ensure(cond: bool, what: impl FnOnce() -> String) -> Result<()> {
