@@ -2031,7 +2031,7 @@ mod tests {
             json!(["nosuid", "noexec", "nodev"])
         );
         assert!(s["process"].get("rlimits").is_none());
-        let root = nix::unistd::geteuid().is_root() && !crate::rootless::in_user_namespace();
+        let root = crate::up::caller_is_root();
         if root && Path::new("/proc/sys/net/ipv4/ping_group_range").exists() {
             assert_eq!(
                 s["linux"]["sysctl"]["net.ipv4.ping_group_range"],

@@ -63,7 +63,7 @@ pub enum NetworkMode {
 }
 
 /// Whether the caller has root in the initial user namespace (what husk's networks need).
-fn caller_is_root() -> bool {
+pub(crate) fn caller_is_root() -> bool {
     nix::unistd::geteuid().is_root() && !crate::rootless::in_user_namespace()
 }
 
@@ -610,7 +610,7 @@ fn edit_config(
     }
     // a caller without root may not make a cgroup: as a rootless runc or podman with cgroupfs,
     // its container stays in its caller's cgroup (and limits are refused by the runtime)
-    let may_make_cgroup = nix::unistd::geteuid().is_root() && !crate::rootless::in_user_namespace();
+    let may_make_cgroup = caller_is_root();
     if may_make_cgroup && v["linux"]["cgroupsPath"].as_str().is_none_or(str::is_empty) {
         v["linux"]["cgroupsPath"] = json!(cgroups_path);
     }

@@ -65,7 +65,7 @@ impl Helper {
 /// package, when it is not in `$PATH`, and when `/dev/net/tun`, which both open for the
 /// container's tap device, is not open to the caller.
 pub fn choose(flag: &str, asked: Option<Helper>) -> Result<(Helper, PathBuf)> {
-    if nix::unistd::geteuid().is_root() && !crate::rootless::in_user_namespace() {
+    if crate::up::caller_is_root() {
         // (pasta drops to nobody before it opens the namespaces of root's process)
         bail!(
             "{flag} {}: user-mode networking is for a caller without root; root's containers \
