@@ -659,6 +659,11 @@ fn supervise(
         Some(_) => Some(crate::network::Dirs::resolve(None, None, None, None)?),
         None => None,
     };
+    if resume.is_none() {
+        // the log exists once `husk up -d` or `husk restart` returns, whoever writes first
+        // (the pump opens it again in its own process)
+        logs::LogWriter::open(&logs::log_path(bundle, id), logs::MAX_SIZE, logs::MAX_FILES)?;
+    }
     let mut delay = Duration::from_millis(resume.map_or(100, |r| r.delay_ms));
     'runs: loop {
         let (code, started_ms) = match resume.take() {
