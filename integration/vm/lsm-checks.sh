@@ -20,7 +20,8 @@
 #   apparmor=unconfined does not, and lets ps and kill work among the container's processes;
 #   --privileged and apparmor=unconfined run unconfined, apparmor=NAME under NAME; without
 #   apparmor_parser husk up fails naming it and leaves nothing; husk restart of a kept container
-#   loads it again when it was removed; the cost is printed (# cost:).
+#   loads it again when it was removed, and so does a run of --restart on-failure; the cost is
+#   printed (# cost:).
 # selinux: the guest booted with lsm=capability,selinux (SELinux the major LSM, selinuxfs
 #   mounted, but no policy loaded; AppArmor built in but not active): a selinuxLabel fails create
 #   by field name leaving nothing behind (without a policy the kernel would accept any label and
@@ -330,6 +331,24 @@ label=$(tr -d '\0\n' <"/proc/$pid/attr/current" 2>/dev/null)
 check "husk restart of a kept container after husk-default was removed (status $st): loaded again ($(calls) apparmor_parser run), the container '$label'" \
 	test "$st" = 0 -a "$label" = "husk-default (enforce)" -a "$(calls)" = 1
 "$husk" --root "$root" rm -f aa-keep >/dev/null 2>&1
+
+# the same for a run of the restart policy: the first run fails after its profile went, the
+# monitor loads it again before the second run
+: >"$shim/calls"
+U -d --name aa-pol --restart on-failure:1 "$img" sh -c \
+	'test -e /again || { touch /again; sleep 5; exit 1; }; cat /proc/self/attr/current; sleep 600' \
+	>/dev/null 2>&1
+unload
+out=
+for _ in $(seq 1 60); do
+	out=$("$husk" --root "$root" logs aa-pol 2>&1)
+	[ -n "$out" ] && break
+	sleep 1
+done
+show "$out"
+check "--restart on-failure after husk-default was removed: the second run '$out', loaded again ($(calls) apparmor_parser run)" \
+	test "$out" = "husk-default (enforce)" -a "$(calls)" = 1
+"$husk" --root "$root" rm -f aa-pol >/dev/null 2>&1
 
 # apparmor_parser missing (a mount namespace with an empty /usr/sbin, PATH without the shim):
 # a clear error naming it and the way out, nothing made

@@ -124,7 +124,14 @@ pub fn ensure_for_config(config: &Path) -> Result<()> {
     let text = std::fs::read(config).with_context(|| format!("read {}", config.display()))?;
     let v: serde_json::Value =
         serde_json::from_slice(&text).with_context(|| format!("parse {}", config.display()))?;
-    if v["process"]["apparmorProfile"] == DEFAULT_PROFILE && host_enabled() {
+    ensure_for_profile(v["process"]["apparmorProfile"].as_str())
+}
+
+/// For the profile a container gets (`process.apparmorProfile`): husk's default profile is
+/// loaded where AppArmor is enabled (as dockerd loads docker-default); any other profile, or
+/// none, needs nothing of husk.
+pub fn ensure_for_profile(profile: Option<&str>) -> Result<()> {
+    if profile == Some(DEFAULT_PROFILE) && host_enabled() {
         ensure_default_loaded()?;
     }
     Ok(())

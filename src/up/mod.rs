@@ -245,13 +245,8 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     let cfg = flags::parse(&o.config)?;
     userns::check(o.userns, "--userns auto")?;
     let mut facts = flags::resolve(&cfg, store_dir)?;
-    // husk's default AppArmor profile, loaded before anything is made (as dockerd loads
-    // docker-default): also when apparmor=husk-default names it, where AppArmor is enabled
-    if facts.apparmor.as_deref() == Some(apparmor::DEFAULT_PROFILE)
-        && (cfg.apparmor.is_none() || apparmor::host_enabled())
-    {
-        apparmor::ensure_default_loaded()?;
-    }
+    // husk's default AppArmor profile, loaded before anything is made
+    apparmor::ensure_for_profile(facts.apparmor.as_deref())?;
     let mut ports = Vec::new();
     for p in &o.publish {
         ports.extend(crate::network::ports::parse(p).with_context(|| format!("-p {p:?}"))?);

@@ -674,7 +674,13 @@ fn supervise(
                 status.finished_at = None;
                 save(&bundle.join(STATUS), &status)?;
                 let started_ms = crate::sys::time::monotonic_ms();
-                let started = start_once(g, bundle, cfg, dirs.as_ref());
+                // a run of the restart policy: the AppArmor profile again first, as `husk
+                // restart` does (an administrator may have removed it since)
+                let started = match status.restart_count {
+                    0 => start_once(g, bundle, cfg, dirs.as_ref()),
+                    _ => super::apparmor::ensure_for_config(&bundle.join("config.json"))
+                        .and_then(|()| start_once(g, bundle, cfg, dirs.as_ref())),
+                };
                 if started.is_err() {
                     // a helper started for a run that did not happen
                     let _ = super::usernet::stop(bundle);
