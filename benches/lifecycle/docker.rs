@@ -337,22 +337,7 @@ impl Daemon {
 
     /// pids whose command line names the temp dir (dockerd, containerd, shims)
     fn dir_procs(&self) -> Vec<i32> {
-        let me = std::process::id() as i32;
-        let needle = self.dir.to_string_lossy().into_owned();
-        std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|&pid| pid != me)
-            .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                    String::from_utf8_lossy(&c)
-                        .replace('\0', " ")
-                        .contains(&needle)
-                })
-            })
-            .collect()
+        super::up::procs_naming(&self.dir)
     }
 
     /// The hierarchies under /sys/fs/cgroup: (root, whether it is a real cgroup file system).

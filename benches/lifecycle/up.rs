@@ -59,7 +59,7 @@ fn sha256(b: &[u8]) -> String {
 }
 
 /// pids (not ours) whose command line names `dir`
-fn procs_naming(dir: &Path) -> Vec<i32> {
+pub(crate) fn procs_naming(dir: &Path) -> Vec<i32> {
     let me = std::process::id() as i32;
     let needle = dir.to_string_lossy().into_owned();
     std::fs::read_dir("/proc")

@@ -549,15 +549,7 @@ fn oci_images(
     let index: ImageIndex = serde_json::from_slice(&c.read_json("index.json", what)?)
         .with_context(|| format!("{what}: index.json is not an OCI image index"))?;
     let entries = index.manifests();
-    if entries.is_empty() {
-        bail!("{what}: index.json lists no image");
-    }
-    if name.is_some() && entries.len() > 1 {
-        bail!(
-            "{what}: the archive holds {} images; a name fits only one",
-            entries.len()
-        );
-    }
+    check_count(what, "index.json", entries.len(), name)?;
     let mut out = Vec::new();
     for outer in entries {
         let omt = outer.media_type().to_string();
@@ -753,18 +745,22 @@ fn sniff(path: &Path) -> Result<Compression> {
     })
 }
 
+/// An archive whose `list` (index.json, manifest.json) names `n` images: at least one, and
+/// only one when the import gives it a name.
+fn check_count(what: &str, list: &str, n: usize, name: Option<&str>) -> Result<()> {
+    if n == 0 {
+        bail!("{what}: {list} lists no image");
+    }
+    if name.is_some() && n > 1 {
+        bail!("{what}: the archive holds {n} images; a name fits only one");
+    }
+    Ok(())
+}
+
 fn docker_images(c: &Contents, what: &str, name: Option<&str>) -> Result<Vec<Found>> {
     let items: Vec<DockerItem> = serde_json::from_slice(&c.read_json("manifest.json", what)?)
         .with_context(|| format!("{what}: manifest.json is not a docker save manifest"))?;
-    if items.is_empty() {
-        bail!("{what}: manifest.json lists no image");
-    }
-    if name.is_some() && items.len() > 1 {
-        bail!(
-            "{what}: the archive holds {} images; a name fits only one",
-            items.len()
-        );
-    }
+    check_count(what, "manifest.json", items.len(), name)?;
     let mut out = Vec::new();
     for it in items {
         let cname = clean_name(it.config.as_bytes())

@@ -265,23 +265,7 @@ fn pull_shown(
                     )
                 })?
                 .clone();
-            let digest = chosen.digest().to_string();
-            let m = client
-                .manifest(&digest)
-                .with_context(|| format!("pull {what}: fetch manifest {digest}"))?;
-            if m.digest != digest {
-                bail!(
-                    "pull {what}: digest mismatch for manifest: expected {digest}, content is {}",
-                    m.digest
-                );
-            }
-            if m.bytes.len() as u64 != chosen.size() {
-                bail!(
-                    "pull {what}: manifest {digest} is {} bytes, the index says {}",
-                    m.bytes.len(),
-                    chosen.size()
-                );
-            }
+            let m = listed_manifest(&client, &what, &chosen)?;
             (m.bytes, m.media_type, m.digest, chosen.platform().clone())
         }
         registry::MEDIA_OCI_MANIFEST | registry::MEDIA_DOCKER_MANIFEST => {
@@ -458,6 +442,29 @@ fn pull_shown(
     Ok((manifest_digest, pipelined.is_some()))
 }
 
+/// The manifest `d` of an index names, fetched by its digest and checked against it: the
+/// content's digest and its size.
+fn listed_manifest(client: &Client, what: &str, d: &Descriptor) -> Result<registry::Manifest> {
+    let digest = d.digest().to_string();
+    let m = client
+        .manifest(&digest)
+        .with_context(|| format!("pull {what}: fetch manifest {digest}"))?;
+    if m.digest != digest {
+        bail!(
+            "pull {what}: digest mismatch for manifest: expected {digest}, content is {}",
+            m.digest
+        );
+    }
+    if m.bytes.len() as u64 != d.size() {
+        bail!(
+            "pull {what}: manifest {digest} is {} bytes, the index says {}",
+            m.bytes.len(),
+            d.size()
+        );
+    }
+    Ok(m)
+}
+
 /// `pull --all-platforms` of an index: every platform's manifest (each checked against the
 /// index), then all their blobs ([`PARALLEL_FETCHES`] at a time, each once), then the
 /// manifests and the index as blobs, and only then the index as the store entry.
@@ -484,22 +491,7 @@ fn pull_all(
                 top.digest
             );
         }
-        let m = client
-            .manifest(&digest)
-            .with_context(|| format!("pull {what}: fetch manifest {digest}"))?;
-        if m.digest != digest {
-            bail!(
-                "pull {what}: digest mismatch for manifest: expected {digest}, content is {}",
-                m.digest
-            );
-        }
-        if m.bytes.len() as u64 != d.size() {
-            bail!(
-                "pull {what}: manifest {digest} is {} bytes, the index says {}",
-                m.bytes.len(),
-                d.size()
-            );
-        }
+        let m = listed_manifest(client, what, d)?;
         let parsed: ImageManifest = serde_json::from_slice(&m.bytes)
             .with_context(|| format!("pull {what}: parse manifest {digest}"))?;
         // an image husk may unpack; an attestation (build provenance) is kept as it is
