@@ -68,6 +68,8 @@ pub fn start(network: &str, record: &Path, m: &PortMapping, ip6: Ipv6Addr) -> Re
         .stdin(Stdio::from(sock))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        // holding no directory of the caller's busy
+        .current_dir("/")
         // out of the caller's session: a terminal's hangup or ^C is not its
         .process_group(0);
     let child = cmd

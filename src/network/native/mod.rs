@@ -544,7 +544,7 @@ pub fn check(p: &Plan, t: &Target, result: &Value) -> Result<()> {
     if !t.rules(p, &table, want, None).empty() && !nft::exists(&table)? {
         bail!("network {net}: nftables table ip {table} is missing");
     }
-    let wants6 = p.masquerade || t.ports.iter().any(PortMapping::on_v6);
+    let wants6 = p.masquerade || t.ports.iter().any(nft::dnat6);
     if p.v6.is_some() && wants6 && !nft::exists6(&table)? {
         bail!("network {net}: nftables table ip6 {table} is missing");
     }

@@ -523,12 +523,7 @@ impl Rules<'_> {
     /// ports over IPv6 and the masquerades.
     fn add_batch6(&self, b: &mut Vec<Message>, ip6: Ipv6Addr, subnet6: Ipv6Net) -> Result<()> {
         let t = self.table;
-        // a port on `[::1]` alone is the proxy's only
-        let ports6: Vec<&PortMapping> = self
-            .ports
-            .iter()
-            .filter(|m| m.on_v6() && m.host_ip != Some(IpAddr::V6(Ipv6Addr::LOCALHOST)))
-            .collect();
+        let ports6: Vec<&PortMapping> = self.ports.iter().filter(|m| dnat6(m)).collect();
         if !self.masquerade && ports6.is_empty() {
             return Ok(());
         }
@@ -582,6 +577,12 @@ impl Rules<'_> {
         }
         Ok(())
     }
+}
+
+/// True when the ip6 table DNATs `m`: published on IPv6, and not on `[::1]` alone (the
+/// proxy's only).
+pub fn dnat6(m: &PortMapping) -> bool {
+    m.on_v6() && m.host_ip != Some(IpAddr::V6(Ipv6Addr::LOCALHOST))
 }
 
 /// [`delete_batch`] for the table of family ip6 of a dual-stack attachment.
@@ -835,6 +836,56 @@ mod tests {
         bad[0].protocol = "icmp".into();
         let e = Rules { ports: &bad, ..r }.add_batch().unwrap_err();
         assert!(e.to_string().contains("\"icmp\""), "{e}");
+    }
+
+    #[test]
+    fn dual_stack_ports_go_to_their_families() {
+        let mut ports = Vec::new();
+        for p in [
+            "8080:80",
+            "[::1]:8081:80",
+            "127.0.0.1:8082:80",
+            "[::]:8083:80/udp",
+        ] {
+            ports.extend(crate::network::ports::parse(p).unwrap());
+        }
+        let r = Rules {
+            table: "husk-d",
+            ip: Ipv4Addr::new(10, 89, 0, 2),
+            subnet: net("10.89.0.0/24"),
+            masquerade: false,
+            ports: &ports,
+            v6: Some((
+                "fd00:89::2".parse().unwrap(),
+                Ipv6Net::parse("fd00:89::/64").unwrap(),
+            )),
+        };
+        let what: Vec<String> = r.add_batch().unwrap().into_iter().map(|m| m.what).collect();
+        let dnat = |family: &str| -> Vec<&str> {
+            let pre = format!("add rule {family} husk-d prerouting dnat ");
+            what.iter()
+                .filter_map(|w| w.strip_prefix(pre.as_str()))
+                .collect()
+        };
+        assert_eq!(
+            dnat("ip"),
+            ["0.0.0.0:8080->80/tcp", "127.0.0.1:8082->80/tcp"],
+            "{what:?}"
+        );
+        // [::1] alone is the proxy's; an internal network's ip6 table has the hairpin only
+        assert_eq!(
+            dnat("ip6"),
+            ["0.0.0.0:8080->80/tcp", "[::]:8083->80/udp"],
+            "{what:?}"
+        );
+        assert!(what.contains(&"add rule ip6 husk-d postrouting masquerade (hairpin)".to_string()));
+        assert!(!what
+            .iter()
+            .any(|w| w.contains("ip6") && w.contains("outbound")));
+        // a port on [::1] alone makes no ip6 table
+        let only = crate::network::ports::parse("[::1]:8081:80").unwrap();
+        let b = Rules { ports: &only, ..r }.add_batch().unwrap();
+        assert!(!b.iter().any(|m| m.what.starts_with("add table ip6")));
     }
 
     #[test]
