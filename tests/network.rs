@@ -1430,6 +1430,67 @@ fn native_attach_killed_at_each_step_is_released_by_gc() {
     t.assert_clean("at the end", &[], &[ip], false);
 }
 
+/// An attach SIGKILLed once the `[::1]` proxy of its port runs, before the proxy is recorded:
+/// gc releases the record, the proxy ends by itself, the port is free to attach again.
+#[test]
+fn attach_killed_after_starting_a_proxy_is_released_by_gc() {
+    if !require_root("attach_killed_after_starting_a_proxy_is_released_by_gc") {
+        return;
+    }
+    let t = TestNet::new("pxkill");
+    t.enable_ipv6();
+    t.husk_ok(None, &["create", "--ipv6", "d"]);
+    let c = container("pxkill", &["/probe", "pause"], false);
+    let attach = ["attach", "-p", "18420:80", "d", &c.id];
+    let log = t.dir.join("steps.log");
+    let logs = log.to_str().unwrap();
+    let o = t.husk_env(Some(&c.root), &attach, &[("HUSK_FAULT_LOG", logs)]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    t.husk_ok(Some(&c.root), &["detach", "d", &c.id]);
+    let steps = std::fs::read_to_string(&log).unwrap_or_default();
+    if steps.is_empty() {
+        skip(
+            "attach_killed_after_starting_a_proxy_is_released_by_gc",
+            "the husk under test has no fault steps (a release build)",
+        );
+        return;
+    }
+    let n = steps.lines().count();
+    assert!(
+        steps.lines().last().unwrap().contains("proxy started"),
+        "{steps}"
+    );
+    let o = t.husk_env(
+        Some(&c.root),
+        &attach,
+        &[("HUSK_FAULT_STEP", &n.to_string())],
+    );
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        o.status.signal(),
+        Some(libc::SIGKILL),
+        "{}",
+        text(&o.stderr)
+    );
+    let l = t.leaks(&[&c.id], &[], true);
+    assert!(l.iter().any(|x| x.starts_with("process ")), "{l:#?}");
+    assert!(record(&t, &c.id, "d")["proxies"].is_null());
+    t.husk_ok(None, &["gc"]);
+    // the proxy looks for its record twice a second
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !t.leaks(&[&c.id], &[], true).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t.assert_clean("after gc of the killed attach", &[&c.id], &[], true);
+    // [::1]:18420 is free again
+    t.husk_ok(Some(&c.root), &attach);
+    t.husk_ok(Some(&c.root), &["detach", "d", &c.id]);
+    t.assert_clean("after attach and detach", &[&c.id], &[], true);
+    drop(c);
+    t.husk_ok(None, &["rm", "d"]);
+    t.assert_clean("at the end", &[], &[], false);
+}
+
 /// The number in `var`, or `default`.
 fn count_from_env(var: &str, default: u64) -> u64 {
     std::env::var(var)

@@ -507,6 +507,7 @@ fn start_proxies(dirs: &Dirs, a: &mut Attachment) -> Result<()> {
     for m in super::proxy::wanted(&ports) {
         let p = super::proxy::start(&a.network, &record, m, ip6)?;
         a.proxies.push(p);
+        crate::fault::step("network attach: proxy started");
     }
     Ok(())
 }
