@@ -505,9 +505,10 @@ fn start_proxies(dirs: &Dirs, a: &mut Attachment) -> Result<()> {
     let record = record_path(dirs, &a.container, &a.network);
     let ports = a.ports.clone();
     for m in super::proxy::wanted(&ports) {
-        let p = super::proxy::start(&a.network, &record, m, ip6)?;
-        a.proxies.push(p);
-        crate::fault::step("network attach: proxy started");
+        if let Some(p) = super::proxy::start(&a.network, &record, m, ip6)? {
+            a.proxies.push(p);
+            crate::fault::step("network attach: proxy started");
+        }
     }
     Ok(())
 }

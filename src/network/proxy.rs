@@ -48,16 +48,28 @@ pub fn wanted(ports: &[PortMapping]) -> Vec<&PortMapping> {
         .collect()
 }
 
-/// Start the proxy of `m` to the container's `ip6`, for the attachment recorded at `record`.
-pub fn start(network: &str, record: &Path, m: &PortMapping, ip6: Ipv6Addr) -> Result<Proxy> {
+/// Start the proxy of `m` to the container's `ip6`, for the attachment recorded at `record`;
+/// none where this namespace has no `::1` (its `lo` without IPv6).
+pub fn start(
+    network: &str,
+    record: &Path,
+    m: &PortMapping,
+    ip6: Ipv6Addr,
+) -> Result<Option<Proxy>> {
     let at = (Ipv6Addr::LOCALHOST, m.host_port);
     let listen = format!("[::1]:{}/{}", m.host_port, m.protocol);
-    let sock: OwnedFd = match m.protocol.as_str() {
+    let bound = match m.protocol.as_str() {
         "tcp" => TcpListener::bind(at).map(OwnedFd::from),
         "udp" => UdpSocket::bind(at).map(OwnedFd::from),
         p => bail!("network {network}: port {m}: no proxy for protocol {p}"),
-    }
-    .with_context(|| format!("network {network}: port {m}: bind {listen}"))?;
+    };
+    let sock = match bound {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => return Ok(None),
+        Err(e) => {
+            return Err(e).with_context(|| format!("network {network}: port {m}: bind {listen}"))
+        }
+    };
     let to = SocketAddr::from((ip6, m.container_port));
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg("network")
@@ -76,11 +88,11 @@ pub fn start(network: &str, record: &Path, m: &PortMapping, ip6: Ipv6Addr) -> Re
         .spawn()
         .with_context(|| format!("network {network}: port {m}: start the proxy of {listen}"))?;
     let pid = child.id() as i32;
-    Ok(Proxy {
+    Ok(Some(Proxy {
         pid,
         start_time: crate::state::process_start_time(pid).unwrap_or(0),
         listen,
-    })
+    }))
 }
 
 /// SIGTERM, then SIGKILL after 3 s, to the recorded proxy if it is still that process; reaped
@@ -215,6 +227,28 @@ mod tests {
         .collect();
         let w: Vec<u16> = wanted(&ms).iter().map(|m| m.host_port).collect();
         assert_eq!(w, [8080, 8081, 8082]);
+    }
+
+    /// In a network namespace whose `lo` is down (no `::1`): no proxy, and no error.
+    #[test]
+    fn no_proxy_without_the_loopback() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIP no_proxy_without_the_loopback: needs root");
+            return;
+        }
+        std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let m = parse_one("18430:80").unwrap();
+            let p = start(
+                "n",
+                Path::new("/nonexistent"),
+                &m,
+                "fd00::2".parse().unwrap(),
+            );
+            assert_eq!(p.unwrap(), None);
+        })
+        .join()
+        .unwrap();
     }
 
     /// A proxy of this process's own making (its loop on a thread): tcp and udp relayed to
