@@ -1975,13 +1975,28 @@ fn dual_stack_ports(driver: Option<&'static str>) {
         assert_eq!(get("http://[::1]:18094/etc/hostname"), "testroot");
         assert!(get("http://127.0.0.1:18094/etc/hostname").ends_with("(failed)"));
         assert!(get("http://[::1]:18093/etc/hostname").ends_with("(failed)"));
+        let proxies = record(&t, &web.id, "d6")["proxies"].clone();
         assert_eq!(
-            record(&t, &web.id, "d6")["proxies"]
-                .as_array()
-                .map(Vec::len),
+            proxies.as_array().map(Vec::len),
             Some(3),
-            "18091, 18094 and 15354/udp"
+            "18091, 18094 and 15354/udp: {proxies}"
         );
+        // CHECK passes with the proxies, and names one that is gone
+        t.husk_ok(Some(&web.root), &["check", "d6", &web.id]);
+        let pid = proxies[1]["pid"].as_i64().unwrap() as i32;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut o = t.husk(Some(&web.root), &["check", "d6", &web.id]);
+        while o.status.success() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            o = t.husk(Some(&web.root), &["check", "d6", &web.id]);
+        }
+        let e = text(&o.stderr);
+        assert!(
+            e.contains("[::1]:18094/tcp") && e.contains("is gone") && e.contains(&web.id),
+            "{e}"
+        );
+        assert!(get("http://[::1]:18094/etc/hostname").ends_with("(failed)"));
     }
     // udp over IPv6
     let o = web.rt(&["exec", "-d", &web.id, "/probe", "udp-echo", "5353"]);

@@ -702,9 +702,19 @@ pub fn check(dirs: &Dirs, network: &str, id: &str) -> Result<()> {
         format!("container {id}: the attach to network {network} did not finish")
     })?;
     match a.driver {
-        Driver::Native => native::check(&a.plan()?, &a.target(), r),
-        Driver::Plugins => cni::check_list(&a.conflist, &a.runtime_config(), r, &a.env(dirs)),
+        Driver::Native => native::check(&a.plan()?, &a.target(), r)?,
+        Driver::Plugins => cni::check_list(&a.conflist, &a.runtime_config(), r, &a.env(dirs))?,
     }
+    for p in &a.proxies {
+        if !super::proxy::running(p) {
+            bail!(
+                "network {network}: the proxy of {} (pid {}) of container {id} is gone",
+                p.listen,
+                p.pid
+            );
+        }
+    }
+    Ok(())
 }
 
 /// True when the calling process is in the network namespace the record's plugins ran in.

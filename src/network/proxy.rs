@@ -95,6 +95,18 @@ pub fn start(
     }))
 }
 
+/// True while the recorded proxy runs (the same process: its start time checked; not a
+/// zombie waiting for its parent).
+pub fn running(p: &Proxy) -> bool {
+    let zombie = || {
+        std::fs::read_to_string(format!("/proc/{}/stat", p.pid))
+            .ok()
+            .and_then(|s| Some(s.rsplit_once(')')?.1.trim_start().starts_with('Z')))
+            .unwrap_or(true)
+    };
+    p.pid > 0 && crate::state::process_start_time(p.pid) == Some(p.start_time) && !zombie()
+}
+
 /// SIGTERM, then SIGKILL after 3 s, to the recorded proxy if it is still that process; reaped
 /// when it is a child of this process.
 pub fn stop(p: &Proxy) {
