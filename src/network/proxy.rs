@@ -160,7 +160,11 @@ fn tcp(l: TcpListener, to: SocketAddr) -> Result<()> {
     l.local_addr()
         .context("the proxy's standard input is not a listening socket")?;
     for c in l.incoming() {
-        let Ok(c) = c else { continue };
+        let Ok(c) = c else {
+            // out of descriptors, say: not a busy loop
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        };
         std::thread::spawn(move || {
             let Ok(u) = TcpStream::connect_timeout(&to, Duration::from_secs(5)) else {
                 return;
