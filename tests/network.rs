@@ -132,16 +132,36 @@ impl TestNet {
         text(&o.stderr)
     }
 
+    /// The iptables and ip6tables rules of the namespace (`-A ...`).
     fn iptables_rules(&self) -> Vec<String> {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.ns, "iptables-save"]);
-        let o = run_timeout(&mut c, CMD_TIMEOUT);
-        assert!(o.status.success(), "iptables-save: {}", text(&o.stderr));
-        text(&o.stdout)
-            .lines()
-            .filter(|l| l.starts_with("-A"))
-            .map(String::from)
-            .collect()
+        let mut rules = Vec::new();
+        for save in ["iptables-save", "ip6tables-save"] {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &self.ns, save]);
+            let o = run_timeout(&mut c, CMD_TIMEOUT);
+            assert!(o.status.success(), "{save}: {}", text(&o.stderr));
+            rules.extend(
+                text(&o.stdout)
+                    .lines()
+                    .filter(|l| l.starts_with("-A"))
+                    .map(String::from),
+            );
+        }
+        rules
+    }
+
+    /// IPv6 on in the namespace (a host that turns it off for new namespaces has it off here).
+    fn enable_ipv6(&self) {
+        for key in [
+            "net.ipv6.conf.all.disable_ipv6=0",
+            "net.ipv6.conf.default.disable_ipv6=0",
+            "net.ipv6.conf.lo.disable_ipv6=0",
+        ] {
+            let mut c = self.in_ns("sysctl");
+            c.args(["-qw", key]);
+            let o = run_timeout(&mut c, CMD_TIMEOUT);
+            assert!(o.status.success(), "sysctl {key}: {}", text(&o.stderr));
+        }
     }
 
     /// The nftables tables of the namespace (`family name`).
@@ -180,7 +200,8 @@ impl TestNet {
             }
             l.push(format!("link {name}"));
         }
-        let addrs = text(&self.ip(&["-o", "-4", "addr", "show"]).stdout);
+        // both families: an IPv6 address of a detached container must be gone as well
+        let addrs = text(&self.ip(&["-o", "addr", "show"]).stdout);
         for line in addrs.lines() {
             let dev = line.split_whitespace().nth(1).unwrap_or("");
             if dev != "lo" && !(bridges_ok && dev.starts_with("husk")) {
@@ -192,7 +213,10 @@ impl TestNet {
                 }
             }
         }
-        let routes = text(&self.ip(&["-4", "route", "show", "table", "all"]).stdout);
+        let mut routes = text(&self.ip(&["-4", "route", "show", "table", "all"]).stdout);
+        routes.push_str(&text(
+            &self.ip(&["-6", "route", "show", "table", "all"]).stdout,
+        ));
         for line in routes.lines() {
             let dev_ok = line.contains("dev lo")
                 || (bridges_ok && line.split_whitespace().any(|w| w.starts_with("husk")));
@@ -244,6 +268,20 @@ impl TestNet {
         }
         for m in mounts_under(&self.dir) {
             l.push(format!("mount {}", m.display()));
+        }
+        // a process naming the test's dirs (a published port's [::1] proxy)
+        let dir = self.dir.to_string_lossy().into_owned();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(&dir) && cmd.contains(" proxy ") {
+                l.push(format!(
+                    "process {}: {cmd}",
+                    e.file_name().to_string_lossy()
+                ));
+            }
         }
         l
     }
@@ -315,19 +353,27 @@ fn fetch(t: &TestNet, url: &str) -> Output {
 /// Send a datagram to 127.0.0.1:`port` from the namespace (a thread that joined it) and return
 /// the reply.
 fn udp_roundtrip(ns: &str, port: u16) -> Result<String, String> {
+    udp_roundtrip_to(ns, "127.0.0.1".parse().unwrap(), port)
+}
+
+/// [`udp_roundtrip`] to `ip` (either family).
+fn udp_roundtrip_to(ns: &str, ip: std::net::IpAddr, port: u16) -> Result<String, String> {
     let path = format!("/run/netns/{ns}");
     std::thread::spawn(move || {
         let f = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
         nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
             .map_err(|e| format!("setns: {e}"))?;
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let any: std::net::IpAddr = match ip {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+        };
+        let s = std::net::UdpSocket::bind((any, 0)).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_millis(500)))
             .unwrap();
         let mut buf = [0u8; 256];
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
-            s.send_to(b"ping", ("127.0.0.1", port))
-                .map_err(|e| e.to_string())?;
+            s.send_to(b"ping", (ip, port)).map_err(|e| e.to_string())?;
             if let Ok((n, _)) = s.recv_from(&mut buf) {
                 return Ok(String::from_utf8_lossy(&buf[..n]).into_owned());
             }
@@ -1040,14 +1086,19 @@ fn native_table(id: &str, net: &str) -> String {
 /// Table `ip NAME` of the namespace as `nft -j` lists it: its chains and rules with the table
 /// name and the handles left out, so two tables can be compared.
 fn nft_table_json(t: &TestNet, name: &str) -> Vec<Value> {
+    nft_table_json_of(t, "ip", name)
+}
+
+/// [`nft_table_json`] of the table of `family`.
+fn nft_table_json_of(t: &TestNet, family: &str, name: &str) -> Vec<Value> {
     let mut c = Command::new("ip");
     c.args([
-        "netns", "exec", &t.ns, "nft", "-j", "list", "table", "ip", name,
+        "netns", "exec", &t.ns, "nft", "-j", "list", "table", family, name,
     ]);
     let o = run_timeout(&mut c, CMD_TIMEOUT);
     assert!(
         o.status.success(),
-        "nft -j list table ip {name}: {}",
+        "nft -j list table {family} {name}: {}",
         text(&o.stderr)
     );
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -1379,6 +1430,67 @@ fn native_attach_killed_at_each_step_is_released_by_gc() {
     t.assert_clean("at the end", &[], &[ip], false);
 }
 
+/// An attach SIGKILLed once the `[::1]` proxy of its port runs, before the proxy is recorded:
+/// gc releases the record, the proxy ends by itself, the port is free to attach again.
+#[test]
+fn attach_killed_after_starting_a_proxy_is_released_by_gc() {
+    if !require_root("attach_killed_after_starting_a_proxy_is_released_by_gc") {
+        return;
+    }
+    let t = TestNet::new("pxkill");
+    t.enable_ipv6();
+    t.husk_ok(None, &["create", "--ipv6", "d"]);
+    let c = container("pxkill", &["/probe", "pause"], false);
+    let attach = ["attach", "-p", "18420:80", "d", &c.id];
+    let log = t.dir.join("steps.log");
+    let logs = log.to_str().unwrap();
+    let o = t.husk_env(Some(&c.root), &attach, &[("HUSK_FAULT_LOG", logs)]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    t.husk_ok(Some(&c.root), &["detach", "d", &c.id]);
+    let steps = std::fs::read_to_string(&log).unwrap_or_default();
+    if steps.is_empty() {
+        skip(
+            "attach_killed_after_starting_a_proxy_is_released_by_gc",
+            "the husk under test has no fault steps (a release build)",
+        );
+        return;
+    }
+    let n = steps.lines().count();
+    assert!(
+        steps.lines().last().unwrap().contains("proxy started"),
+        "{steps}"
+    );
+    let o = t.husk_env(
+        Some(&c.root),
+        &attach,
+        &[("HUSK_FAULT_STEP", &n.to_string())],
+    );
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        o.status.signal(),
+        Some(libc::SIGKILL),
+        "{}",
+        text(&o.stderr)
+    );
+    let l = t.leaks(&[&c.id], &[], true);
+    assert!(l.iter().any(|x| x.starts_with("process ")), "{l:#?}");
+    assert!(record(&t, &c.id, "d")["proxies"].is_null());
+    t.husk_ok(None, &["gc"]);
+    // the proxy looks for its record twice a second
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !t.leaks(&[&c.id], &[], true).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t.assert_clean("after gc of the killed attach", &[&c.id], &[], true);
+    // [::1]:18420 is free again
+    t.husk_ok(Some(&c.root), &attach);
+    t.husk_ok(Some(&c.root), &["detach", "d", &c.id]);
+    t.assert_clean("after attach and detach", &[&c.id], &[], true);
+    drop(c);
+    t.husk_ok(None, &["rm", "d"]);
+    t.assert_clean("at the end", &[], &[], false);
+}
+
 /// The number in `var`, or `default`.
 fn count_from_env(var: &str, default: u64) -> u64 {
     std::env::var(var)
@@ -1531,10 +1643,6 @@ fn native_dual_stack_network() {
     let t = TestNet::new("v6");
     for (args, want) in [
         (
-            &["create", "--ipv6", "n6"][..],
-            "--ipv6 needs an IPv6 --subnet",
-        ),
-        (
             &["create", "--subnet", "fd00:89:9::/64", "n6"][..],
             "add --ipv6",
         ),
@@ -1683,4 +1791,279 @@ fn native_dual_stack_network() {
     drop((a, b));
     t.husk_ok(None, &["rm", "d6"]);
     t.assert_clean("at the end", &[], &ips, false);
+}
+
+/// The host's side of a dual-stack network's published ports (`network create --ipv6` with the
+/// IPv6 subnet chosen, a /64 of fd00::/8): a port without a host address answers on the
+/// bridge's IPv6 address as on 127.0.0.1, `[GW6]:P:80` on IPv6 alone, `127.0.0.1:P:80` on IPv4
+/// alone, a udp port over IPv6 too; the ip6 table is what nft makes of the same rules as text.
+/// An IPv6 host address on an IPv4-only network, and an IPv6 subnet over a route of the
+/// namespace, are refused by name. After detach and rm nothing of either family is left.
+#[test]
+fn dual_stack_published_ports_and_automatic_subnet() {
+    if !require_root("dual_stack_published_ports_and_automatic_subnet") {
+        return;
+    }
+    dual_stack_ports(None);
+}
+
+/// The same through the CNI plugins: portmap's ip6tables rules.
+#[test]
+fn dual_stack_published_ports_through_the_plugins() {
+    if !require_root("dual_stack_published_ports_through_the_plugins") {
+        return;
+    }
+    dual_stack_ports(Some("plugins"));
+}
+
+fn dual_stack_ports(driver: Option<&'static str>) {
+    let mut t = TestNet::new("v6p");
+    t.driver = driver;
+    t.enable_ipv6();
+    let native = driver.is_none();
+    // an IPv6 subnet over a route of the namespace is refused, naming the route
+    let o = t.ip(&["-6", "route", "add", "unreachable", "fd00:77::/48"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let e = t.husk_err(
+        None,
+        &["create", "--ipv6", "--subnet", "fd00:77:0:1::/64", "r6"],
+    );
+    assert!(
+        e.contains("network r6") && e.contains("overlaps the route to fd00:77::/48 on lo"),
+        "{e}"
+    );
+    assert!(!t.dir.join("conf/r6.conflist").exists());
+    let o = t.ip(&["-6", "route", "del", "unreachable", "fd00:77::/48"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+
+    // --ipv6 alone: a unique local /64 of its own, shown by inspect, none shared
+    t.husk_ok(
+        None,
+        &["create", "--ipv6", "--subnet", "10.77.41.0/24", "d6"],
+    );
+    t.husk_ok(None, &["create", "--ipv6", "d7"]);
+    t.husk_ok(None, &["create", "n4"]);
+    let inspect =
+        |n: &str| -> Value { serde_json::from_str(&t.husk_ok(None, &["inspect", n])).unwrap() };
+    let v = inspect("d6");
+    assert_eq!(v["subnet"], "10.77.41.0/24", "{v}");
+    let subnet6 = v["subnet6"].as_str().unwrap().to_string();
+    assert!(
+        subnet6.starts_with("fd") && subnet6.ends_with("::/64"),
+        "{v}"
+    );
+    let gw6 = v["gateway6"].as_str().unwrap().to_string();
+    assert_eq!(gw6, subnet6.replace("::/64", "::1"), "{v}");
+    let other6 = inspect("d7")["subnet6"].as_str().unwrap().to_string();
+    assert!(
+        other6.starts_with("fd") && other6 != subnet6,
+        "{other6} {subnet6}"
+    );
+    assert!(inspect("n4")["subnet6"].is_null());
+    t.husk_ok(None, &["rm", "d7"]);
+
+    let web = container("v6web", &["/bin/httpd", "-f", "-p", "80", "-h", "/"], false);
+    // an IPv6 host address on an IPv4-only network: refused by name, nothing made
+    let e = t.husk_err(
+        Some(&web.root),
+        &["attach", "-p", "[::1]:18092:80", "n4", &web.id],
+    );
+    assert!(
+        e.contains("network n4")
+            && e.contains("[::1]:18092->80/tcp")
+            && e.contains("no IPv6 subnet"),
+        "{e}"
+    );
+    t.assert_clean("after the refused attach", &[&web.id], &[], true);
+    // a first container makes the bridge, and so the gateway's address the ports below name
+    let first = container("v6first", &["/probe", "pause"], false);
+    let first_out = t.husk_ok(Some(&first.root), &["attach", "d6", &first.id]);
+    // through the plugins the bridge's address is tentative a moment (duplicate address
+    // detection): a port may name it once it is usable
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = text(&t.ip(&["-o", "-6", "addr", "show"]).stdout);
+        let ready = a
+            .lines()
+            .any(|l| l.contains(&format!(" {gw6}/")) && !l.contains("tentative"));
+        if ready || Instant::now() > deadline {
+            assert!(ready, "{gw6} not usable: {a}");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut ips: Vec<String> = first_out
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|c| c.split('/').next().unwrap().to_string())
+        .collect();
+
+    let out = t.husk_ok(
+        Some(&web.root),
+        &[
+            "attach",
+            "-p",
+            "18091:80",
+            "-p",
+            &format!("[{gw6}]:18092:80"),
+            "-p",
+            "127.0.0.1:18093:80",
+            "-p",
+            "[::1]:18094:80",
+            "-p",
+            "15354:5353/udp",
+            "d6",
+            &web.id,
+        ],
+    );
+    assert!(out.contains(&format!("[{gw6}]:18092->80/tcp")), "{out}");
+    let web_ips: Vec<String> = out
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|c| c.split('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(web_ips.len(), 2, "{out}");
+    let ip6 = web_ips[1].clone();
+    ips.extend(web_ips);
+    assert!(ip6.starts_with(subnet6.trim_end_matches("::/64")), "{out}");
+    // the same port for another container is refused on either family
+    let cli = container("v6cli", &["/probe", "pause"], false);
+    for p in ["[::]:18092:81", "18091:81"] {
+        let e = t.husk_err(Some(&cli.root), &["attach", "-p", p, "d6", &cli.id]);
+        assert!(e.contains(&web.id), "{p}: {e}");
+    }
+    drop(cli);
+
+    let get = |url: &str| -> String {
+        let o = fetch(&t, url);
+        format!(
+            "{}{}",
+            text(&o.stdout).trim(),
+            if o.status.success() { "" } else { " (failed)" }
+        )
+    };
+    // the container over IPv6 first (its address may be tentative a moment through the plugins)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get(&format!("http://[{ip6}]:80/etc/hostname")) != "testroot" && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(get(&format!("http://[{ip6}]:80/etc/hostname")), "testroot");
+    // IPv4 as before, IPv6 on the bridge's address
+    assert_eq!(get("http://127.0.0.1:18091/etc/hostname"), "testroot");
+    assert_eq!(
+        get(&format!("http://[{gw6}]:18091/etc/hostname")),
+        "testroot",
+        "{}",
+        t.firewall()
+    );
+    assert_eq!(
+        get(&format!("http://[{gw6}]:18092/etc/hostname")),
+        "testroot"
+    );
+    assert_eq!(get("http://127.0.0.1:18093/etc/hostname"), "testroot");
+    // each family's host address publishes on that family alone
+    assert!(get("http://127.0.0.1:18092/etc/hostname").ends_with("(failed)"));
+    assert!(get(&format!("http://[{gw6}]:18093/etc/hostname")).ends_with("(failed)"));
+    if native {
+        // the IPv6 loopback, through the attachment's proxies
+        assert_eq!(get("http://[::1]:18091/etc/hostname"), "testroot");
+        assert_eq!(get("http://[::1]:18094/etc/hostname"), "testroot");
+        assert!(get("http://127.0.0.1:18094/etc/hostname").ends_with("(failed)"));
+        assert!(get("http://[::1]:18093/etc/hostname").ends_with("(failed)"));
+        let proxies = record(&t, &web.id, "d6")["proxies"].clone();
+        assert_eq!(
+            proxies.as_array().map(Vec::len),
+            Some(3),
+            "18091, 18094 and 15354/udp: {proxies}"
+        );
+        // CHECK passes with the proxies, and names one that is gone
+        t.husk_ok(Some(&web.root), &["check", "d6", &web.id]);
+        let pid = proxies[1]["pid"].as_i64().unwrap() as i32;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut o = t.husk(Some(&web.root), &["check", "d6", &web.id]);
+        while o.status.success() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            o = t.husk(Some(&web.root), &["check", "d6", &web.id]);
+        }
+        let e = text(&o.stderr);
+        assert!(
+            e.contains("[::1]:18094/tcp") && e.contains("is gone") && e.contains(&web.id),
+            "{e}"
+        );
+        assert!(get("http://[::1]:18094/etc/hostname").ends_with("(failed)"));
+    }
+    // udp over IPv6
+    let o = web.rt(&["exec", "-d", &web.id, "/probe", "udp-echo", "5353"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        udp_roundtrip_to(&t.ns, gw6.parse().unwrap(), 15354).unwrap(),
+        "echo:ping"
+    );
+    assert_eq!(udp_roundtrip(&t.ns, 15354).unwrap(), "echo:ping");
+    if native {
+        assert_eq!(
+            udp_roundtrip_to(&t.ns, "::1".parse().unwrap(), 15354).unwrap(),
+            "echo:ping"
+        );
+    }
+
+    if native {
+        let table = native_table(&web.id, "d6");
+        assert_native_rules6(&t, &table, &ip6, &gw6, &subnet6);
+    } else {
+        // portmap's DNAT over IPv6, in ip6tables
+        let rules = t.iptables_rules().join("\n");
+        assert!(
+            rules.contains(&format!("--to-destination [{ip6}]:80")),
+            "{rules}"
+        );
+    }
+
+    t.husk_ok(Some(&web.root), &["detach", "d6", &web.id]);
+    assert!(get(&format!("http://[{gw6}]:18091/etc/hostname")).ends_with("(failed)"));
+    assert!(get("http://[::1]:18091/etc/hostname").ends_with("(failed)"));
+    t.husk_ok(Some(&first.root), &["detach", "d6", &first.id]);
+    t.assert_clean("after detach", &[&web.id, &first.id], &ips, true);
+    t.husk_ok(None, &["rm", "d6", "n4"]);
+    t.assert_clean("after rm", &[&web.id, &first.id], &ips, false);
+}
+
+/// [`assert_native_rules`] for the ip6 table of the dual-stack attachment of
+/// [`dual_stack_ports`]: its ports over IPv6 and masquerades, as nft makes them of text.
+fn assert_native_rules6(t: &TestNet, table: &str, ip6: &str, gw6: &str, subnet6: &str) {
+    let o = "husk-oracle";
+    let mut r = format!("add table ip6 {o}\n");
+    for (chain, hook) in [("prerouting", "prerouting"), ("output", "output")] {
+        r.push_str(&format!(
+            "add chain ip6 {o} {chain} {{ type nat hook {hook} priority -100; policy accept; }}\n\
+             add rule ip6 {o} {chain} fib daddr type local ip6 daddr != ::1 tcp dport 18091 dnat to [{ip6}]:80\n\
+             add rule ip6 {o} {chain} fib daddr type local ip6 daddr {gw6} tcp dport 18092 dnat to [{ip6}]:80\n\
+             add rule ip6 {o} {chain} fib daddr type local ip6 daddr != ::1 udp dport 15354 dnat to [{ip6}]:5353\n"
+        ));
+    }
+    r.push_str(&format!(
+        "add chain ip6 {o} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n\
+         add rule ip6 {o} postrouting ip6 saddr {ip6} ip6 daddr {ip6} masquerade\n\
+         add rule ip6 {o} postrouting ip6 saddr {ip6} ip6 daddr != {subnet6} ip6 daddr != ff00::/8 masquerade\n"
+    ));
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", &t.ns, "nft", "-f", "-"]);
+    let out = run_with_stdin(&mut c, r.as_bytes());
+    assert!(out.status.success(), "nft -f: {}\n{r}", text(&out.stderr));
+    let want = nft_table_json_of(t, "ip6", o);
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", &t.ns, "nft", "delete", "table", "ip6", o]);
+    assert!(run_timeout(&mut c, CMD_TIMEOUT).status.success());
+    let got = nft_table_json_of(t, "ip6", table);
+    assert_eq!(
+        serde_json::to_string_pretty(&got).unwrap(),
+        serde_json::to_string_pretty(&want).unwrap(),
+        "table ip6 {table} differs from nft's own rules"
+    );
 }

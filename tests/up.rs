@@ -1131,6 +1131,11 @@ impl Netns {
 impl Netns {
     /// GET /index.html from 127.0.0.1:`port` in the namespace until it answers (10 s at most).
     fn fetch(&self, port: u16) -> String {
+        self.fetch_from("127.0.0.1", port)
+    }
+
+    /// [`Netns::fetch`] from `host` (an IPv6 one in brackets).
+    fn fetch_from(&self, host: &str, port: u16) -> String {
         let mut got = String::new();
         for _ in 0..100 {
             let o = self
@@ -1141,7 +1146,7 @@ impl Netns {
                     "-q",
                     "-O",
                     "-",
-                    &format!("http://127.0.0.1:{port}/index.html"),
+                    &format!("http://{host}:{port}/index.html"),
                 ])
                 .output()
                 .unwrap();
@@ -1873,10 +1878,24 @@ fn up_dual_stack_network_lists_both_addresses() {
         a.extend_from_slice(extra);
         husk_in_ns(&a)
     };
+    // a published port of a dual-stack network answers on both loopbacks ([::1] through the
+    // attachment's proxy, a child of a's monitor, ended by rm -f)
     ok(
-        &up(&["-d", "--name", "a", IMAGE, "sleep", "600"]),
+        &up(&[
+            "-d",
+            "--name",
+            "a",
+            "-p",
+            "18095:8000",
+            IMAGE,
+            "sh",
+            "-c",
+            &web("dual-a"),
+        ]),
         "up -d a",
     );
+    assert_eq!(ns.fetch(18095).trim(), "dual-a");
+    assert_eq!(ns.fetch_from("[::1]", 18095).trim(), "dual-a");
     let ha = std::fs::read_to_string(e.store().join("containers/a/hosts")).unwrap();
     let a6 = ha
         .lines()

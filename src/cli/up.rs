@@ -44,8 +44,8 @@ pub struct UpArgs {
     /// other containers; repeatable (not with none, host or the default network).
     #[arg(long = "network-alias")]
     pub network_alias: Vec<String>,
-    /// Publish a port: [ip:]hostPort:containerPort[/tcp|udp|sctp] (on a network, not none/host);
-    /// repeatable.
+    /// Publish a port: [ip:]hostPort:containerPort[/tcp|udp|sctp] (on a network, not none/host;
+    /// an IPv6 ip in brackets: [::1]:8080:80); repeatable.
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
     /// Publish every port the image exposes, each on a free host port (printed on stderr).

@@ -73,6 +73,9 @@ pub struct Attachment {
     /// container joins or leaves a network it is on; none for a bundle of the user's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hosts: Option<HostsFile>,
+    /// The `[::1]` proxies of its published ports (native, dual stack: [`super::proxy`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxies: Vec<super::proxy::Proxy>,
 }
 
 impl Attachment {
@@ -389,7 +392,20 @@ pub fn attach(
     {
         bail!("container {id} is already attached to network {network}");
     }
+    let dual_stack = net.subnet6.is_some();
     for (i, m) in o.ports.iter().enumerate() {
+        // an IPv6 host address needs IPv6 on the network (a list whose addresses husk cannot
+        // read is left to its plugins)
+        if net.subnet.is_some() {
+            ports::check_family(network, m, dual_stack)?;
+        }
+        if driver == Driver::Plugins && m.host_ip == Some(std::net::Ipv6Addr::LOCALHOST.into()) {
+            crate::logging::warn(&format!(
+                "network {network}: port {m}: the kernel does not forward connections to the \
+                 IPv6 loopback address to a container, and portmap has no proxy for it; use \
+                 [::] or another address of the host"
+            ));
+        }
         if let Some(other) = o.ports[..i].iter().find(|x| ports::clash(x, m)) {
             bail!("network {network}: host port {m} clashes with {other}");
         }
@@ -401,7 +417,7 @@ pub fn attach(
                 );
             }
         }
-        ports::check_free(network, m)?;
+        ports::check_free(network, m, dual_stack)?;
     }
     let ifname = match &o.ifname {
         Some(n) => {
@@ -434,6 +450,7 @@ pub fn attach(
         driver,
         names,
         hosts,
+        proxies: Vec::new(),
     };
     save(dirs, &a)?;
     let added = (|| -> Result<Value> {
@@ -449,8 +466,12 @@ pub fn attach(
     match added {
         Ok(r) => {
             a.result = Some(r);
+            // the IPv6 loopback, which the kernel cannot DNAT, through a proxy
+            let proxied = start_proxies(dirs, &mut a);
             a.phase = Phase::Attached;
-            let written = save(dirs, &a).and_then(|()| refresh_hosts(dirs, &a));
+            let written = proxied
+                .and_then(|()| save(dirs, &a))
+                .and_then(|()| refresh_hosts(dirs, &a));
             if let Err(e) = written {
                 if let Err(d) = release(dirs, &mut a) {
                     return Err(e.context(format!("undoing the attach failed too: {d:#}")));
@@ -467,6 +488,29 @@ pub fn attach(
             Err(e)
         }
     }
+}
+
+/// The `[::1]` proxies of a native dual-stack attachment's published ports, recorded in `a`
+/// as each starts (so a failure's release ends those already running).
+fn start_proxies(dirs: &Dirs, a: &mut Attachment) -> Result<()> {
+    if a.driver != Driver::Native {
+        return Ok(());
+    }
+    let Some(ip6) = a.addresses().into_iter().find_map(|i| match i {
+        IpAddr::V6(v6) => Some(v6),
+        IpAddr::V4(_) => None,
+    }) else {
+        return Ok(());
+    };
+    let record = record_path(dirs, &a.container, &a.network);
+    let ports = a.ports.clone();
+    for m in super::proxy::wanted(&ports) {
+        if let Some(p) = super::proxy::start(&a.network, &record, m, ip6)? {
+            a.proxies.push(p);
+            crate::fault::step("network attach: proxy started");
+        }
+    }
+    Ok(())
 }
 
 /// Bring the container's `lo` up with the loopback plugin. It is not part of a network's list:
@@ -521,6 +565,9 @@ fn release(dirs: &Dirs, a: &mut Attachment) -> Result<()> {
     }
     a.phase = Phase::Deleting;
     save(dirs, a)?;
+    for p in &a.proxies {
+        super::proxy::stop(p);
+    }
     drop_unmounted_pin(dirs, &a.container)?;
     match a.driver {
         Driver::Native => native::del(&a.plan()?, &a.target())?,
@@ -655,9 +702,19 @@ pub fn check(dirs: &Dirs, network: &str, id: &str) -> Result<()> {
         format!("container {id}: the attach to network {network} did not finish")
     })?;
     match a.driver {
-        Driver::Native => native::check(&a.plan()?, &a.target(), r),
-        Driver::Plugins => cni::check_list(&a.conflist, &a.runtime_config(), r, &a.env(dirs)),
+        Driver::Native => native::check(&a.plan()?, &a.target(), r)?,
+        Driver::Plugins => cni::check_list(&a.conflist, &a.runtime_config(), r, &a.env(dirs))?,
     }
+    for p in &a.proxies {
+        if !super::proxy::running(p) {
+            bail!(
+                "network {network}: the proxy of {} (pid {}) of container {id} is gone",
+                p.listen,
+                p.pid
+            );
+        }
+    }
+    Ok(())
 }
 
 /// True when the calling process is in the network namespace the record's plugins ran in.
@@ -792,6 +849,7 @@ mod tests {
                 hostname: id.into(),
                 extra_hosts: Vec::new(),
             }),
+            proxies: Vec::new(),
         }
     }
 

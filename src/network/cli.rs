@@ -36,7 +36,8 @@ pub enum NetworkVerb {
         /// (repeat the flag: one of each family).
         #[arg(long)]
         subnet: Vec<String>,
-        /// Dual stack: IPv6 addresses too, from the IPv6 --subnet (native driver).
+        /// Dual stack: IPv6 addresses too, from the IPv6 --subnet or, without one, a free
+        /// unique local /64 (fdXX:XXXX:XXXX:XXXX::/64); published ports answer over IPv6 too.
         #[arg(long)]
         ipv6: bool,
         /// Gateway address (default: the subnet's first address).
@@ -69,7 +70,7 @@ pub enum NetworkVerb {
     /// Attach a container to a network (CNI ADD).
     Attach {
         /// Publish a port: [ip:]hostPort:containerPort[/tcp|udp|sctp], or ranges of the same
-        /// length (8000-8002:80-82); repeatable.
+        /// length (8000-8002:80-82); an IPv6 ip in brackets ([::1]:8080:80); repeatable.
         #[arg(short = 'p', long = "publish")]
         publish: Vec<String>,
         /// Interface name in the container (default: the first free ethN).
@@ -86,11 +87,24 @@ pub enum NetworkVerb {
     Detach { name: String, id: String },
     /// Check an attachment (CNI CHECK).
     Check { name: String, id: String },
+    /// (internal) The [::1] proxy of a published port: relays its standard input's socket to
+    /// TARGET while RECORD exists.
+    #[command(hide = true)]
+    Proxy {
+        record: PathBuf,
+        proto: String,
+        target: String,
+    },
 }
 
 pub fn run(g: &Global, a: NetworkArgs) -> Result<()> {
     let dirs = Dirs::resolve(a.network_dir, a.run_dir, a.cni_path, a.plugin_timeout)?;
     match a.verb {
+        NetworkVerb::Proxy {
+            record,
+            proto,
+            target,
+        } => super::proxy::run(&record, &proto, &target)?,
         NetworkVerb::Create {
             subnet,
             ipv6,

@@ -18,6 +18,7 @@ pub mod dns;
 pub mod keep;
 pub mod native;
 pub mod ports;
+pub mod proxy;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -261,6 +262,53 @@ fn parse_routes(text: &str) -> Vec<(String, Ipv4Net)> {
                 prefix,
             },
         ));
+    }
+    out
+}
+
+/// The IPv6 routes of the calling process's network namespace (`/proc/net/ipv6_route`):
+/// (device, destination), leaving out default routes, the local table's (its own addresses,
+/// anycast) and multicast. None where IPv6 is off (the file is missing).
+pub fn routes6() -> Result<Vec<(String, Ipv6Net)>> {
+    match fs::read_to_string("/proc/net/ipv6_route") {
+        Ok(text) => Ok(parse_routes6(&text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).context("read /proc/net/ipv6_route"),
+    }
+}
+
+fn parse_routes6(text: &str) -> Vec<(String, Ipv6Net)> {
+    const RTF_ANYCAST: u32 = 0x0010_0000;
+    const RTF_LOCAL: u32 = 0x8000_0000;
+    let multicast = Ipv6Net {
+        addr: Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0),
+        prefix: 8,
+    };
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 10 {
+            continue;
+        }
+        let (Ok(dst), Ok(prefix), Ok(flags)) = (
+            u128::from_str_radix(f[0], 16),
+            u8::from_str_radix(f[1], 16),
+            u32::from_str_radix(f[8], 16),
+        ) else {
+            continue;
+        };
+        if prefix == 0 || prefix > 128 || flags & (RTF_ANYCAST | RTF_LOCAL) != 0 {
+            continue;
+        }
+        let mut net = Ipv6Net {
+            addr: Ipv6Addr::from(dst),
+            prefix,
+        };
+        net.addr = net.network();
+        if multicast.contains(net.addr) {
+            continue;
+        }
+        out.push((f[9].to_string(), net));
     }
     out
 }
@@ -583,10 +631,10 @@ pub fn create(dirs: &Dirs, o: &CreateOptions) -> Result<Network> {
             "network {}: --subnet {s} is an IPv6 subnet: add --ipv6 for a dual-stack network",
             o.name
         ),
-        (true, None) => bail!(
-            "network {}: --ipv6 needs an IPv6 --subnet (such as fd00:1::/64)",
-            o.name
-        ),
+        (true, None) => {
+            let s = pick_subnet6(&o.name, &existing, &routes6()?, random_global_id)?;
+            Some((s, Ipv6Addr::from(u128::from(s.network()) + 1)))
+        }
         (true, Some(s)) => {
             let s = Ipv6Net::parse(s).with_context(|| format!("network {}", o.name))?;
             if let Some((n, x)) = existing
@@ -597,6 +645,12 @@ pub fn create(dirs: &Dirs, o: &CreateOptions) -> Result<Network> {
                     "network {}: subnet {s} overlaps network {} ({x})",
                     o.name,
                     n.name
+                );
+            }
+            if let Some((dev, r)) = routes6()?.iter().find(|(_, r)| r.overlaps(&s)) {
+                bail!(
+                    "network {}: subnet {s} overlaps the route to {r} on {dev}",
+                    o.name
                 );
             }
             Some((s, Ipv6Addr::from(u128::from(s.network()) + 1)))
@@ -659,6 +713,44 @@ fn pick_subnet(name: &str, existing: &[Network], routes: &[(String, Ipv4Net)]) -
     candidates.into_iter().find(free).with_context(|| {
         format!("network {name}: no free subnet left in 10.89.0.0/16; give one with --subnet")
     })
+}
+
+/// An IPv6 subnet for `--ipv6` without one, as podman picks it: a unique local /64
+/// (`fdXX:XXXX:XXXX:XXXX::/64`, RFC 4193, the 56 bits after `fd` from `random`) that overlaps
+/// no other network and no route of this network namespace; a few draws, then an error.
+fn pick_subnet6(
+    name: &str,
+    existing: &[Network],
+    routes: &[(String, Ipv6Net)],
+    mut random: impl FnMut() -> Result<[u8; 8]>,
+) -> Result<Ipv6Net> {
+    for _ in 0..64 {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&random()?);
+        b[0] = 0xfd;
+        let s = Ipv6Net {
+            addr: Ipv6Addr::from(b),
+            prefix: 64,
+        };
+        let taken = existing
+            .iter()
+            .any(|n| n.subnet6.is_some_and(|x| x.0.overlaps(&s)))
+            || routes.iter().any(|(_, r)| r.overlaps(&s));
+        if !taken {
+            return Ok(s);
+        }
+    }
+    bail!("network {name}: no free IPv6 subnet found in fd00::/8; give one with --subnet")
+}
+
+/// Eight random bytes (the kernel's).
+fn random_global_id() -> Result<[u8; 8]> {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .context("read /dev/urandom")?;
+    Ok(b)
 }
 
 /// `huskN`, the lowest N no network and no link uses.
@@ -751,6 +843,74 @@ eth0\t0002A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
         let r = parse_routes(text);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].1.to_string(), "192.168.2.0/24");
+    }
+
+    #[test]
+    fn proc_net_ipv6_route() {
+        // a namespace with a ULA /64 and a default route on eth0: the local table's own
+        // addresses, the multicast route and the null entry are left out
+        let text = "\
+fd000000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0
+fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000002 00000000 00000001     eth0
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 fd000000000000000000000000000001 00000400 00000002 00000000 00000003     eth0
+00000000000000000000000000000001 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000002 00000000 80200001       lo
+fd000000000000000000000000000002 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000003 00000000 80200001     eth0
+fd000000000000000000000000000000 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000003 00000000 00100001     eth0
+ff000000000000000000000000000000 08 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000003 00000000 00000001     eth0
+fd000000000000890000000000000000 40 00000000000000000000000000000000 00 fd000000000000000000000000000001 00000400 00000002 00000000 00000003     eth0
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo
+";
+        let r: Vec<String> = parse_routes6(text)
+            .iter()
+            .map(|(d, n)| format!("{n} {d}"))
+            .collect();
+        assert_eq!(
+            r,
+            ["fd00::/64 eth0", "fe80::/64 eth0", "fd00:0:0:89::/64 eth0"]
+        );
+    }
+
+    #[test]
+    fn ipv6_subnet_choice() {
+        let n6 = |s: &str| Ipv6Net::parse(s).unwrap();
+        // the random bytes become the 56 bits after fd: a unique local /64
+        let mut draws = vec![[0xab, 1, 2, 3, 4, 5, 6, 7]].into_iter();
+        let s = pick_subnet6("n", &[], &[], || Ok(draws.next().unwrap())).unwrap();
+        assert_eq!(s.to_string(), "fd01:203:405:607::/64");
+        // a draw that overlaps another network or a route is drawn again
+        let mut other = describe(
+            "old".into(),
+            "/x".into(),
+            Source::Husk,
+            json!({"plugins": []}),
+        );
+        other.subnet6 = Some((
+            n6("fd01:203:405:607::/64"),
+            "fd01:203:405:607::1".parse().unwrap(),
+        ));
+        let routes = vec![("eth0".to_string(), n6("fd11::/16"))];
+        let mut draws = vec![
+            [0, 1, 2, 3, 4, 5, 6, 7],
+            [0, 0x11, 9, 9, 9, 9, 9, 9],
+            [0, 0x12, 0, 0, 0, 0, 0, 1],
+        ]
+        .into_iter();
+        let s = pick_subnet6("n", &[other.clone()], &routes, || Ok(draws.next().unwrap())).unwrap();
+        assert_eq!(s.to_string(), "fd12:0:0:1::/64");
+        assert_eq!(
+            s.to_string(),
+            Ipv6Net::parse(&s.to_string()).unwrap().to_string()
+        );
+        // nothing free: an error naming the network and the way out
+        let all = vec![("eth0".to_string(), n6("fd00::/8"))];
+        let e = pick_subnet6("n", &[], &all, || Ok([7; 8]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("network n") && e.contains("--subnet"), "{e}");
+        // real draws are unique local /64s
+        let s = pick_subnet6("n", &[], &[], random_global_id).unwrap();
+        assert_eq!((s.addr.octets()[0], s.prefix), (0xfd, 64));
+        assert_eq!(s.network(), s.addr);
     }
 
     #[test]

@@ -115,7 +115,9 @@ struct Record {
 /// the port rather than the helper's.
 fn check_ports(ports: &[PortMapping]) -> Result<()> {
     for m in ports {
-        let ip = m.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+        let ip = m
+            .host_ip
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         let at = std::net::SocketAddr::from((ip, m.host_port));
         let bound = match m.protocol.as_str() {
             "udp" => std::net::UdpSocket::bind(at).map(drop),
@@ -411,7 +413,10 @@ fn add_hostfwd(bundle: &Path, m: &PortMapping) -> Result<()> {
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
     let req = serde_json::json!({"execute": "add_hostfwd", "arguments": {
         "proto": m.protocol,
-        "host_addr": m.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED).to_string(),
+        "host_addr": m
+            .host_ip
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+            .to_string(),
         "host_port": m.host_port,
         "guest_port": m.container_port,
     }});

@@ -8,8 +8,9 @@
 //! * the address from host-local's own files ([`ipam`]), so either way of attaching sees the
 //!   other's allocations; on a dual-stack network an IPv6 one too (its second range set), with
 //!   the IPv6 gateway on the bridge and the IPv6 default route;
-//! * masquerade and published ports in an nftables table of the attachment's own, one
-//!   nf_tables batch over netlink each way ([`nft`]; no `nft` program runs);
+//! * masquerade and published ports in an nftables table of the attachment's own (and on a
+//!   dual-stack network one of family ip6 for IPv6's), one nf_tables batch over netlink each
+//!   way ([`nft`]; no `nft` program runs);
 //! * a CNI result of the plugins' shape (interfaces, ips, routes, dns) for the record.
 //!
 //! Every name (veth, table, allocation owner) follows from the container id, the network and the
@@ -542,6 +543,10 @@ pub fn check(p: &Plan, t: &Target, result: &Value) -> Result<()> {
     let table = t.table();
     if !t.rules(p, &table, want, None).empty() && !nft::exists(&table)? {
         bail!("network {net}: nftables table ip {table} is missing");
+    }
+    let wants6 = p.masquerade || t.ports.iter().any(nft::dnat6);
+    if p.v6.is_some() && wants6 && !nft::exists6(&table)? {
+        bail!("network {net}: nftables table ip6 {table} is missing");
     }
     Ok(())
 }

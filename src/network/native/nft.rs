@@ -13,8 +13,12 @@
 //!   (ipMasq), of its own published ports reached from itself (hairpin) and of connections from
 //!   the host's loopback (portmap's SNAT for 127.0.0.0/8, with `route_localnet` on the bridge);
 //! * on a dual-stack network, a table of the same name in family `ip6`, made and removed in the
-//!   same batches, whose `postrouting` masquerades the container's IPv6 traffic out of its
-//!   subnet (published ports are IPv4 only).
+//!   same batches, with the same chains for IPv6 (portmap's ip6tables rules): the published
+//!   ports that are not bound to an IPv4 host address DNATed to the container's IPv6 address,
+//!   but not those to `::1` (`ip6 daddr != ::1`; a port on `[::1]` alone has no rule), and in
+//!   `postrouting` the hairpin and the container's IPv6 traffic out of its subnet. The kernel
+//!   cannot DNAT `::1` (no `route_localnet` for IPv6): `[::1]:PORT` is a userland proxy's
+//!   ([`crate::network::proxy`]).
 
 use super::super::ports::PortMapping;
 use super::netlink::Msg;
@@ -22,7 +26,7 @@ use crate::network::{Ipv4Net, Ipv6Net};
 use crate::sys::netlink::{self as sys, SockProtocol, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE};
 use anyhow::{anyhow, bail, Result};
 use nix::errno::Errno;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 // <linux/netfilter/nfnetlink.h>
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -103,8 +107,8 @@ enum Expr {
         reg: u32,
         data: Vec<u8>,
     },
-    /// DNAT to the address in register 1 and the port in register 2.
-    Dnat,
+    /// DNAT (of this family) to the address in register 1 and the port in register 2.
+    Dnat(u8),
     Masquerade,
 }
 
@@ -117,7 +121,7 @@ impl Expr {
             Expr::MetaL4proto => "meta",
             Expr::Mask(_) => "bitwise",
             Expr::Immediate { .. } => "immediate",
-            Expr::Dnat => "nat",
+            Expr::Dnat(_) => "nat",
             Expr::Masquerade => "masq",
         };
         m.begin(NFTA_LIST_ELEM)
@@ -164,9 +168,9 @@ impl Expr {
                     .attr(NFTA_DATA_VALUE, data)
                     .end();
             }
-            Expr::Dnat => {
+            Expr::Dnat(family) => {
                 m.be32(1, NFT_NAT_DNAT) // NFTA_NAT_TYPE
-                    .be32(2, NFPROTO_IPV4 as u32) // NFTA_NAT_FAMILY
+                    .be32(2, *family as u32) // NFTA_NAT_FAMILY
                     .be32(3, NFT_REG_1) // NFTA_NAT_REG_ADDR_MIN
                     .be32(5, NFT_REG_2) // NFTA_NAT_REG_PROTO_MIN
                     .be32(7, NF_NAT_RANGE_PROTO_SPECIFIED); // NFTA_NAT_FLAGS
@@ -241,6 +245,13 @@ fn host(ip: Ipv4Addr) -> Ipv4Net {
     Ipv4Net {
         addr: ip,
         prefix: 32,
+    }
+}
+
+fn host6(ip: Ipv6Addr) -> Ipv6Net {
+    Ipv6Net {
+        addr: ip,
+        prefix: 128,
     }
 }
 
@@ -360,8 +371,8 @@ pub struct Rules<'a> {
     pub subnet: Ipv4Net,
     pub masquerade: bool,
     pub ports: &'a [PortMapping],
-    /// A dual-stack attachment's IPv6 address and subnet: its outbound traffic is masqueraded
-    /// by a table of family ip6 of the same name (published ports stay IPv4).
+    /// A dual-stack attachment's IPv6 address and subnet: its published ports over IPv6 and its
+    /// masquerades are in a table of family ip6 of the same name.
     pub v6: Option<(Ipv6Addr, Ipv6Net)>,
 }
 
@@ -371,57 +382,84 @@ impl Rules<'_> {
         !self.masquerade && self.ports.is_empty()
     }
 
+    /// The `prerouting` and `output` chains of family `family` with a DNAT rule for each of
+    /// `ports` to `addr` (4 or 16 bytes), a host address matched at `daddr` of the family's
+    /// header.
+    fn dnat_chains(
+        &self,
+        b: &mut Vec<Message>,
+        family: u8,
+        ports: &[&PortMapping],
+        addr: &[u8],
+        daddr: u32,
+    ) -> Result<()> {
+        let t = self.table;
+        for (chain, hook) in [
+            ("prerouting", NF_INET_PRE_ROUTING),
+            ("output", NF_INET_LOCAL_OUT),
+        ] {
+            b.push(add_chain(family, t, chain, hook, NF_IP_PRI_NAT_DST));
+            for m in ports {
+                let mut e = vec![
+                    Expr::FibDaddrType,
+                    Expr::Cmp {
+                        op: NFT_CMP_EQ,
+                        data: RTN_LOCAL.to_ne_bytes().to_vec(),
+                    },
+                ];
+                match m.dst() {
+                    Some(IpAddr::V4(h)) => {
+                        e.extend(ip_match(daddr, host(h), true).unwrap_or_default())
+                    }
+                    Some(IpAddr::V6(h)) => {
+                        e.extend(ip6_match(daddr, host6(h), true).unwrap_or_default())
+                    }
+                    // `ip6 daddr != ::1`: the loopback is the proxy's (super::super::proxy)
+                    None if family == NFPROTO_IPV6 => e.extend(
+                        ip6_match(daddr, host6(Ipv6Addr::LOCALHOST), false).unwrap_or_default(),
+                    ),
+                    None => {}
+                }
+                e.extend([
+                    Expr::MetaL4proto,
+                    Expr::Cmp {
+                        op: NFT_CMP_EQ,
+                        data: vec![protocol_number(&m.protocol)?],
+                    },
+                    Expr::Payload {
+                        base: NFT_PAYLOAD_TRANSPORT_HEADER,
+                        offset: 2,
+                        len: 2,
+                    },
+                    Expr::Cmp {
+                        op: NFT_CMP_EQ,
+                        data: m.host_port.to_be_bytes().to_vec(),
+                    },
+                    Expr::Immediate {
+                        reg: NFT_REG_1,
+                        data: addr.to_vec(),
+                    },
+                    Expr::Immediate {
+                        reg: NFT_REG_2,
+                        data: m.container_port.to_be_bytes().to_vec(),
+                    },
+                    Expr::Dnat(family),
+                ]);
+                b.push(add_rule(family, t, chain, format!("dnat {m}"), &e));
+            }
+        }
+        Ok(())
+    }
+
     /// The batch that creates the table (a table left by an earlier run is replaced).
     pub fn add_batch(&self) -> Result<Vec<Message>> {
         let t = self.table;
         let ip = self.ip;
         let mut b = delete_batch(t);
         b.push(add_table(NFPROTO_IPV4, t));
-        if !self.ports.is_empty() {
-            for (chain, hook) in [
-                ("prerouting", NF_INET_PRE_ROUTING),
-                ("output", NF_INET_LOCAL_OUT),
-            ] {
-                b.push(add_chain(NFPROTO_IPV4, t, chain, hook, NF_IP_PRI_NAT_DST));
-                for m in self.ports {
-                    let mut e = vec![
-                        Expr::FibDaddrType,
-                        Expr::Cmp {
-                            op: NFT_CMP_EQ,
-                            data: RTN_LOCAL.to_ne_bytes().to_vec(),
-                        },
-                    ];
-                    if let Some(h) = m.host_ip {
-                        e.extend(ip_match(IP_DADDR, host(h), true).unwrap_or_default());
-                    }
-                    e.extend([
-                        Expr::MetaL4proto,
-                        Expr::Cmp {
-                            op: NFT_CMP_EQ,
-                            data: vec![protocol_number(&m.protocol)?],
-                        },
-                        Expr::Payload {
-                            base: NFT_PAYLOAD_TRANSPORT_HEADER,
-                            offset: 2,
-                            len: 2,
-                        },
-                        Expr::Cmp {
-                            op: NFT_CMP_EQ,
-                            data: m.host_port.to_be_bytes().to_vec(),
-                        },
-                        Expr::Immediate {
-                            reg: NFT_REG_1,
-                            data: ip.octets().to_vec(),
-                        },
-                        Expr::Immediate {
-                            reg: NFT_REG_2,
-                            data: m.container_port.to_be_bytes().to_vec(),
-                        },
-                        Expr::Dnat,
-                    ]);
-                    b.push(add_rule(NFPROTO_IPV4, t, chain, format!("dnat {m}"), &e));
-                }
-            }
+        let ports4: Vec<&PortMapping> = self.ports.iter().filter(|m| m.on_v4()).collect();
+        if !ports4.is_empty() {
+            self.dnat_chains(&mut b, NFPROTO_IPV4, &ports4, &ip.octets(), IP_DADDR)?;
         }
         b.push(add_chain(
             NFPROTO_IPV4,
@@ -447,7 +485,7 @@ impl Rules<'_> {
                 &e,
             ));
         };
-        if !self.ports.is_empty() {
+        if !ports4.is_empty() {
             masq(
                 "masquerade (hairpin)",
                 &[(IP_SADDR, host(ip), true), (IP_DADDR, host(ip), true)],
@@ -475,31 +513,35 @@ impl Rules<'_> {
                 ],
             );
         }
-        if let (true, Some((ip6, subnet6))) = (self.masquerade, self.v6) {
-            // `ip6 saddr IP ip6 daddr != SUBNET ip6 daddr != ff00::/8 masquerade`
-            b.extend(delete_batch6(t));
-            b.push(add_table(NFPROTO_IPV6, t));
-            b.push(add_chain(
-                NFPROTO_IPV6,
-                t,
-                "postrouting",
-                NF_INET_POST_ROUTING,
-                NF_IP_PRI_NAT_SRC,
-            ));
-            let host6 = Ipv6Net {
-                addr: ip6,
-                prefix: 128,
-            };
-            let multicast6 = Ipv6Net {
-                addr: Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0),
-                prefix: 8,
-            };
+        if let Some((ip6, subnet6)) = self.v6 {
+            self.add_batch6(&mut b, ip6, subnet6)?;
+        }
+        Ok(b)
+    }
+
+    /// The table of family ip6 of a dual-stack attachment, when it needs one: its published
+    /// ports over IPv6 and the masquerades.
+    fn add_batch6(&self, b: &mut Vec<Message>, ip6: Ipv6Addr, subnet6: Ipv6Net) -> Result<()> {
+        let t = self.table;
+        let ports6: Vec<&PortMapping> = self.ports.iter().filter(|m| dnat6(m)).collect();
+        if !self.masquerade && ports6.is_empty() {
+            return Ok(());
+        }
+        b.extend(delete_batch6(t));
+        b.push(add_table(NFPROTO_IPV6, t));
+        if !ports6.is_empty() {
+            self.dnat_chains(b, NFPROTO_IPV6, &ports6, &ip6.octets(), IP6_DADDR)?;
+        }
+        b.push(add_chain(
+            NFPROTO_IPV6,
+            t,
+            "postrouting",
+            NF_INET_POST_ROUTING,
+            NF_IP_PRI_NAT_SRC,
+        ));
+        let mut masq = |what: &str, matches: &[(u32, Ipv6Net, bool)]| {
             let mut e = Vec::new();
-            for (offset, net, eq) in [
-                (IP6_SADDR, host6, true),
-                (IP6_DADDR, subnet6, false),
-                (IP6_DADDR, multicast6, false),
-            ] {
+            for &(offset, net, eq) in matches {
                 e.extend(ip6_match(offset, net, eq).unwrap_or_default());
             }
             e.push(Expr::Masquerade);
@@ -507,12 +549,40 @@ impl Rules<'_> {
                 NFPROTO_IPV6,
                 t,
                 "postrouting",
-                "masquerade (outbound)".into(),
+                what.to_string(),
                 &e,
             ));
+        };
+        if !ports6.is_empty() {
+            // `ip6 saddr IP ip6 daddr IP masquerade` (nothing for `::1`: see the module's doc)
+            masq(
+                "masquerade (hairpin)",
+                &[(IP6_SADDR, host6(ip6), true), (IP6_DADDR, host6(ip6), true)],
+            );
         }
-        Ok(b)
+        if self.masquerade {
+            // `ip6 saddr IP ip6 daddr != SUBNET ip6 daddr != ff00::/8 masquerade`
+            let multicast6 = Ipv6Net {
+                addr: Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0),
+                prefix: 8,
+            };
+            masq(
+                "masquerade (outbound)",
+                &[
+                    (IP6_SADDR, host6(ip6), true),
+                    (IP6_DADDR, subnet6, false),
+                    (IP6_DADDR, multicast6, false),
+                ],
+            );
+        }
+        Ok(())
     }
+}
+
+/// True when the ip6 table DNATs `m`: published on IPv6, and not on `[::1]` alone (the
+/// proxy's only).
+pub fn dnat6(m: &PortMapping) -> bool {
+    m.on_v6() && m.host_ip != Some(IpAddr::V6(Ipv6Addr::LOCALHOST))
 }
 
 /// [`delete_batch`] for the table of family ip6 of a dual-stack attachment.
@@ -595,15 +665,28 @@ fn close_later(s: sys::Socket) {
     drop(w);
 }
 
-/// True when table `t` exists in the calling thread's network namespace.
+/// True when table `t` of family ip exists in the calling thread's network namespace.
 pub fn exists(t: &str) -> Result<bool> {
+    exists_in(NFPROTO_IPV4, t)
+}
+
+/// [`exists`] for the table of family ip6 of a dual-stack attachment.
+pub fn exists6(t: &str) -> Result<bool> {
+    exists_in(NFPROTO_IPV6, t)
+}
+
+fn exists_in(family: u8, t: &str) -> Result<bool> {
     let mut s = sys::Socket::open(SockProtocol::NetlinkNetFilter)?;
-    let mut m = Msg::new(&nfgenmsg(NFPROTO_IPV4, 0));
+    let mut m = Msg::new(&nfgenmsg(family, 0));
     m.str(NFTA_TABLE_NAME, t);
     match s.request((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE, 0, &m.b) {
         Ok(_) => Ok(true),
         Err(Errno::ENOENT) => Ok(false),
-        Err(e) => Err(anyhow!("nftables: look up table ip {t}: {}", e.desc())),
+        Err(e) => Err(anyhow!(
+            "nftables: look up table {} {t}: {}",
+            family_name(family),
+            e.desc()
+        )),
     }
 }
 
@@ -753,6 +836,56 @@ mod tests {
         bad[0].protocol = "icmp".into();
         let e = Rules { ports: &bad, ..r }.add_batch().unwrap_err();
         assert!(e.to_string().contains("\"icmp\""), "{e}");
+    }
+
+    #[test]
+    fn dual_stack_ports_go_to_their_families() {
+        let mut ports = Vec::new();
+        for p in [
+            "8080:80",
+            "[::1]:8081:80",
+            "127.0.0.1:8082:80",
+            "[::]:8083:80/udp",
+        ] {
+            ports.extend(crate::network::ports::parse(p).unwrap());
+        }
+        let r = Rules {
+            table: "husk-d",
+            ip: Ipv4Addr::new(10, 89, 0, 2),
+            subnet: net("10.89.0.0/24"),
+            masquerade: false,
+            ports: &ports,
+            v6: Some((
+                "fd00:89::2".parse().unwrap(),
+                Ipv6Net::parse("fd00:89::/64").unwrap(),
+            )),
+        };
+        let what: Vec<String> = r.add_batch().unwrap().into_iter().map(|m| m.what).collect();
+        let dnat = |family: &str| -> Vec<&str> {
+            let pre = format!("add rule {family} husk-d prerouting dnat ");
+            what.iter()
+                .filter_map(|w| w.strip_prefix(pre.as_str()))
+                .collect()
+        };
+        assert_eq!(
+            dnat("ip"),
+            ["0.0.0.0:8080->80/tcp", "127.0.0.1:8082->80/tcp"],
+            "{what:?}"
+        );
+        // [::1] alone is the proxy's; an internal network's ip6 table has the hairpin only
+        assert_eq!(
+            dnat("ip6"),
+            ["0.0.0.0:8080->80/tcp", "[::]:8083->80/udp"],
+            "{what:?}"
+        );
+        assert!(what.contains(&"add rule ip6 husk-d postrouting masquerade (hairpin)".to_string()));
+        assert!(!what
+            .iter()
+            .any(|w| w.contains("ip6") && w.contains("outbound")));
+        // a port on [::1] alone makes no ip6 table
+        let only = crate::network::ports::parse("[::1]:8081:80").unwrap();
+        let b = Rules { ports: &only, ..r }.add_batch().unwrap();
+        assert!(!b.iter().any(|m| m.what.starts_with("add table ip6")));
     }
 
     #[test]

@@ -600,12 +600,15 @@ fn stat_obj(p: &str) -> Result<Obj, i32> {
 /// A pod sandbox's pause process (the CRI tests' pause image runs `/probe pause`): waits for
 /// signals, reaps every child that is re-parented to it (a pod sharing its pid namespace), and
 /// exits 0 on SIGINT or SIGTERM.
-/// Answer every datagram on 0.0.0.0:PORT with "echo:" and its payload, forever.
+/// Answer every datagram on [::]:PORT (IPv4 too; 0.0.0.0:PORT where IPv6 is off) with "echo:"
+/// and its payload, forever.
 fn udp_echo(port: &str) -> ! {
     let Ok(port) = port.parse::<u16>() else {
         die(&format!("udp-echo: bad port {port}"))
     };
-    let sock = match std::net::UdpSocket::bind(("0.0.0.0", port)) {
+    let bound = std::net::UdpSocket::bind(("::", port))
+        .or_else(|_| std::net::UdpSocket::bind(("0.0.0.0", port)));
+    let sock = match bound {
         Ok(s) => s,
         Err(e) => die(&format!("udp-echo: bind {port}: {e}")),
     };
