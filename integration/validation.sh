@@ -16,7 +16,11 @@
 #   cgroups-rel           under an absolute / a relative cgroupsPath: `state` against
 #                         state-schema.json when created, running and stopped, and the limits
 #                         the container's cgroups hold, read by runtime-tools' readers, against
-#                         the config (cgroup v1 only: the readers have no v2; SKIP on v2)
+#                         the config (cgroup v1 only: the readers have no v2; SKIP on v2),
+#                         and the device rules it allows in devices.list
+#   generate              runtime-tools' own default config (generate.New, the base of the
+#                         suite's cases) through the validator, then run to exit 0
+#   left                  nothing left after delete: state entries, cgroups
 # Each check is one TAP line; a case is a set of checks. The rule, per check: one that passes
 # under runc must pass under husk (else it fails the stage), unless it is listed in KNOWN_DIFF
 # below with the reason; one failing under both is reported with the reason, not failed; one
@@ -150,7 +154,9 @@ case_cgroups() { # case_cgroups RUNTIME CGROUPSPATH
         | .linux.cgroupsPath = $cg
         | .linux.resources.memory = {limit: 67108864, reservation: 33554432, swap: 134217728, swappiness: 10}
         | .linux.resources.cpu = {shares: 512, quota: 50000, period: 100000, cpus: "0", mems: "0"}
-        | .linux.resources.pids = {limit: 64}' "$b/config.json" >"$b/config.json.new"
+        | .linux.resources.pids = {limit: 64}
+        | .linux.resources.devices += [{allow: true, type: "c", major: 10, minor: 229, access: "rwm"},
+                                       {allow: true, type: "b", major: 8, minor: 0, access: "r"}]' "$b/config.json" >"$b/config.json.new"
     mv "$b/config.json.new" "$b/config.json"
     id=$TAG-$(basename "$rt")-$RANDOM
     root=$TMP/state-$(basename "$rt")
@@ -178,6 +184,20 @@ case_cgroups() { # case_cgroups RUNTIME CGROUPSPATH
     step "delete" "$rt" --root "$root" delete "$id" || true
 }
 
+# generate: runtime-tools' own default config (generate.New, the base of the suite's cases:
+# its namespaces, capabilities, rlimits, mounts) through the validator, then run to exit 0
+case_generate() { # case_generate RUNTIME
+    local rt=$1 b id
+    b=$(mktemp -d "$TMP/bundle.XXXXXX")
+    mkdir "$b/rootfs"
+    cp -a "$TESTROOT/." "$b/rootfs/"
+    step "generate the default config" "$OV" generate "$b" sh -c 'exit 0' || return 0
+    tap generate "$OV" config "$b"
+    id=$TAG-$(basename "$rt")-gen
+    CREATED+=("$rt $id")
+    step "run exits 0" "$rt" --root "$TMP/state-$(basename "$rt")" run --bundle "$b" "$id" || true
+}
+
 # left: after delete, no container in the runtime's state and no cgroup of the two above
 case_left() { # case_left RUNTIME NAME
     local rt=$1 name=$2 ids cgs
@@ -191,7 +211,7 @@ case_left() { # case_left RUNTIME NAME
     fi
 }
 
-CASES=(spec spec-rootless cgroups-abs cgroups-rel left)
+CASES=(spec spec-rootless cgroups-abs cgroups-rel generate left)
 for name in husk runc; do
     if [ $name = husk ]; then rt=$HUSK_BIN; else rt=$RUNC_BIN; fi
     echo "== $name: $rt"
@@ -199,6 +219,7 @@ for name in husk runc; do
     run_case $name spec-rootless case_spec "$rt" --rootless
     run_case $name cgroups-abs case_cgroups "$rt" "/$TAG/abs-$name"
     run_case $name cgroups-rel case_cgroups "$rt" "$TAG/rel-$name"
+    run_case $name generate case_generate "$rt"
     run_case $name left case_left "$rt" $name
     for c in "${CASES[@]}"; do
         sed "s/^/$name $c: /" "$TMP/res/$name/$c"
@@ -223,6 +244,13 @@ reason() {
         /^# / && cur == n { sub(/^# /, ""); printf "%s ", $0 }' "$1" | cut -c1-300
 }
 
+# skip_reason FILE NAME: what NAME's "# SKIP" says
+skip_reason() {
+    awk -v n="$2" '/^ok / && / # SKIP/ {
+        cur = $0; sub(/^ok [0-9]* ?- /, "", cur); r = cur; sub(/ # SKIP.*/, "", cur); sub(/.* # SKIP */, "", r)
+        if (cur == n) print r }' "$1" | head -1
+}
+
 passed=0 failed=0 skipped=0
 printf '\n%-16s %-22s   %-22s\n' "" "husk: ok/not ok/skip" "runc: ok/not ok/skip"
 for c in "${CASES[@]}"; do
@@ -243,7 +271,7 @@ for c in "${CASES[@]}"; do
         h=${H[$n]:-missing} r=${R[$n]:-missing} key=$c/$n
         if [ "$h" = skip ]; then
             skipped=$((skipped + 1))
-            echo "SKIP validation $key: skipped under husk"
+            echo "SKIP validation $key: $(skip_reason "$TMP/res/husk/$c" "$n")"
         elif [ "$h" = ok ]; then
             passed=$((passed + 1))
             [ "$r" = ok ] || [ "$r" = skip ] || echo "  husk passes, runc fails: $key: $(reason "$TMP/res/runc/$c" "$n")"

@@ -8,6 +8,7 @@
 //	ocivalidate state STATUS FILE  state-schema.json on the output of `RUNTIME state`, and its status
 //	ocivalidate cgroups BUNDLE PID runtime-tools' cgroup v1 readers: the limits the container's
 //	                               cgroup holds against BUNDLE/config.json's linux.resources
+//	ocivalidate generate BUNDLE ARGS...  write runtime-tools' default config (the suite's base)
 //
 // Exit status 0 when every check passed, 1 otherwise, 2 on a usage or setup error.
 package main
@@ -26,6 +27,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/opencontainers/runtime-tools/cgroups"
+	"github.com/opencontainers/runtime-tools/generate"
 	"github.com/opencontainers/runtime-tools/validate"
 	"github.com/sirupsen/logrus"
 	"github.com/xeipuuv/gojsonschema"
@@ -196,6 +198,59 @@ func same(what string, want, got interface{}) error {
 	return nil
 }
 
+// devicesAllowed: each rule the config allows is in the cgroup's devices.list (the list the
+// readers return holds the allowed rules; the runtime adds its defaults, so no equality)
+func devicesAllowed(want, got []rspec.LinuxDeviceCgroup) error {
+	val := func(p *int64) int64 {
+		if p == nil {
+			return 0 // "*" reads back as 0
+		}
+		return *p
+	}
+	accessSet := func(a string) string {
+		out := ""
+		for _, c := range "rwm" {
+			for _, d := range a {
+				if c == d {
+					out += string(c)
+					break
+				}
+			}
+		}
+		return out
+	}
+	for _, w := range want {
+		if !w.Allow {
+			continue
+		}
+		found := false
+		for _, g := range got {
+			if g.Type == w.Type && val(g.Major) == val(w.Major) && val(g.Minor) == val(w.Minor) &&
+				accessSet(g.Access) == accessSet(w.Access) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return fmt.Errorf("devices: %s %d:%d %s allowed by the config, not in devices.list", w.Type, val(w.Major), val(w.Minor), w.Access)
+		}
+	}
+	return nil
+}
+
+// generateDefault writes BUNDLE/config.json: runtime-tools' default config (generate.New, the
+// base of every case of the suite), running ARGS
+func generateDefault(bundle string, args []string) {
+	g, err := generate.New("linux")
+	if err != nil {
+		fatal("%v", err)
+	}
+	g.SetProcessArgs(args)
+	if err := g.SaveToFile(filepath.Join(bundle, "config.json"), generate.ExportOptions{}); err != nil {
+		fatal("%v", err)
+	}
+}
+
 func cgroupChecks(bundle, pidArg string) {
 	t := &tap{}
 	spec := loadSpec(bundle)
@@ -235,6 +290,13 @@ func cgroupChecks(bundle, pidArg string) {
 		}
 		t.check("pids", err)
 	}
+	if len(r.Devices) > 0 {
+		d, err := cg.GetDevicesData(pid, path)
+		if err == nil {
+			err = devicesAllowed(r.Devices, d)
+		}
+		t.check("devices", err)
+	}
 	if r.BlockIO != nil {
 		b, err := cg.GetBlockIOData(pid, path)
 		if err == nil {
@@ -262,7 +324,9 @@ func main() {
 		stateChecks(a[1], a[2])
 	case len(a) == 3 && a[0] == "cgroups":
 		cgroupChecks(a[1], a[2])
+	case len(a) >= 3 && a[0] == "generate":
+		generateDefault(a[1], a[2:])
 	default:
-		fatal("usage: ocivalidate config BUNDLE | state STATUS FILE | cgroups BUNDLE PID")
+		fatal("usage: ocivalidate config BUNDLE | state STATUS FILE | cgroups BUNDLE PID | generate BUNDLE ARGS...")
 	}
 }
