@@ -66,14 +66,14 @@ start=$(date +%s)
 TMP=$(mktemp -d /tmp/husk-validation.XXXXXX)
 chmod 0755 "$TMP"
 TAG=hv${TMP##*.}
-CREATED=() # "root id" of each container created, for the cleanup
+CREATED=() # "runtime state-root id" of each container created, for the cleanup
 CGPATHS=() # the cgroupsPaths given, for the cleanup
 cleanup() {
     local e r id p c
     for e in "${CREATED[@]+"${CREATED[@]}"}"; do
-        r=${e%% *} id=${e#* }
-        p=$(timeout 10 "$r" --root "$TMP/state-$(basename "$r")" state "$id" 2>/dev/null | jq -r '.pid // 0' 2>/dev/null || echo 0)
-        timeout 10 "$r" --root "$TMP/state-$(basename "$r")" delete --force "$id" >/dev/null 2>&1 || true
+        read -r r root id <<<"$e"
+        p=$(timeout 10 "$r" --root "$root" state "$id" 2>/dev/null | jq -r '.pid // 0' 2>/dev/null || echo 0)
+        timeout 10 "$r" --root "$root" delete --force "$id" >/dev/null 2>&1 || true
         if [ "${p:-0}" -gt 0 ] 2>/dev/null && [ -d "/proc/$p" ] && grep -qa "$TAG" "/proc/$p/cgroup" 2>/dev/null; then
             kill -9 "$p" 2>/dev/null || true
         fi
@@ -158,10 +158,10 @@ case_cgroups() { # case_cgroups RUNTIME CGROUPSPATH
         | .linux.resources.devices += [{allow: true, type: "c", major: 10, minor: 229, access: "rwm"},
                                        {allow: true, type: "b", major: 8, minor: 0, access: "r"}]' "$b/config.json" >"$b/config.json.new"
     mv "$b/config.json.new" "$b/config.json"
-    id=$TAG-$(basename "$rt")-$RANDOM
-    root=$TMP/state-$(basename "$rt")
+    id=$TAG-$rtname-${cg##*/}
+    root=$TMP/state-$rtname
     CGPATHS+=("$cg")
-    CREATED+=("$rt $id")
+    CREATED+=("$rt $root $id")
     step "create" "$rt" --root "$root" create --bundle "$b" "$id" || return 0
     timeout "$TIMEOUT" "$rt" --root "$root" state "$id" >"$b/state.created" 2>&1 || true
     tap state "$OV" state created "$b/state.created"
@@ -193,16 +193,16 @@ case_generate() { # case_generate RUNTIME
     cp -a "$TESTROOT/." "$b/rootfs/"
     step "generate the default config" "$OV" generate "$b" sh -c 'exit 0' || return 0
     tap generate "$OV" config "$b"
-    id=$TAG-$(basename "$rt")-gen
-    CREATED+=("$rt $id")
-    step "run exits 0" "$rt" --root "$TMP/state-$(basename "$rt")" run --bundle "$b" "$id" || true
+    id=$TAG-$rtname-gen
+    CREATED+=("$rt $TMP/state-$rtname $id")
+    step "run exits 0" "$rt" --root "$TMP/state-$rtname" run --bundle "$b" "$id" || true
 }
 
 # left: after delete, no container in the runtime's state and no cgroup of the two above
-case_left() { # case_left RUNTIME NAME
-    local rt=$1 name=$2 ids cgs
-    ids=$(timeout "$TIMEOUT" "$rt" --root "$TMP/state-$(basename "$rt")" list -q 2>/dev/null || true)
-    cgs=$(find /sys/fs/cgroup -mindepth 1 -maxdepth 8 -type d \( -name "abs-$name" -o -name "rel-$name" \) -path "*/$TAG/*" 2>/dev/null || true)
+case_left() { # case_left RUNTIME
+    local rt=$1 ids cgs
+    ids=$(timeout "$TIMEOUT" "$rt" --root "$TMP/state-$rtname" list -q 2>/dev/null || true)
+    cgs=$(find /sys/fs/cgroup -mindepth 1 -maxdepth 8 -type d \( -name "abs-$rtname" -o -name "rel-$rtname" \) -path "*/$TAG/*" 2>/dev/null || true)
     if [ -z "$ids$cgs" ]; then
         echo "ok - nothing left after delete"
     else
@@ -213,6 +213,7 @@ case_left() { # case_left RUNTIME NAME
 
 CASES=(spec spec-rootless cgroups-abs cgroups-rel generate left)
 for name in husk runc; do
+    rtname=$name # the runtime the case functions run (husk or runc)
     if [ $name = husk ]; then rt=$HUSK_BIN; else rt=$RUNC_BIN; fi
     echo "== $name: $rt"
     run_case $name spec case_spec "$rt"
@@ -220,7 +221,7 @@ for name in husk runc; do
     run_case $name cgroups-abs case_cgroups "$rt" "/$TAG/abs-$name"
     run_case $name cgroups-rel case_cgroups "$rt" "$TAG/rel-$name"
     run_case $name generate case_generate "$rt"
-    run_case $name left case_left "$rt" $name
+    run_case $name left case_left "$rt"
     for c in "${CASES[@]}"; do
         sed "s/^/$name $c: /" "$TMP/res/$name/$c"
     done
