@@ -6,8 +6,8 @@
 # `cgroups` (the cgroup v1 readers the suite's linux_cgroups_* cases use to read back what a
 # runtime applied), `generate` and `specerror`. It does not ship the suite's validation/ cases,
 # cmd/runtimetest (the in-container checker) nor their TAP library (github.com/mndrix/tap-go,
-# not packaged in Debian at all), and Debian's source archive is not reachable from the build
-# machines. So this stage builds, offline (GOPATH=/usr/share/gocode, GO111MODULE=off),
+# not packaged in Debian at all); the project builds from Debian's binary packages only, with no
+# other download. So this stage builds, offline (GOPATH=/usr/share/gocode, GO111MODULE=off),
 # integration/validation/main.go (`ocivalidate`, a thin driver of those libraries and of the
 # runtime-spec JSON schemas Debian ships) and applies it to what each runtime produces:
 #   spec, spec-rootless   the config.json `RUNTIME spec [--rootless]` writes, through the
