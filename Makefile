@@ -3,7 +3,9 @@
 #   make build     debug build of husk
 #   make testroot  busybox-static + probe rootfs in target/testroot/rootfs
 #   make test      deps + build + lint + unit tests + root tests (incl. conformance, differential)
-#                  + containerd integration + engines + vm-test
+#                  + containerd integration + engines + runtime-tools validation + vm-test
+#   make validation the OCI runtime-tools checks Debian ships (bundle validator, state schema,
+#                  cgroup readers) against husk and runc (integration/validation.sh)
 #   make engines   dockerd and podman driving husk (HUSK_BIN=/usr/sbin/runc to validate)
 #   make vm-test   cgroup v2, systemd, AppArmor and SELinux guests (User-mode Linux): cgroup tests,
 #                  real containers, LSM labels end to end
@@ -57,8 +59,11 @@ DEB_PKGS += docker-registry skopeo umoci apache2-utils
 DEB_PKGS += uidmap
 # rootless networking of husk up: pasta (package passt), else slirp4netns
 DEB_PKGS += slirp4netns passt
+# the runtime-tools stage (integration/validation.sh): Go and the OCI runtime-tools libraries
+# (validate, cgroups) with the runtime-spec JSON schemas, built offline from /usr/share/gocode
+DEB_PKGS += golang-go golang-github-opencontainers-runtime-tools-dev golang-github-opencontainers-specs-dev
 
-.PHONY: soak test-repeat deps demo-deps install-pkgs build release pgo-tools pgo-profile probe testroot test lint docs install uninstall deb package-test cri unit-test root-test integration engines conformance differential vm-test demo bench clean
+.PHONY: soak test-repeat deps demo-deps install-pkgs build release pgo-tools pgo-profile probe testroot test lint docs install uninstall deb package-test cri unit-test root-test integration engines validation conformance differential vm-test demo bench clean
 
 # What `make demo` needs (a subset of DEB_PKGS).
 DEMO_PKGS := busybox-static jq
@@ -203,6 +208,9 @@ test: deps build testroot
 	echo "== Kubernetes CRI: a private containerd's CRI plugin runs pods on husk and runc (integration/cri.sh)"; \
 	HUSK_BIN=$(HUSK_BIN) bash integration/cri.sh 2>&1 | tee $(LOGS)/cri.log; \
 	[ "$${PIPESTATUS[0]}" = 0 ] || rc=1; \
+	echo "== OCI runtime-tools: its bundle validator, state schema and cgroup readers on husk and runc (integration/validation.sh)"; \
+	HUSK_BIN=$(HUSK_BIN) bash integration/validation.sh 2>&1 | tee $(LOGS)/validation.log; \
+	[ "$${PIPESTATUS[0]}" = 0 ] || rc=1; \
 	echo "== the Debian package: make deb, install, man, completion, engines configured by docs/engines"; \
 	bash integration/package.sh 2>&1 | tee $(LOGS)/package.log; \
 	[ "$${PIPESTATUS[0]}" = 0 ] || rc=1; \
@@ -283,6 +291,11 @@ bench: release testroot
 # containerd's CRI plugin drives husk and runc with the project's CRI client (integration/cri)
 cri: build testroot
 	HUSK_BIN=$(HUSK_BIN) bash integration/cri.sh
+
+# the OCI runtime-tools libraries Debian ships (validate, cgroups; built offline with Go) and the
+# runtime-spec schemas applied to what husk and runc produce (integration/validation.sh)
+validation: build testroot
+	HUSK_BIN=$(HUSK_BIN) bash integration/validation.sh
 
 # the package as a user installs it (integration/package.sh; installs and removes the .deb)
 package-test: build testroot

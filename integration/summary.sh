@@ -2,7 +2,7 @@
 # Summarise the stage logs `make test` writes to target/test-logs/: cargo's "test result:" lines
 # (unit and root tests; a test that printed `SKIP name: why` counts as skipped, not passed), the
 # closing "N passed, N failed[, N skipped]" line of each script stage (containerd, engines, cri,
-# package, vm-test), and the skip lines with their reasons. Prints a table, every skip, and one
+# validation, package, vm-test), and the skip lines with their reasons. Prints a table, every skip, and one
 # closing line "make test: N passed, N failed, N skipped".
 # Exits non-zero when a stage's log is missing or has no closing line (the stage did not run),
 # or when anything failed.
@@ -11,7 +11,7 @@ set -uo pipefail
 dir=${1:-target/test-logs}
 tp=0 tf=0 ts=0 rc=0
 printf '%-12s %8s %8s %8s\n' stage passed failed skipped
-for stage in lint unit root fallback containerd engines cri package vm; do
+for stage in lint unit root fallback containerd engines cri validation package vm; do
 	log=$dir/$stage.log
 	if [ ! -f "$log" ]; then
 		printf '%-12s %s\n' "$stage" "did not run (no $log)"
