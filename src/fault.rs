@@ -2,9 +2,10 @@
 //!
 //! `HUSK_FAULT_STEP=N` makes husk SIGKILL itself when it reaches its Nth named step (the
 //! boundaries of create, start, exec, delete, run, kill, pause, resume and update marked with
-//! [`step`]), as an engine's timeout or the OOM killer would; `tests/faults.rs` then checks that
-//! `delete --force` leaves nothing behind (and `tests/network.rs` that `network gc` releases a
-//! native attach killed at each of its steps). With `HUSK_FAULT_LOG=FILE` each step reached is
+//! [`step`], and of `husk up`'s start of a user-mode network helper), as an engine's timeout or
+//! the OOM killer would; `tests/faults.rs` then checks that `delete --force` leaves nothing
+//! behind (`tests/network.rs` that `network gc` releases a native attach killed at each of its
+//! steps, `tests/up.rs` that no network helper outlives a `husk up` killed while starting it). With `HUSK_FAULT_LOG=FILE` each step reached is
 //! appended to FILE (one name a line) first. In a release build [`step`] is an empty inline
 //! function: the environment is never read.
 

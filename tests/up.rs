@@ -3729,13 +3729,23 @@ impl Env {
 
     /// `husk up --store STORE --pull never ARGS` as nobody in `ns`.
     fn up_rootless(&self, ns: &Netns, path: &str, args: &[&str]) -> Output {
+        self.up_rootless_env(ns, path, args, &[])
+    }
+
+    /// [`Env::up_rootless`] with `env` added to its environment.
+    fn up_rootless_env(
+        &self,
+        ns: &Netns,
+        path: &str,
+        args: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Output {
         let store = self.store();
         let mut a = vec!["up", "--store", store.to_str().unwrap(), "--pull", "never"];
         a.extend_from_slice(args);
-        run_timeout(
-            &mut self.husk_rootless(ns, path, &a),
-            Duration::from_secs(60),
-        )
+        let mut c = self.husk_rootless(ns, path, &a);
+        c.envs(env.iter().copied());
+        run_timeout(&mut c, Duration::from_secs(60))
     }
 
     /// The pid of the network helper recorded for container `id`.
@@ -3795,8 +3805,11 @@ fn rootless_netns() -> Netns {
 /// namespace of the test's, busybox httpd in the container on `-p 8080:80` answers from the
 /// namespace's loopback a page the container fetched from a server on that loopback (reached
 /// at pasta's gateway or slirp4netns's 10.0.2.2); the helper ends with the container on `husk
-/// rm -f`, and after the monitor was SIGKILLed; a foreground `--rm` run leaves nothing; a port
-/// in use and a helper not installed are refused by name with nothing left.
+/// rm -f`, and by itself when the monitor is SIGKILLed; `-P` publishes the image's port on a
+/// free host port; `--restart on-failure:2` runs three times, each run with a helper of its own,
+/// none left after; a foreground `--rm` run leaves nothing; `husk up` SIGKILLed at each step of the helper's start leaves no helper and
+/// nothing `rm -f` does not remove; a port in use and a helper not installed are refused by
+/// name with nothing left.
 fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str) {
     if !need_root(test) {
         return;
@@ -3915,9 +3928,10 @@ fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str) {
     )
     .unwrap();
     assert!(wait_until(Duration::from_secs(5), &|| !pid_alive(monitor)));
+    // (the kernel's parent death signal: no husk command ran since)
     assert!(
-        pid_alive(pid),
-        "{helper} died with the monitor, the container still runs"
+        wait_until(Duration::from_secs(5), &|| !pid_alive(pid)),
+        "{helper} (pid {pid}) outlived its monitor's SIGKILL"
     );
     ok(
         &run_timeout(
@@ -3926,11 +3940,85 @@ fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str) {
         ),
         "rm -f b",
     );
-    assert!(
-        wait_until(Duration::from_secs(5), &|| !pid_alive(pid)),
-        "{helper} (pid {pid}) outlived the monitor's SIGKILL and husk rm -f"
-    );
     e.assert_clean("after the monitor's SIGKILL and rm -f");
+    assert!(left().is_empty(), "left: {:?}", left());
+
+    // -P: the image's exposed port (8000/tcp) on a free host port, through the helper
+    let page = web("published-all");
+    let mut args = vec!["-d", "--name", "p", "-P"];
+    args.extend(net);
+    args.extend([IMAGE, "sh", "-c", &page]);
+    let o = e.up_rootless(&ns, path, &args);
+    ok(&o, "up -d -P");
+    let err = text(&o.stderr);
+    let port: u16 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("husk up: published 0.0.0.0:"))
+        .and_then(|r| r.strip_suffix("->8000/tcp"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no published port in: {err}"));
+    assert_eq!(
+        ns.fetch(port).trim(),
+        "published-all",
+        "-P's port {port} through {helper}"
+    );
+    ok(
+        &run_timeout(
+            &mut e.husk_rootless(&ns, path, &["rm", "--store", store, "-f", "p"]),
+            CMD_TIMEOUT,
+        ),
+        "rm -f p",
+    );
+    e.assert_clean("after -P");
+
+    // --restart on-failure:2: three runs, each reaching the host through a helper of its own
+    let url = format!("http://{gateway}:9090/index.html");
+    let script = format!("wget -q -O - {url}; exit 3");
+    let mut args = vec!["-d", "--name", "r", "--restart", "on-failure:2"];
+    args.extend(net);
+    args.extend([IMAGE, "sh", "-c", &script]);
+    ok(
+        &e.up_rootless(&ns, path, &args),
+        "up -d --restart on-failure:2",
+    );
+    let done = || {
+        let p = e.store().join("containers/r/status.json");
+        let s: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(p).unwrap_or_default()).unwrap_or_default();
+        s["restartCount"] == 2
+            && s["exitCode"] == 3
+            && !pid_alive(s["monitorPid"].as_i64().unwrap_or(0) as i32)
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), &done),
+        "three runs did not end: {}",
+        e.status("r")
+    );
+    let logs = ok(
+        &run_timeout(
+            &mut e.husk_rootless(&ns, path, &["logs", "--store", store, "r"]),
+            CMD_TIMEOUT,
+        ),
+        "logs r",
+    );
+    assert_eq!(
+        logs.matches("from-the-host").count(),
+        3,
+        "each run's page through {helper}: {logs}"
+    );
+    assert!(
+        !e.store().join("containers/r/network-helper.json").exists(),
+        "a helper is recorded after the last exit"
+    );
+    assert!(left().is_empty(), "left after the runs: {:?}", left());
+    ok(
+        &run_timeout(
+            &mut e.husk_rootless(&ns, path, &["rm", "--store", store, "r"]),
+            CMD_TIMEOUT,
+        ),
+        "rm r",
+    );
+    e.assert_clean("after --restart on-failure:2");
 
     // in the foreground with --rm
     let url = format!("http://{gateway}:9090/index.html");
@@ -3941,6 +4029,49 @@ fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str) {
     assert_eq!(out.trim(), "from-the-host");
     e.assert_clean("after up --rm");
     assert!(left().is_empty(), "left: {:?}", left());
+
+    // husk up SIGKILLed at each step of the helper's start (debug builds): the helper and the
+    // namespace holder die with it, and rm -f leaves nothing
+    let log = e.dir.path().join("fault.log");
+    let mut args = vec!["--rm"];
+    args.extend(net);
+    args.extend([IMAGE, "true"]);
+    let o = e.up_rootless_env(&ns, path, &args, &[("HUSK_FAULT_LOG", log.as_os_str())]);
+    ok(&o, "up --rm true with HUSK_FAULT_LOG");
+    let steps: Vec<(String, String)> = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, name)| name.starts_with("usernet:"))
+        .map(|(n, name)| (n.to_string(), name.to_string()))
+        .collect();
+    if steps.is_empty() {
+        skip_part(
+            &format!("{test}/killed-while-starting-the-helper"),
+            "the runtime under test is a release build: it has no fault steps",
+        );
+    }
+    for (n, name) in &steps {
+        let id = format!("f{n}");
+        let mut args = vec!["--name", &id];
+        args.extend(net);
+        args.extend([IMAGE, "sleep", "30"]);
+        let o = e.up_rootless_env(&ns, path, &args, &[("HUSK_FAULT_STEP", n.as_ref())]);
+        assert!(!o.status.success(), "{name}: husk up was not killed");
+        assert!(
+            wait_until(Duration::from_secs(5), &|| left().is_empty()),
+            "killed at {name:?}: left {:?}",
+            left()
+        );
+        ok(
+            &run_timeout(
+                &mut e.husk_rootless(&ns, path, &["rm", "--store", store, "-f", &id]),
+                CMD_TIMEOUT,
+            ),
+            &format!("rm -f after a kill at {name:?}"),
+        );
+        e.assert_clean(&format!("killed at {name:?}, then rm -f"));
+    }
     // none and host as for root: loopback only, the namespace's own links
     let links = |flags: &[&str]| {
         let mut a = vec!["--rm"];
