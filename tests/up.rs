@@ -3684,31 +3684,35 @@ impl Env {
     }
 
     /// `husk --root ROOT ARGS` as `nobody` in the test's network namespace `ns` (entered as
-    /// root, then the ids dropped by setpriv), with `PATH` as given. Where the machine's
-    /// /dev/net/tun is not open to every user (a machine without udev's rule, which makes it
-    /// 0666), the command runs in a private mount namespace where /dev/net is a tmpfs with a
-    /// 0666 tun node, as udev would make it: the machine's own /dev is never changed.
+    /// root, then the ids dropped by setpriv), with `PATH` as given, in a private mount
+    /// namespace: where the machine's /dev/net/tun is not open to every user (a machine without
+    /// udev's rule, which makes it 0666), /dev/net is a tmpfs there with a 0666 tun node, as udev
+    /// would make it; when the Env's directory holds a `resolv.conf`, it is bound over
+    /// /etc/resolv.conf (the host's resolvers as husk and the helpers read them). The machine's
+    /// own /dev and /etc are never changed.
     fn husk_rootless(&self, ns: &Netns, path: &str, args: &[&str]) -> Command {
         use std::os::unix::fs::PermissionsExt;
         let open_to_all = std::fs::metadata("/dev/net/tun")
             .is_ok_and(|m| m.permissions().mode() & 0o006 == 0o006);
-        let mut c = if open_to_all {
-            Command::new("/usr/bin/nsenter")
-        } else {
-            let mut c = Command::new("/usr/bin/unshare");
-            c.args([
-                "-m",
-                "--propagation",
-                "private",
-                "/usr/bin/sh",
-                "-c",
-                "/usr/bin/mount -t tmpfs -o size=16k,mode=0755 husk-test-tun /dev/net && \
-                 /usr/bin/mknod -m 0666 /dev/net/tun c 10 200 && exec \"$@\"",
-                "sh",
-                "/usr/bin/nsenter",
-            ]);
-            c
-        };
+        let mut setup = String::from("set -e; ");
+        if !open_to_all {
+            setup.push_str(
+                "/usr/bin/mount -t tmpfs -o size=16k,mode=0755 husk-test-tun /dev/net; \
+                 /usr/bin/mknod -m 0666 /dev/net/tun c 10 200; ",
+            );
+        }
+        let resolv = self.dir.path().join("resolv.conf");
+        if resolv.exists() {
+            setup.push_str(&format!(
+                "/usr/bin/mount --bind '{}' /etc/resolv.conf; ",
+                resolv.display()
+            ));
+        }
+        setup.push_str("exec \"$@\"");
+        let mut c = Command::new("/usr/bin/unshare");
+        c.args(["-m", "--propagation", "private", "/usr/bin/sh", "-c"])
+            .arg(setup)
+            .args(["sh", "/usr/bin/nsenter"]);
         c.arg(format!("--net=/run/netns/{}", ns.0))
             .args([
                 "/usr/bin/setpriv",
@@ -3807,10 +3811,13 @@ fn rootless_netns() -> Netns {
 /// at pasta's gateway or slirp4netns's 10.0.2.2); the helper ends with the container on `husk
 /// rm -f`, and by itself when the monitor is SIGKILLed; `-P` publishes the image's port on a
 /// free host port; `--restart on-failure:2` runs three times, each run with a helper of its own,
-/// none left after; a foreground `--rm` run leaves nothing; `husk up` SIGKILLed at each step of the helper's start leaves no helper and
+/// none left after; a foreground `--rm` run leaves nothing; names are resolved through the
+/// helper's DNS forwarder (`forwarder` in the container's resolv.conf) by a resolver on the
+/// namespace's loopback (the host's resolv.conf as the test's mount namespace shows it), and
+/// `--dns` wins; `husk up` SIGKILLed at each step of the helper's start leaves no helper and
 /// nothing `rm -f` does not remove; a port in use and a helper not installed are refused by
 /// name with nothing left.
-fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str) {
+fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str, forwarder: &str) {
     if !need_root(test) {
         return;
     }
@@ -3827,6 +3834,13 @@ fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str) {
     let e = Env::new(&format!("rl{}", &helper[..4]));
     e.give_to_nobody();
     let ns = rootless_netns();
+    // the host's resolver on its loopback, as the resolv.conf of husk's mount namespace says
+    std::fs::write(
+        e.dir.path().join("resolv.conf"),
+        "nameserver 127.0.0.1\nsearch husk-test.example\n",
+    )
+    .unwrap();
+    let dns = DnsResponder::start(&ns.0, std::net::Ipv4Addr::new(10, 77, 0, 9));
     // the server on the namespace's loopback
     let www = e.dir.path().join("www");
     std::fs::create_dir_all(&www).unwrap();
@@ -4030,6 +4044,38 @@ fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str) {
     e.assert_clean("after up --rm");
     assert!(left().is_empty(), "left: {:?}", left());
 
+    // DNS: the helper's forwarder in resolv.conf (the host's search domain kept), answered by
+    // the resolver on the namespace's loopback; --dns wins
+    let mut args = vec!["--rm"];
+    args.extend(net);
+    let lookup = "cat /etc/resolv.conf; nslookup husk-dns.test; true";
+    args.extend([IMAGE, "sh", "-c", lookup]);
+    let out = ok(&e.up_rootless(&ns, path, &args), "up --rm nslookup");
+    assert!(
+        out.starts_with(&format!(
+            "nameserver {forwarder}\nsearch husk-test.example\n"
+        )) && out.matches("nameserver").count() == 1,
+        "{out}"
+    );
+    assert!(
+        out.contains("10.77.0.9"),
+        "the name through {helper}'s DNS forwarder: {out}"
+    );
+    assert!(
+        dns.asked().iter().any(|n| n == "husk-dns.test"),
+        "asked: {:?}",
+        dns.asked()
+    );
+    let mut args = vec!["--rm", "--dns", "10.9.9.9"];
+    args.extend(net);
+    args.extend([IMAGE, "cat", "/etc/resolv.conf"]);
+    let out = ok(&e.up_rootless(&ns, path, &args), "up --rm --dns");
+    assert!(
+        out.starts_with("nameserver 10.9.9.9\n") && !out.contains(forwarder),
+        "{out}"
+    );
+    e.assert_clean("after the DNS runs");
+
     // husk up SIGKILLed at each step of the helper's start (debug builds): the helper and the
     // namespace holder die with it, and rm -f leaves nothing
     let log = e.dir.path().join("fault.log");
@@ -4161,6 +4207,105 @@ fn udp_roundtrip(ns: &str, port: u16) -> Result<String, String> {
     .unwrap()
 }
 
+/// A DNS server on 127.0.0.1:53 of the namespace `ns` (a thread that joined it): every A query
+/// is answered with `answer`, any other with no record; the names asked are kept. Stopped on
+/// drop.
+struct DnsResponder {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    asked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DnsResponder {
+    fn start(ns: &str, answer: std::net::Ipv4Addr) -> DnsResponder {
+        use std::os::fd::AsFd;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let path = format!("/run/netns/{ns}");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop2, asked2) = (stop.clone(), asked.clone());
+        let thread = std::thread::spawn(move || {
+            let f = std::fs::File::open(&path).unwrap();
+            nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let s = std::net::UdpSocket::bind("127.0.0.1:53");
+            let s = match s {
+                Ok(s) => {
+                    tx.send(Ok(())).unwrap();
+                    s
+                }
+                Err(e) => return tx.send(Err(e.to_string())).unwrap(),
+            };
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let mut buf = [0u8; 512];
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, from)) = s.recv_from(&mut buf) else {
+                    continue;
+                };
+                if let Some((name, reply)) = dns_reply(&buf[..n], answer) {
+                    asked2.lock().unwrap().push(name);
+                    let _ = s.send_to(&reply, from);
+                }
+            }
+        });
+        rx.recv()
+            .unwrap()
+            .expect("bind 127.0.0.1:53 in the test namespace");
+        DnsResponder {
+            stop,
+            asked,
+            thread: Some(thread),
+        }
+    }
+
+    fn asked(&self) -> Vec<String> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+impl Drop for DnsResponder {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The reply to one DNS query (RFC 1035: the header, the question copied, for type A one answer
+/// of `answer`), and the name asked; None for what is not one query.
+fn dns_reply(q: &[u8], answer: std::net::Ipv4Addr) -> Option<(String, Vec<u8>)> {
+    if q.len() < 12 || q[2] & 0x80 != 0 || u16::from_be_bytes([q[4], q[5]]) != 1 {
+        return None;
+    }
+    let mut i = 12;
+    let mut labels = Vec::new();
+    loop {
+        let len = *q.get(i)? as usize;
+        i += 1;
+        if len == 0 {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(q.get(i..i + len)?).into_owned());
+        i += len;
+    }
+    let qtype = u16::from_be_bytes([*q.get(i)?, *q.get(i + 1)?]);
+    let question = q.get(12..i + 4)?;
+    let is_a = qtype == 1;
+    let mut r = Vec::new();
+    r.extend_from_slice(&q[0..2]);
+    // a response, recursion desired (as asked) and available, no error
+    r.extend_from_slice(&[0x80 | (q[2] & 0x01), 0x80]);
+    r.extend_from_slice(&[0, 1, 0, u8::from(is_a), 0, 0, 0, 0]);
+    r.extend_from_slice(question);
+    if is_a {
+        // the name by pointer to the question's, IN, TTL 60, 4 bytes
+        r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        r.extend_from_slice(&answer.octets());
+    }
+    Some((labels.join("."), r))
+}
+
 /// A child of the test's, killed and reaped on drop (a failed test too).
 struct KillOnDrop(std::process::Child);
 
@@ -4173,7 +4318,13 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn up_rootless_network_pasta() {
-    rootless_network("up_rootless_network_pasta", "pasta", "passt", RL_GATEWAY);
+    rootless_network(
+        "up_rootless_network_pasta",
+        "pasta",
+        "passt",
+        RL_GATEWAY,
+        "169.254.1.1",
+    );
 }
 
 #[test]
@@ -4183,5 +4334,6 @@ fn up_rootless_network_slirp4netns() {
         "slirp4netns",
         "slirp4netns",
         "10.0.2.2",
+        "10.0.2.3",
     );
 }

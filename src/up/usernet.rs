@@ -12,6 +12,11 @@
 //! namespace in it; the helper joins them, the config's `user` and `network` namespaces name
 //! them by path, and once the runtime has created the container in them the holder exits.
 //!
+//! The container's resolv.conf names the helper's DNS forwarder ([`Helper::dns_forwarder`]:
+//! pasta's `--dns-forward 169.254.1.1`, slirp4netns's 10.0.2.3) unless `--dns` names others, as
+//! rootless podman's: the forwarder sends from the caller's network namespace, where a resolver
+//! on the host's loopback is reachable.
+//!
 //! The helper is tied to the container's run: it is a child of the process that runs the
 //! container (the foreground `husk up`, the monitor), started in the foreground (pasta's
 //! `--foreground`; slirp4netns does not daemonize) with the kernel's parent death signal, so it
@@ -52,6 +57,18 @@ impl Helper {
         match self {
             Helper::Pasta => "pasta",
             Helper::Slirp4netns => "slirp4netns",
+        }
+    }
+
+    /// The address the container's resolv.conf names (unless `--dns` names others), as rootless
+    /// podman's: pasta forwards DNS queries sent there (`--dns-forward`) to the host's first
+    /// resolver, slirp4netns's built-in forwarder answers at 10.0.2.3. Both send from the
+    /// caller's network namespace, so a resolver on the host's loopback (127.0.0.1, systemd-
+    /// resolved's stub) is reached too, which the container's own namespace could not.
+    pub fn dns_forwarder(self) -> &'static str {
+        match self {
+            Helper::Pasta => "169.254.1.1",
+            Helper::Slirp4netns => "10.0.2.3",
         }
     }
 
@@ -225,7 +242,8 @@ fn start(bundle: &Path, helper: Helper, bin: &Path, pid: i32, ports: &[PortMappi
                 "none",
                 "-U",
                 "none",
-            ]);
+            ])
+            .args(["--dns-forward", helper.dns_forwarder()]);
             for (flag, specs) in [("-t", &tcp), ("-u", &udp)] {
                 if specs.is_empty() {
                     cmd.args([flag, "none"]);
@@ -245,6 +263,7 @@ fn start(bundle: &Path, helper: Helper, bin: &Path, pid: i32, ports: &[PortMappi
             )
             .context("FD_CLOEXEC")?;
             let _ = std::fs::remove_file(bundle.join(API_SOCKET));
+            // (its DNS forwarder at 10.0.2.3 is on by default)
             cmd.args(["--configure", "--mtu=65520"])
                 .arg(format!("--ready-fd={}", ready_w.as_raw_fd()))
                 .args(["--api-socket", API_SOCKET])
