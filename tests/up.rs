@@ -3814,9 +3814,9 @@ fn rootless_netns() -> Netns {
 /// none left after; a foreground `--rm` run leaves nothing; names are resolved through the
 /// helper's DNS forwarder (`forwarder` in the container's resolv.conf) by a resolver on the
 /// namespace's loopback (the host's resolv.conf as the test's mount namespace shows it), and
-/// `--dns` wins; `husk up` SIGKILLed at each step of the helper's start leaves no helper and
-/// nothing `rm -f` does not remove; a port in use and a helper not installed are refused by
-/// name with nothing left.
+/// `--dns` wins; `husk up` (or with `-d` its monitor) SIGKILLed at each step of the helper's
+/// start leaves no helper and nothing `rm -f` does not remove; a port in use and a helper not
+/// installed are refused by name with nothing left.
 fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str, forwarder: &str) {
     if !need_root(test) {
         return;
@@ -4076,8 +4076,8 @@ fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str, forw
     );
     e.assert_clean("after the DNS runs");
 
-    // husk up SIGKILLed at each step of the helper's start (debug builds): the helper and the
-    // namespace holder die with it, and rm -f leaves nothing
+    // husk up, or with -d its monitor, SIGKILLed at each step of the helper's start (debug
+    // builds): the helper and the namespace holder die with it, and rm -f leaves nothing
     let log = e.dir.path().join("fault.log");
     let mut args = vec!["--rm"];
     args.extend(net);
@@ -4097,26 +4097,39 @@ fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str, forw
             "the runtime under test is a release build: it has no fault steps",
         );
     }
-    for (n, name) in &steps {
-        let id = format!("f{n}");
+    // (the monitor is a fresh process that counts its own steps from 1, as husk up does: the
+    // helper's start is the first work of both)
+    for ((n, name), detach) in steps.iter().flat_map(|s| [(s, false), (s, true)]) {
+        let id = format!("f{n}{}", if detach { "d" } else { "" });
         let mut args = vec!["--name", &id];
+        if detach {
+            args.push("-d");
+        }
         args.extend(net);
         args.extend([IMAGE, "sleep", "30"]);
         let o = e.up_rootless_env(&ns, path, &args, &[("HUSK_FAULT_STEP", n.as_ref())]);
-        assert!(!o.status.success(), "{name}: husk up was not killed");
+        let what = format!("killed at {name:?}{}", if detach { " (-d)" } else { "" });
+        assert!(
+            !o.status.success(),
+            "{what}: husk up succeeded: {}",
+            text(&o.stderr)
+        );
         assert!(
             wait_until(Duration::from_secs(5), &|| left().is_empty()),
-            "killed at {name:?}: left {:?}",
+            "{what}: left {:?}",
             left()
         );
-        ok(
-            &run_timeout(
-                &mut e.husk_rootless(&ns, path, &["rm", "--store", store, "-f", &id]),
-                CMD_TIMEOUT,
-            ),
-            &format!("rm -f after a kill at {name:?}"),
-        );
-        e.assert_clean(&format!("killed at {name:?}, then rm -f"));
+        // (with -d, husk up removed what it made once its monitor ended without a container)
+        if !detach {
+            ok(
+                &run_timeout(
+                    &mut e.husk_rootless(&ns, path, &["rm", "--store", store, "-f", &id]),
+                    CMD_TIMEOUT,
+                ),
+                &format!("rm -f after {what}"),
+            );
+        }
+        e.assert_clean(&format!("{what}, then rm -f"));
     }
     // none and host as for root: loopback only, the namespace's own links
     let links = |flags: &[&str]| {
