@@ -541,6 +541,7 @@ fn enter_namespaces(ctx: &InitContext) -> Result<()> {
                 return Ok(());
             }
             (crate::sys::clone3::Forked::Parent { pid, .. }, _) => {
+                crate::fault::delay("init: before the pid namespace's init is reported");
                 let _ = ctx.chan.send(&Msg::Pid(pid));
                 drop(sent_w);
                 // SAFETY: the intermediate process ends here without unwinding shared state.
