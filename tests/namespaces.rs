@@ -162,3 +162,52 @@ fn join_user_namespace_by_path_becomes_its_root() {
     assert_eq!(v["ns"]["user"].as_str().unwrap(), want.to_str().unwrap());
     assert_eq!(id_map(&v, "uid_map"), vec!["0 100000 65536"], "uid_map");
 }
+
+/// A user namespace joined by path and a new pid namespace: the init forks once more into the
+/// pid namespace, and the host learns the new init's pid before anything that init sends. A
+/// debug build holds the intermediate process before it sends the pid (`HUSK_FAULT_DELAY`):
+/// without the order, the init's Ready came first and run failed with "unexpected message from
+/// init: Pid".
+#[test]
+fn join_user_namespace_new_pid_namespace_pid_reported_first() {
+    let test = "join_user_namespace_new_pid_namespace_pid_reported_first";
+    if !require_root(test) {
+        return;
+    }
+    let holder = ns_holder(&["--user"], "true");
+    for f in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{}/{f}", holder.pid()), "0 100000 65536\n").unwrap();
+    }
+    let mut c = Ctr::new("userjoinpid", "default");
+    let ns = c.config["linux"]["namespaces"].as_array_mut().unwrap();
+    assert!(ns
+        .iter()
+        .any(|n| n["type"] == "pid" && n.get("path").is_none()));
+    ns.push(json!({"type": "user", "path": format!("/proc/{}/ns/user", holder.pid())}));
+    c.write_config();
+    let log = c.work.join("fault.log");
+    let b = c.bundle.to_string_lossy().into_owned();
+    let mut cmd = c.cmd();
+    cmd.env(
+        "HUSK_FAULT_DELAY",
+        "init: before the pid namespace's init is reported:300",
+    )
+    .env("HUSK_FAULT_LOG", &log)
+    .args(["run", "--bundle", &b, &c.id]);
+    let o = run_timeout(&mut cmd, CMD_TIMEOUT);
+    assert!(
+        o.status.success(),
+        "run: {:?}\nstderr: {}\nlog: {}",
+        o.status,
+        text(&o.stderr),
+        c.log_text()
+    );
+    let v = probe_json(&o);
+    assert_eq!(v["pid"], 1, "{v}");
+    if !log.exists() {
+        skip_part(
+            &format!("{test}/delayed"),
+            "the runtime under test is not a debug build of husk: the pid was not held back",
+        );
+    }
+}

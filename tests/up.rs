@@ -3703,31 +3703,35 @@ impl Env {
     }
 
     /// `husk --root ROOT ARGS` as `nobody` in the test's network namespace `ns` (entered as
-    /// root, then the ids dropped by setpriv), with `PATH` as given. Where the machine's
-    /// /dev/net/tun is not open to every user (a machine without udev's rule, which makes it
-    /// 0666), the command runs in a private mount namespace where /dev/net is a tmpfs with a
-    /// 0666 tun node, as udev would make it: the machine's own /dev is never changed.
+    /// root, then the ids dropped by setpriv), with `PATH` as given, in a private mount
+    /// namespace: where the machine's /dev/net/tun is not open to every user (a machine without
+    /// udev's rule, which makes it 0666), /dev/net is a tmpfs there with a 0666 tun node, as udev
+    /// would make it; when the Env's directory holds a `resolv.conf`, it is bound over
+    /// /etc/resolv.conf (the host's resolvers as husk and the helpers read them). The machine's
+    /// own /dev and /etc are never changed.
     fn husk_rootless(&self, ns: &Netns, path: &str, args: &[&str]) -> Command {
         use std::os::unix::fs::PermissionsExt;
         let open_to_all = std::fs::metadata("/dev/net/tun")
             .is_ok_and(|m| m.permissions().mode() & 0o006 == 0o006);
-        let mut c = if open_to_all {
-            Command::new("/usr/bin/nsenter")
-        } else {
-            let mut c = Command::new("/usr/bin/unshare");
-            c.args([
-                "-m",
-                "--propagation",
-                "private",
-                "/usr/bin/sh",
-                "-c",
-                "/usr/bin/mount -t tmpfs -o size=16k,mode=0755 husk-test-tun /dev/net && \
-                 /usr/bin/mknod -m 0666 /dev/net/tun c 10 200 && exec \"$@\"",
-                "sh",
-                "/usr/bin/nsenter",
-            ]);
-            c
-        };
+        let mut setup = String::from("set -e; ");
+        if !open_to_all {
+            setup.push_str(
+                "/usr/bin/mount -t tmpfs -o size=16k,mode=0755 husk-test-tun /dev/net; \
+                 /usr/bin/mknod -m 0666 /dev/net/tun c 10 200; ",
+            );
+        }
+        let resolv = self.dir.path().join("resolv.conf");
+        if resolv.exists() {
+            setup.push_str(&format!(
+                "/usr/bin/mount --bind '{}' /etc/resolv.conf; ",
+                resolv.display()
+            ));
+        }
+        setup.push_str("exec \"$@\"");
+        let mut c = Command::new("/usr/bin/unshare");
+        c.args(["-m", "--propagation", "private", "/usr/bin/sh", "-c"])
+            .arg(setup)
+            .args(["sh", "/usr/bin/nsenter"]);
         c.arg(format!("--net=/run/netns/{}", ns.0))
             .args([
                 "/usr/bin/setpriv",
@@ -3748,13 +3752,23 @@ impl Env {
 
     /// `husk up --store STORE --pull never ARGS` as nobody in `ns`.
     fn up_rootless(&self, ns: &Netns, path: &str, args: &[&str]) -> Output {
+        self.up_rootless_env(ns, path, args, &[])
+    }
+
+    /// [`Env::up_rootless`] with `env` added to its environment.
+    fn up_rootless_env(
+        &self,
+        ns: &Netns,
+        path: &str,
+        args: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Output {
         let store = self.store();
         let mut a = vec!["up", "--store", store.to_str().unwrap(), "--pull", "never"];
         a.extend_from_slice(args);
-        run_timeout(
-            &mut self.husk_rootless(ns, path, &a),
-            Duration::from_secs(60),
-        )
+        let mut c = self.husk_rootless(ns, path, &a);
+        c.envs(env.iter().copied());
+        run_timeout(&mut c, Duration::from_secs(60))
     }
 
     /// The pid of the network helper recorded for container `id`.
@@ -3814,9 +3828,15 @@ fn rootless_netns() -> Netns {
 /// namespace of the test's, busybox httpd in the container on `-p 8080:80` answers from the
 /// namespace's loopback a page the container fetched from a server on that loopback (reached
 /// at pasta's gateway or slirp4netns's 10.0.2.2); the helper ends with the container on `husk
-/// rm -f`, and after the monitor was SIGKILLed; a foreground `--rm` run leaves nothing; a port
-/// in use and a helper not installed are refused by name with nothing left.
-fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str) {
+/// rm -f`, and by itself when the monitor is SIGKILLed; `-P` publishes the image's port on a
+/// free host port; `--restart on-failure:2` runs three times, each run with a helper of its own,
+/// none left after; a foreground `--rm` run leaves nothing; names are resolved through the
+/// helper's DNS forwarder (`forwarder` in the container's resolv.conf) by a resolver on the
+/// namespace's loopback (the host's resolv.conf as the test's mount namespace shows it), and
+/// `--dns` wins; `husk up` (or with `-d` its monitor) SIGKILLed at each step of the helper's
+/// start leaves no helper and nothing `rm -f` does not remove; a port in use and a helper not
+/// installed are refused by name with nothing left.
+fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str, forwarder: &str) {
     if !need_root(test) {
         return;
     }
@@ -3833,6 +3853,13 @@ fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str) {
     let e = Env::new(&format!("rl{}", &helper[..4]));
     e.give_to_nobody();
     let ns = rootless_netns();
+    // the host's resolver on its loopback, as the resolv.conf of husk's mount namespace says
+    std::fs::write(
+        e.dir.path().join("resolv.conf"),
+        "nameserver 127.0.0.1\nsearch husk-test.example\n",
+    )
+    .unwrap();
+    let dns = DnsResponder::start(&ns.0, std::net::Ipv4Addr::new(10, 77, 0, 9));
     // the server on the namespace's loopback
     let www = e.dir.path().join("www");
     std::fs::create_dir_all(&www).unwrap();
@@ -3934,9 +3961,10 @@ fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str) {
     )
     .unwrap();
     assert!(wait_until(Duration::from_secs(5), &|| !pid_alive(monitor)));
+    // (the kernel's parent death signal: no husk command ran since)
     assert!(
-        pid_alive(pid),
-        "{helper} died with the monitor, the container still runs"
+        wait_until(Duration::from_secs(5), &|| !pid_alive(pid)),
+        "{helper} (pid {pid}) outlived its monitor's SIGKILL"
     );
     ok(
         &run_timeout(
@@ -3945,11 +3973,85 @@ fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str) {
         ),
         "rm -f b",
     );
-    assert!(
-        wait_until(Duration::from_secs(5), &|| !pid_alive(pid)),
-        "{helper} (pid {pid}) outlived the monitor's SIGKILL and husk rm -f"
-    );
     e.assert_clean("after the monitor's SIGKILL and rm -f");
+    assert!(left().is_empty(), "left: {:?}", left());
+
+    // -P: the image's exposed port (8000/tcp) on a free host port, through the helper
+    let page = web("published-all");
+    let mut args = vec!["-d", "--name", "p", "-P"];
+    args.extend(net);
+    args.extend([IMAGE, "sh", "-c", &page]);
+    let o = e.up_rootless(&ns, path, &args);
+    ok(&o, "up -d -P");
+    let err = text(&o.stderr);
+    let port: u16 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("husk up: published 0.0.0.0:"))
+        .and_then(|r| r.strip_suffix("->8000/tcp"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no published port in: {err}"));
+    assert_eq!(
+        ns.fetch(port).trim(),
+        "published-all",
+        "-P's port {port} through {helper}"
+    );
+    ok(
+        &run_timeout(
+            &mut e.husk_rootless(&ns, path, &["rm", "--store", store, "-f", "p"]),
+            CMD_TIMEOUT,
+        ),
+        "rm -f p",
+    );
+    e.assert_clean("after -P");
+
+    // --restart on-failure:2: three runs, each reaching the host through a helper of its own
+    let url = format!("http://{gateway}:9090/index.html");
+    let script = format!("wget -q -O - {url}; exit 3");
+    let mut args = vec!["-d", "--name", "r", "--restart", "on-failure:2"];
+    args.extend(net);
+    args.extend([IMAGE, "sh", "-c", &script]);
+    ok(
+        &e.up_rootless(&ns, path, &args),
+        "up -d --restart on-failure:2",
+    );
+    let done = || {
+        let p = e.store().join("containers/r/status.json");
+        let s: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(p).unwrap_or_default()).unwrap_or_default();
+        s["restartCount"] == 2
+            && s["exitCode"] == 3
+            && !pid_alive(s["monitorPid"].as_i64().unwrap_or(0) as i32)
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), &done),
+        "three runs did not end: {}",
+        e.status("r")
+    );
+    let logs = ok(
+        &run_timeout(
+            &mut e.husk_rootless(&ns, path, &["logs", "--store", store, "r"]),
+            CMD_TIMEOUT,
+        ),
+        "logs r",
+    );
+    assert_eq!(
+        logs.matches("from-the-host").count(),
+        3,
+        "each run's page through {helper}: {logs}"
+    );
+    assert!(
+        !e.store().join("containers/r/network-helper.json").exists(),
+        "a helper is recorded after the last exit"
+    );
+    assert!(left().is_empty(), "left after the runs: {:?}", left());
+    ok(
+        &run_timeout(
+            &mut e.husk_rootless(&ns, path, &["rm", "--store", store, "r"]),
+            CMD_TIMEOUT,
+        ),
+        "rm r",
+    );
+    e.assert_clean("after --restart on-failure:2");
 
     // in the foreground with --rm
     let url = format!("http://{gateway}:9090/index.html");
@@ -3960,6 +4062,94 @@ fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str) {
     assert_eq!(out.trim(), "from-the-host");
     e.assert_clean("after up --rm");
     assert!(left().is_empty(), "left: {:?}", left());
+
+    // DNS: the helper's forwarder in resolv.conf (the host's search domain kept), answered by
+    // the resolver on the namespace's loopback; --dns wins
+    let mut args = vec!["--rm"];
+    args.extend(net);
+    let lookup = "cat /etc/resolv.conf; nslookup husk-dns.test; true";
+    args.extend([IMAGE, "sh", "-c", lookup]);
+    let out = ok(&e.up_rootless(&ns, path, &args), "up --rm nslookup");
+    assert!(
+        out.starts_with(&format!(
+            "nameserver {forwarder}\nsearch husk-test.example\n"
+        )) && out.matches("nameserver").count() == 1,
+        "{out}"
+    );
+    assert!(
+        out.contains("10.77.0.9"),
+        "the name through {helper}'s DNS forwarder: {out}"
+    );
+    assert!(
+        dns.asked().iter().any(|n| n == "husk-dns.test"),
+        "asked: {:?}",
+        dns.asked()
+    );
+    let mut args = vec!["--rm", "--dns", "10.9.9.9"];
+    args.extend(net);
+    args.extend([IMAGE, "cat", "/etc/resolv.conf"]);
+    let out = ok(&e.up_rootless(&ns, path, &args), "up --rm --dns");
+    assert!(
+        out.starts_with("nameserver 10.9.9.9\n") && !out.contains(forwarder),
+        "{out}"
+    );
+    e.assert_clean("after the DNS runs");
+
+    // husk up, or with -d its monitor, SIGKILLed at each step of the helper's start (debug
+    // builds): the helper and the namespace holder die with it, and rm -f leaves nothing
+    let log = e.dir.path().join("fault.log");
+    let mut args = vec!["--rm"];
+    args.extend(net);
+    args.extend([IMAGE, "true"]);
+    let o = e.up_rootless_env(&ns, path, &args, &[("HUSK_FAULT_LOG", log.as_os_str())]);
+    ok(&o, "up --rm true with HUSK_FAULT_LOG");
+    let steps: Vec<(String, String)> = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, name)| name.starts_with("usernet:"))
+        .map(|(n, name)| (n.to_string(), name.to_string()))
+        .collect();
+    if steps.is_empty() {
+        skip_part(
+            &format!("{test}/killed-while-starting-the-helper"),
+            "the runtime under test is a release build: it has no fault steps",
+        );
+    }
+    // (the monitor is a fresh process that counts its own steps from 1, as husk up does: the
+    // helper's start is the first work of both)
+    for ((n, name), detach) in steps.iter().flat_map(|s| [(s, false), (s, true)]) {
+        let id = format!("f{n}{}", if detach { "d" } else { "" });
+        let mut args = vec!["--name", &id];
+        if detach {
+            args.push("-d");
+        }
+        args.extend(net);
+        args.extend([IMAGE, "sleep", "30"]);
+        let o = e.up_rootless_env(&ns, path, &args, &[("HUSK_FAULT_STEP", n.as_ref())]);
+        let what = format!("killed at {name:?}{}", if detach { " (-d)" } else { "" });
+        assert!(
+            !o.status.success(),
+            "{what}: husk up succeeded: {}",
+            text(&o.stderr)
+        );
+        assert!(
+            wait_until(Duration::from_secs(5), &|| left().is_empty()),
+            "{what}: left {:?}",
+            left()
+        );
+        // (with -d, husk up removed what it made once its monitor ended without a container)
+        if !detach {
+            ok(
+                &run_timeout(
+                    &mut e.husk_rootless(&ns, path, &["rm", "--store", store, "-f", &id]),
+                    CMD_TIMEOUT,
+                ),
+                &format!("rm -f after {what}"),
+            );
+        }
+        e.assert_clean(&format!("{what}, then rm -f"));
+    }
     // none and host as for root: loopback only, the namespace's own links
     let links = |flags: &[&str]| {
         let mut a = vec!["--rm"];
@@ -4049,6 +4239,105 @@ fn udp_roundtrip(ns: &str, port: u16) -> Result<String, String> {
     .unwrap()
 }
 
+/// A DNS server on 127.0.0.1:53 of the namespace `ns` (a thread that joined it): every A query
+/// is answered with `answer`, any other with no record; the names asked are kept. Stopped on
+/// drop.
+struct DnsResponder {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    asked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DnsResponder {
+    fn start(ns: &str, answer: std::net::Ipv4Addr) -> DnsResponder {
+        use std::os::fd::AsFd;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let path = format!("/run/netns/{ns}");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop2, asked2) = (stop.clone(), asked.clone());
+        let thread = std::thread::spawn(move || {
+            let f = std::fs::File::open(&path).unwrap();
+            nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let s = std::net::UdpSocket::bind("127.0.0.1:53");
+            let s = match s {
+                Ok(s) => {
+                    tx.send(Ok(())).unwrap();
+                    s
+                }
+                Err(e) => return tx.send(Err(e.to_string())).unwrap(),
+            };
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let mut buf = [0u8; 512];
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, from)) = s.recv_from(&mut buf) else {
+                    continue;
+                };
+                if let Some((name, reply)) = dns_reply(&buf[..n], answer) {
+                    asked2.lock().unwrap().push(name);
+                    let _ = s.send_to(&reply, from);
+                }
+            }
+        });
+        rx.recv()
+            .unwrap()
+            .expect("bind 127.0.0.1:53 in the test namespace");
+        DnsResponder {
+            stop,
+            asked,
+            thread: Some(thread),
+        }
+    }
+
+    fn asked(&self) -> Vec<String> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+impl Drop for DnsResponder {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The reply to one DNS query (RFC 1035: the header, the question copied, for type A one answer
+/// of `answer`), and the name asked; None for what is not one query.
+fn dns_reply(q: &[u8], answer: std::net::Ipv4Addr) -> Option<(String, Vec<u8>)> {
+    if q.len() < 12 || q[2] & 0x80 != 0 || u16::from_be_bytes([q[4], q[5]]) != 1 {
+        return None;
+    }
+    let mut i = 12;
+    let mut labels = Vec::new();
+    loop {
+        let len = *q.get(i)? as usize;
+        i += 1;
+        if len == 0 {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(q.get(i..i + len)?).into_owned());
+        i += len;
+    }
+    let qtype = u16::from_be_bytes([*q.get(i)?, *q.get(i + 1)?]);
+    let question = q.get(12..i + 4)?;
+    let is_a = qtype == 1;
+    let mut r = Vec::new();
+    r.extend_from_slice(&q[0..2]);
+    // a response, recursion desired (as asked) and available, no error
+    r.extend_from_slice(&[0x80 | (q[2] & 0x01), 0x80]);
+    r.extend_from_slice(&[0, 1, 0, u8::from(is_a), 0, 0, 0, 0]);
+    r.extend_from_slice(question);
+    if is_a {
+        // the name by pointer to the question's, IN, TTL 60, 4 bytes
+        r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        r.extend_from_slice(&answer.octets());
+    }
+    Some((labels.join("."), r))
+}
+
 /// A child of the test's, killed and reaped on drop (a failed test too).
 struct KillOnDrop(std::process::Child);
 
@@ -4061,7 +4350,13 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn up_rootless_network_pasta() {
-    rootless_network("up_rootless_network_pasta", "pasta", "passt", RL_GATEWAY);
+    rootless_network(
+        "up_rootless_network_pasta",
+        "pasta",
+        "passt",
+        RL_GATEWAY,
+        "169.254.1.1",
+    );
 }
 
 #[test]
@@ -4071,5 +4366,6 @@ fn up_rootless_network_slirp4netns() {
         "slirp4netns",
         "slirp4netns",
         "10.0.2.2",
+        "10.0.2.3",
     );
 }

@@ -525,12 +525,25 @@ fn enter_namespaces(ctx: &InitContext) -> Result<()> {
             .context("join the cgroup namespace")?;
     }
     if new & libc::CLONE_NEWPID != 0 || ctx.plan.joins(LinuxNamespaceType::Pid) {
+        // The child waits for the intermediate's Pid to be sent (the end of file of this pipe,
+        // whose write end only the intermediate holds once forked, at its exit): both write to
+        // the one channel, and a child that ran ahead would send its requests, or Ready, before
+        // the host knew its pid.
+        let (sent_r, sent_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe for the pid")?;
         match crate::sys::clone3::fork_with(0, None, false)
             .context("fork into the pid namespace")?
         {
-            (crate::sys::clone3::Forked::Child, _) => return Ok(()),
+            (crate::sys::clone3::Forked::Child, _) => {
+                drop(sent_w);
+                let mut b = [0u8; 1];
+                while let Err(nix::errno::Errno::EINTR) = nix::unistd::read(&sent_r, &mut b) {}
+                return Ok(());
+            }
             (crate::sys::clone3::Forked::Parent { pid, .. }, _) => {
+                crate::fault::delay("init: before the pid namespace's init is reported");
                 let _ = ctx.chan.send(&Msg::Pid(pid));
+                drop(sent_w);
                 // SAFETY: the intermediate process ends here without unwinding shared state.
                 unsafe { libc::_exit(0) }
             }

@@ -1494,19 +1494,29 @@ pub fn remove_anonymous_volumes(data: &[PathBuf]) -> Result<()> {
 /// return their bind mounts. On the host's network the host's own /etc/hosts is the start of
 /// `hosts` and its resolv.conf is kept whole (loopback resolvers are reachable there). `ipv6`:
 /// the container's network gives it an IPv6 address, so the host's IPv6 resolvers are kept.
+/// `forwarder`: the address of a user-mode network's DNS forwarder (pasta's `--dns-forward`,
+/// slirp4netns's built-in one), the container's only nameserver unless `--dns` names others, as
+/// rootless podman's; the host's search domains and options are kept.
 pub fn write_names(
     dir: &Path,
     c: &Config,
     hostname: &str,
     host_network: bool,
     ipv6: bool,
+    forwarder: Option<&str>,
 ) -> Result<Vec<(String, PathBuf)>> {
     let host_resolv = dns::host_resolv_conf()?;
     let no_flags = c.dns.servers.is_empty() && c.dns.search.is_empty() && c.dns.options.is_empty();
-    let resolv = if host_network && no_flags {
-        host_resolv
-    } else {
-        dns::resolv_conf(&host_resolv, &c.dns, ipv6)?
+    let resolv = match forwarder {
+        _ if host_network && no_flags => host_resolv,
+        Some(f) if c.dns.servers.is_empty() => {
+            let o = DnsOptions {
+                servers: vec![f.to_string()],
+                ..c.dns.clone()
+            };
+            dns::resolv_conf(&host_resolv, &o, ipv6)?
+        }
+        _ => dns::resolv_conf(&host_resolv, &c.dns, ipv6)?,
     };
     let hosts = if host_network {
         let mut h = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
@@ -2473,7 +2483,7 @@ mod tests {
         f.dns_search = vec!["corp.example".into()];
         f.add_host = vec!["db:10.0.0.3".into()];
         let c = parse(&f).unwrap();
-        let m = write_names(d.path(), &c, "box", false, false).unwrap();
+        let m = write_names(d.path(), &c, "box", false, false, None).unwrap();
         assert_eq!(
             m[0],
             ("/etc/resolv.conf".into(), d.path().join("resolv.conf"))
@@ -2509,9 +2519,25 @@ mod tests {
             std::fs::metadata(d.path().join("hosts")).unwrap().ino(),
             ino
         );
+        // a user-mode network's DNS forwarder: --dns still wins, else it is the one nameserver
+        let d3 = tempfile::tempdir().unwrap();
+        write_names(d3.path(), &c, "box", false, false, Some("169.254.1.1")).unwrap();
+        let r = std::fs::read_to_string(d3.path().join("resolv.conf")).unwrap();
+        assert!(r.starts_with("nameserver 10.0.0.53\n"), "{r}");
+        assert!(!r.contains("169.254.1.1"), "{r}");
+        let mut f2 = flags();
+        f2.dns_search = vec!["corp.example".into()];
+        let c2 = parse(&f2).unwrap();
+        write_names(d3.path(), &c2, "box", false, false, Some("10.0.2.3")).unwrap();
+        let r = std::fs::read_to_string(d3.path().join("resolv.conf")).unwrap();
+        assert!(
+            r.starts_with("nameserver 10.0.2.3\nsearch corp.example\n")
+                && r.matches("nameserver").count() == 1,
+            "{r}"
+        );
         // the host's network: the host's /etc/hosts plus the extra entries
         let d2 = tempfile::tempdir().unwrap();
-        write_names(d2.path(), &c, "host", true, false).unwrap();
+        write_names(d2.path(), &c, "host", true, false, None).unwrap();
         let h = std::fs::read_to_string(d2.path().join("hosts")).unwrap();
         let host = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
         assert!(

@@ -12,11 +12,19 @@
 //! namespace in it; the helper joins them, the config's `user` and `network` namespaces name
 //! them by path, and once the runtime has created the container in them the holder exits.
 //!
-//! The helper is tied to the container's run: its pid and start time are recorded in the
-//! bundle ([`RECORD`]), and [`stop`] ends it by pid (checked against its start time) when the
-//! container exits (the foreground `husk up`, the monitor), on `husk rm` and on `husk restart`,
-//! so that `husk rm -f` ends it after the monitor was killed too. Only a companion runs these
-//! tools; the runtime never does.
+//! The container's resolv.conf names the helper's DNS forwarder ([`Helper::dns_forwarder`]:
+//! pasta's `--dns-forward 169.254.1.1`, slirp4netns's 10.0.2.3) unless `--dns` names others, as
+//! rootless podman's: the forwarder sends from the caller's network namespace, where a resolver
+//! on the host's loopback is reachable.
+//!
+//! The helper is tied to the container's run: it is a child of the process that runs the
+//! container (the foreground `husk up`, the monitor), started in the foreground (pasta's
+//! `--foreground`; slirp4netns does not daemonize) with the kernel's parent death signal, so it
+//! dies with that process however it ends — a SIGKILL before the helper was recorded, or of the
+//! monitor while the container runs. Its pid and start time are recorded in the bundle
+//! ([`RECORD`]) as soon as it is spawned, and [`stop`] ends it by pid (checked against its start
+//! time) when the container exits, on `husk rm` and on `husk restart`. Only a companion runs
+//! these tools; the runtime never does.
 
 use crate::network::ports::PortMapping;
 use anyhow::{anyhow, bail, Context, Result};
@@ -49,6 +57,18 @@ impl Helper {
         match self {
             Helper::Pasta => "pasta",
             Helper::Slirp4netns => "slirp4netns",
+        }
+    }
+
+    /// The address the container's resolv.conf names (unless `--dns` names others), as rootless
+    /// podman's: pasta forwards DNS queries sent there (`--dns-forward`) to the host's first
+    /// resolver, slirp4netns's built-in forwarder answers at 10.0.2.3. Both send from the
+    /// caller's network namespace, so a resolver on the host's loopback (127.0.0.1, systemd-
+    /// resolved's stub) is reached too, which the container's own namespace could not.
+    pub fn dns_forwarder(self) -> &'static str {
+        match self {
+            Helper::Pasta => "169.254.1.1",
+            Helper::Slirp4netns => "10.0.2.3",
         }
     }
 
@@ -138,9 +158,40 @@ fn check_ports(ports: &[PortMapping]) -> Result<()> {
     Ok(())
 }
 
-/// Start `helper` (at `bin`) in the user and network namespaces of `pid`, forwarding `ports` from the
-/// caller's network namespace; recorded in `bundle` once it runs. On failure nothing of it is
-/// left and the error carries what the helper said.
+/// Make `cmd`'s process get SIGKILL when this one ends, however it ends (the kernel's parent
+/// death signal, which the helpers keep: they only join namespaces their caller owns and drop
+/// capabilities), so that a helper never outlives the `husk up` or monitor that runs its
+/// container: a SIGKILL of either between the spawn and the record, or while the container
+/// runs, leaves no helper to find.
+fn dies_with_this_process(cmd: &mut Command) {
+    let parent = nix::unistd::getpid().as_raw();
+    // SAFETY: the closure runs in the forked child before exec; it calls only prctl and
+    // getppid (async-signal-safe) and allocates nothing (its error is a raw errno).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // this process already gone before the signal was asked for
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Start `helper` (at `bin`) in the user and network namespaces of `pid`, forwarding `ports` from
+/// the caller's network namespace, as a child of this process that dies with it. Recorded in
+/// `bundle` as soon as it is spawned (so `stop` finds it from then on); returns once it is ready.
+/// On failure nothing of it is left and the error carries what the helper said.
 fn start(bundle: &Path, helper: Helper, bin: &Path, pid: i32, ports: &[PortMapping]) -> Result<()> {
     check_ports(ports)?;
     let log_path = bundle.join(LOG);
@@ -163,9 +214,11 @@ fn start(bundle: &Path, helper: Helper, bin: &Path, pid: i32, ports: &[PortMappi
         .stderr(log)
         // out of the caller's process group: a terminal's ^C goes to the container, not to it
         .process_group(0);
-    let helper_pid = match helper {
+    dies_with_this_process(&mut cmd);
+    let pidfile = bundle.join(PIDFILE);
+    // the ready pipe of slirp4netns: its write end is inherited (no CLOEXEC), ours is not
+    let ready_pipe = match helper {
         Helper::Pasta => {
-            let pidfile = bundle.join(PIDFILE);
             let _ = std::fs::remove_file(&pidfile);
             let mut tcp: Vec<String> = Vec::new();
             let mut udp: Vec<String> = Vec::new();
@@ -181,7 +234,18 @@ fn start(bundle: &Path, helper: Helper, bin: &Path, pid: i32, ports: &[PortMappi
                 }
                 .push(spec);
             }
-            cmd.args(["--config-net", "--quiet", "-T", "none", "-U", "none"]);
+            // in the foreground (a daemon would not die with this process): it writes its pid
+            // file once the namespace is set up and the ports are bound
+            cmd.args([
+                "--config-net",
+                "--quiet",
+                "--foreground",
+                "-T",
+                "none",
+                "-U",
+                "none",
+            ])
+            .args(["--dns-forward", helper.dns_forwarder()]);
             for (flag, specs) in [("-t", &tcp), ("-u", &udp)] {
                 if specs.is_empty() {
                     cmd.args([flag, "none"]);
@@ -191,20 +255,9 @@ fn start(bundle: &Path, helper: Helper, bin: &Path, pid: i32, ports: &[PortMappi
                 }
             }
             cmd.arg("--pid").arg(&pidfile).arg(pid.to_string());
-            // pasta sets the namespace up, then goes to the background: its exit says ready
-            let st = cmd.status().with_context(|| format!("run {}", what()))?;
-            let read = std::fs::read_to_string(&pidfile);
-            let _ = std::fs::remove_file(&pidfile);
-            if !st.success() {
-                bail!("{} failed ({st}): {}", what(), said());
-            }
-            read.ok()
-                .and_then(|t| t.trim().parse::<i32>().ok())
-                .filter(|p| *p > 0)
-                .ok_or_else(|| anyhow!("{}: no pid in its pid file {PIDFILE}", what()))?
+            None
         }
         Helper::Slirp4netns => {
-            // the ready pipe: its write end is inherited (no CLOEXEC), ours is not
             let (ready_r, ready_w) = nix::unistd::pipe().context("pipe")?;
             nix::fcntl::fcntl(
                 &ready_r,
@@ -212,6 +265,7 @@ fn start(bundle: &Path, helper: Helper, bin: &Path, pid: i32, ports: &[PortMappi
             )
             .context("FD_CLOEXEC")?;
             let _ = std::fs::remove_file(bundle.join(API_SOCKET));
+            // (its DNS forwarder at 10.0.2.3 is on by default)
             cmd.args(["--configure", "--mtu=65520"])
                 .arg(format!("--ready-fd={}", ready_w.as_raw_fd()))
                 .args(["--api-socket", API_SOCKET])
@@ -219,50 +273,82 @@ fn start(bundle: &Path, helper: Helper, bin: &Path, pid: i32, ports: &[PortMappi
                 .arg("--netns-type=path")
                 .arg(format!("/proc/{pid}/ns/net"))
                 .arg("tap0");
-            let mut child = cmd.spawn().with_context(|| format!("run {}", what()))?;
+            Some((ready_r, ready_w))
+        }
+    };
+    let mut child = cmd.spawn().with_context(|| format!("run {}", what()))?;
+    let child_pid = child.id() as i32;
+    let rec = Record {
+        helper,
+        pid: child_pid,
+        start_time: crate::state::process_start_time(child_pid).unwrap_or(0),
+    };
+    let fail = |child: &mut std::process::Child, e: anyhow::Error| -> anyhow::Error {
+        let _ = child.kill();
+        let _ = child.wait();
+        for f in [RECORD, API_SOCKET, PIDFILE] {
+            let _ = std::fs::remove_file(bundle.join(f));
+        }
+        e
+    };
+    let path = bundle.join(RECORD);
+    let saved = serde_json::to_vec(&rec)
+        .map_err(anyhow::Error::from)
+        .and_then(|b| crate::state::write_atomic(&path, &b, 0o600));
+    if let Err(e) = saved {
+        return Err(fail(&mut child, e));
+    }
+    crate::fault::step("usernet: helper spawned");
+    match ready_pipe {
+        None => {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(st)) => {
+                        let e = anyhow!("{} failed ({st}): {}", what(), said());
+                        return Err(fail(&mut child, e));
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Err(fail(&mut child, anyhow!("wait for {}: {e}", what()))),
+                }
+                let written = std::fs::read_to_string(&pidfile)
+                    .is_ok_and(|t| t.trim().parse::<i32>().is_ok_and(|p| p > 0));
+                if written {
+                    break;
+                }
+                if std::time::Instant::now() >= deadline {
+                    let e = anyhow!("{} was not ready within 10 s: {}", what(), said());
+                    return Err(fail(&mut child, e));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let _ = std::fs::remove_file(&pidfile);
+        }
+        Some((ready_r, ready_w)) => {
             drop(ready_w);
-            let child_pid = child.id() as i32;
             let mut got = [0u8; 1];
             let ready = wait_readable(ready_r.as_fd(), 10_000)
                 && std::fs::File::from(ready_r).read(&mut got).unwrap_or(0) == 1;
             if !ready {
                 let _ = child.kill();
                 let st = child.wait();
-                let _ = std::fs::remove_file(bundle.join(API_SOCKET));
-                bail!(
+                let e = anyhow!(
                     "{} did not become ready ({}): {}",
                     what(),
                     st.map_or_else(|e| e.to_string(), |s| s.to_string()),
                     said()
                 );
+                return Err(fail(&mut child, e));
             }
             let forwarded = ports
                 .iter()
                 .try_for_each(|m| add_hostfwd(bundle, m).with_context(|| format!("-p {m}")));
             if let Err(e) = forwarded {
-                let _ = child.kill();
-                let _ = child.wait();
-                let _ = std::fs::remove_file(bundle.join(API_SOCKET));
-                return Err(e);
+                return Err(fail(&mut child, e));
             }
-            child_pid
         }
-    };
-    let rec = Record {
-        helper,
-        pid: helper_pid,
-        start_time: crate::state::process_start_time(helper_pid).unwrap_or(0),
-    };
-    let path = bundle.join(RECORD);
-    let saved = serde_json::to_vec(&rec)
-        .map_err(anyhow::Error::from)
-        .and_then(|b| {
-            std::fs::write(&path, b).with_context(|| format!("write {}", path.display()))
-        });
-    if let Err(e) = saved {
-        end(&rec);
-        return Err(e);
     }
+    crate::fault::step("usernet: helper ready");
     Ok(())
 }
 
@@ -381,9 +467,9 @@ impl Drop for Holder {
 }
 
 /// Make the namespaces of a run of the container in `bundle` (a [`Holder`], named in its
-/// config), and start `helper` in them. The helper is recorded in the bundle; the caller drops
-/// the holder once the container was created (or failed to be), and runs [`stop`] when it
-/// exits.
+/// config), and start `helper` in them, a child of this process that dies with it. The helper is
+/// recorded in the bundle; the caller drops the holder once the container was created (or
+/// failed to be), and runs [`stop`] when it exits.
 pub fn prepare(bundle: &Path, helper: Helper, bin: &Path, ports: &[PortMapping]) -> Result<Holder> {
     let holder = Holder::new()?;
     holder.join_in_config(bundle)?;
