@@ -107,29 +107,9 @@ pub fn running(p: &Proxy) -> bool {
     p.pid > 0 && crate::state::process_start_time(p.pid) == Some(p.start_time) && !zombie()
 }
 
-/// SIGTERM, then SIGKILL after 3 s, to the recorded proxy if it is still that process; reaped
-/// when it is a child of this process.
+/// End the recorded proxy (SIGTERM, SIGKILL after 3 s) if it is still that process.
 pub fn stop(p: &Proxy) {
-    let same = || crate::state::process_start_time(p.pid) == Some(p.start_time);
-    if p.pid <= 0 || !same() {
-        return;
-    }
-    let Ok(fd) = crate::sys::pidfd::open(p.pid) else {
-        return;
-    };
-    // (checked again with the pidfd held: the pid cannot be reused from here on)
-    if !same() {
-        return;
-    }
-    let _ = crate::sys::pidfd::send_signal(fd.as_fd(), libc::SIGTERM);
-    if !crate::sys::pidfd::wait_exit(fd.as_fd(), 3000).unwrap_or(false) {
-        let _ = crate::sys::pidfd::send_signal(fd.as_fd(), libc::SIGKILL);
-        let _ = crate::sys::pidfd::wait_exit(fd.as_fd(), 3000);
-    }
-    let _ = nix::sys::wait::waitpid(
-        nix::unistd::Pid::from_raw(p.pid),
-        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-    );
+    crate::state::end_recorded_process(p.pid, p.start_time);
 }
 
 /// The proxy process (`husk network proxy RECORD PROTO TARGET`): relays what its standard

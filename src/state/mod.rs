@@ -483,6 +483,33 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     crate::sys::procfmt::stat_start_time(std::str::from_utf8(&stat).ok()?)
 }
 
+/// End a process a companion started and recorded by pid and start time (a helper, a proxy):
+/// SIGTERM, then SIGKILL after 3 s, only while the pid is still that process (checked again
+/// once its pidfd is held, from when the pid cannot be reused); reaped when it is a child of
+/// this process.
+pub fn end_recorded_process(pid: i32, start_time: u64) {
+    use std::os::fd::AsFd;
+    let same = || process_start_time(pid) == Some(start_time);
+    if pid <= 0 || !same() {
+        return;
+    }
+    let Ok(fd) = crate::sys::pidfd::open(pid) else {
+        return;
+    };
+    if !same() {
+        return;
+    }
+    let _ = crate::sys::pidfd::send_signal(fd.as_fd(), libc::SIGTERM);
+    if !crate::sys::pidfd::wait_exit(fd.as_fd(), 3000).unwrap_or(false) {
+        let _ = crate::sys::pidfd::send_signal(fd.as_fd(), libc::SIGKILL);
+        let _ = crate::sys::pidfd::wait_exit(fd.as_fd(), 3000);
+    }
+    let _ = nix::sys::wait::waitpid(
+        nix::unistd::Pid::from_raw(pid),
+        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    );
+}
+
 /// The user name of a uid from the host's /etc/passwd, else the number.
 pub fn owner_name(uid: u32) -> String {
     if let Ok(p) = fs::read_to_string("/etc/passwd") {

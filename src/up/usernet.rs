@@ -527,29 +527,9 @@ fn add_hostfwd(bundle: &Path, m: &PortMapping) -> Result<()> {
     Ok(())
 }
 
-/// SIGTERM, then SIGKILL after 3 s, to the recorded helper if it is still that process; reaped
-/// when it is a child of this process.
+/// End the recorded helper (SIGTERM, SIGKILL after 3 s) if it is still that process.
 fn end(rec: &Record) {
-    let same = || crate::state::process_start_time(rec.pid) == Some(rec.start_time);
-    if rec.pid <= 0 || !same() {
-        return;
-    }
-    let Ok(fd) = crate::sys::pidfd::open(rec.pid) else {
-        return;
-    };
-    // (checked again with the pidfd held: the pid cannot be reused from here on)
-    if !same() {
-        return;
-    }
-    let _ = crate::sys::pidfd::send_signal(fd.as_fd(), libc::SIGTERM);
-    if !crate::sys::pidfd::wait_exit(fd.as_fd(), 3000).unwrap_or(false) {
-        let _ = crate::sys::pidfd::send_signal(fd.as_fd(), libc::SIGKILL);
-        let _ = crate::sys::pidfd::wait_exit(fd.as_fd(), 3000);
-    }
-    let _ = nix::sys::wait::waitpid(
-        nix::unistd::Pid::from_raw(rec.pid),
-        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-    );
+    crate::state::end_recorded_process(rec.pid, rec.start_time);
 }
 
 /// End the helper recorded in `bundle`, if any (one stat when there is none), and remove what
