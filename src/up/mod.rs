@@ -544,12 +544,6 @@ pub fn logs(store_dir: &Path, id: &str, o: &logs::LogsOptions) -> Result<()> {
     logs::print(&path, o, &|| monitor::active(&bundle), &mut logs::Stdio)
 }
 
-/// The flags that are runtime settings rather than image config: hostname, network, read-only
-/// root, terminal, and those of [`flags`] (with the container's /etc/hosts, /etc/resolv.conf
-/// and /etc/hostname written into the bundle).
-/// Returns the ports the image exposes (`80/tcp`, …) and the container's hostname: `-h`, else
-/// as Docker the first 12 characters of the id (of the name with `--name`, which is the id
-/// here), else with `--network host` the host's.
 /// What the image and the flags asked for, where Docker's defaults give way to it: the
 /// environment of the image's Env, `-e` and `--env-file`, and the user (`-u`, else the image's).
 struct Given<'a> {
@@ -557,6 +551,12 @@ struct Given<'a> {
     user: &'a str,
 }
 
+/// The flags that are runtime settings rather than image config: hostname, network, read-only
+/// root, terminal, and those of [`flags`] (with the container's /etc/hosts, /etc/resolv.conf
+/// and /etc/hostname written into the bundle).
+/// Returns the ports the image exposes (`80/tcp`, …) and the container's hostname: `-h`, else
+/// as Docker the first 12 characters of the id (of the name with `--name`, which is the id
+/// here), else with `--network host` the host's.
 #[allow(clippy::too_many_arguments)]
 fn edit_config(
     bundle: &Path,
