@@ -272,6 +272,7 @@ fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
         stop_signal: a.stop_signal,
         stop_timeout: a.stop_timeout,
         config: a.config,
+        log: husk::up::logs::LogConfig::parse(a.log_driver.as_deref(), &a.log_opt)?,
     };
     let dir = a.store.unwrap_or_else(husk::image::store::default_dir);
     husk::up::up(g, &dir, &o)

@@ -2028,6 +2028,104 @@ fn up_detached_logs() {
     e.assert_all_gone("after rm");
 }
 
+/// `--log-opt max-size=… --log-opt max-file=…`: the log rotates at that size and keeps that
+/// many files, also after `husk restart`; `--log-driver none` keeps no log and `husk logs` says
+/// so.
+#[test]
+fn up_detached_log_options() {
+    if !need_root("up_detached_log_options") {
+        return;
+    }
+    let e = Env::new("logopt");
+    // 60 lines of 40 bytes: about 100 bytes a json-file entry, so about 6 KB of log
+    let script = "for i in $(seq 100 159); do echo line-$i-abcdefghijklmnopqrstuvwxyz012; done";
+    ok(
+        &e.up(&[
+            "-d",
+            "--name",
+            "l1",
+            "--log-opt",
+            "max-size=1k",
+            "--log-opt",
+            "max-file=2",
+            IMAGE,
+            "sh",
+            "-c",
+            script,
+        ]),
+        "up -d --log-opt",
+    );
+    let dir = e.store().join("containers/l1");
+    let check = |what: &str| {
+        ok(&e.cmd("logs", &["-f", "l1"]), "logs -f");
+        let current = dir.join("l1-json.log");
+        let older = dir.join("l1-json.log.1");
+        assert!(
+            !dir.join("l1-json.log.2").exists(),
+            "{what}: max-file=2 kept a third file"
+        );
+        let mut n = Vec::new();
+        for f in [&older, &current] {
+            let t = std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{what}: {f:?}: {e}"));
+            // (a rotated file is full: the next entry would have passed 1000 bytes)
+            assert!(
+                t.len() <= 1000 && (f == &current || t.len() > 800),
+                "{what}: {f:?} is {} bytes, not about max-size=1k (1000)",
+                t.len()
+            );
+            for l in t.lines() {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let log = v["log"].as_str().unwrap();
+                n.push(log[5..8].parse::<u32>().unwrap());
+            }
+        }
+        // the newest lines, in order, the last one kept
+        assert_eq!(n.last(), Some(&159), "{what}: {n:?}");
+        assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "{what}: {n:?}");
+        assert!(n.len() < 60, "{what}: nothing rotated out: {n:?}");
+        ok(&e.cmd("logs", &["l1"]), "logs")
+    };
+    let first = check("first run");
+    assert!(first.ends_with("line-159-abcdefghijklmnopqrstuvwxyz012\n"));
+    ok(&e.cmd("restart", &["l1"]), "restart");
+    check("after husk restart");
+
+    // --log-driver none: no log file, and husk logs says why there is nothing
+    ok(
+        &e.up(&[
+            "-d",
+            "--name",
+            "l2",
+            "--log-driver",
+            "none",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo hidden",
+        ]),
+        "up -d --log-driver none",
+    );
+    assert!(wait_until(Duration::from_secs(10), &|| e.status("l2")
+        ["exitCode"]
+        .is_i64()));
+    let o = e.cmd("logs", &["l2"]);
+    assert!(!o.status.success(), "logs of --log-driver none succeeded");
+    assert!(
+        text(&o.stderr).contains("l2: its log driver is none"),
+        "{}",
+        text(&o.stderr)
+    );
+    let left: Vec<_> = std::fs::read_dir(e.store().join("containers/l2"))
+        .unwrap()
+        .flatten()
+        .map(|d| d.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("json.log"))
+        .collect();
+    assert!(left.is_empty(), "--log-driver none wrote {left:?}");
+    ok(&e.cmd("rm", &["l1", "l2"]), "rm");
+    e.assert_all_gone("after rm");
+}
+
 /// `husk stop`: SIGTERM ends a container that traps it well within the grace time; one that
 /// ignores it gets SIGKILL after `-t 1`; `--stop-signal` replaces SIGTERM; `husk restart`
 /// runs it again.
@@ -2469,6 +2567,22 @@ fn up_detached_bad_input_is_refused_by_name() {
             &["--stop-signal"],
         ),
         (&["-d", IMAGE, "/no/such/program"], &["/no/such/program"]),
+        (
+            &["-d", "--log-opt", "max-file=0", IMAGE, "true"],
+            &["--log-opt", "max-file=0", "less than 1"],
+        ),
+        (
+            &["-d", "--log-opt", "max-size=abc", IMAGE, "true"],
+            &["--log-opt", "max-size=abc", "invalid size"],
+        ),
+        (
+            &["-d", "--log-opt", "compress=true", IMAGE, "true"],
+            &["--log-opt", "compress=true", "unknown log opt"],
+        ),
+        (
+            &["-d", "--log-driver", "journald", IMAGE, "true"],
+            &["--log-driver", "journald"],
+        ),
     ];
     for (args, want) in cases {
         let o = e.up(args);

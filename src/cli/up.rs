@@ -108,6 +108,13 @@ pub struct UpArgs {
     /// Seconds husk stop waits for the container before SIGKILL [default: 10].
     #[arg(long = "stop-timeout")]
     pub stop_timeout: Option<u64>,
+    /// The log of -d: json-file (the default) or none (no log is kept).
+    #[arg(long = "log-driver")]
+    pub log_driver: Option<String>,
+    /// A json-file log option: max-size=SIZE (rotate at SIZE: 10m, 500k, 1g; default 10m) or
+    /// max-file=N (keep N files; default 3); repeatable.
+    #[arg(long = "log-opt")]
+    pub log_opt: Vec<String>,
 }
 
 #[derive(Args, Debug)]

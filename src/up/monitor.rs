@@ -146,6 +146,9 @@ pub struct Config {
     /// The `_data` directories of its anonymous volumes, removed with it (`--rm`).
     #[serde(default)]
     pub anonymous_volumes: Vec<PathBuf>,
+    /// `--log-driver` and `--log-opt`.
+    #[serde(default)]
+    pub log: logs::LogConfig,
 }
 
 /// What the monitor records (`status.json`).
@@ -174,6 +177,11 @@ fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let data =
         crate::state::read_small(path).with_context(|| format!("read {}", path.display()))?;
     serde_json::from_slice(&data).with_context(|| format!("parse {}", path.display()))
+}
+
+/// The monitor config kept in `bundle`.
+pub fn load_config(bundle: &Path) -> Result<Config> {
+    load(&bundle.join(CONFIG))
 }
 
 pub fn load_status(bundle: &Path) -> Result<Status> {
@@ -531,11 +539,14 @@ pub fn pump_main(args: &[std::ffi::OsString]) -> Option<i32> {
     let sfd = mask
         .thread_block()
         .and_then(|_| SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK));
-    let log = logs::LogWriter::open(
-        &logs::log_path(&bundle, id),
-        logs::MAX_SIZE,
-        logs::MAX_FILES,
-    );
+    let cfg: Config = match load(&bundle.join(CONFIG)) {
+        Ok(c) => c,
+        Err(e) => {
+            note(&bundle, &format!("{e:#}"));
+            return Some(1);
+        }
+    };
+    let log = logs::LogWriter::open_for(&logs::log_path(&bundle, id), &cfg.log);
     let code = match (sfd, log) {
         (Ok(sfd), Ok(mut log)) => {
             // what this start-up touched (the stack of the argument parse, code run once)
@@ -556,13 +567,6 @@ pub fn pump_main(args: &[std::ffi::OsString]) -> Option<i32> {
         }
     };
     drop(run);
-    let cfg: Config = match load(&bundle.join(CONFIG)) {
-        Ok(c) => c,
-        Err(e) => {
-            note(&bundle, &format!("{e:#}"));
-            return Some(1);
-        }
-    };
     let resume = Resume {
         code,
         started_ms,
@@ -662,7 +666,7 @@ fn supervise(
     if resume.is_none() {
         // the log exists once `husk up -d` or `husk restart` returns, whoever writes first
         // (the pump opens it again in its own process)
-        logs::LogWriter::open(&logs::log_path(bundle, id), logs::MAX_SIZE, logs::MAX_FILES)?;
+        logs::LogWriter::open_for(&logs::log_path(bundle, id), &cfg.log)?;
     }
     let mut delay = Duration::from_millis(resume.map_or(100, |r| r.delay_ms));
     'runs: loop {
@@ -698,11 +702,7 @@ fn supervise(
                 // idle in a fresh process that runs the pump alone (returns if exec fails)
                 exec_pump(g, store_dir, id, &run, started_ms, delay);
                 release_idle_memory();
-                let mut log = logs::LogWriter::open(
-                    &logs::log_path(bundle, id),
-                    logs::MAX_SIZE,
-                    logs::MAX_FILES,
-                )?;
+                let mut log = logs::LogWriter::open_for(&logs::log_path(bundle, id), &cfg.log)?;
                 let (code, failed) = pump(&run, &sfd, &mut log);
                 drop(run);
                 if let Some(e) = failed {
