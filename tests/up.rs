@@ -4168,3 +4168,240 @@ fn up_rootless_network_slirp4netns() {
         "10.0.2.2",
     );
 }
+
+/// A running `husk attach`: its stdout's lines as they come, its stderr kept.
+struct Attach {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Attach {
+    fn start(e: &Env, args: &[&str]) -> Attach {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let store = e.store_arg();
+        let mut child = Command::new(runtime())
+            .arg("--root")
+            .arg(e.root())
+            .args(["attach", "--store", &store])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Attach { child, lines }
+    }
+
+    fn write(&mut self, data: &[u8]) {
+        use std::io::Write;
+        let w = self.child.stdin.as_mut().unwrap();
+        w.write_all(data).unwrap();
+        w.flush().unwrap();
+    }
+
+    /// The next line of its stdout (within 10 s).
+    fn line(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("no line from husk attach: {e}"))
+    }
+
+    /// Its exit code (within 10 s) and stderr.
+    fn wait(mut self) -> (i32, String) {
+        use std::io::Read;
+        let st = wait_child(&mut self.child, Duration::from_secs(10));
+        let mut err = String::new();
+        let _ = self.child.stderr.take().unwrap().read_to_string(&mut err);
+        (code(&st), err)
+    }
+}
+
+/// `husk attach` to a `-d -i` container: what it is sent comes back (to each of several
+/// clients at once, whoever sent it), and each one exits with the container's exit code; the
+/// socket is gone then, and an attach to the stopped container, or an unknown one, is refused
+/// by name.
+#[test]
+fn up_attach_stdin_output_and_exit_code() {
+    if !need_root("up_attach_stdin_output_and_exit_code") {
+        return;
+    }
+    let e = Env::new("attach");
+    let script = "while read l; do [ \"$l\" = quit ] && exit 7; echo \"got $l\"; done";
+    ok(
+        &e.up(&["-d", "-i", "--name", "a1", IMAGE, "sh", "-c", script]),
+        "up -d -i",
+    );
+    let sock = e.store().join("containers/a1/attach.sock");
+    assert!(sock.exists(), "no attach socket once husk up -d returned");
+    let mut first = Attach::start(&e, &["a1"]);
+    first.write(b"hello\n");
+    assert_eq!(first.line(), "got hello");
+    let second = Attach::start(&e, &["--no-stdin", "a1"]);
+    // (the second one is connected once it sees output: keep writing until it does)
+    let mut seen = String::new();
+    for i in 0..50 {
+        first.write(format!("ping{i}\n").as_bytes());
+        assert_eq!(first.line(), format!("got ping{i}"));
+        if let Ok(l) = second.lines.recv_timeout(Duration::from_millis(200)) {
+            seen = l;
+            break;
+        }
+    }
+    assert!(
+        seen.starts_with("got ping"),
+        "the second client saw {seen:?}"
+    );
+    first.write(b"both\n");
+    assert_eq!(first.line(), "got both");
+    assert_eq!(second.line(), "got both");
+    first.write(b"quit\n");
+    let (c1, err1) = first.wait();
+    let (c2, err2) = second.wait();
+    assert_eq!((c1, c2), (7, 7), "exit codes: {err1} {err2}");
+    assert!(
+        wait_until(Duration::from_secs(5), &|| e.status("a1")["exitCode"] == 7),
+        "{}",
+        e.status("a1")
+    );
+    assert!(!sock.exists(), "the attach socket outlived the container");
+    let o = e.cmd("attach", &["a1"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("a1: cannot attach to a stopped container"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = e.cmd("attach", &["nosuch"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("nosuch: no such container"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = e.cmd("attach", &["--detach-keys", "ctrl-1", "a1"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("--detach-keys") && text(&o.stderr).contains("ctrl-1"),
+        "{}",
+        text(&o.stderr)
+    );
+    ok(&e.cmd("rm", &["a1"]), "rm");
+    e.assert_all_gone("after rm");
+}
+
+/// `husk attach` to a container printing a line a second sees its new lines (not those from
+/// before); a signal husk attach gets reaches the container (`--sig-proxy`, the default), and
+/// attach exits with the code the container exits with.
+#[test]
+fn up_attach_sees_new_output_and_proxies_signals() {
+    if !need_root("up_attach_sees_new_output_and_proxies_signals") {
+        return;
+    }
+    let e = Env::new("attach2");
+    let script = "trap 'echo got-usr1; exit 5' USR1; i=0; \
+                  while true; do echo tick-$i; i=$((i+1)); sleep 0.5 & wait; done";
+    ok(
+        &e.up(&["-d", "--name", "t1", IMAGE, "sh", "-c", script]),
+        "up -d",
+    );
+    assert!(wait_until(Duration::from_secs(10), &|| text(
+        &e.cmd("logs", &["t1"]).stdout
+    )
+    .contains("tick-3")));
+    let a = Attach::start(&e, &["t1"]);
+    let first = a.line();
+    let n: u32 = first
+        .strip_prefix("tick-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{first:?}"));
+    assert!(n >= 4, "attach replayed old output: {first:?}");
+    assert_eq!(a.line(), format!("tick-{}", n + 1));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(a.child.id() as i32),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    let mut rest = Vec::new();
+    while let Ok(l) = a.lines.recv_timeout(Duration::from_secs(10)) {
+        rest.push(l);
+        if rest.last().unwrap() == "got-usr1" {
+            break;
+        }
+    }
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some("got-usr1"),
+        "{rest:?}"
+    );
+    let (c, err) = a.wait();
+    assert_eq!(c, 5, "{err}");
+    ok(&e.cmd("rm", &["t1"]), "rm");
+    e.assert_all_gone("after rm");
+}
+
+/// With a terminal (`-t -i`), Ctrl-P Ctrl-Q (or `--detach-keys`) detaches: husk attach exits
+/// 0, the container runs on, and the bytes before the sequence reached it.
+#[test]
+fn up_attach_detach_keys_on_a_terminal() {
+    if !need_root("up_attach_detach_keys_on_a_terminal") {
+        return;
+    }
+    let e = Env::new("attach3");
+    ok(
+        &e.up(&[
+            "-d",
+            "-t",
+            "-i",
+            "--name",
+            "k1",
+            IMAGE,
+            "sh",
+            "-c",
+            "stty -echo; cat",
+        ]),
+        "up -d -t -i",
+    );
+    for (args, seq) in [
+        (&["k1"][..], &b"\x10\x11"[..]),
+        (&["--detach-keys", "ctrl-x,y", "k1"], b"\x18y"),
+    ] {
+        let mut a = Attach::start(&e, args);
+        let mut line = String::new();
+        for _ in 0..50 {
+            a.write(b"typed\n");
+            if let Ok(l) = a.lines.recv_timeout(Duration::from_millis(200)) {
+                line = l;
+                break;
+            }
+        }
+        // (\r: a pty's onlcr)
+        assert_eq!(line.trim_end_matches('\r'), "typed", "{args:?}");
+        // a byte of the sequence that is not followed by the rest is passed on
+        a.write(&[seq[0], b'z', b'\n']);
+        let l = a.line();
+        assert_eq!(
+            l.trim_end_matches('\r').as_bytes(),
+            [seq[0], b'z'],
+            "{args:?}"
+        );
+        a.write(seq);
+        let (c, err) = a.wait();
+        assert_eq!(c, 0, "{args:?}: {err}");
+        let st = ok(&e.husk(&["state", "k1"]), "state");
+        assert!(st.contains("\"running\""), "{st}");
+    }
+    ok(&e.cmd("stop", &["-t", "1", "k1"]), "stop");
+    ok(&e.cmd("rm", &["k1"]), "rm");
+    e.assert_all_gone("after rm");
+}

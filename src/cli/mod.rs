@@ -130,6 +130,8 @@ pub enum Command {
     Stop(up::StopArgs),
     /// Stop and start again containers of `husk up -d`.
     Restart(up::StopArgs),
+    /// Attach husk's stdio to a running container of `husk up -d`, as `docker attach`.
+    Attach(up::AttachArgs),
     /// The volumes of `husk up -v NAME:…`: ls, inspect, rm, prune.
     Volume(crate::up::volume::VolumeArgs),
     /// Manage networks (CNI): create, ls, inspect, rm, prune, gc, attach, detach, check.

@@ -150,6 +150,25 @@ pub struct LogsArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// The image store the containers' bundles are under (as for `husk up`).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Do not attach husk's stdin (to a container started with -i).
+    #[arg(long = "no-stdin")]
+    pub no_stdin: bool,
+    /// Pass the signals husk attach gets on to the container (not with a terminal: there
+    /// Ctrl-C is input).
+    #[arg(long = "sig-proxy", default_value = "true", action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub sig_proxy: bool,
+    /// The keys that detach from a container with a terminal [default: ctrl-p,ctrl-q].
+    #[arg(long = "detach-keys")]
+    pub detach_keys: Option<String>,
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
 pub struct StopArgs {
     /// The image store the containers' bundles are under (as for `husk up`).
     #[arg(long)]

@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 pub mod apparmor;
+pub mod attach;
+pub mod attach_sock;
 pub mod cdi;
 pub mod flags;
 pub mod init;
