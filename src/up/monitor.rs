@@ -546,19 +546,20 @@ pub fn pump_main(args: &[std::ffi::OsString]) -> Option<i32> {
     let sfd = mask
         .thread_block()
         .and_then(|_| SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK));
-    let cfg: Config = match load(&bundle.join(CONFIG)) {
-        Ok(c) => c,
+    // what the pump needs of the config (the rest is read again after it: not kept while idle)
+    let (log_config, interactive) = match load::<Config>(&bundle.join(CONFIG)) {
+        Ok(c) => (c.log, c.interactive),
         Err(e) => {
             note(&bundle, &format!("{e:#}"));
             return Some(1);
         }
     };
-    let log = logs::LogWriter::open_for(&logs::log_path(&bundle, id), &cfg.log);
+    let log = logs::LogWriter::open_for(&logs::log_path(&bundle, id), &log_config);
     let code = match (sfd, log) {
         (Ok(sfd), Ok(mut log)) => {
             // what this start-up touched (the stack of the argument parse, code run once)
             release_idle_memory();
-            let (code, failed) = pump(&mut run, &sfd, &mut log, &bundle, cfg.interactive);
+            let (code, failed) = pump(&mut run, &sfd, &mut log, &bundle, interactive);
             if let Some(e) = failed {
                 note(&bundle, &format!("{e:#}"));
             }
@@ -574,6 +575,13 @@ pub fn pump_main(args: &[std::ffi::OsString]) -> Option<i32> {
         }
     };
     drop(run);
+    let cfg: Config = match load(&bundle.join(CONFIG)) {
+        Ok(c) => c,
+        Err(e) => {
+            note(&bundle, &format!("{e:#}"));
+            return Some(1);
+        }
+    };
     let resume = Resume {
         code,
         started_ms,
