@@ -4177,14 +4177,19 @@ struct Attach {
 
 impl Attach {
     fn start(e: &Env, args: &[&str]) -> Attach {
-        use std::io::BufRead;
-        use std::process::Stdio;
         let store = e.store_arg();
-        let mut child = Command::new(runtime())
-            .arg("--root")
+        let mut c = Command::new(runtime());
+        c.arg("--root")
             .arg(e.root())
             .args(["attach", "--store", &store])
-            .args(args)
+            .args(args);
+        Attach::spawn(c)
+    }
+
+    fn spawn(mut c: Command) -> Attach {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = c
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -4404,4 +4409,57 @@ fn up_attach_detach_keys_on_a_terminal() {
     ok(&e.cmd("stop", &["-t", "1", "k1"]), "stop");
     ok(&e.cmd("rm", &["k1"]), "rm");
     e.assert_all_gone("after rm");
+}
+
+/// `husk attach` of a user without root to a container of its own `husk up -d -i`.
+#[test]
+fn up_attach_rootless() {
+    if !need_root("up_attach_rootless") {
+        return;
+    }
+    let e = Env::new("attachrl");
+    e.give_to_nobody();
+    let ns = rootless_netns();
+    let path = "/usr/bin:/bin";
+    let store = e.store_arg();
+    let script = "while read l; do [ \"$l\" = quit ] && exit 7; echo \"got $l\"; done";
+    ok(
+        &e.up_rootless(
+            &ns,
+            path,
+            &[
+                "-d",
+                "-i",
+                "--network",
+                "none",
+                "--name",
+                "r1",
+                IMAGE,
+                "sh",
+                "-c",
+                script,
+            ],
+        ),
+        "up -d -i as nobody",
+    );
+    let mut a = Attach::spawn(e.husk_rootless(&ns, path, &["attach", "--store", &store, "r1"]));
+    a.write(b"hello\n");
+    assert_eq!(a.line(), "got hello");
+    a.write(b"quit\n");
+    let (c, err) = a.wait();
+    assert_eq!(c, 7, "{err}");
+    ok(
+        &run_timeout(
+            &mut e.husk_rootless(&ns, path, &["rm", "--store", &store, "r1"]),
+            CMD_TIMEOUT,
+        ),
+        "rm r1",
+    );
+    e.assert_clean("after rm");
+    assert!(
+        wait_until(Duration::from_secs(10), &|| procs_in(e.dir.path())
+            .is_empty()),
+        "left: {:?}",
+        procs_in(e.dir.path())
+    );
 }
