@@ -1011,6 +1011,44 @@ mod tests {
     }
 
     #[test]
+    fn attach_flags_as_docker_attach() {
+        let c = Cli::try_parse_from(["husk", "attach", "c1"]).unwrap();
+        match c.command {
+            Some(Command::Attach(a)) => {
+                assert!(a.sig_proxy && !a.no_stdin && a.detach_keys.is_none());
+                assert_eq!(a.name, "c1");
+            }
+            other => panic!("{other:?}"),
+        }
+        let c = Cli::try_parse_from([
+            "husk",
+            "attach",
+            "--sig-proxy=false",
+            "--no-stdin",
+            "--detach-keys",
+            "ctrl-a",
+            "c1",
+        ])
+        .unwrap();
+        match c.command {
+            Some(Command::Attach(a)) => {
+                assert!(!a.sig_proxy && a.no_stdin);
+                assert_eq!(a.detach_keys.as_deref(), Some("ctrl-a"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["husk", "attach", "--sig-proxy=maybe", "c1"]).is_err());
+        // (a bool flag takes its value after =, as docker's: the next word is the name)
+        match Cli::try_parse_from(["husk", "attach", "--sig-proxy", "c1"])
+            .unwrap()
+            .command
+        {
+            Some(Command::Attach(a)) => assert!(a.sig_proxy && a.name == "c1"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn kill_defaults_to_term() {
         let c = Cli::try_parse_from(["husk", "kill", "c"]).unwrap();
         match runtime(c.command) {

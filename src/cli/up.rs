@@ -160,7 +160,7 @@ pub struct AttachArgs {
     /// Pass the signals husk attach gets on to the container (not with a terminal: there
     /// Ctrl-C is input).
     #[arg(long = "sig-proxy", default_value = "true", action = clap::ArgAction::Set,
-          num_args = 0..=1, default_missing_value = "true")]
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub sig_proxy: bool,
     /// The keys that detach from a container with a terminal [default: ctrl-p,ctrl-q].
     #[arg(long = "detach-keys")]
