@@ -60,7 +60,8 @@ impl LogConfig {
                 }
             }
             Some(d) => bail!(
-                "--log-driver {d:?}: husk keeps a container's log itself, as json-file;                  expected json-file or none"
+                "--log-driver {d:?}: husk keeps a container's log itself, as json-file; \
+                 expected json-file or none"
             ),
         }
         for o in opts {
@@ -80,7 +81,8 @@ impl LogConfig {
                     Err(_) => bail!("--log-opt {o:?}: max-file is not a number"),
                 },
                 _ => bail!(
-                    "--log-opt {o:?}: unknown log opt {k:?} for the json-file log driver                      (husk knows max-size and max-file)"
+                    "--log-opt {o:?}: unknown log opt {k:?} for the json-file log driver \
+                     (husk knows max-size and max-file)"
                 ),
             }
         }

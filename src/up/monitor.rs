@@ -401,8 +401,9 @@ pub fn exec_main(args: &[std::ffi::OsString]) -> Option<i32> {
 /// process that holds nothing of the start (its heap, stack and the code it ran):
 /// `husk up-monitor-pump ROOT STORE_DIR ID SYSTEMD_CGROUP ROOTLESS PID STARTED_MS DELAY_MS
 /// OUT ERR MASTER STDIN ATTACH`, the last five descriptor numbers (or `-`) inherited from the
-/// monitor (ATTACH: the listener of `husk attach`). It logs the container's output until init exits, then goes on as the monitor
-/// (`supervise`, resumed with the exit code), which execs a new pump after a restart.
+/// monitor (ATTACH: the listener of `husk attach`). It logs the container's output until init
+/// exits, serving `husk attach` meanwhile, then goes on as the monitor (`supervise`, resumed
+/// with the exit code), which execs a new pump after a restart.
 pub const PUMP_SUBCOMMAND: &str = "up-monitor-pump";
 
 /// The global flags' words in a monitor's command line.
