@@ -100,6 +100,8 @@ pub struct Server {
 
 impl Server {
     /// `stdin` and `master` stay open as long as the server (the pump holds them).
+    // (not inlined: its locals would enlarge the idle pump's frame)
+    #[inline(never)]
     pub fn new(
         listener: UnixListener,
         stdin: Option<BorrowedFd>,
@@ -151,6 +153,8 @@ impl Server {
     }
 
     /// Act on what poll said of the descriptors [`poll_fds`] appended (`fds`, in that order).
+    // (not inlined: its locals would enlarge the idle pump's frame)
+    #[inline(never)]
     pub fn after_poll(&mut self, fds: &[libc::pollfd], buf: &mut [u8]) {
         if fds[0].revents & libc::POLLIN != 0 {
             while let Ok((sock, _)) = self.listener.accept() {
@@ -259,6 +263,8 @@ impl Server {
     }
 
     /// The container wrote `data` on `kind` (STDOUT or STDERR): to every client.
+    // (not inlined: its locals would enlarge the idle pump's frame)
+    #[inline(never)]
     pub fn output(&mut self, kind: u8, data: &[u8]) {
         if self.clients.is_empty() {
             return;
@@ -274,6 +280,8 @@ impl Server {
 
     /// The container's init exited with `code`: each client gets what is left of its output
     /// and the code (waiting at most a second for a slow one), then the connections close.
+    // (not inlined: its locals would enlarge the idle pump's frame)
+    #[inline(never)]
     pub fn finish(mut self, code: i32) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
         for c in &mut self.clients {
