@@ -4301,7 +4301,24 @@ fn up_attach_stdin_output_and_exit_code() {
         "{}",
         text(&o.stderr)
     );
-    ok(&e.cmd("rm", &["a1"]), "rm");
+    // cat itself: what is written comes back; husk stop ends it, and husk attach exits with
+    // the code the monitor records
+    ok(
+        &e.up(&["-d", "-i", "--name", "a2", IMAGE, "cat"]),
+        "up -d -i cat",
+    );
+    let mut a = Attach::start(&e, &["a2"]);
+    a.write(b"through cat\n");
+    assert_eq!(a.line(), "through cat");
+    ok(&e.cmd("stop", &["-t", "1", "a2"]), "stop");
+    let (c, err) = a.wait();
+    assert_eq!(
+        serde_json::json!(c),
+        e.status("a2")["exitCode"],
+        "attach's exit code: {err}"
+    );
+    assert!(c > 128, "cat was stopped by a signal: {c}");
+    ok(&e.cmd("rm", &["a1", "a2"]), "rm");
     e.assert_all_gone("after rm");
 }
 
