@@ -177,6 +177,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 husk::output::line(n)?;
             }
         }
+        Command::Attach(a) => {
+            let dir = a.store.unwrap_or_else(husk::image::store::default_dir);
+            let o = husk::up::attach::AttachOptions {
+                no_stdin: a.no_stdin,
+                sig_proxy: a.sig_proxy,
+                detach_keys: match &a.detach_keys {
+                    Some(k) => husk::up::attach::parse_detach_keys(k)?,
+                    None => husk::up::attach::DEFAULT_DETACH_KEYS.to_vec(),
+                },
+            };
+            return husk::up::attach::attach(&g, &dir, &a.name, &o);
+        }
         Command::Volume(a) => {
             let dir = a.store.unwrap_or_else(husk::image::store::default_dir);
             husk::up::volume::run(&dir, a.command)?
@@ -272,6 +284,7 @@ fn up_command(g: &Global, a: husk::cli::up::UpArgs) -> anyhow::Result<i32> {
         stop_signal: a.stop_signal,
         stop_timeout: a.stop_timeout,
         config: a.config,
+        log: husk::up::logs::LogConfig::parse(a.log_driver.as_deref(), &a.log_opt)?,
     };
     let dir = a.store.unwrap_or_else(husk::image::store::default_dir);
     husk::up::up(g, &dir, &o)

@@ -2047,6 +2047,104 @@ fn up_detached_logs() {
     e.assert_all_gone("after rm");
 }
 
+/// `--log-opt max-size=… --log-opt max-file=…`: the log rotates at that size and keeps that
+/// many files, also after `husk restart`; `--log-driver none` keeps no log and `husk logs` says
+/// so.
+#[test]
+fn up_detached_log_options() {
+    if !need_root("up_detached_log_options") {
+        return;
+    }
+    let e = Env::new("logopt");
+    // 60 lines of 40 bytes: about 100 bytes a json-file entry, so about 6 KB of log
+    let script = "for i in $(seq 100 159); do echo line-$i-abcdefghijklmnopqrstuvwxyz012; done";
+    ok(
+        &e.up(&[
+            "-d",
+            "--name",
+            "l1",
+            "--log-opt",
+            "max-size=1k",
+            "--log-opt",
+            "max-file=2",
+            IMAGE,
+            "sh",
+            "-c",
+            script,
+        ]),
+        "up -d --log-opt",
+    );
+    let dir = e.store().join("containers/l1");
+    let check = |what: &str| {
+        ok(&e.cmd("logs", &["-f", "l1"]), "logs -f");
+        let current = dir.join("l1-json.log");
+        let older = dir.join("l1-json.log.1");
+        assert!(
+            !dir.join("l1-json.log.2").exists(),
+            "{what}: max-file=2 kept a third file"
+        );
+        let mut n = Vec::new();
+        for f in [&older, &current] {
+            let t = std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{what}: {f:?}: {e}"));
+            // (a rotated file is full: the next entry would have passed 1000 bytes)
+            assert!(
+                t.len() <= 1000 && (f == &current || t.len() > 800),
+                "{what}: {f:?} is {} bytes, not about max-size=1k (1000)",
+                t.len()
+            );
+            for l in t.lines() {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let log = v["log"].as_str().unwrap();
+                n.push(log[5..8].parse::<u32>().unwrap());
+            }
+        }
+        // the newest lines, in order, the last one kept
+        assert_eq!(n.last(), Some(&159), "{what}: {n:?}");
+        assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "{what}: {n:?}");
+        assert!(n.len() < 60, "{what}: nothing rotated out: {n:?}");
+        ok(&e.cmd("logs", &["l1"]), "logs")
+    };
+    let first = check("first run");
+    assert!(first.ends_with("line-159-abcdefghijklmnopqrstuvwxyz012\n"));
+    ok(&e.cmd("restart", &["l1"]), "restart");
+    check("after husk restart");
+
+    // --log-driver none: no log file, and husk logs says why there is nothing
+    ok(
+        &e.up(&[
+            "-d",
+            "--name",
+            "l2",
+            "--log-driver",
+            "none",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo hidden",
+        ]),
+        "up -d --log-driver none",
+    );
+    assert!(wait_until(Duration::from_secs(10), &|| e.status("l2")
+        ["exitCode"]
+        .is_i64()));
+    let o = e.cmd("logs", &["l2"]);
+    assert!(!o.status.success(), "logs of --log-driver none succeeded");
+    assert!(
+        text(&o.stderr).contains("l2: its log driver is none"),
+        "{}",
+        text(&o.stderr)
+    );
+    let left: Vec<_> = std::fs::read_dir(e.store().join("containers/l2"))
+        .unwrap()
+        .flatten()
+        .map(|d| d.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("json.log"))
+        .collect();
+    assert!(left.is_empty(), "--log-driver none wrote {left:?}");
+    ok(&e.cmd("rm", &["l1", "l2"]), "rm");
+    e.assert_all_gone("after rm");
+}
+
 /// `husk stop`: SIGTERM ends a container that traps it well within the grace time; one that
 /// ignores it gets SIGKILL after `-t 1`; `--stop-signal` replaces SIGTERM; `husk restart`
 /// runs it again.
@@ -2488,6 +2586,22 @@ fn up_detached_bad_input_is_refused_by_name() {
             &["--stop-signal"],
         ),
         (&["-d", IMAGE, "/no/such/program"], &["/no/such/program"]),
+        (
+            &["-d", "--log-opt", "max-file=0", IMAGE, "true"],
+            &["--log-opt", "max-file=0", "less than 1"],
+        ),
+        (
+            &["-d", "--log-opt", "max-size=abc", IMAGE, "true"],
+            &["--log-opt", "max-size=abc", "invalid size"],
+        ),
+        (
+            &["-d", "--log-opt", "compress=true", IMAGE, "true"],
+            &["--log-opt", "compress=true", "unknown log opt"],
+        ),
+        (
+            &["-d", "--log-driver", "journald", IMAGE, "true"],
+            &["--log-driver", "journald"],
+        ),
     ];
     for (args, want) in cases {
         let o = e.up(args);
@@ -4367,5 +4481,317 @@ fn up_rootless_network_slirp4netns() {
         "slirp4netns",
         "10.0.2.2",
         "10.0.2.3",
+    );
+}
+
+/// A running `husk attach`: its stdout's lines as they come, its stderr kept.
+struct Attach {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Attach {
+    fn start(e: &Env, args: &[&str]) -> Attach {
+        let store = e.store_arg();
+        let mut c = Command::new(runtime());
+        c.arg("--root")
+            .arg(e.root())
+            .args(["attach", "--store", &store])
+            .args(args);
+        Attach::spawn(c)
+    }
+
+    fn spawn(mut c: Command) -> Attach {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Attach { child, lines }
+    }
+
+    fn write(&mut self, data: &[u8]) {
+        use std::io::Write;
+        let w = self.child.stdin.as_mut().unwrap();
+        w.write_all(data).unwrap();
+        w.flush().unwrap();
+    }
+
+    /// The next line of its stdout (within 10 s).
+    fn line(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("no line from husk attach: {e}"))
+    }
+
+    /// Its exit code (within 10 s) and stderr.
+    fn wait(mut self) -> (i32, String) {
+        use std::io::Read;
+        let st = wait_child(&mut self.child, Duration::from_secs(10));
+        let mut err = String::new();
+        let _ = self.child.stderr.take().unwrap().read_to_string(&mut err);
+        (code(&st), err)
+    }
+}
+
+/// `husk attach` to a `-d -i` container: what it is sent comes back (to each of several
+/// clients at once, whoever sent it), and each one exits with the container's exit code; the
+/// socket is gone then, and an attach to the stopped container, or an unknown one, is refused
+/// by name.
+#[test]
+fn up_attach_stdin_output_and_exit_code() {
+    if !need_root("up_attach_stdin_output_and_exit_code") {
+        return;
+    }
+    let e = Env::new("attach");
+    let script = "while read l; do [ \"$l\" = quit ] && exit 7; echo \"got $l\"; done";
+    ok(
+        &e.up(&["-d", "-i", "--name", "a1", IMAGE, "sh", "-c", script]),
+        "up -d -i",
+    );
+    let sock = e.store().join("containers/a1/attach.sock");
+    assert!(sock.exists(), "no attach socket once husk up -d returned");
+    let mut first = Attach::start(&e, &["a1"]);
+    first.write(b"hello\n");
+    assert_eq!(first.line(), "got hello");
+    let second = Attach::start(&e, &["--no-stdin", "a1"]);
+    // (the second one is connected once it sees output: keep writing until it does)
+    let mut seen = String::new();
+    for i in 0..50 {
+        first.write(format!("ping{i}\n").as_bytes());
+        assert_eq!(first.line(), format!("got ping{i}"));
+        if let Ok(l) = second.lines.recv_timeout(Duration::from_millis(200)) {
+            seen = l;
+            break;
+        }
+    }
+    assert!(
+        seen.starts_with("got ping"),
+        "the second client saw {seen:?}"
+    );
+    first.write(b"both\n");
+    assert_eq!(first.line(), "got both");
+    assert_eq!(second.line(), "got both");
+    first.write(b"quit\n");
+    let (c1, err1) = first.wait();
+    let (c2, err2) = second.wait();
+    assert_eq!((c1, c2), (7, 7), "exit codes: {err1} {err2}");
+    assert!(
+        wait_until(Duration::from_secs(5), &|| e.status("a1")["exitCode"] == 7),
+        "{}",
+        e.status("a1")
+    );
+    assert!(!sock.exists(), "the attach socket outlived the container");
+    let o = e.cmd("attach", &["a1"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("a1: cannot attach to a stopped container"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = e.cmd("attach", &["nosuch"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("nosuch: no such container"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = e.cmd("attach", &["--detach-keys", "ctrl-1", "a1"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("--detach-keys") && text(&o.stderr).contains("ctrl-1"),
+        "{}",
+        text(&o.stderr)
+    );
+    // cat itself: what is written comes back; husk stop ends it, and husk attach exits with
+    // the code the monitor records
+    ok(
+        &e.up(&["-d", "-i", "--name", "a2", IMAGE, "cat"]),
+        "up -d -i cat",
+    );
+    let mut a = Attach::start(&e, &["a2"]);
+    a.write(b"through cat\n");
+    assert_eq!(a.line(), "through cat");
+    ok(&e.cmd("stop", &["-t", "1", "a2"]), "stop");
+    let (c, err) = a.wait();
+    assert_eq!(
+        serde_json::json!(c),
+        e.status("a2")["exitCode"],
+        "attach's exit code: {err}"
+    );
+    assert!(c > 128, "cat was stopped by a signal: {c}");
+    ok(&e.cmd("rm", &["a1", "a2"]), "rm");
+    e.assert_all_gone("after rm");
+}
+
+/// `husk attach` to a container printing a line a second sees its new lines (not those from
+/// before); a signal husk attach gets reaches the container (`--sig-proxy`, the default), and
+/// attach exits with the code the container exits with.
+#[test]
+fn up_attach_sees_new_output_and_proxies_signals() {
+    if !need_root("up_attach_sees_new_output_and_proxies_signals") {
+        return;
+    }
+    let e = Env::new("attach2");
+    let script = "trap 'echo got-usr1; exit 5' USR1; i=0; \
+                  while true; do echo tick-$i; i=$((i+1)); sleep 0.5 & wait; done";
+    ok(
+        &e.up(&["-d", "--name", "t1", IMAGE, "sh", "-c", script]),
+        "up -d",
+    );
+    assert!(wait_until(Duration::from_secs(10), &|| text(
+        &e.cmd("logs", &["t1"]).stdout
+    )
+    .contains("tick-3")));
+    let a = Attach::start(&e, &["t1"]);
+    let first = a.line();
+    let n: u32 = first
+        .strip_prefix("tick-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{first:?}"));
+    assert!(n >= 4, "attach replayed old output: {first:?}");
+    assert_eq!(a.line(), format!("tick-{}", n + 1));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(a.child.id() as i32),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    let mut rest = Vec::new();
+    while let Ok(l) = a.lines.recv_timeout(Duration::from_secs(10)) {
+        rest.push(l);
+        if rest.last().unwrap() == "got-usr1" {
+            break;
+        }
+    }
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some("got-usr1"),
+        "{rest:?}"
+    );
+    let (c, err) = a.wait();
+    assert_eq!(c, 5, "{err}");
+    ok(&e.cmd("rm", &["t1"]), "rm");
+    e.assert_all_gone("after rm");
+}
+
+/// With a terminal (`-t -i`), Ctrl-P Ctrl-Q (or `--detach-keys`) detaches: husk attach exits
+/// 0, the container runs on, and the bytes before the sequence reached it.
+#[test]
+fn up_attach_detach_keys_on_a_terminal() {
+    if !need_root("up_attach_detach_keys_on_a_terminal") {
+        return;
+    }
+    let e = Env::new("attach3");
+    ok(
+        &e.up(&[
+            "-d",
+            "-t",
+            "-i",
+            "--name",
+            "k1",
+            IMAGE,
+            "sh",
+            "-c",
+            "stty -echo; cat",
+        ]),
+        "up -d -t -i",
+    );
+    for (args, seq) in [
+        (&["k1"][..], &b"\x10\x11"[..]),
+        (&["--detach-keys", "ctrl-x,y", "k1"], b"\x18y"),
+    ] {
+        let mut a = Attach::start(&e, args);
+        let mut line = String::new();
+        for _ in 0..50 {
+            a.write(b"typed\n");
+            if let Ok(l) = a.lines.recv_timeout(Duration::from_millis(200)) {
+                line = l;
+                break;
+            }
+        }
+        // (\r: a pty's onlcr)
+        assert_eq!(line.trim_end_matches('\r'), "typed", "{args:?}");
+        // a byte of the sequence that is not followed by the rest is passed on
+        a.write(&[seq[0], b'z', b'\n']);
+        let l = a.line();
+        assert_eq!(
+            l.trim_end_matches('\r').as_bytes(),
+            [seq[0], b'z'],
+            "{args:?}"
+        );
+        a.write(seq);
+        let (c, err) = a.wait();
+        assert_eq!(c, 0, "{args:?}: {err}");
+        let st = ok(&e.husk(&["state", "k1"]), "state");
+        assert!(st.contains("\"running\""), "{st}");
+    }
+    ok(&e.cmd("stop", &["-t", "1", "k1"]), "stop");
+    ok(&e.cmd("rm", &["k1"]), "rm");
+    e.assert_all_gone("after rm");
+}
+
+/// `husk attach` of a user without root to a container of its own `husk up -d -i`.
+#[test]
+fn up_attach_rootless() {
+    if !need_root("up_attach_rootless") {
+        return;
+    }
+    let e = Env::new("attachrl");
+    e.give_to_nobody();
+    let ns = rootless_netns();
+    let path = "/usr/bin:/bin";
+    let store = e.store_arg();
+    let script = "while read l; do [ \"$l\" = quit ] && exit 7; echo \"got $l\"; done";
+    ok(
+        &e.up_rootless(
+            &ns,
+            path,
+            &[
+                "-d",
+                "-i",
+                "--network",
+                "none",
+                "--name",
+                "r1",
+                IMAGE,
+                "sh",
+                "-c",
+                script,
+            ],
+        ),
+        "up -d -i as nobody",
+    );
+    let mut a = Attach::spawn(e.husk_rootless(&ns, path, &["attach", "--store", &store, "r1"]));
+    a.write(b"hello\n");
+    assert_eq!(a.line(), "got hello");
+    a.write(b"quit\n");
+    let (c, err) = a.wait();
+    assert_eq!(c, 7, "{err}");
+    ok(
+        &run_timeout(
+            &mut e.husk_rootless(&ns, path, &["rm", "--store", &store, "r1"]),
+            CMD_TIMEOUT,
+        ),
+        "rm r1",
+    );
+    e.assert_clean("after rm");
+    assert!(
+        wait_until(Duration::from_secs(10), &|| procs_in(e.dir.path())
+            .is_empty()),
+        "left: {:?}",
+        procs_in(e.dir.path())
     );
 }

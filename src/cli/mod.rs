@@ -130,6 +130,8 @@ pub enum Command {
     Stop(up::StopArgs),
     /// Stop and start again containers of `husk up -d`.
     Restart(up::StopArgs),
+    /// Attach husk's stdio to a running container of `husk up -d`, as `docker attach`.
+    Attach(up::AttachArgs),
     /// The volumes of `husk up -v NAME:…`: ls, inspect, rm, prune.
     Volume(crate::up::volume::VolumeArgs),
     /// Manage networks (CNI): create, ls, inspect, rm, prune, gc, attach, detach, check.
@@ -1004,6 +1006,44 @@ mod tests {
                 assert_eq!(e.id, "c1");
                 assert_eq!(e.command, ["ls", "--cgroup", "x"]);
             }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn attach_flags_as_docker_attach() {
+        let c = Cli::try_parse_from(["husk", "attach", "c1"]).unwrap();
+        match c.command {
+            Some(Command::Attach(a)) => {
+                assert!(a.sig_proxy && !a.no_stdin && a.detach_keys.is_none());
+                assert_eq!(a.name, "c1");
+            }
+            other => panic!("{other:?}"),
+        }
+        let c = Cli::try_parse_from([
+            "husk",
+            "attach",
+            "--sig-proxy=false",
+            "--no-stdin",
+            "--detach-keys",
+            "ctrl-a",
+            "c1",
+        ])
+        .unwrap();
+        match c.command {
+            Some(Command::Attach(a)) => {
+                assert!(!a.sig_proxy && a.no_stdin);
+                assert_eq!(a.detach_keys.as_deref(), Some("ctrl-a"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["husk", "attach", "--sig-proxy=maybe", "c1"]).is_err());
+        // (a bool flag takes its value after =, as docker's: the next word is the name)
+        match Cli::try_parse_from(["husk", "attach", "--sig-proxy", "c1"])
+            .unwrap()
+            .command
+        {
+            Some(Command::Attach(a)) => assert!(a.sig_proxy && a.name == "c1"),
             other => panic!("{other:?}"),
         }
     }

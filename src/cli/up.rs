@@ -108,6 +108,13 @@ pub struct UpArgs {
     /// Seconds husk stop waits for the container before SIGKILL [default: 10].
     #[arg(long = "stop-timeout")]
     pub stop_timeout: Option<u64>,
+    /// The log of -d: json-file (the default) or none (no log is kept).
+    #[arg(long = "log-driver")]
+    pub log_driver: Option<String>,
+    /// A json-file log option: max-size=SIZE (rotate at SIZE: 10m, 500k, 1g; default 10m) or
+    /// max-file=N (keep N files; default 3); repeatable.
+    #[arg(long = "log-opt")]
+    pub log_opt: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -139,6 +146,25 @@ pub struct LogsArgs {
     /// Prefix each line with the time it was logged.
     #[arg(short, long)]
     pub timestamps: bool,
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// The image store the containers' bundles are under (as for `husk up`).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Do not attach husk's stdin (to a container started with -i).
+    #[arg(long = "no-stdin")]
+    pub no_stdin: bool,
+    /// Pass the signals husk attach gets on to the container (not with a terminal: there
+    /// Ctrl-C is input).
+    #[arg(long = "sig-proxy", default_value = "true", action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub sig_proxy: bool,
+    /// The keys that detach from a container with a terminal [default: ctrl-p,ctrl-q].
+    #[arg(long = "detach-keys")]
+    pub detach_keys: Option<String>,
     pub name: String,
 }
 

@@ -49,12 +49,12 @@ fn reap_all() {
 }
 
 /// Puts a tty in raw mode and restores it on drop.
-struct RawTty {
+pub(crate) struct RawTty {
     saved: Option<nix::sys::termios::Termios>,
 }
 
 impl RawTty {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let stdin = std::io::stdin();
         let saved = nix::sys::termios::tcgetattr(stdin.as_fd()).ok();
         if let Some(t) = &saved {

@@ -3,7 +3,7 @@
 mod checkpoint;
 mod exec;
 mod exec_cgroup;
-mod foreground;
+pub(crate) mod foreground;
 mod lifecycle;
 mod ops;
 mod options;

@@ -13,6 +13,118 @@ use std::time::Duration;
 /// Docker's json-file defaults are unlimited; husk rotates at 10 MB and keeps three files.
 pub const MAX_SIZE: u64 = 10 * 1000 * 1000;
 pub const MAX_FILES: u32 = 3;
+
+/// `--log-driver`: json-file (the log below), or none (no log at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Driver {
+    #[default]
+    #[serde(rename = "json-file")]
+    JsonFile,
+    #[serde(rename = "none")]
+    None,
+}
+
+/// `--log-driver` and `--log-opt`: kept in the monitor's config, so `husk restart` logs alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogConfig {
+    pub driver: Driver,
+    /// The size at which the current file is rotated (`max-size`).
+    pub max_size: u64,
+    /// How many files are kept, the current one included (`max-file`).
+    pub max_files: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig {
+            driver: Driver::JsonFile,
+            max_size: MAX_SIZE,
+            max_files: MAX_FILES,
+        }
+    }
+}
+
+impl LogConfig {
+    /// `--log-driver DRIVER` (json-file or none) and each `--log-opt KEY=VALUE` (json-file's
+    /// `max-size`, a size as Docker reads it, and `max-file`, at least 1); an option not given
+    /// keeps husk's default (10 MB, 3 files).
+    pub fn parse(driver: Option<&str>, opts: &[String]) -> Result<LogConfig> {
+        let mut c = LogConfig::default();
+        match driver {
+            None | Some("json-file") => {}
+            Some("none") => {
+                c.driver = Driver::None;
+                if let Some(o) = opts.first() {
+                    bail!("--log-opt {o:?}: the none log driver takes no options");
+                }
+            }
+            Some(d) => bail!(
+                "--log-driver {d:?}: husk keeps a container's log itself, as json-file; \
+                 expected json-file or none"
+            ),
+        }
+        for o in opts {
+            let Some((k, v)) = o.split_once('=') else {
+                bail!("--log-opt {o:?}: expected KEY=VALUE (max-size=10m, max-file=3)");
+            };
+            match k {
+                "max-size" => {
+                    c.max_size = parse_size(v).with_context(|| format!("--log-opt {o:?}"))?;
+                    if c.max_size == 0 {
+                        bail!("--log-opt {o:?}: max-size must be a positive number");
+                    }
+                }
+                "max-file" => match v.parse::<u32>() {
+                    Ok(0) => bail!("--log-opt {o:?}: max-file cannot be less than 1"),
+                    Ok(n) => c.max_files = n,
+                    Err(_) => bail!("--log-opt {o:?}: max-file is not a number"),
+                },
+                _ => bail!(
+                    "--log-opt {o:?}: unknown log opt {k:?} for the json-file log driver \
+                     (husk knows max-size and max-file)"
+                ),
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// A size as Docker's `units.FromHumanSize` reads it: a decimal number, then optionally a unit
+/// `b`, or `k`, `m`, `g`, `t`, `p` (powers of 1000) followed by nothing, `b` or `ib`, any case.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let bad = || anyhow::anyhow!("invalid size: {s:?} (a number with k, m or g: 10m)");
+    let sep = s
+        .rfind(|c: char| c.is_ascii_digit() || c == '.' || c == ' ')
+        .ok_or_else(bad)?;
+    let (num, sfx) = if s.as_bytes()[sep] == b' ' {
+        (&s[..sep], &s[sep + 1..])
+    } else {
+        (&s[..sep + 1], &s[sep + 1..])
+    };
+    if num.is_empty() || !num.bytes().all(|c| c.is_ascii_digit() || c == b'.') {
+        return Err(bad());
+    }
+    let size: f64 = num.parse().map_err(|_| bad())?;
+    let sfx = sfx.to_ascii_lowercase();
+    let mul: f64 = match sfx.as_bytes() {
+        [] | [b'b'] => 1.0,
+        [u] | [u, b'b'] | [u, b'i', b'b'] => match u {
+            b'k' => 1e3,
+            b'm' => 1e6,
+            b'g' => 1e9,
+            b't' => 1e12,
+            b'p' => 1e15,
+            _ => return Err(bad()),
+        },
+        _ => return Err(bad()),
+    };
+    let v = size * mul;
+    if !v.is_finite() || v >= u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(v as u64)
+}
 /// A line longer than this is logged in pieces (Docker's copier buffer).
 const MAX_LINE: usize = 16 * 1024;
 
@@ -32,7 +144,8 @@ pub struct Entry {
 /// Appends entries to a log file, rotating it when the next entry would pass `max_size`.
 pub struct LogWriter {
     path: PathBuf,
-    file: File,
+    /// None: `--log-driver none`, everything is dropped.
+    file: Option<File>,
     size: u64,
     max_size: u64,
     max_files: u32,
@@ -44,15 +157,33 @@ impl LogWriter {
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(LogWriter {
             path: path.to_path_buf(),
-            file,
+            file: Some(file),
             size,
             max_size,
             max_files: max_files.max(1),
         })
     }
 
+    /// The writer `c` asks for: a json-file log at `path`, or with `--log-driver none` one
+    /// that keeps nothing (and makes no file).
+    pub fn open_for(path: &Path, c: &LogConfig) -> Result<LogWriter> {
+        match c.driver {
+            Driver::JsonFile => LogWriter::open(path, c.max_size, c.max_files),
+            Driver::None => Ok(LogWriter {
+                path: path.to_path_buf(),
+                file: None,
+                size: 0,
+                max_size: c.max_size,
+                max_files: c.max_files,
+            }),
+        }
+    }
+
     /// Log `text` (one line, or a piece of a long one) of `stream` now.
     pub fn write(&mut self, stream: &str, text: &[u8]) -> Result<()> {
+        if self.file.is_none() {
+            return Ok(());
+        }
         let e = Entry {
             log: String::from_utf8_lossy(text).into_owned(),
             stream: stream.to_string(),
@@ -63,9 +194,10 @@ impl LogWriter {
         if self.size > 0 && self.size + line.len() as u64 > self.max_size {
             self.rotate()?;
         }
-        self.file
-            .write_all(&line)
-            .with_context(|| format!("write {}", self.path.display()))?;
+        if let Some(f) = &mut self.file {
+            f.write_all(&line)
+                .with_context(|| format!("write {}", self.path.display()))?;
+        }
         self.size += line.len() as u64;
         Ok(())
     }
@@ -88,7 +220,12 @@ impl LogWriter {
         if self.max_files == 1 {
             let _ = std::fs::remove_file(&self.path);
         }
-        self.file = open_append(&self.path)?;
+        // older files a larger max-file kept before a restart
+        let mut n = self.max_files.max(1);
+        while std::fs::remove_file(numbered(&self.path, n)).is_ok() {
+            n += 1;
+        }
+        self.file = Some(open_append(&self.path)?);
         self.size = 0;
         Ok(())
     }
@@ -603,6 +740,64 @@ mod tests {
     fn w_write(path: &Path, i: usize) {
         let mut w = LogWriter::open(path, 400, 3).unwrap();
         w.write("stderr", format!("f{i}\n").as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn log_options_as_docker_reads_them() {
+        assert_eq!(LogConfig::parse(None, &[]).unwrap(), LogConfig::default());
+        let o = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let c = LogConfig::parse(Some("json-file"), &o(&["max-size=10k", "max-file=5"])).unwrap();
+        assert_eq!((c.max_size, c.max_files), (10_000, 5));
+        for (s, n) in [
+            ("100", 100),
+            ("1b", 1),
+            ("10m", 10_000_000),
+            ("1.5g", 1_500_000_000),
+            ("2KiB", 2_000),
+            ("3MB", 3_000_000),
+            ("4 k", 4_000),
+        ] {
+            assert_eq!(parse_size(s).unwrap(), n, "{s}");
+        }
+        for s in ["", "abc", "k", "10x", "10mbb", "-1", "1bb", "10kb2"] {
+            assert!(parse_size(s).is_err(), "{s}");
+        }
+        let c = LogConfig::parse(Some("none"), &[]).unwrap();
+        assert_eq!(c.driver, Driver::None);
+        for (d, opts, want) in [
+            (
+                None,
+                &["max-file=0"][..],
+                "--log-opt \"max-file=0\": max-file cannot be less",
+            ),
+            (None, &["max-size=abc"], "--log-opt \"max-size=abc\""),
+            (None, &["max-size=0"], "positive"),
+            (None, &["max-file=x"], "not a number"),
+            (None, &["compress=true"], "unknown log opt \"compress\""),
+            (None, &["max-size"], "KEY=VALUE"),
+            (Some("journald"), &[], "--log-driver \"journald\""),
+            (
+                Some("none"),
+                &["max-file=2"],
+                "none log driver takes no options",
+            ),
+        ] {
+            let e = format!("{:#}", LogConfig::parse(d, &o(opts)).unwrap_err());
+            assert!(e.contains(want), "{d:?} {opts:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_none_driver_keeps_nothing() {
+        let dir = tempfile::Builder::new()
+            .prefix("husk-test-logs-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let path = log_path(dir.path(), "c3");
+        let c = LogConfig::parse(Some("none"), &[]).unwrap();
+        let mut w = LogWriter::open_for(&path, &c).unwrap();
+        w.write("stdout", b"x\n").unwrap();
+        assert!(files(&path).is_empty());
     }
 
     #[test]

@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 pub mod apparmor;
+pub mod attach;
+pub mod attach_sock;
 pub mod cdi;
 pub mod flags;
 pub mod init;
@@ -169,6 +171,8 @@ pub struct UpOptions {
     pub stop_timeout: Option<u64>,
     /// Volumes, resources, capabilities, security options, names, labels, devices.
     pub config: flags::ConfigFlags,
+    /// `--log-driver` and `--log-opt` (the log of `-d`, and of `husk restart`).
+    pub log: logs::LogConfig,
 }
 
 /// The environment entries of `-e` and `--env-file`, in order, as Docker reads them.
@@ -527,6 +531,7 @@ fn monitor_config(
         network_aliases: net.aliases.to_vec(),
         user_network: net.user_network,
         anonymous_volumes,
+        log: o.log,
     }
 }
 
@@ -536,6 +541,9 @@ pub fn logs(store_dir: &Path, id: &str, o: &logs::LogsOptions) -> Result<()> {
     let bundle = bundle_dir(store_dir, id);
     if !bundle.exists() {
         bail!("{id}: no such container");
+    }
+    if monitor::load_config(&bundle).is_ok_and(|c| c.log.driver == logs::Driver::None) {
+        bail!("{id}: its log driver is none (--log-driver none): no log is kept");
     }
     let path = logs::log_path(&bundle, id);
     if logs::files(&path).is_empty() {

@@ -146,6 +146,9 @@ pub struct Config {
     /// The `_data` directories of its anonymous volumes, removed with it (`--rm`).
     #[serde(default)]
     pub anonymous_volumes: Vec<PathBuf>,
+    /// `--log-driver` and `--log-opt`.
+    #[serde(default)]
+    pub log: logs::LogConfig,
 }
 
 /// What the monitor records (`status.json`).
@@ -174,6 +177,11 @@ fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let data =
         crate::state::read_small(path).with_context(|| format!("read {}", path.display()))?;
     serde_json::from_slice(&data).with_context(|| format!("parse {}", path.display()))
+}
+
+/// The monitor config kept in `bundle`.
+pub fn load_config(bundle: &Path) -> Result<Config> {
+    load(&bundle.join(CONFIG))
 }
 
 pub fn load_status(bundle: &Path) -> Result<Status> {
@@ -392,9 +400,10 @@ pub fn exec_main(args: &[std::ffi::OsString]) -> Option<i32> {
 /// The hidden subcommand a monitor execs itself as once its container runs, to idle in a
 /// process that holds nothing of the start (its heap, stack and the code it ran):
 /// `husk up-monitor-pump ROOT STORE_DIR ID SYSTEMD_CGROUP ROOTLESS PID STARTED_MS DELAY_MS
-/// OUT ERR MASTER STDIN`, the last four descriptor numbers (or `-`) inherited from the
-/// monitor. It logs the container's output until init exits, then goes on as the monitor
-/// (`supervise`, resumed with the exit code), which execs a new pump after a restart.
+/// OUT ERR MASTER STDIN ATTACH`, the last five descriptor numbers (or `-`) inherited from the
+/// monitor (ATTACH: the listener of `husk attach`). It logs the container's output until init
+/// exits, serving `husk attach` meanwhile, then goes on as the monitor (`supervise`, resumed
+/// with the exit code), which execs a new pump after a restart.
 pub const PUMP_SUBCOMMAND: &str = "up-monitor-pump";
 
 /// The global flags' words in a monitor's command line.
@@ -441,7 +450,13 @@ fn exec_pump(
 ) {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
-    let fds = [&run.stdout, &run.stderr, &run.master, &run._stdin];
+    let fds = [
+        &run.stdout,
+        &run.stderr,
+        &run.master,
+        &run._stdin,
+        &run.attach,
+    ];
     let [root, systemd, rootless] = global_args(g);
     let mut words: Vec<Vec<u8>> = vec![
         b"husk".to_vec(),
@@ -483,7 +498,7 @@ fn exec_pump(
 /// status, or None when `args` are not that subcommand's.
 pub fn pump_main(args: &[std::ffi::OsString]) -> Option<i32> {
     use std::os::fd::FromRawFd;
-    if args.len() != 14 || args[1] != PUMP_SUBCOMMAND {
+    if args.len() != 15 || args[1] != PUMP_SUBCOMMAND {
         return None;
     }
     let g = global_from(&args[2], &args[5], &args[6])?;
@@ -493,7 +508,7 @@ pub fn pump_main(args: &[std::ffi::OsString]) -> Option<i32> {
     let pid = i32::try_from(num(7)?).ok()?;
     let (started_ms, delay_ms) = (num(8)?, num(9)?);
     let mut fds: Vec<Option<OwnedFd>> = Vec::new();
-    for a in &args[10..14] {
+    for a in &args[10..15] {
         fds.push(match a.to_str()? {
             "-" => None,
             n => {
@@ -515,12 +530,13 @@ pub fn pump_main(args: &[std::ffi::OsString]) -> Option<i32> {
         );
     }
     let mut it = fds.into_iter();
-    let run = Running {
+    let mut run = Running {
         pid,
         stdout: it.next().flatten(),
         stderr: it.next().flatten(),
         master: it.next().flatten(),
         _stdin: it.next().flatten(),
+        attach: it.next().flatten(),
     };
     let bundle = bundle_dir(store_dir, id);
     // the blocked SIGCHLD (still pending if init already exited: the new signalfd reports it)
@@ -531,16 +547,20 @@ pub fn pump_main(args: &[std::ffi::OsString]) -> Option<i32> {
     let sfd = mask
         .thread_block()
         .and_then(|_| SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK));
-    let log = logs::LogWriter::open(
-        &logs::log_path(&bundle, id),
-        logs::MAX_SIZE,
-        logs::MAX_FILES,
-    );
+    // what the pump needs of the config (the rest is read again after it: not kept while idle)
+    let (log_config, interactive) = match load::<Config>(&bundle.join(CONFIG)) {
+        Ok(c) => (c.log, c.interactive),
+        Err(e) => {
+            note(&bundle, &format!("{e:#}"));
+            return Some(1);
+        }
+    };
+    let log = logs::LogWriter::open_for(&logs::log_path(&bundle, id), &log_config);
     let code = match (sfd, log) {
         (Ok(sfd), Ok(mut log)) => {
             // what this start-up touched (the stack of the argument parse, code run once)
             release_idle_memory();
-            let (code, failed) = pump(&run, &sfd, &mut log);
+            let (code, failed) = pump(&mut run, &sfd, &mut log, &bundle, interactive);
             if let Some(e) = failed {
                 note(&bundle, &format!("{e:#}"));
             }
@@ -662,7 +682,7 @@ fn supervise(
     if resume.is_none() {
         // the log exists once `husk up -d` or `husk restart` returns, whoever writes first
         // (the pump opens it again in its own process)
-        logs::LogWriter::open(&logs::log_path(bundle, id), logs::MAX_SIZE, logs::MAX_FILES)?;
+        logs::LogWriter::open_for(&logs::log_path(bundle, id), &cfg.log)?;
     }
     let mut delay = Duration::from_millis(resume.map_or(100, |r| r.delay_ms));
     'runs: loop {
@@ -685,7 +705,7 @@ fn supervise(
                     // a helper started for a run that did not happen
                     let _ = super::usernet::stop(bundle);
                 }
-                let run = match started {
+                let mut run = match started {
                     Ok(r) => r,
                     Err(e) if report.is_none() => {
                         status.error = Some(format!("restart {}: {e:#}", status.restart_count));
@@ -704,12 +724,8 @@ fn supervise(
                 // idle in a fresh process that runs the pump alone (returns if exec fails)
                 exec_pump(g, store_dir, id, &run, started_ms, delay);
                 release_idle_memory();
-                let mut log = logs::LogWriter::open(
-                    &logs::log_path(bundle, id),
-                    logs::MAX_SIZE,
-                    logs::MAX_FILES,
-                )?;
-                let (code, failed) = pump(&run, &sfd, &mut log);
+                let mut log = logs::LogWriter::open_for(&logs::log_path(bundle, id), &cfg.log)?;
+                let (code, failed) = pump(&mut run, &sfd, &mut log, bundle, cfg.interactive);
                 drop(run);
                 if let Some(e) = failed {
                     note(bundle, &format!("{e:#}"));
@@ -759,8 +775,11 @@ struct Running {
     stdout: Option<OwnedFd>,
     stderr: Option<OwnedFd>,
     master: Option<OwnedFd>,
-    /// The write end of `-i`'s stdin pipe, held so the container's stdin stays open.
+    /// The write end of `-i`'s stdin pipe, held so the container's stdin stays open (and
+    /// written by `husk attach`).
     _stdin: Option<OwnedFd>,
+    /// The listener of `husk attach` (`attach.sock` in the bundle).
+    attach: Option<OwnedFd>,
 }
 
 fn start_once(
@@ -860,12 +879,38 @@ fn start_once(
     res?;
     run.master = got_master.transpose()?;
     run.pid = g.store.load(id)?.pid;
+    // (bound before husk up -d returns: an attach right after it finds the socket)
+    match super::attach_sock::listen(bundle) {
+        Ok(l) => run.attach = Some(l.into()),
+        Err(e) => note(bundle, &format!("husk attach: {e:#}")),
+    }
     Ok(run)
 }
 
-/// Log the container's output until its init exits (and its stdio is drained); its exit code,
-/// 128 + the signal for a killed one; and the first error writing the log.
-fn pump(run: &Running, sfd: &SignalFd, log: &mut logs::LogWriter) -> (i32, Option<anyhow::Error>) {
+/// Log the container's output until its init exits (and its stdio is drained), and serve
+/// `husk attach` (`interactive`: the container was started with `-i`, so clients' input goes to
+/// its stdin); its exit code, 128 + the signal for a killed one; and the first error writing
+/// the log.
+fn pump(
+    run: &mut Running,
+    sfd: &SignalFd,
+    log: &mut logs::LogWriter,
+    bundle: &Path,
+    interactive: bool,
+) -> (i32, Option<anyhow::Error>) {
+    let mut server = run.attach.take().map(|l| {
+        let stdin = match (&run._stdin, &run.master) {
+            (Some(p), _) => Some(p.as_fd()),
+            (None, Some(m)) if interactive => Some(m.as_fd()),
+            _ => None,
+        };
+        super::attach_sock::Server::new(
+            std::os::unix::net::UnixListener::from(l),
+            stdin,
+            run.master.as_ref().map(|m| m.as_fd()),
+        )
+    });
+    let run = &*run;
     let mut streams: Vec<(&OwnedFd, &str, logs::Lines)> = [
         (&run.stdout, "stdout"),
         (&run.stderr, "stderr"),
@@ -899,6 +944,10 @@ fn pump(run: &Running, sfd: &SignalFd, log: &mut logs::LogWriter) -> (i32, Optio
                 which.push(i);
             }
         }
+        let clients_at = fds.len();
+        if let Some(s) = &server {
+            s.poll_fds(&mut fds);
+        }
         // once init is gone, drain what is left without waiting on a straggler's open end
         let timeout = if code.is_some() { 100 } else { -1 };
         // SAFETY: fds is a valid array of pollfd of the given length.
@@ -925,7 +974,7 @@ fn pump(run: &Running, sfd: &SignalFd, log: &mut logs::LogWriter) -> (i32, Optio
                 }
             }
         }
-        for (k, p) in fds[1..].iter().enumerate() {
+        for (k, p) in fds[1..clients_at].iter().enumerate() {
             if p.revents == 0 {
                 continue;
             }
@@ -933,12 +982,25 @@ fn pump(run: &Running, sfd: &SignalFd, log: &mut logs::LogWriter) -> (i32, Optio
             let (fd, name, lines) = &mut streams[i];
             match nix::unistd::read(fd.as_fd(), &mut buf) {
                 Ok(0) | Err(_) => open[i] = false,
-                Ok(len) => lines.push(&buf[..len], &mut |l| {
-                    if let Err(e) = log.write(name, l) {
-                        failed.get_or_insert(e);
+                Ok(len) => {
+                    if let Some(s) = &mut server {
+                        let kind = if *name == "stderr" {
+                            super::attach_sock::STDERR
+                        } else {
+                            super::attach_sock::STDOUT
+                        };
+                        s.output(kind, &buf[..len]);
                     }
-                }),
+                    lines.push(&buf[..len], &mut |l| {
+                        if let Err(e) = log.write(name, l) {
+                            failed.get_or_insert(e);
+                        }
+                    })
+                }
             }
+        }
+        if let Some(s) = &mut server {
+            s.after_poll(&fds[clients_at..], &mut buf);
         }
     }
     for (_, name, lines) in &mut streams {
@@ -948,11 +1010,17 @@ fn pump(run: &Running, sfd: &SignalFd, log: &mut logs::LogWriter) -> (i32, Optio
             }
         });
     }
-    (code.unwrap_or(255), failed)
+    let code = code.unwrap_or(255);
+    if let Some(s) = server {
+        // the socket goes first: an attach from now on is refused, not left waiting
+        super::attach_sock::remove_socket(bundle);
+        s.finish(code);
+    }
+    (code, failed)
 }
 
 /// Whether the runtime says the container runs (created, running or paused).
-fn is_running(g: &Global, id: &str) -> bool {
+pub(crate) fn is_running(g: &Global, id: &str) -> bool {
     g.store
         .load(id)
         .is_ok_and(|st| crate::container::status_of(g, &st) != crate::state::Status::Stopped)
