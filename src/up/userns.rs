@@ -39,7 +39,8 @@ pub fn estimate(highest: Option<u32>, flag: &str) -> Result<u32> {
     let need = (h as u64 + 1).max(MIN_SIZE as u64);
     if need > DEFAULT_SIZE as u64 {
         bail!(
-            "{flag}: the image uses id {h}, so its user namespace needs {need} ids, more than              the {DEFAULT_SIZE} --userns=auto gives without size=N"
+            "{flag}: the image uses id {h}, so its user namespace needs {need} ids, more than \
+             the {DEFAULT_SIZE} --userns=auto gives without size=N"
         );
     }
     Ok(need as u32)
