@@ -33,6 +33,7 @@ while IFS= read -r line; do
 	esac
 done < <(env PATH="$PATH:/host/usr/bin:/host/usr/sbin" CRI_SYSTEMD=1 CRI_CLIENT="$cridir/husk-cri-test" \
 	CRI_IMAGES="$cridir" CRI_CNI_BIN=/host/usr/lib/cni CRI_EXEC_SECONDS=1 HUSK_BIN="$husk" \
+	CRI_SCENARIO_TIMEOUT="${CRI_SCENARIO_TIMEOUT:-300}" \
 	timeout "${CRI_GUEST_TIMEOUT:-1300}" bash "$repo/integration/cri.sh" 2>&1
 	echo "cri.sh exit status $?")
 echo "$pass passed, $fail failed"
