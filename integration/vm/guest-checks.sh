@@ -184,7 +184,7 @@ if [ "$mode" = systemd ]; then
 fi
 out=$(H kill --all "$id" KILL 2>&1)
 check "kill --all KILL of the stopped container succeeds" test $? = 0 -a -z "$out"
-echo "$out" | sed 's/^/#   /'
+[ -z "$out" ] || echo "$out" | sed 's/^/#   /'
 H delete --force "$id" >/dev/null 2>&1
 check "no cgroup left after delete ($cg)" gone "$cg"
 [ "$mode" = systemd ] && check "unit $unit gone after delete" unit_gone "$unit"
