@@ -9,8 +9,10 @@
 #
 # CRIDIR holds the CRI client (husk-cri-test) and its images (probe.tar, pause.tar), made on the
 # host: the guest has no protoc, no cargo cache and no python json module. Each of cri.sh's
-# checks is one here; the last line is "N passed, N failed". ExecSync runs 1 s at 20/s (the
-# guest is 20-50x slower than the host), not the host's 10.
+# checks is one here, and its scenarios' start and end lines stream as they happen; the last
+# line is "N passed, N failed". ExecSync runs 1 s at 20/s (the guest is 20-50x slower than the
+# host), not the host's 10; a scenario taking longer than CRI_SCENARIO_TIMEOUT (default 300 s)
+# fails, naming the CRI call it was in, and the next one runs.
 set -u
 husk=$1 cridir=$2
 repo=$(cd "$(dirname "$0")/../.." && pwd)
