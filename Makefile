@@ -8,7 +8,8 @@
 #                  cgroup readers) against husk and runc (integration/validation.sh)
 #   make engines   dockerd and podman driving husk (HUSK_BIN=/usr/sbin/runc to validate)
 #   make vm-test   cgroup v2, systemd, AppArmor and SELinux guests (User-mode Linux): cgroup tests,
-#                  real containers, LSM labels end to end
+#                  real containers, LSM labels end to end; the CRI scenarios with containerd's
+#                  systemd cgroup driver in the systemd guest
 #   make demo      run a container from a `husk spec` bundle (needs root)
 #   make bench     lifecycle benchmark: husk vs crun vs runc (also via dockerd) -> target/bench/report.md
 #   make install   release binary, man pages, completions, engine docs (PREFIX, DESTDIR); uninstall
@@ -214,7 +215,7 @@ test: deps build testroot
 	echo "== the Debian package: make deb, install, man, completion, engines configured by docs/engines"; \
 	bash integration/package.sh 2>&1 | tee $(LOGS)/package.log; \
 	[ "$${PIPESTATUS[0]}" = 0 ] || rc=1; \
-	echo "== cgroup v2, systemd, AppArmor, SELinux guests (User-mode Linux)"; \
+	echo "== cgroup v2, systemd, AppArmor, SELinux guests, CRI with systemd (User-mode Linux)"; \
 	$(MAKE) --no-print-directory vm-test 2>&1 | tee $(LOGS)/vm.log; \
 	[ "$${PIPESTATUS[0]}" = 0 ] || rc=1; \
 	echo "== summary"; bash integration/summary.sh $(LOGS) || rc=1; \

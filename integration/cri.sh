@@ -13,6 +13,10 @@
 # Ends with "N passed, N failed".
 #   HUSK_BIN=/usr/sbin/runc bash integration/cri.sh   # validate the scenarios with runc only
 #   CRI_EXEC_SECONDS=60 bash integration/cri.sh       # ExecSync at 20/s for a minute
+#   CRI_ONLY=pod-lifecycle,oom-and-restart bash integration/cri.sh   # these scenarios only
+#   CRI_SCENARIO_TIMEOUT=300 bash integration/cri.sh  # a scenario longer than that fails, naming
+#                                 # the CRI call it was stuck in (default: no limit)
+#   CRI_TRACE=1 bash integration/cri.sh               # every CRI call with its time
 #   CRI_BENCH_RUNTIMES=husk=/p/husk,runc=/usr/sbin/runc,crun=/usr/bin/crun CRI_BENCH_RUNS=20 \
 #       bash integration/cri.sh                       # `make bench`'s pod rows instead of the tests
 #   CRI_CONTAINERD_SNIPPET=docs/engines/containerd-config.toml CRI_ONLY=pod-lifecycle \
@@ -186,10 +190,13 @@ fi
 declare -A RESULT
 for h in "${HANDLERS[@]}"; do
     say "# --- scenarios with runtime handler $h"
+    # streamed as it comes: "# [h] # start NAME (+S s)" and its "ok"/"not ok" line with its time,
+    # so a scenario that never ends shows as a start with nothing after it
     nsenter --net="/run/netns/$NETNS" "$CLIENT" --socket "$SOCK" --handler "$h" --image "$IMG" \
         --cgroup-parent "$CGARG" --tmp "$TMP" --exec-seconds "${CRI_EXEC_SECONDS:-10}" \
-        ${CRI_ONLY:+--only "$CRI_ONLY"} >"$TMP/scenarios-$h.out" 2>&1
-    sed "s/^/# [$h] /" "$TMP/scenarios-$h.out" | grep -E '^# \[[a-z]+\] (ok|not ok|#    |# )'
+        --scenario-timeout "${CRI_SCENARIO_TIMEOUT:-0}" --trace "${CRI_TRACE:-0}" \
+        ${CRI_ONLY:+--only "$CRI_ONLY"} 2>&1 | tee "$TMP/scenarios-$h.out" |
+        sed -u "s/^/# [$h] /" | grep --line-buffered -E '^# \[[a-z]+\] (ok|not ok|#    |# )'
 
     while read -r verdict name; do
         RESULT[$h/$name]=$verdict
@@ -202,7 +209,7 @@ for n in $names; do
     if [ "$hv" = ok ]; then
         pass "cri $n (husk ok, runc $rv)"
     else
-        fail "cri $n (husk $hv, runc $rv)" "$(awk -v n="$n" '$0 ~ "^not ok - " n "( |$)" {p=1; next} /^(ok|not ok) - / {p=0} p' "$TMP/scenarios-husk.out")"
+        fail "cri $n (husk $hv, runc $rv)" "$(awk -v n="$n" '$0 ~ "^not ok - " n "( |$)" {p=1; next} /^(ok|not ok) - |^# start / {p=0} p' "$TMP/scenarios-husk.out")"
     fi
 done
 

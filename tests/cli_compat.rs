@@ -87,6 +87,43 @@ fn update_negative_values_and_cpu_share() {
     assert!(text(&o.stderr).contains("-5"), "{}", text(&o.stderr));
 }
 
+/// `kill --all ID KILL` of a stopped container whose cgroup is gone succeeds (runc alike): with
+/// the systemd driver the container's cgroup is its scope's, which systemd removes with its last
+/// process, and containerd's shim sends `kill --all` when it deletes the exited task (on an
+/// error containerd never finishes stopping the pod). The cgroup is removed here by hand, as
+/// systemd would; `delete` then leaves nothing.
+#[test]
+fn kill_all_of_a_stopped_container_without_its_cgroup() {
+    root_or_skip!("kill_all_of_a_stopped_container_without_its_cgroup");
+    let mut c = Ctr::new("killallgone", "default");
+    c.args(&["/probe", "sleep", "60"]);
+    c.create_ok(&[]);
+    assert!(c.start().status.success());
+    assert!(c.kill("KILL").status.success());
+    assert!(c.wait_status("stopped", Duration::from_secs(10)));
+    // the container's cgroup is still there while it exists (a directory of it at least)
+    let mut dirs = cgroup_dirs(&c.id);
+    assert!(!dirs.is_empty(), "no cgroup of {} before its removal", c.id);
+    // deepest first
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for d in &dirs {
+        std::fs::remove_dir(d).unwrap_or_else(|e| panic!("rmdir {}: {e}", d.display()));
+    }
+    let o = c.rt(&["kill", "--all", &c.id, "KILL"]);
+    assert!(
+        o.status.success(),
+        "kill --all of a stopped container whose cgroup is gone: {}",
+        text(&o.stderr)
+    );
+    let o = c.delete(false);
+    assert!(o.status.success(), "delete: {}", text(&o.stderr));
+    assert!(
+        cgroup_dirs(&c.id).is_empty(),
+        "cgroup left: {:?}",
+        cgroup_dirs(&c.id)
+    );
+}
+
 /// `kill ID 0`: kill(2)'s null signal as an existence probe, as runc takes it: exit 0 while the
 /// init exists (created, running), "not running" once stopped, "does not exist" when missing;
 /// it sends nothing.

@@ -9,8 +9,10 @@
 #
 # CRIDIR holds the CRI client (husk-cri-test) and its images (probe.tar, pause.tar), made on the
 # host: the guest has no protoc, no cargo cache and no python json module. Each of cri.sh's
-# checks is one here; the last line is "N passed, N failed". ExecSync runs 1 s at 20/s (the
-# guest is 20-50x slower than the host), not the host's 10.
+# checks is one here, and its scenarios' start and end lines stream as they happen; the last
+# line is "N passed, N failed". ExecSync runs 1 s at 20/s (the guest is 20-50x slower than the
+# host), not the host's 10; a scenario taking longer than CRI_SCENARIO_TIMEOUT (default 300 s)
+# fails, naming the CRI call it was in, and the next one runs.
 set -u
 husk=$1 cridir=$2
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -33,6 +35,7 @@ while IFS= read -r line; do
 	esac
 done < <(env PATH="$PATH:/host/usr/bin:/host/usr/sbin" CRI_SYSTEMD=1 CRI_CLIENT="$cridir/husk-cri-test" \
 	CRI_IMAGES="$cridir" CRI_CNI_BIN=/host/usr/lib/cni CRI_EXEC_SECONDS=1 HUSK_BIN="$husk" \
+	CRI_SCENARIO_TIMEOUT="${CRI_SCENARIO_TIMEOUT:-300}" \
 	timeout "${CRI_GUEST_TIMEOUT:-1300}" bash "$repo/integration/cri.sh" 2>&1
 	echo "cri.sh exit status $?")
 echo "$pass passed, $fail failed"

@@ -175,6 +175,16 @@ null=$(H exec "$id" sh -c 'echo x >/dev/null && echo null-ok' 2>&1)
 check "an allowed device (/dev/null) can be opened" test "$null" = null-ok
 H kill "$id" KILL
 wait_for 60 sh -c "! kill -0 $pid 2>/dev/null"
+# 6a. kill --all of the stopped container, as containerd's shim sends it when it deletes an
+# exited task: with systemd its scope's cgroup went with its last process (nothing left to
+# signal is no error, runc alike); without, the cgroup is there still
+if [ "$mode" = systemd ]; then
+	wait_for 60 gone "$cg"
+	check "systemd removed the scope's cgroup ($cg) once its processes died" gone "$cg"
+fi
+out=$(H kill --all "$id" KILL 2>&1)
+check "kill --all KILL of the stopped container succeeds" test $? = 0 -a -z "$out"
+[ -z "$out" ] || echo "$out" | sed 's/^/#   /'
 H delete --force "$id" >/dev/null 2>&1
 check "no cgroup left after delete ($cg)" gone "$cg"
 [ "$mode" = systemd ] && check "unit $unit gone after delete" unit_gone "$unit"

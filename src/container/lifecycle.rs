@@ -159,6 +159,12 @@ fn signal_all(st: &ContainerState, sig: i32) -> Result<()> {
     cg.kill_all(sig)
 }
 
+/// Whether any directory of the container's cgroup is there (when the state's cgroup cannot
+/// even be described, assume it is).
+fn cgroup_exists(st: &ContainerState) -> bool {
+    crate::cgroups::from_state(&st.cgroup).map_or(true, |cg| cg.exists())
+}
+
 /// The annotation config.md reserves for the signal "that SHOULD be sent by the container
 /// runtimes to kill the container".
 const STOP_SIGNAL_ANNOTATION: &str = "org.opencontainers.image.stopSignal";
@@ -200,7 +206,19 @@ pub fn kill(g: &Global, id: &str, signal: Option<&str>, all: bool) -> Result<()>
             }
             return Ok(());
         }
-        return signal_all(&st, sig);
+        // With the systemd driver the container's cgroup is its scope's, which systemd removes
+        // with the scope's last process: a stopped container whose cgroup is gone has nothing
+        // left to signal, and that is no error (runc alike). containerd's shim sends `kill
+        // --all ID 9` when it deletes an exited task; on an error containerd never finishes
+        // stopping the pod sandbox.
+        return signal_all(&st, sig).or_else(|e| {
+            if status_of(g, &st) == Status::Stopped && !cgroup_exists(&st) {
+                crate::log_debug!("{id}: stopped and its cgroup is gone: nothing to signal");
+                Ok(())
+            } else {
+                Err(e)
+            }
+        });
     }
     // Pin the process with a pidfd, then check it is still the container's init (a dead or
     // reused pid means the container is stopped).

@@ -5,13 +5,17 @@
 //!
 //!     husk-cri-test --socket SOCK --handler NAME --image REF --cgroup-parent /P --tmp DIR
 //!                   [--exec-seconds N] [--only SCENARIO[,SCENARIO...]]
+//!                   [--scenario-timeout SECS] [--trace 1]
 //!     (with containerd's systemd cgroup driver the parent is a slice: --cgroup-parent P.slice)
 //!     husk-cri-test --socket SOCK leftovers     # prints every pod sandbox and container left
 //!     husk-cri-test --socket SOCK cleanup       # stops and removes every pod sandbox
 //!     husk-cri-test --socket SOCK --handlers a,b --image REF --cgroup-parent /P --tmp DIR
 //!                   [--runs N] [--warmup N] bench     # pod lifecycle and ExecSync timings
 //!
-//! Prints `ok - NAME` / `not ok - NAME` with the reason, and `N passed, N failed`.
+//! Prints `# start NAME (+S s)` as each scenario begins, `ok - NAME` / `not ok - NAME` with the
+//! reason and its time as it ends (a stuck scenario shows as a start without an end), and
+//! `N passed, N failed`. `--scenario-timeout` fails a scenario that takes longer, naming the CRI
+//! call it was in; `--trace 1` prints every CRI call and how long it took.
 
 use anyhow::{anyhow, bail, Context, Result};
 use hyper_util::rt::TokioIo;
@@ -20,13 +24,73 @@ use k8s_cri::v1::*;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 mod stream;
 use stream::Session;
 
-type Client = RuntimeServiceClient<Channel>;
+type Client = RuntimeServiceClient<Traced>;
+
+/// When the client started: progress lines say `+S s` from it.
+static T0: LazyLock<Instant> = LazyLock::new(Instant::now);
+/// `--trace`: print each CRI call with its time.
+static TRACE: AtomicBool = AtomicBool::new(false);
+/// The CRI call in flight (its method and start), for a scenario that times out.
+static IN_FLIGHT: Mutex<Option<(String, Instant)>> = Mutex::new(None);
+
+fn since_start() -> String {
+    format!("+{:.1} s", T0.elapsed().as_secs_f64())
+}
+
+type GrpcRequest = tonic::codegen::http::Request<tonic::body::Body>;
+
+/// The gRPC channel, noting each call (the method name) while it is in flight.
+#[derive(Clone)]
+struct Traced(Channel);
+
+impl tower::Service<GrpcRequest> for Traced {
+    type Response = <Channel as tower::Service<GrpcRequest>>::Response;
+    type Error = <Channel as tower::Service<GrpcRequest>>::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: GrpcRequest) -> Self::Future {
+        let method = req
+            .uri()
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap_or("?")
+            .to_string();
+        let t = Instant::now();
+        *IN_FLIGHT.lock().unwrap() = Some((method.clone(), t));
+        let f = self.0.call(req);
+        Box::pin(async move {
+            let r = f.await;
+            *IN_FLIGHT.lock().unwrap() = None;
+            if TRACE.load(Ordering::Relaxed) {
+                println!(
+                    "#   {method} {} ms{} ({})",
+                    t.elapsed().as_millis(),
+                    if r.is_err() { " (transport error)" } else { "" },
+                    since_start()
+                );
+            }
+            r
+        })
+    }
+}
 
 struct Ctx {
     rt: Client,
@@ -60,7 +124,7 @@ async fn connect(socket: &Path) -> Result<Client> {
         }))
         .await
         .with_context(|| format!("connecting to {}", socket.display()))?;
-    Ok(RuntimeServiceClient::new(ch))
+    Ok(RuntimeServiceClient::new(Traced(ch)))
 }
 
 /// Pod options a scenario changes; everything else is a kubelet's usual pod.
@@ -798,24 +862,44 @@ async fn stats_and_update(c: &mut Ctx) -> Result<String> {
         ensure(lim.as_deref() == Some("100663296"), || {
             format!("after UpdateContainerResources the memory limit is {lim:?}")
         })?;
+        // v1: the shares; v2: the weight, by the conversion of current runc and crun 1.23 (and
+        // husk: 59) or by the older linear one (runc 1.1, Debian's: 20)
         ensure(
-            matches!(shares.as_deref(), Some("512") | Some("20")),
+            matches!(shares.as_deref(), Some("512") | Some("59") | Some("20")),
             || format!("after UpdateContainerResources cpu shares/weight is {shares:?}"),
         )?;
         Ok(format!(
-            "cpu {cpu} ns, working set {mem} B; memory 128M -> 96M, shares 512 read back"
+            "cpu {cpu} ns, working set {mem} B; memory 128M -> 96M, shares 512 read back ({})",
+            shares.unwrap_or_default()
         ))
     })
     .await
 }
 
 async fn oom_and_restart(c: &mut Ctx) -> Result<String> {
+    // containerd 1.6's shim reports OOMKilled only from its watch of the cgroup's memory.events
+    // (cgroup v2): set up after the runtime's `start` returns, and read after each change. With
+    // the systemd driver the cgroup is the scope's, which systemd removes with its last process,
+    // so an init OOM-killed at once can be reported as "Error" whatever the runtime (runc alike
+    // in the systemd guest). There the allocation starts a moment after the start, in a shell
+    // that outlives it a moment (the scope's cgroup with it) and exits with its status.
+    let command: Vec<String> = if c.cgroup_parent.ends_with(".slice") {
+        [
+            "/bin/sh",
+            "-c",
+            "sleep 1; /probe alloc 256; s=$?; sleep 2; exit $s",
+        ]
+        .map(String::from)
+        .into()
+    } else {
+        ["/probe", "alloc", "256"].map(String::from).into()
+    };
     in_pod(c, &PodOpts::default(), async |c, pod| {
         let id = c
             .run(
                 pod,
                 &CtrOpts {
-                    command: vec!["/probe".into(), "alloc".into(), "256".into()],
+                    command,
                     memory_limit: 32 << 20,
                     name: Some("oom".into()),
                     ..Default::default()
@@ -1316,6 +1400,11 @@ async fn main() {
 
 async fn real_main() -> Result<()> {
     let (a, cmd) = parse_args()?;
+    LazyLock::force(&T0);
+    TRACE.store(
+        a.get("trace").is_some_and(|v| v != "0" && !v.is_empty()),
+        Ordering::Relaxed,
+    );
     let get = |k: &str| {
         a.get(k)
             .cloned()
@@ -1371,6 +1460,12 @@ async fn real_main() -> Result<()> {
         n: 0,
     };
     let only = a.get("only").cloned();
+    // 0: none
+    let limit = a
+        .get("scenario-timeout")
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs)
+        .filter(|d| !d.is_zero());
     let (mut pass, mut fail) = (0, 0);
     macro_rules! scenario {
         ($name:literal, $f:ident) => {
@@ -1378,18 +1473,41 @@ async fn real_main() -> Result<()> {
                 .as_deref()
                 .is_none_or(|o| o.split(",").any(|x| x == $name))
             {
+                println!("# start {} ({})", $name, since_start());
                 let t = Instant::now();
-                match $f(&mut c).await {
+                let r = match limit {
+                    None => $f(&mut c).await,
+                    Some(l) => match tokio::time::timeout(l, $f(&mut c)).await {
+                        Ok(r) => r,
+                        Err(_) => Err(match IN_FLIGHT.lock().unwrap().take() {
+                            Some((m, s)) => anyhow!(
+                                "timed out after {} s, in CRI {m} for {} s",
+                                l.as_secs(),
+                                s.elapsed().as_secs()
+                            ),
+                            None => anyhow!("timed out after {} s, between CRI calls", l.as_secs()),
+                        }),
+                    },
+                };
+                let ms = t.elapsed().as_millis();
+                match r {
                     Ok(d) => {
                         pass += 1;
-                        println!("ok - {} ({d}; {} ms)", $name, t.elapsed().as_millis());
+                        println!("ok - {} ({d}; {ms} ms)", $name);
                     }
                     Err(e) => {
                         fail += 1;
-                        println!("not ok - {}", $name);
+                        println!("not ok - {} ({ms} ms)", $name);
                         println!("#    {e:#}");
-                        // whatever the scenario left, so the next one starts clean
-                        let _ = cleanup(&mut c.rt).await;
+                        // whatever the scenario left, so the next one starts clean (bounded:
+                        // after a timeout the runtime may be stuck still)
+                        let l = limit.unwrap_or(Duration::from_secs(600));
+                        if tokio::time::timeout(l, cleanup(&mut c.rt)).await.is_err() {
+                            println!(
+                                "#    and the cleanup after it did not end within {} s",
+                                l.as_secs()
+                            );
+                        }
                     }
                 }
             }
