@@ -116,6 +116,18 @@ fn join_namespaces_by_path() {
     }
     assert_eq!(v["hostname"], "joined-uts-ns");
     check_new(&v, &["pid", "mnt"]);
+    // placed in its cgroup in every hierarchy before it joined anything (on cgroup v1 the
+    // first child writes to each `tasks` itself; the init of the new pid namespace inherits it)
+    let cg = v["cgroup"].as_array().unwrap();
+    let mine = format!("/{}", c.id);
+    assert!(
+        !cg.is_empty()
+            && cg
+                .iter()
+                .filter_map(|l| l.as_str())
+                .all(|l| l.ends_with(&mine) || l.ends_with(&format!("husk-{}.scope", c.id))),
+        "not in its cgroup everywhere: {cg:?}"
+    );
 }
 
 #[test]

@@ -93,6 +93,9 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
     // the pid namespace.
     if ctx.slow_path {
         step("wait for the cgroup placement", wait_go(ctx))?;
+        // Placing ourselves, before any namespace is joined: the host's cgroupfs paths and
+        // privilege are still ours, and the init forked below inherits the cgroup.
+        step("join the cgroup", self_join(ctx))?;
         step("create and join namespaces", enter_namespaces(ctx))?;
     } else if ctx.plan.creates(libc::CLONE_NEWUSER) {
         // Our own pid is 1 in the new pid namespace: 0 asks for the pid the runtime forked.
@@ -136,9 +139,9 @@ fn run_steps(ctx: &InitContext) -> Result<Infallible> {
     };
     let mut enter_cgroup = || -> Result<()> {
         step("wait for the cgroup placement", wait_go(ctx))?;
-        for f in &ctx.self_join {
-            std::fs::write(f, b"0")
-                .with_context(|| format!("join the cgroup: write 0 to {}", f.display()))?;
+        // (the slow path placed the process that forked us before its namespaces)
+        if !ctx.slow_path {
+            self_join(ctx)?;
         }
         if ctx.plan.creates(libc::CLONE_NEWCGROUP) {
             step(
@@ -454,6 +457,16 @@ pub fn set_dumpable(on: bool) -> Result<()> {
 }
 
 /// Wait until the runtime says we are in our cgroup (it may have said so already).
+/// Write "0" to each v1 `tasks` file of `self_join`: the writing thread moves without the
+/// threadgroup rwsem's RCU grace period (see `Manager::self_placement`).
+fn self_join(ctx: &InitContext) -> Result<()> {
+    for f in &ctx.self_join {
+        std::fs::write(f, b"0")
+            .with_context(|| format!("join the cgroup: write 0 to {}", f.display()))?;
+    }
+    Ok(())
+}
+
 fn wait_go(ctx: &InitContext) -> Result<()> {
     if !ctx.go_seen.get() {
         ctx.chan.expect(Msg::Go)?;

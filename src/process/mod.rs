@@ -42,9 +42,10 @@ pub struct Placement {
 }
 
 impl Placement {
-    /// The container's init. `child_may_place_itself`: a privileged child that joins no
-    /// namespace before it writes (create's fast path; not with a user namespace or the slow
-    /// path). The parent's move, where needed, is the manager's `place_init`.
+    /// The container's init. `child_may_place_itself`: a privileged child that writes before
+    /// it joins any namespace (create's fast path, whose namespaces clone3 made, and the slow
+    /// path's first child before its setns; not with a user namespace). The parent's move,
+    /// where needed, is the manager's `place_init`.
     pub fn for_init(cg: &dyn Manager, child_may_place_itself: bool) -> Placement {
         Placement::of(cg, child_may_place_itself, true)
     }
@@ -363,7 +364,7 @@ mod tests {
         // v2 or systemd: clone3 alone
         assert!(!p(Some(3), false).parent_adds(true));
         assert!(p(Some(3), false).parent_adds(false));
-        // no fd and no self placement (a user namespace, the slow path): always the parent
+        // no fd and no self placement (a user namespace): always the parent
         assert!(p(None, false).parent_adds(false));
     }
 

@@ -181,8 +181,10 @@ fn spawn_in(
         (plan.new_flags & !libc::CLONE_NEWCGROUP) as u64
     };
     let own_pid_ns = plan.creates(libc::CLONE_NEWPID);
-    // A privileged child on the fast path places itself where that is cheaper (cgroup v1).
-    let placement = super::Placement::for_init(cg.as_ref(), !(userns || slow_path));
+    // A privileged child places itself where that is cheaper (cgroup v1): on the fast path
+    // once clone3 made its namespaces, on the slow path (namespaces joined, as a pod's
+    // containers join the sandbox's) before it joins or makes any.
+    let placement = super::Placement::for_init(cg.as_ref(), !userns);
     // computed here: the child should allocate as little as possible
     let cgroup2_dir = cgroup2_dir(&cg.state());
     let timens_restore = timens_offsets
