@@ -158,7 +158,14 @@ fn summary_counts_skipped_tests_apart_from_passed() {
         "test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured\n",
     )
     .unwrap();
-    for s in ["containerd", "engines", "cri", "validation", "package", "vm"] {
+    for s in [
+        "containerd",
+        "engines",
+        "cri",
+        "validation",
+        "package",
+        "vm",
+    ] {
         write(s, &format!("{s}: 4 passed, 0 failed, 1 skipped\n")).unwrap();
     }
     let run = || {
