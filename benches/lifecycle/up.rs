@@ -58,6 +58,19 @@ fn sha256(b: &[u8]) -> String {
     s
 }
 
+/// SIGKILL to `pids` (the benchmark's own leftovers: naming its temp dir, in its cgroup or its
+/// network namespace), then up to 3 s for them to be gone.
+fn kill_and_wait(pids: &[i32]) {
+    for &p in pids {
+        // SAFETY: kill(2) of a pid the caller found to be the benchmark's own.
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+    let t = Instant::now();
+    while pids.iter().any(|&p| docker::alive(p)) && t.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// pids (not ours) whose command line names `dir`
 pub(crate) fn procs_naming(dir: &Path) -> Vec<i32> {
     let me = std::process::id() as i32;
@@ -188,14 +201,7 @@ fn sweep(what: &str, dir: &Path, rel: &str) {
             break;
         }
         eprintln!("bench: {what}: SIGKILL to leftover pids {pids:?}");
-        for &p in &pids {
-            // SAFETY: kill(2); the pid names our temp dir or sits in our cgroup.
-            unsafe { libc::kill(p, libc::SIGKILL) };
-        }
-        let t = Instant::now();
-        while pids.iter().any(|&p| docker::alive(p)) && t.elapsed() < Duration::from_secs(3) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        kill_and_wait(&pids);
     }
     for _ in 0..3 {
         let ms = mounts_under(dir);
@@ -773,14 +779,7 @@ fn kill_in_netns(ino: u64) {
             return;
         }
         eprintln!("bench: up: SIGKILL to leftover pids {pids:?} in the private network namespace");
-        for &p in &pids {
-            // SAFETY: kill(2); the pid is in the benchmark's own network namespace.
-            unsafe { libc::kill(p, libc::SIGKILL) };
-        }
-        let t = Instant::now();
-        while pids.iter().any(|&p| docker::alive(p)) && t.elapsed() < Duration::from_secs(3) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        kill_and_wait(&pids);
     }
 }
 

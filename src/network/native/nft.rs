@@ -181,31 +181,34 @@ impl Expr {
     }
 }
 
-/// `ip saddr|daddr (==|!=) net` (`offset` says which) as nft encodes it: a prefix on a byte
-/// boundary compares only its bytes, any other prefix masks the whole address first. None
-/// when it can never match (`!= 0.0.0.0/0`).
-fn ip_match(offset: u32, net: Ipv4Net, eq: bool) -> Option<Vec<Expr>> {
-    addr_match(
-        offset,
-        &net.network().octets(),
-        &net.mask().to_be_bytes(),
-        net.prefix,
-        eq,
-    )
+/// An IPv4 or IPv6 network as nft compares it: its address bytes, its mask bytes, its prefix.
+trait NetBytes {
+    fn parts(&self) -> (Vec<u8>, Vec<u8>, u8);
 }
 
-/// [`ip_match`] for `ip6 saddr|daddr`: the same encoding over 16 bytes.
-fn ip6_match(offset: u32, net: Ipv6Net, eq: bool) -> Option<Vec<Expr>> {
-    addr_match(
-        offset,
-        &net.network().octets(),
-        &net.mask().to_be_bytes(),
-        net.prefix,
-        eq,
-    )
+impl NetBytes for Ipv4Net {
+    fn parts(&self) -> (Vec<u8>, Vec<u8>, u8) {
+        let m = self.mask().to_be_bytes().to_vec();
+        (self.network().octets().to_vec(), m, self.prefix)
+    }
 }
 
-/// The match of [`ip_match`] and [`ip6_match`] over the network address `addr` (4 or 16
+impl NetBytes for Ipv6Net {
+    fn parts(&self) -> (Vec<u8>, Vec<u8>, u8) {
+        let m = self.mask().to_be_bytes().to_vec();
+        (self.network().octets().to_vec(), m, self.prefix)
+    }
+}
+
+/// `ip saddr|daddr` or `ip6 saddr|daddr` `(==|!=) net` (`offset` says which) as nft encodes
+/// it: a prefix on a byte boundary compares only its bytes, any other prefix masks the whole
+/// address first. None when it can never match (`!= 0.0.0.0/0`).
+fn ip_match(offset: u32, net: impl NetBytes, eq: bool) -> Option<Vec<Expr>> {
+    let (addr, mask, prefix) = net.parts();
+    addr_match(offset, &addr, &mask, prefix, eq)
+}
+
+/// The match of [`ip_match`] over the network address `addr` (4 or 16
 /// bytes), its `mask` (as long) and `prefix`.
 fn addr_match(offset: u32, addr: &[u8], mask: &[u8], prefix: u8, eq: bool) -> Option<Vec<Expr>> {
     let op = if eq { NFT_CMP_EQ } else { NFT_CMP_NEQ };
@@ -412,11 +415,11 @@ impl Rules<'_> {
                         e.extend(ip_match(daddr, host(h), true).unwrap_or_default())
                     }
                     Some(IpAddr::V6(h)) => {
-                        e.extend(ip6_match(daddr, host6(h), true).unwrap_or_default())
+                        e.extend(ip_match(daddr, host6(h), true).unwrap_or_default())
                     }
                     // `ip6 daddr != ::1`: the loopback is the proxy's (super::super::proxy)
                     None if family == NFPROTO_IPV6 => e.extend(
-                        ip6_match(daddr, host6(Ipv6Addr::LOCALHOST), false).unwrap_or_default(),
+                        ip_match(daddr, host6(Ipv6Addr::LOCALHOST), false).unwrap_or_default(),
                     ),
                     None => {}
                 }
@@ -542,7 +545,7 @@ impl Rules<'_> {
         let mut masq = |what: &str, matches: &[(u32, Ipv6Net, bool)]| {
             let mut e = Vec::new();
             for &(offset, net, eq) in matches {
-                e.extend(ip6_match(offset, net, eq).unwrap_or_default());
+                e.extend(ip_match(offset, net, eq).unwrap_or_default());
             }
             e.push(Expr::Masquerade);
             b.push(add_rule(
@@ -917,7 +920,7 @@ mod tests {
         assert_eq!(ip_match(IP_DADDR, net("0.0.0.0/0"), true), Some(vec![]));
         // IPv6: the same rule over 16 bytes
         let n6 = |s: &str| Ipv6Net::parse(s).unwrap();
-        let e = ip6_match(IP6_DADDR, n6("fd00:89::/60"), false).unwrap();
+        let e = ip_match(IP6_DADDR, n6("fd00:89::/60"), false).unwrap();
         assert_eq!(
             e[0],
             Expr::Payload {
@@ -930,7 +933,7 @@ mod tests {
         mask.push(0xf0);
         mask.extend([0; 8]);
         assert_eq!(e[1], Expr::Mask(mask));
-        let e = ip6_match(IP6_SADDR, n6("fd00:89:1::/64"), true).unwrap();
+        let e = ip_match(IP6_SADDR, n6("fd00:89:1::/64"), true).unwrap();
         assert_eq!(
             e[1],
             Expr::Cmp {
