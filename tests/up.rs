@@ -4942,7 +4942,13 @@ fn up_rootless_userns_keep_id_and_nomap() {
     as_nobody(&["volume", "--store", &store, "prune"], "volume prune");
     nothing_left("after husk rm of a keep-id container");
 
-    // -d: husk rm -f of a running one, and the monitor's --rm
+    // -d: husk exec, husk restart (through pasta: a new holder with the maps), husk rm -f of a
+    // running one, and the monitor's --rm
+    let net = if std::path::Path::new("/usr/bin/pasta").exists() {
+        "pasta"
+    } else {
+        "none"
+    };
     as_nobody(
         &[
             "up",
@@ -4954,7 +4960,7 @@ fn up_rootless_userns_keep_id_and_nomap() {
             "--name",
             "k3",
             "--network",
-            "none",
+            net,
             "--userns",
             "keep-id",
             IMAGE,
@@ -4963,6 +4969,22 @@ fn up_rootless_userns_keep_id_and_nomap() {
         ],
         "up -d --userns keep-id",
     );
+    let exec_map = || {
+        let out = as_nobody(
+            &["exec", "k3", "sh", "-c", "id -u; cat /proc/self/uid_map"],
+            "exec k3",
+        );
+        let lines: Vec<String> = out.lines().map(str::to_string).collect();
+        assert_eq!(lines.len(), 4, "{out}");
+        assert_eq!(lines[0], "65534", "{out}");
+        assert_eq!(first_map(&lines[2]), (65534, 65534, 1), "{out}");
+    };
+    exec_map();
+    as_nobody(
+        &["restart", "--store", &store, "-t", "1", "k3"],
+        "restart k3",
+    );
+    exec_map();
     as_nobody(&["rm", "--store", &store, "-f", "k3"], "rm -f k3");
     as_nobody(&["volume", "--store", &store, "prune"], "volume prune");
     nothing_left("after rm -f of a keep-id container");
