@@ -4803,9 +4803,11 @@ fn up_attach_rootless() {
 /// files are root's, an image file of uid 1000 is 1000's) — the rootfs was unpacked in the
 /// container's own mapping; `keep-id:uid=1000,gid=1000` puts the caller at 1000; `-u` wins over
 /// keep-id's user; nomap leaves nobody's own ids out and runs as root; the same through pasta
-/// (the holder of the network namespace makes the mapping); `husk rm`, `--rm` and a `husk up`
-/// refused after the unpack remove the rootfs of subordinate ids; without ranges both are
-/// refused by name with nothing made.
+/// (the holder of the network namespace makes the mapping), also with `-d`, `husk exec` and
+/// `husk restart`; the image's VOLUME is filled with its owners kept, a new nomap volume is
+/// root's inside; `husk rm`, `rm -f`, `--rm`, the monitor's `--rm`, `husk volume rm`/`prune`
+/// and a `husk up` refused after the unpack remove the files of subordinate ids; without
+/// ranges both are refused by name with nothing made.
 #[test]
 fn up_rootless_userns_keep_id_and_nomap() {
     if !need_root("up_rootless_userns_keep_id_and_nomap") {
@@ -5052,6 +5054,29 @@ fn up_rootless_userns_keep_id_and_nomap() {
     assert_eq!(lines[..2], ["1000", "1000"], "{out}");
     assert_eq!(first_map(lines[3]), (1000, 65534, 1), "{out}");
     nothing_left("after --rm of keep-id:uid=1000");
+
+    // the added user's home (and HOME): the working directory, or the caller's own home
+    // (nobody's /nonexistent) where a mount puts it in the container, as podman writes it
+    for (flags, want) in [
+        (&["-w", "/tmp"][..], "/tmp"),
+        (&["--tmpfs", "/nonexistent"][..], "/nonexistent"),
+    ] {
+        let mut a = vec!["--rm", "--userns", "keep-id"];
+        a.extend_from_slice(flags);
+        a.extend([
+            IMAGE,
+            "sh",
+            "-c",
+            "echo $HOME; grep ^nobody: /etc/passwd | cut -d: -f6",
+        ]);
+        let out = ok(&up(&a), &format!("up --userns keep-id {flags:?}"));
+        assert_eq!(
+            out.lines().collect::<Vec<_>>(),
+            [want, want],
+            "{flags:?}: {out}"
+        );
+    }
+    nothing_left("after the homes");
 
     // -u wins over keep-id's user (podman's)
     let out = ok(
