@@ -4803,8 +4803,9 @@ fn up_attach_rootless() {
 /// files are root's, an image file of uid 1000 is 1000's) — the rootfs was unpacked in the
 /// container's own mapping; `keep-id:uid=1000,gid=1000` puts the caller at 1000; `-u` wins over
 /// keep-id's user; nomap leaves nobody's own ids out and runs as root; the same through pasta
-/// (the holder of the network namespace makes the mapping), also with `-d`, `husk exec` and
-/// `husk restart`; the image's VOLUME is filled with its owners kept, a new nomap volume is
+/// and slirp4netns (the holder of the network namespace makes the mapping), with `-d`, `husk
+/// exec` and `husk restart`; the image's VOLUME is filled with its owners kept, a new nomap
+/// volume is
 /// root's inside; `husk rm`, `rm -f`, `--rm`, the monitor's `--rm`, `husk volume rm`/`prune`
 /// and a `husk up` refused after the unpack remove the files of subordinate ids; without
 /// ranges both are refused by name with nothing made.
@@ -5111,14 +5112,22 @@ fn up_rootless_userns_keep_id_and_nomap() {
     );
     nothing_left("after --rm of nomap");
 
-    // through pasta: the holder of the network namespace has the container's maps
-    if std::path::Path::new("/usr/bin/pasta").exists() {
+    // through pasta and slirp4netns: the holder of the network namespace has the container's
+    // maps, and the helper its tap device there
+    for (helper, package) in [("pasta", "passt"), ("slirp4netns", "slirp4netns")] {
+        if !std::path::Path::new("/usr/bin").join(helper).exists() {
+            skip_part(
+                &format!("up_rootless_userns_keep_id_and_nomap/{helper}"),
+                &format!("{helper} is not installed (package {package})"),
+            );
+            continue;
+        }
         for (mode, want) in [("keep-id", (65534, 65534, 1)), ("nomap", (0, start, count))] {
             let out = ok(
                 &up(&[
                     "--rm",
                     "--network",
-                    "pasta",
+                    helper,
                     "--userns",
                     mode,
                     IMAGE,
@@ -5126,28 +5135,23 @@ fn up_rootless_userns_keep_id_and_nomap() {
                     "-c",
                     "cat /proc/self/uid_map; ip -o link show | grep -c ': '",
                 ]),
-                &format!("up --network pasta --userns {mode}"),
+                &format!("up --network {helper} --userns {mode}"),
             );
             let lines: Vec<&str> = out.lines().collect();
             assert!(
                 lines
                     .iter()
                     .any(|l| l.split_whitespace().count() == 3 && first_map(l) == want),
-                "{mode} through pasta: {out}"
+                "{mode} through {helper}: {out}"
             );
-            // loopback and pasta's tap device
+            // loopback and the helper's tap device
             assert_eq!(
                 lines.last().copied(),
                 Some("2"),
-                "{mode} through pasta: {out}"
+                "{mode} through {helper}: {out}"
             );
-            nothing_left(&format!("after pasta with {mode}"));
+            nothing_left(&format!("after {helper} with {mode}"));
         }
-    } else {
-        skip_part(
-            "up_rootless_userns_keep_id_and_nomap/pasta",
-            "pasta is not installed (package passt)",
-        );
     }
 
     // refused after the unpack (-u outside the mapping): the rootfs removed all the same
