@@ -4805,10 +4805,9 @@ fn up_attach_rootless() {
 /// keep-id's user; nomap leaves nobody's own ids out and runs as root; the same through pasta
 /// and slirp4netns (the holder of the network namespace makes the mapping), with `-d`, `husk
 /// exec` and `husk restart`; the image's VOLUME is filled with its owners kept, a new nomap
-/// volume is
-/// root's inside; `husk rm`, `rm -f`, `--rm`, the monitor's `--rm`, `husk volume rm`/`prune`
-/// and a `husk up` refused after the unpack remove the files of subordinate ids; without
-/// ranges both are refused by name with nothing made.
+/// volume is root's inside; `husk rm`, `rm -f`, `--rm`, the monitor's `--rm`, `husk volume
+/// rm`/`prune` and a `husk up` refused after the unpack remove the files of subordinate ids;
+/// without ranges both are refused by name with nothing made.
 #[test]
 fn up_rootless_userns_keep_id_and_nomap() {
     if !need_root("up_rootless_userns_keep_id_and_nomap") {
