@@ -5173,4 +5173,67 @@ fn up_rootless_userns_keep_id_and_nomap() {
         text(&o.stderr)
     );
     nothing_left("after keep-id:uid=300000");
+
+    // SIGKILLed at random moments (the unpack in its user namespace among them): husk rm -f
+    // of nobody's leaves nothing (the unpack dies with husk up, nothing writes meanwhile)
+    let seed = seed_from_env("HUSK_FAULT_SEED");
+    eprintln!("keep-id kill: seed {seed} (HUSK_FAULT_SEED={seed} replays)");
+    let mut rng = Rng(seed);
+    let mut problems = Vec::new();
+    for i in 0..12 {
+        let name = format!("kk{i}");
+        let mode = ["keep-id", "nomap"][i % 2];
+        let delay = Duration::from_millis(rng.below(400));
+        let mut c = e.husk_rootless(
+            &ns,
+            path,
+            &[
+                "up",
+                "--store",
+                &store,
+                "--pull",
+                "never",
+                "--network",
+                "none",
+                "--name",
+                &name,
+                "--userns",
+                mode,
+                IMAGE,
+                "sleep",
+                "100",
+            ],
+        );
+        let mut child = c
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        let o = run_timeout(
+            &mut e.husk_rootless(&ns, path, &["rm", "--store", &store, "-f", &name]),
+            CMD_TIMEOUT,
+        );
+        let err = text(&o.stderr);
+        if !o.status.success() && !err.contains("no such container") {
+            problems.push(format!(
+                "{name} {mode} (killed after {delay:?}): rm -f: {err}"
+            ));
+        }
+        if e.bundles().contains(&name) || e.containers().contains(&name) {
+            problems.push(format!("{name} {mode} (killed after {delay:?}): left"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "seed {seed}: {} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    // (their anonymous volumes, kept by rm -f as by docker rm)
+    as_nobody(&["volume", "--store", &store, "prune"], "volume prune");
+    nothing_left("after the SIGKILLed husk ups");
 }

@@ -351,13 +351,14 @@ fn run_in(
     let (ready_r, ready_w) = pipe()?;
     let (go_r, go_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
+    let parent = nix::unistd::getpid();
     // SAFETY: fork(2); the child only runs the unpack or execs a command (no locks other
     // threads could hold are needed: `husk image` runs it on its only thread) and ends with
     // _exit.
     let pid = match unsafe { nix::unistd::fork() }.context("fork")? {
         nix::unistd::ForkResult::Child => {
             drop((ready_r, go_w, err_r));
-            let code = child(ready_w, go_r, err_w, f);
+            let code = child(parent, ready_w, go_r, err_w, f);
             // SAFETY: _exit ends the child without running the parent's atexit handlers or
             // flushing its copied stdio buffers.
             unsafe { libc::_exit(code) }
@@ -401,7 +402,13 @@ fn run_in(
 }
 
 /// The child's side: a new user namespace, wait for the maps, run `f`. Returns the exit code.
-fn child(ready_w: OwnedFd, go_r: OwnedFd, err_w: OwnedFd, f: impl FnOnce() -> Result<()>) -> i32 {
+fn child(
+    parent: nix::unistd::Pid,
+    ready_w: OwnedFd,
+    go_r: OwnedFd,
+    err_w: OwnedFd,
+    f: impl FnOnce() -> Result<()>,
+) -> i32 {
     let mut err = std::fs::File::from(err_w);
     if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER) {
         let _ = write!(err, "unshare(CLONE_NEWUSER): {e}");
@@ -428,6 +435,13 @@ fn child(ready_w: OwnedFd, go_r: OwnedFd, err_w: OwnedFd, f: impl FnOnce() -> Re
         return 1;
     }
     let _ = nix::unistd::setgroups(&[]);
+    // gone with husk, should it be killed meanwhile: nothing of the unpack goes on writing while
+    // `husk rm -f` removes the bundle (set after the credentials changed, which clear it)
+    if nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).is_err()
+        || nix::unistd::getppid() != parent
+    {
+        return 1;
+    }
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {
