@@ -4795,3 +4795,445 @@ fn up_attach_rootless() {
         procs_in(e.dir.path())
     );
 }
+
+/// `husk up --userns keep-id|nomap` of `nobody` (podman's rootless modes) with subordinate ids
+/// of the test's in /etc/subuid and /etc/subgid (removed again, even on failure): keep-id keeps
+/// nobody's uid and gid inside (podman's three-line uid_map), runs the process as them, adds
+/// the user database lines the image lacks, and the image's owners are container ids (root's
+/// files are root's, an image file of uid 1000 is 1000's) — the rootfs was unpacked in the
+/// container's own mapping; `keep-id:uid=1000,gid=1000` puts the caller at 1000; `-u` wins over
+/// keep-id's user; nomap leaves nobody's own ids out and runs as root; the same through pasta
+/// and slirp4netns (the holder of the network namespace makes the mapping), with `-d`, `husk
+/// exec` and `husk restart`; the image's VOLUME is filled with its owners kept, a new nomap
+/// volume is root's inside; `husk rm`, `rm -f`, `--rm`, the monitor's `--rm`, `husk volume
+/// rm`/`prune` and a `husk up` refused after the unpack remove the files of subordinate ids;
+/// without ranges both are refused by name with nothing made.
+#[test]
+fn up_rootless_userns_keep_id_and_nomap() {
+    if !need_root("up_rootless_userns_keep_id_and_nomap") {
+        return;
+    }
+    for tool in ["newuidmap", "newgidmap"] {
+        if !std::path::Path::new("/usr/bin").join(tool).exists() {
+            let why = format!("{tool} is not installed (package uidmap)");
+            assert!(
+                std::env::var_os("CI").is_none_or(|v| v != "true"),
+                "{why}, and under CI=true a root test that cannot run is a failure"
+            );
+            skip("up_rootless_userns_keep_id_and_nomap", &why);
+            return;
+        }
+    }
+    // an image without nobody in its user database, with a file of uid 1000
+    let passwd = "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n";
+    let group = "root:x:0:\nuser:x:1000:\n";
+    let extra = layer(&[
+        ("etc/passwd", 0o644, 0, Some(passwd)),
+        ("etc/group", 0o644, 0, Some(group)),
+        ("srv", 0o755, 0, None),
+        ("srv/owned", 0o644, 1000, Some("x\n")),
+    ]);
+    let e = Env::with_image("keepid", json!({"Volumes": {"/srv": {}}}), Some(extra));
+    e.give_to_nobody();
+    let ns = rootless_netns();
+    let path = "/usr/bin:/bin";
+    let store = e.store_arg();
+    let none = ["--network", "none"];
+    let up = |args: &[&str]| {
+        let mut a: Vec<&str> = Vec::new();
+        if !args.contains(&"--network") {
+            a.extend(none);
+        }
+        a.extend_from_slice(args);
+        e.up_rootless(&ns, path, &a)
+    };
+    let nothing_left = |what: &str| {
+        e.assert_clean(what);
+        assert!(
+            wait_until(Duration::from_secs(10), &|| procs_in(e.dir.path())
+                .is_empty()),
+            "{what}: processes left: {:?}",
+            procs_in(e.dir.path())
+        );
+        assert!(
+            e.volumes().is_empty(),
+            "{what}: volumes left: {:?}",
+            e.volumes()
+        );
+    };
+    let as_nobody = |args: &[&str], what: &str| {
+        ok(
+            &run_timeout(&mut e.husk_rootless(&ns, path, args), CMD_TIMEOUT),
+            what,
+        )
+    };
+
+    // no ranges for nobody: refused by name, nothing made
+    let listed = |f: &str| {
+        std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("nobody:") || l.starts_with("65534:"))
+    };
+    if listed("/etc/subuid") || listed("/etc/subgid") {
+        skip_part(
+            "up_rootless_userns_keep_id_and_nomap/no-ranges",
+            "the machine gives nobody subordinate ids",
+        );
+    } else {
+        for mode in ["keep-id", "nomap"] {
+            let o = up(&["--rm", "--name", "k0", "--userns", mode, IMAGE, "true"]);
+            assert!(!o.status.success(), "{mode} without ranges accepted");
+            let err = text(&o.stderr);
+            for w in [&format!("--userns {mode}") as &str, "nobody", "/etc/subuid"] {
+                assert!(err.contains(w), "{mode}: {w:?} unnamed: {err}");
+            }
+            nothing_left(&format!("{mode} without ranges"));
+            assert!(
+                !e.store().join("containers/k0").exists(),
+                "{mode}: a bundle made"
+            );
+        }
+    }
+
+    let count: u64 = 200_000;
+    let start: u64 = 2_000_000_000 + (std::process::id() as u64 % 1000) * 1_000_000;
+    let _subids = Subids::add("nobody", start, count);
+
+    // keep-id: nobody's own ids inside, podman's three lines, the image's owners kept
+    // (/srv/owned: in the image's VOLUME, copied into its anonymous volume)
+    let script = "id -u; id -g; cat /proc/self/uid_map; stat -c %u:%g / /bin/busybox /etc \
+                  /srv/owned; grep ^nobody: /etc/passwd; grep ^nogroup: /etc/group; \
+                  echo HOME=$HOME; touch /tmp/made-inside";
+    let out = ok(
+        &up(&[
+            "--name", "k1", "--userns", "keep-id", IMAGE, "sh", "-c", script,
+        ]),
+        "up --userns keep-id",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["65534", "65534"], "{out}");
+    let maps: Vec<(u64, u64, u64)> = lines[2..5].iter().map(|l| first_map(l)).collect();
+    assert_eq!(
+        maps,
+        [
+            (0, start, 65534),
+            (65534, 65534, 1),
+            (65535, start + 65534, count - 65534)
+        ],
+        "{out}"
+    );
+    assert_eq!(lines[5..9], ["0:0", "0:0", "0:0", "1000:1000"], "{out}");
+    assert_eq!(lines[9], "nobody:*:65534:65534:nobody:/:/bin/sh", "{out}");
+    assert_eq!(lines[10], "nogroup:x:65534:nobody", "{out}");
+    assert_eq!(lines[11], "HOME=/", "{out}");
+    // on the host: the subordinate ids, and what the process made is nobody's own
+    let rootfs = e.store().join("containers/k1/rootfs");
+    let owner = |p: &str| {
+        use std::os::unix::fs::MetadataExt;
+        let md = std::fs::symlink_metadata(rootfs.join(p)).unwrap();
+        (md.uid() as u64, md.gid() as u64)
+    };
+    assert_eq!(owner("bin/busybox"), (start, start));
+    assert_eq!(owner("srv/owned"), (start + 1000, start + 1000));
+    assert_eq!(owner("tmp/made-inside"), (65534, 65534));
+    // husk rm (nobody's) removes the rootfs of subordinate ids; the kept anonymous volume (its
+    // files the subordinate ids' too) goes with husk volume prune
+    as_nobody(&["rm", "--store", &store, "k1"], "rm k1");
+    assert_eq!(e.volumes().len(), 1, "k1's anonymous volume");
+    as_nobody(&["volume", "--store", &store, "prune"], "volume prune");
+    nothing_left("after husk rm of a keep-id container");
+
+    // -d: husk exec, husk restart (through pasta: a new holder with the maps), husk rm -f of a
+    // running one, and the monitor's --rm
+    let net = if std::path::Path::new("/usr/bin/pasta").exists() {
+        "pasta"
+    } else {
+        "none"
+    };
+    as_nobody(
+        &[
+            "up",
+            "--store",
+            &store,
+            "--pull",
+            "never",
+            "-d",
+            "--name",
+            "k3",
+            "--network",
+            net,
+            "--userns",
+            "keep-id",
+            IMAGE,
+            "sleep",
+            "60",
+        ],
+        "up -d --userns keep-id",
+    );
+    let exec_map = || {
+        let out = as_nobody(
+            &["exec", "k3", "sh", "-c", "id -u; cat /proc/self/uid_map"],
+            "exec k3",
+        );
+        let lines: Vec<String> = out.lines().map(str::to_string).collect();
+        assert_eq!(lines.len(), 4, "{out}");
+        assert_eq!(lines[0], "65534", "{out}");
+        assert_eq!(first_map(&lines[2]), (65534, 65534, 1), "{out}");
+    };
+    exec_map();
+    as_nobody(
+        &["restart", "--store", &store, "-t", "1", "k3"],
+        "restart k3",
+    );
+    exec_map();
+    as_nobody(&["rm", "--store", &store, "-f", "k3"], "rm -f k3");
+    as_nobody(&["volume", "--store", &store, "prune"], "volume prune");
+    nothing_left("after rm -f of a keep-id container");
+    as_nobody(
+        &[
+            "up",
+            "--store",
+            &store,
+            "--pull",
+            "never",
+            "-d",
+            "--rm",
+            "--name",
+            "k4",
+            "--network",
+            "none",
+            "--userns",
+            "nomap",
+            IMAGE,
+            "true",
+        ],
+        "up -d --rm --userns nomap",
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), &|| e.bundles().is_empty()),
+        "the monitor's --rm left {:?}",
+        e.bundles()
+    );
+    nothing_left("after the monitor's --rm of a nomap container");
+
+    // nomap: a new named volume belongs to the process's user (root inside), as podman's;
+    // husk volume rm removes what root wrote there
+    let out = ok(
+        &up(&[
+            "--rm",
+            "--userns",
+            "nomap",
+            "-v",
+            "kv:/data",
+            IMAGE,
+            "sh",
+            "-c",
+            "touch /data/x && stat -c %u:%g /data /data/x",
+        ]),
+        "up --userns nomap -v kv:/data",
+    );
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["0:0", "0:0"], "{out}");
+    as_nobody(&["volume", "--store", &store, "rm", "kv"], "volume rm kv");
+    nothing_left("after volume rm of a nomap volume");
+
+    // keep-id:uid=1000,gid=1000: the caller at 1000, the process too; --rm removes it all
+    let out = ok(
+        &up(&[
+            "--rm",
+            "--userns",
+            "keep-id:uid=1000,gid=1000",
+            IMAGE,
+            "sh",
+            "-c",
+            "id -u; id -g; cat /proc/self/uid_map",
+        ]),
+        "up --userns keep-id:uid=1000,gid=1000",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["1000", "1000"], "{out}");
+    assert_eq!(first_map(lines[3]), (1000, 65534, 1), "{out}");
+    nothing_left("after --rm of keep-id:uid=1000");
+
+    // the added user's home (and HOME): the working directory, or the caller's own home
+    // (nobody's /nonexistent) where a mount puts it in the container, as podman writes it
+    for (flags, want) in [
+        (&["-w", "/tmp"][..], "/tmp"),
+        (&["--tmpfs", "/nonexistent"][..], "/nonexistent"),
+    ] {
+        let mut a = vec!["--rm", "--userns", "keep-id"];
+        a.extend_from_slice(flags);
+        a.extend([
+            IMAGE,
+            "sh",
+            "-c",
+            "echo $HOME; grep ^nobody: /etc/passwd | cut -d: -f6",
+        ]);
+        let out = ok(&up(&a), &format!("up --userns keep-id {flags:?}"));
+        assert_eq!(
+            out.lines().collect::<Vec<_>>(),
+            [want, want],
+            "{flags:?}: {out}"
+        );
+    }
+    nothing_left("after the homes");
+
+    // -u wins over keep-id's user (podman's)
+    let out = ok(
+        &up(&[
+            "--rm", "--userns", "keep-id", "-u", "0:0", IMAGE, "id", "-u",
+        ]),
+        "up --userns keep-id -u 0",
+    );
+    assert_eq!(out.trim(), "0");
+    nothing_left("after keep-id -u 0");
+
+    // nomap: nobody's own id not mapped, root inside is the first subordinate id
+    let out = ok(
+        &up(&[
+            "--rm",
+            "--userns",
+            "nomap",
+            IMAGE,
+            "sh",
+            "-c",
+            "id -u; stat -c %u /bin/busybox; cat /proc/self/uid_map",
+        ]),
+        "up --userns nomap",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["0", "0"], "{out}");
+    let maps: Vec<(u64, u64, u64)> = lines[2..].iter().map(|l| first_map(l)).collect();
+    assert_eq!(maps, [(0, start, count)], "{out}");
+    assert!(
+        !maps.iter().any(|(_, h, n)| (*h..h + n).contains(&65534)),
+        "nobody's own id mapped: {out}"
+    );
+    nothing_left("after --rm of nomap");
+
+    // through pasta and slirp4netns: the holder of the network namespace has the container's
+    // maps, and the helper its tap device there
+    for (helper, package) in [("pasta", "passt"), ("slirp4netns", "slirp4netns")] {
+        if !std::path::Path::new("/usr/bin").join(helper).exists() {
+            skip_part(
+                &format!("up_rootless_userns_keep_id_and_nomap/{helper}"),
+                &format!("{helper} is not installed (package {package})"),
+            );
+            continue;
+        }
+        for (mode, want) in [("keep-id", (65534, 65534, 1)), ("nomap", (0, start, count))] {
+            let out = ok(
+                &up(&[
+                    "--rm",
+                    "--network",
+                    helper,
+                    "--userns",
+                    mode,
+                    IMAGE,
+                    "sh",
+                    "-c",
+                    "cat /proc/self/uid_map; ip -o link show | grep -c ': '",
+                ]),
+                &format!("up --network {helper} --userns {mode}"),
+            );
+            let lines: Vec<&str> = out.lines().collect();
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.split_whitespace().count() == 3 && first_map(l) == want),
+                "{mode} through {helper}: {out}"
+            );
+            // loopback and the helper's tap device
+            assert_eq!(
+                lines.last().copied(),
+                Some("2"),
+                "{mode} through {helper}: {out}"
+            );
+            nothing_left(&format!("after {helper} with {mode}"));
+        }
+    }
+
+    // refused after the unpack (-u outside the mapping): the rootfs removed all the same
+    let o = up(&[
+        "--rm", "--name", "k2", "--userns", "nomap", "-u", "300000", IMAGE, "true",
+    ]);
+    assert!(!o.status.success(), "-u 300000 in 200000 ids accepted");
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("uid 300000 is outside the container's user namespace"),
+        "{err}"
+    );
+    nothing_left("after -u outside the nomap ids");
+    // keep-id:uid= beyond the ids the mapping holds: refused by name before anything is made
+    let o = up(&["--rm", "--userns", "keep-id:uid=300000", IMAGE, "true"]);
+    assert!(!o.status.success(), "keep-id:uid=300000 accepted");
+    assert!(
+        text(&o.stderr).contains("uid=300000 is beyond"),
+        "{}",
+        text(&o.stderr)
+    );
+    nothing_left("after keep-id:uid=300000");
+
+    // SIGKILLed at random moments (the unpack in its user namespace among them): husk rm -f
+    // of nobody's leaves nothing (the unpack dies with husk up, nothing writes meanwhile)
+    let seed = seed_from_env("HUSK_FAULT_SEED");
+    eprintln!("keep-id kill: seed {seed} (HUSK_FAULT_SEED={seed} replays)");
+    let mut rng = Rng(seed);
+    let mut problems = Vec::new();
+    for i in 0..12 {
+        let name = format!("kk{i}");
+        let mode = ["keep-id", "nomap"][i % 2];
+        let delay = Duration::from_millis(rng.below(400));
+        let mut c = e.husk_rootless(
+            &ns,
+            path,
+            &[
+                "up",
+                "--store",
+                &store,
+                "--pull",
+                "never",
+                "--network",
+                "none",
+                "--name",
+                &name,
+                "--userns",
+                mode,
+                IMAGE,
+                "sleep",
+                "100",
+            ],
+        );
+        let mut child = c
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        let o = run_timeout(
+            &mut e.husk_rootless(&ns, path, &["rm", "--store", &store, "-f", &name]),
+            CMD_TIMEOUT,
+        );
+        let err = text(&o.stderr);
+        if !o.status.success() && !err.contains("no such container") {
+            problems.push(format!(
+                "{name} {mode} (killed after {delay:?}): rm -f: {err}"
+            ));
+        }
+        if e.bundles().contains(&name) || e.containers().contains(&name) {
+            problems.push(format!("{name} {mode} (killed after {delay:?}): left"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "seed {seed}: {} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    // (their anonymous volumes, kept by rm -f as by docker rm)
+    as_nobody(&["volume", "--store", &store, "prune"], "volume prune");
+    nothing_left("after the SIGKILLed husk ups");
+}

@@ -70,9 +70,12 @@ pub struct UpArgs {
     /// it forwards signals to the command and reaps zombies.
     #[arg(long)]
     pub init: bool,
-    /// The user namespace: host (none of its own, the default) or auto[:size=N] (a free range
-    /// of the subordinate ids /etc/subuid and /etc/subgid give the user `containers`, or
-    /// $HUSK_SUBID_USER; N defaults to the image's highest id + 1, at least 1024).
+    /// The user namespace: host (none of its own, the default); as root auto[:size=N] (a free
+    /// range of the subordinate ids /etc/subuid and /etc/subgid give the user `containers`, or
+    /// $HUSK_SUBID_USER; N defaults to the image's highest id + 1, at least 1024); as a user
+    /// keep-id[:uid=U,gid=G] (your uid and gid kept inside, or at U and G, your subordinate ids
+    /// around them; the process runs as you unless -u says) or nomap (your subordinate ids
+    /// alone, your own ids not mapped).
     #[arg(long, default_value = "host")]
     pub userns: String,
     /// How to reach the registry when the image is pulled.

@@ -112,6 +112,81 @@ pub fn resolve_user(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Re
     })
 }
 
+/// The caller's `/etc/passwd` and `/etc/group` lines that `husk up --userns keep-id` adds to the
+/// container (podman's `AddCurrentUserPasswdEntry`): the caller's name, gecos and group as the
+/// host's user database has them, at its container ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerEntry {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub gecos: String,
+    /// The home directory in the container (podman: the caller's own where a mount puts it
+    /// there, else the working directory).
+    pub home: String,
+    /// The name of the caller's primary group (`None`: the host has none for its gid).
+    pub group: Option<String>,
+}
+
+/// The lines `entry` adds to the image's `passwd` and `group` texts (`None` for a missing
+/// file), as podman writes them: a passwd line unless the image has the name or the uid, a
+/// group line (the user its member) unless it has the group's name or gid.
+pub fn caller_lines(
+    entry: &CallerEntry,
+    passwd: Option<&str>,
+    group: Option<&str>,
+) -> (Option<String>, Option<String>) {
+    let has = |text: Option<&str>, name: &str, id: u32| {
+        entries(text.unwrap_or(""))
+            .any(|e| e[0] == name || e.get(2).and_then(|v| v.parse::<u32>().ok()) == Some(id))
+    };
+    let p = (!has(passwd, &entry.name, entry.uid)).then(|| {
+        format!(
+            "{}:*:{}:{}:{}:{}:/bin/sh\n",
+            entry.name, entry.uid, entry.gid, entry.gecos, entry.home
+        )
+    });
+    let g = entry
+        .group
+        .as_deref()
+        .filter(|g| !has(group, g, entry.gid))
+        .map(|g| format!("{g}:x:{}:{}\n", entry.gid, entry.name));
+    (p, g)
+}
+
+/// Append `entry`'s lines ([`caller_lines`]) to the image's `/etc/passwd` and `/etc/group` in
+/// the rootfs open as `root` (resolved inside it; a missing file is made, 0644).
+pub fn add_caller_entry(root: BorrowedFd<'_>, entry: &CallerEntry) -> Result<()> {
+    let passwd = read_in_root(root, "etc/passwd")?;
+    let group = read_in_root(root, "etc/group")?;
+    let (p, g) = caller_lines(entry, passwd.as_deref(), group.as_deref());
+    for (path, line, old) in [("etc/passwd", p, passwd), ("etc/group", g, group)] {
+        let Some(mut line) = line else {
+            continue;
+        };
+        if old
+            .as_deref()
+            .is_some_and(|t| !t.is_empty() && !t.ends_with('\n'))
+        {
+            line.insert(0, '\n');
+        }
+        let fd = resolve::create_file(
+            root,
+            Path::new(path),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .with_context(|| format!("make /{path} in the image"))?;
+        let p = resolve::proc_fd_path(fd.as_fd());
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(std::ffi::OsStr::from_bytes(p.as_bytes()))
+            .with_context(|| format!("open /{path} in the image"))?;
+        std::io::Write::write_all(&mut f, line.as_bytes())
+            .with_context(|| format!("add {:?} to /{path} in the image", line.trim()))?;
+    }
+    Ok(())
+}
+
 /// The runtime spec for an image with config `cfg`, whose rootfs is open as `rootfs`.
 pub fn runtime_spec(cfg: &ImageConfiguration, rootfs: BorrowedFd<'_>) -> Result<Value> {
     spec_from(cfg, rootfs, None)
@@ -251,6 +326,76 @@ mod tests {
         let e = r("www:wheel").unwrap_err().to_string();
         assert!(e.contains("no group \"wheel\""), "{e}");
         assert!(resolve_user("app", None, None).is_err());
+    }
+
+    #[test]
+    fn caller_entries_as_podman_writes_them() {
+        let e = CallerEntry {
+            name: "alice".into(),
+            uid: 1000,
+            gid: 1000,
+            gecos: "Alice".into(),
+            home: "/".into(),
+            group: Some("alice".into()),
+        };
+        let (p, g) = caller_lines(&e, Some(PASSWD), Some(GROUP));
+        assert_eq!(p.as_deref(), Some("alice:*:1000:1000:Alice:/:/bin/sh\n"));
+        assert_eq!(g.as_deref(), Some("alice:x:1000:alice\n"));
+        // the image has the uid, or the name: no line (nor for the group's gid or name)
+        let (p, g) = caller_lines(&e, Some("u:x:1000:5::/:/bin/sh\n"), Some("g:x:1000:\n"));
+        assert_eq!((p, g), (None, None));
+        let (p, g) = caller_lines(&e, Some("alice:x:7:7::/:/bin/sh\n"), Some("alice:x:7:\n"));
+        assert_eq!((p, g), (None, None));
+        // no files, no host group
+        let e = CallerEntry { group: None, ..e };
+        let (p, g) = caller_lines(&e, None, None);
+        assert!(p.is_some() && g.is_none());
+    }
+
+    #[test]
+    fn caller_entry_is_appended_inside_the_rootfs() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("rootfs");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        // no newline at the end: the entry goes on a line of its own
+        std::fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh").unwrap();
+        // an absolute symlink resolves inside the rootfs
+        std::fs::write(root.join("etc/group.real"), "root:x:0:\n").unwrap();
+        std::os::unix::fs::symlink("/etc/group.real", root.join("etc/group")).unwrap();
+        let fd = resolve::open_root(&root).unwrap();
+        let e = CallerEntry {
+            name: "bob".into(),
+            uid: 1001,
+            gid: 1002,
+            gecos: "".into(),
+            home: "/work".into(),
+            group: Some("bobs".into()),
+        };
+        add_caller_entry(fd.as_fd(), &e).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/passwd")).unwrap(),
+            "root:x:0:0::/root:/bin/sh\nbob:*:1001:1002::/work:/bin/sh\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/group.real")).unwrap(),
+            "root:x:0:\nbobs:x:1002:bob\n"
+        );
+        let u = resolve_user(
+            "1001:1002",
+            Some(&std::fs::read_to_string(root.join("etc/passwd")).unwrap()),
+            None,
+        )
+        .unwrap();
+        assert_eq!(u.home.as_deref(), Some("/work"));
+        // again: nothing more
+        add_caller_entry(fd.as_fd(), &e).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/passwd"))
+                .unwrap()
+                .lines()
+                .count(),
+            2
+        );
     }
 
     #[test]

@@ -47,11 +47,42 @@ pub struct ApplyOptions {
     /// (a snapshot): whiteouts become overlayfs's (a 0/0 character device for `.wh.NAME`, the
     /// `trusted.overlay.opaque` xattr for `.wh..wh..opq`) instead of removing what is below.
     pub overlay: bool,
-    /// Running as root of a user namespace that maps container uids `0..uids` and gids
-    /// `0..gids` (a rootless unpack with the user's subordinate ids): an owner outside them is
-    /// an error naming it, device nodes (which no user namespace may create) are skipped and
-    /// so are the xattrs only the host's root may set (`trusted.*`).
-    pub mapped: Option<(u64, u64)>,
+    /// Running as root of a user namespace that maps these container uids and gids (a
+    /// rootless unpack with the user's subordinate ids): an owner outside them is an error
+    /// naming it, device nodes (which no user namespace may create) are skipped and so are the
+    /// xattrs only the host's root may set (`trusted.*`).
+    pub mapped: Option<(MappedIds, MappedIds)>,
+}
+
+/// The container ids of one kind a user namespace maps: `0..below`, and `also` — the caller's
+/// own id that `--userns keep-id` places beyond its subordinate ids when its uid is larger than
+/// their count (podman leaves the ids between unmapped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MappedIds {
+    pub below: u64,
+    pub also: Option<u32>,
+}
+
+impl MappedIds {
+    /// Whether container id `id` is mapped.
+    pub fn has(&self, id: u32) -> bool {
+        u64::from(id) < self.below || self.also == Some(id)
+    }
+
+    /// The ids as text for an error: `0-65535`, `0-999 and 65534`, `none`.
+    pub fn describe(&self) -> String {
+        let low = match self.below {
+            0 => None,
+            1 => Some("0".to_string()),
+            n => Some(format!("0-{}", n - 1)),
+        };
+        match (low, self.also) {
+            (None, None) => "none".into(),
+            (Some(l), None) => l,
+            (None, Some(a)) => a.to_string(),
+            (Some(l), Some(a)) => format!("{l} and {a}"),
+        }
+    }
 }
 
 impl Default for ApplyOptions {
@@ -657,11 +688,19 @@ fn mark_made(made: &mut HashSet<PathBuf>, path: PathBuf) {
 fn owner(m: &Meta, opts: ApplyOptions) -> Result<(Uid, Gid)> {
     let (uid, gid) = (id32(m.uid, "uid")?, id32(m.gid, "gid")?);
     if let Some((uids, gids)) = opts.mapped {
-        if u64::from(uid) >= uids {
-            bail!("owner uid {uid} is not mapped for this user: only uids 0-{} are (0 is the user, the rest its /etc/subuid ranges)", uids - 1);
+        if !uids.has(uid) {
+            bail!(
+                "owner uid {uid} is not mapped for this user: only uids {} are (the user's own \
+                 uid and its /etc/subuid ranges)",
+                uids.describe()
+            );
         }
-        if u64::from(gid) >= gids {
-            bail!("owner gid {gid} is not mapped for this user: only gids 0-{} are (0 is the user's group, the rest its /etc/subgid ranges)", gids - 1);
+        if !gids.has(gid) {
+            bail!(
+                "owner gid {gid} is not mapped for this user: only gids {} are (the user's own \
+                 gid and its /etc/subgid ranges)",
+                gids.describe()
+            );
         }
     }
     Ok((Uid::from_raw(uid), Gid::from_raw(gid)))

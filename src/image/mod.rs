@@ -366,6 +366,7 @@ fn pull_shown(
                         &prepared,
                         None,
                         Some(&follows),
+                        None,
                     )
                 });
                 let fetched =
@@ -388,7 +389,7 @@ fn pull_shown(
             let applied = match applied {
                 Err(_) if follows.iter().any(follow::Follow::restarted) => {
                     prepared.clear();
-                    unpack_into(store, &what, &manifest, &cfg, &prepared, None, None)
+                    unpack_into(store, &what, &manifest, &cfg, &prepared, None, None, None)
                 }
                 r => r,
             };
@@ -1006,14 +1007,48 @@ impl ConfigOverrides {
 /// the image's owners are kept, shifted by those ranges ([`userns`]), and config.json maps them
 /// back; without, a plain copy owned by the user, after a warning that says why.
 pub fn unpack(store: &Store, text: &str, bundle: &Path) -> Result<()> {
-    unpack_as(store, text, bundle, &ConfigOverrides::default(), true)
+    unpack_as(
+        store,
+        text,
+        bundle,
+        &ConfigOverrides::default(),
+        Shift::Caller,
+    )
 }
 
 /// [`unpack`] with the image config changed by `over` first; the rootfs of a caller that is
 /// not root is a plain copy owned by it, its config a rootless one mapping the caller's own
 /// ids to 0 (what `husk up` runs).
 pub fn unpack_with(store: &Store, text: &str, bundle: &Path, over: &ConfigOverrides) -> Result<()> {
-    unpack_as(store, text, bundle, over, false)
+    unpack_as(store, text, bundle, over, Shift::No)
+}
+
+/// [`unpack_with`] for a caller that is not root, into a user namespace mapped as `layout`
+/// says — the one the container will run in (`husk up --userns keep-id|nomap`): the image's
+/// owners are kept as container ids (root's files are root's inside), config.json maps them,
+/// and with `entry` the caller's `/etc/passwd` and `/etc/group` lines are added first (where
+/// the image has none), so the user resolves to them. `bundle` (made by the caller, empty or
+/// missing) keeps the caller's; its rootfs belongs to the container's root, and only a process
+/// of the same ids removes it again ([`userns::run_mapped`], as `husk rm` does).
+pub fn unpack_mapped(
+    store: &Store,
+    text: &str,
+    bundle: &Path,
+    over: &ConfigOverrides,
+    layout: &userns::Layout,
+    entry: Option<&config::CallerEntry>,
+) -> Result<()> {
+    unpack_as(store, text, bundle, over, Shift::Given(layout, entry))
+}
+
+/// Whose ids a user's unpack applies.
+enum Shift<'a> {
+    /// None: a plain copy owned by the caller.
+    No,
+    /// The caller's subordinate ids when it has them (with a warning when not).
+    Caller,
+    /// This layout, and the caller's user database entry to add.
+    Given(&'a userns::Layout, Option<&'a config::CallerEntry>),
 }
 
 fn unpack_as(
@@ -1021,7 +1056,7 @@ fn unpack_as(
     text: &str,
     bundle: &Path,
     over: &ConfigOverrides,
-    shift: bool,
+    shift: Shift<'_>,
 ) -> Result<()> {
     let (name, d) = lookup(store, text)?;
     let manifest = store.read_manifest(d.digest().as_ref())?;
@@ -1031,33 +1066,43 @@ fn unpack_as(
         .with_context(|| format!("unpack {name}: parse config"))?;
     over.apply(&mut cfg);
     check_bundle(&format!("unpack {name}"), bundle)?;
-    let layout = if shift && !nix::unistd::geteuid().is_root() {
-        match userns::layout_of_caller() {
-            Ok(l) => Some(l),
+    let root = nix::unistd::geteuid().is_root();
+    let (layout, entry) = match shift {
+        _ if root => (None, None),
+        Shift::No => (None, None),
+        Shift::Given(l, e) => (Some(std::borrow::Cow::Borrowed(l)), e),
+        Shift::Caller => match userns::layout_of_caller() {
+            Ok(l) => (Some(std::borrow::Cow::Owned(l)), None),
             Err(why) => {
                 crate::logging::warn(&format!(
                     "unpack {name}: {why}: the rootfs is a plain copy owned by you, the image's owners are not kept"
                 ));
-                None
+                (None, None)
             }
-        }
-    } else {
-        None
+        },
     };
     let prepared = prepare_bundle(&format!("unpack {name}"), bundle)?;
     // a user's bundle is for a rootless run: its config maps the user (and the ranges) to 0..
     // (husk up's plain copy: the user alone)
-    let rootless = (!nix::unistd::geteuid().is_root()).then_some(layout.as_ref());
-    let unpack = || unpack_into(store, &name, &manifest, &cfg, &prepared, rootless, None);
-    let result = match &layout {
+    let rootless = (!root).then_some(layout.as_deref());
+    let unpack = || {
+        unpack_into(
+            store, &name, &manifest, &cfg, &prepared, rootless, None, entry,
+        )
+    };
+    let result = match layout.as_deref() {
         None => unpack(),
         // the files are the shifted ids' once made: only root of the namespace removes them
         Some(l) => userns::run_mapped(l, || {
-            let r = unpack();
-            if r.is_err() {
-                prepared.clear();
+            let r = prepared_in_namespace(&prepared, l).and_then(|()| unpack());
+            match r {
+                // config.json stays the caller's, who edits it (husk up does)
+                Ok(()) => chown_to_caller(&prepared.config_path, l),
+                Err(e) => {
+                    prepared.clear();
+                    Err(e)
+                }
             }
-            r
         }),
     };
     if result.is_err() {
@@ -1065,6 +1110,23 @@ fn unpack_as(
         prepared.undo();
     }
     result
+}
+
+/// In the user namespace of a mapped unpack: the rootfs directory (the caller's) becomes the
+/// container's root's, as a layer's `./` entry would make it; the layers may change it again.
+fn prepared_in_namespace(p: &Prepared, l: &userns::Layout) -> Result<()> {
+    if l.mapping == userns::Mapping::CallerAsRoot {
+        return Ok(()); // the caller is root there already
+    }
+    std::os::unix::fs::lchown(&p.rootfs, Some(0), Some(0))
+        .with_context(|| format!("chown {} to the container's root", p.rootfs.display()))
+}
+
+/// A file made in the namespace given back to the caller (at its ids there).
+fn chown_to_caller(path: &Path, l: &userns::Layout) -> Result<()> {
+    let (u, g) = l.ns_caller_at();
+    std::os::unix::fs::lchown(path, Some(u), Some(g))
+        .with_context(|| format!("chown {} to the caller", path.display()))
 }
 
 /// A bundle directory an unpack writes into, and what of it the unpack made (to undo).
@@ -1308,6 +1370,7 @@ fn empty_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn unpack_into(
     store: &Store,
     name: &str,
@@ -1316,6 +1379,7 @@ fn unpack_into(
     bundle: &Prepared,
     rootless: Option<Option<&userns::Layout>>,
     follows: Option<&[follow::Follow]>,
+    entry: Option<&config::CallerEntry>,
 ) -> Result<()> {
     use std::os::fd::AsFd;
     let (rootfs, config_path) = (&bundle.rootfs, &bundle.config_path);
@@ -1332,13 +1396,17 @@ fn unpack_into(
     let mut opts = layer::ApplyOptions::default();
     if let Some(Some(l)) = rootless {
         opts.same_owner = true;
-        opts.mapped = Some((l.uid_count(), l.gid_count()));
+        opts.mapped = Some((l.uid_ids(), l.gid_ids()));
     }
     for (i, (l, diff_id)) in manifest.layers().iter().zip(diff_ids).enumerate() {
         match follows.and_then(|f| f.get(i)) {
             Some(f) => apply_layer_from(name, l, diff_id, f.reader(), root.as_fd(), opts)?,
             None => apply_layer(store, name, l, diff_id, root.as_fd(), opts)?,
         }
+    }
+    if let Some(e) = entry {
+        config::add_caller_entry(root.as_fd(), e)
+            .with_context(|| format!("unpack {name}: the user {}", e.name))?;
     }
     write_runtime_config(name, cfg, root.as_fd(), config_path, rootless)
 }

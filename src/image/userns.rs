@@ -2,7 +2,8 @@
 //! uid/gid are 0 of a new user namespace and its `/etc/subuid` / `/etc/subgid` ranges are 1..N,
 //! the maps written by the setuid `newuidmap`/`newgidmap` (package `uidmap`: an unprivileged
 //! process may only map its own id). The extraction runs in a child that is root there, so the
-//! image's owners are applied, shifted into those ranges.
+//! image's owners are applied, shifted into those ranges. `husk up --userns keep-id|nomap`
+//! places the same ids as podman does for those modes ([`Mapping`]) and unpacks the same way.
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::{Read, Write};
@@ -16,8 +17,23 @@ pub struct Range {
     pub count: u32,
 }
 
-/// The id layout of a rootless unpack: container id 0 is `uid`/`gid`, the ranges follow from
-/// container id 1 on, in file order.
+/// Where a user namespace puts the caller's own uid/gid among its subordinate ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Mapping {
+    /// The caller is 0, the ranges follow from 1 on: a rootless unpack, `image unshare`
+    /// (rootless podman's own namespace).
+    #[default]
+    CallerAsRoot,
+    /// `husk up --userns keep-id[:uid=U,gid=G]`: the caller is `uid`/`gid` (its own ids unless
+    /// asked otherwise), the ranges fill the container ids from 0 around it (podman's
+    /// `GetKeepIDMapping`: 0..uid-1 the first subordinate ids, uid the caller, uid+1.. the rest).
+    KeepId { uid: u32, gid: u32 },
+    /// `husk up --userns nomap`: the ranges alone from 0; the caller's own ids are not mapped.
+    NoMap,
+}
+
+/// The id layout of a user's user namespace: the caller's ids and its `/etc/subuid` and
+/// `/etc/subgid` ranges (in file order), placed as `mapping` says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
     pub user: String,
@@ -25,51 +41,158 @@ pub struct Layout {
     pub gid: u32,
     pub uids: Vec<Range>,
     pub gids: Vec<Range>,
+    pub mapping: Mapping,
     newuidmap: PathBuf,
     newgidmap: PathBuf,
 }
 
-/// (containerID, hostID, size) triples of one id kind.
-fn triples(own: u32, ranges: &[Range]) -> Vec<(u32, u32, u32)> {
-    let mut out = vec![(0, own, 1)];
-    let mut next = 1u32;
+/// The end (exclusive) of the container ids a map may use: the kernel refuses an extent that
+/// reaches 4294967295, `(uid_t)-1`.
+const ID_END: u64 = u32::MAX as u64;
+
+/// (containerID, hostID, size) triples, by container id: the caller's own id `own` at container
+/// id `at` (not mapped when `None`), and `ranges`, in order, on the container ids from 0 that
+/// `at` leaves free, as far as the id space goes.
+pub fn place(own: u32, at: Option<u32>, ranges: &[Range]) -> Vec<(u32, u32, u32)> {
+    let at = at.map(u64::from);
+    let mut out = Vec::new();
+    let mut c: u64 = 0;
     for r in ranges {
-        out.push((next, r.start, r.count));
-        next = next.saturating_add(r.count);
+        let (mut h, mut left) = (u64::from(r.start), u64::from(r.count));
+        while left > 0 && c < ID_END {
+            if Some(c) == at {
+                c += 1;
+                continue;
+            }
+            let stop = match at {
+                Some(a) if a > c => a,
+                _ => ID_END,
+            };
+            let n = left.min(stop - c);
+            out.push((c as u32, h as u32, n as u32));
+            c += n;
+            h += n;
+            left -= n;
+        }
     }
+    if let Some(a) = at {
+        out.push((a as u32, own, 1));
+    }
+    out.sort_by_key(|t| t.0);
     out
 }
 
-/// How many container ids `ranges` plus the caller's own id give (ids 0..count-1 are mapped).
-fn mapped(ranges: &[Range]) -> u64 {
-    1 + ranges.iter().map(|r| u64::from(r.count)).sum::<u64>()
+/// The container ids `triples` map, for the layer applier's owner check.
+pub fn mapped_ids(triples: &[(u32, u32, u32)]) -> super::layer::MappedIds {
+    let mut below = 0u64;
+    let mut also = None;
+    for &(c, _, s) in triples {
+        if u64::from(c) == below {
+            below += u64::from(s);
+        } else if s == 1 && also.is_none() {
+            also = Some(c);
+        }
+    }
+    super::layer::MappedIds { below, also }
+}
+
+/// How many ids `ranges` give.
+pub fn count(ranges: &[Range]) -> u64 {
+    ranges.iter().map(|r| u64::from(r.count)).sum()
 }
 
 impl Layout {
+    /// A layout of these ids (tests of what is computed from it; the tools are never run).
+    #[cfg(test)]
+    pub fn of(user: &str, uid: u32, gid: u32, uids: Vec<Range>, gids: Vec<Range>) -> Layout {
+        Layout {
+            user: user.into(),
+            uid,
+            gid,
+            uids,
+            gids,
+            mapping: Mapping::CallerAsRoot,
+            newuidmap: "/usr/bin/newuidmap".into(),
+            newgidmap: "/usr/bin/newgidmap".into(),
+        }
+    }
+
+    /// The same ids placed as `mapping` says.
+    pub fn with_mapping(mut self, mapping: Mapping) -> Layout {
+        self.mapping = mapping;
+        self
+    }
+
+    /// The container ids the caller's own uid and gid have (`None`: not mapped, `nomap`).
+    pub fn caller_at(&self) -> (Option<u32>, Option<u32>) {
+        match self.mapping {
+            Mapping::CallerAsRoot => (Some(0), Some(0)),
+            Mapping::KeepId { uid, gid } => (Some(uid), Some(gid)),
+            Mapping::NoMap => (None, None),
+        }
+    }
+
+    /// The container's uid map: (containerID, hostID, size) triples.
     pub fn uid_triples(&self) -> Vec<(u32, u32, u32)> {
-        triples(self.uid, &self.uids)
+        place(self.uid, self.caller_at().0, &self.uids)
     }
     pub fn gid_triples(&self) -> Vec<(u32, u32, u32)> {
-        triples(self.gid, &self.gids)
+        place(self.gid, self.caller_at().1, &self.gids)
     }
-    /// The number of uids mapped (the highest usable container uid is this minus one).
-    pub fn uid_count(&self) -> u64 {
-        mapped(&self.uids)
+
+    /// The container uids the map covers (an image owner outside them is refused).
+    pub fn uid_ids(&self) -> super::layer::MappedIds {
+        mapped_ids(&self.uid_triples())
     }
-    pub fn gid_count(&self) -> u64 {
-        mapped(&self.gids)
+    pub fn gid_ids(&self) -> super::layer::MappedIds {
+        mapped_ids(&self.gid_triples())
     }
+
+    /// Where [`run_mapped`]'s namespace puts the caller: where the container has it, and for
+    /// `nomap` on the first container id after the ranges (the caller's own directories, the
+    /// bundle's rootfs among them, must be reachable there; no image owner is ever given it,
+    /// since it lies outside [`Layout::uid_ids`]).
+    pub fn ns_caller_at(&self) -> (u32, u32) {
+        let beyond = |r: &[Range]| count(r).min(ID_END - 1) as u32;
+        match self.caller_at() {
+            (Some(u), Some(g)) => (u, g),
+            _ => (beyond(&self.uids), beyond(&self.gids)),
+        }
+    }
+
+    /// The ids of [`run_mapped`]'s namespace: the container's, and for `nomap` the caller's
+    /// own after them.
+    fn ns_uid_triples(&self) -> Vec<(u32, u32, u32)> {
+        let mut t = self.uid_triples();
+        if self.caller_at().0.is_none() {
+            t.push((self.ns_caller_at().0, self.uid, 1));
+        }
+        t
+    }
+    fn ns_gid_triples(&self) -> Vec<(u32, u32, u32)> {
+        let mut t = self.gid_triples();
+        if self.caller_at().1.is_none() {
+            t.push((self.ns_caller_at().1, self.gid, 1));
+        }
+        t
+    }
+
     /// `linux.uidMappings` / `linux.gidMappings` of a runtime spec.
     pub fn spec_mappings(&self) -> (serde_json::Value, serde_json::Value) {
-        let j = |t: Vec<(u32, u32, u32)>| {
-            serde_json::Value::Array(
-                t.into_iter()
-                    .map(|(c, h, s)| serde_json::json!({"containerID": c, "hostID": h, "size": s}))
-                    .collect(),
-            )
-        };
-        (j(self.uid_triples()), j(self.gid_triples()))
+        (
+            spec_triples(&self.uid_triples()),
+            spec_triples(&self.gid_triples()),
+        )
     }
+}
+
+/// Triples as OCI `{"containerID", "hostID", "size"}` objects.
+pub fn spec_triples(t: &[(u32, u32, u32)]) -> serde_json::Value {
+    serde_json::Value::Array(
+        t.iter()
+            .map(|(c, h, s)| serde_json::json!({"containerID": c, "hostID": h, "size": s}))
+            .collect(),
+    )
 }
 
 /// The ranges of `/etc/subuid`-format `text` for the user `name` or numeric `id` (both forms
@@ -128,6 +251,7 @@ pub fn layout_of_caller() -> std::result::Result<Layout, String> {
         gid,
         uids,
         gids,
+        mapping: Mapping::CallerAsRoot,
         newuidmap,
         newgidmap,
     })
@@ -161,6 +285,18 @@ fn run_map_tool(tool: &Path, pid: i32, t: &[(u32, u32, u32)]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Have newuidmap and newgidmap (found in `$PATH`) write these maps for the process `pid`, which
+/// has just made a user namespace of its own (the caller's ids and ranges, as [`Layout`] places
+/// them; the tools check them against /etc/subuid and /etc/subgid).
+pub fn write_maps(pid: i32, uids: &[(u32, u32, u32)], gids: &[(u32, u32, u32)]) -> Result<()> {
+    let tool = |name: &str| {
+        crate::rootless::find_id_map_tool(name)
+            .with_context(|| format!("{name} is not installed (package uidmap) or not in $PATH"))
+    };
+    run_map_tool(&tool("newuidmap")?, pid, uids)?;
+    run_map_tool(&tool("newgidmap")?, pid, gids)
 }
 
 /// Run `f` in a child process that is root of a new user namespace mapped as `layout` says;
@@ -215,13 +351,14 @@ fn run_in(
     let (ready_r, ready_w) = pipe()?;
     let (go_r, go_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
+    let parent = nix::unistd::getpid();
     // SAFETY: fork(2); the child only runs the unpack or execs a command (no locks other
     // threads could hold are needed: `husk image` runs it on its only thread) and ends with
     // _exit.
     let pid = match unsafe { nix::unistd::fork() }.context("fork")? {
         nix::unistd::ForkResult::Child => {
             drop((ready_r, go_w, err_r));
-            let code = child(ready_w, go_r, err_w, f);
+            let code = child(parent, ready_w, go_r, err_w, f);
             // SAFETY: _exit ends the child without running the parent's atexit handlers or
             // flushing its copied stdio buffers.
             unsafe { libc::_exit(code) }
@@ -243,8 +380,8 @@ fn run_in(
         let _ = nix::sys::wait::waitpid(pid, None);
         bail!("new user namespace: {}", msg.trim());
     }
-    let mapped = run_map_tool(&layout.newuidmap, pid.as_raw(), &layout.uid_triples())
-        .and_then(|_| run_map_tool(&layout.newgidmap, pid.as_raw(), &layout.gid_triples()));
+    let mapped = run_map_tool(&layout.newuidmap, pid.as_raw(), &layout.ns_uid_triples())
+        .and_then(|_| run_map_tool(&layout.newgidmap, pid.as_raw(), &layout.ns_gid_triples()));
     if let Err(e) = mapped {
         return Err(kill_and_reap(e.context(format!(
             "map the ids of {} (/etc/subuid, /etc/subgid) into a user namespace",
@@ -265,7 +402,13 @@ fn run_in(
 }
 
 /// The child's side: a new user namespace, wait for the maps, run `f`. Returns the exit code.
-fn child(ready_w: OwnedFd, go_r: OwnedFd, err_w: OwnedFd, f: impl FnOnce() -> Result<()>) -> i32 {
+fn child(
+    parent: nix::unistd::Pid,
+    ready_w: OwnedFd,
+    go_r: OwnedFd,
+    err_w: OwnedFd,
+    f: impl FnOnce() -> Result<()>,
+) -> i32 {
     let mut err = std::fs::File::from(err_w);
     if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER) {
         let _ = write!(err, "unshare(CLONE_NEWUSER): {e}");
@@ -280,8 +423,25 @@ fn child(ready_w: OwnedFd, go_r: OwnedFd, err_w: OwnedFd, f: impl FnOnce() -> Re
     if nix::unistd::read(&go_r, &mut b).unwrap_or(0) != 1 {
         return 1;
     }
-    // uid and gid are 0 here now; the caller's supplementary groups are not mapped
+    // root of the namespace (the caller's own ids are 0 there only in the unpack's layout;
+    // keep-id puts them elsewhere, nomap leaves them out of the container's ids); the caller's
+    // supplementary groups are not mapped
+    let zero_u = nix::unistd::Uid::from_raw(0);
+    let zero_g = nix::unistd::Gid::from_raw(0);
+    if let Err(e) = nix::unistd::setresgid(zero_g, zero_g, zero_g)
+        .and_then(|()| nix::unistd::setresuid(zero_u, zero_u, zero_u))
+    {
+        let _ = write!(err, "become root of the user namespace: {e}");
+        return 1;
+    }
     let _ = nix::unistd::setgroups(&[]);
+    // gone with husk, should it be killed meanwhile: nothing of the unpack goes on writing while
+    // `husk rm -f` removes the bundle (set after the credentials changed, which clear it)
+    if nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).is_err()
+        || nix::unistd::getppid() != parent
+    {
+        return 1;
+    }
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {
@@ -346,6 +506,7 @@ mod tests {
                 start: 200000,
                 count: 10,
             }],
+            mapping: Mapping::CallerAsRoot,
             newuidmap: "/usr/bin/newuidmap".into(),
             newgidmap: "/usr/bin/newgidmap".into(),
         };
@@ -353,11 +514,105 @@ mod tests {
             l.uid_triples(),
             [(0, 1000, 1), (1, 100000, 65536), (65537, 400000, 5)]
         );
-        assert_eq!(l.uid_count(), 65542);
+        assert_eq!(
+            l.uid_ids(),
+            crate::image::layer::MappedIds {
+                below: 65542,
+                also: None
+            }
+        );
         assert_eq!(l.gid_triples(), [(0, 1001, 1), (1, 200000, 10)]);
-        assert_eq!(l.gid_count(), 11);
+        assert_eq!(l.gid_ids().below, 11);
         let (u, _) = l.spec_mappings();
         assert_eq!(u[1]["hostID"], 100000);
         assert_eq!(u[2]["containerID"], 65537);
+        // the namespace of run_mapped is the container's
+        assert_eq!(l.ns_uid_triples(), l.uid_triples());
+        assert_eq!(l.ns_caller_at(), (0, 0));
+
+        // keep-id: podman's three lines, the caller at its own id, 1 + the count in all
+        let k = l.clone().with_mapping(Mapping::KeepId {
+            uid: 1000,
+            gid: 1001,
+        });
+        assert_eq!(
+            k.uid_triples(),
+            [
+                (0, 100000, 1000),
+                (1000, 1000, 1),
+                (1001, 101000, 64536),
+                (65537, 400000, 5)
+            ]
+        );
+        assert_eq!(k.uid_ids().below, 65542);
+        assert_eq!(k.gid_triples(), [(0, 200000, 10), (1001, 1001, 1)]);
+        // (a gid beyond the count: podman leaves the ids between unmapped)
+        assert_eq!(
+            k.gid_ids(),
+            crate::image::layer::MappedIds {
+                below: 10,
+                also: Some(1001)
+            }
+        );
+        assert_eq!(k.ns_uid_triples(), k.uid_triples());
+        assert_eq!(k.ns_caller_at(), (1000, 1001));
+
+        // nomap: the ranges alone; run_mapped's namespace has the caller after them
+        let n = l.clone().with_mapping(Mapping::NoMap);
+        assert_eq!(n.uid_triples(), [(0, 100000, 65536), (65536, 400000, 5)]);
+        assert_eq!(n.uid_ids().below, 65541);
+        assert!(!n.uid_ids().has(65541));
+        assert_eq!(n.gid_triples(), [(0, 200000, 10)]);
+        assert_eq!(n.ns_caller_at(), (65541, 10));
+        assert_eq!(
+            n.ns_uid_triples(),
+            [(0, 100000, 65536), (65536, 400000, 5), (65541, 1000, 1)]
+        );
+        assert_eq!(n.ns_gid_triples(), [(0, 200000, 10), (10, 1001, 1)]);
+    }
+
+    #[test]
+    fn placing_the_callers_id() {
+        let r = |start, count| Range { start, count };
+        let one = [r(100000, 65536)];
+        // keep-id of uid 0: the caller at 0, the ranges from 1 (no empty first line)
+        assert_eq!(place(0, Some(0), &one), [(0, 0, 1), (1, 100000, 65536)]);
+        // at the last id of the ranges: two lines, no empty third one
+        assert_eq!(
+            place(1000, Some(65536), &one),
+            [(0, 100000, 65536), (65536, 1000, 1)]
+        );
+        assert_eq!(
+            place(1000, Some(65535), &one),
+            [(0, 100000, 65535), (65535, 1000, 1), (65536, 165535, 1)]
+        );
+        // a caller's id larger than the count: every range below it, a gap, the caller
+        assert_eq!(
+            place(65534, Some(65534), &[r(100000, 1000)]),
+            [(0, 100000, 1000), (65534, 65534, 1)]
+        );
+        assert_eq!(
+            mapped_ids(&place(65534, Some(65534), &[r(100000, 1000)])).describe(),
+            "0-999 and 65534"
+        );
+        // the caller's id falls inside the second range
+        assert_eq!(
+            place(7, Some(12), &[r(500, 10), r(900, 10)]),
+            [(0, 500, 10), (10, 900, 2), (12, 7, 1), (13, 902, 8)]
+        );
+        // no ranges: the caller alone
+        assert_eq!(place(7, Some(7), &[]), [(7, 7, 1)]);
+        assert_eq!(place(7, None, &[]), []);
+        assert_eq!(mapped_ids(&[]).describe(), "none");
+        // the container ids stop before 4294967295 (the kernel's limit)
+        assert_eq!(
+            place(5, None, &[r(0, 4294967295), r(1, 1)]),
+            [(0, 0, 4294967295)]
+        );
+        assert_eq!(
+            place(5, Some(0), &[r(0, 4294967295)]),
+            [(0, 5, 1), (1, 0, 4294967294)]
+        );
+        assert_eq!(count(&[r(1, 4294967295), r(1, 4294967295)]), 8589934590);
     }
 }

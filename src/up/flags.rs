@@ -1479,12 +1479,8 @@ pub fn anonymous_volumes(h: &HostFacts) -> Vec<PathBuf> {
 pub fn remove_anonymous_volumes(data: &[PathBuf]) -> Result<()> {
     for d in data {
         if let Some(dir) = d.parent() {
-            match std::fs::remove_dir_all(dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(e).with_context(|| format!("remove {}", dir.display()));
-                }
-                _ => {}
-            }
+            // (files of the caller's subordinate ids too: --userns keep-id|nomap)
+            super::remove_tree(dir).with_context(|| format!("remove {}", dir.display()))?;
         }
     }
     Ok(())

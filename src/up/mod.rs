@@ -248,6 +248,8 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     check_network_aliases(o)?;
     let cfg = flags::parse(&o.config)?;
     userns::check(o.userns, "--userns auto")?;
+    // keep-id and nomap: the caller's subordinate ids and the tools, before anything is made
+    let mapped = userns::rootless_layout(o.userns)?;
     let mut facts = flags::resolve(&cfg, store_dir)?;
     // husk's default AppArmor profile, loaded before anything is made
     apparmor::ensure_for_profile(facts.apparmor.as_deref())?;
@@ -320,7 +322,11 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
         cmd: (!o.command.is_empty()).then(|| o.command.clone()),
         env,
         working_dir: o.workdir.clone(),
-        user: o.user.clone(),
+        // keep-id: the caller's ids unless -u says (podman's; the image's USER gives way)
+        user: o
+            .user
+            .clone()
+            .or_else(|| mapped.as_ref().and_then(userns::keep_id_user)),
     };
     if !o.interactive {
         // the container's stdin is husk's: docker run without -i gives it none
@@ -338,7 +344,7 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
     }
     let result = (|| {
         let ids = match o.userns {
-            userns::Mode::Host => None,
+            userns::Mode::Host | userns::Mode::KeepId { .. } | userns::Mode::NoMap => None,
             userns::Mode::Auto { size } => {
                 let flag = "--userns auto";
                 let size = match size {
@@ -354,8 +360,23 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
             root_uid: a.uid.start,
             root_gid: a.gid.start,
         });
-        image::unpack_mounted(&store, &o.image, &bundle, &over, idmap.as_ref())?;
         let image = image_config(&store, &o.image)?;
+        match &mapped {
+            // unpacked in the container's own user namespace: the image's owners are its ids
+            Some(l) => {
+                let workdir = over
+                    .working_dir
+                    .clone()
+                    .or_else(|| image.working_dir().clone())
+                    .filter(|w| !w.is_empty())
+                    .unwrap_or_else(|| "/".to_string());
+                let targets: Vec<String> = facts.mounts.iter().map(|m| m.target.clone()).collect();
+                let entry = userns::caller_entry(l, &workdir, &targets);
+                image::unpack_mapped(&store, &o.image, &bundle, &over, l, entry.as_ref())?;
+                userns::save_maps(&bundle, l)?;
+            }
+            None => image::unpack_mounted(&store, &o.image, &bundle, &over, idmap.as_ref())?,
+        }
         let volumes = image.volumes().clone().unwrap_or_default();
         drop(store);
         flags::image_volumes(
@@ -368,7 +389,7 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
         // what the image and the flags said (Docker's own defaults give way to them)
         let mut given_env: Vec<String> = image.env().clone().unwrap_or_default();
         given_env.extend(over.env.iter().cloned());
-        let user = o
+        let user = over
             .user
             .clone()
             .or_else(|| image.user().clone())
@@ -386,7 +407,10 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
             &cfg,
             &facts,
             &given,
-            ids.as_ref(),
+            Ids {
+                auto: ids.as_ref(),
+                mapped: mapped.as_ref().map(|l| (l, o.userns)),
+            },
             ipv6,
             helper.as_ref().map(|h| h.0.dns_forwarder()),
         )?;
@@ -401,7 +425,17 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
                 .filter(|d| !d.exists())
                 .collect();
             flags::create_volumes(&facts)?;
-            flags::populate_volumes(&facts, &bundle.join("rootfs"))?;
+            match &mapped {
+                // the image's files keep their owners: copied as root of the container's ids
+                Some(l) => {
+                    let user = process_user(&bundle)?;
+                    image::userns::run_mapped(l, || {
+                        flags::populate_volumes(&facts, &bundle.join("rootfs"))?;
+                        userns::own_new_volumes_mapped(&new, l, user)
+                    })?;
+                }
+                None => flags::populate_volumes(&facts, &bundle.join("rootfs"))?,
+            }
             if let Some(a) = &ids {
                 userns::own_new_volumes(&new, a)?;
             }
@@ -552,6 +586,28 @@ pub fn logs(store_dir: &Path, id: &str, o: &logs::LogsOptions) -> Result<()> {
     logs::print(&path, o, &|| monitor::active(&bundle), &mut logs::Stdio)
 }
 
+/// The container's own user namespace, if any: `--userns auto`'s range, or `keep-id`'s and
+/// `nomap`'s layout of the caller's subordinate ids.
+struct Ids<'a> {
+    auto: Option<&'a userns::Allocation>,
+    mapped: Option<(&'a image::userns::Layout, userns::Mode)>,
+}
+
+/// `process.user`'s uid and gid in the bundle's config.json.
+fn process_user(bundle: &Path) -> Result<(u32, u32)> {
+    let path = bundle.join("config.json");
+    let v: Value = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("read {}", path.display()))?,
+    )
+    .with_context(|| format!("parse {}", path.display()))?;
+    let id = |k: &str| {
+        v["process"]["user"][k]
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+    };
+    Ok((id("uid").unwrap_or(0), id("gid").unwrap_or(0)))
+}
+
 /// What the image and the flags asked for, where Docker's defaults give way to it: the
 /// environment of the image's Env, `-e` and `--env-file`, and the user (`-u`, else the image's).
 struct Given<'a> {
@@ -574,10 +630,11 @@ fn edit_config(
     cfg: &flags::Config,
     facts: &flags::HostFacts,
     given: &Given<'_>,
-    ids: Option<&userns::Allocation>,
+    ids: Ids<'_>,
     ipv6: bool,
     dns_forwarder: Option<&str>,
 ) -> Result<(Vec<String>, String)> {
+    let Ids { auto: ids, mapped } = ids;
     let path = &bundle.join("config.json");
     let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
     let mut v: Value =
@@ -643,6 +700,9 @@ fn edit_config(
     docker_process(&mut v, o.tty, &hostname, given);
     if let Some(a) = ids {
         userns::check_user(&v["process"]["user"], a, given.user)?;
+    }
+    if let Some((l, mode)) = mapped {
+        userns::check_mapped_user(&v["process"]["user"], l, mode, given.user)?;
     }
     flags::docker_defaults(&mut v, !host_network);
     if o.init {
@@ -769,16 +829,7 @@ fn remove_bundle(bundle: &Path) -> Result<()> {
     // an overlay rootfs first: removing through the mount would empty the upper dir by
     // whiteouts and leave the mount
     image::release_rootfs(bundle)?;
-    match std::fs::remove_dir_all(bundle) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(_) => {
-            // a directory without write permission for its owner: open it up and retry
-            make_writable(bundle);
-            std::fs::remove_dir_all(bundle)
-                .with_context(|| format!("remove the bundle {}", bundle.display()))?;
-        }
-    }
+    remove_tree(bundle).with_context(|| format!("remove the bundle {}", bundle.display()))?;
     // its user namespace range, with the bundle that held it (bundles are STORE/containers/ID)
     if let (Some(store), Some(id)) = (
         bundle.parent().and_then(Path::parent),
@@ -787,6 +838,42 @@ fn remove_bundle(bundle: &Path) -> Result<()> {
         userns::release(store, id)?;
     }
     Ok(())
+}
+
+/// Remove the directory tree `dir` (gone already is fine): directories without write
+/// permission for their owner are opened up. A caller without root whose tree holds files of
+/// its subordinate ids (a rootfs or a volume of `--userns keep-id|nomap`, in directories of
+/// theirs) removes what is left as root of a user namespace that maps them all (as `husk image
+/// unshare` would), since it may not remove them as itself.
+pub(crate) fn remove_tree(dir: &Path) -> Result<()> {
+    let plain = || -> std::io::Result<()> {
+        let gone = |r: std::io::Result<()>| match r {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            r => r,
+        };
+        if gone(std::fs::remove_dir_all(dir)).is_ok() {
+            return Ok(());
+        }
+        // a directory without write permission for its owner: open it up and retry
+        make_writable(dir);
+        gone(std::fs::remove_dir_all(dir))
+    };
+    let e = match plain() {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    let denied = matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM));
+    if !denied || nix::unistd::geteuid().is_root() {
+        return Err(e.into());
+    }
+    let layout = image::userns::layout_of_caller().map_err(|why| {
+        anyhow!(
+            "{e} (files of other ids, as a container of --userns keep-id or nomap leaves: \
+             removing them needs your subordinate ids, but {why})"
+        )
+    })?;
+    image::userns::run_mapped(&layout, || plain().map_err(Into::into))
+        .context("as root of your subordinate ids")
 }
 
 fn make_writable(dir: &Path) {

@@ -8,7 +8,8 @@
 //! The namespaces come first, as podman makes them before the runtime runs: the container's
 //! init is not dumpable from its start, so a process of the caller's, without CAP_SYS_PTRACE,
 //! may not open its `/proc/PID/ns` files. A [`Holder`] (a child of `husk up`'s, dumpable) makes
-//! a user namespace mapping the caller's ids to 0, as the rootless config does, and a network
+//! a user namespace mapping the caller's ids to 0, as the rootless config does (with `--userns
+//! keep-id|nomap` the container's own maps instead, recorded in the bundle), and a network
 //! namespace in it; the helper joins them, the config's `user` and `network` namespaces name
 //! them by path, and once the runtime has created the container in them the holder exits.
 //!
@@ -353,30 +354,46 @@ fn start(bundle: &Path, helper: Helper, bin: &Path, pid: i32, ports: &[PortMappi
 }
 
 /// A child process holding a new user namespace (the caller's uid and gid as 0, setgroups
-/// denied, as a rootless runtime makes it) and a network namespace owned by it, until dropped.
+/// denied, as a rootless runtime makes it; or the maps of `--userns keep-id|nomap`, written by
+/// newuidmap and newgidmap) and a network namespace owned by it, until dropped.
 pub struct Holder {
     pid: nix::unistd::Pid,
     ended: bool,
 }
 
 impl Holder {
-    pub fn new() -> Result<Holder> {
+    /// `maps`: the container's own (`--userns keep-id|nomap`); without, the caller's ids as 0.
+    pub fn new(maps: Option<&super::userns::Maps>) -> Result<Holder> {
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
         let (ready_r, ready_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
+        // (with maps: the child's user namespace is made, then husk up maps it, then it goes on)
+        let (unshared_r, unshared_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
+        let (mapped_r, mapped_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
         let parent = nix::unistd::getpid();
+        let helpers = maps.is_some();
         // SAFETY: husk up runs no other thread; the child only makes its namespaces, writes
         // its own /proc files and pipes, and leaves by _exit.
         match unsafe { nix::unistd::fork() }.context("fork the namespace holder")? {
             nix::unistd::ForkResult::Child => {
-                drop(ready_r);
+                drop((ready_r, unshared_r, mapped_w));
                 let made = (|| -> std::io::Result<()> {
                     use nix::sched::CloneFlags;
                     nix::sched::unshare(CloneFlags::CLONE_NEWUSER)?;
-                    std::fs::write("/proc/self/setgroups", "deny")?;
-                    std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))?;
-                    std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))?;
+                    if helpers {
+                        nix::unistd::write(&unshared_w, b"u")?;
+                        let mut b = [0u8; 1];
+                        if nix::unistd::read(&mapped_r, &mut b)? != 1 {
+                            return Err(std::io::Error::other("not mapped"));
+                        }
+                    } else {
+                        std::fs::write("/proc/self/setgroups", "deny")?;
+                        std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))?;
+                        std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))?;
+                    }
                     nix::sched::unshare(CloneFlags::CLONE_NEWNET)?;
                     // gone with husk up, should it die before it ends this
                     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
@@ -398,21 +415,48 @@ impl Holder {
                 unsafe { libc::_exit(i32::from(made.is_err())) }
             }
             nix::unistd::ForkResult::Parent { child } => {
-                drop(ready_w);
+                drop((ready_w, unshared_w, mapped_r));
                 let mut h = Holder {
                     pid: child,
                     ended: false,
                 };
+                if let Some((u, g)) = maps {
+                    let mut got = [0u8; 1];
+                    let unshared = wait_readable(unshared_r.as_fd(), 10_000)
+                        && std::fs::File::from(unshared_r).read(&mut got).unwrap_or(0) == 1;
+                    if !unshared {
+                        h.end();
+                        bail!(
+                            "a user namespace for the container's network namespace could not \
+                             be made (unprivileged user namespaces refused?)"
+                        );
+                    }
+                    if let Err(e) = crate::image::userns::write_maps(child.as_raw(), u, g) {
+                        h.end();
+                        return Err(e.context(
+                            "map the container's user namespace (/etc/subuid, /etc/subgid)",
+                        ));
+                    }
+                    let _ = std::fs::File::from(mapped_w).write_all(b"m");
+                } else {
+                    drop((unshared_r, mapped_w));
+                }
                 let mut got = [0u8; 1];
                 let ready = wait_readable(ready_r.as_fd(), 10_000)
                     && std::fs::File::from(ready_r).read(&mut got).unwrap_or(0) == 1;
                 if !ready {
                     h.end();
-                    bail!(
-                        "a user namespace mapping uid {uid} and gid {gid} to 0, and a network \
-                         namespace in it, could not be made (unprivileged user namespaces \
-                         refused?)"
-                    );
+                    match maps {
+                        None => bail!(
+                            "a user namespace mapping uid {uid} and gid {gid} to 0, and a \
+                             network namespace in it, could not be made (unprivileged user \
+                             namespaces refused?)"
+                        ),
+                        Some(_) => bail!(
+                            "a network namespace in the container's user namespace could not \
+                             be made"
+                        ),
+                    }
                 }
                 Ok(h)
             }
@@ -471,7 +515,9 @@ impl Drop for Holder {
 /// recorded in the bundle; the caller drops the holder once the container was created (or
 /// failed to be), and runs [`stop`] when it exits.
 pub fn prepare(bundle: &Path, helper: Helper, bin: &Path, ports: &[PortMapping]) -> Result<Holder> {
-    let holder = Holder::new()?;
+    // (a container of --userns keep-id or nomap: its own maps, recorded in the bundle)
+    let maps = super::userns::load_maps(bundle)?;
+    let holder = Holder::new(maps.as_ref())?;
     holder.join_in_config(bundle)?;
     start(bundle, helper, bin, holder.pid(), ports)?;
     Ok(holder)

@@ -1,9 +1,12 @@
-//! `husk up --userns host|auto[:size=N]`, as podman's rootful `--userns`: `host` (the default)
-//! is no user namespace; `auto` gives the container a user namespace whose ids 0…size-1 are a
-//! range of host ids no other container of the store holds, taken from the subordinate ids
-//! `/etc/subuid` and `/etc/subgid` give the user `containers` (podman's `root_auto_ns_user`;
-//! `$HUSK_SUBID_USER` names another). `keep-id` and `nomap` are podman's rootless modes and are
-//! refused in its words.
+//! `husk up --userns host|auto[:size=N]|keep-id[:uid=U,gid=G]|nomap`, as podman's `--userns`:
+//! `host` (the default) is no user namespace of the container's own; `auto` (root) gives the
+//! container a user namespace whose ids 0…size-1 are a range of host ids no other container of
+//! the store holds, taken from the subordinate ids `/etc/subuid` and `/etc/subgid` give the user
+//! `containers` (podman's `root_auto_ns_user`; `$HUSK_SUBID_USER` names another). `keep-id` and
+//! `nomap` are podman's rootless modes (refused for root in its words): a user's container gets
+//! the user's own subordinate ids with the user's own uid and gid kept as they are (or at
+//! `uid=`/`gid=`), or left out; the rootfs is unpacked in a user namespace of that mapping
+//! ([`rootless_layout`], `image::unpack_mapped`).
 //!
 //! The ranges handed out are recorded in `STORE/userns/ID.json` under the flock of
 //! `STORE/userns/.lock`, so concurrent `husk up --userns=auto` never share ids. A record belongs
@@ -13,7 +16,9 @@
 //! `husk up` killed before its bundle was made) is released by the next allocation and by
 //! `husk image prune`.
 
-use anyhow::{bail, Context, Result};
+use crate::image::config::CallerEntry;
+use crate::image::userns::Layout;
+use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::fs;
@@ -54,6 +59,33 @@ pub enum Mode {
     Host,
     /// A user namespace mapping 0…size-1 onto a free range of the subordinate ids.
     Auto { size: Option<u32> },
+    /// A caller without root: its own uid and gid kept (or at `uid=`/`gid=`), its subordinate
+    /// ids around them.
+    KeepId { uid: Option<u32>, gid: Option<u32> },
+    /// A caller without root: its subordinate ids alone, its own ids not mapped.
+    NoMap,
+}
+
+impl std::fmt::Display for Mode {
+    /// The flag as it was asked for, for errors (`--userns keep-id:uid=1000`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mode::Host => write!(f, "--userns host"),
+            Mode::Auto { size: None } => write!(f, "--userns auto"),
+            Mode::Auto { size: Some(n) } => write!(f, "--userns auto:size={n}"),
+            Mode::NoMap => write!(f, "--userns nomap"),
+            Mode::KeepId { uid, gid } => {
+                let opts: Vec<String> = [("uid", uid), ("gid", gid)]
+                    .iter()
+                    .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
+                    .collect();
+                match opts.is_empty() {
+                    true => write!(f, "--userns keep-id"),
+                    false => write!(f, "--userns keep-id:{}", opts.join(",")),
+                }
+            }
+        }
+    }
 }
 
 /// Parse `--userns VALUE`; errors name the flag, the value and what was expected.
@@ -95,14 +127,49 @@ fn parse_as(s: &str, root: bool) -> Result<Mode> {
         ("keep-id" | "nomap", _) if root => {
             bail!("--userns {s:?}: {mode} is only supported in rootless mode")
         }
-        ("keep-id" | "nomap", _) => bail!(
-            "--userns {s:?}: {mode} is not supported by husk (husk up has no rootless user \
-             namespace modes; expected host or auto[:size=N] as root)"
-        ),
+        ("nomap", None) => Ok(Mode::NoMap),
+        ("nomap", Some(_)) => bail!("--userns {s:?}: nomap takes no options"),
+        ("keep-id", None) => Ok(Mode::KeepId {
+            uid: None,
+            gid: None,
+        }),
+        ("keep-id", Some(opts)) => {
+            let (mut uid, mut gid) = (None, None);
+            for o in opts.split(',') {
+                let slot = match o.split_once('=') {
+                    Some(("uid", n)) => (&mut uid, "uid", n),
+                    Some(("gid", n)) => (&mut gid, "gid", n),
+                    Some(("size", _)) => bail!(
+                        "--userns {s:?}: the keep-id option {o:?} is not supported by husk \
+                         (only uid=U and gid=G)"
+                    ),
+                    _ => bail!(
+                        "--userns {s:?}: unknown keep-id option {o:?} (expected uid=U, gid=G)"
+                    ),
+                };
+                let (dst, what, n) = slot;
+                // (4294967295 is no id: a user namespace never maps it)
+                let v: u32 = n.parse().ok().filter(|v| *v < u32::MAX).with_context(|| {
+                    format!("--userns {s:?}: {what}={n:?} is not an id from 0 to 4294967294")
+                })?;
+                *dst = Some(v);
+            }
+            Ok(Mode::KeepId { uid, gid })
+        }
         ("container" | "ns" | "private", _) => bail!(
-            "--userns {s:?}: {mode} is not supported by husk (expected host or auto[:size=N])"
+            "--userns {s:?}: {mode} is not supported by husk (expected {})",
+            expected(root)
         ),
-        _ => bail!("--userns {s:?}: expected host or auto[:size=N]"),
+        _ => bail!("--userns {s:?}: expected {}", expected(root)),
+    }
+}
+
+/// The values `--userns` takes for root or for another caller.
+fn expected(root: bool) -> &'static str {
+    if root {
+        "host or auto[:size=N]"
+    } else {
+        "host, keep-id[:uid=U,gid=G] or nomap (auto[:size=N] needs root)"
     }
 }
 
@@ -257,7 +324,7 @@ fn read_subids(file: &str, user: &str, flag: &str) -> Result<Vec<Range>> {
 
 /// Check what `auto` needs before anything is made: root, and ranges for the user.
 pub fn check(mode: Mode, flag: &str) -> Result<()> {
-    if mode == Mode::Host {
+    if !matches!(mode, Mode::Auto { .. }) {
         return Ok(());
     }
     if !nix::unistd::geteuid().is_root() || crate::rootless::in_user_namespace() {
@@ -267,6 +334,181 @@ pub fn check(mode: Mode, flag: &str) -> Result<()> {
     read_subids("/etc/subuid", &user, flag)?;
     read_subids("/etc/subgid", &user, flag)?;
     Ok(())
+}
+
+/// The user namespace of `keep-id` and `nomap` (`None` for the other modes): the caller's ids
+/// and its `/etc/subuid` and `/etc/subgid` ranges, placed as podman places them. Found before
+/// anything is made: a caller without ranges, or without newuidmap/newgidmap, is refused naming
+/// the flag, the user and the file (or the tool); a `uid=`/`gid=` beyond the ids the mapping
+/// holds (0 to the number of subordinate ids, the caller's own among them) naming the value.
+pub fn rootless_layout(mode: Mode) -> Result<Option<Layout>> {
+    use crate::image::userns::layout_of_caller;
+    let (asked_uid, asked_gid) = match mode {
+        Mode::KeepId { uid, gid } => (uid, gid),
+        Mode::NoMap => (None, None),
+        Mode::Host | Mode::Auto { .. } => return Ok(None),
+    };
+    let what = if mode == Mode::NoMap {
+        "nomap"
+    } else {
+        "keep-id"
+    };
+    let l = layout_of_caller().map_err(|why| {
+        anyhow!(
+            "{mode}: {why} ({what} maps the container's ids to your subordinate ids, which \
+             /etc/subuid and /etc/subgid give and newuidmap and newgidmap map)"
+        )
+    })?;
+    layout_for(mode, asked_uid, asked_gid, l).map(Some)
+}
+
+/// The caller's layout `l` placed as `mode` asks (its `uid=`/`gid=` values `asked_*`).
+fn layout_for(
+    mode: Mode,
+    asked_uid: Option<u32>,
+    asked_gid: Option<u32>,
+    l: Layout,
+) -> Result<Layout> {
+    use crate::image::userns::{count, Mapping};
+    if mode == Mode::NoMap {
+        return Ok(l.with_mapping(Mapping::NoMap));
+    }
+    for (kind, asked, ranges, file) in [
+        ("uid", asked_uid, &l.uids, "/etc/subuid"),
+        ("gid", asked_gid, &l.gids, "/etc/subgid"),
+    ] {
+        let n = count(ranges);
+        if let Some(v) = asked.filter(|v| u64::from(*v) > n) {
+            bail!(
+                "{mode}: {kind}={v} is beyond the {} {kind}s the container's user namespace \
+                 maps (0 to {n}: the {n} subordinate {kind}s {file} gives {} and your own)",
+                n + 1,
+                l.user
+            );
+        }
+    }
+    let (uid, gid) = (asked_uid.unwrap_or(l.uid), asked_gid.unwrap_or(l.gid));
+    Ok(l.with_mapping(Mapping::KeepId { uid, gid }))
+}
+
+/// The user `keep-id` runs the process as when `-u` does not say (podman's): the caller's ids
+/// as the mapping places them.
+pub fn keep_id_user(l: &Layout) -> Option<String> {
+    match l.mapping {
+        crate::image::userns::Mapping::KeepId { uid, gid } => Some(format!("{uid}:{gid}")),
+        _ => None,
+    }
+}
+
+/// The caller's `/etc/passwd` and `/etc/group` lines `keep-id` adds (podman's
+/// `AddCurrentUserPasswdEntry`): its name, gecos and group from the host's user database, at
+/// the container ids the mapping gives it; the home directory is the caller's own when one of
+/// `mounts` (container paths) puts something there or above it, else the container's working
+/// directory `workdir`, as podman writes it.
+pub fn caller_entry(l: &Layout, workdir: &str, mounts: &[String]) -> Option<CallerEntry> {
+    let crate::image::userns::Mapping::KeepId { uid, gid } = l.mapping else {
+        return None;
+    };
+    let host = nix::unistd::User::from_uid(l.uid.into()).ok().flatten();
+    let home = host
+        .as_ref()
+        .map(|u| u.dir.to_string_lossy().into_owned())
+        .filter(|h| h.starts_with('/'))
+        .filter(|h| home_is_mounted(h, mounts))
+        .unwrap_or_else(|| workdir.to_string());
+    let gecos = host
+        .as_ref()
+        .map(|u| u.gecos.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let group = nix::unistd::Group::from_gid(l.gid.into())
+        .ok()
+        .flatten()
+        .map(|g| g.name);
+    Some(CallerEntry {
+        name: l.user.clone(),
+        uid,
+        gid,
+        gecos,
+        home,
+        group,
+    })
+}
+
+/// Whether one of `mounts` (container paths) is `home` or a directory above it other than `/`
+/// (podman's `MountExists` walk up from the home directory).
+fn home_is_mounted(home: &str, mounts: &[String]) -> bool {
+    let clean = super::flags::clean_container_path;
+    let mounts: Vec<String> = mounts.iter().map(|m| clean(m)).collect();
+    let mut p = std::path::PathBuf::from(clean(home));
+    while p != Path::new("/") {
+        if mounts.iter().any(|m| Path::new(m) == p) {
+            return true;
+        }
+        if !p.pop() {
+            break;
+        }
+    }
+    false
+}
+
+/// The process's user (`process.user`: uid, gid, additionalGids) must be ids the `keep-id` or
+/// `nomap` namespace maps; `user` is what `-u` or the image asked for, for the error.
+pub fn check_mapped_user(u: &Value, l: &Layout, mode: Mode, user: &str) -> Result<()> {
+    let (uids, gids) = (l.uid_ids(), l.gid_ids());
+    let extra = u["additionalGids"].as_array().cloned().unwrap_or_default();
+    let mut all = vec![("uid", &u["uid"], uids), ("gid", &u["gid"], gids)];
+    all.extend(extra.iter().map(|g| ("supplementary gid", g, gids)));
+    for (what, v, ids) in all {
+        let Some(n) = v.as_u64() else {
+            continue;
+        };
+        if !u32::try_from(n).is_ok_and(|n| ids.has(n)) {
+            bail!(
+                "user {user:?}: {what} {n} is outside the container's user namespace ({mode} \
+                 maps {what}s {}: your own and your subordinate ids)",
+                ids.describe()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The bundle's record of its `keep-id`/`nomap` maps: a user-mode network's holder makes the
+/// container's user namespace with them at each run (config.json then joins it by path and
+/// drops its own mappings).
+pub const MAPS: &str = "userns-maps.json";
+
+/// The maps of a user namespace: (containerID, hostID, size) triples of uids and gids.
+pub type Maps = (Vec<(u32, u32, u32)>, Vec<(u32, u32, u32)>);
+
+#[derive(Serialize, Deserialize)]
+struct MapsRecord {
+    #[serde(rename = "uidMappings")]
+    uid: Vec<(u32, u32, u32)>,
+    #[serde(rename = "gidMappings")]
+    gid: Vec<(u32, u32, u32)>,
+}
+
+/// Record `l`'s container maps in the bundle.
+pub fn save_maps(bundle: &Path, l: &Layout) -> Result<()> {
+    let rec = MapsRecord {
+        uid: l.uid_triples(),
+        gid: l.gid_triples(),
+    };
+    crate::state::write_atomic(&bundle.join(MAPS), &serde_json::to_vec_pretty(&rec)?, 0o600)
+}
+
+/// The maps the bundle recorded (`None`: none, a container of the caller's own ids alone).
+pub fn load_maps(bundle: &Path) -> Result<Option<Maps>> {
+    let p = bundle.join(MAPS);
+    let data = match fs::read(&p) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("read {}", p.display())),
+    };
+    let r: MapsRecord = serde_json::from_slice(&data)
+        .with_context(|| format!("malformed id maps {}", p.display()))?;
+    Ok(Some((r.uid, r.gid)))
 }
 
 /// Hand container `id` of the store a range of `size` uids and gids no live record holds, and
@@ -361,6 +603,23 @@ pub fn own_new_volumes(new: &[PathBuf], a: &Allocation) -> Result<()> {
     Ok(())
 }
 
+/// A volume made for a container of `keep-id` or `nomap` belongs to its process's user, as podman
+/// gives it (`fixVolumePermissions`): each of `new` (made by this `husk up`) that is still the
+/// caller's (not filled from the image) is chowned to `user` (container ids). Runs as root of
+/// the container's ids ([`crate::image::userns::run_mapped`]).
+pub fn own_new_volumes_mapped(new: &[PathBuf], l: &Layout, user: (u32, u32)) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let caller = l.ns_caller_at();
+    for d in new {
+        let md = fs::symlink_metadata(d).with_context(|| format!("stat {}", d.display()))?;
+        if md.is_dir() && (md.uid(), md.gid()) == caller && (md.uid(), md.gid()) != user {
+            std::os::unix::fs::lchown(d, Some(user.0), Some(user.1))
+                .with_context(|| format!("chown the volume {}", d.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// The process's user (`process.user` of the spec: uid, gid, additionalGids) must be ids of the
 /// container's user namespace; `user` is what `-u` or the image asked for, for the error.
 pub fn check_user(u: &Value, a: &Allocation, user: &str) -> Result<()> {
@@ -415,11 +674,6 @@ mod tests {
             Mode::Auto { size: Some(8192) }
         );
         let err = |s: &str| format!("{:#}", parse_as(s, true).unwrap_err());
-        let user_err = format!("{:#}", parse_as("keep-id", false).unwrap_err());
-        assert!(
-            user_err.contains("keep-id is not supported by husk"),
-            "{user_err}"
-        );
         assert!(err("auto:size=0").contains("--userns \"auto:size=0\""));
         assert!(err("auto:size=x").contains("size=\"x\""));
         assert!(err("auto:bogus").contains("unknown auto option"));
@@ -429,6 +683,160 @@ mod tests {
         assert!(err("nomap").contains("nomap is only supported in rootless mode"));
         assert!(err("host:x").contains("expected host"));
         assert!(err("auto:uidmapping=0:1:2").contains("not supported"));
+    }
+
+    #[test]
+    fn rootless_values() {
+        let user = |s: &str| parse_as(s, false);
+        let user_err = |s: &str| format!("{:#}", parse_as(s, false).unwrap_err());
+        assert_eq!(
+            user("keep-id").unwrap(),
+            Mode::KeepId {
+                uid: None,
+                gid: None
+            }
+        );
+        assert_eq!(
+            user("keep-id:uid=1000,gid=1001").unwrap(),
+            Mode::KeepId {
+                uid: Some(1000),
+                gid: Some(1001)
+            }
+        );
+        assert_eq!(
+            user("keep-id:gid=0").unwrap(),
+            Mode::KeepId {
+                uid: None,
+                gid: Some(0)
+            }
+        );
+        assert_eq!(user("nomap").unwrap(), Mode::NoMap);
+        assert_eq!(user("host").unwrap(), Mode::Host);
+        // the flag as asked, for errors
+        assert_eq!(
+            user("keep-id:uid=1000,gid=1001").unwrap().to_string(),
+            "--userns keep-id:uid=1000,gid=1001"
+        );
+        assert_eq!(user("keep-id").unwrap().to_string(), "--userns keep-id");
+        assert_eq!(Mode::NoMap.to_string(), "--userns nomap");
+        let e = user_err("keep-id:uid=x");
+        assert!(
+            e.contains("uid=\"x\" is not an id from 0 to 4294967294"),
+            "{e}"
+        );
+        assert!(user_err("keep-id:uid=4294967295").contains("uid=\"4294967295\""));
+        assert!(user_err("keep-id:uid=-1").contains("not an id"));
+        assert!(user_err("keep-id:size=10").contains("not supported by husk"));
+        assert!(user_err("keep-id:bogus").contains("unknown keep-id option \"bogus\""));
+        assert!(user_err("keep-id:").contains("unknown keep-id option \"\""));
+        assert!(user_err("nomap:uid=1").contains("nomap takes no options"));
+        let e = user_err("bogus");
+        assert!(
+            e.contains("expected host, keep-id[:uid=U,gid=G] or nomap"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn keep_id_and_nomap_layouts() {
+        use crate::image::userns::{Mapping, Range as R};
+        let r = |start, count| R { start, count };
+        // nobody with 200000 subordinate ids: podman's three lines
+        let l = Layout::of(
+            "nobody",
+            65534,
+            65534,
+            vec![r(2000000, 200000)],
+            vec![r(3000000, 200000)],
+        );
+        let keep = Mode::KeepId {
+            uid: None,
+            gid: None,
+        };
+        let k = layout_for(keep, None, None, l.clone()).unwrap();
+        assert_eq!(
+            k.mapping,
+            Mapping::KeepId {
+                uid: 65534,
+                gid: 65534
+            }
+        );
+        assert_eq!(
+            k.uid_triples(),
+            [
+                (0, 2000000, 65534),
+                (65534, 65534, 1),
+                (65535, 2065534, 134466)
+            ]
+        );
+        assert_eq!(keep_id_user(&k).as_deref(), Some("65534:65534"));
+        // uid=, gid=: the caller at those ids; the process user follows
+        let asked = Mode::KeepId {
+            uid: Some(1000),
+            gid: Some(1000),
+        };
+        let k = layout_for(asked, Some(1000), Some(1000), l.clone()).unwrap();
+        assert_eq!(k.uid_triples()[1], (1000, 65534, 1));
+        assert_eq!(keep_id_user(&k).as_deref(), Some("1000:1000"));
+        // up to the count itself (the last id of 0..=count), not beyond
+        assert!(layout_for(asked, Some(200000), None, l.clone()).is_ok());
+        let e = format!(
+            "{:#}",
+            layout_for(asked, Some(200001), None, l.clone()).unwrap_err()
+        );
+        assert!(e.contains("uid=200001 is beyond the 200001 uids"), "{e}");
+        assert!(e.contains("/etc/subuid gives nobody"), "{e}");
+        let e = format!(
+            "{:#}",
+            layout_for(asked, None, Some(4000000), l.clone()).unwrap_err()
+        );
+        assert!(e.contains("gid=4000000"), "{e}");
+        // a caller's own uid beyond the count: podman's gap, not an error
+        let small = Layout::of(
+            "nobody",
+            65534,
+            65534,
+            vec![r(2000000, 1000)],
+            vec![r(3000000, 1000)],
+        );
+        let k = layout_for(keep, None, None, small).unwrap();
+        assert_eq!(k.uid_triples(), [(0, 2000000, 1000), (65534, 65534, 1)]);
+        // nomap: the caller's ids nowhere, the process user checked against the ranges
+        let n = layout_for(Mode::NoMap, None, None, l.clone()).unwrap();
+        assert_eq!(n.uid_triples(), [(0, 2000000, 200000)]);
+        assert_eq!(keep_id_user(&n), None);
+        let user = |uid: u64, gid: u64| json!({"uid": uid, "gid": gid, "additionalGids": [gid]});
+        assert!(check_mapped_user(&user(0, 0), &n, Mode::NoMap, "").is_ok());
+        let e = format!(
+            "{:#}",
+            check_mapped_user(&user(200000, 0), &n, Mode::NoMap, "200000").unwrap_err()
+        );
+        assert!(e.contains("user \"200000\": uid 200000 is outside"), "{e}");
+        assert!(e.contains("--userns nomap maps uids 0-199999"), "{e}");
+        let k = layout_for(keep, None, None, l).unwrap();
+        assert!(check_mapped_user(&user(65534, 65534), &k, keep, "").is_ok());
+        assert!(check_mapped_user(&user(0, 200001), &k, keep, "").is_err());
+    }
+
+    #[test]
+    fn caller_entry_home_as_podman() {
+        let mounts = |m: &[&str]| m.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(home_is_mounted("/home/u", &mounts(&["/home/u"])));
+        assert!(home_is_mounted("/home/u", &mounts(&["/home/"])));
+        assert!(home_is_mounted("/home/u/", &mounts(&["/home/u"])));
+        assert!(!home_is_mounted("/home/u", &mounts(&["/"])));
+        assert!(!home_is_mounted(
+            "/home/u",
+            &mounts(&["/home/u/x", "/data"])
+        ));
+        assert!(!home_is_mounted("/home/u", &[]));
+        // only keep-id adds one
+        let l = Layout::of("nobody", 65534, 65534, vec![], vec![]);
+        assert_eq!(caller_entry(&l, "/", &[]), None);
+        let k = l.with_mapping(crate::image::userns::Mapping::KeepId { uid: 7, gid: 8 });
+        let e = caller_entry(&k, "/work", &[]).unwrap();
+        assert_eq!((e.name.as_str(), e.uid, e.gid), ("nobody", 7, 8));
+        assert_eq!(e.home, "/work");
     }
 
     #[test]

@@ -173,7 +173,7 @@ pub fn rm(store: &Path, names: &[String], force: bool) -> Result<()> {
             );
         }
         let d = dir(store).join(n);
-        std::fs::remove_dir_all(&d).with_context(|| format!("remove {}", d.display()))?;
+        super::remove_tree(&d).with_context(|| format!("remove {}", d.display()))?;
     }
     Ok(())
 }
@@ -196,7 +196,7 @@ pub fn prune(store: &Path, all: bool) -> Result<(Vec<String>, u64)> {
             continue;
         }
         bytes += size(&d);
-        std::fs::remove_dir_all(&d).with_context(|| format!("remove {}", d.display()))?;
+        super::remove_tree(&d).with_context(|| format!("remove {}", d.display()))?;
         removed.push(n);
     }
     Ok((removed, bytes))
