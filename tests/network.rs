@@ -1860,6 +1860,7 @@ fn dual_stack_ports(driver: Option<&'static str>) {
         "{other6} {subnet6}"
     );
     assert!(inspect("n4")["subnet6"].is_null());
+    assert_ls_lists_every_subnet(&t, &subnet6, &gw6);
     t.husk_ok(None, &["rm", "d7"]);
 
     let web = container("v6web", &["/bin/httpd", "-f", "-p", "80", "-h", "/"], false);
@@ -2065,5 +2066,62 @@ fn assert_native_rules6(t: &TestNet, table: &str, ip6: &str, gw6: &str, subnet6:
         serde_json::to_string_pretty(&got).unwrap(),
         serde_json::to_string_pretty(&want).unwrap(),
         "table ip6 {table} differs from nft's own rules"
+    );
+}
+
+/// `network ls` of [`dual_stack_ports`]'s networks: the dual-stack `d6`'s row lists both its
+/// subnets and both gateways, `n4`'s its one; `--format json` the same, as `subnets`; `-q` and
+/// the JSON name the same networks; a bad `--format` is refused by name.
+fn assert_ls_lists_every_subnet(t: &TestNet, subnet6: &str, gw6: &str) {
+    let ls = t.husk_ok(None, &["ls"]);
+    let mut lines = ls.lines();
+    let head: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        head,
+        ["NAME", "SUBNETS", "GATEWAYS", "BRIDGE", "SOURCE"],
+        "{ls}"
+    );
+    let row = |name: &str| -> Vec<String> {
+        ls.lines()
+            .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+            .find(|c| c[0] == name)
+            .unwrap_or_else(|| panic!("no row for {name}: {ls}"))
+    };
+    let d6 = row("d6");
+    assert_eq!(d6[1], format!("10.77.41.0/24,{subnet6}"), "{ls}");
+    assert_eq!(d6[2], format!("10.77.41.1,{gw6}"), "{ls}");
+    let n4 = row("n4");
+    assert!(!n4[1].contains(',') && n4[1].ends_with("/24"), "{ls}");
+    // the columns line up: each cell starts where its header does
+    let at = |l: &str, word: &str| l.find(word).unwrap();
+    let d6_line = ls.lines().find(|l| l.starts_with("d6 ")).unwrap();
+    let header = ls.lines().next().unwrap();
+    assert_eq!(at(d6_line, "10.77.41.1,"), at(header, "GATEWAYS"), "{ls}");
+
+    let j: Value = serde_json::from_str(&t.husk_ok(None, &["ls", "--format", "json"])).unwrap();
+    let arr = j.as_array().unwrap();
+    let names: Vec<&str> = arr.iter().map(|n| n["name"].as_str().unwrap()).collect();
+    let quiet = t.husk_ok(None, &["ls", "-q"]);
+    assert_eq!(names, quiet.lines().collect::<Vec<_>>(), "{j}");
+    let d6 = arr.iter().find(|n| n["name"] == "d6").unwrap();
+    assert_eq!(
+        d6["subnets"],
+        serde_json::json!([
+            {"subnet": "10.77.41.0/24", "gateway": "10.77.41.1"},
+            {"subnet": subnet6, "gateway": gw6},
+        ]),
+        "{j}"
+    );
+    assert_eq!(d6["ipv6"], true, "{j}");
+    let n4 = arr.iter().find(|n| n["name"] == "n4").unwrap();
+    assert_eq!(n4["subnets"].as_array().map(Vec::len), Some(1), "{j}");
+    assert_eq!(n4["ipv6"], false, "{j}");
+    // inspect lists them the same way
+    let i: Value = serde_json::from_str(&t.husk_ok(None, &["inspect", "d6"])).unwrap();
+    assert_eq!(i["subnets"], d6["subnets"], "{i}");
+    let e = t.husk_err(None, &["ls", "--format", "yaml"]);
+    assert!(
+        e.contains("--format") && e.contains("yaml") && e.contains("table or json"),
+        "{e}"
     );
 }
