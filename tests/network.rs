@@ -2266,9 +2266,19 @@ fn assert_native_rules6(t: &TestNet, table: &str, ip6: &str, gw6: &str, subnet6:
 }
 
 /// `network ls` of [`dual_stack_ports`]'s networks: the dual-stack `d6`'s row lists both its
-/// subnets and both gateways, `n4`'s its one; `--format json` the same, as `subnets`; `-q` and
-/// the JSON name the same networks; a bad `--format` is refused by name.
+/// subnets and both gateways, `n4`'s its one, a user's conflist every range of every range set
+/// in its order (an IPv6 one first, two IPv4 ones in one set, a gateway given and one not);
+/// `--format json` the same, as `subnets`; `-q` and the JSON name the same networks; a bad
+/// `--format` is refused by name.
 fn assert_ls_lists_every_subnet(t: &TestNet, subnet6: &str, gw6: &str) {
+    let mine = t.dir.join("cni/mine6.conflist");
+    let conf = serde_json::json!({"cniVersion": "1.0.0", "name": "mine6", "plugins": [
+        {"type": "bridge", "bridge": "mine6br", "ipam": {"type": "host-local", "ranges": [
+            [{"subnet": "fd00:aa:1::/64"}],
+            [{"subnet": "10.99.1.0/24"}, {"subnet": "10.99.2.0/24", "gateway": "10.99.2.254"}],
+        ]}},
+    ]});
+    std::fs::write(&mine, conf.to_string()).unwrap();
     let ls = t.husk_ok(None, &["ls"]);
     let mut lines = ls.lines();
     let head: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
@@ -2288,6 +2298,9 @@ fn assert_ls_lists_every_subnet(t: &TestNet, subnet6: &str, gw6: &str) {
     assert_eq!(d6[2], format!("10.77.41.1,{gw6}"), "{ls}");
     let n4 = row("n4");
     assert!(!n4[1].contains(',') && n4[1].ends_with("/24"), "{ls}");
+    let m = row("mine6");
+    assert_eq!(m[1], "fd00:aa:1::/64,10.99.1.0/24,10.99.2.0/24", "{ls}");
+    assert_eq!(m[2], "fd00:aa:1::1,10.99.1.1,10.99.2.254", "{ls}");
     // the columns line up: each cell starts where its header does
     let at = |l: &str, word: &str| l.find(word).unwrap();
     let d6_line = ls.lines().find(|l| l.starts_with("d6 ")).unwrap();
@@ -2315,9 +2328,15 @@ fn assert_ls_lists_every_subnet(t: &TestNet, subnet6: &str, gw6: &str) {
     // inspect lists them the same way
     let i: Value = serde_json::from_str(&t.husk_ok(None, &["inspect", "d6"])).unwrap();
     assert_eq!(i["subnets"], d6["subnets"], "{i}");
+    let m = arr.iter().find(|n| n["name"] == "mine6").unwrap();
+    assert_eq!(m["subnets"].as_array().map(Vec::len), Some(3), "{j}");
+    assert_eq!(m["subnets"][2]["gateway"], "10.99.2.254", "{j}");
+    assert_eq!(m["ipv6"], true, "{j}");
+    assert_eq!(m["managedByHusk"], false, "{j}");
     let e = t.husk_err(None, &["ls", "--format", "yaml"]);
     assert!(
         e.contains("--format") && e.contains("yaml") && e.contains("table or json"),
         "{e}"
     );
+    std::fs::remove_file(&mine).unwrap();
 }

@@ -246,16 +246,12 @@ pub fn run(g: &Global, a: NetworkArgs) -> Result<()> {
     Ok(())
 }
 
-/// Every subnet of `n` with its gateway, IPv4 first, as podman lists them (`subnets`).
+/// Every subnet of `n` with its gateway, as podman lists them (`subnets`).
 fn subnets_json(n: &Network) -> Value {
-    let mut v = Vec::new();
-    if let Some(s) = n.subnet {
-        v.push(json!({"subnet": s.to_string(), "gateway": n.gateway.map(|g| g.to_string())}));
-    }
-    if let Some((s, g)) = n.subnet6 {
-        v.push(json!({"subnet": s.to_string(), "gateway": g.to_string()}));
-    }
-    Value::Array(v)
+    n.subnets
+        .iter()
+        .map(|(s, g)| json!({"subnet": s, "gateway": g.to_string()}))
+        .collect()
 }
 
 /// One element of `ls --format json`.
@@ -265,7 +261,7 @@ fn ls_json(n: &Network) -> Value {
         "file": n.path,
         "managedByHusk": n.source == Source::Husk,
         "subnets": subnets_json(n),
-        "ipv6": n.subnet6.is_some(),
+        "ipv6": n.subnets.iter().any(|(s, _)| s.contains(':')),
         "bridge": n.bridge,
         "internal": n.internal,
     })
@@ -277,16 +273,8 @@ fn ls_table(nets: &[Network]) -> String {
     let rows: Vec<[String; 5]> = nets
         .iter()
         .map(|n| {
-            let mut subnets = Vec::new();
-            let mut gateways = Vec::new();
-            if let Some(s) = n.subnet {
-                subnets.push(s.to_string());
-                gateways.push(n.gateway.map(|g| g.to_string()).unwrap_or("-".into()));
-            }
-            if let Some((s, g)) = n.subnet6 {
-                subnets.push(s.to_string());
-                gateways.push(g.to_string());
-            }
+            let subnets: Vec<String> = n.subnets.iter().map(|(s, _)| s.clone()).collect();
+            let gateways: Vec<String> = n.subnets.iter().map(|(_, g)| g.to_string()).collect();
             let or_dash = |v: Vec<String>| {
                 if v.is_empty() {
                     "-".to_string()
