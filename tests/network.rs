@@ -2333,10 +2333,16 @@ fn assert_ls_lists_every_subnet(t: &TestNet, subnet6: &str, gw6: &str) {
     assert_eq!(m["subnets"][2]["gateway"], "10.99.2.254", "{j}");
     assert_eq!(m["ipv6"], true, "{j}");
     assert_eq!(m["managedByHusk"], false, "{j}");
-    let e = t.husk_err(None, &["ls", "--format", "yaml"]);
-    assert!(
-        e.contains("--format") && e.contains("yaml") && e.contains("table or json"),
-        "{e}"
-    );
+    assert_eq!(t.husk_ok(None, &["ls", "-q", "--format", "json"]), quiet);
+    for args in [
+        &["ls", "--format", "yaml"][..],
+        &["ls", "-q", "--format", "yaml"],
+    ] {
+        let e = t.husk_err(None, args);
+        assert!(
+            e.contains("--format") && e.contains("yaml") && e.contains("table or json"),
+            "{args:?}: {e}"
+        );
+    }
     std::fs::remove_file(&mine).unwrap();
 }

@@ -508,9 +508,6 @@ fn start_proxies(dirs: &Dirs, a: &mut Attachment) -> Result<()> {
     if a.driver == Driver::Plugins && !proxied.is_empty() {
         let guarded = native::nft::loopback_guard_batch(&a.target().table(), &proxied)
             .and_then(|b| native::nft::apply(&a.network, &b));
-        if guarded.is_ok() {
-            crate::fault::step("network attach: [::1] guard made");
-        }
         if let Err(e) = guarded {
             for p in a.proxies.drain(..) {
                 super::proxy::stop(&p);
@@ -523,6 +520,8 @@ fn start_proxies(dirs: &Dirs, a: &mut Attachment) -> Result<()> {
                 a.network,
                 list.join(", ")
             ));
+        } else {
+            crate::fault::step("network attach: [::1] guard made");
         }
     }
     Ok(())
@@ -593,10 +592,12 @@ fn release(dirs: &Dirs, a: &mut Attachment) -> Result<()> {
     for p in &a.proxies {
         super::proxy::stop(p);
     }
-    let table = a.target().table();
-    // (a namespace whose nf_tables cannot even be asked has no guard to remove)
-    if guard && native::nft::exists6(&table).unwrap_or(false) {
-        native::nft::apply(&a.network, &native::nft::delete_batch6(&table))?;
+    if guard {
+        let table = a.target().table();
+        // (a namespace whose nf_tables cannot even be asked has no guard to remove)
+        if native::nft::exists6(&table).unwrap_or(false) {
+            native::nft::apply(&a.network, &native::nft::delete_batch6(&table))?;
+        }
     }
     drop_unmounted_pin(dirs, &a.container)?;
     match a.driver {

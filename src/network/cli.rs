@@ -54,7 +54,8 @@ pub enum NetworkVerb {
         /// Print only the names.
         #[arg(short, long)]
         quiet: bool,
-        /// table, or json: an array of the networks, each with all its subnets.
+        /// table, or json: an array of the networks, each with all its subnets (-q: the names
+        /// alone, either way).
         #[arg(long, default_value = "table")]
         format: String,
     },
@@ -139,19 +140,19 @@ pub fn run(g: &Global, a: NetworkArgs) -> Result<()> {
             output::line(&n.name)?;
         }
         NetworkVerb::Ls { quiet, format } => {
+            if !matches!(format.as_str(), "table" | "json") {
+                bail!("--format {format:?}: expected table or json");
+            }
             let nets = super::list(&dirs)?;
-            match (format.as_str(), quiet) {
-                (_, true) => {
-                    for n in nets {
-                        output::line(&n.name)?;
-                    }
+            if quiet {
+                for n in nets {
+                    output::line(&n.name)?;
                 }
-                ("table", false) => output::line(&ls_table(&nets))?,
-                ("json", false) => {
-                    let v: Vec<_> = nets.iter().map(ls_json).collect();
-                    output::line(&serde_json::to_string_pretty(&v)?)?;
-                }
-                (f, false) => bail!("--format {f:?}: expected table or json"),
+            } else if format == "json" {
+                let v: Vec<_> = nets.iter().map(ls_json).collect();
+                output::line(&serde_json::to_string_pretty(&v)?)?;
+            } else {
+                output::line(&ls_table(&nets))?;
             }
         }
         NetworkVerb::Inspect { name } => {
