@@ -4600,10 +4600,10 @@ fn up_rootless_ipv6_pasta() {
     );
 }
 
-/// `husk up` of a user without root with slirp4netns and `-p '[::1]:P:80'`: a slirp4netns
-/// whose API takes an IPv6 host address (given `--enable-ipv6`) serves it on `[::1]`; one that
-/// does not (Debian's 1.2.0 reads `host_addr` as IPv4 only) makes husk up fail with an error
-/// naming the port, slirp4netns and pasta, leaving nothing.
+/// `husk up` of a user without root with slirp4netns and `-p '[::1]:P:80'`: where slirp4netns's
+/// API refuses an IPv6 host address (Debian's 1.2.0 reads `host_addr` as IPv4 only) husk up
+/// fails with an error naming the port, slirp4netns and pasta, leaving nothing; a slirp4netns
+/// that takes it (given `--enable-ipv6`) must serve the port on `[::1]`.
 #[test]
 fn up_rootless_ipv6_port_slirp4netns() {
     let test = "up_rootless_ipv6_port_slirp4netns";
