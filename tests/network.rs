@@ -1437,7 +1437,23 @@ fn attach_killed_after_starting_a_proxy_is_released_by_gc() {
     if !require_root("attach_killed_after_starting_a_proxy_is_released_by_gc") {
         return;
     }
-    let t = TestNet::new("pxkill");
+    proxy_attach_killed(None);
+}
+
+/// The same through the CNI plugins, killed also once the table that keeps `[::1]` from
+/// portmap is made: gc removes it.
+#[test]
+fn attach_killed_after_starting_a_proxy_through_the_plugins_is_released_by_gc() {
+    if !require_root("attach_killed_after_starting_a_proxy_through_the_plugins_is_released_by_gc") {
+        return;
+    }
+    proxy_attach_killed(Some("plugins"));
+}
+
+fn proxy_attach_killed(driver: Option<&'static str>) {
+    let name = "attach_killed_after_starting_a_proxy_is_released_by_gc";
+    let mut t = TestNet::new("pxkill");
+    t.driver = driver;
     t.enable_ipv6();
     t.husk_ok(None, &["create", "--ipv6", "d"]);
     let c = container("pxkill", &["/probe", "pause"], false);
@@ -1446,42 +1462,77 @@ fn attach_killed_after_starting_a_proxy_is_released_by_gc() {
     let logs = log.to_str().unwrap();
     let o = t.husk_env(Some(&c.root), &attach, &[("HUSK_FAULT_LOG", logs)]);
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    if driver.is_some() {
+        // the guard: its table while attached
+        let table = native_table(&c.id, "d");
+        assert!(
+            t.nft_tables().contains(&format!("ip6 {table}")),
+            "{:?}",
+            t.nft_tables()
+        );
+    }
     t.husk_ok(Some(&c.root), &["detach", "d", &c.id]);
     let steps = std::fs::read_to_string(&log).unwrap_or_default();
     if steps.is_empty() {
         skip(
-            "attach_killed_after_starting_a_proxy_is_released_by_gc",
+            name,
             "the husk under test has no fault steps (a release build)",
         );
         return;
     }
-    let n = steps.lines().count();
-    assert!(
-        steps.lines().last().unwrap().contains("proxy started"),
-        "{steps}"
-    );
-    let o = t.husk_env(
-        Some(&c.root),
-        &attach,
-        &[("HUSK_FAULT_STEP", &n.to_string())],
-    );
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(
-        o.status.signal(),
-        Some(libc::SIGKILL),
-        "{}",
-        text(&o.stderr)
-    );
-    let l = t.leaks(&[&c.id], &[], true);
-    assert!(l.iter().any(|x| x.starts_with("process ")), "{l:#?}");
-    assert!(record(&t, &c.id, "d")["proxies"].is_null());
-    t.husk_ok(None, &["gc"]);
-    // the proxy looks for its record twice a second
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !t.leaks(&[&c.id], &[], true).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
+    // the steps after which a proxy runs unrecorded: its start, and through the plugins the
+    // guard's table made after it
+    let want = if driver.is_some() {
+        vec!["proxy started", "[::1] guard made"]
+    } else {
+        vec!["proxy started"]
+    };
+    let at: Vec<(usize, &str)> = steps
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| want.iter().any(|w| l.contains(w)))
+        .map(|(i, l)| (i + 1, l))
+        .collect();
+    assert_eq!(at.len(), want.len(), "{steps}");
+    assert_eq!(at.last().unwrap().0, steps.lines().count(), "{steps}");
+    for (n, step) in at {
+        let o = t.husk_env(
+            Some(&c.root),
+            &attach,
+            &[("HUSK_FAULT_STEP", &n.to_string())],
+        );
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            o.status.signal(),
+            Some(libc::SIGKILL),
+            "{step}: {}",
+            text(&o.stderr)
+        );
+        let l = t.leaks(&[&c.id], &[], true);
+        assert!(
+            l.iter().any(|x| x.starts_with("process ")),
+            "{step}: {l:#?}"
+        );
+        if step.contains("guard") {
+            assert!(
+                l.iter().any(|x| x.starts_with("nftables table ip6 husk-")),
+                "{step}: {l:#?}"
+            );
+        }
+        assert!(record(&t, &c.id, "d")["proxies"].is_null());
+        t.husk_ok(None, &["gc"]);
+        // the proxy looks for its record twice a second
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !t.leaks(&[&c.id], &[], true).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        t.assert_clean(
+            &format!("after gc of the attach killed at {step}"),
+            &[&c.id],
+            &[],
+            true,
+        );
     }
-    t.assert_clean("after gc of the killed attach", &[&c.id], &[], true);
     // [::1]:18420 is free again
     t.husk_ok(Some(&c.root), &attach);
     t.husk_ok(Some(&c.root), &["detach", "d", &c.id]);
@@ -1489,6 +1540,107 @@ fn attach_killed_after_starting_a_proxy_is_released_by_gc() {
     drop(c);
     t.husk_ok(None, &["rm", "d"]);
     t.assert_clean("at the end", &[], &[], false);
+}
+
+/// A dual-stack attachment's `[::1]` proxy is ended, with everything else, by `husk delete
+/// --force` of its container and, for a container SIGKILLed, by `network prune`.
+#[test]
+fn proxies_end_with_delete_and_prune() {
+    if !require_root("proxies_end_with_delete_and_prune") {
+        return;
+    }
+    proxies_released(None);
+}
+
+/// The same through the CNI plugins (the proxy and the table keeping `[::1]` from portmap).
+#[test]
+fn proxies_end_with_delete_and_prune_through_the_plugins() {
+    if !require_root("proxies_end_with_delete_and_prune_through_the_plugins") {
+        return;
+    }
+    proxies_released(Some("plugins"));
+}
+
+fn proxies_released(driver: Option<&'static str>) {
+    let mut t = TestNet::new("pxrel");
+    t.driver = driver;
+    t.enable_ipv6();
+    t.husk_ok(None, &["create", "--ipv6", "d"]);
+    // [::1]:PORT answers (through the plugins the container's address may be tentative a moment)
+    let answers = |port: u16| {
+        let url = format!("http://[::1]:{port}/etc/hostname");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let o = fetch(&t, &url);
+            if o.status.success() && text(&o.stdout).trim() == "testroot" {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{url}: {}", text(&o.stderr));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let proxy_pid = |id: &str| -> i32 {
+        let p = record(&t, id, "d")["proxies"].clone();
+        assert_eq!(p.as_array().map(Vec::len), Some(1), "{p}");
+        p[0]["pid"].as_i64().unwrap() as i32
+    };
+    // (an ended proxy may stay a zombie a while: its parent, the attach, is gone)
+    let alive = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| Some(!s.rsplit_once(')')?.1.trim_start().starts_with('Z')))
+            .unwrap_or(false)
+    };
+
+    let a = container("pxdel", &["/bin/httpd", "-f", "-p", "80", "-h", "/"], false);
+    let out = t.husk_ok(Some(&a.root), &["attach", "-p", "18433:80", "d", &a.id]);
+    let a_ips: Vec<String> = out
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|c| c.split('/').next().unwrap().to_string())
+        .collect();
+    answers(18433);
+    let pid = proxy_pid(&a.id);
+    assert!(alive(pid));
+    // husk delete --force (in the namespace the attach ran in)
+    let mut d = t.in_ns(runtime().to_str().unwrap());
+    d.arg("--root")
+        .arg(&a.root)
+        .args(["delete", "--force", &a.id])
+        .env("HUSK_NETWORK_RUN_DIR", t.dir.join("run"))
+        .env("CNI_PATH", &t.cni_path);
+    let o = run_timeout(&mut d, CMD_TIMEOUT);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(!alive(pid), "proxy {pid} outlived delete --force");
+    t.assert_clean("after delete --force", &[&a.id], &a_ips, true);
+    drop(a);
+
+    // a container SIGKILLed: its attachment (pinned namespace, proxy) stays until prune
+    let b = container(
+        "pxprune",
+        &["/bin/httpd", "-f", "-p", "80", "-h", "/"],
+        false,
+    );
+    let out = t.husk_ok(Some(&b.root), &["attach", "-p", "18434:80", "d", &b.id]);
+    let b_ips: Vec<String> = out
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|c| c.split('/').next().unwrap().to_string())
+        .collect();
+    answers(18434);
+    let pid = proxy_pid(&b.id);
+    let init = b.state().unwrap()["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(init), nix::sys::signal::SIGKILL).unwrap();
+    assert!(b.wait_status("stopped", Duration::from_secs(5)));
+    assert!(alive(pid));
+    assert_eq!(t.husk_ok(None, &["prune"]).trim(), "d");
+    assert!(!alive(pid), "proxy {pid} outlived network prune");
+    t.assert_clean("after prune", &[&b.id], &b_ips, false);
+    drop(b);
 }
 
 /// The number in `var`, or `default`.
@@ -1860,6 +2012,7 @@ fn dual_stack_ports(driver: Option<&'static str>) {
         "{other6} {subnet6}"
     );
     assert!(inspect("n4")["subnet6"].is_null());
+    assert_ls_lists_every_subnet(&t, &subnet6, &gw6);
     t.husk_ok(None, &["rm", "d7"]);
 
     let web = container("v6web", &["/bin/httpd", "-f", "-p", "80", "-h", "/"], false);
@@ -1969,22 +2122,33 @@ fn dual_stack_ports(driver: Option<&'static str>) {
     // each family's host address publishes on that family alone
     assert!(get("http://127.0.0.1:18092/etc/hostname").ends_with("(failed)"));
     assert!(get(&format!("http://[{gw6}]:18093/etc/hostname")).ends_with("(failed)"));
+    // the IPv6 loopback, through the attachment's proxies (through the plugins too: a table of
+    // husk's keeps portmap's DNAT off ::1)
+    assert_eq!(get("http://[::1]:18091/etc/hostname"), "testroot");
+    assert_eq!(get("http://[::1]:18094/etc/hostname"), "testroot");
+    assert!(get("http://127.0.0.1:18094/etc/hostname").ends_with("(failed)"));
+    assert!(get("http://[::1]:18093/etc/hostname").ends_with("(failed)"));
+    let proxies = record(&t, &web.id, "d6")["proxies"].clone();
+    assert_eq!(
+        proxies.as_array().map(Vec::len),
+        Some(3),
+        "18091, 18094 and 15354/udp: {proxies}"
+    );
     if native {
-        // the IPv6 loopback, through the attachment's proxies
-        assert_eq!(get("http://[::1]:18091/etc/hostname"), "testroot");
-        assert_eq!(get("http://[::1]:18094/etc/hostname"), "testroot");
-        assert!(get("http://127.0.0.1:18094/etc/hostname").ends_with("(failed)"));
-        assert!(get("http://[::1]:18093/etc/hostname").ends_with("(failed)"));
-        let proxies = record(&t, &web.id, "d6")["proxies"].clone();
-        assert_eq!(
-            proxies.as_array().map(Vec::len),
-            Some(3),
-            "18091, 18094 and 15354/udp: {proxies}"
-        );
-        // CHECK passes with the proxies, and names one that is gone
+        // CHECK passes with the proxies (through the plugins Debian's portmap 1.1.1 fails
+        // CHECK of an IPv4 mapping, containernetworking/plugins#819)
         t.husk_ok(Some(&web.root), &["check", "d6", &web.id]);
-        let pid = proxies[1]["pid"].as_i64().unwrap() as i32;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    } else {
+        assert_guard_rules(
+            &t,
+            &native_table(&web.id, "d6"),
+            &[(6, 18091), (6, 18094), (17, 15354)],
+        );
+    }
+    let pid = proxies[1]["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    if native {
+        // CHECK names the proxy that is gone
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut o = t.husk(Some(&web.root), &["check", "d6", &web.id]);
         while o.status.success() && Instant::now() < deadline {
@@ -1996,8 +2160,8 @@ fn dual_stack_ports(driver: Option<&'static str>) {
             e.contains("[::1]:18094/tcp") && e.contains("is gone") && e.contains(&web.id),
             "{e}"
         );
-        assert!(get("http://[::1]:18094/etc/hostname").ends_with("(failed)"));
     }
+    assert!(get("http://[::1]:18094/etc/hostname").ends_with("(failed)"));
     // udp over IPv6
     let o = web.rt(&["exec", "-d", &web.id, "/probe", "udp-echo", "5353"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
@@ -2006,12 +2170,10 @@ fn dual_stack_ports(driver: Option<&'static str>) {
         "echo:ping"
     );
     assert_eq!(udp_roundtrip(&t.ns, 15354).unwrap(), "echo:ping");
-    if native {
-        assert_eq!(
-            udp_roundtrip_to(&t.ns, "::1".parse().unwrap(), 15354).unwrap(),
-            "echo:ping"
-        );
-    }
+    assert_eq!(
+        udp_roundtrip_to(&t.ns, "::1".parse().unwrap(), 15354).unwrap(),
+        "echo:ping"
+    );
 
     if native {
         let table = native_table(&web.id, "d6");
@@ -2032,6 +2194,41 @@ fn dual_stack_ports(driver: Option<&'static str>) {
     t.assert_clean("after detach", &[&web.id, &first.id], &ips, true);
     t.husk_ok(None, &["rm", "d6", "n4"]);
     t.assert_clean("after rm", &[&web.id, &first.id], &ips, false);
+}
+
+/// The `[::1]` guard of an attachment through the plugins, table `ip6 TABLE`, must be what nft
+/// makes of its rules as text: a nat output chain before portmap's, one identity DNAT per
+/// proxied (protocol number, port).
+fn assert_guard_rules(t: &TestNet, table: &str, ports: &[(u8, u16)]) {
+    let o = "husk-oracle";
+    let mut r = format!(
+        "add table ip6 {o}\n\
+         add chain ip6 {o} output {{ type nat hook output priority -110; policy accept; }}\n"
+    );
+    for (proto, port) in ports {
+        let p = if *proto == 6 { "tcp" } else { "udp" };
+        r.push_str(&format!(
+            "add rule ip6 {o} output ip6 daddr ::1 {p} dport {port} dnat to [::1]:{port}\n"
+        ));
+    }
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", &t.ns, "nft", "-f", "-"]);
+    let out = run_with_stdin(&mut c, r.as_bytes());
+    assert!(out.status.success(), "nft -f: {}\n{r}", text(&out.stderr));
+    let want = nft_table_json_of(t, "ip6", o);
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", &t.ns, "nft", "delete", "table", "ip6", o]);
+    assert!(run_timeout(&mut c, CMD_TIMEOUT).status.success());
+    let got = nft_table_json_of(t, "ip6", table);
+    assert_eq!(
+        serde_json::to_string_pretty(&got).unwrap(),
+        serde_json::to_string_pretty(&want).unwrap(),
+        "table ip6 {table} differs from nft's own rules"
+    );
+    // the only table of husk's through the plugins: no ip one
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", &t.ns, "nft", "list", "table", "ip", table]);
+    assert!(!run_timeout(&mut c, CMD_TIMEOUT).status.success());
 }
 
 /// [`assert_native_rules`] for the ip6 table of the dual-stack attachment of
@@ -2066,4 +2263,86 @@ fn assert_native_rules6(t: &TestNet, table: &str, ip6: &str, gw6: &str, subnet6:
         serde_json::to_string_pretty(&want).unwrap(),
         "table ip6 {table} differs from nft's own rules"
     );
+}
+
+/// `network ls` of [`dual_stack_ports`]'s networks: the dual-stack `d6`'s row lists both its
+/// subnets and both gateways, `n4`'s its one, a user's conflist every range of every range set
+/// in its order (an IPv6 one first, two IPv4 ones in one set, a gateway given and one not);
+/// `--format json` the same, as `subnets`; `-q` and the JSON name the same networks; a bad
+/// `--format` is refused by name.
+fn assert_ls_lists_every_subnet(t: &TestNet, subnet6: &str, gw6: &str) {
+    let mine = t.dir.join("cni/mine6.conflist");
+    let conf = serde_json::json!({"cniVersion": "1.0.0", "name": "mine6", "plugins": [
+        {"type": "bridge", "bridge": "mine6br", "ipam": {"type": "host-local", "ranges": [
+            [{"subnet": "fd00:aa:1::/64"}],
+            [{"subnet": "10.99.1.0/24"}, {"subnet": "10.99.2.0/24", "gateway": "10.99.2.254"}],
+        ]}},
+    ]});
+    std::fs::write(&mine, conf.to_string()).unwrap();
+    let ls = t.husk_ok(None, &["ls"]);
+    let mut lines = ls.lines();
+    let head: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        head,
+        ["NAME", "SUBNETS", "GATEWAYS", "BRIDGE", "SOURCE"],
+        "{ls}"
+    );
+    let row = |name: &str| -> Vec<String> {
+        ls.lines()
+            .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+            .find(|c| c[0] == name)
+            .unwrap_or_else(|| panic!("no row for {name}: {ls}"))
+    };
+    let d6 = row("d6");
+    assert_eq!(d6[1], format!("10.77.41.0/24,{subnet6}"), "{ls}");
+    assert_eq!(d6[2], format!("10.77.41.1,{gw6}"), "{ls}");
+    let n4 = row("n4");
+    assert!(!n4[1].contains(',') && n4[1].ends_with("/24"), "{ls}");
+    let m = row("mine6");
+    assert_eq!(m[1], "fd00:aa:1::/64,10.99.1.0/24,10.99.2.0/24", "{ls}");
+    assert_eq!(m[2], "fd00:aa:1::1,10.99.1.1,10.99.2.254", "{ls}");
+    // the columns line up: each cell starts where its header does
+    let at = |l: &str, word: &str| l.find(word).unwrap();
+    let d6_line = ls.lines().find(|l| l.starts_with("d6 ")).unwrap();
+    let header = ls.lines().next().unwrap();
+    assert_eq!(at(d6_line, "10.77.41.1,"), at(header, "GATEWAYS"), "{ls}");
+
+    let j: Value = serde_json::from_str(&t.husk_ok(None, &["ls", "--format", "json"])).unwrap();
+    let arr = j.as_array().unwrap();
+    let names: Vec<&str> = arr.iter().map(|n| n["name"].as_str().unwrap()).collect();
+    let quiet = t.husk_ok(None, &["ls", "-q"]);
+    assert_eq!(names, quiet.lines().collect::<Vec<_>>(), "{j}");
+    let d6 = arr.iter().find(|n| n["name"] == "d6").unwrap();
+    assert_eq!(
+        d6["subnets"],
+        serde_json::json!([
+            {"subnet": "10.77.41.0/24", "gateway": "10.77.41.1"},
+            {"subnet": subnet6, "gateway": gw6},
+        ]),
+        "{j}"
+    );
+    assert_eq!(d6["ipv6"], true, "{j}");
+    let n4 = arr.iter().find(|n| n["name"] == "n4").unwrap();
+    assert_eq!(n4["subnets"].as_array().map(Vec::len), Some(1), "{j}");
+    assert_eq!(n4["ipv6"], false, "{j}");
+    // inspect lists them the same way
+    let i: Value = serde_json::from_str(&t.husk_ok(None, &["inspect", "d6"])).unwrap();
+    assert_eq!(i["subnets"], d6["subnets"], "{i}");
+    let m = arr.iter().find(|n| n["name"] == "mine6").unwrap();
+    assert_eq!(m["subnets"].as_array().map(Vec::len), Some(3), "{j}");
+    assert_eq!(m["subnets"][2]["gateway"], "10.99.2.254", "{j}");
+    assert_eq!(m["ipv6"], true, "{j}");
+    assert_eq!(m["managedByHusk"], false, "{j}");
+    assert_eq!(t.husk_ok(None, &["ls", "-q", "--format", "json"]), quiet);
+    for args in [
+        &["ls", "--format", "yaml"][..],
+        &["ls", "-q", "--format", "yaml"],
+    ] {
+        let e = t.husk_err(None, args);
+        assert!(
+            e.contains("--format") && e.contains("yaml") && e.contains("table or json"),
+            "{args:?}: {e}"
+        );
+    }
+    std::fs::remove_file(&mine).unwrap();
 }

@@ -4364,6 +4364,11 @@ struct DnsResponder {
 
 impl DnsResponder {
     fn start(ns: &str, answer: std::net::Ipv4Addr) -> DnsResponder {
+        DnsResponder::start_at(ns, "127.0.0.1:53", answer)
+    }
+
+    /// [`DnsResponder::start`] on `at` (`[::1]:53`, say).
+    fn start_at(ns: &str, at: &'static str, answer: std::net::Ipv4Addr) -> DnsResponder {
         use std::os::fd::AsFd;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -4373,7 +4378,7 @@ impl DnsResponder {
         let thread = std::thread::spawn(move || {
             let f = std::fs::File::open(&path).unwrap();
             nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            let s = std::net::UdpSocket::bind("127.0.0.1:53");
+            let s = std::net::UdpSocket::bind(at);
             let s = match s {
                 Ok(s) => {
                     tx.send(Ok(())).unwrap();
@@ -4396,7 +4401,7 @@ impl DnsResponder {
         });
         rx.recv()
             .unwrap()
-            .expect("bind 127.0.0.1:53 in the test namespace");
+            .unwrap_or_else(|e| panic!("bind {at} in the test namespace: {e}"));
         DnsResponder {
             stop,
             asked,
@@ -4482,6 +4487,212 @@ fn up_rootless_network_slirp4netns() {
         "10.0.2.2",
         "10.0.2.3",
     );
+}
+
+/// `husk up` of a user without root with pasta where the namespace has IPv6 (a global address
+/// and the default route, which pasta copies): the container's resolv.conf names pasta's IPv6
+/// DNS forwarder after its IPv4 one, and a name asked there is answered by the host's IPv6
+/// resolver (on the namespace's `::1`); without an IPv6 resolver in the host's resolv.conf, or
+/// without the IPv6 default route, only the IPv4 forwarder is named; `-p '[::1]:P:80'` answers
+/// on `[::1]` and not on `127.0.0.1`, `-p '[::]:P:80'` on `[::1]`; nothing is left after `rm -f`.
+#[test]
+fn up_rootless_ipv6_pasta() {
+    let test = "up_rootless_ipv6_pasta";
+    let Some((e, ns)) = rootless_ipv6_env(test, "pasta", "passt") else {
+        return;
+    };
+    let path = "/usr/bin:/bin";
+    let store = &e.store().to_string_lossy().into_owned();
+    let v6 = DnsResponder::start_at(&ns.0, "[::1]:53", std::net::Ipv4Addr::new(10, 77, 0, 6));
+    let _v4 = DnsResponder::start(&ns.0, std::net::Ipv4Addr::new(10, 77, 0, 9));
+    let resolv = e.dir.path().join("resolv.conf");
+    let lookup = "cat /etc/resolv.conf; nslookup husk-dns6.test 100::53; true";
+    let run = |what: &str| {
+        ok(
+            &e.up_rootless(
+                &ns,
+                path,
+                &["--rm", "--network", "pasta", IMAGE, "sh", "-c", lookup],
+            ),
+            what,
+        )
+    };
+    std::fs::write(&resolv, "nameserver ::1\nnameserver 127.0.0.1\n").unwrap();
+    let out = run("up --rm nslookup (IPv6)");
+    assert!(
+        out.starts_with("nameserver 169.254.1.1\nnameserver 100::53\n")
+            && out.matches("nameserver").count() == 2,
+        "{out}"
+    );
+    assert!(out.contains("10.77.0.6"), "the name through 100::53: {out}");
+    assert!(
+        v6.asked().iter().any(|n| n == "husk-dns6.test"),
+        "asked: {:?}",
+        v6.asked()
+    );
+    // no IPv6 resolver on the host: pasta would have nowhere to send them
+    std::fs::write(&resolv, "nameserver 127.0.0.1\n").unwrap();
+    let out = run("up --rm (no IPv6 resolver)");
+    assert!(
+        out.starts_with("nameserver 169.254.1.1\n") && out.matches("nameserver").count() == 1,
+        "{out}"
+    );
+    // no IPv6 default route: pasta gives the container no IPv6
+    std::fs::write(&resolv, "nameserver ::1\nnameserver 127.0.0.1\n").unwrap();
+    let o = ns_ip(&ns, &["-6", "route", "del", "default", "via", RL_GATEWAY6]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = run("up --rm (no IPv6 route)");
+    assert!(
+        out.starts_with("nameserver 169.254.1.1\n") && out.matches("nameserver").count() == 1,
+        "{out}"
+    );
+    let o = ns_ip(&ns, &["-6", "route", "add", "default", "via", RL_GATEWAY6]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    e.assert_clean("after the DNS runs");
+
+    // published on the IPv6 loopback alone, and on every IPv6 address
+    let page = web("over-ipv6");
+    let args = [
+        "-d",
+        "--name",
+        "w6",
+        "--network",
+        "pasta",
+        "-p",
+        "[::1]:8086:8000",
+        "-p",
+        "[::]:8087:8000",
+        IMAGE,
+        "sh",
+        "-c",
+        &page,
+    ];
+    ok(&e.up_rootless(&ns, path, &args), "up -d -p [::1]:8086:8000");
+    let pid = e.helper_pid("w6");
+    assert_eq!(ns.fetch_from("[::1]", 8086).trim(), "over-ipv6");
+    assert_eq!(ns.fetch_from("[::1]", 8087).trim(), "over-ipv6");
+    let o = ns
+        .cmd("busybox")
+        .args(["wget", "-q", "-O", "-", "http://127.0.0.1:8086/index.html"])
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "8086 answered on IPv4: {}",
+        text(&o.stdout)
+    );
+    ok(
+        &run_timeout(
+            &mut e.husk_rootless(&ns, path, &["rm", "--store", store, "-f", "w6"]),
+            CMD_TIMEOUT,
+        ),
+        "rm -f w6",
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), &|| !pid_alive(pid)),
+        "pasta (pid {pid}) outlived husk rm -f"
+    );
+    e.assert_clean("after rm -f");
+    assert!(
+        procs_in(e.dir.path()).is_empty(),
+        "{:?}",
+        procs_in(e.dir.path())
+    );
+}
+
+/// `husk up` of a user without root with slirp4netns and `-p '[::1]:P:80'`: where slirp4netns's
+/// API refuses an IPv6 host address (Debian's 1.2.0 reads `host_addr` as IPv4 only) husk up
+/// fails with an error naming the port, slirp4netns and pasta, leaving nothing; a slirp4netns
+/// that takes it (given `--enable-ipv6`) must serve the port on `[::1]`.
+#[test]
+fn up_rootless_ipv6_port_slirp4netns() {
+    let test = "up_rootless_ipv6_port_slirp4netns";
+    let Some((e, ns)) = rootless_ipv6_env(test, "slirp4netns", "slirp4netns") else {
+        return;
+    };
+    let path = "/usr/bin:/bin";
+    let store = &e.store().to_string_lossy().into_owned();
+    let page = web("over-ipv6");
+    let args = [
+        "-d",
+        "--name",
+        "s6",
+        "--network",
+        "slirp4netns",
+        "-p",
+        "[::1]:8088:8000",
+        IMAGE,
+        "sh",
+        "-c",
+        &page,
+    ];
+    let o = e.up_rootless(&ns, path, &args);
+    if o.status.success() {
+        assert_eq!(ns.fetch_from("[::1]", 8088).trim(), "over-ipv6");
+        ok(
+            &run_timeout(
+                &mut e.husk_rootless(&ns, path, &["rm", "--store", store, "-f", "s6"]),
+                CMD_TIMEOUT,
+            ),
+            "rm -f s6",
+        );
+    } else {
+        let err = text(&o.stderr);
+        eprintln!("{test}: refused: {err}");
+        assert!(
+            err.contains("-p [::1]:8088->8000/tcp")
+                && err.contains("slirp4netns cannot forward a host port on an IPv6 address")
+                && err.contains("pasta"),
+            "{err}"
+        );
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), &|| procs_in(e.dir.path())
+            .is_empty()),
+        "{:?}",
+        procs_in(e.dir.path())
+    );
+    e.assert_clean("after -p [::1]:8088:8000");
+}
+
+/// The IPv6 side of [`rootless_netns`]: its address on rl0 (usable at once) and the IPv6
+/// default route.
+const RL_ADDR6: &str = "fd00:231::2/64";
+const RL_GATEWAY6: &str = "fd00:231::1";
+
+fn ns_ip(ns: &Netns, args: &[&str]) -> Output {
+    run_timeout(
+        Command::new("ip").arg("-n").arg(&ns.0).args(args),
+        CMD_TIMEOUT,
+    )
+}
+
+/// An Env given to nobody and a [`rootless_netns`] with IPv6 too, or None (the test skipped)
+/// when not root or `helper` is not installed.
+fn rootless_ipv6_env(test: &str, helper: &str, package: &str) -> Option<(Env, Netns)> {
+    if !need_root(test) {
+        return None;
+    }
+    if !std::path::Path::new("/usr/bin").join(helper).exists() {
+        let why = format!("{helper} is not installed (package {package}: make deps)");
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v != "true"),
+            "{test}: {why}, and under CI=true a root test that cannot run is a failure"
+        );
+        skip(test, &why);
+        return None;
+    }
+    let e = Env::new(&format!("r6{}", &helper[..4]));
+    e.give_to_nobody();
+    let ns = rootless_netns();
+    for args in [
+        &["addr", "add", RL_ADDR6, "dev", "rl0", "nodad"][..],
+        &["-6", "route", "add", "default", "via", RL_GATEWAY6],
+    ] {
+        let o = ns_ip(&ns, args);
+        assert!(o.status.success(), "ip {args:?}: {}", text(&o.stderr));
+    }
+    Some((e, ns))
 }
 
 /// A running `husk attach`: its stdout's lines as they come, its stderr kept.

@@ -73,7 +73,7 @@ pub struct Attachment {
     /// container joins or leaves a network it is on; none for a bundle of the user's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hosts: Option<HostsFile>,
-    /// The `[::1]` proxies of its published ports (native, dual stack: [`super::proxy`]).
+    /// The `[::1]` proxies of its published ports (dual stack: [`super::proxy`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub proxies: Vec<super::proxy::Proxy>,
 }
@@ -399,13 +399,6 @@ pub fn attach(
         if net.subnet.is_some() {
             ports::check_family(network, m, dual_stack)?;
         }
-        if driver == Driver::Plugins && m.host_ip == Some(std::net::Ipv6Addr::LOCALHOST.into()) {
-            crate::logging::warn(&format!(
-                "network {network}: port {m}: the kernel does not forward connections to the \
-                 IPv6 loopback address to a container, and portmap has no proxy for it; use \
-                 [::] or another address of the host"
-            ));
-        }
         if let Some(other) = o.ports[..i].iter().find(|x| ports::clash(x, m)) {
             bail!("network {network}: host port {m} clashes with {other}");
         }
@@ -490,12 +483,12 @@ pub fn attach(
     }
 }
 
-/// The `[::1]` proxies of a native dual-stack attachment's published ports, recorded in `a`
-/// as each starts (so a failure's release ends those already running).
+/// The `[::1]` proxies of a dual-stack attachment's published ports, recorded in `a` as each
+/// starts (so a failure's release ends those already running). Through the CNI plugins the
+/// proxied ports get the guard that keeps portmap's DNAT off `::1` ([`native::nft::loopback_guard_batch`]);
+/// where it cannot be made, those proxies are ended and the attach goes on with a warning
+/// naming the ports (`[::1]` then does not answer them).
 fn start_proxies(dirs: &Dirs, a: &mut Attachment) -> Result<()> {
-    if a.driver != Driver::Native {
-        return Ok(());
-    }
     let Some(ip6) = a.addresses().into_iter().find_map(|i| match i {
         IpAddr::V6(v6) => Some(v6),
         IpAddr::V4(_) => None,
@@ -504,13 +497,43 @@ fn start_proxies(dirs: &Dirs, a: &mut Attachment) -> Result<()> {
     };
     let record = record_path(dirs, &a.container, &a.network);
     let ports = a.ports.clone();
+    let mut proxied = Vec::new();
     for m in super::proxy::wanted(&ports) {
         if let Some(p) = super::proxy::start(&a.network, &record, m, ip6)? {
             a.proxies.push(p);
+            proxied.push(m);
             crate::fault::step("network attach: proxy started");
         }
     }
+    if a.driver == Driver::Plugins && !proxied.is_empty() {
+        let guarded = native::nft::loopback_guard_batch(&a.target().table(), &proxied)
+            .and_then(|b| native::nft::apply(&a.network, &b));
+        if let Err(e) = guarded {
+            for p in a.proxies.drain(..) {
+                super::proxy::stop(&p);
+            }
+            let list: Vec<String> = proxied.iter().map(|m| m.to_string()).collect();
+            crate::logging::warn(&format!(
+                "network {}: ports {}: [::1] does not answer them: portmap DNATs the IPv6 \
+                 loopback, whose replies the kernel drops, and keeping it for a proxy failed: \
+                 {e:#}",
+                a.network,
+                list.join(", ")
+            ));
+        } else {
+            crate::fault::step("network attach: [::1] guard made");
+        }
+    }
     Ok(())
+}
+
+/// True when a release must remove the `[::1]` guard of an attachment made through the
+/// plugins: it has proxies, or it never finished (a guard may have been made before the
+/// proxies were recorded).
+fn may_have_guard(a: &Attachment) -> bool {
+    a.driver == Driver::Plugins
+        && !super::proxy::wanted(&a.ports).is_empty()
+        && (a.phase == Phase::Adding || !a.proxies.is_empty())
 }
 
 /// Bring the container's `lo` up with the loopback plugin. It is not part of a network's list:
@@ -563,10 +586,18 @@ fn release(dirs: &Dirs, a: &mut Attachment) -> Result<()> {
             a.network
         );
     }
+    let guard = may_have_guard(a);
     a.phase = Phase::Deleting;
     save(dirs, a)?;
     for p in &a.proxies {
         super::proxy::stop(p);
+    }
+    if guard {
+        let table = a.target().table();
+        // (a namespace whose nf_tables cannot even be asked has no guard to remove)
+        if native::nft::exists6(&table).unwrap_or(false) {
+            native::nft::apply(&a.network, &native::nft::delete_batch6(&table))?;
+        }
     }
     drop_unmounted_pin(dirs, &a.container)?;
     match a.driver {
@@ -703,7 +734,16 @@ pub fn check(dirs: &Dirs, network: &str, id: &str) -> Result<()> {
     })?;
     match a.driver {
         Driver::Native => native::check(&a.plan()?, &a.target(), r)?,
-        Driver::Plugins => cni::check_list(&a.conflist, &a.runtime_config(), r, &a.env(dirs))?,
+        Driver::Plugins => {
+            cni::check_list(&a.conflist, &a.runtime_config(), r, &a.env(dirs))?;
+            let table = a.target().table();
+            if !a.proxies.is_empty() && !native::nft::exists6(&table)? {
+                bail!(
+                    "network {network}: nftables table ip6 {table} (which keeps [::1] for the \
+                     proxies of container {id}) is missing"
+                );
+            }
+        }
     }
     for p in &a.proxies {
         if !super::proxy::running(p) {

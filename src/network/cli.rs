@@ -1,12 +1,12 @@
 //! `husk network VERB ...`.
 
 use super::attach::{self, AttachOptions};
-use super::{ports, CreateOptions, Dirs, Source};
+use super::{ports, CreateOptions, Dirs, Network, Source};
 use crate::container::Global;
 use crate::output;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -54,6 +54,10 @@ pub enum NetworkVerb {
         /// Print only the names.
         #[arg(short, long)]
         quiet: bool,
+        /// table, or json: an array of the networks, each with all its subnets (-q: the names
+        /// alone, either way).
+        #[arg(long, default_value = "table")]
+        format: String,
     },
     /// Print a network's conflist, addresses and attachments as JSON.
     Inspect { name: String },
@@ -135,29 +139,21 @@ pub fn run(g: &Global, a: NetworkArgs) -> Result<()> {
             )?;
             output::line(&n.name)?;
         }
-        NetworkVerb::Ls { quiet } => {
+        NetworkVerb::Ls { quiet, format } => {
+            if !matches!(format.as_str(), "table" | "json") {
+                bail!("--format {format:?}: expected table or json");
+            }
             let nets = super::list(&dirs)?;
             if quiet {
                 for n in nets {
                     output::line(&n.name)?;
                 }
-                return Ok(());
+            } else if format == "json" {
+                let v: Vec<_> = nets.iter().map(ls_json).collect();
+                output::line(&serde_json::to_string_pretty(&v)?)?;
+            } else {
+                output::line(&ls_table(&nets))?;
             }
-            let mut t = format!(
-                "{:<20} {:<18} {:<15} {:<10} {}",
-                "NAME", "SUBNET", "GATEWAY", "BRIDGE", "SOURCE"
-            );
-            for n in nets {
-                t.push_str(&format!(
-                    "\n{:<20} {:<18} {:<15} {:<10} {}",
-                    n.name,
-                    n.subnet.map(|s| s.to_string()).unwrap_or("-".into()),
-                    n.gateway.map(|s| s.to_string()).unwrap_or("-".into()),
-                    n.bridge.as_deref().unwrap_or("-"),
-                    n.path.display()
-                ));
-            }
-            output::line(&t)?;
         }
         NetworkVerb::Inspect { name } => {
             let n = super::find(&dirs, &name)?;
@@ -177,6 +173,7 @@ pub fn run(g: &Global, a: NetworkArgs) -> Result<()> {
                 "gateway": n.gateway.map(|s| s.to_string()),
                 "subnet6": n.subnet6.map(|s| s.0.to_string()),
                 "gateway6": n.subnet6.map(|s| s.1.to_string()),
+                "subnets": subnets_json(&n),
                 "bridge": n.bridge,
                 "internal": n.internal,
                 "plugins": n.plugin_types(),
@@ -248,4 +245,73 @@ pub fn run(g: &Global, a: NetworkArgs) -> Result<()> {
         NetworkVerb::Check { name, id } => attach::check(&dirs, &name, &id)?,
     }
     Ok(())
+}
+
+/// Every subnet of `n` with its gateway, as podman lists them (`subnets`).
+fn subnets_json(n: &Network) -> Value {
+    n.subnets
+        .iter()
+        .map(|(s, g)| json!({"subnet": s, "gateway": g.to_string()}))
+        .collect()
+}
+
+/// One element of `ls --format json`.
+fn ls_json(n: &Network) -> Value {
+    json!({
+        "name": n.name,
+        "file": n.path,
+        "managedByHusk": n.source == Source::Husk,
+        "subnets": subnets_json(n),
+        "ipv6": n.subnets.iter().any(|(s, _)| s.contains(':')),
+        "bridge": n.bridge,
+        "internal": n.internal,
+    })
+}
+
+/// `ls`'s table: a network's subnets (and their gateways, in the same order) comma-separated
+/// in one cell each, the columns as wide as their longest cell.
+fn ls_table(nets: &[Network]) -> String {
+    let rows: Vec<[String; 5]> = nets
+        .iter()
+        .map(|n| {
+            let subnets: Vec<String> = n.subnets.iter().map(|(s, _)| s.clone()).collect();
+            let gateways: Vec<String> = n.subnets.iter().map(|(_, g)| g.to_string()).collect();
+            let or_dash = |v: Vec<String>| {
+                if v.is_empty() {
+                    "-".to_string()
+                } else {
+                    v.join(",")
+                }
+            };
+            [
+                n.name.clone(),
+                or_dash(subnets),
+                or_dash(gateways),
+                n.bridge.clone().unwrap_or("-".into()),
+                n.path.display().to_string(),
+            ]
+        })
+        .collect();
+    let head = ["NAME", "SUBNETS", "GATEWAYS", "BRIDGE", "SOURCE"].map(String::from);
+    let mut width = head.clone().map(|h| h.len());
+    for r in &rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    std::iter::once(&head)
+        .chain(&rows)
+        .map(|r| {
+            let mut line = String::new();
+            for (i, c) in r.iter().enumerate() {
+                if i + 1 == r.len() {
+                    line.push_str(c);
+                } else {
+                    line.push_str(&format!("{c:<w$}  ", w = width[i]));
+                }
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

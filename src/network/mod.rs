@@ -23,7 +23,7 @@ pub mod proxy;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::fs;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -331,6 +331,10 @@ pub struct Network {
     pub gateway: Option<Ipv4Addr>,
     /// The IPv6 subnet of a dual-stack network, and its gateway.
     pub subnet6: Option<(Ipv6Net, Ipv6Addr)>,
+    /// Every subnet of the conflist's IPAM (each range of each range set, or the single
+    /// `subnet`), either family, in the conflist's order, each with its gateway (given, else
+    /// host-local's: the subnet's first address): what `ls` and `inspect` show.
+    pub subnets: Vec<(String, IpAddr)>,
     pub bridge: Option<String>,
     pub internal: bool,
 }
@@ -421,6 +425,7 @@ fn describe(name: String, path: PathBuf, source: Source, conflist: Value) -> Net
         subnet: None,
         gateway: None,
         subnet6: None,
+        subnets: Vec::new(),
         bridge: None,
         internal: false,
         conflist,
@@ -432,6 +437,28 @@ fn describe(name: String, path: PathBuf, source: Source, conflist: Value) -> Net
                 n.internal = p["ipMasq"] != true;
             }
             let ipam = &p["ipam"];
+            let ranges: Vec<&Value> = match ipam["ranges"].as_array() {
+                Some(sets) => sets.iter().filter_map(Value::as_array).flatten().collect(),
+                None => vec![ipam],
+            };
+            for r in ranges {
+                let Some(sub) = r["subnet"].as_str() else {
+                    continue;
+                };
+                let gw = r["gateway"].as_str().and_then(|g| g.parse::<IpAddr>().ok());
+                let one = if let Ok(v4) = Ipv4Net::parse(sub) {
+                    let first = Ipv4Addr::from(u32::from(v4.network()) + 1);
+                    (v4.to_string(), gw.unwrap_or(IpAddr::V4(first)))
+                } else if let Ok(v6) = Ipv6Net::parse(sub) {
+                    let first = Ipv6Addr::from(u128::from(v6.network()) + 1);
+                    (v6.to_string(), gw.unwrap_or(IpAddr::V6(first)))
+                } else {
+                    continue;
+                };
+                if !n.subnets.contains(&one) {
+                    n.subnets.push(one);
+                }
+            }
             let r = &ipam["ranges"][0][0];
             let (s, g) = if r.is_object() {
                 (&r["subnet"], &r["gateway"])

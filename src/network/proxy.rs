@@ -3,7 +3,10 @@
 //! no `route_localnet`: the reply, its destination `::1` again once conntrack has undone the
 //! masquerade, arrives on the bridge, and an input route lookup of a loopback address matches
 //! the loopback device alone), so the native driver's `ip6` rules leave `::1` out and one
-//! process per such port listens on `[::1]:PORT` and relays to `[CONTAINER]:PORT`.
+//! process per such port listens on `[::1]:PORT` and relays to `[CONTAINER]:PORT`. Through the
+//! CNI plugins the same proxies run, and a table of husk's keeps portmap's DNAT, which takes
+//! `::1` like any local address, off those ports
+//! ([`super::native::nft::loopback_guard_batch`]).
 //!
 //! The attach binds the socket itself (so a port in use is its error, and the port answers as
 //! soon as the attach returns) and hands it to `husk network proxy RECORD PROTO TARGET` as its

@@ -1490,8 +1490,9 @@ pub fn remove_anonymous_volumes(data: &[PathBuf]) -> Result<()> {
 /// return their bind mounts. On the host's network the host's own /etc/hosts is the start of
 /// `hosts` and its resolv.conf is kept whole (loopback resolvers are reachable there). `ipv6`:
 /// the container's network gives it an IPv6 address, so the host's IPv6 resolvers are kept.
-/// `forwarder`: the address of a user-mode network's DNS forwarder (pasta's `--dns-forward`,
-/// slirp4netns's built-in one), the container's only nameserver unless `--dns` names others, as
+/// `forwarders`: the addresses of a user-mode network's DNS forwarders (pasta's
+/// `--dns-forward`, slirp4netns's built-in one; an IPv4 one, and for pasta an IPv6 one too when
+/// the container has IPv6), the container's only nameservers unless `--dns` names others, as
 /// rootless podman's; the host's search domains and options are kept.
 pub fn write_names(
     dir: &Path,
@@ -1499,15 +1500,15 @@ pub fn write_names(
     hostname: &str,
     host_network: bool,
     ipv6: bool,
-    forwarder: Option<&str>,
+    forwarders: &[String],
 ) -> Result<Vec<(String, PathBuf)>> {
     let host_resolv = dns::host_resolv_conf()?;
     let no_flags = c.dns.servers.is_empty() && c.dns.search.is_empty() && c.dns.options.is_empty();
-    let resolv = match forwarder {
+    let resolv = match forwarders {
         _ if host_network && no_flags => host_resolv,
-        Some(f) if c.dns.servers.is_empty() => {
+        [_, ..] if c.dns.servers.is_empty() => {
             let o = DnsOptions {
-                servers: vec![f.to_string()],
+                servers: forwarders.to_vec(),
                 ..c.dns.clone()
             };
             dns::resolv_conf(&host_resolv, &o, ipv6)?
@@ -2479,7 +2480,7 @@ mod tests {
         f.dns_search = vec!["corp.example".into()];
         f.add_host = vec!["db:10.0.0.3".into()];
         let c = parse(&f).unwrap();
-        let m = write_names(d.path(), &c, "box", false, false, None).unwrap();
+        let m = write_names(d.path(), &c, "box", false, false, &[]).unwrap();
         assert_eq!(
             m[0],
             ("/etc/resolv.conf".into(), d.path().join("resolv.conf"))
@@ -2517,23 +2518,32 @@ mod tests {
         );
         // a user-mode network's DNS forwarder: --dns still wins, else it is the one nameserver
         let d3 = tempfile::tempdir().unwrap();
-        write_names(d3.path(), &c, "box", false, false, Some("169.254.1.1")).unwrap();
+        write_names(d3.path(), &c, "box", false, false, &["169.254.1.1".into()]).unwrap();
         let r = std::fs::read_to_string(d3.path().join("resolv.conf")).unwrap();
         assert!(r.starts_with("nameserver 10.0.0.53\n"), "{r}");
         assert!(!r.contains("169.254.1.1"), "{r}");
         let mut f2 = flags();
         f2.dns_search = vec!["corp.example".into()];
         let c2 = parse(&f2).unwrap();
-        write_names(d3.path(), &c2, "box", false, false, Some("10.0.2.3")).unwrap();
+        write_names(d3.path(), &c2, "box", false, false, &["10.0.2.3".into()]).unwrap();
         let r = std::fs::read_to_string(d3.path().join("resolv.conf")).unwrap();
         assert!(
             r.starts_with("nameserver 10.0.2.3\nsearch corp.example\n")
                 && r.matches("nameserver").count() == 1,
             "{r}"
         );
+        // both of pasta's forwarders, IPv4 first
+        let both = ["169.254.1.1".to_string(), "100::53".to_string()];
+        write_names(d3.path(), &c2, "box", false, false, &both).unwrap();
+        let r = std::fs::read_to_string(d3.path().join("resolv.conf")).unwrap();
+        assert!(
+            r.starts_with("nameserver 169.254.1.1\nnameserver 100::53\nsearch corp.example\n")
+                && r.matches("nameserver").count() == 2,
+            "{r}"
+        );
         // the host's network: the host's /etc/hosts plus the extra entries
         let d2 = tempfile::tempdir().unwrap();
-        write_names(d2.path(), &c, "host", true, false, None).unwrap();
+        write_names(d2.path(), &c, "host", true, false, &[]).unwrap();
         let h = std::fs::read_to_string(d2.path().join("hosts")).unwrap();
         let host = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
         assert!(

@@ -412,7 +412,10 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
                 mapped: mapped.as_ref().map(|l| (l, o.userns)),
             },
             ipv6,
-            helper.as_ref().map(|h| h.0.dns_forwarder()),
+            &helper
+                .as_ref()
+                .map(|h| h.0.dns_forwarders())
+                .unwrap_or_default(),
         )?;
         monitor::set_stop_signal(&bundle.join("config.json"), o.stop_signal.as_deref())?;
         if !facts.volumes.is_empty() {
@@ -632,7 +635,7 @@ fn edit_config(
     given: &Given<'_>,
     ids: Ids<'_>,
     ipv6: bool,
-    dns_forwarder: Option<&str>,
+    dns_forwarders: &[String],
 ) -> Result<(Vec<String>, String)> {
     let Ids { auto: ids, mapped } = ids;
     let path = &bundle.join("config.json");
@@ -709,7 +712,7 @@ fn edit_config(
         // among the default mounts, before the flags' and the /etc files (Docker's place)
         init::install(bundle, &mut v)?;
     }
-    let names = flags::write_names(bundle, cfg, &hostname, host_network, ipv6, dns_forwarder)?;
+    let names = flags::write_names(bundle, cfg, &hostname, host_network, ipv6, dns_forwarders)?;
     flags::apply(&mut v, cfg, facts, &names);
     if ids.is_some() {
         // in a user namespace the runtime binds device nodes instead of making them, and a

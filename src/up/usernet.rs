@@ -14,9 +14,10 @@
 //! them by path, and once the runtime has created the container in them the holder exits.
 //!
 //! The container's resolv.conf names the helper's DNS forwarder ([`Helper::dns_forwarder`]:
-//! pasta's `--dns-forward 169.254.1.1`, slirp4netns's 10.0.2.3) unless `--dns` names others, as
-//! rootless podman's: the forwarder sends from the caller's network namespace, where a resolver
-//! on the host's loopback is reachable.
+//! pasta's `--dns-forward 169.254.1.1`, slirp4netns's 10.0.2.3; with IPv6 through pasta its
+//! IPv6 one too, [`Helper::dns_forwarders`]) unless `--dns` names others, as rootless podman's:
+//! the forwarder sends from the caller's network namespace, where a resolver on the host's
+//! loopback is reachable.
 //!
 //! The helper is tied to the container's run: it is a child of the process that runs the
 //! container (the foreground `husk up`, the monitor), started in the foreground (pasta's
@@ -45,6 +46,49 @@ const PIDFILE: &str = "pasta.pid";
 /// slirp4netns's API socket (relative to the bundle: slirp4netns runs there).
 const API_SOCKET: &str = "slirp4netns.sock";
 
+/// pasta's IPv6 DNS forwarder (its second `--dns-forward`): an address of RFC 6666's
+/// discard-only prefix `100::/64`, which no network uses and no router forwards, so it is never
+/// a real host's and a query sent there reaches nobody but pasta; routed to pasta's tap by the
+/// container's IPv6 default route. (An `fe80::` one would need the interface's name in
+/// resolv.conf.)
+pub const PASTA_DNS6: &str = "100::53";
+
+/// True when the routing table `ipv6_route` (`/proc/net/ipv6_route`'s text) has an IPv6 default
+/// route out of an interface (not `lo`, not unreachable) that has a global address in `if_inet6`
+/// (`/proc/net/if_inet6`'s text): what pasta needs to give the container IPv6.
+fn namespace_has_ipv6(ipv6_route: &str, if_inet6: &str) -> bool {
+    const RTF_UP: u32 = 0x1;
+    const RTF_REJECT: u32 = 0x200;
+    let defaults: Vec<&str> = ipv6_route
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let flags = u32::from_str_radix(f.get(8)?, 16).ok()?;
+            let default = f[0].bytes().all(|b| b == b'0') && f[1] == "00";
+            (default && flags & RTF_UP != 0 && flags & RTF_REJECT == 0 && f[9] != "lo")
+                .then_some(f[9])
+        })
+        .collect();
+    // (address, index, prefix length, scope, flags, device); scope 00: global
+    if_inet6.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() >= 6 && f[3] == "00" && defaults.contains(&f[5])
+    })
+}
+
+/// True when `resolv_conf` names an IPv6 nameserver.
+fn has_ipv6_resolver(resolv_conf: &str) -> bool {
+    resolv_conf.lines().any(|l| {
+        let mut f = l.split_whitespace();
+        f.next() == Some("nameserver")
+            && f.next().is_some_and(|a| {
+                a.split('%')
+                    .next()
+                    .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
+            })
+    })
+}
+
 /// Which program gives the container its network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -71,6 +115,25 @@ impl Helper {
             Helper::Pasta => "169.254.1.1",
             Helper::Slirp4netns => "10.0.2.3",
         }
+    }
+
+    /// The nameservers of the container's resolv.conf (unless `--dns` names others): the
+    /// [`Helper::dns_forwarder`], and for pasta also its IPv6 forwarder ([`PASTA_DNS6`]) when the
+    /// container gets IPv6 (pasta copies the IPv6 address and default route of the caller's
+    /// namespace: [`namespace_has_ipv6`]) and the host has an IPv6 resolver, where pasta sends
+    /// what arrives there (the first IPv6 `nameserver` of `/etc/resolv.conf`, which pasta reads;
+    /// without one its replies never come back). slirp4netns's only forwarder is IPv4.
+    pub fn dns_forwarders(self) -> Vec<String> {
+        let mut v = vec![self.dns_forwarder().to_string()];
+        if self == Helper::Pasta {
+            let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+            let has6 =
+                namespace_has_ipv6(&read("/proc/net/ipv6_route"), &read("/proc/net/if_inet6"));
+            if has6 && has_ipv6_resolver(&read("/etc/resolv.conf")) {
+                v.push(PASTA_DNS6.to_string());
+            }
+        }
+        v
     }
 
     fn package(self) -> &'static str {
@@ -246,7 +309,9 @@ fn start(bundle: &Path, helper: Helper, bin: &Path, pid: i32, ports: &[PortMappi
                 "-U",
                 "none",
             ])
-            .args(["--dns-forward", helper.dns_forwarder()]);
+            // both families: pasta ignores the IPv6 one when it gives no IPv6
+            .args(["--dns-forward", helper.dns_forwarder()])
+            .args(["--dns-forward", PASTA_DNS6]);
             for (flag, specs) in [("-t", &tcp), ("-u", &udp)] {
                 if specs.is_empty() {
                     cmd.args([flag, "none"]);
@@ -267,8 +332,16 @@ fn start(bundle: &Path, helper: Helper, bin: &Path, pid: i32, ports: &[PortMappi
             .context("FD_CLOEXEC")?;
             let _ = std::fs::remove_file(bundle.join(API_SOCKET));
             // (its DNS forwarder at 10.0.2.3 is on by default)
-            cmd.args(["--configure", "--mtu=65520"])
-                .arg(format!("--ready-fd={}", ready_w.as_raw_fd()))
+            cmd.args(["--configure", "--mtu=65520"]);
+            // a port on an IPv6 host address needs its IPv6 (a slirp4netns whose add_hostfwd
+            // takes one: see add_hostfwd)
+            if ports
+                .iter()
+                .any(|m| m.host_ip.is_some_and(|ip| ip.is_ipv6()))
+            {
+                cmd.arg("--enable-ipv6");
+            }
+            cmd.arg(format!("--ready-fd={}", ready_w.as_raw_fd()))
                 .args(["--api-socket", API_SOCKET])
                 .arg(format!("--userns-path=/proc/{pid}/ns/user"))
                 .arg("--netns-type=path")
@@ -563,11 +636,21 @@ fn add_hostfwd(bundle: &Path, m: &PortMapping) -> Result<()> {
         )
     })?;
     if let Some(e) = v.get("error") {
+        let desc = e["desc"].as_str().unwrap_or("(no description)");
+        if let Some(ip @ std::net::IpAddr::V6(_)) = m.host_ip {
+            if desc.contains("host_addr") {
+                // slirp4netns up to 1.2 reads host_addr as IPv4 only
+                bail!(
+                    "slirp4netns cannot forward a host port on an IPv6 address: its \
+                     add_hostfwd refused host_addr {ip} ({desc}); use pasta (package passt, \
+                     --network pasta) or an IPv4 host address"
+                );
+            }
+        }
         bail!(
-            "slirp4netns could not forward host port {}/{}: {}",
+            "slirp4netns could not forward host port {}/{}: {desc}",
             m.host_port,
             m.protocol,
-            e["desc"].as_str().unwrap_or("(no description)")
         );
     }
     Ok(())
@@ -624,6 +707,40 @@ mod tests {
             start_time: 1,
         };
         end(&other);
+    }
+
+    #[test]
+    fn ipv6_of_the_namespace_and_resolvers() {
+        // a default route via eth0 (flags 0003: up, gateway), eth0 with a global address
+        let routes = "\
+fd000231000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001 eth0
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 fd000231000000000000000000000001 00000400 00000001 00000000 00000003 eth0
+";
+        let global = "fd000231000000000000000000000002 02 40 00 80 eth0\n\
+                      fe800000000000000000000000000001 02 40 20 80 eth0\n";
+        assert!(namespace_has_ipv6(routes, global));
+        // only link-local there, or the global address elsewhere
+        let link = "fe800000000000000000000000000001 02 40 20 80 eth0\n";
+        assert!(!namespace_has_ipv6(routes, link));
+        let other = "fd000231000000000000000000000002 03 40 00 80 eth1\n";
+        assert!(!namespace_has_ipv6(routes, other));
+        // no default route, or an unreachable one (flags 0200 | 0001) on lo
+        let unreachable =
+            "00000000000000000000000000000000 00 00000000000000000000000000000000 00 \
+            00000000000000000000000000000000 ffffffff 00000001 00000000 00200201 lo\n";
+        assert!(!namespace_has_ipv6(
+            &routes[..routes.find("\n").unwrap() + 1],
+            global
+        ));
+        assert!(!namespace_has_ipv6(unreachable, global));
+        assert!(!namespace_has_ipv6("", ""));
+
+        assert!(has_ipv6_resolver(
+            "search x\nnameserver 10.0.0.1\nnameserver ::1\n"
+        ));
+        assert!(has_ipv6_resolver("nameserver fe80::1%eth0\n"));
+        assert!(!has_ipv6_resolver("nameserver 127.0.0.53\noptions edns0\n"));
+        assert!(!has_ipv6_resolver("# nameserver ::1\nnameserver\n"));
     }
 
     #[test]

@@ -19,6 +19,10 @@
 //!   `postrouting` the hairpin and the container's IPv6 traffic out of its subnet. The kernel
 //!   cannot DNAT `::1` (no `route_localnet` for IPv6): `[::1]:PORT` is a userland proxy's
 //!   ([`crate::network::proxy`]).
+//!
+//! An attachment made through the CNI plugins gets one table too when its ports have `[::1]`
+//! proxies: `ip6 husk-HASH` with only the guard that keeps portmap's DNAT off `::1`
+//! ([`loopback_guard_batch`]).
 
 use super::super::ports::PortMapping;
 use super::netlink::Msg;
@@ -423,31 +427,7 @@ impl Rules<'_> {
                     ),
                     None => {}
                 }
-                e.extend([
-                    Expr::MetaL4proto,
-                    Expr::Cmp {
-                        op: NFT_CMP_EQ,
-                        data: vec![protocol_number(&m.protocol)?],
-                    },
-                    Expr::Payload {
-                        base: NFT_PAYLOAD_TRANSPORT_HEADER,
-                        offset: 2,
-                        len: 2,
-                    },
-                    Expr::Cmp {
-                        op: NFT_CMP_EQ,
-                        data: m.host_port.to_be_bytes().to_vec(),
-                    },
-                    Expr::Immediate {
-                        reg: NFT_REG_1,
-                        data: addr.to_vec(),
-                    },
-                    Expr::Immediate {
-                        reg: NFT_REG_2,
-                        data: m.container_port.to_be_bytes().to_vec(),
-                    },
-                    Expr::Dnat(family),
-                ]);
+                e.extend(dport_dnat(m, family, addr, m.container_port)?);
                 b.push(add_rule(family, t, chain, format!("dnat {m}"), &e));
             }
         }
@@ -580,6 +560,72 @@ impl Rules<'_> {
         }
         Ok(())
     }
+}
+
+/// `PROTO dport HOSTPORT dnat to ADDR:port` of mapping `m` (`addr` of `family`: 4 or 16 bytes).
+fn dport_dnat(m: &PortMapping, family: u8, addr: &[u8], port: u16) -> Result<Vec<Expr>> {
+    Ok(vec![
+        Expr::MetaL4proto,
+        Expr::Cmp {
+            op: NFT_CMP_EQ,
+            data: vec![protocol_number(&m.protocol)?],
+        },
+        Expr::Payload {
+            base: NFT_PAYLOAD_TRANSPORT_HEADER,
+            offset: 2,
+            len: 2,
+        },
+        Expr::Cmp {
+            op: NFT_CMP_EQ,
+            data: m.host_port.to_be_bytes().to_vec(),
+        },
+        Expr::Immediate {
+            reg: NFT_REG_1,
+            data: addr.to_vec(),
+        },
+        Expr::Immediate {
+            reg: NFT_REG_2,
+            data: port.to_be_bytes().to_vec(),
+        },
+        Expr::Dnat(family),
+    ])
+}
+
+/// The priority of the `[::1]` guard's chain: dstnat - 10, before every nat chain of the
+/// output hook at dstnat (portmap's, in iptables' `nat` table, either backend).
+pub const GUARD_PRIORITY: i32 = NF_IP_PRI_NAT_DST - 10;
+
+/// The batch that makes the `[::1]` guard of an attachment made through the CNI plugins:
+/// table `ip6 T` (replaced when left by an earlier run) with a nat chain `output` at
+/// [`GUARD_PRIORITY`] holding, for each of `ports` (those proxied), `ip6 daddr ::1 PROTO dport
+/// P dnat to [::1]:P`. portmap DNATs every local address, `::1` too, and the kernel drops the
+/// reply of such a connection on the bridge (see [`crate::network::proxy`]); this DNAT to the
+/// connection's own destination settles it first (the kernel runs a hook's nat chains in
+/// priority order only until one has set the connection's mapping), so portmap's chain never
+/// sees it and it reaches the proxy listening on `[::1]:P`.
+pub fn loopback_guard_batch(t: &str, ports: &[&PortMapping]) -> Result<Vec<Message>> {
+    let mut b = delete_batch6(t);
+    b.push(add_table(NFPROTO_IPV6, t));
+    b.push(add_chain(
+        NFPROTO_IPV6,
+        t,
+        "output",
+        NF_INET_LOCAL_OUT,
+        GUARD_PRIORITY,
+    ));
+    let lo = Ipv6Addr::LOCALHOST;
+    for m in ports {
+        let mut e = ip_match(IP6_DADDR, host6(lo), true).unwrap_or_default();
+        e.extend(dport_dnat(m, NFPROTO_IPV6, &lo.octets(), m.host_port)?);
+        b.push(add_rule(
+            NFPROTO_IPV6,
+            t,
+            "output",
+            format!("keep [::1] of {m} for its proxy"),
+            &e,
+        ));
+    }
+    Ok(b)
 }
 
 /// True when the ip6 table DNATs `m`: published on IPv6, and not on `[::1]` alone (the
@@ -791,6 +837,14 @@ mod tests {
         assert_eq!(
             bytes(v6),
             nft_sent(include_str!("testdata/nft-masquerade6.hex"))
+        );
+        // testdata/nft-guard6.nft: the [::1] guard of an attachment through the plugins
+        let mut ports = crate::network::ports::parse("8080:80").unwrap();
+        ports.extend(crate::network::ports::parse("5353:53/udp").unwrap());
+        let proxied: Vec<&PortMapping> = ports.iter().collect();
+        assert_eq!(
+            bytes(&loopback_guard_batch("husk-g", &proxied).unwrap()),
+            nft_sent(include_str!("testdata/nft-guard6.hex"))
         );
         // testdata/nft-delete.nft
         assert_eq!(
