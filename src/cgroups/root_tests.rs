@@ -909,3 +909,47 @@ fn memory_use_hierarchy_is_ignored_as_runc() {
     };
     assert_eq!(read(&d, f), (64u64 << 20).to_string());
 }
+
+/// `util::cgroup_mounts` keeps its parse while the mount table stays as it was, and reads
+/// again after a mount or an unmount: a cgroup hierarchy bound elsewhere appears and goes. In a
+/// child of its own mount namespace (nothing of the machine's is mounted or unmounted).
+#[test]
+fn cgroup_mounts_follow_the_mount_table() {
+    let name = concat!(module_path!(), "::cgroup_mounts_follow_the_mount_table");
+    if skip_unless_root(name) {
+        return;
+    }
+    crate::security::test_support::in_child(name, || {
+        use anyhow::{ensure, Context};
+        use nix::mount::{mount, umount, MsFlags};
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+        let none: Option<&str> = None;
+        mount(none, "/", none, MsFlags::MS_PRIVATE | MsFlags::MS_REC, none)?;
+        let first = util::cgroup_mounts()?;
+        let again = util::cgroup_mounts()?;
+        ensure!(
+            std::sync::Arc::ptr_eq(&first, &again),
+            "unchanged table read again"
+        );
+        let some = first.first().context("no cgroup mount")?.mountpoint.clone();
+        let dir = tempfile::tempdir()?;
+        let target = dir.path().join("bound");
+        std::fs::create_dir(&target)?;
+        mount(Some(&some), &target, none, MsFlags::MS_BIND, none)?;
+        let bound = util::cgroup_mounts()?;
+        ensure!(
+            bound.iter().any(|m| m.mountpoint == target),
+            "{} (bound from {}) missing after the mount: {bound:?}",
+            target.display(),
+            some.display()
+        );
+        ensure!(std::sync::Arc::ptr_eq(&bound, &util::cgroup_mounts()?));
+        umount(&target)?;
+        let after = util::cgroup_mounts()?;
+        ensure!(
+            !after.iter().any(|m| m.mountpoint == target) && *after == *first,
+            "after the unmount: {after:?}"
+        );
+        Ok(())
+    });
+}

@@ -355,6 +355,60 @@ pub fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
     out
 }
 
+/// The cgroup mounts of this process's mount namespace ([`parse_mountinfo`] of
+/// `/proc/self/mountinfo`), read once and reused while the namespace's mount table is
+/// unchanged, as runc keeps its cgroup mount points: one command builds the manager of a
+/// container's cgroup several times (`delete` asks the freezer, sweeps, then removes), and on a
+/// node with many containers the table is long. The file stays open; the kernel marks it
+/// (POLLERR|POLLPRI) at any mount or unmount in its namespace since it was opened or last
+/// polled (proc(5)), so a zero-timeout poll says whether the parse still holds. The cache is
+/// the process's own (a forked child reads afresh) and of one namespace (a `setns` or
+/// `unshare` reads afresh).
+pub fn cgroup_mounts() -> io::Result<std::sync::Arc<Vec<CgroupMount>>> {
+    use std::io::{Read, Seek};
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::{Arc, Mutex};
+    struct Cached {
+        pid: u32,
+        ns: u64,
+        file: fs::File,
+        mounts: Arc<Vec<CgroupMount>>,
+    }
+    static CACHE: Mutex<Option<Cached>> = Mutex::new(None);
+    let pid = std::process::id();
+    let ns = fs::metadata("/proc/self/ns/mnt").map_or(0, |m| m.ino());
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = cache
+        .as_ref()
+        .filter(|c| c.pid == pid && c.ns == ns && ns != 0)
+    {
+        let mut fds = [nix::poll::PollFd::new(
+            c.file.as_fd(),
+            nix::poll::PollFlags::POLLPRI,
+        )];
+        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO) == Ok(0) {
+            return Ok(c.mounts.clone());
+        }
+    }
+    // (a change after the open is seen by the next poll: the parse is never kept too long)
+    let mut file = match cache.take() {
+        Some(c) if c.pid == pid && c.ns == ns => c.file,
+        _ => fs::File::open("/proc/self/mountinfo")?,
+    };
+    file.rewind()?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    let mounts = Arc::new(parse_mountinfo(&text));
+    *cache = Some(Cached {
+        pid,
+        ns,
+        file,
+        mounts: mounts.clone(),
+    });
+    Ok(mounts)
+}
+
 fn is_v1_controller(o: &str) -> bool {
     const KNOWN: &[&str] = &[
         "cpu",

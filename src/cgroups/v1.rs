@@ -59,7 +59,7 @@ impl V1Manager {
     /// `inner` absolute or relative to husk's own cgroup in each hierarchy. `overrides`: per
     /// hierarchy paths from a saved state.
     pub fn new(inner: &str, overrides: &BTreeMap<String, String>) -> Result<V1Manager> {
-        let mi = std::fs::read_to_string("/proc/self/mountinfo")
+        let mounts = util::cgroup_mounts()
             .map_err(|e| anyhow!("reading /proc/self/mountinfo: {}", util::errstr(&e)))?;
         let own = if inner.starts_with('/') {
             Vec::new()
@@ -68,7 +68,7 @@ impl V1Manager {
                 .map_err(|e| anyhow!("reading /proc/self/cgroup: {}", util::errstr(&e)))?;
             crate::sys::procfmt::proc_cgroup(&t)
         };
-        Self::from_parts(inner, overrides, &util::parse_mountinfo(&mi), &own)
+        Self::from_parts(inner, overrides, &mounts, &own)
     }
 
     fn from_parts(
