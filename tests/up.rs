@@ -1362,6 +1362,52 @@ fn up_network_named_with_a_published_port() {
     e.assert_clean("after a refused -p");
 }
 
+/// An Env and a network namespace of the test's, husk run in it with the Env's network dirs
+/// (`netconf`, `cni`, `netrun`): for the tests that make networks and containers on them.
+/// (The namespace is dropped before the Env, as it was declared after it.)
+struct NetEnv {
+    ns: Netns,
+    e: Env,
+}
+
+impl NetEnv {
+    fn new(tag: &str) -> NetEnv {
+        let e = Env::new(tag);
+        NetEnv {
+            ns: Netns::new(),
+            e,
+        }
+    }
+
+    /// `husk --root ROOT ARGS` in the namespace (120 s at most).
+    fn husk(&self, args: &[&str]) -> Output {
+        run_timeout(
+            &mut husk_in_netns(&self.ns, &self.e.root(), self.e.dir.path(), args),
+            Duration::from_secs(120),
+        )
+    }
+
+    /// `husk up --store STORE --pull never ARGS` in the namespace.
+    fn up(&self, args: &[&str]) -> Output {
+        let store = self.e.store_arg();
+        let mut a = vec!["up", "--store", &store, "--pull", "never"];
+        a.extend_from_slice(args);
+        self.husk(&a)
+    }
+
+    /// `husk rm -f IDS` in the namespace (the attachments are released there), then nothing
+    /// left of any container ([`Env::assert_all_gone`]) nor of the networks ([`network_leaks`]).
+    fn rm_all_gone(&self, ids: &[&str], what: &str) {
+        let store = self.e.store_arg();
+        let mut a = vec!["rm", "--store", &store, "-f"];
+        a.extend_from_slice(ids);
+        ok(&self.husk(&a), &format!("rm -f {}", ids.join(" ")));
+        self.e.assert_all_gone(what);
+        let leaks = network_leaks(&self.ns, &self.e.dir.path().join("netrun"));
+        assert!(leaks.is_empty(), "{what}: left behind: {leaks:?}");
+    }
+}
+
 /// What the network run dir `run` and the namespace `ns` hold once nothing is attached: a veth,
 /// a `husk-*` nftables table, a host-local allocation, an attachment record or a pin.
 fn network_leaks(ns: &Netns, run: &std::path::Path) -> Vec<String> {
@@ -1419,33 +1465,17 @@ fn up_containers_on_a_network_know_each_other_by_name() {
     if !need_root(name) {
         return;
     }
-    let e = Env::new("names");
-    let ns = Netns::new();
-    let dirs = e.dir.path().to_path_buf();
+    let n = NetEnv::new("names");
+    let (e, ns) = (&n.e, &n.ns);
+    let dirs = e.dir.path();
     let run = dirs.join("netrun");
-    let husk_in_ns = |args: &[&str]| {
-        run_timeout(
-            &mut husk_in_netns(&ns, &e.root(), &dirs, args),
-            Duration::from_secs(120),
-        )
-    };
+    let husk_in_ns = |args: &[&str]| n.husk(args);
     let store = e.store_arg();
     let up_d = |name: &str, net: &str, extra: &[&str]| {
-        let mut a = vec![
-            "up",
-            "--store",
-            &store,
-            "--pull",
-            "never",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            net,
-        ];
+        let mut a = vec!["-d", "--name", name, "--network", net];
         a.extend_from_slice(extra);
         a.extend_from_slice(&[IMAGE, "sleep", "600"]);
-        husk_in_ns(&a)
+        n.up(&a)
     };
     // (othernet is internal: no default route, so a container can be on both networks)
     ok(
@@ -1578,9 +1608,9 @@ fn up_containers_on_a_network_know_each_other_by_name() {
     ok(&husk_in_ns(&["rm", "--store", &store, "s"]), "rm s");
     // a foreground --rm container: its line goes when it ends
     let mut fg = husk_in_netns(
-        &ns,
+        ns,
         &e.root(),
-        &dirs,
+        dirs,
         &[
             "up",
             "--store",
@@ -1668,13 +1698,8 @@ fn up_containers_on_a_network_know_each_other_by_name() {
     }
     assert_eq!(addrs.len(), 20, "20 distinct address lines: {addrs:?}");
     assert!(ping("n0", "n19") && ping("n19", "n0"), "n0 and n19 by name");
-    // (in the namespace, with its network run dir: the attachments are released there)
-    let mut rm = vec!["rm", "--store", &store, "-f"];
-    rm.extend(ids.iter().map(String::as_str));
-    ok(&husk_in_ns(&rm), "rm -f n0..n19");
-    e.assert_all_gone("after the named containers");
-    let leaks = network_leaks(&ns, &run);
-    assert!(leaks.is_empty(), "left behind: {leaks:?}");
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    n.rm_all_gone(&ids, "after the named containers");
 }
 
 /// Without `--network`, a container of `husk up` is on the default network (`husk`, created on
@@ -1689,22 +1714,10 @@ fn up_default_network_is_the_default_bridge() {
     if !need_root(name) {
         return;
     }
-    let e = Env::new("defnet");
-    let ns = Netns::new();
-    let dirs = e.dir.path().to_path_buf();
-    let run = dirs.join("netrun");
-    let husk_in_ns = |args: &[&str]| {
-        run_timeout(
-            &mut husk_in_netns(&ns, &e.root(), &dirs, args),
-            Duration::from_secs(120),
-        )
-    };
-    let store = e.store_arg();
-    let up = |extra: &[&str]| {
-        let mut a = vec!["up", "--store", &store, "--pull", "never"];
-        a.extend_from_slice(extra);
-        husk_in_ns(&a)
-    };
+    let n = NetEnv::new("defnet");
+    let (e, ns) = (&n.e, &n.ns);
+    let dirs = e.dir.path();
+    let up = |extra: &[&str]| n.up(extra);
     ok(
         &up(&[
             "-d",
@@ -1823,13 +1836,7 @@ fn up_default_network_is_the_default_bridge() {
         !e.store().join("containers/nonet").exists(),
         "a bundle was left for an unknown network"
     );
-    ok(
-        &husk_in_ns(&["rm", "--store", &store, "-f", "srv"]),
-        "rm -f srv",
-    );
-    e.assert_all_gone("after the default network's containers");
-    let leaks = network_leaks(&ns, &run);
-    assert!(leaks.is_empty(), "left behind: {leaks:?}");
+    n.rm_all_gone(&["srv"], "after the default network's containers");
 }
 
 /// On a dual-stack network (`husk network create --ipv6`), a container of `husk up` has both
@@ -1841,19 +1848,10 @@ fn up_dual_stack_network_lists_both_addresses() {
     if !need_root(name) {
         return;
     }
-    let e = Env::new("dual");
-    let ns = Netns::new();
-    let dirs = e.dir.path().to_path_buf();
-    let run = dirs.join("netrun");
-    let husk_in_ns = |args: &[&str]| {
-        run_timeout(
-            &mut husk_in_netns(&ns, &e.root(), &dirs, args),
-            Duration::from_secs(120),
-        )
-    };
-    let store = e.store_arg();
+    let n = NetEnv::new("dual");
+    let (e, ns) = (&n.e, &n.ns);
     ok(
-        &husk_in_ns(&[
+        &n.husk(&[
             "network",
             "create",
             "--ipv6",
@@ -1866,17 +1864,9 @@ fn up_dual_stack_network_lists_both_addresses() {
         "network create --ipv6",
     );
     let up = |extra: &[&str]| {
-        let mut a = vec![
-            "up",
-            "--store",
-            &store,
-            "--pull",
-            "never",
-            "--network",
-            "dual",
-        ];
+        let mut a = vec!["--network", "dual"];
         a.extend_from_slice(extra);
-        husk_in_ns(&a)
+        n.up(&a)
     };
     // a published port of a dual-stack network answers on both loopbacks ([::1] through the
     // attachment's proxy, a child of a's monitor, ended by rm -f)
@@ -1922,13 +1912,7 @@ fn up_dual_stack_network_lists_both_addresses() {
         "b's hosts lacks one of a's addresses: {out}"
     );
     assert!(out.contains("pinged-a6"), "b cannot reach a at {a6}: {out}");
-    ok(
-        &husk_in_ns(&["rm", "--store", &store, "-f", "a"]),
-        "rm -f a",
-    );
-    e.assert_all_gone("after the dual-stack containers");
-    let leaks = network_leaks(&ns, &run);
-    assert!(leaks.is_empty(), "left behind: {leaks:?}");
+    n.rm_all_gone(&["a"], "after the dual-stack containers");
 }
 
 impl Env {
