@@ -17,6 +17,27 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// Two root tests of one body `$body(driver)`: `$native` with the native driver (None),
+/// `$plugins` through the CNI plugins husk's list names (`Some("plugins")`); each keeps its own
+/// name, so a summary says which driver failed.
+macro_rules! by_each_driver {
+    ($(#[$n:meta])* $native:ident, $(#[$p:meta])* $plugins:ident, $body:ident) => {
+        $(#[$n])*
+        #[test]
+        fn $native() {
+            root_or_skip!(stringify!($native));
+            $body(None);
+        }
+
+        $(#[$p])*
+        #[test]
+        fn $plugins() {
+            root_or_skip!(stringify!($plugins));
+            $body(Some("plugins"));
+        }
+    };
+}
+
 static NS_SEQ: AtomicUsize = AtomicUsize::new(0);
 
 /// A network namespace and the network dirs of one test.
@@ -384,22 +405,12 @@ fn udp_roundtrip_to(ns: &str, ip: std::net::IpAddr, port: u16) -> Result<String,
     .unwrap()
 }
 
-#[test]
-fn attach_publish_and_detach() {
-    if !require_root("attach_publish_and_detach") {
-        return;
-    }
-    publish_and_detach(None);
-}
-
-/// The same through the CNI plugins husk's list names.
-#[test]
-fn attach_publish_and_detach_through_the_plugins() {
-    if !require_root("attach_publish_and_detach_through_the_plugins") {
-        return;
-    }
-    publish_and_detach(Some("plugins"));
-}
+by_each_driver!(
+    attach_publish_and_detach,
+    /// The same through the CNI plugins husk's list names.
+    attach_publish_and_detach_through_the_plugins,
+    publish_and_detach
+);
 
 fn publish_and_detach(driver: Option<&'static str>) {
     let mut t = TestNet::new("pub");
@@ -1430,25 +1441,15 @@ fn native_attach_killed_at_each_step_is_released_by_gc() {
     t.assert_clean("at the end", &[], &[ip], false);
 }
 
-/// An attach SIGKILLed once the `[::1]` proxy of its port runs, before the proxy is recorded:
-/// gc releases the record, the proxy ends by itself, the port is free to attach again.
-#[test]
-fn attach_killed_after_starting_a_proxy_is_released_by_gc() {
-    if !require_root("attach_killed_after_starting_a_proxy_is_released_by_gc") {
-        return;
-    }
-    proxy_attach_killed(None);
-}
-
-/// The same through the CNI plugins, killed also once the table that keeps `[::1]` from
-/// portmap is made: gc removes it.
-#[test]
-fn attach_killed_after_starting_a_proxy_through_the_plugins_is_released_by_gc() {
-    if !require_root("attach_killed_after_starting_a_proxy_through_the_plugins_is_released_by_gc") {
-        return;
-    }
-    proxy_attach_killed(Some("plugins"));
-}
+by_each_driver!(
+    /// An attach SIGKILLed once the `[::1]` proxy of its port runs, before the proxy is recorded:
+    /// gc releases the record, the proxy ends by itself, the port is free to attach again.
+    attach_killed_after_starting_a_proxy_is_released_by_gc,
+    /// The same through the CNI plugins, killed also once the table that keeps `[::1]` from
+    /// portmap is made: gc removes it.
+    attach_killed_after_starting_a_proxy_through_the_plugins_is_released_by_gc,
+    proxy_attach_killed
+);
 
 fn proxy_attach_killed(driver: Option<&'static str>) {
     let name = "attach_killed_after_starting_a_proxy_is_released_by_gc";
@@ -1542,24 +1543,14 @@ fn proxy_attach_killed(driver: Option<&'static str>) {
     t.assert_clean("at the end", &[], &[], false);
 }
 
-/// A dual-stack attachment's `[::1]` proxy is ended, with everything else, by `husk delete
-/// --force` of its container and, for a container SIGKILLed, by `network prune`.
-#[test]
-fn proxies_end_with_delete_and_prune() {
-    if !require_root("proxies_end_with_delete_and_prune") {
-        return;
-    }
-    proxies_released(None);
-}
-
-/// The same through the CNI plugins (the proxy and the table keeping `[::1]` from portmap).
-#[test]
-fn proxies_end_with_delete_and_prune_through_the_plugins() {
-    if !require_root("proxies_end_with_delete_and_prune_through_the_plugins") {
-        return;
-    }
-    proxies_released(Some("plugins"));
-}
+by_each_driver!(
+    /// A dual-stack attachment's `[::1]` proxy is ended, with everything else, by `husk delete
+    /// --force` of its container and, for a container SIGKILLed, by `network prune`.
+    proxies_end_with_delete_and_prune,
+    /// The same through the CNI plugins (the proxy and the table keeping `[::1]` from portmap).
+    proxies_end_with_delete_and_prune_through_the_plugins,
+    proxies_released
+);
 
 fn proxies_released(driver: Option<&'static str>) {
     let mut t = TestNet::new("pxrel");
@@ -1945,28 +1936,18 @@ fn native_dual_stack_network() {
     t.assert_clean("at the end", &[], &ips, false);
 }
 
-/// The host's side of a dual-stack network's published ports (`network create --ipv6` with the
-/// IPv6 subnet chosen, a /64 of fd00::/8): a port without a host address answers on the
-/// bridge's IPv6 address as on 127.0.0.1, `[GW6]:P:80` on IPv6 alone, `127.0.0.1:P:80` on IPv4
-/// alone, a udp port over IPv6 too; the ip6 table is what nft makes of the same rules as text.
-/// An IPv6 host address on an IPv4-only network, and an IPv6 subnet over a route of the
-/// namespace, are refused by name. After detach and rm nothing of either family is left.
-#[test]
-fn dual_stack_published_ports_and_automatic_subnet() {
-    if !require_root("dual_stack_published_ports_and_automatic_subnet") {
-        return;
-    }
-    dual_stack_ports(None);
-}
-
-/// The same through the CNI plugins: portmap's ip6tables rules.
-#[test]
-fn dual_stack_published_ports_through_the_plugins() {
-    if !require_root("dual_stack_published_ports_through_the_plugins") {
-        return;
-    }
-    dual_stack_ports(Some("plugins"));
-}
+by_each_driver!(
+    /// The host's side of a dual-stack network's published ports (`network create --ipv6` with the
+    /// IPv6 subnet chosen, a /64 of fd00::/8): a port without a host address answers on the
+    /// bridge's IPv6 address as on 127.0.0.1, `[GW6]:P:80` on IPv6 alone, `127.0.0.1:P:80` on IPv4
+    /// alone, a udp port over IPv6 too; the ip6 table is what nft makes of the same rules as text.
+    /// An IPv6 host address on an IPv4-only network, and an IPv6 subnet over a route of the
+    /// namespace, are refused by name. After detach and rm nothing of either family is left.
+    dual_stack_published_ports_and_automatic_subnet,
+    /// The same through the CNI plugins: portmap's ip6tables rules.
+    dual_stack_published_ports_through_the_plugins,
+    dual_stack_ports
+);
 
 fn dual_stack_ports(driver: Option<&'static str>) {
     let mut t = TestNet::new("v6p");
