@@ -364,6 +364,16 @@ fn attached_ip(out: &str) -> String {
     cidr.split('/').next().unwrap().to_string()
 }
 
+/// Every address of `attach`'s output, either family: `eth0 10.77.31.2/24,fd00:89:1::2/64 ...`.
+fn attached_ips(out: &str) -> Vec<String> {
+    out.split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("attach output {out:?}"))
+        .split(',')
+        .map(|c| c.split('/').next().unwrap().to_string())
+        .collect()
+}
+
 /// GET `url` from the namespace's host side with busybox wget.
 fn fetch(t: &TestNet, url: &str) -> Output {
     let mut c = t.in_ns("busybox");
@@ -1585,13 +1595,7 @@ fn proxies_released(driver: Option<&'static str>) {
 
     let a = container("pxdel", &["/bin/httpd", "-f", "-p", "80", "-h", "/"], false);
     let out = t.husk_ok(Some(&a.root), &["attach", "-p", "18433:80", "d", &a.id]);
-    let a_ips: Vec<String> = out
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .map(|c| c.split('/').next().unwrap().to_string())
-        .collect();
+    let a_ips: Vec<String> = attached_ips(&out);
     answers(18433);
     let pid = proxy_pid(&a.id);
     assert!(alive(pid));
@@ -1615,13 +1619,7 @@ fn proxies_released(driver: Option<&'static str>) {
         false,
     );
     let out = t.husk_ok(Some(&b.root), &["attach", "-p", "18434:80", "d", &b.id]);
-    let b_ips: Vec<String> = out
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .map(|c| c.split('/').next().unwrap().to_string())
-        .collect();
+    let b_ips: Vec<String> = attached_ips(&out);
     answers(18434);
     let pid = proxy_pid(&b.id);
     let init = b.state().unwrap()["pid"].as_i64().unwrap() as i32;
@@ -2026,13 +2024,7 @@ fn dual_stack_ports(driver: Option<&'static str>) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut ips: Vec<String> = first_out
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .map(|c| c.split('/').next().unwrap().to_string())
-        .collect();
+    let mut ips: Vec<String> = attached_ips(&first_out);
 
     let out = t.husk_ok(
         Some(&web.root),
@@ -2053,13 +2045,7 @@ fn dual_stack_ports(driver: Option<&'static str>) {
         ],
     );
     assert!(out.contains(&format!("[{gw6}]:18092->80/tcp")), "{out}");
-    let web_ips: Vec<String> = out
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .map(|c| c.split('/').next().unwrap().to_string())
-        .collect();
+    let web_ips: Vec<String> = attached_ips(&out);
     assert_eq!(web_ips.len(), 2, "{out}");
     let ip6 = web_ips[1].clone();
     ips.extend(web_ips);
