@@ -1104,13 +1104,8 @@ fn native_table(id: &str, net: &str) -> String {
     .table()
 }
 
-/// Table `ip NAME` of the namespace as `nft -j` lists it: its chains and rules with the table
-/// name and the handles left out, so two tables can be compared.
-fn nft_table_json(t: &TestNet, name: &str) -> Vec<Value> {
-    nft_table_json_of(t, "ip", name)
-}
-
-/// [`nft_table_json`] of the table of `family`.
+/// Table `FAMILY NAME` of the namespace as `nft -j` lists it: its chains and rules with the
+/// table name and the handles left out, so two tables can be compared.
 fn nft_table_json_of(t: &TestNet, family: &str, name: &str) -> Vec<Value> {
     let mut c = Command::new("ip");
     c.args([
@@ -1144,7 +1139,7 @@ fn nft_table_json_of(t: &TestNet, family: &str, name: &str) -> Vec<Value> {
 /// The kernel's ruleset of the native table `table` must be what nft itself makes of the rules
 /// the driver documents (`nft.rs`), written as nft text into a scratch table of the namespace.
 fn assert_native_rules(t: &TestNet, table: &str, ip: &str, subnet: &str, ports: &[(u16, u16)]) {
-    let o = "husk-oracle";
+    let o = ORACLE;
     let mut text_rules = format!("add table ip {o}\n");
     if !ports.is_empty() {
         for (chain, hook) in [("prerouting", "prerouting"), ("output", "output")] {
@@ -1170,23 +1165,34 @@ fn assert_native_rules(t: &TestNet, table: &str, ip: &str, subnet: &str, ports: 
     text_rules.push_str(&format!(
         "add rule ip {o} postrouting ip saddr {ip} ip daddr != {subnet} ip daddr != 224.0.0.0/4 masquerade\n"
     ));
+    assert_table_is_nft_of(t, "ip", table, &text_rules);
+}
+
+/// The scratch table the rules of a test are written into as nft text.
+const ORACLE: &str = "husk-oracle";
+
+/// Table `FAMILY TABLE` of the namespace must be what nft itself makes of `rules`: nft text
+/// making the scratch table `FAMILY ORACLE`, loaded, listed with `nft -j` and deleted again.
+fn assert_table_is_nft_of(t: &TestNet, family: &str, table: &str, rules: &str) {
     let mut c = Command::new("ip");
     c.args(["netns", "exec", &t.ns, "nft", "-f", "-"]);
-    let out = run_with_stdin(&mut c, text_rules.as_bytes());
+    let out = run_with_stdin(&mut c, rules.as_bytes());
     assert!(
         out.status.success(),
-        "nft -f: {}\n{text_rules}",
+        "nft -f: {}\n{rules}",
         text(&out.stderr)
     );
-    let want = nft_table_json(t, o);
+    let want = nft_table_json_of(t, family, ORACLE);
     let mut c = Command::new("ip");
-    c.args(["netns", "exec", &t.ns, "nft", "delete", "table", "ip", o]);
+    c.args([
+        "netns", "exec", &t.ns, "nft", "delete", "table", family, ORACLE,
+    ]);
     assert!(run_timeout(&mut c, CMD_TIMEOUT).status.success());
-    let got = nft_table_json(t, table);
+    let got = nft_table_json_of(t, family, table);
     assert_eq!(
         serde_json::to_string_pretty(&got).unwrap(),
         serde_json::to_string_pretty(&want).unwrap(),
-        "table ip {table} differs from nft's own rules"
+        "table {family} {table} differs from nft's own rules"
     );
 }
 
@@ -2167,7 +2173,7 @@ fn dual_stack_ports(driver: Option<&'static str>) {
 /// makes of its rules as text: a nat output chain before portmap's, one identity DNAT per
 /// proxied (protocol number, port).
 fn assert_guard_rules(t: &TestNet, table: &str, ports: &[(u8, u16)]) {
-    let o = "husk-oracle";
+    let o = ORACLE;
     let mut r = format!(
         "add table ip6 {o}\n\
          add chain ip6 {o} output {{ type nat hook output priority -110; policy accept; }}\n"
@@ -2178,20 +2184,7 @@ fn assert_guard_rules(t: &TestNet, table: &str, ports: &[(u8, u16)]) {
             "add rule ip6 {o} output ip6 daddr ::1 {p} dport {port} dnat to [::1]:{port}\n"
         ));
     }
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", &t.ns, "nft", "-f", "-"]);
-    let out = run_with_stdin(&mut c, r.as_bytes());
-    assert!(out.status.success(), "nft -f: {}\n{r}", text(&out.stderr));
-    let want = nft_table_json_of(t, "ip6", o);
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", &t.ns, "nft", "delete", "table", "ip6", o]);
-    assert!(run_timeout(&mut c, CMD_TIMEOUT).status.success());
-    let got = nft_table_json_of(t, "ip6", table);
-    assert_eq!(
-        serde_json::to_string_pretty(&got).unwrap(),
-        serde_json::to_string_pretty(&want).unwrap(),
-        "table ip6 {table} differs from nft's own rules"
-    );
+    assert_table_is_nft_of(t, "ip6", table, &r);
     // the only table of husk's through the plugins: no ip one
     let mut c = Command::new("ip");
     c.args(["netns", "exec", &t.ns, "nft", "list", "table", "ip", table]);
@@ -2201,7 +2194,7 @@ fn assert_guard_rules(t: &TestNet, table: &str, ports: &[(u8, u16)]) {
 /// [`assert_native_rules`] for the ip6 table of the dual-stack attachment of
 /// [`dual_stack_ports`]: its ports over IPv6 and masquerades, as nft makes them of text.
 fn assert_native_rules6(t: &TestNet, table: &str, ip6: &str, gw6: &str, subnet6: &str) {
-    let o = "husk-oracle";
+    let o = ORACLE;
     let mut r = format!("add table ip6 {o}\n");
     for (chain, hook) in [("prerouting", "prerouting"), ("output", "output")] {
         r.push_str(&format!(
@@ -2216,20 +2209,7 @@ fn assert_native_rules6(t: &TestNet, table: &str, ip6: &str, gw6: &str, subnet6:
          add rule ip6 {o} postrouting ip6 saddr {ip6} ip6 daddr {ip6} masquerade\n\
          add rule ip6 {o} postrouting ip6 saddr {ip6} ip6 daddr != {subnet6} ip6 daddr != ff00::/8 masquerade\n"
     ));
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", &t.ns, "nft", "-f", "-"]);
-    let out = run_with_stdin(&mut c, r.as_bytes());
-    assert!(out.status.success(), "nft -f: {}\n{r}", text(&out.stderr));
-    let want = nft_table_json_of(t, "ip6", o);
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", &t.ns, "nft", "delete", "table", "ip6", o]);
-    assert!(run_timeout(&mut c, CMD_TIMEOUT).status.success());
-    let got = nft_table_json_of(t, "ip6", table);
-    assert_eq!(
-        serde_json::to_string_pretty(&got).unwrap(),
-        serde_json::to_string_pretty(&want).unwrap(),
-        "table ip6 {table} differs from nft's own rules"
-    );
+    assert_table_is_nft_of(t, "ip6", table, &r);
 }
 
 /// `network ls` of [`dual_stack_ports`]'s networks: the dual-stack `d6`'s row lists both its
