@@ -2621,12 +2621,7 @@ fn up_killed_at_random_moments_then_rm_force_leaves_nothing() {
     eprintln!("up kill: seed {seed} (HUSK_FAULT_SEED={seed} replays)");
     let e = Env::new("kill");
     let problems = kill_rounds(&e, seed, 30, &[], None);
-    assert!(
-        problems.is_empty(),
-        "seed {seed}: {} problem(s):\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert_no_problems(Some(seed), &problems);
 }
 
 /// `rounds` runs of `husk up FLAGS IMAGE sleep 100` (with `$HUSK_SUBID_USER` set to
@@ -3712,12 +3707,7 @@ fn up_userns_killed_at_random_moments_leaves_no_range() {
     if !e.userns_records().is_empty() {
         problems.push(format!("ranges left: {:?}", e.userns_records()));
     }
-    assert!(
-        problems.is_empty(),
-        "seed {seed}: {} problem(s):\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert_no_problems(Some(seed), &problems);
     // the one range of the user fits again: nothing holds it
     ok(
         &e.up_as(&user, &["--rm", "--userns=auto", IMAGE, "true"]),
@@ -5422,12 +5412,7 @@ fn up_rootless_userns_keep_id_and_nomap() {
             problems.push(format!("{name} {mode} (killed after {delay:?}): left"));
         }
     }
-    assert!(
-        problems.is_empty(),
-        "seed {seed}: {} problem(s):\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert_no_problems(Some(seed), &problems);
     // (their anonymous volumes, kept by rm -f as by docker rm)
     as_nobody(&["volume", "--store", &store, "prune"], "volume prune");
     nothing_left("after the SIGKILLed husk ups");
