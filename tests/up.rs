@@ -2646,22 +2646,14 @@ fn kill_rounds(
         if let Some(u) = subid_user {
             c.env("HUSK_SUBID_USER", u);
         }
-        let mut child = c
-            .arg("--root")
+        c.arg("--root")
             .arg(&root)
             .args(["up", "--store", store.to_str().unwrap(), "--pull", "never"])
             .args(["--name", &name])
             .args(no_default_network(flags))
             .args(flags)
-            .args([IMAGE, "sleep", "100"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(delay);
-        let _ = child.kill();
-        let _ = child.wait();
+            .args([IMAGE, "sleep", "100"]);
+        kill_after(&mut c, delay);
         let o = e.husk(&["rm", "--store", store.to_str().unwrap(), "-f", &name]);
         let err = text(&o.stderr);
         // killed before its bundle existed: nothing to remove, said so
@@ -2688,6 +2680,20 @@ fn kill_rounds(
         }
     }
     problems
+}
+
+/// `c` spawned with nothing on its stdin, stdout and stderr, SIGKILLed after `delay` (wherever
+/// it got to) and reaped.
+fn kill_after(c: &mut Command, delay: Duration) {
+    let mut child = c
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// The mount at `path` in this process's mount table: its fs type, if mounted there.
@@ -5389,15 +5395,7 @@ fn up_rootless_userns_keep_id_and_nomap() {
                 "100",
             ],
         );
-        let mut child = c
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(delay);
-        let _ = child.kill();
-        let _ = child.wait();
+        kill_after(&mut c, delay);
         let o = run_timeout(
             &mut e.husk_rootless(&ns, path, &["rm", "--store", &store, "-f", &name]),
             CMD_TIMEOUT,
