@@ -3934,14 +3934,7 @@ fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str, forw
     if !need_root(test) {
         return;
     }
-    if !std::path::Path::new("/usr/bin").join(helper).exists() {
-        let why = format!("{helper} is not installed (package {package}: make deps)");
-        // (make deps installs it: a CI run without it has not tested this)
-        assert!(
-            std::env::var_os("CI").is_none_or(|v| v != "true"),
-            "{test}: {why}, and under CI=true a root test that cannot run is a failure"
-        );
-        skip(test, &why);
+    if !installed_or_skip(test, helper, package) {
         return;
     }
     let e = Env::new(&format!("rl{}", &helper[..4]));
@@ -4647,19 +4640,29 @@ fn ns_ip(ns: &Netns, args: &[&str]) -> Output {
     )
 }
 
+/// Whether `/usr/bin/TOOL` is installed; if not, the test is skipped naming the package that
+/// brings it. (make deps installs it: a CI run without it has not tested this, so under
+/// `CI=true` that is a failure.)
+fn installed_or_skip(test: &str, tool: &str, package: &str) -> bool {
+    if std::path::Path::new("/usr/bin").join(tool).exists() {
+        return true;
+    }
+    let why = format!("{tool} is not installed (package {package}: make deps)");
+    assert!(
+        std::env::var_os("CI").is_none_or(|v| v != "true"),
+        "{test}: {why}, and under CI=true a root test that cannot run is a failure"
+    );
+    skip(test, &why);
+    false
+}
+
 /// An Env given to nobody and a [`rootless_netns`] with IPv6 too, or None (the test skipped)
 /// when not root or `helper` is not installed.
 fn rootless_ipv6_env(test: &str, helper: &str, package: &str) -> Option<(Env, Netns)> {
     if !need_root(test) {
         return None;
     }
-    if !std::path::Path::new("/usr/bin").join(helper).exists() {
-        let why = format!("{helper} is not installed (package {package}: make deps)");
-        assert!(
-            std::env::var_os("CI").is_none_or(|v| v != "true"),
-            "{test}: {why}, and under CI=true a root test that cannot run is a failure"
-        );
-        skip(test, &why);
+    if !installed_or_skip(test, helper, package) {
         return None;
     }
     let e = Env::new(&format!("r6{}", &helper[..4]));
@@ -5005,13 +5008,7 @@ fn up_rootless_userns_keep_id_and_nomap() {
         return;
     }
     for tool in ["newuidmap", "newgidmap"] {
-        if !std::path::Path::new("/usr/bin").join(tool).exists() {
-            let why = format!("{tool} is not installed (package uidmap)");
-            assert!(
-                std::env::var_os("CI").is_none_or(|v| v != "true"),
-                "{why}, and under CI=true a root test that cannot run is a failure"
-            );
-            skip("up_rootless_userns_keep_id_and_nomap", &why);
+        if !installed_or_skip("up_rootless_userns_keep_id_and_nomap", tool, "uidmap") {
             return;
         }
     }
