@@ -129,6 +129,19 @@ impl TestNet {
         c
     }
 
+    /// `husk --root ROOT delete --force ID` of container `c` in the namespace, with the network
+    /// run dir (its attachments are released there); it must succeed.
+    fn delete_force(&self, c: &Ctr) {
+        let mut d = self.in_ns(runtime().to_str().unwrap());
+        d.arg("--root")
+            .arg(&c.root)
+            .args(["delete", "--force", &c.id])
+            .env("HUSK_NETWORK_RUN_DIR", self.dir.join("run"))
+            .env("CNI_PATH", &self.cni_path);
+        let o = run_timeout(&mut d, CMD_TIMEOUT);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+
     fn husk_ok(&self, root: Option<&Path>, args: &[&str]) -> String {
         let o = self.husk(root, args);
         assert!(
@@ -1062,14 +1075,7 @@ fn delete_releases_attachments_and_other_namespaces_are_refused() {
     drop(other);
 
     // husk delete --force (in the namespace the attach ran in) releases the attachment
-    let mut d = t.in_ns(runtime().to_str().unwrap());
-    d.arg("--root")
-        .arg(&c.root)
-        .args(["delete", "--force", &c.id])
-        .env("HUSK_NETWORK_RUN_DIR", t.dir.join("run"))
-        .env("CNI_PATH", &t.cni_path);
-    let o = run_timeout(&mut d, CMD_TIMEOUT);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    t.delete_force(&c);
     t.assert_clean(
         "after delete --force",
         &[&c.id],
@@ -1606,14 +1612,7 @@ fn proxies_released(driver: Option<&'static str>) {
     let pid = proxy_pid(&a.id);
     assert!(alive(pid));
     // husk delete --force (in the namespace the attach ran in)
-    let mut d = t.in_ns(runtime().to_str().unwrap());
-    d.arg("--root")
-        .arg(&a.root)
-        .args(["delete", "--force", &a.id])
-        .env("HUSK_NETWORK_RUN_DIR", t.dir.join("run"))
-        .env("CNI_PATH", &t.cni_path);
-    let o = run_timeout(&mut d, CMD_TIMEOUT);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    t.delete_force(&a);
     assert!(!alive(pid), "proxy {pid} outlived delete --force");
     t.assert_clean("after delete --force", &[&a.id], &a_ips, true);
     drop(a);
