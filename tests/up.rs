@@ -5139,13 +5139,8 @@ fn up_rootless_userns_keep_id_and_nomap() {
     } else {
         "none"
     };
-    as_nobody(
-        &[
-            "up",
-            "--store",
-            &store,
-            "--pull",
-            "never",
+    ok(
+        &up(&[
             "-d",
             "--name",
             "k3",
@@ -5156,7 +5151,7 @@ fn up_rootless_userns_keep_id_and_nomap() {
             IMAGE,
             "sleep",
             "60",
-        ],
+        ]),
         "up -d --userns keep-id",
     );
     let exec_map = || {
@@ -5178,13 +5173,8 @@ fn up_rootless_userns_keep_id_and_nomap() {
     as_nobody(&["rm", "--store", &store, "-f", "k3"], "rm -f k3");
     as_nobody(&["volume", "--store", &store, "prune"], "volume prune");
     nothing_left("after rm -f of a keep-id container");
-    as_nobody(
-        &[
-            "up",
-            "--store",
-            &store,
-            "--pull",
-            "never",
+    ok(
+        &up(&[
             "-d",
             "--rm",
             "--name",
@@ -5195,7 +5185,7 @@ fn up_rootless_userns_keep_id_and_nomap() {
             "nomap",
             IMAGE,
             "true",
-        ],
+        ]),
         "up -d --rm --userns nomap",
     );
     assert!(
