@@ -1189,10 +1189,10 @@ fn up_network_named_with_a_published_port() {
     if !need_root("up_network_named_with_a_published_port") {
         return;
     }
-    let e = Env::new("pub");
-    let ns = Netns::new();
+    let n = NetEnv::new("pub");
+    let (e, ns) = (&n.e, &n.ns);
     let dirs = e.dir.path();
-    let husk_in_ns = |args: &[&str]| husk_in_netns(&ns, &e.root(), dirs, args);
+    let husk_in_ns = |args: &[&str]| husk_in_netns(ns, &e.root(), dirs, args);
     let o = run_timeout(
         &mut husk_in_ns(&["network", "create", "--subnet", "10.89.77.0/24", "upweb"]),
         CMD_TIMEOUT,
@@ -1202,12 +1202,7 @@ fn up_network_named_with_a_published_port() {
     let store = e.store();
     // the page counts the container's own address in its /etc/hosts (written after the attach)
     let script = web("hello-from-up-$(grep -c '^10[.]89[.]77[.][0-9]*\t' /etc/hosts)");
-    let mut up = husk_in_ns(&[
-        "up",
-        "--store",
-        store.to_str().unwrap(),
-        "--pull",
-        "never",
+    let mut up = n.up_command(&[
         "--rm",
         "--name",
         "web",
@@ -1262,12 +1257,7 @@ fn up_network_named_with_a_published_port() {
     assert!(!rules.contains("8080"), "port rules left: {rules}");
     // -P: the exposed 8000/tcp on a free host port, which husk up names on stderr
     let script = web("hello-from-P");
-    let mut up = husk_in_ns(&[
-        "up",
-        "--store",
-        store.to_str().unwrap(),
-        "--pull",
-        "never",
+    let mut up = n.up_command(&[
         "--rm",
         "--network",
         "upweb",
@@ -1312,12 +1302,7 @@ fn up_network_named_with_a_published_port() {
     // -d: the monitor attaches the network before the start and releases it at the exit
     let script = web("hello-from-d");
     let o = run_timeout(
-        &mut husk_in_ns(&[
-            "up",
-            "--store",
-            store.to_str().unwrap(),
-            "--pull",
-            "never",
+        &mut n.up_command(&[
             "-d",
             "--name",
             "dweb",
@@ -1387,12 +1372,17 @@ impl NetEnv {
         )
     }
 
-    /// `husk up --store STORE --pull never ARGS` in the namespace.
-    fn up(&self, args: &[&str]) -> Output {
+    /// `husk up --store STORE --pull never ARGS` in the namespace, not started.
+    fn up_command(&self, args: &[&str]) -> Command {
         let store = self.e.store_arg();
         let mut a = vec!["up", "--store", &store, "--pull", "never"];
         a.extend_from_slice(args);
-        self.husk(&a)
+        husk_in_netns(&self.ns, &self.e.root(), self.e.dir.path(), &a)
+    }
+
+    /// [`NetEnv::up_command`] run (120 s at most).
+    fn up(&self, args: &[&str]) -> Output {
+        run_timeout(&mut self.up_command(args), Duration::from_secs(120))
     }
 
     /// `husk rm -f IDS` in the namespace (the attachments are released there), then nothing
@@ -1607,27 +1597,17 @@ fn up_containers_on_a_network_know_each_other_by_name() {
     assert!(!names(&ha, "s"), "s stopped, still in a's hosts: {ha}");
     ok(&husk_in_ns(&["rm", "--store", &store, "s"]), "rm s");
     // a foreground --rm container: its line goes when it ends
-    let mut fg = husk_in_netns(
-        ns,
-        &e.root(),
-        dirs,
-        &[
-            "up",
-            "--store",
-            &store,
-            "--pull",
-            "never",
-            "--rm",
-            "--name",
-            "fg",
-            "--network",
-            "mynet",
-            IMAGE,
-            "sh",
-            "-c",
-            "trap 'exit 0' TERM; sleep 600 & wait",
-        ],
-    );
+    let mut fg = n.up_command(&[
+        "--rm",
+        "--name",
+        "fg",
+        "--network",
+        "mynet",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; sleep 600 & wait",
+    ]);
     let mut child = fg
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
