@@ -316,12 +316,7 @@ fn sigkill_at_every_step_and_random_moments_leaves_nothing() {
     if !units.is_empty() {
         problems.push(format!("systemd still has {units:?}"));
     }
-    assert!(
-        problems.is_empty(),
-        "seed {seed}: {} problem(s):\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert_no_problems(Some(seed), &problems);
 }
 
 /// The fault switch itself: a debug husk killed at step 3 of `create` dies by SIGKILL, and one
@@ -500,12 +495,7 @@ fn concurrent_operation_pairs_end_in_a_legal_state() {
         c.force_cleanup();
         std::mem::forget(c);
     }
-    assert!(
-        problems.is_empty(),
-        "{} problem(s):\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert_no_problems(None, &problems);
 }
 
 /// `create` against `delete --force` of one id, round after round (each round starts from a
@@ -558,10 +548,5 @@ fn create_racing_delete_force_round_after_round() {
             break;
         }
     }
-    assert!(
-        problems.is_empty(),
-        "{} problem(s):\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert_no_problems(None, &problems);
 }

@@ -17,6 +17,27 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// Two root tests of one body `$body(driver)`: `$native` with the native driver (None),
+/// `$plugins` through the CNI plugins husk's list names (`Some("plugins")`); each keeps its own
+/// name, so a summary says which driver failed.
+macro_rules! by_each_driver {
+    ($(#[$n:meta])* $native:ident, $(#[$p:meta])* $plugins:ident, $body:ident) => {
+        $(#[$n])*
+        #[test]
+        fn $native() {
+            root_or_skip!(stringify!($native));
+            $body(None);
+        }
+
+        $(#[$p])*
+        #[test]
+        fn $plugins() {
+            root_or_skip!(stringify!($plugins));
+            $body(Some("plugins"));
+        }
+    };
+}
+
 static NS_SEQ: AtomicUsize = AtomicUsize::new(0);
 
 /// A network namespace and the network dirs of one test.
@@ -106,6 +127,19 @@ impl TestNet {
             c.env("HUSK_NETWORK_DRIVER", d);
         }
         c
+    }
+
+    /// `husk --root ROOT delete --force ID` of container `c` in the namespace, with the network
+    /// run dir (its attachments are released there); it must succeed.
+    fn delete_force(&self, c: &Ctr) {
+        let mut d = self.in_ns(runtime().to_str().unwrap());
+        d.arg("--root")
+            .arg(&c.root)
+            .args(["delete", "--force", &c.id])
+            .env("HUSK_NETWORK_RUN_DIR", self.dir.join("run"))
+            .env("CNI_PATH", &self.cni_path);
+        let o = run_timeout(&mut d, CMD_TIMEOUT);
+        assert!(o.status.success(), "{}", text(&o.stderr));
     }
 
     fn husk_ok(&self, root: Option<&Path>, args: &[&str]) -> String {
@@ -343,6 +377,16 @@ fn attached_ip(out: &str) -> String {
     cidr.split('/').next().unwrap().to_string()
 }
 
+/// Every address of `attach`'s output, either family: `eth0 10.77.31.2/24,fd00:89:1::2/64 ...`.
+fn attached_ips(out: &str) -> Vec<String> {
+    out.split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("attach output {out:?}"))
+        .split(',')
+        .map(|c| c.split('/').next().unwrap().to_string())
+        .collect()
+}
+
 /// GET `url` from the namespace's host side with busybox wget.
 fn fetch(t: &TestNet, url: &str) -> Output {
     let mut c = t.in_ns("busybox");
@@ -384,22 +428,12 @@ fn udp_roundtrip_to(ns: &str, ip: std::net::IpAddr, port: u16) -> Result<String,
     .unwrap()
 }
 
-#[test]
-fn attach_publish_and_detach() {
-    if !require_root("attach_publish_and_detach") {
-        return;
-    }
-    publish_and_detach(None);
-}
-
-/// The same through the CNI plugins husk's list names.
-#[test]
-fn attach_publish_and_detach_through_the_plugins() {
-    if !require_root("attach_publish_and_detach_through_the_plugins") {
-        return;
-    }
-    publish_and_detach(Some("plugins"));
-}
+by_each_driver!(
+    attach_publish_and_detach,
+    /// The same through the CNI plugins husk's list names.
+    attach_publish_and_detach_through_the_plugins,
+    publish_and_detach
+);
 
 fn publish_and_detach(driver: Option<&'static str>) {
     let mut t = TestNet::new("pub");
@@ -1041,14 +1075,7 @@ fn delete_releases_attachments_and_other_namespaces_are_refused() {
     drop(other);
 
     // husk delete --force (in the namespace the attach ran in) releases the attachment
-    let mut d = t.in_ns(runtime().to_str().unwrap());
-    d.arg("--root")
-        .arg(&c.root)
-        .args(["delete", "--force", &c.id])
-        .env("HUSK_NETWORK_RUN_DIR", t.dir.join("run"))
-        .env("CNI_PATH", &t.cni_path);
-    let o = run_timeout(&mut d, CMD_TIMEOUT);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    t.delete_force(&c);
     t.assert_clean(
         "after delete --force",
         &[&c.id],
@@ -1083,13 +1110,8 @@ fn native_table(id: &str, net: &str) -> String {
     .table()
 }
 
-/// Table `ip NAME` of the namespace as `nft -j` lists it: its chains and rules with the table
-/// name and the handles left out, so two tables can be compared.
-fn nft_table_json(t: &TestNet, name: &str) -> Vec<Value> {
-    nft_table_json_of(t, "ip", name)
-}
-
-/// [`nft_table_json`] of the table of `family`.
+/// Table `FAMILY NAME` of the namespace as `nft -j` lists it: its chains and rules with the
+/// table name and the handles left out, so two tables can be compared.
 fn nft_table_json_of(t: &TestNet, family: &str, name: &str) -> Vec<Value> {
     let mut c = Command::new("ip");
     c.args([
@@ -1123,7 +1145,7 @@ fn nft_table_json_of(t: &TestNet, family: &str, name: &str) -> Vec<Value> {
 /// The kernel's ruleset of the native table `table` must be what nft itself makes of the rules
 /// the driver documents (`nft.rs`), written as nft text into a scratch table of the namespace.
 fn assert_native_rules(t: &TestNet, table: &str, ip: &str, subnet: &str, ports: &[(u16, u16)]) {
-    let o = "husk-oracle";
+    let o = ORACLE;
     let mut text_rules = format!("add table ip {o}\n");
     if !ports.is_empty() {
         for (chain, hook) in [("prerouting", "prerouting"), ("output", "output")] {
@@ -1149,23 +1171,34 @@ fn assert_native_rules(t: &TestNet, table: &str, ip: &str, subnet: &str, ports: 
     text_rules.push_str(&format!(
         "add rule ip {o} postrouting ip saddr {ip} ip daddr != {subnet} ip daddr != 224.0.0.0/4 masquerade\n"
     ));
+    assert_table_is_nft_of(t, "ip", table, &text_rules);
+}
+
+/// The scratch table the rules of a test are written into as nft text.
+const ORACLE: &str = "husk-oracle";
+
+/// Table `FAMILY TABLE` of the namespace must be what nft itself makes of `rules`: nft text
+/// making the scratch table `FAMILY ORACLE`, loaded, listed with `nft -j` and deleted again.
+fn assert_table_is_nft_of(t: &TestNet, family: &str, table: &str, rules: &str) {
     let mut c = Command::new("ip");
     c.args(["netns", "exec", &t.ns, "nft", "-f", "-"]);
-    let out = run_with_stdin(&mut c, text_rules.as_bytes());
+    let out = run_with_stdin(&mut c, rules.as_bytes());
     assert!(
         out.status.success(),
-        "nft -f: {}\n{text_rules}",
+        "nft -f: {}\n{rules}",
         text(&out.stderr)
     );
-    let want = nft_table_json(t, o);
+    let want = nft_table_json_of(t, family, ORACLE);
     let mut c = Command::new("ip");
-    c.args(["netns", "exec", &t.ns, "nft", "delete", "table", "ip", o]);
+    c.args([
+        "netns", "exec", &t.ns, "nft", "delete", "table", family, ORACLE,
+    ]);
     assert!(run_timeout(&mut c, CMD_TIMEOUT).status.success());
-    let got = nft_table_json(t, table);
+    let got = nft_table_json_of(t, family, table);
     assert_eq!(
         serde_json::to_string_pretty(&got).unwrap(),
         serde_json::to_string_pretty(&want).unwrap(),
-        "table ip {table} differs from nft's own rules"
+        "table {family} {table} differs from nft's own rules"
     );
 }
 
@@ -1430,25 +1463,15 @@ fn native_attach_killed_at_each_step_is_released_by_gc() {
     t.assert_clean("at the end", &[], &[ip], false);
 }
 
-/// An attach SIGKILLed once the `[::1]` proxy of its port runs, before the proxy is recorded:
-/// gc releases the record, the proxy ends by itself, the port is free to attach again.
-#[test]
-fn attach_killed_after_starting_a_proxy_is_released_by_gc() {
-    if !require_root("attach_killed_after_starting_a_proxy_is_released_by_gc") {
-        return;
-    }
-    proxy_attach_killed(None);
-}
-
-/// The same through the CNI plugins, killed also once the table that keeps `[::1]` from
-/// portmap is made: gc removes it.
-#[test]
-fn attach_killed_after_starting_a_proxy_through_the_plugins_is_released_by_gc() {
-    if !require_root("attach_killed_after_starting_a_proxy_through_the_plugins_is_released_by_gc") {
-        return;
-    }
-    proxy_attach_killed(Some("plugins"));
-}
+by_each_driver!(
+    /// An attach SIGKILLed once the `[::1]` proxy of its port runs, before the proxy is recorded:
+    /// gc releases the record, the proxy ends by itself, the port is free to attach again.
+    attach_killed_after_starting_a_proxy_is_released_by_gc,
+    /// The same through the CNI plugins, killed also once the table that keeps `[::1]` from
+    /// portmap is made: gc removes it.
+    attach_killed_after_starting_a_proxy_through_the_plugins_is_released_by_gc,
+    proxy_attach_killed
+);
 
 fn proxy_attach_killed(driver: Option<&'static str>) {
     let name = "attach_killed_after_starting_a_proxy_is_released_by_gc";
@@ -1542,24 +1565,14 @@ fn proxy_attach_killed(driver: Option<&'static str>) {
     t.assert_clean("at the end", &[], &[], false);
 }
 
-/// A dual-stack attachment's `[::1]` proxy is ended, with everything else, by `husk delete
-/// --force` of its container and, for a container SIGKILLed, by `network prune`.
-#[test]
-fn proxies_end_with_delete_and_prune() {
-    if !require_root("proxies_end_with_delete_and_prune") {
-        return;
-    }
-    proxies_released(None);
-}
-
-/// The same through the CNI plugins (the proxy and the table keeping `[::1]` from portmap).
-#[test]
-fn proxies_end_with_delete_and_prune_through_the_plugins() {
-    if !require_root("proxies_end_with_delete_and_prune_through_the_plugins") {
-        return;
-    }
-    proxies_released(Some("plugins"));
-}
+by_each_driver!(
+    /// A dual-stack attachment's `[::1]` proxy is ended, with everything else, by `husk delete
+    /// --force` of its container and, for a container SIGKILLed, by `network prune`.
+    proxies_end_with_delete_and_prune,
+    /// The same through the CNI plugins (the proxy and the table keeping `[::1]` from portmap).
+    proxies_end_with_delete_and_prune_through_the_plugins,
+    proxies_released
+);
 
 fn proxies_released(driver: Option<&'static str>) {
     let mut t = TestNet::new("pxrel");
@@ -1594,25 +1607,12 @@ fn proxies_released(driver: Option<&'static str>) {
 
     let a = container("pxdel", &["/bin/httpd", "-f", "-p", "80", "-h", "/"], false);
     let out = t.husk_ok(Some(&a.root), &["attach", "-p", "18433:80", "d", &a.id]);
-    let a_ips: Vec<String> = out
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .map(|c| c.split('/').next().unwrap().to_string())
-        .collect();
+    let a_ips: Vec<String> = attached_ips(&out);
     answers(18433);
     let pid = proxy_pid(&a.id);
     assert!(alive(pid));
     // husk delete --force (in the namespace the attach ran in)
-    let mut d = t.in_ns(runtime().to_str().unwrap());
-    d.arg("--root")
-        .arg(&a.root)
-        .args(["delete", "--force", &a.id])
-        .env("HUSK_NETWORK_RUN_DIR", t.dir.join("run"))
-        .env("CNI_PATH", &t.cni_path);
-    let o = run_timeout(&mut d, CMD_TIMEOUT);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    t.delete_force(&a);
     assert!(!alive(pid), "proxy {pid} outlived delete --force");
     t.assert_clean("after delete --force", &[&a.id], &a_ips, true);
     drop(a);
@@ -1624,13 +1624,7 @@ fn proxies_released(driver: Option<&'static str>) {
         false,
     );
     let out = t.husk_ok(Some(&b.root), &["attach", "-p", "18434:80", "d", &b.id]);
-    let b_ips: Vec<String> = out
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .map(|c| c.split('/').next().unwrap().to_string())
-        .collect();
+    let b_ips: Vec<String> = attached_ips(&out);
     answers(18434);
     let pid = proxy_pid(&b.id);
     let init = b.state().unwrap()["pid"].as_i64().unwrap() as i32;
@@ -1945,28 +1939,18 @@ fn native_dual_stack_network() {
     t.assert_clean("at the end", &[], &ips, false);
 }
 
-/// The host's side of a dual-stack network's published ports (`network create --ipv6` with the
-/// IPv6 subnet chosen, a /64 of fd00::/8): a port without a host address answers on the
-/// bridge's IPv6 address as on 127.0.0.1, `[GW6]:P:80` on IPv6 alone, `127.0.0.1:P:80` on IPv4
-/// alone, a udp port over IPv6 too; the ip6 table is what nft makes of the same rules as text.
-/// An IPv6 host address on an IPv4-only network, and an IPv6 subnet over a route of the
-/// namespace, are refused by name. After detach and rm nothing of either family is left.
-#[test]
-fn dual_stack_published_ports_and_automatic_subnet() {
-    if !require_root("dual_stack_published_ports_and_automatic_subnet") {
-        return;
-    }
-    dual_stack_ports(None);
-}
-
-/// The same through the CNI plugins: portmap's ip6tables rules.
-#[test]
-fn dual_stack_published_ports_through_the_plugins() {
-    if !require_root("dual_stack_published_ports_through_the_plugins") {
-        return;
-    }
-    dual_stack_ports(Some("plugins"));
-}
+by_each_driver!(
+    /// The host's side of a dual-stack network's published ports (`network create --ipv6` with the
+    /// IPv6 subnet chosen, a /64 of fd00::/8): a port without a host address answers on the
+    /// bridge's IPv6 address as on 127.0.0.1, `[GW6]:P:80` on IPv6 alone, `127.0.0.1:P:80` on IPv4
+    /// alone, a udp port over IPv6 too; the ip6 table is what nft makes of the same rules as text.
+    /// An IPv6 host address on an IPv4-only network, and an IPv6 subnet over a route of the
+    /// namespace, are refused by name. After detach and rm nothing of either family is left.
+    dual_stack_published_ports_and_automatic_subnet,
+    /// The same through the CNI plugins: portmap's ip6tables rules.
+    dual_stack_published_ports_through_the_plugins,
+    dual_stack_ports
+);
 
 fn dual_stack_ports(driver: Option<&'static str>) {
     let mut t = TestNet::new("v6p");
@@ -2045,13 +2029,7 @@ fn dual_stack_ports(driver: Option<&'static str>) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut ips: Vec<String> = first_out
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .map(|c| c.split('/').next().unwrap().to_string())
-        .collect();
+    let mut ips: Vec<String> = attached_ips(&first_out);
 
     let out = t.husk_ok(
         Some(&web.root),
@@ -2072,13 +2050,7 @@ fn dual_stack_ports(driver: Option<&'static str>) {
         ],
     );
     assert!(out.contains(&format!("[{gw6}]:18092->80/tcp")), "{out}");
-    let web_ips: Vec<String> = out
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .map(|c| c.split('/').next().unwrap().to_string())
-        .collect();
+    let web_ips: Vec<String> = attached_ips(&out);
     assert_eq!(web_ips.len(), 2, "{out}");
     let ip6 = web_ips[1].clone();
     ips.extend(web_ips);
@@ -2200,7 +2172,7 @@ fn dual_stack_ports(driver: Option<&'static str>) {
 /// makes of its rules as text: a nat output chain before portmap's, one identity DNAT per
 /// proxied (protocol number, port).
 fn assert_guard_rules(t: &TestNet, table: &str, ports: &[(u8, u16)]) {
-    let o = "husk-oracle";
+    let o = ORACLE;
     let mut r = format!(
         "add table ip6 {o}\n\
          add chain ip6 {o} output {{ type nat hook output priority -110; policy accept; }}\n"
@@ -2211,20 +2183,7 @@ fn assert_guard_rules(t: &TestNet, table: &str, ports: &[(u8, u16)]) {
             "add rule ip6 {o} output ip6 daddr ::1 {p} dport {port} dnat to [::1]:{port}\n"
         ));
     }
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", &t.ns, "nft", "-f", "-"]);
-    let out = run_with_stdin(&mut c, r.as_bytes());
-    assert!(out.status.success(), "nft -f: {}\n{r}", text(&out.stderr));
-    let want = nft_table_json_of(t, "ip6", o);
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", &t.ns, "nft", "delete", "table", "ip6", o]);
-    assert!(run_timeout(&mut c, CMD_TIMEOUT).status.success());
-    let got = nft_table_json_of(t, "ip6", table);
-    assert_eq!(
-        serde_json::to_string_pretty(&got).unwrap(),
-        serde_json::to_string_pretty(&want).unwrap(),
-        "table ip6 {table} differs from nft's own rules"
-    );
+    assert_table_is_nft_of(t, "ip6", table, &r);
     // the only table of husk's through the plugins: no ip one
     let mut c = Command::new("ip");
     c.args(["netns", "exec", &t.ns, "nft", "list", "table", "ip", table]);
@@ -2234,7 +2193,7 @@ fn assert_guard_rules(t: &TestNet, table: &str, ports: &[(u8, u16)]) {
 /// [`assert_native_rules`] for the ip6 table of the dual-stack attachment of
 /// [`dual_stack_ports`]: its ports over IPv6 and masquerades, as nft makes them of text.
 fn assert_native_rules6(t: &TestNet, table: &str, ip6: &str, gw6: &str, subnet6: &str) {
-    let o = "husk-oracle";
+    let o = ORACLE;
     let mut r = format!("add table ip6 {o}\n");
     for (chain, hook) in [("prerouting", "prerouting"), ("output", "output")] {
         r.push_str(&format!(
@@ -2249,20 +2208,7 @@ fn assert_native_rules6(t: &TestNet, table: &str, ip6: &str, gw6: &str, subnet6:
          add rule ip6 {o} postrouting ip6 saddr {ip6} ip6 daddr {ip6} masquerade\n\
          add rule ip6 {o} postrouting ip6 saddr {ip6} ip6 daddr != {subnet6} ip6 daddr != ff00::/8 masquerade\n"
     ));
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", &t.ns, "nft", "-f", "-"]);
-    let out = run_with_stdin(&mut c, r.as_bytes());
-    assert!(out.status.success(), "nft -f: {}\n{r}", text(&out.stderr));
-    let want = nft_table_json_of(t, "ip6", o);
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", &t.ns, "nft", "delete", "table", "ip6", o]);
-    assert!(run_timeout(&mut c, CMD_TIMEOUT).status.success());
-    let got = nft_table_json_of(t, "ip6", table);
-    assert_eq!(
-        serde_json::to_string_pretty(&got).unwrap(),
-        serde_json::to_string_pretty(&want).unwrap(),
-        "table ip6 {table} differs from nft's own rules"
-    );
+    assert_table_is_nft_of(t, "ip6", table, &r);
 }
 
 /// `network ls` of [`dual_stack_ports`]'s networks: the dual-stack `d6`'s row lists both its

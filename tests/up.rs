@@ -1189,10 +1189,10 @@ fn up_network_named_with_a_published_port() {
     if !need_root("up_network_named_with_a_published_port") {
         return;
     }
-    let e = Env::new("pub");
-    let ns = Netns::new();
+    let n = NetEnv::new("pub");
+    let (e, ns) = (&n.e, &n.ns);
     let dirs = e.dir.path();
-    let husk_in_ns = |args: &[&str]| husk_in_netns(&ns, &e.root(), dirs, args);
+    let husk_in_ns = |args: &[&str]| husk_in_netns(ns, &e.root(), dirs, args);
     let o = run_timeout(
         &mut husk_in_ns(&["network", "create", "--subnet", "10.89.77.0/24", "upweb"]),
         CMD_TIMEOUT,
@@ -1202,12 +1202,7 @@ fn up_network_named_with_a_published_port() {
     let store = e.store();
     // the page counts the container's own address in its /etc/hosts (written after the attach)
     let script = web("hello-from-up-$(grep -c '^10[.]89[.]77[.][0-9]*\t' /etc/hosts)");
-    let mut up = husk_in_ns(&[
-        "up",
-        "--store",
-        store.to_str().unwrap(),
-        "--pull",
-        "never",
+    let mut up = n.up_command(&[
         "--rm",
         "--name",
         "web",
@@ -1262,12 +1257,7 @@ fn up_network_named_with_a_published_port() {
     assert!(!rules.contains("8080"), "port rules left: {rules}");
     // -P: the exposed 8000/tcp on a free host port, which husk up names on stderr
     let script = web("hello-from-P");
-    let mut up = husk_in_ns(&[
-        "up",
-        "--store",
-        store.to_str().unwrap(),
-        "--pull",
-        "never",
+    let mut up = n.up_command(&[
         "--rm",
         "--network",
         "upweb",
@@ -1312,12 +1302,7 @@ fn up_network_named_with_a_published_port() {
     // -d: the monitor attaches the network before the start and releases it at the exit
     let script = web("hello-from-d");
     let o = run_timeout(
-        &mut husk_in_ns(&[
-            "up",
-            "--store",
-            store.to_str().unwrap(),
-            "--pull",
-            "never",
+        &mut n.up_command(&[
             "-d",
             "--name",
             "dweb",
@@ -1360,6 +1345,57 @@ fn up_network_named_with_a_published_port() {
     let o = e.up(&["--rm", "--network", "none", "-p", "8080:80", IMAGE, "true"]);
     assert!(text(&o.stderr).contains("-p"), "{}", text(&o.stderr));
     e.assert_clean("after a refused -p");
+}
+
+/// An Env and a network namespace of the test's, husk run in it with the Env's network dirs
+/// (`netconf`, `cni`, `netrun`): for the tests that make networks and containers on them.
+/// (The namespace is dropped before the Env, as it was declared after it.)
+struct NetEnv {
+    ns: Netns,
+    e: Env,
+}
+
+impl NetEnv {
+    fn new(tag: &str) -> NetEnv {
+        let e = Env::new(tag);
+        NetEnv {
+            ns: Netns::new(),
+            e,
+        }
+    }
+
+    /// `husk --root ROOT ARGS` in the namespace (120 s at most).
+    fn husk(&self, args: &[&str]) -> Output {
+        run_timeout(
+            &mut husk_in_netns(&self.ns, &self.e.root(), self.e.dir.path(), args),
+            Duration::from_secs(120),
+        )
+    }
+
+    /// `husk up --store STORE --pull never ARGS` in the namespace, not started.
+    fn up_command(&self, args: &[&str]) -> Command {
+        let store = self.e.store_arg();
+        let mut a = vec!["up", "--store", &store, "--pull", "never"];
+        a.extend_from_slice(args);
+        husk_in_netns(&self.ns, &self.e.root(), self.e.dir.path(), &a)
+    }
+
+    /// [`NetEnv::up_command`] run (120 s at most).
+    fn up(&self, args: &[&str]) -> Output {
+        run_timeout(&mut self.up_command(args), Duration::from_secs(120))
+    }
+
+    /// `husk rm -f IDS` in the namespace (the attachments are released there), then nothing
+    /// left of any container ([`Env::assert_all_gone`]) nor of the networks ([`network_leaks`]).
+    fn rm_all_gone(&self, ids: &[&str], what: &str) {
+        let store = self.e.store_arg();
+        let mut a = vec!["rm", "--store", &store, "-f"];
+        a.extend_from_slice(ids);
+        ok(&self.husk(&a), &format!("rm -f {}", ids.join(" ")));
+        self.e.assert_all_gone(what);
+        let leaks = network_leaks(&self.ns, &self.e.dir.path().join("netrun"));
+        assert!(leaks.is_empty(), "{what}: left behind: {leaks:?}");
+    }
 }
 
 /// What the network run dir `run` and the namespace `ns` hold once nothing is attached: a veth,
@@ -1419,33 +1455,17 @@ fn up_containers_on_a_network_know_each_other_by_name() {
     if !need_root(name) {
         return;
     }
-    let e = Env::new("names");
-    let ns = Netns::new();
-    let dirs = e.dir.path().to_path_buf();
+    let n = NetEnv::new("names");
+    let (e, ns) = (&n.e, &n.ns);
+    let dirs = e.dir.path();
     let run = dirs.join("netrun");
-    let husk_in_ns = |args: &[&str]| {
-        run_timeout(
-            &mut husk_in_netns(&ns, &e.root(), &dirs, args),
-            Duration::from_secs(120),
-        )
-    };
+    let husk_in_ns = |args: &[&str]| n.husk(args);
     let store = e.store_arg();
     let up_d = |name: &str, net: &str, extra: &[&str]| {
-        let mut a = vec![
-            "up",
-            "--store",
-            &store,
-            "--pull",
-            "never",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            net,
-        ];
+        let mut a = vec!["-d", "--name", name, "--network", net];
         a.extend_from_slice(extra);
         a.extend_from_slice(&[IMAGE, "sleep", "600"]);
-        husk_in_ns(&a)
+        n.up(&a)
     };
     // (othernet is internal: no default route, so a container can be on both networks)
     ok(
@@ -1577,27 +1597,17 @@ fn up_containers_on_a_network_know_each_other_by_name() {
     assert!(!names(&ha, "s"), "s stopped, still in a's hosts: {ha}");
     ok(&husk_in_ns(&["rm", "--store", &store, "s"]), "rm s");
     // a foreground --rm container: its line goes when it ends
-    let mut fg = husk_in_netns(
-        &ns,
-        &e.root(),
-        &dirs,
-        &[
-            "up",
-            "--store",
-            &store,
-            "--pull",
-            "never",
-            "--rm",
-            "--name",
-            "fg",
-            "--network",
-            "mynet",
-            IMAGE,
-            "sh",
-            "-c",
-            "trap 'exit 0' TERM; sleep 600 & wait",
-        ],
-    );
+    let mut fg = n.up_command(&[
+        "--rm",
+        "--name",
+        "fg",
+        "--network",
+        "mynet",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; sleep 600 & wait",
+    ]);
     let mut child = fg
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -1668,13 +1678,8 @@ fn up_containers_on_a_network_know_each_other_by_name() {
     }
     assert_eq!(addrs.len(), 20, "20 distinct address lines: {addrs:?}");
     assert!(ping("n0", "n19") && ping("n19", "n0"), "n0 and n19 by name");
-    // (in the namespace, with its network run dir: the attachments are released there)
-    let mut rm = vec!["rm", "--store", &store, "-f"];
-    rm.extend(ids.iter().map(String::as_str));
-    ok(&husk_in_ns(&rm), "rm -f n0..n19");
-    e.assert_all_gone("after the named containers");
-    let leaks = network_leaks(&ns, &run);
-    assert!(leaks.is_empty(), "left behind: {leaks:?}");
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    n.rm_all_gone(&ids, "after the named containers");
 }
 
 /// Without `--network`, a container of `husk up` is on the default network (`husk`, created on
@@ -1689,22 +1694,10 @@ fn up_default_network_is_the_default_bridge() {
     if !need_root(name) {
         return;
     }
-    let e = Env::new("defnet");
-    let ns = Netns::new();
-    let dirs = e.dir.path().to_path_buf();
-    let run = dirs.join("netrun");
-    let husk_in_ns = |args: &[&str]| {
-        run_timeout(
-            &mut husk_in_netns(&ns, &e.root(), &dirs, args),
-            Duration::from_secs(120),
-        )
-    };
-    let store = e.store_arg();
-    let up = |extra: &[&str]| {
-        let mut a = vec!["up", "--store", &store, "--pull", "never"];
-        a.extend_from_slice(extra);
-        husk_in_ns(&a)
-    };
+    let n = NetEnv::new("defnet");
+    let (e, ns) = (&n.e, &n.ns);
+    let dirs = e.dir.path();
+    let up = |extra: &[&str]| n.up(extra);
     ok(
         &up(&[
             "-d",
@@ -1823,13 +1816,7 @@ fn up_default_network_is_the_default_bridge() {
         !e.store().join("containers/nonet").exists(),
         "a bundle was left for an unknown network"
     );
-    ok(
-        &husk_in_ns(&["rm", "--store", &store, "-f", "srv"]),
-        "rm -f srv",
-    );
-    e.assert_all_gone("after the default network's containers");
-    let leaks = network_leaks(&ns, &run);
-    assert!(leaks.is_empty(), "left behind: {leaks:?}");
+    n.rm_all_gone(&["srv"], "after the default network's containers");
 }
 
 /// On a dual-stack network (`husk network create --ipv6`), a container of `husk up` has both
@@ -1841,19 +1828,10 @@ fn up_dual_stack_network_lists_both_addresses() {
     if !need_root(name) {
         return;
     }
-    let e = Env::new("dual");
-    let ns = Netns::new();
-    let dirs = e.dir.path().to_path_buf();
-    let run = dirs.join("netrun");
-    let husk_in_ns = |args: &[&str]| {
-        run_timeout(
-            &mut husk_in_netns(&ns, &e.root(), &dirs, args),
-            Duration::from_secs(120),
-        )
-    };
-    let store = e.store_arg();
+    let n = NetEnv::new("dual");
+    let (e, ns) = (&n.e, &n.ns);
     ok(
-        &husk_in_ns(&[
+        &n.husk(&[
             "network",
             "create",
             "--ipv6",
@@ -1866,17 +1844,9 @@ fn up_dual_stack_network_lists_both_addresses() {
         "network create --ipv6",
     );
     let up = |extra: &[&str]| {
-        let mut a = vec![
-            "up",
-            "--store",
-            &store,
-            "--pull",
-            "never",
-            "--network",
-            "dual",
-        ];
+        let mut a = vec!["--network", "dual"];
         a.extend_from_slice(extra);
-        husk_in_ns(&a)
+        n.up(&a)
     };
     // a published port of a dual-stack network answers on both loopbacks ([::1] through the
     // attachment's proxy, a child of a's monitor, ended by rm -f)
@@ -1922,13 +1892,7 @@ fn up_dual_stack_network_lists_both_addresses() {
         "b's hosts lacks one of a's addresses: {out}"
     );
     assert!(out.contains("pinged-a6"), "b cannot reach a at {a6}: {out}");
-    ok(
-        &husk_in_ns(&["rm", "--store", &store, "-f", "a"]),
-        "rm -f a",
-    );
-    e.assert_all_gone("after the dual-stack containers");
-    let leaks = network_leaks(&ns, &run);
-    assert!(leaks.is_empty(), "left behind: {leaks:?}");
+    n.rm_all_gone(&["a"], "after the dual-stack containers");
 }
 
 impl Env {
@@ -2637,12 +2601,7 @@ fn up_killed_at_random_moments_then_rm_force_leaves_nothing() {
     eprintln!("up kill: seed {seed} (HUSK_FAULT_SEED={seed} replays)");
     let e = Env::new("kill");
     let problems = kill_rounds(&e, seed, 30, &[], None);
-    assert!(
-        problems.is_empty(),
-        "seed {seed}: {} problem(s):\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert_no_problems(Some(seed), &problems);
 }
 
 /// `rounds` runs of `husk up FLAGS IMAGE sleep 100` (with `$HUSK_SUBID_USER` set to
@@ -2667,22 +2626,14 @@ fn kill_rounds(
         if let Some(u) = subid_user {
             c.env("HUSK_SUBID_USER", u);
         }
-        let mut child = c
-            .arg("--root")
+        c.arg("--root")
             .arg(&root)
             .args(["up", "--store", store.to_str().unwrap(), "--pull", "never"])
             .args(["--name", &name])
             .args(no_default_network(flags))
             .args(flags)
-            .args([IMAGE, "sleep", "100"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(delay);
-        let _ = child.kill();
-        let _ = child.wait();
+            .args([IMAGE, "sleep", "100"]);
+        kill_after(&mut c, delay);
         let o = e.husk(&["rm", "--store", store.to_str().unwrap(), "-f", &name]);
         let err = text(&o.stderr);
         // killed before its bundle existed: nothing to remove, said so
@@ -2709,6 +2660,20 @@ fn kill_rounds(
         }
     }
     problems
+}
+
+/// `c` spawned with nothing on its stdin, stdout and stderr, SIGKILLed after `delay` (wherever
+/// it got to) and reaped.
+fn kill_after(c: &mut Command, delay: Duration) {
+    let mut child = c
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// The mount at `path` in this process's mount table: its fs type, if mounted there.
@@ -3728,12 +3693,7 @@ fn up_userns_killed_at_random_moments_leaves_no_range() {
     if !e.userns_records().is_empty() {
         problems.push(format!("ranges left: {:?}", e.userns_records()));
     }
-    assert!(
-        problems.is_empty(),
-        "seed {seed}: {} problem(s):\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert_no_problems(Some(seed), &problems);
     // the one range of the user fits again: nothing holds it
     ok(
         &e.up_as(&user, &["--rm", "--userns=auto", IMAGE, "true"]),
@@ -3954,14 +3914,7 @@ fn rootless_network(test: &str, helper: &str, package: &str, gateway: &str, forw
     if !need_root(test) {
         return;
     }
-    if !std::path::Path::new("/usr/bin").join(helper).exists() {
-        let why = format!("{helper} is not installed (package {package}: make deps)");
-        // (make deps installs it: a CI run without it has not tested this)
-        assert!(
-            std::env::var_os("CI").is_none_or(|v| v != "true"),
-            "{test}: {why}, and under CI=true a root test that cannot run is a failure"
-        );
-        skip(test, &why);
+    if !installed_or_skip(test, helper, package) {
         return;
     }
     let e = Env::new(&format!("rl{}", &helper[..4]));
@@ -4667,19 +4620,29 @@ fn ns_ip(ns: &Netns, args: &[&str]) -> Output {
     )
 }
 
+/// Whether `/usr/bin/TOOL` is installed; if not, the test is skipped naming the package that
+/// brings it. (make deps installs it: a CI run without it has not tested this, so under
+/// `CI=true` that is a failure.)
+fn installed_or_skip(test: &str, tool: &str, package: &str) -> bool {
+    if std::path::Path::new("/usr/bin").join(tool).exists() {
+        return true;
+    }
+    let why = format!("{tool} is not installed (package {package}: make deps)");
+    assert!(
+        std::env::var_os("CI").is_none_or(|v| v != "true"),
+        "{test}: {why}, and under CI=true a root test that cannot run is a failure"
+    );
+    skip(test, &why);
+    false
+}
+
 /// An Env given to nobody and a [`rootless_netns`] with IPv6 too, or None (the test skipped)
 /// when not root or `helper` is not installed.
 fn rootless_ipv6_env(test: &str, helper: &str, package: &str) -> Option<(Env, Netns)> {
     if !need_root(test) {
         return None;
     }
-    if !std::path::Path::new("/usr/bin").join(helper).exists() {
-        let why = format!("{helper} is not installed (package {package}: make deps)");
-        assert!(
-            std::env::var_os("CI").is_none_or(|v| v != "true"),
-            "{test}: {why}, and under CI=true a root test that cannot run is a failure"
-        );
-        skip(test, &why);
+    if !installed_or_skip(test, helper, package) {
         return None;
     }
     let e = Env::new(&format!("r6{}", &helper[..4]));
@@ -5025,13 +4988,7 @@ fn up_rootless_userns_keep_id_and_nomap() {
         return;
     }
     for tool in ["newuidmap", "newgidmap"] {
-        if !std::path::Path::new("/usr/bin").join(tool).exists() {
-            let why = format!("{tool} is not installed (package uidmap)");
-            assert!(
-                std::env::var_os("CI").is_none_or(|v| v != "true"),
-                "{why}, and under CI=true a root test that cannot run is a failure"
-            );
-            skip("up_rootless_userns_keep_id_and_nomap", &why);
+        if !installed_or_skip("up_rootless_userns_keep_id_and_nomap", tool, "uidmap") {
             return;
         }
     }
@@ -5162,13 +5119,8 @@ fn up_rootless_userns_keep_id_and_nomap() {
     } else {
         "none"
     };
-    as_nobody(
-        &[
-            "up",
-            "--store",
-            &store,
-            "--pull",
-            "never",
+    ok(
+        &up(&[
             "-d",
             "--name",
             "k3",
@@ -5179,7 +5131,7 @@ fn up_rootless_userns_keep_id_and_nomap() {
             IMAGE,
             "sleep",
             "60",
-        ],
+        ]),
         "up -d --userns keep-id",
     );
     let exec_map = || {
@@ -5201,13 +5153,8 @@ fn up_rootless_userns_keep_id_and_nomap() {
     as_nobody(&["rm", "--store", &store, "-f", "k3"], "rm -f k3");
     as_nobody(&["volume", "--store", &store, "prune"], "volume prune");
     nothing_left("after rm -f of a keep-id container");
-    as_nobody(
-        &[
-            "up",
-            "--store",
-            &store,
-            "--pull",
-            "never",
+    ok(
+        &up(&[
             "-d",
             "--rm",
             "--name",
@@ -5218,7 +5165,7 @@ fn up_rootless_userns_keep_id_and_nomap() {
             "nomap",
             IMAGE,
             "true",
-        ],
+        ]),
         "up -d --rm --userns nomap",
     );
     assert!(
@@ -5415,15 +5362,7 @@ fn up_rootless_userns_keep_id_and_nomap() {
                 "100",
             ],
         );
-        let mut child = c
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(delay);
-        let _ = child.kill();
-        let _ = child.wait();
+        kill_after(&mut c, delay);
         let o = run_timeout(
             &mut e.husk_rootless(&ns, path, &["rm", "--store", &store, "-f", &name]),
             CMD_TIMEOUT,
@@ -5438,12 +5377,7 @@ fn up_rootless_userns_keep_id_and_nomap() {
             problems.push(format!("{name} {mode} (killed after {delay:?}): left"));
         }
     }
-    assert!(
-        problems.is_empty(),
-        "seed {seed}: {} problem(s):\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert_no_problems(Some(seed), &problems);
     // (their anonymous volumes, kept by rm -f as by docker rm)
     as_nobody(&["volume", "--store", &store, "prune"], "volume prune");
     nothing_left("after the SIGKILLed husk ups");

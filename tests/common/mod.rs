@@ -933,6 +933,18 @@ pub fn cgroup_lines(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Fails listing every problem a campaign collected, each on its own line; with the `seed` that
+/// replays a random one.
+pub fn assert_no_problems(seed: Option<u64>, problems: &[String]) {
+    let seed = seed.map(|s| format!("seed {s}: ")).unwrap_or_default();
+    assert!(
+        problems.is_empty(),
+        "{seed}{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
 /// xorshift64*: small and seeded, for the suite's random moments and mutations.
 pub struct Rng(pub u64);
 impl Rng {
