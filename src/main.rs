@@ -21,6 +21,7 @@ fn main() {
             std::process::exit(husk::up::init::run(&command));
         }
     }
+    quiet_backtraces();
     // a detached container's monitor (`husk up -d`), exec'd fresh by `husk up`, and the
     // same monitor idling (its pump), exec'd fresh by itself
     if let Some(a) = std::env::args_os().nth(1) {
@@ -438,4 +439,22 @@ fn image_command(a: husk::cli::image::ImageArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// husk prints its errors without backtraces (`{:#}`), but anyhow captures one with every
+/// error when `RUST_BACKTRACE` or `RUST_LIB_BACKTRACE` asks for them, as a developer's shell or a
+/// CI often does: a millisecond each in this static binary, whose first unwind sorts every frame
+/// description (`kill ID 9` of an exited init, which containerd's shim sends each pod, is such an
+/// error), and an unwinder lock a forked child of a threaded process could wait on forever. std
+/// decides once per process whether to capture: decided "no" here, before any thread exists, and
+/// the environment hooks, plugins and helpers inherit is left as it was.
+fn quiet_backtraces() {
+    const VAR: &str = "RUST_LIB_BACKTRACE";
+    let before = std::env::var_os(VAR);
+    std::env::set_var(VAR, "0");
+    let _ = std::backtrace::Backtrace::capture();
+    match before {
+        Some(v) => std::env::set_var(VAR, v),
+        None => std::env::remove_var(VAR),
+    }
 }
