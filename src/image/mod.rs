@@ -244,24 +244,11 @@ fn pull_shown(
                 .iter()
                 .find(|d| d.platform().as_ref().is_some_and(|p| opts.platform.matches(p)))
                 .ok_or_else(|| {
-                    let have: Vec<String> = index
-                        .manifests()
-                        .iter()
-                        .filter_map(|d| d.platform().as_ref())
-                        .map(|p| {
-                            let mut s = format!("{}/{}", p.os(), p.architecture());
-                            if let Some(v) = p.variant() {
-                                s.push('/');
-                                s.push_str(v);
-                            }
-                            s
-                        })
-                        .collect();
                     anyhow::anyhow!(
                         "pull {what}: index {} has no manifest for platform {} (it has: {})",
                         top.digest,
                         opts.platform,
-                        have.join(", ")
+                        platforms_of(&index)
                     )
                 })?
                 .clone();
