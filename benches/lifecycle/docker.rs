@@ -366,41 +366,14 @@ impl Daemon {
 
     /// every directory of the docker cgroup parent in every cgroup hierarchy, deepest first
     fn cgroup_dirs(&self) -> Vec<PathBuf> {
-        fn walk(d: &Path, out: &mut Vec<PathBuf>) {
-            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    walk(&e.path(), out);
-                }
-            }
-            out.push(d.to_path_buf());
-        }
-        let mut out = Vec::new();
         if self.cg_parent.is_empty() {
-            return out;
+            return Vec::new();
         }
-        for (r, cgroup) in Self::hierarchies() {
-            let p = r.join(&self.cg_parent);
-            if cgroup && p.is_dir() {
-                walk(&p, &mut out);
-            }
-        }
-        out
+        super::up::cgroup_dirs(&self.cg_parent)
     }
 
     fn cgroup_procs(&self) -> Vec<i32> {
-        let mut v: Vec<i32> = self
-            .cgroup_dirs()
-            .iter()
-            .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
-            .flat_map(|s| {
-                s.lines()
-                    .filter_map(|l| l.trim().parse().ok())
-                    .collect::<Vec<i32>>()
-            })
-            .collect();
-        v.sort_unstable();
-        v.dedup();
-        v
+        super::up::procs_in(&self.cgroup_dirs())
     }
 
     fn mounts(&self) -> Vec<String> {

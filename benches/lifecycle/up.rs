@@ -148,7 +148,7 @@ fn hierarchies() -> Vec<PathBuf> {
 }
 
 /// The directories of cgroup `rel` (relative to each hierarchy's root), deepest first.
-fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
+pub(crate) fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
     fn walk(d: &Path, out: &mut Vec<PathBuf>) {
         for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
@@ -168,7 +168,12 @@ fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
 }
 
 fn cgroup_procs(rel: &str) -> Vec<i32> {
-    let mut v: Vec<i32> = cgroup_dirs(rel)
+    procs_in(&cgroup_dirs(rel))
+}
+
+/// The pids in the `cgroup.procs` of `dirs`, sorted, each once.
+pub(crate) fn procs_in(dirs: &[PathBuf]) -> Vec<i32> {
+    let mut v: Vec<i32> = dirs
         .iter()
         .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
         .flat_map(|s| {
