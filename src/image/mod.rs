@@ -1038,6 +1038,18 @@ enum Shift<'a> {
     Given(&'a userns::Layout, Option<&'a config::CallerEntry>),
 }
 
+/// The image `text` names in `store`, as an unpack reads it: its name, its manifest (the layer
+/// types checked) and its config.
+fn unpack_source(store: &Store, text: &str) -> Result<(String, ImageManifest, ImageConfiguration)> {
+    let (name, d) = lookup(store, text)?;
+    let manifest = store.read_manifest(d.digest().as_ref())?;
+    check_layer_types(&manifest, &format!("unpack {name}"))?;
+    let cfg_bytes = store.read_blob(manifest.config().digest().as_ref(), MAX_CONFIG)?;
+    let cfg = serde_json::from_slice(&cfg_bytes)
+        .with_context(|| format!("unpack {name}: parse config"))?;
+    Ok((name, manifest, cfg))
+}
+
 fn unpack_as(
     store: &Store,
     text: &str,
@@ -1045,12 +1057,7 @@ fn unpack_as(
     over: &ConfigOverrides,
     shift: Shift<'_>,
 ) -> Result<()> {
-    let (name, d) = lookup(store, text)?;
-    let manifest = store.read_manifest(d.digest().as_ref())?;
-    check_layer_types(&manifest, &format!("unpack {name}"))?;
-    let cfg_bytes = store.read_blob(manifest.config().digest().as_ref(), MAX_CONFIG)?;
-    let mut cfg: ImageConfiguration = serde_json::from_slice(&cfg_bytes)
-        .with_context(|| format!("unpack {name}: parse config"))?;
+    let (name, manifest, mut cfg) = unpack_source(store, text)?;
     over.apply(&mut cfg);
     check_bundle(&format!("unpack {name}"), bundle)?;
     let root = nix::unistd::geteuid().is_root();
@@ -1207,12 +1214,7 @@ pub fn unpack_mounted(
     if !nix::unistd::geteuid().is_root() {
         return copy("");
     }
-    let (name, d) = lookup(store, text)?;
-    let manifest = store.read_manifest(d.digest().as_ref())?;
-    check_layer_types(&manifest, &format!("unpack {name}"))?;
-    let cfg_bytes = store.read_blob(manifest.config().digest().as_ref(), MAX_CONFIG)?;
-    let mut cfg: ImageConfiguration = serde_json::from_slice(&cfg_bytes)
-        .with_context(|| format!("unpack {name}: parse config"))?;
+    let (name, manifest, mut cfg) = unpack_source(store, text)?;
     over.apply(&mut cfg);
     // (an empty directory is the caller's claim on the name: `husk up` makes it first)
     if std::fs::read_dir(bundle).is_ok_and(|mut d| d.next().is_some()) {
@@ -1297,12 +1299,7 @@ pub fn highest_id(store: &Store, text: &str) -> Result<Option<u32>> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(None);
     }
-    let (name, d) = lookup(store, text)?;
-    let manifest = store.read_manifest(d.digest().as_ref())?;
-    check_layer_types(&manifest, &format!("unpack {name}"))?;
-    let cfg_bytes = store.read_blob(manifest.config().digest().as_ref(), MAX_CONFIG)?;
-    let cfg: ImageConfiguration = serde_json::from_slice(&cfg_bytes)
-        .with_context(|| format!("unpack {name}: parse config"))?;
+    let (name, manifest, cfg) = unpack_source(store, text)?;
     match snapshot::ensure(store, &name, &manifest, cfg.rootfs().diff_ids()) {
         Ok(lowers) => snapshot::highest_id(&lowers).map(Some),
         Err(_) => Ok(None),
