@@ -344,18 +344,7 @@ impl Daemon {
     /// On a hybrid host the benchmark hides /sys/fs/cgroup/unified under its own tmpfs, where a
     /// runtime may still create directories and files: those are plain files, removed as such.
     fn hierarchies() -> Vec<(PathBuf, bool)> {
-        let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
-        for e in std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            // the real directories; cpu and cpuacct are symlinks to cpu,cpuacct
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                roots.push(e.path());
-            }
-        }
-        roots
+        super::up::hierarchy_candidates()
             .into_iter()
             .map(|r| {
                 let c = super::is_cgroupfs(&r);

@@ -131,8 +131,9 @@ fn mounts_under(dir: &Path) -> Vec<String> {
     v
 }
 
-/// Every real cgroup hierarchy root (v1 controllers, or the v2 root).
-fn hierarchies() -> Vec<PathBuf> {
+/// /sys/fs/cgroup and the real directories in it (cpu and cpuacct are symlinks to
+/// cpu,cpuacct): where a cgroup hierarchy may be mounted.
+pub(crate) fn hierarchy_candidates() -> Vec<PathBuf> {
     let mut v = vec![PathBuf::from("/sys/fs/cgroup")];
     for e in std::fs::read_dir("/sys/fs/cgroup")
         .into_iter()
@@ -143,6 +144,12 @@ fn hierarchies() -> Vec<PathBuf> {
             v.push(e.path());
         }
     }
+    v
+}
+
+/// Every real cgroup hierarchy root (v1 controllers, or the v2 root).
+fn hierarchies() -> Vec<PathBuf> {
+    let mut v = hierarchy_candidates();
     v.retain(|p| super::is_cgroupfs(p));
     v
 }
