@@ -1338,15 +1338,7 @@ pub fn image_volumes(
         {
             continue;
         }
-        if root.is_none() {
-            root = Some(
-                std::fs::File::open(rootfs)
-                    .with_context(|| format!("open {}", rootfs.display()))?,
-            );
-        }
-        let Some(r) = &root else {
-            continue;
-        };
+        let r = open_once(&mut root, rootfs)?;
         match crate::rootfs::resolve::resolve(r.as_fd(), Path::new(&target), true) {
             Ok(fd) => {
                 let p2 = crate::rootfs::resolve::proc_fd_path(fd.as_fd());
@@ -1379,6 +1371,16 @@ pub fn image_volumes(
     Ok(())
 }
 
+/// `rootfs` opened on the first call with `root` empty, and kept there for the next.
+fn open_once<'a>(root: &'a mut Option<std::fs::File>, rootfs: &Path) -> Result<&'a std::fs::File> {
+    match root {
+        Some(f) => Ok(f),
+        None => Ok(root.insert(
+            std::fs::File::open(rootfs).with_context(|| format!("open {}", rootfs.display()))?,
+        )),
+    }
+}
+
 /// Docker's copy-up: a volume whose `_data` is empty gets the files the image has at its
 /// mount point (resolved inside `rootfs`, symlinks kept as links), and the directory's mode and
 /// owner.
@@ -1396,15 +1398,7 @@ pub fn populate_volumes(h: &HostFacts, rootfs: &Path) -> Result<()> {
         if !empty {
             continue;
         }
-        if root.is_none() {
-            root = Some(
-                std::fs::File::open(rootfs)
-                    .with_context(|| format!("open {}", rootfs.display()))?,
-            );
-        }
-        let Some(r) = &root else {
-            continue;
-        };
+        let r = open_once(&mut root, rootfs)?;
         let src = match crate::rootfs::resolve::resolve(r.as_fd(), Path::new(&m.target), true) {
             Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
