@@ -290,15 +290,18 @@ fn pull_shown(
         .as_deref()
         .filter(|_| nix::unistd::geteuid().is_root());
     let snapshots = opts.snapshots && pipelined.is_none() && nix::unistd::geteuid().is_root();
+    // a reader of each layer as it downloads, and the layers numbered
+    let followed = || -> (Vec<follow::Follow>, Vec<(usize, &Descriptor)>) {
+        let layers = manifest.layers();
+        (
+            layers.iter().map(|_| follow::Follow::new()).collect(),
+            layers.iter().enumerate().collect(),
+        )
+    };
     let unpacked = match pipelined {
         None if snapshots => {
             // each layer's snapshot made from its download (in parallel: each is alone)
-            let follows: Vec<follow::Follow> = manifest
-                .layers()
-                .iter()
-                .map(|_| follow::Follow::new())
-                .collect();
-            let items: Vec<(usize, &Descriptor)> = manifest.layers().iter().enumerate().collect();
+            let (follows, items) = followed();
             let diff_ids = cfg.rootfs().diff_ids();
             let chains = snapshot::chain_ids(diff_ids);
             std::thread::scope(|s| {
@@ -336,12 +339,7 @@ fn pull_shown(
             None
         }
         Some(bundle) => {
-            let follows: Vec<follow::Follow> = manifest
-                .layers()
-                .iter()
-                .map(|_| follow::Follow::new())
-                .collect();
-            let items: Vec<(usize, &Descriptor)> = manifest.layers().iter().enumerate().collect();
+            let (follows, items) = followed();
             let prepared = prepare_bundle(&format!("pull {what}: unpack"), bundle)?;
             let (fetched, applied) = std::thread::scope(|s| {
                 let unpacking = s.spawn(|| {
