@@ -365,19 +365,10 @@ impl Daemon {
         super::up::procs_in(&self.cgroup_dirs())
     }
 
+    /// mount points under the temp dir, deepest first (the calling thread's mount namespace:
+    /// the up section's thread has one of its own)
     fn mounts(&self) -> Vec<String> {
-        let t = self.dir.to_string_lossy().into_owned();
-        // the calling thread's mount namespace (the up section's thread has one of its own)
-        let mut v: Vec<String> = std::fs::read_to_string("/proc/thread-self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .map(|m| m.replace("\\040", " "))
-            .filter(|m| *m == t || m.starts_with(&format!("{t}/")))
-            .collect();
-        v.sort();
-        v.reverse();
-        v
+        super::up::mounts_under(&self.dir)
     }
 }
 

@@ -116,7 +116,7 @@ fn pss_kib(pid: i32) -> Option<(f64, bool)> {
 }
 
 /// Mount points under `dir`, deepest first.
-fn mounts_under(dir: &Path) -> Vec<String> {
+pub(crate) fn mounts_under(dir: &Path) -> Vec<String> {
     let t = dir.to_string_lossy().into_owned();
     // the calling thread's mount namespace (the section runs in a thread with one of its own)
     let mut v: Vec<String> = std::fs::read_to_string("/proc/thread-self/mountinfo")
