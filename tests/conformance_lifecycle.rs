@@ -11,6 +11,16 @@ fn err_of(c: &Ctr, o: &std::process::Output) -> String {
     format!("{}\n{}", text(&o.stderr), c.log_text())
 }
 
+/// `op` of a container that does not exist failed as runc's does: exit 1, `does not exist`.
+fn assert_missing(c: &Ctr, o: &std::process::Output, op: &str) {
+    assert_eq!(code(&o.status), 1, "{op} of a missing container exits 1");
+    let e = err_of(c, o);
+    assert!(
+        e.contains("does not exist"),
+        "{op}: the error must say `does not exist`: {e}"
+    );
+}
+
 /// A created container whose process sleeps, started: status running.
 fn running(tag: &str) -> Ctr {
     let mut c = Ctr::new(tag, "default");
@@ -43,12 +53,7 @@ fn state_of_missing_container_fails() {
     root_or_skip!("state_of_missing_container_fails");
     let c = Ctr::new("stmiss", "default");
     let o = c.rt(&["state", &c.id]);
-    assert_eq!(code(&o.status), 1, "state of a missing container exits 1");
-    assert!(
-        err_of(&c, &o).contains("does not exist"),
-        "error must say `does not exist`: {}",
-        err_of(&c, &o)
-    );
+    assert_missing(&c, &o, "state");
     assert!(o.stdout.is_empty(), "no state printed: {}", text(&o.stdout));
 }
 
@@ -122,12 +127,7 @@ fn start_missing_container_fails() {
     root_or_skip!("start_missing_container_fails");
     let c = Ctr::new("startmiss", "default");
     let o = c.start();
-    assert_eq!(code(&o.status), 1);
-    assert!(
-        err_of(&c, &o).contains("does not exist"),
-        "{}",
-        err_of(&c, &o)
-    );
+    assert_missing(&c, &o, "start");
 }
 
 // req: RT-START-TWICE
@@ -174,12 +174,7 @@ fn kill_missing_container_fails() {
     root_or_skip!("kill_missing_container_fails");
     let c = Ctr::new("killmiss", "default");
     let o = c.kill("KILL");
-    assert_eq!(code(&o.status), 1);
-    assert!(
-        err_of(&c, &o).contains("does not exist"),
-        "{}",
-        err_of(&c, &o)
-    );
+    assert_missing(&c, &o, "kill");
 }
 
 // req: RT-KILL-SENDS RT-STOPPED-STATUS
@@ -201,12 +196,7 @@ fn delete_missing_container_fails() {
     root_or_skip!("delete_missing_container_fails");
     let c = Ctr::new("delmiss2", "default");
     let o = c.delete(false);
-    assert_eq!(code(&o.status), 1);
-    assert!(
-        err_of(&c, &o).contains("does not exist"),
-        "{}",
-        err_of(&c, &o)
-    );
+    assert_missing(&c, &o, "delete");
 }
 
 // req: RT-DELETE-RUNNING RT-ERRORS-NO-CHANGE

@@ -429,6 +429,25 @@ fn chrono_like(s: &str) -> bool {
         && (s.ends_with('Z') || s[19..].contains('+') || s[19..].contains('-'))
 }
 
+/// What `run` left behind on the host (`none`, or the list).
+fn leftovers(run: &Run) -> Value {
+    let left = run.leftovers();
+    json!(if left.is_empty() {
+        "none".to_string()
+    } else {
+        left.join(",")
+    })
+}
+
+/// Whether the runtime still has a state for `run`'s container: `exists` or `gone`.
+fn presence(run: &Run, rt: &Runtime) -> Value {
+    json!(if run.state(rt).is_some() {
+        "exists"
+    } else {
+        "gone"
+    })
+}
+
 /// Everything observed for one fixture under one runtime, flattened to comparable keys.
 fn observe(
     fixture: &str,
@@ -504,14 +523,7 @@ fn observe(
             "delete".into(),
             json!(if o.status.success() { "ok" } else { "failed" }),
         );
-        obs.insert(
-            "state after delete".into(),
-            json!(if run.state(rt).is_some() {
-                "exists"
-            } else {
-                "gone"
-            }),
-        );
+        obs.insert("state after delete".into(), presence(&run, rt));
         let stdout = std::fs::read_to_string(&outf).unwrap_or_default();
         match stdout
             .lines()
@@ -555,24 +567,9 @@ fn observe(
             std::fs::read_to_string(run.work.join("stdout")).unwrap_or_default()
         );
         obs.insert("create exit code".into(), json!(create_code));
-        obs.insert(
-            "state after failed create".into(),
-            json!(if run.state(rt).is_some() {
-                "exists"
-            } else {
-                "gone"
-            }),
-        );
+        obs.insert("state after failed create".into(), presence(&run, rt));
     }
-    let left = run.leftovers();
-    obs.insert(
-        "leftovers".into(),
-        json!(if left.is_empty() {
-            "none".to_string()
-        } else {
-            left.join(",")
-        }),
-    );
+    obs.insert("leftovers".into(), leftovers(&run));
     run.cleanup(rt);
     (obs, err_text)
 }
@@ -793,6 +790,13 @@ fn op_result(o: &std::process::Output) -> Value {
     json!(format!("exit {}{word}", code(&o.status)))
 }
 
+/// Runs each `(key, args)` in order, recording its [`op_result`] under `key`.
+fn ops(obs: &mut Map<String, Value>, run: &Run, rt: &Runtime, steps: &[(&str, &[&str])]) {
+    for (key, args) in steps {
+        obs.insert(key.to_string(), op_result(&run.rt(rt, args)));
+    }
+}
+
 /// The operations of runtime.md in each state, under each runtime.
 fn lifecycle_ops(rt: &Runtime) -> Map<String, Value> {
     let mut obs = Map::new();
@@ -803,17 +807,20 @@ fn lifecycle_ops(rt: &Runtime) -> Map<String, Value> {
     cfg["process"]["args"] = json!(["/probe", "sleep", "30"]);
     std::fs::write(&cfgp, serde_json::to_vec(&cfg).unwrap()).unwrap();
     let id = run.id.clone();
+    let id = id.as_str();
     let b = run.bundle.to_string_lossy().into_owned();
-    for op in ["state", "start", "kill", "delete"] {
-        let mut a = vec![op, id.as_str()];
-        if op == "kill" {
-            a.push("KILL");
-        }
-        obs.insert(format!("{op} (missing)"), op_result(&run.rt(rt, &a)));
-    }
-    obs.insert(
-        "delete --force (missing)".into(),
-        op_result(&run.rt(rt, &["delete", "--force", &id])),
+    let b = b.as_str();
+    ops(
+        &mut obs,
+        &run,
+        rt,
+        &[
+            ("state (missing)", &["state", id]),
+            ("start (missing)", &["start", id]),
+            ("kill (missing)", &["kill", id, "KILL"]),
+            ("delete (missing)", &["delete", id]),
+            ("delete --force (missing)", &["delete", "--force", id]),
+        ],
     );
     let status = |run: &Run| {
         json!(run
@@ -823,101 +830,84 @@ fn lifecycle_ops(rt: &Runtime) -> Map<String, Value> {
     };
     obs.insert(
         "create".into(),
-        op_result(&run.rt(rt, &["create", "--bundle", &b, &id])),
+        op_result(&run.rt(rt, &["create", "--bundle", b, id])),
     );
     if let Some(p) = run.state(rt).and_then(|s| s["pid"].as_i64()) {
         run.pids.push(p as i32);
     }
     obs.insert(
         "create again (same id)".into(),
-        op_result(&run.rt(rt, &["create", "--bundle", &b, &id])),
+        op_result(&run.rt(rt, &["create", "--bundle", b, id])),
     );
     obs.insert("status after create".into(), status(&run));
-    obs.insert("start".into(), op_result(&run.rt(rt, &["start", &id])));
+    obs.insert("start".into(), op_result(&run.rt(rt, &["start", id])));
     obs.insert("status after start".into(), status(&run));
-    obs.insert(
-        "kill 0 (running)".into(),
-        op_result(&run.rt(rt, &["kill", &id, "0"])),
-    );
-    obs.insert(
-        "update negative values, --cpu-share (running)".into(),
-        op_result(&run.rt(
-            rt,
-            &[
-                "update",
-                "--memory-swap",
-                "-1",
-                "--cpu-quota",
-                "-1",
-                "--pids-limit",
-                "-1",
-                "--cpu-share",
-                "512",
-                &id,
-            ],
-        )),
-    );
-    obs.insert(
-        "start again".into(),
-        op_result(&run.rt(rt, &["start", &id])),
-    );
-    obs.insert(
-        "delete (running)".into(),
-        op_result(&run.rt(rt, &["delete", &id])),
+    ops(
+        &mut obs,
+        &run,
+        rt,
+        &[
+            ("kill 0 (running)", &["kill", id, "0"]),
+            (
+                "update negative values, --cpu-share (running)",
+                &[
+                    "update",
+                    "--memory-swap",
+                    "-1",
+                    "--cpu-quota",
+                    "-1",
+                    "--pids-limit",
+                    "-1",
+                    "--cpu-share",
+                    "512",
+                    id,
+                ],
+            ),
+            ("start again", &["start", id]),
+            ("delete (running)", &["delete", id]),
+        ],
     );
     obs.insert("status after delete (running)".into(), status(&run));
     obs.insert(
         "kill KILL (running)".into(),
-        op_result(&run.rt(rt, &["kill", &id, "KILL"])),
+        op_result(&run.rt(rt, &["kill", id, "KILL"])),
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while status(&run) != "stopped" && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(25));
     }
     obs.insert("status after kill".into(), status(&run));
-    obs.insert(
-        "kill TERM (stopped)".into(),
-        op_result(&run.rt(rt, &["kill", &id, "TERM"])),
-    );
-    obs.insert(
-        "kill 0 (stopped)".into(),
-        op_result(&run.rt(rt, &["kill", &id, "0"])),
-    );
-    obs.insert(
-        "start (stopped)".into(),
-        op_result(&run.rt(rt, &["start", &id])),
-    );
-    obs.insert(
-        "delete (stopped)".into(),
-        op_result(&run.rt(rt, &["delete", &id])),
+    ops(
+        &mut obs,
+        &run,
+        rt,
+        &[
+            ("kill TERM (stopped)", &["kill", id, "TERM"]),
+            ("kill 0 (stopped)", &["kill", id, "0"]),
+            ("start (stopped)", &["start", id]),
+            ("delete (stopped)", &["delete", id]),
+        ],
     );
     obs.insert("status after delete".into(), status(&run));
     // a created container: plain delete
     obs.insert(
         "create (2nd)".into(),
-        op_result(&run.rt(rt, &["create", "--bundle", &b, &id])),
+        op_result(&run.rt(rt, &["create", "--bundle", b, id])),
     );
     if let Some(p) = run.state(rt).and_then(|s| s["pid"].as_i64()) {
         run.pids.push(p as i32);
     }
-    obs.insert(
-        "kill 0 (created)".into(),
-        op_result(&run.rt(rt, &["kill", &id, "0"])),
-    );
-    obs.insert(
-        "delete (created)".into(),
-        op_result(&run.rt(rt, &["delete", &id])),
+    ops(
+        &mut obs,
+        &run,
+        rt,
+        &[
+            ("kill 0 (created)", &["kill", id, "0"]),
+            ("delete (created)", &["delete", id]),
+        ],
     );
     obs.insert("status after delete (created)".into(), status(&run));
-    let left = run.leftovers();
-    obs.insert(
-        "leftovers".into(),
-        json!(if left.is_empty() {
-            "none".to_string()
-        } else {
-            left.join(",")
-        }),
-    );
+    obs.insert("leftovers".into(), leftovers(&run));
     run.cleanup(rt);
     obs
 }

@@ -352,6 +352,35 @@ fn serve_image(
     }
 }
 
+/// A fake registry serving `img` as `REPO:t` that, once the flag it returns is set, changes a
+/// byte of the blob `layer`'s gzip header MTIME: decompression and content unchanged, the
+/// digest wrong.
+fn serve_tampered(repo: &str, img: Img, layer: &str) -> (Fake, Arc<AtomicBool>) {
+    let tamper = Arc::new(AtomicBool::new(false));
+    let inner = serve_image(repo, "t", img, HashMap::new());
+    let (t2, layer) = (tamper.clone(), layer.to_string());
+    let fake = Fake::start(Arc::new(move |q: &Req| {
+        let mut r = inner(q);
+        if t2.load(Ordering::SeqCst) && q.path.ends_with(&layer) {
+            r.body[4] ^= 0x5a;
+        }
+        r
+    }));
+    (fake, tamper)
+}
+
+/// `n` bytes that gzip cannot shrink: xorshift64 from the state `x`.
+fn noise(n: usize, mut x: u64) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 fn small_image() -> Img {
     image(
         &[tar(&[
@@ -1368,15 +1397,7 @@ fn disk_full() {
     }
     let work = tmpdir("full");
     // 1.5 MB that gzip cannot shrink
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    let noise: Vec<u8> = (0..1_500_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let noise = noise(1_500_000, 0x9e3779b97f4a7c15);
     let img = image(
         &[tar(&[file("noise", &noise, 0o644)])],
         json!({"Cmd": ["/x"]}),
@@ -1480,15 +1501,7 @@ fn a_broken_layer_transfer_is_resumed() {
     if !need_husk("a_broken_layer_transfer_is_resumed") {
         return;
     }
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let noise: Vec<u8> = (0..400_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let noise = noise(400_000, 0x2545_f491_4f6c_dd1d);
     let img = image(
         &[tar(&[file("noise", &noise, 0o644)])],
         json!({"Cmd": ["/x"]}),
@@ -1587,15 +1600,7 @@ fn pull_unpack_applies_layers_as_they_download() {
     if !need_husk("pull_unpack_applies_layers_as_they_download") {
         return;
     }
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let noise: Vec<u8> = (0..600_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let noise = noise(600_000, 0x9e37_79b9_7f4a_7c15);
     let img = image(
         &[
             tar(&[
@@ -1613,17 +1618,7 @@ fn pull_unpack_applies_layers_as_they_download() {
         json!({"Cmd": ["/bin/true"]}),
     );
     let top = img.manifest_layer(1);
-    let tamper = Arc::new(AtomicBool::new(false));
-    let inner = serve_image("one/img", "t", img, HashMap::new());
-    let (t2, top2) = (tamper.clone(), top.clone());
-    let fake = Fake::start(Arc::new(move |q: &Req| {
-        let mut r = inner(q);
-        if t2.load(Ordering::SeqCst) && q.path.ends_with(&top2) {
-            // the gzip header's MTIME: decompression and content unchanged
-            r.body[4] ^= 0x5a;
-        }
-        r
-    }));
+    let (fake, tamper) = serve_tampered("one/img", img, &top);
     let reference = format!("{}/one/img:t", fake.host());
     let work = tmpdir("oneshot");
 
@@ -1712,16 +1707,7 @@ fn up_pull_makes_snapshots_as_layers_download() {
     let chain1 = sha(format!("{chain0} {}", sha(&top_tar)).as_bytes());
     let img = image(&[base, top_tar], json!({"Cmd": ["/bin/cat", "/etc/motd"]}));
     let top = img.manifest_layer(1);
-    let tamper = Arc::new(AtomicBool::new(false));
-    let inner = serve_image("up/img", "t", img, HashMap::new());
-    let (t2, top2) = (tamper.clone(), top.clone());
-    let fake = Fake::start(Arc::new(move |q: &Req| {
-        let mut r = inner(q);
-        if t2.load(Ordering::SeqCst) && q.path.ends_with(&top2) {
-            r.body[4] ^= 0x5a;
-        }
-        r
-    }));
+    let (fake, tamper) = serve_tampered("up/img", img, &top);
     let reference = format!("{}/up/img:t", fake.host());
     let work = tmpdir("upsnap");
     let store = work.path().join("store");

@@ -116,6 +116,21 @@ fn write_layout(dir: &Path, tag: &str, img: &Img) {
     std::fs::write(dir.join("index.json"), serde_json::to_vec(&idx).unwrap()).unwrap();
 }
 
+/// `img` written as an OCI layout under `work` and copied by skopeo to `reg` as `REPO:TAG`
+/// (`format`: skopeo's `--format`): the reference to pull it by.
+fn skopeo_pushed(
+    reg: &Registry,
+    work: &Path,
+    img: &Img,
+    repo_tag: &str,
+    format: Option<&str>,
+) -> String {
+    let layout = work.join("layout");
+    write_layout(&layout, "t", img);
+    reg.skopeo_push(&layout, "t", repo_tag, format, None);
+    format!("{}/{repo_tag}", reg.host())
+}
+
 fn count(reqs: &[(String, String)], method: &str, path_has: &str) -> usize {
     reqs.iter()
         .filter(|(m, p)| m == method && p.contains(path_has))
@@ -136,11 +151,8 @@ fn push_round_trip() {
     let reg = Registry::start(None);
     let reg2 = Registry::start(None);
     let img = test_image(1);
-    let layout = work.path().join("layout");
-    write_layout(&layout, "t", &img);
-    reg.skopeo_push(&layout, "t", "src/app:1", None, None);
     let store = work.path().join("store");
-    let src = format!("{}/src/app:1", reg.host());
+    let src = skopeo_pushed(&reg, work.path(), &img, "src/app:1", None);
     assert_eq!(husk_ok(&store, &["pull", "-q", &src]).trim(), img.digest);
 
     // same registry, another repository: every blob is mounted from src/app
@@ -241,11 +253,8 @@ fn push_docker_media_type_and_errors() {
     let work = tmpdir("push-err");
     let reg = Registry::start(None);
     let img = test_image(2);
-    let layout = work.path().join("layout");
-    write_layout(&layout, "t", &img);
-    reg.skopeo_push(&layout, "t", "d/app:1", Some("v2s2"), None);
     let store = work.path().join("store");
-    let src = format!("{}/d/app:1", reg.host());
+    let src = skopeo_pushed(&reg, work.path(), &img, "d/app:1", Some("v2s2"));
     let digest = husk_ok(&store, &["pull", "-q", &src]).trim().to_string();
     let dst = format!("{}/d/copy:1", reg.host());
     assert_eq!(husk_ok(&store, &["push", "-q", &src, &dst]).trim(), digest);
@@ -1691,10 +1700,7 @@ fn prune_during_pulls() {
         ],
         &["/bin/true"],
     );
-    let layout = work.path().join("layout");
-    write_layout(&layout, "t", &img);
-    reg.skopeo_push(&layout, "t", "p/app:1", None, None);
-    let name = format!("{}/p/app:1", reg.host());
+    let name = skopeo_pushed(&reg, work.path(), &img, "p/app:1", None);
     let store = work.path().join("store");
     for round in 0..3 {
         let pulls: Vec<_> = (0..2)
@@ -1754,10 +1760,7 @@ fn progress_json_stream() {
         ],
         &["/bin/true"],
     );
-    let layout = work.path().join("layout");
-    write_layout(&layout, "t", &img);
-    reg.skopeo_push(&layout, "t", "prog/app:1", None, None);
-    let r = format!("{}/prog/app:1", reg.host());
+    let r = skopeo_pushed(&reg, work.path(), &img, "prog/app:1", None);
     let mut want: Vec<(String, u64, &str)> =
         vec![(sha(&img.config), img.config.len() as u64, "config")];
     want.extend(
@@ -1908,10 +1911,7 @@ fn progress_bars_on_a_terminal() {
         ],
         &["/bin/true"],
     );
-    let layout = work.path().join("layout");
-    write_layout(&layout, "t", &img);
-    reg.skopeo_push(&layout, "t", "bars/app:1", None, None);
-    let r = format!("{}/bars/app:1", reg.host());
+    let r = skopeo_pushed(&reg, work.path(), &img, "bars/app:1", None);
     let store = work.path().join("store");
     let out = on_a_terminal(&format!(
         "{} image --store {} pull {r}",

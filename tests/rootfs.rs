@@ -7,6 +7,18 @@ fn has(opts: &[String], o: &str) -> bool {
     opts.iter().any(|x| x == o)
 }
 
+/// Runs `script` (`/bin/sh -c`, probe commands) in `c`: its output, and each line of it as
+/// the JSON a probe prints.
+fn run_probes(c: &mut Ctr, script: &str) -> (String, Vec<serde_json::Value>) {
+    c.args(&["/bin/sh", "-c", script]);
+    let out = text(&c.run().stdout);
+    let vals = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    (out, vals)
+}
+
 #[test]
 fn mounts_of_each_type() {
     root_or_skip!("mounts_of_each_type");
@@ -169,13 +181,10 @@ fn readonly_root() {
 fn dev_contents() {
     root_or_skip!("dev_contents");
     let mut c = Ctr::new("dev", "default");
-    c.args(&["/bin/sh", "-c", "for f in null zero full random urandom tty ptmx fd stdin stdout stderr pts shm mqueue console; do /probe stat /dev/$f; done"]);
-    let o = c.run();
-    let out = text(&o.stdout);
-    let vals: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (_, vals) = run_probes(
+        &mut c,
+        "for f in null zero full random urandom tty ptmx fd stdin stdout stderr pts shm mqueue console; do /probe stat /dev/$f; done",
+    );
     let names = [
         "null", "zero", "full", "random", "urandom", "tty", "ptmx", "fd", "stdin", "stdout",
         "stderr", "pts", "shm", "mqueue", "console",
@@ -224,16 +233,10 @@ fn dev_contents() {
 fn devices_created() {
     root_or_skip!("devices_created");
     let mut c = Ctr::new("devices", "devices");
-    c.args(&[
-        "/bin/sh",
-        "-c",
+    let (out, vals) = run_probes(
+        &mut c,
         "/probe stat /dev/testnull; /probe stat /dev/testzero; /probe write /dev/testnull data",
-    ]);
-    let out = text(&c.run().stdout);
-    let vals: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    );
     assert_eq!(vals.len(), 3, "{out}");
     assert_eq!(vals[0]["type"], "char");
     assert_eq!(

@@ -50,6 +50,19 @@ fn victim_and_attacker(tag: &str, attack: &[&str]) -> (Ctr, Ctr, std::process::O
     (victim, attacker, o)
 }
 
+/// The attacker's two probe results (JSON lines of its output).
+fn attack_results(o: &std::process::Output) -> Vec<Value> {
+    let v = lines_json(o);
+    assert_eq!(
+        v.len(),
+        2,
+        "attacker output: {} {}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    v
+}
+
 /// CVE-2016-9962: the runtime's init, still holding host fds, must not be ptrace-able.
 #[test]
 fn cve_2016_9962_ptrace_runtime_init() {
@@ -80,14 +93,7 @@ fn cve_2016_9962_ptrace_runtime_init() {
             );
         }
     }
-    let v = lines_json(&o);
-    assert_eq!(
-        v.len(),
-        2,
-        "attacker output: {} {}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
+    let v = attack_results(&o);
     assert_eq!(
         v[1]["ok"], false,
         "ptrace attach to the runtime's init succeeded: {}",
@@ -115,14 +121,7 @@ fn cve_2019_5736_overwrite_runtime_binary() {
             "/probe open-write /proc/1/exe; /probe open-write /proc/self/exe",
         ],
     );
-    let v = lines_json(&o);
-    assert_eq!(
-        v.len(),
-        2,
-        "attacker output: {} {}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
+    let v = attack_results(&o);
     assert_eq!(
         v[0]["ok"], false,
         "/proc/1/exe opened for writing: {}",

@@ -344,18 +344,7 @@ impl Daemon {
     /// On a hybrid host the benchmark hides /sys/fs/cgroup/unified under its own tmpfs, where a
     /// runtime may still create directories and files: those are plain files, removed as such.
     fn hierarchies() -> Vec<(PathBuf, bool)> {
-        let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
-        for e in std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            // the real directories; cpu and cpuacct are symlinks to cpu,cpuacct
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                roots.push(e.path());
-            }
-        }
-        roots
+        super::up::hierarchy_candidates()
             .into_iter()
             .map(|r| {
                 let c = super::is_cgroupfs(&r);
@@ -366,56 +355,20 @@ impl Daemon {
 
     /// every directory of the docker cgroup parent in every cgroup hierarchy, deepest first
     fn cgroup_dirs(&self) -> Vec<PathBuf> {
-        fn walk(d: &Path, out: &mut Vec<PathBuf>) {
-            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    walk(&e.path(), out);
-                }
-            }
-            out.push(d.to_path_buf());
-        }
-        let mut out = Vec::new();
         if self.cg_parent.is_empty() {
-            return out;
+            return Vec::new();
         }
-        for (r, cgroup) in Self::hierarchies() {
-            let p = r.join(&self.cg_parent);
-            if cgroup && p.is_dir() {
-                walk(&p, &mut out);
-            }
-        }
-        out
+        super::up::cgroup_dirs(&self.cg_parent)
     }
 
     fn cgroup_procs(&self) -> Vec<i32> {
-        let mut v: Vec<i32> = self
-            .cgroup_dirs()
-            .iter()
-            .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
-            .flat_map(|s| {
-                s.lines()
-                    .filter_map(|l| l.trim().parse().ok())
-                    .collect::<Vec<i32>>()
-            })
-            .collect();
-        v.sort_unstable();
-        v.dedup();
-        v
+        super::up::procs_in(&self.cgroup_dirs())
     }
 
+    /// mount points under the temp dir, deepest first (the calling thread's mount namespace:
+    /// the up section's thread has one of its own)
     fn mounts(&self) -> Vec<String> {
-        let t = self.dir.to_string_lossy().into_owned();
-        // the calling thread's mount namespace (the up section's thread has one of its own)
-        let mut v: Vec<String> = std::fs::read_to_string("/proc/thread-self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .map(|m| m.replace("\\040", " "))
-            .filter(|m| *m == t || m.starts_with(&format!("{t}/")))
-            .collect();
-        v.sort();
-        v.reverse();
-        v
+        super::up::mounts_under(&self.dir)
     }
 }
 

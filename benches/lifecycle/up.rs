@@ -116,7 +116,7 @@ fn pss_kib(pid: i32) -> Option<(f64, bool)> {
 }
 
 /// Mount points under `dir`, deepest first.
-fn mounts_under(dir: &Path) -> Vec<String> {
+pub(crate) fn mounts_under(dir: &Path) -> Vec<String> {
     let t = dir.to_string_lossy().into_owned();
     // the calling thread's mount namespace (the section runs in a thread with one of its own)
     let mut v: Vec<String> = std::fs::read_to_string("/proc/thread-self/mountinfo")
@@ -131,8 +131,9 @@ fn mounts_under(dir: &Path) -> Vec<String> {
     v
 }
 
-/// Every real cgroup hierarchy root (v1 controllers, or the v2 root).
-fn hierarchies() -> Vec<PathBuf> {
+/// /sys/fs/cgroup and the real directories in it (cpu and cpuacct are symlinks to
+/// cpu,cpuacct): where a cgroup hierarchy may be mounted.
+pub(crate) fn hierarchy_candidates() -> Vec<PathBuf> {
     let mut v = vec![PathBuf::from("/sys/fs/cgroup")];
     for e in std::fs::read_dir("/sys/fs/cgroup")
         .into_iter()
@@ -143,12 +144,18 @@ fn hierarchies() -> Vec<PathBuf> {
             v.push(e.path());
         }
     }
+    v
+}
+
+/// Every real cgroup hierarchy root (v1 controllers, or the v2 root).
+fn hierarchies() -> Vec<PathBuf> {
+    let mut v = hierarchy_candidates();
     v.retain(|p| super::is_cgroupfs(p));
     v
 }
 
 /// The directories of cgroup `rel` (relative to each hierarchy's root), deepest first.
-fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
+pub(crate) fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
     fn walk(d: &Path, out: &mut Vec<PathBuf>) {
         for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
@@ -168,7 +175,12 @@ fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
 }
 
 fn cgroup_procs(rel: &str) -> Vec<i32> {
-    let mut v: Vec<i32> = cgroup_dirs(rel)
+    procs_in(&cgroup_dirs(rel))
+}
+
+/// The pids in the `cgroup.procs` of `dirs`, sorted, each once.
+pub(crate) fn procs_in(dirs: &[PathBuf]) -> Vec<i32> {
+    let mut v: Vec<i32> = dirs
         .iter()
         .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
         .flat_map(|s| {

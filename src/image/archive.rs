@@ -285,6 +285,27 @@ impl Contents {
         }
         Ok(s)
     }
+
+    /// The manifest or index (`role`) blob `digest`, present with its descriptor's `size`, at
+    /// most `registry::MAX_MANIFEST` bytes and parsed as `T` (an image manifest or index).
+    fn manifest_blob<T: serde::de::DeserializeOwned>(
+        &self,
+        digest: &str,
+        size: u64,
+        role: &str,
+        what: &str,
+    ) -> Result<(T, &Staged)> {
+        let s = self.blob(digest, size, role, what)?;
+        if s.size > registry::MAX_MANIFEST {
+            bail!(
+                "{what}: {role} {digest} is larger than {}",
+                registry::MAX_MANIFEST
+            );
+        }
+        let v = serde_json::from_slice(&std::fs::read(&s.path)?)
+            .with_context(|| format!("{what}: {role} {digest} is not an image {role}"))?;
+        Ok((v, s))
+    }
 }
 
 fn read_archive(
@@ -557,15 +578,8 @@ fn oci_images(
         let (digest, mt, platform, blobs) = if keep_index {
             // the whole multi-platform image: the index, and every platform's image
             let digest = outer.digest().to_string();
-            let s = c.blob(&digest, outer.size(), "index", what)?;
-            if s.size > registry::MAX_MANIFEST {
-                bail!(
-                    "{what}: index {digest} is larger than {}",
-                    registry::MAX_MANIFEST
-                );
-            }
-            let index: ImageIndex = serde_json::from_slice(&std::fs::read(&s.path)?)
-                .with_context(|| format!("{what}: index {digest} is not an image index"))?;
+            let (index, s): (ImageIndex, _) =
+                c.manifest_blob(&digest, outer.size(), "index", what)?;
             if index.manifests().is_empty() {
                 bail!("{what}: index {digest} lists no manifest");
             }
@@ -625,15 +639,7 @@ fn attestation_blobs(
     what: &str,
 ) -> Result<Vec<(String, u64, PathBuf)>> {
     let digest = d.digest().to_string();
-    let s = c.blob(&digest, d.size(), "manifest", what)?;
-    if s.size > registry::MAX_MANIFEST {
-        bail!(
-            "{what}: manifest {digest} is larger than {}",
-            registry::MAX_MANIFEST
-        );
-    }
-    let m: ImageManifest = serde_json::from_slice(&std::fs::read(&s.path)?)
-        .with_context(|| format!("{what}: manifest {digest} is not an image manifest"))?;
+    let (m, s): (ImageManifest, _) = c.manifest_blob(&digest, d.size(), "manifest", what)?;
     let mut blobs = vec![(digest, s.size, s.path.clone())];
     for b in std::iter::once(m.config()).chain(m.layers().iter()) {
         let bd = b.digest().to_string();
@@ -660,15 +666,7 @@ fn check_image(
              image manifest"
         );
     }
-    let s = c.blob(&digest, d.size(), "manifest", what)?;
-    if s.size > registry::MAX_MANIFEST {
-        bail!(
-            "{what}: manifest {digest} is larger than {}",
-            registry::MAX_MANIFEST
-        );
-    }
-    let m: ImageManifest = serde_json::from_slice(&std::fs::read(&s.path)?)
-        .with_context(|| format!("{what}: manifest {digest} is not an image manifest"))?;
+    let (m, s): (ImageManifest, _) = c.manifest_blob(&digest, d.size(), "manifest", what)?;
     check_layer_types(&m, &format!("{what}: manifest {digest}"))?;
     let (cfg, cfg_path) = check_config(c, &m, what)?;
     let mut blobs = vec![(digest.clone(), s.size, s.path.clone())];
@@ -695,15 +693,7 @@ fn platform_manifest(
         return Ok(d.clone());
     }
     let digest = d.digest().to_string();
-    let s = c.blob(&digest, d.size(), "index", what)?;
-    if s.size > registry::MAX_MANIFEST {
-        bail!(
-            "{what}: index {digest} is larger than {}",
-            registry::MAX_MANIFEST
-        );
-    }
-    let index: ImageIndex = serde_json::from_slice(&std::fs::read(&s.path)?)
-        .with_context(|| format!("{what}: index {digest} is not an image index"))?;
+    let (index, _): (ImageIndex, _) = c.manifest_blob(&digest, d.size(), "index", what)?;
     index
         .manifests()
         .iter()

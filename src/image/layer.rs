@@ -122,6 +122,17 @@ fn errno(e: Errno) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
 }
 
+/// The directory `dir` opened again for reading its entries (`dir` may be an `O_PATH` fd).
+fn read_dir_fd(dir: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    openat(
+        dir,
+        c".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(errno)
+}
+
 struct Meta {
     uid: u64,
     gid: u64,
@@ -235,14 +246,7 @@ fn apply_entry<R: Read>(
         // the root itself: a directory entry sets its owner, mode and mtime (as umoci does)
         if kind == tar::EntryType::Directory {
             let meta = meta_of(entry)?;
-            let fd = openat(
-                root,
-                c".",
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(errno)
-            .context("open the root")?;
+            let fd = read_dir_fd(root).context("open the root")?;
             set_meta_fd(fd.as_fd(), &meta, opts, None)?;
             dir_times.push((PathBuf::new(), meta.mtime));
         }
@@ -746,13 +750,7 @@ pub fn remove_all_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
 
 /// The names in directory `dir` (an fd opened for reading), without `.` and `..`.
 pub fn children(dir: &OwnedFd) -> io::Result<Vec<std::ffi::OsString>> {
-    let fd = openat(
-        dir.as_fd(),
-        c".",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(errno)?;
+    let fd = read_dir_fd(dir.as_fd())?;
     let mut d = nix::dir::Dir::from_fd(fd).map_err(errno)?;
     let mut out = Vec::new();
     for e in d.iter() {
@@ -778,13 +776,7 @@ fn overlay_whiteout(
         .with_context(|| format!("make parent directory {}", parent.display()))?;
     let saved = stat_fd(dir.as_fd())?;
     if name == OPAQUE.as_bytes() {
-        let fd = openat(
-            dir.as_fd(),
-            c".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(errno)?;
+        let fd = read_dir_fd(dir.as_fd())?;
         let key = c"trusted.overlay.opaque";
         // SAFETY: fsetxattr on an fd we own with a NUL-terminated name and a 1-byte value.
         let r =
@@ -838,13 +830,7 @@ fn whiteout(
 /// Everything under `dir` (at `path`) that this layer did not make goes: what is left is the
 /// layer's own entries, whatever order they came in relative to the opaque marker.
 fn keep_only_made(dir: BorrowedFd<'_>, path: &Path, made: &HashSet<PathBuf>) -> io::Result<()> {
-    let rd = openat(
-        dir,
-        c".",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(errno)?;
+    let rd = read_dir_fd(dir)?;
     for child in children(&rd)? {
         let p = path.join(&child);
         if !made.contains(&p) {

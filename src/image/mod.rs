@@ -244,24 +244,11 @@ fn pull_shown(
                 .iter()
                 .find(|d| d.platform().as_ref().is_some_and(|p| opts.platform.matches(p)))
                 .ok_or_else(|| {
-                    let have: Vec<String> = index
-                        .manifests()
-                        .iter()
-                        .filter_map(|d| d.platform().as_ref())
-                        .map(|p| {
-                            let mut s = format!("{}/{}", p.os(), p.architecture());
-                            if let Some(v) = p.variant() {
-                                s.push('/');
-                                s.push_str(v);
-                            }
-                            s
-                        })
-                        .collect();
                     anyhow::anyhow!(
                         "pull {what}: index {} has no manifest for platform {} (it has: {})",
                         top.digest,
                         opts.platform,
-                        have.join(", ")
+                        platforms_of(&index)
                     )
                 })?
                 .clone();
@@ -303,15 +290,18 @@ fn pull_shown(
         .as_deref()
         .filter(|_| nix::unistd::geteuid().is_root());
     let snapshots = opts.snapshots && pipelined.is_none() && nix::unistd::geteuid().is_root();
+    // a reader of each layer as it downloads, and the layers numbered
+    let followed = || -> (Vec<follow::Follow>, Vec<(usize, &Descriptor)>) {
+        let layers = manifest.layers();
+        (
+            layers.iter().map(|_| follow::Follow::new()).collect(),
+            layers.iter().enumerate().collect(),
+        )
+    };
     let unpacked = match pipelined {
         None if snapshots => {
             // each layer's snapshot made from its download (in parallel: each is alone)
-            let follows: Vec<follow::Follow> = manifest
-                .layers()
-                .iter()
-                .map(|_| follow::Follow::new())
-                .collect();
-            let items: Vec<(usize, &Descriptor)> = manifest.layers().iter().enumerate().collect();
+            let (follows, items) = followed();
             let diff_ids = cfg.rootfs().diff_ids();
             let chains = snapshot::chain_ids(diff_ids);
             std::thread::scope(|s| {
@@ -349,12 +339,7 @@ fn pull_shown(
             None
         }
         Some(bundle) => {
-            let follows: Vec<follow::Follow> = manifest
-                .layers()
-                .iter()
-                .map(|_| follow::Follow::new())
-                .collect();
-            let items: Vec<(usize, &Descriptor)> = manifest.layers().iter().enumerate().collect();
+            let (follows, items) = followed();
             let prepared = prepare_bundle(&format!("pull {what}: unpack"), bundle)?;
             let (fetched, applied) = std::thread::scope(|s| {
                 let unpacking = s.spawn(|| {
@@ -1051,6 +1036,18 @@ enum Shift<'a> {
     Given(&'a userns::Layout, Option<&'a config::CallerEntry>),
 }
 
+/// The image `text` names in `store`, as an unpack reads it: its name, its manifest (the layer
+/// types checked) and its config.
+fn unpack_source(store: &Store, text: &str) -> Result<(String, ImageManifest, ImageConfiguration)> {
+    let (name, d) = lookup(store, text)?;
+    let manifest = store.read_manifest(d.digest().as_ref())?;
+    check_layer_types(&manifest, &format!("unpack {name}"))?;
+    let cfg_bytes = store.read_blob(manifest.config().digest().as_ref(), MAX_CONFIG)?;
+    let cfg = serde_json::from_slice(&cfg_bytes)
+        .with_context(|| format!("unpack {name}: parse config"))?;
+    Ok((name, manifest, cfg))
+}
+
 fn unpack_as(
     store: &Store,
     text: &str,
@@ -1058,12 +1055,7 @@ fn unpack_as(
     over: &ConfigOverrides,
     shift: Shift<'_>,
 ) -> Result<()> {
-    let (name, d) = lookup(store, text)?;
-    let manifest = store.read_manifest(d.digest().as_ref())?;
-    check_layer_types(&manifest, &format!("unpack {name}"))?;
-    let cfg_bytes = store.read_blob(manifest.config().digest().as_ref(), MAX_CONFIG)?;
-    let mut cfg: ImageConfiguration = serde_json::from_slice(&cfg_bytes)
-        .with_context(|| format!("unpack {name}: parse config"))?;
+    let (name, manifest, mut cfg) = unpack_source(store, text)?;
     over.apply(&mut cfg);
     check_bundle(&format!("unpack {name}"), bundle)?;
     let root = nix::unistd::geteuid().is_root();
@@ -1220,12 +1212,7 @@ pub fn unpack_mounted(
     if !nix::unistd::geteuid().is_root() {
         return copy("");
     }
-    let (name, d) = lookup(store, text)?;
-    let manifest = store.read_manifest(d.digest().as_ref())?;
-    check_layer_types(&manifest, &format!("unpack {name}"))?;
-    let cfg_bytes = store.read_blob(manifest.config().digest().as_ref(), MAX_CONFIG)?;
-    let mut cfg: ImageConfiguration = serde_json::from_slice(&cfg_bytes)
-        .with_context(|| format!("unpack {name}: parse config"))?;
+    let (name, manifest, mut cfg) = unpack_source(store, text)?;
     over.apply(&mut cfg);
     // (an empty directory is the caller's claim on the name: `husk up` makes it first)
     if std::fs::read_dir(bundle).is_ok_and(|mut d| d.next().is_some()) {
@@ -1310,12 +1297,7 @@ pub fn highest_id(store: &Store, text: &str) -> Result<Option<u32>> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(None);
     }
-    let (name, d) = lookup(store, text)?;
-    let manifest = store.read_manifest(d.digest().as_ref())?;
-    check_layer_types(&manifest, &format!("unpack {name}"))?;
-    let cfg_bytes = store.read_blob(manifest.config().digest().as_ref(), MAX_CONFIG)?;
-    let cfg: ImageConfiguration = serde_json::from_slice(&cfg_bytes)
-        .with_context(|| format!("unpack {name}: parse config"))?;
+    let (name, manifest, cfg) = unpack_source(store, text)?;
     match snapshot::ensure(store, &name, &manifest, cfg.rootfs().diff_ids()) {
         Ok(lowers) => snapshot::highest_id(&lowers).map(Some),
         Err(_) => Ok(None),

@@ -50,6 +50,17 @@ pub fn default_dir() -> PathBuf {
     PathBuf::from(home).join(".local/share/husk")
 }
 
+/// The flock `arg` of the file `path` (made if missing, never truncated); errors name the file.
+fn lock_file(path: &Path, arg: FlockArg) -> Result<Flock<File>> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("open {}", path.display()))?;
+    Flock::lock(f, arg).map_err(|(_, e)| anyhow::anyhow!("lock {}: {e}", path.display()))
+}
+
 fn hex_of(digest: &str) -> Result<&str> {
     crate::registry::reference::check_digest(digest).map_err(anyhow::Error::msg)?;
     Ok(&digest["sha256:".len()..])
@@ -109,19 +120,14 @@ impl Store {
         fs::create_dir_all(root.join("blobs/sha256"))
             .and_then(|_| fs::create_dir_all(root.join("tmp")))
             .with_context(|| format!("create image store {}", root.display()))?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(root.join("lock"))
-            .with_context(|| format!("open {}", root.join("lock").display()))?;
-        let arg = if exclusive {
-            FlockArg::LockExclusive
-        } else {
-            FlockArg::LockShared
-        };
-        let lock = Flock::lock(lock, arg)
-            .map_err(|(_, e)| anyhow::anyhow!("lock {}: {e}", root.join("lock").display()))?;
+        let lock = lock_file(
+            &root.join("lock"),
+            if exclusive {
+                FlockArg::LockExclusive
+            } else {
+                FlockArg::LockShared
+            },
+        )?;
         let layout = root.join("oci-layout");
         if !layout.exists() {
             write_atomic(root, &layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
@@ -230,15 +236,10 @@ impl Store {
         if self.has_blob(digest, size) {
             return present();
         }
-        let lock_path = self.root.join("tmp").join(format!("{hex}.lock"));
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("open {}", lock_path.display()))?;
-        let _lock = Flock::lock(lock, FlockArg::LockExclusive)
-            .map_err(|(_, e)| anyhow::anyhow!("lock {}: {e}", lock_path.display()))?;
+        let _lock = lock_file(
+            &self.root.join("tmp").join(format!("{hex}.lock")),
+            FlockArg::LockExclusive,
+        )?;
         if self.has_blob(digest, size) {
             return present(); // another pull stored it while we waited
         }
@@ -406,15 +407,7 @@ impl Store {
     where
         F: FnOnce(&mut Vec<Descriptor>) -> Result<()>,
     {
-        let lock_path = self.root.join("index.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("open {}", lock_path.display()))?;
-        let _lock = Flock::lock(lock, FlockArg::LockExclusive)
-            .map_err(|(_, e)| anyhow::anyhow!("lock {}: {e}", lock_path.display()))?;
+        let _lock = lock_file(&self.root.join("index.lock"), FlockArg::LockExclusive)?;
         let mut manifests = if self.root.join("index.json").exists() {
             self.index()?.manifests().clone()
         } else {

@@ -87,6 +87,16 @@ pub fn with_cas(
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
         .with_root_certificates(roots);
+    with_client(b, client)
+}
+
+type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// The config `b` builds, presenting the client certificate and key `client` when given.
+fn with_client(
+    b: rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>,
+    client: Option<&(PathBuf, PathBuf)>,
+) -> Result<Arc<rustls::ClientConfig>> {
     Ok(Arc::new(match client {
         Some(c) => {
             let (certs, key) = client_identity(c)?;
@@ -96,8 +106,6 @@ pub fn with_cas(
         None => b.with_no_client_auth(),
     }))
 }
-
-type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 
 fn client_identity((cert, key): &(PathBuf, PathBuf)) -> Result<Identity> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -139,14 +147,7 @@ pub fn unverified(client: Option<&(PathBuf, PathBuf)>) -> Result<Arc<rustls::Cli
         .context("TLS protocol versions")?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyCert(p)));
-    Ok(Arc::new(match client {
-        Some(c) => {
-            let (certs, key) = client_identity(c)?;
-            b.with_client_auth_cert(certs, key)
-                .with_context(|| format!("client certificate {}", c.0.display()))?
-        }
-        None => b.with_no_client_auth(),
-    }))
+    with_client(b, client)
 }
 
 #[derive(Debug)]

@@ -131,21 +131,33 @@ fn fstype(p: &Path) -> Result<i64> {
     Ok(nix::sys::statfs::statfs(p)?.filesystem_type().0 as i64)
 }
 
-#[test]
-fn full_container_lifecycle() {
-    if skip_unless_root("full_container_lifecycle") {
-        return;
-    }
-    lifecycle(false);
+/// Two tests of `$body(walk)`: in-root resolution by openat2 (`walk` false) and by the walk
+/// that stands in for it where openat2 is missing (`walk` true).
+macro_rules! both_resolvers {
+    ($name:ident, $without:ident, $body:ident) => {
+        #[test]
+        fn $name() {
+            if skip_unless_root(stringify!($name)) {
+                return;
+            }
+            $body(false);
+        }
+
+        #[test]
+        fn $without() {
+            if skip_unless_root(stringify!($without)) {
+                return;
+            }
+            $body(true);
+        }
+    };
 }
 
-#[test]
-fn full_container_lifecycle_without_openat2() {
-    if skip_unless_root("full_container_lifecycle_without_openat2") {
-        return;
-    }
-    lifecycle(true);
-}
+both_resolvers!(
+    full_container_lifecycle,
+    full_container_lifecycle_without_openat2,
+    lifecycle
+);
 
 fn lifecycle(walk: bool) {
     let b = bundle();
@@ -376,21 +388,11 @@ fn destination_symlinks_stay_inside_rootfs() {
     assert_eq!(fs::read_to_string(outside.join("marker")).unwrap(), "host");
 }
 
-#[test]
-fn nested_destinations_created_inside() {
-    if skip_unless_root("nested_destinations_created_inside") {
-        return;
-    }
-    nested_destinations(false);
-}
-
-#[test]
-fn nested_destinations_created_inside_without_openat2() {
-    if skip_unless_root("nested_destinations_created_inside_without_openat2") {
-        return;
-    }
-    nested_destinations(true);
-}
+both_resolvers!(
+    nested_destinations_created_inside,
+    nested_destinations_created_inside_without_openat2,
+    nested_destinations
+);
 
 fn nested_destinations(walk: bool) {
     let b = bundle();

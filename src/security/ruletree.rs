@@ -501,43 +501,38 @@ impl SysTree {
                             // the new tree is "longer"
                             break 'ret;
                         }
-                    } else if self.chain_lt(x, n) {
-                        if state.flags & IST_N_PREFIX != 0 {
-                            break 'ret;
-                        }
-                        for t in [true, false] {
-                            let xsub = if t { self.n(x).nxt_t } else { self.n(x).nxt_f };
-                            if xsub == NIL {
-                                continue;
-                            }
-                            self.get(x);
-                            let mut sn = *state;
-                            sn.flags &= !IST_MATCH;
-                            sn.flags |= IST_X_PREFIX;
-                            cnt += self.prune(xsub, n, &mut sn);
-                            cnt += self.node_put(&mut x);
-                            if sn.flags & IST_MATCH != 0 {
-                                state_new.flags |= sn.flags;
-                                break 'ret;
-                            }
-                            if x == NIL {
-                                break 'next;
-                            }
-                        }
                     } else {
-                        if state.flags & IST_X_PREFIX != 0 {
+                        // the lesser chain's tree goes down a level, the other stays: the
+                        // existing tree (x) is then a prefix, else the new one (n); either
+                        // bails when the other is a prefix already
+                        let x_lt = self.chain_lt(x, n);
+                        let (bail, prefix) = if x_lt {
+                            (IST_N_PREFIX, IST_X_PREFIX)
+                        } else {
+                            (IST_X_PREFIX, IST_N_PREFIX)
+                        };
+                        if state.flags & bail != 0 {
                             break 'ret;
                         }
                         for t in [true, false] {
-                            let nsub = if t { self.n(n).nxt_t } else { self.n(n).nxt_f };
-                            if nsub == NIL {
+                            let down = if x_lt { x } else { n };
+                            let sub = if t {
+                                self.n(down).nxt_t
+                            } else {
+                                self.n(down).nxt_f
+                            };
+                            if sub == NIL {
                                 continue;
                             }
                             self.get(x);
                             let mut sn = *state;
                             sn.flags &= !IST_MATCH;
-                            sn.flags |= IST_N_PREFIX;
-                            cnt += self.prune(x, nsub, &mut sn);
+                            sn.flags |= prefix;
+                            cnt += if x_lt {
+                                self.prune(sub, n, &mut sn)
+                            } else {
+                                self.prune(x, sub, &mut sn)
+                            };
                             cnt += self.node_put(&mut x);
                             if sn.flags & IST_MATCH != 0 {
                                 state_new.flags |= sn.flags;

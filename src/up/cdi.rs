@@ -760,14 +760,7 @@ pub fn apply(spec: &mut Value, e: &Edits) {
     if !e.nodes.is_empty() {
         let uid = spec["process"]["user"]["uid"].as_u64().unwrap_or(0);
         let gid = spec["process"]["user"]["gid"].as_u64().unwrap_or(0);
-        let mut devs: Vec<Value> = spec["linux"]["devices"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let mut rules: Vec<Value> = spec["linux"]["resources"]["devices"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let (mut devs, mut rules) = super::flags::device_lists(spec);
         for n in &e.nodes {
             let mut d = json!({"path": n.path, "type": n.typ, "major": n.major, "minor": n.minor});
             if let Some(m) = n.file_mode {
@@ -784,8 +777,7 @@ pub fn apply(spec: &mut Value, e: &Edits) {
                 None if gid > 0 => d["gid"] = json!(gid),
                 None => {}
             }
-            devs.retain(|o| o["path"] != d["path"]);
-            devs.push(d);
+            super::flags::add_device(&mut devs, d);
             if n.typ == "b" || n.typ == "c" {
                 rules.push(json!({"allow": true, "type": n.typ, "major": n.major,
                                   "minor": n.minor, "access": n.access}));
@@ -865,23 +857,21 @@ mod tests {
             parse_name("a.b-c_d/x.y=GPU-1:mig.2").unwrap().name,
             "GPU-1:mig.2"
         );
-        for (s, want) in [
-            ("vendor.com=x", "not VENDOR/CLASS"),
-            ("vendor.com/=x", "empty class"),
-            ("1vendor/c=x", "must start with a letter"),
-            ("vendor-/c=x", "must end with a letter or digit"),
-            ("ven dor/c=x", "invalid character ' '"),
-            ("vendor/c/d=x", "invalid character '/'"),
-            ("vendor/c=", "empty device name"),
-            ("vendor/c=-x", "must start and end"),
-            ("vendor/c=a b", "invalid character ' '"),
-        ] {
-            let e = err(parse_name(s));
-            assert!(
-                e.contains(&format!("--device {s:?}")) && e.contains(want),
-                "{s}: {e}"
-            );
-        }
+        crate::up::flags::assert_refused(
+            "--device",
+            &[
+                ("vendor.com=x", "not VENDOR/CLASS"),
+                ("vendor.com/=x", "empty class"),
+                ("1vendor/c=x", "must start with a letter"),
+                ("vendor-/c=x", "must end with a letter or digit"),
+                ("ven dor/c=x", "invalid character ' '"),
+                ("vendor/c/d=x", "invalid character '/'"),
+                ("vendor/c=", "empty device name"),
+                ("vendor/c=-x", "must start and end"),
+                ("vendor/c=a b", "invalid character ' '"),
+            ],
+            parse_name,
+        );
         assert!(is_name("vendor.com/class=x"));
         assert!(is_name("bad=x"));
         assert!(!is_name("/dev/null"));

@@ -1110,6 +1110,22 @@ pub fn docker_defaults(spec: &mut Value, private_network: bool) {
     }
 }
 
+/// The spec's device nodes (`linux.devices`) and device cgroup rules
+/// (`linux.resources.devices`), copied out to be edited.
+pub(super) fn device_lists(spec: &Value) -> (Vec<Value>, Vec<Value>) {
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    (
+        list(&spec["linux"]["devices"]),
+        list(&spec["linux"]["resources"]["devices"]),
+    )
+}
+
+/// The device node `d` added to `devs`, in place of one at the same path.
+pub(super) fn add_device(devs: &mut Vec<Value>, d: Value) {
+    devs.retain(|o| o["path"] != d["path"]);
+    devs.push(d);
+}
+
 /// Edit the spec as docker run's flags ask (Docker's defaults first: its 14 capabilities, no
 /// `noNewPrivileges`). `names` are the bind mounts of the container's /etc/resolv.conf,
 /// /etc/hosts and /etc/hostname (destination, host file).
@@ -1165,29 +1181,18 @@ pub fn apply(spec: &mut Value, c: &Config, h: &HostFacts, names: &[(String, Path
         res["pids"] = json!({"limit": p});
     }
     // devices
-    let mut devs: Vec<Value> = spec["linux"]["devices"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let mut rules: Vec<Value> = spec["linux"]["resources"]["devices"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let add_dev = |devs: &mut Vec<Value>, d: &Value| {
-        devs.retain(|o| o["path"] != d["path"]);
-        devs.push(d.clone());
-    };
+    let (mut devs, mut rules) = device_lists(spec);
     if c.privileged {
         for d in &h.host_devices {
-            add_dev(&mut devs, d);
+            add_device(&mut devs, d.clone());
         }
         for (d, _) in &h.devices {
-            add_dev(&mut devs, d);
+            add_device(&mut devs, d.clone());
         }
         rules = vec![json!({"allow": true, "access": "rwm"})];
     } else {
         for (d, r) in &h.devices {
-            add_dev(&mut devs, d);
+            add_device(&mut devs, d.clone());
             rules.push(r.clone());
         }
     }
@@ -1338,15 +1343,7 @@ pub fn image_volumes(
         {
             continue;
         }
-        if root.is_none() {
-            root = Some(
-                std::fs::File::open(rootfs)
-                    .with_context(|| format!("open {}", rootfs.display()))?,
-            );
-        }
-        let Some(r) = &root else {
-            continue;
-        };
+        let r = open_once(&mut root, rootfs)?;
         match crate::rootfs::resolve::resolve(r.as_fd(), Path::new(&target), true) {
             Ok(fd) => {
                 let p2 = crate::rootfs::resolve::proc_fd_path(fd.as_fd());
@@ -1379,6 +1376,16 @@ pub fn image_volumes(
     Ok(())
 }
 
+/// `rootfs` opened on the first call with `root` empty, and kept there for the next.
+fn open_once<'a>(root: &'a mut Option<std::fs::File>, rootfs: &Path) -> Result<&'a std::fs::File> {
+    match root {
+        Some(f) => Ok(f),
+        None => Ok(root.insert(
+            std::fs::File::open(rootfs).with_context(|| format!("open {}", rootfs.display()))?,
+        )),
+    }
+}
+
 /// Docker's copy-up: a volume whose `_data` is empty gets the files the image has at its
 /// mount point (resolved inside `rootfs`, symlinks kept as links), and the directory's mode and
 /// owner.
@@ -1396,15 +1403,7 @@ pub fn populate_volumes(h: &HostFacts, rootfs: &Path) -> Result<()> {
         if !empty {
             continue;
         }
-        if root.is_none() {
-            root = Some(
-                std::fs::File::open(rootfs)
-                    .with_context(|| format!("open {}", rootfs.display()))?,
-            );
-        }
-        let Some(r) = &root else {
-            continue;
-        };
+        let r = open_once(&mut root, rootfs)?;
         let src = match crate::rootfs::resolve::resolve(r.as_fd(), Path::new(&m.target), true) {
             Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
@@ -1558,6 +1557,24 @@ pub fn attach_options(
     }
 }
 
+/// Asserts that `parse` refuses each `(value, want)` of `cases` with an error that names
+/// `FLAG "value"` and says `want`: the one check of the flag parsers' refusals, here and in
+/// `cdi.rs`.
+#[cfg(test)]
+pub(super) fn assert_refused<T: std::fmt::Debug>(
+    flag: &str,
+    cases: &[(&str, &str)],
+    parse: impl Fn(&str) -> Result<T>,
+) {
+    for (s, want) in cases {
+        let e = format!("{:#}", parse(s).unwrap_err());
+        assert!(
+            e.contains(&format!("{flag} {s:?}")) && e.contains(want),
+            "{s}: {e}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1691,18 +1708,16 @@ mod tests {
             parse_ulimit("core=-1").unwrap(),
             ("RLIMIT_CORE".into(), u64::MAX, u64::MAX)
         );
-        for (s, want) in [
-            ("nofile", "expected NAME=SOFT[:HARD]"),
-            ("files=1", "unknown limit \"files\""),
-            ("nofile=a", "\"a\" is not a number"),
-            ("nofile=10:5", "soft limit is greater"),
-        ] {
-            let e = err(parse_ulimit(s));
-            assert!(
-                e.contains(&format!("--ulimit {s:?}")) && e.contains(want),
-                "{e}"
-            );
-        }
+        assert_refused(
+            "--ulimit",
+            &[
+                ("nofile", "expected NAME=SOFT[:HARD]"),
+                ("files=1", "unknown limit \"files\""),
+                ("nofile=a", "\"a\" is not a number"),
+                ("nofile=10:5", "soft limit is greater"),
+            ],
+            parse_ulimit,
+        );
     }
 
     #[test]
@@ -1720,27 +1735,25 @@ mod tests {
         assert!(parse_mount("target=/x,volume-nocopy").unwrap().nocopy);
         let e = err(parse_mount("type=bind,source=/a,target=/x,volume-nocopy"));
         assert!(e.contains("volume-nocopy is for type=volume"), "{e}");
-        for (s, want) in [
-            ("/a:relative", "must be absolute"),
-            ("/a:/", "cannot be /"),
-            ("/a:/b/../c", "must not contain .."),
-            (
-                "./rel:/x",
-                "neither an absolute host path nor a volume name",
-            ),
-            ("x:/x", "neither"),
-            ("/a:/b:ro,rw", "ro or rw once"),
-            ("/a:/b:bogus", "unknown option \"bogus\""),
-            ("/a:/b:nocopy", "unknown option \"nocopy\""),
-            ("/a:/b:shared,slave", "one propagation"),
-            ("/a:/b:c:d", "expected HOST-PATH"),
-        ] {
-            let e = err(parse_volume(s));
-            assert!(
-                e.contains(&format!("-v {s:?}")) && e.contains(want),
-                "{s}: {e}"
-            );
-        }
+        assert_refused(
+            "-v",
+            &[
+                ("/a:relative", "must be absolute"),
+                ("/a:/", "cannot be /"),
+                ("/a:/b/../c", "must not contain .."),
+                (
+                    "./rel:/x",
+                    "neither an absolute host path nor a volume name",
+                ),
+                ("x:/x", "neither"),
+                ("/a:/b:ro,rw", "ro or rw once"),
+                ("/a:/b:bogus", "unknown option \"bogus\""),
+                ("/a:/b:nocopy", "unknown option \"nocopy\""),
+                ("/a:/b:shared,slave", "one propagation"),
+                ("/a:/b:c:d", "expected HOST-PATH"),
+            ],
+            parse_volume,
+        );
     }
 
     #[test]
@@ -1768,39 +1781,37 @@ mod tests {
                 "mode=1770".into()
             ])
         );
-        for (s, want) in [
-            ("type=bind,source=/a", "target=… is missing"),
-            ("type=bind,target=/a", "needs source"),
-            ("type=bind,source=rel,target=/a", "absolute host path"),
-            ("type=nfs,target=/a", "type=\"nfs\""),
-            ("type=tmpfs,source=x,target=/a", "takes no source"),
-            ("type=volume,target=/a,tmpfs-size=1m", "for type=tmpfs"),
-            ("type=tmpfs,target=/a,tmpfs-size=1q", "1q"),
-            ("type=tmpfs,target=/a,tmpfs-mode=999", "octal"),
-            (
-                "type=bind,source=/a,target=/a,readonly=maybe",
-                "not true or false",
-            ),
-            (
-                "type=bind,source=/a,target=/a,colour=red",
-                "unknown field \"colour\"",
-            ),
-            (
-                "type=volume,target=/a,bind-propagation=rshared",
-                "for type=bind",
-            ),
-            (
-                "type=bind,source=/a,target=/a,bind-propagation=up",
-                "bind-propagation",
-            ),
-            ("type=bind,source,target=/a", "source needs a value"),
-        ] {
-            let e = err(parse_mount(s));
-            assert!(
-                e.contains(&format!("--mount {s:?}")) && e.contains(want),
-                "{s}: {e}"
-            );
-        }
+        assert_refused(
+            "--mount",
+            &[
+                ("type=bind,source=/a", "target=… is missing"),
+                ("type=bind,target=/a", "needs source"),
+                ("type=bind,source=rel,target=/a", "absolute host path"),
+                ("type=nfs,target=/a", "type=\"nfs\""),
+                ("type=tmpfs,source=x,target=/a", "takes no source"),
+                ("type=volume,target=/a,tmpfs-size=1m", "for type=tmpfs"),
+                ("type=tmpfs,target=/a,tmpfs-size=1q", "1q"),
+                ("type=tmpfs,target=/a,tmpfs-mode=999", "octal"),
+                (
+                    "type=bind,source=/a,target=/a,readonly=maybe",
+                    "not true or false",
+                ),
+                (
+                    "type=bind,source=/a,target=/a,colour=red",
+                    "unknown field \"colour\"",
+                ),
+                (
+                    "type=volume,target=/a,bind-propagation=rshared",
+                    "for type=bind",
+                ),
+                (
+                    "type=bind,source=/a,target=/a,bind-propagation=up",
+                    "bind-propagation",
+                ),
+                ("type=bind,source,target=/a", "source needs a value"),
+            ],
+            parse_mount,
+        );
     }
 
     #[test]
@@ -1819,18 +1830,16 @@ mod tests {
         );
         assert!(!m.readonly);
         assert!(parse_tmpfs("/ro:ro").unwrap().readonly);
-        for (s, want) in [
-            ("run", "must be absolute"),
-            ("/x:colour=red", "unknown tmpfs option \"colour=red\""),
-            ("/x:fast", "unknown tmpfs option \"fast\""),
-            ("/x:size=", "unknown tmpfs option"),
-        ] {
-            let e = err(parse_tmpfs(s));
-            assert!(
-                e.contains(&format!("--tmpfs {s:?}")) && e.contains(want),
-                "{s}: {e}"
-            );
-        }
+        assert_refused(
+            "--tmpfs",
+            &[
+                ("run", "must be absolute"),
+                ("/x:colour=red", "unknown tmpfs option \"colour=red\""),
+                ("/x:fast", "unknown tmpfs option \"fast\""),
+                ("/x:size=", "unknown tmpfs option"),
+            ],
+            parse_tmpfs,
+        );
     }
 
     #[test]
@@ -1853,18 +1862,16 @@ mod tests {
             (d.container.as_str(), d.permissions.as_str()),
             ("/dev/null", "rw")
         );
-        for (s, want) in [
-            ("dev/null", "must be an absolute path"),
-            ("/dev/null:rel", "must be absolute"),
-            ("/dev/null:/dev/n:rwx", "permissions \"rwx\""),
-            ("/a:/b:r:w", "expected HOST"),
-        ] {
-            let e = err(parse_device(s));
-            assert!(
-                e.contains(&format!("--device {s:?}")) && e.contains(want),
-                "{s}: {e}"
-            );
-        }
+        assert_refused(
+            "--device",
+            &[
+                ("dev/null", "must be an absolute path"),
+                ("/dev/null:rel", "must be absolute"),
+                ("/dev/null:/dev/n:rwx", "permissions \"rwx\""),
+                ("/a:/b:r:w", "expected HOST"),
+            ],
+            parse_device,
+        );
     }
 
     #[test]
@@ -1885,20 +1892,21 @@ mod tests {
         let c = parse(&f).unwrap();
         assert_eq!(c.no_new_privileges, Some(false));
         assert_eq!(c.seccomp, Some(Seccomp::File("/p.json".into())));
-        for (s, want) in [
-            ("seccomp", "expected seccomp=FILE"),
-            ("no-new-privileges=maybe", "not true or false"),
-            ("label=type:svirt_t", "only label=disable"),
-            ("apparmor=", "expected"),
-            ("turbo=on", "expected"),
-        ] {
-            f.security_opt = vec![s.into()];
-            let e = err(parse(&f));
-            assert!(
-                e.contains(&format!("--security-opt {s:?}")) && e.contains(want),
-                "{e}"
-            );
-        }
+        assert_refused(
+            "--security-opt",
+            &[
+                ("seccomp", "expected seccomp=FILE"),
+                ("no-new-privileges=maybe", "not true or false"),
+                ("label=type:svirt_t", "only label=disable"),
+                ("apparmor=", "expected"),
+                ("turbo=on", "expected"),
+            ],
+            |s| {
+                let mut f = flags();
+                f.security_opt = vec![s.into()];
+                parse(&f)
+            },
+        );
     }
 
     #[test]
