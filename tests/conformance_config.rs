@@ -536,15 +536,6 @@ fn relative_bind_source_is_relative_to_the_bundle() {
 }
 
 /// `husk features` (or the reference's) as JSON.
-fn features() -> serde_json::Value {
-    let o = run_timeout(
-        std::process::Command::new(runtime()).arg("features"),
-        CMD_TIMEOUT,
-    );
-    assert!(o.status.success(), "features: {}", text(&o.stderr));
-    serde_json::from_slice(&o.stdout).expect("features JSON")
-}
-
 /// config.md "Linux mount options": the MUST rows of the table.
 const MUST_MOUNT_OPTIONS: &[&str] = &[
     "async",

@@ -614,15 +614,6 @@ fn hooks_run_before_start_and_delete_return() {
     );
 }
 
-fn features() -> serde_json::Value {
-    let o = run_timeout(
-        std::process::Command::new(runtime()).arg("features"),
-        CMD_TIMEOUT,
-    );
-    assert!(o.status.success(), "features: {}", text(&o.stderr));
-    serde_json::from_slice(&o.stdout).expect("features JSON")
-}
-
 /// (major, minor, patch) of a SemVer string, pre-release ignored.
 fn semver(v: &str) -> (u64, u64, u64) {
     let core = v.split(['-', '+']).next().unwrap_or("");

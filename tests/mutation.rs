@@ -274,10 +274,5 @@ fn mutated_configs_fail_by_name_and_leave_nothing() {
     );
     c.id = unique_id("mut");
     c.config = base;
-    assert!(
-        problems.is_empty(),
-        "seed {seed}: {} problem(s):\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert_no_problems(Some(seed), &problems);
 }

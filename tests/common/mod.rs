@@ -933,6 +933,16 @@ pub fn cgroup_lines(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The runtime's `features` document (runtime-spec features.md), parsed.
+pub fn features() -> serde_json::Value {
+    let o = run_timeout(
+        std::process::Command::new(runtime()).arg("features"),
+        CMD_TIMEOUT,
+    );
+    assert!(o.status.success(), "features: {}", text(&o.stderr));
+    serde_json::from_slice(&o.stdout).expect("features JSON")
+}
+
 /// Fails listing every problem a campaign collected, each on its own line; with the `seed` that
 /// replays a random one.
 pub fn assert_no_problems(seed: Option<u64>, problems: &[String]) {
