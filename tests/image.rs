@@ -369,18 +369,6 @@ fn serve_tampered(repo: &str, img: Img, layer: &str) -> (Fake, Arc<AtomicBool>) 
     (fake, tamper)
 }
 
-/// `n` bytes that gzip cannot shrink: xorshift64 from the state `x`.
-fn noise(n: usize, mut x: u64) -> Vec<u8> {
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn small_image() -> Img {
     image(
         &[tar(&[

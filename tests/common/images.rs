@@ -339,3 +339,17 @@ impl Drop for Registry {
         let _ = self.child.wait();
     }
 }
+
+/// `n` bytes that do not compress (a layer this size stays this size gzipped): xorshift64
+/// from `seed`, any seed (0 too).
+pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
