@@ -760,7 +760,7 @@ pub fn apply(spec: &mut Value, e: &Edits) {
     if !e.nodes.is_empty() {
         let uid = spec["process"]["user"]["uid"].as_u64().unwrap_or(0);
         let gid = spec["process"]["user"]["gid"].as_u64().unwrap_or(0);
-        let (mut devs, mut rules) = super::flags::device_lists(spec);
+        let (mut devs, mut rules) = device_lists(spec);
         for n in &e.nodes {
             let mut d = json!({"path": n.path, "type": n.typ, "major": n.major, "minor": n.minor});
             if let Some(m) = n.file_mode {
@@ -777,7 +777,7 @@ pub fn apply(spec: &mut Value, e: &Edits) {
                 None if gid > 0 => d["gid"] = json!(gid),
                 None => {}
             }
-            super::flags::add_device(&mut devs, d);
+            add_device(&mut devs, d);
             if n.typ == "b" || n.typ == "c" {
                 rules.push(json!({"allow": true, "type": n.typ, "major": n.major,
                                   "minor": n.minor, "access": n.access}));
@@ -834,6 +834,22 @@ pub fn apply(spec: &mut Value, e: &Edits) {
         }
         spec["process"]["user"]["additionalGids"] = Value::Array(gids);
     }
+}
+
+/// The spec's device nodes (for CDI's edits and `flags::apply`'s `--device`) (`linux.devices`) and device cgroup rules
+/// (`linux.resources.devices`), copied out to be edited.
+pub(super) fn device_lists(spec: &Value) -> (Vec<Value>, Vec<Value>) {
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    (
+        list(&spec["linux"]["devices"]),
+        list(&spec["linux"]["resources"]["devices"]),
+    )
+}
+
+/// The device node `d` added to `devs`, in place of one at the same path.
+pub(super) fn add_device(devs: &mut Vec<Value>, d: Value) {
+    devs.retain(|o| o["path"] != d["path"]);
+    devs.push(d);
 }
 
 #[cfg(test)]

@@ -1110,22 +1110,6 @@ pub fn docker_defaults(spec: &mut Value, private_network: bool) {
     }
 }
 
-/// The spec's device nodes (`linux.devices`) and device cgroup rules
-/// (`linux.resources.devices`), copied out to be edited.
-pub(super) fn device_lists(spec: &Value) -> (Vec<Value>, Vec<Value>) {
-    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
-    (
-        list(&spec["linux"]["devices"]),
-        list(&spec["linux"]["resources"]["devices"]),
-    )
-}
-
-/// The device node `d` added to `devs`, in place of one at the same path.
-pub(super) fn add_device(devs: &mut Vec<Value>, d: Value) {
-    devs.retain(|o| o["path"] != d["path"]);
-    devs.push(d);
-}
-
 /// Edit the spec as docker run's flags ask (Docker's defaults first: its 14 capabilities, no
 /// `noNewPrivileges`). `names` are the bind mounts of the container's /etc/resolv.conf,
 /// /etc/hosts and /etc/hostname (destination, host file).
@@ -1181,18 +1165,18 @@ pub fn apply(spec: &mut Value, c: &Config, h: &HostFacts, names: &[(String, Path
         res["pids"] = json!({"limit": p});
     }
     // devices
-    let (mut devs, mut rules) = device_lists(spec);
+    let (mut devs, mut rules) = super::cdi::device_lists(spec);
     if c.privileged {
         for d in &h.host_devices {
-            add_device(&mut devs, d.clone());
+            super::cdi::add_device(&mut devs, d.clone());
         }
         for (d, _) in &h.devices {
-            add_device(&mut devs, d.clone());
+            super::cdi::add_device(&mut devs, d.clone());
         }
         rules = vec![json!({"allow": true, "access": "rwm"})];
     } else {
         for (d, r) in &h.devices {
-            add_device(&mut devs, d.clone());
+            super::cdi::add_device(&mut devs, d.clone());
             rules.push(r.clone());
         }
     }
