@@ -6,7 +6,7 @@
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
-use std::io::{BufRead, Read, Seek, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -467,6 +467,11 @@ impl Sink for Stdio {
 
 /// Print the log at `current` (and its rotated files); with `follow`, keep printing what is
 /// appended until `running` says the container is done and nothing more came.
+///
+/// The current file is followed through an open descriptor, never by offset and path: when the
+/// writer rotates it (renames it to `.1`, or drops it with `max-file=1`) the rest is read from
+/// the same file, then every file rotated out after it (several rotations may come between two
+/// looks), oldest first, then the new current file from its start.
 pub fn print(
     current: &Path,
     o: &LogsOptions,
@@ -478,20 +483,25 @@ pub fn print(
         Some(t) => parse_rfc3339(&e.time).is_some_and(|et| et >= t),
     };
     let mut entries = Vec::new();
-    let paths = files(current);
-    for p in &paths {
-        let f = match File::open(p) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).with_context(|| format!("open {}", p.display())),
+    let mut collect = |e: &Entry| {
+        if keep(e) {
+            entries.push(e.clone());
+        }
+        Ok(())
+    };
+    let mut followed = None;
+    let mut partial = Vec::new();
+    // the rotated files (complete), then the current one up to its last whole line
+    for p in files(current) {
+        let Some(mut f) = open_log(&p)? else {
+            continue;
         };
-        for line in std::io::BufReader::new(f).split(b'\n') {
-            let line = line.with_context(|| format!("read {}", p.display()))?;
-            if let Some(e) = parse_line(&line, p)? {
-                if keep(&e) {
-                    entries.push(e);
-                }
-            }
+        if p == current {
+            let inode = ino(&f.metadata()?);
+            read_rest(&mut f, &p, &mut partial, &mut collect)?;
+            followed = Some((f, inode));
+        } else {
+            read_rest(&mut f, &p, &mut Vec::new(), &mut collect)?;
         }
     }
     let skip = o.tail.map_or(0, |n| entries.len().saturating_sub(n));
@@ -501,38 +511,33 @@ pub fn print(
     if !o.follow {
         return Ok(());
     }
-    // Follow the current file from where the first read ended: its length then.
-    let mut offset = paths
-        .last()
-        .filter(|p| p.as_path() == current)
-        .and_then(|p| std::fs::metadata(p).ok())
-        .map_or(0, |m| m.len());
-    let mut inode = std::fs::metadata(current).ok().map(|m| ino(&m));
-    let mut partial = Vec::new();
+    let mut out = |e: &Entry| {
+        if keep(e) {
+            emit(sink, e, o.timestamps)?;
+        }
+        Ok(())
+    };
     loop {
         let done = !running();
-        let now = std::fs::metadata(current).ok();
-        if now.as_ref().map(ino) != inode {
-            // rotated: the rest of the old file is now `.1`
-            if inode.is_some() {
-                read_from(&numbered(current, 1), &mut offset, &mut partial, &mut |e| {
-                    if keep(e) {
-                        emit(sink, e, o.timestamps)?;
+        let now = std::fs::metadata(current).ok().map(|m| ino(&m));
+        if now != followed.as_ref().map(|f: &(File, u64)| f.1) {
+            // rotated (or made): the rest of the file followed, the files rotated out since
+            if let Some((mut f, old)) = followed.take() {
+                read_rest(&mut f, current, &mut partial, &mut out)?;
+                for p in rotated_after(current, old) {
+                    if let Some(mut f) = open_log(&p)? {
+                        read_rest(&mut f, &p, &mut Vec::new(), &mut out)?;
                     }
-                    Ok(())
-                })?;
-            }
-            inode = now.as_ref().map(ino);
-            offset = 0;
-            partial.clear();
-        }
-        if inode.is_some() {
-            read_from(current, &mut offset, &mut partial, &mut |e| {
-                if keep(e) {
-                    emit(sink, e, o.timestamps)?;
                 }
-                Ok(())
-            })?;
+            }
+            partial.clear();
+            if let Some(f) = open_log(current)? {
+                let inode = ino(&f.metadata()?);
+                followed = Some((f, inode));
+            }
+        }
+        if let Some((f, _)) = &mut followed {
+            read_rest(f, current, &mut partial, &mut out)?;
         }
         if done {
             return Ok(());
@@ -553,24 +558,41 @@ fn emit(sink: &mut dyn Sink, e: &Entry, timestamps: bool) -> Result<()> {
     }
 }
 
-/// The complete lines of `path` past `offset`; a line still being written stays in `partial`.
-fn read_from(
+/// The log file `path` opened for reading (`None`: it is not there).
+fn open_log(path: &Path) -> Result<Option<File>> {
+    match File::open(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("open {}", path.display())),
+    }
+}
+
+/// The rotated files of `current` newer than the one of inode `old`, oldest first: those
+/// numbered below it, or all of them when it is gone (rotation drops the oldest).
+fn rotated_after(current: &Path, old: u64) -> Vec<PathBuf> {
+    let mut newer = Vec::new();
+    for n in 1..1000 {
+        let p = numbered(current, n);
+        match std::fs::metadata(&p) {
+            Ok(m) if ino(&m) == old => break,
+            Ok(_) => newer.push(p),
+            Err(_) => break,
+        }
+    }
+    newer.reverse();
+    newer
+}
+
+/// The complete lines of `f` from where it was last read (`path` names it in errors); a line
+/// still being written stays in `partial`.
+fn read_rest(
+    f: &mut File,
     path: &Path,
-    offset: &mut u64,
     partial: &mut Vec<u8>,
     out: &mut dyn FnMut(&Entry) -> Result<()>,
 ) -> Result<()> {
-    let mut f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
-    };
-    f.seek(std::io::SeekFrom::Start(*offset))?;
-    let mut data = Vec::new();
-    f.read_to_end(&mut data)
+    f.read_to_end(partial)
         .with_context(|| format!("read {}", path.display()))?;
-    *offset += data.len() as u64;
-    partial.extend_from_slice(&data);
     let mut start = 0;
     while let Some(i) = partial[start..].iter().position(|&b| b == b'\n') {
         let line = partial[start..start + i].to_vec();
@@ -740,6 +762,64 @@ mod tests {
     fn w_write(path: &Path, i: usize) {
         let mut w = LogWriter::open(path, 400, 3).unwrap();
         w.write("stderr", format!("f{i}\n").as_bytes()).unwrap();
+    }
+
+    /// Several rotations between two looks of a follower (and with `max-file=1`, files dropped
+    /// under it): every line once, in order, nothing read from the middle of a line.
+    #[test]
+    fn follow_across_several_rotations_between_looks() {
+        for max_files in [1, 3, 12] {
+            let dir = tempfile::Builder::new()
+                .prefix("husk-test-logs-")
+                .tempdir_in("/tmp")
+                .unwrap();
+            let path = log_path(dir.path(), "c3");
+            let mut w = LogWriter::open(&path, 400, max_files).unwrap();
+            w.write("stdout", b"first\n").unwrap();
+            let calls = std::cell::Cell::new(0);
+            let written = std::cell::Cell::new(0);
+            let running = || {
+                let n = calls.get();
+                calls.set(n + 1);
+                if n < 4 {
+                    // four lines a file: two or three rotations before the next look
+                    let mut w = LogWriter::open(&path, 400, max_files).unwrap();
+                    for _ in 0..9 {
+                        let i = written.get();
+                        written.set(i + 1);
+                        w.write(
+                            "stdout",
+                            format!("line-{i:04}-abcdefghijklmnop\n").as_bytes(),
+                        )
+                        .unwrap();
+                    }
+                }
+                n < 5
+            };
+            let mut c = Collect(Vec::new());
+            let follow = LogsOptions {
+                follow: true,
+                ..Default::default()
+            };
+            print(&path, &follow, &running, &mut c).unwrap();
+            let mut want = vec!["stdout:first\n".to_string()];
+            want.extend(
+                (0..written.get()).map(|i| format!("stdout:line-{i:04}-abcdefghijklmnop\n")),
+            );
+            if max_files == 1 {
+                // the files dropped between two looks are gone: what is printed is what was
+                // written, in order, each once, and at least every last line of a look
+                let mut rest = want.iter();
+                assert!(
+                    c.0.iter().all(|l| rest.any(|w| w == l)),
+                    "not in order, or not written: {:?}",
+                    c.0
+                );
+                assert!(c.0.len() >= 5, "{:?}", c.0);
+            } else {
+                assert_eq!(c.0, want, "max-file {max_files}");
+            }
+        }
     }
 
     #[test]
