@@ -28,14 +28,20 @@ fn is_loopback(s: &str) -> bool {
     a.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The `nameserver` addresses of a resolv.conf text, in order.
+pub fn nameservers(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some("nameserver")).then(|| f.next()).flatten()
+        })
+        .collect()
+}
+
 /// The host's resolv.conf as a container should start from it.
 pub fn host_resolv_conf() -> Result<String> {
     let main = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let servers: Vec<&str> = main
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("nameserver"))
-        .map(str::trim)
-        .collect();
+    let servers = nameservers(&main);
     let resolved = Path::new("/run/systemd/resolve/resolv.conf");
     if servers == ["127.0.0.53"] && resolved.exists() {
         return std::fs::read_to_string(resolved)
@@ -61,7 +67,7 @@ pub fn resolv_conf(host: &str, o: &DnsOptions, ipv6: bool) -> Result<String> {
             anyhow::bail!("--dns-option {s:?}: expected one option such as ndots:2");
         }
     }
-    let mut servers = Vec::new();
+    let mut servers: Vec<String> = nameservers(host).into_iter().map(String::from).collect();
     let mut search: Vec<String> = Vec::new();
     let mut options: Vec<String> = Vec::new();
     let mut other = Vec::new();
@@ -69,11 +75,7 @@ pub fn resolv_conf(host: &str, o: &DnsOptions, ipv6: bool) -> Result<String> {
         let t = line.trim();
         let mut f = t.split_whitespace();
         match f.next() {
-            Some("nameserver") => {
-                if let Some(s) = f.next() {
-                    servers.push(s.to_string());
-                }
-            }
+            Some("nameserver") => {}
             Some("search") | Some("domain") => search = f.map(String::from).collect(),
             Some("options") => options.extend(f.map(String::from)),
             _ if t.is_empty() || t.starts_with('#') || t.starts_with(';') => {}

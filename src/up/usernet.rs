@@ -78,15 +78,13 @@ fn namespace_has_ipv6(ipv6_route: &str, if_inet6: &str) -> bool {
 
 /// True when `resolv_conf` names an IPv6 nameserver.
 fn has_ipv6_resolver(resolv_conf: &str) -> bool {
-    resolv_conf.lines().any(|l| {
-        let mut f = l.split_whitespace();
-        f.next() == Some("nameserver")
-            && f.next().is_some_and(|a| {
-                a.split('%')
-                    .next()
-                    .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
-            })
-    })
+    crate::network::dns::nameservers(resolv_conf)
+        .iter()
+        .any(|a| {
+            a.split('%')
+                .next()
+                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
+        })
 }
 
 /// Which program gives the container its network.
