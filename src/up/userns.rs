@@ -17,6 +17,7 @@
 //! `husk image prune`.
 
 use crate::image::config::CallerEntry;
+use crate::image::layer::MappedIds;
 use crate::image::userns::Layout;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -454,7 +455,23 @@ fn home_is_mounted(home: &str, mounts: &[String]) -> bool {
 /// The process's user (`process.user`: uid, gid, additionalGids) must be ids the `keep-id` or
 /// `nomap` namespace maps; `user` is what `-u` or the image asked for, for the error.
 pub fn check_mapped_user(u: &Value, l: &Layout, mode: Mode, user: &str) -> Result<()> {
-    let (uids, gids) = (l.uid_ids(), l.gid_ids());
+    check_ids(u, l.uid_ids(), l.gid_ids(), user, &|what, ids| {
+        format!(
+            "{mode} maps {what}s {}: your own and your subordinate ids",
+            ids.describe()
+        )
+    })
+}
+
+/// The process's uid, gid and supplementary gids (`process.user`) must lie in `uids`/`gids`;
+/// an error names `user`, the id, and `maps(kind, ids)` says what the namespace holds.
+fn check_ids(
+    u: &Value,
+    uids: MappedIds,
+    gids: MappedIds,
+    user: &str,
+    maps: &dyn Fn(&str, MappedIds) -> String,
+) -> Result<()> {
     let extra = u["additionalGids"].as_array().cloned().unwrap_or_default();
     let mut all = vec![("uid", &u["uid"], uids), ("gid", &u["gid"], gids)];
     all.extend(extra.iter().map(|g| ("supplementary gid", g, gids)));
@@ -464,9 +481,8 @@ pub fn check_mapped_user(u: &Value, l: &Layout, mode: Mode, user: &str) -> Resul
         };
         if !u32::try_from(n).is_ok_and(|n| ids.has(n)) {
             bail!(
-                "user {user:?}: {what} {n} is outside the container's user namespace ({mode} \
-                 maps {what}s {}: your own and your subordinate ids)",
-                ids.describe()
+                "user {user:?}: {what} {n} is outside the container's user namespace ({})",
+                maps(what, ids)
             );
         }
     }
@@ -623,25 +639,16 @@ pub fn own_new_volumes_mapped(new: &[PathBuf], l: &Layout, user: (u32, u32)) -> 
 /// The process's user (`process.user` of the spec: uid, gid, additionalGids) must be ids of the
 /// container's user namespace; `user` is what `-u` or the image asked for, for the error.
 pub fn check_user(u: &Value, a: &Allocation, user: &str) -> Result<()> {
-    let ids = [
-        ("uid", &u["uid"], a.uid.size),
-        ("gid", &u["gid"], a.gid.size),
-    ];
-    let extra = u["additionalGids"].as_array().cloned().unwrap_or_default();
-    let mut all: Vec<(&str, &Value, u32)> = ids.to_vec();
-    all.extend(extra.iter().map(|g| ("supplementary gid", g, a.gid.size)));
-    for (what, v, size) in all {
-        if let Some(n) = v.as_u64() {
-            if n >= size as u64 {
-                bail!(
-                    "user {user:?}: {what} {n} is outside the container's user namespace (ids 0 \
-                     to {} of --userns auto; size=N asks for more)",
-                    size - 1
-                );
-            }
-        }
-    }
-    Ok(())
+    let range = |r: Range| MappedIds {
+        below: r.size.into(),
+        also: None,
+    };
+    check_ids(u, range(a.uid), range(a.gid), user, &|_, ids| {
+        format!(
+            "ids 0 to {} of --userns auto; size=N asks for more",
+            ids.below - 1
+        )
+    })
 }
 
 /// The container's spec gets a user namespace of its own with the allocation's mappings.
