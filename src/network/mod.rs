@@ -285,18 +285,7 @@ fn parse_routes6(text: &str) -> Vec<(String, Ipv6Net)> {
         prefix: 8,
     };
     let mut out = Vec::new();
-    for line in text.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 10 {
-            continue;
-        }
-        let (Ok(dst), Ok(prefix), Ok(flags)) = (
-            u128::from_str_radix(f[0], 16),
-            u8::from_str_radix(f[1], 16),
-            u32::from_str_radix(f[8], 16),
-        ) else {
-            continue;
-        };
+    for (dst, prefix, flags, dev) in text.lines().filter_map(route6_line) {
         if prefix == 0 || prefix > 128 || flags & (RTF_ANYCAST | RTF_LOCAL) != 0 {
             continue;
         }
@@ -308,9 +297,37 @@ fn parse_routes6(text: &str) -> Vec<(String, Ipv6Net)> {
         if multicast.contains(net.addr) {
             continue;
         }
-        out.push((f[9].to_string(), net));
+        out.push((dev.to_string(), net));
     }
     out
+}
+
+/// One line of `/proc/net/ipv6_route`: (destination, prefix length, flags, device).
+fn route6_line(line: &str) -> Option<(u128, u8, u32, &str)> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.len() < 10 {
+        return None;
+    }
+    Some((
+        u128::from_str_radix(f[0], 16).ok()?,
+        u8::from_str_radix(f[1], 16).ok()?,
+        u32::from_str_radix(f[8], 16).ok()?,
+        f[9],
+    ))
+}
+
+/// The devices of the usable IPv6 default routes of `/proc/net/ipv6_route`'s text: up, not
+/// rejecting (`unreachable`), not out of `lo`.
+pub fn default_route6_devices(text: &str) -> Vec<&str> {
+    const RTF_UP: u32 = 0x1;
+    const RTF_REJECT: u32 = 0x200;
+    text.lines()
+        .filter_map(route6_line)
+        .filter(|&(dst, prefix, flags, dev)| {
+            dst == 0 && prefix == 0 && flags & RTF_UP != 0 && flags & RTF_REJECT == 0 && dev != "lo"
+        })
+        .map(|r| r.3)
+        .collect()
 }
 
 /// Where a network is defined.

@@ -57,18 +57,7 @@ pub const PASTA_DNS6: &str = "100::53";
 /// route out of an interface (not `lo`, not unreachable) that has a global address in `if_inet6`
 /// (`/proc/net/if_inet6`'s text): what pasta needs to give the container IPv6.
 fn namespace_has_ipv6(ipv6_route: &str, if_inet6: &str) -> bool {
-    const RTF_UP: u32 = 0x1;
-    const RTF_REJECT: u32 = 0x200;
-    let defaults: Vec<&str> = ipv6_route
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let flags = u32::from_str_radix(f.get(8)?, 16).ok()?;
-            let default = f[0].bytes().all(|b| b == b'0') && f[1] == "00";
-            (default && flags & RTF_UP != 0 && flags & RTF_REJECT == 0 && f[9] != "lo")
-                .then_some(f[9])
-        })
-        .collect();
+    let defaults = crate::network::default_route6_devices(ipv6_route);
     // (address, index, prefix length, scope, flags, device); scope 00: global
     if_inet6.lines().any(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
