@@ -887,6 +887,67 @@ fn start_once(
     Ok(run)
 }
 
+/// The pump's read buffer: fresh anonymous pages, none of them resident until a read fills
+/// it, so a monitor whose container writes nothing keeps no page of it (a zeroed heap buffer
+/// is written through when it is allocated: 12-16 KiB of every idle monitor).
+enum ReadBuf {
+    Mapped(std::ptr::NonNull<u8>, usize),
+    Heap(Vec<u8>),
+}
+
+impl ReadBuf {
+    fn new(len: usize) -> ReadBuf {
+        // SAFETY: a new private anonymous mapping at an address the kernel picks; nothing
+        // existing is touched, and the result is checked before use.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        match std::ptr::NonNull::new(p.cast::<u8>()) {
+            Some(p) if p.as_ptr().cast() != libc::MAP_FAILED => ReadBuf::Mapped(p, len),
+            _ => ReadBuf::Heap(vec![0u8; len]),
+        }
+    }
+}
+
+impl std::ops::Deref for ReadBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            // SAFETY: the mapping is len bytes, readable and writable (zero-filled by the
+            // kernel), and lives as long as self; only self hands out references to it.
+            ReadBuf::Mapped(p, len) => unsafe { std::slice::from_raw_parts(p.as_ptr(), *len) },
+            ReadBuf::Heap(v) => v,
+        }
+    }
+}
+
+impl std::ops::DerefMut for ReadBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            // SAFETY: as in deref; &mut self makes this the only reference.
+            ReadBuf::Mapped(p, len) => unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), *len) },
+            ReadBuf::Heap(v) => v,
+        }
+    }
+}
+
+impl Drop for ReadBuf {
+    fn drop(&mut self) {
+        if let ReadBuf::Mapped(p, len) = self {
+            // SAFETY: the mapping made in new, of this length; no reference to it outlives
+            // self.
+            unsafe { libc::munmap(p.as_ptr().cast(), *len) };
+        }
+    }
+}
+
 /// Log the container's output until its init exits (and its stdio is drained), and serve
 /// `husk attach` (`interactive`: the container was started with `-i`, so clients' input goes to
 /// its stdin); its exit code, 128 + the signal for a killed one; and the first error writing
@@ -922,7 +983,7 @@ fn pump(
     let mut open = vec![true; streams.len()];
     let mut code: Option<i32> = None;
     // (a page-multiple the pipe reads fill; live while idle, so not larger)
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = ReadBuf::new(16 * 1024);
     let mut failed = None;
     loop {
         if code.is_some() && !open.contains(&true) {
