@@ -140,6 +140,8 @@ pub enum Command {
 
 /// runc's subcommands: the runtime's command line.
 #[derive(Subcommand, Debug)]
+// each subcommand's arguments are built only when it is the one matched (or for help)
+#[command(defer = true)]
 pub enum RuntimeCommand {
     /// Create a container from a bundle; it waits for `start` before running the program.
     Create(CreateArgs),
@@ -321,7 +323,8 @@ pub struct RunArgs {
     pub keep: bool,
 }
 
-/// Flags `checkpoint` and `restore` share (runc's names).
+// Flags `checkpoint` and `restore` share (runc's names). A plain comment: under the deferred
+// build a doc comment here would become the two subcommands' about text.
 #[derive(Args, Debug, Clone, Default)]
 pub struct CriuArgs {
     /// Directory for the checkpoint images (default: ./checkpoint).
@@ -415,9 +418,9 @@ pub struct RestoreArgs {
     pub id: String,
 }
 
-/// The flag forms of `update`. Every value may start with `-` (`--memory-swap -1`,
-/// `--cpu-quota -1`, `--pids-limit -1`): runc's flag parser takes the next argument as the value
-/// whatever it looks like.
+// The flag forms of `update`. Every value may start with `-` (`--memory-swap -1`,
+// `--cpu-quota -1`, `--pids-limit -1`): runc's flag parser takes the next argument as the value
+// whatever it looks like. (A plain comment, as CriuArgs'.)
 #[derive(Debug, Default, Args)]
 pub struct UpdateArgs {
     /// LinuxResources JSON: a file, or - for stdin.
