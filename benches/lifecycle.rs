@@ -122,6 +122,64 @@ fn isolate_mounts() -> String {
     String::new()
 }
 
+/// Unmounts the benchmark's tmpfs (and whatever an engine left mounted under it) on drop.
+struct BaseFs(PathBuf);
+
+impl Drop for BaseFs {
+    fn drop(&mut self) {
+        image::umount_under(&self.0, true);
+    }
+}
+
+/// Put the benchmark's temp dir (every engine's state, bundles, stores and logs) on a tmpfs
+/// in the private mount namespace, unless `BENCH_DISK=1`; returns the guard and the report's
+/// sentence on it. This VM's root file system is ext4 without a journal, where each new inode
+/// skips every inode of its group freed in the last minutes (ext4's `recently_deleted`): under
+/// the benchmark's own churn a file create there costs ever more, a cost no journaled host pays
+/// and one that would rank engines by how many files they make rather than by their work.
+fn base_on_tmpfs(base: &Path) -> (Option<BaseFs>, String) {
+    if std::env::var_os("BENCH_DISK").is_some_and(|v| v == "1") {
+        return (
+            None,
+            format!(
+                "Every engine's directories are on the disk (`BENCH_DISK=1`: {}).",
+                base.display()
+            ),
+        );
+    }
+    let c = std::ffi::CString::new(base.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mount with valid C strings, in the benchmark's private mount namespace.
+    let r = unsafe {
+        libc::mount(
+            c"husk-bench".as_ptr(),
+            c.as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            c"mode=755".as_ptr().cast(),
+        )
+    };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        eprintln!("bench: no tmpfs at {}: {e}; on the disk", base.display());
+        return (
+            None,
+            format!(
+                "Every engine's directories are on the disk (a tmpfs could not be mounted: {e})."
+            ),
+        );
+    }
+    (
+        Some(BaseFs(base.to_path_buf())),
+        "Every engine's directories (state, bundles, stores, logs; containerd's and dockerd's \
+         roots) are on a tmpfs in the benchmark's private mount namespace: this VM's root file \
+         system is ext4 without a journal, where each new inode skips every inode of its group \
+         freed in the last minutes (ext4's `recently_deleted`), so under the benchmark's own \
+         churn a file create costs ever more, which no journaled host pays (`BENCH_DISK=1` \
+         keeps them on the disk)."
+            .into(),
+    )
+}
+
 struct Rt {
     name: String,
     bin: PathBuf,
@@ -381,6 +439,8 @@ fn main() {
         .prefix("husk-bench-")
         .tempdir()
         .expect("tempdir");
+    // declared after `base`: unmounted before the temp dir is removed
+    let (_base_fs, fs_note) = base_on_tmpfs(base.path());
     let rootfs = base.path().join("rootfs");
     assert!(Command::new("cp")
         .arg("-a")
@@ -778,6 +838,8 @@ fn main() {
         md.push_str(&mount_note);
         md.push_str("\n\n");
     }
+    md.push_str(&fs_note);
+    md.push_str("\n\n");
     for rt in &b.rts {
         md.push_str(&format!(
             "- {}: `{}` {} ({} KiB binary)\n",

@@ -22,6 +22,9 @@ pub fn measure(b: &Bench, runs: usize, warmup: usize, notes: &mut Vec<String>) -
         cmd.env("HUSK_BIN", &h.bin);
     }
     let out = cmd
+        // its temp dir (containerd's root and state, the pods' logs) where the other
+        // sections keep theirs
+        .env("TMPDIR", &b.base)
         .env("CRI_BENCH_RUNTIMES", pairs.join(","))
         .env("CRI_BENCH_RUNS", runs.to_string())
         .env("CRI_BENCH_WARMUP", warmup.to_string())

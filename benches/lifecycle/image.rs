@@ -69,7 +69,7 @@ impl Drop for PodmanLock {
 }
 
 /// Unmount every mount at or below `dir` (deepest first); `dir` itself only if `this`.
-fn umount_under(dir: &Path, this: bool) {
+pub(crate) fn umount_under(dir: &Path, this: bool) {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut pts: Vec<String> = info
         .lines()

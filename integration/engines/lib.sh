@@ -73,7 +73,7 @@ need_pkgs() {
 }
 
 make_tmp() { # make_tmp NAME: the temp dir, the cgroup parent name
-    TMP=$(mktemp -d "/tmp/husk-$1.XXXXXX")
+    TMP=$(mktemp -d "${TMPDIR:-/tmp}/husk-$1.XXXXXX")
     chmod 0755 "$TMP"
     CGPARENT=husk-$1-${TMP##*.}
     trap cleanup_all EXIT
