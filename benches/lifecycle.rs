@@ -39,7 +39,8 @@
 //! BENCH_DOCKER_RUNS (20), BENCH_DOCKER_WARMUP (3), BENCH_CRI_RUNS (20), BENCH_CRI_WARMUP (3),
 //! BENCH_UP_RUNS (20), BENCH_UP_WARMUP (3), BENCH_IMAGE_RUNS (3), BENCH_IMAGE_WARMUP (1, at most 1),
 //! BENCH_IMAGE_MB (600), BENCH_IMAGE_ROOTFS (`debootstrap`: Debian roots as the big image's
-//! layers) and BENCH_DEBIAN_MIRROR (its mirror).
+//! layers), BENCH_DEBIAN_MIRROR (its mirror) and BENCH_DISK (`1`: the temp dir on the disk, not
+//! on a tmpfs; see `base_on_tmpfs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
