@@ -811,13 +811,16 @@ pub fn remove(store: &Store, refs: &[String]) -> Result<Vec<String>> {
 /// A reader that hashes what passes through it (for a layer's diff_id).
 struct Hashing<R> {
     inner: R,
-    hasher: Sha256,
+    /// None: the bytes are hashed elsewhere (by the decompressing thread)
+    hasher: Option<Sha256>,
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
         Ok(n)
     }
 }
@@ -832,12 +835,13 @@ type Chunk = io::Result<(Vec<u8>, usize)>;
 
 /// The decompressing thread: `plain` read into buffers (new ones up to [`CHUNKS`], then the
 /// ones handed back on `empty`) sent on `full`, until its end, an error (sent), or the reader
-/// gone.
+/// gone; each buffer hashed into `hasher` first when one is given (returned at the end).
 fn decompress_into(
     mut plain: impl Read,
     full: &std::sync::mpsc::SyncSender<Chunk>,
     empty: &std::sync::mpsc::Receiver<Vec<u8>>,
-) {
+    mut hasher: Option<Sha256>,
+) -> Option<Sha256> {
     let mut made = 0;
     loop {
         let mut buf = if made < CHUNKS {
@@ -846,7 +850,7 @@ fn decompress_into(
         } else {
             match empty.recv() {
                 Ok(b) => b,
-                Err(_) => return,
+                Err(_) => return hasher,
             }
         };
         let n = loop {
@@ -856,15 +860,18 @@ fn decompress_into(
             }
         };
         match n {
-            Ok(0) => return,
+            Ok(0) => return hasher,
             Ok(n) => {
+                if let Some(h) = &mut hasher {
+                    h.update(&buf[..n]);
+                }
                 if full.send(Ok((buf, n))).is_err() {
-                    return;
+                    return hasher;
                 }
             }
             Err(e) => {
                 let _ = full.send(Err(e));
-                return;
+                return hasher;
             }
         }
     }
@@ -1443,16 +1450,28 @@ fn apply_layer_from(
     let mt = l.media_type().to_string();
     let compression = layer_compression(&mt)
         .with_context(|| format!("unpack {name}: layer {digest}: unsupported media type {mt:?}"))?;
-    // gzip (the slow one) inflates in a thread of its own, beside the extraction and the
-    // diff_id hash; zstd and plain tar are read where they are applied (a thread costs them
-    // more than it gives)
+    // gzip and zstd decompress in a thread of their own, beside the extraction; the diff_id
+    // hash goes with the lighter half: the extraction's for gzip (inflating is the slow part),
+    // the decompressing thread's for zstd (whose decoding is quick). Plain tar is read, hashed
+    // and applied in one.
+    let hash_while_decompressing = matches!(compression, Compression::Zstd);
     let got = std::thread::scope(|s| -> Result<String> {
         let src = &mut f;
+        let plain: Box<dyn Read + Send + '_> = match compression {
+            Compression::Gzip => Box::new(GzDecoder::new(src)),
+            Compression::Zstd => Box::new(
+                zstd::stream::read::Decoder::with_buffer(src)
+                    .with_context(|| format!("unpack {name}: layer {digest}: zstd"))?,
+            ),
+            Compression::None => Box::new(src),
+        };
         let (inner, decompressing): (Box<dyn Read + '_>, _) = match compression {
-            Compression::Gzip => {
+            Compression::None => (plain, None),
+            _ => {
                 let (full_tx, full) = std::sync::mpsc::sync_channel(CHUNKS);
                 let (empty, empty_rx) = std::sync::mpsc::sync_channel(CHUNKS);
-                let t = s.spawn(move || decompress_into(GzDecoder::new(src), &full_tx, &empty_rx));
+                let hasher = hash_while_decompressing.then(Sha256::new);
+                let t = s.spawn(move || decompress_into(plain, &full_tx, &empty_rx, hasher));
                 let chunks = Chunks {
                     full,
                     empty,
@@ -1461,18 +1480,10 @@ fn apply_layer_from(
                 };
                 (Box::new(chunks), Some(t))
             }
-            Compression::None => (Box::new(src), None),
-            Compression::Zstd => (
-                Box::new(
-                    zstd::stream::read::Decoder::with_buffer(src)
-                        .with_context(|| format!("unpack {name}: layer {digest}: zstd"))?,
-                ),
-                None,
-            ),
         };
         let mut h = Hashing {
             inner,
-            hasher: Sha256::new(),
+            hasher: (!hash_while_decompressing).then(Sha256::new),
         };
         let applied = layer::apply(root, PadAtEof::new(&mut h), opts, &digest)
             .with_context(|| format!("unpack {name}"))
@@ -1481,14 +1492,20 @@ fn apply_layer_from(
                 io::copy(&mut h, &mut io::sink())
                     .with_context(|| format!("unpack {name}: layer {digest}: decompress"))
             });
-        let hash = h.hasher.finalize();
         // the decompressing thread ends when its channels do
         drop(h.inner);
-        if let Some(t) = decompressing {
-            t.join()
-                .map_err(|_| anyhow::anyhow!("unpack {name}: layer {digest}: gzip panicked"))?;
-        }
+        let theirs = match decompressing {
+            Some(t) => t.join().map_err(|_| {
+                anyhow::anyhow!("unpack {name}: layer {digest}: decompression panicked")
+            })?,
+            None => None,
+        };
         applied?;
+        let hash = h
+            .hasher
+            .or(theirs)
+            .context("no hash of the layer's content")?
+            .finalize();
         Ok(format!("sha256:{}", store::hex(&hash)))
     })?;
     if got != *diff_id {
