@@ -283,6 +283,18 @@ fn append_under<W: Write>(
     Ok(())
 }
 
+/// A GNU tar header of `kind`, `mode` and `size`, owned by root, mtime 0.
+fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h
+}
+
 /// An OCI layout at `layout` with one image tagged `tag`: the test rootfs as a layer, and
 /// `data_mib` MiB of generated files in four more layers (or, with `debian` = (tar, copies),
 /// that many copies of the Debian root, one a layer). Layers uncompressed (skopeo
@@ -309,13 +321,7 @@ fn write_layout(
         if !zstd_layers {
             return Ok(());
         }
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(0o644);
-        h.set_size(5);
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
+        let mut h = header(tar::EntryType::Regular, 0o644, 5);
         t.append_data(&mut h, ".husk-bench-zstd", &b"zstd\n"[..])
     };
     let mut layers = Vec::new();
@@ -347,13 +353,7 @@ fn write_layout(
         }
         layers.push(blob(layout, |w| {
             let mut t = tar::Builder::new(w);
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(tar::EntryType::Directory);
-            h.set_mode(0o755);
-            h.set_size(0);
-            h.set_mtime(0);
-            h.set_uid(0);
-            h.set_gid(0);
+            let mut h = header(tar::EntryType::Directory, 0o755, 0);
             t.append_data(&mut h, format!("data{l}/"), std::io::empty())?;
             // files of 4 MiB (the last one smaller)
             let mut rest = mib << 20;
@@ -362,13 +362,7 @@ fn write_layout(
                 let sz = rest.min(4 << 20);
                 let mut buf = Vec::with_capacity(sz);
                 fill_data(&mut buf, sz, &mut seed)?;
-                let mut h = tar::Header::new_gnu();
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(0o644);
-                h.set_size(sz as u64);
-                h.set_mtime(0);
-                h.set_uid(0);
-                h.set_gid(0);
+                let mut h = header(tar::EntryType::Regular, 0o644, sz as u64);
                 t.append_data(&mut h, format!("data{l}/f{i:04}"), &buf[..])?;
                 rest -= sz;
                 i += 1;
