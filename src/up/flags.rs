@@ -1265,16 +1265,22 @@ pub const ANONYMOUS_MARK: &str = "anonymous";
 /// Create the volume directories (`_data`, 0755) that do not exist yet.
 pub fn create_volumes(h: &HostFacts) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    for (d, anonymous) in &h.volumes {
+    let mkdir = |d: &Path| {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
             .create(d)
-            .with_context(|| format!("create the volume {}", d.display()))?;
+            .with_context(|| format!("create the volume {}", d.display()))
+    };
+    for (d, anonymous) in &h.volumes {
+        // the mark before `_data`: a husk killed in between leaves a volume without `_data`,
+        // which `husk volume prune` removes, never an anonymous one that looks named
         if let (true, Some(p)) = (anonymous, d.parent()) {
+            mkdir(p)?;
             let m = p.join(ANONYMOUS_MARK);
             std::fs::write(&m, "").with_context(|| format!("write {}", m.display()))?;
         }
+        mkdir(d)?;
     }
     Ok(())
 }

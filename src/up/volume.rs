@@ -55,6 +55,13 @@ fn dir(store: &Path) -> PathBuf {
 
 /// The volume names, sorted.
 pub fn list(store: &Path) -> Result<Vec<String>> {
+    entries(store, true)
+}
+
+/// The names of the directories under `STORE/volumes` that have a `_data` (volumes) or, with
+/// `complete` false, that lack one (what a `husk up` killed while it made a volume left),
+/// sorted.
+fn entries(store: &Path, complete: bool) -> Result<Vec<String>> {
     let rd = match std::fs::read_dir(dir(store)) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -62,8 +69,10 @@ pub fn list(store: &Path) -> Result<Vec<String>> {
     };
     let mut out: Vec<String> = rd
         .flatten()
-        .filter(|e| e.path().join("_data").is_dir())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| valid_volume_name(n))
+        .filter(|n| dir(store).join(n).join("_data").is_dir() == complete)
         .collect();
     out.sort();
     Ok(out)
@@ -187,6 +196,12 @@ pub fn prune(store: &Path, all: bool) -> Result<(Vec<String>, u64)> {
         return Ok((removed, bytes));
     }
     let _lock = lock_volumes(store, true)?;
+    // without `_data`: the remains of a `husk up` killed while it made a volume (they are made
+    // under the shared lock, so none is being made now), nothing of anybody's in them
+    for n in entries(store, false)? {
+        let d = dir(store).join(&n);
+        super::remove_tree(&d).with_context(|| format!("remove {}", d.display()))?;
+    }
     for n in list(store)? {
         let d = dir(store).join(&n);
         if !all && !d.join(ANONYMOUS_MARK).exists() {
@@ -311,5 +326,24 @@ mod tests {
         std::fs::remove_dir_all(s.join("containers/c1")).unwrap();
         rm(s, &["used".into()], false).unwrap();
         assert_eq!(list(s).unwrap(), ["anon2"]);
+    }
+
+    /// A volume without `_data` (a `husk up` killed after the volume's directory, before its
+    /// `_data`, with or without the anonymous mark) is removed by prune without --all (not
+    /// listed, as `ls` never shows it); a complete named one is kept.
+    #[test]
+    fn prune_removes_half_made_volumes() {
+        let t = tempfile::tempdir().unwrap();
+        let s = t.path();
+        volume(s, "named", false, b"1");
+        std::fs::create_dir_all(dir(s).join("bare")).unwrap();
+        std::fs::create_dir_all(dir(s).join("marked")).unwrap();
+        std::fs::write(dir(s).join("marked").join(ANONYMOUS_MARK), "").unwrap();
+        assert!(prune(s, false).unwrap().0.is_empty());
+        assert_eq!(list(s).unwrap(), ["named"]);
+        assert!(
+            entries(s, false).unwrap().is_empty(),
+            "half-made volumes left"
+        );
     }
 }
