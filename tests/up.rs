@@ -4970,6 +4970,58 @@ fn up_attach_rootless() {
     );
 }
 
+/// `husk up --privileged` of a user without root: root of the container's user namespace with
+/// the caller's whole bounding set, no seccomp filter, /sys writable, the host's devices bound
+/// (the runtime binds device nodes in a user namespace) — all but /dev/ptmx, which stays the
+/// link to the container's own pts instance.
+#[test]
+fn up_rootless_privileged() {
+    if !need_root("up_rootless_privileged") {
+        return;
+    }
+    let e = Env::new("privrl");
+    e.give_to_nobody();
+    let ns = rootless_netns();
+    let caller_bnd = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string()))
+        .unwrap();
+    let out = ok(
+        &e.up_rootless(
+            &ns,
+            "/usr/bin:/bin",
+            &[
+                "--network",
+                "none",
+                "--rm",
+                "--privileged",
+                IMAGE,
+                "sh",
+                "-c",
+                "id -u; grep -E '^(CapEff|CapBnd|Seccomp):' /proc/self/status | tr -d '\\t'; \
+                 grep ' /sys ' /proc/self/mounts | cut -d' ' -f4 | cut -d, -f1; \
+                 test -c /dev/kmsg && echo kmsg; readlink /dev/ptmx",
+            ],
+        ),
+        "up --privileged as nobody",
+    );
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "0",
+            &format!("CapEff:{caller_bnd}"),
+            &format!("CapBnd:{caller_bnd}"),
+            "Seccomp:0",
+            "rw",
+            "kmsg",
+            "pts/ptmx"
+        ],
+        "rootless --privileged: {out}"
+    );
+    e.assert_all_gone("after up --rm --privileged as nobody");
+}
+
 /// `husk up --userns keep-id|nomap` of `nobody` (podman's rootless modes) with subordinate ids
 /// of the test's in /etc/subuid and /etc/subgid (removed again, even on failure): keep-id keeps
 /// nobody's uid and gid inside (podman's three-line uid_map), runs the process as them, adds
@@ -5245,6 +5297,67 @@ fn up_rootless_userns_keep_id_and_nomap() {
     );
     assert_eq!(out.trim(), "0");
     nothing_left("after keep-id -u 0");
+
+    // a numeric -u the image's user database lacks: that uid and gid 0, as docker run and
+    // podman give it (no added line for it, the caller's line still added)
+    let out = ok(
+        &up(&[
+            "--rm",
+            "--userns",
+            "keep-id",
+            "-u",
+            "1234",
+            IMAGE,
+            "sh",
+            "-c",
+            "id -u; id -g; cat /proc/self/uid_map | wc -l; grep -c :1234: /etc/passwd; \
+             grep -c ^nobody: /etc/passwd",
+        ]),
+        "up --userns keep-id -u 1234",
+    );
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["1234", "0", "3", "0", "1"],
+        "keep-id -u 1234: {out}"
+    );
+    nothing_left("after keep-id -u 1234");
+
+    // --privileged with keep-id: the keep-id user, no seccomp filter, the caller's whole
+    // bounding set (all capabilities of the container's user namespace), /sys writable as
+    // Docker's privileged mounts it, the host's devices (podman binds them for a caller without
+    // root)
+    let caller_bnd = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string()))
+        .unwrap();
+    let out = ok(
+        &up(&[
+            "--rm",
+            "--userns",
+            "keep-id",
+            "--privileged",
+            IMAGE,
+            "sh",
+            "-c",
+            "id -u; grep -E '^(CapBnd|Seccomp):' /proc/self/status | tr -d '\\t'; \
+             grep ' /sys ' /proc/self/mounts | cut -d' ' -f4 | cut -d, -f1; \
+             test -c /dev/kmsg && echo kmsg",
+        ]),
+        "up --userns keep-id --privileged",
+    );
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "65534",
+            &format!("CapBnd:{caller_bnd}"),
+            "Seccomp:0",
+            "rw",
+            "kmsg"
+        ],
+        "keep-id --privileged: {out}"
+    );
+    nothing_left("after keep-id --privileged");
 
     // nomap: nobody's own id not mapped, root inside is the first subordinate id
     let out = ok(

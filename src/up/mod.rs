@@ -714,8 +714,12 @@ fn edit_config(
     }
     let names = flags::write_names(bundle, cfg, &hostname, host_network, ipv6, dns_forwarders)?;
     flags::apply(&mut v, cfg, facts, &names);
-    if ids.is_some() {
-        // in a user namespace the runtime binds device nodes instead of making them, and a
+    let user_ns = v["linux"]["namespaces"]
+        .as_array()
+        .is_some_and(|ns| ns.iter().any(|n| n["type"] == "user"));
+    if user_ns {
+        // in a user namespace (`--userns auto`, keep-id, nomap, a caller without root, a
+        // rootful one's) the runtime binds device nodes instead of making them, and a
         // bind at /dev/ptmx (--privileged's host devices) would keep it from pointing /dev/ptmx
         // at the container's pts instance, as it does in every container
         if let Some(devs) = v["linux"]["devices"].as_array_mut() {
