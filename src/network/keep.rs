@@ -1,18 +1,26 @@
-//! Files the network companion replaces or removes are let go of after husk has exited.
+//! Work the network companion leaves to a process of its own, so husk never waits for it.
 //!
-//! Freeing a file's blocks happens in the syscall that drops the inode's last reference (the
-//! `rename` over a record, the `unlink` of an address file), and on a file system mounted with
-//! `discard` without a journal (ext4 here, where the run dir is not a tmpfs) that syscall waits
-//! for the device to discard them: 0.2-6 ms each, several per attach and detach. [`hold`]
-//! opens the file just before and hands the descriptor to a grandchild (started on first use,
-//! holding nothing but its end of a socket pair and the descriptors it is given); the inode
-//! then outlives its name until the grandchild exits, at EOF on the socket pair: when the
-//! operation's [`Scope`] ends (attach, detach, gc, a deleted container's release) or husk
-//! exits, so a long-lived husk (`husk up`) holds nothing between operations. The names change
-//! at once, as before; only the freeing moves out of husk. Nothing is held when the grandchild
-//! cannot be started: the freeing then happens here, waiting.
+//! - **Freed files.** Freeing a file's blocks happens in the syscall that drops the inode's
+//!   last reference (the `rename` over a record, the `unlink` of an address file), and on a
+//!   file system mounted with `discard` without a journal (ext4 here, where the run dir is not
+//!   a tmpfs) that syscall waits for the device to discard them: 0.2-6 ms each, several per
+//!   attach and detach. [`hold`] opens the file just before and hands the descriptor to the
+//!   keeper; the inode then outlives its name until the keeper exits. On a tmpfs or ramfs (the
+//!   usual `/run`) freeing costs nothing to wait for, and nothing is held.
+//! - **Last closes** ([`give`]): the NETLINK_NETFILTER socket that sent a batch, whose last
+//!   close waits an RCU grace period (see `native::nft`).
+//! - **Requests whose answer waits** ([`send_on`]): a veth's RTM_DELLINK, which returns only
+//!   after `rcu_barrier` (see `native::netlink`); the keeper sends it and closes a pipe when
+//!   the kernel has answered.
+//!
+//! The keeper is a grandchild (started on first use, holding nothing but its end of a socket
+//! pair and the descriptors it is given) that exits at EOF on the socket pair, once it has
+//! done every request before it: when the operation's [`Scope`] ends (attach, detach, gc, a
+//! deleted container's release) or husk exits, so a long-lived husk (`husk up`) holds nothing
+//! between operations. One keeper serves the whole operation, so the operation pays for one
+//! double fork at most. When it cannot be started each caller does the work itself, waiting.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -29,32 +37,107 @@ impl Drop for Scope {
     }
 }
 
-/// Keep `path`'s inode (when there is one) alive until the operation's [`Scope`] ends.
+/// Start the keeper of the operation that comes next, in the background: a thread of its own
+/// (every signal blocked, so none meant for the caller's signal handling lands there) forks
+/// it while the caller goes on, and leaves it for that operation's first request (a request
+/// before it is ready starts one of its own, and this one then ends unused). For a caller
+/// that waits meanwhile anyway: the foreground `husk up --rm`, while its container runs.
+pub fn prestart() {
+    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
+    let mut old = SigSet::empty();
+    if pthread_sigmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    )
+    .is_err()
+    {
+        return;
+    }
+    let _ = std::thread::Builder::new().name("keeper".into()).spawn(|| {
+        let Ok(end) = start() else {
+            return;
+        };
+        let mut k = KEEPER.lock().unwrap_or_else(|e| e.into_inner());
+        if k.is_none() {
+            *k = Some(Some(end));
+        }
+    });
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+}
+
+/// Keep `path`'s inode (when there is one) alive until the operation's [`Scope`] ends, unless
+/// it is on a file system in memory.
 pub fn hold(path: &Path) {
     let Ok(f) = std::fs::File::open(path) else {
         return;
     };
-    let mut k = KEEPER.lock().unwrap_or_else(|e| e.into_inner());
-    let end = k.get_or_insert_with(|| start().ok());
-    if let Some(end) = end {
-        if send_fd(end.as_raw_fd(), f.as_raw_fd()).is_err() {
-            *k = Some(None);
-        }
+    if in_memory(&f) {
+        return;
     }
+    give(f.as_fd());
 }
 
-fn send_fd(sock: RawFd, fd: RawFd) -> nix::Result<()> {
+/// A tmpfs or ramfs: freeing a file's pages there waits for no device.
+fn in_memory(f: &std::fs::File) -> bool {
+    use nix::sys::statfs::{fstatfs, FsType, TMPFS_MAGIC};
+    // (nix names no ramfs constant: linux/magic.h's)
+    const RAMFS_MAGIC: FsType = FsType(0x8584_58f6);
+    fstatfs(f).is_ok_and(|st| [TMPFS_MAGIC, RAMFS_MAGIC].contains(&st.filesystem_type()))
+}
+
+/// Hand a duplicate of `fd` to the keeper, which keeps it open until it exits: the caller's
+/// close is then never the last. False when there is no keeper (the caller's close is).
+pub fn give(fd: BorrowedFd<'_>) -> bool {
+    to_keeper(&[HOLD], &[fd.as_raw_fd()])
+}
+
+/// Have the keeper send `msg` on socket `sock` (kept open there after), then close its copy of
+/// `done` (a pipe's write end: EOF there, once the caller's copy is closed too, says the send
+/// returned). False when there is no keeper (nothing was sent).
+pub fn send_on(sock: BorrowedFd<'_>, msg: &[u8], done: BorrowedFd<'_>) -> bool {
+    if msg.len() > MAX_MSG {
+        return false;
+    }
+    let mut m = Vec::with_capacity(1 + msg.len());
+    m.push(SEND);
+    m.extend_from_slice(msg);
+    to_keeper(&m, &[sock.as_raw_fd(), done.as_raw_fd()])
+}
+
+/// Tests that end a [`Scope`] (which ends the one keeper of the process) run one at a time.
+#[cfg(test)]
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Request kinds: the first byte of each message to the keeper.
+const HOLD: u8 = 0;
+const SEND: u8 = 1;
+/// The longest message [`send_on`] passes on (the keeper's buffer, on its stack, is one more).
+const MAX_MSG: usize = 1024;
+
+fn to_keeper(data: &[u8], fds: &[RawFd]) -> bool {
+    let mut k = KEEPER.lock().unwrap_or_else(|e| e.into_inner());
+    let end = k.get_or_insert_with(|| start().ok());
+    let Some(end) = end else {
+        return false;
+    };
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    let fds = [fd];
-    let iov = [std::io::IoSlice::new(&[0u8])];
-    sendmsg::<()>(
-        sock,
+    let iov = [std::io::IoSlice::new(data)];
+    let sent = sendmsg::<()>(
+        end.as_raw_fd(),
         &iov,
-        &[ControlMessage::ScmRights(&fds)],
+        &[ControlMessage::ScmRights(fds)],
         MsgFlags::empty(),
         None,
-    )
-    .map(drop)
+    );
+    if sent.is_err() {
+        *k = Some(None);
+        return false;
+    }
+    true
 }
 
 /// Start the grandchild; returns husk's end of the socket pair.
@@ -67,16 +150,16 @@ fn start() -> nix::Result<OwnedFd> {
         SockFlag::SOCK_CLOEXEC,
     )?;
     let t = theirs.as_raw_fd();
-    // SAFETY: the grandchild only calls recvmsg on the socket it keeps, every buffer on its
-    // stack.
+    // SAFETY: the grandchild only calls recvmsg, send and close on descriptors it was given,
+    // every buffer on its stack.
     unsafe {
         crate::sys::grandchild::keeping(&[t], || {
-            let mut byte = 0u8;
+            let mut data = [0u8; 1 + MAX_MSG];
             let mut ctl = [0u64; 8];
             loop {
                 let mut iov = libc::iovec {
-                    iov_base: (&mut byte as *mut u8).cast(),
-                    iov_len: 1,
+                    iov_base: data.as_mut_ptr().cast(),
+                    iov_len: data.len(),
                 };
                 let mut msg: libc::msghdr = std::mem::zeroed();
                 msg.msg_iov = &mut iov;
@@ -88,6 +171,22 @@ fn start() -> nix::Result<OwnedFd> {
                 if n == 0 || (n < 0 && *libc::__errno_location() != libc::EINTR) {
                     break;
                 }
+                if n < 1 || data[0] != SEND {
+                    continue;
+                }
+                // SEND: the socket and the pipe's write end, in that order
+                let c = libc::CMSG_FIRSTHDR(&msg);
+                if c.is_null()
+                    || (*c).cmsg_level != libc::SOL_SOCKET
+                    || (*c).cmsg_type != libc::SCM_RIGHTS
+                    || ((*c).cmsg_len as usize) < libc::CMSG_LEN(8) as usize
+                {
+                    continue;
+                }
+                let fds = libc::CMSG_DATA(c).cast::<libc::c_int>();
+                let (sock, done) = (fds.read_unaligned(), fds.add(1).read_unaligned());
+                libc::send(sock, data.as_ptr().add(1).cast(), n as usize - 1, 0);
+                libc::close(done);
             }
         })
     }?;
@@ -111,12 +210,40 @@ mod tests {
     }
 
     /// A held file is gone by name at once, kept open by the keeper while the scope lives,
-    /// and let go when it ends.
+    /// and let go when it ends; a file on a tmpfs is not held.
     #[test]
     fn a_removed_file_is_held_until_the_scope_ends() {
-        let d = tempfile::tempdir().unwrap();
+        let _serial = serial();
+        // the crate's own directory (a disk) and a tmpfs where there is one
+        let on_disk = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let shm = std::path::Path::new("/dev/shm");
+        let in_mem = shm
+            .is_dir()
+            .then(|| tempfile::tempdir_in(shm).ok())
+            .flatten();
+        if let Some(m) = &in_mem {
+            let p = m.path().join("record.json");
+            std::fs::write(&p, b"{}").unwrap();
+            let f = std::fs::File::open(&p).unwrap();
+            if in_memory(&f) {
+                let _scope = Scope;
+                hold(&p);
+                std::fs::remove_file(&p).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                drop(f);
+                assert!(!held_by_someone(&p), "a file on a tmpfs was held");
+            }
+        }
+        let d = on_disk;
         let p = d.path().join("record.json");
         std::fs::write(&p, b"{}").unwrap();
+        if in_memory(&std::fs::File::open(&p).unwrap()) {
+            crate::testing::skip(
+                "a_removed_file_is_held_until_the_scope_ends",
+                "the crate's directory is on a tmpfs: nothing there is held",
+            );
+            return;
+        }
         let scope = Scope;
         hold(&d.path().join("missing")); // nothing to hold: no error
         hold(&p);
@@ -143,5 +270,50 @@ mod tests {
             );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+    }
+
+    /// `send_on`: the keeper sends the message on the socket given and then closes its copy of
+    /// the pipe's write end; the socket stays open in the keeper until the scope ends.
+    #[test]
+    fn the_keeper_sends_and_says_when() {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        use std::io::Read;
+        let _serial = serial();
+        let scope = Scope;
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        assert!(send_on(a.as_fd(), b"hello", w.as_fd()));
+        drop((a, w));
+        let mut got = [0u8; 16];
+        let n = nix::unistd::read(&b, &mut got).unwrap();
+        assert_eq!(&got[..n], b"hello");
+        // EOF on the pipe: the keeper closed its copy after the send
+        let mut rest = Vec::new();
+        std::fs::File::from(r).read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+        assert!(
+            !crate::sys::fd::readable_within(b.as_fd(), 0).unwrap(),
+            "the keeper closed the socket before the scope ended"
+        );
+        drop(scope);
+        // the keeper exits: its copy of the socket closes, and `b` reads EOF
+        assert!(crate::sys::fd::readable_within(b.as_fd(), 5000).unwrap());
+        assert_eq!(nix::unistd::read(&b, &mut got).unwrap(), 0);
+        // too long a message is refused, nothing sent
+        let (a2, _b2) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let (_r2, w2) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        assert!(!send_on(a2.as_fd(), &[0u8; MAX_MSG + 1], w2.as_fd()));
     }
 }

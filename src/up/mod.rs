@@ -505,6 +505,11 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
                     &o.network_aliases,
                 );
                 crate::network::attach::attach(g, dirs, name, &id, &a)?;
+                if o.rm {
+                    // the detach after the exit finds its keeper started, while the
+                    // container ran
+                    crate::network::keep::prestart();
+                }
             }
             Ok(())
         });

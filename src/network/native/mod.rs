@@ -491,8 +491,8 @@ pub fn del(p: &Plan, t: &Target) -> Result<()> {
     // the veth first, then the table: the veth's unregistering (under RTNL, which the
     // deletion here waits for) takes nf_tables' commit mutex in nf_tables' netdev notifier,
     // and the last close of the socket that deleted the table holds that mutex for an RCU
-    // grace period (in a grandchild, see nft::apply): the other order stalls the veth behind
-    // it. The veth's own wait for RCU callbacks is left to a grandchild too.
+    // grace period (in the keeper, see nft::apply): the other order stalls the veth behind
+    // it. The veth's own wait for RCU callbacks is left to the keeper too.
     let removed = Socket::new().and_then(|mut s| {
         s.del_link_unwaited(&hv)
             .map_err(nl(format!("network {net}: delete veth {hv}")))

@@ -269,14 +269,14 @@ impl Socket {
     /// work under RTNL (the links leave the namespace's list, go down, leave the bridge, lose
     /// their addresses and routes), then, with RTNL released, waits in `netdev_run_todo` for
     /// every pending RCU callback (`rcu_barrier`, a full grace period: 10-15 ms here) and for
-    /// the last references before freeing the device, and only then answers. A grandchild
-    /// holding only a netlink socket and a pipe sends the request and waits that wait as it
-    /// exits, apart from husk (as the nf_tables socket's last close does, [`super::nft`]).
-    /// This socket looks the link up (an RTNL-free request) until it is gone or the
-    /// grandchild has ended, then deletes the link itself: that request takes RTNL, so it
-    /// returns ENODEV only after the grandchild's deletion left RTNL, and it does the whole
-    /// deletion (and reports its error) when the grandchild could not, was killed or did not
-    /// run. Either way, on Ok the link and its veth peer are no longer in any namespace.
+    /// the last references before freeing the device, and only then answers. The operation's
+    /// keeper (a grandchild holding only what it is given, [`crate::network::keep`]) sends the
+    /// request and waits that wait, apart from husk. This socket looks the link up (an
+    /// RTNL-free request) until it is gone or the keeper has answered, then deletes the link
+    /// itself: that request takes RTNL, so it returns ENODEV only after the keeper's deletion
+    /// left RTNL, and it does the whole deletion (and reports its error) when the keeper could
+    /// not, was killed or did not run. Either way, on Ok the link and its veth peer are no
+    /// longer in any namespace.
     pub fn del_link_unwaited(&mut self, name: &str) -> nix::Result<bool> {
         let index = match self.link(name) {
             Ok(None) => return Ok(false),
@@ -293,7 +293,7 @@ impl Socket {
                 nix::sys::time::TimeSpec::from_duration(std::time::Duration::from_micros(200));
             while std::time::Instant::now() < deadline {
                 match nix::poll::ppoll(&mut fds, Some(step), None) {
-                    // EOF: the grandchild has ended, done or not
+                    // EOF: the keeper's send returned, or the keeper is gone
                     Ok(n) if n > 0 => break,
                     Ok(_) | Err(Errno::EINTR) => {}
                     Err(_) => break,
@@ -367,27 +367,21 @@ impl Socket {
     }
 }
 
-/// Start a grandchild that sends an RTM_DELLINK for link `index` on a netlink socket of the
-/// calling thread's network namespace and exits when the kernel has finished it. By index, not
+/// Have the operation's keeper ([`crate::network::keep::send_on`]) send an RTM_DELLINK for
+/// link `index` on a netlink socket of the calling thread's network namespace. By index, not
 /// name: indexes are not handed out again (they are allocated cyclically), so a request that
-/// runs late finds nothing rather than a link made since under the same name. Returns the read end
-/// of a pipe whose write end only the grandchild holds: it reads EOF once the grandchild is
-/// gone (the double fork: [`crate::sys::grandchild::keeping`]).
+/// runs late finds nothing rather than a link made since under the same name. Returns the read
+/// end of a pipe whose write end only the keeper holds: it reads EOF once the kernel has
+/// answered the keeper (or the keeper is gone).
 fn spawn_del_link(index: i32) -> nix::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::AsRawFd;
     let s = sys::Socket::new().map_err(|_| Errno::EIO)?;
     // no ACK asked: nothing reads the answer
     let body = ifinfomsg(0, index, 0, 0);
     let req = sys::encode(&[(RTM_DELLINK, sys::NLM_F_REQUEST, &body)], 1);
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let (sfd, wfd) = (s.as_fd().as_raw_fd(), w.as_raw_fd());
-    // SAFETY: the grandchild only sends `req`, a live buffer, on the socket it keeps.
-    unsafe {
-        crate::sys::grandchild::keeping(&[sfd, wfd], || {
-            libc::send(sfd, req.as_ptr().cast(), req.len(), 0);
-        })
-    }?;
-    drop((s, w));
+    if !crate::network::keep::send_on(s.as_fd(), &req, w.as_fd()) {
+        return Err(Errno::ECHILD);
+    }
     Ok(r)
 }
 
@@ -417,7 +411,7 @@ mod tests {
     }
 
     /// A veth pair in a network namespace of a thread's own: after `del_link_unwaited` both
-    /// ends are gone at once (the kernel's RCU wait left to the grandchild), and a second call
+    /// ends are gone at once (the kernel's RCU wait left to the keeper), and a second call
     /// finds nothing.
     #[test]
     fn unwaited_delete_returns_with_both_ends_gone() {
@@ -433,6 +427,9 @@ mod tests {
         std::thread::spawn(|| {
             // this thread only: the process's namespace is never touched
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            // the keeper ends with the test (it holds sockets of this namespace)
+            let _serial = crate::network::keep::serial();
+            let _keeper = crate::network::keep::Scope;
             let mut s = Socket::new().unwrap();
             for round in 0..3 {
                 let mut m = Msg::new(&ifinfomsg(0, 0, 0, 0));

@@ -685,33 +685,14 @@ pub fn apply(network: &str, batch: &[Message]) -> Result<()> {
 /// Close `s` without waiting for the kernel. The last close of a NETLINK_NETFILTER socket
 /// that sent a batch waits until nf_tables has freed that batch's transaction, after an RCU
 /// grace period (`nft_rcv_nl_event` flushes the deferred destroy work on NETLINK_URELEASE):
-/// 10-25 ms here, which is most of what writing the rules costs. A grandchild that holds only
-/// the socket and the read end of a pipe does that last close as it exits, apart from husk (no
-/// other fd stays in it, so no pipe or lock is held longer): it waits for EOF on the pipe,
-/// whose write end husk closes right after its own copy of the socket, so its close is the
-/// last one whatever the order the processes run in (the double fork:
-/// [`crate::sys::grandchild::keeping`]). The commit itself is done
-/// and acknowledged before this: nothing of the attachment depends on the grandchild. If the
-/// pipe or the fork fails, the socket is closed here, waiting.
+/// 10-25 ms here, which is most of what writing the rules costs. The operation's keeper
+/// ([`crate::network::keep::give`]) takes a duplicate, so its close, when it exits at the end
+/// of the operation, is the last one, apart from husk. The commit itself is done and
+/// acknowledged before this: nothing of the attachment depends on the keeper. Without one the
+/// socket is closed here, waiting.
 fn close_later(s: sys::Socket) {
-    use std::os::fd::{AsFd, AsRawFd};
-    let Ok((r, w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
-        return drop(s);
-    };
-    let (sfd, rfd) = (s.as_fd().as_raw_fd(), r.as_raw_fd());
-    // SAFETY: the grandchild only reads the pipe it keeps, into a byte on its stack.
-    let _ = unsafe {
-        crate::sys::grandchild::keeping(&[sfd, rfd], || {
-            let mut b = 0u8;
-            // until EOF: every write end closed, husk's socket with it
-            while libc::read(rfd, (&mut b as *mut u8).cast(), 1) < 0
-                && *libc::__errno_location() == libc::EINTR
-            {}
-        })
-    };
-    // the socket first, then the write end: the grandchild's close of it comes last
-    drop(s);
-    drop(w);
+    use std::os::fd::AsFd;
+    crate::network::keep::give(s.as_fd());
 }
 
 /// True when table `t` of family ip exists in the calling thread's network namespace.
@@ -1008,6 +989,9 @@ mod tests {
         }
         std::thread::spawn(|| {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            // the keeper ends with the test (it holds sockets of this namespace)
+            let _serial = crate::network::keep::serial();
+            let _keeper = crate::network::keep::Scope;
             let ports = crate::network::ports::parse("8080:80").unwrap();
             let r = Rules {
                 table: "husk-unit",
