@@ -320,7 +320,7 @@ pub fn attach(
     o: &AttachOptions,
 ) -> Result<Attachment> {
     state::validate_id(id)?;
-    let _keep = super::keep::Scope;
+    let _keep = super::keep::Scope::enter();
     let net = find(dirs, network)?;
     // (aliases checked before anything is locked or made)
     names_of(&net.name, id, o)?;
@@ -707,7 +707,7 @@ fn write_hosts(all: &[Attachment], id: &str, h: &HostsFile) -> Result<()> {
 pub fn detach(dirs: &Dirs, network: &str, id: &str) -> Result<()> {
     state::validate_id(id)?;
     super::check_name(network)?;
-    let _keep = super::keep::Scope;
+    let _keep = super::keep::Scope::enter();
     let _lock = lock_dir(&dirs.run)?;
     let p = record_path(dirs, id, network);
     let data = match fs::read(&p) {
@@ -779,7 +779,7 @@ fn container_gone(a: &Attachment) -> bool {
 /// killed mid-attach: the lock is free, so no attach is running), then remove pins that no
 /// record holds. With `network`, only that network's attachments. Returns what was released.
 pub fn gc(dirs: &Dirs, network: Option<&str>) -> Result<Vec<(String, String)>> {
-    let _keep = super::keep::Scope;
+    let _keep = super::keep::Scope::enter();
     let _lock = lock_dir(&dirs.run)?;
     let mut done = Vec::new();
     let mut first_err: Option<anyhow::Error> = None;
@@ -833,7 +833,7 @@ pub fn release_container(root: &Path, id: &str) -> Result<()> {
     if state::validate_id(id).is_err() || !container_dir(&dirs, id).exists() {
         return Ok(());
     }
-    let _keep = super::keep::Scope;
+    let _keep = super::keep::Scope::enter();
     let _lock = lock_dir(&dirs.run)?;
     let mut first_err = None;
     for mut a in records(&dirs)? {

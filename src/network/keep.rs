@@ -17,23 +17,46 @@
 //! pair and the descriptors it is given) that exits at EOF on the socket pair, once it has
 //! done every request before it: when the operation's [`Scope`] ends (attach, detach, gc, a
 //! deleted container's release) or husk exits, so a long-lived husk (`husk up`) holds nothing
-//! between operations. One keeper serves the whole operation, so the operation pays for one
-//! double fork at most. When it cannot be started each caller does the work itself, waiting.
+//! between operations, except the foreground `husk up --rm` on a network, which keeps one
+//! scope (and keeper) from its attach to its detach: the attach's last close of its nf_tables
+//! socket then comes after the detach instead of holding nf_tables' commit mutex, for a grace
+//! period, while a container that ran a short command is detached (the detach's table
+//! deletion and veth waited behind it: 5 ms at the median here). One keeper serves the whole
+//! operation, so the operation pays for one double fork at most. When it cannot be started
+//! each caller does the work itself, waiting.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// husk's end of the socket pair (None: not started, or it could not be).
 static KEEPER: Mutex<Option<Option<OwnedFd>>> = Mutex::new(None);
 
-/// While it lives, files given to [`hold`] are kept; its end lets the keeper go.
-pub struct Scope;
+/// How many [`Scope`]s are open: the keeper goes when the outermost one ends.
+static DEPTH: AtomicUsize = AtomicUsize::new(0);
+
+/// While it lives, files given to [`hold`] are kept; the end of the outermost one lets the
+/// keeper go. Scopes nest: a caller that runs several operations close together (the
+/// foreground `husk up --rm`: attach, the container's run, detach) opens one around them all,
+/// so one keeper serves them and the last closes it does (the attach's nf_tables socket's,
+/// which holds nf_tables' commit mutex for an RCU grace period) come after the detach rather
+/// than in its way.
+pub struct Scope(());
+
+impl Scope {
+    pub fn enter() -> Scope {
+        DEPTH.fetch_add(1, Ordering::SeqCst);
+        Scope(())
+    }
+}
 
 impl Drop for Scope {
     fn drop(&mut self) {
-        let mut k = KEEPER.lock().unwrap_or_else(|e| e.into_inner());
-        *k = None;
+        if DEPTH.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let mut k = KEEPER.lock().unwrap_or_else(|e| e.into_inner());
+            *k = None;
+        }
     }
 }
 
@@ -42,8 +65,15 @@ impl Drop for Scope {
 /// it while the caller goes on, and leaves it for that operation's first request (a request
 /// before it is ready starts one of its own, and this one then ends unused). For a caller
 /// that waits meanwhile anyway: the foreground `husk up --rm`, while its container runs.
+/// Nothing is started while a keeper is there.
 pub fn prestart() {
     use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
+    if matches!(
+        *KEEPER.lock().unwrap_or_else(|e| e.into_inner()),
+        Some(Some(_))
+    ) {
+        return;
+    }
     let mut old = SigSet::empty();
     if pthread_sigmask(
         SigmaskHow::SIG_SETMASK,
@@ -226,7 +256,7 @@ mod tests {
             std::fs::write(&p, b"{}").unwrap();
             let f = std::fs::File::open(&p).unwrap();
             if in_memory(&f) {
-                let _scope = Scope;
+                let _scope = Scope::enter();
                 hold(&p);
                 std::fs::remove_file(&p).unwrap();
                 std::thread::sleep(std::time::Duration::from_millis(50));
@@ -244,7 +274,7 @@ mod tests {
             );
             return;
         }
-        let scope = Scope;
+        let scope = Scope::enter();
         hold(&d.path().join("missing")); // nothing to hold: no error
         hold(&p);
         std::fs::remove_file(&p).unwrap();
@@ -279,7 +309,7 @@ mod tests {
         use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
         use std::io::Read;
         let _serial = serial();
-        let scope = Scope;
+        let scope = Scope::enter();
         let (a, b) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -315,5 +345,41 @@ mod tests {
         .unwrap();
         let (_r2, w2) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         assert!(!send_on(a2.as_fd(), &[0u8; MAX_MSG + 1], w2.as_fd()));
+    }
+
+    /// Scopes nest: the end of an inner one leaves the keeper (and what it holds) to the
+    /// outer one, whose end lets it go.
+    #[test]
+    fn the_outermost_scope_ends_the_keeper() {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        let _serial = serial();
+        let outer = Scope::enter();
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        {
+            let _inner = Scope::enter();
+            assert!(give(a.as_fd()));
+        }
+        drop(a);
+        // the keeper still holds `a`'s copy: no EOF at `b`
+        assert!(
+            !crate::sys::fd::readable_within(b.as_fd(), 200).unwrap(),
+            "the inner scope's end let the keeper go"
+        );
+        // prestart while the keeper is there leaves it be
+        {
+            let _next = Scope::enter();
+            prestart();
+        }
+        assert!(!crate::sys::fd::readable_within(b.as_fd(), 0).unwrap());
+        drop(outer);
+        assert!(crate::sys::fd::readable_within(b.as_fd(), 5000).unwrap());
+        let mut got = [0u8; 4];
+        assert_eq!(nix::unistd::read(&b, &mut got).unwrap(), 0);
     }
 }

@@ -342,6 +342,9 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(taken()),
         Err(e) => return Err(e).with_context(|| format!("create {}", bundle.display())),
     }
+    // a foreground --rm on a network: one keeper for the attach, the run and the detach
+    // (network::keep::Scope)
+    let _keep = (o.rm && !o.detach && net.is_some()).then(crate::network::keep::Scope::enter);
     let result = (|| {
         let ids = match o.userns {
             userns::Mode::Host | userns::Mode::KeepId { .. } | userns::Mode::NoMap => None,
@@ -506,8 +509,8 @@ pub fn up(g: &Global, store_dir: &Path, o: &UpOptions) -> Result<i32> {
                 );
                 crate::network::attach::attach(g, dirs, name, &id, &a)?;
                 if o.rm {
-                    // the detach after the exit finds its keeper started, while the
-                    // container ran
+                    // the detach after the exit finds its keeper started (the attach's, kept
+                    // by the scope above, or one started now while the container runs)
                     crate::network::keep::prestart();
                 }
             }

@@ -429,7 +429,7 @@ mod tests {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
             // the keeper ends with the test (it holds sockets of this namespace)
             let _serial = crate::network::keep::serial();
-            let _keeper = crate::network::keep::Scope;
+            let _keeper = crate::network::keep::Scope::enter();
             let mut s = Socket::new().unwrap();
             for round in 0..3 {
                 let mut m = Msg::new(&ifinfomsg(0, 0, 0, 0));

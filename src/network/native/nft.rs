@@ -991,7 +991,7 @@ mod tests {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
             // the keeper ends with the test (it holds sockets of this namespace)
             let _serial = crate::network::keep::serial();
-            let _keeper = crate::network::keep::Scope;
+            let _keeper = crate::network::keep::Scope::enter();
             let ports = crate::network::ports::parse("8080:80").unwrap();
             let r = Rules {
                 table: "husk-unit",
