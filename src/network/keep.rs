@@ -302,21 +302,26 @@ mod tests {
         }
     }
 
-    /// `send_on`: the keeper sends the message on the socket given and then closes its copy of
-    /// the pipe's write end; the socket stays open in the keeper until the scope ends.
-    #[test]
-    fn the_keeper_sends_and_says_when() {
+    /// A connected pair of SEQPACKET sockets (close-on-exec): something for the keeper to hold.
+    fn seqpacket_pair() -> (OwnedFd, OwnedFd) {
         use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-        use std::io::Read;
-        let _serial = serial();
-        let scope = Scope::enter();
-        let (a, b) = socketpair(
+        socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
             None,
             SockFlag::SOCK_CLOEXEC,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// `send_on`: the keeper sends the message on the socket given and then closes its copy of
+    /// the pipe's write end; the socket stays open in the keeper until the scope ends.
+    #[test]
+    fn the_keeper_sends_and_says_when() {
+        use std::io::Read;
+        let _serial = serial();
+        let scope = Scope::enter();
+        let (a, b) = seqpacket_pair();
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         assert!(send_on(a.as_fd(), b"hello", w.as_fd()));
         drop((a, w));
@@ -336,13 +341,7 @@ mod tests {
         assert!(crate::sys::fd::readable_within(b.as_fd(), 5000).unwrap());
         assert_eq!(nix::unistd::read(&b, &mut got).unwrap(), 0);
         // too long a message is refused, nothing sent
-        let (a2, _b2) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
+        let (a2, _b2) = seqpacket_pair();
         let (_r2, w2) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         assert!(!send_on(a2.as_fd(), &[0u8; MAX_MSG + 1], w2.as_fd()));
     }
@@ -351,16 +350,9 @@ mod tests {
     /// outer one, whose end lets it go.
     #[test]
     fn the_outermost_scope_ends_the_keeper() {
-        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
         let _serial = serial();
         let outer = Scope::enter();
-        let (a, b) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
+        let (a, b) = seqpacket_pair();
         {
             let _inner = Scope::enter();
             assert!(give(a.as_fd()));
