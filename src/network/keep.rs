@@ -21,9 +21,9 @@
 //! scope (and keeper) from its attach to its detach: the attach's last close of its nf_tables
 //! socket then comes after the detach instead of holding nf_tables' commit mutex, for a grace
 //! period, while a container that ran a short command is detached (the detach's table
-//! deletion and veth waited behind it: 5 ms at the median here). One keeper serves the whole
-//! operation, so the operation pays for one double fork at most. When it cannot be started
-//! each caller does the work itself, waiting.
+//! deletion and veth deletion would wait behind it: 5 ms at the median here). One keeper
+//! serves the whole operation, so the operation pays for one double fork at most. When it
+//! cannot be started each caller does the work itself, waiting.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
