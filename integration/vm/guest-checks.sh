@@ -147,6 +147,8 @@ if [ "$mode" = systemd ]; then
 	mm=$(systemctl show -P MemoryMax "$unit")
 	check "update --memory: unit MemoryMax=$mm" test "$mm" = 134217728
 fi
+# the counter is written to c.new and renamed over c: a read sees a whole number, never the
+# empty file between a truncation and its write
 c() { cat "/proc/$pid/root/dev/shm/c" 2>/dev/null; }
 wait_for 60 sh -c "[ -s /proc/$pid/root/dev/shm/c ]"
 H pause "$id"
@@ -154,7 +156,7 @@ stp=$(H state "$id" | sed -n 's/.*"status": *"\([a-z]*\)".*/\1/p')
 c1=$(c); sleep 3; c2=$(c)
 check "pause: status $stp, counter stopped ($c1 -> $c2)" test "$stp" = paused -a -n "$c1" -a "$c1" = "$c2"
 H resume "$id"
-wait_for 60 sh -c "[ \"\$(cat /proc/$pid/root/dev/shm/c)\" != '$c2' ]"
+wait_for 60 sh -c "[ -s /proc/$pid/root/dev/shm/c ] && [ \"\$(cat /proc/$pid/root/dev/shm/c)\" != '$c2' ]"
 c3=$(c)
 check "resume: counter runs again ($c2 -> $c3)" test -n "$c3" -a "$c3" != "$c2"
 # 5b. the cgroup frozen behind husk's back (what a pause killed after its freeze leaves):
@@ -165,7 +167,7 @@ stp=$(H state "$id" | sed -n 's/.*"status": *"\([a-z]*\)".*/\1/p')
 check "frozen by hand: status $stp (paused)" test "$stp" = paused
 H resume "$id"
 c4=$(c)
-wait_for 60 sh -c "[ \"\$(cat /proc/$pid/root/dev/shm/c)\" != '$c4' ]"
+wait_for 60 sh -c "[ -s /proc/$pid/root/dev/shm/c ] && [ \"\$(cat /proc/$pid/root/dev/shm/c)\" != '$c4' ]"
 c5=$(c)
 check "frozen by hand: resume thaws it (counter $c4 -> $c5)" test -n "$c5" -a "$c5" != "$c4"
 dev=$(H exec "$id" sh -c 'mknod /dev/vmtdev b 98 0 && head -c1 /dev/vmtdev >/dev/null; echo rc=$?' 2>&1)

@@ -131,7 +131,7 @@ mk long '.linux.resources.memory.limit = 67108864 | .linux.resources.pids.limit 
 	| .annotations["org.systemd.property.CollectMode"] = "'"'inactive-or-failed'"'"
 	| .process.capabilities.bounding += ["CAP_MKNOD"] | .process.capabilities.effective += ["CAP_MKNOD"]
 	| .process.capabilities.permitted += ["CAP_MKNOD"]
-	| .process.args = '"$(sh_args 'i=0; while :; do i=$((i+1)); echo $i >/dev/shm/c; sleep 0.1; done')"
+	| .process.args = '"$(sh_args 'i=0; while :; do i=$((i+1)); echo $i >/dev/shm/c.new; mv /dev/shm/c.new /dev/shm/c; sleep 0.1; done')"
 # a node in linux.devices is not a permission: under the spec's deny-all it stays unopenable
 mk devnode '.linux.devices = [{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]
 	| .process.args = ["/probe", "open-write", "/dev/kmsg"]'
